@@ -1,0 +1,28 @@
+"""OpenCV's dnn Caffe importer as an independent reference forward pass."""
+
+import numpy as np
+import pytest
+
+
+def opencv_forward(prototxt_text, inputs, caffemodel=None, outputs=None):
+    """Run a Caffe net through OpenCV's dnn importer (the independent oracle).
+
+    ``inputs`` maps input names to NHWC arrays; returns NHWC (or 2-D) float32 arrays per output.
+    """
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2.dnn, "readNetFromCaffe"):
+        raise RuntimeError("OpenCV without the Caffe importer; install opencv-python-headless<5")
+    proto = prototxt_text.encode() if isinstance(prototxt_text, str) else prototxt_text
+    model = b"" if caffemodel is None else caffemodel
+    net = cv2.dnn.readNetFromCaffe(bytearray(proto), bytearray(model)) if model else \
+        cv2.dnn.readNetFromCaffe(bytearray(proto))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    net.enableFusion(False)
+    net.enableWinograd(False)
+    for name, x in inputs.items():
+        x = np.asarray(x, np.float32)
+        net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
+    names = outputs or list(net.getUnconnectedOutLayersNames())
+    outs = net.forward(names)
+    return {n: (o.transpose(0, 2, 3, 1) if o.ndim == 4 else o) for n, o in zip(names, outs)}

@@ -1,0 +1,100 @@
+"""zoo.layers against OpenCV's Caffe engine: pooling (ceil, clip, divisor) and align-corners Interp."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.oracle import opencv_forward
+from zoo.layers import CaffePooling2D, CropToReference, InterpAlignCorners, caffe_pool_output_size
+
+pytestmark = pytest.mark.backend_agnostic
+
+POOL_CASES = [
+    # (H, W, kernel, stride, pad)
+    (17, 23, 3, 2, 0),
+    (17, 23, 3, 2, 1),
+    (112, 113, 3, 2, 0),  # ResNet pool1: 112 -> 56
+    (25, 31, 9, 8, 0),  # CPM centre map pooling: partial last window
+    (21, 19, 3, 3, 1),
+    (13, 11, 2, 2, 0),
+    (15, 15, 5, 3, 2),
+    (9, 14, 3, 1, 1),
+]
+
+
+def _pool_prototxt(h, w, mode, k, s, p):
+    return f"""
+name: "pool"
+input: "data"
+input_dim: 1 input_dim: 3 input_dim: {h} input_dim: {w}
+layer {{ name: "pool" type: "Pooling" bottom: "data" top: "pool"
+  pooling_param {{ pool: {mode} kernel_size: {k} stride: {s} pad: {p} }} }}
+"""
+
+
+@pytest.mark.parametrize("mode", ["MAX", "AVE"])
+@pytest.mark.parametrize("h,w,k,s,p", POOL_CASES)
+def test_caffe_pooling_matches_opencv(mode, h, w, k, s, p, rng):
+    x = rng.normal(size=(1, h, w, 3)).astype(np.float32) - 0.5  # negatives: padding must not win MAX
+    ref = opencv_forward(_pool_prototxt(h, w, mode, k, s, p), {"data": x})["pool"]
+    layer = CaffePooling2D("max" if mode == "MAX" else "ave", k, s, p)
+    ours = keras.ops.convert_to_numpy(layer(x))
+    assert ours.shape == ref.shape
+    assert layer.compute_output_shape((1, h, w, 3)) == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_pool_output_size_rules():
+    assert caffe_pool_output_size(112, 3, 2, 0) == 56  # floor would give 55
+    assert caffe_pool_output_size(368, 9, 8, 0) == 46
+    assert caffe_pool_output_size(112, 3, 2, 0, ceil_mode=False) == 55
+    assert caffe_pool_output_size(5, 3, 2, 2) == 4  # last window starting beyond H + p is dropped
+
+
+def test_global_pooling(rng):
+    x = rng.normal(size=(2, 7, 5, 4)).astype(np.float32)
+    y = keras.ops.convert_to_numpy(CaffePooling2D("ave", global_pooling=True)(x))
+    np.testing.assert_allclose(y[:, 0, 0], x.mean(axis=(1, 2)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "h,w,spec,param",
+    [
+        (7, 9, "zoom_factor: 8", None),  # PSPNet final upsampling: 7 -> 49
+        (6, 6, "height: 37 width: 29", (37, 29)),
+        (13, 17, "height: 5 width: 7", (5, 7)),  # downsampling
+        (1, 3, "height: 5 width: 4", (5, 4)),
+    ],
+)
+def test_interp_align_corners_matches_opencv(h, w, spec, param, rng):
+    x = rng.normal(size=(1, h, w, 2)).astype(np.float32)
+    proto = f"""
+input: "data"
+input_dim: 1 input_dim: 2 input_dim: {h} input_dim: {w}
+layer {{ name: "interp" type: "Interp" bottom: "data" top: "interp" interp_param {{ {spec} }} }}
+"""
+    ref = opencv_forward(proto, {"data": x})["interp"]
+    layer = InterpAlignCorners(size=param) if param else InterpAlignCorners(zoom_factor=8)
+    ours = keras.ops.convert_to_numpy(layer(x))
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_interp_resizes_to_reference_and_half_pixel_resize_differs(rng):
+    x = rng.normal(size=(1, 6, 6, 2)).astype(np.float32)
+    ref = np.zeros((1, 60, 60, 1), np.float32)
+    y = keras.ops.convert_to_numpy(InterpAlignCorners()([x, ref]))
+    assert y.shape == (1, 60, 60, 2)
+    np.testing.assert_allclose(y[0, 0, 0], x[0, 0, 0], atol=1e-6)  # corners align
+    np.testing.assert_allclose(y[0, -1, -1], x[0, -1, -1], atol=1e-6)
+    half_pixel = keras.ops.convert_to_numpy(keras.ops.image.resize(x, (60, 60)))
+    assert np.abs(half_pixel - y).max() > 1e-2
+
+
+def test_crop_to_reference_uses_top_left_offsets(rng):
+    x = rng.normal(size=(1, 20, 22, 3)).astype(np.float32)
+    ref = np.zeros((1, 9, 10, 5), np.float32)
+    y = keras.ops.convert_to_numpy(CropToReference(axis=2, offset=(5,))([x, ref]))
+    np.testing.assert_array_equal(y, x[:, 5:14, 5:15, :])
+    y = keras.ops.convert_to_numpy(CropToReference(axis=2, offset=(2, 3))([x, ref]))
+    np.testing.assert_array_equal(y, x[:, 2:11, 3:13, :])

@@ -1,0 +1,22 @@
+"""kerazoo: Keras 3 models for pose estimation and segmentation, exact to their Caffe originals.
+
+    import zoo
+    zoo.list_models("resnet*")
+    model = zoo.get("hourglass", stacks=2, num_keypoints=16, input_shape=(256, 256, 3))
+"""
+
+from zoo import layers  # noqa: F401  (registers the serializable layers)
+from zoo.api import get, preprocess, register_weights_loader, weights_record
+from zoo.errors import InputShapeError, WeightsFileError, WeightsMismatchError, ZooError
+from zoo.registry import ModelSpec, get_spec, info, list_models, register, register_weights
+from zoo.weights import WeightsRecord, load_weights, read_record, save_weights
+from zoo import models  # noqa: F401,E402  (registers the builders)
+from zoo.models.cpm import cpm_center_map  # noqa: E402
+
+__all__ = [
+    "get", "list_models", "info", "register", "register_weights", "get_spec", "ModelSpec",
+    "preprocess", "weights_record", "register_weights_loader",
+    "WeightsRecord", "save_weights", "load_weights", "read_record",
+    "ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError",
+    "cpm_center_map", "layers",
+]

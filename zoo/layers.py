@@ -1,0 +1,413 @@
+"""Layers that reproduce Caffe's arithmetic exactly, written with ``keras.ops`` only.
+
+All layers are channels-last (NHWC), registered serializable (package ``"zoo"``) so models that use
+them load with ``keras.models.load_model(path, safe_mode=True)``, and accept unknown spatial sizes
+(``None``) on TensorFlow: sizes are read from the live tensor.
+
+Conventions: ``H, W`` are input heights/widths, ``k`` kernel, ``s`` stride, ``p`` padding, all in
+pixels of the layer's input.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = [
+    "caffe_pool_output_size",
+    "CaffePooling2D",
+    "InterpAlignCorners",
+    "CropToReference",
+    "ChannelScale",
+    "BilinearKernel",
+    "interp_output_size",
+]
+
+_register = keras.saving.register_keras_serializable(package="zoo")
+
+
+def _pair(v, name):
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(x) for x in v)
+    if len(v) != 2:
+        raise ValueError(f"`{name}` must be an int or a pair of ints. Received: {name}={v}")
+    return v
+
+
+def _is_static(*vals):
+    return all(isinstance(v, (int, np.integer)) for v in vals)
+
+
+def caffe_pool_output_size(size, kernel, stride, pad, ceil_mode=True):
+    """Caffe's pooling output size along one axis (``pooling_layer.cpp``).
+
+    ``o = ceil((size + 2p - k) / s) + 1`` (floor with ``ceil_mode=False``); when ``p > 0`` and the
+    last window would start at or beyond ``size + p``, it is dropped. Works on Python ints and on
+    integer tensors.
+    """
+    num = size + 2 * pad - kernel
+    o = (-((-num) // stride) if ceil_mode else num // stride) + 1
+    if pad > 0:
+        if _is_static(o, size):
+            if (o - 1) * stride >= size + pad:
+                o -= 1
+        else:
+            o = o - ops.cast((o - 1) * stride >= size + pad, o.dtype)
+    return o
+
+
+def _maximum0(v):
+    return max(v, 0) if _is_static(v) else ops.maximum(v, 0)
+
+
+@_register
+class CaffePooling2D(keras.layers.Layer):
+    """Caffe ``Pooling`` (MAX or AVE) with Caffe's rounding, window clipping and average divisor.
+
+    - Output size from :func:`caffe_pool_output_size` (ceil by default: 112 -> 56 for 3x3/2).
+    - MAX: padding never wins (windows are clipped to the image).
+    - AVE: the sum over the window divided by the window's extent clipped to ``[-p, H + p)``:
+      padding inside that range counts in the divisor, the ceil overhang beyond it does not.
+
+    Args:
+        mode: ``"max"`` or ``"ave"``.
+        pool_size, strides, padding: ints or ``(h, w)`` pairs (Caffe ``kernel_size``, ``stride``, ``pad``).
+        ceil_mode: Caffe ``round_mode: CEIL`` (True, default) or ``FLOOR``.
+        global_pooling: pool the whole map (kernel = H x W, stride 1, pad 0); output 1x1.
+
+    Input shape ``(B, H, W, C)``; output ``(B, Ho, Wo, C)``.
+    """
+
+    def __init__(self, mode="max", pool_size=2, strides=None, padding=0, ceil_mode=True,
+                 global_pooling=False, **kwargs):
+        super().__init__(**kwargs)
+        mode = mode.lower()
+        if mode not in ("max", "ave"):
+            raise ValueError(f"`mode` must be 'max' or 'ave'. Received: mode={mode!r}")
+        self.mode = mode
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.strides = _pair(strides if strides is not None else pool_size, "strides")
+        self.padding = _pair(padding, "padding")
+        self.ceil_mode = bool(ceil_mode)
+        self.global_pooling = bool(global_pooling)
+        if not global_pooling and any(p >= k for p, k in zip(self.padding, self.pool_size)):
+            raise ValueError(
+                f"Caffe requires pad < kernel. Received: padding={self.padding}, pool_size={self.pool_size}"
+            )
+
+    def _geometry(self, h, w):
+        if self.global_pooling:
+            return (h, w), (1, 1), (0, 0)
+        return self.pool_size, self.strides, self.padding
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        if self.global_pooling:
+            return (b, 1, 1, c)
+        (kh, kw), (sh, sw), (ph, pw) = self._geometry(h, w)
+        oh = None if h is None else caffe_pool_output_size(h, kh, sh, ph, self.ceil_mode)
+        ow = None if w is None else caffe_pool_output_size(w, kw, sw, pw, self.ceil_mode)
+        return (b, oh, ow, c)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        h, w = shape[1], shape[2]
+        if self.global_pooling:
+            fn = ops.max if self.mode == "max" else ops.mean
+            return fn(x, axis=(1, 2), keepdims=True)
+        (kh, kw), (sh, sw), (ph, pw) = self._geometry(h, w)
+        oh = caffe_pool_output_size(h, kh, sh, ph, self.ceil_mode)
+        ow = caffe_pool_output_size(w, kw, sw, pw, self.ceil_mode)
+        # Pad so that every Caffe window fits; slice off windows Keras' floor adds beyond Caffe's.
+        eh = _maximum0((oh - 1) * sh + kh - (h + 2 * ph))
+        ew = _maximum0((ow - 1) * sw + kw - (w + 2 * pw))
+        fill = float("-inf") if self.mode == "max" else 0.0
+        if not (_is_static(eh, ew) and ph == pw == eh == ew == 0):
+            x = ops.pad(x, [[0, 0], [ph, ph + eh], [pw, pw + ew], [0, 0]], constant_values=fill)
+        if self.mode == "max":
+            y = ops.max_pool(x, (kh, kw), (sh, sw), padding="valid")
+        else:
+            y = ops.average_pool(x, (kh, kw), (sh, sw), padding="valid") * float(kh * kw)
+        y = y[:, :oh, :ow, :]
+        if self.mode == "ave":
+            y = y / self._divisor(h, w, oh, ow, kh, kw, sh, sw, ph, pw, y.dtype)
+        return y
+
+    @staticmethod
+    def _divisor(h, w, oh, ow, kh, kw, sh, sw, ph, pw, dtype):
+        def axis(size, o, k, s, p):
+            if _is_static(size, o):
+                start = np.arange(o) * s - p
+                return np.minimum(start + k, size + p) - start
+            start = ops.arange(o) * s - p
+            return ops.minimum(start + k, size + p) - start
+
+        dh, dw = axis(h, oh, kh, sh, ph), axis(w, ow, kw, sw, pw)
+        if isinstance(dh, np.ndarray) and isinstance(dw, np.ndarray):
+            return ops.convert_to_tensor(np.outer(dh, dw)[None, :, :, None], dtype=dtype)
+        d = ops.cast(ops.reshape(dh, (-1, 1)) * ops.reshape(dw, (1, -1)), dtype)
+        return ops.reshape(d, (1, ops.shape(d)[0], ops.shape(d)[1], 1))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mode": self.mode,
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "ceil_mode": self.ceil_mode,
+            "global_pooling": self.global_pooling,
+        }
+
+
+def interp_output_size(size, zoom_factor=None, shrink_factor=None, pad_beg=0, pad_end=0):
+    """Caffe ``Interp`` output size along one axis (PSPNet/DeepLab fork).
+
+    ``size + pad_beg + pad_end`` (pads <= 0 crop), then shrink ``(n - 1) // s + 1``, then zoom
+    ``n + (n - 1) * (z - 1)``.
+    """
+    n = size + pad_beg + pad_end
+    if shrink_factor is not None:
+        n = (n - 1) // shrink_factor + 1
+    if zoom_factor is not None:
+        n = n + (n - 1) * (zoom_factor - 1)
+    return n
+
+
+def _align_corners_matrix(n_in, n_out, dtype):
+    """(n_out, n_in) matrix of Caffe's ``caffe_cpu_interp2`` weights, float32 arithmetic as in C++."""
+    if _is_static(n_in, n_out):
+        r = np.float32((n_in - 1) / (n_out - 1)) if n_out > 1 else np.float32(0.0)
+        src = np.arange(n_out, dtype=np.float32) * r
+        lo = np.floor(src).astype(np.int64)
+        lam = (src - lo.astype(np.float32)).astype(np.float32)
+        hi = lo + (lo < n_in - 1)
+        a = np.zeros((n_out, n_in), np.float32)
+        np.add.at(a, (np.arange(n_out), lo), 1.0 - lam)
+        np.add.at(a, (np.arange(n_out), hi), lam)
+        return ops.convert_to_tensor(a, dtype=dtype)
+    n_in_f = ops.cast(n_in, "float32")
+    n_out_f = ops.cast(n_out, "float32")
+    r = ops.where(n_out > 1, (n_in_f - 1.0) / ops.maximum(n_out_f - 1.0, 1.0), 0.0)
+    src = ops.cast(ops.arange(n_out), "float32") * r
+    lo = ops.cast(ops.floor(src), "int32")
+    lam = src - ops.cast(lo, "float32")
+    hi = lo + ops.cast(lo < n_in - 1, "int32")
+    a = ops.one_hot(lo, n_in) * (1.0 - lam)[:, None] + ops.one_hot(hi, n_in) * lam[:, None]
+    return ops.cast(a, dtype)
+
+
+@_register
+class InterpAlignCorners(keras.layers.Layer):
+    """Bilinear resize with align-corners semantics, exactly as Caffe's ``Interp`` layer.
+
+    ``keras.ops.image.resize`` is half-pixel (align_corners=False) and differs by up to 2.7 on a
+    60 -> 473 upsampling; this layer builds Caffe's interpolation matrices ``A_h`` (Ho x H) and
+    ``A_w`` (Wo x W) and computes ``A_h . x . A_w^T``.
+
+    The output size is, in order of precedence: the spatial size of a second input (called as
+    ``layer([x, reference])``), ``size=(Ho, Wo)``, or Caffe's ``zoom_factor``/``shrink_factor``.
+    ``pad_beg``/``pad_end`` (<= 0) crop the input first, as in Caffe.
+
+    Input ``(B, H, W, C)``; output ``(B, Ho, Wo, C)``.
+    """
+
+    def __init__(self, size=None, zoom_factor=None, shrink_factor=None, pad_beg=0, pad_end=0, **kwargs):
+        super().__init__(**kwargs)
+        self.size = None if size is None else _pair(size, "size")
+        self.zoom_factor = zoom_factor
+        self.shrink_factor = shrink_factor
+        if pad_beg > 0 or pad_end > 0:
+            raise ValueError(f"Interp pad_beg/pad_end must be <= 0. Received: {pad_beg}, {pad_end}")
+        self.pad_beg, self.pad_end = int(pad_beg), int(pad_end)
+
+    def _out_size(self, h, w, ref_shape=None):
+        if ref_shape is not None:
+            return ref_shape[1], ref_shape[2]
+        if self.size is not None:
+            return self.size
+        args = (self.zoom_factor, self.shrink_factor, self.pad_beg, self.pad_end)
+        oh = None if h is None else interp_output_size(h, *args)
+        ow = None if w is None else interp_output_size(w, *args)
+        return oh, ow
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
+            x_shape, ref = input_shape[0], input_shape[1]
+        else:
+            x_shape, ref = input_shape, None
+        oh, ow = self._out_size(x_shape[1], x_shape[2], ref)
+        return (x_shape[0], oh, ow, x_shape[3])
+
+    def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            x, ref = inputs
+            ref_shape = ops.shape(ref)
+        else:
+            x, ref_shape = inputs, None
+        if self.pad_beg or self.pad_end:
+            end_h = ops.shape(x)[1] + self.pad_end
+            end_w = ops.shape(x)[2] + self.pad_end
+            x = x[:, -self.pad_beg:end_h, -self.pad_beg:end_w, :]
+        h, w = ops.shape(x)[1], ops.shape(x)[2]
+        oh, ow = self._out_size(h, w, ref_shape)
+        if _is_static(h, w, oh, ow) and (h, w) == (oh, ow):
+            return x
+        a_h = _align_corners_matrix(h, oh, x.dtype)
+        a_w = _align_corners_matrix(w, ow, x.dtype)
+        y = ops.einsum("oh,bhwc->bowc", a_h, x)
+        return ops.einsum("pw,bowc->bopc", a_w, y)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "zoom_factor": self.zoom_factor,
+            "shrink_factor": self.shrink_factor,
+            "pad_beg": self.pad_beg,
+            "pad_end": self.pad_end,
+        }
+
+
+# Caffe NCHW axis -> NHWC axis.
+_NCHW_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+@_register
+class CropToReference(keras.layers.Layer):
+    """Caffe ``Crop``: cut ``x`` to the size of ``reference`` starting at fixed offsets.
+
+    Called as ``layer([x, reference])``. Follows ``crop_layer.cpp``: every axis from ``axis`` on
+    (Caffe NCHW numbering, default 2 = height) takes the reference's size, starting at ``offset``
+    from the top-left (not centred). One offset applies to all those axes; otherwise one per axis.
+    The reference size is read from the live tensor, so any input size works.
+    """
+
+    def __init__(self, axis=2, offset=(0,), **kwargs):
+        super().__init__(**kwargs)
+        if axis < 0:
+            axis += 4
+        if axis not in (0, 1, 2, 3):
+            raise ValueError(f"Crop `axis` must be in [0, 3] (NCHW). Received: axis={axis}")
+        offset = (offset,) if isinstance(offset, int) else tuple(int(o) for o in offset)
+        n_axes = 4 - axis
+        if len(offset) not in (0, 1, n_axes):
+            raise ValueError(
+                f"Crop needs 0, 1 or {n_axes} offsets for axis={axis}. Received: offset={offset}"
+            )
+        self.axis = axis
+        self.offset = offset
+        off = offset or (0,)
+        self._offsets = {  # NHWC axis -> offset
+            _NCHW_TO_NHWC[a]: (off[0] if len(off) == 1 else off[a - axis]) for a in range(axis, 4)
+        }
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, ref_shape = input_shapes
+        out = list(x_shape)
+        for a in self._offsets:
+            out[a] = ref_shape[a]
+        return tuple(out)
+
+    def call(self, inputs):
+        x, ref = inputs
+        ref_shape = ops.shape(ref)
+        index = []
+        for a in range(4):
+            if a in self._offsets:
+                o = self._offsets[a]
+                index.append(slice(o, o + ref_shape[a]))
+            else:
+                index.append(slice(None))
+        return x[tuple(index)]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "offset": self.offset}
+
+
+@_register
+class ChannelScale(keras.layers.Layer):
+    """Per-channel multiplication by a weight vector (Caffe ``Scale`` without bias, one bottom).
+
+    FCN-8s at-once scales its pool4/pool3 skips by constants 0.01/0.0001 stored as Scale blobs
+    (lr_mult 0): use ``ChannelScale(0.01, trainable=False)``.
+    """
+
+    def __init__(self, initial_value=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_value = float(initial_value)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(
+            name="scale",
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(self.initial_value),
+        )
+
+    def call(self, x):
+        return x * ops.cast(self.scale, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_value": self.initial_value}
+
+
+@_register
+class BilinearKernel(keras.initializers.Initializer):
+    """Bilinear upsampling kernel for ``Conv2DTranspose`` (FCN's ``surgery.interp``).
+
+    Kernel shape ``(k, k, C_out, C_in)``; channel ``i`` maps to channel ``i`` only.
+    """
+
+    def __call__(self, shape, dtype=None):
+        kh, kw, c_out, c_in = shape
+
+        def filt(k):
+            factor = (k + 1) // 2
+            center = factor - 1 if k % 2 == 1 else factor - 0.5
+            return 1 - np.abs(np.arange(k) - center) / factor
+
+        f = np.outer(filt(kh), filt(kw)).astype(np.float32)
+        w = np.zeros(shape, np.float32)
+        for i in range(min(c_out, c_in)):
+            w[:, :, i, i] = f
+        return ops.convert_to_tensor(w, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+def min_input_size_error(model_name, size, minimum):
+    """An :class:`zoo.errors.InputShapeError` naming the minimum size."""
+    from zoo.errors import InputShapeError
+
+    return InputShapeError(
+        f"{model_name}: input size {size[0]}x{size[1]} is too small; the minimum is "
+        f"{minimum[0]}x{minimum[1]} (height x width)."
+    )
+
+
+def check_input_shape(model_name, input_shape, *, default, minimum, channels=3):
+    """Validate ``input_shape`` (H, W, C) for a builder; returns the shape to use.
+
+    ``None`` gives ``default``; ``None`` spatial dims are allowed (sizes read at run time).
+    Raises :class:`zoo.errors.InputShapeError` naming the minimum size or the expected channels.
+    """
+    from zoo.errors import InputShapeError
+
+    if input_shape is None:
+        return tuple(default)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise InputShapeError(
+            f"{model_name}: `input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
+        )
+    h, w, c = input_shape
+    if c is not None and channels is not None and c != channels:
+        raise InputShapeError(
+            f"{model_name}: expected {channels} input channels (channels last). Received: input_shape={input_shape}"
+        )
+    if (h is not None and h < minimum[0]) or (w is not None and w < minimum[1]):
+        raise min_input_size_error(model_name, (h, w), minimum)
+    return input_shape

@@ -1,0 +1,132 @@
+"""One registry for every model family: ``register``, ``list_models``, ``info``, ``get``.
+
+Model names map to a :class:`ModelSpec`: the builder function, its defaults, the names of the
+layers that form its head (so weights for another number of classes/keypoints can still load
+the backbone), and the known pretrained weights records (tags).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from zoo.weights import WeightsRecord
+
+__all__ = ["ModelSpec", "register", "register_weights", "list_models", "info", "get_spec"]
+
+_MODELS: dict[str, "ModelSpec"] = {}  # model name -> spec
+
+
+@dataclass
+class ModelSpec:
+    """What the registry knows about one model name.
+
+    Attributes:
+        name: registry name, e.g. ``"resnet50"``.
+        builder: function returning a ``keras.Model``; keyword arguments only.
+        family: family name (``"resnet"``, ``"fcn"``, ...), used for presets.
+        head_layers: fnmatch patterns of the layer names whose shapes depend on ``head_kwarg``.
+        head_kwarg: the builder argument that sets the head size (``"classes"`` or
+            ``"num_keypoints"``), or ``None``.
+        weights: tag -> :class:`WeightsRecord`; the first tag is the default.
+    """
+
+    name: str
+    builder: Callable[..., Any]
+    family: str = ""
+    head_layers: tuple[str, ...] = ()
+    head_kwarg: str | None = None
+    weights: dict[str, WeightsRecord] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Builder keyword arguments and their default values."""
+        out = {}
+        for p in inspect.signature(self.builder).parameters.values():
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+        return out
+
+    def is_head_layer(self, layer_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(layer_name, pat) for pat in self.head_layers)
+
+
+def register(name: str | None = None, *, family: str = "", head_layers=(), head_kwarg=None):
+    """Decorator adding a builder to the registry under ``name`` (default: the function name).
+
+    Example:
+        >>> @zoo.register("my_net", head_layers=("logits",), head_kwarg="classes")
+        ... def my_net(*, weights=None, input_shape=None, classes=10, name="my_net"): ...
+
+    Raises:
+        ValueError: if the name is already registered.
+    """
+
+    def wrap(fn):
+        key = name or fn.__name__
+        if key in _MODELS:
+            raise ValueError(f"A model is already registered under the name '{key}'.")
+        _MODELS[key] = ModelSpec(key, fn, family or key, tuple(head_layers), head_kwarg)
+        return fn
+
+    return wrap
+
+
+def register_weights(model_name: str, tag: str, record: WeightsRecord) -> None:
+    """Attach a pretrained weights record to a registered model as ``model_name.tag``."""
+    spec = get_spec(model_name)
+    spec.weights[tag] = record
+
+
+def _natural_key(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def list_models(pattern: str | list[str] = "*", *, pretrained: bool = False) -> list[str]:
+    """Registered model names matching fnmatch ``pattern`` (a string or a list), naturally sorted.
+
+    With ``pretrained=True`` only models with weights are listed, as ``name.tag`` entries.
+    """
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    names = []
+    for key, spec in _MODELS.items():
+        candidates = [f"{key}.{t}" for t in spec.weights] if pretrained else [key]
+        for c in candidates:
+            if any(fnmatch.fnmatchcase(c, p) or fnmatch.fnmatchcase(key, p) for p in patterns):
+                names.append(c)
+    return sorted(set(names), key=_natural_key)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name`` (``"arch"`` or ``"arch.tag"``).
+
+    Raises:
+        ValueError: for an unknown name; the message lists the closest registered names.
+    """
+    arch = name.split(".", 1)[0]
+    if arch not in _MODELS:
+        close = difflib.get_close_matches(arch, list(_MODELS), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown model '{name}'.{hint} Registered models: {', '.join(list_models())}."
+        )
+    return _MODELS[arch]
+
+
+def info(name: str) -> dict[str, Any]:
+    """Builder, defaults, head and known weights (with their metadata) of a registered model."""
+    spec = get_spec(name)
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "builder": f"{spec.builder.__module__}.{spec.builder.__qualname__}",
+        "doc": (inspect.getdoc(spec.builder) or "").split("\n\n")[0],
+        "defaults": spec.defaults,
+        "head_kwarg": spec.head_kwarg,
+        "head_layers": list(spec.head_layers),
+        "weights": {tag: rec.to_dict() for tag, rec in spec.weights.items()},
+    }

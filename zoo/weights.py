@@ -1,0 +1,346 @@
+"""Weights records (metadata that travels with weights) and the zoo's name-keyed weights file.
+
+Keras 3 ``.weights.h5`` files address layers by class name and creation order, so they break as
+soon as a builder changes. The zoo's own format keys every layer by ``layer.name``::
+
+    /                         attrs: format="kerazoo-weights", format_version=1,
+                                     model_name, record (JSON of a WeightsRecord)
+    /layers/<layer name>/     attrs: names (JSON list of variable paths)
+        0, 1, ...             datasets, in ``layer.weights`` order
+
+Files are written to a temporary name in the same folder and renamed, so a crash never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from zoo.errors import WeightsFileError, WeightsMismatchError
+
+__all__ = [
+    "WeightsRecord",
+    "LoadReport",
+    "save_weights",
+    "load_weights",
+    "read_record",
+    "is_zoo_weights_file",
+    "fetch",
+    "sha256sum",
+    "cache_dir",
+]
+
+FORMAT = "kerazoo-weights"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """Everything a user needs to use a set of weights correctly (torchvision ``Weights.meta`` style).
+
+    Pixel convention for :func:`zoo.preprocess`: images arrive RGB, values in [0, 255]; the model
+    receives ``(reorder(pixels) * scale - mean) / std``, channels in ``channel_order``.
+    """
+
+    # --- source -----------------------------------------------------------------------------
+    url: str | None = None  # where the file is downloaded from
+    file_name: str | None = None  # cache file name, unique per (arch, tag)
+    sha256: str | None = None  # of the downloaded file; downloads are refused without a match
+    source_format: str = "kerazoo"  # "kerazoo" (name-keyed h5), "keras", or "caffe"
+    license: str | None = None
+    paper: str | None = None  # paper title or URL
+    description: str = ""
+    # --- input ------------------------------------------------------------------------------
+    input_size: tuple[int, int] | None = None  # (H, W) the weights were trained/tested at
+    channel_order: str = "RGB"  # "RGB" or "BGR"
+    scale: float = 1.0  # multiplies [0, 255] pixels before the mean is subtracted
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # in channel_order, after scale
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    # --- head -------------------------------------------------------------------------------
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    num_keypoints: int | None = None
+    keypoint_names: tuple[str, ...] | None = None
+    flip_pairs: tuple[tuple[int, int], ...] | None = None
+    output_stride: int | None = None
+    # --- how to build the matching model -----------------------------------------------------
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    # --- documentation only -------------------------------------------------------------------
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. {"MPII val PCKh@0.5": 88.8}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WeightsRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for key in ("input_size", "mean", "std", "class_names", "keypoint_names"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        if kw.get("flip_pairs") is not None:
+            kw["flip_pairs"] = tuple(tuple(p) for p in kw["flip_pairs"])
+        return cls(**kw)
+
+    def replace(self, **changes) -> "WeightsRecord":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did, layer by layer (names)."""
+
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # asked to skip (e.g. the head)
+    missing_in_file: list[str] = field(default_factory=list)  # model layers with weights, not in file
+    unexpected_in_file: list[str] = field(default_factory=list)  # file layers not in the model
+    mismatched: list[str] = field(default_factory=list)  # "name: file shapes vs model shapes"
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_in_file or self.unexpected_in_file or self.mismatched)
+
+    def problems(self) -> str:
+        lines = []
+        for title, items in (
+            ("layers of the model missing from the file", self.missing_in_file),
+            ("layers in the file the model does not have", self.unexpected_in_file),
+            ("layers whose weight shapes differ (file vs model)", self.mismatched),
+        ):
+            if items:
+                lines.append(f"{len(items)} {title}:")
+                lines.extend(f"  - {x}" for x in items)
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Name-keyed HDF5 format
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_target(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_weights(model, path, record: WeightsRecord | None = None, *, model_name: str | None = None):
+    """Write ``model``'s weights to ``path`` in the zoo's name-keyed HDF5 format.
+
+    Args:
+        model: a built ``keras.Model``.
+        path: destination file (``.h5``); written atomically.
+        record: metadata to store with the weights. Defaults to the record attached to the model
+            by :func:`zoo.get`, if any.
+        model_name: registry name stored in the file. Defaults to the one attached by ``zoo.get``.
+    Returns:
+        The path written, as a ``pathlib.Path``.
+    """
+    import h5py
+
+    path = Path(path)
+    record = record or getattr(model, "_zoo_record", None) or WeightsRecord()
+    model_name = model_name or getattr(model, "_zoo_name", None) or model.name
+    tmp = _atomic_target(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["model_name"] = model_name
+            f.attrs["record"] = record.to_json()
+            layers = f.create_group("layers")
+            for layer in _layers_with_weights(model):
+                g = layers.create_group(layer.name)
+                g.attrs["names"] = json.dumps([w.path for w in layer.weights])
+                for i, w in enumerate(layer.weights):
+                    g.create_dataset(str(i), data=np.asarray(w.numpy()))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _layers_with_weights(model):
+    seen = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.weights and not getattr(layer, "layers", None) and id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
+
+
+def is_zoo_weights_file(path) -> bool:
+    """True when ``path`` is an HDF5 file written by :func:`save_weights`."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
+def _open_zoo_file(path):
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise WeightsFileError(f"Weights file not found: '{path}'.")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise WeightsFileError(
+            f"Weights file '{path}' is not a readable HDF5 file (truncated or corrupt?): {e}"
+        ) from None
+    if f.attrs.get("format") != FORMAT or "layers" not in f:
+        f.close()
+        raise WeightsFileError(
+            f"'{path}' is an HDF5 file but not a kerazoo weights file (attribute format="
+            f"'{FORMAT}' and group /layers expected). Keras files load with a .keras or "
+            f".weights.h5 name."
+        )
+    return f
+
+
+def read_record(path) -> tuple[str, WeightsRecord]:
+    """``(model_name, WeightsRecord)`` stored in a zoo weights file."""
+    with _open_zoo_file(path) as f:
+        try:
+            record = WeightsRecord.from_dict(json.loads(f.attrs.get("record", "{}")))
+        except (ValueError, TypeError) as e:
+            raise WeightsFileError(f"Weights file '{path}': metadata record is corrupt: {e}") from None
+        return str(f.attrs.get("model_name", "")), record
+
+
+def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Iterable[str] = ()) -> LoadReport:
+    """Load a zoo weights file into ``model``, matching layers by name.
+
+    Args:
+        model: the ``keras.Model`` to fill.
+        path: a file written by :func:`save_weights`.
+        skip_mismatch: if False (default) any missing, unexpected or mismatched layer raises and
+            nothing is changed; if True those layers are left as they are and a warning lists them.
+        skip_layers: layer names not to load (e.g. a head of a different size).
+    Returns:
+        A :class:`LoadReport`.
+    Raises:
+        WeightsFileError: the file is missing, unreadable or not a zoo weights file.
+        WeightsMismatchError: strict loading found problems; the message lists every layer.
+    """
+    skip = set(skip_layers)
+    report = LoadReport()
+    assignments = []
+    with _open_zoo_file(path) as f:
+        stored = f["layers"]
+        model_layers = {l.name: l for l in _layers_with_weights(model)}
+        for name, layer in model_layers.items():
+            if name in skip:
+                report.skipped.append(name)
+                continue
+            if name not in stored:
+                report.missing_in_file.append(f"{name} {[tuple(w.shape) for w in layer.weights]}")
+                continue
+            g = stored[name]
+            try:
+                arrays = [g[str(i)][()] for i in range(len(g.keys()))]
+            except (KeyError, OSError) as e:
+                raise WeightsFileError(f"Weights file '{path}': layer '{name}' is corrupt: {e}") from None
+            want = [tuple(w.shape) for w in layer.weights]
+            have = [tuple(a.shape) for a in arrays]
+            if want != have:
+                report.mismatched.append(f"{name}: file {have} vs model {want}")
+                continue
+            assignments.append((layer, arrays))
+            report.loaded.append(name)
+        report.unexpected_in_file = sorted(n for n in stored if n not in model_layers and n not in skip)
+    if not report.ok:
+        msg = f"Weights file '{path}' does not fit model '{model.name}':\n{report.problems()}"
+        if not skip_mismatch:
+            raise WeightsMismatchError(msg + "\nPass skip_mismatch=True to load the layers that fit.")
+        warnings.warn(msg, stacklevel=2)
+    for layer, arrays in assignments:
+        for var, value in zip(layer.weights, arrays):
+            var.assign(value.astype(var.dtype) if hasattr(value, "astype") else value)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Downloads
+# --------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: ``$KERAZOO_HOME`` or ``~/.cache/kerazoo``."""
+    return Path(os.environ.get("KERAZOO_HOME", Path.home() / ".cache" / "kerazoo"))
+
+
+def sha256sum(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(record: WeightsRecord, *, progress: bool = True, force: bool = False) -> Path:
+    """Download ``record.url`` into the cache (once) and verify its sha256.
+
+    Raises:
+        WeightsFileError: no URL or no sha256 in the record, a failed download, or a hash mismatch
+            (the bad file is removed; a cached file with a bad hash is downloaded again).
+    """
+    if not record.url or not record.file_name:
+        raise WeightsFileError("This weights record has no download URL; pass a local file path instead.")
+    if not record.sha256:
+        raise WeightsFileError(f"Refusing to download '{record.url}': the record carries no sha256 to verify it.")
+    target = cache_dir() / record.file_name
+    if target.exists() and not force:
+        if sha256sum(target) == record.sha256:
+            return target
+        warnings.warn(f"Cached weights '{target}' fail their sha256 check; downloading again.")
+    tmp = _atomic_target(target)
+    try:
+        with urllib.request.urlopen(record.url) as r, open(tmp, "wb") as out:
+            total = int(r.headers.get("Content-Length") or 0) or None
+            bar = _progress(total, f"Downloading {record.file_name}", progress)
+            while block := r.read(1 << 20):
+                out.write(block)
+                bar.update(len(block))
+            bar.close()
+        digest = sha256sum(tmp)
+        if digest != record.sha256:
+            raise WeightsFileError(
+                f"Download of '{record.url}' has sha256 {digest}, expected {record.sha256}; file discarded."
+            )
+        os.replace(tmp, target)
+    except OSError as e:
+        if isinstance(e, WeightsFileError):
+            raise
+        raise WeightsFileError(
+            f"Could not download '{record.url}' to '{target}': {e}. Download it by hand and pass the path."
+        ) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def _progress(total, desc, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled)
