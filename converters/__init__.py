@@ -1,0 +1,1 @@
+"""Model converters. ``from converters import caffe`` for Caffe deploy prototxt + caffemodel files."""

@@ -1,0 +1,186 @@
+"""Registry, weights records and the name-keyed weights format."""
+
+import warnings
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo import registry
+from zoo.errors import WeightsFileError, WeightsMismatchError
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _tiny(*, weights=None, input_shape=None, classes=5, width=4, name="tiny"):
+    """A tiny conv net with a head that depends on ``classes``."""
+    inputs = keras.Input(input_shape or (8, 8, 3), name="image")
+    x = keras.layers.Conv2D(width, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    out = keras.layers.Dense(classes, name="fc")(x)
+    return keras.Model(inputs, out, name=name)
+
+
+@pytest.fixture
+def tiny_name():
+    name = "test_tiny_net"
+    registry.register(name, family="test", head_layers=("fc",), head_kwarg="classes")(_tiny)
+    yield name
+    registry._MODELS.pop(name, None)
+
+
+def test_list_models_wildcards_and_sorting(tiny_name):
+    names = zoo.list_models()
+    assert names == sorted(names, key=registry._natural_key)
+    assert tiny_name in names
+    assert zoo.list_models("test_tiny*") == [tiny_name]
+    assert zoo.list_models(["nothing*", "test_t?ny_net"]) == [tiny_name]
+    assert zoo.list_models("no-such-*") == []
+
+
+def test_natural_sort():
+    assert sorted(["resnet101", "resnet18", "resnet50"], key=registry._natural_key) == [
+        "resnet18", "resnet50", "resnet101"]
+
+
+def test_duplicate_registration_is_refused(tiny_name):
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(tiny_name)(_tiny)
+
+
+def test_unknown_name_lists_close_matches(tiny_name):
+    with pytest.raises(ValueError, match=r"Unknown model 'test_tiny_nte'.*Did you mean: test_tiny_net"):
+        zoo.get("test_tiny_nte")
+
+
+def test_unknown_kwarg_names_it_and_the_allowed_ones(tiny_name):
+    with pytest.raises(TypeError, match=r"'stacks'.*Allowed arguments: input_shape, classes, width, name"):
+        zoo.get(tiny_name, stacks=3)
+
+
+def test_info_has_builder_defaults_and_weights(tiny_name):
+    rec = zoo.WeightsRecord(num_classes=5, class_names=tuple("abcde"), channel_order="BGR")
+    zoo.register_weights(tiny_name, "demo", rec)
+    info = zoo.info(tiny_name)
+    assert info["defaults"]["classes"] == 5
+    assert info["builder"].endswith("_tiny")
+    assert info["weights"]["demo"]["channel_order"] == "BGR"
+    assert zoo.list_models("test_tiny*", pretrained=True) == [f"{tiny_name}.demo"]
+
+
+def _save(tmp_path, name, **kwargs):
+    model = zoo.get(name, **kwargs)
+    rec = zoo.WeightsRecord(num_classes=kwargs.get("classes", 5), builder_kwargs=kwargs, mean=(1.0, 2.0, 3.0))
+    path = zoo.save_weights(model, tmp_path / "w.h5", rec)
+    return model, path
+
+
+def test_save_load_roundtrip_by_name(tmp_path, tiny_name, rng):
+    model, path = _save(tmp_path, tiny_name, classes=5, width=4)
+    with h5py.File(path) as f:
+        assert f.attrs["format"] == "kerazoo-weights"
+        assert set(f["layers"]) == {"conv1", "bn1", "fc"}
+    again = zoo.get(tiny_name, weights=str(path))
+    x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+    # metadata travels with the weights
+    assert zoo.weights_record(again).mean == (1.0, 2.0, 3.0)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
+
+
+def test_weights_set_the_config(tmp_path, tiny_name):
+    _, path = _save(tmp_path, tiny_name, classes=5, width=6)
+    model = zoo.get(tiny_name, weights=path)  # width=6 comes from the file's record
+    assert model.get_layer("conv1").filters == 6
+
+
+def test_head_mismatch_loads_all_but_head(tmp_path, tiny_name):
+    model, path = _save(tmp_path, tiny_name, classes=5, width=4)
+    with pytest.warns(UserWarning, match=r"classes=5 but classes=3.*everything but the head.*fc"):
+        other = zoo.get(tiny_name, weights=path, classes=3)
+    np.testing.assert_array_equal(other.get_layer("conv1").get_weights()[0], model.get_layer("conv1").get_weights()[0])
+    assert other.get_layer("fc").get_weights()[0].shape == (4, 3)
+    assert zoo.weights_record(other).num_classes == 3
+
+
+def test_strict_loading_reports_every_layer(tmp_path, tiny_name):
+    _, path = _save(tmp_path, tiny_name, classes=5, width=4)
+    model = _tiny(width=8)  # conv1, bn1, fc shapes all differ
+    with pytest.raises(WeightsMismatchError) as err:
+        zoo.load_weights(model, path)
+    msg = str(err.value)
+    for layer in ("conv1", "bn1", "fc"):
+        assert f"{layer}: file" in msg
+    before = model.get_layer("conv1").get_weights()[0].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = zoo.load_weights(model, path, skip_mismatch=True)
+    assert len(report.mismatched) == 3 and not report.loaded
+    np.testing.assert_array_equal(model.get_layer("conv1").get_weights()[0], before)
+
+
+def test_missing_and_unexpected_layers_are_named(tmp_path, tiny_name):
+    _, path = _save(tmp_path, tiny_name)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.Conv2D(2, 1, name="extra")(x)
+    model = keras.Model(inputs, x)
+    with pytest.raises(WeightsMismatchError, match=r"(?s)missing from the file:.*extra.*the model does not have:.*bn1.*fc"):
+        zoo.load_weights(model, path)
+
+
+def test_missing_weights_file_names_the_path(tiny_name, tmp_path):
+    missing = tmp_path / "nope" / "weights.h5"
+    with pytest.raises(WeightsFileError, match=str(missing).replace("\\", "\\\\")):
+        zoo.get(tiny_name, weights=str(missing))
+
+
+def test_unknown_tag_lists_known_tags(tiny_name):
+    with pytest.raises(ValueError, match="unknown weights tag 'imagenet'"):
+        zoo.get(tiny_name, weights="imagenet")
+
+
+def test_corrupt_weights_file_names_the_path(tiny_name, tmp_path):
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 50)
+    with pytest.raises(WeightsFileError, match="corrupt.h5"):
+        zoo.get(tiny_name, weights=bad)
+    _, good = _save(tmp_path, tiny_name)
+    data = good.read_bytes()
+    trunc = tmp_path / "trunc.h5"
+    trunc.write_bytes(data[: len(data) // 3])
+    with pytest.raises(WeightsFileError, match="trunc.h5"):
+        zoo.get(tiny_name, weights=trunc)
+
+
+def test_foreign_hdf5_file_is_refused(tiny_name, tmp_path):
+    p = tmp_path / "other.h5"
+    with h5py.File(p, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(WeightsFileError, match="not a kerazoo weights file"):
+        zoo.get(tiny_name, weights=p)
+
+
+def test_keras_native_weights_files(tmp_path, tiny_name, rng):
+    model = zoo.get(tiny_name)
+    model.save_weights(tmp_path / "m.weights.h5")
+    model.save(tmp_path / "m.keras")
+    x = rng.normal(size=(1, 8, 8, 3)).astype("float32")
+    for p in ("m.weights.h5", "m.keras"):
+        again = zoo.get(tiny_name, weights=tmp_path / p)
+        np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+    with pytest.raises(WeightsMismatchError, match="m.weights.h5"):
+        zoo.get(tiny_name, weights=tmp_path / "m.weights.h5", width=7)
+
+
+def test_preprocess_applies_the_record():
+    rec = zoo.WeightsRecord(channel_order="BGR", scale=1 / 256, mean=(0.5, 0.5, 0.5))
+    img = np.zeros((2, 2, 3), np.uint8)
+    img[..., 0] = 255  # red
+    out = zoo.preprocess(None, img, record=rec)
+    np.testing.assert_allclose(out[0, 0], [-0.5, -0.5, 255 / 256 - 0.5])
+    with pytest.raises(ValueError, match="3 channels"):
+        zoo.preprocess(None, np.zeros((2, 2, 4)), record=rec)
