@@ -1,1 +1,199 @@
-"""placeholder until the family lands."""
+"""Stacked Hourglass networks for human pose estimation (Newell, Yang & Deng, ECCV 2016).
+
+Follows the Torch release ``princeton-vl/pose-hg-train`` (``src/models/hg.lua``,
+``src/models/layers/Residual.lua``) layer for layer, so its weights port one-to-one:
+
+- Residual module: pre-activation bottleneck BN-ReLU-1x1(n/2)-BN-ReLU-3x3(n/2)-BN-ReLU-1x1(n); the
+  skip is the identity, or a 1x1 conv when the channel count changes. Every conv has a bias.
+- Stem: 7x7/2 conv 64 (pad 3) + BN + ReLU -> Residual(64->128) -> maxpool 2 -> Residual(128->128)
+  -> Residual(128->features): a 256x256 image gives a 64x64 feature map.
+- Hourglass of depth 4: upper branch ``modules`` residuals; lower branch maxpool 2 -> residuals ->
+  (hourglass of depth n-1, or residuals at the bottom) -> residuals -> nearest upsampling x2; sum.
+- Per stack: hourglass -> ``modules`` residuals -> ``lin`` (1x1 conv + BN + ReLU) -> 1x1 conv to K
+  heatmaps, the stack's output. Between stacks ``inter = inter + conv1x1(ll) + conv1x1(heatmaps)``.
+
+Note:
+    Shapes use B (batch), H, W (input height, width in pixels), K (keypoints). Every stack outputs
+    heatmaps (B, H/4, W/4, K) for intermediate supervision; the last one is the prediction.
+    Inputs are RGB images scaled to [0, 1] (Torch ``image.load``). BatchNormalization uses Torch's
+    epsilon 1e-5 and momentum 0.1 (Keras ``momentum=0.9``).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from zoo.errors import InputShapeError
+from zoo.layers import check_input_shape
+from zoo.registry import register
+
+__all__ = ["hourglass", "hourglass_feature_size", "residual_module", "hourglass_module"]
+
+DEFAULT_INPUT_SHAPE = (256, 256, 3)
+DEPTH = 4  # downsamplings per hourglass (64 -> 4 px)
+MIN_INPUT_SIZE = 63  # smallest input whose stem feature map (16 px) survives 4 halvings
+BN_EPSILON = 1e-5  # torch nn.SpatialBatchNormalization
+BN_MOMENTUM = 0.9  # torch momentum 0.1 = weight of the new batch
+HEAD_LAYERS = ("stack*_heatmaps", "stack*_inter_heatmaps")
+
+
+def hourglass_feature_size(size: int) -> int:
+    """Feature-map size (pixels) after the stem for an input of ``size`` pixels along one axis.
+
+    The 7x7/2 conv with pad 3 gives ``ceil(size / 2)``; Torch's 2x2/2 max pooling then floors.
+    """
+    return (size + 1) // 2 // 2
+
+
+def _bn(x, name):
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
+
+
+def residual_module(x, filters, *, name):
+    """Pre-activation bottleneck residual module (``Residual.lua``).
+
+    Args:
+        x: tensor (B, H, W, C_in).
+        filters: output channels ``n``; the bottleneck has ``n // 2``.
+        name: prefix of every layer name, e.g. ``"stack1_hg4_up1_res1"``.
+    Returns:
+        Tensor (B, H, W, filters).
+    """
+    mid = filters // 2
+    y = _bn(x, f"{name}_bn1")
+    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = layers.Conv2D(mid, 1, name=f"{name}_conv1")(y)
+    y = _bn(y, f"{name}_bn2")
+    y = layers.ReLU(name=f"{name}_relu2")(y)
+    y = layers.Conv2D(mid, 3, padding="same", name=f"{name}_conv2")(y)  # stride 1, pad 1
+    y = _bn(y, f"{name}_bn3")
+    y = layers.ReLU(name=f"{name}_relu3")(y)
+    y = layers.Conv2D(filters, 1, name=f"{name}_conv3")(y)
+    skip = x
+    if x.shape[-1] != filters:
+        skip = layers.Conv2D(filters, 1, name=f"{name}_skip")(x)
+    return layers.Add(name=f"{name}_add")([skip, y])
+
+
+def _residuals(x, filters, modules, name):
+    for m in range(1, modules + 1):
+        x = residual_module(x, filters, name=f"{name}_res{m}")
+    return x
+
+
+def hourglass_module(x, *, depth, features, modules, name):
+    """One hourglass of ``depth`` downsamplings (``hourglass(n, f, inp)`` in ``hg.lua``).
+
+    Levels are named by their depth: the outermost is ``{name}{depth}`` (``stack1_hg4``), the
+    innermost ``{name}1``. Branches follow the Lua variables: ``up1``, ``low1``, ``low2`` (bottom
+    level only), ``low3``.
+
+    Args:
+        x: tensor (B, H, W, features) with H and W divisible by ``2**depth``.
+        depth: number of 2x downsamplings (4 in the paper).
+        features: channels everywhere in the hourglass.
+        modules: residual modules per branch (``nModules``).
+        name: prefix, e.g. ``"stack1_hg"``.
+    Returns:
+        Tensor (B, H, W, features).
+    """
+    level = f"{name}{depth}"
+    up1 = _residuals(x, features, modules, f"{level}_up1")
+    low1 = layers.MaxPooling2D(2, 2, name=f"{level}_pool")(x)
+    low1 = _residuals(low1, features, modules, f"{level}_low1")
+    if depth > 1:
+        low2 = hourglass_module(low1, depth=depth - 1, features=features, modules=modules, name=name)
+    else:
+        low2 = _residuals(low1, features, modules, f"{level}_low2")
+    low3 = _residuals(low2, features, modules, f"{level}_low3")
+    up2 = layers.UpSampling2D(2, interpolation="nearest", name=f"{level}_up2")(low3)
+    return layers.Add(name=f"{level}_add")([up1, up2])
+
+
+def _check_positive_int(value, arg, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"hourglass: `{arg}` must be an integer >= {minimum}. Received: {arg}={value!r}")
+
+
+def _check_input(input_shape):
+    shape = check_input_shape(
+        "hourglass", input_shape, default=DEFAULT_INPUT_SHAPE, minimum=(MIN_INPUT_SIZE, MIN_INPUT_SIZE)
+    )
+    for axis, size in zip(("height", "width"), shape[:2]):
+        if size is None:
+            continue
+        feat = hourglass_feature_size(size)
+        if feat % 2**DEPTH:
+            raise InputShapeError(
+                f"hourglass: input {axis} {size} gives a {feat}-pixel feature map after the stem "
+                f"(ceil({axis} / 2) // 2), but each hourglass halves it {DEPTH} times, so it must be a "
+                f"multiple of 2^{DEPTH} = {2**DEPTH}: use an input {axis} that is a multiple of 64 "
+                f"(e.g. 64, 128, 192, 256). Received: input_shape={tuple(input_shape)}"
+            )
+    return shape
+
+
+@register("hourglass", family="hourglass", head_layers=HEAD_LAYERS, head_kwarg="num_keypoints")
+def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, features=256, modules=1,
+              name="hourglass"):
+    """Stacked Hourglass network (Newell et al. 2016), as in ``pose-hg-train``.
+
+    Args:
+        weights: must be ``None`` here (random initialisation); load pretrained or converted
+            weights with ``zoo.get("hourglass", weights=...)``.
+        input_shape: ``(H, W, 3)``, RGB in [0, 1]. ``ceil(H / 2) // 2`` (and the same for W) must be
+            a positive multiple of 16, e.g. H, W multiples of 64; ``None`` sizes are allowed and
+            checked at run time. Defaults to ``(256, 256, 3)``.
+        stacks: number of stacked hourglasses (``nStack``). Defaults to `8`.
+        num_keypoints: heatmaps per stack, K (``nParts``; MPII: 16). Defaults to `16`.
+        features: channels in the hourglasses (``nFeats``); must be even. Defaults to `256`.
+        modules: residual modules per branch and after each hourglass (``nModules``). Defaults to `1`.
+        name: model name. Defaults to ``"hourglass"``.
+    Returns:
+        A ``keras.Model`` from images (B, H, W, 3) to a list of ``stacks`` heatmap tensors
+        (B, ceil(H/2)//2, ceil(W/2)//2, K) named ``stack{i}_heatmaps`` (64x64 for 256x256 input).
+        8 stacks, 16 keypoints: 25,434,112 trainable parameters.
+    Raises:
+        ValueError: ``weights`` is not ``None`` or an argument is out of range.
+        InputShapeError: ``input_shape`` is not (H, W, 3) or breaks the size rule above.
+    """
+    if weights is not None:
+        raise ValueError(
+            f"hourglass(): the builder only creates randomly initialised models (weights=None); "
+            f"use zoo.get('hourglass', weights=...) to load weights. Received: weights={weights!r}"
+        )
+    _check_positive_int(stacks, "stacks")
+    _check_positive_int(num_keypoints, "num_keypoints")
+    _check_positive_int(modules, "modules")
+    _check_positive_int(features, "features", minimum=2)
+    if features % 2:
+        raise ValueError(f"hourglass: `features` must be even (bottleneck of features / 2). Received: features={features}")
+    shape = _check_input(input_shape)
+
+    inputs = keras.Input(shape=shape, name="image")
+    # Stem: symmetric pad 3 + valid conv = Torch's SpatialConvolution(3, 64, 7, 7, 2, 2, 3, 3).
+    x = layers.ZeroPadding2D(3, name="stem_conv_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, name="stem_conv")(x)
+    x = _bn(x, "stem_bn")
+    x = layers.ReLU(name="stem_relu")(x)
+    x = residual_module(x, 128, name="stem_res1")
+    x = layers.MaxPooling2D(2, 2, name="stem_pool")(x)
+    x = residual_module(x, 128, name="stem_res2")
+    inter = residual_module(x, features, name="stem_res3")
+
+    outputs = []
+    for i in range(1, stacks + 1):
+        s = f"stack{i}"
+        hg = hourglass_module(inter, depth=DEPTH, features=features, modules=modules, name=f"{s}_hg")
+        ll = _residuals(hg, features, modules, s)
+        ll = layers.Conv2D(features, 1, name=f"{s}_lin_conv")(ll)
+        ll = _bn(ll, f"{s}_lin_bn")
+        ll = layers.ReLU(name=f"{s}_lin_relu")(ll)
+        heatmaps = layers.Conv2D(num_keypoints, 1, name=f"{s}_heatmaps")(ll)
+        outputs.append(heatmaps)
+        if i < stacks:  # feed features and predictions back into the next stack
+            ll_ = layers.Conv2D(features, 1, name=f"{s}_inter_ll")(ll)
+            hm_ = layers.Conv2D(features, 1, name=f"{s}_inter_heatmaps")(heatmaps)
+            inter = layers.Add(name=f"{s}_inter_add")([inter, ll_, hm_])
+    return keras.Model(inputs, outputs, name=name)
