@@ -174,8 +174,9 @@ def decode_heatmaps(heatmaps, *, refine="quarter", sigma=2.0):
         oky = (y > 0) & (y < h - 1)
         xr, xl = np.minimum(x + 1, w - 1), np.maximum(x - 1, 0)
         yd, yu = np.minimum(y + 1, h - 1), np.maximum(y - 1, 0)
-        diff_x = hm[bi, y, xr, ki] - hm[bi, y, xl, ki]
-        diff_y = hm[bi, yd, x, ki] - hm[bi, yu, x, ki]
+        with np.errstate(invalid="ignore"):  # -inf - -inf where NaN maps were masked
+            diff_x = hm[bi, y, xr, ki] - hm[bi, y, xl, ki]
+            diff_y = hm[bi, yd, x, ki] - hm[bi, yu, x, ki]
         coords[..., 0] += 0.25 * np.sign(np.nan_to_num(diff_x)) * okx
         coords[..., 1] += 0.25 * np.sign(np.nan_to_num(diff_y)) * oky
     elif refine == "dark":

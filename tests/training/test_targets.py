@@ -1,0 +1,196 @@
+"""training.targets: heatmap encode/decode round trips (sub-pixel figures), flips, codec, masks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from training.targets import (
+    HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
+    keypoints_to_image,
+)
+from training.transforms import affine_matrix, flip_keypoints, swap_pairs, transform_points
+
+MPII_FLIP_PAIRS = [[0, 5], [1, 4], [2, 3], [10, 15], [11, 14], [12, 13]]
+
+
+def _msra_reference(kp, vis, w, h, sigma):
+    """Loop transcription of HRNet's JointsDataset.generate_target (rounded centre, 3-sigma window).
+
+    HRNet rounds with ``int(x + 0.5)``, which truncates towards zero for negative x; floor is used here
+    so that rounding is the same on both sides of the map.
+    """
+    k = len(kp)
+    target = np.zeros((k, h, w))
+    weight = np.array(vis, np.float64)
+    r = int(math.ceil(3 * sigma))
+    for j in range(k):
+        mx, my = math.floor(kp[j][0] + 0.5), math.floor(kp[j][1] + 0.5)
+        ul, br = (mx - r, my - r), (mx + r + 1, my + r + 1)
+        if ul[0] >= w or ul[1] >= h or br[0] <= 0 or br[1] <= 0:
+            weight[j] = 0
+        if weight[j] > 0.5:
+            for y in range(max(0, ul[1]), min(h, br[1])):
+                for x in range(max(0, ul[0]), min(w, br[0])):
+                    target[j, y, x] = math.exp(-((x - mx) ** 2 + (y - my) ** 2) / (2 * sigma**2))
+    return target.transpose(1, 2, 0), weight
+
+
+def test_roundtrip_subpixel_error_figures():
+    rng = np.random.default_rng(1)
+    kp = rng.uniform(6.0, 58.0, (48, 16, 2))  # heatmap px, 64x64, away from the border
+    vis = np.ones(16)
+    hms = np.stack([encode_heatmaps(p, vis, (64, 64), 2.0)[0] for p in kp])
+    figures = {}
+    for refine in (None, "quarter", "dark"):
+        dec, scores = decode_heatmaps(hms, refine=refine)
+        assert dec.shape == (48, 16, 2) and scores.shape == (48, 16)
+        figures[refine] = np.linalg.norm(dec - kp, axis=-1).mean()
+    print("encode(sigma 2, 64x64, sub-pixel) -> decode mean error [heatmap px]: "
+          + ", ".join(f"{k}={v:.4f}" for k, v in figures.items()))
+    assert 0.3 < figures[None] < 0.45  # uniform sub-pixel offsets: E|d| of argmax ~0.38
+    assert figures["quarter"] < 0.23
+    assert figures["dark"] < 0.01
+    assert figures["dark"] < figures["quarter"] < figures[None]
+
+
+def test_msra_targets_match_reference_transcription(rng):
+    kp = np.r_[rng.uniform(-8, 72, (30, 2)), [[-7.0, 10.0], [-6.5, 10.0], [69.4, 3.0], [3.0, 65.6]]]
+    vis = rng.integers(0, 2, len(kp))
+    vis[-4:] = 1
+    hm, w = encode_heatmaps(kp, vis, (64, 60), 2.0, subpixel=False)
+    ref_hm, ref_w = _msra_reference(kp, vis, 64, 60, 2.0)
+    np.testing.assert_array_equal(w, ref_w)
+    np.testing.assert_allclose(hm, ref_hm, atol=1e-7)
+    assert list(w[-4:]) == [0, 1, 1, 0]  # window ends at x=-1 / reaches x=0 ; starts at x=63 / y=60 (h=60)
+
+
+def test_encode_shape_peak_window_and_invisible():
+    hm, w = encode_heatmaps([[10, 20], [30.0, 5.0], [40, 40]], [1, True, 0], (48, 40), sigma=2.0)
+    assert hm.shape == (40, 48, 3) and hm.dtype == np.float32 and w.dtype == np.float32
+    assert hm[20, 10, 0] == 1.0 and hm[5, 30, 1] == 1.0
+    assert hm[20, 16, 0] == pytest.approx(math.exp(-36 / 8)) and hm[20, 17, 0] == 0  # 3-sigma window, r = 6
+    assert list(w) == [1, 1, 0] and not hm[..., 2].any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e30, -1e30])
+def test_keypoints_outside_or_not_finite_get_weight_zero_never_nan(bad):
+    kp = np.array([[bad, 10.0], [10.0, bad], [-30.0, 10.0], [10.0, 200.0], [31.0, 31.0]])
+    hm, w = encode_heatmaps(kp, np.ones(5), (32, 32), 2.0)
+    assert np.isfinite(hm).all() and np.isfinite(w).all()
+    assert list(w) == [0, 0, 0, 0, 1]
+    assert not hm[..., :4].any()
+
+
+def test_decode_batch_equals_single_and_marks_empty_maps(rng):
+    hm = rng.random((3, 16, 20, 4)).astype(np.float32)
+    hm[1, :, :, 2] = 0.0
+    for refine in (None, "quarter", "dark"):
+        kb, sb = decode_heatmaps(hm, refine=refine)
+        for i in range(3):
+            ks, ss = decode_heatmaps(hm[i], refine=refine)
+            np.testing.assert_allclose(kb[i], ks)
+            np.testing.assert_allclose(sb[i], ss)
+        assert list(kb[1, 2]) == [-1, -1] and sb[1, 2] == 0
+    nan_map = np.full((8, 8, 1), np.nan, np.float32)
+    k, s = decode_heatmaps(nan_map)
+    assert list(k[0]) == [-1, -1] and s[0] == 0
+
+
+def test_codec_roundtrip_in_input_pixels():
+    rng = np.random.default_rng(2)
+    codec = HeatmapCodec((256, 192), (64, 48), sigma=2.0, refine="dark")
+    assert codec.stride == 4.0
+    kp = rng.uniform(30, 160, (16, 2))
+    hm, w = codec.encode(kp, np.ones(16))
+    assert hm.shape == (48, 64, 16) and w.all()
+    dec, scores = codec.decode(hm[None])
+    err = np.abs(dec[0] - kp).max()
+    print(f"HeatmapCodec 256x192 -> 64x48 DARK round trip max error {err:.4f} input px")
+    assert err < 0.05 and scores.min() > 0.8
+    quarter = HeatmapCodec((256, 192), (64, 48))
+    assert np.abs(quarter.decode(hm)[0] - kp).max() < 4 * 0.5
+    with pytest.raises(ValueError, match="stride"):
+        HeatmapCodec((256, 256), (64, 48))
+
+
+def test_flipped_target_equals_target_of_flipped_keypoints(rng):
+    kp = rng.uniform(2, 62, (16, 2))
+    vis = rng.integers(0, 2, 16)
+    hm, w = encode_heatmaps(kp, vis, (64, 64), 2.0)
+    hm_f, w_f = encode_heatmaps(flip_keypoints(kp, MPII_FLIP_PAIRS, 64),
+                                swap_pairs(vis, MPII_FLIP_PAIRS, 0), (64, 64), 2.0)
+    np.testing.assert_allclose(hm_f, swap_pairs(hm[:, ::-1], MPII_FLIP_PAIRS, -1), atol=1e-6)
+    np.testing.assert_array_equal(w_f, swap_pairs(w, MPII_FLIP_PAIRS, 0))
+    twice = swap_pairs(swap_pairs(hm[:, ::-1], MPII_FLIP_PAIRS, -1)[:, ::-1], MPII_FLIP_PAIRS, -1)
+    np.testing.assert_array_equal(twice, hm)
+
+
+def test_flip_test_swaps_pairs_without_shift():
+    x = np.random.default_rng(0).random((2, 5, 6, 3)).astype(np.float32)
+    out = flip_test(lambda b: b, x, [[0, 2]], shift=False)  # "model" = identity on 3-channel maps
+    np.testing.assert_allclose(out, 0.5 * (x + x[..., ::-1]), atol=1e-7)
+    out_list = flip_test(lambda b: [b * 0, b], x, [[0, 2]], shift=False)  # last stack is used
+    np.testing.assert_allclose(out_list, out)
+
+
+def test_flip_test_shift_corrects_msra_offset():
+    """An ideal MSRA model: heatmap peak at x_in / 4. Flip averaging is biased 0.375 px without the shift."""
+    rng = np.random.default_rng(3)
+    codec = HeatmapCodec((64, 64), (16, 16), sigma=1.0, refine="dark")
+    pairs = [[0, 1]]
+    kps = rng.uniform(16, 48, (6, 2, 2))
+    images = rng.random((6, 64, 64, 3)).astype(np.float32)
+    truth = {images[i].tobytes(): kps[i] for i in range(6)}
+    truth.update({images[i, :, ::-1].tobytes(): flip_keypoints(kps[i], pairs, 64) for i in range(6)})
+
+    def ideal(batch):
+        return np.stack([codec.encode(truth[np.ascontiguousarray(b).tobytes()], [1, 1])[0] for b in batch])
+
+    bias = {}
+    for shift in (False, True):
+        dec, _ = codec.decode(flip_test(ideal, images, pairs, shift=shift))
+        bias[shift] = (dec - kps)[..., 0].mean() / codec.stride  # heatmap px
+        # y is unbiased; the two-Gaussian mixture is not a Gaussian, so DARK is only ~0.05 px exact here
+        np.testing.assert_allclose((dec - kps)[..., 1], 0, atol=0.1)
+    print(f"flip test x bias [heatmap px]: no shift {bias[False]:+.3f}, 1-px shift {bias[True]:+.3f}")
+    assert bias[False] == pytest.approx(-0.375, abs=0.03)
+    assert bias[True] == pytest.approx(0.125, abs=0.03)
+
+
+def test_keypoints_to_image_inverts_the_crop(rng):
+    pts = rng.uniform(0, 300, (2, 16, 2))
+    mat = affine_matrix((150, 140), 260.0, (256, 256), rotation=30, flip=True)
+    np.testing.assert_allclose(keypoints_to_image(transform_points(pts, mat), mat), pts, atol=1e-9)
+
+
+def test_cpm_center_map():
+    m = cpm_center_map((46, 40), (20.0, 10.0), sigma=5.0)
+    assert m.shape == (40, 46, 1) and m.dtype == np.float32
+    assert m[10, 20, 0] == 1.0 and m.argmax() == 10 * 46 + 20
+    assert m[10, 25, 0] == pytest.approx(math.exp(-0.5)) and m[15, 20, 0] == pytest.approx(math.exp(-0.5))
+
+
+def test_encode_mask():
+    mask = np.array([[0, 3, 20], [21, 255, 7]], np.uint8)
+    out = encode_mask(mask, 21)
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, [[0, 3, 20], [255, 255, 7]])
+    np.testing.assert_array_equal(encode_mask(np.array([[-1, 2]]), 2, ignore_label=9), [[9, 9]])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: encode_heatmaps(np.zeros((3, 2)), np.ones(2), (8, 8)), "visible"),
+    (lambda: encode_heatmaps(np.zeros((3,)), np.ones(3), (8, 8)), "keypoints"),
+    (lambda: encode_heatmaps(np.zeros((3, 2)), np.ones(3), (8, 8), sigma=0), "sigma"),
+    (lambda: encode_heatmaps(np.zeros((3, 2)), np.ones(3), (8.5, 8)), "heatmap_size"),
+    (lambda: decode_heatmaps(np.zeros((8, 8))), "heatmaps"),
+    (lambda: decode_heatmaps(np.zeros((8, 8, 1)), refine="udp"), "refine"),
+    (lambda: encode_mask(np.zeros((4, 4), np.float32), 3), "mask"),
+    (lambda: flip_test(lambda b: b, np.zeros((1, 4, 4, 2)), [[0, 2]]), "flip_pairs"),
+    (lambda: flip_test(lambda b: b[0], np.zeros((2, 4, 4, 2)), [[0, 1]]), "predict_fn"),
+    (lambda: cpm_center_map((8, 8), (np.nan, 1)), "center"),
+])
+def test_bad_input_raises_named_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
