@@ -1,0 +1,137 @@
+"""Stacked Hourglass: parameter counts of the pose-hg-train structure, shapes, names, errors, save/load."""
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.errors import InputShapeError
+from zoo.models.hourglass import hourglass, hourglass_feature_size
+
+pytestmark = pytest.mark.backend_agnostic
+
+SMALL = dict(stacks=2, features=32, num_keypoints=5, input_shape=(64, 64, 3))
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def _randomize_batchnorm(model, rng):
+    """Non-trivial BN gamma/beta/mean/variance, so a lost BN weight changes the output."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c),
+            ])
+
+
+@pytest.fixture(scope="module")
+def small():
+    keras.backend.clear_session()
+    return hourglass(**SMALL)
+
+
+# Counts from the Lua structure (hg.lua + Residual.lua), zoo-conventions.md §2.3.
+@pytest.mark.parametrize("stacks,expected", [(1, 3_426_448), (2, 6_570_400), (8, 25_434_112)])
+def test_parameter_counts_and_default_outputs(stacks, expected):
+    keras.backend.clear_session()
+    model = hourglass(stacks=stacks)
+    assert _trainable(model) == expected
+    assert len(model.outputs) == stacks
+    assert [o.shape for o in model.outputs] == [(None, 64, 64, 16)] * stacks
+    assert model.output_names == [f"stack{i}_heatmaps" for i in range(1, stacks + 1)]
+    # Inter-stack feedback exists between stacks only, not after the last one.
+    names = {layer.name for layer in model.layers}
+    assert f"stack{stacks}_inter_add" not in names
+    assert (f"stack{stacks - 1}_inter_add" in names) == (stacks > 1)
+
+
+def test_layer_names_are_hierarchical_and_stable(small):
+    names = [layer.name for layer in small.layers]
+    assert len(names) == len(set(names))
+    for expected in [
+        "stem_conv_pad", "stem_conv", "stem_bn", "stem_res1_skip", "stem_pool", "stem_res3_conv3",
+        "stack1_hg4_up1_res1_bn1", "stack1_hg4_pool", "stack1_hg4_low1_res1_conv2",
+        "stack1_hg1_low2_res1_conv3", "stack1_hg4_low3_res1_add", "stack1_hg4_up2", "stack1_hg4_add",
+        "stack1_res1_add", "stack1_lin_conv", "stack1_lin_bn", "stack1_heatmaps",
+        "stack1_inter_ll", "stack1_inter_heatmaps", "stack1_inter_add", "stack2_heatmaps",
+    ]:
+        assert expected in names, expected
+    # features == 32 everywhere in the hourglass: no skip convs there, only in the stem.
+    assert not [n for n in names if n.startswith("stack") and n.endswith("_skip")]
+    assert small.get_layer("stem_res3_skip").kernel.shape == (1, 1, 128, 32)
+    bns = [l for l in small.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.epsilon == 1e-5 and l.momentum == 0.9 for l in bns)
+
+
+def test_head_layers_are_exactly_the_keypoint_dependent_ones(small):
+    spec = zoo.get_spec("hourglass")
+    k = SMALL["num_keypoints"]  # 5: no other kernel or channel size in the model is 5
+    depends = {l.name for l in small.layers if any(k in w.shape for w in l.weights)}
+    head = {l.name for l in small.layers if spec.is_head_layer(l.name)}
+    assert depends == head == {"stack1_heatmaps", "stack2_heatmaps", "stack1_inter_heatmaps"}
+
+
+def test_odd_input_size():
+    keras.backend.clear_session()
+    model = hourglass(stacks=1, features=16, num_keypoints=3, input_shape=(128, 192, 3))
+    assert model.outputs[0].shape == (None, 32, 48, 3)
+    y = model.predict(np.zeros((1, 128, 192, 3), np.float32), verbose=0)
+    y = y[0] if isinstance(y, list) else y
+    assert y.shape == (1, 32, 48, 3)
+    assert hourglass_feature_size(256) == 64 and hourglass_feature_size(63) == 16
+
+
+def test_save_load_round_trip(small, tmp_path, rng):
+    _randomize_batchnorm(small, rng)
+    x = rng.uniform(0, 1, size=(2, 64, 64, 3)).astype(np.float32)
+    before = small.predict(x, verbose=0)
+    path = tmp_path / "hg.keras"
+    small.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    after = loaded.predict(x, verbose=0)
+    assert len(before) == len(after) == 2
+    for a, b in zip(before, after):
+        assert a.shape == (2, 16, 16, 5)
+        np.testing.assert_array_equal(a, b)
+    assert [l.name for l in loaded.layers] == [l.name for l in small.layers]
+
+
+def test_registry_builds_it():
+    keras.backend.clear_session()
+    model = zoo.get("hourglass", stacks=1, features=16, num_keypoints=4, input_shape=(64, 128, 3))
+    assert model.outputs[0].shape == (None, 16, 32, 4)
+    info = zoo.info("hourglass")
+    assert info["head_kwarg"] == "num_keypoints" and info["defaults"]["stacks"] == 8
+
+
+@pytest.mark.parametrize(
+    "shape,match",
+    [
+        ((100, 100, 3), r"height 100 .*25-pixel feature map.*multiple of 2\^4 = 16"),
+        ((128, 200, 3), r"width 200 .*50-pixel feature map"),
+        ((32, 32, 3), r"minimum is 63x63"),
+        ((256, 256, 1), r"expected 3 input channels"),
+        ((256, 256), r"\(height, width, channels\)"),
+    ],
+)
+def test_bad_input_shapes_raise(shape, match):
+    with pytest.raises(InputShapeError, match=match):
+        hourglass(stacks=1, input_shape=shape)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(weights="mpii"), r"zoo\.get\('hourglass', weights=\.\.\.\)"),
+        (dict(stacks=0), r"`stacks` must be an integer >= 1\. Received: stacks=0"),
+        (dict(num_keypoints=2.5), r"`num_keypoints`"),
+        (dict(features=33), r"`features` must be even"),
+        (dict(modules=True), r"`modules`"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hourglass(**kwargs)
