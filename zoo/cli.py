@@ -1,0 +1,201 @@
+"""``kerazoo`` — one command line over the whole product.
+
+    kerazoo list [PATTERN] [--pretrained]      registered models (fnmatch wildcards)
+    kerazoo info NAME                          builder, defaults, head, weights records
+    kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel
+    kerazoo convert ...                        = python -m converters caffe ...
+    kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
+    kerazoo predict NAME --weights W IMAGE     overlay PNG of the prediction
+
+Errors exit with status 2 and a one-line reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _cmd_list(args):
+    import zoo
+
+    names = zoo.list_models(args.pattern, pretrained=args.pretrained)
+    if not names:
+        raise CLIError(f"no model matches {args.pattern!r}")
+    for n in names:
+        print(n)
+
+
+def _cmd_info(args):
+    import zoo
+
+    try:
+        info = zoo.info(args.name)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps(info, indent=2, default=str))
+
+
+def _stats(name, arr):
+    arr = np.asarray(arr)
+    if arr.size and np.issubdtype(arr.dtype, np.number):
+        a = arr.astype(np.float64)
+        s = f"min {a.min():.4g}  max {a.max():.4g}  mean {a.mean():.4g}  std {a.std():.4g}"
+    else:
+        s = ""
+    return f"{name:<60} {str(tuple(arr.shape)):<22} {str(arr.dtype):<8} {s}"
+
+
+def _h5_tensors(f, prefix=""):
+    import h5py
+
+    for key, item in f.items():
+        path = f"{prefix}/{key}" if prefix else key
+        if isinstance(item, h5py.Dataset):
+            yield path, item[()]
+        else:
+            yield from _h5_tensors(item, path)
+
+
+def _tensors(path: Path):
+    import h5py
+
+    if not path.exists():
+        raise CLIError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as raw:
+                import io
+
+                with h5py.File(io.BytesIO(raw.read()), "r") as f:
+                    yield from _h5_tensors(f)
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
+            raise CLIError(f"{path}: not a readable .keras archive ({e})") from None
+    elif suffix in (".h5", ".hdf5"):
+        try:
+            with h5py.File(path, "r") as f:
+                yield from _h5_tensors(f)
+        except OSError as e:
+            raise CLIError(f"{path}: not a readable HDF5 file ({e})") from None
+    elif suffix == ".caffemodel":
+        from converters.caffe.errors import CaffeError
+        from converters.caffe.reader import read_caffemodel_blobs
+
+        try:
+            for layer, blobs in read_caffemodel_blobs(path).items():
+                for i, b in enumerate(blobs):
+                    yield f"{layer}/{i}", b
+        except CaffeError as e:
+            raise CLIError(str(e)) from None
+    else:
+        raise CLIError(f"{path}: unknown file type {suffix!r} (expected .keras, .weights.h5, .h5, .caffemodel)")
+
+
+def _cmd_inspect(args):
+    path = Path(args.file)
+    found = False
+    total = 0
+    for name, arr in _tensors(path):
+        total += int(np.asarray(arr).size)
+        if args.values:
+            if name == args.values:
+                found = True
+                np.set_printoptions(threshold=args.max_values, linewidth=120)
+                print(_stats(name, arr))
+                print(np.asarray(arr))
+        else:
+            print(_stats(name, arr))
+    if args.values and not found:
+        raise CLIError(f"{path}: no tensor named {args.values!r} (run without --values to list them)")
+    if not args.values:
+        print(f"total: {total:,} values")
+
+
+def _cmd_predict(args):
+    import cv2
+
+    import zoo
+
+    image = cv2.imread(args.image, cv2.IMREAD_COLOR)
+    if image is None:
+        raise CLIError(f"cannot read image {args.image!r}")
+    try:
+        model = zoo.get(args.name, weights=args.weights)
+    except (ValueError, TypeError, OSError) as e:
+        raise CLIError(str(e).splitlines()[0]) from None
+    from training import visualize
+
+    out = visualize.predict_overlay(model, image[..., ::-1])
+    target = Path(args.out or Path(args.image).with_suffix(".pred.png"))
+    visualize.write_png(target, out)
+    print(f"wrote {target}")
+
+
+def _delegate(module, argv):
+    import importlib
+
+    return importlib.import_module(module).main(argv)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="kerazoo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("list", help="list registered models")
+    s.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
+    s.add_argument("--pretrained", action="store_true", help="list name.tag entries with weights")
+    s.set_defaults(fn=_cmd_list)
+    s = sub.add_parser("info", help="show a model's builder, defaults and weights records")
+    s.add_argument("name")
+    s.set_defaults(fn=_cmd_info)
+    s = sub.add_parser("inspect", help="list the tensors of a weights file with summary statistics")
+    s.add_argument("file")
+    s.add_argument("--values", metavar="NAME", help="print the values of one tensor")
+    s.add_argument("--max-values", type=int, default=200, help="numpy print threshold (default 200)")
+    s.set_defaults(fn=_cmd_inspect)
+    s = sub.add_parser("predict", help="run a model on an image and write an overlay PNG")
+    s.add_argument("name")
+    s.add_argument("image")
+    s.add_argument("--weights", required=True)
+    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png)")
+    s.set_defaults(fn=_cmd_predict)
+    for name, module, what in (("convert", "converters.__main__", "convert a Caffe model (see kerazoo convert -h)"),
+                               ("train", "training.__main__", "train a model (see kerazoo train -h)"),
+                               ("evaluate", "training.__main__", "evaluate a model (see kerazoo evaluate -h)")):
+        s = sub.add_parser(name, help=what, add_help=False)
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+        s.set_defaults(fn=None, module=module)
+    return p
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.fn is None:  # delegated subcommands keep their own parsers
+        rest = args.rest
+        if args.command == "convert":
+            rest = rest if rest[:1] == ["caffe"] else ["caffe", *rest]
+        elif args.command in ("train", "evaluate"):
+            rest = [args.command, *rest]
+        return _delegate(args.module, rest) or 0
+    try:
+        args.fn(args)
+    except CLIError as e:
+        print(f"kerazoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
