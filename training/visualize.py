@@ -1,0 +1,198 @@
+"""Pictures of keypoints, heatmaps, masks and training curves, drawn with OpenCV (no matplotlib).
+
+All functions take and return RGB ``uint8`` images ``(H, W, 3)``; coordinates are (x, y) pixels of
+the image drawn on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "MPII_SKELETON",
+    "LSP_SKELETON",
+    "joint_colors",
+    "voc_palette",
+    "draw_keypoints",
+    "heatmap_grid",
+    "mask_overlay",
+    "training_curve",
+    "write_png",
+    "predict_overlay",
+]
+
+# MPII joint order: r-ank, r-kne, r-hip, l-hip, l-kne, l-ank, pelvis, thorax, upper-neck, head-top,
+# r-wri, r-elb, r-sho, l-sho, l-elb, l-wri.
+MPII_SKELETON = ((0, 1), (1, 2), (2, 6), (3, 6), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+                 (10, 11), (11, 12), (12, 7), (13, 7), (13, 14), (14, 15))
+# LSP: r-ank, r-kne, r-hip, l-hip, l-kne, l-ank, r-wri, r-elb, r-sho, l-sho, l-elb, l-wri, neck, head-top.
+LSP_SKELETON = ((0, 1), (1, 2), (3, 4), (4, 5), (2, 8), (3, 9), (6, 7), (7, 8), (9, 10), (10, 11),
+                (8, 12), (9, 12), (12, 13))
+
+
+def joint_colors(k: int) -> np.ndarray:
+    """``(k, 3)`` uint8 RGB colours evenly spread over the hue circle."""
+    hsv = np.stack([np.linspace(0, 179, k, endpoint=False), np.full(k, 220), np.full(k, 255)], -1)
+    return cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0]
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map, ``(n, 3)`` uint8 RGB (class 0 black, 255 = ignore is cream)."""
+    pal = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None, radius=None, thickness=None):
+    """Draw keypoints ``(K, 2)`` and skeleton edges on a copy of ``image``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        keypoints: ``(K, 2)`` (x, y) in image pixels.
+        visible: ``(K,)`` booleans; hidden joints and their edges are not drawn.
+        skeleton: pairs of joint indices; defaults to MPII's for K=16, LSP's for K=14, else none.
+        color: one RGB colour for all (e.g. ground truth in white); default per-joint colours.
+    """
+    img = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    k = len(kp)
+    vis = np.ones(k, bool) if visible is None else np.asarray(visible).astype(bool).reshape(-1)
+    vis &= np.isfinite(kp).all(axis=1)
+    if skeleton is None:
+        skeleton = MPII_SKELETON if k == 16 else LSP_SKELETON if k == 14 else ()
+    colors = joint_colors(k) if color is None else np.tile(np.asarray(color, np.uint8), (k, 1))
+    scale = max(img.shape[:2]) / 256.0
+    radius = radius or max(1, int(round(3 * scale)))
+    thickness = thickness or max(1, int(round(2 * scale)))
+    for a, b in skeleton:
+        if a < k and b < k and vis[a] and vis[b]:
+            pa, pb = tuple(int(round(v)) for v in kp[a]), tuple(int(round(v)) for v in kp[b])
+            cv2.line(img, pa, pb, tuple(int(c) for c in colors[b]), thickness, cv2.LINE_AA)
+    for j in range(k):
+        if vis[j]:
+            p = tuple(int(round(v)) for v in kp[j])
+            cv2.circle(img, p, radius, tuple(int(c) for c in colors[j]), -1, cv2.LINE_AA)
+    return img
+
+
+def heatmap_grid(heatmaps, image=None, *, cols=None, cell=96, names=None):
+    """Tile heatmaps ``(h, w, K)`` into one picture, optionally blended over a resized ``image``."""
+    hm = np.asarray(heatmaps, np.float32)
+    k = hm.shape[-1]
+    cols = cols or int(np.ceil(np.sqrt(k)))
+    rows = int(np.ceil(k / cols))
+    grid = np.zeros((rows * cell, cols * cell, 3), np.uint8)
+    base = None if image is None else cv2.resize(np.asarray(image, np.uint8), (cell, cell))
+    for j in range(k):
+        m = cv2.resize(np.clip(hm[..., j], 0, 1), (cell, cell), interpolation=cv2.INTER_LINEAR)
+        colored = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+        if base is not None:
+            colored = cv2.addWeighted(base, 0.4, colored, 0.6, 0)
+        if names is not None and j < len(names):
+            cv2.putText(colored, str(names[j])[:12], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+        r, c = divmod(j, cols)
+        grid[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = colored
+    return grid
+
+
+def mask_overlay(image, mask, *, alpha=0.5, palette=None, ignore_label=255):
+    """Blend a class mask ``(H, W)`` over ``image`` with the VOC palette; ignore pixels untouched."""
+    img = np.asarray(image, np.uint8)
+    m = np.asarray(mask).astype(np.int64)
+    pal = voc_palette() if palette is None else np.asarray(palette, np.uint8)
+    colored = pal[np.clip(m, 0, len(pal) - 1)]
+    out = (img * (1 - alpha) + colored * alpha).astype(np.uint8)
+    keep = (m == ignore_label) | (m == 0)
+    out[keep] = img[keep]
+    return out
+
+
+def training_curve(csv_path, *, keys=None, size=(480, 320)):
+    """Plot columns of a Keras ``CSVLogger`` file against epoch; returns an RGB image.
+
+    Each series is min-max normalised to the plot height; the legend gives its first and last value.
+    """
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{csv_path}: no rows to plot")
+    keys = keys or [k for k in rows[0] if k != "epoch"]
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    pad = 40
+    cv2.rectangle(img, (pad, 10), (w - 10, h - pad), (0, 0, 0), 1)
+    colors = joint_colors(max(len(keys), 1))
+    n = len(rows)
+    for i, key in enumerate(keys):
+        try:
+            ys = np.array([float(r[key]) for r in rows])
+        except (KeyError, ValueError):
+            continue
+        lo, hi = float(ys.min()), float(ys.max())
+        span = hi - lo or 1.0
+        xs = pad + (np.arange(n) / max(n - 1, 1)) * (w - 10 - pad)
+        yy = (h - pad) - (ys - lo) / span * (h - pad - 10)
+        pts = np.stack([xs, yy], 1).round().astype(np.int32)
+        color = tuple(int(c) for c in colors[i])
+        cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
+        cv2.putText(img, f"{key}: {ys[0]:.3g} -> {ys[-1]:.3g}", (pad + 5, 25 + 14 * i),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+    cv2.putText(img, f"epoch 0..{n - 1}", (pad, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def write_png(path, image_rgb) -> Path:
+    """Write an RGB image as PNG atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(np.asarray(image_rgb, np.uint8)[..., ::-1]))
+    if not ok:
+        raise OSError(f"could not encode PNG for {path}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def predict_overlay(model, image_rgb):
+    """Run ``model`` on one RGB image (resized to its input) and draw the prediction on it.
+
+    Heatmap models (last output channels = keypoints) get their argmax keypoints drawn; segmentation
+    models (output as large as the input) get a mask overlay. Uses the weights record's
+    preprocessing when the model carries one, else pixels / 255.
+    """
+    import zoo
+
+    inputs = model.inputs
+    h, w = inputs[0].shape[1] or image_rgb.shape[0], inputs[0].shape[2] or image_rgb.shape[1]
+    img = cv2.resize(np.asarray(image_rgb, np.uint8), (w, h), interpolation=cv2.INTER_AREA)
+    record = zoo.weights_record(model)
+    x = zoo.preprocess(None, img[None], record=record) if record else img[None].astype(np.float32) / 255.0
+    feeds = [x]
+    if len(inputs) == 2:  # CPM: image + centre map
+        feeds.append(zoo.cpm_center_map(h, w)[None])
+    out = model.predict(feeds if len(feeds) > 1 else x, verbose=0)
+    out = out[-1] if isinstance(out, (list, tuple)) else out
+    out = np.asarray(out)[0]
+    if out.shape[:2] == (h, w):
+        return mask_overlay(img, out.argmax(-1))
+    flat = out.reshape(-1, out.shape[-1]).argmax(0)
+    ys, xs = np.divmod(flat, out.shape[1])
+    sx, sy = w / out.shape[1], h / out.shape[0]
+    kp = np.stack([(xs + 0.5) * sx - 0.5, (ys + 0.5) * sy - 0.5], 1)
+    return draw_keypoints(img, kp)
