@@ -1,0 +1,506 @@
+"""Batches for ``model.fit``: :class:`HeatmapDataset` (top-down pose) and :class:`SegmentationDataset`.
+
+Both are ``keras.utils.PyDataset`` subclasses built from plain sample records
+(:mod:`training.datasets`). ``__getitem__`` returns a whole batch and ``len()`` counts batches.
+They hold only records, numbers and small dataclasses -- no generators, lambdas, open files or
+backend tensors -- so they pickle into worker processes (``workers=N, use_multiprocessing=True``,
+fork or spawn); images are opened inside ``__getitem__``.
+
+Randomness: sample ``pos`` of batch ``idx`` in epoch ``e`` draws from
+``np.random.default_rng([seed, e, idx, pos])`` and the sample order of epoch ``e`` is a
+permutation seeded by ``(seed, e)`` (recomputed in ``on_epoch_end``). A batch is therefore a pure
+function of ``(seed, epoch, idx)``: workers never repeat each other's augmentation, and
+``workers=0`` and ``workers=N`` runs give identical batches. Pass ``shuffle=False`` to
+``model.fit`` (Keras would otherwise shuffle batch indices with an unseeded RNG);
+:func:`training.fit` does this, and keeps ``epoch`` in step after a resume (:class:`EpochSync`).
+
+Note:
+    B = batch, K = keypoints, C = classes; ``input_size``/``heatmap_size`` are ``(w, h)``, arrays
+    ``(B, H, W, ...)``. Keypoints are 0-based float pixels, (x, y).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+from training.datasets.base import DatasetError, ImageReadError, read_image, read_mask
+from training.targets import HeatmapCodec, cpm_center_map, encode_mask
+from training.transforms import (affine_matrix, check_flip_pairs, photometric_jitter, swap_pairs,
+                                 transform_points, warp_image, warp_mask)
+
+__all__ = ["Augmentation", "Normalization", "HeatmapDataset", "SegmentationDataset", "EpochSync"]
+
+log = logging.getLogger("training.data")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random augmentation settings (all plain numbers, picklable).
+
+    Attributes:
+        scale_range: ``(lo, hi)`` zoom factor range of the crop (>1 zooms in).
+        scale_sampling: ``"normal"``: ``clip(N(1, (hi - lo) / 2), lo, hi)`` (HRNet pose recipe);
+            ``"uniform"``: ``U(lo, hi)`` (PSPNet segmentation recipe).
+        rotation: degrees; ``"normal"``: ``clip(N(0, r), -2r, 2r)``, ``"uniform"``: ``U(-r, r)``.
+        rotation_sampling: see ``rotation``.
+        rotation_prob: probability of rotating at all (HRNet 0.6).
+        flip_prob: probability of a horizontal mirror (keypoint pairs are swapped).
+        translate: random shift, as a fraction of the crop side, ``U(-t, t)`` per axis.
+        brightness, contrast, saturation, hue: :func:`training.transforms.photometric_jitter`.
+    """
+
+    scale_range: tuple = (0.75, 1.25)
+    scale_sampling: str = "normal"
+    rotation: float = 30.0
+    rotation_sampling: str = "normal"
+    rotation_prob: float = 0.6
+    flip_prob: float = 0.5
+    translate: float = 0.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+
+    @classmethod
+    def pose(cls, **overrides) -> "Augmentation":
+        """HRNet/SimpleBaseline MPII recipe: scale 0.75-1.25, rotation N(0, 30) p=0.6, flip 0.5."""
+        return cls(**overrides)
+
+    @classmethod
+    def segmentation(cls, **overrides) -> "Augmentation":
+        """PSPNet recipe: scale U(0.5, 2.0), rotation U(-10, 10), flip 0.5."""
+        base = dict(scale_range=(0.5, 2.0), scale_sampling="uniform", rotation=10.0, rotation_sampling="uniform",
+                    rotation_prob=1.0)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def coerce(cls, value, task: str) -> "Augmentation | None":
+        """``None``/``False`` -> no augmentation, ``True`` -> the task preset, a dict -> preset + overrides."""
+        if value is None or value is False:
+            return None
+        if isinstance(value, Augmentation):
+            return value
+        preset = cls.pose if task == "pose" else cls.segmentation
+        if value is True:
+            return preset()
+        if isinstance(value, dict):
+            unknown = set(value) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"augment: unknown setting(s) {sorted(unknown)}; known: {list(cls.__dataclass_fields__)}.")
+            return preset(**value)
+        raise TypeError(f"augment must be None, a bool, a dict or an Augmentation. Received: {value!r:.100}")
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        """Draw ``zoom``, ``rotation`` (deg), ``flip``, ``shift`` (fraction) for one sample."""
+        lo, hi = self.scale_range
+        if self.scale_sampling == "normal":
+            zoom = float(np.clip(rng.normal(1.0, (hi - lo) / 2.0), lo, hi))
+        else:
+            zoom = float(rng.uniform(lo, hi))
+        rot = 0.0
+        if self.rotation > 0 and rng.random() < self.rotation_prob:
+            if self.rotation_sampling == "normal":
+                rot = float(np.clip(rng.normal(0.0, self.rotation), -2 * self.rotation, 2 * self.rotation))
+            else:
+                rot = float(rng.uniform(-self.rotation, self.rotation))
+        flip = bool(rng.random() < self.flip_prob)
+        shift = rng.uniform(-self.translate, self.translate, size=2) if self.translate > 0 else np.zeros(2)
+        return {"zoom": zoom, "rotation": rot, "flip": flip, "shift": shift}
+
+    def jitter(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.brightness or self.contrast or self.saturation or self.hue:
+            return photometric_jitter(image, rng, self.brightness, self.contrast, self.saturation, self.hue)
+        return image
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Pixel convention of the model input: ``(reorder(rgb) * scale - mean) / std`` as float32.
+
+    The default (RGB / 255) is pose-hg-train's. :meth:`from_record` copies a zoo weights record so
+    fine-tuning feeds pretrained weights what they were trained on.
+    """
+
+    scale: float = 1.0 / 255.0
+    mean: tuple = (0.0, 0.0, 0.0)
+    std: tuple = (1.0, 1.0, 1.0)
+    channel_order: str = "RGB"
+
+    @classmethod
+    def from_record(cls, record) -> "Normalization":
+        return cls(float(record.scale), tuple(map(float, record.mean)), tuple(map(float, record.std)),
+                   str(record.channel_order).upper())
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32)
+        if self.channel_order == "BGR":
+            x = x[..., ::-1]
+        x = (x * np.float32(self.scale) - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x, np.float32)
+
+
+def _size(value, name) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (w, h) pair of positive ints. Received: {name}={value!r}") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{name} must be a (w, h) pair of positive ints. Received: {name}={value!r}")
+    return w, h
+
+
+class _RecordDataset(keras.utils.PyDataset):
+    """Shared machinery: ordering, per-sample RNG, error handling and skip reporting."""
+
+    def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, **kwargs):
+        super().__init__(**kwargs)
+        self.records = list(records)
+        if not self.records:
+            raise ValueError(f"{type(self).__name__}: records is empty; expected at least one sample record.")
+        if int(batch_size) < 1:
+            raise ValueError(f"{type(self).__name__}: batch_size must be >= 1. Received: batch_size={batch_size!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"{type(self).__name__}: on_error must be 'raise' or 'skip'. Received: {on_error!r}")
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.drop_remainder = bool(drop_remainder)
+        self.on_error = on_error
+        self.skip_log = None if skip_log is None else os.fspath(skip_log)
+        self.epoch = 0
+        self._skipped: dict[int, str] = {}
+        self._order_cache: tuple[int, np.ndarray] | None = None
+        if len(self) == 0:
+            raise ValueError(f"{type(self).__name__}: {len(self.records)} records give no full batch of "
+                             f"{self.batch_size} with drop_remainder=True.")
+
+    # ------------------------------------------------------------------------------ PyDataset API
+    def __len__(self) -> int:
+        n = len(self.records)
+        return n // self.batch_size if self.drop_remainder else math.ceil(n / self.batch_size)
+
+    def on_epoch_end(self):
+        """Advance to the next epoch: new sample order and new augmentation draws."""
+        self.epoch += 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Jump to ``epoch`` (used after resuming from a backup)."""
+        self.epoch = int(epoch)
+
+    def order(self) -> np.ndarray:
+        """Record indices in this epoch's order."""
+        if self._order_cache is None or self._order_cache[0] != self.epoch:
+            n = len(self.records)
+            perm = (np.random.default_rng([self.seed, self.epoch, 0x5EED]).permutation(n) if self.shuffle
+                    else np.arange(n))
+            self._order_cache = (self.epoch, perm)
+        return self._order_cache[1]
+
+    def batch_indices(self, idx: int) -> np.ndarray:
+        """Record indices that make up batch ``idx`` of the current epoch."""
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"batch index {idx} out of range for {len(self)} batches.")
+        idx %= len(self)
+        return self.order()[idx * self.batch_size:(idx + 1) * self.batch_size]
+
+    def __getitem__(self, idx):
+        ids = self.batch_indices(idx)
+        samples = [self._sample_or_substitute(int(idx), pos, int(i)) for pos, i in enumerate(ids)]
+        return self._collate(samples)
+
+    # ------------------------------------------------------------------------------ errors
+    def _describe(self, i) -> str:
+        rec = self.records[i]
+        return f"sample {i} (id {rec.id!r}, image '{rec.image}')"
+
+    def _sample_or_substitute(self, idx, pos, i):
+        n = len(self.records)
+        j, tries = i, 0
+        while True:
+            rng = np.random.default_rng([self.seed, self.epoch, idx, pos, tries])
+            try:
+                return self._make_sample(self.records[j], rng)
+            except DatasetError as e:
+                if self.on_error == "raise":
+                    raise type(e)(f"{self._describe(j)}: {e}") from None
+                self._report_skip(j, e)
+                tries += 1
+                if tries > min(n, 64):
+                    raise DatasetError(f"{tries} samples in a row could not be read (last: {self._describe(j)}: {e}); "
+                                       f"giving up on batch {idx}.") from None
+                j = (i + tries * 7919) % n  # deterministic stand-in keeps the batch size fixed
+            except Exception as e:  # not a data error: name the sample, keep the type when we can
+                raise DatasetError(f"{self._describe(j)}: {type(e).__name__}: {e}") from e
+
+    def _report_skip(self, i, err) -> None:
+        if i in self._skipped:
+            return
+        self._skipped[i] = str(err)
+        log.warning("skipping %s: %s", self._describe(i), err)
+        if self.skip_log:
+            with open(self.skip_log, "a", encoding="utf-8") as f:  # one short line per skip: atomic append
+                f.write(f"{i}\t{self.records[i].id}\t{str(err).replace(chr(10), ' ')}\n")
+
+    def skipped(self) -> dict[int, str]:
+        """Samples skipped so far (``on_error="skip"``): index -> reason, from every process.
+
+        Worker processes append to ``skip_log`` (when set); this process's own skips are kept in
+        memory as well.
+        """
+        out = dict(self._skipped)
+        if self.skip_log and os.path.exists(self.skip_log):
+            with open(self.skip_log, encoding="utf-8") as f:
+                for line in f:
+                    parts = line.rstrip("\n").split("\t", 2)
+                    if len(parts) == 3 and parts[0].isdigit():
+                        out.setdefault(int(parts[0]), parts[2])
+        return out
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_order_cache"] = None  # recomputed in the worker; keeps the pickle small
+        return state
+
+    def config(self) -> dict:
+        """The constructor arguments except ``records`` (JSON-friendly), for logs and the CLI."""
+        raise NotImplementedError
+
+    def _make_sample(self, record, rng):
+        raise NotImplementedError
+
+    def _collate(self, samples):
+        raise NotImplementedError
+
+
+class HeatmapDataset(_RecordDataset):
+    """Top-down pose batches: crop around each record's centre/scale, augment, encode heatmaps.
+
+    ``dataset[i]`` returns ``(x, y, sample_weight)``:
+
+    - ``x``: images ``(B, H, W, 3)`` float32 (see ``normalization``); with ``center_map_sigma``
+      a tuple ``(images, center_maps (B, H, W, 1))`` for CPM.
+    - ``y``: heatmaps ``(B, h, w, K)`` float32 (Gaussian peak 1), or a tuple of ``num_outputs``
+      references to the same array for intermediate supervision (one target per stack/stage).
+    - ``sample_weight``: ``(B, 1, 1, K)`` float32 joint weights (0 for unannotated joints and
+      joints whose Gaussian misses the map; never NaN), shared by all outputs.
+
+    Args:
+        records: :class:`~training.datasets.PoseRecord` list.
+        batch_size: samples per batch.
+        input_size: ``(w, h)`` network input.
+        heatmap_size: ``(w, h)`` of the output heatmaps (same stride on both axes).
+        sigma: Gaussian sigma in heatmap pixels.
+        num_outputs: model outputs that each get the target.
+        augment: ``None``/``False``, ``True`` (HRNet recipe), a dict of :class:`Augmentation`
+            fields, or an :class:`Augmentation`.
+        flip_pairs: left/right keypoint pairs swapped on a flip.
+        background: append CPM's background map ``max(0, 1 - max_k heatmap_k)`` (K + 1 channels).
+        center_map_sigma: also return CPM's centre map (sigma in input pixels, e.g. 21).
+        normalization: :class:`Normalization` of the images.
+        seed: randomness seed (see module docstring).
+        shuffle: new sample order every epoch.
+        drop_remainder: drop the last partial batch (keeps shapes static under JAX).
+        on_error: ``"raise"`` (default): a missing/corrupt image raises, naming file and sample
+            index; ``"skip"``: warn, count (:meth:`skipped`) and use a stand-in sample.
+        skip_log: file that every process appends skipped samples to.
+        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` (``PyDataset``).
+
+    Example:
+        >>> from training.datasets.synthetic import synthetic_pose
+        >>> ds = HeatmapDataset(synthetic_pose(64), batch_size=8, input_size=(128, 128),
+        ...                     heatmap_size=(32, 32), num_outputs=2, augment=True)
+        >>> x, (y1, y2), w = ds[0]   # (8, 128, 128, 3), 2 x (8, 32, 32, 16), (8, 1, 1, 16)
+    """
+
+    def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
+                 num_outputs=1, augment=None, flip_pairs=(), background=False, center_map_sigma=None,
+                 normalization=None, seed=0, shuffle=True, drop_remainder=False, on_error="raise", skip_log=None,
+                 **kwargs):
+        self.input_size = _size(input_size, "input_size")
+        self.heatmap_size = _size(heatmap_size, "heatmap_size")
+        self.sigma = float(sigma)
+        HeatmapCodec(self.input_size, self.heatmap_size, self.sigma)  # validate geometry now
+        if int(num_outputs) < 1:
+            raise ValueError(f"HeatmapDataset: num_outputs must be >= 1. Received: {num_outputs!r}")
+        self.num_outputs = int(num_outputs)
+        self.augment = Augmentation.coerce(augment, "pose")
+        self.background = bool(background)
+        self.center_map_sigma = None if center_map_sigma is None else float(center_map_sigma)
+        self.normalization = normalization or Normalization()
+        super().__init__(records, batch_size=batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
+                         on_error=on_error, skip_log=skip_log, **kwargs)
+        ks = {r.num_keypoints for r in self.records}
+        if len(ks) != 1:
+            raise ValueError(f"HeatmapDataset: records have different keypoint counts {sorted(ks)}; expected one K.")
+        self.num_keypoints = ks.pop()
+        self.flip_pairs = tuple(tuple(p) for p in check_flip_pairs(flip_pairs, self.num_keypoints))
+
+    @property
+    def codec(self) -> HeatmapCodec:
+        return HeatmapCodec(self.input_size, self.heatmap_size, self.sigma)
+
+    def matrix(self, record, params=None) -> np.ndarray:
+        """Original-image -> input-crop (2, 3) matrix of ``record`` (no augmentation if ``params`` is None)."""
+        p = params or {"zoom": 1.0, "rotation": 0.0, "flip": False, "shift": np.zeros(2)}
+        w = self.input_size[0]
+        return affine_matrix(record.center, record.scale / p["zoom"], self.input_size, rotation=p["rotation"],
+                             translate=tuple(np.asarray(p["shift"]) * w), flip=p["flip"])
+
+    def _make_sample(self, record, rng):
+        image = read_image(record.image)
+        params = self.augment.sample(rng) if self.augment else None
+        mat = self.matrix(record, params)
+        crop = warp_image(image, mat, self.input_size)
+        kp = transform_points(record.keypoints, mat)
+        vis = record.visible.astype(np.float32)
+        if params is not None:
+            crop = self.augment.jitter(crop, rng)
+            if params["flip"] and self.flip_pairs:
+                kp = swap_pairs(kp, self.flip_pairs, axis=0)
+                vis = swap_pairs(vis, self.flip_pairs, axis=0)
+        heatmaps, weights = self.codec.encode(kp, vis)
+        if self.background:
+            bg = np.clip(1.0 - heatmaps.max(axis=-1, keepdims=True), 0.0, 1.0)
+            heatmaps = np.concatenate([heatmaps, bg], axis=-1)
+            weights = np.concatenate([weights, np.ones(1, np.float32)])
+        return crop, heatmaps, weights
+
+    def _collate(self, samples):
+        images = self.normalization(np.stack([s[0] for s in samples]))
+        heatmaps = np.stack([s[1] for s in samples]).astype(np.float32)
+        weights = np.stack([s[2] for s in samples]).astype(np.float32)[:, None, None, :]
+        x = images
+        if self.center_map_sigma is not None:
+            w, h = self.input_size
+            cmap = cpm_center_map(self.input_size, ((w - 1) / 2.0, (h - 1) / 2.0), self.center_map_sigma)
+            x = (images, np.broadcast_to(cmap, (len(samples),) + cmap.shape).copy())
+        y = heatmaps if self.num_outputs == 1 else (heatmaps,) * self.num_outputs
+        return x, y, weights
+
+    def config(self) -> dict:
+        return {"batch_size": self.batch_size, "input_size": list(self.input_size),
+                "heatmap_size": list(self.heatmap_size), "sigma": self.sigma, "num_outputs": self.num_outputs,
+                "augment": None if self.augment is None else asdict(self.augment),
+                "flip_pairs": [list(p) for p in self.flip_pairs], "background": self.background,
+                "center_map_sigma": self.center_map_sigma, "normalization": asdict(self.normalization),
+                "seed": self.seed, "shuffle": self.shuffle, "drop_remainder": self.drop_remainder,
+                "on_error": self.on_error}
+
+
+class SegmentationDataset(_RecordDataset):
+    """Semantic segmentation batches: scale/rotate/flip/crop image and mask with one matrix.
+
+    ``dataset[i]`` returns ``(x, y)``: images ``(B, H, W, 3)`` float32 and labels ``(B, h, w)``
+    int32 in ``[0, C)`` or ``ignore_label`` (a tuple of ``num_outputs`` references for models with
+    an auxiliary head). Without augmentation the whole image is fitted into the input
+    (letterboxed, padding labelled ``ignore_label``); with it the image is scaled by a random
+    factor around that fit, rotated, mirrored and randomly cropped (PSPNet recipe).
+
+    Args:
+        records: :class:`~training.datasets.SegRecord` list.
+        batch_size: samples per batch.
+        input_size: ``(w, h)`` of the network input (crop size).
+        num_classes: C; mask values outside ``[0, C)`` become ``ignore_label``.
+        ignore_label: label of pixels excluded from loss and metrics.
+        label_size: ``(w, h)`` of the labels when the model's output is smaller than its input
+            (sampled at matching pixel centres, corner-aligned); ``None`` = ``input_size``.
+        num_outputs, augment, normalization, seed, shuffle, drop_remainder, on_error, skip_log,
+            **kwargs: as in :class:`HeatmapDataset`.
+    """
+
+    def __init__(self, records, *, batch_size=8, input_size=(512, 512), num_classes=21, ignore_label=255,
+                 label_size=None, num_outputs=1, augment=None, normalization=None, seed=0, shuffle=True,
+                 drop_remainder=False, on_error="raise", skip_log=None, **kwargs):
+        self.input_size = _size(input_size, "input_size")
+        self.label_size = self.input_size if label_size is None else _size(label_size, "label_size")
+        if int(num_classes) < 1:
+            raise ValueError(f"SegmentationDataset: num_classes must be >= 1. Received: {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_label = int(ignore_label)
+        if int(num_outputs) < 1:
+            raise ValueError(f"SegmentationDataset: num_outputs must be >= 1. Received: {num_outputs!r}")
+        self.num_outputs = int(num_outputs)
+        self.augment = Augmentation.coerce(augment, "segmentation")
+        self.normalization = normalization or Normalization()
+        super().__init__(records, batch_size=batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
+                         on_error=on_error, skip_log=skip_log, **kwargs)
+
+    def _describe(self, i) -> str:
+        rec = self.records[i]
+        return f"sample {i} (id {rec.id!r}, image '{rec.image}', mask '{rec.mask}')"
+
+    def matrix(self, image_shape, params=None, rng=None) -> np.ndarray:
+        """Original-image -> input (2, 3) matrix for an image of ``image_shape`` (H, W, ...)."""
+        h_img, w_img = image_shape[:2]
+        side = max(w_img, h_img)  # zoom 1 fits the long side into the input width
+        center = np.array([(w_img - 1) / 2.0, (h_img - 1) / 2.0])
+        rot, flip = 0.0, False
+        if params is not None:
+            side = side / params["zoom"]
+            rot, flip = params["rotation"], params["flip"]
+            # random crop position: the crop stays inside the image, or the image inside the crop
+            w, h = self.input_size
+            span = np.array([side, side * h / w])
+            lo = span / 2.0 - 0.5
+            hi = np.array([w_img, h_img]) - 0.5 - span / 2.0
+            center = np.array([rng.uniform(min(a, b), max(a, b)) for a, b in zip(lo, hi)])
+        return affine_matrix(center, side, self.input_size, rotation=rot, flip=flip)
+
+    def _label_matrix(self, mat) -> np.ndarray:
+        (w, h), (lw, lh) = self.input_size, self.label_size
+        if (lw, lh) == (w, h):
+            return mat
+        sx = (lw - 1) / max(w - 1, 1)
+        sy = (lh - 1) / max(h - 1, 1)
+        return np.array([[sx, 0, 0], [0, sy, 0]]) @ np.vstack([mat, [0, 0, 1]])
+
+    def _make_sample(self, record, rng):
+        image = read_image(record.image)
+        mask = read_mask(record.mask)
+        if mask.shape[:2] != image.shape[:2]:
+            raise ImageReadError(f"mask '{record.mask}' is {mask.shape[1]}x{mask.shape[0]} but image '{record.image}' "
+                                 f"is {image.shape[1]}x{image.shape[0]}; expected the same size.")
+        if record.label_map is not None:
+            mask = record.label_map[mask]
+        params = self.augment.sample(rng) if self.augment else None
+        mat = self.matrix(image.shape, params, rng)
+        crop = warp_image(image, mat, self.input_size)
+        if params is not None:
+            crop = self.augment.jitter(crop, rng)
+        labels = warp_mask(mask, self._label_matrix(mat), self.label_size, ignore_value=self.ignore_label)
+        return crop, encode_mask(labels, self.num_classes, self.ignore_label)
+
+    def _collate(self, samples):
+        images = self.normalization(np.stack([s[0] for s in samples]))
+        labels = np.stack([s[1] for s in samples]).astype(np.int32)
+        return images, (labels if self.num_outputs == 1 else (labels,) * self.num_outputs)
+
+    def config(self) -> dict:
+        return {"batch_size": self.batch_size, "input_size": list(self.input_size),
+                "label_size": list(self.label_size), "num_classes": self.num_classes,
+                "ignore_label": self.ignore_label, "num_outputs": self.num_outputs,
+                "augment": None if self.augment is None else asdict(self.augment),
+                "normalization": asdict(self.normalization), "seed": self.seed, "shuffle": self.shuffle,
+                "drop_remainder": self.drop_remainder, "on_error": self.on_error}
+
+
+class EpochSync(keras.callbacks.Callback):
+    """Keeps datasets' ``epoch`` equal to the trainer's epoch (also after a resume).
+
+    ``on_epoch_begin`` runs before Keras starts the epoch's worker pool, so workers see the new
+    epoch's order and seeds.
+    """
+
+    def __init__(self, *datasets):
+        super().__init__()
+        self.datasets = [d for d in datasets if isinstance(d, _RecordDataset)]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for d in self.datasets:
+            d.set_epoch(epoch)

@@ -1,0 +1,260 @@
+"""Sample records, image/mask loading and the errors every dataset reader raises.
+
+Readers turn a dataset on disk into a list of plain records; :mod:`training.data` turns records
+into batches. Records hold only paths, numbers and small numpy arrays (or a picklable image
+*source* object for generated data), so a list of them pickles cheaply into worker processes.
+
+Note:
+    Coordinates are 0-based float pixels of the original image, ``(x, y)`` order, OpenCV pixel
+    centres. ``K`` = number of keypoints. Sizes are ``(w, h)``; arrays are ``(H, W, ...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "DatasetError", "AnnotationError", "ImageReadError", "UnsafePickleError", "WorkerCrashedError",
+    "PoseRecord", "SegRecord", "read_image", "read_mask", "write_palette_png", "box_center_scale",
+    "describe_source",
+]
+
+
+# ----------------------------------------------------------------------------------------- errors
+# Plain one-argument exceptions: they must pickle, because they travel from worker processes back
+# to the main process (an exception that cannot be unpickled hangs multiprocessing.Pool).
+class DatasetError(Exception):
+    """Base class of the training data errors; the message names the file, record and field."""
+
+
+class AnnotationError(DatasetError, ValueError):
+    """An annotation file is unreadable, or a record lacks a field or has a bad value."""
+
+
+class ImageReadError(DatasetError, OSError):
+    """An image or mask file is missing or cannot be decoded."""
+
+
+class UnsafePickleError(AnnotationError):
+    """A pickle asked for an object outside the allowed dict/list/numpy-array set."""
+
+
+class WorkerCrashedError(DatasetError, RuntimeError):
+    """A data-loading worker process died (killed, segfault) while producing a batch."""
+
+
+# ---------------------------------------------------------------------------------------- records
+@dataclass
+class PoseRecord:
+    """One person/hand instance for top-down heatmap training.
+
+    Attributes:
+        image: image file path, or a picklable source with a ``load() -> (H, W, 3) uint8 RGB``
+            method (generated data).
+        keypoints: ``(K, 2)`` float, original-image pixels.
+        visible: ``(K,)`` float 0/1: 1 = annotated and usable for training (occluded but
+            annotated joints count as 1; see pose-training §1.5).
+        center: ``(2,)`` crop centre ``(x, y)`` in pixels.
+        scale: side in pixels of the square crop around ``center`` (NOT MPII's x200 unit).
+        box: ``(4,)`` ``x1, y1, x2, y2`` instance box (PCK normaliser), or ``None``.
+        head_box: ``(4,)`` head rectangle (PCKh normaliser), or ``None``.
+        id: a printable identifier (file name, index, person) used in messages and CSVs.
+        meta: free-form extras (raw visibility flags, hand side, ...).
+    """
+
+    image: Any
+    keypoints: np.ndarray
+    visible: np.ndarray
+    center: np.ndarray
+    scale: float
+    box: np.ndarray | None = None
+    head_box: np.ndarray | None = None
+    id: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.keypoints = np.asarray(self.keypoints, np.float64).reshape(-1, 2)
+        self.visible = np.asarray(self.visible, np.float64).reshape(-1)
+        self.center = np.asarray(self.center, np.float64).reshape(2)
+        self.scale = float(self.scale)
+        if self.box is not None:
+            self.box = np.asarray(self.box, np.float64).reshape(4)
+        if self.head_box is not None:
+            self.head_box = np.asarray(self.head_box, np.float64).reshape(4)
+        if len(self.visible) != len(self.keypoints):
+            raise AnnotationError(
+                f"record {self.id!r}: 'visible' has {len(self.visible)} entries but 'keypoints' has "
+                f"{len(self.keypoints)} rows; expected one flag per keypoint."
+            )
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoints)
+
+    def replace(self, **changes) -> "PoseRecord":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class SegRecord:
+    """One image and its label mask for semantic segmentation.
+
+    Attributes:
+        image: image path or a source with ``load() -> (H, W, 3) uint8 RGB``.
+        mask: mask path (palette/grey PNG of class ids; 255 = ignore) or a source with
+            ``load() -> (H, W) uint8``.
+        id: printable identifier.
+        label_map: optional ``(256,)`` lookup table raw mask value -> class id (e.g. RHD's 34
+            part labels -> background/left hand/right hand); ``None`` keeps the raw values.
+    """
+
+    image: Any
+    mask: Any
+    id: str = ""
+    label_map: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.label_map is not None:
+            self.label_map = np.asarray(self.label_map, np.uint8).reshape(256)
+
+
+def box_center_scale(box, padding: float = 1.25) -> tuple[np.ndarray, float]:
+    """Square crop ``(center (2,), side px)`` covering box ``x1, y1, x2, y2`` times ``padding``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    center = np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0])
+    side = max(x2 - x1, y2 - y1, 1.0) * padding
+    return center, side
+
+
+# ---------------------------------------------------------------------------------------- loading
+def describe_source(src) -> str:
+    """A printable name for a path or image source (used in error messages)."""
+    return str(src)
+
+
+def read_image(src) -> np.ndarray:
+    """Read an image as RGB uint8 ``(H, W, 3)``.
+
+    Args:
+        src: path, or an object with ``load()``.
+    Raises:
+        ImageReadError: missing file, or bytes OpenCV cannot decode (names the file).
+    """
+    if hasattr(src, "load"):
+        img = np.asarray(src.load())
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ImageReadError(
+                f"image source {describe_source(src)} returned {img.dtype} {img.shape}; "
+                f"expected uint8 (H, W, 3) RGB."
+            )
+        return img
+    path = os.fspath(src)
+    if not os.path.isfile(path):
+        raise ImageReadError(f"image file not found: '{path}'.")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise ImageReadError(f"cannot decode image file '{path}' ({data.size} bytes): corrupt or not an image.")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _png_palette(data: bytes) -> np.ndarray | None:
+    """The ``(N, 3)`` PLTE palette of an 8-bit palette PNG, else ``None``."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    pos, color_type, bit_depth = 8, None, None
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        ctype = data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if ctype == b"IHDR":
+            bit_depth, color_type = body[8], body[9]
+            if color_type != 3:
+                return None
+        elif ctype == b"PLTE":
+            return np.frombuffer(body, np.uint8).reshape(-1, 3) if bit_depth == 8 else None
+        elif ctype in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
+
+
+def read_mask(src) -> np.ndarray:
+    """Read a label mask as ``(H, W)`` uint8 class ids.
+
+    Palette PNGs (Pascal VOC) are mapped back from colours to palette indices through the file's
+    own PLTE chunk (OpenCV expands palettes to colour on decode); grey PNGs are read as-is.
+
+    Raises:
+        ImageReadError: missing/undecodable file, an RGB mask without a palette, or a palette whose
+            colours are not unique (indices would be ambiguous).
+    """
+    if hasattr(src, "load"):
+        m = np.asarray(src.load())
+        if m.ndim != 2:
+            raise ImageReadError(f"mask source {describe_source(src)} returned shape {m.shape}; expected (H, W).")
+        return m.astype(np.uint8, copy=False)
+    path = os.fspath(src)
+    if not os.path.isfile(path):
+        raise ImageReadError(f"mask file not found: '{path}'.")
+    raw = Path(path).read_bytes()
+    buf = np.frombuffer(raw, np.uint8)
+    palette = _png_palette(raw)
+    if palette is None:
+        m = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+        if m is None:
+            raise ImageReadError(f"cannot decode mask file '{path}' ({buf.size} bytes).")
+        if m.ndim == 3:
+            raise ImageReadError(
+                f"mask file '{path}' is a {m.shape[2]}-channel image without a palette; expected a "
+                f"single-channel or palette PNG of class ids."
+            )
+        if m.dtype != np.uint8:
+            raise ImageReadError(f"mask file '{path}' has dtype {m.dtype}; expected 8-bit class ids.")
+        return m
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageReadError(f"cannot decode mask file '{path}' ({buf.size} bytes).")
+    keys = (palette[:, 0].astype(np.int64) << 16) | (palette[:, 1].astype(np.int64) << 8) | palette[:, 2]
+    uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    rgb = bgr[..., ::-1].astype(np.int64)
+    pix = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    pos = np.clip(np.searchsorted(uniq, pix), 0, len(uniq) - 1)
+    if not np.all(uniq[pos] == pix):
+        raise ImageReadError(f"mask file '{path}': pixel colours outside the file's palette.")
+    if (counts[pos] > 1).any():  # a repeated palette colour is in use: its index is ambiguous
+        raise ImageReadError(f"mask file '{path}': palette has repeated colours, indices are ambiguous.")
+    return first[pos].astype(np.uint8)
+
+
+def write_palette_png(path, mask: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write ``(H, W)`` uint8 class ids as an 8-bit palette PNG (VOC colours by default), atomically."""
+    mask = np.ascontiguousarray(mask, np.uint8)
+    if mask.ndim != 2:
+        raise ValueError(f"write_palette_png expects a (H, W) mask; received shape {mask.shape}.")
+    if palette is None:
+        from training.datasets.voc import voc_palette
+
+        palette = voc_palette()
+    h, w = mask.shape
+
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + mask[r].tobytes() for r in range(h))  # filter type 0 per row
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+           + chunk(b"PLTE", np.asarray(palette, np.uint8).reshape(-1, 3).tobytes())
+           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(png)
+    os.replace(tmp, path)

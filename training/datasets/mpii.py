@@ -1,0 +1,212 @@
+"""MPII Human Pose readers: the official ``.mat`` release and the common HRNet/MMPose json.
+
+On-disk layout::
+
+    <root>/images/<9 digits>.jpg                 e.g. 015601864.jpg
+    mpii_human_pose_v1_u12_1.mat                 official release, MATLAB struct RELEASE:
+        RELEASE.annolist(imgidx).image.name      file name
+        RELEASE.annolist(imgidx).annorect(ridx)  people: x1 y1 x2 y2 (head box), scale (person
+                                                 height / 200 px), objpos.x/.y, annopoints.point(p)
+                                                 with x, y, id (0..15), is_visible
+        RELEASE.img_train(imgidx)                1 train, 0 test
+        RELEASE.single_person(imgidx)            ridx of well separated people
+    train.json / valid.json                      HRNet/MMPose: [{"image", "center", "scale",
+                                                 "joints" (16 x 2, 1-based, -1 missing), "joints_vis"}]
+
+MATLAB coordinates are 1-based: both readers subtract 1. Missing/empty fields are normal in the
+``.mat`` (no ``annopoints`` on test people, ``is_visible`` absent, empty or a string); the reader
+skips people without keypoints and derives centre/scale from the keypoints when ``objpos`` or
+``scale`` is missing. Every record gets the standard adjustment ``c_y += 15 s; s *= 1.25`` and
+``scale = 200 s`` pixels. ``visible`` = annotated (occluded but annotated joints are trained);
+the raw ``is_visible`` flags are kept in ``meta["is_visible"]`` (-1 = not given).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.datasets.base import AnnotationError, PoseRecord, box_center_scale
+
+__all__ = ["MPII_JOINTS", "MPII_FLIP_PAIRS", "read_mpii_mat", "read_mpii_json"]
+
+MPII_JOINTS = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax", "upper_neck",
+    "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+)
+MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+_K = 16
+
+
+def _items(v) -> list:
+    """A MATLAB field (struct, struct array, cell, empty) as a Python list."""
+    if v is None:
+        return []
+    if isinstance(v, np.ndarray):
+        return [x for x in v.ravel() if not (isinstance(x, np.ndarray) and x.size == 0)]
+    return [v]
+
+
+def _num(v):
+    """A scalar from a MATLAB field, or None when absent/empty/non-numeric."""
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray):
+        if v.size != 1:
+            return None
+        v = v.ravel()[0]
+    if isinstance(v, (str, bytes)):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _adjust(center, s_200) -> tuple[np.ndarray, float]:
+    """MPII's crop convention: move the centre down 15 s px and pad the scale by 1.25."""
+    c = np.array(center, np.float64)
+    c[1] += 15.0 * s_200
+    return c, 200.0 * s_200 * 1.25
+
+
+def _from_keypoints(kp, vis):
+    """Crop around the annotated keypoints (used when objpos/scale are missing), or None."""
+    pts = kp[vis > 0]
+    if len(pts) == 0:
+        return None, None
+    box = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
+    return box_center_scale(box, 1.25)
+
+
+def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: bool = False) -> list[PoseRecord]:
+    """Person records from the official ``mpii_human_pose_v1_u12_1.mat``.
+
+    Args:
+        path: the ``.mat`` file.
+        image_dir: folder holding the images.
+        split: ``"train"`` (``img_train == 1``), ``"test"`` or ``"all"``.
+        single_person_only: keep only people listed in ``single_person``.
+    Returns:
+        :class:`PoseRecord` list (16 keypoints, MPII order); ``id = "<image>#<ridx>"``;
+        ``head_box`` from ``x1 y1 x2 y2`` when present.
+    Raises:
+        AnnotationError: unreadable file, no ``RELEASE.annolist``, bad ``split``, an image without
+            ``image.name``, or a point without numeric ``x``/``y``/``id`` (names image index, person
+            and field).
+    """
+    import scipy.io
+
+    if split not in ("train", "test", "all"):
+        raise AnnotationError(f"read_mpii_mat: split must be 'train', 'test' or 'all'; received {split!r}.")
+    try:
+        mat = scipy.io.loadmat(str(path), struct_as_record=False, squeeze_me=True)
+    except Exception as e:  # scipy raises ValueError/OSError/TypeError variants
+        raise AnnotationError(f"cannot read MPII annotation file '{path}': {e}") from None
+    rel = mat.get("RELEASE")
+    annolist = _items(getattr(rel, "annolist", None))
+    if rel is None or not annolist:
+        raise AnnotationError(f"'{path}': no RELEASE.annolist field; is this mpii_human_pose_v1_u12_1.mat?")
+    train_flags = np.atleast_1d(getattr(rel, "img_train", np.ones(len(annolist))))
+    singles = _items(getattr(rel, "single_person", None)) if single_person_only else None
+    records = []
+    for imgidx, ann in enumerate(annolist):
+        if split != "all" and imgidx < len(train_flags):
+            if (split == "train") != (int(train_flags[imgidx]) == 1):
+                continue
+        where = f"'{path}': annolist({imgidx + 1})"
+        name = getattr(getattr(ann, "image", None), "name", None)
+        if not isinstance(name, str) or not name:
+            raise AnnotationError(f"{where}: missing field 'image.name'.")
+        keep = None
+        if singles is not None:
+            keep = {int(v) for v in np.atleast_1d(singles[imgidx]).ravel()} if imgidx < len(singles) else set()
+        for ridx, rect in enumerate(_items(getattr(ann, "annorect", None))):
+            if keep is not None and ridx + 1 not in keep:
+                continue
+            points = _items(getattr(getattr(rect, "annopoints", None), "point", None))
+            if not points:
+                continue  # person without keypoints (normal on test images)
+            kp = np.zeros((_K, 2))
+            vis = np.zeros(_K)
+            raw_vis = np.full(_K, -1.0)
+            for p_i, pt in enumerate(points):
+                fields = {f: _num(getattr(pt, f, None)) for f in ("x", "y", "id")}
+                for f, v in fields.items():
+                    if v is None:
+                        raise AnnotationError(
+                            f"{where} ('{name}'), annorect({ridx + 1}): point {p_i + 1} has no numeric field '{f}'."
+                        )
+                j = int(fields["id"])
+                if not 0 <= j < _K:
+                    raise AnnotationError(f"{where} ('{name}'), annorect({ridx + 1}): point id {j} outside 0..15.")
+                kp[j] = (fields["x"] - 1.0, fields["y"] - 1.0)
+                vis[j] = 1.0
+                flag = _num(getattr(pt, "is_visible", None))
+                raw_vis[j] = 1.0 if flag is None else flag  # hg-train defaults a missing flag to 1
+            s = _num(getattr(rect, "scale", None))
+            obj = getattr(rect, "objpos", None)
+            ox, oy = _num(getattr(obj, "x", None)), _num(getattr(obj, "y", None))
+            if s is not None and ox is not None and oy is not None and s > 0:
+                center, side = _adjust((ox - 1.0, oy - 1.0), s)
+            else:
+                center, side = _from_keypoints(kp, vis)
+            head = [_num(getattr(rect, f, None)) for f in ("x1", "y1", "x2", "y2")]
+            head_box = None if None in head else np.array(head) - 1.0
+            records.append(PoseRecord(
+                image=str(Path(image_dir) / name), keypoints=kp, visible=vis, center=center, scale=side,
+                head_box=head_box, id=f"{name}#{ridx + 1}", meta={"is_visible": raw_vis, "imgidx": imgidx},
+            ))
+    return records
+
+
+def read_mpii_json(path, image_dir) -> list[PoseRecord]:
+    """Person records from an HRNet/MMPose MPII json (``train.json``, ``valid.json``).
+
+    Args:
+        path: json file: a list of ``{"image", "center", "scale", "joints", "joints_vis"}``.
+        image_dir: folder holding the images.
+    Raises:
+        AnnotationError: unreadable json, not a list, or a record lacking a field or with a field
+            of the wrong shape (names record index, image and field).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise AnnotationError(f"cannot read MPII json '{path}': {e}") from None
+    if not isinstance(data, list):
+        raise AnnotationError(f"'{path}': expected a json list of person records; found {type(data).__name__}.")
+    records = []
+    for i, rec in enumerate(data):
+        where = f"'{path}': record {i}"
+        if not isinstance(rec, dict):
+            raise AnnotationError(f"{where}: expected an object; found {type(rec).__name__}.")
+        where += f" (image {rec.get('image', '?')!r})"
+        for f in ("image", "center", "scale", "joints"):
+            if f not in rec:
+                raise AnnotationError(f"{where}: missing field '{f}'.")
+        try:
+            joints = np.asarray(rec["joints"], np.float64)
+            center = np.asarray(rec["center"], np.float64).reshape(2)
+            s = float(rec["scale"])
+            vis = np.asarray(rec.get("joints_vis", np.ones(len(joints))), np.float64).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise AnnotationError(f"{where}: bad value in 'center'/'scale'/'joints'/'joints_vis': {e}") from None
+        if joints.ndim != 2 or joints.shape[1] not in (2, 3) or len(vis) != len(joints):
+            raise AnnotationError(
+                f"{where}: field 'joints' has shape {joints.shape} and 'joints_vis' {len(vis)} entries; expected "
+                f"(K, 2) joints and K flags."
+            )
+        kp = joints[:, :2] - 1.0
+        vis = (vis > 0) & np.all(joints[:, :2] > 0, axis=1)  # [-1, -1] marks a missing joint
+        c, side = _adjust(center - 1.0, s) if center[0] != -1 else _from_keypoints(kp, vis.astype(float))
+        if c is None:
+            continue  # no centre and no annotated joint: nothing to train on
+        records.append(PoseRecord(image=str(Path(image_dir) / rec["image"]), keypoints=kp, visible=vis, center=c,
+                                  scale=side, id=f"{rec['image']}#{i}"))
+    return records
