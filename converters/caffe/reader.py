@@ -1,0 +1,413 @@
+"""Read a Caffe deploy prototxt (+ caffemodel) into the converter's IR (:class:`~converters.caffe.graph.Net`).
+
+    net = load("deploy.prototxt", "weights.caffemodel", input_shape=(368, 368))
+
+Steps: parse the text (``schema.TEXT``, fork fields included), upgrade V0/V1 layers, apply the phase's
+include/exclude rules, collect the inputs (``input``+``input_dim``, ``input``+``input_shape``, ``Input``
+layers, data layers), drop loss/accuracy/silence/data layers, give every blob version an SSA id, infer NCHW
+shapes, then attach the caffemodel's blobs by layer name (hyper-parameters never come from the binary).
+``Input`` layers become ``Net.inputs`` and are not kept in ``Net.layers``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+
+from converters.caffe import caffemodel as _caffemodel
+from converters.caffe.errors import CaffeFormatError, GraphError, WeightsMismatchError
+from converters.caffe.graph import Layer, Net
+from converters.caffe.schema import ROUND_CEIL, ROUND_FLOOR, TEXT
+from converters.caffe.shapes import infer
+from converters.caffe.upgrade import upgrade_layers
+
+__all__ = ["load", "loads", "parse_prototxt", "blob_shapes", "DATA_LAYER_TYPES", "DROPPED_LAYER_TYPES"]
+
+#: Layers whose tops become net inputs (the Python layer only when it has no bottoms).
+DATA_LAYER_TYPES = frozenset({
+    "Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "AnnotatedData", "VideoData",
+})
+#: Layers dropped at conversion besides data layers (every ``*Loss`` type is dropped too).
+DROPPED_LAYER_TYPES = frozenset({"Accuracy", "Silence", "HDF5Output"})
+_PHASES = {"TRAIN": 0, "TEST": 1}
+
+
+def _is_dropped(layer):
+    return layer.type in DROPPED_LAYER_TYPES or layer.type.endswith("Loss")
+
+
+def _is_data(layer):
+    return layer.type in DATA_LAYER_TYPES or (layer.type == "Python" and not len(layer.bottom))
+
+
+# ---------------------------------------------------------------------------------------------- text
+def _layer_lines(text):
+    """1-based lines of the top-level ``layer`` and ``layers`` entries, in file order."""
+    found = {"layer": [], "layers": []}
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif c in "\"'":
+            i += 1
+            while i < n and text[i] != c and text[i] != "\n":
+                i += 2 if text[i] == "\\" else 1
+        elif c in "{<":
+            depth += 1
+        elif c in "}>":
+            depth -= 1
+        elif depth == 0 and (c.isalpha() or c == "_"):
+            j = i
+            while j < n and (text[j].isalnum() or text[j] == "_"):
+                j += 1
+            if text[i:j] in found:
+                found[text[i:j]].append(line)
+            i = j
+            continue
+        i += 1
+    return found["layer"], found["layers"]
+
+
+def parse_prototxt(text, path="<prototxt>"):
+    """Parse prototxt text into ``(TEXT.NetParameter, layer_lines, layers_lines)``.
+
+    Raises:
+        CaffeFormatError: syntax error or unknown field, as ``"path:line:col: message"``.
+    """
+    from google.protobuf import text_format
+
+    net = TEXT.NetParameter()
+    try:
+        text_format.Parse(text, net)
+    except text_format.ParseError as e:
+        line, col = e.GetLine(), e.GetColumn()
+        msg = str(e)
+        if line is not None and msg.startswith(f"{line}:"):
+            msg = msg.split(" : ", 1)[-1] if " : " in msg else msg.split(":", 2)[-1].strip()
+        hint = " (unknown field for this Caffe schema)" if "has no field named" in msg else ""
+        raise CaffeFormatError(f"{path}:{line}:{col}: {msg}{hint}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError, UnicodeError) as e:
+        raise CaffeFormatError(f"{path}: cannot parse prototxt: {type(e).__name__}: {e}") from None
+    layer_lines, layers_lines = _layer_lines(text)
+    if len(layer_lines) != len(net.layer) or len(layers_lines) != len(net.layers):
+        layer_lines, layers_lines = [None] * len(net.layer), [None] * len(net.layers)  # odd layout
+    return net, layer_lines, layers_lines
+
+
+def _read_text(path):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, TypeError, ValueError) as e:
+        raise CaffeFormatError(f"cannot read prototxt '{path}': {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise CaffeFormatError(f"{path}:{line}: prototxt is not UTF-8 text (a caffemodel passed as prototxt?)") \
+            from None
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def _declared_inputs(net, path):
+    """``input:`` declarations -> [(name, shape or None)]."""
+    names = list(net.input)
+    if len(net.input_shape) and len(net.input_dim):
+        raise CaffeFormatError(f"{path}: give either input_dim or input_shape, not both")
+    if len(net.input_shape):
+        if len(net.input_shape) != len(names):
+            raise CaffeFormatError(
+                f"{path}: {len(names)} 'input' names but {len(net.input_shape)} 'input_shape' entries")
+        return [(n, tuple(int(d) for d in s.dim)) for n, s in zip(names, net.input_shape)]
+    if len(net.input_dim):
+        if len(net.input_dim) != 4 * len(names):
+            raise CaffeFormatError(
+                f"{path}: {len(names)} 'input' names need {4 * len(names)} 'input_dim' values, "
+                f"got {len(net.input_dim)}")
+        dims = [int(d) for d in net.input_dim]
+        return [(n, tuple(dims[4 * i: 4 * i + 4])) for i, n in enumerate(names)]
+    return [(n, None) for n in names]
+
+
+def _data_layer_shapes(layer):
+    """Best-effort top shapes of a data layer from its params (None where unknown)."""
+    n_top = len(layer.top)
+    if layer.type == "Input":
+        shapes = [tuple(int(d) for d in s.dim) for s in layer.input_param.shape]
+        if len(shapes) == 1:
+            return shapes * n_top
+        return shapes if len(shapes) == n_top else None
+    if layer.type == "MemoryData":
+        p = layer.memory_data_param
+        return [(p.batch_size, p.channels, p.height, p.width)] + [(p.batch_size,)] * (n_top - 1)
+    if layer.type == "DummyData":
+        p = layer.dummy_data_param
+        shapes = [tuple(int(d) for d in s.dim) for s in p.shape]
+        if not shapes and len(p.num):
+            shapes = [tuple(int(getattr(p, f)[i]) for f in ("num", "channels", "height", "width"))
+                      for i in range(min(len(p.num), len(p.channels), len(p.height), len(p.width)))]
+        return (shapes * n_top if len(shapes) == 1 else shapes) if shapes else None
+    crop = layer.transform_param.crop_size
+    batch = {"Data": layer.data_param.batch_size, "ImageData": layer.image_data_param.batch_size,
+             "WindowData": layer.window_data_param.batch_size}.get(layer.type) or 1
+    gray = layer.transform_param.force_gray or (layer.type == "ImageData" and not layer.image_data_param.is_color)
+    if not crop and layer.type == "ImageData" and layer.image_data_param.new_height:
+        p = layer.image_data_param
+        return [(batch, 1 if gray else 3, p.new_height, p.new_width or p.new_height)] + [None] * (n_top - 1)
+    if crop:  # channels are not in the prototxt: images are assumed 3-channel (1 if forced gray)
+        return [(batch, 1 if gray else 3, crop, crop)] + [None] * (n_top - 1)
+    return None
+
+
+def _apply_override(name, shape, override):
+    if override is None:
+        return shape
+    want = override.get(name) if isinstance(override, dict) else override
+    if want is None:
+        return shape
+    want = tuple(int(v) for v in want)
+    if len(want) == 4:
+        return want
+    if shape is None or len(shape) != 4:
+        raise GraphError(
+            f"input '{name}' has no declared 4-D shape to put {want} into: pass input_shape="
+            f"{{'{name}': (N, C, H, W)}}")
+    return tuple(shape[:2]) + want
+
+
+def _check_override(input_shape, names):
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, dict):
+        unknown = sorted(set(input_shape) - set(names))
+        if unknown:
+            raise GraphError(f"input_shape names {unknown} are not inputs of the net; inputs: {names}")
+        values = list(input_shape.values())
+    else:
+        values = [input_shape]
+    for v in values:
+        try:
+            ok = len(v) in (2, 4) and all(int(d) == d and int(d) > 0 for d in v)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise GraphError(f"input_shape must be (H, W) or (N, C, H, W) of positive ints (or a dict of them "
+                             f"by input name). Received: input_shape={input_shape!r}")
+    return input_shape
+
+
+# ------------------------------------------------------------------------------------------- phases
+def _meets_rule(rule, state):
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    stages = set(state.stage)
+    return all(s in stages for s in rule.stage) and not any(s in stages for s in rule.not_stage)
+
+
+def _included(layer, state):
+    """Caffe's Net::FilterNet: include rules OR'ed; any met exclude rule drops the layer."""
+    if len(layer.include) and len(layer.exclude):
+        raise CaffeFormatError(f"layer '{layer.name}' has both include and exclude rules; Caffe allows one kind")
+    if len(layer.include):
+        return any(_meets_rule(r, state) for r in layer.include)
+    return not any(_meets_rule(r, state) for r in layer.exclude)
+
+
+# -------------------------------------------------------------------------------------------- blobs
+def _squeezed(shape):
+    return tuple(d for d in shape if d != 1)
+
+
+def _fit_blob(raw, expected, where, index, model_path):
+    """Check one caffemodel blob against the expected canonical shape; return it reshaped."""
+    shape, data = raw
+    if math.prod(shape) != data.size:
+        raise CaffeFormatError(
+            f"{model_path}: {where} blob {index} declares shape {shape} but holds {data.size} values")
+    if tuple(shape) != tuple(expected) and (
+            math.prod(shape) != math.prod(expected) or _squeezed(shape) != _squeezed(expected)):
+        raise WeightsMismatchError(
+            f"{where} blob {index}: expected shape {tuple(expected)} from the prototxt, found {tuple(shape)} "
+            f"in caffemodel '{model_path}'")
+    return data.reshape(expected)
+
+
+# ---------------------------------------------------------------------------------------------- load
+def load(prototxt, caffemodel=None, *, input_shape=None, phase="TEST", progress=None):
+    """Read a Caffe net: prototxt for the graph and hyper-parameters, caffemodel for the blobs.
+
+    Args:
+        prototxt: path of the text ``NetParameter`` (V0, V1 or V2 layers; PSPNet fork fields allowed).
+        caffemodel: path of the binary weights, or ``None`` for a graph without blobs (shape inference,
+            random init). Blobs are matched by layer name; caffemodel layers the prototxt lacks are ignored.
+        input_shape: overrides declared input sizes: ``(H, W)`` for every 4-D input (keeps N, C),
+            ``(N, C, H, W)``, or a dict input name -> either form. Needed for placeholder inputs
+            (OpenPose's 1x1) and for data layers without a crop size.
+        phase: ``"TEST"`` (deploy) or ``"TRAIN"``, for include/exclude rules.
+        progress: tqdm bar while reading the caffemodel; ``None`` = only for files over 50 MB.
+
+    Returns:
+        :class:`Net` with NCHW ``shapes`` for every blob id and float32 blobs in Caffe layout.
+
+    Raises:
+        CaffeFormatError: unreadable path, syntax error, unknown field, truncated/corrupt caffemodel.
+        UnsupportedLayerError: a layer type without shape inference (message lists supported types).
+        GraphError: a bottom nobody produces, missing input shapes, parameters that do not fit.
+        WeightsMismatchError: missing blobs, wrong blob count/shape, caffemodel for another net.
+    """
+    path = os.fspath(prototxt) if isinstance(prototxt, (str, os.PathLike)) else prototxt
+    text = _read_text(path)
+    model = None
+    if caffemodel is not None:
+        model_path = os.fspath(caffemodel) if isinstance(caffemodel, (str, os.PathLike)) else caffemodel
+        model = _caffemodel.read_caffemodel_file(model_path, progress=progress)
+        caffemodel = model_path
+    return _build(text, str(path), model, caffemodel, input_shape, phase)
+
+
+def loads(prototxt_text, caffemodel_bytes=None, *, input_shape=None, phase="TEST"):
+    """:func:`load` from memory: prototxt text and optional caffemodel bytes (``Net.prototxt`` is None)."""
+    model = None
+    if caffemodel_bytes is not None:
+        model = _caffemodel.read_caffemodel(io.BytesIO(bytes(caffemodel_bytes)), "<caffemodel>",
+                                            len(caffemodel_bytes), progress=False)
+    net = _build(prototxt_text, "<prototxt>", model, "<caffemodel>", input_shape, phase)
+    net.prototxt = net.caffemodel = None
+    return net
+
+
+def blob_shapes(net):
+    """Expected canonical blob shapes ``{layer name: [shape, ...]}`` of a loaded net (layers with blobs only)."""
+    out = {}
+    for layer in net.layers:
+        _, shapes = infer(layer.param, [net.shapes[b] for b in layer.bottoms], f"layer '{layer.name}'")
+        if shapes:
+            out[layer.name] = shapes
+    return out
+
+
+def _build(text, path, model, model_path, input_shape, phase):
+    if str(phase).upper() not in _PHASES:
+        raise GraphError(f"phase must be 'TEST' or 'TRAIN'. Received: phase={phase!r}")
+    net_param, layer_lines, layers_lines = parse_prototxt(text, path)
+    params, lines = upgrade_layers(net_param, layer_lines, layers_lines, path)
+    state = TEXT.NetState()
+    state.CopyFrom(net_param.state)
+    state.phase = _PHASES[str(phase).upper()]
+
+    def where(p, line):
+        return f"layer '{p.name}' ({p.type or 'no type'}, {path}:{line})" if line else \
+            f"layer '{p.name}' ({p.type or 'no type'}, {path})"
+
+    # Inputs in declaration order: net-level, Input layers, data layers.
+    inputs = _declared_inputs(net_param, path)
+    data_tops = set()
+    kept = []
+    for p, line in zip(params, lines):
+        if not _included(p, state):
+            continue
+        if p.type == "Input" or _is_data(p):
+            shapes = _data_layer_shapes(p) or [None] * len(p.top)
+            inputs += list(zip(p.top, shapes))
+            if p.type != "Input":
+                data_tops.update(p.top)
+        elif not _is_dropped(p):
+            if p.type == "Pooling" and p.pooling_param.HasField("ceil_mode"):
+                pp = p.pooling_param
+                mode = ROUND_CEIL if pp.ceil_mode else ROUND_FLOOR
+                if pp.HasField("round_mode") and pp.round_mode != mode:
+                    raise GraphError(f"{where(p, line)}: ceil_mode and round_mode disagree")
+                pp.round_mode = mode
+                pp.ClearField("ceil_mode")
+            kept.append((p, line))
+    names = [n for n, _ in inputs]
+    if len(set(names)) != len(names):
+        raise GraphError(f"{path}: input blob declared twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    override = _check_override(input_shape, names)
+
+    consumed = {b for p, _ in kept for b in p.bottom}
+    shapes, caffe_names, current, net_inputs = {}, {}, {}, {}
+    for name, shape in inputs:
+        if name in data_tops and name not in consumed:
+            continue  # a label (or other data top) that only dropped layers read
+        shape = _apply_override(name, shape, override)
+        if shape is None:
+            raise GraphError(f"input '{name}' of {path} has no declared shape: pass input_shape=(H, W) or "
+                             f"input_shape={{'{name}': (N, C, H, W)}}")
+        if any(d <= 0 for d in shape):
+            raise GraphError(f"input '{name}' of {path} has shape {shape}; every dim must be positive "
+                             "(override it with input_shape=)")
+        net_inputs[name] = shapes[name] = tuple(shape)
+        caffe_names[name] = current[name] = name
+
+    layers, expected, used_names, versions = [], {}, {}, {}
+    for p, line in kept:
+        w = where(p, line)
+        bottoms = []
+        for b in p.bottom:
+            if b not in current:
+                raise GraphError(f"{w}: bottom '{b}' is not produced by any earlier layer or input")
+            bottoms.append(current[b])
+        tops_shapes, blob_shapes_ = infer(p, [shapes[b] for b in bottoms], w)
+        tops = []
+        for j, t in enumerate(p.top):
+            if t in current and not (j < len(p.bottom) and p.bottom[j] == t):
+                raise GraphError(f"{w}: top '{t}' is already produced by another layer (only in-place "
+                                 "top == bottom at the same index may reuse a name)")
+            versions[t] = versions.get(t, -1) + 1
+            tid = t if versions[t] == 0 else f"{t}@{versions[t]}"
+            while tid in caffe_names:  # a real blob name that looks like an SSA id
+                versions[t] += 1
+                tid = f"{t}@{versions[t]}"
+            current[t], caffe_names[tid], shapes[tid] = tid, t, tops_shapes[j]
+            tops.append(tid)
+        used_names[p.name] = used_names.get(p.name, -1) + 1
+        unique = p.name if used_names[p.name] == 0 else f"{p.name}_{used_names[p.name]}"
+        layers.append(Layer(name=unique, type=p.type, bottoms=bottoms, tops=tops, param=p, line=line))
+        expected[unique] = (p.name, used_names[p.name], blob_shapes_, w)
+
+    if model is not None:
+        _attach_blobs(layers, expected, model, model_path, path, {p.name for p in params})
+    consumed_ids = {b for l in layers for b in l.bottoms}
+    outputs = [t for l in layers for t in l.tops if t not in consumed_ids]
+    net = Net(name=net_param.name, inputs=net_inputs, layers=layers, shapes=shapes, outputs=outputs,
+              caffe_names=caffe_names, prototxt=path, caffemodel=model_path if model is not None else None)
+    return net
+
+
+def _attach_blobs(layers, expected, model, model_path, path, all_names):
+    by_name = {}
+    for name, blobs in model:
+        by_name.setdefault(name, []).append(blobs)
+    if not by_name:
+        raise CaffeFormatError(f"caffemodel '{model_path}' contains no layers")
+    if not set(by_name) & all_names:
+        some = ", ".join(sorted(by_name)[:5])
+        raise WeightsMismatchError(
+            f"none of the {len(by_name)} layer names in caffemodel '{model_path}' (e.g. {some}) appear in "
+            f"prototxt '{path}': caffemodel for another net?")
+    for layer in layers:
+        name, k, shapes, w = expected[layer.name]
+        found = by_name.get(name, [])
+        raw = found[k] if k < len(found) and found[k] else next((b for b in found if b), [])
+        if not raw:
+            if shapes:
+                raise WeightsMismatchError(
+                    f"{w} needs {len(shapes)} blob(s) {shapes} but caffemodel '{model_path}' has none for it")
+            continue
+        if len(raw) != len(shapes):
+            raise WeightsMismatchError(
+                f"{w} has {len(raw)} blob(s) in caffemodel '{model_path}', expected {len(shapes)}: {shapes}")
+        layer.blobs = [_fit_blob(r, s, w, i, model_path) for i, (r, s) in enumerate(zip(raw, shapes))]
