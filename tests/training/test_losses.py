@@ -1,0 +1,119 @@
+"""training.losses: element-wise weighted heatmap MSE and ignore-aware segmentation cross-entropy."""
+
+import keras
+import numpy as np
+import pytest
+
+from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _heatmap_batch(rng, b=3, h=6, w=5, k=4):
+    gt = rng.random((b, h, w, k)).astype(np.float32)
+    pred = rng.random((b, h, w, k)).astype(np.float32)
+    weights = rng.integers(0, 2, (b, 1, 1, k)).astype(np.float32)
+    weights[0, 0, 0, :2] = [1, 0]  # per-joint weights differ inside a sample
+    return gt, pred, weights
+
+
+def _f(x):
+    return float(keras.ops.convert_to_numpy(x))
+
+
+def test_heatmap_mse_equals_elementwise_numpy_reference(rng):
+    gt, pred, w = _heatmap_batch(rng)
+    ref = np.mean(w * (pred - gt) ** 2)
+    assert _f(HeatmapMSE()(gt, pred, sample_weight=w)) == pytest.approx(ref, rel=1e-5)
+    assert _f(HeatmapMSE(factor=0.5)(gt, pred, sample_weight=w)) == pytest.approx(0.5 * ref, rel=1e-5)
+    assert _f(HeatmapMSE()(gt, pred)) == pytest.approx(np.mean((pred - gt) ** 2), rel=1e-5)
+    # (B, K) and per-sample (B,) weights are reshaped to broadcast like (B, 1, 1, K) / (B, 1, 1, 1)
+    assert _f(HeatmapMSE()(gt, pred, sample_weight=w[:, 0, 0])) == pytest.approx(ref, rel=1e-5)
+    ws = np.array([1.0, 0.0, 2.0], np.float32)
+    ref_s = np.mean(ws[:, None, None, None] * (pred - gt) ** 2)
+    assert _f(HeatmapMSE()(gt, pred, sample_weight=ws)) == pytest.approx(ref_s, rel=1e-5)
+
+
+def test_heatmap_mse_differs_from_keras_mse_when_joint_weights_vary(rng):
+    gt, _, w = _heatmap_batch(rng)
+    pred = gt + 3.0 * (1.0 - w)  # errors only on weight-0 joints
+    ours = _f(HeatmapMSE()(gt, pred, sample_weight=w))
+    # Keras' MSE averages over the last (joint) axis first: the best it can take is a per-sample weight
+    keras_mse = keras.losses.MeanSquaredError()
+    per_sample = w.mean(axis=(1, 2, 3))[:, None, None]
+    theirs = _f(keras_mse(gt, pred, sample_weight=per_sample))
+    print(f"weighted heatmap MSE {ours:.6f} vs keras MSE with per-sample weights {theirs:.6f}")
+    assert ours == 0.0 and theirs > 0.5
+    # identical when every joint of a sample has the same weight
+    uniform = np.broadcast_to(np.array([1, 0, 2.0], np.float32)[:, None, None, None], w.shape)
+    pred = gt + rng.random(gt.shape).astype(np.float32)
+    assert _f(HeatmapMSE()(gt, pred, sample_weight=uniform)) == pytest.approx(
+        _f(keras_mse(gt, pred, sample_weight=uniform[:, :, :, 0])), rel=1e-5)
+
+
+def test_heatmap_mse_in_evaluate_with_rank4_sample_weight_and_two_outputs(rng):
+    gt, _, w = _heatmap_batch(rng, b=4, h=8, w=8, k=2)
+    x = rng.random((4, 8, 8, 3)).astype(np.float32)
+    inp = keras.Input((8, 8, 3))
+    out1 = keras.layers.Conv2D(2, 1, name="stack1")(inp)
+    out2 = keras.layers.Conv2D(2, 1, name="stack2")(inp)
+    model = keras.Model(inp, [out1, out2])
+    model.compile(loss=[HeatmapMSE(), HeatmapMSE()], loss_weights=auxiliary_loss_weights(2, 1.0, main_index=-1))
+    p1, p2 = model.predict(x, verbose=0)
+    ref = np.mean(w * (p1 - gt) ** 2) + np.mean(w * (p2 - gt) ** 2)
+    # Keras needs one sample_weight array per output for non-scalar weights
+    loss = model.evaluate(x, (gt, gt), sample_weight=(w, w), batch_size=4, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(ref, rel=1e-4)
+
+
+def _ce_reference(labels, logits, ignore=255):
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    valid = labels != ignore
+    nll = -np.take_along_axis(logp, np.where(valid, labels, 0)[..., None], -1)[..., 0]
+    return nll[valid].sum() / max(valid.sum(), 1), nll[valid].sum()
+
+
+def test_segmentation_ce_ignores_255_and_averages_over_valid_pixels(rng):
+    logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, (2, 5, 6)).astype(np.int32)
+    labels[0, :3] = 255
+    ref_mean, ref_sum = _ce_reference(labels, logits)
+    loss = SegmentationCrossEntropy()
+    assert _f(loss(labels, logits)) == pytest.approx(ref_mean, rel=1e-5)
+    assert _f(loss(labels[..., None], logits)) == pytest.approx(ref_mean, rel=1e-5)
+    keras_ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)
+    assert _f(loss(labels, logits)) == pytest.approx(_f(keras_ce(labels, logits)), rel=1e-5)
+    # logits at ignored pixels do not matter
+    changed = logits.copy()
+    changed[0, :3] = 100.0 * rng.normal(size=changed[0, :3].shape)
+    assert _f(loss(labels, changed)) == pytest.approx(ref_mean, rel=1e-5)
+    assert _f(SegmentationCrossEntropy(reduction="sum")(labels, logits)) == pytest.approx(ref_sum, rel=1e-5)
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+    assert _f(SegmentationCrossEntropy(from_logits=False)(labels, probs)) == pytest.approx(ref_mean, rel=1e-4)
+    assert _f(loss(np.full_like(labels, 255), logits)) == 0.0
+
+
+def test_losses_serialize_round_trip():
+    for loss in (HeatmapMSE(factor=0.5), SegmentationCrossEntropy(ignore_label=0, from_logits=False)):
+        again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+        assert type(again) is type(loss) and again.get_config() == loss.get_config()
+
+
+def test_auxiliary_loss_weights():
+    assert auxiliary_loss_weights(2) == [1.0, 0.4]
+    assert auxiliary_loss_weights(3, 1.0, main_index=-1) == [1.0, 1.0, 1.0]
+    assert auxiliary_loss_weights(3, 0.5, main_index=-1) == [0.5, 0.5, 1.0]
+    with pytest.raises(ValueError, match="n_outputs"):
+        auxiliary_loss_weights(0)
+    with pytest.raises(ValueError, match="main_index"):
+        auxiliary_loss_weights(2, main_index=2)
+
+
+def test_shape_errors_name_the_loss(rng):
+    with pytest.raises(ValueError, match="HeatmapMSE"):
+        HeatmapMSE()(np.zeros((1, 4, 4, 2)), np.zeros((1, 4, 4, 3)))
+    with pytest.raises(ValueError, match="sample_weight"):
+        HeatmapMSE()(np.zeros((1, 4, 4, 2)), np.zeros((1, 4, 4, 2)), sample_weight=np.zeros((1, 1, 2)))
+    with pytest.raises(ValueError, match="SegmentationCrossEntropy"):
+        SegmentationCrossEntropy()(np.zeros((1, 4, 4), np.int32), np.zeros((1, 8, 8, 3)))

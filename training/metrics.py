@@ -1,0 +1,361 @@
+"""Evaluation metrics: PCK / PCKh (MPII table) and mean IoU, as numpy functions and Keras metrics.
+
+The plain functions work on decoded keypoints (numpy); the Keras metrics (``keras.ops`` only) run
+inside ``fit``/``evaluate`` on heatmaps or logits and give the same numbers as the plain functions
+applied to the whole set.
+
+Note:
+    N = samples (people), K = keypoints, C = classes, B = batch, (h, w) = heatmap size.
+    Keypoints are (x, y) px in any one space (pred and gt in the same space as the normaliser).
+    Fractions are in [0, 1] (multiply by 100 for the usual tables).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = [
+    "MPII_JOINT_NAMES", "pck", "pckh", "head_size_from_box", "bbox_size", "torso_size",
+    "confusion_matrix", "miou_from_confusion", "PCKMetric", "MeanIoUMetric",
+]
+
+#: MPII joint order (0-based ids of the .mat / HRNet json).
+MPII_JOINT_NAMES = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+)
+# HRNet/MMPose MPII table: Head = head top, other groups average left and right
+_MPII_GROUPS = {
+    "Head": ("head_top",), "Shoulder": ("l_shoulder", "r_shoulder"), "Elbow": ("l_elbow", "r_elbow"),
+    "Wrist": ("l_wrist", "r_wrist"), "Hip": ("l_hip", "r_hip"), "Knee": ("l_knee", "r_knee"),
+    "Ankle": ("l_ankle", "r_ankle"),
+}
+# excluded from the MPII "Mean" (HRNet/MMPose convention)
+_MPII_EXCLUDED = ("pelvis", "thorax")
+
+
+# ----------------------------------------------------------------------------- keypoint metrics
+
+def _keypoint_arrays(pred, gt, visible):
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    v = np.asarray(visible)
+    if g.ndim != 3 or g.shape[-1] != 2:
+        raise ValueError(f"`gt` must have shape (N, K, 2). Received shape {g.shape}")
+    if p.shape != g.shape:
+        raise ValueError(f"`pred` shape {p.shape} must equal `gt` shape {g.shape} (N, K, 2)")
+    if v.shape != g.shape[:2]:
+        raise ValueError(f"`visible` must have shape (N, K) = {g.shape[:2]}. Received shape {v.shape}")
+    return p, g, np.nan_to_num(v.astype(np.float64)) > 0
+
+
+def _hits(pred, gt, visible, norm, alpha):
+    p, g, v = _keypoint_arrays(pred, gt, visible)
+    n = np.asarray(norm, dtype=np.float64)
+    if n.shape != (g.shape[0],):
+        raise ValueError(f"normaliser must have shape (N,) = ({g.shape[0]},). Received shape {n.shape}")
+    a = float(alpha)
+    if not a > 0:
+        raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
+    # samples without a usable normaliser and joints without finite gt are not counted
+    valid = v & np.all(np.isfinite(g), axis=-1) & (np.isfinite(n) & (n > 0))[:, None]
+    with np.errstate(invalid="ignore"):
+        dist = np.linalg.norm(p - g, axis=-1)
+        hit = valid & (dist <= a * n[:, None])  # NaN predictions are misses
+    return hit, valid
+
+
+def _ratio(num, den):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def pck(pred, gt, visible, norm, alpha=0.2):
+    """Percentage of correct keypoints: hit if ``||pred - gt|| <= alpha * norm`` (HRNet uses ``<=``).
+
+    Args:
+        pred: (N, K, 2) predicted (x, y) px.
+        gt: (N, K, 2) ground-truth (x, y) px.
+        visible: (N, K) bool or 0/1: joints that count.
+        norm: (N,) normaliser in px per sample, e.g. :func:`bbox_size` (max side of the box) or
+            :func:`torso_size`; samples with ``norm <= 0`` or NaN are skipped.
+        alpha: threshold as a fraction of ``norm``. Defaults to 0.2.
+
+    Returns:
+        tuple:
+        - per_joint: (K,) float64 fraction correct per joint (NaN where no joint counted).
+        - mean: float, fraction correct over all counted joints (joint-count weighted; NaN if none).
+    """
+    hit, valid = _hits(pred, gt, visible, norm, alpha)
+    per_joint = _ratio(hit.sum(0).astype(np.float64), valid.sum(0))
+    return per_joint, float(_ratio(np.float64(hit.sum()), valid.sum()))
+
+
+def head_size_from_box(box) -> np.ndarray:
+    """MPII head size ``0.6 * ||(x2, y2) - (x1, y1)||`` (``SC_BIAS``) from (N, 4) head boxes (x1, y1, x2, y2) px."""
+    b = np.asarray(box, dtype=np.float64)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"`box` must have shape (N, 4) as (x1, y1, x2, y2). Received shape {b.shape}")
+    return 0.6 * np.hypot(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+
+
+def bbox_size(keypoints, visible) -> np.ndarray:
+    """(N,) max side ``max(w, h)`` of the box around each sample's visible keypoints (0 if < 1 visible)."""
+    k = np.asarray(keypoints, dtype=np.float64)
+    _, k, v = _keypoint_arrays(k, k, visible)
+    v = v & np.all(np.isfinite(k), axis=-1)
+    big = np.where(v[..., None], k, np.inf)
+    small = np.where(v[..., None], k, -np.inf)
+    side = (small.max(axis=1) - big.min(axis=1)).max(axis=1)
+    return np.where(v.any(axis=1), side, 0.0)
+
+
+def torso_size(keypoints, visible, a, b) -> np.ndarray:
+    """(N,) distance between joints ``a`` and ``b`` (LSP PCK: left shoulder 9, right hip 2); NaN if either is not visible."""
+    k = np.asarray(keypoints, dtype=np.float64)
+    _, k, v = _keypoint_arrays(k, k, visible)
+    d = np.linalg.norm(k[:, a] - k[:, b], axis=-1)
+    return np.where(v[:, a] & v[:, b], d, np.nan)
+
+
+def pckh(pred, gt, visible, head_sizes, alpha=0.5, joint_names=None) -> dict:
+    """PCKh@alpha with the per-joint table (MPII: ``||pred - gt|| <= alpha * head_size``).
+
+    Args:
+        pred, gt: (N, K, 2) (x, y) px in the original image.
+        visible: (N, K) annotated joints (``1 - jnt_missing``).
+        head_sizes: (N,) head sizes in px (:func:`head_size_from_box`).
+        alpha: threshold as a fraction of the head size. Defaults to 0.5.
+        joint_names: K names; defaults to :data:`MPII_JOINT_NAMES` when K == 16, else ``joint_<i>``.
+
+    Returns:
+        dict with ``alpha``; ``per_joint`` {name: fraction}; ``counts`` {name: counted joints};
+        ``groups`` (MPII names only) {"Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle":
+        fraction, left/right averaged}; ``mean`` joint-count-weighted fraction (MPII: pelvis and thorax
+        excluded, as HRNet/MMPose); ``mean_all`` over every joint; ``mean@0.1`` same as ``mean`` at alpha 0.1.
+    """
+    k = np.asarray(gt).shape[1] if np.ndim(gt) == 3 else None
+    if joint_names is None:
+        joint_names = MPII_JOINT_NAMES if k == 16 else tuple(f"joint_{i}" for i in range(k or 0))
+    names = tuple(str(n) for n in joint_names)
+    if k is not None and len(names) != k:
+        raise ValueError(f"`joint_names` must have K={k} names. Received {len(names)}: {names}")
+    hit, valid = _hits(pred, gt, visible, head_sizes, alpha)
+    per_joint = _ratio(hit.sum(0).astype(np.float64), valid.sum(0))
+    keep = np.array([n not in _MPII_EXCLUDED for n in names]) if set(_MPII_EXCLUDED) <= set(names) \
+        else np.ones(len(names), bool)
+    hit01, valid01 = _hits(pred, gt, visible, head_sizes, 0.1)
+    table = {
+        "alpha": float(alpha),
+        "per_joint": {n: float(v) for n, v in zip(names, per_joint)},
+        "counts": {n: int(c) for n, c in zip(names, valid.sum(0))},
+        "mean": float(_ratio(np.float64(hit[:, keep].sum()), valid[:, keep].sum())),
+        "mean_all": float(_ratio(np.float64(hit.sum()), valid.sum())),
+        "mean@0.1": float(_ratio(np.float64(hit01[:, keep].sum()), valid01[:, keep].sum())),
+    }
+    if all(n in names for group in _MPII_GROUPS.values() for n in group):
+        index = {n: i for i, n in enumerate(names)}
+        table["groups"] = {g: float(np.mean([per_joint[index[n]] for n in members]))
+                           for g, members in _MPII_GROUPS.items()}
+    return table
+
+
+# ----------------------------------------------------------------------------- segmentation metrics
+
+def confusion_matrix(pred, gt, num_classes, ignore_label=255) -> np.ndarray:
+    """Accumulable (C, C) confusion matrix, rows = ground truth, columns = prediction (FCN ``fast_hist``).
+
+    Args:
+        pred: predicted labels, any shape (e.g. (B, H, W)), values in [0, C).
+        gt: labels of the same shape; ``ignore_label`` and values outside [0, C) are skipped.
+        num_classes: C.
+        ignore_label: skipped label. Defaults to 255.
+
+    Returns:
+        (C, C) int64 counts. Sum matrices over images, then call :func:`miou_from_confusion`.
+    """
+    p, g = np.asarray(pred), np.asarray(gt)
+    if p.shape != g.shape:
+        raise ValueError(f"`pred` shape {p.shape} must equal `gt` shape {g.shape}")
+    if p.dtype.kind not in "ui" or g.dtype.kind not in "ui":
+        raise ValueError(f"`pred` and `gt` must be integer labels. Received dtypes {p.dtype}, {g.dtype}")
+    c = int(num_classes)
+    if c != num_classes or c < 1:
+        raise ValueError(f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}")
+    g = g.astype(np.int64).ravel()
+    p = p.astype(np.int64).ravel()
+    valid = (g >= 0) & (g < c) & (g != ignore_label)
+    if np.any((p[valid] < 0) | (p[valid] >= c)):
+        bad = p[valid][(p[valid] < 0) | (p[valid] >= c)][0]
+        raise ValueError(f"`pred` holds label {bad} outside [0, {c}) where gt is valid")
+    return np.bincount(c * g[valid] + p[valid], minlength=c * c).reshape(c, c)
+
+
+def miou_from_confusion(cm):
+    """IoU per class ``CM[c,c] / (row_c + col_c - CM[c,c])`` and their mean over classes that occur.
+
+    Args:
+        cm: (C, C) confusion matrix accumulated over the whole set (rows = gt).
+
+    Returns:
+        tuple:
+        - iou: (C,) float64, NaN for classes absent from both gt and predictions.
+        - miou: float, nan-mean of ``iou`` (NaN if no class occurs).
+    """
+    m = np.asarray(cm, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"`cm` must be a square (C, C) matrix. Received shape {m.shape}")
+    inter = np.diag(m)
+    union = m.sum(0) + m.sum(1) - inter
+    iou = _ratio(inter, union)
+    ok = ~np.isnan(iou)
+    return iou, float(iou[ok].mean()) if ok.any() else float("nan")
+
+
+# ----------------------------------------------------------------------------- Keras metrics
+
+def _argmax_xy(heatmaps):
+    """(B, h, w, K) -> (B, K, 2) float32 integer argmax (x, y), first maximum on ties."""
+    shape = ops.shape(heatmaps)
+    w, k = shape[2], shape[3]
+    flat = ops.reshape(heatmaps, (shape[0], -1, k))
+    idx = ops.cast(ops.argmax(flat, axis=1), "int32")
+    return ops.cast(ops.stack([idx % w, idx // w], axis=-1), "float32")
+
+
+@keras.saving.register_keras_serializable(package="kerazoo_training")
+class PCKMetric(keras.metrics.Metric):
+    """Training-time PCK@alpha on heatmaps: argmax of the prediction vs argmax of the target.
+
+    The normaliser of each sample is the max side of the box around its counted target joints (in
+    heatmap px; PCK is scale-free so the stride does not matter). Counted joints are those with a
+    positive weight when ``sample_weight`` (B, 1, 1, K) / (B, K) is given (use ``weighted_metrics``),
+    else those whose target heatmap has a positive maximum. Samples with fewer than two distinct
+    joints (box side 0) are skipped; a joint whose predicted map has no positive value is a miss. Equals :func:`pck` (mean) with :func:`bbox_size` over the set.
+
+    Args:
+        alpha: threshold as a fraction of the box side. Defaults to 0.2.
+        name: metric name. Defaults to ``"pck"``.
+        dtype: result dtype.
+    """
+
+    def __init__(self, alpha=0.2, name="pck", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if not float(alpha) > 0:
+            raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
+        self.alpha = float(alpha)
+        self.hits = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="hits")
+        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        if len(y_pred.shape) != 4 or len(y_true.shape) != 4:
+            raise ValueError(f"PCKMetric expects (B, h, w, K) heatmaps. Received y_true {tuple(y_true.shape)}, "
+                             f"y_pred {tuple(y_pred.shape)}")
+        shape = ops.shape(y_true)
+        if sample_weight is None:
+            vis = ops.max(ops.reshape(y_true, (shape[0], -1, shape[3])), axis=1) > 0
+        else:
+            sw = ops.cast(sample_weight, "float32")
+            sw = ops.reshape(sw, (shape[0], -1)) if len(sw.shape) > 1 else ops.expand_dims(sw, -1)
+            vis = ops.broadcast_to(sw, (shape[0], shape[3])) > 0
+        gt = _argmax_xy(y_true)
+        pred = _argmax_xy(y_pred)
+        vis3 = ops.expand_dims(vis, -1)
+        hi = ops.max(ops.where(vis3, gt, -1e9), axis=1)
+        lo = ops.min(ops.where(vis3, gt, 1e9), axis=1)
+        side = ops.max(hi - lo, axis=-1)  # (B,); <= 0 or negative sentinel when < 2 joints counted
+        ok = ops.logical_and(vis, ops.expand_dims(side > 0, -1))
+        dist = ops.sqrt(ops.sum(ops.square(pred - gt), axis=-1))
+        # a joint whose predicted map has no positive value is a miss (decode_heatmaps marks it -1)
+        pred_max = ops.max(ops.reshape(y_pred, (shape[0], -1, shape[3])), axis=1)
+        hit = ok & (dist <= self.alpha * ops.expand_dims(side, -1)) & (pred_max > 0)
+        self.hits.assign_add(ops.sum(ops.cast(hit, "float32")))
+        self.total.assign_add(ops.sum(ops.cast(ok, "float32")))
+
+    def result(self):
+        return ops.cast(ops.divide_no_nan(self.hits, self.total), self.dtype)
+
+    def reset_state(self):
+        self.hits.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package="kerazoo_training")
+class MeanIoUMetric(keras.metrics.Metric):
+    """Mean IoU from a confusion matrix accumulated over every batch (never a mean of per-image IoUs).
+
+    Args:
+        num_classes: C.
+        ignore_label: ground-truth label skipped (as are labels outside [0, C)). Defaults to 255.
+        name: metric name. Defaults to ``"mean_iou"``.
+        dtype: result dtype.
+
+    Update args:
+        y_true: (B, H, W) or (B, H, W, 1) integer labels.
+        y_pred: (B, H, W, C) scores/logits (argmax taken) or (B, H, W) labels.
+        sample_weight: optional (B,), (B, H) or (B, H, W); pixels with weight 0 are skipped.
+
+    Counts are int32 (exact up to 2**31 - 1 pixels per cell). ``iou_per_class()`` returns the (C,) IoUs.
+    """
+
+    def __init__(self, num_classes, ignore_label=255, name="mean_iou", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_label = int(ignore_label)
+        self.confusion = self.add_variable(shape=(self.num_classes, self.num_classes), initializer="zeros",
+                                           dtype="int32", name="confusion")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        c = self.num_classes
+        y_true = ops.convert_to_tensor(y_true)
+        y_pred = ops.convert_to_tensor(y_pred)
+        if len(y_true.shape) == 4:
+            y_true = ops.squeeze(y_true, axis=-1)
+        if len(y_pred.shape) == len(y_true.shape) + 1:
+            # (B, H, W, 1) holds labels, (B, H, W, C) scores
+            y_pred = ops.squeeze(y_pred, -1) if y_pred.shape[-1] == 1 else ops.argmax(y_pred, axis=-1)
+        if len(y_pred.shape) != len(y_true.shape):
+            raise ValueError(f"MeanIoUMetric: y_pred {tuple(y_pred.shape)} must be (B, H, W, C) scores or "
+                             f"labels shaped like y_true {tuple(y_true.shape)}")
+        gt = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        pr = ops.reshape(ops.cast(y_pred, "int32"), (-1,))
+        valid = (gt >= 0) & (gt < c) & (gt != self.ignore_label) & (pr >= 0) & (pr < c)
+        if sample_weight is not None:
+            sw = ops.convert_to_tensor(sample_weight)
+            while len(sw.shape) < len(y_true.shape):
+                sw = ops.expand_dims(sw, -1)
+            sw = ops.reshape(ops.broadcast_to(sw, ops.shape(y_true)), (-1,))
+            valid = valid & (sw > 0)
+        cell = ops.where(valid, gt * c + pr, ops.zeros_like(gt))
+        counts = ops.segment_sum(ops.cast(valid, "int32"), cell, num_segments=c * c)
+        self.confusion.assign_add(ops.reshape(counts, (c, c)))
+
+    def _iou(self):
+        cm = ops.cast(self.confusion, "float32")
+        inter = ops.diagonal(cm)
+        union = ops.sum(cm, axis=0) + ops.sum(cm, axis=1) - inter
+        return inter, union
+
+    def result(self):
+        inter, union = self._iou()
+        present = ops.cast(union > 0, "float32")
+        return ops.cast(ops.divide_no_nan(ops.sum(ops.divide_no_nan(inter, union)), ops.sum(present)), self.dtype)
+
+    def iou_per_class(self) -> np.ndarray:
+        """(C,) float64 IoU per class (NaN where the class never occurs), as :func:`miou_from_confusion`."""
+        return miou_from_confusion(ops.convert_to_numpy(self.confusion))[0]
+
+    def reset_state(self):
+        self.confusion.assign(ops.zeros((self.num_classes, self.num_classes), dtype="int32"))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "ignore_label": self.ignore_label}
