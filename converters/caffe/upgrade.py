@@ -96,7 +96,7 @@ def _v0_to_v1(conn):
         msg_name, target = targets[v0.type]
         msg = getattr(v1, msg_name)
         value = getattr(v0, field)
-        if msg.DESCRIPTOR.fields_by_name[target].label == msg.DESCRIPTOR.fields_by_name[target].LABEL_REPEATED:
+        if not isinstance(getattr(msg, target), (bool, int, float, str)):  # repeated (conv pad/kernel/stride)
             getattr(msg, target).append(value)
         else:
             setattr(msg, target, value)
