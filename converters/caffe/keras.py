@@ -1,0 +1,567 @@
+"""Caffe IR (:class:`graph.Net`) -> ``keras.Model``, layer by layer, exactly.
+
+One handler per Caffe layer type in :data:`LAYER_HANDLERS`. A handler gets
+``(layer, inputs, ctx)``: the :class:`graph.Layer`, the Keras tensors of its bottoms, and the
+:class:`_Context`; it returns one Keras tensor per top and assigns the layer's blobs.
+
+Layout: 4-D blobs become NHWC tensors ``(B, H, W, C)``; blobs of other ranks keep Caffe's axis
+order (``(B, N)`` after InnerProduct). Caffe NCHW axes map to NHWC as ``{0: 0, 1: 3, 2: 1, 3: 2}``.
+Every ``BatchNorm`` directly followed by a ``Scale`` on the same blob (no other consumer) becomes one
+Keras ``BatchNormalization`` named after the BatchNorm layer. Keras layer names are the Caffe layer
+names (``/`` replaced by ``_``); helper layers get a suffix (``conv1_pad``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import keras
+
+from converters.caffe import blobs as B
+from converters.caffe import keras_layers as L
+from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError, WeightsMismatchError
+from converters.caffe.graph import Layer, Net
+from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
+from zoo.layers import ChannelScale, CropToReference, CaffePooling2D, InterpAlignCorners
+
+__all__ = ["LAYER_HANDLERS", "to_keras", "convert", "Conversion", "keras_name", "bn_scale_pairs"]
+
+
+def keras_name(caffe_name: str) -> str:
+    """The Keras layer name used for a Caffe layer or blob name (Keras forbids ``/``)."""
+    return caffe_name.replace("/", "_")
+
+
+@dataclass
+class Conversion:
+    """Result of :func:`convert`: the model and what the conversion did."""
+
+    model: Any
+    caffe_layers: int  # layers of the Caffe net (after phase filtering)
+    parameters: int  # Keras parameters (trainable + non-trainable)
+    folded_bn_scale: int  # BatchNorm + Scale pairs turned into one BatchNormalization
+    outputs: dict[str, str] = field(default_factory=dict)  # Caffe top name -> Keras output layer name
+
+
+class _Context:
+    """Per-conversion state handed to every handler."""
+
+    def __init__(self, net: Net):
+        self.net = net
+        self.tensors: dict[str, Any] = {}  # blob id -> Keras tensor
+        self.fold = bn_scale_pairs(net)  # BatchNorm layer name -> its Scale layer
+        self.folded_scales = {s.name for s in self.fold.values()}
+        self.folded = 0
+        self._reserved = {keras_name(l.name) for l in net.layers}
+        self._used: set[str] = set()
+
+    def name(self, layer: Layer) -> str:
+        """Keras name of the layer that carries ``layer``'s weights (= its Caffe name)."""
+        n = keras_name(layer.name)
+        self._used.add(n)
+        return n
+
+    def aux(self, base: str, suffix: str) -> str:
+        """A unique name for a helper layer, never one of the Caffe layer names."""
+        n, i = f"{keras_name(base)}_{suffix}", 1
+        while n in self._used or n in self._reserved:
+            n, i = f"{keras_name(base)}_{suffix}_{i}", i + 1
+        self._used.add(n)
+        return n
+
+    def free(self, name: str) -> bool:
+        return name not in self._used and name not in self._reserved
+
+    def assign(self, keras_layer, arrays, layer: Layer):
+        """``keras_layer.set_weights(arrays)`` with a clear error naming the Caffe layer."""
+        want = [tuple(w.shape) for w in keras_layer.weights]
+        have = [tuple(a.shape) for a in arrays]
+        if want != have:
+            raise WeightsMismatchError(
+                f"layer '{layer.name}' ({layer.type}{_at(layer)}): blobs give Keras weights {have}, "
+                f"the layer needs {want}"
+            )
+        keras_layer.set_weights(arrays)
+
+    def shape(self, blob_id: str):
+        """Inferred Caffe (NCHW) shape of a blob, or ``None``."""
+        return self.net.shapes.get(blob_id)
+
+
+def _at(layer: Layer) -> str:
+    return f", line {layer.line}" if layer.line else ""
+
+
+def bn_scale_pairs(net: Net) -> dict[str, Layer]:
+    """BatchNorm layer name -> the Scale layer folded into it.
+
+    A Scale folds when it is the only consumer of the BatchNorm's top (in place or not), has one
+    bottom, and scales per channel (``axis: 1``, ``num_axes: 1``).
+    """
+    consumers = net.consumers()
+    outputs = set(net.outputs)
+    pairs = {}
+    for layer in net.layers:
+        if layer.type != "BatchNorm" or len(layer.tops) != 1:
+            continue
+        top = layer.tops[0]
+        users = consumers.get(top, [])
+        if top in outputs or len(users) != 1 or users[0].type != "Scale":
+            continue
+        scale = users[0]
+        sp = sub(scale.param, "scale_param")
+        if len(scale.bottoms) == 1 and opt(sp, "axis", 1) in (1, -3) and opt(sp, "num_axes", 1) == 1:
+            pairs[layer.name] = scale
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------
+# Handlers: (layer, inputs, ctx) -> [one Keras tensor per top]
+# ----------------------------------------------------------------------------------------------
+
+
+def convert_input(layer, inputs, ctx):
+    return [ctx.tensors[t] for t in layer.tops]
+
+
+def _num_output(layer, p):
+    n = opt(p, "num_output", None)
+    if n is None and layer.blobs:
+        return None
+    if not n:
+        raise GraphError(f"layer '{layer.name}' ({layer.type}{_at(layer)}): num_output is missing or 0")
+    return int(n)
+
+
+def convert_convolution(layer, inputs, ctx):
+    cp = sub(layer.param, "convolution_param")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv_geometry(cp, layer)
+    groups, bias = int(opt(cp, "group", 1)), bool(opt(cp, "bias_term", True))
+    n = _num_output(layer, cp) or layer.blobs[0].shape[0]
+    if max(sh, sw) > 1 and max(dh, dw) > 1:
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' (Convolution{_at(layer)}): stride > 1 together with dilation > 1 is not supported"
+        )
+    x = inputs[0]
+    if ph or pw:
+        x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=ctx.aux(layer.name, "pad"))(x)
+    cls = L.GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    conv = cls(n, (kh, kw), strides=(sh, sw), padding="valid", dilation_rate=(dh, dw), groups=groups,
+               use_bias=bias, name=ctx.name(layer))
+    y = conv(x)
+    if layer.blobs:
+        ctx.assign(conv, [B.conv_kernel(layer.blobs[0])] + ([B.vector(layer.blobs[1])] if bias else []), layer)
+    return [y]
+
+
+def convert_deconvolution(layer, inputs, ctx):
+    cp = sub(layer.param, "convolution_param")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv_geometry(cp, layer)
+    groups, bias = int(opt(cp, "group", 1)), bool(opt(cp, "bias_term", True))
+    n = _num_output(layer, cp) or layer.blobs[0].shape[1] * groups
+    keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    deconv = keras.layers.Conv2DTranspose(n, (keh, kew), strides=(sh, sw), padding="valid",
+                                          use_bias=bias, name=ctx.name(layer))
+    y = deconv(inputs[0])
+    # Keras 'valid' gives s*i + max(k - s, 0); Caffe s*(i - 1) + k - 2p, aligned at the start.
+    crop = ((ph, ph + max(sh - keh, 0)), (pw, pw + max(sw - kew, 0)))
+    if any(c for pair in crop for c in pair):
+        y = keras.layers.Cropping2D(crop, name=ctx.aux(layer.name, "crop"))(y)
+    if layer.blobs:
+        arrays = [B.deconv_kernel(layer.blobs[0], groups, (dh, dw))]
+        ctx.assign(deconv, arrays + ([B.vector(layer.blobs[1])] if bias else []), layer)
+    return [y]
+
+
+def _static_chw(x, bottom, ctx, layer):
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    if None in (h, w, c):
+        raise GraphError(
+            f"layer '{layer.name}' (InnerProduct{_at(layer)}) flattens the spatial blob '{bottom}': "
+            f"the model needs a fixed input size (pass input_shape=(H, W))"
+        )
+    return (c, h, w)
+
+
+def convert_inner_product(layer, inputs, ctx):
+    ip = sub(layer.param, "inner_product_param")
+    bias, transpose = bool(opt(ip, "bias_term", True)), bool(opt(ip, "transpose", False))
+    n = _num_output(layer, ip) or layer.blobs[0].shape[1 if transpose else 0]
+    x = inputs[0]
+    rank = len(x.shape)
+    axis = int(opt(ip, "axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    chw = None
+    if rank == 4 and axis == 1:
+        chw = _static_chw(x, layer.bottoms[0], ctx, layer)
+        x = keras.layers.Flatten(name=ctx.aux(layer.name, "flatten"))(x)  # NHWC order: kernel reordered
+    elif rank != axis + 1:
+        if axis + 1 == 4:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (InnerProduct{_at(layer)}): axis {axis} on a {rank}-D blob is not supported"
+            )
+        x = L.CaffeReshape((-1,), axis=axis, num_axes=-1, name=ctx.aux(layer.name, "flatten"))(x)
+    dense = keras.layers.Dense(n, use_bias=bias, name=ctx.name(layer))
+    y = dense(x)
+    if layer.blobs:
+        k = B.dense_kernel(layer.blobs[0], transpose=transpose, chw=chw)
+        ctx.assign(dense, [k] + ([B.vector(layer.blobs[1])] if bias else []), layer)
+    return [y]
+
+
+def convert_pooling(layer, inputs, ctx):
+    pp = sub(layer.param, "pooling_param")
+    mode = enum(opt(pp, "pool", 0), ("MAX", "AVE", "STOCHASTIC"))
+    if mode == "STOCHASTIC":
+        raise UnsupportedLayerError(f"layer '{layer.name}' (Pooling{_at(layer)}): pool STOCHASTIC is not supported")
+    kernel, stride, pad, global_pooling, ceil_mode = pool_geometry(pp, layer)
+    pool = CaffePooling2D("max" if mode == "MAX" else "ave", kernel, stride, pad, ceil_mode=ceil_mode,
+                          global_pooling=global_pooling, name=ctx.name(layer))
+    return [pool(inputs[0])]
+
+
+def _simple(make: Callable[[Layer, Any], Any]):
+    """Handler for a weightless one-bottom, one-top layer built by ``make(layer, name)``."""
+
+    def handler(layer, inputs, ctx):
+        return [make(layer, ctx.name(layer))(inputs[0])]
+
+    return handler
+
+
+def _relu(layer, name):
+    slope = float(opt(sub(layer.param, "relu_param"), "negative_slope", 0.0))
+    return keras.layers.ReLU(negative_slope=slope, name=name) if slope else keras.layers.ReLU(name=name)
+
+
+def _power(layer, name):
+    p = sub(layer.param, "power_param")
+    return L.CaffePower(opt(p, "power", 1.0), opt(p, "scale", 1.0), opt(p, "shift", 0.0), name=name)
+
+
+def _exp_log(cls, field_name):
+    def make(layer, name):
+        p = sub(layer.param, field_name)
+        return cls(opt(p, "base", -1.0), opt(p, "scale", 1.0), opt(p, "shift", 0.0), name=name)
+
+    return make
+
+
+def convert_prelu(layer, inputs, ctx):
+    x = inputs[0]
+    shared = bool(opt(sub(layer.param, "prelu_param"), "channel_shared", False))
+    rank = len(x.shape)
+    shared_axes = list(range(1, rank)) if shared else [a for a in range(1, rank) if a != L.keras_axis(1, rank)]
+    prelu = keras.layers.PReLU(shared_axes=shared_axes or None, name=ctx.name(layer))
+    y = prelu(x)
+    if layer.blobs:
+        shape = tuple(prelu.weights[0].shape)
+        n = 1 if shared else (shape[0] if len(shape) == 1 else shape[-1])
+        alpha = B.vector(layer.blobs[0], n, what=f"layer '{layer.name}' (PReLU)")
+        ctx.assign(prelu, [alpha.reshape(shape)], layer)
+    return [y]
+
+
+def convert_batchnorm(layer, inputs, ctx):
+    bp = sub(layer.param, "batch_norm_param")
+    if opt(bp, "use_global_stats", True) is False:
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' (BatchNorm{_at(layer)}): use_global_stats: false (batch statistics at "
+            f"test time) is not supported"
+        )
+    x = inputs[0]
+    scale = ctx.fold.get(layer.name)
+    bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=float(opt(bp, "eps", 1e-5)),
+                                         momentum=float(opt(bp, "moving_average_fraction", 0.999)),
+                                         name=ctx.name(layer))
+    y = bn(x)
+    if scale is not None:
+        ctx.folded += 1
+    if layer.blobs:
+        ctx.assign(bn, B.bn_weights(layer.blobs, scale.blobs if scale else None, what=f"layer '{layer.name}'"),
+                   layer)
+    return [y]
+
+
+def convert_psp_bn(layer, inputs, ctx):
+    x = inputs[0]
+    eps = float(opt(sub(layer.param, "bn_param"), "eps", 1e-5))
+    bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=eps, name=ctx.name(layer))
+    y = bn(x)
+    if layer.blobs:
+        ctx.assign(bn, B.psp_bn_weights(layer.blobs, what=f"layer '{layer.name}'"), layer)
+    return [y]
+
+
+def convert_scale(layer, inputs, ctx):
+    sp = sub(layer.param, "scale_param")
+    axis, num_axes, bias = int(opt(sp, "axis", 1)), int(opt(sp, "num_axes", 1)), bool(opt(sp, "bias_term", False))
+    x = inputs[0]
+    rank = len(x.shape)
+    axis = axis + rank if axis < 0 else axis
+    if len(inputs) == 2:
+        if bias:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (Scale{_at(layer)}): two bottoms with bias_term: true is not supported"
+            )
+        return [L.ScaleByBlob(axis, name=ctx.name(layer))(inputs)]
+    if layer.blobs:
+        wshape = tuple(layer.blobs[0].shape)
+    else:
+        shape = ctx.shape(layer.bottoms[0])
+        if shape is None:
+            raise GraphError(f"layer '{layer.name}' (Scale{_at(layer)}): unknown shape of '{layer.bottoms[0]}'")
+        wshape = tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
+    if not bias and axis == 1 and len(wshape) == 1 and rank in (2, 4):
+        s = ChannelScale(name=ctx.name(layer))
+        arrays = [B.vector(layer.blobs[0])] if layer.blobs else None
+    else:
+        s = L.CaffeScale(wshape, axis=axis, rank=rank, bias_term=bias, name=ctx.name(layer))
+        arrays = [B._f32(b).reshape(wshape) for b in layer.blobs] if layer.blobs else None
+    y = s(x)
+    if arrays:
+        ctx.assign(s, arrays, layer)
+    return [y]
+
+
+def convert_eltwise(layer, inputs, ctx):
+    ep = sub(layer.param, "eltwise_param")
+    op = enum(opt(ep, "operation", 1), ("PROD", "SUM", "MAX"))
+    coeffs = [float(c) for c in rep(ep, "coeff")]
+    if coeffs and len(coeffs) != len(inputs):
+        raise GraphError(f"layer '{layer.name}' (Eltwise{_at(layer)}): {len(coeffs)} coeff for {len(inputs)} bottoms")
+    if op == "SUM" and coeffs and any(c != 1.0 for c in coeffs):
+        return [L.EltwiseSum(coeffs, name=ctx.name(layer))(inputs)]
+    cls = {"SUM": keras.layers.Add, "PROD": keras.layers.Multiply, "MAX": keras.layers.Maximum}[op]
+    return [cls(name=ctx.name(layer))(list(inputs))]
+
+
+def convert_concat(layer, inputs, ctx):
+    cp = sub(layer.param, "concat_param")
+    axis = int(opt(cp, "axis", opt(cp, "concat_dim", 1)))
+    if len(inputs) == 1:
+        return [keras.layers.Identity(name=ctx.name(layer))(inputs[0])]
+    return [keras.layers.Concatenate(axis=L.keras_axis(axis, len(inputs[0].shape)), name=ctx.name(layer))(inputs)]
+
+
+def convert_slice(layer, inputs, ctx):
+    sp = sub(layer.param, "slice_param")
+    axis = int(opt(sp, "axis", opt(sp, "slice_dim", 1)))
+    points = [int(p) for p in rep(sp, "slice_point")]
+    if points and len(points) != len(layer.tops) - 1:
+        raise GraphError(
+            f"layer '{layer.name}' (Slice{_at(layer)}): {len(points)} slice_point for {len(layer.tops)} tops"
+        )
+    outs = L.CaffeSlice(L.keras_axis(axis, len(inputs[0].shape)), points, len(layer.tops), name=ctx.name(layer))(
+        inputs[0])
+    return list(outs)
+
+
+def convert_split(layer, inputs, ctx):
+    return [inputs[0]] * len(layer.tops)
+
+
+def convert_crop(layer, inputs, ctx):
+    cp = sub(layer.param, "crop_param")
+    offsets = tuple(int(o) for o in rep(cp, "offset"))
+    return [CropToReference(axis=int(opt(cp, "axis", 2)), offset=offsets, name=ctx.name(layer))(list(inputs))]
+
+
+def convert_interp(layer, inputs, ctx):
+    ip = sub(layer.param, "interp_param")
+    h, w = opt(ip, "height", None), opt(ip, "width", None)
+    zoom, shrink = opt(ip, "zoom_factor", None), opt(ip, "shrink_factor", None)
+    pads = dict(pad_beg=int(opt(ip, "pad_beg", 0)), pad_end=int(opt(ip, "pad_end", 0)))
+    name = ctx.name(layer)
+    if len(inputs) == 2:
+        return [InterpAlignCorners(name=name, **pads)(list(inputs))]
+    # Precedence as in interp_layer.cpp: shrink only, zoom only, height+width, shrink then zoom.
+    if shrink and not zoom:
+        kw = dict(shrink_factor=int(shrink))
+    elif zoom and not shrink:
+        kw = dict(zoom_factor=int(zoom))
+    elif h and w:
+        kw = dict(size=(int(h), int(w)))
+    elif zoom and shrink:
+        kw = dict(zoom_factor=int(zoom), shrink_factor=int(shrink))
+    else:
+        raise GraphError(
+            f"layer '{layer.name}' (Interp{_at(layer)}): set zoom_factor, shrink_factor or height and width"
+        )
+    return [InterpAlignCorners(name=name, **kw, **pads)(inputs[0])]
+
+
+def convert_flatten(layer, inputs, ctx):
+    fp = sub(layer.param, "flatten_param")
+    rank = len(inputs[0].shape)
+    a, e = int(opt(fp, "axis", 1)), int(opt(fp, "end_axis", -1))
+    a, e = (a + rank if a < 0 else a), (e + rank if e < 0 else e)
+    return [L.CaffeReshape((-1,), axis=a, num_axes=e - a + 1, name=ctx.name(layer))(inputs[0])]
+
+
+def convert_reshape(layer, inputs, ctx):
+    rp = sub(layer.param, "reshape_param")
+    dims = tuple(int(d) for d in rep(sub(rp, "shape"), "dim"))
+    layer_ = L.CaffeReshape(dims, axis=int(opt(rp, "axis", 0)), num_axes=int(opt(rp, "num_axes", -1)),
+                            name=ctx.name(layer))
+    return [layer_(inputs[0])]
+
+
+def convert_softmax(layer, inputs, ctx):
+    axis = int(opt(sub(layer.param, "softmax_param"), "axis", 1))
+    return [keras.layers.Softmax(axis=L.keras_axis(axis, len(inputs[0].shape)), name=ctx.name(layer))(inputs[0])]
+
+
+def _lrn(layer, name):
+    p = sub(layer.param, "lrn_param")
+    region = enum(opt(p, "norm_region", 0), ("ACROSS_CHANNELS", "WITHIN_CHANNEL"))
+    return L.CaffeLRN(int(opt(p, "local_size", 5)), float(opt(p, "alpha", 1.0)), float(opt(p, "beta", 0.75)),
+                      float(opt(p, "k", 1.0)), "across" if region == "ACROSS_CHANNELS" else "within", name=name)
+
+
+def _dropout(layer, name):
+    # Identity at inference; Caffe's train-time dropout is inverted dropout, as Keras'.
+    return keras.layers.Dropout(float(opt(sub(layer.param, "dropout_param"), "dropout_ratio", 0.5)), name=name)
+
+
+LAYER_HANDLERS: dict[str, Callable[..., list]] = {
+    "Input": convert_input,
+    "Convolution": convert_convolution,
+    "Deconvolution": convert_deconvolution,
+    "InnerProduct": convert_inner_product,
+    "Pooling": convert_pooling,
+    "ReLU": _simple(_relu),
+    "PReLU": convert_prelu,
+    "ELU": _simple(lambda l, n: keras.layers.ELU(float(opt(sub(l.param, "elu_param"), "alpha", 1.0)), name=n)),
+    "Sigmoid": _simple(lambda l, n: keras.layers.Activation("sigmoid", name=n)),
+    "TanH": _simple(lambda l, n: keras.layers.Activation("tanh", name=n)),
+    "AbsVal": _simple(lambda l, n: L.AbsVal(name=n)),
+    "BNLL": _simple(lambda l, n: keras.layers.Activation("softplus", name=n)),  # log(1 + e^x), stable
+    "Power": _simple(_power),
+    "Exp": _simple(_exp_log(L.CaffeExp, "exp_param")),
+    "Log": _simple(_exp_log(L.CaffeLog, "log_param")),
+    "BatchNorm": convert_batchnorm,
+    "Scale": convert_scale,
+    "BN": convert_psp_bn,
+    "Eltwise": convert_eltwise,
+    "Concat": convert_concat,
+    "Slice": convert_slice,
+    "Split": convert_split,
+    "Crop": convert_crop,
+    "Interp": convert_interp,
+    "Flatten": convert_flatten,
+    "Reshape": convert_reshape,
+    "Dropout": _simple(_dropout),
+    "Softmax": convert_softmax,
+    "LRN": _simple(_lrn),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------
+
+
+def _input_shapes(net: Net, input_shape) -> dict[str, tuple]:
+    """Blob id -> Keras ``shape`` (without batch) of every net input."""
+    out = {}
+    for blob, nchw in net.inputs.items():
+        nchw = tuple(nchw)
+        hw = input_shape.get(net.caffe_names.get(blob, blob)) if isinstance(input_shape, dict) else input_shape
+        if len(nchw) == 4:
+            h, w = nchw[2], nchw[3]
+            if hw is not None:
+                hw = tuple(hw)
+                if len(hw) == 4:
+                    hw = hw[2:]
+                if len(hw) != 2:
+                    raise ValueError(f"`input_shape` must be (H, W) or a dict name -> (H, W). Received: {input_shape}")
+                h, w = hw
+            out[blob] = (h, w, nchw[1])
+        else:
+            out[blob] = nchw[1:]
+    return out
+
+
+def _check_supported(net: Net):
+    for layer in net.layers:
+        if layer.type not in LAYER_HANDLERS:
+            raise UnsupportedLayerError(
+                f"Caffe layer type '{layer.type}' (layer '{layer.name}'{_at(layer)}) is not supported; "
+                f"supported: {', '.join(sorted(LAYER_HANDLERS))}"
+            )
+
+
+def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bool | None = None) -> Conversion:
+    """Build the Keras model of ``net`` and report what was done (see :func:`to_keras`)."""
+    from tqdm.auto import tqdm
+
+    _check_supported(net)
+    ctx = _Context(net)
+    inputs = []
+    for blob, shape in _input_shapes(net, input_shape).items():
+        iname = keras_name(net.caffe_names.get(blob, blob))
+        ctx._used.add(iname)
+        t = keras.Input(shape=shape, name=iname)
+        ctx.tensors[blob] = t
+        inputs.append(t)
+    bar = tqdm(net.layers, desc="Building Keras model", unit="layer", disable=(None if progress is None else not progress),
+               leave=False)
+    for layer in bar:
+        if layer.name in ctx.folded_scales:  # folded into the preceding BatchNorm
+            ctx.tensors[layer.tops[0]] = ctx.tensors[layer.bottoms[0]]
+            continue
+        try:
+            xs = [ctx.tensors[b] for b in layer.bottoms]
+        except KeyError as e:
+            raise GraphError(f"layer '{layer.name}' ({layer.type}{_at(layer)}): bottom {e} has no producer") from None
+        try:
+            ys = LAYER_HANDLERS[layer.type](layer, xs, ctx)
+        except CaffeError:
+            raise
+        except Exception as e:  # Keras shape errors: say which Caffe layer caused them
+            raise GraphError(f"layer '{layer.name}' ({layer.type}{_at(layer)}): {type(e).__name__}: {e}") from e
+        for top, y in zip(layer.tops, ys):
+            ctx.tensors[top] = y
+    bar.close()
+
+    outputs, names = [], {}
+    for blob in net.outputs:
+        t = ctx.tensors[blob]
+        top = net.caffe_names.get(blob, blob)
+        want = keras_name(top)
+        producer = t._keras_history[0].name
+        if producer != want or any(o is t for o in outputs):
+            # The top was last written by another layer (in place) or is shared: name the output.
+            oname = want if ctx.free(want) else ctx.aux(want, "output")
+            ctx._used.add(oname)
+            t = keras.layers.Identity(name=oname)(t)
+        names[top] = t._keras_history[0].name
+        outputs.append(t)
+    model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
+                        name=keras_name(name or net.name or "caffe_net"))
+    return Conversion(model, len(net.layers), int(model.count_params()), ctx.folded, names)
+
+
+def to_keras(net: Net, input_shape=None, *, name: str | None = None, progress: bool | None = None):
+    """Convert a loaded Caffe net to a ``keras.Model`` whose outputs equal Caffe's.
+
+    Args:
+        net: from :func:`converters.caffe.load`.
+        input_shape: spatial size ``(H, W)`` for every 4-D input (``None`` entries: any size), a
+            dict input name -> ``(H, W)``, or ``None`` for the sizes declared in the prototxt.
+        name: Keras model name. Defaults to the Caffe net's name.
+        progress: show a progress bar while building; ``None``: only on a terminal.
+    Returns:
+        A functional ``keras.Model``: NHWC inputs named after the Caffe input blobs; one output
+        per Caffe output blob (a list when there are several), each produced by a layer named
+        after the blob (an ``Identity`` when the blob was last written by an in-place layer; if
+        that name belongs to another layer, ``<top>_output``).
+    Raises:
+        UnsupportedLayerError: a layer type or parameter the converter does not handle (names the
+            layer and lists the supported types).
+        GraphError: a layer whose output cannot be built (names the layer).
+        WeightsMismatchError: blobs that do not fit their layer.
+    """
+    return convert(net, input_shape, name=name, progress=progress).model

@@ -1,0 +1,364 @@
+"""Keras layers for Caffe operations that Keras lacks, in ``keras.ops`` only.
+
+Registered serializable under package ``"kerazoo_caffe"``, so converted models load with
+``keras.models.load_model(path, safe_mode=True)`` once :mod:`converters.caffe` is imported.
+
+Layout: 4-D tensors are NHWC ``(B, H, W, C)``; tensors of any other rank keep Caffe's axis order.
+Caffe axes are numbered NCHW; :func:`keras_axis` maps them.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = [
+    "keras_axis",
+    "GroupedConv2D",
+    "CaffeScale",
+    "ScaleByBlob",
+    "EltwiseSum",
+    "AbsVal",
+    "CaffePower",
+    "CaffeExp",
+    "CaffeLog",
+    "CaffeLRN",
+    "CaffeReshape",
+    "CaffeSlice",
+]
+
+_register = keras.saving.register_keras_serializable(package="kerazoo_caffe")
+_NCHW_TO_NHWC = (0, 3, 1, 2)  # index: Caffe axis, value: NHWC axis
+
+
+def keras_axis(axis, rank):
+    """Caffe axis (negative allowed) of a rank-``rank`` blob -> axis of the Keras tensor."""
+    a = axis + rank if axis < 0 else axis
+    if not 0 <= a < rank:
+        raise ValueError(f"axis {axis} is out of range for a {rank}-D blob")
+    return _NCHW_TO_NHWC[a] if rank == 4 else a
+
+
+def _to_caffe(x):
+    return ops.transpose(x, (0, 3, 1, 2)) if len(x.shape) == 4 else x
+
+
+def _from_caffe(x):
+    return ops.transpose(x, (0, 2, 3, 1)) if len(x.shape) == 4 else x
+
+
+def _broadcast_shape(caffe_shape, rank):
+    """Caffe-order broadcast shape -> the same in Keras order (4-D: NCHW -> NHWC)."""
+    s = list(caffe_shape)
+    return [s[0], s[2], s[3], s[1]] if rank == 4 else s
+
+
+@_register
+class GroupedConv2D(keras.layers.Conv2D):
+    """``Conv2D`` with ``groups > 1`` that runs on every backend.
+
+    Keras' own grouped ``Conv2D`` fails on TensorFlow's CPU kernels; this layer computes the same
+    result as a depthwise convolution (``groups == input channels``) or as one convolution per
+    group, concatenated (Caffe's group-major channel order). Kernel ``(kh, kw, I/g, O)`` as Keras'.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        g = self.groups
+        kw = dict(strides=list(self.strides), padding=self.padding, dilation_rate=self.dilation_rate)
+        if g == 1:
+            return ops.conv(inputs, kernel, **kw)
+        kh, kwd, c_in_g, c_out = kernel.shape
+        if c_in_g == 1:  # depthwise: output channel c*m + j comes from input channel c, as in Caffe
+            return ops.depthwise_conv(inputs, ops.reshape(kernel, (kh, kwd, g, c_out // g)), **kw)
+        xs = ops.split(inputs, g, axis=-1)
+        ks = ops.split(kernel, g, axis=-1)
+        return ops.concatenate([ops.conv(x, k, **kw) for x, k in zip(xs, ks)], axis=-1)
+
+
+@_register
+class CaffeScale(keras.layers.Layer):
+    """Caffe ``Scale`` with one bottom: ``y = x * scale (+ bias)``, broadcast Caffe-style.
+
+    The weights have the shape of Caffe's blob, ``bottom.shape[axis : axis + num_axes]``
+    (``(C,)`` for the usual per-channel case), and broadcast over the other axes.
+
+    Args:
+        weight_shape: Caffe blob shape, e.g. ``(C,)``.
+        axis: Caffe (NCHW) axis where the blob's first dimension lines up. Defaults to 1.
+        rank: rank of the bottom blob (4 for images).
+        bias_term: add a learned bias of the same shape.
+    """
+
+    def __init__(self, weight_shape, axis=1, rank=4, bias_term=False, **kwargs):
+        super().__init__(**kwargs)
+        self.weight_shape = tuple(int(d) for d in weight_shape)
+        self.axis, self.rank, self.bias_term = int(axis), int(rank), bool(bias_term)
+        caffe = [1] * self.axis + list(self.weight_shape)
+        caffe += [1] * (self.rank - len(caffe))
+        self._bshape = _broadcast_shape(caffe, self.rank)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=self.weight_shape, initializer="ones")
+        if self.bias_term:
+            self.bias = self.add_weight(name="bias", shape=self.weight_shape, initializer="zeros")
+
+    def call(self, x):
+        y = x * ops.reshape(ops.cast(self.scale, x.dtype), self._bshape)
+        if self.bias_term:
+            y = y + ops.reshape(ops.cast(self.bias, x.dtype), self._bshape)
+        return y
+
+    def get_config(self):
+        return {**super().get_config(), "weight_shape": self.weight_shape, "axis": self.axis,
+                "rank": self.rank, "bias_term": self.bias_term}
+
+
+@_register
+class ScaleByBlob(keras.layers.Layer):
+    """Caffe ``Scale`` with two bottoms: ``x * s`` where ``s`` has the shape ``x.shape[axis:axis+k]``.
+
+    Called as ``layer([x, s])``; ``axis`` is Caffe's (NCHW), e.g. SE blocks use ``axis: 0`` with
+    ``s`` of shape ``(B, C)``.
+    """
+
+    def __init__(self, axis=1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def call(self, inputs):
+        x, s = inputs
+        rank, s_rank = len(x.shape), len(s.shape)
+        s = _to_caffe(s) if s_rank == 4 else s
+        caffe = [1] * self.axis + [-1 if (self.axis == 0 and i == 0) else d
+                                   for i, d in enumerate(ops.shape(s))]
+        caffe += [1] * (rank - len(caffe))
+        s = ops.reshape(s, caffe)
+        if rank == 4:
+            s = ops.transpose(s, (0, 2, 3, 1))
+        return x * ops.cast(s, x.dtype)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+@_register
+class EltwiseSum(keras.layers.Layer):
+    """Caffe ``Eltwise`` SUM with per-bottom ``coeff``: ``y = sum_i coeff_i * x_i``."""
+
+    def __init__(self, coeffs, **kwargs):
+        super().__init__(**kwargs)
+        self.coeffs = tuple(float(c) for c in coeffs)
+
+    def call(self, inputs):
+        y = inputs[0] * self.coeffs[0]
+        for c, x in zip(self.coeffs[1:], inputs[1:]):
+            y = y + x * c
+        return y
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "coeffs": self.coeffs}
+
+
+@_register
+class AbsVal(keras.layers.Layer):
+    """Caffe ``AbsVal``: ``|x|``."""
+
+    def call(self, x):
+        return ops.abs(x)
+
+
+@_register
+class CaffePower(keras.layers.Layer):
+    """Caffe ``Power``: ``(shift + scale * x) ** power``."""
+
+    def __init__(self, power=1.0, scale=1.0, shift=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.power, self.scale, self.shift = float(power), float(scale), float(shift)
+
+    def call(self, x):
+        y = x * self.scale + self.shift if (self.scale, self.shift) != (1.0, 0.0) else x
+        if self.power == 1.0:
+            return y
+        if self.power == 2.0:
+            return y * y
+        return ops.power(y, self.power)
+
+    def get_config(self):
+        return {**super().get_config(), "power": self.power, "scale": self.scale, "shift": self.shift}
+
+
+@_register
+class CaffeExp(keras.layers.Layer):
+    """Caffe ``Exp``: ``base ** (shift + scale * x)``; ``base = -1`` means e."""
+
+    def __init__(self, base=-1.0, scale=1.0, shift=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.base, self.scale, self.shift = float(base), float(scale), float(shift)
+
+    def call(self, x):
+        import math
+
+        log_base = 1.0 if self.base == -1.0 else math.log(self.base)
+        return ops.exp((x * self.scale + self.shift) * log_base)
+
+    def get_config(self):
+        return {**super().get_config(), "base": self.base, "scale": self.scale, "shift": self.shift}
+
+
+@_register
+class CaffeLog(keras.layers.Layer):
+    """Caffe ``Log``: ``log_base(shift + scale * x)``; ``base = -1`` means e."""
+
+    def __init__(self, base=-1.0, scale=1.0, shift=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.base, self.scale, self.shift = float(base), float(scale), float(shift)
+
+    def call(self, x):
+        import math
+
+        y = ops.log(x * self.scale + self.shift)
+        return y if self.base == -1.0 else y / math.log(self.base)
+
+    def get_config(self):
+        return {**super().get_config(), "base": self.base, "scale": self.scale, "shift": self.shift}
+
+
+@_register
+class CaffeLRN(keras.layers.Layer):
+    """Caffe ``LRN`` (``lrn_layer.cpp``) on NHWC input ``(B, H, W, C)``.
+
+    ACROSS_CHANNELS: ``y = x * (k + alpha / n * sum_{n channels around c} x^2) ** -beta``, zero
+    padded at the channel ends. WITHIN_CHANNEL: ``y = x * (1 + alpha / n^2 * sum_{n x n window}
+    x^2) ** -beta`` with zero padding ``(n - 1) / 2`` (padding counts in Caffe's AVE divisor, so
+    the divisor is always ``n^2``; ``k`` is not used).
+    """
+
+    def __init__(self, local_size=5, alpha=1.0, beta=0.75, k=1.0, region="across", **kwargs):
+        super().__init__(**kwargs)
+        if region not in ("across", "within"):
+            raise ValueError(f"`region` must be 'across' or 'within'. Received: region={region!r}")
+        if local_size % 2 == 0:
+            raise ValueError(f"LRN needs an odd local_size. Received: local_size={local_size}")
+        self.local_size, self.alpha, self.beta, self.k = int(local_size), float(alpha), float(beta), float(k)
+        self.region = region
+
+    def call(self, x):
+        n, p = self.local_size, (self.local_size - 1) // 2
+        sq = x * x
+        if self.region == "across":
+            c = x.shape[-1]
+            padded = ops.pad(sq, [[0, 0]] * (len(x.shape) - 1) + [[p, p]])
+            s = padded[..., 0:c]
+            for i in range(1, n):
+                s = s + padded[..., i:i + c]
+            scale = self.k + (self.alpha / n) * s
+        else:
+            padded = ops.pad(sq, [[0, 0], [p, p], [p, p], [0, 0]])
+            s = ops.average_pool(padded, (n, n), (1, 1), padding="valid")  # sum / n^2
+            scale = 1.0 + self.alpha * s
+        return x * ops.power(scale, -self.beta)
+
+    def get_config(self):
+        return {**super().get_config(), "local_size": self.local_size, "alpha": self.alpha,
+                "beta": self.beta, "k": self.k, "region": self.region}
+
+
+@_register
+class CaffeReshape(keras.layers.Layer):
+    """Caffe ``Reshape``/``Flatten`` in Caffe's memory order (4-D blobs are NCHW in Caffe).
+
+    The input is brought to Caffe order, reshaped, and a 4-D result is brought back to NHWC.
+
+    Args:
+        dims: Caffe ``reshape_param.shape.dim`` (``0`` copies the input dimension, ``-1`` is inferred).
+        axis, num_axes: the input axes replaced by ``dims`` (Caffe semantics; ``num_axes=-1``: all).
+    A ``Flatten`` of axes ``[a, e]`` is ``dims=(-1,), axis=a, num_axes=e - a + 1``.
+    """
+
+    def __init__(self, dims, axis=0, num_axes=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.dims, self.axis, self.num_axes = tuple(int(d) for d in dims), int(axis), int(num_axes)
+
+    def _target(self, shape):
+        rank = len(shape)
+        a = self.axis + rank + 1 if self.axis < 0 else self.axis
+        end = rank if self.num_axes == -1 else a + self.num_axes
+        mid = [shape[a + i] if d == 0 else d for i, d in enumerate(self.dims)]
+        return list(shape[:a]) + mid + list(shape[end:])
+
+    def call(self, x):
+        xc = _to_caffe(x)
+        y = ops.reshape(xc, self._target(ops.shape(xc)))
+        return _from_caffe(y)
+
+    def compute_output_shape(self, input_shape):
+        s = list(input_shape)
+        if len(s) == 4:
+            s = [s[0], s[3], s[1], s[2]]
+        t = self._target(s)
+        if -1 in t:
+            known = [d for d in s if d is not None]
+            t_known = [d for d in t if d not in (-1, None)]
+            if len(known) == len(s) and None not in t:
+                total = 1
+                for d in s:
+                    total *= d
+                rest = 1
+                for d in t_known:
+                    rest *= d
+                t = [total // rest if d == -1 else d for d in t]
+            else:
+                t = [None if d == -1 else d for d in t]
+        t = [None if i == 0 and input_shape[0] is None else d for i, d in enumerate(t)]
+        return tuple(_broadcast_shape(t, len(t)))
+
+    def get_config(self):
+        return {**super().get_config(), "dims": self.dims, "axis": self.axis, "num_axes": self.num_axes}
+
+
+@_register
+class CaffeSlice(keras.layers.Layer):
+    """Caffe ``Slice``: split along Keras ``axis`` at ``points`` (Caffe ``slice_point``).
+
+    Returns one tensor per part; ``points=()`` with ``parts=n`` splits into ``n`` equal parts.
+    """
+
+    def __init__(self, axis=-1, points=(), parts=None, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.points = int(axis), tuple(int(p) for p in points)
+        self.parts = int(parts) if parts is not None else len(self.points) + 1
+
+    def _bounds(self, size):
+        if self.points:
+            cuts = (0,) + self.points + (size,)
+        else:
+            step = size // self.parts
+            cuts = tuple(i * step for i in range(self.parts + 1))
+        return list(zip(cuts[:-1], cuts[1:]))
+
+    def call(self, x):
+        axis = self.axis % len(x.shape)
+        outs = []
+        for a, b in self._bounds(x.shape[axis]):
+            index = [slice(None)] * len(x.shape)
+            index[axis] = slice(a, b)
+            outs.append(x[tuple(index)])
+        return outs
+
+    def compute_output_shape(self, input_shape):
+        axis = self.axis % len(input_shape)
+        shapes = []
+        for a, b in self._bounds(input_shape[axis]):
+            s = list(input_shape)
+            s[axis] = b - a
+            shapes.append(tuple(s))
+        return shapes
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "points": self.points, "parts": self.parts}

@@ -1,0 +1,125 @@
+"""OpenCV's Caffe engine as an independent check of a conversion (``--verify`` of the CLI).
+
+OpenCV (``cv2.dnn.readNetFromCaffe``, opencv-python < 5) cannot read PSPNet's ``BN`` layers nor
+BVLC's ``round_mode``; :func:`opencv_files` writes the net back as a prototxt + caffemodel that it
+reads: every ``BN`` becomes ``BatchNorm`` (use_global_stats, blobs ``[mean, var, [1]]``) +
+``Scale`` (bias_term, blobs ``[slope, bias]``), ``round_mode: FLOOR`` becomes ``ceil_mode: false``.
+The caffemodel is written with a minimal protobuf encoder (only names, types and blobs are read
+from it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from converters.caffe.graph import Net
+
+__all__ = ["caffemodel_bytes", "opencv_files", "opencv_forward", "available"]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _blob(a) -> bytes:
+    a = np.ascontiguousarray(np.asarray(a, dtype="<f4"))
+    shape = _field(1, b"".join(_varint(int(d)) for d in a.shape))  # BlobShape.dim, packed
+    return _field(7, shape) + _field(5, a.tobytes())  # BlobProto.shape, BlobProto.data (packed)
+
+
+def caffemodel_bytes(layers, name: str = "") -> bytes:
+    """A binary ``NetParameter`` holding ``layers``: an iterable of ``(name, type, [arrays])``."""
+    out = [_field(1, name.encode())] if name else []
+    for lname, ltype, blobs in layers:
+        body = _field(1, lname.encode()) + _field(2, ltype.encode()) + b"".join(_field(7, _blob(b)) for b in blobs)
+        out.append(_field(100, body))
+    return b"".join(out)
+
+
+def _layer_text(param) -> str:
+    from google.protobuf import text_format
+
+    text = text_format.MessageToString(param, as_one_line=False)
+    # OpenCV's proto knows field 13 of PoolingParameter as `ceil_mode` (bool).
+    text = re.sub(r"\bround_mode:\s*FLOOR\b", "ceil_mode: false", text)
+    return re.sub(r"\bround_mode:\s*CEIL\b\n?", "", text)
+
+
+def opencv_files(net: Net, input_shapes: dict[str, tuple] | None = None) -> tuple[str, bytes]:
+    """``(prototxt_text, caffemodel_bytes)`` of ``net`` in the dialect OpenCV 4 reads.
+
+    Args:
+        net: a loaded net whose ``layer.param`` are protobuf messages (from the reader).
+        input_shapes: Caffe input name -> NCHW shape; defaults to ``net.inputs``.
+    """
+    shapes = input_shapes or {net.caffe_names.get(b, b): s for b, s in net.inputs.items()}
+    lines = [f'name: "{net.name or "net"}"']
+    for name, s in shapes.items():
+        lines.append(f'input: "{name}"')
+        lines.append("input_shape { " + " ".join(f"dim: {int(d)}" for d in s) + " }")
+    model = []
+    for layer in net.layers:
+        if layer.type == "Input":
+            continue
+        param = layer.param
+        if layer.type == "BN":
+            bottom, top = param.bottom[0], param.top[0]
+            eps = param.bn_param.eps if param.HasField("bn_param") and param.bn_param.HasField("eps") else 1e-5
+            lines.append(f'layer {{ name: "{param.name}" type: "BatchNorm" bottom: "{bottom}" top: "{top}" '
+                         f"batch_norm_param {{ use_global_stats: true eps: {eps!r} }} }}")
+            lines.append(f'layer {{ name: "{param.name}_scale" type: "Scale" bottom: "{top}" top: "{top}" '
+                         f"scale_param {{ bias_term: true }} }}")
+            if layer.blobs:
+                slope, bias, mean, var = (np.asarray(b, np.float32).reshape(-1) for b in layer.blobs)
+                model.append((param.name, "BatchNorm", [mean, var, np.ones(1, np.float32)]))
+                model.append((param.name + "_scale", "Scale", [slope, bias]))
+            continue
+        lines.append("layer {\n" + _layer_text(param) + "}")
+        if layer.blobs:
+            model.append((param.name or layer.name, layer.type, layer.blobs))
+    return "\n".join(lines) + "\n", caffemodel_bytes(model, net.name or "")
+
+
+def available() -> bool:
+    """True when an OpenCV with the Caffe importer (opencv-python < 5) is importable."""
+    try:
+        import cv2
+    except ImportError:
+        return False
+    return hasattr(cv2, "dnn") and hasattr(cv2.dnn, "readNetFromCaffe")
+
+
+def opencv_forward(prototxt_text: str, caffemodel: bytes, inputs: dict, outputs: list[str]) -> dict:
+    """Forward NHWC ``inputs`` (name -> array) through OpenCV; returns layer name -> NHWC array.
+
+    ``outputs`` are OpenCV layer names (the last layer writing each output blob). Fusion and
+    Winograd are off, backend OpenCV on CPU, so results are Caffe's to float32 rounding.
+    """
+    import cv2
+
+    net = cv2.dnn.readNetFromCaffe(bytearray(prototxt_text.encode()), bytearray(caffemodel))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    net.enableFusion(False)
+    net.enableWinograd(False)
+    for name, x in inputs.items():
+        x = np.asarray(x, np.float32)
+        net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
+    outs = net.forward(list(outputs))
+    return {n: (o.transpose(0, 2, 3, 1) if o.ndim == 4 else o) for n, o in zip(outputs, outs)}
+
