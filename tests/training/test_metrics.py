@@ -1,0 +1,192 @@
+"""training.metrics: PCK / PCKh table, confusion-matrix mIoU, and their Keras metric twins."""
+
+import keras
+import numpy as np
+import pytest
+
+from training.metrics import (
+    MPII_JOINT_NAMES, MeanIoUMetric, PCKMetric, bbox_size, confusion_matrix, head_size_from_box,
+    miou_from_confusion, pck, pckh, torso_size,
+)
+from training.targets import decode_heatmaps, encode_heatmaps
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _pck_loop(pred, gt, vis, norm, alpha):
+    hits = np.zeros(gt.shape[1])
+    counts = np.zeros(gt.shape[1])
+    for n in range(gt.shape[0]):
+        if not norm[n] > 0:
+            continue
+        for k in range(gt.shape[1]):
+            if vis[n, k]:
+                counts[k] += 1
+                d = np.sqrt((pred[n, k, 0] - gt[n, k, 0]) ** 2 + (pred[n, k, 1] - gt[n, k, 1]) ** 2)
+                hits[k] += d <= alpha * norm[n]
+    return hits, counts
+
+
+def test_pck_matches_loop_reference_and_edge_cases(rng):
+    gt = rng.uniform(0, 100, (40, 14, 2))
+    pred = gt + rng.normal(0, 6, gt.shape)
+    vis = rng.random((40, 14)) > 0.2
+    vis[:, 13] = False
+    norm = bbox_size(gt, vis)
+    norm[3] = 0.0
+    per_joint, mean = pck(pred, gt, vis, norm, alpha=0.2)
+    hits, counts = _pck_loop(pred, gt, vis, norm, 0.2)
+    np.testing.assert_allclose(per_joint[:13], hits[:13] / counts[:13])
+    assert np.isnan(per_joint[13]) and mean == pytest.approx(hits.sum() / counts.sum())
+    # boundary counts as a hit (<=); NaN predictions are misses
+    g = np.zeros((1, 2, 2))
+    p = np.array([[[3.0, 4.0], [np.nan, 0.0]]])
+    assert pck(p, g, np.ones((1, 2)), np.array([25.0]), alpha=0.2)[1] == 0.5
+
+
+def test_bbox_and_torso_normalisers():
+    kp = np.array([[[0, 0], [10, 4], [3, 30]], [[5, 5], [0, 0], [0, 0]]], np.float64)
+    vis = np.array([[1, 1, 1], [1, 0, 0]])
+    np.testing.assert_allclose(bbox_size(kp, vis), [30.0, 0.0])
+    t = torso_size(kp, vis, 0, 1)
+    assert t[0] == pytest.approx(np.hypot(10, 4)) and np.isnan(t[1])
+    np.testing.assert_allclose(head_size_from_box([[10, 20, 40, 60]]), [0.6 * 50.0])
+
+
+def test_pckh_table_with_mpii_joint_names(rng):
+    n = 20
+    gt = rng.uniform(0, 200, (n, 16, 2))
+    boxes = np.concatenate([gt[:, 9] - 10, gt[:, 9] + [20, 30]], axis=1)  # 30 x 40 head box -> diag 50
+    head = head_size_from_box(boxes)
+    np.testing.assert_allclose(head, 30.0)
+    # joint j is off by j + 0.5 px along x: with threshold 0.5 * 30 = 15 px, joints 0..14 hit, 15 misses
+    pred = gt + np.c_[np.arange(16) + 0.5, np.zeros(16)][None]
+    vis = np.ones((n, 16))
+    vis[:5, 0] = 0
+    table = pckh(pred, gt, vis, head)
+    assert list(table["per_joint"]) == list(MPII_JOINT_NAMES)
+    assert table["per_joint"]["l_wrist"] == 0.0 and table["per_joint"]["r_ankle"] == 1.0
+    assert table["counts"]["r_ankle"] == 15 and table["counts"]["pelvis"] == 20
+    assert table["groups"]["Wrist"] == 0.5 and table["groups"]["Head"] == 1.0
+    # Mean excludes pelvis and thorax: 13 of 14 joints hit, each counted 20 times except r_ankle 15
+    assert table["mean"] == pytest.approx((15 + 12 * 20) / (15 + 13 * 20))
+    assert table["mean_all"] == pytest.approx((15 + 14 * 20) / (15 + 15 * 20))
+    # at alpha 0.1 (3 px) only joints 0, 1, 2 hit
+    assert table["mean@0.1"] == pytest.approx((15 + 2 * 20) / (15 + 13 * 20))
+    small = pckh(pred[:, :3], gt[:, :3], vis[:, :3], head, joint_names=["a", "b", "c"])
+    assert "groups" not in small and small["mean"] == small["mean_all"] == 1.0
+
+
+def _confusion_loop(pred, gt, c, ignore=255):
+    cm = np.zeros((c, c), np.int64)
+    for p, g in zip(pred.ravel(), gt.ravel()):
+        if g != ignore and 0 <= g < c:
+            cm[g, p] += 1
+    return cm
+
+
+def test_confusion_matrix_and_miou_of_the_whole_set_not_mean_of_images(rng):
+    gt = rng.integers(0, 3, (2, 6, 7))
+    gt[0, 0] = 255
+    pred = rng.integers(0, 3, (2, 6, 7))
+    cm = confusion_matrix(pred, gt, 3)
+    np.testing.assert_array_equal(cm, _confusion_loop(pred, gt, 3))
+    assert cm.sum() == gt.size - 7
+    # image A: class 1 tiny and missed; image B: class 1 large and right
+    ga, pa = np.zeros((4, 4), int), np.zeros((4, 4), int)
+    ga[0, 0] = 1
+    gb, pb = np.ones((4, 4), int), np.ones((4, 4), int)
+    gb[0, 0] = pb[0, 0] = 0
+    per_image = np.mean([miou_from_confusion(confusion_matrix(p, g, 2))[1] for p, g in ((pa, ga), (pb, gb))])
+    iou, miou = miou_from_confusion(confusion_matrix(pa, ga, 2) + confusion_matrix(pb, gb, 2))
+    np.testing.assert_allclose(iou, [16 / 17, 15 / 16])
+    print(f"mIoU of the set {miou:.4f} vs mean of per-image mIoU {per_image:.4f}")
+    assert miou == pytest.approx((16 / 17 + 15 / 16) / 2) and abs(miou - per_image) > 0.2
+    iou, miou = miou_from_confusion(np.diag([4, 0, 2]))
+    assert np.isnan(iou[1]) and miou == 1.0
+
+
+def _heatmap_batch(rng, b, k=5, size=16):
+    kp = rng.uniform(1, size - 2, (b, k, 2))
+    vis = rng.random((b, k)) > 0.25
+    tgt, w = zip(*(encode_heatmaps(p, v, (size, size), 1.5) for p, v in zip(kp, vis)))
+    tgt, w = np.stack(tgt), np.stack(w)
+    noisy = kp + rng.normal(0, 1.5, kp.shape)
+    pred = np.stack([encode_heatmaps(p, np.ones(k), (size, size), 1.5)[0] for p in noisy])
+    pred = pred + rng.uniform(0, 0.01, pred.shape).astype(np.float32)
+    pred[0, ..., 1] = -1.0  # no positive value: a miss even if the argmax lands on the target
+    return tgt, pred, w
+
+
+def test_pck_metric_equals_plain_functions_over_batches(rng):
+    batches = [_heatmap_batch(rng, b) for b in (4, 3, 5)]
+    tgt = np.concatenate([t for t, _, _ in batches])
+    pred = np.concatenate([p for _, p, _ in batches])
+    w = np.concatenate([x for _, _, x in batches])
+    gt_xy, _ = decode_heatmaps(tgt, refine=None)
+    pred_xy, _ = decode_heatmaps(pred, refine=None)
+    vis = w > 0
+    _, expected = pck(pred_xy, gt_xy, vis, bbox_size(gt_xy, vis), alpha=0.2)
+    for use_weights in (True, False):
+        metric = PCKMetric(alpha=0.2)
+        for t, p, x in batches:
+            metric.update_state(t, p, sample_weight=x[:, None, None, :] if use_weights else None)
+        print(f"PCKMetric {float(metric.result()):.4f} vs pck() {expected:.4f}")
+        assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+
+
+def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
+    c = 4
+    gts = [rng.integers(0, c, (2, 5, 6)) for _ in range(3)]
+    gts[1][0, :2] = 255
+    logits = [rng.normal(size=g.shape + (c,)).astype(np.float32) for g in gts]
+    cm = sum(confusion_matrix(lg.argmax(-1), g, c) for lg, g in zip(logits, gts))
+    iou, expected = miou_from_confusion(cm)
+    metric = MeanIoUMetric(c)
+    for lg, g in zip(logits, gts):
+        metric.update_state(g[..., None], lg)
+    assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.confusion), cm)
+    np.testing.assert_allclose(metric.iou_per_class(), iou)
+    labels = MeanIoUMetric(c)  # label predictions and a per-pixel weight mask
+    mask = np.ones(gts[0].shape)
+    mask[:, 0] = 0
+    labels.update_state(gts[0], logits[0].argmax(-1)[..., None], sample_weight=mask)
+    g0 = np.where(mask > 0, gts[0], 255)
+    assert float(labels.result()) == pytest.approx(miou_from_confusion(confusion_matrix(logits[0].argmax(-1), g0, c))[1])
+    metric.reset_state()
+    assert float(metric.result()) == 0.0 and not keras.ops.convert_to_numpy(metric.confusion).any()
+
+
+def test_metrics_in_compiled_evaluate_and_serialization(rng):
+    c = 3
+    logits = rng.normal(size=(6, 4, 4, c)).astype(np.float32)
+    labels = rng.integers(0, c, (6, 4, 4))
+    inp = keras.Input((4, 4, c))
+    model = keras.Model(inp, keras.layers.Activation("linear")(inp))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[MeanIoUMetric(c, name="miou")])
+    res = model.evaluate(logits, labels, batch_size=4, verbose=0, return_dict=True)
+    assert res["miou"] == pytest.approx(miou_from_confusion(confusion_matrix(logits.argmax(-1), labels, c))[1], abs=1e-6)
+    for m in (PCKMetric(alpha=0.1), MeanIoUMetric(5, ignore_label=0)):
+        again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(m))
+        assert type(again) is type(m) and again.get_config() == m.get_config()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: pck(np.zeros((2, 3, 2)), np.zeros((2, 4, 2)), np.ones((2, 4)), np.ones(2)), "pred"),
+    (lambda: pck(np.zeros((2, 3, 2)), np.zeros((2, 3, 2)), np.ones((2, 4)), np.ones(2)), "visible"),
+    (lambda: pck(np.zeros((2, 3, 2)), np.zeros((2, 3, 2)), np.ones((2, 3)), np.ones(3)), "normaliser"),
+    (lambda: pckh(np.zeros((2, 3, 2)), np.zeros((2, 3, 2)), np.ones((2, 3)), np.ones(2), joint_names=["a"]),
+     "joint_names"),
+    (lambda: head_size_from_box(np.zeros((2, 3))), "box"),
+    (lambda: confusion_matrix(np.zeros(3, int), np.zeros(4, int), 2), "shape"),
+    (lambda: confusion_matrix(np.array([5]), np.array([1]), 2), "outside"),
+    (lambda: miou_from_confusion(np.zeros((2, 3))), "square"),
+    (lambda: MeanIoUMetric(0), "num_classes"),
+])
+def test_bad_input_raises_named_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
