@@ -33,8 +33,8 @@ class HeatmapMSE(keras.losses.Loss):
     Pass the weights as ``sample_weight`` (e.g. the third element of a ``PyDataset`` batch):
     ``(B, 1, 1, K)`` as in the contract; ``(B, K)`` and per-sample ``(B,)`` are reshaped to broadcast
     correctly (Keras would otherwise align ``(B,)`` with the K axis). For a multi-output model (one
-    heatmap per stack) ``fit``/``evaluate`` require one weight array per output, e.g. a batch
-    ``(x, (y,) * n, (w,) * n)``; a single non-scalar array is rejected by Keras.
+    heatmap per stack) a ``PyDataset`` batch ``(x, (y,) * n, w)`` applies ``w`` to every output, but
+    numpy arrays passed to ``fit``/``evaluate`` need one weight array per output: ``sample_weight=(w,) * n``.
 
     Args:
         factor: multiplies the squared error; 0.5 reproduces HRNet/MMPose. Defaults to 1.0.

@@ -82,7 +82,10 @@ def encode_heatmaps(keypoints, visible, heatmap_size, sigma=2.0, *, subpixel=Tru
               & (centre[:, 1] + r >= 0) & (centre[:, 1] - r <= h - 1))
     weights = ((np.nan_to_num(vis.astype(np.float64)) > 0.5) & finite & inside).astype(np.float32)
 
-    mu = safe if subpixel else centre
+    # weight-0 joints are drawn nowhere; park them at 0 so huge coordinates cannot overflow below
+    on = weights[:, None] > 0
+    centre = np.where(on, centre, 0.0)
+    mu = np.where(on, safe if subpixel else centre, 0.0)
     xs = np.arange(w, dtype=np.float64)
     ys = np.arange(h, dtype=np.float64)
     # separable Gaussian: (K, w) x (K, h), each factor zeroed outside the window

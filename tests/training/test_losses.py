@@ -61,9 +61,24 @@ def test_heatmap_mse_in_evaluate_with_rank4_sample_weight_and_two_outputs(rng):
     model.compile(loss=[HeatmapMSE(), HeatmapMSE()], loss_weights=auxiliary_loss_weights(2, 1.0, main_index=-1))
     p1, p2 = model.predict(x, verbose=0)
     ref = np.mean(w * (p1 - gt) ** 2) + np.mean(w * (p2 - gt) ** 2)
-    # Keras needs one sample_weight array per output for non-scalar weights
+    # numpy arrays need one non-scalar sample_weight per output ...
     loss = model.evaluate(x, (gt, gt), sample_weight=(w, w), batch_size=4, verbose=0, return_dict=True)["loss"]
     assert loss == pytest.approx(ref, rel=1e-4)
+    # ... while a PyDataset batch may carry a single (B, 1, 1, K) array used for every output
+    loss = model.evaluate(_OneBatch(x, (gt, gt), w), verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(ref, rel=1e-4)
+
+
+class _OneBatch(keras.utils.PyDataset):
+    def __init__(self, *batch):
+        super().__init__()
+        self.batch = batch
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return self.batch
 
 
 def _ce_reference(labels, logits, ignore=255):

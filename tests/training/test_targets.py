@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training.targets import (
     HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
@@ -194,3 +196,27 @@ def test_encode_mask():
 def test_bad_input_raises_named_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_cpm_center_map_agrees_with_the_zoo_builder_helper():
+    from zoo.models.cpm import cpm_center_map as zoo_center_map
+
+    np.testing.assert_allclose(cpm_center_map((46, 40), (20.5, 13.0), 21.0),
+                               zoo_center_map(40, 46, 21.0, center=(20.5, 13.0)), atol=1e-6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(xy=st.lists(st.tuples(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                             st.floats(allow_nan=True, allow_infinity=True, width=64)), min_size=1, max_size=6),
+       sigma=st.floats(0.3, 4.0), subpixel=st.booleans())
+def test_encode_never_nan_and_weight_matches_window(xy, sigma, subpixel):
+    kp = np.array(xy, np.float64)
+    hm, w = encode_heatmaps(kp, np.ones(len(kp)), (12, 9), sigma, subpixel=subpixel)
+    assert hm.shape == (9, 12, len(kp)) and np.isfinite(hm).all() and np.isfinite(w).all()
+    assert hm.min() >= 0 and hm.max() <= 1
+    r = math.ceil(3 * sigma)
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = np.floor(kp + 0.5)
+        expect = np.isfinite(kp).all(1) & (c[:, 0] + r >= 0) & (c[:, 0] - r <= 11) & (c[:, 1] + r >= 0) & (c[:, 1] - r <= 8)
+    np.testing.assert_array_equal(w, expect.astype(np.float32))
+    assert not hm[..., w == 0].any()
