@@ -1,0 +1,218 @@
+"""Command line: ``python -m training train ...`` and ``python -m training evaluate ...``.
+
+Examples::
+
+    python -m training train --model hourglass --model-arg stacks=2 --model-arg features=64 \\
+        --dataset synthetic --input-size 128 --epochs 5 --out runs/demo
+    python -m training evaluate --run runs/demo                 # best.keras on the val split
+    python -m training evaluate --model runs/demo/best.keras --dataset synthetic --out runs/demo/eval
+    python -m training train --model pspnet50 --dataset voc --root VOCdevkit/VOC2012 --input-size 473 \\
+        --batch-size 8 --epochs 50 --precision bf16 --out runs/psp
+
+``train`` writes ``best.keras``, ``final.keras``, ``log.csv``, ``summary.json``, ``config.json``
+and ``cli.json`` into ``--out``; started again with the same ``--out`` after a crash or kill it
+resumes from ``--out/backup``. ``evaluate`` prints the per-joint / per-class table and writes
+``table.csv`` and ``predictions.csv`` (one row per sample and joint / per image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__all__ = ["main", "build_parser"]
+
+
+def _kv(text):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        v = ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        pass  # keep strings as they are
+    return k.strip(), v
+
+
+def _size(text):
+    parts = [int(p) for p in str(text).replace("x", ",").split(",") if p]
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected SIZE or W,H with positive ints, got {text!r}")
+    return tuple(parts)
+
+
+def _data_args(p):
+    from training.datasets import NAMES
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=NAMES, help="dataset reader (see training.datasets)")
+    g.add_argument("--annotations", help="annotation file (MPII .mat/.json, LSP joints.mat)")
+    g.add_argument("--val-annotations", help="validation annotation file (e.g. MPII valid.json)")
+    g.add_argument("--images", help="image folder (MPII, LSP)")
+    g.add_argument("--root", help="dataset root folder (RHD, VOC)")
+    g.add_argument("--classes", help="RHD segmentation classes: hands, hand, parts")
+    g.add_argument("--num-samples", type=int, help="synthetic: training samples")
+    g.add_argument("--val-samples", type=int, help="synthetic: validation samples")
+    g.add_argument("--num-keypoints", type=int, help="synthetic: keypoints per figure")
+    g.add_argument("--num-classes", type=int, help="synthetic-seg: classes")
+    g.add_argument("--image-size", type=_size, help="synthetic: generated image size")
+    g.add_argument("--input-size", type=_size, help="network input SIZE or W,H")
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--sigma", type=float, default=2.0, help="heatmap Gaussian sigma (heatmap px)")
+    g.add_argument("--workers", type=int, default=0, help="PyDataset workers")
+    g.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
+    g.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="unreadable images")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description="Train and evaluate kerazoo models.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("--model", required=True, help="zoo name (hourglass, pspnet50, ...), tiny_fcn/tiny_pspnet, "
+                                                  "or a .keras file")
+    t.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="NAME=VALUE",
+                   help="builder argument, e.g. stacks=2 (repeatable)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--out", required=True, help="output folder (resumes if it holds a backup)")
+    _data_args(t)
+    t.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    t.add_argument("--preset", help="optimiser preset (hourglass, cpm, pspnet, fcn, resnet, default)")
+    t.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam", "adamw"))
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--schedule", choices=("constant", "step", "poly", "cosine"))
+    t.add_argument("--warmup-epochs", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    t.add_argument("--distribution", default="auto", choices=("auto", "none", "data_parallel", "mirrored",
+                                                                 "multi_worker"))
+    t.add_argument("--backup-every", type=int, help="batches between backups (default: every epoch)")
+    t.add_argument("--tensorboard", action="store_true")
+    t.add_argument("--verbose", type=int, default=2)
+    e = sub.add_parser("evaluate", help="evaluate a model, print the table, write CSVs")
+    e.add_argument("--model", help=".keras file (default: RUN/best.keras)")
+    e.add_argument("--run", help="training output folder: reuse its data settings and best.keras")
+    e.add_argument("--split", default="val", help="train or val")
+    e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval or none)")
+    e.add_argument("--flip", action="store_true", help="pose: flip-test averaging")
+    _data_args(e)
+    return p
+
+
+def _load_records(args, split):
+    from training import datasets
+
+    ann = args.val_annotations if split != "train" and args.val_annotations else args.annotations
+    return datasets.load(args.dataset, split, annotations=ann, images=args.images, root=args.root,
+                         classes=args.classes, num_samples=args.val_samples if split != "train" else args.num_samples,
+                         num_keypoints=args.num_keypoints, num_classes=args.num_classes, image_size=args.image_size,
+                         seed=args.seed)
+
+
+def _make_dataset(info, records, args, *, train, input_size, extra=None):
+    from training.data import HeatmapDataset, SegmentationDataset
+
+    kw = dict(batch_size=args.batch_size, input_size=input_size, seed=args.seed, shuffle=train,
+              augment=train and not getattr(args, "no_augment", False), on_error=args.on_error,
+              workers=args.workers, use_multiprocessing=args.multiprocessing, **(extra or {}))
+    if info.task == "pose":
+        w, h = input_size
+        kw.setdefault("heatmap_size", (max(w // 4, 1), max(h // 4, 1)))
+        return HeatmapDataset(records, sigma=args.sigma, flip_pairs=info.flip_pairs, **kw)
+    return SegmentationDataset(records, num_classes=info.num_classes, **kw)
+
+
+def _default_input(args, records):
+    if args.input_size:
+        return args.input_size
+    if args.dataset in ("synthetic", "synthetic-seg"):
+        return tuple(args.image_size or (128, 128))
+    return (256, 256) if args.dataset in ("mpii", "lsp", "lspet", "rhd", "rhd-hand") else (512, 512)
+
+
+def cmd_train(args) -> int:
+    from training.callbacks import _write_json
+    from training.trainer import fit
+
+    if not args.dataset:
+        raise SystemExit("train: --dataset is required")
+    train_recs, info = _load_records(args, "train")
+    val_recs, _ = _load_records(args, "val")
+    size = _default_input(args, train_recs)
+    train = _make_dataset(info, train_recs, args, train=True, input_size=size)
+    val = _make_dataset(info, val_recs, args, train=False, input_size=size) if val_recs else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "cli.json", {k: v for k, v in vars(args).items() if k != "model_arg"} |
+                {"model_arg": dict(args.model_arg)})
+    res = fit(args.model, train, val, epochs=args.epochs, out_dir=out, model_kwargs=dict(args.model_arg),
+              preset=args.preset, optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
+              warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, precision=args.precision,
+              distribution=args.distribution, backup_every=args.backup_every or "epoch",
+              tensorboard=args.tensorboard, verbose=args.verbose)
+    print(f"best {res.monitor}: {res.best_value} (epoch {res.best_epoch}); outputs in {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import keras
+
+    import training.losses  # noqa: F401  (registers the training objects for load_model)
+    import training.metrics  # noqa: F401
+    import zoo  # noqa: F401  (registers the zoo layers)
+    from training.data import Normalization
+    from training.evaluation import evaluate
+
+    norm = None
+    if args.run:
+        run = Path(args.run)
+        saved = json.loads((run / "cli.json").read_text()) if (run / "cli.json").exists() else {}
+        for k, v in saved.items():  # fill data settings the user did not give
+            if k in ("dataset", "annotations", "val_annotations", "images", "root", "classes", "val_samples",
+                     "num_keypoints", "num_classes", "image_size", "input_size", "sigma", "seed") \
+                    and getattr(args, k, None) is None:
+                setattr(args, k, tuple(v) if isinstance(v, list) else v)
+        cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+        n = (cfg.get("train_data") or {}).get("normalization")
+        norm = Normalization(n["scale"], tuple(n["mean"]), tuple(n["std"]), n["channel_order"]) if n else None
+        args.model = args.model or str(run / "best.keras" if (run / "best.keras").exists() else run / "final.keras")
+        args.out = args.out or str(run / "eval")
+    if not args.model or not args.dataset:
+        raise SystemExit("evaluate: give --run, or --model and --dataset")
+    model = keras.models.load_model(args.model, compile=False, safe_mode=True)
+    recs, info = _load_records(args, args.split)
+    h, w = model.inputs[0].shape[1:3]
+    extra = {"normalization": norm} if norm else {}
+    if info.task == "pose":
+        out = model.outputs[-1].shape
+        extra.update(heatmap_size=(out[2], out[1]), num_outputs=len(model.outputs),
+                     background=out[-1] == info.num_keypoints + 1,
+                     center_map_sigma=21.0 if len(model.inputs) == 2 else None)
+    else:
+        out = model.outputs[0].shape
+        extra.update(label_size=(out[2], out[1]), num_outputs=len(model.outputs))
+    ds = _make_dataset(info, recs, args, train=False, input_size=(w, h), extra=extra)
+    names = info.keypoint_names if info.task == "pose" else info.class_names
+    if info.task == "pose" and info.name == "mpii":
+        names = None  # the MPII table (groups, mean without pelvis/thorax)
+    res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names)
+    if res.table_path:
+        print(f"wrote {res.table_path} and {res.predictions_path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Training callbacks: atomic best-model checkpoint, TensorBoard images, worker watchdog, skip report.
+
+:func:`training.fit` wires these together with Keras' ``BackupAndRestore``, ``CSVLogger``,
+``TensorBoard`` and ``TerminateOnNaN``; each also works on its own with ``model.fit``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training.datasets.base import WorkerCrashedError
+
+__all__ = ["BestCheckpoint", "ImageLogger", "WorkerWatchdog", "SkipReport", "resolve_monitor", "atomic_save"]
+
+
+def atomic_save(model, path) -> Path:
+    """``model.save(path)`` through a temporary ``.keras`` name in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # Keras wants the real suffix
+    try:
+        if path.name.endswith(".weights.h5"):
+            tmp = path.with_name(f".{path.name[:-11]}.{os.getpid()}.tmp.weights.h5")
+            model.save_weights(str(tmp))
+        else:
+            model.save(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _write_json(path, data) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def resolve_monitor(logs: dict, monitor: str) -> str | None:
+    """The key of ``logs`` for ``monitor``: exact, else the one ending in ``_<metric>`` with the same prefix.
+
+    Multi-output models log ``val_<output>_pck``; ``"val_pck"`` finds it (the last such key, i.e.
+    the final stack).
+    """
+    if monitor in logs:
+        return monitor
+    prefix = "val_" if monitor.startswith("val_") else ""
+    metric = monitor[len(prefix):]
+    cands = [k for k in logs if k.startswith(prefix) and k.endswith("_" + metric)
+             and (prefix or not k.startswith("val_"))]
+    return cands[-1] if cands else None
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever ``monitor`` improves, atomically; remembers the best across resumes.
+
+    Writes ``path`` (``.keras`` or ``.weights.h5``) and ``<path>.json`` = ``{"epoch", "monitor",
+    "value"}``. On ``on_train_begin`` the json (if any) restores the best value, so a resumed run
+    only overwrites the checkpoint with a better one.
+
+    Args:
+        path: checkpoint file.
+        monitor: logged quantity (``"val_pck"``, ``"val_mean_iou"``, ``"val_loss"``); multi-output
+            names are resolved by :func:`resolve_monitor`.
+        mode: ``"max"``, ``"min"`` or ``"auto"`` (min for names containing "loss").
+        enabled: False for non-chief workers (track nothing, write nothing).
+    """
+
+    def __init__(self, path, monitor="val_loss", mode="auto", enabled=True):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        if mode == "auto":
+            mode = "min" if "loss" in monitor else "max"
+        if mode not in ("min", "max"):
+            raise ValueError(f"BestCheckpoint: mode must be 'min', 'max' or 'auto'. Received: {mode!r}")
+        self.mode = mode
+        self.enabled = enabled
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = None
+        self.sidecar = self.path.with_name(self.path.name + ".json")
+
+    def on_train_begin(self, logs=None):
+        if self.sidecar.exists():
+            info = json.loads(self.sidecar.read_text())
+            if info.get("value") is not None:
+                self.best, self.best_epoch = float(info["value"]), info.get("epoch")
+
+    def _better(self, v):
+        return v < self.best if self.mode == "min" else v > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        key = resolve_monitor(logs, self.monitor)
+        if key is None:
+            if epoch == 0:
+                keras.utils.io_utils.print_msg(
+                    f"BestCheckpoint: '{self.monitor}' is not logged (have: {', '.join(sorted(logs))}); "
+                    f"no checkpoint written.")
+            return
+        value = float(logs[key])
+        if not math.isfinite(value) or not self._better(value):
+            return
+        self.best, self.best_epoch = value, epoch
+        if self.enabled:
+            atomic_save(self.model, self.path)
+            _write_json(self.sidecar, {"epoch": epoch, "monitor": key, "value": value})
+
+
+class ImageLogger(keras.callbacks.Callback):
+    """Each epoch, draw predictions on the first images of a dataset and log them to TensorBoard.
+
+    Pose: image with predicted (and ground-truth, white) keypoints plus the heatmap grid of the
+    first sample; segmentation: predicted and true masks over the image. Images go to TensorBoard
+    via :mod:`training.distribute` when TensorFlow is installed, else to ``<logdir>/images/*.png``.
+
+    Args:
+        logdir: TensorBoard directory (an ``images`` run is created inside).
+        dataset: a :class:`~training.data.HeatmapDataset` or ``SegmentationDataset``.
+        max_images: how many samples of ``dataset[0]`` to draw.
+        every: epochs between logs.
+    """
+
+    def __init__(self, logdir, dataset, max_images=4, every=1):
+        super().__init__()
+        self.logdir = Path(logdir)
+        self.dataset = dataset
+        self.max_images = int(max_images)
+        self.every = max(int(every), 1)
+
+    def _pictures(self):
+        from training import visualize
+
+        ds = self.dataset
+        batch = ds[0]
+        x = batch[0]
+        out = self.model.predict_on_batch(x)
+        images = x[0] if isinstance(x, tuple) else x
+        n = min(self.max_images, len(images))
+        rgb = _to_uint8(images[:n], ds.normalization)
+        if hasattr(ds, "heatmap_size"):
+            pred = np.asarray(out[-1] if isinstance(out, (list, tuple)) else out, np.float32)[:n]
+            target = batch[1][-1] if isinstance(batch[1], tuple) else batch[1]
+            kp, _ = ds.codec.decode(pred[..., :ds.num_keypoints])
+            gt, _ = ds.codec.decode(np.asarray(target)[:n, ..., :ds.num_keypoints])
+            vis = np.asarray(batch[2])[:n, 0, 0, :ds.num_keypoints] > 0
+            skel = None if ds.flip_pairs else ()  # no skeleton for data without a body layout
+            drawn = [visualize.draw_keypoints(visualize.draw_keypoints(im, g, v, skel, color=(255, 255, 255)), p, v,
+                                              skel) for im, p, g, v in zip(rgb, kp, gt, vis)]
+            grid = visualize.heatmap_grid(pred[0], rgb[0])
+            return {"keypoints": np.stack(drawn), "heatmaps": grid[None]}
+        pred = np.asarray(out[0] if isinstance(out, (list, tuple)) else out)[:n].argmax(-1)
+        target = batch[1][0] if isinstance(batch[1], tuple) else batch[1]
+        shown = [np.concatenate([visualize.mask_overlay(im, p), visualize.mask_overlay(im, t)], axis=1)
+                 for im, p, t in zip(rgb, pred, np.asarray(target)[:n])]
+        return {"masks_pred_vs_true": np.stack(shown)}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch % self.every:
+            return
+        pictures = self._pictures()
+        from training.distribute import write_image_summaries
+
+        if not write_image_summaries(self.logdir / "images", epoch, pictures):
+            from training.visualize import write_png
+
+            for tag, batch in pictures.items():
+                write_png(self.logdir / "images" / f"{tag}_epoch{epoch:03d}.png", np.concatenate(list(batch), 0))
+
+
+def _to_uint8(images, norm) -> np.ndarray:
+    """Undo a :class:`~training.data.Normalization` for display."""
+    x = images * np.asarray(norm.std, np.float32) + np.asarray(norm.mean, np.float32)
+    x = x / np.float32(norm.scale)
+    if norm.channel_order == "BGR":
+        x = x[..., ::-1]
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+class WorkerWatchdog(keras.callbacks.Callback):
+    """Turn a dead data-loading worker process into an error instead of a hang.
+
+    ``multiprocessing.Pool`` silently replaces a worker that dies (OOM kill, segfault in a native
+    decoder, ``os._exit``), and the batch it was computing never arrives, so ``fit`` would wait
+    forever. This callback watches the pools Keras creates for ``PyDataset`` workers; when one of
+    their processes exits abnormally it fails every pending batch with :class:`WorkerCrashedError`,
+    which ``fit`` then raises in the main process. Exceptions raised *inside* ``__getitem__``
+    already propagate without it.
+
+    Args:
+        interval: seconds between checks.
+    """
+
+    def __init__(self, interval=0.2):
+        super().__init__()
+        self.interval = float(interval)
+        self._stop = threading.Event()
+        self._thread = None
+        self._seen = {}
+        self.crashed = None
+
+    @staticmethod
+    def _pools():
+        try:
+            from keras.src.trainers.data_adapters import py_dataset_adapter as pda
+        except ImportError:  # Keras moved its internals: nothing to watch
+            return []
+        return list(getattr(pda, "_DATA_POOLS", ()))
+
+    def check(self) -> None:
+        """One scan: remember new worker processes, fail pending work if one died badly."""
+        pools = self._pools()
+        for pool in pools:
+            for proc in list(getattr(pool, "_pool", [])):
+                self._seen.setdefault(id(proc), proc)
+        for key, proc in list(self._seen.items()):
+            code = proc.exitcode
+            if code is None:
+                continue
+            del self._seen[key]
+            if code in (0, -signal.SIGTERM):  # normal exit / pool shutdown
+                continue
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            err = WorkerCrashedError(
+                f"data worker process {proc.pid} died ({how}) while producing a batch; the batch is lost. "
+                f"Likely causes: out of memory, a crash in native image decoding, or os._exit in the dataset."
+            )
+            self.crashed = err
+            for pool in pools:
+                for job in list(getattr(pool, "_cache", {}).values()):
+                    try:
+                        job._set(0, (False, err))  # wakes the AsyncResult.get() fit is blocked on
+                    except Exception:  # noqa: BLE001  (already completed or a different result type)
+                        pass
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001  (the watchdog must never kill training itself)
+                pass
+
+    def on_train_begin(self, logs=None):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="kerazoo-worker-watchdog", daemon=True)
+        self._thread.start()
+
+    def on_train_end(self, logs=None):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class SkipReport(keras.callbacks.Callback):
+    """Print how many samples ``on_error="skip"`` datasets have skipped (per epoch and in total)."""
+
+    def __init__(self, *datasets):
+        super().__init__()
+        self.datasets = [d for d in datasets if d is not None and getattr(d, "on_error", None) == "skip"]
+        self.total = 0
+        self._t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        n = sum(len(d.skipped()) for d in self.datasets)
+        if n != self.total:
+            keras.utils.io_utils.print_msg(f"epoch {epoch + 1}: {n - self.total} unreadable sample(s) skipped "
+                                           f"({n} in total; see the warnings / skip log)")
+        self.total = n
+        if logs is not None and self.datasets:
+            logs["skipped_samples"] = float(n)

@@ -1,0 +1,112 @@
+"""Small FCN- and PSPNet-style segmentation models for CPU-sized experiments and tests.
+
+The zoo's FCN (VGG-16, 134 M parameters) and PSPNet (dilated ResNet-50) are far too heavy to
+train from scratch on a laptop CPU; these keep the *structure* -- FCN-8s skip fusion of stride
+8/16/32 scores, PSPNet's pyramid pooling on a stride-8 dilated encoder with an auxiliary head --
+at a width of a few thousand to a few hundred thousand parameters. :func:`training.fit` accepts
+their names like zoo names (``fit("tiny_fcn", ...)``); both use the ``"default"`` preset (Adam).
+
+Note:
+    Inputs are ``(B, H, W, 3)`` images; outputs are logits ``(B, H, W, C)`` at input resolution.
+    ``tiny_fcn`` needs H, W divisible by 32, ``tiny_pspnet`` by 8 * 4 = 32 as well.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+from keras import layers
+
+__all__ = ["tiny_fcn", "tiny_pspnet", "MODELS", "defaults"]
+
+
+def _conv(x, filters, name, dilation=1):
+    x = layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _check(model_name, input_shape, multiple):
+    h, w, c = input_shape
+    if c != 3 or h % multiple or w % multiple:
+        raise ValueError(f"{model_name}: input_shape must be (H, W, 3) with H and W divisible by {multiple}. "
+                         f"Received: input_shape={input_shape!r}")
+
+
+def tiny_fcn(*, input_shape=(128, 128, 3), classes=21, width=16, name="tiny_fcn"):
+    """FCN-8s-shaped network: 5 conv/pool stages, scores at stride 32, 16 and 8 fused, x8 bilinear.
+
+    Args:
+        input_shape: ``(H, W, 3)``, H and W divisible by 32.
+        classes: C output classes.
+        width: channels of the first stage (doubling up to 8x).
+        name: model name.
+    Returns:
+        ``keras.Model`` image -> logits ``(B, H, W, C)``.
+    """
+    _check(name, input_shape, 32)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x, feats = inputs, []
+    for i, mult in enumerate((1, 2, 4, 8, 8), start=1):
+        x = _conv(x, width * mult, f"stage{i}a")
+        x = _conv(x, width * mult, f"stage{i}b")
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        feats.append(x)
+    score = layers.Conv2D(classes, 1, name="score_fr")(_conv(feats[4], width * 8, "fc"))
+    for i, stride in ((3, 16), (2, 8)):  # pool4 then pool3, as FCN-16s/8s
+        up = layers.UpSampling2D(2, interpolation="bilinear", name=f"upscore_to{stride}")(score)
+        skip = layers.Conv2D(classes, 1, kernel_initializer="zeros", name=f"score_pool{i + 1}")(feats[i])
+        score = layers.Add(name=f"fuse_{stride}")([up, skip])
+    out = layers.UpSampling2D(8, interpolation="bilinear", name="upscore8")(score)
+    return keras.Model(inputs, out, name=name)
+
+
+def tiny_pspnet(*, input_shape=(128, 128, 3), classes=21, width=16, bins=(1, 2, 4), aux=True, name="tiny_pspnet"):
+    """PSPNet-shaped network: stride-8 encoder (dilated last stage), pyramid pooling, optional aux head.
+
+    Args:
+        input_shape: ``(H, W, 3)``, H and W divisible by 8 * max(bins).
+        classes: C.
+        width: channels of the first stage.
+        bins: pyramid pooling grid sizes (PSPNet: 1, 2, 3, 6 on 60x60 features).
+        aux: add the auxiliary head on stage 3 (trained with loss weight 0.4) as a second output.
+        name: model name.
+    Returns:
+        ``keras.Model`` image -> logits ``(B, H, W, C)`` (and the aux logits when ``aux``).
+    """
+    _check(name, input_shape, 8 * max(bins))
+    h, w = input_shape[0] // 8, input_shape[1] // 8
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for i, mult in enumerate((1, 2, 4), start=1):
+        x = _conv(x, width * mult, f"stage{i}a")
+        x = _conv(x, width * mult, f"stage{i}b")
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    stage3 = x
+    x = _conv(x, width * 8, "stage4a", dilation=2)
+    x = _conv(x, width * 8, "stage4b", dilation=4)
+    branches = [x]
+    for b in bins:
+        p = layers.AveragePooling2D((h // b, w // b), name=f"ppm{b}_pool")(x)
+        p = layers.Conv2D(width * 2, 1, use_bias=False, name=f"ppm{b}_conv")(p)
+        p = layers.BatchNormalization(momentum=0.9, name=f"ppm{b}_bn")(p)
+        p = layers.ReLU(name=f"ppm{b}_relu")(p)
+        branches.append(layers.UpSampling2D((h // b, w // b), interpolation="bilinear", name=f"ppm{b}_up")(p))
+    x = layers.Concatenate(name="ppm_concat")(branches)
+    x = _conv(x, width * 4, "head")
+    x = layers.Dropout(0.1, name="head_dropout")(x)
+    out = layers.UpSampling2D(8, interpolation="bilinear", name="logits")(layers.Conv2D(classes, 1, name="cls")(x))
+    if not aux:
+        return keras.Model(inputs, out, name=name)
+    a = _conv(stage3, width * 2, "aux")
+    a = layers.UpSampling2D(8, interpolation="bilinear", name="aux_logits")(layers.Conv2D(classes, 1, name="aux_cls")(a))
+    return keras.Model(inputs, [out, a], name=name)
+
+
+MODELS = {"tiny_fcn": (tiny_fcn, "default"), "tiny_pspnet": (tiny_pspnet, "default")}
+
+
+def defaults(name: str) -> dict:
+    """Keyword arguments (and defaults) of the builder ``name``."""
+    return {p.name: p.default for p in inspect.signature(MODELS[name][0]).parameters.values()}

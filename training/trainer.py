@@ -1,0 +1,486 @@
+"""``training.fit``: one call around ``model.compile`` / ``model.fit`` with the zoo's recipes.
+
+What it adds to plain Keras:
+
+- models by name (``zoo.get`` with ``input_shape``/``num_keypoints``/``classes`` filled in from
+  the dataset), a ``.keras`` path, or a ``keras.Model``;
+- the loss/metric pairing of the task (weighted heatmap MSE + PCK on every hourglass stack / CPM
+  stage; ignore-255 cross-entropy + mean IoU, PSPNet's aux head weighted 0.4);
+- per-family optimiser presets (:data:`PRESETS`) and schedules (poly, step, cosine, warm-up);
+- mixed precision (``"bf16"``, ``"fp16"`` with loss scaling);
+- an output folder: ``best.keras`` (best validation metric, written atomically),
+  ``backup/`` (``BackupAndRestore``: a killed run started again resumes), ``log.csv``,
+  ``tensorboard/`` (scalars + heatmap/keypoint/mask images), ``final.keras``, ``summary.json``;
+- distribution: ``tf.distribute`` Mirrored / MultiWorkerMirrored on TensorFlow (through
+  :mod:`training.distribute`), ``keras.distribution.DataParallel`` on JAX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training.callbacks import BestCheckpoint, ImageLogger, SkipReport, WorkerWatchdog, _write_json, atomic_save
+from training.data import EpochSync, HeatmapDataset, Normalization, SegmentationDataset
+from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
+from training.metrics import MeanIoUMetric, PCKMetric
+from training.schedules import KINDS, make_schedule
+
+__all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Optimiser recipe of a model family.
+
+    ``lr_scale`` converts a Caffe learning rate tuned for a *summed* loss to our mean-normalised
+    losses: ``"euclidean"`` multiplies by ``h * w * channels / 2`` of the output (Caffe
+    ``EuclideanLoss`` = sum / 2N), ``"pixels"`` by ``h * w`` (``SoftmaxWithLoss normalize: false``).
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    milestones: tuple = (0.6, 0.9)
+    gamma: float = 0.1
+    power: float = 0.9
+    momentum: float = 0.0
+    weight_decay: float | None = None
+    rho: float = 0.9
+    epsilon: float = 1e-7
+    lr_scale: str | None = None
+
+
+PRESETS = {
+    # pose-hg-train opts.lua: RMSprop 2.5e-4, alpha 0.99; Torch adds eps 1e-8 outside the sqrt,
+    # Keras inside, so 1e-16 inside matches. bearpaw: x0.1 at epochs 60 and 90 of 100.
+    "hourglass": Preset("rmsprop", 2.5e-4, "step", milestones=(0.6, 0.9), gamma=0.1, rho=0.99, epsilon=1e-16),
+    # CPM caffe: SGD 8e-5, momentum 0.9, wd 5e-4, step gamma 0.333, Euclidean (summed) loss per stage.
+    "cpm": Preset("sgd", 8e-5, "step", milestones=(0.33, 0.67), gamma=0.333, momentum=0.9, weight_decay=5e-4,
+                  lr_scale="euclidean"),
+    # semseg voc2012_pspnet50.yaml: SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9.
+    "pspnet": Preset("sgd", 0.01, "poly", power=0.9, momentum=0.9, weight_decay=1e-4),
+    # FCN solver.prototxt: SGD 1e-10 on the unnormalised pixel sum, momentum 0.99, wd 5e-4, fixed.
+    "fcn": Preset("sgd", 1e-10, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels"),
+    # SimpleBaseline MPII yaml: Adam 1e-3, x0.1 at 90 and 120 of 140 epochs.
+    "resnet": Preset("adam", 1e-3, "step", milestones=(90 / 140, 120 / 140), gamma=0.1),
+    "default": Preset("adam", 1e-3, "cosine", warmup_epochs=0.0),
+}
+
+_PRECISION = {None: None, "fp32": None, "float32": None, "bf16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16",
+              "fp16": "mixed_float16", "mixed_float16": "mixed_float16"}
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model, its history and where things were written."""
+
+    model: object
+    history: dict
+    out_dir: Path | None = None
+    best_path: Path | None = None
+    best_value: float | None = None
+    best_epoch: int | None = None
+    monitor: str | None = None
+    resumed_from: int | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ models
+def _family(model, name=None) -> str:
+    if name is not None:
+        import zoo
+
+        try:
+            return zoo.get_spec(name).family
+        except ValueError:
+            pass
+    zname = getattr(model, "_zoo_name", None)
+    if zname:
+        import zoo
+
+        return zoo.get_spec(zname).family
+    return getattr(model, "_kerazoo_family", "default")
+
+
+def build_model(name_or_path, task, dataset, model_kwargs=None):
+    """Build a model for ``dataset``: a zoo name, a :mod:`training.models` name, or a ``.keras`` path.
+
+    Builder arguments ``input_shape``, ``num_keypoints`` (pose) and ``classes`` (segmentation)
+    default to what ``dataset`` provides; PSPNet gets ``aux=True`` for training.
+    """
+    kwargs = dict(model_kwargs or {})
+    if str(name_or_path).endswith(".keras"):
+        if not Path(name_or_path).is_file():
+            raise FileNotFoundError(f"model file not found: '{name_or_path}'.")
+        model = keras.models.load_model(str(name_or_path), compile=False, safe_mode=True)
+        return model, getattr(model, "_kerazoo_family", "default")
+    from training import models as small
+
+    if name_or_path in small.MODELS:
+        builder, family = small.MODELS[name_or_path]
+        defaults = small.defaults(name_or_path)
+    else:
+        import zoo
+
+        spec = zoo.get_spec(name_or_path)
+        builder, family, defaults = (lambda **kw: zoo.get(name_or_path, **kw)), spec.family, spec.defaults
+    w, h = dataset.input_size
+    if "input_shape" in defaults:
+        kwargs.setdefault("input_shape", (h, w, 3))
+    if task == "pose" and "num_keypoints" in defaults:
+        kwargs.setdefault("num_keypoints", dataset.num_keypoints)
+    if task == "segmentation" and "classes" in defaults:
+        kwargs.setdefault("classes", dataset.num_classes)
+    if task == "segmentation" and "aux" in defaults:
+        kwargs.setdefault("aux", True)
+    model = builder(**kwargs)
+    model._kerazoo_family = family
+    return model, family
+
+
+def _with_policy(model, policy):
+    """Clone ``model`` with every layer in dtype ``policy`` (outputs stay float32) and copy weights."""
+    outputs = {id(t._keras_history[0]) for t in model.outputs}
+
+    def clone(layer):
+        cfg = layer.get_config()
+        cfg["dtype"] = "float32" if id(layer) in outputs else policy
+        return layer.__class__.from_config(cfg)
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    new.set_weights(model.get_weights())
+    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record"):
+        if hasattr(model, attr):
+            setattr(new, attr, getattr(model, attr))
+    return new
+
+
+def _check_geometry(model, task, ds, log) -> None:
+    """Match the dataset's targets to the model's outputs (count, size, channels)."""
+    outs = model.outputs
+    if ds.num_outputs != len(outs):
+        log(f"dataset: {len(outs)} model outputs -> one target per output (was {ds.num_outputs})")
+        ds.num_outputs = len(outs)
+    shape = tuple(outs[-1].shape if task == "pose" else outs[0].shape)
+    if task == "pose":
+        if len(model.inputs) == 2 and ds.center_map_sigma is None:
+            log("dataset: model takes (image, center_map) -> CPM centre map with sigma 21")
+            ds.center_map_sigma = 21.0
+        ch = shape[-1]
+        if ch == ds.num_keypoints + 1 and not ds.background:
+            log("dataset: model predicts K + 1 maps -> CPM background channel added")
+            ds.background = True
+        want = ds.num_keypoints + (1 if ds.background else 0)
+        if ch != want:
+            raise ValueError(f"model output has {ch} heatmap channels but the dataset gives {want} "
+                             f"({ds.num_keypoints} keypoints{' + background' if ds.background else ''}).")
+        if None not in shape[1:3] and (shape[2], shape[1]) != tuple(ds.heatmap_size):
+            log(f"dataset: heatmap_size {tuple(ds.heatmap_size)} -> {(shape[2], shape[1])} (model output)")
+            ds.heatmap_size = (int(shape[2]), int(shape[1]))
+            ds.codec  # noqa: B018  (validates the stride)
+    else:
+        if shape[-1] != ds.num_classes:
+            raise ValueError(f"model output has {shape[-1]} classes but the dataset has num_classes={ds.num_classes}.")
+        if None not in shape[1:3] and (shape[2], shape[1]) != tuple(ds.label_size):
+            log(f"dataset: label_size {tuple(ds.label_size)} -> {(shape[2], shape[1])} (model output)")
+            ds.label_size = (int(shape[2]), int(shape[1]))
+
+
+# --------------------------------------------------------------------------------------- optimiser
+def make_optimizer(preset: Preset, *, epochs, steps_per_epoch, output_shape=None):
+    """Optimiser + schedule of ``preset`` for a run of ``epochs x steps_per_epoch`` steps."""
+    lr = preset.learning_rate
+    if preset.lr_scale and output_shape is not None and None not in output_shape[1:]:
+        h, w, c = output_shape[1:]
+        lr *= h * w * c / 2.0 if preset.lr_scale == "euclidean" else h * w
+    if preset.schedule not in KINDS:
+        raise ValueError(f"schedule must be one of {KINDS}. Received: schedule={preset.schedule!r}")
+    sched = make_schedule(preset.schedule, lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          warmup_epochs=preset.warmup_epochs, milestones=preset.milestones, gamma=preset.gamma,
+                          power=preset.power)
+    kw = {"learning_rate": sched}
+    if preset.weight_decay:
+        kw["weight_decay"] = preset.weight_decay
+    name = preset.optimizer.lower()
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=preset.momentum, **kw)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(rho=preset.rho, epsilon=preset.epsilon, momentum=preset.momentum, **kw)
+    if name == "adam":
+        return keras.optimizers.Adam(**kw)
+    if name == "adamw":
+        return keras.optimizers.AdamW(**kw)
+    raise ValueError(f"optimizer must be 'sgd', 'rmsprop', 'adam' or 'adamw'. Received: {preset.optimizer!r}")
+
+
+# ------------------------------------------------------------------------------------ distribution
+class _Dist:
+    """Where the run happens: a strategy scope (TF) or a keras.distribution (JAX), and who is chief."""
+
+    def __init__(self, kind="none", strategy=None, index=0, count=1):
+        self.kind, self.strategy, self.index, self.count = kind, strategy, index, count
+
+    @property
+    def is_chief(self):
+        return self.index == 0
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+
+def _setup_distribution(distribution) -> _Dist:
+    backend = keras.backend.backend()
+    kind = distribution or "none"
+    if kind == "auto":
+        if backend == "tensorflow":
+            from training.distribute import tf_config
+
+            gpus = [d for d in keras.distribution.list_devices() if "gpu" in d.lower()] \
+                if hasattr(keras.distribution, "list_devices") else []
+            kind = "multi_worker" if tf_config() else ("mirrored" if len(gpus) > 1 else "none")
+        elif backend == "jax":
+            kind = "data_parallel" if len(keras.distribution.list_devices()) > 1 else "none"
+        else:
+            kind = "none"
+    if kind == "none":
+        return _Dist()
+    if backend == "tensorflow" and kind in ("mirrored", "data_parallel", "multi_worker"):
+        from training.distribute import make_strategy
+
+        strategy, index, count = make_strategy("multi_worker" if kind == "multi_worker" else "mirrored")
+        return _Dist(kind if kind == "multi_worker" else "mirrored", strategy, index, count)
+    if backend == "jax" and kind in ("data_parallel", "mirrored"):
+        return _Dist("data_parallel", keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+    raise ValueError(f"distribution={distribution!r} is not available on the {backend} backend; use 'auto', 'none', "
+                     f"'data_parallel' (both backends), 'mirrored' or 'multi_worker' (TensorFlow).")
+
+
+@contextlib.contextmanager
+def _jax_distribution(dist: _Dist):
+    if dist.kind != "data_parallel" or keras.backend.backend() != "jax":
+        yield
+        return
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(dist.strategy)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+@contextlib.contextmanager
+def _dtype_policy(policy):
+    if policy is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+# -------------------------------------------------------------------------------------------- fit
+def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwargs=None, preset=None,
+        optimizer=None, learning_rate=None, schedule=None, warmup_epochs=None, weight_decay=None, aux_weight=0.4,
+        precision=None, distribution="auto", monitor=None, checkpoint=True, backup=True, backup_every="epoch",
+        csv_log=True, tensorboard=False, terminate_on_nan=True, callbacks=(), verbose="auto",
+        jit_compile="auto") -> FitResult:
+    """Train a zoo model on a :class:`~training.data.HeatmapDataset` or ``SegmentationDataset``.
+
+    Args:
+        model: a zoo/:mod:`training.models` name (``"hourglass"``, ``"pspnet50"``, ``"tiny_fcn"``),
+            a ``.keras`` path, or a ``keras.Model``.
+        train_data: :class:`HeatmapDataset` (pose) or :class:`SegmentationDataset`; its
+            ``num_outputs``/``heatmap_size``/``label_size`` are matched to the model's outputs.
+        val_data: optional dataset of the same kind (no augmentation, no shuffle).
+        epochs: total epochs (a resumed run finishes the remaining ones).
+        out_dir: output folder (see module docstring); ``None`` writes nothing and does not resume.
+        model_kwargs: builder arguments for a named model.
+        preset: a :class:`Preset` or a :data:`PRESETS` key; default: the model family's.
+        optimizer, learning_rate, schedule, warmup_epochs, weight_decay: override preset fields
+            (``schedule`` in ``"constant" | "step" | "poly" | "cosine"``).
+        aux_weight: loss weight of segmentation auxiliary outputs (PSPNet 0.4).
+        precision: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (loss-scaled).
+        distribution: ``"auto"`` (TF_CONFIG -> multi-worker; several devices -> data parallel),
+            ``"none"``, ``"data_parallel"``, ``"mirrored"``, ``"multi_worker"``.
+        monitor: checkpoint metric; default ``val_pck`` / ``val_mean_iou`` (``pck``/``mean_iou``
+            without validation data).
+        checkpoint, backup, csv_log, tensorboard, terminate_on_nan: switch callbacks on/off.
+        backup_every: ``"epoch"`` or a number of batches between backups.
+        callbacks: extra Keras callbacks.
+        verbose: Keras verbosity.
+        jit_compile: passed to ``compile``.
+    Returns:
+        :class:`FitResult`.
+    Raises:
+        TypeError: ``train_data`` is not one of the two dataset classes.
+        ValueError: model and dataset disagree (classes, keypoints), or bad settings.
+    """
+    t0 = time.time()
+    if isinstance(train_data, HeatmapDataset):
+        task = "pose"
+    elif isinstance(train_data, SegmentationDataset):
+        task = "segmentation"
+    else:
+        raise TypeError(f"train_data must be a training.data.HeatmapDataset or SegmentationDataset. "
+                        f"Received: {type(train_data).__name__}")
+    if val_data is not None and type(val_data) is not type(train_data):
+        raise TypeError(f"val_data must be a {type(train_data).__name__} like train_data. "
+                        f"Received: {type(val_data).__name__}")
+    if precision not in _PRECISION:
+        raise ValueError(f"precision must be None, 'fp32', 'bf16' or 'fp16'. Received: precision={precision!r}")
+    policy = _PRECISION[precision]
+    dist = _setup_distribution(distribution)
+    out = Path(out_dir) if out_dir is not None else None
+    quiet = verbose == 0
+
+    def log(msg):
+        if not quiet and dist.is_chief:
+            print(f"[training] {msg}", flush=True)
+
+    with dist.scope(), _jax_distribution(dist):
+        with _dtype_policy(policy):
+            if isinstance(model, keras.Model):
+                family = _family(model)
+                if policy is not None:
+                    model = _with_policy(model, policy)
+                elif dist.strategy is not None and dist.kind != "data_parallel":
+                    model = _with_policy(model, keras.config.dtype_policy().name)  # variables inside the scope
+            else:
+                model, family = build_model(model, task, train_data, model_kwargs)
+        for what, ds in (("train", train_data), ("val", val_data)):
+            if ds is not None:
+                _check_geometry(model, task, ds, lambda m, w=what: log(f"{w} {m}"))
+        if val_data is not None:
+            val_data.num_outputs = train_data.num_outputs
+        rec = getattr(model, "_zoo_record", None)
+        if rec is not None and train_data.normalization == Normalization():
+            for ds in (train_data, val_data):
+                if ds is not None:
+                    ds.normalization = Normalization.from_record(rec)
+
+        p = PRESETS.get(preset, preset) if isinstance(preset, str) else preset
+        p = p or PRESETS.get(family, PRESETS["default"])
+        overrides = {k: v for k, v in dict(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
+                                            warmup_epochs=warmup_epochs, weight_decay=weight_decay).items()
+                     if v is not None}
+        if overrides.get("learning_rate") is not None:
+            overrides.setdefault("lr_scale", None)  # an explicit lr is taken as is
+        p = replace(p, **overrides)
+        steps = len(train_data)
+        if dist.kind == "multi_worker":  # each worker runs over its shard of records
+            per = len(train_data.records) // dist.count
+            steps = max(per // train_data.batch_size if train_data.drop_remainder else -(-per // train_data.batch_size), 1)
+        opt = make_optimizer(p, epochs=epochs, steps_per_epoch=steps,
+                             output_shape=tuple(model.outputs[-1 if task == "pose" else 0].shape))
+        if policy == "mixed_float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+
+        n = len(model.outputs)
+        if task == "pose":
+            loss = [HeatmapMSE() for _ in range(n)]
+            weights = [1.0] * n  # hg/CPM: every stack/stage's loss summed with weight 1
+            wmetrics = [[] for _ in range(n - 1)] + [[PCKMetric(alpha=0.2)]]
+            cmetrics = None
+            default_monitor = "pck"
+        else:
+            ignore = train_data.ignore_label
+            loss = [SegmentationCrossEntropy(ignore_label=ignore) for _ in range(n)]
+            weights = auxiliary_loss_weights(n, aux_weight)
+            cmetrics = [[MeanIoUMetric(train_data.num_classes, ignore_label=ignore)]] + [[] for _ in range(n - 1)]
+            wmetrics = None
+            default_monitor = "mean_iou"
+        single = n == 1
+        model.compile(optimizer=opt, loss=loss[0] if single else loss, loss_weights=None if single else weights,
+                      metrics=cmetrics[0] if (cmetrics and single) else cmetrics,
+                      weighted_metrics=wmetrics[0] if (wmetrics and single) else wmetrics, jit_compile=jit_compile)
+
+    monitor = monitor or (f"val_{default_monitor}" if val_data is not None else default_monitor)
+    cbs, resumed_from, best_cb = _callbacks(out, dist, model, train_data, val_data, monitor, checkpoint, backup,
+                                            backup_every, csv_log, tensorboard, terminate_on_nan, log)
+    cbs += list(callbacks)
+    if out is not None and dist.is_chief:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", {
+            "task": task, "model": getattr(model, "name", str(model)), "family": family, "epochs": epochs,
+            "preset": asdict(p), "precision": precision, "distribution": dist.kind, "monitor": monitor,
+            "train_data": train_data.config(), "val_data": None if val_data is None else val_data.config(),
+            "backend": keras.backend.backend()})
+    log(f"{task} | {model.name} ({model.count_params():,} params) | {len(train_data.records)} samples, "
+        f"{len(train_data)} batches/epoch | {p.optimizer} lr {p.learning_rate:g} {p.schedule} | "
+        f"precision {precision or 'fp32'} | distribution {dist.kind}")
+
+    x_train, x_val = train_data, val_data
+    if dist.kind == "multi_worker":
+        from training.distribute import distribute_py_dataset
+
+        x_train = distribute_py_dataset(dist.strategy, train_data)
+        x_val = None if val_data is None else distribute_py_dataset(dist.strategy, val_data)
+    with _jax_distribution(dist):
+        hist = model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
+                         verbose=verbose)
+    history = {k: [float(v) for v in vals] for k, vals in (hist.history or {}).items()}
+    result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
+    if best_cb is not None:
+        result.best_value, result.best_epoch = (None if not np.isfinite(best_cb.best) else best_cb.best), \
+            best_cb.best_epoch
+        result.best_path = best_cb.path if best_cb.path.exists() else None
+    if out is not None and dist.is_chief:
+        atomic_save(model, out / "final.keras")
+        _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,
+                                           "best_epoch": result.best_epoch, "resumed_from": resumed_from,
+                                           "seconds": result.seconds, "history": history})
+    log(f"done in {result.seconds:.0f}s; best {monitor} = {result.best_value} (epoch {result.best_epoch})")
+    return result
+
+
+def _callbacks(out, dist, model, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,
+               terminate_on_nan, log):
+    cbs = [EpochSync(train, val)]
+    if any(getattr(d, "use_multiprocessing", False) for d in (train, val) if d is not None):
+        cbs.append(WorkerWatchdog())
+    resumed_from, best_cb = None, None
+    if out is None:
+        if terminate_on_nan:
+            cbs.append(keras.callbacks.TerminateOnNaN())
+        return cbs, None, None
+    own = out if dist.is_chief else out / f".worker{dist.index}"
+    own.mkdir(parents=True, exist_ok=True)
+    if train.on_error == "skip" and train.skip_log is None:
+        train.skip_log = str(own / "skipped.tsv")
+    if backup:
+        meta = own / "backup" / "training_metadata.json"
+        if meta.exists():
+            resumed_from = int(json.loads(meta.read_text()).get("epoch", 0))
+            log(f"resuming from backup {meta.parent} at epoch {resumed_from + 1}")
+        cbs.append(keras.callbacks.BackupAndRestore(str(own / "backup"), save_freq=backup_every,
+                                                    double_checkpoint=True))
+    if terminate_on_nan:
+        cbs.append(keras.callbacks.TerminateOnNaN())
+    cbs.append(SkipReport(train, val))
+    if csv_log:
+        cbs.append(keras.callbacks.CSVLogger(str(own / "log.csv"), append=resumed_from is not None))
+    if checkpoint:
+        best_cb = BestCheckpoint(own / "best.keras", monitor=monitor, enabled=dist.is_chief)
+        cbs.append(best_cb)
+    if tensorboard and dist.is_chief:
+        from training.distribute import tensorboard_available
+
+        if tensorboard_available():
+            cbs.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
+        else:
+            log("tensorboard is not installed: scalars are in log.csv, images go to tensorboard/images/*.png")
+        cbs.append(ImageLogger(out / "tensorboard", val if val is not None else train))
+    return cbs, resumed_from, best_cb
+
