@@ -173,11 +173,13 @@ def transform_points(points, mat) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- warping
 
+_WARP_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64))
+
 def warp_image(image, mat, output_size, border_value=0) -> np.ndarray:
     """Warps an image with bilinear interpolation (``cv2.warpAffine``, constant border).
 
     Args:
-        image: (H, W, C) or (H, W) uint8 or float array.
+        image: (H, W, C) or (H, W) array, uint8 / uint16 / int16 / float16 / float32 / float64.
         mat: (2, 3) source -> output matrix (as from :func:`affine_matrix`).
         output_size: (w, h) of the result.
         border_value: fill value outside the source (scalar, or one value per channel). Defaults to 0.
@@ -190,8 +192,9 @@ def warp_image(image, mat, output_size, border_value=0) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"`image` must be a non-empty (H, W, C) or (H, W) array. Received shape {img.shape}")
-    if img.dtype == np.bool_ or img.dtype.kind not in "uif":
-        raise ValueError(f"`image` must be uint8 or float. Received dtype {img.dtype}")
+    if img.dtype not in _WARP_DTYPES:
+        raise ValueError(f"`image` dtype must be one of uint8, uint16, int16, float16/32/64 (what cv2.warpAffine "
+                         f"takes). Received dtype {img.dtype}")
     if img.dtype == np.float16:
         return warp_image(img.astype(np.float32), m, output_size, border_value).astype(np.float16)
     channels = 1 if img.ndim == 2 else img.shape[2]

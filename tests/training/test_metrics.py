@@ -8,6 +8,7 @@ from training.metrics import (
     MPII_JOINT_NAMES, MeanIoUMetric, PCKMetric, bbox_size, confusion_matrix, head_size_from_box,
     miou_from_confusion, pck, pckh, torso_size,
 )
+from training.losses import SegmentationCrossEntropy
 from training.targets import decode_heatmaps, encode_heatmaps
 
 pytestmark = pytest.mark.backend_agnostic
@@ -160,16 +161,21 @@ def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     assert float(metric.result()) == 0.0 and not keras.ops.convert_to_numpy(metric.confusion).any()
 
 
-def test_metrics_in_compiled_evaluate_and_serialization(rng):
+def test_metrics_in_compiled_evaluate_and_safe_mode_reload(rng, tmp_path):
     c = 3
     logits = rng.normal(size=(6, 4, 4, c)).astype(np.float32)
     labels = rng.integers(0, c, (6, 4, 4))
+    labels[0, 0] = 255
     inp = keras.Input((4, 4, c))
     model = keras.Model(inp, keras.layers.Activation("linear")(inp))
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[MeanIoUMetric(c, name="miou")])
+    model.compile(loss=SegmentationCrossEntropy(), metrics=[MeanIoUMetric(c, name="miou")])
     res = model.evaluate(logits, labels, batch_size=4, verbose=0, return_dict=True)
-    assert res["miou"] == pytest.approx(miou_from_confusion(confusion_matrix(logits.argmax(-1), labels, c))[1], abs=1e-6)
+    expected = miou_from_confusion(confusion_matrix(logits.argmax(-1), labels, c))[1]
+    assert res["miou"] == pytest.approx(expected, abs=1e-6)
+    model.save(tmp_path / "seg.keras")
+    again = keras.models.load_model(tmp_path / "seg.keras", safe_mode=True)
+    res2 = again.evaluate(logits, labels, batch_size=4, verbose=0, return_dict=True)
+    assert res2["miou"] == pytest.approx(expected, abs=1e-6) and res2["loss"] == pytest.approx(res["loss"], rel=1e-6)
     for m in (PCKMetric(alpha=0.1), MeanIoUMetric(5, ignore_label=0)):
         again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(m))
         assert type(again) is type(m) and again.get_config() == m.get_config()

@@ -152,6 +152,7 @@ def test_photometric_jitter(rng):
     (lambda: transform_points([[1, 2]], np.eye(3)), r"\(2, 3\)"),
     (lambda: warp_mask(np.zeros((4, 4), np.float32), np.eye(2, 3), (4, 4)), "mask"),
     (lambda: warp_image(np.zeros((4, 4, 3), bool), np.eye(2, 3), (4, 4)), "image"),
+    (lambda: warp_image(np.zeros((4, 4, 3), np.int32), np.eye(2, 3), (4, 4)), "dtype"),
     (lambda: flip_keypoints(np.zeros((4, 2)), [[0, 4]], 10), "flip_pairs"),
     (lambda: swap_pairs(np.zeros((4, 2)), [[0, 1], [1, 2]], 0), "flip_pairs"),
     (lambda: photometric_jitter(np.zeros((4, 4, 3), np.float32), np.random.default_rng()), "uint8"),
