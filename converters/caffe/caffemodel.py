@@ -2,8 +2,7 @@
 
 The top level of the file is walked by hand (a key varint, then a length-delimited layer); each layer is
 parsed with protobuf (``schema.BVLC.*BlobsView``: name, type, blobs) and dropped as soon as its blobs are
-numpy arrays, so peak memory stays near one copy of the weights plus the largest layer. Packed float data
-arrives as raw bytes (same wire format) and becomes float32 with one copy.
+numpy arrays, so peak memory stays near one copy of the weights plus the largest layer.
 """
 
 from __future__ import annotations
@@ -55,36 +54,15 @@ class _Stream:
                 raise CaffeFormatError(f"caffemodel '{self.path}' is corrupt: bad varint at byte {self.pos}")
 
 
-def _array(chunks, dtype):
-    buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if len(buf) % np.dtype(dtype).itemsize:
-        return None
-    return np.frombuffer(buf, dtype=dtype).astype(np.float32)  # astype copies: writable, native order
-
-
-def _blob(view):
-    """(shape, float32 flat array) of one BlobView; None if its data is not packed."""
-    if view.HasField("num") or view.HasField("channels") or view.HasField("height") or view.HasField("width"):
-        shape = (int(view.num), int(view.channels), int(view.height), int(view.width))  # legacy 4-D
-    else:
-        shape = tuple(int(d) for d in view.shape.dim)
-    if len(view.double_data):
-        data = _array(list(view.double_data), "<f8")
-    elif len(view.data):
-        data = _array(list(view.data), "<f4")
-    else:
-        data = np.zeros(0, np.float32)
-    return None if data is None else (shape, data)
-
-
-def _float_blob(blob):
-    """(shape, float32 flat array) of a BlobProto decoded value by value (unpacked writers)."""
+def _blob(blob):
+    """(shape as stored, float32 flat array) of one BlobProto; ``double_data`` is cast to float32."""
     if blob.HasField("num") or blob.HasField("channels") or blob.HasField("height") or blob.HasField("width"):
-        shape = (int(blob.num), int(blob.channels), int(blob.height), int(blob.width))
+        shape = (int(blob.num), int(blob.channels), int(blob.height), int(blob.width))  # legacy 4-D
     else:
         shape = tuple(int(d) for d in blob.shape.dim)
-    src = blob.double_data if len(blob.double_data) else blob.data
-    return shape, np.asarray(src, dtype=np.float64 if len(blob.double_data) else np.float32).astype(np.float32)
+    if len(blob.double_data):
+        return shape, np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
+    return shape, np.asarray(blob.data, dtype=np.float32)  # upb: one bulk copy of the packed array
 
 
 def _parse_layer(data, field, stream, index, start):
@@ -96,15 +74,10 @@ def _parse_layer(data, field, stream, index, start):
             view = BVLC.V1LayerBlobsView.FromString(data)
             name = view.name or view.layer.name
             blobs = view.blobs if len(view.blobs) else view.layer.blobs
-        out = [_blob(b) for b in blobs]
-        if any(b is None for b in out):  # unpacked floats (wire type 5): decode value by value
-            full = (BVLC.LayerFloatView if field == _V2_LAYER else BVLC.V1LayerFloatView).FromString(data)
-            fblobs = full.blobs if field == _V2_LAYER or len(full.blobs) else full.layer.blobs
-            out = [_float_blob(b) for b in fblobs]
+        return name, [_blob(b) for b in blobs]
     except (DecodeError, RuntimeError, ValueError) as e:
         raise CaffeFormatError(
             f"caffemodel '{stream.path}' is corrupt: layer #{index} at byte {start} does not parse ({e})") from None
-    return name, out
 
 
 def read_caffemodel(f, path, size, progress=None):

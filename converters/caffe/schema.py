@@ -289,25 +289,15 @@ _TEXT_EXTRA_MESSAGES = {
 }
 # Binary views: only what a caffemodel contributes (names, types, blobs). V1 ``type`` is read as a plain
 # int32 so that fork enum values stay readable.
-# ``BlobView`` keeps the packed float/double arrays as raw bytes (same wire format: length-delimited), so the
-# reader turns them into numpy arrays with one copy instead of decoding each value. The ``*FloatView``
-# twins decode them as floats, for the rare writer that did not pack them.
+# Binary views: only what a caffemodel contributes (names, types, blobs); every other field (fork params
+# included) is skipped as unknown. V1 ``type`` is a plain int32 so that fork enum values stay readable.
 _BVLC_EXTRA_MESSAGES = {
-    "BlobView": ([
-        ("BlobShape", "shape", 7), ("repeated bytes", "data", 5), ("repeated bytes", "double_data", 8),
-        ("int64", "num", 1), ("int64", "channels", 2), ("int64", "height", 3), ("int64", "width", 4),
-    ], {}),
-    "LayerBlobsView": ([("string", "name", 1), ("string", "type", 2), ("repeated BlobView", "blobs", 7)], {}),
+    "LayerBlobsView": ([("string", "name", 1), ("string", "type", 2), ("repeated BlobProto", "blobs", 7)], {}),
     "V1LayerBlobsView": ([
-        ("string", "name", 4), ("int32", "type", 5), ("repeated BlobView", "blobs", 6),
+        ("string", "name", 4), ("int32", "type", 5), ("repeated BlobProto", "blobs", 6),
         ("V0LayerBlobsView", "layer", 1),
     ], {}),
-    "V0LayerBlobsView": ([("string", "name", 1), ("string", "type", 2), ("repeated BlobView", "blobs", 50)], {}),
-    "LayerFloatView": ([("string", "name", 1), ("repeated BlobProto", "blobs", 7)], {}),
-    "V1LayerFloatView": ([
-        ("string", "name", 4), ("repeated BlobProto", "blobs", 6), ("V0LayerFloatView", "layer", 1),
-    ], {}),
-    "V0LayerFloatView": ([("string", "name", 1), ("repeated BlobProto", "blobs", 50)], {}),
+    "V0LayerBlobsView": ([("string", "name", 1), ("string", "type", 2), ("repeated BlobProto", "blobs", 50)], {}),
 }
 
 _FDP = descriptor_pb2.FieldDescriptorProto
