@@ -357,7 +357,8 @@ class HeatmapDataset(_RecordDataset):
         params = self.augment.sample(rng) if self.augment else None
         mat = self.matrix(record, params)
         crop = warp_image(image, mat, self.input_size)
-        kp = transform_points(record.keypoints, mat)
+        raw = record.keypoints
+        kp = transform_points(np.where(np.isfinite(raw), raw, np.nan), mat)  # inf -> NaN: weight 0 downstream
         vis = record.visible.astype(np.float32)
         if params is not None:
             crop = self.augment.jitter(crop, rng)

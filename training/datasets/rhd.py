@@ -39,6 +39,7 @@ _ALLOWED = {
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+    ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 store bytes as encode(str, "latin1")
 }
 
 
@@ -47,7 +48,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     Dicts, lists, tuples, strings and numbers need no globals; numpy arrays need
     ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and ``numpy.dtype``.
-    ``copyreg._reconstructor`` is allowed only to rebuild ``numpy.ndarray`` objects.
+    ``copyreg._reconstructor`` is allowed only to rebuild ``numpy.ndarray`` objects, and
+    ``_codecs.encode`` (a pure str -> bytes function) for array buffers in protocol-2 pickles.
     """
 
     def find_class(self, module, name):

@@ -1,0 +1,50 @@
+"""Tiny models and scripts shared by the data/trainer/multiprocessing/resume tests (kept small: seconds)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_pose_model(size=32, k=4, outputs=2, width=8):
+    """image (size, size, 3) -> ``outputs`` heatmap tensors (size/4, size/4, k), like a small hourglass."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((size, size, 3), name="image")
+    x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name="c1")(inp)
+    x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name="c2")(x)
+    outs = []
+    for i in range(outputs):
+        x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"s{i}_conv")(x)
+        outs.append(layers.Conv2D(k, 1, name=f"stack{i + 1}_heatmaps")(x))
+    return keras.Model(inp, outs if outputs > 1 else outs[0], name="tiny_pose")
+
+
+def tiny_seg_model(size=32, classes=3, width=8, aux=False):
+    """image (size, size, 3) -> logits (size, size, classes) (+ an aux output)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((size, size, 3), name="image")
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", name="c1")(inp)
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", name="c2")(x)
+    out = layers.Conv2D(classes, 1, name="logits")(x)
+    if not aux:
+        return keras.Model(inp, out, name="tiny_seg")
+    return keras.Model(inp, [out, layers.Conv2D(classes, 1, name="aux")(x)], name="tiny_seg")
+
+
+def run_python(code_or_args, *, env=None, timeout=300, cwd=None):
+    """Run a fresh Python (``-c CODE`` or ``[args]``) with the repository on the path."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    e.update(env or {})
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else list(code_or_args)
+    return subprocess.run([sys.executable, *args], env=e, cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout)

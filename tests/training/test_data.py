@@ -1,0 +1,182 @@
+"""HeatmapDataset / SegmentationDataset: shapes, seeding, flips, bad input, pickling."""
+
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+
+from training.data import Augmentation, HeatmapDataset, Normalization, SegmentationDataset
+from training.datasets import DatasetError, ImageReadError, PoseRecord, SegRecord
+from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _pose(n=8, **kw):
+    kw = {"batch_size": 4, "input_size": (32, 32), "heatmap_size": (8, 8), "sigma": 1.0, **kw}
+    return HeatmapDataset(synthetic_pose(n, image_size=(48, 48), num_keypoints=4), **kw)
+
+
+def test_heatmap_batch_shapes_and_multi_output():
+    ds = _pose(10, num_outputs=2, augment=True)
+    assert len(ds) == 3
+    x, y, w = ds[0]
+    assert x.shape == (4, 32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert isinstance(y, tuple) and len(y) == 2 and y[0] is y[1]  # one target per stack, shared
+    assert y[0].shape == (4, 8, 8, 4) and y[0].dtype == np.float32 and y[0].max() <= 1
+    assert w.shape == (4, 1, 1, 4) and w.dtype == np.float32
+    assert ds[2][0].shape[0] == 2  # last partial batch
+    assert len(_pose(10, drop_remainder=True)) == 2
+    with pytest.raises(IndexError):
+        ds[3]
+
+
+def test_batches_are_a_function_of_seed_epoch_and_index():
+    a, b = _pose(16, augment=True, seed=1), _pose(16, augment=True, seed=1)
+    xa, ya, _ = a[1]
+    xb, yb, _ = b[1]
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+    a.on_epoch_end()
+    assert a.epoch == 1 and not np.array_equal(a.batch_indices(0), b.batch_indices(0))
+    assert not np.array_equal(a[1][0], xb)  # new order and new augmentation draws
+    b.set_epoch(1)
+    np.testing.assert_array_equal(a[1][0], b[1][0])
+    assert not np.array_equal(_pose(16, augment=True, seed=2)[1][0], xb)
+    no_shuffle = _pose(16, shuffle=False)
+    no_shuffle.on_epoch_end()
+    np.testing.assert_array_equal(no_shuffle.batch_indices(1), [4, 5, 6, 7])
+
+
+def test_pickles_small_and_identical():
+    ds = _pose(16, augment=True, workers=2, use_multiprocessing=True)
+    blob = pickle.dumps(ds)
+    assert len(blob) < 20_000  # records and settings only, no pixels
+    clone = pickle.loads(blob)
+    clone.set_epoch(3)
+    ds.set_epoch(3)
+    np.testing.assert_array_equal(clone[2][0], ds[2][0])
+
+
+def _record(tmp_path, kp, vis=None, name="img.png", size=40):
+    cv2.imwrite(str(tmp_path / name), np.full((size, size, 3), 90, np.uint8))
+    kp = np.asarray(kp, float)
+    return PoseRecord(image=str(tmp_path / name), keypoints=kp, visible=np.ones(len(kp)) if vis is None else vis,
+                      center=(size / 2 - 0.5, size / 2 - 0.5), scale=size, id=name)
+
+
+def test_keypoints_outside_image_get_weight_zero_never_nan(tmp_path):
+    rec = _record(tmp_path, [[10, 10], [-500, 20], [np.nan, 3], [20, np.inf], [30, 30]], vis=[1, 1, 1, 1, 0])
+    ds = HeatmapDataset([rec], batch_size=1, input_size=(40, 40), heatmap_size=(10, 10), augment=True, seed=5)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        _, y, w = ds[0]
+        assert np.isfinite(y).all() and np.isfinite(w).all()
+        assert w[0, 0, 0].tolist()[1:] == [0, 0, 0, 0]
+        assert not y[0, ..., 1:].any()
+
+
+def test_flip_swaps_pairs(tmp_path):
+    rec = _record(tmp_path, [[8, 20], [30, 12]])
+    aug = Augmentation(rotation=0, scale_range=(1, 1), flip_prob=1.0, brightness=0, contrast=0, saturation=0)
+    plain = HeatmapDataset([rec], batch_size=1, input_size=(40, 40), heatmap_size=(40, 40), sigma=1.0)
+    flipped = HeatmapDataset([rec], batch_size=1, input_size=(40, 40), heatmap_size=(40, 40), sigma=1.0,
+                             augment=aug, flip_pairs=[(0, 1)])
+    y0, y1 = plain[0][1][0], flipped[0][1][0]
+
+    def peak(m):
+        r, c = np.unravel_index(np.argmax(m), m.shape)
+        return c, r
+
+    assert peak(y0[..., 0]) == (8, 20) and peak(y0[..., 1]) == (30, 12)
+    # joint 0 is now the mirror of joint 1 (x -> w-1-x) and vice versa
+    assert peak(y1[..., 0]) == (39 - 30, 12) and peak(y1[..., 1]) == (39 - 8, 20)
+
+
+def test_missing_or_corrupt_image_names_file_and_index(tmp_path):
+    good = _record(tmp_path, [[5, 5]], name="good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    bad = good.replace(image=str(tmp_path / "bad.png"), id="bad")
+    gone = good.replace(image=str(tmp_path / "gone.png"), id="gone")
+    ds = HeatmapDataset([good, bad, gone], batch_size=3, input_size=(16, 16), heatmap_size=(4, 4), shuffle=False)
+    with pytest.raises(ImageReadError, match=r"sample 1 \(id 'bad', image '.*bad.png'\).*cannot decode"):
+        ds[0]
+    log = tmp_path / "skips.tsv"
+    ds = HeatmapDataset([good, bad, gone], batch_size=3, input_size=(16, 16), heatmap_size=(4, 4), shuffle=False,
+                        on_error="skip", skip_log=log)
+    x, y, w = ds[0]
+    assert x.shape[0] == 3  # stand-ins keep the batch full
+    assert sorted(ds.skipped()) == [1, 2]
+    assert "gone.png" in log.read_text() and len(log.read_text().splitlines()) == 2
+    assert sorted(pickle.loads(pickle.dumps(ds)).skipped()) == [1, 2]  # read back from the log
+    only_bad = HeatmapDataset([bad], batch_size=1, input_size=(16, 16), heatmap_size=(4, 4), on_error="skip")
+    with pytest.raises(DatasetError, match="could not be read"):
+        only_bad[0]
+
+
+def test_bad_arguments_raise_named_errors():
+    recs = synthetic_pose(2, num_keypoints=3)
+    with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip'"):
+        HeatmapDataset(recs, on_error="ignore")
+    with pytest.raises(ValueError, match="records is empty"):
+        HeatmapDataset([])
+    with pytest.raises(ValueError, match="flip_pairs"):
+        HeatmapDataset(recs, flip_pairs=[(0, 7)])
+    with pytest.raises(ValueError, match="unknown setting"):
+        HeatmapDataset(recs, augment={"rotate": 3})
+
+
+def test_cpm_background_and_center_map():
+    ds = _pose(4, background=True, center_map_sigma=4.0)
+    (img, cmap), y, w = ds[0]
+    from training.targets import cpm_center_map
+
+    assert cmap.shape == (4, 32, 32, 1)
+    np.testing.assert_allclose(cmap[2], cpm_center_map((32, 32), (15.5, 15.5), 4.0))  # peak at the crop centre
+    assert y.shape[-1] == 5 and w.shape[-1] == 5 and (w[..., 4] == 1).all()
+    np.testing.assert_allclose(y[..., 4], np.clip(1 - y[..., :4].max(-1), 0, 1))
+
+
+def test_normalization():
+    n = Normalization(scale=1.0, mean=(1, 2, 3), std=(2, 2, 2), channel_order="BGR")
+    out = n(np.array([[[[10, 20, 30]]]], np.uint8))
+    np.testing.assert_allclose(out[0, 0, 0], [(30 - 1) / 2, (20 - 2) / 2, (10 - 3) / 2])
+
+
+def test_segmentation_batches_letterbox_and_label_map(tmp_path):
+    img = np.zeros((20, 40, 3), np.uint8)
+    mask = np.zeros((20, 40), np.uint8)
+    mask[:, 20:] = 7  # raw value 7 -> class 2 through the label map
+    cv2.imwrite(str(tmp_path / "i.png"), img)
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    lut = np.full(256, 255, np.uint8)
+    lut[0], lut[7] = 0, 2
+    rec = SegRecord(str(tmp_path / "i.png"), str(tmp_path / "m.png"), id="r", label_map=lut)
+    ds = SegmentationDataset([rec], batch_size=1, input_size=(40, 40), num_classes=3, shuffle=False)
+    x, y = ds[0]
+    assert x.shape == (1, 40, 40, 3) and y.shape == (1, 40, 40) and y.dtype == np.int32
+    assert (y[0, :9] == 255).all() and (y[0, 31:] == 255).all()  # letterbox padding is ignored
+    assert (y[0, 10:30, :20] == 0).all() and (y[0, 10:30, 20:] == 2).all()
+    small = SegmentationDataset([rec], batch_size=1, input_size=(40, 40), num_classes=3, label_size=(10, 10))
+    assert small[0][1].shape == (1, 10, 10)
+    cv2.imwrite(str(tmp_path / "m2.png"), np.zeros((5, 5), np.uint8))
+    bad = SegmentationDataset([SegRecord(str(tmp_path / "i.png"), str(tmp_path / "m2.png"), id="b")], batch_size=1,
+                              input_size=(8, 8), num_classes=3)
+    with pytest.raises(ImageReadError, match=r"sample 0 .*mask '.*m2.png' is 5x5 but image .* is 40x20"):
+        bad[0]
+
+
+def test_segmentation_augmentation_keeps_labels_aligned():
+    recs = synthetic_segmentation(6, image_size=(48, 48), num_classes=4, seed=2)
+    ds = SegmentationDataset(recs, batch_size=6, input_size=(32, 32), num_classes=4, augment=True, num_outputs=2,
+                             normalization=Normalization(scale=1.0))
+    x, (y, y2) = ds[0]
+    assert y is y2 and set(np.unique(y)) <= {0, 1, 2, 3, 255}
+    from training.datasets.synthetic import class_colors
+
+    colors = class_colors(4).astype(np.float32)
+    inside = (y > 0) & (y < 255)
+    # interior labelled pixels carry (roughly) their class colour: image and mask moved together
+    err = np.abs(x[inside] - colors[y[inside]]).max(-1)
+    assert np.median(err) < 40

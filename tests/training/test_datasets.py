@@ -1,0 +1,239 @@
+"""Dataset readers against small fixtures written in each real on-disk format."""
+
+import json
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+
+from training.datasets import AnnotationError, ImageReadError, UnsafePickleError, load, read_image, read_mask
+from training.datasets.base import write_palette_png
+from training.datasets.lsp import read_lsp
+from training.datasets.mpii import read_mpii_json, read_mpii_mat
+from training.datasets.rhd import load_rhd_annotations, read_rhd, read_rhd_segmentation
+from training.datasets.synthetic import joint_colors, synthetic_pose, synthetic_segmentation
+from training.datasets.voc import read_voc, voc_palette
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+# ------------------------------------------------------------------------------------ MATLAB structs
+def _struct_array(items):
+    """A MATLAB 1 x N struct array (numpy record array); fields missing in an item are [] as in MATLAB."""
+    names = []
+    for it in items:
+        names += [k for k in it if k not in names]
+    arr = np.zeros((1, len(items)), dtype=[(n, "O") for n in names])
+    for i, it in enumerate(items):
+        for n in names:
+            arr[0, i][n] = it.get(n, np.zeros((0, 0)))
+    return arr
+
+
+def _point(x, y, j, vis=None):
+    p = {"x": np.array([[x]], float), "y": np.array([[y]], float), "id": np.array([[j]], float)}
+    if vis is not None:
+        p["is_visible"] = vis
+    return p
+
+
+def _write_mpii(path, *, drop_name=False):
+    img1 = {"image": {"name": "000000001.jpg"}, "annorect": _struct_array([
+        {"x1": 10.0, "y1": 20.0, "x2": 30.0, "y2": 50.0, "scale": 2.0, "objpos": {"x": 101.0, "y": 201.0},
+         "annopoints": {"point": _struct_array([_point(11, 21, 0, 1.0), _point(31, 41, 9, np.zeros((0, 0))),
+                                                _point(51, 61, 15, "0")])}},
+        {"scale": 1.0, "objpos": {"x": 5.0, "y": 5.0}},  # a person without keypoints: skipped
+    ])}
+    img2 = {"image": {"name": "000000002.jpg"}, "annorect": _struct_array([
+        {"annopoints": {"point": _struct_array([_point(101, 101, 3), _point(141, 181, 4, 1.0)])}},  # no scale/objpos
+    ])}
+    img3 = {"image": {"name": "000000003.jpg"}, "annorect": np.zeros((0, 0))}  # test image, no people
+    if drop_name:
+        img2["image"] = {"nonsense": 1.0}
+    rel = {"annolist": _struct_array([img1, img2, img3]), "img_train": np.array([[1, 1, 0]]),
+           "single_person": np.array([[np.array([[1]]), np.zeros((0, 0)), np.zeros((0, 0))]], dtype=object)}
+    scipy.io.savemat(str(path), {"RELEASE": rel})
+
+
+def test_mpii_mat_layout_tolerant_fields(tmp_path):
+    _write_mpii(tmp_path / "mpii.mat")
+    recs = read_mpii_mat(tmp_path / "mpii.mat", tmp_path / "images")
+    assert [r.id for r in recs] == ["000000001.jpg#1", "000000002.jpg#1"]
+    r = recs[0]
+    assert r.image == str(tmp_path / "images" / "000000001.jpg")
+    np.testing.assert_allclose(r.keypoints[[0, 9, 15]], [[10, 20], [30, 40], [50, 60]])  # 1-based -> 0-based
+    np.testing.assert_array_equal(np.flatnonzero(r.visible), [0, 9, 15])  # annotated joints, occluded included
+    np.testing.assert_array_equal(r.meta["is_visible"][[0, 9, 15]], [1, 1, 0])  # empty flag -> 1, "0" -> 0
+    np.testing.assert_allclose(r.center, [100, 200 + 15 * 2.0])  # c_y += 15 s
+    assert r.scale == pytest.approx(200 * 2.0 * 1.25)
+    np.testing.assert_allclose(r.head_box, [9, 19, 29, 49])
+    # missing objpos/scale: crop derived from the keypoints (box 100..140 x 100..180, x1.25)
+    np.testing.assert_allclose(recs[1].center, [120, 140])
+    assert recs[1].scale == pytest.approx(80 * 1.25)
+    assert recs[1].head_box is None
+    assert len(read_mpii_mat(tmp_path / "mpii.mat", "i", split="test")) == 0
+    assert len(read_mpii_mat(tmp_path / "mpii.mat", "i", single_person_only=True)) == 1
+
+
+def test_mpii_mat_missing_field_names_record_and_field(tmp_path):
+    _write_mpii(tmp_path / "bad.mat", drop_name=True)
+    with pytest.raises(AnnotationError, match=r"annolist\(2\).*'image.name'"):
+        read_mpii_mat(tmp_path / "bad.mat", tmp_path)
+    (tmp_path / "junk.mat").write_bytes(b"not a mat file")
+    with pytest.raises(AnnotationError, match="junk.mat"):
+        read_mpii_mat(tmp_path / "junk.mat", tmp_path)
+
+
+def test_mpii_json(tmp_path):
+    rec = {"image": "a.jpg", "center": [101.0, 201.0], "scale": 2.0, "joints": [[11, 21]] + [[-1, -1]] * 15,
+           "joints_vis": [1] + [0] * 15}
+    (tmp_path / "train.json").write_text(json.dumps([rec]))
+    (r,) = read_mpii_json(tmp_path / "train.json", tmp_path)
+    np.testing.assert_allclose(r.keypoints[0], [10, 20])
+    assert r.visible.tolist() == [1] + [0] * 15
+    np.testing.assert_allclose(r.center, [100, 230])
+    bad = dict(rec)
+    del bad["center"]
+    (tmp_path / "bad.json").write_text(json.dumps([rec, bad]))
+    with pytest.raises(AnnotationError, match=r"record 1 \(image 'a.jpg'\): missing field 'center'"):
+        read_mpii_json(tmp_path / "bad.json", tmp_path)
+
+
+def test_lsp_occlusion_flag_inverted_and_lspet(tmp_path):
+    j = np.zeros((3, 14, 3))
+    j[0], j[1] = np.arange(1, 15)[:, None] * [1, 2, 3], 50.0
+    j[2, 4, 1] = 1  # joint 4 of image 2 occluded
+    scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": j})
+    recs = read_lsp(tmp_path / "joints.mat", tmp_path)
+    assert [r.id for r in recs] == ["im0001.jpg", "im0002.jpg", "im0003.jpg"]
+    assert recs[1].visible[4] == 0 and recs[1].visible.sum() == 13
+    np.testing.assert_allclose(recs[1].keypoints[0], [1, 49])  # (2 - 1, 50 - 1)
+    et = np.ones((14, 3, 2))
+    et[:, 2, 0] = 0  # LSPet: third column = visible
+    scipy.io.savemat(str(tmp_path / "et.mat"), {"joints": et})
+    recs = read_lsp(tmp_path / "et.mat", tmp_path)
+    assert recs[0].visible.sum() == 0 and recs[1].visible.sum() == 14 and recs[0].id == "im00001.jpg"
+    scipy.io.savemat(str(tmp_path / "odd.mat"), {"joints": np.zeros((5, 5, 2))})
+    with pytest.raises(AnnotationError, match=r"'joints' has shape \(5, 5, 2\)"):
+        read_lsp(tmp_path / "odd.mat", tmp_path)
+
+
+def _write_rhd(root, split="training"):
+    base = root / split
+    (base / "color").mkdir(parents=True)
+    (base / "mask").mkdir()
+    rng = np.random.default_rng(0)
+    anns = {}
+    for sid in (0, 7):
+        uv = np.concatenate([rng.uniform(40, 280, (42, 2)), np.ones((42, 1))], 1)
+        uv[21:, 2] = 0 if sid == 7 else 1  # sample 7: right hand not visible
+        anns[sid] = {"uv_vis": uv, "xyz": rng.normal(size=(42, 3)), "K": np.eye(3)}
+        cv2.imwrite(str(base / "color" / f"{sid:05d}.png"), rng.integers(0, 255, (320, 320, 3), dtype=np.uint8))
+        mask = np.zeros((320, 320), np.uint8)
+        mask[10:20, 10:20], mask[30:40, 30:40], mask[50:60, 50:60] = 1, 5, 20
+        cv2.imwrite(str(base / "mask" / f"{sid:05d}.png"), mask)
+    (base / f"anno_{split}.pickle").write_bytes(pickle.dumps(anns, protocol=2))
+    return anns
+
+
+def test_rhd_records_and_masks(tmp_path):
+    anns = _write_rhd(tmp_path)
+    both = read_rhd(tmp_path)
+    assert [r.id for r in both] == ["00000", "00007"] and both[0].num_keypoints == 42
+    np.testing.assert_allclose(both[0].keypoints, anns[0]["uv_vis"][:, :2])
+    per = read_rhd(tmp_path, hands="per_hand")
+    assert [r.id for r in per] == ["00000_left", "00000_right", "00007_left"]
+    assert per[1].num_keypoints == 21 and per[1].meta["hand"] == "right"
+    np.testing.assert_allclose(per[1].keypoints, anns[0]["uv_vis"][21:, :2])
+    seg = read_rhd_segmentation(tmp_path)
+    m = seg[0].label_map[read_mask(seg[0].mask)]
+    assert m[15, 15] == 0 and m[35, 35] == 1 and m[55, 55] == 2  # person -> bg, 5 -> left, 20 -> right
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_rhd_restricted_unpickler_rejects_code(tmp_path):
+    good = tmp_path / "good.pickle"
+    good.write_bytes(pickle.dumps({1: {"uv_vis": np.zeros((42, 3), np.float32)}}, protocol=2))
+    assert load_rhd_annotations(good)[1]["uv_vis"].dtype == np.float32
+    evil = tmp_path / "evil.pickle"
+    evil.write_bytes(pickle.dumps({1: {"uv_vis": _Evil()}}, protocol=2))
+    with pytest.raises(UnsafePickleError, match=r"evil.pickle.*'(posix|os|nt)\.system'"):
+        load_rhd_annotations(evil)
+    bad = tmp_path / "bad.pickle"
+    bad.write_bytes(pickle.dumps({3: {"xyz": np.zeros(3)}}, protocol=2))
+    with pytest.raises(AnnotationError, match=r"sample 3 has no field 'uv_vis'"):
+        load_rhd_annotations(bad)
+
+
+def test_voc_palette_masks_roundtrip(tmp_path):
+    root = tmp_path / "VOC2012"
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    (root / "JPEGImages").mkdir()
+    mask = np.zeros((12, 10), np.uint8)
+    mask[2:6, 3:7], mask[6, :] = 15, 255
+    write_palette_png(root / "SegmentationClass" / "2007_000032.png", mask)
+    raw = (root / "SegmentationClass" / "2007_000032.png").read_bytes()
+    assert raw[25] == 3  # IHDR colour type 3 = palette, as the VOC files
+    bgr = cv2.imread(str(root / "SegmentationClass" / "2007_000032.png"))  # OpenCV expands the palette
+    np.testing.assert_array_equal(bgr[3, 4, ::-1], voc_palette()[15])
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_000032\n")
+    (rec,) = read_voc(root, "train")
+    np.testing.assert_array_equal(read_mask(rec.mask), mask)
+    with pytest.raises(AnnotationError, match="Available splits: train"):
+        read_voc(root, "val")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000099\n")
+    with pytest.raises(AnnotationError, match=r"line 1: image id '2007_000099' has no mask file"):
+        read_voc(root, "val")
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match="not found: '.*missing.jpg'"):
+        read_image(tmp_path / "missing.jpg")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(ImageReadError, match="cannot decode image file '.*corrupt.jpg'"):
+        read_image(tmp_path / "corrupt.jpg")
+
+
+def test_synthetic_pose_keypoints_sit_on_their_colours():
+    recs = synthetic_pose(6, image_size=(96, 96), num_keypoints=16, seed=3)
+    again = synthetic_pose(6, image_size=(96, 96), num_keypoints=16, seed=3)
+    np.testing.assert_array_equal(recs[2].keypoints, again[2].keypoints)
+    colors = joint_colors(16).astype(int)
+    hits = total = 0
+    for r in recs:
+        img = r.image.load()
+        np.testing.assert_array_equal(img, again[recs.index(r)].image.load())  # deterministic render
+        for j in np.flatnonzero(r.visible):
+            x, y = np.round(r.keypoints[j]).astype(int)
+            total += 1
+            hits += np.abs(img[y, x].astype(int) - colors[j]).max() < 40 or \
+                np.abs(img[y, x].astype(int) - colors[j]).sum() < 90  # later discs may cover earlier ones
+        assert (r.visible == ((r.keypoints >= 0) & (r.keypoints <= 95)).all(1)).all()
+    assert hits / total > 0.85
+
+
+def test_synthetic_segmentation_masks_match_pixels():
+    (rec,) = synthetic_segmentation(1, image_size=(64, 64), num_classes=4, seed=1)
+    img, mask = rec.image.load(), rec.mask.load()
+    assert img.shape == (64, 64, 3) and mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 1, 2, 3}
+    assert (mask > 0).any()
+    edge = synthetic_segmentation(1, image_size=(64, 64), seed=1, ignore_border=1)[0].mask.load()
+    assert (edge == 255).any() and ((edge == 255) <= ((mask > 0) | (edge == 255))).all()
+
+
+def test_load_by_name():
+    recs, info = load("synthetic", "val", num_samples=3, num_keypoints=5, image_size=(32, 32))
+    assert len(recs) == 3 and info.task == "pose" and info.num_keypoints == 5 and recs[0].id.startswith("synth10000")
+    with pytest.raises(ValueError, match="Known datasets: synthetic"):
+        load("coco")
+    with pytest.raises(ValueError, match="needs the option 'annotations'"):
+        load("mpii")
