@@ -142,7 +142,8 @@ def decode_heatmaps(heatmaps, *, refine="quarter", sigma=2.0):
 
     Args:
         heatmaps: (B, h, w, K) or (h, w, K) array (numpy, or anything ``np.asarray`` accepts).
-        refine: ``"quarter"`` (move 0.25 px towards the higher neighbour on each axis, hg/HRNet),
+        refine: ``"quarter"`` (move 0.25 px towards the higher neighbour on each axis where both
+            neighbours exist, hg/HRNet; HRNet also skips column/row 1),
             ``"dark"`` (Taylor expansion of the log of the Gaussian-blurred map, `Dark Pose`_) or None
             (integer argmax). Defaults to ``"quarter"``.
         sigma: target sigma in heatmap px, only used by ``"dark"`` for its blur kernel
