@@ -102,18 +102,23 @@ def parse_prototxt(text, path="<prototxt>"):
     return net, layer_lines, layers_lines
 
 
+def _decode(raw, path):
+    """prototxt bytes -> str (a UTF-8 BOM is dropped)."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise CaffeFormatError(f"{path}:{line}: prototxt is not UTF-8 text (a caffemodel passed as prototxt?)") \
+            from None
+
+
 def _read_text(path):
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except (OSError, TypeError, ValueError) as e:
         raise CaffeFormatError(f"cannot read prototxt '{path}': {getattr(e, 'strerror', None) or e}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise CaffeFormatError(f"{path}:{line}: prototxt is not UTF-8 text (a caffemodel passed as prototxt?)") \
-            from None
+    return _decode(raw, path)
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -195,8 +200,8 @@ def _check_override(input_shape, names):
         values = [input_shape]
     for v in values:
         try:
-            ok = len(v) in (2, 4) and all(int(d) == d and int(d) > 0 for d in v)
-        except TypeError:
+            ok = not isinstance(v, (str, bytes)) and len(v) in (2, 4) and all(int(d) == d and int(d) > 0 for d in v)
+        except (TypeError, ValueError):
             ok = False
         if not ok:
             raise GraphError(f"input_shape must be (H, W) or (N, C, H, W) of positive ints (or a dict of them "
@@ -216,10 +221,10 @@ def _meets_rule(rule, state):
     return all(s in stages for s in rule.stage) and not any(s in stages for s in rule.not_stage)
 
 
-def _included(layer, state):
+def _included(layer, state, where):
     """Caffe's Net::FilterNet: include rules OR'ed; any met exclude rule drops the layer."""
     if len(layer.include) and len(layer.exclude):
-        raise CaffeFormatError(f"layer '{layer.name}' has both include and exclude rules; Caffe allows one kind")
+        raise CaffeFormatError(f"{where}: has both include and exclude rules; Caffe allows one kind")
     if len(layer.include):
         return any(_meets_rule(r, state) for r in layer.include)
     return not any(_meets_rule(r, state) for r in layer.exclude)
@@ -278,7 +283,14 @@ def load(prototxt, caffemodel=None, *, input_shape=None, phase="TEST", progress=
 
 
 def loads(prototxt_text, caffemodel_bytes=None, *, input_shape=None, phase="TEST"):
-    """:func:`load` from memory: prototxt text and optional caffemodel bytes (``Net.prototxt`` is None)."""
+    """:func:`load` from memory: prototxt text (str or bytes) and optional caffemodel bytes.
+
+    ``Net.prototxt`` and ``Net.caffemodel`` are None; messages name ``<prototxt>`` / ``<caffemodel>``.
+    """
+    if isinstance(prototxt_text, (bytes, bytearray, memoryview)):
+        prototxt_text = _decode(bytes(prototxt_text), "<prototxt>")
+    elif not isinstance(prototxt_text, str):
+        raise CaffeFormatError(f"prototxt text must be str or bytes, got {type(prototxt_text).__name__}")
     model = None
     if caffemodel_bytes is not None:
         model = _caffemodel.read_caffemodel(io.BytesIO(bytes(caffemodel_bytes)), "<caffemodel>",
@@ -316,7 +328,7 @@ def _build(text, path, model, model_path, input_shape, phase):
     data_tops = set()
     kept = []
     for p, line in zip(params, lines):
-        if not _included(p, state):
+        if not _included(p, state, where(p, line)):
             continue
         if p.type == "Input" or _is_data(p):
             shapes = _data_layer_shapes(p) or [None] * len(p.top)

@@ -82,12 +82,19 @@ def test_input_shape_override_openpose_placeholder(tmp_path):
         load(proto, input_shape=(368, 0))
 
 
+def test_legacy_4d_blobs_in_a_v2_file(tmp_path, rng):
+    blobs = random_blobs_for(SMALL, rng)  # BatchNorm (8,) -> (1,1,1,8), scale factor (1,1,1,1), IP (1,1,5,160)
+    net = load(*write_net(tmp_path, SMALL, blobs, legacy=True))
+    _blobs_equal(net, blobs)
+
+
 def test_loads_from_memory_matches_load(tmp_path, rng):
     blobs = random_blobs_for(SMALL, rng)
     net = loads(SMALL, caffemodel_bytes(SMALL, blobs))
     assert net.prototxt is None and net.caffemodel is None
     _blobs_equal(net, blobs)
     assert blob_shapes(net)["fc"] == [(5, 160), (5,)]
+    assert loads(("\ufeff" + SMALL).encode()).shapes == net.shapes  # bytes with a UTF-8 BOM
 
 
 # ----------------------------------------------------------------------------- V1 / V0 / legacy blobs
