@@ -125,6 +125,11 @@ def convert_input(layer, inputs, ctx):
     return [ctx.tensors[t] for t in layer.tops]
 
 
+def _init(layer):
+    """Zero initializers when blobs overwrite the weights: random ones cost a compile per shape on JAX."""
+    return dict(kernel_initializer="zeros") if layer.blobs else {}
+
+
 def _num_output(layer, p):
     n = opt(p, "num_output", None)
     if n is None and layer.blobs:
@@ -148,7 +153,7 @@ def convert_convolution(layer, inputs, ctx):
         x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=ctx.aux(layer.name, "pad"))(x)
     cls = L.GroupedConv2D if groups > 1 else keras.layers.Conv2D
     conv = cls(n, (kh, kw), strides=(sh, sw), padding="valid", dilation_rate=(dh, dw), groups=groups,
-               use_bias=bias, name=ctx.name(layer))
+               use_bias=bias, name=ctx.name(layer), **_init(layer))
     y = conv(x)
     if layer.blobs:
         ctx.assign(conv, [B.conv_kernel(layer.blobs[0])] + ([B.vector(layer.blobs[1])] if bias else []), layer)
@@ -162,7 +167,7 @@ def convert_deconvolution(layer, inputs, ctx):
     n = _num_output(layer, cp) or layer.blobs[0].shape[1] * groups
     keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     deconv = keras.layers.Conv2DTranspose(n, (keh, kew), strides=(sh, sw), padding="valid",
-                                          use_bias=bias, name=ctx.name(layer))
+                                          use_bias=bias, name=ctx.name(layer), **_init(layer))
     y = deconv(inputs[0])
     # Keras 'valid' gives s*i + max(k - s, 0); Caffe s*(i - 1) + k - 2p, aligned at the start.
     crop = ((ph, ph + max(sh - keh, 0)), (pw, pw + max(sw - kew, 0)))
@@ -202,7 +207,7 @@ def convert_inner_product(layer, inputs, ctx):
                 f"layer '{layer.name}' (InnerProduct{_at(layer)}): axis {axis} on a {rank}-D blob is not supported"
             )
         x = L.CaffeReshape((-1,), axis=axis, num_axes=-1, name=ctx.aux(layer.name, "flatten"))(x)
-    dense = keras.layers.Dense(n, use_bias=bias, name=ctx.name(layer))
+    dense = keras.layers.Dense(n, use_bias=bias, name=ctx.name(layer), **_init(layer))
     y = dense(x)
     if layer.blobs:
         k = B.dense_kernel(layer.blobs[0], transpose=transpose, chw=chw)

@@ -10,6 +10,7 @@ Caffe axes are numbered NCHW; :func:`keras_axis` maps them.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = [
@@ -64,7 +65,7 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         g = self.groups
-        kw = dict(strides=list(self.strides), padding=self.padding, dilation_rate=self.dilation_rate)
+        kw = dict(strides=tuple(self.strides), padding=self.padding, dilation_rate=tuple(self.dilation_rate))
         if g == 1:
             return ops.conv(inputs, kernel, **kw)
         kh, kwd, c_in_g, c_out = kernel.shape
@@ -286,37 +287,32 @@ class CaffeReshape(keras.layers.Layer):
         self.dims, self.axis, self.num_axes = tuple(int(d) for d in dims), int(axis), int(num_axes)
 
     def _target(self, shape):
+        """Caffe target shape; ``shape`` mixes ints (static) and scalar tensors (dynamic)."""
         rank = len(shape)
         a = self.axis + rank + 1 if self.axis < 0 else self.axis
         end = rank if self.num_axes == -1 else a + self.num_axes
         mid = [shape[a + i] if d == 0 else d for i, d in enumerate(self.dims)]
-        return list(shape[:a]) + mid + list(shape[end:])
+        replaced = shape[a:end]
+
+        def infer(d):
+            return isinstance(d, int) and d == -1
+
+        known = [d for d in mid if not infer(d)]
+        if any(infer(d) for d in mid) and all(isinstance(d, int) for d in replaced + known):
+            total = int(np.prod(replaced)) if replaced else 1
+            rest = int(np.prod(known)) if known else 1
+            mid = [total // rest if infer(d) else d for d in mid]
+        target = list(shape[:a]) + mid + list(shape[end:])
+        # A dynamic batch size becomes -1, so every other dimension stays static.
+        if target and not isinstance(target[0], int) and not any(infer(d) for d in target):
+            target[0] = -1
+        return target
 
     def call(self, x):
         xc = _to_caffe(x)
-        y = ops.reshape(xc, self._target(ops.shape(xc)))
-        return _from_caffe(y)
-
-    def compute_output_shape(self, input_shape):
-        s = list(input_shape)
-        if len(s) == 4:
-            s = [s[0], s[3], s[1], s[2]]
-        t = self._target(s)
-        if -1 in t:
-            known = [d for d in s if d is not None]
-            t_known = [d for d in t if d not in (-1, None)]
-            if len(known) == len(s) and None not in t:
-                total = 1
-                for d in s:
-                    total *= d
-                rest = 1
-                for d in t_known:
-                    rest *= d
-                t = [total // rest if d == -1 else d for d in t]
-            else:
-                t = [None if d == -1 else d for d in t]
-        t = [None if i == 0 and input_shape[0] is None else d for i, d in enumerate(t)]
-        return tuple(_broadcast_shape(t, len(t)))
+        dyn = ops.shape(xc)
+        shape = [d if isinstance(d, int) else dyn[i] for i, d in enumerate(xc.shape)]
+        return _from_caffe(ops.reshape(xc, self._target(shape)))
 
     def get_config(self):
         return {**super().get_config(), "dims": self.dims, "axis": self.axis, "num_axes": self.num_axes}
