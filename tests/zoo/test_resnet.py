@@ -30,6 +30,10 @@ def _of_type(model, cls):
     return [layer for layer in model.layers if type(layer) is cls]
 
 
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
 def _source(model, layer_name):
     """Name of the layer whose output feeds ``layer_name`` (single-input layers)."""
     return model.get_layer(layer_name).input._keras_history.operation.name
@@ -182,7 +186,7 @@ def test_runtime_sizes_follow_caffe_ceil_with_unknown_dims(rng):
     # 35x41: conv1 18x21; Caffe pool1 ceil -> 9x10 (floor would give 8x10); stages 5x5, 3x3, 2x2.
     model = resnet_v2.resnet50v2(input_shape=(None, None, 3), include_top=False)
     probe = keras.Model(model.input, [model.get_layer("pool1").output, model.output])
-    pool1, last = probe.predict(rng.normal(size=(1, 35, 41, 3)).astype("float32"), verbose=0)
+    pool1, last = map(_np, probe(rng.normal(size=(1, 35, 41, 3)).astype("float32"), training=False))
     assert pool1.shape == (1, 9, 10, 64)
     assert last.shape == (1, 2, 2, 2048)
     assert np.isfinite(last).all()
@@ -213,12 +217,12 @@ def test_too_small_input_names_the_minimum(builder, shape):
 def test_minimum_input_runs(rng):
     # Caffe stem: 3 px -> conv1 2 px -> ceil pool1 1 px; torchvision stem: 1 px -> 1 px -> 1 px.
     x = rng.normal(size=(1, 3, 3, 3)).astype("float32")
-    probs = resnet_v2.resnet50v2(input_shape=(3, 3, 3), classes=5).predict(x, verbose=0)
+    probs = _np(resnet_v2.resnet50v2(input_shape=(3, 3, 3), classes=5)(x, training=False))
     assert probs.shape == (1, 5) and np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
     tiny = resnet.resnet18(input_shape=(1, 1, 3), include_top=False)
     assert tiny.output.shape == (None, 1, 1, 512)
-    assert np.isfinite(tiny.predict(x[:, :1, :1], verbose=0)).all()
+    assert np.isfinite(_np(tiny(x[:, :1, :1], training=False))).all()
     with pytest.raises(InputShapeError):
         resnet.resnet18(input_shape=(0, 8, 3))
     with pytest.raises(InputShapeError, match="channels"):
@@ -282,11 +286,11 @@ def test_keras_round_trip_safe_mode(builder, kwargs, tmp_path, rng):
     model = builder(input_shape=(64, 64, 3), **kwargs)
     _randomize(model, rng)
     x = rng.normal(size=(2, 64, 64, 3)).astype("float32")
-    before = model.predict(x, verbose=0)
+    before = _np(model(x, training=False))
     model.save(tmp_path / "x.keras")
     keras.backend.clear_session()
     loaded = keras.models.load_model(tmp_path / "x.keras", safe_mode=True)
     assert _names(loaded) == _names(model)
-    after = loaded.predict(x, verbose=0)
+    after = _np(loaded(x, training=False))
     assert np.isfinite(before).all()
     np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
