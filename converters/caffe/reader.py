@@ -15,8 +15,6 @@ import io
 import math
 import os
 
-import numpy as np
-
 from converters.caffe import caffemodel as _caffemodel
 from converters.caffe.errors import CaffeFormatError, GraphError, WeightsMismatchError
 from converters.caffe.graph import Layer, Net
@@ -274,12 +272,15 @@ def load(prototxt, caffemodel=None, *, input_shape=None, phase="TEST", progress=
     """
     path = os.fspath(prototxt) if isinstance(prototxt, (str, os.PathLike)) else prototxt
     text = _read_text(path)
-    model = None
+    read_model = None
     if caffemodel is not None:
         model_path = os.fspath(caffemodel) if isinstance(caffemodel, (str, os.PathLike)) else caffemodel
-        model = _caffemodel.read_caffemodel_file(model_path, progress=progress)
         caffemodel = model_path
-    return _build(text, str(path), model, caffemodel, input_shape, phase)
+
+        def read_model():
+            return _caffemodel.read_caffemodel_file(model_path, progress=progress)
+
+    return _build(text, str(path), read_model, caffemodel, input_shape, phase)
 
 
 def loads(prototxt_text, caffemodel_bytes=None, *, input_shape=None, phase="TEST"):
@@ -291,11 +292,14 @@ def loads(prototxt_text, caffemodel_bytes=None, *, input_shape=None, phase="TEST
         prototxt_text = _decode(bytes(prototxt_text), "<prototxt>")
     elif not isinstance(prototxt_text, str):
         raise CaffeFormatError(f"prototxt text must be str or bytes, got {type(prototxt_text).__name__}")
-    model = None
+    read_model = None
     if caffemodel_bytes is not None:
-        model = _caffemodel.read_caffemodel(io.BytesIO(bytes(caffemodel_bytes)), "<caffemodel>",
-                                            len(caffemodel_bytes), progress=False)
-    net = _build(prototxt_text, "<prototxt>", model, "<caffemodel>", input_shape, phase)
+        raw = bytes(caffemodel_bytes)
+
+        def read_model():
+            return _caffemodel.read_caffemodel(io.BytesIO(raw), "<caffemodel>", len(raw), progress=False)
+
+    net = _build(prototxt_text, "<prototxt>", read_model, "<caffemodel>", input_shape, phase)
     net.prototxt = net.caffemodel = None
     return net
 
@@ -310,7 +314,8 @@ def blob_shapes(net):
     return out
 
 
-def _build(text, path, model, model_path, input_shape, phase):
+def _build(text, path, read_model, model_path, input_shape, phase):
+    """The Net of prototxt ``text``; ``read_model()`` (if given) reads the blobs once the graph checks out."""
     if str(phase).upper() not in _PHASES:
         raise GraphError(f"phase must be 'TEST' or 'TRAIN'. Received: phase={phase!r}")
     net_param, layer_lines, layers_lines = parse_prototxt(text, path)
@@ -386,16 +391,19 @@ def _build(text, path, model, model_path, input_shape, phase):
             current[t], caffe_names[tid], shapes[tid] = tid, t, tops_shapes[j]
             tops.append(tid)
         used_names[p.name] = used_names.get(p.name, -1) + 1
-        unique = p.name if used_names[p.name] == 0 else f"{p.name}_{used_names[p.name]}"
+        unique, k = p.name, used_names[p.name]
+        while unique in expected:  # OpenCV's convention for repeated names: conv, conv_1, conv_2
+            unique = f"{p.name}_{k}"
+            k += 1
         layers.append(Layer(name=unique, type=p.type, bottoms=bottoms, tops=tops, param=p, line=line))
         expected[unique] = (p.name, used_names[p.name], blob_shapes_, w)
 
-    if model is not None:
-        _attach_blobs(layers, expected, model, model_path, path, {p.name for p in params})
+    if read_model is not None:
+        _attach_blobs(layers, expected, read_model(), model_path, path, {p.name for p in params})
     consumed_ids = {b for l in layers for b in l.bottoms}
     outputs = [t for l in layers for t in l.tops if t not in consumed_ids]
     net = Net(name=net_param.name, inputs=net_inputs, layers=layers, shapes=shapes, outputs=outputs,
-              caffe_names=caffe_names, prototxt=path, caffemodel=model_path if model is not None else None)
+              caffe_names=caffe_names, prototxt=path, caffemodel=model_path if read_model is not None else None)
     return net
 
 

@@ -206,7 +206,9 @@ _MESSAGES = {
     "SPPParameter": ([
         ("uint32", "pyramid_height", 1), ("PoolMethod", "pool", 2, "MAX"), ("Engine", "engine", 6, "DEFAULT"),
     ], {"PoolMethod": _POOL_METHOD, "Engine": _ENGINE}),
-    "SliceParameter": ([("int32", "axis", 3, 1), ("repeated uint32", "slice_point", 2), ("uint32", "slice_dim", 1, 1)], {}),
+    "SliceParameter": ([
+        ("int32", "axis", 3, 1), ("repeated uint32", "slice_point", 2), ("uint32", "slice_dim", 1, 1),
+    ], {}),
     "SwishParameter": ([("float", "beta", 1, 1.0)], {}),
     "TanHParameter": ([("Engine", "engine", 1, "DEFAULT")], {"Engine": _ENGINE}),
     "ThresholdParameter": ([("float", "threshold", 1, 0.0)], {}),
