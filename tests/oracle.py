@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 
-def opencv_forward(prototxt_text, inputs, caffemodel=None, outputs=None):
+def opencv_forward(prototxt_text, inputs, caffemodel=None, outputs=None, blobs=None):
     """Run a Caffe net through OpenCV's dnn importer (the independent oracle).
 
     ``inputs`` maps input names to NHWC arrays; returns NHWC (or 2-D) float32 arrays per output.
+    ``blobs`` (optional) maps layer names to lists of Caffe-layout arrays set on the layers
+    instead of a caffemodel (e.g. conv weights (O, I, kh, kw) and bias (1, O)).
     """
     cv2 = pytest.importorskip("cv2")
     if not hasattr(cv2.dnn, "readNetFromCaffe"):
@@ -20,6 +22,8 @@ def opencv_forward(prototxt_text, inputs, caffemodel=None, outputs=None):
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     net.enableFusion(False)
     net.enableWinograd(False)
+    for name, arrays in (blobs or {}).items():
+        net.getLayer(net.getLayerId(name)).blobs = [np.ascontiguousarray(a, np.float32) for a in arrays]
     for name, x in inputs.items():
         x = np.asarray(x, np.float32)
         net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
