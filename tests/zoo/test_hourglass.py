@@ -39,7 +39,9 @@ def _forward(model, x):
 @pytest.fixture(scope="module")
 def small():
     keras.backend.clear_session()
-    return hourglass(**SMALL)
+    model = hourglass(**SMALL)
+    _randomize_batchnorm(model, np.random.default_rng(1))
+    return model
 
 
 # Counts from the Lua structure (hg.lua + Residual.lua), zoo-conventions.md §2.3.
@@ -84,6 +86,70 @@ def test_head_layers_are_exactly_the_keypoint_dependent_ones(small):
     assert depends == head == {"stack1_heatmaps", "stack2_heatmaps", "stack1_inter_heatmaps"}
 
 
+# --- an independent float64 NumPy forward pass written from hg.lua / Residual.lua -------------------------------
+
+def _np_conv(model, name, x, stride=1, pad=0):
+    w, b = (np.asarray(v, np.float64) for v in model.get_layer(name).get_weights())  # (kh, kw, in, out)
+    kh, kw = w.shape[:2]
+    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    h, wd = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    out = np.broadcast_to(b, (x.shape[0], h, wd, w.shape[3])).copy()
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, i:i + stride * h:stride, j:j + stride * wd:stride] @ w[i, j]
+    return out
+
+
+def _np_bn_relu(model, name, x, relu=True):
+    gamma, beta, mean, var = (np.asarray(v, np.float64) for v in model.get_layer(name).get_weights())
+    y = (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
+    return np.maximum(y, 0) if relu else y
+
+
+def _np_residual(m, name, x, n_out):
+    y = _np_conv(m, f"{name}_conv1", _np_bn_relu(m, f"{name}_bn1", x))
+    y = _np_conv(m, f"{name}_conv2", _np_bn_relu(m, f"{name}_bn2", y), pad=1)
+    y = _np_conv(m, f"{name}_conv3", _np_bn_relu(m, f"{name}_bn3", y))
+    skip = x if x.shape[-1] == n_out else _np_conv(m, f"{name}_skip", x)
+    return skip + y
+
+
+def _np_hourglass(m, n, f, x, s):
+    up1 = _np_residual(m, f"{s}_hg{n}_up1_res1", x, f)
+    b, h, w, c = x.shape
+    low1 = x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))  # SpatialMaxPooling(2, 2, 2, 2)
+    low1 = _np_residual(m, f"{s}_hg{n}_low1_res1", low1, f)
+    low2 = _np_hourglass(m, n - 1, f, low1, s) if n > 1 else _np_residual(m, f"{s}_hg{n}_low2_res1", low1, f)
+    low3 = _np_residual(m, f"{s}_hg{n}_low3_res1", low2, f)
+    return up1 + low3.repeat(2, axis=1).repeat(2, axis=2)  # SpatialUpSamplingNearest(2)
+
+
+def _np_model(m, x, stacks, f):
+    cnv1 = _np_bn_relu(m, "stem_bn", _np_conv(m, "stem_conv", x, stride=2, pad=3))
+    r1 = _np_residual(m, "stem_res1", cnv1, 128)
+    b, h, w, c = r1.shape
+    pool = r1.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    inter = _np_residual(m, "stem_res3", _np_residual(m, "stem_res2", pool, 128), f)
+    out = []
+    for i in range(1, stacks + 1):
+        s = f"stack{i}"
+        ll = _np_residual(m, f"{s}_res1", _np_hourglass(m, 4, f, inter, s), f)
+        ll = _np_bn_relu(m, f"{s}_lin_bn", _np_conv(m, f"{s}_lin_conv", ll))
+        out.append(_np_conv(m, f"{s}_heatmaps", ll))
+        if i < stacks:
+            inter = inter + _np_conv(m, f"{s}_inter_ll", ll) + _np_conv(m, f"{s}_inter_heatmaps", out[-1])
+    return out
+
+
+def test_matches_numpy_reference_of_the_lua_model(small, rng):
+    x = rng.uniform(0, 1, size=(1, 64, 64, 3))
+    ours = _forward(small, x.astype(np.float32))
+    ref = _np_model(small, x, SMALL["stacks"], SMALL["features"])
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape == (1, 16, 16, 5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
 def test_odd_input_size():
     keras.backend.clear_session()
     model = hourglass(stacks=1, features=16, num_keypoints=3, input_shape=(128, 192, 3))
@@ -95,7 +161,6 @@ def test_odd_input_size():
 
 
 def test_save_load_round_trip(small, tmp_path, rng):
-    _randomize_batchnorm(small, rng)
     x = rng.uniform(0, 1, size=(2, 64, 64, 3)).astype(np.float32)
     before = _forward(small, x)
     path = tmp_path / "hg.keras"
