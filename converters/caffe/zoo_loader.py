@@ -1,0 +1,59 @@
+"""``zoo.get(name, weights="file.caffemodel")``: port a Caffe release into a zoo builder.
+
+Importing this module registers :func:`load_caffe_weights` for the ``.caffemodel`` suffix (``zoo.api``
+imports it lazily the first time such a file is asked for).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from converters.caffe.port import FAMILY_MAPPINGS, port
+from converters.caffe.reader import load
+from zoo.api import register_weights_loader
+from zoo.errors import WeightsFileError
+
+__all__ = ["find_prototxt", "load_caffe_weights"]
+
+
+def find_prototxt(caffemodel) -> Path:
+    """The deploy prototxt of ``caffemodel``: ``<stem>.prototxt`` beside it, else ``deploy.prototxt``.
+
+    Raises:
+        WeightsFileError: neither exists (the message lists both paths).
+    """
+    caffemodel = Path(caffemodel)
+    candidates = [caffemodel.with_suffix(".prototxt"), caffemodel.parent / "deploy.prototxt"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise WeightsFileError(
+        f"No deploy prototxt found for '{caffemodel}': looked for {' and '.join(repr(str(c)) for c in candidates)}. "
+        f"Put the net's deploy prototxt at one of these paths (Caffe weights hold no architecture)."
+    )
+
+
+def load_caffe_weights(spec, path, kwargs):
+    """Loader for :func:`zoo.api.register_weights_loader`: build ``spec.builder(**kwargs)``, port ``path``.
+
+    Args:
+        spec: the :class:`zoo.registry.ModelSpec` asked for.
+        path: the ``.caffemodel`` file.
+        kwargs: the user's builder arguments (``input_shape``, ``classes``, ...).
+    Returns:
+        ``(model, None)``: the ported model; no weights record (the file carries no metadata).
+    Raises:
+        WeightsFileError: no deploy prototxt next to the file, or the file is missing.
+        CaffeFormatError, WeightsMismatchError: unreadable files, or a net that does not fit the
+            builder's layers (the message lists the differences on both sides).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsFileError(f"{spec.name}: weights file not found: '{path}'.")
+    net = load(find_prototxt(path), path)
+    model = spec.builder(**kwargs)
+    port(net, model, mapping=FAMILY_MAPPINGS.get(spec.family))
+    return model, None
+
+
+register_weights_loader(".caffemodel", load_caffe_weights)

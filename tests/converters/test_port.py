@@ -1,0 +1,199 @@
+"""port(): Caffe blobs into the zoo builders by layer name, strictly; zoo.get(..., weights=".caffemodel").
+
+The Caffe nets (tests/converters/nets.py) have the real releases' layer names and widths; ported zoo
+models must give the outputs of ``to_keras`` on the same net (itself checked against OpenCV in
+test_exactness.py).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from converters import caffe
+from converters.caffe import blobs as B
+from converters.caffe.reader import blob_shapes, loads
+from tests.caffe_files import random_blobs_for, write_net
+from tests.converters import nets
+
+# Every test runs under JAX too, except the FCN one: numpy-only port logic on 134 M parameters, too slow
+# to run twice in CI.
+agnostic = pytest.mark.backend_agnostic
+
+
+@pytest.fixture(autouse=True)
+def fast_init(monkeypatch):
+    """Zero initial weights in the zoo builders: port overwrites every one (or raises), and random
+    initializers cost one XLA compile per weight shape on JAX."""
+    from keras.src.initializers.random_initializers import RandomInitializer
+
+    def zeros(self, shape, dtype=None):
+        return np.zeros(shape, dtype or "float32")
+
+    todo = [RandomInitializer]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if "__call__" in vars(cls):
+            monkeypatch.setattr(cls, "__call__", zeros)
+    yield
+    keras.backend.clear_session()
+
+
+def _net(proto, rng):
+    """Net with random blobs, in memory (the file path is covered by the zoo_loader test)."""
+    blobs = random_blobs_for(proto, rng)
+    net = loads(proto)
+    for layer in net.layers:
+        layer.blobs = blobs.get(layer.name, [])
+    return net, blobs
+
+
+def _np(y):
+    return [keras.ops.convert_to_numpy(t) for t in y] if isinstance(y, (list, tuple)) else keras.ops.convert_to_numpy(y)
+
+
+def _assert_same(zoo_out, ref):
+    np.testing.assert_allclose(zoo_out, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name,proto_fn,folds", [
+    ("resnet50", nets.resnet50, 53),
+    ("resnet50v2", nets.resnet_v2, 49),
+])
+@agnostic
+def test_port_resnets_match_to_keras(rng, name, proto_fn, folds):
+    net, _ = _net(proto_fn(35, 37, classes=5), rng)
+    model = zoo.get(name, input_shape=(35, 37, 3), classes=5)
+    report = caffe.port(net, model)
+    assert report.folded_bn_scale == folds
+    assert sorted(report.filled) == sorted(l.name for l in model.layers if l.weights)
+    x = rng.normal(size=(1, 35, 37, 3)).astype(np.float32)
+    _assert_same(_np(model(x)), _np(caffe.to_keras(net, progress=False)(x)))
+
+
+@agnostic
+def test_port_cpm_two_inputs(rng):
+    # Caffe takes one 4-channel blob and slices it; the zoo model takes image + center_map.
+    net, _ = _net(nets.cpm(41, 33, stages=2, parts=3), rng)
+    model = zoo.get("cpm", input_shape=(41, 33, 3), stages=2, num_keypoints=3)
+    caffe.port(net, model)
+    x = rng.normal(size=(1, 41, 33, 4)).astype(np.float32)
+    ours = _np(model([x[..., :3], x[..., 3:]]))
+    _assert_same(ours[-1], _np(caffe.to_keras(net, progress=False)(x)))
+
+
+@agnostic
+def test_port_pspnet50_bn(rng):
+    net, _ = _net(nets.pspnet50(39, 41, 6, classes=3), rng)
+    model = zoo.get("pspnet50", input_shape=(39, 41, 3), classes=3)
+    report = caffe.port(net, model)
+    assert "conv1_1_3x3_s2/bn" in report.caffe_layers and "conv1_1_3x3_s2_bn" in report.filled
+    x = rng.normal(size=(1, 39, 41, 3)).astype(np.float32)
+    _assert_same(_np(model(x)), _np(caffe.to_keras(net, progress=False)(x)))
+
+
+def test_port_fcn8s_atonce_weights(rng):
+    # 134 M parameters: compare the ported weights (no forward pass; to_keras' FCN is checked vs OpenCV).
+    net = loads(nets.fcn8s(64, 64, classes=3, atonce=True))
+    blobs = {name: [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+             for name, shapes in blob_shapes(net).items()}
+    for layer in net.layers:
+        layer.blobs = blobs.get(layer.name, [])
+    model = zoo.get("fcn8s_atonce", input_shape=(64, 64, 3), classes=3)
+    report = caffe.port(net, model)
+    assert len(report.filled) == len([l for l in model.layers if l.weights]) == 23
+    got = {l.name: [keras.ops.convert_to_numpy(w) for w in l.weights] for l in model.layers if l.weights}
+    np.testing.assert_array_equal(got["fc6"][0], blobs["fc6"][0].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(got["upscore8"][0], blobs["upscore8"][0].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(got["scale_pool4"][0], blobs["scale_pool4"][0])
+    np.testing.assert_array_equal(got["score_pool3"][1], blobs["score_pool3"][1])
+
+
+# --- strictness and mappings ----------------------------------------------------------------------
+
+SMALL = """
+name: "small"
+input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 5 } }
+"""
+
+
+def _small_model(conv="conv1", bn="bn1", extra=False):
+    x = inp = keras.Input((8, 8, 3), name="data")
+    x = keras.layers.Conv2D(4, 3, name=conv)(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, name=bn)(x)
+    x = keras.layers.Dense(5, name="fc")(keras.layers.Flatten()(x))
+    if extra:
+        x = keras.layers.Dense(2, name="head")(x)
+    return keras.Model(inp, x)
+
+
+@agnostic
+def test_port_spatial_fc_and_bn_fold(rng):
+    net, blobs = _net(SMALL, rng)
+    model = _small_model()
+    report = caffe.port(net, model)
+    assert report.folded_bn_scale == 1 and sorted(report.caffe_layers) == ["bn1", "conv1", "fc", "scale1"]
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    _assert_same(_np(model(x)), _np(caffe.to_keras(net, progress=False)(x)))
+    gamma, beta, mean, var = (keras.ops.convert_to_numpy(w) for w in model.get_layer("bn1").weights)
+    np.testing.assert_allclose(mean, blobs["bn1"][0] / blobs["bn1"][2][0], rtol=1e-6)
+    np.testing.assert_array_equal(gamma, blobs["scale1"][0])
+
+
+@agnostic
+def test_port_reports_both_sides_and_changes_nothing(rng):
+    net, _ = _net(SMALL, rng)
+    model = _small_model(bn="bn_renamed", extra=True)
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    with pytest.raises(caffe.WeightsMismatchError) as e:
+        caffe.port(net, model)
+    msg = str(e.value)
+    assert "'bn1' (BatchNorm + Scale 'scale1') -> no zoo layer 'bn1'" in msg
+    assert "'bn_renamed'" in msg and "'head'" in msg and "zoo layers with weights the Caffe net does not fill" in msg
+    for a, w in zip(before, model.weights):
+        np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(w))
+
+
+@agnostic
+def test_port_shape_mismatch_names_layer(rng):
+    net, _ = _net(SMALL.replace("num_output: 4", "num_output: 6"), rng)
+    with pytest.raises(caffe.WeightsMismatchError, match=r"'conv1' \(Convolution\) -> zoo layer 'conv1': Caffe gives"):
+        caffe.port(net, _small_model())
+
+
+@agnostic
+def test_port_mapping_renames_and_drops(rng):
+    net, _ = _net(SMALL, rng)
+    model = _small_model(conv="features_conv", bn="features_bn")
+    report = caffe.port(net, model, mapping={"conv1": "features_conv", "bn1": "features_bn"})
+    assert sorted(report.filled) == ["fc", "features_bn", "features_conv"]
+    with pytest.raises(caffe.WeightsMismatchError, match="'fc'"):  # dropped on purpose -> zoo 'fc' unfilled
+        caffe.port(net, model, mapping={"conv1": "features_conv", "bn1": "features_bn", "fc": None})
+    assert set(caffe.port.__globals__["FAMILY_MAPPINGS"]) >= {"resnet", "resnet_v2", "fcn", "cpm", "pspnet"}
+
+
+# --- zoo.get(name, weights="x.caffemodel") ------------------------------------------------------------
+
+
+@agnostic
+def test_zoo_get_caffemodel(tmp_path, rng):
+    proto = nets.cpm(41, 33, stages=2, parts=3)
+    blobs = random_blobs_for(proto, rng)
+    _, model_path = write_net(tmp_path, proto, blobs, name="pose_iter_1")
+    model = zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
+    w = model.get_layer("Mconv5_stage2").weights[0]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), B.conv_kernel(blobs["Mconv5_stage2"][0]))
+    # deploy.prototxt in the same folder is the fallback
+    (tmp_path / "pose_iter_1.prototxt").rename(tmp_path / "deploy.prototxt")
+    zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
+    (tmp_path / "deploy.prototxt").unlink()
+    with pytest.raises(zoo.WeightsFileError, match=r"pose_iter_1\.prototxt.*deploy\.prototxt"):
+        zoo.get("cpm", weights=model_path, stages=2, num_keypoints=3)
+    with pytest.raises(caffe.WeightsMismatchError, match="Mconv5_stage2"):  # 3 keypoints in the file
+        write_net(tmp_path, proto, name="pose_iter_1")
+        zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=5)
