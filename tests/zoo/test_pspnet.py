@@ -12,11 +12,11 @@ import pytest
 import zoo
 from tests.oracle import opencv_forward
 from zoo.errors import InputShapeError
+from zoo.layers import InterpAlignCorners
 from zoo.models.pspnet import (
     bottleneck_block, pspnet50, pspnet101, pspnet_feature_size, pspnet_output_size,
     pyramid_pool_geometry, pyramid_pooling_module,
 )
-from zoo.layers import InterpAlignCorners
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -94,7 +94,8 @@ def _bn(top, relu=True):
     text = (
         f'layer {{ name: "{top}/bn" type: "BatchNorm" bottom: "{top}" top: "{top}" '
         f'batch_norm_param {{ use_global_stats: true eps: 1e-5 }} }}\n'
-        f'layer {{ name: "{top}/scale" type: "Scale" bottom: "{top}" top: "{top}" scale_param {{ bias_term: true }} }}\n'
+        f'layer {{ name: "{top}/scale" type: "Scale" bottom: "{top}" top: "{top}" '
+        f'scale_param {{ bias_term: true }} }}\n'
     )
     return text + (f'layer {{ name: "{top}/relu" type: "ReLU" bottom: "{top}" top: "{top}" }}\n' if relu else "")
 
@@ -144,7 +145,8 @@ def small():
 # --- parameter counts and geometry -------------------------------------------------------------------------
 
 def _count(model, aux):
-    return sum(int(np.prod(w.shape)) for l in model.layers if l.name.startswith("aux_") == aux for w in l.trainable_weights)
+    layers = [l for l in model.layers if l.name.startswith("aux_") == aux]
+    return sum(int(np.prod(w.shape)) for l in layers for w in l.trainable_weights)
 
 
 # Exact arithmetic (torch counting = Keras trainable), zoo-conventions.md §2.6. Each build checks two counts:
@@ -268,7 +270,8 @@ def test_dilated_blocks_pyramid_and_head_match_opencv(rng):
               'bottom: "conv5_3_pool3_interp" bottom: "conv5_3_pool2_interp" bottom: "conv5_3_pool1_interp" '
               'top: "conv5_3_concat" }\n')
     proto += _conv("conv6", "conv5_3_concat", 3, 1, bias=True)
-    proto += 'layer { name: "conv6_interp" type: "Interp" bottom: "conv6" top: "conv6_interp" interp_param { zoom_factor: 8 } }\n'
+    proto += ('layer { name: "conv6_interp" type: "Interp" bottom: "conv6" top: "conv6_interp" '
+              'interp_param { zoom_factor: 8 } }\n')
     x = rng.normal(size=(1, 13, 11, 8)).astype(np.float32)
     ref = opencv_forward(proto, {"data": x}, caffemodel=_caffemodel(model), outputs=["conv6_interp"])["conv6_interp"]
     assert ref.shape == (1, 97, 81, 3)

@@ -168,7 +168,9 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
     _check_positive_int(modules, "modules")
     _check_positive_int(features, "features", minimum=2)
     if features % 2:
-        raise ValueError(f"hourglass: `features` must be even (bottleneck of features / 2). Received: features={features}")
+        raise ValueError(
+            f"hourglass: `features` must be even (bottleneck of features / 2). Received: features={features}"
+        )
     shape = _check_input(input_shape)
 
     inputs = keras.Input(shape=shape, name="image")

@@ -31,8 +31,9 @@ import keras
 from keras import layers
 
 from zoo.errors import InputShapeError
-from zoo.layers import CaffePooling2D, InterpAlignCorners, caffe_pool_output_size, check_input_shape, \
-    interp_output_size
+from zoo.layers import (
+    CaffePooling2D, InterpAlignCorners, caffe_pool_output_size, check_input_shape, interp_output_size,
+)
 from zoo.registry import register
 
 __all__ = [
@@ -92,7 +93,9 @@ def _bn(x, name):
 
 def _conv_bn(x, filters, kernel, *, name, stride=1, dilation=1, relu=True):
     """Caffe Convolution (no bias, pad = dilation * (kernel // 2)) + BN [+ ReLU], named ``name``."""
-    if stride > 1 and kernel > 1:
+    if kernel == 1:
+        padding = "valid"  # pad 0; a strided 1x1 samples rows/cols 0, s, 2s, ... as in Caffe
+    elif stride > 1:
         # Caffe pads symmetrically; Keras "same" with stride 2 pads bottom/right only.
         x = layers.ZeroPadding2D(dilation * (kernel // 2), name=f"{name}_pad")(x)
         padding = "valid"
