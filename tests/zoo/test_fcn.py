@@ -189,17 +189,13 @@ def _opencv_blobs(model):
 
 def _randomise_small_layers(model, rng):
     """Random values for the score, deconv and scale layers (normally bilinear / constant), and
-    random biases everywhere, so that every blob mapping is exercised; big kernels keep their init."""
+    random biases everywhere, so that every blob mapping is exercised; big kernels keep their init
+    (touching only small variables keeps this cheap)."""
     for layer in model.layers:
-        if not layer.weights:
-            continue
-        new = []
         for w in layer.weights:
-            value = keras.ops.convert_to_numpy(w)
-            if value.ndim == 1 or value.shape[-1] == 21 or value.shape[-2] == 21:
-                value = rng.normal(0.0, 0.1 if value.ndim == 1 else 0.5, size=value.shape).astype(np.float32)
-            new.append(value)
-        layer.set_weights(new)
+            if len(w.shape) == 1 or 21 in w.shape[-2:]:
+                scale = 0.1 if len(w.shape) == 1 else 0.5
+                w.assign(rng.normal(0.0, scale, size=w.shape).astype(np.float32))
 
 
 # Small odd sizes (the padded net is >= 201 x 201 anyway, so larger inputs only cost CPU time);
