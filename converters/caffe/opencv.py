@@ -16,7 +16,7 @@ import numpy as np
 
 from converters.caffe.graph import Net
 
-__all__ = ["caffemodel_bytes", "opencv_files", "opencv_forward", "available"]
+__all__ = ["caffemodel_bytes", "opencv_files", "opencv_output_layers", "opencv_forward", "available"]
 
 
 def _varint(n: int) -> bytes:
@@ -93,6 +93,21 @@ def opencv_files(net: Net, input_shapes: dict[str, tuple] | None = None) -> tupl
         if layer.blobs:
             model.append((param.name or layer.name, layer.type, layer.blobs))
     return "\n".join(lines) + "\n", caffemodel_bytes(model, net.name or "")
+
+
+def opencv_output_layers(net: Net) -> dict[str, str]:
+    """Caffe output top name -> the OpenCV layer whose output it is in :func:`opencv_files`' net.
+
+    OpenCV names outputs after layers: the last layer writing the blob (``<name>_scale`` for a
+    rewritten ``BN``).
+    """
+    producers = net.producers()
+    out = {}
+    for blob in net.outputs:
+        layer = producers[blob]
+        name = layer.param.name if getattr(layer.param, "name", "") else layer.name
+        out[net.caffe_names.get(blob, blob)] = name + "_scale" if layer.type == "BN" else name
+    return out
 
 
 def available() -> bool:

@@ -1,0 +1,153 @@
+"""Command line of the converters.
+
+    python -m converters caffe DEPLOY.prototxt WEIGHTS.caffemodel -o OUT.keras [--input-shape H W] [--verify]
+
+Reads the Caffe net (progress bar for big files), builds the exact Keras model, prints a summary
+(layers, parameters, BatchNorm + Scale pairs folded) and saves a ``.keras`` file (written to a
+temporary name, then renamed: a failed run leaves no output). ``--verify`` runs one random input
+through the Keras model and through OpenCV's Caffe engine and prints the largest relative
+difference per output (``max|keras - opencv| / max|opencv|``).
+
+Exit status: 0 success; 1 ``--verify`` found a difference above ``--tolerance`` (no file written);
+2 bad input (the message names the file, layer or argument; no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+class _VerifyFailed(Exception):
+    """Keras and OpenCV outputs differ by more than the tolerance."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m converters", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="format", required=True)
+    c = sub.add_parser("caffe", help="convert a Caffe deploy prototxt + caffemodel to a .keras file")
+    c.add_argument("prototxt", help="deploy prototxt (graph and hyper-parameters)")
+    c.add_argument("caffemodel", help="binary weights (.caffemodel)")
+    c.add_argument("-o", "--output", required=True, help="output .keras file")
+    c.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
+                   help="input height and width (default: the sizes declared in the prototxt)")
+    c.add_argument("--verify", action="store_true", help="compare with OpenCV's Caffe engine on a random input")
+    c.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest relative difference --verify accepts (default 1e-4)")
+    c.add_argument("--name", help="Keras model name (default: the Caffe net's name)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _say(msg=""):
+    print(msg, flush=True)
+
+
+def _verify(net, model, input_shape, tolerance):
+    """Print the relative difference per output; raise :class:`_VerifyFailed` above ``tolerance``."""
+    import keras
+    import numpy as np
+
+    from converters.caffe import opencv
+
+    if not opencv.available():
+        _say("Verify: skipped, no OpenCV with the Caffe importer (pip install 'opencv-python-headless<5').")
+        return
+    rng = np.random.default_rng(0)
+    feed, shapes = {}, {}
+    for t in model.inputs:
+        name = t.name if hasattr(t, "name") else None
+        shape = tuple(t.shape[1:])
+        x = rng.normal(size=(1,) + shape).astype(np.float32)
+        feed[name] = x
+        shapes[name] = (1, shape[-1]) + shape[:-1] if len(shape) == 3 else (1,) + shape
+    caffe_inputs = [net.caffe_names.get(b, b) for b in net.inputs]
+    keras_to_caffe = dict(zip([t.name for t in model.inputs], caffe_inputs))
+    cv_feed = {keras_to_caffe[k]: v for k, v in feed.items()}
+    cv_shapes = {keras_to_caffe[k]: v for k, v in shapes.items()}
+    proto, weights = opencv.opencv_files(net, cv_shapes)
+    out_layers = opencv.opencv_output_layers(net)
+    ref = opencv.opencv_forward(proto, weights, cv_feed, list(out_layers.values()))
+    ours = model.predict(feed if len(feed) > 1 else next(iter(feed.values())), verbose=0)
+    ours = ours if isinstance(ours, (list, tuple)) else [ours]
+    worst = 0.0
+    for (top, layer), y in zip(out_layers.items(), ours):
+        y, r = keras.ops.convert_to_numpy(y), ref[layer]
+        if y.shape != r.shape:
+            raise _VerifyFailed(f"output '{top}': Keras shape {y.shape} but OpenCV {r.shape}")
+        rel = float(np.abs(y - r).max() / max(float(np.abs(r).max()), 1e-30))
+        worst = max(worst, rel)
+        _say(f"Verify: {top}: max relative difference {rel:.2e} (OpenCV, random input {input_shape or 'as declared'})")
+    if worst > tolerance:
+        raise _VerifyFailed(f"largest relative difference {worst:.2e} exceeds --tolerance {tolerance:g}")
+
+
+def _convert_caffe(args) -> int:
+    from converters.caffe import load
+    from converters.caffe.keras import convert
+
+    out = Path(args.output)
+    if out.suffix != ".keras":
+        raise ValueError(f"--output must end in .keras (Keras' saving format). Received: '{out}'")
+    if out.is_dir():
+        raise ValueError(f"--output '{out}' is a directory; give a file name ending in .keras")
+    progress = None if not args.no_progress else False
+    net = load(args.prototxt, args.caffemodel, input_shape=tuple(args.input_shape) if args.input_shape else None,
+               progress=progress)
+    inputs = ", ".join(f"{net.caffe_names.get(b, b)} {tuple(s)}" for b, s in net.inputs.items())
+    _say(f"Read Caffe net '{net.name}': {len(net.layers)} layers; input {inputs} (NCHW)")
+    conv = convert(net, tuple(args.input_shape) if args.input_shape else None, name=args.name,
+                   progress=None if not args.no_progress else False)
+    model = conv.model
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    _say(f"Keras model '{model.name}': {len(model.layers)} layers, {conv.parameters:,} parameters "
+         f"({trainable:,} trainable)")
+    _say(f"Folded {conv.folded_bn_scale} BatchNorm + Scale pairs into BatchNormalization layers")
+    _say("Outputs: " + ", ".join(f"{top} -> {name} {tuple(t.shape)}"
+                                 for (top, name), t in zip(conv.outputs.items(), model.outputs)))
+    if args.verify:
+        _verify(net, model, args.input_shape, args.tolerance)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _say(f"Saved {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m converters`` and the ``kerazoo-convert`` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    from converters.caffe.errors import CaffeError
+    from zoo.errors import ZooError
+
+    try:
+        return _convert_caffe(args)
+    except _VerifyFailed as e:
+        print(f"error: verification failed: {e}; no output written (rerun without --verify to keep the model)",
+              file=sys.stderr)
+        return 1
+    except (CaffeError, ZooError, OSError, ValueError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no output written", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug rather than bad input: still one line, --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 2

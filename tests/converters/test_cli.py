@@ -1,0 +1,95 @@
+"""python -m converters caffe: summary, .keras output, --verify against OpenCV, clean errors."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from converters import caffe
+from converters.cli import main
+from tests.caffe_files import random_blobs_for, write_net
+from tests.converters import nets
+
+NET = """
+name: "tiny"
+input: "data" input_shape { dim: 1 dim: 3 dim: 11 dim: 9 }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 pad: 1 stride: 2 } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "scale" type: "Scale" bottom: "conv" top: "conv" scale_param { bias_term: true } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "pool" top: "fc" inner_product_param { num_output: 5 } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    return write_net(tmp_path, NET, random_blobs_for(NET, rng))
+
+
+@pytest.mark.backend_agnostic
+def test_convert_summary_output_and_verify(tmp_path, files, capsys, rng):
+    out = tmp_path / "sub" / "tiny.keras"
+    assert main(["caffe", *files, "-o", str(out), "--verify", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Read Caffe net 'tiny': 7 layers" in text
+    assert "Folded 1 BatchNorm + Scale pairs" in text and "prob -> prob (None, 5)" in text
+    rel = float(text.split("prob: max relative difference ")[1].split()[0])
+    assert rel <= 1e-5
+    assert [p.name for p in out.parent.iterdir()] == ["tiny.keras"]  # no temporary file left
+    loaded = keras.models.load_model(out, safe_mode=True)
+    x = rng.normal(size=(2, 11, 9, 3)).astype(np.float32)
+    ref = caffe.to_keras(caffe.load(*files), progress=False)(x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(ref), atol=1e-6)
+
+
+@pytest.mark.backend_agnostic
+def test_verify_pspnet_bn_and_input_shape(tmp_path, capsys, rng):
+    # OpenCV cannot read PSPNet's BN: --verify rewrites it to BatchNorm + Scale for OpenCV only.
+    proto = nets.pspnet50(41, 43, 6, widths=(2, 2, 4, 4), blocks=(1, 1, 1, 1), stem=(2, 2, 4), ppm=2, head=3,
+                          classes=3)
+    files = write_net(tmp_path, proto, random_blobs_for(proto, rng))
+    out = tmp_path / "psp.keras"
+    assert main(["caffe", *files, "-o", str(out), "--verify", "--input-shape", "39", "41", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    rel = float(text.split("conv6_interp: max relative difference ")[1].split()[0])
+    assert rel <= 1e-4 and "input data (1, 3, 39, 41) (NCHW)" in text
+    # 39 x 41 -> 6 x 6 features -> Interp zoom 8: 41 x 41, as Caffe computes it
+    assert keras.models.load_model(out, safe_mode=True).output.shape == (None, 41, 41, 3)
+
+
+def _fails(capsys, argv, code=2):
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_errors_are_one_line_and_leave_no_file(tmp_path, files, capsys):
+    out = tmp_path / "o.keras"
+    err = _fails(capsys, ["caffe", str(tmp_path / "missing.prototxt"), files[1], "-o", str(out)])
+    assert "missing.prototxt" in err
+    assert "must end in .keras" in _fails(capsys, ["caffe", *files, "-o", str(tmp_path / "o.h5")])
+    bad = write_net(tmp_path, NET.replace('"ReLU"', '"Threshold"'), name="bad")[0]
+    err = _fails(capsys, ["caffe", bad, files[1], "-o", str(out)])
+    assert "'relu'" in err and "Threshold" in err
+    with open(files[1], "rb") as f:
+        data = f.read()
+    with open(tmp_path / "cut.caffemodel", "wb") as f:
+        f.write(data[: len(data) // 2])
+    assert "cut.caffemodel" in _fails(capsys, ["caffe", files[0], str(tmp_path / "cut.caffemodel"), "-o", str(out)])
+    err = _fails(capsys, ["caffe", *files, "-o", str(out), "--verify", "--tolerance", "-1"], code=1)
+    assert "verification failed" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".keras") == []
+
+
+def test_module_entry_point_exit_status(tmp_path, files):
+    out = tmp_path / "x.keras"
+    r = subprocess.run([sys.executable, "-m", "converters", "caffe", files[0], str(tmp_path / "nope.caffemodel"),
+                        "-o", str(out)], capture_output=True, text=True, cwd=os.getcwd(), timeout=300)
+    assert r.returncode == 2 and "nope.caffemodel" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
