@@ -45,21 +45,66 @@ def make_strategy(kind: str):
     """``"mirrored"`` -> ``tf.distribute.MirroredStrategy()`` (all local GPUs, else the CPU);
     ``"multi_worker"`` -> ``tf.distribute.MultiWorkerMirroredStrategy()`` (cluster from TF_CONFIG).
 
+    The strategy is created once per process and reused (TensorFlow allows one multi-worker
+    strategy per program, created before any other TensorFlow op: build models *after* it, e.g.
+    pass :func:`training.fit` a model name or a ``.keras`` path, or call this first).
+
     Returns:
         ``(strategy, worker_index, num_workers)``.
     """
+    if kind not in ("mirrored", "multi_worker"):
+        raise ValueError(f"make_strategy: kind must be 'mirrored' or 'multi_worker'. Received: {kind!r}")
+    if kind in _STRATEGIES:
+        return _STRATEGIES[kind]
     import tensorflow as tf
 
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy(), 0, 1
-    if kind == "multi_worker":
+        made = tf.distribute.MirroredStrategy(), 0, 1
+    else:
         cfg = tf_config()
         if cfg is None:
             raise ValueError("distribution='multi_worker' needs TF_CONFIG (see training.distribute).")
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        workers = cfg["cluster"].get("worker", [])
-        return strategy, int(cfg["task"]["index"]), max(len(workers), 1)
-    raise ValueError(f"make_strategy: kind must be 'mirrored' or 'multi_worker'. Received: {kind!r}")
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: create the multi-worker strategy before any model or tensor exists "
+                               f"(give training.fit a model name or .keras path, or call "
+                               f"training.distribute.make_strategy('multi_worker') first).") from None
+        _patch_keras_scalar_reduce()
+        made = strategy, int(cfg["task"]["index"]), max(len(cfg["cluster"].get("worker", [])), 1)
+    _STRATEGIES[kind] = made
+    return made
+
+
+_STRATEGIES: dict = {}
+
+
+def _patch_keras_scalar_reduce() -> None:
+    """Make Keras 3's TF trainer average scalar step logs over workers with ``axis=None``.
+
+    Its ``reduce_per_replica(..., reduction="auto")`` calls ``strategy.reduce("MEAN", v, axis=0)``
+    under a multi-worker strategy, which fails on the scalar loss/metric logs ("Invalid reduction
+    dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388). Only that case changes.
+    """
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = getattr(tf_trainer.reduce_per_replica, "_kerazoo_original", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction == "auto" and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            def reduce(v):
+                one = v.values[0] if tf_trainer._is_per_replica_instance(v) else v  # 1 local replica: a Tensor
+                if isinstance(one, tf.Tensor) and one.shape.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+
+            return tree.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._kerazoo_original = original
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _structure_spec(tf, batch):

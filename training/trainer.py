@@ -26,7 +26,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.callbacks import BestCheckpoint, ImageLogger, SkipReport, WorkerWatchdog, _write_json, atomic_save
+from training.callbacks import (BestCheckpoint, ImageLogger, SkipReport, WorkerWatchdog, _write_json, atomic_save,
+                                resolve_monitor)
 from training.data import EpochSync, HeatmapDataset, Normalization, SegmentationDataset
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.metrics import MeanIoUMetric, PCKMetric
@@ -244,9 +245,11 @@ def _setup_distribution(distribution) -> _Dist:
         if backend == "tensorflow":
             from training.distribute import tf_config
 
-            gpus = [d for d in keras.distribution.list_devices() if "gpu" in d.lower()] \
-                if hasattr(keras.distribution, "list_devices") else []
-            kind = "multi_worker" if tf_config() else ("mirrored" if len(gpus) > 1 else "none")
+            if tf_config():  # before any device query: collective ops must be set up first
+                kind = "multi_worker"
+            else:
+                gpus = [d for d in keras.distribution.list_devices() if "gpu" in d.lower()]
+                kind = "mirrored" if len(gpus) > 1 else "none"
         elif backend == "jax":
             kind = "data_parallel" if len(keras.distribution.list_devices()) > 1 else "none"
         else:
@@ -427,6 +430,11 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
 
         x_train = distribute_py_dataset(dist.strategy, train_data)
         x_val = None if val_data is None else distribute_py_dataset(dist.strategy, val_data)
+        # Keras 3.15 reduces the first *nested* PerReplica batch with strategy.reduce, which
+        # MultiWorkerMirroredStrategy rejects; build the compile state from a local batch instead.
+        with dist.scope():
+            model._symbolic_build(data_batch=train_data[0])
+        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     with _jax_distribution(dist):
         hist = model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
                          verbose=verbose)
@@ -436,6 +444,12 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         result.best_value, result.best_epoch = (None if not np.isfinite(best_cb.best) else best_cb.best), \
             best_cb.best_epoch
         result.best_path = best_cb.path if best_cb.path.exists() else None
+    else:  # no checkpoint callback: best of the monitored history
+        key = resolve_monitor(history, monitor)
+        if key is not None and history[key]:
+            vals = np.asarray(history[key])
+            i = int(np.nanargmin(vals) if "loss" in monitor else np.nanargmax(vals))
+            result.best_value, result.best_epoch = float(vals[i]), i
     if out is not None and dist.is_chief:
         atomic_save(model, out / "final.keras")
         _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,

@@ -1,0 +1,202 @@
+"""training.fit / training.evaluate on tiny models: outputs, learning, presets, precision, distribution."""
+
+import csv
+import json
+import os
+import socket
+
+import keras
+import numpy as np
+import pytest
+
+from tests.training.helpers import ROOT, tiny_pose_model, tiny_seg_model
+from training.data import HeatmapDataset, SegmentationDataset
+from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
+from training.evaluation import evaluate
+from training.schedules import LRSchedule, make_schedule
+from training.trainer import PRESETS, build_model, fit, make_optimizer
+
+agnostic = pytest.mark.backend_agnostic  # the multi-worker test below is TensorFlow-only
+
+
+def _pose_data(n=32, seed=0, k=4, **kw):
+    return HeatmapDataset(synthetic_pose(n, image_size=(32, 32), num_keypoints=k, seed=seed), batch_size=8,
+                          input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, **kw)
+
+
+def _seg_data(n=32, seed=0, **kw):
+    return SegmentationDataset(synthetic_segmentation(n, image_size=(32, 32), num_classes=3, seed=seed),
+                               batch_size=8, input_size=(32, 32), num_classes=3, **kw)
+
+
+@agnostic
+def test_fit_writes_checkpoint_log_and_resolves_multi_output_monitor(tmp_path):
+    train, val = _pose_data(augment=True), _pose_data(16, seed=9, shuffle=False)
+    res = fit(tiny_pose_model(outputs=2), train, val, epochs=2, out_dir=tmp_path, verbose=0, tensorboard=True)
+    assert train.num_outputs == 2 and val.num_outputs == 2  # one target per stack
+    assert "val_stack2_heatmaps_pck" in res.history and res.monitor == "val_pck"
+    assert res.best_value == pytest.approx(max(res.history["val_stack2_heatmaps_pck"]))
+    side = json.loads((tmp_path / "best.keras.json").read_text())
+    assert side["monitor"] == "val_stack2_heatmaps_pck" and side["epoch"] == res.best_epoch
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert not (tmp_path / "backup").exists()  # finished runs drop their backup
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # atomic writes leave no temp files
+    model = keras.models.load_model(tmp_path / "best.keras", safe_mode=True)
+    assert len(model.outputs) == 2
+    images = list((tmp_path / "tensorboard").rglob("*"))  # keypoints/heatmaps: PNGs, or events with TensorBoard
+    assert any(p.name.startswith("keypoints_epoch001") or "tfevents" in p.name for p in images), images
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["task"] == "pose" and cfg["train_data"]["num_outputs"] == 2
+
+
+@agnostic
+def test_small_models_learn_synthetic_data():
+    """The fast version of benchmarks/train_synthetic.py (lower bar, tiny models, 32x32 images)."""
+    aug = {"rotation": 0.0, "scale_range": (0.9, 1.1)}
+    seg = fit(tiny_seg_model(32, 3, width=16), _seg_data(96, augment=aug), _seg_data(32, seed=9, shuffle=False),
+              epochs=8, verbose=0, learning_rate=3e-3)
+    assert seg.best_value > 0.5, seg.history
+    pose = fit(tiny_pose_model(32, 4, outputs=2, width=16), _pose_data(96, augment=aug),
+               _pose_data(32, seed=9, shuffle=False), epochs=8, verbose=0, learning_rate=3e-3, preset="default")
+    assert pose.best_value > 0.25, pose.history
+
+
+@agnostic
+def test_schedules():
+    poly = LRSchedule("poly", 0.01, total_steps=100, power=0.9)
+    assert float(poly(0)) == pytest.approx(0.01) and float(poly(50)) == pytest.approx(0.01 * 0.5 ** 0.9, rel=1e-5)
+    assert float(poly(100)) == pytest.approx(0.0, abs=1e-9)
+    step = make_schedule("step", 1.0, epochs=10, steps_per_epoch=10, milestones=(0.6, 9), gamma=0.1)
+    assert [round(float(step(s)), 6) for s in (59, 60, 89, 90)] == [1.0, 0.1, 0.1, 0.01]
+    cos = LRSchedule("cosine", 1.0, total_steps=10, warmup_steps=4, warmup_factor=0.0)
+    assert float(cos(0)) == 0.0 and float(cos(2)) == pytest.approx(0.5 * 0.5 * (1 + np.cos(np.pi * 0.2)), rel=1e-5)
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cos)).warmup_steps == 4
+    with pytest.raises(ValueError, match="kind must be one of"):
+        LRSchedule("linear")
+
+
+@agnostic
+def test_presets():
+    hg = make_optimizer(PRESETS["hourglass"], epochs=10, steps_per_epoch=5)
+    assert isinstance(hg, keras.optimizers.RMSprop) and hg.rho == 0.99
+    assert float(hg.learning_rate) == pytest.approx(2.5e-4)
+    psp = make_optimizer(PRESETS["pspnet"], epochs=1, steps_per_epoch=10)
+    assert isinstance(psp, keras.optimizers.SGD) and psp.momentum == 0.9 and psp._learning_rate.kind == "poly"
+    # CPM's Caffe lr is for a summed Euclidean loss: rescaled by h*w*channels/2 for the mean loss
+    cpm = make_optimizer(PRESETS["cpm"], epochs=1, steps_per_epoch=1, output_shape=(None, 46, 46, 15))
+    assert cpm._learning_rate.learning_rate == pytest.approx(8e-5 * 46 * 46 * 15 / 2)
+
+
+@agnostic
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision(precision):
+    res = fit(tiny_seg_model(32, 3), _seg_data(16), epochs=1, precision=precision, verbose=0)
+    compute = {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    assert res.model.layers[1].dtype_policy.compute_dtype == compute
+    assert res.model.layers[-1].dtype_policy.compute_dtype == "float32"  # logits stay float32
+    assert isinstance(res.model.optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "fp16")
+    assert np.isfinite(res.history["loss"]).all()
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+@agnostic
+def test_evaluate_tables_and_csv(tmp_path):
+    model = tiny_pose_model(outputs=2)
+    val = _pose_data(10, seed=3, shuffle=False)
+    val.num_outputs = 2
+    res = evaluate(model, val, out_dir=tmp_path / "pose", verbose=False)
+    assert res.metric == "PCK (box)@0.2" and set(res.table["per_joint"]) == {f"joint{j}" for j in range(4)}
+    rows = list(csv.DictReader(open(tmp_path / "pose" / "predictions.csv")))
+    assert len(rows) == 10 * 4 and {"id", "pred_x", "gt_x", "correct"} <= set(rows[0])
+    assert sum(int(r["correct"]) for r in rows) / sum(int(r["visible"]) for r in rows) == \
+        pytest.approx(res.table["mean_all"])
+    assert len(evaluate(model, val, flip=True, verbose=False).rows) == 40
+    seg = evaluate(tiny_seg_model(32, 3), _seg_data(10), out_dir=tmp_path / "seg", verbose=False)
+    assert 0 <= seg.mean <= 1 and len(seg.table["iou"]) == 3
+    table = list(csv.reader(open(tmp_path / "seg" / "table.csv")))
+    assert table[0] == ["name", "value", "count"] and table[-2][0] == "mean"
+
+
+@agnostic
+def test_mismatches_raise_clear_errors():
+    with pytest.raises(ValueError, match="model output has 3 classes but the dataset has num_classes=5"):
+        fit(tiny_seg_model(32, 3), SegmentationDataset(synthetic_segmentation(8, image_size=(32, 32)),
+                                                       batch_size=4, input_size=(32, 32), num_classes=5), epochs=1)
+    with pytest.raises(ValueError, match="4 heatmap channels but the dataset gives 6"):
+        fit(tiny_pose_model(outputs=1), _pose_data(8, k=6), epochs=1)
+    with pytest.raises(TypeError, match="HeatmapDataset or SegmentationDataset"):
+        fit(tiny_pose_model(), np.zeros((4, 32, 32, 3)))
+    with pytest.raises(ValueError, match="precision must be"):
+        fit(tiny_pose_model(), _pose_data(8), precision="int8")
+
+
+@agnostic
+def test_data_parallel_distribution():
+    """keras.distribution.DataParallel on JAX, tf.distribute.MirroredStrategy on TensorFlow."""
+    res = fit(tiny_pose_model(outputs=2), _pose_data(16), epochs=1, distribution="data_parallel", verbose=0)
+    assert np.isfinite(res.history["loss"]).all()
+    if keras.backend.backend() == "jax":
+        assert keras.distribution.distribution() is None  # restored after fit
+
+
+@agnostic
+def test_named_models_get_dataset_geometry():
+    model, family = build_model("tiny_pspnet", "segmentation", _seg_data(8), {"width": 4})
+    assert family == "default" and model.input_shape == (None, 32, 32, 3)
+    assert [tuple(o.shape) for o in model.outputs] == [(None, 32, 32, 3)] * 2  # aux head on for training
+    ds = HeatmapDataset(synthetic_pose(4, num_keypoints=5), input_size=(64, 64), heatmap_size=(16, 16))
+    model, family = build_model("hourglass", "pose", ds, {"stacks": 2, "features": 8})
+    assert family == "hourglass" and len(model.outputs) == 2 and tuple(model.outputs[0].shape) == (None, 16, 16, 5)
+    with pytest.raises(ValueError, match="Unknown model 'hourglas'"):
+        build_model("hourglas", "pose", _pose_data(8), None)
+
+
+MWMS_SCRIPT = """
+import json, os, sys
+from training.data import HeatmapDataset
+from training.datasets.synthetic import synthetic_pose
+from training.trainer import fit
+ds = HeatmapDataset(synthetic_pose(32, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                    heatmap_size=(8, 8), sigma=1.0)
+# the model comes from a file, so it is built after the strategy exists (TensorFlow requires that order)
+res = fit(sys.argv[2], ds, epochs=1, out_dir=sys.argv[1], verbose=0)
+weights = float(sum(abs(w).sum() for w in res.model.get_weights()))
+print("RESULT", json.dumps({"loss": res.history["loss"], "n": len(res.history["loss"]), "weights": weights}))
+"""
+
+
+def test_multi_worker_mirrored_strategy_localhost(tmp_path):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    tiny_pose_model(outputs=2).save(tmp_path / "tiny.keras")
+    import subprocess
+    import sys
+
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                   KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
+                   PYTHONPATH=str(ROOT))
+        procs.append(subprocess.Popen([sys.executable, "-c", MWMS_SCRIPT, str(tmp_path / "run"), str(tmp_path / "tiny.keras")], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=240)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    results = [json.loads(o.split("RESULT ", 1)[1].splitlines()[0]) for o in outs]
+    assert all(r["n"] == 1 and np.isfinite(r["loss"][0]) for r in results)
+    # synchronous data parallelism: both workers end with the same weights (gradients all-reduced)
+    assert results[0]["weights"] == pytest.approx(results[1]["weights"], rel=1e-6)
+    assert (tmp_path / "run" / "final.keras").exists()  # chief writes; the other worker keeps to .worker1
+    assert (tmp_path / "run" / ".worker1").is_dir()
