@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import keras
+import numpy as np
 
 from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
@@ -25,7 +26,7 @@ from converters.caffe.graph import Layer, Net
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
 from zoo.layers import ChannelScale, CropToReference, CaffePooling2D, InterpAlignCorners
 
-__all__ = ["LAYER_HANDLERS", "to_keras", "convert", "Conversion", "keras_name", "bn_scale_pairs"]
+__all__ = ["LAYER_HANDLERS", "to_keras", "convert", "Conversion", "keras_name", "bn_scale_pairs", "bn_epsilon"]
 
 
 def keras_name(caffe_name: str) -> str:
@@ -268,16 +269,51 @@ def convert_prelu(layer, inputs, ctx):
     return [y]
 
 
+_HSZHAO_BN_FIELDS = ("var_eps", "moving_average", "decay", "scale_filler", "shift_filler")
+
+
+def bn_epsilon(layer: Layer) -> float:
+    """Epsilon of a ``BatchNorm`` or fork ``BN`` layer, as Caffe uses it at test time.
+
+    - BVLC ``BatchNorm``: ``batch_norm_param.eps`` (default 1e-5).
+    - hszhao/PSPNet ``BN`` (``bn_param`` with ``scale_filler``/``shift_filler``/``moving_average``/
+      ``decay``/``var_eps``): bn_layer.cpp adds ``var_eps`` (default 1e-10) and uses the stored
+      statistics only with ``moving_average: true``.
+    - yjxiong-style ``BN`` (``slope_filler``/``bias_filler``/``frozen``): ``bn_param.eps`` (default 1e-5).
+
+    Raises:
+        UnsupportedLayerError: the layer would use batch statistics at test time.
+    """
+    if layer.type == "BatchNorm":
+        bp = sub(layer.param, "batch_norm_param")
+        if opt(bp, "use_global_stats", True) is False:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (BatchNorm{_at(layer)}): use_global_stats: false (batch statistics at "
+                f"test time) is not supported"
+            )
+        return _decimal(opt(bp, "eps", 1e-5))
+    bp = sub(layer.param, "bn_param")
+    if any(opt(bp, f, None) is not None for f in _HSZHAO_BN_FIELDS):
+        if opt(bp, "moving_average", False) is not True:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (BN{_at(layer)}): without moving_average: true the PSPNet BN layer uses "
+                f"batch statistics at test time, which is not supported"
+            )
+        return _decimal(opt(bp, "var_eps", 1e-10))
+    return _decimal(opt(bp, "eps", 1e-5))
+
+
+def _decimal(v) -> float:
+    """A float32 prototxt value as the shortest decimal that rounds to it (0.001, not 0.0010000000474974513)."""
+    return float(str(np.float32(v)))
+
+
 def convert_batchnorm(layer, inputs, ctx):
     bp = sub(layer.param, "batch_norm_param")
-    if opt(bp, "use_global_stats", True) is False:
-        raise UnsupportedLayerError(
-            f"layer '{layer.name}' (BatchNorm{_at(layer)}): use_global_stats: false (batch statistics at "
-            f"test time) is not supported"
-        )
+    eps = bn_epsilon(layer)
     x = inputs[0]
     scale = ctx.fold.get(layer.name)
-    bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=float(opt(bp, "eps", 1e-5)),
+    bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=eps,
                                          momentum=float(opt(bp, "moving_average_fraction", 0.999)),
                                          name=ctx.name(layer))
     y = bn(x)
@@ -291,8 +327,8 @@ def convert_batchnorm(layer, inputs, ctx):
 
 def convert_psp_bn(layer, inputs, ctx):
     x = inputs[0]
-    eps = float(opt(sub(layer.param, "bn_param"), "eps", 1e-5))
-    bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=eps, name=ctx.name(layer))
+    bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=bn_epsilon(layer),
+                                         name=ctx.name(layer))
     y = bn(x)
     if layer.blobs:
         ctx.assign(bn, B.psp_bn_weights(layer.blobs, what=f"layer '{layer.name}'"), layer)

@@ -15,7 +15,6 @@ Strict: every Caffe blob must land in the zoo model and every zoo weight must be
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 from converters.caffe import blobs as B
 from converters.caffe.errors import WeightsMismatchError
 from converters.caffe.graph import Layer, Net
-from converters.caffe.keras import bn_scale_pairs, keras_name
+from converters.caffe.keras import bn_epsilon, bn_scale_pairs, keras_name
 from converters.caffe.params import conv_geometry, opt, sub
 
 __all__ = ["port", "PortReport", "FAMILY_MAPPINGS"]
@@ -49,12 +48,15 @@ class PortReport:
         caffe_layers: Caffe layer names whose blobs were used (Scale layers folded included).
         folded_bn_scale: BatchNorm + Scale pairs folded into one BatchNormalization.
         dropped: Caffe layers left out on purpose (mapped to ``None``).
+        epsilon_changed: ``"layer: old -> new"`` for zoo BatchNormalization layers whose epsilon was
+            set to the Caffe layer's (e.g. PSPNet's BN adds ``var_eps`` = 1e-10, not 1e-5).
     """
 
     filled: list[str] = field(default_factory=list)
     caffe_layers: list[str] = field(default_factory=list)
     folded_bn_scale: int = 0
     dropped: list[str] = field(default_factory=list)
+    epsilon_changed: list[str] = field(default_factory=list)
 
 
 def _zoo_layers(model):
@@ -103,12 +105,9 @@ def _arrays_for(layer: Layer, scale: Layer | None, zoo_layer, net: Net):
         k = B.dense_kernel(layer.blobs[0], transpose=bool(opt(ip, "transpose", False)), chw=chw)
         return [k] + _bias(layer, ip)
     if t == "BatchNorm" and kind == "BatchNormalization":
-        eps = float(opt(sub(layer.param, "batch_norm_param"), "eps", 1e-5))
-        _check_eps(zoo_layer, eps, layer)
         return _bn_arrays(zoo_layer, *B.bn_weights(layer.blobs, scale.blobs if scale else None,
                                                    what=f"Caffe layer '{layer.name}'"))
     if t == "BN" and kind == "BatchNormalization":
-        _check_eps(zoo_layer, float(opt(sub(layer.param, "bn_param"), "eps", 1e-5)), layer)
         return _bn_arrays(zoo_layer, *B.psp_bn_weights(layer.blobs, what=f"Caffe layer '{layer.name}'"))
     if t == "Scale" and kind in ("ChannelScale", "CaffeScale"):
         shapes = [tuple(w.shape) for w in zoo_layer.weights]
@@ -122,15 +121,6 @@ def _arrays_for(layer: Layer, scale: Layer | None, zoo_layer, net: Net):
     raise WeightsMismatchError(f"Caffe {t} layer '{layer.name}' cannot fill zoo layer '{zoo_layer.name}' ({kind})")
 
 
-def _check_eps(zoo_layer, eps, layer):
-    if not np.isclose(zoo_layer.epsilon, eps, rtol=1e-3, atol=0):
-        warnings.warn(
-            f"zoo layer '{zoo_layer.name}' uses epsilon={zoo_layer.epsilon} but Caffe layer '{layer.name}' "
-            f"uses eps={eps}; outputs will differ slightly from Caffe's.",
-            stacklevel=4,
-        )
-
-
 def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None) -> PortReport:
     """Copy the blobs of ``net`` into ``zoo_model``'s layers of the same names.
 
@@ -140,9 +130,13 @@ def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None) -
         mapping: Caffe layer name -> zoo layer name, for names that differ (see
             :data:`FAMILY_MAPPINGS`); ``None`` as a value leaves that Caffe layer out on purpose.
             Other names map to themselves with ``/`` replaced by ``_``.
+    Each zoo ``BatchNormalization`` takes the epsilon its Caffe layer uses (listed in
+    ``PortReport.epsilon_changed`` when it differs from the builder's), so outputs stay exact.
+
     Returns:
         A :class:`PortReport`.
     Raises:
+        UnsupportedLayerError: a BatchNorm/BN layer that uses batch statistics at test time.
         WeightsMismatchError: Caffe layers with blobs that found no zoo layer, zoo layers with
             weights that got none, or shapes that differ; the message lists each, and the model is
             left unchanged.
@@ -180,7 +174,8 @@ def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None) -
         if want != have:
             mismatched.append(f"{label} -> zoo layer '{target}': Caffe gives {have}, the zoo layer needs {want}")
             continue
-        plan.append((zoo_layer, arrays))
+        eps = bn_epsilon(layer) if layer.type in ("BatchNorm", "BN") else None
+        plan.append((zoo_layer, arrays, eps))
         report.caffe_layers += [layer.name] + ([scale.name] if scale else [])
         report.folded_bn_scale += scale is not None
     missing_in_caffe = [f"'{n}' ({type(l).__name__}, {[tuple(w.shape) for w in l.weights]})"
@@ -194,7 +189,15 @@ def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None) -
                 lines.append(f"{len(items)} {title}:")
                 lines.extend(f"  - {x}" for x in items)
         raise WeightsMismatchError("\n".join(lines))
-    for zoo_layer, arrays in plan:
+    for zoo_layer, arrays, eps in plan:
         zoo_layer.set_weights(arrays)
         report.filled.append(zoo_layer.name)
+        if eps is not None and not np.isclose(zoo_layer.epsilon, eps, rtol=1e-6, atol=0):
+            # Caffe's epsilon is part of the trained model: keep the outputs exact.
+            report.epsilon_changed.append(f"{zoo_layer.name}: {zoo_layer.epsilon:g} -> {eps:g}")
+            zoo_layer.epsilon = eps
+    if report.epsilon_changed:
+        for attr in ("predict_function", "test_function", "train_function"):
+            if getattr(zoo_model, attr, None) is not None:
+                setattr(zoo_model, attr, None)  # compiled with the old epsilon
     return report

@@ -116,7 +116,7 @@ SMALL = """
 name: "small"
 input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" batch_norm_param { eps: 0.001 } }
 layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
 layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 5 } }
 """
@@ -138,6 +138,7 @@ def test_port_spatial_fc_and_bn_fold(rng):
     model = _small_model()
     report = caffe.port(net, model)
     assert report.folded_bn_scale == 1 and sorted(report.caffe_layers) == ["bn1", "conv1", "fc", "scale1"]
+    assert report.epsilon_changed == ["bn1: 1e-05 -> 0.001"] and model.get_layer("bn1").epsilon == 0.001
     x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
     _assert_same(_np(model(x)), _np(caffe.to_keras(net, progress=False)(x)))
     gamma, beta, mean, var = (keras.ops.convert_to_numpy(w) for w in model.get_layer("bn1").weights)
