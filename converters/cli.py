@@ -101,7 +101,7 @@ def _convert_caffe(args) -> int:
     net = load(args.prototxt, args.caffemodel, input_shape=tuple(args.input_shape) if args.input_shape else None,
                progress=progress)
     inputs = ", ".join(f"{net.caffe_names.get(b, b)} {tuple(s)}" for b, s in net.inputs.items())
-    _say(f"Read Caffe net '{net.name}': {len(net.layers)} layers; input {inputs} (NCHW)")
+    _say(f"Read Caffe net '{net.name or '(unnamed)'}': {len(net.layers)} layers; input {inputs} (NCHW)")
     conv = convert(net, tuple(args.input_shape) if args.input_shape else None, name=args.name,
                    progress=None if not args.no_progress else False)
     model = conv.model

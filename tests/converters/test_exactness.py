@@ -159,24 +159,34 @@ layer { name: "crop_hw" type: "Crop" bottom: "data" bottom: "excite" top: "crop_
 layer { name: "zoom" type: "Interp" bottom: "crop_hw" top: "zoom" interp_param { zoom_factor: 3 } }
 layer { name: "resize" type: "Interp" bottom: "crop" top: "resize" interp_param { height: 17 width: 6 } }
 layer { name: "softmax4" type: "Softmax" bottom: "resize" top: "softmax4" }
+layer { name: "zoom_relu" type: "ReLU" bottom: "zoom" top: "zoom" }
 """
 
 
 def test_batchnorm_scale_innerproduct_reshape_crop_interp(tmp_path, rng):
     net, model, _ = run_against_opencv(tmp_path, NORM_SHAPE, rng)
     # bn_inplace+scale_inplace and bn_out+scale_out fold; bn_lone has no Scale, bn_shared's top has two readers.
-    assert caffe.keras.convert(net, progress=False).folded_bn_scale == 2
+    conversion = caffe.keras.convert(net, progress=False)
+    assert conversion.folded_bn_scale == 2
     assert "scale_inplace" not in [l.name for l in model.layers]
+    # Outputs are named after their Caffe tops; "zoom" was last written in place by zoom_relu and the
+    # name "zoom" belongs to the Interp layer, so that output is "zoom_output".
+    assert conversion.outputs == {"fc_softmax": "fc_softmax", "fc_flat": "fc_flat", "reshape": "reshape",
+                                  "softmax4": "softmax4", "zoom": "zoom_output"}
+    assert model.output_names == list(conversion.outputs.values())
 
 
 def test_saved_model_reloads_in_safe_mode(tmp_path, rng):
-    _, model, feed = run_against_opencv(tmp_path, ELEMENTWISE, rng)
-    _, model2, feed2 = run_against_opencv(tmp_path, NORM_SHAPE, rng)
-    for m, x in ((model, feed["data"]), (model2, feed2["data"])):
-        m.save(tmp_path / "m.keras")
-        loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
-        for a, b in zip(keras.tree.flatten(m(x)), keras.tree.flatten(loaded(x))):
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    # Every custom layer (grouped conv, Caffe Scale/Eltwise/Power/Exp/Log/LRN/Reshape/Slice, zoo layers).
+    for i, proto in enumerate((CONV_POOL, ELEMENTWISE, NORM_SHAPE)):
+        net = caffe.load(*write_net(tmp_path, proto, random_blobs_for(proto, rng), name=f"n{i}"))
+        model = caffe.to_keras(net, progress=False)
+        model.save(tmp_path / f"m{i}.keras")
+        loaded = keras.models.load_model(tmp_path / f"m{i}.keras", safe_mode=True)
+        x = _inputs(net, rng)["data"]
+        for a, b in zip(keras.tree.flatten(model.predict(x, verbose=0)),
+                        keras.tree.flatten(loaded.predict(x, verbose=0))):
+            np.testing.assert_array_equal(a, b)
 
 
 def _caffe_deconv(x, w, b, s, p, d):
