@@ -2,7 +2,7 @@
 
 One handler per Caffe layer type in :data:`LAYER_HANDLERS`. A handler gets
 ``(layer, inputs, ctx)``: the :class:`graph.Layer`, the Keras tensors of its bottoms, and the
-:class:`_Context`; it returns one Keras tensor per top and assigns the layer's blobs.
+:class:`context.Context`; it returns one Keras tensor per top and assigns the layer's blobs.
 
 Layout: 4-D blobs become NHWC tensors ``(B, H, W, C)``; blobs of other ranks keep Caffe's axis
 order (``(B, N)`` after InnerProduct). Caffe NCHW axes map to NHWC as ``{0: 0, 1: 3, 2: 1, 3: 2}``.
@@ -13,108 +13,19 @@ names (``/`` replaced by ``_``); helper layers get a suffix (``conv1_pad``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import keras
-import numpy as np
 
 from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
-from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError, WeightsMismatchError
+from converters.caffe.context import Context, Conversion, at, bn_epsilon, bn_scale_pairs, keras_name
+from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
 from converters.caffe.graph import Layer, Net
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
 from zoo.layers import ChannelScale, CropToReference, CaffePooling2D, InterpAlignCorners
 
 __all__ = ["LAYER_HANDLERS", "to_keras", "convert", "Conversion", "keras_name", "bn_scale_pairs", "bn_epsilon"]
-
-
-def keras_name(caffe_name: str) -> str:
-    """The Keras layer name used for a Caffe layer or blob name (Keras forbids ``/``)."""
-    return caffe_name.replace("/", "_")
-
-
-@dataclass
-class Conversion:
-    """Result of :func:`convert`: the model and what the conversion did."""
-
-    model: Any
-    caffe_layers: int  # layers of the Caffe net (after phase filtering)
-    parameters: int  # Keras parameters (trainable + non-trainable)
-    folded_bn_scale: int  # BatchNorm + Scale pairs turned into one BatchNormalization
-    outputs: dict[str, str] = field(default_factory=dict)  # Caffe top name -> Keras output layer name
-
-
-class _Context:
-    """Per-conversion state handed to every handler."""
-
-    def __init__(self, net: Net):
-        self.net = net
-        self.tensors: dict[str, Any] = {}  # blob id -> Keras tensor
-        self.fold = bn_scale_pairs(net)  # BatchNorm layer name -> its Scale layer
-        self.folded_scales = {s.name for s in self.fold.values()}
-        self.folded = 0
-        self._reserved = {keras_name(l.name) for l in net.layers}
-        self._used: set[str] = set()
-
-    def name(self, layer: Layer) -> str:
-        """Keras name of the layer that carries ``layer``'s weights (= its Caffe name)."""
-        n = keras_name(layer.name)
-        self._used.add(n)
-        return n
-
-    def aux(self, base: str, suffix: str) -> str:
-        """A unique name for a helper layer, never one of the Caffe layer names."""
-        n, i = f"{keras_name(base)}_{suffix}", 1
-        while n in self._used or n in self._reserved:
-            n, i = f"{keras_name(base)}_{suffix}_{i}", i + 1
-        self._used.add(n)
-        return n
-
-    def free(self, name: str) -> bool:
-        return name not in self._used and name not in self._reserved
-
-    def assign(self, keras_layer, arrays, layer: Layer):
-        """``keras_layer.set_weights(arrays)`` with a clear error naming the Caffe layer."""
-        want = [tuple(w.shape) for w in keras_layer.weights]
-        have = [tuple(a.shape) for a in arrays]
-        if want != have:
-            raise WeightsMismatchError(
-                f"layer '{layer.name}' ({layer.type}{_at(layer)}): blobs give Keras weights {have}, "
-                f"the layer needs {want}"
-            )
-        keras_layer.set_weights(arrays)
-
-    def shape(self, blob_id: str):
-        """Inferred Caffe (NCHW) shape of a blob, or ``None``."""
-        return self.net.shapes.get(blob_id)
-
-
-def _at(layer: Layer) -> str:
-    return f", line {layer.line}" if layer.line else ""
-
-
-def bn_scale_pairs(net: Net) -> dict[str, Layer]:
-    """BatchNorm layer name -> the Scale layer folded into it.
-
-    A Scale folds when it is the only consumer of the BatchNorm's top (in place or not), has one
-    bottom, and scales per channel (``axis: 1``, ``num_axes: 1``).
-    """
-    consumers = net.consumers()
-    outputs = set(net.outputs)
-    pairs = {}
-    for layer in net.layers:
-        if layer.type != "BatchNorm" or len(layer.tops) != 1:
-            continue
-        top = layer.tops[0]
-        users = consumers.get(top, [])
-        if top in outputs or len(users) != 1 or users[0].type != "Scale":
-            continue
-        scale = users[0]
-        sp = sub(scale.param, "scale_param")
-        if len(scale.bottoms) == 1 and opt(sp, "axis", 1) in (1, -3) and opt(sp, "num_axes", 1) == 1:
-            pairs[layer.name] = scale
-    return pairs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,7 +47,7 @@ def _num_output(layer, p):
     if n is None and layer.blobs:
         return None
     if not n:
-        raise GraphError(f"layer '{layer.name}' ({layer.type}{_at(layer)}): num_output is missing or 0")
+        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): num_output is missing or 0")
     return int(n)
 
 
@@ -147,7 +58,7 @@ def convert_convolution(layer, inputs, ctx):
     n = _num_output(layer, cp) or layer.blobs[0].shape[0]
     if max(sh, sw) > 1 and max(dh, dw) > 1:
         raise UnsupportedLayerError(
-            f"layer '{layer.name}' (Convolution{_at(layer)}): stride > 1 together with dilation > 1 is not supported"
+            f"layer '{layer.name}' (Convolution{at(layer)}): stride > 1 together with dilation > 1 is not supported"
         )
     x = inputs[0]
     if ph or pw:
@@ -184,7 +95,7 @@ def _static_chw(x, bottom, ctx, layer):
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     if None in (h, w, c):
         raise GraphError(
-            f"layer '{layer.name}' (InnerProduct{_at(layer)}) flattens the spatial blob '{bottom}': "
+            f"layer '{layer.name}' (InnerProduct{at(layer)}) flattens the spatial blob '{bottom}': "
             f"the model needs a fixed input size (pass input_shape=(H, W))"
         )
     return (c, h, w)
@@ -205,7 +116,7 @@ def convert_inner_product(layer, inputs, ctx):
     elif rank != axis + 1:
         if axis + 1 == 4:
             raise UnsupportedLayerError(
-                f"layer '{layer.name}' (InnerProduct{_at(layer)}): axis {axis} on a {rank}-D blob is not supported"
+                f"layer '{layer.name}' (InnerProduct{at(layer)}): axis {axis} on a {rank}-D blob is not supported"
             )
         x = L.CaffeReshape((-1,), axis=axis, num_axes=-1, name=ctx.aux(layer.name, "flatten"))(x)
     dense = keras.layers.Dense(n, use_bias=bias, name=ctx.name(layer), **_init(layer))
@@ -220,7 +131,7 @@ def convert_pooling(layer, inputs, ctx):
     pp = sub(layer.param, "pooling_param")
     mode = enum(opt(pp, "pool", 0), ("MAX", "AVE", "STOCHASTIC"))
     if mode == "STOCHASTIC":
-        raise UnsupportedLayerError(f"layer '{layer.name}' (Pooling{_at(layer)}): pool STOCHASTIC is not supported")
+        raise UnsupportedLayerError(f"layer '{layer.name}' (Pooling{at(layer)}): pool STOCHASTIC is not supported")
     kernel, stride, pad, global_pooling, ceil_mode = pool_geometry(pp, layer)
     pool = CaffePooling2D("max" if mode == "MAX" else "ave", kernel, stride, pad, ceil_mode=ceil_mode,
                           global_pooling=global_pooling, name=ctx.name(layer))
@@ -269,45 +180,6 @@ def convert_prelu(layer, inputs, ctx):
     return [y]
 
 
-_HSZHAO_BN_FIELDS = ("var_eps", "moving_average", "decay", "scale_filler", "shift_filler")
-
-
-def bn_epsilon(layer: Layer) -> float:
-    """Epsilon of a ``BatchNorm`` or fork ``BN`` layer, as Caffe uses it at test time.
-
-    - BVLC ``BatchNorm``: ``batch_norm_param.eps`` (default 1e-5).
-    - hszhao/PSPNet ``BN`` (``bn_param`` with ``scale_filler``/``shift_filler``/``moving_average``/
-      ``decay``/``var_eps``): bn_layer.cpp adds ``var_eps`` (default 1e-10) and uses the stored
-      statistics only with ``moving_average: true``.
-    - yjxiong-style ``BN`` (``slope_filler``/``bias_filler``/``frozen``): ``bn_param.eps`` (default 1e-5).
-
-    Raises:
-        UnsupportedLayerError: the layer would use batch statistics at test time.
-    """
-    if layer.type == "BatchNorm":
-        bp = sub(layer.param, "batch_norm_param")
-        if opt(bp, "use_global_stats", True) is False:
-            raise UnsupportedLayerError(
-                f"layer '{layer.name}' (BatchNorm{_at(layer)}): use_global_stats: false (batch statistics at "
-                f"test time) is not supported"
-            )
-        return _decimal(opt(bp, "eps", 1e-5))
-    bp = sub(layer.param, "bn_param")
-    if any(opt(bp, f, None) is not None for f in _HSZHAO_BN_FIELDS):
-        if opt(bp, "moving_average", False) is not True:
-            raise UnsupportedLayerError(
-                f"layer '{layer.name}' (BN{_at(layer)}): without moving_average: true the PSPNet BN layer uses "
-                f"batch statistics at test time, which is not supported"
-            )
-        return _decimal(opt(bp, "var_eps", 1e-10))
-    return _decimal(opt(bp, "eps", 1e-5))
-
-
-def _decimal(v) -> float:
-    """A float32 prototxt value as the shortest decimal that rounds to it (0.001, not 0.0010000000474974513)."""
-    return float(str(np.float32(v)))
-
-
 def convert_batchnorm(layer, inputs, ctx):
     bp = sub(layer.param, "batch_norm_param")
     eps = bn_epsilon(layer)
@@ -344,7 +216,7 @@ def convert_scale(layer, inputs, ctx):
     if len(inputs) == 2:
         if bias:
             raise UnsupportedLayerError(
-                f"layer '{layer.name}' (Scale{_at(layer)}): two bottoms with bias_term: true is not supported"
+                f"layer '{layer.name}' (Scale{at(layer)}): two bottoms with bias_term: true is not supported"
             )
         return [L.ScaleByBlob(axis, name=ctx.name(layer))(inputs)]
     if layer.blobs:
@@ -352,7 +224,7 @@ def convert_scale(layer, inputs, ctx):
     else:
         shape = ctx.shape(layer.bottoms[0])
         if shape is None:
-            raise GraphError(f"layer '{layer.name}' (Scale{_at(layer)}): unknown shape of '{layer.bottoms[0]}'")
+            raise GraphError(f"layer '{layer.name}' (Scale{at(layer)}): unknown shape of '{layer.bottoms[0]}'")
         wshape = tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
     if not bias and axis == 1 and len(wshape) == 1 and rank in (2, 4):
         s = ChannelScale(name=ctx.name(layer))
@@ -371,7 +243,7 @@ def convert_eltwise(layer, inputs, ctx):
     op = enum(opt(ep, "operation", 1), ("PROD", "SUM", "MAX"))
     coeffs = [float(c) for c in rep(ep, "coeff")]
     if coeffs and len(coeffs) != len(inputs):
-        raise GraphError(f"layer '{layer.name}' (Eltwise{_at(layer)}): {len(coeffs)} coeff for {len(inputs)} bottoms")
+        raise GraphError(f"layer '{layer.name}' (Eltwise{at(layer)}): {len(coeffs)} coeff for {len(inputs)} bottoms")
     if op == "SUM" and coeffs and any(c != 1.0 for c in coeffs):
         return [L.EltwiseSum(coeffs, name=ctx.name(layer))(inputs)]
     cls = {"SUM": keras.layers.Add, "PROD": keras.layers.Multiply, "MAX": keras.layers.Maximum}[op]
@@ -392,7 +264,7 @@ def convert_slice(layer, inputs, ctx):
     points = [int(p) for p in rep(sp, "slice_point")]
     if points and len(points) != len(layer.tops) - 1:
         raise GraphError(
-            f"layer '{layer.name}' (Slice{_at(layer)}): {len(points)} slice_point for {len(layer.tops)} tops"
+            f"layer '{layer.name}' (Slice{at(layer)}): {len(points)} slice_point for {len(layer.tops)} tops"
         )
     outs = L.CaffeSlice(L.keras_axis(axis, len(inputs[0].shape)), points, len(layer.tops), name=ctx.name(layer))(
         inputs[0])
@@ -428,7 +300,7 @@ def convert_interp(layer, inputs, ctx):
         kw = dict(zoom_factor=int(zoom), shrink_factor=int(shrink))
     else:
         raise GraphError(
-            f"layer '{layer.name}' (Interp{_at(layer)}): set zoom_factor, shrink_factor or height and width"
+            f"layer '{layer.name}' (Interp{at(layer)}): set zoom_factor, shrink_factor or height and width"
         )
     return [InterpAlignCorners(name=name, **kw, **pads)(inputs[0])]
 
@@ -529,7 +401,7 @@ def _check_supported(net: Net):
     for layer in net.layers:
         if layer.type not in LAYER_HANDLERS:
             raise UnsupportedLayerError(
-                f"Caffe layer type '{layer.type}' (layer '{layer.name}'{_at(layer)}) is not supported; "
+                f"Caffe layer type '{layer.type}' (layer '{layer.name}'{at(layer)}) is not supported; "
                 f"supported: {', '.join(sorted(LAYER_HANDLERS))}"
             )
 
@@ -539,11 +411,11 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
     from tqdm.auto import tqdm
 
     _check_supported(net)
-    ctx = _Context(net)
+    ctx = Context(net)
     inputs = []
     for blob, shape in _input_shapes(net, input_shape).items():
         iname = keras_name(net.caffe_names.get(blob, blob))
-        ctx._used.add(iname)
+        ctx.use(iname)
         t = keras.Input(shape=shape, name=iname)
         ctx.tensors[blob] = t
         inputs.append(t)
@@ -556,13 +428,13 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
         try:
             xs = [ctx.tensors[b] for b in layer.bottoms]
         except KeyError as e:
-            raise GraphError(f"layer '{layer.name}' ({layer.type}{_at(layer)}): bottom {e} has no producer") from None
+            raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): bottom {e} has no producer") from None
         try:
             ys = LAYER_HANDLERS[layer.type](layer, xs, ctx)
         except CaffeError:
             raise
         except Exception as e:  # Keras shape errors: say which Caffe layer caused them
-            raise GraphError(f"layer '{layer.name}' ({layer.type}{_at(layer)}): {type(e).__name__}: {e}") from e
+            raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {type(e).__name__}: {e}") from e
         for top, y in zip(layer.tops, ys):
             ctx.tensors[top] = y
     bar.close()
@@ -576,7 +448,7 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
         if producer != want or any(o is t for o in outputs):
             # The top was last written by another layer (in place) or is shared: name the output.
             oname = want if ctx.free(want) else ctx.aux(want, "output")
-            ctx._used.add(oname)
+            ctx.use(oname)
             t = keras.layers.Identity(name=oname)(t)
         names[top] = t._keras_history[0].name
         outputs.append(t)

@@ -22,7 +22,7 @@ import numpy as np
 from converters.caffe import blobs as B
 from converters.caffe.errors import WeightsMismatchError
 from converters.caffe.graph import Layer, Net
-from converters.caffe.keras import bn_epsilon, bn_scale_pairs, keras_name
+from converters.caffe.context import bn_epsilon, bn_scale_pairs, keras_name
 from converters.caffe.params import conv_geometry, opt, sub
 
 __all__ = ["port", "PortReport", "FAMILY_MAPPINGS"]

@@ -290,3 +290,27 @@ def test_pspnet50_topology(tmp_path, rng):
     types = {l.name: l.type for l in caffe.load(write_net(tmp_path, proto, name="shape")[0]).layers}
     run_against_opencv(tmp_path, proto, rng, opencv_proto=opencv_proto,
                        opencv_blobs=lambda b: _bn_to_batchnorm_scale(b, types))
+
+
+@pytest.mark.parametrize("layer,match", [
+    ('layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: STOCHASTIC kernel_size: 2 } }',
+     r"layer 'p' \(Pooling, line 3\): pool STOCHASTIC"),
+    ('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" batch_norm_param { use_global_stats: false } }',
+     r"layer 'bn' \(BatchNorm, line 3\): use_global_stats: false"),
+    ('layer { name: "c" type: "Convolution" bottom: "data" top: "c"\n'
+     '  convolution_param { num_output: 2 kernel_size: 3 stride: 2 dilation: 2 } }',
+     r"layer 'c' \(Convolution, line 3\): stride > 1 together with dilation > 1"),
+])
+def test_unsupported_parameters_name_the_layer(tmp_path, layer, match):
+    proto = f'input: "data" input_shape {{ dim: 1 dim: 2 dim: 9 dim: 9 }}\n\n{layer}\n'
+    net = caffe.load(write_net(tmp_path, proto)[0])
+    with pytest.raises(caffe.UnsupportedLayerError, match=match):
+        caffe.to_keras(net, progress=False)
+
+
+def test_unsupported_type_lists_supported(tmp_path):
+    net = caffe.load(write_net(tmp_path, 'input: "data" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+                                         'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n')[0])
+    net.layers[0].type = "Threshold"  # a type the reader might learn before the converter does
+    with pytest.raises(caffe.UnsupportedLayerError, match=r"'Threshold' \(layer 'r', line 2\).*supported: AbsVal, BN,"):
+        caffe.to_keras(net, progress=False)

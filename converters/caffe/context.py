@@ -1,0 +1,153 @@
+"""Shared state and Caffe semantics of a conversion: names, BatchNorm + Scale folding, BN epsilons.
+
+Used by :mod:`converters.caffe.keras` (building) and :mod:`converters.caffe.port` (porting), so both
+fold the same pairs and use the same epsilon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from converters.caffe.errors import UnsupportedLayerError, WeightsMismatchError
+from converters.caffe.graph import Layer, Net
+from converters.caffe.params import opt, sub
+
+__all__ = ["keras_name", "Conversion", "Context", "bn_scale_pairs", "bn_epsilon", "at"]
+
+
+def keras_name(caffe_name: str) -> str:
+    """The Keras layer name used for a Caffe layer or blob name (Keras forbids ``/``)."""
+    return caffe_name.replace("/", "_")
+
+
+@dataclass
+class Conversion:
+    """Result of :func:`converters.caffe.keras.convert`: the model and what the conversion did."""
+
+    model: Any
+    caffe_layers: int  # layers of the Caffe net (after phase filtering)
+    parameters: int  # Keras parameters (trainable + non-trainable)
+    folded_bn_scale: int  # BatchNorm + Scale pairs turned into one BatchNormalization
+    outputs: dict[str, str] = field(default_factory=dict)  # Caffe top name -> Keras output layer name
+
+
+class Context:
+    """Per-conversion state handed to every handler."""
+
+    def __init__(self, net: Net):
+        self.net = net
+        self.tensors: dict[str, Any] = {}  # blob id -> Keras tensor
+        self.fold = bn_scale_pairs(net)  # BatchNorm layer name -> its Scale layer
+        self.folded_scales = {s.name for s in self.fold.values()}
+        self.folded = 0
+        self._reserved = {keras_name(l.name) for l in net.layers}
+        self._used: set[str] = set()
+
+    def name(self, layer: Layer) -> str:
+        """Keras name of the layer that carries ``layer``'s weights (= its Caffe name)."""
+        n = keras_name(layer.name)
+        self._used.add(n)
+        return n
+
+    def aux(self, base: str, suffix: str) -> str:
+        """A unique name for a helper layer, never one of the Caffe layer names."""
+        n, i = f"{keras_name(base)}_{suffix}", 1
+        while n in self._used or n in self._reserved:
+            n, i = f"{keras_name(base)}_{suffix}_{i}", i + 1
+        self._used.add(n)
+        return n
+
+    def free(self, name: str) -> bool:
+        """True when no layer has or will have the Keras name ``name``."""
+        return name not in self._used and name not in self._reserved
+
+    def use(self, name: str) -> None:
+        """Claim a Keras name (inputs, output identities)."""
+        self._used.add(name)
+
+    def assign(self, keras_layer, arrays, layer: Layer):
+        """``keras_layer.set_weights(arrays)`` with a clear error naming the Caffe layer."""
+        want = [tuple(w.shape) for w in keras_layer.weights]
+        have = [tuple(a.shape) for a in arrays]
+        if want != have:
+            raise WeightsMismatchError(
+                f"layer '{layer.name}' ({layer.type}{at(layer)}): blobs give Keras weights {have}, "
+                f"the layer needs {want}"
+            )
+        keras_layer.set_weights(arrays)
+
+    def shape(self, blob_id: str):
+        """Inferred Caffe (NCHW) shape of a blob, or ``None``."""
+        return self.net.shapes.get(blob_id)
+
+
+def at(layer: Layer) -> str:
+    """", line N" for messages, when the prototxt line is known."""
+    return f", line {layer.line}" if layer.line else ""
+
+
+def bn_scale_pairs(net: Net) -> dict[str, Layer]:
+    """BatchNorm layer name -> the Scale layer folded into it.
+
+    A Scale folds when it is the only consumer of the BatchNorm's top (in place or not), has one
+    bottom, and scales per channel (``axis: 1``, ``num_axes: 1``).
+    """
+    consumers = net.consumers()
+    outputs = set(net.outputs)
+    pairs = {}
+    for layer in net.layers:
+        if layer.type != "BatchNorm" or len(layer.tops) != 1:
+            continue
+        top = layer.tops[0]
+        users = consumers.get(top, [])
+        if top in outputs or len(users) != 1 or users[0].type != "Scale":
+            continue
+        scale = users[0]
+        sp = sub(scale.param, "scale_param")
+        if len(scale.bottoms) == 1 and opt(sp, "axis", 1) in (1, -3) and opt(sp, "num_axes", 1) == 1:
+            pairs[layer.name] = scale
+    return pairs
+
+
+
+_HSZHAO_BN_FIELDS = ("var_eps", "moving_average", "decay", "scale_filler", "shift_filler")
+
+
+def bn_epsilon(layer: Layer) -> float:
+    """Epsilon of a ``BatchNorm`` or fork ``BN`` layer, as Caffe uses it at test time.
+
+    - BVLC ``BatchNorm``: ``batch_norm_param.eps`` (default 1e-5).
+    - hszhao/PSPNet ``BN`` (``bn_param`` with ``scale_filler``/``shift_filler``/``moving_average``/
+      ``decay``/``var_eps``): bn_layer.cpp adds ``var_eps`` (default 1e-10) and uses the stored
+      statistics only with ``moving_average: true``.
+    - yjxiong-style ``BN`` (``slope_filler``/``bias_filler``/``frozen``): ``bn_param.eps`` (default 1e-5).
+
+    Raises:
+        UnsupportedLayerError: the layer would use batch statistics at test time.
+    """
+    if layer.type == "BatchNorm":
+        bp = sub(layer.param, "batch_norm_param")
+        if opt(bp, "use_global_stats", True) is False:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (BatchNorm{at(layer)}): use_global_stats: false (batch statistics at "
+                f"test time) is not supported"
+            )
+        return _decimal(opt(bp, "eps", 1e-5))
+    bp = sub(layer.param, "bn_param")
+    if any(opt(bp, f, None) is not None for f in _HSZHAO_BN_FIELDS):
+        if opt(bp, "moving_average", False) is not True:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (BN{at(layer)}): without moving_average: true the PSPNet BN layer uses "
+                f"batch statistics at test time, which is not supported"
+            )
+        return _decimal(opt(bp, "var_eps", 1e-10))
+    return _decimal(opt(bp, "eps", 1e-5))
+
+
+def _decimal(v) -> float:
+    """A float32 prototxt value as the shortest decimal that rounds to it (0.001, not 0.0010000000474974513)."""
+    return float(str(np.float32(v)))
+
