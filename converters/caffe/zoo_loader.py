@@ -17,19 +17,32 @@ __all__ = ["find_prototxt", "load_caffe_weights"]
 
 
 def find_prototxt(caffemodel) -> Path:
-    """The deploy prototxt of ``caffemodel``: ``<stem>.prototxt`` beside it, else ``deploy.prototxt``.
+    """The deploy prototxt of ``caffemodel``, looked for beside it, in this order:
+
+    ``<stem>.prototxt``; the stem with ``model`` replaced by ``deploy`` (Kaiming's
+    ``ResNet-50-model.caffemodel`` -> ``ResNet-50-deploy.prototxt``); ``deploy.prototxt``; the only
+    ``*deploy*.prototxt`` of the folder (CPM's ``pose_deploy_centerMap.prototxt``).
 
     Raises:
-        WeightsFileError: neither exists (the message lists both paths).
+        WeightsFileError: none found (the message lists where it looked).
     """
     caffemodel = Path(caffemodel)
-    candidates = [caffemodel.with_suffix(".prototxt"), caffemodel.parent / "deploy.prototxt"]
+    folder = caffemodel.parent
+    candidates = [caffemodel.with_suffix(".prototxt")]
+    if "model" in caffemodel.stem:
+        candidates.append(folder / (caffemodel.stem.replace("model", "deploy") + ".prototxt"))
+    candidates.append(folder / "deploy.prototxt")
     for c in candidates:
         if c.is_file():
             return c
+    deploys = sorted(folder.glob("*deploy*.prototxt"))
+    if len(deploys) == 1:
+        return deploys[0]
+    looked = ", ".join(repr(str(c)) for c in candidates) + f", '{folder / '*deploy*.prototxt'}'"
+    found = f" (found {len(deploys)}: {', '.join(d.name for d in deploys)})" if deploys else ""
     raise WeightsFileError(
-        f"No deploy prototxt found for '{caffemodel}': looked for {' and '.join(repr(str(c)) for c in candidates)}. "
-        f"Put the net's deploy prototxt at one of these paths (Caffe weights hold no architecture)."
+        f"No deploy prototxt found for '{caffemodel}': looked for {looked}{found}. Put the net's deploy "
+        f"prototxt at one of these paths (Caffe weights hold no architecture)."
     )
 
 

@@ -189,12 +189,18 @@ def test_zoo_get_caffemodel(tmp_path, rng):
     model = zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
     w = model.get_layer("Mconv5_stage2").weights[0]
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), B.conv_kernel(blobs["Mconv5_stage2"][0]))
-    # deploy.prototxt in the same folder is the fallback
-    (tmp_path / "pose_iter_1.prototxt").rename(tmp_path / "deploy.prototxt")
-    zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
+    # fallbacks: <stem with model -> deploy>, deploy.prototxt, the folder's only *deploy*.prototxt
+    for src, dst in (("pose_iter_1.prototxt", "pose_deploy_centerMap.prototxt"),
+                     ("pose_deploy_centerMap.prototxt", "deploy.prototxt")):
+        (tmp_path / src).rename(tmp_path / dst)
+        zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
     (tmp_path / "deploy.prototxt").unlink()
     with pytest.raises(zoo.WeightsFileError, match=r"pose_iter_1\.prototxt.*deploy\.prototxt"):
         zoo.get("cpm", weights=model_path, stages=2, num_keypoints=3)
+    resnet_style = tmp_path / "Net-model.caffemodel"
+    (tmp_path / "pose_iter_1.caffemodel").rename(resnet_style)
+    write_net(tmp_path, proto, name="Net-deploy")
+    zoo.get("cpm", weights=resnet_style, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
+    model_path = str(resnet_style)
     with pytest.raises(caffe.WeightsMismatchError, match="Mconv5_stage2"):  # 3 keypoints in the file
-        write_net(tmp_path, proto, name="pose_iter_1")
         zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=5)
