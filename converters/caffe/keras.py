@@ -283,6 +283,11 @@ def convert_crop(layer, inputs, ctx):
 
 def convert_interp(layer, inputs, ctx):
     ip = sub(layer.param, "interp_param")
+    kind = opt(ip, "interp_type", "bilinear")
+    if kind != "bilinear":
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' (Interp{at(layer)}): interp_type '{kind}' is not supported; only 'bilinear'"
+        )
     h, w = opt(ip, "height", None), opt(ip, "width", None)
     zoom, shrink = opt(ip, "zoom_factor", None), opt(ip, "shrink_factor", None)
     pads = dict(pad_beg=int(opt(ip, "pad_beg", 0)), pad_end=int(opt(ip, "pad_end", 0)))

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from converters.caffe.context import bn_epsilon
 from converters.caffe.graph import Net
 
 __all__ = ["caffemodel_bytes", "opencv_files", "opencv_output_layers", "opencv_forward", "available"]
@@ -79,7 +80,7 @@ def opencv_files(net: Net, input_shapes: dict[str, tuple] | None = None) -> tupl
         param = layer.param
         if layer.type == "BN":
             bottom, top = param.bottom[0], param.top[0]
-            eps = param.bn_param.eps if param.HasField("bn_param") and param.bn_param.HasField("eps") else 1e-5
+            eps = bn_epsilon(layer)  # hszhao's BN adds var_eps (1e-10), yjxiong's eps (1e-5)
             lines.append(f'layer {{ name: "{param.name}" type: "BatchNorm" bottom: "{bottom}" top: "{top}" '
                          f"batch_norm_param {{ use_global_stats: true eps: {eps!r} }} }}")
             lines.append(f'layer {{ name: "{param.name}_scale" type: "Scale" bottom: "{top}" top: "{top}" '

@@ -283,10 +283,17 @@ _TEXT_EXTRA_MESSAGES = {
         ("FillerParameter", "slope_filler", 1), ("FillerParameter", "bias_filler", 2),
         ("float", "momentum", 3, 0.9), ("float", "eps", 4, 1e-5), ("bool", "frozen", 5, False),
         ("Engine", "engine", 6, "DEFAULT"),
+        # hszhao/PSPNet's own BNParameter (its deploy files use these names; text parsing goes by name,
+        # so the numbers here only need to be unique): var_eps default 1e-10, statistics used only with
+        # moving_average: true (bn_layer.cpp).
+        ("FillerParameter", "scale_filler", 101), ("FillerParameter", "shift_filler", 102),
+        ("float", "var_eps", 103, 1e-10), ("bool", "moving_average", 104, False),
+        ("float", "decay", 105, 0.05), ("int32", "axis", 106, 1),
     ], {"Engine": _ENGINE}),
     "InterpParameter": ([  # hszhao/PSPNet, DeepLab-v2
         ("int32", "height", 1, 0), ("int32", "width", 2, 0), ("int32", "zoom_factor", 3, 1),
         ("int32", "shrink_factor", 4, 1), ("int32", "pad_beg", 5, 0), ("int32", "pad_end", 6, 0),
+        ("string", "interp_type", 7, "bilinear"),
     ], {}),
 }
 # Binary views: only what a caffemodel contributes (names, types, blobs). V1 ``type`` is read as a plain

@@ -179,6 +179,11 @@ def cpm(h, w, *, stages=6, parts=14, width=128, mid=32, wide=512):
     return p.text
 
 
+# bn_param exactly as hszhao/PSPNet's deploy files write it (var_eps left at its 1e-10 default).
+HSZHAO_BN_PARAM = ('bn_param { scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" value: 0 }'
+                   ' moving_average: true decay: 0.05 }')
+
+
 def pspnet50(h, w, feature, *, widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), stem=(64, 64, 128), ppm=512,
              head=512, classes=150, bn="BN"):
     """hszhao/PSPNet pspnet50_ADE20K_473 layout; ``feature`` is the conv5 map size (divisible by 6).
@@ -190,9 +195,9 @@ def pspnet50(h, w, feature, *, widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), 
 
     def norm(name, blob):
         if bn == "BN":
-            p.add(name, "BN", blob, blob, "bn_param { frozen: true }")
-        else:
-            p.add(name, "BatchNorm", blob, blob, "batch_norm_param { use_global_stats: true }")
+            p.add(name, "BN", blob, blob, HSZHAO_BN_PARAM)
+        else:  # eps = the fork's var_eps default, as bn_layer.cpp adds it
+            p.add(name, "BatchNorm", blob, blob, "batch_norm_param { use_global_stats: true eps: 1e-10 }")
             p.add(name + "_scale", "Scale", blob, blob, "scale_param { bias_term: true }")
 
     def conv_bn(name, bottom, n, k, s=1, d=1, relu=True):

@@ -336,3 +336,26 @@ def test_big_file_path_with_progress(tmp_path, rng, monkeypatch, capsys):
     assert net.layer("fc").blobs[0].flags.writeable
     load(proto, model, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_hszhao_pspnet_bn_param_and_interp_type(tmp_path, rng):
+    # The released pspnet*_473/713 deploy files use hszhao's own BNParameter field names.
+    text = PSP.replace(
+        "bn_param { slope_filler { type: \"constant\" value: 1 } bias_filler { type: \"constant\" value: 0 }\n"
+        "    frozen: true momentum: 0.95 eps: 0.0001 }",
+        "bn_param { scale_filler { type: \"constant\" value: 1 } shift_filler { type: \"constant\" value: 0 }\n"
+        "    moving_average: true decay: 0.05 }",
+    ).replace("interp_param { zoom_factor: 8 }", "interp_param { zoom_factor: 8 interp_type: \"bilinear\" }")
+    assert "moving_average" in text and "interp_type" in text
+    net = load(*write_net(tmp_path, text, random_blobs_for(text, rng)))
+    bp = net.layer("conv/bn").param.bn_param
+    assert bp.moving_average and bp.decay == pytest.approx(0.05)
+    assert not bp.HasField("var_eps") and bp.var_eps == pytest.approx(1e-10)
+    from converters.caffe.context import bn_epsilon
+
+    assert bn_epsilon(net.layer("conv/bn")) == 1e-10
+    nearest = text.replace('interp_type: "bilinear"', 'interp_type: "nearest_neighbor"')
+    import converters.caffe as caffe
+
+    with pytest.raises(caffe.UnsupportedLayerError, match=r"layer 'zoom'.*interp_type 'nearest_neighbor'"):
+        caffe.to_keras(load(write_net(tmp_path, nearest, name="nn")[0]), progress=False)

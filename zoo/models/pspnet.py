@@ -15,8 +15,9 @@ Follows ``hszhao/PSPNet`` ``evaluation/prototxt/pspnet50_ADE20K_473.prototxt`` a
   (prototxt order) -> ``conv5_4`` 3x3 512 + BN + ReLU -> dropout -> ``conv6`` 1x1 -> ``conv6_interp``
   (Interp zoom 8: 60 -> 473).
 - Every conv has ``bias_term: false`` except ``conv6``. Caffe's ``BN`` layer (slope, bias, mean,
-  variance; eps 1e-5, moving-average decay 0.05) is a Keras ``BatchNormalization`` with
-  ``epsilon=1e-5, momentum=0.95``.
+  variance; moving-average decay 0.05) is a Keras ``BatchNormalization`` with ``momentum=0.95`` and
+  ``epsilon=1e-10``: hszhao's ``bn_layer.cpp`` adds ``bn_param.var_eps`` (default 1e-10, never set in
+  the released deploy files), not 1e-5.
 
 Note:
     Shapes use B (batch), H, W (input height, width in pixels), F (feature-map size, H / 8 roughly)
@@ -45,7 +46,7 @@ DEFAULT_INPUT_SHAPE = (473, 473, 3)
 MIN_INPUT_SIZE = 39  # smallest input whose 1/8 feature map (6 px) can be pooled into 6 bins
 BINS = (1, 2, 3, 6)
 PPM_FILTERS = 512
-BN_EPSILON = 1e-5  # bn_param eps (default)
+BN_EPSILON = 1e-10  # hszhao bn_param.var_eps default, what the release computes with
 BN_MOMENTUM = 0.95  # Caffe BN moving-average decay 0.05
 HEAD_LAYERS = ("conv6", "aux_conv6")
 
