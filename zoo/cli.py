@@ -91,13 +91,13 @@ def _tensors(path: Path):
         except OSError as e:
             raise CLIError(f"{path}: not a readable HDF5 file ({e})") from None
     elif suffix == ".caffemodel":
+        from converters.caffe.caffemodel import read_caffemodel_file
         from converters.caffe.errors import CaffeError
-        from converters.caffe.reader import read_caffemodel_blobs
 
         try:
-            for layer, blobs in read_caffemodel_blobs(path).items():
-                for i, b in enumerate(blobs):
-                    yield f"{layer}/{i}", b
+            for layer, blobs in read_caffemodel_file(path, progress=False):
+                for i, (shape, flat) in enumerate(blobs):
+                    yield f"{layer}/{i}", flat.reshape([int(d) for d in shape] or [-1])
         except CaffeError as e:
             raise CLIError(str(e)) from None
     else:
@@ -129,7 +129,7 @@ def _cmd_predict(args):
 
     import zoo
 
-    image = cv2.imread(args.image, cv2.IMREAD_COLOR)
+    image = cv2.imread(args.image, cv2.IMREAD_COLOR) if Path(args.image).is_file() else None
     if image is None:
         raise CLIError(f"cannot read image {args.image!r}")
     try:

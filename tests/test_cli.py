@@ -1,0 +1,103 @@
+"""The ``kerazoo`` command end to end, through a subprocess."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.caffe_files import random_blobs_for, write_net
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The CLI is backend-agnostic; JAX starts faster than TensorFlow in a fresh process.
+ENV = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+       "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+
+
+# TensorFlow's C++ start-up logging (absl/oneDNN notices), not ours.
+_TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d)")
+
+
+def kerazoo(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=300)
+
+
+def _one_line_error(r):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_list_and_info():
+    r = kerazoo("list", "fcn*")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["fcn8s", "fcn8s_atonce", "fcn16s", "fcn32s"]
+    r = kerazoo("info", "hourglass")
+    assert r.returncode == 0 and '"head_kwarg": "num_keypoints"' in r.stdout
+    assert "no model matches 'zzz*'" in _one_line_error(kerazoo("list", "zzz*"))
+    assert "Did you mean" in _one_line_error(kerazoo("info", "hourglas"))
+
+
+def test_bad_subcommand_and_help():
+    r = kerazoo("frobnicate")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    for sub in ("inspect", "predict"):
+        r = kerazoo(sub, "--help")
+        assert r.returncode == 0 and "usage: kerazoo" in r.stdout
+
+
+PROTO = """name: "tiny"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 9 dim: 11 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+"""
+
+
+def test_inspect_every_format(tmp_path):
+    import keras
+
+    import zoo
+
+    blobs = random_blobs_for(PROTO, np.random.default_rng(0))
+    _, model_path = write_net(tmp_path, PROTO, blobs)
+    r = kerazoo("inspect", model_path)
+    assert r.returncode == 0, r.stderr
+    assert "conv1/0" in r.stdout and "(4, 3, 3, 3)" in r.stdout and "conv1/1" in r.stdout
+    r = kerazoo("inspect", model_path, "--values", "conv1/1")
+    assert r.returncode == 0 and f"{blobs['conv1'][1][0]:.4f}"[:5] in r.stdout
+
+    inputs = keras.Input((8, 8, 3))
+    m = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(inputs))
+    zoo.save_weights(m, tmp_path / "z.h5")
+    m.save(tmp_path / "m.keras")
+    m.save_weights(tmp_path / "m.weights.h5")
+    for name in ("z.h5", "m.keras", "m.weights.h5"):
+        r = kerazoo("inspect", tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        assert "(3, 3, 3, 2)" in r.stdout and "total: 56 values" in r.stdout
+    assert "no tensor named" in _one_line_error(kerazoo("inspect", tmp_path / "z.h5", "--values", "nope"))
+    assert "file not found" in _one_line_error(kerazoo("inspect", tmp_path / "missing.h5"))
+    (tmp_path / "bad.caffemodel").write_bytes(b"\x0a\xff\xff\xff\x0f")
+    assert "bad.caffemodel" in _one_line_error(kerazoo("inspect", tmp_path / "bad.caffemodel"))
+
+
+def test_convert_delegates_to_the_converter(tmp_path):
+    proto, model = write_net(tmp_path, PROTO, random_blobs_for(PROTO, np.random.default_rng(1)))
+    out = tmp_path / "tiny.keras"
+    r = kerazoo("convert", proto, model, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert out.exists()
+    r = kerazoo("convert", proto, tmp_path / "missing.caffemodel", "-o", tmp_path / "x.keras")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and not (tmp_path / "x.keras").exists()
+
+
+@pytest.mark.parametrize("args", [("predict", "hourglass", "nope.png", "--weights", "w.h5")])
+def test_predict_errors_are_one_line(tmp_path, args):
+    assert "cannot read image" in _one_line_error(kerazoo(*args, cwd=tmp_path))
