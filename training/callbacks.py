@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import keras
@@ -193,22 +196,36 @@ class WorkerWatchdog(keras.callbacks.Callback):
 
     ``multiprocessing.Pool`` silently replaces a worker that dies (OOM kill, segfault in a native
     decoder, ``os._exit``), and the batch it was computing never arrives, so ``fit`` would wait
-    forever. This callback watches the pools Keras creates for ``PyDataset`` workers; when one of
-    their processes exits abnormally it fails every pending batch with :class:`WorkerCrashedError`,
-    which ``fit`` then raises in the main process. Exceptions raised *inside* ``__getitem__``
-    already propagate without it.
+    forever. The watchdog gives each dataset a heartbeat folder where a worker process notes the
+    batch it is making (``training.data`` datasets do this when ``heartbeat_dir`` is set); a note
+    whose process no longer exists, or a pool process seen exiting abnormally, fails every pending
+    batch of Keras' worker pools with :class:`WorkerCrashedError`, which ``fit`` then raises in the
+    main process. Exceptions raised *inside* ``__getitem__`` propagate without it.
+
+    Create it right before ``model.fit`` (its constructor equips the datasets, which are pickled
+    into the workers when the pool starts, and starts watching: Keras may already wait on the
+    pool before ``on_train_begin``); it stops at ``on_train_end``. :func:`training.fit` does this.
 
     Args:
+        *datasets: the multiprocessing datasets to watch.
         interval: seconds between checks.
     """
 
-    def __init__(self, interval=0.2):
+    def __init__(self, *datasets, interval=0.2):
         super().__init__()
         self.interval = float(interval)
         self._stop = threading.Event()
         self._thread = None
         self._seen = {}
         self.crashed = None
+        self._dirs = []
+        for d in datasets:
+            if d is not None and getattr(d, "use_multiprocessing", False) and hasattr(d, "heartbeat_dir"):
+                if not d.heartbeat_dir or not os.path.isdir(d.heartbeat_dir):
+                    d.heartbeat_dir = tempfile.mkdtemp(prefix="kerazoo-heartbeat-")
+                    weakref.finalize(self, shutil.rmtree, d.heartbeat_dir, True)
+                self._dirs.append(d.heartbeat_dir)
+        self.start()
 
     @staticmethod
     def _pools():
@@ -218,8 +235,48 @@ class WorkerWatchdog(keras.callbacks.Callback):
             return []
         return list(getattr(pda, "_DATA_POOLS", ()))
 
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        if os.name != "posix":
+            return True  # no cheap liveness probe; the pool scan still applies
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"  # zombie = dead, not yet reaped
+        except FileNotFoundError:
+            return False
+        except OSError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+
+    def _fail(self, err) -> None:
+        self.crashed = err
+        for pool in self._pools():
+            for job in list(getattr(pool, "_cache", {}).values()):
+                try:
+                    job._set(0, (False, err))  # wakes the AsyncResult.get() fit is blocked on
+                except Exception:  # noqa: BLE001  (already completed or a different result type)
+                    pass
+
     def check(self) -> None:
-        """One scan: remember new worker processes, fail pending work if one died badly."""
+        """One scan of the heartbeats and of the pools' worker processes."""
+        for d in self._dirs:
+            for name in os.listdir(d) if os.path.isdir(d) else ():
+                if name.isdigit() and not self._alive(int(name)):
+                    try:
+                        batch = Path(d, name).read_text().strip()
+                        os.remove(os.path.join(d, name))
+                    except OSError:
+                        continue
+                    self._fail(WorkerCrashedError(
+                        f"data worker process {name} died while producing batch {batch}; the batch is lost. "
+                        f"Likely causes: out of memory, a crash in native image decoding, or os._exit in the "
+                        f"dataset."))
+                    return
         pools = self._pools()
         for pool in pools:
             for proc in list(getattr(pool, "_pool", [])):
@@ -232,17 +289,10 @@ class WorkerWatchdog(keras.callbacks.Callback):
             if code in (0, -signal.SIGTERM):  # normal exit / pool shutdown
                 continue
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-            err = WorkerCrashedError(
+            self._fail(WorkerCrashedError(
                 f"data worker process {proc.pid} died ({how}) while producing a batch; the batch is lost. "
-                f"Likely causes: out of memory, a crash in native image decoding, or os._exit in the dataset."
-            )
-            self.crashed = err
-            for pool in pools:
-                for job in list(getattr(pool, "_cache", {}).values()):
-                    try:
-                        job._set(0, (False, err))  # wakes the AsyncResult.get() fit is blocked on
-                    except Exception:  # noqa: BLE001  (already completed or a different result type)
-                        pass
+                f"Likely causes: out of memory, a crash in native image decoding, or os._exit in the dataset."))
+            return
 
     def _loop(self):
         while not self._stop.wait(self.interval):
@@ -251,15 +301,23 @@ class WorkerWatchdog(keras.callbacks.Callback):
             except Exception:  # noqa: BLE001  (the watchdog must never kill training itself)
                 pass
 
-    def on_train_begin(self, logs=None):
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="kerazoo-worker-watchdog", daemon=True)
-        self._thread.start()
+    def start(self) -> None:
+        """Start watching (the constructor and ``on_train_begin`` call this)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="kerazoo-worker-watchdog", daemon=True)
+            self._thread.start()
 
-    def on_train_end(self, logs=None):
+    def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def on_train_begin(self, logs=None):
+        self.start()
+
+    def on_train_end(self, logs=None):
+        self.stop()
 
 
 class SkipReport(keras.callbacks.Callback):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
 from dataclasses import asdict, dataclass
 
@@ -173,6 +174,7 @@ class _RecordDataset(keras.utils.PyDataset):
         self.drop_remainder = bool(drop_remainder)
         self.on_error = on_error
         self.skip_log = None if skip_log is None else os.fspath(skip_log)
+        self.heartbeat_dir = None  # set by WorkerWatchdog: lets the main process notice dead workers
         self.epoch = 0
         self._skipped: dict[int, str] = {}
         self._order_cache: tuple[int, np.ndarray] | None = None
@@ -211,8 +213,25 @@ class _RecordDataset(keras.utils.PyDataset):
 
     def __getitem__(self, idx):
         ids = self.batch_indices(idx)
-        samples = [self._sample_or_substitute(int(idx), pos, int(i)) for pos, i in enumerate(ids)]
+        beat = self._heartbeat(idx)
+        try:
+            samples = [self._sample_or_substitute(int(idx), pos, int(i)) for pos, i in enumerate(ids)]
+        finally:  # a Python exception is reported by the pool itself; only a dead process leaves the note
+            if beat and os.path.exists(beat):
+                os.remove(beat)
         return self._collate(samples)
+
+    def _heartbeat(self, idx):
+        """In a worker process, mark "pid is making batch idx" (for :class:`~training.callbacks.WorkerWatchdog`)."""
+        if not self.heartbeat_dir or multiprocessing.parent_process() is None:
+            return None
+        path = os.path.join(self.heartbeat_dir, str(os.getpid()))
+        try:
+            with open(path, "w") as f:
+                f.write(str(int(idx)))
+        except OSError:  # the watchdog is gone: keep working without it
+            return None
+        return path
 
     # ------------------------------------------------------------------------------ errors
     def _describe(self, i) -> str:

@@ -435,9 +435,14 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         with dist.scope():
             model._symbolic_build(data_batch=train_data[0])
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    with _jax_distribution(dist):
-        hist = model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
-                         verbose=verbose)
+    watchdogs = [c for c in cbs if isinstance(c, WorkerWatchdog)]  # already watching (see its docs)
+    try:
+        with _jax_distribution(dist):
+            hist = model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
+                             verbose=verbose)
+    finally:
+        for w in watchdogs:
+            w.stop()
     history = {k: [float(v) for v in vals] for k, vals in (hist.history or {}).items()}
     result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
     if best_cb is not None:
@@ -463,7 +468,7 @@ def _callbacks(out, dist, model, train, val, monitor, checkpoint, backup, backup
                terminate_on_nan, log):
     cbs = [EpochSync(train, val)]
     if any(getattr(d, "use_multiprocessing", False) for d in (train, val) if d is not None):
-        cbs.append(WorkerWatchdog())
+        cbs.append(WorkerWatchdog(train, val))
     resumed_from, best_cb = None, None
     if out is None:
         if terminate_on_nan:

@@ -48,3 +48,43 @@ def run_python(code_or_args, *, env=None, timeout=300, cwd=None):
     args = ["-c", code_or_args] if isinstance(code_or_args, str) else list(code_or_args)
     return subprocess.run([sys.executable, *args], env=e, cwd=cwd or ROOT, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def _datasets_module():
+    from training import data
+
+    return data
+
+
+class PidLoggingDataset(_datasets_module().HeatmapDataset):
+    """Appends ``<pid> <batch index>`` to ``pid_log`` for every batch it makes (which process did the work)."""
+
+    pid_log = None
+
+    def __getitem__(self, idx):
+        out = super().__getitem__(idx)
+        if self.pid_log:
+            with open(self.pid_log, "a") as f:
+                f.write(f"{os.getpid()} {idx}\n")
+        return out
+
+
+class CrashingDataset(_datasets_module().HeatmapDataset):
+    """Batch ``crash_at`` kills its worker process (``mode="exit"``) or raises (``mode="raise"``) mid-batch."""
+
+    crash_at = 2
+    mode = "exit"
+    _crashing = False
+
+    def __getitem__(self, idx):
+        import multiprocessing
+
+        self._crashing = idx == self.crash_at and multiprocessing.parent_process() is not None
+        return super().__getitem__(idx)
+
+    def _make_sample(self, record, rng):
+        if self._crashing:
+            if self.mode == "exit":
+                os._exit(3)  # what an OOM kill or a segfault in a decoder looks like to the pool
+            raise RuntimeError("boom")
+        return super()._make_sample(record, rng)

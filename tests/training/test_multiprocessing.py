@@ -1,0 +1,97 @@
+"""PyDataset worker processes under the spawn start method: same batches as workers=0, errors not hangs.
+
+Each test runs a fresh interpreter (the start method is per program) with a timeout, so a hang
+fails the test instead of stalling the suite.
+"""
+
+import json
+
+import pytest
+
+from tests.training.helpers import run_python
+
+pytestmark = pytest.mark.backend_agnostic
+
+COMMON = """
+import hashlib, json, multiprocessing, os, sys
+import numpy as np
+
+def make(cls, n, workers, mp, **kw):
+    from training.datasets.synthetic import synthetic_pose
+    return cls(synthetic_pose(n, image_size=(32, 32), num_keypoints=4, seed=3), batch_size=4, input_size=(32, 32),
+               heatmap_size=(8, 8), sigma=1.0, augment=True, seed=11, workers=workers, use_multiprocessing=mp, **kw)
+"""
+
+SAME_BATCHES = COMMON + """
+def digests(ds, epochs):
+    # iterate exactly as model.fit does: Keras' adapter, its OrderedEnqueuer and process pool
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+    adapter, out = PyDatasetAdapter(ds, shuffle=False), []
+    for _ in range(epochs):
+        adapter.on_epoch_begin()
+        for x, y, w in adapter.get_numpy_iterator():
+            out.append(hashlib.sha1(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes()
+                                    + np.ascontiguousarray(w).tobytes()).hexdigest())
+        adapter.on_epoch_end()
+    return out
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    from tests.training.helpers import PidLoggingDataset, tiny_pose_model
+    from training.trainer import fit
+    log = sys.argv[1]
+    serial = digests(make(PidLoggingDataset, 20, 0, False), 2)
+    par_ds = make(PidLoggingDataset, 20, 2, True)
+    par_ds.pid_log = log
+    parallel = digests(par_ds, 2)
+    pids = {int(line.split()[0]) for line in open(log)}
+    res = fit(tiny_pose_model(outputs=2), make(PidLoggingDataset, 20, 2, True), epochs=2, verbose=0)
+    print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "main": os.getpid(), "pids": sorted(pids),
+                                  "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}))
+"""
+
+
+def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
+    script = tmp_path / "same_batches.py"
+    script.write_text(SAME_BATCHES)
+    proc = run_python([str(script), str(tmp_path / "pids.log")], timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert r["method"] == "spawn"
+    assert len(r["serial"]) == 10 and r["parallel"] == r["serial"]  # 5 batches x 2 epochs, identical
+    assert r["serial"][:5] != r["serial"][5:]  # the second epoch is reshuffled and re-augmented
+    assert r["pids"] and r["main"] not in r["pids"]  # batches were made in worker processes
+    assert len(r["loss"]) == 2 and all(v == v for v in r["loss"])
+
+
+CRASH = COMMON + """
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    from tests.training.helpers import CrashingDataset, tiny_pose_model
+    from training.trainer import fit
+    ds = make(CrashingDataset, 24, 2, True)
+    if sys.argv[1] == "missing-image":
+        ds.records[9] = ds.records[9].replace(image="/nonexistent/img_9.png", id="img9")
+        ds.shuffle = False
+        ds.crash_at = -1
+    try:
+        fit(tiny_pose_model(outputs=2), ds, epochs=2, verbose=0)
+    except Exception as e:
+        print("RAISED " + type(e).__name__ + ": " + str(e)[:2000])
+        sys.exit(0)
+    print("NO ERROR")
+"""
+
+
+@pytest.mark.parametrize("case", ["worker-dies", "missing-image"])
+def test_worker_failure_raises_in_main_process(tmp_path, case):
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH)
+    proc = run_python([str(script), case], timeout=300)  # a hang would hit the timeout and fail
+    out = proc.stdout
+    assert "RAISED" in out, out[-2000:] + proc.stderr[-3000:]
+    if case == "worker-dies":
+        assert "WorkerCrashedError" in out and "data worker process" in out and " died " in out, out
+    else:
+        assert "sample 9 (id 'img9', image '/nonexistent/img_9.png')" in out and "not found" in out, out
+
