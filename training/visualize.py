@@ -25,6 +25,7 @@ __all__ = [
     "training_curve",
     "write_png",
     "predict_overlay",
+    "resize_nearest",
 ]
 
 # MPII joint order: r-ank, r-kne, r-hip, l-hip, l-kne, l-ank, pelvis, thorax, upper-neck, head-top,
@@ -153,6 +154,11 @@ def training_curve(csv_path, *, keys=None, size=(480, 320)):
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     cv2.putText(img, f"epoch 0..{n - 1}", (pad, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img
+
+
+def resize_nearest(image, factor: int):
+    """Enlarge ``image`` by an integer ``factor`` without smoothing (pixel i -> block i)."""
+    return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
 
 
 def write_png(path, image_rgb) -> Path:
