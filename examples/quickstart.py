@@ -134,8 +134,10 @@ def draw(model, val, out, visualize):
         true_in = transform_points(np.asarray(rec.keypoints, np.float64), val.matrix(rec))
         img = visualize.resize_nearest(np.clip(x[i] * 255.0, 0, 255).astype(np.uint8), zoom)
         vis = w[i].reshape(-1) > 0
-        panel = visualize.draw_keypoints(img, (true_in + 0.5) * zoom - 0.5, vis, color=(255, 255, 255), radius=6)
-        tiles.append(visualize.draw_keypoints(panel, (pred_in[i] + 0.5) * zoom - 0.5, vis, radius=4))
+        # Each synthetic figure is a random tree: no fixed skeleton, so joints only (true white, predicted coloured).
+        panel = visualize.draw_keypoints(img, (true_in + 0.5) * zoom - 0.5, vis, skeleton=(), color=(255, 255, 255),
+                                         radius=6)
+        tiles.append(visualize.draw_keypoints(panel, (pred_in[i] + 0.5) * zoom - 0.5, vis, skeleton=(), radius=4))
     paths = [visualize.write_png(out / "keypoints.png", np.concatenate(tiles, axis=1))]
     img0 = np.clip(x[0] * 255.0, 0, 255).astype(np.uint8)  # default normalisation is pixels / 255
     paths.append(visualize.write_png(out / "heatmaps.png", visualize.heatmap_grid(heatmaps[0], img0, cell=64)))

@@ -150,7 +150,7 @@ def training_curve(csv_path, *, keys=None, size=(480, 320)):
         pts = np.stack([xs, yy], 1).round().astype(np.int32)
         color = tuple(int(c) for c in colors[i])
         cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
-        cv2.putText(img, f"{key}: {ys[0]:.3g} -> {ys[-1]:.3g}", (pad + 5, 25 + 14 * i),
+        cv2.putText(img, f"{key}: {ys[0]:.3g} -> {ys[-1]:.3g}", (pad + 5, h - pad - 10 - 14 * (len(keys) - 1 - i)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     cv2.putText(img, f"epoch 0..{n - 1}", (pad, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img

@@ -5,8 +5,9 @@ Nothing is stored on disk: a record holds a small picklable *source* (seed, inde
 the zoo can therefore be trained and evaluated with no download.
 
 Pose images: a random tree-shaped "figure" on a textured grey background; limbs are grey lines,
-joint ``k`` is a disc of a fixed colour (8 hues x bright/dark), so a network can learn *which*
-joint from colour and *where* from the disc centre. Joints that fall outside the image get
+joint ``k`` is a disc of a fixed colour (a 16-colour high-contrast palette), placed at least 2.5
+radii from the other joints, so a network can learn *which* joint from colour and *where* from
+the disc centre. Joints that fall outside the image get
 ``visible = 0``. The figure has no left/right symmetry, so ``SYNTHETIC_FLIP_PAIRS`` is empty
 (mirroring keeps every joint's identity).
 
@@ -31,13 +32,20 @@ __all__ = ["SYNTHETIC_FLIP_PAIRS", "SyntheticPoseImage", "SyntheticSegSource", "
 SYNTHETIC_FLIP_PAIRS: tuple = ()
 
 
+# 16 colours chosen to be far apart from each other and from the grey background.
+_PALETTE = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+    (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195)], np.uint8)
+
+
 def joint_colors(k: int) -> np.ndarray:
-    """``(k, 3)`` uint8 RGB colours: 8 hues, bright then dark, then repeating with a shifted hue."""
+    """``(k, 3)`` uint8 RGB joint colours: a 16-colour high-contrast palette, then evenly spaced hues."""
     out = np.zeros((k, 3), np.uint8)
-    for j in range(k):
-        hue = int((j % 8) * 22.5 + (j // 16) * 11) % 180  # OpenCV hue unit = 2 degrees
-        val = 255 if (j // 8) % 2 == 0 else 140
-        out[j] = cv2.cvtColor(np.array([[[hue, 255, val]]], np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
+    out[:min(k, 16)] = _PALETTE[:k]
+    for j in range(16, k):
+        hue = int((j - 16) * 180 / max(k - 16, 1)) % 180  # OpenCV hue unit = 2 degrees
+        out[j] = cv2.cvtColor(np.array([[[hue, 255, 200]]], np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
     return out
 
 
@@ -63,16 +71,19 @@ def _figure(seed: int, index: int, size, k: int):
     """Joint positions ``(k, 2)``, parents, and drawing sizes of figure ``index``."""
     w, h = size
     rng = np.random.default_rng([seed, index, 1])
-    extent = rng.uniform(0.35, 0.6) * min(w, h)
+    extent = rng.uniform(0.45, 0.7) * min(w, h)
+    radius = max(2, int(round(extent * 0.05)))
     root = np.array([rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.65) * h])
     parents = np.array([-1] + [(j - 1) // 2 for j in range(1, k)])
     pts = np.zeros((k, 2))
     pts[0] = root
     for j in range(1, k):
-        ang = rng.uniform(0, 2 * np.pi)
-        length = extent * rng.uniform(0.18, 0.32)
-        pts[j] = pts[parents[j]] + length * np.array([np.cos(ang), np.sin(ang)])
-    radius = max(2, int(round(extent * 0.045)))
+        for _ in range(20):  # keep discs apart, so every joint stays visible and unambiguous
+            ang = rng.uniform(0, 2 * np.pi)
+            length = extent * rng.uniform(0.18, 0.32)
+            pts[j] = pts[parents[j]] + length * np.array([np.cos(ang), np.sin(ang)])
+            if np.min(np.linalg.norm(pts[:j] - pts[j], axis=1)) >= 2.5 * radius:
+                break
     return pts, parents, radius
 
 
