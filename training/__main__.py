@@ -59,11 +59,11 @@ def _data_args(p):
     g.add_argument("--images", help="image folder (MPII, LSP)")
     g.add_argument("--root", help="dataset root folder (RHD, VOC)")
     g.add_argument("--classes", help="RHD segmentation classes: hands, hand, parts")
-    g.add_argument("--num-samples", type=int, help="synthetic: training samples")
-    g.add_argument("--val-samples", type=int, help="synthetic: validation samples")
+    g.add_argument("--num-samples", type=int, help="synthetic: training samples (default 512)")
+    g.add_argument("--val-samples", type=int, help="synthetic: validation samples (default 64)")
     g.add_argument("--num-keypoints", type=int, help="synthetic: keypoints per figure")
     g.add_argument("--num-classes", type=int, help="synthetic-seg: classes")
-    g.add_argument("--image-size", type=_size, help="synthetic: generated image size")
+    g.add_argument("--image-size", type=_size, help="synthetic: generated image size (default 64)")
     g.add_argument("--input-size", type=_size, help="network input SIZE or W,H")
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--sigma", type=float, default=2.0, help="heatmap Gaussian sigma (heatmap px)")
@@ -107,13 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# CPU-sized defaults for the generated datasets (the readers' own defaults are larger)
+_SYNTHETIC_DEFAULTS = {"image_size": (64, 64), "num_samples": 512, "val_samples": 64}
+
+
 def _load_records(args, split):
     from training import datasets
 
+    synth = args.dataset in ("synthetic", "synthetic-seg")
+    opt = {k: (getattr(args, k) if getattr(args, k) is not None or not synth else v)
+           for k, v in _SYNTHETIC_DEFAULTS.items()}
     ann = args.val_annotations if split != "train" and args.val_annotations else args.annotations
     return datasets.load(args.dataset, split, annotations=ann, images=args.images, root=args.root,
-                         classes=args.classes, num_samples=args.val_samples if split != "train" else args.num_samples,
-                         num_keypoints=args.num_keypoints, num_classes=args.num_classes, image_size=args.image_size,
+                         classes=args.classes, num_samples=opt["val_samples"] if split != "train" else opt["num_samples"],
+                         num_keypoints=args.num_keypoints, num_classes=args.num_classes, image_size=opt["image_size"],
                          seed=args.seed)
 
 
@@ -134,7 +141,7 @@ def _default_input(args, records):
     if args.input_size:
         return args.input_size
     if args.dataset in ("synthetic", "synthetic-seg"):
-        return tuple(args.image_size or (128, 128))
+        return tuple(args.image_size or _SYNTHETIC_DEFAULTS["image_size"])
     return (256, 256) if args.dataset in ("mpii", "lsp", "lspet", "rhd", "rhd-hand") else (512, 512)
 
 

@@ -108,9 +108,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         key = resolve_monitor(logs, self.monitor)
         if key is None:
             if epoch == 0:
-                keras.utils.io_utils.print_msg(
-                    f"BestCheckpoint: '{self.monitor}' is not logged (have: {', '.join(sorted(logs))}); "
-                    f"no checkpoint written.")
+                print(f"BestCheckpoint: '{self.monitor}' is not logged (have: {', '.join(sorted(logs))}); "
+                      f"no checkpoint written.")
             return
         value = float(logs[key])
         if not math.isfinite(value) or not self._better(value):
@@ -332,8 +331,8 @@ class SkipReport(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         n = sum(len(d.skipped()) for d in self.datasets)
         if n != self.total:
-            keras.utils.io_utils.print_msg(f"epoch {epoch + 1}: {n - self.total} unreadable sample(s) skipped "
-                                           f"({n} in total; see the warnings / skip log)")
+            print(f"epoch {epoch + 1}: {n - self.total} unreadable sample(s) skipped "
+                  f"({n} in total; see the warnings / skip log)")
         self.total = n
         if logs is not None and self.datasets:
             logs["skipped_samples"] = float(n)

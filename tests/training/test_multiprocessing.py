@@ -45,7 +45,7 @@ if __name__ == "__main__":
     par_ds.pid_log = log
     parallel = digests(par_ds, 2)
     pids = {int(line.split()[0]) for line in open(log)}
-    res = fit(tiny_pose_model(outputs=2), make(PidLoggingDataset, 20, 2, True), epochs=2, verbose=0)
+    res = fit(tiny_pose_model(outputs=2), make(PidLoggingDataset, 20, 2, True), epochs=1, verbose=0)
     print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "main": os.getpid(), "pids": sorted(pids),
                                   "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}))
 """
@@ -61,7 +61,7 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     assert len(r["serial"]) == 10 and r["parallel"] == r["serial"]  # 5 batches x 2 epochs, identical
     assert r["serial"][:5] != r["serial"][5:]  # the second epoch is reshuffled and re-augmented
     assert r["pids"] and r["main"] not in r["pids"]  # batches were made in worker processes
-    assert len(r["loss"]) == 2 and all(v == v for v in r["loss"])
+    assert len(r["loss"]) == 1 and r["loss"][0] == r["loss"][0]  # fit with spawned workers ran, no NaN
 
 
 CRASH = COMMON + """
@@ -69,29 +69,27 @@ if __name__ == "__main__":
     multiprocessing.set_start_method("spawn", force=True)
     from tests.training.helpers import CrashingDataset, tiny_pose_model
     from training.trainer import fit
-    ds = make(CrashingDataset, 24, 2, True)
-    if sys.argv[1] == "missing-image":
-        ds.records[9] = ds.records[9].replace(image="/nonexistent/img_9.png", id="img9")
-        ds.shuffle = False
-        ds.crash_at = -1
-    try:
-        fit(tiny_pose_model(outputs=2), ds, epochs=2, verbose=0)
-    except Exception as e:
-        print("RAISED " + type(e).__name__ + ": " + str(e)[:2000])
-        sys.exit(0)
-    print("NO ERROR")
+    for case in ("worker-dies", "missing-image"):
+        ds = make(CrashingDataset, 24, 2, True)
+        if case == "missing-image":
+            ds.records[9] = ds.records[9].replace(image="/nonexistent/img_9.png", id="img9")
+            ds.shuffle = False
+            ds.crash_at = -1
+        try:
+            fit(tiny_pose_model(outputs=2), ds, epochs=2, verbose=0)
+            print(case, "NO ERROR")
+        except Exception as e:
+            print(case, "RAISED " + type(e).__name__ + ": " + str(e)[:2000].replace(chr(10), " "))
 """
 
 
-@pytest.mark.parametrize("case", ["worker-dies", "missing-image"])
-def test_worker_failure_raises_in_main_process(tmp_path, case):
+def test_worker_failure_raises_in_main_process(tmp_path):
+    """A worker process that dies, and one that raises, both end fit with an error (never a hang)."""
     script = tmp_path / "crash.py"
     script.write_text(CRASH)
-    proc = run_python([str(script), case], timeout=300)  # a hang would hit the timeout and fail
-    out = proc.stdout
-    assert "RAISED" in out, out[-2000:] + proc.stderr[-3000:]
-    if case == "worker-dies":
-        assert "WorkerCrashedError" in out and "data worker process" in out and " died " in out, out
-    else:
-        assert "sample 9 (id 'img9', image '/nonexistent/img_9.png')" in out and "not found" in out, out
-
+    proc = run_python([str(script)], timeout=300)  # a hang would hit the timeout and fail
+    lines = {ln.split(" ", 1)[0]: ln for ln in proc.stdout.splitlines() if " RAISED " in ln or "NO ERROR" in ln}
+    dies, missing = lines.get("worker-dies", ""), lines.get("missing-image", "")
+    assert "RAISED" in dies and "WorkerCrashedError" in dies and "data worker process" in dies and " died " in dies, \
+        proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "sample 9 (id 'img9', image '/nonexistent/img_9.png')" in missing and "not found" in missing, missing

@@ -64,10 +64,3 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert (out / "final.keras").exists() and (out / "best.keras").exists()
     assert not (out / "backup").exists()  # a finished run removes its backup
 
-    # and the CLI evaluates what it trained
-    ev = subprocess.run([sys.executable, "-m", "training", "evaluate", "--run", str(out)], cwd=ROOT, env=_env(),
-                        capture_output=True, text=True, timeout=300)
-    assert ev.returncode == 0, ev.stderr[-3000:]
-    assert "PCK (box)@0.2" in ev.stdout and "joint3" in ev.stdout
-    rows = list(csv.DictReader(open(out / "eval" / "predictions.csv")))
-    assert len(rows) == 8 * 4
