@@ -34,19 +34,8 @@ import keras  # noqa: E402
 from training.data import HeatmapDataset, SegmentationDataset  # noqa: E402
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation  # noqa: E402
 from training.evaluation import evaluate  # noqa: E402
+from training.callbacks import TimeBudget  # noqa: E402
 from training.trainer import fit  # noqa: E402
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training once ``deadline`` (time.time()) minus a reserve for evaluation has passed."""
-
-    def __init__(self, deadline, reserve):
-        super().__init__()
-        self.deadline, self.reserve = deadline, reserve
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() > self.deadline - self.reserve:
-            self.model.stop_training = True
 
 
 def run_pose(args, out):

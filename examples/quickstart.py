@@ -34,7 +34,9 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fast", action="store_true", help="reduced mode: tiny model, few samples (for tests)")
     p.add_argument("--out", default="out", help="folder for pictures and files (default: out/)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 12, --fast 1)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 7, --fast 1)")
+    p.add_argument("--budget", type=float, default=230.0,
+                   help="seconds from start after which training stops early (default 230)")
     p.add_argument("--workers", type=int, default=2, help="data-pipeline thread workers (default 2)")
     return p.parse_args(argv)
 
@@ -62,12 +64,13 @@ def main(argv=None) -> int:
     from training import visualize
     from training.data import HeatmapDataset
     from training.datasets.synthetic import synthetic_pose
+    from training.callbacks import TimeBudget
     from training.evaluation import evaluate
     from training.trainer import fit
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    epochs = args.epochs or (1 if args.fast else 12)
+    epochs = args.epochs or (1 if args.fast else 7)
     n_train, n_val = (128, 32) if args.fast else (2048, 256)
     features = 32 if args.fast else 64
     print(f"kerazoo quickstart: Keras {keras.__version__}, backend {keras.backend.backend()}, output in {out}/")
@@ -80,17 +83,19 @@ def main(argv=None) -> int:
           f"{model.count_params():,} parameters, {len(model.outputs)} outputs of shape {tuple(model.outputs[0].shape)}")
 
     step("2. fine-tune on synthetic figures")
-    common = dict(batch_size=16, input_size=(SIZE, SIZE), heatmap_size=(SIZE // 4, SIZE // 4), sigma=1.0,
+    # The recipe of benchmarks/train_synthetic.py (PCK@0.2 0.96 in under 5 minutes on 2 CPU cores).
+    common = dict(batch_size=8, input_size=(SIZE, SIZE), heatmap_size=(SIZE // 4, SIZE // 4), sigma=1.5,
                   num_outputs=2)
-    aug = {"rotation": 20.0, "scale_range": (0.85, 1.15), "brightness": 0.1, "contrast": 0.1, "saturation": 0.1}
+    aug = {"rotation": 10.0, "scale_range": (0.9, 1.1), "brightness": 0.0, "contrast": 0.0, "saturation": 0.0}
     train = HeatmapDataset(synthetic_pose(n_train, image_size=(SIZE, SIZE), num_keypoints=K, seed=1), augment=aug,
                            seed=1, workers=args.workers, **common)
     val = HeatmapDataset(synthetic_pose(n_val, image_size=(SIZE, SIZE), num_keypoints=K, seed=10_001),
                          shuffle=False, **common)
     before = evaluate(model, val, verbose=False)
     print(f"before: {pck_line(before)}")
+    budget = TimeBudget(t0 + args.budget, reserve=0)  # stop early rather than overrun the demo's budget
     result = fit(model, train, val, epochs=epochs, out_dir=out / "run", preset="default", learning_rate=2e-3,
-                 verbose=2)
+                 verbose=2, callbacks=[budget])
     model = result.model
     after = evaluate(model, val, out_dir=out / "eval", verbose=False)
     print(f"after {epochs} epochs: {pck_line(after)}")

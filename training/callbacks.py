@@ -22,7 +22,8 @@ import numpy as np
 
 from training.datasets.base import WorkerCrashedError
 
-__all__ = ["BestCheckpoint", "ImageLogger", "WorkerWatchdog", "SkipReport", "resolve_monitor", "atomic_save"]
+__all__ = ["BestCheckpoint", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget", "resolve_monitor",
+           "atomic_save"]
 
 
 def atomic_save(model, path) -> Path:
@@ -336,3 +337,19 @@ class SkipReport(keras.callbacks.Callback):
         self.total = n
         if logs is not None and self.datasets:
             logs["skipped_samples"] = float(n)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training once the wall clock reaches ``deadline`` (``time.time()`` seconds) minus ``reserve``.
+
+    For demos and benchmarks that must finish within a budget: the epoch in progress ends at the
+    next batch, so validation, checkpointing and evaluation still happen.
+    """
+
+    def __init__(self, deadline: float, reserve: float = 0.0):
+        super().__init__()
+        self.deadline, self.reserve = float(deadline), float(reserve)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() > self.deadline - self.reserve:
+            self.model.stop_training = True
