@@ -101,3 +101,23 @@ def test_convert_delegates_to_the_converter(tmp_path):
 @pytest.mark.parametrize("args", [("predict", "hourglass", "nope.png", "--weights", "w.h5")])
 def test_predict_errors_are_one_line(tmp_path, args):
     assert "cannot read image" in _one_line_error(kerazoo(*args, cwd=tmp_path))
+
+
+def test_predict_writes_an_overlay(tmp_path):
+    import cv2
+    import keras
+
+    import zoo
+
+    model = zoo.get("hourglass", stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3))
+    zoo.save_weights(model, tmp_path / "hg.h5", zoo.WeightsRecord(
+        num_keypoints=4, scale=1 / 255.0,
+        builder_kwargs=dict(stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3))))
+    image = (np.random.default_rng(0).uniform(0, 255, (80, 96, 3))).astype("uint8")
+    cv2.imwrite(str(tmp_path / "img.png"), image)
+    r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.h5", "--out",
+                tmp_path / "pred.png")
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "pred.png"))
+    assert out is not None and out.shape == (64, 64, 3)
+    keras.backend.clear_session()
