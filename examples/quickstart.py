@@ -34,7 +34,7 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fast", action="store_true", help="reduced mode: tiny model, few samples (for tests)")
     p.add_argument("--out", default="out", help="folder for pictures and files (default: out/)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 7, --fast 1)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 6, --fast 1)")
     p.add_argument("--budget", type=float, default=265.0,
                    help="seconds from start after which training stops early (default 265)")
     p.add_argument("--workers", type=int, default=2, help="data-pipeline thread workers (default 2)")
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    epochs = args.epochs or (1 if args.fast else 7)
+    epochs = args.epochs or (1 if args.fast else 6)
     n_train, n_val = (128, 32) if args.fast else (2048, 256)
     features = 32 if args.fast else 64
     print(f"kerazoo quickstart: Keras {keras.__version__}, backend {keras.backend.backend()}, output in {out}/")
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
                  verbose=2, callbacks=[budget])
     model = result.model
     after = evaluate(model, val, out_dir=out / "eval", verbose=False)
-    print(f"after {epochs} epochs: {pck_line(after)}")
+    print(f"after {len(result.history.get('loss', []))} epochs: {pck_line(after)}")
     print(f"PCK@0.2 = {pck(after):.3f} on {n_val} held-out images (target >= 0.9 for the full run)")
 
     step("3. save name-keyed weights and reload them through zoo.get")
@@ -170,8 +170,8 @@ layer { name: "prob" type: "Softmax" bottom: "up" top: "prob" }
 """
 
 
-def convert_caffe_demo(out: Path) -> str:
-    """Write a small Caffe net with random weights, convert it through the CLI with ``--verify``."""
+def write_caffe_demo(folder: Path) -> tuple[Path, Path]:
+    """Write :data:`CAFFE_NET` with random weights as ``folder/deploy.prototxt`` + ``weights.caffemodel``."""
     from converters.caffe.opencv import caffemodel_bytes
 
     rng = np.random.default_rng(0)
@@ -182,12 +182,19 @@ def convert_caffe_demo(out: Path) -> str:
         ("conv2", "Convolution", [rng.normal(0, 0.3, (4, 8, 1, 1)), rng.normal(0, 0.1, 4)]),
         ("up", "Deconvolution", [rng.normal(0, 0.3, (4, 4, 4, 4))]),
     ]
-    folder = out / "caffe"
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     proto, model = folder / "deploy.prototxt", folder / "weights.caffemodel"
     proto.write_text(CAFFE_NET)
     model.write_bytes(caffemodel_bytes([(n, t, [np.asarray(b, np.float32) for b in bl]) for n, t, bl in blobs],
                                        "quickstart_net"))
+    return proto, model
+
+
+def convert_caffe_demo(out: Path) -> str:
+    """Write a small Caffe net with random weights, convert it through the CLI with ``--verify``."""
+    folder = out / "caffe"
+    proto, model = write_caffe_demo(folder)
     cmd = [sys.executable, "-m", "converters", "caffe", str(proto), str(model), "-o", str(folder / "net.keras"),
            "--input-shape", "37", "41", "--verify"]
     print("$ " + " ".join(["python", *cmd[1:]]), flush=True)
