@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -168,9 +167,10 @@ def write_png(path, image_rgb) -> Path:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(np.asarray(image_rgb, np.uint8)[..., ::-1]))
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.tobytes())
+    from zoo.weights import atomic_target
+
+    tmp = atomic_target(path)
+    tmp.write_bytes(buf.tobytes())
     os.replace(tmp, path)
     return path
 

@@ -132,10 +132,14 @@ class LoadReport:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_target(path: Path):
+def atomic_target(path: Path) -> Path:
+    """A new empty temporary file beside ``path`` (same folder, so ``os.replace`` is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
     return Path(tmp)
 
 
@@ -156,7 +160,7 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
     path = Path(path)
     record = record or getattr(model, "_zoo_record", None) or WeightsRecord()
     model_name = model_name or getattr(model, "_zoo_name", None) or model.name
-    tmp = _atomic_target(path)
+    tmp = atomic_target(path)
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
@@ -313,7 +317,7 @@ def fetch(record: WeightsRecord, *, progress: bool = True, force: bool = False) 
         if sha256sum(target) == record.sha256:
             return target
         warnings.warn(f"Cached weights '{target}' fail their sha256 check; downloading again.")
-    tmp = _atomic_target(target)
+    tmp = atomic_target(target)
     try:
         with urllib.request.urlopen(record.url) as r, open(tmp, "wb") as out:
             total = int(r.headers.get("Content-Length") or 0) or None
