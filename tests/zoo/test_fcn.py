@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.zoo.helpers import trainable_count
 from tests.oracle import opencv_forward
 from zoo.errors import InputShapeError
 from zoo.models import fcn
@@ -43,13 +44,10 @@ def variant_model(request):
     gc.collect()
 
 
-def _trainable_count(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
 
 def test_parameter_counts(variant_model):
     variant, model = variant_model
-    assert (model.count_params(), _trainable_count(model)) == COUNTS[variant]
+    assert (model.count_params(), trainable_count(model)) == COUNTS[variant]
 
 
 def test_layer_names_are_caffe_names_and_unique(variant_model):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.zoo.helpers import randomize_batchnorm, trainable_count
 from zoo.errors import InputShapeError
 from zoo.models.hourglass import hourglass, hourglass_feature_size
 
@@ -13,18 +14,6 @@ pytestmark = pytest.mark.backend_agnostic
 SMALL = dict(stacks=2, features=32, num_keypoints=5, input_shape=(64, 64, 3))
 
 
-def _trainable(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def _randomize_batchnorm(model, rng):
-    """Non-trivial BN gamma/beta/mean/variance, so a lost BN weight changes the output."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c),
-            ])
 
 
 def _forward(model, x):
@@ -40,7 +29,7 @@ def _forward(model, x):
 def small():
     keras.backend.clear_session()
     model = hourglass(**SMALL)
-    _randomize_batchnorm(model, np.random.default_rng(1))
+    randomize_batchnorm(model, np.random.default_rng(1))
     return model
 
 
@@ -50,7 +39,7 @@ def test_parameter_counts_and_default_outputs(stacks, expected):
     keras.backend.clear_session()
     with keras.StatelessScope():  # shapes only: skip the random initialisation
         model = hourglass(stacks=stacks)
-    assert _trainable(model) == expected
+    assert trainable_count(model) == expected
     assert len(model.outputs) == stacks
     assert [o.shape for o in model.outputs] == [(None, 64, 64, 16)] * stacks
     assert model.output_names == [f"stack{i}_heatmaps" for i in range(1, stacks + 1)]

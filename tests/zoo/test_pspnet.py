@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.zoo.helpers import randomize_batchnorm, trainable_count
 from tests.oracle import opencv_forward
 from zoo.errors import InputShapeError
 from zoo.layers import InterpAlignCorners
@@ -21,18 +22,6 @@ from zoo.models.pspnet import (
 pytestmark = pytest.mark.backend_agnostic
 
 
-def _trainable(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def _randomize_batchnorm(model, rng):
-    """Non-trivial BN gamma/beta/mean/variance, so a misplaced or lost BN changes the output."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c),
-            ])
 
 
 # --- a minimal .caffemodel writer (protobuf wire format: NetParameter.layer = 100) -------------------------
@@ -138,7 +127,7 @@ def small():
     """pspnet50 at 105x97 (F = 14 x 13) with the aux head and 5 classes, non-trivial BN statistics."""
     keras.backend.clear_session()
     model = pspnet50(input_shape=(105, 97, 3), classes=5, aux=True)
-    _randomize_batchnorm(model, np.random.default_rng(1))
+    randomize_batchnorm(model, np.random.default_rng(1))
     return model
 
 
@@ -164,7 +153,7 @@ def test_parameter_counts_and_default_shapes(builder, kwargs, expected, expected
     keras.backend.clear_session()
     with keras.StatelessScope():
         model = builder(**kwargs)
-    assert _trainable(model) == expected
+    assert trainable_count(model) == expected
     assert _count(model, aux=False) == expected_no_aux
     classes = kwargs.get("classes", 21)
     assert [o.shape for o in model.outputs] == [(None, 473, 473, classes)] * (2 if kwargs.get("aux") else 1)
@@ -254,7 +243,7 @@ def test_dilated_blocks_pyramid_and_head_match_opencv(rng):
     x = pyramid_pooling_module(x, filters=4, name="conv5_3")
     x = keras.layers.Conv2D(3, 1, name="conv6")(x)
     model = keras.Model(inp, InterpAlignCorners(zoom_factor=8, name="conv6_interp")(x))
-    _randomize_batchnorm(model, rng)
+    randomize_batchnorm(model, rng)
 
     proto = _input("data", 8, 13, 11)
     proto += _block("conv4_1", "data", 4, 16, dilation=2, proj=True) + _block("conv5_3", "conv4_1", 4, 16, dilation=4)

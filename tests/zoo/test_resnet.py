@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.zoo.helpers import trainable_count
 from zoo.errors import InputShapeError
 from zoo.models import resnet, resnet_v2
 
 pytestmark = pytest.mark.backend_agnostic
 
-
-def _trainable(model):
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
 def _names(model):
@@ -78,7 +76,7 @@ V1_CONVS = {"resnet18": 20, "resnet34": 36, "resnet50": 53, "resnet101": 104, "r
 @pytest.mark.parametrize("arch", list(V1_COUNTS))
 def test_v1_params_and_caffe_names(arch):
     model = zoo.get(arch)
-    assert _trainable(model) == V1_COUNTS[arch]
+    assert trainable_count(model) == V1_COUNTS[arch]
     names = _names(model)
     assert len(names) == len(set(names))
     for key in ["data", "conv1", "bn_conv1", "conv1_relu", "pool1", "pool5", "fc1000", "prob"] + V1_NAMES[arch]:
@@ -108,7 +106,7 @@ V2_BLOCKS = {"resnet50v2": (3, 4, 6, 3), "resnet101v2": (3, 4, 23, 3), "resnet15
 @pytest.mark.parametrize("arch", list(V2_COUNTS))
 def test_v2_params_and_caffe_structure(arch):
     model = zoo.get(arch)
-    assert _trainable(model) == V2_COUNTS[arch]
+    assert trainable_count(model) == V2_COUNTS[arch]
     names = _names(model)
     assert len(names) == len(set(names))
     blocks = V2_BLOCKS[arch]
@@ -149,7 +147,7 @@ def test_v1_stride_placement():
     assert v15.get_layer("res3a_branch2a").strides == (1, 1)
     assert v15.get_layer("res4a_branch2b").strides == (2, 2)
     assert v15.get_layer("res4a_branch1").strides == (2, 2)
-    assert _trainable(v15) == V1_COUNTS["resnet50"]
+    assert trainable_count(v15) == V1_COUNTS["resnet50"]
 
 
 # ---------------------------------------------------------------------------------------------

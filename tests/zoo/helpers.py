@@ -1,0 +1,19 @@
+"""Small helpers shared by the zoo model tests."""
+
+import keras
+import numpy as np
+
+
+def trainable_count(model) -> int:
+    """Number of trainable scalars (weights + BN gamma/beta), as torch counts parameters."""
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def randomize_batchnorm(model, rng) -> None:
+    """Non-trivial BN gamma/beta/mean/variance, so a misplaced or lost BN weight changes the output."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c),
+            ])
