@@ -12,6 +12,7 @@ from zoo.registry import ModelSpec, get_spec, info, list_models, register, regis
 from zoo.weights import WeightsRecord, load_weights, read_record, save_weights
 from zoo import models  # noqa: F401,E402  (registers the builders)
 from zoo.models.cpm import cpm_center_map  # noqa: E402
+from zoo import releases  # noqa: F401,E402  (registers the original releases as weights tags)
 
 __all__ = [
     "get", "list_models", "info", "register", "register_weights", "get_spec", "ModelSpec",

@@ -17,7 +17,7 @@ __all__ = ["get", "preprocess", "weights_record", "register_weights_loader"]
 
 # file suffix -> loader(spec, path, user_kwargs) -> (model, record); e.g. ".caffemodel" from converters.
 _LOADERS: dict[str, Callable[..., Any]] = {}
-_LAZY_LOADERS = {".caffemodel": "converters.caffe.zoo_loader"}
+_LAZY_LOADERS = {".caffemodel": "converters.caffe.zoo_loader", ".t7": "converters.torch7.zoo_loader"}
 
 
 def register_weights_loader(suffix: str, loader: Callable[..., Any]) -> None:
@@ -50,7 +50,8 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
 
     Args:
         name: a registered name (see :func:`zoo.list_models`), or ``"arch.tag"`` to pick weights.
-        weights: ``None`` (random init); a registered tag (``"mpii"``); a path to a ``.keras``
+        weights: ``None`` (random init); a registered tag (``"mpii"``: the original release, fetched,
+            sha256-checked and converted once, see :mod:`zoo.pretrained`); a path to a ``.keras``
             file, a Keras ``.weights.h5`` file, a zoo name-keyed weights file (:func:`zoo.save_weights`),
             or a Caffe ``.caffemodel`` (ported by ``converters.caffe``).
         **kwargs: builder arguments (``input_shape``, ``classes``, ``num_keypoints``, ...). With
@@ -72,11 +73,10 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         return _attach(spec.builder(**kwargs), spec, None)
 
     if isinstance(weights, str) and weights in spec.weights:
-        record = spec.weights[weights]
-        path = _w.fetch(record)
-        if record.source_format == "caffe":
-            return _load_by_suffix(spec, path, {**record.builder_kwargs, **kwargs}, record)
-        return _load_zoo_file(spec, path, kwargs, record)
+        from zoo import pretrained  # fetch + verify + convert once (cached)
+
+        path = pretrained.resolve(spec.name, weights)
+        return _load_zoo_file(spec, path, kwargs, spec.weights[weights])
 
     path = Path(weights)
     looks_like_path = path.suffix or "/" in str(weights) or "\\" in str(weights)

@@ -1,6 +1,8 @@
 """``kerazoo`` — one command line over the whole product.
 
-    kerazoo list [PATTERN] [--pretrained]      registered models (fnmatch wildcards)
+    kerazoo list [PATTERN] [--pretrained]      registered models (fnmatch wildcards); with --pretrained,
+                                               every NAME:TAG, whether it is cached and its hashes
+    kerazoo download NAME[:TAG] ...            fetch, verify and convert original releases once
     kerazoo info NAME                          builder, defaults, head, weights records
     kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel
     kerazoo convert ...                        = python -m converters caffe ...
@@ -34,8 +36,35 @@ def _cmd_list(args):
     names = zoo.list_models(args.pattern, pretrained=args.pretrained)
     if not names:
         raise CLIError(f"no model matches {args.pattern!r}")
+    if not args.pretrained:
+        for n in names:
+            print(n)
+        return
+    from zoo import pretrained
+
+    where = pretrained.offline_dir()
+    print(f"weights cache: {zoo.weights.cache_dir()}   offline folder (${pretrained.OFFLINE_ENV}): {where or 'not set'}")
+    print(f"{'NAME:TAG':<24} {'CONVERTED':<10} {'FILE':<52} {'STATE':<16} SHA256")
     for n in names:
-        print(n)
+        st = pretrained.status(n)
+        first = True
+        for row in st["sources"] or [{"file": "-", "state": "-", "sha256": "-"}]:
+            label = f"{st['name']}:{st['tag']}" if first else ""
+            conv = ("yes" if st["converted"] else "no") if first else ""
+            print(f"{label:<24} {conv:<10} {row['file']:<52} {row['state']:<16} {row['sha256']}")
+            first = False
+
+
+def _cmd_download(args):
+    from zoo import pretrained
+    from zoo.errors import ZooError
+
+    for name in args.names:
+        try:
+            path = pretrained.resolve(name, progress=not args.quiet)
+        except (ValueError, ZooError) as e:
+            raise CLIError(str(e).splitlines()[0] if args.quiet else " ".join(str(e).split())) from None
+        print(f"{name}: {path}")
 
 
 def _cmd_info(args):
@@ -156,8 +185,18 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("list", help="list registered models")
     s.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
-    s.add_argument("--pretrained", action="store_true", help="list name.tag entries with weights")
+    s.add_argument("--pretrained", action="store_true",
+                   help="list NAME:TAG weights: converted or not, each release file (cached, to download, "
+                        "present offline) and its sha256 (pinned, recorded on first download, unknown)")
     s.set_defaults(fn=_cmd_list)
+    s = sub.add_parser("download", help="fetch, verify and convert the original release of NAME[:TAG] once",
+                       description="Fetch the original release files of each NAME[:TAG] (or NAME.TAG; no tag = the "
+                                   "model's first tag), check their sha256, convert them into zoo weights and cache "
+                                   "the result, so later zoo.get(NAME, weights=TAG) calls are instant. Without "
+                                   "internet, set $KERAZOO_OFFLINE_DIR to a folder holding the original files.")
+    s.add_argument("names", nargs="+", metavar="NAME[:TAG]", help="e.g. hourglass:mpii cpm:lsp fcn8s")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(fn=_cmd_download)
     s = sub.add_parser("info", help="show a model's builder, defaults and weights records")
     s.add_argument("name")
     s.set_defaults(fn=_cmd_info)

@@ -128,5 +128,15 @@ def info(name: str) -> dict[str, Any]:
         "defaults": spec.defaults,
         "head_kwarg": spec.head_kwarg,
         "head_layers": list(spec.head_layers),
-        "weights": {tag: rec.to_dict() for tag, rec in spec.weights.items()},
+        "weights": {tag: _weights_info(spec.name, tag, rec) for tag, rec in spec.weights.items()},
     }
+
+
+def _weights_info(name: str, tag: str, rec: WeightsRecord) -> dict[str, Any]:
+    """The record, with where each release file's sha256 comes from (pinned, recorded locally, unknown)."""
+    from zoo import pretrained  # imports this module
+
+    d = rec.to_dict()
+    for src, row in zip(d.get("sources", ()), pretrained.status(name, tag)["sources"] if rec.sources else ()):
+        src["sha256_status"] = row["sha256"]
+    return d

@@ -31,6 +31,7 @@ from zoo.errors import WeightsFileError, WeightsMismatchError
 
 __all__ = [
     "WeightsRecord",
+    "SourceFile",
     "LoadReport",
     "save_weights",
     "load_weights",
@@ -46,6 +47,41 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """One file of an original release, as its authors published it.
+
+    Attributes:
+        name: the file's original name (a relative path where the release's names collide, e.g.
+            ``voc-fcn8s/deploy.prototxt``); users without internet place it under this name in the
+            offline folder (``$KERAZOO_OFFLINE_DIR``).
+        url: the original download URL, or ``None`` when the authors only published a web page.
+        sha256: pinned hash of the file, computed from the real file; ``None`` until someone has:
+            the first download then records it locally (and says so).
+        member: when ``name`` is a zip archive, the file to take from it (matched by base name);
+            the member may also be placed in the offline folder on its own.
+        md5: a checksum the authors (or their scripts) published, checked when present.
+        page: the human download page (Google Drive folders, project pages).
+    """
+
+    name: str
+    url: str | None = None
+    sha256: str | None = None
+    member: str | None = None
+    md5: str | None = None
+    page: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique name of what this source provides: ``archive!member`` or ``name``."""
+        return f"{self.name}!{self.member}" if self.member else self.name
+
+    @property
+    def provides(self) -> str:
+        """Base name of the file the converter reads (the member, or the file itself)."""
+        return Path(self.member or self.name).name
+
+
+@dataclass(frozen=True)
 class WeightsRecord:
     """Everything a user needs to use a set of weights correctly (torchvision ``Weights.meta`` style).
 
@@ -57,7 +93,9 @@ class WeightsRecord:
     url: str | None = None  # where the file is downloaded from
     file_name: str | None = None  # cache file name, unique per (arch, tag)
     sha256: str | None = None  # of the downloaded file; downloads are refused without a match
-    source_format: str = "kerazoo"  # "kerazoo" (name-keyed h5), "keras", or "caffe"
+    source_format: str = "kerazoo"  # "kerazoo" (name-keyed h5), "keras", "caffe" or "torch7"
+    sources: tuple[SourceFile, ...] = ()  # original release files, converted once (zoo.pretrained)
+    source_page: str | None = None  # where the authors describe the release
     license: str | None = None
     paper: str | None = None  # paper title or URL
     description: str = ""
@@ -94,6 +132,8 @@ class WeightsRecord:
                 kw[key] = tuple(kw[key])
         if kw.get("flip_pairs") is not None:
             kw["flip_pairs"] = tuple(tuple(p) for p in kw["flip_pairs"])
+        if kw.get("sources"):
+            kw["sources"] = tuple(s if isinstance(s, SourceFile) else SourceFile(**s) for s in kw["sources"])
         return cls(**kw)
 
     def replace(self, **changes) -> "WeightsRecord":
@@ -289,8 +329,15 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
 
 
 def cache_dir() -> Path:
-    """Where downloaded weights live: ``$KERAZOO_HOME`` or ``~/.cache/kerazoo``."""
-    return Path(os.environ.get("KERAZOO_HOME", Path.home() / ".cache" / "kerazoo"))
+    """Where downloaded and converted weights live.
+
+    ``$KERAZOO_HOME`` if set, else ``$KERAS_HOME/kerazoo``, else ``~/.keras/kerazoo`` (Keras' own
+    cache root, so one variable moves every Keras download).
+    """
+    if os.environ.get("KERAZOO_HOME"):
+        return Path(os.environ["KERAZOO_HOME"])
+    keras_home = os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
+    return Path(keras_home) / "kerazoo"
 
 
 def sha256sum(path, chunk: int = 1 << 20) -> str:

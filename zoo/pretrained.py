@@ -1,0 +1,409 @@
+"""Pretrained weights by tag: the original release files fetched, verified, converted once, cached.
+
+``zoo.get("cpm", weights="mpii")`` goes through :func:`resolve`:
+
+1. Each :class:`~zoo.weights.SourceFile` of the tag's record is found in the offline folder
+   (``$KERAZOO_OFFLINE_DIR``, files under their original names) or in the cache
+   (``<cache>/sources``), or downloaded there with ``keras.utils.get_file`` (progress bar) to a
+   ``.part`` name, checked, then renamed. Archives (``.zip``) give the member the record names.
+2. Hashes: a pinned sha256 must match. A tag whose hash nobody has computed from the real file yet
+   records it on first download (``<cache>/sources/sha256.json``), prints it, and ``zoo.info`` says
+   so; later reads must match the recorded value. A cached file that fails its check is deleted
+   and fetched again; a fresh download that fails is deleted and raises.
+3. The files are converted once (Caffe prototxt + caffemodel through ``converters.caffe.port``, or
+   a Torch7 ``.t7`` through ``converters.torch7``) into the zoo's name-keyed weights file
+   ``<cache>/converted/<arch>.<tag>-<key>.h5``, where ``key`` hashes the sources' sha256, the
+   builder arguments and :data:`CONVERSION_VERSION`. Later calls load it without converting; a
+   converted file whose own sha256 (kept beside it) no longer matches is converted again.
+
+``<cache>`` is :func:`zoo.weights.cache_dir` (``$KERAZOO_HOME``, else ``$KERAS_HOME/kerazoo``, else
+``~/.keras/kerazoo``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from zoo import weights as _w
+from zoo.errors import WeightsFileError
+from zoo.registry import ModelSpec, get_spec
+from zoo.weights import SourceFile, WeightsRecord
+
+__all__ = ["CONVERSION_VERSION", "OFFLINE_ENV", "resolve", "status", "split_name", "offline_dir", "recorded_sha256"]
+
+#: Bump when a conversion would produce different weights from the same files: the cached
+#: converted files are keyed by it, so users get fresh conversions automatically.
+CONVERSION_VERSION = 1
+#: Environment variable naming the folder where users without internet place the original files.
+OFFLINE_ENV = "KERAZOO_OFFLINE_DIR"
+_HASHES = "sha256.json"
+
+
+def offline_dir() -> Path | None:
+    """The offline folder (``$KERAZOO_OFFLINE_DIR``), or ``None`` when downloads are allowed."""
+    value = os.environ.get(OFFLINE_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def _sources_dir() -> Path:
+    return _w.cache_dir() / "sources"
+
+
+def _converted_dir() -> Path:
+    return _w.cache_dir() / "converted"
+
+
+def _safe(name: str) -> str:
+    """A flat cache file name for a release path (``voc-fcn8s/deploy.prototxt`` -> ``voc-fcn8s__deploy.prototxt``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("/", "__"))
+
+
+def split_name(name: str, tag: str | None = None) -> tuple[ModelSpec, str, WeightsRecord]:
+    """``"cpm:mpii"``, ``"cpm.mpii"`` or ``("cpm", "mpii")`` -> (spec, tag, record); no tag = the default tag.
+
+    Raises:
+        ValueError: unknown model, a model without pretrained weights, or an unknown tag (listing the known ones).
+    """
+    for sep in (":", "."):
+        if tag is None and sep in name:
+            name, tag = name.split(sep, 1)
+    spec = get_spec(name)
+    if not spec.weights:
+        raise ValueError(f"{spec.name} has no pretrained weights registered.")
+    tag = tag or next(iter(spec.weights))
+    if tag not in spec.weights:
+        raise ValueError(f"{spec.name}: unknown weights tag {tag!r}. Known tags: {', '.join(spec.weights)}.")
+    return spec, tag, spec.weights[tag]
+
+
+# --------------------------------------------------------------------------------------------
+# Hashes: pinned in the record, or recorded here on first download
+# --------------------------------------------------------------------------------------------
+
+
+def _hash_file() -> Path:
+    return _sources_dir() / _HASHES
+
+
+def _read_hashes() -> dict[str, Any]:
+    path = _hash_file()
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise WeightsFileError(f"Recorded hashes '{path}' are unreadable ({e}); delete the file to start over.") from None
+
+
+def _record_hash(key: str, digest: str, where: str) -> None:
+    hashes = _read_hashes()
+    hashes[key] = {"sha256": digest, "from": where,
+                   "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    path = _hash_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _w.atomic_target(path)
+    tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def recorded_sha256(key: str) -> str | None:
+    """The sha256 recorded on first download for a source key (``name`` or ``archive!member``)."""
+    entry = _read_hashes().get(key)
+    return entry["sha256"] if entry else None
+
+
+def _expected(src: SourceFile, key: str) -> tuple[str | None, str]:
+    """(sha256, how it is known) for the file ``key`` of ``src``: pinned, recorded, or unknown."""
+    if key == src.name and src.sha256:
+        return src.sha256, "pinned in kerazoo"
+    recorded = recorded_sha256(key)
+    if recorded:
+        return recorded, f"recorded on first download in '{_hash_file()}'"
+    return None, "unknown"
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(src: SourceFile, key: str, path: Path, where: str) -> str:
+    """Check ``path`` (the file ``key`` of ``src``) against its known hash; record it if unknown.
+
+    Returns the file's sha256. Raises WeightsFileError (the caller deletes cached files).
+    """
+    digest = _w.sha256sum(path)
+    expected, how = _expected(src, key)
+    if expected and digest != expected:
+        raise WeightsFileError(
+            f"'{path}' ({key}) has sha256 {digest}, expected {expected} ({how}). The file is corrupt, "
+            f"incomplete or not the release's; get it again from {src.url or src.page}."
+        )
+    if key == src.name and src.md5 and _md5(path) != src.md5:
+        raise WeightsFileError(f"'{path}' ({key}) fails the md5 {src.md5} its authors published; get it again "
+                               f"from {src.url or src.page}.")
+    if not expected:
+        _record_hash(key, digest, where)
+        print(f"kerazoo: sha256 of {key} recorded on first use: {digest} (kerazoo pins no hash for this "
+              f"file yet; later reads must match it)")
+    return digest
+
+
+# --------------------------------------------------------------------------------------------
+# Getting the files
+# --------------------------------------------------------------------------------------------
+
+
+def _where_to_get(src: SourceFile) -> str:
+    return " or ".join(x for x in (src.url, src.page) if x) or "its authors' page"
+
+
+def _download(src: SourceFile, target: Path, progress: bool) -> str:
+    """Download ``src.url`` to ``target`` (via ``.part``); returns the verified sha256."""
+    import keras
+
+    if not src.url:
+        raise WeightsFileError(
+            f"'{src.name}' has no direct download URL; download it from {src.page or 'its authors'} and "
+            f"place it in the offline folder (set ${OFFLINE_ENV}) under the name '{src.name}'."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    try:
+        try:
+            got = keras.utils.get_file(fname=part.name, origin=src.url, cache_dir=str(target.parent),
+                                       cache_subdir=".", force_download=True)
+        except Exception as e:  # get_file raises Exception subclasses for HTTP, URL and short reads
+            raise WeightsFileError(
+                f"Could not download '{src.name}' from {src.url}: {type(e).__name__}: {e}. Partial data was "
+                f"deleted. Retry, or download it by hand and place it in the offline folder (${OFFLINE_ENV})."
+            ) from None
+        got = Path(got)
+        if got.resolve() != part.resolve():  # get_file falls back to /tmp/.keras when the cache is read-only
+            raise WeightsFileError(f"Cache folder '{target.parent}' is not writable; set KERAZOO_HOME to a writable folder.")
+        with open(part, "rb") as f:
+            head = f.read(512).lstrip().lower()
+        if head.startswith((b"<!doctype html", b"<html")):
+            raise WeightsFileError(
+                f"{src.url} returned a web page instead of '{src.name}' (hosts such as Google Drive ask for "
+                f"a confirmation on large files). Download it by hand from {src.page or src.url} and place it "
+                f"in the offline folder (${OFFLINE_ENV}) under the name '{src.name}'."
+            )
+        digest = _verify(src, src.name, part, src.url)
+        os.replace(part, target)
+        return digest
+    finally:
+        if part.exists():
+            part.unlink()
+
+
+def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
+    """The member of ``archive`` named by ``src`` (by base name), extracted once beside the archive."""
+    out = _sources_dir() / (_safe(src.name) + ".d") / src.provides
+    if out.exists() and out.stat().st_mtime >= archive.stat().st_mtime:
+        return out
+    try:
+        with zipfile.ZipFile(archive) as z:
+            found = [i for i in z.infolist() if not i.is_dir() and Path(i.filename).name == src.provides]
+            if len(found) != 1:
+                names = ", ".join(i.filename for i in z.infolist()[:20])
+                raise WeightsFileError(
+                    f"Archive '{archive}' has {len(found) or 'no'} member(s) named '{src.provides}' (expected one). "
+                    f"Members: {names}."
+                )
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _w.atomic_target(out)
+            try:
+                with z.open(found[0]) as r, open(tmp, "wb") as w:
+                    while block := r.read(1 << 20):
+                        w.write(block)
+                os.replace(tmp, out)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+    except (zipfile.BadZipFile, EOFError) as e:
+        if in_cache:
+            archive.unlink()
+        raise WeightsFileError(
+            f"'{archive}' is not a readable zip archive ({e}){' and was deleted from the cache' if in_cache else ''}; "
+            f"get '{src.name}' again from {_where_to_get(src)}."
+        ) from None
+    return out
+
+
+def _obtain(src: SourceFile, progress: bool) -> tuple[Path, str]:
+    """(path of the file ``src`` provides, sha256 of the file read) from the offline folder or the cache."""
+    offline = offline_dir()
+    if offline is not None:
+        candidates = []
+        if src.member:  # the member placed on its own
+            candidates.append((offline / src.provides, src.key))
+        candidates += [(offline / src.name, src.name), (offline / Path(src.name).name, src.name)]
+        for path, key in candidates:
+            if path.is_file():
+                digest = _verify(src, key, path, str(path))
+                if key == src.name and src.member:
+                    return _extract(src, path, in_cache=False), digest
+                return path, digest
+        also = f" (or its member '{src.provides}' on its own)" if src.member else ""
+        raise WeightsFileError(
+            f"Offline folder '{offline}' (${OFFLINE_ENV}) has no '{src.name}'{also}. Place the file there under "
+            f"that name; download it from {_where_to_get(src)}."
+        )
+    cached = _sources_dir() / _safe(src.name)
+    digest = None
+    if cached.is_file():
+        try:
+            digest = _verify(src, src.name, cached, str(cached))
+        except WeightsFileError as e:
+            cached.unlink()
+            warnings.warn(f"{e} Deleted the cached copy; downloading it again.", stacklevel=3)
+    if digest is None:
+        digest = _download(src, cached, progress)
+    if src.member:
+        return _extract(src, cached, in_cache=True), digest
+    return cached, digest
+
+
+# --------------------------------------------------------------------------------------------
+# Converting once
+# --------------------------------------------------------------------------------------------
+
+
+def _conversion_key(spec: ModelSpec, tag: str, record: WeightsRecord, digests: dict[str, str]) -> str:
+    text = json.dumps({"model": spec.name, "tag": tag, "sources": digests, "builder": record.builder_kwargs,
+                       "format": record.source_format, "conversion": CONVERSION_VERSION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _known_digests(record: WeightsRecord) -> dict[str, str] | None:
+    """Source digests known without reading the files (pinned or recorded), or None if any is unknown."""
+    out = {}
+    for src in record.sources:
+        digest = _expected(src, src.name)[0] or (_expected(src, src.key)[0] if src.member else None)
+        if digest is None:
+            return None
+        out[src.key] = digest
+    return out
+
+
+def _converted_ok(path: Path) -> bool:
+    """True if the converted file exists and still has the sha256 written beside it at conversion."""
+    side = path.with_name(path.name + ".sha256")
+    if not path.is_file():
+        return False
+    if side.is_file() and side.read_text().strip() == _w.sha256sum(path):
+        return True
+    warnings.warn(f"Converted weights '{path}' are corrupt or incomplete; converting the release again.", stacklevel=4)
+    for p in (path, side):
+        if p.exists():
+            p.unlink()
+    return False
+
+
+def _convert(spec: ModelSpec, record: WeightsRecord, files: dict[str, Path], progress: bool):
+    """Build ``spec`` with the record's arguments and fill it from the release files."""
+    fmt = record.source_format
+    model = spec.builder(**record.builder_kwargs)
+    by_suffix = {Path(k).suffix.lower(): p for k, p in files.items()}
+    if fmt == "caffe":
+        from converters.caffe.port import FAMILY_MAPPINGS, port
+        from converters.caffe.reader import load
+
+        missing = [s for s in (".prototxt", ".caffemodel") if s not in by_suffix]
+        if missing:
+            raise WeightsFileError(f"{spec.name}: the release record lists no {' / '.join(missing)} file.")
+        net = load(by_suffix[".prototxt"], by_suffix[".caffemodel"], progress=progress)
+        port(net, model, mapping=FAMILY_MAPPINGS.get(spec.family))
+    elif fmt == "torch7":
+        from converters.torch7.hourglass import port_hourglass
+
+        if ".t7" not in by_suffix:
+            raise WeightsFileError(f"{spec.name}: the release record lists no .t7 file.")
+        port_hourglass(by_suffix[".t7"], model)
+    else:
+        raise WeightsFileError(f"{spec.name}: don't know how to convert releases in format {fmt!r}.")
+    return model
+
+
+def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path:
+    """The converted zoo weights file of ``name`` (``"arch"``, ``"arch:tag"`` or ``"arch.tag"``).
+
+    Fetches, verifies and converts on first use; later calls return the cached file at once.
+
+    Returns:
+        Path of a zoo name-keyed weights file (load it with ``zoo.get(arch, weights=path)``).
+    Raises:
+        ValueError: unknown model or tag.
+        WeightsFileError: a file that is missing offline (the message names the file to place and the
+            URL), a failed or partial download, a hash mismatch (the cached file is deleted), an archive
+            without the expected member.
+        WeightsMismatchError: release files that do not fit the zoo builder (another architecture).
+    """
+    spec, tag, record = split_name(name, tag)
+    if not record.sources:  # weights already in the zoo's format: one file, sha256-pinned
+        return _w.fetch(record, progress=progress)
+    out_dir = _converted_dir()
+    known = _known_digests(record)
+    if known is not None:
+        path = out_dir / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, known)}.h5"
+        if _converted_ok(path):
+            return path
+    files, digests = {}, {}
+    for src in record.sources:
+        files[src.provides], digests[src.key] = _obtain(src, progress)
+    path = out_dir / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, digests)}.h5"
+    if path.is_file() and _converted_ok(path):
+        return path
+    if progress:
+        print(f"kerazoo: converting {spec.name}:{tag} from {', '.join(files)} (once; cached in '{out_dir}')")
+    model = _convert(spec, record, files, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _w.save_weights(model, path, record, model_name=spec.name)
+    side = path.with_name(path.name + ".sha256")
+    tmp = _w.atomic_target(side)
+    tmp.write_text(_w.sha256sum(path) + "\n")
+    os.replace(tmp, side)
+    return path
+
+
+def status(name: str, tag: str | None = None) -> dict[str, Any]:
+    """What :func:`resolve` would do now, without downloading: for ``kerazoo list --pretrained``.
+
+    Returns:
+        ``{"name", "tag", "converted": bool, "sources": [{"file", "state", "sha256", "url"}]}``;
+        ``state`` is ``"offline"``, ``"missing offline"``, ``"cached"`` or ``"download"``; ``sha256`` is
+        ``"pinned"``, ``"recorded <hash>"`` or ``"unknown (recorded on first download)"``.
+    """
+    spec, tag, record = split_name(name, tag)
+    offline = offline_dir()
+    rows = []
+    for src in record.sources:
+        if offline is not None:
+            present = any(p.is_file() for p in (offline / src.name, offline / Path(src.name).name,
+                                                 offline / src.provides))
+            state = "offline" if present else "missing offline"
+        else:
+            state = "cached" if (_sources_dir() / _safe(src.name)).is_file() else "download"
+        if src.sha256:
+            sha = "pinned"
+        else:
+            rec = recorded_sha256(src.name) or (recorded_sha256(src.key) if src.member else None)
+            sha = f"recorded {rec}" if rec else "unknown (recorded on first download)"
+        rows.append({"file": src.key, "state": state, "sha256": sha, "url": src.url or src.page})
+    known = _known_digests(record) if record.sources else None
+    converted = bool(known) and (_converted_dir() / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, known)}.h5").is_file()
+    if not record.sources:
+        converted = bool(record.file_name) and (_w.cache_dir() / record.file_name).is_file()
+    return {"name": spec.name, "tag": tag, "converted": converted, "sources": rows}

@@ -1,0 +1,170 @@
+"""The original public releases, registered as weights tags (``zoo.get("cpm", weights="mpii")``).
+
+Each tag's :class:`~zoo.weights.WeightsRecord` names the authors' files (:class:`SourceFile`: the
+original name, URL, archive member) and how to use the weights (input size, channel order,
+mean/scale, classes or keypoints, flip pairs, output stride, the paper's metric, license, page).
+:mod:`zoo.pretrained` fetches, verifies and converts them once.
+
+No sha256 is pinned here: none has been computed from the real files by this project yet (the
+machines that built it had no internet). The first download records each file's hash locally and
+prints it; ``zoo.info`` / ``kerazoo list --pretrained`` say which hashes are pinned or recorded.
+(An md5 for the hourglass zip circulates in third-party scripts copied from a Caffe download
+script; it is not used, since nothing shows it was computed from that file.)
+"""
+
+from __future__ import annotations
+
+from zoo.registry import register_weights
+from zoo.weights import SourceFile, WeightsRecord
+
+__all__ = ["MPII_JOINTS", "CPM_PARTS", "VOC_CLASSES", "CITYSCAPES_CLASSES"]
+
+MPII_JOINTS = ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax", "upper_neck",
+               "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist")
+MPII_FLIP = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+# CPM MPI/LSP models: 14 parts (+ a background map), testing/python/config_reader part_str.
+CPM_PARTS = ("head", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
+             "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle")
+CPM_FLIP = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13))
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
+CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+                      "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+                      "motorcycle", "bicycle")
+
+_GH = "https://raw.githubusercontent.com"
+_BGR_IMAGENET = dict(channel_order="BGR", mean=(103.939, 116.779, 123.68))
+
+
+# --- ResNet v1: Kaiming He's Caffe models (MSR models.zip) -------------------------------------------------
+_KAIMING = "https://github.com/KaimingHe/deep-residual-networks"
+for _depth, _top1, _top5 in ((50, 24.7, 7.8), (101, 23.6, 7.1), (152, 23.0, 6.7)):
+    register_weights(f"resnet{_depth}", "imagenet", WeightsRecord(
+        source_format="caffe",
+        sources=(
+            SourceFile("models.zip", "http://research.microsoft.com/en-us/um/people/kahe/resnet/models.zip",
+                       member=f"ResNet-{_depth}-model.caffemodel", page=_KAIMING + "#models"),
+            SourceFile(f"ResNet-{_depth}-deploy.prototxt",
+                       f"{_GH}/KaimingHe/deep-residual-networks/master/prototxt/ResNet-{_depth}-deploy.prototxt"),
+        ),
+        source_page=_KAIMING, paper="Deep Residual Learning for Image Recognition (He et al., CVPR 2016)",
+        license="MIT (repository license; see source page)",
+        description=f"ResNet-{_depth} ImageNet, the MSRA Caffe release. The authors subtract a mean image "
+                    f"(ResNet_mean.binaryproto); the per-channel BGR mean here is its Keras-applications average.",
+        input_size=(224, 224), **_BGR_IMAGENET, num_classes=1000, output_stride=32,
+        builder_kwargs={"classes": 1000},
+        metrics={"ImageNet val top-1 error, 1 crop (%)": _top1, "ImageNet val top-5 error, 1 crop (%)": _top5},
+    ))
+
+# --- ResNet v2 (pre-activation): soeaver/caffe-model, BatchNorm + Scale ------------------------------------
+_SOEAVER = "https://github.com/soeaver/caffe-model/tree/master/cls"
+for _depth, _drive, _top1, _top5 in ((101, "0B9mkjlmP0d7zRlhISks0VktGOGs", 78.05, 93.88),
+                                     (152, "0B9mkjlmP0d7zOXhrb1EyYVRHOEk", 79.15, 94.58)):
+    register_weights(f"resnet{_depth}v2", "imagenet", WeightsRecord(
+        source_format="caffe",
+        sources=(
+            SourceFile(f"resnet{_depth}_v2.caffemodel", f"https://drive.google.com/uc?export=download&id={_drive}",
+                       page=f"https://drive.google.com/open?id={_drive}"),
+            SourceFile(f"deploy_resnet{_depth}_v2.prototxt",
+                       f"{_GH}/soeaver/caffe-model/master/cls/resnet-v2/deploy_resnet{_depth}_v2.prototxt"),
+        ),
+        source_page=_SOEAVER, paper="Identity Mappings in Deep Residual Networks (He et al., ECCV 2016)",
+        license="see source page",
+        description=f"Pre-activation ResNet-{_depth} ImageNet (converted from yjxiong/caffe and fine-tuned by "
+                    f"soeaver). Google Drive asks for confirmation on large files: if the download returns a web "
+                    f"page, fetch the file by hand and use the offline folder.",
+        input_size=(224, 224), channel_order="BGR", mean=(102.98, 115.947, 122.772), num_classes=1000,
+        output_stride=32, builder_kwargs={"classes": 1000},
+        metrics={"ImageNet val top-1, 224 single crop (%)": _top1, "ImageNet val top-5 (%)": _top5},
+    ))
+
+# --- FCN: PASCAL VOC "heavy" models (shelhamer/fcn.berkeleyvision.org) ---------------------------------------
+_FCN = "https://github.com/shelhamer/fcn.berkeleyvision.org"
+for _arch, _folder, _file, _miou in (("fcn32s", "voc-fcn32s", "fcn32s-heavy-pascal", 63.6),
+                                     ("fcn16s", "voc-fcn16s", "fcn16s-heavy-pascal", 65.0),
+                                     ("fcn8s", "voc-fcn8s", "fcn8s-heavy-pascal", 65.5),
+                                     ("fcn8s_atonce", "voc-fcn8s-atonce", "fcn8s-atonce-pascal", 65.4)):
+    register_weights(_arch, "voc", WeightsRecord(
+        source_format="caffe",
+        sources=(
+            SourceFile(f"{_file}.caffemodel", f"http://dl.caffe.berkeleyvision.org/{_file}.caffemodel",
+                       page=f"{_FCN}/tree/master/{_folder}"),
+            SourceFile(f"{_folder}/deploy.prototxt", f"{_GH}/shelhamer/fcn.berkeleyvision.org/master/{_folder}/deploy.prototxt"),
+        ),
+        source_page=_FCN, paper="Fully Convolutional Networks for Semantic Segmentation (Shelhamer, Long & Darrell, PAMI 2016)",
+        license="see source page",
+        description=f"{_arch} trained on PASCAL VOC 2011 train + SBD ('heavy', high momentum). Any input size; "
+                    f"outputs the input's size.",
+        input_size=(500, 500), channel_order="BGR", mean=(104.00699, 116.66877, 122.67892),
+        num_classes=21, class_names=VOC_CLASSES, output_stride=1, builder_kwargs={"classes": 21},
+        metrics={"VOC seg11valid mean IU (%)": _miou},
+    ))
+
+# --- CPM (shihenw/convolutional-pose-machines-release) -------------------------------------------------------
+_CPM = "https://github.com/shihenw/convolutional-pose-machines-release"
+_CPM_FILES = "http://posefs1.perception.cs.cmu.edu/CPM/caffe_model_github/model"
+for _tag, _folder, _weights, _deploy, _stages, _parts, _names, _flip, _metric in (
+        ("mpii", "_trained_MPI", "pose_iter_985000_addLEEDS", "pose_deploy_centerMap", 6, 14, CPM_PARTS, CPM_FLIP,
+         {"MPII test PCKh@0.5 (%)": 88.5}),
+        ("lsp", "_trained_LEEDS_PC", "pose_iter_395000", "pose_deploy_centerMap", 6, 14, CPM_PARTS, CPM_FLIP,
+         {"LSP test PCK@0.2, LSP training only (%)": 84.32}),
+        ("flic", "_trained_FLIC", "pose_iter_40000", "pose_deploy", 4, 9, None, None, {})):
+    register_weights("cpm", _tag, WeightsRecord(
+        source_format="caffe",
+        sources=(
+            SourceFile(f"{_folder}/{_weights}.caffemodel", f"{_CPM_FILES}/{_folder}/{_weights}.caffemodel",
+                       page=f"{_CPM}/blob/master/testing/get_model.sh"),
+            SourceFile(f"{_folder}/{_deploy}.prototxt", f"{_GH}/shihenw/convolutional-pose-machines-release/master/model/{_folder}/{_deploy}.prototxt"),
+        ),
+        source_page=_CPM, paper="Convolutional Pose Machines (Wei et al., CVPR 2016)", license="BSD-3-Clause",
+        description=f"CPM {_stages} stages, {_parts} parts + background, person-centred 368x368 crops with a "
+                    f"Gaussian centre map (zoo.cpm_center_map, sigma 21)."
+                    + ("" if _names else " Part order: see the release's testing/config.m (FLIC)."),
+        input_size=(368, 368), channel_order="BGR", scale=1 / 256, mean=(0.5, 0.5, 0.5),
+        num_keypoints=_parts, keypoint_names=_names, flip_pairs=_flip, output_stride=8,
+        builder_kwargs={"stages": _stages, "num_keypoints": _parts}, metrics=_metric,
+    ))
+
+# --- PSPNet (hszhao/PSPNet, Google Drive) --------------------------------------------------------------------
+_PSP = "https://github.com/hszhao/PSPNet"
+for _arch, _tag, _file, _drive, _size, _classes, _names, _metric in (
+        ("pspnet50", "ade20k", "pspnet50_ADE20K", "0BzaU285cX7TCN1R3QnUwQ0hoMTA", 473, 150, None,
+         {"ADE20K val mIoU, single scale (%)": 41.68}),
+        ("pspnet101", "voc", "pspnet101_VOC2012", "0BzaU285cX7TCNVhETE5vVUdMYk0", 473, 21, VOC_CLASSES,
+         {"VOC2012 test mIoU, multi-scale (%)": 85.41}),
+        ("pspnet101", "cityscapes", "pspnet101_cityscapes", "0BzaU285cX7TCT1M3TmNfNjlUeEU", 713, 19,
+         CITYSCAPES_CLASSES, {"Cityscapes val mIoU, single scale (%)": 79.70})):
+    register_weights(_arch, _tag, WeightsRecord(
+        source_format="caffe",
+        sources=(
+            SourceFile(f"{_file}.caffemodel", f"https://drive.google.com/uc?export=download&id={_drive}",
+                       page=f"https://drive.google.com/open?id={_drive}"),
+            SourceFile(f"{_file}_{_size}.prototxt", f"{_GH}/hszhao/PSPNet/master/evaluation/prototxt/{_file}_{_size}.prototxt"),
+        ),
+        source_page=_PSP, paper="Pyramid Scene Parsing Network (Zhao et al., CVPR 2017)",
+        license="BSD-2-Clause (the Caffe fork's license)",
+        description=f"{_arch} {_tag}, {_size}x{_size} crops (sliding window at test time). Google Drive asks for "
+                    f"confirmation on large files: if the download returns a web page, fetch the file by hand and "
+                    f"use the offline folder." + (" Class names: ADE20K objectInfo150." if _names is None else ""),
+        input_size=(_size, _size), **_BGR_IMAGENET, num_classes=_classes, class_names=_names,
+        output_stride=8, builder_kwargs={"classes": _classes}, metrics=_metric,
+    ))
+
+# --- Stacked Hourglass (Torch7, umich) --------------------------------------------------------------------------
+register_weights("hourglass", "mpii", WeightsRecord(
+    source_format="torch7",
+    sources=(
+        SourceFile("umich-stacked-hourglass.zip", "http://www-personal.umich.edu/~alnewell/pose/umich-stacked-hourglass.zip",
+                   member="umich-stacked-hourglass.t7",
+                   page="https://github.com/princeton-vl/pose-hg-demo"),
+    ),
+    source_page="https://github.com/princeton-vl/pose-hg-demo",
+    paper="Stacked Hourglass Networks for Human Pose Estimation (Newell, Yang & Deng, ECCV 2016)",
+    license="BSD-3-Clause",
+    description="8-stack hourglass, MPII, person-centred 256x256 crops, RGB in [0, 1]; 16 heatmaps 64x64 "
+                "per stack (the last is the prediction).",
+    input_size=(256, 256), channel_order="RGB", scale=1 / 255, num_keypoints=16, keypoint_names=MPII_JOINTS,
+    flip_pairs=MPII_FLIP, output_stride=4, builder_kwargs={"stacks": 8, "num_keypoints": 16, "features": 256, "modules": 1},
+    metrics={"MPII test PCKh@0.5 (%)": 90.9},
+))
