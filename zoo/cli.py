@@ -62,7 +62,7 @@ def _cmd_download(args):
     for name in args.names:
         try:
             path = pretrained.resolve(name, progress=not args.quiet)
-        except (ValueError, ZooError) as e:
+        except (ValueError, ZooError, NotImplementedError, OSError) as e:  # converter errors included
             raise CLIError(str(e).splitlines()[0] if args.quiet else " ".join(str(e).split())) from None
         print(f"{name}: {path}")
 

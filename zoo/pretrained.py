@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import weights as _w
-from zoo.errors import WeightsFileError
+from zoo.errors import WeightsFileError, ZooError
 from zoo.registry import ModelSpec, get_spec
 from zoo.weights import SourceFile, WeightsRecord
 
@@ -368,7 +368,15 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
         return path
     if progress:
         print(f"kerazoo: converting {spec.name}:{tag} from {', '.join(files)} (once; cached in '{out_dir}')")
-    model = _convert(spec, record, files, progress)
+    try:
+        model = _convert(spec, record, files, progress)
+    except (ZooError, ValueError, NotImplementedError) as e:  # converter errors: say which release it was
+        try:
+            err = type(e)(f"{spec.name}:{tag}: the release files ({', '.join(map(str, files.values()))}) do not "
+                          f"convert into zoo.get('{spec.name}', **{record.builder_kwargs}): {e}")
+        except Exception:  # an exception class with another constructor: keep the original
+            raise e from None
+        raise err from None
     out_dir.mkdir(parents=True, exist_ok=True)
     _w.save_weights(model, path, record, model_name=spec.name)
     side = path.with_name(path.name + ".sha256")

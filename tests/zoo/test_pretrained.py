@@ -356,3 +356,15 @@ def test_real_architecture_tag_offline(tmp_path, monkeypatch, rng):
         np.testing.assert_array_equal(_kernel(model, layer), B.conv_kernel(blobs[layer][0]))
     rec = zoo.weights_record(model)
     assert rec.num_keypoints == 9 and rec.output_stride == 8 and rec.channel_order == "BGR"
+
+
+def test_release_of_another_architecture_names_the_tag_and_files(tmp_path, monkeypatch, rng):
+    offline = tmp_path / "offline" / "_trained_FLIC"
+    offline.mkdir(parents=True)
+    proto = TINY % 5
+    (offline / "pose_deploy.prototxt").write_text(proto)
+    (offline / "pose_iter_40000.caffemodel").write_bytes(caffemodel_bytes(proto, random_blobs_for(proto, rng)))
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(tmp_path / "offline"))
+    with pytest.raises(zoo.WeightsMismatchError, match=r"(?s)cpm:flic: the release files .*pose_iter_40000\.caffemodel.* do not convert .*'conv1'"):
+        zoo.get("cpm", weights="flic")
+    assert not (tmp_path / "cache" / "converted").exists() or not list((tmp_path / "cache" / "converted").iterdir())
