@@ -368,3 +368,23 @@ def test_release_of_another_architecture_names_the_tag_and_files(tmp_path, monke
     with pytest.raises(zoo.WeightsMismatchError, match=r"(?s)cpm:flic: the release files .*pose_iter_40000\.caffemodel.* do not convert .*'conv1'"):
         zoo.get("cpm", weights="flic")
     assert not (tmp_path / "cache" / "converted").exists() or not list((tmp_path / "cache" / "converted").iterdir())
+
+
+def test_cli_subprocess_list_pretrained_and_offline_error(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_cli import ENV, _one_line_error
+
+    env = {**ENV, "KERAZOO_HOME": str(tmp_path / "cache"), pretrained.OFFLINE_ENV: str(tmp_path / "empty")}
+
+    def kerazoo(*args):
+        return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, env=env, timeout=300)
+
+    r = kerazoo("list", "*", "--pretrained")
+    assert r.returncode == 0, r.stderr
+    assert "hourglass:mpii" in r.stdout and "umich-stacked-hourglass.zip!umich-stacked-hourglass.t7" in r.stdout
+    assert r.stdout.count("missing offline") == sum(len(zoo.get_spec(a).weights[t].sources) for a, t in ALL_TAGS)
+    line = _one_line_error(kerazoo("download", "pspnet101:cityscapes", "--quiet"))
+    assert "has no 'pspnet101_cityscapes.caffemodel'" in line and "drive.google.com" in line
+    assert "unknown weights tag 'x'" in _one_line_error(kerazoo("download", "cpm:x"))
