@@ -121,3 +121,20 @@ def test_predict_writes_an_overlay(tmp_path):
     out = cv2.imread(str(tmp_path / "pred.png"))
     assert out is not None and out.shape == (64, 64, 3)
     keras.backend.clear_session()
+
+
+def test_inspect_torch7_file(tmp_path):
+    from tests.converters import torch7_files as T
+
+    conv = T.conv(np.random.default_rng(0), 3, 4, 3, ttype="torch.FloatTensor")
+    path = T.write_t7(tmp_path / "net.t7", T.sequential(conv, T.relu()))
+    r = kerazoo("inspect", path)
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if l.startswith("modules.1.weight "))
+    assert "(4, 3, 3, 3)" in line and "float32" in line and "[cudnn.SpatialConvolution]" in line
+    assert "total: 112 values" in r.stdout  # weight 108 + bias 4; empty state tensors are not listed
+    r = kerazoo("inspect", path, "--values", "modules.1.bias")
+    assert r.returncode == 0 and f"{conv.fields['bias'].array[0]:.4f}"[:5] in r.stdout
+    (tmp_path / "bad.t7").write_bytes(b"\x04\x00\x00\x00\x01")
+    err = _one_line_error(kerazoo("inspect", tmp_path / "bad.t7"))
+    assert "bad.t7" in err and "byte 4: expected a reference index" in err and "truncated" in err

@@ -4,7 +4,7 @@
                                                every NAME:TAG, whether it is cached and its hashes
     kerazoo download NAME[:TAG] ...            fetch, verify and convert original releases once
     kerazoo info NAME                          builder, defaults, head, weights records
-    kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel
+    kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel / .t7
     kerazoo convert ...                        = python -m converters caffe ...
     kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
     kerazoo predict NAME --weights W IMAGE     overlay PNG of the prediction
@@ -77,14 +77,14 @@ def _cmd_info(args):
     print(json.dumps(info, indent=2, default=str))
 
 
-def _stats(name, arr):
+def _stats(name, arr, note=""):
     arr = np.asarray(arr)
     if arr.size and np.issubdtype(arr.dtype, np.number):
         a = arr.astype(np.float64)
         s = f"min {a.min():.4g}  max {a.max():.4g}  mean {a.mean():.4g}  std {a.std():.4g}"
     else:
         s = ""
-    return f"{name:<60} {str(tuple(arr.shape)):<22} {str(arr.dtype):<8} {s}"
+    return f"{name:<60} {str(tuple(arr.shape)):<22} {str(arr.dtype):<8} {s}" + (f"  [{note}]" if note else "")
 
 
 def _h5_tensors(f, prefix=""):
@@ -129,24 +129,32 @@ def _tensors(path: Path):
                     yield f"{layer}/{i}", flat.reshape([int(d) for d in shape] or [-1])
         except CaffeError as e:
             raise CLIError(str(e)) from None
+    elif suffix == ".t7":
+        from converters.torch7.errors import Torch7Error
+        from converters.torch7.reader import load, named_tensors
+
+        try:
+            yield from named_tensors(load(path))  # (dotted path, array, owner class)
+        except Torch7Error as e:
+            raise CLIError(str(e)) from None
     else:
-        raise CLIError(f"{path}: unknown file type {suffix!r} (expected .keras, .weights.h5, .h5, .caffemodel)")
+        raise CLIError(f"{path}: unknown file type {suffix!r} (expected .keras, .weights.h5, .h5, .caffemodel, .t7)")
 
 
 def _cmd_inspect(args):
     path = Path(args.file)
     found = False
     total = 0
-    for name, arr in _tensors(path):
+    for name, arr, *note in _tensors(path):  # .t7 entries also name the owning module class
         total += int(np.asarray(arr).size)
         if args.values:
             if name == args.values:
                 found = True
                 np.set_printoptions(threshold=args.max_values, linewidth=120)
-                print(_stats(name, arr))
+                print(_stats(name, arr, *note))
                 print(np.asarray(arr))
         else:
-            print(_stats(name, arr))
+            print(_stats(name, arr, *note))
     if args.values and not found:
         raise CLIError(f"{path}: no tensor named {args.values!r} (run without --values to list them)")
     if not args.values:

@@ -15,4 +15,4 @@ from converters.torch7.errors import (  # noqa: F401
 )
 from converters.torch7.graph import Op, OpGraph, load_graph, to_graph  # noqa: F401
 from converters.torch7.hourglass import infer_hourglass_config, port_hourglass  # noqa: F401
-from converters.torch7.reader import LuaFunction, LuaTable, TorchObject, load, loads  # noqa: F401
+from converters.torch7.reader import LuaFunction, LuaTable, TorchObject, load, loads, named_tensors  # noqa: F401

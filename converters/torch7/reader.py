@@ -28,7 +28,7 @@ import numpy as np
 
 from converters.torch7.errors import Torch7FormatError
 
-__all__ = ["load", "loads", "LuaTable", "TorchObject", "LuaFunction", "TENSOR_DTYPES"]
+__all__ = ["load", "loads", "named_tensors", "LuaTable", "TorchObject", "LuaFunction", "TENSOR_DTYPES"]
 
 TYPE_NIL, TYPE_NUMBER, TYPE_STRING, TYPE_TABLE, TYPE_TORCH, TYPE_BOOLEAN = 0, 1, 2, 3, 4, 5
 TYPE_FUNCTION, TYPE_LEGACY_RECUR_FUNCTION, TYPE_RECUR_FUNCTION = 6, 7, 8
@@ -165,6 +165,35 @@ def load(path):
 def loads(data, source: str = "<bytes>"):
     """Deserialize one object from ``data`` (bytes-like). ``source`` names it in error messages."""
     return _Reader(data, source).read()
+
+
+def named_tensors(obj):
+    """Yield ``(dotted path, array, owner class)`` for every non-empty tensor/storage under ``obj``.
+
+    Paths follow string and integer keys (``modules.3.weight``; a ``gModule``'s ``modules`` list is
+    walked first, so its tensors are named through it rather than through the graph nodes); each
+    array is listed once, under the first path that reaches it. Iterative, so any depth works.
+    """
+    seen = {id(obj)}
+    stack = [("", obj, "")]
+    while stack:
+        path, value, owner = stack.pop()
+        if isinstance(value, np.ndarray):
+            if value.size:
+                yield path, value, owner
+            continue
+        fields, owner = (value.fields, value.class_name) if isinstance(value, TorchObject) else (value, owner)
+        if not isinstance(fields, LuaTable):
+            continue
+        keys = [k for k in fields.keys() if isinstance(k, (str, int)) and not isinstance(k, bool)]
+        keys.sort(key=lambda k: (0, k, "") if isinstance(k, int) else (1, 0, "") if k == "modules" else (2, 0, k))
+        children = []
+        for k in keys:
+            child = fields[k]
+            if isinstance(child, (np.ndarray, LuaTable, TorchObject)) and id(child) not in seen:
+                seen.add(id(child))
+                children.append((f"{path}.{k}" if path else str(k), child, owner))
+        stack.extend(reversed(children))
 
 
 class _Frame:
