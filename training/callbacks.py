@@ -183,7 +183,9 @@ class ImageLogger(keras.callbacks.Callback):
 
 
 def _to_uint8(images, norm) -> np.ndarray:
-    """Undo a :class:`~training.data.Normalization` for display."""
+    """Undo a :class:`~training.data.Normalization` for display (uint8 batches are raw pixels already)."""
+    if images.dtype == np.uint8:
+        return images
     x = images * np.asarray(norm.std, np.float32) + np.asarray(norm.mean, np.float32)
     x = x / np.float32(norm.scale)
     if norm.channel_order == "BGR":

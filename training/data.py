@@ -31,11 +31,13 @@ import keras
 import numpy as np
 
 from training.datasets.base import DatasetError, ImageReadError, read_image, read_mask
+from training.shm import share_batch
 from training.targets import HeatmapCodec, cpm_center_map, encode_mask
 from training.transforms import (affine_matrix, check_flip_pairs, photometric_jitter, swap_pairs,
                                  transform_points, warp_image, warp_mask)
 
-__all__ = ["Augmentation", "Normalization", "HeatmapDataset", "SegmentationDataset", "EpochSync"]
+__all__ = ["Augmentation", "Normalization", "HeatmapDataset", "SegmentationDataset", "EpochSync", "FEEDS",
+           "model_feed"]
 
 log = logging.getLogger("training.data")
 
@@ -139,11 +141,22 @@ class Normalization:
                    str(record.channel_order).upper())
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32)
-        if self.channel_order == "BGR":
-            x = x[..., ::-1]
-        x = (x * np.float32(self.scale) - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x, np.float32)
+        # in place, same operations and order as zoo.layers.Normalize (one float32 copy, no temporaries)
+        x = np.ascontiguousarray(images[..., ::-1] if self.channel_order == "BGR" else images, np.float32)
+        if x is images:
+            x = x.copy()
+        x *= np.float32(self.scale)
+        if any(self.mean):
+            x -= np.asarray(self.mean, np.float32)
+        if any(s != 1.0 for s in self.std):
+            x /= np.asarray(self.std, np.float32)
+        return x
+
+    def layer(self, name: str = "normalize"):
+        """The same convention as a Keras layer (:class:`zoo.layers.Normalize`) for uint8-fed models."""
+        from zoo.layers import Normalize
+
+        return Normalize(self.scale, self.mean, self.std, self.channel_order, name=name)
 
 
 def _size(value, name) -> tuple[int, int]:
@@ -156,11 +169,35 @@ def _size(value, name) -> tuple[int, int]:
     return w, h
 
 
+FEEDS = ("float32", "uint8")
+
+
+def _feed(value, owner) -> str:
+    if value not in FEEDS:
+        raise ValueError(f"{owner}: feed must be 'float32' (normalised on the host) or 'uint8' (raw pixels, "
+                         f"normalised in the model). Received: feed={value!r}")
+    return value
+
+
+def model_feed(model) -> str:
+    """``"uint8"`` if ``model`` normalises its own (first) image input with a :class:`zoo.layers.Normalize`
+    layer (it takes raw 0-255 RGB pixels), else ``"float32"`` (it takes host-normalised images)."""
+    from zoo.layers import Normalize
+
+    image = model.inputs[0]
+    for layer in model.layers:
+        if isinstance(layer, Normalize) and any(t is image for n in layer._inbound_nodes for t in n.input_tensors):
+            return "uint8"
+    return "float32"
+
+
 class _RecordDataset(keras.utils.PyDataset):
     """Shared machinery: ordering, per-sample RNG, error handling and skip reporting."""
 
-    def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, **kwargs):
+    def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, feed="float32",
+                 **kwargs):
         super().__init__(**kwargs)
+        self.feed = _feed(feed, type(self).__name__)
         self.records = list(records)
         if not self.records:
             raise ValueError(f"{type(self).__name__}: records is empty; expected at least one sample record.")
@@ -219,7 +256,7 @@ class _RecordDataset(keras.utils.PyDataset):
         finally:  # a Python exception is reported by the pool itself; only a dead process leaves the note
             if beat and os.path.exists(beat):
                 os.remove(beat)
-        return self._collate(samples)
+        return share_batch(self._collate(samples))  # worker process: big arrays travel via shared memory
 
     def _heartbeat(self, idx):
         """In a worker process, mark "pid is making batch idx" (for :class:`~training.callbacks.WorkerWatchdog`)."""
@@ -296,13 +333,19 @@ class _RecordDataset(keras.utils.PyDataset):
     def _collate(self, samples):
         raise NotImplementedError
 
+    def _images(self, samples) -> np.ndarray:
+        """``(B, H, W, 3)`` batch: float32 normalised (``feed="float32"``) or the raw uint8 pixels."""
+        images = np.stack([s[0] for s in samples])
+        return images if self.feed == "uint8" else self.normalization(images)
+
 
 class HeatmapDataset(_RecordDataset):
     """Top-down pose batches: crop around each record's centre/scale, augment, encode heatmaps.
 
     ``dataset[i]`` returns ``(x, y, sample_weight)``:
 
-    - ``x``: images ``(B, H, W, 3)`` float32 (see ``normalization``); with ``center_map_sigma``
+    - ``x``: images ``(B, H, W, 3)`` float32 (see ``normalization``), or uint8 RGB pixels with
+      ``feed="uint8"``; with ``center_map_sigma``
       a tuple ``(images, center_maps (B, H, W, 1))`` for CPM.
     - ``y``: heatmaps ``(B, h, w, K)`` float32 (Gaussian peak 1), or a tuple of ``num_outputs``
       references to the same array for intermediate supervision (one target per stack/stage).
@@ -322,6 +365,9 @@ class HeatmapDataset(_RecordDataset):
         background: append CPM's background map ``max(0, 1 - max_k heatmap_k)`` (K + 1 channels).
         center_map_sigma: also return CPM's centre map (sigma in input pixels, e.g. 21).
         normalization: :class:`Normalization` of the images.
+        feed: ``"float32"``: images normalised on the host; ``"uint8"``: raw RGB pixels, 4x fewer
+            bytes per batch to copy to the device, for a model that normalises its input itself
+            (:meth:`Normalization.layer`; :func:`training.fit` adds it, see its ``feed``).
         seed: randomness seed (see module docstring).
         shuffle: new sample order every epoch.
         drop_remainder: drop the last partial batch (keeps shapes static under JAX).
@@ -339,8 +385,8 @@ class HeatmapDataset(_RecordDataset):
 
     def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
                  num_outputs=1, augment=None, flip_pairs=(), background=False, center_map_sigma=None,
-                 normalization=None, seed=0, shuffle=True, drop_remainder=False, on_error="raise", skip_log=None,
-                 **kwargs):
+                 normalization=None, feed="float32", seed=0, shuffle=True, drop_remainder=False, on_error="raise",
+                 skip_log=None, **kwargs):
         self.input_size = _size(input_size, "input_size")
         self.heatmap_size = _size(heatmap_size, "heatmap_size")
         self.sigma = float(sigma)
@@ -353,7 +399,7 @@ class HeatmapDataset(_RecordDataset):
         self.center_map_sigma = None if center_map_sigma is None else float(center_map_sigma)
         self.normalization = normalization or Normalization()
         super().__init__(records, batch_size=batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
-                         on_error=on_error, skip_log=skip_log, **kwargs)
+                         on_error=on_error, skip_log=skip_log, feed=feed, **kwargs)
         ks = {r.num_keypoints for r in self.records}
         if len(ks) != 1:
             raise ValueError(f"HeatmapDataset: records have different keypoint counts {sorted(ks)}; expected one K.")
@@ -392,9 +438,9 @@ class HeatmapDataset(_RecordDataset):
         return crop, heatmaps, weights
 
     def _collate(self, samples):
-        images = self.normalization(np.stack([s[0] for s in samples]))
-        heatmaps = np.stack([s[1] for s in samples]).astype(np.float32)
-        weights = np.stack([s[2] for s in samples]).astype(np.float32)[:, None, None, :]
+        images = self._images(samples)
+        heatmaps = np.stack([s[1] for s in samples]).astype(np.float32, copy=False)
+        weights = np.stack([s[2] for s in samples]).astype(np.float32, copy=False)[:, None, None, :]
         x = images
         if self.center_map_sigma is not None:
             w, h = self.input_size
@@ -409,14 +455,14 @@ class HeatmapDataset(_RecordDataset):
                 "augment": None if self.augment is None else asdict(self.augment),
                 "flip_pairs": [list(p) for p in self.flip_pairs], "background": self.background,
                 "center_map_sigma": self.center_map_sigma, "normalization": asdict(self.normalization),
-                "seed": self.seed, "shuffle": self.shuffle, "drop_remainder": self.drop_remainder,
+                "feed": self.feed, "seed": self.seed, "shuffle": self.shuffle, "drop_remainder": self.drop_remainder,
                 "on_error": self.on_error}
 
 
 class SegmentationDataset(_RecordDataset):
     """Semantic segmentation batches: scale/rotate/flip/crop image and mask with one matrix.
 
-    ``dataset[i]`` returns ``(x, y)``: images ``(B, H, W, 3)`` float32 and labels ``(B, h, w)``
+    ``dataset[i]`` returns ``(x, y)``: images ``(B, H, W, 3)`` float32 (uint8 with ``feed="uint8"``) and labels ``(B, h, w)``
     int32 in ``[0, C)`` or ``ignore_label`` (a tuple of ``num_outputs`` references for models with
     an auxiliary head). Without augmentation the whole image is fitted into the input
     (letterboxed, padding labelled ``ignore_label``); with it the image is scaled by a random
@@ -430,12 +476,12 @@ class SegmentationDataset(_RecordDataset):
         ignore_label: label of pixels excluded from loss and metrics.
         label_size: ``(w, h)`` of the labels when the model's output is smaller than its input
             (sampled at matching pixel centres, corner-aligned); ``None`` = ``input_size``.
-        num_outputs, augment, normalization, seed, shuffle, drop_remainder, on_error, skip_log,
+        num_outputs, augment, normalization, feed, seed, shuffle, drop_remainder, on_error, skip_log,
             **kwargs: as in :class:`HeatmapDataset`.
     """
 
     def __init__(self, records, *, batch_size=8, input_size=(512, 512), num_classes=21, ignore_label=255,
-                 label_size=None, num_outputs=1, augment=None, normalization=None, seed=0, shuffle=True,
+                 label_size=None, num_outputs=1, augment=None, normalization=None, feed="float32", seed=0, shuffle=True,
                  drop_remainder=False, on_error="raise", skip_log=None, **kwargs):
         self.input_size = _size(input_size, "input_size")
         self.label_size = self.input_size if label_size is None else _size(label_size, "label_size")
@@ -449,7 +495,7 @@ class SegmentationDataset(_RecordDataset):
         self.augment = Augmentation.coerce(augment, "segmentation")
         self.normalization = normalization or Normalization()
         super().__init__(records, batch_size=batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
-                         on_error=on_error, skip_log=skip_log, **kwargs)
+                         on_error=on_error, skip_log=skip_log, feed=feed, **kwargs)
 
     def _describe(self, i) -> str:
         rec = self.records[i]
@@ -497,8 +543,8 @@ class SegmentationDataset(_RecordDataset):
         return crop, encode_mask(labels, self.num_classes, self.ignore_label)
 
     def _collate(self, samples):
-        images = self.normalization(np.stack([s[0] for s in samples]))
-        labels = np.stack([s[1] for s in samples]).astype(np.int32)
+        images = self._images(samples)
+        labels = np.stack([s[1] for s in samples]).astype(np.int32, copy=False)
         return images, (labels if self.num_outputs == 1 else (labels,) * self.num_outputs)
 
     def config(self) -> dict:
@@ -506,8 +552,8 @@ class SegmentationDataset(_RecordDataset):
                 "label_size": list(self.label_size), "num_classes": self.num_classes,
                 "ignore_label": self.ignore_label, "num_outputs": self.num_outputs,
                 "augment": None if self.augment is None else asdict(self.augment),
-                "normalization": asdict(self.normalization), "seed": self.seed, "shuffle": self.shuffle,
-                "drop_remainder": self.drop_remainder, "on_error": self.on_error}
+                "normalization": asdict(self.normalization), "feed": self.feed, "seed": self.seed,
+                "shuffle": self.shuffle, "drop_remainder": self.drop_remainder, "on_error": self.on_error}
 
 
 class EpochSync(keras.callbacks.Callback):

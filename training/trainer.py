@@ -28,12 +28,12 @@ import numpy as np
 
 from training.callbacks import (BestCheckpoint, ImageLogger, SkipReport, WorkerWatchdog, _write_json, atomic_save,
                                 resolve_monitor)
-from training.data import EpochSync, HeatmapDataset, Normalization, SegmentationDataset
+from training.data import FEEDS, EpochSync, HeatmapDataset, Normalization, SegmentationDataset, model_feed
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.metrics import MeanIoUMetric, PCKMetric
 from training.schedules import KINDS, make_schedule
 
-__all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer"]
+__all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer", "with_normalization"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,32 @@ def _with_policy(model, policy):
 
     new = keras.models.clone_model(model, clone_function=clone)
     new.set_weights(model.get_weights())
+    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record"):
+        if hasattr(model, attr):
+            setattr(new, attr, getattr(model, attr))
+    return new
+
+
+def with_normalization(model, normalization, name="normalize"):
+    """``model`` with ``normalization`` as a layer on its first (image) input, which then takes uint8 pixels.
+
+    The graph is rebuilt flat around the same layer objects (weights shared, names unchanged): a
+    :class:`zoo.layers.Normalize` between a new ``uint8`` input of the same name and shape and the
+    layers that consumed the old input. Other inputs (CPM's centre map) are kept as they are.
+    """
+    image = model.inputs[0]
+    raw = keras.Input(shape=tuple(image.shape[1:]), batch_size=image.shape[0], dtype="uint8", name=image.name)
+    normalized = normalization.layer(name)(raw)
+
+    def call(layer, *args, **kwargs):
+        args, kwargs = keras.tree.map_structure(lambda t: normalized if t is raw else t, (args, kwargs))
+        return layer(*args, **kwargs)
+
+    others = [keras.Input(shape=tuple(t.shape[1:]), batch_size=t.shape[0], dtype=t.dtype, name=t.name)
+              for t in model.inputs[1:]]
+    inputs = keras.tree.pack_sequence_as(model.input, [raw] + others)
+    new = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
+                                   call_function=call)
     for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record"):
         if hasattr(model, attr):
             setattr(new, attr, getattr(model, attr))
@@ -298,7 +324,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         optimizer=None, learning_rate=None, schedule=None, warmup_epochs=None, weight_decay=None, aux_weight=0.4,
         precision=None, distribution="auto", monitor=None, checkpoint=True, backup=True, backup_every="epoch",
         csv_log=True, tensorboard=False, terminate_on_nan=True, callbacks=(), verbose="auto",
-        jit_compile="auto") -> FitResult:
+        jit_compile="auto", feed=None) -> FitResult:
     """Train a zoo model on a :class:`~training.data.HeatmapDataset` or ``SegmentationDataset``.
 
     Args:
@@ -324,6 +350,13 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         callbacks: extra Keras callbacks.
         verbose: Keras verbosity.
         jit_compile: passed to ``compile``.
+        feed: ``None`` (the dataset's own ``feed``), ``"float32"`` or ``"uint8"`` (set on both
+            datasets). With ``"uint8"`` the datasets send raw RGB pixels (4x fewer bytes per batch
+            to the device) and the model gets the datasets' :class:`~training.data.Normalization`
+            as its first layer (:func:`with_normalization`), so the saved ``best.keras`` /
+            ``final.keras`` take raw 0-255 pixels, not ``zoo.preprocess`` output. A model that
+            already starts with a ``Normalize`` layer always gets ``"uint8"``. Off by default: it
+            changes what the saved model expects as input.
     Returns:
         :class:`FitResult`.
     Raises:
@@ -341,6 +374,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     if val_data is not None and type(val_data) is not type(train_data):
         raise TypeError(f"val_data must be a {type(train_data).__name__} like train_data. "
                         f"Received: {type(val_data).__name__}")
+    if feed is not None and feed not in FEEDS:
+        raise ValueError(f"feed must be None, 'float32' or 'uint8'. Received: feed={feed!r}")
     if precision not in _PRECISION:
         raise ValueError(f"precision must be None, 'fp32', 'bf16' or 'fp16'. Received: precision={precision!r}")
     policy = _PRECISION[precision]
@@ -372,6 +407,15 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
             for ds in (train_data, val_data):
                 if ds is not None:
                     ds.normalization = Normalization.from_record(rec)
+        want = "uint8" if model_feed(model) == "uint8" else (feed or train_data.feed)
+        if want == "uint8" and model_feed(model) != "uint8":
+            with _dtype_policy(policy):
+                model = with_normalization(model, train_data.normalization)
+            log(f"model: input normalisation {train_data.normalization} moved into the model; it takes uint8 pixels")
+        for what, ds in (("train", train_data), ("val", val_data)):
+            if ds is not None and ds.feed != want:
+                log(f"{what} dataset: feed {ds.feed} -> {want} (what the model expects)")
+                ds.feed = want
 
         p = PRESETS.get(preset, preset) if isinstance(preset, str) else preset
         p = p or PRESETS.get(family, PRESETS["default"])

@@ -257,9 +257,12 @@ def photometric_jitter(image, rng: np.random.Generator, brightness=0.2, contrast
     """Random brightness, contrast, saturation and hue change (torchvision ``ColorJitter`` semantics).
 
     Each factor is drawn uniformly from ``[1 - x, 1 + x]`` (hue shift from ``[-hue, hue]`` of a full
-    turn) and applied in the fixed order brightness, contrast, saturation, hue. Channels are taken as
-    RGB for the luma weights; with BGR input the R/B weights swap, which only slightly changes the
-    saturation blend. Grey (H, W) or (H, W, 1) images get brightness and contrast only.
+    turn) and applied in the fixed order brightness, contrast, saturation, hue. Each step rounds to
+    uint8 (as torchvision does on uint8 tensors), so brightness and contrast are 256-entry lookup
+    tables and saturation one ``cv2.addWeighted``: ~0.2 ms for 256x256x3 instead of ~0.6 ms of
+    float32 numpy. Channels are taken as RGB for the luma weights; with BGR input the R/B weights
+    swap, which only slightly changes the saturation blend. Grey (H, W) or (H, W, 1) images get
+    brightness and contrast only.
 
     Args:
         image: (H, W, 3), (H, W, 1) or (H, W) uint8 image.
@@ -280,26 +283,29 @@ def photometric_jitter(image, rng: np.random.Generator, brightness=0.2, contrast
         if not 0.0 <= _finite(v, name) <= top:
             raise ValueError(f"`{name}` must be in [0, {top}]. Received: {name}={v!r}")
     color = img.ndim == 3 and img.shape[2] == 3
-    x = img.astype(np.float32)
-    luma_w = np.array([0.299, 0.587, 0.114], np.float32)
+    levels = np.arange(256, dtype=np.float32)
+    x = np.ascontiguousarray(img)
 
-    def gray(a):
-        return a @ luma_w if color else (a if a.ndim == 2 else a[:, :, 0])
+    def lookup(a, table):  # float32 table -> rounded, clipped uint8 table -> cv2.LUT
+        return cv2.LUT(a, np.clip(np.rint(table), 0, 255).astype(np.uint8)).reshape(a.shape)
 
     if brightness > 0:
-        x = np.clip(x * rng.uniform(1 - brightness, 1 + brightness), 0, 255)
+        x = lookup(x, levels * np.float32(rng.uniform(1 - brightness, 1 + brightness)))
     if contrast > 0:
         f = rng.uniform(1 - contrast, 1 + contrast)
-        x = np.clip(f * x + (1 - f) * gray(x).mean(), 0, 255)
+        means = np.asarray(cv2.mean(x)[:3 if color else 1])  # per-channel means; luma is linear in them
+        m = float(means @ np.array([0.299, 0.587, 0.114])) if color else float(means[0])
+        x = lookup(x, np.float32(f) * levels + np.float32((1 - f) * m))
     if color and saturation > 0:
         f = rng.uniform(1 - saturation, 1 + saturation)
-        x = np.clip(f * x + (1 - f) * gray(x)[:, :, None], 0, 255)
+        gray = cv2.cvtColor(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)  # luma 0.299/0.587/0.114
+        x = cv2.addWeighted(x, f, gray, 1 - f, 0.0)  # rounds and saturates to uint8
     if color and hue > 0:
         shift = rng.uniform(-hue, hue)
         hsv = cv2.cvtColor(x.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)  # float H in [0, 360)
         hsv[:, :, 0] = np.mod(hsv[:, :, 0] + 360.0 * shift, 360.0)
-        x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        x = np.clip(np.rint(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0), 0, 255).astype(np.uint8)
+    return x if x is not img else x.copy()
 
 
 # ----------------------------------------------------------------------------- flips

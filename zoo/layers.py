@@ -21,6 +21,7 @@ __all__ = [
     "CropToReference",
     "ChannelScale",
     "BilinearKernel",
+    "Normalize",
     "interp_output_size",
 ]
 
@@ -376,6 +377,69 @@ class BilinearKernel(keras.initializers.Initializer):
 
     def get_config(self):
         return {}
+
+
+@_register
+class Normalize(keras.layers.Layer):
+    """Pixel normalisation inside the model: ``(reorder(x) * scale - mean) / std``.
+
+    Lets the input pipeline feed raw uint8 pixels (4x fewer bytes host -> device than float32) and
+    do the arithmetic on the device, fused into the first convolution by XLA. Same arithmetic and
+    order as ``zoo.preprocess`` / ``training.data.Normalization``, in float32; the result is cast
+    to the layer's compute dtype (bfloat16 under ``mixed_bfloat16``), as the first layer would have
+    cast a host-normalised float32 input. No weights: the constants live in the config.
+
+    Args:
+        scale: multiplies the 0-255 pixels first (e.g. ``1 / 255``).
+        mean, std: per channel, in ``channel_order``, after ``scale``.
+        channel_order: ``"RGB"`` or ``"BGR"``: the order the model wants; input is always RGB.
+
+    Input ``(B, H, W, C)`` RGB pixels 0-255, any dtype (uint8 typically); output same shape,
+    compute dtype.
+    """
+
+    def __init__(self, scale=1.0 / 255.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), channel_order="RGB", **kwargs):
+        kwargs.setdefault("autocast", False)  # cast after the float32 arithmetic, not before
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self.channel_order = str(channel_order).upper()
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"`channel_order` must be 'RGB' or 'BGR'. Received: channel_order={channel_order!r}")
+        if len(self.mean) != len(self.std) or not all(np.isfinite(self.mean)) or not np.isfinite(self.scale):
+            raise ValueError(f"`mean` and `std` must be finite and of equal length (one per channel). "
+                             f"Received: mean={mean!r}, std={std!r}, scale={scale!r}")
+        if not all(np.isfinite(s) and s != 0 for s in self.std):
+            raise ValueError(f"`std` must be finite and non-zero. Received: std={std!r}")
+
+    @classmethod
+    def from_record(cls, record, **kwargs):
+        """The convention of a :class:`zoo.weights.WeightsRecord` (``scale``, ``mean``, ``std``, ``channel_order``)."""
+        return cls(record.scale, record.mean, record.std, record.channel_order, **kwargs)
+
+    def build(self, input_shape):
+        c = input_shape[-1]
+        if c is not None and c != len(self.mean):
+            raise ValueError(f"{self.name}: input has {c} channels but mean/std have {len(self.mean)} values.")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        if self.channel_order == "BGR":
+            x = ops.flip(x, axis=-1)
+        x = x * np.float32(self.scale)
+        if any(self.mean):
+            x = x - ops.convert_to_tensor(np.asarray(self.mean, np.float32))
+        if any(s != 1.0 for s in self.std):
+            x = x / ops.convert_to_tensor(np.asarray(self.std, np.float32))
+        return ops.cast(x, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "mean": self.mean, "std": self.std,
+                "channel_order": self.channel_order}
 
 
 def min_input_size_error(model_name, size, minimum):
