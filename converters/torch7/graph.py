@@ -245,7 +245,7 @@ class _Builder:
     def gmodule(self, g, x, where):
         nodes = g.get("forwardnodes")
         innode, outnode = g.get("innode"), g.get("outnode")
-        if not isinstance(nodes, LuaTable) or not isinstance(innode, TorchObject) or not isinstance(outnode, TorchObject):
+        if not (isinstance(nodes, LuaTable) and isinstance(innode, TorchObject) and isinstance(outnode, TorchObject)):
             self.fail(where or "nn.gModule", "an nn.gModule with forwardnodes, innode and outnode", Torch7FormatError)
         nodes = nodes.list()
         in_data, out_data = innode.get("data"), outnode.get("data")

@@ -170,8 +170,8 @@ class _Walk:
 
     def conv(self, op, place, cin, cout, k, *, stride=1, pad=0, name):
         """Check a convolution (``cout=None``: any); returns its output channels."""
-        exp = f"SpatialConvolution {cin}->{cout if cout else 'n'} {k}x{k}" + (f" stride {stride}" if stride != 1 else "") \
-            + (f" pad {pad}" if pad else "")
+        exp = (f"SpatialConvolution {cin}->{cout if cout else 'n'} {k}x{k}" + (f" stride {stride}" if stride != 1 else "")
+               + (f" pad {pad}" if pad else ""))
         if op.kind != "conv":
             self.fail(place, exp, f"{describe(op)} ({op.where})")
         a = op.attrs
@@ -336,7 +336,8 @@ class _Walk:
             self.conv(hm, f"stack {s}, heatmap feedback (tmpOut_)", k, f, 1, name=f"stack{s}_inter_heatmaps")
             add = self.only(back, "add", f"stack {s}, feedback sum", "CAddTable{inter, ll_, tmpOut_}")
             if len(add.inputs) != 3 or {id(o) for o in add.inputs} != {id(inter), id(back), id(hm)}:
-                self.fail(f"stack {s}, feedback sum", "CAddTable{inter, ll_, tmpOut_}", f"{describe(add)} ({add.where})")
+                self.fail(f"stack {s}, feedback sum", "CAddTable{inter, ll_, tmpOut_}",
+                          f"{describe(add)} ({add.where})")
             self.claimed.add(id(add))
             inter = add
         left = [o for o in self.g.ops if o.kind != "input" and id(o) not in self.claimed]
