@@ -388,3 +388,49 @@ def test_cli_subprocess_list_pretrained_and_offline_error(tmp_path):
     line = _one_line_error(kerazoo("download", "pspnet101:cityscapes", "--quiet"))
     assert "has no 'pspnet101_cityscapes.caffemodel'" in line and "drive.google.com" in line
     assert "unknown weights tag 'x'" in _one_line_error(kerazoo("download", "cpm:x"))
+
+
+def _hourglass_twin(monkeypatch, tmp_path, rng, *, offline: bool):
+    """hourglass:mpii with its zip (folder/umich-stacked-hourglass.t7) holding a 1-stack, 16-feature net."""
+    from tests.converters.torch7_files import dumps, gmodule, hourglass_nodes
+
+    spec = zoo.get_spec("hourglass")
+    real = spec.weights["mpii"]
+    t7 = dumps(gmodule(*hourglass_nodes(rng, stacks=1, features=16, keypoints=16)))
+    record = real.replace(builder_kwargs={"stacks": 1, "num_keypoints": 16, "features": 16, "modules": 1})
+    files = {record.sources[0].key: t7}
+    if offline:
+        (tmp_path / "offline").mkdir()
+        _zip(tmp_path / "offline" / record.sources[0].name, record.sources[0].member, t7)
+        monkeypatch.setenv(pretrained.OFFLINE_ENV, str(tmp_path / "offline"))
+    else:
+        record = _publish(record, files, tmp_path / "web")
+    (tmp_path / "direct.t7").write_bytes(t7)
+    monkeypatch.setitem(registry._MODELS, "twin_hourglass",
+                        ModelSpec("twin_hourglass", spec.builder, "hourglass", spec.head_layers, "num_keypoints", {"mpii": record}))
+    return tmp_path / "direct.t7"
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_hourglass_tag_from_the_torch7_zip(offline, monkeypatch, tmp_path, rng, capsys):
+    direct = _hourglass_twin(monkeypatch, tmp_path, rng, offline=offline)
+    x = rng.uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+    model = zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3))
+    reference = zoo.get("hourglass", weights=str(direct), input_shape=(64, 64, 3))  # the .t7 port, tested vs NumPy
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)[0]), keras.ops.convert_to_numpy(reference(x)[0]))
+    assert zoo.weights_record(model).keypoint_names[9] == "head_top"
+    assert "sha256 of umich-stacked-hourglass.zip recorded on first use" in capsys.readouterr().out
+    _no_conversion(monkeypatch)
+    with pytest.warns(UserWarning, match="num_keypoints=16 but num_keypoints=5 was asked for"):
+        headless = zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3), num_keypoints=5)
+    np.testing.assert_array_equal(_kernel(headless, "stem_conv"), _kernel(model, "stem_conv"))
+
+
+def test_hourglass_tag_with_a_t7_of_another_architecture(monkeypatch, tmp_path, rng):
+    from tests.converters.torch7_files import dumps, gmodule, hg_stacked_nodes
+
+    _hourglass_twin(monkeypatch, tmp_path, rng, offline=True)
+    zip_path = tmp_path / "offline" / "umich-stacked-hourglass.zip"
+    _zip(zip_path, "umich-stacked-hourglass.t7", dumps(gmodule(*hg_stacked_nodes(rng, features=16, keypoints=16))))
+    with pytest.raises(zoo.WeightsMismatchError, match=r"(?s)hourglass:mpii: the release files .*umich-stacked-hourglass\.t7"):
+        zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3))
