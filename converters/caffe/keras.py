@@ -19,7 +19,8 @@ import keras
 
 from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
-from converters.caffe.context import Context, Conversion, at, bn_epsilon, bn_scale_pairs, keras_name
+from converters.caffe.context import (Context, Conversion, at, bn_epsilon, bn_scale_pairs, host_constant_initializers,
+                                      keras_name)
 from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
 from converters.caffe.graph import Layer, Net
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
@@ -411,6 +412,24 @@ def _check_supported(net: Net):
             )
 
 
+def _convert_layer(layer, ctx):
+    if layer.name in ctx.folded_scales:  # folded into the preceding BatchNorm
+        ctx.tensors[layer.tops[0]] = ctx.tensors[layer.bottoms[0]]
+        return
+    try:
+        xs = [ctx.tensors[b] for b in layer.bottoms]
+    except KeyError as e:
+        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): bottom {e} has no producer") from None
+    try:
+        ys = LAYER_HANDLERS[layer.type](layer, xs, ctx)
+    except CaffeError:
+        raise
+    except Exception as e:  # Keras shape errors: say which Caffe layer caused them
+        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {type(e).__name__}: {e}") from e
+    for top, y in zip(layer.tops, ys):
+        ctx.tensors[top] = y
+
+
 def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bool | None = None) -> Conversion:
     """Build the Keras model of ``net`` and report what was done (see :func:`to_keras`)."""
     from tqdm.auto import tqdm
@@ -426,22 +445,9 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
         inputs.append(t)
     bar = tqdm(net.layers, desc="Building Keras model", unit="layer", disable=(None if progress is None else not progress),
                leave=False)
-    for layer in bar:
-        if layer.name in ctx.folded_scales:  # folded into the preceding BatchNorm
-            ctx.tensors[layer.tops[0]] = ctx.tensors[layer.bottoms[0]]
-            continue
-        try:
-            xs = [ctx.tensors[b] for b in layer.bottoms]
-        except KeyError as e:
-            raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): bottom {e} has no producer") from None
-        try:
-            ys = LAYER_HANDLERS[layer.type](layer, xs, ctx)
-        except CaffeError:
-            raise
-        except Exception as e:  # Keras shape errors: say which Caffe layer caused them
-            raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {type(e).__name__}: {e}") from e
-        for top, y in zip(layer.tops, ys):
-            ctx.tensors[top] = y
+    with host_constant_initializers():
+        for layer in bar:
+            _convert_layer(layer, ctx)
     bar.close()
 
     outputs, names = [], {}

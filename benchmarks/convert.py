@@ -1,0 +1,140 @@
+"""Benchmark: converting a ResNet-152-sized caffemodel (~230 MB of random float32) to Keras.
+
+    KERAS_BACKEND=jax python benchmarks/convert.py [--dir /tmp/kerazoo_caffe_bench] [--depth 152]
+        [--repeats 1] [--out results.txt]
+
+Uses the deploy prototxt and caffemodel of ``benchmarks/caffe_load.py`` (Kaiming layout, random
+blobs) and times, each in a fresh subprocess so that peak RSS is per measurement:
+
+* ``protobuf``: ``open().read()`` + BVLC ``NetParameter.ParseFromString`` (upb): the floor;
+* ``load``: ``converters.caffe.load`` (prototxt parse, upgrade, shape inference, blobs streamed to
+  float32 arrays);
+* ``convert``: ``load`` + ``converters.caffe.to_keras`` (Keras graph + weights): the whole
+  conversion, split into load and build seconds.
+
+Peak RSS is ``/proc/self/status`` VmHWM above the process's VmRSS after imports and a warm-up on
+a 3-layer net (``resource.getrusage`` ``ru_maxrss`` on other systems). Targets (issue #7):
+total convert time <= 3x protobuf's parse, peak RSS <= 3x the file size. Not run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.caffe_load import _BLOCKS, generate  # noqa: E402
+
+_CHILD = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, {root!r})
+mode, proto, model = sys.argv[1:4]
+from converters.caffe.schema import BVLC
+from converters.caffe.reader import load, loads
+
+def status(key):
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith(key + ":"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+load(proto)  # warm up the text parser and shape inference on the graph alone
+if mode == "convert":
+    from converters.caffe.keras import to_keras
+    tiny = ('input: "data" input_shape {{ dim: 1 dim: 3 dim: 8 dim: 8 }}\n'
+            'layer {{ name: "c" type: "Convolution" bottom: "data" top: "c" '
+            'convolution_param {{ num_output: 2 kernel_size: 3 }} }}\n'
+            'layer {{ name: "bn" type: "BatchNorm" bottom: "c" top: "c" }}\n'
+            'layer {{ name: "r" type: "ReLU" bottom: "c" top: "c" }}\n')
+    to_keras(loads(tiny), progress=False)  # imports Keras + backend and the handlers
+base = status("VmRSS")
+out = {{}}
+t = time.perf_counter()
+if mode == "protobuf":
+    with open(model, "rb") as f:
+        data = f.read()
+    out["read"] = time.perf_counter() - t
+    msg = BVLC.NetParameter()
+    msg.ParseFromString(data)
+    out["layers"] = len(msg.layer)
+else:
+    net = load(proto, model, progress=False)
+    out["load"] = time.perf_counter() - t
+    out["layers"] = len(net.layers)
+    if mode == "convert":
+        t1 = time.perf_counter()
+        m = to_keras(net, progress=False)
+        out["build"] = time.perf_counter() - t1
+        out["params"] = int(m.count_params())
+out["seconds"] = time.perf_counter() - t
+out["peak_kb"] = status("VmHWM") - base
+out["base_kb"] = base
+print(json.dumps(out))
+"""
+
+
+def measure(mode, proto, model, repeats):
+    runs = []
+    for _ in range(repeats):
+        res = subprocess.run([sys.executable, "-c", _CHILD.format(root=ROOT), mode, proto, model],
+                             capture_output=True, text=True,
+                             env={**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax"),
+                                  "TF_CPP_MIN_LOG_LEVEL": "3"})
+        if res.returncode:
+            raise SystemExit(f"{mode} failed:\n{res.stderr[-3000:]}")
+        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    best = min(runs, key=lambda r: r["seconds"])
+    best["peak_kb"] = max(r["peak_kb"] for r in runs)
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dir", default="/tmp/kerazoo_caffe_bench")
+    ap.add_argument("--depth", type=int, default=152, choices=sorted(_BLOCKS))
+    ap.add_argument("--repeats", type=int, default=1, help="runs per mode (best time, worst peak)")
+    ap.add_argument("--out", help="also write the table to this file")
+    args = ap.parse_args(argv)
+    os.makedirs(args.dir, exist_ok=True)
+    t = time.perf_counter()
+    proto, model = generate(args.dir, args.depth)
+    size = os.path.getsize(model)
+    import google.protobuf
+    import keras
+
+    lines = [f"convert: ResNet-{args.depth} caffemodel {size / 2**20:.1f} MiB (generated in "
+             f"{time.perf_counter() - t:.1f} s), {time.strftime('%Y-%m-%d %H:%M')}",
+             f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())} | "
+             f"keras {keras.__version__} ({os.environ.get('KERAS_BACKEND', 'jax')}), protobuf "
+             f"{google.protobuf.__version__}, best of {args.repeats}"]
+    for text in lines:
+        print(text, flush=True)
+    rows = {mode: measure(mode, proto, model, args.repeats) for mode in ("protobuf", "load", "convert")}
+    parse = rows["protobuf"]["seconds"]
+    lines.append(f"{'':<10}{'load s':>8}{'build s':>9}{'total s':>9}{'x protobuf':>12}{'peak RSS MiB':>14}"
+                 f"{'x file':>8}{'layers':>8}")
+    for mode, r in rows.items():
+        lines.append(f"{mode:<10}{r.get('load', r.get('read', 0.0)):>8.2f}{r.get('build', 0.0):>9.2f}"
+                     f"{r['seconds']:>9.2f}{r['seconds'] / parse:>12.2f}{r['peak_kb'] / 1024:>14.1f}"
+                     f"{r['peak_kb'] * 1024 / size:>8.2f}{r['layers']:>8}")
+    lines.append(f"protobuf: load s = file read, total = read + ParseFromString; convert: load + to_keras "
+                 f"({rows['convert'].get('params', 0):,} Keras parameters); peak RSS above the post-import "
+                 f"baseline ({rows['convert']['base_kb'] / 1024:.0f} MiB for convert).")
+    lines.append(f"load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    for text in lines[2:]:
+        print(text, flush=True)
+    if args.out:
+        with open(args.out + ".tmp", "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(args.out + ".tmp", args.out)
+
+
+if __name__ == "__main__":
+    main()
