@@ -169,8 +169,10 @@ def host_constant_initializers():
     classes = {keras.initializers.Zeros: np.zeros, keras.initializers.Ones: np.ones}
     saved = {cls: cls.__dict__["__call__"] for cls in classes}
 
-    def host(fill):
-        return lambda self, shape, dtype=None: fill(shape, keras.backend.standardize_dtype(dtype or "float32"))
+    import jax
+
+    def host(fill):  # device_put: jnp.asarray of a numpy array also compiles per shape
+        return lambda self, shape, dtype=None: jax.device_put(fill(shape, keras.backend.standardize_dtype(dtype or "float32")))
 
     try:
         for cls, fill in classes.items():
