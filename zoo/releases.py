@@ -163,8 +163,10 @@ register_weights("hourglass", "mpii", WeightsRecord(
     paper="Stacked Hourglass Networks for Human Pose Estimation (Newell, Yang & Deng, ECCV 2016)",
     license="BSD-3-Clause",
     description="8-stack hourglass, MPII, person-centred 256x256 crops, RGB in [0, 1]; 16 heatmaps 64x64 "
-                "per stack (the last is the prediction).",
+                "per stack (the last is the prediction). Layout of the earlier hg.lua: a lin layer right "
+                "after each hourglass, no residual (post_residuals=False; 23,717,888 parameters).",
     input_size=(256, 256), channel_order="RGB", scale=1 / 255, num_keypoints=16, keypoint_names=MPII_JOINTS,
-    flip_pairs=MPII_FLIP, output_stride=4, builder_kwargs={"stacks": 8, "num_keypoints": 16, "features": 256, "modules": 1},
+    flip_pairs=MPII_FLIP, output_stride=4, builder_kwargs={"stacks": 8, "num_keypoints": 16, "features": 256, "modules": 1,
+                                                           "post_residuals": False},
     metrics={"MPII test PCKh@0.5 (%)": 90.9},
 ))

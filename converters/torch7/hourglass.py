@@ -9,7 +9,9 @@ assigns each convolution / batch normalization to the zoo layer of the same role
 - stem: conv 3->64 7x7/2 pad 3 (``stem_conv``), BN (``stem_bn``), ReLU, ``Residual(64,128)``
   (``stem_res1``), maxpool 2x2/2, ``Residual(128,128)`` (``stem_res2``), ``Residual(128,F)`` (``stem_res3``);
 - per stack ``i``: ``hourglass(4)`` (``stack{i}_hg{4..1}_{up1,low1,low2,low3}_res{m}``), ``nModules``
-  residuals (``stack{i}_res{m}``), lin = conv 1x1 + BN + ReLU (``stack{i}_lin_conv``/``_lin_bn``), the
+  residuals (``stack{i}_res{m}``) and one lin = conv 1x1 + BN + ReLU (``stack{i}_lin_conv``/``_lin_bn``) —
+  or, in the released ``umich-stacked-hourglass.t7`` (earlier ``hg.lua``), ``nModules`` lin layers and no
+  residual (``post_residuals=False`` in the builder; ``stack{i}_lin{j}_*`` for j > 1) — the
   heatmaps conv (``stack{i}_heatmaps``, the i-th network output) and, before the last stack,
   ``inter = inter + conv1x1(ll) + conv1x1(heatmaps)`` (``stack{i}_inter_ll``, ``stack{i}_inter_heatmaps``).
 
@@ -46,7 +48,9 @@ def infer_hourglass_config(graph_or_path) -> dict:
     The whole network is walked and checked, so a file of another architecture raises here.
 
     Returns:
-        ``dict(stacks, num_keypoints, features, modules)`` (``nStack``, ``nParts``, ``nFeats``, ``nModules``).
+        ``dict(stacks, num_keypoints, features, modules, post_residuals)`` (``nStack``, ``nParts``, ``nFeats``,
+        ``nModules``; ``post_residuals`` False for the released model's layout: lin layers right after
+        each hourglass, as in the earlier ``hg.lua``).
     Raises:
         WeightsMismatchError: the network is not a ``hg.lua`` Stacked Hourglass (names the place).
     """
@@ -71,7 +75,7 @@ def port_hourglass(graph_or_path, model, *, skip_head: bool = False) -> dict:
     walk = _Walk(_as_graph(graph_or_path)).run()
     src, cfg = walk.src, walk.cfg
     mine = _model_config(model, src)
-    keys = ("stacks", "features", "modules") + (() if skip_head else ("num_keypoints",))
+    keys = ("stacks", "features", "modules", "post_residuals") + (() if skip_head else ("num_keypoints",))
     if any(cfg[k] != mine[k] for k in keys):
         raise WeightsMismatchError(
             f"Torch7 file '{src}' holds a Stacked Hourglass with {_fmt(cfg)}, but the model '{model.name}' has "
@@ -105,7 +109,7 @@ def port_hourglass(graph_or_path, model, *, skip_head: bool = False) -> dict:
     return {"config": dict(cfg), "filled": filled, "skipped": skipped}
 
 
-def _fmt(cfg, keys=("stacks", "features", "modules", "num_keypoints")):
+def _fmt(cfg, keys=("stacks", "features", "modules", "post_residuals", "num_keypoints")):
     return ", ".join(f"{k}={cfg[k]}" for k in keys)
 
 
@@ -124,13 +128,14 @@ def _model_config(model, src):
         "num_keypoints": keypoints,
         "features": features,
         "modules": sum(1 for n in names if re.fullmatch(r"stack1_hg4_up1_res\d+_add", n)),
+        "post_residuals": "stack1_res1_add" in names,
     }
 
 
 class _Walk:
     def __init__(self, graph: OpGraph):
         self.g, self.src = graph, graph.source
-        self.cfg = {"stacks": None, "num_keypoints": None, "features": None, "modules": None}
+        self.cfg = {"stacks": None, "num_keypoints": None, "features": None, "modules": None, "post_residuals": None}
         self.claimed: set[int] = set()
         self.arrays: dict[str, list] = {}  # zoo layer -> Keras weights
         self.origin: dict[str, str] = {}  # zoo layer -> where its Torch module sits
@@ -277,6 +282,16 @@ class _Walk:
         self.claimed.add(id(add))
         return add
 
+    def lin(self, x, s, j):
+        """``lin`` (1x1 conv + BN + ReLU) number ``j`` after stack ``s``'s hourglass; returns the ReLU."""
+        f, name = self.cfg["features"], f"stack{s}_lin" if j == 1 else f"stack{s}_lin{j}"
+        place = f"stack {s}, lin {j}" if j > 1 else f"stack {s}, lin"
+        conv = self.only(x, "conv", place, f"SpatialConvolution {f}->{f} 1x1")
+        self.conv(conv, f"{place} conv", f, f, 1, name=f"{name}_conv")
+        bn = self.only(conv, "bn", place, f"SpatialBatchNormalization({f})")
+        self.bn(bn, f"{place} BN", f, name=f"{name}_bn")
+        return self.relu(bn, f"{place} ReLU")
+
     def stem(self):
         if len(self.g.inputs) != 1:
             self.fail("the network input", "one input image", f"{len(self.g.inputs)} inputs")
@@ -303,17 +318,21 @@ class _Walk:
         f = self.cfg["features"]
         for s in range(1, stacks + 1):
             hg = self.hourglass(inter, DEPTH, s)
-            hint = ""
-            if any(c.kind == "conv" for c in self._free(hg)):
-                hint = (" (a 1x1 'lin' convolution right after the hourglass is the layout of the earlier "
-                        "pose-hg-train hg.lua, nModules x lin without residuals; the zoo builder follows the "
-                        "later hg.lua and the paper: nModules residuals, then one lin)")
-            ll = self.chain(hg, f"stack {s}, residual after the hourglass", f"stack{s}", hint)
-            lin = self.only(ll, "conv", f"stack {s}, lin", f"SpatialConvolution {f}->{f} 1x1")
-            self.conv(lin, f"stack {s}, lin conv", f, f, 1, name=f"stack{s}_lin_conv")
-            bn = self.only(lin, "bn", f"stack {s}, lin", f"SpatialBatchNormalization({f})")
-            self.bn(bn, f"stack {s}, lin BN", f, name=f"stack{s}_lin_bn")
-            ll = self.relu(bn, f"stack {s}, lin ReLU")
+            # The released model (earlier hg.lua) goes from the hourglass straight to nModules lin layers;
+            # the final hg.lua puts nModules residuals, then one lin. The first stack decides; all must agree.
+            post = not any(c.kind == "conv" for c in self._free(hg))
+            if self.cfg["post_residuals"] is None:
+                self.cfg["post_residuals"] = post
+            elif post != self.cfg["post_residuals"]:
+                self.fail(f"stack {s}, after the hourglass", "the layout of stack 1 ("
+                          + ("residuals, then lin" if self.cfg["post_residuals"] else "lin layers, no residual") + ")",
+                          self._show(hg.consumers))
+            if post:
+                ll = self.lin(self.chain(hg, f"stack {s}, residual after the hourglass", f"stack{s}"), s, 1)
+            else:
+                ll = hg
+                for j in range(1, self.cfg["modules"] + 1):
+                    ll = self.lin(ll, s, j)
             free = self._free(ll)
             heads = [c for c in free if any(c is o for o in outputs)]
             want = 1 if s == stacks else 2

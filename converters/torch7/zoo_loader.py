@@ -17,13 +17,13 @@ from zoo.errors import WeightsFileError
 
 __all__ = ["load_torch7_weights"]
 
-_STRUCTURE = ("stacks", "features", "modules")
+_STRUCTURE = ("stacks", "features", "modules", "post_residuals")
 
 
 def load_torch7_weights(spec, path, kwargs):
     """Loader for :func:`zoo.api.register_weights_loader`: read ``path``, build, port.
 
-    The builder arguments ``stacks``, ``features``, ``modules`` and ``num_keypoints`` come from the
+    The builder arguments ``stacks``, ``features``, ``modules``, ``post_residuals`` and ``num_keypoints`` come from the
     file; the user's ``kwargs`` (e.g. ``input_shape``) are added. Asking for another
     ``num_keypoints`` loads everything but the head layers, with a warning.
 
@@ -36,7 +36,7 @@ def load_torch7_weights(spec, path, kwargs):
     Raises:
         WeightsFileError: missing file; Torch7FormatError (a WeightsFileError) for unreadable files.
         WeightsMismatchError: another family, another architecture in the file, or ``stacks`` /
-            ``features`` / ``modules`` in ``kwargs`` that differ from the file's.
+            ``features`` / ``modules`` / ``post_residuals`` in ``kwargs`` that differ from the file's.
     """
     path = Path(path)
     if spec.family != "hourglass":

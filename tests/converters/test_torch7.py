@@ -204,7 +204,8 @@ def test_port_gmodule_matches_torch_every_stack(models, tmp_path, stacks):
     root = T.gmodule(inp, outs)
     path = write(tmp_path, root)
     graph = load_graph(path)
-    assert infer_hourglass_config(graph) == dict(stacks=stacks, num_keypoints=4, features=16, modules=1)
+    assert infer_hourglass_config(graph) == dict(stacks=stacks, num_keypoints=4, features=16, modules=1,
+                                                 post_residuals=True)
     report = port_hourglass(graph, models[stacks])
     assert not report["skipped"] and len(report["filled"]) == len([l for l in models[stacks].layers if l.weights])
     assert_same_heatmaps(models[stacks], root)
@@ -229,12 +230,33 @@ def test_two_modules_per_branch(tmp_path):
     inp, outs = T.hourglass_nodes(np.random.default_rng(10), stacks=1, modules=2, features=8, keypoints=3)
     root = T.gmodule(inp, outs)
     graph = load_graph(write(tmp_path, root))
-    assert infer_hourglass_config(graph) == dict(stacks=1, num_keypoints=3, features=8, modules=2)
+    assert infer_hourglass_config(graph) == dict(stacks=1, num_keypoints=3, features=8, modules=2, post_residuals=True)
     model = hourglass(stacks=1, modules=2, features=8, num_keypoints=3, input_shape=(64, 64, 3))
     port_hourglass(graph, model)
     assert_same_heatmaps(model, root)
     inp, outs = T.hourglass_nodes(np.random.default_rng(11), stacks=3, modules=2, features=8, keypoints=3)
     assert infer_hourglass_config(T.write_t7(tmp_path / "three.t7", T.gmodule(inp, outs)))["stacks"] == 3
+
+
+@pytest.mark.parametrize("modules", [1, 2])
+def test_released_layout_lin_after_the_hourglass(tmp_path, modules):
+    """umich-stacked-hourglass.t7 (earlier hg.lua): nModules lin layers right after each hourglass, no
+    residual; ported into hourglass(post_residuals=False), every stack exact."""
+    inp, outs = T.hourglass_nodes(np.random.default_rng(20 + modules), stacks=2, modules=modules, lin_only=True,
+                                  features=8, keypoints=3)
+    root = T.gmodule(inp, outs)
+    graph = load_graph(write(tmp_path, root))
+    assert infer_hourglass_config(graph) == dict(stacks=2, num_keypoints=3, features=8, modules=modules,
+                                                 post_residuals=False)
+    model = hourglass(stacks=2, modules=modules, features=8, num_keypoints=3, post_residuals=False,
+                      input_shape=(64, 64, 3))
+    report = port_hourglass(graph, model)
+    assert len(report["filled"]) == len([l for l in model.layers if l.weights])
+    assert_same_heatmaps(model, root)
+    if modules == 2:
+        assert "stack2_lin2_conv" in report["filled"]
+    loaded = zoo.get("hourglass", weights=str(write(tmp_path, root, "direct.t7")), input_shape=(64, 64, 3))
+    assert loaded.get_layer("stack1_lin_conv") is not None and "stack1_res1_add" not in [l.name for l in loaded.layers]
 
 
 def test_zoo_get_reads_config_from_the_file_and_skips_a_new_head(models, tmp_path):
@@ -321,9 +343,10 @@ def test_other_architectures_are_rejected_with_the_place(tmp_path):
                                                    r"residual 1, conv1: expected SpatialConvolution 128->64 1x1, found "
                                                    r"SpatialConvolution 128->8 1x1 .*JoinTable"):
         infer_hourglass_config(_graph(tmp_path, *T.hg_stacked_nodes(rng), "stacked.t7"))
-    with pytest.raises(WeightsMismatchError, match=r"lin.t7', stack 1, residual after the hourglass, residual 1: expected "
-                                                   r"a Residual module .* found SpatialConvolution 16->16 1x1 .*earlier"):
-        infer_hourglass_config(_graph(tmp_path, *T.hourglass_nodes(rng, stacks=1, lin_only=True, **SMALL), "lin.t7"))
+    with pytest.raises(WeightsMismatchError, match=r"lin.t7' holds a Stacked Hourglass with .*post_residuals=False.* "
+                                                   r"but the model 'hourglass' has .*post_residuals=True"):  # the release's layout, other builder
+        port_hourglass(_graph(tmp_path, *T.hourglass_nodes(rng, stacks=1, lin_only=True, **SMALL), "lin.t7"),
+                       hourglass(stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3)))
     with pytest.raises(WeightsMismatchError, match=r"eps.t7', stem, first BN: expected SpatialBatchNormalization\(64\) "
                                                    r"with eps 1e-05 .* found eps 0.001"):
         infer_hourglass_config(_graph(tmp_path, *T.hourglass_nodes(rng, stacks=1, eps=1e-3, **SMALL), "eps.t7"))

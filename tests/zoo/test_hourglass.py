@@ -49,6 +49,20 @@ def test_parameter_counts_and_default_outputs(stacks, expected):
     assert (f"stack{stacks - 1}_inter_add" in names) == (stacks > 1)
 
 
+def test_released_layout_has_no_residual_after_the_hourglass():
+    # umich-stacked-hourglass.t7: 8 stacks, lin right after each hourglass (a module dump lists 261
+    # modules = 8 + 7 x 32 + 29); 8 residuals fewer than the final hg.lua (214,528 parameters each).
+    keras.backend.clear_session()
+    with keras.StatelessScope():
+        model = hourglass(stacks=8, post_residuals=False)
+    assert trainable_count(model) == 25_434_112 - 8 * 214_528 == 23_717_888
+    names = {layer.name for layer in model.layers}
+    assert "stack1_res1_add" not in names and "stack8_lin_conv" in names
+    with keras.StatelessScope():
+        two = hourglass(stacks=1, modules=2, post_residuals=False, features=8, num_keypoints=3)
+    assert {"stack1_lin_conv", "stack1_lin2_conv", "stack1_lin2_bn"} <= {l.name for l in two.layers}
+
+
 def test_layer_names_are_hierarchical_and_stable(small):
     names = [layer.name for layer in small.layers]
     assert len(names) == len(set(names))
@@ -194,6 +208,7 @@ def test_bad_input_shapes_raise(shape, match):
         (dict(num_keypoints=2.5), r"`num_keypoints`"),
         (dict(features=33), r"`features` must be even"),
         (dict(modules=True), r"`modules`"),
+        (dict(post_residuals="yes"), r"`post_residuals` must be True or False"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):

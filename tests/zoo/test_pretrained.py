@@ -396,8 +396,8 @@ def _hourglass_twin(monkeypatch, tmp_path, rng, *, offline: bool):
 
     spec = zoo.get_spec("hourglass")
     real = spec.weights["mpii"]
-    t7 = dumps(gmodule(*hourglass_nodes(rng, stacks=1, features=16, keypoints=16)))
-    record = real.replace(builder_kwargs={"stacks": 1, "num_keypoints": 16, "features": 16, "modules": 1})
+    t7 = dumps(gmodule(*hourglass_nodes(rng, stacks=1, features=16, keypoints=16, lin_only=True)))  # the release's layout
+    record = real.replace(builder_kwargs={**real.builder_kwargs, "stacks": 1, "features": 16})
     files = {record.sources[0].key: t7}
     if offline:
         (tmp_path / "offline").mkdir()

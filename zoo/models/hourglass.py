@@ -11,6 +11,10 @@ Follows the Torch release ``princeton-vl/pose-hg-train`` (``src/models/hg.lua``,
   (hourglass of depth n-1, or residuals at the bottom) -> residuals -> nearest upsampling x2; sum.
 - Per stack: hourglass -> ``modules`` residuals -> ``lin`` (1x1 conv + BN + ReLU) -> 1x1 conv to K
   heatmaps, the stack's output. Between stacks ``inter = inter + conv1x1(ll) + conv1x1(heatmaps)``.
+- ``post_residuals=False`` gives the layout of the released MPII model (``umich-stacked-hourglass.t7``)
+  and of the earlier ``hg.lua``: after each hourglass ``modules`` lin layers and no residual. (A module
+  dump of that file, ``net:get(1..261)``, goes from the hourglass's CAddTable straight to the lin
+  convolution; 261 modules = 8 + 7 x 32 + 29 for 8 stacks with one lin each.)
 
 Note:
     Shapes use B (batch), H, W (input height, width in pixels), K (keypoints). Every stack outputs
@@ -111,6 +115,12 @@ def hourglass_module(x, *, depth, features, modules, name):
     return layers.Add(name=f"{level}_add")([up1, up2])
 
 
+def _lin(x, features, name):
+    """``lin`` of ``hg.lua``: 1x1 conv (bias) + BN + ReLU, named ``{name}_conv`` / ``_bn`` / ``_relu``."""
+    x = layers.Conv2D(features, 1, name=f"{name}_conv")(x)
+    return layers.ReLU(name=f"{name}_relu")(_bn(x, f"{name}_bn"))
+
+
 def _check_positive_int(value, arg, minimum=1):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"hourglass: `{arg}` must be an integer >= {minimum}. Received: {arg}={value!r}")
@@ -136,7 +146,7 @@ def _check_input(input_shape):
 
 @register("hourglass", family="hourglass", head_layers=HEAD_LAYERS, head_kwarg="num_keypoints")
 def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, features=256, modules=1,
-              name="hourglass"):
+              post_residuals=True, name="hourglass"):
     """Stacked Hourglass network (Newell et al. 2016), as in ``pose-hg-train``.
 
     Args:
@@ -149,11 +159,16 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
         num_keypoints: heatmaps per stack, K (``nParts``; MPII: 16). Defaults to `16`.
         features: channels in the hourglasses (``nFeats``); must be even. Defaults to `256`.
         modules: residual modules per branch and after each hourglass (``nModules``). Defaults to `1`.
+        post_residuals: ``True`` (pose-hg-train's final ``hg.lua``): after each hourglass ``modules``
+            residuals, then one lin (1x1 conv + BN + ReLU). ``False`` (the released MPII model
+            ``umich-stacked-hourglass.t7``, the earlier ``hg.lua``): ``modules`` lin layers, no
+            residual; ``zoo.get("hourglass", weights="mpii")`` sets it. Defaults to `True`.
         name: model name. Defaults to ``"hourglass"``.
     Returns:
         A ``keras.Model`` from images (B, H, W, 3) to a list of ``stacks`` heatmap tensors
         (B, ceil(H/2)//2, ceil(W/2)//2, K) named ``stack{i}_heatmaps`` (64x64 for 256x256 input).
-        8 stacks, 16 keypoints: 25,434,112 trainable parameters.
+        8 stacks, 16 keypoints: 25,434,112 trainable parameters (23,717,888 with
+        ``post_residuals=False``, the released model).
     Raises:
         ValueError: ``weights`` is not ``None`` or an argument is out of range.
         InputShapeError: ``input_shape`` is not (H, W, 3) or breaks the size rule above.
@@ -167,6 +182,8 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
     _check_positive_int(num_keypoints, "num_keypoints")
     _check_positive_int(modules, "modules")
     _check_positive_int(features, "features", minimum=2)
+    if not isinstance(post_residuals, bool):
+        raise ValueError(f"hourglass: `post_residuals` must be True or False. Received: post_residuals={post_residuals!r}")
     if features % 2:
         raise ValueError(
             f"hourglass: `features` must be even (bottleneck of features / 2). Received: features={features}"
@@ -188,10 +205,12 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
     for i in range(1, stacks + 1):
         s = f"stack{i}"
         hg = hourglass_module(inter, depth=DEPTH, features=features, modules=modules, name=f"{s}_hg")
-        ll = _residuals(hg, features, modules, s)
-        ll = layers.Conv2D(features, 1, name=f"{s}_lin_conv")(ll)
-        ll = _bn(ll, f"{s}_lin_bn")
-        ll = layers.ReLU(name=f"{s}_lin_relu")(ll)
+        if post_residuals:
+            ll = _lin(_residuals(hg, features, modules, s), features, f"{s}_lin")
+        else:  # the released model: nModules x lin, no residual
+            ll = hg
+            for j in range(1, modules + 1):
+                ll = _lin(ll, features, f"{s}_lin" if j == 1 else f"{s}_lin{j}")
         heatmaps = layers.Conv2D(num_keypoints, 1, name=f"{s}_heatmaps")(ll)
         outputs.append(heatmaps)
         if i < stacks:  # feed features and predictions back into the next stack
