@@ -120,3 +120,21 @@ def test_lookup_table_jitter_stays_within_two_levels_of_the_float_chain():
         fast = photometric_jitter(img, np.random.default_rng(seed)).astype(int)
         diff = np.abs(fast - _float_jitter(img, np.random.default_rng(seed)))
         assert diff.max() <= 2 and diff.mean() < 0.5, (seed, diff.max(), diff.mean())
+
+
+def test_cli_train_feed_uint8_then_evaluate(tmp_path, capsys, monkeypatch):
+    import training.evaluation
+    from training.__main__ import main
+
+    feeds, real = [], training.evaluation.evaluate
+    monkeypatch.setattr(training.evaluation, "evaluate", lambda model, ds, **kw: feeds.append(ds.feed) or
+                        real(model, ds, **kw))
+
+    args = ["--dataset", "synthetic-seg", "--image-size", "32", "--val-samples", "4", "--batch-size", "4"]
+    assert main(["train", "--model", "tiny_fcn", "--num-samples", "8", "--epochs", "1", "--feed", "uint8",
+                 "--out", str(tmp_path), "--verbose", "0", *args]) == 0
+    saved = keras.models.load_model(tmp_path / "final.keras", safe_mode=True)
+    assert model_feed(saved) == "uint8"
+    assert main(["evaluate", "--run", str(tmp_path)]) == 0
+    assert feeds == ["uint8"]  # the run's model, not the saved dataset config, decides the feed
+    assert "mean" in capsys.readouterr().out.lower()
