@@ -462,9 +462,9 @@ class HeatmapDataset(_RecordDataset):
 class SegmentationDataset(_RecordDataset):
     """Semantic segmentation batches: scale/rotate/flip/crop image and mask with one matrix.
 
-    ``dataset[i]`` returns ``(x, y)``: images ``(B, H, W, 3)`` float32 (uint8 with ``feed="uint8"``) and labels ``(B, h, w)``
-    int32 in ``[0, C)`` or ``ignore_label`` (a tuple of ``num_outputs`` references for models with
-    an auxiliary head). Without augmentation the whole image is fitted into the input
+    ``dataset[i]`` returns ``(x, y)``: images ``(B, H, W, 3)`` float32 (uint8 with ``feed="uint8"``)
+    and labels ``(B, h, w)`` int32 in ``[0, C)`` or ``ignore_label`` (a tuple of ``num_outputs``
+    references for models with an auxiliary head). Without augmentation the whole image is fitted into the input
     (letterboxed, padding labelled ``ignore_label``); with it the image is scaled by a random
     factor around that fit, rotated, mirrored and randomly cropped (PSPNet recipe).
 

@@ -172,7 +172,10 @@ def host_constant_initializers():
     import jax
 
     def host(fill):  # device_put: jnp.asarray of a numpy array also compiles per shape
-        return lambda self, shape, dtype=None: jax.device_put(fill(shape, keras.backend.standardize_dtype(dtype or "float32")))
+        def call(self, shape, dtype=None):
+            return jax.device_put(fill(shape, keras.backend.standardize_dtype(dtype or "float32")))
+
+        return call
 
     try:
         for cls, fill in classes.items():
