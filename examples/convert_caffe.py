@@ -24,7 +24,6 @@ Exit status: 0 success; 1 a verification above --tolerance (nothing saved); 2 ba
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from pathlib import Path
@@ -34,19 +33,11 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 from examples._common import existing_path, parser, positive_float, positive_int, run_guarded  # noqa: E402
 from examples.quickstart import step, write_caffe_demo  # noqa: E402
+from zoo.cli import name_value  # noqa: E402
 
 PROG = "convert_caffe"
 
 
-def _name_value(text):
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        v = ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        pass  # keep it a string
-    return k.strip(), v
 
 
 def build_parser():
@@ -60,7 +51,7 @@ def build_parser():
                    help="input height and width (default: the sizes declared in the prototxt)")
     p.add_argument("--name", help="Keras model name (default: the Caffe net's name)")
     p.add_argument("--zoo", metavar="NAME", help="also load the weights into this zoo builder (zoo.get)")
-    p.add_argument("--zoo-arg", type=_name_value, action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--zoo-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="zoo builder argument, e.g. stages=6 (repeatable)")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with OpenCV")
     p.add_argument("--tolerance", type=positive_float, default=1e-4,

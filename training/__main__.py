@@ -18,7 +18,6 @@ resumes from ``--out/backup``. ``evaluate`` prints the per-joint / per-class tab
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -26,18 +25,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from zoo.cli import name_value
+
 __all__ = ["main", "build_parser"]
 
 
-def _kv(text):
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        v = ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        pass  # keep strings as they are
-    return k.strip(), v
 
 
 def _size(text):
@@ -79,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model")
     t.add_argument("--model", required=True, help="zoo name (hourglass, pspnet50, ...), tiny_fcn/tiny_pspnet, "
                                                   "or a .keras file")
-    t.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="NAME=VALUE",
+    t.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="builder argument, e.g. stacks=2 (repeatable)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--out", required=True, help="output folder (resumes if it holds a backup)")

@@ -16,16 +16,15 @@ import keras
 import numpy as np
 from keras import ops
 
+from zoo.releases import MPII_JOINTS
+
 __all__ = [
     "MPII_JOINT_NAMES", "pck", "pckh", "head_size_from_box", "bbox_size", "torso_size",
     "confusion_matrix", "miou_from_confusion", "PCKMetric", "MeanIoUMetric",
 ]
 
 #: MPII joint order (0-based ids of the .mat / HRNet json).
-MPII_JOINT_NAMES = (
-    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
-    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
-)
+MPII_JOINT_NAMES = MPII_JOINTS  # one definition: zoo.releases
 # HRNet/MMPose MPII table: Head = head top, other groups average left and right
 _MPII_GROUPS = {
     "Head": ("head_top",), "Shoulder": ("l_shoulder", "r_shoulder"), "Elbow": ("l_elbow", "r_elbow"),

@@ -26,6 +26,21 @@ import numpy as np
 __all__ = ["main"]
 
 
+def name_value(text):
+    """argparse type for ``NAME=VALUE``: the value as a Python literal (``3``, ``(64, 64, 3)``, ``True``)
+    when it parses as one, else the string."""
+    import ast
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        v = ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        pass  # keep it a string
+    return k.strip(), v
+
+
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 

@@ -29,14 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from training.datasets.base import AnnotationError, PoseRecord, box_center_scale
+from zoo.releases import MPII_FLIP, MPII_JOINTS  # one definition of the MPII conventions
 
 __all__ = ["MPII_JOINTS", "MPII_FLIP_PAIRS", "read_mpii_mat", "read_mpii_json"]
 
-MPII_JOINTS = (
-    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax", "upper_neck",
-    "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
-)
-MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+MPII_FLIP_PAIRS = MPII_FLIP  # one definition: zoo.releases
 _K = 16
 
 

@@ -19,14 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from training.datasets.base import AnnotationError, SegRecord
+from zoo.releases import VOC_CLASSES  # noqa: F401  (re-exported; one definition)
 from training.visualize import voc_palette  # noqa: F401  (re-exported: the VOC colour map)
 
 __all__ = ["VOC_CLASSES", "voc_palette", "read_voc"]
 
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
 
 
 def read_voc(root, split: str = "train", *, image_dir: str = "JPEGImages", mask_dir: str = "SegmentationClass",
