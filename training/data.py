@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from training.datasets.base import DatasetError, ImageReadError, read_image, read_mask
+from training.normalization import FEEDS, Normalization, check_feed as _feed, model_feed
 from training.shm import share_batch
 from training.targets import HeatmapCodec, cpm_center_map, encode_mask
 from training.transforms import (affine_matrix, check_flip_pairs, photometric_jitter, swap_pairs,
@@ -122,43 +123,6 @@ class Augmentation:
         return image
 
 
-@dataclass(frozen=True)
-class Normalization:
-    """Pixel convention of the model input: ``(reorder(rgb) * scale - mean) / std`` as float32.
-
-    The default (RGB / 255) is pose-hg-train's. :meth:`from_record` copies a zoo weights record so
-    fine-tuning feeds pretrained weights what they were trained on.
-    """
-
-    scale: float = 1.0 / 255.0
-    mean: tuple = (0.0, 0.0, 0.0)
-    std: tuple = (1.0, 1.0, 1.0)
-    channel_order: str = "RGB"
-
-    @classmethod
-    def from_record(cls, record) -> "Normalization":
-        return cls(float(record.scale), tuple(map(float, record.mean)), tuple(map(float, record.std)),
-                   str(record.channel_order).upper())
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        # in place, same operations and order as zoo.layers.Normalize (one float32 copy, no temporaries)
-        x = np.ascontiguousarray(images[..., ::-1] if self.channel_order == "BGR" else images, np.float32)
-        if x is images:
-            x = x.copy()
-        x *= np.float32(self.scale)
-        if any(self.mean):
-            x -= np.asarray(self.mean, np.float32)
-        if any(s != 1.0 for s in self.std):
-            x /= np.asarray(self.std, np.float32)
-        return x
-
-    def layer(self, name: str = "normalize"):
-        """The same convention as a Keras layer (:class:`zoo.layers.Normalize`) for uint8-fed models."""
-        from zoo.layers import Normalize
-
-        return Normalize(self.scale, self.mean, self.std, self.channel_order, name=name)
-
-
 def _size(value, name) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value)
@@ -167,28 +131,6 @@ def _size(value, name) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise ValueError(f"{name} must be a (w, h) pair of positive ints. Received: {name}={value!r}")
     return w, h
-
-
-FEEDS = ("float32", "uint8")
-
-
-def _feed(value, owner) -> str:
-    if value not in FEEDS:
-        raise ValueError(f"{owner}: feed must be 'float32' (normalised on the host) or 'uint8' (raw pixels, "
-                         f"normalised in the model). Received: feed={value!r}")
-    return value
-
-
-def model_feed(model) -> str:
-    """``"uint8"`` if ``model`` normalises its own (first) image input with a :class:`zoo.layers.Normalize`
-    layer (it takes raw 0-255 RGB pixels), else ``"float32"`` (it takes host-normalised images)."""
-    from zoo.layers import Normalize
-
-    image = model.inputs[0]
-    for layer in model.layers:
-        if isinstance(layer, Normalize) and any(t is image for n in layer._inbound_nodes for t in n.input_tensors):
-            return "uint8"
-    return "float32"
 
 
 class _RecordDataset(keras.utils.PyDataset):

@@ -1,0 +1,74 @@
+"""The pixel convention of a model's input, on the host (:class:`Normalization`) or in the model.
+
+A dataset either normalises images on the host and feeds float32 (``feed="float32"``), or feeds the
+raw uint8 RGB pixels (``feed="uint8"``: 4x fewer bytes host -> device) to a model that starts with a
+:class:`zoo.layers.Normalize` layer doing the same arithmetic on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Normalization", "FEEDS", "check_feed", "model_feed"]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Pixel convention of the model input: ``(reorder(rgb) * scale - mean) / std`` as float32.
+
+    The default (RGB / 255) is pose-hg-train's. :meth:`from_record` copies a zoo weights record so
+    fine-tuning feeds pretrained weights what they were trained on.
+    """
+
+    scale: float = 1.0 / 255.0
+    mean: tuple = (0.0, 0.0, 0.0)
+    std: tuple = (1.0, 1.0, 1.0)
+    channel_order: str = "RGB"
+
+    @classmethod
+    def from_record(cls, record) -> "Normalization":
+        return cls(float(record.scale), tuple(map(float, record.mean)), tuple(map(float, record.std)),
+                   str(record.channel_order).upper())
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        # in place, same operations and order as zoo.layers.Normalize (one float32 copy, no temporaries)
+        x = np.ascontiguousarray(images[..., ::-1] if self.channel_order == "BGR" else images, np.float32)
+        if x is images:
+            x = x.copy()
+        x *= np.float32(self.scale)
+        if any(self.mean):
+            x -= np.asarray(self.mean, np.float32)
+        if any(s != 1.0 for s in self.std):
+            x /= np.asarray(self.std, np.float32)
+        return x
+
+    def layer(self, name: str = "normalize"):
+        """The same convention as a Keras layer (:class:`zoo.layers.Normalize`) for uint8-fed models."""
+        from zoo.layers import Normalize
+
+        return Normalize(self.scale, self.mean, self.std, self.channel_order, name=name)
+
+
+FEEDS = ("float32", "uint8")
+
+
+def check_feed(value, owner) -> str:
+    """``value`` if it is one of :data:`FEEDS`, else a ValueError naming ``owner``."""
+    if value not in FEEDS:
+        raise ValueError(f"{owner}: feed must be 'float32' (normalised on the host) or 'uint8' (raw pixels, "
+                         f"normalised in the model). Received: feed={value!r}")
+    return value
+
+
+def model_feed(model) -> str:
+    """``"uint8"`` if ``model`` normalises its own (first) image input with a :class:`zoo.layers.Normalize`
+    layer (it takes raw 0-255 RGB pixels), else ``"float32"`` (it takes host-normalised images)."""
+    from zoo.layers import Normalize
+
+    image = model.inputs[0]
+    for layer in model.layers:
+        if isinstance(layer, Normalize) and any(t is image for n in layer._inbound_nodes for t in n.input_tensors):
+            return "uint8"
+    return "float32"
