@@ -29,6 +29,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks._report import emit  # noqa: E402
+
 from benchmarks.caffe_load import _BLOCKS, generate  # noqa: E402
 
 _CHILD = r"""
@@ -127,13 +129,7 @@ def main(argv=None):
     lines.append(f"protobuf: load s = file read, total = read + ParseFromString; convert: load + to_keras "
                  f"({rows['convert'].get('params', 0):,} Keras parameters); peak RSS above the post-import "
                  f"baseline ({rows['convert']['base_kb'] / 1024:.0f} MiB for convert).")
-    lines.append(f"load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for text in lines[2:]:
-        print(text, flush=True)
-    if args.out:
-        with open(args.out + ".tmp", "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(args.out + ".tmp", args.out)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

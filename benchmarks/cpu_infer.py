@@ -33,6 +33,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from benchmarks._report import emit  # noqa: E402
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -174,13 +176,7 @@ def main(argv=None):
         diff = "" if ref is None else f"{np.abs(out - ref).max() / max(np.ptp(ref), 1e-12):.1e}"
         ratio = "" if base is None else f"{lat / base:.2f}"
         lines.append(f"{name:<12}{first:>13.2f}{lat * 1e3:>12.1f}{ratio:>10}{thr:>17.1f}{diff:>17}")
-    lines.append(f"load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for text in lines[2:]:
-        print(text, flush=True)
-    if args.out:
-        with open(args.out + ".tmp", "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(args.out + ".tmp", args.out)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":
