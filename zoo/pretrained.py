@@ -179,7 +179,7 @@ def _download(src: SourceFile, target: Path, progress: bool) -> str:
             f"place it in the offline folder (set ${OFFLINE_ENV}) under the name '{src.name}'."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
+    part = target.with_name(f"{target.name}.{os.getpid()}.part")  # per process: concurrent first uses do not clash
     try:
         try:
             got = keras.utils.get_file(fname=part.name, origin=src.url, cache_dir=str(target.parent),
