@@ -372,3 +372,18 @@ def test_stack_count_mismatch_names_both(models, small_file):
         port_hourglass(small_file, models[1])
     with pytest.raises(ZooWeightsMismatchError, match=r"stacks=2, but stacks=3 was asked for"):
         zoo.get("hourglass", weights=small_file, stacks=3)
+
+
+def test_released_model_module_count(tmp_path):
+    """The real umich-stacked-hourglass.t7 lists 261 modules (``net:get(1..261)`` in a public dump:
+    yuanyuangoo/pose-hg-train src/prototxt/structure.lua): an 8-stack lin-only hg.lua with nModules 1.
+    Our writer's network of that layout has as many, and the port reads it as post_residuals=False."""
+    inp, outs = T.hourglass_nodes(np.random.default_rng(30), stacks=8, modules=1, lin_only=True, features=4, keypoints=16)
+    root = T.gmodule(inp, outs)
+    mods = root.fields["modules"]
+    assert len(mods) == 261
+    names = [m.cls for m in mods]
+    assert names.count("nn.Sequential") == 3 + 8 * 13  # residuals: stem 3, per hourglass 4 levels x 3 + 1
+    assert names.count("cudnn.SpatialConvolution") == 1 + 8 * 2 + 7 * 2  # stem, lin + heatmaps, feedbacks
+    assert infer_hourglass_config(load_graph(write(tmp_path, root))) == dict(
+        stacks=8, num_keypoints=16, features=4, modules=1, post_residuals=False)
