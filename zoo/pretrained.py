@@ -130,14 +130,6 @@ def _expected(src: SourceFile, key: str) -> tuple[str | None, str]:
     return None, "unknown"
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verify(src: SourceFile, key: str, path: Path, where: str) -> str:
     """Check ``path`` (the file ``key`` of ``src``) against its known hash; record it if unknown.
 
@@ -150,9 +142,6 @@ def _verify(src: SourceFile, key: str, path: Path, where: str) -> str:
             f"'{path}' ({key}) has sha256 {digest}, expected {expected} ({how}). The file is corrupt, "
             f"incomplete or not the release's; get it again from {src.url or src.page}."
         )
-    if key == src.name and src.md5 and _md5(path) != src.md5:
-        raise WeightsFileError(f"'{path}' ({key}) fails the md5 {src.md5} its authors published; get it again "
-                               f"from {src.url or src.page}.")
     if not expected:
         _record_hash(key, digest, where)
         print(f"kerazoo: sha256 of {key} recorded on first use: {digest} (kerazoo pins no hash for this "
@@ -169,7 +158,7 @@ def _where_to_get(src: SourceFile) -> str:
     return " or ".join(x for x in (src.url, src.page) if x) or "its authors' page"
 
 
-def _download(src: SourceFile, target: Path, progress: bool) -> str:
+def _download(src: SourceFile, target: Path) -> str:
     """Download ``src.url`` to ``target`` (via ``.part``); returns the verified sha256."""
     import keras
 
@@ -242,15 +231,17 @@ def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
     return out
 
 
-def _obtain(src: SourceFile, progress: bool) -> tuple[Path, str]:
+def _offline_places(src: SourceFile, offline: Path) -> list[tuple[Path, str]]:
+    """(path, hash key) where ``src`` may sit in the offline folder: its member alone, or the file itself."""
+    places = [(offline / src.provides, src.key)] if src.member else []
+    return places + [(offline / src.name, src.name), (offline / Path(src.name).name, src.name)]
+
+
+def _obtain(src: SourceFile) -> tuple[Path, str]:
     """(path of the file ``src`` provides, sha256 of the file read) from the offline folder or the cache."""
     offline = offline_dir()
     if offline is not None:
-        candidates = []
-        if src.member:  # the member placed on its own
-            candidates.append((offline / src.provides, src.key))
-        candidates += [(offline / src.name, src.name), (offline / Path(src.name).name, src.name)]
-        for path, key in candidates:
+        for path, key in _offline_places(src, offline):
             if path.is_file():
                 digest = _verify(src, key, path, str(path))
                 if key == src.name and src.member:
@@ -270,7 +261,7 @@ def _obtain(src: SourceFile, progress: bool) -> tuple[Path, str]:
             cached.unlink()
             warnings.warn(f"{e} Deleted the cached copy; downloading it again.", stacklevel=3)
     if digest is None:
-        digest = _download(src, cached, progress)
+        digest = _download(src, cached)
     if src.member:
         return _extract(src, cached, in_cache=True), digest
     return cached, digest
@@ -289,13 +280,13 @@ def _conversion_key(spec: ModelSpec, tag: str, record: WeightsRecord, digests: d
 
 def _known_digests(record: WeightsRecord) -> dict[str, str] | None:
     """Source digests known without reading the files (pinned or recorded), or None if any is unknown."""
-    out = {}
-    for src in record.sources:
-        digest = _expected(src, src.name)[0] or (_expected(src, src.key)[0] if src.member else None)
-        if digest is None:
-            return None
-        out[src.key] = digest
-    return out
+    out = {src.key: _known_digest(src) for src in record.sources}
+    return None if None in out.values() else out
+
+
+def _known_digest(src: SourceFile) -> str | None:
+    """The pinned or recorded sha256 of ``src`` (of the archive, else of its member placed alone)."""
+    return _expected(src, src.name)[0] or (_expected(src, src.key)[0] if src.member else None)
 
 
 def _converted_ok(path: Path) -> bool:
@@ -362,9 +353,9 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
             return path
     files, digests = {}, {}
     for src in record.sources:
-        files[src.provides], digests[src.key] = _obtain(src, progress)
+        files[src.provides], digests[src.key] = _obtain(src)
     path = out_dir / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, digests)}.h5"
-    if path.is_file() and _converted_ok(path):
+    if _converted_ok(path):
         return path
     if progress:
         print(f"kerazoo: converting {spec.name}:{tag} from {', '.join(files)} (once; cached in '{out_dir}')")
@@ -399,16 +390,12 @@ def status(name: str, tag: str | None = None) -> dict[str, Any]:
     rows = []
     for src in record.sources:
         if offline is not None:
-            present = any(p.is_file() for p in (offline / src.name, offline / Path(src.name).name,
-                                                 offline / src.provides))
+            present = any(p.is_file() for p, _ in _offline_places(src, offline))
             state = "offline" if present else "missing offline"
         else:
             state = "cached" if (_sources_dir() / _safe(src.name)).is_file() else "download"
-        if src.sha256:
-            sha = "pinned"
-        else:
-            rec = recorded_sha256(src.name) or (recorded_sha256(src.key) if src.member else None)
-            sha = f"recorded {rec}" if rec else "unknown (recorded on first download)"
+        digest = _known_digest(src)
+        sha = "pinned" if src.sha256 else f"recorded {digest}" if digest else "unknown (recorded on first download)"
         rows.append({"file": src.key, "state": state, "sha256": sha, "url": src.url or src.page})
     known = _known_digests(record) if record.sources else None
     converted = bool(known) and (_converted_dir() / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, known)}.h5").is_file()

@@ -59,7 +59,6 @@ class SourceFile:
             the first download then records it locally (and says so).
         member: when ``name`` is a zip archive, the file to take from it (matched by base name);
             the member may also be placed in the offline folder on its own.
-        md5: a checksum the authors (or their scripts) published, checked when present.
         page: the human download page (Google Drive folders, project pages).
     """
 
@@ -67,7 +66,6 @@ class SourceFile:
     url: str | None = None
     sha256: str | None = None
     member: str | None = None
-    md5: str | None = None
     page: str | None = None
 
     @property
