@@ -3,7 +3,7 @@
     KERAS_BACKEND=jax python benchmarks/convert.py [--dir /tmp/kerazoo_caffe_bench] [--depth 152]
         [--repeats 1] [--out results.txt]
 
-Uses the deploy prototxt and caffemodel of ``benchmarks/caffe_load.py`` (Kaiming layout, random
+Uses the deploy prototxt and caffemodel of ``benchmarks/resnet_caffe.py`` (Kaiming layout, random
 blobs) and times, each in a fresh subprocess so that peak RSS is per measurement:
 
 * ``protobuf``: ``open().read()`` + BVLC ``NetParameter.ParseFromString`` (upb): the floor;
@@ -31,7 +31,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks._report import emit  # noqa: E402
 
-from benchmarks.caffe_load import _BLOCKS, generate  # noqa: E402
+from benchmarks.resnet_caffe import _BLOCKS, generate  # noqa: E402
 
 _CHILD = r"""
 import json, os, resource, sys, time
