@@ -1,7 +1,7 @@
 """Training callbacks: atomic best-model checkpoint, TensorBoard images, worker watchdog, skip report.
 
-:func:`training.fit` wires these together with Keras' ``BackupAndRestore``, ``CSVLogger``,
-``TensorBoard`` and ``TerminateOnNaN``; each also works on its own with ``model.fit``.
+:func:`fit_callbacks` wires these together for :func:`training.fit` with Keras' ``BackupAndRestore``,
+``CSVLogger``, ``TensorBoard`` and ``TerminateOnNaN``; each also works on its own with ``model.fit``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
 
 __all__ = ["BestCheckpoint", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget", "resolve_monitor",
-           "atomic_save"]
+           "atomic_save", "fit_callbacks"]
 
 
 def atomic_save(model, path) -> Path:
@@ -355,3 +356,56 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.time() > self.deadline - self.reserve:
             self.model.stop_training = True
+
+
+def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,
+                  terminate_on_nan, log):
+    """The callbacks :func:`training.fit` runs with (its arguments of the same names switch them on/off).
+
+    Args:
+        out: output folder or ``None`` (then only the epoch sync, watchdog and NaN stop).
+        dist: the run's :class:`training.distribute.Placement`; non-chief workers write to
+            ``out/.worker<i>`` and skip TensorBoard.
+        train, val: the datasets (``val`` may be ``None``).
+        log: ``log(message)`` for progress lines.
+    Returns:
+        ``(callbacks, resumed_from, best_checkpoint)``: ``resumed_from`` is the backup's last epoch
+        (``None`` for a fresh run), ``best_checkpoint`` the :class:`BestCheckpoint` or ``None``.
+    """
+    cbs = [EpochSync(train, val)]
+    if any(getattr(d, "use_multiprocessing", False) for d in (train, val) if d is not None):
+        cbs.append(WorkerWatchdog(train, val))
+    resumed_from, best_cb = None, None
+    if out is None:
+        if terminate_on_nan:
+            cbs.append(keras.callbacks.TerminateOnNaN())
+        return cbs, None, None
+    own = out if dist.is_chief else out / f".worker{dist.index}"
+    own.mkdir(parents=True, exist_ok=True)
+    if train.on_error == "skip" and train.skip_log is None:
+        train.skip_log = str(own / "skipped.tsv")
+    if backup:
+        meta = own / "backup" / "training_metadata.json"
+        if meta.exists():
+            resumed_from = int(json.loads(meta.read_text()).get("epoch", 0))
+            log(f"resuming from backup {meta.parent} at epoch {resumed_from + 1}")
+        cbs.append(keras.callbacks.BackupAndRestore(str(own / "backup"), save_freq=backup_every,
+                                                    double_checkpoint=True))
+    if terminate_on_nan:
+        cbs.append(keras.callbacks.TerminateOnNaN())
+    cbs.append(SkipReport(train, val))
+    if csv_log:
+        cbs.append(keras.callbacks.CSVLogger(str(own / "log.csv"), append=resumed_from is not None))
+    if checkpoint:
+        best_cb = BestCheckpoint(own / "best.keras", monitor=monitor, enabled=dist.is_chief)
+        cbs.append(best_cb)
+    if tensorboard and dist.is_chief:
+        from training.distribute import tensorboard_available
+
+        if tensorboard_available():
+            cbs.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
+        else:
+            log("tensorboard is not installed: scalars are in log.csv, images go to tensorboard/images/*.png")
+        cbs.append(ImageLogger(out / "tensorboard", val if val is not None else train))
+    return cbs, resumed_from, best_cb
+

@@ -1,8 +1,10 @@
-"""The one module that imports TensorFlow: tf.distribute strategies and TensorBoard image summaries.
+"""Where a run happens, and the one module that imports TensorFlow (tf.distribute, TensorBoard images).
 
-Everything else in :mod:`training` is backend-agnostic ``keras`` code; this seam is only used on
-the TensorFlow backend (strategies) or when TensorFlow happens to be installed (image summaries).
-On JAX, :func:`training.fit` uses ``keras.distribution.DataParallel`` instead.
+:func:`setup_distribution` turns :func:`training.fit`'s ``distribution`` argument into a
+:class:`Placement`: a ``tf.distribute`` strategy on TensorFlow, ``keras.distribution.DataParallel``
+on JAX, or nothing. Everything else in :mod:`training` is backend-agnostic ``keras`` code; the
+TensorFlow seam here is only used on the TensorFlow backend (strategies) or when TensorFlow happens
+to be installed (image summaries), and TensorFlow is imported inside those functions only.
 
 Multi-worker training (``MultiWorkerMirroredStrategy``) reads the cluster from ``TF_CONFIG``::
 
@@ -15,12 +17,73 @@ worker so the collective steps line up).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
+import keras
 import numpy as np
 
-__all__ = ["tf_config", "make_strategy", "distribute_py_dataset", "tensorboard_available", "write_image_summaries"]
+__all__ = ["Placement", "setup_distribution", "jax_distribution", "tf_config", "make_strategy",
+           "distribute_py_dataset", "tensorboard_available", "write_image_summaries"]
+
+
+class Placement:
+    """Where the run happens: a strategy scope (TF) or a keras.distribution (JAX), and who is chief."""
+
+    def __init__(self, kind="none", strategy=None, index=0, count=1):
+        self.kind, self.strategy, self.index, self.count = kind, strategy, index, count
+
+    @property
+    def is_chief(self):
+        return self.index == 0
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+
+def setup_distribution(distribution) -> Placement:
+    """The :class:`Placement` of :func:`training.fit`'s ``distribution`` argument on the current backend.
+
+    Raises:
+        ValueError: ``distribution`` is not available on this backend.
+    """
+    backend = keras.backend.backend()
+    kind = distribution or "none"
+    if kind == "auto":
+        if backend == "tensorflow":
+            if tf_config():  # before any device query: collective ops must be set up first
+                kind = "multi_worker"
+            else:
+                gpus = [d for d in keras.distribution.list_devices() if "gpu" in d.lower()]
+                kind = "mirrored" if len(gpus) > 1 else "none"
+        elif backend == "jax":
+            kind = "data_parallel" if len(keras.distribution.list_devices()) > 1 else "none"
+        else:
+            kind = "none"
+    if kind == "none":
+        return Placement()
+    if backend == "tensorflow" and kind in ("mirrored", "data_parallel", "multi_worker"):
+        strategy, index, count = make_strategy("multi_worker" if kind == "multi_worker" else "mirrored")
+        return Placement(kind if kind == "multi_worker" else "mirrored", strategy, index, count)
+    if backend == "jax" and kind in ("data_parallel", "mirrored"):
+        return Placement("data_parallel", keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+    raise ValueError(f"distribution={distribution!r} is not available on the {backend} backend; use 'auto', 'none', "
+                     f"'data_parallel' (both backends), 'mirrored' or 'multi_worker' (TensorFlow).")
+
+
+@contextlib.contextmanager
+def jax_distribution(placement: Placement):
+    """Set ``placement``'s ``keras.distribution`` for the block (JAX data parallel; otherwise nothing)."""
+    if placement.kind != "data_parallel" or keras.backend.backend() != "jax":
+        yield
+        return
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(placement.strategy)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
 
 
 def tf_config() -> dict | None:

@@ -18,7 +18,6 @@ What it adds to plain Keras:
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,9 +25,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.callbacks import (BestCheckpoint, ImageLogger, SkipReport, WorkerWatchdog, _write_json, atomic_save,
-                                resolve_monitor)
-from training.data import FEEDS, EpochSync, HeatmapDataset, Normalization, SegmentationDataset, model_feed
+from training.callbacks import WorkerWatchdog, _write_json, atomic_save, fit_callbacks, resolve_monitor
+from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
+from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.metrics import MeanIoUMetric, PCKMetric
 from training.schedules import KINDS, make_schedule
@@ -249,63 +248,7 @@ def make_optimizer(preset: Preset, *, epochs, steps_per_epoch, output_shape=None
     raise ValueError(f"optimizer must be 'sgd', 'rmsprop', 'adam' or 'adamw'. Received: {preset.optimizer!r}")
 
 
-# ------------------------------------------------------------------------------------ distribution
-class _Dist:
-    """Where the run happens: a strategy scope (TF) or a keras.distribution (JAX), and who is chief."""
-
-    def __init__(self, kind="none", strategy=None, index=0, count=1):
-        self.kind, self.strategy, self.index, self.count = kind, strategy, index, count
-
-    @property
-    def is_chief(self):
-        return self.index == 0
-
-    def scope(self):
-        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
-
-
-def _setup_distribution(distribution) -> _Dist:
-    backend = keras.backend.backend()
-    kind = distribution or "none"
-    if kind == "auto":
-        if backend == "tensorflow":
-            from training.distribute import tf_config
-
-            if tf_config():  # before any device query: collective ops must be set up first
-                kind = "multi_worker"
-            else:
-                gpus = [d for d in keras.distribution.list_devices() if "gpu" in d.lower()]
-                kind = "mirrored" if len(gpus) > 1 else "none"
-        elif backend == "jax":
-            kind = "data_parallel" if len(keras.distribution.list_devices()) > 1 else "none"
-        else:
-            kind = "none"
-    if kind == "none":
-        return _Dist()
-    if backend == "tensorflow" and kind in ("mirrored", "data_parallel", "multi_worker"):
-        from training.distribute import make_strategy
-
-        strategy, index, count = make_strategy("multi_worker" if kind == "multi_worker" else "mirrored")
-        return _Dist(kind if kind == "multi_worker" else "mirrored", strategy, index, count)
-    if backend == "jax" and kind in ("data_parallel", "mirrored"):
-        return _Dist("data_parallel", keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
-    raise ValueError(f"distribution={distribution!r} is not available on the {backend} backend; use 'auto', 'none', "
-                     f"'data_parallel' (both backends), 'mirrored' or 'multi_worker' (TensorFlow).")
-
-
-@contextlib.contextmanager
-def _jax_distribution(dist: _Dist):
-    if dist.kind != "data_parallel" or keras.backend.backend() != "jax":
-        yield
-        return
-    previous = keras.distribution.distribution()
-    keras.distribution.set_distribution(dist.strategy)
-    try:
-        yield
-    finally:
-        keras.distribution.set_distribution(previous)
-
-
+# ------------------------------------------------------------------------------------- precision
 @contextlib.contextmanager
 def _dtype_policy(policy):
     if policy is None:
@@ -364,22 +307,13 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         ValueError: model and dataset disagree (classes, keypoints), or bad settings.
     """
     t0 = time.time()
-    if isinstance(train_data, HeatmapDataset):
-        task = "pose"
-    elif isinstance(train_data, SegmentationDataset):
-        task = "segmentation"
-    else:
-        raise TypeError(f"train_data must be a training.data.HeatmapDataset or SegmentationDataset. "
-                        f"Received: {type(train_data).__name__}")
-    if val_data is not None and type(val_data) is not type(train_data):
-        raise TypeError(f"val_data must be a {type(train_data).__name__} like train_data. "
-                        f"Received: {type(val_data).__name__}")
+    task = _task_of(train_data, val_data)
     if feed is not None and feed not in FEEDS:
         raise ValueError(f"feed must be None, 'float32' or 'uint8'. Received: feed={feed!r}")
     if precision not in _PRECISION:
         raise ValueError(f"precision must be None, 'fp32', 'bf16' or 'fp16'. Received: precision={precision!r}")
     policy = _PRECISION[precision]
-    dist = _setup_distribution(distribution)
+    dist = setup_distribution(distribution)
     out = Path(out_dir) if out_dir is not None else None
     quiet = verbose == 0
 
@@ -387,75 +321,16 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         if not quiet and dist.is_chief:
             print(f"[training] {msg}", flush=True)
 
-    with dist.scope(), _jax_distribution(dist):
-        with _dtype_policy(policy):
-            if isinstance(model, keras.Model):
-                family = _family(model)
-                if policy is not None:
-                    model = _with_policy(model, policy)
-                elif dist.strategy is not None and dist.kind != "data_parallel":
-                    model = _with_policy(model, keras.config.dtype_policy().name)  # variables inside the scope
-            else:
-                model, family = build_model(model, task, train_data, model_kwargs)
-        for what, ds in (("train", train_data), ("val", val_data)):
-            if ds is not None:
-                _check_geometry(model, task, ds, lambda m, w=what: log(f"{w} {m}"))
-        if val_data is not None:
-            val_data.num_outputs = train_data.num_outputs
-        rec = getattr(model, "_zoo_record", None)
-        if rec is not None and train_data.normalization == Normalization():
-            for ds in (train_data, val_data):
-                if ds is not None:
-                    ds.normalization = Normalization.from_record(rec)
-        want = "uint8" if model_feed(model) == "uint8" else (feed or train_data.feed)
-        if want == "uint8" and model_feed(model) != "uint8":
-            with _dtype_policy(policy):
-                model = with_normalization(model, train_data.normalization)
-            log(f"model: input normalisation {train_data.normalization} moved into the model; it takes uint8 pixels")
-        for what, ds in (("train", train_data), ("val", val_data)):
-            if ds is not None and ds.feed != want:
-                log(f"{what} dataset: feed {ds.feed} -> {want} (what the model expects)")
-                ds.feed = want
-
-        p = PRESETS.get(preset, preset) if isinstance(preset, str) else preset
-        p = p or PRESETS.get(family, PRESETS["default"])
-        overrides = {k: v for k, v in dict(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
-                                            warmup_epochs=warmup_epochs, weight_decay=weight_decay).items()
-                     if v is not None}
-        if overrides.get("learning_rate") is not None:
-            overrides.setdefault("lr_scale", None)  # an explicit lr is taken as is
-        p = replace(p, **overrides)
-        steps = len(train_data)
-        if dist.kind == "multi_worker":  # each worker runs over its shard of records
-            per = len(train_data.records) // dist.count
-            steps = max(per // train_data.batch_size if train_data.drop_remainder else -(-per // train_data.batch_size), 1)
-        opt = make_optimizer(p, epochs=epochs, steps_per_epoch=steps,
-                             output_shape=tuple(model.outputs[-1 if task == "pose" else 0].shape))
-        if policy == "mixed_float16":
-            opt = keras.optimizers.LossScaleOptimizer(opt)
-
-        n = len(model.outputs)
-        if task == "pose":
-            loss = [HeatmapMSE() for _ in range(n)]
-            weights = [1.0] * n  # hg/CPM: every stack/stage's loss summed with weight 1
-            wmetrics = [[] for _ in range(n - 1)] + [[PCKMetric(alpha=0.2)]]
-            cmetrics = None
-            default_monitor = "pck"
-        else:
-            ignore = train_data.ignore_label
-            loss = [SegmentationCrossEntropy(ignore_label=ignore) for _ in range(n)]
-            weights = auxiliary_loss_weights(n, aux_weight)
-            cmetrics = [[MeanIoUMetric(train_data.num_classes, ignore_label=ignore)]] + [[] for _ in range(n - 1)]
-            wmetrics = None
-            default_monitor = "mean_iou"
-        single = n == 1
-        model.compile(optimizer=opt, loss=loss[0] if single else loss, loss_weights=None if single else weights,
-                      metrics=cmetrics[0] if (cmetrics and single) else cmetrics,
-                      weighted_metrics=wmetrics[0] if (wmetrics and single) else wmetrics, jit_compile=jit_compile)
+    with dist.scope(), jax_distribution(dist):
+        model, family = _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed, dist, log)
+        p = _resolve_preset(preset, family, dict(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
+                                                 warmup_epochs=warmup_epochs, weight_decay=weight_decay))
+        opt = _optimizer_for(p, model, task, train_data, epochs, dist, policy)
+        default_monitor = _compile(model, task, train_data, opt, aux_weight, jit_compile)
 
     monitor = monitor or (f"val_{default_monitor}" if val_data is not None else default_monitor)
-    cbs, resumed_from, best_cb = _callbacks(out, dist, model, train_data, val_data, monitor, checkpoint, backup,
-                                            backup_every, csv_log, tensorboard, terminate_on_nan, log)
+    cbs, resumed_from, best_cb = fit_callbacks(out, dist, train_data, val_data, monitor, checkpoint, backup,
+                                               backup_every, csv_log, tensorboard, terminate_on_nan, log)
     cbs += list(callbacks)
     if out is not None and dist.is_chief:
         out.mkdir(parents=True, exist_ok=True)
@@ -468,10 +343,122 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         f"{len(train_data)} batches/epoch | {p.optimizer} lr {p.learning_rate:g} {p.schedule} | "
         f"precision {precision or 'fp32'} | distribution {dist.kind}")
 
+    hist = _run_fit(model, train_data, val_data, dist, epochs, cbs, verbose)
+    history = {k: [float(v) for v in vals] for k, vals in (hist.history or {}).items()}
+    result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
+    _record_best(result, best_cb, history, monitor)
+    if out is not None and dist.is_chief:
+        atomic_save(model, out / "final.keras")
+        _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,
+                                           "best_epoch": result.best_epoch, "resumed_from": resumed_from,
+                                           "seconds": result.seconds, "history": history})
+    log(f"done in {result.seconds:.0f}s; best {monitor} = {result.best_value} (epoch {result.best_epoch})")
+    return result
+
+
+# ------------------------------------------------------------------------------------- fit steps
+def _task_of(train_data, val_data) -> str:
+    """``"pose"`` or ``"segmentation"`` from the dataset classes (``val_data`` must match ``train_data``)."""
+    if isinstance(train_data, HeatmapDataset):
+        task = "pose"
+    elif isinstance(train_data, SegmentationDataset):
+        task = "segmentation"
+    else:
+        raise TypeError(f"train_data must be a training.data.HeatmapDataset or SegmentationDataset. "
+                        f"Received: {type(train_data).__name__}")
+    if val_data is not None and type(val_data) is not type(train_data):
+        raise TypeError(f"val_data must be a {type(train_data).__name__} like train_data. "
+                        f"Received: {type(val_data).__name__}")
+    return task
+
+
+def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed, dist: Placement, log):
+    """Build/clone the model in ``policy``, match the datasets to it (geometry, normalisation, feed).
+
+    Returns:
+        ``(model, family)``; the datasets are updated in place.
+    """
+    with _dtype_policy(policy):
+        if isinstance(model, keras.Model):
+            family = _family(model)
+            if policy is not None:
+                model = _with_policy(model, policy)
+            elif dist.strategy is not None and dist.kind != "data_parallel":
+                model = _with_policy(model, keras.config.dtype_policy().name)  # variables inside the scope
+        else:
+            model, family = build_model(model, task, train_data, model_kwargs)
+    for what, ds in (("train", train_data), ("val", val_data)):
+        if ds is not None:
+            _check_geometry(model, task, ds, lambda m, w=what: log(f"{w} {m}"))
+    if val_data is not None:
+        val_data.num_outputs = train_data.num_outputs
+    rec = getattr(model, "_zoo_record", None)
+    if rec is not None and train_data.normalization == Normalization():
+        for ds in (train_data, val_data):
+            if ds is not None:
+                ds.normalization = Normalization.from_record(rec)
+    want = "uint8" if model_feed(model) == "uint8" else (feed or train_data.feed)
+    if want == "uint8" and model_feed(model) != "uint8":
+        with _dtype_policy(policy):
+            model = with_normalization(model, train_data.normalization)
+        log(f"model: input normalisation {train_data.normalization} moved into the model; it takes uint8 pixels")
+    for what, ds in (("train", train_data), ("val", val_data)):
+        if ds is not None and ds.feed != want:
+            log(f"{what} dataset: feed {ds.feed} -> {want} (what the model expects)")
+            ds.feed = want
+    return model, family
+
+
+def _resolve_preset(preset, family, overrides) -> Preset:
+    """``preset`` (a :class:`Preset`, a :data:`PRESETS` key or ``None``: the family's) with the non-None ``overrides``."""
+    p = PRESETS.get(preset, preset) if isinstance(preset, str) else preset
+    p = p or PRESETS.get(family, PRESETS["default"])
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides.get("learning_rate") is not None:
+        overrides.setdefault("lr_scale", None)  # an explicit lr is taken as is
+    return replace(p, **overrides)
+
+
+def _optimizer_for(p: Preset, model, task, train_data, epochs, dist: Placement, policy):
+    """:func:`make_optimizer` for this run's steps per epoch and output shape (loss-scaled for fp16)."""
+    steps = len(train_data)
+    if dist.kind == "multi_worker":  # each worker runs over its shard of records
+        per = len(train_data.records) // dist.count
+        steps = max(per // train_data.batch_size if train_data.drop_remainder else -(-per // train_data.batch_size), 1)
+    opt = make_optimizer(p, epochs=epochs, steps_per_epoch=steps,
+                         output_shape=tuple(model.outputs[-1 if task == "pose" else 0].shape))
+    if policy == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def _compile(model, task, train_data, opt, aux_weight, jit_compile) -> str:
+    """Compile ``model`` with the task's losses and metrics; returns the default monitored metric name."""
+    n = len(model.outputs)
+    if task == "pose":
+        loss = [HeatmapMSE() for _ in range(n)]
+        weights = [1.0] * n  # hg/CPM: every stack/stage's loss summed with weight 1
+        wmetrics = [[] for _ in range(n - 1)] + [[PCKMetric(alpha=0.2)]]
+        cmetrics = None
+        default_monitor = "pck"
+    else:
+        ignore = train_data.ignore_label
+        loss = [SegmentationCrossEntropy(ignore_label=ignore) for _ in range(n)]
+        weights = auxiliary_loss_weights(n, aux_weight)
+        cmetrics = [[MeanIoUMetric(train_data.num_classes, ignore_label=ignore)]] + [[] for _ in range(n - 1)]
+        wmetrics = None
+        default_monitor = "mean_iou"
+    single = n == 1
+    model.compile(optimizer=opt, loss=loss[0] if single else loss, loss_weights=None if single else weights,
+                  metrics=cmetrics[0] if (cmetrics and single) else cmetrics,
+                  weighted_metrics=wmetrics[0] if (wmetrics and single) else wmetrics, jit_compile=jit_compile)
+    return default_monitor
+
+
+def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose):
+    """``model.fit`` on the datasets (sharded per worker under multi-worker); returns its History."""
     x_train, x_val = train_data, val_data
     if dist.kind == "multi_worker":
-        from training.distribute import distribute_py_dataset
-
         x_train = distribute_py_dataset(dist.strategy, train_data)
         x_val = None if val_data is None else distribute_py_dataset(dist.strategy, val_data)
         # Keras 3.15 reduces the first *nested* PerReplica batch with strategy.reduce, which
@@ -481,14 +468,16 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     watchdogs = [c for c in cbs if isinstance(c, WorkerWatchdog)]  # already watching (see its docs)
     try:
-        with _jax_distribution(dist):
-            hist = model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
+        with jax_distribution(dist):
+            return model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
                              verbose=verbose)
     finally:
         for w in watchdogs:
             w.stop()
-    history = {k: [float(v) for v in vals] for k, vals in (hist.history or {}).items()}
-    result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
+
+
+def _record_best(result: FitResult, best_cb, history, monitor) -> None:
+    """Fill ``result``'s best value/epoch/path from the checkpoint callback, else from ``history``."""
     if best_cb is not None:
         result.best_value, result.best_epoch = (None if not np.isfinite(best_cb.best) else best_cb.best), \
             best_cb.best_epoch
@@ -499,51 +488,3 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
             vals = np.asarray(history[key])
             i = int(np.nanargmin(vals) if "loss" in monitor else np.nanargmax(vals))
             result.best_value, result.best_epoch = float(vals[i]), i
-    if out is not None and dist.is_chief:
-        atomic_save(model, out / "final.keras")
-        _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,
-                                           "best_epoch": result.best_epoch, "resumed_from": resumed_from,
-                                           "seconds": result.seconds, "history": history})
-    log(f"done in {result.seconds:.0f}s; best {monitor} = {result.best_value} (epoch {result.best_epoch})")
-    return result
-
-
-def _callbacks(out, dist, model, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,
-               terminate_on_nan, log):
-    cbs = [EpochSync(train, val)]
-    if any(getattr(d, "use_multiprocessing", False) for d in (train, val) if d is not None):
-        cbs.append(WorkerWatchdog(train, val))
-    resumed_from, best_cb = None, None
-    if out is None:
-        if terminate_on_nan:
-            cbs.append(keras.callbacks.TerminateOnNaN())
-        return cbs, None, None
-    own = out if dist.is_chief else out / f".worker{dist.index}"
-    own.mkdir(parents=True, exist_ok=True)
-    if train.on_error == "skip" and train.skip_log is None:
-        train.skip_log = str(own / "skipped.tsv")
-    if backup:
-        meta = own / "backup" / "training_metadata.json"
-        if meta.exists():
-            resumed_from = int(json.loads(meta.read_text()).get("epoch", 0))
-            log(f"resuming from backup {meta.parent} at epoch {resumed_from + 1}")
-        cbs.append(keras.callbacks.BackupAndRestore(str(own / "backup"), save_freq=backup_every,
-                                                    double_checkpoint=True))
-    if terminate_on_nan:
-        cbs.append(keras.callbacks.TerminateOnNaN())
-    cbs.append(SkipReport(train, val))
-    if csv_log:
-        cbs.append(keras.callbacks.CSVLogger(str(own / "log.csv"), append=resumed_from is not None))
-    if checkpoint:
-        best_cb = BestCheckpoint(own / "best.keras", monitor=monitor, enabled=dist.is_chief)
-        cbs.append(best_cb)
-    if tensorboard and dist.is_chief:
-        from training.distribute import tensorboard_available
-
-        if tensorboard_available():
-            cbs.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
-        else:
-            log("tensorboard is not installed: scalars are in log.csv, images go to tensorboard/images/*.png")
-        cbs.append(ImageLogger(out / "tensorboard", val if val is not None else train))
-    return cbs, resumed_from, best_cb
-
