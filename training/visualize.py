@@ -16,7 +16,7 @@ import numpy as np
 __all__ = [
     "MPII_SKELETON",
     "LSP_SKELETON",
-    "joint_colors",
+    "hue_colors",
     "voc_palette",
     "draw_keypoints",
     "heatmap_grid",
@@ -36,8 +36,12 @@ LSP_SKELETON = ((0, 1), (1, 2), (3, 4), (4, 5), (2, 8), (3, 9), (6, 7), (7, 8), 
                 (8, 12), (9, 12), (12, 13))
 
 
-def joint_colors(k: int) -> np.ndarray:
-    """``(k, 3)`` uint8 RGB colours evenly spread over the hue circle."""
+def hue_colors(k: int) -> np.ndarray:
+    """``(k, 3)`` uint8 RGB colours evenly spread over the hue circle: drawn keypoints, curves.
+
+    Not the palette the synthetic figures are painted with
+    (:func:`training.datasets.synthetic.figure_joint_colors`).
+    """
     hsv = np.stack([np.linspace(0, 179, k, endpoint=False), np.full(k, 220), np.full(k, 255)], -1)
     return cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0]
 
@@ -73,7 +77,7 @@ def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None,
     vis &= np.isfinite(kp).all(axis=1)
     if skeleton is None:
         skeleton = MPII_SKELETON if k == 16 else LSP_SKELETON if k == 14 else ()
-    colors = joint_colors(k) if color is None else np.tile(np.asarray(color, np.uint8), (k, 1))
+    colors = hue_colors(k) if color is None else np.tile(np.asarray(color, np.uint8), (k, 1))
     scale = max(img.shape[:2]) / 256.0
     radius = radius or max(1, int(round(3 * scale)))
     thickness = thickness or max(1, int(round(2 * scale)))
@@ -135,7 +139,7 @@ def training_curve(csv_path, *, keys=None, size=(480, 320)):
     img = np.full((h, w, 3), 255, np.uint8)
     pad = 40
     cv2.rectangle(img, (pad, 10), (w - 10, h - pad), (0, 0, 0), 1)
-    colors = joint_colors(max(len(keys), 1))
+    colors = hue_colors(max(len(keys), 1))
     n = len(rows)
     for i, key in enumerate(keys):
         try:

@@ -13,7 +13,7 @@ from training.datasets.base import write_palette_png
 from training.datasets.lsp import read_lsp
 from training.datasets.mpii import read_mpii_json, read_mpii_mat
 from training.datasets.rhd import load_rhd_annotations, read_rhd, read_rhd_segmentation
-from training.datasets.synthetic import joint_colors, synthetic_pose, synthetic_segmentation
+from training.datasets.synthetic import figure_joint_colors, synthetic_pose, synthetic_segmentation
 from training.datasets.voc import read_voc, voc_palette
 
 pytestmark = pytest.mark.backend_agnostic
@@ -207,7 +207,7 @@ def test_synthetic_pose_keypoints_sit_on_their_colours():
     recs = synthetic_pose(6, image_size=(96, 96), num_keypoints=16, seed=3)
     again = synthetic_pose(6, image_size=(96, 96), num_keypoints=16, seed=3)
     np.testing.assert_array_equal(recs[2].keypoints, again[2].keypoints)
-    colors = joint_colors(16).astype(int)
+    colors = figure_joint_colors(16).astype(int)
     hits = total = 0
     for r in recs:
         img = r.image.load()

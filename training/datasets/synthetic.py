@@ -27,7 +27,7 @@ import numpy as np
 from training.datasets.base import PoseRecord, SegRecord, box_center_scale
 
 __all__ = ["SYNTHETIC_FLIP_PAIRS", "SyntheticPoseImage", "SyntheticSegSource", "synthetic_pose",
-           "synthetic_segmentation", "joint_colors", "class_colors"]
+           "synthetic_segmentation", "figure_joint_colors", "class_colors"]
 
 SYNTHETIC_FLIP_PAIRS: tuple = ()
 
@@ -39,8 +39,12 @@ _PALETTE = np.array([
     (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195)], np.uint8)
 
 
-def joint_colors(k: int) -> np.ndarray:
-    """``(k, 3)`` uint8 RGB joint colours: a 16-colour high-contrast palette, then evenly spaced hues."""
+def figure_joint_colors(k: int) -> np.ndarray:
+    """``(k, 3)`` uint8 RGB colours the synthetic figures' joint discs are painted with.
+
+    A 16-colour high-contrast palette, then evenly spaced hues (for drawing predictions, see
+    :func:`training.visualize.hue_colors`).
+    """
     out = np.zeros((k, 3), np.uint8)
     out[:min(k, 16)] = _PALETTE[:k]
     for j in range(16, k):
@@ -109,7 +113,7 @@ class SyntheticPoseImage:
         for j in range(1, len(pts)):
             cv2.line(img, tuple(map(int, ip[parents[j]])), tuple(map(int, ip[j])), (200, 200, 200), 2,
                      cv2.LINE_AA, shift)
-        for j, c in enumerate(joint_colors(len(pts))):
+        for j, c in enumerate(figure_joint_colors(len(pts))):
             cv2.circle(img, tuple(map(int, ip[j])), r << shift, tuple(int(v) for v in c), -1, cv2.LINE_AA, shift)
         return img
 
