@@ -1,9 +1,10 @@
-"""Helpers shared by the example scripts: argument parsing with one-line errors, error reporting.
+"""Helpers shared by the example scripts: argument parsing with one-line errors, error reporting, output.
 
-Every example's ``main(argv)`` parses with :func:`parser` (a bad argument prints
+Every example's ``main(argv)`` (:func:`run_main`) parses with :func:`parser` (a bad argument prints
 ``prog: error: <reason> (see --help)`` on one line and exits 2) and runs its work through
 :func:`run_guarded` (a bad file, dataset or weights file prints one ``prog: error: ...`` line and
-returns 2; ``--debug`` shows the traceback instead).
+returns 2; ``--debug`` shows the traceback instead). The work prints numbered :func:`step` headings
+and writes into :func:`output_folder`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TensorFlow's C++ start-up messages
 
 __all__ = ["OneLineParser", "parser", "positive_int", "positive_float", "existing_path", "one_line",
-           "run_guarded", "metric_line"]
+           "run_guarded", "run_main", "metric_line", "step", "output_folder", "start_run", "print_done"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -96,6 +98,38 @@ def run_guarded(prog: str, work, args) -> int:
         print(f"{prog}: error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def run_main(prog: str, parse_args, work, argv=None) -> int:
+    """An example's ``main``: ``parse_args(argv or sys.argv[1:])``, then ``work(args)`` through :func:`run_guarded`."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run_guarded(prog, work, args)
+
+
+def step(title) -> None:
+    """Print a step heading (``== 1. data``) of an example's run."""
+    print(f"\n== {title}", flush=True)
+
+
+def output_folder(path) -> Path:
+    """``Path(path)``, created with its parents if missing."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def start_run(prog: str, a) -> Path:
+    """Create the output folder ``a.out`` and print the run's first line (``a.model`` on ``a.dataset``, Keras)."""
+    import keras
+
+    out = output_folder(a.out)
+    print(f"{prog}: {a.model} on {a.dataset}, Keras {keras.__version__} ({keras.backend.backend()}), output in {out}/")
+    return out
+
+
+def print_done(t0: float) -> None:
+    """The last line of a run: seconds since ``t0`` (``time.time()`` at its start)."""
+    print(f"\ndone in {time.time() - t0:.0f} s")
 
 
 def metric_line(ev) -> str:

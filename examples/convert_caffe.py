@@ -23,7 +23,6 @@ Exit status: 0 success; 1 a verification above --tolerance (nothing saved); 2 ba
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -31,13 +30,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples._common import existing_path, parser, positive_float, positive_int, run_guarded  # noqa: E402
-from examples.quickstart import step, write_caffe_demo  # noqa: E402
+from examples._common import (existing_path, output_folder, parser, positive_float, positive_int,  # noqa: E402
+                              print_done, run_main, step)
+from examples.quickstart import write_caffe_demo  # noqa: E402
 from zoo.cli import name_value  # noqa: E402
 
 PROG = "convert_caffe"
-
-
 
 
 def build_parser():
@@ -227,8 +225,7 @@ def predict(a, model, image_path):
 
 def run(a) -> int:
     t0 = time.time()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(a.out)
     proto, weights, image = a.prototxt, a.caffemodel, a.image
     if a.demo:
         proto, weights = write_caffe_demo(out / "caffe")
@@ -244,13 +241,12 @@ def run(a) -> int:
             return 1
     if image:
         predict(a, model, image)
-    print(f"\ndone in {time.time() - t0:.0f} s")
+    print_done(t0)
     return 0
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run_guarded(PROG, run, args)
+    return run_main(PROG, parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from examples._common import (existing_path, metric_line, parser, positive_float, positive_int,  # noqa: E402
-                              run_guarded)
-from examples.quickstart import step  # noqa: E402
+                              print_done, run_main, start_run, step)
 
 PROG = "finetune_pose"
 DATASETS = ("synthetic", "mpii", "lsp", "lspet", "rhd", "rhd-hand")
@@ -166,15 +165,11 @@ def make_dataset(model, records, info, a, *, train):
 
 def run(a) -> int:
     t0 = time.time()
-    import keras
-
     import zoo
     from training.evaluation import evaluate
     from training.trainer import fit
 
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"{PROG}: {a.model} on {a.dataset}, Keras {keras.__version__} ({keras.backend.backend()}), output in {out}/")
+    out = start_run(PROG, a)
 
     step("1. data")
     train_recs, val_recs, info = load_data(a)
@@ -216,13 +211,12 @@ def run(a) -> int:
         metrics={f"{a.dataset} val {after.metric}": round(after.mean, 4)})
     path = zoo.save_weights(model, out / f"{a.model}_{a.dataset}.h5", record, model_name=a.model)
     print(f"wrote {path}: zoo.get('{a.model}', weights='{path}') rebuilds this model")
-    print(f"\ndone in {time.time() - t0:.0f} s")
+    print_done(t0)
     return 0
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run_guarded(PROG, run, args)
+    return run_main(PROG, parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from examples._common import output_folder, step  # noqa: E402  (also quiets TensorFlow's C++ start-up)
 
 SIZE, K = 64, 16  # input pixels, keypoints (synthetic figures have 16 joints)
 
@@ -40,10 +43,6 @@ def parse_args(argv):
                         "install, ./dev demo stays under 5 minutes on 2 CPU cores)")
     p.add_argument("--workers", type=int, default=2, help="data-pipeline thread workers (default 2)")
     return p.parse_args(argv)
-
-
-def step(title):
-    print(f"\n== {title}", flush=True)
 
 
 def pck(ev) -> float:
@@ -69,8 +68,7 @@ def main(argv=None) -> int:
     from training.evaluation import evaluate
     from training.trainer import fit
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     # 12 planned epochs, stopped by the time budget after about 7: the cosine schedule is then still
     # well above zero, which learns more per second than a schedule annealed to 0 (0.99 vs 0.77 PCK).
     epochs = args.epochs or (1 if args.fast else 12)

@@ -27,8 +27,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples._common import existing_path, parser, positive_float, positive_int, run_guarded  # noqa: E402
-from examples.quickstart import step  # noqa: E402
+from examples._common import (existing_path, parser, positive_float, positive_int, print_done,  # noqa: E402
+                              run_main, start_run, step)
 
 PROG = "segment"
 MODELS = ("tiny_pspnet", "tiny_fcn", "fcn8s", "fcn16s", "fcn32s", "pspnet50", "pspnet101")
@@ -141,15 +141,11 @@ def write_overlays(model, val, n, folder) -> list[Path]:
 
 def run(a) -> int:
     t0 = time.time()
-    import keras
-
     from training.data import SegmentationDataset
     from training.evaluation import evaluate
     from training.trainer import fit
 
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"{PROG}: {a.model} on {a.dataset}, Keras {keras.__version__} ({keras.backend.backend()}), output in {out}/")
+    out = start_run(PROG, a)
 
     step("1. data")
     train_recs, val_recs, info = load_data(a)
@@ -178,13 +174,12 @@ def run(a) -> int:
     print(f"wrote {ev.table_path} and {ev.predictions_path}")
     for p in write_overlays(model, val, a.overlays, out / "overlays"):
         print(f"wrote {p}")
-    print(f"\ndone in {time.time() - t0:.0f} s")
+    print_done(t0)
     return 0
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run_guarded(PROG, run, args)
+    return run_main(PROG, parse_args, run, argv)
 
 
 if __name__ == "__main__":
