@@ -1,21 +1,31 @@
 """GPU training throughput: zoo models on Keras 3 + JAX against PyTorch references, same card, same run.
 
-    KERAS_BACKEND=jax python benchmarks/gpu_train.py [--only resnet50,hourglass,pspnet50] [--quick]
+    KERAS_BACKEND=jax python benchmarks/gpu_train.py [--only resnet50,hourglass,pspnet50]
+        [--kinds torch,keras-train,keras-ceiling] [--workers 6] [--deadline 540] [--out FILE]
 
 Each measurement runs in its own subprocess with its own time limit (a stuck compile cannot eat the
-others' time) and prints one ``RESULT {json}`` line; the parent prints a table with the card's name,
-images/s after warm-up, the ratio ours/torch and peak GPU memory.
+others' time), and the whole run stops starting new ones at ``--deadline``; each prints one
+``RESULT {json}`` line; the parent prints a table with the card's name, images/s after warm-up,
+the ratio ours/torch, the share of our jitted-step ceiling and peak GPU memory.
 
 Sections (batch sizes from the issue): ResNet-50 224x224 batch 256, Stacked Hourglass 8 stacks
-256x256 batch 32, PSPNet-50 473x473 batch 8 (150 classes), all bf16 mixed precision.
+256x256 batch 32, PSPNet-50 473x473 batch 8 (150 classes, no aux head), all bf16 mixed precision.
+Kinds (default plan in ``PLAN``):
 
 - ``torch``: ``benchmarks/torch_reference.py`` / torchvision, channels_last, autocast bf16, SGD,
   cudnn.benchmark, eager (``torch.compile`` of an 8-stack hourglass did not finish in 400 s on an
-  H200, see shared/GPU.md; use ``--compile`` to try it for every model).
-- ``keras-fit``: the zoo model, ``compile`` with the training losses (weighted heatmap MSE per stack,
-  ignore-255 cross-entropy), ``model.fit`` on in-memory arrays, ``steps_per_execution`` 4.
-- ``keras-ceiling`` (ResNet-50 only): a jitted train step over ``model.stateless_call`` with the batch
-  already on the GPU: the compute ceiling ``fit`` is compared with.
+  H200, see shared/GPU.md; ``--compile`` adds ``torch-compile`` for every model).
+- ``keras-fit-float32`` / ``keras-fit-uint8``: the zoo model, ``model.fit`` on in-memory arrays,
+  ``steps_per_execution`` 4, SGD; float32 pixels normalised on the host, or uint8 pixels with
+  :class:`zoo.layers.Normalize` as the model's first layer (4x fewer bytes host -> device).
+- ``keras-train`` (hourglass, PSPNet): the product path, ``training.fit(..., feed="uint8",
+  precision="bf16")`` over ``HeatmapDataset`` / ``SegmentationDataset`` of synthetic images with
+  augmentation and ``--workers`` spawned processes: the pipeline, the training losses and metrics
+  (PCK, mean IoU) and the preset optimiser (RMSprop / SGD) are all in the loop. Epoch 2 is timed.
+- ``keras-ceiling``: a jitted train step over ``model.stateless_call`` (uint8 model, SGD) with the
+  batch already on the GPU: the compute ceiling ``fit`` is compared with (issue #7: within 5%).
+
+``KERAZOO_BENCH_QUICK=1`` shrinks every configuration to a CPU smoke test of the script itself.
 """
 
 from __future__ import annotations
@@ -101,17 +111,21 @@ def run_torch(model_name, compile_=False):
 # ----------------------------------------------------------------------------------------------
 
 
-def _keras_setup(model_name):
+def _keras_setup(model_name, feed="float32"):
+    """The zoo model, a batch (x, y) and its loss. With ``feed="uint8"`` the model starts with
+    :class:`zoo.layers.Normalize` and ``x`` is uint8 pixels, as ``training.fit(feed="uint8")`` runs it."""
     import keras
     import numpy as np
 
     import zoo
     from training.losses import HeatmapMSE, SegmentationCrossEntropy
+    from training.normalization import Normalization
+    from training.trainer import with_normalization
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     batch, size, _ = CONFIGS[model_name]
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, size, size, 3)).astype("float32")
+    x = rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
     if model_name == "resnet50":
         model = zoo.get("resnet50", classifier_activation=None, input_shape=(size, size, 3))
         y = rng.integers(0, 1000, size=(batch,))
@@ -126,6 +140,11 @@ def _keras_setup(model_name):
         size = model.outputs[0].shape[1]  # Caffe Interp size (473 -> 473)
         y = rng.integers(0, 150, size=(batch, size, model.outputs[0].shape[2])).astype("int32")
         loss = SegmentationCrossEntropy(ignore_label=255)
+    norm = Normalization()
+    if feed == "uint8":
+        model = with_normalization(model, norm)
+    else:
+        x = norm(x)
     return model, x, y, loss
 
 
@@ -139,12 +158,13 @@ def _peak_gib():
         return None
 
 
-def run_keras_fit(model_name, steps_per_execution=4):
+def run_keras_fit(model_name, feed="float32", steps_per_execution=4):
+    """``model.fit`` on in-memory arrays: the feed (float32 vs uint8 pixels) without a pipeline."""
     import keras
     import numpy as np
 
     batch, _, steps = CONFIGS[model_name]
-    model, x, y, loss = _keras_setup(model_name)
+    model, x, y, loss = _keras_setup(model_name, feed)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=loss,
                   steps_per_execution=steps_per_execution)
     n = steps_per_execution * max(1, steps // steps_per_execution)
@@ -158,17 +178,57 @@ def run_keras_fit(model_name, steps_per_execution=4):
     t0 = time.time()
     model.fit(xs, ys, batch_size=batch, epochs=1, verbose=0)
     dt = time.time() - t0
-    _result(model=model_name, impl=f"keras-fit-spe{steps_per_execution}", img_s=n * batch / dt, warmup_s=warm,
+    _result(model=model_name, impl=f"keras-fit-{feed}", img_s=n * batch / dt, warmup_s=warm,
             peak_gib=_peak_gib(), batch=batch)
 
 
+def run_keras_train(model_name, workers=6):
+    """The product path: ``training.fit`` with its dataset pipeline in the loop (augmentation, targets,
+    ``workers`` spawned processes, uint8 feed), bf16. Epoch 1 compiles; epoch 2 is measured."""
+    import keras
+
+    from training.data import HeatmapDataset, SegmentationDataset
+    from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
+    from training.trainer import fit
+
+    import zoo
+
+    batch, size, steps = CONFIGS[model_name]
+    common = dict(batch_size=batch, input_size=(size, size), augment=True, feed="uint8", drop_remainder=True,
+                  workers=workers, use_multiprocessing=workers > 0, max_queue_size=4 * max(workers, 1))
+    if model_name == "hourglass":
+        records = synthetic_pose(steps * batch, image_size=(size, size), num_keypoints=16)
+        data = HeatmapDataset(records, heatmap_size=(size // 4, size // 4), sigma=2.0, **common)
+        model = zoo.get("hourglass", stacks=8, num_keypoints=16, input_shape=(size, size, 3))
+    elif model_name == "pspnet50":
+        records = synthetic_segmentation(steps * batch, image_size=(size, size), num_classes=150)
+        data = SegmentationDataset(records, num_classes=150, **common)
+        model = zoo.get("pspnet50", classes=150, input_shape=(size, size, 3))  # no aux head: as the reference
+    else:
+        raise SystemExit(f"keras-train: no training.fit dataset for {model_name}")
+    times = []
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.time() - self.t)
+
+    fit(model, data, epochs=2, precision="bf16", checkpoint=False, backup=False, csv_log=False, verbose=0,
+        callbacks=[EpochTimes()], feed="uint8")
+    _result(model=model_name, impl=f"training.fit-w{workers}", img_s=len(data) * batch / times[-1],
+            warmup_s=times[0], peak_gib=_peak_gib(), batch=batch)
+
+
 def run_keras_ceiling(model_name):
+    """A jitted train step over ``model.stateless_call`` with the uint8 batch already on the device."""
     import jax
     import jax.numpy as jnp
     import keras
 
     batch, _, steps = CONFIGS[model_name]
-    model, x, y, loss = _keras_setup(model_name)
+    model, x, y, loss = _keras_setup(model_name, "uint8")
     opt = keras.optimizers.SGD(0.01, momentum=0.9)
     opt.build(model.trainable_variables)
     tv = [v.value for v in model.trainable_variables]
@@ -208,61 +268,96 @@ def run_keras_ceiling(model_name):
 # ----------------------------------------------------------------------------------------------
 
 
+PLAN = {  # what runs by default, per model
+    "resnet50": ("torch", "keras-fit-float32", "keras-fit-uint8", "keras-ceiling"),
+    "hourglass": ("torch", "keras-train", "keras-ceiling"),
+    "pspnet50": ("torch", "keras-train", "keras-ceiling"),
+}
+LIMITS = "torch=60,torch-compile=200,keras-fit-float32=90,keras-fit-uint8=90,keras-train=200,keras-ceiling=150"
+
+
 def _child(args):
     kind, model = args.child.split(":")
-    if kind == "torch":
-        run_torch(model)
-    elif kind == "torch-compile":
-        run_torch(model, compile_=True)
-    elif kind == "keras-fit":
-        run_keras_fit(model)
+    if kind in ("torch", "torch-compile"):
+        run_torch(model, compile_=kind == "torch-compile")
+    elif kind.startswith("keras-fit-"):
+        run_keras_fit(model, feed=kind.rsplit("-", 1)[1])
+    elif kind == "keras-train":
+        run_keras_train(model, workers=args.workers)
     elif kind == "keras-ceiling":
         run_keras_ceiling(model)
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+
+
+def _table(card, results):
+    lines = [f"{card}, bf16, images/s after warm-up (ratios: against torch-eager / keras-ceiling of the same run)",
+             f"{'model':<11}{'impl':<20}{'img/s':>9}{'vs torch':>10}{'of ceiling':>12}{'warm-up s':>11}{'peak GiB':>10}"]
+
+    def find(model, impl):
+        return next((b["img_s"] for b in results if b["model"] == model and b["impl"] == impl), None)
+
+    for r in results:
+        base, ceil = find(r["model"], "torch-eager"), find(r["model"], "keras-ceiling")
+        ratio = f"{r['img_s'] / base:.2f}x" if base else "-"
+        of_ceil = f"{r['img_s'] / ceil:.0%}" if ceil and r["impl"].startswith(("keras", "training")) else "-"
+        peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") else "-"
+        lines.append(f"{r['model']:<11}{r['impl']:<20}{r['img_s']:>9.0f}{ratio:>10}{of_ceil:>12}"
+                     f"{r['warmup_s']:>11.0f}{peak:>10}")
+    return lines
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="resnet50,hourglass,pspnet50")
+    p.add_argument("--kinds", help="comma list overriding the default plan for every model, e.g. torch,keras-train")
     p.add_argument("--compile", action="store_true", help="also torch.compile every reference")
-    p.add_argument("--ceiling", default="resnet50", help="models to measure the jitted-step ceiling for")
-    p.add_argument("--limits", default="torch=50,torch-compile=200,keras-fit=140,keras-ceiling=110",
-                   help="seconds per subprocess, by kind")
+    p.add_argument("--workers", type=int, default=6, help="spawned data workers of keras-train")
+    p.add_argument("--limits", default=LIMITS, help="seconds per subprocess, by kind")
+    p.add_argument("--deadline", type=float, default=540.0, help="seconds for the whole run; later runs are cut")
+    p.add_argument("--out", help="also write the log and table to this file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return _child(args)
+    from benchmarks._report import emit
+
+    start = time.time()
     limits = dict((k, float(v)) for k, v in (kv.split("=") for kv in args.limits.split(",")))
     try:
         card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                               text=True).stdout.strip() or "unknown GPU"
     except OSError:
-        card = "unknown GPU"
-    print(f"card: {card}", flush=True)
+        card = "no GPU (CPU)"
+    log = [f"card: {card}"]
+    print(log[0], flush=True)
     results = []
     for model in args.only.split(","):
-        kinds = ["torch"] + (["torch-compile"] if args.compile else []) + ["keras-fit"]
-        if model in args.ceiling.split(","):
-            kinds.append("keras-ceiling")
+        kinds = args.kinds.split(",") if args.kinds else list(PLAN[model])
+        if args.compile and "torch-compile" not in kinds:
+            kinds.insert(1, "torch-compile")
         for kind in kinds:
+            left = args.deadline - (time.time() - start)
+            if left < 20:
+                log.append(f"SKIPPED {kind}:{model} (deadline)")
+                print(log[-1], flush=True)
+                continue
+            timeout = min(limits.get(kind, 120), left)
             t0 = time.time()
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{kind}:{model}"]
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{kind}:{model}", "--workers",
+                   str(args.workers)]
             try:
-                r = subprocess.run(cmd, capture_output=True, text=True, timeout=limits.get(kind, 120))
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
                 lines = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
                 if lines:
                     results.append(json.loads(lines[-1][7:]))
-                    print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
+                    log.append(f"{lines[-1]} ({time.time() - t0:.0f} s)")
                 else:
-                    print(f"FAILED {kind}:{model} rc={r.returncode}: {r.stderr.strip()[-600:]}", flush=True)
+                    log.append(f"FAILED {kind}:{model} rc={r.returncode}: {r.stderr.strip()[-800:]}")
             except subprocess.TimeoutExpired:
-                print(f"TIMEOUT {kind}:{model} after {limits.get(kind, 120):.0f} s", flush=True)
-    print(f"\n{card}, bf16, images/s after warm-up")
-    print(f"{'model':<11}{'impl':<18}{'img/s':>9}{'vs torch':>10}{'warm-up s':>11}{'peak GiB':>10}")
-    for r in results:
-        base = next((b["img_s"] for b in results if b["model"] == r["model"] and b["impl"] == "torch-eager"), None)
-        ratio = f"{r['img_s'] / base:.2f}x" if base else "-"
-        peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") else "-"
-        print(f"{r['model']:<11}{r['impl']:<18}{r['img_s']:>9.0f}{ratio:>10}{r['warmup_s']:>11.0f}{peak:>10}")
+                log.append(f"TIMEOUT {kind}:{model} after {timeout:.0f} s")
+            print(log[-1], flush=True)
+    emit(log + [""] + _table(card, results), args.out, skip=len(log))
     return results
 
 
