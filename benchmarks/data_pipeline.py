@@ -12,12 +12,15 @@ batch of 32. Sources: ``memory`` (pre-decoded arrays: the "no JPEG decode" case)
    warp, jitter, heatmaps, float32 normalisation, collation) and of a whole ``ds[i]`` with
    ``feed="uint8"`` and ``feed="float32"``, with and without photometric jitter.
 2. Scaling: batches pulled through Keras' own ``PyDatasetAdapter`` (what ``model.fit`` uses) with
-   ``workers=N`` threads or spawned processes (``feed="uint8"``), the processes returning batches
-   through shared memory (:mod:`training.shm`, the default) or through the Pool's pipe
-   (``KERAZOO_WORKER_SHM=0``): samples/s, per worker, and efficiency = rate / (N x main-thread
-   rate), after a warm-up of 2N batches (pool start-up excluded).
+   ``workers=N`` threads or spawned processes (``feed="uint8"``): the datasets' persistent
+   processes (:mod:`training.workers`, the default), or Keras' per-epoch pool
+   (``persistent_workers=False``) returning batches through shared memory (:mod:`training.shm`)
+   or through the Pool's pipe (``KERAZOO_WORKER_SHM=0``): samples/s, per worker, and efficiency =
+   rate / (N x main-thread rate), after a warm-up of 2N batches (pool start-up excluded).
 3. Workers a GPU needs: the measured H200 step rates (benchmarks/results/2026-11-26_h200_*) divided
    by the per-worker rate.
+4. ``--epochs``: time to the first batch of each epoch and per epoch, persistent processes vs
+   Keras' pool, which starts new processes every epoch.
 
 Every table carries ``os.getloadavg()`` and ``os.cpu_count()``: on a shared machine the rates are
 lower bounds. Not run by the tests.
@@ -172,10 +175,37 @@ def scaling(workers, modes, source, sigma, batches):
         for n in workers:
             # spawned workers read KERAZOO_WORKER_SHM at start: "process-pipe" is the plain Pool pipe
             os.environ["KERAZOO_WORKER_SHM"] = "0" if mode == "process-pipe" else "1"
-            ds = dataset(recs, sigma=sigma, workers=n, use_multiprocessing=mode != "thread", max_queue_size=2 * n)
+            ds = dataset(recs, sigma=sigma, workers=n, use_multiprocessing=mode != "thread", max_queue_size=2 * n,
+                         persistent_workers=mode == "process")
             rows.append((mode, n, pipeline_rate(ds, batches, 2 * n)))
     os.environ.pop("KERAZOO_WORKER_SHM", None)
     return base, rows
+
+
+def epoch_starts(n, source, sigma, batches, epochs=3):
+    """Seconds to the first batch of each epoch and per epoch, through Keras' adapter as ``fit`` runs it,
+    for our persistent processes and Keras' per-epoch pool (``persistent_workers=False``)."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    recs = records(32 * batches, source)
+    rows = []
+    for persistent in (True, False):
+        ds = dataset(recs, sigma=sigma, workers=n, use_multiprocessing=True, max_queue_size=2 * n,
+                     persistent_workers=persistent)
+        adapter = PyDatasetAdapter(ds, shuffle=False)
+        for epoch in range(epochs):
+            adapter.on_epoch_begin()
+            t = time.perf_counter()
+            it = adapter.get_numpy_iterator()
+            next(it)
+            first = time.perf_counter() - t
+            for _ in range(len(ds) - 1):
+                next(it)
+            rows.append(("persistent processes" if persistent else "Keras pool per epoch", epoch, first,
+                         time.perf_counter() - t))
+            adapter.on_epoch_end()
+        ds.close_workers()
+    return rows
 
 
 def header():
@@ -191,8 +221,12 @@ def header():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workers", default=None, help="comma list, default 1,2,... up to os.cpu_count()")
-    ap.add_argument("--modes", default="thread,process,process-pipe",
-                    help="thread, process (spawn, batches via shared memory), process-pipe (spawn, Pool pipe)")
+    ap.add_argument("--modes", default="thread,process,keras-process,process-pipe",
+                    help="thread; process (spawn, persistent, batches via shared memory); keras-process (Keras' "
+                         "per-epoch Pool, shared memory); process-pipe (Keras' Pool, through its pipe)")
+    ap.add_argument("--epochs", action="store_true", help="also time epoch starts (persistent vs Keras' pool)")
+    ap.add_argument("--workers-epochs", type=int, default=2, help="workers for --epochs")
+    ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--source", default="memory", choices=("memory", "jpeg", "synthetic"))
     ap.add_argument("--sigma", type=float, default=2.0)
     ap.add_argument("--batches", type=int, default=24, help="timed batches of 32 per row")
@@ -228,7 +262,7 @@ def main(argv=None):
             f"{nbytes['images float32'] / 2**20:.1f} MiB)")
         out(f"load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
         out()
-    base, rows = scaling(workers, modes, args.source, args.sigma, args.batches)
+    base, rows = scaling(workers, [] if args.skip_scaling else modes, args.source, args.sigma, args.batches)
     out("2. scaling through keras PyDatasetAdapter, feed uint8, jitter on "
         f"(efficiency = rate / (N x main-thread rate {base:.0f}/s); {cpus} CPUs)")
     out(f"{'workers':<22}{'samples/s':>10}{'per worker':>12}{'efficiency':>12}")
@@ -239,6 +273,14 @@ def main(argv=None):
         out(f"{label:<22}{rate:>10.0f}{rate / max(n, 1):>12.0f}{eff:>12.2f}{note}")
     out(f"load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     out()
+    if args.epochs:
+        out(f"4. epoch starts: {args.workers_epochs} spawned workers, {args.batches} batches of 32 per epoch, through "
+            f"keras PyDatasetAdapter")
+        out(f"{'workers':<24}{'epoch':>6}{'first batch s':>15}{'epoch s':>9}")
+        for name, epoch, first, total in epoch_starts(args.workers_epochs, args.source, args.sigma, args.batches):
+            out(f"{name:<24}{epoch:>6}{first:>15.2f}{total:>9.2f}")
+        out(f"load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        out()
     core = 1 / per_sample if per_sample else base
     out(f"3. workers to keep a GPU fed at {core:.0f} samples/s per core (scaling 0.8 assumed beyond the measured)")
     for name, rate in GPU_RATES.items():

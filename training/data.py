@@ -137,7 +137,14 @@ class _RecordDataset(keras.utils.PyDataset):
     """Shared machinery: ordering, per-sample RNG, error handling and skip reporting."""
 
     def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, feed="float32",
-                 **kwargs):
+                 persistent_workers=True, **kwargs):
+        # Worker processes of our own that live across epochs (training.workers); Keras then sees a
+        # main-thread dataset. persistent_workers=False leaves the processes to Keras' per-epoch pool.
+        self.processes = 0
+        if persistent_workers and kwargs.get("use_multiprocessing") and int(kwargs.get("workers", 1)) > 0:
+            self.processes = int(kwargs["workers"])
+            kwargs.update(workers=1, use_multiprocessing=False)
+        self._batch_workers = None
         super().__init__(**kwargs)
         self.feed = _feed(feed, type(self).__name__)
         self.records = list(records)
@@ -191,6 +198,12 @@ class _RecordDataset(keras.utils.PyDataset):
         return self.order()[idx * self.batch_size:(idx + 1) * self.batch_size]
 
     def __getitem__(self, idx):
+        if self.processes:  # made by the persistent worker processes, some batches ahead
+            if self._batch_workers is None:
+                from training.workers import BatchWorkers
+
+                self._batch_workers = BatchWorkers(self, self.processes, depth=self.max_queue_size)
+            return self._batch_workers.get(idx)
         ids = self.batch_indices(idx)
         beat = self._heartbeat(idx)
         try:
@@ -260,9 +273,15 @@ class _RecordDataset(keras.utils.PyDataset):
                         out.setdefault(int(parts[0]), parts[2])
         return out
 
+    def close_workers(self) -> None:
+        """Stop the persistent worker processes (the next batch starts them again)."""
+        if self._batch_workers is not None:
+            self._batch_workers.close()
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_order_cache"] = None  # recomputed in the worker; keeps the pickle small
+        state["_batch_workers"] = None  # processes stay with the process that started them
         return state
 
     def config(self) -> dict:
@@ -316,6 +335,10 @@ class HeatmapDataset(_RecordDataset):
         on_error: ``"raise"`` (default): a missing/corrupt image raises, naming file and sample
             index; ``"skip"``: warn, count (:meth:`skipped`) and use a stand-in sample.
         skip_log: file that every process appends skipped samples to.
+        persistent_workers: with ``use_multiprocessing=True``, make batches in ``workers`` processes
+            that live across epochs (:mod:`training.workers`; default) instead of Keras' pool, which
+            starts new processes every epoch. They stop at the end of :func:`training.fit` or with
+            :meth:`close_workers`.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` (``PyDataset``).
 
     Example:
@@ -512,3 +535,7 @@ class EpochSync(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         for d in self.datasets:
             d.set_epoch(epoch)
+
+    def on_train_end(self, logs=None):
+        for d in self.datasets:  # the persistent worker processes end with the training run
+            d.close_workers()

@@ -57,16 +57,15 @@ def _datasets_module():
 
 
 class PidLoggingDataset(_datasets_module().HeatmapDataset):
-    """Appends ``<pid> <batch index>`` to ``pid_log`` for every batch it makes (which process did the work)."""
+    """Appends ``<pid> <epoch>`` to ``pid_log`` for every batch it makes (which process did the work)."""
 
     pid_log = None
 
-    def __getitem__(self, idx):
-        out = super().__getitem__(idx)
+    def _collate(self, samples):
         if self.pid_log:
             with open(self.pid_log, "a") as f:
-                f.write(f"{os.getpid()} {idx}\n")
-        return out
+                f.write(f"{os.getpid()} {self.epoch}\n")
+        return super()._collate(samples)
 
 
 class CrashingDataset(_datasets_module().HeatmapDataset):

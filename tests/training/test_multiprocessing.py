@@ -1,5 +1,8 @@
 """PyDataset worker processes under the spawn start method: same batches as workers=0, errors not hangs.
 
+Datasets with ``use_multiprocessing=True`` use their own persistent processes (training.workers) by
+default, Keras' per-epoch pool with ``persistent_workers=False``: both are checked.
+
 Each test runs a fresh interpreter (the start method is per program) with a timeout, so a hang
 fails the test instead of stalling the suite.
 """
@@ -44,9 +47,20 @@ if __name__ == "__main__":
     par_ds = make(PidLoggingDataset, 20, 2, True)
     par_ds.pid_log = log
     parallel = digests(par_ds, 2)
-    pids = {int(line.split()[0]) for line in open(log)}
-    res = fit(tiny_pose_model(outputs=2), make(PidLoggingDataset, 20, 2, True), epochs=1, verbose=0)
-    print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "main": os.getpid(), "pids": sorted(pids),
+    pids = {}
+    for line in open(log):
+        pid, epoch = map(int, line.split())
+        pids.setdefault(str(epoch), []).append(pid)
+    starts = par_ds._batch_workers.starts
+    par_ds.feed = "uint8"  # a changed setting restarts the processes with the new copy
+    restart = [str(par_ds[0][0].dtype), par_ds._batch_workers.starts]
+    par_ds.close_workers()
+    keras_pool = digests(make(PidLoggingDataset, 20, 2, True, persistent_workers=False), 2)
+    fit_ds = make(PidLoggingDataset, 20, 2, True)
+    res = fit(tiny_pose_model(outputs=2), fit_ds, epochs=2, verbose=0)
+    print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "keras_pool": keras_pool, "main": os.getpid(),
+                                  "pids": pids, "starts": starts, "restart": restart, "fit_starts": fit_ds._batch_workers.starts,
+                                  "fit_closed": not fit_ds._batch_workers.running,
                                   "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}))
 """
 
@@ -60,8 +74,13 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     assert r["method"] == "spawn"
     assert len(r["serial"]) == 10 and r["parallel"] == r["serial"]  # 5 batches x 2 epochs, identical
     assert r["serial"][:5] != r["serial"][5:]  # the second epoch is reshuffled and re-augmented
-    assert r["pids"] and r["main"] not in r["pids"]  # batches were made in worker processes
-    assert len(r["loss"]) == 1 and r["loss"][0] == r["loss"][0]  # fit with spawned workers ran, no NaN
+    assert r["keras_pool"] == r["serial"]  # persistent_workers=False: Keras' own per-epoch pool
+    first, second = set(r["pids"]["0"]), set(r["pids"]["1"])
+    assert first and r["main"] not in first | second  # batches were made in worker processes
+    assert second <= first and r["starts"] == 1  # the same processes served the second epoch
+    assert r["restart"] == ["uint8", 2]
+    assert r["fit_starts"] == 1 and r["fit_closed"]  # one start for the whole fit, closed at its end
+    assert len(r["loss"]) == 2 and all(v == v for v in r["loss"])  # fit with spawned workers ran, no NaN
 
 
 CRASH = COMMON + """
@@ -69,8 +88,8 @@ if __name__ == "__main__":
     multiprocessing.set_start_method("spawn", force=True)
     from tests.training.helpers import CrashingDataset, tiny_pose_model
     from training.trainer import fit
-    for case in ("worker-dies", "missing-image"):
-        ds = make(CrashingDataset, 24, 2, True)
+    for case in ("worker-dies", "worker-dies-keras-pool", "missing-image"):
+        ds = make(CrashingDataset, 24, 2, True, persistent_workers=case != "worker-dies-keras-pool")
         if case == "missing-image":
             ds.records[9] = ds.records[9].replace(image="/nonexistent/img_9.png", id="img9")
             ds.shuffle = False
@@ -90,6 +109,18 @@ def test_worker_failure_raises_in_main_process(tmp_path):
     proc = run_python([str(script)], timeout=300)  # a hang would hit the timeout and fail
     lines = {ln.split(" ", 1)[0]: ln for ln in proc.stdout.splitlines() if " RAISED " in ln or "NO ERROR" in ln}
     dies, missing = lines.get("worker-dies", ""), lines.get("missing-image", "")
-    assert "RAISED" in dies and "WorkerCrashedError" in dies and "data worker process" in dies and " died " in dies, \
-        proc.stdout[-2000:] + proc.stderr[-3000:]
+    for case in ("worker-dies", "worker-dies-keras-pool"):  # persistent processes, Keras' pool + watchdog
+        dies = lines.get(case, "")
+        assert "RAISED" in dies and "WorkerCrashedError" in dies and "data worker process" in dies \
+            and " died " in dies, case + ": " + proc.stdout[-2000:] + proc.stderr[-3000:]
+    if "UnknownError" not in lines["worker-dies"]:  # TensorFlow's tf.data wraps the message and elides its middle
+        assert "data worker process of CrashingDataset died while batches 0-" in lines["worker-dies"]  # 2 among them
+        assert " of epoch 0 were being made" in lines["worker-dies"]
     assert "sample 9 (id 'img9', image '/nonexistent/img_9.png')" in missing and "not found" in missing, missing
+
+
+def test_lost_batches_are_named_as_ranges():
+    from training.workers import _ranges
+
+    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert _ranges([3]) == "3"

@@ -1,0 +1,159 @@
+"""Persistent data-loading processes for the training datasets (``use_multiprocessing=True``).
+
+Keras' ``PyDataset`` enqueuer creates a new ``multiprocessing.Pool`` at the start of every epoch
+(and of every validation pass) and tears it down at the end. Under the spawn start method
+(Windows, macOS, and what JAX needs on Linux) every new process imports numpy, OpenCV, Keras and
+the backend again before it makes its first batch: 3.5 s per epoch with 2 workers on a 2-vCPU
+machine (``benchmarks/data_pipeline.py --epochs``), time in which the accelerator waits.
+
+:class:`BatchWorkers` starts the processes once, hands each one a pickled copy of the dataset
+once, and then only sends ``(epoch, batch index)``: a batch is a pure function of
+``(seed, epoch, idx)`` (see :mod:`training.data`), so the worker's copy only needs the epoch.
+Keras then iterates the dataset in its main thread (the dataset reports ``workers=1,
+use_multiprocessing=False``), and ``dataset[i]`` returns batch ``i`` from the processes while up
+to ``max_queue_size`` later batches are already being made. When the dataset's settings change
+(``feed``, ``num_outputs``, records ...) the processes are restarted with the new copy.
+
+A process that dies (out of memory, a crash in a native decoder) breaks the pool: the pending
+batch raises :class:`~training.datasets.WorkerCrashedError` naming the dataset and the batch,
+instead of the hang a ``multiprocessing.Pool`` gives. Exceptions raised while making a batch
+propagate with their own type. Batches come back through shared memory (:mod:`training.shm`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import multiprocessing
+import pickle
+import weakref
+from concurrent.futures.process import BrokenProcessPool
+
+from training.datasets.base import WorkerCrashedError
+
+__all__ = ["BatchWorkers"]
+
+_DATASET = None  # in a worker process: its copy of the dataset
+
+
+def _init_worker(payload: bytes) -> None:
+    global _DATASET
+    _DATASET = pickle.loads(payload)  # our own pickle of our own dataset, from the parent process
+    _DATASET.processes = 0  # make batches here, never dispatch again
+
+
+def _make_batch(epoch: int, idx: int):
+    _DATASET.epoch = epoch
+    return _DATASET[idx]
+
+
+def _fingerprint(dataset) -> bytes:
+    """Digest of everything a worker's copy depends on except the epoch (sent with every batch)."""
+    state = dataset.__getstate__()
+    state.pop("epoch", None)
+    return hashlib.sha1(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+
+
+def _shutdown(executor) -> None:
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+class BatchWorkers:
+    """``processes`` spawned processes making batches of ``dataset``, kept across epochs.
+
+    Args:
+        dataset: a :class:`training.data.HeatmapDataset` / ``SegmentationDataset`` (picklable).
+        processes: number of worker processes (>= 1).
+        depth: batches made ahead of the one requested (the queue size).
+        start_method: ``"spawn"`` (default: safe with JAX/TensorFlow threads, and the same on every
+            platform) or another ``multiprocessing`` start method.
+    """
+
+    def __init__(self, dataset, processes: int, depth: int = 10, start_method: str = "spawn"):
+        self._dataset = weakref.ref(dataset)
+        self.processes = int(processes)
+        self.depth = max(int(depth), 1)
+        self.start_method = start_method
+        self._executor = None
+        self._finalizer = None
+        self._key = None
+        self._epoch = None
+        self._pending: dict[int, cf.Future] = {}
+        self._cursor = 0
+        self.starts = 0  # how many times processes were started (tests, benchmarks)
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def _start(self, dataset, key) -> None:
+        self.close()
+        payload = pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
+        self._executor = cf.ProcessPoolExecutor(
+            max_workers=self.processes, mp_context=multiprocessing.get_context(self.start_method),
+            initializer=_init_worker, initargs=(payload,))
+        self._finalizer = weakref.finalize(self, _shutdown, self._executor)
+        self._key = key
+        self.starts += 1
+
+    def close(self) -> None:
+        """Stop the processes (pending batches are dropped); the next request starts new ones."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._executor = self._finalizer = self._key = self._epoch = None
+        self._pending.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._executor is not None
+
+    # ------------------------------------------------------------------------------ batches
+    def _new_epoch(self, dataset) -> None:
+        for fut in self._pending.values():  # a finished batch was already copied out of shared memory
+            fut.cancel()
+        self._pending.clear()
+        key = _fingerprint(dataset)
+        if key != self._key or self._executor is None:
+            self._start(dataset, key)
+        self._epoch, self._cursor = dataset.epoch, 0
+
+    def _submit(self, idx: int) -> None:
+        self._pending[idx] = self._executor.submit(_make_batch, self._epoch, idx)
+
+    def get(self, idx: int):
+        """Batch ``idx`` of the dataset's current epoch; keeps ``depth`` later batches in the making."""
+        dataset = self._dataset()
+        if dataset is None:
+            raise RuntimeError("BatchWorkers: its dataset no longer exists.")
+        if self._epoch != dataset.epoch or self._executor is None:
+            self._new_epoch(dataset)
+        n = len(dataset)
+        idx %= n
+        try:
+            fut = self._pending.pop(idx, None)
+            if fut is None:
+                self._submit(idx)
+                fut = self._pending.pop(idx)
+            # Keras asks in order 0, 1, 2 ... (fit(shuffle=False)); any order works, every index is asked once
+            self._cursor = max(self._cursor, idx + 1)
+            while len(self._pending) < self.depth and self._cursor < n:
+                if self._cursor not in self._pending:
+                    self._submit(self._cursor)
+                self._cursor += 1
+            return fut.result()
+        except BrokenProcessPool:
+            lost = sorted({idx, *self._pending})
+            self.close()
+            raise WorkerCrashedError(
+                f"a data worker process of {type(dataset).__name__} died while batches {_ranges(lost)} of epoch "
+                f"{dataset.epoch} were being made; they are lost. Likely causes: out of memory, a crash in native "
+                f"image decoding, or os._exit in the dataset.") from None
+
+
+def _ranges(values) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out)
