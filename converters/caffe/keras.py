@@ -20,7 +20,7 @@ import keras
 from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
 from converters.caffe.context import (Context, Conversion, at, bn_epsilon, bn_scale_pairs, host_constant_initializers,
-                                      keras_name)
+                                      keras_name, preloaded_weights)
 from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
 from converters.caffe.graph import Layer, Net
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
@@ -67,10 +67,8 @@ def convert_convolution(layer, inputs, ctx):
     cls = L.GroupedConv2D if groups > 1 else keras.layers.Conv2D
     conv = cls(n, (kh, kw), strides=(sh, sw), padding="valid", dilation_rate=(dh, dw), groups=groups,
                use_bias=bias, name=ctx.name(layer), **_init(layer))
-    y = conv(x)
-    if layer.blobs:
-        ctx.assign(conv, [B.conv_kernel(layer.blobs[0])] + ([B.vector(layer.blobs[1])] if bias else []), layer)
-    return [y]
+    arrays = [B.conv_kernel(layer.blobs[0])] + ([B.vector(layer.blobs[1])] if bias else []) if layer.blobs else None
+    return [ctx.call(conv, x, arrays, layer)]
 
 
 def convert_deconvolution(layer, inputs, ctx):
@@ -81,14 +79,14 @@ def convert_deconvolution(layer, inputs, ctx):
     keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     deconv = keras.layers.Conv2DTranspose(n, (keh, kew), strides=(sh, sw), padding="valid",
                                           use_bias=bias, name=ctx.name(layer), **_init(layer))
-    y = deconv(inputs[0])
+    arrays = None
+    if layer.blobs:
+        arrays = [B.deconv_kernel(layer.blobs[0], groups, (dh, dw))] + ([B.vector(layer.blobs[1])] if bias else [])
+    y = ctx.call(deconv, inputs[0], arrays, layer)
     # Keras 'valid' gives s*i + max(k - s, 0); Caffe s*(i - 1) + k - 2p, aligned at the start.
     crop = ((ph, ph + max(sh - keh, 0)), (pw, pw + max(sw - kew, 0)))
     if any(c for pair in crop for c in pair):
         y = keras.layers.Cropping2D(crop, name=ctx.aux(layer.name, "crop"))(y)
-    if layer.blobs:
-        arrays = [B.deconv_kernel(layer.blobs[0], groups, (dh, dw))]
-        ctx.assign(deconv, arrays + ([B.vector(layer.blobs[1])] if bias else []), layer)
     return [y]
 
 
@@ -121,11 +119,11 @@ def convert_inner_product(layer, inputs, ctx):
             )
         x = L.CaffeReshape((-1,), axis=axis, num_axes=-1, name=ctx.aux(layer.name, "flatten"))(x)
     dense = keras.layers.Dense(n, use_bias=bias, name=ctx.name(layer), **_init(layer))
-    y = dense(x)
+    arrays = None
     if layer.blobs:
-        k = B.dense_kernel(layer.blobs[0], transpose=transpose, chw=chw)
-        ctx.assign(dense, [k] + ([B.vector(layer.blobs[1])] if bias else []), layer)
-    return [y]
+        arrays = [B.dense_kernel(layer.blobs[0], transpose=transpose, chw=chw)] + \
+            ([B.vector(layer.blobs[1])] if bias else [])
+    return [ctx.call(dense, x, arrays, layer)]
 
 
 def convert_pooling(layer, inputs, ctx):
@@ -189,23 +187,20 @@ def convert_batchnorm(layer, inputs, ctx):
     bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=eps,
                                          momentum=float(opt(bp, "moving_average_fraction", 0.999)),
                                          name=ctx.name(layer))
-    y = bn(x)
     if scale is not None:
         ctx.folded += 1
+    arrays = None
     if layer.blobs:
-        ctx.assign(bn, B.bn_weights(layer.blobs, scale.blobs if scale else None, what=f"layer '{layer.name}'"),
-                   layer)
-    return [y]
+        arrays = B.bn_weights(layer.blobs, scale.blobs if scale else None, what=f"layer '{layer.name}'")
+    return [ctx.call(bn, x, arrays, layer)]
 
 
 def convert_psp_bn(layer, inputs, ctx):
     x = inputs[0]
     bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=bn_epsilon(layer),
                                          name=ctx.name(layer))
-    y = bn(x)
-    if layer.blobs:
-        ctx.assign(bn, B.psp_bn_weights(layer.blobs, what=f"layer '{layer.name}'"), layer)
-    return [y]
+    arrays = B.psp_bn_weights(layer.blobs, what=f"layer '{layer.name}'") if layer.blobs else None
+    return [ctx.call(bn, x, arrays, layer)]
 
 
 def convert_scale(layer, inputs, ctx):
@@ -233,10 +228,7 @@ def convert_scale(layer, inputs, ctx):
     else:
         s = L.CaffeScale(wshape, axis=axis, rank=rank, bias_term=bias, name=ctx.name(layer))
         arrays = [B._f32(b).reshape(wshape) for b in layer.blobs] if layer.blobs else None
-    y = s(x)
-    if arrays:
-        ctx.assign(s, arrays, layer)
-    return [y]
+    return [ctx.call(s, x, arrays, layer)]
 
 
 def convert_eltwise(layer, inputs, ctx):
@@ -445,7 +437,7 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
         inputs.append(t)
     bar = tqdm(net.layers, desc="Building Keras model", unit="layer", disable=(None if progress is None else not progress),
                leave=False)
-    with host_constant_initializers():
+    with host_constant_initializers(), preloaded_weights():
         for layer in bar:
             _convert_layer(layer, ctx)
     bar.close()
