@@ -138,3 +138,35 @@ def test_cli_train_feed_uint8_then_evaluate(tmp_path, capsys, monkeypatch):
     assert main(["evaluate", "--run", str(tmp_path)]) == 0
     assert feeds == ["uint8"]  # the run's model, not the saved dataset config, decides the feed
     assert "mean" in capsys.readouterr().out.lower()
+
+
+def test_slot_round_trip_keeps_values_and_shared_references(tmp_path):
+    """Persistent workers write large arrays into a lent, reused segment; the parent copies them out."""
+    import os
+
+    from training.shm import SlotPool, pack_into_slot
+
+    rng = np.random.default_rng(1)
+    heat = rng.random((4, 64, 64, 16), dtype=np.float32)  # 1 MiB
+    images = rng.integers(0, 255, (4, 256, 256, 3), dtype=np.uint8)  # 0.75 MiB: under the threshold
+    weights = np.ones((4, 1, 1, 16), np.float32)
+    batch = (images, (heat, heat), weights)
+    pool = SlotPool(count=2)
+    assert pool.lend() == (None, 0)  # the size is unknown before the first batch
+    first = pack_into_slot(batch, None, 0)
+    assert first.slot is None and first.needed == heat.nbytes
+    assert pool.unpack(first) is batch and pool.size == 1 << 20  # slots of 1 MiB from now on
+    name, size = pool.lend()
+    answer = pack_into_slot(batch, name, size)
+    assert answer.slot == name and not isinstance(answer.payload[1][0], np.ndarray)
+    back = pool.unpack(answer)
+    assert back[1][0] is back[1][1] and np.array_equal(back[1][0], heat)  # one array for both outputs
+    assert np.array_equal(back[0], images) and np.array_equal(back[2], weights)
+    assert pool.lend()[0] == name  # given back after the copy: the same segment is lent again
+    too_big = pack_into_slot((heat, heat + 1), name, size)  # two distinct 1 MiB arrays
+    assert too_big.slot is None and too_big.needed > size
+    pool.give_back(name)
+    pool.unpack(too_big)
+    assert pool.size == 2 << 20 and name not in pool._segments  # grown; the small segment unlinked
+    pool.close()
+    assert not os.path.exists(f"/dev/shm/{name.lstrip('/')}")

@@ -32,9 +32,8 @@ def digests(ds, epochs):
     adapter, out = PyDatasetAdapter(ds, shuffle=False), []
     for _ in range(epochs):
         adapter.on_epoch_begin()
-        for x, y, w in adapter.get_numpy_iterator():
-            out.append(hashlib.sha1(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes()
-                                    + np.ascontiguousarray(w).tobytes()).hexdigest())
+        for batch in adapter.get_numpy_iterator():  # (x, y, w) or (x, y)
+            out.append(hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in batch)).hexdigest())
         adapter.on_epoch_end()
     return out
 
@@ -56,10 +55,20 @@ if __name__ == "__main__":
     restart = [str(par_ds[0][0].dtype), par_ds._batch_workers.starts]
     par_ds.close_workers()
     keras_pool = digests(make(PidLoggingDataset, 20, 2, True, persistent_workers=False), 2)
+    # batches over shared memory's 1 MiB threshold travel through the reused slots from the second batch on
+    from training.data import SegmentationDataset
+    from training.datasets.synthetic import synthetic_segmentation
+    big = lambda workers: SegmentationDataset(synthetic_segmentation(12, image_size=(160, 160), num_classes=3), batch_size=4,
+                                              input_size=(160, 160), num_classes=3, augment=True, seed=5, workers=workers,
+                                              use_multiprocessing=workers > 0)
+    big_par = big(2)
+    big_same = digests(big(0), 2) == digests(big_par, 2)
+    slots = [big_par._batch_workers._slots.size, len(big_par._batch_workers._slots._segments)]
+    big_par.close_workers()
     fit_ds = make(PidLoggingDataset, 20, 2, True)
     res = fit(tiny_pose_model(outputs=2), fit_ds, epochs=2, verbose=0)
     print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "keras_pool": keras_pool, "main": os.getpid(),
-                                  "pids": pids, "starts": starts, "restart": restart, "fit_starts": fit_ds._batch_workers.starts,
+                                  "pids": pids, "starts": starts, "restart": restart, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
                                   "fit_closed": not fit_ds._batch_workers.running,
                                   "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}))
 """
@@ -79,6 +88,7 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     assert first and r["main"] not in first | second  # batches were made in worker processes
     assert second <= first and r["starts"] == 1  # the same processes served the second epoch
     assert r["restart"] == ["uint8", 2]
+    assert r["big_same"] and r["slots"][0] >= 4 * 160 * 160 * 3 * 4 and r["slots"][1] >= 1  # 1.2 MiB float32 images
     assert r["fit_starts"] == 1 and r["fit_closed"]  # one start for the whole fit, closed at its end
     assert len(r["loss"]) == 2 and all(v == v for v in r["loss"])  # fit with spawned workers ran, no NaN
 
