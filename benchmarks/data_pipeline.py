@@ -159,25 +159,27 @@ def pipeline_rate(ds, batches, warmup):
     it = adapter.get_numpy_iterator()
     for _ in range(warmup):
         next(it)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(it)
     rate = batches * ds.batch_size / (time.perf_counter() - t)
+    main_cpu = (time.process_time() - cpu) / batches  # this process only (workers are children)
     adapter.on_epoch_end()
-    return rate
+    return rate, main_cpu
 
 
 def scaling(workers, modes, source, sigma, batches):
     recs = records(32 * (batches + 2 * max(workers) + 4), source)
-    base = pipeline_rate(dataset(recs, sigma=sigma), batches, 1)
-    rows = [("main thread", 0, base)]
+    base, cpu = pipeline_rate(dataset(recs, sigma=sigma), batches, 1)
+    rows = [("main thread", 0, base, cpu)]
     for mode in modes:
         for n in workers:
             # spawned workers read KERAZOO_WORKER_SHM at start: "process-pipe" is the plain Pool pipe
             os.environ["KERAZOO_WORKER_SHM"] = "0" if mode == "process-pipe" else "1"
             ds = dataset(recs, sigma=sigma, workers=n, use_multiprocessing=mode != "thread", max_queue_size=2 * n,
                          persistent_workers=mode == "process")
-            rows.append((mode, n, pipeline_rate(ds, batches, 2 * n)))
+            rows.append((mode, n, *pipeline_rate(ds, batches, 2 * n)))
+            ds.close_workers()
     os.environ.pop("KERAZOO_WORKER_SHM", None)
     return base, rows
 
@@ -265,12 +267,15 @@ def main(argv=None):
     base, rows = scaling(workers, [] if args.skip_scaling else modes, args.source, args.sigma, args.batches)
     out("2. scaling through keras PyDatasetAdapter, feed uint8, jitter on "
         f"(efficiency = rate / (N x main-thread rate {base:.0f}/s); {cpus} CPUs)")
-    out(f"{'workers':<22}{'samples/s':>10}{'per worker':>12}{'efficiency':>12}")
-    for mode, n, rate in rows:
+    out(f"{'workers':<22}{'samples/s':>10}{'per worker':>12}{'efficiency':>12}{'vs 1 worker':>13}"
+        f"{'main CPU ms/batch':>19}")
+    for mode, n, rate, cpu in rows:
         label = f"{n} {mode}" if n else mode
         eff = rate / (max(n, 1) * base)
+        one = next((r for m, k, r, _ in rows if m == mode and k == 1), None)
+        vs_one = f"{rate / one:.2f}" if one and n else "-"
         note = "  (more workers than CPUs)" if n > cpus else ""
-        out(f"{label:<22}{rate:>10.0f}{rate / max(n, 1):>12.0f}{eff:>12.2f}{note}")
+        out(f"{label:<22}{rate:>10.0f}{rate / max(n, 1):>12.0f}{eff:>12.2f}{vs_one:>13}{cpu * 1e3:>19.1f}{note}")
     out(f"load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     out()
     if args.epochs:
