@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -200,30 +201,34 @@ class SlotPool:
         self.size = 0
         self._segments: dict[str, shared_memory.SharedMemory] = {}
         self._free: list[str] = []
+        self._lock = threading.Lock()  # give_back also runs in the pool's result thread
 
     def lend(self):
         """``(name, size)`` of a free slot, or ``(None, 0)`` before the batch size is known / when all are lent."""
-        if not self._free and self.size and len(self._segments) < self.count and enabled() and _room(self.size):
-            shm = shared_memory.SharedMemory(create=True, size=self.size)
-            self._segments[shm.name] = shm
-            self._free.append(shm.name)
-        return (self._free.pop(), self.size) if self._free else (None, 0)
+        with self._lock:
+            if not self._free and self.size and len(self._segments) < self.count and enabled() and _room(self.size):
+                shm = shared_memory.SharedMemory(create=True, size=self.size)
+                self._segments[shm.name] = shm
+                self._free.append(shm.name)
+            return (self._free.pop(), self.size) if self._free else (None, 0)
 
     def give_back(self, name) -> None:
-        if name is None or name not in self._segments:
-            return
-        if self._segments[name].size < self.size:  # lent before the slots grew
-            self._drop(name)
-        else:
-            self._free.append(name)
+        with self._lock:
+            if name is None or name not in self._segments:
+                return
+            if self._segments[name].size < self.size:  # lent before the slots grew
+                self._drop(name)
+            else:
+                self._free.append(name)
 
     def unpack(self, answer: SlotBatch):
         """The batch of a worker's answer, its arrays copied out of the slot, the slot free again."""
         if answer.needed > self.size:  # the first batch, or a larger one: new slots from now on
-            self.size = -(-answer.needed // (1 << 20)) * (1 << 20)
-            for name in list(self._free):
-                self._drop(name)
-            self._free.clear()
+            with self._lock:
+                self.size = -(-answer.needed // (1 << 20)) * (1 << 20)
+                for name in self._free:
+                    self._drop(name)
+                self._free.clear()
         if answer.slot is None:
             return answer.payload
         buf = self._segments[answer.slot].buf
@@ -248,6 +253,7 @@ class SlotPool:
 
     def close(self) -> None:
         """Unlink every segment (a worker still writing keeps its mapping until it exits)."""
-        for name in list(self._segments):
-            self._drop(name)
-        self._free.clear()
+        with self._lock:
+            for name in list(self._segments):
+                self._drop(name)
+            self._free.clear()

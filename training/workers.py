@@ -54,10 +54,17 @@ def _make_batch(epoch: int, idx: int, slot, size: int):
     return pack_into_slot(_DATASET[idx], slot, size)
 
 
-def _fingerprint(dataset) -> bytes:
-    """Digest of everything a worker's copy depends on except the epoch (sent with every batch)."""
+def _fingerprint(dataset, records=True) -> bytes:
+    """Digest of everything a worker's copy depends on except the epoch (sent with every batch).
+
+    ``records=False``: the records only by identity and count -- cheap enough for every batch; the
+    whole list is compared at each new epoch.
+    """
     state = dataset.__getstate__()
     state.pop("epoch", None)
+    if not records:
+        recs = state.pop("records", None)
+        state["records"] = (id(recs), len(recs) if recs is not None else 0)
     return hashlib.sha1(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)).digest()
 
 
@@ -83,7 +90,7 @@ class BatchWorkers:
         self.start_method = start_method
         self._executor = None
         self._finalizer = None
-        self._key = None
+        self._key = self._settings = None
         self._epoch = None
         self._pending: dict[int, tuple[cf.Future, str | None]] = {}  # batch index -> (future, lent slot)
         self._slots = SlotPool(self.depth + 2)
@@ -136,9 +143,13 @@ class BatchWorkers:
         dataset = self._dataset()
         if dataset is None:
             raise RuntimeError("BatchWorkers: its dataset no longer exists.")
-        if self._epoch != dataset.epoch or self._executor is None:
+        settings = _fingerprint(dataset, records=False)  # a setting changed mid-epoch (feed, num_outputs ...)
+        if self._epoch != dataset.epoch or self._executor is None or settings != self._settings:
             self._new_epoch(dataset)
+            self._settings = settings
         n = len(dataset)
+        if not -n <= idx < n:
+            raise IndexError(f"batch index {idx} out of range for {n} batches.")
         idx %= n
         try:
             if idx not in self._pending:

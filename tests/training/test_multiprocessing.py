@@ -51,6 +51,11 @@ if __name__ == "__main__":
         pid, epoch = map(int, line.split())
         pids.setdefault(str(epoch), []).append(pid)
     starts = par_ds._batch_workers.starts
+    try:
+        par_ds[len(par_ds)]
+        out_of_range = "no error"
+    except IndexError as e:
+        out_of_range = str(e)
     par_ds.feed = "uint8"  # a changed setting restarts the processes with the new copy
     restart = [str(par_ds[0][0].dtype), par_ds._batch_workers.starts]
     par_ds.close_workers()
@@ -68,7 +73,7 @@ if __name__ == "__main__":
     fit_ds = make(PidLoggingDataset, 20, 2, True)
     res = fit(tiny_pose_model(outputs=2), fit_ds, epochs=2, verbose=0)
     print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "keras_pool": keras_pool, "main": os.getpid(),
-                                  "pids": pids, "starts": starts, "restart": restart, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
+                                  "pids": pids, "starts": starts, "restart": restart, "out_of_range": out_of_range, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
                                   "fit_closed": not fit_ds._batch_workers.running,
                                   "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}))
 """
@@ -88,6 +93,7 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     assert first and r["main"] not in first | second  # batches were made in worker processes
     assert second <= first and r["starts"] == 1  # the same processes served the second epoch
     assert r["restart"] == ["uint8", 2]
+    assert r["out_of_range"] == "batch index 5 out of range for 5 batches."
     assert r["big_same"] and r["slots"][0] >= 4 * 160 * 160 * 3 * 4 and r["slots"][1] >= 1  # 1.2 MiB float32 images
     assert r["fit_starts"] == 1 and r["fit_closed"]  # one start for the whole fit, closed at its end
     assert len(r["loss"]) == 2 and all(v == v for v in r["loss"])  # fit with spawned workers ran, no NaN
