@@ -92,10 +92,19 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         raise WeightsFileError(f"{spec.name}: weights path '{path}' is a directory, expected a file.")
     if path.name.endswith(".weights.h5") or path.suffix == ".keras":
         model = spec.builder(**kwargs)
-        try:
-            model.load_weights(str(path))
-        except Exception as e:  # Keras raises ValueError/OSError/KeyError variants
-            raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': {e}") from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model.load_weights(str(path))
+            except Exception as e:  # Keras raises ValueError/OSError/KeyError variants
+                raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': {e}") from None
+        # Keras warns, and goes on, when parts of the file do not match: a partly loaded model is an error here
+        partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
+        if partial:
+            raise WeightsMismatchError(f"{spec.name}: '{path}' does not match this model; Keras left some "
+                                       f"weights unloaded: {partial[0]}")
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return _attach(model, spec, None)
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_zoo_file(spec, path, kwargs, None)
