@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-epochs", type=float)
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    t.add_argument("--steps-per-execution", type=int, default=1,
+                   help="training steps per compiled call (fewer host round trips for fast steps)")
     t.add_argument("--feed", choices=("float32", "uint8"),
                    help="uint8: send raw pixels and normalise inside the model (4x less host->device data)")
     t.add_argument("--distribution", default="auto", choices=("auto", "none", "data_parallel", "mirrored",
@@ -158,7 +160,8 @@ def cmd_train(args) -> int:
               preset=args.preset, optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
               warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, precision=args.precision,
               distribution=args.distribution, backup_every=args.backup_every or "epoch",
-              tensorboard=args.tensorboard, verbose=args.verbose, feed=args.feed)
+              tensorboard=args.tensorboard, verbose=args.verbose, feed=args.feed,
+              steps_per_execution=args.steps_per_execution)
     print(f"best {res.monitor}: {res.best_value} (epoch {res.best_epoch}); outputs in {out}")
     return 0
 

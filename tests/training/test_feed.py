@@ -84,8 +84,9 @@ def test_fit_with_uint8_feed_puts_normalisation_in_the_model(tmp_path):
     seg = SegmentationDataset(synthetic_segmentation(8, image_size=(32, 32), num_classes=3), batch_size=4,
                               input_size=(32, 32), num_classes=3)
     res2 = fit(with_normalization(tiny_seg_model(32, 3), Normalization()), seg, epochs=1, verbose=0,
-               precision="bf16")
+               precision="bf16", steps_per_execution=2)
     assert seg.feed == "uint8" and sum(isinstance(l, Normalize) for l in res2.model.layers) == 1
+    assert res2.model.steps_per_execution == 2 and np.isfinite(res2.history["loss"]).all()
     assert res2.model.get_layer("normalize").dtype_policy.compute_dtype == "bfloat16"
 
 
@@ -131,7 +132,7 @@ def test_cli_train_feed_uint8_then_evaluate(tmp_path, capsys, monkeypatch):
                         real(model, ds, **kw))
 
     args = ["--dataset", "synthetic-seg", "--image-size", "32", "--val-samples", "4", "--batch-size", "4"]
-    assert main(["train", "--model", "tiny_fcn", "--num-samples", "8", "--epochs", "1", "--feed", "uint8",
+    assert main(["train", "--model", "tiny_fcn", "--num-samples", "8", "--epochs", "1", "--feed", "uint8", "--steps-per-execution", "2",
                  "--out", str(tmp_path), "--verbose", "0", *args]) == 0
     saved = keras.models.load_model(tmp_path / "final.keras", safe_mode=True)
     assert model_feed(saved) == "uint8"
