@@ -1,7 +1,8 @@
-"""Training callbacks: atomic best-model checkpoint, TensorBoard images, worker watchdog, skip report.
+"""Training callbacks: atomic best-model checkpoint, TensorBoard images, worker watchdog, skip report, NaN stop.
 
 :func:`fit_callbacks` wires these together for :func:`training.fit` with Keras' ``BackupAndRestore``,
-``CSVLogger``, ``TensorBoard`` and ``TerminateOnNaN``; each also works on its own with ``model.fit``.
+``CSVLogger`` and ``TensorBoard``; each also works on its own with ``model.fit``. Batch-level hooks
+are ``async_safe`` where they can be, so that on JAX Keras does not wait for every step's logs.
 """
 
 from __future__ import annotations
@@ -342,12 +343,33 @@ class SkipReport(keras.callbacks.Callback):
             logs["skipped_samples"] = float(n)
 
 
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop training when the loss is NaN or infinite, without making the host wait for every step.
+
+    Keras runs batch-end callbacks in a background thread only when every callback is marked
+    ``async_safe`` (JAX, PyTorch). Its ``TerminateOnNaN`` is not, so with it the host waits for
+    each step's loss before it feeds and dispatches the next step, and the accelerator idles
+    meanwhile. This callback only reads the loss and sets ``stop_training``, which is safe from
+    that thread; training then stops a step or two after the bad one instead of right after it.
+    """
+
+    async_safe = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            print(f"batch {batch}: loss is {float(loss)}, stopping training", flush=True)
+            self.model.stop_training = True
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stop training once the wall clock reaches ``deadline`` (``time.time()`` seconds) minus ``reserve``.
 
     For demos and benchmarks that must finish within a budget: the epoch in progress ends at the
     next batch, so validation, checkpointing and evaluation still happen.
     """
+
+    async_safe = True  # reads the clock, sets stop_training: fine from Keras' callback thread
 
     def __init__(self, deadline: float, reserve: float = 0.0):
         super().__init__()
@@ -378,7 +400,7 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
     resumed_from, best_cb = None, None
     if out is None:
         if terminate_on_nan:
-            cbs.append(keras.callbacks.TerminateOnNaN())
+            cbs.append(StopOnNaN())
         return cbs, None, None
     own = out if dist.is_chief else out / f".worker{dist.index}"
     own.mkdir(parents=True, exist_ok=True)
@@ -389,10 +411,14 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
         if meta.exists():
             resumed_from = int(json.loads(meta.read_text()).get("epoch", 0))
             log(f"resuming from backup {meta.parent} at epoch {resumed_from + 1}")
-        cbs.append(keras.callbacks.BackupAndRestore(str(own / "backup"), save_freq=backup_every,
-                                                    double_checkpoint=True))
+        backup_cb = keras.callbacks.BackupAndRestore(str(own / "backup"), save_freq=backup_every,
+                                                     double_checkpoint=True)
+        # saving every epoch, its batch hook only returns: it need not hold back async dispatch
+        # (a batch-count backup saves from that hook, so it stays synchronous)
+        backup_cb.async_safe = backup_every == "epoch"
+        cbs.append(backup_cb)
     if terminate_on_nan:
-        cbs.append(keras.callbacks.TerminateOnNaN())
+        cbs.append(StopOnNaN())
     cbs.append(SkipReport(train, val))
     if csv_log:
         cbs.append(keras.callbacks.CSVLogger(str(own / "log.csv"), append=resumed_from is not None))
