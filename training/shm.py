@@ -208,6 +208,9 @@ class SlotPool:
         with self._lock:
             if not self._free and self.size and len(self._segments) < self.count and enabled() and _room(self.size):
                 shm = shared_memory.SharedMemory(create=True, size=self.size)
+                # touch every page now: tmpfs allocates on first write, and a worker writing past a
+                # full /dev/shm dies of SIGBUS; _room() then also sees the slots already made
+                np.ndarray((self.size,), np.uint8, buffer=shm.buf).fill(0)
                 self._segments[shm.name] = shm
                 self._free.append(shm.name)
             return (self._free.pop(), self.size) if self._free else (None, 0)

@@ -171,3 +171,16 @@ def test_slot_round_trip_keeps_values_and_shared_references(tmp_path):
     assert pool.size == 2 << 20 and name not in pool._segments  # grown; the small segment unlinked
     pool.close()
     assert not os.path.exists(f"/dev/shm/{name.lstrip('/')}")
+
+
+def test_slots_are_only_made_with_room_in_dev_shm(monkeypatch):
+    import training.shm as shm
+
+    pool = shm.SlotPool(count=3)
+    pool.size = 1 << 20
+    monkeypatch.setattr(shm, "_room", lambda nbytes: False)  # /dev/shm nearly full (Docker's 64 MB)
+    assert pool.lend() == (None, 0)  # the batch then goes through the pipe instead of risking SIGBUS
+    monkeypatch.setattr(shm, "_room", lambda nbytes: True)
+    name, size = pool.lend()
+    assert size == 1 << 20 and name in pool._segments
+    pool.close()
