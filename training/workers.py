@@ -34,6 +34,7 @@ import multiprocessing
 import pickle
 import weakref
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import resource_tracker
 
 from training.datasets.base import WorkerCrashedError
 from training.shm import SlotPool, pack_into_slot
@@ -73,17 +74,19 @@ def _shutdown(executor) -> None:
 
 
 class BatchWorkers:
-    """``processes`` spawned processes making batches of ``dataset``, kept across epochs.
+    """``processes`` worker processes making batches of ``dataset``, kept across epochs.
 
     Args:
         dataset: a :class:`training.data.HeatmapDataset` / ``SegmentationDataset`` (picklable).
         processes: number of worker processes (>= 1).
         depth: batches made ahead of the one requested (the queue size).
-        start_method: ``"spawn"`` (default: safe with JAX/TensorFlow threads, and the same on every
-            platform) or another ``multiprocessing`` start method.
+        start_method: ``multiprocessing`` start method; default: the program's own
+            (``multiprocessing.set_start_method``; fork on Linux before Python 3.14, spawn on
+            Windows and macOS), as Keras' pool and PyTorch's DataLoader use. With JAX prefer
+            ``set_start_method("spawn")`` under ``if __name__ == "__main__":`` (JAX is not fork-safe).
     """
 
-    def __init__(self, dataset, processes: int, depth: int = 10, start_method: str = "spawn"):
+    def __init__(self, dataset, processes: int, depth: int = 10, start_method: str | None = None):
         self._dataset = weakref.ref(dataset)
         self.processes = int(processes)
         self.depth = max(int(depth), 1)
@@ -102,6 +105,9 @@ class BatchWorkers:
     def _start(self, dataset, key) -> None:
         self.close()
         payload = pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
+        # one resource tracker for the whole process tree: forked workers would otherwise start their
+        # own, which "cleans up" (unlinks) the shared-memory batches the parent already took over
+        resource_tracker.ensure_running()
         self._executor = cf.ProcessPoolExecutor(
             max_workers=self.processes, mp_context=multiprocessing.get_context(self.start_method),
             initializer=_init_worker, initargs=(payload,))
