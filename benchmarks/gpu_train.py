@@ -362,4 +362,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.set_start_method("spawn", force=True)  # data workers: never fork a process that holds JAX/CUDA
     main()
