@@ -222,4 +222,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    # --multiprocessing workers: spawned, the same on every platform; forking a process that
+    # holds JAX's or TensorFlow's threads can deadlock the child
+    multiprocessing.set_start_method("spawn", force=True)
     sys.exit(main())
