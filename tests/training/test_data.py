@@ -50,13 +50,18 @@ def test_batches_are_a_function_of_seed_epoch_and_index():
 
 
 def test_pickles_small_and_identical():
-    ds = _pose(16, augment=True, workers=2, use_multiprocessing=True)
+    # Keras' pool pickles the dataset into its workers every epoch; ds[i] runs here, in this process
+    ds = _pose(16, augment=True, workers=2, use_multiprocessing=True, persistent_workers=False)
     blob = pickle.dumps(ds)
     assert len(blob) < 20_000  # records and settings only, no pixels
     clone = pickle.loads(blob)
     clone.set_epoch(3)
     ds.set_epoch(3)
     np.testing.assert_array_equal(clone[2][0], ds[2][0])
+    # the persistent workers' copy is as small and never carries the parent's processes
+    persistent = _pose(16, augment=True, workers=2, use_multiprocessing=True)
+    blob = pickle.dumps(persistent)
+    assert len(blob) < 20_000 and pickle.loads(blob)._batch_workers is None and persistent.processes == 2
 
 
 def _record(tmp_path, kp, vis=None, name="img.png", size=40):
