@@ -19,6 +19,10 @@ POOL_CASES = [
     (13, 11, 2, 2, 0),
     (15, 15, 5, 3, 2),
     (9, 14, 3, 1, 1),
+    # AVE windows >= 64 pixels go through 0/1 window matrices instead of reduce_window
+    (60, 60, 20, 20, 0),  # PSPNet pyramid: exact tiling
+    (65, 63, 15, 10, 0),  # pyramid on a map not divisible by the bins: overlapping windows
+    (23, 29, 9, 7, 3),  # padding inside the divisor, ceil overhang outside it
 ]
 
 
@@ -38,10 +42,11 @@ def test_caffe_pooling_matches_opencv(mode, h, w, k, s, p, rng):
     x = rng.normal(size=(1, h, w, 3)).astype(np.float32) - 0.5  # negatives: padding must not win MAX
     ref = opencv_forward(_pool_prototxt(h, w, mode, k, s, p), {"data": x})["pool"]
     layer = CaffePooling2D("max" if mode == "MAX" else "ave", k, s, p)
-    ours = keras.ops.convert_to_numpy(layer(x))
-    assert ours.shape == ref.shape
+    for training in (False, True):  # training: AVE windows >= 64 pixels use window matrices
+        ours = keras.ops.convert_to_numpy(layer(x, training=training))
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
     assert layer.compute_output_shape((1, h, w, 3)) == ref.shape
-    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
 
 
 def test_pool_output_size_rules():
@@ -49,6 +54,24 @@ def test_pool_output_size_rules():
     assert caffe_pool_output_size(368, 9, 8, 0) == 46
     assert caffe_pool_output_size(112, 3, 2, 0, ceil_mode=False) == 55
     assert caffe_pool_output_size(5, 3, 2, 2) == 4  # last window starting beyond H + p is dropped
+
+
+def test_large_average_windows_train_without_reduce_window_gradient(rng):
+    """Training uses window matrices (static or dynamic shapes); their gradient is the exact average's."""
+    x = rng.normal(size=(2, 23, 29, 3)).astype(np.float32)
+    layer = CaffePooling2D("ave", 9, 7, 3)
+    ref = keras.ops.convert_to_numpy(layer(x))
+    for shape in ((23, 29, 3), (None, None, 3)):
+        inp = keras.Input(shape)
+        model = keras.Model(inp, layer(inp, training=True))
+        np.testing.assert_allclose(model(x, training=True), ref, atol=1e-6, rtol=0)
+    if keras.backend.backend() == "jax":  # the gradient equals reduce_window's (inference path)
+        import jax
+
+        w = rng.normal(size=ref.shape).astype(np.float32)
+        grad = jax.grad(lambda v: keras.ops.sum(layer(v, training=True) * w))(x)
+        want = jax.grad(lambda v: keras.ops.sum(layer(v, training=False) * w))(x)
+        np.testing.assert_allclose(grad, want, atol=1e-6, rtol=0)
 
 
 def test_global_pooling(rng):
