@@ -56,12 +56,13 @@ def test_pool_output_size_rules():
     assert caffe_pool_output_size(5, 3, 2, 2) == 4  # last window starting beyond H + p is dropped
 
 
-def test_large_average_windows_train_without_reduce_window_gradient(rng):
-    """Training uses window matrices (static or dynamic shapes); their gradient is the exact average's."""
-    x = rng.normal(size=(2, 23, 29, 3)).astype(np.float32)
-    layer = CaffePooling2D("ave", 9, 7, 3)
+@pytest.mark.parametrize("h,w,k,s,p", [(23, 29, 9, 7, 3), (60, 60, 20, 20, 0)])  # window matrices / reshape
+def test_large_average_windows_train_without_reduce_window_gradient(rng, h, w, k, s, p):
+    """Training avoids reduce_window (static or dynamic shapes); the gradient is the exact average's."""
+    x = rng.normal(size=(2, h, w, 3)).astype(np.float32)
+    layer = CaffePooling2D("ave", k, s, p)
     ref = keras.ops.convert_to_numpy(layer(x))
-    for shape in ((23, 29, 3), (None, None, 3)):
+    for shape in ((h, w, 3), (None, None, 3)):
         inp = keras.Input(shape)
         model = keras.Model(inp, layer(inp, training=True))
         np.testing.assert_allclose(model(x, training=True), ref, atol=1e-6, rtol=0)
