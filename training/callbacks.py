@@ -344,13 +344,15 @@ class SkipReport(keras.callbacks.Callback):
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stop training when the loss is NaN or infinite, without making the host wait for every step.
+    """End training with ``FloatingPointError`` when the loss is NaN or infinite, without making the
+    host wait for every step.
 
     Keras runs batch-end callbacks in a background thread only when every callback is marked
     ``async_safe`` (JAX, PyTorch). Its ``TerminateOnNaN`` is not, so with it the host waits for
     each step's loss before it feeds and dispatches the next step, and the accelerator idles
-    meanwhile. This callback only reads the loss and sets ``stop_training``, which is safe from
-    that thread; training then stops a step or two after the bad one instead of right after it.
+    meanwhile. This one only reads the loss and raises; Keras re-raises the error from ``fit`` a
+    step or two after the bad one. It does not set ``stop_training`` from that thread: with
+    validation data, Keras 3.15 on JAX then evaluated with buffers the next step had donated.
     """
 
     async_safe = True
@@ -358,8 +360,8 @@ class StopOnNaN(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            print(f"batch {batch}: loss is {float(loss)}, stopping training", flush=True)
-            self.model.stop_training = True
+            raise FloatingPointError(f"loss is {float(loss)} at batch {batch}: training stopped "
+                                     f"(terminate_on_nan). Try a lower learning rate or check the data.")
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -368,8 +370,6 @@ class TimeBudget(keras.callbacks.Callback):
     For demos and benchmarks that must finish within a budget: the epoch in progress ends at the
     next batch, so validation, checkpointing and evaluation still happen.
     """
-
-    async_safe = True  # reads the clock, sets stop_training: fine from Keras' callback thread
 
     def __init__(self, deadline: float, reserve: float = 0.0):
         super().__init__()

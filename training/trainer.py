@@ -288,7 +288,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
             ``"none"``, ``"data_parallel"``, ``"mirrored"``, ``"multi_worker"``.
         monitor: checkpoint metric; default ``val_pck`` / ``val_mean_iou`` (``pck``/``mean_iou``
             without validation data).
-        checkpoint, backup, csv_log, tensorboard, terminate_on_nan: switch callbacks on/off.
+        checkpoint, backup, csv_log, tensorboard, terminate_on_nan: switch callbacks on/off
+            (``terminate_on_nan``: a NaN/inf loss ends ``fit`` with ``FloatingPointError``).
         backup_every: ``"epoch"`` or a number of batches between backups.
         callbacks: extra Keras callbacks.
         verbose: Keras verbosity.
