@@ -3,8 +3,8 @@
     KERAS_BACKEND=jax python benchmarks/pool_gradient.py [--batch 8] [--channels 512] [--pspnet]
 
 ``reduce_window``'s gradient sums a whole window for every input pixel (quadratic in the window);
-``CaffePooling2D`` in training computes windows of >= 64 pixels as 0/1 window-matrix products
-instead. Times the jitted gradient of each pyramid pool (60x60 map, bins 1/2/3/6) both ways and,
+``CaffePooling2D`` in training computes windows of >= 64 pixels as a reshape and a sum where they
+tile the map (the pyramid's case), else as 0/1 window-matrix products. Times the jitted gradient of each pyramid pool (60x60 map, bins 1/2/3/6) both ways and,
 with ``--pspnet``, a whole PSPNet-50 training gradient (473x473, batch 1, 150 classes). Each
 variant runs in its own subprocess (the switch is ``zoo.layers._LARGE_WINDOW``). Not run by the tests.
 """
@@ -74,7 +74,7 @@ def main(argv=None):
     env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     print(f"{time.strftime('%Y-%m-%d %H:%M')} | os.cpu_count() {os.cpu_count()} | load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
-    for kind in ("window matrices", "reduce_window"):
+    for kind in ("training path", "reduce_window"):
         for batch in ([args.batch] + ([0] if args.pspnet else [])):
             subprocess.run([sys.executable, __file__, "--child", kind, "--batch", str(batch), "--channels",
                             str(args.channels)], env=env, check=True)
