@@ -14,6 +14,7 @@ Note:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
@@ -21,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "affine_matrix", "compose", "invert", "warp_image", "warp_mask", "transform_points",
-    "photometric_jitter", "flip_keypoints", "swap_pairs", "check_flip_pairs",
+    "photometric_jitter", "flip_keypoints", "swap_pairs", "check_flip_pairs", "Augmentation",
 ]
 
 
@@ -366,3 +367,83 @@ def flip_keypoints(keypoints, flip_pairs, image_width) -> np.ndarray:
         raise ValueError(f"`image_width` must be > 0. Received: image_width={image_width!r}")
     k[:, 0] = w - 1.0 - k[:, 0]
     return swap_pairs(k, flip_pairs, axis=0)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random augmentation settings (all plain numbers, picklable).
+
+    Attributes:
+        scale_range: ``(lo, hi)`` zoom factor range of the crop (>1 zooms in).
+        scale_sampling: ``"normal"``: ``clip(N(1, (hi - lo) / 2), lo, hi)`` (HRNet pose recipe);
+            ``"uniform"``: ``U(lo, hi)`` (PSPNet segmentation recipe).
+        rotation: degrees; ``"normal"``: ``clip(N(0, r), -2r, 2r)``, ``"uniform"``: ``U(-r, r)``.
+        rotation_sampling: see ``rotation``.
+        rotation_prob: probability of rotating at all (HRNet 0.6).
+        flip_prob: probability of a horizontal mirror (keypoint pairs are swapped).
+        translate: random shift, as a fraction of the crop side, ``U(-t, t)`` per axis.
+        brightness, contrast, saturation, hue: :func:`photometric_jitter`.
+    """
+
+    scale_range: tuple = (0.75, 1.25)
+    scale_sampling: str = "normal"
+    rotation: float = 30.0
+    rotation_sampling: str = "normal"
+    rotation_prob: float = 0.6
+    flip_prob: float = 0.5
+    translate: float = 0.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+
+    @classmethod
+    def pose(cls, **overrides) -> "Augmentation":
+        """HRNet/SimpleBaseline MPII recipe: scale 0.75-1.25, rotation N(0, 30) p=0.6, flip 0.5."""
+        return cls(**overrides)
+
+    @classmethod
+    def segmentation(cls, **overrides) -> "Augmentation":
+        """PSPNet recipe: scale U(0.5, 2.0), rotation U(-10, 10), flip 0.5."""
+        base = dict(scale_range=(0.5, 2.0), scale_sampling="uniform", rotation=10.0, rotation_sampling="uniform",
+                    rotation_prob=1.0)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def coerce(cls, value, task: str) -> "Augmentation | None":
+        """``None``/``False`` -> no augmentation, ``True`` -> the task preset, a dict -> preset + overrides."""
+        if value is None or value is False:
+            return None
+        if isinstance(value, Augmentation):
+            return value
+        preset = cls.pose if task == "pose" else cls.segmentation
+        if value is True:
+            return preset()
+        if isinstance(value, dict):
+            unknown = set(value) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"augment: unknown setting(s) {sorted(unknown)}; known: {list(cls.__dataclass_fields__)}.")
+            return preset(**value)
+        raise TypeError(f"augment must be None, a bool, a dict or an Augmentation. Received: {value!r:.100}")
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        """Draw ``zoom``, ``rotation`` (deg), ``flip``, ``shift`` (fraction) for one sample."""
+        lo, hi = self.scale_range
+        if self.scale_sampling == "normal":
+            zoom = float(np.clip(rng.normal(1.0, (hi - lo) / 2.0), lo, hi))
+        else:
+            zoom = float(rng.uniform(lo, hi))
+        rot = 0.0
+        if self.rotation > 0 and rng.random() < self.rotation_prob:
+            if self.rotation_sampling == "normal":
+                rot = float(np.clip(rng.normal(0.0, self.rotation), -2 * self.rotation, 2 * self.rotation))
+            else:
+                rot = float(rng.uniform(-self.rotation, self.rotation))
+        flip = bool(rng.random() < self.flip_prob)
+        shift = rng.uniform(-self.translate, self.translate, size=2) if self.translate > 0 else np.zeros(2)
+        return {"zoom": zoom, "rotation": rot, "flip": flip, "shift": shift}
+
+    def jitter(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.brightness or self.contrast or self.saturation or self.hue:
+            return photometric_jitter(image, rng, self.brightness, self.contrast, self.saturation, self.hue)
+        return image
