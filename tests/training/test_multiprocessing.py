@@ -91,7 +91,8 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     assert r["keras_pool"] == r["serial"]  # persistent_workers=False: Keras' own per-epoch pool
     first, second = set(r["pids"]["0"]), set(r["pids"]["1"])
     assert first and r["main"] not in first | second  # batches were made in worker processes
-    assert second <= first and r["starts"] == 1  # the same processes served the second epoch
+    # the same 2 processes served both epochs (a slow-starting worker may make nothing in the first)
+    assert len(first | second) <= 2 and r["starts"] == 1
     assert r["restart"] == ["uint8", 2]
     assert r["out_of_range"] == "batch index 5 out of range for 5 batches."
     assert r["big_same"] and r["slots"][0] >= 4 * 160 * 160 * 3 * 4 and r["slots"][1] >= 1  # 1.2 MiB float32 images
