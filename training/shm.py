@@ -86,20 +86,14 @@ def share_batch(batch):
         return batch
     memo = {}
 
-    def walk(x):
+    def mark(x):
         if isinstance(x, np.ndarray) and x.nbytes >= MIN_BYTES and type(x) is np.ndarray:
             if id(x) not in memo:
                 memo[id(x)] = x.view(_SharedOnPickle)
             return memo[id(x)]
-        if isinstance(x, tuple):
-            return tuple(walk(v) for v in x)
-        if isinstance(x, list):
-            return [walk(v) for v in x]
-        if isinstance(x, dict):
-            return {k: walk(v) for k, v in x.items()}
         return x
 
-    return walk(batch)
+    return _map(batch, mark)
 
 
 # ---------------------------------------------------------------------------------------------
