@@ -13,6 +13,8 @@ Each is converted with ``converters.caffe.load`` + ``to_keras`` and run as
 * ``predict_on_batch``: ``model.predict_on_batch(x)`` (same compiled function, no data adapter);
 * ``function``: ``tf.function(model(x, training=False))``, graph mode;
 * ``xla``: the same with ``jit_compile=True``;
+* ``winograd``: ``function`` on ``zoo.winograd.optimize_for_inference(model)`` (wide 3x3 stride-1
+  convolutions as Winograd F(4x4, 3x3), as OpenCV does);
 * ``opencv``: ``cv2.dnn.readNetFromCaffe`` on the same files, default backend with its layer
   fusion and Winograd on (its inference settings, not the exactness oracle's),
 
@@ -102,8 +104,15 @@ def tf_runners(model, variants):
     import keras
     import tensorflow as tf
 
+    from zoo.winograd import optimize_for_inference
+
     out = {}
     for v in variants:
+        if v == "winograd":
+            fast = optimize_for_inference(model, verbose=True)
+            fn = tf.function(lambda x, m=fast: m(x, training=False), reduce_retracing=True)
+            out[v] = lambda x, fn=fn: keras.ops.convert_to_numpy(fn(tf.constant(x)))
+            continue
         if v == "predict":
             out[v] = lambda x, m=model: m.predict(x, batch_size=len(x), verbose=0)
             continue
@@ -122,7 +131,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8, help="batch of the throughput row")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--variants", default="predict,predict_on_batch,function,xla,opencv")
+    ap.add_argument("--variants", default="predict,predict_on_batch,function,xla,winograd,opencv")
     ap.add_argument("--dir", default="/tmp/kerazoo_infer_bench")
     ap.add_argument("--out", help="also write the table to this file")
     args = ap.parse_args(argv)

@@ -13,11 +13,12 @@ from zoo.weights import WeightsRecord, load_weights, read_record, save_weights
 from zoo import models  # noqa: F401,E402  (registers the builders)
 from zoo.models.cpm import cpm_center_map  # noqa: E402
 from zoo import releases  # noqa: F401,E402  (registers the original releases as weights tags)
+from zoo.winograd import optimize_for_inference  # noqa: E402  (also registers WinogradConv2D)
 
 __all__ = [
     "get", "list_models", "info", "register", "register_weights", "get_spec", "ModelSpec",
     "preprocess", "weights_record", "register_weights_loader",
     "WeightsRecord", "save_weights", "load_weights", "read_record",
     "ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError",
-    "cpm_center_map", "layers",
+    "cpm_center_map", "layers", "optimize_for_inference",
 ]

@@ -1,0 +1,106 @@
+"""zoo.winograd: Winograd F(4x4, 3x3) against Keras' own convolution and, inside a converted FCN-8s,
+against OpenCV's Caffe engine (Winograd off there); swap rule, sharing, save/load, converter flag."""
+
+import keras
+import numpy as np
+import pytest
+
+from converters import caffe
+from converters.cli import main as convert_main
+from tests.caffe_files import caffemodel_bytes, random_blobs_for, write_net
+from tests.converters import nets
+from tests.oracle import opencv_forward
+from zoo.winograd import WinogradConv2D, optimize_for_inference, winograd_eligible, winograd_kernel
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _conv(c, k, padding="same", **kwargs):
+    """A built Conv2D with random kernel and bias, called once in a functional graph of unknown size."""
+    conv = keras.layers.Conv2D(k, 3, padding=padding, bias_initializer="random_normal", **kwargs)
+    inp = keras.Input((None, None, c))
+    keras.Model(inp, conv(inp))
+    return conv
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("h,w", [(3, 3), (7, 11), (13, 5), (17, 17)])
+def test_matches_keras_conv2d_at_odd_sizes(rng, padding, h, w):
+    # 3x3 'valid' is a single output pixel in one mostly-padded tile; 13 and 17 leave partial tiles.
+    conv = _conv(5, 7, padding, activation="relu")
+    fast = WinogradConv2D.from_conv2d(conv)
+    x = rng.normal(size=(2, h, w, 5)).astype(np.float32)
+    ref, got = _np(conv(x)), _np(fast(x))
+    assert got.shape == ref.shape == ((2, h, w, 7) if padding == "same" else (2, h - 2, w - 2, 7))
+    np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+    assert fast.compute_output_shape((2, h, w, 5)) == ref.shape
+
+
+def test_kernel_transform_is_exact_on_a_delta():
+    # Y = A^T[(G g G^T) . (B^T d B)]A with a single 1 in the kernel is a shifted copy of the input.
+    g = np.zeros((3, 3, 1, 1), np.float32)
+    g[0, 2, 0, 0] = 1.0
+    layer = WinogradConv2D(1, padding="valid", use_bias=False)
+    layer.build((None, None, None, 1))
+    layer.kernel.assign(winograd_kernel(g))
+    x = np.arange(9 * 10, dtype=np.float32).reshape(1, 9, 10, 1)
+    np.testing.assert_allclose(_np(layer(x))[0, :, :, 0], x[0, :7, 2:, 0], atol=1e-4)
+    with pytest.raises(ValueError, match=r"expected a \(3, 3, C, K\) kernel. Received shape \(1, 1, 4, 4\)"):
+        winograd_kernel(np.zeros((1, 1, 4, 4)))
+
+
+def test_swap_rule():
+    assert winograd_eligible(_conv(256, 256)) and winograd_eligible(_conv(128, 256))
+    assert not winograd_eligible(_conv(128, 128))  # the transforms cost more than they save
+    assert winograd_eligible(_conv(128, 128), min_channels=128)
+    assert not winograd_eligible(_conv(256, 256, strides=2))
+    assert not winograd_eligible(_conv(256, 256, dilation_rate=2))
+    inp = keras.Input((7, 7, 256))
+    small = keras.layers.Conv2D(256, 3, padding="same")
+    small(inp)
+    assert not winograd_eligible(small)  # a 7x7 map pads to 8x8 tiles and the fixed costs dominate
+    one = keras.layers.Conv2D(4, 1)
+    one(keras.Input((None, None, 4)))
+    with pytest.raises(ValueError, match="layer '.*' is not a 3x3, stride-1, undilated convolution"):
+        WinogradConv2D.from_conv2d(one)
+    with pytest.raises(ValueError, match="padding must be 'valid' or 'same'. Received: 'causal'"):
+        WinogradConv2D(4, padding="causal")
+
+
+def test_converted_fcn8s_against_opencv_shares_weights_and_reloads(tmp_path, rng):
+    # Every 3x3 conv of a narrow FCN-8s (pad 100 on conv1_1, odd size, any-size model) swapped.
+    proto = nets.fcn8s(27, 35, widths=(3, 4, 4, 6, 6), fc=8, classes=3)
+    blobs = random_blobs_for(proto, rng)
+    net = caffe.load(*write_net(tmp_path, proto, blobs))
+    model = caffe.to_keras(net, input_shape=(None, None), progress=False)
+    fast = optimize_for_inference(model, min_channels=1)
+    swapped = [layer.name for layer in fast.layers if isinstance(layer, WinogradConv2D)]
+    assert len(swapped) == 13 and "conv1_1" in swapped and "conv5_3" in swapped
+    assert [layer.name for layer in fast.layers] == [layer.name for layer in model.layers]
+    assert fast.get_layer("fc6") is model.get_layer("fc6")  # not swapped: shared, no copy
+    x = rng.normal(size=(1, 27, 35, 3)).astype(np.float32)
+    ref = opencv_forward(proto, {"data": x}, caffemodel_bytes(proto, blobs), ["score"])["score"]
+    got = _np(fast.predict(x, verbose=0))
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+    y = rng.normal(size=(2, 31, 24, 3)).astype(np.float32)  # another size through the same model
+    np.testing.assert_allclose(_np(fast(y)), _np(model(y)), atol=1e-4 * np.abs(_np(model(y))).max())
+    fast.save(tmp_path / "fast.keras")
+    loaded = keras.models.load_model(tmp_path / "fast.keras", safe_mode=True)
+    np.testing.assert_array_equal(_np(loaded.predict(x, verbose=0)), got)
+
+
+def test_converter_flag(tmp_path, rng, capsys):
+    proto = nets.fcn8s(29, 23, widths=(4, 4, 8, 200, 200), fc=8, classes=3)
+    files = write_net(tmp_path, proto, random_blobs_for(proto, rng))
+    out = tmp_path / "fcn.keras"
+    assert convert_main(["caffe", *files, "-o", str(out), "--winograd", "--verify", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    # conv4_1 (8->200) is too narrow; conv5 runs on 14x15 maps, under MIN_SIZE.
+    assert "Winograd: 2 Conv2D layers swapped (conv4_2, conv4_3)" in text
+    assert float(text.split("score: max relative difference ")[1].split()[0]) <= 1e-4
+    loaded = keras.models.load_model(out, safe_mode=True)
+    assert sum(isinstance(layer, WinogradConv2D) for layer in loaded.layers) == 2
