@@ -1,12 +1,14 @@
 """Benchmark: one ``WinogradConv2D`` against the ``Conv2D`` it replaces, at VGG/FCN layer shapes.
 
     KERAS_BACKEND=tensorflow python benchmarks/winograd_layers.py [--threads 2] [--repeats 5] [--out FILE]
+        [--model pspnet50 [--size 473]]
 
 Batch 1, ``'same'`` padding, compiled per backend (``tf.function``, ``jax.jit``; eager on PyTorch);
 median of ``--repeats`` calls after one warm-up. The shapes are FCN-8s's at a 256x256 input (pad 100:
 conv1 454x454 ... conv5 29x29, plus a ResNet-50 14x14 and a 7x7 map). Prints the speed-up and
 ``max|winograd - conv| / range`` per shape; ``zoo.winograd.MIN_CHANNELS`` / ``MIN_SIZE`` come from
-this table. Not run by the tests.
+this table. ``--model NAME`` times a whole zoo model (random weights, batch 1) as built and after
+``zoo.optimize_for_inference`` instead. Not run by the tests.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", help="also write the table to this file")
+    ap.add_argument("--model", help="time this zoo model (e.g. pspnet50, fcn8s) instead of single layers")
+    ap.add_argument("--size", type=int, help="--model's input side (default: the model's default)")
     args = ap.parse_args(argv)
     import keras
     import numpy as np
@@ -65,6 +69,8 @@ def main(argv=None):
         return statistics.median(times)
 
     rng = np.random.default_rng(0)
+    if args.model:
+        return whole_model(args, compiled, median_s, rng)
     lines = [f"winograd_layers: keras {keras.__version__} ({backend}), {args.threads} threads, batch 1, "
              f"{time.strftime('%Y-%m-%d %H:%M')}, load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
              f"{'map':>9} {'C->K':>9} {'conv ms':>9} {'winograd ms':>12} {'speed-up':>9} {'max|diff|/range':>16}"]
@@ -80,6 +86,31 @@ def main(argv=None):
         tc, tw = median_s(compiled(conv), x), median_s(compiled(fast), x)
         lines.append(f"{hw:>4}x{hw:<4} {c:>4}->{k:<4} {tc * 1e3:>9.1f} {tw * 1e3:>12.1f} {tc / tw:>8.2f}x {err:>16.1e}")
         print(lines[-1], flush=True)
+    emit(lines, args.out)
+
+
+def whole_model(args, compiled, median_s, rng):
+    import keras
+    import numpy as np
+
+    import zoo
+
+    kwargs = {"input_shape": (args.size, args.size, 3)} if args.size else {}
+    model = zoo.get(args.model, **kwargs)
+    fast = zoo.optimize_for_inference(model)
+    swapped = [layer.name for layer in fast.layers if type(layer).__name__ == "WinogradConv2D"]
+    x = rng.uniform(-100, 100, (1,) + tuple(model.inputs[0].shape[1:])).astype(np.float32)
+    ref, got = keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(fast(x))
+    err = np.abs(ref - got).max() / np.ptp(ref)
+    run = lambda m: compiled(lambda v: m(v, training=False))  # noqa: E731
+    t_model, t_fast = median_s(run(model), x), median_s(run(fast), x)
+    lines = [f"winograd_layers --model {args.model}: input {tuple(x.shape[1:])}, keras {keras.__version__} "
+             f"({keras.backend.backend()}), {args.threads} threads, batch 1, {time.strftime('%Y-%m-%d %H:%M')}, "
+             f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
+             f"{len(swapped)} Conv2D -> WinogradConv2D: {', '.join(swapped)}",
+             f"as built {t_model * 1e3:.0f} ms, optimize_for_inference {t_fast * 1e3:.0f} ms: "
+             f"{t_model / t_fast:.2f}x; max|diff|/range {err:.1e}"]
+    print(lines[0], lines[1], sep="\n", flush=True)
     emit(lines, args.out)
 
 

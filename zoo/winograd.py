@@ -23,7 +23,8 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["WinogradConv2D", "winograd_kernel", "optimize_for_inference", "winograd_eligible"]
+__all__ = ["WinogradConv2D", "winograd_kernel", "optimize_for_inference", "winograd_eligible",
+           "default_min_channels"]
 
 # F(4x4, 3x3) with interpolation points 0, +-1, +-2, infinity.
 _BT = np.array([[4, 0, -5, 0, 1, 0],
@@ -47,8 +48,10 @@ TILE = 4  # output pixels per tile side
 # 512->512 on 57x57 2.1x, on 29x29 1.75x; 256->256 on 114x114 1.5x; 128->256 1.5x; 128->128 on 227x227
 # 1.0x, 64->64 0.6x; on 14x14 (256) and 7x7 (512) maps 0.7x and 0.4x: fixed costs dominate, and a 7x7
 # map pads to 8x8 in 4x4 tiles. The transforms cost ~H W (C + K), the saving ~H W C K, so the channel
-# rule is on 2CK / (C + K).
-MIN_CHANNELS = 160
+# rule is on 2CK / (C + K). On JAX (XLA:CPU) the transforms cost more: 128->256 ran at 0.75x and
+# 256->256 at 1.2x (512->512 2.2x), so the default there (and on PyTorch, measured at 512 only) is 256.
+MIN_CHANNELS = {"tensorflow": 160}
+MIN_CHANNELS_OTHER = 256
 MIN_SIZE = 20
 
 
@@ -84,23 +87,31 @@ class WinogradConv2D(keras.layers.Layer):
 
     Args:
         filters: output channels ``K``.
-        padding: ``"valid"`` (output ``H-2 x W-2``) or ``"same"`` (zero padding 1, output ``H x W``).
+        padding: ``"valid"`` (output ``H-2d x W-2d``) or ``"same"`` (zero padding ``d``, output ``H x W``).
         use_bias: add a ``(K,)`` bias.
         activation: as ``Conv2D``'s (applied after the bias).
+        dilation_rate: ``d``, the same on both axes (PSPNet's 2 and 4): the d x d interleaved
+            sub-images are convolved as one batch.
 
-    Input ``(N, H, W, C)``, channels-last, H and W at least 3 (``"valid"``). Weights: ``kernel``
+    Input ``(N, H, W, C)``, channels-last, H and W at least ``2d + 1`` (``"valid"``). Weights: ``kernel``
     ``(36, C, K)`` (see ``winograd_kernel``), ``bias`` ``(K,)``. Build one from a trained ``Conv2D``
     with ``WinogradConv2D.from_conv2d(conv)`` or a whole model with ``optimize_for_inference``.
     """
 
-    def __init__(self, filters, padding="valid", use_bias=True, activation=None, **kwargs):
+    def __init__(self, filters, padding="valid", use_bias=True, activation=None, dilation_rate=1, **kwargs):
         super().__init__(**kwargs)
         if padding not in ("valid", "same"):
             raise ValueError(f"WinogradConv2D: padding must be 'valid' or 'same'. Received: {padding!r}")
+        if isinstance(dilation_rate, (tuple, list)):
+            if len(set(dilation_rate)) != 1:
+                raise ValueError(f"WinogradConv2D: dilation_rate must be the same on both axes. "
+                                 f"Received: {tuple(dilation_rate)}")
+            dilation_rate = dilation_rate[0]
         self.filters = int(filters)
         self.padding = padding
         self.use_bias = bool(use_bias)
         self.activation = keras.activations.get(activation)
+        self.dilation_rate = int(dilation_rate)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -112,14 +123,36 @@ class WinogradConv2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
         if self.padding == "valid":
-            h, w = (None if h is None else h - 2), (None if w is None else w - 2)
+            cut = 2 * self.dilation_rate
+            h, w = (None if h is None else h - cut), (None if w is None else w - cut)
         return (n, h, w, self.filters)
 
     def call(self, x):
+        d = self.dilation_rate
+        pad = d if self.padding == "same" else 0
+        if d == 1:
+            y = self._valid_tiles(x, pad)
+        else:
+            # A dilated 3x3 convolution is an undilated one on each of the d x d interleaved
+            # sub-images (rows p, p + d, ...): split, convolve all as one batch, interleave back.
+            h, w, c = _dim(x, 1), _dim(x, 2), x.shape[-1]
+            ho, wo = h + 2 * pad - 2 * d, w + 2 * pad - 2 * d
+            hs, ws = (h + 2 * pad + d - 1) // d, (w + 2 * pad + d - 1) // d
+            x = ops.pad(x, [[0, 0], [pad, d * hs - h - pad], [pad, d * ws - w - pad], [0, 0]])
+            x = ops.transpose(ops.reshape(x, (-1, hs, d, ws, d, c)), (2, 4, 0, 1, 3, 5))
+            y = self._valid_tiles(ops.reshape(x, (-1, hs, ws, c)), 0)          # (d d N, hs-2, ws-2, K)
+            y = ops.reshape(y, (d, d, -1, hs - 2, ws - 2, self.filters))
+            y = ops.reshape(ops.transpose(y, (2, 3, 0, 4, 1, 5)), (-1, d * (hs - 2), d * (ws - 2), self.filters))
+            y = y[:, :ho, :wo]
+        if self.use_bias:
+            y = y + ops.cast(self.bias, y.dtype)
+        return self.activation(y) if self.activation is not None else y
+
+    def _valid_tiles(self, x, pad):
+        """The undilated 3x3 convolution of ``x`` zero-padded by ``pad`` on every side (no bias)."""
         dtype = x.dtype
         bt = ops.convert_to_tensor(_BT, dtype=dtype)
         at = ops.convert_to_tensor(_AT, dtype=dtype)
-        pad = 1 if self.padding == "same" else 0
         h, w, c, k = _dim(x, 1), _dim(x, 2), x.shape[-1], self.filters
         ho, wo = h + 2 * pad - 2, w + 2 * pad - 2
         th, tw = (ho + TILE - 1) // TILE, (wo + TILE - 1) // TILE
@@ -137,14 +170,12 @@ class WinogradConv2D(keras.layers.Layer):
         m = ops.matmul(at, ops.reshape(m, (6, -1)))                                 # (4i, 6b P K)
         m = ops.matmul(at, ops.reshape(m, (4, 6, -1)))                              # (4i, 4j, P K)
         y = ops.transpose(ops.reshape(m, (TILE, TILE, -1, th, tw, k)), (2, 3, 0, 4, 1, 5))
-        y = ops.reshape(y, (-1, TILE * th, TILE * tw, k))[:, :ho, :wo]
-        if self.use_bias:
-            y = y + ops.cast(self.bias, dtype)
-        return self.activation(y) if self.activation is not None else y
+        return ops.reshape(y, (-1, TILE * th, TILE * tw, k))[:, :ho, :wo]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "padding": self.padding,
-                "use_bias": self.use_bias, "activation": keras.activations.serialize(self.activation)}
+                "use_bias": self.use_bias, "activation": keras.activations.serialize(self.activation),
+                "dilation_rate": self.dilation_rate}
 
     @classmethod
     def from_conv2d(cls, conv):
@@ -153,7 +184,8 @@ class WinogradConv2D(keras.layers.Layer):
         if reason:
             raise ValueError(f"WinogradConv2D.from_conv2d: layer '{conv.name}' {reason}")
         layer = cls(conv.filters, padding=conv.padding, use_bias=conv.use_bias,
-                    activation=keras.activations.serialize(conv.activation), name=conv.name, dtype=conv.dtype_policy)
+                    activation=keras.activations.serialize(conv.activation), dilation_rate=conv.dilation_rate,
+                    name=conv.name, dtype=conv.dtype_policy)
         layer.build((None, None, None, conv.kernel.shape[2]))
         layer.set_from_conv2d(conv)
         return layer
@@ -165,17 +197,25 @@ class WinogradConv2D(keras.layers.Layer):
             self.bias.assign(keras.ops.convert_to_numpy(conv.bias))
 
 
-def _ineligible(layer, min_channels, min_size=MIN_SIZE):
+def default_min_channels():
+    """The swap threshold on ``2CK / (C + K)`` measured for the current backend (see ``MIN_CHANNELS``)."""
+    return MIN_CHANNELS.get(keras.backend.backend(), MIN_CHANNELS_OTHER)
+
+
+def _ineligible(layer, min_channels=None, min_size=MIN_SIZE):
     """Why ``layer`` cannot (or should not) become a ``WinogradConv2D``; ``None`` when it can."""
     if type(layer) is not keras.layers.Conv2D:  # subclasses (grouped, ...) compute something else
         return "is not a keras.layers.Conv2D"
     if not layer.built:
         return "is not built"
-    if tuple(layer.kernel_size) != (3, 3) or tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
-        return "is not a 3x3, stride-1, undilated convolution"
+    if tuple(layer.kernel_size) != (3, 3) or tuple(layer.strides) != (1, 1):
+        return "is not a 3x3, stride-1 convolution"
+    if len(set(layer.dilation_rate)) != 1:
+        return f"has different dilations on the two axes {tuple(layer.dilation_rate)}"
     if layer.groups != 1 or layer.data_format != "channels_last" or layer.padding not in ("valid", "same"):
         return "is grouped, channels-first or has causal padding"
     c, k = layer.kernel.shape[2], layer.filters
+    min_channels = default_min_channels() if min_channels is None else min_channels
     if 2 * c * k < min_channels * (c + k):
         return f"has {c} input / {k} output channels: harmonic mean below min_channels={min_channels}"
     try:
@@ -187,22 +227,26 @@ def _ineligible(layer, min_channels, min_size=MIN_SIZE):
     return None
 
 
-def winograd_eligible(layer, min_channels=MIN_CHANNELS):
+def winograd_eligible(layer, min_channels=None, min_size=MIN_SIZE):
     """True when ``optimize_for_inference`` would swap ``layer`` (see there for the rule)."""
-    return _ineligible(layer, min_channels) is None
+    return _ineligible(layer, min_channels, min_size) is None
 
 
-def optimize_for_inference(model, min_channels=MIN_CHANNELS, verbose=False):
+def optimize_for_inference(model, min_channels=None, min_size=MIN_SIZE, verbose=False):
     """A copy of ``model`` whose wide 3x3 stride-1 ``Conv2D`` layers run as ``WinogradConv2D``.
 
     Args:
         model: a built functional (or Sequential) Keras model, e.g. from ``zoo.get`` or
             ``converters.caffe.to_keras``.
         min_channels: swap a convolution with C input and K output channels only when
-            ``2CK / (C + K) >= min_channels`` (the default 160 takes 128->256 and wider, not
-            128->128), and not when its output is known to be under 20 pixels a side. The transforms
-            cost ~H W (C + K) and save ~H W C K; on 2 AVX2 cores (TensorFlow) 128->128 ran at 0.9x,
-            128->256 at 1.6x, 512->512 at 2.2x the direct convolution's speed.
+            ``2CK / (C + K) >= min_channels``; ``None``: 160 on TensorFlow (128->256 and wider,
+            not 128->128), 256 on JAX and PyTorch (where 128->256 was slower).
+        min_size: never when its output is known to be under this many pixels a side (default 20).
+
+        The transforms cost ~H W (C + K) and save ~H W C K; on 2 AVX2 cores (TensorFlow) 128->128 ran
+        at 1.0x, 128->256 at 1.5x and 512->512 at 2.1x the direct convolution's speed, 14x14 and 7x7
+        maps at 0.7x and 0.4x (``benchmarks/winograd_layers.py``). Dilated convolutions (PSPNet's
+        2 and 4) are swapped too.
         verbose: print which layers were swapped.
 
     Returns a new model with the same inputs, outputs and layer names. Layers that are not swapped
@@ -213,10 +257,10 @@ def optimize_for_inference(model, min_channels=MIN_CHANNELS, verbose=False):
     swapped = []
 
     def swap(layer):
-        if winograd_eligible(layer, min_channels):
+        if winograd_eligible(layer, min_channels, min_size):
             new = WinogradConv2D(layer.filters, padding=layer.padding, use_bias=layer.use_bias,
-                                 activation=keras.activations.serialize(layer.activation), name=layer.name,
-                                 dtype=layer.dtype_policy)
+                                 activation=keras.activations.serialize(layer.activation),
+                                 dilation_rate=layer.dilation_rate, name=layer.name, dtype=layer.dtype_policy)
             swapped.append((layer, new))
             return new
         return layer

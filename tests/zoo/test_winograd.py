@@ -28,14 +28,15 @@ def _np(x):
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
-@pytest.mark.parametrize("h,w", [(3, 3), (7, 11), (13, 5), (17, 17)])
-def test_matches_keras_conv2d_at_odd_sizes(rng, padding, h, w):
-    # 3x3 'valid' is a single output pixel in one mostly-padded tile; 13 and 17 leave partial tiles.
-    conv = _conv(5, 7, padding, activation="relu")
+@pytest.mark.parametrize("h,w,d", [(3, 3, 1), (7, 11, 1), (13, 5, 1), (17, 17, 1), (9, 14, 2), (13, 23, 4), (5, 5, 2)])
+def test_matches_keras_conv2d_at_odd_sizes(rng, padding, h, w, d):
+    # 3x3 'valid' is a single output pixel in one mostly-padded tile; 13 and 17 leave partial tiles;
+    # dilated: sizes that are not multiples of d, and 5x5 'valid' at d=2 a single pixel again.
+    conv = _conv(5, 7, padding, activation="relu", dilation_rate=d)
     fast = WinogradConv2D.from_conv2d(conv)
     x = rng.normal(size=(2, h, w, 5)).astype(np.float32)
     ref, got = _np(conv(x)), _np(fast(x))
-    assert got.shape == ref.shape == ((2, h, w, 7) if padding == "same" else (2, h - 2, w - 2, 7))
+    assert got.shape == ref.shape == ((2, h, w, 7) if padding == "same" else (2, h - 2 * d, w - 2 * d, 7))
     np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
     assert fast.compute_output_shape((2, h, w, 5)) == ref.shape
 
@@ -54,18 +55,21 @@ def test_kernel_transform_is_exact_on_a_delta():
 
 
 def test_swap_rule():
-    assert winograd_eligible(_conv(256, 256)) and winograd_eligible(_conv(128, 256))
-    assert not winograd_eligible(_conv(128, 128))  # the transforms cost more than they save
+    assert winograd_eligible(_conv(256, 256)) and winograd_eligible(_conv(128, 256), min_channels=160)
+    # the transforms cost more than they save (on JAX also 128->256)
+    assert not winograd_eligible(_conv(128, 128))
+    assert winograd_eligible(_conv(128, 256)) == (keras.backend.backend() == "tensorflow")
     assert winograd_eligible(_conv(128, 128), min_channels=128)
     assert not winograd_eligible(_conv(256, 256, strides=2))
-    assert not winograd_eligible(_conv(256, 256, dilation_rate=2))
+    assert winograd_eligible(_conv(256, 256, dilation_rate=4))
+    assert not winograd_eligible(_conv(256, 256, dilation_rate=(2, 1)))
     inp = keras.Input((7, 7, 256))
     small = keras.layers.Conv2D(256, 3, padding="same")
     small(inp)
     assert not winograd_eligible(small)  # a 7x7 map pads to 8x8 tiles and the fixed costs dominate
     one = keras.layers.Conv2D(4, 1)
     one(keras.Input((None, None, 4)))
-    with pytest.raises(ValueError, match="layer '.*' is not a 3x3, stride-1, undilated convolution"):
+    with pytest.raises(ValueError, match="layer '.*' is not a 3x3, stride-1 convolution"):
         WinogradConv2D.from_conv2d(one)
     with pytest.raises(ValueError, match="padding must be 'valid' or 'same'. Received: 'causal'"):
         WinogradConv2D(4, padding="causal")
@@ -94,13 +98,27 @@ def test_converted_fcn8s_against_opencv_shares_weights_and_reloads(tmp_path, rng
 
 
 def test_converter_flag(tmp_path, rng, capsys):
-    proto = nets.fcn8s(29, 23, widths=(4, 4, 8, 200, 200), fc=8, classes=3)
+    proto = nets.fcn8s(29, 23, widths=(4, 4, 8, 256, 256), fc=8, classes=3)
     files = write_net(tmp_path, proto, random_blobs_for(proto, rng))
     out = tmp_path / "fcn.keras"
     assert convert_main(["caffe", *files, "-o", str(out), "--winograd", "--verify", "--no-progress"]) == 0
     text = capsys.readouterr().out
-    # conv4_1 (8->200) is too narrow; conv5 runs on 14x15 maps, under MIN_SIZE.
+    # conv4_1 (8->256) is too narrow; conv5 runs on 14x15 maps, under MIN_SIZE.
     assert "Winograd: 2 Conv2D layers swapped (conv4_2, conv4_3)" in text
     assert float(text.split("score: max relative difference ")[1].split()[0]) <= 1e-4
     loaded = keras.models.load_model(out, safe_mode=True)
     assert sum(isinstance(layer, WinogradConv2D) for layer in loaded.layers) == 2
+
+
+def test_pspnet_dilated_trunk_and_pyramid_head(rng):
+    # Dilation 2 (conv4_x) and 4 (conv5_x) 3x3 convs with 'same' padding, and conv5_4 (4096 -> 512).
+    from zoo.models.pspnet import pspnet50
+
+    model = pspnet50(input_shape=(105, 97, 3), classes=5)
+    fast = optimize_for_inference(model, min_size=0)
+    swapped = {layer.name: layer.dilation_rate for layer in fast.layers if isinstance(layer, WinogradConv2D)}
+    assert swapped["conv4_1_3x3"] == 2 and swapped["conv5_3_3x3"] == 4 and swapped["conv5_4"] == 1
+    assert "conv1_1_3x3_s2" not in swapped and "conv3_1_3x3" not in swapped  # stride 2; 128 -> 128
+    x = rng.uniform(-100, 100, size=(1, 105, 97, 3)).astype(np.float32)
+    ref = _np(model(x))
+    np.testing.assert_allclose(_np(fast(x)), ref, atol=1e-4 * np.abs(ref).max())
