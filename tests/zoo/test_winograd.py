@@ -122,3 +122,18 @@ def test_pspnet_dilated_trunk_and_pyramid_head(rng):
     x = rng.uniform(-100, 100, size=(1, 105, 97, 3)).astype(np.float32)
     ref = _np(model(x))
     np.testing.assert_allclose(_np(fast(x)), ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_hourglass_every_stack_output(rng):
+    # Two outputs (intermediate supervision) and residual modules; every 3x3 conv swapped.
+    import zoo
+
+    model = zoo.get("hourglass", stacks=2, num_keypoints=5, features=32, input_shape=(64, 64, 3))
+    fast = optimize_for_inference(model, min_channels=1, min_size=0)
+    assert sum(isinstance(layer, WinogradConv2D) for layer in fast.layers) > 20
+    x = rng.uniform(0, 255, size=(2, 64, 64, 3)).astype(np.float32)
+    refs, gots = model(x), fast(x)
+    assert len(refs) == len(gots) == 2
+    for ref, got in zip(refs, gots):
+        ref = _np(ref)
+        np.testing.assert_allclose(_np(got), ref, atol=1e-4 * np.abs(ref).max())
