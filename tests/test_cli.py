@@ -120,6 +120,11 @@ def test_predict_writes_an_overlay(tmp_path):
     assert r.returncode == 0, r.stderr
     out = cv2.imread(str(tmp_path / "pred.png"))
     assert out is not None and out.shape == (64, 64, 3)
+    r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.h5", "--out",
+                tmp_path / "pred_w.png", "--winograd")
+    assert r.returncode == 0, r.stderr
+    assert "optimize_for_inference: 0 Conv2D -> WinogradConv2D (none)" in r.stdout  # 16 features: too narrow
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "pred_w.png")), out)
     keras.backend.clear_session()
 
 

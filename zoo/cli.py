@@ -188,6 +188,8 @@ def _cmd_predict(args):
         model = zoo.get(args.name, weights=args.weights)
     except (ValueError, TypeError, OSError) as e:
         raise CLIError(str(e).splitlines()[0]) from None
+    if args.winograd:
+        model = zoo.optimize_for_inference(model, verbose=True)
     from training import visualize
 
     out = visualize.predict_overlay(model, image[..., ::-1])
@@ -233,6 +235,8 @@ def build_parser():
     s.add_argument("image")
     s.add_argument("--weights", required=True)
     s.add_argument("--out", help="output PNG (default: IMAGE.pred.png)")
+    s.add_argument("--winograd", action="store_true",
+                   help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.set_defaults(fn=_cmd_predict)
     for name, module, what in (("convert", "converters.__main__", "convert a Caffe model (see kerazoo convert -h)"),
                                ("train", "training.__main__", "train a model (see kerazoo train -h)"),
