@@ -31,7 +31,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import multiprocessing
+import os
 import pickle
+import sys
 import weakref
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
@@ -44,8 +46,27 @@ __all__ = ["BatchWorkers"]
 _DATASET = None  # in a worker process: its copy of the dataset
 
 
+def _cpu_only() -> None:
+    """Hide the accelerators from this data worker before anything touches them.
+
+    Workers make numpy batches; a JAX GPU backend initialised here by accident would preallocate 75%
+    of the card's memory per worker (and TensorFlow all of it). Spawned workers have usually
+    imported JAX already (the parent's ``__main__`` is re-imported), so its config is set as well
+    as the environment; backends are created lazily, at the first array.
+    """
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        try:
+            jax.config.update("jax_platforms", "cpu")
+        except Exception:  # a backend already exists (fork start method): nothing left to hide
+            pass
+
+
 def _init_worker(payload: bytes) -> None:
     global _DATASET
+    _cpu_only()
     _DATASET = pickle.loads(payload)  # our own pickle of our own dataset, from the parent process
     _DATASET.processes = 0  # make batches here, never dispatch again
 

@@ -57,14 +57,18 @@ def _datasets_module():
 
 
 class PidLoggingDataset(_datasets_module().HeatmapDataset):
-    """Appends ``<pid> <epoch>`` to ``pid_log`` for every batch it makes (which process did the work)."""
+    """Appends ``<pid> <epoch> <accelerators>`` to ``pid_log`` for every batch it makes (which process
+    did the work, and what JAX / CUDA it was allowed: ``JAX_PLATFORMS``, jax's config, ``CUDA_VISIBLE_DEVICES``)."""
 
     pid_log = None
 
     def _collate(self, samples):
         if self.pid_log:
+            jax = sys.modules.get("jax")
+            seen = (os.environ.get("JAX_PLATFORMS", "unset"), jax.config.jax_platforms if jax else "no-jax",
+                    repr(os.environ.get("CUDA_VISIBLE_DEVICES", "unset")))
             with open(self.pid_log, "a") as f:
-                f.write(f"{os.getpid()} {self.epoch}\n")
+                f.write(f"{os.getpid()} {self.epoch} {','.join(map(str, seen))}\n")
         return super()._collate(samples)
 
 

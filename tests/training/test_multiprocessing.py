@@ -46,10 +46,11 @@ if __name__ == "__main__":
     par_ds = make(PidLoggingDataset, 20, 2, True)
     par_ds.pid_log = log
     parallel = digests(par_ds, 2)
-    pids = {}
+    pids, seen = {}, set()
     for line in open(log):
-        pid, epoch = map(int, line.split())
-        pids.setdefault(str(epoch), []).append(pid)
+        pid, epoch, accelerators = line.split()
+        pids.setdefault(epoch, []).append(int(pid))
+        seen.add(accelerators)
     starts = par_ds._batch_workers.starts
     try:
         par_ds[len(par_ds)]
@@ -73,7 +74,7 @@ if __name__ == "__main__":
     fit_ds = make(PidLoggingDataset, 20, 2, True)
     res = fit(tiny_pose_model(outputs=2), fit_ds, epochs=2, verbose=0)
     print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "keras_pool": keras_pool, "main": os.getpid(),
-                                  "pids": pids, "starts": starts, "restart": restart, "out_of_range": out_of_range, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
+                                  "pids": pids, "seen": sorted(seen), "starts": starts, "restart": restart, "out_of_range": out_of_range, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
                                   "fit_closed": not fit_ds._batch_workers.running,
                                   "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}))
 """
@@ -91,6 +92,8 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     assert r["keras_pool"] == r["serial"]  # persistent_workers=False: Keras' own per-epoch pool
     first, second = set(r["pids"]["0"]), set(r["pids"]["1"])
     assert first and r["main"] not in first | second  # batches were made in worker processes
+    # workers never see an accelerator (JAX's config too: the re-imported __main__ imported Keras' backend)
+    assert r["seen"] in (["cpu,cpu,''"], ["cpu,no-jax,''"]), r["seen"]
     # the same 2 processes served both epochs (a slow-starting worker may make nothing in the first)
     assert len(first | second) <= 2 and r["starts"] == 1
     assert r["restart"] == ["uint8", 2]
