@@ -93,7 +93,8 @@ class WinogradConv2D(keras.layers.Layer):
         dilation_rate: ``d``, the same on both axes (PSPNet's 2 and 4): the d x d interleaved
             sub-images are convolved as one batch.
 
-    Input ``(N, H, W, C)``, channels-last, H and W at least ``2d + 1`` (``"valid"``). Weights: ``kernel``
+    Input ``(N, H, W, C)``, channels-last, H and W at least ``2d + 1`` (``"valid"``). Under a
+    float16/bfloat16 policy the layer computes in float32 and returns the policy's dtype. Weights: ``kernel``
     ``(36, C, K)`` (see ``winograd_kernel``), ``bias`` ``(K,)``. Build one from a trained ``Conv2D``
     with ``WinogradConv2D.from_conv2d(conv)`` or a whole model with ``optimize_for_inference``.
     """
@@ -117,8 +118,12 @@ class WinogradConv2D(keras.layers.Layer):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(f"WinogradConv2D '{self.name}': the channel axis must be known. Received {input_shape}")
-        self.kernel = self.add_weight(name="kernel", shape=(36, channels, self.filters), initializer="glorot_uniform")
-        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+        # autocast=False: a bfloat16 copy of the transformed kernel would cost ~5% of the output's range
+        # (its rounding is not undone by the output transform); 16-bit policies compute in float32 below.
+        self.kernel = self.add_weight(name="kernel", shape=(36, channels, self.filters), initializer="glorot_uniform",
+                                      autocast=False)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros",
+                                    autocast=False) if self.use_bias else None
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -128,6 +133,14 @@ class WinogradConv2D(keras.layers.Layer):
         return (n, h, w, self.filters)
 
     def call(self, x):
+        dtype = x.dtype
+        if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+            # 16-bit transforms (coefficients up to 8, sums of 36 terms) cost ~10% of the output's
+            # range: compute in float32 and hand back the policy's dtype.
+            return ops.cast(self._forward(ops.cast(x, "float32")), dtype)
+        return self._forward(x)
+
+    def _forward(self, x):
         d = self.dilation_rate
         pad = d if self.padding == "same" else 0
         if d == 1:
@@ -165,7 +178,7 @@ class WinogradConv2D(keras.layers.Layer):
         t = ops.matmul(bt, t)                                                      # (N th 6a tw, 6b, C)
         t = ops.reshape(t, (-1, th, 6, tw, 6, c))
         v = ops.reshape(ops.transpose(t, (2, 4, 0, 1, 3, 5)), (36, -1, c))        # (ab, P, C)
-        m = ops.matmul(v, ops.cast(self.kernel, dtype))                           # (ab, P, K)
+        m = ops.matmul(v, ops.cast(self.kernel, dtype))                            # (ab, P, K)
         # Output transform A^T M A: over a (rows), then over b (columns).
         m = ops.matmul(at, ops.reshape(m, (6, -1)))                                 # (4i, 6b P K)
         m = ops.matmul(at, ops.reshape(m, (4, 6, -1)))                              # (4i, 4j, P K)
