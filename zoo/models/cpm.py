@@ -30,7 +30,8 @@ import keras
 import numpy as np
 
 from zoo.errors import InputShapeError
-from zoo.layers import CaffePooling2D, caffe_pool_output_size, check_input_shape
+from zoo.layers import CaffePooling2D, caffe_pool_output_size
+from zoo.models.inputs import check_input_shape
 from zoo.registry import register
 
 __all__ = ["cpm", "cpm_center_map", "cpm_blob_sizes", "CPM_MIN_INPUT_SIZE"]

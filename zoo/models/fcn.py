@@ -32,8 +32,8 @@ from zoo.layers import (
     ChannelScale,
     CropToReference,
     caffe_pool_output_size,
-    check_input_shape,
 )
+from zoo.models.inputs import check_input_shape
 from zoo.registry import register
 
 __all__ = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "fcn_blob_sizes", "FCN_MIN_INPUT_SIZE"]

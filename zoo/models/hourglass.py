@@ -29,7 +29,7 @@ import keras
 from keras import layers
 
 from zoo.errors import InputShapeError
-from zoo.layers import check_input_shape
+from zoo.models.inputs import check_input_shape
 from zoo.registry import register
 
 __all__ = ["hourglass", "hourglass_feature_size", "residual_module", "hourglass_module"]

@@ -33,8 +33,9 @@ from keras import layers
 
 from zoo.errors import InputShapeError
 from zoo.layers import (
-    CaffePooling2D, InterpAlignCorners, caffe_pool_output_size, check_input_shape, interp_output_size,
+    CaffePooling2D, InterpAlignCorners, caffe_pool_output_size, interp_output_size,
 )
+from zoo.models.inputs import check_input_shape
 from zoo.registry import register
 
 __all__ = [

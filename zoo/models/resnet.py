@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from zoo.layers import CaffePooling2D, caffe_pool_output_size, check_input_shape
+from zoo.layers import CaffePooling2D, caffe_pool_output_size
+from zoo.models.inputs import check_input_shape
 from zoo.registry import register
 
 __all__ = [

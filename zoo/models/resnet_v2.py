@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import keras
 
-from zoo.layers import CaffePooling2D, check_input_shape
+from zoo.layers import CaffePooling2D
+from zoo.models.inputs import check_input_shape
 from zoo.models.resnet import (
     CAFFE_POOL1,
     DEFAULT_INPUT_SHAPE,

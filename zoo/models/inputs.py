@@ -1,0 +1,38 @@
+"""Input-shape checks shared by the zoo's builders: one message format for every model."""
+
+from __future__ import annotations
+
+from zoo.errors import InputShapeError
+
+__all__ = ["check_input_shape", "min_input_size_error"]
+
+
+def min_input_size_error(model_name, size, minimum):
+    """An :class:`zoo.errors.InputShapeError` naming the minimum size."""
+    return InputShapeError(
+        f"{model_name}: input size {size[0]}x{size[1]} is too small; the minimum is "
+        f"{minimum[0]}x{minimum[1]} (height x width)."
+    )
+
+
+def check_input_shape(model_name, input_shape, *, default, minimum, channels=3):
+    """Validate ``input_shape`` (H, W, C) for a builder; returns the shape to use.
+
+    ``None`` gives ``default``; ``None`` spatial dims are allowed (sizes read at run time).
+    Raises :class:`zoo.errors.InputShapeError` naming the minimum size or the expected channels.
+    """
+    if input_shape is None:
+        return tuple(default)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise InputShapeError(
+            f"{model_name}: `input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
+        )
+    h, w, c = input_shape
+    if c is not None and channels is not None and c != channels:
+        raise InputShapeError(
+            f"{model_name}: expected {channels} input channels (channels last). Received: input_shape={input_shape}"
+        )
+    if (h is not None and h < minimum[0]) or (w is not None and w < minimum[1]):
+        raise min_input_size_error(model_name, (h, w), minimum)
+    return input_shape
