@@ -267,6 +267,11 @@ def optimize_for_inference(model, min_channels=None, min_size=MIN_SIZE, verbose=
     match ``model``'s to float32 round-off (~1e-5 of their range). For inference only: fine-tune
     ``model`` itself and call this again.
     """
+    functional = any(cls.__name__ == "Functional" for cls in type(model).__mro__)  # keras.Model(inputs, outputs)
+    if not (functional or isinstance(model, keras.Sequential)):
+        raise TypeError(f"optimize_for_inference: expected a functional or Sequential Keras model (zoo.get and "
+                        f"converters.caffe.to_keras build those). Received '{model.name}' of type "
+                        f"{type(model).__name__}, a subclassed model whose layers cannot be swapped")
     swapped = []
 
     def swap(layer):

@@ -75,6 +75,29 @@ def test_swap_rule():
         WinogradConv2D(4, padding="causal")
 
 
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.conv = keras.layers.Conv2D(4, 3)
+
+    def call(self, x):
+        return self.conv(x)
+
+
+def test_sequential_swaps_and_subclassed_is_refused(rng):
+    seq = keras.Sequential([keras.Input((24, 24, 8)), keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+                            keras.layers.Conv2D(4, 3)])
+    fast = optimize_for_inference(seq, min_channels=1)
+    assert [type(layer).__name__ for layer in fast.layers] == ["WinogradConv2D"] * 2
+    x = rng.normal(size=(2, 24, 24, 8)).astype(np.float32)
+    np.testing.assert_allclose(_np(fast(x)), _np(seq(x)), atol=1e-5 * np.abs(_np(seq(x))).max())
+    sub = _Subclassed()
+    sub(x)
+    with pytest.raises(TypeError, match="expected a functional or Sequential Keras model .* Received 'sub' of type "
+                                        "_Subclassed"):
+        optimize_for_inference(sub)
+
+
 def test_converted_fcn8s_against_opencv_shares_weights_and_reloads(tmp_path, rng):
     # Every 3x3 conv of a narrow FCN-8s (pad 100 on conv1_1, odd size, any-size model) swapped.
     proto = nets.fcn8s(27, 35, widths=(3, 4, 4, 6, 6), fc=8, classes=3)
