@@ -143,3 +143,15 @@ def test_inspect_torch7_file(tmp_path):
     (tmp_path / "bad.t7").write_bytes(b"\x04\x00\x00\x00\x01")
     err = _one_line_error(kerazoo("inspect", tmp_path / "bad.t7"))
     assert "bad.t7" in err and "byte 4: expected a reference index" in err and "truncated" in err
+
+
+def test_train_and_evaluate_errors_are_one_line(tmp_path):
+    r = kerazoo("train", "--model", "hourglas", "--dataset", "synthetic", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "Unknown model 'hourglas'. Did you mean: hourglass?" in _one_line_error(r)
+    r = kerazoo("train", "--model", "hourglass", "--dataset", "synthetic", "--out", tmp_path / "run",
+                "--steps-per-execution", "0")
+    assert r.returncode == 2 and "steps_per_execution must be an integer >= 1" in _one_line_error(r)
+    r = kerazoo("evaluate", "--run", tmp_path / "no_such_run")
+    assert r.returncode == 2 and "no_such_run" in _one_line_error(r)
+    r = kerazoo("evaluate", "--run", tmp_path / "no_such_run", "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr  # --debug shows where it came from

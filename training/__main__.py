@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval or none)")
     e.add_argument("--flip", action="store_true", help="pose: flip-test averaging")
     _data_args(e)
+    for parser in (t, e):
+        parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
@@ -178,6 +180,9 @@ def cmd_evaluate(args) -> int:
     norm = None
     if args.run:
         run = Path(args.run)
+        if not args.model and not any((run / f).exists() for f in ("best.keras", "final.keras")):
+            raise ValueError(f"evaluate: --run '{run}' is not a training run folder (no best.keras or final.keras "
+                             f"{'in it' if run.is_dir() else 'there: the folder does not exist'})")
         saved = json.loads((run / "cli.json").read_text()) if (run / "cli.json").exists() else {}
         for k, v in saved.items():  # fill data settings the user did not give
             if k in ("dataset", "annotations", "val_annotations", "images", "root", "classes", "val_samples",
@@ -190,7 +195,7 @@ def cmd_evaluate(args) -> int:
         args.model = args.model or str(run / "best.keras" if (run / "best.keras").exists() else run / "final.keras")
         args.out = args.out or str(run / "eval")
     if not args.model or not args.dataset:
-        raise SystemExit("evaluate: give --run, or --model and --dataset")
+        raise ValueError("evaluate: give --run, or --model and --dataset")
     model = keras.models.load_model(args.model, compile=False, safe_mode=True)
     recs, info = _load_records(args, args.split)
     h, w = model.inputs[0].shape[1:3]
@@ -217,8 +222,25 @@ def cmd_evaluate(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Exit status: 0 done; 2 bad input (the message names the argument, file or model); 1 a failure
+    while training or evaluating (a data worker died, a NaN loss, a bug); 130 interrupted."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
+    from zoo.errors import ZooError
+
+    try:
+        return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
+    except KeyboardInterrupt:
+        again = "; run the same command again to resume from --out" if args.command == "train" else ""
+        print(f"interrupted{again}", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        if isinstance(e, (ValueError, TypeError, OSError, ZooError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def setup_distribution(distribution) -> Placement:
     if backend == "jax" and kind in ("data_parallel", "mirrored"):
         return Placement("data_parallel", keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
     raise ValueError(f"distribution={distribution!r} is not available on the {backend} backend; use 'auto', 'none', "
-                     f"'data_parallel' (both backends), 'mirrored' or 'multi_worker' (TensorFlow).")
+                     f"'data_parallel' (TensorFlow, JAX), 'mirrored' or 'multi_worker' (TensorFlow).")
 
 
 @contextlib.contextmanager

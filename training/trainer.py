@@ -317,6 +317,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     if precision not in _PRECISION:
         raise ValueError(f"precision must be None, 'fp32', 'bf16' or 'fp16'. Received: precision={precision!r}")
     policy = _PRECISION[precision]
+    _check_steps_per_execution(steps_per_execution)
     dist = setup_distribution(distribution)
     out = Path(out_dir) if out_dir is not None else None
     quiet = verbose == 0
@@ -434,6 +435,15 @@ def _optimizer_for(p: Preset, model, task, train_data, epochs, dist: Placement, 
     if policy == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
+
+
+def _check_steps_per_execution(value) -> None:
+    """Before any data worker starts: an integer >= 1, and 1 on PyTorch (Keras runs one step per call there)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"steps_per_execution must be an integer >= 1. Received: steps_per_execution={value!r}")
+    if value > 1 and keras.backend.backend() == "torch":
+        raise ValueError(f"steps_per_execution={value}: the PyTorch backend runs one training step per call; "
+                         f"use steps_per_execution=1 (or KERAS_BACKEND=jax / tensorflow)")
 
 
 def _compile(model, task, train_data, opt, aux_weight, jit_compile, steps_per_execution=1) -> str:

@@ -238,27 +238,30 @@ def build_parser():
     s.add_argument("--winograd", action="store_true",
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.set_defaults(fn=_cmd_predict)
-    for name, module, what in (("convert", "converters.__main__", "convert a Caffe model (see kerazoo convert -h)"),
-                               ("train", "training.__main__", "train a model (see kerazoo train -h)"),
-                               ("evaluate", "training.__main__", "evaluate a model (see kerazoo evaluate -h)")):
-        s = sub.add_parser(name, help=what, add_help=False)
-        s.add_argument("rest", nargs=argparse.REMAINDER)
-        s.set_defaults(fn=None, module=module)
+    for name, what in (("convert", "convert a Caffe model (see kerazoo convert -h)"),
+                       ("train", "train a model (see kerazoo train -h)"),
+                       ("evaluate", "evaluate a model (see kerazoo evaluate -h)")):
+        sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
     return p
+
+
+# Subcommands with their own parsers. Handed their arguments untouched: argparse's REMAINDER in a
+# subparser refuses a first token that looks like an option ("kerazoo train --model ...").
+_DELEGATED = {"convert": "converters.__main__", "train": "training.__main__", "evaluate": "training.__main__"}
 
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in _DELEGATED:
+        command, rest = argv[0], argv[1:]
+        if command == "convert":
+            rest = rest if rest[:1] == ["caffe"] else ["caffe", *rest]
+        else:
+            rest = [command, *rest]
+        return _delegate(_DELEGATED[command], rest) or 0
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.fn is None:  # delegated subcommands keep their own parsers
-        rest = args.rest
-        if args.command == "convert":
-            rest = rest if rest[:1] == ["caffe"] else ["caffe", *rest]
-        elif args.command in ("train", "evaluate"):
-            rest = [args.command, *rest]
-        return _delegate(args.module, rest) or 0
     try:
         args.fn(args)
     except CLIError as e:

@@ -139,11 +139,28 @@ def test_mismatches_raise_clear_errors():
         fit(tiny_pose_model(), np.zeros((4, 32, 32, 3)))
     with pytest.raises(ValueError, match="precision must be"):
         fit(tiny_pose_model(), _pose_data(8), precision="int8")
+    with pytest.raises(ValueError, match="steps_per_execution must be an integer >= 1. Received: steps_per_execution=0"):
+        fit(tiny_pose_model(), _pose_data(8), steps_per_execution=0)
+
+
+@agnostic
+def test_steps_per_execution_on_pytorch_is_refused_before_training():
+    # Keras refuses it on PyTorch only inside model.fit, after the data workers started.
+    if keras.backend.backend() == "torch":
+        with pytest.raises(ValueError, match="steps_per_execution=2: the PyTorch backend runs one training step"):
+            fit(tiny_pose_model(), _pose_data(8), steps_per_execution=2)
+    else:
+        res = fit(tiny_pose_model(), _pose_data(8), epochs=1, steps_per_execution=2, verbose=0)
+        assert res.model.steps_per_execution == 2
 
 
 @agnostic
 def test_data_parallel_distribution():
-    """keras.distribution.DataParallel on JAX, tf.distribute.MirroredStrategy on TensorFlow."""
+    """keras.distribution.DataParallel on JAX, tf.distribute.MirroredStrategy on TensorFlow; refused on PyTorch."""
+    if keras.backend.backend() == "torch":
+        with pytest.raises(ValueError, match="distribution='data_parallel' is not available on the torch backend"):
+            fit(tiny_pose_model(outputs=2), _pose_data(16), epochs=1, distribution="data_parallel", verbose=0)
+        return
     res = fit(tiny_pose_model(outputs=2), _pose_data(16), epochs=1, distribution="data_parallel", verbose=0)
     assert np.isfinite(res.history["loss"]).all()
     if keras.backend.backend() == "jax":
