@@ -69,13 +69,12 @@ def _dim(x, axis):
     return d if d is not None else ops.shape(x)[axis]
 
 
-def _six_from_four(t, tiles):
-    """``t`` (M, 4*tiles + 4, F) -> (M * tiles, 6, F): overlapping windows of 6 with step 4.
+def _six_from_four(t, tiles, f):
+    """``t`` (M, 4*tiles + 4, f) -> (M * tiles, 6, f): overlapping windows of 6 with step 4.
 
     Reshapes and two slices instead of a strided gather: TensorFlow's strided slices on an inner
-    axis were 3x slower than the whole rest of the transform.
+    axis were 3x slower than the whole rest of the transform. ``f`` may be a tensor (unknown sizes).
     """
-    f = t.shape[-1]
     head = ops.reshape(t[:, : 4 * tiles], (-1, 4, f))
     tail = ops.reshape(t[:, 4:], (-1, 4, f))[:, :2]
     return ops.concatenate([head, tail], axis=1)
@@ -172,9 +171,9 @@ class WinogradConv2D(keras.layers.Layer):
         hp, wp = TILE * th + 4, TILE * tw + 4  # 4 more than the tiles cover: both window slices reshape evenly
         x = ops.pad(x, [[0, 0], [pad, hp - h - pad], [pad, wp - w - pad], [0, 0]])
         # Input transform B^T d B, one axis at a time: rows, then columns.
-        t = _six_from_four(ops.reshape(x, (-1, hp, wp * c)), th)                   # (N th, 6r, Wp C)
+        t = _six_from_four(ops.reshape(x, (-1, hp, wp * c)), th, wp * c)           # (N th, 6r, Wp C)
         t = ops.matmul(bt, t)                                                      # (N th, 6a, Wp C)
-        t = _six_from_four(ops.reshape(t, (-1, wp, c)), tw)                         # (N th 6a tw, 6s, C)
+        t = _six_from_four(ops.reshape(t, (-1, wp, c)), tw, c)                      # (N th 6a tw, 6s, C)
         t = ops.matmul(bt, t)                                                      # (N th 6a tw, 6b, C)
         t = ops.reshape(t, (-1, th, 6, tw, 6, c))
         v = ops.reshape(ops.transpose(t, (2, 4, 0, 1, 3, 5)), (36, -1, c))        # (ab, P, C)

@@ -41,6 +41,19 @@ def test_matches_keras_conv2d_at_odd_sizes(rng, padding, h, w, d):
     assert fast.compute_output_shape((2, h, w, 5)) == ref.shape
 
 
+@pytest.mark.parametrize("d", [1, 2])
+def test_unknown_sizes_in_a_compiled_predict(rng, d):
+    # A second size makes TensorFlow's predict function retrace with unknown (None) height and width:
+    # every size is then a tensor inside the layer.
+    conv = _conv(4, 6, "same", dilation_rate=d)
+    inp = keras.Input((None, None, 4))
+    model = keras.Model(inp, WinogradConv2D.from_conv2d(conv)(inp))
+    for shape in ((2, 13, 17, 4), (1, 9, 6, 4), (3, 20, 11, 4)):
+        x = rng.normal(size=shape).astype(np.float32)
+        ref = _np(conv(x))
+        np.testing.assert_allclose(model.predict(x, verbose=0), ref, atol=1e-5 * np.abs(ref).max())
+
+
 def test_kernel_transform_is_exact_on_a_delta():
     # Y = A^T[(G g G^T) . (B^T d B)]A with a single 1 in the kernel is a shifted copy of the input.
     g = np.zeros((3, 3, 1, 1), np.float32)
