@@ -204,6 +204,14 @@ def _delegate(module, argv):
     return importlib.import_module(module).main(argv)
 
 
+# Subcommands with their own parsers: name -> (module, help). Handed their arguments untouched:
+# argparse's REMAINDER in a subparser refuses a first token that looks like an option
+# ("kerazoo train --model ...").
+_DELEGATED = {"convert": ("converters.__main__", "convert a Caffe model (see kerazoo convert -h)"),
+              "train": ("training.__main__", "train a model (see kerazoo train -h)"),
+              "evaluate": ("training.__main__", "evaluate a model (see kerazoo evaluate -h)")}
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="kerazoo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,16 +246,9 @@ def build_parser():
     s.add_argument("--winograd", action="store_true",
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.set_defaults(fn=_cmd_predict)
-    for name, what in (("convert", "convert a Caffe model (see kerazoo convert -h)"),
-                       ("train", "train a model (see kerazoo train -h)"),
-                       ("evaluate", "evaluate a model (see kerazoo evaluate -h)")):
+    for name, (_, what) in _DELEGATED.items():
         sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
     return p
-
-
-# Subcommands with their own parsers. Handed their arguments untouched: argparse's REMAINDER in a
-# subparser refuses a first token that looks like an option ("kerazoo train --model ...").
-_DELEGATED = {"convert": "converters.__main__", "train": "training.__main__", "evaluate": "training.__main__"}
 
 
 def main(argv=None) -> int:
@@ -259,7 +260,7 @@ def main(argv=None) -> int:
             rest = rest if rest[:1] == ["caffe"] else ["caffe", *rest]
         else:
             rest = [command, *rest]
-        return _delegate(_DELEGATED[command], rest) or 0
+        return _delegate(_DELEGATED[command][0], rest) or 0
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -195,12 +195,17 @@ class WinogradConv2D(keras.layers.Layer):
         reason = _ineligible(conv, min_channels=0, min_size=0)
         if reason:
             raise ValueError(f"WinogradConv2D.from_conv2d: layer '{conv.name}' {reason}")
-        layer = cls(conv.filters, padding=conv.padding, use_bias=conv.use_bias,
-                    activation=keras.activations.serialize(conv.activation), dilation_rate=conv.dilation_rate,
-                    name=conv.name, dtype=conv.dtype_policy)
+        layer = cls._like(conv)
         layer.build((None, None, None, conv.kernel.shape[2]))
         layer.set_from_conv2d(conv)
         return layer
+
+    @classmethod
+    def _like(cls, conv):
+        """An unbuilt layer with ``conv``'s settings and name (its weights come from ``set_from_conv2d``)."""
+        return cls(conv.filters, padding=conv.padding, use_bias=conv.use_bias,
+                   activation=keras.activations.serialize(conv.activation), dilation_rate=conv.dilation_rate,
+                   name=conv.name, dtype=conv.dtype_policy)
 
     def set_from_conv2d(self, conv):
         kernel = keras.ops.convert_to_numpy(conv.kernel)
@@ -275,9 +280,7 @@ def optimize_for_inference(model, min_channels=None, min_size=MIN_SIZE, verbose=
 
     def swap(layer):
         if winograd_eligible(layer, min_channels, min_size):
-            new = WinogradConv2D(layer.filters, padding=layer.padding, use_bias=layer.use_bias,
-                                 activation=keras.activations.serialize(layer.activation),
-                                 dilation_rate=layer.dilation_rate, name=layer.name, dtype=layer.dtype_policy)
+            new = WinogradConv2D._like(layer)
             swapped.append((layer, new))
             return new
         return layer
