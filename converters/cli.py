@@ -66,6 +66,11 @@ def _verify(net, model, input_shape, tolerance):
     if not opencv.available():
         _say("Verify: skipped, no OpenCV with the Caffe importer (pip install 'opencv-python-headless<5').")
         return
+    departures = opencv.opencv_departures(net)
+    if departures:
+        _say(f"Verify: skipped, OpenCV cannot check this net: {'; '.join(departures)} (the conversion follows "
+             "Caffe's own code there).")
+        return
     rng = np.random.default_rng(0)
     feed, shapes = {}, {}
     for t in model.inputs:

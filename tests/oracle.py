@@ -8,6 +8,8 @@ def opencv_forward(prototxt_text, inputs, caffemodel=None, outputs=None, blobs=N
     """Run a Caffe net through OpenCV's dnn importer (the independent oracle).
 
     ``inputs`` maps input names to NHWC arrays; returns NHWC (or 2-D) float32 arrays per output.
+    ``outputs``: layer names (their first top), ``(layer, i)`` (the i-th top) or ``(layer, i, top)``
+    (the top's name when OpenCV names the layer after it); the default is every unconnected output layer.
     ``blobs`` (optional) maps layer names to lists of Caffe-layout arrays set on the layers
     instead of a caffemodel (e.g. conv weights (O, I, kh, kw) and bias (1, O)).
     """
@@ -28,5 +30,11 @@ def opencv_forward(prototxt_text, inputs, caffemodel=None, outputs=None, blobs=N
         x = np.asarray(x, np.float32)
         net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
     names = outputs or list(net.getUnconnectedOutLayersNames())
-    outs = net.forward(names)
+    # A name is a layer's first output; (layer, i) its i-th top (layers with several tops, e.g. Slice);
+    # (layer, i, top) falls back to the top's name, which OpenCV 4.14 gives some layers instead.
+    known = set(net.getLayerNames())
+    pairs = [(n, 0) if isinstance(n, str) else (n[0] if n[0] in known or len(n) < 3 else n[2], n[1]) for n in names]
+    layers = list(dict.fromkeys(layer for layer, _ in pairs))
+    per_layer = dict(zip(layers, net.forwardAndRetrieve(layers)))
+    outs = [per_layer[layer][i] for layer, i in pairs]
     return {n: (o.transpose(0, 2, 3, 1) if o.ndim == 4 else o) for n, o in zip(names, outs)}

@@ -288,12 +288,12 @@ class InterpAlignCorners(keras.layers.Layer):
             ref_shape = ops.shape(ref)
         else:
             x, ref_shape = inputs, None
+        oh, ow = self._out_size(ops.shape(x)[1], ops.shape(x)[2], ref_shape)  # the pads count in here
         if self.pad_beg or self.pad_end:
             end_h = ops.shape(x)[1] + self.pad_end
             end_w = ops.shape(x)[2] + self.pad_end
             x = x[:, -self.pad_beg:end_h, -self.pad_beg:end_w, :]
         h, w = ops.shape(x)[1], ops.shape(x)[2]
-        oh, ow = self._out_size(h, w, ref_shape)
         if _is_static(h, w, oh, ow) and (h, w) == (oh, ow):
             return x
         a_h = _align_corners_matrix(h, oh, x.dtype)

@@ -46,12 +46,14 @@ class Context:
         self.fold = bn_scale_pairs(net)  # BatchNorm layer name -> its Scale layer
         self.folded_scales = {s.name for s in self.fold.values()}
         self.folded = 0
-        self._reserved = {keras_name(l.name) for l in net.layers}
+        self._keras_names = _unique_keras_names(net)
+        self._reserved = set(self._keras_names.values()) | {keras_name(l.name) for l in net.layers}
         self._used: set[str] = set()
 
     def name(self, layer: Layer) -> str:
-        """Keras name of the layer that carries ``layer``'s weights (= its Caffe name)."""
-        n = keras_name(layer.name)
+        """Keras name of the layer that carries ``layer``'s weights: its Caffe name with ``/`` as ``_``
+        (``_2``, ``_3``, ... appended when that name is already taken, e.g. by ``conv/1`` and ``conv_1``)."""
+        n = self._keras_names.get(layer.name, keras_name(layer.name))
         self._used.add(n)
         return n
 
@@ -105,6 +107,24 @@ class Context:
     def shape(self, blob_id: str):
         """Inferred Caffe (NCHW) shape of a blob, or ``None``."""
         return self.net.shapes.get(blob_id)
+
+
+def _unique_keras_names(net: Net) -> dict[str, str]:
+    """Caffe layer name -> Keras name, unique and never an input's name (Keras requires both)."""
+    taken = {keras_name(net.caffe_names.get(b, b)) for b in net.inputs}
+    wanted = {keras_name(l.name) for l in net.layers}
+    names = {}
+    for layer in net.layers:
+        if layer.type == "Input":  # becomes keras.Input, named after its top
+            continue
+        n, k = keras_name(layer.name), 2
+        while n in taken:
+            n, k = f"{keras_name(layer.name)}_{k}", k + 1
+            while n in wanted:  # also keep clear of the names later layers want as they are
+                n, k = f"{keras_name(layer.name)}_{k}", k + 1
+        taken.add(n)
+        names[layer.name] = n
+    return names
 
 
 def at(layer: Layer) -> str:

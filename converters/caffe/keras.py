@@ -13,6 +13,7 @@ names (``/`` replaced by ``_``); helper layers get a suffix (``conv1_pad``).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import keras
@@ -108,8 +109,10 @@ def convert_inner_product(layer, inputs, ctx):
     rank = len(x.shape)
     axis = int(opt(ip, "axis", 1))
     axis = axis + rank if axis < 0 else axis
-    chw = None
-    if rank == 4 and axis == 1:
+    chw, nchw = None, rank == 4 and axis == 3
+    if nchw:  # Caffe's last axis is W, NHWC's is C: apply the Dense in Caffe's (N, C, H, W) order
+        x = keras.layers.Permute((3, 1, 2), name=ctx.aux(layer.name, "to_nchw"))(x)
+    elif rank == 4 and axis == 1:
         chw = _static_chw(x, layer.bottoms[0], ctx, layer)
         x = keras.layers.Flatten(name=ctx.aux(layer.name, "flatten"))(x)  # NHWC order: kernel reordered
     elif rank != axis + 1:
@@ -123,7 +126,10 @@ def convert_inner_product(layer, inputs, ctx):
     if layer.blobs:
         arrays = [B.dense_kernel(layer.blobs[0], transpose=transpose, chw=chw)] + \
             ([B.vector(layer.blobs[1])] if bias else [])
-    return [ctx.call(dense, x, arrays, layer)]
+    y = ctx.call(dense, x, arrays, layer)
+    if nchw:  # the 4-D top (N, C, H, num_output) back to NHWC
+        y = keras.layers.Permute((2, 3, 1), name=ctx.aux(layer.name, "to_nhwc"))(y)
+    return [y]
 
 
 def convert_pooling(layer, inputs, ctx):
@@ -159,7 +165,11 @@ def _power(layer, name):
 def _exp_log(cls, field_name):
     def make(layer, name):
         p = sub(layer.param, field_name)
-        return cls(opt(p, "base", -1.0), opt(p, "scale", 1.0), opt(p, "shift", 0.0), name=name)
+        base = opt(p, "base", -1.0)
+        if base != -1 and not base > 0:  # as Caffe's CHECK_GT(base, 0) in exp_layer.cpp / log_layer.cpp
+            raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {field_name}.base must be -1 (e) "
+                             f"or > 0, got {base:g}")
+        return cls(base, opt(p, "scale", 1.0), opt(p, "shift", 0.0), name=name)
 
     return make
 
@@ -255,6 +265,9 @@ def convert_slice(layer, inputs, ctx):
     sp = sub(layer.param, "slice_param")
     axis = int(opt(sp, "axis", opt(sp, "slice_dim", 1)))
     points = [int(p) for p in rep(sp, "slice_point")]
+    if axis in (0, -len(inputs[0].shape)):
+        raise UnsupportedLayerError(f"layer '{layer.name}' (Slice{at(layer)}): slicing the batch axis (axis 0) "
+                                    "is not supported")
     if points and len(points) != len(layer.tops) - 1:
         raise GraphError(
             f"layer '{layer.name}' (Slice{at(layer)}): {len(points)} slice_point for {len(layer.tops)} tops"
@@ -271,6 +284,9 @@ def convert_split(layer, inputs, ctx):
 def convert_crop(layer, inputs, ctx):
     cp = sub(layer.param, "crop_param")
     offsets = tuple(int(o) for o in rep(cp, "offset"))
+    if len(inputs[0].shape) != 4:
+        raise UnsupportedLayerError(f"layer '{layer.name}' (Crop{at(layer)}): only 4-D (N, C, H, W) blobs are "
+                                    f"supported, got a {len(inputs[0].shape)}-D blob")
     return [CropToReference(axis=int(opt(cp, "axis", 2)), offset=offsets, name=ctx.name(layer))(list(inputs))]
 
 
@@ -404,6 +420,22 @@ def _check_supported(net: Net):
             )
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(e: Exception) -> str:
+    """``Type: message`` of an error raised inside Keras, on one line, without Keras' wrapping.
+
+    Keras wraps errors from a layer's ``call`` in "Exception encountered when calling ..." with
+    bold-text escape codes and the call's arguments; the cause is after "Error encountered:".
+    """
+    text = _ANSI.sub("", str(e))
+    if "Error encountered:" in text:
+        text = text.split("Error encountered:", 1)[1].split("Arguments received", 1)[0]
+    text = " ".join(text.split())
+    return f"{type(e).__name__}: {text[:400] + ' ...' if len(text) > 400 else text}"
+
+
 def _convert_layer(layer, ctx):
     if layer.name in ctx.folded_scales:  # folded into the preceding BatchNorm
         ctx.tensors[layer.tops[0]] = ctx.tensors[layer.bottoms[0]]
@@ -417,7 +449,7 @@ def _convert_layer(layer, ctx):
     except CaffeError:
         raise
     except Exception as e:  # Keras shape errors: say which Caffe layer caused them
-        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {type(e).__name__}: {e}") from e
+        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {_one_line(e)}") from e
     for top, y in zip(layer.tops, ys):
         ctx.tensors[top] = y
 
@@ -427,6 +459,9 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
     from tqdm.auto import tqdm
 
     _check_supported(net)
+    if not net.inputs or not net.outputs:
+        what = "no input (input:/input_shape, or an Input layer)" if not net.inputs else "no output blob"
+        raise GraphError(f"net '{net.name or '(unnamed)'}' has {what}: there is nothing to convert")
     ctx = Context(net)
     inputs = []
     for blob, shape in _input_shapes(net, input_shape).items():

@@ -48,12 +48,6 @@ def _from_caffe(x):
     return ops.transpose(x, (0, 2, 3, 1)) if len(x.shape) == 4 else x
 
 
-def _broadcast_shape(caffe_shape, rank):
-    """Caffe-order broadcast shape -> the same in Keras order (4-D: NCHW -> NHWC)."""
-    s = list(caffe_shape)
-    return [s[0], s[2], s[3], s[1]] if rank == 4 else s
-
-
 @_register
 class GroupedConv2D(keras.layers.Conv2D):
     """``Conv2D`` with ``groups > 1`` that runs on every backend.
@@ -95,18 +89,21 @@ class CaffeScale(keras.layers.Layer):
         self.weight_shape = tuple(int(d) for d in weight_shape)
         self.axis, self.rank, self.bias_term = int(axis), int(rank), bool(bias_term)
         caffe = [1] * self.axis + list(self.weight_shape)
-        caffe += [1] * (self.rank - len(caffe))
-        self._bshape = _broadcast_shape(caffe, self.rank)
+        self._caffe_bshape = caffe + [1] * (self.rank - len(caffe))
 
     def build(self, input_shape):
         self.scale = self.add_weight(name="scale", shape=self.weight_shape, initializer="ones")
         if self.bias_term:
             self.bias = self.add_weight(name="bias", shape=self.weight_shape, initializer="zeros")
 
+    def _broadcast(self, w, dtype):
+        # The blob is in Caffe's axis order: a (C, H, W) blob must be transposed, not only reshaped.
+        return _from_caffe(ops.reshape(ops.cast(w, dtype), self._caffe_bshape))
+
     def call(self, x):
-        y = x * ops.reshape(ops.cast(self.scale, x.dtype), self._bshape)
+        y = x * self._broadcast(self.scale, x.dtype)
         if self.bias_term:
-            y = y + ops.reshape(ops.cast(self.bias, x.dtype), self._bshape)
+            y = y + self._broadcast(self.bias, x.dtype)
         return y
 
     def get_config(self):
@@ -277,7 +274,8 @@ class CaffeReshape(keras.layers.Layer):
     The input is brought to Caffe order, reshaped, and a 4-D result is brought back to NHWC.
 
     Args:
-        dims: Caffe ``reshape_param.shape.dim`` (``0`` copies the input dimension, ``-1`` is inferred).
+        dims: Caffe ``reshape_param.shape.dim`` (``0`` copies the input dimension, ``-1`` is inferred;
+            a leading ``1`` on the batch axis, as deploy nets of batch 1 write it, keeps the batch).
         axis, num_axes: the input axes replaced by ``dims`` (Caffe semantics; ``num_axes=-1``: all).
     A ``Flatten`` of axes ``[a, e]`` is ``dims=(-1,), axis=a, num_axes=e - a + 1``.
     """
@@ -291,20 +289,24 @@ class CaffeReshape(keras.layers.Layer):
         rank = len(shape)
         a = self.axis + rank + 1 if self.axis < 0 else self.axis
         end = rank if self.num_axes == -1 else a + self.num_axes
-        mid = [shape[a + i] if d == 0 else d for i, d in enumerate(self.dims)]
-        replaced = shape[a:end]
-
-        def infer(d):
-            return isinstance(d, int) and d == -1
-
-        known = [d for d in mid if not infer(d)]
-        if any(infer(d) for d in mid) and all(isinstance(d, int) for d in replaced + known):
-            total = int(np.prod(replaced)) if replaced else 1
-            rest = int(np.prod(known)) if known else 1
-            mid = [total // rest if infer(d) else d for d in mid]
+        dims = self.dims
+        if a == 0 and dims and dims[0] == 1:
+            # Deploy nets declare batch 1; with Keras' batches an explicit 1 there means "per sample".
+            dims = (0,) + dims[1:]
+        mid = [shape[a + i] if d == 0 else d for i, d in enumerate(dims)]
+        if -1 in dims:
+            # A copied dimension (0) is on both sides, so it cancels: the inferred one is static
+            # whenever the other replaced dimensions are, even with a dynamic batch size.
+            # (reshape_layer.cpp: the bottom's count over the explicit, prefix, suffix and copied dims.)
+            copied = {a + i for i, d in enumerate(dims) if d == 0}
+            others = [shape[j] for j in range(a, end) if j not in copied]
+            outside = [shape[j] for j in copied if j >= end]
+            if all(isinstance(d, int) for d in others + outside):
+                rest = int(np.prod([d for d in dims if d > 0] + outside))
+                mid = [int(np.prod(others)) // rest if d == -1 else m for d, m in zip(dims, mid)]
         target = list(shape[:a]) + mid + list(shape[end:])
         # A dynamic batch size becomes -1, so every other dimension stays static.
-        if target and not isinstance(target[0], int) and not any(infer(d) for d in target):
+        if target and not isinstance(target[0], int) and not any(isinstance(d, int) and d == -1 for d in target):
             target[0] = -1
         return target
 

@@ -17,7 +17,8 @@ import numpy as np
 from converters.caffe.context import bn_epsilon
 from converters.caffe.graph import Net
 
-__all__ = ["caffemodel_bytes", "opencv_files", "opencv_output_layers", "opencv_forward", "available"]
+__all__ = ["caffemodel_bytes", "opencv_files", "opencv_output_layers", "opencv_departures", "opencv_forward",
+           "available"]
 
 
 def _varint(n: int) -> bytes:
@@ -96,19 +97,42 @@ def opencv_files(net: Net, input_shapes: dict[str, tuple] | None = None) -> tupl
     return "\n".join(lines) + "\n", caffemodel_bytes(model, net.name or "")
 
 
-def opencv_output_layers(net: Net) -> dict[str, str]:
-    """Caffe output top name -> the OpenCV layer whose output it is in :func:`opencv_files`' net.
+def opencv_output_layers(net: Net) -> dict[str, tuple[str, int, str]]:
+    """Caffe output top -> ``(OpenCV layer, index among that layer's tops, top)`` in :func:`opencv_files`' net.
 
     OpenCV names outputs after layers: the last layer writing the blob (``<name>_scale`` for a
-    rewritten ``BN``).
+    rewritten ``BN``); a layer with several tops (``Slice``) has one output per top. OpenCV 4.14
+    names some layers after their top instead (a Convolution ``x`` with top ``y`` is ``y``), so
+    :func:`opencv_forward` falls back to the top's name.
     """
     producers = net.producers()
     out = {}
     for blob in net.outputs:
         layer = producers[blob]
         name = layer.param.name if getattr(layer.param, "name", "") else layer.name
-        out[net.caffe_names.get(blob, blob)] = name + "_scale" if layer.type == "BN" else name
+        top = net.caffe_names.get(blob, blob)
+        out[top] = (name + "_scale", 0, top) if layer.type == "BN" else (name, list(layer.tops).index(blob), top)
     return out
+
+
+def opencv_departures(net: Net) -> list[str]:
+    """Layers where OpenCV's Caffe engine does not compute what Caffe does, so it cannot check them.
+
+    OpenCV's ``Interp`` ignores ``pad_beg``/``pad_end`` and sizes ``shrink_factor`` + ``zoom_factor``
+    differently from ``interp_layer.cpp`` (which the converter follows).
+    """
+    from converters.caffe.params import opt, sub
+
+    found = []
+    for layer in net.layers:
+        if layer.type != "Interp":
+            continue
+        ip = sub(layer.param, "interp_param")
+        if opt(ip, "pad_beg", 0) or opt(ip, "pad_end", 0):
+            found.append(f"Interp '{layer.name}' has pad_beg/pad_end, which OpenCV ignores")
+        elif opt(ip, "shrink_factor", None) and opt(ip, "zoom_factor", None) and len(layer.bottoms) == 1:
+            found.append(f"Interp '{layer.name}' has shrink_factor and zoom_factor, which OpenCV sizes differently")
+    return found
 
 
 def available() -> bool:
@@ -120,11 +144,12 @@ def available() -> bool:
     return hasattr(cv2, "dnn") and hasattr(cv2.dnn, "readNetFromCaffe")
 
 
-def opencv_forward(prototxt_text: str, caffemodel: bytes, inputs: dict, outputs: list[str]) -> dict:
-    """Forward NHWC ``inputs`` (name -> array) through OpenCV; returns layer name -> NHWC array.
+def opencv_forward(prototxt_text: str, caffemodel: bytes, inputs: dict, outputs: list[tuple[str, int, str]]) -> dict:
+    """Forward NHWC ``inputs`` (name -> array) through OpenCV; returns each entry of ``outputs`` -> NHWC array.
 
-    ``outputs`` are OpenCV layer names (the last layer writing each output blob). Fusion and
-    Winograd are off, backend OpenCV on CPU, so results are Caffe's to float32 rounding.
+    ``outputs`` are ``(OpenCV layer name, index among its tops, top name)``, as
+    :func:`opencv_output_layers` gives them. Fusion and Winograd are off, backend OpenCV on CPU,
+    so results are Caffe's to float32 rounding.
     """
     import cv2
 
@@ -136,6 +161,12 @@ def opencv_forward(prototxt_text: str, caffemodel: bytes, inputs: dict, outputs:
     for name, x in inputs.items():
         x = np.asarray(x, np.float32)
         net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
-    outs = net.forward(list(outputs))
-    return {n: (o.transpose(0, 2, 3, 1) if o.ndim == 4 else o) for n, o in zip(outputs, outs)}
-
+    known = set(net.getLayerNames())
+    layer_of = {(layer, i, top): layer if layer in known else top for layer, i, top in outputs}
+    layers = list(dict.fromkeys(layer_of.values()))
+    per_layer = dict(zip(layers, net.forwardAndRetrieve(layers)))  # every top of each layer
+    out = {}
+    for key, layer in layer_of.items():
+        o = per_layer[layer][key[1]]
+        out[key] = o.transpose(0, 2, 3, 1) if o.ndim == 4 else o
+    return out

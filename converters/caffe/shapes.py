@@ -292,7 +292,8 @@ def _interp(param, bottoms, where):
     if len(bottoms) == 2:  # DeepLab: resize to the second bottom
         _four_d(bottoms[1], where)
         size = tuple(bottoms[1][2:])
-    elif has_s or has_z:
+    elif has_s != has_z or (has_s and not (p.HasField("height") and p.HasField("width"))):
+        # interp_layer.cpp's order: shrink only, zoom only, height + width, then shrink and zoom.
         size = tuple(interp_output_size(n, zoom_factor=p.zoom_factor if has_z else None,
                                         shrink_factor=p.shrink_factor if has_s else None,
                                         pad_beg=p.pad_beg, pad_end=p.pad_end) for n in b[2:])

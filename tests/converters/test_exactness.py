@@ -29,9 +29,10 @@ def _inputs(net, rng, positive=False):
 
 
 def _output_layers(net):
-    """Caffe top name -> the layer that last wrote it (the name OpenCV's forward() takes)."""
+    """Caffe top name -> (the layer that last wrote it, the top's index among its tops, the top)."""
     producers = net.producers()
-    return {net.caffe_names.get(b, b): producers[b].name for b in net.outputs}
+    return {net.caffe_names.get(b, b): (producers[b].name, list(producers[b].tops).index(b), net.caffe_names.get(b, b))
+            for b in net.outputs}
 
 
 def run_against_opencv(tmp_path, proto, rng, *, opencv_proto=None, opencv_blobs=None, input_shape=None,

@@ -1,0 +1,170 @@
+"""Legal but unusual Caffe nets, each of which the converter once got wrong (found by an adversarial
+review): Scale blobs over channels and space, Interp pads and precedence, the Reshape-then-InnerProduct
+flatten idiom with a dynamic batch, InnerProduct on the last axis of a 4-D blob, outputs of
+multi-top layers, Keras-name collisions, and the errors of nets the converter cannot take.
+
+References are OpenCV's Caffe engine, except where OpenCV departs from Caffe (Interp pads): there the
+reference is OpenCV on the input cropped as ``interp_layer.cpp`` crops it.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from converters import caffe
+from converters.caffe.errors import GraphError, UnsupportedLayerError
+from converters.caffe.keras import _one_line
+from converters.caffe.reader import loads
+from converters.cli import main
+from tests.caffe_files import caffemodel_bytes, random_blobs_for, write_net
+from tests.converters.test_exactness import run_against_opencv
+from tests.oracle import opencv_forward
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _net(body, c=4, h=37, w=53):
+    return f'input: "data" input_shape {{ dim: 1 dim: {c} dim: {h} dim: {w} }}\n' + body
+
+
+@pytest.mark.parametrize("param", ["axis: 1 num_axes: -1", "axis: 1 num_axes: 2 bias_term: true",
+                                   "axis: 2 num_axes: 2 bias_term: true", "axis: 1 num_axes: 3"])
+def test_scale_blob_over_channels_and_space(tmp_path, rng, param):
+    # A (C, H, W) blob is in Caffe's axis order: reshaping it to NHWC without a transpose was wrong.
+    proto = _net(f'layer {{ name: "s" type: "Scale" bottom: "data" top: "s" scale_param {{ {param} }} }}\n')
+    run_against_opencv(tmp_path, proto, rng)
+
+
+@pytest.mark.parametrize("sizing, size", [("zoom_factor: 2", (63, 95)), ("shrink_factor: 3", (11, 16)),
+                                          ("height: 20 width: 31", (20, 31)),
+                                          ("shrink_factor: 2 zoom_factor: 3", (46, 70))])
+def test_interp_pads_crop_once(tmp_path, rng, sizing, size):
+    # pad_beg -2 / pad_end -3 crop 37x53 to 32x48, then the size rule applies once (it applied twice):
+    # zoom z: (n - 1) z + 1; shrink s: (n - 1) // s + 1; shrink then zoom.
+    proto = _net('layer { name: "i" type: "Interp" bottom: "data" top: "i" '
+                 f'interp_param {{ {sizing} pad_beg: -2 pad_end: -3 }} }}\n', c=3)
+    net = caffe.load(*write_net(tmp_path, proto))
+    model = caffe.to_keras(net, progress=False)
+    x = rng.normal(size=(1, 37, 53, 3)).astype(np.float32)
+    y = keras.ops.convert_to_numpy(model(x))
+    assert net.shapes[net.outputs[0]] == (1, 3) + size
+    assert tuple(model.output.shape[1:]) == size + (3,) and y.shape == (1,) + size + (3,)
+    # Reference: OpenCV's Interp (which ignores pads) from the hand-cropped input to the same size.
+    crop = x[:, 2:37 - 3, 2:53 - 3]
+    ref_proto = _net(f'layer {{ name: "i" type: "Interp" bottom: "data" top: "i" '
+                     f'interp_param {{ height: {size[0]} width: {size[1]} }} }}\n', c=3, h=32, w=48)
+    ref = opencv_forward(ref_proto, {"data": crop})["i"]
+    np.testing.assert_allclose(y, ref, atol=1e-5 * np.abs(ref).max())
+
+
+def test_interp_height_width_win_over_shrink_and_zoom(tmp_path, rng):
+    # interp_layer.cpp: shrink only, zoom only, height + width, then shrink and zoom. Shape inference
+    # followed a different order, so a following InnerProduct got blobs of the wrong size.
+    proto = _net('layer { name: "i" type: "Interp" bottom: "data" top: "i" '
+                 'interp_param { shrink_factor: 2 zoom_factor: 3 height: 20 width: 20 } }\n'
+                 'layer { name: "fc" type: "InnerProduct" bottom: "i" top: "fc" inner_product_param { num_output: 3 } }\n',
+                 c=2)
+    net = caffe.load(*write_net(tmp_path, proto, random_blobs_for(proto, rng)))
+    assert net.shapes[net.layers[0].tops[0]] == (1, 2, 20, 20)
+    model = caffe.to_keras(net, progress=False)
+    assert model.get_layer("i").output.shape[1:3] == (20, 20)
+    assert model.output.shape[1:] == (3,)
+
+
+@pytest.mark.parametrize("dims", ["dim: 0 dim: -1", "dim: 1 dim: -1", "dim: 0 dim: -1 dim: 1 dim: 1"])
+def test_reshape_then_inner_product(tmp_path, rng, dims):
+    # Caffe's flatten idiom: the inferred dimension must stay static when the batch is dynamic (TensorFlow).
+    proto = _net('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                 'convolution_param { num_output: 4 kernel_size: 3 } }\n'
+                 f'layer {{ name: "r" type: "Reshape" bottom: "c" top: "r" reshape_param {{ shape {{ {dims} }} }} }}\n'
+                 'layer { name: "fc" type: "InnerProduct" bottom: "r" top: "fc" inner_product_param { num_output: 3 } }\n',
+                 h=7, w=5)
+    _, model, _ = run_against_opencv(tmp_path, proto, rng)
+    assert model.get_layer("r").output.shape[1:] in [(60,), (1, 1, 60)]
+
+
+@pytest.mark.parametrize("axis", [3, -1])
+@pytest.mark.parametrize("chw", [(4, 37, 53), (4, 5, 4)])
+def test_inner_product_on_the_width_axis(tmp_path, rng, axis, chw):
+    # Caffe's last axis of a 4-D blob is W; the Dense once took NHWC's last axis, C (silently, when C == W).
+    proto = _net(f'layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+                 f'inner_product_param {{ num_output: 3 axis: {axis} }} }}\n', *chw)
+    run_against_opencv(tmp_path, proto, rng)
+
+
+def test_outputs_of_a_layer_with_several_tops(tmp_path, rng, capsys):
+    proto = _net('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                 'convolution_param { num_output: 4 kernel_size: 3 } }\n'
+                 'layer { name: "sl" type: "Slice" bottom: "c" top: "a" top: "b" slice_param { axis: 1 slice_point: 1 } }\n')
+    run_against_opencv(tmp_path, proto, rng)  # the test oracle compares each top, not the first twice
+    files = write_net(tmp_path, proto, random_blobs_for(proto, rng))
+    assert main(["caffe", *files, "-o", str(tmp_path / "sl.keras"), "--verify", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Verify: a: max relative" in text and "Verify: b: max relative" in text
+
+
+def test_verify_says_where_opencv_cannot_check(tmp_path, rng, capsys):
+    proto = _net('layer { name: "i" type: "Interp" bottom: "data" top: "i" '
+                 'interp_param { zoom_factor: 2 pad_beg: -1 pad_end: -2 } }\n', c=2, h=17, w=13)
+    files = write_net(tmp_path, proto)
+    out = tmp_path / "i.keras"
+    assert main(["caffe", *files, "-o", str(out), "--verify", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Verify: skipped" in text and "Interp 'i' has pad_beg/pad_end" in text
+    assert "i -> i (None, 27, 19, 2)" in text and out.exists()
+
+
+def test_keras_name_collisions_get_suffixes(tmp_path, rng):
+    # "conv/1" and "conv_1" are both "conv_1" in Keras; a layer may also be named like the input blob.
+    proto = _net('layer { name: "conv/1" type: "Convolution" bottom: "data" top: "a" '
+                 'convolution_param { num_output: 2 kernel_size: 3 } }\n'
+                 'layer { name: "conv_1" type: "Convolution" bottom: "data" top: "b" '
+                 'convolution_param { num_output: 2 kernel_size: 1 } }\n'
+                 'layer { name: "data" type: "Convolution" bottom: "data" top: "c" '
+                 'convolution_param { num_output: 2 kernel_size: 3 } }\n', c=3, h=11, w=9)
+    _, model, _ = run_against_opencv(tmp_path, proto, rng)
+    names = [layer.name for layer in model.layers]
+    assert {"conv_1", "conv_1_2", "data", "data_2"} <= set(names) and len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("layer, match", [
+    ('type: "Exp" exp_param { base: -2 }', r"'e' \(Exp, line 2\): exp_param.base must be -1 \(e\) or > 0, got -2"),
+    ('type: "Log" log_param { base: 0 }', r"log_param.base must be -1 \(e\) or > 0, got 0"),
+    ('type: "Slice" slice_param { axis: 0 }', r"'e' \(Slice, line 2\): slicing the batch axis"),
+])
+def test_unconvertible_parameters_say_so(tmp_path, layer, match):
+    tops = 'top: "e" top: "f"' if "Slice" in layer else 'top: "e"'
+    proto = 'input: "data" input_shape { dim: 2 dim: 4 dim: 5 dim: 7 }\n' \
+            f'layer {{ name: "e" {layer} bottom: "data" {tops} }}\n'
+
+    with pytest.raises((GraphError, UnsupportedLayerError), match=match):
+        caffe.to_keras(caffe.load(write_net(tmp_path, proto)[0]), progress=False)
+
+
+def test_crop_of_flat_blobs_is_refused_by_name(tmp_path):
+    proto = ('input: "a" input_shape { dim: 2 dim: 9 }\ninput: "b" input_shape { dim: 2 dim: 4 }\n'
+             'layer { name: "crop" type: "Crop" bottom: "a" bottom: "b" top: "crop" crop_param { axis: 1 } }\n')
+    with pytest.raises(UnsupportedLayerError, match=r"'crop' \(Crop, line 3\): only 4-D .* got a 2-D blob"):
+        caffe.to_keras(caffe.load(write_net(tmp_path, proto)[0]), progress=False)
+
+
+@pytest.mark.parametrize("text, match", [("", "has no input"), ('name: "n"', "'n' has no input"),
+                                         ('input: "data" input_shape { dim: 1 dim: 3 dim: 4 dim: 4 }', "no output")])
+def test_nets_with_nothing_to_convert(text, match):
+    with pytest.raises(GraphError, match=match):
+        caffe.to_keras(loads(text), progress=False)
+
+
+def test_errors_from_inside_keras_are_one_line():
+    @keras.saving.register_keras_serializable(package="kerazoo_test")
+    class Failing(keras.layers.Layer):
+        def call(self, x):
+            raise ValueError("math domain error")
+
+    try:
+        Failing()(keras.Input((3,)))
+    except Exception as e:  # Keras' own wrapping, with escape codes and the call's arguments
+        raw = e
+    text = _one_line(raw)
+    assert "math domain error" in text and "\n" not in text and "\x1b" not in text
+    assert "Arguments received" not in text and text.startswith(type(raw).__name__)
