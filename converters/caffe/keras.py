@@ -13,7 +13,6 @@ names (``/`` replaced by ``_``); helper layers get a suffix (``conv1_pad``).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 import keras
@@ -22,7 +21,7 @@ from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
 from converters.caffe.context import (Context, Conversion, at, bn_epsilon, bn_scale_pairs, host_constant_initializers,
                                       keras_name, preloaded_weights)
-from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
+from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError, one_line
 from converters.caffe.graph import Layer, Net
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
 from zoo.layers import ChannelScale, CropToReference, CaffePooling2D, InterpAlignCorners
@@ -420,22 +419,6 @@ def _check_supported(net: Net):
             )
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _one_line(e: Exception) -> str:
-    """``Type: message`` of an error raised inside Keras, on one line, without Keras' wrapping.
-
-    Keras wraps errors from a layer's ``call`` in "Exception encountered when calling ..." with
-    bold-text escape codes and the call's arguments; the cause is after "Error encountered:".
-    """
-    text = _ANSI.sub("", str(e))
-    if "Error encountered:" in text:
-        text = text.split("Error encountered:", 1)[1].split("Arguments received", 1)[0]
-    text = " ".join(text.split())
-    return f"{type(e).__name__}: {text[:400] + ' ...' if len(text) > 400 else text}"
-
-
 def _convert_layer(layer, ctx):
     if layer.name in ctx.folded_scales:  # folded into the preceding BatchNorm
         ctx.tensors[layer.tops[0]] = ctx.tensors[layer.bottoms[0]]
@@ -449,7 +432,7 @@ def _convert_layer(layer, ctx):
     except CaffeError:
         raise
     except Exception as e:  # Keras shape errors: say which Caffe layer caused them
-        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {_one_line(e)}") from e
+        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {one_line(e)}") from e
     for top, y in zip(layer.tops, ys):
         ctx.tensors[top] = y
 

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from converters import caffe
-from converters.caffe.errors import GraphError, UnsupportedLayerError
-from converters.caffe.keras import _one_line
+from converters.caffe.errors import GraphError, UnsupportedLayerError, one_line
 from converters.caffe.reader import loads
 from converters.cli import main
-from tests.caffe_files import caffemodel_bytes, random_blobs_for, write_net
+from tests.caffe_files import random_blobs_for, write_net
 from tests.converters.test_exactness import run_against_opencv
 from tests.oracle import opencv_forward
 
@@ -165,6 +164,6 @@ def test_errors_from_inside_keras_are_one_line():
         Failing()(keras.Input((3,)))
     except Exception as e:  # Keras' own wrapping, with escape codes and the call's arguments
         raw = e
-    text = _one_line(raw)
+    text = one_line(raw)
     assert "math domain error" in text and "\n" not in text and "\x1b" not in text
     assert "Arguments received" not in text and text.startswith(type(raw).__name__)
