@@ -10,9 +10,11 @@ Examples::
         --batch-size 8 --epochs 50 --precision bf16 --out runs/psp
 
 ``train`` writes ``best.keras``, ``final.keras``, ``log.csv``, ``summary.json``, ``config.json``
-and ``cli.json`` into ``--out``; started again with the same ``--out`` after a crash or kill it
-resumes from ``--out/backup``. ``evaluate`` prints the per-joint / per-class table and writes
-``table.csv`` and ``predictions.csv`` (one row per sample and joint / per image).
+and ``cli.json`` into ``--out`` (nothing when it fails to start); started again with the same ``--out``
+after a crash or kill it resumes from ``--out/backup``, and in a finished run's folder it replaces that
+run's checkpoints and summary. ``evaluate`` prints the per-joint / per-class table and writes
+``table.csv`` and ``predictions.csv`` (one row per sample and joint / per image) into ``RUN/eval``
+(``RUN/eval_train`` for ``--split train``).
 """
 
 from __future__ import annotations
@@ -92,12 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "multi_worker"))
     t.add_argument("--backup-every", type=int, help="batches between backups (default: every epoch)")
     t.add_argument("--tensorboard", action="store_true")
-    t.add_argument("--verbose", type=int, default=2)
+    t.add_argument("--verbose", type=int, choices=(0, 1, 2),
+                   help="Keras verbosity: 1 a progress bar, 2 one line per epoch (default: 1 on a terminal, else 2)")
     e = sub.add_parser("evaluate", help="evaluate a model, print the table, write CSVs")
     e.add_argument("--model", help=".keras file (default: RUN/best.keras)")
     e.add_argument("--run", help="training output folder: reuse its data settings and best.keras")
-    e.add_argument("--split", default="val", help="train or val")
-    e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval or none)")
+    e.add_argument("--split", default="val", choices=("train", "val"))
+    e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval, or RUN/eval_train "
+                                 "for --split train; none without --run)")
     e.add_argument("--flip", action="store_true", help="pose: flip-test averaging")
     _data_args(e)
     for parser in (t, e):
@@ -144,38 +148,37 @@ def _default_input(args, records):
 
 
 def cmd_train(args) -> int:
-    from training.callbacks import _write_json
     from training.trainer import fit
 
     if not args.dataset:
         raise SystemExit("train: --dataset is required")
+    if args.verbose is None:
+        args.verbose = 1 if sys.stdout.isatty() else 2
     train_recs, info = _load_records(args, "train")
     val_recs, _ = _load_records(args, "val")
     size = _default_input(args, train_recs)
     train = _make_dataset(info, train_recs, args, train=True, input_size=size)
     val = _make_dataset(info, val_recs, args, train=False, input_size=size) if val_recs else None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "cli.json", {k: v for k, v in vars(args).items() if k != "model_arg"} |
-                {"model_arg": dict(args.model_arg)})
     res = fit(args.model, train, val, epochs=args.epochs, out_dir=out, model_kwargs=dict(args.model_arg),
               preset=args.preset, optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
               warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, precision=args.precision,
               distribution=args.distribution, backup_every=args.backup_every or "epoch",
               tensorboard=args.tensorboard, verbose=args.verbose, feed=args.feed,
-              steps_per_execution=args.steps_per_execution)
-    print(f"best {res.monitor}: {res.best_value} (epoch {res.best_epoch}); outputs in {out}")
+              steps_per_execution=args.steps_per_execution,
+              command={k: v for k, v in vars(args).items() if k != "model_arg"} | {"model_arg": dict(args.model_arg)})
+    at = "" if res.best_epoch is None else f" (epoch {res.best_epoch + 1}/{args.epochs})"
+    print(f"best {res.monitor}: {res.best_value}{at}; outputs in {out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    import keras
-
     import training.losses  # noqa: F401  (registers the training objects for load_model)
     import training.metrics  # noqa: F401
     import zoo  # noqa: F401  (registers the zoo layers)
     from training.data import Normalization
     from training.evaluation import evaluate
+    from training.models import load_keras_file
 
     norm = None
     if args.run:
@@ -193,10 +196,10 @@ def cmd_evaluate(args) -> int:
         n = (cfg.get("train_data") or {}).get("normalization")
         norm = Normalization(n["scale"], tuple(n["mean"]), tuple(n["std"]), n["channel_order"]) if n else None
         args.model = args.model or str(run / "best.keras" if (run / "best.keras").exists() else run / "final.keras")
-        args.out = args.out or str(run / "eval")
+        args.out = args.out or str(run / ("eval" if args.split == "val" else f"eval_{args.split}"))
     if not args.model or not args.dataset:
         raise ValueError("evaluate: give --run, or --model and --dataset")
-    model = keras.models.load_model(args.model, compile=False, safe_mode=True)
+    model = load_keras_file(args.model)
     recs, info = _load_records(args, args.split)
     h, w = model.inputs[0].shape[1:3]
     from training.data import model_feed

@@ -380,6 +380,22 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+_RUN_RESULTS = ("best.keras", "best.keras.json", "final.keras", "summary.json")
+
+
+def _clear_previous_run(folder, log):
+    """A fresh run in a finished run's folder: remove that run's results first.
+
+    Otherwise ``BestCheckpoint`` would keep the old run's best value (and ``best.keras``) and the
+    folder would mix two runs. A killed run resumes instead (its ``backup/`` is kept).
+    """
+    old = [name for name in _RUN_RESULTS if (folder / name).exists()]
+    if old:
+        log(f"{folder} holds a previous run's {', '.join(old)}: a fresh run (no backup/ to resume) replaces them")
+        for name in old:
+            (folder / name).unlink()
+
+
 def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,
                   terminate_on_nan, log):
     """The callbacks :func:`training.fit` runs with (its arguments of the same names switch them on/off).
@@ -417,6 +433,8 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
         # (a batch-count backup saves from that hook, so it stays synchronous)
         backup_cb.async_safe = backup_every == "epoch"
         cbs.append(backup_cb)
+    if resumed_from is None:
+        _clear_previous_run(own, log)
     if terminate_on_nan:
         cbs.append(StopOnNaN())
     cbs.append(SkipReport(train, val))

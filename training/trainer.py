@@ -27,6 +27,7 @@ import numpy as np
 
 from training.callbacks import WorkerWatchdog, _write_json, atomic_save, fit_callbacks, resolve_monitor
 from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
+from training.models import _family, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.metrics import MeanIoUMetric, PCKMetric
@@ -95,58 +96,6 @@ class FitResult:
 
 
 # ------------------------------------------------------------------------------------------ models
-def _family(model, name=None) -> str:
-    if name is not None:
-        import zoo
-
-        try:
-            return zoo.get_spec(name).family
-        except ValueError:
-            pass
-    zname = getattr(model, "_zoo_name", None)
-    if zname:
-        import zoo
-
-        return zoo.get_spec(zname).family
-    return getattr(model, "_kerazoo_family", "default")
-
-
-def build_model(name_or_path, task, dataset, model_kwargs=None):
-    """Build a model for ``dataset``: a zoo name, a :mod:`training.models` name, or a ``.keras`` path.
-
-    Builder arguments ``input_shape``, ``num_keypoints`` (pose) and ``classes`` (segmentation)
-    default to what ``dataset`` provides; PSPNet gets ``aux=True`` for training.
-    """
-    kwargs = dict(model_kwargs or {})
-    if str(name_or_path).endswith(".keras"):
-        if not Path(name_or_path).is_file():
-            raise FileNotFoundError(f"model file not found: '{name_or_path}'.")
-        model = keras.models.load_model(str(name_or_path), compile=False, safe_mode=True)
-        return model, getattr(model, "_kerazoo_family", "default")
-    from training import models as small
-
-    if name_or_path in small.MODELS:
-        builder, family = small.MODELS[name_or_path]
-        defaults = small.defaults(name_or_path)
-    else:
-        import zoo
-
-        spec = zoo.get_spec(name_or_path)
-        builder, family, defaults = (lambda **kw: zoo.get(name_or_path, **kw)), spec.family, spec.defaults
-    w, h = dataset.input_size
-    if "input_shape" in defaults:
-        kwargs.setdefault("input_shape", (h, w, 3))
-    if task == "pose" and "num_keypoints" in defaults:
-        kwargs.setdefault("num_keypoints", dataset.num_keypoints)
-    if task == "segmentation" and "classes" in defaults:
-        kwargs.setdefault("classes", dataset.num_classes)
-    if task == "segmentation" and "aux" in defaults:
-        kwargs.setdefault("aux", True)
-    model = builder(**kwargs)
-    model._kerazoo_family = family
-    return model, family
-
-
 def _with_policy(model, policy):
     """Clone ``model`` with every layer in dtype ``policy`` (outputs stay float32) and copy weights."""
     outputs = {id(t._keras_history[0]) for t in model.outputs}
@@ -267,7 +216,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         optimizer=None, learning_rate=None, schedule=None, warmup_epochs=None, weight_decay=None, aux_weight=0.4,
         precision=None, distribution="auto", monitor=None, checkpoint=True, backup=True, backup_every="epoch",
         csv_log=True, tensorboard=False, terminate_on_nan=True, callbacks=(), verbose="auto",
-        jit_compile="auto", steps_per_execution=1, feed=None) -> FitResult:
+        jit_compile="auto", steps_per_execution=1, feed=None, command=None) -> FitResult:
     """Train a zoo model on a :class:`~training.data.HeatmapDataset` or ``SegmentationDataset``.
 
     Args:
@@ -304,6 +253,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
             ``final.keras`` take raw 0-255 pixels, not ``zoo.preprocess`` output. A model that
             already starts with a ``Normalize`` layer always gets ``"uint8"``. Off by default: it
             changes what the saved model expects as input.
+        command: settings of the command line that started the run (a JSON-able dict), written
+            to ``out_dir/cli.json`` once the model is built, so a run that fails to start writes nothing.
     Returns:
         :class:`FitResult`.
     Raises:
@@ -312,6 +263,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     """
     t0 = time.time()
     task = _task_of(train_data, val_data)
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1. Received: epochs={epochs!r}")
     if feed is not None and feed not in FEEDS:
         raise ValueError(f"feed must be None, 'float32' or 'uint8'. Received: feed={feed!r}")
     if precision not in _PRECISION:
@@ -344,6 +297,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
             "preset": asdict(p), "precision": precision, "distribution": dist.kind, "monitor": monitor,
             "train_data": train_data.config(), "val_data": None if val_data is None else val_data.config(),
             "backend": keras.backend.backend()})
+        if command is not None:
+            _write_json(out / "cli.json", command)
     log(f"{task} | {model.name} ({model.count_params():,} params) | {len(train_data.records)} samples, "
         f"{len(train_data)} batches/epoch | {p.optimizer} lr {p.learning_rate:g} {p.schedule} | "
         f"precision {precision or 'fp32'} | distribution {dist.kind}")
@@ -357,7 +312,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,
                                            "best_epoch": result.best_epoch, "resumed_from": resumed_from,
                                            "seconds": result.seconds, "history": history})
-    log(f"done in {result.seconds:.0f}s; best {monitor} = {result.best_value} (epoch {result.best_epoch})")
+    best_at = "" if result.best_epoch is None else f" (epoch {result.best_epoch + 1}/{epochs})"
+    log(f"done in {result.seconds:.0f}s; best {monitor} = {result.best_value}{best_at}")
     return result
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from training.datasets.base import AnnotationError, SegRecord
 from zoo.releases import VOC_CLASSES  # noqa: F401  (re-exported; one definition)
 from training.visualize import voc_palette  # noqa: F401  (re-exported: the VOC colour map)

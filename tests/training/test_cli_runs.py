@@ -1,0 +1,87 @@
+"""``python -m training`` run folders as a user meets them: what a failed start leaves, a second run in a
+finished folder, checkpoints loaded in a fresh process, evaluate's splits and bad model files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.training.helpers import ROOT, tiny_pose_model
+from training.__main__ import main
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _train(model, out, epochs=1, seed=0):
+    return ["train", "--model", str(model), "--dataset", "synthetic", "--num-samples", "16", "--val-samples", "8",
+            "--num-keypoints", "4", "--image-size", "32", "--batch-size", "4", "--epochs", str(epochs),
+            "--out", str(out), "--verbose", "0", "--seed", str(seed), "--lr", "0.002"]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.keras"
+    tiny_pose_model(32, 4, outputs=2).save(path)
+    return path
+
+
+def test_failed_start_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "hourglass", "--model-arg", "stacks=0", "--dataset", "synthetic", "--num-samples",
+            "8", "--val-samples", "4", "--image-size", "64", "--epochs", "1", "--out", str(out)]
+    assert main(argv) == 2
+    assert "stacks" in capsys.readouterr().err
+    assert not out.exists()  # cli.json used to be written (and a used folder's overwritten) before the model was built
+
+
+def test_second_fresh_run_replaces_the_finished_one(tmp_path, tiny, capsys):
+    out = tmp_path / "run"
+    assert main(_train(tiny, out, epochs=2)) == 0
+    first = json.loads((out / "best.keras.json").read_text())
+    assert (out / "cli.json").exists() and json.loads((out / "cli.json").read_text())["epochs"] == 2
+    capsys.readouterr()
+    # A fresh run (the finished one left no backup/) must not inherit the old best value and checkpoint.
+    (out / "best.keras.json").write_text(json.dumps({**first, "value": 1e9}))
+    assert main(_train(tiny, out, epochs=1, seed=1) + ["--verbose", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "holds a previous run's best.keras, best.keras.json, final.keras, summary.json" in text
+    best = json.loads((out / "best.keras.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert best["value"] != 1e9 and best["epoch"] == 0 and summary["best_value"] == best["value"]
+    assert "(epoch 1/1)" in text  # epochs are counted from 1 in messages, as Keras prints them
+
+
+def test_checkpoints_load_in_a_fresh_process_with_safe_mode(tmp_path, tiny):
+    out = tmp_path / "run"
+    assert main(_train(tiny, out) + ["--feed", "uint8"]) == 0
+    # fit() compiles the optimizer with kerazoo's LRSchedule: `import training` alone must register it.
+    code = ("import sys, keras, zoo, training\n"
+            "for name in ('best.keras', 'final.keras'):\n"
+            "    m = keras.models.load_model(sys.argv[1] + '/' + name, safe_mode=True)\n"
+            "    assert m.optimizer is not None and m.optimizer.built, name\n"
+            "print('loaded')")
+    res = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
+                                           **{k: v for k, v in __import__("os").environ.items()
+                                              if k not in ("PYTHONPATH",)}})
+    assert res.returncode == 0 and "loaded" in res.stdout, res.stderr[-3000:]
+
+
+def test_evaluate_splits_and_bad_model_files(tmp_path, tiny, capsys):
+    out = tmp_path / "run"
+    assert main(_train(tiny, out)) == 0
+    with pytest.raises(SystemExit) as e:  # a typo used to evaluate the val split silently
+        main(["evaluate", "--run", str(out), "--split", "tran"])
+    assert e.value.code == 2 and "invalid choice: 'tran'" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(out), "--split", "train"]) == 0
+    assert main(["evaluate", "--run", str(out)]) == 0
+    assert (out / "eval_train" / "table.csv").exists() and (out / "eval" / "table.csv").exists()
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes((out / "best.keras").read_bytes()[:5000])
+    capsys.readouterr()
+    for argv in (["evaluate", "--model", str(broken), "--dataset", "synthetic"], _train(broken, tmp_path / "r2")):
+        assert main(argv) == 2
+        assert f"'{broken}' is not a readable .keras archive" in capsys.readouterr().err
+    assert main(_train(tiny, tmp_path / "r3", epochs=0)) == 2
+    assert "epochs must be an integer >= 1" in capsys.readouterr().err
