@@ -16,9 +16,12 @@ from typing import Any, Callable
 
 from zoo.weights import WeightsRecord
 
-__all__ = ["ModelSpec", "register", "register_weights", "list_models", "info", "get_spec"]
+__all__ = ["ModelSpec", "register", "register_weights", "list_models", "info", "get_spec", "parse_name"]
 
 _MODELS: dict[str, "ModelSpec"] = {}  # model name -> spec
+# What a family's output is, for tools that draw or decode it (``kerazoo predict``).
+FAMILY_TASKS = {"resnet": "classification", "resnet_v2": "classification", "fcn": "segmentation",
+                "pspnet": "segmentation", "hourglass": "pose", "cpm": "pose"}
 
 
 @dataclass
@@ -33,6 +36,8 @@ class ModelSpec:
         head_kwarg: the builder argument that sets the head size (``"classes"`` or
             ``"num_keypoints"``), or ``None``.
         weights: tag -> :class:`WeightsRecord`; the first tag is the default.
+        task: ``"classification"``, ``"segmentation"``, ``"pose"`` or ``""`` (unknown); defaults to
+            the family's (:data:`FAMILY_TASKS`).
     """
 
     name: str
@@ -41,6 +46,10 @@ class ModelSpec:
     head_layers: tuple[str, ...] = ()
     head_kwarg: str | None = None
     weights: dict[str, WeightsRecord] = field(default_factory=dict)
+    task: str = ""
+
+    def __post_init__(self):
+        self.task = self.task or FAMILY_TASKS.get(self.family, "")
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -55,7 +64,7 @@ class ModelSpec:
         return any(fnmatch.fnmatchcase(layer_name, pat) for pat in self.head_layers)
 
 
-def register(name: str | None = None, *, family: str = "", head_layers=(), head_kwarg=None):
+def register(name: str | None = None, *, family: str = "", head_layers=(), head_kwarg=None, task: str = ""):
     """Decorator adding a builder to the registry under ``name`` (default: the function name).
 
     Example:
@@ -70,7 +79,7 @@ def register(name: str | None = None, *, family: str = "", head_layers=(), head_
         key = name or fn.__name__
         if key in _MODELS:
             raise ValueError(f"A model is already registered under the name '{key}'.")
-        _MODELS[key] = ModelSpec(key, fn, family or key, tuple(head_layers), head_kwarg)
+        _MODELS[key] = ModelSpec(key, fn, family or key, tuple(head_layers), head_kwarg, task=task)
         return fn
 
     return wrap
@@ -86,28 +95,39 @@ def _natural_key(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
+def parse_name(name: str) -> tuple[str, str | None]:
+    """``"arch:tag"`` or ``"arch.tag"`` -> ``("arch", "tag")``; ``"arch"`` -> ``("arch", None)``.
+
+    Both spellings are accepted everywhere: ``kerazoo list --pretrained`` prints ``arch:tag``,
+    Python code tends to write ``arch.tag``.
+    """
+    parts = re.split(r"[:.]", name, maxsplit=1)
+    return parts[0], (parts[1] if len(parts) == 2 else None)
+
+
 def list_models(pattern: str | list[str] = "*", *, pretrained: bool = False) -> list[str]:
     """Registered model names matching fnmatch ``pattern`` (a string or a list), naturally sorted.
 
-    With ``pretrained=True`` only models with weights are listed, as ``name.tag`` entries.
+    Matching ignores case (as timm's does). With ``pretrained=True`` only models with weights are
+    listed, as ``name.tag`` entries.
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    patterns = [p.lower().replace(":", ".") for p in ([pattern] if isinstance(pattern, str) else pattern)]
     names = []
     for key, spec in _MODELS.items():
         candidates = [f"{key}.{t}" for t in spec.weights] if pretrained else [key]
         for c in candidates:
-            if any(fnmatch.fnmatchcase(c, p) or fnmatch.fnmatchcase(key, p) for p in patterns):
+            if any(fnmatch.fnmatchcase(c.lower(), p) or fnmatch.fnmatchcase(key.lower(), p) for p in patterns):
                 names.append(c)
     return sorted(set(names), key=_natural_key)
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of ``name`` (``"arch"`` or ``"arch.tag"``).
+    """The :class:`ModelSpec` of ``name`` (``"arch"``, ``"arch.tag"`` or ``"arch:tag"``).
 
     Raises:
         ValueError: for an unknown name; the message lists the closest registered names.
     """
-    arch = name.split(".", 1)[0]
+    arch = parse_name(name)[0]
     if arch not in _MODELS:
         close = difflib.get_close_matches(arch, list(_MODELS), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -123,6 +143,7 @@ def info(name: str) -> dict[str, Any]:
     return {
         "name": spec.name,
         "family": spec.family,
+        "task": spec.task,
         "builder": f"{spec.builder.__module__}.{spec.builder.__qualname__}",
         "doc": (inspect.getdoc(spec.builder) or "").split("\n\n")[0],
         "defaults": spec.defaults,
