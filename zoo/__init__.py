@@ -6,7 +6,7 @@
 """
 
 from zoo import layers  # noqa: F401  (registers the serializable layers)
-from zoo.api import get, preprocess, register_weights_loader, weights_record
+from zoo.api import get, load_keras_model, preprocess, register_weights_loader, weights_record
 from zoo.errors import InputShapeError, WeightsFileError, WeightsMismatchError, ZooError
 from zoo.registry import ModelSpec, get_spec, info, list_models, register, register_weights
 from zoo.weights import WeightsRecord, load_weights, read_record, save_weights
@@ -17,7 +17,7 @@ from zoo.winograd import optimize_for_inference  # noqa: E402  (also registers W
 
 __all__ = [
     "get", "list_models", "info", "register", "register_weights", "get_spec", "ModelSpec",
-    "preprocess", "weights_record", "register_weights_loader",
+    "preprocess", "weights_record", "register_weights_loader", "load_keras_model",
     "WeightsRecord", "save_weights", "load_weights", "read_record",
     "ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError",
     "cpm_center_map", "layers", "optimize_for_inference",

@@ -10,10 +10,10 @@ import numpy as np
 
 from zoo import weights as _w
 from zoo.errors import WeightsFileError, WeightsMismatchError
-from zoo.registry import ModelSpec, get_spec
+from zoo.registry import ModelSpec, get_spec, list_models, parse_name
 from zoo.weights import WeightsRecord
 
-__all__ = ["get", "preprocess", "weights_record", "register_weights_loader"]
+__all__ = ["get", "preprocess", "weights_record", "register_weights_loader", "load_keras_model", "build_info"]
 
 # file suffix -> loader(spec, path, user_kwargs) -> (model, record); e.g. ".caffemodel" from converters.
 _LOADERS: dict[str, Callable[..., Any]] = {}
@@ -39,17 +39,37 @@ def _check_kwargs(spec: ModelSpec, kwargs: dict[str, Any]) -> None:
         )
 
 
-def _attach(model, spec: ModelSpec, record: WeightsRecord | None):
+def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[str, Any]):
+    """Remember what built ``model`` (in memory only), so :func:`zoo.save_weights` can store it."""
     model._zoo_name = spec.name
     model._zoo_record = record
+    model._zoo_kwargs = dict(kwargs)
     return model
+
+
+def build_info(model) -> tuple[str | None, dict[str, Any]]:
+    """``(registry name, builder arguments)`` that :func:`get` built ``model`` with; ``(None, {})``
+    for other models. The arguments are the explicit ones plus the head size (``classes`` /
+    ``num_keypoints``), so a record holding them says how large the head is."""
+    name = getattr(model, "_zoo_name", None)
+    kwargs = dict(getattr(model, "_zoo_kwargs", None) or {})
+    if name is None:
+        return None, {}
+    try:
+        spec = get_spec(name)
+    except ValueError:
+        return name, kwargs
+    if spec.head_kwarg and spec.head_kwarg not in kwargs and spec.head_kwarg in spec.defaults:
+        kwargs[spec.head_kwarg] = spec.defaults[spec.head_kwarg]
+    return name, kwargs
 
 
 def get(name: str, weights: str | Path | None = None, **kwargs):
     """Build the registered model ``name``, optionally loading weights.
 
     Args:
-        name: a registered name (see :func:`zoo.list_models`), or ``"arch.tag"`` to pick weights.
+        name: a registered name (see :func:`zoo.list_models`), or ``"arch.tag"`` / ``"arch:tag"`` to
+            pick weights.
         weights: ``None`` (random init); a registered tag (``"mpii"``: the original release, fetched,
             sha256-checked and converted once, see :mod:`zoo.pretrained`); a path to a ``.keras``
             file, a Keras ``.weights.h5`` file, a zoo name-keyed weights file (:func:`zoo.save_weights`),
@@ -66,11 +86,12 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         WeightsMismatchError: weights that do not fit the model (lists every layer).
     """
     spec = get_spec(name)
-    if "." in name and weights is None:
-        weights = name.split(".", 1)[1]
+    tag = parse_name(name)[1]
+    if tag is not None and weights is None:
+        weights = tag
     _check_kwargs(spec, kwargs)
     if weights is None:
-        return _attach(spec.builder(**kwargs), spec, None)
+        return _attach(spec.builder(**kwargs), spec, None, kwargs)
 
     if isinstance(weights, str) and weights in spec.weights:
         from zoo import pretrained  # fetch + verify + convert once (cached)
@@ -91,6 +112,8 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     if path.is_dir():
         raise WeightsFileError(f"{spec.name}: weights path '{path}' is a directory, expected a file.")
     if path.name.endswith(".weights.h5") or path.suffix == ".keras":
+        if path.suffix == ".keras":
+            _check_keras_archive(path)
         model = spec.builder(**kwargs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -105,7 +128,7 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
                                        f"weights unloaded: {partial[0]}")
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return _attach(model, spec, None)
+        return _attach(model, spec, None, kwargs)
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_zoo_file(spec, path, kwargs, None)
     return _load_by_suffix(spec, path, kwargs, None)
@@ -123,24 +146,26 @@ def _load_by_suffix(spec, path, kwargs, record):
             f"Supported: .keras, .weights.h5, zoo .h5, {', '.join(sorted(set(_LOADERS) | set(_LAZY_LOADERS)))}."
         )
     model, rec = _LOADERS[suffix](spec, path, kwargs)
-    return _attach(model, spec, record or rec)
+    record = record or rec
+    return _attach(model, spec, record, {**(record.builder_kwargs if record else {}), **kwargs})
 
 
 def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     stored_name, stored = _w.read_record(path)
     record = record or stored
-    build_kwargs = {k: v for k, v in stored.builder_kwargs.items() if k in spec.defaults}
+    build_kwargs = {k: v for k, v in stored.builder_kwargs.items() if k in spec.defaults and k != "weights"}
     head = spec.head_kwarg
     head_changed = (
         head is not None and head in kwargs and head in build_kwargs and kwargs[head] != build_kwargs[head]
     )
+    stored_head = build_kwargs.get(head)
     build_kwargs.update(kwargs)
     model = spec.builder(**build_kwargs)
     skip = ()
     if head_changed:
         skip = [l.name for l in model.layers if spec.is_head_layer(l.name)]
         warnings.warn(
-            f"{spec.name}: weights '{path}' have {head}={stored.builder_kwargs[head]} but "
+            f"{spec.name}: weights '{path}' have {head}={stored_head} but "
             f"{head}={kwargs[head]} was asked for; loading everything but the head layers "
             f"({', '.join(skip)}), which keep their initial values.",
             stacklevel=3,
@@ -151,8 +176,60 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
             num_classes=kwargs[head] if head == "classes" else record.num_classes,
             num_keypoints=kwargs[head] if head == "num_keypoints" else record.num_keypoints,
         )
-    _w.load_weights(model, path, skip_layers=skip)
-    return _attach(model, spec, record)
+    try:
+        _w.load_weights(model, path, skip_layers=skip)
+    except WeightsMismatchError as e:
+        if stored_name != spec.name and stored_name in list_models():  # the likeliest cause, said first
+            raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {e}") from None
+        raise
+    return _attach(model, spec, record, build_kwargs)
+
+
+def _check_keras_archive(path: Path) -> None:
+    """Refuse a truncated or foreign ``.keras`` file up front: Keras reports it as "File not found"."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names, bad = z.namelist(), z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise WeightsFileError(
+            f"'{path}' is not a readable .keras archive (truncated or not a zip file: {e})."
+        ) from None
+    if bad is not None or "config.json" not in names:
+        what = f"member '{bad}' is corrupt" if bad is not None else "no config.json in it"
+        raise WeightsFileError(f"'{path}' is not a readable .keras archive ({what}).")
+
+
+def load_keras_model(path):
+    """Load a whole model saved as ``.keras`` (a training run's ``best.keras``, a converted Caffe net).
+
+    The custom objects of the zoo, the Caffe converter and the training package are registered
+    first, so ``safe_mode=True`` loading works; the model is not compiled.
+
+    Raises:
+        WeightsFileError: missing file, a directory, a truncated or foreign archive (names the path),
+            or a model Keras cannot rebuild (with Keras' reason).
+    """
+    import importlib
+
+    import keras
+
+    path = Path(path)
+    if not path.exists():
+        raise WeightsFileError(f"model file not found: '{path}'.")
+    if path.is_dir():
+        raise WeightsFileError(f"model path '{path}' is a directory, expected a .keras file.")
+    _check_keras_archive(path)
+    for module in ("converters.caffe", "training"):  # they register their layers/losses on import
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises ValueError/TypeError/KeyError variants
+        raise WeightsFileError(f"'{path}': Keras could not load the model: {type(e).__name__}: {e}") from None
 
 
 def weights_record(model) -> WeightsRecord | None:
@@ -164,7 +241,7 @@ def preprocess(model_or_name, images, *, record: WeightsRecord | None = None) ->
     """Apply the weights' input convention to RGB images with values in [0, 255].
 
     Args:
-        model_or_name: a model returned by :func:`get`, a registered ``"arch.tag"``/``"arch"``
+        model_or_name: a model returned by :func:`get`, a registered ``"arch.tag"``/``"arch:tag"``/``"arch"``
             name (the default tag is used), or ``None`` when ``record`` is given.
         images: array ``(B, H, W, 3)`` or ``(H, W, 3)``, RGB, 0-255 (uint8 or float).
         record: use this record instead of looking one up.
@@ -174,7 +251,7 @@ def preprocess(model_or_name, images, *, record: WeightsRecord | None = None) ->
     if record is None:
         if isinstance(model_or_name, str):
             spec = get_spec(model_or_name)
-            tag = model_or_name.split(".", 1)[1] if "." in model_or_name else next(iter(spec.weights), None)
+            tag = parse_name(model_or_name)[1] or next(iter(spec.weights), None)
             if tag is None:
                 raise ValueError(f"{spec.name} has no registered weights, so no preprocessing convention.")
             record = spec.weights[tag]

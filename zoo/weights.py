@@ -188,16 +188,27 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
         model: a built ``keras.Model``.
         path: destination file (``.h5``); written atomically.
         record: metadata to store with the weights. Defaults to the record attached to the model
-            by :func:`zoo.get`, if any.
+            by :func:`zoo.get`, if any, else a new one (input convention pixels / 255, as
+            ``training`` and ``kerazoo predict`` assume for a model without a record). The builder
+            arguments ``zoo.get`` built the model with go into it (unless a given record has its
+            own), so ``zoo.get(name, weights=path)`` rebuilds the same architecture.
         model_name: registry name stored in the file. Defaults to the one attached by ``zoo.get``.
     Returns:
         The path written, as a ``pathlib.Path``.
     """
     import h5py
 
+    from zoo.api import build_info  # zoo.api imports this module
+
     path = Path(path)
-    record = record or getattr(model, "_zoo_record", None) or WeightsRecord()
-    model_name = model_name or getattr(model, "_zoo_name", None) or model.name
+    zoo_name, kwargs = build_info(model)
+    given = record is not None
+    record = record or getattr(model, "_zoo_record", None)
+    if record is None:
+        record = WeightsRecord(scale=1 / 255.0) if zoo_name else WeightsRecord()
+    if kwargs and not (given and record.builder_kwargs):
+        record = _with_builder_kwargs(record, kwargs, zoo_name)
+    model_name = model_name or zoo_name or model.name
     tmp = atomic_target(path)
     try:
         with h5py.File(tmp, "w") as f:
@@ -216,6 +227,24 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _with_builder_kwargs(record: WeightsRecord, kwargs: dict[str, Any], model_name: str) -> WeightsRecord:
+    """``record`` with the builder arguments (JSON-able ones; a warning names the others) and head size."""
+    keep = {}
+    for k, v in kwargs.items():
+        try:
+            json.dumps(v)
+            keep[k] = v
+        except (TypeError, ValueError):
+            warnings.warn(f"save_weights: builder argument {k}={v!r} of '{model_name}' cannot be stored in the "
+                          f"weights record (not JSON); pass it again to zoo.get when loading.", stacklevel=3)
+    changes: dict[str, Any] = {"builder_kwargs": {**record.builder_kwargs, **keep}}
+    if "classes" in keep and record.num_classes is None:
+        changes["num_classes"] = keep["classes"]
+    if "num_keypoints" in keep and record.num_keypoints is None:
+        changes["num_keypoints"] = keep["num_keypoints"]
+    return record.replace(**changes)
 
 
 def _layers_with_weights(model):
