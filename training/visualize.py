@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,9 @@ __all__ = [
     "mask_overlay",
     "training_curve",
     "write_png",
+    "predict",
     "predict_overlay",
+    "Prediction",
     "resize_nearest",
 ]
 
@@ -165,8 +168,10 @@ def resize_nearest(image, factor: int):
 
 
 def write_png(path, image_rgb) -> Path:
-    """Write an RGB image as PNG atomically (temp file + rename)."""
+    """Write an RGB image as PNG atomically (temp file + rename; the temp file is removed on failure)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write PNG '{path}': it is a directory, expected a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(np.asarray(image_rgb, np.uint8)[..., ::-1]))
     if not ok:
@@ -174,35 +179,123 @@ def write_png(path, image_rgb) -> Path:
     from zoo.weights import atomic_target
 
     tmp = atomic_target(path)
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
-def predict_overlay(model, image_rgb):
+@dataclass
+class Prediction:
+    """What :func:`predict` found in one image (in the pixels of ``picture``, the resized input).
+
+    ``task`` is ``"classification"`` (``top``: ``[(label, probability), ...]``), ``"segmentation"``
+    (``mask``: ``(H, W)`` class indices) or ``"pose"`` (``keypoints``: ``(K, 2)`` x, y).
+    """
+
+    task: str
+    picture: np.ndarray
+    output: np.ndarray
+    mask: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    top: list = field(default_factory=list)
+
+
+def _model_task(model, name, out, hw):
+    """The zoo task of ``name`` (default: the name ``zoo.get`` attached); the output's shape otherwise."""
+    import zoo
+
+    name = name or getattr(model, "_zoo_name", None)
+    spec = None
+    if name:
+        try:
+            spec = zoo.get_spec(name)
+        except ValueError:
+            pass
+    if spec is not None and spec.task:
+        return spec.task, spec.family
+    if out.ndim == 1:
+        return "classification", ""
+    return ("segmentation" if out.shape[:2] == hw else "pose"), ""
+
+
+def _probabilities(scores):
+    s = np.asarray(scores, np.float64)
+    if (s >= 0).all() and abs(s.sum() - 1) < 1e-3:  # already a softmax
+        return s
+    e = np.exp(s - s.max())
+    return e / e.sum()
+
+
+def _draw_text_lines(img, lines):
+    """White text on a dark band in the top-left corner of a copy of ``img``."""
+    img = np.ascontiguousarray(img, dtype=np.uint8).copy()
+    scale = max(0.3, img.shape[1] / 700)
+    step = int(round(22 * scale)) + 2
+    width = max(cv2.getTextSize(l, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for l in lines) + 8
+    img[: step * len(lines) + 6, : min(width, img.shape[1])] //= 3
+    for i, line in enumerate(lines):
+        cv2.putText(img, line, (4, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     """Run ``model`` on one RGB image (resized to its input) and draw the prediction on it.
 
-    Heatmap models (last output channels = keypoints) get their argmax keypoints drawn; segmentation
-    models (output as large as the input) get a mask overlay. Uses the weights record's
-    preprocessing when the model carries one, else pixels / 255.
+    What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
+    attached): classifiers (ResNet) give their ``top_k`` classes, named from the weights record
+    when it has class names; segmentation models (FCN, PSPNet) a mask overlay, the mask resized to
+    the picture; pose models (hourglass, CPM) their argmax keypoints (CPM's background map
+    dropped). Unknown models: rank-1 output = classes, output as large as the input = mask, else
+    keypoints. Preprocessing: ``record`` (default the model's weights record), else pixels / 255;
+    a model with a uint8 input gets raw pixels.
+
+    Raises:
+        ValueError: an output that does not fit the task (e.g. a classifier without its top).
     """
     import zoo
 
     inputs = model.inputs
     h, w = inputs[0].shape[1] or image_rgb.shape[0], inputs[0].shape[2] or image_rgb.shape[1]
     img = cv2.resize(np.asarray(image_rgb, np.uint8), (w, h), interpolation=cv2.INTER_AREA)
-    record = zoo.weights_record(model)
-    x = zoo.preprocess(None, img[None], record=record) if record else img[None].astype(np.float32) / 255.0
+    record = record or zoo.weights_record(model)
+    if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
+        x = img[None]
+    else:
+        x = zoo.preprocess(None, img[None], record=record) if record else img[None].astype(np.float32) / 255.0
     feeds = [x]
     if len(inputs) == 2:  # CPM: image + centre map
         feeds.append(zoo.cpm_center_map(h, w)[None])
     out = model.predict(feeds if len(feeds) > 1 else x, verbose=0)
     out = out[-1] if isinstance(out, (list, tuple)) else out
     out = np.asarray(out)[0]
-    if out.shape[:2] == (h, w):
-        return mask_overlay(img, out.argmax(-1))
-    flat = out.reshape(-1, out.shape[-1]).argmax(0)
-    ys, xs = np.divmod(flat, out.shape[1])
-    sx, sy = w / out.shape[1], h / out.shape[0]
+    task, family = _model_task(model, name, out, (h, w))
+    if task == "classification":
+        if out.ndim != 1:
+            raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "
+                             f"scores (a classifier built without its top?)")
+        probs = _probabilities(out)
+        names = record.class_names if record and record.class_names and len(record.class_names) == len(probs) else None
+        top = [(names[i] if names else f"class {i}", float(probs[i])) for i in np.argsort(-probs)[:top_k]]
+        return Prediction(task, _draw_text_lines(img, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
+    if out.ndim != 3:
+        raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
+    if task == "segmentation":
+        rows = np.minimum((np.arange(h) + 0.5) * out.shape[0] / h, out.shape[0] - 1).astype(int)
+        cols = np.minimum((np.arange(w) + 0.5) * out.shape[1] / w, out.shape[1] - 1).astype(int)
+        mask = out.argmax(-1)[rows][:, cols]  # nearest neighbour: PSPNet's output is a few pixels smaller
+        return Prediction(task, mask_overlay(img, mask), out, mask=mask)
+    maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
+    flat = maps.reshape(-1, maps.shape[-1]).argmax(0)
+    ys, xs = np.divmod(flat, maps.shape[1])
+    sx, sy = w / maps.shape[1], h / maps.shape[0]
     kp = np.stack([(xs + 0.5) * sx - 0.5, (ys + 0.5) * sy - 0.5], 1)
-    return draw_keypoints(img, kp)
+    return Prediction(task, draw_keypoints(img, kp), out, keypoints=kp)
+
+
+def predict_overlay(model, image_rgb, *, name=None, record=None):
+    """:func:`predict`'s picture: keypoints, mask overlay or top classes drawn on the resized image."""
+    return predict(model, image_rgb, name=name, record=record).picture

@@ -1,0 +1,157 @@
+"""What ``kerazoo predict`` draws, decided from the registry; name:tag spellings; builder arguments in
+saved weights; atomic PNG writes; truncated ``.keras`` files."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from training import visualize
+from zoo import registry
+from zoo.errors import WeightsFileError
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _net(*, weights=None, input_shape=None, classes=3, valid=False, top=True, name="net"):
+    """A tiny conv net: class scores (``top``), else a map ``classes`` deep, 2 pixels smaller with ``valid``."""
+    inputs = keras.Input(input_shape or (12, 16, 3), name="image")
+    x = keras.layers.Conv2D(classes, 3, padding="valid" if valid else "same", name="head")(inputs)
+    if top:
+        x = keras.layers.Dense(classes, activation="softmax", name="fc")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, x, name=name)
+
+
+@pytest.fixture
+def registered():
+    names = []
+
+    def add(name, family, **fixed):
+        registry.register(name, family=family, head_layers=("head", "fc"), head_kwarg="classes")(
+            lambda *, weights=None, input_shape=None, classes=3, name=name: _net(
+                input_shape=input_shape, classes=classes, name=name, **fixed))
+        names.append(name)
+        return name
+
+    yield add
+    for n in names:
+        registry._MODELS.pop(n, None)
+
+
+def _image(h=12, w=16):
+    return np.random.default_rng(0).integers(0, 256, (h, w, 3)).astype(np.uint8)
+
+
+def test_classifier_gives_its_top_classes_with_record_names(registered):
+    name = registered("test_cls_net", "resnet")
+    model = zoo.get(name, classes=4)
+    model._zoo_record = zoo.WeightsRecord(class_names=("cat", "dog", "cow", "eel"), scale=1 / 255)
+    assert visualize.predict_overlay(model, _image()).shape == (12, 16, 3)  # was an IndexError
+    pred = visualize.predict(model, _image())
+    assert pred.task == "classification" and len(pred.top) == 4
+    probs = model.predict(_image()[None] / np.float32(255), verbose=0)[0]
+    assert [l for l, _ in pred.top] == [("cat", "dog", "cow", "eel")[i] for i in np.argsort(-probs)]
+    np.testing.assert_allclose([p for _, p in pred.top], np.sort(probs)[::-1], rtol=1e-5)
+    model._zoo_record = None
+    assert visualize.predict(model, _image()).top[0][0].startswith("class ")  # no names: indices
+
+
+def test_classifier_without_top_is_a_clear_error(registered):
+    name = registered("test_notop_net", "resnet", top=False)
+    with pytest.raises(ValueError, match=r"test_notop_net: output of shape \(12, 16, 3\) is a feature map"):
+        visualize.predict(zoo.get(name), _image())
+
+
+def test_segmentation_with_a_smaller_output_gets_a_mask(registered):
+    name = registered("test_seg_net", "pspnet", top=False, valid=True)  # output 10x14, as PSPNet's 97x129
+    model = zoo.get(name)
+    small = model.predict(_image()[None] / np.float32(255), verbose=0)[0].argmax(-1)
+    rows, cols = ((np.arange(12) + 0.5) * 10 / 12).astype(int), ((np.arange(16) + 0.5) * 14 / 16).astype(int)
+    mask = small[rows][:, cols]  # nearest neighbour, centres aligned
+    np.testing.assert_array_equal(visualize.predict_overlay(model, _image()), visualize.mask_overlay(_image(), mask))
+    pred = visualize.predict(model, _image())
+    assert pred.task == "segmentation"
+    np.testing.assert_array_equal(pred.mask, mask)
+
+
+def test_pose_output_as_large_as_the_input_gets_keypoints(registered):
+    name = registered("test_pose_net", "hourglass", top=False)  # output 12x16x3: not a mask
+    model = zoo.get(name)
+    maps = model.predict(_image()[None] / np.float32(255), verbose=0)[0]
+    ys, xs = np.divmod(maps.reshape(-1, 3).argmax(0), 16)
+    kp = np.stack([xs, ys], 1)  # output and input sizes are equal: no scaling
+    np.testing.assert_array_equal(visualize.predict_overlay(model, _image()), visualize.draw_keypoints(_image(), kp))
+    pred = visualize.predict(model, _image())
+    assert pred.task == "pose" and pred.mask is None
+    np.testing.assert_allclose(pred.keypoints, kp)
+
+
+def test_name_and_tag_spellings(registered):
+    name = registered("test_tag_net", "resnet")
+    zoo.register_weights(name, "demo", zoo.WeightsRecord(channel_order="BGR"))
+    assert zoo.info(f"{name}:demo")["name"] == name  # was "Unknown model"
+    assert registry.parse_name(f"{name}:demo") == registry.parse_name(f"{name}.demo") == (name, "demo")
+    assert registry.parse_name(name) == (name, None)
+    for spelled in (f"{name}:demo", f"{name}.demo"):
+        assert zoo.info(spelled)["name"] == name
+        assert zoo.preprocess(spelled, np.zeros((1, 1, 3))).shape == (1, 1, 3)
+        with pytest.raises(ValueError, match="unknown weights tag 'nope'"):
+            zoo.get(f"{name}:nope" if ":" in spelled else f"{name}.nope")
+    assert zoo.list_models(f"{name}:*", pretrained=True) == [f"{name}.demo"]
+    assert "resnet50" in zoo.list_models("RESNET*") and zoo.list_models("Test_Tag_*") == [name]
+
+
+def test_save_weights_stores_the_builder_arguments(tmp_path):
+    model = zoo.get("hourglass", stacks=1, features=16, input_shape=(64, 64, 3))
+    path = zoo.save_weights(model, tmp_path / "hg1.h5")
+    _, rec = zoo.read_record(path)
+    assert rec.builder_kwargs == {"stacks": 1, "features": 16, "input_shape": [64, 64, 3], "num_keypoints": 16}
+    again = zoo.get("hourglass", weights=path)  # was the default 8-stack model: WeightsMismatchError
+    x = np.random.default_rng(0).uniform(size=(1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    with pytest.warns(UserWarning, match=r"num_keypoints=16 but num_keypoints=8.*stack1_heatmaps"):
+        other = zoo.get("hourglass", weights=path, num_keypoints=8)
+    assert other.outputs[0].shape[-1] == 8 and zoo.weights_record(other).num_keypoints == 8
+    np.testing.assert_array_equal(other.get_layer("stem_conv").get_weights()[0],
+                                  model.get_layer("stem_conv").get_weights()[0])
+    # a given record keeps its own builder arguments; one without any gets the model's
+    zoo.save_weights(model, tmp_path / "own.h5", zoo.WeightsRecord(builder_kwargs={"stacks": 1, "features": 16,
+                                                                                  "input_shape": [64, 64, 3]}))
+    assert "num_keypoints" not in zoo.read_record(tmp_path / "own.h5")[1].builder_kwargs
+    zoo.save_weights(model, tmp_path / "bare.h5", zoo.WeightsRecord(mean=(1.0, 2.0, 3.0)))
+    assert zoo.read_record(tmp_path / "bare.h5")[1].builder_kwargs["stacks"] == 1
+
+
+def test_write_png_leaves_no_temp_file(tmp_path, monkeypatch):
+    (tmp_path / "pdir").mkdir()
+    with pytest.raises(IsADirectoryError, match="pdir"):
+        visualize.write_png(tmp_path / "pdir", _image())
+    assert os.listdir(tmp_path / "pdir") == [] and [p.name for p in tmp_path.iterdir()] == ["pdir"]
+
+    def fail(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        visualize.write_png(tmp_path / "a.png", _image())
+    assert [p.name for p in tmp_path.iterdir()] == ["pdir"]
+
+
+def test_truncated_keras_file_is_named_as_such(tmp_path, registered):
+    name = registered("test_keras_net", "resnet")
+    model = zoo.get(name)
+    model.save(tmp_path / "m.keras")
+    loaded = zoo.load_keras_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.get_layer("fc").get_weights()[0], model.get_layer("fc").get_weights()[0])
+    (tmp_path / "t.keras").write_bytes((tmp_path / "m.keras").read_bytes()[:300])
+    with pytest.raises(WeightsFileError, match=r"t.keras' is not a readable .keras archive"):
+        zoo.load_keras_model(tmp_path / "t.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(WeightsFileError, match=r"t.keras' is not a readable .keras archive"):
+            zoo.get(name, weights=tmp_path / "t.keras")
+    with pytest.raises(WeightsFileError, match="model file not found"):
+        zoo.load_keras_model(tmp_path / "none.keras")
