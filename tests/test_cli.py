@@ -155,3 +155,57 @@ def test_train_and_evaluate_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "no_such_run" in _one_line_error(r)
     r = kerazoo("evaluate", "--run", tmp_path / "no_such_run", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr  # --debug shows where it came from
+
+
+def test_one_line_keeps_the_substance():
+    from zoo.cli import one_line
+    from zoo.errors import WeightsMismatchError
+
+    err = WeightsMismatchError("Weights file 'w.h5' does not fit model 'cpm':\n40 layers of the model missing "
+                               "from the file:\n" + "".join(f"  - conv{i} [(3, 3)]\n" for i in range(40))
+                               + "1 layers in the file the model does not have:\n  - extra")
+    assert one_line(err) == ("Weights file 'w.h5' does not fit model 'cpm': 40 layers of the model missing from "
+                             "the file: conv0 [(3, 3)], conv1 [(3, 3)], conv2 [(3, 3)], ... (37 more); 1 layers in "
+                             "the file the model does not have: extra")
+    keras_err = ValueError("A total of 2 objects could not be loaded. Example error message for object "
+                           "<Conv2D name=c1, built=True>:\n\nThe shape must match. variable.shape=(1, 8), "
+                           "Received: value.shape=(1, 4). Target variable: <Variable path=c1/kernel, shape=(1, 8), "
+                           "dtype=float32, value=[[0.1 0.2\n 0.3]]>\n\nList of objects that could not be loaded:\n"
+                           "[<Conv2D name=c1, built=True>, <Dense name=d, built=True>]")
+    assert one_line(keras_err) == ("A total of 2 objects could not be loaded. Example error message for object "
+                                   "Conv2D 'c1': The shape must match. variable.shape=(1, 8), Received: "
+                                   "value.shape=(1, 4). Target variable: variable 'c1/kernel'")
+    long = one_line(ValueError("word " * 500), limit=100)
+    assert len(long) < 140 and long.endswith("more characters]") and "\n" not in long
+
+
+def test_predict_classifier_keras_model_and_out_folder(tmp_path):
+    import cv2
+
+    import zoo
+
+    cv2.imwrite(str(tmp_path / "img.png"), np.random.default_rng(0).integers(0, 256, (40, 52, 3)).astype("uint8"))
+    model = zoo.get("resnet18", input_shape=(32, 32, 3), classes=3)
+    zoo.save_weights(model, tmp_path / "r.h5", zoo.WeightsRecord(class_names=("cat", "dog", "eel")))
+    (tmp_path / "out").mkdir()
+    r = kerazoo("predict", "resnet18:imagenet", tmp_path / "img.png", "--weights", tmp_path / "r.h5",
+                "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert sorted(l.split()[1] for l in r.stdout.splitlines()[:3]) == ["cat", "dog", "eel"]
+    assert cv2.imread(str(tmp_path / "out" / "img.pred.png")).shape == (32, 32, 3)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img.pred.png"]  # no temp file left
+
+    hg = zoo.get("hourglass", stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3))
+    zoo.save_weights(hg, tmp_path / "hg.h5")  # no record given: the builder arguments go in anyway
+    hg.save(tmp_path / "hg.keras")
+    for weights in ("hg.h5", "hg.keras"):  # both the same small model, not the default one rebuilt
+        r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / weights,
+                    "--out", tmp_path / f"{weights}.png")
+        assert r.returncode == 0, r.stderr
+        assert cv2.imread(str(tmp_path / f"{weights}.png")).shape == (64, 64, 3)
+    (tmp_path / "t.keras").write_bytes((tmp_path / "hg.keras").read_bytes()[:1000])
+    err = _one_line_error(kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "t.keras"))
+    assert "t.keras' is not a readable .keras archive" in err
+    err = _one_line_error(kerazoo("predict", "cpm", tmp_path / "img.png", "--weights", tmp_path / "hg.h5"))
+    assert "holds weights of 'hourglass'" in err and "missing from the file: conv1_stage1 [(9, 9, 3, 128)" in err
+    assert not list(tmp_path.glob(".*.tmp"))

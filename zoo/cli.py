@@ -7,7 +7,7 @@
     kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel / .t7
     kerazoo convert ...                        = python -m converters caffe ...
     kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
-    kerazoo predict NAME --weights W IMAGE     overlay PNG of the prediction
+    kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG
 
 Errors exit with status 2 and a one-line reason, never a traceback.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -43,6 +44,44 @@ def name_value(text):
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(e, limit: int = 600) -> str:
+    """The substance of an error message on one line.
+
+    Lists ("  - item" lines, as in ``WeightsMismatchError``) keep their first 3 items and a count;
+    Keras' noise (object and variable reprs with their values, the list of unloaded objects) goes.
+    """
+    text = _ANSI.sub("", str(e))
+    text = text.split("List of objects that could not be loaded:", 1)[0]
+    text = re.sub(r"<Variable path=([^,>]+)[^>]*>", r"variable '\1'", text)  # drops the printed values
+    text = re.sub(r"<(\w+) name=([^,>]+), built=\w+>", r"\1 '\2'", text)
+    parts, items = [], []
+
+    def flush():
+        if items:
+            shown = ", ".join(items[:3]) + (f", ... ({len(items) - 3} more)" if len(items) > 3 else "")
+            parts.append(shown if not parts else parts.pop() + " " + shown)
+            items.clear()
+
+    for line in (l.strip() for l in text.splitlines()):
+        if line.startswith("- "):
+            items.append(line[2:])
+        elif line:
+            flush()
+            parts.append(line)
+    flush()
+    out = ""
+    for part in parts:
+        out += part if not out else (" " if out[-1] in ".:;,!?" else "; ") + part
+    out = " ".join(out.split())
+    if len(out) > limit:
+        cut = out.rfind(" ", 0, limit)
+        out = out[: cut if cut > limit // 2 else limit] + f" ... [{len(out) - limit:,} more characters]"
+    return out
 
 
 def _cmd_list(args):
@@ -78,7 +117,7 @@ def _cmd_download(args):
         try:
             path = pretrained.resolve(name, progress=not args.quiet)
         except (ValueError, ZooError, NotImplementedError, OSError) as e:  # converter errors included
-            raise CLIError(str(e).splitlines()[0] if args.quiet else " ".join(str(e).split())) from None
+            raise CLIError(one_line(e)) from None
         print(f"{name}: {path}")
 
 
@@ -88,7 +127,7 @@ def _cmd_info(args):
     try:
         info = zoo.info(args.name)
     except ValueError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(one_line(e)) from None
     print(json.dumps(info, indent=2, default=str))
 
 
@@ -176,25 +215,55 @@ def _cmd_inspect(args):
         print(f"total: {total:,} values")
 
 
+def _run_record(path: Path):
+    """The input convention of a training run's ``.keras`` (its ``config.json`` beside it), else ``None``."""
+    import zoo
+
+    try:
+        n = json.loads((path.parent / "config.json").read_text())["train_data"]["normalization"]
+        return zoo.WeightsRecord(scale=float(n["scale"]), mean=tuple(n["mean"]), std=tuple(n["std"]),
+                                 channel_order=str(n["channel_order"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _predict_target(args) -> Path:
+    """``--out`` as given; in a folder (existing, or written with a trailing slash): IMAGE_STEM.pred.png."""
+    if not args.out:
+        return Path(args.image).with_suffix(".pred.png")
+    out = Path(args.out)
+    if out.is_dir() or args.out.endswith(("/", os.sep)):
+        return out / f"{Path(args.image).stem}.pred.png"
+    return out
+
+
 def _cmd_predict(args):
     import cv2
 
     import zoo
+    from zoo.errors import ZooError
 
     image = cv2.imread(args.image, cv2.IMREAD_COLOR) if Path(args.image).is_file() else None
     if image is None:
         raise CLIError(f"cannot read image {args.image!r}")
+    target = _predict_target(args)
     try:
-        model = zoo.get(args.name, weights=args.weights)
-    except (ValueError, TypeError, OSError) as e:
-        raise CLIError(str(e).splitlines()[0]) from None
-    if args.winograd:
-        model = zoo.optimize_for_inference(model, verbose=True)
-    from training import visualize
+        record = None
+        if Path(args.weights).suffix.lower() == ".keras":  # a whole model: load it, don't rebuild the default one
+            model = zoo.load_keras_model(args.weights)
+            record = _run_record(Path(args.weights))
+        else:
+            model = zoo.get(args.name, weights=args.weights)
+        if args.winograd:
+            model = zoo.optimize_for_inference(model, verbose=True)
+        from training import visualize
 
-    out = visualize.predict_overlay(model, image[..., ::-1])
-    target = Path(args.out or Path(args.image).with_suffix(".pred.png"))
-    visualize.write_png(target, out)
+        pred = visualize.predict(model, image[..., ::-1], name=args.name, record=record)
+        for label, p in pred.top:
+            print(f"{p:8.4f}  {label}")
+        visualize.write_png(target, pred.picture)
+    except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
+        raise CLIError(one_line(e)) from None
     print(f"wrote {target}")
 
 
@@ -238,11 +307,18 @@ def build_parser():
     s.add_argument("--values", metavar="NAME", help="print the values of one tensor")
     s.add_argument("--max-values", type=int, default=200, help="numpy print threshold (default 200)")
     s.set_defaults(fn=_cmd_inspect)
-    s = sub.add_parser("predict", help="run a model on an image and write an overlay PNG")
-    s.add_argument("name")
+    s = sub.add_parser("predict", help="run a model on an image and write an overlay PNG",
+                       description="Run NAME on IMAGE. Classifiers print their top-5 classes (names from the "
+                                   "weights record, else indices) and draw them on the picture; segmentation "
+                                   "models draw a mask overlay, pose models their keypoints.")
+    s.add_argument("name", help="registered model (NAME or NAME:TAG); with a .keras --weights it only says "
+                                "what the output is (classes, mask or keypoints)")
     s.add_argument("image")
-    s.add_argument("--weights", required=True)
-    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png)")
+    s.add_argument("--weights", required=True,
+                   help="a tag, a zoo .h5 (the architecture comes from its record), .weights.h5, .caffemodel, "
+                        ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")
+    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png); an existing folder (or a path ending "
+                                 "in /) gets IMAGE_STEM.pred.png inside it")
     s.add_argument("--winograd", action="store_true",
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.set_defaults(fn=_cmd_predict)
