@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from zoo.cli import name_value
+from zoo.cli import name_value, one_line
 
 __all__ = ["main", "build_parser"]
 
@@ -178,7 +178,6 @@ def cmd_evaluate(args) -> int:
     import zoo  # noqa: F401  (registers the zoo layers)
     from training.data import Normalization
     from training.evaluation import evaluate
-    from training.models import load_keras_file
 
     norm = None
     if args.run:
@@ -199,7 +198,7 @@ def cmd_evaluate(args) -> int:
         args.out = args.out or str(run / ("eval" if args.split == "val" else f"eval_{args.split}"))
     if not args.model or not args.dataset:
         raise ValueError("evaluate: give --run, or --model and --dataset")
-    model = load_keras_file(args.model)
+    model = zoo.load_keras_model(args.model)
     recs, info = _load_records(args, args.split)
     h, w = model.inputs[0].shape[1:3]
     from training.data import model_feed
@@ -240,9 +239,9 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         if isinstance(e, (ValueError, TypeError, OSError, ZooError)):
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             return 2
-        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -14,12 +14,11 @@ Note:
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import keras
 from keras import layers
 
-__all__ = ["tiny_fcn", "tiny_pspnet", "MODELS", "defaults", "build_model", "load_keras_file"]
+__all__ = ["tiny_fcn", "tiny_pspnet", "MODELS", "defaults", "build_model"]
 
 
 def _conv(x, filters, name, dilation=1):
@@ -130,38 +129,22 @@ def _family(model, name=None) -> str:
     return getattr(model, "_kerazoo_family", "default")
 
 
-def load_keras_file(path):
-    """``keras.models.load_model(path, compile=False, safe_mode=True)`` with errors that name the file.
-
-    Keras reports a truncated or non-zip file as "File not found"; this says what is wrong with it.
-    """
-    import zipfile
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"model file not found: '{path}'.")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"'{path}' is not a readable .keras archive (truncated, or not a .keras file)")
-    import zoo  # noqa: F401 - registers the zoo layers that saved models use
-
-    return keras.models.load_model(str(path), compile=False, safe_mode=True)
-
-
 def build_model(name_or_path, task, dataset, model_kwargs=None):
     """Build a model for ``dataset``: a zoo name, a :mod:`training.models` name, or a ``.keras`` path.
 
     Builder arguments ``input_shape``, ``num_keypoints`` (pose) and ``classes`` (segmentation)
     default to what ``dataset`` provides; PSPNet gets ``aux=True`` for training.
     """
+    import zoo
+
     kwargs = dict(model_kwargs or {})
     if str(name_or_path).endswith(".keras"):
-        model = load_keras_file(name_or_path)
+        model = zoo.load_keras_model(name_or_path)
         return model, getattr(model, "_kerazoo_family", "default")
     if name_or_path in MODELS:
         builder, family = MODELS[name_or_path]
         known = defaults(name_or_path)
     else:
-        import zoo
-
         spec = zoo.get_spec(name_or_path)
         builder, family, known = (lambda **kw: zoo.get(name_or_path, **kw)), spec.family, spec.defaults
     w, h = dataset.input_size

@@ -107,7 +107,7 @@ def _with_policy(model, policy):
 
     new = keras.models.clone_model(model, clone_function=clone)
     new.set_weights(model.get_weights())
-    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record"):
+    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record", "_zoo_kwargs"):
         if hasattr(model, attr):
             setattr(new, attr, getattr(model, attr))
     return new
@@ -133,7 +133,7 @@ def with_normalization(model, normalization, name="normalize"):
     inputs = keras.tree.pack_sequence_as(model.input, [raw] + others)
     new = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
                                    call_function=call)
-    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record"):
+    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record", "_zoo_kwargs"):
         if hasattr(model, attr):
             setattr(new, attr, getattr(model, attr))
     return new

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from zoo.errors import one_line  # noqa: F401 - also used by training/__main__ via zoo.cli
 
 __all__ = ["main"]
 
@@ -44,44 +45,6 @@ def name_value(text):
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def one_line(e, limit: int = 600) -> str:
-    """The substance of an error message on one line.
-
-    Lists ("  - item" lines, as in ``WeightsMismatchError``) keep their first 3 items and a count;
-    Keras' noise (object and variable reprs with their values, the list of unloaded objects) goes.
-    """
-    text = _ANSI.sub("", str(e))
-    text = text.split("List of objects that could not be loaded:", 1)[0]
-    text = re.sub(r"<Variable path=([^,>]+)[^>]*>", r"variable '\1'", text)  # drops the printed values
-    text = re.sub(r"<(\w+) name=([^,>]+), built=\w+>", r"\1 '\2'", text)
-    parts, items = [], []
-
-    def flush():
-        if items:
-            shown = ", ".join(items[:3]) + (f", ... ({len(items) - 3} more)" if len(items) > 3 else "")
-            parts.append(shown if not parts else parts.pop() + " " + shown)
-            items.clear()
-
-    for line in (l.strip() for l in text.splitlines()):
-        if line.startswith("- "):
-            items.append(line[2:])
-        elif line:
-            flush()
-            parts.append(line)
-    flush()
-    out = ""
-    for part in parts:
-        out += part if not out else (" " if out[-1] in ".:;,!?" else "; ") + part
-    out = " ".join(out.split())
-    if len(out) > limit:
-        cut = out.rfind(" ", 0, limit)
-        out = out[: cut if cut > limit // 2 else limit] + f" ... [{len(out) - limit:,} more characters]"
-    return out
 
 
 def _cmd_list(args):

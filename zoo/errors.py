@@ -1,6 +1,8 @@
 """Exceptions raised by the zoo. Each message names the file, layer or argument at fault."""
 
-__all__ = ["ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError"]
+__all__ = ["ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError", "one_line"]
+
+import re
 
 
 class ZooError(Exception):
@@ -17,3 +19,45 @@ class WeightsMismatchError(ZooError, ValueError):
 
 class InputShapeError(ZooError, ValueError):
     """An input shape a model cannot take (too small, wrong rank or channel count)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(e, limit: int = 600) -> str:
+    """The substance of an error message on one line.
+
+    Lists ("  - item" lines, as in ``WeightsMismatchError``) keep their first 3 items and a count;
+    Keras' noise goes: object and variable reprs with their values, the list of unloaded objects,
+    and the "Exception encountered when calling ..." wrapping (with escape codes and the call's
+    arguments) around an error raised inside a layer.
+    """
+    text = _ANSI.sub("", str(e))
+    if "Error encountered:" in text:  # Keras' wrapping of an error raised in a layer's call()
+        text = text.split("Error encountered:", 1)[1].split("Arguments received", 1)[0]
+    text = text.split("List of objects that could not be loaded:", 1)[0]
+    text = re.sub(r"<Variable path=([^,>]+)[^>]*>", r"variable '\1'", text)  # drops the printed values
+    text = re.sub(r"<(\w+) name=([^,>]+), built=\w+>", r"\1 '\2'", text)
+    parts, items = [], []
+
+    def flush():
+        if items:
+            shown = ", ".join(items[:3]) + (f", ... ({len(items) - 3} more)" if len(items) > 3 else "")
+            parts.append(shown if not parts else parts.pop() + " " + shown)
+            items.clear()
+
+    for line in (l.strip() for l in text.splitlines()):
+        if line.startswith("- "):
+            items.append(line[2:])
+        elif line:
+            flush()
+            parts.append(line)
+    flush()
+    out = ""
+    for part in parts:
+        out += part if not out else (" " if out[-1] in ".:;,!?" else "; ") + part
+    out = " ".join(out.split())
+    if len(out) > limit:
+        cut = out.rfind(" ", 0, limit)
+        out = out[: cut if cut > limit // 2 else limit] + f" ... [{len(out) - limit:,} more characters]"
+    return out

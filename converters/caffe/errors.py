@@ -6,10 +6,8 @@ __all__ = [
     "UnsupportedLayerError",
     "GraphError",
     "WeightsMismatchError",
-    "one_line",
 ]
 
-import re
 
 from zoo.errors import WeightsMismatchError as _ZooWeightsMismatch
 
@@ -34,18 +32,3 @@ class WeightsMismatchError(CaffeError, _ZooWeightsMismatch):
     """Blobs that do not fit their layer (count or shape), a caffemodel for another net,
     or a port where Caffe blobs or zoo weights are left over."""
 
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def one_line(e: Exception) -> str:
-    """``Type: message`` of an error raised inside Keras, on one line, without Keras' wrapping.
-
-    Keras wraps errors from a layer's ``call`` in "Exception encountered when calling ..." with
-    bold-text escape codes and the call's arguments; the cause is after "Error encountered:".
-    """
-    text = _ANSI.sub("", str(e))
-    if "Error encountered:" in text:
-        text = text.split("Error encountered:", 1)[1].split("Arguments received", 1)[0]
-    text = " ".join(text.split())
-    return f"{type(e).__name__}: {text[:400] + ' ...' if len(text) > 400 else text}"

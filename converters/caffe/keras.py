@@ -21,9 +21,10 @@ from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
 from converters.caffe.context import (Context, Conversion, at, bn_epsilon, bn_scale_pairs, host_constant_initializers,
                                       keras_name, preloaded_weights)
-from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError, one_line
+from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
 from converters.caffe.graph import Layer, Net
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
+from zoo.errors import one_line
 from zoo.layers import ChannelScale, CropToReference, CaffePooling2D, InterpAlignCorners
 
 __all__ = ["LAYER_HANDLERS", "to_keras", "convert", "Conversion", "keras_name", "bn_scale_pairs", "bn_epsilon"]
@@ -432,7 +433,8 @@ def _convert_layer(layer, ctx):
     except CaffeError:
         raise
     except Exception as e:  # Keras shape errors: say which Caffe layer caused them
-        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): {one_line(e)}") from e
+        raise GraphError(f"layer '{layer.name}' ({layer.type}{at(layer)}): "
+                         f"{type(e).__name__}: {one_line(e, 400)}") from e
     for top, y in zip(layer.tops, ys):
         ctx.tensors[top] = y
 

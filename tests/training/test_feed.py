@@ -30,7 +30,7 @@ def _pose(feed, n=8, **kw):
 
 
 def test_uint8_feed_plus_layer_equals_float32_host_path():
-    (x8, y8, w8), (x32, y32, w32) = _pose("uint8")[1], _pose("float32")[1]
+    (x8, y8, _), (x32, y32, _) = _pose("uint8")[1], _pose("float32")[1]
     assert x8.dtype == np.uint8 and x32.dtype == np.float32 and x8.nbytes * 4 == x32.nbytes
     np.testing.assert_array_equal(y8, y32)  # same augmentation draws
     np.testing.assert_array_equal(CAFFE(x8), x32)
@@ -89,6 +89,21 @@ def test_fit_with_uint8_feed_puts_normalisation_in_the_model(tmp_path):
     assert seg.feed == "uint8" and sum(isinstance(l, Normalize) for l in res2.model.layers) == 1
     assert res2.model.steps_per_execution == spe and np.isfinite(res2.history["loss"]).all()
     assert res2.model.get_layer("normalize").dtype_policy.compute_dtype == "bfloat16"
+
+
+def test_zoo_build_arguments_survive_the_models_fit_rebuilds(tmp_path):
+    # fit() clones the model for uint8 feed / a precision policy; zoo.save_weights must still know how
+    # zoo.get built it, so zoo.get(name, weights=file) rebuilds the same architecture.
+    import zoo
+
+    model = zoo.get("hourglass", stacks=1, features=16, num_keypoints=4, input_shape=(64, 64, 3))
+    train = HeatmapDataset(synthetic_pose(8, image_size=(64, 64), num_keypoints=4), batch_size=4,
+                           input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0)
+    res = fit(model, train, epochs=1, feed="uint8", precision="bf16", verbose=0)
+    assert res.model is not model
+    zoo.save_weights(res.model, tmp_path / "hg.h5")
+    again = zoo.get("hourglass", weights=tmp_path / "hg.h5")
+    assert again.count_params() == model.count_params()
 
 
 def test_worker_batches_travel_through_shared_memory():

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
-import json
 import threading
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -28,7 +26,6 @@ from converters.caffe import blobs as B
 from tests.caffe_files import caffemodel_bytes, random_blobs_for
 from zoo import pretrained, registry
 from zoo.registry import ModelSpec
-from zoo.weights import SourceFile
 
 pytestmark = pytest.mark.backend_agnostic
 
