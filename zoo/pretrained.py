@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -130,10 +131,13 @@ def _expected(src: SourceFile, key: str) -> tuple[str | None, str]:
     return None, "unknown"
 
 
-def _verify(src: SourceFile, key: str, path: Path, where: str) -> str:
-    """Check ``path`` (the file ``key`` of ``src``) against its known hash; record it if unknown.
+def _verify(src: SourceFile, key: str, path: Path, where: str, unverified: dict) -> str:
+    """Check ``path`` (the file ``key`` of ``src``) against its known hash.
 
-    Returns the file's sha256. Raises WeightsFileError (the caller deletes cached files).
+    A file with no known hash goes into ``unverified`` (key -> ``(sha256, where)``): :func:`resolve`
+    records it only once the files have converted, so a short download or a wrong file never
+    becomes the hash later reads must match. Returns the file's sha256. Raises WeightsFileError
+    (the caller deletes cached files).
     """
     digest = _w.sha256sum(path)
     expected, how = _expected(src, key)
@@ -143,9 +147,7 @@ def _verify(src: SourceFile, key: str, path: Path, where: str) -> str:
             f"incomplete or not the release's; get it again from {src.url or src.page}."
         )
     if not expected:
-        _record_hash(key, digest, where)
-        print(f"kerazoo: sha256 of {key} recorded on first use: {digest} (kerazoo pins no hash for this "
-              f"file yet; later reads must match it)")
+        unverified[key] = (digest, where)
     return digest
 
 
@@ -158,7 +160,7 @@ def _where_to_get(src: SourceFile) -> str:
     return " or ".join(x for x in (src.url, src.page) if x) or "its authors' page"
 
 
-def _download(src: SourceFile, target: Path) -> str:
+def _download(src: SourceFile, target: Path, unverified: dict) -> str:
     """Download ``src.url`` to ``target`` (via ``.part``); returns the verified sha256."""
     import keras
 
@@ -189,7 +191,7 @@ def _download(src: SourceFile, target: Path) -> str:
                 f"a confirmation on large files). Download it by hand from {src.page or src.url} and place it "
                 f"in the offline folder (${OFFLINE_ENV}) under the name '{src.name}'."
             )
-        digest = _verify(src, src.name, part, src.url)
+        digest = _verify(src, src.name, part, src.url, unverified)
         os.replace(part, target)
         return digest
     finally:
@@ -237,13 +239,13 @@ def _offline_places(src: SourceFile, offline: Path) -> list[tuple[Path, str]]:
     return places + [(offline / src.name, src.name), (offline / Path(src.name).name, src.name)]
 
 
-def _obtain(src: SourceFile) -> tuple[Path, str]:
+def _obtain(src: SourceFile, unverified: dict) -> tuple[Path, str]:
     """(path of the file ``src`` provides, sha256 of the file read) from the offline folder or the cache."""
     offline = offline_dir()
     if offline is not None:
         for path, key in _offline_places(src, offline):
             if path.is_file():
-                digest = _verify(src, key, path, str(path))
+                digest = _verify(src, key, path, str(path), unverified)
                 if key == src.name and src.member:
                     return _extract(src, path, in_cache=False), digest
                 return path, digest
@@ -256,12 +258,12 @@ def _obtain(src: SourceFile) -> tuple[Path, str]:
     digest = None
     if cached.is_file():
         try:
-            digest = _verify(src, src.name, cached, str(cached))
+            digest = _verify(src, src.name, cached, str(cached), unverified)
         except WeightsFileError as e:
             cached.unlink()
             warnings.warn(f"{e} Deleted the cached copy; downloading it again.", stacklevel=3)
     if digest is None:
-        digest = _download(src, cached)
+        digest = _download(src, cached, unverified)
     if src.member:
         return _extract(src, cached, in_cache=True), digest
     return cached, digest
@@ -351,9 +353,9 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
         path = out_dir / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, known)}.h5"
         if _converted_ok(path):
             return path
-    files, digests = {}, {}
+    files, digests, unverified = {}, {}, {}
     for src in record.sources:
-        files[src.provides], digests[src.key] = _obtain(src)
+        files[src.provides], digests[src.key] = _obtain(src, unverified)
     path = out_dir / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, digests)}.h5"
     if _converted_ok(path):
         return path
@@ -362,9 +364,10 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
     try:
         model = _convert(spec, record, files, progress)
     except (ZooError, ValueError, NotImplementedError) as e:  # converter errors: say which release it was
+        dropped = _forget_unverified(record, unverified)
         try:
             err = type(e)(f"{spec.name}:{tag}: the release files ({', '.join(map(str, files.values()))}) do not "
-                          f"convert into zoo.get('{spec.name}', **{record.builder_kwargs}): {e}")
+                          f"convert into zoo.get('{spec.name}', **{record.builder_kwargs}): {e}{dropped}")
         except Exception:  # an exception class with another constructor: keep the original
             raise e from None
         raise err from None
@@ -374,7 +377,29 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
     tmp = _w.atomic_target(side)
     tmp.write_text(_w.sha256sum(path) + "\n")
     os.replace(tmp, side)
+    for key, (digest, where) in unverified.items():  # the files converted: now their hashes are worth keeping
+        _record_hash(key, digest, where)
+        print(f"kerazoo: sha256 of {key} recorded on first use: {digest} (kerazoo pins no hash for this "
+              f"file yet; later reads must match it)")
     return path
+
+
+def _forget_unverified(record: WeightsRecord, unverified: dict) -> str:
+    """After a failed conversion: delete the cached downloads no hash vouched for, so the next call
+    fetches them again (a short read without Content-Length is only found by the converter).
+    Returns a sentence for the error message."""
+    deleted = []
+    for src in record.sources:
+        cached = _sources_dir() / _safe(src.name)
+        if src.name in unverified and cached.is_file():
+            cached.unlink()
+            deleted.append(str(cached))
+            extracted = _sources_dir() / (_safe(src.name) + ".d")
+            if extracted.is_dir():
+                shutil.rmtree(extracted, ignore_errors=True)
+    if deleted:
+        return f" The downloaded {', '.join(deleted)} had no known sha256 and was deleted; the next call downloads it again."
+    return " No sha256 was recorded for these files, so a corrected file is accepted on the next call." if unverified else ""
 
 
 def status(name: str, tag: str | None = None) -> dict[str, Any]:

@@ -276,6 +276,58 @@ def test_partial_download_leaves_nothing_behind(twin, cache):
     assert pretrained.recorded_sha256("pspnet50_ADE20K.caffemodel") is None
 
 
+class _CutNoLengthHandler(http.server.BaseHTTPRequestHandler):
+    """Sends half of ``data`` with no Content-Length, then closes: a short read urllib cannot see."""
+
+    data = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.data[: len(self.data) // 2])
+
+    def log_message(self, *args):
+        pass
+
+
+def test_short_download_without_length_is_neither_kept_nor_recorded(twin, cache):
+    # Only the converter sees the file is short: its hash must not become the one later reads must match.
+    name, record, _, files = twin("pspnet50", "ade20k")
+    _CutNoLengthHandler.data = files[record.sources[0].key]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutNoLengthHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/pspnet50_ADE20K.caffemodel"
+        src = dataclasses.replace(record.sources[0], url=url)
+        registry._MODELS[name].weights["ade20k"] = record.replace(sources=(src, record.sources[1]))
+        with pytest.raises(Exception, match=r"truncated or corrupt.*had no known sha256 and was deleted"):
+            zoo.get(name, weights="ade20k")
+    finally:
+        server.shutdown()
+    assert pretrained.recorded_sha256("pspnet50_ADE20K.caffemodel") is None
+    assert not (cache / "sources" / "pspnet50_ADE20K.caffemodel").exists()
+    registry._MODELS[name].weights["ade20k"] = record  # the real file is reachable again
+    zoo.get(name, weights="ade20k")
+    assert pretrained.recorded_sha256("pspnet50_ADE20K.caffemodel") is not None
+
+
+def test_wrong_offline_file_is_not_recorded(twin, tmp_path, monkeypatch):
+    # The offline folder also takes a file by its base name: another FCN's deploy.prototxt must not
+    # become the recorded hash of voc-fcn8s/deploy.prototxt.
+    name, record, _, files = twin("fcn8s", "voc", publish=False)
+    off = tmp_path / "off"
+    off.mkdir()
+    caffemodel, proto = record.sources
+    (off / Path(caffemodel.name).name).write_bytes(files[caffemodel.key])
+    (off / "deploy.prototxt").write_bytes(files[proto.key].replace(b"num_output: 5", b"num_output: 7"))
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(off))
+    with pytest.raises(Exception, match="No sha256 was recorded for these files"):
+        zoo.get(name, weights="voc")
+    assert pretrained.recorded_sha256(proto.name) is None
+    (off / "deploy.prototxt").write_bytes(files[proto.key])  # the right file
+    zoo.get(name, weights="voc")
+
+
 def test_web_page_instead_of_the_file(twin, tmp_path):
     name, record, _, _ = twin("pspnet101", "voc")
     page = tmp_path / "confirm.html"
