@@ -39,7 +39,7 @@ def _point(x, y, j, vis=None):
     return p
 
 
-def _write_mpii(path, *, drop_name=False):
+def _write_mpii(path, *, drop_name=False, single_person=((1,), (), ())):
     img1 = {"image": {"name": "000000001.jpg"}, "annorect": _struct_array([
         {"x1": 10.0, "y1": 20.0, "x2": 30.0, "y2": 50.0, "scale": 2.0, "objpos": {"x": 101.0, "y": 201.0},
          "annopoints": {"point": _struct_array([_point(11, 21, 0, 1.0), _point(31, 41, 9, np.zeros((0, 0))),
@@ -53,7 +53,8 @@ def _write_mpii(path, *, drop_name=False):
     if drop_name:
         img2["image"] = {"nonsense": 1.0}
     rel = {"annolist": _struct_array([img1, img2, img3]), "img_train": np.array([[1, 1, 0]]),
-           "single_person": np.array([[np.array([[1]]), np.zeros((0, 0)), np.zeros((0, 0))]], dtype=object)}
+           "single_person": np.array([[np.array([list(c)]) if c else np.zeros((0, 0)) for c in single_person]],
+                                     dtype=object)}
     scipy.io.savemat(str(path), {"RELEASE": rel})
 
 
@@ -75,6 +76,9 @@ def test_mpii_mat_layout_tolerant_fields(tmp_path):
     assert recs[1].head_box is None
     assert len(read_mpii_mat(tmp_path / "mpii.mat", "i", split="test")) == 0
     assert len(read_mpii_mat(tmp_path / "mpii.mat", "i", single_person_only=True)) == 1
+    # single_person is indexed by image: an empty cell before a full one must not shift the others
+    _write_mpii(tmp_path / "sp.mat", single_person=((), (1,), ()))
+    assert [r.id for r in read_mpii_mat(tmp_path / "sp.mat", "i", single_person_only=True)] == ["000000002.jpg#1"]
 
 
 def test_mpii_mat_missing_field_names_record_and_field(tmp_path):

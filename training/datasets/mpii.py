@@ -110,7 +110,10 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
     if rel is None or not annolist:
         raise AnnotationError(f"'{path}': no RELEASE.annolist field; is this mpii_human_pose_v1_u12_1.mat?")
     train_flags = np.atleast_1d(getattr(rel, "img_train", np.ones(len(annolist))))
-    singles = _items(getattr(rel, "single_person", None)) if single_person_only else None
+    singles = None
+    if single_person_only:  # one cell per image, empty ones included: it is indexed by image
+        sp = getattr(rel, "single_person", None)
+        singles = [] if sp is None else list(sp.ravel()) if isinstance(sp, np.ndarray) and sp.dtype == object else [sp]
     records = []
     for imgidx, ann in enumerate(annolist):
         if split != "all" and imgidx < len(train_flags):
@@ -122,7 +125,8 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
             raise AnnotationError(f"{where}: missing field 'image.name'.")
         keep = None
         if singles is not None:
-            keep = {int(v) for v in np.atleast_1d(singles[imgidx]).ravel()} if imgidx < len(singles) else set()
+            cell = np.atleast_1d(singles[imgidx]) if imgidx < len(singles) else np.zeros(0)
+            keep = {int(v) for v in cell.ravel()}
         for ridx, rect in enumerate(_items(getattr(ann, "annorect", None))):
             if keep is not None and ridx + 1 not in keep:
                 continue
