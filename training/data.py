@@ -76,6 +76,8 @@ class _RecordDataset(keras.utils.PyDataset):
             raise ValueError(f"{type(self).__name__}: on_error must be 'raise' or 'skip'. Received: {on_error!r}")
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        if self.seed < 0:  # numpy's seed sequences refuse negatives, which would fail in every batch
+            raise ValueError(f"seed must be an integer >= 0. Received: seed={seed!r}")
         self.shuffle = bool(shuffle)
         self.drop_remainder = bool(drop_remainder)
         self.on_error = on_error
@@ -118,6 +120,8 @@ class _RecordDataset(keras.utils.PyDataset):
         return self.order()[idx * self.batch_size:(idx + 1) * self.batch_size]
 
     def __getitem__(self, idx):
+        if -len(self) <= idx < 0:  # Python's negative index: the same batch (and seeds) as idx + len
+            idx += len(self)
         if self.processes:  # made by the persistent worker processes, some batches ahead
             if self._batch_workers is None:
                 from training.workers import BatchWorkers

@@ -27,6 +27,15 @@ class Normalization:
     std: tuple = (1.0, 1.0, 1.0)
     channel_order: str = "RGB"
 
+    def __post_init__(self):
+        order = str(self.channel_order).upper()
+        if order not in ("RGB", "BGR"):
+            raise ValueError(f"Normalization: channel_order must be 'RGB' or 'BGR'. Received: {self.channel_order!r}")
+        object.__setattr__(self, "channel_order", order)  # 'bgr' must swap on the host as in the layer
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(s != 0 for s in self.std):
+            raise ValueError(f"Normalization: mean and std need 3 values each, std non-zero. "
+                             f"Received: mean={self.mean!r}, std={self.std!r}")
+
     @classmethod
     def from_record(cls, record) -> "Normalization":
         return cls(float(record.scale), tuple(map(float, record.mean)), tuple(map(float, record.std)),

@@ -110,7 +110,8 @@ def _refine_dark(hm: np.ndarray, coords: np.ndarray, maxvals: np.ndarray, sigma:
     out = coords.copy()
     for i in range(b):
         src = np.ascontiguousarray(hm[i], dtype=np.float32)
-        blur = cv2.GaussianBlur(src, (ksize, ksize), 0)
+        # zero border (MMPose pads with zeros): the default mirrored border pulls peaks near the edge inward
+        blur = cv2.GaussianBlur(src, (ksize, ksize), 0, borderType=cv2.BORDER_CONSTANT)
         if blur.ndim == 2:
             blur = blur[:, :, None]
         bmax = blur.reshape(-1, k).max(axis=0)

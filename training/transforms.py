@@ -236,6 +236,10 @@ def warp_mask(mask, mat, output_size, ignore_value=255) -> np.ndarray:
         mk = mk[:, :, 0]
     if mk.ndim != 2 or mk.dtype.kind not in "ui" or mk.size == 0:
         raise ValueError(f"`mask` must be a non-empty (H, W) integer array. Received shape {mk.shape}, dtype {mk.dtype}")
+    info = np.iinfo(mk.dtype)
+    if not info.min <= ignore_value <= info.max:  # the result keeps the mask's dtype: it would wrap around
+        raise ValueError(f"`ignore_value` {ignore_value} does not fit the mask's dtype {mk.dtype} "
+                         f"([{info.min}, {info.max}])")
     lo, hi = int(min(mk.min(), ignore_value)), int(max(mk.max(), ignore_value))
     # cv2 remaps uint8/uint16/int16/float32 exactly; float32 holds labels up to 2**24 exactly
     if lo >= 0 and hi <= 255:

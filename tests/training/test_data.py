@@ -147,6 +147,20 @@ def test_normalization():
     n = Normalization(scale=1.0, mean=(1, 2, 3), std=(2, 2, 2), channel_order="BGR")
     out = n(np.array([[[[10, 20, 30]]]], np.uint8))
     np.testing.assert_allclose(out[0, 0, 0], [(30 - 1) / 2, (20 - 2) / 2, (10 - 3) / 2])
+    # 'bgr' swaps on the host as the uint8 feed's layer does (it did not: the two feeds differed)
+    assert Normalization(channel_order="bgr").channel_order == "BGR"
+    with pytest.raises(ValueError, match="channel_order must be 'RGB' or 'BGR'"):
+        Normalization(channel_order="RBG")
+    with pytest.raises(ValueError, match="std non-zero"):
+        Normalization(std=(1.0, 0.0, 1.0))
+
+
+def test_seeds_and_negative_batch_indices():
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        _pose(4, seed=-1)
+    ds = _pose(8)
+    for a, b in zip(ds[-1], ds[len(ds) - 1]):  # same batch, same augmentation draws
+        np.testing.assert_array_equal(a, b)
 
 
 def test_segmentation_batches_letterbox_and_label_map(tmp_path):

@@ -199,6 +199,27 @@ def test_voc_palette_masks_roundtrip(tmp_path):
         read_voc(root, "val")
 
 
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an APP1 EXIF segment holding only the Orientation tag (0x0112)."""
+    import struct
+
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + \
+        struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_read_image_keeps_stored_pixels_despite_exif_orientation(tmp_path):
+    # Annotations and masks are in stored pixels; cv2 would rotate the image by its EXIF tag.
+    img = np.zeros((8, 16, 3), np.uint8)
+    img[:, :8, 2] = 255  # left half red (BGR)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    (tmp_path / "rot.jpg").write_bytes(_with_exif_orientation(buf.tobytes(), 6))
+    assert cv2.imread(str(tmp_path / "rot.jpg")).shape == (16, 8, 3)  # the tag is there and cv2 honours it
+    rgb = read_image(tmp_path / "rot.jpg")
+    assert rgb.shape == (8, 16, 3) and rgb[:, :8, 0].mean() > 200 and rgb[:, 8:, 0].mean() < 50
+
+
 def test_read_image_errors_name_the_file(tmp_path):
     with pytest.raises(ImageReadError, match="not found: '.*missing.jpg'"):
         read_image(tmp_path / "missing.jpg")

@@ -84,6 +84,16 @@ def test_keypoints_outside_or_not_finite_get_weight_zero_never_nan(bad):
     assert not hm[..., :4].any()
 
 
+def test_dark_refinement_near_the_border(rng):
+    # The blur before DARK's Taylor step pads with zeros: a mirrored border pulled peaks 1.2 px inward.
+    hm, _ = encode_heatmaps([[47.14, 2.37]], [1], (64, 48), 2.0)
+    k, _ = decode_heatmaps(hm, refine="dark", sigma=2)
+    assert abs(k[0, 1] - 2.37) < 0.2 and abs(k[0, 0] - 47.14) < 0.05
+    for p in rng.uniform((0, 0), (63, 47), (100, 2)):
+        hm, _ = encode_heatmaps([p], [1], (64, 48), 2.0)
+        assert np.abs(decode_heatmaps(hm, refine="dark", sigma=2)[0][0] - p).max() <= 0.5  # argmax's bound
+
+
 def test_decode_batch_equals_single_and_marks_empty_maps(rng):
     hm = rng.random((3, 16, 20, 4)).astype(np.float32)
     hm[1, :, :, 2] = 0.0

@@ -103,6 +103,8 @@ def test_warp_mask_nearest_with_ignore_border(rng):
     rot = warp_mask(mask, affine_matrix((25, 20), 50, (64, 64), rotation=45), (64, 64), ignore_value=250)
     assert rot.dtype == np.int32 and set(np.unique(rot)) <= set(np.unique(mask)) | {250}
     assert rot[0, 0] == 250
+    with pytest.raises(ValueError, match="`ignore_value` 300 does not fit the mask's dtype uint8"):
+        warp_mask(mask.astype(np.uint8), shift, (50, 40), ignore_value=300)  # it wrapped around to class 44
     big = warp_mask(mask * 1000, shift, (50, 40), ignore_value=-7)  # labels beyond uint8/uint16
     np.testing.assert_array_equal(big[:37, :45], mask[3:, 5:] * 1000)
     assert big[39, 49] == -7

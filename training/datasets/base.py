@@ -161,7 +161,8 @@ def read_image(src) -> np.ndarray:
     if not os.path.isfile(path):
         raise ImageReadError(f"image file not found: '{path}'.")
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # stored pixels, as annotations and masks are in them: cv2 would otherwise apply EXIF orientation
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if img is None:
         raise ImageReadError(f"cannot decode image file '{path}' ({data.size} bytes): corrupt or not an image.")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -221,7 +222,7 @@ def read_mask(src) -> np.ndarray:
         if m.dtype != np.uint8:
             raise ImageReadError(f"mask file '{path}' has dtype {m.dtype}; expected 8-bit class ids.")
         return m
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         raise ImageReadError(f"cannot decode mask file '{path}' ({buf.size} bytes).")
     keys = (palette[:, 0].astype(np.int64) << 16) | (palette[:, 1].astype(np.int64) << 8) | palette[:, 2]
