@@ -103,6 +103,13 @@ def test_mpii_json(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([rec, bad]))
     with pytest.raises(AnnotationError, match=r"record 1 \(image 'a.jpg'\): missing field 'center'"):
         read_mpii_json(tmp_path / "bad.json", tmp_path)
+    # values that used to pass the reader and stop training when the sample was drawn
+    for field, value, match in (("scale", 0, r"scale 0.0 must be finite, with scale > 0"),
+                                ("scale", float("nan"), "scale nan"), ("center", [float("nan"), 3.0], "crop centre"),
+                                ("image", 5, "field 'image' must be a file name; found 5")):
+        (tmp_path / "bad.json").write_text(json.dumps([rec, {**rec, field: value}]))
+        with pytest.raises(AnnotationError, match=r"bad.json': record 1 .*" + match):
+            read_mpii_json(tmp_path / "bad.json", tmp_path)
 
 
 def test_lsp_occlusion_flag_inverted_and_lspet(tmp_path):

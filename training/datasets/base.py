@@ -95,6 +95,12 @@ class PoseRecord:
                 f"record {self.id!r}: 'visible' has {len(self.visible)} entries but 'keypoints' has "
                 f"{len(self.keypoints)} rows; expected one flag per keypoint."
             )
+        # a crop must exist: these failed only when the sample was drawn, mid-training, not skippable
+        if not (np.isfinite(self.scale) and self.scale > 0) or not np.isfinite(self.center).all():
+            raise AnnotationError(
+                f"record {self.id!r}: crop centre {self.center.tolist()} and scale {self.scale} must be finite, "
+                f"with scale > 0."
+            )
 
     @property
     def num_keypoints(self) -> int:

@@ -208,6 +208,11 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
         c, side = _adjust(center - 1.0, s) if center[0] != -1 else _from_keypoints(kp, vis.astype(float))
         if c is None:
             continue  # no centre and no annotated joint: nothing to train on
-        records.append(PoseRecord(image=str(Path(image_dir) / rec["image"]), keypoints=kp, visible=vis, center=c,
-                                  scale=side, id=f"{rec['image']}#{i}"))
+        if not isinstance(rec["image"], str) or not rec["image"]:
+            raise AnnotationError(f"{where}: field 'image' must be a file name; found {rec['image']!r}.")
+        try:
+            records.append(PoseRecord(image=str(Path(image_dir) / rec["image"]), keypoints=kp, visible=vis,
+                                      center=c, scale=side, id=f"{rec['image']}#{i}"))
+        except AnnotationError as e:
+            raise AnnotationError(f"{where}: {e}") from None
     return records
