@@ -160,7 +160,13 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     )
     stored_head = build_kwargs.get(head)
     build_kwargs.update(kwargs)
-    model = spec.builder(**build_kwargs)
+    other = stored_name != spec.name and stored_name in list_models()  # the likeliest cause, said first
+    try:
+        model = spec.builder(**build_kwargs)
+    except ValueError as e:  # e.g. another model's stored input_shape that this builder cannot take
+        if other:
+            raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {e}") from None
+        raise
     skip = ()
     if head_changed:
         skip = [l.name for l in model.layers if spec.is_head_layer(l.name)]
@@ -179,7 +185,7 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     try:
         _w.load_weights(model, path, skip_layers=skip)
     except WeightsMismatchError as e:
-        if stored_name != spec.name and stored_name in list_models():  # the likeliest cause, said first
+        if other:
             raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {e}") from None
         raise
     return _attach(model, spec, record, build_kwargs)

@@ -302,9 +302,17 @@ def main(argv=None) -> int:
         return _delegate(_DELEGATED[command][0], rest) or 0
     parser = build_parser()
     args = parser.parse_args(argv)
+    from zoo.errors import ZooError
+
     try:
         args.fn(args)
-    except CLIError as e:
-        print(f"kerazoo {args.command}: error: {e}", file=sys.stderr)
+    except (CLIError, ZooError, ValueError, OSError) as e:  # bad input: one line that names it
+        print(f"kerazoo {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if os.environ.get("KERAZOO_DEBUG"):
+            raise
+        print(f"kerazoo {args.command}: error: {type(e).__name__}: {one_line(e)} (a bug? set KERAZOO_DEBUG=1 "
+              f"for the traceback)", file=sys.stderr)
+        return 1
     return 0

@@ -99,9 +99,14 @@ def _read_hashes() -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        hashes = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise WeightsFileError(f"Recorded hashes '{path}' are unreadable ({e}); delete the file to start over.") from None
+    if not isinstance(hashes, dict) or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str)
+                                               for v in hashes.values()):
+        raise WeightsFileError(f"Recorded hashes '{path}' are not kerazoo's (expected {{file: {{\"sha256\": ...}}}}); "
+                               f"delete the file to start over.")
+    return hashes
 
 
 def _record_hash(key: str, digest: str, where: str) -> None:

@@ -123,6 +123,12 @@ class WeightsRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WeightsRecord":
+        """Raises TypeError/ValueError for a structure that is not a record (an edited or foreign file)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a record is a JSON object, found {type(d).__name__}")
+        for key in ("builder_kwargs", "metrics"):
+            if not isinstance(d.get(key, {}), dict):
+                raise TypeError(f"'{key}' must be a JSON object, found {type(d[key]).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         for key in ("input_size", "mean", "std", "class_names", "keypoint_names"):
@@ -328,9 +334,13 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
                 continue
             g = stored[name]
             try:
-                arrays = [g[str(i)][()] for i in range(len(g.keys()))]
-            except (KeyError, OSError) as e:
+                arrays = [np.asarray(g[str(i)][()]) for i in range(len(g.keys()))]
+            except (KeyError, OSError, AttributeError, TypeError) as e:  # AttributeError: a dataset, not a group
                 raise WeightsFileError(f"Weights file '{path}': layer '{name}' is corrupt: {e}") from None
+            odd = [a.dtype for a in arrays if a.dtype.kind not in "fiu"]  # complex would lose its imaginary part
+            if odd:
+                raise WeightsFileError(f"Weights file '{path}': layer '{name}' holds {odd[0]} arrays; expected "
+                                       f"real numbers.")
             want = [tuple(w.shape) for w in layer.weights]
             have = [tuple(a.shape) for a in arrays]
             if want != have:
