@@ -55,8 +55,13 @@ class HeatmapMSE(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
             sw = ops.convert_to_tensor(sample_weight)
-            rank = len(sw.shape)
-            if rank == 1:
+            try:
+                rank = len(sw.shape)
+            except (TypeError, ValueError):  # TensorFlow retraced with a relaxed, unknown rank
+                rank = None
+            if rank is None:  # (B,), (B, K) and (B, 1, 1, K) all become (B, 1, 1, K or 1)
+                sw = ops.reshape(sw, (ops.shape(y_pred)[0], 1, 1, -1))
+            elif rank == 1:
                 sw = ops.reshape(sw, (-1, 1, 1, 1))
             elif rank == 2:
                 sw = ops.expand_dims(ops.expand_dims(sw, 1), 1)

@@ -69,6 +69,20 @@ def test_heatmap_mse_in_evaluate_with_rank4_sample_weight_and_two_outputs(rng):
     assert loss == pytest.approx(ref, rel=1e-4)
 
 
+def test_heatmap_mse_sample_weight_rank_may_change_between_calls(rng):
+    # TensorFlow retraces the step with a relaxed, unknown rank when the weight's rank changes.
+    gt, _, w = _heatmap_batch(rng, b=4, h=8, w=8, k=2)
+    x = rng.random((4, 8, 8, 3)).astype(np.float32)
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1)(inp))
+    model.compile(loss=HeatmapMSE())
+    p = model.predict(x, verbose=0)
+    for weight in (w[:, 0, 0, :], w[:, 0, 0, 0], w[:, 0, 0, :]):  # (B, K), then (B,), then (B, K) again
+        full = weight.reshape(4, 1, 1, -1)
+        loss = model.evaluate(x, gt, sample_weight=weight, batch_size=4, verbose=0)
+        assert loss == pytest.approx(np.mean(full * (p - gt) ** 2), rel=1e-4)
+
+
 class _OneBatch(keras.utils.PyDataset):
     def __init__(self, *batch):
         super().__init__()
