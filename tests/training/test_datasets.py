@@ -129,6 +129,9 @@ def test_lsp_occlusion_flag_inverted_and_lspet(tmp_path):
     scipy.io.savemat(str(tmp_path / "odd.mat"), {"joints": np.zeros((5, 5, 2))})
     with pytest.raises(AnnotationError, match=r"'joints' has shape \(5, 5, 2\)"):
         read_lsp(tmp_path / "odd.mat", tmp_path)
+    scipy.io.savemat(str(tmp_path / "text.mat"), {"joints": np.array(["abc", "def"])})
+    with pytest.raises(AnnotationError, match=r"text.mat': variable 'joints' is not numeric"):
+        read_lsp(tmp_path / "text.mat", tmp_path)
 
 
 def _write_rhd(root, split="training"):
@@ -182,6 +185,13 @@ def test_rhd_restricted_unpickler_rejects_code(tmp_path):
     bad.write_bytes(pickle.dumps({3: {"xyz": np.zeros(3)}}, protocol=2))
     with pytest.raises(AnnotationError, match=r"sample 3 has no field 'uv_vis'"):
         load_rhd_annotations(bad)
+    uv = np.zeros((42, 3))
+    for content, match in (({"abc": {"uv_vis": uv}}, "sample id 'abc' is not a non-negative integer"),
+                           ({-3: {"uv_vis": uv}}, "sample id -3 is not"),
+                           ({1: {"uv_vis": [["a"] * 3] * 42}}, "sample 1 field 'uv_vis' is not numeric")):
+        bad.write_bytes(pickle.dumps(content, protocol=2))
+        with pytest.raises(AnnotationError, match=match):
+            load_rhd_annotations(bad)
 
 
 def test_voc_palette_masks_roundtrip(tmp_path):

@@ -60,7 +60,10 @@ def read_lsp(joints_mat, image_dir, *, split: str = "all", variant: str = "auto"
         raise AnnotationError(f"cannot read LSP annotation file '{joints_mat}': {e}") from None
     if "joints" not in mat:
         raise AnnotationError(f"'{joints_mat}': missing variable 'joints'; found {sorted(k for k in mat if k[0] != '_')}.")
-    j = np.asarray(mat["joints"], np.float64)
+    try:
+        j = np.asarray(mat["joints"], np.float64)
+    except (TypeError, ValueError) as e:
+        raise AnnotationError(f"'{joints_mat}': variable 'joints' is not numeric: {e}") from None
     if j.ndim == 2:
         j = j[..., None]
     if variant == "auto":

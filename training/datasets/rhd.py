@@ -95,9 +95,15 @@ def load_rhd_annotations(path) -> dict:
     if not isinstance(data, dict):
         raise AnnotationError(f"'{path}': expected a dict sample_id -> annotation; found {type(data).__name__}.")
     for sid, ann in data.items():
+        # sample ids name the image files (color/00042.png): non-negative integers
+        if isinstance(sid, bool) or not isinstance(sid, (int, np.integer)) or sid < 0:
+            raise AnnotationError(f"'{path}': sample id {sid!r} is not a non-negative integer (it names the image file).")
         if not isinstance(ann, dict) or "uv_vis" not in ann:
             raise AnnotationError(f"'{path}': sample {sid!r} has no field 'uv_vis'.")
-        uv = np.asarray(ann["uv_vis"])
+        try:
+            uv = np.asarray(ann["uv_vis"], np.float64)
+        except (TypeError, ValueError) as e:
+            raise AnnotationError(f"'{path}': sample {sid!r} field 'uv_vis' is not numeric: {e}") from None
         if uv.shape != (42, 3):
             raise AnnotationError(f"'{path}': sample {sid!r} field 'uv_vis' has shape {uv.shape}; expected (42, 3).")
     return data
