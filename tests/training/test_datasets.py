@@ -194,6 +194,38 @@ def test_rhd_restricted_unpickler_rejects_code(tmp_path):
             load_rhd_annotations(bad)
 
 
+def _palette_png(mask, palette, bits):
+    """A palette PNG written by hand: ``bits`` per pixel (1/2/4/8), filter 0, the given PLTE."""
+    import struct
+    import zlib
+
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+    h, w = mask.shape
+    per = 8 // bits
+    rows = []
+    for r in range(h):
+        vals = np.concatenate([mask[r], np.zeros(-w % per, np.uint8)]).reshape(-1, per)
+        packed = sum(vals[:, i].astype(np.uint16) << (8 - bits * (i + 1)) for i in range(per)).astype(np.uint8)
+        rows.append(b"\x00" + packed.tobytes())
+    ihdr = struct.pack(">IIBBBBB", w, h, bits, 3, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes())
+            + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_palette_masks_of_any_bit_depth_and_repeated_colours(tmp_path, bits):
+    # Pillow pads palettes with black (repeated colours) and writes small ones at 1/2/4 bits: both were
+    # refused ("3-channel image without a palette", "indices are ambiguous").
+    n = min(2 ** bits, 6)
+    mask = (np.arange(7 * 9).reshape(7, 9) % n).astype(np.uint8)
+    palette = [[0, 0, 0], [128, 0, 0], [0, 128, 0]] + [[0, 0, 0]] * (n - 3) if n > 3 else [[0, 0, 0], [9, 9, 9]][:n]
+    (tmp_path / "m.png").write_bytes(_palette_png(mask, palette, bits))
+    assert cv2.imread(str(tmp_path / "m.png")) is not None  # a valid PNG: OpenCV expands it to colour
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
+
+
 def test_voc_palette_masks_roundtrip(tmp_path):
     root = tmp_path / "VOC2012"
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)

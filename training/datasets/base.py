@@ -174,36 +174,44 @@ def read_image(src) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _png_palette(data: bytes) -> np.ndarray | None:
-    """The ``(N, 3)`` PLTE palette of an 8-bit palette PNG, else ``None``."""
+def _with_index_palette(data: bytes) -> bytes | None:
+    """A palette PNG with its PLTE entries replaced by greys ``(i, i, i)``, else ``None``.
+
+    Decoding that copy gives each pixel's palette index as its colour, for every bit depth
+    (1/2/4/8) and whatever the original palette holds (repeated colours included). The CRC of the
+    new chunk is recomputed; a tRNS chunk is dropped.
+    """
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         return None
-    pos, color_type, bit_depth = 8, None, None
+    out, pos, is_palette = [data[:8]], 8, False
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
         ctype = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        end = pos + 12 + length
         if ctype == b"IHDR":
-            bit_depth, color_type = body[8], body[9]
-            if color_type != 3:
+            is_palette = len(data) > pos + 17 and data[pos + 17] == 3  # colour type byte
+            if not is_palette:
                 return None
-        elif ctype == b"PLTE":
-            return np.frombuffer(body, np.uint8).reshape(-1, 3) if bit_depth == 8 else None
-        elif ctype in (b"IDAT", b"IEND"):
-            return None
-        pos += 12 + length
-    return None
+        if ctype == b"PLTE":
+            n = length // 3
+            body = bytes(np.repeat(np.arange(n, dtype=np.uint8), 3))
+            out.append(struct.pack(">I", len(body)) + b"PLTE" + body +
+                       struct.pack(">I", zlib.crc32(b"PLTE" + body) & 0xFFFFFFFF))
+        elif ctype != b"tRNS":
+            out.append(data[pos:end])
+        pos = end
+    return b"".join(out) if is_palette else None
 
 
 def read_mask(src) -> np.ndarray:
     """Read a label mask as ``(H, W)`` uint8 class ids.
 
-    Palette PNGs (Pascal VOC) are mapped back from colours to palette indices through the file's
-    own PLTE chunk (OpenCV expands palettes to colour on decode); grey PNGs are read as-is.
+    Palette PNGs (Pascal VOC) give their palette indices, at any bit depth and whatever colours
+    the palette holds (OpenCV expands palettes to colour on decode, so the file is decoded with a
+    palette of greys ``(i, i, i)`` put in place of its own); grey PNGs are read as-is.
 
     Raises:
-        ImageReadError: missing/undecodable file, an RGB mask without a palette, or a palette whose
-            colours are not unique (indices would be ambiguous).
+        ImageReadError: missing/undecodable file, or an RGB mask without a palette.
     """
     if hasattr(src, "load"):
         m = np.asarray(src.load())
@@ -215,8 +223,8 @@ def read_mask(src) -> np.ndarray:
         raise ImageReadError(f"mask file not found: '{path}'.")
     raw = Path(path).read_bytes()
     buf = np.frombuffer(raw, np.uint8)
-    palette = _png_palette(raw)
-    if palette is None:
+    indexed = _with_index_palette(raw)
+    if indexed is None:
         m = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
         if m is None:
             raise ImageReadError(f"cannot decode mask file '{path}' ({buf.size} bytes).")
@@ -228,19 +236,10 @@ def read_mask(src) -> np.ndarray:
         if m.dtype != np.uint8:
             raise ImageReadError(f"mask file '{path}' has dtype {m.dtype}; expected 8-bit class ids.")
         return m
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    bgr = cv2.imdecode(np.frombuffer(indexed, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         raise ImageReadError(f"cannot decode mask file '{path}' ({buf.size} bytes).")
-    keys = (palette[:, 0].astype(np.int64) << 16) | (palette[:, 1].astype(np.int64) << 8) | palette[:, 2]
-    uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    rgb = bgr[..., ::-1].astype(np.int64)
-    pix = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    pos = np.clip(np.searchsorted(uniq, pix), 0, len(uniq) - 1)
-    if not np.all(uniq[pos] == pix):
-        raise ImageReadError(f"mask file '{path}': pixel colours outside the file's palette.")
-    if (counts[pos] > 1).any():  # a repeated palette colour is in use: its index is ambiguous
-        raise ImageReadError(f"mask file '{path}': palette has repeated colours, indices are ambiguous.")
-    return first[pos].astype(np.uint8)
+    return np.ascontiguousarray(bgr[..., 0])
 
 
 def write_palette_png(path, mask: np.ndarray, palette: np.ndarray | None = None) -> None:
