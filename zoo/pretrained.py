@@ -297,16 +297,17 @@ def _known_digest(src: SourceFile) -> str | None:
 
 
 def _converted_ok(path: Path) -> bool:
-    """True if the converted file exists and still has the sha256 written beside it at conversion."""
+    """True if the converted file exists and still has the sha256 written beside it at conversion.
+
+    A bad file is not deleted: the new conversion replaces it atomically, so another process that
+    is loading it (or has just written it) never finds it gone.
+    """
     side = path.with_name(path.name + ".sha256")
     if not path.is_file():
         return False
     if side.is_file() and side.read_text().strip() == _w.sha256sum(path):
         return True
     warnings.warn(f"Converted weights '{path}' are corrupt or incomplete; converting the release again.", stacklevel=4)
-    for p in (path, side):
-        if p.exists():
-            p.unlink()
     return False
 
 
@@ -377,11 +378,18 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
             raise e from None
         raise err from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    _w.save_weights(model, path, record, model_name=spec.name)
-    side = path.with_name(path.name + ".sha256")
-    tmp = _w.atomic_target(side)
-    tmp.write_text(_w.sha256sum(path) + "\n")
-    os.replace(tmp, side)
+    # The hash goes beside the file before the file takes its name: whoever sees the file sees its hash.
+    staged = _w.atomic_target(path)
+    try:
+        _w.save_weights(model, staged, record, model_name=spec.name)
+        side = path.with_name(path.name + ".sha256")
+        tmp = _w.atomic_target(side)
+        tmp.write_text(_w.sha256sum(staged) + "\n")
+        os.replace(tmp, side)
+        os.replace(staged, path)
+    finally:
+        if staged.exists():
+            staged.unlink()
     for key, (digest, where) in unverified.items():  # the files converted: now their hashes are worth keeping
         _record_hash(key, digest, where)
         print(f"kerazoo: sha256 of {key} recorded on first use: {digest} (kerazoo pins no hash for this "

@@ -224,6 +224,26 @@ def test_corrupt_cache_entries_are_detected_and_replaced(twin, cache):
     assert zipfile.is_zipfile(archive)
 
 
+def test_a_bad_converted_file_is_replaced_not_deleted(twin, cache, monkeypatch):
+    # Another process may be loading it, or have just written it (hash beside it a moment later, before):
+    # the new conversion takes its place atomically; the path never stops existing.
+    name, record, blobs, _ = twin("fcn32s", "voc")
+    zoo.get(name, weights="voc")
+    converted = next((cache / "converted").glob("*.h5"))
+    converted.with_name(converted.name + ".sha256").write_text("0" * 64 + "\n")
+    real_unlink = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        assert self.name not in (converted.name, converted.name + ".sha256"), f"deleted {self}"
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.warns(UserWarning, match="corrupt or incomplete; converting the release again"):
+        zoo.get(name, weights="voc")
+    side = converted.with_name(converted.name + ".sha256").read_text().strip()
+    assert side == zoo.weights.sha256sum(converted) and not list((cache / "converted").glob(".*.tmp"))
+
+
 def test_hash_mismatch_deletes_the_download_and_names_the_file(twin, cache):
     name, record, _, _ = twin("cpm", "lsp", publish=True)
     bad = "0" * 64
