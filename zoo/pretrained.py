@@ -110,14 +110,14 @@ def _read_hashes() -> dict[str, Any]:
 
 
 def _record_hash(key: str, digest: str, where: str) -> None:
-    hashes = _read_hashes()
-    hashes[key] = {"sha256": digest, "from": where,
-                   "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = _hash_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _w.atomic_target(path)
-    tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with _w.file_lock(path):  # read, add, write: another process recording at once keeps its entry
+        hashes = _read_hashes()
+        hashes[key] = {"sha256": digest, "from": where,
+                       "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        tmp = _w.atomic_target(path)
+        tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True))
+        os.replace(tmp, path)
 
 
 def recorded_sha256(key: str) -> str | None:

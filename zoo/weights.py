@@ -14,6 +14,7 @@ half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -174,6 +175,35 @@ class LoadReport:
 # --------------------------------------------------------------------------------------------
 # Name-keyed HDF5 format
 # --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Hold an exclusive lock on ``<path>.lock`` (between processes and threads) while the block runs.
+
+    For read-modify-write of small shared files (the recorded hashes), which two first uses of
+    the cache at once would otherwise interleave, losing one writer's entry.
+    """
+    lock = Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+
+            f.seek(0)
+            msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)  # retries for ~10 s, then raises OSError
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if os.name == "nt":
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+            else:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_target(path: Path) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -242,6 +243,24 @@ def test_a_bad_converted_file_is_replaced_not_deleted(twin, cache, monkeypatch):
         zoo.get(name, weights="voc")
     side = converted.with_name(converted.name + ".sha256").read_text().strip()
     assert side == zoo.weights.sha256sum(converted) and not list((cache / "converted").glob(".*.tmp"))
+
+
+def test_hash_records_written_at_once_are_all_kept(cache, monkeypatch):
+    read = pretrained._read_hashes
+
+    def slow_read():  # widen the read-modify-write window that two first uses at once fall into
+        hashes = read()
+        time.sleep(0.01)
+        return hashes
+
+    monkeypatch.setattr(pretrained, "_read_hashes", slow_read)
+    workers = [threading.Thread(target=lambda t=t: [pretrained._record_hash(f"f{t}_{i}", f"{t:02d}{i:062d}", "test")
+                                                    for i in range(10)]) for t in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert all(pretrained.recorded_sha256(f"f{t}_{i}") for t in range(4) for i in range(10))
 
 
 def test_hash_mismatch_deletes_the_download_and_names_the_file(twin, cache):
