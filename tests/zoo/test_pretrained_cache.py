@@ -1,0 +1,104 @@
+"""The pretrained cache under failure and concurrency: what a bad first download, a wrong offline
+file, a damaged converted file and simultaneous first uses leave behind (found by an adversarial review)."""
+
+import dataclasses
+import http.server
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import zoo
+from zoo import pretrained, registry
+from tests.zoo.test_pretrained import cache, twin  # noqa: F401 - fixtures: a fresh cache, fake releases
+
+
+class _CutNoLengthHandler(http.server.BaseHTTPRequestHandler):
+    """Sends half of ``data`` with no Content-Length, then closes: a short read urllib cannot see."""
+
+    data = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.data[: len(self.data) // 2])
+
+    def log_message(self, *args):
+        pass
+
+
+def test_short_download_without_length_is_neither_kept_nor_recorded(twin, cache):
+    # Only the converter sees the file is short: its hash must not become the one later reads must match.
+    name, record, _, files = twin("pspnet50", "ade20k")
+    _CutNoLengthHandler.data = files[record.sources[0].key]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutNoLengthHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/pspnet50_ADE20K.caffemodel"
+        src = dataclasses.replace(record.sources[0], url=url)
+        registry._MODELS[name].weights["ade20k"] = record.replace(sources=(src, record.sources[1]))
+        with pytest.raises(Exception, match=r"truncated or corrupt.*had no known sha256 and was deleted"):
+            zoo.get(name, weights="ade20k")
+    finally:
+        server.shutdown()
+    assert pretrained.recorded_sha256("pspnet50_ADE20K.caffemodel") is None
+    assert not (cache / "sources" / "pspnet50_ADE20K.caffemodel").exists()
+    registry._MODELS[name].weights["ade20k"] = record  # the real file is reachable again
+    zoo.get(name, weights="ade20k")
+    assert pretrained.recorded_sha256("pspnet50_ADE20K.caffemodel") is not None
+
+
+def test_wrong_offline_file_is_not_recorded(twin, tmp_path, monkeypatch):
+    # The offline folder also takes a file by its base name: another FCN's deploy.prototxt must not
+    # become the recorded hash of voc-fcn8s/deploy.prototxt.
+    name, record, _, files = twin("fcn8s", "voc", publish=False)
+    off = tmp_path / "off"
+    off.mkdir()
+    caffemodel, proto = record.sources
+    (off / Path(caffemodel.name).name).write_bytes(files[caffemodel.key])
+    (off / "deploy.prototxt").write_bytes(files[proto.key].replace(b"num_output: 5", b"num_output: 7"))
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(off))
+    with pytest.raises(Exception, match="No sha256 was recorded for these files"):
+        zoo.get(name, weights="voc")
+    assert pretrained.recorded_sha256(proto.name) is None
+    (off / "deploy.prototxt").write_bytes(files[proto.key])  # the right file
+    zoo.get(name, weights="voc")
+
+
+def test_a_bad_converted_file_is_replaced_not_deleted(twin, cache, monkeypatch):
+    # Another process may be loading it, or have just written it (hash beside it a moment later, before):
+    # the new conversion takes its place atomically; the path never stops existing.
+    name, record, blobs, _ = twin("fcn32s", "voc")
+    zoo.get(name, weights="voc")
+    converted = next((cache / "converted").glob("*.h5"))
+    converted.with_name(converted.name + ".sha256").write_text("0" * 64 + "\n")
+    real_unlink = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        assert self.name not in (converted.name, converted.name + ".sha256"), f"deleted {self}"
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.warns(UserWarning, match="corrupt or incomplete; converting the release again"):
+        zoo.get(name, weights="voc")
+    side = converted.with_name(converted.name + ".sha256").read_text().strip()
+    assert side == zoo.weights.sha256sum(converted) and not list((cache / "converted").glob(".*.tmp"))
+
+
+def test_hash_records_written_at_once_are_all_kept(cache, monkeypatch):
+    read = pretrained._read_hashes
+
+    def slow_read():  # widen the read-modify-write window that two first uses at once fall into
+        hashes = read()
+        time.sleep(0.01)
+        return hashes
+
+    monkeypatch.setattr(pretrained, "_read_hashes", slow_read)
+    workers = [threading.Thread(target=lambda t=t: [pretrained._record_hash(f"f{t}_{i}", f"{t:02d}{i:062d}", "test")
+                                                    for i in range(10)]) for t in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert all(pretrained.recorded_sha256(f"f{t}_{i}") for t in range(4) for i in range(10))
