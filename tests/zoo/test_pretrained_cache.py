@@ -13,6 +13,8 @@ import zoo
 from zoo import pretrained, registry
 from tests.zoo.test_pretrained import cache, twin  # noqa: F401 - fixtures: a fresh cache, fake releases
 
+pytestmark = pytest.mark.backend_agnostic
+
 
 class _CutNoLengthHandler(http.server.BaseHTTPRequestHandler):
     """Sends half of ``data`` with no Content-Length, then closes: a short read urllib cannot see."""
