@@ -182,8 +182,9 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
             num_classes=kwargs[head] if head == "classes" else record.num_classes,
             num_keypoints=kwargs[head] if head == "num_keypoints" else record.num_keypoints,
         )
+    file_only_ok, model_only_ok = spec.weights_fit(model)
     try:
-        _w.load_weights(model, path, skip_layers=skip)
+        _w.load_weights(model, path, skip_layers=skip, file_only_ok=file_only_ok, model_only_ok=model_only_ok)
     except WeightsMismatchError as e:
         if other:
             raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {e}") from None

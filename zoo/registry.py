@@ -35,6 +35,8 @@ class ModelSpec:
         head_layers: fnmatch patterns of the layer names whose shapes depend on ``head_kwarg``.
         head_kwarg: the builder argument that sets the head size (``"classes"`` or
             ``"num_keypoints"``), or ``None``.
+        optional_layers: fnmatch patterns of layers that released weights do not have (PSPNet's
+            ``aux_*`` training head): loading leaves them at their initial values and says so.
         weights: tag -> :class:`WeightsRecord`; the first tag is the default.
         task: ``"classification"``, ``"segmentation"``, ``"pose"`` or ``""`` (unknown); defaults to
             the family's (:data:`FAMILY_TASKS`).
@@ -47,6 +49,7 @@ class ModelSpec:
     head_kwarg: str | None = None
     weights: dict[str, WeightsRecord] = field(default_factory=dict)
     task: str = ""
+    optional_layers: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.task = self.task or FAMILY_TASKS.get(self.family, "")
@@ -63,8 +66,19 @@ class ModelSpec:
     def is_head_layer(self, layer_name: str) -> bool:
         return any(fnmatch.fnmatchcase(layer_name, pat) for pat in self.head_layers)
 
+    def is_optional_layer(self, layer_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(layer_name, pat) for pat in self.optional_layers)
 
-def register(name: str | None = None, *, family: str = "", head_layers=(), head_kwarg=None, task: str = ""):
+    def weights_fit(self, model):
+        """``(file_only_ok, model_only_ok)`` predicates on layer names for loading released weights
+        into ``model``: without a head (``include_top=False``) the file's head layers have no place;
+        optional layers (an ``aux=True`` head) have no weights in a release."""
+        has_head = any(self.is_head_layer(l.name) for l in model.layers)
+        return (lambda n: not has_head and self.is_head_layer(n)), self.is_optional_layer
+
+
+def register(name: str | None = None, *, family: str = "", head_layers=(), head_kwarg=None, task: str = "",
+             optional_layers=()):
     """Decorator adding a builder to the registry under ``name`` (default: the function name).
 
     Example:
@@ -79,7 +93,8 @@ def register(name: str | None = None, *, family: str = "", head_layers=(), head_
         key = name or fn.__name__
         if key in _MODELS:
             raise ValueError(f"A model is already registered under the name '{key}'.")
-        _MODELS[key] = ModelSpec(key, fn, family or key, tuple(head_layers), head_kwarg, task=task)
+        _MODELS[key] = ModelSpec(key, fn, family or key, tuple(head_layers), head_kwarg, task=task,
+                                 optional_layers=tuple(optional_layers))
         return fn
 
     return wrap

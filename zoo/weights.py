@@ -334,7 +334,8 @@ def read_record(path) -> tuple[str, WeightsRecord]:
         return str(f.attrs.get("model_name", "")), record
 
 
-def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Iterable[str] = ()) -> LoadReport:
+def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Iterable[str] = (),
+                 file_only_ok=None, model_only_ok=None) -> LoadReport:
     """Load a zoo weights file into ``model``, matching layers by name.
 
     Args:
@@ -343,6 +344,10 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
         skip_mismatch: if False (default) any missing, unexpected or mismatched layer raises and
             nothing is changed; if True those layers are left as they are and a warning lists them.
         skip_layers: layer names not to load (e.g. a head of a different size).
+        file_only_ok: ``name -> bool``: file layers the model may lack (a classifier the model was
+            built without); they are left out quietly.
+        model_only_ok: ``name -> bool``: model layers the file may lack (a training-only head); they
+            keep their values, and a warning names them.
     Returns:
         A :class:`LoadReport`.
     Raises:
@@ -350,7 +355,7 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
         WeightsMismatchError: strict loading found problems; the message lists every layer.
     """
     skip = set(skip_layers)
-    report = LoadReport()
+    report, kept = LoadReport(), []
     assignments = []
     with _open_zoo_file(path) as f:
         stored = f["layers"]
@@ -360,6 +365,10 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
                 report.skipped.append(name)
                 continue
             if name not in stored:
+                if model_only_ok is not None and model_only_ok(name):
+                    report.skipped.append(name)
+                    kept.append(name)
+                    continue
                 report.missing_in_file.append(f"{name} {[tuple(w.shape) for w in layer.weights]}")
                 continue
             g = stored[name]
@@ -378,7 +387,8 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
                 continue
             assignments.append((layer, arrays))
             report.loaded.append(name)
-        report.unexpected_in_file = sorted(n for n in stored if n not in model_layers and n not in skip)
+        report.unexpected_in_file = sorted(n for n in stored if n not in model_layers and n not in skip
+                                           and not (file_only_ok is not None and file_only_ok(n)))
     if not report.ok:
         msg = f"Weights file '{path}' does not fit model '{model.name}':\n{report.problems()}"
         if not skip_mismatch:
@@ -387,6 +397,9 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
     for layer, arrays in assignments:
         for var, value in zip(layer.weights, arrays):
             var.assign(value.astype(var.dtype) if hasattr(value, "astype") else value)
+    if kept:
+        warnings.warn(f"'{path}' has no weights for {', '.join(kept)} (not part of the release); they keep "
+                      f"their initial values.", stacklevel=3)
     return report
 
 

@@ -121,7 +121,7 @@ def _arrays_for(layer: Layer, scale: Layer | None, zoo_layer, net: Net):
     raise WeightsMismatchError(f"Caffe {t} layer '{layer.name}' cannot fill zoo layer '{zoo_layer.name}' ({kind})")
 
 
-def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None) -> PortReport:
+def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None, optional=None) -> PortReport:
     """Copy the blobs of ``net`` into ``zoo_model``'s layers of the same names.
 
     Args:
@@ -130,6 +130,8 @@ def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None) -
         mapping: Caffe layer name -> zoo layer name, for names that differ (see
             :data:`FAMILY_MAPPINGS`); ``None`` as a value leaves that Caffe layer out on purpose.
             Other names map to themselves with ``/`` replaced by ``_``.
+        optional: ``name -> bool``: zoo layers the net may leave unfilled (PSPNet's ``aux_*``
+            training head); they keep their values.
     Each zoo ``BatchNormalization`` takes the epsilon its Caffe layer uses (listed in
     ``PortReport.epsilon_changed`` when it differs from the builder's), so outputs stay exact.
 
@@ -179,7 +181,7 @@ def port(net: Net, zoo_model, *, mapping: dict[str, str | None] | None = None) -
         report.caffe_layers += [layer.name] + ([scale.name] if scale else [])
         report.folded_bn_scale += scale is not None
     missing_in_caffe = [f"'{n}' ({type(l).__name__}, {[tuple(w.shape) for w in l.weights]})"
-                        for n, l in zoo.items() if n not in sources]
+                        for n, l in zoo.items() if n not in sources and not (optional is not None and optional(n))]
     if missing_in_zoo or missing_in_caffe or mismatched:
         lines = [f"Caffe net '{net.name}' does not fit zoo model '{zoo_model.name}':"]
         for title, items in (("Caffe layers with blobs the zoo model lacks", missing_in_zoo),

@@ -65,7 +65,12 @@ def load_caffe_weights(spec, path, kwargs):
         raise WeightsFileError(f"{spec.name}: weights file not found: '{path}'.")
     net = load(find_prototxt(path), path)
     model = spec.builder(**kwargs)
-    port(net, model, mapping=FAMILY_MAPPINGS.get(spec.family))
+    mapping = dict(FAMILY_MAPPINGS.get(spec.family) or {})
+    file_only_ok, model_only_ok = spec.weights_fit(model)
+    for layer in net.layers:  # include_top=False: the release's classifier has no place in the model
+        if layer.blobs and file_only_ok(mapping.get(layer.name) or layer.name.replace("/", "_")):
+            mapping[layer.name] = None
+    port(net, model, mapping=mapping, optional=model_only_ok)
     return model, None
 
 

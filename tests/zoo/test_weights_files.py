@@ -68,3 +68,67 @@ def test_foreign_hash_records_are_named_in_api_and_cli(tmp_path, monkeypatch, co
                                                       "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "kerazoo list: error: Recorded hashes" in res.stderr
+
+
+# --- released weights into a model built without the head, or with a training-only head ------------------------
+
+def _tiny(*, weights=None, input_shape=None, classes=5, include_top=True, aux=False, name="tiny"):
+    """TINY's Keras twin (tests/zoo/test_pretrained.py), with keras.applications' include_top and an aux head."""
+    import keras
+
+    x = inp = keras.Input(input_shape or (9, 9, 3), name="data")
+    x = keras.layers.Conv2D(4, 3, name="conv1")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, name="bn1")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    outs = [keras.layers.Dense(classes, name="fc")(x)] if include_top else [x]
+    if aux:
+        outs.append(keras.layers.Dense(classes, name="aux_fc")(x))
+    return keras.Model(inp, outs if len(outs) > 1 else outs[0], name=name)
+
+
+@pytest.fixture
+def tiny_spec(monkeypatch):
+    from zoo import registry
+
+    spec = registry.ModelSpec("tiny_top", _tiny, "tiny", ("fc", "aux_fc"), "classes", optional_layers=("aux_*",))
+    monkeypatch.setitem(registry._MODELS, "tiny_top", spec)
+    return spec
+
+
+@pytest.mark.parametrize("source", ["zoo_h5", "caffemodel"])
+def test_release_into_a_model_without_its_head_or_with_an_aux_head(tmp_path, rng, tiny_spec, source):
+    # keras.applications' feature-extractor use (include_top=False) and PSPNet's aux=True fine-tuning
+    # both failed: the file's classifier had no place, the aux head no weights.
+    from tests.caffe_files import random_blobs_for, write_net
+    from tests.zoo.test_pretrained import TINY
+
+    proto = TINY % 5
+    blobs = random_blobs_for(proto, rng)
+    if source == "caffemodel":
+        path = write_net(tmp_path, proto, blobs, name="tiny")[1]
+    else:
+        from converters.caffe import load
+        from converters.caffe.port import port
+
+        full = _tiny()
+        port(load(*write_net(tmp_path, proto, blobs, name="tiny")), full)
+        path = tmp_path / "tiny.h5"
+        zoo.save_weights(full, path, model_name="tiny_top")
+    kernel = blobs["conv1"][0].transpose(2, 3, 1, 0)
+    notop = zoo.get("tiny_top", weights=path, include_top=False)
+    assert "fc" not in [l.name for l in notop.layers]
+    np.testing.assert_allclose(notop.get_layer("conv1").get_weights()[0], kernel)
+    if source == "zoo_h5":
+        with pytest.warns(UserWarning, match="has no weights for aux_fc .*keep their initial values"):
+            withaux = zoo.get("tiny_top", weights=path, aux=True)
+    else:
+        withaux = zoo.get("tiny_top", weights=path, aux=True)
+    np.testing.assert_allclose(withaux.get_layer("fc").get_weights()[0].T, blobs["fc"][0].reshape(5, -1))
+    if source == "zoo_h5":  # without the registry's say-so, a missing layer still fails
+        with pytest.raises(zoo.WeightsMismatchError, match="aux_fc"):
+            zoo.weights.load_weights(_tiny(aux=True), path)
+
+
+def test_resnet_without_top_loads_its_backbone(saved):
+    model = zoo.get("resnet18", weights=saved, include_top=False, pooling="avg", input_shape=(32, 32, 3))
+    assert model.output.shape[-1] == 512 and "fc1000" not in [l.name for l in model.layers]

@@ -233,13 +233,13 @@ _DOC = """
 """
 
 
-@register("pspnet50", family="pspnet", head_layers=HEAD_LAYERS, head_kwarg="classes")
+@register("pspnet50", family="pspnet", head_layers=HEAD_LAYERS, head_kwarg="classes", optional_layers=("aux_*",))
 def pspnet50(*, weights=None, input_shape=None, classes=21, aux=False, dropout=0.1, name="pspnet50"):
     return _pspnet("pspnet50", DEPTHS["pspnet50"], weights=weights, input_shape=input_shape,
                    classes=classes, aux=aux, dropout=dropout, name=name)
 
 
-@register("pspnet101", family="pspnet", head_layers=HEAD_LAYERS, head_kwarg="classes")
+@register("pspnet101", family="pspnet", head_layers=HEAD_LAYERS, head_kwarg="classes", optional_layers=("aux_*",))
 def pspnet101(*, weights=None, input_shape=None, classes=21, aux=False, dropout=0.1, name="pspnet101"):
     return _pspnet("pspnet101", DEPTHS["pspnet101"], weights=weights, input_shape=input_shape,
                    classes=classes, aux=aux, dropout=dropout, name=name)
