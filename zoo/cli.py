@@ -9,7 +9,8 @@
     kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
     kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG
 
-Errors exit with status 2 and a one-line reason, never a traceback.
+Bad input exits with status 2 and a one-line reason; anything else exits 1, also in one line
+(``KERAZOO_DEBUG=1`` shows its traceback). Never a bare traceback.
 """
 
 from __future__ import annotations
