@@ -191,9 +191,7 @@ def cmd_evaluate(args) -> int:
                      "num_keypoints", "num_classes", "image_size", "input_size", "sigma", "seed") \
                     and getattr(args, k, None) is None:
                 setattr(args, k, tuple(v) if isinstance(v, list) else v)
-        cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-        n = (cfg.get("train_data") or {}).get("normalization")
-        norm = Normalization(n["scale"], tuple(n["mean"]), tuple(n["std"]), n["channel_order"]) if n else None
+        norm = Normalization.of_run(run)
         args.model = args.model or str(run / "best.keras" if (run / "best.keras").exists() else run / "final.keras")
         args.out = args.out or str(run / ("eval" if args.split == "val" else f"eval_{args.split}"))
     if not args.model or not args.dataset:

@@ -41,6 +41,18 @@ class Normalization:
         return cls(float(record.scale), tuple(map(float, record.mean)), tuple(map(float, record.std)),
                    str(record.channel_order).upper())
 
+    @classmethod
+    def of_run(cls, folder) -> "Normalization | None":
+        """The training data's convention recorded in a run folder's ``config.json`` (``None``: none there)."""
+        import json
+        from pathlib import Path
+
+        try:
+            n = json.loads((Path(folder) / "config.json").read_text())["train_data"]["normalization"]
+            return cls(float(n["scale"]), tuple(n["mean"]), tuple(n["std"]), str(n["channel_order"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # in place, same operations and order as zoo.layers.Normalize (one float32 copy, no temporaries)
         x = np.ascontiguousarray(images[..., ::-1] if self.channel_order == "BGR" else images, np.float32)

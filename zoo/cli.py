@@ -182,13 +182,10 @@ def _cmd_inspect(args):
 def _run_record(path: Path):
     """The input convention of a training run's ``.keras`` (its ``config.json`` beside it), else ``None``."""
     import zoo
+    from training.normalization import Normalization
 
-    try:
-        n = json.loads((path.parent / "config.json").read_text())["train_data"]["normalization"]
-        return zoo.WeightsRecord(scale=float(n["scale"]), mean=tuple(n["mean"]), std=tuple(n["std"]),
-                                 channel_order=str(n["channel_order"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    n = Normalization.of_run(path.parent)
+    return None if n is None else zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order)
 
 
 def _predict_target(args) -> Path:
