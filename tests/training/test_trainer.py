@@ -63,6 +63,9 @@ def test_fit_writes_checkpoint_log_and_resolves_multi_output_monitor(tmp_path, c
 @agnostic
 def test_small_models_learn_synthetic_data():
     """The fast version of benchmarks/train_synthetic.py (lower bar, tiny models, 32x32 images)."""
+    # Seeded initial weights: unseeded, about one start in a few dozen leaves the tiny segmenter predicting
+    # background everywhere for all 8 epochs (val mIoU 0.283, seen once in CI), which says nothing of fit().
+    keras.utils.set_random_seed(0)
     aug = {"rotation": 0.0, "scale_range": (0.9, 1.1)}
     seg = fit(tiny_seg_model(32, 3, width=16), _seg_data(96, augment=aug), _seg_data(32, seed=9, shuffle=False),
               epochs=8, verbose=0, learning_rate=3e-3)
