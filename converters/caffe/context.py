@@ -274,7 +274,9 @@ def preloaded_weights():
     if keras.backend.backend() == "jax":
         import jax
 
-        to_device = jax.device_put  # jnp.asarray of a numpy array compiles per shape
+        # jnp.asarray of a numpy array compiles per shape. On the CPU, device_put aliases the 64-byte
+        # aligned arrays of converters.caffe.blobs instead of copying them: they are the conversion's own.
+        to_device = jax.device_put
     else:
         to_device = lambda a: a  # noqa: E731 - the backend converts numpy itself
 

@@ -1,4 +1,5 @@
-"""converters.caffe builds weights with numpy zeros/ones on JAX (no XLA compile per shape), configs unchanged."""
+"""converters.caffe builds weights on the host: numpy zeros/ones on JAX (no XLA compile per shape), configs
+unchanged, kernels transposed tile by tile into aligned arrays the conversion owns."""
 
 import keras
 import numpy as np
@@ -35,3 +36,35 @@ def test_conversion_keeps_zeros_initializers_and_restores_them():
         np.testing.assert_array_equal(np.asarray(z), np.zeros((2, 3)))
         np.testing.assert_array_equal(np.asarray(o), np.ones(3))
     assert all(cls.__dict__["__call__"] is call for cls, call in calls.items())
+
+
+@pytest.mark.parametrize("shape", [(130, 70, 3, 3), (64, 64, 1, 1), (3, 200, 5, 7), (1, 1, 1, 1), (2048, 65, 1, 1)])
+def test_conv_kernel_tiles_equal_numpy_transpose(shape):
+    from converters.caffe import blobs as B
+
+    w = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    for src in (w, np.asfortranarray(w), w.astype(np.float64)):  # any layout and dtype of blob
+        k = B.conv_kernel(src)
+        np.testing.assert_array_equal(k, w.transpose(2, 3, 1, 0).astype(np.float32))
+        assert k.dtype == np.float32 and k.flags.c_contiguous and k.ctypes.data % 64 == 0
+        assert not np.shares_memory(k, src)
+
+
+def test_converted_weights_never_share_memory_with_the_nets_blobs():
+    """JAX on the CPU aliases aligned numpy arrays: a Net's blobs, edited later, must not edit the model."""
+    from converters.caffe import blobs as B
+
+    rng = np.random.default_rng(2)
+    one = rng.standard_normal((1, 8, 1, 1)).astype(np.float32)  # transposes to a contiguous view
+    assert not np.shares_memory(B.conv_kernel(one), one)
+    v = rng.standard_normal(16).astype(np.float32)
+    assert not np.shares_memory(B.vector(v), v)
+    d = rng.standard_normal((4, 6)).astype(np.float32)
+    assert not np.shares_memory(B.dense_kernel(d, transpose=True), d)
+    assert not any(np.shares_memory(a, b) for a in B.psp_bn_weights([v, v, v, v]) for b in (v,))
+    net = loads(NET, caffemodel_bytes(NET, random_blobs_for(NET, rng)))
+    model = to_keras(net)
+    blob = next(l for l in net.layers if l.name == "conv").blobs[0]
+    kept = keras.ops.convert_to_numpy(model.get_layer("conv").kernel).copy()
+    blob[...] = 0.0
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("conv").kernel), kept)
