@@ -112,20 +112,26 @@ def test_mpii_json(tmp_path):
             read_mpii_json(tmp_path / "bad.json", tmp_path)
 
 
-def test_lsp_occlusion_flag_inverted_and_lspet(tmp_path):
+def test_lsp_occluded_joints_are_annotated_and_lspet_uses_its_visibility_flag(tmp_path):
     j = np.zeros((3, 14, 3))
     j[0], j[1] = np.arange(1, 15)[:, None] * [1, 2, 3], 50.0
-    j[2, 4, 1] = 1  # joint 4 of image 2 occluded
+    j[2, 4, 1] = 1  # joint 4 of image 2 occluded: still placed, trained and scored (official LSP PCK: all 14)
+    j[:2, 7, 2] = -1  # joint 7 of image 3 has no position
     scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": j})
     recs = read_lsp(tmp_path / "joints.mat", tmp_path)
     assert [r.id for r in recs] == ["im0001.jpg", "im0002.jpg", "im0003.jpg"]
-    assert recs[1].visible[4] == 0 and recs[1].visible.sum() == 13
+    assert recs[1].visible.sum() == 14 and recs[1].meta["occluded"][4] == 1 and sum(recs[1].meta["occluded"]) == 1
+    assert recs[2].visible[7] == 0 and recs[2].visible.sum() == 13
     np.testing.assert_allclose(recs[1].keypoints[0], [1, 49])  # (2 - 1, 50 - 1)
-    et = np.ones((14, 3, 2))
-    et[:, 2, 0] = 0  # LSPet: third column = visible
+    et = np.ones((14, 3, 3))
+    et[:, 0, :] = np.arange(2, 16)[:, None]
+    et[:, 2, 0] = 0  # LSPet: third column = visible; image 1 has none, so no record
+    et[3, 2, 2], et[13, 0, 2] = 0, 100.0  # image 3: joint 3 not visible; joint 13 far right
     scipy.io.savemat(str(tmp_path / "et.mat"), {"joints": et})
     recs = read_lsp(tmp_path / "et.mat", tmp_path)
-    assert recs[0].visible.sum() == 0 and recs[1].visible.sum() == 14 and recs[0].id == "im00001.jpg"
+    assert [r.id for r in recs] == ["im00002.jpg", "im00003.jpg"] and recs[0].visible.sum() == 14
+    assert recs[1].visible[3] == 0 and recs[1].visible.sum() == 13 and recs[1].meta["visible_flag"][3] == 0
+    assert recs[1].box[2] == 99.0  # the box spans the visible joints
     scipy.io.savemat(str(tmp_path / "odd.mat"), {"joints": np.zeros((5, 5, 2))})
     with pytest.raises(AnnotationError, match=r"'joints' has shape \(5, 5, 2\)"):
         read_lsp(tmp_path / "odd.mat", tmp_path)

@@ -3,12 +3,16 @@
 On-disk layout::
 
     lsp_dataset/joints.mat       variable ``joints``: 3 x 14 x 2000 -- rows x, y, *occlusion* flag
-                                 (1 = occluded/invisible, so visibility = 1 - flag)
+                                 (1 = occluded; every joint has a position, occluded ones too)
     lsp_dataset/images/im0001.jpg .. im2000.jpg
     lspet_dataset/joints.mat     variable ``joints``: 14 x 3 x 10000 -- columns x, y, *visible* flag
     lspet_dataset/images/im00001.jpg .. im10000.jpg
 
-Coordinates are MATLAB 1-based; the reader subtracts 1. The standard split is images 1-1000
+Coordinates are MATLAB 1-based; the reader subtracts 1. ``visible`` follows :class:`PoseRecord`
+(annotated, so trained and scored): in LSP every joint with a position, occluded ones included, as
+the official LSP PCK scores all 14 and gating training on visibility hurts (pose-training.md §1.5);
+the raw flags stay in ``meta["occluded"]``. LSPet's third column is a visibility flag whose 0
+joints are not reliably placed, so there ``visible`` is that flag (``meta["visible_flag"]``). The standard split is images 1-1000
 train and 1001-2000 test (LSP); LSPet is all training. The crop is the box of the labelled joints
 padded by ``padding`` (bearpaw uses x1.4375 of its own scale; 1.25 of the joint box here keeps
 the body plus margin).
@@ -69,10 +73,10 @@ def read_lsp(joints_mat, image_dir, *, split: str = "all", variant: str = "auto"
     if variant == "auto":
         variant = "lsp" if j.shape[:2] == (3, 14) else "lspet" if j.shape[:2] == (14, 3) else "?"
     if variant == "lsp" and j.shape[:2] == (3, 14):
-        xy, vis = j[:2].transpose(2, 1, 0), 1.0 - j[2].T  # occlusion flag -> visibility
+        xy, flags, flag_name = j[:2].transpose(2, 1, 0), j[2].T > 0.5, "occluded"
         digits = 4
     elif variant == "lspet" and j.shape[:2] == (14, 3):
-        xy, vis = j[:, :2].transpose(2, 0, 1), j[:, 2].T
+        xy, flags, flag_name = j[:, :2].transpose(2, 0, 1), j[:, 2].T > 0.5, "visible_flag"
         digits = 5
     else:
         raise AnnotationError(
@@ -87,13 +91,15 @@ def read_lsp(joints_mat, image_dir, *, split: str = "all", variant: str = "auto"
     records = []
     for i in idx:
         kp = xy[i] - 1.0
-        v = (vis[i] > 0.5) & np.all(np.isfinite(kp), axis=1)
-        labelled = kp[np.all(np.isfinite(kp), axis=1) & np.all(kp > -1, axis=1)]
+        placed = np.all(np.isfinite(kp), axis=1) & np.all(kp > -1, axis=1)  # MATLAB's are > 0
+        v = placed & flags[i] if variant == "lspet" else placed
+        labelled = kp[v]
         if len(labelled) == 0:
             continue
         box = [labelled[:, 0].min(), labelled[:, 1].min(), labelled[:, 0].max(), labelled[:, 1].max()]
         center, side = box_center_scale(box, padding)
         name = f"im{i + 1:0{digits}d}.jpg"
         records.append(PoseRecord(image=str(Path(image_dir) / name), keypoints=np.nan_to_num(kp), visible=v,
-                                  center=center, scale=side, box=box, id=name, meta={"index": i}))
+                                  center=center, scale=side, box=box, id=name,
+                                  meta={"index": i, flag_name: flags[i].astype(int).tolist()}))
     return records
