@@ -63,11 +63,15 @@ def convert_convolution(layer, inputs, ctx):
             f"layer '{layer.name}' (Convolution{at(layer)}): stride > 1 together with dilation > 1 is not supported"
         )
     x = inputs[0]
-    if ph or pw:
+    # Stride 1 with pad = d (k - 1) / 2 on both axes is Keras "same" exactly: no ZeroPadding2D layer
+    # (one layer and one copy of the blob fewer; a ResNet's every 3x3 conv). Other pads are explicit,
+    # since "same" with stride 2 pads the bottom/right only.
+    same = (sh, sw) == (1, 1) and (ph, pw) != (0, 0) and (2 * ph, 2 * pw) == (dh * (kh - 1), dw * (kw - 1))
+    if (ph or pw) and not same:
         x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)), name=ctx.aux(layer.name, "pad"))(x)
     cls = L.GroupedConv2D if groups > 1 else keras.layers.Conv2D
-    conv = cls(n, (kh, kw), strides=(sh, sw), padding="valid", dilation_rate=(dh, dw), groups=groups,
-               use_bias=bias, name=ctx.name(layer), **_init(layer))
+    conv = cls(n, (kh, kw), strides=(sh, sw), padding="same" if same else "valid", dilation_rate=(dh, dw),
+               groups=groups, use_bias=bias, name=ctx.name(layer), **_init(layer))
     arrays = [B.conv_kernel(layer.blobs[0])] + ([B.vector(layer.blobs[1])] if bias else []) if layer.blobs else None
     return [ctx.call(conv, x, arrays, layer)]
 

@@ -71,6 +71,10 @@ layer { name: "conv_group" type: "Convolution" bottom: "data" top: "conv_group"
   convolution_param { num_output: 6 kernel_size: 3 pad: 1 group: 2 } }
 layer { name: "conv_dw" type: "Convolution" bottom: "data" top: "conv_dw"
   convolution_param { num_output: 8 kernel_size: 3 pad: 1 stride: 2 group: 4 } }
+layer { name: "conv_same_hw" type: "Convolution" bottom: "data" top: "conv_same_hw"
+  convolution_param { num_output: 3 kernel_h: 1 kernel_w: 5 pad_h: 0 pad_w: 2 } }
+layer { name: "conv_wide_pad" type: "Convolution" bottom: "conv_same_hw" top: "conv_wide_pad"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 2 } }
 layer { name: "relu_leaky" type: "ReLU" bottom: "conv_s2" top: "conv_s2" relu_param { negative_slope: 0.2 } }
 layer { name: "prelu" type: "PReLU" bottom: "conv_hw" top: "conv_hw" }
 layer { name: "prelu_shared" type: "PReLU" bottom: "conv_dil" top: "conv_dil" prelu_param { channel_shared: true } }
@@ -96,7 +100,12 @@ layer { name: "max_floor" type: "Pooling" bottom: "conv_hw" top: "max_floor"
 def test_convolution_deconvolution_pooling_activations(tmp_path, rng):
     # OpenCV reads field 13 of PoolingParameter as `ceil_mode` (bool): give it the same rounding in its words.
     cv = CONV_POOL.replace("round_mode: FLOOR", "ceil_mode: false")
-    run_against_opencv(tmp_path, CONV_POOL, rng, opencv_proto=cv)
+    _, model, _ = run_against_opencv(tmp_path, CONV_POOL, rng, opencv_proto=cv)
+    # stride-1 pads of d (k - 1) / 2 became Keras "same"; the others an explicit ZeroPadding2D
+    padding = {l.name: l.padding for l in model.layers if isinstance(l, keras.layers.Conv2D)}
+    assert sorted(n for n, p in padding.items() if p == "same") == ["conv_dil", "conv_group", "conv_same_hw"], padding
+    pads = [l.name for l in model.layers if isinstance(l, keras.layers.ZeroPadding2D)]
+    assert sorted(pads) == ["conv_dw_pad", "conv_hw_pad", "conv_s2_pad", "conv_wide_pad_pad"], pads
 
 
 ELEMENTWISE = """
