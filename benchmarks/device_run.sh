@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole GPU-machine check of issue #7 in one call (../shared/GPU.md; the device tool, carry [".whl"]):
+# The whole GPU-machine check of issue #7 in one call (../shared/GPU.md; the device tool, carry [".whl"],
+# after `bash benchmarks/fetch_wheels.sh` here):
 #   bash benchmarks/device_run.sh
 # 1. installs the carried keras/namex/optree/tqdm wheels into .site (the machine has JAX, PyTorch,
 #    numpy, OpenCV, h5py, protobuf, scipy; no TensorFlow, no network);
