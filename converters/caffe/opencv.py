@@ -119,12 +119,17 @@ def opencv_departures(net: Net) -> list[str]:
     """Layers where OpenCV's Caffe engine does not compute what Caffe does, so it cannot check them.
 
     OpenCV's ``Interp`` ignores ``pad_beg``/``pad_end`` and sizes ``shrink_factor`` + ``zoom_factor``
-    differently from ``interp_layer.cpp`` (which the converter follows).
+    differently from ``interp_layer.cpp`` (which the converter follows). OpenCV also drops a
+    (de)convolution's ``pad_h`` or ``pad_w`` given alone, which Caffe reads with the other half 0.
     """
     from converters.caffe.params import opt, sub
 
     found = []
     for layer in net.layers:
+        if layer.type in ("Convolution", "Deconvolution"):
+            cp = sub(layer.param, "convolution_param")
+            if (opt(cp, "pad_h", None) is None) != (opt(cp, "pad_w", None) is None):
+                found.append(f"{layer.type} '{layer.name}' sets only one of pad_h/pad_w, which OpenCV ignores")
         if layer.type != "Interp":
             continue
         ip = sub(layer.param, "interp_param")

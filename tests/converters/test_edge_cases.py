@@ -15,7 +15,7 @@ from converters import caffe
 from converters.caffe.errors import GraphError, UnsupportedLayerError
 from converters.caffe.reader import loads
 from converters.cli import main
-from tests.caffe_files import random_blobs_for, write_net
+from tests.caffe_files import caffemodel_bytes, random_blobs_for, write_net
 from tests.converters.test_exactness import run_against_opencv
 from tests.oracle import opencv_forward
 from zoo.errors import one_line
@@ -112,6 +112,28 @@ def test_verify_says_where_opencv_cannot_check(tmp_path, rng, capsys):
     text = capsys.readouterr().out
     assert "Verify: skipped" in text and "Interp 'i' has pad_beg/pad_end" in text
     assert "i -> i (None, 27, 19, 2)" in text and out.exists()
+
+
+def test_lone_pad_w_follows_caffe_and_verify_says_opencv_drops_it(tmp_path, rng, capsys):
+    # Caffe reads pad_w alone with pad_h = 0; OpenCV 4 drops the lone pad_w (so it cannot check the layer).
+    proto = _net('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                 'convolution_param { num_output: 2 kernel_h: 3 kernel_w: 5 pad_w: 2 } }\n', h=9, w=11)
+    x = rng.normal(size=(1, 9, 11, 4)).astype(np.float32)
+    blobs = random_blobs_for(proto, rng)
+    model = caffe.to_keras(loads(proto, caffemodel_bytes(proto, blobs)), progress=False)
+    y = keras.ops.convert_to_numpy(model(x))
+    assert y.shape == (1, 7, 11, 2)  # Caffe: H + 0 - 3 + 1, W + 4 - 5 + 1
+    w, b = blobs["c"]
+    xp = np.pad(x, ((0, 0), (0, 0), (2, 2), (0, 0)))
+    ref = np.stack([np.einsum("hwc,ochw->o", xp[0, i:i + 3, j:j + 5], w) + b
+                    for i in range(7) for j in range(11)]).reshape(1, 7, 11, 2)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+    cv = opencv_forward(proto, {"data": x}, blobs={"c": [w, b.reshape(1, -1)]}, outputs=["c"])
+    assert cv["c"].shape == (1, 7, 7, 2)  # OpenCV: W - 5 + 1, the lone pad_w dropped
+    files = write_net(tmp_path, proto, blobs)
+    assert main(["caffe", *files, "-o", str(tmp_path / "c.keras"), "--verify", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Verify: skipped" in text and "Convolution 'c' sets only one of pad_h/pad_w" in text
 
 
 def test_keras_name_collisions_get_suffixes(tmp_path, rng):
