@@ -56,6 +56,27 @@ def _say(msg=""):
     print(msg, flush=True)
 
 
+def _relative_difference(top, y, r):
+    """max |y - r| / max |r| over the finite values; NaN/inf must sit at the same places with the same value.
+
+    A NaN would otherwise compare as no difference at all (``max(0.0, nan)`` is 0.0).
+    """
+    import numpy as np
+
+    bad_y, bad_r = ~np.isfinite(y), ~np.isfinite(r)
+    if bad_y.any() or bad_r.any():
+        if not (np.array_equal(bad_y, bad_r) and np.array_equal(y[bad_y], r[bad_r], equal_nan=True)):
+            raise _VerifyFailed(
+                f"output '{top}': {int(bad_y.sum())} NaN/inf values in Keras' output, {int(bad_r.sum())} in "
+                f"OpenCV's, not the same; a net whose values overflow float32 on random input cannot be "
+                f"checked this way"
+            )
+        y, r = y[~bad_y], r[~bad_r]
+    if r.size == 0:
+        return 0.0
+    return float(np.abs(y - r).max() / max(float(np.abs(r).max()), 1e-30))
+
+
 def _verify(net, model, input_shape, tolerance):
     """Print the relative difference per output; raise :class:`_VerifyFailed` above ``tolerance``."""
     import keras
@@ -93,7 +114,7 @@ def _verify(net, model, input_shape, tolerance):
         y, r = keras.ops.convert_to_numpy(y), ref[layer]
         if y.shape != r.shape:
             raise _VerifyFailed(f"output '{top}': Keras shape {y.shape} but OpenCV {r.shape}")
-        rel = float(np.abs(y - r).max() / max(float(np.abs(r).max()), 1e-30))
+        rel = _relative_difference(top, y, r)
         worst = max(worst, rel)
         _say(f"Verify: {top}: max relative difference {rel:.2e} (OpenCV, random input {input_shape or 'as declared'})")
     if worst > tolerance:

@@ -93,3 +93,33 @@ def test_module_entry_point_exit_status(tmp_path, files):
                         "-o", str(out)], capture_output=True, text=True, cwd=os.getcwd(), timeout=300)
     assert r.returncode == 2 and "nope.caffemodel" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.backend_agnostic
+def test_verify_fails_on_nan_or_inf_that_opencv_does_not_share():
+    # max(0.0, nan) is 0.0: a NaN output once passed --verify as "no difference"
+    from converters.cli import _relative_difference, _VerifyFailed
+
+    r = np.array([1.0, 2.0, np.inf, -np.inf, np.nan], np.float32)
+    assert _relative_difference("t", r.copy(), r) == 0.0  # the same non-finite values at the same places
+    y = r.copy()
+    y[0] = 1.5
+    assert _relative_difference("t", y, r) == pytest.approx(0.25)  # over the finite values
+    for i, v in [(4, 0.0), (2, -np.inf), (0, np.nan)]:
+        y = r.copy()
+        y[i] = v
+        with pytest.raises(_VerifyFailed, match=r"output 't': \d NaN/inf values in Keras' output, \d in OpenCV's"):
+            _relative_difference("t", y, r)
+    with pytest.raises(_VerifyFailed, match="0 NaN/inf values in Keras' output, 3 in OpenCV's"):
+        _relative_difference("t", np.ones(5, np.float32), r)
+
+
+@pytest.mark.backend_agnostic
+def test_verify_accepts_overflow_that_opencv_shares(tmp_path, capsys):
+    proto = ('input: "data" input_shape { dim: 1 dim: 2 dim: 5 dim: 7 }\n'
+             'layer { name: "big" type: "Power" bottom: "data" top: "big" power_param { power: 2 scale: 1e30 } }\n'
+             'layer { name: "sig" type: "Sigmoid" bottom: "data" top: "sig" }\n')
+    files = write_net(tmp_path, proto)
+    assert main(["caffe", *files, "-o", str(tmp_path / "p.keras"), "--verify", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Verify: big: max relative difference 0.00e+00" in text and "Verify: sig: max relative" in text
