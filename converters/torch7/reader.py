@@ -45,6 +45,7 @@ TENSOR_DTYPES = {
 _TENSOR_CLASS = re.compile(r"^torch\.(\w*?)(Tensor|Storage)$")
 _MAX_NDIM = 64  # torch7 tensors have at most a handful of dims; more means garbage
 _MAX_ELEMENTS = 2**40  # a view larger than this (stride-0 expansions included) means garbage
+_MAX_EXPANDED = 2**24  # a view may show more elements than its storage holds (stride 0) up to this many
 
 
 class LuaTable:
@@ -212,6 +213,7 @@ class _Reader:
         self.pos = 0
         self.source = source
         self.objects = {}  # reference index -> object
+        self.class_of = {}  # id(array read) -> torch class name (storages and tensors are both arrays)
 
     # ------------------------------------------------------------------------------- primitives
     def fail(self, expected, at=None):
@@ -327,6 +329,7 @@ class _Reader:
             if what == "Storage":
                 storage = self._storage(np.dtype(dtype), class_name)
                 self.objects[index] = storage
+                self.class_of[id(storage)] = class_name
                 return storage
             header = self._tensor_header(class_name)
             stack.append(_Frame("tensor", None, extra=(index, class_name, np.dtype(dtype), header)))
@@ -363,23 +366,31 @@ class _Reader:
 
     def _tensor(self, index, class_name, dtype, header, storage):
         at, sizes, strides, offset = header
-        if int(np.prod(sizes, dtype=object)) > _MAX_ELEMENTS:
+        count = int(np.prod(sizes, dtype=object))
+        if count > _MAX_ELEMENTS or any(n > _MAX_ELEMENTS for n in sizes):
             self.fail(f"a {class_name} of at most {_MAX_ELEMENTS} elements, found size {list(sizes)}", at)
+        # Torch reads the storage with luaT_checkudata(torch.<Type>Storage): a tensor (or a storage of
+        # another type) there is an error, never rows of an array taken for elements.
+        want = class_name[:-len("Tensor")] + "Storage"
+        if storage is not None and self.class_of.get(id(storage)) != want:
+            found = self.class_of.get(id(storage)) or getattr(storage, "class_name", None) or type(storage).__name__
+            self.fail(f"a {want} as the storage of a {class_name}, found a {found}", at)
         if len(sizes) == 0 or 0 in sizes:
             arr = np.empty(sizes if sizes else (0,), dtype)
         else:
-            if not isinstance(storage, np.ndarray):
-                self.fail(f"the storage of a non-empty {class_name} of size {list(sizes)}, found "
-                          f"{type(storage).__name__}", at)
-            if storage.dtype != dtype:
-                self.fail(f"a storage of the {class_name}'s own type ({dtype}), found {storage.dtype}", at)
+            if storage is None:
+                self.fail(f"the storage of a non-empty {class_name} of size {list(sizes)}, found nil", at)
+            # a size-1 dim may carry any stride (only storage[offset] is read along it)
+            strides = tuple(0 if n == 1 else s for n, s in zip(sizes, strides))
             last = offset + sum((n - 1) * s for n, s in zip(sizes, strides))
-            if last >= storage.size:
-                self.fail(f"{class_name} of size {list(sizes)}, strides {list(strides)} and offset "
-                          f"{offset + 1} to fit in its storage of {storage.size} elements", at)
+            if last >= storage.size or (count > storage.size and count > _MAX_EXPANDED):
+                self.fail(f"a {class_name} of size {list(sizes)}, strides {list(strides)} and offset "
+                          f"{offset + 1} to fit in its storage of {storage.size} elements (and, if it repeats "
+                          f"elements with stride 0, to show at most {_MAX_EXPANDED})", at)
             arr = np.lib.stride_tricks.as_strided(
                 storage[offset:], shape=sizes, strides=[s * dtype.itemsize for s in strides], writeable=False)
         self.objects[index] = arr
+        self.class_of[id(arr)] = class_name
         return arr
 
     def _deliver(self, stack, value):
