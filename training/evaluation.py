@@ -56,7 +56,8 @@ def _write_csv(path: Path, header, rows) -> Path:
 
 def _eval_copy(ds):
     d = copy.copy(ds)
-    d.augment, d.shuffle, d.epoch, d._order_cache = None, False, 0, None
+    # every record once, in order: no augmentation, no shuffle, and no dropped last partial batch
+    d.augment, d.shuffle, d.epoch, d._order_cache, d.drop_remainder = None, False, 0, None, False
     return d
 
 
