@@ -58,13 +58,21 @@ class LuaTable:
     __slots__ = ("_items",)
 
     def __init__(self, items=None):
-        self._items = dict(items or {})
+        self._items = {}
+        for k, v in (items.items() if isinstance(items, dict) else items or ()):
+            self[k] = v
 
     @staticmethod
     def _key(key):
+        if isinstance(key, bool):  # Lua's true/false are not the numbers 1/0 (Python's True == 1 is)
+            return _TRUE if key else _FALSE
         if isinstance(key, float) and key.is_integer():
             return int(key)
         return key
+
+    @staticmethod
+    def _unkey(key):
+        return key is _TRUE if key is _TRUE or key is _FALSE else key
 
     def __getitem__(self, key):
         return self._items[self._key(key)]
@@ -82,19 +90,19 @@ class LuaTable:
         return len(self._items)
 
     def __iter__(self):
-        return iter(self._items)
+        return iter(self.keys())
 
     def get(self, key, default=None):
         return self._items.get(self._key(key), default)
 
     def keys(self):
-        return self._items.keys()
+        return [self._unkey(k) for k in self._items]
 
     def values(self):
         return self._items.values()
 
     def items(self):
-        return self._items.items()
+        return [(self._unkey(k), v) for k, v in self._items.items()]
 
     def list(self) -> list:
         """The array part ``t[1], t[2], ...`` up to the first missing index (Lua's ``ipairs``)."""
@@ -106,6 +114,19 @@ class LuaTable:
     def __repr__(self):
         n = len(self.list())
         return f"LuaTable({len(self._items)} entries, {n} in the array part)"
+
+
+class _BoolKey:
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return f"<Lua {str(self.value).lower()}>"
+
+
+_TRUE, _FALSE = _BoolKey(True), _BoolKey(False)
 
 
 class TorchObject:

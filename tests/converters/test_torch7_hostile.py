@@ -51,3 +51,15 @@ def test_absurd_strides_and_sizes_of_a_tensor():
         loads(T.dumps(raw_tensor(s, (2**39,), (0,))), "e.t7")
     small = loads(T.dumps(raw_tensor(s, (3, 4), (0, 1))), "e.t7")  # a modest expansion is fine
     assert np.array_equal(small, np.broadcast_to(np.arange(4), (3, 4)))
+
+
+def test_boolean_keys_are_not_the_numbers_1_and_0():
+    # Lua: t[1], t[true], t[0] and t[false] are four keys (Python's True == 1 would merge them)
+    r = loads(T.dumps(T.Pairs([(1, "one"), (True, "yes"), (0, "zero"), (False, "no"), (2, "two")])), "k.t7")
+    assert (r[1], r[True], r[0], r[False], r[1.0]) == ("one", "yes", "zero", "no", "one")
+    assert len(r) == 5 and r.list() == ["one", "two"]
+    assert sorted(map(repr, r.keys())) == ["0", "1", "2", "False", "True"]
+    assert [v for k, v in r.items() if k is True] == ["yes"] and True in r and False in r and 3 not in r
+    assert r.get(True) == "yes" and r.get(False) == "no" and sorted(map(repr, r)) == ["0", "1", "2", "False", "True"]
+    only_true = loads(T.dumps(T.Pairs([(True, "yes")])), "k.t7")
+    assert only_true.list() == [] and 1 not in only_true
