@@ -236,15 +236,21 @@ class PCKMetric(keras.metrics.Metric):
 
     Args:
         alpha: threshold as a fraction of the box side. Defaults to 0.2.
+        num_keypoints: score only the first K channels (the joints); extra channels such as CPM's
+            background map are neither joints nor part of the box. ``None``: every channel is a joint.
         name: metric name. Defaults to ``"pck"``.
         dtype: result dtype.
     """
 
-    def __init__(self, alpha=0.2, name="pck", dtype=None):
+    def __init__(self, alpha=0.2, num_keypoints=None, name="pck", dtype=None):
         super().__init__(name=name, dtype=dtype)
         if not float(alpha) > 0:
             raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
+        if num_keypoints is not None and (isinstance(num_keypoints, bool) or int(num_keypoints) != num_keypoints
+                                          or num_keypoints < 1):
+            raise ValueError(f"`num_keypoints` must be a positive int or None. Received: {num_keypoints!r}")
         self.alpha = float(alpha)
+        self.num_keypoints = None if num_keypoints is None else int(num_keypoints)
         self.hits = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="hits")
         self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
 
@@ -254,12 +260,17 @@ class PCKMetric(keras.metrics.Metric):
         if len(y_pred.shape) != 4 or len(y_true.shape) != 4:
             raise ValueError(f"PCKMetric expects (B, h, w, K) heatmaps. Received y_true {tuple(y_true.shape)}, "
                              f"y_pred {tuple(y_pred.shape)}")
+        sw = None if sample_weight is None else ops.cast(sample_weight, "float32")
+        if sw is not None:
+            sw = ops.reshape(sw, (ops.shape(y_true)[0], -1)) if len(sw.shape) > 1 else ops.expand_dims(sw, -1)
+        k = self.num_keypoints
+        if k is not None and y_true.shape[-1] != k:  # e.g. CPM's K + 1 maps: the background is no joint
+            y_true, y_pred = y_true[..., :k], y_pred[..., :k]
+            sw = sw[:, :k] if sw is not None and sw.shape[-1] != 1 else sw
         shape = ops.shape(y_true)
-        if sample_weight is None:
+        if sw is None:
             vis = ops.max(ops.reshape(y_true, (shape[0], -1, shape[3])), axis=1) > 0
         else:
-            sw = ops.cast(sample_weight, "float32")
-            sw = ops.reshape(sw, (shape[0], -1)) if len(sw.shape) > 1 else ops.expand_dims(sw, -1)
             vis = ops.broadcast_to(sw, (shape[0], shape[3])) > 0
         gt = _argmax_xy(y_true)
         pred = _argmax_xy(y_pred)
@@ -283,7 +294,7 @@ class PCKMetric(keras.metrics.Metric):
         self.total.assign(0.0)
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha}
+        return {**super().get_config(), "alpha": self.alpha, "num_keypoints": self.num_keypoints}
 
 
 @keras.saving.register_keras_serializable(package="kerazoo_training")

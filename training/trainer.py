@@ -408,7 +408,7 @@ def _compile(model, task, train_data, opt, aux_weight, jit_compile, steps_per_ex
     if task == "pose":
         loss = [HeatmapMSE() for _ in range(n)]
         weights = [1.0] * n  # hg/CPM: every stack/stage's loss summed with weight 1
-        wmetrics = [[] for _ in range(n - 1)] + [[PCKMetric(alpha=0.2)]]
+        wmetrics = [[] for _ in range(n - 1)] + [[PCKMetric(alpha=0.2, num_keypoints=train_data.num_keypoints)]]
         cmetrics = None
         default_monitor = "pck"
     else:

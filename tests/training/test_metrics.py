@@ -138,6 +138,24 @@ def test_pck_metric_equals_plain_functions_over_batches(rng):
     assert float(metric.result()) == 0.0
 
 
+def test_pck_metric_leaves_out_the_cpm_background_channel():
+    # hand-worked: joints at (4, 4) and (8, 4) -> box side 4, threshold 0.2 * 4 = 0.8 heatmap px;
+    # joint 0 predicted exactly (hit), joint 1 at (8, 5), 1 px off (miss): PCK = 1/2.
+    # The background map max(0, 1 - max_k) peaks at (0, 0); counted as a joint it widened the box
+    # to side 8 (threshold 1.6: joint 1 a hit) and was itself a hit, giving 3/3.
+    tgt = np.zeros((1, 16, 16, 3), np.float32)
+    pred = np.zeros_like(tgt)
+    tgt[0, 4, 4, 0] = tgt[0, 4, 8, 1] = 1.0
+    pred[0, 4, 4, 0] = pred[0, 5, 8, 1] = 1.0
+    tgt[..., 2] = 1.0 - tgt[..., :2].max(-1)
+    pred[..., 2] = tgt[..., 2]
+    for weights in (np.ones((1, 1, 1, 3), np.float32), None):
+        metric = PCKMetric(alpha=0.2, num_keypoints=2)
+        metric.update_state(tgt, pred, sample_weight=weights)
+        assert float(metric.result()) == pytest.approx(0.5)
+    assert PCKMetric(num_keypoints=2).get_config()["num_keypoints"] == 2
+
+
 def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     c = 4
     gts = [rng.integers(0, c, (2, 5, 6)) for _ in range(3)]
