@@ -108,8 +108,18 @@ def _flatten(value):
     return [value]
 
 
+def _found(v) -> str:
+    """How a wrong value is named in a message: nil, a number/string/boolean as it is, else its kind."""
+    if v is None:
+        return "nil"
+    return repr(v) if isinstance(v, (str, int, float)) else f"a {type(v).__name__}"
+
+
 def _short(class_name: str) -> str:
     return class_name.rsplit(".", 1)[-1]
+
+
+_MAX_DEPTH = 200  # containers nested deeper than this are garbage (and would exhaust Python's stack)
 
 
 def _num(obj, key, default=None):
@@ -121,6 +131,14 @@ class _Builder:
     def __init__(self, source):
         self.source = source
         self.ops: list[Op] = []
+        self.depth = 0
+
+    def whole(self, m, key, here, default=None):
+        """Field ``key`` of ``m`` as an int (Lua numbers are floats); ``default`` when absent."""
+        v = _num(m, key, default)
+        if v is not default and (not isinstance(v, int) or isinstance(v, bool)):
+            self.fail(here, f"expected a whole number in field '{key}', found {_found(v)}", Torch7FormatError)
+        return v
 
     def op(self, kind, inputs, attrs, where):
         op = Op(kind, list(inputs), attrs, where)
@@ -146,6 +164,17 @@ class _Builder:
 
     # ---------------------------------------------------------------------------------- modules
     def module(self, m, x, where):
+        if not isinstance(m, TorchObject):
+            self.fail(where or "model", f"expected an nn module, found {_found(m)}", Torch7FormatError)
+        if self.depth >= _MAX_DEPTH:
+            self.fail(f"{where} ({m.class_name})", f"expected containers nested at most {_MAX_DEPTH} deep", Torch7FormatError)
+        self.depth += 1
+        try:
+            return self._module(m, x, where)
+        finally:
+            self.depth -= 1
+
+    def _module(self, m, x, where):
         cls = m.class_name
         name = _short(cls)
         here = f"{where} ({cls})" if where else cls
@@ -186,11 +215,12 @@ class _Builder:
         if name == "ReLU":
             return self.op("relu", [x], {}, here)
         if name == "SpatialMaxPooling":
-            attrs = {"kernel": (_num(m, "kH"), _num(m, "kW")), "stride": (_num(m, "dH"), _num(m, "dW")),
-                     "pad": (_num(m, "padH", 0), _num(m, "padW", 0)), "ceil_mode": bool(m.get("ceil_mode", False))}
+            w = lambda k, d=None: self.whole(m, k, here, d)  # noqa: E731
+            attrs = {"kernel": (w("kH"), w("kW")), "stride": (w("dH"), w("dW")),
+                     "pad": (w("padH", 0), w("padW", 0)), "ceil_mode": bool(m.get("ceil_mode", False))}
             return self.op("maxpool", [x], attrs, here)
         if name == "SpatialUpSamplingNearest":
-            return self.op("upsample_nearest", [x], {"scale": _num(m, "scale_factor")}, here)
+            return self.op("upsample_nearest", [x], {"scale": self.whole(m, "scale_factor", here)}, here)
         self.fail(here, f"unsupported Torch module class '{cls}' (supported: nn.gModule, Sequential, "
                         f"ConcatTable, ParallelTable, SelectTable, Identity, CAddTable, JoinTable, "
                         f"SpatialConvolution(MM), SpatialBatchNormalization, ReLU, SpatialMaxPooling, "
@@ -199,7 +229,7 @@ class _Builder:
     def conv_attrs(self, m, here):
         o, i = _num(m, "nOutputPlane"), _num(m, "nInputPlane")
         kh, kw = _num(m, "kH"), _num(m, "kW")
-        groups = _num(m, "groups", 1) or 1
+        groups = self.whole(m, "groups", here, 1) or 1
         w = m.get("weight")
         if not all(isinstance(v, int) and v > 0 for v in (o, i, kh, kw)) or not isinstance(w, np.ndarray):
             self.fail(here, "a convolution needs integer nOutputPlane, nInputPlane, kH, kW and a weight tensor",
@@ -215,13 +245,16 @@ class _Builder:
             bias = None
         if bias is not None and (not isinstance(bias, np.ndarray) or bias.size != o):
             self.fail(here, f"bias of {getattr(bias, 'size', '?')} values, expected {o}", Torch7FormatError)
-        pad = m.get("padding")  # pre-2015 nn: one 'padding' for both axes
-        ph, pw = (int(pad), int(pad)) if pad is not None else (_num(m, "padH", 0), _num(m, "padW", 0))
+        pad = self.whole(m, "padding", here)  # pre-2015 nn: one 'padding' for both axes
+        ph, pw = (pad, pad) if pad is not None else (self.whole(m, "padH", here, 0), self.whole(m, "padW", here, 0))
         return {"weight": w, "bias": None if bias is None else bias.reshape(o), "groups": groups,
-                "stride": (_num(m, "dH", 1), _num(m, "dW", 1)), "pad": (ph, pw)}
+                "stride": (self.whole(m, "dH", here, 1), self.whole(m, "dW", here, 1)), "pad": (ph, pw)}
 
     def bn_attrs(self, m, here):
-        eps = float(m.get("eps", 1e-5))
+        eps = m.get("eps", 1e-5)
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+            self.fail(here, f"expected a number in field 'eps', found {_found(eps)}", Torch7FormatError)
+        eps = float(eps)
         mean = m.get("running_mean")
         var = m.get("running_var")
         if var is None and isinstance(m.get("running_std"), np.ndarray):
@@ -248,6 +281,13 @@ class _Builder:
         if not (isinstance(nodes, LuaTable) and isinstance(innode, TorchObject) and isinstance(outnode, TorchObject)):
             self.fail(where or "nn.gModule", "an nn.gModule with forwardnodes, innode and outnode", Torch7FormatError)
         nodes = nodes.list()
+        for node in nodes:
+            if not isinstance(node, TorchObject):
+                self.fail(where or "nn.gModule", f"expected forwardnodes of nngraph.Node objects, found {_found(node)}",
+                          Torch7FormatError)
+            if not isinstance(node.get("data"), LuaTable):
+                self.fail(f"{where}.node {_num(node, 'id', '?')}" if where else f"node {_num(node, 'id', '?')}",
+                          f"expected a node with a data table, found {_found(node.get('data'))}", Torch7FormatError)
         in_data, out_data = innode.get("data"), outnode.get("data")
         by_data = {id(n.get("data")): n for n in nodes}
         pos = {id(n): k for k, n in enumerate(nodes, 1)}
@@ -279,7 +319,7 @@ class _Builder:
                 value = self.module(module, ins[0] if len(ins) == 1 else ins, label(node))
             elif data.get("selectindex") is not None:  # an output of node:split(n)
                 src = ins[0] if len(ins) == 1 else ins
-                k = _num(data, "selectindex")
+                k = self.whole(data, "selectindex", label(node))
                 if not isinstance(src, list) or not 1 <= k <= len(src):
                     self.fail(label(node), f"split output {k} of a table input", Torch7FormatError)
                 value = src[k - 1]

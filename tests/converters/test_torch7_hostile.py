@@ -1,6 +1,8 @@
 """converters.torch7 on hostile or malformed files: every one gives a Torch7Error naming the file and
 what was expected, never a bare Python error, an out-of-bounds read or a huge allocation."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,62 @@ def test_boolean_keys_are_not_the_numbers_1_and_0():
     assert r.get(True) == "yes" and r.get(False) == "no" and sorted(map(repr, r)) == ["0", "1", "2", "False", "True"]
     only_true = loads(T.dumps(T.Pairs([(True, "yes")])), "k.t7")
     assert only_true.list() == [] and 1 not in only_true
+
+
+# ------------------------------------------------------------------------------------------- op graph
+def _node(fields):
+    return T.TObj("nngraph.Node", fields)
+
+
+def _gmodule(nodes, innode, outnode):
+    return T._module("nn.gModule", forwardnodes=nodes, innode=innode, outnode=outnode)
+
+
+def _malformed():
+    rng = np.random.default_rng(0)
+
+    def conv(**fields):
+        c = T.conv(rng, 4, 4, 1)
+        c.fields.update(fields)
+        return c
+
+    def bn(**fields):
+        b = T.bn(rng, 4)
+        b.fields.update(fields)
+        return b
+
+    no_data = _node({"id": 1})
+    number_data = _node({"id": 1, "data": 5})
+    return [
+        ("a number in Sequential.modules", T.sequential(T.relu(), 3.0), r"model.modules.2: expected an nn module, found 3.0"),
+        ("a number among forwardnodes", _gmodule([1.0], _node({}), _node({})), r"nn.gModule: expected forwardnodes of nngraph.Node objects, found 1.0"),
+        ("a node without data", _gmodule([no_data], no_data, no_data), r"node 1: expected a node with a data table, found nil"),
+        ("a node with a number as data", _gmodule([number_data], number_data, number_data), r"node 1: expected a node with a data table, found 5.0"),
+        ("padding 'abc'", conv(padding="abc"), r"model \(cudnn.SpatialConvolution\): expected a whole number in field 'padding', found 'abc'"),
+        ("groups 'a'", conv(groups="a"), r".*: expected a whole number in field 'groups', found 'a'"),
+        ("groups 1.5", conv(groups=1.5), r".*: expected a whole number in field 'groups', found 1.5"),
+        ("stride as a table", conv(dH={}), r".*: expected a whole number in field 'dH', found a LuaTable"),
+        ("eps 'abc'", bn(eps="abc"), r"model \(nn.SpatialBatchNormalization\): expected a number in field 'eps', found 'abc'"),
+        ("eps as a table", bn(eps={}), r".*: expected a number in field 'eps', found a LuaTable"),
+    ]
+
+
+@pytest.mark.parametrize("what,root,message", _malformed(), ids=[m[0] for m in _malformed()])
+def test_malformed_networks_name_the_place_and_the_field(what, root, message):
+    with pytest.raises(Torch7FormatError, match=r"Torch7 file 'm.t7', " + message):
+        to_graph(loads(T.dumps(root)), "m.t7")
+
+
+def test_deeply_nested_containers_are_an_error_not_a_recursion_error():
+    m = T.relu()
+    for _ in range(3000):
+        m = T.sequential(m)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)  # for the test writer, which is recursive
+    try:
+        data = T.dumps(m)
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(Torch7FormatError, match=r"'deep.t7', model(.modules.1)+ \(nn.Sequential\): expected containers "
+                                                r"nested at most \d+ deep"):
+        to_graph(loads(data), "deep.t7")
