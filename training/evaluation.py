@@ -188,7 +188,8 @@ def _evaluate_segmentation(model, ds, names):
     for b in range(len(ds)):
         x, y = ds[b]
         labels = y[0] if isinstance(y, tuple) else y
-        pred = _predict(model, x)[0].argmax(-1)
+        scores = _predict(model, x)[0]
+        pred = np.where(np.isnan(scores), -np.inf, scores).argmax(-1)  # as MeanIoUMetric: NaN never wins
         for i, rid in enumerate(ds.batch_indices(b)):
             one = confusion_matrix(pred[i], labels[i], c, ds.ignore_label)
             cm += one

@@ -309,7 +309,7 @@ class MeanIoUMetric(keras.metrics.Metric):
 
     Update args:
         y_true: (B, H, W) or (B, H, W, 1) integer labels.
-        y_pred: (B, H, W, C) scores/logits (argmax taken) or (B, H, W) labels.
+        y_pred: (B, H, W, C) scores/logits (argmax taken; NaN scores never win) or (B, H, W) labels.
         sample_weight: optional (B,), (B, H) or (B, H, W); pixels with weight 0 are skipped.
 
     Counts are int32 (exact up to 2**31 - 1 pixels per cell). ``iou_per_class()`` returns the (C,) IoUs.
@@ -332,7 +332,10 @@ class MeanIoUMetric(keras.metrics.Metric):
             y_true = ops.squeeze(y_true, axis=-1)
         if len(y_pred.shape) == len(y_true.shape) + 1:
             # (B, H, W, 1) holds labels, (B, H, W, C) scores
-            y_pred = ops.squeeze(y_pred, -1) if y_pred.shape[-1] == 1 else ops.argmax(y_pred, axis=-1)
+            if y_pred.shape[-1] == 1:
+                y_pred = ops.squeeze(y_pred, -1)
+            else:  # a NaN score never wins (TensorFlow's argmax skips NaN, JAX/PyTorch/NumPy pick it)
+                y_pred = ops.argmax(ops.where(ops.isnan(y_pred), float("-inf"), y_pred), axis=-1)
         if len(y_pred.shape) != len(y_true.shape):
             raise ValueError(f"MeanIoUMetric: y_pred {tuple(y_pred.shape)} must be (B, H, W, C) scores or "
                              f"labels shaped like y_true {tuple(y_true.shape)}")

@@ -62,3 +62,19 @@ def test_pose_scores_the_last_partial_batch_with_drop_remainder():
     res = evaluate(_Replay(full, _oracle_heatmaps), ds, verbose=False)  # used to raise: 8 predictions, 10 records
     assert len(res.rows) == 10 * 4
     assert res.mean == 1.0  # the targets themselves, decoded: every annotated joint is a hit
+
+
+def test_segmentation_nan_score_never_wins():
+    recs = synthetic_segmentation(3, image_size=(32, 32), num_classes=3)
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
+    labels = np.concatenate([ds[b][1] for b in range(len(ds))])
+    valid = labels[labels != 255]
+    expected = np.mean([np.mean(valid == 0)] + [0.0 for c in (1, 2) if np.any(valid == c)])
+
+    def background_with_nan(d, b):  # "always background", but one NaN score for class 1 per image
+        out = _all_background(d, b)
+        out[:, 0, 0, 1] = np.nan
+        return out
+
+    res = evaluate(_Replay(ds, background_with_nan), ds, verbose=False)
+    assert res.mean == pytest.approx(expected, abs=1e-12)  # numpy's argmax picked the NaN: class 1 there

@@ -179,6 +179,18 @@ def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     assert float(metric.result()) == 0.0 and not keras.ops.convert_to_numpy(metric.confusion).any()
 
 
+def test_mean_iou_metric_nan_score_never_wins_on_any_backend():
+    # 2x2 pixels of class 1, scores favour class 1; one pixel has a NaN score for class 2.
+    # TensorFlow's argmax skipped the NaN (4 pixels right), JAX/PyTorch picked it (3 right, 1 as class 2).
+    logits = np.zeros((1, 2, 2, 3), np.float32)
+    logits[..., 1] = 1.0
+    logits[0, 0, 0, 2] = np.nan
+    metric = MeanIoUMetric(3)
+    metric.update_state(np.ones((1, 2, 2), np.int32), logits)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.confusion), [[0, 0, 0], [0, 4, 0], [0, 0, 0]])
+    assert float(metric.result()) == 1.0
+
+
 def test_metrics_in_compiled_evaluate_and_safe_mode_reload(rng, tmp_path):
     c = 3
     logits = rng.normal(size=(6, 4, 4, c)).astype(np.float32)
