@@ -235,9 +235,9 @@ class _Builder:
             self.fail(here, "a convolution needs integer nOutputPlane, nInputPlane, kH, kW and a weight tensor",
                       Torch7FormatError)
         shape = (o, i // groups, kh, kw)
-        if w.size != int(np.prod(shape)):
+        if w.shape not in (shape, (o, int(np.prod(shape[1:])))):
             self.fail(here, f"weight of {w.size} values ({list(w.shape)}), expected {o}x{i // groups}x{kh}x{kw} "
-                            f"= {int(np.prod(shape))}", Torch7FormatError)
+                            f"= {int(np.prod(shape))} (or 2-D {o}x{int(np.prod(shape[1:]))})", Torch7FormatError)
         # SpatialConvolutionMM (and old nn files) store 2-D (O, I*kh*kw): the same order, reshaped.
         w = np.ascontiguousarray(w).reshape(shape)
         bias = m.get("bias")

@@ -194,7 +194,7 @@ class _Walk:
         if op.kind != "bn" or op.attrs["gamma"].shape[0] != channels:
             self.fail(place, exp, f"{describe(op)} ({op.where})")
         eps = op.attrs["eps"]
-        if abs(eps - BN_EPSILON) > 1e-12:
+        if not abs(eps - BN_EPSILON) <= 1e-12:  # a NaN eps is not the builder's either
             self.fail(place, f"{exp} with eps {BN_EPSILON:g} (the zoo hourglass builder's BatchNormalization "
                              f"epsilon)", f"eps {eps:g} ({op.where})")
         a = op.attrs

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from converters.torch7 import Torch7FormatError, loads, to_graph
+from converters.torch7 import Torch7FormatError, WeightsMismatchError, infer_hourglass_config, loads, to_graph
 from tests.converters import torch7_files as T
 
 pytestmark = pytest.mark.backend_agnostic
@@ -124,3 +124,21 @@ def test_deeply_nested_containers_are_an_error_not_a_recursion_error():
     with pytest.raises(Torch7FormatError, match=r"'deep.t7', model(.modules.1)+ \(nn.Sequential\): expected containers "
                                                 r"nested at most \d+ deep"):
         to_graph(loads(data), "deep.t7")
+
+
+def test_convolution_weight_shape_is_checked_not_only_its_size():
+    # Torch's convolution uses the weight's own (out, in, kh, kw) (or 2-D (out, in*kh*kw)); a
+    # (2, 4, 3, 3) weight under nOutputPlane 4, nInputPlane 2 holds as many values but is another layer
+    c = T.conv(np.random.default_rng(1), 2, 4, 3)
+    c.fields["weight"] = T.Tensor(np.zeros((2, 4, 3, 3)), T.TTYPE)
+    with pytest.raises(Torch7FormatError, match=r"'w.t7', model \(cudnn.SpatialConvolution\): weight of 72 values "
+                                                r"\(\[2, 4, 3, 3\]\), expected 4x2x3x3"):
+        to_graph(loads(T.dumps(c)), "w.t7")
+    c.fields["weight"] = T.Tensor(np.zeros((4, 18)), T.TTYPE)  # SpatialConvolutionMM's 2-D layout is fine
+    assert to_graph(loads(T.dumps(c)), "w.t7").ops[1].attrs["weight"].shape == (4, 2, 3, 3)
+
+
+def test_nan_batchnorm_epsilon_is_not_the_builders():
+    inp, outs = T.hourglass_nodes(np.random.default_rng(2), stacks=1, eps=float("nan"), features=16, keypoints=4)
+    with pytest.raises(WeightsMismatchError, match=r"'nan.t7', stem, first BN: expected .* eps 1e-05 .* found eps nan"):
+        infer_hourglass_config(to_graph(loads(T.dumps(T.gmodule(inp, outs))), "nan.t7"))
