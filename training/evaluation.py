@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
-from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh
+from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
+from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh, torso_size
 from training.targets import flip_test, keypoints_to_image
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
@@ -75,7 +76,9 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         out_dir: where to write ``table.csv`` and ``predictions.csv`` (``None``: nothing written).
         flip: pose only: average with the mirrored prediction (needs ``dataset.flip_pairs`` for
             left/right data; 1-pixel MSRA shift).
-        alpha: PCK threshold; default 0.5 for PCKh, 0.2 for box-normalised PCK.
+        alpha: PCK threshold; default 0.5 for PCKh (records with head boxes: MPII), 0.2 for PCK
+            normalised by the torso (LSP's 14 joints: left shoulder to right hip, as the official
+            LSP evaluation; a sample without both joints is left out) or by the box otherwise.
         names: joint or class names for the table.
         verbose: print the table.
     Returns:
@@ -149,8 +152,12 @@ def _evaluate_pose(model, ds, flip, alpha, names):
     gt = np.stack([r.keypoints for r in recs])
     vis = np.stack([r.visible for r in recs]) > 0
     pred = np.stack(preds)
+    lsp = k == 14 and set(map(tuple, ds.flip_pairs or ())) == set(LSP_FLIP_PAIRS)
     if all(r.head_box is not None for r in recs):
         norm, metric, alpha = head_size_from_box(np.stack([r.head_box for r in recs])), "PCKh", alpha or 0.5
+    elif lsp:  # the official LSP PCK (evalLSP, CPM's run_benchmark.m): left shoulder to right hip
+        norm, metric, alpha = torso_size(gt, vis, 9, 2), "PCK (torso)", alpha or 0.2
+        names = LSP_JOINTS if names is None else names
     else:
         boxes = [r.box if r.box is not None else _kp_box(r) for r in recs]
         norm = np.array([max(b[2] - b[0], b[3] - b[1]) for b in boxes])

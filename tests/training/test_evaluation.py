@@ -78,3 +78,29 @@ def test_segmentation_nan_score_never_wins():
 
     res = evaluate(_Replay(ds, background_with_nan), ds, verbose=False)
     assert res.mean == pytest.approx(expected, abs=1e-12)  # numpy's argmax picked the NaN: class 1 there
+
+
+def test_lsp_layout_is_scored_by_the_torso_as_the_official_lsp_pck():
+    from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
+
+    # 14 LSP joints: left shoulder (9) to right hip (2) is 44.7 px; the joints span a 100 px box.
+    kp = np.array([[20, 90], [22, 70], [30, 50], [50, 50], [58, 70], [60, 90], [10, 30], [15, 20], [30, 10],
+                   [50, 10], [65, 20], [70, 30], [40, 5], [40, -10]], np.float64) + [20, 10]
+    assert np.hypot(*(kp[9] - kp[2])) == pytest.approx(44.72, abs=0.01) and np.ptp(kp[:, 1]) == 100
+    recs = [r.replace(keypoints=kp, visible=np.ones(14), center=(60.0, 50.0), scale=130.0, box=None)
+            for r in synthetic_pose(3, image_size=(128, 128), num_keypoints=14, seed=5)]
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(128, 128), heatmap_size=(64, 64), sigma=1.0,
+                        flip_pairs=LSP_FLIP_PAIRS, shuffle=False)
+
+    def right_ankle_12px_off(d, b):  # 12 px: a miss against 0.2 x torso (8.9 px), a hit against 0.2 x box (20 px)
+        out = []
+        for i in d.batch_indices(b):
+            rec = d.records[int(i)]
+            moved = rec.keypoints + np.where(np.arange(14)[:, None] == 0, [12.0, 0.0], 0.0)
+            out.append(d.codec.encode(transform_points(moved, d.matrix(rec)), rec.visible)[0])
+        return np.stack(out)
+
+    res = evaluate(_Replay(ds, right_ankle_12px_off), ds, verbose=False)
+    assert res.metric == "PCK (torso)@0.2" and list(res.table["per_joint"])[0] == LSP_JOINTS[0]
+    assert res.table["per_joint"][LSP_JOINTS[0]] == 0.0 and res.mean == pytest.approx(13 / 14)
+    assert all(r["norm"] == pytest.approx(44.721, abs=1e-3) for r in res.rows)
