@@ -170,7 +170,7 @@ def run(a) -> int:
     step("4. per-class IoU on the validation set")
     ev = evaluate(model, val, out_dir=out / "eval", names=info.class_names, verbose=True)
     print(f"mean IoU = {ev.mean:.3f}, pixel accuracy = {ev.table['pixel_accuracy']:.3f} on {len(val_recs)} "
-          f"validation images")
+          f"validation images at their original size (training's val mean IoU scores the network's grid)")
     print(f"wrote {ev.table_path} and {ev.predictions_path}")
     for p in write_overlays(model, val, a.overlays, out / "overlays"):
         print(f"wrote {p}")

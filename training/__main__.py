@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval, or RUN/eval_train "
                                  "for --split train; none without --run)")
     e.add_argument("--flip", action="store_true", help="pose: flip-test averaging")
+    e.add_argument("--resolution", default="original", choices=("original", "input"),
+                   help="segmentation: score the original masks, scores resampled as FCN/PSPNet do (default), "
+                        "or the network's letterboxed labels")
     _data_args(e)
     for parser in (t, e):
         parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -215,7 +218,7 @@ def cmd_evaluate(args) -> int:
     names = info.keypoint_names if info.task == "pose" else info.class_names
     if info.task == "pose" and info.name == "mpii":
         names = None  # the MPII table (groups, mean without pelvis/thorax)
-    res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names)
+    res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names, resolution=args.resolution)
     if res.table_path:
         print(f"wrote {res.table_path} and {res.predictions_path}")
     return 0

@@ -407,6 +407,10 @@ class SegmentationDataset(_RecordDataset):
             center = np.array([rng.uniform(min(a, b), max(a, b)) for a, b in zip(lo, hi)])
         return affine_matrix(center, side, self.input_size, rotation=rot, flip=flip)
 
+    def label_matrix(self, image_shape) -> np.ndarray:
+        """Original-image -> label-grid (2, 3) matrix of the unaugmented crop of an image of ``image_shape``."""
+        return self._label_matrix(self.matrix(image_shape))
+
     def _label_matrix(self, mat) -> np.ndarray:
         (w, h), (lw, lh) = self.input_size, self.label_size
         if (lw, lh) == (w, h):

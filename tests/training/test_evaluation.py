@@ -104,3 +104,56 @@ def test_lsp_layout_is_scored_by_the_torso_as_the_official_lsp_pck():
     assert res.metric == "PCK (torso)@0.2" and list(res.table["per_joint"])[0] == LSP_JOINTS[0]
     assert res.table["per_joint"][LSP_JOINTS[0]] == 0.0 and res.mean == pytest.approx(13 / 14)
     assert all(r["norm"] == pytest.approx(44.721, abs=1e-3) for r in res.rows)
+
+
+def _seg_files(tmp_path, shapes):
+    import cv2
+
+    from training.datasets.base import SegRecord
+
+    recs, masks = [], []
+    for n, (h, w) in enumerate(shapes):
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 5:h // 2, w // 6:w // 2] = 1  # large blocks: resampling changes only their edges
+        mask[h // 2 + 2:, w // 2 + 3:w - 2] = 2
+        mask[0, :] = 255  # void
+        image = np.dstack([mask * 60] * 3).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / f"im{n}.png"), image)
+        cv2.imwrite(str(tmp_path / f"m{n}.png"), mask)
+        recs.append(SegRecord(image=str(tmp_path / f"im{n}.png"), mask=str(tmp_path / f"m{n}.png"), id=f"im{n}"))
+        masks.append(mask)
+    return recs, masks
+
+
+def test_segmentation_is_scored_on_the_original_masks(tmp_path):
+    recs, masks = _seg_files(tmp_path, [(45, 31), (23, 60), (40, 40)])  # odd sizes, landscape and portrait
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), label_size=(16, 16), num_classes=3,
+                             shuffle=False)
+    valid = np.concatenate([m[m != 255] for m in masks])  # every original pixel, not the 16 x 16 grid's
+    expected = np.mean([np.mean(valid == 0), 0.0, 0.0])
+    res = evaluate(_Replay(ds, _all_background), ds, verbose=False)
+    assert res.metric == "IoU per class (original image size)"
+    assert res.mean == pytest.approx(expected, abs=1e-12)
+    assert [r["valid_pixels"] for r in res.rows] == [int((m != 255).sum()) for m in masks]
+    small = evaluate(_Replay(ds, _all_background), ds, resolution="input", verbose=False)
+    assert small.metric == "IoU per class (network label size)" and small.mean != pytest.approx(expected, abs=1e-6)
+
+    def labels_as_scores(d, b):  # a perfect model at the network's resolution
+        y = d[b][1]
+        return np.eye(3, dtype=np.float32)[np.where(y == 255, 0, y)] * 10.0
+
+    res = evaluate(_Replay(ds, labels_as_scores), ds, verbose=False)
+    assert res.mean > 0.85  # upsampled 16x16 labels against the full masks: only block edges differ
+    with pytest.raises(ValueError, match="resolution must be 'original' or 'input'"):
+        evaluate(_Replay(ds, _all_background), ds, resolution="full", verbose=False)
+
+
+def test_scores_to_image_follows_the_label_matrix():
+    from training.evaluation import scores_to_image
+
+    grid = np.arange(4 * 5, dtype=np.float32).reshape(4, 5, 1)  # value = 5 * row + column
+    m = np.array([[0.5, 0.0, 0.25], [0.0, 0.5, 1.0]])  # image (x, y) -> grid (x / 2 + 0.25, y / 2 + 1)
+    out = scores_to_image(grid, m, (5, 9), rows_per_chunk=2)[..., 0]
+    ys, xs = np.mgrid[0:5, 0:9]
+    u, v = np.clip(xs / 2 + 0.25, 0, 4), np.clip(ys / 2 + 1.0, 0, 3)
+    np.testing.assert_allclose(out, 5 * v + u, atol=1e-5)  # bilinear of a linear ramp is the ramp

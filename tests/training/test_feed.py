@@ -155,7 +155,10 @@ def test_cli_train_feed_uint8_then_evaluate(tmp_path, capsys, monkeypatch):
     assert model_feed(saved) == "uint8"
     assert main(["evaluate", "--run", str(tmp_path)]) == 0
     assert feeds == ["uint8"]  # the run's model, not the saved dataset config, decides the feed
-    assert "mean" in capsys.readouterr().out.lower()
+    text = capsys.readouterr().out
+    assert "mean" in text.lower() and "IoU per class (original image size)" in text
+    assert main(["evaluate", "--run", str(tmp_path), "--resolution", "input"]) == 0
+    assert "IoU per class (network label size)" in capsys.readouterr().out
 
 
 def test_slot_round_trip_keeps_values_and_shared_references(tmp_path):
