@@ -34,8 +34,8 @@ from training.datasets.base import DatasetError, ImageReadError, read_image, rea
 from training.normalization import FEEDS, Normalization, check_feed as _feed, model_feed
 from training.shm import share_batch
 from training.targets import HeatmapCodec, cpm_center_map, encode_mask
-from training.transforms import (Augmentation, affine_matrix, check_flip_pairs, swap_pairs, transform_points,
-                                 warp_image, warp_mask)
+from training.transforms import (Augmentation, affine_matrix, check_flip_pairs, grid_matrix, swap_pairs,
+                                 transform_points, warp_image, warp_mask)
 
 __all__ = ["Augmentation", "Normalization", "HeatmapDataset", "SegmentationDataset", "EpochSync", "FEEDS",
            "model_feed"]
@@ -412,12 +412,7 @@ class SegmentationDataset(_RecordDataset):
         return self._label_matrix(self.matrix(image_shape))
 
     def _label_matrix(self, mat) -> np.ndarray:
-        (w, h), (lw, lh) = self.input_size, self.label_size
-        if (lw, lh) == (w, h):
-            return mat
-        sx = (lw - 1) / max(w - 1, 1)
-        sy = (lh - 1) / max(h - 1, 1)
-        return np.array([[sx, 0, 0], [0, sy, 0]]) @ np.vstack([mat, [0, 0, 1]])
+        return grid_matrix(mat, self.input_size, self.label_size)
 
     def _make_sample(self, record, rng):
         image = read_image(record.image)

@@ -23,7 +23,7 @@ from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.datasets.base import read_mask
 from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh, torso_size
-from training.targets import encode_mask, flip_test, keypoints_to_image
+from training.targets import encode_mask, flip_test, keypoints_to_image, scores_to_image
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
 
@@ -194,38 +194,6 @@ def _evaluate_pose(model, ds, flip, alpha, names):
 def _kp_box(rec):
     pts = rec.keypoints[rec.visible > 0] if (rec.visible > 0).any() else rec.keypoints
     return (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
-
-
-def scores_to_image(scores, label_matrix, image_shape, rows_per_chunk=256):
-    """Class scores on a dataset's label grid, resampled onto the original image (bilinear).
-
-    FCN and PSPNet score at the original resolution: their score maps are upsampled to the image,
-    then the argmax is taken. Here the grid is the letterboxed crop, so each image pixel ``(x, y)``
-    reads the grid at ``label_matrix @ (x, y, 1)`` (clamped to the grid's edge).
-
-    Args:
-        scores: ``(lh, lw, C)`` scores (logits or probabilities) on the label grid.
-        label_matrix: ``(2, 3)`` original image -> label grid (``SegmentationDataset.label_matrix``).
-        image_shape: ``(H, W)`` of the original image.
-    Returns:
-        ``(H, W, C)`` float32 scores; NaN scores spread to their bilinear neighbours.
-    """
-    scores = np.asarray(scores, np.float32)
-    lh, lw, c = scores.shape
-    h, w = int(image_shape[0]), int(image_shape[1])
-    out = np.empty((h, w, c), np.float32)
-    m = np.asarray(label_matrix, np.float64)
-    xs = np.arange(w, dtype=np.float64)
-    for top in range(0, h, rows_per_chunk):  # bounded memory for 2048 x 1024 images
-        ys = np.arange(top, min(top + rows_per_chunk, h), dtype=np.float64)[:, None]
-        u = np.clip(m[0, 0] * xs + m[0, 1] * ys + m[0, 2], 0, lw - 1)
-        v = np.clip(m[1, 0] * xs + m[1, 1] * ys + m[1, 2], 0, lh - 1)
-        x0, y0 = np.floor(u).astype(np.intp), np.floor(v).astype(np.intp)
-        x1, y1 = np.minimum(x0 + 1, lw - 1), np.minimum(y0 + 1, lh - 1)
-        fx, fy = (u - x0).astype(np.float32)[..., None], (v - y0).astype(np.float32)[..., None]
-        out[top:top + len(ys)] = ((scores[y0, x0] * (1 - fx) + scores[y0, x1] * fx) * (1 - fy)
-                                  + (scores[y1, x0] * (1 - fx) + scores[y1, x1] * fx) * fy)
-    return out
 
 
 def _original_labels(ds, rec):

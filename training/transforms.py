@@ -176,6 +176,26 @@ def transform_points(points, mat) -> np.ndarray:
 
 _WARP_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64))
 
+def grid_matrix(mat, input_size, grid_size) -> np.ndarray:
+    """``mat`` (source -> network input) followed by input -> a smaller output grid, corner-aligned.
+
+    A network whose output is ``grid_size`` for an ``input_size`` input (PSPNet's 473 -> 473 after
+    interpolation, FCN-style maps, or a label grid) sees input pixel ``(0, 0)`` at grid ``(0, 0)`` and
+    ``(w-1, h-1)`` at ``(gw-1, gh-1)``; training samples its labels the same way.
+
+    Args:
+        mat: (2, 3) source -> input matrix (e.g. :func:`affine_matrix`).
+        input_size, grid_size: ``(w, h)`` of the input and of the grid.
+    Returns:
+        (2, 3) source -> grid matrix.
+    """
+    (w, h), (gw, gh) = input_size, grid_size
+    if (gw, gh) == (w, h):
+        return np.asarray(mat, np.float64)
+    s = np.array([[(gw - 1) / max(w - 1, 1), 0, 0], [0, (gh - 1) / max(h - 1, 1), 0]])
+    return s @ np.vstack([mat, [0, 0, 1]])
+
+
 def warp_image(image, mat, output_size, border_value=0) -> np.ndarray:
     """Warps an image with bilinear interpolation (``cv2.warpAffine``, constant border).
 

@@ -204,8 +204,8 @@ class Prediction:
     top: list = field(default_factory=list)
 
 
-def _model_task(model, name, out, hw):
-    """The zoo task of ``name`` (default: the name ``zoo.get`` attached); the output's shape otherwise."""
+def _registry_task(model, name):
+    """``(task, family)`` of ``name`` (default: the name ``zoo.get`` attached) in the zoo's registry, or ``(None, "")``."""
     import zoo
 
     name = name or getattr(model, "_zoo_name", None)
@@ -215,11 +215,14 @@ def _model_task(model, name, out, hw):
             spec = zoo.get_spec(name)
         except ValueError:
             pass
-    if spec is not None and spec.task:
-        return spec.task, spec.family
+    return (spec.task, spec.family) if spec is not None and spec.task else (None, "")
+
+
+def _output_task(out, hw):
+    """What an unregistered model's output is, from its shape."""
     if out.ndim == 1:
-        return "classification", ""
-    return ("segmentation" if out.shape[:2] == hw else "pose"), ""
+        return "classification"
+    return "segmentation" if out.shape[:2] == hw else "pose"
 
 
 def _probabilities(scores):
@@ -243,24 +246,40 @@ def _draw_text_lines(img, lines):
 
 
 def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
-    """Run ``model`` on one RGB image (resized to its input) and draw the prediction on it.
+    """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
     attached): classifiers (ResNet) give their ``top_k`` classes, named from the weights record
-    when it has class names; segmentation models (FCN, PSPNet) a mask overlay, the mask resized to
-    the picture; pose models (hourglass, CPM) their argmax keypoints (CPM's background map
-    dropped). Unknown models: rank-1 output = classes, output as large as the input = mask, else
-    keypoints. Preprocessing: ``record`` (default the model's weights record), else pixels / 255;
-    a model with a uint8 input gets raw pixels.
+    when it has class names; segmentation models (FCN, PSPNet) a mask; pose models (hourglass,
+    CPM) their argmax keypoints (CPM's background map dropped). Unknown models: rank-1 output =
+    classes, output as large as the input = mask, else keypoints.
+
+    Classifiers see the image resized to their input. Pose and segmentation models see it
+    letterboxed as training and ``evaluate`` crop it (the long side fitted, centred, zero border, so
+    people keep their proportions); the keypoints (pixels, ``(K, 2)`` x, y, decoded as training's
+    codec does; NaN where a map has no positive value) and the mask (``(H, W)``,
+    scores resampled bilinearly, then argmax) are given in the original image. Preprocessing:
+    ``record`` (default the model's weights record), else pixels / 255; a model with a uint8 input
+    gets raw pixels.
 
     Raises:
         ValueError: an output that does not fit the task (e.g. a classifier without its top).
     """
     import zoo
+    from training.targets import HeatmapCodec, keypoints_to_image, scores_to_image
+    from training.transforms import affine_matrix, grid_matrix, warp_image
 
+    image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+    H, W = image.shape[:2]
     inputs = model.inputs
-    h, w = inputs[0].shape[1] or image_rgb.shape[0], inputs[0].shape[2] or image_rgb.shape[1]
-    img = cv2.resize(np.asarray(image_rgb, np.uint8), (w, h), interpolation=cv2.INTER_AREA)
+    h, w = inputs[0].shape[1] or H, inputs[0].shape[2] or W
+    task, family = _registry_task(model, name)
+    if task == "classification":
+        mat = None
+        img = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (H, W) else image
+    else:
+        mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H), (w, h))
+        img = warp_image(image, mat, (w, h)) if (h, w) != (H, W) else image
     record = record or zoo.weights_record(model)
     if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
         x = img[None]
@@ -272,7 +291,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     out = model.predict(feeds if len(feeds) > 1 else x, verbose=0)
     out = out[-1] if isinstance(out, (list, tuple)) else out
     out = np.asarray(out)[0]
-    task, family = _model_task(model, name, out, (h, w))
+    task = task or _output_task(out, (h, w))
     if task == "classification":
         if out.ndim != 1:
             raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "
@@ -280,20 +299,24 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         probs = _probabilities(out)
         names = record.class_names if record and record.class_names and len(record.class_names) == len(probs) else None
         top = [(names[i] if names else f"class {i}", float(probs[i])) for i in np.argsort(-probs)[:top_k]]
-        return Prediction(task, _draw_text_lines(img, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
+        return Prediction(task, _draw_text_lines(image, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
     if out.ndim != 3:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
+    if mat is None:  # an unregistered classifier-shaped model that turned out to give maps
+        mat = np.array([[w / W, 0, (w / W - 1) / 2], [0, h / H, (h / H - 1) / 2]])
     if task == "segmentation":
-        rows = np.minimum((np.arange(h) + 0.5) * out.shape[0] / h, out.shape[0] - 1).astype(int)
-        cols = np.minimum((np.arange(w) + 0.5) * out.shape[1] / w, out.shape[1] - 1).astype(int)
-        mask = out.argmax(-1)[rows][:, cols]  # nearest neighbour: PSPNet's output is a few pixels smaller
-        return Prediction(task, mask_overlay(img, mask), out, mask=mask)
+        scores = scores_to_image(out, grid_matrix(mat, (w, h), (out.shape[1], out.shape[0])), (H, W))
+        mask = np.where(np.isnan(scores), -np.inf, scores).argmax(-1)
+        return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
-    flat = maps.reshape(-1, maps.shape[-1]).argmax(0)
-    ys, xs = np.divmod(flat, maps.shape[1])
-    sx, sy = w / maps.shape[1], h / maps.shape[0]
-    kp = np.stack([(xs + 0.5) * sx - 0.5, (ys + 0.5) * sy - 0.5], 1)
-    return Prediction(task, draw_keypoints(img, kp), out, keypoints=kp)
+    try:  # training's decoding: argmax + quarter offset, heatmap px * stride
+        kp_in = HeatmapCodec((w, h), (maps.shape[1], maps.shape[0])).decode(maps)[0]
+    except ValueError:  # different strides across and down: the plain argmax
+        ys, xs = np.divmod(maps.reshape(-1, maps.shape[-1]).argmax(0), maps.shape[1])
+        kp_in = np.stack([xs * w / maps.shape[1], ys * h / maps.shape[0]], 1).astype(np.float64)
+    kp = keypoints_to_image(kp_in, mat)
+    kp[np.all(kp_in == -1.0, axis=-1)] = np.nan  # no positive maximum: no keypoint (not drawn)
+    return Prediction(task, draw_keypoints(image, kp), out, keypoints=kp)
 
 
 def predict_overlay(model, image_rgb, *, name=None, record=None):

@@ -149,7 +149,7 @@ def test_segmentation_is_scored_on_the_original_masks(tmp_path):
 
 
 def test_scores_to_image_follows_the_label_matrix():
-    from training.evaluation import scores_to_image
+    from training.targets import scores_to_image
 
     grid = np.arange(4 * 5, dtype=np.float32).reshape(4, 5, 1)  # value = 5 * row + column
     m = np.array([[0.5, 0.0, 0.25], [0.0, 0.5, 1.0]])  # image (x, y) -> grid (x / 2 + 0.25, y / 2 + 1)

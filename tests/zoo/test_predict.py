@@ -65,28 +65,64 @@ def test_classifier_without_top_is_a_clear_error(registered):
         visualize.predict(zoo.get(name), _image())
 
 
-def test_segmentation_with_a_smaller_output_gets_a_mask(registered):
-    name = registered("test_seg_net", "pspnet", top=False, valid=True)  # output 10x14, as PSPNet's 97x129
-    model = zoo.get(name)
-    small = model.predict(_image()[None] / np.float32(255), verbose=0)[0].argmax(-1)
-    rows, cols = ((np.arange(12) + 0.5) * 10 / 12).astype(int), ((np.arange(16) + 0.5) * 14 / 16).astype(int)
-    mask = small[rows][:, cols]  # nearest neighbour, centres aligned
-    np.testing.assert_array_equal(visualize.predict_overlay(model, _image()), visualize.mask_overlay(_image(), mask))
-    pred = visualize.predict(model, _image())
-    assert pred.task == "segmentation"
-    np.testing.assert_array_equal(pred.mask, mask)
+def _rgb_net(*, valid=False, name="rgb_net", **_):
+    """Input (12, 16, 3) -> its own R, G, B planes as 3 maps (2 pixels smaller with ``valid``)."""
+    inputs = keras.Input((12, 16, 3), name="image")
+    conv = keras.layers.Conv2D(3, 3, padding="valid" if valid else "same", use_bias=False, name="head")
+    out = conv(inputs)
+    kernel = np.zeros((3, 3, 3, 3), np.float32)
+    kernel[1, 1] = np.eye(3)  # the centre tap: each map is its colour plane
+    conv.set_weights([kernel])
+    return keras.Model(inputs, out, name=name)
 
 
-def test_pose_output_as_large_as_the_input_gets_keypoints(registered):
-    name = registered("test_pose_net", "hourglass", top=False)  # output 12x16x3: not a mask
-    model = zoo.get(name)
-    maps = model.predict(_image()[None] / np.float32(255), verbose=0)[0]
-    ys, xs = np.divmod(maps.reshape(-1, 3).argmax(0), 16)
-    kp = np.stack([xs, ys], 1)  # output and input sizes are equal: no scaling
-    np.testing.assert_array_equal(visualize.predict_overlay(model, _image()), visualize.draw_keypoints(_image(), kp))
-    pred = visualize.predict(model, _image())
-    assert pred.task == "pose" and pred.mask is None
-    np.testing.assert_allclose(pred.keypoints, kp)
+@pytest.fixture
+def rgb_registered():
+    names = []
+
+    def add(name, family, **fixed):
+        registry.register(name, family=family, head_layers=("head",))(
+            lambda *, weights=None, input_shape=None, name=name: _rgb_net(name=name, **fixed))
+        names.append(name)
+        return name
+
+    yield add
+    for n in names:
+        registry._MODELS.pop(n, None)
+
+
+def _stripes(h, w):
+    """Red, green and blue vertical thirds: the mask a colour-plane model should give."""
+    img = np.zeros((h, w, 3), np.uint8)
+    truth = np.minimum(np.arange(w) * 3 // w, 2)[None].repeat(h, 0)
+    for c in range(3):
+        img[truth == c, c] = 255
+    return img, truth
+
+
+@pytest.mark.parametrize("valid", [False, True])  # a map as large as the input, or smaller (as PSPNet's)
+def test_segmentation_mask_is_given_at_the_image_size(rgb_registered, valid):
+    model = zoo.get(rgb_registered(f"test_rgb_seg_{int(valid)}", "pspnet", valid=valid))
+    for h, w in [(12, 16), (30, 70), (50, 21)]:  # the input size, wide and tall images (letterboxed)
+        image, truth = _stripes(h, w)
+        pred = visualize.predict(model, image)
+        assert pred.task == "segmentation" and pred.mask.shape == (h, w) and pred.picture.shape == (h, w, 3)
+        assert np.mean(pred.mask == truth) > 0.9, (h, w, np.mean(pred.mask == truth))  # stripes' edges may move
+        np.testing.assert_array_equal(pred.picture, visualize.mask_overlay(image, pred.mask))
+
+
+def test_pose_keypoints_are_given_in_the_image(rgb_registered):
+    model = zoo.get(rgb_registered("test_rgb_pose", "hourglass"))
+    image = np.zeros((24, 40, 3), np.uint8)  # letterboxed into 16 x 12: 0.4 input px per image px
+    spots = np.array([[30.0, 5.0], [6.0, 18.0], [20.0, 12.0]])  # (x, y) of a red, a green and a blue spot
+    for c, (x, y) in enumerate(spots.astype(int)):
+        image[y - 1:y + 2, x - 1:x + 2, c] = 255
+    pred = visualize.predict(model, image)
+    assert pred.task == "pose" and pred.mask is None and pred.picture.shape == (24, 40, 3)
+    np.testing.assert_allclose(pred.keypoints, spots, atol=2.5)  # one input pixel is 2.5 image px
+    np.testing.assert_array_equal(pred.picture, visualize.draw_keypoints(image, pred.keypoints))
+    blank = visualize.predict(model, np.zeros((24, 40, 3), np.uint8))  # no positive maximum anywhere
+    assert np.isnan(blank.keypoints).all()
 
 
 def test_name_and_tag_spellings(registered):
