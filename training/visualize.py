@@ -245,6 +245,16 @@ def _draw_text_lines(img, lines):
     return img
 
 
+def _centre_crop(image, size, ratio=256 / 224):
+    """Resize so the crop is ``1 / ratio`` of the shorter side (ResNet's 224 of 256), then the centre crop."""
+    (H, W), (h, w) = image.shape[:2], size
+    s = max(h / H, w / W) * ratio
+    rw, rh = max(w, int(round(W * s))), max(h, int(round(H * s)))
+    big = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    top, left = (rh - h) // 2, (rw - w) // 2
+    return big[top:top + h, left:left + w]
+
+
 def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
@@ -254,7 +264,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     CPM) their argmax keypoints (CPM's background map dropped). Unknown models: rank-1 output =
     classes, output as large as the input = mask, else keypoints.
 
-    Classifiers see the image resized to their input. Pose and segmentation models see it
+    Classifiers see the centre crop of the image resized so that the crop is 224/256 of its shorter
+    side (ImageNet's single-crop evaluation). Pose and segmentation models see it
     letterboxed as training and ``evaluate`` crop it (the long side fitted, centred, zero border, so
     people keep their proportions); the keypoints (pixels, ``(K, 2)`` x, y, decoded as training's
     codec does; NaN where a map has no positive value) and the mask (``(H, W)``,
@@ -274,9 +285,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     inputs = model.inputs
     h, w = inputs[0].shape[1] or H, inputs[0].shape[2] or W
     task, family = _registry_task(model, name)
-    if task == "classification":
+    if task == "classification":  # ImageNet's single-crop evaluation: shorter side to 256/224 of the crop, centre crop
         mat = None
-        img = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (H, W) else image
+        img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image
     else:
         mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H), (w, h))
         img = warp_image(image, mat, (w, h)) if (h, w) != (H, W) else image

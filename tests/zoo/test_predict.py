@@ -191,3 +191,13 @@ def test_truncated_keras_file_is_named_as_such(tmp_path, registered):
             zoo.get(name, weights=tmp_path / "t.keras")
     with pytest.raises(WeightsFileError, match="model file not found"):
         zoo.load_keras_model(tmp_path / "none.keras")
+
+
+def test_classifiers_see_imagenets_centre_crop():
+    image = np.zeros((448, 600, 3), np.uint8)  # shorter side 448 -> 256, then the centre 224 x 224
+    image[112:336, 188:412] = 255  # a centred 224 square: 128 px after the resize
+    crop = visualize._centre_crop(image, (224, 224))
+    assert crop.shape == (224, 224, 3)
+    white = np.argwhere(crop[..., 0] > 127)
+    np.testing.assert_allclose(white.min(0), [48, 48], atol=1)  # 128 px, centred (600 * 256 / 448 rounds)
+    np.testing.assert_allclose(white.max(0), [175, 175], atol=1)
