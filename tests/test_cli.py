@@ -119,7 +119,7 @@ def test_predict_writes_an_overlay(tmp_path):
                 tmp_path / "pred.png")
     assert r.returncode == 0, r.stderr
     out = cv2.imread(str(tmp_path / "pred.png"))
-    assert out is not None and out.shape == (64, 64, 3)
+    assert out is not None and out.shape == (80, 96, 3)  # drawn on the image at its size, not the 64 x 64 input
     r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.h5", "--out",
                 tmp_path / "pred_w.png", "--winograd")
     assert r.returncode == 0, r.stderr
@@ -192,7 +192,7 @@ def test_predict_classifier_keras_model_and_out_folder(tmp_path):
                 "--out", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert sorted(l.split()[1] for l in r.stdout.splitlines()[:3]) == ["cat", "dog", "eel"]
-    assert cv2.imread(str(tmp_path / "out" / "img.pred.png")).shape == (32, 32, 3)
+    assert cv2.imread(str(tmp_path / "out" / "img.pred.png")).shape == (40, 52, 3)  # the image's own size
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img.pred.png"]  # no temp file left
 
     hg = zoo.get("hourglass", stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3))
@@ -202,7 +202,7 @@ def test_predict_classifier_keras_model_and_out_folder(tmp_path):
         r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / weights,
                     "--out", tmp_path / f"{weights}.png")
         assert r.returncode == 0, r.stderr
-        assert cv2.imread(str(tmp_path / f"{weights}.png")).shape == (64, 64, 3)
+        assert cv2.imread(str(tmp_path / f"{weights}.png")).shape == (40, 52, 3)
     (tmp_path / "t.keras").write_bytes((tmp_path / "hg.keras").read_bytes()[:1000])
     err = _one_line_error(kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "t.keras"))
     assert "t.keras' is not a readable .keras archive" in err
