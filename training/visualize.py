@@ -288,9 +288,11 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     if task == "classification":  # ImageNet's single-crop evaluation: shorter side to 256/224 of the crop, centre crop
         mat = None
         img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image
+    elif (h, w) == (H, W):  # the image is the input (a fully convolutional model takes any size)
+        mat, img = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), image
     else:
         mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H), (w, h))
-        img = warp_image(image, mat, (w, h)) if (h, w) != (H, W) else image
+        img = warp_image(image, mat, (w, h))
     record = record or zoo.weights_record(model)
     if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
         x = img[None]
@@ -313,8 +315,6 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         return Prediction(task, _draw_text_lines(image, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
     if out.ndim != 3:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
-    if mat is None:  # an unregistered classifier-shaped model that turned out to give maps
-        mat = np.array([[w / W, 0, (w / W - 1) / 2], [0, h / H, (h / H - 1) / 2]])
     if task == "segmentation":
         scores = scores_to_image(out, grid_matrix(mat, (w, h), (out.shape[1], out.shape[0])), (H, W))
         mask = np.where(np.isnan(scores), -np.inf, scores).argmax(-1)

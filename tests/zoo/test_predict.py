@@ -65,9 +65,9 @@ def test_classifier_without_top_is_a_clear_error(registered):
         visualize.predict(zoo.get(name), _image())
 
 
-def _rgb_net(*, valid=False, name="rgb_net", **_):
-    """Input (12, 16, 3) -> its own R, G, B planes as 3 maps (2 pixels smaller with ``valid``)."""
-    inputs = keras.Input((12, 16, 3), name="image")
+def _rgb_net(*, valid=False, name="rgb_net", shape=(12, 16, 3), **_):
+    """Input ``shape`` -> its own R, G, B planes as 3 maps (2 pixels smaller with ``valid``)."""
+    inputs = keras.Input(shape, name="image")
     conv = keras.layers.Conv2D(3, 3, padding="valid" if valid else "same", use_bias=False, name="head")
     out = conv(inputs)
     kernel = np.zeros((3, 3, 3, 3), np.float32)
@@ -123,6 +123,12 @@ def test_pose_keypoints_are_given_in_the_image(rgb_registered):
     np.testing.assert_array_equal(pred.picture, visualize.draw_keypoints(image, pred.keypoints))
     blank = visualize.predict(model, np.zeros((24, 40, 3), np.uint8))  # no positive maximum anywhere
     assert np.isnan(blank.keypoints).all()
+    any_size = zoo.get(rgb_registered("test_rgb_fcn", "hourglass", shape=(None, None, 3)))
+    tall = np.zeros((40, 24, 3), np.uint8)  # portrait, taken as it is: the maps are the image's own planes
+    for c, (x, y) in enumerate([(18, 5), (3, 31), (11, 21)]):
+        tall[y - 1:y + 2, x, c], tall[y, x - 1:x + 2, c] = 100, 100
+        tall[y, x, c] = 255  # a symmetric peak: decoded exactly
+    np.testing.assert_allclose(visualize.predict(any_size, tall).keypoints, [[18, 5], [3, 31], [11, 21]], atol=1e-6)
 
 
 def test_name_and_tag_spellings(registered):
