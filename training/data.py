@@ -414,14 +414,18 @@ class SegmentationDataset(_RecordDataset):
     def _label_matrix(self, mat) -> np.ndarray:
         return grid_matrix(mat, self.input_size, self.label_size)
 
+    @staticmethod
+    def read_labels(record) -> np.ndarray:
+        """A record's mask at its own size, through its ``label_map`` (not yet warped or encoded)."""
+        mask = read_mask(record.mask)
+        return mask if record.label_map is None else record.label_map[mask]
+
     def _make_sample(self, record, rng):
         image = read_image(record.image)
-        mask = read_mask(record.mask)
+        mask = self.read_labels(record)
         if mask.shape[:2] != image.shape[:2]:
             raise ImageReadError(f"mask '{record.mask}' is {mask.shape[1]}x{mask.shape[0]} but image '{record.image}' "
                                  f"is {image.shape[1]}x{image.shape[0]}; expected the same size.")
-        if record.label_map is not None:
-            mask = record.label_map[mask]
         params = self.augment.sample(rng) if self.augment else None
         mat = self.matrix(image.shape, params, rng)
         crop = warp_image(image, mat, self.input_size)

@@ -21,9 +21,8 @@ import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
-from training.datasets.base import read_mask
 from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh, torso_size
-from training.targets import encode_mask, flip_test, keypoints_to_image, scores_to_image
+from training.targets import encode_mask, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
 
@@ -196,14 +195,6 @@ def _kp_box(rec):
     return (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
 
 
-def _original_labels(ds, rec):
-    """A record's mask as the dataset reads it (label map, classes outside [0, C) ignored), unwarped."""
-    mask = read_mask(rec.mask)
-    if rec.label_map is not None:
-        mask = rec.label_map[mask]
-    return encode_mask(mask, ds.num_classes, ds.ignore_label)
-
-
 def _evaluate_segmentation(model, ds, names, resolution):
     c = ds.num_classes
     cm = np.zeros((c, c), np.int64)
@@ -215,9 +206,9 @@ def _evaluate_segmentation(model, ds, names, resolution):
         for i, rid in enumerate(ds.batch_indices(b)):
             s, gt = scores[i], labels[i]
             if resolution == "original":
-                gt = _original_labels(ds, ds.records[int(rid)])
+                gt = encode_mask(ds.read_labels(ds.records[int(rid)]), c, ds.ignore_label)  # unwarped
                 s = scores_to_image(s, ds.label_matrix(gt.shape), gt.shape)
-            pred = np.where(np.isnan(s), -np.inf, s).argmax(-1)  # as MeanIoUMetric: NaN never wins
+            pred = labels_from_scores(s)
             one = confusion_matrix(pred, gt, c, ds.ignore_label)
             cm += one
             valid = int(one.sum())

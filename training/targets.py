@@ -324,6 +324,13 @@ def scores_to_image(scores, label_matrix, image_shape, rows_per_chunk=256):
     return out
 
 
+def labels_from_scores(scores) -> np.ndarray:
+    """``(..., C)`` class scores -> ``(...)`` labels by argmax, a NaN score never winning (as ``MeanIoUMetric``:
+    TensorFlow's argmax skips NaN, NumPy's picks it)."""
+    s = np.asarray(scores)
+    return np.where(np.isnan(s), -np.inf, s).argmax(-1)
+
+
 def flip_test(predict_fn, images, flip_pairs, shift=True) -> np.ndarray:
     """Test-time flip averaging: ``0.5 * (f(x) + shift(swap(flip(f(flip(x))))))``.
 

@@ -277,7 +277,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         ValueError: an output that does not fit the task (e.g. a classifier without its top).
     """
     import zoo
-    from training.targets import HeatmapCodec, keypoints_to_image, scores_to_image
+    from training.targets import HeatmapCodec, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
 
     image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
@@ -317,7 +317,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
     if task == "segmentation":
         scores = scores_to_image(out, grid_matrix(mat, (w, h), (out.shape[1], out.shape[0])), (H, W))
-        mask = np.where(np.isnan(scores), -np.inf, scores).argmax(-1)
+        mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
     try:  # training's decoding: argmax + quarter offset, heatmap px * stride

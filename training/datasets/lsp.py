@@ -12,10 +12,11 @@ Coordinates are MATLAB 1-based; the reader subtracts 1. ``visible`` follows :cla
 (annotated, so trained and scored): in LSP every joint with a position, occluded ones included, as
 the official LSP PCK scores all 14 and gating training on visibility hurts (pose-training.md §1.5);
 the raw flags stay in ``meta["occluded"]``. LSPet's third column is a visibility flag whose 0
-joints are not reliably placed, so there ``visible`` is that flag (``meta["visible_flag"]``). The standard split is images 1-1000
-train and 1001-2000 test (LSP); LSPet is all training. The crop is the box of the labelled joints
-padded by ``padding`` (bearpaw uses x1.4375 of its own scale; 1.25 of the joint box here keeps
-the body plus margin).
+joints are not reliably placed, so there ``visible`` is that flag (``meta["visible_flag"]``).
+
+The standard split is images 1-1000 train and 1001-2000 test (LSP); LSPet is all training. The crop
+is the box of the labelled joints padded by ``padding`` (bearpaw uses x1.4375 of its own scale;
+1.25 of the joint box here keeps the body plus margin).
 """
 
 from __future__ import annotations
