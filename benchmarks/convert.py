@@ -1,10 +1,11 @@
 """Benchmark: converting a ResNet-152-sized caffemodel (~230 MB of random float32) to Keras.
 
-    KERAS_BACKEND=jax python benchmarks/convert.py [--dir /tmp/kerazoo_caffe_bench] [--depth 152]
+    KERAS_BACKEND=jax python benchmarks/convert.py [--dir /tmp/kerazoo_caffe_bench] [--net resnet152]
         [--repeats 1] [--out results.txt]
 
-Uses the deploy prototxt and caffemodel of ``benchmarks/resnet_caffe.py`` (Kaiming layout, random
-blobs) and times, each in a fresh subprocess so that peak RSS is per measurement:
+Uses a deploy prototxt and caffemodel of ``benchmarks/resnet_caffe.py`` (random blobs): ``resnet152``
+(Kaiming layout, 670 Caffe layers, 230 MB: Keras's per-layer cost shows) or ``vgg16`` (BVLC layout,
+39 layers, 528 MB: the data path shows), and times, each in a fresh subprocess so that peak RSS is per measurement:
 
 * ``protobuf``: ``open().read()`` + BVLC ``NetParameter.ParseFromString`` (upb): the floor;
 * ``load``: ``converters.caffe.load`` (prototxt parse, upgrade, shape inference, blobs streamed to
@@ -31,7 +32,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks._report import emit  # noqa: E402
 
-from benchmarks.resnet_caffe import _BLOCKS, generate  # noqa: E402
+from benchmarks.resnet_caffe import NETS, generate  # noqa: E402
 
 _CHILD = r"""
 import json, os, resource, sys, time
@@ -110,18 +111,18 @@ def measure(mode, proto, model, repeats):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", default="/tmp/kerazoo_caffe_bench")
-    ap.add_argument("--depth", type=int, default=152, choices=sorted(_BLOCKS))
+    ap.add_argument("--net", default="resnet152", choices=sorted(NETS))
     ap.add_argument("--repeats", type=int, default=1, help="runs per mode (best time, worst peak)")
     ap.add_argument("--out", help="also write the table to this file")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     t = time.perf_counter()
-    proto, model = generate(args.dir, args.depth)
+    proto, model = generate(args.dir, args.net)
     size = os.path.getsize(model)
     import google.protobuf
     import keras
 
-    lines = [f"convert: ResNet-{args.depth} caffemodel {size / 2**20:.1f} MiB (generated in "
+    lines = [f"convert: {args.net} caffemodel {size / 2**20:.1f} MiB (generated in "
              f"{time.perf_counter() - t:.1f} s), {time.strftime('%Y-%m-%d %H:%M')}",
              f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())} | "
              f"keras {keras.__version__} ({os.environ.get('KERAS_BACKEND', 'jax')}), protobuf "

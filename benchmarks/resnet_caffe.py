@@ -1,7 +1,9 @@
-"""A ResNet deploy prototxt in Kaiming He's Caffe layout (conv, BatchNorm, Scale, ReLU, Eltwise) and a
-caffemodel with random blobs, for the converter benchmarks (``benchmarks/convert.py``).
+"""Deploy prototxts with random caffemodels for the converter benchmarks (``benchmarks/convert.py``).
 
-    proto, model = generate("/tmp/caffe_bench", 152)   # ~230 MB of float32
+* ResNet in Kaiming He's Caffe layout (conv, BatchNorm, Scale, ReLU, Eltwise): many small layers;
+* VGG-16 as in the BVLC model zoo (13 conv + 3 InnerProduct): few layers, 528 MB of weights.
+
+    proto, model = generate("/tmp/caffe_bench", "resnet152")   # ~230 MB of float32
 """
 
 from __future__ import annotations
@@ -67,11 +69,45 @@ def resnet_prototxt(depth=152, size=224):
     return "\n".join(out) + "\n"
 
 
-def generate(directory, depth):
+VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (width, convs) per block
+
+
+def vgg16_prototxt(size=224):
+    """VGG-16 deploy prototxt text in the BVLC model zoo's layout (VGG_ILSVRC_16_layers_deploy)."""
+    out = ['name: "VGG_ILSVRC_16_layers"', 'input: "data"',
+           f"input_dim: 1 input_dim: 3 input_dim: {size} input_dim: {size}"]
+    bottom = "data"
+    for block, (width, convs) in enumerate(VGG16_BLOCKS, start=1):
+        for i in range(1, convs + 1):
+            name = f"conv{block}_{i}"
+            out.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n'
+                       f"  convolution_param {{ num_output: {width} pad: 1 kernel_size: 3 }} }}")
+            out.append(f'layer {{ name: "relu{block}_{i}" type: "ReLU" bottom: "{name}" top: "{name}" }}')
+            bottom = name
+        out.append(f'layer {{ name: "pool{block}" type: "Pooling" bottom: "{bottom}" top: "pool{block}"\n'
+                   "  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }")
+        bottom = f"pool{block}"
+    for name, n in (("fc6", 4096), ("fc7", 4096), ("fc8", 1000)):
+        out.append(f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{name}"\n'
+                   f"  inner_product_param {{ num_output: {n} }} }}")
+        if name != "fc8":
+            out.append(f'layer {{ name: "relu{name[2:]}" type: "ReLU" bottom: "{name}" top: "{name}" }}')
+            out.append(f'layer {{ name: "drop{name[2:]}" type: "Dropout" bottom: "{name}" top: "{name}"\n'
+                       "  dropout_param { dropout_ratio: 0.5 } }")
+        bottom = name
+    out.append('layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }')
+    return "\n".join(out) + "\n"
+
+
+NETS = {**{f"resnet{d}": (lambda d=d: resnet_prototxt(d)) for d in _BLOCKS}, "vgg16": vgg16_prototxt}
+
+
+def generate(directory, net="resnet152"):
+    """Write ``<net>.prototxt`` and a ``<net>.caffemodel`` of seeded random blobs; return both paths."""
     import numpy as np
 
     from tests.caffe_files import random_blobs_for, write_net
 
-    text = resnet_prototxt(depth)
+    text = NETS[net]()
     blobs = random_blobs_for(text, np.random.default_rng(0))
-    return write_net(directory, text, blobs, name=f"resnet{depth}")
+    return write_net(directory, text, blobs, name=net)

@@ -50,6 +50,26 @@ def test_conv_kernel_tiles_equal_numpy_transpose(shape):
         assert not np.shares_memory(k, src)
 
 
+@pytest.mark.parametrize("n, chw", [(70, (130, 3, 5)), (5, (1, 1, 1)), (130, (3, 1, 1)), (2, (65, 2, 1)), (3, None)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_dense_kernel_equals_numpy_reorder(n, chw, transpose):
+    """Caffe flattens (C, H, W), Keras (H, W, C): kernel row (h, w, c) is Caffe's column (c, h, w)."""
+    from converters.caffe import blobs as B
+
+    c, h, w = chw or (17, 1, 1)
+    caffe = np.random.default_rng(3).standard_normal((n, c, h, w)).astype(np.float32)  # (N, C, H, W)
+    expected = caffe.transpose(2, 3, 1, 0).reshape(h * w * c, n)
+    stored = caffe.reshape(n, -1).T.copy() if transpose else caffe.reshape(n, -1)  # (K, N) or (N, K)
+    four_d = stored.reshape(c, h, w, n) if transpose else caffe  # some files keep the bottom's axes
+    for src in (stored, np.asfortranarray(stored), four_d):
+        k = B.dense_kernel(src, transpose=transpose, chw=chw)
+        np.testing.assert_array_equal(k, expected)
+        assert k.dtype == np.float32 and k.flags.c_contiguous and k.ctypes.data % 64 == 0
+        assert not np.shares_memory(k, src)
+    with pytest.raises(B.WeightsMismatchError, match=r"\(C, H, W\) = \(4, 5, 6\)"):
+        B.dense_kernel(stored, transpose=transpose, chw=(4, 5, 6))
+
+
 def test_converted_weights_never_share_memory_with_the_nets_blobs():
     """JAX on the CPU aliases aligned numpy arrays: a Net's blobs, edited later, must not edit the model."""
     from converters.caffe import blobs as B
