@@ -1,8 +1,11 @@
 """Stream the blobs out of a binary caffemodel (``NetParameter``, BVLC numbering), one layer at a time.
 
-The top level of the file is walked by hand (a key varint, then a length-delimited layer); each layer is
-parsed with protobuf (``schema.BVLC.*BlobsView``: name, type, blobs) and dropped as soon as its blobs are
-numpy arrays, so peak memory stays near one copy of the weights plus the largest layer.
+The top level of the file is walked by hand (a key varint, then a length-delimited layer). A V2 or V1 layer
+in the form Caffe writes (name, blobs of ``shape`` or legacy dims and one packed float ``data``) is walked
+by hand too, and its blobs are numpy views of the bytes read from the file: no copy into protobuf's
+arena and none out of it (VGG-16's fc6 alone is 411 MB). Any other form (nested V0 layers, ``double_data``,
+unpacked or chunked floats, odd wire types, anything corrupt) is parsed by protobuf
+(``schema.BVLC.*BlobsView``), which also words the errors.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ class _Stream:
         self.f, self.path, self.size, self.pos = f, path, size, 0
 
     def read(self, n, what):
-        data = self.f.read(n)
-        if len(data) != n:
+        """``n`` bytes as a writable bytearray (blob arrays are views of it)."""
+        data = bytearray(n)
+        got = self.f.readinto(data)
+        if got != n:
+            data = data[:got or 0]
             raise CaffeFormatError(
                 f"caffemodel '{self.path}' is truncated or corrupt: {what} at byte {self.pos} needs {n} bytes, "
                 f"only {len(data)} left")
@@ -65,7 +71,112 @@ def _blob(blob):
     return shape, np.asarray(blob.data, dtype=np.float32)  # upb: one bulk copy of the packed array
 
 
+class _NotPlain(Exception):
+    """The layer is not in the plain form :func:`_plain_layer` reads: protobuf parses it instead."""
+
+
+def _varint_at(buf, pos, end):
+    value, shift = 0, 0
+    while pos < end and shift < 64:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    raise _NotPlain
+
+
+def _fields(buf, pos, end):
+    """``(field, wire, value, stop)`` of each field in ``buf[pos:end]``: a varint's value, or the
+    ``[value, stop)`` byte range of a length-delimited field (fixed-width fields are skipped)."""
+    while pos < end:
+        key, pos = _varint_at(buf, pos, end)
+        field, wire = key >> 3, key & 7
+        if field == 0 or key >= 1 << 32:  # protobuf rejects both
+            raise _NotPlain
+        if wire == 0:
+            value, pos = _varint_at(buf, pos, end)
+            yield field, wire, value, pos
+        elif wire == 2:
+            n, pos = _varint_at(buf, pos, end)
+            if n > end - pos:
+                raise _NotPlain
+            yield field, wire, pos, pos + n
+            pos += n
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+            if pos > end:
+                raise _NotPlain
+            yield field, wire, None, pos
+        else:  # groups
+            raise _NotPlain
+
+
+def _int32(v):
+    v &= 0xFFFFFFFF  # protobuf's int32 from a varint: the low 32 bits, signed
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def _plain_blob(buf, pos, end):
+    legacy, shape, data = {}, None, None
+    for field, wire, value, stop in _fields(buf, pos, end):
+        if 1 <= field <= 4:  # num, channels, height, width
+            if wire != 0:
+                raise _NotPlain
+            legacy[field] = _int32(value)
+        elif field == 7:  # shape
+            if wire != 2 or shape is not None:
+                raise _NotPlain
+            try:
+                shape = tuple(int(d) for d in BVLC.BlobShape.FromString(bytes(buf[value:stop])).dim)
+            except DecodeError:
+                raise _NotPlain from None
+        elif field == 5:  # data: exactly one packed run
+            if wire != 2 or data is not None or (stop - value) % 4:
+                raise _NotPlain
+            data = (value, stop)
+        elif field in (6, 8, 9):  # diff, double_data, double_diff: protobuf checks and reads them
+            raise _NotPlain
+    if legacy:
+        shape = tuple(legacy.get(f, 0) for f in (1, 2, 3, 4))
+    elif shape is None:
+        shape = ()
+    if data is None:
+        return shape, np.zeros(0, np.float32)
+    return shape, np.frombuffer(buf, "<f4", (data[1] - data[0]) // 4, data[0])
+
+
+_PLAIN_FIELDS = {_V2_LAYER: (1, 7), _V1_LAYERS: (4, 6)}  # (name, blobs) of LayerParameter, V1LayerParameter
+
+
+def _plain_layer(buf, kind):
+    """(name, blobs) of a V2 ``LayerParameter`` or V1 ``V1LayerParameter`` in Caffe's plain form, blobs
+    viewing ``buf``."""
+    name_field, blobs_field = _PLAIN_FIELDS[kind]
+    name, blobs = b"", []
+    for field, wire, value, stop in _fields(buf, 0, len(buf)):
+        if field == name_field:
+            if wire != 2:
+                raise _NotPlain
+            name = bytes(buf[value:stop])
+        elif field == blobs_field:
+            if wire != 2:
+                raise _NotPlain
+            blobs.append(_plain_blob(buf, value, stop))
+        elif kind == _V1_LAYERS and field == 1:  # a nested V0 layer: protobuf resolves which name and blobs
+            raise _NotPlain
+    try:
+        return name.decode("utf-8"), blobs
+    except UnicodeDecodeError:
+        raise _NotPlain from None
+
+
 def _parse_layer(data, field, stream, index, start):
+    try:
+        return _plain_layer(data, field)
+    except _NotPlain:
+        pass
     try:
         if field == _V2_LAYER:
             view = BVLC.LayerBlobsView.FromString(data)
