@@ -264,6 +264,33 @@ class _ArrayInitializer:
         return self.to_device(a)
 
 
+def _backend_array_taker():
+    """numpy -> backend array without a copy where the backend allows it.
+
+    The arrays are the 64-byte aligned ones of :mod:`converters.caffe.blobs`, owned by the conversion
+    (never views of a Net's blobs), so the variables may keep their memory:
+    * JAX: ``jnp.asarray`` compiles per shape; on the CPU ``device_put`` aliases an aligned array.
+    * TensorFlow: converting numpy copies it (``convert_to_eager_tensor``) and the variable copies
+      that; a DLPack import is the array itself (VGG-16: peak RSS 3.4x -> 2.0x the file).
+    * PyTorch: ``torch.as_tensor`` already shares a CPU numpy array's memory.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.device_put
+    if backend == "tensorflow":
+        from tensorflow.experimental import dlpack
+
+        def take(a):
+            if a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0:
+                return dlpack.from_dlpack(a.__dlpack__())
+            return a
+
+        return take
+    return lambda a: a
+
+
 @contextlib.contextmanager
 def preloaded_weights():
     """While converting, ``add_weight`` of a layer run by :meth:`Context.call` starts from the Caffe arrays.
@@ -271,14 +298,7 @@ def preloaded_weights():
     Only the initial value changes: the layer keeps its own initializer objects (and configs).
     """
     original = keras.layers.Layer.add_weight
-    if keras.backend.backend() == "jax":
-        import jax
-
-        # jnp.asarray of a numpy array compiles per shape. On the CPU, device_put aliases the 64-byte
-        # aligned arrays of converters.caffe.blobs instead of copying them: they are the conversion's own.
-        to_device = jax.device_put
-    else:
-        to_device = lambda a: a  # noqa: E731 - the backend converts numpy itself
+    to_device = _backend_array_taker()
 
     def add_weight(self, *args, **kwargs):
         plan = _PRELOAD.get(id(self))

@@ -90,3 +90,23 @@ def test_converted_weights_never_share_memory_with_the_nets_blobs():
             blob[...] = 0.0
     for w, k in zip(model.weights, kept):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), k, err_msg=w.path)
+
+
+def test_converted_model_trains_and_saves_with_weights_taken_without_copy(tmp_path):
+    """JAX and TensorFlow variables keep the conversion's aligned arrays; they must stay trainable and
+    independent of the Net, and save and load like any weights."""
+    rng = np.random.default_rng(4)
+    net = loads(NET, caffemodel_bytes(NET, random_blobs_for(NET, rng)))
+    before = [b.copy() for layer in net.layers for b in layer.blobs]
+    model = to_keras(net)
+    start = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = rng.standard_normal((4, 8, 8, 3)).astype(np.float32)
+    model.fit(x, np.zeros((4, 6, 6, 4), np.float32), epochs=2, verbose=0)
+    moved = [not np.array_equal(keras.ops.convert_to_numpy(w), s) for w, s in zip(model.trainable_weights, start)]
+    assert all(moved), [w.path for w, m in zip(model.trainable_weights, moved) if not m]
+    after = [b for layer in net.layers for b in layer.blobs]
+    assert all(np.array_equal(a, b) for a, b in zip(after, before))  # training wrote the model's own arrays
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(model(x)))
