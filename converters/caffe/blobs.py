@@ -64,7 +64,7 @@ def _swap_outer_axes(src):
     """``(A, B, C) -> (C, B, A)`` into a fresh aligned array, copied in ``_TILE x _TILE`` tiles of ``(A, B)``.
 
     numpy's one-pass transpose reads with a stride of ``B * C`` floats: 3.5x slower on a ResNet-152's
-    230 MB of kernels, and 20x on VGG-16's fc6 (411 MB).
+    230 MB of kernels, and 7-12x on VGG-16's fc6 (411 MB: 2.1-3.6 s -> 0.30-0.34 s).
     """
     a, b, c = src.shape
     dst = aligned_empty((c, b, a), src.dtype)
