@@ -94,7 +94,7 @@ def dataset(recs, *, feed="uint8", jitter=True, sigma=2.0, batch_size=32, **kw):
 
     aug = Augmentation.pose() if jitter else Augmentation.pose(brightness=0.0, contrast=0.0, saturation=0.0)
     return HeatmapDataset(recs, batch_size=batch_size, input_size=(256, 256), heatmap_size=(64, 64), sigma=sigma,
-                          augment=aug, feed=feed, drop_remainder=True, **kw)
+                          augment=aug, feed=feed, drop_remainder=True, flip_pairs=(), **kw)
 
 
 def _per_call(fn, n):

@@ -198,7 +198,7 @@ def run_keras_train(model_name, workers=6):
                   workers=workers, use_multiprocessing=workers > 0, max_queue_size=4 * max(workers, 1))
     if model_name == "hourglass":
         records = synthetic_pose(steps * batch, image_size=(size, size), num_keypoints=16)
-        data = HeatmapDataset(records, heatmap_size=(size // 4, size // 4), sigma=2.0, **common)
+        data = HeatmapDataset(records, heatmap_size=(size // 4, size // 4), sigma=2.0, flip_pairs=(), **common)
         model = zoo.get("hourglass", stacks=8, num_keypoints=16, input_shape=(size, size, 3))
     elif model_name == "pspnet50":
         records = synthetic_segmentation(steps * batch, image_size=(size, size), num_classes=150)

@@ -43,7 +43,7 @@ def run_pose(args, out):
     size, k = 64, 16
     aug = {"rotation": args.rotation, "scale_range": (0.9, 1.1), "brightness": 0.0, "contrast": 0.0, "saturation": 0.0}
     common = dict(batch_size=args.batch_size, input_size=(size, size), heatmap_size=(size // 4, size // 4),
-                  sigma=args.sigma)
+                  sigma=args.sigma, flip_pairs=())  # the synthetic figure has no left/right joints
     train = HeatmapDataset(synthetic_pose(args.train_samples, image_size=(size, size), num_keypoints=k, seed=1),
                            augment=aug, seed=1, workers=args.workers, **common)
     val = HeatmapDataset(synthetic_pose(256, image_size=(size, size), num_keypoints=k, seed=10_001), shuffle=False,

@@ -25,6 +25,7 @@ import logging
 import math
 import multiprocessing
 import os
+import warnings
 from dataclasses import asdict
 
 import keras
@@ -246,7 +247,10 @@ class HeatmapDataset(_RecordDataset):
         num_outputs: model outputs that each get the target.
         augment: ``None``/``False``, ``True`` (HRNet recipe), a dict of :class:`Augmentation`
             fields, or an :class:`Augmentation`.
-        flip_pairs: left/right keypoint pairs swapped on a flip.
+        flip_pairs: left/right keypoint index pairs swapped on a flip, e.g. MPII's ``((0, 5), (1, 4), ...)``;
+            ``()`` for data without left/right joints (one hand, the synthetic figure). ``None``
+            (not given) is ``()`` with a warning when ``augment`` mirrors images: a mirrored left
+            wrist would keep the label "left wrist".
         background: append CPM's background map ``max(0, 1 - max_k heatmap_k)`` (K + 1 channels).
         center_map_sigma: also return CPM's centre map (sigma in input pixels, e.g. 21).
         normalization: :class:`Normalization` of the images.
@@ -273,7 +277,7 @@ class HeatmapDataset(_RecordDataset):
     """
 
     def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
-                 num_outputs=1, augment=None, flip_pairs=(), background=False, center_map_sigma=None,
+                 num_outputs=1, augment=None, flip_pairs=None, background=False, center_map_sigma=None,
                  normalization=None, feed="float32", seed=0, shuffle=True, drop_remainder=False, on_error="raise",
                  skip_log=None, **kwargs):
         self.input_size = _size(input_size, "input_size")
@@ -293,7 +297,14 @@ class HeatmapDataset(_RecordDataset):
         if len(ks) != 1:
             raise ValueError(f"HeatmapDataset: records have different keypoint counts {sorted(ks)}; expected one K.")
         self.num_keypoints = ks.pop()
-        self.flip_pairs = tuple(tuple(p) for p in check_flip_pairs(flip_pairs, self.num_keypoints))
+        self.flip_pairs_given = flip_pairs is not None
+        if not self.flip_pairs_given and self.augment and self.augment.flip_prob > 0 and self.num_keypoints > 1:
+            warnings.warn(
+                f"HeatmapDataset: augment mirrors images (flip_prob={self.augment.flip_prob}) but flip_pairs was "
+                "not given, so mirrored left/right keypoints keep their labels. Pass flip_pairs=[(left, right), ...] "
+                "(e.g. training.datasets.mpii.MPII_FLIP_PAIRS), or flip_pairs=() for data without left/right joints.",
+                stacklevel=2)
+        self.flip_pairs = tuple(tuple(p) for p in check_flip_pairs(flip_pairs or (), self.num_keypoints))
 
     @property
     def codec(self) -> HeatmapCodec:

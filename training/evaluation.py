@@ -14,6 +14,7 @@ import copy
 import csv
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         dataset: :class:`HeatmapDataset` or :class:`SegmentationDataset`.
         out_dir: where to write ``table.csv`` and ``predictions.csv`` (``None``: nothing written).
         flip: pose only: average with the mirrored prediction (needs ``dataset.flip_pairs`` for
-            left/right data; 1-pixel MSRA shift).
+            left/right data, and warns if the dataset was made without them; 1-pixel MSRA shift).
         alpha: PCK threshold; default 0.5 for PCKh (records with head boxes: MPII), 0.2 for PCK
             normalised by the torso (LSP's 14 joints: left shoulder to right hip, as the official
             LSP evaluation; a sample without both joints is left out) or by the box otherwise.
@@ -136,6 +137,10 @@ def format_table(res: EvalResult) -> str:
 
 def _evaluate_pose(model, ds, flip, alpha, names):
     k = ds.num_keypoints
+    if flip and not getattr(ds, "flip_pairs_given", True) and k > 1:
+        warnings.warn("evaluate(flip=True): the dataset was made without flip_pairs, so the mirrored prediction's "
+                      "left/right keypoints are averaged with the wrong ones on data with left/right joints. Pass "
+                      "flip_pairs to HeatmapDataset (flip_pairs=() if there are none).", stacklevel=3)
     preds, scores = [], []
     for b in range(len(ds)):
         x, _, _ = ds[b]

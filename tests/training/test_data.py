@@ -14,7 +14,7 @@ pytestmark = pytest.mark.backend_agnostic
 
 
 def _pose(n=8, **kw):
-    kw = {"batch_size": 4, "input_size": (32, 32), "heatmap_size": (8, 8), "sigma": 1.0, **kw}
+    kw = {"batch_size": 4, "input_size": (32, 32), "heatmap_size": (8, 8), "sigma": 1.0, "flip_pairs": (), **kw}
     return HeatmapDataset(synthetic_pose(n, image_size=(48, 48), num_keypoints=4), **kw)
 
 
@@ -73,7 +73,7 @@ def _record(tmp_path, kp, vis=None, name="img.png", size=40):
 
 def test_keypoints_outside_image_get_weight_zero_never_nan(tmp_path):
     rec = _record(tmp_path, [[10, 10], [-500, 20], [np.nan, 3], [20, np.inf], [30, 30]], vis=[1, 1, 1, 1, 0])
-    ds = HeatmapDataset([rec], batch_size=1, input_size=(40, 40), heatmap_size=(10, 10), augment=True, seed=5)
+    ds = HeatmapDataset([rec], batch_size=1, input_size=(40, 40), heatmap_size=(10, 10), augment=True, seed=5, flip_pairs=())
     for epoch in range(3):
         ds.set_epoch(epoch)
         _, y, w = ds[0]
@@ -199,3 +199,18 @@ def test_segmentation_augmentation_keeps_labels_aligned():
     # interior labelled pixels carry (roughly) their class colour: image and mask moved together
     err = np.abs(x[inside] - colors[y[inside]]).max(-1)
     assert np.median(err) < 40
+
+
+def test_mirroring_without_flip_pairs_warns_unless_they_are_given(recwarn):
+    """A mirrored left wrist keeps the label 'left wrist' unless pairs swap it: say so when none were given."""
+    with pytest.warns(UserWarning, match=r"flip_prob=0.5.*flip_pairs was not given.*flip_pairs=\(\)"):
+        ds = _pose(augment=True, flip_pairs=None)
+    assert ds.flip_pairs == () and not ds.flip_pairs_given
+    recwarn.clear()
+    assert _pose(augment=True, flip_pairs=()).flip_pairs_given  # none to swap, said so
+    _pose(augment=True, flip_pairs=[(0, 1)])
+    _pose(augment=None)  # never mirrors
+    _pose(augment=Augmentation(flip_prob=0.0))
+    HeatmapDataset(synthetic_pose(4, image_size=(48, 48), num_keypoints=1), input_size=(32, 32),
+                   heatmap_size=(8, 8), augment=True)  # one keypoint has no side
+    assert not [w for w in recwarn if "flip_pairs" in str(w.message)]

@@ -157,3 +157,20 @@ def test_scores_to_image_follows_the_label_matrix():
     ys, xs = np.mgrid[0:5, 0:9]
     u, v = np.clip(xs / 2 + 0.25, 0, 4), np.clip(ys / 2 + 1.0, 0, 3)
     np.testing.assert_allclose(out, 5 * v + u, atol=1e-5)  # bilinear of a linear ramp is the ramp
+
+
+def test_flip_test_without_flip_pairs_warns(recwarn):
+    recs = synthetic_pose(2, image_size=(32, 32), num_keypoints=4)
+    kw = dict(batch_size=2, input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, shuffle=False)
+
+    class Zeros:  # flip-testing predicts each batch twice
+        def predict_on_batch(self, x):
+            return np.zeros((len(x), 8, 8, 4), np.float32)
+
+    unknown = HeatmapDataset(recs, **kw)
+    with pytest.warns(UserWarning, match=r"evaluate\(flip=True\): the dataset was made without flip_pairs"):
+        evaluate(Zeros(), unknown, flip=True, verbose=False)
+    recwarn.clear()
+    evaluate(Zeros(), HeatmapDataset(recs, flip_pairs=(), **kw), flip=True, verbose=False)
+    evaluate(Zeros(), unknown, verbose=False)
+    assert not [w for w in recwarn if "flip_pairs" in str(w.message)]

@@ -26,7 +26,7 @@ CAFFE = Normalization(scale=1.0, mean=(104.0, 117.0, 123.0), std=(58.4, 57.1, 57
 def _pose(feed, n=8, **kw):
     return HeatmapDataset(synthetic_pose(n, image_size=(32, 32), num_keypoints=4, seed=1), batch_size=4,
                           input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, augment=True, normalization=CAFFE,
-                          feed=feed, **kw)
+                          feed=feed, **{"flip_pairs": (), **kw})
 
 
 def test_uint8_feed_plus_layer_equals_float32_host_path():

@@ -21,7 +21,7 @@ agnostic = pytest.mark.backend_agnostic  # the multi-worker test below is Tensor
 
 def _pose_data(n=32, seed=0, k=4, **kw):
     return HeatmapDataset(synthetic_pose(n, image_size=(32, 32), num_keypoints=k, seed=seed), batch_size=8,
-                          input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, **kw)
+                          input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, **{"flip_pairs": (), **kw})
 
 
 def _seg_data(n=32, seed=0, **kw):
