@@ -42,7 +42,7 @@ TENSOR_DTYPES = {
     "Char": "i1", "Byte": "u1", "Cuda": "<f4", "CudaDouble": "<f8", "CudaHalf": "<f2",
     "CudaLong": "<i8", "CudaInt": "<i4", "CudaShort": "<i2", "CudaChar": "i1", "CudaByte": "u1",
 }
-_TENSOR_CLASS = re.compile(r"^torch\.(\w*?)(Tensor|Storage)$")
+_TENSOR_CLASS = re.compile(r"torch\.(\w*?)(Tensor|Storage)")  # fullmatch: '$' would pass a trailing newline
 _MAX_NDIM = 64  # torch7 tensors have at most a handful of dims; more means garbage
 _MAX_ELEMENTS = 2**40  # a view larger than this (stride-0 expansions included) means garbage
 _MAX_EXPANDED = 2**24  # a view may show more elements than its storage holds (stride 0) up to this many
@@ -329,7 +329,7 @@ class _Reader:
     def _torch(self, stack, index):
         at = self.pos
         head = self.string("a torch class version ('V <n>') or class name")
-        m = re.match(r"^V (.*)$", head)
+        m = re.fullmatch(r"V (.*)", head)
         if m:
             try:
                 version = int(float(m.group(1)))
@@ -338,9 +338,9 @@ class _Reader:
             class_name = self.string("a torch class name")
         else:
             version, class_name = 0, head  # written before torch7 had class versions
-        if not re.match(r"^[A-Za-z_][\w.]*$", class_name):
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", class_name):
             self.fail(f"a torch class name, found {class_name[:40]!r}", at)
-        tm = _TENSOR_CLASS.match(class_name)
+        tm = _TENSOR_CLASS.fullmatch(class_name)
         if tm:
             prefix, what = tm.groups()
             dtype = TENSOR_DTYPES.get(prefix)

@@ -142,3 +142,10 @@ def test_nan_batchnorm_epsilon_is_not_the_builders():
     inp, outs = T.hourglass_nodes(np.random.default_rng(2), stacks=1, eps=float("nan"), features=16, keypoints=4)
     with pytest.raises(WeightsMismatchError, match=r"'nan.t7', stem, first BN: expected .* eps 1e-05 .* found eps nan"):
         infer_hourglass_config(to_graph(loads(T.dumps(T.gmodule(inp, outs))), "nan.t7"))
+
+
+@pytest.mark.parametrize("name", ["nn.Sequential\n", "torch.FloatTensor\n", "nn.ReLU\nnn.Linear"])
+def test_class_names_with_a_newline_are_refused(name):
+    # Python's '$' matches before a final newline: such a name passed the class-name check
+    with pytest.raises(Torch7FormatError, match=r"'n.t7', byte \d+: expected a torch class name, found"):
+        loads(T.dumps(T.TObj(name, {})), "n.t7")
