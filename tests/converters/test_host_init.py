@@ -110,3 +110,27 @@ def test_converted_model_trains_and_saves_with_weights_taken_without_copy(tmp_pa
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+@pytest.mark.parametrize("policy", ["bfloat16", "float16"])
+def test_conversion_under_a_16_bit_policy_keeps_the_blobs_values(policy):
+    """TensorFlow takes the arrays through DLPack, which has no bfloat16: such weights are converted as numpy."""
+    from converters.caffe.blobs import aligned_empty
+
+    blobs = random_blobs_for(NET, np.random.default_rng(5))
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = to_keras(loads(NET, caffemodel_bytes(NET, blobs)))
+        import converters.caffe.context as C
+
+        take = C._backend_array_taker()
+        a = aligned_empty((64,), keras.backend.standardize_dtype(policy))  # aligned: the DLPack branch
+        a[...] = 1.5
+        np.testing.assert_array_equal(np.asarray(keras.ops.convert_to_numpy(take(a)), np.float32), 1.5)
+    finally:
+        keras.config.set_dtype_policy(before)
+    kernel = model.get_layer("conv").kernel
+    assert keras.backend.standardize_dtype(kernel.dtype) == policy
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.cast(kernel, "float32")),
+                                  blobs["conv"][0].transpose(2, 3, 1, 0).astype(policy).astype(np.float32))
