@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "MPII_SKELETON",
     "LSP_SKELETON",
+    "CPM_SKELETON",
     "hue_colors",
     "voc_palette",
     "draw_keypoints",
@@ -37,6 +38,10 @@ MPII_SKELETON = ((0, 1), (1, 2), (2, 6), (3, 6), (3, 4), (4, 5), (6, 7), (7, 8),
 # LSP: r-ank, r-kne, r-hip, l-hip, l-kne, l-ank, r-wri, r-elb, r-sho, l-sho, l-elb, l-wri, neck, head-top.
 LSP_SKELETON = ((0, 1), (1, 2), (3, 4), (4, 5), (2, 8), (3, 9), (6, 7), (7, 8), (9, 10), (10, 11),
                 (8, 12), (9, 12), (12, 13))
+# The CPM release's 14 parts (zoo.releases.CPM_PARTS): head, neck, r-sho, r-elb, r-wri, l-sho, l-elb, l-wri,
+# r-hip, r-kne, r-ank, l-hip, l-kne, l-ank. The same limbs as LSP's, in another joint order.
+CPM_SKELETON = ((0, 1), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (2, 8), (8, 9), (9, 10), (5, 11),
+                (11, 12), (12, 13))
 
 
 def hue_colors(k: int) -> np.ndarray:
@@ -190,7 +195,7 @@ def write_png(path, image_rgb) -> Path:
 
 @dataclass
 class Prediction:
-    """What :func:`predict` found in one image (in the pixels of ``picture``, the resized input).
+    """What :func:`predict` found in one image (in the pixels of the image, which ``picture`` is drawn on).
 
     ``task`` is ``"classification"`` (``top``: ``[(label, probability), ...]``), ``"segmentation"``
     (``mask``: ``(H, W)`` class indices) or ``"pose"`` (``keypoints``: ``(K, 2)`` x, y).
@@ -250,9 +255,61 @@ def _centre_crop(image, size, ratio=256 / 224):
     (H, W), (h, w) = image.shape[:2], size
     s = max(h / H, w / W) * ratio
     rw, rh = max(w, int(round(W * s))), max(h, int(round(H * s)))
-    big = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     top, left = (rh - h) // 2, (rw - w) // 2
-    return big[top:top + h, left:left + w]
+    if s < 1:  # shrinking: area averaging; the resized image is smaller than the original
+        return cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)[top:top + h, left:left + w]
+    # enlarging: only the crop's pixels are interpolated, bilinearly as cv2.resize does (pixel centres,
+    # edges clamped); resizing all of a 1000 x 3 strip would make an 85333 x 256 image to keep 224 x 224
+    (y0, y1, fy), (x0, x1, fx) = (_resize_taps(n, big / n, start, m) for n, big, start, m
+                                  in ((H, rh, top, h), (W, rw, left, w)))
+    im = np.asarray(image, np.float32)
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    out = ((im[y0[:, None], x0] * (1 - fx) + im[y0[:, None], x1] * fx) * (1 - fy)
+           + (im[y1[:, None], x0] * (1 - fx) + im[y1[:, None], x1] * fx) * fy)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _resize_taps(n, scale, start, count):
+    """Source pixels and weights of output pixels ``start .. start + count - 1`` of an axis of ``n`` px enlarged by ``scale``."""
+    pos = np.clip((np.arange(start, start + count) + 0.5) / scale - 0.5, 0, n - 1)
+    i0 = np.floor(pos).astype(np.intp)
+    return i0, np.minimum(i0 + 1, n - 1), (pos - i0).astype(np.float32)
+
+
+def _rgb_uint8(image):
+    """Any picture as ``(H, W, 3)`` uint8 RGB: grey repeated, alpha dropped (as ``cv2.imread``), 16 bits
+    scaled (65535 -> 255), floats in [0, 1] (their maximum <= 1) scaled by 255, others clipped to [0, 255]."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or 0 in a.shape:
+        raise ValueError(f"the image must be a non-empty (H, W), (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA array. "
+                         f"Received shape {a.shape}")
+    a = np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.dtype == bool:
+        return np.ascontiguousarray(a.astype(np.uint8) * 255)
+    if a.dtype.kind not in "uif":
+        raise ValueError(f"the image must hold numbers (uint8, uint16, float, ...). Received dtype {a.dtype}")
+    x = np.nan_to_num(a.astype(np.float64))
+    if a.dtype == np.uint16:
+        x = x / 257.0
+    elif a.dtype.kind == "f" and x.max() <= 1.0:
+        x = x * 255.0
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def _skeleton(record, k):
+    """Limbs of the record's keypoint order when it is one that is known, else :func:`draw_keypoints`' default by K."""
+    from training.datasets.lsp import LSP_JOINTS
+    from zoo.releases import CPM_PARTS, MPII_JOINTS
+
+    names = tuple(getattr(record, "keypoint_names", None) or ())
+    if len(names) != k:
+        return None
+    known = {MPII_JOINTS: MPII_SKELETON, LSP_JOINTS: LSP_SKELETON, CPM_PARTS: CPM_SKELETON}
+    return known.get(names, ())  # an unknown order: no limbs rather than another dataset's
 
 
 def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
@@ -265,22 +322,26 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     classes, output as large as the input = mask, else keypoints.
 
     Classifiers see the centre crop of the image resized so that the crop is 224/256 of its shorter
-    side (ImageNet's single-crop evaluation). Pose and segmentation models see it
-    letterboxed as training and ``evaluate`` crop it (the long side fitted, centred, zero border, so
-    people keep their proportions); the keypoints (pixels, ``(K, 2)`` x, y, decoded as training's
-    codec does; NaN where a map has no positive value) and the mask (``(H, W)``,
-    scores resampled bilinearly, then argmax) are given in the original image. Preprocessing:
-    ``record`` (default the model's weights record), else pixels / 255; a model with a uint8 input
-    gets raw pixels.
+    side (ImageNet's single-crop evaluation; an image of the input size is taken as it is). Pose
+    and segmentation models see it letterboxed as training and ``evaluate`` crop it (scaled to fit
+    the input, centred, zero border, so people keep their proportions; for a square input, training's
+    crop); the keypoints (pixels, ``(K, 2)`` x, y, decoded as training's codec does, with the stride
+    of each axis; NaN where a map has no positive value) and the mask (``(H, W)``, scores resampled
+    bilinearly, then argmax) are given in the original image. Preprocessing: ``record`` (default the
+    model's weights record), else pixels / 255; a model with a uint8 input gets raw pixels.
+
+    ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
+    (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
 
     Raises:
-        ValueError: an output that does not fit the task (e.g. a classifier without its top).
+        ValueError: an output that does not fit the task (e.g. a classifier without its top), or an
+            image of another shape.
     """
     import zoo
-    from training.targets import HeatmapCodec, keypoints_to_image, labels_from_scores, scores_to_image
+    from training.targets import decode_heatmaps, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
 
-    image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+    image = _rgb_uint8(image_rgb)
     H, W = image.shape[:2]
     inputs = model.inputs
     h, w = inputs[0].shape[1] or H, inputs[0].shape[2] or W
@@ -290,8 +351,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image
     elif (h, w) == (H, W):  # the image is the input (a fully convolutional model takes any size)
         mat, img = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), image
-    else:
-        mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H), (w, h))
+    else:  # scale min(w / W, h / H): the whole image fits a non-square input too (the width alone cut a tall one)
+        mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
         img = warp_image(image, mat, (w, h))
     record = record or zoo.weights_record(model)
     if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
@@ -320,16 +381,13 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
-    try:  # training's decoding: argmax + quarter offset, heatmap px * stride
-        kp_in = HeatmapCodec((w, h), (maps.shape[1], maps.shape[0])).decode(maps)[0]
-    except ValueError:  # different strides across and down: the plain argmax
-        ys, xs = np.divmod(maps.reshape(-1, maps.shape[-1]).argmax(0), maps.shape[1])
-        kp_in = np.stack([xs * w / maps.shape[1], ys * h / maps.shape[0]], 1).astype(np.float64)
-    kp = keypoints_to_image(kp_in, mat)
-    kp[np.all(kp_in == -1.0, axis=-1)] = np.nan  # no positive maximum: no keypoint (not drawn)
-    return Prediction(task, draw_keypoints(image, kp), out, keypoints=kp)
+    # training's codec (argmax + quarter offset, heatmap px * stride), with each axis' own stride
+    kp_hm, score = decode_heatmaps(maps)
+    kp = keypoints_to_image(kp_hm * np.array([w / maps.shape[1], h / maps.shape[0]]), mat)
+    kp[~(score > 0)] = np.nan  # no positive maximum: no keypoint (not drawn)
+    return Prediction(task, draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp))), out, keypoints=kp)
 
 
 def predict_overlay(model, image_rgb, *, name=None, record=None):
-    """:func:`predict`'s picture: keypoints, mask overlay or top classes drawn on the resized image."""
+    """:func:`predict`'s picture: keypoints, mask overlay or top classes drawn on the image."""
     return predict(model, image_rgb, name=name, record=record).picture

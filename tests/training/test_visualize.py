@@ -1,9 +1,14 @@
 """Pictures: drawn where the coordinates say, written atomically."""
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
+import pytest
 
 from training import visualize
+
+pytestmark = pytest.mark.backend_agnostic
 
 
 def test_keypoints_are_drawn_at_their_coordinates():
@@ -44,3 +49,153 @@ def test_training_curve_from_csv(tmp_path):
     p.write_text("epoch,loss,pck\n0,1.0,0.1\n1,0.5,0.6\n2,0.2,0.9\n")
     img = visualize.training_curve(p)
     assert img.shape == (320, 480, 3) and img.min() < 255
+
+
+# ----------------------------------------------------------------------------- predict
+# Duck-typed models: ``predict`` needs ``inputs`` (shape, dtype), ``predict(x, verbose)`` and ``name``;
+# their outputs are plain NumPy functions of what they are fed, so the true answer is known by hand.
+
+
+class _Duck:
+    def __init__(self, shape, fn, *, centre_map=False, dtype="float32", name="duck"):
+        self.inputs = [SimpleNamespace(shape=(None, *shape), dtype=dtype)]
+        if centre_map:
+            self.inputs.append(SimpleNamespace(shape=(None, *shape[:2], 1), dtype="float32"))
+        self.fn, self.name, self.fed = fn, name, None
+
+    def predict(self, x, verbose=0):
+        self.fed = x
+        return self.fn(x)
+
+
+def _planes(x):
+    """The image's own R, G, B planes as three heatmaps / class scores."""
+    return x
+
+
+def _fixed(maps):
+    """A model whose output is ``maps`` whatever it is fed."""
+    return lambda x: np.asarray(maps, np.float32)[None]
+
+
+def _peaks(h, w, points):
+    """Heatmaps ``(h, w, K)`` with a symmetric peak at each integer (x, y): decoded exactly there."""
+    maps = np.zeros((h, w, len(points)), np.float32)
+    for k, (x, y) in enumerate(points):
+        maps[y, x, k] = 1.0
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            if 0 <= x + dx < w and 0 <= y + dy < h:
+                maps[y + dy, x + dx, k] = 0.5
+    return maps
+
+
+def test_predict_takes_grey_rgba_16_bit_and_float_images_as_rgb():
+    model = _Duck((16, 16, 3), _planes)
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., :] = (40, 80, 120)
+    for c, (x, y) in enumerate([(5, 2), (9, 13), (12, 7)]):
+        rgb[y, x, c] = 250
+    want = visualize.predict(model, rgb, name="hourglass")
+    np.testing.assert_array_equal(want.keypoints, [[5, 2], [9, 13], [12, 7]])
+    grey = rgb[..., 0]
+    for image, same in [(grey, np.dstack([grey] * 3)),  # was an IndexError deep in the model's input
+                        (grey[..., None], np.dstack([grey] * 3)),
+                        (np.dstack([rgb, np.full((16, 16), 7, np.uint8)]), rgb),  # alpha: was a broadcast error
+                        (rgb / 255.0, rgb),  # floats in [0, 1]: were truncated to 0 (a black picture)
+                        (rgb.astype(np.float32), rgb),
+                        (rgb.astype(np.uint16) * 257, rgb)]:  # 16-bit: 65535 is white
+        got = visualize.predict(model, image, name="hourglass")
+        ref = visualize.predict(model, same, name="hourglass")
+        np.testing.assert_array_equal(got.keypoints, ref.keypoints)
+        np.testing.assert_array_equal(got.picture, ref.picture)
+    sixteen = rgb.astype(np.uint16) << 8  # high byte only: astype(uint8) kept the low byte (all 0, black)
+    got = visualize.predict(model, sixteen, name="hourglass")
+    np.testing.assert_array_equal(got.picture, visualize.predict(model, np.round(sixteen / 257).astype(np.uint8),
+                                                                 name="hourglass").picture)
+    assert got.picture[0, 0].tolist() == [40, 80, 120]  # 40 * 256 / 257 = 39.84 -> 40, 120 -> 119.53 -> 120
+    for bad in (np.zeros((0, 0, 3), np.uint8), np.zeros((4, 4, 2), np.uint8), np.zeros((4,), np.uint8)):
+        with pytest.raises(ValueError, match=r"image must be a non-empty .* Received shape"):
+            visualize.predict(model, bad, name="hourglass")
+
+
+def test_letterbox_fits_the_whole_image_into_a_non_square_input():
+    # Landscape input 16 x 12, portrait image 24 x 40: scale min(16/24, 12/40) = 0.3, the image's centre
+    # (11.5, 19.5) on the input's (7.5, 5.5). The width alone (16/40) cut the top and bottom off.
+    peaks = [(5, 0), (10, 11), (7, 6)]
+    model = _Duck((12, 16, 3), _fixed(_peaks(12, 16, peaks)))
+    want = [[(x - 7.5) / 0.3 + 11.5, (y - 5.5) / 0.3 + 19.5] for x, y in peaks]
+    np.testing.assert_allclose(visualize.predict(model, np.zeros((40, 24, 3), np.uint8), name="hourglass").keypoints,
+                               want, atol=1e-9)
+    # a stride-4 map of a 16 x 12 input: heatmap px * 4
+    model = _Duck((12, 16, 3), _fixed(_peaks(3, 4, [(1, 1), (3, 2)])))
+    np.testing.assert_allclose(visualize.predict(model, np.zeros((40, 24, 3), np.uint8), name="hourglass").keypoints,
+                               [[(4 - 7.5) / 0.3 + 11.5, (4 - 5.5) / 0.3 + 19.5],
+                                [(12 - 7.5) / 0.3 + 11.5, (8 - 5.5) / 0.3 + 19.5]], atol=1e-9)
+    # an image a pixel larger than a portrait input is seen at nearly its size (12/13), not at 12/17
+    model = _Duck((16, 12, 3), _planes)
+    predicted = visualize.predict(model, np.full((17, 13, 3), 200, np.uint8), name="pspnet")
+    lit = np.argwhere(model.fed[0].max(-1) > 0.5)
+    assert lit.min(0).tolist() == [0, 0] and lit.max(0).tolist() == [15, 11], (lit.min(0), lit.max(0))
+    assert predicted.mask.shape == (17, 13)
+    # segmentation: a green band along the top of a tall image was cut off (mask: red, class 0)
+    image = np.zeros((50, 21, 3), np.uint8)
+    image[:, :, 0] = 255
+    image[:10, :, :] = (0, 255, 0)
+    mask = visualize.predict(_Duck((12, 16, 3), _planes), image, name="pspnet").mask
+    assert (mask[:7] == 1).all() and (mask[13:] == 0).all(), mask[:, 10]
+
+
+def test_keypoints_with_different_strides_across_and_down():
+    # input 16 x 12, maps 8 x 4: strides 2 across, 3 down. Joint 0 peaks at (5, 2) with its right and
+    # lower neighbours above its left and upper ones: training's quarter offset -> (5.25, 2.25) -> (10.5, 6.75).
+    maps = np.zeros((4, 8, 4), np.float32)
+    maps[2, 5, 0], maps[2, 6, 0], maps[2, 4, 0], maps[3, 5, 0], maps[1, 5, 0] = 1.0, 0.6, 0.2, 0.6, 0.2
+    maps[..., 2] = np.nan  # joint 1 all zero, joint 2 NaN: no keypoint (were (0, 0), drawn in the corner)
+    maps[0, 7, 3] = 2.0  # joint 3 in the corner: no neighbours on one side, no offset
+    stacked = _Duck((12, 16, 3), lambda x: [np.zeros((1, 4, 8, 4), np.float32), maps[None]])  # the last output
+    got = visualize.predict(stacked, np.zeros((12, 16, 3), np.uint8), name="hourglass").keypoints
+    np.testing.assert_allclose(got[[0, 3]], [[10.5, 6.75], [14.0, 0.0]], atol=1e-9)
+    assert np.isnan(got[1:3]).all()
+
+
+def test_centre_crop_of_a_thin_strip_does_not_enlarge_all_of_it():
+    import tracemalloc
+
+    strip = np.random.default_rng(2).integers(0, 256, (2000, 3, 3)).astype(np.uint8)
+    tracemalloc.start()
+    try:
+        crop = visualize._centre_crop(strip, (224, 224))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert crop.shape == (224, 224, 3)
+    assert peak < 5e6, peak  # was 2000 * 85.3 rows x 256 x 3 = 131 MB, to keep 224 x 224 x 3
+    small = np.random.default_rng(3).integers(0, 256, (20, 30, 3)).astype(np.uint8)  # enlarged x 1.83
+    ref = cv2.resize(small, (55, 37), interpolation=cv2.INTER_LINEAR)[2:34, 11:43]  # resize, then crop
+    assert np.abs(visualize._centre_crop(small, (32, 32)).astype(int) - ref).max() <= 1
+
+
+def test_cpm_parts_are_drawn_with_cpm_limbs():
+    import zoo
+    from zoo.releases import CPM_PARTS
+
+    parts = [(2 + (k % 5) * 3, 1 + (k // 5) * 5) for k in range(14)]
+    maps = np.concatenate([_peaks(16, 16, parts), np.full((16, 16, 1), 5.0, np.float32)], -1)  # + background
+    model = _Duck((16, 16, 3), _fixed(maps), centre_map=True)
+    model._zoo_record = zoo.WeightsRecord(keypoint_names=CPM_PARTS)
+    image = np.zeros((16, 16, 3), np.uint8)
+    pred = visualize.predict(model, image, name="cpm")
+    np.testing.assert_array_equal(pred.keypoints, parts)  # the background map (largest) is no keypoint
+    assert model.fed[1].shape == (1, 16, 16, 1) and model.fed[1][0, 8, 8, 0] == 1.0  # the centre map
+    # the limbs by name, written out: head-neck, neck-shoulders, arms, shoulder-hip, legs
+    name = {n: i for i, n in enumerate(CPM_PARTS)}
+    limbs = [("head", "neck"), ("neck", "r_shoulder"), ("neck", "l_shoulder")] + [
+        (f"{s}_{a}", f"{s}_{b}") for s in "rl" for a, b in [("shoulder", "elbow"), ("elbow", "wrist"),
+                                                            ("shoulder", "hip"), ("hip", "knee"), ("knee", "ankle")]]
+    assert sorted(tuple(sorted((name[a], name[b]))) for a, b in limbs) == sorted(
+        tuple(sorted(e)) for e in visualize.CPM_SKELETON)
+    np.testing.assert_array_equal(pred.picture, visualize.draw_keypoints(image, parts, skeleton=visualize.CPM_SKELETON))
+    assert not np.array_equal(pred.picture, visualize.draw_keypoints(image, parts))  # LSP's limbs (K = 14): wrong
+    model._zoo_record = zoo.WeightsRecord(keypoint_names=tuple(f"j{i}" for i in range(14)))  # an unknown order
+    np.testing.assert_array_equal(visualize.predict(model, image, name="cpm").picture,
+                                  visualize.draw_keypoints(image, parts, skeleton=()))
