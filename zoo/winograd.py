@@ -69,6 +69,11 @@ def _dim(x, axis):
     return d if d is not None else ops.shape(x)[axis]
 
 
+def _at_least(v, lo):
+    """``max(v, lo)`` for a size that may be a tensor (TensorFlow graphs of unknown size)."""
+    return max(v, lo) if isinstance(v, int) else ops.maximum(v, lo)
+
+
 def _six_from_four(t, tiles, f):
     """``t`` (M, 4*tiles + 4, f) -> (M * tiles, 6, f): overlapping windows of 6 with step 4.
 
@@ -117,14 +122,25 @@ class WinogradConv2D(keras.layers.Layer):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(f"WinogradConv2D '{self.name}': the channel axis must be known. Received {input_shape}")
-        # autocast=False: a bfloat16 copy of the transformed kernel would cost ~5% of the output's range
-        # (its rounding is not undone by the output transform); 16-bit policies compute in float32 below.
+        # float32 and autocast=False: a bfloat16 copy of the transformed kernel would cost ~5% of the
+        # output's range (its rounding is not undone by the output transform), also under the pure
+        # "bfloat16"/"float16" policies; 16-bit policies compute in float32 below.
+        dtype = self.variable_dtype
+        dtype = "float32" if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16") else dtype
         self.kernel = self.add_weight(name="kernel", shape=(36, channels, self.filters), initializer="glorot_uniform",
-                                      autocast=False)
-        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros",
+                                      dtype=dtype, autocast=False)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros", dtype=dtype,
                                     autocast=False) if self.use_bias else None
 
+    def _check_size(self, shape):
+        """Conv2D's refusal of a map smaller than the dilated kernel ('valid'), where the size is known."""
+        need = 2 * self.dilation_rate + 1
+        if self.padding == "valid" and any(d is not None and d < need for d in shape[1:3]):
+            raise ValueError(f"WinogradConv2D '{self.name}': padding 'valid' needs at least {need}x{need} pixels "
+                             f"(3x3 kernel, dilation {self.dilation_rate}). Received input shape {tuple(shape)}")
+
     def compute_output_shape(self, input_shape):
+        self._check_size(input_shape)
         n, h, w, _ = input_shape
         if self.padding == "valid":
             cut = 2 * self.dilation_rate
@@ -132,6 +148,10 @@ class WinogradConv2D(keras.layers.Layer):
         return (n, h, w, self.filters)
 
     def call(self, x):
+        self._check_size(x.shape)
+        if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(x.dtype)):
+            # uint8 images: the transforms' negative coefficients would wrap around
+            x = ops.cast(x, self.compute_dtype)
         dtype = x.dtype
         if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
             # 16-bit transforms (coefficients up to 8, sums of 36 terms) cost ~10% of the output's
@@ -147,9 +167,11 @@ class WinogradConv2D(keras.layers.Layer):
         else:
             # A dilated 3x3 convolution is an undilated one on each of the d x d interleaved
             # sub-images (rows p, p + d, ...): split, convolve all as one batch, interleave back.
+            # Sizes known only when run may be too small ('valid'): at least 3 rows per sub-image keeps
+            # every reshape's -1 the batch, and the slice to the (empty) output size drops them.
             h, w, c = _dim(x, 1), _dim(x, 2), x.shape[-1]
-            ho, wo = h + 2 * pad - 2 * d, w + 2 * pad - 2 * d
-            hs, ws = (h + 2 * pad + d - 1) // d, (w + 2 * pad + d - 1) // d
+            ho, wo = _at_least(h + 2 * pad - 2 * d, 0), _at_least(w + 2 * pad - 2 * d, 0)
+            hs, ws = _at_least((h + 2 * pad + d - 1) // d, 3), _at_least((w + 2 * pad + d - 1) // d, 3)
             x = ops.pad(x, [[0, 0], [pad, d * hs - h - pad], [pad, d * ws - w - pad], [0, 0]])
             x = ops.transpose(ops.reshape(x, (-1, hs, d, ws, d, c)), (2, 4, 0, 1, 3, 5))
             y = self._valid_tiles(ops.reshape(x, (-1, hs, ws, c)), 0)          # (d d N, hs-2, ws-2, K)
@@ -166,8 +188,8 @@ class WinogradConv2D(keras.layers.Layer):
         bt = ops.convert_to_tensor(_BT, dtype=dtype)
         at = ops.convert_to_tensor(_AT, dtype=dtype)
         h, w, c, k = _dim(x, 1), _dim(x, 2), x.shape[-1], self.filters
-        ho, wo = h + 2 * pad - 2, w + 2 * pad - 2
-        th, tw = (ho + TILE - 1) // TILE, (wo + TILE - 1) // TILE
+        ho, wo = _at_least(h + 2 * pad - 2, 0), _at_least(w + 2 * pad - 2, 0)  # 0: too small (unknown sizes)
+        th, tw = (_at_least(ho, 1) + TILE - 1) // TILE, (_at_least(wo, 1) + TILE - 1) // TILE  # one tile keeps the batch
         hp, wp = TILE * th + 4, TILE * tw + 4  # 4 more than the tiles cover: both window slices reshape evenly
         x = ops.pad(x, [[0, 0], [pad, hp - h - pad], [pad, wp - w - pad], [0, 0]])
         # Input transform B^T d B, one axis at a time: rows, then columns.
@@ -203,13 +225,16 @@ class WinogradConv2D(keras.layers.Layer):
     @classmethod
     def _like(cls, conv):
         """An unbuilt layer with ``conv``'s settings and name (its weights come from ``set_from_conv2d``)."""
-        return cls(conv.filters, padding=conv.padding, use_bias=conv.use_bias,
-                   activation=keras.activations.serialize(conv.activation), dilation_rate=conv.dilation_rate,
-                   name=conv.name, dtype=conv.dtype_policy)
+        # The activation itself, not its serialization: an unregistered function (or lambda) would not
+        # deserialize, and the model may never be saved.
+        return cls(conv.filters, padding=conv.padding, use_bias=conv.use_bias, activation=conv.activation,
+                   dilation_rate=conv.dilation_rate, name=conv.name, dtype=conv.dtype_policy,
+                   trainable=conv.trainable, activity_regularizer=conv.activity_regularizer)
 
     def set_from_conv2d(self, conv):
-        kernel = keras.ops.convert_to_numpy(conv.kernel)
-        self.kernel.assign(winograd_kernel(kernel))
+        # In float64, rounded once to the weight's dtype (float32 also for a 16-bit conv: see build).
+        kernel = keras.ops.convert_to_numpy(conv.kernel).astype(np.float64)
+        self.kernel.assign(winograd_kernel(kernel).astype(keras.backend.standardize_dtype(self.kernel.dtype)))
         if self.use_bias:
             self.bias.assign(keras.ops.convert_to_numpy(conv.bias))
 
@@ -229,8 +254,12 @@ def _ineligible(layer, min_channels=None, min_size=MIN_SIZE):
         return "is not a 3x3, stride-1 convolution"
     if len(set(layer.dilation_rate)) != 1:
         return f"has different dilations on the two axes {tuple(layer.dilation_rate)}"
-    if layer.groups != 1 or layer.data_format != "channels_last" or layer.padding not in ("valid", "same"):
-        return "is grouped, channels-first or has causal padding"
+    if layer.data_format != "channels_last":
+        return f"is {layer.data_format}: WinogradConv2D takes channels_last"
+    if layer.groups != 1:
+        return f"has groups={layer.groups}"
+    if layer.padding not in ("valid", "same"):
+        return f"has padding {layer.padding!r}"
     c, k = layer.kernel.shape[2], layer.filters
     min_channels = default_min_channels() if min_channels is None else min_channels
     if 2 * c * k < min_channels * (c + k):

@@ -175,17 +175,18 @@ def test_hourglass_every_stack_output(rng):
         np.testing.assert_allclose(_np(got), ref, atol=1e-4 * np.abs(ref).max())
 
 
-def test_mixed_precision_computes_the_transforms_in_float32(rng):
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "bfloat16", "float16"])
+def test_mixed_precision_computes_the_transforms_in_float32(rng, policy):
+    # Under the pure 16-bit policies the transformed kernel was stored in 16 bits: 10x the direct conv's error.
     conv = _conv(64, 64)
-    direct = keras.layers.Conv2D(64, 3, padding="same", dtype="mixed_bfloat16")
+    direct = keras.layers.Conv2D(64, 3, padding="same", dtype=policy)
     direct.build((None, None, None, 64))
     direct.set_weights(conv.get_weights())
-    layer = WinogradConv2D(64, padding="same", dtype="mixed_bfloat16")
-    layer.build((None, None, None, 64))
-    layer.set_from_conv2d(conv)
+    layer = WinogradConv2D.from_conv2d(direct)
+    assert keras.backend.standardize_dtype(layer.kernel.dtype) == "float32"
     x = rng.normal(size=(1, 21, 19, 64)).astype(np.float32)
     y = layer(x)
-    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[-1]
     ref = _np(conv(x))
 
     def err(out):
@@ -194,3 +195,71 @@ def test_mixed_precision_computes_the_transforms_in_float32(rng):
     # bf16 rounding of the input and output only, as the direct conv: not a bf16 transformed kernel
     # (5% of the range) nor bf16 transforms (10%)
     assert err(y) <= 2 * err(direct(x)) + 1e-3, (err(y), err(direct(x)))
+
+
+def test_too_small_input_is_refused_like_conv2d(rng):
+    # 'valid' needs 2d + 1 pixels a side; was a ZeroDivisionError (JAX), a reshape error (PyTorch) or, on
+    # TensorFlow, an empty output with the wrong batch size (16 for 1).
+    for d, shape in ((1, (1, 2, 2, 3)), (2, (1, 4, 9, 3)), (2, (1, 9, 3, 3))):
+        fast = WinogradConv2D.from_conv2d(_conv(3, 4, "valid", dilation_rate=d))
+        with pytest.raises(ValueError, match=r"'valid' needs at least \d+x\d+ pixels"):
+            fast(np.zeros(shape, np.float32))
+        with pytest.raises(ValueError, match=r"'valid' needs at least \d+x\d+ pixels"):
+            fast(keras.Input(shape[1:]))
+    # Sizes known only when run (TensorFlow's retraced predict): an empty map, the batch kept.
+    conv = _conv(3, 4, "valid", dilation_rate=2)
+    inp = keras.Input((None, None, 3))
+    model = keras.Model(inp, WinogradConv2D.from_conv2d(conv)(inp))
+    x = rng.normal(size=(2, 11, 9, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), _np(conv(x)), atol=1e-5 * np.abs(_np(conv(x))).max())
+    small = np.zeros((3, 3, 8, 3), np.float32)
+    if keras.backend.backend() == "tensorflow":
+        assert model.predict(small, verbose=0).shape == (3, 0, 4, 4)
+    else:
+        with pytest.raises(ValueError, match="'valid' needs at least 5x5 pixels"):
+            model.predict(small, verbose=0)
+
+
+def test_integer_images(rng):
+    # A uint8 image straight into the layer: the transforms' negative coefficients wrapped around in uint8
+    # (relative error 1.0 on JAX, where Conv2D promotes to float32).
+    conv = _conv(3, 4, "same")
+    x = rng.integers(0, 256, size=(1, 9, 7, 3)).astype(np.uint8)
+    ref = _np(conv(x.astype(np.float32)))
+    got = WinogradConv2D.from_conv2d(conv)(x)
+    assert keras.backend.standardize_dtype(got.dtype) == "float32"
+    np.testing.assert_allclose(_np(got), ref, atol=1e-5 * np.abs(ref).max())
+
+
+def _times_three(t):  # a plain, unregistered function
+    return t * 3.0
+
+
+def test_plain_function_activation_frozen_layer_and_activity_regularizer(rng):
+    # The activation was serialized and looked up again: a function that is not registered (or a lambda)
+    # made optimize_for_inference fail. trainable=False and the activity regularizer (model.losses, so
+    # evaluate's loss) were dropped.
+    inp = keras.Input((12, 10, 3))
+    conv = keras.layers.Conv2D(4, 3, padding="same", activation=_times_three, activity_regularizer="l2")
+    lam = keras.layers.Conv2D(2, 3, activation=lambda t: t - 1.0, bias_initializer="random_normal")
+    model = keras.Model(inp, lam(conv(inp)))
+    conv.trainable = False
+    fast = optimize_for_inference(model, min_channels=1, min_size=0)
+    assert [type(layer).__name__ for layer in fast.layers[1:]] == ["WinogradConv2D"] * 2
+    x = rng.normal(size=(2, 12, 10, 3)).astype(np.float32)
+    ref, got = _np(model(x)), _np(fast(x))
+    np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+    assert not fast.get_layer(conv.name).trainable and len(fast.trainable_weights) == len(model.trainable_weights)
+    assert len(fast.losses) == len(model.losses) == 1
+    np.testing.assert_allclose(_np(fast.losses[0]), _np(model.losses[0]), rtol=1e-5)
+
+
+def test_refusals_say_why():
+    first = keras.layers.Conv2D(4, 3, data_format="channels_first")
+    first.build((None, 4, 9, 9))
+    with pytest.raises(ValueError, match="is channels_first: WinogradConv2D takes channels_last"):
+        WinogradConv2D.from_conv2d(first)
+    grouped = keras.layers.Conv2D(4, 3, groups=2)
+    grouped.build((None, 9, 9, 4))
+    with pytest.raises(ValueError, match="has groups=2"):
+        WinogradConv2D.from_conv2d(grouped)
