@@ -276,6 +276,19 @@ def _resize_taps(n, scale, start, count):
     return i0, np.minimum(i0 + 1, n - 1), (pos - i0).astype(np.float32)
 
 
+def _strides(sizes, maps, free):
+    """Input px per heatmap px across and down: training's ``input / map``; where the input takes the
+    image's size, the one integer stride whose floor or ceil division gives the maps on every such axis
+    (50 x 13 px -> 13 x 4 is stride 4, not 3.85 and 3.25)."""
+    fit = None
+    for n, m, f in zip(sizes, maps, free):
+        if f:
+            ks = {k for k in range(max(1, n // m - 1), n // m + 3) if m in (n // k, -(-n // k))}
+            fit = ks if fit is None else fit & ks
+    k = min(fit, key=lambda k: abs(k - max(sizes) / max(maps)), default=None) if fit else None
+    return [float(k) if f and k else n / m for n, m, f in zip(sizes, maps, free)]
+
+
 def _rgb_uint8(image):
     """Any picture as ``(H, W, 3)`` uint8 RGB: grey repeated, alpha dropped (as ``cv2.imread``), 16 bits
     scaled (65535 -> 255), floats in [0, 1] (their maximum <= 1) scaled by 255, others clipped to [0, 255]."""
@@ -362,7 +375,17 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     feeds = [x]
     if len(inputs) == 2:  # CPM: image + centre map
         feeds.append(zoo.cpm_center_map(h, w)[None])
-    out = model.predict(feeds if len(feeds) > 1 else x, verbose=0)
+    free = (inputs[0].shape[2] is None, inputs[0].shape[1] is None)  # sizes taken from the image (x, y)
+    try:
+        # one batch: Keras' predict() on JAX leaves the weights emptied when a batch fails (and the next call broken)
+        out = model.predict_on_batch(feeds if len(feeds) > 1 else x)
+    except Exception as e:  # Keras' message names a layer's shapes, not the image
+        if not any(free):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"{name or model.name} takes inputs of any size, but not this {W}x{H} image "
+                         f"({type(e).__name__}: {first}); resize or pad it to a size the model "
+                         f"accepts (e.g. a multiple of its total stride)") from e
     out = out[-1] if isinstance(out, (list, tuple)) else out
     out = np.asarray(out)[0]
     task = task or _output_task(out, (h, w))
@@ -383,7 +406,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
     # training's codec (argmax + quarter offset, heatmap px * stride), with each axis' own stride
     kp_hm, score = decode_heatmaps(maps)
-    kp = keypoints_to_image(kp_hm * np.array([w / maps.shape[1], h / maps.shape[0]]), mat)
+    kp = keypoints_to_image(kp_hm * np.array(_strides((w, h), (maps.shape[1], maps.shape[0]), free)), mat)
     kp[~(score > 0)] = np.nan  # no positive maximum: no keypoint (not drawn)
     return Prediction(task, draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp))), out, keypoints=kp)
 

@@ -52,7 +52,7 @@ def test_training_curve_from_csv(tmp_path):
 
 
 # ----------------------------------------------------------------------------- predict
-# Duck-typed models: ``predict`` needs ``inputs`` (shape, dtype), ``predict(x, verbose)`` and ``name``;
+# Duck-typed models: ``predict`` needs ``inputs`` (shape, dtype), ``predict_on_batch(x)`` and ``name``;
 # their outputs are plain NumPy functions of what they are fed, so the true answer is known by hand.
 
 
@@ -63,7 +63,7 @@ class _Duck:
             self.inputs.append(SimpleNamespace(shape=(None, *shape[:2], 1), dtype="float32"))
         self.fn, self.name, self.fed = fn, name, None
 
-    def predict(self, x, verbose=0):
+    def predict_on_batch(self, x):
         self.fed = x
         return self.fn(x)
 
@@ -199,3 +199,50 @@ def test_cpm_parts_are_drawn_with_cpm_limbs():
     model._zoo_record = zoo.WeightsRecord(keypoint_names=tuple(f"j{i}" for i in range(14)))  # an unknown order
     np.testing.assert_array_equal(visualize.predict(model, image, name="cpm").picture,
                                   visualize.draw_keypoints(image, parts, skeleton=()))
+
+
+def test_a_model_of_any_size_decodes_with_its_integer_stride():
+    def stride4(x):  # "same"-padded stride 4: ceil(50 / 4) = 13 columns, ceil(13 / 4) = 4 rows
+        hm = np.zeros((1, -(-x.shape[1] // 4), -(-x.shape[2] // 4), 2), np.float32)
+        hm[0, :, :, :] = _peaks(hm.shape[1], hm.shape[2], [(12, 3), (5, 1)])
+        return hm
+
+    model = _Duck((None, None, 3), stride4)
+    got = visualize.predict(model, np.zeros((13, 50, 3), np.uint8), name="hourglass").keypoints
+    np.testing.assert_allclose(got, [[48, 12], [20, 4]], atol=1e-9)  # was 50/13 and 13/4 per px: (46.2, 9.75)
+    fixed = _Duck((13, 50, 3), stride4)  # a fixed input: training's codec, input / map px
+    np.testing.assert_allclose(visualize.predict(fixed, np.zeros((13, 50, 3), np.uint8), name="hourglass").keypoints,
+                               [[12 * 50 / 13, 3 * 13 / 4], [5 * 50 / 13, 13 / 4]], atol=1e-9)
+
+
+def test_a_model_of_any_size_that_refuses_the_image_says_so():
+    def picky(x):
+        if x.shape[1] % 8:
+            raise TypeError("Exception encountered when calling Concatenate.call().\n\nshapes (1, 6, 8, 32) ...")
+        return x
+
+    model = _Duck((None, None, 3), picky, name="picky")
+    with pytest.raises(ValueError, match=r"hourglass takes inputs of any size, but not this 70x50 image "
+                                         r"\(TypeError: Exception encountered when calling Concatenate.call\(\).\)"):
+        visualize.predict(model, np.zeros((50, 70, 3), np.uint8), name="hourglass")
+    assert visualize.predict(model, np.zeros((48, 70, 3), np.uint8), name="hourglass").keypoints.shape == (3, 2)
+    with pytest.raises(ValueError, match=r"^picky takes inputs of any size"):
+        visualize.predict(model, np.zeros((50, 70, 3), np.uint8))
+
+
+def test_an_image_a_model_refuses_leaves_the_model_working():
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(2, 1, name="head")(inputs)
+    x = keras.layers.Add()([x, keras.layers.UpSampling2D(2)(keras.layers.MaxPooling2D(2)(x))])  # even sizes only
+    model = keras.Model(inputs, x, name="evens")
+    kernel = model.get_layer("head").get_weights()[0]
+    image = np.zeros((6, 8, 3), np.uint8)
+    image[2, 5, 0] = 255
+    before = visualize.predict(model, image, name="hourglass").keypoints
+    with pytest.raises(ValueError, match=r"hourglass takes inputs of any size, but not this 7x5 image"):
+        visualize.predict(model, np.zeros((5, 7, 3), np.uint8), name="hourglass")
+    # Keras' predict() on JAX had emptied the weights: "'NoneType' object is not callable" from then on
+    np.testing.assert_array_equal(visualize.predict(model, image, name="hourglass").keypoints, before)
+    np.testing.assert_array_equal(model.get_layer("head").get_weights()[0], kernel)
