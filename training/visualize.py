@@ -82,7 +82,7 @@ def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None,
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
     k = len(kp)
     vis = np.ones(k, bool) if visible is None else np.asarray(visible).astype(bool).reshape(-1)
-    vis &= np.isfinite(kp).all(axis=1)
+    vis &= (np.abs(kp) < 2 ** 30).all(axis=1)  # NaN, inf, or past OpenCV's int32 pixels: not drawn
     if skeleton is None:
         skeleton = MPII_SKELETON if k == 16 else LSP_SKELETON if k == 14 else ()
     colors = hue_colors(k) if color is None else np.tile(np.asarray(color, np.uint8), (k, 1))
@@ -234,6 +234,10 @@ def _probabilities(scores):
     s = np.asarray(scores, np.float64)
     if (s >= 0).all() and abs(s.sum() - 1) < 1e-3:  # already a softmax
         return s
+    # NaN never wins (as labels_from_scores): probability 0; +inf shares the whole mass
+    s = np.nan_to_num(s, nan=-np.inf, posinf=np.finfo(np.float64).max)
+    if not np.isfinite(s.max()):
+        return np.zeros_like(s)
     e = np.exp(s - s.max())
     return e / e.sum()
 

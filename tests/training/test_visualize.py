@@ -246,3 +246,19 @@ def test_an_image_a_model_refuses_leaves_the_model_working():
     # Keras' predict() on JAX had emptied the weights: "'NoneType' object is not callable" from then on
     np.testing.assert_array_equal(visualize.predict(model, image, name="hourglass").keypoints, before)
     np.testing.assert_array_equal(model.get_layer("head").get_weights()[0], kernel)
+
+
+def test_nan_class_scores_never_win():
+    model = _Duck((8, 8, 3), _fixed([np.nan, 1.0, 3.0, 2.0]))
+    top = visualize.predict(model, np.zeros((8, 8, 3), np.uint8), name="resnet50").top
+    e = np.exp([1.0 - 3, 0, 2.0 - 3])  # the softmax of the others, by hand
+    assert [l for l, _ in top] == ["class 2", "class 3", "class 1", "class 0"]  # was NaN first, all NaN
+    np.testing.assert_allclose([p for _, p in top], [*(np.array([e[1], e[2], e[0]]) / e.sum()), 0.0])
+    top = visualize.predict(_Duck((8, 8, 3), _fixed([np.nan] * 3)), np.zeros((8, 8, 3), np.uint8), name="resnet50").top
+    assert [p for _, p in top] == [0.0] * 3
+
+
+def test_keypoints_too_far_for_opencv_are_not_drawn():
+    img = np.zeros((10, 10, 3), np.uint8)
+    out = visualize.draw_keypoints(img, [[1e12, 5.0], [5.0, 5.0]], skeleton=[(0, 1)], color=(255, 0, 0))  # was cv2.error
+    np.testing.assert_array_equal(out, visualize.draw_keypoints(img, [[5.0, 5.0]], color=(255, 0, 0)))
