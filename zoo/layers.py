@@ -41,16 +41,17 @@ def _is_static(*vals):
     return all(isinstance(v, (int, np.integer)) for v in vals)
 
 
-def caffe_pool_output_size(size, kernel, stride, pad, ceil_mode=True):
+def caffe_pool_output_size(size, kernel, stride, pad, ceil_mode=True, padded=None):
     """Caffe's pooling output size along one axis (``pooling_layer.cpp``).
 
-    ``o = ceil((size + 2p - k) / s) + 1`` (floor with ``ceil_mode=False``); when ``p > 0`` and the
-    last window would start at or beyond ``size + p``, it is dropped. Works on Python ints and on
-    integer tensors.
+    ``o = ceil((size + 2p - k) / s) + 1`` (floor with ``ceil_mode=False``); when the layer pads at
+    all and the last window would start at or beyond ``size + p``, it is dropped. ``padded``: whether
+    the layer pads on either axis (Caffe tests ``pad_h || pad_w`` for both axes, which matters with
+    stride > kernel); default ``pad > 0``. Works on Python ints and on integer tensors.
     """
     num = size + 2 * pad - kernel
     o = (-((-num) // stride) if ceil_mode else num // stride) + 1
-    if pad > 0:
+    if (pad > 0) if padded is None else padded:
         if _is_static(o, size):
             if (o - 1) * stride >= size + pad:
                 o -= 1
@@ -125,25 +126,33 @@ class CaffePooling2D(keras.layers.Layer):
         if self.global_pooling:
             return (b, 1, 1, c)
         (kh, kw), (sh, sw), (ph, pw) = self._geometry(h, w)
-        oh = None if h is None else caffe_pool_output_size(h, kh, sh, ph, self.ceil_mode)
-        ow = None if w is None else caffe_pool_output_size(w, kw, sw, pw, self.ceil_mode)
+        padded = ph > 0 or pw > 0
+        oh = None if h is None else caffe_pool_output_size(h, kh, sh, ph, self.ceil_mode, padded)
+        ow = None if w is None else caffe_pool_output_size(w, kw, sw, pw, self.ceil_mode, padded)
         return (b, oh, ow, c)
 
     def call(self, x, training=None):
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if self.mode == "ave" and dtype in ("float16", "bfloat16"):
+            # Sum in float32 as Caffe: a float16 window sum overflows (30x30 pixels of 73 > 65504) and
+            # JAX's bfloat16 reduce_window keeps ~2 digits (30% off on a 30x30 window).
+            return ops.cast(self.call(ops.cast(x, "float32"), training), dtype)
         shape = ops.shape(x)
         h, w = shape[1], shape[2]
         if self.global_pooling:
             fn = ops.max if self.mode == "max" else ops.mean
             return fn(x, axis=(1, 2), keepdims=True)
         (kh, kw), (sh, sw), (ph, pw) = self._geometry(h, w)
-        oh = caffe_pool_output_size(h, kh, sh, ph, self.ceil_mode)
-        ow = caffe_pool_output_size(w, kw, sw, pw, self.ceil_mode)
+        padded = ph > 0 or pw > 0
+        oh = caffe_pool_output_size(h, kh, sh, ph, self.ceil_mode, padded)
+        ow = caffe_pool_output_size(w, kw, sw, pw, self.ceil_mode, padded)
         if training and self.mode == "ave" and kh * kw >= _LARGE_WINDOW:
             return self._large_window_average(x, h, w, oh, ow, kh, kw, sh, sw, ph, pw)
         # Pad so that every Caffe window fits; slice off windows Keras' floor adds beyond Caffe's.
         eh = _maximum0((oh - 1) * sh + kh - (h + 2 * ph))
         ew = _maximum0((ow - 1) * sw + kw - (w + 2 * pw))
-        fill = float("-inf") if self.mode == "max" else 0.0
+        # MAX: Caffe starts from -FLT_MAX, which is what a window past the image (stride > kernel) gives
+        fill = 0.0 if self.mode == "ave" else -3.4028234663852886e38 if dtype in ("float32", "float64") else -np.inf
         if not (_is_static(eh, ew) and ph == pw == eh == ew == 0):
             x = ops.pad(x, [[0, 0], [ph, ph + eh], [pw, pw + ew], [0, 0]], constant_values=fill)
         if self.mode == "max":
@@ -164,13 +173,12 @@ class CaffePooling2D(keras.layers.Layer):
         gradient for a batch of 8 on 2 CPU cores, 20 ms this way. Inference keeps
         ``reduce_window``, whose values do not depend on how the backend lowers a matrix product
         (a saved and reloaded model gives bit-identical outputs); the two agree to float rounding.
+        ``x`` is never 16-bit here (``call`` upcasts), so the sums keep float32 precision.
         """
         c = x.shape[-1]
         if (kh, kw) == (sh, sw) and ph == pw == 0 and c is not None and _is_static(h, w) \
                 and (oh * kh, ow * kw) == (h, w):  # windows tile the map: a reshape and a sum, no transposes
-            # float32 sums: a 30x30 window summed in bfloat16 would keep ~3 significant digits
-            y = ops.sum(ops.cast(ops.reshape(x, (-1, oh, kh, ow, kw, c)), "float32"), axis=(2, 4))
-            return ops.cast(y / float(kh * kw), x.dtype)
+            return ops.sum(ops.reshape(x, (-1, oh, kh, ow, kw, c)), axis=(2, 4)) / float(kh * kw)
         s_h = _window_matrix(h, oh, kh, sh, ph, x.dtype)
         s_w = _window_matrix(w, ow, kw, sw, pw, x.dtype)
         y = ops.einsum("ph,bhqc->bpqc", s_h, ops.einsum("qw,bhwc->bhqc", s_w, x))
