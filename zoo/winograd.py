@@ -117,11 +117,13 @@ class WinogradConv2D(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.activation = keras.activations.get(activation)
         self.dilation_rate = int(dilation_rate)
+        self.input_spec = keras.layers.InputSpec(ndim=4)  # the tiling reshapes assume (N, H, W, C)
 
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(f"WinogradConv2D '{self.name}': the channel axis must be known. Received {input_shape}")
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
         # float32 and autocast=False: a bfloat16 copy of the transformed kernel would cost ~5% of the
         # output's range (its rounding is not undone by the output transform), also under the pure
         # "bfloat16"/"float16" policies; 16-bit policies compute in float32 below.

@@ -263,3 +263,16 @@ def test_refusals_say_why():
     grouped.build((None, 9, 9, 4))
     with pytest.raises(ValueError, match="has groups=2"):
         WinogradConv2D.from_conv2d(grouped)
+
+
+def test_input_rank_and_channels_are_checked():
+    # Were a pad or unpack error, a dot_general error, and a symbolic call on 5 channels that built a model.
+    fast = WinogradConv2D.from_conv2d(_conv(3, 4))
+    with pytest.raises(ValueError, match="expected ndim=4, found ndim=3"):
+        fast(np.zeros((9, 9, 3), np.float32))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 3"):
+        fast(np.zeros((1, 9, 9, 5), np.float32))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 3"):
+        fast(keras.Input((9, 9, 5)))
+    with pytest.raises(ValueError, match="expected ndim=4, found ndim=5"):
+        WinogradConv2D(4)(keras.Input((2, 9, 9, 3)))
