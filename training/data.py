@@ -404,14 +404,14 @@ class SegmentationDataset(_RecordDataset):
     def matrix(self, image_shape, params=None, rng=None) -> np.ndarray:
         """Original-image -> input (2, 3) matrix for an image of ``image_shape`` (H, W, ...)."""
         h_img, w_img = image_shape[:2]
-        side = max(w_img, h_img)  # zoom 1 fits the long side into the input width
+        w, h = self.input_size
+        side = max(w_img, h_img * w / h)  # the crop's width; zoom 1 fits the whole image into the input
         center = np.array([(w_img - 1) / 2.0, (h_img - 1) / 2.0])
         rot, flip = 0.0, False
         if params is not None:
             side = side / params["zoom"]
             rot, flip = params["rotation"], params["flip"]
             # random crop position: the crop stays inside the image, or the image inside the crop
-            w, h = self.input_size
             span = np.array([side, side * h / w])
             lo = span / 2.0 - 0.5
             hi = np.array([w_img, h_img]) - 0.5 - span / 2.0

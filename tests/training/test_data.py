@@ -214,3 +214,17 @@ def test_mirroring_without_flip_pairs_warns_unless_they_are_given(recwarn):
     HeatmapDataset(synthetic_pose(4, image_size=(48, 48), num_keypoints=1), input_size=(32, 32),
                    heatmap_size=(8, 8), augment=True)  # one keypoint has no side
     assert not [w for w in recwarn if "flip_pairs" in str(w.message)]
+
+
+@pytest.mark.parametrize("image_hw", [(40, 40), (60, 20), (10, 50)])
+def test_segmentation_letterbox_fits_the_whole_image_into_a_non_square_input(image_hw):
+    """At zoom 1 every pixel of the image lands inside the input, and the fit touches two sides."""
+    from training.transforms import transform_points
+
+    ds = SegmentationDataset(synthetic_segmentation(1, image_size=(8, 8), num_classes=2), batch_size=1,
+                             input_size=(32, 16), num_classes=2)  # (w, h): wide
+    h_img, w_img = image_hw
+    corners = np.array([[-0.5, -0.5], [w_img - 0.5, h_img - 0.5]])
+    (x0, y0), (x1, y1) = transform_points(corners, ds.matrix(image_hw))
+    assert x0 >= -0.5 - 1e-9 and y0 >= -0.5 - 1e-9 and x1 <= 31.5 + 1e-9 and y1 <= 15.5 + 1e-9
+    assert np.isclose(x1 - x0, 32) or np.isclose(y1 - y0, 16)  # as large as fits: one axis spans the input
