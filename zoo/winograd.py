@@ -98,7 +98,8 @@ class WinogradConv2D(keras.layers.Layer):
             sub-images are convolved as one batch.
 
     Input ``(N, H, W, C)``, channels-last, H and W at least ``2d + 1`` (``"valid"``). Under a
-    float16/bfloat16 policy the layer computes in float32 and returns the policy's dtype. Weights: ``kernel``
+    float16/bfloat16 policy (mixed or not) the layer keeps float32 weights, computes in float32 and returns
+    the policy's dtype; integer inputs are cast to the compute dtype. Weights: ``kernel``
     ``(36, C, K)`` (see ``winograd_kernel``), ``bias`` ``(K,)``. Build one from a trained ``Conv2D``
     with ``WinogradConv2D.from_conv2d(conv)`` or a whole model with ``optimize_for_inference``.
     """
@@ -300,7 +301,9 @@ def optimize_for_inference(model, min_channels=None, min_size=MIN_SIZE, verbose=
     Returns a new model with the same inputs, outputs and layer names. Layers that are not swapped
     are shared with ``model`` (no weight copy); swapped ones hold the transformed kernel. Outputs
     match ``model``'s to float32 round-off (~1e-5 of their range). For inference only: fine-tune
-    ``model`` itself and call this again.
+    ``model`` itself and call this again (SGD on the transformed kernel diverges at the learning rates
+    the 3x3 kernel trains with). A swapped layer keeps ``trainable`` and the activity regularizer, not
+    kernel/bias regularizers or constraints (so ``model.losses`` lacks weight penalties).
     """
     functional = any(cls.__name__ == "Functional" for cls in type(model).__mro__)  # keras.Model(inputs, outputs)
     if not (functional or isinstance(model, keras.Sequential)):
