@@ -32,6 +32,7 @@ from training.distribute import Placement, distribute_py_dataset, jax_distributi
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.metrics import MeanIoUMetric, PCKMetric
 from training.schedules import KINDS, make_schedule
+from zoo.api import carry_metadata
 
 __all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer", "with_normalization"]
 
@@ -107,10 +108,7 @@ def _with_policy(model, policy):
 
     new = keras.models.clone_model(model, clone_function=clone)
     new.set_weights(model.get_weights())
-    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record", "_zoo_kwargs"):
-        if hasattr(model, attr):
-            setattr(new, attr, getattr(model, attr))
-    return new
+    return carry_metadata(model, new)
 
 
 def with_normalization(model, normalization, name="normalize"):
@@ -133,10 +131,7 @@ def with_normalization(model, normalization, name="normalize"):
     inputs = keras.tree.pack_sequence_as(model.input, [raw] + others)
     new = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
                                    call_function=call)
-    for attr in ("_kerazoo_family", "_zoo_name", "_zoo_record", "_zoo_kwargs"):
-        if hasattr(model, attr):
-            setattr(new, attr, getattr(model, attr))
-    return new
+    return carry_metadata(model, new)
 
 
 def _check_geometry(model, task, ds, log) -> None:

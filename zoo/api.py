@@ -13,7 +13,8 @@ from zoo.errors import WeightsFileError, WeightsMismatchError
 from zoo.registry import ModelSpec, get_spec, list_models, parse_name
 from zoo.weights import WeightsRecord
 
-__all__ = ["get", "preprocess", "weights_record", "register_weights_loader", "load_keras_model", "build_info"]
+__all__ = ["get", "preprocess", "weights_record", "register_weights_loader", "load_keras_model", "build_info",
+           "carry_metadata"]
 
 # file suffix -> loader(spec, path, user_kwargs) -> (model, record); e.g. ".caffemodel" from converters.
 _LOADERS: dict[str, Callable[..., Any]] = {}
@@ -45,6 +46,19 @@ def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[s
     model._zoo_record = record
     model._zoo_kwargs = dict(kwargs)
     return model
+
+
+_MODEL_METADATA = ("_kerazoo_family", "_zoo_name", "_zoo_record", "_zoo_kwargs")  # in-memory attributes
+
+
+def carry_metadata(source, target):
+    """Give ``target`` (a clone of ``source``) what :func:`get` and ``training`` remembered about
+    ``source``: its registry name, builder arguments, weights record (the input convention
+    :func:`preprocess` applies) and training family. Returns ``target``."""
+    for attr in _MODEL_METADATA:
+        if hasattr(source, attr):
+            setattr(target, attr, getattr(source, attr))
+    return target
 
 
 def build_info(model) -> tuple[str | None, dict[str, Any]]:

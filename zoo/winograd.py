@@ -23,6 +23,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from zoo.api import carry_metadata
+
 __all__ = ["WinogradConv2D", "winograd_kernel", "optimize_for_inference", "winograd_eligible",
            "default_min_channels"]
 
@@ -325,4 +327,4 @@ def optimize_for_inference(model, min_channels=None, min_size=MIN_SIZE, verbose=
     if verbose:
         names = ", ".join(conv.name for conv, _ in swapped) or "none"
         print(f"optimize_for_inference: {len(swapped)} Conv2D -> WinogradConv2D ({names})")
-    return clone
+    return carry_metadata(model, clone)

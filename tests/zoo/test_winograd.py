@@ -170,6 +170,12 @@ def test_hourglass_every_stack_output(rng):
     x = rng.uniform(0, 255, size=(2, 64, 64, 3)).astype(np.float32)
     refs, gots = model(x), fast(x)
     assert len(refs) == len(gots) == 2
+    # what zoo.get remembered goes with it: preprocess (kerazoo predict --winograd) needs the record
+    from zoo.api import build_info
+
+    assert build_info(fast) == build_info(model) and build_info(fast)[0] == "hourglass"
+    model._zoo_record = zoo.WeightsRecord(channel_order="BGR", mean=(1.0, 2.0, 3.0))
+    assert zoo.weights_record(optimize_for_inference(model, min_channels=1, min_size=0)) is model._zoo_record
     for ref, got in zip(refs, gots):
         ref = _np(ref)
         np.testing.assert_allclose(_np(got), ref, atol=1e-4 * np.abs(ref).max())
