@@ -346,6 +346,8 @@ class CropToReference(keras.layers.Layer):
             raise ValueError(
                 f"Crop needs 0, 1 or {n_axes} offsets for axis={axis}. Received: offset={offset}"
             )
+        if any(o < 0 for o in offset):
+            raise ValueError(f"Crop offsets must be >= 0. Received: offset={offset}")
         self.axis = axis
         self.offset = offset
         off = offset or (0,)
@@ -353,8 +355,15 @@ class CropToReference(keras.layers.Layer):
             _NCHW_TO_NHWC[a]: (off[0] if len(off) == 1 else off[a - axis]) for a in range(axis, 4)
         }
 
+    def _check(self, x_shape, ref_shape):  # Caffe CHECKs this; a slice would silently come out short
+        for a, o in self._offsets.items():
+            if _is_static(x_shape[a], ref_shape[a]) and o + ref_shape[a] > x_shape[a]:
+                raise ValueError(f"{self.name}: cropping {ref_shape[a]} at offset {o} from axis {a} (NHWC) "
+                                 f"of size {x_shape[a]}: input {tuple(x_shape)}, reference {tuple(ref_shape)}")
+
     def compute_output_shape(self, input_shapes):
         x_shape, ref_shape = input_shapes
+        self._check(x_shape, ref_shape)
         out = list(x_shape)
         for a in self._offsets:
             out[a] = ref_shape[a]
@@ -363,6 +372,7 @@ class CropToReference(keras.layers.Layer):
     def call(self, inputs):
         x, ref = inputs
         ref_shape = ops.shape(ref)
+        self._check(ops.shape(x), ref_shape)
         index = []
         for a in range(4):
             if a in self._offsets:

@@ -180,3 +180,15 @@ def test_crop_to_reference_uses_top_left_offsets(rng):
     np.testing.assert_array_equal(y, x[:, 5:14, 5:15, :])
     y = keras.ops.convert_to_numpy(CropToReference(axis=2, offset=(2, 3))([x, ref]))
     np.testing.assert_array_equal(y, x[:, 2:11, 3:13, :])
+
+
+@pytest.mark.parametrize("axis,offset", [(2, (5,)), (2, (1, 4)), (1, (0,))])
+def test_crop_past_the_input_raises_as_caffe(axis, offset):
+    """Caffe CHECKs size - offset >= reference size; a slice would come out short (5x5 for 9x9) silently."""
+    x, ref = np.zeros((1, 10, 12, 3), np.float32), np.zeros((1, 9, 9, 5), np.float32)
+    with pytest.raises(ValueError, match="cropping"):
+        CropToReference(axis=axis, offset=offset)([x, ref])
+    with pytest.raises(ValueError, match="cropping"):
+        CropToReference(axis=axis, offset=offset)([keras.Input(x.shape[1:]), keras.Input(ref.shape[1:])])
+    with pytest.raises(ValueError, match=">= 0"):
+        CropToReference(offset=(-1,))
