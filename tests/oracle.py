@@ -1,4 +1,5 @@
-"""OpenCV's dnn Caffe importer as an independent reference forward pass."""
+"""Independent references: OpenCV's dnn Caffe importer, and NumPy ports of Caffe code where OpenCV
+departs from Caffe."""
 
 import numpy as np
 import pytest
@@ -38,3 +39,24 @@ def opencv_forward(prototxt_text, inputs, caffemodel=None, outputs=None, blobs=N
     per_layer = dict(zip(layers, net.forwardAndRetrieve(layers)))
     outs = [per_layer[layer][i] for layer, i in pairs]
     return {n: (o.transpose(0, 2, 3, 1) if o.ndim == 4 else o) for n, o in zip(names, outs)}
+
+
+def caffe_pool_numpy(x, mode, k, s, p):
+    """NumPy port of Caffe's ``PoolingLayer::Reshape`` + ``Forward_cpu`` (float64, NHWC), ceil mode."""
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    _, h, w, _ = x.shape
+    oh, ow = -(-(h + 2 * ph - kh) // sh) + 1, -(-(w + 2 * pw - kw) // sw) + 1
+    if ph or pw:  # Caffe tests pad_h || pad_w, then clips both axes
+        oh -= (oh - 1) * sh >= h + ph
+        ow -= (ow - 1) * sw >= w + pw
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            hs, ws = i * sh - ph, j * sw - pw
+            he, we = min(hs + kh, h + ph), min(ws + kw, w + pw)
+            win = x[:, max(hs, 0):min(he, h), max(ws, 0):min(we, w)].astype(np.float64)
+            if mode == "max":  # top starts at -FLT_MAX
+                y[:, i, j] = np.maximum(win.max(axis=(1, 2), initial=-np.inf), -np.finfo(np.float32).max)
+            else:
+                y[:, i, j] = win.sum(axis=(1, 2)) / ((he - hs) * (we - ws))
+    return y

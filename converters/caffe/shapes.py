@@ -145,8 +145,9 @@ def _pooling(param, bottoms, where):
     if ph >= kh or pw >= kw:
         _fail(where, f"pad {ph}x{pw} must be smaller than the kernel {kh}x{kw}")
     ceil = p.round_mode != ROUND_FLOOR
-    oh = caffe_pool_output_size(b[2], kh, sh, ph, ceil_mode=ceil)
-    ow = caffe_pool_output_size(b[3], kw, sw, pw, ceil_mode=ceil)
+    padded = bool(ph or pw)  # pooling_layer.cpp clips both axes when either pads
+    oh = caffe_pool_output_size(b[2], kh, sh, ph, ceil_mode=ceil, padded=padded)
+    ow = caffe_pool_output_size(b[3], kw, sw, pw, ceil_mode=ceil, padded=padded)
     if oh <= 0 or ow <= 0:
         _fail(where, f"input {b[2]}x{b[3]} is too small for kernel {kh}x{kw} with pad {ph}x{pw}")
     return [(b[0], b[1], oh, ow)], []

@@ -17,7 +17,7 @@ from converters.caffe.reader import loads
 from converters.cli import main
 from tests.caffe_files import caffemodel_bytes, random_blobs_for, write_net
 from tests.converters.test_exactness import run_against_opencv
-from tests.oracle import opencv_forward
+from tests.oracle import caffe_pool_numpy, opencv_forward
 from zoo.errors import one_line
 
 pytestmark = pytest.mark.backend_agnostic
@@ -134,6 +134,27 @@ def test_lone_pad_w_follows_caffe_and_verify_says_opencv_drops_it(tmp_path, rng,
     assert main(["caffe", *files, "-o", str(tmp_path / "c.keras"), "--verify", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "Verify: skipped" in text and "Convolution 'c' sets only one of pad_h/pad_w" in text
+
+
+@pytest.mark.parametrize("mode", ["MAX", "AVE"])
+def test_pooling_padded_on_one_axis_clips_both_in_shape_inference(tmp_path, rng, mode):
+    # Caffe drops a last window starting at or past W + pad_w whenever pad_h || pad_w: with pad only on
+    # H and stride 3 > kernel 1 on W, 5 columns pool to 2, not 3. Shape inference said 3, so the
+    # InnerProduct blob Caffe saved (2 * 4 * 2 inputs) was refused as the wrong size. Reference: the
+    # NumPy port of Caffe's pooling (OpenCV keeps the column), then Caffe's CHW-flattened product.
+    proto = _net(f'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param {{ pool: {mode} '
+                 'kernel_h: 2 kernel_w: 1 stride_h: 1 stride_w: 3 pad_h: 1 pad_w: 0 } }\n'
+                 'layer { name: "fc" type: "InnerProduct" bottom: "p" top: "fc" '
+                 'inner_product_param { num_output: 3 } }\n', c=2, h=3, w=5)
+    x = rng.normal(size=(1, 3, 5, 2)).astype(np.float32)
+    pooled = caffe_pool_numpy(x, mode.lower()[:3], (2, 1), (1, 3), (1, 0))
+    assert pooled.shape == (1, 4, 2, 2)
+    w, b = rng.normal(size=(3, pooled.size)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    net = loads(proto, caffemodel_bytes(proto, {"fc": [w, b]}))
+    assert net.shapes["p"] == (1, 2, 4, 2)
+    y = keras.ops.convert_to_numpy(caffe.to_keras(net, progress=False)(x))
+    ref = w @ pooled[0].transpose(2, 0, 1).ravel() + b
+    np.testing.assert_allclose(y[0], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_keras_name_collisions_get_suffixes(tmp_path, rng):

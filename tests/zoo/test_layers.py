@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.oracle import opencv_forward
+from tests.oracle import caffe_pool_numpy, opencv_forward
 from zoo.layers import CaffePooling2D, CropToReference, InterpAlignCorners, caffe_pool_output_size
 
 pytestmark = pytest.mark.backend_agnostic
@@ -75,34 +75,13 @@ def test_large_average_windows_train_without_reduce_window_gradient(rng, h, w, k
         np.testing.assert_allclose(grad, want, atol=1e-6, rtol=0)
 
 
-def _caffe_pool(x, mode, k, s, p):
-    """NumPy port of Caffe's ``PoolingLayer::Reshape`` + ``Forward_cpu`` (float64, NHWC), ceil mode."""
-    (kh, kw), (sh, sw), (ph, pw) = k, s, p
-    _, h, w, _ = x.shape
-    oh, ow = -(-(h + 2 * ph - kh) // sh) + 1, -(-(w + 2 * pw - kw) // sw) + 1
-    if ph or pw:  # Caffe tests pad_h || pad_w, then clips both axes
-        oh -= (oh - 1) * sh >= h + ph
-        ow -= (ow - 1) * sw >= w + pw
-    y = np.empty((x.shape[0], oh, ow, x.shape[3]))
-    for i in range(oh):
-        for j in range(ow):
-            hs, ws = i * sh - ph, j * sw - pw
-            he, we = min(hs + kh, h + ph), min(ws + kw, w + pw)
-            win = x[:, max(hs, 0):min(he, h), max(ws, 0):min(we, w)].astype(np.float64)
-            if mode == "max":  # top starts at -FLT_MAX
-                y[:, i, j] = np.maximum(win.max(axis=(1, 2), initial=-np.inf), -np.finfo(np.float32).max)
-            else:
-                y[:, i, j] = win.sum(axis=(1, 2)) / ((he - hs) * (we - ws))
-    return y
-
-
 @pytest.mark.parametrize("mode", ["max", "ave"])
 @pytest.mark.parametrize("h,w,k,s,p", [(5, 5, (2, 1), (1, 3), (1, 0)), (4, 5, (3, 1), (2, 3), (1, 0))])
 def test_pad_on_one_axis_drops_the_last_window_on_both_as_caffe(mode, h, w, k, s, p, rng):
     """Caffe drops a last window starting at or beyond W + pad_w whenever pad_h || pad_w, so with
     pad only on H and stride > kernel on W a column goes (OpenCV's importer keeps it: not the oracle)."""
     x = rng.normal(size=(1, h, w, 2)).astype(np.float32)
-    ref = _caffe_pool(x, mode, k, s, p)
+    ref = caffe_pool_numpy(x, mode, k, s, p)
     layer = CaffePooling2D(mode, k, s, p)
     assert layer.compute_output_shape((1, h, w, 2)) == ref.shape
     for training in (False, True):
@@ -114,7 +93,7 @@ def test_max_window_past_the_image_gives_caffes_minus_flt_max(rng):
     leaves its initial -FLT_MAX there (finite: a following conv with a zero weight stays finite)."""
     x = rng.normal(size=(1, 6, 5, 2)).astype(np.float32)
     y = keras.ops.convert_to_numpy(CaffePooling2D("max", 1, 2)(x))
-    np.testing.assert_array_equal(y, _caffe_pool(x, "max", (1, 1), (2, 2), (0, 0)).astype(np.float32))
+    np.testing.assert_array_equal(y, caffe_pool_numpy(x, "max", (1, 1), (2, 2), (0, 0)).astype(np.float32))
     assert y.shape == (1, 4, 3, 2) and np.isfinite(y).all()
 
 
@@ -124,7 +103,7 @@ def test_average_pooling_under_mixed_precision_sums_in_float32(policy, h, w, k, 
     """A float16 30x30 window sum of values ~100 is inf, and JAX's bfloat16 reduce_window was 30%
     off: both paths now sum in float32 and agree to the 16-bit rounding of the result."""
     x = rng.uniform(50, 150, size=(1, h, w, 2)).astype(np.float32)
-    ref = _caffe_pool(x, "ave", (k, k), (s, s), (p, p))
+    ref = caffe_pool_numpy(x, "ave", (k, k), (s, s), (p, p))
     layer = CaffePooling2D("ave", k, s, p, dtype=policy)
     for training in (False, True):
         y = layer(x, training=training)
