@@ -98,7 +98,8 @@ class FitResult:
 
 # ------------------------------------------------------------------------------------------ models
 def _with_policy(model, policy):
-    """Clone ``model`` with every layer in dtype ``policy`` (outputs stay float32) and copy weights."""
+    """Clone ``model`` with every layer, nested ones included, in dtype ``policy`` (outputs stay float32)
+    and copy the weights."""
     outputs = {id(t._keras_history[0]) for t in model.outputs}
 
     def clone(layer):
@@ -106,7 +107,9 @@ def _with_policy(model, policy):
         cfg["dtype"] = "float32" if id(layer) in outputs else policy
         return layer.__class__.from_config(cfg)
 
-    new = keras.models.clone_model(model, clone_function=clone)
+    # recursive: layers of a nested model (a backbone) take the policy too, and their variables are
+    # created again here (inside a distribution scope); frozen layers stay frozen (their config says so).
+    new = keras.models.clone_model(model, clone_function=clone, recursive=True)
     new.set_weights(model.get_weights())
     return carry_metadata(model, new)
 

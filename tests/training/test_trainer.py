@@ -114,6 +114,30 @@ def test_mixed_precision(precision):
 
 
 @agnostic
+def test_mixed_precision_reaches_a_nested_frozen_backbone():
+    # A user's model around a nested, frozen backbone: the clone kept the backbone's layers in float32
+    # (only the top-level layers took the policy). Now they compute in bfloat16 and stay frozen.
+    from keras import layers
+
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="b1")(inp)
+    x = layers.BatchNormalization(name="b_bn")(x)
+    backbone = keras.Model(inp, layers.Conv2D(8, 3, padding="same", name="b2")(x), name="backbone")
+    backbone.trainable = False
+    image = keras.Input((32, 32, 3), name="image")
+    model = keras.Model(image, layers.Conv2D(3, 1, name="logits")(backbone(image)))
+    frozen = [w.copy() for w in backbone.get_weights()]
+    res = fit(model, _seg_data(16), epochs=1, precision="bf16", verbose=0)
+    inner = res.model.get_layer("backbone")
+    assert [lay.dtype_policy.compute_dtype for lay in inner.layers[1:]] == ["bfloat16"] * 3
+    assert not any(lay.trainable for lay in inner.layers[1:])
+    for before, after in zip(frozen, inner.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert res.model.get_layer("logits").dtype_policy.compute_dtype == "float32"
+    assert np.isfinite(res.history["loss"]).all()
+
+
+@agnostic
 def test_evaluate_tables_and_csv(tmp_path):
     model = tiny_pose_model(outputs=2)
     val = _pose_data(10, seed=3, shuffle=False)
