@@ -232,6 +232,17 @@ def test_palette_masks_of_any_bit_depth_and_repeated_colours(tmp_path, bits):
     np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
 
 
+@pytest.mark.parametrize("bits", [4, 8])
+def test_palette_mask_indices_past_a_short_palette_keep_their_value(tmp_path, bits):
+    # Pillow writes only the palette it holds: VOC's 21 colours (or 3 at 4 bits) with 255 = void
+    # pixels, whose index has no PLTE entry. They were read as 0 (background) instead of 255 (ignore).
+    top = 2 ** bits - 1
+    mask = np.array([[0, 1, 2, top], [top, 2, 1, 0]], np.uint8)
+    palette = [[0, 0, 0], [128, 0, 0], [0, 128, 0]] + ([[0, 0, 128]] * 18 if bits == 8 else [])
+    (tmp_path / "m.png").write_bytes(_palette_png(mask, palette, bits))
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
+
+
 def test_voc_palette_masks_roundtrip(tmp_path):
     root = tmp_path / "VOC2012"
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)

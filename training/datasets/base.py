@@ -178,12 +178,14 @@ def _with_index_palette(data: bytes) -> bytes | None:
     """A palette PNG with its PLTE entries replaced by greys ``(i, i, i)``, else ``None``.
 
     Decoding that copy gives each pixel's palette index as its colour, for every bit depth
-    (1/2/4/8) and whatever the original palette holds (repeated colours included). The CRC of the
-    new chunk is recomputed; a tRNS chunk is dropped.
+    (1/2/4/8) and whatever the original palette holds (repeated colours included). The new palette
+    has all ``2**bit_depth`` entries, however short the original: Pillow writes only the colours it
+    holds (VOC's 21), and libpng decodes an index past the palette's end as black, so void pixels
+    (255) read as background. The CRC of the new chunk is recomputed; a tRNS chunk is dropped.
     """
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         return None
-    out, pos, is_palette = [data[:8]], 8, False
+    out, pos, is_palette, bit_depth = [data[:8]], 8, False, 8
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
         ctype = data[pos + 4:pos + 8]
@@ -192,8 +194,9 @@ def _with_index_palette(data: bytes) -> bytes | None:
             is_palette = len(data) > pos + 17 and data[pos + 17] == 3  # colour type byte
             if not is_palette:
                 return None
+            bit_depth = data[pos + 16] if data[pos + 16] in (1, 2, 4, 8) else 8
         if ctype == b"PLTE":
-            n = length // 3
+            n = 2 ** bit_depth
             body = bytes(np.repeat(np.arange(n, dtype=np.uint8), 3))
             out.append(struct.pack(">I", len(body)) + b"PLTE" + body +
                        struct.pack(">I", zlib.crc32(b"PLTE" + body) & 0xFFFFFFFF))
