@@ -377,8 +377,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     else:
         x = zoo.preprocess(None, img[None], record=record) if record else img[None].astype(np.float32) / 255.0
     feeds = [x]
-    if len(inputs) == 2:  # CPM: image + centre map
-        feeds.append(zoo.cpm_center_map(h, w)[None])
+    if len(inputs) == 2:  # CPM: image + centre map, peaked where the crop put the image's centre (as training's)
+        feeds.append(zoo.cpm_center_map(h, w, center=((w - 1) / 2.0, (h - 1) / 2.0))[None])
     free = (inputs[0].shape[2] is None, inputs[0].shape[1] is None)  # sizes taken from the image (x, y)
     try:
         # one batch: Keras' predict() on JAX leaves the weights emptied when a batch fails (and the next call broken)

@@ -186,7 +186,10 @@ def test_cpm_parts_are_drawn_with_cpm_limbs():
     image = np.zeros((16, 16, 3), np.uint8)
     pred = visualize.predict(model, image, name="cpm")
     np.testing.assert_array_equal(pred.keypoints, parts)  # the background map (largest) is no keypoint
-    assert model.fed[1].shape == (1, 16, 16, 1) and model.fed[1][0, 8, 8, 0] == 1.0  # the centre map
+    # the centre map peaks where the image's centre is, (7.5, 7.5) as in training (not the demo's 16 // 2)
+    grid = np.arange(16.0) - 7.5
+    want = np.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * 21.0 ** 2))
+    np.testing.assert_allclose(model.fed[1], want[None, :, :, None], rtol=1e-6)
     # the limbs by name, written out: head-neck, neck-shoulders, arms, shoulder-hip, legs
     name = {n: i for i, n in enumerate(CPM_PARTS)}
     limbs = [("head", "neck"), ("neck", "r_shoulder"), ("neck", "l_shoulder")] + [
