@@ -112,6 +112,22 @@ def test_mpii_json(tmp_path):
             read_mpii_json(tmp_path / "bad.json", tmp_path)
 
 
+def test_mpii_json_joint_count_and_joints_outside_the_image(tmp_path):
+    # an annotated joint left of / above the image (MPII has some) is trained, as HRNet and the .mat
+    # reader do: only joints_vis = 0 or [-1, -1] mean missing (was: any coordinate <= 0 dropped it)
+    joints = [[11, 21]] * 16
+    joints[3], joints[4], joints[5] = [-5, 300], [40, 0], [-1, -1]
+    rec = {"image": "a.jpg", "center": [101.0, 201.0], "scale": 2.0, "joints": joints, "joints_vis": [1] * 16}
+    (tmp_path / "a.json").write_text(json.dumps([rec, {k: v for k, v in rec.items() if k != "joints_vis"}]))
+    for r in read_mpii_json(tmp_path / "a.json", tmp_path):
+        assert r.visible.tolist() == [1] * 5 + [0] + [1] * 10
+        np.testing.assert_allclose(r.keypoints[[3, 4]], [[-6, 299], [39, -1]])
+    # MPII has 16 joints: a 14-joint record was accepted and broke batching/flip pairs later
+    (tmp_path / "k.json").write_text(json.dumps([rec, {**rec, "joints": joints[:14], "joints_vis": [1] * 14}]))
+    with pytest.raises(AnnotationError, match=r"k.json': record 1 .*'joints' has 14 rows; expected 16"):
+        read_mpii_json(tmp_path / "k.json", tmp_path)
+
+
 def test_lsp_occluded_joints_are_annotated_and_lspet_uses_its_visibility_flag(tmp_path):
     j = np.zeros((3, 14, 3))
     j[0], j[1] = np.arange(1, 15)[:, None] * [1, 2, 3], 50.0

@@ -203,8 +203,12 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
                 f"{where}: field 'joints' has shape {joints.shape} and 'joints_vis' {len(vis)} entries; expected "
                 f"(K, 2) joints and K flags."
             )
+        if len(joints) != _K:
+            raise AnnotationError(f"{where}: field 'joints' has {len(joints)} rows; expected {_K} (MPII joints).")
         kp = joints[:, :2] - 1.0
-        vis = (vis > 0) & np.all(joints[:, :2] > 0, axis=1)  # [-1, -1] marks a missing joint
+        # [-1, -1] marks a missing joint; other coordinates <= 0 are annotated joints just outside the
+        # image (MPII has some), trained as HRNet does and as the .mat reader keeps them
+        vis = (vis > 0) & ~np.all(joints[:, :2] == -1, axis=1)
         c, side = _adjust(center - 1.0, s) if center[0] != -1 else _from_keypoints(kp, vis.astype(float))
         if c is None:
             continue  # no centre and no annotated joint: nothing to train on
