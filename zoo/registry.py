@@ -86,11 +86,15 @@ def register(name: str | None = None, *, family: str = "", head_layers=(), head_
         ... def my_net(*, weights=None, input_shape=None, classes=10, name="my_net"): ...
 
     Raises:
-        ValueError: if the name is already registered.
+        ValueError: if the name is already registered, or holds ``.`` or ``:`` (they separate a
+            weights tag, ``"arch.tag"``, so :func:`get_spec` could never find such a name).
     """
 
     def wrap(fn):
         key = name or fn.__name__
+        if not isinstance(key, str) or re.search(r"[.:]", key):
+            raise ValueError(f"Model name {key!r} cannot contain '.' or ':': they separate a weights tag "
+                             f"('arch.tag', 'arch:tag'), so zoo.get would never find it. Use '_' or '-'.")
         if key in _MODELS:
             raise ValueError(f"A model is already registered under the name '{key}'.")
         _MODELS[key] = ModelSpec(key, fn, family or key, tuple(head_layers), head_kwarg, task=task,
@@ -101,8 +105,17 @@ def register(name: str | None = None, *, family: str = "", head_layers=(), head_
 
 
 def register_weights(model_name: str, tag: str, record: WeightsRecord) -> None:
-    """Attach a pretrained weights record to a registered model as ``model_name.tag``."""
+    """Attach a pretrained weights record to a registered model as ``model_name.tag``.
+
+    Raises:
+        ValueError: unknown model, an empty tag, or a tag the model already has (a second record
+            would silently replace the first for every caller).
+    """
     spec = get_spec(model_name)
+    if not isinstance(tag, str) or not tag:
+        raise ValueError(f"{spec.name}: a weights tag is a non-empty string, got {tag!r}.")
+    if tag in spec.weights:
+        raise ValueError(f"{spec.name} already has weights tagged '{tag}'; register these under another tag.")
     spec.weights[tag] = record
 
 
@@ -144,7 +157,8 @@ def get_spec(name: str) -> ModelSpec:
     """
     arch = parse_name(name)[0]
     if arch not in _MODELS:
-        close = difflib.get_close_matches(arch, list(_MODELS), n=5, cutoff=0.5)
+        lower = {k.lower(): k for k in _MODELS}  # "ResNet50" -> resnet50, as list_models ignores case
+        close = [lower[c] for c in difflib.get_close_matches(arch.lower(), list(lower), n=5, cutoff=0.5)]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(
             f"Unknown model '{name}'.{hint} Registered models: {', '.join(list_models())}."

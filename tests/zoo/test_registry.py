@@ -54,6 +54,27 @@ def test_duplicate_registration_is_refused(tiny_name):
 def test_unknown_name_lists_close_matches(tiny_name):
     with pytest.raises(ValueError, match=r"Unknown model 'test_tiny_nte'.*Did you mean: test_tiny_net"):
         zoo.get("test_tiny_nte")
+    # list_models ignores case, so the hint does too (no suggestion at all, before)
+    with pytest.raises(ValueError, match=r"Unknown model 'TEST_TINY_NET'. Did you mean: test_tiny_net\?"):
+        zoo.get("TEST_TINY_NET")
+
+
+@pytest.mark.parametrize("bad", ["test_my.net", "test_my:net"])
+def test_names_get_cannot_reach_are_refused(bad):
+    # "arch.tag": such a name was listed by list_models but zoo.get said "Unknown model ... Did you mean: <it>"
+    with pytest.raises(ValueError, match=r"cannot contain '\.' or ':'"):
+        registry.register(bad)(_tiny)
+    assert bad not in registry._MODELS
+
+
+def test_a_weights_tag_is_registered_once(tiny_name):
+    first, second = zoo.WeightsRecord(channel_order="BGR"), zoo.WeightsRecord(channel_order="RGB")
+    zoo.register_weights(tiny_name, "demo", first)
+    with pytest.raises(ValueError, match=f"{tiny_name} already has weights tagged 'demo'"):
+        zoo.register_weights(tiny_name, "demo", second)  # silently replaced the first, before
+    assert zoo.get_spec(tiny_name).weights["demo"] is first
+    with pytest.raises(ValueError, match="non-empty string"):
+        zoo.register_weights(tiny_name, "", second)
 
 
 def test_unknown_kwarg_names_it_and_the_allowed_ones(tiny_name):
