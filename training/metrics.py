@@ -232,7 +232,9 @@ class PCKMetric(keras.metrics.Metric):
     heatmap px; PCK is scale-free so the stride does not matter). Counted joints are those with a
     positive weight when ``sample_weight`` (B, 1, 1, K) / (B, K) is given (use ``weighted_metrics``),
     else those whose target heatmap has a positive maximum. Samples with fewer than two distinct
-    joints (box side 0) are skipped; a joint whose predicted map has no positive value is a miss. Equals :func:`pck` (mean) with :func:`bbox_size` over the set.
+    joints (box side 0) are skipped; a joint whose predicted map has no positive value is a miss, and NaN
+    pixels never win the argmax. Equals :func:`pck` (mean) with :func:`bbox_size` over the set, on
+    keypoints from :func:`training.targets.decode_heatmaps` with ``refine=None``.
 
     Args:
         alpha: threshold as a fraction of the box side. Defaults to 0.2.
@@ -267,6 +269,9 @@ class PCKMetric(keras.metrics.Metric):
         if k is not None and y_true.shape[-1] != k:  # e.g. CPM's K + 1 maps: the background is no joint
             y_true, y_pred = y_true[..., :k], y_pred[..., :k]
             sw = sw[:, :k] if sw is not None and sw.shape[-1] != 1 else sw
+        # a NaN pixel never wins (as decode_heatmaps): it made the whole joint a miss, even where the
+        # map's true maximum sat on the target
+        y_pred = ops.where(ops.isnan(y_pred), float("-inf"), y_pred)
         shape = ops.shape(y_true)
         if sw is None:
             vis = ops.max(ops.reshape(y_true, (shape[0], -1, shape[3])), axis=1) > 0

@@ -156,6 +156,23 @@ def test_pck_metric_leaves_out_the_cpm_background_channel():
     assert PCKMetric(num_keypoints=2).get_config()["num_keypoints"] == 2
 
 
+def test_pck_metric_nan_pixels_never_win():
+    # hand-worked: joints at (4, 4), (12, 10), (8, 2) -> box side max(8, 8) = 8, threshold 1.6 px.
+    # Joint 0: one NaN pixel, maximum on the target (hit); joint 1: all NaN (miss); joint 2: a NaN pixel
+    # on the target, the finite maximum 5 px away (miss). PCK = 1/3. A NaN pixel used to make the
+    # joint a miss whatever the rest of its map said (0/3), unlike decode_heatmaps, which skips NaN.
+    tgt = np.zeros((1, 16, 16, 3), np.float32)
+    tgt[0, 4, 4, 0] = tgt[0, 10, 12, 1] = tgt[0, 2, 8, 2] = 1.0
+    pred = tgt.copy()
+    pred[0, 0, 0, 0] = np.nan
+    pred[0, ..., 1] = np.nan
+    pred[0, 2, 8, 2], pred[0, 7, 8, 2] = np.nan, 0.5
+    for weights in (np.ones((1, 1, 1, 3), np.float32), None):
+        metric = PCKMetric(alpha=0.2)
+        metric.update_state(tgt, pred, sample_weight=weights)
+        assert float(metric.result()) == pytest.approx(1 / 3)
+
+
 def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     c = 4
     gts = [rng.integers(0, c, (2, 5, 6)) for _ in range(3)]
