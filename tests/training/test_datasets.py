@@ -216,6 +216,35 @@ def test_rhd_restricted_unpickler_rejects_code(tmp_path):
             load_rhd_annotations(bad)
 
 
+def test_readers_warn_with_a_count_of_what_they_skip(tmp_path):
+    # each reader dropped instances without a word: MPII's whole test split (the release has no test
+    # keypoints) came back empty, as did LSPet's 'test', and the trainer then ran without validation
+    _write_mpii(tmp_path / "mpii.mat")
+    with pytest.warns(UserWarning, match=r"mpii.mat': skipped 1 of 3 people of split 'train' without keypoints"):
+        read_mpii_mat(tmp_path / "mpii.mat", tmp_path)
+    test_img = {"image": {"name": "000000009.jpg"}, "annorect": _struct_array([
+        {"scale": 1.0, "objpos": {"x": 5.0, "y": 5.0}}, {"scale": 2.0, "objpos": {"x": 9.0, "y": 9.0}}])}
+    scipy.io.savemat(str(tmp_path / "t.mat"), {"RELEASE": {"annolist": _struct_array([test_img]),
+                                                           "img_train": np.array([[0]])}})
+    with pytest.warns(UserWarning, match=r"skipped 2 of 2 people of split 'test' .* valid.json"):
+        assert read_mpii_mat(tmp_path / "t.mat", tmp_path, split="test") == []
+    rec = {"image": "a.jpg", "center": [-1, -1], "scale": -1, "joints": [[-1, -1]] * 16, "joints_vis": [0] * 16}
+    (tmp_path / "v.json").write_text(json.dumps([rec, {**rec, "center": [50, 50], "scale": 1.0}]))
+    with pytest.warns(UserWarning, match=r"v.json': skipped 1 of 2 records with no centre"):
+        assert len(read_mpii_json(tmp_path / "v.json", tmp_path)) == 1
+    j = np.full((3, 14, 3), 20.0)
+    j[:2, :, 1] = -1  # image 2: no joint placed
+    scipy.io.savemat(str(tmp_path / "lsp.mat"), {"joints": j})
+    with pytest.warns(UserWarning, match=r"lsp.mat': skipped 1 of 3 images of split 'all' with no placed joint"):
+        assert [r.id for r in read_lsp(tmp_path / "lsp.mat", tmp_path)] == ["im0001.jpg", "im0003.jpg"]
+    scipy.io.savemat(str(tmp_path / "et.mat"), {"joints": np.ones((14, 3, 2))})
+    with pytest.warns(UserWarning, match=r"LSPet has no test split \(all 2 images are training\)"):
+        assert read_lsp(tmp_path / "et.mat", tmp_path, split="test", variant="lspet") == []
+    _write_rhd(tmp_path / "rhd")
+    with pytest.warns(UserWarning, match=r"skipped 1 of 4 hands with fewer than 3 visible keypoints"):
+        assert len(read_rhd(tmp_path / "rhd", hands="per_hand")) == 3
+
+
 def _palette_png(mask, palette, bits):
     """A palette PNG written by hand: ``bits`` per pixel (1/2/4/8), filter 0, the given PLTE."""
     import struct

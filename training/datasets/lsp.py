@@ -21,6 +21,7 @@ is the box of the labelled joints padded by ``padding`` (bearpaw uses x1.4375 of
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,8 @@ def read_lsp(joints_mat, image_dir, *, split: str = "all", variant: str = "auto"
     Raises:
         AnnotationError: unreadable file, no ``joints`` variable, a layout that is neither
             3 x 14 x N nor 14 x 3 x N, or a bad ``split``/``variant``.
+    Warns:
+        UserWarning: counting images skipped for want of a usable joint; LSPet's empty ``"test"``.
     """
     import scipy.io
 
@@ -89,13 +92,17 @@ def read_lsp(joints_mat, image_dir, *, split: str = "all", variant: str = "auto"
         idx = range(min(1000, n)) if variant == "lsp" else range(n)
     elif split == "test":
         idx = range(1000, n) if variant == "lsp" else range(0)
-    records = []
+        if variant == "lspet":
+            warnings.warn(f"'{joints_mat}': LSPet has no test split (all {n} images are training); no records.",
+                          stacklevel=2)
+    records, skipped = [], 0
     for i in idx:
         kp = xy[i] - 1.0
         placed = np.all(np.isfinite(kp), axis=1) & np.all(kp > -1, axis=1)  # MATLAB's are > 0
         v = placed & flags[i] if variant == "lspet" else placed
         labelled = kp[v]
         if len(labelled) == 0:
+            skipped += 1
             continue
         box = [labelled[:, 0].min(), labelled[:, 1].min(), labelled[:, 0].max(), labelled[:, 1].max()]
         center, side = box_center_scale(box, padding)
@@ -103,4 +110,8 @@ def read_lsp(joints_mat, image_dir, *, split: str = "all", variant: str = "auto"
         records.append(PoseRecord(image=str(Path(image_dir) / name), keypoints=np.nan_to_num(kp), visible=v,
                                   center=center, scale=side, box=box, id=name,
                                   meta={"index": i, flag_name: flags[i].astype(int).tolist()}))
+    if skipped:
+        what = "visible (flag 1) and placed" if variant == "lspet" else "placed"
+        warnings.warn(f"'{joints_mat}': skipped {skipped} of {len(idx)} images of split '{split}' with no {what} "
+                      f"joint.", stacklevel=2)
     return records

@@ -15,15 +15,17 @@ On-disk layout::
 
 MATLAB coordinates are 1-based: both readers subtract 1. Missing/empty fields are normal in the
 ``.mat`` (no ``annopoints`` on test people, ``is_visible`` absent, empty or a string); the reader
-skips people without keypoints and derives centre/scale from the keypoints when ``objpos`` or
-``scale`` is missing. Every record gets the standard adjustment ``c_y += 15 s; s *= 1.25`` and
-``scale = 200 s`` pixels. ``visible`` = annotated (occluded but annotated joints are trained);
-the raw ``is_visible`` flags are kept in ``meta["is_visible"]`` (-1 = not given).
+skips people without keypoints (a warning counts them: the whole test split is such people) and
+derives centre/scale from the keypoints when ``objpos`` or ``scale`` is missing. Every record
+gets the standard adjustment ``c_y += 15 s; s *= 1.25`` and ``scale = 200 s`` pixels.
+``visible`` = annotated (occluded but annotated joints are trained); the raw ``is_visible`` flags
+are kept in ``meta["is_visible"]`` (-1 = not given).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,8 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
         AnnotationError: unreadable file, no ``RELEASE.annolist``, bad ``split``, an image without
             ``image.name``, or a point without numeric ``x``/``y``/``id`` (names image index, person
             and field).
+    Warns:
+        UserWarning: counting people skipped for want of keypoints (all of them on ``"test"``).
     """
     import scipy.io
 
@@ -114,7 +118,7 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
     if single_person_only:  # one cell per image, empty ones included: it is indexed by image
         sp = getattr(rel, "single_person", None)
         singles = [] if sp is None else list(sp.ravel()) if isinstance(sp, np.ndarray) and sp.dtype == object else [sp]
-    records = []
+    records, no_points = [], 0
     for imgidx, ann in enumerate(annolist):
         if split != "all" and imgidx < len(train_flags):
             if (split == "train") != (int(train_flags[imgidx]) == 1):
@@ -132,7 +136,8 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
                 continue
             points = _items(getattr(getattr(rect, "annopoints", None), "point", None))
             if not points:
-                continue  # person without keypoints (normal on test images)
+                no_points += 1  # person without keypoints (every test person: the release withholds them)
+                continue
             kp = np.zeros((_K, 2))
             vis = np.zeros(_K)
             raw_vis = np.full(_K, -1.0)
@@ -163,6 +168,11 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
                 image=str(Path(image_dir) / name), keypoints=kp, visible=vis, center=center, scale=side,
                 head_box=head_box, id=f"{name}#{ridx + 1}", meta={"is_visible": raw_vis, "imgidx": imgidx},
             ))
+    if no_points:
+        hint = (" The release has no keypoints for test images (img_train == 0): validate on the HRNet/MMPose "
+                "valid.json instead." if split == "test" else "")
+        warnings.warn(f"'{path}': skipped {no_points} of {no_points + len(records)} people of split '{split}' "
+                      f"without keypoints (no annopoints.point).{hint}", stacklevel=2)
     return records
 
 
@@ -174,7 +184,9 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
         image_dir: folder holding the images.
     Raises:
         AnnotationError: unreadable json, not a list, or a record lacking a field or with a field
-            of the wrong shape (names record index, image and field).
+            of the wrong shape or joint count (names record index, image and field).
+    Warns:
+        UserWarning: counting records skipped with neither a centre nor an annotated joint.
     """
     try:
         data = json.loads(Path(path).read_text())
@@ -182,7 +194,7 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
         raise AnnotationError(f"cannot read MPII json '{path}': {e}") from None
     if not isinstance(data, list):
         raise AnnotationError(f"'{path}': expected a json list of person records; found {type(data).__name__}.")
-    records = []
+    records, skipped = [], 0
     for i, rec in enumerate(data):
         where = f"'{path}': record {i}"
         if not isinstance(rec, dict):
@@ -211,7 +223,8 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
         vis = (vis > 0) & ~np.all(joints[:, :2] == -1, axis=1)
         c, side = _adjust(center - 1.0, s) if center[0] != -1 else _from_keypoints(kp, vis.astype(float))
         if c is None:
-            continue  # no centre and no annotated joint: nothing to train on
+            skipped += 1  # no centre and no annotated joint: nothing to train on
+            continue
         if not isinstance(rec["image"], str) or not rec["image"]:
             raise AnnotationError(f"{where}: field 'image' must be a file name; found {rec['image']!r}.")
         try:
@@ -219,4 +232,7 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
                                       center=c, scale=side, id=f"{rec['image']}#{i}"))
         except AnnotationError as e:
             raise AnnotationError(f"{where}: {e}") from None
+    if skipped:
+        warnings.warn(f"'{path}': skipped {skipped} of {len(data)} records with no centre (center [-1, -1]) and "
+                      f"no annotated joint.", stacklevel=2)
     return records

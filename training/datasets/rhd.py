@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +124,14 @@ def read_rhd(root, split: str = "training", *, hands: str = "both", min_visible:
         padding: per-hand crop side = padding x the hand's keypoint box side.
     Returns:
         :class:`PoseRecord` list; ``box`` = keypoint box of the visible keypoints (PCK normaliser).
+    Warns:
+        UserWarning: counting the hands ``min_visible`` left out (``"per_hand"``).
     """
     if hands not in ("both", "per_hand"):
         raise AnnotationError(f"read_rhd: hands must be 'both' or 'per_hand'; received {hands!r}.")
     base = Path(root) / split
     anns = load_rhd_annotations(base / f"anno_{split}.pickle")
-    records = []
+    records, few = [], 0
     for sid in sorted(anns):
         uv = np.asarray(anns[sid]["uv_vis"], np.float64)
         image = str(base / "color" / f"{int(sid):05d}.png")
@@ -142,12 +145,16 @@ def read_rhd(root, split: str = "training", *, hands: str = "both", min_visible:
         for side, sl in (("left", slice(0, 21)), ("right", slice(21, 42))):
             v = vis[sl]
             if v.sum() < min_visible:
+                few += 1  # mostly hands out of view: RHD renders often show one hand
                 continue
             pts = uv[sl][v, :2]
             box = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
             center, size = box_center_scale(box, padding)
             records.append(PoseRecord(image=image, keypoints=uv[sl, :2], visible=v, center=center, scale=size,
                                       box=box, id=f"{int(sid):05d}_{side}", meta={"hand": side}))
+    if few:
+        warnings.warn(f"RHD '{base}': skipped {few} of {2 * len(anns)} hands with fewer than {min_visible} visible "
+                      f"keypoints (min_visible).", stacklevel=2)
     return records
 
 
