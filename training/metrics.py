@@ -67,8 +67,9 @@ def _hits(pred, gt, visible, norm, alpha):
 
 
 def _ratio(num, den):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+    # den may be fractional (a normalised or weighted confusion matrix): only 0 is replaced
+    den = np.asarray(den, dtype=np.float64)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def pck(pred, gt, visible, norm, alpha=0.2):
@@ -196,7 +197,8 @@ def miou_from_confusion(cm):
     """IoU per class ``CM[c,c] / (row_c + col_c - CM[c,c])`` and their mean over classes that occur.
 
     Args:
-        cm: (C, C) confusion matrix accumulated over the whole set (rows = gt).
+        cm: (C, C) confusion matrix accumulated over the whole set (rows = gt): counts, or any
+            non-negative rescaling of them (normalised, pixel-weighted).
 
     Returns:
         tuple:

@@ -105,6 +105,10 @@ def test_confusion_matrix_and_miou_of_the_whole_set_not_mean_of_images(rng):
     assert miou == pytest.approx((16 / 17 + 15 / 16) / 2) and abs(miou - per_image) > 0.2
     iou, miou = miou_from_confusion(np.diag([4, 0, 2]))
     assert np.isnan(iou[1]) and miou == 1.0
+    # IoU is scale-free: a normalised matrix (cells < 1) gives the same IoUs; 3 / (4 + 3 - 3), 4 / (5 + 4 - 4)
+    # (the fractional unions were divided by max(union, 1) = 1: 0.375 and 0.5)
+    cm = np.array([[3.0, 1.0], [0.0, 4.0]])
+    np.testing.assert_allclose(miou_from_confusion(cm / cm.sum())[0], [3 / 4, 4 / 5])
 
 
 def _heatmap_batch(rng, b, k=5, size=16):
