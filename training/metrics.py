@@ -317,7 +317,7 @@ class MeanIoUMetric(keras.metrics.Metric):
     Update args:
         y_true: (B, H, W) or (B, H, W, 1) integer labels.
         y_pred: (B, H, W, C) scores/logits (argmax taken; NaN scores never win) or (B, H, W) labels.
-        sample_weight: optional (B,), (B, H) or (B, H, W); pixels with weight 0 are skipped.
+        sample_weight: optional (B,), (B, H), (B, H, W) or (B, H, W, 1); pixels with weight 0 are skipped.
 
     Counts are int32 (exact up to 2**31 - 1 pixels per cell). ``iou_per_class()`` returns the (C,) IoUs.
     """
@@ -351,6 +351,8 @@ class MeanIoUMetric(keras.metrics.Metric):
         valid = (gt >= 0) & (gt < c) & (gt != self.ignore_label) & (pr >= 0) & (pr < c)
         if sample_weight is not None:
             sw = ops.convert_to_tensor(sample_weight)
+            if len(sw.shape) == len(y_true.shape) + 1 and sw.shape[-1] == 1:  # shaped like (B, H, W, 1) labels
+                sw = ops.squeeze(sw, -1)
             while len(sw.shape) < len(y_true.shape):
                 sw = ops.expand_dims(sw, -1)
             sw = ops.reshape(ops.broadcast_to(sw, ops.shape(y_true)), (-1,))

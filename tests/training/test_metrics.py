@@ -195,7 +195,12 @@ def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     mask[:, 0] = 0
     labels.update_state(gts[0], logits[0].argmax(-1)[..., None], sample_weight=mask)
     g0 = np.where(mask > 0, gts[0], 255)
-    assert float(labels.result()) == pytest.approx(miou_from_confusion(confusion_matrix(logits[0].argmax(-1), g0, c))[1])
+    expected0 = miou_from_confusion(confusion_matrix(logits[0].argmax(-1), g0, c))[1]
+    assert float(labels.result()) == pytest.approx(expected0)
+    # a weight mask shaped like (B, H, W, 1) labels (was a broadcast error on every backend)
+    labels = MeanIoUMetric(c)
+    labels.update_state(gts[0][..., None], logits[0], sample_weight=mask[..., None])
+    assert float(labels.result()) == pytest.approx(expected0)
     metric.reset_state()
     assert float(metric.result()) == 0.0 and not keras.ops.convert_to_numpy(metric.confusion).any()
 
