@@ -199,6 +199,12 @@ def test_rhd_restricted_unpickler_rejects_code(tmp_path):
     good = tmp_path / "good.pickle"
     good.write_bytes(pickle.dumps({1: {"uv_vis": np.zeros((42, 3), np.float32)}}, protocol=2))
     assert load_rhd_annotations(good)[1]["uv_vis"].dtype == np.float32
+    # protocol 5 (pickle.HIGHEST_PROTOCOL) stores arrays through numpy's _frombuffer: it was refused as unsafe
+    uv = np.arange(126.0).reshape(42, 3)
+    good.write_bytes(pickle.dumps({1: {"uv_vis": uv, "xyz": uv[:, ::2].T}}, protocol=5))
+    got = load_rhd_annotations(good)[1]
+    np.testing.assert_array_equal(got["uv_vis"], uv)
+    np.testing.assert_array_equal(got["xyz"], uv[:, ::2].T)
     evil = tmp_path / "evil.pickle"
     evil.write_bytes(pickle.dumps({1: {"uv_vis": _Evil()}}, protocol=2))
     with pytest.raises(UnsafePickleError, match=r"evil.pickle.*'(posix|os|nt)\.system'"):

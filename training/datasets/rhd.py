@@ -39,6 +39,8 @@ _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
+    # protocol 5 rebuilds contiguous arrays as frombuffer(bytes, dtype).reshape(shape, order)
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
     ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 store bytes as encode(str, "latin1")
 }
@@ -48,7 +50,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     """``pickle.Unpickler`` that resolves only the globals needed for numpy arrays.
 
     Dicts, lists, tuples, strings and numbers need no globals; numpy arrays need
-    ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and ``numpy.dtype``.
+    ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and ``numpy.dtype`` (protocol 5:
+    ``numpy.core.numeric._frombuffer``, a reshape of a buffer of bytes).
     ``copyreg._reconstructor`` is allowed only to rebuild ``numpy.ndarray`` objects, and
     ``_codecs.encode`` (a pure str -> bytes function) for array buffers in protocol-2 pickles.
     """
