@@ -85,6 +85,12 @@ def test_mpii_mat_missing_field_names_record_and_field(tmp_path):
     _write_mpii(tmp_path / "bad.mat", drop_name=True)
     with pytest.raises(AnnotationError, match=r"annolist\(2\).*'image.name'"):
         read_mpii_mat(tmp_path / "bad.mat", tmp_path)
+    # a NaN objpos made a record error that named neither the file nor the field
+    person = {"scale": 1.0, "objpos": {"x": np.nan, "y": 5.0}, "annopoints": {"point": _struct_array([_point(5, 6, 7)])}}
+    img = {"image": {"name": "a.jpg"}, "annorect": _struct_array([person])}
+    scipy.io.savemat(str(tmp_path / "nan.mat"), {"RELEASE": {"annolist": _struct_array([img])}})
+    with pytest.raises(AnnotationError, match=r"nan.mat': annolist\(1\), annorect\(1\) \('objpos'/'scale'\): .*centre"):
+        read_mpii_mat(tmp_path / "nan.mat", tmp_path)
     (tmp_path / "junk.mat").write_bytes(b"not a mat file")
     with pytest.raises(AnnotationError, match="junk.mat"):
         read_mpii_mat(tmp_path / "junk.mat", tmp_path)

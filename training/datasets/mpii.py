@@ -164,10 +164,13 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
                 center, side = _from_keypoints(kp, vis)
             head = [_num(getattr(rect, f, None)) for f in ("x1", "y1", "x2", "y2")]
             head_box = None if None in head else np.array(head) - 1.0
-            records.append(PoseRecord(
-                image=str(Path(image_dir) / name), keypoints=kp, visible=vis, center=center, scale=side,
-                head_box=head_box, id=f"{name}#{ridx + 1}", meta={"is_visible": raw_vis, "imgidx": imgidx},
-            ))
+            try:
+                records.append(PoseRecord(
+                    image=str(Path(image_dir) / name), keypoints=kp, visible=vis, center=center, scale=side,
+                    head_box=head_box, id=f"{name}#{ridx + 1}", meta={"is_visible": raw_vis, "imgidx": imgidx},
+                ))
+            except AnnotationError as e:
+                raise AnnotationError(f"{where}, annorect({ridx + 1}) ('objpos'/'scale'): {e}") from None
     if no_points:
         hint = (" The release has no keypoints for test images (img_train == 0): validate on the HRNet/MMPose "
                 "valid.json instead." if split == "test" else "")
