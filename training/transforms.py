@@ -421,6 +421,27 @@ class Augmentation:
     saturation: float = 0.2
     hue: float = 0.0
 
+    def __post_init__(self):
+        # checked here, not when a batch is drawn: a zoom of 0 or a misspelt sampling name (which fell
+        # back to uniform) otherwise surfaced mid-training as a per-sample error, or not at all
+        try:
+            lo, hi = (float(v) for v in self.scale_range)
+        except (TypeError, ValueError):
+            lo = hi = math.nan
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(f"Augmentation: scale_range must be (lo, hi) zoom factors with 0 < lo <= hi. "
+                             f"Received: scale_range={self.scale_range!r}")
+        object.__setattr__(self, "scale_range", (lo, hi))
+        for name in ("scale_sampling", "rotation_sampling"):
+            if getattr(self, name) not in ("normal", "uniform"):
+                raise ValueError(f"Augmentation: {name} must be 'normal' or 'uniform'. "
+                                 f"Received: {name}={getattr(self, name)!r}")
+        for name, top in (("rotation", math.inf), ("rotation_prob", 1.0), ("flip_prob", 1.0), ("translate", math.inf),
+                          ("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.5)):
+            v = _finite(getattr(self, name), f"Augmentation.{name}")
+            if not 0.0 <= v <= top:
+                raise ValueError(f"Augmentation: {name} must be in [0, {top}]. Received: {name}={getattr(self, name)!r}")
+
     @classmethod
     def pose(cls, **overrides) -> "Augmentation":
         """HRNet/SimpleBaseline MPII recipe: scale 0.75-1.25, rotation N(0, 30) p=0.6, flip 0.5."""

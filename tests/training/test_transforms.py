@@ -163,3 +163,86 @@ def test_photometric_jitter(rng):
 def test_bad_input_raises_named_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _random_crop(rng, src_hw, zoom_range):
+    """Random (matrix, output (w, h)) with odd and even sizes, any rotation, shear, shift and flip."""
+    h_src, w_src = src_hw
+    ow, oh = (int(v) for v in rng.integers(15, 80, 2))
+    zoom = rng.uniform(*zoom_range)  # output px per source px
+    kw = dict(rotation=rng.uniform(-180, 180), shear=rng.uniform(-15, 15), translate=rng.uniform(-4, 4, 2),
+              flip=bool(rng.random() < 0.5))
+    center = rng.uniform([0, 0], [w_src, h_src])
+    return affine_matrix(center, ow / zoom, (ow, oh), **kw), (ow, oh)
+
+
+def test_single_bright_pixel_moves_to_the_transformed_keypoint(rng):
+    """OpenCV's warpAffine and transform_points agree on pixel centres, for any crop, rotation and flip.
+
+    Reference: bilinear sampling written out in NumPy at cv2.invertAffineTransform(M) @ (x, y, 1)
+    (the one-pixel image is the tent max(0, 1-|dx|) * max(0, 1-|dy|) about the keypoint), and the
+    centroid of the warped pixel, which a half-pixel convention error moves by 0.5 * zoom px.
+    """
+    worst = 0.0
+    for _ in range(60):
+        h_src, w_src = (int(v) for v in rng.integers(21, 91, 2))
+        kp = np.array([rng.integers(2, w_src - 2), rng.integers(2, h_src - 2)], np.float64)
+        img = np.zeros((h_src, w_src), np.float32)
+        img[int(kp[1]), int(kp[0])] = 1.0
+        m, (ow, oh) = _random_crop(rng, (h_src, w_src), (1.5, 4.0))
+        m = compose(m, [[1, 0, 0], [0, 1, 0]])  # centre the keypoint's neighbourhood in view:
+        m[:, 2] += np.array([(ow - 1) / 2, (oh - 1) / 2]) - transform_points(kp, m) + rng.uniform(-3, 3, 2)
+        out = warp_image(img, m, (ow, oh))
+        ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
+        inv = cv2.invertAffineTransform(m)
+        sx, sy = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+        tent = np.clip(1 - np.abs(sx - kp[0]), 0, None) * np.clip(1 - np.abs(sy - kp[1]), 0, None)
+        assert np.abs(out - tent).max() < 1 / 32 + 1e-6  # cv2 quantises sample positions to 1/32 px
+        found = np.array([(out * xs).sum(), (out * ys).sum()]) / out.sum()
+        worst = max(worst, np.abs(found - transform_points(kp, m)).max())
+    print(f"bright-pixel centroid vs transform_points: max error {worst:.4f} px")
+    assert worst < 0.15  # the sampled tent's centroid is ~0.1 px off on a sheared grid; a half-pixel error is >= 0.75
+
+
+def test_warp_mask_is_nearest_neighbour_with_ignore_border_for_any_crop(rng):
+    """Reference: label at floor(src + 0.5) of cv2.invertAffineTransform(M) @ (x, y, 1), 255 outside the source."""
+    for _ in range(40):
+        h_src, w_src = (int(v) for v in rng.integers(21, 91, 2))
+        mask = rng.integers(0, 21, (h_src, w_src)).astype(np.uint8)
+        m, (ow, oh) = _random_crop(rng, (h_src, w_src), (0.5, 4.0))
+        out = warp_mask(mask, m, (ow, oh))
+        assert out.dtype == np.uint8 and out.shape == (oh, ow)
+        ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
+        inv = cv2.invertAffineTransform(m)
+        sx, sy = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+        ix, iy = np.floor(sx + 0.5).astype(int), np.floor(sy + 0.5).astype(int)
+        inside = (ix >= 0) & (ix < w_src) & (iy >= 0) & (iy < h_src)
+        ref = np.where(inside, mask[iy.clip(0, h_src - 1), ix.clip(0, w_src - 1)], 255)
+        # cv2 computes sample positions in 1/1024 px fixed point: only samples that close to a
+        # rounding boundary may pick the neighbour
+        margin = np.minimum(np.abs(sx + 0.5 - np.round(sx + 0.5)), np.abs(sy + 0.5 - np.round(sy + 0.5)))
+        differ = out != ref
+        assert not differ[margin > 2e-3].any()
+        assert set(np.unique(out)) <= set(np.unique(mask)) | {255}  # never a blended label
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(scale_range=(0.0, 1.25)), "scale_range"),
+    (dict(scale_range=(1.25, 0.75)), "scale_range"),
+    (dict(scale_range=1.2), "scale_range"),
+    (dict(scale_sampling="gaussian"), "scale_sampling must be 'normal' or 'uniform'"),
+    (dict(rotation_sampling="Normal"), "rotation_sampling"),
+    (dict(rotation=-10), "rotation"),
+    (dict(flip_prob=1.5), "flip_prob"),
+    (dict(rotation_prob=np.nan), "rotation_prob"),
+    (dict(translate=-0.1), "translate"),
+    (dict(hue=0.7), "hue"),
+])
+def test_augmentation_settings_are_checked_when_made(kw, match):
+    """A zero zoom failed every sample mid-training; a misspelt sampling name silently sampled uniformly."""
+    from training.transforms import Augmentation
+
+    with pytest.raises(ValueError, match=match):
+        Augmentation(**kw)
+    a = Augmentation(scale_range=[0.5, 2])  # a list from a JSON config
+    assert a.scale_range == (0.5, 2.0)
