@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
 import urllib.request
 import warnings
@@ -47,6 +48,30 @@ FORMAT = "kerazoo-weights"
 FORMAT_VERSION = 1
 
 
+class _ReadOnlyDict(dict):
+    """A ``dict`` (JSON, ``**`` and ``isinstance`` work) that refuses changes: a record's mappings are
+    shared by the registry and every model built from it, so an edit would change them for all."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a WeightsRecord is read-only; make a changed copy with record.replace(builder_kwargs={...})")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):  # copy/deepcopy/pickle rebuild it whole instead of item by item
+        return (type(self), (dict(self),))
+
+
+def _sha256_hex(value, what: str) -> str | None:
+    """``value`` as 64 lower-case hex digits (``sha256sum`` writes lower case; Windows' Get-FileHash and
+    certutil upper case), or ``None``. Raises ValueError naming ``what`` for anything else."""
+    if value is None:
+        return None
+    text = value.strip().lower() if isinstance(value, str) else value
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError(f"{what} must be a SHA-256 digest (64 hex digits), got {value!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class SourceFile:
     """One file of an original release, as its authors published it.
@@ -68,6 +93,9 @@ class SourceFile:
     sha256: str | None = None
     member: str | None = None
     page: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "sha256", _sha256_hex(self.sha256, f"sha256 of source file '{self.name}'"))
 
     @property
     def key(self) -> str:
@@ -116,8 +144,26 @@ class WeightsRecord:
     # --- documentation only -------------------------------------------------------------------
     metrics: dict[str, Any] = field(default_factory=dict)  # e.g. {"MPII val PCKh@0.5": 88.8}
 
+    def __post_init__(self):
+        # Records are shared (the registry's, every model built from a tag): nothing in one can be edited.
+        for key in ("builder_kwargs", "metrics"):
+            value = getattr(self, key)
+            if not isinstance(value, dict):
+                raise TypeError(f"WeightsRecord.{key} must be a dict, got {type(value).__name__}")
+            object.__setattr__(self, key, _ReadOnlyDict(value))
+        for key in ("input_size", "mean", "std", "class_names", "keypoint_names", "sources"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(getattr(self, key)))
+        if self.flip_pairs is not None:
+            object.__setattr__(self, "flip_pairs", tuple(tuple(p) for p in self.flip_pairs))
+        object.__setattr__(self, "sha256", _sha256_hex(self.sha256, "WeightsRecord.sha256"))
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """A plain, independent copy (JSON types), safe to edit."""
+        d = dataclasses.asdict(self)
+        for key in ("builder_kwargs", "metrics"):
+            d[key] = dict(d[key])
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -131,12 +177,7 @@ class WeightsRecord:
             if not isinstance(d.get(key, {}), dict):
                 raise TypeError(f"'{key}' must be a JSON object, found {type(d[key]).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        for key in ("input_size", "mean", "std", "class_names", "keypoint_names"):
-            if kw.get(key) is not None:
-                kw[key] = tuple(kw[key])
-        if kw.get("flip_pairs") is not None:
-            kw["flip_pairs"] = tuple(tuple(p) for p in kw["flip_pairs"])
+        kw = {k: v for k, v in d.items() if k in known}  # sequences become tuples in __post_init__
         if kw.get("sources"):
             kw["sources"] = tuple(s if isinstance(s, SourceFile) else SourceFile(**s) for s in kw["sources"])
         return cls(**kw)

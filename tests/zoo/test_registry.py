@@ -208,3 +208,45 @@ def test_preprocess_applies_the_record():
     np.testing.assert_allclose(out[0, 0], [-0.5, -0.5, 255 / 256 - 0.5])
     with pytest.raises(ValueError, match="3 channels"):
         zoo.preprocess(None, np.zeros((2, 2, 4)), record=rec)
+
+
+def test_a_record_cannot_be_edited_through_a_model(tmp_path, tiny_name, monkeypatch):
+    # zoo.get("arch.tag") attaches the registry's own record: editing weights_record(model).builder_kwargs
+    # changed zoo.info and what the next conversion of the tag builds, for every caller.
+    import copy
+    import json
+    import pickle
+
+    monkeypatch.setenv("KERAZOO_HOME", str(tmp_path / "cache"))
+    path = zoo.save_weights(zoo.get(tiny_name, width=4), tmp_path / "w.h5")
+    zoo.register_weights(tiny_name, "demo", zoo.WeightsRecord(
+        url=path.as_uri(), file_name="tiny.demo.h5", sha256=zoo.weights.sha256sum(path),
+        builder_kwargs={"classes": 5, "width": 4}, metrics={"top1": 0.5}, class_names=list("abcde")))
+    got = zoo.weights_record(zoo.get(f"{tiny_name}.demo"))
+    edits = [lambda r: r.builder_kwargs.__setitem__("classes", 3), lambda r: r.builder_kwargs.update(width=8),
+             lambda r: r.builder_kwargs.pop("width"), lambda r: r.metrics.clear(),
+             lambda r: r.class_names.append("f")]
+    for edit in edits:
+        with pytest.raises((TypeError, AttributeError)):
+            edit(got)
+    assert zoo.get_spec(tiny_name).weights["demo"].builder_kwargs == {"classes": 5, "width": 4}
+    assert zoo.get_spec(tiny_name).weights["demo"].class_names == tuple("abcde")
+    shown = zoo.info(tiny_name)["weights"]["demo"]
+    shown["builder_kwargs"]["classes"] = 3  # info's dicts are the caller's own copy
+    assert zoo.info(tiny_name)["weights"]["demo"]["builder_kwargs"]["classes"] == 5
+    for again in (copy.deepcopy(got), pickle.loads(pickle.dumps(got)), got.replace()):
+        assert again == got and again.builder_kwargs == {"classes": 5, "width": 4}
+    assert json.loads(got.to_json())["builder_kwargs"] == {"classes": 5, "width": 4}
+
+
+@pytest.mark.parametrize("written", ["upper", "spaced"])
+def test_sha256_as_other_tools_write_it(written):
+    # Windows' Get-FileHash / certutil print upper case: such a pinned hash refused every download, before
+    digest = "ab" * 32
+    text = digest.upper() if written == "upper" else f" {digest}\n"
+    assert zoo.WeightsRecord(sha256=text).sha256 == digest
+    assert zoo.weights.SourceFile("a.caffemodel", sha256=text).sha256 == digest
+    with pytest.raises(ValueError, match=r"sha256 of source file 'a.caffemodel' must be a SHA-256 digest.*'abc'"):
+        zoo.weights.SourceFile("a.caffemodel", sha256="abc")
+    with pytest.raises(ValueError, match=r"WeightsRecord.sha256 must be a SHA-256 digest"):
+        zoo.WeightsRecord(sha256="d41d8cd98f00b204e9800998ecf8427e")  # an MD5
