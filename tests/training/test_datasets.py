@@ -86,7 +86,8 @@ def test_mpii_mat_missing_field_names_record_and_field(tmp_path):
     with pytest.raises(AnnotationError, match=r"annolist\(2\).*'image.name'"):
         read_mpii_mat(tmp_path / "bad.mat", tmp_path)
     # a NaN objpos made a record error that named neither the file nor the field
-    person = {"scale": 1.0, "objpos": {"x": np.nan, "y": 5.0}, "annopoints": {"point": _struct_array([_point(5, 6, 7)])}}
+    person = {"scale": 1.0, "objpos": {"x": np.nan, "y": 5.0},
+              "annopoints": {"point": _struct_array([_point(5, 6, 7)])}}
     img = {"image": {"name": "a.jpg"}, "annorect": _struct_array([person])}
     scipy.io.savemat(str(tmp_path / "nan.mat"), {"RELEASE": {"annolist": _struct_array([img])}})
     with pytest.raises(AnnotationError, match=r"nan.mat': annolist\(1\), annorect\(1\) \('objpos'/'scale'\): .*centre"):
@@ -132,6 +133,34 @@ def test_mpii_json_joint_count_and_joints_outside_the_image(tmp_path):
     (tmp_path / "k.json").write_text(json.dumps([rec, {**rec, "joints": joints[:14], "joints_vis": [1] * 14}]))
     with pytest.raises(AnnotationError, match=r"k.json': record 1 .*'joints' has 14 rows; expected 16"):
         read_mpii_json(tmp_path / "k.json", tmp_path)
+
+
+def test_mpii_json_head_boxes_from_gt_valid_mat(tmp_path):
+    # valid.json holds no head boxes: records had head_box None, so the standard MPII validation was
+    # scored as PCK of the keypoint box at 0.2 instead of PCKh@0.5 (head boxes from gt_valid.mat)
+    joints = [[[11 + 10 * k, 21] for k in range(16)], [[-1, -1]] + [[300 + k, 40] for k in range(15)]]
+    recs = [{"image": f"{i}.jpg", "center": [100.0, 100.0], "scale": 1.0, "joints": joints[i],
+             "joints_vis": [int(j[0] != -1) for j in joints[i]]} for i in range(2)]
+    (tmp_path / "valid.json").write_text(json.dumps(recs))
+    (tmp_path / "train.json").write_text(json.dumps(recs + recs[:1]))
+    pos = np.stack([np.array(j, float).T for j in joints], -1)  # 2 x 16 x N, 1-based
+    pos[:, 0, 1] = 0  # a missing joint's column holds anything
+    boxes = np.zeros((2, 2, 2))
+    boxes[:, :, 0], boxes[:, :, 1] = [[11, 21], [41, 61]], [[301, 5], [331, 45]]  # ((x1, y1), (x2, y2))
+    scipy.io.savemat(str(tmp_path / "gt_valid.mat"), {"headboxes_src": boxes, "pos_gt_src": pos,
+                                                      "jnt_missing": np.zeros((16, 2))})
+    a, b = read_mpii_json(tmp_path / "valid.json", tmp_path)
+    np.testing.assert_allclose(a.head_box, [10, 20, 40, 60])
+    np.testing.assert_allclose(b.head_box, [300, 4, 330, 44])
+    assert [r.head_box for r in read_mpii_json(tmp_path / "valid.json", tmp_path, head_boxes=None)] == [None, None]
+    # train.json lies beside valid.json's file: not its boxes, so none (and no error)
+    assert all(r.head_box is None for r in read_mpii_json(tmp_path / "train.json", tmp_path))
+    with pytest.raises(AnnotationError, match=r"gt_valid.mat' does not describe .*train.json': it has 2 head boxes "
+                                              r"and .* 3 records"):
+        read_mpii_json(tmp_path / "train.json", tmp_path, head_boxes=tmp_path / "gt_valid.mat")
+    (tmp_path / "swapped.json").write_text(json.dumps(recs[::-1]))
+    with pytest.raises(AnnotationError, match=r"pos_gt_src column 1 is not the joints of record 0"):
+        read_mpii_json(tmp_path / "swapped.json", tmp_path, head_boxes=tmp_path / "gt_valid.mat")
 
 
 def test_lsp_occluded_joints_are_annotated_and_lspet_uses_its_visibility_flag(tmp_path):

@@ -12,6 +12,9 @@ On-disk layout::
         RELEASE.single_person(imgidx)            ridx of well separated people
     train.json / valid.json                      HRNet/MMPose: [{"image", "center", "scale",
                                                  "joints" (16 x 2, 1-based, -1 missing), "joints_vis"}]
+    gt_valid.mat (HRNet) / mpii_gt_val.mat       valid.json's head boxes, same order: headboxes_src
+    (MMPose)                                     2 x 2 x N ((x1, y1), (x2, y2)), pos_gt_src 2 x 16 x N,
+                                                 jnt_missing 16 x N
 
 MATLAB coordinates are 1-based: both readers subtract 1. Missing/empty fields are normal in the
 ``.mat`` (no ``annopoints`` on test people, ``is_visible`` absent, empty or a string); the reader
@@ -179,15 +182,77 @@ def read_mpii_mat(path, image_dir, *, split: str = "train", single_person_only: 
     return records
 
 
-def read_mpii_json(path, image_dir) -> list[PoseRecord]:
+_HEAD_BOX_FILES = ("gt_valid.mat", "mpii_gt_val.mat")  # HRNet's and MMPose's names
+
+
+def _json_head_boxes(head_boxes, path, data) -> np.ndarray | None:
+    """``(N, 4)`` 0-based head boxes of the json's N records from a ``gt_valid.mat``, or None.
+
+    ``"auto"`` takes a file of :data:`_HEAD_BOX_FILES` beside the json only when it describes these
+    records (same count, ``pos_gt_src`` = the json joints): train.json lies beside valid.json's file.
+    """
+    import scipy.io
+
+    auto = isinstance(head_boxes, str) and head_boxes == "auto"
+    if auto:
+        found = [Path(path).with_name(n) for n in _HEAD_BOX_FILES if Path(path).with_name(n).is_file()]
+        if not found:
+            return None
+        head_boxes = found[0]
+    try:
+        mat = scipy.io.loadmat(str(head_boxes))
+        boxes = np.asarray(mat["headboxes_src"], np.float64)
+        pos = np.asarray(mat["pos_gt_src"], np.float64) if "pos_gt_src" in mat else None
+    except KeyError:
+        raise AnnotationError(f"'{head_boxes}': missing variable 'headboxes_src' (MPII gt_valid.mat).") from None
+    except Exception as e:  # scipy raises ValueError/OSError/TypeError variants
+        raise AnnotationError(f"cannot read MPII head boxes '{head_boxes}': {e}") from None
+    if boxes.ndim == 2:  # MATLAB drops a trailing singleton: one person
+        boxes = boxes[..., None]
+    if boxes.shape[:2] != (2, 2):
+        raise AnnotationError(f"'{head_boxes}': field 'headboxes_src' has shape {boxes.shape}; expected 2 x 2 x N.")
+    n = boxes.shape[2]
+    mismatch = None
+    if n != len(data):
+        mismatch = f"it has {n} head boxes and '{path}' {len(data)} records"
+    elif pos is not None and pos.size == 2 * _K * n:
+        pos = pos.reshape(2, _K, n)
+        for i, rec in enumerate(data):
+            try:
+                j = np.asarray(rec["joints"], np.float64)
+                v = np.asarray(rec.get("joints_vis", np.ones(len(j))), np.float64).reshape(-1) > 0
+            except (TypeError, ValueError, KeyError):
+                continue  # the record's own check names the problem
+            if j.ndim == 2 and j.shape[0] == _K and j.shape[1] >= 2 and v.shape == (_K,):
+                # a few px of slack: the test is for another person or order, not rounding
+                far = np.abs(j[:, :2] - pos[:, :, i].T).max(axis=1) > 2.0
+                if np.any(far & v & ~np.all(j[:, :2] == -1, axis=1)):
+                    mismatch = f"its pos_gt_src column {i + 1} is not the joints of record {i}"
+                    break
+    if mismatch:
+        if auto:
+            return None  # a head-box file for another json (train.json beside gt_valid.mat)
+        raise AnnotationError(f"'{head_boxes}' does not describe '{path}': {mismatch}; expected valid.json's "
+                              f"gt_valid.mat in the same order.")
+    return np.concatenate([boxes[0], boxes[1]], axis=0).T - 1.0  # (x1, y1, x2, y2), 1-based -> 0-based
+
+
+def read_mpii_json(path, image_dir, *, head_boxes="auto") -> list[PoseRecord]:
     """Person records from an HRNet/MMPose MPII json (``train.json``, ``valid.json``).
+
+    The json holds no head boxes, so PCKh needs valid.json's ``gt_valid.mat`` (HRNet; MMPose:
+    ``mpii_gt_val.mat``): ``headboxes_src`` 2 x 2 x N in the json's order, 1-based MATLAB pixels.
 
     Args:
         path: json file: a list of ``{"image", "center", "scale", "joints", "joints_vis"}``.
         image_dir: folder holding the images.
+        head_boxes: path of that ``.mat``; ``"auto"``: ``gt_valid.mat`` or ``mpii_gt_val.mat`` beside
+            the json when it has one head box per record and its ``pos_gt_src`` are the json's joints
+            (so train.json ignores valid.json's file); ``None``: no head boxes (``head_box = None``).
     Raises:
         AnnotationError: unreadable json, not a list, or a record lacking a field or with a field
-            of the wrong shape or joint count (names record index, image and field).
+            of the wrong shape or joint count (names record index, image and field); a
+            ``head_boxes`` file given by path that is unreadable or does not match the records.
     Warns:
         UserWarning: counting records skipped with neither a centre nor an annotated joint.
     """
@@ -197,6 +262,7 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
         raise AnnotationError(f"cannot read MPII json '{path}': {e}") from None
     if not isinstance(data, list):
         raise AnnotationError(f"'{path}': expected a json list of person records; found {type(data).__name__}.")
+    heads = None if head_boxes is None else _json_head_boxes(head_boxes, path, data)
     records, skipped = [], 0
     for i, rec in enumerate(data):
         where = f"'{path}': record {i}"
@@ -232,7 +298,8 @@ def read_mpii_json(path, image_dir) -> list[PoseRecord]:
             raise AnnotationError(f"{where}: field 'image' must be a file name; found {rec['image']!r}.")
         try:
             records.append(PoseRecord(image=str(Path(image_dir) / rec["image"]), keypoints=kp, visible=vis,
-                                      center=c, scale=side, id=f"{rec['image']}#{i}"))
+                                      center=c, scale=side, id=f"{rec['image']}#{i}",
+                                      head_box=None if heads is None else heads[i]))
         except AnnotationError as e:
             raise AnnotationError(f"{where}: {e}") from None
     if skipped:
