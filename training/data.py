@@ -311,10 +311,15 @@ class HeatmapDataset(_RecordDataset):
         return HeatmapCodec(self.input_size, self.heatmap_size, self.sigma)
 
     def matrix(self, record, params=None) -> np.ndarray:
-        """Original-image -> input-crop (2, 3) matrix of ``record`` (no augmentation if ``params`` is None)."""
+        """Original-image -> input-crop (2, 3) matrix of ``record`` (no augmentation if ``params`` is None).
+
+        The square of side ``record.scale`` about ``record.center`` fits the input: scaled by
+        ``min(w, h) / record.scale`` (times the zoom), so a wide input keeps the person's head and feet.
+        """
         p = params or {"zoom": 1.0, "rotation": 0.0, "flip": False, "shift": np.zeros(2)}
-        w = self.input_size[0]
-        return affine_matrix(record.center, record.scale / p["zoom"], self.input_size, rotation=p["rotation"],
+        w, h = self.input_size
+        side = record.scale * w / min(w, h)  # affine_matrix maps `side` source px onto the width
+        return affine_matrix(record.center, side / p["zoom"], self.input_size, rotation=p["rotation"],
                              translate=tuple(np.asarray(p["shift"]) * w), flip=p["flip"])
 
     def _make_sample(self, record, rng):

@@ -9,6 +9,7 @@ import pytest
 from training.data import Augmentation, HeatmapDataset, Normalization, SegmentationDataset
 from training.datasets import DatasetError, ImageReadError, PoseRecord, SegRecord
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
+from training.transforms import transform_points
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -228,3 +229,24 @@ def test_segmentation_letterbox_fits_the_whole_image_into_a_non_square_input(ima
     (x0, y0), (x1, y1) = transform_points(corners, ds.matrix(image_hw))
     assert x0 >= -0.5 - 1e-9 and y0 >= -0.5 - 1e-9 and x1 <= 31.5 + 1e-9 and y1 <= 15.5 + 1e-9
     assert np.isclose(x1 - x0, 32) or np.isclose(y1 - y0, 16)  # as large as fits: one axis spans the input
+
+
+@pytest.mark.parametrize("input_size", [(64, 64), (64, 32), (32, 64)])
+def test_pose_crop_square_fits_a_non_square_input(tmp_path, input_size):
+    """record.scale is the side of a square crop: all of it is in the input, whatever its aspect.
+
+    The width alone was fitted to the square, so a wide input cut off the top and bottom of the person
+    (head and feet outside the image but still trained, weight 1). Hand-computed: the square of side 50
+    about (50, 50) is scaled by min(w, h) / 50 onto the input centre ((w-1)/2, (h-1)/2).
+    """
+    cv2.imwrite(str(tmp_path / "p.png"), np.full((100, 100, 3), 90, np.uint8))
+    rec = PoseRecord(image=str(tmp_path / "p.png"), keypoints=[[50, 30], [50, 70], [25.5, 50]], visible=[1, 1, 1],
+                     center=(50, 50), scale=50.0, id="p")
+    w, h = input_size
+    ds = HeatmapDataset([rec], batch_size=1, input_size=input_size, heatmap_size=(w // 4, h // 4), flip_pairs=())
+    f = min(w, h) / 50.0
+    expected = [[(w - 1) / 2, (h - 1) / 2 - 20 * f], [(w - 1) / 2, (h - 1) / 2 + 20 * f],
+                [(w - 1) / 2 - 24.5 * f, (h - 1) / 2]]
+    np.testing.assert_allclose(transform_points(rec.keypoints, ds.matrix(rec)), expected, atol=1e-9)
+    corners = transform_points([[25, 25], [75, 75]], ds.matrix(rec))  # the square's outer pixel edges
+    assert corners.min() >= -0.5 - 1e-9 and corners[1, 0] <= w - 0.5 + 1e-9 and corners[1, 1] <= h - 0.5 + 1e-9
