@@ -319,7 +319,10 @@ class MeanIoUMetric(keras.metrics.Metric):
         y_pred: (B, H, W, C) scores/logits (argmax taken; NaN scores never win) or (B, H, W) labels.
         sample_weight: optional (B,), (B, H), (B, H, W) or (B, H, W, 1); pixels with weight 0 are skipped.
 
-    Counts are int32 (exact up to 2**31 - 1 pixels per cell). ``iou_per_class()`` returns the (C,) IoUs.
+    Counts are exact up to 2**62 pixels per cell: the int32 variable ``confusion`` holds each count
+    modulo 2**31 and ``confusion_carry`` the number of 2**31 carried (int64 is not available on every
+    backend: JAX runs in 32 bits). ``confusion_matrix()`` returns the (C, C) int64 counts,
+    ``iou_per_class()`` the (C,) IoUs.
     """
 
     def __init__(self, num_classes, ignore_label=255, name="mean_iou", dtype=None):
@@ -330,6 +333,8 @@ class MeanIoUMetric(keras.metrics.Metric):
         self.ignore_label = int(ignore_label)
         self.confusion = self.add_variable(shape=(self.num_classes, self.num_classes), initializer="zeros",
                                            dtype="int32", name="confusion")
+        self.confusion_carry = self.add_variable(shape=(self.num_classes, self.num_classes), initializer="zeros",
+                                                 dtype="int32", name="confusion_carry")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         c = self.num_classes
@@ -358,11 +363,17 @@ class MeanIoUMetric(keras.metrics.Metric):
             sw = ops.reshape(ops.broadcast_to(sw, ops.shape(y_true)), (-1,))
             valid = valid & (sw > 0)
         cell = ops.where(valid, gt * c + pr, ops.zeros_like(gt))
-        counts = ops.segment_sum(ops.cast(valid, "int32"), cell, num_segments=c * c)
-        self.confusion.assign_add(ops.reshape(counts, (c, c)))
+        counts = ops.reshape(ops.segment_sum(ops.cast(valid, "int32"), cell, num_segments=c * c), (c, c))
+        # an epoch of large crops passes 2**31 background pixels: carry instead of wrapping negative,
+        # computed so that no int32 intermediate overflows (counts + low >= 2**31 <=> counts > room)
+        low = self.confusion
+        room = (2**31 - 1) - low
+        carry = counts > room
+        self.confusion.assign(ops.where(carry, counts - room - 1, low + ops.minimum(counts, room)))
+        self.confusion_carry.assign_add(ops.cast(carry, "int32"))
 
     def _iou(self):
-        cm = ops.cast(self.confusion, "float32")
+        cm = ops.cast(self.confusion_carry, "float32") * float(2**31) + ops.cast(self.confusion, "float32")
         inter = ops.diagonal(cm)
         union = ops.sum(cm, axis=0) + ops.sum(cm, axis=1) - inter
         return inter, union
@@ -372,12 +383,18 @@ class MeanIoUMetric(keras.metrics.Metric):
         present = ops.cast(union > 0, "float32")
         return ops.cast(ops.divide_no_nan(ops.sum(ops.divide_no_nan(inter, union)), ops.sum(present)), self.dtype)
 
+    def confusion_matrix(self) -> np.ndarray:
+        """(C, C) int64 pixel counts accumulated so far (rows = ground truth, columns = prediction)."""
+        carry = ops.convert_to_numpy(self.confusion_carry).astype(np.int64)
+        return carry * 2**31 + ops.convert_to_numpy(self.confusion).astype(np.int64)
+
     def iou_per_class(self) -> np.ndarray:
         """(C,) float64 IoU per class (NaN where the class never occurs), as :func:`miou_from_confusion`."""
-        return miou_from_confusion(ops.convert_to_numpy(self.confusion))[0]
+        return miou_from_confusion(self.confusion_matrix())[0]
 
     def reset_state(self):
         self.confusion.assign(ops.zeros((self.num_classes, self.num_classes), dtype="int32"))
+        self.confusion_carry.assign(ops.zeros((self.num_classes, self.num_classes), dtype="int32"))
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "ignore_label": self.ignore_label}

@@ -205,6 +205,26 @@ def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     assert float(metric.result()) == 0.0 and not keras.ops.convert_to_numpy(metric.confusion).any()
 
 
+def test_mean_iou_metric_counts_past_int32():
+    # A long stream: cell (0, 0) already holds 2**31 - 5 pixels (an epoch of VOC-aug at 512x512 has ~2e9
+    # background pixels; COCO-Stuff ten times more). 10 more class-0 pixels and 4 class-0-predicted-1 pixels:
+    # CM = [[2**31 + 5, 4], [0, 0]], IoU = [(2**31 + 5) / (2**31 + 9), 0 / 4]. int32 cells wrapped negative.
+    metric = MeanIoUMetric(2)
+    metric.confusion.assign(np.array([[2**31 - 5, 0], [0, 0]], np.int32))
+    pred = np.zeros((1, 2, 7), np.int32)
+    pred[0, 1, 3:] = 1
+    metric.update_state(np.zeros((1, 2, 7), np.int32), pred)
+    np.testing.assert_array_equal(metric.confusion_matrix(), [[2**31 + 5, 4], [0, 0]])
+    assert float(metric.result()) == pytest.approx(0.5 * (2**31 + 5) / (2**31 + 9))
+    np.testing.assert_allclose(metric.iou_per_class(), [(2**31 + 5) / (2**31 + 9), 0.0])
+    # a second carry: the int32 part set to its largest value, then one more pixel: 2**31 + 2**31 = 2**32
+    metric.confusion.assign(np.array([[2**31 - 1, 4], [0, 0]], np.int32))
+    metric.update_state(np.zeros((1, 1, 1), np.int32), np.zeros((1, 1, 1), np.int32))
+    np.testing.assert_array_equal(metric.confusion_matrix(), [[2**32, 4], [0, 0]])
+    metric.reset_state()
+    assert not metric.confusion_matrix().any() and float(metric.result()) == 0.0
+
+
 def test_mean_iou_metric_nan_score_never_wins_on_any_backend():
     # 2x2 pixels of class 1, scores favour class 1; one pixel has a NaN score for class 2.
     # TensorFlow's argmax skipped the NaN (4 pixels right), JAX/PyTorch picked it (3 right, 1 as class 2).
