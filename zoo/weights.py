@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -469,17 +470,30 @@ def sha256sum(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def fetch(record: WeightsRecord, *, progress: bool = True, force: bool = False) -> Path:
+def fetch(record: WeightsRecord, *, progress: bool = True, force: bool = False, timeout: float = 60.0) -> Path:
     """Download ``record.url`` into the cache (once) and verify its sha256.
 
+    The download goes to a temporary file beside the target and takes the target's name only once
+    its sha256 matches, so the cache never holds a partial or wrong file (processes fetching at once
+    each write their own temporary file; the rename is atomic).
+
+    Args:
+        record: a record with ``url``, ``sha256`` and ``file_name`` (a plain name in :func:`cache_dir`).
+        progress: show a progress bar.
+        force: download again even when the cached file checks out.
+        timeout: seconds to wait for the server at connection and for each read before giving up.
     Raises:
-        WeightsFileError: no URL or no sha256 in the record, a failed download, or a hash mismatch
-            (the bad file is removed; a cached file with a bad hash is downloaded again).
+        WeightsFileError: no URL or no sha256 in the record, a ``file_name`` that is not a plain
+            file name, a failed, cut or stalled download, or a hash mismatch (the bad file is removed;
+            a cached file with a bad hash is downloaded again).
     """
     if not record.url or not record.file_name:
         raise WeightsFileError("This weights record has no download URL; pass a local file path instead.")
     if not record.sha256:
         raise WeightsFileError(f"Refusing to download '{record.url}': the record carries no sha256 to verify it.")
+    if record.file_name in (".", "..") or Path(record.file_name).name != record.file_name or "\\" in record.file_name:
+        raise WeightsFileError(f"Weights record file_name {record.file_name!r} must be a plain file name (the file it "
+                               f"names is written in the cache folder '{cache_dir()}').")
     target = cache_dir() / record.file_name
     if target.exists() and not force:
         if sha256sum(target) == record.sha256:
@@ -487,25 +501,27 @@ def fetch(record: WeightsRecord, *, progress: bool = True, force: bool = False) 
         warnings.warn(f"Cached weights '{target}' fail their sha256 check; downloading again.")
     tmp = atomic_target(target)
     try:
-        with urllib.request.urlopen(record.url) as r, open(tmp, "wb") as out:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            bar = _progress(total, f"Downloading {record.file_name}", progress)
-            while block := r.read(1 << 20):
-                out.write(block)
-                bar.update(len(block))
-            bar.close()
+        try:
+            with urllib.request.urlopen(record.url, timeout=timeout) as r, open(tmp, "wb") as out:
+                total = int(r.headers.get("Content-Length") or 0) or None
+                bar = _progress(total, f"Downloading {record.file_name}", progress)
+                while block := r.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+                bar.close()
+        # URLError/HTTPError/timeouts are OSErrors; a cut chunked reply is http.client.IncompleteRead;
+        # a URL without a scheme is a ValueError
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise WeightsFileError(
+                f"Could not download '{record.url}' to '{target}': {type(e).__name__}: {e}. Partial data was "
+                f"deleted. Retry, or download it by hand and pass the path."
+            ) from None
         digest = sha256sum(tmp)
         if digest != record.sha256:
             raise WeightsFileError(
                 f"Download of '{record.url}' has sha256 {digest}, expected {record.sha256}; file discarded."
             )
         os.replace(tmp, target)
-    except OSError as e:
-        if isinstance(e, WeightsFileError):
-            raise
-        raise WeightsFileError(
-            f"Could not download '{record.url}' to '{target}': {e}. Download it by hand and pass the path."
-        ) from None
     finally:
         if tmp.exists():
             tmp.unlink()

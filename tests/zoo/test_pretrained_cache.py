@@ -2,6 +2,7 @@
 file, a damaged converted file and simultaneous first uses leave behind (found by an adversarial review)."""
 
 import dataclasses
+import hashlib
 import http.server
 import threading
 import time
@@ -104,3 +105,69 @@ def test_hash_records_written_at_once_are_all_kept(cache, monkeypatch):
     for w in workers:
         w.join()
     assert all(pretrained.recorded_sha256(f"f{t}_{i}") for t in range(4) for i in range(10))
+
+
+# --- zoo.weights.fetch: a record whose file is already in the zoo's format --------------------------------------
+
+class _ChunkedHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``data`` chunked; ``/cut`` stops in the middle of a chunk and closes, ``/stall`` sends the
+    headers and then nothing."""
+
+    protocol_version = "HTTP/1.1"
+    data = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if self.path == "/stall":
+            time.sleep(3)
+        elif self.path == "/cut":
+            half = len(self.data) // 2
+            self.wfile.write(b"%x\r\n" % len(self.data) + self.data[:half])
+        else:
+            self.wfile.write(b"%x\r\n" % len(self.data) + self.data + b"\r\n0\r\n\r\n")
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chunked_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChunkedHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_fetch_under_failure_never_leaves_a_bad_file(cache, chunked_server):
+    _ChunkedHandler.data = data = bytes(range(256)) * 4000
+    rec = zoo.WeightsRecord(url=f"{chunked_server}/cut", file_name="w.h5", sha256=hashlib.sha256(data).hexdigest())
+    # A cut chunked reply raised http.client.IncompleteRead itself, naming neither the URL nor the file
+    with pytest.raises(zoo.WeightsFileError, match=r"Could not download 'http://127.0.0.1:\d+/cut'.*IncompleteRead"):
+        zoo.weights.fetch(rec, progress=False)
+    # a server that stops sending hung forever (no timeout)
+    start = time.monotonic()
+    with pytest.raises(zoo.WeightsFileError, match=r"/stall'.*timed out"):
+        zoo.weights.fetch(rec.replace(url=f"{chunked_server}/stall"), progress=False, timeout=0.5)
+    assert time.monotonic() - start < 2.5
+    assert not list(cache.iterdir())  # no file, no temporary file
+    good = zoo.weights.fetch(rec.replace(url=f"{chunked_server}/full"), progress=False)
+    assert good == cache / "w.h5" and good.read_bytes() == data
+    good.write_bytes(data[:-1] + b"x")  # damaged in the cache: fetched again, with a warning
+    with pytest.warns(UserWarning, match="fail their sha256 check; downloading again"):
+        assert zoo.weights.fetch(rec.replace(url=f"{chunked_server}/full"), progress=False).read_bytes() == data
+    assert sorted(p.name for p in cache.iterdir()) == ["w.h5"]
+
+
+@pytest.mark.parametrize("file_name", ["../escaped.h5", "sub/w.h5", ".."])
+def test_fetch_writes_only_into_the_cache(cache, tmp_path, file_name):
+    src = tmp_path / "w.h5"
+    src.write_bytes(b"weights")
+    rec = zoo.WeightsRecord(url=src.as_uri(), file_name=file_name, sha256=hashlib.sha256(b"weights").hexdigest())
+    with pytest.raises(zoo.WeightsFileError, match="must be a plain file name"):
+        zoo.weights.fetch(rec, progress=False)  # wrote tmp_path/escaped.h5, outside the cache, before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.h5"]
