@@ -231,9 +231,9 @@ class PCKMetric(keras.metrics.Metric):
     """Training-time PCK@alpha on heatmaps: argmax of the prediction vs argmax of the target.
 
     The normaliser of each sample is the max side of the box around its counted target joints (in
-    heatmap px; PCK is scale-free so the stride does not matter). Counted joints are those with a
-    positive weight when ``sample_weight`` (B, 1, 1, K) / (B, K) is given (use ``weighted_metrics``),
-    else those whose target heatmap has a positive maximum. Samples with fewer than two distinct
+    heatmap px; PCK is scale-free so the stride does not matter). Counted joints are those whose target
+    heatmap has a positive maximum and, when ``sample_weight`` (B, 1, 1, K) / (B, K) / (B,) is given
+    (use ``weighted_metrics``), a positive weight. Samples with fewer than two distinct
     joints (box side 0) are skipped; a joint whose predicted map has no positive value is a miss, and NaN
     pixels never win the argmax. Equals :func:`pck` (mean) with :func:`bbox_size` over the set, on
     keypoints from :func:`training.targets.decode_heatmaps` with ``refine=None``.
@@ -275,10 +275,11 @@ class PCKMetric(keras.metrics.Metric):
         # map's true maximum sat on the target
         y_pred = ops.where(ops.isnan(y_pred), float("-inf"), y_pred)
         shape = ops.shape(y_true)
-        if sw is None:
-            vis = ops.max(ops.reshape(y_true, (shape[0], -1, shape[3])), axis=1) > 0
-        else:
-            vis = ops.broadcast_to(sw, (shape[0], shape[3])) > 0
+        # a joint without a target peak has no position (its argmax would be (0, 0)), whatever its weight:
+        # a (B,) per-sample weight must not count a sample's unannotated joints
+        vis = ops.max(ops.reshape(y_true, (shape[0], -1, shape[3])), axis=1) > 0
+        if sw is not None:
+            vis = ops.logical_and(vis, ops.broadcast_to(sw, (shape[0], shape[3])) > 0)
         gt = _argmax_xy(y_true)
         pred = _argmax_xy(y_pred)
         vis3 = ops.expand_dims(vis, -1)

@@ -160,6 +160,23 @@ def test_pck_metric_leaves_out_the_cpm_background_channel():
     assert PCKMetric(num_keypoints=2).get_config()["num_keypoints"] == 2
 
 
+def test_pck_metric_per_sample_weights_leave_out_unannotated_joints():
+    # hand-worked: joints 0, 1 at (4, 4), (12, 10) -> box side 8, threshold 1.6 px; joint 0 exact (hit),
+    # joint 1 predicted at (12, 12), 2 px off (miss); joint 2 unannotated (zero target). PCK = 1/2 with
+    # per-joint weights, no weights, or a (B,) per-sample weight. The (B,) weight counted joint 2 at its
+    # target's argmax (0, 0): box side 12 (joint 1 a hit) and joint 2 itself a hit: 3/3.
+    tgt = np.zeros((1, 16, 16, 3), np.float32)
+    tgt[0, 4, 4, 0] = tgt[0, 10, 12, 1] = 1.0
+    pred = np.zeros_like(tgt)
+    pred[0, 4, 4, 0] = pred[0, 12, 12, 1] = pred[0, 0, 0, 2] = 1.0
+    for weights in (np.array([[[[1, 1, 0]]]], np.float32), None, np.ones((1,), np.float32)):
+        metric = PCKMetric(alpha=0.2)
+        metric.update_state(tgt, pred, sample_weight=weights)
+        assert float(metric.result()) == pytest.approx(0.5)
+    metric.update_state(tgt, pred, sample_weight=np.zeros((1,), np.float32))  # weight 0: nothing counted
+    assert float(metric.result()) == pytest.approx(0.5)
+
+
 def test_pck_metric_nan_pixels_never_win():
     # hand-worked: joints at (4, 4), (12, 10), (8, 2) -> box side max(8, 8) = 8, threshold 1.6 px.
     # Joint 0: one NaN pixel, maximum on the target (hit); joint 1: all NaN (miss); joint 2: a NaN pixel
