@@ -116,6 +116,10 @@ def torso_size(keypoints, visible, a, b) -> np.ndarray:
     """(N,) distance between joints ``a`` and ``b`` (LSP PCK: left shoulder 9, right hip 2); NaN if either is not visible."""
     k = np.asarray(keypoints, dtype=np.float64)
     _, k, v = _keypoint_arrays(k, k, visible)
+    n = k.shape[1]
+    for arg, j in (("a", a), ("b", b)):
+        if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not -n <= j < n:
+            raise ValueError(f"torso_size: `{arg}` must be a joint index in [0, {n}). Received: {arg}={j!r}")
     d = np.linalg.norm(k[:, a] - k[:, b], axis=-1)
     return np.where(v[:, a] & v[:, b], d, np.nan)
 

@@ -281,6 +281,7 @@ def test_metrics_in_compiled_evaluate_and_safe_mode_reload(rng, tmp_path):
     (lambda: pckh(np.zeros((2, 3, 2)), np.zeros((2, 3, 2)), np.ones((2, 3)), np.ones(2), joint_names=["a"]),
      "joint_names"),
     (lambda: head_size_from_box(np.zeros((2, 3))), "box"),
+    (lambda: torso_size(np.zeros((2, 14, 2)), np.ones((2, 14)), 9, 14), "`b` must be a joint index"),
     (lambda: confusion_matrix(np.zeros(3, int), np.zeros(4, int), 2), "shape"),
     (lambda: confusion_matrix(np.array([5]), np.array([1]), 2), "outside"),
     (lambda: miou_from_confusion(np.zeros((2, 3))), "square"),
