@@ -321,7 +321,9 @@ class MeanIoUMetric(keras.metrics.Metric):
 
     Update args:
         y_true: (B, H, W) or (B, H, W, 1) integer labels.
-        y_pred: (B, H, W, C) scores/logits (argmax taken; NaN scores never win) or (B, H, W) labels.
+        y_pred: (B, H, W, C) scores/logits (argmax taken; NaN scores never win) or (B, H, W) labels; a
+            predicted label outside [0, C) leaves its pixel out (a compiled step cannot raise, as
+            :func:`confusion_matrix` does).
         sample_weight: optional (B,), (B, H), (B, H, W) or (B, H, W, 1); pixels with weight 0 are skipped.
 
     Counts are exact up to 2**62 pixels per cell: the int32 variable ``confusion`` holds each count
