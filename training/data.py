@@ -232,7 +232,8 @@ class HeatmapDataset(_RecordDataset):
 
     - ``x``: images ``(B, H, W, 3)`` float32 (see ``normalization``), or uint8 RGB pixels with
       ``feed="uint8"``; with ``center_map_sigma``
-      a tuple ``(images, center_maps (B, H, W, 1))`` for CPM.
+      a tuple ``(images, center_maps (B, H, W, 1))`` for CPM, each peaking where the record's
+      ``center`` lands in the crop (the input's centre unless ``augment`` shifts it).
     - ``y``: heatmaps ``(B, h, w, K)`` float32 (Gaussian peak 1), or a tuple of ``num_outputs``
       references to the same array for intermediate supervision (one target per stack/stage).
     - ``sample_weight``: ``(B, 1, 1, K)`` float32 joint weights (0 for unannotated joints and
@@ -340,7 +341,8 @@ class HeatmapDataset(_RecordDataset):
             bg = np.clip(1.0 - heatmaps.max(axis=-1, keepdims=True), 0.0, 1.0)
             heatmaps = np.concatenate([heatmaps, bg], axis=-1)
             weights = np.concatenate([weights, np.ones(1, np.float32)])
-        return crop, heatmaps, weights
+        # CPM's centre map marks the person: it follows a random shift (the crop centre does not)
+        return crop, heatmaps, weights, transform_points(record.center, mat)
 
     def _collate(self, samples):
         images = self._images(samples)
@@ -348,9 +350,7 @@ class HeatmapDataset(_RecordDataset):
         weights = np.stack([s[2] for s in samples]).astype(np.float32, copy=False)[:, None, None, :]
         x = images
         if self.center_map_sigma is not None:
-            w, h = self.input_size
-            cmap = cpm_center_map(self.input_size, ((w - 1) / 2.0, (h - 1) / 2.0), self.center_map_sigma)
-            x = (images, np.broadcast_to(cmap, (len(samples),) + cmap.shape).copy())
+            x = (images, np.stack([cpm_center_map(self.input_size, s[3], self.center_map_sigma) for s in samples]))
         y = heatmaps if self.num_outputs == 1 else (heatmaps,) * self.num_outputs
         return x, y, weights
 

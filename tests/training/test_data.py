@@ -316,3 +316,25 @@ def test_segmentation_image_and_mask_get_the_same_transform(tmp_path):
         wrong.append((off & uniform).sum() / uniform.sum())
         assert set(np.unique(y)) <= {0, 1, 2, 3, 4, 255}
     assert np.mean(wrong) < 0.01 and max(wrong) < 0.02, wrong
+
+
+def test_cpm_center_map_follows_the_person_under_a_random_shift(tmp_path):
+    """CPM's centre map marks the person to estimate: drawn at a blob on the record's centre, it peaks on
+    the blob in every augmented crop (it stayed at the crop centre while translate moved the person)."""
+    ys, xs = np.mgrid[0:90, 0:100]
+    img = 255 * np.exp(-((xs - 47.3) ** 2 + (ys - 41.6) ** 2) / (2 * 2.5**2))
+    cv2.imwrite(str(tmp_path / "c.png"), np.repeat(np.rint(img).astype(np.uint8)[..., None], 3, -1))
+    rec = PoseRecord(image=str(tmp_path / "c.png"), keypoints=[[47.3, 41.6]], visible=[1], center=(47.3, 41.6),
+                     scale=70.0, id="c")
+    aug = Augmentation(translate=0.15, rotation=30.0, brightness=0, contrast=0, saturation=0)
+    ds = HeatmapDataset([rec], batch_size=1, input_size=(48, 40), heatmap_size=(12, 10), center_map_sigma=3.0,
+                        augment=aug, flip_pairs=(), feed="uint8", seed=2)
+    moved = 0
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        (x, cmap), _, _ = ds[0]
+        blob = _centroid(x[0, ..., 0], np.unravel_index(x[0, ..., 0].argmax(), x.shape[1:3])[::-1])
+        peak = _centroid(cmap[0, ..., 0], blob, radius=9)  # 3 sigma: the window's own bias stays < 0.1 px
+        assert np.abs(peak - blob).max() < 0.2, (epoch, peak, blob)
+        moved += np.abs(blob - [23.5, 19.5]).max() > 1
+    assert moved >= 4  # the shift did move the person off the crop centre
