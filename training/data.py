@@ -321,7 +321,7 @@ class HeatmapDataset(_RecordDataset):
         w, h = self.input_size
         side = record.scale * w / min(w, h)  # affine_matrix maps `side` source px onto the width
         return affine_matrix(record.center, side / p["zoom"], self.input_size, rotation=p["rotation"],
-                             translate=tuple(np.asarray(p["shift"]) * w), flip=p["flip"])
+                             translate=tuple(np.asarray(p["shift"]) * min(w, h)), flip=p["flip"])
 
     def _make_sample(self, record, rng):
         image = read_image(record.image)

@@ -405,7 +405,8 @@ class Augmentation:
         rotation_sampling: see ``rotation``.
         rotation_prob: probability of rotating at all (HRNet 0.6).
         flip_prob: probability of a horizontal mirror (keypoint pairs are swapped).
-        translate: random shift, as a fraction of the crop side, ``U(-t, t)`` per axis.
+        translate: random shift, as a fraction of the crop side (the input's short side), ``U(-t, t)``
+            per axis; pose only (segmentation crops at a random position instead).
         brightness, contrast, saturation, hue: :func:`photometric_jitter`.
     """
 

@@ -250,6 +250,10 @@ def test_pose_crop_square_fits_a_non_square_input(tmp_path, input_size):
     np.testing.assert_allclose(transform_points(rec.keypoints, ds.matrix(rec)), expected, atol=1e-9)
     corners = transform_points([[25, 25], [75, 75]], ds.matrix(rec))  # the square's outer pixel edges
     assert corners.min() >= -0.5 - 1e-9 and corners[1, 0] <= w - 0.5 + 1e-9 and corners[1, 1] <= h - 0.5 + 1e-9
+    # augment's shift is a fraction of the square's side in the input, min(w, h) px, on both axes
+    shifted = ds.matrix(rec, {"zoom": 1.0, "rotation": 0.0, "flip": False, "shift": np.array([0.1, -0.2])})
+    np.testing.assert_allclose(transform_points(rec.center, shifted),
+                               [(w - 1) / 2 + 0.1 * min(w, h), (h - 1) / 2 - 0.2 * min(w, h)], atol=1e-9)
 
 
 def _centroid(img, around, radius=5):
