@@ -159,6 +159,13 @@ def cmd_train(args) -> int:
         args.verbose = 1 if sys.stdout.isatty() else 2
     train_recs, info = _load_records(args, "train")
     val_recs, _ = _load_records(args, "val")
+    if info.task == "pose" and val_recs and args.val_annotations and args.val_annotations != args.annotations:
+        from training.datasets import drop_people_seen_in
+
+        train_recs, dropped = drop_people_seen_in(train_recs, val_recs)
+        if dropped:  # e.g. MPII's .mat counts valid.json's people as training people
+            print(f"train: left out {dropped} people who are also in --val-annotations "
+                  f"({len(train_recs)} remain), so validation scores people the model was not fit on")
     size = _default_input(args, train_recs)
     train = _make_dataset(info, train_recs, args, train=True, input_size=size)
     val = _make_dataset(info, val_recs, args, train=False, input_size=size) if val_recs else None

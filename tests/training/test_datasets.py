@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from training.datasets import AnnotationError, ImageReadError, UnsafePickleError, load, read_image, read_mask
+from training.datasets import (AnnotationError, ImageReadError, UnsafePickleError, drop_people_seen_in, load,
+                               read_image, read_mask)
 from training.datasets.base import write_palette_png
 from training.datasets.lsp import read_lsp
 from training.datasets.mpii import read_mpii_json, read_mpii_mat
@@ -133,6 +134,32 @@ def test_mpii_json_joint_count_and_joints_outside_the_image(tmp_path):
     (tmp_path / "k.json").write_text(json.dumps([rec, {**rec, "joints": joints[:14], "joints_vis": [1] * 14}]))
     with pytest.raises(AnnotationError, match=r"k.json': record 1 .*'joints' has 14 rows; expected 16"):
         read_mpii_json(tmp_path / "k.json", tmp_path)
+
+
+def test_training_people_who_are_validation_people_are_left_out(tmp_path):
+    # MPII's .mat marks valid.json's people as training people (img_train 1): training on the one and
+    # validating on the other scored people the model was fit on
+    _write_mpii(tmp_path / "mpii.mat")
+    with pytest.warns(UserWarning, match="skipped 1 of 3 people"):
+        train = read_mpii_mat(tmp_path / "mpii.mat", tmp_path)
+    joints = [[-1, -1]] * 16
+    joints[0], joints[9], joints[15] = [11, 21], [31, 41], [51, 61]  # 1-based, as the .mat's person #1
+    other = [[-1, -1]] * 16
+    other[0] = [300, 300]  # another person on the same image
+    vis = [int(j[0] != -1) for j in joints]
+    (tmp_path / "valid.json").write_text(json.dumps([
+        {"image": "000000001.jpg", "center": [101, 201], "scale": 2.0, "joints": joints, "joints_vis": vis},
+        {"image": "000000001.jpg", "center": [301, 301], "scale": 1.0, "joints": other,
+         "joints_vis": [int(j[0] != -1) for j in other]}]))
+    val = read_mpii_json(tmp_path / "valid.json", tmp_path)
+    kept, dropped = drop_people_seen_in(train, val)
+    assert dropped == 1 and [r.id for r in kept] == ["000000002.jpg#1"]
+    moved = [r.replace(keypoints=r.keypoints + 2.5) for r in val]  # > 2 px: not the same annotation
+    assert drop_people_seen_in(train, moved) == (train, 0)
+    elsewhere = [r.replace(image=str(tmp_path / "other" / "000000001.jpg")) for r in val]
+    assert drop_people_seen_in(train, elsewhere)[1] == 0
+    generated = synthetic_pose(2, image_size=(32, 32), num_keypoints=16)
+    assert drop_people_seen_in(generated, generated)[1] == 0  # no image files: nothing to compare
 
 
 def test_mpii_json_head_boxes_from_gt_valid_mat(tmp_path):

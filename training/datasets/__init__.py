@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from training.datasets.base import (AnnotationError, DatasetError, ImageReadError, PoseRecord, SegRecord,
-                                    UnsafePickleError, WorkerCrashedError, read_image, read_mask)
+                                    UnsafePickleError, WorkerCrashedError, drop_people_seen_in, read_image,
+                                    read_mask)
 
 __all__ = ["DatasetInfo", "load", "NAMES", "PoseRecord", "SegRecord", "DatasetError", "AnnotationError",
-           "ImageReadError", "UnsafePickleError", "WorkerCrashedError", "read_image", "read_mask"]
+           "ImageReadError", "UnsafePickleError", "WorkerCrashedError", "drop_people_seen_in", "read_image",
+           "read_mask"]
 
 NAMES = ("synthetic", "synthetic-seg", "mpii", "lsp", "lspet", "rhd", "rhd-hand", "rhd-seg", "voc")
 

@@ -133,6 +133,45 @@ class SegRecord:
             self.label_map = np.asarray(self.label_map, np.uint8).reshape(256)
 
 
+def drop_people_seen_in(records, others, tolerance: float = 2.0):
+    """``records`` without the people that also appear in ``others`` (train vs validation leakage).
+
+    A record matches when it shows the same image file (compared by resolved path) and its keypoints
+    annotated in both lie within ``tolerance`` px of the other's (at least one in common): MPII's
+    release ``.mat`` marks the 2,958 people of the standard ``valid.json`` as training people, so
+    training on the one and validating on the other would score people the model was fit on.
+    Records whose image is not a path (generated data) are kept.
+
+    Args:
+        records, others: lists of :class:`PoseRecord`.
+        tolerance: max distance in px between two annotations of one joint (1-based vs 0-based
+            coordinates of one person differ by 1.41 px at most).
+
+    Returns:
+        ``(kept, dropped)``: the kept records, in order, and how many were left out.
+    """
+    def key(rec):
+        return os.path.realpath(os.fspath(rec.image)) if isinstance(rec.image, (str, os.PathLike)) else None
+
+    by_image = {}
+    for o in others:
+        k = key(o)
+        if k is not None:
+            by_image.setdefault(k, []).append(o)
+
+    def seen(rec):
+        for o in by_image.get(key(rec), ()):
+            if o.num_keypoints != rec.num_keypoints:
+                continue
+            both = (rec.visible > 0) & (o.visible > 0)
+            if both.any() and np.max(np.linalg.norm(rec.keypoints[both] - o.keypoints[both], axis=1)) <= tolerance:
+                return True
+        return False
+
+    kept = [r for r in records if key(r) is None or not seen(r)]
+    return kept, len(records) - len(kept)
+
+
 def box_center_scale(box, padding: float = 1.25) -> tuple[np.ndarray, float]:
     """Square crop ``(center (2,), side px)`` covering box ``x1, y1, x2, y2`` times ``padding``."""
     x1, y1, x2, y2 = (float(v) for v in box)
