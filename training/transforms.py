@@ -177,11 +177,14 @@ def transform_points(points, mat) -> np.ndarray:
 _WARP_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64))
 
 def grid_matrix(mat, input_size, grid_size) -> np.ndarray:
-    """``mat`` (source -> network input) followed by input -> a smaller output grid, corner-aligned.
+    """``mat`` (source -> network input) followed by input -> the network's output grid.
 
-    A network whose output is ``grid_size`` for an ``input_size`` input (PSPNet's 473 -> 473 after
-    interpolation, FCN-style maps, or a label grid) sees input pixel ``(0, 0)`` at grid ``(0, 0)`` and
-    ``(w-1, h-1)`` at ``(gw-1, gh-1)``; training samples its labels the same way.
+    A grid of about the input's size (stride ``w / gw`` rounds to 1 on both axes) is the input's own
+    pixel grid: grid pixel ``(j, i)`` is input pixel ``(j, i)``. PSPNet's align-corners zoom 8 of its
+    stride-8 features puts output pixel ``j`` on input pixel ``j`` and has ``8F - 7`` of them (513 for a
+    512 input, 497 for 500), and FCN crops to the input. A smaller grid (stride >= 2) is taken as
+    corner-aligned: input pixel ``(0, 0)`` at grid ``(0, 0)`` and ``(w-1, h-1)`` at ``(gw-1, gh-1)``.
+    Training samples its labels and evaluation reads its scores through this matrix.
 
     Args:
         mat: (2, 3) source -> input matrix (e.g. :func:`affine_matrix`).
@@ -190,7 +193,7 @@ def grid_matrix(mat, input_size, grid_size) -> np.ndarray:
         (2, 3) source -> grid matrix.
     """
     (w, h), (gw, gh) = input_size, grid_size
-    if (gw, gh) == (w, h):
+    if round(w / gw) == 1 and round(h / gh) == 1:  # stride 1: stretching 8F - 7 onto w was up to 3.5 px off
         return np.asarray(mat, np.float64)
     s = np.array([[(gw - 1) / max(w - 1, 1), 0, 0], [0, (gh - 1) / max(h - 1, 1), 0]])
     return s @ np.vstack([mat, [0, 0, 1]])

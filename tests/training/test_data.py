@@ -342,3 +342,24 @@ def test_cpm_center_map_follows_the_person_under_a_random_shift(tmp_path):
         assert np.abs(peak - blob).max() < 0.2, (epoch, peak, blob)
         moved += np.abs(blob - [23.5, 19.5]).max() > 1
     assert moved >= 4  # the shift did move the person off the crop centre
+
+
+@pytest.mark.parametrize("size, grid", [(500, 497), (512, 513)])
+def test_segmentation_labels_on_pspnet_sized_grid_are_the_input_pixels(tmp_path, size, grid):
+    """PSPNet's output pixel j is input pixel j (align-corners zoom 8 of stride-8 features, 8F - 7 pixels:
+    zoo.models.pspnet.pspnet_output_size); corner-aligning its 497 pixels onto a 500 input put label
+    column j at input column j * 499 / 496 (3 px off at the far edge)."""
+    from zoo.models.pspnet import pspnet_output_size
+
+    assert pspnet_output_size(size) == grid
+    mask = np.zeros((size, size), np.uint8)
+    mask[:, 300:] = 1
+    mask[400:, :] = 2
+    cv2.imwrite(str(tmp_path / "i.png"), np.zeros((size, size, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    ds = SegmentationDataset([SegRecord(str(tmp_path / "i.png"), str(tmp_path / "m.png"), id="p")], batch_size=1,
+                             input_size=(size, size), label_size=(grid, grid), num_classes=3, shuffle=False)
+    y = ds[0][1][0]
+    n = min(size, grid)
+    np.testing.assert_array_equal(y[:n, :n], mask[:n, :n])  # the image fills the input: labels unmoved
+    assert (y[n:] == 255).all() and (y[:, n:] == 255).all()  # a grid pixel past the image is ignored
