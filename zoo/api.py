@@ -83,7 +83,7 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
 
     Args:
         name: a registered name (see :func:`zoo.list_models`), or ``"arch.tag"`` / ``"arch:tag"`` to
-            pick weights.
+            pick registered weights (a tag, never a file name); an explicit ``weights`` wins over it.
         weights: ``None`` (random init); a registered tag (``"mpii"``: the original release, fetched,
             sha256-checked and converted once, see :mod:`zoo.pretrained`); a path to a ``.keras``
             file, a Keras ``.weights.h5`` file, a zoo name-keyed weights file (:func:`zoo.save_weights`),
@@ -101,8 +101,14 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     """
     spec = get_spec(name)
     tag = parse_name(name)[1]
-    if tag is not None and weights is None:
+    if tag is not None and weights is None:  # "arch.tag" names registered weights only, never a file
+        _check_tag(spec, tag, name)
         weights = tag
+    if weights is not None and not isinstance(weights, (str, Path)):
+        raise TypeError(f"{spec.name}: weights must be None, a tag or a file path (str or Path), "
+                        f"got {type(weights).__name__}: {weights!r}.")
+    if isinstance(weights, str) and not weights.strip():
+        raise ValueError(f"{spec.name}: weights={weights!r} is neither a tag nor a file; pass None for random weights.")
     _check_kwargs(spec, kwargs)
     if weights is None:
         return _attach(spec.builder(**kwargs), spec, None, kwargs)
@@ -146,6 +152,12 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_zoo_file(spec, path, kwargs, None)
     return _load_by_suffix(spec, path, kwargs, None)
+
+
+def _check_tag(spec: ModelSpec, tag: str, name: str) -> None:
+    if tag not in spec.weights:
+        known = ", ".join(spec.weights) or "none registered yet"
+        raise ValueError(f"{spec.name}: unknown weights tag {tag!r} (in {name!r}). Known tags: {known}.")
 
 
 def _load_by_suffix(spec, path, kwargs, record):
@@ -274,6 +286,7 @@ def preprocess(model_or_name, images, *, record: WeightsRecord | None = None) ->
             tag = parse_name(model_or_name)[1] or next(iter(spec.weights), None)
             if tag is None:
                 raise ValueError(f"{spec.name} has no registered weights, so no preprocessing convention.")
+            _check_tag(spec, tag, model_or_name)  # was a bare KeyError
             record = spec.weights[tag]
         else:
             record = weights_record(model_or_name)

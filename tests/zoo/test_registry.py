@@ -164,6 +164,27 @@ def test_unknown_tag_lists_known_tags(tiny_name):
         zoo.get(tiny_name, weights="imagenet")
 
 
+def test_a_tag_in_the_name_is_a_tag_never_a_file(tmp_path, tiny_name, monkeypatch):
+    zoo.register_weights(tiny_name, "demo", zoo.WeightsRecord())
+    _, path = _save(tmp_path, tiny_name, classes=5, width=4)
+    monkeypatch.chdir(tmp_path)
+    # "arch.w.h5" loaded ./w.h5 from the working folder as if weights="w.h5" had been passed
+    with pytest.raises(ValueError, match=rf"unknown weights tag 'w.h5' \(in '{tiny_name}.w.h5'\). Known tags: demo"):
+        zoo.get(f"{tiny_name}.w.h5")
+    assert zoo.get(f"{tiny_name}:demo", weights=path).get_layer("conv1").filters == 4  # weights= wins, as documented
+    with pytest.raises(ValueError, match=rf"unknown weights tag 'nope' \(in '{tiny_name}.nope'\)"):
+        zoo.preprocess(f"{tiny_name}.nope", np.zeros((2, 2, 3)))  # a bare KeyError: 'nope', before
+
+
+@pytest.mark.parametrize("weights, error, match", [
+    ("", ValueError, r"weights='' is neither a tag nor a file"),  # "weights path '.' is a directory", before
+    (5, TypeError, r"weights must be None, a tag or a file path \(str or Path\), got int: 5"),
+])
+def test_weights_argument_of_the_wrong_kind_is_named(tiny_name, weights, error, match):
+    with pytest.raises(error, match=match):
+        zoo.get(tiny_name, weights=weights)
+
+
 def test_corrupt_weights_file_names_the_path(tiny_name, tmp_path):
     bad = tmp_path / "corrupt.h5"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 50)
