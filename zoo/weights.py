@@ -287,6 +287,7 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
     if kwargs and not (given and record.builder_kwargs):
         record = _with_builder_kwargs(record, kwargs, zoo_name)
     model_name = model_name or zoo_name or model.name
+    named = _layers_with_weights(model)  # refuses duplicate names before any file is made
     tmp = atomic_target(path)
     try:
         with h5py.File(tmp, "w") as f:
@@ -295,7 +296,7 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
             f.attrs["model_name"] = model_name
             f.attrs["record"] = record.to_json()
             layers = f.create_group("layers")
-            for layer in _layers_with_weights(model):
+            for layer in named.values():
                 g = layers.create_group(layer.name)
                 g.attrs["names"] = json.dumps([w.path for w in layer.weights])
                 for i, w in enumerate(layer.weights):
@@ -325,12 +326,27 @@ def _with_builder_kwargs(record: WeightsRecord, kwargs: dict[str, Any], model_na
     return record.replace(**changes)
 
 
-def _layers_with_weights(model):
-    seen = set()
+def _layers_with_weights(model) -> dict[str, Any]:
+    """name -> leaf layer with weights, nested models included.
+
+    Raises:
+        ValueError: two such layers share a name (two copies of one backbone nested in a model): the
+            file keys weights by name, so one of them would be left at its initial values.
+    """
+    out, seen, twice = {}, set(), []
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if layer.weights and not getattr(layer, "layers", None) and id(layer) not in seen:
             seen.add(id(layer))
-            yield layer
+            if layer.name in out:
+                twice.append(layer.name)
+            out[layer.name] = layer
+    if twice:
+        raise ValueError(
+            f"Model '{model.name}' has more than one layer named {', '.join(map(repr, sorted(set(twice))))} (in "
+            f"nested models); zoo weights files key weights by layer name. Give the layers unique names, or save "
+            f"and load each nested model on its own."
+        )
+    return out
 
 
 def is_zoo_weights_file(path) -> bool:
@@ -401,7 +417,7 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
     assignments = []
     with _open_zoo_file(path) as f:
         stored = f["layers"]
-        model_layers = {l.name: l for l in _layers_with_weights(model)}
+        model_layers = _layers_with_weights(model)
         for name, layer in model_layers.items():
             if name in skip:
                 report.skipped.append(name)

@@ -132,3 +132,22 @@ def test_release_into_a_model_without_its_head_or_with_an_aux_head(tmp_path, rng
 def test_resnet_without_top_loads_its_backbone(saved):
     model = zoo.get("resnet18", weights=saved, include_top=False, pooling="avg", input_shape=(32, 32, 3))
     assert model.output.shape[-1] == 512 and "fc1000" not in [l.name for l in model.layers]
+
+
+def test_two_nested_layers_of_one_name_are_refused(tmp_path):
+    # Two copies of one backbone in a model: saving failed inside h5py ("name already exists"), and
+    # loading filled one of the two 'fc' layers and left the other at its initial values, silently.
+    import keras
+
+    def branch(name):
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="fc")], name=name)
+
+    x = keras.Input((3,))
+    twins = keras.Model(x, branch("b")(branch("a")(x)))
+    with pytest.raises(ValueError, match=r"more than one layer named 'fc'.*unique names"):
+        zoo.save_weights(twins, tmp_path / "twins.h5")
+    assert not list(tmp_path.iterdir())
+    single = keras.Model(x, keras.layers.Dense(3, name="fc")(x))
+    zoo.save_weights(single, tmp_path / "single.h5")
+    with pytest.raises(ValueError, match=r"more than one layer named 'fc'"):
+        zoo.load_weights(twins, tmp_path / "single.h5", skip_mismatch=True)
