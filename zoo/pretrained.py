@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -175,7 +176,8 @@ def _download(src: SourceFile, target: Path, unverified: dict) -> str:
             f"place it in the offline folder (set ${OFFLINE_ENV}) under the name '{src.name}'."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f"{target.name}.{os.getpid()}.part")  # per process: concurrent first uses do not clash
+    # per process and thread: first uses at once do not write into one file
+    part = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.part")
     try:
         try:
             got = keras.utils.get_file(fname=part.name, origin=src.url, cache_dir=str(target.parent),

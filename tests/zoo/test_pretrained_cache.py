@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,59 @@ def test_fetch_writes_only_into_the_cache(cache, tmp_path, file_name):
     with pytest.raises(zoo.WeightsFileError, match="must be a plain file name"):
         zoo.weights.fetch(rec, progress=False)  # wrote tmp_path/escaped.h5, outside the cache, before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.h5"]
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``data`` in 8 pieces 50 ms apart, so downloads started together overlap."""
+
+    data = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.data)))
+        self.end_headers()
+        step = -(-len(self.data) // 8)
+        for i in range(0, len(self.data), step):
+            self.wfile.write(self.data[i:i + step])
+            self.wfile.flush()
+            time.sleep(0.05)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_threads_fetching_one_release_at_once(twin, cache):
+    # The '.part' name was per process only: two threads of one process wrote into one file and the
+    # first to finish renamed it under the other, which then failed (or recorded a mixed file's hash).
+    name, record, _, files = twin("resnet50", "imagenet", publish=False)
+    src = record.sources[0]
+    assert src.member  # models.zip holding ResNet-50-model.caffemodel
+    archive = cache.parent / "models.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"models/{src.member}", files[src.key])
+    _SlowHandler.data = archive.read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    src = dataclasses.replace(src, url=f"http://127.0.0.1:{server.server_address[1]}/models.zip")
+    results, errors = [], []
+
+    def obtain():
+        try:
+            results.append(pretrained._obtain(src, {}))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+            errors.append(e)
+
+    try:
+        workers = [threading.Thread(target=obtain) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        server.shutdown()
+    assert not errors, errors
+    digest = hashlib.sha256(_SlowHandler.data).hexdigest()
+    assert [d for _, d in results] == [digest] * 3
+    assert all(p.read_bytes() == files[src.key] for p, _ in results)
+    assert not list((cache / "sources").glob("*.part"))
