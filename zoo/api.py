@@ -181,6 +181,9 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     record = record or stored
     build_kwargs = {k: v for k, v in stored.builder_kwargs.items() if k in spec.defaults and k != "weights"}
     head = spec.head_kwarg
+    stored_size = {"classes": stored.num_classes, "num_keypoints": stored.num_keypoints}.get(head)
+    if head in spec.defaults and head not in build_kwargs and stored_size is not None:
+        build_kwargs[head] = stored_size  # a record made by hand may give the head size only as num_classes
     head_changed = (
         head is not None and head in kwargs and head in build_kwargs and kwargs[head] != build_kwargs[head]
     )

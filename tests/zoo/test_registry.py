@@ -127,6 +127,18 @@ def test_head_mismatch_loads_all_but_head(tmp_path, tiny_name):
     assert zoo.weights_record(other).num_classes == 3
 
 
+def test_head_size_from_a_record_without_builder_arguments(tmp_path, tiny_name):
+    # A record made by hand says num_classes=7 but has no builder_kwargs: the model was built with the
+    # default 5 classes and refused ("fc: file [(4, 7), (7,)] vs model [(4, 5), (5,)]"), also with classes=3
+    model = _tiny(classes=7)  # built outside zoo.get: save_weights knows no builder arguments
+    path = zoo.save_weights(model, tmp_path / "w.h5", zoo.WeightsRecord(num_classes=7), model_name=tiny_name)
+    assert zoo.read_record(path)[1].builder_kwargs == {}
+    assert zoo.get(tiny_name, weights=path).get_layer("fc").units == 7
+    with pytest.warns(UserWarning, match=r"classes=7 but classes=3.*fc"):
+        other = zoo.get(tiny_name, weights=path, classes=3)
+    np.testing.assert_array_equal(other.get_layer("conv1").get_weights()[0], model.get_layer("conv1").get_weights()[0])
+
+
 def test_strict_loading_reports_every_layer(tmp_path, tiny_name):
     _, path = _save(tmp_path, tiny_name, classes=5, width=4)
     model = _tiny(width=8)  # conv1, bn1, fc shapes all differ
