@@ -215,9 +215,12 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     try:
         _w.load_weights(model, path, skip_layers=skip, file_only_ok=file_only_ok, model_only_ok=model_only_ok)
     except WeightsMismatchError as e:
+        # zoo.get takes no skip_mismatch: say where it is
+        msg = str(e).replace(_w.SKIP_HINT, f"zoo.load_weights(model, '{path}', skip_mismatch=True) loads the layers "
+                                           f"that fit into a model you build.")
         if other:
-            raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {e}") from None
-        raise
+            raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {msg}") from None
+        raise WeightsMismatchError(msg) from None
     return _attach(model, spec, record, build_kwargs)
 
 

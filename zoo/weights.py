@@ -47,6 +47,7 @@ __all__ = [
 
 FORMAT = "kerazoo-weights"
 FORMAT_VERSION = 1
+SKIP_HINT = "Pass skip_mismatch=True to load the layers that fit."  # zoo.get says how instead
 
 
 class _ReadOnlyDict(dict):
@@ -450,7 +451,7 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
     if not report.ok:
         msg = f"Weights file '{path}' does not fit model '{model.name}':\n{report.problems()}"
         if not skip_mismatch:
-            raise WeightsMismatchError(msg + "\nPass skip_mismatch=True to load the layers that fit.")
+            raise WeightsMismatchError(msg + "\n" + SKIP_HINT)
         warnings.warn(msg, stacklevel=2)
     for layer, arrays in assignments:
         for var, value in zip(layer.weights, arrays):

@@ -155,6 +155,17 @@ def test_strict_loading_reports_every_layer(tmp_path, tiny_name):
     np.testing.assert_array_equal(model.get_layer("conv1").get_weights()[0], before)
 
 
+def test_a_mismatch_through_get_names_an_option_that_exists(tmp_path, tiny_name):
+    _, path = _save(tmp_path, tiny_name, classes=5, width=4)
+    with pytest.raises(WeightsMismatchError) as err:
+        zoo.get(tiny_name, weights=path, width=8)
+    # said "Pass skip_mismatch=True", which zoo.get refuses as an unexpected argument
+    assert "Pass skip_mismatch" not in str(err.value)
+    assert f"zoo.load_weights(model, '{path}', skip_mismatch=True)" in str(err.value)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        zoo.get(tiny_name, weights=path, skip_mismatch=True)
+
+
 def test_missing_and_unexpected_layers_are_named(tmp_path, tiny_name):
     _, path = _save(tmp_path, tiny_name)
     inputs = keras.Input((8, 8, 3))
