@@ -131,6 +131,8 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         )
     if path.is_dir():
         raise WeightsFileError(f"{spec.name}: weights path '{path}' is a directory, expected a file.")
+    if path.suffix.lower() in (".h5", ".hdf5") and _w.is_zoo_weights_file(path):  # whatever the name: x.weights.h5
+        return _load_zoo_file(spec, path, kwargs, None)
     if path.name.endswith(".weights.h5") or path.suffix == ".keras":
         if path.suffix == ".keras":
             _check_keras_archive(path)

@@ -244,6 +244,15 @@ def test_keras_native_weights_files(tmp_path, tiny_name, rng):
     assert not [w for w in caught if "container" in str(w.message)]  # our error only, no Keras noise first
 
 
+def test_a_zoo_file_named_like_a_keras_file(tmp_path, tiny_name, rng):
+    # zoo.save_weights(model, "x.weights.h5") went to Keras' loader: "41 objects could not be loaded"
+    model = zoo.get(tiny_name, width=6)
+    path = zoo.save_weights(model, tmp_path / "mine.weights.h5")
+    again = zoo.get(tiny_name, weights=path)
+    x = rng.normal(size=(1, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
 def test_preprocess_applies_the_record():
     rec = zoo.WeightsRecord(channel_order="BGR", scale=1 / 256, mean=(0.5, 0.5, 0.5))
     img = np.zeros((2, 2, 3), np.uint8)
