@@ -66,12 +66,13 @@ def test_classifier_without_top_is_a_clear_error(registered):
 
 
 def _rgb_net(*, valid=False, name="rgb_net", shape=(12, 16, 3), **_):
-    """Input ``shape`` -> its own R, G, B planes as 3 maps (2 pixels smaller with ``valid``)."""
+    """Input ``shape`` -> its own R, G, B planes as 3 maps; with ``valid`` 2 pixels smaller, output pixel
+    ``j`` being input pixel ``j`` (PSPNet's alignment: its 8F - 7 output starts on input pixel 0)."""
     inputs = keras.Input(shape, name="image")
     conv = keras.layers.Conv2D(3, 3, padding="valid" if valid else "same", use_bias=False, name="head")
     out = conv(inputs)
     kernel = np.zeros((3, 3, 3, 3), np.float32)
-    kernel[1, 1] = np.eye(3)  # the centre tap: each map is its colour plane
+    kernel[(0, 0) if valid else (1, 1)] = np.eye(3)  # one tap: each map is its colour plane
     conv.set_weights([kernel])
     return keras.Model(inputs, out, name=name)
 
