@@ -61,7 +61,8 @@ def _write_mpii(path, *, drop_name=False, single_person=((1,), (), ())):
 
 def test_mpii_mat_layout_tolerant_fields(tmp_path):
     _write_mpii(tmp_path / "mpii.mat")
-    recs = read_mpii_mat(tmp_path / "mpii.mat", tmp_path / "images")
+    with pytest.warns(UserWarning, match=r"skipped 1 of 3 people of split 'train' without keypoints"):
+        recs = read_mpii_mat(tmp_path / "mpii.mat", tmp_path / "images")
     assert [r.id for r in recs] == ["000000001.jpg#1", "000000002.jpg#1"]
     r = recs[0]
     assert r.image == str(tmp_path / "images" / "000000001.jpg")
@@ -206,7 +207,8 @@ def test_lsp_occluded_joints_are_annotated_and_lspet_uses_its_visibility_flag(tm
     et[:, 2, 0] = 0  # LSPet: third column = visible; image 1 has none, so no record
     et[3, 2, 2], et[13, 0, 2] = 0, 100.0  # image 3: joint 3 not visible; joint 13 far right
     scipy.io.savemat(str(tmp_path / "et.mat"), {"joints": et})
-    recs = read_lsp(tmp_path / "et.mat", tmp_path)
+    with pytest.warns(UserWarning, match=r"skipped 1 of 3 images of split 'all'"):
+        recs = read_lsp(tmp_path / "et.mat", tmp_path)
     assert [r.id for r in recs] == ["im00002.jpg", "im00003.jpg"] and recs[0].visible.sum() == 14
     assert recs[1].visible[3] == 0 and recs[1].visible.sum() == 13 and recs[1].meta["visible_flag"][3] == 0
     assert recs[1].box[2] == 99.0  # the box spans the visible joints
@@ -241,7 +243,8 @@ def test_rhd_records_and_masks(tmp_path):
     both = read_rhd(tmp_path)
     assert [r.id for r in both] == ["00000", "00007"] and both[0].num_keypoints == 42
     np.testing.assert_allclose(both[0].keypoints, anns[0]["uv_vis"][:, :2])
-    per = read_rhd(tmp_path, hands="per_hand")
+    with pytest.warns(UserWarning, match=r"skipped 1 of 4 hands with fewer than 3 visible keypoints"):
+        per = read_rhd(tmp_path, hands="per_hand")
     assert [r.id for r in per] == ["00000_left", "00000_right", "00007_left"]
     assert per[1].num_keypoints == 21 and per[1].meta["hand"] == "right"
     np.testing.assert_allclose(per[1].keypoints, anns[0]["uv_vis"][21:, :2])
