@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from zoo.cli import name_value, one_line
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse_args"]
 
 
 
@@ -48,9 +48,11 @@ def _data_args(p):
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=NAMES, help="dataset reader (see training.datasets)")
-    g.add_argument("--annotations", help="annotation file (MPII .mat/.json, LSP joints.mat)")
+    g.add_argument("--annotations", action="append",
+                   help="annotation file (MPII .mat/.json, LSP joints.mat); for lsp, repeat it with --images "
+                        "to add LSPet (training on both, validation on LSP's test half)")
     g.add_argument("--val-annotations", help="validation annotation file (e.g. MPII valid.json)")
-    g.add_argument("--images", help="image folder (MPII, LSP)")
+    g.add_argument("--images", action="append", help="image folder (MPII, LSP), one per --annotations")
     g.add_argument("--root", help="dataset root folder (RHD, VOC)")
     g.add_argument("--classes", help="RHD segmentation classes: hands, hand, parts")
     g.add_argument("--num-samples", type=int, help="synthetic: training samples (default 512)")
@@ -231,10 +233,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def parse_args(argv):
+    """The parsed command line; repeated ``--annotations``/``--images`` become one ``os.pathsep``-joined
+    string each (as ``cli.json`` keeps them and ``training.datasets.load`` takes them)."""
+    args = build_parser().parse_args(argv)
+    for k in ("annotations", "images"):
+        if getattr(args, k, None) is not None:
+            setattr(args, k, os.pathsep.join(getattr(args, k)))
+    return args
+
+
 def main(argv=None) -> int:
     """Exit status: 0 done; 2 bad input (the message names the argument, file or model); 1 a failure
     while training or evaluating (a data worker died, a NaN loss, a bug); 130 interrupted."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     from zoo.errors import ZooError
 
     try:

@@ -1,6 +1,7 @@
 """Dataset readers against small fixtures written in each real on-disk format."""
 
 import json
+import os
 import pickle
 
 import cv2
@@ -218,6 +219,34 @@ def test_lsp_occluded_joints_are_annotated_and_lspet_uses_its_visibility_flag(tm
     scipy.io.savemat(str(tmp_path / "text.mat"), {"joints": np.array(["abc", "def"])})
     with pytest.raises(AnnotationError, match=r"text.mat': variable 'joints' is not numeric"):
         read_lsp(tmp_path / "text.mat", tmp_path)
+
+
+def test_lsp_and_lspet_train_together_and_validate_on_lsps_test_half(tmp_path):
+    # the standard LSP protocol: LSP's 1,000 training images + LSPet's 10,000, scored on LSP 1001-2000
+    lsp = np.zeros((3, 14, 1003))
+    lsp[:2] = np.arange(1, 15)[None, :, None] * 3.0
+    scipy.io.savemat(str(tmp_path / "lsp.mat"), {"joints": lsp})
+    et = np.ones((14, 3, 4))
+    et[:, :2] = 20.0
+    scipy.io.savemat(str(tmp_path / "lspet.mat"), {"joints": et})
+    anns = os.pathsep.join(str(tmp_path / f) for f in ("lsp.mat", "lspet.mat"))
+    dirs = os.pathsep.join(str(tmp_path / d) for d in ("lsp_images", "lspet_images"))
+    train, info = load("lsp", "train", annotations=anns, images=dirs)
+    assert len(train) == 1000 + 4 and info.num_keypoints == 14
+    assert train[0].image == str(tmp_path / "lsp_images" / "im0001.jpg")
+    assert train[-1].image == str(tmp_path / "lspet_images" / "im00004.jpg")
+    val, _ = load("lsp", "val", annotations=[tmp_path / "lsp.mat", tmp_path / "lspet.mat"],
+                  images=[tmp_path / "lsp_images", tmp_path / "lspet_images"])
+    assert [r.id for r in val] == ["im1001.jpg", "im1002.jpg", "im1003.jpg"]
+    with pytest.raises(ValueError, match=r"'lsp': 2 annotation file\(s\) but 1 image folder"):
+        load("lsp", "train", annotations=anns, images=tmp_path)
+    with pytest.raises(ValueError, match=r"dataset 'mpii' takes one 'annotations' path; received 2"):
+        load("mpii", "train", annotations=anns, images=tmp_path)
+    from training.__main__ import parse_args
+
+    args = parse_args(["train", "--model", "m", "--out", "o", "--dataset", "lsp",
+                       "--annotations", "a.mat", "--images", "a", "--annotations", "b.mat", "--images", "b"])
+    assert (args.annotations, args.images) == (os.pathsep.join(["a.mat", "b.mat"]), os.pathsep.join("ab"))
 
 
 def _write_rhd(root, split="training"):

@@ -8,7 +8,8 @@ name                      task          options
 ``synthetic``             pose          num_samples, image_size, num_keypoints, seed
 ``synthetic-seg``         segmentation  num_samples, image_size, num_classes, seed
 ``mpii``                  pose          annotations (.mat or .json), images
-``lsp`` / ``lspet``       pose          annotations (joints.mat), images
+``lsp`` / ``lspet``       pose          annotations (joints.mat), images; ``lsp`` takes several pairs
+                                        (LSP + LSPet: training on both, validation on LSP's test half)
 ``rhd`` / ``rhd-hand``    pose          root (both hands, 42 kp / one hand per record, 21 kp)
 ``rhd-seg``               segmentation  root, classes ("hands", "hand", "parts")
 ``voc``                   segmentation  root (the VOC2012 folder)
@@ -50,6 +51,22 @@ def _need(options, key, name):
     return options[key]
 
 
+def _paths(value) -> list:
+    """A path, several joined with ``os.pathsep`` (as the CLI's repeated options are), or a sequence of them."""
+    import os
+
+    if isinstance(value, (str, os.PathLike)):
+        return [p for p in os.fspath(value).split(os.pathsep) if p]
+    return [os.fspath(v) for v in value]
+
+
+def _one(options, key, name):
+    paths = _paths(_need(options, key, name))
+    if len(paths) != 1:
+        raise ValueError(f"dataset '{name}' takes one '{key}' path; received {len(paths)}: {', '.join(paths)}.")
+    return paths[0]
+
+
 def load(name: str, split: str = "train", **options):
     """Records and :class:`DatasetInfo` of dataset ``name`` (see the module table).
 
@@ -85,7 +102,7 @@ def load(name: str, split: str = "train", **options):
     if name == "mpii":
         from training.datasets.mpii import MPII_FLIP_PAIRS, MPII_JOINTS, read_mpii_json, read_mpii_mat
 
-        ann, images = _need(o, "annotations", name), _need(o, "images", name)
+        ann, images = _one(o, "annotations", name), _one(o, "images", name)
         if str(ann).endswith(".json"):
             recs = read_mpii_json(ann, images)
         else:
@@ -94,8 +111,15 @@ def load(name: str, split: str = "train", **options):
     if name in ("lsp", "lspet"):
         from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS, read_lsp
 
-        recs = read_lsp(_need(o, "annotations", name), _need(o, "images", name),
-                        split="test" if val else ("train" if name == "lsp" else "all"), variant=name)
+        anns, dirs = _paths(_need(o, "annotations", name)), _paths(_need(o, "images", name))
+        if len(anns) != len(dirs):
+            raise ValueError(f"dataset '{name}': {len(anns)} annotation file(s) but {len(dirs)} image folder(s); "
+                             f"give one image folder per joints.mat, in the same order.")
+        pairs = list(zip(anns, dirs))[:1] if val else zip(anns, dirs)  # the first file's test split validates
+        recs = []
+        for ann, images in pairs:  # 'lsp' takes LSP and LSPet files (the standard LSP + LSPet training set)
+            recs += read_lsp(ann, images, split="test" if val else ("train" if name == "lsp" else "all"),
+                             variant="auto" if name == "lsp" else name)
         return recs, DatasetInfo(name, "pose", 14, LSP_JOINTS, LSP_FLIP_PAIRS)
     if name in ("rhd", "rhd-hand"):
         from training.datasets.rhd import RHD_FLIP_PAIRS, read_rhd
