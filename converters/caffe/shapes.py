@@ -215,14 +215,18 @@ def _eltwise(param, bottoms, where):
     p = param.eltwise_param
     if any(s != bottoms[0] for s in bottoms):
         _fail(where, f"all bottoms must have the same shape, got {bottoms}")
-    if len(p.coeff) and (p.operation != 1 or len(p.coeff) != len(bottoms)):
-        _fail(where, f"coeff needs operation SUM and one value per bottom ({len(bottoms)}), got {len(p.coeff)}")
+    # eltwise_layer.cpp refuses coeff only with PROD; MAX ignores it.
+    if len(p.coeff) and (p.operation == 0 or len(p.coeff) != len(bottoms)):
+        _fail(where, f"coeff needs operation SUM or MAX and one value per bottom ({len(bottoms)}), "
+                     f"got {len(p.coeff)}")
     return [bottoms[0]], []
 
 
 def _concat(param, bottoms, where):
     _n_bottoms(bottoms, where, 1, at_least=True)
     p, b = param.concat_param, bottoms[0]
+    if p.HasField("axis") and p.HasField("concat_dim"):  # as concat_layer.cpp's LayerSetUp CHECK
+        _fail(where, "give either concat_param.axis or the legacy concat_dim, not both")
     axis = p.concat_dim if p.HasField("concat_dim") else p.axis
     axis = _axis(axis, len(b), where, "concat axis")
     for s in bottoms[1:]:
@@ -236,6 +240,8 @@ def _concat(param, bottoms, where):
 def _slice(param, bottoms, where):
     _n_bottoms(bottoms, where, 1)
     p, b, n = param.slice_param, bottoms[0], len(param.top)
+    if p.HasField("axis") and p.HasField("slice_dim"):  # as slice_layer.cpp's LayerSetUp CHECK
+        _fail(where, "give either slice_param.axis or the legacy slice_dim, not both")
     axis = _axis(p.slice_dim if p.HasField("slice_dim") else p.axis, len(b), where, "slice axis")
     dim = b[axis]
     if len(p.slice_point):

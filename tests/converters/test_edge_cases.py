@@ -211,3 +211,30 @@ def test_errors_from_inside_keras_are_one_line():
     text = one_line(raw)
     assert "math domain error" in text and "\n" not in text and "\x1b" not in text
     assert "Arguments received" not in text and "Exception encountered" not in text
+
+
+@pytest.mark.parametrize("layer, match", [
+    ('type: "Concat" bottom: "data" bottom: "data" top: "e" concat_param { axis: 2 concat_dim: 1 }',
+     r"'e' \(Concat, <prototxt>:2\): give either concat_param.axis or the legacy concat_dim"),
+    ('type: "Slice" bottom: "data" top: "e" top: "f" slice_param { axis: 2 slice_dim: 1 }',
+     r"'e' \(Slice, <prototxt>:2\): give either slice_param.axis or the legacy slice_dim"),
+])
+def test_axis_with_legacy_dim_is_refused(layer, match):
+    # concat_layer.cpp / slice_layer.cpp CHECK that only one is set. Shape inference took concat_dim
+    # (axis 1) and the Keras layer took axis (2): the model's output was (1, 10, 7, 3), Caffe's shape (1, 6, 5, 7).
+    proto = f'input: "data" input_shape {{ dim: 1 dim: 2 dim: 5 dim: 7 }}\nlayer {{ name: "e" {layer} }}\n'
+    with pytest.raises(GraphError, match=match):
+        loads(proto)
+
+
+def test_eltwise_max_ignores_coeff(rng):
+    # eltwise_layer.cpp refuses coeff only with PROD; MAX takes the plain maximum (Forward_cpu never reads
+    # coeffs_ for MAX). The net was refused. OpenCV refuses it too, so the reference is NumPy.
+    proto = _net('layer { name: "neg" type: "Power" bottom: "data" top: "neg" power_param { scale: -1 } }\n'
+                 'layer { name: "m" type: "Eltwise" bottom: "data" bottom: "neg" top: "m" '
+                 'eltwise_param { operation: MAX coeff: 2 coeff: 3 } }\n', c=2, h=3, w=5)
+    x = rng.normal(size=(1, 3, 5, 2)).astype(np.float32)
+    y = keras.ops.convert_to_numpy(caffe.to_keras(loads(proto), progress=False)(x))
+    np.testing.assert_array_equal(y, np.maximum(x, -x))
+    with pytest.raises(GraphError, match=r"'m' \(Eltwise, <prototxt>:3\): coeff needs operation SUM or MAX"):
+        loads(proto.replace("operation: MAX", "operation: PROD"))
