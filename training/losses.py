@@ -28,7 +28,8 @@ class HeatmapMSE(keras.losses.Loss):
     *before* any sample weight), the squared error is kept per element so a per-joint weight applies
     to its own channel. With the default ``"sum_over_batch_size"`` reduction the weighted sum is
     divided by ``B*h*w*K`` (HRNet ``JointsMSELoss`` with ``factor=0.5``; weight-0 joints still count
-    in the denominator, as there).
+    in the denominator, as there). With ``"mean_with_sample_weight"`` it is divided by the sum of the
+    weights over every element, ``h*w*sum_{b,k} w_bk``: the mean over annotated joints only (0 if none).
 
     Pass the weights as ``sample_weight`` (e.g. the third element of a ``PyDataset`` batch):
     ``(B, 1, 1, K)`` as in the contract; ``(B, K)`` and per-sample ``(B,)`` are reshaped to broadcast
@@ -68,6 +69,8 @@ class HeatmapMSE(keras.losses.Loss):
             elif rank != 4:
                 raise ValueError(f"HeatmapMSE: sample_weight must have shape (B, 1, 1, K), (B, K) or (B,). "
                                  f"Received shape {tuple(sw.shape)}")
+            if self.reduction == "mean_with_sample_weight":  # Keras divides by sum(sample_weight) as given
+                sw = ops.broadcast_to(sw, ops.shape(y_pred))
             sample_weight = sw
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
@@ -90,7 +93,8 @@ class SegmentationCrossEntropy(keras.losses.Loss):
     Pixels whose label is ``ignore_label`` or outside ``[0, C)`` contribute nothing, and with a
     mean reduction the sum is divided by the number of *valid* pixels of the batch (PyTorch
     ``CrossEntropyLoss(ignore_index=255)``, Keras ``SparseCategoricalCrossentropy(ignore_class=255)``).
-    A batch with no valid pixel gives 0, not NaN.
+    ``"mean_with_sample_weight"`` divides by the sum of the valid pixels' weights (PyTorch's
+    weighted mean). A batch with no valid pixel gives 0, not NaN.
 
     Args:
         ignore_label: label excluded from the loss. Defaults to 255.
@@ -111,8 +115,8 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         self.ignore_label = int(ignore_label)
         self.from_logits = bool(from_logits)
 
-    def call(self, y_true, y_pred):
-        y_pred = ops.convert_to_tensor(y_pred)
+    def _labels(self, y_true, y_pred):
+        """(B, H, W) int32 labels and their bool validity mask."""
         labels = ops.convert_to_tensor(y_true)
         if len(labels.shape) == len(y_pred.shape):
             if labels.shape[-1] not in (1, None):
@@ -120,9 +124,26 @@ class SegmentationCrossEntropy(keras.losses.Loss):
                                  f"Received shape {tuple(labels.shape)}")
             labels = ops.squeeze(labels, axis=-1)
         _check_same_static_shape(labels, y_pred[..., 0], "SegmentationCrossEntropy (labels vs y_pred[..., 0])")
-        num_classes = y_pred.shape[-1]
         labels = ops.cast(labels, "int32")
-        valid = (labels != self.ignore_label) & (labels >= 0) & (labels < num_classes)
+        return labels, (labels != self.ignore_label) & (labels >= 0) & (labels < y_pred.shape[-1])
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if self.reduction == "mean_with_sample_weight":
+            # Keras divides by sum(sample_weight): only the valid pixels' weights belong there
+            _, valid = self._labels(y_true, ops.convert_to_tensor(y_pred))
+            valid = ops.cast(valid, self.dtype)
+            if sample_weight is None:
+                sample_weight = valid
+            else:
+                sw = ops.cast(sample_weight, self.dtype)
+                if len(sw.shape) == len(valid.shape) + 1:
+                    sw = ops.squeeze(sw, axis=-1)
+                sample_weight = sw * valid
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.convert_to_tensor(y_pred)
+        labels, valid = self._labels(y_true, y_pred)
         safe = ops.where(valid, labels, ops.zeros_like(labels))
         if self.from_logits:
             log_p = ops.log_softmax(y_pred, axis=-1)

@@ -146,3 +146,72 @@ def test_shape_errors_name_the_loss(rng):
         HeatmapMSE()(np.zeros((1, 4, 4, 2)), np.zeros((1, 4, 4, 2)), sample_weight=np.zeros((1, 1, 2)))
     with pytest.raises(ValueError, match="SegmentationCrossEntropy"):
         SegmentationCrossEntropy()(np.zeros((1, 4, 4), np.int32), np.zeros((1, 8, 8, 3)))
+
+
+def test_heatmap_mse_mean_with_sample_weight_divides_by_the_weights_of_every_element(rng):
+    # sum(w * err) / sum over all (b, y, x, k) of w: the weighted mean of the squared errors, so weight-0
+    # joints leave the denominator; Keras divided by the sum of the (B, 1, 1, K) weights themselves (h*w x too big)
+    gt, pred, w = _heatmap_batch(rng)
+    err = (pred - gt) ** 2
+    loss = HeatmapMSE(reduction="mean_with_sample_weight")
+    ref = np.sum(w * err) / (np.sum(w) * err.shape[1] * err.shape[2])
+    assert _f(loss(gt, pred, sample_weight=w)) == pytest.approx(ref, rel=1e-5)
+    assert _f(loss(gt, pred, sample_weight=w[:, 0, 0])) == pytest.approx(ref, rel=1e-5)
+    ws = np.array([1.0, 0.0, 2.0], np.float32)  # per sample: every element of a sample has its weight
+    ref_s = np.sum(ws[:, None, None, None] * err) / (np.sum(ws) * np.prod(err.shape[1:]))
+    assert _f(loss(gt, pred, sample_weight=ws)) == pytest.approx(ref_s, rel=1e-5)
+    assert _f(loss(gt, pred, sample_weight=np.zeros_like(w))) == 0.0  # nothing annotated: 0, not NaN
+    assert _f(loss(gt, pred)) == pytest.approx(np.mean(err), rel=1e-5)
+
+
+def test_segmentation_ce_mean_with_sample_weight_divides_by_the_valid_pixels_weights(rng):
+    logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, (2, 5, 6)).astype(np.int32)
+    labels[0, :3] = 255
+    labels[1, 0, 0] = 9  # outside [0, C): ignored as well
+    valid = (labels != 255) & (labels < 4)
+    _, ref_sum = _ce_reference(np.where(valid, labels, 255), logits)
+    loss = SegmentationCrossEntropy(reduction="mean_with_sample_weight")
+    # no weights: the mean over valid pixels (it was divided by all pixels, ignored ones included)
+    assert _f(loss(labels, logits)) == pytest.approx(ref_sum / valid.sum(), rel=1e-5)
+    sw = rng.random(labels.shape).astype(np.float32) + 0.5
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, np.where(valid, labels, 0)[..., None], -1)[..., 0]
+    ref = np.sum((sw * nll)[valid]) / np.sum(sw[valid])  # PyTorch CrossEntropyLoss(weight, ignore_index)
+    assert _f(loss(labels, logits, sample_weight=sw)) == pytest.approx(ref, rel=1e-5)
+    assert _f(loss(labels[..., None], logits, sample_weight=sw)) == pytest.approx(ref, rel=1e-5)
+    assert _f(loss(np.full_like(labels, 255), logits, sample_weight=sw)) == 0.0
+
+
+def test_segmentation_ce_float16_logits_under_a_mixed_policy(rng):
+    # mixed precision: the model's logits are float16, the loss (default dtype) works in float32
+    logits = (30.0 * rng.normal(size=(2, 9, 7, 5))).astype(np.float16)  # large logits: float16 softmax would overflow
+    labels = rng.integers(0, 5, (2, 9, 7)).astype(np.int32)
+    labels[1, 2:] = 255
+    ref, _ = _ce_reference(labels, logits.astype(np.float64))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        got = SegmentationCrossEntropy()(labels, logits)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert keras.ops.convert_to_numpy(got).dtype == np.float32
+    assert _f(got) == pytest.approx(ref, rel=1e-5)
+
+
+def test_compiled_losses_reload_with_safe_mode(tmp_path, rng):
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, [keras.layers.Conv2D(3, 1, name="seg")(inp), keras.layers.Conv2D(2, 1, name="hm")(inp)])
+    model.compile("sgd", loss=[SegmentationCrossEntropy(ignore_label=7, from_logits=True), HeatmapMSE(factor=0.5)],
+                  loss_weights=[1.0, 0.4])
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    x = rng.random((2, 8, 8, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 8, 8)).astype(np.int32)
+    labels[0] = 7
+    hm = rng.random((2, 8, 8, 2)).astype(np.float32)
+    p_seg, p_hm = model.predict(x, verbose=0)
+    ce, _ = _ce_reference(np.where(labels == 7, 255, labels), p_seg)
+    ref = ce + 0.4 * 0.5 * np.mean((p_hm - hm) ** 2)
+    assert again.evaluate(x, [labels, hm], verbose=0)[0] == pytest.approx(ref, rel=1e-4)
