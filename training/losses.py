@@ -14,6 +14,14 @@ __all__ = ["HeatmapMSE", "SegmentationCrossEntropy", "auxiliary_loss_weights"]
 _MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
 
 
+def _float32_if_half(dtype):
+    """``dtype``, or float32 for a half-precision one: the losses sum over every pixel, and 65,536 of them
+    overflow float16's range (max 65,504) while a bfloat16 sum that long loses all precision."""
+    if dtype is None:
+        return None
+    return "float32" if keras.dtype_policies.get(dtype).compute_dtype in ("float16", "bfloat16") else dtype
+
+
 def _check_same_static_shape(y_true, y_pred, loss_name):
     st, sp = tuple(y_true.shape), tuple(y_pred.shape)
     if len(st) != len(sp) or any(a is not None and b is not None and a != b for a, b in zip(st, sp)):
@@ -41,7 +49,8 @@ class HeatmapMSE(keras.losses.Loss):
         factor: multiplies the squared error; 0.5 reproduces HRNet/MMPose. Defaults to 1.0.
         reduction: Keras reduction. Defaults to ``"sum_over_batch_size"``.
         name: loss name. Defaults to ``"heatmap_mse"``.
-        dtype: computation dtype. Defaults to Keras' float policy.
+        dtype: computation dtype; a half-precision one (float16, bfloat16, mixed policies) computes in
+            float32. Defaults to Keras' float policy.
 
     Call args:
         y_true: (B, h, w, K) target heatmaps.
@@ -50,7 +59,7 @@ class HeatmapMSE(keras.losses.Loss):
     """
 
     def __init__(self, factor=1.0, reduction="sum_over_batch_size", name="heatmap_mse", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(name=name, reduction=reduction, dtype=_float32_if_half(dtype))
         self.factor = float(factor)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -101,7 +110,8 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         from_logits: y_pred holds logits (True) or probabilities (False). Defaults to True.
         reduction: Keras reduction. Defaults to ``"sum_over_batch_size"`` (mean over valid pixels).
         name: loss name. Defaults to ``"segmentation_cross_entropy"``.
-        dtype: computation dtype. Defaults to Keras' float policy.
+        dtype: computation dtype; a half-precision one (float16, bfloat16, mixed policies) computes in
+            float32. Defaults to Keras' float policy.
 
     Call args:
         y_true: (B, H, W) or (B, H, W, 1) integer labels.
@@ -111,7 +121,7 @@ class SegmentationCrossEntropy(keras.losses.Loss):
 
     def __init__(self, ignore_label=255, from_logits=True, reduction="sum_over_batch_size",
                  name="segmentation_cross_entropy", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(name=name, reduction=reduction, dtype=_float32_if_half(dtype))
         self.ignore_label = int(ignore_label)
         self.from_logits = bool(from_logits)
 

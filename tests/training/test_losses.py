@@ -184,6 +184,25 @@ def test_segmentation_ce_mean_with_sample_weight_divides_by_the_valid_pixels_wei
     assert _f(loss(np.full_like(labels, 255), logits, sample_weight=sw)) == 0.0
 
 
+@pytest.mark.parametrize("dtype", ["float16", "mixed_float16", "mixed_bfloat16"])
+def test_losses_with_a_half_precision_dtype_reduce_in_float32(rng, dtype):
+    # a mean over 4 x 128 x 128 = 65,536 pixels: the pixel count alone overflows float16 (max 65,504), and a
+    # bfloat16 sum of that many terms loses all precision; the losses compute and reduce in float32
+    logits = rng.normal(size=(4, 128, 128, 3)).astype(np.float16)
+    labels = rng.integers(0, 3, (4, 128, 128)).astype(np.int32)
+    labels[:, :40] = 255
+    ref, _ = _ce_reference(labels, logits.astype(np.float64))
+    got = SegmentationCrossEntropy(dtype=dtype)(labels, logits)
+    assert keras.ops.convert_to_numpy(got).dtype == np.float32
+    assert _f(got) == pytest.approx(ref, rel=1e-3)
+    assert _f(SegmentationCrossEntropy(dtype=dtype)(np.full_like(labels, 255), logits)) == 0.0
+    gt = rng.random((4, 64, 64, 16)).astype(np.float16)
+    pred = rng.random((4, 64, 64, 16)).astype(np.float16)
+    w = rng.integers(0, 2, (4, 1, 1, 16)).astype(np.float32)
+    ref = np.mean(w * (pred.astype(np.float64) - gt.astype(np.float64)) ** 2)
+    assert _f(HeatmapMSE(dtype=dtype)(gt, pred, sample_weight=w)) == pytest.approx(ref, rel=1e-3)
+
+
 def test_segmentation_ce_float16_logits_under_a_mixed_policy(rng):
     # mixed precision: the model's logits are float16, the loss (default dtype) works in float32
     logits = (30.0 * rng.normal(size=(2, 9, 7, 5))).astype(np.float16)  # large logits: float16 softmax would overflow
