@@ -3,7 +3,8 @@
 Blob names are made unique (SSA): Caffe nets reuse a blob name for in-place layers
 (``top == bottom`` for ReLU, BatchNorm, Scale, Dropout); each producer gets a fresh id
 (``"conv1"``, then ``"conv1@1"``, ``"conv1@2"`` ...), and consumers refer to the newest one.
-``Net.caffe_names`` maps an id back to the Caffe top name.
+``Net.caffe_names`` maps an id back to the Caffe top name. Caffe's Split tops share memory with their
+bottom, so after an in-place write to one of them the other names refer to the rewritten id too.
 """
 
 from __future__ import annotations

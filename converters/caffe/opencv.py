@@ -120,12 +120,18 @@ def opencv_departures(net: Net) -> list[str]:
 
     OpenCV's ``Interp`` ignores ``pad_beg``/``pad_end`` and sizes ``shrink_factor`` + ``zoom_factor``
     differently from ``interp_layer.cpp`` (which the converter follows). OpenCV also drops a
-    (de)convolution's ``pad_h`` or ``pad_w`` given alone, which Caffe reads with the other half 0.
+    (de)convolution's ``pad_h`` or ``pad_w`` given alone, which Caffe reads with the other half 0,
+    and keeps a ``Split`` top's old values after an in-place write to another top of that ``Split``
+    (Caffe's tops share memory; the reader then binds the name to the rewritten blob).
     """
     from converters.caffe.params import opt, sub
 
     found = []
     for layer in net.layers:
+        for name, blob in zip(getattr(layer.param, "bottom", ()), layer.bottoms):
+            if net.caffe_names.get(blob, blob) != name:
+                found.append(f"{layer.type} '{layer.name}' reads '{name}' after an in-place write to "
+                             f"'{net.caffe_names[blob]}', which shares its memory in Caffe but not in OpenCV")
         if layer.type in ("Convolution", "Deconvolution"):
             cp = sub(layer.param, "convolution_param")
             if (opt(cp, "pad_h", None) is None) != (opt(cp, "pad_w", None) is None):

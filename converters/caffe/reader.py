@@ -16,7 +16,7 @@ import math
 import os
 
 from converters.caffe import caffemodel as _caffemodel
-from converters.caffe.errors import CaffeFormatError, GraphError, WeightsMismatchError
+from converters.caffe.errors import CaffeFormatError, GraphError, UnsupportedLayerError, WeightsMismatchError
 from converters.caffe.graph import Layer, Net
 from converters.caffe.schema import ROUND_CEIL, ROUND_FLOOR, TEXT
 from converters.caffe.shapes import infer
@@ -370,17 +370,29 @@ def _build(text, path, read_model, model_path, input_shape, phase):
         caffe_names[name] = current[name] = name
 
     layers, expected, used_names, versions = [], {}, {}, {}
+    # Split, Flatten and Reshape tops share their bottom's memory in Caffe (ShareData in split_layer.cpp,
+    # flatten_layer.cpp, reshape_layer.cpp): an in-place write to one of them rewrites the others for
+    # their later readers. memory: blob id -> ids of one memory; read: (name, id) pairs read so far;
+    # pending: rewritten names nobody has read since (Caffe outputs holding the new values).
+    # name_read: a Caffe name was read since its last producer (then no longer a Caffe output).
+    memory, read, stale, superseded, pending, name_read = {}, set(), {}, set(), {}, {}
     for p, line in kept:
         w = where(p, line)
         bottoms = []
         for b in p.bottom:
             if b not in current:
                 raise GraphError(f"{w}: bottom '{b}' is not produced by any earlier layer or input")
+            if b in stale:
+                raise UnsupportedLayerError(f"{w}: reads '{b}' after {stale[b]} rewrote its memory in place "
+                                            "with another shape (Caffe's Flatten/Reshape share memory); not supported")
             bottoms.append(current[b])
+            pending.pop(b, None)
+            name_read[b] = True
         tops_shapes, blob_shapes_ = infer(p, [shapes[b] for b in bottoms], w)
         tops = []
         for j, t in enumerate(p.top):
-            if t in current and not (j < len(p.bottom) and p.bottom[j] == t):
+            in_place = j < len(p.bottom) and p.bottom[j] == t
+            if t in current and not in_place:
                 raise GraphError(f"{w}: top '{t}' is already produced by another layer (only in-place "
                                  "top == bottom at the same index may reuse a name)")
             versions[t] = versions.get(t, -1) + 1
@@ -388,8 +400,34 @@ def _build(text, path, read_model, model_path, input_shape, phase):
             while tid in caffe_names:  # a real blob name that looks like an SSA id
                 versions[t] += 1
                 tid = f"{t}@{versions[t]}"
+            old = current.get(t)
             current[t], caffe_names[tid], shapes[tid] = tid, t, tops_shapes[j]
+            name_read[t] = False
             tops.append(tid)
+            if in_place and old in memory and (t, old) not in read:
+                # (An old version another layer read already is Caffe's "produced by multiple sources"
+                # error; OpenCV then keeps the other names as they were, and so do we.)
+                shared = memory[old]
+                for name, bid in list(current.items()):
+                    if name != t and bid in shared:
+                        if shapes[bid] == shapes[tid]:
+                            current[name] = tid
+                            if not name_read.get(name):
+                                pending[name] = f"layer '{p.name}' (in place on '{t}')"
+                            if caffe_names[bid] == name:
+                                superseded.add(bid)
+                        else:
+                            stale[name] = f"layer '{p.name}' (in place on '{t}')"
+                            if not name_read.get(name):
+                                pending[name] = stale[name]
+                shared.add(tid)
+                memory[tid] = shared
+        read.update(zip(p.bottom, bottoms))
+        if p.type in ("Split", "Flatten", "Reshape"):
+            shared = memory.setdefault(bottoms[0], {bottoms[0]})
+            for tid in tops:
+                shared.add(tid)
+                memory[tid] = shared
         used_names[p.name] = used_names.get(p.name, -1) + 1
         unique, k = p.name, used_names[p.name]
         while unique in expected:  # OpenCV's convention for repeated names: conv, conv_1, conv_2
@@ -401,7 +439,10 @@ def _build(text, path, read_model, model_path, input_shape, phase):
     if read_model is not None:
         _attach_blobs(layers, expected, read_model(), model_path, path, {p.name for p in params})
     consumed_ids = {b for l in layers for b in l.bottoms}
-    outputs = [t for l in layers for t in l.tops if t not in consumed_ids]
+    outputs = [t for l in layers for t in l.tops if t not in consumed_ids and t not in superseded]
+    for name, writer in pending.items():
+        raise UnsupportedLayerError(f"{path}: output '{name}' shares memory with a blob that {writer} rewrote "
+                                    "in place (Caffe's Split/Flatten/Reshape share memory); not supported")
     net = Net(name=net_param.name, inputs=net_inputs, layers=layers, shapes=shapes, outputs=outputs,
               caffe_names=caffe_names, prototxt=path, caffemodel=model_path if read_model is not None else None)
     return net

@@ -238,3 +238,81 @@ def test_eltwise_max_ignores_coeff(rng):
     np.testing.assert_array_equal(y, np.maximum(x, -x))
     with pytest.raises(GraphError, match=r"'m' \(Eltwise, <prototxt>:3\): coeff needs operation SUM or MAX"):
         loads(proto.replace("operation: MAX", "operation: PROD"))
+
+
+def test_in_place_write_to_a_split_top_rewrites_the_other_tops(rng):
+    # split_layer.cpp: every top ShareData()s the bottom, so ReLU in place on "a" also rewrites "b" and
+    # "data" for the layers after it (Caffe gives sum = 2 relu(x) + sigmoid(x)); the converter kept the
+    # old values of "b" and "data" (sum = relu(x) + x + sigmoid(x)), as OpenCV does. Reference: NumPy.
+    proto = _net('layer { name: "split" type: "Split" bottom: "data" top: "a" top: "b" }\n'
+                 'layer { name: "early" type: "Sigmoid" bottom: "b" top: "early" }\n'
+                 'layer { name: "relu" type: "ReLU" bottom: "a" top: "a" }\n'
+                 'layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" bottom: "early" top: "sum" }\n'
+                 'layer { name: "late" type: "TanH" bottom: "data" top: "late" }\n', c=3, h=7, w=9)
+    x = rng.normal(size=(1, 7, 9, 3)).astype(np.float32)
+    total, late = (keras.ops.convert_to_numpy(y) for y in caffe.to_keras(loads(proto), progress=False)(x))
+    r = np.maximum(x, 0)
+    np.testing.assert_allclose(total, 2 * r + 1 / (1 + np.exp(-x)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(late, np.tanh(r), rtol=1e-6, atol=1e-6)
+
+
+def test_in_place_batchnorm_scale_on_a_split_branch_still_folds(tmp_path, rng):
+    # A pre-activation block with an explicit Split: BatchNorm + Scale in place on "a" rewrite the
+    # shortcut "b" too, so the sum adds conv(bn(x)) to bn(x), not to x. Reference: NumPy of
+    # batch_norm_layer.cpp + scale_layer.cpp, the convolution as einsum.
+    proto = _net('layer { name: "split" type: "Split" bottom: "data" top: "a" top: "b" }\n'
+                 'layer { name: "bn" type: "BatchNorm" bottom: "a" top: "a" }\n'
+                 'layer { name: "sc" type: "Scale" bottom: "a" top: "a" scale_param { bias_term: true } }\n'
+                 'layer { name: "conv" type: "Convolution" bottom: "a" top: "conv" '
+                 'convolution_param { num_output: 3 kernel_size: 1 } }\n'
+                 'layer { name: "sum" type: "Eltwise" bottom: "conv" bottom: "b" top: "sum" }\n', c=3, h=5, w=7)
+    blobs = random_blobs_for(proto, rng)
+    net = loads(proto, caffemodel_bytes(proto, blobs))
+    conversion = caffe.keras.convert(net, progress=False)
+    assert conversion.folded_bn_scale == 1
+    x = rng.normal(size=(1, 5, 7, 3)).astype(np.float32)
+    mean, var, sf = blobs["bn"]
+    gamma, beta = blobs["sc"]
+    bn = (x - mean / sf[0]) / np.sqrt(var / sf[0] + 1e-5) * gamma + beta
+    w, b = blobs["conv"]
+    ref = np.einsum("nhwc,oc->nhwo", bn, w[:, :, 0, 0]) + b + bn
+    y = keras.ops.convert_to_numpy(conversion.model(x))
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_reading_a_blob_before_and_after_an_in_place_layer_keeps_opencv_semantics(tmp_path, rng):
+    # Caffe refuses this net ("Top blob 'x' produced by multiple sources": the auto-inserted Split renames
+    # the ReLU's bottom); OpenCV reads "x" before the ReLU for "early" and after it for "late". No Split
+    # shares memory here, so the in-place rewrite reaches only the later reader.
+    proto = _net('layer { name: "conv" type: "Convolution" bottom: "data" top: "x" '
+                 'convolution_param { num_output: 3 kernel_size: 3 } }\n'
+                 'layer { name: "early" type: "Sigmoid" bottom: "x" top: "early" }\n'
+                 'layer { name: "relu" type: "ReLU" bottom: "x" top: "x" }\n'
+                 'layer { name: "late" type: "Eltwise" bottom: "x" bottom: "early" top: "late" }\n', c=2, h=7, w=9)
+    run_against_opencv(tmp_path, proto, rng)
+
+
+@pytest.mark.parametrize("body, match", [
+    ('layer { name: "flat" type: "Flatten" bottom: "data" top: "f" }\n'
+     'layer { name: "relu" type: "ReLU" bottom: "f" top: "f" }\n'
+     'layer { name: "late" type: "TanH" bottom: "data" top: "late" }\n',
+     r"layer 'late' \(TanH, <prototxt>:4\): reads 'data' after layer 'relu' \(in place on 'f'\) rewrote"),
+    ('layer { name: "split" type: "Split" bottom: "data" top: "f" top: "g" }\n'
+     'layer { name: "relu" type: "ReLU" bottom: "g" top: "g" }\n',
+     r"output 'f' shares memory with a blob that layer 'relu' \(in place on 'g'\) rewrote"),
+])
+def test_in_place_writes_through_shared_memory_it_cannot_follow_are_refused(body, match):
+    # flatten_layer.cpp also shares memory. A rewrite that reaches a blob of another shape, or a net
+    # output nobody reads again, is refused by name rather than converted with the old values.
+    with pytest.raises(UnsupportedLayerError, match=match):
+        loads(_net(body, c=2, h=3, w=5))
+
+
+def test_verify_skips_reads_through_a_split_rewritten_in_place(tmp_path, capsys):
+    proto = _net('layer { name: "split" type: "Split" bottom: "data" top: "a" top: "b" }\n'
+                 'layer { name: "relu" type: "ReLU" bottom: "a" top: "a" }\n'
+                 'layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "sum" }\n', c=2, h=5, w=3)
+    assert main(["caffe", *write_net(tmp_path, proto), "-o", str(tmp_path / "s.keras"), "--verify",
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Verify: skipped" in text and "Eltwise 'sum' reads 'b' after an in-place write to 'a'" in text
