@@ -65,7 +65,9 @@ class LRSchedule(keras.optimizers.schedules.LearningRateSchedule):
             passed = sum(ops.cast(t >= float(m), "float32") for m in self.milestones) if self.milestones else 0.0
             value = lr * ops.power(ops.convert_to_tensor(self.gamma, "float32"), passed)
         elif self.kind == "poly":
-            value = (lr - end) * ops.power(1.0 - frac, self.power) + end
+            # (T - t) / T, not 1 - t / T: float32 cancellation near the end (0.2% off at step 89,999 of 90,000)
+            left = ops.clip((float(self.total_steps) - t) / float(self.total_steps), 0.0, 1.0)
+            value = (lr - end) * ops.power(left, self.power) + end
         elif self.kind == "cosine":
             value = end + (lr - end) * 0.5 * (1.0 + ops.cos(math.pi * frac))
         else:
