@@ -94,10 +94,14 @@ def make_schedule(kind, learning_rate, *, epochs, steps_per_epoch, warmup_epochs
         epochs, steps_per_epoch: run length (T = epochs x steps_per_epoch).
         warmup_epochs: warm-up length in (fractional) epochs.
         milestones: for ``"step"``: fractions of the run in (0, 1) (e.g. ``(0.6, 0.9)``) or epoch
-            numbers (values >= 1).
+            numbers (values >= 1, fractional ones too: 2.5 is half-way through the third epoch).
         **kwargs: ``gamma``, ``power``, ``warmup_factor``, ``end_learning_rate``.
     """
     total = int(epochs) * int(steps_per_epoch)
-    ms = [int(round(m * total)) if 0 < m < 1 else int(m) * int(steps_per_epoch) for m in milestones]
+    bad = [m for m in milestones if not float(m) > 0]
+    if bad:
+        raise ValueError(f"make_schedule: milestones must be fractions of the run in (0, 1) or epoch numbers >= 1. "
+                         f"Received: milestones={tuple(milestones)!r}")
+    ms = [int(round(m * (total if m < 1 else int(steps_per_epoch)))) for m in milestones]
     return LRSchedule(kind, learning_rate, total_steps=total, warmup_steps=int(round(warmup_epochs * steps_per_epoch)),
                       milestones=ms, **kwargs)

@@ -38,6 +38,19 @@ def test_step_milestones_in_epochs_and_fractions():
     assert frac.milestones == (300, 450)
 
 
+def test_step_milestone_at_a_fractional_epoch():
+    # epoch 2.5 of 10-step epochs is step 25 (it was truncated to epoch 2: step 20)
+    s = make_schedule("step", 1.0, epochs=4, steps_per_epoch=10, milestones=(2.5,), gamma=0.5)
+    assert s.milestones == (25,)
+    assert [_lr(s, t) for t in (24, 25)] == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan")])
+def test_step_milestone_must_be_positive(bad):
+    with pytest.raises(ValueError, match="milestones"):
+        make_schedule("step", 1.0, epochs=4, steps_per_epoch=10, milestones=(bad,))
+
+
 def test_cosine_values():
     s = LRSchedule("cosine", 0.1, total_steps=100, end_learning_rate=0.001)
     expected = {0: 0.1, 25: 0.001 + 0.0495 * (1 + math.sqrt(0.5)), 50: 0.0505, 99: 0.001 + 0.0495 * (1 + math.cos(
