@@ -17,7 +17,7 @@ from converters.caffe.errors import UnsupportedLayerError, WeightsMismatchError
 from converters.caffe.graph import Layer, Net
 from converters.caffe.params import opt, sub
 
-__all__ = ["keras_name", "Conversion", "Context", "bn_scale_pairs", "bn_epsilon", "at", "preloaded_weights",
+__all__ = ["keras_name", "Conversion", "Context", "bn_scale_pairs", "bn_epsilon", "uses_batch_stats", "at", "preloaded_weights",
            "host_constant_initializers"]
 
 
@@ -136,13 +136,14 @@ def bn_scale_pairs(net: Net) -> dict[str, Layer]:
     """BatchNorm layer name -> the Scale layer folded into it.
 
     A Scale folds when it is the only consumer of the BatchNorm's top (in place or not), has one
-    bottom, and scales per channel (``axis: 1``, ``num_axes: 1``).
+    bottom, and scales per channel (``axis: 1``, ``num_axes: 1``), and the BatchNorm uses its stored
+    statistics.
     """
     consumers = net.consumers()
     outputs = set(net.outputs)
     pairs = {}
     for layer in net.layers:
-        if layer.type != "BatchNorm" or len(layer.tops) != 1:
+        if layer.type != "BatchNorm" or len(layer.tops) != 1 or uses_batch_stats(layer):
             continue
         top = layer.tops[0]
         users = consumers.get(top, [])
@@ -159,7 +160,13 @@ def bn_scale_pairs(net: Net) -> dict[str, Layer]:
 _HSZHAO_BN_FIELDS = ("var_eps", "moving_average", "decay", "scale_filler", "shift_filler")
 
 
-def bn_epsilon(layer: Layer) -> float:
+def uses_batch_stats(layer: Layer) -> bool:
+    """True for a ``BatchNorm`` with ``use_global_stats: false``: Caffe normalizes with the batch's own
+    statistics even at test time (the default is true in the TEST phase)."""
+    return layer.type == "BatchNorm" and opt(sub(layer.param, "batch_norm_param"), "use_global_stats", True) is False
+
+
+def bn_epsilon(layer: Layer, *, batch_stats: bool = False) -> float:
     """Epsilon of a ``BatchNorm`` or fork ``BN`` layer, as Caffe uses it at test time.
 
     - BVLC ``BatchNorm``: ``batch_norm_param.eps`` (default 1e-5).
@@ -168,15 +175,20 @@ def bn_epsilon(layer: Layer) -> float:
       statistics only with ``moving_average: true``.
     - yjxiong-style ``BN`` (``slope_filler``/``bias_filler``/``frozen``): ``bn_param.eps`` (default 1e-5).
 
+    Args:
+        batch_stats: accept a BatchNorm with ``use_global_stats: false`` (the converter computes batch
+            statistics; a zoo BatchNormalization cannot).
+
     Raises:
-        UnsupportedLayerError: the layer would use batch statistics at test time.
+        UnsupportedLayerError: the layer would use batch statistics at test time (and ``batch_stats``
+            does not allow it, or it is a fork ``BN``).
     """
     if layer.type == "BatchNorm":
         bp = sub(layer.param, "batch_norm_param")
-        if opt(bp, "use_global_stats", True) is False:
+        if opt(bp, "use_global_stats", True) is False and not batch_stats:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' (BatchNorm{at(layer)}): use_global_stats: false (batch statistics at "
-                f"test time) is not supported"
+                f"test time) cannot fill a BatchNormalization (moving statistics); caffe.to_keras converts it"
             )
         return _decimal(opt(bp, "eps", 1e-5))
     bp = sub(layer.param, "bn_param")

@@ -20,7 +20,7 @@ import keras
 from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
 from converters.caffe.context import (Context, Conversion, at, bn_epsilon, bn_scale_pairs, host_constant_initializers,
-                                      keras_name, preloaded_weights)
+                                      keras_name, preloaded_weights, uses_batch_stats)
 from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
 from converters.caffe.graph import Layer, Net
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
@@ -195,8 +195,10 @@ def convert_prelu(layer, inputs, ctx):
 
 def convert_batchnorm(layer, inputs, ctx):
     bp = sub(layer.param, "batch_norm_param")
-    eps = bn_epsilon(layer)
     x = inputs[0]
+    eps = bn_epsilon(layer, batch_stats=True)
+    if uses_batch_stats(layer):  # the stored statistics are not used
+        return [L.BatchStatsNorm(L.keras_axis(1, len(x.shape)), eps, name=ctx.name(layer))(x)]
     scale = ctx.fold.get(layer.name)
     bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=eps,
                                          momentum=float(opt(bp, "moving_average_fraction", 0.999)),

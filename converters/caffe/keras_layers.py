@@ -17,6 +17,7 @@ __all__ = [
     "keras_axis",
     "GroupedConv2D",
     "CaffeScale",
+    "BatchStatsNorm",
     "ScaleByBlob",
     "EltwiseSum",
     "AbsVal",
@@ -109,6 +110,32 @@ class CaffeScale(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "weight_shape": self.weight_shape, "axis": self.axis,
                 "rank": self.rank, "bias_term": self.bias_term}
+
+
+@_register
+class BatchStatsNorm(keras.layers.Layer):
+    """Caffe ``BatchNorm`` with ``use_global_stats: false``: ``(x - mean) / sqrt(var + epsilon)`` with the
+    batch's own per-channel mean and biased variance, over the batch and every non-channel axis
+    (batch_norm_layer.cpp, ``var(X) = E((X - EX)^2)``). No weights: the stored statistics are not used.
+
+    Args:
+        axis: channel axis of the Keras tensor (``-1`` for NHWC images, ``1`` for ``(N, C, ...)`` blobs).
+        epsilon: ``batch_norm_param.eps``, added to the variance.
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.epsilon = int(axis), float(epsilon)
+
+    def call(self, x):
+        channel = self.axis % len(x.shape)
+        axes = [a for a in range(len(x.shape)) if a != channel]
+        centred = x - ops.mean(x, axis=axes, keepdims=True)
+        var = ops.mean(centred * centred, axis=axes, keepdims=True)
+        return centred / ops.sqrt(var + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
 
 
 @_register

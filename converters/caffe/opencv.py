@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from converters.caffe.context import bn_epsilon
+from converters.caffe.context import bn_epsilon, uses_batch_stats
 from converters.caffe.graph import Net
 
 __all__ = ["caffemodel_bytes", "opencv_files", "opencv_output_layers", "opencv_departures", "opencv_forward",
@@ -122,12 +122,16 @@ def opencv_departures(net: Net) -> list[str]:
     differently from ``interp_layer.cpp`` (which the converter follows). OpenCV also drops a
     (de)convolution's ``pad_h`` or ``pad_w`` given alone, which Caffe reads with the other half 0,
     and keeps a ``Split`` top's old values after an in-place write to another top of that ``Split``
-    (Caffe's tops share memory; the reader then binds the name to the rewritten blob).
+    (Caffe's tops share memory; the reader then binds the name to the rewritten blob). A BatchNorm with
+    batch statistics becomes OpenCV's MVN, which divides by ``std + eps``, not ``sqrt(var + eps)``.
     """
     from converters.caffe.params import opt, sub
 
     found = []
     for layer in net.layers:
+        if uses_batch_stats(layer):
+            found.append(f"BatchNorm '{layer.name}' uses batch statistics (use_global_stats: false), which "
+                         "OpenCV divides by std + eps")
         for name, blob in zip(getattr(layer.param, "bottom", ()), layer.bottoms):
             if net.caffe_names.get(blob, blob) != name:
                 found.append(f"{layer.type} '{layer.name}' reads '{name}' after an in-place write to "

@@ -14,6 +14,7 @@ import pytest
 from converters import caffe
 from converters.caffe.errors import GraphError, UnsupportedLayerError
 from converters.caffe.reader import loads
+from converters.caffe.opencv import opencv_departures
 from converters.cli import main
 from tests.caffe_files import caffemodel_bytes, random_blobs_for, write_net
 from tests.converters.test_exactness import run_against_opencv
@@ -316,3 +317,47 @@ def test_verify_skips_reads_through_a_split_rewritten_in_place(tmp_path, capsys)
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "Verify: skipped" in text and "Eltwise 'sum' reads 'b' after an in-place write to 'a'" in text
+
+
+def test_batchnorm_with_batch_statistics_in_a_deploy_net(tmp_path, rng):
+    # use_global_stats: false in a deploy file: batch_norm_layer.cpp normalizes with the batch's own mean
+    # and biased variance per channel, over N, H and W (the stored blobs unused); a following Scale
+    # stays a Scale. It was refused. Reference: NumPy for a batch of 2; OpenCV (MVN) for batch 1.
+    proto = _net('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "data" '
+                 'batch_norm_param { use_global_stats: false eps: 0.01 } }\n'
+                 'layer { name: "sc" type: "Scale" bottom: "data" top: "data" scale_param { bias_term: true } }\n'
+                 'layer { name: "keep" type: "Power" bottom: "data" top: "keep" }\n'
+                 'layer { name: "gap" type: "Pooling" bottom: "data" top: "gap" pooling_param { pool: MAX kernel_size: 2 } }\n'
+                 'layer { name: "flat" type: "Flatten" bottom: "gap" top: "flat" }\n'
+                 'layer { name: "bn2" type: "BatchNorm" bottom: "flat" top: "bn2" '
+                 'batch_norm_param { use_global_stats: false } }\n', c=3, h=5, w=7)
+    blobs = random_blobs_for(proto, rng)
+    net = loads(proto, caffemodel_bytes(proto, blobs))
+    conversion = caffe.keras.convert(net, progress=False)
+    assert conversion.folded_bn_scale == 0
+    x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
+    data, flat = (keras.ops.convert_to_numpy(y) for y in conversion.model(x))
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 1, 2)), x64.var(axis=(0, 1, 2))
+    gamma, beta = blobs["sc"]
+    ref = (x64 - mean) / np.sqrt(var + 0.01) * gamma + beta
+    np.testing.assert_allclose(data, ref, rtol=1e-4, atol=1e-5)
+    pooled = caffe_pool_numpy(ref, "max", (2, 2), (1, 1), (0, 0)).transpose(0, 3, 1, 2).reshape(2, -1)
+    np.testing.assert_allclose(flat, (pooled - pooled.mean(0)) / np.sqrt(pooled.var(0) + 1e-5), rtol=1e-4, atol=1e-4)
+    # OpenCV turns the layer into MVN, which divides by std + eps instead of sqrt(var + eps): --verify skips it.
+    x1 = x64[:1]
+    cv = opencv_forward(proto, {"data": x[:1]}, caffemodel_bytes(proto, blobs), outputs=["keep"])["keep"]
+    np.testing.assert_allclose(cv, (x1 - x1.mean((0, 1, 2))) / (x1.std((0, 1, 2)) + 0.01) * gamma + beta, rtol=1e-3,
+                               atol=1e-3)
+    assert any("'bn' uses batch statistics" in d for d in opencv_departures(net))
+    ref1 = (x1 - x1.mean(axis=(0, 1, 2))) / np.sqrt(x1.var(axis=(0, 1, 2)) + 0.01) * gamma + beta
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(conversion.model(x[:1])[0]), ref1, rtol=1e-4, atol=1e-5)
+    conversion.model.save(tmp_path / "bn.keras")
+    loaded = keras.models.load_model(tmp_path / "bn.keras", safe_mode=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)[1]), flat)
+    # A zoo BatchNormalization keeps moving statistics: porting such a layer is refused by name.
+    inp = keras.Input((5, 7, 3))
+    zoo_like = keras.Model(inp, keras.layers.BatchNormalization(name="bn")(inp))
+    with pytest.raises(UnsupportedLayerError, match=r"'bn' \(BatchNorm, line 2\): use_global_stats: false .* "
+                                                     r"cannot fill a BatchNormalization"):
+        caffe.port(net, zoo_like)

@@ -305,8 +305,6 @@ def test_pspnet50_topology(tmp_path, rng):
 @pytest.mark.parametrize("layer,match", [
     ('layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: STOCHASTIC kernel_size: 2 } }',
      r"layer 'p' \(Pooling, line 3\): pool STOCHASTIC"),
-    ('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" batch_norm_param { use_global_stats: false } }',
-     r"layer 'bn' \(BatchNorm, line 3\): use_global_stats: false"),
     ('layer { name: "c" type: "Convolution" bottom: "data" top: "c"\n'
      '  convolution_param { num_output: 2 kernel_size: 3 stride: 2 dilation: 2 } }',
      r"layer 'c' \(Convolution, line 3\): stride > 1 together with dilation > 1"),
