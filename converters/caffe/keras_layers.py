@@ -360,8 +360,11 @@ class CaffeSlice(keras.layers.Layer):
         self.parts = int(parts) if parts is not None else len(self.points) + 1
 
     def _bounds(self, size):
+        """``(start, end)`` per part; ``None`` ends where ``size`` is unknown (a dynamic spatial axis)."""
         if self.points:
             cuts = (0,) + self.points + (size,)
+        elif size is None:
+            return [(None, None)] * self.parts
         else:
             step = size // self.parts
             cuts = tuple(i * step for i in range(self.parts + 1))
@@ -369,6 +372,8 @@ class CaffeSlice(keras.layers.Layer):
 
     def call(self, x):
         axis = self.axis % len(x.shape)
+        if not self.points and x.shape[axis] is None:  # equal parts of a size known only at run time
+            return list(ops.split(x, self.parts, axis=axis))
         outs = []
         for a, b in self._bounds(x.shape[axis]):
             index = [slice(None)] * len(x.shape)
@@ -381,7 +386,7 @@ class CaffeSlice(keras.layers.Layer):
         shapes = []
         for a, b in self._bounds(input_shape[axis]):
             s = list(input_shape)
-            s[axis] = b - a
+            s[axis] = None if a is None or b is None else b - a
             shapes.append(tuple(s))
         return shapes
 

@@ -361,3 +361,18 @@ def test_batchnorm_with_batch_statistics_in_a_deploy_net(tmp_path, rng):
     with pytest.raises(UnsupportedLayerError, match=r"'bn' \(BatchNorm, line 2\): use_global_stats: false .* "
                                                      r"cannot fill a BatchNormalization"):
         caffe.port(net, zoo_like)
+
+
+def test_slice_of_a_spatial_axis_converted_for_any_size(rng):
+    # With input_shape=(None, None) the sliced axis has no static size: an even split (no slice_point)
+    # failed with "unsupported operand type(s) for //: 'NoneType' and 'int'". Reference: NumPy slicing.
+    proto = _net('layer { name: "sl" type: "Slice" bottom: "data" top: "a" top: "b" slice_param { axis: 2 } }\n'
+                 'layer { name: "sw" type: "Slice" bottom: "data" top: "c" top: "d" top: "e" '
+                 'slice_param { axis: 3 slice_point: 2 slice_point: 5 } }\n', c=3, h=6, w=9)
+    model = caffe.to_keras(loads(proto), input_shape=(None, None), progress=False)
+    for h, w in ((6, 9), (10, 7)):
+        x = rng.normal(size=(2, h, w, 3)).astype(np.float32)
+        ys = [keras.ops.convert_to_numpy(y) for y in model(x)]
+        refs = [x[:, :h // 2], x[:, h // 2:], x[:, :, :2], x[:, :, 2:5], x[:, :, 5:]]
+        for y, ref in zip(ys, refs):
+            np.testing.assert_array_equal(y, ref)
