@@ -25,7 +25,7 @@ from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
 
 __all__ = ["BestCheckpoint", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget", "resolve_monitor",
-           "atomic_save", "fit_callbacks"]
+           "monitor_mode", "atomic_save", "fit_callbacks"]
 
 
 def atomic_save(model, path) -> Path:
@@ -68,6 +68,19 @@ def resolve_monitor(logs: dict, monitor: str) -> str | None:
     return cands[-1] if cands else None
 
 
+# metric-name words of quantities that improve downwards (Keras' losses and error metrics); anything else: upwards
+_MINIMISED = {"loss", "error", "mae", "mse", "rmse", "msle", "mape", "crossentropy", "hinge", "logcosh", "huber",
+              "divergence", "distance", "nme", "epe"}
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"min"`` for a loss or error (``"loss"`` in the name, or a ``_``-separated word of it in :data:`_MINIMISED`:
+    ``val_loss``, ``val_stack2_heatmaps_loss``, ``val_mae``, ``mean_squared_error``), else ``"max"`` (``val_pck``,
+    ``val_mean_iou``)."""
+    name = monitor.lower()
+    return "min" if "loss" in name or _MINIMISED & set(name.split("_")) else "max"
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Save the model whenever ``monitor`` improves, atomically; remembers the best across resumes.
 
@@ -79,7 +92,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         path: checkpoint file.
         monitor: logged quantity (``"val_pck"``, ``"val_mean_iou"``, ``"val_loss"``); multi-output
             names are resolved by :func:`resolve_monitor`.
-        mode: ``"max"``, ``"min"`` or ``"auto"`` (min for names containing "loss").
+        mode: ``"max"``, ``"min"`` or ``"auto"`` (:func:`monitor_mode`: min for losses and errors).
         enabled: False for non-chief workers (track nothing, write nothing).
     """
 
@@ -88,7 +101,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.path = Path(path)
         self.monitor = monitor
         if mode == "auto":
-            mode = "min" if "loss" in monitor else "max"
+            mode = monitor_mode(monitor)
         if mode not in ("min", "max"):
             raise ValueError(f"BestCheckpoint: mode must be 'min', 'max' or 'auto'. Received: {mode!r}")
         self.mode = mode

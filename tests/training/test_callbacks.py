@@ -1,4 +1,6 @@
-"""Batch-level callbacks of training.fit leave Keras' asynchronous callback dispatch on (JAX, PyTorch)."""
+"""training.callbacks: async-safe batch hooks (JAX, PyTorch), the NaN stop, and BestCheckpoint's choice and writes."""
+
+import json
 
 import keras
 import numpy as np
@@ -47,3 +49,61 @@ def test_stop_on_nan_ends_fit_with_an_error():
         model.fit(x, np.zeros((80, 1), np.float32), batch_size=4, epochs=3, verbose=0, validation_data=(x, x[:, :1]),
                   callbacks=[StopOnNaN(), Count()])
     assert Count.batches < 20  # 60 batches without it; async dispatch may run a step or two more
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    return model
+
+
+def _run_epochs(cb, model, key, values):
+    cb.set_model(model)
+    cb.on_train_begin()
+    for epoch, v in enumerate(values):
+        cb.on_epoch_end(epoch, {key: v})
+
+
+@pytest.mark.parametrize("monitor, key, best_epoch", [
+    ("val_loss", "val_loss", 1),
+    ("val_loss", "val_stack2_heatmaps_loss", 1),  # exact key wins; here the multi-output name is monitored
+    ("val_pck", "val_stack2_heatmaps_pck", 2),
+    ("val_mean_iou", "val_mean_iou", 2),
+    ("val_mae", "val_mae", 1),  # an error metric improves downwards: it kept the worst model
+    ("val_mean_squared_error", "val_mean_squared_error", 1),
+    ("pck", "stack2_heatmaps_pck", 2),
+])
+def test_best_checkpoint_mode_follows_the_monitored_quantity(tmp_path, monitor, key, best_epoch):
+    from training.callbacks import BestCheckpoint
+
+    values = [0.5, 0.2, 0.9, 0.4]  # lowest at epoch 1, highest at epoch 2
+    monitored = key if monitor == "val_loss" and key != "val_loss" else monitor
+    cb = BestCheckpoint(tmp_path / "best.keras", monitor=monitored)
+    _run_epochs(cb, _tiny_model(), key, values)
+    info = json.loads((tmp_path / "best.keras.json").read_text())
+    assert (info["epoch"], info["monitor"], info["value"]) == (best_epoch, key, values[best_epoch])
+    assert cb.best_epoch == best_epoch and (tmp_path / "best.keras").exists()
+
+
+def test_best_checkpoint_that_fails_to_save_keeps_the_previous_file(tmp_path):
+    from training.callbacks import BestCheckpoint
+
+    class Unsaveable(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+        def get_config(self):
+            raise RuntimeError("cannot serialize")
+
+    good = _tiny_model()
+    cb = BestCheckpoint(tmp_path / "best.keras", monitor="val_loss")
+    _run_epochs(cb, good, "val_loss", [0.5])
+    before = (tmp_path / "best.keras").read_bytes()
+    inp = keras.Input((2,))
+    bad = keras.Model(inp, Unsaveable()(inp))
+    cb.set_model(bad)
+    with pytest.raises(RuntimeError, match="cannot serialize"):
+        cb.on_epoch_end(1, {"val_loss": 0.1})
+    assert (tmp_path / "best.keras").read_bytes() == before  # no half-written checkpoint
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["best.keras", "best.keras.json"]  # no temporary left
+    assert json.loads((tmp_path / "best.keras.json").read_text())["value"] == 0.5
