@@ -113,7 +113,9 @@ class BestCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.sidecar.exists():
             info = json.loads(self.sidecar.read_text())
-            if info.get("value") is not None:
+            # a best value of another quantity (the run resumed with another monitor) is no bar to this one's
+            same = resolve_monitor({str(info.get("monitor")): None}, self.monitor) is not None
+            if info.get("value") is not None and same:
                 self.best, self.best_epoch = float(info["value"]), info.get("epoch")
 
     def _better(self, v):

@@ -85,6 +85,20 @@ def test_best_checkpoint_mode_follows_the_monitored_quantity(tmp_path, monitor, 
     assert cb.best_epoch == best_epoch and (tmp_path / "best.keras").exists()
 
 
+def test_best_checkpoint_resumes_its_own_best_only(tmp_path):
+    from training.callbacks import BestCheckpoint
+
+    model = _tiny_model()
+    _run_epochs(BestCheckpoint(tmp_path / "best.keras", monitor="val_pck"), model, "val_stack2_heatmaps_pck", [0.3, 0.6])
+    again = BestCheckpoint(tmp_path / "best.keras", monitor="val_pck")  # resumed: 0.5 < 0.6 writes nothing
+    _run_epochs(again, model, "val_stack2_heatmaps_pck", [0.5])
+    assert json.loads((tmp_path / "best.keras.json").read_text())["value"] == 0.6
+    # resumed with another monitor: the stored PCK of 0.6 is no bar to a loss of 0.7
+    other = BestCheckpoint(tmp_path / "best.keras", monitor="val_loss")
+    _run_epochs(other, model, "val_loss", [0.7])
+    assert json.loads((tmp_path / "best.keras.json").read_text()) == {"epoch": 0, "monitor": "val_loss", "value": 0.7}
+
+
 def test_best_checkpoint_that_fails_to_save_keeps_the_previous_file(tmp_path):
     from training.callbacks import BestCheckpoint
 
