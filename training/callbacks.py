@@ -1,7 +1,7 @@
 """Training callbacks: atomic best-model checkpoint, TensorBoard images, worker watchdog, skip report, NaN stop.
 
-:func:`fit_callbacks` wires these together for :func:`training.fit` with Keras' ``BackupAndRestore``,
-``CSVLogger`` and ``TensorBoard``; each also works on its own with ``model.fit``. Batch-level hooks
+:func:`fit_callbacks` wires these together for :func:`training.fit` with ``BackupAndRestore`` (Keras',
+mid-epoch resumes kept on schedule), ``CSVLogger`` and ``TensorBoard``; each also works on its own with ``model.fit``. Batch-level hooks
 are ``async_safe`` where they can be, so that on JAX Keras does not wait for every step's logs.
 """
 
@@ -24,8 +24,8 @@ import numpy as np
 from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
 
-__all__ = ["BestCheckpoint", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget", "resolve_monitor",
-           "monitor_mode", "atomic_save", "fit_callbacks"]
+__all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget",
+           "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
 
 
 def atomic_save(model, path) -> Path:
@@ -136,6 +136,30 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self.enabled:
             atomic_save(self.model, self.path)
             _write_json(self.sidecar, {"epoch": epoch, "monitor": key, "value": value})
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore``, with a mid-epoch backup resumed on the uninterrupted run's schedule.
+
+    Keras resumes a backup made every N batches at the *start* of its epoch, but with the optimizer's
+    step count of the backup, so the run took the epoch's batches before the backup twice *and*
+    counted them twice: it ended ``N`` steps past ``epochs x steps_per_epoch``, the last ones at the
+    schedule's final LR (0 for poly/cosine) and every step milestone ``N`` steps early. Here the step
+    count is set back to that epoch's first step: those batches are still trained again (their
+    updates stay in the weights), but the LR schedule and the run's length are the uninterrupted
+    run's. A backup made at an epoch's end (``save_freq="epoch"``) resumes exactly as it was.
+    """
+
+    def _load_model(self):
+        super()._load_model()
+        steps = (self.params or {}).get("steps")
+        epoch = getattr(self.model, "_initial_epoch", None)
+        opt = getattr(self.model, "optimizer", None)
+        if not steps or epoch is None or opt is None:
+            return
+        start = int(epoch) * int(steps)
+        if start < int(keras.ops.convert_to_numpy(opt.iterations)) < start + int(steps):
+            opt.iterations.assign(start)
 
 
 class ImageLogger(keras.callbacks.Callback):
@@ -442,8 +466,7 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
         if meta.exists():
             resumed_from = int(json.loads(meta.read_text()).get("epoch", 0))
             log(f"resuming from backup {meta.parent} at epoch {resumed_from + 1}")
-        backup_cb = keras.callbacks.BackupAndRestore(str(own / "backup"), save_freq=backup_every,
-                                                     double_checkpoint=True)
+        backup_cb = BackupAndRestore(str(own / "backup"), save_freq=backup_every, double_checkpoint=True)
         # saving every epoch, its batch hook only returns: it need not hold back async dispatch
         # (a batch-count backup saves from that hook, so it stays synchronous)
         backup_cb.async_safe = backup_every == "epoch"

@@ -1,4 +1,5 @@
-"""A training run killed with SIGKILL mid-epoch resumes from its backup and finishes (real subprocesses)."""
+"""A training run killed with SIGKILL mid-epoch resumes from its backup and finishes (real subprocesses); an
+interrupted run resumed in-process ends as the uninterrupted one (weights, epochs, LR schedule position)."""
 
 import csv
 import json
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 
 from tests.training.helpers import ROOT, tiny_pose_model
@@ -64,3 +67,68 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert (out / "final.keras").exists() and (out / "best.keras").exists()
     assert not (out / "backup").exists()  # a finished run removes its backup
 
+
+
+class _Crash(keras.callbacks.Callback):
+    """Raises at the end of batch ``batch`` of epoch ``epoch`` (``batch=None``: at the epoch's end), after the
+    backup callback (earlier in the list) has written its state."""
+
+    def __init__(self, epoch, batch=None):
+        super().__init__()
+        self.at, self.batch, self.epoch = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.batch is not None and (self.epoch, batch) == (self.at, self.batch):
+            raise RuntimeError("interrupted")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batch is None and epoch == self.at:
+            raise RuntimeError("interrupted")
+
+
+def _fit_interrupted_and_not(tmp_path, crash, **kw):
+    """(uninterrupted run, run interrupted by ``crash`` and started again) of one seeded model and data."""
+    from training import fit
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+
+    keras.utils.set_random_seed(0)
+    tiny_pose_model(32, 4, outputs=2).save(tmp_path / "m.keras")
+
+    def data():  # 6 batches per epoch, augmented: each epoch's order and draws come from its epoch number
+        return HeatmapDataset(synthetic_pose(24, image_size=(32, 32), num_keypoints=4, seed=1), batch_size=4,
+                              input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), augment=True, seed=3)
+
+    kw = dict(epochs=4, optimizer="sgd", learning_rate=0.05, schedule="poly", warmup_epochs=1.0, verbose=0, **kw)
+    plain = fit(str(tmp_path / "m.keras"), data(), out_dir=tmp_path / "plain", **kw)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(str(tmp_path / "m.keras"), data(), out_dir=tmp_path / "cut", callbacks=[crash], **kw)
+    resumed = fit(str(tmp_path / "m.keras"), data(), out_dir=tmp_path / "cut", **kw)
+    return plain, resumed
+
+
+def _state(result):
+    opt = result.model.optimizer
+    return int(keras.ops.convert_to_numpy(opt.iterations)), float(keras.ops.convert_to_numpy(opt.learning_rate))
+
+
+def test_resume_after_an_epoch_backup_equals_the_uninterrupted_run(tmp_path):
+    plain, resumed = _fit_interrupted_and_not(tmp_path, _Crash(epoch=1))
+    assert resumed.resumed_from == 2 and len(resumed.history["loss"]) == 2  # epochs 3 and 4 only
+    assert _state(resumed) == _state(plain) and _state(plain)[0] == 4 * 6
+    for a, b in zip(plain.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    logs = [list(csv.reader(open(tmp_path / run / "log.csv"))) for run in ("plain", "cut")]
+    assert logs[0] == logs[1]  # the same four epochs, the same numbers
+
+
+def test_resume_after_a_mid_epoch_backup_keeps_the_schedule(tmp_path):
+    # backups every 2 batches; interrupted after the 4th of 6 batches of epoch 2, which was just backed up
+    plain, resumed = _fit_interrupted_and_not(tmp_path, _Crash(epoch=1, batch=3), backup_every=2)
+    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 3  # epoch 2 again, then 3 and 4
+    # the step count (the LR schedule's position) ends where the uninterrupted run's does, 4 epochs x 6 steps:
+    # it ended at 28, the last 4 steps past the poly schedule's end (LR 0)
+    assert _state(resumed) == _state(plain) == (24, 0.0)
