@@ -438,6 +438,13 @@ def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose)
     watchdogs = [c for c in cbs if isinstance(c, WorkerWatchdog)]  # already watching (see its docs)
     try:
         with jax_distribution(dist):
+            if dist.kind != "multi_worker" and (keras.backend.backend() != "tensorflow" or dist.strategy is not None):
+                # Keras would build the compile state from a first batch peeked from a started pass and
+                # abandon that pass; its enqueuer (thread workers, Keras' process pool) then serves the pass's
+                # made batches first in epoch 0, and every epoch after is shifted by them (stale batches of the
+                # epoch before, its last ones trained one epoch late). Built here, Keras peeks at nothing.
+                with dist.scope():
+                    model._symbolic_build(data_batch=train_data[0])
             return model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
                              verbose=verbose)
     finally:

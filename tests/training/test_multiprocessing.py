@@ -180,3 +180,76 @@ def test_fork_workers_share_the_parents_resource_tracker(tmp_path):
     proc = run_python([str(script)], timeout=300)
     assert proc.returncode == 0 and '"same": true' in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "leaked shared_memory" not in proc.stderr and "No such file" not in proc.stderr, proc.stderr[-3000:]
+
+
+FIT_ORDER = """import hashlib, json, multiprocessing, os, sys
+import numpy as np
+
+SEEN = {"train": [], "val": []}
+
+def make(n, workers, mp, persistent=True, shuffle=True, augment=True):
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+    return HeatmapDataset(synthetic_pose(n, image_size=(32, 32), num_keypoints=4, seed=3), batch_size=4,
+                          input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, augment=augment, flip_pairs=(), seed=11,
+                          shuffle=shuffle, workers=workers, use_multiprocessing=mp, persistent_workers=persistent)
+
+def digest(x):
+    return hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest()[:10]
+
+def model():
+    # records the digest of every image batch the model steps on (jit_compile=False on JAX: concrete arrays)
+    import jax
+    import keras
+
+    class Record(keras.layers.Layer):
+        def call(self, x, training=None):
+            if not isinstance(x, (keras.KerasTensor, jax.core.Tracer)):  # a concrete batch, not a trace
+                SEEN["train" if training else "val"].append(digest(keras.ops.convert_to_numpy(x)))
+            return x
+
+    from tests.training.helpers import tiny_pose_model
+    inner = tiny_pose_model(32, 4, outputs=2)
+    inp = keras.Input((32, 32, 3), name="image")
+    return keras.Model(inp, inner(Record()(inp)), name="recorded")
+
+def expected(ds, epochs):
+    out = []
+    for e in range(epochs):
+        ds.set_epoch(e)
+        out += [digest(ds[i][0]) for i in range(len(ds))]
+    return out
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    from training.trainer import fit
+    result = {"train_ref": expected(make(18, 0, False), 2),
+              "val_ref": expected(make(10, 0, False, shuffle=False, augment=False), 2)[:3]}
+    for case, (workers, mp, persistent) in {"threads": (2, False, True), "keras-pool": (2, True, False),
+                                            "persistent": (2, True, True)}.items():
+        SEEN["train"].clear(), SEEN["val"].clear()
+        train, val = make(18, workers, mp, persistent), make(10, workers, mp, persistent, shuffle=False, augment=False)
+        fit(model(), train, val, epochs=2, verbose=0, jit_compile=False, checkpoint=False, backup=False)
+        result[case] = {"train": list(SEEN["train"]), "val": list(SEEN["val"])}
+    print("RESULT " + json.dumps(result))
+"""
+
+
+def test_fit_steps_on_the_batches_of_workers_0_with_threads_and_keras_pool(tmp_path):
+    """What the model trains and validates on, batch by batch, equals dataset[i] of each epoch in order.
+
+    Keras' enqueuer (thread workers, Keras' per-epoch process pool) kept the batches of the pass Keras
+    peeks at to build the compile state and served them first: epoch 1 trained batches 1-4, 0 of epoch 0
+    and epoch 2 batches 1-4 of epoch 0 again, then batch 0 of epoch 2. JAX with ``jit_compile=False``
+    (whatever the suite's backend) so a layer can read each concrete batch.
+    """
+    script = tmp_path / "fit_order.py"
+    script.write_text(FIT_ORDER)
+    proc = run_python([str(script)], env={"KERAS_BACKEND": "jax"}, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert len(set(r["train_ref"])) == 10  # 2 epochs x 5 batches (the last of 2 samples), all different
+    for case in ("threads", "keras-pool", "persistent"):
+        assert r[case]["train"] == r["train_ref"], case
+        assert r[case]["val"] == r["val_ref"] * 2, case  # validation: same 3 batches after each epoch
+
