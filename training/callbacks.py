@@ -453,9 +453,9 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
     if any(getattr(d, "use_multiprocessing", False) for d in (train, val) if d is not None):
         cbs.append(WorkerWatchdog(train, val))
     resumed_from, best_cb = None, None
+    if terminate_on_nan:  # before the backup: a NaN step ends fit before a batch backup can save its weights
+        cbs.append(StopOnNaN())
     if out is None:
-        if terminate_on_nan:
-            cbs.append(StopOnNaN())
         return cbs, None, None
     own = out if dist.is_chief else out / f".worker{dist.index}"
     own.mkdir(parents=True, exist_ok=True)
@@ -473,8 +473,6 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
         cbs.append(backup_cb)
     if resumed_from is None:
         _clear_previous_run(own, log)
-    if terminate_on_nan:
-        cbs.append(StopOnNaN())
     cbs.append(SkipReport(train, val))
     if csv_log:
         cbs.append(keras.callbacks.CSVLogger(str(own / "log.csv"), append=resumed_from is not None))

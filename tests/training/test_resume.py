@@ -132,3 +132,26 @@ def test_resume_after_a_mid_epoch_backup_keeps_the_schedule(tmp_path):
     # the step count (the LR schedule's position) ends where the uninterrupted run's does, 4 epochs x 6 steps:
     # it ended at 28, the last 4 steps past the poly schedule's end (LR 0)
     assert _state(resumed) == _state(plain) == (24, 0.0)
+
+
+def test_a_nan_step_ends_fit_before_a_batch_backup_saves_it(tmp_path):
+    from training import fit
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+
+    class NaNBatch(HeatmapDataset):  # batch 3 of epoch 2 has a NaN target: that step's loss and weights are NaN
+        def __getitem__(self, index):
+            x, y, w = super().__getitem__(index)
+            if (self.epoch, index) == (1, 3):
+                y = tuple(np.where(np.arange(t.size).reshape(t.shape) == 0, np.nan, t) for t in y)
+            return x, y, w
+
+    data = NaNBatch(synthetic_pose(24, image_size=(32, 32), num_keypoints=4, seed=1), batch_size=4,
+                    input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), shuffle=False)
+    model = tiny_pose_model(32, 4, outputs=2)
+    with pytest.raises(FloatingPointError, match="loss is nan at batch 3"):
+        fit(model, data, epochs=3, out_dir=tmp_path, backup_every=1, verbose=0)
+    assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text()) == {"epoch": 1, "batch": 2}
+    restored = tiny_pose_model(32, 4, outputs=2)
+    restored.load_weights(tmp_path / "backup" / "latest.weights.h5", skip_mismatch=True)  # the optimizer's too
+    assert all(np.isfinite(w).all() for w in restored.get_weights())  # a resume starts from the last finite step
