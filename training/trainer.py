@@ -450,6 +450,9 @@ def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose)
     finally:
         for w in watchdogs:
             w.stop()
+        for ds in (train_data, val_data):  # also when fit raises: EpochSync closes them only at a normal end
+            if ds is not None:
+                ds.close_workers()
 
 
 def _record_best(result: FitResult, best_cb, history, monitor) -> None:

@@ -253,3 +253,72 @@ def test_fit_steps_on_the_batches_of_workers_0_with_threads_and_keras_pool(tmp_p
         assert r[case]["train"] == r["train_ref"], case
         assert r[case]["val"] == r["val_ref"] * 2, case  # validation: same 3 batches after each epoch
 
+
+INTERRUPT = """import json, multiprocessing, os, sys, time
+
+def children():
+    # live child processes of this one (the resource tracker aside: it outlives every pool by design)
+    out = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            state_ppid = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[:2]
+            cmd = open(f"/proc/{p}/cmdline").read()
+        except OSError:
+            continue
+        if int(state_ppid[1]) == os.getpid() and state_ppid[0] != "Z" and "resource_tracker" not in cmd:
+            out.append(int(p))
+    return out
+
+def segments():
+    return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
+
+def make(n, shuffle=True):
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+    # 48x48 heatmaps of 16 joints: 1.2 MiB per batch, so batches travel through shared-memory slots
+    return HeatmapDataset(synthetic_pose(n, image_size=(96, 96), num_keypoints=16, seed=3), batch_size=8,
+                          input_size=(96, 96), heatmap_size=(48, 48), sigma=1.0, augment=True, flip_pairs=(), seed=1,
+                          shuffle=shuffle, workers=2, use_multiprocessing=True)
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    import keras
+    from tests.training.helpers import tiny_pose_model
+    from training.trainer import fit
+
+    before = segments()
+    seen = {}
+
+    class Interrupt(keras.callbacks.Callback):  # Ctrl-C in epoch 2, after validation started its workers
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == 1:
+                seen["during"] = children()
+                raise KeyboardInterrupt
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    train, val = make(40), make(16, shuffle=False)
+    try:
+        fit(tiny_pose_model(96, 16, outputs=2), train, val, epochs=3, verbose=0, callbacks=[Interrupt()])
+        raised = "nothing"
+    except KeyboardInterrupt:
+        raised = "KeyboardInterrupt"
+    deadline = time.time() + 30  # processes finish the batch in hand, then exit
+    while children() and time.time() < deadline:
+        time.sleep(0.2)
+    print("RESULT " + json.dumps({"raised": raised, "during": seen.get("during", []), "after": children(),
+                                  "segments": sorted(segments() - before)}))
+"""
+
+
+def test_interrupted_fit_leaves_no_worker_processes_or_segments(tmp_path):
+    """Ctrl-C (or any exception) in fit stops the training and validation worker processes at once."""
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPT)
+    proc = run_python([str(script)], timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert r["raised"] == "KeyboardInterrupt"
+    assert len(r["during"]) == 4  # 2 training + 2 validation processes were running
+    assert r["after"] == [] and r["segments"] == [], r  # they stayed alive as long as the datasets did
