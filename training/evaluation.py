@@ -88,7 +88,8 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             ``mean_iou`` measures; faster).
         verbose: print the table.
     Returns:
-        :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU).
+        :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). A set with
+        nothing to score (no annotated joint, no pixel with a valid label) warns and scores NaN.
     """
     if isinstance(dataset, HeatmapDataset):
         res = _evaluate_pose(model, _eval_copy(dataset), flip, alpha, names)
@@ -181,6 +182,9 @@ def _evaluate_pose(model, ds, flip, alpha, names):
         names = None if mpii else tuple(f"joint{j}" for j in range(k))
     names = tuple(names) if names is not None else None
     table = pckh(pred, gt, vis, norm, alpha=alpha, joint_names=names)
+    if not sum(table["counts"].values()):
+        warnings.warn(f"evaluate: no annotated joint in {len(recs)} records has a usable normaliser ({metric}): "
+                      f"every score is NaN. Check the records' visible flags and boxes.", stacklevel=3)
     joint_names = list(table["per_joint"])
     rows = []
     for n, rec in enumerate(recs):
@@ -222,7 +226,12 @@ def _evaluate_segmentation(model, ds, names, resolution):
                          "mean_iou": round(miou_from_confusion(one)[1], 5)})
     iou, miou = miou_from_confusion(cm)
     names = tuple(names) if names is not None else tuple(f"class{i}" for i in range(c))
+    if not cm.sum():
+        warnings.warn(f"evaluate: no pixel with a label in [0, {c}) in {len(ds.records)} records (all "
+                      f"ignore_label={ds.ignore_label} or out of range): every score is NaN. Check the masks and "
+                      f"num_classes.", stacklevel=3)
     table = {"iou": {n: float(v) for n, v in zip(names, iou)}, "mean": miou,
-             "pixel_accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "confusion": cm.tolist()}
+             # no valid pixel: NaN like the IoUs (it read 0.0)
+             "pixel_accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan"), "confusion": cm.tolist()}
     where = "original image size" if resolution == "original" else "network label size"
     return EvalResult("segmentation", f"IoU per class ({where})", table, rows)

@@ -174,3 +174,181 @@ def test_flip_test_without_flip_pairs_warns(recwarn):
     evaluate(Zeros(), HeatmapDataset(recs, flip_pairs=(), **kw), flip=True, verbose=False)
     evaluate(Zeros(), unknown, verbose=False)
     assert not [w for w in recwarn if "flip_pairs" in str(w.message)]
+
+
+class _Blobs:
+    """Picklable image source: a Gaussian blob (sigma 2.5 px) per joint, joint j in colour channel j."""
+
+    def __init__(self, size, points):
+        self.size, self.points = size, np.asarray(points, np.float64)
+
+    def load(self):
+        w, h = self.size
+        ys, xs = np.mgrid[0:h, 0:w]
+        img = np.zeros((h, w, 3), np.float64)
+        for j, (x, y) in enumerate(self.points):
+            img[..., j] += 250.0 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.5 ** 2))
+        return np.rint(img).astype(np.uint8)
+
+
+class _BlobFinder:
+    """A stand-in 'model' that finds each joint's blob in the *network input* (intensity centroid, input px)
+    and answers a Gaussian heatmap there, written out by hand: ``x_hm = x_in / stride`` (MSRA)."""
+
+    def __init__(self, hm_size, stride, outputs=1):
+        self.hm, self.stride, self.outputs, self.found = hm_size, stride, outputs, []
+
+    def predict_on_batch(self, x):
+        b, h, w, k = x.shape
+        ys, xs = np.mgrid[0:h, 0:w]
+        gy, gx = np.mgrid[0:self.hm[1], 0:self.hm[0]]
+        out = np.zeros((b, self.hm[1], self.hm[0], k), np.float32)
+        for i in range(b):
+            for j in range(k):
+                v = x[i, :, :, j] - x[i, :, :, j].min()
+                cy, cx = np.unravel_index(v.argmax(), v.shape)
+                v = v * ((np.abs(xs - cx) <= 6) & (np.abs(ys - cy) <= 6))  # the blob alone
+                px, py = (v * xs).sum() / v.sum(), (v * ys).sum() / v.sum()
+                self.found.append((px, py))
+                mx, my = px / self.stride, py / self.stride
+                out[i, :, :, j] = np.exp(-((gx - mx) ** 2 + (gy - my) ** 2) / (2 * 1.5 ** 2))
+        garbage = np.full_like(out, 0.5)  # earlier stacks: never decoded
+        return [garbage] * (self.outputs - 1) + [out] if self.outputs > 1 else out
+
+
+def _blob_records(n=3):
+    from training.datasets.base import PoseRecord
+
+    rng = np.random.default_rng(4)
+    recs = []
+    for i in range(n):  # 120 x 90 images (not square), people of 80 px side about (60 + d, 45)
+        cx = 60.0 + 3 * i
+        pts = np.array([[cx - 15.3, 30.7], [cx + 12.8, 50.2], [cx - 1.9, 66.4]]) + rng.uniform(-2, 2, (3, 2))
+        recs.append(PoseRecord(image=_Blobs((120, 90), pts), keypoints=pts, visible=np.ones(3),
+                               center=np.array([cx, 45.0]), scale=80.0, box=np.array([cx - 40, 5, cx + 40, 85.0]),
+                               id=f"blob{i}"))
+    return recs
+
+
+def test_pose_predictions_are_decoded_into_original_image_pixels(tmp_path):
+    import csv
+
+    recs = _blob_records()
+    truth = {(r.id, j): r.keypoints[j] for r in recs for j in range(3)}
+    # stride 1: the decoder's quarter-pixel step leaves <= 0.25 input px = 0.31 original px (80 px onto 64)
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(64, 64), heatmap_size=(64, 64), sigma=1.5, flip_pairs=(),
+                        shuffle=False)
+    res = evaluate(_BlobFinder((64, 64), 1.0, outputs=2), ds, out_dir=tmp_path, verbose=False)
+    rows = list(csv.DictReader(open(res.predictions_path)))
+    assert len(rows) == 9 and res.mean == 1.0
+    for r in rows:
+        gx, gy = truth[(r["id"], int(r["joint"]))]
+        assert (float(r["gt_x"]), float(r["gt_y"])) == pytest.approx((gx, gy), abs=1e-3)
+        assert float(r["pred_x"]) == pytest.approx(gx, abs=0.4) and float(r["pred_y"]) == pytest.approx(gy, abs=0.4)
+        err = np.hypot(float(r["pred_x"]) - gx, float(r["pred_y"]) - gy) / 80.0  # box side 80 px
+        assert float(r["norm"]) == 80.0 and float(r["error"]) == pytest.approx(err, abs=1e-4)
+    # stride 4 (64 -> 16) with the flip test: the 1-px MSRA shift of the mirrored map leaves a bias of 1 input px
+    # on it (0.5 px on the average) plus the quarter-pixel step (1 input px): within 1.5 x 80 / 64 original px
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=(),
+                        shuffle=False)
+    for flip in (False, True):
+        res = evaluate(_BlobFinder((16, 16), 4.0), ds, flip=flip, verbose=False)
+        for r in res.rows:
+            gx, gy = truth[(r["id"], r["joint"])]
+            assert np.hypot(r["pred_x"] - gx, r["pred_y"] - gy) <= 1.5 * 80 / 64, (flip, r)
+
+
+class _Blank:
+    def __init__(self, size):
+        self.size = size
+
+    def load(self):
+        return np.zeros((self.size[1], self.size[0], 3), np.uint8)
+
+
+def _gaussians(points, size, sigma=1.5):
+    """(K, 2) points (heatmap px) -> (h, w, K) Gaussian maps, written out here."""
+    gy, gx = np.mgrid[0:size[1], 0:size[0]]
+    return np.stack([np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / (2 * sigma ** 2)) for x, y in points], -1)
+
+
+def test_mpii_pckh_table_and_csv_by_hand(tmp_path):
+    import csv
+
+    from training.datasets.base import PoseRecord
+    from training.datasets.mpii import MPII_FLIP_PAIRS
+
+    # head box 30 x 40: head size 0.6 x 50 = 30 px, so a hit is <= 15 px at PCKh@0.5 and <= 3 px at 0.1
+    err = np.array([[0, 1, 8, 25] * 4, [25, 8, 1, 0] * 4], np.float64)  # x error of each joint, px
+    vis = np.ones((2, 16))
+    vis[1, 9] = 0  # head top not annotated in the second person
+    kp = np.stack([np.array([10 + (j % 4) * 5, 5 + j * 3.3]) for j in range(16)])
+    recs = [PoseRecord(image=_Blank((64, 64)), keypoints=kp, visible=vis[n], center=np.array([32.0, 32.0]),
+                       scale=64.0, head_box=np.array([0, 0, 30, 40.0]), id=f"p{n}") for n in range(2)]
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(64, 64), heatmap_size=(64, 64), sigma=1.5,
+                        flip_pairs=MPII_FLIP_PAIRS, shuffle=False)
+
+    def off_by_err(d, b):
+        return np.stack([_gaussians(transform_points(d.records[int(i)].keypoints + np.stack([err[int(i)], 0 * err[0]], 1),
+                                                     d.matrix(d.records[int(i)])), (64, 64)) for i in d.batch_indices(b)])
+
+    res = evaluate(_Replay(ds, off_by_err), ds, out_dir=tmp_path, verbose=False)
+    assert res.metric == "PCKh@0.5"
+    hit, hit01 = (err <= 15) & (vis > 0), (err <= 3) & (vis > 0)
+    names = list(res.table["per_joint"])
+    assert names[0] == "r_ankle" and names[9] == "head_top" and len(names) == 16
+    np.testing.assert_allclose(list(res.table["per_joint"].values()), hit.sum(0) / vis.sum(0))
+    assert res.table["per_joint"]["head_top"] == 1.0 and res.table["counts"]["head_top"] == 1  # 1 of 1 annotated
+    assert res.table["per_joint"]["r_hip"] == 1.0 and res.table["per_joint"]["l_hip"] == 0.5  # errors 8, 1 / 25, 0
+    keep = np.array([j not in (6, 7) for j in range(16)])  # pelvis and thorax are left out of the MPII mean
+    assert res.mean == pytest.approx(hit[:, keep].sum() / vis[:, keep].sum())  # 20 / 27
+    assert res.mean == pytest.approx(20 / 27)
+    assert res.table["mean_all"] == pytest.approx(23 / 31)
+    assert res.table["mean@0.1"] == pytest.approx(hit01[:, keep].sum() / vis[:, keep].sum())  # 13 / 27
+    groups = res.table["groups"]
+    assert groups["Head"] == 1.0 and groups["Hip"] == pytest.approx(0.75) and groups["Ankle"] == pytest.approx(0.75)
+    rows = list(csv.DictReader(open(res.predictions_path)))
+    correct = np.array([int(r["correct"]) for r in rows]).reshape(2, 16)
+    np.testing.assert_array_equal(correct, hit)  # the CSV agrees with the table, joint by joint
+    assert all(float(r["norm"]) == 30.0 for r in rows)
+    table = {r["name"]: r for r in csv.DictReader(open(res.table_path))}
+    assert float(table["mean"]["value"]) == pytest.approx(20 / 27, abs=1e-6) and table["l_hip"]["count"] == "2"
+    assert float(table["Hip"]["value"]) == 0.75
+
+
+def test_segmentation_scores_the_main_output_of_a_model_with_an_aux_head(tmp_path):
+    recs, masks = _seg_files(tmp_path, [(40, 40), (36, 44)])
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
+    valid = np.concatenate([m[m != 255] for m in masks])
+
+    def main_and_aux(d, b):  # PSPNet order: [main, aux]; the aux head says "class 2" everywhere
+        main = _all_background(d, b)
+        return [main, np.roll(main, 2, axis=-1)]
+
+    res = evaluate(_Replay(ds, main_and_aux), ds, verbose=False)
+    assert res.mean == pytest.approx(np.mean([np.mean(valid == 0), 0.0, 0.0]), abs=1e-12)
+
+
+def test_nothing_to_score_warns_and_gives_nan(tmp_path):
+    import csv
+
+    import cv2
+
+    from training.datasets.base import SegRecord
+
+    recs = [r.replace(visible=np.zeros(4)) for r in synthetic_pose(3, image_size=(32, 32), num_keypoints=4)]
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(32, 32), heatmap_size=(8, 8), flip_pairs=(), shuffle=False)
+    with pytest.warns(UserWarning, match="no annotated joint in 3 records"):
+        res = evaluate(_Replay(ds, _oracle_heatmaps), ds, out_dir=tmp_path / "pose", verbose=False)
+    assert np.isnan(res.mean) and all(c == 0 for c in res.table["counts"].values())
+    assert len(list(csv.DictReader(open(res.predictions_path)))) == 12
+
+    cv2.imwrite(str(tmp_path / "im.png"), np.zeros((20, 30, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "m.png"), np.full((20, 30), 255, np.uint8))  # every pixel void
+    seg = SegmentationDataset([SegRecord(image=str(tmp_path / "im.png"), mask=str(tmp_path / "m.png"), id="void")] * 2,
+                              batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
+    for resolution in ("original", "input"):
+        with pytest.warns(UserWarning, match="no pixel with a label in \\[0, 3\\) in 2 records"):
+            res = evaluate(_Replay(seg, _all_background), seg, resolution=resolution, verbose=False)
+        assert np.isnan(res.mean) and np.isnan(res.table["pixel_accuracy"])  # pixel accuracy was 0.0
+        assert [r["valid_pixels"] for r in res.rows] == [0, 0]
