@@ -17,7 +17,8 @@ to ``max_queue_size`` later batches are already being made. When the dataset's s
 A process that dies (out of memory, a crash in a native decoder) breaks the pool: the pending
 batch raises :class:`~training.datasets.WorkerCrashedError` naming the dataset and the batch,
 instead of the hang a ``multiprocessing.Pool`` gives. Exceptions raised while making a batch
-propagate with their own type.
+propagate with their own type. A dataset that does not pickle is a ``TypeError`` naming the attribute,
+and one whose class a spawned process cannot import (defined in a notebook) a ``RuntimeError`` saying so.
 
 Batches come back through shared memory (:mod:`training.shm`): this process lends each request one
 of ``max_queue_size + 2`` segments of one batch's size, the worker writes the batch's large arrays
@@ -44,6 +45,7 @@ from training.shm import SlotPool, pack_into_slot
 __all__ = ["BatchWorkers"]
 
 _DATASET = None  # in a worker process: its copy of the dataset
+_INIT_ERROR = None  # in a worker process: why its copy could not be loaded (raised with every batch)
 
 
 def _cpu_only() -> None:
@@ -64,16 +66,44 @@ def _cpu_only() -> None:
             pass
 
 
-def _init_worker(payload: bytes) -> None:
-    global _DATASET
+def _init_worker(payload: bytes, name: str, method: str) -> None:
+    global _DATASET, _INIT_ERROR
     _cpu_only()
-    _DATASET = pickle.loads(payload)  # our own pickle of our own dataset, from the parent process
+    try:
+        _DATASET = pickle.loads(payload)  # our own pickle of our own dataset, from the parent process
+    except Exception as e:  # noqa: BLE001  (an initializer that raises breaks the pool: reported as a crash)
+        _INIT_ERROR = RuntimeError(
+            f"a data worker process could not load its copy of {name}: {type(e).__name__}: {e}. Worker processes "
+            f"(start method {method!r}) import the dataset's class by its module: define "
+            f"it in an importable .py file, not in a notebook, `python -c` or an `if __name__ == '__main__':` "
+            f"block (or pass use_multiprocessing=False for threads).")
+        return
     _DATASET.processes = 0  # make batches here, never dispatch again
 
 
 def _make_batch(epoch: int, idx: int, slot, size: int):
+    if _INIT_ERROR is not None:
+        raise _INIT_ERROR
     _DATASET.epoch = epoch
     return pack_into_slot(_DATASET[idx], slot, size)
+
+
+def _pickle(obj, dataset) -> bytes:
+    """``pickle.dumps(obj)``; a dataset that does not pickle is a TypeError naming the attribute."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001  (pickle raises TypeError, AttributeError, PicklingError ...)
+        bad = []
+        for key, value in dataset.__getstate__().items():
+            try:
+                pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # noqa: BLE001
+                bad.append(key)
+        where = f"attribute(s) {', '.join(map(repr, bad))}" if bad else "its class"
+        raise TypeError(f"{type(dataset).__name__} with use_multiprocessing=True is copied into worker processes by "
+                        f"pickle, but {where} cannot be pickled: {type(e).__name__}: {e}. Keep records, numbers and "
+                        f"module-level functions/classes on the dataset, or pass use_multiprocessing=False "
+                        f"(threads).") from None
 
 
 def _fingerprint(dataset, records=True) -> bytes:
@@ -87,7 +117,7 @@ def _fingerprint(dataset, records=True) -> bytes:
     if not records:
         recs = state.pop("records", None)
         state["records"] = (id(recs), len(recs) if recs is not None else 0)
-    return hashlib.sha1(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+    return hashlib.sha1(_pickle(state, dataset)).digest()
 
 
 def _shutdown(executor) -> None:
@@ -125,13 +155,14 @@ class BatchWorkers:
     # ------------------------------------------------------------------------------ lifecycle
     def _start(self, dataset, key) -> None:
         self.close()
-        payload = pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = _pickle(dataset, dataset)
         # one resource tracker for the whole process tree: forked workers would otherwise start their
         # own, which "cleans up" (unlinks) the shared-memory batches the parent already took over
         resource_tracker.ensure_running()
+        context = multiprocessing.get_context(self.start_method)
         self._executor = cf.ProcessPoolExecutor(
-            max_workers=self.processes, mp_context=multiprocessing.get_context(self.start_method),
-            initializer=_init_worker, initargs=(payload,))
+            max_workers=self.processes, mp_context=context, initializer=_init_worker,
+            initargs=(payload, type(dataset).__name__, context.get_start_method()))
         self._finalizer = weakref.finalize(self, _shutdown, self._executor)
         self._key = key
         self.starts += 1

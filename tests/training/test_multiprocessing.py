@@ -322,3 +322,47 @@ def test_interrupted_fit_leaves_no_worker_processes_or_segments(tmp_path):
     assert r["raised"] == "KeyboardInterrupt"
     assert len(r["during"]) == 4  # 2 training + 2 validation processes were running
     assert r["after"] == [] and r["segments"] == [], r  # they stayed alive as long as the datasets did
+
+
+NOTEBOOK_CLASS = """
+import multiprocessing
+multiprocessing.set_start_method("spawn", force=True)
+from training.data import HeatmapDataset
+from training.datasets.synthetic import synthetic_pose
+
+class NotebookDataset(HeatmapDataset):  # as in a notebook: not importable by a spawned process
+    pass
+
+ds = NotebookDataset(synthetic_pose(16, image_size=(32, 32), num_keypoints=4, seed=3), batch_size=4,
+                     input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), workers=2,
+                     use_multiprocessing=True)
+try:
+    ds[0]
+    print("NO ERROR")
+except Exception as e:
+    print("RAISED " + type(e).__name__ + ": " + str(e).replace(chr(10), " "))
+ds.close_workers()
+"""
+
+
+def test_a_dataset_class_workers_cannot_import_is_named_not_reported_as_a_crash():
+    proc = run_python(NOTEBOOK_CLASS, timeout=200)  # python -c: __main__ has no file to import
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(("RAISED", "NO ERROR"))), "")
+    assert line.startswith("RAISED RuntimeError: a data worker process could not load its copy of NotebookDataset: "
+                           "AttributeError: Can't get attribute 'NotebookDataset'"), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "start method 'spawn'" in line and "importable .py file" in line
+
+
+def test_an_attribute_that_does_not_pickle_is_named_before_any_process_starts():
+    import threading
+
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+
+    ds = HeatmapDataset(synthetic_pose(8, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), workers=2, use_multiprocessing=True)
+    ds.lock = threading.Lock()
+    with pytest.raises(TypeError, match=r"HeatmapDataset with use_multiprocessing=True .* attribute\(s\) 'lock' "
+                                        r"cannot be pickled: TypeError: cannot pickle '_thread.lock' object"):
+        ds[0]
+    assert not ds._batch_workers.running
