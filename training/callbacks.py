@@ -1,8 +1,9 @@
 """Training callbacks: atomic best-model checkpoint, TensorBoard images, worker watchdog, skip report, NaN stop.
 
 :func:`fit_callbacks` wires these together for :func:`training.fit` with ``BackupAndRestore`` (Keras',
-mid-epoch resumes kept on schedule), ``CSVLogger`` and ``TensorBoard``; each also works on its own with ``model.fit``. Batch-level hooks
-are ``async_safe`` where they can be, so that on JAX Keras does not wait for every step's logs.
+mid-epoch resumes kept on schedule), ``CSVLogger`` and ``TensorBoard``; each also works on its own with
+``model.fit``. Batch-level hooks are ``async_safe`` where they can be, so that on JAX Keras does not wait
+for every step's logs.
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ def test_best_checkpoint_resumes_its_own_best_only(tmp_path):
     from training.callbacks import BestCheckpoint
 
     model = _tiny_model()
-    _run_epochs(BestCheckpoint(tmp_path / "best.keras", monitor="val_pck"), model, "val_stack2_heatmaps_pck", [0.3, 0.6])
+    first = BestCheckpoint(tmp_path / "best.keras", monitor="val_pck")
+    _run_epochs(first, model, "val_stack2_heatmaps_pck", [0.3, 0.6])
     again = BestCheckpoint(tmp_path / "best.keras", monitor="val_pck")  # resumed: 0.5 < 0.6 writes nothing
     _run_epochs(again, model, "val_stack2_heatmaps_pck", [0.5])
     assert json.loads((tmp_path / "best.keras.json").read_text())["value"] == 0.6

@@ -288,9 +288,13 @@ def test_mpii_pckh_table_and_csv_by_hand(tmp_path):
     ds = HeatmapDataset(recs, batch_size=2, input_size=(64, 64), heatmap_size=(64, 64), sigma=1.5,
                         flip_pairs=MPII_FLIP_PAIRS, shuffle=False)
 
-    def off_by_err(d, b):
-        return np.stack([_gaussians(transform_points(d.records[int(i)].keypoints + np.stack([err[int(i)], 0 * err[0]], 1),
-                                                     d.matrix(d.records[int(i)])), (64, 64)) for i in d.batch_indices(b)])
+    def off_by_err(d, b):  # each joint err px to the right of its annotation (input px = original px here)
+        out = []
+        for i in d.batch_indices(b):
+            rec = d.records[int(i)]
+            moved = rec.keypoints + np.stack([err[int(i)], np.zeros(16)], 1)
+            out.append(_gaussians(transform_points(moved, d.matrix(rec)), (64, 64)))
+        return np.stack(out)
 
     res = evaluate(_Replay(ds, off_by_err), ds, out_dir=tmp_path, verbose=False)
     assert res.metric == "PCKh@0.5"
