@@ -86,7 +86,7 @@ class _RecordDataset(keras.utils.PyDataset):
         self.heartbeat_dir = None  # set by WorkerWatchdog: lets the main process notice dead workers
         self.epoch = 0
         self._skipped: dict[int, str] = {}
-        self._order_cache: tuple[int, np.ndarray] | None = None
+        self._order_cache: tuple[tuple, np.ndarray] | None = None
         if len(self) == 0:
             raise ValueError(f"{type(self).__name__}: {len(self.records)} records give no full batch of "
                              f"{self.batch_size} with drop_remainder=True.")
@@ -106,11 +106,14 @@ class _RecordDataset(keras.utils.PyDataset):
 
     def order(self) -> np.ndarray:
         """Record indices in this epoch's order."""
-        if self._order_cache is None or self._order_cache[0] != self.epoch:
+        # keyed by everything the order depends on: records, shuffle or seed set after the first batch
+        # (a stale order of the old length indexed past the records or left new ones out)
+        key = (self.epoch, len(self.records), self.shuffle, self.seed)
+        if self._order_cache is None or self._order_cache[0] != key:
             n = len(self.records)
             perm = (np.random.default_rng([self.seed, self.epoch, 0x5EED]).permutation(n) if self.shuffle
                     else np.arange(n))
-            self._order_cache = (self.epoch, perm)
+            self._order_cache = (key, perm)
         return self._order_cache[1]
 
     def batch_indices(self, idx: int) -> np.ndarray:

@@ -50,6 +50,21 @@ def test_batches_are_a_function_of_seed_epoch_and_index():
     np.testing.assert_array_equal(no_shuffle.batch_indices(1), [4, 5, 6, 7])
 
 
+def test_records_shuffle_or_seed_set_after_the_first_batch_give_a_fresh_datasets_batches():
+    # what a worker process's fresh copy makes (workers=N) must be what this one makes (workers=0)
+    ds, records = _pose(16, augment=True, seed=1), synthetic_pose(16, image_size=(48, 48), num_keypoints=4)
+    ds[0]
+    ds.records = records[:10]  # shorter: the old 16-order indexed past the records (IndexError) ...
+    fresh = _pose(10, augment=True, seed=1)
+    assert len(ds) == 3 and sorted(np.concatenate([ds.batch_indices(i) for i in range(3)])) == list(range(10))
+    for i in range(3):
+        np.testing.assert_array_equal(ds[i][0], fresh[i][0])
+    ds.shuffle = False  # ... and shuffle=False or a new seed kept the old permutation
+    np.testing.assert_array_equal(ds.batch_indices(0), [0, 1, 2, 3])
+    ds.shuffle, ds.seed = True, 2
+    np.testing.assert_array_equal(ds[1][0], _pose(10, augment=True, seed=2)[1][0])
+
+
 def test_pickles_small_and_identical():
     # Keras' pool pickles the dataset into its workers every epoch; ds[i] runs here, in this process
     ds = _pose(16, augment=True, workers=2, use_multiprocessing=True, persistent_workers=False)
