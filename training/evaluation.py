@@ -77,7 +77,8 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         dataset: :class:`HeatmapDataset` or :class:`SegmentationDataset`.
         out_dir: where to write ``table.csv`` and ``predictions.csv`` (``None``: nothing written).
         flip: pose only: average with the mirrored prediction (needs ``dataset.flip_pairs`` for
-            left/right data, and warns if the dataset was made without them; 1-pixel MSRA shift).
+            left/right data, and warns if the dataset was made without them); the mirrored maps are
+            moved right by ``1 - 1/stride`` px (:func:`training.targets.flip_test`).
         alpha: PCK threshold; default 0.5 for PCKh (records with head boxes: MPII), 0.2 for PCK
             normalised by the torso (LSP's 14 joints: left shoulder to right hip, as the official
             LSP evaluation; a sample without both joints is left out) or by the box otherwise.

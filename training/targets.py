@@ -7,7 +7,7 @@ Note:
     ``x=c, y=r``). Sizes are ``(w, h)`` tuples, arrays ``(H, W, ...)``. B = batch, K = keypoints,
     ``(h, w)`` = heatmap size. Heatmap px and input px are related by the MSRA/HRNet convention
     ``x_hm = x_in / stride`` (``stride = input_w / heatmap_w``), which is why :func:`flip_test`
-    shifts the flipped heatmap by one pixel by default. sigma is in heatmap px.
+    shifts the flipped heatmap right by ``1 - 1/stride`` px by default. sigma is in heatmap px.
 
 .. _Dark Pose: https://arxiv.org/abs/1910.06278
 """
@@ -331,7 +331,7 @@ def labels_from_scores(scores) -> np.ndarray:
     return np.where(np.isnan(s), -np.inf, s).argmax(-1)
 
 
-def flip_test(predict_fn, images, flip_pairs, shift=True) -> np.ndarray:
+def flip_test(predict_fn, images, flip_pairs, shift="exact") -> np.ndarray:
     """Test-time flip averaging: ``0.5 * (f(x) + shift(swap(flip(f(flip(x))))))``.
 
     Args:
@@ -339,9 +339,13 @@ def flip_test(predict_fn, images, flip_pairs, shift=True) -> np.ndarray:
             returns a list/tuple (one output per stack) the last element is used.
         images: (B, H, W, 3) batch.
         flip_pairs: left/right keypoint index pairs.
-        shift: move the flipped-back heatmap one px right, correcting the 0.75 px offset of the
-            MSRA convention ``x_hm = x_in / stride`` (HRNet ``SHIFT_HEATMAP``). Use False for UDP
-            targets or the hg-train recipe. Defaults to True.
+        shift: how far to move the flipped-back heatmap right, in heatmap px. Under the MSRA
+            convention ``x_hm = x_in / stride`` it sits ``1 - 1/stride`` px left of the unflipped one
+            (0.75 at stride 4, 0 at stride 1). ``"exact"`` (default) moves it by that, interpolating
+            linearly between columns (stride = input width / heatmap width); ``True`` by one whole
+            pixel as HRNet's ``SHIFT_HEATMAP`` (which leaves ``+1/(2 stride)`` px of bias after
+            averaging: 0.125 at stride 4, 0.5 at stride 1); ``False`` not at all (UDP targets, the
+            hg-train recipe).
 
     Returns:
         (B, h, w, K) float32 averaged heatmaps.
@@ -363,9 +367,15 @@ def flip_test(predict_fn, images, flip_pairs, shift=True) -> np.ndarray:
     base = run(x)
     check_flip_pairs(flip_pairs, base.shape[-1])
     back = swap_pairs(run(np.ascontiguousarray(x[:, :, ::-1]))[:, :, ::-1], flip_pairs, axis=-1)
-    if shift:
-        back = back.copy()
-        back[:, :, 1:] = back[:, :, :-1]
+    if isinstance(shift, str):
+        if shift != "exact":
+            raise ValueError(f"`shift` must be 'exact', True or False. Received: shift={shift!r}")
+        f = 1.0 - base.shape[2] / x.shape[2]  # 1 - 1/stride
+    else:
+        f = 1.0 if shift else 0.0
+    if f > 0:  # right by f px: linear interpolation with the left neighbour (column 0 repeats itself)
+        left = np.concatenate([back[:, :, :1], back[:, :, :-1]], axis=2)
+        back = (1.0 - f) * back + f * left
     return (0.5 * (base + back)).astype(np.float32)
 
 

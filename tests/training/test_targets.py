@@ -160,14 +160,29 @@ def test_flip_test_shift_corrects_msra_offset():
         return np.stack([codec.encode(truth[np.ascontiguousarray(b).tobytes()], [1, 1])[0] for b in batch])
 
     bias = {}
-    for shift in (False, True):
+    for shift in (False, True, "exact"):
         dec, _ = codec.decode(flip_test(ideal, images, pairs, shift=shift))
         bias[shift] = (dec - kps)[..., 0].mean() / codec.stride  # heatmap px
         # y is unbiased; the two-Gaussian mixture is not a Gaussian, so DARK is only ~0.05 px exact here
         np.testing.assert_allclose((dec - kps)[..., 1], 0, atol=0.1)
-    print(f"flip test x bias [heatmap px]: no shift {bias[False]:+.3f}, 1-px shift {bias[True]:+.3f}")
-    assert bias[False] == pytest.approx(-0.375, abs=0.03)
-    assert bias[True] == pytest.approx(0.125, abs=0.03)
+    print(f"flip test x bias [heatmap px]: no shift {bias[False]:+.3f}, 1-px shift {bias[True]:+.3f}, "
+          f"exact {bias['exact']:+.3f}")
+    assert bias[False] == pytest.approx(-0.375, abs=0.03)  # (1 - 1/4) / 2 left
+    assert bias[True] == pytest.approx(0.125, abs=0.03)  # HRNet: 1/(2 * 4) right
+    assert bias["exact"] == pytest.approx(0.0, abs=0.03)
+
+
+def test_exact_flip_shift_is_a_fraction_of_a_column_by_stride():
+    # a mirror-symmetric "model" whose flipped-back map is the map itself, at stride 4 and stride 1:
+    # the exact shift moves it 0.75 px (a linear mix of each column and its left neighbour), or not at all
+    maps = np.random.default_rng(1).random((1, 3, 5, 1)).astype(np.float32)
+    sym = maps + maps[:, :, ::-1]
+    left = np.concatenate([sym[:, :, :1], sym[:, :, :-1]], axis=2)
+    out = flip_test(lambda b: sym, np.zeros((1, 12, 20, 3)), [])
+    np.testing.assert_allclose(out, 0.5 * (sym + 0.25 * sym + 0.75 * left), rtol=1e-6)
+    np.testing.assert_allclose(flip_test(lambda b: sym, np.zeros((1, 3, 5, 3)), []), sym, rtol=1e-6)
+    with pytest.raises(ValueError, match="`shift` must be 'exact', True or False"):
+        flip_test(lambda b: sym, np.zeros((1, 3, 5, 3)), [], shift="hrnet")
 
 
 def test_keypoints_to_image_inverts_the_crop(rng):
