@@ -25,7 +25,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.callbacks import WorkerWatchdog, _write_json, atomic_save, fit_callbacks, resolve_monitor
+from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, fit_callbacks, monitor_mode,
+                                resolve_monitor)
 from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
 from training.models import _family, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
@@ -465,5 +466,5 @@ def _record_best(result: FitResult, best_cb, history, monitor) -> None:
         key = resolve_monitor(history, monitor)
         if key is not None and history[key]:
             vals = np.asarray(history[key])
-            i = int(np.nanargmin(vals) if "loss" in monitor else np.nanargmax(vals))
+            i = int(np.nanargmin(vals) if monitor_mode(key) == "min" else np.nanargmax(vals))
             result.best_value, result.best_epoch = float(vals[i]), i

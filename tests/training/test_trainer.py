@@ -138,6 +138,19 @@ def test_mixed_precision_reaches_a_nested_frozen_backbone():
 
 
 @agnostic
+def test_best_of_history_without_a_checkpoint_minimises_errors():
+    # without an output folder the best epoch comes from the history: 'val_mae' is an error (min),
+    # as BestCheckpoint decides; only names with 'loss' were minimised, so the worst epoch was reported
+    from training.trainer import FitResult, _record_best
+
+    for monitor, history, best in [("val_mae", [0.5, 0.2, 0.3], (0.2, 1)), ("val_pck", [0.5, 0.7, 0.6], (0.7, 1)),
+                                   ("val_loss", [3.0, 1.0, 2.0], (1.0, 1))]:
+        res = FitResult(model=None, history={monitor: history})
+        _record_best(res, None, res.history, monitor)
+        assert (res.best_value, res.best_epoch) == pytest.approx(best)
+
+
+@agnostic
 def test_evaluate_tables_and_csv(tmp_path):
     model = tiny_pose_model(outputs=2)
     val = _pose_data(10, seed=3, shuffle=False)
