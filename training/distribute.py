@@ -181,7 +181,7 @@ def _structure_spec(tf, batch):
     return walk(batch)
 
 
-def distribute_py_dataset(strategy, dataset):
+def distribute_py_dataset(strategy, dataset, shards=None):
     """A ``tf.distribute`` dataset that feeds worker ``i`` the batches of its record shard.
 
     ``dataset`` (a :class:`training.data.HeatmapDataset` / ``SegmentationDataset``) is copied per
@@ -189,6 +189,11 @@ def distribute_py_dataset(strategy, dataset):
     generator, so ``dataset.epoch`` (kept by :class:`training.data.EpochSync`) still drives the
     order and augmentation. ``dataset.batch_size`` is the per-replica batch. Keras uses a
     ``DistributedDataset`` as is (no second sharding).
+
+    Args:
+        shards: optional list that receives the copies. With ``use_multiprocessing=True`` each copy
+            has worker processes of its own, which live until ``close_workers()`` is called on it
+            (tf.data keeps the copies alive after training): :func:`training.fit` closes them.
     """
     import copy
 
@@ -200,6 +205,8 @@ def distribute_py_dataset(strategy, dataset):
         per = len(dataset.records) // n
         shard.records = dataset.records[i::n][:per]
         shard._order_cache = None
+        if shards is not None:
+            shards.append(shard)
         spec = _structure_spec(tf, shard[0])
 
         def gen():

@@ -427,14 +427,15 @@ def _compile(model, task, train_data, opt, aux_weight, jit_compile, steps_per_ex
 
 def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose):
     """``model.fit`` on the datasets (sharded per worker under multi-worker); returns its History."""
-    x_train, x_val = train_data, val_data
+    x_train, x_val, shards = train_data, val_data, []  # shards: per-worker copies, each with its own processes
     if dist.kind == "multi_worker":
-        x_train = distribute_py_dataset(dist.strategy, train_data)
-        x_val = None if val_data is None else distribute_py_dataset(dist.strategy, val_data)
+        x_train = distribute_py_dataset(dist.strategy, train_data, shards)
+        x_val = None if val_data is None else distribute_py_dataset(dist.strategy, val_data, shards)
         # Keras 3.15 reduces the first *nested* PerReplica batch with strategy.reduce, which
-        # MultiWorkerMirroredStrategy rejects; build the compile state from a local batch instead.
+        # MultiWorkerMirroredStrategy rejects; build the compile state from a local batch instead
+        # (the shard's: train_data's own worker processes would start for this one batch)
         with dist.scope():
-            model._symbolic_build(data_batch=train_data[0])
+            model._symbolic_build(data_batch=(shards[0] if shards else train_data)[0])
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     watchdogs = [c for c in cbs if isinstance(c, WorkerWatchdog)]  # already watching (see its docs)
     try:
@@ -451,7 +452,7 @@ def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose)
     finally:
         for w in watchdogs:
             w.stop()
-        for ds in (train_data, val_data):  # also when fit raises: EpochSync closes them only at a normal end
+        for ds in (train_data, val_data, *shards):  # also when fit raises: EpochSync closes them only at a normal end
             if ds is not None:
                 ds.close_workers()
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.training.helpers import ROOT, tiny_pose_model, tiny_seg_model
+from tests.training.helpers import ROOT, run_python, tiny_pose_model, tiny_seg_model
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
 from training.evaluation import evaluate
@@ -266,3 +266,60 @@ def test_multi_worker_mirrored_strategy_localhost(tmp_path):
     assert results[0]["weights"] == pytest.approx(results[1]["weights"], rel=1e-6)
     assert (tmp_path / "run" / "final.keras").exists()  # chief writes; the other worker keeps to .worker1
     assert (tmp_path / "run" / ".worker1").is_dir()
+
+
+MWMS_WORKERS_SCRIPT = """
+import json, multiprocessing, os, sys, time
+
+def children():  # live child processes (the resource tracker aside: it outlives every pool by design)
+    out = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            state_ppid = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[:2]
+            cmd = open(f"/proc/{p}/cmdline").read()
+        except OSError:
+            continue
+        if int(state_ppid[1]) == os.getpid() and state_ppid[0] != "Z" and "resource_tracker" not in cmd:
+            out.append(int(p))
+    return out
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    import keras
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+    from training.trainer import fit
+    make = lambda n: HeatmapDataset(synthetic_pose(n, image_size=(32, 32), num_keypoints=4), batch_size=4,
+                                    input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), workers=2,
+                                    use_multiprocessing=True)
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(len(children()))
+
+    res = fit(sys.argv[2], make(16), make(8), epochs=2, out_dir=sys.argv[1], verbose=0, callbacks=[Count()])
+    deadline = time.time() + 30
+    while children() and time.time() < deadline:
+        time.sleep(0.2)
+    print("RESULT", json.dumps({"loss": res.history["loss"], "during": seen, "after": children()}))
+"""
+
+
+def test_multi_worker_shards_worker_processes_end_with_fit(tmp_path):
+    """Each worker's shard copy has processes of its own (use_multiprocessing=True); they ended only with the
+    program (tf.data keeps the copies), and the dataset's own processes started for the build batch."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    tiny_pose_model(outputs=2).save(tmp_path / "tiny.keras")
+    env = {"TF_CONFIG": json.dumps({"cluster": {"worker": [f"localhost:{port}"]}, "task": {"type": "worker", "index": 0}}),
+           "KERAS_BACKEND": "tensorflow"}
+    script = tmp_path / "mwms_workers.py"
+    script.write_text(MWMS_WORKERS_SCRIPT)
+    proc = run_python([str(script), str(tmp_path / "run"), str(tmp_path / "tiny.keras")], env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert len(r["loss"]) == 2 and np.isfinite(r["loss"]).all()
+    assert r["during"] == [4, 4]  # 2 for the training shard, 2 for the validation shard, kept across epochs
+    assert r["after"] == []
