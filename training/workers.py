@@ -222,7 +222,10 @@ class BatchWorkers:
             try:
                 answer = fut.result()
             except BaseException:
-                self._slots.give_back(slot)
+                if fut.done():
+                    self._slots.give_back(slot)
+                else:  # interrupted (Ctrl-C) while a worker still writes into the slot: lend it once it is done
+                    fut.add_done_callback(lambda _, slot=slot: self._slots.give_back(slot))
                 raise
             return self._slots.unpack(answer)
         except BrokenProcessPool:

@@ -366,3 +366,58 @@ def test_an_attribute_that_does_not_pickle_is_named_before_any_process_starts():
                                         r"cannot be pickled: TypeError: cannot pickle '_thread.lock' object"):
         ds[0]
     assert not ds._batch_workers.running
+
+
+INTERRUPTED_WAIT = """import json, multiprocessing, signal, time
+from training.data import HeatmapDataset
+
+
+class SlowBatch5(HeatmapDataset):
+    # batch 5 takes 3 s in the worker process
+    def __getitem__(self, idx):
+        if self.processes == 0 and idx == 5:
+            time.sleep(3)
+        return super().__getitem__(idx)
+
+
+def interrupt(*_):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    from training.datasets.synthetic import synthetic_pose
+    # 1.2 MiB of heatmaps per batch: from the second batch on they travel through reused slots
+    ds = SlowBatch5(synthetic_pose(48, image_size=(96, 96), num_keypoints=16, seed=3), batch_size=8, input_size=(96, 96),
+                    heatmap_size=(48, 48), sigma=1.0, flip_pairs=(), workers=2, use_multiprocessing=True, max_queue_size=3)
+    for i in range(5):
+        ds[i]
+    workers = ds._batch_workers
+    fut, slot = workers._pending[5]
+    signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)  # Ctrl-C while waiting for batch 5
+    try:
+        ds[5]
+        raised = "nothing"
+    except KeyboardInterrupt:
+        raised = "KeyboardInterrupt"
+    state = {"raised": raised, "slot": slot is not None, "running": fut.running(),
+             "free_while_written": slot in workers._slots._free}
+    fut.result(timeout=30)
+    time.sleep(0.2)
+    state["free_after"] = slot in workers._slots._free
+    ds.close_workers()
+    print("RESULT " + json.dumps(state))
+"""
+
+
+def test_a_slot_is_lent_again_only_after_its_interrupted_batch_is_written(tmp_path):
+    """Ctrl-C while waiting for a batch gave its shared-memory slot back while the worker still wrote into
+    it; lent to the next request, two batches would share one segment (dataset used again after the Ctrl-C)."""
+    script = tmp_path / "interrupted_wait.py"
+    script.write_text(INTERRUPTED_WAIT)
+    proc = run_python([str(script)], timeout=200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert r["raised"] == "KeyboardInterrupt" and r["slot"] and r["running"]
+    assert not r["free_while_written"] and r["free_after"]
