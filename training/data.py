@@ -59,12 +59,17 @@ class _RecordDataset(keras.utils.PyDataset):
 
     def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, feed="float32",
                  persistent_workers=True, **kwargs):
-        # Worker processes of our own that live across epochs (training.workers); Keras then sees a
-        # main-thread dataset. persistent_workers=False leaves the processes to Keras' per-epoch pool.
-        self.processes = 0
-        if persistent_workers and kwargs.get("use_multiprocessing") and int(kwargs.get("workers", 1)) > 0:
-            self.processes = int(kwargs["workers"])
+        # Worker processes (or threads) of our own that live across epochs (training.workers); Keras then
+        # sees a main-thread dataset. persistent_workers=False leaves them to Keras' per-epoch pool, whose
+        # enqueuer serves the batches left over from the pass model.fit peeks at first in the next epoch.
+        self.processes = self.threads = 0
+        workers = int(kwargs.get("workers", 1))
+        if persistent_workers and kwargs.get("use_multiprocessing") and workers > 0:
+            self.processes = workers
             kwargs.update(workers=1, use_multiprocessing=False)
+        elif persistent_workers and not kwargs.get("use_multiprocessing") and workers > 1:
+            self.threads = workers
+            kwargs.update(workers=1)
         self._batch_workers = None
         super().__init__(**kwargs)
         self.feed = _feed(feed, type(self).__name__)
@@ -126,11 +131,12 @@ class _RecordDataset(keras.utils.PyDataset):
     def __getitem__(self, idx):
         if -len(self) <= idx < 0:  # Python's negative index: the same batch (and seeds) as idx + len
             idx += len(self)
-        if self.processes:  # made by the persistent worker processes, some batches ahead
+        if self.processes or self.threads:  # made by the persistent workers, some batches ahead
             if self._batch_workers is None:
                 from training.workers import BatchWorkers
 
-                self._batch_workers = BatchWorkers(self, self.processes, depth=self.max_queue_size)
+                self._batch_workers = BatchWorkers(self, self.processes or self.threads, depth=self.max_queue_size,
+                                                   threads=not self.processes)
             return self._batch_workers.get(idx)
         ids = self.batch_indices(idx)
         beat = self._heartbeat(idx)
@@ -269,7 +275,8 @@ class HeatmapDataset(_RecordDataset):
         skip_log: file that every process appends skipped samples to.
         persistent_workers: with ``use_multiprocessing=True``, make batches in ``workers`` processes
             that live across epochs (:mod:`training.workers`; default) instead of Keras' pool, which
-            starts new processes every epoch. They stop at the end of :func:`training.fit` or with
+            starts new processes every epoch; with ``use_multiprocessing=False`` and ``workers > 1``,
+            in ``workers`` threads of ours. They stop at the end of :func:`training.fit` or with
             :meth:`close_workers`.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` (``PyDataset``).
 

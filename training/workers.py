@@ -14,6 +14,10 @@ use_multiprocessing=False``), and ``dataset[i]`` returns batch ``i`` from the pr
 to ``max_queue_size`` later batches are already being made. When the dataset's settings change
 (``feed``, ``num_outputs``, records ...) the processes are restarted with the new copy.
 
+Thread workers (``use_multiprocessing=False``, ``workers > 1``) run the same way in a thread pool,
+from a shallow snapshot of the dataset (nothing is pickled): Keras' thread enqueuer would serve the
+batches left over from the pass ``model.fit`` peeks at first, shifting every epoch's batches.
+
 A process that dies (out of memory, a crash in a native decoder) breaks the pool: the pending
 batch raises :class:`~training.datasets.WorkerCrashedError` naming the dataset and the batch,
 instead of the hang a ``multiprocessing.Pool`` gives. Exceptions raised while making a batch
@@ -30,6 +34,7 @@ and 5-7 ms more when this process first reads it.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import hashlib
 import multiprocessing
 import os
@@ -40,7 +45,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
 
 from training.datasets.base import WorkerCrashedError
-from training.shm import SlotPool, pack_into_slot
+from training.shm import SlotBatch, SlotPool, pack_into_slot
 
 __all__ = ["BatchWorkers"]
 
@@ -88,6 +93,13 @@ def _make_batch(epoch: int, idx: int, slot, size: int):
     return pack_into_slot(_DATASET[idx], slot, size)
 
 
+def _thread_batch(snapshot, epoch: int, idx: int):
+    """Batch ``idx`` of ``epoch`` from a shallow copy of ``snapshot`` (threads share it; each sets its own epoch)."""
+    d = copy.copy(snapshot)
+    d.epoch = epoch
+    return SlotBatch(None, d[idx], 0)
+
+
 def _pickle(obj, dataset) -> bytes:
     """``pickle.dumps(obj)``; a dataset that does not pickle is a TypeError naming the attribute."""
     try:
@@ -106,14 +118,18 @@ def _pickle(obj, dataset) -> bytes:
                         f"(threads).") from None
 
 
-def _fingerprint(dataset, records=True) -> bytes:
+def _fingerprint(dataset, records=True, threads=False) -> bytes:
     """Digest of everything a worker's copy depends on except the epoch (sent with every batch).
 
     ``records=False``: the records only by identity and count -- cheap enough for every batch; the
-    whole list is compared at each new epoch.
+    whole list is compared at each new epoch. ``threads``: the attributes by identity (the threads'
+    shallow snapshot shares their objects, and need not pickle), the records also by count.
     """
     state = dataset.__getstate__()
     state.pop("epoch", None)
+    if threads:
+        recs = state.get("records")
+        return repr(sorted((k, id(v)) for k, v in state.items()) + [len(recs) if recs is not None else 0]).encode()
     if not records:
         recs = state.pop("records", None)
         state["records"] = (id(recs), len(recs) if recs is not None else 0)
@@ -135,11 +151,15 @@ class BatchWorkers:
             (``multiprocessing.set_start_method``; fork on Linux before Python 3.14, spawn on
             Windows and macOS), as Keras' pool and PyTorch's DataLoader use. With JAX prefer
             ``set_start_method("spawn")`` under ``if __name__ == "__main__":`` (JAX is not fork-safe).
+        threads: ``processes`` threads of this process instead (``use_multiprocessing=False``), each
+            making its batch from a shallow snapshot of the dataset.
     """
 
-    def __init__(self, dataset, processes: int, depth: int = 10, start_method: str | None = None):
+    def __init__(self, dataset, processes: int, depth: int = 10, start_method: str | None = None, threads=False):
         self._dataset = weakref.ref(dataset)
         self.processes = int(processes)
+        self.threads = bool(threads)
+        self._snapshot = None
         self.depth = max(int(depth), 1)
         self.start_method = start_method
         self._executor = None
@@ -155,6 +175,14 @@ class BatchWorkers:
     # ------------------------------------------------------------------------------ lifecycle
     def _start(self, dataset, key) -> None:
         self.close()
+        if self.threads:
+            self._snapshot = copy.copy(dataset)  # the settings of now; records and skip counts shared
+            self._snapshot.processes = self._snapshot.threads = 0
+            self._executor = cf.ThreadPoolExecutor(max_workers=self.processes, thread_name_prefix="kerazoo-batches")
+            self._finalizer = weakref.finalize(self, _shutdown, self._executor)
+            self._key = key
+            self.starts += 1
+            return
         payload = _pickle(dataset, dataset)
         # one resource tracker for the whole process tree: forked workers would otherwise start their
         # own, which "cleans up" (unlinks) the shared-memory batches the parent already took over
@@ -171,7 +199,7 @@ class BatchWorkers:
         """Stop the processes (pending batches are dropped); the next request starts new ones."""
         if self._finalizer is not None:
             self._finalizer()
-        self._executor = self._finalizer = self._key = self._epoch = None
+        self._executor = self._finalizer = self._key = self._epoch = self._snapshot = None
         self._pending.clear()
         self._slots.close()
 
@@ -187,12 +215,15 @@ class BatchWorkers:
             else:  # still being written: lend the slot again once the worker is done with it
                 fut.add_done_callback(lambda _, slot=slot: self._slots.give_back(slot))
         self._pending.clear()
-        key = _fingerprint(dataset)
+        key = _fingerprint(dataset, threads=self.threads)
         if key != self._key or self._executor is None:
             self._start(dataset, key)
         self._epoch, self._cursor = dataset.epoch, 0
 
     def _submit(self, idx: int) -> None:
+        if self.threads:
+            self._pending[idx] = (self._executor.submit(_thread_batch, self._snapshot, self._epoch, idx), None)
+            return
         slot, size = self._slots.lend()
         self._pending[idx] = (self._executor.submit(_make_batch, self._epoch, idx, slot, size), slot)
 
@@ -201,7 +232,7 @@ class BatchWorkers:
         dataset = self._dataset()
         if dataset is None:
             raise RuntimeError("BatchWorkers: its dataset no longer exists.")
-        settings = _fingerprint(dataset, records=False)  # a setting changed mid-epoch (feed, num_outputs ...)
+        settings = _fingerprint(dataset, records=False, threads=self.threads)  # changed mid-epoch (feed ...)
         if self._epoch != dataset.epoch or self._executor is None or settings != self._settings:
             self._new_epoch(dataset)
             self._settings = settings
