@@ -225,8 +225,8 @@ if __name__ == "__main__":
     from training.trainer import fit
     result = {"train_ref": expected(make(18, 0, False), 2),
               "val_ref": expected(make(10, 0, False, shuffle=False, augment=False), 2)[:3]}
-    for case, (workers, mp, persistent) in {"threads": (2, False, True), "keras-pool": (2, True, False),
-                                            "persistent": (2, True, True)}.items():
+    for case, (workers, mp, persistent) in {"threads": (2, False, True), "keras-threads": (2, False, False),
+                                            "keras-pool": (2, True, False), "persistent": (2, True, True)}.items():
         SEEN["train"].clear(), SEEN["val"].clear()
         train, val = make(18, workers, mp, persistent), make(10, workers, mp, persistent, shuffle=False, augment=False)
         fit(model(), train, val, epochs=2, verbose=0, jit_compile=False, checkpoint=False, backup=False)
@@ -238,7 +238,7 @@ if __name__ == "__main__":
 def test_fit_steps_on_the_batches_of_workers_0_with_threads_and_keras_pool(tmp_path):
     """What the model trains and validates on, batch by batch, equals dataset[i] of each epoch in order.
 
-    Keras' enqueuer (thread workers, Keras' per-epoch process pool) kept the batches of the pass Keras
+    Keras' enqueuer (its threads or per-epoch process pool: persistent_workers=False) kept the batches of the pass Keras
     peeks at to build the compile state and served them first: epoch 1 trained batches 1-4, 0 of epoch 0
     and epoch 2 batches 1-4 of epoch 0 again, then batch 0 of epoch 2. JAX with ``jit_compile=False``
     (whatever the suite's backend) so a layer can read each concrete batch.
@@ -249,7 +249,7 @@ def test_fit_steps_on_the_batches_of_workers_0_with_threads_and_keras_pool(tmp_p
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert len(set(r["train_ref"])) == 10  # 2 epochs x 5 batches (the last of 2 samples), all different
-    for case in ("threads", "keras-pool", "persistent"):
+    for case in ("threads", "keras-threads", "keras-pool", "persistent"):
         assert r[case]["train"] == r["train_ref"], case
         assert r[case]["val"] == r["val_ref"] * 2, case  # validation: same 3 batches after each epoch
 
