@@ -349,7 +349,8 @@ def test_a_dataset_class_workers_cannot_import_is_named_not_reported_as_a_crash(
     proc = run_python(NOTEBOOK_CLASS, timeout=200)  # python -c: __main__ has no file to import
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(("RAISED", "NO ERROR"))), "")
     assert line.startswith("RAISED RuntimeError: a data worker process could not load its copy of NotebookDataset: "
-                           "AttributeError: Can't get attribute 'NotebookDataset'"), proc.stdout[-2000:] + proc.stderr[-2000:]
+                           "AttributeError: Can't get attribute 'NotebookDataset'"), \
+        proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "start method 'spawn'" in line and "importable .py file" in line
 
 
@@ -388,8 +389,9 @@ if __name__ == "__main__":
     multiprocessing.set_start_method("spawn", force=True)
     from training.datasets.synthetic import synthetic_pose
     # 1.2 MiB of heatmaps per batch: from the second batch on they travel through reused slots
-    ds = SlowBatch5(synthetic_pose(48, image_size=(96, 96), num_keypoints=16, seed=3), batch_size=8, input_size=(96, 96),
-                    heatmap_size=(48, 48), sigma=1.0, flip_pairs=(), workers=2, use_multiprocessing=True, max_queue_size=3)
+    ds = SlowBatch5(synthetic_pose(48, image_size=(96, 96), num_keypoints=16, seed=3), batch_size=8,
+                    input_size=(96, 96), heatmap_size=(48, 48), sigma=1.0, flip_pairs=(), workers=2,
+                    use_multiprocessing=True, max_queue_size=3)
     for i in range(5):
         ds[i]
     workers = ds._batch_workers

@@ -313,8 +313,8 @@ def test_multi_worker_shards_worker_processes_end_with_fit(tmp_path):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     tiny_pose_model(outputs=2).save(tmp_path / "tiny.keras")
-    env = {"TF_CONFIG": json.dumps({"cluster": {"worker": [f"localhost:{port}"]}, "task": {"type": "worker", "index": 0}}),
-           "KERAS_BACKEND": "tensorflow"}
+    cluster = {"cluster": {"worker": [f"localhost:{port}"]}, "task": {"type": "worker", "index": 0}}
+    env = {"TF_CONFIG": json.dumps(cluster), "KERAS_BACKEND": "tensorflow"}
     script = tmp_path / "mwms_workers.py"
     script.write_text(MWMS_WORKERS_SCRIPT)
     proc = run_python([str(script), str(tmp_path / "run"), str(tmp_path / "tiny.keras")], env=env, timeout=300)
