@@ -28,6 +28,13 @@ def _net(body, c=4, h=37, w=53):
     return f'input: "data" input_shape {{ dim: 1 dim: {c} dim: {h} dim: {w} }}\n' + body
 
 
+def _converted(proto, rng):
+    """Random blobs for ``proto``, the net with them and its :class:`caffe.keras` conversion."""
+    blobs = random_blobs_for(proto, rng)
+    net = loads(proto, caffemodel_bytes(proto, blobs))
+    return blobs, net, caffe.keras.convert(net, progress=False)
+
+
 @pytest.mark.parametrize("param", ["axis: 1 num_axes: -1", "axis: 1 num_axes: 2 bias_term: true",
                                    "axis: 2 num_axes: 2 bias_term: true", "axis: 1 num_axes: 3"])
 def test_scale_blob_over_channels_and_space(tmp_path, rng, param):
@@ -267,9 +274,7 @@ def test_in_place_batchnorm_scale_on_a_split_branch_still_folds(tmp_path, rng):
                  'layer { name: "conv" type: "Convolution" bottom: "a" top: "conv" '
                  'convolution_param { num_output: 3 kernel_size: 1 } }\n'
                  'layer { name: "sum" type: "Eltwise" bottom: "conv" bottom: "b" top: "sum" }\n', c=3, h=5, w=7)
-    blobs = random_blobs_for(proto, rng)
-    net = loads(proto, caffemodel_bytes(proto, blobs))
-    conversion = caffe.keras.convert(net, progress=False)
+    blobs, net, conversion = _converted(proto, rng)
     assert conversion.folded_bn_scale == 1
     x = rng.normal(size=(1, 5, 7, 3)).astype(np.float32)
     mean, var, sf = blobs["bn"]
@@ -331,9 +336,7 @@ def test_batchnorm_with_batch_statistics_in_a_deploy_net(tmp_path, rng):
                  'layer { name: "flat" type: "Flatten" bottom: "gap" top: "flat" }\n'
                  'layer { name: "bn2" type: "BatchNorm" bottom: "flat" top: "bn2" '
                  'batch_norm_param { use_global_stats: false } }\n', c=3, h=5, w=7)
-    blobs = random_blobs_for(proto, rng)
-    net = loads(proto, caffemodel_bytes(proto, blobs))
-    conversion = caffe.keras.convert(net, progress=False)
+    blobs, net, conversion = _converted(proto, rng)
     assert conversion.folded_bn_scale == 0
     x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
     data, flat = (keras.ops.convert_to_numpy(y) for y in conversion.model(x))

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.training.helpers import run_python
+from tests.training.helpers import CHILDREN_SOURCE, run_python
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -256,19 +256,7 @@ def test_fit_steps_on_the_batches_of_workers_0_with_threads_and_keras_pool(tmp_p
 
 INTERRUPT = """import json, multiprocessing, os, sys, time
 
-def children():
-    # live child processes of this one (the resource tracker aside: it outlives every pool by design)
-    out = []
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            state_ppid = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[:2]
-            cmd = open(f"/proc/{p}/cmdline").read()
-        except OSError:
-            continue
-        if int(state_ppid[1]) == os.getpid() and state_ppid[0] != "Z" and "resource_tracker" not in cmd:
-            out.append(int(p))
-    return out
-
+""" + CHILDREN_SOURCE + """
 def segments():
     return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.training.helpers import ROOT, run_python, tiny_pose_model, tiny_seg_model
+from tests.training.helpers import CHILDREN_SOURCE, ROOT, run_python, tiny_pose_model, tiny_seg_model
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
 from training.evaluation import evaluate
@@ -271,18 +271,7 @@ def test_multi_worker_mirrored_strategy_localhost(tmp_path):
 MWMS_WORKERS_SCRIPT = """
 import json, multiprocessing, os, sys, time
 
-def children():  # live child processes (the resource tracker aside: it outlives every pool by design)
-    out = []
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            state_ppid = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[:2]
-            cmd = open(f"/proc/{p}/cmdline").read()
-        except OSError:
-            continue
-        if int(state_ppid[1]) == os.getpid() and state_ppid[0] != "Z" and "resource_tracker" not in cmd:
-            out.append(int(p))
-    return out
-
+""" + CHILDREN_SOURCE + """
 if __name__ == "__main__":
     multiprocessing.set_start_method("spawn", force=True)
     import keras
