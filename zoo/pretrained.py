@@ -207,10 +207,12 @@ def _download(src: SourceFile, target: Path, unverified: dict) -> str:
 
 
 def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
-    """The member of ``archive`` named by ``src`` (by base name), extracted once beside the archive."""
+    """The member of ``archive`` named by ``src`` (by base name), extracted once beside the archive.
+
+    An earlier extraction is reused when it is newer than the archive and of the member's size (a
+    copy cut or edited since is extracted again; zipfile checks the member's CRC as it extracts).
+    """
     out = _sources_dir() / (_safe(src.name) + ".d") / src.provides
-    if out.exists() and out.stat().st_mtime >= archive.stat().st_mtime:
-        return out
     try:
         with zipfile.ZipFile(archive) as z:
             found = [i for i in z.infolist() if not i.is_dir() and Path(i.filename).name == src.provides]
@@ -220,6 +222,10 @@ def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
                     f"Archive '{archive}' has {len(found) or 'no'} member(s) named '{src.provides}' (expected one). "
                     f"Members: {names}."
                 )
+            if out.is_file():
+                st = out.stat()
+                if st.st_mtime >= archive.stat().st_mtime and st.st_size == found[0].file_size:
+                    return out
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = _w.atomic_target(out)
             try:

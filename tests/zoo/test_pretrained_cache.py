@@ -228,3 +228,21 @@ def test_threads_fetching_one_release_at_once(twin, cache):
     assert [d for _, d in results] == [digest] * 3
     assert all(p.read_bytes() == files[src.key] for p, _ in results)
     assert not list((cache / "sources").glob("*.part"))
+
+
+def test_an_extracted_member_cut_since_is_extracted_again(twin, cache, tmp_path, monkeypatch):
+    # The member of a release archive is extracted once and reused while newer than the archive; a
+    # copy cut since (disk full, an edit) failed every later conversion until deleted by hand.
+    name, record, _, files = twin("resnet50", "imagenet", publish=False)
+    src = record.sources[0]
+    assert src.member
+    off = tmp_path / "off"
+    off.mkdir()
+    with zipfile.ZipFile(off / Path(src.name).name, "w") as z:
+        z.writestr(f"models/{src.member}", files[src.key])
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(off))
+    path, _ = pretrained._obtain(src, {})
+    assert path.read_bytes() == files[src.key]
+    path.write_bytes(files[src.key][:100])  # newer than the archive, but short
+    again, _ = pretrained._obtain(src, {})
+    assert again == path and again.read_bytes() == files[src.key]
