@@ -209,3 +209,32 @@ def test_predict_classifier_keras_model_and_out_folder(tmp_path):
     err = _one_line_error(kerazoo("predict", "cpm", tmp_path / "img.png", "--weights", tmp_path / "hg.h5"))
     assert "holds weights of 'hourglass'" in err and "missing from the file: conv1_stage1 [(9, 9, 3, 128)" in err
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ctrl_c_exits_130_in_one_line(tmp_path):
+    """Ctrl-C while a command waits on its input (here a .t7 file that is a pipe nobody writes yet, as a
+    slow network file would be) ends with status 130 and one line, not a KeyboardInterrupt traceback."""
+    import signal
+    import time
+
+    fifo = tmp_path / "slow.t7"
+    os.mkfifo(fifo)
+    p = subprocess.Popen([sys.executable, "-m", "zoo", "inspect", str(fifo)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 240
+    while True:  # opening the write end succeeds only once kerazoo has opened the pipe to read it
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.1)
+    try:
+        time.sleep(0.5)  # it now waits in read()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        os.close(fd)
+    lines = [l for l in err.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert lines == ["kerazoo inspect: interrupted"], err

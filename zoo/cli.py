@@ -10,7 +10,7 @@
     kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG
 
 Bad input exits with status 2 and a one-line reason; anything else exits 1, also in one line
-(``KERAZOO_DEBUG=1`` shows its traceback). Never a bare traceback.
+(``KERAZOO_DEBUG=1`` shows its traceback); Ctrl-C exits 130. Never a bare traceback.
 """
 
 from __future__ import annotations
@@ -307,6 +307,11 @@ def main(argv=None) -> int:
     except (CLIError, ZooError, ValueError, OSError) as e:  # bad input: one line that names it
         print(f"kerazoo {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left
+        if os.environ.get("KERAZOO_DEBUG"):
+            raise
+        print(f"kerazoo {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as e:
         if os.environ.get("KERAZOO_DEBUG"):
             raise
