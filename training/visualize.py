@@ -173,12 +173,18 @@ def resize_nearest(image, factor: int):
 
 
 def write_png(path, image_rgb) -> Path:
-    """Write an RGB image as PNG atomically (temp file + rename; the temp file is removed on failure)."""
+    """Write an image as an RGB PNG atomically (temp file + rename; the temp file is removed on failure).
+
+    ``image_rgb``: ``(H, W, 3)`` RGB, grey ``(H, W)`` / ``(H, W, 1)`` or RGBA (alpha dropped); uint8,
+    16-bit or float, converted as :func:`predict` converts images (floats with maximum <= 1 are [0, 1]).
+    """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write PNG '{path}': it is a directory, expected a file name")
+    # RGB -> BGR on the channel axis only (a grey (H, W) image was flipped left-right, RGBA written as ABGR)
+    rgb = _rgb_uint8(image_rgb)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(np.asarray(image_rgb, np.uint8)[..., ::-1]))
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
     from zoo.weights import atomic_target

@@ -265,3 +265,15 @@ def test_keypoints_too_far_for_opencv_are_not_drawn():
     img = np.zeros((10, 10, 3), np.uint8)
     out = visualize.draw_keypoints(img, [[1e12, 5.0], [5.0, 5.0]], skeleton=[(0, 1)], color=(255, 0, 0))  # was cv2.error
     np.testing.assert_array_equal(out, visualize.draw_keypoints(img, [[5.0, 5.0]], color=(255, 0, 0)))
+
+
+def test_write_png_keeps_grey_rgba_and_float_images_the_right_way_round(tmp_path):
+    grey = np.tile(np.arange(8, dtype=np.uint8) * 30, (4, 1))  # a left-to-right ramp
+    back = cv2.imread(str(visualize.write_png(tmp_path / "g.png", grey)))
+    np.testing.assert_array_equal(back, np.repeat(grey[..., None], 3, axis=2))  # was mirrored left-right
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255  # red, opaque
+    back = cv2.imread(str(visualize.write_png(tmp_path / "c.png", rgba)))
+    assert (back[..., ::-1] == (200, 0, 0)).all()  # was written as ABGR
+    back = cv2.imread(str(visualize.write_png(tmp_path / "f.png", np.full((2, 2, 3), 0.5, np.float32))))
+    assert (back == 128).all()  # float in [0, 1] -> round(0.5 * 255); was 0 (black)
