@@ -43,6 +43,10 @@ def _size(text):
     return tuple(parts)
 
 
+# Data settings with a default; evaluate --run takes them from the run's cli.json unless given
+_DATA_DEFAULTS = {"sigma": 2.0, "seed": 0}
+
+
 def _data_args(p):
     from training.datasets import NAMES
 
@@ -62,11 +66,13 @@ def _data_args(p):
     g.add_argument("--image-size", type=_size, help="synthetic: generated image size (default 64)")
     g.add_argument("--input-size", type=_size, help="network input SIZE or W,H")
     g.add_argument("--batch-size", type=int, default=16)
-    g.add_argument("--sigma", type=float, default=2.0, help="heatmap Gaussian sigma (heatmap px)")
+    g.add_argument("--sigma", type=float, default=_DATA_DEFAULTS["sigma"],
+                   help=f"heatmap Gaussian sigma (heatmap px; default {_DATA_DEFAULTS['sigma']})")
     g.add_argument("--workers", type=int, default=0, help="PyDataset workers")
     g.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
     g.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="unreadable images")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=_DATA_DEFAULTS["seed"],
+                   help=f"data seed: synthetic samples, shuffling, augmentation (default {_DATA_DEFAULTS['seed']})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segmentation: score the original masks, scores resampled as FCN/PSPNet do (default), "
                         "or the network's letterboxed labels")
     _data_args(e)
+    e.set_defaults(**dict.fromkeys(_DATA_DEFAULTS))  # None = not given: --run's cli.json, else the default
     for parser in (t, e):
         parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
@@ -199,13 +206,16 @@ def cmd_evaluate(args) -> int:
                              f"{'in it' if run.is_dir() else 'there: the folder does not exist'})")
         saved = json.loads((run / "cli.json").read_text()) if (run / "cli.json").exists() else {}
         for k, v in saved.items():  # fill data settings the user did not give
-            if k in ("dataset", "annotations", "val_annotations", "images", "root", "classes", "val_samples",
-                     "num_keypoints", "num_classes", "image_size", "input_size", "sigma", "seed") \
+            if k in ("dataset", "annotations", "val_annotations", "images", "root", "classes", "num_samples",
+                     "val_samples", "num_keypoints", "num_classes", "image_size", "input_size", "sigma", "seed") \
                     and getattr(args, k, None) is None:
                 setattr(args, k, tuple(v) if isinstance(v, list) else v)
         norm = Normalization.of_run(run)
         args.model = args.model or str(run / "best.keras" if (run / "best.keras").exists() else run / "final.keras")
         args.out = args.out or str(run / ("eval" if args.split == "val" else f"eval_{args.split}"))
+    for k, v in _DATA_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     if not args.model or not args.dataset:
         raise ValueError("evaluate: give --run, or --model and --dataset")
     model = zoo.load_keras_model(args.model)

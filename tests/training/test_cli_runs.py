@@ -85,3 +85,22 @@ def test_evaluate_splits_and_bad_model_files(tmp_path, tiny, capsys):
         assert f"'{broken}' is not a readable .keras archive" in capsys.readouterr().err
     assert main(_train(tiny, tmp_path / "r3", epochs=0)) == 2
     assert "epochs must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny):
+    """evaluate --run takes --seed, --num-samples and --sigma from the run's cli.json: the synthetic split is
+    the one the run trained / validated on (records 'synth{seed}_{i}', val seed + 10000), not seed 0's 512."""
+    import csv
+
+    out = tmp_path / "run"
+    assert main(_train(tiny, out, seed=3) + ["--sigma", "1.5"]) == 0
+    for split, seed, n in (("train", 3, 16), ("val", 10003, 8)):
+        assert main(["evaluate", "--run", str(out), "--split", split]) == 0
+        folder = out / ("eval" if split == "val" else "eval_train")
+        with open(folder / "predictions.csv", newline="") as f:
+            ids = sorted({row["id"] for row in csv.DictReader(f)})
+        assert ids == [f"synth{seed}_{i:06d}" for i in range(n)]
+    from training.__main__ import parse_args
+
+    args = parse_args(["evaluate", "--run", str(out), "--seed", "0"])  # given on the command line: kept
+    assert args.seed == 0 and args.sigma is None
