@@ -134,9 +134,11 @@ def mask_overlay(image, mask, *, alpha=0.5, palette=None, ignore_label=255):
 
 
 def training_curve(csv_path, *, keys=None, size=(480, 320)):
-    """Plot columns of a Keras ``CSVLogger`` file against epoch; returns an RGB image.
+    """Plot columns of a Keras ``CSVLogger`` file against epoch (row); returns an RGB image.
 
-    Each series is min-max normalised to the plot height; the legend gives its first and last value.
+    Each series is min-max normalised to the plot height over its finite values; the legend gives
+    its first and last finite value. Missing, empty, non-numeric and non-finite cells (a column
+    added on resume, a NaN loss) leave a gap in the line; a column with no finite value is not drawn.
     """
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -150,21 +152,36 @@ def training_curve(csv_path, *, keys=None, size=(480, 320)):
     colors = hue_colors(max(len(keys), 1))
     n = len(rows)
     for i, key in enumerate(keys):
-        try:
-            ys = np.array([float(r[key]) for r in rows])
-        except (KeyError, ValueError):
+        ys = np.array([_number(r.get(key)) for r in rows])
+        ok = np.isfinite(ys)
+        if not ok.any():
             continue
-        lo, hi = float(ys.min()), float(ys.max())
+        lo, hi = float(ys[ok].min()), float(ys[ok].max())
         span = hi - lo or 1.0
         xs = pad + (np.arange(n) / max(n - 1, 1)) * (w - 10 - pad)
-        yy = (h - pad) - (ys - lo) / span * (h - pad - 10)
+        yy = (h - pad) - (np.where(ok, ys, lo) - lo) / span * (h - pad - 10)
         pts = np.stack([xs, yy], 1).round().astype(np.int32)
         color = tuple(int(c) for c in colors[i])
-        cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
-        cv2.putText(img, f"{key}: {ys[0]:.3g} -> {ys[-1]:.3g}", (pad + 5, h - pad - 10 - 14 * (len(keys) - 1 - i)),
+        # one polyline per run of finite values (a NaN made int32 garbage coordinates, a missing cell a crash)
+        edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a == 1:
+                cv2.circle(img, tuple(int(v) for v in pts[a]), 2, color, -1, cv2.LINE_AA)
+            else:
+                cv2.polylines(img, [pts[a:b]], False, color, 2, cv2.LINE_AA)
+        first, last = ys[ok][0], ys[ok][-1]
+        cv2.putText(img, f"{key}: {first:.3g} -> {last:.3g}", (pad + 5, h - pad - 10 - 14 * (len(keys) - 1 - i)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     cv2.putText(img, f"epoch 0..{n - 1}", (pad, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img
+
+
+def _number(cell) -> float:
+    """A CSV cell as a float; NaN for a missing (``None``), empty or non-numeric one."""
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def resize_nearest(image, factor: int):

@@ -277,3 +277,21 @@ def test_write_png_keeps_grey_rgba_and_float_images_the_right_way_round(tmp_path
     assert (back[..., ::-1] == (200, 0, 0)).all()  # was written as ABGR
     back = cv2.imread(str(visualize.write_png(tmp_path / "f.png", np.full((2, 2, 3), 0.5, np.float32))))
     assert (back == 128).all()  # float in [0, 1] -> round(0.5 * 255); was 0 (black)
+
+
+def test_training_curve_leaves_gaps_for_missing_and_nan_values(tmp_path):
+    p = tmp_path / "log.csv"
+    # val_loss: empty in row 1, missing in the short row 3 (was a TypeError); loss NaN in epoch 2
+    p.write_text("epoch,loss,val_loss\n0,1.0,2.0\n1,0.5,\n2,nan,1.0\n3,0.25\n")
+    img = visualize.training_curve(p, keys=["loss"])
+    # plot box x 40..470, y 10..280: epochs at x = 40 + 430 i / 3 = 40, 183, 327, 470; loss 1.0 at the
+    # top (y 10) to 0.5 (y 190): a line in x 40..183 and nothing between epoch 1 and epoch 3 (NaN in 2)
+    coloured = img.astype(int).max(-1) - img.astype(int).min(-1) > 60
+    assert coloured[10:191, 40:184].any()
+    assert not coloured[12:279, 200:465].any()  # was a line to int32 garbage coordinates
+    assert coloured[278:283, 465:475].any()  # epoch 3 (0.25, the minimum) alone: a dot at (470, 280)
+    both = visualize.training_curve(p)
+    assert both.shape == (320, 480, 3)
+    q = tmp_path / "empty.csv"
+    q.write_text("epoch,loss\n0,nan\n1,\n")
+    assert (visualize.training_curve(q)[12:279, 42:469] == 255).all()  # nothing to draw, no crash
