@@ -101,13 +101,21 @@ def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None,
 
 
 def heatmap_grid(heatmaps, image=None, *, cols=None, cell=96, names=None):
-    """Tile heatmaps ``(h, w, K)`` into one picture, optionally blended over a resized ``image``."""
+    """Tile heatmaps ``(h, w, K)`` into one picture, optionally blended over a resized ``image``.
+
+    Each map is shown on the targets' scale: values clipped to [0, 1] (not rescaled per map, so a
+    weak prediction looks weak), NaN as 0. ``image``: any picture :func:`write_png` takes.
+    Returns ``(rows * cell, cols * cell, 3)`` uint8 RGB, maps in row-major order.
+    """
     hm = np.asarray(heatmaps, np.float32)
+    if hm.ndim != 3 or 0 in hm.shape:
+        raise ValueError(f"heatmap_grid: heatmaps must be a non-empty (h, w, K) array. Received shape {hm.shape}")
+    hm = np.nan_to_num(hm, nan=0.0, posinf=1.0, neginf=0.0)  # NaN cast to uint8 is undefined (was a warning)
     k = hm.shape[-1]
     cols = cols or int(np.ceil(np.sqrt(k)))
     rows = int(np.ceil(k / cols))
     grid = np.zeros((rows * cell, cols * cell, 3), np.uint8)
-    base = None if image is None else cv2.resize(np.asarray(image, np.uint8), (cell, cell))
+    base = None if image is None else cv2.resize(_rgb_uint8(image), (cell, cell))
     for j in range(k):
         m = cv2.resize(np.clip(hm[..., j], 0, 1), (cell, cell), interpolation=cv2.INTER_LINEAR)
         colored = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]

@@ -295,3 +295,16 @@ def test_training_curve_leaves_gaps_for_missing_and_nan_values(tmp_path):
     q = tmp_path / "empty.csv"
     q.write_text("epoch,loss\n0,nan\n1,\n")
     assert (visualize.training_curve(q)[12:279, 42:469] == 255).all()  # nothing to draw, no crash
+
+
+def test_heatmap_grid_shows_nan_as_zero_and_takes_grey_images():
+    jet0 = cv2.applyColorMap(np.zeros((1, 1), np.uint8), cv2.COLORMAP_JET)[0, 0, ::-1]  # RGB of 0
+    hm = np.zeros((4, 4, 2), np.float32)
+    hm[..., 1] = np.nan
+    with np.errstate(invalid="raise"):  # NaN -> uint8 is undefined (platform-dependent): was a warning here
+        grid = visualize.heatmap_grid(hm, cell=8)
+    assert (grid == jet0).all()  # all-zero and all-NaN maps: the colour of 0, not white or noise
+    grey = visualize.heatmap_grid(hm[..., :1], np.full((6, 6), 100, np.uint8), cell=8)  # was cv2.error
+    np.testing.assert_array_equal(grey[0, 0], np.round(0.4 * 100 + 0.6 * jet0.astype(float)))
+    with pytest.raises(ValueError, match=r"non-empty \(h, w, K\)"):  # was ZeroDivisionError
+        visualize.heatmap_grid(np.zeros((4, 4, 0)))
