@@ -71,32 +71,45 @@ def voc_palette(n: int = 256) -> np.ndarray:
 def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None, radius=None, thickness=None):
     """Draw keypoints ``(K, 2)`` and skeleton edges on a copy of ``image``.
 
+    Positions are drawn to 1/16 px (OpenCV's fixed-point ``shift``), anti-aliased: pixel centres are
+    at integer coordinates, so a keypoint at x = 10.5 lies between pixels 10 and 11 (not rounded).
+
     Args:
-        image: ``(H, W, 3)`` uint8 RGB.
-        keypoints: ``(K, 2)`` (x, y) in image pixels.
+        image: ``(H, W, 3)`` RGB; grey, RGBA, 16-bit and float images are converted as :func:`predict`'s.
+        keypoints: ``(K, 2)`` (x, y) in image pixels; NaN/inf ones are not drawn.
         visible: ``(K,)`` booleans; hidden joints and their edges are not drawn.
         skeleton: pairs of joint indices; defaults to MPII's for K=16, LSP's for K=14, else none.
-        color: one RGB colour for all (e.g. ground truth in white); default per-joint colours.
+        color: one RGB colour for all (e.g. ground truth in white); default per-joint colours
+            (:func:`hue_colors` of K: the same joint has the same colour in every picture).
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
     """
-    img = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    img = _rgb_uint8(image).copy()
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
     k = len(kp)
     vis = np.ones(k, bool) if visible is None else np.asarray(visible).astype(bool).reshape(-1)
-    vis &= (np.abs(kp) < 2 ** 30).all(axis=1)  # NaN, inf, or past OpenCV's int32 pixels: not drawn
+    if len(vis) != k:
+        raise ValueError(f"draw_keypoints: visible has {len(vis)} values for {k} keypoints")
+    if k == 0:
+        return img
+    vis &= (np.abs(kp) < 2 ** 26).all(axis=1)  # NaN, inf, or past OpenCV's int32 in 1/16 px: not drawn
     if skeleton is None:
         skeleton = MPII_SKELETON if k == 16 else LSP_SKELETON if k == 14 else ()
     colors = hue_colors(k) if color is None else np.tile(np.asarray(color, np.uint8), (k, 1))
     scale = max(img.shape[:2]) / 256.0
     radius = radius or max(1, int(round(3 * scale)))
     thickness = thickness or max(1, int(round(2 * scale)))
+    fixed = np.round(np.nan_to_num(kp) * 16).astype(np.int64)  # OpenCV's shift=4 fixed point
+
+    def at(j):
+        return int(fixed[j, 0]), int(fixed[j, 1])
+
     for a, b in skeleton:
         if a < k and b < k and vis[a] and vis[b]:
-            pa, pb = tuple(int(round(v)) for v in kp[a]), tuple(int(round(v)) for v in kp[b])
-            cv2.line(img, pa, pb, tuple(int(c) for c in colors[b]), thickness, cv2.LINE_AA)
+            cv2.line(img, at(a), at(b), tuple(int(c) for c in colors[b]), thickness, cv2.LINE_AA, 4)
     for j in range(k):
         if vis[j]:
-            p = tuple(int(round(v)) for v in kp[j])
-            cv2.circle(img, p, radius, tuple(int(c) for c in colors[j]), -1, cv2.LINE_AA)
+            cv2.circle(img, at(j), radius * 16, tuple(int(c) for c in colors[j]), -1, cv2.LINE_AA, 4)
     return img
 
 

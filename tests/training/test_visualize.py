@@ -308,3 +308,16 @@ def test_heatmap_grid_shows_nan_as_zero_and_takes_grey_images():
     np.testing.assert_array_equal(grey[0, 0], np.round(0.4 * 100 + 0.6 * jet0.astype(float)))
     with pytest.raises(ValueError, match=r"non-empty \(h, w, K\)"):  # was ZeroDivisionError
         visualize.heatmap_grid(np.zeros((4, 4, 0)))
+
+
+def test_keypoints_are_drawn_at_subpixel_positions_on_any_image():
+    img = np.zeros((32, 32), np.float32)  # grey float image in [0, 1]
+    out = visualize.draw_keypoints(img + 0.5, [[10.5, 12.25]], color=(255, 255, 255), radius=3)
+    assert out.shape == (32, 32, 3) and out[0, 0, 0] == 128  # was 0: the float image cast to black
+    wgt = visualize.draw_keypoints(img, [[10.5, 12.25]], color=(255, 255, 255), radius=3)[..., 0].astype(float)
+    ys, xs = np.mgrid[:32, :32]
+    centroid = (wgt * xs).sum() / wgt.sum(), (wgt * ys).sum() / wgt.sum()
+    np.testing.assert_allclose(centroid, (10.5, 12.25), atol=0.08)  # was (10, 12): round() half to even
+    np.testing.assert_array_equal(visualize.draw_keypoints(img, np.zeros((0, 2))), np.zeros((32, 32, 3)))  # was cv2.error
+    with pytest.raises(ValueError, match="visible has 1 values for 2 keypoints"):
+        visualize.draw_keypoints(img, [[1, 1], [2, 2]], visible=[True])
