@@ -142,14 +142,24 @@ def heatmap_grid(heatmaps, image=None, *, cols=None, cell=96, names=None):
     return grid
 
 
-def mask_overlay(image, mask, *, alpha=0.5, palette=None, ignore_label=255):
-    """Blend a class mask ``(H, W)`` over ``image`` with the VOC palette; ignore pixels untouched."""
-    img = np.asarray(image, np.uint8)
-    m = np.asarray(mask).astype(np.int64)
+def mask_overlay(image, mask, *, alpha=0.5, palette=None, ignore_label=255, background=0):
+    """Blend a class mask ``(H, W)`` over ``image`` with the VOC palette (rounded to the nearest value).
+
+    Pixels of ``ignore_label``, of ``background`` (VOC's class 0; ``None``: coloured like the others,
+    e.g. Cityscapes' class 0 is road) and of labels outside the palette (negative, NaN) are left as
+    they are. ``image``: any picture :func:`write_png` takes; returns ``(H, W, 3)`` uint8 RGB.
+    """
+    img = _rgb_uint8(image)
+    raw = np.asarray(mask)
+    if raw.shape != img.shape[:2]:
+        raise ValueError(f"mask_overlay: mask of shape {raw.shape} does not match the image's {img.shape[:2]} (H, W)")
     pal = voc_palette() if palette is None else np.asarray(palette, np.uint8)
+    m = np.where(np.isfinite(raw), raw, -1).astype(np.int64) if raw.dtype.kind == "f" else raw.astype(np.int64)
     colored = pal[np.clip(m, 0, len(pal) - 1)]
-    out = (img * (1 - alpha) + colored * alpha).astype(np.uint8)
-    keep = (m == ignore_label) | (m == 0)
+    out = np.round(img * (1 - alpha) + colored * alpha).astype(np.uint8)  # was truncated (75.75 -> 75)
+    keep = (m == ignore_label) | (m < 0) | (m >= len(pal))  # -1 was blended with class 0's black
+    if background is not None:
+        keep |= m == background
     out[keep] = img[keep]
     return out
 

@@ -321,3 +321,15 @@ def test_keypoints_are_drawn_at_subpixel_positions_on_any_image():
     np.testing.assert_array_equal(visualize.draw_keypoints(img, np.zeros((0, 2))), np.zeros((32, 32, 3)))  # was cv2.error
     with pytest.raises(ValueError, match="visible has 1 values for 2 keypoints"):
         visualize.draw_keypoints(img, [[1, 1], [2, 2]], visible=[True])
+
+
+def test_mask_overlay_rounds_and_leaves_unknown_labels_alone():
+    img = np.full((2, 3, 3), 101, np.uint8)
+    mask = np.array([[1, -1, 255], [0, 1, 0]])
+    out = visualize.mask_overlay(img, mask, alpha=0.25)
+    np.testing.assert_array_equal(out[0, 0], np.round(0.75 * 101 + 0.25 * np.array([128, 0, 0])))  # was 75, not 76
+    assert (out[0, 1:] == 101).all() and (out[1, [0, 2]] == 101).all()  # -1 was darkened as class 0
+    road = visualize.mask_overlay(img, mask, alpha=0.25, background=None)  # Cityscapes: class 0 is road
+    np.testing.assert_array_equal(road[1, 0], np.round(0.75 * np.array([101, 101, 101])))  # VOC colour 0 = black
+    with pytest.raises(ValueError, match=r"mask of shape \(3, 2\) does not match the image's \(2, 3\)"):
+        visualize.mask_overlay(img, mask.T)
