@@ -12,13 +12,15 @@ inference whose wide 3x3 convolutions run as Winograd F(4x4, 3x3) (``zoo.winogra
 the direct convolution's time on 2 cores, ~1e-5 round-off); it is what ``--verify`` checks then.
 Keep the plain model for fine-tuning.
 
-Exit status: 0 success; 1 ``--verify`` found a difference above ``--tolerance`` (no file written);
-2 bad input (the message names the file, layer or argument; no traceback).
+Exit status: 0 success; 1 ``--verify`` found a difference above ``--tolerance``, or a failure that is
+not bad input (a bug: ``--debug`` shows its traceback; no file written either way); 2 bad input (the
+message names the file, layer or argument; no traceback); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -30,19 +32,31 @@ class _VerifyFailed(Exception):
     """Keras and OpenCV outputs differ by more than the tolerance."""
 
 
+def _tolerance(text):
+    """argparse type of ``--tolerance``: a finite float >= 0 (NaN passed every check, as ``x > nan`` is False)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m converters", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from zoo.cli import Parser, count
+
+    p = Parser(prog="python -m converters", description=__doc__)
     sub = p.add_subparsers(dest="format", required=True)
     c = sub.add_parser("caffe", help="convert a Caffe deploy prototxt + caffemodel to a .keras file")
     c.add_argument("prototxt", help="deploy prototxt (graph and hyper-parameters)")
     c.add_argument("caffemodel", help="binary weights (.caffemodel)")
     c.add_argument("-o", "--output", required=True, help="output .keras file")
-    c.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
+    c.add_argument("--input-shape", nargs=2, type=count(1), metavar=("H", "W"),
                    help="input height and width (default: the sizes declared in the prototxt)")
     c.add_argument("--verify", action="store_true", help="compare with OpenCV's Caffe engine on a random input")
-    c.add_argument("--tolerance", type=float, default=1e-4,
-                   help="largest relative difference --verify accepts (default 1e-4)")
+    c.add_argument("--tolerance", type=_tolerance, default=1e-4,
+                   help="largest relative difference --verify accepts, a finite number >= 0 (default 1e-4)")
     c.add_argument("--winograd", action="store_true",
                    help="for CPU inference: wide 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) "
                         "(zoo.winograd.optimize_for_inference); not for fine-tuning")
@@ -169,7 +183,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     from converters.caffe.errors import CaffeError
-    from zoo.errors import ZooError
+    from zoo.errors import ZooError, one_line
 
     try:
         return _convert_caffe(args)
@@ -180,7 +194,7 @@ def main(argv=None) -> int:
     except (CaffeError, ZooError, OSError, ValueError) as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; no output written", file=sys.stderr)
@@ -188,5 +202,5 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug rather than bad input: still one line, --debug shows the traceback
         if args.debug:
             raise
-        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 2
+        print(f"error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

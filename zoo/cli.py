@@ -44,6 +44,46 @@ def name_value(text):
     return k.strip(), v
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; an option's help ends with its default unless it has none or says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS)
+                or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (status 2) that names the argument and points to
+    ``--help``; argparse prints the whole usage first (29 lines for ``train``), burying the reason.
+    Subcommand parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(minimum: int):
+    """argparse type: an int >= ``minimum`` (a sample, batch or worker count)."""
+
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return n
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
@@ -243,8 +283,7 @@ _DELEGATED = {"convert": ("converters.__main__", "convert a Caffe model (see ker
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="kerazoo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="kerazoo", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("list", help="list registered models")
     s.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
@@ -266,7 +305,7 @@ def build_parser():
     s = sub.add_parser("inspect", help="list the tensors of a weights file with summary statistics")
     s.add_argument("file")
     s.add_argument("--values", metavar="NAME", help="print the values of one tensor")
-    s.add_argument("--max-values", type=int, default=200, help="numpy print threshold (default 200)")
+    s.add_argument("--max-values", type=count(0), default=200, help="numpy print threshold")
     s.set_defaults(fn=_cmd_inspect)
     s = sub.add_parser("predict", help="run a model on an image and write an overlay PNG",
                        description="Run NAME on IMAGE. Classifiers print their top-5 classes (names from the "

@@ -82,8 +82,8 @@ def test_errors_are_one_line_and_leave_no_file(tmp_path, files, capsys):
     with open(tmp_path / "cut.caffemodel", "wb") as f:
         f.write(data[: len(data) // 2])
     assert "cut.caffemodel" in _fails(capsys, ["caffe", files[0], str(tmp_path / "cut.caffemodel"), "-o", str(out)])
-    err = _fails(capsys, ["caffe", *files, "-o", str(out), "--verify", "--tolerance", "-1"], code=1)
-    assert "verification failed" in err
+    err = _fails(capsys, ["caffe", *files, "-o", str(out), "--verify", "--tolerance", "0"], code=1)
+    assert "verification failed" in err and "exceeds --tolerance 0" in err  # float32 round-off: 6e-8 here
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".keras") == []
 
 
@@ -123,3 +123,20 @@ def test_verify_accepts_overflow_that_opencv_shares(tmp_path, capsys):
     assert main(["caffe", *files, "-o", str(tmp_path / "p.keras"), "--verify", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "Verify: big: max relative difference 0.00e+00" in text and "Verify: sig: max relative" in text
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--tolerance", "nan"], "argument --tolerance: expected a finite number >= 0, got 'nan'"),  # x > nan: never
+    (["--tolerance", "-1"], "argument --tolerance: expected a finite number >= 0, got '-1'"),
+    (["--tolerance", "1e-4x"], "argument --tolerance: expected a finite number >= 0, got '1e-4x'"),
+    (["--input-shape", "0", "5"], "argument --input-shape: expected an integer >= 1, got '0'"),
+    (["--input-shape", "9", "x"], "argument --input-shape: expected an integer >= 1, got 'x'"),
+])
+def test_bad_arguments_are_one_line_with_status_2(tmp_path, files, capsys, argv, expected):
+    out = tmp_path / "o.keras"
+    with pytest.raises(SystemExit) as e:
+        main(["caffe", *files, "-o", str(out), "--verify", "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"python -m converters caffe: error: {expected} (see python -m converters " \
+                                        f"caffe --help)\n"  # one line; argparse printed the usage before it
+    assert not out.exists()
