@@ -50,6 +50,21 @@ def test_parameter_counts(variant_model):
     assert (model.count_params(), trainable_count(model)) == COUNTS[variant]
 
 
+def test_score_layers_start_at_zero_like_caffe(rng):
+    """voc-fcn*/net.py gives score_fr/score_pool4/score_pool3 no weight_filler: Caffe's default constant 0.
+    A fresh net therefore predicts all-zero logits (uniform class probabilities) for any input."""
+    model = fcn.fcn8s(input_shape=(None, None, 3), classes=3)
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        for w in model.get_layer(name).weights:
+            assert not np.any(keras.ops.convert_to_numpy(w)), name
+    x = rng.normal(0.0, 50.0, size=(1, 5, 7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), np.zeros((1, 5, 7, 3), np.float32))
+    assert np.any(keras.ops.convert_to_numpy(model.get_layer("fc7").kernel))  # VGG layers keep random init
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+
+
 def test_layer_names_are_caffe_names_and_unique(variant_model):
     variant, model = variant_model
     names = [layer.name for layer in model.layers]

@@ -11,6 +11,10 @@ shelhamer/fcn.berkeleyvision.org (``voc-fcn*/net.py``, ``voc-fcn8s/deploy.protot
   skip scores ``score_pool4``/``score_pool3`` cropped (Caffe ``Crop``, top-left offsets) and summed.
 - ``fcn8s_atonce`` scales pool4 by 0.01 and pool3 by 0.0001 (non-learned Caffe ``Scale`` layers
   ``scale_pool4``/``scale_pool3``) before their score layers.
+- The score layers ``score_fr``, ``score_pool4`` and ``score_pool3`` start at zero: ``net.py`` gives
+  them no ``weight_filler``, so Caffe fills them with its default constant 0 ("we zero-initialize the
+  class scoring layer"; a new skip starts as a no-op, so FCN-16s begins as the FCN-32s it is
+  initialised from). The VGG layers keep Keras' initialisers (Caffe copies them from VGG16).
 
 Crops are taken against the live shape of the reference tensor, so any input size works and the
 output always has the input's height and width.
@@ -172,6 +176,11 @@ def _upsample(x, classes, kernel, stride, trainable, name):
     )(x)
 
 
+def _score(x, classes, name):
+    # Caffe's default filler (constant 0) for the layers net.py gives no weight_filler.
+    return keras.layers.Conv2D(classes, 1, kernel_initializer="zeros", bias_initializer="zeros", name=name)(x)
+
+
 def _fcn(variant, *, weights, input_shape, classes, trainable_upsampling, name):
     if weights is not None:
         raise ValueError(
@@ -191,14 +200,14 @@ def _fcn(variant, *, weights, input_shape, classes, trainable_upsampling, name):
     x = keras.layers.Conv2D(4096, 1, name="fc7")(x)
     x = keras.layers.ReLU(name="relu7")(x)
     x = keras.layers.Dropout(0.5, name="drop7")(x)
-    x = keras.layers.Conv2D(classes, 1, name="score_fr")(x)
+    x = _score(x, classes, "score_fr")
 
     for (up_name, k, s), (block, offset, scale) in zip(spec["ups"], spec["skips"]):
         up = _upsample(x, classes, k, s, trainable_upsampling, up_name)
         skip = pools[f"pool{block}"]
         if scale is not None:  # at-once: constant Scale (lr_mult 0) so the skips start small
             skip = ChannelScale(scale, trainable=False, name=f"scale_pool{block}")(skip)
-        score = keras.layers.Conv2D(classes, 1, name=f"score_pool{block}")(skip)
+        score = _score(skip, classes, f"score_pool{block}")
         score = CropToReference(axis=2, offset=(offset,), name=f"score_pool{block}c")([score, up])
         x = keras.layers.Add(name=f"fuse_pool{block}")([up, score])
 
