@@ -18,6 +18,9 @@ __all__ = ["Normalization", "FEEDS", "check_feed", "model_feed"]
 class Normalization:
     """Pixel convention of the model input: ``(reorder(rgb) * scale - mean) / std`` as float32.
 
+    A ``scale`` of ``1 / n`` (n an integer: 255, 256) divides by n, correctly rounded as Torch's
+    ``div(255)`` and Caffe's ``/ 256``; :class:`zoo.layers.Normalize` multiplies (the same to 1 ulp).
+
     The default (RGB / 255) is pose-hg-train's. :meth:`from_record` copies a zoo weights record so
     fine-tuning feeds pretrained weights what they were trained on.
     """
@@ -58,7 +61,11 @@ class Normalization:
         x = np.ascontiguousarray(images[..., ::-1] if self.channel_order == "BGR" else images, np.float32)
         if x is images:
             x = x.copy()
-        x *= np.float32(self.scale)
+        inv = 1.0 / self.scale if self.scale else 0.0
+        if inv and inv == round(inv):  # 1/255: divide as the originals do (x * float32(1/255) is 1 ulp off for half the pixels)
+            x /= np.float32(inv)
+        else:
+            x *= np.float32(self.scale)
         if any(self.mean):
             x -= np.asarray(self.mean, np.float32)
         if any(s != 1.0 for s in self.std):

@@ -378,3 +378,23 @@ def test_segmentation_labels_on_pspnet_sized_grid_are_the_input_pixels(tmp_path,
     n = min(size, grid)
     np.testing.assert_array_equal(y[:n, :n], mask[:n, :n])  # the image fills the input: labels unmoved
     assert (y[n:] == 255).all() and (y[:, n:] == 255).all()  # a grid pixel past the image is ignored
+
+
+def test_normalization_of_the_release_records_is_the_original_preprocessing():
+    import keras
+
+    import zoo
+
+    x = np.stack([np.arange(256), np.arange(256)[::-1], np.arange(256) // 2 + 64], -1).astype(np.uint8)[None, None]
+    bgr = x[..., ::-1]
+    originals = {  # written out from each release's own code
+        ("hourglass", "mpii"): x.astype(np.float32) / np.float32(255),  # Torch image.load: byte:float():div(255)
+        ("cpm", "mpii"): (bgr / 256.0 - 0.5).astype(np.float32),  # testing/python: cv2 BGR / 256 - 0.5, float blob
+        ("pspnet50", "ade20k"): (x.astype(np.float32) - np.float32([123.68, 116.779, 103.939]))[..., ::-1],  # MATLAB
+        ("resnet50", "imagenet"): bgr.astype(np.float32) - np.float32([103.939, 116.779, 123.68]),
+    }
+    for (arch, tag), want in originals.items():
+        norm = Normalization.from_record(zoo.get_spec(arch).weights[tag])
+        np.testing.assert_array_equal(norm(x), want, err_msg=f"{arch}.{tag}")  # hourglass: 1 ulp off in 126 of 256
+        inside = keras.ops.convert_to_numpy(norm.layer()(x))  # the uint8 feed: the same to float32 precision
+        np.testing.assert_allclose(inside, want, rtol=1.2e-7, atol=1e-7, err_msg=f"{arch}.{tag} in the model")
