@@ -38,6 +38,9 @@ class Normalization:
         if len(self.mean) != 3 or len(self.std) != 3 or not all(s != 0 for s in self.std):
             raise ValueError(f"Normalization: mean and std need 3 values each, std non-zero. "
                              f"Received: mean={self.mean!r}, std={self.std!r}")
+        if not np.isfinite([self.scale, *self.mean, *self.std]).all():  # the model's Normalize layer refuses them
+            raise ValueError(f"Normalization: scale, mean and std must be finite. Received: scale={self.scale!r}, "
+                             f"mean={self.mean!r}, std={self.std!r}")
 
     @classmethod
     def from_record(cls, record) -> "Normalization":

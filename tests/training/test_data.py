@@ -398,3 +398,10 @@ def test_normalization_of_the_release_records_is_the_original_preprocessing():
         np.testing.assert_array_equal(norm(x), want, err_msg=f"{arch}.{tag}")  # hourglass: 1 ulp off in 126 of 256
         inside = keras.ops.convert_to_numpy(norm.layer()(x))  # the uint8 feed: the same to float32 precision
         np.testing.assert_allclose(inside, want, rtol=1.2e-7, atol=1e-7, err_msg=f"{arch}.{tag} in the model")
+
+
+@pytest.mark.parametrize("kwargs", [dict(scale=float("nan")), dict(mean=(0.0, float("inf"), 0.0)),
+                                    dict(std=(1.0, 1.0, float("nan")))])
+def test_normalization_refuses_non_finite_constants(kwargs):
+    with pytest.raises(ValueError, match="must be finite"):  # was accepted: every image NaN on the host
+        Normalization(**kwargs)
