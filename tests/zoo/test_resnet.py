@@ -227,6 +227,21 @@ def test_minimum_input_runs(rng):
         resnet.resnet50(input_shape=(64, 64, 1))
 
 
+@pytest.mark.parametrize(
+    "shape,pattern",
+    [
+        ((True, 64, 3), r"resnet18: the input height must be an int \(pixels\) or None"),  # built a 1-px model
+        ((64, 64.0, 3), r"resnet18: the input width must be an int"),  # Keras' "Cannot convert ... to a shape"
+        (("64", 64, 3), r"resnet18: the input height must be an int"),  # was a bare TypeError from '<'
+        ((64, 64, None), r"resnet18: expected 3 input channels"),  # was "unsupported operand type(s) for %"
+        (64, r"resnet18: `input_shape` must be \(height, width, channels\)"),
+    ],
+)
+def test_bad_input_shape_types_are_named(shape, pattern):
+    with pytest.raises(InputShapeError, match=pattern):
+        resnet.resnet18(input_shape=shape)
+
+
 # ---------------------------------------------------------------------------------------------
 # Arguments, registry, serialization
 # ---------------------------------------------------------------------------------------------

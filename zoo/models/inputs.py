@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from zoo.errors import InputShapeError
 
 __all__ = ["check_input_shape", "min_input_size_error"]
@@ -18,21 +20,36 @@ def min_input_size_error(model_name, size, minimum):
 def check_input_shape(model_name, input_shape, *, default, minimum, channels=3):
     """Validate ``input_shape`` (H, W, C) for a builder; returns the shape to use.
 
-    ``None`` gives ``default``; ``None`` spatial dims are allowed (sizes read at run time).
+    ``None`` gives ``default``; ``None`` spatial dims are allowed (sizes read at run time). H and W
+    must otherwise be ints (NumPy ints are converted), C must be ``channels``: the first
+    convolution's kernel needs it.
     Raises :class:`zoo.errors.InputShapeError` naming the minimum size or the expected channels.
     """
     if input_shape is None:
         return tuple(default)
-    input_shape = tuple(input_shape)
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        raise InputShapeError(
+            f"{model_name}: `input_shape` must be (height, width, channels). Received: input_shape={input_shape!r}"
+        ) from None
     if len(input_shape) != 3:
         raise InputShapeError(
             f"{model_name}: `input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
         )
-    h, w, c = input_shape
-    if c is not None and channels is not None and c != channels:
+    for axis, n in zip(("height", "width"), input_shape[:2]):
+        # bool is an int subclass, and 256.0 or "256" would fail deep inside Keras (or build a 1-pixel model).
+        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer))):
+            raise InputShapeError(
+                f"{model_name}: the input {axis} must be an int (pixels) or None (any size at run time). "
+                f"Received: input_shape={input_shape}"
+            )
+    h, w = (None if n is None else int(n) for n in input_shape[:2])
+    c = input_shape[2]
+    if channels is not None and (isinstance(c, (bool, np.bool_)) or c != channels):
         raise InputShapeError(
             f"{model_name}: expected {channels} input channels (channels last). Received: input_shape={input_shape}"
         )
     if (h is not None and h < minimum[0]) or (w is not None and w < minimum[1]):
         raise min_input_size_error(model_name, (h, w), minimum)
-    return input_shape
+    return (h, w, c if channels is None else channels)
