@@ -153,8 +153,10 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
         weights: must be ``None`` here (random initialisation); load pretrained or converted
             weights with ``zoo.get("hourglass", weights=...)``.
         input_shape: ``(H, W, 3)``, RGB in [0, 1]. ``ceil(H / 2) // 2`` (and the same for W) must be
-            a positive multiple of 16, e.g. H, W multiples of 64; ``None`` sizes are allowed and
-            checked at run time. Defaults to ``(256, 256, 3)``.
+            a positive multiple of 16, e.g. H, W multiples of 64; ``None`` sizes are allowed but not
+            checked: an image breaking the rule fails at run time in the backend (an hourglass
+            ``_add`` gets mismatched shapes, e.g. 3x3 and 2x2 for a 100x100 image).
+            Defaults to ``(256, 256, 3)``.
         stacks: number of stacked hourglasses (``nStack``). Defaults to `8`.
         num_keypoints: heatmaps per stack, K (``nParts``; MPII: 16). Defaults to `16`.
         features: channels in the hourglasses (``nFeats``); must be even. Defaults to `256`.
