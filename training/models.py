@@ -129,24 +129,63 @@ def _family(model, name=None) -> str:
     return getattr(model, "_kerazoo_family", "default")
 
 
+_TASKS = ("pose", "segmentation")  # what training.fit trains
+
+
+def _run_metadata(model, path) -> None:
+    """Give a model loaded from a training run's ``.keras`` the run's family and input convention.
+
+    Neither is in the ``.keras`` file: without them fine-tuning ``runs/hg/best.keras`` used the
+    default preset (Adam) and a CPM checkpoint got pixels / 255 instead of its BGR / 256 - 0.5.
+    """
+    import json
+    from pathlib import Path
+
+    import zoo
+    from training.normalization import Normalization
+
+    try:
+        family = json.loads((Path(path).parent / "config.json").read_text())["family"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a run folder (a converted net, a copied file)
+    if isinstance(family, str) and family:
+        model._kerazoo_family = family
+    n = Normalization.of_run(Path(path).parent)
+    if n is not None and getattr(model, "_zoo_record", None) is None:
+        model._zoo_record = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order)
+
+
 def build_model(name_or_path, task, dataset, model_kwargs=None):
     """Build a model for ``dataset``: a zoo name, a :mod:`training.models` name, or a ``.keras`` path.
 
     Builder arguments ``input_shape``, ``num_keypoints`` (pose) and ``classes`` (segmentation)
-    default to what ``dataset`` provides; PSPNet gets ``aux=True`` for training.
+    default to what ``dataset`` provides; PSPNet gets ``aux=True`` for training. A ``.keras`` file
+    of a training run (``config.json`` beside it) gets the run's family (its preset) and input
+    normalisation; other ``.keras`` files the ``"default"`` family.
+
+    Raises:
+        ValueError: ``task`` is not ``"pose"``/``"segmentation"``, the named model is made for another
+            task (a classifier, a pose model for masks), or the name is unknown.
     """
     import zoo
 
+    if task not in _TASKS:
+        raise ValueError(f"build_model: task must be one of {_TASKS}. Received: task={task!r}")
     kwargs = dict(model_kwargs or {})
     if str(name_or_path).endswith(".keras"):
         model = zoo.load_keras_model(name_or_path)
+        _run_metadata(model, name_or_path)
         return model, getattr(model, "_kerazoo_family", "default")
     if name_or_path in MODELS:
         builder, family = MODELS[name_or_path]
-        known = defaults(name_or_path)
+        known, made_for = defaults(name_or_path), "segmentation"  # both tiny models segment
     else:
         spec = zoo.get_spec(name_or_path)
         builder, family, known = (lambda **kw: zoo.get(name_or_path, **kw)), spec.family, spec.defaults
+        made_for = spec.task
+    if made_for and made_for != task:  # a ResNet classifier raised IndexError on masks; hourglass could train on them
+        raise ValueError(f"build_model: '{name_or_path}' is a {made_for} model; the dataset is for {task}. "
+                         f"Pick a {task} model (zoo.get_spec(name).task says what each one is for).")
     w, h = dataset.input_size
     if "input_shape" in known:
         kwargs.setdefault("input_shape", (h, w, 3))

@@ -312,3 +312,32 @@ def test_multi_worker_shards_worker_processes_end_with_fit(tmp_path):
     assert len(r["loss"]) == 2 and np.isfinite(r["loss"]).all()
     assert r["during"] == [4, 4]  # 2 for the training shard, 2 for the validation shard, kept across epochs
     assert r["after"] == []
+
+
+@agnostic
+def test_named_models_for_another_task_are_refused_by_name():
+    with pytest.raises(ValueError, match="'resnet18' is a classification model; the dataset is for segmentation"):
+        build_model("resnet18", "segmentation", _seg_data(8), None)  # was IndexError in the geometry check
+    with pytest.raises(ValueError, match="'hourglass' is a pose model; the dataset is for segmentation"):
+        build_model("hourglass", "segmentation", _seg_data(8), {"stacks": 1, "features": 8})
+    with pytest.raises(ValueError, match="'tiny_fcn' is a segmentation model; the dataset is for pose"):
+        build_model("tiny_fcn", "pose", _pose_data(8), None)  # was "21 heatmap channels but ... 4"
+    with pytest.raises(ValueError, match="task must be one of"):
+        build_model("tiny_fcn", "classification", _seg_data(8), None)
+
+
+@agnostic
+def test_a_run_checkpoint_keeps_its_family_and_input_convention(tmp_path):
+    from training.data import Normalization
+
+    cpm_like = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
+                        heatmap_size=(16, 16), sigma=1.0, flip_pairs=(), normalization=cpm_like)
+    fit("hourglass", ds, epochs=1, out_dir=tmp_path, verbose=0, model_kwargs={"stacks": 1, "features": 8})
+    model, family = build_model(str(tmp_path / "best.keras"), "pose", ds, None)
+    assert family == "hourglass"  # was "default": fine-tuning it used Adam, not the hourglass' RMSprop
+    again = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
+                           input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=())
+    res = fit(str(tmp_path / "best.keras"), again, epochs=1, verbose=0)
+    assert again.normalization == cpm_like  # was pixels / 255: not what the checkpoint was trained on
+    assert isinstance(res.model.optimizer, keras.optimizers.RMSprop)  # the hourglass preset
