@@ -24,7 +24,7 @@ import os
 import keras
 import numpy as np
 
-__all__ = ["Placement", "setup_distribution", "jax_distribution", "tf_config", "make_strategy",
+__all__ = ["Placement", "setup_distribution", "jax_distribution", "tf_config", "worker_rank", "make_strategy",
            "distribute_py_dataset", "tensorboard_available", "write_image_summaries"]
 
 
@@ -104,6 +104,25 @@ def tf_config() -> dict | None:
     return cfg
 
 
+def worker_rank(cfg: dict) -> tuple[int, int]:
+    """``(index, count)`` of this process among a ``TF_CONFIG`` cluster's chief and workers.
+
+    The chief (task type ``"chief"``, when the cluster has one) is index 0 and the workers follow it;
+    without a chief, worker 0 is the chief (as ``MultiWorkerMirroredStrategy`` treats it).
+
+    Raises:
+        ValueError: a task type other than ``"chief"``/``"worker"``, or an index outside the cluster.
+    """
+    cluster, task = cfg["cluster"], cfg["task"]
+    chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+    kind, index = task.get("type", "worker"), int(task["index"])
+    size = {"chief": chiefs, "worker": workers}.get(kind)
+    if size is None or not 0 <= index < size:
+        raise ValueError(f"TF_CONFIG: task {{'type': {kind!r}, 'index': {index}}} is not a chief or worker of the "
+                         f"cluster ({chiefs} chief, {workers} workers); distribution='multi_worker' runs on those.")
+    return (index if kind == "chief" else chiefs + index), max(chiefs + workers, 1)
+
+
 def make_strategy(kind: str):
     """``"mirrored"`` -> ``tf.distribute.MirroredStrategy()`` (all local GPUs, else the CPU);
     ``"multi_worker"`` -> ``tf.distribute.MultiWorkerMirroredStrategy()`` (cluster from TF_CONFIG).
@@ -134,7 +153,7 @@ def make_strategy(kind: str):
                                f"(give training.fit a model name or .keras path, or call "
                                f"training.distribute.make_strategy('multi_worker') first).") from None
         _patch_keras_scalar_reduce()
-        made = strategy, int(cfg["task"]["index"]), max(len(cfg["cluster"].get("worker", [])), 1)
+        made = (strategy, *worker_rank(cfg))
     _STRATEGIES[kind] = made
     return made
 

@@ -341,3 +341,18 @@ def test_a_run_checkpoint_keeps_its_family_and_input_convention(tmp_path):
     res = fit(str(tmp_path / "best.keras"), again, epochs=1, verbose=0)
     assert again.normalization == cpm_like  # was pixels / 255: not what the checkpoint was trained on
     assert isinstance(res.model.optimizer, keras.optimizers.RMSprop)  # the hourglass preset
+
+
+@agnostic
+def test_worker_rank_counts_the_chief_of_a_tf_config_cluster():
+    from training.distribute import worker_rank
+
+    cluster = {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"]}
+    ranks = [worker_rank({"cluster": cluster, "task": {"type": t, "index": i}})
+             for t, i in (("chief", 0), ("worker", 0), ("worker", 1))]
+    assert ranks == [(0, 3), (1, 3), (2, 3)]  # worker 0 was a second chief (index 0) and the count was 2
+    assert worker_rank({"cluster": {"worker": ["h1:1", "h2:1"]}, "task": {"type": "worker", "index": 1}}) == (1, 2)
+    with pytest.raises(ValueError, match="task {'type': 'ps', 'index': 0} is not a chief or worker"):
+        worker_rank({"cluster": {**cluster, "ps": ["h3:1"]}, "task": {"type": "ps", "index": 0}})
+    with pytest.raises(ValueError, match="'index': 2} is not a chief or worker of the cluster"):
+        worker_rank({"cluster": cluster, "task": {"type": "worker", "index": 2}})
