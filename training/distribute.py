@@ -28,6 +28,9 @@ __all__ = ["Placement", "setup_distribution", "jax_distribution", "tf_config", "
            "distribute_py_dataset", "tensorboard_available", "write_image_summaries"]
 
 
+_KINDS = ("auto", "none", "data_parallel", "mirrored", "multi_worker")
+
+
 class Placement:
     """Where the run happens: a strategy scope (TF) or a keras.distribution (JAX), and who is chief."""
 
@@ -50,6 +53,8 @@ def setup_distribution(distribution) -> Placement:
     """
     backend = keras.backend.backend()
     kind = distribution or "none"
+    if kind not in _KINDS:  # a typo was reported as "not available on this backend"
+        raise ValueError(f"distribution must be one of {_KINDS}. Received: distribution={distribution!r}")
     if kind == "auto":
         if backend == "tensorflow":
             if tf_config():  # before any device query: collective ops must be set up first

@@ -356,3 +356,12 @@ def test_worker_rank_counts_the_chief_of_a_tf_config_cluster():
         worker_rank({"cluster": {**cluster, "ps": ["h3:1"]}, "task": {"type": "ps", "index": 0}})
     with pytest.raises(ValueError, match="'index': 2} is not a chief or worker of the cluster"):
         worker_rank({"cluster": cluster, "task": {"type": "worker", "index": 2}})
+
+
+@agnostic
+def test_an_unknown_distribution_is_named_as_unknown():
+    from training.distribute import setup_distribution
+
+    with pytest.raises(ValueError, match=r"distribution must be one of \('auto', 'none', 'data_parallel', 'mirrored', "
+                                         r"'multi_worker'\). Received: distribution='mirorred'"):
+        setup_distribution("mirorred")  # was "not available on the jax backend", as if it existed elsewhere
