@@ -310,6 +310,7 @@ def test_bad_input_shapes_raise(builder, shape, match):
         (dict(weights="ade20k"), r"zoo\.get\('pspnet50', weights=\.\.\.\)"),
         (dict(classes=0), r"`classes` must be an integer >= 1\. Received: classes=0"),
         (dict(dropout=1.0), r"`dropout` must be a float in \[0, 1\)"),
+        (dict(aux="False"), r"pspnet50: `aux` must be True or False\. Received: aux='False'"),  # added the head
     ],
 )
 def test_bad_arguments_raise(kwargs, match):

@@ -155,7 +155,7 @@ def pyramid_pooling_module(x, *, bins=BINS, filters=PPM_FILTERS, name="conv5_3")
     return layers.Concatenate(name=f"{name}_concat")([x, *branches])
 
 
-def _check_args(model_name, weights, classes, dropout):
+def _check_args(model_name, weights, classes, aux, dropout):
     if weights is not None:
         raise ValueError(
             f"{model_name}(): the builder only creates randomly initialised models (weights=None); "
@@ -163,6 +163,8 @@ def _check_args(model_name, weights, classes, dropout):
         )
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(f"{model_name}: `classes` must be an integer >= 1. Received: classes={classes!r}")
+    if not isinstance(aux, bool):  # a truthy string such as "False" would add the head
+        raise ValueError(f"{model_name}: `aux` must be True or False. Received: aux={aux!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"{model_name}: `dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
 
@@ -181,7 +183,7 @@ def _check_input(model_name, input_shape):
 
 
 def _pspnet(model_name, depths, *, weights, input_shape, classes, aux, dropout, name):
-    _check_args(model_name, weights, classes, dropout)
+    _check_args(model_name, weights, classes, aux, dropout)
     shape = _check_input(model_name, input_shape)
 
     inputs = keras.Input(shape=shape, name="data")
@@ -228,7 +230,8 @@ _DOC = """
         per axis (473 -> 60 -> 473), named ``conv6_interp``; with ``aux=True`` a list
         ``[conv6_interp, aux_conv6_interp]``.
     Raises:
-        ValueError: ``weights`` is not ``None``, or ``classes``/``dropout`` are out of range.
+        ValueError: ``weights`` is not ``None``, ``aux`` is not a bool, or ``classes``/``dropout`` are
+            out of range.
         InputShapeError: ``input_shape`` is not (H, W, 3) with fixed H, W >= 39.
 """
 
