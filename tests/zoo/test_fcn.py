@@ -123,6 +123,8 @@ def test_bad_arguments_raise():
         fcn.fcn8s(weights="voc")
     with pytest.raises(ValueError, match="`classes` must be a positive int. Received: classes=0"):
         fcn.fcn32s(classes=0)
+    with pytest.raises(ValueError, match=r"fcn16s\(\): `trainable_upsampling` must be True or False"):
+        fcn.fcn16s(trainable_upsampling="False")  # was truthy: the fixed bilinear deconvs trained
     with pytest.raises(TypeError):
         fcn.fcn8s(None)  # keyword-only
 

@@ -189,6 +189,11 @@ def _fcn(variant, *, weights, input_shape, classes, trainable_upsampling, name):
         )
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(f"{variant}(): `classes` must be a positive int. Received: classes={classes!r}")
+    if not isinstance(trainable_upsampling, bool):  # "False" would make the bilinear deconvs train
+        raise ValueError(
+            f"{variant}(): `trainable_upsampling` must be True or False. "
+            f"Received: trainable_upsampling={trainable_upsampling!r}"
+        )
     shape = _check_shape(variant, variant, input_shape)
     spec = VARIANTS[variant]
 
@@ -233,7 +238,8 @@ _ARGS_DOC = """
         A ``keras.Model`` mapping ``data`` (B, H, W, 3) to logits ``score`` (B, H, W, K).
 
     Raises:
-        ValueError: ``weights`` is not ``None`` or ``classes`` is not a positive int.
+        ValueError: ``weights`` is not ``None``, ``classes`` is not a positive int or
+            ``trainable_upsampling`` is not a bool.
         InputShapeError: ``input_shape`` is not (H, W, 3) or is smaller than 1x1.
     """
 
