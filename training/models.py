@@ -8,12 +8,13 @@ their names like zoo names (``fit("tiny_fcn", ...)``); both use the ``"default"`
 
 Note:
     Inputs are ``(B, H, W, 3)`` images; outputs are logits ``(B, H, W, C)`` at input resolution.
-    ``tiny_fcn`` needs H, W divisible by 32, ``tiny_pspnet`` by 8 * 4 = 32 as well.
+    ``tiny_fcn`` needs H, W divisible by 32, ``tiny_pspnet`` by 8 * lcm(bins) (32 for its default bins).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 
 import keras
 from keras import layers
@@ -28,6 +29,8 @@ def _conv(x, filters, name, dilation=1):
 
 
 def _check(model_name, input_shape, multiple):
+    if len(tuple(input_shape)) != 3:  # was "not enough values to unpack"
+        raise ValueError(f"{model_name}: input_shape must be (H, W, 3). Received: input_shape={input_shape!r}")
     h, w, c = input_shape
     if c != 3 or h % multiple or w % multiple:
         raise ValueError(f"{model_name}: input_shape must be (H, W, 3) with H and W divisible by {multiple}. "
@@ -66,7 +69,7 @@ def tiny_pspnet(*, input_shape=(128, 128, 3), classes=21, width=16, bins=(1, 2, 
     """PSPNet-shaped network: stride-8 encoder (dilated last stage), pyramid pooling, optional aux head.
 
     Args:
-        input_shape: ``(H, W, 3)``, H and W divisible by 8 * max(bins).
+        input_shape: ``(H, W, 3)``, H and W divisible by 8 * lcm(bins) (32 for the default bins, 48 for 1, 2, 3, 6).
         classes: C.
         width: channels of the first stage.
         bins: pyramid pooling grid sizes (PSPNet: 1, 2, 3, 6 on 60x60 features).
@@ -75,7 +78,8 @@ def tiny_pspnet(*, input_shape=(128, 128, 3), classes=21, width=16, bins=(1, 2, 
     Returns:
         ``keras.Model`` image -> logits ``(B, H, W, C)`` (and the aux logits when ``aux``).
     """
-    _check(name, input_shape, 8 * max(bins))
+    # every bin must split the stride-8 map evenly (pool h // b, upsample back to h): 8 * lcm, not 8 * max
+    _check(name, input_shape, 8 * math.lcm(*bins))
     h, w = input_shape[0] // 8, input_shape[1] // 8
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs

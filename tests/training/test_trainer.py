@@ -365,3 +365,15 @@ def test_an_unknown_distribution_is_named_as_unknown():
     with pytest.raises(ValueError, match=r"distribution must be one of \('auto', 'none', 'data_parallel', 'mirrored', "
                                          r"'multi_worker'\). Received: distribution='mirorred'"):
         setup_distribution("mirorred")  # was "not available on the jax backend", as if it existed elsewhere
+
+
+@agnostic
+def test_tiny_models_name_the_input_sizes_they_take():
+    from training.models import tiny_fcn, tiny_pspnet
+
+    # bins 1, 2, 3 on 120 px: a 15 x 15 stride-8 map, which 2 does not split (was a Concatenate shape error)
+    with pytest.raises(ValueError, match=r"tiny_pspnet: input_shape must be \(H, W, 3\) with H and W divisible by 48"):
+        tiny_pspnet(input_shape=(120, 120, 3), bins=(1, 2, 3), width=4)
+    assert tiny_pspnet(input_shape=(48, 48, 3), bins=(1, 2, 3), width=4, aux=False).output_shape == (None, 48, 48, 21)
+    with pytest.raises(ValueError, match=r"tiny_fcn: input_shape must be \(H, W, 3\). Received: input_shape=\(64, 64\)"):
+        tiny_fcn(input_shape=(64, 64))  # was "not enough values to unpack"
