@@ -185,7 +185,9 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
     _check_positive_int(modules, "modules")
     _check_positive_int(features, "features", minimum=2)
     if not isinstance(post_residuals, bool):
-        raise ValueError(f"hourglass: `post_residuals` must be True or False. Received: post_residuals={post_residuals!r}")
+        raise ValueError(
+            f"hourglass: `post_residuals` must be True or False. Received: post_residuals={post_residuals!r}"
+        )
     if features % 2:
         raise ValueError(
             f"hourglass: `features` must be even (bottleneck of features / 2). Received: features={features}"

@@ -145,7 +145,9 @@ def check_builder_args(registry_name, *, weights, include_top, pooling, classes,
             f"load weights with `zoo.get('{registry_name}', weights=...)`. Received: weights={weights!r}"
         )
     if not isinstance(include_top, bool):
-        raise TypeError(f"{registry_name}(): `include_top` must be True or False. Received: include_top={include_top!r}")
+        raise TypeError(
+            f"{registry_name}(): `include_top` must be True or False. Received: include_top={include_top!r}"
+        )
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"{registry_name}(): `pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
     if include_top:
@@ -156,7 +158,8 @@ def check_builder_args(registry_name, *, weights, include_top, pooling, classes,
             )
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
             raise ValueError(
-                f"{registry_name}(): `classes` must be a positive int when include_top=True. Received: classes={classes!r}"
+                f"{registry_name}(): `classes` must be a positive int when include_top=True. "
+                f"Received: classes={classes!r}"
             )
         if classifier_activation is not None:
             try:
