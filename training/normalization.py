@@ -61,6 +61,10 @@ class Normalization:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # in place, same operations and order as zoo.layers.Normalize (one float32 copy, no temporaries)
+        images = np.asarray(images)
+        if images.ndim < 3 or images.shape[-1] != 3:  # BGR flipped a grey (H, W) image's columns
+            raise ValueError(f"Normalization: images must be RGB with 3 channels last, (..., H, W, 3). "
+                             f"Received shape {images.shape}")
         x = np.ascontiguousarray(images[..., ::-1] if self.channel_order == "BGR" else images, np.float32)
         if x is images:
             x = x.copy()

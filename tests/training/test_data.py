@@ -405,3 +405,10 @@ def test_normalization_of_the_release_records_is_the_original_preprocessing():
 def test_normalization_refuses_non_finite_constants(kwargs):
     with pytest.raises(ValueError, match="must be finite"):  # was accepted: every image NaN on the host
         Normalization(**kwargs)
+
+
+def test_normalization_takes_rgb_only():
+    grey = np.arange(12, dtype=np.uint8).reshape(4, 3)  # (H, W) with W = 3: was normalised with its columns reversed
+    with pytest.raises(ValueError, match=r"3 channels last, \(..., H, W, 3\). Received shape \(4, 3\)"):
+        Normalization(channel_order="BGR")(grey)
+    np.testing.assert_array_equal(Normalization(scale=1.0)([[[1, 2, 3]]]), np.float32([[[1, 2, 3]]]))  # a list
