@@ -143,6 +143,12 @@ def test_center_map_custom_centre_and_errors():
         cpm_center_map(0, 10)
     with pytest.raises(ValueError, match="`center` must be a pair"):
         cpm_center_map(10, 10, center=3)
+    # Were numpy's "ufunc 'isfinite' not supported" TypeError, a map made with sigma 1, an all-NaN map.
+    for bad in ("21", None, True):
+        with pytest.raises(ValueError, match=r"`sigma` must be > 0 \(pixels\)"):
+            cpm_center_map(10, 10, sigma=bad)
+    with pytest.raises(ValueError, match="`center` must be a pair"):
+        cpm_center_map(10, 10, center=(float("nan"), 3))
 
 
 def _cpm_prototxt(h, w, stages, outputs):

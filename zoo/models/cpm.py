@@ -190,12 +190,15 @@ def cpm_center_map(h, w, sigma=DEFAULT_SIGMA, center=None):
         float32 array (h, w, 1); add a batch axis with ``[None]``.
 
     Raises:
-        ValueError: non-positive ``h``, ``w`` or ``sigma``, or a ``center`` that is not a pair.
+        ValueError: non-positive ``h``, ``w`` or ``sigma`` (or not a number), or a ``center`` that is
+            not a pair of finite numbers.
     """
     for arg, value in (("h", h), ("w", w)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"cpm_center_map(): `{arg}` must be a positive int. Received: {arg}={value!r}")
-    if not np.isfinite(sigma) or sigma <= 0:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not (
+        np.isfinite(sigma) and sigma > 0
+    ):
         raise ValueError(f"cpm_center_map(): `sigma` must be > 0 (pixels). Received: sigma={sigma!r}")
     if center is None:
         cx, cy = w // 2, h // 2
@@ -203,9 +206,12 @@ def cpm_center_map(h, w, sigma=DEFAULT_SIGMA, center=None):
         try:
             cx, cy = (float(c) for c in center)
         except (TypeError, ValueError):
+            cx = cy = float("nan")
+        if not (np.isfinite(cx) and np.isfinite(cy)):  # a NaN centre gave an all-NaN map
             raise ValueError(
-                f"cpm_center_map(): `center` must be a pair (cx, cy) in pixels. Received: center={center!r}"
-            ) from None
+                f"cpm_center_map(): `center` must be a pair (cx, cy) of finite pixel coordinates. "
+                f"Received: center={center!r}"
+            )
     ys = np.arange(h, dtype=np.float64)[:, None]
     xs = np.arange(w, dtype=np.float64)[None, :]
     d2 = (xs - cx) ** 2 + (ys - cy) ** 2
