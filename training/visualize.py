@@ -99,7 +99,7 @@ def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None,
     scale = max(img.shape[:2]) / 256.0
     radius = radius or max(1, int(round(3 * scale)))
     thickness = thickness or max(1, int(round(2 * scale)))
-    fixed = np.round(np.nan_to_num(kp) * 16).astype(np.int64)  # OpenCV's shift=4 fixed point
+    fixed = np.round(np.where(vis[:, None], kp, 0.0) * 16).astype(np.int64)  # OpenCV's shift=4 fixed point
 
     def at(j):
         return int(fixed[j, 0]), int(fixed[j, 1])

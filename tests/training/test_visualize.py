@@ -1,5 +1,6 @@
 """Pictures: drawn where the coordinates say, written atomically."""
 
+import warnings
 from types import SimpleNamespace
 
 import cv2
@@ -321,6 +322,10 @@ def test_keypoints_are_drawn_at_subpixel_positions_on_any_image():
     np.testing.assert_array_equal(visualize.draw_keypoints(img, np.zeros((0, 2))), np.zeros((32, 32, 3)))  # was cv2.error
     with pytest.raises(ValueError, match="visible has 1 values for 2 keypoints"):
         visualize.draw_keypoints(img, [[1, 1], [2, 2]], visible=[True])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # inf/NaN keypoints are skipped before the fixed-point cast
+        out = visualize.draw_keypoints(img, [[np.inf, 1.0], [np.nan, 2.0], [3.0, 3.0]], color=(255, 255, 255))
+    np.testing.assert_array_equal(out, visualize.draw_keypoints(img, [[3.0, 3.0]], color=(255, 255, 255)))
 
 
 def test_mask_overlay_rounds_and_leaves_unknown_labels_alone():
