@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from zoo.cli import name_value, one_line
+from zoo.cli import Parser, count, name_value, one_line
 
 __all__ = ["main", "build_parser", "parse_args"]
 
@@ -59,16 +59,17 @@ def _data_args(p):
     g.add_argument("--images", action="append", help="image folder (MPII, LSP), one per --annotations")
     g.add_argument("--root", help="dataset root folder (RHD, VOC)")
     g.add_argument("--classes", help="RHD segmentation classes: hands, hand, parts")
-    g.add_argument("--num-samples", type=int, help="synthetic: training samples (default 512)")
-    g.add_argument("--val-samples", type=int, help="synthetic: validation samples (default 64)")
-    g.add_argument("--num-keypoints", type=int, help="synthetic: keypoints per figure")
-    g.add_argument("--num-classes", type=int, help="synthetic-seg: classes")
+    g.add_argument("--num-samples", type=count(1), help="synthetic: training samples (default 512)")
+    g.add_argument("--val-samples", type=count(0), help="synthetic: validation samples (default 64; 0: no validation)")
+    g.add_argument("--num-keypoints", type=count(1), help="synthetic: keypoints per figure (default 16)")
+    g.add_argument("--num-classes", type=count(2), help="synthetic-seg: classes, background included (default 4)")
     g.add_argument("--image-size", type=_size, help="synthetic: generated image size (default 64)")
-    g.add_argument("--input-size", type=_size, help="network input SIZE or W,H")
-    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--input-size", type=_size, help="network input SIZE or W,H (default: synthetic: the image "
+                                                    "size; 256 for pose and RHD, 512 for VOC)")
+    g.add_argument("--batch-size", type=count(1), default=16, help="samples per batch")
     g.add_argument("--sigma", type=float, default=_DATA_DEFAULTS["sigma"],
                    help=f"heatmap Gaussian sigma (heatmap px; default {_DATA_DEFAULTS['sigma']})")
-    g.add_argument("--workers", type=int, default=0, help="PyDataset workers")
+    g.add_argument("--workers", type=count(0), default=0, help="PyDataset workers (default 0: in the main process)")
     g.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
     g.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="unreadable images")
     g.add_argument("--seed", type=int, default=_DATA_DEFAULTS["seed"],
@@ -76,38 +77,42 @@ def _data_args(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training", description="Train and evaluate kerazoo models.")
+    p = Parser(prog="python -m training", description="Train and evaluate kerazoo models.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model")
     t.add_argument("--model", required=True, help="zoo name (hourglass, pspnet50, ...), tiny_fcn/tiny_pspnet, "
                                                   "or a .keras file")
     t.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="builder argument, e.g. stacks=2 (repeatable)")
-    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=10, help="epochs to train")
     t.add_argument("--out", required=True, help="output folder (resumes if it holds a backup)")
     _data_args(t)
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    t.add_argument("--preset", help="optimiser preset (hourglass, cpm, pspnet, fcn, resnet, default)")
-    t.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam", "adamw"))
-    t.add_argument("--lr", type=float, help="learning rate")
-    t.add_argument("--schedule", choices=("constant", "step", "poly", "cosine"))
-    t.add_argument("--warmup-epochs", type=float)
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    t.add_argument("--preset", help="optimiser preset (hourglass, cpm, pspnet, fcn, resnet, default; "
+                                    "default: the model's family)")
+    t.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam", "adamw"), help="default: the preset's")
+    t.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
+    t.add_argument("--schedule", choices=("constant", "step", "poly", "cosine"), help="learning-rate schedule "
+                   "(default: the preset's)")
+    t.add_argument("--warmup-epochs", type=float, help="linear warm-up length in epochs (default: the preset's)")
+    t.add_argument("--weight-decay", type=float, help="default: the preset's")
+    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: fp32")
     t.add_argument("--steps-per-execution", type=int, default=1,
                    help="training steps per compiled call (fewer host round trips for fast steps)")
     t.add_argument("--feed", choices=("float32", "uint8"),
                    help="uint8: send raw pixels and normalise inside the model (4x less host->device data)")
     t.add_argument("--distribution", default="auto", choices=("auto", "none", "data_parallel", "mirrored",
-                                                                 "multi_worker"))
-    t.add_argument("--backup-every", type=int, help="batches between backups (default: every epoch)")
-    t.add_argument("--tensorboard", action="store_true")
+                                                                 "multi_worker"),
+                   help="multi-device strategy (auto: multi_worker when TF_CONFIG is set, data parallel over "
+                        "several local GPUs / JAX devices, else none)")
+    t.add_argument("--backup-every", type=count(1), help="batches between backups (default: every epoch)")
+    t.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs into --out")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2),
                    help="Keras verbosity: 1 a progress bar, 2 one line per epoch (default: 1 on a terminal, else 2)")
     e = sub.add_parser("evaluate", help="evaluate a model, print the table, write CSVs")
     e.add_argument("--model", help=".keras file (default: RUN/best.keras)")
     e.add_argument("--run", help="training output folder: reuse its data settings and best.keras")
-    e.add_argument("--split", default="val", choices=("train", "val"))
+    e.add_argument("--split", default="val", choices=("train", "val"), help="which split to score")
     e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval, or RUN/eval_train "
                                  "for --split train; none without --run)")
     e.add_argument("--flip", action="store_true", help="pose: flip-test averaging")
@@ -163,7 +168,7 @@ def cmd_train(args) -> int:
     from training.trainer import fit
 
     if not args.dataset:
-        raise SystemExit("train: --dataset is required")
+        raise ValueError("train: --dataset is required")
     if args.verbose is None:
         args.verbose = 1 if sys.stdout.isatty() else 2
     train_recs, info = _load_records(args, "train")
@@ -246,7 +251,11 @@ def cmd_evaluate(args) -> int:
 def parse_args(argv):
     """The parsed command line; repeated ``--annotations``/``--images`` become one ``os.pathsep``-joined
     string each (as ``cli.json`` keeps them and ``training.datasets.load`` takes them)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and not args.dataset:  # shared with evaluate, where --run can name it
+        parser.exit(2, f"{parser.prog} train: error: the following arguments are required: --dataset "
+                       f"(see {parser.prog} train --help)\n")
     for k in ("annotations", "images"):
         if getattr(args, k, None) is not None:
             setattr(args, k, os.pathsep.join(getattr(args, k)))

@@ -104,3 +104,22 @@ def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny):
 
     args = parse_args(["evaluate", "--run", str(out), "--seed", "0"])  # given on the command line: kept
     assert args.seed == 0 and args.sigma is None
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "the following arguments are required: --dataset"),  # was SystemExit('...'): status 1, no 'error:'
+    (["--dataset", "synthetic", "--num-keypoints", "0"], "argument --num-keypoints: expected an integer >= 1, got '0'"),
+    (["--dataset", "synthetic", "--workers", "-2"], "argument --workers: expected an integer >= 0, got '-2'"),
+    (["--dataset", "synthetic", "--backup-every", "0"], "argument --backup-every: expected an integer >= 1, got '0'"),
+    (["--dataset", "synthetic-seg", "--num-classes", "1"], "argument --num-classes: expected an integer >= 2, got '1'"),
+    (["--dataset", "synthetic", "--input-size", "0"], "argument --input-size: expected SIZE or W,H with positive ints"),
+])
+def test_bad_arguments_are_one_line_with_status_2(tmp_path, tiny, capsys, argv, expected):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:  # a small run: the old code trained with --workers -2 and --backup-every 0
+        main(["train", "--model", str(tiny), "--out", str(out), "--num-samples", "4", "--val-samples", "0",
+              "--image-size", "32", "--batch-size", "4", "--epochs", "1", "--verbose", "0", *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("python -m training train: error: ")
+    assert expected in err and err.endswith("(see python -m training train --help)\n") and err.count("\n") == 1
+    assert not out.exists()
