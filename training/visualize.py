@@ -1,7 +1,8 @@
 """Pictures of keypoints, heatmaps, masks and training curves, drawn with OpenCV (no matplotlib).
 
-All functions take and return RGB ``uint8`` images ``(H, W, 3)``; coordinates are (x, y) pixels of
-the image drawn on.
+All functions return RGB ``uint8`` images ``(H, W, 3)`` and take RGB ones, or grey, RGBA, 16-bit or
+float pictures converted as :func:`predict` converts them; coordinates are (x, y) pixels of the image
+drawn on, pixel centres at integer coordinates.
 """
 
 from __future__ import annotations
