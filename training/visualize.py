@@ -110,7 +110,7 @@ def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None,
             cv2.line(img, at(a), at(b), tuple(int(c) for c in colors[b]), thickness, cv2.LINE_AA, 4)
     for j in range(k):
         if vis[j]:
-            cv2.circle(img, at(j), radius * 16, tuple(int(c) for c in colors[j]), -1, cv2.LINE_AA, 4)
+            cv2.circle(img, at(j), int(round(radius * 16)), tuple(int(c) for c in colors[j]), -1, cv2.LINE_AA, 4)
     return img
 
 

@@ -338,3 +338,10 @@ def test_mask_overlay_rounds_and_leaves_unknown_labels_alone():
     np.testing.assert_array_equal(road[1, 0], np.round(0.75 * np.array([101, 101, 101])))  # VOC colour 0 = black
     with pytest.raises(ValueError, match=r"mask of shape \(3, 2\) does not match the image's \(2, 3\)"):
         visualize.mask_overlay(img, mask.T)
+
+
+def test_keypoint_radius_may_be_fractional():
+    img = np.zeros((16, 16, 3), np.uint8)
+    out = visualize.draw_keypoints(img, [[8.0, 8.0]], color=(255, 255, 255), radius=1.5)  # was cv2.error
+    ys, xs = np.nonzero(out[..., 0] > 100)  # OpenCV's anti-aliased fringe is faint and ragged at this size
+    assert np.hypot(xs - 8, ys - 8).max() <= 2.0 and out[8, 8, 0] == 255 and len(xs) >= 9  # a disc of radius 1.5
