@@ -238,3 +238,25 @@ def test_ctrl_c_exits_130_in_one_line(tmp_path):
     lines = [l for l in err.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
     assert p.returncode == 130 and "Traceback" not in err, err
     assert lines == ["kerazoo inspect: interrupted"], err
+
+
+def test_predict_out_must_be_a_png_or_a_folder(tmp_path, capsys):
+    """Checked before the model is loaded: a .jpg name got PNG bytes; a file in the way was '[Errno 17]'."""
+    import cv2
+
+    from zoo.cli import main
+
+    cv2.imwrite(str(tmp_path / "img.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "file").write_text("x")
+    for out, expected in [("o.jpg", "--out 'o.jpg': expected a file name ending in .png, or a folder"),
+                          ("file/o.png", f"--out 'file/o.png': '{tmp_path / 'file'}' is a file, expected a folder"),
+                          ("file/sub/", f"'{tmp_path / 'file'}' is a file, expected a folder there")]:
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            assert main(["predict", "hourglass", "img.png", "--weights", "w.h5", "--out", out]) == 2
+        finally:
+            os.chdir(cwd)
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "img.png"]

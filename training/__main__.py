@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from zoo.cli import Parser, count, name_value, one_line
+from zoo.cli import Parser, blocked_by_file, count, name_value, one_line
 
 __all__ = ["main", "build_parser", "parse_args"]
 
@@ -171,6 +171,11 @@ def cmd_train(args) -> int:
         raise ValueError("train: --dataset is required")
     if args.verbose is None:
         args.verbose = 1 if sys.stdout.isatty() else 2
+    out = Path(args.out)
+    blocker = out if out.exists() and not out.is_dir() else blocked_by_file(out)
+    if blocker is not None:  # before the data is read: os.makedirs said only '[Errno 17] File exists'
+        raise ValueError(f"train: --out '{out}': '{blocker}' is a file, expected a folder (the run's outputs go "
+                         f"there)")
     train_recs, info = _load_records(args, "train")
     val_recs, _ = _load_records(args, "val")
     if info.task == "pose" and val_recs and args.val_annotations and args.val_annotations != args.annotations:
@@ -183,7 +188,6 @@ def cmd_train(args) -> int:
     size = _default_input(args, train_recs)
     train = _make_dataset(info, train_recs, args, train=True, input_size=size)
     val = _make_dataset(info, val_recs, args, train=False, input_size=size) if val_recs else None
-    out = Path(args.out)
     res = fit(args.model, train, val, epochs=args.epochs, out_dir=out, model_kwargs=dict(args.model_arg),
               preset=args.preset, optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
               warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, precision=args.precision,

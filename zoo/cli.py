@@ -228,13 +228,27 @@ def _run_record(path: Path):
     return None if n is None else zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order)
 
 
+def blocked_by_file(path: Path):
+    """The nearest existing ancestor of ``path`` when it is not a folder (``path`` cannot be created
+    under it), else ``None``."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def _predict_target(args) -> Path:
     """``--out`` as given; in a folder (existing, or written with a trailing slash): IMAGE_STEM.pred.png."""
     if not args.out:
         return Path(args.image).with_suffix(".pred.png")
     out = Path(args.out)
     if out.is_dir() or args.out.endswith(("/", os.sep)):
-        return out / f"{Path(args.image).stem}.pred.png"
+        out = out / f"{Path(args.image).stem}.pred.png"
+    elif out.suffix.lower() != ".png":  # the picture is PNG-encoded whatever the name says
+        raise CLIError(f"--out '{out}': expected a file name ending in .png, or a folder")
+    blocker = blocked_by_file(out)
+    if blocker is not None:
+        raise CLIError(f"--out '{out}': '{blocker}' is a file, expected a folder there")
     return out
 
 

@@ -123,3 +123,10 @@ def test_bad_arguments_are_one_line_with_status_2(tmp_path, tiny, capsys, argv, 
     assert e.value.code == 2 and err.startswith("python -m training train: error: ")
     assert expected in err and err.endswith("(see python -m training train --help)\n") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_out_that_is_a_file_is_named(tmp_path, tiny, capsys):
+    for out in (tiny, tiny / "run"):  # the file itself, or a file where a parent folder should be
+        assert main(_train(tiny, out)) == 2
+        err = capsys.readouterr().err
+        assert f"--out '{out}': '{tiny}' is a file, expected a folder" in err and err.count("\n") == 1
