@@ -144,6 +144,11 @@ def _convert_caffe(args) -> int:
         raise ValueError(f"--output must end in .keras (Keras' saving format). Received: '{out}'")
     if out.is_dir():
         raise ValueError(f"--output '{out}' is a directory; give a file name ending in .keras")
+    from zoo.cli import blocked_by_file
+
+    blocker = blocked_by_file(out)
+    if blocker is not None:  # found before the conversion, not at the save after it
+        raise ValueError(f"--output '{out}': '{blocker}' is a file, expected a folder there")
     progress = None if not args.no_progress else False
     net = load(args.prototxt, args.caffemodel, input_shape=tuple(args.input_shape) if args.input_shape else None,
                progress=progress)
