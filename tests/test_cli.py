@@ -260,3 +260,13 @@ def test_predict_out_must_be_a_png_or_a_folder(tmp_path, capsys):
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "img.png"]
+
+
+def test_info_checks_the_tag(capsys):
+    from zoo.cli import main
+
+    assert main(["info", "hourglass:zzz"]) == 2  # printed hourglass' record, status 0
+    err = capsys.readouterr().err
+    assert err == "kerazoo info: error: hourglass: unknown weights tag 'zzz' (in 'hourglass:zzz'). Known tags: mpii.\n"
+    for name in ("hourglass:mpii", "hourglass.mpii"):
+        assert main(["info", name]) == 0 and '"mpii": {' in capsys.readouterr().out
