@@ -164,6 +164,14 @@ def _default_input(args, records):
     return (256, 256) if args.dataset in ("mpii", "lsp", "lspet", "rhd", "rhd-hand") else (512, 512)
 
 
+def _check_out_folder(out: Path, command: str, why: str) -> None:
+    """Refuse an ``--out`` folder that cannot be made because it, or a folder above it, is a file, before any
+    work (os.makedirs said only '[Errno 17] File exists' at the end)."""
+    blocker = out if out.exists() and not out.is_dir() else blocked_by_file(out)
+    if blocker is not None:
+        raise ValueError(f"{command}: --out '{out}': '{blocker}' is a file, expected a folder ({why})")
+
+
 def cmd_train(args) -> int:
     from training.trainer import fit
 
@@ -172,10 +180,7 @@ def cmd_train(args) -> int:
     if args.verbose is None:
         args.verbose = 1 if sys.stdout.isatty() else 2
     out = Path(args.out)
-    blocker = out if out.exists() and not out.is_dir() else blocked_by_file(out)
-    if blocker is not None:  # before the data is read: os.makedirs said only '[Errno 17] File exists'
-        raise ValueError(f"train: --out '{out}': '{blocker}' is a file, expected a folder (the run's outputs go "
-                         f"there)")
+    _check_out_folder(out, "train", "the run's outputs go there")
     train_recs, info = _load_records(args, "train")
     val_recs, _ = _load_records(args, "val")
     if info.task == "pose" and val_recs and args.val_annotations and args.val_annotations != args.annotations:
@@ -227,6 +232,8 @@ def cmd_evaluate(args) -> int:
             setattr(args, k, v)
     if not args.model or not args.dataset:
         raise ValueError("evaluate: give --run, or --model and --dataset")
+    if args.out:
+        _check_out_folder(Path(args.out), "evaluate", "for table.csv and predictions.csv")
     model = zoo.load_keras_model(args.model)
     recs, info = _load_records(args, args.split)
     h, w = model.inputs[0].shape[1:3]

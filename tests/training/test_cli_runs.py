@@ -129,4 +129,8 @@ def test_out_that_is_a_file_is_named(tmp_path, tiny, capsys):
     for out in (tiny, tiny / "run"):  # the file itself, or a file where a parent folder should be
         assert main(_train(tiny, out)) == 2
         err = capsys.readouterr().err
-        assert f"--out '{out}': '{tiny}' is a file, expected a folder" in err and err.count("\n") == 1
+        assert f"train: --out '{out}': '{tiny}' is a file, expected a folder" in err and err.count("\n") == 1
+        assert main(["evaluate", "--model", str(tiny), "--dataset", "synthetic", "--num-keypoints", "4", "--out",
+                     str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"evaluate: --out '{out}': '{tiny}' is a file, expected a folder" in err and err.count("\n") == 1
