@@ -205,6 +205,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _check_model_fits_data(model, info, args) -> None:
+    """A model must output the dataset's keypoints (+ an optional background map) or classes; the scores were
+    an obscure shape error, or (segmentation) silently computed without the classes the model lacks."""
+    hint = " (--num-keypoints / --num-classes set the synthetic sets')" if args.dataset.startswith("synthetic") else ""
+    if info.task == "pose":
+        c, k = model.outputs[-1].shape[-1], info.num_keypoints
+        if c not in (k, k + 1):
+            raise ValueError(f"evaluate: model '{args.model}' outputs {c} channels, but dataset '{args.dataset}' has "
+                             f"{k} keypoints (expected {k} heatmaps, or {k + 1} with a background map){hint}")
+    else:
+        c, n = model.outputs[0].shape[-1], info.num_classes
+        if c != n:
+            raise ValueError(f"evaluate: model '{args.model}' outputs {c} class scores, but dataset '{args.dataset}' "
+                             f"has {n} classes{hint}")
+
+
 def cmd_evaluate(args) -> int:
     import training.losses  # noqa: F401  (registers the training objects for load_model)
     import training.metrics  # noqa: F401
@@ -241,6 +257,7 @@ def cmd_evaluate(args) -> int:
 
     extra = {"normalization": norm} if norm else {}
     extra["feed"] = model_feed(model)  # a model trained with --feed uint8 normalises its own input
+    _check_model_fits_data(model, info, args)
     if info.task == "pose":
         out = model.outputs[-1].shape
         extra.update(heatmap_size=(out[2], out[1]), num_outputs=len(model.outputs),

@@ -134,3 +134,22 @@ def test_out_that_is_a_file_is_named(tmp_path, tiny, capsys):
                      str(out)]) == 2
         err = capsys.readouterr().err
         assert f"evaluate: --out '{out}': '{tiny}' is a file, expected a folder" in err and err.count("\n") == 1
+
+
+def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, tiny, capsys):
+    from tests.training.helpers import tiny_seg_model
+
+    seg = tmp_path / "seg.keras"
+    tiny_seg_model(32, classes=3).save(seg)
+    common = ["--val-samples", "4", "--image-size", "32", "--batch-size", "4"]
+    # 3 class scores on synthetic-seg's 4 classes were scored with status 0; 4 heatmaps against 16 keypoints
+    # failed with "`pred` shape (4, 4, 2) must equal `gt` shape (4, 16, 2)"
+    for model, dataset, expected in [
+            (seg, "synthetic-seg", f"evaluate: model '{seg}' outputs 3 class scores, but dataset 'synthetic-seg' has "
+                                   "4 classes"),
+            (tiny, "synthetic", f"evaluate: model '{tiny}' outputs 4 channels, but dataset 'synthetic' has 16 "
+                                "keypoints (expected 16 heatmaps, or 17 with a background map)")]:
+        assert main(["evaluate", "--model", str(model), "--dataset", dataset, *common]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert main(["evaluate", "--model", str(seg), "--dataset", "synthetic-seg", "--num-classes", "3", *common]) == 0
