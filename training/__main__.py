@@ -234,7 +234,13 @@ def cmd_evaluate(args) -> int:
         if not args.model and not any((run / f).exists() for f in ("best.keras", "final.keras")):
             raise ValueError(f"evaluate: --run '{run}' is not a training run folder (no best.keras or final.keras "
                              f"{'in it' if run.is_dir() else 'there: the folder does not exist'})")
-        saved = json.loads((run / "cli.json").read_text()) if (run / "cli.json").exists() else {}
+        saved = {}
+        if (run / "cli.json").exists():
+            try:
+                saved = json.loads((run / "cli.json").read_text())
+            except (ValueError, OSError) as e:  # JSON's own message names neither the file nor the remedy
+                raise ValueError(f"evaluate: cannot read '{run / 'cli.json'}' ({one_line(e)}); give the data "
+                                 f"options (--dataset ...) and --model instead of --run") from None
         for k, v in saved.items():  # fill data settings the user did not give
             if k in ("dataset", "annotations", "val_annotations", "images", "root", "classes", "num_samples",
                      "val_samples", "num_keypoints", "num_classes", "image_size", "input_size", "sigma", "seed") \

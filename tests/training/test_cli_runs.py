@@ -87,7 +87,7 @@ def test_evaluate_splits_and_bad_model_files(tmp_path, tiny, capsys):
     assert "epochs must be an integer >= 1" in capsys.readouterr().err
 
 
-def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny):
+def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny, capsys):
     """evaluate --run takes --seed, --num-samples and --sigma from the run's cli.json: the synthetic split is
     the one the run trained / validated on (records 'synth{seed}_{i}', val seed + 10000), not seed 0's 512."""
     import csv
@@ -104,6 +104,11 @@ def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny):
 
     args = parse_args(["evaluate", "--run", str(out), "--seed", "0"])  # given on the command line: kept
     assert args.seed == 0 and args.sigma is None
+    (out / "cli.json").write_text('{"dataset": "synth')  # cut short
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out)]) == 2
+    err = capsys.readouterr().err  # was "error: Unterminated string starting at: line 1 column 13 (char 12)"
+    assert f"evaluate: cannot read '{out / 'cli.json'}' (Unterminated string" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("argv, expected", [
