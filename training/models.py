@@ -169,7 +169,8 @@ def build_model(name_or_path, task, dataset, model_kwargs=None):
 
     Raises:
         ValueError: ``task`` is not ``"pose"``/``"segmentation"``, the named model is made for another
-            task (a classifier, a pose model for masks), or the name is unknown.
+            task (a classifier, a pose model for masks), the name is unknown, or builder arguments
+            are given with a ``.keras`` file.
     """
     import zoo
 
@@ -177,6 +178,9 @@ def build_model(name_or_path, task, dataset, model_kwargs=None):
         raise ValueError(f"build_model: task must be one of {_TASKS}. Received: task={task!r}")
     kwargs = dict(model_kwargs or {})
     if str(name_or_path).endswith(".keras"):
+        if kwargs:  # a saved model is not rebuilt: builder arguments would be ignored without a word
+            raise ValueError(f"build_model: '{name_or_path}' is a saved model, which takes no builder arguments "
+                             f"(--model-arg / model_kwargs). Received: {sorted(kwargs)}")
         model = zoo.load_keras_model(name_or_path)
         _run_metadata(model, name_or_path)
         return model, getattr(model, "_kerazoo_family", "default")

@@ -315,6 +315,18 @@ def test_multi_worker_shards_worker_processes_end_with_fit(tmp_path):
 
 
 @agnostic
+def test_builder_arguments_with_a_saved_model_are_refused(tmp_path):
+    # kerazoo train --model run/best.keras --model-arg width=4 trained the saved model, the argument ignored
+    path = tmp_path / "seg.keras"
+    tiny_seg_model(32, 3).save(path)
+    with pytest.raises(ValueError, match=r"seg.keras' is a saved model, which takes no builder arguments "
+                                         r".*\['width'\]"):
+        build_model(str(path), "segmentation", _seg_data(8), {"width": 4})
+    model, family = build_model(str(path), "segmentation", _seg_data(8), {})
+    assert model.name == "tiny_seg" and family == "default"
+
+
+@agnostic
 def test_named_models_for_another_task_are_refused_by_name():
     with pytest.raises(ValueError, match="'resnet18' is a classification model; the dataset is for segmentation"):
         build_model("resnet18", "segmentation", _seg_data(8), None)  # was IndexError in the geometry check
