@@ -340,7 +340,13 @@ def _build(text, path, read_model, model_path, input_shape, phase):
             inputs += list(zip(p.top, shapes))
             if p.type != "Input":
                 data_tops.update(p.top)
+        elif p.type == "Silence":
+            kept.append((p, line))  # dropped below, after its bottoms are marked as consumed
         elif not _is_dropped(p):
+            if p.type == "BatchNorm" and state.phase == _PHASES["TRAIN"] and \
+                    not p.batch_norm_param.HasField("use_global_stats"):
+                # batch_norm_layer.cpp: use_global_stats defaults to (phase == TEST).
+                p.batch_norm_param.use_global_stats = False
             if p.type == "Pooling" and p.pooling_param.HasField("ceil_mode"):
                 pp = p.pooling_param
                 mode = ROUND_CEIL if pp.ceil_mode else ROUND_FLOOR
@@ -354,7 +360,7 @@ def _build(text, path, read_model, model_path, input_shape, phase):
         raise GraphError(f"{path}: input blob declared twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
     override = _check_override(input_shape, names)
 
-    consumed = {b for p, _ in kept for b in p.bottom}
+    consumed = {b for p, _ in kept if p.type != "Silence" for b in p.bottom}
     shapes, caffe_names, current, net_inputs = {}, {}, {}, {}
     for name, shape in inputs:
         if name in data_tops and name not in consumed:
@@ -376,8 +382,19 @@ def _build(text, path, read_model, model_path, input_shape, phase):
     # pending: rewritten names nobody has read since (Caffe outputs holding the new values).
     # name_read: a Caffe name was read since its last producer (then no longer a Caffe output).
     memory, read, stale, superseded, pending, name_read = {}, set(), {}, set(), {}, {}
+    silenced = set()  # blob ids read by a Silence layer: consumed, so not net outputs (net.cpp)
     for p, line in kept:
         w = where(p, line)
+        if p.type == "Silence":
+            for b in p.bottom:
+                if b in data_tops and b not in current:
+                    continue  # a label that only dropped layers read: not an input
+                if b not in current:
+                    raise GraphError(f"{w}: bottom '{b}' is not produced by any earlier layer or input")
+                silenced.add(current[b])
+                pending.pop(b, None)
+                name_read[b] = True
+            continue
         bottoms = []
         for b in p.bottom:
             if b not in current:
@@ -439,7 +456,7 @@ def _build(text, path, read_model, model_path, input_shape, phase):
     if read_model is not None:
         _attach_blobs(layers, expected, read_model(), model_path, path, {p.name for p in params})
     consumed_ids = {b for l in layers for b in l.bottoms}
-    outputs = [t for l in layers for t in l.tops if t not in consumed_ids and t not in superseded]
+    outputs = [t for l in layers for t in l.tops if t not in consumed_ids | silenced and t not in superseded]
     for name, writer in pending.items():
         raise UnsupportedLayerError(f"{path}: output '{name}' shares memory with a blob that {writer} rewrote "
                                     "in place (Caffe's Split/Flatten/Reshape share memory); not supported")
