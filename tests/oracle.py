@@ -60,3 +60,112 @@ def caffe_pool_numpy(x, mode, k, s, p):
             else:
                 y[:, i, j] = win.sum(axis=(1, 2)) / ((he - hs) * (we - ws))
     return y
+
+
+# NumPy ports of BVLC Caffe's Forward_cpu for layer types OpenCV 4.14 lacks or computes otherwise (its MVN
+# adds eps to the variance, its Swish has no beta, its Tile does not read tile_param). Arrays are in
+# Caffe's layout (NCHW for images) and are walked with Caffe's own index arithmetic over the flat blob.
+
+
+def _count(shape, start, end=None):
+    return int(np.prod(shape[start:end], dtype=np.int64))
+
+
+def caffe_bias_numpy(x, bias, axis):
+    """bias_layer.cpp: ``top[(n * bias_dim + d) * inner + i] = bottom[...] + bias[d]``."""
+    bias = np.asarray(bias, np.float32)
+    axis = 0 if bias.ndim == 0 else axis
+    outer, bias_dim, inner = _count(x.shape, 0, axis), bias.size, _count(x.shape, axis + bias.ndim)
+    flat, b = x.astype(np.float32).reshape(-1).copy(), bias.reshape(-1)
+    for n in range(outer):
+        for d in range(bias_dim):
+            start = (n * bias_dim + d) * inner
+            flat[start:start + inner] += b[d]
+    return flat.reshape(x.shape)
+
+
+def caffe_argmax_numpy(x, top_k=1, out_max_val=False, axis=None):
+    """argmax_layer.cpp: ``partial_sort`` of ``(value, index)`` pairs with ``std::greater``, per position."""
+    bottom = x.astype(np.float32).reshape(-1)
+    if axis is not None:
+        shape = list(x.shape)
+        shape[axis] = top_k
+        dim, axis_dist = x.shape[axis], _count(x.shape, axis) // x.shape[axis]
+    else:
+        shape = [x.shape[0], 2 if out_max_val else 1, top_k] + [1] * (max(x.ndim, 3) - 3)
+        dim, axis_dist = _count(x.shape, 1), 1
+    top = np.zeros(_count(shape, 0), np.float32)
+    for i in range(bottom.size // dim):
+        pairs = [(bottom[(i // axis_dist * dim + j) * axis_dist + i % axis_dist], j) for j in range(dim)]
+        pairs.sort(reverse=True)  # lexicographic on (value, index), greatest first
+        for j in range(top_k):
+            value, index = pairs[j]
+            if out_max_val and axis is None:
+                top[2 * i * top_k + j] = index
+                top[2 * i * top_k + top_k + j] = value
+            else:
+                top[(i // axis_dist * top_k + j) * axis_dist + i % axis_dist] = value if out_max_val else index
+    return top.reshape(shape)
+
+
+def caffe_reduction_numpy(x, operation, axis, coeff=1.0):
+    """reduction_layer.cpp: one value per index of the axes before ``axis``; MEAN's coeff is coeff / dim."""
+    num, dim = _count(x.shape, 0, axis), _count(x.shape, axis)
+    rows = x.astype(np.float64).reshape(num, dim)
+    out = np.empty(num)
+    for i in range(num):
+        r = rows[i]
+        out[i] = {"SUM": r.sum(), "MEAN": r.sum(), "ASUM": np.abs(r).sum(), "SUMSQ": (r * r).sum()}[operation]
+    c = coeff / dim if operation == "MEAN" else coeff
+    return (out * c).reshape(x.shape[:axis])
+
+
+def caffe_mvn_numpy(x, normalize_variance=True, across_channels=False, eps=1e-9):
+    """mvn_layer.cpp: per num (or num * channels) row of the flat blob, ``x - EX``, then
+    ``/ (sqrt(E((X-EX)^2)) + eps)``. num()/channels() are Caffe's legacy accessors (1 past the last axis)."""
+    legacy = list(x.shape) + [1] * (4 - x.ndim)
+    num = legacy[0] if across_channels else legacy[0] * legacy[1]
+    rows = x.astype(np.float64).reshape(num, -1)
+    out = np.empty_like(rows)
+    for i in range(num):
+        centred = rows[i] - rows[i].sum() / rows[i].size
+        if normalize_variance:
+            centred = centred / (np.sqrt((centred ** 2).sum() / rows[i].size) + eps)
+        out[i] = centred
+    return out.reshape(x.shape)
+
+
+def caffe_tile_numpy(x, axis, tiles):
+    """tile_layer.cpp: per outer index, the inner block (axes from ``axis`` on) copied ``tiles`` times."""
+    outer, inner = _count(x.shape, 0, axis), _count(x.shape, axis)
+    flat = x.reshape(outer, inner)
+    top = np.empty((outer, tiles * inner), x.dtype)
+    for i in range(outer):
+        for t in range(tiles):
+            top[i, t * inner:(t + 1) * inner] = flat[i]
+    shape = list(x.shape)
+    shape[axis] *= tiles
+    return top.reshape(shape)
+
+
+def caffe_threshold_numpy(x, threshold):
+    """threshold_layer.cpp: ``(x > threshold) ? 1 : 0``."""
+    return np.array([1.0 if v > threshold else 0.0 for v in x.reshape(-1)], np.float32).reshape(x.shape)
+
+
+def caffe_clip_numpy(x, lo, hi):
+    """clip_layer.cpp: ``std::max(min, std::min(x, max))``, with the STL's comparisons (NaN -> min)."""
+    def stl_min(a, b):  # std::min(a, b) = (b < a) ? b : a
+        return b if b < a else a
+
+    def stl_max(a, b):  # std::max(a, b) = (a < b) ? b : a
+        return b if a < b else a
+
+    lo, hi = np.float32(lo), np.float32(hi)
+    return np.array([stl_max(lo, stl_min(v, hi)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
+
+
+def caffe_swish_numpy(x, beta=1.0):
+    """swish_layer.cpp: ``x * sigmoid(beta * x)``, Caffe's sigmoid being ``0.5 * tanh(0.5 * x) + 0.5``."""
+    x = x.astype(np.float64)
+    return x * (0.5 * np.tanh(0.5 * beta * x) + 0.5)

@@ -358,6 +358,69 @@ def _dropout(layer, name):
     return keras.layers.Dropout(float(opt(sub(layer.param, "dropout_param"), "dropout_ratio", 0.5)), name=name)
 
 
+def convert_bias(layer, inputs, ctx):
+    bp = sub(layer.param, "bias_param")
+    axis, num_axes = int(opt(bp, "axis", 1)), int(opt(bp, "num_axes", 1))
+    x = inputs[0]
+    rank = len(x.shape)
+    axis = axis + rank if axis < 0 else axis
+    if len(inputs) == 2:
+        return [L.BiasByBlob(axis, name=ctx.name(layer))(list(inputs))]
+    if layer.blobs:
+        wshape = tuple(layer.blobs[0].shape)
+    else:
+        shape = ctx.shape(layer.bottoms[0])
+        if shape is None:
+            raise GraphError(f"layer '{layer.name}' (Bias{at(layer)}): unknown shape of '{layer.bottoms[0]}'")
+        wshape = tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
+    if not wshape:  # a scalar bias lines up anywhere (bias_layer.cpp uses axis 0)
+        axis = 0
+    b = L.CaffeBias(wshape, axis=axis, rank=rank, name=ctx.name(layer))
+    arrays = [B._f32(layer.blobs[0]).reshape(wshape)] if layer.blobs else None
+    return [ctx.call(b, x, arrays, layer)]
+
+
+def convert_argmax(layer, inputs, ctx):
+    ap = sub(layer.param, "argmax_param")
+    x = inputs[0]
+    axis = opt(ap, "axis", None)
+    if axis is not None:
+        axis = int(axis) + len(x.shape) if int(axis) < 0 else int(axis)
+    elif None in x.shape[1:]:
+        raise GraphError(f"layer '{layer.name}' (ArgMax{at(layer)}) without argmax_param.axis flattens each "
+                         f"sample: the model needs a fixed input size (pass input_shape=(H, W))")
+    return [L.CaffeArgMax(int(opt(ap, "top_k", 1)), bool(opt(ap, "out_max_val", False)), axis,
+                          name=ctx.name(layer))(x)]
+
+
+def convert_tile(layer, inputs, ctx):
+    tp = sub(layer.param, "tile_param")
+    axis = L.keras_axis(int(opt(tp, "axis", 1)), len(inputs[0].shape))
+    return [L.CaffeTile(axis, int(opt(tp, "tiles", 1)), name=ctx.name(layer))(inputs[0])]
+
+
+def convert_reduction(layer, inputs, ctx):
+    rp = sub(layer.param, "reduction_param")
+    op = enum(opt(rp, "operation", 1), (None, "SUM", "ASUM", "SUMSQ", "MEAN"))
+    axis, rank = int(opt(rp, "axis", 0)), len(inputs[0].shape)
+    axis = axis + rank if axis < 0 else axis
+    return [L.CaffeReduction(op, axis, float(opt(rp, "coeff", 1.0)), name=ctx.name(layer))(inputs[0])]
+
+
+def _mvn(layer, name):
+    mp = sub(layer.param, "mvn_param")
+    return L.CaffeMVN(bool(opt(mp, "normalize_variance", True)), bool(opt(mp, "across_channels", False)),
+                      float(opt(mp, "eps", 1e-9)), name=name)
+
+
+def _clip(layer, name):
+    cp = sub(layer.param, "clip_param")
+    lo, hi = opt(cp, "min", None), opt(cp, "max", None)
+    if lo is None or hi is None:
+        raise GraphError(f"layer '{layer.name}' (Clip{at(layer)}): clip_param.min and clip_param.max are required")
+    return L.CaffeClip(lo, hi, name=name)
+
+
 LAYER_HANDLERS: dict[str, Callable[..., list]] = {
     "Input": convert_input,
     "Convolution": convert_convolution,
@@ -388,6 +451,15 @@ LAYER_HANDLERS: dict[str, Callable[..., list]] = {
     "Dropout": _simple(_dropout),
     "Softmax": convert_softmax,
     "LRN": _simple(_lrn),
+    "Bias": convert_bias,
+    "ArgMax": convert_argmax,
+    "Threshold": _simple(lambda l, n: L.CaffeThreshold(float(opt(sub(l.param, "threshold_param"), "threshold", 0.0)),
+                                                       name=n)),
+    "Clip": _simple(_clip),
+    "Swish": _simple(lambda l, n: L.CaffeSwish(float(opt(sub(l.param, "swish_param"), "beta", 1.0)), name=n)),
+    "Tile": convert_tile,
+    "Reduction": convert_reduction,
+    "MVN": _simple(_mvn),
 }
 
 

@@ -27,6 +27,15 @@ __all__ = [
     "CaffeLRN",
     "CaffeReshape",
     "CaffeSlice",
+    "CaffeBias",
+    "BiasByBlob",
+    "CaffeThreshold",
+    "CaffeClip",
+    "CaffeSwish",
+    "CaffeTile",
+    "CaffeReduction",
+    "CaffeMVN",
+    "CaffeArgMax",
 ]
 
 _register = keras.saving.register_keras_serializable(package="kerazoo_caffe")
@@ -47,6 +56,18 @@ def _to_caffe(x):
 
 def _from_caffe(x):
     return ops.transpose(x, (0, 2, 3, 1)) if len(x.shape) == 4 else x
+
+
+def _blob_like(x, s, axis):
+    """Second bottom ``s`` (Caffe shape ``x.shape[axis : axis + s.ndim]``) broadcast against ``x`` in Keras layout."""
+    rank, s_rank = len(x.shape), len(s.shape)
+    s = _to_caffe(s) if s_rank == 4 else s
+    caffe = [1] * axis + [-1 if (axis == 0 and i == 0) else d for i, d in enumerate(ops.shape(s))]
+    caffe += [1] * (rank - len(caffe))
+    s = ops.reshape(s, caffe)
+    if rank == 4:
+        s = ops.transpose(s, (0, 2, 3, 1))
+    return ops.cast(s, x.dtype)
 
 
 @_register
@@ -152,15 +173,7 @@ class ScaleByBlob(keras.layers.Layer):
 
     def call(self, inputs):
         x, s = inputs
-        rank, s_rank = len(x.shape), len(s.shape)
-        s = _to_caffe(s) if s_rank == 4 else s
-        caffe = [1] * self.axis + [-1 if (self.axis == 0 and i == 0) else d
-                                   for i, d in enumerate(ops.shape(s))]
-        caffe += [1] * (rank - len(caffe))
-        s = ops.reshape(s, caffe)
-        if rank == 4:
-            s = ops.transpose(s, (0, 2, 3, 1))
-        return x * ops.cast(s, x.dtype)
+        return x * _blob_like(x, s, self.axis)
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]
@@ -392,3 +405,264 @@ class CaffeSlice(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "points": self.points, "parts": self.parts}
+
+
+@_register
+class CaffeBias(keras.layers.Layer):
+    """Caffe ``Bias`` with one bottom (bias_layer.cpp): ``y = x + b``, broadcast Caffe-style.
+
+    Args:
+        weight_shape: Caffe blob shape ``bottom.shape[axis : axis + num_axes]``, e.g. ``(C,)``; ``()``
+            for a scalar bias (``num_axes: 0``).
+        axis: Caffe (NCHW) axis where the blob's first dimension lines up. Defaults to 1.
+        rank: rank of the bottom blob (4 for images).
+    """
+
+    def __init__(self, weight_shape, axis=1, rank=4, **kwargs):
+        super().__init__(**kwargs)
+        self.weight_shape = tuple(int(d) for d in weight_shape)
+        self.axis, self.rank = int(axis), int(rank)
+        caffe = [1] * self.axis + list(self.weight_shape)
+        self._caffe_bshape = caffe + [1] * (self.rank - len(caffe))
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=self.weight_shape, initializer="zeros")
+
+    def call(self, x):
+        return x + _from_caffe(ops.reshape(ops.cast(self.bias, x.dtype), self._caffe_bshape))
+
+    def get_config(self):
+        return {**super().get_config(), "weight_shape": self.weight_shape, "axis": self.axis, "rank": self.rank}
+
+
+@_register
+class BiasByBlob(ScaleByBlob):
+    """Caffe ``Bias`` with two bottoms: ``x + b`` where ``b`` has the shape ``x.shape[axis:axis+k]``.
+
+    Called as ``layer([x, b])``; ``axis`` is Caffe's (NCHW).
+    """
+
+    def call(self, inputs):
+        x, b = inputs
+        return x + _blob_like(x, b, self.axis)
+
+
+@_register
+class CaffeThreshold(keras.layers.Layer):
+    """Caffe ``Threshold``: ``1`` where ``x > threshold``, else ``0`` (NaN gives 0), in ``x``'s dtype."""
+
+    def __init__(self, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.threshold = float(threshold)
+
+    def call(self, x):
+        return ops.cast(ops.greater(x, self.threshold), x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+@_register
+class CaffeClip(keras.layers.Layer):
+    """Caffe ``Clip`` (clip_layer.cpp): ``std::max(min, std::min(x, max))``.
+
+    Written with the two comparisons of ``std::min``/``std::max`` so that NaN gives ``min`` as in
+    Caffe (``min < NaN`` is false), and ``min > max`` gives ``min`` everywhere.
+    """
+
+    def __init__(self, min=0.0, max=0.0, **kwargs):  # noqa: A002 - Caffe's field names
+        super().__init__(**kwargs)
+        self.min, self.max = float(min), float(max)
+
+    def call(self, x):
+        upper = ops.where(ops.less(self.max, x), ops.cast(self.max, x.dtype), x)  # std::min(x, max)
+        return ops.where(ops.less(self.min, upper), upper, ops.cast(self.min, x.dtype))  # std::max(min, .)
+
+    def get_config(self):
+        return {**super().get_config(), "min": self.min, "max": self.max}
+
+
+@_register
+class CaffeSwish(keras.layers.Layer):
+    """Caffe ``Swish`` (swish_layer.cpp): ``x * sigmoid(beta * x)``."""
+
+    def __init__(self, beta=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = float(beta)
+
+    def call(self, x):
+        return x * ops.sigmoid(x * self.beta if self.beta != 1.0 else x)
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta}
+
+
+@_register
+class CaffeTile(keras.layers.Layer):
+    """Caffe ``Tile`` (tile_layer.cpp): ``tiles`` copies of the blob one after another along one axis.
+
+    Caffe copies the whole block from ``axis`` on, ``tiles`` times per outer index, which is
+    concatenation along ``axis`` whatever the layout; ``axis`` here is the Keras axis.
+    """
+
+    def __init__(self, axis=-1, tiles=1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.tiles = int(axis), int(tiles)
+
+    def call(self, x):
+        reps = [1] * len(x.shape)
+        reps[self.axis % len(x.shape)] = self.tiles
+        return ops.tile(x, reps)
+
+    def compute_output_shape(self, input_shape):
+        s = list(input_shape)
+        a = self.axis % len(s)
+        s[a] = None if s[a] is None else s[a] * self.tiles
+        return tuple(s)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "tiles": self.tiles}
+
+
+@_register
+class CaffeReduction(keras.layers.Layer):
+    """Caffe ``Reduction`` (reduction_layer.cpp) over every Caffe axis from ``axis`` on.
+
+    ``SUM``: sum x, ``ASUM``: sum |x|, ``SUMSQ``: sum x^2, ``MEAN``: sum x / count; times ``coeff``.
+    The top keeps Caffe's axes ``[0, axis)`` in Caffe order (a 4-D input reduced from axis 2 gives
+    ``(B, C)``, from axis 3 ``(B, C, H)``).
+
+    Args:
+        operation: ``"SUM"``, ``"ASUM"``, ``"SUMSQ"`` or ``"MEAN"``.
+        axis: Caffe (NCHW) axis, >= 1 (the batch axis is not reduced).
+        coeff: scale of the result.
+    """
+
+    def __init__(self, operation="SUM", axis=1, coeff=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if operation not in ("SUM", "ASUM", "SUMSQ", "MEAN"):
+            raise ValueError(f"`operation` must be SUM, ASUM, SUMSQ or MEAN. Received: operation={operation!r}")
+        self.operation, self.axis, self.coeff = operation, int(axis), float(coeff)
+
+    def call(self, x):
+        xc = _to_caffe(x)
+        axes = tuple(range(self.axis, len(xc.shape)))
+        if self.operation == "ASUM":
+            xc = ops.abs(xc)
+        elif self.operation == "SUMSQ":
+            xc = xc * xc
+        y = ops.mean(xc, axis=axes) if self.operation == "MEAN" else ops.sum(xc, axis=axes)
+        return y * self.coeff if self.coeff != 1.0 else y
+
+    def compute_output_shape(self, input_shape):
+        s = list(input_shape)
+        if len(s) == 4:
+            s = [s[0], s[3], s[1], s[2]]
+        return tuple(s[:self.axis])
+
+    def get_config(self):
+        return {**super().get_config(), "operation": self.operation, "axis": self.axis, "coeff": self.coeff}
+
+
+@_register
+class CaffeMVN(keras.layers.Layer):
+    """Caffe ``MVN`` (mvn_layer.cpp): ``y = x - E[x]``, then with ``normalize_variance``
+    ``y / (sqrt(E[y^2]) + eps)``: eps is added to the standard deviation, not to the variance.
+
+    The statistics are per sample and channel over every later Caffe axis (H and W of an image), or per
+    sample over all of them with ``across_channels``. A 2-D ``(N, C)`` blob without ``across_channels``
+    has one value per statistic, so its output is 0.
+    """
+
+    def __init__(self, normalize_variance=True, across_channels=False, eps=1e-9, **kwargs):
+        super().__init__(**kwargs)
+        self.normalize_variance, self.across_channels = bool(normalize_variance), bool(across_channels)
+        self.eps = float(eps)
+
+    def _axes(self, rank):
+        caffe = range(1 if self.across_channels else 2, rank)
+        return tuple(_NCHW_TO_NHWC[a] for a in caffe) if rank == 4 else tuple(caffe)
+
+    def call(self, x):
+        axes = self._axes(len(x.shape))
+        if not axes:
+            centred = x - x
+        else:
+            centred = x - ops.mean(x, axis=axes, keepdims=True)
+        if not self.normalize_variance:
+            return centred
+        var = ops.mean(centred * centred, axis=axes, keepdims=True) if axes else centred * centred
+        return centred / (ops.sqrt(var) + self.eps)
+
+    def get_config(self):
+        return {**super().get_config(), "normalize_variance": self.normalize_variance,
+                "across_channels": self.across_channels, "eps": self.eps}
+
+
+@_register
+class CaffeArgMax(keras.layers.Layer):
+    """Caffe ``ArgMax`` (argmax_layer.cpp): the ``top_k`` largest values' indices (as floats) or values.
+
+    Order as Caffe's ``std::partial_sort`` with ``std::greater`` on ``(value, index)`` pairs: by value,
+    descending, and equal values by index, descending (a tie goes to the last index, not the first).
+
+    With ``axis`` (a Caffe axis >= 1): the top has the bottom's shape with ``top_k`` on that axis and
+    holds indices, or values when ``out_max_val``. Without: each sample is flattened in Caffe's
+    (C, H, W) order; the top is ``(N, 1, top_k)`` of indices, or ``(N, 2, top_k)`` of indices then
+    values with ``out_max_val``, padded with 1s to the bottom's rank (at least 3): 4-D tops are NHWC
+    ``(N, top_k, 1, 1 or 2)`` as every 4-D tensor here.
+
+    NaN inputs: Caffe's comparison sort is undefined for them; so is this layer's result.
+    """
+
+    def __init__(self, top_k=1, out_max_val=False, axis=None, **kwargs):
+        super().__init__(**kwargs)
+        self.top_k, self.out_max_val = int(top_k), bool(out_max_val)
+        self.axis = None if axis is None else int(axis)
+
+    def _top_k(self, v):
+        """(indices, values) of the ``top_k`` largest entries of ``v`` along its last axis, Caffe's order."""
+        dim = v.shape[-1]
+        index = ops.arange(dim, dtype="int32")
+        taken = ops.zeros_like(v, dtype="bool")
+        neg_inf = ops.cast(float("-inf"), v.dtype)
+        idx, vals = [], []
+        for _ in range(self.top_k):
+            left = ops.where(taken, neg_inf, v)
+            m = ops.max(left, axis=-1, keepdims=True)
+            hit = ops.logical_and(ops.equal(left, m), ops.logical_not(taken))
+            i = ops.max(ops.where(hit, index, -1), axis=-1, keepdims=True)  # the last of equal values
+            taken = ops.logical_or(taken, ops.equal(index, i))
+            idx.append(i)
+            vals.append(m)
+        return ops.cast(ops.concatenate(idx, axis=-1), v.dtype), ops.concatenate(vals, axis=-1)
+
+    def call(self, x):
+        xc = _to_caffe(x)
+        rank = len(xc.shape)
+        if self.axis is not None:
+            moved = ops.moveaxis(xc, self.axis, -1)
+            idx, vals = self._top_k(moved)
+            return _from_caffe(ops.moveaxis(vals if self.out_max_val else idx, -1, self.axis))
+        flat = ops.reshape(xc, (-1, int(np.prod(xc.shape[1:]))))
+        idx, vals = self._top_k(flat)
+        parts = [idx, vals] if self.out_max_val else [idx]
+        y = ops.stack(parts, axis=1)  # (N, 1 or 2, top_k)
+        y = ops.reshape(y, (-1, len(parts), self.top_k) + (1,) * (max(rank, 3) - 3))
+        return _from_caffe(y)
+
+    def compute_output_shape(self, input_shape):
+        s = list(input_shape)
+        rank = len(s)
+        if rank == 4:
+            s = [s[0], s[3], s[1], s[2]]
+        if self.axis is not None:
+            s[self.axis] = self.top_k
+        else:
+            s = [s[0], 2 if self.out_max_val else 1, self.top_k] + [1] * (max(rank, 3) - 3)
+        if len(s) == 4:
+            s = [s[0], s[2], s[3], s[1]]
+        return tuple(s)
+
+    def get_config(self):
+        return {**super().get_config(), "top_k": self.top_k, "out_max_val": self.out_max_val, "axis": self.axis}

@@ -115,6 +115,10 @@ def opencv_output_layers(net: Net) -> dict[str, tuple[str, int, str]]:
     return out
 
 
+#: Caffe layer types the converter supports that OpenCV 4's Caffe importer cannot instantiate.
+_OPENCV_LACKS = frozenset({"Bias", "ArgMax", "Threshold", "Clip", "Reduction"})
+
+
 def opencv_departures(net: Net) -> list[str]:
     """Layers where OpenCV's Caffe engine does not compute what Caffe does, so it cannot check them.
 
@@ -124,11 +128,22 @@ def opencv_departures(net: Net) -> list[str]:
     and keeps a ``Split`` top's old values after an in-place write to another top of that ``Split``
     (Caffe's tops share memory; the reader then binds the name to the rewritten blob). A BatchNorm with
     batch statistics becomes OpenCV's MVN, which divides by ``std + eps``, not ``sqrt(var + eps)``.
+    OpenCV lacks Bias, ArgMax, Threshold, Clip and Reduction, does not read Tile's ``tile_param`` nor
+    Swish's ``beta``, and its MVN divides by ``sqrt(var + eps)`` where Caffe's divides by ``std + eps``.
     """
     from converters.caffe.params import opt, sub
 
     found = []
     for layer in net.layers:
+        if layer.type in _OPENCV_LACKS:
+            found.append(f"{layer.type} '{layer.name}' is a layer type OpenCV's Caffe importer lacks")
+        elif layer.type == "Tile":
+            found.append(f"Tile '{layer.name}': OpenCV does not read tile_param")
+        elif layer.type == "Swish" and opt(sub(layer.param, "swish_param"), "beta", 1.0) != 1.0:
+            found.append(f"Swish '{layer.name}' has a beta, which OpenCV ignores")
+        elif layer.type == "MVN" and opt(sub(layer.param, "mvn_param"), "normalize_variance", True):
+            found.append(f"MVN '{layer.name}' normalizes the variance, which OpenCV divides by sqrt(var + eps), "
+                         "Caffe by std + eps")
         if uses_batch_stats(layer):
             found.append(f"BatchNorm '{layer.name}' uses batch statistics (use_global_stats: false), which "
                          "OpenCV divides by std + eps")

@@ -5,7 +5,7 @@ as tuples, and a string naming the layer for messages; it returns ``(top_shapes,
 follow BVLC Caffe's ``*_layer.cpp`` ``Reshape`` / ``LayerSetUp``. Blob shapes are the canonical ones the
 reader squeezes legacy 4-D blobs to: conv weights (N, C/g, kh, kw), deconv (C, N/g, kh, kw), biases (N,),
 InnerProduct (N, K) ((K, N) with ``transpose``), BatchNorm [(C,), (C,), (1,)], PSPNet BN 4 x (C,),
-PReLU (C,) or (1,), Scale the covered bottom dims.
+PReLU (C,) or (1,), Scale and Bias the covered bottom dims.
 """
 
 from __future__ import annotations
@@ -353,6 +353,89 @@ def _reshape(param, bottoms, where):
     return [tuple(out)], []
 
 
+def _bias(param, bottoms, where):
+    _n_bottoms(bottoms, where, 1, at_least=True)
+    p, b = param.bias_param, bottoms[0]
+    if len(bottoms) > 2:
+        _fail(where, f"takes 1 or 2 bottoms, got {len(bottoms)}")
+    if len(bottoms) == 2:  # bias_layer.cpp: the second bottom is the bias; num_axes is not used
+        covered = bottoms[1]
+        axis = 0 if not covered else _axis(p.axis, len(b), where, "bias_param.axis")
+        if tuple(b[axis:axis + len(covered)]) != tuple(covered):
+            _fail(where, f"bottom[1] shape {covered} does not match bottom[0] {b} from axis {axis}")
+        return [b], []
+    axis = _axis(p.axis, len(b), where, "bias_param.axis")
+    if p.num_axes < -1 or (p.num_axes >= 0 and axis + p.num_axes > len(b)):
+        _fail(where, f"bias_param.num_axes={p.num_axes} does not fit bottom {b} from axis {axis}")
+    covered = tuple(b[axis:]) if p.num_axes == -1 else tuple(b[axis:axis + p.num_axes])
+    return [b], [covered]
+
+
+def _no_batch_axis(axis, where, field):
+    # Keras runs a model on batches of any size: a layer across the batch axis has no per-sample meaning.
+    if axis == 0:
+        raise UnsupportedLayerError(f"{where}: {field}=0 works across the batch axis, which is not supported "
+                                    f"(only axes >= 1)")
+
+
+def _argmax(param, bottoms, where):
+    _n_bottoms(bottoms, where, 1)
+    p, b = param.argmax_param, bottoms[0]
+    if p.top_k < 1:
+        _fail(where, f"argmax_param.top_k={p.top_k} must be >= 1")
+    if p.HasField("axis"):
+        axis = _axis(p.axis, len(b), where, "argmax_param.axis")
+        _no_batch_axis(axis, where, "argmax_param.axis")
+        if p.top_k > b[axis]:
+            _fail(where, f"argmax_param.top_k={p.top_k} exceeds the size {b[axis]} of axis {axis}")
+        top = list(b)
+        top[axis] = p.top_k
+        return [tuple(top)], []
+    per_sample = math.prod(b[1:])
+    if p.top_k > per_sample:
+        _fail(where, f"argmax_param.top_k={p.top_k} exceeds the {per_sample} values per sample")
+    top = [b[0], 2 if p.out_max_val else 1, p.top_k] + [1] * (max(len(b), 3) - 3)
+    return [tuple(top)], []
+
+
+def _clip(param, bottoms, where):
+    tops, _ = _same(param, bottoms, where)
+    p = param.clip_param
+    missing = [f"clip_param.{f}" for f in ("min", "max") if not p.HasField(f)]
+    if missing:  # `required` in caffe.proto
+        _fail(where, f"{' and '.join(missing)} must be given (required in caffe.proto)")
+    return tops, []
+
+
+def _tile(param, bottoms, where):
+    _n_bottoms(bottoms, where, 1)
+    p, b = param.tile_param, bottoms[0]
+    axis = _axis(p.axis, len(b), where, "tile_param.axis")
+    if not p.HasField("tiles") or p.tiles < 1:
+        _fail(where, f"tile_param.tiles must be given and >= 1, got {p.tiles if p.HasField('tiles') else 'none'}")
+    _no_batch_axis(axis, where, "tile_param.axis")
+    top = list(b)
+    top[axis] *= p.tiles
+    return [tuple(top)], []
+
+
+def _reduction(param, bottoms, where):
+    _n_bottoms(bottoms, where, 1)
+    p, b = param.reduction_param, bottoms[0]
+    axis = _axis(p.axis, len(b), where, "reduction_param.axis")
+    if axis == 0:
+        raise UnsupportedLayerError(f"{where}: reduction_param.axis=0 (the default) reduces the batch axis too, "
+                                    "which is not supported; set axis >= 1")
+    return [tuple(b[:axis])], []
+
+
+def _mvn(param, bottoms, where):
+    tops, _ = _same(param, bottoms, where)
+    if len(bottoms[0]) > 4:  # mvn_layer.cpp reads num()/channels(), Caffe's legacy 4-D accessors
+        _fail(where, f"needs a bottom of at most 4 axes, got shape {bottoms[0]}")
+    return tops, []
+
+
 #: Caffe type -> shape handler. The reader rejects every other type with UnsupportedLayerError.
 SHAPE_HANDLERS = {
     "Convolution": _convolution, "Deconvolution": _deconvolution, "InnerProduct": _inner_product,
@@ -360,7 +443,8 @@ SHAPE_HANDLERS = {
     "AbsVal": _same, "BNLL": _same, "Power": _same, "Exp": _same, "Log": _same, "Dropout": _same,
     "BatchNorm": _batch_norm, "Scale": _scale, "BN": _bn, "Eltwise": _eltwise, "Concat": _concat,
     "Slice": _slice, "Split": _split, "Crop": _crop, "Interp": _interp, "Flatten": _flatten,
-    "Reshape": _reshape, "Softmax": _softmax, "LRN": _lrn,
+    "Reshape": _reshape, "Softmax": _softmax, "LRN": _lrn, "Bias": _bias, "ArgMax": _argmax,
+    "Threshold": _same, "Clip": _clip, "Swish": _same, "Tile": _tile, "Reduction": _reduction, "MVN": _mvn,
 }
 
 

@@ -62,9 +62,9 @@ def test_unknown_field_names_field_and_line(tmp_path):
 
 
 def test_unknown_layer_type_names_layer_type_line_and_supported(tmp_path):
-    proto = _write(tmp_path, SMALL.replace('"ReLU"', '"Swish"'))
+    proto = _write(tmp_path, SMALL.replace('"ReLU"', '"SPP"'))
     with pytest.raises(UnsupportedLayerError,
-                       match=r"layer 'relu1' \(Swish, .*bad.prototxt:8\).*'Swish'.*supported: .*Convolution"):
+                       match=r"layer 'relu1' \(SPP, .*bad.prototxt:8\).*'SPP'.*supported: .*Convolution"):
         load(proto)
     with pytest.raises(UnsupportedLayerError, match=r"<prototxt>:7: V0 layer 'relu1' has unknown type 'relux'"):
         loads(V0_TEXT.replace('type: "relu"', 'type: "relux"'))

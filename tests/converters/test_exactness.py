@@ -319,6 +319,6 @@ def test_unsupported_parameters_name_the_layer(tmp_path, layer, match):
 def test_unsupported_type_lists_supported(tmp_path):
     net = caffe.load(write_net(tmp_path, 'input: "data" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
                                          'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n')[0])
-    net.layers[0].type = "Threshold"  # a type the reader might learn before the converter does
-    with pytest.raises(caffe.UnsupportedLayerError, match=r"'Threshold' \(layer 'r', line 2\).*supported: AbsVal, BN,"):
+    net.layers[0].type = "Embed"  # a type the reader might learn before the converter does
+    with pytest.raises(caffe.UnsupportedLayerError, match=r"'Embed' \(layer 'r', line 2\).*supported: AbsVal, ArgMax, BN,"):
         caffe.to_keras(net, progress=False)
