@@ -4,13 +4,17 @@ What it adds to plain Keras:
 
 - models by name (``zoo.get`` with ``input_shape``/``num_keypoints``/``classes`` filled in from
   the dataset), a ``.keras`` path, or a ``keras.Model``;
-- the loss/metric pairing of the task (weighted heatmap MSE + PCK on every hourglass stack / CPM
-  stage; ignore-255 cross-entropy + mean IoU, PSPNet's aux head weighted 0.4);
+- the loss/metric pairing of the task (weighted heatmap MSE on every hourglass stack / CPM stage,
+  summed, and PCK@0.2 on the last one; ignore-255 cross-entropy + mean IoU on the main output,
+  PSPNet's aux head weighted 0.4);
 - per-family optimiser presets (:data:`PRESETS`) and schedules (poly, step, cosine, warm-up);
 - mixed precision (``"bf16"``, ``"fp16"`` with loss scaling);
-- an output folder: ``best.keras`` (best validation metric, written atomically),
-  ``backup/`` (``BackupAndRestore``: a killed run started again resumes), ``log.csv``,
-  ``tensorboard/`` (scalars + heatmap/keypoint/mask images), ``final.keras``, ``summary.json``;
+- an output folder: ``config.json`` (the run's settings and input convention, read back when
+  its ``.keras`` files are loaded to train, evaluate or ``kerazoo predict``), ``best.keras`` (best
+  validation metric, written atomically; its epoch and value in ``best.keras.json``), ``backup/``
+  (``BackupAndRestore``: a killed run started again resumes; deleted when ``fit`` finishes),
+  ``log.csv``, ``tensorboard/`` (with ``tensorboard=True``: scalars + heatmap/keypoint/mask
+  images), ``final.keras``, ``summary.json``;
 - distribution: ``tf.distribute`` Mirrored / MultiWorkerMirrored on TensorFlow (through
   :mod:`training.distribute`), ``keras.distribution.DataParallel`` on JAX.
 """
