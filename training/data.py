@@ -283,7 +283,7 @@ class HeatmapDataset(_RecordDataset):
     Example:
         >>> from training.datasets.synthetic import synthetic_pose
         >>> ds = HeatmapDataset(synthetic_pose(64), batch_size=8, input_size=(128, 128),
-        ...                     heatmap_size=(32, 32), num_outputs=2, augment=True)
+        ...                     heatmap_size=(32, 32), num_outputs=2, augment=True, flip_pairs=())
         >>> x, (y1, y2), w = ds[0]   # (8, 128, 128, 3), 2 x (8, 32, 32, 16), (8, 1, 1, 16)
     """
 
