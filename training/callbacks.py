@@ -24,6 +24,7 @@ import numpy as np
 
 from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
+from zoo.weights import replace_durably
 
 __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget",
            "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
@@ -40,7 +41,7 @@ def atomic_save(model, path) -> Path:
             model.save_weights(str(tmp))
         else:
             model.save(str(tmp))
-        os.replace(tmp, path)
+        replace_durably(tmp, path)  # synced first: a power cut leaves the old file or the new one, not an empty one
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -51,7 +52,7 @@ def _write_json(path, data) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=float))
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def resolve_monitor(logs: dict, monitor: str) -> str | None:

@@ -260,6 +260,34 @@ def atomic_target(path: Path) -> Path:
     return Path(tmp)
 
 
+def replace_durably(tmp, path) -> None:
+    """``os.replace(tmp, path)`` once ``tmp``'s bytes are on the disk, then the folder's new entry (POSIX).
+
+    A rename can reach the disk before the data it points to: after a power cut, ``path`` could be an empty
+    or partly written file. With the data synced first it is the old file or the whole new one. Costs one
+    ``fsync`` of the file (its data is written now rather than a few seconds later) and one of the folder.
+    """
+    # Windows' fsync (_commit) needs a handle open for writing; POSIX syncs through any descriptor
+    fd = os.open(tmp, (os.O_RDWR | getattr(os, "O_BINARY", 0)) if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if os.name == "nt":  # no folder handles to sync; NTFS journals the rename
+        return
+    try:
+        fd = os.open(Path(path).absolute().parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot sync a folder (EINVAL): the file's own data is already safe
+        pass
+    finally:
+        os.close(fd)
+
+
 def save_weights(model, path, record: WeightsRecord | None = None, *, model_name: str | None = None):
     """Write ``model``'s weights to ``path`` in the zoo's name-keyed HDF5 format.
 
@@ -302,7 +330,7 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
                 g.attrs["names"] = json.dumps([w.path for w in layer.weights])
                 for i, w in enumerate(layer.weights):
                     g.create_dataset(str(i), data=np.asarray(w.numpy()))
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -538,7 +566,7 @@ def fetch(record: WeightsRecord, *, progress: bool = True, force: bool = False, 
             raise WeightsFileError(
                 f"Download of '{record.url}' has sha256 {digest}, expected {record.sha256}; file discarded."
             )
-        os.replace(tmp, target)
+        replace_durably(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
