@@ -218,6 +218,11 @@ def distribute_py_dataset(strategy, dataset, shards=None):
         shards: optional list that receives the copies. With ``use_multiprocessing=True`` each copy
             has worker processes of its own, which live until ``close_workers()`` is called on it
             (tf.data keeps the copies alive after training): :func:`training.fit` closes them.
+
+    Raises:
+        ValueError: a shard would hold no batch (fewer records than input pipelines, or than one full
+            batch per pipeline with ``drop_remainder=True``); it was an IndexError
+            ("batch index 0 out of range for 0 batches") that named neither the shards nor the counts.
     """
     import copy
 
@@ -227,6 +232,13 @@ def distribute_py_dataset(strategy, dataset, shards=None):
         n, i = ctx.num_input_pipelines, ctx.input_pipeline_id
         shard = copy.copy(dataset)
         per = len(dataset.records) // n
+        need = dataset.batch_size if dataset.drop_remainder else 1  # records per shard for one batch
+        if per < need:
+            full = f"one full batch of {dataset.batch_size} (drop_remainder=True)" if dataset.drop_remainder else \
+                "one batch"
+            raise ValueError(f"distribute_py_dataset: {len(dataset.records)} records of {type(dataset).__name__} split "
+                             f"over {n} input pipelines (one per worker) leave {per} records per pipeline, fewer than "
+                             f"{full}; give at least {n * need} records, or fewer workers")
         shard.records = dataset.records[i::n][:per]
         shard._order_cache = None
         if shards is not None:

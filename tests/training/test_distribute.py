@@ -1,0 +1,66 @@
+"""training.distribute with a real tf.distribute.MultiWorkerMirroredStrategy: two worker processes on localhost."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from tests.training.helpers import ROOT
+
+# Each worker shards the records as distribute_py_dataset documents it, records[i::n][:len // n], for three
+# datasets: one that fits and two whose shards would hold no batch.
+WORKER = """
+import json
+from training.data import HeatmapDataset
+from training.datasets.synthetic import synthetic_pose
+from training.distribute import distribute_py_dataset, make_strategy
+
+strategy, index, count = make_strategy("multi_worker")
+result = {}
+for n, drop in ((5, False), (1, False), (6, True)):
+    ds = HeatmapDataset(synthetic_pose(n, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(8, 8), sigma=1.0, drop_remainder=drop, shuffle=False)
+    shards = []
+    try:
+        batches = [b for b in distribute_py_dataset(strategy, ds, shards)]
+        result[n] = [len(batches), [[q is r for q in ds.records].index(True) for r in shards[0].records]]
+    except ValueError as e:
+        result[n] = str(e)
+print("RESULT", json.dumps(result))
+"""
+
+
+def test_shards_without_a_batch_are_named(tmp_path):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                   KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=240)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for i, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0 and "RESULT " in out, out[-3000:]
+        result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+        # 5 records over 2 workers: 2 each (records 0, 2 / 1, 3), one batch of 2 per worker
+        assert result["5"] == [1, [i, i + 2]]
+        # was IndexError: batch index 0 out of range for 0 batches
+        assert result["1"] == ("distribute_py_dataset: 1 records of HeatmapDataset split over 2 input pipelines (one "
+                               "per worker) leave 0 records per pipeline, fewer than one batch; give at least 2 "
+                               "records, or fewer workers")
+        assert result["6"] == ("distribute_py_dataset: 6 records of HeatmapDataset split over 2 input pipelines (one "
+                               "per worker) leave 3 records per pipeline, fewer than one full batch of 4 "
+                               "(drop_remainder=True); give at least 8 records, or fewer workers")
