@@ -136,7 +136,8 @@ def parse_name(name: str) -> tuple[str, str | None]:
 def list_models(pattern: str | list[str] = "*", *, pretrained: bool = False) -> list[str]:
     """Registered model names matching fnmatch ``pattern`` (a string or a list), naturally sorted.
 
-    Matching ignores case (as timm's does). With ``pretrained=True`` only models with weights are
+    Matching ignores case (``"ResNet*"`` finds ``resnet50``; timm's ``fnmatch.filter`` does so only
+    on Windows). With ``pretrained=True`` only models with weights are
     listed, as ``name.tag`` entries.
     """
     patterns = [p.lower().replace(":", ".") for p in ([pattern] if isinstance(pattern, str) else pattern)]
