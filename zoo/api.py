@@ -41,10 +41,19 @@ def _check_kwargs(spec: ModelSpec, kwargs: dict[str, Any]) -> None:
 
 
 def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[str, Any]):
-    """Remember what built ``model`` (in memory only), so :func:`zoo.save_weights` can store it."""
+    """Remember what built ``model`` (in memory only), so :func:`zoo.save_weights` can store it.
+
+    An ``input_tensor`` is not kept (a tensor of the caller's graph has no place in a weights
+    record): the input shape it gave is kept as ``input_shape`` instead, so a rebuild from the record
+    has the same size."""
+    kwargs = dict(kwargs)
+    tensor = kwargs.pop("input_tensor", None)
+    if tensor is not None and kwargs.get("input_shape") is None:
+        image = tensor[0] if isinstance(tensor, (list, tuple)) else tensor  # cpm: (image, center_map)
+        kwargs["input_shape"] = tuple(image.shape[1:])
     model._zoo_name = spec.name
     model._zoo_record = record
-    model._zoo_kwargs = dict(kwargs)
+    model._zoo_kwargs = kwargs
     return model
 
 
@@ -91,6 +100,10 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         **kwargs: builder arguments (``input_shape``, ``classes``, ``num_keypoints``, ...). With
             weights, missing arguments come from the weights record; asking for another number of
             classes/keypoints than the weights have loads everything but the head, with a warning.
+            ``input_tensor`` (a Keras tensor, as in keras.applications) builds the model on it,
+            whatever input size the weights record holds; the weights load into the zoo's layers
+            by name, the caller's layers in front of the tensor are left as they are. The tensor is
+            not remembered for :func:`zoo.save_weights`'s record: its shape is, as ``input_shape``.
     Returns:
         A ``keras.Model``; ``zoo.weights_record(model)`` gives the metadata of its weights.
     Raises:
@@ -190,6 +203,8 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
         head is not None and head in kwargs and head in build_kwargs and kwargs[head] != build_kwargs[head]
     )
     stored_head = build_kwargs.get(head)
+    if kwargs.get("input_tensor") is not None and "input_shape" not in kwargs:
+        build_kwargs.pop("input_shape", None)  # the tensor gives the size; the name-keyed weights fit any
     build_kwargs.update(kwargs)
     other = stored_name != spec.name and stored_name in list_models()  # the likeliest cause, said first
     try:
@@ -213,6 +228,7 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
             num_classes=kwargs[head] if head == "classes" else record.num_classes,
             num_keypoints=kwargs[head] if head == "num_keypoints" else record.num_keypoints,
         )
+    skip = [*skip, *getattr(model, "_zoo_upstream_layers", ())]  # the caller's layers before an input_tensor
     file_only_ok, model_only_ok = spec.weights_fit(model)
     try:
         _w.load_weights(model, path, skip_layers=skip, file_only_ok=file_only_ok, model_only_ok=model_only_ok)

@@ -72,9 +72,12 @@ class ModelSpec:
     def weights_fit(self, model):
         """``(file_only_ok, model_only_ok)`` predicates on layer names for loading released weights
         into ``model``: without a head (``include_top=False``) the file's head layers have no place;
-        optional layers (an ``aux=True`` head) have no weights in a release."""
+        optional layers (an ``aux=True`` head) have no weights in a release, nor do the caller's
+        layers in front of an ``input_tensor`` (``model._zoo_upstream_layers``)."""
         has_head = any(self.is_head_layer(l.name) for l in model.layers)
-        return (lambda n: not has_head and self.is_head_layer(n)), self.is_optional_layer
+        upstream = set(getattr(model, "_zoo_upstream_layers", ()))
+        return ((lambda n: not has_head and self.is_head_layer(n)),
+                (lambda n: n in upstream or self.is_optional_layer(n)))
 
 
 def register(name: str | None = None, *, family: str = "", head_layers=(), head_kwarg=None, task: str = "",

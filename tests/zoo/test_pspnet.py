@@ -285,8 +285,8 @@ def test_save_load_round_trip(small, tmp_path, rng):
 def test_registry():
     info = zoo.info("pspnet101")
     assert info["family"] == "pspnet" and info["head_kwarg"] == "classes"
-    assert info["defaults"] == {"weights": None, "input_shape": None, "classes": 21, "aux": False,
-                                "dropout": 0.1, "name": "pspnet101"}
+    assert info["defaults"] == {"weights": None, "input_tensor": None, "input_shape": None, "classes": 21,
+                                "aux": False, "dropout": 0.1, "name": "pspnet101"}
     assert "46,716,373" in (pspnet50.__doc__ or "")
 
 

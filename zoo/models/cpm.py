@@ -31,7 +31,7 @@ import numpy as np
 
 from zoo.errors import InputShapeError
 from zoo.layers import CaffePooling2D, caffe_pool_output_size
-from zoo.models.inputs import check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = ["cpm", "cpm_center_map", "cpm_blob_sizes", "CPM_MIN_INPUT_SIZE"]
@@ -92,6 +92,27 @@ def _check_shape(input_shape):
     return shape
 
 
+def _split_input_tensor(input_tensor):
+    """``input_tensor`` -> ``(image tensor or None, centre-map tensor or None)``."""
+    if isinstance(input_tensor, (list, tuple)):
+        if len(input_tensor) != 2 or input_tensor[0] is None:
+            raise TypeError(
+                "cpm(): `input_tensor` must be the image tensor (B, H, W, 3) or a pair (image, center_map) of "
+                f"Keras tensors. Received: a {type(input_tensor).__name__} of {len(input_tensor)} item(s)"
+            )
+        return input_tensor[0], input_tensor[1]
+    return input_tensor, None
+
+
+def _check_center(shape, size):
+    if tuple(shape) != (*size, 1):
+        raise InputShapeError(
+            f"cpm: the centre map must be (B, H, W, 1) with the image's H x W = {size[0]}x{size[1]}. "
+            f"Received: shape {tuple(shape)} without the batch axis"
+        )
+    return tuple(shape)
+
+
 def _conv(x, filters, kernel, name, relu_name=None):
     # Caffe pads (k - 1) / 2 at stride 1 with odd k, which is exactly "same".
     x = keras.layers.Conv2D(filters, kernel, padding="same", name=name)(x)
@@ -119,12 +140,20 @@ def _refine(features, beliefs, centre, outputs, stage):
 
 
 @register("cpm", family="cpm", head_layers=HEAD_LAYERS, head_kwarg="num_keypoints")
-def cpm(*, weights=None, input_shape=None, stages=6, num_keypoints=14, name="cpm"):
+def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keypoints=14, name="cpm"):
     """Convolutional Pose Machine of the Caffe release (6 stages, 368x368, 14 parts + background).
 
     Args:
         weights: must be ``None`` (random init); pretrained weights go through
             ``zoo.get("cpm", weights=...)``.
+        input_tensor: build on given Keras tensors instead of new ``keras.Input``s (as in
+            keras.applications): either the image (B, H, W, 3) alone, e.g. a preprocessing layer's
+            output on the caller's ``keras.Input``, with ``center_map`` still a new input
+            (B, H, W, 1); or a pair ``(image, center_map)`` of such tensors. The model's inputs are
+            ``keras.utils.get_source_inputs`` of the given tensors (in order, without repeats),
+            followed by the new ``center_map`` input when only the image is given. ``input_shape``
+            may be left out, else it must equal the image tensor's (H, W, 3); the size rules below
+            apply to the tensor's shape. Defaults to ``None``.
         input_shape: ``(H, W, 3)`` of the ``image`` input; ``center_map`` is ``(H, W, 1)``.
             Defaults to ``(368, 368, 3)``. H and W must be >= 8 with ``H % 8`` and ``W % 8`` in
             (0, 1) (otherwise the Caffe net's own Concat fails); ``None`` entries accept any size
@@ -141,8 +170,11 @@ def cpm(*, weights=None, input_shape=None, stages=6, num_keypoints=14, name="cpm
 
     Raises:
         ValueError: ``weights`` is not ``None``, or ``stages``/``num_keypoints`` out of range.
-        InputShapeError: ``input_shape`` is not (H, W, 3), is below 8x8, or has a size whose
-            two stride-8 branches disagree (the message names the nearest valid sizes).
+        TypeError: ``input_tensor`` is not a Keras tensor or a pair of them.
+        InputShapeError: ``input_shape`` (or the image tensor's shape) is not (H, W, 3), is below
+            8x8, or has a size whose two stride-8 branches disagree (the message names the nearest
+            valid sizes); ``input_shape`` and the image tensor disagree; a ``center_map`` tensor that
+            is not (B, H, W, 1) with the image's H and W.
     """
     if weights is not None:
         raise ValueError(
@@ -152,11 +184,17 @@ def cpm(*, weights=None, input_shape=None, stages=6, num_keypoints=14, name="cpm
     for arg, value, low in (("stages", stages, 2), ("num_keypoints", num_keypoints, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"cpm(): `{arg}` must be an int >= {low}. Received: {arg}={value!r}")
-    shape = _check_shape(input_shape)
+    image_tensor, center_tensor = _split_input_tensor(input_tensor)
+    image = builder_input("cpm", image_tensor, input_shape, check=_check_shape, name="image",
+                          arg="input_tensor" if center_tensor is None else "input_tensor[0]")
     outputs = num_keypoints + 1
 
-    image = keras.Input(shape=shape, name="image")
-    center_map = keras.Input(shape=(shape[0], shape[1], 1), name="center_map")
+    h, w = image.shape[1], image.shape[2]
+    if center_tensor is None:
+        center_map = keras.Input(shape=(h, w, 1), name="center_map")
+    else:
+        center_map = builder_input("cpm", center_tensor, None, check=lambda shape: _check_center(shape, (h, w)),
+                                   name="center_map", arg="input_tensor[1]")
     centre = CaffePooling2D("ave", 9, 8, name="pool_center_lower")(center_map)
 
     x = _image_features(image, 1)
@@ -172,7 +210,7 @@ def cpm(*, weights=None, input_shape=None, stages=6, num_keypoints=14, name="cpm
         else:
             features = _conv(pool3_stage2, 32, 5, f"conv1_stage{t}", f"relu1_stage{t}")
         beliefs.append(_refine(features, beliefs[-1], centre, outputs, t))
-    return keras.Model([image, center_map], beliefs, name=name)
+    return build_model([image, center_map], beliefs, name=name)
 
 
 def cpm_center_map(h, w, sigma=DEFAULT_SIGMA, center=None):

@@ -37,7 +37,7 @@ from zoo.layers import (
     CropToReference,
     caffe_pool_output_size,
 )
-from zoo.models.inputs import check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "fcn_blob_sizes", "FCN_MIN_INPUT_SIZE"]
@@ -181,7 +181,7 @@ def _score(x, classes, name):
     return keras.layers.Conv2D(classes, 1, kernel_initializer="zeros", bias_initializer="zeros", name=name)(x)
 
 
-def _fcn(variant, *, weights, input_shape, classes, trainable_upsampling, name):
+def _fcn(variant, *, weights, input_tensor, input_shape, classes, trainable_upsampling, name):
     if weights is not None:
         raise ValueError(
             f"{variant}(): the builder makes randomly initialised models only (`weights=None`); "
@@ -194,10 +194,10 @@ def _fcn(variant, *, weights, input_shape, classes, trainable_upsampling, name):
             f"{variant}(): `trainable_upsampling` must be True or False. "
             f"Received: trainable_upsampling={trainable_upsampling!r}"
         )
-    shape = _check_shape(variant, variant, input_shape)
+    data = builder_input(variant, input_tensor, input_shape, name="data",
+                         check=lambda shape: _check_shape(variant, variant, shape))
     spec = VARIANTS[variant]
 
-    data = keras.Input(shape=shape, name="data")
     pools = vgg16_body(data)
     x = keras.layers.Conv2D(4096, 7, padding="valid", name="fc6")(pools["pool5"])
     x = keras.layers.ReLU(name="relu6")(x)
@@ -219,7 +219,7 @@ def _fcn(variant, *, weights, input_shape, classes, trainable_upsampling, name):
     up_name, k, s = spec["ups"][-1]
     x = _upsample(x, classes, k, s, trainable_upsampling, up_name)
     score = CropToReference(axis=2, offset=(spec["final_offset"],), name="score")([x, data])
-    return keras.Model(data, score, name=name)
+    return build_model([data], score, name=name)
 
 
 _ARGS_DOC = """
@@ -227,6 +227,12 @@ _ARGS_DOC = """
     Args:
         weights: must be ``None`` (random init); pretrained weights go through
             ``zoo.get(name, weights=...)``.
+        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
+            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
+            caller's ``keras.Input``; the model's inputs are then
+            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
+            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
+            Defaults to ``None``.
         input_shape: ``(H, W, 3)``; ``None`` entries for H/W accept any size at run time.
             Defaults to ``(500, 500, 3)``. Any H, W >= 1 is valid (``conv1_1`` pads by 100).
         classes: K, number of output channels. Defaults to ``21`` (PASCAL VOC incl. background).
@@ -240,32 +246,37 @@ _ARGS_DOC = """
     Raises:
         ValueError: ``weights`` is not ``None``, ``classes`` is not a positive int or
             ``trainable_upsampling`` is not a bool.
-        InputShapeError: ``input_shape`` is not (H, W, 3) or is smaller than 1x1.
+        TypeError: ``input_tensor`` is not a Keras tensor.
+        InputShapeError: ``input_shape`` (or ``input_tensor``'s shape) is not (H, W, 3) or is smaller
+            than 1x1, or the two disagree.
     """
 
 
 @register("fcn32s", family="fcn", head_layers=HEAD_LAYERS, head_kwarg="classes")
-def fcn32s(*, weights=None, input_shape=None, classes=21, trainable_upsampling=False, name="fcn32s"):
-    return _fcn("fcn32s", weights=weights, input_shape=input_shape, classes=classes,
+def fcn32s(*, weights=None, input_tensor=None, input_shape=None, classes=21, trainable_upsampling=False,
+           name="fcn32s"):
+    return _fcn("fcn32s", weights=weights, input_tensor=input_tensor, input_shape=input_shape, classes=classes,
                 trainable_upsampling=trainable_upsampling, name=name)
 
 
 @register("fcn16s", family="fcn", head_layers=HEAD_LAYERS, head_kwarg="classes")
-def fcn16s(*, weights=None, input_shape=None, classes=21, trainable_upsampling=False, name="fcn16s"):
-    return _fcn("fcn16s", weights=weights, input_shape=input_shape, classes=classes,
+def fcn16s(*, weights=None, input_tensor=None, input_shape=None, classes=21, trainable_upsampling=False,
+           name="fcn16s"):
+    return _fcn("fcn16s", weights=weights, input_tensor=input_tensor, input_shape=input_shape, classes=classes,
                 trainable_upsampling=trainable_upsampling, name=name)
 
 
 @register("fcn8s", family="fcn", head_layers=HEAD_LAYERS, head_kwarg="classes")
-def fcn8s(*, weights=None, input_shape=None, classes=21, trainable_upsampling=False, name="fcn8s"):
-    return _fcn("fcn8s", weights=weights, input_shape=input_shape, classes=classes,
+def fcn8s(*, weights=None, input_tensor=None, input_shape=None, classes=21, trainable_upsampling=False,
+          name="fcn8s"):
+    return _fcn("fcn8s", weights=weights, input_tensor=input_tensor, input_shape=input_shape, classes=classes,
                 trainable_upsampling=trainable_upsampling, name=name)
 
 
 @register("fcn8s_atonce", family="fcn", head_layers=HEAD_LAYERS, head_kwarg="classes")
-def fcn8s_atonce(*, weights=None, input_shape=None, classes=21, trainable_upsampling=False,
+def fcn8s_atonce(*, weights=None, input_tensor=None, input_shape=None, classes=21, trainable_upsampling=False,
                  name="fcn8s_atonce"):
-    return _fcn("fcn8s_atonce", weights=weights, input_shape=input_shape, classes=classes,
+    return _fcn("fcn8s_atonce", weights=weights, input_tensor=input_tensor, input_shape=input_shape, classes=classes,
                 trainable_upsampling=trainable_upsampling, name=name)
 
 

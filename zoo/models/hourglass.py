@@ -29,7 +29,7 @@ import keras
 from keras import layers
 
 from zoo.errors import InputShapeError
-from zoo.models.inputs import check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = ["hourglass", "hourglass_feature_size", "residual_module", "hourglass_module"]
@@ -145,13 +145,19 @@ def _check_input(input_shape):
 
 
 @register("hourglass", family="hourglass", head_layers=HEAD_LAYERS, head_kwarg="num_keypoints")
-def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, features=256, modules=1,
-              post_residuals=True, name="hourglass"):
+def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, num_keypoints=16, features=256,
+              modules=1, post_residuals=True, name="hourglass"):
     """Stacked Hourglass network (Newell et al. 2016), as in ``pose-hg-train``.
 
     Args:
         weights: must be ``None`` here (random initialisation); load pretrained or converted
             weights with ``zoo.get("hourglass", weights=...)``.
+        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
+            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
+            caller's ``keras.Input``; the model's inputs are then
+            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
+            must equal the tensor's (H, W, 3); the size rule below applies to the tensor's shape.
+            Defaults to ``None``.
         input_shape: ``(H, W, 3)``, RGB in [0, 1]. ``ceil(H / 2) // 2`` (and the same for W) must be
             a positive multiple of 16, e.g. H, W multiples of 64; ``None`` sizes are allowed but not
             checked: an image breaking the rule fails at run time in the backend (an hourglass
@@ -173,7 +179,9 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
         ``post_residuals=False``, the released model).
     Raises:
         ValueError: ``weights`` is not ``None`` or an argument is out of range.
-        InputShapeError: ``input_shape`` is not (H, W, 3) or breaks the size rule above.
+        TypeError: ``input_tensor`` is not a Keras tensor.
+        InputShapeError: ``input_shape`` (or ``input_tensor``'s shape) is not (H, W, 3) or breaks the
+            size rule above, or the two disagree.
     """
     if weights is not None:
         raise ValueError(
@@ -192,9 +200,7 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
         raise ValueError(
             f"hourglass: `features` must be even (bottleneck of features / 2). Received: features={features}"
         )
-    shape = _check_input(input_shape)
-
-    inputs = keras.Input(shape=shape, name="image")
+    inputs = builder_input("hourglass", input_tensor, input_shape, check=_check_input, name="image")
     # Stem: symmetric pad 3 + valid conv = Torch's SpatialConvolution(3, 64, 7, 7, 2, 2, 3, 3).
     x = layers.ZeroPadding2D(3, name="stem_conv_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, name="stem_conv")(x)
@@ -221,4 +227,4 @@ def hourglass(*, weights=None, input_shape=None, stacks=8, num_keypoints=16, fea
             ll_ = layers.Conv2D(features, 1, name=f"{s}_inter_ll")(ll)
             hm_ = layers.Conv2D(features, 1, name=f"{s}_inter_heatmaps")(heatmaps)
             inter = layers.Add(name=f"{s}_inter_add")([inter, ll_, hm_])
-    return keras.Model(inputs, outputs, name=name)
+    return build_model([inputs], outputs, name=name)

@@ -1,12 +1,19 @@
-"""Input-shape checks shared by the zoo's builders: one message format for every model."""
+"""Input-shape checks and the ``input_tensor`` argument shared by the zoo's builders.
+
+One message format for every model.
+"""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from zoo.errors import InputShapeError
 
-__all__ = ["check_input_shape", "min_input_size_error"]
+__all__ = [
+    "check_input_shape", "min_input_size_error", "builder_input", "build_model", "source_inputs",
+    "upstream_layer_names",
+]
 
 
 def min_input_size_error(model_name, size, minimum):
@@ -53,3 +60,98 @@ def check_input_shape(model_name, input_shape, *, default, minimum, channels=3):
     if (h is not None and h < minimum[0]) or (w is not None and w < minimum[1]):
         raise min_input_size_error(model_name, (h, w), minimum)
     return (h, w, c if channels is None else channels)
+
+
+def _as_keras_tensor(model_name, value, arg):
+    if not keras.backend.is_keras_tensor(value):
+        # keras.applications passes it to keras.Input(tensor=...), which in Keras 3 refuses anything but a
+        # KerasTensor (and prints the whole array): say so here, with what to do instead.
+        shape = getattr(value, "shape", None)
+        raise TypeError(
+            f"{model_name}: `{arg}` must be a Keras tensor (keras.Input(...) or a layer's output on one); "
+            f"Keras 3 cannot start a functional model from concrete data. Received: {type(value).__name__}"
+            + (f" of shape {tuple(shape)}" if shape is not None else "")
+            + ". Build the model without it and call the model on the data."
+        )
+    if len(value.shape) != 4:
+        raise InputShapeError(
+            f"{model_name}: `{arg}` must be a batch of images (B, height, width, channels). "
+            f"Received: {arg} of shape {tuple(value.shape)}"
+        )
+    return value
+
+
+def builder_input(model_name, input_tensor, input_shape, check, *, name, arg="input_tensor"):
+    """The tensor a builder starts from: keras.applications' ``input_tensor`` semantics.
+
+    Args:
+        model_name: builder name for messages.
+        input_tensor: ``None`` (a new ``keras.Input``), or a Keras tensor (B, H, W, C) to build on, e.g.
+            the output of a preprocessing layer on the caller's ``keras.Input``.
+        input_shape: the builder's ``input_shape`` argument; with ``input_tensor`` it may be left
+            ``None`` (the tensor's shape is used) or must equal the tensor's (H, W, C).
+        check: ``input_shape -> (H, W, C)``, the builder's own shape check (default, minimum size,
+            valid sizes); it is applied to the tensor's shape too.
+        name: name of the new ``keras.Input`` (``"data"``, ``"image"``).
+        arg: the argument's name in messages.
+    Returns:
+        The (B, H, W, C) Keras tensor to build on.
+    Raises:
+        TypeError: ``input_tensor`` is not a Keras tensor (Keras 3 refuses concrete tensors as inputs).
+        InputShapeError: the tensor is not 4-D, does not match ``input_shape`` (both named), or fails
+            the builder's check (the message adds the tensor's shape).
+    """
+    if input_tensor is None:
+        return keras.Input(shape=check(input_shape), name=name)
+    x = _as_keras_tensor(model_name, input_tensor, arg)
+    tensor_shape = tuple(x.shape[1:])
+    if input_shape is not None:
+        given = check(input_shape)  # its own errors first: a bad input_shape is named as such
+        if tuple(given) != tensor_shape:
+            raise InputShapeError(
+                f"{model_name}: `input_shape` and the shape of `{arg}` disagree; give one of them, or equal "
+                f"ones. Received: input_shape={tuple(input_shape)}, {arg} of shape {tuple(x.shape)} "
+                f"(batch, height, width, channels)"
+            )
+    try:
+        check(tensor_shape)
+    except InputShapeError as e:
+        raise InputShapeError(f"{e} (the shape of `{arg}`: {tuple(x.shape)})") from None
+    return x
+
+
+def source_inputs(*tensors):
+    """The model inputs for tensors a builder was given: ``keras.utils.get_source_inputs`` of each,
+    in order, without repeats. One input comes back bare (not in a list), as a standalone
+    builder's single ``keras.Input``."""
+    inputs = []
+    for t in tensors:
+        for s in keras.utils.get_source_inputs(t):
+            if not any(s is seen for seen in inputs):
+                inputs.append(s)
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
+def upstream_layer_names(*tensors) -> tuple[str, ...]:
+    """Names of the layers between the source inputs of ``tensors`` (the Keras tensors a builder was
+    given) and the tensors: the caller's preprocessing. They belong to the composed model but not to
+    the zoo architecture, so zoo weights have nothing for them."""
+    names = []
+    for t in tensors:
+        sources = keras.utils.get_source_inputs(t)
+        if any(t is s for s in sources):  # the caller's keras.Input itself: nothing upstream
+            continue
+        for layer in keras.Model(sources, t).layers:
+            if not isinstance(layer, keras.layers.InputLayer) and layer.name not in names:
+                names.append(layer.name)
+    return tuple(names)
+
+
+def build_model(tensors, outputs, *, name):
+    """``keras.Model`` from the source inputs of ``tensors`` (the tensors the builder started from,
+    see :func:`source_inputs`) to ``outputs``. It remembers the names of the caller's layers in front
+    of them (:func:`upstream_layer_names`) in ``model._zoo_upstream_layers``, in memory only, so that
+    ``zoo.get`` loads weights into the zoo's layers and leaves those alone."""
+    model = keras.Model(source_inputs(*tensors), outputs, name=name)
+    model._zoo_upstream_layers = upstream_layer_names(*tensors)
+    return model

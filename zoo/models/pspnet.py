@@ -35,7 +35,7 @@ from zoo.errors import InputShapeError
 from zoo.layers import (
     CaffePooling2D, InterpAlignCorners, caffe_pool_output_size, interp_output_size,
 )
-from zoo.models.inputs import check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = [
@@ -182,11 +182,10 @@ def _check_input(model_name, input_shape):
     return shape
 
 
-def _pspnet(model_name, depths, *, weights, input_shape, classes, aux, dropout, name):
+def _pspnet(model_name, depths, *, weights, input_tensor, input_shape, classes, aux, dropout, name):
     _check_args(model_name, weights, classes, aux, dropout)
-    shape = _check_input(model_name, input_shape)
-
-    inputs = keras.Input(shape=shape, name="data")
+    inputs = builder_input(model_name, input_tensor, input_shape, name="data",
+                           check=lambda shape: _check_input(model_name, shape))
     x = _conv_bn(inputs, 64, 3, stride=2, name="conv1_1_3x3_s2")
     x = _conv_bn(x, 64, 3, name="conv1_2_3x3")
     x = _conv_bn(x, 128, 3, name="conv1_3_3x3")
@@ -211,13 +210,19 @@ def _pspnet(model_name, depths, *, weights, input_shape, classes, aux, dropout, 
         a = layers.Dropout(dropout, name="aux_dropout")(a)
         a = layers.Conv2D(classes, 1, name="aux_conv6")(a)
         outputs = [outputs, InterpAlignCorners(zoom_factor=8, name="aux_conv6_interp")(a)]
-    return keras.Model(inputs, outputs, name=name)
+    return build_model([inputs], outputs, name=name)
 
 
 _DOC = """
     Args:
         weights: must be ``None`` here (random initialisation); load pretrained or converted
             weights with ``zoo.get("{n}", weights=...)``.
+        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
+            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
+            caller's ``keras.Input``; the model's inputs are then
+            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
+            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
+            Defaults to ``None``.
         input_shape: ``(H, W, 3)``, fixed H, W >= 39 (BGR, mean-subtracted; see the module note).
             Defaults to ``(473, 473, 3)``.
         classes: K, channels of ``conv6`` (VOC 21, ADE20K 150, Cityscapes 19). Defaults to `21`.
@@ -232,19 +237,23 @@ _DOC = """
     Raises:
         ValueError: ``weights`` is not ``None``, ``aux`` is not a bool, or ``classes``/``dropout`` are
             out of range.
-        InputShapeError: ``input_shape`` is not (H, W, 3) with fixed H, W >= 39.
+        TypeError: ``input_tensor`` is not a Keras tensor.
+        InputShapeError: ``input_shape`` (or ``input_tensor``'s shape) is not (H, W, 3) with fixed
+            H, W >= 39, or the two disagree.
 """
 
 
 @register("pspnet50", family="pspnet", head_layers=HEAD_LAYERS, head_kwarg="classes", optional_layers=("aux_*",))
-def pspnet50(*, weights=None, input_shape=None, classes=21, aux=False, dropout=0.1, name="pspnet50"):
-    return _pspnet("pspnet50", DEPTHS["pspnet50"], weights=weights, input_shape=input_shape,
+def pspnet50(*, weights=None, input_tensor=None, input_shape=None, classes=21, aux=False, dropout=0.1,
+             name="pspnet50"):
+    return _pspnet("pspnet50", DEPTHS["pspnet50"], weights=weights, input_tensor=input_tensor, input_shape=input_shape,
                    classes=classes, aux=aux, dropout=dropout, name=name)
 
 
 @register("pspnet101", family="pspnet", head_layers=HEAD_LAYERS, head_kwarg="classes", optional_layers=("aux_*",))
-def pspnet101(*, weights=None, input_shape=None, classes=21, aux=False, dropout=0.1, name="pspnet101"):
-    return _pspnet("pspnet101", DEPTHS["pspnet101"], weights=weights, input_shape=input_shape,
+def pspnet101(*, weights=None, input_tensor=None, input_shape=None, classes=21, aux=False, dropout=0.1,
+              name="pspnet101"):
+    return _pspnet("pspnet101", DEPTHS["pspnet101"], weights=weights, input_tensor=input_tensor, input_shape=input_shape,
                    classes=classes, aux=aux, dropout=dropout, name=name)
 
 

@@ -46,7 +46,7 @@ import keras
 from keras import layers
 
 from zoo.layers import CaffePooling2D, caffe_pool_output_size
-from zoo.models.inputs import check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = [
@@ -255,7 +255,7 @@ def basic_block(x, filters, *, stride=1, projection=False, suffix, **_):
     return relu(layers.Add(name=f"res{suffix}")([shortcut, y]), f"res{suffix}_relu")
 
 
-def _resnet(depth, *, registry_name, weights, input_shape, include_top, pooling, classes,
+def _resnet(depth, *, registry_name, weights, input_tensor, input_shape, include_top, pooling, classes,
             classifier_activation, stride_in_3x3, name):
     arch = _ARCHS[depth]
     check_builder_args(registry_name, weights=weights, include_top=include_top, pooling=pooling,
@@ -265,10 +265,11 @@ def _resnet(depth, *, registry_name, weights, input_shape, include_top, pooling,
             f"{registry_name}(): `stride_in_3x3` must be True or False. Received: stride_in_3x3={stride_in_3x3!r}"
         )
     minimum = stem_min_input_size(arch.pool1)
-    input_shape = check_input_shape(registry_name, input_shape, default=DEFAULT_INPUT_SHAPE,
-                                    minimum=(minimum, minimum))
-
-    inputs = keras.Input(shape=input_shape, name="data")
+    inputs = builder_input(
+        registry_name, input_tensor, input_shape, name="data",
+        check=lambda shape: check_input_shape(registry_name, shape, default=DEFAULT_INPUT_SHAPE,
+                                              minimum=(minimum, minimum)),
+    )
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, use_bias=arch.conv1_bias, name="conv1")(x)
     x = relu(batch_norm(x, "bn_conv1"), "conv1_relu")
@@ -289,13 +290,19 @@ def _resnet(depth, *, registry_name, weights, input_shape, include_top, pooling,
 
     x = classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
                         classifier_activation=classifier_activation, dense_name="fc1000")
-    return keras.Model(inputs, x, name=name)
+    return build_model([inputs], x, name=name)
 
 
 _ARGS_DOC = """
     Args:
         weights: must be ``None``: this function builds the architecture only; use
             ``zoo.get(name, weights=...)`` for pretrained or converted weights.
+        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
+            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
+            caller's ``keras.Input``; the model's inputs are then
+            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
+            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
+            Defaults to ``None``.
         input_shape: ``(H, W, 3)``, ``None`` dims allowed; defaults to ``(224, 224, 3)``. The
             smallest size is the one at which pool1 still has a window (see
             :func:`stem_min_input_size`); smaller raises :class:`zoo.errors.InputShapeError`.
@@ -312,8 +319,9 @@ _ARGS_DOC = """
     Returns:
         A ``keras.Model``: (B, H, W, 3) -> (B, K), or (B, h5, w5, C) / (B, C) without the top.
     Raises:
-        ValueError, TypeError: bad argument (the message names it).
-        InputShapeError: ``input_shape`` too small or not ``(H, W, 3)``.
+        ValueError, TypeError: bad argument (the message names it); ``input_tensor`` not a Keras tensor.
+        InputShapeError: ``input_shape`` (or ``input_tensor``'s shape) too small or not ``(H, W, 3)``,
+            or the two disagree.
 """
 
 
@@ -321,36 +329,36 @@ _REGISTER = dict(family="resnet", head_layers=("fc1000",), head_kwarg="classes")
 
 
 @register("resnet18", **_REGISTER)
-def resnet18(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-             classifier_activation="softmax", stride_in_3x3=False, name="resnet18"):
+def resnet18(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+             classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet18"):
     """ResNet-18 v1: basic blocks (2, 2, 2, 2), torchvision layout, Caffe-style names."""
     return _resnet(18, registry_name="resnet18", **locals())
 
 
 @register("resnet34", **_REGISTER)
-def resnet34(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-             classifier_activation="softmax", stride_in_3x3=False, name="resnet34"):
+def resnet34(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+             classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet34"):
     """ResNet-34 v1: basic blocks (3, 4, 6, 3), torchvision layout, Caffe-style names."""
     return _resnet(34, registry_name="resnet34", **locals())
 
 
 @register("resnet50", **_REGISTER)
-def resnet50(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-             classifier_activation="softmax", stride_in_3x3=False, name="resnet50"):
+def resnet50(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+             classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet50"):
     """ResNet-50 v1: bottlenecks (3, 4, 6, 3), Kaiming He's Caffe layout (conv1 has a bias)."""
     return _resnet(50, registry_name="resnet50", **locals())
 
 
 @register("resnet101", **_REGISTER)
-def resnet101(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-              classifier_activation="softmax", stride_in_3x3=False, name="resnet101"):
+def resnet101(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+              classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet101"):
     """ResNet-101 v1: bottlenecks (3, 4, 23, 3), Kaiming He's Caffe layout (res4b1..res4b22)."""
     return _resnet(101, registry_name="resnet101", **locals())
 
 
 @register("resnet152", **_REGISTER)
-def resnet152(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-              classifier_activation="softmax", stride_in_3x3=False, name="resnet152"):
+def resnet152(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+              classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet152"):
     """ResNet-152 v1: bottlenecks (3, 8, 36, 3), Kaiming He's Caffe layout (res3b1..b7, res4b1..b35)."""
     return _resnet(152, registry_name="resnet152", **locals())
 

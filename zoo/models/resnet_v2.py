@@ -44,7 +44,7 @@ from __future__ import annotations
 import keras
 
 from zoo.layers import CaffePooling2D
-from zoo.models.inputs import check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.models.resnet import (
     CAFFE_POOL1,
     DEFAULT_INPUT_SHAPE,
@@ -93,15 +93,16 @@ def preact_bottleneck_block(x, filters, *, index, stride=1, projection=False, pr
     return keras.layers.Add(name=f"{p}_eletwise")([shortcut, y])
 
 
-def _resnet_v2(depth, *, registry_name, weights, input_shape, include_top, pooling, classes,
+def _resnet_v2(depth, *, registry_name, weights, input_tensor, input_shape, include_top, pooling, classes,
                classifier_activation, name):
     check_builder_args(registry_name, weights=weights, include_top=include_top, pooling=pooling,
                        classes=classes, classifier_activation=classifier_activation)
     minimum = stem_min_input_size(CAFFE_POOL1)
-    input_shape = check_input_shape(registry_name, input_shape, default=DEFAULT_INPUT_SHAPE,
-                                    minimum=(minimum, minimum))
-
-    inputs = keras.Input(shape=input_shape, name="data")
+    inputs = builder_input(
+        registry_name, input_tensor, input_shape, name="data",
+        check=lambda shape: check_input_shape(registry_name, shape, default=DEFAULT_INPUT_SHAPE,
+                                              minimum=(minimum, minimum)),
+    )
     x = conv(inputs, 64, 7, stride=2, pad=3, name="conv1")
     x = relu(batch_norm(x, "conv1_bn"), "conv1_relu")
     k, s, p, ceil_mode = CAFFE_POOL1
@@ -120,13 +121,19 @@ def _resnet_v2(depth, *, registry_name, weights, input_shape, include_top, pooli
     x = relu(batch_norm(x, f"res{index}_eletwise_bn"), f"res{index}_eletwise_relu")
     x = classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
                         classifier_activation=classifier_activation, dense_name="classifier")
-    return keras.Model(inputs, x, name=name)
+    return build_model([inputs], x, name=name)
 
 
 _ARGS_DOC = """
     Args:
         weights: must be ``None``: this function builds the architecture only; use
             ``zoo.get(name, weights=...)`` for pretrained or converted weights.
+        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
+            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
+            caller's ``keras.Input``; the model's inputs are then
+            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
+            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
+            Defaults to ``None``.
         input_shape: ``(H, W, 3)``, ``None`` dims allowed; defaults to ``(224, 224, 3)``. The
             smallest size is 3x3 (pool1 needs one window); smaller raises
             :class:`zoo.errors.InputShapeError`.
@@ -140,37 +147,38 @@ _ARGS_DOC = """
     Returns:
         A ``keras.Model``: (B, H, W, 3) -> (B, K), or (B, h5, w5, 2048) / (B, 2048) without the top.
     Raises:
-        ValueError, TypeError: bad argument (the message names it).
-        InputShapeError: ``input_shape`` too small or not ``(H, W, 3)``.
+        ValueError, TypeError: bad argument (the message names it); ``input_tensor`` not a Keras tensor.
+        InputShapeError: ``input_shape`` (or ``input_tensor``'s shape) too small or not ``(H, W, 3)``,
+            or the two disagree.
 """
 
 _REGISTER = dict(family="resnet_v2", head_layers=("classifier",), head_kwarg="classes")
 
 
 @register("resnet50v2", **_REGISTER)
-def resnet50v2(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-               classifier_activation="softmax", name="resnet50v2"):
+def resnet50v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+               classes=1000, classifier_activation="softmax", name="resnet50v2"):
     """Pre-activation ResNet-50 (3, 4, 6, 3 bottlenecks), soeaver Caffe layout."""
     return _resnet_v2(50, registry_name="resnet50v2", **locals())
 
 
 @register("resnet101v2", **_REGISTER)
-def resnet101v2(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-                classifier_activation="softmax", name="resnet101v2"):
+def resnet101v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+                classes=1000, classifier_activation="softmax", name="resnet101v2"):
     """Pre-activation ResNet-101 (3, 4, 23, 3 bottlenecks), soeaver ``deploy_resnet101_v2``."""
     return _resnet_v2(101, registry_name="resnet101v2", **locals())
 
 
 @register("resnet152v2", **_REGISTER)
-def resnet152v2(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-                classifier_activation="softmax", name="resnet152v2"):
+def resnet152v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+                classes=1000, classifier_activation="softmax", name="resnet152v2"):
     """Pre-activation ResNet-152 (3, 8, 36, 3 bottlenecks), soeaver ``deploy_resnet152-v2``."""
     return _resnet_v2(152, registry_name="resnet152v2", **locals())
 
 
 @register("resnet200v2", **_REGISTER)
-def resnet200v2(*, weights=None, input_shape=None, include_top=True, pooling=None, classes=1000,
-                classifier_activation="softmax", name="resnet200v2"):
+def resnet200v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
+                classes=1000, classifier_activation="softmax", name="resnet200v2"):
     """Pre-activation ResNet-200 (3, 24, 36, 3 bottlenecks), preresnet.lua depth in the Caffe layout."""
     return _resnet_v2(200, registry_name="resnet200v2", **locals())
 
