@@ -3,9 +3,11 @@
 Pose models are evaluated in *original image* pixels: heatmaps are decoded (quarter-pixel
 refinement), mapped back through the inverse crop matrix, and compared with the records'
 keypoints. The normaliser is the MPII head size (PCKh@0.5) when every record has a head box,
-else the instance box's longer side (PCK@0.2). Segmentation is scored at the network input
-resolution (the whole image letterboxed into the input, padding ignored) from one confusion
-matrix accumulated over the set.
+else LSP's torso (left shoulder to right hip, PCK@0.2) for LSP's 14 joints, else the instance
+box's longer side (PCK@0.2). Segmentation is scored from one confusion matrix accumulated over
+the set, by default on every pixel of the original masks (the scores resampled bilinearly to
+each image, as FCN/PSPNet evaluate); ``resolution="input"`` scores the letterboxed labels at
+the network input resolution (padding ignored), as training's ``mean_iou`` does.
 """
 
 from __future__ import annotations
