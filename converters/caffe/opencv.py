@@ -127,7 +127,8 @@ def opencv_departures(net: Net) -> list[str]:
     (de)convolution's ``pad_h`` or ``pad_w`` given alone, which Caffe reads with the other half 0,
     and keeps a ``Split`` top's old values after an in-place write to another top of that ``Split``
     (Caffe's tops share memory; the reader then binds the name to the rewritten blob). A BatchNorm with
-    batch statistics becomes OpenCV's MVN, which divides by ``std + eps``, not ``sqrt(var + eps)``.
+    batch statistics is computed by OpenCV per sample, dividing by ``std + eps``, where Caffe takes the
+    statistics over the batch and divides by ``sqrt(var + eps)`` (measured with OpenCV 4.x).
     OpenCV lacks Bias, ArgMax, Threshold, Clip and Reduction, does not read Tile's ``tile_param`` nor
     Swish's ``beta``, and its MVN divides by ``sqrt(var + eps)`` where Caffe's divides by ``std + eps``.
     """
@@ -146,7 +147,7 @@ def opencv_departures(net: Net) -> list[str]:
                          "Caffe by std + eps")
         if uses_batch_stats(layer):
             found.append(f"BatchNorm '{layer.name}' uses batch statistics (use_global_stats: false), which "
-                         "OpenCV divides by std + eps")
+                         "OpenCV takes per sample and divides by std + eps")
         for name, blob in zip(getattr(layer.param, "bottom", ()), layer.bottoms):
             if net.caffe_names.get(blob, blob) != name:
                 found.append(f"{layer.type} '{layer.name}' reads '{name}' after an in-place write to "
