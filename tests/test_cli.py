@@ -84,6 +84,9 @@ def test_inspect_every_format(tmp_path):
         assert "(3, 3, 3, 2)" in r.stdout and "total: 56 values" in r.stdout
     assert "no tensor named" in _one_line_error(kerazoo("inspect", tmp_path / "z.h5", "--values", "nope"))
     assert "file not found" in _one_line_error(kerazoo("inspect", tmp_path / "missing.h5"))
+    assert _one_line_error(kerazoo("inspect", tmp_path)) == (f"kerazoo inspect: error: {tmp_path}: a folder, expected "
+                                                             f"a weights file (.keras, .weights.h5, .h5, .caffemodel, "
+                                                             f".t7)")
     (tmp_path / "bad.caffemodel").write_bytes(b"\x0a\xff\xff\xff\x0f")
     assert "bad.caffemodel" in _one_line_error(kerazoo("inspect", tmp_path / "bad.caffemodel"))
 

@@ -167,6 +167,8 @@ def _tensors(path: Path):
 
     if not path.exists():
         raise CLIError(f"file not found: {path}")
+    if path.is_dir():  # was "unknown file type ''"
+        raise CLIError(f"{path}: a folder, expected a weights file (.keras, .weights.h5, .h5, .caffemodel, .t7)")
     suffix = path.suffix.lower()
     if suffix == ".keras":
         try:
