@@ -171,11 +171,13 @@ def _convert_caffe(args) -> int:
                                  for (top, name), t in zip(conv.outputs.items(), model.outputs)))
     if args.verify:
         _verify(net, model, args.input_shape, args.tolerance)
+    from zoo.weights import replace_durably
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
     try:
         model.save(tmp)
-        os.replace(tmp, out)
+        replace_durably(tmp, out)  # synced first: a power cut leaves no empty OUT.keras
     finally:
         if tmp.exists():
             tmp.unlink()
