@@ -43,11 +43,12 @@ def _tolerance(text):
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from zoo.cli import Parser, count
+def build_parser(prog: str = "python -m converters") -> argparse.ArgumentParser:
+    """``prog``: the program as the user typed it (``kerazoo convert``), which usage lines and errors name."""
+    from kerazoo.cli import Parser, count  # the standard library only: --help without Keras
 
-    p = Parser(prog="python -m converters", description=__doc__)
-    sub = p.add_subparsers(dest="format", required=True)
+    p = Parser(prog=prog, description=__doc__)
+    sub = p.add_subparsers(dest="format", required=True, metavar="{caffe}")  # named in its error, not "format"
     c = sub.add_parser("caffe", help="convert a Caffe deploy prototxt + caffemodel to a .keras file")
     c.add_argument("prototxt", help="deploy prototxt (graph and hyper-parameters)")
     c.add_argument("caffemodel", help="binary weights (.caffemodel)")
@@ -144,7 +145,7 @@ def _convert_caffe(args) -> int:
         raise ValueError(f"--output must end in .keras (Keras' saving format). Received: '{out}'")
     if out.is_dir():
         raise ValueError(f"--output '{out}' is a directory; give a file name ending in .keras")
-    from zoo.cli import blocked_by_file
+    from kerazoo.cli import blocked_by_file
 
     blocker = blocked_by_file(out)
     if blocker is not None:  # found before the conversion, not at the save after it
@@ -185,29 +186,35 @@ def _convert_caffe(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    """Entry point of ``python -m converters`` and the ``kerazoo-convert`` console script."""
+def main(argv=None, prog: str = "python -m converters") -> int:
+    """Entry point of ``python -m converters``; ``kerazoo convert`` and ``kerazoo-convert`` call it with their
+    own ``prog``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    from converters.caffe.errors import CaffeError
-    from zoo.errors import ZooError, one_line
+    args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
+    from kerazoo.cli import tensorflow_notices_held_back
 
+    with tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
+        from converters.caffe.errors import CaffeError
+        from zoo.errors import ZooError, one_line
+
+    who = f"{prog} {args.format}"  # as typed: "kerazoo convert caffe", "python -m converters caffe"
     try:
         return _convert_caffe(args)
     except _VerifyFailed as e:
-        print(f"error: verification failed: {e}; no output written (rerun without --verify to keep the model)",
-              file=sys.stderr)
+        print(f"{who}: error: verification failed: {e}; no output written (rerun without --verify to keep the "
+              f"model)", file=sys.stderr)
         return 1
     except (CaffeError, ZooError, OSError, ValueError) as e:
         if args.debug:
             raise
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        print(f"{who}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; no output written", file=sys.stderr)
+        print(f"{who}: interrupted; no output written", file=sys.stderr)
         return 130
     except Exception as e:  # a bug rather than bad input: still one line, --debug shows the traceback
         if args.debug:
             raise
-        print(f"error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"{who}: error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)",
+              file=sys.stderr)
         return 1

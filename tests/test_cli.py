@@ -21,8 +21,15 @@ _TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d
 
 
 def kerazoo(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kerazoo", *map(str, args)], capture_output=True, text=True,
                           env=ENV, cwd=cwd, timeout=300)
+
+
+def entry_point(function, *args, env=ENV):
+    """A console script of setup.cfg run as pip's launcher runs it: ``sys.exit(kerazoo.cli.FUNCTION())``."""
+    code = f"import sys; from kerazoo.cli import {function}; sys.exit({function}())"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=300)
 
 
 def _one_line_error(r):
@@ -49,6 +56,78 @@ def test_bad_subcommand_and_help():
     for sub in ("inspect", "predict"):
         r = kerazoo(sub, "--help")
         assert r.returncode == 0 and "usage: kerazoo" in r.stdout
+
+
+def test_delegated_commands_name_the_program_typed():
+    """Usage lines and errors of train/evaluate/convert name what the user typed; they said
+    'python -m training train' / 'python -m converters caffe' (and '__main__.py' for the console scripts)."""
+    for args, usage in [(("train", "--help"), "usage: kerazoo train [-h] --model MODEL"),
+                        (("evaluate", "--help"), "usage: kerazoo evaluate [-h]"),
+                        (("convert", "--help"), "usage: kerazoo convert caffe [-h] -o OUTPUT")]:
+        r = kerazoo(*args)
+        assert r.returncode == 0 and r.stdout.startswith(usage), r.stdout[:200]
+    for run, expected in [
+        (kerazoo("train"), "kerazoo train: error: the following arguments are required: --model, --out "
+                           "(see kerazoo train --help)"),
+        (kerazoo("train", "--model", "m", "--out", "o"), "kerazoo train: error: the following arguments are "
+                                                         "required: --dataset (see kerazoo train --help)"),
+        (kerazoo("convert", "a.prototxt"), "kerazoo convert caffe: error: the following arguments are required: "
+                                           "caffemodel, -o/--output (see kerazoo convert caffe --help)"),
+        (entry_point("train_main", "evaluate", "--split", "x"), "kerazoo-train evaluate: error: argument --split: "
+                                                                "invalid choice: 'x'"),
+        (entry_point("train_main"), "kerazoo-train: error: the following arguments are required: "
+                                    "{train,evaluate} (see kerazoo-train --help)"),
+        (entry_point("convert_main", "caffe"), "kerazoo-convert caffe: error: the following arguments are "
+                                               "required: prototxt, caffemodel, -o/--output"),
+        (entry_point("convert_main"), "kerazoo-convert: error: the following arguments are required: {caffe}"),
+    ]:
+        assert run.returncode == 2 and _one_line_error(run).startswith(expected), run.stderr
+
+
+def test_train_spawns_its_worker_processes():
+    """`python -m training` makes --multiprocessing workers by spawning (forking a process that holds JAX's or
+    TensorFlow's threads can deadlock the child); `kerazoo train` and `kerazoo-train` forked them on Linux."""
+    code = ("import multiprocessing, sys; from kerazoo.cli import {0}\n"
+            "try: {0}({1})\n"
+            "except SystemExit: pass\n"
+            "print('START', multiprocessing.get_start_method(allow_none=True))")
+    for function, argv in (("main", "['train', '--help']"), ("train_main", "")):
+        r = subprocess.run([sys.executable, "-c", code.format(function, argv), "train", "--help"], capture_output=True,
+                           text=True, env=ENV, timeout=300)
+        assert r.stdout.splitlines()[-1] == "START spawn", (r.stdout[-300:], r.stderr[-1000:])
+
+
+def test_help_and_usage_errors_load_no_keras():
+    """`kerazoo --help` took 1.5-3 s on 2 cores: zoo.cli was inside the zoo package, whose import loads Keras and
+    its backend. Now the command line is parsed with the standard library alone."""
+    code = ("import sys; from kerazoo.cli import main\n"
+            "for argv in (['--help'], ['frob'], [], ['list', '--help'], ['predict', 'x'], ['convert', '--help'],"
+            " ['convert', 'a']):\n"
+            "    try: main(argv)\n"
+            "    except SystemExit as e: assert e.code in (0, 2), (argv, e.code)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow', 'jax', 'torch', 'zoo', "
+            "'training', 'numpy', 'h5py'}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "[]", (r.stdout[-300:], r.stderr[-2000:])
+
+
+def test_no_tensorflow_start_up_notices(tmp_path):
+    """TensorFlow 2.19+ logs 'oneDNN custom operations are on ...' (INFO) at import through absl, past
+    TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442); the commands wrote it to stderr, twice. Run with the
+    variable unset, as a user's shell has it: on TensorFlow, and on JAX, where Keras imports TensorFlow to save
+    a model."""
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proto, model = write_net(tmp_path, PROTO, random_blobs_for(PROTO, np.random.default_rng(1)))
+    r = subprocess.run([sys.executable, "-m", "kerazoo", "convert", proto, model, "-o", tmp_path / "n.keras",
+                        "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert (r.returncode, r.stderr) == (0, "") and (tmp_path / "n.keras").exists()
+    env["KERAS_BACKEND"] = "tensorflow"
+    r = subprocess.run([sys.executable, "-m", "kerazoo", "list", "fcn8s"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "fcn8s\n", "")
+    r = entry_point("train_main", "train", "--model", "m", "--out", "o", env=env)
+    assert r.returncode == 2 and r.stderr == ("kerazoo-train train: error: the following arguments are required: "
+                                              "--dataset (see kerazoo-train train --help)\n")
 
 
 PROTO = """name: "tiny"
@@ -222,7 +301,7 @@ def test_ctrl_c_exits_130_in_one_line(tmp_path):
 
     fifo = tmp_path / "slow.t7"
     os.mkfifo(fifo)
-    p = subprocess.Popen([sys.executable, "-m", "zoo", "inspect", str(fifo)], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "kerazoo", "inspect", str(fifo)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 240
     while True:  # opening the write end succeeds only once kerazoo has opened the pipe to read it

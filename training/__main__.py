@@ -25,13 +25,14 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # too late for `python -m training` (the package loads Keras)
 
-from zoo.cli import Parser, blocked_by_file, count, name_value, one_line
+from kerazoo.cli import Parser, blocked_by_file, count, name_value
+from zoo.errors import one_line
 
 __all__ = ["main", "build_parser", "parse_args"]
 
-
+PROG = "python -m training"
 
 
 def _size(text):
@@ -76,9 +77,11 @@ def _data_args(p):
                    help=f"data seed: synthetic samples, shuffling, augmentation (default {_DATA_DEFAULTS['seed']})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m training", description="Train and evaluate kerazoo models.")
-    sub = p.add_subparsers(dest="command", required=True)
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The parser of ``train`` and ``evaluate``; ``prog``: the program as the user typed it (``kerazoo`` for
+    ``kerazoo train``), which its usage lines and errors name."""
+    p = Parser(prog=prog, description="Train and evaluate kerazoo models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")  # named in its error
     t = sub.add_parser("train", help="train a model")
     t.add_argument("--model", required=True, help="zoo name (hourglass, pspnet50, ...), tiny_fcn/tiny_pspnet, "
                                                   "or a .keras file")
@@ -282,10 +285,10 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def parse_args(argv):
+def parse_args(argv, prog: str = PROG):
     """The parsed command line; repeated ``--annotations``/``--images`` become one ``os.pathsep``-joined
     string each (as ``cli.json`` keeps them and ``training.datasets.load`` takes them)."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command == "train" and not args.dataset:  # shared with evaluate, where --run can name it
         parser.exit(2, f"{parser.prog} train: error: the following arguments are required: --dataset "
@@ -296,25 +299,27 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = PROG) -> int:
     """Exit status: 0 done; 2 bad input (the message names the argument, file or model); 1 a failure
-    while training or evaluating (a data worker died, a NaN loss, a bug); 130 interrupted."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    while training or evaluating (a data worker died, a NaN loss, a bug); 130 interrupted. ``prog`` is what
+    usage lines and errors call the program (``kerazoo.cli`` passes ``kerazoo`` / ``kerazoo-train``)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv, prog)
     from zoo.errors import ZooError
 
     try:
         return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
     except KeyboardInterrupt:
         again = "; run the same command again to resume from --out" if args.command == "train" else ""
-        print(f"interrupted{again}", file=sys.stderr)
+        print(f"{prog} {args.command}: interrupted{again}", file=sys.stderr)
         return 130
     except Exception as e:
         if args.debug:
             raise
         if isinstance(e, (ValueError, TypeError, OSError, ZooError)):
-            print(f"error: {one_line(e)}", file=sys.stderr)
+            print(f"{prog} {args.command}: error: {one_line(e)}", file=sys.stderr)
             return 2
-        print(f"error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"{prog} {args.command}: error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the "
+              f"traceback)", file=sys.stderr)
         return 1
 
 

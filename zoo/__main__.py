@@ -1,5 +1,8 @@
+"""``python -m zoo ...``: the ``kerazoo`` command (``python -m kerazoo`` answers --help without importing Keras)."""
+
 import sys
 
-from zoo.cli import main
+from kerazoo.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,91 +1,23 @@
-"""``kerazoo`` — one command line over the whole product.
-
-    kerazoo list [PATTERN] [--pretrained]      registered models (fnmatch wildcards); with --pretrained,
-                                               every NAME:TAG, whether it is cached and its hashes
-    kerazoo download NAME[:TAG] ...            fetch, verify and convert original releases once
-    kerazoo info NAME                          builder, defaults, head, weights records
-    kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel / .t7
-    kerazoo convert ...                        = python -m converters caffe ...
-    kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
-    kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG
-
-Bad input exits with status 2 and a one-line reason; anything else exits 1, also in one line
-(``KERAZOO_DEBUG=1`` shows its traceback); Ctrl-C exits 130. Never a bare traceback.
+"""The commands of ``kerazoo`` (:mod:`kerazoo.cli` parses the command line and calls them):
+``_cmd_NAME(args)`` for list, download, info, inspect and predict. A user error raises :class:`CLIError`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import one_line  # noqa: F401 - also used by training/__main__ via zoo.cli
+# the command line's helpers, also imported from here by older code
+from kerazoo.cli import (  # noqa: F401
+    CLIError, HelpFormatter, Parser, blocked_by_file, build_parser, count, main, name_value,
+)
+from zoo.errors import one_line  # noqa: F401
 
 __all__ = ["main"]
-
-
-def name_value(text):
-    """argparse type for ``NAME=VALUE``: the value as a Python literal (``3``, ``(64, 64, 3)``, ``True``)
-    when it parses as one, else the string."""
-    import ast
-
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        v = ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        pass  # keep it a string
-    return k.strip(), v
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written; an option's help ends with its default unless it has none or says it."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if (not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS)
-                or "default" in text):
-            return text
-        return f"{text} (default: %(default)s)"
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line (status 2) that names the argument and points to
-    ``--help``; argparse prints the whole usage first (29 lines for ``train``), burying the reason.
-    Subcommand parsers are of this class too."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def count(minimum: int):
-    """argparse type: an int >= ``minimum`` (a sample, batch or worker count)."""
-
-    def parse(text):
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if n < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return n
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
 
 
 def _cmd_list(args):
@@ -236,15 +168,6 @@ def _run_record(path: Path):
     return None if n is None else zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order)
 
 
-def blocked_by_file(path: Path):
-    """The nearest existing ancestor of ``path`` when it is not a folder (``path`` cannot be created
-    under it), else ``None``."""
-    for parent in Path(path).absolute().parents:
-        if parent.exists():
-            return None if parent.is_dir() else parent
-    return None
-
-
 def _predict_target(args) -> Path:
     """``--out`` as given; in a folder (existing, or written with a trailing slash): IMAGE_STEM.pred.png."""
     if not args.out:
@@ -288,95 +211,3 @@ def _cmd_predict(args):
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
         raise CLIError(one_line(e)) from None
     print(f"wrote {target}")
-
-
-def _delegate(module, argv):
-    import importlib
-
-    return importlib.import_module(module).main(argv)
-
-
-# Subcommands with their own parsers: name -> (module, help). Handed their arguments untouched:
-# argparse's REMAINDER in a subparser refuses a first token that looks like an option
-# ("kerazoo train --model ...").
-_DELEGATED = {"convert": ("converters.__main__", "convert a Caffe model (see kerazoo convert -h)"),
-              "train": ("training.__main__", "train a model (see kerazoo train -h)"),
-              "evaluate": ("training.__main__", "evaluate a model (see kerazoo evaluate -h)")}
-
-
-def build_parser():
-    p = Parser(prog="kerazoo", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("list", help="list registered models")
-    s.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
-    s.add_argument("--pretrained", action="store_true",
-                   help="list NAME:TAG weights: converted or not, each release file (cached, to download, "
-                        "present offline) and its sha256 (pinned, recorded on first download, unknown)")
-    s.set_defaults(fn=_cmd_list)
-    s = sub.add_parser("download", help="fetch, verify and convert the original release of NAME[:TAG] once",
-                       description="Fetch the original release files of each NAME[:TAG] (or NAME.TAG; no tag = the "
-                                   "model's first tag), check their sha256, convert them into zoo weights and cache "
-                                   "the result, so later zoo.get(NAME, weights=TAG) calls are instant. Without "
-                                   "internet, set $KERAZOO_OFFLINE_DIR to a folder holding the original files.")
-    s.add_argument("names", nargs="+", metavar="NAME[:TAG]", help="e.g. hourglass:mpii cpm:lsp fcn8s")
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
-    s.set_defaults(fn=_cmd_download)
-    s = sub.add_parser("info", help="show a model's builder, defaults and weights records")
-    s.add_argument("name")
-    s.set_defaults(fn=_cmd_info)
-    s = sub.add_parser("inspect", help="list the tensors of a weights file with summary statistics")
-    s.add_argument("file")
-    s.add_argument("--values", metavar="NAME", help="print the values of one tensor")
-    s.add_argument("--max-values", type=count(0), default=200, help="numpy print threshold")
-    s.set_defaults(fn=_cmd_inspect)
-    s = sub.add_parser("predict", help="run a model on an image and write an overlay PNG",
-                       description="Run NAME on IMAGE. Classifiers print their top-5 classes (names from the "
-                                   "weights record, else indices) and draw them on the picture; segmentation "
-                                   "models draw a mask overlay, pose models their keypoints.")
-    s.add_argument("name", help="registered model (NAME or NAME:TAG); with a .keras --weights it only says "
-                                "what the output is (classes, mask or keypoints)")
-    s.add_argument("image")
-    s.add_argument("--weights", required=True,
-                   help="a tag, a zoo .h5 (the architecture comes from its record), .weights.h5, .caffemodel, "
-                        ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")
-    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png); an existing folder (or a path ending "
-                                 "in /) gets IMAGE_STEM.pred.png inside it")
-    s.add_argument("--winograd", action="store_true",
-                   help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
-    s.set_defaults(fn=_cmd_predict)
-    for name, (_, what) in _DELEGATED.items():
-        sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
-    return p
-
-
-def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] and argv[0] in _DELEGATED:
-        command, rest = argv[0], argv[1:]
-        if command == "convert":
-            rest = rest if rest[:1] == ["caffe"] else ["caffe", *rest]
-        else:
-            rest = [command, *rest]
-        return _delegate(_DELEGATED[command][0], rest) or 0
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from zoo.errors import ZooError
-
-    try:
-        args.fn(args)
-    except (CLIError, ZooError, ValueError, OSError) as e:  # bad input: one line that names it
-        print(f"kerazoo {args.command}: error: {one_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left
-        if os.environ.get("KERAZOO_DEBUG"):
-            raise
-        print(f"kerazoo {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
-        if os.environ.get("KERAZOO_DEBUG"):
-            raise
-        print(f"kerazoo {args.command}: error: {type(e).__name__}: {one_line(e)} (a bug? set KERAZOO_DEBUG=1 "
-              f"for the traceback)", file=sys.stderr)
-        return 1
-    return 0

@@ -84,8 +84,9 @@ def test_errors_are_one_line_and_leave_no_file(tmp_path, files, capsys):
     assert "cut.caffemodel" in _fails(capsys, ["caffe", files[0], str(tmp_path / "cut.caffemodel"), "-o", str(out)])
     (tmp_path / "taken").write_text("a file where the output's folder should be")
     err = _fails(capsys, ["caffe", *files, "-o", str(tmp_path / "taken" / "x" / "o.keras"), "--no-progress"])
-    assert err == f"error: --output '{tmp_path / 'taken' / 'x' / 'o.keras'}': '{tmp_path / 'taken'}' is a file, " \
-                  "expected a folder there\n"  # said before converting; was '[Errno 20] Not a directory' after it
+    # said before converting; was '[Errno 20] Not a directory' after it
+    assert err == f"python -m converters caffe: error: --output '{tmp_path / 'taken' / 'x' / 'o.keras'}': " \
+                  f"'{tmp_path / 'taken'}' is a file, expected a folder there\n"
     err = _fails(capsys, ["caffe", *files, "-o", str(out), "--verify", "--tolerance", "0"], code=1)
     assert "verification failed" in err and "exceeds --tolerance 0" in err  # float32 round-off: 6e-8 here
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".keras") == []

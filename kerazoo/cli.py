@@ -1,0 +1,265 @@
+"""``kerazoo`` — one command line over the whole product.
+
+    kerazoo list [PATTERN] [--pretrained]      registered models (fnmatch wildcards); with --pretrained,
+                                               every NAME:TAG, whether it is cached and its hashes
+    kerazoo download NAME[:TAG] ...            fetch, verify and convert original releases once
+    kerazoo info NAME                          builder, defaults, head, weights records
+    kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel / .t7
+    kerazoo convert ...                        = python -m converters caffe ...
+    kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
+    kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG
+
+Bad input exits with status 2 and a one-line reason; anything else exits 1, also in one line
+(``KERAZOO_DEBUG=1`` shows its traceback); Ctrl-C exits 130. Never a bare traceback.
+"""
+
+# Standard library only at import: the commands (zoo.cli, converters.cli, training.__main__) and with them
+# Keras are imported after the command line parsed, so --help and usage errors take ~0.1 s, not ~3 s,
+# and TF_CPP_MIN_LOG_LEVEL is set before TensorFlow is first imported (its oneDNN notices otherwise).
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["main", "convert_main", "train_main", "Parser", "HelpFormatter", "CLIError", "count", "name_value",
+           "blocked_by_file", "tensorflow_notices_held_back"]
+
+
+def name_value(text):
+    """argparse type for ``NAME=VALUE``: the value as a Python literal (``3``, ``(64, 64, 3)``, ``True``)
+    when it parses as one, else the string."""
+    import ast
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        v = ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        pass  # keep it a string
+    return k.strip(), v
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; an option's help ends with its default unless it has none or says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS)
+                or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (status 2) that names the argument and points to
+    ``--help``; argparse prints the whole usage first (29 lines for ``train``), burying the reason.
+    Subcommand parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(minimum: int):
+    """argparse type: an int >= ``minimum`` (a sample, batch or worker count)."""
+
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return n
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def blocked_by_file(path: Path):
+    """The nearest existing ancestor of ``path`` when it is not a folder (``path`` cannot be created
+    under it), else ``None``."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def _quiet_tensorflow() -> None:
+    # read once, when TensorFlow's C++ library loads: only effective before its first import
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# TensorFlow's start-up notices at INFO level, logged through absl before absl is initialised, which
+# TF_CPP_MIN_LOG_LEVEL does not reach (TF 2.19-2.21, tensorflow/tensorflow#100442): "I0000 00:00:... port.cc:153]
+# oneDNN custom operations are on ...", twice, and the banner absl writes before the first line it logs.
+_TF_NOTICE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
+                        r"STDERR$|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] )")
+
+
+@contextlib.contextmanager
+def tensorflow_notices_held_back(tensorflow: bool = False):
+    """Run the block (the first import of Keras, hence TensorFlow) with stderr's file descriptor sent to a
+    temporary file, then write what it got to stderr again without TensorFlow's INFO start-up lines; warnings
+    and errors pass. Nothing is held back once Keras is loaded, or when ``TF_CPP_MIN_LOG_LEVEL`` asks for
+    INFO lines (0).
+
+    Args:
+        tensorflow: also import TensorFlow, when installed, whatever the backend: on JAX and PyTorch, Keras
+            imports it on its own in ``model.save`` (``serialization_lib``), where its notices would pass.
+    """
+    _quiet_tensorflow()
+    if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            if tensorflow:
+                import importlib.util
+
+                if importlib.util.find_spec("tensorflow") is not None:
+                    import tensorflow  # noqa: F401
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _TF_NOTICE.match(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def _spawn_workers() -> None:
+    # --multiprocessing workers are spawned, the same on every platform, as `python -m training` does:
+    # forking a process that holds JAX's or TensorFlow's threads can deadlock the child
+    import multiprocessing
+
+    multiprocessing.set_start_method("spawn", force=True)
+
+
+def _train(argv, prog) -> int:
+    _spawn_workers()
+    # the training package loads Keras; a training run saves checkpoints (TensorFlow, see above)
+    with tensorflow_notices_held_back(tensorflow=argv[:1] == ["train"]):
+        from training.__main__ import main as train
+
+    return train(argv, prog=prog) or 0
+
+
+def _convert(argv, prog) -> int:
+    from converters.cli import main as convert
+
+    return convert(argv, prog=prog) or 0
+
+
+# Subcommands with their own parsers: name -> help. Handed their arguments untouched: argparse's
+# REMAINDER in a subparser refuses a first token that looks like an option ("kerazoo train --model ...").
+_DELEGATED = {"convert": "convert a Caffe model (see kerazoo convert -h)",
+              "train": "train a model (see kerazoo train -h)",
+              "evaluate": "evaluate a model (see kerazoo evaluate -h)"}
+
+
+def build_parser():
+    p = Parser(prog="kerazoo", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("list", help="list registered models")
+    s.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
+    s.add_argument("--pretrained", action="store_true",
+                   help="list NAME:TAG weights: converted or not, each release file (cached, to download, "
+                        "present offline) and its sha256 (pinned, recorded on first download, unknown)")
+    s = sub.add_parser("download", help="fetch, verify and convert the original release of NAME[:TAG] once",
+                       description="Fetch the original release files of each NAME[:TAG] (or NAME.TAG; no tag = the "
+                                   "model's first tag), check their sha256, convert them into zoo weights and cache "
+                                   "the result, so later zoo.get(NAME, weights=TAG) calls are instant. Without "
+                                   "internet, set $KERAZOO_OFFLINE_DIR to a folder holding the original files.")
+    s.add_argument("names", nargs="+", metavar="NAME[:TAG]", help="e.g. hourglass:mpii cpm:lsp fcn8s")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s = sub.add_parser("info", help="show a model's builder, defaults and weights records")
+    s.add_argument("name")
+    s = sub.add_parser("inspect", help="list the tensors of a weights file with summary statistics")
+    s.add_argument("file")
+    s.add_argument("--values", metavar="NAME", help="print the values of one tensor")
+    s.add_argument("--max-values", type=count(0), default=200, help="numpy print threshold")
+    s = sub.add_parser("predict", help="run a model on an image and write an overlay PNG",
+                       description="Run NAME on IMAGE. Classifiers print their top-5 classes (names from the "
+                                   "weights record, else indices) and draw them on the picture; segmentation "
+                                   "models draw a mask overlay, pose models their keypoints.")
+    s.add_argument("name", help="registered model (NAME or NAME:TAG); with a .keras --weights it only says "
+                                "what the output is (classes, mask or keypoints)")
+    s.add_argument("image")
+    s.add_argument("--weights", required=True,
+                   help="a tag, a zoo .h5 (the architecture comes from its record), .weights.h5, .caffemodel, "
+                        ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")
+    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png); an existing folder (or a path ending "
+                                 "in /) gets IMAGE_STEM.pred.png inside it")
+    s.add_argument("--winograd", action="store_true",
+                   help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
+    for name, what in _DELEGATED.items():
+        sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``kerazoo`` console script and ``python -m kerazoo``; the exit status."""
+    _quiet_tensorflow()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in _DELEGATED:
+        command, rest = argv[0], argv[1:]
+        if command == "convert":  # its parser's one subcommand, implied
+            return _convert(rest if rest[:1] == ["caffe"] else ["caffe", *rest], prog="kerazoo convert")
+        return _train([command, *rest], prog="kerazoo")
+    args = build_parser().parse_args(argv)
+    try:
+        with tensorflow_notices_held_back():
+            from zoo import cli as commands  # Keras from here on
+
+        getattr(commands, f"_cmd_{args.command}")(args)
+    except Exception as e:
+        from zoo.errors import ZooError, one_line
+
+        if isinstance(e, (CLIError, ZooError, ValueError, OSError)):  # bad input: one line that names it
+            print(f"kerazoo {args.command}: error: {one_line(e)}", file=sys.stderr)
+            return 2
+        if os.environ.get("KERAZOO_DEBUG"):
+            raise
+        print(f"kerazoo {args.command}: error: {type(e).__name__}: {one_line(e)} (a bug? set KERAZOO_DEBUG=1 "
+              f"for the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left
+        if os.environ.get("KERAZOO_DEBUG"):
+            raise
+        print(f"kerazoo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def convert_main() -> int:
+    """Entry point of the ``kerazoo-convert`` console script (``kerazoo-convert caffe DEPLOY WEIGHTS -o OUT``)."""
+    _quiet_tensorflow()
+    return _convert(sys.argv[1:], prog="kerazoo-convert")
+
+
+def train_main() -> int:
+    """Entry point of the ``kerazoo-train`` console script (``kerazoo-train train|evaluate ...``)."""
+    _quiet_tensorflow()
+    return _train(sys.argv[1:], prog="kerazoo-train")
