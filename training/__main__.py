@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -36,12 +37,13 @@ PROG = "python -m training"
 
 
 def _size(text):
-    parts = [int(p) for p in str(text).replace("x", ",").split(",") if p]
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
+    """argparse type: ``SIZE``, ``W,H`` or ``WxH`` with positive integers -> ``(W, H)``. ``3x``, ``x64`` and
+    ``64,,48`` were taken (as 3x3, 64x64, 64x48); ``abc`` was argparse's 'invalid _size value'."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", str(text))
+    parts = (int(m[1]), int(m[2] or m[1])) if m else (0, 0)
+    if min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"expected SIZE or W,H with positive ints, got {text!r}")
-    return tuple(parts)
+    return parts
 
 
 # Data settings with a default; evaluate --run takes them from the run's cli.json unless given

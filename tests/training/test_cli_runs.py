@@ -118,6 +118,11 @@ def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny, capsys):
     (["--dataset", "synthetic", "--backup-every", "0"], "argument --backup-every: expected an integer >= 1, got '0'"),
     (["--dataset", "synthetic-seg", "--num-classes", "1"], "argument --num-classes: expected an integer >= 2, got '1'"),
     (["--dataset", "synthetic", "--input-size", "0"], "argument --input-size: expected SIZE or W,H with positive ints"),
+    (["--dataset", "synthetic", "--input-size", "3x"], "argument --input-size: expected SIZE or W,H with positive ints"),
+    (["--dataset", "synthetic", "--input-size", "64,,48"], "argument --input-size: expected SIZE or W,H with positive "
+                                                           "ints, got '64,,48'"),
+    (["--dataset", "synthetic", "--image-size", "abc"], "argument --image-size: expected SIZE or W,H with positive "
+                                                        "ints, got 'abc'"),  # was 'invalid _size value'
 ])
 def test_bad_arguments_are_one_line_with_status_2(tmp_path, tiny, capsys, argv, expected):
     out = tmp_path / "run"
