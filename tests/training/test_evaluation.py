@@ -493,3 +493,63 @@ def test_keypoints_round_trip_to_original_pixels(geometry, flip):
     else:  # the mirrored map moved right 1 - 1/stride px by interpolation is a hair lopsided: the quarter step
         # is taken on the grid too, a little further than 1/4 px off the grid (measured <= 0.2525 heatmap px)
         assert np.all(err <= 0.255 + tol)
+
+
+# ----------------------------------------------------------------------------- segmentation on the original masks
+
+
+def _letterbox_to_grid(image_shape, input_size, grid_size):
+    """NumPy reference: (H, W) original pixel centres -> (u, v) on the network's output grid. The whole image is
+    fitted into the input (side max(W, H w / h), centre pixel on centre pixel); a grid of the input's size or
+    PSPNet's 8F - 7 (stride ~1) is the input's own pixel grid, a smaller one is corner-aligned."""
+    (hh, ww), (w, h), (gw, gh) = image_shape, input_size, grid_size
+    s = w / max(ww, hh * w / h)
+    ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float64)
+    u, v = s * (xs - (ww - 1) / 2) + (w - 1) / 2, s * (ys - (hh - 1) / 2) + (h - 1) / 2
+    if round(w / gw) != 1:
+        u, v = u * (gw - 1) / (w - 1), v * (gh - 1) / (h - 1)
+    return u, v
+
+
+def _bilinear_argmax(scores, u, v):
+    """Labels of the scores read bilinearly at (u, v), clamped to the grid (FCN/PSPNet upsample, then argmax)."""
+    gh, gw, _ = scores.shape
+    u, v = np.clip(u, 0, gw - 1), np.clip(v, 0, gh - 1)
+    x0, y0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    x1, y1 = np.minimum(x0 + 1, gw - 1), np.minimum(y0 + 1, gh - 1)
+    fx, fy = (u - x0)[..., None], (v - y0)[..., None]
+    s = ((1 - fy) * ((1 - fx) * scores[y0, x0] + fx * scores[y0, x1])
+         + fy * ((1 - fx) * scores[y1, x0] + fx * scores[y1, x1]))
+    return s.argmax(-1)
+
+
+def _random_scores(shapes, c, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(gh, gw, c)).astype(np.float32) for gh, gw in shapes]
+
+
+@pytest.mark.parametrize("input_size, grid", [((32, 32), (16, 16)), ((32, 24), (32, 24)), ((32, 32), (33, 33))],
+                         ids=["stride-2", "stride-1-wide-input", "pspnet-8F-7"])
+def test_segmentation_scores_mapped_back_as_a_numpy_letterbox(tmp_path, input_size, grid):
+    import cv2
+
+    recs, masks = _seg_files(tmp_path, [(45, 31), (23, 60), (17, 17)])  # odd sizes, portrait and landscape
+    c = 3
+    for n, m in enumerate(masks):
+        m[-1, :3] = 7  # out of range: void as well
+        cv2.imwrite(str(tmp_path / f"m{n}.png"), m)
+    scores = _random_scores([(grid[1], grid[0])] * len(recs), c, seed=grid[0])
+    ds = SegmentationDataset(recs, batch_size=2, input_size=input_size, label_size=grid, num_classes=c,
+                             shuffle=False)
+    res = evaluate(_Replay(ds, lambda d, b: np.stack([scores[int(i)] for i in d.batch_indices(b)])), ds,
+                   verbose=False)
+    cm = np.zeros((c, c), np.int64)
+    for m, s in zip(masks, scores):
+        pred = _bilinear_argmax(s.astype(np.float64), *_letterbox_to_grid(m.shape, input_size, grid))
+        ok = m < c  # 255 and 7 are void: neither a miss nor a false positive of what is predicted there
+        cm += np.bincount(c * m[ok].astype(int) + pred[ok], minlength=c * c).reshape(c, c)
+    np.testing.assert_array_equal(np.array(res.table["confusion"]), cm)
+    iou = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
+    assert list(res.table["iou"].values()) == pytest.approx(list(iou), abs=1e-12)
+    assert res.mean == pytest.approx(iou.mean(), abs=1e-12)
+    assert [r["valid_pixels"] for r in res.rows] == [int((m < c).sum()) for m in masks]
