@@ -26,6 +26,7 @@ from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh, torso_size
 from training.targets import encode_mask, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
+from training.transforms import grid_matrix
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
 
@@ -86,9 +87,10 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             LSP evaluation; a sample without both joints is left out) or by the box otherwise.
         names: joint or class names for the table.
         resolution: segmentation only: ``"original"`` scores every pixel of the original masks, the
-            scores resampled bilinearly from the network's grid as FCN/PSPNet evaluate (papers'
-            mIoU); ``"input"`` scores the letterboxed labels the network sees (what training's
-            ``mean_iou`` measures; faster).
+            scores resampled bilinearly from the network's output grid (its own size, placed as
+            :func:`training.transforms.grid_matrix` says) as FCN/PSPNet evaluate (papers' mIoU);
+            ``"input"`` scores the letterboxed labels the network sees (what training's ``mean_iou``
+            measures; faster; the output must be ``label_size``, else a ValueError).
         verbose: print the table.
     Returns:
         :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). A set with
@@ -215,11 +217,17 @@ def _evaluate_segmentation(model, ds, names, resolution):
         x, y = ds[b]
         labels = y[0] if isinstance(y, tuple) else y
         scores = _predict(model, x)[0]
+        grid = (scores.shape[2], scores.shape[1])  # (w, h) of the model's output
+        if resolution == "input" and grid != tuple(ds.label_size):
+            raise ValueError(f"evaluate(resolution='input'): the model outputs {grid[0]}x{grid[1]} scores but the "
+                             f"dataset's labels are made at label_size {tuple(ds.label_size)}; make the dataset with "
+                             f"label_size={grid}, or score on the original masks (resolution='original').")
         for i, rid in enumerate(ds.batch_indices(b)):
             s, gt = scores[i], labels[i]
             if resolution == "original":
                 gt = encode_mask(ds.read_labels(ds.records[int(rid)]), c, ds.ignore_label)  # unwarped
-                s = scores_to_image(s, ds.label_matrix(gt.shape), gt.shape)
+                # read on the grid the model answers on, whatever label_size says (training's labels only)
+                s = scores_to_image(s, grid_matrix(ds.matrix(gt.shape), ds.input_size, grid), gt.shape)
             pred = labels_from_scores(s)
             one = confusion_matrix(pred, gt, c, ds.ignore_label)
             cm += one

@@ -553,3 +553,25 @@ def test_segmentation_scores_mapped_back_as_a_numpy_letterbox(tmp_path, input_si
     assert list(res.table["iou"].values()) == pytest.approx(list(iou), abs=1e-12)
     assert res.mean == pytest.approx(iou.mean(), abs=1e-12)
     assert [r["valid_pixels"] for r in res.rows] == [int((m < c).sum()) for m in masks]
+
+
+def test_segmentation_reads_the_scores_on_the_model_output_grid(tmp_path):
+    # label_size says 16 x 16 but the model answers 8 x 8 (e.g. a stride-4 head): each original pixel must be read
+    # on the 8 x 8 grid; the 16 x 16 matrix put every pixel twice as far out (mean IoU 0.43 for a perfect model)
+    recs, masks = _seg_files(tmp_path, [(45, 31), (23, 60)])
+    c, grid = 3, (8, 8)
+    scores = _random_scores([(8, 8)] * 2, c, seed=1)
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), label_size=(16, 16), num_classes=c,
+                             shuffle=False)
+    model = _Replay(ds, lambda d, b: np.stack([scores[int(i)] for i in d.batch_indices(b)]))
+    res = evaluate(model, ds, verbose=False)
+    cm = np.zeros((c, c), np.int64)
+    for m, s in zip(masks, scores):
+        pred = _bilinear_argmax(s.astype(np.float64), *_letterbox_to_grid(m.shape, (32, 32), grid))
+        ok = m < c
+        cm += np.bincount(c * m[ok].astype(int) + pred[ok], minlength=c * c).reshape(c, c)
+    np.testing.assert_array_equal(np.array(res.table["confusion"]), cm)
+    # at the network's resolution the labels are made on label_size's grid: no pixel-for-pixel match to score
+    with pytest.raises(ValueError, match=r"8x8 .*label_size \(16, 16\)"):
+        evaluate(_Replay(ds, lambda d, b: np.stack([scores[int(i)] for i in d.batch_indices(b)])), ds,
+                 resolution="input", verbose=False)
