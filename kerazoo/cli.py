@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["main", "convert_main", "train_main", "Parser", "HelpFormatter", "CLIError", "count", "name_value",
+__all__ = ["main", "convert_main", "train_main", "Parser", "HelpFormatter", "CLIError", "count", "real", "name_value",
            "blocked_by_file", "tensorflow_notices_held_back"]
 
 
@@ -83,6 +84,24 @@ def count(minimum: int):
         return n
 
     parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def real(minimum: float, *, above: bool = False):
+    """argparse type: a finite float >= ``minimum`` (> ``minimum`` when ``above``): a rate, weight or length.
+    ``float`` alone takes 'inf', 'nan' and negative values."""
+    bound = f"{'>' if above else '>='} {minimum:g}"
+
+    def parse(text):
+        try:
+            x = float(text)
+        except ValueError:
+            x = float("nan")
+        if not (math.isfinite(x) and (x > minimum if above else x >= minimum)):
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+        return x
+
+    parse.__name__ = f"number {bound}"
     return parse
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # too late for `python -m training` (the package loads Keras)
 
-from kerazoo.cli import Parser, blocked_by_file, count, name_value
+from kerazoo.cli import Parser, blocked_by_file, count, name_value, real
 from zoo.errors import one_line
 
 __all__ = ["main", "build_parser", "parse_args"]
@@ -70,7 +70,7 @@ def _data_args(p):
     g.add_argument("--input-size", type=_size, help="network input SIZE or W,H (default: synthetic: the image "
                                                     "size; 256 for pose and RHD, 512 for VOC)")
     g.add_argument("--batch-size", type=count(1), default=16, help="samples per batch")
-    g.add_argument("--sigma", type=float, default=_DATA_DEFAULTS["sigma"],
+    g.add_argument("--sigma", type=real(0, above=True), default=_DATA_DEFAULTS["sigma"],
                    help=f"heatmap Gaussian sigma (heatmap px; default {_DATA_DEFAULTS['sigma']})")
     g.add_argument("--workers", type=count(0), default=0, help="PyDataset workers (default 0: in the main process)")
     g.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
@@ -96,11 +96,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     t.add_argument("--preset", help="optimiser preset (hourglass, cpm, pspnet, fcn, resnet, default; "
                                     "default: the model's family)")
     t.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam", "adamw"), help="default: the preset's")
-    t.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
+    t.add_argument("--lr", type=real(0, above=True), help="learning rate (default: the preset's)")
     t.add_argument("--schedule", choices=("constant", "step", "poly", "cosine"), help="learning-rate schedule "
                    "(default: the preset's)")
-    t.add_argument("--warmup-epochs", type=float, help="linear warm-up length in epochs (default: the preset's)")
-    t.add_argument("--weight-decay", type=float, help="default: the preset's")
+    t.add_argument("--warmup-epochs", type=real(0), help="linear warm-up length in epochs (default: the preset's)")
+    t.add_argument("--weight-decay", type=real(0), help="default: the preset's")
     t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: fp32")
     t.add_argument("--steps-per-execution", type=int, default=1,
                    help="training steps per compiled call (fewer host round trips for fast steps)")

@@ -123,6 +123,13 @@ def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny, capsys):
                                                            "ints, got '64,,48'"),
     (["--dataset", "synthetic", "--image-size", "abc"], "argument --image-size: expected SIZE or W,H with positive "
                                                         "ints, got 'abc'"),  # was 'invalid _size value'
+    # these three trained (lr inf, a negative decay and warm-up taken as they came)
+    (["--dataset", "synthetic", "--lr", "inf"], "argument --lr: expected a finite number > 0, got 'inf'"),
+    (["--dataset", "synthetic", "--weight-decay", "-1"], "argument --weight-decay: expected a finite number >= 0, "
+                                                         "got '-1'"),
+    (["--dataset", "synthetic", "--warmup-epochs", "-1"], "argument --warmup-epochs: expected a finite number >= 0, "
+                                                          "got '-1'"),
+    (["--dataset", "synthetic", "--sigma", "nan"], "argument --sigma: expected a finite number > 0, got 'nan'"),
 ])
 def test_bad_arguments_are_one_line_with_status_2(tmp_path, tiny, capsys, argv, expected):
     out = tmp_path / "run"
