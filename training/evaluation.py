@@ -16,6 +16,7 @@ import copy
 import csv
 import io
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,26 @@ def _eval_copy(ds):
     d = copy.copy(ds)
     # every record once, in order: no augmentation, no shuffle, and no dropped last partial batch
     d.augment, d.shuffle, d.epoch, d._order_cache, d.drop_remainder = None, False, 0, None, False
+    # on_error="skip" fills an unreadable record's place with another record's sample: this pass's own skips
+    # say which records those are (left out of the scores); worker processes report them through the log only
+    d._skipped, d.skip_log = {}, None
+    if d.on_error == "skip" and d.processes:
+        fd, d.skip_log = tempfile.mkstemp(prefix="kerazoo-eval-skips-", suffix=".tsv")
+        os.close(fd)
     return d
+
+
+def _unread(ds) -> set:
+    """Indices of the records the evaluation copy ``ds`` could not read so far (none with on_error="raise")."""
+    return set(ds.skipped()) if ds.on_error == "skip" else set()
+
+
+def _warn_left_out(ds, left_out) -> None:
+    if left_out:
+        ids = [repr(ds.records[i].id) for i in sorted(left_out)]
+        warnings.warn(f"evaluate: {len(ids)} of {len(ds.records)} records could not be read (on_error='skip') and "
+                      f"are left out of the scores: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}.",
+                      stacklevel=4)
 
 
 def _predict(model, x):
@@ -95,16 +115,24 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     Returns:
         :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). A set with
         nothing to score (no annotated joint, no pixel with a valid label) warns and scores NaN.
+        Records a dataset made with ``on_error="skip"`` cannot read are left out, with a warning
+        naming them (the dataset puts another record's sample in their place).
     """
-    if isinstance(dataset, HeatmapDataset):
-        res = _evaluate_pose(model, _eval_copy(dataset), flip, alpha, names)
-    elif isinstance(dataset, SegmentationDataset):
-        if resolution not in ("original", "input"):
-            raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
-        res = _evaluate_segmentation(model, _eval_copy(dataset), names, resolution)
-    else:
+    if not isinstance(dataset, (HeatmapDataset, SegmentationDataset)):
         raise TypeError(f"evaluate: dataset must be a HeatmapDataset or SegmentationDataset. "
                         f"Received: {type(dataset).__name__}")
+    if isinstance(dataset, SegmentationDataset) and resolution not in ("original", "input"):
+        raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
+    ds = _eval_copy(dataset)
+    try:
+        if isinstance(ds, HeatmapDataset):
+            res = _evaluate_pose(model, ds, flip, alpha, names)
+        else:
+            res = _evaluate_segmentation(model, ds, names, resolution)
+    finally:
+        ds.close_workers()
+        if ds.skip_log:
+            os.remove(ds.skip_log)
     if out_dir is not None:
         out = Path(out_dir)
         res.table_path = _write_csv(out / "table.csv", ["name", "value", "count"], _table_rows(res))
@@ -147,9 +175,10 @@ def _evaluate_pose(model, ds, flip, alpha, names):
         warnings.warn("evaluate(flip=True): the dataset was made without flip_pairs, so the mirrored prediction's "
                       "left/right keypoints are averaged with the wrong ones on data with left/right joints. Pass "
                       "flip_pairs to HeatmapDataset (flip_pairs=() if there are none).", stacklevel=3)
-    preds, scores = [], []
+    preds, scores, left_out = [], [], set()
     for b in range(len(ds)):
         x, _, _ = ds[b]
+        unread = _unread(ds)
         if flip:
             images, rest = (x[0], x[1:]) if isinstance(x, tuple) else (x, ())
 
@@ -162,6 +191,11 @@ def _evaluate_pose(model, ds, flip, alpha, names):
         kp_in, sc = ds.codec.decode(hm[..., :k])
         for i, rid in enumerate(ds.batch_indices(b)):
             rec = ds.records[int(rid)]
+            if int(rid) in unread:  # the prediction is of a stand-in sample: no prediction for this record
+                left_out.add(int(rid))
+                preds.append(np.full((k, 2), np.nan))
+                scores.append(np.zeros(k, np.float32))
+                continue
             kp = keypoints_to_image(kp_in[i], ds.matrix(rec))
             kp[np.all(kp_in[i] == -1.0, axis=-1)] = np.nan  # no positive maximum: no prediction
             preds.append(kp)
@@ -169,6 +203,8 @@ def _evaluate_pose(model, ds, flip, alpha, names):
     recs = ds.records
     gt = np.stack([r.keypoints for r in recs])
     vis = np.stack([r.visible for r in recs]) > 0
+    vis[sorted(left_out)] = False
+    _warn_left_out(ds, left_out)
     pred = np.stack(preds)
     lsp = k == 14 and set(map(tuple, ds.flip_pairs or ())) == set(LSP_FLIP_PAIRS)
     if all(r.head_box is not None for r in recs):
@@ -193,6 +229,8 @@ def _evaluate_pose(model, ds, flip, alpha, names):
     joint_names = list(table["per_joint"])
     rows = []
     for n, rec in enumerate(recs):
+        if n in left_out:
+            continue
         for j in range(k):
             dist = float(np.linalg.norm(pred[n, j] - gt[n, j])) if np.all(np.isfinite(pred[n, j])) else float("nan")
             err = dist / norm[n] if norm[n] > 0 else float("nan")
@@ -212,9 +250,10 @@ def _kp_box(rec):
 def _evaluate_segmentation(model, ds, names, resolution):
     c = ds.num_classes
     cm = np.zeros((c, c), np.int64)
-    rows = []
+    rows, left_out = [], set()
     for b in range(len(ds)):
         x, y = ds[b]
+        unread = _unread(ds)
         labels = y[0] if isinstance(y, tuple) else y
         scores = _predict(model, x)[0]
         grid = (scores.shape[2], scores.shape[1])  # (w, h) of the model's output
@@ -223,6 +262,9 @@ def _evaluate_segmentation(model, ds, names, resolution):
                              f"dataset's labels are made at label_size {tuple(ds.label_size)}; make the dataset with "
                              f"label_size={grid}, or score on the original masks (resolution='original').")
         for i, rid in enumerate(ds.batch_indices(b)):
+            if int(rid) in unread:  # a stand-in sample was scored in its place
+                left_out.add(int(rid))
+                continue
             s, gt = scores[i], labels[i]
             if resolution == "original":
                 gt = encode_mask(ds.read_labels(ds.records[int(rid)]), c, ds.ignore_label)  # unwarped
@@ -235,6 +277,7 @@ def _evaluate_segmentation(model, ds, names, resolution):
             rows.append({"id": ds.records[int(rid)].id, "valid_pixels": valid,
                          "pixel_accuracy": round(float(np.trace(one) / valid), 5) if valid else float("nan"),
                          "mean_iou": round(miou_from_confusion(one)[1], 5)})
+    _warn_left_out(ds, left_out)
     iou, miou = miou_from_confusion(cm)
     names = tuple(names) if names is not None else tuple(f"class{i}" for i in range(c))
     if not cm.sum():

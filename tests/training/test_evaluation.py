@@ -575,3 +575,54 @@ def test_segmentation_reads_the_scores_on_the_model_output_grid(tmp_path):
     with pytest.raises(ValueError, match=r"8x8 .*label_size \(16, 16\)"):
         evaluate(_Replay(ds, lambda d, b: np.stack([scores[int(i)] for i in d.batch_indices(b)])), ds,
                  resolution="input", verbose=False)
+
+
+class _PerfectForWhatItSees:
+    """Answers each image with the target heatmaps of the record whose unaugmented crop it is (found by its
+    pixels), so a stand-in sample gets the stand-in's keypoints, as a real model would."""
+
+    def __init__(self, recs, **kw):
+        self.recs = recs
+        self.one = [HeatmapDataset([r], batch_size=1, shuffle=False, **kw) for r in recs]
+        self.crops = np.concatenate([d[0][0] for d in self.one])
+
+    def predict_on_batch(self, x):
+        out = []
+        for im in x:
+            j = int(np.argmin(((self.crops - im) ** 2).sum((1, 2, 3))))
+            d, r = self.one[j], self.recs[j]
+            out.append(d.codec.encode(transform_points(r.keypoints, d.matrix(r)), r.visible)[0])
+        return np.stack(out)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_records_are_left_out_not_scored_as_their_stand_in(workers, tmp_path):
+    import cv2
+
+    from training.datasets.base import SegRecord
+
+    recs = synthetic_pose(5, image_size=(64, 64), num_keypoints=4, seed=3)
+    missing = str(tmp_path / "missing.png")
+    bad = [recs[0], recs[1].replace(image=missing), *recs[2:]]
+    kw = dict(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=())
+    model = _PerfectForWhatItSees([r for r in bad if r.image != missing], **kw)
+    ds = HeatmapDataset(bad, batch_size=2, shuffle=False, on_error="skip", workers=workers, **kw)
+    with pytest.warns(UserWarning, match=r"1 of 5 records could not be read .* left out .*synth3_000001"):
+        res = evaluate(model, ds, verbose=False)
+    # the stand-in's prediction was scored against record 1's keypoints: 0.75 with a model right on every image
+    assert res.mean == 1.0 and sum(res.table["counts"].values()) == 4 * 4
+    assert {r["id"] for r in res.rows} == {r.id for r in bad if r.image != missing}
+
+    shapes = [(20, 30), (25, 22), (18, 18)]
+    seg, masks = _seg_files(tmp_path, shapes)
+    seg[1] = SegRecord(image=missing, mask=seg[1].mask, id="gone")  # mask there, image not: a stand-in is drawn
+    cv2.imwrite(str(tmp_path / "im0.png"), np.zeros((20, 30, 3), np.uint8))
+    sds = SegmentationDataset(seg, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False, on_error="skip",
+                              workers=workers)
+    for resolution in ("original", "input"):
+        with pytest.warns(UserWarning, match=r"1 of 3 records could not be read .* left out .*'gone'"):
+            res = evaluate(_Replay(sds, _all_background), sds, resolution=resolution, verbose=False)
+        assert [r["id"] for r in res.rows] == ["im0", "im2"]
+        if resolution == "original":
+            valid = np.concatenate([m[m != 255] for m in (masks[0], masks[2])])
+            assert res.mean == pytest.approx(np.mean([np.mean(valid == 0), 0.0, 0.0]), abs=1e-12)
