@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import math
 import os
 import tempfile
 import warnings
@@ -121,6 +122,16 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     if not isinstance(dataset, (HeatmapDataset, SegmentationDataset)):
         raise TypeError(f"evaluate: dataset must be a HeatmapDataset or SegmentationDataset. "
                         f"Received: {type(dataset).__name__}")
+    if alpha is not None:  # 0 must not read as "not given" (the default threshold, silently)
+        a = math.nan if isinstance(alpha, (bool, str, bytes)) else alpha
+        try:
+            a = float(a)
+        except (TypeError, ValueError):
+            a = math.nan
+        if not (math.isfinite(a) and a > 0):
+            raise ValueError(f"evaluate: alpha must be a number > 0 (a fraction of the head size, torso or box), or "
+                             f"None for the metric's own. Received: alpha={alpha!r}")
+        alpha = a
     if isinstance(dataset, SegmentationDataset) and resolution not in ("original", "input"):
         raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
     ds = _eval_copy(dataset)
@@ -208,14 +219,15 @@ def _evaluate_pose(model, ds, flip, alpha, names):
     pred = np.stack(preds)
     lsp = k == 14 and set(map(tuple, ds.flip_pairs or ())) == set(LSP_FLIP_PAIRS)
     if all(r.head_box is not None for r in recs):
-        norm, metric, alpha = head_size_from_box(np.stack([r.head_box for r in recs])), "PCKh", alpha or 0.5
+        norm, metric = head_size_from_box(np.stack([r.head_box for r in recs])), "PCKh"
+        alpha = 0.5 if alpha is None else alpha
     elif lsp:  # the official LSP PCK (evalLSP, CPM's run_benchmark.m): left shoulder to right hip
-        norm, metric, alpha = torso_size(gt, vis, 9, 2), "PCK (torso)", alpha or 0.2
+        norm, metric, alpha = torso_size(gt, vis, 9, 2), "PCK (torso)", 0.2 if alpha is None else alpha
         names = LSP_JOINTS if names is None else names
     else:
         boxes = [r.box if r.box is not None else _kp_box(r) for r in recs]
         norm = np.array([max(b[2] - b[0], b[3] - b[1]) for b in boxes])
-        metric, alpha = "PCK (box)", alpha or 0.2
+        metric, alpha = "PCK (box)", 0.2 if alpha is None else alpha
     if names is None:  # MPII gets its official names and table; anything else generic ones
         from training.datasets.mpii import MPII_FLIP_PAIRS
 

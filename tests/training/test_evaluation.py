@@ -626,3 +626,14 @@ def test_unreadable_records_are_left_out_not_scored_as_their_stand_in(workers, t
         if resolution == "original":
             valid = np.concatenate([m[m != 255] for m in (masks[0], masks[2])])
             assert res.mean == pytest.approx(np.mean([np.mean(valid == 0), 0.0, 0.0]), abs=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0, 0.0, -0.5, float("nan"), float("inf"), "0.5"])
+def test_pose_alpha_must_be_a_positive_number(alpha):
+    recs = synthetic_pose(2, image_size=(32, 32), num_keypoints=4)
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(32, 32), heatmap_size=(8, 8), flip_pairs=(), shuffle=False)
+    model = _Replay(ds, _oracle_heatmaps)
+    with pytest.raises(ValueError, match=r"evaluate: alpha must be a number > 0 .*Received: alpha="):
+        evaluate(model, ds, alpha=alpha, verbose=False)  # 0 was taken as 'not given': PCK@0.2, silently
+    assert model.batch == 0  # refused before predicting anything
+    assert evaluate(model, ds, alpha=0.05, verbose=False).metric == "PCK (box)@0.05"
