@@ -97,6 +97,14 @@ def test_train_spawns_its_worker_processes():
         assert r.stdout.splitlines()[-1] == "START spawn", (r.stdout[-300:], r.stderr[-1000:])
 
 
+def test_runs_with_stderr_closed():
+    """A daemon or `2>&-` starts Python with sys.stderr None: holding TensorFlow's notices back failed there with
+    "AttributeError: 'NoneType' object has no attribute 'flush'" (status 1)."""
+    r = subprocess.run(["sh", "-c", f"exec '{sys.executable}' -m kerazoo list fcn8s 2>&-"], capture_output=True,
+                       text=True, env=ENV, timeout=300)
+    assert (r.returncode, r.stdout) == (0, "fcn8s\n")
+
+
 def test_help_and_usage_errors_load_no_keras():
     """`kerazoo --help` took 1.5-3 s on 2 cores: zoo.cli was inside the zoo package, whose import loads Keras and
     its backend. Now the command line is parsed with the standard library alone."""
