@@ -27,7 +27,8 @@ import numpy as np
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh, torso_size
-from training.targets import encode_mask, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
+from training.targets import (HeatmapCodec, encode_mask, flip_test, keypoints_to_image, labels_from_scores,
+                              scores_to_image)
 from training.transforms import grid_matrix
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
@@ -199,7 +200,7 @@ def _evaluate_pose(model, ds, flip, alpha, names):
             hm = flip_test(run, images, ds.flip_pairs)
         else:
             hm = _predict(model, x)[-1]
-        kp_in, sc = ds.codec.decode(hm[..., :k])
+        kp_in, sc = _codec(ds, hm).decode(hm[..., :k])
         for i, rid in enumerate(ds.batch_indices(b)):
             rec = ds.records[int(rid)]
             if int(rid) in unread:  # the prediction is of a stand-in sample: no prediction for this record
@@ -252,6 +253,19 @@ def _evaluate_pose(model, ds, flip, alpha, names):
                          "visible": int(vis[n, j]), "norm": round(float(norm[n]), 3), "error": round(err, 5),
                          "correct": int(bool(vis[n, j] and err <= alpha))})
     return EvalResult("pose", f"{metric}@{alpha:g}", table, rows)
+
+
+def _codec(ds, hm):
+    """The decoder for the model's own (B, h, w, K) output: its stride is input / output, whatever the dataset's
+    ``heatmap_size`` (only its training targets) says."""
+    (w, h), (hw, hh) = ds.input_size, (hm.shape[2], hm.shape[1])
+    if (hw, hh) == tuple(ds.heatmap_size):
+        return ds.codec
+    if not math.isclose(w / hw, h / hh, rel_tol=1e-9):
+        raise ValueError(f"evaluate: the model outputs {hw}x{hh} heatmaps for {w}x{h} inputs (the dataset's "
+                         f"heatmap_size is {ds.heatmap_size[0]}x{ds.heatmap_size[1]}): strides {w / hw:g} and "
+                         f"{h / hh:g} differ; expected the same stride on both axes.")
+    return HeatmapCodec(ds.input_size, (hw, hh), ds.sigma)
 
 
 def _kp_box(rec):

@@ -637,3 +637,23 @@ def test_pose_alpha_must_be_a_positive_number(alpha):
         evaluate(model, ds, alpha=alpha, verbose=False)  # 0 was taken as 'not given': PCK@0.2, silently
     assert model.batch == 0  # refused before predicting anything
     assert evaluate(model, ds, alpha=0.05, verbose=False).metric == "PCK (box)@0.05"
+
+
+def test_pose_decodes_at_the_model_output_stride():
+    # a perfect model answering 32 x 32 maps on a dataset made with heatmap_size 16 x 16: decoded with the
+    # dataset's stride 4 instead of the output's 2, every keypoint landed twice as far from the crop's corner
+    recs = synthetic_pose(4, image_size=(64, 64), num_keypoints=4, seed=3)
+    kw = dict(batch_size=2, input_size=(64, 64), sigma=1.0, flip_pairs=(), shuffle=False)
+    answers = HeatmapDataset(recs, heatmap_size=(32, 32), **kw)
+    ds = HeatmapDataset(recs, heatmap_size=(16, 16), **kw)
+    res = evaluate(_Replay(answers, _oracle_heatmaps), ds, verbose=False)
+    assert res.mean == 1.0  # was 0.0
+    for r in res.rows:  # the targets' peaks decoded: within a quarter step (1/2 input px) of the keypoints
+        assert abs(r["pred_x"] - r["gt_x"]) <= 0.5 + 1e-3 and abs(r["pred_y"] - r["gt_y"]) <= 0.5 + 1e-3
+
+    class Oblong:  # 16 x 8 maps for a 64 x 64 input: strides 4 and 8
+        def predict_on_batch(self, x):
+            return np.zeros((len(x), 8, 16, 4), np.float32)
+
+    with pytest.raises(ValueError, match=r"evaluate: the model outputs 16x8 heatmaps for 64x64 inputs"):
+        evaluate(Oblong(), ds, verbose=False)
