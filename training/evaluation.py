@@ -282,6 +282,10 @@ def _evaluate_segmentation(model, ds, names, resolution):
         unread = _unread(ds)
         labels = y[0] if isinstance(y, tuple) else y
         scores = _predict(model, x)[0]
+        if scores.ndim != 4 or scores.shape[-1] != c:
+            raise ValueError(f"evaluate: the model outputs {scores.shape[-1] if scores.ndim == 4 else 'no'} class "
+                             f"scores per pixel (output shape {scores.shape}), but the dataset has num_classes={c}; "
+                             f"expected (B, h, w, {c}).")
         grid = (scores.shape[2], scores.shape[1])  # (w, h) of the model's output
         if resolution == "input" and grid != tuple(ds.label_size):
             raise ValueError(f"evaluate(resolution='input'): the model outputs {grid[0]}x{grid[1]} scores but the "

@@ -657,3 +657,15 @@ def test_pose_decodes_at_the_model_output_stride():
 
     with pytest.raises(ValueError, match=r"evaluate: the model outputs 16x8 heatmaps for 64x64 inputs"):
         evaluate(Oblong(), ds, verbose=False)
+
+
+def test_segmentation_class_count_must_match(tmp_path):
+    recs, _ = _seg_files(tmp_path, [(20, 30), (25, 22)])
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
+
+    def two_classes(d, b):  # class 2 can never be predicted: its IoU read 0 as if the model missed it
+        return _all_background(d, b)[..., :2]
+
+    for resolution in ("original", "input"):
+        with pytest.raises(ValueError, match=r"evaluate: the model outputs 2 class scores .* num_classes=3"):
+            evaluate(_Replay(ds, two_classes), ds, resolution=resolution, verbose=False)
