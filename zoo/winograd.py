@@ -13,8 +13,10 @@ The kernel transform ``G g G^T`` is computed once, in float64, when a ``keras.la
 swapped; the layer stores it as a ``(36, C, K)`` weight (4x the 3x3 kernel's memory). The input and
 output transforms are written with ``keras.ops`` (slices, reshapes and small matrix products), so the
 layer runs on every backend. Results differ from the direct convolution by float32 round-off of the
-transforms (~1e-5 of the output's range); for training keep the original ``Conv2D`` (gradients
-through the transformed kernel are a different parameterisation).
+transforms: at most ~1e-5 of the output's largest magnitude (measured against a float64 direct
+convolution: 6e-6 for 512->512, 3e-6 for dilated 160->160; a float32 ``Conv2D`` is 0.4-2e-6); for
+training keep the original ``Conv2D`` (gradients through the transformed kernel are a different
+parameterisation).
 """
 
 from __future__ import annotations
@@ -26,25 +28,52 @@ from keras import ops
 from zoo.api import carry_metadata
 
 __all__ = ["WinogradConv2D", "winograd_kernel", "optimize_for_inference", "winograd_eligible",
-           "default_min_channels"]
+           "default_min_channels", "POINTS", "LEGACY_POINTS"]
 
-# F(4x4, 3x3) with interpolation points 0, +-1, +-2, infinity.
-_BT = np.array([[4, 0, -5, 0, 1, 0],
-                [0, -4, -4, 1, 1, 0],
-                [0, 4, -4, -1, 1, 0],
-                [0, -2, -1, 2, 1, 0],
-                [0, 2, -1, -2, 1, 0],
-                [0, 4, 0, -5, 0, 1]], np.float64)
-_G = np.array([[1 / 4, 0, 0],
-               [-1 / 6, -1 / 6, -1 / 6],
-               [-1 / 6, 1 / 6, -1 / 6],
-               [1 / 24, 1 / 12, 1 / 6],
-               [1 / 24, -1 / 12, 1 / 6],
-               [0, 0, 1]], np.float64)
+# F(4x4, 3x3) with interpolation points 0, -1, 1, 1/2, -2 and infinity (Barabasz et al. 2020, "Error
+# analysis and improving the accuracy of Winograd convolution for DNNs"): A^T and G evaluate polynomials
+# at the points, B^T is the inverse Vandermonde matrix (transposed); each B^T row is scaled to integers
+# and its G row divided to match. Against a float64 direct convolution a 512->512 layer (He weights,
+# post-ReLU inputs, 28x28) was off by 5-8e-6 of its largest output on TensorFlow and JAX with these
+# points, 1.3-2.0e-5 with Lavin's 0, +-1, +-2 (same cost: the transforms are dense 6x6 products).
+_BT = np.array([[2, -3, -4, 3, 2, 0],
+                [0, -2, 5, -1, -2, 0],
+                [0, -2, 1, 5, 2, 0],
+                [0, 2, 1, -2, -1, 0],
+                [0, 1, -2, -1, 2, 0],
+                [0, 2, -3, -4, 3, 2]], np.float64)
+_G = np.array([[1 / 2, 0, 0],
+               [1 / 6, -1 / 6, 1 / 6],
+               [1 / 6, 1 / 6, 1 / 6],
+               [16 / 15, 8 / 15, 4 / 15],
+               [1 / 30, -1 / 15, 2 / 15],
+               [0, 0, 1 / 2]], np.float64)
 _AT = np.array([[1, 1, 1, 1, 1, 0],
-                [0, 1, -1, 2, -2, 0],
-                [0, 1, 1, 4, 4, 0],
-                [0, 1, -1, 8, -8, 1]], np.float64)
+                [0, -1, 1, 1 / 2, -2, 0],
+                [0, 1, 1, 1 / 4, 4, 0],
+                [0, -1, 1, 1 / 8, -8, 1]], np.float64)
+# Lavin & Gray's points 0, 1, -1, 2, -2: what layers saved before the ``points`` setting hold.
+_BT_LAVIN = np.array([[4, 0, -5, 0, 1, 0],
+                      [0, -4, -4, 1, 1, 0],
+                      [0, 4, -4, -1, 1, 0],
+                      [0, -2, -1, 2, 1, 0],
+                      [0, 2, -1, -2, 1, 0],
+                      [0, 4, 0, -5, 0, 1]], np.float64)
+_G_LAVIN = np.array([[1 / 4, 0, 0],
+                     [-1 / 6, -1 / 6, -1 / 6],
+                     [-1 / 6, 1 / 6, -1 / 6],
+                     [1 / 24, 1 / 12, 1 / 6],
+                     [1 / 24, -1 / 12, 1 / 6],
+                     [0, 0, 1]], np.float64)
+_AT_LAVIN = np.array([[1, 1, 1, 1, 1, 0],
+                      [0, 1, -1, 2, -2, 0],
+                      [0, 1, 1, 4, 4, 0],
+                      [0, 1, -1, 8, -8, 1]], np.float64)
+POINTS = "0,-1,1,1/2,-2"
+LEGACY_POINTS = "0,1,-1,2,-2"
+# points -> (B^T, G, A^T). The stored kernel is G g G^T for its layer's points: a saved layer's config
+# names them, and a config without them (saved before) is Lavin's.
+_TRANSFORMS = {POINTS: (_BT, _G, _AT), LEGACY_POINTS: (_BT_LAVIN, _G_LAVIN, _AT_LAVIN)}
 TILE = 4  # output pixels per tile side
 # Where the swap pays (benchmarks/winograd_layers.py; TensorFlow 2.21 / oneDNN, 2 AVX2 cores, batch 1):
 # 512->512 on 57x57 2.1x, on 29x29 1.75x; 256->256 on 114x114 1.5x; 128->256 1.5x; 128->128 on 227x227
@@ -57,12 +86,22 @@ MIN_CHANNELS_OTHER = 256
 MIN_SIZE = 20
 
 
-def winograd_kernel(kernel):
-    """``(3, 3, C, K)`` HWIO kernel -> ``(36, C, K)`` transformed kernel ``G g G^T`` (row-major 6x6)."""
+def _check_points(points, who):
+    if points not in _TRANSFORMS:
+        raise ValueError(f"{who}: points must be one of {sorted(_TRANSFORMS)}. Received: {points!r}")
+
+
+def winograd_kernel(kernel, points=POINTS):
+    """``(3, 3, C, K)`` HWIO kernel -> ``(36, C, K)`` transformed kernel ``G g G^T`` (row-major 6x6).
+
+    ``points``: the interpolation points whose ``G`` is used (``POINTS``; ``LEGACY_POINTS`` is Lavin's).
+    """
+    _check_points(points, "winograd_kernel")
     kernel = np.asarray(kernel)
     if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
         raise ValueError(f"winograd_kernel: expected a (3, 3, C, K) kernel. Received shape {kernel.shape}")
-    u = np.einsum("ar,rsck,bs->abck", _G, kernel.astype(np.float64), _G)
+    g = _TRANSFORMS[points][1]
+    u = np.einsum("ar,rsck,bs->abck", g, kernel.astype(np.float64), g)
     return u.reshape(36, kernel.shape[2], kernel.shape[3]).astype(kernel.dtype)
 
 
@@ -98,6 +137,9 @@ class WinogradConv2D(keras.layers.Layer):
         activation: as ``Conv2D``'s (applied after the bias).
         dilation_rate: ``d``, the same on both axes (PSPNet's 2 and 4): the d x d interleaved
             sub-images are convolved as one batch.
+        points: the transform's interpolation points, ``POINTS`` (``"0,-1,1,1/2,-2"``, 2-3x less
+            round-off) or ``LEGACY_POINTS`` (Lavin's ``"0,1,-1,2,-2"``, what a saved layer without this
+            setting holds). The kernel weight must be ``winograd_kernel(g, points)``.
 
     Input ``(N, H, W, C)``, channels-last, H and W at least ``2d + 1`` (``"valid"``). Under a
     float16/bfloat16 policy (mixed or not) the layer keeps float32 weights, computes in float32 and returns
@@ -106,8 +148,10 @@ class WinogradConv2D(keras.layers.Layer):
     with ``WinogradConv2D.from_conv2d(conv)`` or a whole model with ``optimize_for_inference``.
     """
 
-    def __init__(self, filters, padding="valid", use_bias=True, activation=None, dilation_rate=1, **kwargs):
+    def __init__(self, filters, padding="valid", use_bias=True, activation=None, dilation_rate=1, points=POINTS,
+                 **kwargs):
         super().__init__(**kwargs)
+        _check_points(points, "WinogradConv2D")
         if padding not in ("valid", "same"):
             raise ValueError(f"WinogradConv2D: padding must be 'valid' or 'same'. Received: {padding!r}")
         if isinstance(dilation_rate, (tuple, list)):
@@ -120,6 +164,7 @@ class WinogradConv2D(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.activation = keras.activations.get(activation)
         self.dilation_rate = int(dilation_rate)
+        self.points = points
         self.input_spec = keras.layers.InputSpec(ndim=4)  # the tiling reshapes assume (N, H, W, C)
 
     def build(self, input_shape):
@@ -190,8 +235,8 @@ class WinogradConv2D(keras.layers.Layer):
     def _valid_tiles(self, x, pad):
         """The undilated 3x3 convolution of ``x`` zero-padded by ``pad`` on every side (no bias)."""
         dtype = x.dtype
-        bt = ops.convert_to_tensor(_BT, dtype=dtype)
-        at = ops.convert_to_tensor(_AT, dtype=dtype)
+        bt, _, at = _TRANSFORMS[self.points]
+        bt, at = ops.convert_to_tensor(bt, dtype=dtype), ops.convert_to_tensor(at, dtype=dtype)
         h, w, c, k = _dim(x, 1), _dim(x, 2), x.shape[-1], self.filters
         ho, wo = _at_least(h + 2 * pad - 2, 0), _at_least(w + 2 * pad - 2, 0)  # 0: too small (unknown sizes)
         th, tw = (_at_least(ho, 1) + TILE - 1) // TILE, (_at_least(wo, 1) + TILE - 1) // TILE  # one tile keeps the batch
@@ -214,7 +259,13 @@ class WinogradConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "padding": self.padding,
                 "use_bias": self.use_bias, "activation": keras.activations.serialize(self.activation),
-                "dilation_rate": self.dilation_rate}
+                "dilation_rate": self.dilation_rate, "points": self.points}
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before the points setting: the stored kernel is Lavin's G g G^T, and only his B^T and
+        # A^T turn it back into the convolution.
+        return super().from_config({"points": LEGACY_POINTS, **config})
 
     @classmethod
     def from_conv2d(cls, conv):
@@ -239,7 +290,7 @@ class WinogradConv2D(keras.layers.Layer):
     def set_from_conv2d(self, conv):
         # In float64, rounded once to the weight's dtype (float32 also for a 16-bit conv: see build).
         kernel = keras.ops.convert_to_numpy(conv.kernel).astype(np.float64)
-        self.kernel.assign(winograd_kernel(kernel).astype(keras.backend.standardize_dtype(self.kernel.dtype)))
+        self.kernel.assign(winograd_kernel(kernel, self.points).astype(keras.backend.standardize_dtype(self.kernel.dtype)))
         if self.use_bias:
             self.bias.assign(keras.ops.convert_to_numpy(conv.bias))
 
@@ -302,7 +353,8 @@ def optimize_for_inference(model, min_channels=None, min_size=MIN_SIZE, verbose=
 
     Returns a new model with the same inputs, outputs and layer names. Layers that are not swapped
     are shared with ``model`` (no weight copy); swapped ones hold the transformed kernel. Outputs
-    match ``model``'s to float32 round-off (~1e-5 of their range). For inference only: fine-tune
+    match ``model``'s to float32 round-off (each swapped layer <= ~1e-5 of its largest output; whole
+    models less, the errors average out). For inference only: fine-tune
     ``model`` itself and call this again (SGD on the transformed kernel diverges at the learning rates
     the 3x3 kernel trains with). A swapped layer keeps ``trainable`` and the activity regularizer, not
     kernel/bias regularizers or constraints (so ``model.losses`` lacks weight penalties).

@@ -67,6 +67,68 @@ def test_kernel_transform_is_exact_on_a_delta():
         winograd_kernel(np.zeros((1, 1, 4, 4)))
 
 
+def _direct_conv(x, kernel, bias, pad):
+    """float64 3x3 stride-1 cross-correlation written out: x (N, H, W, C) zero-padded by ``pad``, HWIO kernel."""
+    x = np.pad(x.astype(np.float64), [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    h, w = x.shape[1] - 2, x.shape[2] - 2
+    out = sum(np.einsum("nhwc,ck->nhwk", x[:, i:i + h, j:j + w], kernel[i, j].astype(np.float64), optimize=True)
+              for i in range(3) for j in range(3))
+    return out + bias
+
+
+def test_transform_matrices_compute_a_1d_correlation():
+    # The F(4, 3) identity the layer rests on, in float64: y_i = sum_k g_k d_(i+k), i = 0..3.
+    from zoo.winograd import _TRANSFORMS
+
+    rng = np.random.default_rng(0)
+    for bt, g_mat, at in _TRANSFORMS.values():
+        for _ in range(10):
+            g, d = rng.normal(size=3), rng.normal(size=6)
+            np.testing.assert_allclose(at @ ((g_mat @ g) * (bt @ d)), [g @ d[i:i + 3] for i in range(4)], atol=1e-13)
+
+
+def test_a_layer_saved_before_the_points_setting_still_computes_its_convolution(rng, tmp_path):
+    # A saved layer holds G g G^T for the G it was made with: Lavin & Gray's (points 0, 1, -1, 2, -2) in
+    # files written before the points changed. Their config has no "points"; the new B^T and A^T on that
+    # kernel would give a wrong convolution without a word.
+    lavin_g = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+    kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    inp = keras.Input((None, None, 4))
+    model = keras.Model(inp, WinogradConv2D(5, padding="same", name="w")(inp))
+    model.get_layer("w").set_weights([np.einsum("ar,rsck,bs->abck", lavin_g, kernel, lavin_g).reshape(36, 4, 5)
+                                      .astype(np.float32), bias])
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"].pop("points", None)  # as the earlier version wrote it
+    old = keras.Model.from_config(config)
+    old.set_weights(model.get_weights())
+    x = rng.normal(size=(2, 11, 9, 4)).astype(np.float32)
+    ref = _direct_conv(x, kernel, bias, 1)
+    np.testing.assert_allclose(_np(old(x)), ref, atol=1e-5 * np.abs(ref).max())
+    old.save(tmp_path / "old.keras")  # and it stays that way through a save
+    loaded = keras.models.load_model(tmp_path / "old.keras", safe_mode=True)
+    np.testing.assert_allclose(_np(loaded(x)), ref, atol=1e-5 * np.abs(ref).max())
+    with pytest.raises(ValueError, match=r"WinogradConv2D: points must be one of .*Received: '0,1,2'"):
+        WinogradConv2D(4, points="0,1,2")
+
+
+def test_wide_layer_error_is_within_1e_5_of_the_range(rng):
+    # The documented bound, on a realistic layer: 512 -> 512 (conv4/conv5 of VGG), He-initialised, on
+    # large non-negative (post-ReLU) activations, against a float64 direct convolution. Lavin's points
+    # 0, +-1, +-2 gave 1.3-2.0e-5 on TensorFlow and JAX; 0, -1, 1, 1/2, -2 give 5-8e-6.
+    kernel = (rng.normal(size=(3, 3, 512, 512)) * np.sqrt(2 / (9 * 512))).astype(np.float32)
+    bias = (rng.normal(size=512) * 0.1).astype(np.float32)
+    x = np.maximum(rng.normal(size=(1, 28, 28, 512)) * 50, 0).astype(np.float32)
+    conv = keras.layers.Conv2D(512, 3, padding="same")
+    conv.build((None, None, None, 512))
+    conv.set_weights([kernel, bias])
+    ref = _direct_conv(x, kernel, bias, 1)
+    got = _np(WinogradConv2D.from_conv2d(conv)(x))
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5
+
+
 def test_swap_rule():
     assert winograd_eligible(_conv(256, 256)) and winograd_eligible(_conv(128, 256), min_channels=160)
     # the transforms cost more than they save (on JAX also 128->256)
