@@ -37,7 +37,7 @@ from zoo.layers import (
     CropToReference,
     caffe_pool_output_size,
 )
-from zoo.models.inputs import build_model, builder_input, check_input_shape
+from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "fcn_blob_sizes", "FCN_MIN_INPUT_SIZE"]
@@ -227,13 +227,7 @@ _ARGS_DOC = """
     Args:
         weights: must be ``None`` (random init); pretrained weights go through
             ``zoo.get(name, weights=...)``.
-        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
-            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
-            caller's ``keras.Input``; the model's inputs are then
-            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
-            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
-            Defaults to ``None``.
-        input_shape: ``(H, W, 3)``; ``None`` entries for H/W accept any size at run time.
+""" + INPUT_TENSOR_DOC + """        input_shape: ``(H, W, 3)``; ``None`` entries for H/W accept any size at run time.
             Defaults to ``(500, 500, 3)``. Any H, W >= 1 is valid (``conv1_1`` pads by 100).
         classes: K, number of output channels. Defaults to ``21`` (PASCAL VOC incl. background).
         trainable_upsampling: whether the bilinear ``Conv2DTranspose`` kernels train (the

@@ -12,8 +12,18 @@ from zoo.errors import InputShapeError
 
 __all__ = [
     "check_input_shape", "min_input_size_error", "builder_input", "build_model", "source_inputs",
-    "upstream_layer_names",
+    "upstream_layer_names", "INPUT_TENSOR_DOC",
 ]
+
+
+# The ``input_tensor`` entry of the builders' Args sections (8-space indent, as they are written).
+INPUT_TENSOR_DOC = """        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
+            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
+            caller's ``keras.Input``; the model's inputs are then
+            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
+            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
+            Defaults to ``None``.
+"""
 
 
 def min_input_size_error(model_name, size, minimum):

@@ -35,7 +35,7 @@ from zoo.errors import InputShapeError
 from zoo.layers import (
     CaffePooling2D, InterpAlignCorners, caffe_pool_output_size, interp_output_size,
 )
-from zoo.models.inputs import build_model, builder_input, check_input_shape
+from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = [
@@ -217,13 +217,7 @@ _DOC = """
     Args:
         weights: must be ``None`` here (random initialisation); load pretrained or converted
             weights with ``zoo.get("{n}", weights=...)``.
-        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
-            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
-            caller's ``keras.Input``; the model's inputs are then
-            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
-            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
-            Defaults to ``None``.
-        input_shape: ``(H, W, 3)``, fixed H, W >= 39 (BGR, mean-subtracted; see the module note).
+""" + INPUT_TENSOR_DOC + """        input_shape: ``(H, W, 3)``, fixed H, W >= 39 (BGR, mean-subtracted; see the module note).
             Defaults to ``(473, 473, 3)``.
         classes: K, channels of ``conv6`` (VOC 21, ADE20K 150, Cityscapes 19). Defaults to `21`.
         aux: add the auxiliary head on the last ``conv4`` block (3x3 conv 256 + BN + ReLU + dropout + 1x1,

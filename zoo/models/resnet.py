@@ -46,7 +46,7 @@ import keras
 from keras import layers
 
 from zoo.layers import CaffePooling2D, caffe_pool_output_size
-from zoo.models.inputs import build_model, builder_input, check_input_shape
+from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape
 from zoo.registry import register
 
 __all__ = [
@@ -297,13 +297,7 @@ _ARGS_DOC = """
     Args:
         weights: must be ``None``: this function builds the architecture only; use
             ``zoo.get(name, weights=...)`` for pretrained or converted weights.
-        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
-            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
-            caller's ``keras.Input``; the model's inputs are then
-            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
-            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
-            Defaults to ``None``.
-        input_shape: ``(H, W, 3)``, ``None`` dims allowed; defaults to ``(224, 224, 3)``. The
+""" + INPUT_TENSOR_DOC + """        input_shape: ``(H, W, 3)``, ``None`` dims allowed; defaults to ``(224, 224, 3)``. The
             smallest size is the one at which pool1 still has a window (see
             :func:`stem_min_input_size`); smaller raises :class:`zoo.errors.InputShapeError`.
         include_top: add ``pool5`` (global average) + ``fc1000`` + ``prob``. Defaults to ``True``.

@@ -44,7 +44,7 @@ from __future__ import annotations
 import keras
 
 from zoo.layers import CaffePooling2D
-from zoo.models.inputs import build_model, builder_input, check_input_shape
+from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape
 from zoo.models.resnet import (
     CAFFE_POOL1,
     DEFAULT_INPUT_SHAPE,
@@ -128,13 +128,7 @@ _ARGS_DOC = """
     Args:
         weights: must be ``None``: this function builds the architecture only; use
             ``zoo.get(name, weights=...)`` for pretrained or converted weights.
-        input_tensor: a Keras tensor (B, H, W, 3) to build the model on instead of a new
-            ``keras.Input`` (as in keras.applications), e.g. a preprocessing layer's output on the
-            caller's ``keras.Input``; the model's inputs are then
-            ``keras.utils.get_source_inputs(input_tensor)``. ``input_shape`` may be left out, else it
-            must equal the tensor's (H, W, 3); the size rules below apply to the tensor's shape.
-            Defaults to ``None``.
-        input_shape: ``(H, W, 3)``, ``None`` dims allowed; defaults to ``(224, 224, 3)``. The
+""" + INPUT_TENSOR_DOC + """        input_shape: ``(H, W, 3)``, ``None`` dims allowed; defaults to ``(224, 224, 3)``. The
             smallest size is 3x3 (pool1 needs one window); smaller raises
             :class:`zoo.errors.InputShapeError`.
         include_top: add ``pool5`` (global average) + ``classifier`` + ``prob``. Defaults to ``True``.
