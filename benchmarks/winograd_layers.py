@@ -7,7 +7,7 @@ Batch 1, ``'same'`` padding, compiled per backend (``tf.function``, ``jax.jit``;
 median of ``--repeats`` calls after one warm-up. The shapes are FCN-8s's at a 256x256 input (pad 100:
 conv1 454x454 ... conv5 29x29, plus a ResNet-50 14x14 and a 7x7 map). Prints the speed-up and
 ``max|winograd - conv| / range`` per shape; ``zoo.winograd.MIN_CHANNELS`` / ``MIN_SIZE`` come from
-this table. ``--model NAME`` times a whole zoo model (random weights, batch 1) as built and after
+this table. ``--model NAME`` times a whole zoo model (He-initialised random weights, batch 1) as built and after
 ``zoo.optimize_for_inference`` instead. Not run by the tests.
 """
 
@@ -97,6 +97,18 @@ def whole_model(args, compiled, median_s, rng):
 
     kwargs = {"input_shape": (args.size, args.size, 3)} if args.size else {}
     model = zoo.get(args.model, **kwargs)
+    # He-initialised kernels and small random biases: fcn8s's score layers start at zero (as FCN's Caffe
+    # nets do), and an all-zero output made max|diff|/range 0/0.
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            fan_in = np.prod(layer.kernel.shape[:2]) * layer.kernel.shape[3]
+        elif hasattr(layer, "kernel") and len(layer.kernel.shape) == 4:
+            fan_in = np.prod(layer.kernel.shape[:3])
+        else:
+            continue
+        layer.kernel.assign(rng.normal(0, np.sqrt(2 / fan_in), layer.kernel.shape).astype(np.float32))
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape).astype(np.float32))
     fast = zoo.optimize_for_inference(model)
     swapped = [layer.name for layer in fast.layers if type(layer).__name__ == "WinogradConv2D"]
     x = rng.uniform(-100, 100, (1,) + tuple(model.inputs[0].shape[1:])).astype(np.float32)
