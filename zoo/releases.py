@@ -123,6 +123,7 @@ for _tag, _folder, _weights, _deploy, _stages, _parts, _names, _flip, _metric in
                     + ("" if _names else " Part order: see the release's testing/config.m (FLIC)."),
         input_size=(368, 368), channel_order="BGR", scale=1 / 256, mean=(0.5, 0.5, 0.5),
         num_keypoints=_parts, keypoint_names=_names, flip_pairs=_flip, output_stride=8,
+        heatmap_offset=3.5,  # cpm_data_transformer.cpp putGaussianMaps: x = stride/2.0 - 0.5 + g_x * stride
         builder_kwargs={"stages": _stages, "num_keypoints": _parts}, metrics=_metric,
     ))
 
@@ -166,7 +167,8 @@ register_weights("hourglass", "mpii", WeightsRecord(
                 "per stack (the last is the prediction). Layout of the earlier hg.lua: a lin layer right "
                 "after each hourglass, no residual (post_residuals=False; 23,717,888 parameters).",
     input_size=(256, 256), channel_order="RGB", scale=1 / 255, num_keypoints=16, keypoint_names=MPII_JOINTS,
-    flip_pairs=MPII_FLIP, output_stride=4, builder_kwargs={"stacks": 8, "num_keypoints": 16, "features": 256, "modules": 1,
-                                                           "post_residuals": False},
+    flip_pairs=MPII_FLIP, output_stride=4,
+    heatmap_offset=2.0,  # pose-hg-train: target at transform():int() (floor), postprocess maps back g + 0.5
+    builder_kwargs={"stacks": 8, "num_keypoints": 16, "features": 256, "modules": 1, "post_residuals": False},
     metrics={"MPII test PCKh@0.5 (%)": 90.9},
 ))

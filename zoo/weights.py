@@ -141,6 +141,9 @@ class WeightsRecord:
     keypoint_names: tuple[str, ...] | None = None
     flip_pairs: tuple[tuple[int, int], ...] | None = None
     output_stride: int | None = None
+    # input px where heatmap pixel 0's centre lies: pixel g is at g * output_stride + heatmap_offset
+    # (OpenCV pixel centres). 0.0 = training.targets' convention; a release trained otherwise sets it.
+    heatmap_offset: float = 0.0
     # --- how to build the matching model -----------------------------------------------------
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     # --- documentation only -------------------------------------------------------------------
@@ -159,6 +162,12 @@ class WeightsRecord:
         if self.flip_pairs is not None:
             object.__setattr__(self, "flip_pairs", tuple(tuple(p) for p in self.flip_pairs))
         object.__setattr__(self, "sha256", _sha256_hex(self.sha256, "WeightsRecord.sha256"))
+        off = self.heatmap_offset
+        ok = isinstance(off, (int, float, np.integer, np.floating)) and not isinstance(off, (bool, np.bool_))
+        if not (ok and np.isfinite(off)):
+            raise ValueError(f"WeightsRecord.heatmap_offset must be a finite number (input px where heatmap pixel 0's "
+                             f"centre lies; 0.0 = training's convention), got {off!r}")
+        object.__setattr__(self, "heatmap_offset", float(off))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, independent copy (JSON types), safe to edit."""

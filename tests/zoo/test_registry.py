@@ -1,5 +1,6 @@
 """Registry, weights records and the name-keyed weights format."""
 
+import json
 import warnings
 
 import h5py
@@ -303,3 +304,39 @@ def test_sha256_as_other_tools_write_it(written):
         zoo.weights.SourceFile("a.caffemodel", sha256="abc")
     with pytest.raises(ValueError, match=r"WeightsRecord.sha256 must be a SHA-256 digest"):
         zoo.WeightsRecord(sha256="d41d8cd98f00b204e9800998ecf8427e")  # an MD5
+
+
+def test_heatmap_offset_travels_with_the_weights_file(tmp_path, tiny_name):
+    model = _tiny()
+    path = zoo.save_weights(model, tmp_path / "w.h5", zoo.WeightsRecord(num_classes=5, heatmap_offset=3.5),
+                            model_name=tiny_name)
+    assert zoo.read_record(path)[1].heatmap_offset == 3.5
+    assert zoo.weights_record(zoo.get(tiny_name, weights=path)).heatmap_offset == 3.5
+    # a file written before the field existed: its record has no heatmap_offset and reads as 0.0 (our convention)
+    with h5py.File(path, "r+") as f:
+        rec = json.loads(f.attrs["record"])
+        del rec["heatmap_offset"]
+        f.attrs["record"] = json.dumps(rec)
+    assert zoo.read_record(path)[1].heatmap_offset == 0.0
+    assert zoo.WeightsRecord().heatmap_offset == 0.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "3.5", True, None, (1.0,)])
+def test_heatmap_offset_must_be_a_finite_number(bad):
+    with pytest.raises(ValueError, match=r"WeightsRecord.heatmap_offset must be a finite number.*got"):
+        zoo.WeightsRecord(heatmap_offset=bad)
+    with pytest.raises(ValueError, match=r"heatmap_offset"):
+        zoo.WeightsRecord().replace(heatmap_offset=bad)
+    assert zoo.WeightsRecord(heatmap_offset=np.float32(1.5)).heatmap_offset == 1.5
+    assert type(zoo.WeightsRecord(heatmap_offset=2).heatmap_offset) is float
+
+
+def test_released_heatmap_offsets():
+    # hand-derived from the releases' own target code (see zoo/releases.py): CPM's putGaussianMaps puts heatmap
+    # pixel g at stride/2 - 0.5 + g * stride = 8g + 3.5 input px; pose-hg-train's transform():int() truncates
+    # the target to the pixel below, so pixel g stands for g + 0.5 heatmap px = 4g + 2 input px
+    for tag in ("mpii", "lsp", "flic"):
+        assert zoo.get_spec("cpm").weights[tag].heatmap_offset == 3.5
+    assert zoo.get_spec("hourglass").weights["mpii"].heatmap_offset == 2.0
+    for name in ("resnet50", "fcn8s", "pspnet50"):
+        assert all(r.heatmap_offset == 0.0 for r in zoo.get_spec(name).weights.values())
