@@ -7,7 +7,10 @@ Note:
     ``x=c, y=r``). Sizes are ``(w, h)`` tuples, arrays ``(H, W, ...)``. B = batch, K = keypoints,
     ``(h, w)`` = heatmap size. Heatmap px and input px are related by the MSRA/HRNet convention
     ``x_hm = x_in / stride`` (``stride = input_w / heatmap_w``), which is why :func:`flip_test`
-    shifts the flipped heatmap right by ``1 - 1/stride`` px by default. sigma is in heatmap px.
+    shifts the flipped heatmap right by ``1 - 1/stride`` px by default. Weights trained otherwise
+    put heatmap pixel ``g`` at input px ``g * stride + offset`` (``WeightsRecord.heatmap_offset``:
+    CPM's Caffe targets 3.5 at stride 8, the hourglass release 2.0 at stride 4); :class:`HeatmapCodec`
+    and :func:`flip_test` take that ``offset``. sigma is in heatmap px.
 
 .. _Dark Pose: https://arxiv.org/abs/1910.06278
 """
@@ -27,6 +30,14 @@ __all__ = [
 ]
 
 _REFINE = ("quarter", "dark", None)
+
+
+def _check_offset(offset, what="offset") -> float:
+    ok = isinstance(offset, (int, float, np.integer, np.floating)) and not isinstance(offset, (bool, np.bool_))
+    if not (ok and math.isfinite(offset)):
+        raise ValueError(f"`{what}` must be a finite number (input px where heatmap pixel 0's centre lies; 0.0 = "
+                         f"x_hm = x_in / stride). Received: {what}={offset!r}")
+    return float(offset)
 
 
 def _check_sigma(sigma) -> float:
@@ -203,12 +214,16 @@ class HeatmapCodec:
         sigma: Gaussian sigma in heatmap px. Defaults to 2.0.
         refine: decoding refinement, see :func:`decode_heatmaps`. Defaults to ``"quarter"``.
         subpixel: see :func:`encode_heatmaps`. Defaults to True.
+        offset: input px where heatmap pixel 0's centre lies: ``x_in = x_hm * stride + offset``.
+            Defaults to 0.0 (``x_hm = x_in / stride``); a release's own is its
+            ``WeightsRecord.heatmap_offset`` (CPM: ``stride / 2 - 0.5`` = 3.5).
 
     Attributes:
         stride: float, input px per heatmap px.
+        offset: float, input px (see ``offset``).
     """
 
-    def __init__(self, input_size, heatmap_size, sigma=2.0, refine="quarter", *, subpixel=True):
+    def __init__(self, input_size, heatmap_size, sigma=2.0, refine="quarter", *, subpixel=True, offset=0.0):
         self.input_size = _size(input_size, "input_size")
         self.heatmap_size = _size(heatmap_size, "heatmap_size")
         self.sigma = _check_sigma(sigma)
@@ -222,26 +237,30 @@ class HeatmapCodec:
             raise ValueError(f"input_size {self.input_size} and heatmap_size {self.heatmap_size} give different "
                              f"strides on x ({sx}) and y ({sy}); use the same stride on both axes")
         self.stride = float(sx)
+        self.offset = _check_offset(offset)
 
     def encode(self, keypoints, visible):
-        """(K, 2) input-px keypoints -> ((h, w, K) float32 heatmaps, (K,) float32 weights)."""
+        """(K, 2) input-px keypoints -> ((h, w, K) float32 heatmaps, (K,) float32 weights).
+
+        The Gaussians are drawn at ``x_hm = (x_in - offset) / stride``.
+        """
         kp = np.asarray(keypoints, dtype=np.float64)
         if kp.ndim != 2 or kp.shape[1] not in (2, 3):
             raise ValueError(f"`keypoints` must have shape (K, 2) in input px. Received shape {kp.shape}")
-        return encode_heatmaps(kp[:, :2] / self.stride, visible, self.heatmap_size, self.sigma,
+        return encode_heatmaps((kp[:, :2] - self.offset) / self.stride, visible, self.heatmap_size, self.sigma,
                                subpixel=self.subpixel)
 
     def decode(self, heatmaps):
         """(B, h, w, K) or (h, w, K) heatmaps -> (keypoints (..., K, 2) in input px, scores (..., K)).
 
-        Joints with no positive maximum keep the marker ``(-1, -1)``.
+        ``x_in = x_hm * stride + offset``. Joints with no positive maximum keep the marker ``(-1, -1)``.
         """
         kp, scores = decode_heatmaps(heatmaps, refine=self.refine, sigma=self.sigma)
-        return np.where(kp == -1.0, -1.0, kp * self.stride), scores
+        return np.where(kp == -1.0, -1.0, kp * self.stride + self.offset), scores
 
     def __repr__(self):
         return (f"HeatmapCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
-                f"sigma={self.sigma}, refine={self.refine!r})")
+                f"sigma={self.sigma}, refine={self.refine!r}, offset={self.offset})")
 
 
 # ----------------------------------------------------------------------------- other targets
@@ -331,25 +350,35 @@ def labels_from_scores(scores) -> np.ndarray:
     return np.where(np.isnan(s), -np.inf, s).argmax(-1)
 
 
-def flip_test(predict_fn, images, flip_pairs, shift="exact") -> np.ndarray:
+def flip_test(predict_fn, images, flip_pairs, shift="exact", *, offset=0.0) -> np.ndarray:
     """Test-time flip averaging: ``0.5 * (f(x) + shift(swap(flip(f(flip(x))))))``.
+
+    Where the flipped-back map lies: with heatmap pixel ``g`` at input px ``s g + o`` (stride ``s``,
+    ``offset`` ``o``), a joint at input px ``x`` peaks at ``(x - o) / s``. Mirrored (input width
+    ``W = s w``) it is at ``W - 1 - x`` and peaks at ``(W - 1 - x - o) / s``; flipping the map back
+    (``g -> w - 1 - g``) puts that peak at ``(x + o + 1) / s - 1``, which is ``(s - 1 - 2 o) / s`` heatmap px
+    left of ``(x - o) / s``. So: ``1 - 1/s`` for ``o = 0`` (0.75 at stride 4), none for centred cells
+    ``o = (s - 1) / 2`` (CPM: 3.5 at stride 8), ``-0.25`` (a move left) for the hourglass release's
+    ``o = 2`` at stride 4.
 
     Args:
         predict_fn: callable (B, H, W, 3) -> (B, h, w, K) heatmaps (e.g. ``model.predict``); if it
             returns a list/tuple (one output per stack) the last element is used.
         images: (B, H, W, 3) batch.
         flip_pairs: left/right keypoint index pairs.
-        shift: how far to move the flipped-back heatmap right, in heatmap px. Under the MSRA
-            convention ``x_hm = x_in / stride`` it sits ``1 - 1/stride`` px left of the unflipped one
-            (0.75 at stride 4, 0 at stride 1). ``"exact"`` (default) moves it by that, interpolating
-            linearly between columns (stride = input width / heatmap width); ``True`` by one whole
-            pixel as HRNet's ``SHIFT_HEATMAP`` (which leaves ``+1/(2 stride)`` px of bias after
-            averaging: 0.125 at stride 4, 0.5 at stride 1); ``False`` not at all (UDP targets, the
-            hg-train recipe).
+        shift: how far to move the flipped-back heatmap right, in heatmap px. ``"exact"`` (default)
+            moves it by ``(s - 1 - 2 offset) / s`` (above; s = input width / heatmap width),
+            interpolating linearly between columns (the edge column repeats itself); ``True`` by one
+            whole pixel as HRNet's ``SHIFT_HEATMAP`` (which leaves ``+1/(2 stride)`` px of bias after
+            averaging at offset 0: 0.125 at stride 4, 0.5 at stride 1); ``False`` not at all (UDP
+            targets, the hg-train recipe).
+        offset: input px where heatmap pixel 0's centre lies (``WeightsRecord.heatmap_offset``),
+            used by ``shift="exact"``. Defaults to 0.0 (``x_hm = x_in / stride``).
 
     Returns:
         (B, h, w, K) float32 averaged heatmaps.
     """
+    offset = _check_offset(offset)
     x = np.asarray(images)
     if x.ndim != 4:
         raise ValueError(f"`images` must have shape (B, H, W, C). Received shape {x.shape}")
@@ -370,12 +399,18 @@ def flip_test(predict_fn, images, flip_pairs, shift="exact") -> np.ndarray:
     if isinstance(shift, str):
         if shift != "exact":
             raise ValueError(f"`shift` must be 'exact', True or False. Received: shift={shift!r}")
-        f = 1.0 - base.shape[2] / x.shape[2]  # 1 - 1/stride
+        s = x.shape[2] / base.shape[2]
+        f = (s - 1.0 - 2.0 * offset) / s
     else:
         f = 1.0 if shift else 0.0
-    if f > 0:  # right by f px: linear interpolation with the left neighbour (column 0 repeats itself)
-        left = np.concatenate([back[:, :, :1], back[:, :, :-1]], axis=2)
-        back = (1.0 - f) * back + f * left
+    if f != 0:  # out[g] = back[g - f], linear between columns, the edge columns repeating themselves
+        w = back.shape[2]
+        pos = np.arange(w) - f
+        i0 = np.floor(pos)
+        t = (pos - i0).astype(np.float32)[None, None, :, None]
+        lo = np.clip(i0, 0, w - 1).astype(np.intp)
+        hi = np.clip(i0 + 1, 0, w - 1).astype(np.intp)
+        back = (1.0 - t) * back[:, :, lo] + t * back[:, :, hi]
     return (0.5 * (base + back)).astype(np.float32)
 
 

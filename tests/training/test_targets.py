@@ -245,3 +245,138 @@ def test_encode_never_nan_and_weight_matches_window(xy, sigma, subpixel):
         expect = np.isfinite(kp).all(1) & (c[:, 0] + r >= 0) & (c[:, 0] - r <= 11) & (c[:, 1] + r >= 0) & (c[:, 1] - r <= 8)
     np.testing.assert_array_equal(w, expect.astype(np.float32))
     assert not hm[..., w == 0].any()
+
+
+# ----------------------------------------------------------------------------- released conventions
+
+def _cpm_put_gaussian_maps(center, stride, grid_x, grid_y, sigma):
+    """Transcription of CPM's cpm_data_transformer.cpp ``putGaussianMaps`` (one joint, entry starting at 0):
+    ``start = stride/2.0 - 0.5; x = start + g_x * stride``; skipped where ``exponent > 4.6052``; clamped at 1."""
+    entry = np.zeros((grid_y, grid_x))
+    start = stride / 2.0 - 0.5
+    for g_y in range(grid_y):
+        for g_x in range(grid_x):
+            x = start + g_x * stride
+            y = start + g_y * stride
+            d2 = (x - center[0]) * (x - center[0]) + (y - center[1]) * (y - center[1])
+            exponent = d2 / 2.0 / sigma / sigma
+            if exponent > 4.6052:
+                continue
+            entry[g_y, g_x] = min(entry[g_y, g_x] + math.exp(-exponent), 1.0)
+    return entry
+
+
+def _hg_target(pt_in, res_in, res_out, sigma=1):
+    """Transcription of pose-hg-train's target: ``transform(pt, c, s, 0, res)`` (img.lua: ``pt_ = pt - 1``,
+    scale ``res / h``, ``new_point:int():add(1)``) for a crop of side ``h = res_in`` centred on the crop, then
+    ``drawGaussian`` (the ``image.gaussian(2 ceil(3 sigma) + 1)`` window, sigma 0.25 of its size, centred on the
+    integer pixel). ``pt_in``: 1-based (x, y) in the input crop. Returns the (res_out, res_out) map."""
+    c, h = res_in / 2.0, float(res_in)
+    new = [int(res_out / h * (p - 1) + res_out * (-c / h + 0.5)) + 1 for p in pt_in]  # Lua :int() truncates
+    tmp = math.ceil(3 * sigma)
+    size = 2 * tmp + 1
+    g = np.array([[math.exp(-(((i - (0.5 * size + 0.5)) / (0.25 * size)) ** 2 / 2
+                               + ((j - (0.5 * size + 0.5)) / (0.25 * size)) ** 2 / 2))
+                   for i in range(1, size + 1)] for j in range(1, size + 1)])  # [row j][col i]
+    img = np.zeros((res_out, res_out))
+    _pt = (math.floor(new[0]), math.floor(new[1]))
+    for r in range(size):
+        for q in range(size):
+            y1, x1 = _pt[1] - tmp + r, _pt[0] - tmp + q  # 1-based image indices
+            if 1 <= y1 <= res_out and 1 <= x1 <= res_out:
+                img[y1 - 1, x1 - 1] = max(img[y1 - 1, x1 - 1], g[r, q])
+    return img
+
+
+def test_cpm_targets_decode_to_their_input_coordinates():
+    # CPM's Caffe targets (368 -> 46, stride 8, sigma 7 input px): a joint at 8g + 3.5 peaks exactly on pixel g
+    rng = np.random.default_rng(5)
+    cpm = HeatmapCodec((368, 368), (46, 46), sigma=7 / 8, offset=3.5)
+    ours = HeatmapCodec((368, 368), (46, 46), sigma=7 / 8)
+    grid = 3.5 + 8.0 * rng.integers(2, 44, (20, 2))
+    hm = np.stack([_cpm_put_gaussian_maps(p, 8, 46, 46, 7.0) for p in grid], axis=-1)
+    np.testing.assert_allclose(cpm.decode(hm)[0], grid, atol=1e-3)
+    np.testing.assert_allclose(ours.decode(hm)[0], grid - 3.5, atol=1e-3)  # the old decoding: 3.5 px up-left
+    # anywhere: quarter-pixel decoding is unbiased with the offset (mean over 400 joints), 3.5 px off without it
+    pts = rng.uniform(24, 344, (400, 2))
+    hm = np.stack([_cpm_put_gaussian_maps(p, 8, 46, 46, 7.0) for p in pts], axis=-1)
+    err = cpm.decode(hm)[0] - pts
+    print(f"CPM targets, mean decoding error [input px]: offset 3.5 {err.mean(0)}, offset 0 {err.mean(0) - 3.5}")
+    assert np.abs(err.mean(0)).max() < 0.25 and np.abs(err).max() <= 8 * 0.5
+    assert np.abs(ours.decode(hm)[0] - pts).mean(0).min() > 3.0
+
+
+def test_hourglass_release_targets_are_unbiased_with_offset_2():
+    # pose-hg-train truncates the target to the pixel below x_in / 4: pixel g covers input px [4g, 4g + 4).
+    # Decoded at 4g + 2 the error is uniform in (-2, 2] (std 4/sqrt(12) = 1.15 px), so the mean over N = 2000
+    # random joints is within 0.1 px of 0 (> 5 standard errors of 0.026); at 4g (offset 0) it is -2.
+    rng = np.random.default_rng(6)
+    pts = rng.uniform(10, 246, (2000, 2))
+    hm = np.stack([_hg_target(p + 1, 256, 64) for p in pts], axis=-1)  # 1-based as the Lua code
+    hg = HeatmapCodec((256, 256), (64, 64), sigma=1.75, offset=2.0)
+    err = hg.decode(hm)[0] - pts
+    err0 = HeatmapCodec((256, 256), (64, 64), sigma=1.75).decode(hm)[0] - pts
+    print(f"hourglass targets, mean decoding error [input px]: offset 2 {err.mean(0)}, offset 0 {err0.mean(0)}")
+    assert np.abs(err.mean(0)).max() < 0.1 and np.abs(err).max() <= 2.0 + 1e-9
+    np.testing.assert_allclose(err0.mean(0), -2.0, atol=0.1)
+
+
+def test_codec_offset_encodes_where_the_release_draws():
+    # encode puts the Gaussian at (x_in - offset) / stride: on CPM's grid that is exactly its putGaussianMaps
+    codec = HeatmapCodec((368, 368), (46, 46), sigma=7 / 8, offset=3.5, subpixel=True)
+    p = np.array([[3.5 + 8 * 20, 3.5 + 8 * 11]])
+    hm, _ = codec.encode(p, [1])
+    ref = _cpm_put_gaussian_maps(p[0], 8, 46, 46, 7.0)
+    on = ref > 0  # the release leaves out the tail below exp(-4.6052)
+    np.testing.assert_allclose(hm[..., 0][on], ref[on], rtol=1e-5)
+    assert repr(codec).endswith("offset=3.5)")
+    for bad in (float("nan"), float("inf"), "1", None, True):
+        with pytest.raises(ValueError, match=r"`offset` must be a finite number"):
+            HeatmapCodec((368, 368), (46, 46), offset=bad)
+
+
+@pytest.mark.parametrize("stride,offset", [(8, 3.5), (4, 2.0), (4, 0.0), (8, 0.0)])
+def test_flip_test_with_a_general_offset_is_unbiased(stride, offset):
+    # An ideal model that draws Gaussians (NumPy, sigma 1.5 heatmap px) where heatmap pixel g is at input px
+    # stride * g + offset; flip_test(offset=...) must average the two predictions without moving the joint.
+    rng = np.random.default_rng(7)
+    w = 16
+    W = w * stride
+    pairs = [[0, 1]]
+    kps = rng.uniform(0.25 * W, 0.75 * W, (6, 2, 2))
+    images = rng.random((6, W, W, 3)).astype(np.float32)
+    truth = {images[i].tobytes(): kps[i] for i in range(6)}
+    truth.update({images[i, :, ::-1].tobytes(): flip_keypoints(kps[i], pairs, W) for i in range(6)})
+    g = np.arange(w, dtype=np.float64)
+
+    def ideal(batch):
+        out = []
+        for b in batch:
+            c = (truth[np.ascontiguousarray(b).tobytes()] - offset) / stride  # (2, 2) heatmap px
+            gx = np.exp(-((g[None] - c[:, :1]) ** 2) / (2 * 1.5**2))
+            gy = np.exp(-((g[None] - c[:, 1:]) ** 2) / (2 * 1.5**2))
+            out.append(np.einsum("ky,kx->yxk", gy, gx))
+        return np.stack(out)
+
+    codec = HeatmapCodec((W, W), (w, w), sigma=1.5, refine="dark", offset=offset)
+    dec, _ = codec.decode(flip_test(ideal, images, pairs, offset=offset))
+    bias = (dec - kps)[..., 0].mean() / stride
+    assert bias == pytest.approx(0.0, abs=0.03)
+    if offset == (stride - 1) / 2:  # centred cells (CPM): nothing to move
+        np.testing.assert_array_equal(flip_test(ideal, images, pairs, offset=offset),
+                                      flip_test(ideal, images, pairs, shift=False))
+    if offset:  # the old exact shift (offset 0) moves it (stride - 1) / stride instead
+        dec0, _ = codec.decode(flip_test(ideal, images, pairs))
+        bias0 = (dec0 - kps)[..., 0].mean() / stride
+        assert bias0 == pytest.approx(offset / stride, abs=0.03)  # 2 offset / stride too far right, halved
+
+
+def test_exact_flip_shift_moves_left_for_the_hourglass_offset():
+    # stride 4, offset 2: (4 - 1 - 4) / 4 = -0.25 px, a mix of each column and its right neighbour (last repeats)
+    maps = np.random.default_rng(1).random((1, 3, 5, 1)).astype(np.float32)
+    sym = maps + maps[:, :, ::-1]
+    right = np.concatenate([sym[:, :, 1:], sym[:, :, -1:]], axis=2)
+    out = flip_test(lambda b: sym, np.zeros((1, 12, 20, 3)), [], offset=2.0)
+    np.testing.assert_allclose(out, 0.5 * (sym + 0.75 * sym + 0.25 * right), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"`offset` must be a finite number"):
+        flip_test(lambda b: sym, np.zeros((1, 12, 20, 3)), [], offset=float("nan"))
