@@ -263,6 +263,11 @@ class HeatmapDataset(_RecordDataset):
             wrist would keep the label "left wrist".
         background: append CPM's background map ``max(0, 1 - max_k heatmap_k)`` (K + 1 channels).
         center_map_sigma: also return CPM's centre map (sigma in input pixels, e.g. 21).
+        heatmap_offset: input px where heatmap pixel 0's centre lies (targets at
+            ``(x_in - heatmap_offset) / stride``); 0.0 (default) is training's ``x_hm = x_in / stride``.
+            To fine-tune a release in its own convention pass its ``zoo.weights_record(model).heatmap_offset``
+            (CPM 3.5, hourglass 2.0), and evaluate with the same; a model fine-tuned with the default 0.0 has
+            our convention, whatever its starting weights said.
         normalization: :class:`Normalization` of the images.
         feed: ``"float32"``: images normalised on the host; ``"uint8"``: raw RGB pixels, 4x fewer
             bytes per batch to copy to the device, for a model that normalises its input itself
@@ -289,12 +294,16 @@ class HeatmapDataset(_RecordDataset):
 
     def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
                  num_outputs=1, augment=None, flip_pairs=None, background=False, center_map_sigma=None,
-                 normalization=None, feed="float32", seed=0, shuffle=True, drop_remainder=False, on_error="raise",
-                 skip_log=None, **kwargs):
+                 heatmap_offset=0.0, normalization=None, feed="float32", seed=0, shuffle=True, drop_remainder=False,
+                 on_error="raise", skip_log=None, **kwargs):
         self.input_size = _size(input_size, "input_size")
         self.heatmap_size = _size(heatmap_size, "heatmap_size")
         self.sigma = float(sigma)
-        HeatmapCodec(self.input_size, self.heatmap_size, self.sigma)  # validate geometry now
+        try:  # validate geometry and offset now
+            self.heatmap_offset = HeatmapCodec(self.input_size, self.heatmap_size, self.sigma,
+                                               offset=heatmap_offset).offset
+        except ValueError as e:
+            raise ValueError(f"HeatmapDataset: {str(e).replace('`offset`', '`heatmap_offset`')}") from None
         if int(num_outputs) < 1:
             raise ValueError(f"HeatmapDataset: num_outputs must be >= 1. Received: {num_outputs!r}")
         self.num_outputs = int(num_outputs)
@@ -319,7 +328,7 @@ class HeatmapDataset(_RecordDataset):
 
     @property
     def codec(self) -> HeatmapCodec:
-        return HeatmapCodec(self.input_size, self.heatmap_size, self.sigma)
+        return HeatmapCodec(self.input_size, self.heatmap_size, self.sigma, offset=self.heatmap_offset)
 
     def matrix(self, record, params=None) -> np.ndarray:
         """Original-image -> input-crop (2, 3) matrix of ``record`` (no augmentation if ``params`` is None).
@@ -369,7 +378,8 @@ class HeatmapDataset(_RecordDataset):
                 "heatmap_size": list(self.heatmap_size), "sigma": self.sigma, "num_outputs": self.num_outputs,
                 "augment": None if self.augment is None else asdict(self.augment),
                 "flip_pairs": [list(p) for p in self.flip_pairs], "background": self.background,
-                "center_map_sigma": self.center_map_sigma, "normalization": asdict(self.normalization),
+                "center_map_sigma": self.center_map_sigma, "heatmap_offset": self.heatmap_offset,
+                "normalization": asdict(self.normalization),
                 "feed": self.feed, "seed": self.seed, "shuffle": self.shuffle, "drop_remainder": self.drop_remainder,
                 "on_error": self.on_error}
 

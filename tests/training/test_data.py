@@ -1,5 +1,6 @@
 """HeatmapDataset / SegmentationDataset: shapes, seeding, flips, bad input, pickling."""
 
+import math
 import pickle
 
 import cv2
@@ -412,3 +413,22 @@ def test_normalization_takes_rgb_only():
     with pytest.raises(ValueError, match=r"3 channels last, \(..., H, W, 3\). Received shape \(4, 3\)"):
         Normalization(channel_order="BGR")(grey)
     np.testing.assert_array_equal(Normalization(scale=1.0)([[[1, 2, 3]]]), np.float32([[[1, 2, 3]]]))  # a list
+
+
+def test_heatmap_offset_puts_the_targets_in_a_release_convention(tmp_path):
+    # heatmap pixel g at input px 4g + 1.5 (centred cells): a joint the crop puts at input (13.5, 21.5) peaks with
+    # value 1 on pixel (3, 5), neighbours exp(-1 / (2 sigma^2)) (hand-computed); offset 0 put it at (3.375, 5.375)
+    cv2.imwrite(str(tmp_path / "p.png"), np.full((100, 100, 3), 90, np.uint8))
+    rec = PoseRecord(image=str(tmp_path / "p.png"), keypoints=[[46.875, 59.375]], visible=[1], center=(50, 50),
+                     scale=50.0, id="p")  # crop: (x - 50) * 32 / 50 + 15.5
+    kw = dict(batch_size=1, input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=())
+    ds = HeatmapDataset([rec], heatmap_offset=1.5, **kw)
+    np.testing.assert_allclose(transform_points(rec.keypoints, ds.matrix(rec)), [[13.5, 21.5]], atol=1e-9)
+    y = ds[0][1][0, :, :, 0]
+    assert y[5, 3] == pytest.approx(1.0)
+    np.testing.assert_allclose([y[5, 2], y[5, 4], y[4, 3], y[6, 3]], math.exp(-0.5), rtol=1e-6)
+    assert HeatmapDataset([rec], **kw)[0][1][0, 5, 3, 0] < 0.9
+    assert ds.config()["heatmap_offset"] == 1.5 and HeatmapDataset([rec], **kw).config()["heatmap_offset"] == 0.0
+    assert pickle.loads(pickle.dumps(ds)).codec.offset == 1.5
+    with pytest.raises(ValueError, match=r"HeatmapDataset: `heatmap_offset` must be a finite number"):
+        HeatmapDataset([rec], heatmap_offset=float("nan"), **kw)
