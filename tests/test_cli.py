@@ -2,6 +2,7 @@
 
 import os
 import re
+import struct
 import subprocess
 import sys
 
@@ -299,6 +300,47 @@ def test_predict_classifier_keras_model_and_out_folder(tmp_path):
     err = _one_line_error(kerazoo("predict", "cpm", tmp_path / "img.png", "--weights", tmp_path / "hg.h5"))
     assert "holds weights of 'hourglass'" in err and "missing from the file: conv1_stage1 [(9, 9, 3, 128)" in err
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
+    """The file's own depth and channels reach predict: a float32 TIFF was "cannot read image" and a 16-bit PNG
+    was cut to its top 8 bits (v >> 8, not predict's v / 257 rounded). A classifier's picture is the image
+    itself below its text band, so the written pixels show how the file was read."""
+    import cv2
+
+    import zoo
+
+    model = zoo.get("resnet18", input_shape=(32, 32, 3), classes=3)
+    zoo.save_weights(model, tmp_path / "r.h5")
+    rng = np.random.default_rng(0)
+    u16 = rng.integers(0, 65536, (64, 52, 3)).astype(np.uint16)  # BGR, as cv2.imwrite takes it
+    u16[-1, -1] = (200, 65280, 65535)  # v >> 8: 0, 255, 255; v / 257 rounded: 1, 254, 255
+    f32 = rng.uniform(0, 1, (64, 52, 3)).astype(np.float32)
+    rgba = rng.integers(0, 256, (64, 52, 4)).astype(np.uint8)
+    grey = rng.integers(0, 256, (64, 52)).astype(np.uint8)
+    cases = {"u16.png": (u16, np.round(u16 / 257.0)),  # predict's 16 bits: 65535 -> 255
+             "f32.tiff": (f32, np.round(f32 * 255.0)),  # floats with maximum <= 1 are [0, 1]
+             "rgba.png": (rgba, rgba[..., :3]),  # alpha dropped
+             "grey.png": (grey, np.repeat(grey[..., None], 3, axis=2))}
+    for name, (pixels, expected_bgr) in cases.items():
+        assert cv2.imwrite(str(tmp_path / name), pixels)
+        r = kerazoo("predict", "resnet18", tmp_path / name, "--weights", tmp_path / "r.h5", "--out",
+                    tmp_path / f"{name}.pred.png")
+        assert r.returncode == 0, (name, r.stderr[-2000:])
+        out = cv2.imread(str(tmp_path / f"{name}.pred.png"), cv2.IMREAD_UNCHANGED)
+        assert out.shape == (64, 52, 3) and out.dtype == np.uint8, name
+        np.testing.assert_array_equal(out[40:], expected_bgr[40:].astype(np.uint8), err_msg=name)  # under the text
+    # a camera's JPEG stored on its side with EXIF orientation 6 (turn 90 degrees clockwise) is shown upright
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))
+    exif = b"Exif\0\0II*\0" + struct.pack("<IHHHIHHI", 8, 1, 0x0112, 3, 1, 6, 0, 0)  # one IFD entry: Orientation
+    (tmp_path / "turned.jpg").write_bytes(jpeg[:2].tobytes() + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+                                          + jpeg[2:].tobytes())
+    r = kerazoo("predict", "resnet18", tmp_path / "turned.jpg", "--weights", tmp_path / "r.h5", "--out",
+                tmp_path / "turned.png")
+    assert r.returncode == 0 and cv2.imread(str(tmp_path / "turned.png")).shape == (64, 48, 3), r.stderr[-2000:]
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    err = _one_line_error(kerazoo("predict", "resnet18", tmp_path / "bad.png", "--weights", tmp_path / "r.h5"))
+    assert err.endswith(f"cannot read image '{tmp_path / 'bad.png'}'"), err
 
 
 def test_ctrl_c_exits_130_in_one_line(tmp_path):

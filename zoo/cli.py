@@ -189,9 +189,24 @@ def _cmd_predict(args):
     import zoo
     from zoo.errors import ZooError
 
-    image = cv2.imread(args.image, cv2.IMREAD_COLOR) if Path(args.image).is_file() else None
+    # depth and channel count as stored (IMREAD_COLOR cut 16-bit to 8 and refused float TIFFs): grey comes as
+    # (H, W), colour as BGR with any alpha dropped, as predict drops it; not IMREAD_UNCHANGED, which would
+    # also skip the EXIF orientation (a phone's portrait JPEG would be predicted on its side)
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+    image = None
+    if Path(args.image).is_file():
+        from cv2.utils import logging as cv_log
+
+        level = cv_log.getLogLevel()
+        cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)  # a broken file is our one-line error, not OpenCV's notices too
+        try:
+            image = cv2.imread(args.image, flags)
+        finally:
+            cv_log.setLogLevel(level)
     if image is None:
         raise CLIError(f"cannot read image {args.image!r}")
+    if image.ndim == 3:
+        image = image[..., ::-1]  # BGR -> RGB
     target = _predict_target(args)
     try:
         record = None
@@ -204,7 +219,7 @@ def _cmd_predict(args):
             model = zoo.optimize_for_inference(model, verbose=True)
         from training import visualize
 
-        pred = visualize.predict(model, image[..., ::-1], name=args.name, record=record)
+        pred = visualize.predict(model, image, name=args.name, record=record)
         for label, p in pred.top:
             print(f"{p:8.4f}  {label}")
         visualize.write_png(target, pred.picture)
