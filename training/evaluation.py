@@ -30,6 +30,7 @@ from training.metrics import confusion_matrix, head_size_from_box, miou_from_con
 from training.targets import (HeatmapCodec, encode_mask, flip_test, keypoints_to_image, labels_from_scores,
                               scores_to_image)
 from training.transforms import grid_matrix
+from zoo.weights import replace_durably
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
 
@@ -58,7 +59,7 @@ def _write_csv(path: Path, header, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    replace_durably(tmp, path)  # the rename never reaches the disk before the rows do
     return path
 
 
@@ -94,7 +95,7 @@ def _predict(model, x):
 
 
 def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None, resolution="original",
-             verbose=True) -> EvalResult:
+             heatmap_offset=None, verbose=True) -> EvalResult:
     """Evaluate ``model`` on every sample of ``dataset`` (no augmentation, fixed order).
 
     Args:
@@ -103,7 +104,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         out_dir: where to write ``table.csv`` and ``predictions.csv`` (``None``: nothing written).
         flip: pose only: average with the mirrored prediction (needs ``dataset.flip_pairs`` for
             left/right data, and warns if the dataset was made without them); the mirrored maps are
-            moved right by ``1 - 1/stride`` px (:func:`training.targets.flip_test`).
+            moved right by ``(stride - 1 - 2 heatmap_offset) / stride`` px (:func:`training.targets.flip_test`).
         alpha: PCK threshold; default 0.5 for PCKh (records with head boxes: MPII), 0.2 for PCK
             normalised by the torso (LSP's 14 joints: left shoulder to right hip, as the official
             LSP evaluation; a sample without both joints is left out) or by the box otherwise.
@@ -113,6 +114,11 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             :func:`training.transforms.grid_matrix` says) as FCN/PSPNet evaluate (papers' mIoU);
             ``"input"`` scores the letterboxed labels the network sees (what training's ``mean_iou``
             measures; faster; the output must be ``label_size``, else a ValueError).
+        heatmap_offset: pose only: input px where the model's heatmap pixel 0 lies (pixel g at
+            ``g * stride + heatmap_offset``). ``None`` (default): the model's weights record's
+            (``zoo.weights_record(model).heatmap_offset``: 3.5 for the CPM releases, 2.0 for
+            hourglass:mpii), else 0.0, training's convention (the dataset's ``heatmap_offset`` only
+            places its training targets).
         verbose: print the table.
     Returns:
         :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). A set with
@@ -133,12 +139,21 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             raise ValueError(f"evaluate: alpha must be a number > 0 (a fraction of the head size, torso or box), or "
                              f"None for the metric's own. Received: alpha={alpha!r}")
         alpha = a
+    if heatmap_offset is None:
+        import zoo
+
+        rec = zoo.weights_record(model)
+        heatmap_offset = rec.heatmap_offset if rec is not None else 0.0
+    ok = isinstance(heatmap_offset, (int, float, np.integer, np.floating)) and not isinstance(heatmap_offset, bool)
+    if not (ok and math.isfinite(heatmap_offset)):
+        raise ValueError(f"evaluate: heatmap_offset must be a finite number of input px (where heatmap pixel 0 lies), "
+                         f"or None for the model's weights record's. Received: heatmap_offset={heatmap_offset!r}")
     if isinstance(dataset, SegmentationDataset) and resolution not in ("original", "input"):
         raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
     ds = _eval_copy(dataset)
     try:
         if isinstance(ds, HeatmapDataset):
-            res = _evaluate_pose(model, ds, flip, alpha, names)
+            res = _evaluate_pose(model, ds, flip, alpha, names, float(heatmap_offset))
         else:
             res = _evaluate_segmentation(model, ds, names, resolution)
     finally:
@@ -181,7 +196,7 @@ def format_table(res: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def _evaluate_pose(model, ds, flip, alpha, names):
+def _evaluate_pose(model, ds, flip, alpha, names, offset):
     k = ds.num_keypoints
     if flip and not getattr(ds, "flip_pairs_given", True) and k > 1:
         warnings.warn("evaluate(flip=True): the dataset was made without flip_pairs, so the mirrored prediction's "
@@ -197,10 +212,10 @@ def _evaluate_pose(model, ds, flip, alpha, names):
             def run(im, rest=rest):
                 return _predict(model, (im, *rest) if rest else im)[-1]
 
-            hm = flip_test(run, images, ds.flip_pairs)
+            hm = flip_test(run, images, ds.flip_pairs, offset=offset)
         else:
             hm = _predict(model, x)[-1]
-        kp_in, sc = _codec(ds, hm).decode(hm[..., :k])
+        kp_in, sc = _codec(ds, hm, offset).decode(hm[..., :k])
         for i, rid in enumerate(ds.batch_indices(b)):
             rec = ds.records[int(rid)]
             if int(rid) in unread:  # the prediction is of a stand-in sample: no prediction for this record
@@ -255,17 +270,15 @@ def _evaluate_pose(model, ds, flip, alpha, names):
     return EvalResult("pose", f"{metric}@{alpha:g}", table, rows)
 
 
-def _codec(ds, hm):
-    """The decoder for the model's own (B, h, w, K) output: its stride is input / output, whatever the dataset's
-    ``heatmap_size`` (only its training targets) says."""
+def _codec(ds, hm, offset):
+    """The decoder for the model's own (B, h, w, K) output: its stride is input / output and its offset the
+    model's, whatever the dataset's ``heatmap_size`` and ``heatmap_offset`` (only its training targets) say."""
     (w, h), (hw, hh) = ds.input_size, (hm.shape[2], hm.shape[1])
-    if (hw, hh) == tuple(ds.heatmap_size):
-        return ds.codec
     if not math.isclose(w / hw, h / hh, rel_tol=1e-9):
         raise ValueError(f"evaluate: the model outputs {hw}x{hh} heatmaps for {w}x{h} inputs (the dataset's "
                          f"heatmap_size is {ds.heatmap_size[0]}x{ds.heatmap_size[1]}): strides {w / hw:g} and "
                          f"{h / hh:g} differ; expected the same stride on both axes.")
-    return HeatmapCodec(ds.input_size, (hw, hh), ds.sigma)
+    return HeatmapCodec(ds.input_size, (hw, hh), ds.sigma, offset=offset)
 
 
 def _kp_box(rec):

@@ -396,8 +396,8 @@ class _IdealPose:
     one of the dataset's unaugmented batches, or such a batch mirrored (flip test: x -> w - 1 - x, left/right
     swapped). Two outputs, like a 2-stack hourglass: the first is garbage and must not be decoded."""
 
-    def __init__(self, ds, sigma):
-        self.ds, self.sigma, self.mirrored = ds, sigma, 0
+    def __init__(self, ds, sigma, offset=0.0):
+        self.ds, self.sigma, self.mirrored, self.offset = ds, sigma, 0, offset  # heatmap px g at stride g + offset
 
     def predict_on_batch(self, x):
         ds = self.ds
@@ -418,7 +418,7 @@ class _IdealPose:
                 kp[:, 0] = w - 1 - kp[:, 0]
                 for j, k in ds.flip_pairs:
                     kp[[j, k]] = kp[[k, j]]
-            m = kp * hw / w
+            m = (kp - self.offset) * hw / w
             out.append(np.stack([np.exp(-((gx - u) ** 2 + (gy - v) ** 2) / (2 * self.sigma ** 2)) for u, v in m], -1))
         self.mirrored += mirrored
         out = np.stack(out).astype(np.float32)
@@ -669,3 +669,46 @@ def test_segmentation_class_count_must_match(tmp_path):
     for resolution in ("original", "input"):
         with pytest.raises(ValueError, match=r"evaluate: the model outputs 2 class scores .* num_classes=3"):
             evaluate(_Replay(ds, two_classes), ds, resolution=resolution, verbose=False)
+
+
+@pytest.mark.parametrize("release", ["cpm:lsp", "hourglass:mpii"])
+@pytest.mark.parametrize("flip", [False, True])
+def test_pose_is_decoded_in_the_released_weights_convention(release, flip):
+    # An ideal model answering in a release's convention (heatmap pixel g at input px stride * g + offset, the
+    # offset hand-derived: CPM 8g + 3.5, hourglass 4g + 2) with that release's weights record attached: evaluate
+    # reads the offset from the record; joints on that grid come back exact (the CSV's 3 decimals), flip test too
+    import zoo
+
+    name, tag = release.split(":")
+    record = zoo.get_spec(name).weights[tag]
+    inp, hm, offset = {"cpm": ((368, 368), (46, 46), 3.5), "hourglass": ((256, 256), (64, 64), 2.0)}[name]
+    stride = inp[0] / hm[0]
+    rng = np.random.default_rng(11)
+    k, pairs, (iw, ih) = 6, ((0, 1), (2, 4)), (500, 331)
+    recs = []
+    for n in range(3):
+        center, side = np.array([250.3 + 20 * n, 160.8 - 10 * n]), 200.0 + 30 * n
+        s = min(inp) / side
+        grid = rng.integers(3, np.array(hm) - 3, (k, 2)) * stride + offset  # the release's pixel centres, input px
+        kp = np.stack([(grid[:, 0] - (inp[0] - 1) / 2) / s, (grid[:, 1] - (inp[1] - 1) / 2) / s], -1) + center
+        recs.append(PoseRecord(image=_Dot((iw, ih), kp[0]), keypoints=kp, visible=np.ones(k), center=center,
+                               scale=side, box=np.array([0, 0, iw, ih], float), id=f"p{n}"))
+    ds = HeatmapDataset(recs, batch_size=2, input_size=inp, heatmap_size=hm, sigma=2.0, flip_pairs=pairs,
+                        num_outputs=2, shuffle=False)
+    gt = np.stack([r.keypoints for r in recs])
+    per_px = np.array([rec.scale / min(inp) for rec in recs])[:, None, None]  # original px per input px
+
+    def error(**kw):  # (N, K, 2) in input px
+        model = _IdealPose(ds, sigma=2.0, offset=offset)
+        model._zoo_record = record
+        res = evaluate(model, ds, flip=flip, verbose=False, **kw)
+        pred = np.array([[r["pred_x"], r["pred_y"]] for r in res.rows]).reshape(gt.shape)
+        return (pred - gt) / per_px
+
+    tol = 6e-4 / per_px.min() + (0.255 * stride if flip else 0.0)  # flip: the quarter step (see the round trip)
+    assert record.heatmap_offset == offset
+    assert np.abs(error()).max() <= tol
+    assert np.abs(error(heatmap_offset=offset)).max() <= tol
+    np.testing.assert_allclose(error(heatmap_offset=0.0).mean(axis=(0, 1)), -offset, atol=tol)  # the old decoding
+    with pytest.raises(ValueError, match=r"evaluate: heatmap_offset must be a finite number"):
+        evaluate(_IdealPose(ds, sigma=2.0), ds, heatmap_offset=float("nan"), verbose=False)
