@@ -236,12 +236,12 @@ def write_png(path, image_rgb) -> Path:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
-    from zoo.weights import atomic_target
+    from zoo.weights import atomic_target, replace_durably
 
     tmp = atomic_target(path)
     try:
         tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
+        replace_durably(tmp, path)  # the rename never reaches the disk before the picture does
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -384,7 +384,7 @@ def _skeleton(record, k):
     return known.get(names, ())  # an unknown order: no limbs rather than another dataset's
 
 
-def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
+def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None) -> Prediction:
     """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
@@ -401,6 +401,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
     of each axis; NaN where a map has no positive value) and the mask (``(H, W)``, scores resampled
     bilinearly, then argmax) are given in the original image. Preprocessing: ``record`` (default the
     model's weights record), else pixels / 255; a model with a uint8 input gets raw pixels.
+    Heatmap pixel ``g`` is at input px ``g * stride + heatmap_offset``: ``None`` (default) takes the
+    record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 2.0), else 0.0 (training's convention).
 
     ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
     (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
@@ -427,6 +429,12 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
         img = warp_image(image, mat, (w, h))
     record = record or zoo.weights_record(model)
+    if heatmap_offset is None:
+        heatmap_offset = record.heatmap_offset if record is not None else 0.0
+    ok = isinstance(heatmap_offset, (int, float, np.integer, np.floating)) and not isinstance(heatmap_offset, bool)
+    if not (ok and np.isfinite(heatmap_offset)):
+        raise ValueError(f"predict: heatmap_offset must be a finite number of input px (where heatmap pixel 0 lies), "
+                         f"or None for the weights record's. Received: heatmap_offset={heatmap_offset!r}")
     if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
         x = img[None]
     else:
@@ -463,9 +471,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5) -> Prediction:
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
-    # training's codec (argmax + quarter offset, heatmap px * stride), with each axis' own stride
+    # training's codec (argmax + quarter offset, heatmap px * stride + offset), with each axis' own stride
     kp_hm, score = decode_heatmaps(maps)
-    kp = keypoints_to_image(kp_hm * np.array(_strides((w, h), (maps.shape[1], maps.shape[0]), free)), mat)
+    strides = np.array(_strides((w, h), (maps.shape[1], maps.shape[0]), free))
+    kp = keypoints_to_image(kp_hm * strides + float(heatmap_offset), mat)
     kp[~(score > 0)] = np.nan  # no positive maximum: no keypoint (not drawn)
     return Prediction(task, draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp))), out, keypoints=kp)
 

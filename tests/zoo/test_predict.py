@@ -130,6 +130,18 @@ def test_pose_keypoints_are_given_in_the_image(rgb_registered):
         tall[y - 1:y + 2, x, c], tall[y, x - 1:x + 2, c] = 100, 100
         tall[y, x, c] = 255  # a symmetric peak: decoded exactly
     np.testing.assert_allclose(visualize.predict(any_size, tall).keypoints, [[18, 5], [3, 31], [11, 21]], atol=1e-6)
+    # weights whose heatmap pixel g is at input px g + 1.5 (their record says so): the keypoints move by that
+    any_size._zoo_record = zoo.WeightsRecord(heatmap_offset=1.5)
+    np.testing.assert_allclose(visualize.predict(any_size, tall).keypoints, [[19.5, 6.5], [4.5, 32.5], [12.5, 22.5]],
+                               atol=1e-6)
+    np.testing.assert_allclose(visualize.predict(any_size, tall, heatmap_offset=0.0).keypoints,
+                               [[18, 5], [3, 31], [11, 21]], atol=1e-6)
+    cpm = zoo.get_spec("cpm").weights["mpii"]  # a released record passed in: 3.5 px
+    np.testing.assert_allclose(visualize.predict(any_size, tall, record=cpm.replace(scale=1.0, mean=(0.0,) * 3,
+                                                                                      channel_order="RGB")).keypoints,
+                               [[21.5, 8.5], [6.5, 34.5], [14.5, 24.5]], atol=1e-6)
+    with pytest.raises(ValueError, match=r"predict: heatmap_offset must be a finite number"):
+        visualize.predict(any_size, tall, heatmap_offset=float("inf"))
 
 
 def test_name_and_tag_spellings(registered):
