@@ -329,8 +329,20 @@ def _ineligible(layer, min_channels=None, min_size=MIN_SIZE):
     return None
 
 
+def _check_thresholds(who, min_channels, min_size):
+    """A non-negative finite number each (``min_channels`` may be None): NaN would pass every comparison."""
+    for name, value in (("min_channels", min_channels), ("min_size", min_size)):
+        if name == "min_channels" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not 0 <= value < float("inf"):
+            also = " or None" if name == "min_channels" else ""
+            raise ValueError(f"{who}: {name} must be a non-negative number{also}. Received: {value!r}")
+
+
 def winograd_eligible(layer, min_channels=None, min_size=MIN_SIZE):
     """True when ``optimize_for_inference`` would swap ``layer`` (see there for the rule)."""
+    _check_thresholds("winograd_eligible", min_channels, min_size)
     return _ineligible(layer, min_channels, min_size) is None
 
 
@@ -360,10 +372,15 @@ def optimize_for_inference(model, min_channels=None, min_size=MIN_SIZE, verbose=
     kernel/bias regularizers or constraints (so ``model.losses`` lacks weight penalties).
     """
     functional = any(cls.__name__ == "Functional" for cls in type(model).__mro__)  # keras.Model(inputs, outputs)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"optimize_for_inference: expected a functional or Sequential Keras model (zoo.get and "
+                        f"converters.caffe.to_keras build those; a saved file loads with keras.models.load_model). "
+                        f"Received {type(model).__name__} {model!r:.80}")
     if not (functional or isinstance(model, keras.Sequential)):
         raise TypeError(f"optimize_for_inference: expected a functional or Sequential Keras model (zoo.get and "
                         f"converters.caffe.to_keras build those). Received '{model.name}' of type "
                         f"{type(model).__name__}, a subclassed model whose layers cannot be swapped")
+    _check_thresholds("optimize_for_inference", min_channels, min_size)
     swapped = []
 
     def swap(layer):

@@ -173,6 +173,25 @@ def test_sequential_swaps_and_subclassed_is_refused(rng):
         optimize_for_inference(sub)
 
 
+def test_bad_arguments_are_named():
+    # Were AttributeError "'str' object has no attribute 'name'" for a path, a TypeError from a comparison of
+    # int and str, and min_channels=nan swapped every 3x3 convolution (every comparison with NaN is False).
+    seq = keras.Sequential([keras.Input((24, 24, 8)), keras.layers.Conv2D(8, 3)])
+    with pytest.raises(TypeError, match="expected a functional or Sequential Keras model .*Received str 'model.keras'"):
+        optimize_for_inference("model.keras")
+    for kwargs, text in (({"min_channels": "160"}, "min_channels must be a non-negative number or None. Received: "
+                                                   "'160'"),
+                         ({"min_channels": float("nan")}, "min_channels must be .* Received: nan"),
+                         ({"min_size": None}, "min_size must be a non-negative number. Received: None"),
+                         ({"min_size": -1}, "min_size must be .* Received: -1")):
+        with pytest.raises(ValueError, match=f"optimize_for_inference: {text}"):
+            optimize_for_inference(seq, **kwargs)
+        with pytest.raises(ValueError, match=f"winograd_eligible: {text}"):
+            winograd_eligible(seq.layers[0], **kwargs)
+    assert [type(layer).__name__ for layer in optimize_for_inference(seq, min_channels=np.int64(8)).layers] == \
+        ["WinogradConv2D"]
+
+
 def test_converted_fcn8s_against_opencv_shares_weights_and_reloads(tmp_path, rng):
     # Every 3x3 conv of a narrow FCN-8s (pad 100 on conv1_1, odd size, any-size model) swapped.
     proto = nets.fcn8s(27, 35, widths=(3, 4, 4, 6, 6), fc=8, classes=3)
