@@ -139,7 +139,8 @@ class WinogradConv2D(keras.layers.Layer):
             sub-images are convolved as one batch.
         points: the transform's interpolation points, ``POINTS`` (``"0,-1,1,1/2,-2"``, 2-3x less
             round-off) or ``LEGACY_POINTS`` (Lavin's ``"0,1,-1,2,-2"``, what a saved layer without this
-            setting holds). The kernel weight must be ``winograd_kernel(g, points)``.
+            setting holds). The kernel weight must be ``winograd_kernel(g, points)``; a weights-only file
+            (``save_weights``) does not record the points, so load it into layers with the same ones.
 
     Input ``(N, H, W, C)``, channels-last, H and W at least ``2d + 1`` (``"valid"``). Under a
     float16/bfloat16 policy (mixed or not) the layer keeps float32 weights, computes in float32 and returns
