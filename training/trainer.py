@@ -274,6 +274,14 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         raise ValueError(f"precision must be None, 'fp32', 'bf16' or 'fp16'. Received: precision={precision!r}")
     policy = _PRECISION[precision]
     _check_steps_per_execution(steps_per_execution)
+    # as the command line's --lr / --warmup-epochs / --weight-decay refuse them: a negative rate trained
+    # uphill, NaN or inf emptied the weights, silently
+    for arg, value, above in (("learning_rate", learning_rate, True), ("warmup_epochs", warmup_epochs, False),
+                              ("weight_decay", weight_decay, False), ("aux_weight", aux_weight, False)):
+        _check_rate(arg, value, above)
+    if isinstance(preset, Preset):
+        for arg, above in (("learning_rate", True), ("warmup_epochs", False), ("weight_decay", False)):
+            _check_rate(f"preset.{arg}", getattr(preset, arg), above)
     dist = setup_distribution(distribution)
     out = Path(out_dir) if out_dir is not None else None
     quiet = verbose == 0
@@ -394,6 +402,15 @@ def _optimizer_for(p: Preset, model, task, train_data, epochs, dist: Placement, 
     if policy == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
+
+
+def _check_rate(arg, value, above) -> None:
+    """``value``, unless ``None``: a finite real number > 0 (``above``) or >= 0; ``arg`` names it in the error."""
+    if value is None:
+        return
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+    if not (ok and np.isfinite(value) and (value > 0 if above else value >= 0)):
+        raise ValueError(f"{arg} must be a finite number {'>' if above else '>='} 0. Received: {arg}={value!r}")
 
 
 def _check_steps_per_execution(value) -> None:

@@ -184,6 +184,36 @@ def test_mismatches_raise_clear_errors():
 
 
 @agnostic
+def test_bad_rates_are_refused_before_the_model_is_touched(tmp_path):
+    """learning_rate <= 0 / NaN / inf, a negative weight_decay or warmup_epochs trained silently (a negative rate
+    uphill); the command line refused them only. The model given does not fit the data (6 keypoints for 4
+    maps): the rate's error coming first shows it is checked before any model work."""
+    from training.trainer import Preset
+
+    cases = [(dict(learning_rate=0.0), "learning_rate must be a finite number > 0. Received: learning_rate=0.0"),
+             (dict(learning_rate=-1e-3), "Received: learning_rate=-0.001"),
+             (dict(learning_rate=float("nan")), "Received: learning_rate=nan"),
+             (dict(learning_rate=float("inf")), "Received: learning_rate=inf"),
+             (dict(learning_rate=True), "Received: learning_rate=True"),
+             (dict(learning_rate="0.1"), "Received: learning_rate='0.1'"),
+             (dict(weight_decay=-1e-4), "weight_decay must be a finite number >= 0. Received: weight_decay=-0.0001"),
+             (dict(weight_decay=float("inf")), "Received: weight_decay=inf"),
+             (dict(warmup_epochs=-1), "warmup_epochs must be a finite number >= 0. Received: warmup_epochs=-1"),
+             (dict(warmup_epochs=float("nan")), "Received: warmup_epochs=nan"),
+             (dict(aux_weight=float("inf")), "aux_weight must be a finite number >= 0. Received: aux_weight=inf"),
+             (dict(preset=Preset(learning_rate=-0.5)), "preset.learning_rate must be a finite number > 0. "
+                                                       "Received: preset.learning_rate=-0.5")]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as e:
+            fit(tiny_pose_model(outputs=1), _pose_data(8, k=6), epochs=1, out_dir=tmp_path / "run", verbose=0,
+                **kwargs)
+        assert message in str(e.value), (kwargs, str(e.value))
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="4 heatmap channels but the dataset gives 6"):  # 0 is no weight decay
+        fit(tiny_pose_model(outputs=1), _pose_data(8, k=6), epochs=1, weight_decay=0.0, warmup_epochs=0)
+
+
+@agnostic
 def test_steps_per_execution_on_pytorch_is_refused_before_training():
     # Keras refuses it on PyTorch only inside model.fit, after the data workers started.
     if keras.backend.backend() == "torch":
