@@ -118,7 +118,7 @@ def _record_hash(key: str, digest: str, where: str) -> None:
                        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         tmp = _w.atomic_target(path)
         tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        _w.replace_durably(tmp, path)
 
 
 def recorded_sha256(key: str) -> str | None:
@@ -199,7 +199,7 @@ def _download(src: SourceFile, target: Path, unverified: dict) -> str:
                 f"in the offline folder (${OFFLINE_ENV}) under the name '{src.name}'."
             )
         digest = _verify(src, src.name, part, src.url, unverified)
-        os.replace(part, target)
+        _w.replace_durably(part, target)
         return digest
     finally:
         if part.exists():
@@ -232,7 +232,7 @@ def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
                 with z.open(found[0]) as r, open(tmp, "wb") as w:
                     while block := r.read(1 << 20):
                         w.write(block)
-                os.replace(tmp, out)
+                _w.replace_durably(tmp, out)
             finally:
                 if tmp.exists():
                     tmp.unlink()
@@ -393,8 +393,8 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
         side = path.with_name(path.name + ".sha256")
         tmp = _w.atomic_target(side)
         tmp.write_text(_w.sha256sum(staged) + "\n")
-        os.replace(tmp, side)
-        os.replace(staged, path)
+        _w.replace_durably(tmp, side)
+        _w.replace_durably(staged, path)
     finally:
         if staged.exists():
             staged.unlink()
