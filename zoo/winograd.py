@@ -291,7 +291,8 @@ class WinogradConv2D(keras.layers.Layer):
     def set_from_conv2d(self, conv):
         # In float64, rounded once to the weight's dtype (float32 also for a 16-bit conv: see build).
         kernel = keras.ops.convert_to_numpy(conv.kernel).astype(np.float64)
-        self.kernel.assign(winograd_kernel(kernel, self.points).astype(keras.backend.standardize_dtype(self.kernel.dtype)))
+        dtype = keras.backend.standardize_dtype(self.kernel.dtype)
+        self.kernel.assign(winograd_kernel(kernel, self.points).astype(dtype))
         if self.use_bias:
             self.bias.assign(keras.ops.convert_to_numpy(conv.bias))
 
