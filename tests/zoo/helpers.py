@@ -17,3 +17,13 @@ def randomize_batchnorm(model, rng) -> None:
             layer.set_weights([
                 rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c),
             ])
+
+
+def forward_numpy(model, x):
+    """NumPy outputs of ``model`` on ``x``: one compiled graph under JAX (eager JAX compiles every op
+    separately), an eager call elsewhere (TensorFlow traces ``predict`` slowly for 600-layer graphs)."""
+    if keras.backend.backend() == "jax":
+        return model.predict(x, verbose=0)
+    out = model(x)
+    return [keras.ops.convert_to_numpy(o) for o in out] if isinstance(out, (list, tuple)) else \
+        keras.ops.convert_to_numpy(out)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import randomize_batchnorm, trainable_count
+from tests.zoo.helpers import forward_numpy, randomize_batchnorm, trainable_count
 from zoo.errors import InputShapeError
 from zoo.models.hourglass import hourglass, hourglass_feature_size
 
@@ -15,14 +15,6 @@ SMALL = dict(stacks=2, features=32, num_keypoints=5, input_shape=(64, 64, 3))
 
 
 
-
-def _forward(model, x):
-    """Numpy outputs: one compiled graph under JAX (eager JAX compiles op by op), eager elsewhere."""
-    if keras.backend.backend() == "jax":
-        return model.predict(x, verbose=0)
-    out = model(x)
-    return [keras.ops.convert_to_numpy(o) for o in out] if isinstance(out, (list, tuple)) else \
-        keras.ops.convert_to_numpy(out)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +138,7 @@ def _np_model(m, x, stacks, f):
 
 def test_matches_numpy_reference_of_the_lua_model(small, rng):
     x = rng.uniform(0, 1, size=(1, 64, 64, 3))
-    ours = _forward(small, x.astype(np.float32))
+    ours = forward_numpy(small, x.astype(np.float32))
     ref = _np_model(small, x, SMALL["stacks"], SMALL["features"])
     for a, b in zip(ours, ref):
         assert a.shape == b.shape == (1, 16, 16, 5)
@@ -157,7 +149,7 @@ def test_odd_input_size():
     keras.backend.clear_session()
     model = hourglass(stacks=1, features=16, num_keypoints=3, input_shape=(128, 192, 3))
     assert model.outputs[0].shape == (None, 32, 48, 3)
-    y = _forward(model, np.zeros((1, 128, 192, 3), np.float32))
+    y = forward_numpy(model, np.zeros((1, 128, 192, 3), np.float32))
     y = y[0] if isinstance(y, list) else y
     assert y.shape == (1, 32, 48, 3)
     assert hourglass_feature_size(256) == 64 and hourglass_feature_size(63) == 16
@@ -165,11 +157,11 @@ def test_odd_input_size():
 
 def test_save_load_round_trip(small, tmp_path, rng):
     x = rng.uniform(0, 1, size=(2, 64, 64, 3)).astype(np.float32)
-    before = _forward(small, x)
+    before = forward_numpy(small, x)
     path = tmp_path / "hg.keras"
     small.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    after = _forward(loaded, x)
+    after = forward_numpy(loaded, x)
     assert len(before) == len(after) == 2
     for a, b in zip(before, after):
         assert a.shape == (2, 16, 16, 5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import randomize_batchnorm
+from tests.zoo.helpers import forward_numpy, randomize_batchnorm
 from zoo.errors import InputShapeError
 from zoo.weights import read_record
 
@@ -27,14 +27,6 @@ SMALL = {
 SIZE = {"resnet18": (40, 44), "resnet50v2": (40, 44), "fcn8s": (40, 44), "hourglass": (64, 128), "cpm": (32, 40),
         "pspnet50": (40, 48)}
 
-
-def _forward(model, x):
-    """Numpy outputs: one compiled graph under JAX (eager JAX compiles op by op), eager elsewhere."""
-    if keras.backend.backend() == "jax":
-        return model.predict(x, verbose=0)
-    out = model(x)
-    return [keras.ops.convert_to_numpy(o) for o in out] if isinstance(out, (list, tuple)) else \
-        keras.ops.convert_to_numpy(out)
 
 
 def _rescaled(inp):
@@ -68,8 +60,8 @@ def test_resnet50_on_a_preprocessing_layer_equals_the_standalone_model_on_numpy_
 
     rng = np.random.default_rng(1)
     pixels = rng.uniform(0, 255, (2, 225, 231, 3)).astype(np.float32)
-    reference = _forward(standalone, (pixels * SCALE + OFFSET).astype(np.float32))  # rescaled in NumPy
-    np.testing.assert_allclose(_forward(model, pixels), reference, rtol=1e-4, atol=1e-4)
+    reference = forward_numpy(standalone, (pixels * SCALE + OFFSET).astype(np.float32))  # rescaled in NumPy
+    np.testing.assert_allclose(forward_numpy(model, pixels), reference, rtol=1e-4, atol=1e-4)
 
 
 def test_weights_load_by_name_into_a_model_built_on_an_input_tensor(composed_resnet50):
@@ -83,7 +75,7 @@ def test_weights_load_by_name_into_a_model_built_on_an_input_tensor(composed_res
     assert loaded.input is inp2
     adapter.set_weights([np.eye(3, dtype=np.float32), np.zeros(3, np.float32)])  # identity
     pixels = np.random.default_rng(2).uniform(0, 255, (1, 225, 231, 3)).astype(np.float32)
-    np.testing.assert_allclose(_forward(loaded, pixels), _forward(model, pixels), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(forward_numpy(loaded, pixels), forward_numpy(model, pixels), rtol=1e-4, atol=1e-4)
 
 
 def test_the_record_keeps_the_tensor_shape_not_the_tensor(composed_resnet50):
@@ -138,9 +130,9 @@ def test_cpm_on_an_image_tensor_and_on_a_pair(tmp_path):
     rng = np.random.default_rng(3)
     pixels = rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     cmap = zoo.models.cpm.cpm_center_map(32, 32, sigma=5.0)[None]
-    reference = _forward(standalone, [(pixels * SCALE + OFFSET).astype(np.float32), cmap])
+    reference = forward_numpy(standalone, [(pixels * SCALE + OFFSET).astype(np.float32), cmap])
     for m in (model, pair):
-        for o, r in zip(_forward(m, [pixels, cmap]), reference):
+        for o, r in zip(forward_numpy(m, [pixels, cmap]), reference):
             np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
 
 
@@ -156,8 +148,8 @@ def test_a_model_on_an_input_tensor_saves_and_reloads_in_safe_mode(tmp_path):
     standalone = zoo.get("hourglass", input_shape=(64, 64, 3), **SMALL["hourglass"])
     for layer in standalone.layers:
         layer.set_weights(model.get_layer(layer.name).get_weights() if layer.name != "image" else [])
-    reference = _forward(standalone, (pixels * SCALE + OFFSET).astype(np.float32))
-    for o, r in zip(_forward(loaded, pixels), reference):
+    reference = forward_numpy(standalone, (pixels * SCALE + OFFSET).astype(np.float32))
+    for o, r in zip(forward_numpy(loaded, pixels), reference):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
 
 

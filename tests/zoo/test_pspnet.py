@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import randomize_batchnorm, trainable_count
+from tests.zoo.helpers import forward_numpy, randomize_batchnorm, trainable_count
 from tests.oracle import opencv_forward
 from zoo.errors import InputShapeError
 from zoo.layers import InterpAlignCorners
@@ -104,15 +104,6 @@ def _block(name, bottom, width, filters, stride=1, dilation=1, proj=False):
     )
     return text
 
-
-def _forward(model, x):
-    """Numpy outputs of ``model`` on ``x``: one compiled graph under JAX (eager JAX compiles every op
-    separately), an eager call elsewhere (TensorFlow traces ``predict`` slowly for 600-layer graphs)."""
-    if keras.backend.backend() == "jax":
-        return model.predict(x, verbose=0)
-    out = model(x)
-    return [keras.ops.convert_to_numpy(o) for o in out] if isinstance(out, (list, tuple)) else \
-        keras.ops.convert_to_numpy(out)
 
 
 def _assert_close(ours, ref):
@@ -231,7 +222,7 @@ def test_stem_and_strided_blocks_match_opencv(small, rng):
     x = rng.normal(0, 50, size=(1, 105, 97, 3)).astype(np.float32)
     ref = opencv_forward(proto, {"data": x}, caffemodel=_caffemodel(sub), outputs=["conv3_1/relu"])["conv3_1/relu"]
     assert ref.shape == (1, 14, 13, 512)
-    _assert_close(_forward(sub, x), ref)
+    _assert_close(forward_numpy(sub, x), ref)
 
 
 def test_dilated_blocks_pyramid_and_head_match_opencv(rng):
@@ -264,18 +255,18 @@ def test_dilated_blocks_pyramid_and_head_match_opencv(rng):
     x = rng.normal(size=(1, 13, 11, 8)).astype(np.float32)
     ref = opencv_forward(proto, {"data": x}, caffemodel=_caffemodel(model), outputs=["conv6_interp"])["conv6_interp"]
     assert ref.shape == (1, 97, 81, 3)
-    _assert_close(_forward(model, x), ref)
+    _assert_close(forward_numpy(model, x), ref)
 
 
 # --- serialization, registry, errors --------------------------------------------------------------------------
 
 def test_save_load_round_trip(small, tmp_path, rng):
     x = rng.normal(0, 50, size=(1, 105, 97, 3)).astype(np.float32)
-    before = _forward(small, x)
+    before = forward_numpy(small, x)
     path = tmp_path / "pspnet50.keras"
     small.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    after = _forward(loaded, x)
+    after = forward_numpy(loaded, x)
     assert len(before) == len(after) == 2
     for a, b in zip(before, after):
         assert a.shape == (1, 105, 97, 5)
