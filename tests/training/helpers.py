@@ -67,6 +67,38 @@ def run_python(code_or_args, *, env=None, timeout=300, cwd=None):
                           timeout=timeout)
 
 
+def run_tf_workers(script, *args, count=2, cwd=None, timeout=240):
+    """Run ``script`` (``python -c``) as ``count`` TensorFlow workers of one localhost cluster (``TF_CONFIG``
+    names free ports; worker ``i`` gets index ``i``) and return each one's parsed ``RESULT {json}`` line.
+    A worker that fails, or prints no result, fails the test with the end of its output."""
+    import json
+    import socket
+
+    ports = []
+    for _ in range(count):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for i in range(count):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                   KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+        procs.append(subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=env, cwd=cwd,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0 and "RESULT " in out, out[-3000:]
+    return [json.loads(out.split("RESULT ", 1)[1].splitlines()[0]) for out in outs]
+
+
 def _datasets_module():
     from training import data
 

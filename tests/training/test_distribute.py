@@ -1,12 +1,7 @@
 """training.distribute with a real tf.distribute.MultiWorkerMirroredStrategy: two worker processes on localhost."""
 
-import json
-import os
-import socket
-import subprocess
-import sys
 
-from tests.training.helpers import ROOT
+from tests.training.helpers import run_tf_workers
 
 # Each worker shards the records as distribute_py_dataset documents it, records[i::n][:len // n], for three
 # datasets: one that fits and two whose shards would hold no batch.
@@ -32,29 +27,8 @@ print("RESULT", json.dumps(result))
 
 
 def test_shards_without_a_batch_are_named(tmp_path):
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    procs = []
-    for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-                   KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=240)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise
-    for i, (p, out) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0 and "RESULT " in out, out[-3000:]
-        result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    results = run_tf_workers(WORKER, cwd=tmp_path)
+    for i, result in enumerate(results):
         # 5 records over 2 workers: 2 each (records 0, 2 / 1, 3), one batch of 2 per worker
         assert result["5"] == [1, [i, i + 2]]
         # was IndexError: batch index 0 out of range for 0 batches

@@ -2,14 +2,13 @@
 
 import csv
 import json
-import os
 import socket
 
 import keras
 import numpy as np
 import pytest
 
-from tests.training.helpers import CHILDREN_SOURCE, ROOT, run_python, tiny_pose_model, tiny_seg_model
+from tests.training.helpers import CHILDREN_SOURCE, run_python, run_tf_workers, tiny_pose_model, tiny_seg_model
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
 from training.evaluation import evaluate
@@ -263,34 +262,8 @@ print("RESULT", json.dumps({"loss": res.history["loss"], "n": len(res.history["l
 
 
 def test_multi_worker_mirrored_strategy_localhost(tmp_path):
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
     tiny_pose_model(outputs=2).save(tmp_path / "tiny.keras")
-    import subprocess
-    import sys
-
-    procs = []
-    for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-                   KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONPATH=str(ROOT))
-        procs.append(subprocess.Popen([sys.executable, "-c", MWMS_SCRIPT, str(tmp_path / "run"), str(tmp_path / "tiny.keras")], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=240)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-3000:]
-    results = [json.loads(o.split("RESULT ", 1)[1].splitlines()[0]) for o in outs]
+    results = run_tf_workers(MWMS_SCRIPT, tmp_path / "run", tmp_path / "tiny.keras")
     assert all(r["n"] == 1 and np.isfinite(r["loss"][0]) for r in results)
     # synchronous data parallelism: both workers end with the same weights (gradients all-reduced)
     assert results[0]["weights"] == pytest.approx(results[1]["weights"], rel=1e-6)
