@@ -166,8 +166,9 @@ def _where_to_get(src: SourceFile) -> str:
     return " or ".join(x for x in (src.url, src.page) if x) or "its authors' page"
 
 
-def _download(src: SourceFile, target: Path, unverified: dict) -> str:
-    """Download ``src.url`` to ``target`` (via ``.part``); returns the verified sha256."""
+def _download(src: SourceFile, target: Path, unverified: dict, progress: bool = True) -> str:
+    """Download ``src.url`` to ``target`` (via ``.part``); returns the verified sha256. ``progress=False``:
+    without get_file's "Downloading data from" line and progress bar."""
     import keras
 
     if not src.url:
@@ -179,6 +180,9 @@ def _download(src: SourceFile, target: Path, unverified: dict) -> str:
     # per process and thread: first uses at once do not write into one file
     part = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.part")
     try:
+        was_interactive = keras.config.is_interactive_logging_enabled()
+        if not progress:  # get_file prints its bar whenever Keras' interactive logging is on
+            keras.config.disable_interactive_logging()
         try:
             got = keras.utils.get_file(fname=part.name, origin=src.url, cache_dir=str(target.parent),
                                        cache_subdir=".", force_download=True)
@@ -187,6 +191,9 @@ def _download(src: SourceFile, target: Path, unverified: dict) -> str:
                 f"Could not download '{src.name}' from {src.url}: {type(e).__name__}: {e}. Partial data was "
                 f"deleted. Retry, or download it by hand and place it in the offline folder (${OFFLINE_ENV})."
             ) from None
+        finally:
+            if was_interactive:
+                keras.config.enable_interactive_logging()
         got = Path(got)
         if got.resolve() != part.resolve():  # get_file falls back to /tmp/.keras when the cache is read-only
             raise WeightsFileError(f"Cache folder '{target.parent}' is not writable; set KERAZOO_HOME to a writable folder.")
@@ -252,7 +259,7 @@ def _offline_places(src: SourceFile, offline: Path) -> list[tuple[Path, str]]:
     return places + [(offline / src.name, src.name), (offline / Path(src.name).name, src.name)]
 
 
-def _obtain(src: SourceFile, unverified: dict) -> tuple[Path, str]:
+def _obtain(src: SourceFile, unverified: dict, progress: bool = True) -> tuple[Path, str]:
     """(path of the file ``src`` provides, sha256 of the file read) from the offline folder or the cache."""
     offline = offline_dir()
     if offline is not None:
@@ -276,7 +283,7 @@ def _obtain(src: SourceFile, unverified: dict) -> tuple[Path, str]:
             cached.unlink()
             warnings.warn(f"{e} Deleted the cached copy; downloading it again.", stacklevel=3)
     if digest is None:
-        digest = _download(src, cached, unverified)
+        digest = _download(src, cached, unverified, progress)
     if src.member:
         return _extract(src, cached, in_cache=True), digest
     return cached, digest
@@ -369,7 +376,7 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
             return path
     files, digests, unverified = {}, {}, {}
     for src in record.sources:
-        files[src.provides], digests[src.key] = _obtain(src, unverified)
+        files[src.provides], digests[src.key] = _obtain(src, unverified, progress)
     path = out_dir / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, digests)}.h5"
     if _converted_ok(path):
         return path

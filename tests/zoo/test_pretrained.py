@@ -326,7 +326,9 @@ def test_cli_download_and_list(twin, capsys):
 
     name, record, _, _ = twin("cpm", "mpii")
     assert main(["download", f"{name}:mpii", "--quiet"]) == 0
-    assert f"{name}:mpii: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{name}:mpii: " in out
+    assert "Downloading data from" not in out and "/step" not in out  # --quiet: get_file's bar was printed
     assert main(["list", f"{name}*", "--pretrained"]) == 0
     out = capsys.readouterr().out
     assert f"{name}:mpii" in out and "yes" in out and "_trained_MPI/pose_deploy_centerMap.prototxt" in out
