@@ -137,9 +137,10 @@ _TASKS = ("pose", "segmentation")  # what training.fit trains
 
 
 def _run_metadata(model, path) -> None:
-    """Give a model loaded from a training run's ``.keras`` the run's family and input convention.
+    """Give a model loaded from a training run's ``.keras`` the run's family, input convention and heatmap
+    offset (``HeatmapDataset.heatmap_offset``, read by ``evaluate`` and ``predict`` through the record).
 
-    Neither is in the ``.keras`` file: without them fine-tuning ``runs/hg/best.keras`` used the
+    None of these is in the ``.keras`` file: without them fine-tuning ``runs/hg/best.keras`` used the
     default preset (Adam) and a CPM checkpoint got pixels / 255 instead of its BGR / 256 - 0.5.
     """
     import json
@@ -149,14 +150,20 @@ def _run_metadata(model, path) -> None:
     from training.normalization import Normalization
 
     try:
-        family = json.loads((Path(path).parent / "config.json").read_text())["family"]
+        config = json.loads((Path(path).parent / "config.json").read_text())
+        family = config["family"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # not a run folder (a converted net, a copied file)
     if isinstance(family, str) and family:
         model._kerazoo_family = family
     n = Normalization.of_run(Path(path).parent)
     if n is not None and getattr(model, "_zoo_record", None) is None:
-        model._zoo_record = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order)
+        try:  # where the run's targets put heatmap pixel 0 (a release fine-tuned in its own convention)
+            offset = float((config.get("train_data") or {}).get("heatmap_offset", 0.0))
+        except (AttributeError, TypeError, ValueError):
+            offset = 0.0
+        model._zoo_record = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
+                                              heatmap_offset=offset if math.isfinite(offset) else 0.0)
 
 
 def build_model(name_or_path, task, dataset, model_kwargs=None):

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+import zoo
+
 from tests.training.helpers import CHILDREN_SOURCE, run_python, run_tf_workers, tiny_pose_model, tiny_seg_model
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
@@ -347,10 +349,12 @@ def test_a_run_checkpoint_keeps_its_family_and_input_convention(tmp_path):
 
     cpm_like = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
     ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
-                        heatmap_size=(16, 16), sigma=1.0, flip_pairs=(), normalization=cpm_like)
+                        heatmap_size=(16, 16), sigma=1.0, flip_pairs=(), normalization=cpm_like, heatmap_offset=1.5)
     fit("hourglass", ds, epochs=1, out_dir=tmp_path, verbose=0, model_kwargs={"stacks": 1, "features": 8})
     model, family = build_model(str(tmp_path / "best.keras"), "pose", ds, None)
     assert family == "hourglass"  # was "default": fine-tuning it used Adam, not the hourglass' RMSprop
+    # evaluate/predict decode with the record's offset: it was 0, 1.5 input px off the run's own targets
+    assert zoo.weights_record(model).heatmap_offset == 1.5
     again = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
                            input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=())
     res = fit(str(tmp_path / "best.keras"), again, epochs=1, verbose=0)
