@@ -6,6 +6,8 @@
    (``$KERAZOO_OFFLINE_DIR``, files under their original names) or in the cache
    (``<cache>/sources``), or downloaded there with ``keras.utils.get_file`` (progress bar) to a
    ``.part`` name, checked, then renamed. Archives (``.zip``) give the member the record names.
+   Processes resolving the same name at once take turns (``<cache>/locks``): one downloads and
+   converts, the others then use its files.
 2. Hashes: a pinned sha256 must match. A tag whose hash nobody has computed from the real file yet
    records it on first download (``<cache>/sources/sha256.json``), prints it, and ``zoo.info`` says
    so; later reads must match the recorded value. A cached file that fails its check is deleted
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -29,6 +32,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -162,6 +166,39 @@ def _verify(src: SourceFile, key: str, path: Path, where: str, unverified: dict)
 # --------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold ``<cache>/locks/<folder>__<name>.lock`` while one process fetches or converts ``path``; the others
+    wait as long as it takes (:func:`zoo.weights.file_lock` gives up after ~10 s on Windows: too short for a
+    download). The lock files stay (deleting one that another process has open would let two hold it), in a
+    folder of their own, so the cache folders hold only the files."""
+    lock = _w.cache_dir() / "locks" / f"{path.parent.name}__{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if os.name == "nt":
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+            else:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def _where_to_get(src: SourceFile) -> str:
     return " or ".join(x for x in (src.url, src.page) if x) or "its authors' page"
 
@@ -275,18 +312,32 @@ def _obtain(src: SourceFile, unverified: dict, progress: bool = True) -> tuple[P
             f"that name; download it from {_where_to_get(src)}."
         )
     cached = _sources_dir() / _safe(src.name)
-    digest = None
-    if cached.is_file():
-        try:
-            digest = _verify(src, src.name, cached, str(cached), unverified)
-        except WeightsFileError as e:
-            cached.unlink()
-            warnings.warn(f"{e} Deleted the cached copy; downloading it again.", stacklevel=3)
+    digest = _cached_digest(src, cached, unverified)
     if digest is None:
-        digest = _download(src, cached, unverified, progress)
+        # One process downloads; others resolving the same name at once wait, then find the file (each
+        # fetched its own copy of a release of hundreds of MB). Under the lock no one else is writing a
+        # '.part' of this file: any there was left by a process killed mid-download, and would stay forever.
+        with _exclusive(cached):
+            digest = _cached_digest(src, cached, unverified)
+            if digest is None:
+                for stale in cached.parent.glob(f"{cached.name}.*.part"):
+                    stale.unlink(missing_ok=True)
+                digest = _download(src, cached, unverified, progress)
     if src.member:
         return _extract(src, cached, in_cache=True), digest
     return cached, digest
+
+
+def _cached_digest(src: SourceFile, cached: Path, unverified: dict) -> str | None:
+    """The sha256 of the cached copy of ``src`` when it passes its check, else ``None`` (a bad copy is deleted)."""
+    if not cached.is_file():
+        return None
+    try:
+        return _verify(src, src.name, cached, str(cached), unverified)
+    except WeightsFileError as e:
+        cached.unlink(missing_ok=True)
+        warnings.warn(f"{e} Deleted the cached copy; downloading it again.", stacklevel=4)
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +362,7 @@ def _known_digest(src: SourceFile) -> str | None:
     return _expected(src, src.name)[0] or (_expected(src, src.key)[0] if src.member else None)
 
 
-def _converted_ok(path: Path) -> bool:
+def _converted_ok(path: Path, warn: bool = True) -> bool:
     """True if the converted file exists and still has the sha256 written beside it at conversion.
 
     A bad file is not deleted: the new conversion replaces it atomically, so another process that
@@ -322,7 +373,9 @@ def _converted_ok(path: Path) -> bool:
         return False
     if side.is_file() and side.read_text().strip() == _w.sha256sum(path):
         return True
-    warnings.warn(f"Converted weights '{path}' are corrupt or incomplete; converting the release again.", stacklevel=4)
+    if warn:
+        warnings.warn(f"Converted weights '{path}' are corrupt or incomplete; converting the release again.",
+                      stacklevel=4)
     return False
 
 
@@ -380,6 +433,16 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
     path = out_dir / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, digests)}.h5"
     if _converted_ok(path):
         return path
+    with _exclusive(path):  # one conversion at a time; those waiting find it done (a big release is GBs of RAM each)
+        if _converted_ok(path, warn=False):
+            return path
+        return _convert_and_save(spec, tag, record, files, unverified, path, progress)
+
+
+def _convert_and_save(spec, tag, record, files, unverified, path, progress) -> Path:
+    """Convert the release ``files`` and write them to ``path`` (its sha256 beside it); then record the
+    hashes of ``unverified`` sources."""
+    out_dir = path.parent
     if progress:
         print(f"kerazoo: converting {spec.name}:{tag} from {', '.join(files)} (once; cached in '{out_dir}')")
     try:

@@ -246,3 +246,72 @@ def test_an_extracted_member_cut_since_is_extracted_again(twin, cache, tmp_path,
     path.write_bytes(files[src.key][:100])  # newer than the archive, but short
     again, _ = pretrained._obtain(src, {})
     assert again == path and again.read_bytes() == files[src.key]
+
+
+class _CountingSlowHandler(_SlowHandler):
+    """:class:`_SlowHandler` serving ``files`` by path, counting the requests of each."""
+
+    files: dict = {}
+    requests: dict = {}
+
+    def do_GET(self):
+        path = self.path.lstrip("/")
+        self.requests[path] = self.requests.get(path, 0) + 1
+        self.data = self.files[path]
+        super().do_GET()
+
+
+def _resolve_in_a_process(name, spec_args, tag, queue):
+    """A fresh (spawned) process: register the twin as the test did, resolve it, report what it saw."""
+    import contextlib
+    import io
+
+    from tests.zoo.test_pretrained import tiny
+    from zoo.registry import ModelSpec
+
+    registry._MODELS[name] = ModelSpec(name, tiny, *spec_args)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            path = pretrained.resolve(name, tag, progress=False)
+        queue.put((str(path), out.getvalue()))
+    except BaseException as e:  # noqa: BLE001 - reported to the test
+        queue.put((f"{type(e).__name__}: {e}", out.getvalue()))
+
+
+def test_processes_resolving_one_name_at_once_fetch_and_convert_it_once(twin, cache):
+    """Three processes (real ones, spawned) resolving a release at once: each downloaded every file (hundreds
+    of MB each for the real releases) and converted it; now one does, the others wait and use its files.
+    A '.part' left by a process killed mid-download stayed in the cache forever; it is deleted."""
+    import multiprocessing
+
+    name, record, _, files = twin("fcn32s", "voc", publish=False)
+    _CountingSlowHandler.files = {src.name: files[src.key] for src in record.sources}
+    _CountingSlowHandler.requests = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingSlowHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    record = record.replace(sources=tuple(dataclasses.replace(s, url=f"{base}/{s.name}") for s in record.sources))
+    stale = cache / "sources" / f"{pretrained._safe(record.sources[0].name)}.4242-1.part"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a download")
+    spec = registry._MODELS[name]
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_resolve_in_a_process,
+                           args=(name, (spec.family, ("fc",), "classes", {"voc": record}), "voc", queue))
+               for _ in range(3)]
+    try:
+        for w in workers:
+            w.start()
+        results = [queue.get(timeout=240) for _ in workers]
+        for w in workers:
+            w.join(timeout=60)
+    finally:
+        server.shutdown()
+    converted = sorted((cache / "converted").glob("*.h5"))
+    assert len(converted) == 1 and [p for p, _ in results] == [str(converted[0])] * 3, results
+    assert _CountingSlowHandler.requests == {src.name: 1 for src in record.sources}
+    assert sum(out.count("sha256 of") for _, out in results) == len(record.sources)  # recorded by the one converting
+    assert not list((cache / "sources").glob("*.part"))
