@@ -265,9 +265,9 @@ class HeatmapDataset(_RecordDataset):
         center_map_sigma: also return CPM's centre map (sigma in input pixels, e.g. 21).
         heatmap_offset: input px where heatmap pixel 0's centre lies (targets at
             ``(x_in - heatmap_offset) / stride``); 0.0 (default) is training's ``x_hm = x_in / stride``.
-            To fine-tune a release in its own convention pass its ``zoo.weights_record(model).heatmap_offset``
-            (CPM 3.5, hourglass 2.0), and evaluate with the same; a model fine-tuned with the default 0.0 has
-            our convention, whatever its starting weights said.
+            :func:`training.fit` sets it to the model's ``zoo.weights_record(model).heatmap_offset`` (CPM
+            3.5, hourglass 2.0) when left at 0.0, so a release is fine-tuned in its own convention; another
+            value given here wins, and the fitted model's record then carries it for ``evaluate``/``predict``.
         normalization: :class:`Normalization` of the images.
         feed: ``"float32"``: images normalised on the host; ``"uint8"``: raw RGB pixels, 4x fewer
             bytes per batch to copy to the device, for a model that normalises its input itself

@@ -369,6 +369,8 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
         for ds in (train_data, val_data):
             if ds is not None:
                 ds.normalization = Normalization.from_record(rec)
+    if task == "pose":
+        _match_heatmap_offset(model, rec, train_data, val_data, log)
     want = "uint8" if model_feed(model) == "uint8" else (feed or train_data.feed)
     if want == "uint8" and model_feed(model) != "uint8":
         with _dtype_policy(policy):
@@ -379,6 +381,34 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
             log(f"{what} dataset: feed {ds.feed} -> {want} (what the model expects)")
             ds.feed = want
     return model, family
+
+
+def _match_heatmap_offset(model, rec, train_data, val_data, log) -> None:
+    """Train in the weights' heatmap convention, and keep the model's record true to what it learns.
+
+    A release's weights put heatmap pixel 0 at ``rec.heatmap_offset`` input px (CPM 3.5, hourglass 2.0):
+    with a dataset left at the default 0, its targets move to the release's convention (as the input
+    normalisation does), so fine-tuning does not first unlearn a 2-3.5 px shift. A dataset given another
+    offset wins; the model's record then says so, since ``evaluate``/``predict`` decode with it.
+    The validation targets follow the training ones.
+    """
+    theirs = float(getattr(rec, "heatmap_offset", 0.0) or 0.0)
+    if theirs and not train_data.heatmap_offset:
+        train_data.heatmap_offset = theirs
+        log(f"targets: heatmap_offset {theirs:g} input px, the convention of the model's weights "
+            f"(HeatmapDataset(heatmap_offset=...) to train another)")
+    ours = train_data.heatmap_offset
+    if val_data is not None and val_data.heatmap_offset != ours:
+        log(f"val targets: heatmap_offset {val_data.heatmap_offset:g} -> {ours:g} input px (the training targets')")
+        val_data.heatmap_offset = ours
+    if rec is not None and ours != theirs:
+        model._zoo_record = rec.replace(heatmap_offset=ours)
+    elif rec is None and ours:
+        import zoo
+
+        n = train_data.normalization
+        model._zoo_record = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
+                                              heatmap_offset=ours)
 
 
 def _resolve_preset(preset, family, overrides) -> Preset:

@@ -396,3 +396,26 @@ def test_tiny_models_name_the_input_sizes_they_take():
     assert tiny_pspnet(input_shape=(48, 48, 3), bins=(1, 2, 3), width=4, aux=False).output_shape == (None, 48, 48, 21)
     with pytest.raises(ValueError, match=r"tiny_fcn: input_shape must be \(H, W, 3\). Received: input_shape=\(64, 64\)"):
         tiny_fcn(input_shape=(64, 64))  # was "not enough values to unpack"
+
+
+@agnostic
+def test_fine_tuning_keeps_the_weights_heatmap_convention(tmp_path):
+    # A release's record puts heatmap pixel 0 at 2 input px (hourglass:mpii); fine-tuning it with a dataset left at
+    # the default trained 0-offset targets, and the record still told evaluate/predict to decode with 2.
+    def data(**kw):
+        return HeatmapDataset(synthetic_pose(8, image_size=(64, 64), num_keypoints=4), batch_size=4,
+                              input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=(), **kw)
+
+    base = zoo.get("hourglass", stacks=1, features=8, num_keypoints=4, input_shape=(64, 64, 3))
+    zoo.save_weights(base, tmp_path / "release.h5", record=zoo.WeightsRecord(heatmap_offset=2.0))
+    train, val = data(), data(heatmap_offset=0.5)
+    res = fit(zoo.get("hourglass", weights=str(tmp_path / "release.h5")), train, val, epochs=1, verbose=0)
+    assert (train.heatmap_offset, val.heatmap_offset) == (2.0, 2.0)  # the release's convention, both sets
+    assert zoo.weights_record(res.model).heatmap_offset == 2.0
+    # a dataset given its own offset wins, and the model's record follows what it was trained on
+    res = fit(zoo.get("hourglass", weights=str(tmp_path / "release.h5")), data(heatmap_offset=1.0), epochs=1,
+              verbose=0)
+    assert zoo.weights_record(res.model).heatmap_offset == 1.0
+    # a model without a record gets one when its targets are not the default's
+    res = fit(tiny_pose_model(64, outputs=1), data(heatmap_offset=1.5), epochs=1, verbose=0)
+    assert zoo.weights_record(res.model).heatmap_offset == 1.5
