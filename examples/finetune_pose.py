@@ -201,13 +201,15 @@ def run(a) -> int:
 
     step("4. save weights")
     norm = val.normalization
+    fitted = zoo.weights_record(model)  # fit's: the heatmap convention the model was trained in (release: theirs)
     record = zoo.WeightsRecord(
         description=f"{a.model} fine-tuned on {a.dataset} by examples/finetune_pose.py",
         input_size=(a.input_size, a.input_size), channel_order=norm.channel_order, scale=norm.scale,
         mean=tuple(norm.mean), std=tuple(norm.std), num_keypoints=k,
         keypoint_names=tuple(info.keypoint_names) if info.keypoint_names else None,
         flip_pairs=tuple(map(tuple, info.flip_pairs)) or None,
-        output_stride=a.input_size // int(model.outputs[-1].shape[1]), builder_kwargs=builder_kwargs,
+        output_stride=a.input_size // int(model.outputs[-1].shape[1]),
+        heatmap_offset=fitted.heatmap_offset if fitted else 0.0, builder_kwargs=builder_kwargs,
         metrics={f"{a.dataset} val {after.metric}": round(after.mean, 4)})
     path = zoo.save_weights(model, out / f"{a.model}_{a.dataset}.h5", record, model_name=a.model)
     print(f"wrote {path}: zoo.get('{a.model}', weights='{path}') rebuilds this model")
