@@ -122,7 +122,8 @@ def caffe_reduction_numpy(x, operation, axis, coeff=1.0):
 
 def caffe_mvn_numpy(x, normalize_variance=True, across_channels=False, eps=1e-9):
     """mvn_layer.cpp: per num (or num * channels) row of the flat blob, ``x - EX``, then
-    ``/ (sqrt(E((X-EX)^2)) + eps)``. num()/channels() are Caffe's legacy accessors (1 past the last axis)."""
+    ``/ (sqrt(E((X-EX)^2)) + eps)``. num()/channels() are Caffe's legacy accessors (1 past the last axis),
+    and the top is reshaped to them: always 4-D."""
     legacy = list(x.shape) + [1] * (4 - x.ndim)
     num = legacy[0] if across_channels else legacy[0] * legacy[1]
     rows = x.astype(np.float64).reshape(num, -1)
@@ -132,7 +133,7 @@ def caffe_mvn_numpy(x, normalize_variance=True, across_channels=False, eps=1e-9)
         if normalize_variance:
             centred = centred / (np.sqrt((centred ** 2).sum() / rows[i].size) + eps)
         out[i] = centred
-    return out.reshape(x.shape)
+    return out.reshape(legacy)
 
 
 def caffe_tile_numpy(x, axis, tiles):

@@ -570,8 +570,10 @@ class CaffeMVN(keras.layers.Layer):
     ``y / (sqrt(E[y^2]) + eps)``: eps is added to the standard deviation, not to the variance.
 
     The statistics are per sample and channel over every later Caffe axis (H and W of an image), or per
-    sample over all of them with ``across_channels``. A 2-D ``(N, C)`` blob without ``across_channels``
-    has one value per statistic, so its output is 0.
+    sample over all of them with ``across_channels``. The top is always 4-D, as Caffe's
+    ``top->Reshape(num(), channels(), height(), width())``: a ``(N, C)`` bottom gives NHWC ``(N, 1, 1, C)``
+    (Caffe ``(N, C, 1, 1)``), a ``(N, C, H)`` one ``(N, H, 1, C)``; without ``across_channels`` such a
+    ``(N, C)`` blob has one value per statistic, so its output is 0.
     """
 
     def __init__(self, normalize_variance=True, across_channels=False, eps=1e-9, **kwargs):
@@ -579,19 +581,16 @@ class CaffeMVN(keras.layers.Layer):
         self.normalize_variance, self.across_channels = bool(normalize_variance), bool(across_channels)
         self.eps = float(eps)
 
-    def _axes(self, rank):
-        caffe = range(1 if self.across_channels else 2, rank)
-        return tuple(_NCHW_TO_NHWC[a] for a in caffe) if rank == 4 else tuple(caffe)
-
     def call(self, x):
-        axes = self._axes(len(x.shape))
-        if not axes:
-            centred = x - x
-        else:
-            centred = x - ops.mean(x, axis=axes, keepdims=True)
+        if len(x.shape) < 4:  # Caffe order, to the legacy (N, C, H, W) with trailing 1s, then NHWC
+            for _ in range(4 - len(x.shape)):
+                x = ops.expand_dims(x, -1)
+            x = _from_caffe(x)
+        axes = (1, 2, 3) if self.across_channels else (1, 2)  # NHWC: (H, W, C) or (H, W)
+        centred = x - ops.mean(x, axis=axes, keepdims=True)
         if not self.normalize_variance:
             return centred
-        var = ops.mean(centred * centred, axis=axes, keepdims=True) if axes else centred * centred
+        var = ops.mean(centred * centred, axis=axes, keepdims=True)
         return centred / (ops.sqrt(var) + self.eps)
 
     def get_config(self):

@@ -130,7 +130,8 @@ def opencv_departures(net: Net) -> list[str]:
     batch statistics is computed by OpenCV per sample, dividing by ``std + eps``, where Caffe takes the
     statistics over the batch and divides by ``sqrt(var + eps)`` (measured with OpenCV 4.x).
     OpenCV lacks Bias, ArgMax, Threshold, Clip and Reduction, does not read Tile's ``tile_param`` nor
-    Swish's ``beta``, and its MVN divides by ``sqrt(var + eps)`` where Caffe's divides by ``std + eps``.
+    Swish's ``beta``, and its MVN divides by ``sqrt(var + eps)`` where Caffe's divides by ``std + eps``
+    and keeps a 2-D bottom's shape where Caffe's top is ``(N, C, 1, 1)``.
     """
     from converters.caffe.params import opt, sub
 
@@ -145,6 +146,9 @@ def opencv_departures(net: Net) -> list[str]:
         elif layer.type == "MVN" and opt(sub(layer.param, "mvn_param"), "normalize_variance", True):
             found.append(f"MVN '{layer.name}' normalizes the variance, which OpenCV divides by sqrt(var + eps), "
                          "Caffe by std + eps")
+        elif layer.type == "MVN" and len(net.shapes[layer.bottoms[0]]) < 4:
+            found.append(f"MVN '{layer.name}' has a bottom of fewer than 4 axes, whose shape OpenCV keeps "
+                         "where Caffe's top is 4-D")
         if uses_batch_stats(layer):
             found.append(f"BatchNorm '{layer.name}' uses batch statistics (use_global_stats: false), which "
                          "OpenCV takes per sample and divides by std + eps")

@@ -430,10 +430,13 @@ def _reduction(param, bottoms, where):
 
 
 def _mvn(param, bottoms, where):
-    tops, _ = _same(param, bottoms, where)
-    if len(bottoms[0]) > 4:  # mvn_layer.cpp reads num()/channels(), Caffe's legacy 4-D accessors
-        _fail(where, f"needs a bottom of at most 4 axes, got shape {bottoms[0]}")
-    return tops, []
+    _n_bottoms(bottoms, where, 1)
+    b = bottoms[0]
+    if len(b) > 4:  # mvn_layer.cpp reads num()/channels(), Caffe's legacy 4-D accessors
+        _fail(where, f"needs a bottom of at most 4 axes, got shape {b}")
+    # Its Reshape is top->Reshape(num(), channels(), height(), width()): always 4-D, a (N, C) bottom
+    # gives (N, C, 1, 1) (an axis past the bottom's last reads as 1).
+    return [tuple(b) + (1,) * (4 - len(b))], []
 
 
 #: Caffe type -> shape handler. The reader rejects every other type with UnsupportedLayerError.
