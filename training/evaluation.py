@@ -215,6 +215,10 @@ def _evaluate_pose(model, ds, flip, alpha, names, offset):
             hm = flip_test(run, images, ds.flip_pairs, offset=offset)
         else:
             hm = _predict(model, x)[-1]
+        if hm.ndim != 4 or hm.shape[-1] not in (k, k + 1):  # K + 1: CPM's background map, never scored
+            raise ValueError(f"evaluate: the model outputs {hm.shape[-1] if hm.ndim == 4 else 'no'} heatmaps "
+                             f"(output shape {hm.shape}), but the dataset has {k} keypoints; expected (B, h, w, {k}) "
+                             f"or (B, h, w, {k + 1}) with a background map.")
         kp_in, sc = _codec(ds, hm, offset).decode(hm[..., :k])
         for i, rid in enumerate(ds.batch_indices(b)):
             rec = ds.records[int(rid)]

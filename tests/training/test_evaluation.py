@@ -712,3 +712,23 @@ def test_pose_is_decoded_in_the_released_weights_convention(release, flip):
     np.testing.assert_allclose(error(heatmap_offset=0.0).mean(axis=(0, 1)), -offset, atol=tol)  # the old decoding
     with pytest.raises(ValueError, match=r"evaluate: heatmap_offset must be a finite number"):
         evaluate(_IdealPose(ds, sigma=2.0), ds, heatmap_offset=float("nan"), verbose=False)
+
+
+def test_pose_heatmap_count_must_match_the_keypoints():
+    # a 16-map model (MPII's joints) on a 14-joint dataset (LSP's) was scored on its first 14 maps, silently
+    recs = synthetic_pose(4, image_size=(64, 64), num_keypoints=4, seed=3)
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=(),
+                        shuffle=False)
+    for maps in (6, 3):
+        def answer(d, b, maps=maps):  # the targets' maps, repeated or cut to `maps` channels
+            return np.concatenate([_oracle_heatmaps(d, b)] * 2, axis=-1)[..., :maps]
+
+        for flip in (False, True):
+            with pytest.raises(ValueError, match=rf"evaluate: the model outputs {maps} heatmaps .* 4 keypoints"):
+                evaluate(_Replay(ds, answer), ds, flip=flip, verbose=False)
+
+    def with_background(d, b):  # CPM: K maps + background, whether or not the dataset was made with background
+        hm = _oracle_heatmaps(d, b)
+        return np.concatenate([hm, 1.0 - hm.max(-1, keepdims=True)], axis=-1)
+
+    assert evaluate(_Replay(ds, with_background), ds, verbose=False).mean == 1.0
