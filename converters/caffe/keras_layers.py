@@ -58,6 +58,12 @@ def _from_caffe(x):
     return ops.transpose(x, (0, 2, 3, 1)) if len(x.shape) == 4 else x
 
 
+def _index_dtype(dtype):
+    """dtype of indices as Caffe's float tops: float32 for a 16-bit float ``dtype``, else ``dtype``."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
+
+
 def _blob_like(x, s, axis):
     """Second bottom ``s`` (Caffe shape ``x.shape[axis : axis + s.ndim]``) broadcast against ``x`` in Keras layout."""
     rank, s_rank = len(x.shape), len(s.shape)
@@ -612,6 +618,9 @@ class CaffeArgMax(keras.layers.Layer):
     ``(N, top_k, 1, 1 or 2)`` as every 4-D tensor here.
 
     NaN inputs: Caffe's comparison sort is undefined for them; so is this layer's result.
+
+    dtype: a top holding indices is float32 when the input is float16 or bfloat16 (Caffe's float top
+    holds every index exactly; bfloat16 only up to 256, float16 up to 2048), else the input's dtype.
     """
 
     def __init__(self, top_k=1, out_max_val=False, axis=None, **kwargs):
@@ -634,7 +643,7 @@ class CaffeArgMax(keras.layers.Layer):
             taken = ops.logical_or(taken, ops.equal(index, i))
             idx.append(i)
             vals.append(m)
-        return ops.cast(ops.concatenate(idx, axis=-1), v.dtype), ops.concatenate(vals, axis=-1)
+        return ops.cast(ops.concatenate(idx, axis=-1), _index_dtype(v.dtype)), ops.concatenate(vals, axis=-1)
 
     def call(self, x):
         xc = _to_caffe(x)
@@ -645,7 +654,7 @@ class CaffeArgMax(keras.layers.Layer):
             return _from_caffe(ops.moveaxis(vals if self.out_max_val else idx, -1, self.axis))
         flat = ops.reshape(xc, (-1, int(np.prod(xc.shape[1:]))))
         idx, vals = self._top_k(flat)
-        parts = [idx, vals] if self.out_max_val else [idx]
+        parts = [idx, ops.cast(vals, idx.dtype)] if self.out_max_val else [idx]  # 16-bit values: exact
         y = ops.stack(parts, axis=1)  # (N, 1 or 2, top_k)
         y = ops.reshape(y, (-1, len(parts), self.top_k) + (1,) * (max(rank, 3) - 3))
         return _from_caffe(y)
@@ -662,6 +671,10 @@ class CaffeArgMax(keras.layers.Layer):
         if len(s) == 4:
             s = [s[0], s[2], s[3], s[1]]
         return tuple(s)
+
+    def compute_output_spec(self, x):
+        dtype = x.dtype if self.axis is not None and self.out_max_val else _index_dtype(x.dtype)
+        return keras.KerasTensor(self.compute_output_shape(x.shape), dtype=dtype)
 
     def get_config(self):
         return {**super().get_config(), "top_k": self.top_k, "out_max_val": self.out_max_val, "axis": self.axis}

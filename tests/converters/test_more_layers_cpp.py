@@ -38,6 +38,31 @@ def mvn_cpp(bottom, normalize_variance=True, across_channels=False, eps=1e-9):
     return top.reshape(n, c, h, w)
 
 
+def argmax_cpp(bottom, top_k=1, out_max_val=False, axis=None):
+    """argmax_layer.cpp: per position, ``std::partial_sort`` of ``(value, index)`` pairs with
+    ``std::greater``; without ``axis`` the top is ``(N, 1 or 2, top_k)`` padded with 1s to the bottom's
+    rank, holding ``top_k`` indices then (``out_max_val``) ``top_k`` values per sample."""
+    data = bottom.astype(np.float32).reshape(-1)
+    if axis is not None:
+        axis = axis + bottom.ndim if axis < 0 else axis
+        shape = list(bottom.shape)
+        shape[axis] = top_k
+        dim = bottom.shape[axis]
+        dist = int(np.prod(bottom.shape[axis:])) // dim
+    else:
+        shape = [bottom.shape[0], 2 if out_max_val else 1, top_k] + [1] * (max(bottom.ndim, 3) - 3)
+        dim, dist = int(np.prod(bottom.shape[1:])), 1
+    top = np.zeros(int(np.prod(shape)), np.float64)
+    for i in range(data.size // dim):
+        pairs = sorted(((data[(i // dist * dim + j) * dist + i % dist], j) for j in range(dim)), reverse=True)
+        for j, (value, index) in enumerate(pairs[:top_k]):
+            if out_max_val and axis is None:
+                top[2 * i * top_k + j], top[2 * i * top_k + top_k + j] = index, value
+            else:
+                top[(i // dist * top_k + j) * dist + i % dist] = value if out_max_val else index
+    return top.reshape(shape)
+
+
 def _nhwc(a):
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
@@ -63,3 +88,27 @@ layer {{ name: "mvn" type: "MVN" bottom: "x" top: "mvn" mvn_param {{ {mvn_param}
     np.testing.assert_allclose(y, want, rtol=0, atol=1e-5)
     # OpenCV keeps the bottom's shape, so --verify cannot compare it
     assert any("MVN 'mvn'" in d for d in opencv_departures(net))
+
+
+@pytest.mark.parametrize("policy", ["bfloat16", "float16", "mixed_bfloat16"])
+def test_argmax_indices_are_exact_under_16_bit_policies(policy):
+    # Caffe's top is float: indices up to 2^24 are exact. bfloat16 holds integers exactly only up to 256
+    # (index 999 of 1000 classes was 1000), float16 up to 2048.
+    text = """input: "x" input_shape { dim: 2 dim: 3 dim: 40 dim: 40 }
+layer { name: "flat" type: "ArgMax" bottom: "x" top: "flat" argmax_param { top_k: 2 out_max_val: true } }
+layer { name: "f" type: "Flatten" bottom: "x" top: "f" }
+layer { name: "am" type: "ArgMax" bottom: "f" top: "am" argmax_param { axis: 1 top_k: 3 } }"""
+    x = np.zeros((2, 3, 40, 40), np.float32)
+    x[0, 2, 39, 39], x[0, 2, 39, 37], x[0, 1, 0, 1] = 4.0, 3.0, 2.0  # indices 4799, 4797, 1601
+    x[1, 0, 0, 3], x[1, 2, 39, 38] = 1.5, 1.0  # indices 3, 4798; then the last of the zeros, 4799
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = caffe.to_keras(loads(text), progress=False)
+        flat, am = (np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")), np.float64)
+                    for y in model(_nhwc(x)))
+    finally:
+        keras.config.set_dtype_policy(before)
+    np.testing.assert_array_equal(flat, _nhwc(argmax_cpp(x, 2, True)))
+    np.testing.assert_array_equal(am, argmax_cpp(x.reshape(2, -1), 3, False, 1))
+    np.testing.assert_array_equal(am, [[4799, 4797, 1601], [3, 4798, 4799]])  # ties: the last index
