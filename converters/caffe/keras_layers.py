@@ -592,12 +592,17 @@ class CaffeMVN(keras.layers.Layer):
             for _ in range(4 - len(x.shape)):
                 x = ops.expand_dims(x, -1)
             x = _from_caffe(x)
+        dtype = x.dtype
+        if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+            # As Keras' own normalization layers: float32 statistics. eps = 1e-9 is 0 in float16, so a
+            # constant channel (a dead ReLU) would be 0 / 0 = NaN where Caffe gives 0.
+            x = ops.cast(x, "float32")
         axes = (1, 2, 3) if self.across_channels else (1, 2)  # NHWC: (H, W, C) or (H, W)
         centred = x - ops.mean(x, axis=axes, keepdims=True)
-        if not self.normalize_variance:
-            return centred
-        var = ops.mean(centred * centred, axis=axes, keepdims=True)
-        return centred / (ops.sqrt(var) + self.eps)
+        if self.normalize_variance:
+            var = ops.mean(centred * centred, axis=axes, keepdims=True)
+            centred = centred / (ops.sqrt(var) + self.eps)
+        return ops.cast(centred, dtype)
 
     def get_config(self):
         return {**super().get_config(), "normalize_variance": self.normalize_variance,

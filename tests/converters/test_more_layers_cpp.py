@@ -112,3 +112,23 @@ layer { name: "am" type: "ArgMax" bottom: "f" top: "am" argmax_param { axis: 1 t
     np.testing.assert_array_equal(flat, _nhwc(argmax_cpp(x, 2, True)))
     np.testing.assert_array_equal(am, argmax_cpp(x.reshape(2, -1), 3, False, 1))
     np.testing.assert_array_equal(am, [[4799, 4797, 1601], [3, 4798, 4799]])  # ties: the last index
+
+
+@pytest.mark.parametrize("policy", ["float16", "mixed_float16"])
+def test_mvn_of_a_constant_channel_is_zero_under_float16(policy, rng):
+    # eps = 1e-9 is 0 in float16: a channel that ReLU zeroed gave 0 / 0 = NaN, Caffe 0 / (0 + eps) = 0.
+    text = """input: "x" input_shape { dim: 2 dim: 3 dim: 4 dim: 5 }
+layer { name: "relu" type: "ReLU" bottom: "x" top: "x" }
+layer { name: "mvn" type: "MVN" bottom: "x" top: "mvn" }"""
+    x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    x[:, 1] = -1.0
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = caffe.to_keras(loads(text), progress=False)
+        y = keras.ops.convert_to_numpy(keras.ops.cast(model(_nhwc(x)), "float32"))
+    finally:
+        keras.config.set_dtype_policy(before)
+    want = _nhwc(mvn_cpp(np.maximum(x, 0).astype(np.float16)))
+    np.testing.assert_array_equal(y[..., 1], 0.0)
+    np.testing.assert_allclose(y, want, rtol=0, atol=4e-3)  # float16 rounding of values up to ~4
