@@ -330,7 +330,7 @@ def _build(text, path, read_model, model_path, input_shape, phase):
 
     # Inputs in declaration order: net-level, Input layers, data layers.
     inputs = _declared_inputs(net_param, path)
-    data_tops = set()
+    data_tops, dropped_tops = set(), set()
     kept = []
     for p, line in zip(params, lines):
         if not _included(p, state, where(p, line)):
@@ -342,7 +342,9 @@ def _build(text, path, read_model, model_path, input_shape, phase):
                 data_tops.update(p.top)
         elif p.type == "Silence":
             kept.append((p, line))  # dropped below, after its bottoms are marked as consumed
-        elif not _is_dropped(p):
+        elif _is_dropped(p):
+            dropped_tops.update(p.top)  # a Silence may read them
+        else:
             if p.type == "BatchNorm" and state.phase == _PHASES["TRAIN"] and \
                     not p.batch_norm_param.HasField("use_global_stats"):
                 # batch_norm_layer.cpp: use_global_stats defaults to (phase == TEST).
@@ -387,8 +389,8 @@ def _build(text, path, read_model, model_path, input_shape, phase):
         w = where(p, line)
         if p.type == "Silence":
             for b in p.bottom:
-                if b in data_tops and b not in current:
-                    continue  # a label that only dropped layers read: not an input
+                if b not in current and (b in data_tops or b in dropped_tops):
+                    continue  # a label that only dropped layers read, or a dropped layer's top
                 if b not in current:
                     raise GraphError(f"{w}: bottom '{b}' is not produced by any earlier layer or input")
                 silenced.add(current[b])

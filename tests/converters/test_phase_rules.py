@@ -50,3 +50,18 @@ def test_batchnorm_in_train_phase_uses_batch_statistics(tmp_path, rng):
         bn, bn_global = model.predict(_nhwc(x), verbose=0)
         np.testing.assert_allclose(bn, want_bn, rtol=0, atol=1e-4, err_msg=phase)
         np.testing.assert_allclose(bn_global, ref(mean, var), rtol=0, atol=1e-4, err_msg=phase)
+
+
+def test_silence_of_a_dropped_layers_top_is_accepted():
+    # net.cpp: Silence may read any earlier top, an Accuracy's or a loss' too. The reader drops those
+    # layers, so their tops have no producer; Silence of them was a GraphError (before Silence was read).
+    text = """input: "data" input_shape { dim: 1 dim: 2 dim: 3 dim: 5 }
+input: "label" input_shape { dim: 1 }
+layer { name: "a" type: "ReLU" bottom: "data" top: "a" }
+layer { name: "acc" type: "Accuracy" bottom: "a" bottom: "label" top: "acc" }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "a" bottom: "label" top: "loss" top: "prob" }
+layer { name: "silence" type: "Silence" bottom: "acc" bottom: "prob" }"""
+    net = loads(text)
+    assert [net.caffe_names[b] for b in net.outputs] == ["a"]
+    with pytest.raises(caffe.GraphError, match=r"layer 'silence' \(Silence.*bottom 'nothing' is not produced"):
+        loads(text.replace('bottom: "prob"', 'bottom: "nothing"'))
