@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["main", "convert_main", "train_main", "Parser", "HelpFormatter", "CLIError", "count", "real", "name_value",
-           "blocked_by_file", "tensorflow_notices_held_back"]
+           "blocked_by_file", "tensorflow_notices_held_back", "HEATMAP_OFFSET_HELP"]
 
 
 def name_value(text):
@@ -87,22 +87,30 @@ def count(minimum: int):
     return parse
 
 
-def real(minimum: float, *, above: bool = False):
-    """argparse type: a finite float >= ``minimum`` (> ``minimum`` when ``above``): a rate, weight or length.
-    ``float`` alone takes 'inf', 'nan' and negative values."""
-    bound = f"{'>' if above else '>='} {minimum:g}"
+def real(minimum: float | None, *, above: bool = False):
+    """argparse type: a finite float >= ``minimum`` (> ``minimum`` when ``above``; any finite float when
+    ``minimum`` is ``None``): a rate, weight, length or offset. ``float`` alone takes 'inf', 'nan' and negative
+    values."""
+    bound = "" if minimum is None else f" {'>' if above else '>='} {minimum:g}"
 
     def parse(text):
         try:
             x = float(text)
         except ValueError:
             x = float("nan")
-        if not (math.isfinite(x) and (x > minimum if above else x >= minimum)):
-            raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+        if not (math.isfinite(x) and (minimum is None or (x > minimum if above else x >= minimum))):
+            raise argparse.ArgumentTypeError(f"expected a finite number{bound}, got {text!r}")
         return x
 
-    parse.__name__ = f"number {bound}"
+    parse.__name__ = f"number{bound}"
     return parse
+
+
+# --heatmap-offset of predict and evaluate: pose models only (classifiers and masks have no heatmaps)
+HEATMAP_OFFSET_HELP = ("pose: input px where the centre of heatmap pixel 0 lies (pixel g at g * stride + PX); "
+                       "default: the weights record's (a training run's config.json; the CPM releases 3.5, "
+                       "hourglass:mpii 2.0), else 0 (training's convention). A converted .keras has no record: "
+                       "give it here")
 
 
 class CLIError(Exception):
@@ -237,6 +245,7 @@ def build_parser():
                                  "in /) gets IMAGE_STEM.pred.png inside it")
     s.add_argument("--winograd", action="store_true",
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
+    s.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
     for name, what in _DELEGATED.items():
         sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
     return p

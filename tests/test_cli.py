@@ -402,3 +402,81 @@ def test_info_checks_the_tag(capsys):
     assert err == "kerazoo info: error: hourglass: unknown weights tag 'zzz' (in 'hourglass:zzz'). Known tags: mpii.\n"
     for name in ("hourglass:mpii", "hourglass.mpii"):
         assert main(["info", name]) == 0 and '"mpii": {' in capsys.readouterr().out
+    # input px where heatmap pixel 0 lies in the releases (the record holds it; predict/evaluate decode with it)
+    assert main(["info", "cpm:lsp"]) == 0
+    weights = __import__("json").loads(capsys.readouterr().out)["weights"]
+    assert weights["lsp"]["heatmap_offset"] == 3.5  # CPM's putGaussianMaps: stride / 2 - 0.5 at stride 8
+    assert main(["info", "hourglass"]) == 0
+    assert __import__("json").loads(capsys.readouterr().out)["weights"]["mpii"]["heatmap_offset"] == 2.0  # pose-hg-train
+
+
+def _keypoints(stdout):
+    """``predict``'s keypoint lines ``X Y NAME`` -> ({name: (x, y)})."""
+    rows = [l.split(None, 2) for l in stdout.splitlines() if not l.startswith("wrote ")]
+    return {name: (float(x), float(y)) for x, y, name in rows}
+
+
+def test_predict_decodes_in_the_records_heatmap_convention(tmp_path, capsys):
+    """Heatmap pixel g is at input px g * stride + the record's heatmap_offset (hourglass:mpii 2.0): predict printed
+    no keypoints, and decoded a training run's best.keras at offset 0 whatever the run trained with (config.json).
+    --heatmap-offset PX overrides it; on an image of the input's size a keypoint moves by exactly PX px."""
+    import cv2
+    import keras
+
+    import zoo
+    from training import fit
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+    from zoo.cli import main
+
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "img64.png"), rng.integers(0, 256, (64, 64, 3)).astype("uint8"))
+    cv2.imwrite(str(tmp_path / "img32.png"), rng.integers(0, 256, (32, 32, 3)).astype("uint8"))
+    hg = zoo.get("hourglass", stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3))
+    kernel, bias = hg.get_layer("stack1_heatmaps").get_weights()
+    hg.get_layer("stack1_heatmaps").set_weights([kernel, bias + 100.0])  # every map positive: a keypoint each
+    names = ("nose", "neck", "hip", "knee")
+    zoo.save_weights(hg, tmp_path / "hg.h5", zoo.WeightsRecord(num_keypoints=4, keypoint_names=names, scale=1 / 255,
+                                                                heatmap_offset=2.0))
+
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=4, padding="same", activation="relu", name="c1")(inp)
+    run_model = keras.Model(inp, keras.layers.Conv2D(4, 1, activation="sigmoid", name="stack1_heatmaps")(x))
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), heatmap_offset=1.5)
+    fit(run_model, ds, epochs=1, out_dir=tmp_path / "run", verbose=0)
+    run_model.save(tmp_path / "converted.keras")  # no run folder, no record: 0 unless given
+
+    def keypoints(image, weights, *argv):
+        assert main(["predict", "hourglass", str(tmp_path / image), "--weights", str(tmp_path / weights), "--out",
+                     str(tmp_path / "p.png"), *argv]) == 0, capsys.readouterr().err
+        return _keypoints(capsys.readouterr().out)
+
+    capsys.readouterr()
+    for image, weights, default, given in [("img64.png", "hg.h5", 2.0, -1.25), ("img32.png", "run/best.keras", 1.5, 0),
+                                           ("img32.png", "converted.keras", 0.0, 3.5)]:
+        by_record, by_option = keypoints(image, weights), keypoints(image, weights, "--heatmap-offset", str(given))
+        assert len(by_record) == 4 and np.isfinite(list(by_record.values())).all(), by_record
+        if weights == "hg.h5":
+            assert tuple(by_record) == names  # named from the record
+        np.testing.assert_allclose(np.array(list(by_record.values())) - np.array(list(by_option.values())),
+                                   default - given, atol=0.011)  # printed with 2 decimals
+
+    model = zoo.get("resnet18", input_shape=(32, 32, 3), classes=3)
+    zoo.save_weights(model, tmp_path / "r.h5")
+    for argv, expected in [(["resnet18", "img32.png", "--weights", "r.h5", "--heatmap-offset", "1"],
+                            "kerazoo predict: error: --heatmap-offset is for pose models (heatmaps); resnet18 gives "
+                            "classification\n"),
+                           (["hourglass", "img32.png", "--weights", "hg.h5", "--heatmap-offset", "inf"],
+                            "kerazoo predict: error: argument --heatmap-offset: expected a finite number, got 'inf' "
+                            "(see kerazoo predict --help)\n")]:
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            assert main(["predict", *argv]) == 2
+        except SystemExit as e:  # argparse's usage error
+            assert e.code == 2
+        finally:
+            os.chdir(cwd)
+        assert capsys.readouterr().err == expected
+    assert not (tmp_path / "img32.pred.png").exists()

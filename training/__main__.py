@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # too late for `python -m training` (the package loads Keras)
 
-from kerazoo.cli import Parser, blocked_by_file, count, name_value, real
+from kerazoo.cli import HEATMAP_OFFSET_HELP, Parser, blocked_by_file, count, name_value, real
 from zoo.errors import one_line
 
 __all__ = ["main", "build_parser", "parse_args"]
@@ -121,6 +121,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval, or RUN/eval_train "
                                  "for --split train; none without --run)")
     e.add_argument("--flip", action="store_true", help="pose: flip-test averaging")
+    e.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
     e.add_argument("--resolution", default="original", choices=("original", "input"),
                    help="segmentation: score the original masks, scores resampled as FCN/PSPNet do (default), "
                         "or the network's letterboxed labels")
@@ -262,7 +263,18 @@ def cmd_evaluate(args) -> int:
     if args.out:
         _check_out_folder(Path(args.out), "evaluate", "for table.csv and predictions.csv")
     model = zoo.load_keras_model(args.model)
+    from training.models import _run_metadata
+
+    # a run's checkpoint (--run's or --model's): its input convention and heatmap offset (config.json) as the
+    # model's record, which evaluate() decodes with; --model RUN/best.keras without --run was fed pixels / 255
+    _run_metadata(model, args.model)
+    record = zoo.weights_record(model)
+    if record is not None:
+        norm = Normalization.from_record(record)
     recs, info = _load_records(args, args.split)
+    if args.heatmap_offset is not None and info.task != "pose":
+        raise ValueError(f"evaluate: --heatmap-offset is for pose models (heatmaps); dataset '{args.dataset}' is "
+                         f"{info.task}")
     h, w = model.inputs[0].shape[1:3]
     from training.data import model_feed
 
@@ -281,7 +293,8 @@ def cmd_evaluate(args) -> int:
     names = info.keypoint_names if info.task == "pose" else info.class_names
     if info.task == "pose" and info.name == "mpii":
         names = None  # the MPII table (groups, mean without pelvis/thorax)
-    res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names, resolution=args.resolution)
+    res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names, resolution=args.resolution,
+                   heatmap_offset=args.heatmap_offset)
     if res.table_path:
         print(f"wrote {res.table_path} and {res.predictions_path}")
     return 0

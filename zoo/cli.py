@@ -159,15 +159,6 @@ def _cmd_inspect(args):
         print(f"total: {total:,} values")
 
 
-def _run_record(path: Path):
-    """The input convention of a training run's ``.keras`` (its ``config.json`` beside it), else ``None``."""
-    import zoo
-    from training.normalization import Normalization
-
-    n = Normalization.of_run(path.parent)
-    return None if n is None else zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order)
-
-
 def _predict_target(args) -> Path:
     """``--out`` as given; in a folder (existing, or written with a trailing slash): IMAGE_STEM.pred.png."""
     if not args.out:
@@ -209,19 +200,31 @@ def _cmd_predict(args):
         image = image[..., ::-1]  # BGR -> RGB
     target = _predict_target(args)
     try:
-        record = None
         if Path(args.weights).suffix.lower() == ".keras":  # a whole model: load it, don't rebuild the default one
+            from training.models import _run_metadata
+
             model = zoo.load_keras_model(args.weights)
-            record = _run_record(Path(args.weights))
+            # a run's checkpoint: its input convention and heatmap offset (config.json) as the model's record; the
+            # offset was left at 0, off the run's own targets by the offset it trained with
+            _run_metadata(model, args.weights)
         else:
             model = zoo.get(args.name, weights=args.weights)
+        record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
         if args.winograd:
             model = zoo.optimize_for_inference(model, verbose=True)
         from training import visualize
 
-        pred = visualize.predict(model, image, name=args.name, record=record)
+        pred = visualize.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset)
+        if args.heatmap_offset is not None and pred.task != "pose":
+            raise CLIError(f"--heatmap-offset is for pose models (heatmaps); {args.name} gives {pred.task}")
         for label, p in pred.top:
             print(f"{p:8.4f}  {label}")
+        if pred.keypoints is not None:  # x, y in the image's pixels; nan: no keypoint found
+            names = record.keypoint_names if record is not None else ()
+            names = names if names and len(names) == len(pred.keypoints) else [f"joint {j}" for j in
+                                                                                range(len(pred.keypoints))]
+            for (x, y), label in zip(pred.keypoints, names):
+                print(f"{x:9.2f} {y:9.2f}  {label}")
         visualize.write_png(target, pred.picture)
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
         raise CLIError(one_line(e)) from None

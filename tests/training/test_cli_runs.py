@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.training.helpers import ROOT, tiny_pose_model
@@ -170,3 +171,50 @@ def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, tiny, cap
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1, err
     assert main(["evaluate", "--model", str(seg), "--dataset", "synthetic-seg", "--num-classes", "3", *common]) == 0
+
+
+def test_evaluate_decodes_in_the_runs_heatmap_convention(tmp_path, capsys):
+    """A run fitted on HeatmapDataset(heatmap_offset=1.5) puts heatmap pixel g at input px 4g + 1.5, and on
+    BGR / 256 - 0.5 input: evaluate --model RUN/best.keras decoded it at 4g (0) on pixels / 255 (only --run gave
+    the input convention). Now both come from the run's config.json, and --heatmap-offset PX overrides the offset:
+    a prediction moves by PX input px, which the crop maps to PX * side / 32 original px (side: the record's crop)."""
+    import csv
+
+    import keras
+
+    from training import datasets, fit
+    from training.data import HeatmapDataset, Normalization
+    from training.datasets.synthetic import synthetic_pose
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=4, padding="same", activation="relu", name="c1")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(4, 1, activation="sigmoid", name="stack1_heatmaps")(x))  # > 0: no NaN
+    ds = HeatmapDataset(synthetic_pose(8, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), heatmap_offset=1.5,
+                        normalization=Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR"))
+    fit(model, ds, epochs=1, out_dir=tmp_path / "run", verbose=0)
+    data = ["--dataset", "synthetic", "--num-keypoints", "4", "--image-size", "32", "--val-samples", "4",
+            "--batch-size", "4"]
+
+    def predictions(name, *argv):
+        assert main(["evaluate", *argv, *data, "--out", str(tmp_path / name)]) == 0
+        with open(tmp_path / name / "predictions.csv", newline="") as f:
+            return [(row["id"], float(row["pred_x"]), float(row["pred_y"])) for row in csv.DictReader(f)]
+
+    best = ["--model", str(tmp_path / "run" / "best.keras")]
+    default, by_run = predictions("default", *best), predictions("run", "--run", str(tmp_path / "run"))
+    assert default == by_run  # the same model, input convention and offset, by --model or by --run
+    zero, minus = predictions("zero", *best, "--heatmap-offset", "0"), predictions("minus", *best, "--heatmap-offset",
+                                                                                   "-2.5")
+    side = {r.id: r.scale for r in datasets.load("synthetic", "val", num_samples=4, num_keypoints=4,
+                                                 image_size=(32, 32), seed=0)[0]}
+    assert len(default) == 16 and not np.isnan([p[1:] for p in default]).any()
+    for (i, x, y), (_, x0, y0), (_, xm, ym) in zip(default, zero, minus):
+        np.testing.assert_allclose([x - x0, y - y0, xm - x0, ym - y0], np.array([1.5, 1.5, -2.5, -2.5]) * side[i] / 32,
+                                   atol=2e-3)  # the CSV's 3 decimals
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", *best, *data, "--heatmap-offset", "nan"])
+    assert e.value.code == 2
+    assert "argument --heatmap-offset: expected a finite number, got 'nan'" in capsys.readouterr().err
