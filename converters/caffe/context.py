@@ -163,7 +163,8 @@ _HSZHAO_BN_FIELDS = ("var_eps", "moving_average", "decay", "scale_filler", "shif
 def uses_batch_stats(layer: Layer) -> bool:
     """True for a ``BatchNorm`` with ``use_global_stats: false``: Caffe normalizes with the batch's own
     statistics even at test time. Caffe's default is ``phase == TEST``; the reader writes the ``false``
-    into the layers of a net loaded with ``phase="TRAIN"`` that do not set it."""
+    into the BatchNorm layers that do not set it and are in the TRAIN phase (their own ``phase`` field,
+    else the net's: ``load(..., phase="TRAIN")``)."""
     return layer.type == "BatchNorm" and opt(sub(layer.param, "batch_norm_param"), "use_global_stats", True) is False
 
 

@@ -345,9 +345,10 @@ def _build(text, path, read_model, model_path, input_shape, phase):
         elif _is_dropped(p):
             dropped_tops.update(p.top)  # a Silence may read them
         else:
-            if p.type == "BatchNorm" and state.phase == _PHASES["TRAIN"] and \
+            phase = p.phase if p.HasField("phase") else state.phase  # net.cpp: the net's phase if unset
+            if p.type == "BatchNorm" and phase == _PHASES["TRAIN"] and \
                     not p.batch_norm_param.HasField("use_global_stats"):
-                # batch_norm_layer.cpp: use_global_stats defaults to (phase == TEST).
+                # batch_norm_layer.cpp: use_global_stats defaults to (the layer's phase == TEST).
                 p.batch_norm_param.use_global_stats = False
             if p.type == "Pooling" and p.pooling_param.HasField("ceil_mode"):
                 pp = p.pooling_param

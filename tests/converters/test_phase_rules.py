@@ -65,3 +65,25 @@ layer { name: "silence" type: "Silence" bottom: "acc" bottom: "prob" }"""
     assert [net.caffe_names[b] for b in net.outputs] == ["a"]
     with pytest.raises(caffe.GraphError, match=r"layer 'silence' \(Silence.*bottom 'nothing' is not produced"):
         loads(text.replace('bottom: "prob"', 'bottom: "nothing"'))
+
+
+def test_batchnorm_follows_its_own_phase_field(tmp_path, rng):
+    # net.cpp gives a layer the net's phase only if it has none ("Inherit phase from net if unset");
+    # batch_norm_layer.cpp then reads use_global_stats = (this->phase_ == TEST).
+    text = """input: "data" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }
+layer { name: "bn_train" type: "BatchNorm" bottom: "data" top: "bn_train" phase: TRAIN }
+layer { name: "bn_test" type: "BatchNorm" bottom: "data" top: "bn_test" phase: TEST }
+"""
+    mean, var = rng.normal(size=3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32)
+    p, m = write_net(tmp_path, text, {n: [mean, var, np.ones(1, np.float32)] for n in ("bn_train", "bn_test")})
+    x = rng.normal(2.0, 3.0, size=(2, 3, 5, 7)).astype(np.float32)
+
+    def ref(stats_mean, stats_var):
+        return _nhwc((x - stats_mean.reshape(1, 3, 1, 1)) / np.sqrt(stats_var.reshape(1, 3, 1, 1) + 1e-5))
+
+    for phase in ("TEST", "TRAIN"):
+        model = caffe.to_keras(caffe.load(p, m, phase=phase), progress=False)
+        bn_train, bn_test = model.predict(_nhwc(x), verbose=0)
+        np.testing.assert_allclose(bn_train, ref(x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))), rtol=0, atol=1e-4,
+                                   err_msg=phase)
+        np.testing.assert_allclose(bn_test, ref(mean, var), rtol=0, atol=1e-4, err_msg=phase)
