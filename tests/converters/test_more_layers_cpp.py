@@ -132,3 +132,15 @@ layer { name: "mvn" type: "MVN" bottom: "x" top: "mvn" }"""
     want = _nhwc(mvn_cpp(np.maximum(x, 0).astype(np.float16)))
     np.testing.assert_array_equal(y[..., 1], 0.0)
     np.testing.assert_allclose(y, want, rtol=0, atol=4e-3)  # float16 rounding of values up to ~4
+
+
+@pytest.mark.parametrize("bias_param", ["axis: 0", "axis: -4 num_axes: 2", "axis: 0 num_axes: -1"])
+def test_learned_bias_over_the_batch_axis_is_refused_naming_the_field(bias_param):
+    # bias_layer.cpp: the blob has the bottom's dims from `axis` on, the batch size among them when
+    # axis is 0; a Keras model takes any batch size. It failed in to_keras with a broadcasting TypeError.
+    text = f"""input: "x" input_shape {{ dim: 2 dim: 3 dim: 4 dim: 5 }}
+layer {{ name: "b" type: "Bias" bottom: "x" top: "y" bias_param {{ {bias_param} }} }}"""
+    with pytest.raises(caffe.UnsupportedLayerError, match=r"layer 'b' \(Bias.*bias_param.axis=0 .*batch axis"):
+        loads(text)
+    scalar = loads(text.replace(bias_param, "axis: 0 num_axes: 0"))  # a scalar lines up anywhere
+    assert scalar.shapes[scalar.outputs[0]] == (2, 3, 4, 5)
