@@ -228,7 +228,8 @@ def _evaluate_pose(model, ds, flip, alpha, names, offset):
                 scores.append(np.zeros(k, np.float32))
                 continue
             kp = keypoints_to_image(kp_in[i], ds.matrix(rec))
-            kp[np.all(kp_in[i] == -1.0, axis=-1)] = np.nan  # no positive maximum: no prediction
+            # no positive maximum: no prediction (by the score: with a negative offset a real one can be (-1, -1))
+            kp[~(sc[i] > 0)] = np.nan
             preds.append(kp)
             scores.append(sc[i])
     recs = ds.records

@@ -732,3 +732,18 @@ def test_pose_heatmap_count_must_match_the_keypoints():
         return np.concatenate([hm, 1.0 - hm.max(-1, keepdims=True)], axis=-1)
 
     assert evaluate(_Replay(ds, with_background), ds, verbose=False).mean == 1.0
+
+
+def test_a_prediction_decoded_at_minus_one_is_a_prediction():
+    # heatmap_offset -1.0: pixel g is at input px 4 g - 1, so a peak on pixel (0, 0) is input px (-1, -1), the same
+    # numbers as the decoder's "no positive maximum" marker; it was dropped (NaN, a miss) for a model right there.
+    # Written out: a 64 x 64 crop of the side-64 square about (32, 32) is x_in = x - 32 + 31.5, so x = x_in + 0.5.
+    grid = np.array([[0, 0], [5, 9], [12, 3]], float)  # heatmap px
+    kp = grid * 4 - 1 + 0.5
+    rec = PoseRecord(image=_Blank((64, 64)), keypoints=kp, visible=np.ones(3), center=np.array([32.0, 32.0]),
+                     scale=64.0, box=np.array([0, 0, 64, 64.0]), id="corner")
+    ds = HeatmapDataset([rec], batch_size=1, input_size=(64, 64), heatmap_size=(16, 16), flip_pairs=(), shuffle=False)
+    answer = _gaussians(grid, (16, 16))[None].astype(np.float32)
+    res = evaluate(_Replay(ds, lambda d, b: answer), ds, heatmap_offset=-1.0, verbose=False)
+    np.testing.assert_allclose([[r["pred_x"], r["pred_y"]] for r in res.rows], kp, atol=1e-3)
+    assert res.mean == 1.0
