@@ -130,7 +130,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         raise TypeError(f"evaluate: dataset must be a HeatmapDataset or SegmentationDataset. "
                         f"Received: {type(dataset).__name__}")
     if alpha is not None:  # 0 must not read as "not given" (the default threshold, silently)
-        a = math.nan if isinstance(alpha, (bool, str, bytes)) else alpha
+        a = math.nan if isinstance(alpha, (bool, np.bool_, str, bytes)) else alpha
         try:
             a = float(a)
         except (TypeError, ValueError):

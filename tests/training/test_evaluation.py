@@ -628,7 +628,7 @@ def test_unreadable_records_are_left_out_not_scored_as_their_stand_in(workers, t
             assert res.mean == pytest.approx(np.mean([np.mean(valid == 0), 0.0, 0.0]), abs=1e-12)
 
 
-@pytest.mark.parametrize("alpha", [0, 0.0, -0.5, float("nan"), float("inf"), "0.5"])
+@pytest.mark.parametrize("alpha", [0, 0.0, -0.5, float("nan"), float("inf"), "0.5", True, np.True_])
 def test_pose_alpha_must_be_a_positive_number(alpha):
     recs = synthetic_pose(2, image_size=(32, 32), num_keypoints=4)
     ds = HeatmapDataset(recs, batch_size=2, input_size=(32, 32), heatmap_size=(8, 8), flip_pairs=(), shuffle=False)
