@@ -534,7 +534,8 @@ class CaffeTile(keras.layers.Layer):
 class CaffeReduction(keras.layers.Layer):
     """Caffe ``Reduction`` (reduction_layer.cpp) over every Caffe axis from ``axis`` on.
 
-    ``SUM``: sum x, ``ASUM``: sum |x|, ``SUMSQ``: sum x^2, ``MEAN``: sum x / count; times ``coeff``.
+    ``SUM``: sum x, ``ASUM``: sum |x|, ``SUMSQ``: sum x^2, ``MEAN``: sum x / count; times ``coeff``
+    (in float32 for a float16/bfloat16 input, as Caffe's float, then cast back).
     The top keeps Caffe's axes ``[0, axis)`` in Caffe order (a 4-D input reduced from axis 2 gives
     ``(B, C)``, from axis 3 ``(B, C, H)``).
 
@@ -552,13 +553,16 @@ class CaffeReduction(keras.layers.Layer):
 
     def call(self, x):
         xc = _to_caffe(x)
+        if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
+            # Caffe sums in float before the coeff: a float16 sum of squares ends at 65504 (inf).
+            xc = ops.cast(xc, "float32")
         axes = tuple(range(self.axis, len(xc.shape)))
         if self.operation == "ASUM":
             xc = ops.abs(xc)
         elif self.operation == "SUMSQ":
             xc = xc * xc
         y = ops.mean(xc, axis=axes) if self.operation == "MEAN" else ops.sum(xc, axis=axes)
-        return y * self.coeff if self.coeff != 1.0 else y
+        return ops.cast(y * self.coeff if self.coeff != 1.0 else y, x.dtype)
 
     def compute_output_shape(self, input_shape):
         s = list(input_shape)

@@ -63,6 +63,18 @@ def argmax_cpp(bottom, top_k=1, out_max_val=False, axis=None):
     return top.reshape(shape)
 
 
+def reduction_cpp(bottom, operation, axis, coeff=1.0):
+    """reduction_layer.cpp: ``num = count(0, axis)`` rows of ``dim = count(axis)`` values; SUM/MEAN
+    ``caffe_cpu_dot`` with ones, ASUM ``caffe_cpu_asum``, SUMSQ ``caffe_cpu_dot(x, x)``; then
+    ``caffe_scal`` by ``coeff`` (``coeff / dim`` for MEAN). The top keeps the axes before ``axis``."""
+    axis = axis + bottom.ndim if axis < 0 else axis
+    num, dim = int(np.prod(bottom.shape[:axis])), int(np.prod(bottom.shape[axis:]))
+    rows = bottom.astype(np.float64).reshape(num, dim)
+    coeff = np.float32(coeff) / np.float32(dim) if operation == "MEAN" else np.float32(coeff)
+    top = [{"SUM": r.sum(), "MEAN": r.sum(), "ASUM": np.abs(r).sum(), "SUMSQ": r @ r}[operation] for r in rows]
+    return (np.array(top) * coeff).reshape(bottom.shape[:axis])
+
+
 def _nhwc(a):
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
@@ -144,3 +156,22 @@ layer {{ name: "b" type: "Bias" bottom: "x" top: "y" bias_param {{ {bias_param} 
         loads(text)
     scalar = loads(text.replace(bias_param, "axis: 0 num_axes: 0"))  # a scalar lines up anywhere
     assert scalar.shapes[scalar.outputs[0]] == (2, 3, 4, 5)
+
+
+@pytest.mark.parametrize("policy", ["float16", "mixed_float16"])
+def test_reduction_sums_do_not_overflow_under_float16(policy, rng):
+    # Caffe sums in float, then scales by coeff: 128 * 128 values of 30 squared is 1.5e7 (float16 ends at
+    # 65504), times coeff 0.001 is 14746. The float16 sum was inf before the coeff.
+    text = """input: "x" input_shape { dim: 2 dim: 2 dim: 128 dim: 128 }
+layer { name: "sumsq" type: "Reduction" bottom: "x" top: "sumsq" reduction_param { operation: SUMSQ axis: 2 coeff: 0.001 } }
+layer { name: "sum" type: "Reduction" bottom: "x" top: "sum" reduction_param { operation: SUM axis: 1 coeff: 0.0001 } }"""
+    x = rng.uniform(25, 35, size=(2, 2, 128, 128)).astype(np.float16).astype(np.float32)
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = caffe.to_keras(loads(text), progress=False)
+        sumsq, total = (keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")) for y in model(_nhwc(x)))
+    finally:
+        keras.config.set_dtype_policy(before)
+    np.testing.assert_allclose(sumsq, reduction_cpp(x, "SUMSQ", 2, 0.001), rtol=2e-3)  # float16 result rounding
+    np.testing.assert_allclose(total, reduction_cpp(x, "SUM", 1, 0.0001), rtol=2e-3)
