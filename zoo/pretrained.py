@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -407,7 +408,8 @@ def _convert(spec: ModelSpec, record: WeightsRecord, files: dict[str, Path], pro
 def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path:
     """The converted zoo weights file of ``name`` (``"arch"``, ``"arch:tag"`` or ``"arch.tag"``).
 
-    Fetches, verifies and converts on first use; later calls return the cached file at once.
+    Fetches, verifies and converts on first use; later calls return the cached file at once. A cache
+    that cannot be written (a read-only mount) serves the tags it already holds converted.
 
     Returns:
         Path of a zoo name-keyed weights file (load it with ``zoo.get(arch, weights=path)``).
@@ -415,9 +417,43 @@ def resolve(name: str, tag: str | None = None, *, progress: bool = True) -> Path
         ValueError: unknown model or tag.
         WeightsFileError: a file that is missing offline (the message names the file to place and the
             URL), a failed or partial download, a hash mismatch (the cached file is deleted), an archive
-            without the expected member.
+            without the expected member, or a cache folder that cannot be written (naming it and
+            ``$KERAZOO_HOME``).
         WeightsMismatchError: release files that do not fit the zoo builder (another architecture).
     """
+    try:
+        return _resolve(name, tag, progress)
+    except WeightsFileError:
+        raise
+    except OSError as e:  # "[Errno 30] Read-only file system: '<cache>/locks'" said neither what nor what to do
+        cache = _w.cache_dir()
+        where = next((p for p in (e.filename, e.filename2) if isinstance(p, (str, bytes, os.PathLike))
+                      and _is_under(p, cache)), None)
+        if where is None:
+            raise
+        raise _unwritable_cache(e, cache, Path(os.fsdecode(where))) from None
+
+
+def _is_under(path, folder: Path) -> bool:
+    path, folder = os.path.abspath(os.fsdecode(path)), os.path.abspath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _unwritable_cache(e: OSError, cache: Path, where: Path) -> WeightsFileError:
+    """The error for ``e``, raised on ``where`` in the cache folder ``cache``."""
+    blocker = None
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):  # a file where a folder should be: name the file
+        blocker = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), None)
+    reason = f"'{blocker}' is a file, expected a folder" if blocker else f"{e.strerror or e}: '{where}'"
+    return WeightsFileError(
+        f"Weights cache folder '{cache}' cannot be written ({reason}). Set $KERAZOO_HOME to a writable folder "
+        f"(converted weights are written there also when the original files come from the offline folder, "
+        f"${OFFLINE_ENV}), or fill this cache where it is writable (kerazoo download NAME:TAG): a read-only "
+        f"cache serves the tags it holds converted."
+    )
+
+
+def _resolve(name: str, tag: str | None, progress: bool) -> Path:
     spec, tag, record = split_name(name, tag)
     if not record.sources:  # weights already in the zoo's format: one file, sha256-pinned
         return _w.fetch(record, progress=progress)

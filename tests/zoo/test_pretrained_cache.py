@@ -315,3 +315,57 @@ def test_processes_resolving_one_name_at_once_fetch_and_convert_it_once(twin, ca
     assert _CountingSlowHandler.requests == {src.name: 1 for src in record.sources}
     assert sum(out.count("sha256 of") for _, out in results) == len(record.sources)  # recorded by the one converting
     assert not list((cache / "sources").glob("*.part"))
+
+
+def test_a_cache_that_cannot_be_written_is_named_with_the_remedy(twin, cache, tmp_path, monkeypatch, capsys):
+    """A cache folder that cannot be written (a read-only mount; here a regular file where a folder of the path
+    should be, which stops root too) raised the bare OSError "[Errno 20] Not a directory: '<cache>/locks'" (on a
+    read-only mount "[Errno 30] Read-only file system: ..."), naming neither the cache nor what to do."""
+    from tests.zoo.test_pretrained import tiny
+    from zoo.cli import main
+
+    name, record, _, files = twin("fcn8s", "voc")
+    (tmp_path / "a_file").write_text("x")
+    unwritable = tmp_path / "a_file" / "cache"
+    monkeypatch.setenv("KERAZOO_HOME", str(unwritable))
+
+    def expect(error, cache_folder, blocker):
+        message = str(error)
+        assert message.startswith(f"Weights cache folder '{cache_folder}' cannot be written ('{blocker}' is a "
+                                  f"file, expected a folder). Set $KERAZOO_HOME to a writable folder"), message
+        assert "$KERAZOO_OFFLINE_DIR" in message
+
+    with pytest.raises(zoo.WeightsFileError) as e:  # an empty cache: the first lock file
+        zoo.get(name, weights="voc")
+    expect(e.value, unwritable, tmp_path / "a_file")
+    assert main(["download", f"{name}:voc", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kerazoo download: error: Weights cache folder '{unwritable}' cannot be written") \
+        and err.count("\n") == 1, err
+    # the original files in the offline folder: the converted weights still go into the cache
+    offline = tmp_path / "offline"
+    for src in record.sources:
+        (offline / src.name).parent.mkdir(parents=True, exist_ok=True)
+        (offline / src.name).write_bytes(files[src.key])
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(offline))
+    with pytest.raises(zoo.WeightsFileError) as e:
+        zoo.get(name, weights="voc")
+    expect(e.value, unwritable, tmp_path / "a_file")
+    monkeypatch.delenv(pretrained.OFFLINE_ENV)
+    # a writable cache whose converted/ folder is blocked: "[Errno 17] File exists: '<cache>/converted'"
+    monkeypatch.setenv("KERAZOO_HOME", str(cache))
+    cache.mkdir()
+    (cache / "converted").write_text("x")
+    with pytest.raises(zoo.WeightsFileError) as e:
+        zoo.get(name, weights="voc")
+    expect(e.value, cache, cache / "converted")
+    # a tag already in the zoo's format (zoo.weights.fetch): its temporary file beside the target
+    data = b"not read: the cache fails first"
+    rec = zoo.WeightsRecord(url=(tmp_path / "w.h5").as_uri(), file_name="w.h5", sha256=hashlib.sha256(data).hexdigest())
+    (tmp_path / "w.h5").write_bytes(data)
+    monkeypatch.setitem(registry._MODELS, "twin_zoo", registry.ModelSpec("twin_zoo", tiny, "resnet", ("fc",), "classes",
+                                                                          {"w": rec}))
+    monkeypatch.setenv("KERAZOO_HOME", str(unwritable))
+    with pytest.raises(zoo.WeightsFileError) as e:
+        zoo.get("twin_zoo", weights="w")
+    expect(e.value, unwritable, tmp_path / "a_file")
