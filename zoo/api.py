@@ -187,8 +187,30 @@ def _load_by_suffix(spec, path, kwargs, record):
             f"Supported: .keras, .weights.h5, zoo .h5, {', '.join(sorted(set(_LOADERS) | set(_LAZY_LOADERS)))}."
         )
     model, rec = _LOADERS[suffix](spec, path, kwargs)
-    record = record or rec
+    record = record or rec or _release_conventions(spec, _SOURCE_FORMATS.get(suffix))
     return _attach(model, spec, record, {**(record.builder_kwargs if record else {}), **kwargs})
+
+
+_SOURCE_FORMATS = {".caffemodel": "caffe", ".t7": "torch7"}  # WeightsRecord.source_format of each suffix
+# What a release's code assumed about its input and heatmaps (not which data or head it was trained for).
+_CONVENTION_FIELDS = ("channel_order", "scale", "mean", "std", "heatmap_offset")
+
+
+def _release_conventions(spec: ModelSpec, source_format: str | None) -> WeightsRecord | None:
+    """A record with the input and heatmap conventions of ``spec``'s registered releases in
+    ``source_format``, for an original file given by path (a ``.caffemodel`` or ``.t7`` carries no
+    metadata): ``zoo.get("cpm", weights="pose_iter_320000.caffemodel")`` is preprocessed BGR / 256 - 0.5
+    and decoded at CPM's heatmap offset, as the ``cpm:mpii`` tag is. ``None`` when no release of that
+    format is registered or the releases disagree on a convention."""
+    releases = [r for r in spec.weights.values() if source_format and r.source_format == source_format]
+    if not releases:
+        return None
+    values = {k: getattr(releases[0], k) for k in _CONVENTION_FIELDS}
+    if any(getattr(r, k) != v for r in releases[1:] for k, v in values.items()):
+        return None
+    return WeightsRecord(source_format=source_format, description=(
+        f"conventions of the {spec.name} {source_format} releases ({', '.join(sorted(spec.weights))}): the file "
+        f"carries no metadata"), **values)
 
 
 def _load_zoo_file(spec: ModelSpec, path, kwargs, record):

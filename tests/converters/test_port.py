@@ -189,6 +189,11 @@ def test_zoo_get_caffemodel(tmp_path, rng):
     model = zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
     w = model.get_layer("Mconv5_stage2").weights[0]
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), B.conv_kernel(blobs["Mconv5_stage2"][0]))
+    # the file carries no metadata: the CPM releases' conventions (BGR / 256 - 0.5, heatmap pixel g at 8g + 3.5
+    # input px), not which data it was trained on. There was no record: predict/evaluate took pixels / 255, offset 0
+    rec = zoo.weights_record(model)
+    assert (rec.channel_order, rec.scale, rec.mean, rec.heatmap_offset) == ("BGR", 1 / 256, (0.5, 0.5, 0.5), 3.5)
+    assert rec.keypoint_names is None and rec.flip_pairs is None
     # fallbacks: <stem with model -> deploy>, deploy.prototxt, the folder's only *deploy*.prototxt
     for src, dst in (("pose_iter_1.prototxt", "pose_deploy_centerMap.prototxt"),
                      ("pose_deploy_centerMap.prototxt", "deploy.prototxt")):
