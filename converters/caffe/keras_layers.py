@@ -144,6 +144,7 @@ class BatchStatsNorm(keras.layers.Layer):
     """Caffe ``BatchNorm`` with ``use_global_stats: false``: ``(x - mean) / sqrt(var + epsilon)`` with the
     batch's own per-channel mean and biased variance, over the batch and every non-channel axis
     (batch_norm_layer.cpp, ``var(X) = E((X - EX)^2)``). No weights: the stored statistics are not used.
+    Computed in float32 for a float16/bfloat16 input (Caffe's float), then cast back.
 
     Args:
         axis: channel axis of the Keras tensor (``-1`` for NHWC images, ``1`` for ``(N, C, ...)`` blobs).
@@ -157,9 +158,14 @@ class BatchStatsNorm(keras.layers.Layer):
     def call(self, x):
         channel = self.axis % len(x.shape)
         axes = [a for a in range(len(x.shape)) if a != channel]
+        dtype = x.dtype
+        if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+            # As Keras' own normalization layers: float32 statistics. In float16 a deviation of 256 squares
+            # to inf (65504 is the largest value), so the variance was inf and every output 0.
+            x = ops.cast(x, "float32")
         centred = x - ops.mean(x, axis=axes, keepdims=True)
         var = ops.mean(centred * centred, axis=axes, keepdims=True)
-        return centred / ops.sqrt(var + self.epsilon)
+        return ops.cast(centred / ops.sqrt(var + self.epsilon), dtype)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}

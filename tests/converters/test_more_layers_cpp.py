@@ -175,3 +175,42 @@ layer { name: "sum" type: "Reduction" bottom: "x" top: "sum" reduction_param { o
         keras.config.set_dtype_policy(before)
     np.testing.assert_allclose(sumsq, reduction_cpp(x, "SUMSQ", 2, 0.001), rtol=2e-3)  # float16 result rounding
     np.testing.assert_allclose(total, reduction_cpp(x, "SUM", 1, 0.0001), rtol=2e-3)
+
+
+def batch_norm_batch_stats_cpp(bottom, eps=1e-5):
+    """batch_norm_layer.cpp, ``use_global_stats: false``: per channel over N and the spatial axes,
+    ``mean = E(X)``, ``var = E((X - EX)^2)``; ``top = (X - mean) / sqrt(var + eps)``."""
+    x = bottom.astype(np.float64)
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    centred = x - x.mean(axis=axes, keepdims=True)
+    return centred / np.sqrt((centred * centred).mean(axis=axes, keepdims=True) + np.float32(eps))
+
+
+def _under_policy(policy, text, *inputs):
+    """Outputs (float64, NHWC) of ``text`` converted and run under the dtype policy ``policy``."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = caffe.to_keras(loads(text), progress=False)
+        ys = model([_nhwc(x) for x in inputs] if len(inputs) > 1 else _nhwc(inputs[0]))
+    finally:
+        keras.config.set_dtype_policy(before)
+    ys = ys if isinstance(ys, (list, tuple)) else [ys]
+    return [np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")), np.float64) for y in ys]
+
+
+@pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
+def test_batch_statistics_batchnorm_does_not_overflow_under_16_bit_policies(policy, rng):
+    # Caffe computes the batch mean and variance in float. In float16 a deviation of 256 or more squares
+    # past 65504 (inf): the variance was inf and every output 0. Multiples of 4 up to 1024 are exact in both
+    # float16 and bfloat16, so the reference sees the same input.
+    text = """input: "x" input_shape { dim: 3 dim: 5 dim: 7 dim: 9 }
+layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" batch_norm_param { use_global_stats: false eps: 0.001 } }"""
+    x = 4.0 * rng.integers(-120, 121, size=(3, 5, 7, 9))
+    x[:, 2] += 300.0  # a channel with a large mean besides its spread
+    x[:, 3] = 300.0 + 2.0 * rng.integers(0, 2, size=(3, 7, 9))  # and one of 300s and 302s: its mean ~301 was
+    # rounded to 300 or 302 in bfloat16, one standard deviation off
+    (y,) = _under_policy(policy, text, x.astype(np.float32))
+    want = _nhwc(batch_norm_batch_stats_cpp(x, 0.001))
+    # float16 keeps ~3 digits of outputs up to ~2 (one ulp 0.002); bfloat16 ~2 (0.016).
+    np.testing.assert_allclose(y, want, rtol=0, atol=1.6e-2 if policy == "bfloat16" else 2e-3)
