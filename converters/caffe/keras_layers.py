@@ -286,7 +286,7 @@ class CaffeLRN(keras.layers.Layer):
     ACROSS_CHANNELS: ``y = x * (k + alpha / n * sum_{n channels around c} x^2) ** -beta``, zero
     padded at the channel ends. WITHIN_CHANNEL: ``y = x * (1 + alpha / n^2 * sum_{n x n window}
     x^2) ** -beta`` with zero padding ``(n - 1) / 2`` (padding counts in Caffe's AVE divisor, so
-    the divisor is always ``n^2``; ``k`` is not used).
+    the divisor is always ``n^2``; ``k`` is not used). In float32 for a float16/bfloat16 input, then cast back.
     """
 
     def __init__(self, local_size=5, alpha=1.0, beta=0.75, k=1.0, region="across", **kwargs):
@@ -300,6 +300,11 @@ class CaffeLRN(keras.layers.Layer):
 
     def call(self, x):
         n, p = self.local_size, (self.local_size - 1) // 2
+        dtype = x.dtype
+        if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+            # Caffe sums the squares in float: in float16 an activation of 256 squares to inf (AlexNet's
+            # conv1 outputs reach hundreds), so the scale was inf and the output 0.
+            x = ops.cast(x, "float32")
         sq = x * x
         if self.region == "across":
             c = x.shape[-1]
@@ -312,7 +317,7 @@ class CaffeLRN(keras.layers.Layer):
             padded = ops.pad(sq, [[0, 0], [p, p], [p, p], [0, 0]])
             s = ops.average_pool(padded, (n, n), (1, 1), padding="valid")  # sum / n^2
             scale = 1.0 + self.alpha * s
-        return x * ops.power(scale, -self.beta)
+        return ops.cast(x * ops.power(scale, -self.beta), dtype)
 
     def get_config(self):
         return {**super().get_config(), "local_size": self.local_size, "alpha": self.alpha,

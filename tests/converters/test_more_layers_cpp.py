@@ -214,3 +214,37 @@ layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" batch_norm_param { use
     want = _nhwc(batch_norm_batch_stats_cpp(x, 0.001))
     # float16 keeps ~3 digits of outputs up to ~2 (one ulp 0.002); bfloat16 ~2 (0.016).
     np.testing.assert_allclose(y, want, rtol=0, atol=1.6e-2 if policy == "bfloat16" else 2e-3)
+
+
+def lrn_cpp(bottom, local_size=5, alpha=1.0, beta=0.75, k=1.0, across=True):
+    """lrn_layer.cpp. ACROSS_CHANNELS: ``scale = k + alpha / size * sum`` of the squares of the ``size``
+    channels around c (zero beyond the ends); WITHIN_CHANNEL: a Power (``x^2``), an AVE Pooling of
+    ``size x size`` with pad ``(size - 1) / 2`` (the divisor counts padding: always ``size^2``), then
+    ``(1 + alpha * avg)``; ``top = x * scale^-beta``."""
+    x = bottom.astype(np.float64)
+    p = (local_size - 1) // 2
+    if across:
+        sq = np.pad(x * x, ((0, 0), (p, p), (0, 0), (0, 0)))
+        scale = k + alpha / local_size * sum(sq[:, i:i + x.shape[1]] for i in range(local_size))
+    else:
+        sq = np.pad(x * x, ((0, 0), (0, 0), (p, p), (p, p)))
+        h, w = x.shape[2:]
+        scale = 1.0 + alpha * sum(sq[:, :, i:i + h, j:j + w] for i in range(local_size)
+                                  for j in range(local_size)) / local_size ** 2
+    return x * scale ** -beta
+
+
+@pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
+def test_lrn_sums_of_squares_do_not_overflow_under_16_bit_policies(policy, rng):
+    # AlexNet's LRN after conv1 + ReLU sees activations in the hundreds: in float16 256^2 is past 65504,
+    # the sum of squares was inf and the output 0 where Caffe (float) gives x / 10^0.75 or so.
+    # Even integers up to 512 are exact in float16 and bfloat16: the reference sees the same input.
+    text = """input: "x" input_shape { dim: 2 dim: 7 dim: 9 dim: 11 }
+layer { name: "across" type: "LRN" bottom: "x" top: "across" lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 k: 2 } }
+layer { name: "within" type: "LRN" bottom: "x" top: "within"
+        lrn_param { local_size: 3 alpha: 0.0001 beta: 0.75 norm_region: WITHIN_CHANNEL } }"""
+    x = 2.0 * rng.integers(0, 200, size=(2, 7, 9, 11))
+    across, within = _under_policy(policy, text, x.astype(np.float32))
+    rtol = 8e-3 if policy == "bfloat16" else 1e-3  # a 16-bit result: 3 (bfloat16 2) significant digits
+    np.testing.assert_allclose(across, _nhwc(lrn_cpp(x, 5, 1e-4, 0.75, 2.0)), rtol=rtol, atol=1e-2)
+    np.testing.assert_allclose(within, _nhwc(lrn_cpp(x, 3, 1e-4, 0.75, across=False)), rtol=rtol, atol=1e-2)
