@@ -64,6 +64,15 @@ def _index_dtype(dtype):
     return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
+def _in_float32(x):
+    """``(x, dtype)``: a float16/bfloat16 ``x`` in float32 (Caffe computes in float) and the dtype to cast
+    the result back to; any other ``x`` unchanged."""
+    dtype = x.dtype
+    if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+        return ops.cast(x, "float32"), dtype
+    return x, dtype
+
+
 def _blob_like(x, s, axis):
     """Second bottom ``s`` (Caffe shape ``x.shape[axis : axis + s.ndim]``) broadcast against ``x`` in Keras layout."""
     rank, s_rank = len(x.shape), len(s.shape)
@@ -225,19 +234,23 @@ class AbsVal(keras.layers.Layer):
 
 @_register
 class CaffePower(keras.layers.Layer):
-    """Caffe ``Power``: ``(shift + scale * x) ** power``."""
+    """Caffe ``Power``: ``(shift + scale * x) ** power``, in float32 for a float16/bfloat16 input, then cast
+    back: ``shift + scale * x`` may be past float16's 65504 where the result is not (``power < 1``)."""
 
     def __init__(self, power=1.0, scale=1.0, shift=0.0, **kwargs):
         super().__init__(**kwargs)
         self.power, self.scale, self.shift = float(power), float(scale), float(shift)
 
     def call(self, x):
+        if (self.power, self.scale, self.shift) == (1.0, 1.0, 0.0):
+            return x
+        x, dtype = _in_float32(x)
         y = x * self.scale + self.shift if (self.scale, self.shift) != (1.0, 0.0) else x
-        if self.power == 1.0:
-            return y
         if self.power == 2.0:
-            return y * y
-        return ops.power(y, self.power)
+            y = y * y
+        elif self.power != 1.0:
+            y = ops.power(y, self.power)
+        return ops.cast(y, dtype)
 
     def get_config(self):
         return {**super().get_config(), "power": self.power, "scale": self.scale, "shift": self.shift}

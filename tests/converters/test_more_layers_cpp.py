@@ -248,3 +248,15 @@ layer { name: "within" type: "LRN" bottom: "x" top: "within"
     rtol = 8e-3 if policy == "bfloat16" else 1e-3  # a 16-bit result: 3 (bfloat16 2) significant digits
     np.testing.assert_allclose(across, _nhwc(lrn_cpp(x, 5, 1e-4, 0.75, 2.0)), rtol=rtol, atol=1e-2)
     np.testing.assert_allclose(within, _nhwc(lrn_cpp(x, 3, 1e-4, 0.75, across=False)), rtol=rtol, atol=1e-2)
+
+
+@pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
+def test_power_computes_in_float_under_16_bit_policies(policy, rng):
+    # power_layer.cpp works in float: (1 + 1000 x)^0.5 of x = 300 is 548, though 1000 x is past float16's
+    # 65504 (it was inf). Even integers up to 512 are exact in float16 and bfloat16.
+    text = """input: "x" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }
+layer { name: "p" type: "Power" bottom: "x" top: "p" power_param { power: 0.5 scale: 1000 shift: 1 } }"""
+    x = 2.0 * rng.integers(0, 200, size=(2, 3, 5, 7))
+    (y,) = _under_policy(policy, text, x.astype(np.float32))
+    rtol = 4e-3 if policy == "bfloat16" else 5e-4  # half a unit in the last place of a 16-bit result
+    np.testing.assert_allclose(y, _nhwc((1.0 + 1000.0 * x) ** 0.5), rtol=rtol)
