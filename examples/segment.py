@@ -141,7 +141,8 @@ def write_overlays(model, val, n, folder) -> list[Path]:
 
 def run(a) -> int:
     t0 = time.time()
-    from training.data import SegmentationDataset
+    import zoo
+    from training.data import Normalization, SegmentationDataset
     from training.evaluation import evaluate
     from training.trainer import fit
 
@@ -160,12 +161,19 @@ def run(a) -> int:
     print(f"{model.name}: {model.count_params():,} parameters, outputs "
           f"{', '.join(str(tuple(t.shape)) for t in model.outputs)}")
 
-    step(f"3. train {a.epochs} epochs")
-    # fit() matches the datasets' label size and output count to the model, also for --epochs 0
-    result = fit(model, train, val, epochs=a.epochs, out_dir=out / "run", learning_rate=a.lr, verbose=2)
-    model = result.model
-    if result.best_path:
-        print(f"best checkpoint: {result.best_path} (val mean IoU {result.best_value:.3f}, epoch {result.best_epoch})")
+    if a.epochs:
+        step(f"3. train {a.epochs} epochs")
+        # fit() matches the datasets' label size, output count and input normalisation to the model
+        result = fit(model, train, val, epochs=a.epochs, out_dir=out / "run", learning_rate=a.lr, verbose=2)
+        model = result.model
+        if result.best_path:
+            print(f"best checkpoint: {result.best_path} (val mean IoU {result.best_value:.3f}, "
+                  f"epoch {result.best_epoch})")
+    else:  # evaluate only (fit takes epochs >= 1): the weights' input convention, as fit would adopt it
+        step("3. no training (--epochs 0)")
+        record = zoo.weights_record(model)
+        if record is not None:
+            val.normalization = Normalization.from_record(record)
 
     step("4. per-class IoU on the validation set")
     ev = evaluate(model, val, out_dir=out / "eval", names=info.class_names, verbose=True)

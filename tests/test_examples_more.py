@@ -138,3 +138,33 @@ def test_finetune_pose_saves_the_heatmap_convention_it_trained_in(tmp_path):
     assert "heatmap_offset 1.5" in out  # fit's log: the targets moved to the weights' convention
     with h5py.File(tmp_path / "o" / "hourglass_synthetic.h5", "r") as f:
         assert json.loads(f.attrs["record"])["heatmap_offset"] == 1.5  # was 0.0: reloaded, decoded 1.5 px off
+
+
+def test_segment_epochs_0_evaluates_the_given_weights_only(tmp_path, capsys):
+    # the docstring's "evaluate a trained model only" (--epochs 0): fit refused epochs=0 ("epochs must be an
+    # integer >= 1"), exit status 2. The weights are a tiny FCN whose every output is class 0's: all-background
+    from training.models import tiny_fcn
+
+    model = tiny_fcn(input_shape=(64, 64, 3), classes=4, width=8)
+    bias = model.get_layer("score_fr").weights[1]  # the stride-32 scores, upsampled into the output
+    for layer in model.layers:
+        for w in layer.weights:
+            w.assign(w.numpy() * 0.0)
+    bias.assign([10.0, 0.0, 0.0, 0.0])
+    model.save(tmp_path / "all_background.keras")
+    from examples import segment
+
+    argv = ["--model", "tiny_fcn", "--width", "8", "--weights", str(tmp_path / "all_background.keras"), "--epochs",
+            "0", "--val-samples", "4", "--num-samples", "4", "--overlays", "1", "--out", str(tmp_path / "o")]
+    assert segment.main(argv) == 0  # in this process: no second Keras start-up (the suite's time budget)
+    out = capsys.readouterr().out
+    # every pixel predicted background: IoU(background) = its share of pixels = pixel accuracy, the classes
+    # present 0, an absent one nan (left out of the mean)
+    acc = _number(r"pixel accuracy = (\d\.\d+) on 4 validation images", out)
+    assert _number(r"(?m)^background +(\d+\.\d\d)$", out) == pytest.approx(100 * acc, abs=0.01)
+    others = re.findall(r"(?m)^class\d +(\S+)$", out)
+    assert len(others) == 3 and set(others) <= {"0.00", "nan"}
+    present = 1 + others.count("0.00")
+    assert _number(r"mean IoU = (\d\.\d+)", out) == pytest.approx(acc / present, abs=6e-4)
+    assert not (tmp_path / "o" / "run" / "log.csv").exists()  # nothing trained
+    assert len(list((tmp_path / "o" / "overlays").glob("*.png"))) == 1
