@@ -168,7 +168,7 @@ def run(a) -> int:
         model = result.model
         if result.best_path:
             print(f"best checkpoint: {result.best_path} (val mean IoU {result.best_value:.3f}, "
-                  f"epoch {result.best_epoch})")
+                  f"epoch {result.best_epoch + 1}/{a.epochs})")  # best_epoch counts from 0
     else:  # evaluate only (fit takes epochs >= 1): the weights' input convention, as fit would adopt it
         step("3. no training (--epochs 0)")
         record = zoo.weights_record(model)

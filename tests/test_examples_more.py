@@ -84,6 +84,7 @@ def test_segment_fast(tmp_path):
         img = cv2.imread(str(p))
         assert img.shape == (64, 3 * 64, 3) and img.std() > 5  # image | truth | prediction
     assert (tmp_path / "run" / "best.keras").exists()
+    assert re.search(r"best checkpoint: .*best\.keras \(val mean IoU \d\.\d{3}, epoch 1/1\)", out)  # said epoch 0
 
 
 def test_convert_caffe_fast(tmp_path):
