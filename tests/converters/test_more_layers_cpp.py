@@ -260,3 +260,26 @@ layer { name: "p" type: "Power" bottom: "x" top: "p" power_param { power: 0.5 sc
     (y,) = _under_policy(policy, text, x.astype(np.float32))
     rtol = 4e-3 if policy == "bfloat16" else 5e-4  # half a unit in the last place of a 16-bit result
     np.testing.assert_allclose(y, _nhwc((1.0 + 1000.0 * x) ** 0.5), rtol=rtol)
+
+
+@pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
+def test_exp_and_log_compute_in_float_under_16_bit_policies(policy, rng):
+    # exp_layer.cpp / log_layer.cpp work in float. In float16: log(1 + x) of x < 0.0005 was log(1) = 0
+    # (1 + x rounds to 1) and of x ~ 0.002 up to 25% off, log10(1 + 300 x) of x > 218 was inf (300 x is past
+    # 65504), and 2^(1.5 x - 3) up to 0.7% off from its exponent rounded to float16. Multiples of 1/16 in
+    # [-4, 10] and of 2^-14 in [0.001, 0.0156] are exact in float16 and bfloat16 (no subnormals): the
+    # reference sees the same input.
+    text = """input: "x" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }
+input: "small" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }
+layer { name: "log1p" type: "Log" bottom: "small" top: "log1p" log_param { shift: 1 } }
+layer { name: "abs" type: "AbsVal" bottom: "x" top: "abs" }
+layer { name: "pow" type: "Power" bottom: "abs" top: "big" power_param { scale: 32 } }
+layer { name: "log10" type: "Log" bottom: "big" top: "log10" log_param { base: 10 scale: 300 shift: 1 } }
+layer { name: "exp2" type: "Exp" bottom: "x" top: "exp2" exp_param { base: 2 scale: 1.5 shift: -3 } }"""
+    x = rng.integers(-64, 161, size=(2, 3, 5, 7)) / 16.0  # 2^(1.5 x - 3) in [2^-9, 2^12]: no subnormals
+    small = rng.integers(16, 256, size=(2, 3, 5, 7)) / 2.0 ** 14
+    log1p, log10, exp2 = _under_policy(policy, text, x.astype(np.float32), small.astype(np.float32))
+    rtol = 4e-3 if policy == "bfloat16" else 5e-4  # half a unit in the last place of a 16-bit result
+    np.testing.assert_allclose(log1p, _nhwc(np.log1p(small)), rtol=rtol)
+    np.testing.assert_allclose(log10, _nhwc(np.log10(1.0 + 300.0 * 32.0 * np.abs(x))), rtol=rtol)
+    np.testing.assert_allclose(exp2, _nhwc(2.0 ** (1.5 * x - 3.0)), rtol=rtol)
