@@ -207,6 +207,8 @@ def _scale(param, bottoms, where):
     if p.num_axes < -1 or (p.num_axes >= 0 and axis + p.num_axes > len(b)):
         _fail(where, f"scale_param.num_axes={p.num_axes} does not fit bottom {b} from axis {axis}")
     covered = tuple(b[axis:]) if p.num_axes == -1 else tuple(b[axis:axis + p.num_axes])
+    if covered:  # a scalar (num_axes: 0) lines up anywhere; a blob from axis 0 holds a value per sample
+        _no_batch_axis(axis, where, "scale_param.axis")
     return [b], [covered] * (2 if p.bias_term else 1)
 
 

@@ -283,3 +283,19 @@ layer { name: "exp2" type: "Exp" bottom: "x" top: "exp2" exp_param { base: 2 sca
     np.testing.assert_allclose(log1p, _nhwc(np.log1p(small)), rtol=rtol)
     np.testing.assert_allclose(log10, _nhwc(np.log10(1.0 + 300.0 * 32.0 * np.abs(x))), rtol=rtol)
     np.testing.assert_allclose(exp2, _nhwc(2.0 ** (1.5 * x - 3.0)), rtol=rtol)
+
+
+@pytest.mark.parametrize("scale_param", ["axis: 0", "axis: -4 num_axes: 2", "axis: 0 num_axes: -1 bias_term: true"])
+def test_learned_scale_over_the_batch_axis_is_refused_naming_the_field(scale_param, rng):
+    # scale_layer.cpp: the blob has the bottom's dims from `axis` on, the batch size among them when axis
+    # is 0; a Keras model takes any batch size. It failed in to_keras with "mul got incompatible shapes".
+    text = f"""input: "x" input_shape {{ dim: 2 dim: 3 dim: 4 dim: 5 }}
+layer {{ name: "s" type: "Scale" bottom: "x" top: "y" scale_param {{ {scale_param} }} }}"""
+    with pytest.raises(caffe.UnsupportedLayerError, match=r"layer 's' \(Scale.*scale_param.axis=0 .*batch axis"):
+        loads(text)
+    # A scalar (num_axes: 0) lines up anywhere: y = x * 1.5 + 0.25, from the blobs set here.
+    net = loads(text.replace(scale_param, "axis: 0 num_axes: 0 bias_term: true"))
+    model = caffe.to_keras(net, progress=False)
+    model.get_layer("s").set_weights([np.float32(1.5), np.float32(0.25)])
+    x = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(_nhwc(x))), _nhwc(x * 1.5 + 0.25), rtol=1e-6)
