@@ -3,8 +3,9 @@
 1. read MPII, LSP/LSPet or RHD from disk (layouts: ``training/datasets/*.py``), or generate synthetic
    figures (the default: no download);
 2. build ``hourglass`` or ``cpm`` with ``zoo.get``, from random weights or ``--weights`` (a zoo
-   ``.h5``, ``.keras``, ``.weights.h5`` or a ``.caffemodel`` beside its deploy prototxt; another
-   keypoint count than the weights' re-initialises only the head);
+   ``.h5``, ``.weights.h5`` or a ``.caffemodel`` beside its deploy prototxt; another keypoint count
+   than the weights' re-initialises only the head), or load a whole ``.keras`` model as saved (a
+   run's ``best.keras``: its architecture, input size, and the run's input convention);
 3. score it with ``training.evaluate(..., flip=True)``: PCKh@0.5 on MPII (head boxes), PCK@0.2 of
    the person/hand box otherwise; fine-tune with ``training.fit`` (``model.fit``, one line per
    epoch; ``best.keras``, ``log.csv``, ``backup/`` in OUT/run: rerun to resume); score it again
@@ -88,11 +89,18 @@ def parse_args(argv):
         existing_path(p, a.root, "--root", folder=True)
     if a.weights:
         existing_path(p, a.weights, "--weights")
+    a.whole = bool(a.weights) and Path(a.weights).suffix.lower() == ".keras"  # a saved model, not rebuilt
+    if a.whole:
+        for flag in ("stacks", "features", "stages"):
+            if getattr(a, flag) is not None:
+                p.error(f"--{flag}: --weights '{a.weights}' is a whole saved model (its architecture is in the "
+                        f"file); leave out --{flag}")
     if a.workers < 0:
         p.error(f"--workers must be >= 0, got {a.workers}")
     synth = a.dataset == "synthetic"
     a.epochs = a.epochs or (1 if a.fast else 5)
-    a.input_size = a.input_size or (64 if synth or a.fast else 256 if a.model == "hourglass" else 368)
+    if not a.whole:  # a whole .keras model: its own input size (run())
+        a.input_size = a.input_size or (64 if synth or a.fast else 256 if a.model == "hourglass" else 368)
     a.num_samples = a.num_samples or (32 if a.fast else 512)
     a.val_samples = a.val_samples or (16 if a.fast else 64)
     a.sigma = a.sigma or (1.0 if a.model == "cpm" else 1.5 if synth else 2.0)
@@ -127,10 +135,58 @@ def load_data(a):
     return train, val, info
 
 
-def build_model(a, k):
-    """``zoo.get`` with the builder arguments of ``a``: (model, builder kwargs)."""
+def load_whole_model(a):
+    """The whole model saved in ``--weights`` (a ``.keras``, e.g. a run's ``best.keras``), as saved.
+
+    Rebuilding ``--model``'s default architecture and loading the file into it failed for any other
+    architecture (Keras matches ``.keras`` weights by structure), and lost the run's input convention
+    and heatmap offset (its ``config.json``), which the loaded model gets as its weights record here.
+    Sets ``a.input_size`` to the model's when not given.
+    """
+    import zoo
+    from training.models import _run_metadata
+
+    model = zoo.load_keras_model(a.weights)
+    _run_metadata(model, a.weights)  # a training run's: its input convention and heatmap offset
+    h, w = model.inputs[0].shape[1:3]
+    if h is None or h != w:
+        raise ValueError(f"--weights '{a.weights}': the model takes {h}x{w} images; this example needs a fixed "
+                         f"square input")
+    if a.input_size not in (None, h):
+        raise ValueError(f"--input-size {a.input_size}: --weights '{a.weights}' is a whole model for {h}x{w} "
+                         f"inputs; leave out --input-size or give {h}")
+    a.input_size = int(h)
+    return model
+
+
+def builder_kwargs_of(model, name) -> dict:
+    """The ``zoo.get(name, ...)`` arguments that rebuild ``model`` (a zoo hourglass/CPM loaded from a ``.keras``),
+    read from its layer names (the zoo's names are its API), so the saved weights reload through ``zoo.get``."""
+    names = {layer.name for layer in model.layers}
+    if name == "hourglass" and "stack1_heatmaps" in names:
+        stacks = sum(f"stack{i}_heatmaps" in names for i in range(1, len(names)))
+        modules = sum(f"stack1_hg1_low1_res{m}_add" in names for m in range(1, len(names)))
+        return {"stacks": stacks, "features": int(model.get_layer("stack1_heatmaps").input.shape[-1]),
+                "modules": modules, "post_residuals": "stack1_res1_add" in names}
+    if name == "cpm" and "conv1_stage1" in names:
+        return {"stages": sum(f"Mconv1_stage{t}" in names for t in range(2, len(names))) + 1}
+    raise ValueError(f"--weights: model '{model.name}' is not a zoo {name} (no layer 'stack1_heatmaps' / "
+                     f"'conv1_stage1'); give --model {'cpm' if name == 'hourglass' else 'hourglass'} or a zoo "
+                     f"{name}'s .keras")
+
+
+def build_model(a, k, whole=None):
+    """``zoo.get`` with the builder arguments of ``a`` (or ``whole``, a loaded ``.keras``): (model, builder kwargs)."""
     import zoo
 
+    if whole is not None:
+        maps = int(whole.outputs[-1].shape[-1])
+        if maps not in (k, k + 1):
+            raise ValueError(f"--weights '{a.weights}': the model outputs {maps} heatmaps; the {a.dataset} data has "
+                             f"{k} keypoints (expected {k} or {k + 1} with a background map)")
+        kwargs = {**builder_kwargs_of(whole, a.model), "input_shape": (a.input_size, a.input_size, 3),
+                  "num_keypoints": k}
+        return whole, kwargs
     kwargs = {"input_shape": (a.input_size, a.input_size, 3), "num_keypoints": k}
     defaults = {"stacks": 1 if a.fast else 2, "features": 16 if a.fast else 64 if a.dataset == "synthetic" else 256,
                 "stages": 2 if a.fast or a.dataset == "synthetic" else 6}
@@ -170,6 +226,7 @@ def run(a) -> int:
     from training.trainer import fit
 
     out = start_run(PROG, a)
+    whole = load_whole_model(a) if a.whole else None
 
     step("1. data")
     train_recs, val_recs, info = load_data(a)
@@ -178,7 +235,7 @@ def run(a) -> int:
           f"{len(info.flip_pairs)} flip pairs")
 
     step("2. model")
-    model, builder_kwargs = build_model(a, k)
+    model, builder_kwargs = build_model(a, k, whole)
     print(f"zoo.get('{a.model}'{', weights=' + repr(a.weights) if a.weights else ''}): "
           f"{model.count_params():,} parameters, {len(model.outputs)} outputs of shape {tuple(model.outputs[-1].shape)}")
     train = make_dataset(model, train_recs, info, a, train=True)

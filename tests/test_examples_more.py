@@ -169,3 +169,33 @@ def test_segment_epochs_0_evaluates_the_given_weights_only(tmp_path, capsys):
     assert _number(r"mean IoU = (\d\.\d+)", out) == pytest.approx(acc / present, abs=6e-4)
     assert not (tmp_path / "o" / "run" / "log.csv").exists()  # nothing trained
     assert len(list((tmp_path / "o" / "overlays").glob("*.png"))) == 1
+
+
+def test_finetune_pose_from_a_runs_best_keras(tmp_path, capsys):
+    # --weights RUN/best.keras of another architecture than the defaults: the example rebuilt --model's default
+    # (here 1 stack of 16 features) and loaded the file by structure, which failed; it also lost the run's
+    # heatmap_offset (config.json). The saved .h5 must rebuild this 8-feature model through zoo.get
+    import keras
+    import numpy as np
+
+    import zoo
+    from examples import finetune_pose
+
+    run = tmp_path / "run"
+    run.mkdir()
+    zoo.get("hourglass", input_shape=(64, 64, 3), num_keypoints=16, stacks=1, features=8).save(run / "best.keras")
+    (run / "config.json").write_text(json.dumps({"family": "hourglass", "train_data": {
+        "heatmap_offset": 1.5, "normalization": {"scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1],
+                                                 "channel_order": "RGB"}}}))
+    argv = ["--fast", "--num-samples", "8", "--val-samples", "4", "--no-flip", "--workers", "0",
+            "--weights", str(run / "best.keras"), "--out", str(tmp_path / "o")]
+    assert finetune_pose.main(argv) == 0, capsys.readouterr().err
+    with h5py.File(tmp_path / "o" / "hourglass_synthetic.h5", "r") as f:
+        record = json.loads(f.attrs["record"])
+    assert record["heatmap_offset"] == 1.5  # the run's convention, kept through fit and the save
+    assert (record["builder_kwargs"]["stacks"], record["builder_kwargs"]["features"]) == (1, 8)
+    again = zoo.get("hourglass", weights=tmp_path / "o" / "hourglass_synthetic.h5")
+    final = keras.models.load_model(tmp_path / "o" / "run" / "final.keras", safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+    for p, q in zip(again.predict(x, verbose=0), final.predict(x, verbose=0)):
+        np.testing.assert_array_equal(p, q)  # the fine-tuned weights, reloaded by name
