@@ -219,6 +219,28 @@ def convert_psp_bn(layer, inputs, ctx):
     return [ctx.call(bn, x, arrays, layer)]
 
 
+def _check_blob_axes(layer, field, x, axis, wshape, ctx):
+    """A learned Scale/Bias blob of shape ``wshape`` covers the bottom's Caffe axes from ``axis`` on with
+    fixed sizes: each must be a static size of ``x`` equal to the blob's (with ``input_shape=(None, None)``
+    a blob over H or W failed inside Keras with a broadcasting TypeError)."""
+    rank = len(x.shape)
+    caffe_shape = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if rank == 4 else tuple(x.shape)
+    for a, want in enumerate(wshape, start=axis):
+        have = caffe_shape[a]
+        if have == want:
+            continue
+        bottom = ctx.net.caffe_names.get(layer.bottoms[0], layer.bottoms[0])
+        name = f" ({'NCHW'[a]})" if rank == 4 else ""
+        size = "left open (None)" if have is None else f"{have}"
+        declared = ctx.shape(layer.bottoms[0])
+        raise GraphError(
+            f"layer '{layer.name}' ({layer.type}{at(layer)}): its learned blob of shape {tuple(wshape)} "
+            f"({field}.axis {axis}) covers axis {a}{name} of '{bottom}' with size {want}, but that axis is {size} "
+            f"in this conversion; pass an input_shape=(H, W) under which it is {want}"
+            + (f" (the prototxt's input size gives '{bottom}' the shape {tuple(declared)})" if declared else "")
+        )
+
+
 def convert_scale(layer, inputs, ctx):
     sp = sub(layer.param, "scale_param")
     axis, num_axes, bias = int(opt(sp, "axis", 1)), int(opt(sp, "num_axes", 1)), bool(opt(sp, "bias_term", False))
@@ -238,6 +260,7 @@ def convert_scale(layer, inputs, ctx):
         if shape is None:
             raise GraphError(f"layer '{layer.name}' (Scale{at(layer)}): unknown shape of '{layer.bottoms[0]}'")
         wshape = tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
+    _check_blob_axes(layer, "scale_param", x, axis, wshape, ctx)
     if not bias and axis == 1 and len(wshape) == 1 and rank in (2, 4):
         s = ChannelScale(name=ctx.name(layer))
         arrays = [B.vector(layer.blobs[0])] if layer.blobs else None
@@ -375,6 +398,7 @@ def convert_bias(layer, inputs, ctx):
         wshape = tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
     if not wshape:  # a scalar bias lines up anywhere (bias_layer.cpp uses axis 0)
         axis = 0
+    _check_blob_axes(layer, "bias_param", x, axis, wshape, ctx)
     b = L.CaffeBias(wshape, axis=axis, rank=rank, name=ctx.name(layer))
     arrays = [B._f32(layer.blobs[0]).reshape(wshape)] if layer.blobs else None
     return [ctx.call(b, x, arrays, layer)]

@@ -299,3 +299,46 @@ layer {{ name: "s" type: "Scale" bottom: "x" top: "y" scale_param {{ {scale_para
     model.get_layer("s").set_weights([np.float32(1.5), np.float32(0.25)])
     x = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(_nhwc(x))), _nhwc(x * 1.5 + 0.25), rtol=1e-6)
+
+
+def tile_cpp(bottom, axis, tiles):
+    """tile_layer.cpp: ``outer = count(0, axis)`` rows of ``inner = count(axis)`` values, each row copied
+    ``tiles`` times one after another."""
+    axis = axis + bottom.ndim if axis < 0 else axis
+    rows = bottom.reshape(int(np.prod(bottom.shape[:axis])), -1)
+    shape = list(bottom.shape)
+    shape[axis] *= tiles
+    return np.concatenate([rows] * tiles, axis=1).reshape(shape)
+
+
+def test_learned_blobs_over_open_spatial_axes_are_refused_naming_input_shape(rng):
+    # A learned Bias/Scale blob over H or W has the sizes it was learned for: with input_shape=(None, None)
+    # it failed inside Keras ("add got incompatible shapes", wrapped in a GraphError) on JAX, and on
+    # TensorFlow built a model that takes only that size; a wrong fixed size failed the same way.
+    head = 'input: "x" input_shape { dim: 2 dim: 3 dim: 4 dim: 5 }\n'
+    bias = head + 'layer { name: "b" type: "Bias" bottom: "x" top: "y" bias_param { axis: 2 num_axes: -1 } }'
+    scale = head + ('layer { name: "s" type: "Scale" bottom: "x" top: "y" '
+                    'scale_param { axis: 1 num_axes: 2 bias_term: true } }')
+    for text, name, field in [(bias, r"'b' \(Bias", "bias_param"), (scale, r"'s' \(Scale", "scale_param")]:
+        with pytest.raises(caffe.GraphError, match=rf"layer {name}.*\({field}.axis \d\) covers axis 2 \(H\) of 'x' "
+                                                    r"with size 4, but that axis is left open \(None\).*input_shape"):
+            caffe.to_keras(loads(text), input_shape=(None, None), progress=False)
+        with pytest.raises(caffe.GraphError, match=rf"layer {name}.*covers axis 2 \(H\) of 'x' with size 4, but "
+                                                    r"that axis is 6 .*shape \(2, 3, 4, 5\)"):
+            caffe.to_keras(loads(text), input_shape=(6, 5), progress=False)
+    # At the blob's size both convert: y = x + b over (H, W), y = x * s + t over (C, H).
+    x = rng.normal(size=(2, 3, 4, 5))
+    b, s, t = rng.normal(size=(4, 5)), rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    for text, name, weights, want in [(bias, "b", [b], x + b[None, None]),
+                                      (scale, "s", [s, t], x * s[None, :, :, None] + t[None, :, :, None])]:
+        model = caffe.to_keras(loads(text), input_shape=(4, 5), progress=False)
+        model.get_layer(name).set_weights(weights)
+        y = keras.ops.convert_to_numpy(model(_nhwc(x.astype(np.float32))))
+        np.testing.assert_allclose(y, _nhwc(want), rtol=1e-5, atol=1e-5)
+    # A Tile of an open axis is well defined (tiles * size) and converts: checked here at 7 x 9.
+    text = head + "\n".join(f'layer {{ name: "t{a}" type: "Tile" bottom: "x" top: "t{a}" '
+                            f'tile_param {{ axis: {a} tiles: 3 }} }}' for a in (1, 2, -1))
+    model = caffe.to_keras(loads(text), input_shape=(None, None), progress=False)
+    x = rng.normal(size=(2, 3, 7, 9)).astype(np.float32)
+    for a, y in zip((1, 2, -1), model(_nhwc(x))):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), _nhwc(tile_cpp(x, a, 3)))
