@@ -3,8 +3,9 @@
 1. read Pascal VOC 2012 from disk (``--dataset voc --root VOCdevkit/VOC2012``, layout in
    ``training/datasets/voc.py``) or generate synthetic shapes with exact masks (the default);
 2. build the model: the zoo's ``fcn8s`` / ``pspnet50`` (VGG-16 / dilated ResNet-50, optionally from
-   ``--weights``: a zoo ``.h5``, ``.keras`` or ``.caffemodel`` beside its deploy prototxt) or the
-   CPU-sized ``tiny_fcn`` / ``tiny_pspnet`` of ``training.models`` (same structure, few channels);
+   ``--weights``: a zoo ``.h5`` or ``.caffemodel`` beside its deploy prototxt) or the CPU-sized
+   ``tiny_fcn`` / ``tiny_pspnet`` of ``training.models`` (same structure, few channels), or load a
+   whole ``.keras`` model as saved (a run's ``best.keras``: its architecture and input convention);
 3. train with ``training.fit`` (``model.fit``; one line per epoch; ignore-255 cross-entropy, PSPNet's
    auxiliary head weighted 0.4; ``best.keras``, ``log.csv`` in OUT/run, rerun to resume);
 4. print the per-class IoU table of the validation set (``training.evaluate``; OUT/eval/table.csv)
@@ -40,8 +41,8 @@ def build_parser():
     p.add_argument("--model", choices=MODELS, default="tiny_pspnet", help="default tiny_pspnet")
     p.add_argument("--dataset", choices=("synthetic", "voc"), default="synthetic", help="default synthetic")
     p.add_argument("--root", help="the VOC2012 folder (--dataset voc)")
-    p.add_argument("--weights", help="weights to start from (zoo models: zoo .h5, .keras, .caffemodel; "
-                                     "tiny models: .keras or .weights.h5)")
+    p.add_argument("--weights", help="weights to start from (zoo models: zoo .h5, .caffemodel; tiny models: "
+                                     ".weights.h5); or a whole .keras model, e.g. a run's best.keras")
     p.add_argument("--epochs", type=int, help="training epochs, 0 = evaluate only (default 5, --fast 1)")
     p.add_argument("--out", default="runs/segment", help="output folder (default runs/segment)")
     p.add_argument("--fast", action="store_true", help="reduced mode: tiny PSPNet, 32 synthetic images, 1 epoch")
@@ -72,6 +73,10 @@ def parse_args(argv):
             p.error("--num-classes is for synthetic data; VOC has 21 classes")
     if a.weights:
         existing_path(p, a.weights, "--weights")
+    a.whole = bool(a.weights) and Path(a.weights).suffix.lower() == ".keras"  # a saved model, not rebuilt
+    if a.whole and a.width:
+        p.error(f"--width: --weights '{a.weights}' is a whole saved model (its architecture is in the file); "
+                f"leave out --width")
     if a.fast and a.model not in TINY:
         p.error(f"--fast trains a tiny model; --model {a.model} is a full-size network")
     for flag, value in (("--epochs", a.epochs), ("--overlays", a.overlays), ("--workers", a.workers)):
@@ -81,7 +86,7 @@ def parse_args(argv):
     a.input_size = a.input_size or (64 if a.dataset == "synthetic" else 320)
     if a.model in TINY and a.input_size % 32:
         p.error(f"--input-size {a.input_size}: {a.model} needs a multiple of 32")
-    a.width = a.width or (8 if a.fast else 16)
+    a.width = None if a.whole else a.width or (8 if a.fast else 16)
     a.num_samples = a.num_samples or (32 if a.fast else 512)
     a.val_samples = a.val_samples or (16 if a.fast else 64)
     return a
@@ -100,9 +105,16 @@ def load_data(a):
 
 
 def build_model(a, dataset):
-    """The model for ``dataset`` (input size, classes), with ``--weights`` loaded."""
+    """The model for ``dataset`` (input size, classes), with ``--weights`` loaded.
+
+    A ``.keras`` file is the whole model as saved (a run's ``best.keras``: its architecture, and the
+    run's input convention from its ``config.json``), not loaded into a rebuilt default one.
+    """
     from training.trainer import build_model as build
 
+    if a.whole:
+        model, _ = build(a.weights, "segmentation", dataset)
+        return model
     kwargs = {"width": a.width} if a.model in TINY else {}
     if a.weights and a.model not in TINY:
         kwargs.update(weights=a.weights, aux=False)  # released weights have no auxiliary head

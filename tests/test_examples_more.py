@@ -155,7 +155,7 @@ def test_segment_epochs_0_evaluates_the_given_weights_only(tmp_path, capsys):
     model.save(tmp_path / "all_background.keras")
     from examples import segment
 
-    argv = ["--model", "tiny_fcn", "--width", "8", "--weights", str(tmp_path / "all_background.keras"), "--epochs",
+    argv = ["--model", "tiny_fcn", "--weights", str(tmp_path / "all_background.keras"), "--epochs",
             "0", "--val-samples", "4", "--num-samples", "4", "--overlays", "1", "--out", str(tmp_path / "o")]
     assert segment.main(argv) == 0  # in this process: no second Keras start-up (the suite's time budget)
     out = capsys.readouterr().out
@@ -199,3 +199,17 @@ def test_finetune_pose_from_a_runs_best_keras(tmp_path, capsys):
     x = np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
     for p, q in zip(again.predict(x, verbose=0), final.predict(x, verbose=0)):
         np.testing.assert_array_equal(p, q)  # the fine-tuned weights, reloaded by name
+
+
+def test_segment_weights_keras_is_the_whole_model(tmp_path, capsys):
+    # --weights X.keras of a tiny model of another width than the default (--fast trains width 8): the example
+    # built a width-16 model and loaded the file into it by structure ("28 objects could not be loaded")
+    from examples import segment
+    from training.models import tiny_pspnet
+
+    model = tiny_pspnet(input_shape=(64, 64, 3), classes=4, width=8)
+    model.save(tmp_path / "best.keras")
+    argv = ["--weights", str(tmp_path / "best.keras"), "--epochs", "0", "--val-samples", "2", "--num-samples", "2",
+            "--overlays", "0", "--out", str(tmp_path / "o")]
+    assert segment.main(argv) == 0, capsys.readouterr().err
+    assert f"tiny_pspnet: {model.count_params():,} parameters" in capsys.readouterr().out  # the file's model
