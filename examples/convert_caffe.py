@@ -103,15 +103,28 @@ def output_view(net, model):
 
     from converters.caffe.context import keras_name
 
-    if len(model.inputs) != len(net.inputs):
-        return None, f"the zoo model has {len(model.inputs)} inputs, the Caffe net {len(net.inputs)}"
     producers = net.producers()
     names = [keras_name(producers[b].name) for b in net.outputs]
     have = {layer.name for layer in model.layers}
     missing = [n for n in names if n not in have]
     if missing:
         return None, f"no zoo layer named {', '.join(missing)} (the Caffe net's output layers)"
-    return keras.Model(model.inputs, [model.get_layer(n).output for n in names], name=model.name), None
+    view = keras.Model(model.inputs, [model.get_layer(n).output for n in names], name=model.name)
+    if len(model.inputs) == len(net.inputs):
+        return view, None
+    channels = [int(t.shape[-1]) for t in model.inputs]
+    shape = tuple(next(iter(net.inputs.values())))  # NCHW
+    if len(net.inputs) == 1 and len(shape) == 4 and shape[1] == sum(channels) and None not in model.inputs[0].shape[1:]:
+        # the CPM releases take image and centre map as one 4-channel blob that a Slice splits at channel 3;
+        # the zoo model takes them as two inputs: feed it the blob's channels in that order
+        joined = keras.Input(shape=tuple(model.inputs[0].shape[1:3]) + (sum(channels),), name="data")
+        parts, start = [], 0
+        for c in channels:
+            parts.append(joined[..., start:start + c])
+            start += c
+        outs = view(parts)
+        return keras.Model(joined, list(outs) if isinstance(outs, (list, tuple)) else [outs], name=model.name), None
+    return None, f"the zoo model has {len(model.inputs)} inputs, the Caffe net {len(net.inputs)}"
 
 
 def verify(net, model, input_shape, tolerance, what) -> bool:

@@ -213,3 +213,25 @@ def test_segment_weights_keras_is_the_whole_model(tmp_path, capsys):
             "--overlays", "0", "--out", str(tmp_path / "o")]
     assert segment.main(argv) == 0, capsys.readouterr().err
     assert f"tiny_pspnet: {model.count_params():,} parameters" in capsys.readouterr().out  # the file's model
+
+
+def test_convert_caffe_zoo_cpm_is_compared_and_verified(tmp_path, capsys):
+    # the CPM deploy takes image + centre map as one 4-channel blob (a Slice splits it), the zoo cpm two inputs:
+    # the docstring's --zoo cpm example printed "comparison skipped: the zoo model has 2 inputs, the Caffe net 1"
+    # and never checked the ported model against the conversion or OpenCV
+    import numpy as np
+
+    from examples import convert_caffe
+    from tests.caffe_files import random_blobs_for, write_net
+    from tests.zoo.test_cpm import _cpm_prototxt
+
+    text = _cpm_prototxt(32, 32, 2, 15)
+    proto, weights = write_net(tmp_path, text, random_blobs_for(text, np.random.default_rng(0)), name="pose")
+    argv = [proto, weights, "--zoo", "cpm", "--zoo-arg", "stages=2", "--input-shape", "32", "32",
+            "--out", str(tmp_path / "o")]
+    assert convert_caffe.main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "comparison skipped" not in out
+    assert _number(r"zoo model vs generic conversion: max \|difference\| = (\S+)", out) <= 1e-5
+    verified = re.findall(r"Verify: Mconv5_stage2: max relative difference (\S+) \(OpenCV", out)
+    assert len(verified) == 2 and max(map(float, verified)) <= 1e-4  # the generic conversion, then the zoo model
