@@ -70,6 +70,22 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but unrecognised arguments are the chosen subcommand's error ('kerazoo list: error:
+        ... (see kerazoo list --help)'); argparse reports them from the top parser ('kerazoo: error:')."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self._innermost(parsed).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+    def _innermost(self, parsed) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                sub = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if sub is not None:
+                    return sub._innermost(parsed) if isinstance(sub, Parser) else sub
+        return self
+
 
 def count(minimum: int):
     """argparse type: an int >= ``minimum`` (a sample, batch or worker count)."""
@@ -188,19 +204,33 @@ def _spawn_workers() -> None:
     multiprocessing.set_start_method("spawn", force=True)
 
 
+def _interrupted(who: str) -> int:
+    # Ctrl-C while Keras loads (the first seconds), before the command's own handler is in place
+    if os.environ.get("KERAZOO_DEBUG"):
+        raise  # the KeyboardInterrupt being handled, with its traceback
+    print(f"{who}: interrupted", file=sys.stderr)
+    return 130
+
+
 def _train(argv, prog) -> int:
     _spawn_workers()
-    # the training package loads Keras; a training run saves checkpoints (TensorFlow, see above)
-    with tensorflow_notices_held_back(tensorflow=argv[:1] == ["train"]):
-        from training.__main__ import main as train
+    try:
+        # the training package loads Keras; a training run saves checkpoints (TensorFlow, see above)
+        with tensorflow_notices_held_back(tensorflow=argv[:1] == ["train"]):
+            from training.__main__ import main as train
 
-    return train(argv, prog=prog) or 0
+        return train(argv, prog=prog) or 0
+    except KeyboardInterrupt:
+        return _interrupted(" ".join([prog, *argv[:1]]) if argv[:1] in (["train"], ["evaluate"]) else prog)
 
 
 def _convert(argv, prog) -> int:
-    from converters.cli import main as convert
+    try:
+        from converters.cli import main as convert
 
-    return convert(argv, prog=prog) or 0
+        return convert(argv, prog=prog) or 0
+    except KeyboardInterrupt:
+        return _interrupted(" ".join([prog, *argv[:1]]) if argv[:1] == ["caffe"] else prog)
 
 
 # Subcommands with their own parsers: name -> help. Handed their arguments untouched: argparse's
@@ -211,7 +241,7 @@ _DELEGATED = {"convert": "convert a Caffe model (see kerazoo convert -h)",
 
 
 def build_parser():
-    p = Parser(prog="kerazoo", description=__doc__)
+    p = Parser(prog="kerazoo", description=__doc__.replace("``", ""))  # the docstring's markup is not for a terminal
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("list", help="list registered models")
     s.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")

@@ -85,6 +85,45 @@ def test_delegated_commands_name_the_program_typed():
         assert run.returncode == 2 and _one_line_error(run).startswith(expected), run.stderr
 
 
+def test_unrecognized_arguments_are_the_subcommands_error(capsys):
+    """They were the top parser's: 'kerazoo: error: unrecognized arguments: --bogus (see kerazoo --help)' for
+    'kerazoo list --bogus', which names neither the command nor the help that lists its options."""
+    from kerazoo.cli import main
+
+    for argv, who in [(["list", "--bogus"], "kerazoo list"), (["predict", "n", "i", "--weights", "w", "--bogus"],
+                                                              "kerazoo predict"),
+                      (["evaluate", "--bogus", "x"], "kerazoo evaluate"),
+                      (["convert", "a", "b", "-o", "c", "--bogus"], "kerazoo convert caffe")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        extra = " ".join(argv[argv.index("--bogus"):])
+        assert e.value.code == 2 and capsys.readouterr().err == (f"{who}: error: unrecognized arguments: {extra} "
+                                                                 f"(see {who} --help)\n")
+
+
+def test_ctrl_c_while_keras_loads_exits_130_in_one_line():
+    """SIGINT in the first seconds, while kerazoo train / kerazoo-convert import Keras (before the command's own
+    handler), ended in a KeyboardInterrupt traceback and status -2. The process signals itself as the import of
+    Keras starts, which is where a user's Ctrl-C lands."""
+    code = ("import os, signal, sys\n"
+            "class Finder:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'keras':\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.meta_path.insert(0, Finder())\n"
+            "from kerazoo.cli import {0}\n"
+            "sys.exit({0}())")
+    for function, argv, expected in [
+            ("main", ["train", "--model", "m", "--dataset", "synthetic", "--out", "o"], "kerazoo train: interrupted"),
+            ("train_main", ["evaluate", "--run", "r"], "kerazoo-train evaluate: interrupted"),
+            ("main", ["convert", "a", "b", "-o", "c.keras"], "kerazoo convert caffe: interrupted"),
+            ("convert_main", ["caffe", "a", "b", "-o", "c.keras"], "kerazoo-convert caffe: interrupted")]:
+        r = subprocess.run([sys.executable, "-c", code.format(function), *argv], capture_output=True, text=True,
+                           env=ENV, timeout=300)
+        lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
+        assert (r.returncode, lines) == (130, [expected]), r.stderr[-2000:]
+
+
 def test_train_spawns_its_worker_processes():
     """`python -m training` makes --multiprocessing workers by spawning (forking a process that holds JAX's or
     TensorFlow's threads can deadlock the child); `kerazoo train` and `kerazoo-train` forked them on Linux."""
@@ -241,9 +280,11 @@ def test_train_and_evaluate_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "Unknown model 'hourglas'. Did you mean: hourglass?" in _one_line_error(r)
     r = kerazoo("train", "--model", "hourglass", "--dataset", "synthetic", "--out", tmp_path / "run",
                 "--steps-per-execution", "0")
-    assert r.returncode == 2 and "steps_per_execution must be an integer >= 1" in _one_line_error(r)
-    r = kerazoo("evaluate", "--run", tmp_path / "no_such_run")
-    assert r.returncode == 2 and "no_such_run" in _one_line_error(r)
+    assert r.returncode == 2 and _one_line_error(r) == ("kerazoo train: error: argument --steps-per-execution: "
+                                                        "expected an integer >= 1, got '0' (see kerazoo train --help)")
+    r = kerazoo("evaluate", "--run", tmp_path / "no_such_run")  # said 'kerazoo evaluate: error: evaluate: --run ...'
+    assert r.returncode == 2 and _one_line_error(r).startswith(f"kerazoo evaluate: error: --run '{tmp_path}/no_such_run"
+                                                               f"' is not a training run folder")
     r = kerazoo("evaluate", "--run", tmp_path / "no_such_run", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr  # --debug shows where it came from
 

@@ -75,7 +75,7 @@ def _data_args(p):
     g.add_argument("--workers", type=count(0), default=0, help="PyDataset workers (default 0: in the main process)")
     g.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
     g.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="unreadable images")
-    g.add_argument("--seed", type=int, default=_DATA_DEFAULTS["seed"],
+    g.add_argument("--seed", type=count(0), default=_DATA_DEFAULTS["seed"],
                    help=f"data seed: synthetic samples, shuffling, augmentation (default {_DATA_DEFAULTS['seed']})")
 
 
@@ -89,7 +89,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                                                   "or a .keras file")
     t.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="builder argument, e.g. stacks=2 (repeatable)")
-    t.add_argument("--epochs", type=int, default=10, help="epochs to train")
+    t.add_argument("--epochs", type=count(1), default=10, help="epochs to train")
     t.add_argument("--out", required=True, help="output folder (resumes if it holds a backup)")
     _data_args(t)
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -102,7 +102,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     t.add_argument("--warmup-epochs", type=real(0), help="linear warm-up length in epochs (default: the preset's)")
     t.add_argument("--weight-decay", type=real(0), help="default: the preset's")
     t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: fp32")
-    t.add_argument("--steps-per-execution", type=int, default=1,
+    t.add_argument("--steps-per-execution", type=count(1), default=1,
                    help="training steps per compiled call (fewer host round trips for fast steps)")
     t.add_argument("--feed", choices=("float32", "uint8"),
                    help="uint8: send raw pixels and normalise inside the model (4x less host->device data)")
@@ -170,23 +170,23 @@ def _default_input(args, records):
     return (256, 256) if args.dataset in ("mpii", "lsp", "lspet", "rhd", "rhd-hand") else (512, 512)
 
 
-def _check_out_folder(out: Path, command: str, why: str) -> None:
+def _check_out_folder(out: Path, why: str) -> None:
     """Refuse an ``--out`` folder that cannot be made because it, or a folder above it, is a file, before any
     work (os.makedirs said only '[Errno 17] File exists' at the end)."""
     blocker = out if out.exists() and not out.is_dir() else blocked_by_file(out)
     if blocker is not None:
-        raise ValueError(f"{command}: --out '{out}': '{blocker}' is a file, expected a folder ({why})")
+        raise ValueError(f"--out '{out}': '{blocker}' is a file, expected a folder ({why})")
 
 
 def cmd_train(args) -> int:
     from training.trainer import fit
 
     if not args.dataset:
-        raise ValueError("train: --dataset is required")
+        raise ValueError("--dataset is required")
     if args.verbose is None:
         args.verbose = 1 if sys.stdout.isatty() else 2
     out = Path(args.out)
-    _check_out_folder(out, "train", "the run's outputs go there")
+    _check_out_folder(out, "the run's outputs go there")
     train_recs, info = _load_records(args, "train")
     val_recs, _ = _load_records(args, "val")
     if info.task == "pose" and val_recs and args.val_annotations and args.val_annotations != args.annotations:
@@ -218,12 +218,12 @@ def _check_model_fits_data(model, info, args) -> None:
     if info.task == "pose":
         c, k = model.outputs[-1].shape[-1], info.num_keypoints
         if c not in (k, k + 1):
-            raise ValueError(f"evaluate: model '{args.model}' outputs {c} channels, but dataset '{args.dataset}' has "
+            raise ValueError(f"model '{args.model}' outputs {c} channels, but dataset '{args.dataset}' has "
                              f"{k} keypoints (expected {k} heatmaps, or {k + 1} with a background map){hint}")
     else:
         c, n = model.outputs[0].shape[-1], info.num_classes
         if c != n:
-            raise ValueError(f"evaluate: model '{args.model}' outputs {c} class scores, but dataset '{args.dataset}' "
+            raise ValueError(f"model '{args.model}' outputs {c} class scores, but dataset '{args.dataset}' "
                              f"has {n} classes{hint}")
 
 
@@ -238,14 +238,14 @@ def cmd_evaluate(args) -> int:
     if args.run:
         run = Path(args.run)
         if not args.model and not any((run / f).exists() for f in ("best.keras", "final.keras")):
-            raise ValueError(f"evaluate: --run '{run}' is not a training run folder (no best.keras or final.keras "
+            raise ValueError(f"--run '{run}' is not a training run folder (no best.keras or final.keras "
                              f"{'in it' if run.is_dir() else 'there: the folder does not exist'})")
         saved = {}
         if (run / "cli.json").exists():
             try:
                 saved = json.loads((run / "cli.json").read_text())
             except (ValueError, OSError) as e:  # JSON's own message names neither the file nor the remedy
-                raise ValueError(f"evaluate: cannot read '{run / 'cli.json'}' ({one_line(e)}); give the data "
+                raise ValueError(f"cannot read '{run / 'cli.json'}' ({one_line(e)}); give the data "
                                  f"options (--dataset ...) and --model instead of --run") from None
         for k, v in saved.items():  # fill data settings the user did not give
             if k in ("dataset", "annotations", "val_annotations", "images", "root", "classes", "num_samples",
@@ -259,9 +259,9 @@ def cmd_evaluate(args) -> int:
         if getattr(args, k) is None:
             setattr(args, k, v)
     if not args.model or not args.dataset:
-        raise ValueError("evaluate: give --run, or --model and --dataset")
+        raise ValueError("give --run, or --model and --dataset")
     if args.out:
-        _check_out_folder(Path(args.out), "evaluate", "for table.csv and predictions.csv")
+        _check_out_folder(Path(args.out), "for table.csv and predictions.csv")
     model = zoo.load_keras_model(args.model)
     from training.models import _run_metadata
 
@@ -273,7 +273,7 @@ def cmd_evaluate(args) -> int:
         norm = Normalization.from_record(record)
     recs, info = _load_records(args, args.split)
     if args.heatmap_offset is not None and info.task != "pose":
-        raise ValueError(f"evaluate: --heatmap-offset is for pose models (heatmaps); dataset '{args.dataset}' is "
+        raise ValueError(f"--heatmap-offset is for pose models (heatmaps); dataset '{args.dataset}' is "
                          f"{info.task}")
     h, w = model.inputs[0].shape[1:3]
     from training.data import model_feed

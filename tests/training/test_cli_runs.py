@@ -84,8 +84,11 @@ def test_evaluate_splits_and_bad_model_files(tmp_path, tiny, capsys):
     for argv in (["evaluate", "--model", str(broken), "--dataset", "synthetic"], _train(broken, tmp_path / "r2")):
         assert main(argv) == 2
         assert f"'{broken}' is not a readable .keras archive" in capsys.readouterr().err
-    assert main(_train(tiny, tmp_path / "r3", epochs=0)) == 2
-    assert "epochs must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused by the parser, as the other counts ('invalid int value' for 'x')
+        main(_train(tiny, tmp_path / "r3", epochs=0))
+    assert e.value.code == 2 and capsys.readouterr().err == ("python -m training train: error: argument --epochs: "
+                                                             "expected an integer >= 1, got '0' (see python -m "
+                                                             "training train --help)\n")
 
 
 def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny, capsys):
@@ -109,7 +112,8 @@ def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--run", str(out)]) == 2
     err = capsys.readouterr().err  # was "error: Unterminated string starting at: line 1 column 13 (char 12)"
-    assert f"evaluate: cannot read '{out / 'cli.json'}' (Unterminated string" in err and err.count("\n") == 1
+    assert err.startswith(f"python -m training evaluate: error: cannot read '{out / 'cli.json'}' (Unterminated "
+                          f"string") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -131,6 +135,11 @@ def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny, capsys):
     (["--dataset", "synthetic", "--warmup-epochs", "-1"], "argument --warmup-epochs: expected a finite number >= 0, "
                                                           "got '-1'"),
     (["--dataset", "synthetic", "--sigma", "nan"], "argument --sigma: expected a finite number > 0, got 'nan'"),
+    # numpy's "expected non-negative integer" (no argument named), argparse's "invalid int value: 'x'"
+    (["--dataset", "synthetic", "--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+    (["--dataset", "synthetic", "--steps-per-execution", "x"], "argument --steps-per-execution: expected an integer "
+                                                               ">= 1, got 'x'"),
+    (["--dataset", "synthetic", "--bogus", "1"], "unrecognized arguments: --bogus 1"),  # was 'python -m training:'
 ])
 def test_bad_arguments_are_one_line_with_status_2(tmp_path, tiny, capsys, argv, expected):
     out = tmp_path / "run"
@@ -147,11 +156,13 @@ def test_out_that_is_a_file_is_named(tmp_path, tiny, capsys):
     for out in (tiny, tiny / "run"):  # the file itself, or a file where a parent folder should be
         assert main(_train(tiny, out)) == 2
         err = capsys.readouterr().err
-        assert f"train: --out '{out}': '{tiny}' is a file, expected a folder" in err and err.count("\n") == 1
+        assert err.startswith(f"python -m training train: error: --out '{out}': '{tiny}' is a file, expected a "
+                              f"folder") and err.count("\n") == 1
         assert main(["evaluate", "--model", str(tiny), "--dataset", "synthetic", "--num-keypoints", "4", "--out",
                      str(out)]) == 2
         err = capsys.readouterr().err
-        assert f"evaluate: --out '{out}': '{tiny}' is a file, expected a folder" in err and err.count("\n") == 1
+        assert err.startswith(f"python -m training evaluate: error: --out '{out}': '{tiny}' is a file, expected a "
+                              f"folder") and err.count("\n") == 1
 
 
 def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, tiny, capsys):
@@ -163,13 +174,15 @@ def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, tiny, cap
     # 3 class scores on synthetic-seg's 4 classes were scored with status 0; 4 heatmaps against 16 keypoints
     # failed with "`pred` shape (4, 4, 2) must equal `gt` shape (4, 16, 2)"
     for model, dataset, expected in [
-            (seg, "synthetic-seg", f"evaluate: model '{seg}' outputs 3 class scores, but dataset 'synthetic-seg' has "
-                                   "4 classes"),
-            (tiny, "synthetic", f"evaluate: model '{tiny}' outputs 4 channels, but dataset 'synthetic' has 16 "
-                                "keypoints (expected 16 heatmaps, or 17 with a background map)")]:
+            (seg, "synthetic-seg", f"model '{seg}' outputs 3 class scores, but dataset 'synthetic-seg' has 4 classes"),
+            (tiny, "synthetic", f"model '{tiny}' outputs 4 channels, but dataset 'synthetic' has 16 keypoints "
+                                "(expected 16 heatmaps, or 17 with a background map)")]:
         assert main(["evaluate", "--model", str(model), "--dataset", dataset, *common]) == 2
-        err = capsys.readouterr().err
-        assert expected in err and err.count("\n") == 1, err
+        err = capsys.readouterr().err  # the command named once ('python -m training evaluate: error: evaluate: ...')
+        assert err.startswith(f"python -m training evaluate: error: {expected}") and err.count("\n") == 1, err
+    assert main(["evaluate", "--model", str(seg), "--dataset", "synthetic-seg", *common, "--heatmap-offset", "2"]) == 2
+    assert capsys.readouterr().err == ("python -m training evaluate: error: --heatmap-offset is for pose models "
+                                       "(heatmaps); dataset 'synthetic-seg' is segmentation\n")
     assert main(["evaluate", "--model", str(seg), "--dataset", "synthetic-seg", "--num-classes", "3", *common]) == 0
 
 
