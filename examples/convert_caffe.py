@@ -173,8 +173,9 @@ def convert_zoo(a, proto, weights, net, generic, out):
     if found.resolve() != Path(proto).resolve():
         print(f"note: zoo.get reads the deploy prototxt beside the caffemodel: {found}")
     kwargs = dict(a.zoo_arg)
-    if a.input_shape:
-        kwargs.setdefault("input_shape", (a.input_shape[0], a.input_shape[1], 3))
+    size = tuple(generic.inputs[0].shape[1:3])  # --input-shape, else the prototxt's declared size
+    if None not in size:
+        kwargs.setdefault("input_shape", (int(size[0]), int(size[1]), 3))
     model = zoo.get(a.zoo, weights=weights, **kwargs)
     print(f"zoo.get('{a.zoo}', weights='{weights}'{''.join(f', {k}={v!r}' for k, v in kwargs.items())}): "
           f"{model.count_params():,} parameters")
