@@ -125,7 +125,18 @@ def build_model(a, dataset):
 
 
 def write_overlays(model, val, n, folder) -> list[Path]:
-    """Image | ground truth | prediction panels of the first ``n`` validation images, as PNGs."""
+    """Image | ground truth | prediction panels of the first ``n`` validation images, as PNGs.
+
+    PNGs an earlier run left in ``folder`` (other images, more of them) are removed: what is there is this model's.
+    """
+    paths = _draw_overlays(model, val, n, folder)
+    for old in Path(folder).glob("*.png") if Path(folder).is_dir() else ():
+        if old not in paths:
+            old.unlink()
+    return paths
+
+
+def _draw_overlays(model, val, n, folder) -> list[Path]:
     import cv2
     import numpy as np
 

@@ -237,3 +237,18 @@ def test_convert_caffe_zoo_cpm_is_compared_and_verified(tmp_path, capsys):
     assert _number(r"zoo model vs generic conversion: max \|difference\| = (\S+)", out) <= 1e-5
     verified = re.findall(r"Verify: Mconv5_stage2: max relative difference (\S+) \(OpenCV", out)
     assert len(verified) == 2 and max(map(float, verified)) <= 1e-4  # the generic conversion, then the zoo model
+
+
+def test_segment_rerun_leaves_only_this_runs_overlays(tmp_path, capsys):
+    # a second run into the same --out with fewer --overlays (or other data) left the first run's pictures
+    # beside the new ones, as if this model had drawn them
+    from examples import segment
+    from training.models import tiny_fcn
+
+    tiny_fcn(input_shape=(64, 64, 3), classes=4, width=8).save(tmp_path / "m.keras")
+    common = ["--weights", str(tmp_path / "m.keras"), "--epochs", "0", "--num-samples", "2", "--out", str(tmp_path)]
+    assert segment.main([*common, "--val-samples", "3", "--overlays", "3"]) == 0
+    assert segment.main([*common, "--val-samples", "1", "--overlays", "1", "--seed", "5"]) == 0
+    wrote = re.findall(r"^wrote (\S+\.png)$", capsys.readouterr().out.split("segment: ")[-1], re.M)
+    assert len(wrote) == 1
+    assert sorted(map(str, (tmp_path / "overlays").glob("*.png"))) == wrote
