@@ -328,7 +328,7 @@ def main(argv=None, prog: str = PROG) -> int:
         print(f"{prog} {args.command}: interrupted{again}", file=sys.stderr)
         return 130
     except Exception as e:
-        if args.debug:
+        if args.debug or os.environ.get("KERAZOO_DEBUG"):  # the variable `kerazoo --help` names, as for its commands
             raise
         if isinstance(e, (ValueError, TypeError, OSError, ZooError)):
             print(f"{prog} {args.command}: error: {one_line(e)}", file=sys.stderr)

@@ -152,6 +152,16 @@ def test_bad_arguments_are_one_line_with_status_2(tmp_path, tiny, capsys, argv, 
     assert not out.exists()
 
 
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    """--debug, or KERAZOO_DEBUG=1 as `kerazoo --help` says for every command: the error is raised, not one line
+    (KERAZOO_DEBUG did nothing for kerazoo train / evaluate)."""
+    for argv in (["--debug"], []):
+        if not argv:
+            monkeypatch.setenv("KERAZOO_DEBUG", "1")
+        with pytest.raises(ValueError, match="is not a training run folder"):
+            main(["evaluate", "--run", str(tmp_path / "none"), *argv])
+
+
 def test_out_that_is_a_file_is_named(tmp_path, tiny, capsys):
     for out in (tiny, tiny / "run"):  # the file itself, or a file where a parent folder should be
         assert main(_train(tiny, out)) == 2
