@@ -68,7 +68,8 @@ def build_parser():
     p.add_argument("--limit", type=positive_int, help="use at most N training and N validation records")
     p.add_argument("--no-flip", action="store_true", help="evaluate without the flip test")
     p.add_argument("--workers", type=int, default=2, help="data-pipeline thread workers (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data order, augmentation and initial weights (default 0)")
     return p
 
 
@@ -187,6 +188,9 @@ def build_model(a, k, whole=None):
         kwargs = {**builder_kwargs_of(whole, a.model), "input_shape": (a.input_size, a.input_size, 3),
                   "num_keypoints": k}
         return whole, kwargs
+    import keras
+
+    keras.utils.set_random_seed(a.seed)  # --seed fixes the initial weights too, so a rerun starts from the same model
     kwargs = {"input_shape": (a.input_size, a.input_size, 3), "num_keypoints": k}
     defaults = {"stacks": 1 if a.fast else 2, "features": 16 if a.fast else 64 if a.dataset == "synthetic" else 256,
                 "stages": 2 if a.fast or a.dataset == "synthetic" else 6}

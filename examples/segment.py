@@ -58,7 +58,8 @@ def build_parser():
     p.add_argument("--overlays", type=int, default=4, help="validation images to draw (default 4)")
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model family's preset)")
     p.add_argument("--workers", type=int, default=2, help="data-pipeline thread workers (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data order, augmentation and initial weights (default 0)")
     return p
 
 
@@ -115,6 +116,9 @@ def build_model(a, dataset):
     if a.whole:
         model, _ = build(a.weights, "segmentation", dataset)
         return model
+    import keras
+
+    keras.utils.set_random_seed(a.seed)  # --seed fixes the initial weights too, so a rerun starts from the same model
     kwargs = {"width": a.width} if a.model in TINY else {}
     if a.weights and a.model not in TINY:
         kwargs.update(weights=a.weights, aux=False)  # released weights have no auxiliary head
