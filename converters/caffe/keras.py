@@ -19,6 +19,7 @@ import keras
 
 from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
+from converters.caffe import keras_math as M
 from converters.caffe.context import (Context, Conversion, at, bn_epsilon, bn_scale_pairs, host_constant_initializers,
                                       keras_name, preloaded_weights, uses_batch_stats)
 from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
@@ -163,7 +164,7 @@ def _relu(layer, name):
 
 def _power(layer, name):
     p = sub(layer.param, "power_param")
-    return L.CaffePower(opt(p, "power", 1.0), opt(p, "scale", 1.0), opt(p, "shift", 0.0), name=name)
+    return M.CaffePower(opt(p, "power", 1.0), opt(p, "scale", 1.0), opt(p, "shift", 0.0), name=name)
 
 
 def _exp_log(cls, field_name):
@@ -198,7 +199,7 @@ def convert_batchnorm(layer, inputs, ctx):
     x = inputs[0]
     eps = bn_epsilon(layer, batch_stats=True)
     if uses_batch_stats(layer):  # the stored statistics are not used
-        return [L.BatchStatsNorm(L.keras_axis(1, len(x.shape)), eps, name=ctx.name(layer))(x)]
+        return [M.BatchStatsNorm(L.keras_axis(1, len(x.shape)), eps, name=ctx.name(layer))(x)]
     scale = ctx.fold.get(layer.name)
     bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=eps,
                                          momentum=float(opt(bp, "moving_average_fraction", 0.999)),
@@ -372,7 +373,7 @@ def convert_softmax(layer, inputs, ctx):
 def _lrn(layer, name):
     p = sub(layer.param, "lrn_param")
     region = enum(opt(p, "norm_region", 0), ("ACROSS_CHANNELS", "WITHIN_CHANNEL"))
-    return L.CaffeLRN(int(opt(p, "local_size", 5)), float(opt(p, "alpha", 1.0)), float(opt(p, "beta", 0.75)),
+    return M.CaffeLRN(int(opt(p, "local_size", 5)), float(opt(p, "alpha", 1.0)), float(opt(p, "beta", 0.75)),
                       float(opt(p, "k", 1.0)), "across" if region == "ACROSS_CHANNELS" else "within", name=name)
 
 
@@ -413,7 +414,7 @@ def convert_argmax(layer, inputs, ctx):
     elif None in x.shape[1:]:
         raise GraphError(f"layer '{layer.name}' (ArgMax{at(layer)}) without argmax_param.axis flattens each "
                          f"sample: the model needs a fixed input size (pass input_shape=(H, W))")
-    return [L.CaffeArgMax(int(opt(ap, "top_k", 1)), bool(opt(ap, "out_max_val", False)), axis,
+    return [M.CaffeArgMax(int(opt(ap, "top_k", 1)), bool(opt(ap, "out_max_val", False)), axis,
                           name=ctx.name(layer))(x)]
 
 
@@ -428,12 +429,12 @@ def convert_reduction(layer, inputs, ctx):
     op = enum(opt(rp, "operation", 1), (None, "SUM", "ASUM", "SUMSQ", "MEAN"))
     axis, rank = int(opt(rp, "axis", 0)), len(inputs[0].shape)
     axis = axis + rank if axis < 0 else axis
-    return [L.CaffeReduction(op, axis, float(opt(rp, "coeff", 1.0)), name=ctx.name(layer))(inputs[0])]
+    return [M.CaffeReduction(op, axis, float(opt(rp, "coeff", 1.0)), name=ctx.name(layer))(inputs[0])]
 
 
 def _mvn(layer, name):
     mp = sub(layer.param, "mvn_param")
-    return L.CaffeMVN(bool(opt(mp, "normalize_variance", True)), bool(opt(mp, "across_channels", False)),
+    return M.CaffeMVN(bool(opt(mp, "normalize_variance", True)), bool(opt(mp, "across_channels", False)),
                       float(opt(mp, "eps", 1e-9)), name=name)
 
 
@@ -442,7 +443,7 @@ def _clip(layer, name):
     lo, hi = opt(cp, "min", None), opt(cp, "max", None)
     if lo is None or hi is None:
         raise GraphError(f"layer '{layer.name}' (Clip{at(layer)}): clip_param.min and clip_param.max are required")
-    return L.CaffeClip(lo, hi, name=name)
+    return M.CaffeClip(lo, hi, name=name)
 
 
 LAYER_HANDLERS: dict[str, Callable[..., list]] = {
@@ -456,11 +457,11 @@ LAYER_HANDLERS: dict[str, Callable[..., list]] = {
     "ELU": _simple(lambda l, n: keras.layers.ELU(float(opt(sub(l.param, "elu_param"), "alpha", 1.0)), name=n)),
     "Sigmoid": _simple(lambda l, n: keras.layers.Activation("sigmoid", name=n)),
     "TanH": _simple(lambda l, n: keras.layers.Activation("tanh", name=n)),
-    "AbsVal": _simple(lambda l, n: L.AbsVal(name=n)),
+    "AbsVal": _simple(lambda l, n: M.AbsVal(name=n)),
     "BNLL": _simple(lambda l, n: keras.layers.Activation("softplus", name=n)),  # log(1 + e^x), stable
     "Power": _simple(_power),
-    "Exp": _simple(_exp_log(L.CaffeExp, "exp_param")),
-    "Log": _simple(_exp_log(L.CaffeLog, "log_param")),
+    "Exp": _simple(_exp_log(M.CaffeExp, "exp_param")),
+    "Log": _simple(_exp_log(M.CaffeLog, "log_param")),
     "BatchNorm": convert_batchnorm,
     "Scale": convert_scale,
     "BN": convert_psp_bn,
@@ -477,10 +478,10 @@ LAYER_HANDLERS: dict[str, Callable[..., list]] = {
     "LRN": _simple(_lrn),
     "Bias": convert_bias,
     "ArgMax": convert_argmax,
-    "Threshold": _simple(lambda l, n: L.CaffeThreshold(float(opt(sub(l.param, "threshold_param"), "threshold", 0.0)),
+    "Threshold": _simple(lambda l, n: M.CaffeThreshold(float(opt(sub(l.param, "threshold_param"), "threshold", 0.0)),
                                                        name=n)),
     "Clip": _simple(_clip),
-    "Swish": _simple(lambda l, n: L.CaffeSwish(float(opt(sub(l.param, "swish_param"), "beta", 1.0)), name=n)),
+    "Swish": _simple(lambda l, n: M.CaffeSwish(float(opt(sub(l.param, "swish_param"), "beta", 1.0)), name=n)),
     "Tile": convert_tile,
     "Reduction": convert_reduction,
     "MVN": _simple(_mvn),
