@@ -62,7 +62,8 @@ def port_hourglass(graph_or_path, model, *, skip_head: bool = False) -> dict:
 
     Args:
         graph_or_path: a ``.t7`` path or an :class:`OpGraph` from :func:`converters.torch7.graph.load_graph`.
-        model: a model built by ``zoo.models.hourglass.hourglass`` (any input size).
+        model: a model built by ``zoo.models.hourglass.hourglass`` (any input size), possibly on an
+            ``input_tensor`` with the caller's layers in front; those are left as they are.
         skip_head: leave the keypoint-dependent layers (``stack*_heatmaps``, ``stack*_inter_heatmaps``)
             untouched, so a model with another ``num_keypoints`` can take everything else.
     Returns:
@@ -82,7 +83,10 @@ def port_hourglass(graph_or_path, model, *, skip_head: bool = False) -> dict:
             f"{_fmt(mine)}: build the model with {_fmt(cfg, keys)} (zoo.get('hourglass', weights=...) reads "
             f"them from the file)"
         )
-    layers = {l.name: l for l in model.layers if l.weights}
+    # The caller's layers in front of an input_tensor (zoo.get(..., input_tensor=adapter(x))) are not the
+    # release's: they keep their weights, as zoo weights files and the Caffe port leave them.
+    upstream = set(getattr(model, "_zoo_upstream_layers", ()))
+    layers = {l.name: l for l in model.layers if l.weights and l.name not in upstream}
     skipped = [n for n in layers if skip_head and any(fnmatch.fnmatchcase(n, p) for p in _HEAD_PATTERNS)]
     problems = []
     for name, arrays in walk.arrays.items():

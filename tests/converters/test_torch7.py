@@ -280,6 +280,28 @@ def test_zoo_get_reads_config_from_the_file_and_skips_a_new_head(models, tmp_pat
     keras.backend.clear_session()
 
 
+def test_zoo_get_on_an_input_tensor_with_a_weighted_adapter_in_front(tmp_path):
+    """The caller's Conv2D in front of input_tensor is not a Torch module: it keeps its weights and the
+    composed model computes Torch's heatmaps of the adapter's output (it was 'zoo layers with no Torch
+    module: adapter')."""
+    keras.backend.clear_session()
+    inp, outs = T.hourglass_nodes(np.random.default_rng(12), stacks=2, **SMALL)
+    root = T.gmodule(inp, outs)
+    path = write(tmp_path, root)
+    pixels = keras.Input((64, 64, 3))
+    adapter = keras.layers.Conv2D(3, 1, name="adapter")
+    model = zoo.get("hourglass", weights=path, input_tensor=adapter(pixels))
+    assert model.input is pixels
+    w = np.random.default_rng(13).normal(0, 1, (1, 1, 3, 3)).astype(np.float32)
+    b = np.array([0.1, -0.2, 0.3], np.float32)
+    adapter.set_weights([w, b])
+    x = np.einsum("bhwc,cd->bhwd", X, w[0, 0]) + b  # the adapter in NumPy
+    want, got = torch_forward(root, x), keras_forward(model, X)
+    for s, (g, r) in enumerate(zip(got, want), 1):
+        assert np.abs(g - r).max() / np.abs(r).max() < 1e-4, f"stack {s}"
+    assert zoo.weights_record(model).heatmap_offset == 2.0  # the hourglass release's convention
+
+
 # ------------------------------------------------------------------------------------------- bad input
 @pytest.fixture(scope="module")
 def small_file(tmp_path_factory):
