@@ -309,6 +309,8 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
             arguments ``zoo.get`` built the model with go into it (unless a given record has its
             own), so ``zoo.get(name, weights=path)`` rebuilds the same architecture.
         model_name: registry name stored in the file. Defaults to the one attached by ``zoo.get``.
+    A model :func:`zoo.get` built on an ``input_tensor`` is saved without the caller's layers in front of
+    the tensor (a warning names those with weights), so the file loads into the builder's model alone.
     Returns:
         The path written, as a ``pathlib.Path``.
     """
@@ -326,6 +328,14 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
         record = _with_builder_kwargs(record, kwargs, zoo_name)
     model_name = model_name or zoo_name or model.name
     named = _layers_with_weights(model)  # refuses duplicate names before any file is made
+    # The caller's layers in front of an input_tensor are not the zoo architecture the record rebuilds:
+    # zoo.get(name, weights=path) without that tensor would refuse them as layers the model lacks.
+    upstream = [n for n in getattr(model, "_zoo_upstream_layers", ()) if n in named]
+    if upstream:
+        named = {n: l for n, l in named.items() if n not in upstream}
+        warnings.warn(f"save_weights: '{path}' holds the weights of '{model_name}' only, not those of the layers in "
+                      f"front of its input_tensor ({', '.join(upstream)}); save the whole model with model.save(...) "
+                      f"to keep them.", stacklevel=2)
     tmp = atomic_target(path)
     try:
         with h5py.File(tmp, "w") as f:

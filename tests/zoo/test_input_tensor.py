@@ -153,6 +153,26 @@ def test_a_model_on_an_input_tensor_saves_and_reloads_in_safe_mode(tmp_path):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
 
 
+def test_save_weights_leaves_out_a_weighted_layer_in_front_and_the_file_loads_without_the_tensor(tmp_path):
+    # the file held 'adapter', and zoo.get(name, weights=file) refused it as a layer the model lacks
+    keras.backend.clear_session()
+    inp = keras.Input((64, 64, 3), name="pixels")
+    adapter = keras.layers.Conv2D(3, 1, name="adapter")
+    model = zoo.get("hourglass", input_tensor=adapter(inp), **SMALL["hourglass"])
+    randomize_batchnorm(model, np.random.default_rng(6))
+    w = np.random.default_rng(7).normal(0, 1, (1, 1, 3, 3)).astype(np.float32)
+    b = np.array([0.5, -1.0, 2.0], np.float32)
+    adapter.set_weights([w, b])
+    with pytest.warns(UserWarning, match=r"hg\.h5' holds the weights of 'hourglass' only.*\(adapter\)"):
+        zoo.save_weights(model, tmp_path / "hg.h5")
+    standalone = zoo.get("hourglass", weights=tmp_path / "hg.h5")
+    assert standalone.input_shape == (None, 64, 64, 3)
+    pixels = np.random.default_rng(8).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    reference = forward_numpy(standalone, np.einsum("bhwc,cd->bhwd", pixels, w[0, 0]) + b)  # adapter in NumPy
+    for o, r in zip(forward_numpy(model, pixels), reference):
+        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # errors
 # ---------------------------------------------------------------------------------------------------------
