@@ -71,6 +71,7 @@ class _RecordDataset(keras.utils.PyDataset):
             self.threads = workers
             kwargs.update(workers=1)
         self._batch_workers = None
+        self._workers_held = False  # see close_workers(hold=True)
         super().__init__(**kwargs)
         self.feed = _feed(feed, type(self).__name__)
         self.records = list(records)
@@ -108,6 +109,11 @@ class _RecordDataset(keras.utils.PyDataset):
     def set_epoch(self, epoch: int) -> None:
         """Jump to ``epoch`` (used after resuming from a backup)."""
         self.epoch = int(epoch)
+        self._workers_held = False
+
+    def on_epoch_begin(self):
+        """Keras calls it as every pass (fit epoch, evaluate, predict) starts: workers may start again."""
+        self._workers_held = False
 
     def order(self) -> np.ndarray:
         """Record indices in this epoch's order."""
@@ -131,7 +137,7 @@ class _RecordDataset(keras.utils.PyDataset):
     def __getitem__(self, idx):
         if -len(self) <= idx < 0:  # Python's negative index: the same batch (and seeds) as idx + len
             idx += len(self)
-        if self.processes or self.threads:  # made by the persistent workers, some batches ahead
+        if (self.processes or self.threads) and not self._workers_held:  # by the persistent workers, some ahead
             if self._batch_workers is None:
                 from training.workers import BatchWorkers
 
@@ -207,15 +213,24 @@ class _RecordDataset(keras.utils.PyDataset):
                         out.setdefault(int(parts[0]), parts[2])
         return out
 
-    def close_workers(self) -> None:
-        """Stop the persistent worker processes (the next batch starts them again)."""
+    def close_workers(self, hold: bool = False) -> None:
+        """Stop the persistent worker processes (the next batch starts them again).
+
+        Args:
+            hold: until the next pass begins (Keras' ``on_epoch_begin``, :meth:`set_epoch`), batches are
+                made in this process instead of by new workers. ``training.fit`` holds them when the fit
+                raised: a data thread of the failed fit (TensorFlow's tf.data prefetch) can still ask for a
+                batch afterwards, and would start processes that nothing closes.
+        """
         if self._batch_workers is not None:
             self._batch_workers.close()
+        self._workers_held = bool(hold)
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_order_cache"] = None  # recomputed in the worker; keeps the pickle small
         state["_batch_workers"] = None  # processes stay with the process that started them
+        state["_workers_held"] = False
         return state
 
     def config(self) -> dict:

@@ -489,6 +489,7 @@ def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose)
             model._symbolic_build(data_batch=(shards[0] if shards else train_data)[0])
         model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     watchdogs = [c for c in cbs if isinstance(c, WorkerWatchdog)]  # already watching (see its docs)
+    failed = False
     try:
         with jax_distribution(dist):
             if dist.kind != "multi_worker" and (keras.backend.backend() != "tensorflow" or dist.strategy is not None):
@@ -500,12 +501,15 @@ def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose)
                     model._symbolic_build(data_batch=train_data[0])
             return model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
                              verbose=verbose)
+    except BaseException:
+        failed = True
+        raise
     finally:
         for w in watchdogs:
             w.stop()
         for ds in (train_data, val_data, *shards):  # also when fit raises: EpochSync closes them only at a normal end
-            if ds is not None:
-                ds.close_workers()
+            if ds is not None:  # after a failure, a late batch request of Keras' data thread starts no new ones
+                ds.close_workers(hold=failed)
 
 
 def _record_best(result: FitResult, best_cb, history, monitor) -> None:
