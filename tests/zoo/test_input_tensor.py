@@ -169,8 +169,8 @@ def test_save_weights_leaves_out_a_weighted_layer_in_front_and_the_file_loads_wi
     assert standalone.input_shape == (None, 64, 64, 3)
     pixels = np.random.default_rng(8).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
     reference = forward_numpy(standalone, np.einsum("bhwc,cd->bhwd", pixels, w[0, 0]) + b)  # adapter in NumPy
-    for o, r in zip(forward_numpy(model, pixels), reference):
-        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
+    for o, r in zip(forward_numpy(model, pixels), reference):  # outputs reach ~250: float32 round-off scales with them
+        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-5 * np.abs(r).max())
 
 
 # ---------------------------------------------------------------------------------------------------------
