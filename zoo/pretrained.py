@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import threading
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -170,34 +169,12 @@ def _verify(src: SourceFile, key: str, path: Path, where: str, unverified: dict)
 @contextlib.contextmanager
 def _exclusive(path: Path):
     """Hold ``<cache>/locks/<folder>__<name>.lock`` while one process fetches or converts ``path``; the others
-    wait as long as it takes (:func:`zoo.weights.file_lock` gives up after ~10 s on Windows: too short for a
+    wait as long as it takes (``patient``: Windows' blocking lock gives up after ~10 s, too short for a
     download). The lock files stay (deleting one that another process has open would let two hold it), in a
     folder of their own, so the cache folders hold only the files."""
-    lock = _w.cache_dir() / "locks" / f"{path.parent.name}__{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+b") as f:
-        if os.name == "nt":
-            import msvcrt
-
-            f.seek(0)
-            while True:
-                try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-                    break
-                except OSError:
-                    time.sleep(0.5)
-        else:
-            import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if os.name == "nt":
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with _w.file_lock(path, lock_path=_w.cache_dir() / "locks" / f"{path.parent.name}__{path.name}.lock",
+                      patient=True):
+        yield
 
 
 def _where_to_get(src: SourceFile) -> str:

@@ -230,20 +230,33 @@ class LoadReport:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path):
+def file_lock(path: Path, *, lock_path: Path | None = None, patient: bool = False):
     """Hold an exclusive lock on ``<path>.lock`` (between processes and threads) while the block runs.
 
     For read-modify-write of small shared files (the recorded hashes), which two first uses of
     the cache at once would otherwise interleave, losing one writer's entry.
+
+    Args:
+        lock_path: the lock file to use instead of ``<path>.lock``.
+        patient: wait as long as it takes also on Windows, where ``msvcrt``'s blocking lock gives up
+            after ~10 s (too short for a download); POSIX ``flock`` always waits.
     """
-    lock = Path(str(path) + ".lock")
+    lock = Path(lock_path) if lock_path is not None else Path(str(path) + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+b") as f:
         if os.name == "nt":
             import msvcrt
+            import time
 
             f.seek(0)
-            msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)  # retries for ~10 s, then raises OSError
+            while True:
+                try:  # LK_LOCK retries for ~10 s, then raises OSError
+                    msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK if patient else msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    if not patient:
+                        raise
+                    time.sleep(0.5)
         else:
             import fcntl
 
