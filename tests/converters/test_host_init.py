@@ -103,8 +103,12 @@ def test_converted_model_trains_and_saves_with_weights_taken_without_copy(tmp_pa
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     x = rng.standard_normal((4, 8, 8, 3)).astype(np.float32)
     model.fit(x, np.zeros((4, 6, 6, 4), np.float32), epochs=2, verbose=0)
-    moved = [not np.array_equal(keras.ops.convert_to_numpy(w), s) for w, s in zip(model.trainable_weights, start)]
-    assert all(moved), [w.path for w, m in zip(model.trainable_weights, moved) if not m]
+    moved = {w.path: not np.array_equal(keras.ops.convert_to_numpy(w), s) for w, s in zip(model.trainable_weights, start)}
+    # conv/bias is trainable but gets no gradient: the BatchNormalization after it subtracts the batch mean in
+    # training, which cancels it (it moved only by round-off, and a fresh-clone JAX run saw it not move at all)
+    assert "conv/bias" in moved
+    del moved["conv/bias"]
+    assert all(moved.values()), [p for p, m in moved.items() if not m]
     after = [b for layer in net.layers for b in layer.blobs]
     assert all(np.array_equal(a, b) for a, b in zip(after, before))  # training wrote the model's own arrays
     model.save(tmp_path / "m.keras")
