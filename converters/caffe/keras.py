@@ -242,6 +242,16 @@ def _check_blob_axes(layer, field, x, axis, wshape, ctx):
         )
 
 
+def _param_shape(layer, type_name, ctx, axis, num_axes) -> tuple:
+    """Caffe shape of a Scale/Bias parameter: its blob's, else ``num_axes`` axes of the bottom from ``axis``."""
+    if layer.blobs:
+        return tuple(layer.blobs[0].shape)
+    shape = ctx.shape(layer.bottoms[0])
+    if shape is None:
+        raise GraphError(f"layer '{layer.name}' ({type_name}{at(layer)}): unknown shape of '{layer.bottoms[0]}'")
+    return tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
+
+
 def convert_scale(layer, inputs, ctx):
     sp = sub(layer.param, "scale_param")
     axis, num_axes, bias = int(opt(sp, "axis", 1)), int(opt(sp, "num_axes", 1)), bool(opt(sp, "bias_term", False))
@@ -254,13 +264,7 @@ def convert_scale(layer, inputs, ctx):
                 f"layer '{layer.name}' (Scale{at(layer)}): two bottoms with bias_term: true is not supported"
             )
         return [L.ScaleByBlob(axis, name=ctx.name(layer))(inputs)]
-    if layer.blobs:
-        wshape = tuple(layer.blobs[0].shape)
-    else:
-        shape = ctx.shape(layer.bottoms[0])
-        if shape is None:
-            raise GraphError(f"layer '{layer.name}' (Scale{at(layer)}): unknown shape of '{layer.bottoms[0]}'")
-        wshape = tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
+    wshape = _param_shape(layer, "Scale", ctx, axis, num_axes)
     _check_blob_axes(layer, "scale_param", x, axis, wshape, ctx)
     if not bias and axis == 1 and len(wshape) == 1 and rank in (2, 4):
         s = ChannelScale(name=ctx.name(layer))
@@ -390,13 +394,7 @@ def convert_bias(layer, inputs, ctx):
     axis = axis + rank if axis < 0 else axis
     if len(inputs) == 2:
         return [L.BiasByBlob(axis, name=ctx.name(layer))(list(inputs))]
-    if layer.blobs:
-        wshape = tuple(layer.blobs[0].shape)
-    else:
-        shape = ctx.shape(layer.bottoms[0])
-        if shape is None:
-            raise GraphError(f"layer '{layer.name}' (Bias{at(layer)}): unknown shape of '{layer.bottoms[0]}'")
-        wshape = tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
+    wshape = _param_shape(layer, "Bias", ctx, axis, num_axes)
     if not wshape:  # a scalar bias lines up anywhere (bias_layer.cpp uses axis 0)
         axis = 0
     _check_blob_axes(layer, "bias_param", x, axis, wshape, ctx)
