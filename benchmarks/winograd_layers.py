@@ -1,7 +1,7 @@
 """Benchmark: one ``WinogradConv2D`` against the ``Conv2D`` it replaces, at VGG/FCN layer shapes.
 
     KERAS_BACKEND=tensorflow python benchmarks/winograd_layers.py [--threads 2] [--repeats 5] [--out FILE]
-        [--model pspnet50 [--size 473]]
+        [--model pspnet50 [--size 473]] [--shapes SIDExCxK,...]
 
 Batch 1, ``'same'`` padding, compiled per backend (``tf.function``, ``jax.jit``; eager on PyTorch);
 median of ``--repeats`` calls after one warm-up. The shapes are FCN-8s's at a 256x256 input (pad 100:
@@ -36,6 +36,8 @@ def main(argv=None):
     ap.add_argument("--out", help="also write the table to this file")
     ap.add_argument("--model", help="time this zoo model (e.g. pspnet50, fcn8s) instead of single layers")
     ap.add_argument("--size", type=int, help="--model's input side (default: the model's default)")
+    ap.add_argument("--shapes", help="layer shapes to time instead of the default table, as SIDExCxK,... "
+                    "(e.g. 57x256x512,114x256x512)")
     args = ap.parse_args(argv)
     import keras
     import numpy as np
@@ -75,7 +77,8 @@ def main(argv=None):
              f"{time.strftime('%Y-%m-%d %H:%M')}, load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
              f"{'map':>9} {'C->K':>9} {'conv ms':>9} {'winograd ms':>12} {'speed-up':>9} {'max|diff|/range':>16}"]
     print(lines[0], lines[1], sep="\n", flush=True)
-    for hw, c, k in SHAPES:
+    shapes = [tuple(int(v) for v in item.split("x")) for item in args.shapes.split(",")] if args.shapes else SHAPES
+    for hw, c, k in shapes:
         conv = keras.layers.Conv2D(k, 3, padding="same", bias_initializer="random_normal")
         inp = keras.Input((None, None, c))
         keras.Model(inp, conv(inp))

@@ -81,6 +81,9 @@ TILE = 4  # output pixels per tile side
 # map pads to 8x8 in 4x4 tiles. The transforms cost ~H W (C + K), the saving ~H W C K, so the channel
 # rule is on 2CK / (C + K). On JAX (XLA:CPU) the transforms cost more: 128->256 ran at 0.75x and
 # 256->256 at 1.2x (512->512 2.2x), so the default there (and on PyTorch, measured at 512 only) is 256.
+# Re-measured quietly on 2026-12-06 (jax 0.10.2): single layers vary with the map (256->256 1.39x on
+# 57x57 but 0.75x on 114x114), while whole models gained the same with 256 or 320 (fcn8s 1.08-1.20x,
+# pspnet50 1.32-1.34x, within noise), so 256 stays.
 MIN_CHANNELS = {"tensorflow": 160}
 MIN_CHANNELS_OTHER = 256
 MIN_SIZE = 20
