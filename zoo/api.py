@@ -188,6 +188,10 @@ def _load_by_suffix(spec, path, kwargs, record):
         )
     model, rec = _LOADERS[suffix](spec, path, kwargs)
     record = record or rec or _release_conventions(spec, _SOURCE_FORMATS.get(suffix))
+    head = spec.head_kwarg
+    if record is not None and head is not None and head in kwargs:
+        # the head asked for: the file's size, or a fresh head (the loader warned); a .caffemodel / .t7 names no outputs
+        record = _with_head_size(record, head, kwargs[head])
     return _attach(model, spec, record, {**(record.builder_kwargs if record else {}), **kwargs})
 
 
@@ -211,6 +215,18 @@ def _release_conventions(spec: ModelSpec, source_format: str | None) -> WeightsR
     return WeightsRecord(source_format=source_format, description=(
         f"conventions of the {spec.name} {source_format} releases ({', '.join(sorted(spec.weights))}): the file "
         f"carries no metadata"), **values)
+
+
+def _with_head_size(record: WeightsRecord, head: str, size: int) -> WeightsRecord:
+    """``record`` for a model whose head (builder argument ``head``) has ``size`` outputs: the builder
+    argument and ``num_classes`` / ``num_keypoints`` say so, and there are no class/keypoint names or
+    flip pairs (they named the outputs of the weights' head, not of a fresh one)."""
+    return record.replace(
+        builder_kwargs={**record.builder_kwargs, head: size},
+        class_names=None, keypoint_names=None, flip_pairs=None,
+        num_classes=size if head == "classes" else record.num_classes,
+        num_keypoints=size if head == "num_keypoints" else record.num_keypoints,
+    )
 
 
 def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
@@ -244,12 +260,7 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
             f"({', '.join(skip)}), which keep their initial values.",
             stacklevel=3,
         )
-        record = record.replace(
-            builder_kwargs={**record.builder_kwargs, head: kwargs[head]},
-            class_names=None, keypoint_names=None, flip_pairs=None,
-            num_classes=kwargs[head] if head == "classes" else record.num_classes,
-            num_keypoints=kwargs[head] if head == "num_keypoints" else record.num_keypoints,
-        )
+        record = _with_head_size(record, head, kwargs[head])
     skip = [*skip, *getattr(model, "_zoo_upstream_layers", ())]  # the caller's layers before an input_tensor
     file_only_ok, model_only_ok = spec.weights_fit(model)
     try:

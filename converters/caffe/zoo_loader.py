@@ -6,8 +6,11 @@ imports it lazily the first time such a file is asked for).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+from converters.caffe.context import keras_name
+from converters.caffe.params import opt, sub
 from converters.caffe.port import FAMILY_MAPPINGS, port
 from converters.caffe.reader import load
 from zoo.api import register_weights_loader
@@ -46,8 +49,36 @@ def find_prototxt(caffemodel) -> Path:
     )
 
 
+def _head_size(spec, net, model, asked, mapping):
+    """The head size (``spec.head_kwarg``) of the Caffe ``net``, for a ``model`` built with ``asked``.
+
+    The first head layer (net order) that is a Convolution/InnerProduct with another number of outputs
+    than the model's says how many more or fewer the file has (a CPM's belief maps are K + 1 wide, an FCN's
+    scores ``classes``): ``asked + caffe outputs - model outputs``. ``asked`` when every one agrees or the
+    model has no head (``include_top=False``).
+    """
+    zoo = {layer.name: layer for layer in model.layers}
+    kinds = {"Convolution": ("Conv2D", "convolution_param"), "InnerProduct": ("Dense", "inner_product_param")}
+    for layer in net.layers:
+        target = mapping.get(layer.name, keras_name(layer.name))
+        if not layer.blobs or layer.type not in kinds or target is None or not spec.is_head_layer(target):
+            continue
+        kind, param = kinds[layer.type]
+        if target not in zoo or type(zoo[target]).__name__ != kind:
+            continue
+        ours = int(zoo[target].weights[0].shape[-1])  # Conv2D (kh, kw, I, O), Dense (I, O)
+        theirs = int(opt(sub(layer.param, param), "num_output", ours))
+        if theirs != ours:
+            return asked + theirs - ours
+    return asked
+
+
 def load_caffe_weights(spec, path, kwargs):
     """Loader for :func:`zoo.api.register_weights_loader`: build ``spec.builder(**kwargs)``, port ``path``.
+
+    Asking for another head size (``classes`` / ``num_keypoints``) than the file's loads everything
+    but the head layers (``spec.is_head_layer``), which keep their initial values, with a warning that
+    names them, as for a zoo ``.h5`` or a ``.t7``.
 
     Args:
         spec: the :class:`zoo.registry.ModelSpec` asked for.
@@ -58,7 +89,8 @@ def load_caffe_weights(spec, path, kwargs):
     Raises:
         WeightsFileError: no deploy prototxt next to the file, or the file is missing.
         CaffeFormatError, WeightsMismatchError: unreadable files, or a net that does not fit the
-            builder's layers (the message lists the differences on both sides).
+            builder's layers outside the head (the message lists the differences on both sides), or
+            a head of another size when the head size was not asked for.
     """
     path = Path(path)
     if not path.is_file():
@@ -68,9 +100,24 @@ def load_caffe_weights(spec, path, kwargs):
     mapping = dict(FAMILY_MAPPINGS.get(spec.family) or {})
     file_only_ok, model_only_ok = spec.weights_fit(model)
     for layer in net.layers:  # include_top=False: the release's classifier has no place in the model
-        if layer.blobs and file_only_ok(mapping.get(layer.name) or layer.name.replace("/", "_")):
+        if layer.blobs and file_only_ok(mapping.get(layer.name) or keras_name(layer.name)):
             mapping[layer.name] = None
-    port(net, model, mapping=mapping, optional=model_only_ok)
+    head = spec.head_kwarg
+    stored = _head_size(spec, net, model, kwargs[head], mapping) if head in kwargs else None
+    optional, skipped = model_only_ok, []
+    if stored is not None and stored != kwargs[head]:  # a new head: the file's head layers have no place
+        skipped = [layer.name for layer in model.layers if spec.is_head_layer(layer.name)]
+        for layer in net.layers:
+            if layer.blobs and spec.is_head_layer(mapping.get(layer.name) or keras_name(layer.name)):
+                mapping[layer.name] = None
+        optional = lambda name: model_only_ok(name) or spec.is_head_layer(name)  # noqa: E731
+    port(net, model, mapping=mapping, optional=optional)
+    if skipped:  # after the port: a refused file warns of nothing
+        warnings.warn(
+            f"{spec.name}: weights '{path}' have {head}={stored} but {head}={kwargs[head]} was asked for; "
+            f"loading everything but the head layers ({', '.join(skipped)}), which keep their initial values.",
+            stacklevel=4,
+        )
     return model, None
 
 

@@ -5,6 +5,8 @@ models must give the outputs of ``to_keras`` on the same net (itself checked aga
 test_exactness.py).
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -207,5 +209,68 @@ def test_zoo_get_caffemodel(tmp_path, rng):
     write_net(tmp_path, proto, name="Net-deploy")
     zoo.get("cpm", weights=resnet_style, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
     model_path = str(resnet_style)
-    with pytest.raises(caffe.WeightsMismatchError, match="Mconv5_stage2"):  # 3 keypoints in the file
-        zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2, num_keypoints=5)
+    with pytest.raises(caffe.WeightsMismatchError, match="Mconv5_stage2"):  # 3 keypoints in the file, 14 by default
+        zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2)
+
+
+CPM_HEAD = ("conv7_stage1", "Mconv1_stage2", "Mconv5_stage2")  # their shapes depend on the keypoint count
+
+
+@agnostic
+def test_zoo_get_caffemodel_with_another_keypoint_count(tmp_path, rng):
+    # Fine-tuning a CPM release on 5 keypoints: zoo.get refused the 3-keypoint .caffemodel ("layers that do not fit:
+    # 'conv7_stage1' ..."), where a zoo .h5 or a .t7 loads everything but the head and warns
+    proto = nets.cpm(41, 33, stages=2, parts=3)
+    blobs = random_blobs_for(proto, rng)
+    _, path = write_net(tmp_path, proto, blobs, name="pose_iter_1")
+    with pytest.warns(UserWarning) as caught:
+        model = zoo.get("cpm", weights=path, input_shape=(41, 33, 3), stages=2, num_keypoints=5)
+    said = [str(w.message) for w in caught if "head" in str(w.message)]
+    assert said == [f"cpm: weights '{path}' have num_keypoints=3 but num_keypoints=5 was asked for; loading "
+                    f"everything but the head layers ({', '.join(CPM_HEAD)}), which keep their initial values."]
+    assert sorted(l.name for l in model.layers if l.weights) == sorted(blobs)  # every weight is checked below
+    for name, (kernel, bias) in blobs.items():
+        got = [keras.ops.convert_to_numpy(w) for w in model.get_layer(name).weights]
+        if name in CPM_HEAD:  # the builder's initial values (zeros here: fast_init), in the new head's shapes
+            assert not any(np.any(g) for g in got), name
+            assert got[0].shape[2:] == ((32 + 6 + 1, 128) if name.startswith("Mconv1") else (kernel.shape[1], 6))
+        else:  # Caffe (O, I, kh, kw) -> Keras (kh, kw, I, O)
+            np.testing.assert_array_equal(got[0], np.transpose(kernel, (2, 3, 1, 0)), err_msg=name)
+            np.testing.assert_array_equal(got[1], bias, err_msg=name)
+    # as from a zoo .h5: the record says 5 keypoints and names none of them
+    rec = zoo.weights_record(model)
+    assert rec.num_keypoints == 5 and rec.builder_kwargs["num_keypoints"] == 5
+    assert rec.keypoint_names is None and rec.flip_pairs is None and rec.channel_order == "BGR"
+    assert zoo.api.build_info(model)[1]["num_keypoints"] == 5  # what zoo.save_weights records
+
+
+@agnostic
+def test_zoo_get_caffemodel_another_head_and_another_trunk_is_refused(tmp_path, rng):
+    # only the head may differ: a trunk layer of another width (conv4_stage1: 16 outputs, the builder's 32) is named
+    proto = nets.cpm(41, 33, stages=2, parts=3, mid=16)
+    _, path = write_net(tmp_path, proto, random_blobs_for(proto, rng), name="pose_iter_1")
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(caffe.WeightsMismatchError) as e:
+        warnings.simplefilter("always")
+        zoo.get("cpm", weights=path, input_shape=(41, 33, 3), stages=2, num_keypoints=5)
+    msg = str(e.value)
+    assert "'conv4_stage1' (Convolution) -> zoo layer 'conv4_stage1': Caffe gives [(5, 5, 128, 16), (16,)]" in msg
+    assert not [n for n in CPM_HEAD if f"'{n}'" in msg]  # the head may differ: it is not what blocks the load
+    assert not [w for w in caught if "head" in str(w.message)]  # nothing loaded, nothing to warn of
+
+
+@agnostic
+def test_zoo_get_caffemodel_with_another_class_count(tmp_path, rng):
+    # the classification/segmentation families: an InnerProduct head (ResNet's fc1000) of 5 classes, 7 asked for
+    proto = nets.resnet50(35, 37, classes=5)
+    blobs = random_blobs_for(proto, rng)
+    _, path = write_net(tmp_path, proto, blobs, name="ResNet-50-model")
+    with pytest.warns(UserWarning, match=r"have classes=5 but classes=7 was asked for; loading everything but the "
+                                         r"head layers \(fc1000\), which keep"):
+        model = zoo.get("resnet50", weights=path, input_shape=(35, 37, 3), classes=7)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("fc1000").weights)
+    assert kernel.shape == (2048, 7) and not np.any(kernel) and not np.any(bias)  # fast_init's zeros
+    for name in ("conv1", "res5c_branch2c"):  # Caffe (O, I, kh, kw) -> Keras (kh, kw, I, O)
+        got = keras.ops.convert_to_numpy(model.get_layer(name).weights[0])
+        np.testing.assert_array_equal(got, np.transpose(blobs[name][0], (2, 3, 1, 0)))
+    rec = zoo.weights_record(model)
+    assert (rec.num_classes, rec.builder_kwargs["classes"], rec.class_names) == (7, 7, None)
