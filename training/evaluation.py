@@ -7,7 +7,8 @@ else LSP's torso (left shoulder to right hip, PCK@0.2) for LSP's 14 joints, else
 box's longer side (PCK@0.2). Segmentation is scored from one confusion matrix accumulated over
 the set, by default on every pixel of the original masks (the scores resampled bilinearly to
 each image, as FCN/PSPNet evaluate); ``resolution="input"`` scores the letterboxed labels at
-the network input resolution (padding ignored), as training's ``mean_iou`` does.
+the network input resolution (padding ignored), as training's ``mean_iou`` does. ``scales=`` and
+``flip=`` average several scales and the mirrored pass (:mod:`training.tta`: CPM's and PSPNet's tests).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import numpy as np
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh, torso_size
-from training.targets import (HeatmapCodec, encode_mask, flip_test, keypoints_to_image, labels_from_scores,
-                              scores_to_image)
-from training.transforms import grid_matrix
+from training.targets import HeatmapCodec, encode_mask, keypoints_to_image, labels_from_scores, scores_to_image
+from training.transforms import grid_matrix, invert
+from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_probabilities, segmentation_views
 from zoo.weights import replace_durably
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
@@ -95,16 +96,18 @@ def _predict(model, x):
 
 
 def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None, resolution="original",
-             heatmap_offset=None, verbose=True) -> EvalResult:
+             heatmap_offset=None, scales=(1.0,), verbose=True) -> EvalResult:
     """Evaluate ``model`` on every sample of ``dataset`` (no augmentation, fixed order).
 
     Args:
         model: a compiled or uncompiled ``keras.Model`` matching the dataset.
         dataset: :class:`HeatmapDataset` or :class:`SegmentationDataset`.
         out_dir: where to write ``table.csv`` and ``predictions.csv`` (``None``: nothing written).
-        flip: pose only: average with the mirrored prediction (needs ``dataset.flip_pairs`` for
-            left/right data, and warns if the dataset was made without them); the mirrored maps are
-            moved right by ``(stride - 1 - 2 heatmap_offset) / stride`` px (:func:`training.targets.flip_test`).
+        flip: average with the mirrored prediction. Pose: needs ``dataset.flip_pairs`` for left/right
+            data (warns if the dataset was made without them); the mirrored maps are moved right by
+            ``(stride - 1 - 2 heatmap_offset) / stride`` px (:func:`training.targets.flip_test`).
+            Segmentation: the mirrored pass's class probabilities, flipped back, are averaged with the
+            plain pass's (softmax probabilities, as ``scales``).
         alpha: PCK threshold; default 0.5 for PCKh (records with head boxes: MPII), 0.2 for PCK
             normalised by the torso (LSP's 14 joints: left shoulder to right hip, as the official
             LSP evaluation; a sample without both joints is left out) or by the box otherwise.
@@ -119,6 +122,18 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             (``zoo.weights_record(model).heatmap_offset``: 3.5 for the CPM releases, 2.0 for
             hourglass:mpii), else 0.0, training's convention (the dataset's ``heatmap_offset`` only
             places its training targets).
+        scales: test-time scale search (:mod:`training.tta`), a non-empty sequence of numbers > 0;
+            ``(1.0,)`` (default): none. Pose (CPM's ``applyModel.m``, e.g. ``(0.7, 0.8, ..., 1.3)``): at
+            scale ``s`` the crop box is divided by ``s`` (the person ``s`` times larger in the model's input,
+            whose size stays), and the heatmaps are warped back into the scale-1 crop's heatmap frame and
+            averaged (per pixel over the scales whose crop covers it) before decoding. Segmentation
+            (PSPNet, e.g. ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)`` with ``flip``): the image letterboxed at
+            ``s`` times its scale-1 fit into ``input_size`` (``round(s w) x round(s h)`` px); a model of a
+            fixed input size slides input-sized windows with 2/3 overlap over a larger canvas (a smaller one
+            is padded); softmax probabilities are resampled onto the target (original image, or the scale-1
+            label grid with ``resolution="input"``), averaged, then argmax. With more than one scale or
+            ``flip``, segmentation averages probabilities (scale 1 alone without flip: the raw scores, as
+            before); host memory grows with ``batch_size x canvas x classes``.
         verbose: print the table.
     Returns:
         :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). A set with
@@ -139,6 +154,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             raise ValueError(f"evaluate: alpha must be a number > 0 (a fraction of the head size, torso or box), or "
                              f"None for the metric's own. Received: alpha={alpha!r}")
         alpha = a
+    scales = check_scales(scales)
     if heatmap_offset is None:
         import zoo
 
@@ -151,13 +167,17 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     if isinstance(dataset, SegmentationDataset) and resolution not in ("original", "input"):
         raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
     ds = _eval_copy(dataset)
+    views = []  # the dataset at each scale (scaled copies share its skip bookkeeping)
     try:
         if isinstance(ds, HeatmapDataset):
-            res = _evaluate_pose(model, ds, flip, alpha, names, float(heatmap_offset))
+            views = pose_views(ds, scales)
+            res = _evaluate_pose(model, ds, views, flip, alpha, names, float(heatmap_offset))
         else:
-            res = _evaluate_segmentation(model, ds, names, resolution)
+            views = segmentation_views(model, ds, scales)
+            res = _evaluate_segmentation(model, ds, views, flip, names, resolution)
     finally:
-        ds.close_workers()
+        for d in [ds] + [v[1] if isinstance(v, tuple) else v.dataset for v in views]:
+            d.close_workers()
         if ds.skip_log:
             os.remove(ds.skip_log)
     if out_dir is not None:
@@ -196,29 +216,24 @@ def format_table(res: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def _evaluate_pose(model, ds, flip, alpha, names, offset):
+def _evaluate_pose(model, ds, views, flip, alpha, names, offset):
     k = ds.num_keypoints
     if flip and not getattr(ds, "flip_pairs_given", True) and k > 1:
         warnings.warn("evaluate(flip=True): the dataset was made without flip_pairs, so the mirrored prediction's "
                       "left/right keypoints are averaged with the wrong ones on data with left/right joints. Pass "
                       "flip_pairs to HeatmapDataset (flip_pairs=() if there are none).", stacklevel=3)
-    preds, scores, left_out = [], [], set()
-    for b in range(len(ds)):
-        x, _, _ = ds[b]
-        unread = _unread(ds)
-        if flip:
-            images, rest = (x[0], x[1:]) if isinstance(x, tuple) else (x, ())
-
-            def run(im, rest=rest):
-                return _predict(model, (im, *rest) if rest else im)[-1]
-
-            hm = flip_test(run, images, ds.flip_pairs, offset=offset)
-        else:
-            hm = _predict(model, x)[-1]
+    def check(hm):
         if hm.ndim != 4 or hm.shape[-1] not in (k, k + 1):  # K + 1: CPM's background map, never scored
             raise ValueError(f"evaluate: the model outputs {hm.shape[-1] if hm.ndim == 4 else 'no'} heatmaps "
                              f"(output shape {hm.shape}), but the dataset has {k} keypoints; expected (B, h, w, {k}) "
                              f"or (B, h, w, {k + 1}) with a background map.")
+        _codec(ds, hm, offset)  # one stride on both axes, before any warp reads them
+
+    preds, scores, left_out = [], [], set()
+    for b in range(len(ds)):
+        hm = pose_heatmaps(lambda x: _predict(model, x), views, b, flip=flip, flip_pairs=ds.flip_pairs,
+                           offset=offset, check=check)
+        unread = _unread(ds)  # after every view read the batch: a scaled copy's skips are the dataset's
         kp_in, sc = _codec(ds, hm, offset).decode(hm[..., :k])
         for i, rid in enumerate(ds.batch_indices(b)):
             rec = ds.records[int(rid)]
@@ -291,38 +306,57 @@ def _kp_box(rec):
     return (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
 
 
-def _evaluate_segmentation(model, ds, names, resolution):
+def _evaluate_segmentation(model, ds, views, flip, names, resolution):
     c = ds.num_classes
     cm = np.zeros((c, c), np.int64)
     rows, left_out = [], set()
-    for b in range(len(ds)):
-        x, y = ds[b]
-        unread = _unread(ds)
-        labels = y[0] if isinstance(y, tuple) else y
-        scores = _predict(model, x)[0]
+
+    def check(scores):
         if scores.ndim != 4 or scores.shape[-1] != c:
             raise ValueError(f"evaluate: the model outputs {scores.shape[-1] if scores.ndim == 4 else 'no'} class "
                              f"scores per pixel (output shape {scores.shape}), but the dataset has num_classes={c}; "
                              f"expected (B, h, w, {c}).")
-        grid = (scores.shape[2], scores.shape[1])  # (w, h) of the model's output
-        if resolution == "input" and grid != tuple(ds.label_size):
-            raise ValueError(f"evaluate(resolution='input'): the model outputs {grid[0]}x{grid[1]} scores but the "
-                             f"dataset's labels are made at label_size {tuple(ds.label_size)}; make the dataset with "
-                             f"label_size={grid}, or score on the original masks (resolution='original').")
-        for i, rid in enumerate(ds.batch_indices(b)):
-            if int(rid) in unread:  # a stand-in sample was scored in its place
-                left_out.add(int(rid))
+
+    averaged = flip or len(views) > 1 or views[0].scale != 1.0
+    for b in range(len(ds)):
+        if averaged:  # every view's batch (scale 1's is the dataset's own), then the skips they all saw
+            got = [v.dataset[b] for v in views]
+            x, y = next((g for v, g in zip(views, got) if v.dataset is ds), None) or ds[b]
+        else:
+            x, y = ds[b]
+        unread = _unread(ds)
+        labels = y[0] if isinstance(y, tuple) else y
+        ids = [int(r) for r in ds.batch_indices(b)]
+        if averaged:
+            targets = [None if rid in unread else _target(ds, rid, resolution) for rid in ids]
+            probs = segmentation_probabilities(lambda im: _predict(model, im)[0], views, [g[0] for g in got],
+                                               [t and t[:3] for t in targets], flip=flip, check=check)
+        else:
+            scores = _predict(model, x)[0]
+            check(scores)
+            grid = (scores.shape[2], scores.shape[1])  # (w, h) of the model's output
+            if resolution == "input" and grid != tuple(ds.label_size):
+                raise ValueError(f"evaluate(resolution='input'): the model outputs {grid[0]}x{grid[1]} scores but "
+                                 f"the dataset's labels are made at label_size {tuple(ds.label_size)}; make the "
+                                 f"dataset with label_size={grid}, or score on the original masks "
+                                 f"(resolution='original').")
+        for i, rid in enumerate(ids):
+            if rid in unread:  # a stand-in sample was scored in its place
+                left_out.add(rid)
                 continue
-            s, gt = scores[i], labels[i]
-            if resolution == "original":
-                gt = encode_mask(ds.read_labels(ds.records[int(rid)]), c, ds.ignore_label)  # unwarped
-                # read on the grid the model answers on, whatever label_size says (training's labels only)
-                s = scores_to_image(s, grid_matrix(ds.matrix(gt.shape), ds.input_size, grid), gt.shape)
+            if averaged:
+                s, gt = probs[i], (targets[i][3] if resolution == "original" else labels[i])
+            else:
+                s, gt = scores[i], labels[i]
+                if resolution == "original":
+                    gt = encode_mask(ds.read_labels(ds.records[rid]), c, ds.ignore_label)  # unwarped
+                    # read on the grid the model answers on, whatever label_size says (training's labels only)
+                    s = scores_to_image(s, grid_matrix(ds.matrix(gt.shape), ds.input_size, grid), gt.shape)
             pred = labels_from_scores(s)
             one = confusion_matrix(pred, gt, c, ds.ignore_label)
             cm += one
             valid = int(one.sum())
-            rows.append({"id": ds.records[int(rid)].id, "valid_pixels": valid,
+            rows.append({"id": ds.records[rid].id, "valid_pixels": valid,
                          "pixel_accuracy": round(float(np.trace(one) / valid), 5) if valid else float("nan"),
                          "mean_iou": round(miou_from_confusion(one)[1], 5)})
     _warn_left_out(ds, left_out)
@@ -337,3 +371,13 @@ def _evaluate_segmentation(model, ds, names, resolution):
              "pixel_accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan"), "confusion": cm.tolist()}
     where = "original image size" if resolution == "original" else "network label size"
     return EvalResult("segmentation", f"IoU per class ({where})", table, rows)
+
+
+def _target(ds, rid, resolution):
+    """Where record ``rid``'s averaged probabilities are scored: ``(image (H, W), target (h, w), target px ->
+    image px, original labels)``; the original mask, or the scale-1 label grid (``resolution="input"``)."""
+    gt = encode_mask(ds.read_labels(ds.records[rid]), ds.num_classes, ds.ignore_label)
+    if resolution == "original":
+        return gt.shape, gt.shape, np.eye(3)[:2], gt
+    lw, lh = ds.label_size
+    return gt.shape, (lh, lw), invert(ds.label_matrix(gt.shape)), None
