@@ -172,7 +172,7 @@ def _convert_caffe(args) -> int:
                                  for (top, name), t in zip(conv.outputs.items(), model.outputs)))
     if args.verify:
         _verify(net, model, args.input_shape, args.tolerance)
-    from zoo.weights import replace_durably
+    from zoo.files import replace_durably
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")

@@ -24,7 +24,7 @@ import numpy as np
 
 from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
-from zoo.weights import replace_durably
+from zoo.files import replace_durably
 
 __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget",
            "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]

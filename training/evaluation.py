@@ -31,7 +31,7 @@ from training.metrics import confusion_matrix, head_size_from_box, miou_from_con
 from training.targets import HeatmapCodec, encode_mask, keypoints_to_image, labels_from_scores, scores_to_image
 from training.transforms import grid_matrix, invert
 from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_probabilities, segmentation_views
-from zoo.weights import replace_durably
+from zoo.files import replace_durably
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
 

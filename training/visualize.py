@@ -236,7 +236,7 @@ def write_png(path, image_rgb) -> Path:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
-    from zoo.weights import atomic_target, replace_durably
+    from zoo.files import atomic_target, replace_durably
 
     tmp = atomic_target(path)
     try:

@@ -9,7 +9,8 @@ from zoo import layers  # noqa: F401  (registers the serializable layers)
 from zoo.api import get, load_keras_model, preprocess, register_weights_loader, weights_record
 from zoo.errors import InputShapeError, WeightsFileError, WeightsMismatchError, ZooError
 from zoo.registry import ModelSpec, get_spec, info, list_models, register, register_weights
-from zoo.weights import WeightsRecord, load_weights, read_record, save_weights
+from zoo.records import WeightsRecord
+from zoo.weights import load_weights, read_record, save_weights
 from zoo import models  # noqa: F401,E402  (registers the builders)
 from zoo.models.cpm import cpm_center_map  # noqa: E402
 from zoo import releases  # noqa: F401,E402  (registers the original releases as weights tags)

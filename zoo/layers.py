@@ -473,7 +473,7 @@ class Normalize(keras.layers.Layer):
 
     @classmethod
     def from_record(cls, record, **kwargs):
-        """The convention of a :class:`zoo.weights.WeightsRecord` (``scale``, ``mean``, ``std``, ``channel_order``)."""
+        """The convention of a :class:`zoo.records.WeightsRecord` (``scale``, ``mean``, ``std``, ``channel_order``)."""
         return cls(record.scale, record.mean, record.std, record.channel_order, **kwargs)
 
     def build(self, input_shape):

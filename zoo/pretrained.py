@@ -2,7 +2,7 @@
 
 ``zoo.get("cpm", weights="mpii")`` goes through :func:`resolve`:
 
-1. Each :class:`~zoo.weights.SourceFile` of the tag's record is found in the offline folder
+1. Each :class:`~zoo.records.SourceFile` of the tag's record is found in the offline folder
    (``$KERAZOO_OFFLINE_DIR``, files under their original names) or in the cache
    (``<cache>/sources``), or downloaded there with ``keras.utils.get_file`` (progress bar) to a
    ``.part`` name, checked, then renamed. Archives (``.zip``) give the member the record names.
@@ -40,8 +40,9 @@ from typing import Any
 
 from zoo import weights as _w
 from zoo.errors import WeightsFileError, ZooError
+from zoo.files import atomic_target, file_lock, replace_durably, sha256sum
 from zoo.registry import ModelSpec, get_spec
-from zoo.weights import SourceFile, WeightsRecord
+from zoo.records import SourceFile, WeightsRecord
 
 __all__ = ["CONVERSION_VERSION", "OFFLINE_ENV", "resolve", "status", "split_name", "offline_dir", "recorded_sha256"]
 
@@ -116,13 +117,13 @@ def _read_hashes() -> dict[str, Any]:
 
 def _record_hash(key: str, digest: str, where: str) -> None:
     path = _hash_file()
-    with _w.file_lock(path):  # read, add, write: another process recording at once keeps its entry
+    with file_lock(path):  # read, add, write: another process recording at once keeps its entry
         hashes = _read_hashes()
         hashes[key] = {"sha256": digest, "from": where,
                        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        tmp = _w.atomic_target(path)
+        tmp = atomic_target(path)
         tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True))
-        _w.replace_durably(tmp, path)
+        replace_durably(tmp, path)
 
 
 def recorded_sha256(key: str) -> str | None:
@@ -149,7 +150,7 @@ def _verify(src: SourceFile, key: str, path: Path, where: str, unverified: dict)
     becomes the hash later reads must match. Returns the file's sha256. Raises WeightsFileError
     (the caller deletes cached files).
     """
-    digest = _w.sha256sum(path)
+    digest = sha256sum(path)
     expected, how = _expected(src, key)
     if expected and digest != expected:
         raise WeightsFileError(
@@ -172,8 +173,8 @@ def _exclusive(path: Path):
     wait as long as it takes (``patient``: Windows' blocking lock gives up after ~10 s, too short for a
     download). The lock files stay (deleting one that another process has open would let two hold it), in a
     folder of their own, so the cache folders hold only the files."""
-    with _w.file_lock(path, lock_path=_w.cache_dir() / "locks" / f"{path.parent.name}__{path.name}.lock",
-                      patient=True):
+    with file_lock(path, lock_path=_w.cache_dir() / "locks" / f"{path.parent.name}__{path.name}.lock",
+                   patient=True):
         yield
 
 
@@ -221,7 +222,7 @@ def _download(src: SourceFile, target: Path, unverified: dict, progress: bool = 
                 f"in the offline folder (${OFFLINE_ENV}) under the name '{src.name}'."
             )
         digest = _verify(src, src.name, part, src.url, unverified)
-        _w.replace_durably(part, target)
+        replace_durably(part, target)
         return digest
     finally:
         if part.exists():
@@ -249,12 +250,12 @@ def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
                 if st.st_mtime >= archive.stat().st_mtime and st.st_size == found[0].file_size:
                     return out
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _w.atomic_target(out)
+            tmp = atomic_target(out)
             try:
                 with z.open(found[0]) as r, open(tmp, "wb") as w:
                     while block := r.read(1 << 20):
                         w.write(block)
-                _w.replace_durably(tmp, out)
+                replace_durably(tmp, out)
             finally:
                 if tmp.exists():
                     tmp.unlink()
@@ -349,7 +350,7 @@ def _converted_ok(path: Path, warn: bool = True) -> bool:
     side = path.with_name(path.name + ".sha256")
     if not path.is_file():
         return False
-    if side.is_file() and side.read_text().strip() == _w.sha256sum(path):
+    if side.is_file() and side.read_text().strip() == sha256sum(path):
         return True
     if warn:
         warnings.warn(f"Converted weights '{path}' are corrupt or incomplete; converting the release again.",
@@ -470,14 +471,14 @@ def _convert_and_save(spec, tag, record, files, unverified, path, progress) -> P
         raise err from None
     out_dir.mkdir(parents=True, exist_ok=True)
     # The hash goes beside the file before the file takes its name: whoever sees the file sees its hash.
-    staged = _w.atomic_target(path)
+    staged = atomic_target(path)
     try:
         _w.save_weights(model, staged, record, model_name=spec.name)
         side = path.with_name(path.name + ".sha256")
-        tmp = _w.atomic_target(side)
-        tmp.write_text(_w.sha256sum(staged) + "\n")
-        _w.replace_durably(tmp, side)
-        _w.replace_durably(staged, path)
+        tmp = atomic_target(side)
+        tmp.write_text(sha256sum(staged) + "\n")
+        replace_durably(tmp, side)
+        replace_durably(staged, path)
     finally:
         if staged.exists():
             staged.unlink()

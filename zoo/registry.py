@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from zoo.weights import WeightsRecord
+from zoo.records import WeightsRecord
 
 __all__ = ["ModelSpec", "register", "register_weights", "list_models", "info", "get_spec", "parse_name"]
 

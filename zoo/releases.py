@@ -1,6 +1,6 @@
 """The original public releases, registered as weights tags (``zoo.get("cpm", weights="mpii")``).
 
-Each tag's :class:`~zoo.weights.WeightsRecord` names the authors' files (:class:`SourceFile`: the
+Each tag's :class:`~zoo.records.WeightsRecord` names the authors' files (:class:`SourceFile`: the
 original name, URL, archive member) and how to use the weights (input size, channel order,
 mean/scale, classes or keypoints, flip pairs, output stride, the paper's metric, license, page).
 :mod:`zoo.pretrained` fetches, verifies and converts them once.
@@ -15,7 +15,7 @@ script; it is not used, since nothing shows it was computed from that file.)
 from __future__ import annotations
 
 from zoo.registry import register_weights
-from zoo.weights import SourceFile, WeightsRecord
+from zoo.records import SourceFile, WeightsRecord
 
 __all__ = ["MPII_JOINTS", "CPM_PARTS", "VOC_CLASSES", "CITYSCAPES_CLASSES"]
 

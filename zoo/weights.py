@@ -1,4 +1,4 @@
-"""Weights records (metadata that travels with weights) and the zoo's name-keyed weights file.
+"""The zoo's name-keyed weights file (save, load, read its record) and downloads of such files into the cache.
 
 Keras 3 ``.weights.h5`` files address layers by class name and creation order, so they break as
 soon as a builder changes. The zoo's own format keys every layer by ``layer.name``::
@@ -8,20 +8,15 @@ soon as a builder changes. The zoo's own format keys every layer by ``layer.name
     /layers/<layer name>/     attrs: names (JSON list of variable paths)
         0, 1, ...             datasets, in ``layer.weights`` order
 
-Files are written to a temporary name in the same folder and renamed, so a crash never leaves a
-half-written file behind.
+Files are written to a temporary name in the same folder and renamed (:mod:`zoo.files`), so a crash
+never leaves a half-written file behind. The records themselves are :mod:`zoo.records`'.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
 import http.client
 import json
 import os
-import re
-import tempfile
 import urllib.request
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +26,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from zoo.errors import WeightsFileError, WeightsMismatchError
+from zoo.files import atomic_target, replace_durably, sha256sum
+from zoo.records import SourceFile, WeightsRecord  # noqa: F401  (public here too: zoo.weights.WeightsRecord)
 
 __all__ = [
     "WeightsRecord",
@@ -50,151 +47,9 @@ FORMAT_VERSION = 1
 SKIP_HINT = "Pass skip_mismatch=True to load the layers that fit."  # zoo.get says how instead
 
 
-class _ReadOnlyDict(dict):
-    """A ``dict`` (JSON, ``**`` and ``isinstance`` work) that refuses changes: a record's mappings are
-    shared by the registry and every model built from it, so an edit would change them for all."""
-
-    def _refuse(self, *args, **kwargs):
-        raise TypeError("a WeightsRecord is read-only; make a changed copy with record.replace(builder_kwargs={...})")
-
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
-
-    def __reduce__(self):  # copy/deepcopy/pickle rebuild it whole instead of item by item
-        return (type(self), (dict(self),))
-
-
-def _sha256_hex(value, what: str) -> str | None:
-    """``value`` as 64 lower-case hex digits (``sha256sum`` writes lower case; Windows' Get-FileHash and
-    certutil upper case), or ``None``. Raises ValueError naming ``what`` for anything else."""
-    if value is None:
-        return None
-    text = value.strip().lower() if isinstance(value, str) else value
-    if not isinstance(text, str) or not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise ValueError(f"{what} must be a SHA-256 digest (64 hex digits), got {value!r}")
-    return text
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One file of an original release, as its authors published it.
-
-    Attributes:
-        name: the file's original name (a relative path where the release's names collide, e.g.
-            ``voc-fcn8s/deploy.prototxt``); users without internet place it under this name in the
-            offline folder (``$KERAZOO_OFFLINE_DIR``).
-        url: the original download URL, or ``None`` when the authors only published a web page.
-        sha256: pinned hash of the file, computed from the real file; ``None`` until someone has:
-            the first download then records it locally (and says so).
-        member: when ``name`` is a zip archive, the file to take from it (matched by base name);
-            the member may also be placed in the offline folder on its own.
-        page: the human download page (Google Drive folders, project pages).
-    """
-
-    name: str
-    url: str | None = None
-    sha256: str | None = None
-    member: str | None = None
-    page: str | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "sha256", _sha256_hex(self.sha256, f"sha256 of source file '{self.name}'"))
-
-    @property
-    def key(self) -> str:
-        """Unique name of what this source provides: ``archive!member`` or ``name``."""
-        return f"{self.name}!{self.member}" if self.member else self.name
-
-    @property
-    def provides(self) -> str:
-        """Base name of the file the converter reads (the member, or the file itself)."""
-        return Path(self.member or self.name).name
-
-
-@dataclass(frozen=True)
-class WeightsRecord:
-    """Everything a user needs to use a set of weights correctly (torchvision ``Weights.meta`` style).
-
-    Pixel convention for :func:`zoo.preprocess`: images arrive RGB, values in [0, 255]; the model
-    receives ``(reorder(pixels) * scale - mean) / std``, channels in ``channel_order``.
-    """
-
-    # --- source -----------------------------------------------------------------------------
-    url: str | None = None  # where the file is downloaded from
-    file_name: str | None = None  # cache file name, unique per (arch, tag)
-    sha256: str | None = None  # of the downloaded file; downloads are refused without a match
-    source_format: str = "kerazoo"  # "kerazoo" (name-keyed h5), "keras", "caffe" or "torch7"
-    sources: tuple[SourceFile, ...] = ()  # original release files, converted once (zoo.pretrained)
-    source_page: str | None = None  # where the authors describe the release
-    license: str | None = None
-    paper: str | None = None  # paper title or URL
-    description: str = ""
-    # --- input ------------------------------------------------------------------------------
-    input_size: tuple[int, int] | None = None  # (H, W) the weights were trained/tested at
-    channel_order: str = "RGB"  # "RGB" or "BGR"
-    scale: float = 1.0  # multiplies [0, 255] pixels before the mean is subtracted
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # in channel_order, after scale
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    # --- head -------------------------------------------------------------------------------
-    num_classes: int | None = None
-    class_names: tuple[str, ...] | None = None
-    num_keypoints: int | None = None
-    keypoint_names: tuple[str, ...] | None = None
-    flip_pairs: tuple[tuple[int, int], ...] | None = None
-    output_stride: int | None = None
-    # input px where heatmap pixel 0's centre lies: pixel g is at g * output_stride + heatmap_offset
-    # (OpenCV pixel centres). 0.0 = training.targets' convention; a release trained otherwise sets it.
-    heatmap_offset: float = 0.0
-    # --- how to build the matching model -----------------------------------------------------
-    builder_kwargs: dict[str, Any] = field(default_factory=dict)
-    # --- documentation only -------------------------------------------------------------------
-    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. {"MPII val PCKh@0.5": 88.8}
-
-    def __post_init__(self):
-        # Records are shared (the registry's, every model built from a tag): nothing in one can be edited.
-        for key in ("builder_kwargs", "metrics"):
-            value = getattr(self, key)
-            if not isinstance(value, dict):
-                raise TypeError(f"WeightsRecord.{key} must be a dict, got {type(value).__name__}")
-            object.__setattr__(self, key, _ReadOnlyDict(value))
-        for key in ("input_size", "mean", "std", "class_names", "keypoint_names", "sources"):
-            if getattr(self, key) is not None:
-                object.__setattr__(self, key, tuple(getattr(self, key)))
-        if self.flip_pairs is not None:
-            object.__setattr__(self, "flip_pairs", tuple(tuple(p) for p in self.flip_pairs))
-        object.__setattr__(self, "sha256", _sha256_hex(self.sha256, "WeightsRecord.sha256"))
-        off = self.heatmap_offset
-        ok = isinstance(off, (int, float, np.integer, np.floating)) and not isinstance(off, (bool, np.bool_))
-        if not (ok and np.isfinite(off)):
-            raise ValueError(f"WeightsRecord.heatmap_offset must be a finite number (input px where heatmap pixel 0's "
-                             f"centre lies; 0.0 = training's convention), got {off!r}")
-        object.__setattr__(self, "heatmap_offset", float(off))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, independent copy (JSON types), safe to edit."""
-        d = dataclasses.asdict(self)
-        for key in ("builder_kwargs", "metrics"):
-            d[key] = dict(d[key])
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WeightsRecord":
-        """Raises TypeError/ValueError for a structure that is not a record (an edited or foreign file)."""
-        if not isinstance(d, dict):
-            raise TypeError(f"a record is a JSON object, found {type(d).__name__}")
-        for key in ("builder_kwargs", "metrics"):
-            if not isinstance(d.get(key, {}), dict):
-                raise TypeError(f"'{key}' must be a JSON object, found {type(d[key]).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}  # sequences become tuples in __post_init__
-        if kw.get("sources"):
-            kw["sources"] = tuple(s if isinstance(s, SourceFile) else SourceFile(**s) for s in kw["sources"])
-        return cls(**kw)
-
-    def replace(self, **changes) -> "WeightsRecord":
-        return dataclasses.replace(self, **changes)
+# --------------------------------------------------------------------------------------------
+# Name-keyed HDF5 format
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -222,92 +77,6 @@ class LoadReport:
                 lines.append(f"{len(items)} {title}:")
                 lines.extend(f"  - {x}" for x in items)
         return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Name-keyed HDF5 format
-# --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, lock_path: Path | None = None, patient: bool = False):
-    """Hold an exclusive lock on ``<path>.lock`` (between processes and threads) while the block runs.
-
-    For read-modify-write of small shared files (the recorded hashes), which two first uses of
-    the cache at once would otherwise interleave, losing one writer's entry.
-
-    Args:
-        lock_path: the lock file to use instead of ``<path>.lock``.
-        patient: wait as long as it takes also on Windows, where ``msvcrt``'s blocking lock gives up
-            after ~10 s (too short for a download); POSIX ``flock`` always waits.
-    """
-    lock = Path(lock_path) if lock_path is not None else Path(str(path) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+b") as f:
-        if os.name == "nt":
-            import msvcrt
-            import time
-
-            f.seek(0)
-            while True:
-                try:  # LK_LOCK retries for ~10 s, then raises OSError
-                    msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK if patient else msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    if not patient:
-                        raise
-                    time.sleep(0.5)
-        else:
-            import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if os.name == "nt":
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def atomic_target(path: Path) -> Path:
-    """A new empty temporary file beside ``path`` (same folder, so ``os.replace`` is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
-    return Path(tmp)
-
-
-def replace_durably(tmp, path) -> None:
-    """``os.replace(tmp, path)`` once ``tmp``'s bytes are on the disk, then the folder's new entry (POSIX).
-
-    A rename can reach the disk before the data it points to: after a power cut, ``path`` could be an empty
-    or partly written file. With the data synced first it is the old file or the whole new one. Costs one
-    ``fsync`` of the file (its data is written now rather than a few seconds later) and one of the folder.
-    """
-    # Windows' fsync (_commit) needs a handle open for writing; POSIX syncs through any descriptor
-    fd = os.open(tmp, (os.O_RDWR | getattr(os, "O_BINARY", 0)) if os.name == "nt" else os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if os.name == "nt":  # no folder handles to sync; NTFS journals the rename
-        return
-    try:
-        fd = os.open(Path(path).absolute().parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # a file system that cannot sync a folder (EINVAL): the file's own data is already safe
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_weights(model, path, record: WeightsRecord | None = None, *, model_name: str | None = None):
@@ -537,14 +306,6 @@ def cache_dir() -> Path:
         return Path(os.environ["KERAZOO_HOME"])
     keras_home = os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
     return Path(keras_home) / "kerazoo"
-
-
-def sha256sum(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(record: WeightsRecord, *, progress: bool = True, force: bool = False, timeout: float = 60.0) -> Path:

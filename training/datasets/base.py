@@ -302,7 +302,7 @@ def write_palette_png(path, mask: np.ndarray, palette: np.ndarray | None = None)
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
            + chunk(b"PLTE", np.asarray(palette, np.uint8).reshape(-1, 3).tobytes())
            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-    from zoo.weights import atomic_target, replace_durably
+    from zoo.files import atomic_target, replace_durably
 
     path = Path(path)
     tmp = atomic_target(path)  # a name of its own: two threads writing one mask do not share a temporary file

@@ -1,0 +1,106 @@
+"""Durable files: writes that a crash or power cut never leave half done, locks between processes, hashes.
+
+Used across the project (the weights cache, training's checkpoints and logs, converted models): write to
+:func:`atomic_target`, then :func:`replace_durably` onto the real name, so readers see the old file or the
+whole new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_target", "replace_durably", "file_lock", "sha256sum"]
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, lock_path: Path | None = None, patient: bool = False):
+    """Hold an exclusive lock on ``<path>.lock`` (between processes and threads) while the block runs.
+
+    For read-modify-write of small shared files (the recorded hashes), which two first uses of
+    the cache at once would otherwise interleave, losing one writer's entry.
+
+    Args:
+        lock_path: the lock file to use instead of ``<path>.lock``.
+        patient: wait as long as it takes also on Windows, where ``msvcrt``'s blocking lock gives up
+            after ~10 s (too short for a download); POSIX ``flock`` always waits.
+    """
+    lock = Path(lock_path) if lock_path is not None else Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+            import time
+
+            f.seek(0)
+            while True:
+                try:  # LK_LOCK retries for ~10 s, then raises OSError
+                    msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK if patient else msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    if not patient:
+                        raise
+                    time.sleep(0.5)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if os.name == "nt":
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+            else:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def atomic_target(path: Path) -> Path:
+    """A new empty temporary file beside ``path`` (same folder, so ``os.replace`` is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
+    return Path(tmp)
+
+
+def replace_durably(tmp, path) -> None:
+    """``os.replace(tmp, path)`` once ``tmp``'s bytes are on the disk, then the folder's new entry (POSIX).
+
+    A rename can reach the disk before the data it points to: after a power cut, ``path`` could be an empty
+    or partly written file. With the data synced first it is the old file or the whole new one. Costs one
+    ``fsync`` of the file (its data is written now rather than a few seconds later) and one of the folder.
+    """
+    # Windows' fsync (_commit) needs a handle open for writing; POSIX syncs through any descriptor
+    fd = os.open(tmp, (os.O_RDWR | getattr(os, "O_BINARY", 0)) if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if os.name == "nt":  # no folder handles to sync; NTFS journals the rename
+        return
+    try:
+        fd = os.open(Path(path).absolute().parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot sync a folder (EINVAL): the file's own data is already safe
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256sum(path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (weights files run to hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,165 @@
+"""Weights records: the metadata that travels with a set of weights (source files, input convention, head,
+builder arguments), shared by the registry, the releases, the weights files and every model built from them.
+
+Records are frozen and their mappings read-only: one record object is shared by all its users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["WeightsRecord", "SourceFile"]
+
+
+class _ReadOnlyDict(dict):
+    """A ``dict`` (JSON, ``**`` and ``isinstance`` work) that refuses changes: a record's mappings are
+    shared by the registry and every model built from it, so an edit would change them for all."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a WeightsRecord is read-only; make a changed copy with record.replace(builder_kwargs={...})")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):  # copy/deepcopy/pickle rebuild it whole instead of item by item
+        return (type(self), (dict(self),))
+
+
+def _sha256_hex(value, what: str) -> str | None:
+    """``value`` as 64 lower-case hex digits (``sha256sum`` writes lower case; Windows' Get-FileHash and
+    certutil upper case), or ``None``. Raises ValueError naming ``what`` for anything else."""
+    if value is None:
+        return None
+    text = value.strip().lower() if isinstance(value, str) else value
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError(f"{what} must be a SHA-256 digest (64 hex digits), got {value!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of an original release, as its authors published it.
+
+    Attributes:
+        name: the file's original name (a relative path where the release's names collide, e.g.
+            ``voc-fcn8s/deploy.prototxt``); users without internet place it under this name in the
+            offline folder (``$KERAZOO_OFFLINE_DIR``).
+        url: the original download URL, or ``None`` when the authors only published a web page.
+        sha256: pinned hash of the file, computed from the real file; ``None`` until someone has:
+            the first download then records it locally (and says so).
+        member: when ``name`` is a zip archive, the file to take from it (matched by base name);
+            the member may also be placed in the offline folder on its own.
+        page: the human download page (Google Drive folders, project pages).
+    """
+
+    name: str
+    url: str | None = None
+    sha256: str | None = None
+    member: str | None = None
+    page: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "sha256", _sha256_hex(self.sha256, f"sha256 of source file '{self.name}'"))
+
+    @property
+    def key(self) -> str:
+        """Unique name of what this source provides: ``archive!member`` or ``name``."""
+        return f"{self.name}!{self.member}" if self.member else self.name
+
+    @property
+    def provides(self) -> str:
+        """Base name of the file the converter reads (the member, or the file itself)."""
+        return Path(self.member or self.name).name
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """Everything a user needs to use a set of weights correctly (torchvision ``Weights.meta`` style).
+
+    Pixel convention for :func:`zoo.preprocess`: images arrive RGB, values in [0, 255]; the model
+    receives ``(reorder(pixels) * scale - mean) / std``, channels in ``channel_order``.
+    """
+
+    # --- source -----------------------------------------------------------------------------
+    url: str | None = None  # where the file is downloaded from
+    file_name: str | None = None  # cache file name, unique per (arch, tag)
+    sha256: str | None = None  # of the downloaded file; downloads are refused without a match
+    source_format: str = "kerazoo"  # "kerazoo" (name-keyed h5), "keras", "caffe" or "torch7"
+    sources: tuple[SourceFile, ...] = ()  # original release files, converted once (zoo.pretrained)
+    source_page: str | None = None  # where the authors describe the release
+    license: str | None = None
+    paper: str | None = None  # paper title or URL
+    description: str = ""
+    # --- input ------------------------------------------------------------------------------
+    input_size: tuple[int, int] | None = None  # (H, W) the weights were trained/tested at
+    channel_order: str = "RGB"  # "RGB" or "BGR"
+    scale: float = 1.0  # multiplies [0, 255] pixels before the mean is subtracted
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # in channel_order, after scale
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    # --- head -------------------------------------------------------------------------------
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    num_keypoints: int | None = None
+    keypoint_names: tuple[str, ...] | None = None
+    flip_pairs: tuple[tuple[int, int], ...] | None = None
+    output_stride: int | None = None
+    # input px where heatmap pixel 0's centre lies: pixel g is at g * output_stride + heatmap_offset
+    # (OpenCV pixel centres). 0.0 = training.targets' convention; a release trained otherwise sets it.
+    heatmap_offset: float = 0.0
+    # --- how to build the matching model -----------------------------------------------------
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    # --- documentation only -------------------------------------------------------------------
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. {"MPII val PCKh@0.5": 88.8}
+
+    def __post_init__(self):
+        # Records are shared (the registry's, every model built from a tag): nothing in one can be edited.
+        for key in ("builder_kwargs", "metrics"):
+            value = getattr(self, key)
+            if not isinstance(value, dict):
+                raise TypeError(f"WeightsRecord.{key} must be a dict, got {type(value).__name__}")
+            object.__setattr__(self, key, _ReadOnlyDict(value))
+        for key in ("input_size", "mean", "std", "class_names", "keypoint_names", "sources"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(getattr(self, key)))
+        if self.flip_pairs is not None:
+            object.__setattr__(self, "flip_pairs", tuple(tuple(p) for p in self.flip_pairs))
+        object.__setattr__(self, "sha256", _sha256_hex(self.sha256, "WeightsRecord.sha256"))
+        off = self.heatmap_offset
+        ok = isinstance(off, (int, float, np.integer, np.floating)) and not isinstance(off, (bool, np.bool_))
+        if not (ok and np.isfinite(off)):
+            raise ValueError(f"WeightsRecord.heatmap_offset must be a finite number (input px where heatmap pixel 0's "
+                             f"centre lies; 0.0 = training's convention), got {off!r}")
+        object.__setattr__(self, "heatmap_offset", float(off))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, independent copy (JSON types), safe to edit."""
+        d = dataclasses.asdict(self)
+        for key in ("builder_kwargs", "metrics"):
+            d[key] = dict(d[key])
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WeightsRecord":
+        """Raises TypeError/ValueError for a structure that is not a record (an edited or foreign file)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a record is a JSON object, found {type(d).__name__}")
+        for key in ("builder_kwargs", "metrics"):
+            if not isinstance(d.get(key, {}), dict):
+                raise TypeError(f"'{key}' must be a JSON object, found {type(d[key]).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}  # sequences become tuples in __post_init__
+        if kw.get("sources"):
+            kw["sources"] = tuple(s if isinstance(s, SourceFile) else SourceFile(**s) for s in kw["sources"])
+        return cls(**kw)
+
+    def replace(self, **changes) -> "WeightsRecord":
+        return dataclasses.replace(self, **changes)
