@@ -1,6 +1,6 @@
 """Shared state and Caffe semantics of a conversion: names, BatchNorm + Scale folding, BN epsilons.
 
-Used by :mod:`converters.caffe.keras` (building) and :mod:`converters.caffe.port` (porting), so both
+Used by :mod:`converters.caffe.keras` and its handlers (building) and :mod:`converters.caffe.port` (porting), so both
 fold the same pairs and use the same epsilon.
 """
 
