@@ -3,8 +3,8 @@
 1. read MPII, LSP/LSPet or RHD from disk (layouts: ``training/datasets/*.py``), or generate synthetic
    figures (the default: no download);
 2. build ``hourglass`` or ``cpm`` with ``zoo.get``, from random weights or ``--weights`` (a zoo
-   ``.h5``, ``.weights.h5`` or a ``.caffemodel`` beside its deploy prototxt; another keypoint count
-   than the weights' re-initialises only the head), or load a whole ``.keras`` model as saved (a
+   ``.h5``, ``.weights.h5`` or a ``.caffemodel`` beside its deploy prototxt, which gives a CPM's number of
+   stages; another keypoint count than the weights' re-initialises only the head), or load a whole ``.keras`` model as saved (a
    run's ``best.keras``: its architecture, input size, and the run's input convention);
 3. score it with ``training.evaluate(..., flip=True)``: PCKh@0.5 on MPII (head boxes), PCK@0.2 of
    the person/hand box otherwise; fine-tune with ``training.fit`` (``model.fit``, one line per
@@ -59,7 +59,9 @@ def build_parser():
     p.add_argument("--stacks", type=positive_int, help="hourglass stacks (default 2, --fast 1; --weights: theirs)")
     p.add_argument("--features", type=positive_int,
                    help="hourglass channels (default 64 synthetic / 256, --fast 16; --weights: theirs)")
-    p.add_argument("--stages", type=positive_int, help="CPM stages (default 2 synthetic / 6; --weights: theirs)")
+    p.add_argument("--stages", type=positive_int,
+                   help="CPM stages (default 2 synthetic / 6; --weights: theirs, from a zoo .h5's record or a "
+                        ".caffemodel's deploy prototxt)")
     p.add_argument("--sigma", type=positive_float, help="heatmap Gaussian sigma in heatmap pixels")
     p.add_argument("--lr", type=positive_float,
                    help="learning rate (default: Adam 2e-3 on synthetic data, else the model family's preset)")
@@ -96,6 +98,8 @@ def parse_args(argv):
             if getattr(a, flag) is not None:
                 p.error(f"--{flag}: --weights '{a.weights}' is a whole saved model (its architecture is in the "
                         f"file); leave out --{flag}")
+    if a.model == "cpm" and a.weights and Path(a.weights).suffix.lower() == ".caffemodel":
+        a.stages = caffe_stages(p, a)
     if a.workers < 0:
         p.error(f"--workers must be >= 0, got {a.workers}")
     synth = a.dataset == "synthetic"
@@ -106,6 +110,24 @@ def parse_args(argv):
     a.val_samples = a.val_samples or (16 if a.fast else 64)
     a.sigma = a.sigma or (1.0 if a.model == "cpm" else 1.5 if synth else 2.0)
     return a
+
+
+def caffe_stages(p, a) -> int:
+    """The stages of the CPM in ``--weights`` (a ``.caffemodel``), read from its deploy prototxt: a Caffe
+    file holds no record, so without this a 3-stage release was built with 6 stages and refused. A
+    ``--stages`` that contradicts the file is a one-line error naming both."""
+    from converters.caffe.errors import CaffeError
+    from converters.caffe.zoo_loader import cpm_stages
+    from zoo.errors import ZooError
+
+    try:
+        stages, proto = cpm_stages(a.weights)
+    except (CaffeError, ZooError) as e:
+        p.error(f"--weights: {e}")
+    if a.stages not in (None, stages):
+        p.error(f"--stages {a.stages}: --weights '{a.weights}' is a CPM of {stages} stages (its deploy prototxt "
+                f"'{proto}'); leave out --stages or give --stages {stages}")
+    return stages
 
 
 def _hold_out(records, fraction=0.1):

@@ -277,3 +277,33 @@ def test_seed_fixes_the_initial_weights():
         first, again, other = build(3), build(3), build(4)
         assert all(np.array_equal(x, y) for x, y in zip(first, again))
         assert not all(np.array_equal(x, y) for x, y in zip(first, other))
+
+
+def test_finetune_pose_cpm_stages_come_from_the_caffemodel(tmp_path, capsys):
+    # --model cpm --weights X.caffemodel of a 3-stage CPM without --stages: the example built 6 stages and the port
+    # refused the file (Mconv*_stage4..6 "not filled"); the deploy prototxt beside it says 3. A --stages that
+    # contradicts it is one error line naming both numbers
+    import keras
+    import numpy as np
+
+    from examples import finetune_pose
+    from tests.caffe_files import random_blobs_for, write_net
+    from tests.converters import nets
+
+    text = nets.cpm(32, 32, stages=3, parts=4)
+    blobs = random_blobs_for(text, np.random.default_rng(0))
+    _, weights = write_net(tmp_path, text, blobs, name="pose_iter_1")
+    argv = ["--model", "cpm", "--weights", weights, "--input-size", "32", "--out", str(tmp_path / "o")]
+    for extra in ([], ["--stages", "3"]):
+        a = finetune_pose.parse_args(argv + extra)
+        assert a.stages == 3
+    model, kwargs = finetune_pose.build_model(a, 4)
+    assert kwargs["stages"] == 3 and len(model.outputs) == 3  # the saved record rebuilds 3 stages
+    got = keras.ops.convert_to_numpy(model.get_layer("Mconv5_stage3").weights[0])
+    np.testing.assert_array_equal(got, blobs["Mconv5_stage3"][0].transpose(2, 3, 1, 0))  # Caffe OIHW -> HWIO
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        finetune_pose.parse_args(argv + ["--stages", "6"])
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--stages 6" in lines[0] and "a CPM of 3 stages" in lines[0], lines

@@ -10,13 +10,14 @@ import warnings
 from pathlib import Path
 
 from converters.caffe.context import keras_name
+from converters.caffe.errors import WeightsMismatchError
 from converters.caffe.params import opt, sub
 from converters.caffe.port import FAMILY_MAPPINGS, port
 from converters.caffe.reader import load
 from zoo.api import register_weights_loader
 from zoo.errors import WeightsFileError
 
-__all__ = ["find_prototxt", "load_caffe_weights"]
+__all__ = ["find_prototxt", "load_caffe_weights", "cpm_stages"]
 
 
 def find_prototxt(caffemodel) -> Path:
@@ -47,6 +48,29 @@ def find_prototxt(caffemodel) -> Path:
         f"No deploy prototxt found for '{caffemodel}': looked for {looked}{found}. Put the net's deploy "
         f"prototxt at one of these paths (Caffe weights hold no architecture)."
     )
+
+
+def cpm_stages(caffemodel) -> tuple[int, Path]:
+    """How many stages the Convolutional Pose Machine of ``caffemodel`` has: the ``stages`` to build
+    the zoo ``cpm`` with, read from its deploy prototxt (:func:`find_prototxt`; the weights file holds
+    no architecture). Stage 1 plus one per refinement stage ``Mconv1_stage2``, ``Mconv1_stage3``, ...
+
+    Returns:
+        ``(stages, prototxt path)``.
+    Raises:
+        WeightsFileError: no deploy prototxt beside ``caffemodel``.
+        CaffeFormatError: an unreadable prototxt.
+        WeightsMismatchError: a prototxt that is not a CPM's (no layer ``conv7_stage1``).
+    """
+    proto = find_prototxt(caffemodel)
+    names = {layer.name for layer in load(proto).layers}
+    if "conv7_stage1" not in names:
+        raise WeightsMismatchError(f"'{proto}' (the deploy prototxt of '{caffemodel}') is not a Convolutional Pose "
+                                   f"Machine: it has no layer 'conv7_stage1' (stage 1's belief maps).")
+    stages = 1
+    while f"Mconv1_stage{stages + 1}" in names:
+        stages += 1
+    return stages, proto
 
 
 def _head_size(spec, net, model, asked, mapping):
