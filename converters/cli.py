@@ -193,11 +193,16 @@ def main(argv=None, prog: str = "python -m converters") -> int:
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
     from kerazoo.cli import tensorflow_notices_held_back
 
-    with tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
-        from converters.caffe.errors import CaffeError
-        from zoo.errors import ZooError, one_line
-
     who = f"{prog} {args.format}"  # as typed: "kerazoo convert caffe", "python -m converters caffe"
+    try:  # Ctrl-C lands here in the first seconds, while Keras loads
+        with tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
+            from converters.caffe.errors import CaffeError
+            from zoo.errors import ZooError, one_line
+    except KeyboardInterrupt:
+        if args.debug or os.environ.get("KERAZOO_DEBUG"):
+            raise
+        print(f"{who}: interrupted", file=sys.stderr)
+        return 130
     try:
         return _convert_caffe(args)
     except _VerifyFailed as e:

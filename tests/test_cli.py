@@ -124,6 +124,32 @@ def test_ctrl_c_while_keras_loads_exits_130_in_one_line():
         assert (r.returncode, lines) == (130, [expected]), r.stderr[-2000:]
 
 
+def test_ctrl_c_while_keras_loads_exits_130_in_one_line_with_python_m(tmp_path):
+    """`python -m training` imports the package, and with it Keras, before training.__main__ runs; `python -m
+    converters` imported Keras outside its handler. Ctrl-C there printed a KeyboardInterrupt traceback (status -2).
+    A sitecustomize signals the process as the import of Keras starts, before runpy imports the package."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, signal, sys\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'keras':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Finder())\n")
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
+    for argv, expected in [
+            (["training", "train", "--model", "m", "--dataset", "synthetic", "--out", "o"],
+             "python -m training train: interrupted"),
+            (["training", "evaluate", "--run", "r"], "python -m training evaluate: interrupted"),
+            (["converters", "caffe", "a", "b", "-o", "c.keras"], "python -m converters caffe: interrupted")]:
+        r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, env=env, timeout=300)
+        lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
+        assert (r.returncode, lines) == (130, [expected]), r.stderr[-2000:]
+    # Imported as a library, the package leaves Ctrl-C to its caller
+    r = subprocess.run([sys.executable, "-c", "import training"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode not in (0, 130) and "KeyboardInterrupt" in r.stderr, (r.returncode, r.stderr[-2000:])
+
+
 def test_train_spawns_its_worker_processes():
     """`python -m training` makes --multiprocessing workers by spawning (forking a process that holds JAX's or
     TensorFlow's threads can deadlock the child); `kerazoo train` and `kerazoo-train` forked them on Linux."""

@@ -5,20 +5,44 @@ Importing the package registers the Keras losses, metrics and learning-rate sche
 ``keras.models.load_model(path, safe_mode=True)``, optimizer included.
 """
 
-from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
-from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
-from training.metrics import (  # noqa: F401
-    MPII_JOINT_NAMES, MeanIoUMetric, PCKMetric, bbox_size, confusion_matrix, head_size_from_box,
-    miou_from_confusion, pck, pckh, torso_size,
-)
-from training.targets import (  # noqa: F401
-    HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
-    keypoints_to_image,
-)
-from training.transforms import (  # noqa: F401
-    affine_matrix, compose, flip_keypoints, invert, photometric_jitter, swap_pairs, transform_points,
-    warp_image, warp_mask,
-)
+import os as _os
+import sys as _sys
+
+
+def _started_as_command() -> bool:
+    """True while ``python -m training ...`` imports this package, before ``training.__main__`` runs: Python
+    sets ``sys.argv[0]`` to ``-m`` while it locates the module (and imports its package)."""
+    if _sys.argv[:1] != ["-m"]:
+        return False
+    argv = list(getattr(_sys, "orig_argv", ()))  # the interpreter's own command line: which module
+    for i, a in enumerate(argv[1:], 1):
+        if a.startswith("-m"):
+            return (a[2:] or "".join(argv[i + 1:i + 2])) == "training"
+    return False
+
+
+try:
+    from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
+    from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
+    from training.metrics import (  # noqa: F401
+        MPII_JOINT_NAMES, MeanIoUMetric, PCKMetric, bbox_size, confusion_matrix, head_size_from_box,
+        miou_from_confusion, pck, pckh, torso_size,
+    )
+    from training.targets import (  # noqa: F401
+        HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
+        keypoints_to_image,
+    )
+    from training.transforms import (  # noqa: F401
+        affine_matrix, compose, flip_keypoints, invert, photometric_jitter, swap_pairs, transform_points,
+        warp_image, warp_mask,
+    )
+except KeyboardInterrupt:  # Ctrl-C while Keras loads: `python -m training` answers as `kerazoo train` does
+    if not _started_as_command() or _os.environ.get("KERAZOO_DEBUG"):
+        raise
+    _command = _sys.argv[1:2] if _sys.argv[1:2] in (["train"], ["evaluate"]) else []
+    print(" ".join(["python -m training", *_command]) + ": interrupted", file=_sys.stderr)
+    raise SystemExit(130) from None
+
 
 __all__ = [
     "affine_matrix", "compose", "invert", "warp_image", "warp_mask", "transform_points",
