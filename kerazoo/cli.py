@@ -122,6 +122,25 @@ def real(minimum: float | None, *, above: bool = False):
     return parse
 
 
+def scale_list(text):
+    """argparse type of ``--scales``: comma-separated finite numbers > 0 (``0.7,1,1.3``) as a tuple of floats."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if not vals or not all(math.isfinite(v) and v > 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers > 0 such as 0.7,1,1.3, got {text!r}")
+    return vals
+
+
+scale_list.__name__ = "scales"
+SCALES_HELP = ("test-time scale search, comma-separated (default 1: none): pose crops the box / s at each scale and "
+               "averages the heatmaps (CPM: 0.7,0.8,0.9,1,1.1,1.2,1.3); segmentation letterboxes the image at s times "
+               "its fit into the input (sliding 2/3-overlapping windows over a fixed-size model's larger canvas) and "
+               "averages the probabilities (PSPNet: 0.5,0.75,1,1.25,1.5,1.75 with --flip)")
+
+
 # --heatmap-offset of predict and evaluate: pose models only (classifiers and masks have no heatmaps)
 HEATMAP_OFFSET_HELP = ("pose: input px where the centre of heatmap pixel 0 lies (pixel g at g * stride + PX); "
                        "default: the weights record's (a training run's config.json; the CPM releases 3.5, "
@@ -276,6 +295,7 @@ def build_parser():
     s.add_argument("--winograd", action="store_true",
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
+    s.add_argument("--scales", type=scale_list, default=(1.0,), metavar="S,S,...", help=SCALES_HELP)
     for name, what in _DELEGATED.items():
         sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
     return p

@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # too late for `python -m training` (the package loads Keras)
 
-from kerazoo.cli import HEATMAP_OFFSET_HELP, Parser, blocked_by_file, count, name_value, real
+from kerazoo.cli import HEATMAP_OFFSET_HELP, SCALES_HELP, Parser, blocked_by_file, count, name_value, real, scale_list
 from zoo.errors import one_line
 
 __all__ = ["main", "build_parser", "parse_args"]
@@ -120,7 +120,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     e.add_argument("--split", default="val", choices=("train", "val"), help="which split to score")
     e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval, or RUN/eval_train "
                                  "for --split train; none without --run)")
-    e.add_argument("--flip", action="store_true", help="pose: flip-test averaging")
+    e.add_argument("--flip", action="store_true", help="average with the mirrored image (pose: flip test with "
+                                                       "the data's flip pairs; segmentation: probabilities)")
+    e.add_argument("--scales", type=scale_list, default=(1.0,), metavar="S,S,...", help=SCALES_HELP)
     e.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
     e.add_argument("--resolution", default="original", choices=("original", "input"),
                    help="segmentation: score the original masks, scores resampled as FCN/PSPNet do (default), "
@@ -294,7 +296,7 @@ def cmd_evaluate(args) -> int:
     if info.task == "pose" and info.name == "mpii":
         names = None  # the MPII table (groups, mean without pelvis/thorax)
     res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names, resolution=args.resolution,
-                   heatmap_offset=args.heatmap_offset)
+                   heatmap_offset=args.heatmap_offset, scales=args.scales)
     if res.table_path:
         print(f"wrote {res.table_path} and {res.predictions_path}")
     return 0

@@ -323,3 +323,54 @@ def segmentation_probabilities(predict, views, xs, images, *, flip, check):
             p = sum(scores_to_image(arr[i], compose(t, m, to), target) for arr, to in passes) / len(passes)
             acc[i] = p if acc[i] is None else acc[i] + p
     return [None if a is None else a / len(views) for a in acc]
+
+
+# ----------------------------------------------------------------------------- one image (training.visualize.predict)
+
+def image_heatmaps(run, image, mat, input_size, scales, strides, offset) -> np.ndarray:
+    """One image's heatmaps averaged over ``scales`` in the frame of the crop ``mat`` makes (scale 1).
+
+    Args:
+        run: ``(h, w, 3)`` uint8 RGB crop -> ``(hh, hw, K)`` heatmaps.
+        image: ``(H, W, 3)`` uint8 RGB.
+        mat: ``(2, 3)`` image -> scale-1 input matrix (centre of the image on the input's centre).
+        input_size: ``(w, h)`` the model takes.
+        strides, offset: input px per heatmap px on x and y, and where heatmap pixel 0 lies.
+    """
+    from training.transforms import warp_image
+
+    H, W = image.shape[:2]
+    maps, frames = [], []
+    for s in scales:
+        # the box about the image centre divided by s: mat's linear factor times s (mat[0, 0] = w / side)
+        m = mat if s == 1.0 else affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), input_size[0] / (mat[0, 0] * s),
+                                                input_size)
+        maps.append(run(warp_image(image, m, input_size)))
+        frames.append(heatmap_frame_matrix(mat, m, strides, offset))
+    return average_heatmaps(maps, frames, (maps[0].shape[1], maps[0].shape[0]))
+
+
+def image_probabilities(predict, prep, image, base_size, fixed, scales) -> np.ndarray:
+    """One image's class probabilities averaged over ``scales`` (PSPNet's test; see the module docstring).
+
+    Args:
+        predict: ``(1, ch, cw, 3)`` model input -> ``(1, gh, gw, C)`` scores.
+        prep: ``(1, ch, cw, 3)`` uint8 RGB canvases -> model input.
+        image: ``(H, W, 3)`` uint8 RGB.
+        base_size: ``(w, h)`` scale 1 fits the image into (the model's input; the image's own size for a model
+            that takes any).
+        fixed: the model takes ``base_size`` only (larger canvases are slid over).
+    Returns:
+        ``(H, W, C)`` float32 mean probabilities.
+    """
+    from training.transforms import warp_image
+
+    H, W = image.shape[:2]
+    acc = 0.0
+    for s in scales:
+        canvas = canvas_size(base_size, s, fixed)
+        m = canvas_matrix(image.shape, base_size, s, canvas)
+        view = View(s, canvas, tuple(base_size), windows(canvas, base_size) if fixed and canvas != base_size else None)
+        passes = segmentation_passes(predict, prep(warp_image(image, m, canvas)[None]), view, False, lambda _: None)
+        acc = acc + sum(scores_to_image(arr[0], compose(m, to), (H, W)) for arr, to in passes) / len(passes)
+    return (acc / len(scales)).astype(np.float32)

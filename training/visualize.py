@@ -384,7 +384,7 @@ def _skeleton(record, k):
     return known.get(names, ())  # an unknown order: no limbs rather than another dataset's
 
 
-def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None) -> Prediction:
+def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,)) -> Prediction:
     """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
@@ -403,6 +403,12 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     model's weights record), else pixels / 255; a model with a uint8 input gets raw pixels.
     Heatmap pixel ``g`` is at input px ``g * stride + heatmap_offset``: ``None`` (default) takes the
     record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 2.0), else 0.0 (training's convention).
+    ``scales`` (pose and segmentation; default ``(1.0,)``: one pass) averages several scales as ``evaluate``
+    does (:mod:`training.tta`): pose crops the letterbox box divided by each scale about the image centre and
+    averages the heatmaps in the scale-1 frame (CPM: ``(0.7, ..., 1.3)``); segmentation letterboxes the image
+    at each scale (sliding windows with 2/3 overlap where a fixed-size model's canvas is larger), averages
+    the softmax probabilities on the image, then argmax (PSPNet: ``(0.5, 0.75, ..., 1.75)``). ``output``
+    is then the averaged heatmaps, or for segmentation the scale-1 pass's raw scores.
 
     ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
     (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
@@ -415,6 +421,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     from training.targets import decode_heatmaps, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
 
+    from training.tta import check_scales, image_heatmaps, image_probabilities
+
+    scales = check_scales(scales, "predict")
     image = _rgb_uint8(image_rgb)
     H, W = image.shape[:2]
     inputs = model.inputs
@@ -435,27 +444,37 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if not (ok and np.isfinite(heatmap_offset)):
         raise ValueError(f"predict: heatmap_offset must be a finite number of input px (where heatmap pixel 0 lies), "
                          f"or None for the weights record's. Received: heatmap_offset={heatmap_offset!r}")
-    if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
-        x = img[None]
-    else:
-        x = zoo.preprocess(None, img[None], record=record) if record else img[None].astype(np.float32) / 255.0
-    feeds = [x]
-    if len(inputs) == 2:  # CPM: image + centre map, peaked where the crop put the image's centre (as training's)
-        feeds.append(zoo.cpm_center_map(h, w, center=((w - 1) / 2.0, (h - 1) / 2.0))[None])
+
+    def prep(batch):  # (B, h, w, 3) uint8 RGB -> the model's input
+        if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
+            return batch
+        return zoo.preprocess(None, batch, record=record) if record else batch.astype(np.float32) / 255.0
+
     free = (inputs[0].shape[2] is None, inputs[0].shape[1] is None)  # sizes taken from the image (x, y)
-    try:
-        # one batch: Keras' predict() on JAX leaves the weights emptied when a batch fails (and the next call broken)
-        out = model.predict_on_batch(feeds if len(feeds) > 1 else x)
-    except Exception as e:  # Keras' message names a layer's shapes, not the image
-        if not any(free):
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(f"{name or model.name} takes inputs of any size, but not this {W}x{H} image "
-                         f"({type(e).__name__}: {first}); resize or pad it to a size the model "
-                         f"accepts (e.g. a multiple of its total stride)") from e
-    out = out[-1] if isinstance(out, (list, tuple)) else out
-    out = np.asarray(out)[0]
+
+    def run(x):
+        feeds = [x]
+        if len(inputs) == 2:  # CPM: image + centre map, peaked where the crop put the image's centre (as training's)
+            feeds.append(zoo.cpm_center_map(h, w, center=((w - 1) / 2.0, (h - 1) / 2.0))[None])
+        try:
+            # one batch: Keras' predict() on JAX leaves the weights emptied when a batch fails (and the next call broken)
+            out = model.predict_on_batch(feeds if len(feeds) > 1 else x)
+        except Exception as e:  # Keras' message names a layer's shapes, not the image
+            if not any(free):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ValueError(f"{name or model.name} takes inputs of any size, but not this {x.shape[2]}x{x.shape[1]} "
+                             f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
+                             f"resize or pad it to a size the model accepts (e.g. a multiple of its total stride)"
+                             f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
+        out = out[-1] if isinstance(out, (list, tuple)) else out
+        return np.asarray(out)
+
+    out = run(prep(img[None]))[0]
     task = task or _output_task(out, (h, w))
+    if scales != (1.0,) and task == "classification":
+        raise ValueError(f"predict: scales are for pose and segmentation models; {name or model.name} is a "
+                         f"classifier. Received: scales={scales!r}")
     if task == "classification":
         if out.ndim != 1:
             raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "
@@ -466,14 +485,21 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         return Prediction(task, _draw_text_lines(image, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
     if out.ndim != 3:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
+    if task == "segmentation" and scales != (1.0,):
+        scores = image_probabilities(run, prep, image, (w, h), not any(free), scales)
+        mask = labels_from_scores(scores)
+        return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     if task == "segmentation":
         scores = scores_to_image(out, grid_matrix(mat, (w, h), (out.shape[1], out.shape[0])), (H, W))
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
+    strides = np.array(_strides((w, h), (out.shape[1], out.shape[0]), free))
+    if scales != (1.0,):  # the scale-1 pass again among the others: one code path for the warps
+        out = image_heatmaps(lambda crop: run(prep(crop[None]))[0], image, mat, (w, h), scales, strides,
+                             float(heatmap_offset))
     maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
     # training's codec (argmax + quarter offset, heatmap px * stride + offset), with each axis' own stride
     kp_hm, score = decode_heatmaps(maps)
-    strides = np.array(_strides((w, h), (maps.shape[1], maps.shape[0]), free))
     kp = keypoints_to_image(kp_hm * strides + float(heatmap_offset), mat)
     kp[~(score > 0)] = np.nan  # no positive maximum: no keypoint (not drawn)
     return Prediction(task, draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp))), out, keypoints=kp)

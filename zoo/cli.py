@@ -214,7 +214,14 @@ def _cmd_predict(args):
             model = zoo.optimize_for_inference(model, verbose=True)
         from training import visualize
 
-        pred = visualize.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset)
+        try:
+            pred = visualize.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
+                                     scales=args.scales)
+        except ValueError as e:  # predict's own words name its argument, not the option
+            if str(e).startswith("predict: scales are for pose and segmentation"):
+                raise CLIError(f"--scales is for pose and segmentation models; {args.name} gives "
+                               f"classification") from None
+            raise
         if args.heatmap_offset is not None and pred.task != "pose":
             raise CLIError(f"--heatmap-offset is for pose models (heatmaps); {args.name} gives {pred.task}")
         for label, p in pred.top:

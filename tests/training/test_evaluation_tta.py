@@ -296,3 +296,46 @@ def test_bad_scales_are_refused_naming_scales(tmp_path, scales):
     with pytest.raises(ValueError, match=r"scales="):
         evaluate(_pose_model(64, 3), pose, scales=scales, verbose=False)
 
+
+
+# ----------------------------------------------------------------------------- predict (one image)
+
+
+def test_predict_pose_averages_the_scales_as_cpm():
+    from training.visualize import predict
+
+    pts = np.array([[20.3, 25.6], [40.2, 33.1], [30.6, 44.4]])
+    rec = PoseRecord(image=_Blobs((64, 64), pts), keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]),
+                     scale=64.0)  # the letterbox of a 64 x 64 image into the 64 x 64 input: the whole image
+    scales = (0.8, 1.0, 1.25)
+    pred = predict(_pose_model(64, 3), rec.image.load(), heatmap_offset=1.5, scales=scales)
+    want = _reference_heatmaps(rec, scales, False)
+    np.testing.assert_allclose(pred.output, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred.keypoints, _decode_by_hand(want, rec), atol=1e-6)
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
+def test_predict_segmentation_averages_the_scales_as_pspnet(tmp_path, fixed):
+    from training.visualize import predict
+
+    _, _, images = _seg_records(tmp_path, [(45, 31)], seed=5)
+    scales = (0.5, 1.0, 1.5)
+    pred = predict(_seg_model(32 if fixed else None), images[0], name="x", scales=scales)
+    # a model of any size takes the image itself at scale 1; a fixed one the image fitted into its 32 x 32 input
+    base = (32, 32) if fixed else (45, 31)
+    want = _reference_probabilities(images[0], base, scales, False, fixed).argmax(-1)
+    np.testing.assert_array_equal(pred.mask, want)
+
+
+def test_predict_refuses_bad_scales_and_scales_for_a_classifier():
+    import keras
+
+    from training.visualize import predict
+
+    img = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"predict: scales must be a non-empty sequence"):
+        predict(_seg_model(None), img, scales=(0.0, 1.0))
+    inp = keras.Input((32, 32, 3))
+    clf = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp)))
+    with pytest.raises(ValueError, match=r"predict: scales are for pose and segmentation models"):
+        predict(clf, img, scales=(1.0, 2.0))
