@@ -345,3 +345,18 @@ def test_keypoint_radius_may_be_fractional():
     out = visualize.draw_keypoints(img, [[8.0, 8.0]], color=(255, 255, 255), radius=1.5)  # was cv2.error
     ys, xs = np.nonzero(out[..., 0] > 100)  # OpenCV's anti-aliased fringe is faint and ragged at this size
     assert np.hypot(xs - 8, ys - 8).max() <= 2.0 and out[8, 8, 0] == 255 and len(xs) >= 9  # a disc of radius 1.5
+
+
+def test_a_segmentation_model_with_an_auxiliary_head_predicts_with_its_main_head():
+    import keras
+
+    # PSPNet(aux=True) order: [main, aux]; predict drew the aux head's mask (the last output)
+    inputs = keras.Input((6, 8, 3))
+    main = keras.layers.Conv2D(3, 1, name="main", kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant([0.0, 1.0, 0.0]))(inputs)
+    aux = keras.layers.Conv2D(3, 1, name="aux", kernel_initializer="zeros",
+                              bias_initializer=keras.initializers.Constant([0.0, 0.0, 1.0]))(inputs)
+    model = keras.Model(inputs, [main, aux], name="two_heads")
+    image = np.zeros((6, 8, 3), np.uint8)
+    np.testing.assert_array_equal(visualize.predict(model, image).mask, np.ones((6, 8)))  # class 1 everywhere
+    np.testing.assert_array_equal(visualize.predict(model, image, name="pspnet50").mask, np.ones((6, 8)))
