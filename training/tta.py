@@ -325,7 +325,7 @@ def segmentation_probabilities(predict, views, xs, images, *, flip, check):
     return [None if a is None else a / len(views) for a in acc]
 
 
-# ----------------------------------------------------------------------------- one image (training.visualize.predict)
+# ----------------------------------------------------------------------------- one image (training.inference.predict)
 
 def image_heatmaps(run, image, mat, input_size, scales, strides, offset) -> np.ndarray:
     """One image's heatmaps averaged over ``scales`` in the frame of the crop ``mat`` makes (scale 1).

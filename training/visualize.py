@@ -1,15 +1,15 @@
 """Pictures of keypoints, heatmaps, masks and training curves, drawn with OpenCV (no matplotlib).
 
 All functions return RGB ``uint8`` images ``(H, W, 3)`` and take RGB ones, or grey, RGBA, 16-bit or
-float pictures converted as :func:`predict` converts them; coordinates are (x, y) pixels of the image
-drawn on, pixel centres at integer coordinates.
+float pictures (converted by ``_rgb_uint8``, as :func:`training.inference.predict` converts them); coordinates
+are (x, y) pixels of the image drawn on, pixel centres at integer coordinates. Running a model on an image and
+drawing its answer is :mod:`training.inference` (``predict``, ``predict_overlay`` and ``Prediction`` are
+still importable from here).
 """
 
 from __future__ import annotations
 
 import csv
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -26,10 +26,10 @@ __all__ = [
     "mask_overlay",
     "training_curve",
     "write_png",
-    "predict",
+    "resize_nearest",
+    "predict",  # re-exported from training.inference (below)
     "predict_overlay",
     "Prediction",
-    "resize_nearest",
 ]
 
 # MPII joint order: r-ank, r-kne, r-hip, l-hip, l-kne, l-ank, pelvis, thorax, upper-neck, head-top,
@@ -76,7 +76,7 @@ def draw_keypoints(image, keypoints, visible=None, skeleton=None, *, color=None,
     at integer coordinates, so a keypoint at x = 10.5 lies between pixels 10 and 11 (not rounded).
 
     Args:
-        image: ``(H, W, 3)`` RGB; grey, RGBA, 16-bit and float images are converted as :func:`predict`'s.
+        image: ``(H, W, 3)`` RGB; grey, RGBA, 16-bit and float images are converted as :func:`write_png`'s.
         keypoints: ``(K, 2)`` (x, y) in image pixels; NaN/inf ones are not drawn.
         visible: ``(K,)`` booleans; hidden joints and their edges are not drawn.
         skeleton: pairs of joint indices; defaults to MPII's for K=16, LSP's for K=14, else none.
@@ -225,7 +225,7 @@ def write_png(path, image_rgb) -> Path:
     """Write an image as an RGB PNG atomically (temp file + rename; the temp file is removed on failure).
 
     ``image_rgb``: ``(H, W, 3)`` RGB, grey ``(H, W)`` / ``(H, W, 1)`` or RGBA (alpha dropped); uint8,
-    16-bit or float, converted as :func:`predict` converts images (floats with maximum <= 1 are [0, 1]).
+    16-bit or float, converted as ``_rgb_uint8`` converts images (floats with maximum <= 1 are [0, 1]).
     """
     path = Path(path)
     if path.is_dir():
@@ -246,106 +246,6 @@ def write_png(path, image_rgb) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-@dataclass
-class Prediction:
-    """What :func:`predict` found in one image (in the pixels of the image, which ``picture`` is drawn on).
-
-    ``task`` is ``"classification"`` (``top``: ``[(label, probability), ...]``), ``"segmentation"``
-    (``mask``: ``(H, W)`` class indices) or ``"pose"`` (``keypoints``: ``(K, 2)`` x, y).
-    """
-
-    task: str
-    picture: np.ndarray
-    output: np.ndarray
-    mask: np.ndarray | None = None
-    keypoints: np.ndarray | None = None
-    top: list = field(default_factory=list)
-
-
-def _registry_task(model, name):
-    """``(task, family)`` of ``name`` (default: the name ``zoo.get`` attached) in the zoo's registry, or ``(None, "")``."""
-    import zoo
-
-    name = name or getattr(model, "_zoo_name", None)
-    spec = None
-    if name:
-        try:
-            spec = zoo.get_spec(name)
-        except ValueError:
-            pass
-    return (spec.task, spec.family) if spec is not None and spec.task else (None, "")
-
-
-def _output_task(out, hw):
-    """What an unregistered model's output is, from its shape."""
-    if out.ndim == 1:
-        return "classification"
-    return "segmentation" if out.shape[:2] == hw else "pose"
-
-
-def _probabilities(scores):
-    s = np.asarray(scores, np.float64)
-    if (s >= 0).all() and abs(s.sum() - 1) < 1e-3:  # already a softmax
-        return s
-    # NaN never wins (as labels_from_scores): probability 0; +inf shares the whole mass
-    s = np.nan_to_num(s, nan=-np.inf, posinf=np.finfo(np.float64).max)
-    if not np.isfinite(s.max()):
-        return np.zeros_like(s)
-    e = np.exp(s - s.max())
-    return e / e.sum()
-
-
-def _draw_text_lines(img, lines):
-    """White text on a dark band in the top-left corner of a copy of ``img``."""
-    img = np.ascontiguousarray(img, dtype=np.uint8).copy()
-    scale = max(0.3, img.shape[1] / 700)
-    step = int(round(22 * scale)) + 2
-    width = max(cv2.getTextSize(l, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for l in lines) + 8
-    img[: step * len(lines) + 6, : min(width, img.shape[1])] //= 3
-    for i, line in enumerate(lines):
-        cv2.putText(img, line, (4, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
-
-
-def _centre_crop(image, size, ratio=256 / 224):
-    """Resize so the crop is ``1 / ratio`` of the shorter side (ResNet's 224 of 256), then the centre crop."""
-    (H, W), (h, w) = image.shape[:2], size
-    s = max(h / H, w / W) * ratio
-    rw, rh = max(w, int(round(W * s))), max(h, int(round(H * s)))
-    top, left = (rh - h) // 2, (rw - w) // 2
-    if s < 1:  # shrinking: area averaging; the resized image is smaller than the original
-        return cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)[top:top + h, left:left + w]
-    # enlarging: only the crop's pixels are interpolated, bilinearly as cv2.resize does (pixel centres,
-    # edges clamped); resizing all of a 1000 x 3 strip would make an 85333 x 256 image to keep 224 x 224
-    (y0, y1, fy), (x0, x1, fx) = (_resize_taps(n, big / n, start, m) for n, big, start, m
-                                  in ((H, rh, top, h), (W, rw, left, w)))
-    im = np.asarray(image, np.float32)
-    fy, fx = fy[:, None, None], fx[None, :, None]
-    out = ((im[y0[:, None], x0] * (1 - fx) + im[y0[:, None], x1] * fx) * (1 - fy)
-           + (im[y1[:, None], x0] * (1 - fx) + im[y1[:, None], x1] * fx) * fy)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def _resize_taps(n, scale, start, count):
-    """Source pixels and weights of output pixels ``start .. start + count - 1`` of an axis of ``n`` px enlarged by ``scale``."""
-    pos = np.clip((np.arange(start, start + count) + 0.5) / scale - 0.5, 0, n - 1)
-    i0 = np.floor(pos).astype(np.intp)
-    return i0, np.minimum(i0 + 1, n - 1), (pos - i0).astype(np.float32)
-
-
-def _strides(sizes, maps, free):
-    """Input px per heatmap px across and down: training's ``input / map``; where the input takes the
-    image's size, the one integer stride whose floor or ceil division gives the maps on every such axis
-    (50 x 13 px -> 13 x 4 is stride 4, not 3.85 and 3.25)."""
-    fit = None
-    for n, m, f in zip(sizes, maps, free):
-        if f:
-            ks = {k for k in range(max(1, n // m - 1), n // m + 3) if m in (n // k, -(-n // k))}
-            fit = ks if fit is None else fit & ks
-    k = min(fit, key=lambda k: abs(k - max(sizes) / max(maps)), default=None) if fit else None
-    return [float(k) if f and k else n / m for n, m, f in zip(sizes, maps, free)]
 
 
 def _rgb_uint8(image):
@@ -372,143 +272,17 @@ def _rgb_uint8(image):
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def _skeleton(record, k):
-    """Limbs of the record's keypoint order when it is one that is known, else :func:`draw_keypoints`' default by K."""
-    from training.datasets.lsp import LSP_JOINTS
-    from zoo.releases import CPM_PARTS, MPII_JOINTS
-
-    names = tuple(getattr(record, "keypoint_names", None) or ())
-    if len(names) != k:
-        return None
-    known = {MPII_JOINTS: MPII_SKELETON, LSP_JOINTS: LSP_SKELETON, CPM_PARTS: CPM_SKELETON}
-    return known.get(names, ())  # an unknown order: no limbs rather than another dataset's
+_INFERENCE = ("predict", "predict_overlay", "Prediction")
 
 
-def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,)) -> Prediction:
-    """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
+def __getattr__(name):
+    """``predict``, ``predict_overlay`` and ``Prediction``, which moved to :mod:`training.inference`.
 
-    What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
-    attached): classifiers (ResNet) give their ``top_k`` classes, named from the weights record
-    when it has class names; segmentation models (FCN, PSPNet) a mask; pose models (hourglass,
-    CPM) their argmax keypoints (CPM's background map dropped). Unknown models: rank-1 output =
-    classes, output as large as the input = mask, else keypoints.
-
-    Classifiers see the centre crop of the image resized so that the crop is 224/256 of its shorter
-    side (ImageNet's single-crop evaluation; an image of the input size is taken as it is). Pose
-    and segmentation models see it letterboxed as training and ``evaluate`` crop it (scaled to fit
-    the input, centred, zero border, so people keep their proportions; for a square input, training's
-    crop); the keypoints (pixels, ``(K, 2)`` x, y, decoded as training's codec does, with the stride
-    of each axis; NaN where a map has no positive value) and the mask (``(H, W)``, scores resampled
-    bilinearly, then argmax) are given in the original image. Preprocessing: ``record`` (default the
-    model's weights record), else pixels / 255; a model with a uint8 input gets raw pixels.
-    Heatmap pixel ``g`` is at input px ``g * stride + heatmap_offset``: ``None`` (default) takes the
-    record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 2.0), else 0.0 (training's convention).
-    ``scales`` (pose and segmentation; default ``(1.0,)``: one pass) averages several scales as ``evaluate``
-    does (:mod:`training.tta`): pose crops the letterbox box divided by each scale about the image centre and
-    averages the heatmaps in the scale-1 frame (CPM: ``(0.7, ..., 1.3)``); segmentation letterboxes the image
-    at each scale (sliding windows with 2/3 overlap where a fixed-size model's canvas is larger), averages
-    the softmax probabilities on the image, then argmax (PSPNet: ``(0.5, 0.75, ..., 1.75)``). ``output``
-    is then the averaged heatmaps, or for segmentation the scale-1 pass's raw scores.
-
-    ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
-    (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
-
-    Raises:
-        ValueError: an output that does not fit the task (e.g. a classifier without its top), or an
-            image of another shape.
+    Looked up when first asked for: that module draws with this one, so importing it here at load time
+    would be circular.
     """
-    import zoo
-    from training.targets import decode_heatmaps, keypoints_to_image, labels_from_scores, scores_to_image
-    from training.transforms import affine_matrix, grid_matrix, warp_image
+    if name in _INFERENCE:
+        from training import inference
 
-    from training.tta import check_scales, image_heatmaps, image_probabilities
-
-    scales = check_scales(scales, "predict")
-    image = _rgb_uint8(image_rgb)
-    H, W = image.shape[:2]
-    inputs = model.inputs
-    h, w = inputs[0].shape[1] or H, inputs[0].shape[2] or W
-    task, family = _registry_task(model, name)
-    if task == "classification":  # ImageNet's single-crop evaluation: shorter side to 256/224 of the crop, centre crop
-        mat = None
-        img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image
-    elif (h, w) == (H, W):  # the image is the input (a fully convolutional model takes any size)
-        mat, img = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), image
-    else:  # scale min(w / W, h / H): the whole image fits a non-square input too (the width alone cut a tall one)
-        mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
-        img = warp_image(image, mat, (w, h))
-    record = record or zoo.weights_record(model)
-    if heatmap_offset is None:
-        heatmap_offset = record.heatmap_offset if record is not None else 0.0
-    ok = isinstance(heatmap_offset, (int, float, np.integer, np.floating)) and not isinstance(heatmap_offset, bool)
-    if not (ok and np.isfinite(heatmap_offset)):
-        raise ValueError(f"predict: heatmap_offset must be a finite number of input px (where heatmap pixel 0 lies), "
-                         f"or None for the weights record's. Received: heatmap_offset={heatmap_offset!r}")
-
-    def prep(batch):  # (B, h, w, 3) uint8 RGB -> the model's input
-        if "uint8" in str(inputs[0].dtype):  # normalises inside the model (training's feed="uint8")
-            return batch
-        return zoo.preprocess(None, batch, record=record) if record else batch.astype(np.float32) / 255.0
-
-    free = (inputs[0].shape[2] is None, inputs[0].shape[1] is None)  # sizes taken from the image (x, y)
-
-    def run(x):
-        feeds = [x]
-        if len(inputs) == 2:  # CPM: image + centre map, peaked where the crop put the image's centre (as training's)
-            feeds.append(zoo.cpm_center_map(h, w, center=((w - 1) / 2.0, (h - 1) / 2.0))[None])
-        try:
-            # one batch: Keras' predict() on JAX leaves the weights emptied when a batch fails (and the next call broken)
-            out = model.predict_on_batch(feeds if len(feeds) > 1 else x)
-        except Exception as e:  # Keras' message names a layer's shapes, not the image
-            if not any(free):
-                raise
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise ValueError(f"{name or model.name} takes inputs of any size, but not this {x.shape[2]}x{x.shape[1]} "
-                             f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
-                             f"resize or pad it to a size the model accepts (e.g. a multiple of its total stride)"
-                             f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
-        if not isinstance(out, (list, tuple)):
-            return np.asarray(out)
-        # as evaluate: a pose net's last output is its final stage; a segmentation net's first is its main
-        # head (PSPNet's aux=True head comes second)
-        seg = (task or _output_task(np.asarray(out[-1])[0], (x.shape[1], x.shape[2]))) == "segmentation"
-        return np.asarray(out[0] if seg else out[-1])
-
-    out = run(prep(img[None]))[0]
-    task = task or _output_task(out, (h, w))
-    if scales != (1.0,) and task == "classification":
-        raise ValueError(f"predict: scales are for pose and segmentation models; {name or model.name} is a "
-                         f"classifier. Received: scales={scales!r}")
-    if task == "classification":
-        if out.ndim != 1:
-            raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "
-                             f"scores (a classifier built without its top?)")
-        probs = _probabilities(out)
-        names = record.class_names if record and record.class_names and len(record.class_names) == len(probs) else None
-        top = [(names[i] if names else f"class {i}", float(probs[i])) for i in np.argsort(-probs)[:top_k]]
-        return Prediction(task, _draw_text_lines(image, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
-    if out.ndim != 3:
-        raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
-    if task == "segmentation" and scales != (1.0,):
-        scores = image_probabilities(run, prep, image, (w, h), not any(free), scales)
-        mask = labels_from_scores(scores)
-        return Prediction(task, mask_overlay(image, mask), out, mask=mask)
-    if task == "segmentation":
-        scores = scores_to_image(out, grid_matrix(mat, (w, h), (out.shape[1], out.shape[0])), (H, W))
-        mask = labels_from_scores(scores)
-        return Prediction(task, mask_overlay(image, mask), out, mask=mask)
-    strides = np.array(_strides((w, h), (out.shape[1], out.shape[0]), free))
-    if scales != (1.0,):  # the scale-1 pass again among the others: one code path for the warps
-        out = image_heatmaps(lambda crop: run(prep(crop[None]))[0], image, mat, (w, h), scales, strides,
-                             float(heatmap_offset))
-    maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
-    # training's codec (argmax + quarter offset, heatmap px * stride + offset), with each axis' own stride
-    kp_hm, score = decode_heatmaps(maps)
-    kp = keypoints_to_image(kp_hm * strides + float(heatmap_offset), mat)
-    kp[~(score > 0)] = np.nan  # no positive maximum: no keypoint (not drawn)
-    return Prediction(task, draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp))), out, keypoints=kp)
-
-
-def predict_overlay(model, image_rgb, *, name=None, record=None):
-    """:func:`predict`'s picture: keypoints, mask overlay or top classes drawn on the image."""
-    return predict(model, image_rgb, name=name, record=record).picture
+        return getattr(inference, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -212,10 +212,10 @@ def _cmd_predict(args):
         record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
         if args.winograd:
             model = zoo.optimize_for_inference(model, verbose=True)
-        from training import visualize
+        from training import inference, visualize
 
         try:
-            pred = visualize.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
+            pred = inference.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
                                      scales=args.scales)
         except ValueError as e:  # predict's own words name its argument, not the option
             if str(e).startswith("predict: scales are for pose and segmentation"):

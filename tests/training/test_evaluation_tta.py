@@ -1,4 +1,4 @@
-"""Multi-scale (+ flip) test-time augmentation of training.evaluate and training.visualize.predict, against the
+"""Multi-scale (+ flip) test-time augmentation of training.evaluate and training.inference.predict, against the
 protocols written out here in NumPy/OpenCV (CPM's applyModel.m scale search, PSPNet's multi-scale sliding window)."""
 
 import math
@@ -302,7 +302,7 @@ def test_bad_scales_are_refused_naming_scales(tmp_path, scales):
 
 
 def test_predict_pose_averages_the_scales_as_cpm():
-    from training.visualize import predict
+    from training.inference import predict
 
     pts = np.array([[20.3, 25.6], [40.2, 33.1], [30.6, 44.4]])
     rec = PoseRecord(image=_Blobs((64, 64), pts), keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]),
@@ -316,7 +316,7 @@ def test_predict_pose_averages_the_scales_as_cpm():
 
 @pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
 def test_predict_segmentation_averages_the_scales_as_pspnet(tmp_path, fixed):
-    from training.visualize import predict
+    from training.inference import predict
 
     _, _, images = _seg_records(tmp_path, [(45, 31)], seed=5)
     scales = (0.5, 1.0, 1.5)
@@ -330,7 +330,7 @@ def test_predict_segmentation_averages_the_scales_as_pspnet(tmp_path, fixed):
 def test_predict_refuses_bad_scales_and_scales_for_a_classifier():
     import keras
 
-    from training.visualize import predict
+    from training.inference import predict
 
     img = np.zeros((32, 32, 3), np.uint8)
     with pytest.raises(ValueError, match=r"predict: scales must be a non-empty sequence"):

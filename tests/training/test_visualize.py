@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training import visualize
+from training import inference, visualize
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -53,6 +53,7 @@ def test_training_curve_from_csv(tmp_path):
 
 
 # ----------------------------------------------------------------------------- predict
+# (training.inference; still importable from training.visualize, where it used to be)
 # Duck-typed models: ``predict`` needs ``inputs`` (shape, dtype), ``predict_on_batch(x)`` and ``name``;
 # their outputs are plain NumPy functions of what they are fed, so the true answer is known by hand.
 
@@ -96,7 +97,7 @@ def test_predict_takes_grey_rgba_16_bit_and_float_images_as_rgb():
     rgb[..., :] = (40, 80, 120)
     for c, (x, y) in enumerate([(5, 2), (9, 13), (12, 7)]):
         rgb[y, x, c] = 250
-    want = visualize.predict(model, rgb, name="hourglass")
+    want = inference.predict(model, rgb, name="hourglass")
     np.testing.assert_array_equal(want.keypoints, [[5, 2], [9, 13], [12, 7]])
     grey = rgb[..., 0]
     for image, same in [(grey, np.dstack([grey] * 3)),  # was an IndexError deep in the model's input
@@ -105,18 +106,18 @@ def test_predict_takes_grey_rgba_16_bit_and_float_images_as_rgb():
                         (rgb / 255.0, rgb),  # floats in [0, 1]: were truncated to 0 (a black picture)
                         (rgb.astype(np.float32), rgb),
                         (rgb.astype(np.uint16) * 257, rgb)]:  # 16-bit: 65535 is white
-        got = visualize.predict(model, image, name="hourglass")
-        ref = visualize.predict(model, same, name="hourglass")
+        got = inference.predict(model, image, name="hourglass")
+        ref = inference.predict(model, same, name="hourglass")
         np.testing.assert_array_equal(got.keypoints, ref.keypoints)
         np.testing.assert_array_equal(got.picture, ref.picture)
     sixteen = rgb.astype(np.uint16) << 8  # high byte only: astype(uint8) kept the low byte (all 0, black)
-    got = visualize.predict(model, sixteen, name="hourglass")
-    np.testing.assert_array_equal(got.picture, visualize.predict(model, np.round(sixteen / 257).astype(np.uint8),
+    got = inference.predict(model, sixteen, name="hourglass")
+    np.testing.assert_array_equal(got.picture, inference.predict(model, np.round(sixteen / 257).astype(np.uint8),
                                                                  name="hourglass").picture)
     assert got.picture[0, 0].tolist() == [40, 80, 120]  # 40 * 256 / 257 = 39.84 -> 40, 120 -> 119.53 -> 120
     for bad in (np.zeros((0, 0, 3), np.uint8), np.zeros((4, 4, 2), np.uint8), np.zeros((4,), np.uint8)):
         with pytest.raises(ValueError, match=r"image must be a non-empty .* Received shape"):
-            visualize.predict(model, bad, name="hourglass")
+            inference.predict(model, bad, name="hourglass")
 
 
 def test_letterbox_fits_the_whole_image_into_a_non_square_input():
@@ -125,16 +126,16 @@ def test_letterbox_fits_the_whole_image_into_a_non_square_input():
     peaks = [(5, 0), (10, 11), (7, 6)]
     model = _Duck((12, 16, 3), _fixed(_peaks(12, 16, peaks)))
     want = [[(x - 7.5) / 0.3 + 11.5, (y - 5.5) / 0.3 + 19.5] for x, y in peaks]
-    np.testing.assert_allclose(visualize.predict(model, np.zeros((40, 24, 3), np.uint8), name="hourglass").keypoints,
+    np.testing.assert_allclose(inference.predict(model, np.zeros((40, 24, 3), np.uint8), name="hourglass").keypoints,
                                want, atol=1e-9)
     # a stride-4 map of a 16 x 12 input: heatmap px * 4
     model = _Duck((12, 16, 3), _fixed(_peaks(3, 4, [(1, 1), (3, 2)])))
-    np.testing.assert_allclose(visualize.predict(model, np.zeros((40, 24, 3), np.uint8), name="hourglass").keypoints,
+    np.testing.assert_allclose(inference.predict(model, np.zeros((40, 24, 3), np.uint8), name="hourglass").keypoints,
                                [[(4 - 7.5) / 0.3 + 11.5, (4 - 5.5) / 0.3 + 19.5],
                                 [(12 - 7.5) / 0.3 + 11.5, (8 - 5.5) / 0.3 + 19.5]], atol=1e-9)
     # an image a pixel larger than a portrait input is seen at nearly its size (12/13), not at 12/17
     model = _Duck((16, 12, 3), _planes)
-    predicted = visualize.predict(model, np.full((17, 13, 3), 200, np.uint8), name="pspnet")
+    predicted = inference.predict(model, np.full((17, 13, 3), 200, np.uint8), name="pspnet")
     lit = np.argwhere(model.fed[0].max(-1) > 0.5)
     assert lit.min(0).tolist() == [0, 0] and lit.max(0).tolist() == [15, 11], (lit.min(0), lit.max(0))
     assert predicted.mask.shape == (17, 13)
@@ -142,7 +143,7 @@ def test_letterbox_fits_the_whole_image_into_a_non_square_input():
     image = np.zeros((50, 21, 3), np.uint8)
     image[:, :, 0] = 255
     image[:10, :, :] = (0, 255, 0)
-    mask = visualize.predict(_Duck((12, 16, 3), _planes), image, name="pspnet").mask
+    mask = inference.predict(_Duck((12, 16, 3), _planes), image, name="pspnet").mask
     assert (mask[:7] == 1).all() and (mask[13:] == 0).all(), mask[:, 10]
 
 
@@ -154,7 +155,7 @@ def test_keypoints_with_different_strides_across_and_down():
     maps[..., 2] = np.nan  # joint 1 all zero, joint 2 NaN: no keypoint (were (0, 0), drawn in the corner)
     maps[0, 7, 3] = 2.0  # joint 3 in the corner: no neighbours on one side, no offset
     stacked = _Duck((12, 16, 3), lambda x: [np.zeros((1, 4, 8, 4), np.float32), maps[None]])  # the last output
-    got = visualize.predict(stacked, np.zeros((12, 16, 3), np.uint8), name="hourglass").keypoints
+    got = inference.predict(stacked, np.zeros((12, 16, 3), np.uint8), name="hourglass").keypoints
     np.testing.assert_allclose(got[[0, 3]], [[10.5, 6.75], [14.0, 0.0]], atol=1e-9)
     assert np.isnan(got[1:3]).all()
 
@@ -165,7 +166,7 @@ def test_centre_crop_of_a_thin_strip_does_not_enlarge_all_of_it():
     strip = np.random.default_rng(2).integers(0, 256, (2000, 3, 3)).astype(np.uint8)
     tracemalloc.start()
     try:
-        crop = visualize._centre_crop(strip, (224, 224))
+        crop = inference._centre_crop(strip, (224, 224))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -173,7 +174,7 @@ def test_centre_crop_of_a_thin_strip_does_not_enlarge_all_of_it():
     assert peak < 5e6, peak  # was 2000 * 85.3 rows x 256 x 3 = 131 MB, to keep 224 x 224 x 3
     small = np.random.default_rng(3).integers(0, 256, (20, 30, 3)).astype(np.uint8)  # enlarged x 1.83
     ref = cv2.resize(small, (55, 37), interpolation=cv2.INTER_LINEAR)[2:34, 11:43]  # resize, then crop
-    assert np.abs(visualize._centre_crop(small, (32, 32)).astype(int) - ref).max() <= 1
+    assert np.abs(inference._centre_crop(small, (32, 32)).astype(int) - ref).max() <= 1
 
 
 def test_cpm_parts_are_drawn_with_cpm_limbs():
@@ -185,7 +186,7 @@ def test_cpm_parts_are_drawn_with_cpm_limbs():
     model = _Duck((16, 16, 3), _fixed(maps), centre_map=True)
     model._zoo_record = zoo.WeightsRecord(keypoint_names=CPM_PARTS)
     image = np.zeros((16, 16, 3), np.uint8)
-    pred = visualize.predict(model, image, name="cpm")
+    pred = inference.predict(model, image, name="cpm")
     np.testing.assert_array_equal(pred.keypoints, parts)  # the background map (largest) is no keypoint
     # the centre map peaks where the image's centre is, (7.5, 7.5) as in training (not the demo's 16 // 2)
     grid = np.arange(16.0) - 7.5
@@ -201,7 +202,7 @@ def test_cpm_parts_are_drawn_with_cpm_limbs():
     np.testing.assert_array_equal(pred.picture, visualize.draw_keypoints(image, parts, skeleton=visualize.CPM_SKELETON))
     assert not np.array_equal(pred.picture, visualize.draw_keypoints(image, parts))  # LSP's limbs (K = 14): wrong
     model._zoo_record = zoo.WeightsRecord(keypoint_names=tuple(f"j{i}" for i in range(14)))  # an unknown order
-    np.testing.assert_array_equal(visualize.predict(model, image, name="cpm").picture,
+    np.testing.assert_array_equal(inference.predict(model, image, name="cpm").picture,
                                   visualize.draw_keypoints(image, parts, skeleton=()))
 
 
@@ -212,10 +213,10 @@ def test_a_model_of_any_size_decodes_with_its_integer_stride():
         return hm
 
     model = _Duck((None, None, 3), stride4)
-    got = visualize.predict(model, np.zeros((13, 50, 3), np.uint8), name="hourglass").keypoints
+    got = inference.predict(model, np.zeros((13, 50, 3), np.uint8), name="hourglass").keypoints
     np.testing.assert_allclose(got, [[48, 12], [20, 4]], atol=1e-9)  # was 50/13 and 13/4 per px: (46.2, 9.75)
     fixed = _Duck((13, 50, 3), stride4)  # a fixed input: training's codec, input / map px
-    np.testing.assert_allclose(visualize.predict(fixed, np.zeros((13, 50, 3), np.uint8), name="hourglass").keypoints,
+    np.testing.assert_allclose(inference.predict(fixed, np.zeros((13, 50, 3), np.uint8), name="hourglass").keypoints,
                                [[12 * 50 / 13, 3 * 13 / 4], [5 * 50 / 13, 13 / 4]], atol=1e-9)
 
 
@@ -228,10 +229,10 @@ def test_a_model_of_any_size_that_refuses_the_image_says_so():
     model = _Duck((None, None, 3), picky, name="picky")
     with pytest.raises(ValueError, match=r"hourglass takes inputs of any size, but not this 70x50 image "
                                          r"\(TypeError: Exception encountered when calling Concatenate.call\(\).\)"):
-        visualize.predict(model, np.zeros((50, 70, 3), np.uint8), name="hourglass")
-    assert visualize.predict(model, np.zeros((48, 70, 3), np.uint8), name="hourglass").keypoints.shape == (3, 2)
+        inference.predict(model, np.zeros((50, 70, 3), np.uint8), name="hourglass")
+    assert inference.predict(model, np.zeros((48, 70, 3), np.uint8), name="hourglass").keypoints.shape == (3, 2)
     with pytest.raises(ValueError, match=r"^picky takes inputs of any size"):
-        visualize.predict(model, np.zeros((50, 70, 3), np.uint8))
+        inference.predict(model, np.zeros((50, 70, 3), np.uint8))
 
 
 def test_an_image_a_model_refuses_leaves_the_model_working():
@@ -244,21 +245,21 @@ def test_an_image_a_model_refuses_leaves_the_model_working():
     kernel = model.get_layer("head").get_weights()[0]
     image = np.zeros((6, 8, 3), np.uint8)
     image[2, 5, 0] = 255
-    before = visualize.predict(model, image, name="hourglass").keypoints
+    before = inference.predict(model, image, name="hourglass").keypoints
     with pytest.raises(ValueError, match=r"hourglass takes inputs of any size, but not this 7x5 image"):
-        visualize.predict(model, np.zeros((5, 7, 3), np.uint8), name="hourglass")
+        inference.predict(model, np.zeros((5, 7, 3), np.uint8), name="hourglass")
     # Keras' predict() on JAX had emptied the weights: "'NoneType' object is not callable" from then on
-    np.testing.assert_array_equal(visualize.predict(model, image, name="hourglass").keypoints, before)
+    np.testing.assert_array_equal(inference.predict(model, image, name="hourglass").keypoints, before)
     np.testing.assert_array_equal(model.get_layer("head").get_weights()[0], kernel)
 
 
 def test_nan_class_scores_never_win():
     model = _Duck((8, 8, 3), _fixed([np.nan, 1.0, 3.0, 2.0]))
-    top = visualize.predict(model, np.zeros((8, 8, 3), np.uint8), name="resnet50").top
+    top = inference.predict(model, np.zeros((8, 8, 3), np.uint8), name="resnet50").top
     e = np.exp([1.0 - 3, 0, 2.0 - 3])  # the softmax of the others, by hand
     assert [l for l, _ in top] == ["class 2", "class 3", "class 1", "class 0"]  # was NaN first, all NaN
     np.testing.assert_allclose([p for _, p in top], [*(np.array([e[1], e[2], e[0]]) / e.sum()), 0.0])
-    top = visualize.predict(_Duck((8, 8, 3), _fixed([np.nan] * 3)), np.zeros((8, 8, 3), np.uint8), name="resnet50").top
+    top = inference.predict(_Duck((8, 8, 3), _fixed([np.nan] * 3)), np.zeros((8, 8, 3), np.uint8), name="resnet50").top
     assert [p for _, p in top] == [0.0] * 3
 
 
@@ -358,5 +359,14 @@ def test_a_segmentation_model_with_an_auxiliary_head_predicts_with_its_main_head
                               bias_initializer=keras.initializers.Constant([0.0, 0.0, 1.0]))(inputs)
     model = keras.Model(inputs, [main, aux], name="two_heads")
     image = np.zeros((6, 8, 3), np.uint8)
-    np.testing.assert_array_equal(visualize.predict(model, image).mask, np.ones((6, 8)))  # class 1 everywhere
-    np.testing.assert_array_equal(visualize.predict(model, image, name="pspnet50").mask, np.ones((6, 8)))
+    np.testing.assert_array_equal(inference.predict(model, image).mask, np.ones((6, 8)))  # class 1 everywhere
+    np.testing.assert_array_equal(inference.predict(model, image, name="pspnet50").mask, np.ones((6, 8)))
+
+
+def test_predict_is_still_importable_from_visualize():
+    from training.visualize import Prediction, predict, predict_overlay
+
+    assert (predict, predict_overlay, Prediction) == (inference.predict, inference.predict_overlay,
+                                                      inference.Prediction)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        visualize.nothing_here

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import zoo
-from training import visualize
+from training import inference, visualize
 from zoo import registry
 from zoo.errors import WeightsFileError
 
@@ -49,20 +49,20 @@ def test_classifier_gives_its_top_classes_with_record_names(registered):
     name = registered("test_cls_net", "resnet")
     model = zoo.get(name, classes=4)
     model._zoo_record = zoo.WeightsRecord(class_names=("cat", "dog", "cow", "eel"), scale=1 / 255)
-    assert visualize.predict_overlay(model, _image()).shape == (12, 16, 3)  # was an IndexError
-    pred = visualize.predict(model, _image())
+    assert inference.predict_overlay(model, _image()).shape == (12, 16, 3)  # was an IndexError
+    pred = inference.predict(model, _image())
     assert pred.task == "classification" and len(pred.top) == 4
     probs = model.predict(_image()[None] / np.float32(255), verbose=0)[0]
     assert [l for l, _ in pred.top] == [("cat", "dog", "cow", "eel")[i] for i in np.argsort(-probs)]
     np.testing.assert_allclose([p for _, p in pred.top], np.sort(probs)[::-1], rtol=1e-5)
     model._zoo_record = None
-    assert visualize.predict(model, _image()).top[0][0].startswith("class ")  # no names: indices
+    assert inference.predict(model, _image()).top[0][0].startswith("class ")  # no names: indices
 
 
 def test_classifier_without_top_is_a_clear_error(registered):
     name = registered("test_notop_net", "resnet", top=False)
     with pytest.raises(ValueError, match=r"test_notop_net: output of shape \(12, 16, 3\) is a feature map"):
-        visualize.predict(zoo.get(name), _image())
+        inference.predict(zoo.get(name), _image())
 
 
 def _rgb_net(*, valid=False, name="rgb_net", shape=(12, 16, 3), **_):
@@ -106,7 +106,7 @@ def test_segmentation_mask_is_given_at_the_image_size(rgb_registered, valid):
     model = zoo.get(rgb_registered(f"test_rgb_seg_{int(valid)}", "pspnet", valid=valid))
     for h, w in [(12, 16), (30, 70), (50, 21)]:  # the input size, wide and tall images (letterboxed)
         image, truth = _stripes(h, w)
-        pred = visualize.predict(model, image)
+        pred = inference.predict(model, image)
         assert pred.task == "segmentation" and pred.mask.shape == (h, w) and pred.picture.shape == (h, w, 3)
         assert np.mean(pred.mask == truth) > 0.9, (h, w, np.mean(pred.mask == truth))  # stripes' edges may move
         np.testing.assert_array_equal(pred.picture, visualize.mask_overlay(image, pred.mask))
@@ -118,30 +118,30 @@ def test_pose_keypoints_are_given_in_the_image(rgb_registered):
     spots = np.array([[30.0, 5.0], [6.0, 18.0], [20.0, 12.0]])  # (x, y) of a red, a green and a blue spot
     for c, (x, y) in enumerate(spots.astype(int)):
         image[y - 1:y + 2, x - 1:x + 2, c] = 255
-    pred = visualize.predict(model, image)
+    pred = inference.predict(model, image)
     assert pred.task == "pose" and pred.mask is None and pred.picture.shape == (24, 40, 3)
     np.testing.assert_allclose(pred.keypoints, spots, atol=2.5)  # one input pixel is 2.5 image px
     np.testing.assert_array_equal(pred.picture, visualize.draw_keypoints(image, pred.keypoints))
-    blank = visualize.predict(model, np.zeros((24, 40, 3), np.uint8))  # no positive maximum anywhere
+    blank = inference.predict(model, np.zeros((24, 40, 3), np.uint8))  # no positive maximum anywhere
     assert np.isnan(blank.keypoints).all()
     any_size = zoo.get(rgb_registered("test_rgb_fcn", "hourglass", shape=(None, None, 3)))
     tall = np.zeros((40, 24, 3), np.uint8)  # portrait, taken as it is: the maps are the image's own planes
     for c, (x, y) in enumerate([(18, 5), (3, 31), (11, 21)]):
         tall[y - 1:y + 2, x, c], tall[y, x - 1:x + 2, c] = 100, 100
         tall[y, x, c] = 255  # a symmetric peak: decoded exactly
-    np.testing.assert_allclose(visualize.predict(any_size, tall).keypoints, [[18, 5], [3, 31], [11, 21]], atol=1e-6)
+    np.testing.assert_allclose(inference.predict(any_size, tall).keypoints, [[18, 5], [3, 31], [11, 21]], atol=1e-6)
     # weights whose heatmap pixel g is at input px g + 1.5 (their record says so): the keypoints move by that
     any_size._zoo_record = zoo.WeightsRecord(heatmap_offset=1.5)
-    np.testing.assert_allclose(visualize.predict(any_size, tall).keypoints, [[19.5, 6.5], [4.5, 32.5], [12.5, 22.5]],
+    np.testing.assert_allclose(inference.predict(any_size, tall).keypoints, [[19.5, 6.5], [4.5, 32.5], [12.5, 22.5]],
                                atol=1e-6)
-    np.testing.assert_allclose(visualize.predict(any_size, tall, heatmap_offset=0.0).keypoints,
+    np.testing.assert_allclose(inference.predict(any_size, tall, heatmap_offset=0.0).keypoints,
                                [[18, 5], [3, 31], [11, 21]], atol=1e-6)
     cpm = zoo.get_spec("cpm").weights["mpii"]  # a released record passed in: 3.5 px
-    np.testing.assert_allclose(visualize.predict(any_size, tall, record=cpm.replace(scale=1.0, mean=(0.0,) * 3,
+    np.testing.assert_allclose(inference.predict(any_size, tall, record=cpm.replace(scale=1.0, mean=(0.0,) * 3,
                                                                                       channel_order="RGB")).keypoints,
                                [[21.5, 8.5], [6.5, 34.5], [14.5, 24.5]], atol=1e-6)
     with pytest.raises(ValueError, match=r"predict: heatmap_offset must be a finite number"):
-        visualize.predict(any_size, tall, heatmap_offset=float("inf"))
+        inference.predict(any_size, tall, heatmap_offset=float("inf"))
 
 
 def test_name_and_tag_spellings(registered):
@@ -215,7 +215,7 @@ def test_truncated_keras_file_is_named_as_such(tmp_path, registered):
 def test_classifiers_see_imagenets_centre_crop():
     image = np.zeros((448, 600, 3), np.uint8)  # shorter side 448 -> 256, then the centre 224 x 224
     image[112:336, 188:412] = 255  # a centred 224 square: 128 px after the resize
-    crop = visualize._centre_crop(image, (224, 224))
+    crop = inference._centre_crop(image, (224, 224))
     assert crop.shape == (224, 224, 3)
     white = np.argwhere(crop[..., 0] > 127)
     np.testing.assert_allclose(white.min(0), [48, 48], atol=1)  # 128 px, centred (600 * 256 / 448 rounds)
