@@ -24,8 +24,11 @@ _LAZY_LOADERS = {".caffemodel": "converters.caffe.zoo_loader", ".t7": "converter
 def register_weights_loader(suffix: str, loader: Callable[..., Any]) -> None:
     """Let ``zoo.get(name, weights="file<suffix>")`` hand such files to ``loader``.
 
-    ``loader(spec, path, kwargs)`` returns ``(model, record)``; ``kwargs`` are the user's builder
-    arguments.
+    ``loader(spec, path, kwargs)`` returns ``(model, record)`` or ``(model, record, held)``; ``kwargs``
+    are the user's builder arguments; ``record`` may be ``None``; ``held`` are the builder arguments the
+    file itself gives (its architecture and head size, e.g. a ``.t7``'s ``stacks``), which the model was
+    built with where ``kwargs`` has none: they go into the model's record and build arguments, so
+    :func:`zoo.save_weights` stores them and the saved file rebuilds the same architecture.
     """
     _LOADERS[suffix.lower()] = loader
 
@@ -96,9 +99,12 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         weights: ``None`` (random init); a registered tag (``"mpii"``: the original release, fetched,
             sha256-checked and converted once, see :mod:`zoo.pretrained`); a path to a ``.keras``
             file, a Keras ``.weights.h5`` file, a zoo name-keyed weights file (:func:`zoo.save_weights`),
-            or a Caffe ``.caffemodel`` (ported by ``converters.caffe``).
+            a Caffe ``.caffemodel`` beside its deploy prototxt (ported by ``converters.caffe``) or a Torch7
+            ``.t7`` Stacked Hourglass (``converters.torch7``).
         **kwargs: builder arguments (``input_shape``, ``classes``, ``num_keypoints``, ...). With
-            weights, missing arguments come from the weights record; asking for another number of
+            weights, missing arguments come from the weights record, or from the file's architecture
+            (a ``.t7``'s stacks/features/modules/keypoints; a ``.caffemodel``'s head size and a CPM's stages,
+            from its prototxt); the model remembers them for :func:`zoo.save_weights`. Asking for another number of
             classes/keypoints than the weights have loads everything but the head, with a warning.
             ``input_tensor`` (a Keras tensor, as in keras.applications) builds the model on it,
             whatever input size the weights record holds; the weights load into the zoo's layers
@@ -186,13 +192,16 @@ def _load_by_suffix(spec, path, kwargs, record):
             f"{spec.name}: don't know how to read weights file '{path}' (suffix {suffix!r}). "
             f"Supported: .keras, .weights.h5, zoo .h5, {', '.join(sorted(set(_LOADERS) | set(_LAZY_LOADERS)))}."
         )
-    model, rec = _LOADERS[suffix](spec, path, kwargs)
+    model, rec, *rest = _LOADERS[suffix](spec, path, kwargs)
+    held = dict(rest[0]) if rest else {}  # the file's architecture: unrecorded, a saved copy rebuilt the defaults
     record = record or rec or _release_conventions(spec, _SOURCE_FORMATS.get(suffix))
     head = spec.head_kwarg
+    if record is not None and held:
+        record = _with_architecture(record, head, held)
     if record is not None and head is not None and head in kwargs:
         # the head asked for: the file's size, or a fresh head (the loader warned); a .caffemodel / .t7 names no outputs
         record = _with_head_size(record, head, kwargs[head])
-    return _attach(model, spec, record, {**(record.builder_kwargs if record else {}), **kwargs})
+    return _attach(model, spec, record, {**held, **(record.builder_kwargs if record else {}), **kwargs})
 
 
 _SOURCE_FORMATS = {".caffemodel": "caffe", ".t7": "torch7"}  # WeightsRecord.source_format of each suffix
@@ -215,6 +224,17 @@ def _release_conventions(spec: ModelSpec, source_format: str | None) -> WeightsR
     return WeightsRecord(source_format=source_format, description=(
         f"conventions of the {spec.name} {source_format} releases ({', '.join(sorted(spec.weights))}): the file "
         f"carries no metadata"), **values)
+
+
+def _with_architecture(record: WeightsRecord, head: str | None, held: dict[str, Any]) -> WeightsRecord:
+    """``record`` with the builder arguments a weights file holds (``held``: its architecture and head
+    size) and, when ``held`` gives it, the head size as ``num_classes`` / ``num_keypoints``."""
+    size = held.get(head) if head else None
+    return record.replace(
+        builder_kwargs={**record.builder_kwargs, **held},
+        num_classes=size if head == "classes" and size is not None else record.num_classes,
+        num_keypoints=size if head == "num_keypoints" and size is not None else record.num_keypoints,
+    )
 
 
 def _with_head_size(record: WeightsRecord, head: str, size: int) -> WeightsRecord:

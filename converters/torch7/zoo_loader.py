@@ -32,7 +32,8 @@ def load_torch7_weights(spec, path, kwargs):
         path: the ``.t7`` file (``torch.save`` binary mode, e.g. ``umich-stacked-hourglass.t7``).
         kwargs: the user's builder arguments.
     Returns:
-        ``(model, None)``: the ported model; no weights record (the file carries no metadata).
+        ``(model, None, cfg)``: the ported model; no weights record (the file carries no metadata); the
+        builder arguments the file holds (``zoo.get`` records them, so a saved copy rebuilds this architecture).
     Raises:
         WeightsFileError: missing file; Torch7FormatError (a WeightsFileError) for unreadable files.
         WeightsMismatchError: another family, another architecture in the file, or ``stacks`` /
@@ -66,7 +67,7 @@ def load_torch7_weights(spec, path, kwargs):
             f"({', '.join(report['skipped'])}), which keep their initial values.",
             stacklevel=4,
         )
-    return model, None
+    return model, None, cfg
 
 
 register_weights_loader(".t7", load_torch7_weights)

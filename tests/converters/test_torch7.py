@@ -280,6 +280,29 @@ def test_zoo_get_reads_config_from_the_file_and_skips_a_new_head(models, tmp_pat
     keras.backend.clear_session()
 
 
+def test_zoo_get_remembers_the_files_architecture_for_save_weights(tmp_path):
+    """A 2-stack, 16-feature, 4-keypoint .t7 loaded without builder arguments, saved with zoo.save_weights and
+    reloaded with none: the record held only the caller's arguments (and 16 keypoints), so the reload built the
+    default 8-stack hourglass and was refused. Now the saved file rebuilds the file's network."""
+    keras.backend.clear_session()
+    inp, outs = T.hourglass_nodes(np.random.default_rng(14), stacks=2, **SMALL)
+    root = T.gmodule(inp, outs)
+    path = write(tmp_path, root)
+    model = zoo.get("hourglass", weights=path, input_shape=(64, 64, 3))
+    held = {"stacks": 2, "features": 16, "num_keypoints": 4, "modules": 1, "post_residuals": True}
+    assert {k: zoo.weights_record(model).builder_kwargs[k] for k in held} == held
+    assert zoo.weights_record(model).num_keypoints == 4
+    again = zoo.get("hourglass", weights=zoo.save_weights(model, tmp_path / "hg2.h5"))
+    assert_same_heatmaps(again, root)  # both stacks, against the NumPy forward of the Torch modules
+    # a new head (3 keypoints): the saved copy has the file's trunk and the 3-keypoint head
+    with pytest.warns(UserWarning, match=r"num_keypoints=4 but num_keypoints=3"):
+        other = zoo.get("hourglass", weights=path, input_shape=(64, 64, 3), num_keypoints=3)
+    other = zoo.get("hourglass", weights=zoo.save_weights(other, tmp_path / "hg2k3.h5"))
+    assert len(other.outputs) == 2 and other.outputs[-1].shape[-1] == 3
+    assert zoo.weights_record(other).builder_kwargs["num_keypoints"] == 3
+    keras.backend.clear_session()
+
+
 def test_zoo_get_on_an_input_tensor_with_a_weighted_adapter_in_front(tmp_path):
     """The caller's Conv2D in front of input_tensor is not a Torch module: it keeps its weights and the
     composed model computes Torch's heatmaps of the adapter's output (it was 'zoo layers with no Torch
