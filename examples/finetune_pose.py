@@ -113,20 +113,20 @@ def parse_args(argv):
 
 
 def caffe_stages(p, a) -> int:
-    """The stages of the CPM in ``--weights`` (a ``.caffemodel``), read from its deploy prototxt: a Caffe
-    file holds no record, so without this a 3-stage release was built with 6 stages and refused. A
-    ``--stages`` that contradicts the file is a one-line error naming both."""
+    """The stages of the CPM in ``--weights`` (a ``.caffemodel``), which ``zoo.get`` reads from its deploy
+    prototxt: checked here, before the data is read, so that a ``--stages`` that contradicts the file is a
+    one-line usage error naming both numbers (the same reading as ``zoo.get``'s)."""
     from converters.caffe.errors import CaffeError
-    from converters.caffe.zoo_loader import cpm_stages
+    from converters.caffe.zoo_loader import release_builder_kwargs
     from zoo.errors import ZooError
 
     try:
-        stages, proto = cpm_stages(a.weights)
+        stages = release_builder_kwargs("cpm", a.weights)["stages"]
     except (CaffeError, ZooError) as e:
         p.error(f"--weights: {e}")
     if a.stages not in (None, stages):
-        p.error(f"--stages {a.stages}: --weights '{a.weights}' is a CPM of {stages} stages (its deploy prototxt "
-                f"'{proto}'); leave out --stages or give --stages {stages}")
+        p.error(f"--stages {a.stages}: --weights '{a.weights}' is a CPM of {stages} stages (its deploy prototxt); "
+                f"leave out --stages or give --stages {stages}")
     return stages
 
 
@@ -221,8 +221,7 @@ def build_model(a, k, whole=None):
         if getattr(a, n) is not None or not a.weights:
             kwargs[n] = getattr(a, n) or defaults[n]
     model = zoo.get(a.model, weights=a.weights, **kwargs)
-    record = zoo.weights_record(model)
-    return model, {**(record.builder_kwargs if record else {}), **kwargs}
+    return model, zoo.api.build_info(model)[1]  # with what a weights file gave (a .t7's stacks): the saved run rebuilds
 
 
 def make_dataset(model, records, info, a, *, train):

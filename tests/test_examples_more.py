@@ -307,3 +307,22 @@ def test_finetune_pose_cpm_stages_come_from_the_caffemodel(tmp_path, capsys):
     assert e.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--stages 6" in lines[0] and "a CPM of 3 stages" in lines[0], lines
+
+
+def test_finetune_pose_hourglass_t7_saved_run_records_the_files_architecture(tmp_path):
+    # --model hourglass --weights X.t7 without --stacks/--features: the builder arguments given to the run's saved
+    # record were the caller's only (no stacks, features), so `zoo.get("hourglass", weights=<the run's .h5>)` built
+    # the default 8 x 256 hourglass and was refused; the 2-stack, 16-feature file's architecture is recorded now
+    import numpy as np
+
+    from examples import finetune_pose
+    from tests.converters import torch7_files as T
+
+    inp, outs = T.hourglass_nodes(np.random.default_rng(3), stacks=2, features=16, keypoints=4)
+    weights = T.write_t7(tmp_path / "hg.t7", T.gmodule(inp, outs))
+    a = finetune_pose.parse_args(["--model", "hourglass", "--weights", str(weights), "--input-size", "64",
+                                  "--out", str(tmp_path / "o")])
+    model, kwargs = finetune_pose.build_model(a, 4)
+    assert len(model.outputs) == 2
+    assert {k: kwargs.get(k) for k in ("stacks", "features", "num_keypoints", "modules", "post_residuals")} == \
+        {"stacks": 2, "features": 16, "num_keypoints": 4, "modules": 1, "post_residuals": True}

@@ -16,8 +16,9 @@ from converters.caffe.port import FAMILY_MAPPINGS, port
 from converters.caffe.reader import load
 from zoo.api import register_weights_loader
 from zoo.errors import WeightsFileError
+from zoo.registry import get_spec
 
-__all__ = ["find_prototxt", "load_caffe_weights", "cpm_stages"]
+__all__ = ["find_prototxt", "load_caffe_weights", "release_builder_kwargs"]
 
 
 def find_prototxt(caffemodel) -> Path:
@@ -50,86 +51,100 @@ def find_prototxt(caffemodel) -> Path:
     )
 
 
-def cpm_stages(caffemodel) -> tuple[int, Path]:
-    """How many stages the Convolutional Pose Machine of ``caffemodel`` has: the ``stages`` to build
-    the zoo ``cpm`` with, read from its deploy prototxt (:func:`find_prototxt`; the weights file holds
-    no architecture). Stage 1 plus one per refinement stage ``Mconv1_stage2``, ``Mconv1_stage3``, ...
+# Outputs of a family's head layers beyond the head size: a CPM's belief maps add one for the background.
+_EXTRA_OUTPUTS = {"cpm": 1}
+_OUTPUT_PARAMS = {"Convolution": "convolution_param", "InnerProduct": "inner_product_param"}
 
+
+def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
+    """The zoo builder arguments the Caffe release ``caffemodel`` holds, read from its deploy prototxt
+    (:func:`find_prototxt`; the weights file holds no architecture, the prototxt does):
+
+    - the head size ``spec.head_kwarg``: the last head layer (``spec.is_head_layer``) that is a
+      Convolution/InnerProduct gives it as its ``num_output`` (a CPM's ``Mconv5_stage{T}``: keypoints
+      + 1 background map; FCN's ``score_pool3``, PSPNet's ``conv6``, ResNet's ``fc1000``: classes);
+    - ``stages`` of a CPM: stage 1 plus one per ``Mconv1_stage2``, ``Mconv1_stage3``, ...
+
+    Args:
+        spec: a :class:`zoo.registry.ModelSpec` or registered name (``"cpm"``).
+        caffemodel: the ``.caffemodel`` path.
+        asked: the caller's builder arguments; an architecture argument other than the head size
+            (``stages``) that contradicts the file is refused. (Another head size loads all but the head.)
+        net: the net already loaded from the prototxt, to save reading it again.
     Returns:
-        ``(stages, prototxt path)``.
+        ``{name: value}``, e.g. ``{"stages": 3, "num_keypoints": 14}``; no head size for a net without
+        a head layer (a headless deploy).
     Raises:
         WeightsFileError: no deploy prototxt beside ``caffemodel``.
         CaffeFormatError: an unreadable prototxt.
-        WeightsMismatchError: a prototxt that is not a CPM's (no layer ``conv7_stage1``).
+        WeightsMismatchError: a CPM asked for and a prototxt that is not one (no ``conv7_stage1``), or a
+            ``stages`` in ``asked`` other than the file's (the message names both numbers).
     """
+    spec = get_spec(spec) if isinstance(spec, str) else spec
     proto = find_prototxt(caffemodel)
-    names = {layer.name for layer in load(proto).layers}
-    if "conv7_stage1" not in names:
-        raise WeightsMismatchError(f"'{proto}' (the deploy prototxt of '{caffemodel}') is not a Convolutional Pose "
-                                   f"Machine: it has no layer 'conv7_stage1' (stage 1's belief maps).")
-    stages = 1
-    while f"Mconv1_stage{stages + 1}" in names:
-        stages += 1
-    return stages, proto
-
-
-def _head_size(spec, net, model, asked, mapping):
-    """The head size (``spec.head_kwarg``) of the Caffe ``net``, for a ``model`` built with ``asked``.
-
-    The first head layer (net order) that is a Convolution/InnerProduct with another number of outputs
-    than the model's says how many more or fewer the file has (a CPM's belief maps are K + 1 wide, an FCN's
-    scores ``classes``): ``asked + caffe outputs - model outputs``. ``asked`` when every one agrees or the
-    model has no head (``include_top=False``).
-    """
-    zoo = {layer.name: layer for layer in model.layers}
-    kinds = {"Convolution": ("Conv2D", "convolution_param"), "InnerProduct": ("Dense", "inner_product_param")}
+    net = net if net is not None else load(proto)
+    held, names = {}, {layer.name for layer in net.layers}
+    if spec.family == "cpm":
+        if "conv7_stage1" not in names:
+            raise WeightsMismatchError(f"{spec.name}: '{proto}' (the deploy prototxt of '{caffemodel}') is not a "
+                                       f"Convolutional Pose Machine: it has no layer 'conv7_stage1' (stage 1's "
+                                       f"belief maps).")
+        stages = 1
+        while f"Mconv1_stage{stages + 1}" in names:
+            stages += 1
+        if (asked or {}).get("stages") not in (None, stages):
+            raise WeightsMismatchError(
+                f"{spec.name}: '{caffemodel}' is a CPM of {stages} stages (its deploy prototxt '{proto}'), but "
+                f"stages={asked['stages']} was asked for; leave out stages (it is read from the prototxt) or give "
+                f"stages={stages}.")
+        held["stages"] = stages
+    mapping = FAMILY_MAPPINGS.get(spec.family) or {}
+    outputs = None
     for layer in net.layers:
         target = mapping.get(layer.name, keras_name(layer.name))
-        if not layer.blobs or layer.type not in kinds or target is None or not spec.is_head_layer(target):
-            continue
-        kind, param = kinds[layer.type]
-        if target not in zoo or type(zoo[target]).__name__ != kind:
-            continue
-        ours = int(zoo[target].weights[0].shape[-1])  # Conv2D (kh, kw, I, O), Dense (I, O)
-        theirs = int(opt(sub(layer.param, param), "num_output", ours))
-        if theirs != ours:
-            return asked + theirs - ours
-    return asked
+        if layer.type in _OUTPUT_PARAMS and target is not None and spec.is_head_layer(target):
+            outputs = opt(sub(layer.param, _OUTPUT_PARAMS[layer.type]), "num_output", outputs)
+    if spec.head_kwarg and outputs is not None:
+        held[spec.head_kwarg] = int(outputs) - _EXTRA_OUTPUTS.get(spec.family, 0)
+    return held
 
 
 def load_caffe_weights(spec, path, kwargs):
-    """Loader for :func:`zoo.api.register_weights_loader`: build ``spec.builder(**kwargs)``, port ``path``.
+    """Loader for :func:`zoo.api.register_weights_loader`: build the architecture ``path`` holds, port it.
 
-    Asking for another head size (``classes`` / ``num_keypoints``) than the file's loads everything
-    but the head layers (``spec.is_head_layer``), which keep their initial values, with a warning that
-    names them, as for a zoo ``.h5`` or a ``.t7``.
+    The builder arguments the deploy prototxt gives (:func:`release_builder_kwargs`: the head size, a
+    CPM's ``stages``) are used where ``kwargs`` has none. Asking for another head size (``classes`` /
+    ``num_keypoints``) than the file's loads everything but the head layers (``spec.is_head_layer``),
+    which keep their initial values, with a warning that names them, as for a zoo ``.h5`` or a ``.t7``.
 
     Args:
         spec: the :class:`zoo.registry.ModelSpec` asked for.
         path: the ``.caffemodel`` file.
         kwargs: the user's builder arguments (``input_shape``, ``classes``, ...).
     Returns:
-        ``(model, None)``: the ported model; no weights record (the file carries no metadata).
+        ``(model, None, held)``: the ported model; no weights record (the file carries no metadata);
+        the builder arguments the file holds (``zoo.get`` records them, so a saved copy rebuilds).
     Raises:
         WeightsFileError: no deploy prototxt next to the file, or the file is missing.
-        CaffeFormatError, WeightsMismatchError: unreadable files, or a net that does not fit the
-            builder's layers outside the head (the message lists the differences on both sides), or
-            a head of another size when the head size was not asked for.
+        CaffeFormatError, WeightsMismatchError: unreadable files, a ``stages`` other than the file's (both
+            numbers named), or a net that does not fit the builder's layers outside the head (the
+            message lists the differences on both sides).
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsFileError(f"{spec.name}: weights file not found: '{path}'.")
     net = load(find_prototxt(path), path)
-    model = spec.builder(**kwargs)
+    held = release_builder_kwargs(spec, path, kwargs, net=net)
+    model = spec.builder(**{**held, **kwargs})
     mapping = dict(FAMILY_MAPPINGS.get(spec.family) or {})
     file_only_ok, model_only_ok = spec.weights_fit(model)
     for layer in net.layers:  # include_top=False: the release's classifier has no place in the model
         if layer.blobs and file_only_ok(mapping.get(layer.name) or keras_name(layer.name)):
             mapping[layer.name] = None
     head = spec.head_kwarg
-    stored = _head_size(spec, net, model, kwargs[head], mapping) if head in kwargs else None
+    stored = held.get(head)
     optional, skipped = model_only_ok, []
-    if stored is not None and stored != kwargs[head]:  # a new head: the file's head layers have no place
+    if head in kwargs and stored not in (None, kwargs[head]):  # a new head: the file's head layers have no place
         skipped = [layer.name for layer in model.layers if spec.is_head_layer(layer.name)]
         for layer in net.layers:
             if layer.blobs and spec.is_head_layer(mapping.get(layer.name) or keras_name(layer.name)):
@@ -142,7 +157,7 @@ def load_caffe_weights(spec, path, kwargs):
             f"loading everything but the head layers ({', '.join(skipped)}), which keep their initial values.",
             stacklevel=4,
         )
-    return model, None
+    return model, None, held
 
 
 register_weights_loader(".caffemodel", load_caffe_weights)

@@ -208,9 +208,6 @@ def test_zoo_get_caffemodel(tmp_path, rng):
     (tmp_path / "pose_iter_1.caffemodel").rename(resnet_style)
     write_net(tmp_path, proto, name="Net-deploy")
     zoo.get("cpm", weights=resnet_style, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
-    model_path = str(resnet_style)
-    with pytest.raises(caffe.WeightsMismatchError, match="Mconv5_stage2"):  # 3 keypoints in the file, 14 by default
-        zoo.get("cpm", weights=model_path, input_shape=(41, 33, 3), stages=2)
 
 
 CPM_HEAD = ("conv7_stage1", "Mconv1_stage2", "Mconv5_stage2")  # their shapes depend on the keypoint count
@@ -274,3 +271,69 @@ def test_zoo_get_caffemodel_with_another_class_count(tmp_path, rng):
         np.testing.assert_array_equal(got, np.transpose(blobs[name][0], (2, 3, 1, 0)))
     rec = zoo.weights_record(model)
     assert (rec.num_classes, rec.builder_kwargs["classes"], rec.class_names) == (7, 7, None)
+
+
+# --- the architecture a .caffemodel's deploy prototxt holds ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,proto,want", [
+    ("cpm", nets.cpm(41, 33, stages=3, parts=4), {"stages": 3, "num_keypoints": 4}),  # Mconv5_stage3: 4 + background
+    ("cpm", nets.cpm(41, 33, stages=1, parts=2), {"stages": 1, "num_keypoints": 2}),  # conv7_stage1 only
+    ("resnet50", nets.resnet50(35, 37, classes=5), {"classes": 5}),  # fc1000
+    ("resnet50v2", nets.resnet_v2(35, 37, classes=6), {"classes": 6}),  # classifier
+    ("fcn8s", nets.fcn8s(64, 64, classes=3), {"classes": 3}),  # score_fr, score_pool4/3
+    ("fcn8s_atonce", nets.fcn8s(64, 64, classes=4, atonce=True), {"classes": 4}),
+    ("pspnet50", nets.pspnet50(39, 41, 6, classes=7), {"classes": 7}),  # conv6
+])
+def test_release_builder_kwargs_read_from_the_prototxt(tmp_path, name, proto, want):
+    # the numbers are the ones the deploy prototxts above were written with
+    from converters.caffe.zoo_loader import release_builder_kwargs
+
+    write_net(tmp_path, proto, name="net")
+    assert release_builder_kwargs(name, tmp_path / "net.caffemodel") == want
+
+
+@agnostic
+def test_zoo_get_caffemodel_builds_the_files_architecture_and_the_saved_copy_reloads(tmp_path, rng):
+    # zoo.get("cpm", weights=X.caffemodel) without stages/num_keypoints built the default 6 stages x 14 keypoints and
+    # was refused naming layers, where a zoo .h5 gives its builder arguments; the deploy prototxt gives them too
+    proto = nets.cpm(41, 33, stages=2, parts=3)
+    blobs = random_blobs_for(proto, rng)
+    _, path = write_net(tmp_path, proto, blobs, name="pose_iter_1")
+    model = zoo.get("cpm", weights=path, input_shape=(41, 33, 3))
+    assert len(model.outputs) == 2 and model.outputs[-1].shape[-1] == 3 + 1
+    for name in ("conv7_stage1", "Mconv5_stage2"):  # Caffe (O, I, kh, kw) -> Keras (kh, kw, I, O)
+        got = keras.ops.convert_to_numpy(model.get_layer(name).weights[0])
+        np.testing.assert_array_equal(got, np.transpose(blobs[name][0], (2, 3, 1, 0)))
+    rec = zoo.weights_record(model)
+    assert (rec.builder_kwargs, rec.num_keypoints, rec.channel_order) == ({"stages": 2, "num_keypoints": 3}, 3, "BGR")
+    # save and reload with no builder arguments: the record rebuilds 2 stages x 3 keypoints at 41 x 33
+    saved = zoo.save_weights(model, tmp_path / "cpm2.h5")
+    again = zoo.get("cpm", weights=saved)
+    assert tuple(again.inputs[0].shape[1:]) == (41, 33, 3) and len(again.outputs) == 2
+    got = keras.ops.convert_to_numpy(again.get_layer("Mconv5_stage2").weights[0])
+    np.testing.assert_array_equal(got, np.transpose(blobs["Mconv5_stage2"][0], (2, 3, 1, 0)))
+    # a caller's stages that contradicts the file: one error naming both numbers, not a list of layers
+    with pytest.raises(zoo.WeightsMismatchError, match=r"is a CPM of 2 stages .*but stages=3 was asked for") as e:
+        zoo.get("cpm", weights=path, input_shape=(41, 33, 3), stages=3)
+    assert "Mconv" not in str(e.value)
+    zoo.get("cpm", weights=path, input_shape=(41, 33, 3), stages=2)  # agreeing with the file is fine
+
+
+@agnostic
+def test_zoo_get_caffemodel_class_count_from_the_file(tmp_path, rng):
+    # a 5-class ResNet-50 deploy: zoo.get without classes built 1000 and refused fc1000; an explicit classes still
+    # wins (all but the head, test above), and include_top=False drops the classifier whatever its size
+    proto = nets.resnet50(35, 37, classes=5)
+    blobs = random_blobs_for(proto, rng)
+    _, path = write_net(tmp_path, proto, blobs, name="ResNet-50-model")
+    model = zoo.get("resnet50", weights=path, input_shape=(35, 37, 3))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("fc1000").weights)
+    np.testing.assert_array_equal(kernel, blobs["fc1000"][0].T)  # InnerProduct (O, I) -> Dense (I, O)
+    np.testing.assert_array_equal(bias, blobs["fc1000"][1])
+    rec = zoo.weights_record(model)
+    assert (rec.num_classes, rec.builder_kwargs["classes"], zoo.api.build_info(model)[1]["classes"]) == (5, 5, 5)
+    again = zoo.get("resnet50", weights=zoo.save_weights(model, tmp_path / "r.h5"))
+    assert tuple(again.get_layer("fc1000").weights[0].shape) == (2048, 5)
+    headless = zoo.get("resnet50", weights=path, input_shape=(35, 37, 3), include_top=False)
+    assert "fc1000" not in [l.name for l in headless.layers]
