@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo import pretrained, registry
+from zoo import pretrained, registry, sources
 from tests.zoo.test_pretrained import cache, twin  # noqa: F401 - fixtures: a fresh cache, fake releases
 
 pytestmark = pytest.mark.backend_agnostic
@@ -91,15 +91,15 @@ def test_a_bad_converted_file_is_replaced_not_deleted(twin, cache, monkeypatch):
 
 
 def test_hash_records_written_at_once_are_all_kept(cache, monkeypatch):
-    read = pretrained._read_hashes
+    read = sources._read_hashes
 
     def slow_read():  # widen the read-modify-write window that two first uses at once fall into
         hashes = read()
         time.sleep(0.01)
         return hashes
 
-    monkeypatch.setattr(pretrained, "_read_hashes", slow_read)
-    workers = [threading.Thread(target=lambda t=t: [pretrained._record_hash(f"f{t}_{i}", f"{t:02d}{i:062d}", "test")
+    monkeypatch.setattr(sources, "_read_hashes", slow_read)
+    workers = [threading.Thread(target=lambda t=t: [sources.record_hash(f"f{t}_{i}", f"{t:02d}{i:062d}", "test")
                                                     for i in range(10)]) for t in range(4)]
     for w in workers:
         w.start()
@@ -211,7 +211,7 @@ def test_threads_fetching_one_release_at_once(twin, cache):
 
     def obtain():
         try:
-            results.append(pretrained._obtain(src, {}))
+            results.append(sources.obtain(src, {}))
         except Exception as e:  # noqa: BLE001 - collected for the assertion below
             errors.append(e)
 
@@ -241,10 +241,10 @@ def test_an_extracted_member_cut_since_is_extracted_again(twin, cache, tmp_path,
     with zipfile.ZipFile(off / Path(src.name).name, "w") as z:
         z.writestr(f"models/{src.member}", files[src.key])
     monkeypatch.setenv(pretrained.OFFLINE_ENV, str(off))
-    path, _ = pretrained._obtain(src, {})
+    path, _ = sources.obtain(src, {})
     assert path.read_bytes() == files[src.key]
     path.write_bytes(files[src.key][:100])  # newer than the archive, but short
-    again, _ = pretrained._obtain(src, {})
+    again, _ = sources.obtain(src, {})
     assert again == path and again.read_bytes() == files[src.key]
 
 
@@ -293,7 +293,7 @@ def test_processes_resolving_one_name_at_once_fetch_and_convert_it_once(twin, ca
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     record = record.replace(sources=tuple(dataclasses.replace(s, url=f"{base}/{s.name}") for s in record.sources))
-    stale = cache / "sources" / f"{pretrained._safe(record.sources[0].name)}.4242-1.part"
+    stale = cache / "sources" / f"{sources.cache_name(record.sources[0].name)}.4242-1.part"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half a download")
     spec = registry._MODELS[name]
