@@ -296,6 +296,10 @@ def build_parser():
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
     s.add_argument("--scales", type=scale_list, default=(1.0,), metavar="S,S,...", help=SCALES_HELP)
+    s.add_argument("--flip", action="store_true",
+                   help="also run the mirrored image, as evaluate --flip (at each of --scales): pose averages the "
+                        "heatmaps flipped back with left/right joints swapped (needs the weights record's flip "
+                        "pairs); segmentation averages the probabilities")
     for name, what in _DELEGATED.items():
         sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
     return p

@@ -1,4 +1,4 @@
-"""--scales of `kerazoo predict` and `kerazoo evaluate` / `python -m training evaluate`."""
+"""--scales of `kerazoo predict` and `kerazoo evaluate` / `python -m training evaluate`; --flip of `kerazoo predict`."""
 
 import pytest
 
@@ -56,3 +56,58 @@ def test_evaluate_command_scores_with_the_scales(tmp_path, capsys):
     assert len(rows[None]) == len(rows["0.5,1,2"]) == 4
     assert [r["mean_iou"] for r in rows[None]] != [r["mean_iou"] for r in rows["0.5,1,2"]]
     assert np.isfinite([float(r["mean_iou"]) for r in rows["0.5,1,2"]]).all()
+
+
+def test_predict_flip_is_a_switch():
+    from kerazoo.cli import build_parser
+
+    argv = ["predict", "n", "i", "--weights", "w"]
+    assert build_parser().parse_args([*argv, "--flip"]).flip is True
+    assert build_parser().parse_args(argv).flip is False
+
+
+def test_predict_command_flips(tmp_path, capsys):
+    """--flip reaches predict: a segmentation .keras draws the mask of the mirrored pass averaged in, as written out
+    in NumPy (tests/training/test_evaluation_tta.py's reference); a pose model without flip pairs (a .keras has no
+    record) and a classifier are refused naming --flip."""
+    import cv2
+    import keras
+    import numpy as np
+
+    from tests.training.test_evaluation_tta import _pose_model, _reference_probabilities, _seg_model
+    from training.visualize import mask_overlay
+    from zoo.cli import main
+
+    rng = np.random.default_rng(5)
+    image = cv2.resize(rng.integers(0, 256, (5, 6, 3)).astype(np.uint8), (45, 31), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(tmp_path / "img.png"), image[..., ::-1])
+    _seg_model(None).save(tmp_path / "seg.keras")
+    pictures = {}
+    for flip in (False, True):
+        out = tmp_path / f"flip{flip}.png"
+        argv = ["predict", "pspnet", str(tmp_path / "img.png"), "--weights", str(tmp_path / "seg.keras"), "--out",
+                str(out)] + (["--flip"] if flip else [])
+        assert main(argv) == 0, capsys.readouterr().err
+        pictures[flip] = cv2.imread(str(out))[..., ::-1]
+    # a .keras has no record: pixels / 255, as the NumPy net takes them; the model takes the image as it is
+    want = _reference_probabilities(image, (45, 31), (1.0,), True, False).argmax(-1)
+    np.testing.assert_array_equal(pictures[True], mask_overlay(image, want))
+    assert not np.array_equal(pictures[True], pictures[False])
+
+    capsys.readouterr()
+    _pose_model(64, 3).save(tmp_path / "pose.keras")
+    cv2.imwrite(str(tmp_path / "p.png"), np.zeros((64, 64, 3), np.uint8))
+    assert main(["predict", "hourglass", str(tmp_path / "p.png"), "--weights", str(tmp_path / "pose.keras"),
+                 "--flip"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kerazoo predict: error: --flip needs the keypoints' left/right pairs, and hourglass's "
+                          "weights record has no flip pairs") and err.count("\n") == 1, err
+    inp = keras.Input((32, 32, 3))
+    keras.Model(inp, keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp))).save(
+        tmp_path / "clf.keras")
+    assert main(["predict", "resnet18", str(tmp_path / "p.png"), "--weights", str(tmp_path / "clf.keras"),
+                 "--flip"]) == 2
+    err = capsys.readouterr().err
+    assert err == "kerazoo predict: error: --flip is for pose and segmentation models; resnet18 gives classification\n"
+    assert not list(tmp_path.glob("p.pred.png"))
+

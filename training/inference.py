@@ -130,7 +130,8 @@ def _skeleton(record, k):
     return known.get(names, ())  # an unknown order: no limbs rather than another dataset's
 
 
-def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,)) -> Prediction:
+def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,),
+            flip=False) -> Prediction:
     """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
@@ -153,23 +154,30 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     does (:mod:`training.tta`): pose crops the letterbox box divided by each scale about the image centre and
     averages the heatmaps in the scale-1 frame (CPM: ``(0.7, ..., 1.3)``); segmentation letterboxes the image
     at each scale (sliding windows with 2/3 overlap where a fixed-size model's canvas is larger), averages
-    the softmax probabilities on the image, then argmax (PSPNet: ``(0.5, 0.75, ..., 1.75)``). ``output``
-    is then the averaged heatmaps, or for segmentation the scale-1 pass's raw scores.
+    the softmax probabilities on the image, then argmax (PSPNet: ``(0.5, 0.75, ..., 1.75)``). ``flip``
+    (pose and segmentation) also runs the mirrored input at each scale, as ``evaluate(flip=True)``: pose
+    averages each crop's heatmaps with its mirror's, flipped back with left/right joints swapped by the
+    record's ``flip_pairs`` and shifted for ``heatmap_offset`` (:func:`training.targets.flip_test`);
+    segmentation averages the mirrored pass's softmax probabilities, flipped back, with the plain pass's.
+    ``output`` is then the averaged heatmaps, or for segmentation the scale-1 pass's raw scores.
 
     ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
     (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
 
     Raises:
-        ValueError: an output that does not fit the task (e.g. a classifier without its top), or an
-            image of another shape.
+        ValueError: an output that does not fit the task (e.g. a classifier without its top), an image
+            of another shape, ``scales`` or ``flip`` for a classifier, or ``flip`` for a pose model whose
+            record has no ``flip_pairs``.
     """
     import zoo
-    from training.targets import decode_heatmaps, keypoints_to_image, labels_from_scores, scores_to_image
+    from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
 
     from training.tta import check_scales, image_heatmaps, image_probabilities
 
     scales = check_scales(scales, "predict")
+    if not isinstance(flip, (bool, np.bool_)):  # a string such as "no" would be truthy
+        raise ValueError(f"predict: flip must be True or False (also run the mirrored image). Received: flip={flip!r}")
     image = _rgb_uint8(image_rgb)
     H, W = image.shape[:2]
     inputs = model.inputs
@@ -225,6 +233,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if scales != (1.0,) and task == "classification":
         raise ValueError(f"predict: scales are for pose and segmentation models; {name or model.name} is a "
                          f"classifier. Received: scales={scales!r}")
+    if flip and task == "classification":
+        raise ValueError(f"predict: flip is for pose and segmentation models; {name or model.name} is a "
+                         f"classifier. Received: flip=True")
     if task == "classification":
         if out.ndim != 1:
             raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "
@@ -235,8 +246,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         return Prediction(task, _draw_text_lines(image, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
     if out.ndim != 3:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
-    if task == "segmentation" and scales != (1.0,):
-        scores = image_probabilities(run, prep, image, (w, h), not any(free), scales)
+    if task == "segmentation" and (scales != (1.0,) or flip):
+        scores = image_probabilities(run, prep, image, (w, h), not any(free), scales, flip)
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     if task == "segmentation":
@@ -244,9 +255,22 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     strides = np.array(_strides((w, h), (out.shape[1], out.shape[0]), free))
-    if scales != (1.0,):  # the scale-1 pass again among the others: one code path for the warps
-        out = image_heatmaps(lambda crop: run(prep(crop[None]))[0], image, mat, (w, h), scales, strides,
-                             float(heatmap_offset))
+    pairs = record.flip_pairs if record is not None else None
+    if flip and pairs is None:  # mirrored, a left wrist is seen as a right one: its map must be swapped back
+        raise ValueError(f"predict: flip needs the keypoints' left/right pairs, and the model's record has no flip "
+                         f"pairs (give record= a WeightsRecord with flip_pairs, () if none are mirrored). "
+                         f"Received: flip=True")
+
+    def heatmaps(crop):  # (h, w, 3) uint8 RGB crop -> (hh, hw, K) heatmaps, averaged with the mirror's if asked
+        if not flip:
+            return run(prep(crop[None]))[0]
+        return flip_test(lambda batch: run(prep(batch)), crop[None], pairs, offset=float(heatmap_offset))[0]
+
+    # the scale-1 pass again, among the other scales or with its mirror: one code path for the warps and flips
+    if scales != (1.0,):
+        out = image_heatmaps(heatmaps, image, mat, (w, h), scales, strides, float(heatmap_offset))
+    elif flip:
+        out = heatmaps(img)
     maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
     # training's codec (argmax + quarter offset, heatmap px * stride + offset), with each axis' own stride
     kp_hm, score = decode_heatmaps(maps)

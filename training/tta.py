@@ -350,8 +350,9 @@ def image_heatmaps(run, image, mat, input_size, scales, strides, offset) -> np.n
     return average_heatmaps(maps, frames, (maps[0].shape[1], maps[0].shape[0]))
 
 
-def image_probabilities(predict, prep, image, base_size, fixed, scales) -> np.ndarray:
-    """One image's class probabilities averaged over ``scales`` (PSPNet's test; see the module docstring).
+def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=False) -> np.ndarray:
+    """One image's class probabilities averaged over ``scales`` (and the mirrored pass; PSPNet's test, see the module
+    docstring).
 
     Args:
         predict: ``(1, ch, cw, 3)`` model input -> ``(1, gh, gw, C)`` scores.
@@ -360,6 +361,7 @@ def image_probabilities(predict, prep, image, base_size, fixed, scales) -> np.nd
         base_size: ``(w, h)`` scale 1 fits the image into (the model's input; the image's own size for a model
             that takes any).
         fixed: the model takes ``base_size`` only (larger canvases are slid over).
+        flip: also run each mirrored canvas (window), its probabilities flipped back (:func:`segmentation_passes`).
     Returns:
         ``(H, W, C)`` float32 mean probabilities.
     """
@@ -371,6 +373,6 @@ def image_probabilities(predict, prep, image, base_size, fixed, scales) -> np.nd
         canvas = canvas_size(base_size, s, fixed)
         m = canvas_matrix(image.shape, base_size, s, canvas)
         view = View(s, canvas, tuple(base_size), windows(canvas, base_size) if fixed and canvas != base_size else None)
-        passes = segmentation_passes(predict, prep(warp_image(image, m, canvas)[None]), view, False, lambda _: None)
+        passes = segmentation_passes(predict, prep(warp_image(image, m, canvas)[None]), view, flip, lambda _: None)
         acc = acc + sum(scores_to_image(arr[0], compose(m, to), (H, W)) for arr, to in passes) / len(passes)
     return (acc / len(scales)).astype(np.float32)

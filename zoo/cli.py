@@ -216,11 +216,16 @@ def _cmd_predict(args):
 
         try:
             pred = inference.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
-                                     scales=args.scales)
+                                     scales=args.scales, flip=args.flip)
         except ValueError as e:  # predict's own words name its argument, not the option
-            if str(e).startswith("predict: scales are for pose and segmentation"):
-                raise CLIError(f"--scales is for pose and segmentation models; {args.name} gives "
-                               f"classification") from None
+            for prefix, option in (("predict: scales are for pose", "--scales"),
+                                   ("predict: flip is for pose", "--flip")):
+                if str(e).startswith(prefix):
+                    raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
+                                   f"classification") from None
+            if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
+                raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
+                               f"no flip pairs (a training run's .keras and a converted one have none)") from None
             raise
         if args.heatmap_offset is not None and pred.task != "pose":
             raise CLIError(f"--heatmap-offset is for pose models (heatmaps); {args.name} gives {pred.task}")

@@ -63,9 +63,10 @@ def _pose_records():
     return recs
 
 
-def _reference_heatmaps(rec, scales, flip, size=64):
-    """CPM's scale search written out: crop at each scale (box / s about the centre), run, flip back, warp into the
-    scale-1 heatmap frame (q -> input 4q + 1.5 -> s (x - c) + c -> heatmap (x - 1.5) / 4), average where covered."""
+def _reference_heatmaps(rec, scales, flip, size=64, pairs=()):
+    """CPM's scale search written out: crop at each scale (box / s about the centre), run, flip back (joints of
+    ``pairs`` swapped), warp into the scale-1 heatmap frame (q -> input 4q + 1.5 -> s (x - c) + c -> heatmap
+    (x - 1.5) / 4), average where covered."""
     img = rec.image.load()
     c = (size - 1) / 2.0
     hs = size // 4
@@ -77,12 +78,20 @@ def _reference_heatmaps(rec, scales, flip, size=64):
                               borderValue=0).astype(np.float32) / 255
         hm = _pose_net_numpy(crop)
         if flip:
-            hm = 0.5 * (hm + _pose_net_numpy(crop[:, ::-1])[:, ::-1])
+            hm = 0.5 * (hm + _swap(_pose_net_numpy(crop[:, ::-1])[:, ::-1], pairs))
         a = np.array([[s, 0, (s * (1.5 - c) + c - 1.5) / 4], [0, s, (s * (1.5 - c) + c - 1.5) / 4]])
         kw = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         total += cv2.warpAffine(hm.astype(np.float32), a, (hs, hs), **kw)
         cover += cv2.warpAffine(np.ones((hs, hs), np.float32), a, (hs, hs), **kw)[..., None]
     return np.where(cover > 0, total / np.where(cover > 0, cover, 1), 0)
+
+
+def _swap(hm, pairs):
+    """Heatmaps ``(h, w, K)`` with the channels of each pair exchanged (the mirrored left wrist is the right one)."""
+    order = list(range(hm.shape[-1]))
+    for a, b in pairs:
+        order[a], order[b] = b, a
+    return hm[..., order]
 
 
 def _decode_by_hand(hm, rec, size=64):
@@ -339,3 +348,82 @@ def test_predict_refuses_bad_scales_and_scales_for_a_classifier():
     clf = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp)))
     with pytest.raises(ValueError, match=r"predict: scales are for pose and segmentation models"):
         predict(clf, img, scales=(1.0, 2.0))
+
+
+# ----------------------------------------------------------------------------- predict(flip=True)
+
+
+def _pose_record(pairs, offset):
+    """Pixels / 255 (as the NumPy net takes them), the given left/right pairs and heatmap offset."""
+    import zoo
+
+    return zoo.WeightsRecord(scale=1 / 255, flip_pairs=pairs, heatmap_offset=offset)
+
+
+def test_predict_flip_swaps_the_pairs_and_shifts_for_the_offset():
+    """Heatmap pixel g at input px 4 g + 0.5: the mirrored pass's map, flipped back, lies (4 - 1 - 2 * 0.5) / 4 = 0.5
+    heatmap px left of the plain one's, so it is moved right by half a pixel (the edge column repeated); joints 0
+    and 2 are a left/right pair, so joint 0's map is averaged with the mirrored pass's joint-2 map."""
+    from training.inference import predict
+
+    pts = np.array([[20.3, 25.6], [40.2, 33.1], [-50.0, -50.0]])  # joint 2 out of sight: its channel is black
+    image = _Blobs((64, 64), pts).load()  # 64 x 64 into the 64 x 64 input: the crop is the image
+    pred = predict(_pose_model(64, 3), image, record=_pose_record(((0, 2),), 0.5), flip=True)
+    crop = image.astype(np.float64) / 255
+    back = _swap(_pose_net_numpy(crop[:, ::-1])[:, ::-1], ((0, 2),))
+    back = 0.5 * (np.concatenate([back[:, :1], back[:, :-1]], axis=1) + back)  # back[g - 0.5]
+    want = 0.5 * (_pose_net_numpy(crop) + back)
+    np.testing.assert_allclose(pred.output, want, rtol=1e-5, atol=1e-6)
+    rec = PoseRecord(image=None, keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]), scale=64.0)
+    np.testing.assert_allclose(pred.keypoints, _decode_by_hand(want, rec) - 1.0, atol=1e-6)  # offset 0.5, not 1.5
+    # the swap shows: the mirrored pass's joint 0 is taken as joint 2, found where joint 0 is; without the
+    # pair joint 2's map stays empty (no keypoint). Within 2 px: 4 px heatmap cells decoded to a quarter cell
+    assert np.abs(pred.keypoints[[0, 2]] - pts[0]).max() < 2.0
+    alone = predict(_pose_model(64, 3), image, record=_pose_record((), 0.5), flip=True)
+    assert np.abs(alone.keypoints[:2] - pts[:2]).max() < 2.0 and np.isnan(alone.keypoints[2]).all()
+
+
+def test_predict_flip_with_scales_is_cpms_test():
+    from training.inference import predict
+
+    pts = np.array([[20.3, 25.6], [40.2, 33.1], [30.6, 44.4]])
+    rec = PoseRecord(image=_Blobs((64, 64), pts), keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]),
+                     scale=64.0)
+    scales = (0.8, 1.0, 1.25)
+    pred = predict(_pose_model(64, 3), rec.image.load(), record=_pose_record(((2, 0),), 1.5), scales=scales,
+                   flip=True)
+    want = _reference_heatmaps(rec, scales, True, pairs=((2, 0),))
+    np.testing.assert_allclose(pred.output, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred.keypoints, _decode_by_hand(want, rec), atol=1e-6)
+    assert not np.allclose(want, _reference_heatmaps(rec, scales, False), atol=1e-3)  # the mirror counted
+
+
+@pytest.mark.parametrize("scales", [(1.0,), (0.5, 1.0, 1.5)], ids=["scale-1", "scales"])
+@pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
+def test_predict_segmentation_flip_averages_the_mirrored_probabilities(tmp_path, fixed, scales):
+    from training.inference import predict
+
+    _, _, images = _seg_records(tmp_path, [(45, 31)], seed=5)
+    pred = predict(_seg_model(32 if fixed else None), images[0], name="x", scales=scales, flip=True)
+    base = (32, 32) if fixed else (45, 31)
+    want = _reference_probabilities(images[0], base, scales, True, fixed).argmax(-1)
+    np.testing.assert_array_equal(pred.mask, want)
+    assert (want != _reference_probabilities(images[0], base, scales, False, fixed).argmax(-1)).any()
+
+
+def test_predict_flip_is_refused_without_flip_pairs_and_for_a_classifier():
+    import keras
+
+    from training.inference import predict
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    for record in (None, _pose_record(None, 1.5)):  # a converted .keras has no record; a run's has no pairs
+        with pytest.raises(ValueError, match=r"predict: flip needs the keypoints' left/right pairs, and the "
+                                             r"model's record has no flip pairs"):
+            predict(_pose_model(64, 3), img, name="hourglass", record=record, flip=True)
+    with pytest.raises(ValueError, match=r"predict: flip must be True or False.*flip='yes'"):
+        predict(_pose_model(64, 3), img, flip="yes")
+    inp = keras.Input((32, 32, 3))
+    clf = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp)))
+    with pytest.raises(ValueError, match=r"predict: flip is for pose and segmentation models"):
+        predict(clf, img[:32, :32], flip=True)
