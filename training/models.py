@@ -137,8 +137,9 @@ _TASKS = ("pose", "segmentation")  # what training.fit trains
 
 
 def _run_metadata(model, path) -> None:
-    """Give a model loaded from a training run's ``.keras`` the run's family, input convention and heatmap
-    offset (``HeatmapDataset.heatmap_offset``, read by ``evaluate`` and ``predict`` through the record).
+    """Give a model loaded from a training run's ``.keras`` the run's family, input convention, heatmap
+    offset (``HeatmapDataset.heatmap_offset``, read by ``evaluate`` and ``predict`` through the record) and
+    flip pairs (``predict(flip=True)``).
 
     None of these is in the ``.keras`` file: without them fine-tuning ``runs/hg/best.keras`` used the
     default preset (Adam) and a CPM checkpoint got pixels / 255 instead of its BGR / 256 - 0.5.
@@ -163,7 +164,18 @@ def _run_metadata(model, path) -> None:
         except (AttributeError, TypeError, ValueError):
             offset = 0.0
         model._zoo_record = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
-                                              heatmap_offset=offset if math.isfinite(offset) else 0.0)
+                                              heatmap_offset=offset if math.isfinite(offset) else 0.0,
+                                              flip_pairs=_run_flip_pairs(config))
+
+
+def _run_flip_pairs(config):
+    """The run's left/right keypoint pairs (``predict --flip`` needs them), or ``None`` when it has none."""
+    pairs = (config.get("train_data") or {}).get("flip_pairs")
+    try:
+        pairs = tuple((int(a), int(b)) for a, b in pairs)
+    except (TypeError, ValueError):  # absent (segmentation) or unreadable: no pairs rather than wrong ones
+        return None
+    return pairs or None
 
 
 def build_model(name_or_path, task, dataset, model_kwargs=None):
