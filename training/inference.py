@@ -264,7 +264,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     def heatmaps(crop):  # (h, w, 3) uint8 RGB crop -> (hh, hw, K) heatmaps, averaged with the mirror's if asked
         if not flip:
             return run(prep(crop[None]))[0]
-        return flip_test(lambda batch: run(prep(batch)), crop[None], pairs, offset=float(heatmap_offset))[0]
+        # a model of any size: the integer stride the keypoints are decoded with (on a width not a multiple of it
+        # the mirror's map lies elsewhere than input / map width says)
+        return flip_test(lambda batch: run(prep(batch)), crop[None], pairs, offset=float(heatmap_offset),
+                         stride=float(strides[0]) if free[0] else None)[0]
 
     # the scale-1 pass again, among the other scales or with its mirror: one code path for the warps and flips
     if scales != (1.0,):

@@ -350,7 +350,7 @@ def labels_from_scores(scores) -> np.ndarray:
     return np.where(np.isnan(s), -np.inf, s).argmax(-1)
 
 
-def flip_test(predict_fn, images, flip_pairs, shift="exact", *, offset=0.0) -> np.ndarray:
+def flip_test(predict_fn, images, flip_pairs, shift="exact", *, offset=0.0, stride=None) -> np.ndarray:
     """Test-time flip averaging: ``0.5 * (f(x) + shift(swap(flip(f(flip(x))))))``.
 
     Where the flipped-back map lies: with heatmap pixel ``g`` at input px ``s g + o`` (stride ``s``,
@@ -359,7 +359,8 @@ def flip_test(predict_fn, images, flip_pairs, shift="exact", *, offset=0.0) -> n
     (``g -> w - 1 - g``) puts that peak at ``(x + o + 1) / s - 1``, which is ``(s - 1 - 2 o) / s`` heatmap px
     left of ``(x - o) / s``. So: ``1 - 1/s`` for ``o = 0`` (0.75 at stride 4), none for centred cells
     ``o = (s - 1) / 2`` (CPM: 3.5 at stride 8), ``-0.25`` (a move left) for the hourglass release's
-    ``o = 2`` at stride 4.
+    ``o = 2`` at stride 4. A model that takes any width ``W`` not a multiple of its stride (``w = ceil(W / s)``
+    maps: pixel ``g`` still at ``s g + o``) needs ``(W - s w + s - 1 - 2 o) / s``: give it ``stride``.
 
     Args:
         predict_fn: callable (B, H, W, 3) -> (B, h, w, K) heatmaps (e.g. ``model.predict``); if it
@@ -374,11 +375,19 @@ def flip_test(predict_fn, images, flip_pairs, shift="exact", *, offset=0.0) -> n
             targets, the hg-train recipe).
         offset: input px where heatmap pixel 0's centre lies (``WeightsRecord.heatmap_offset``),
             used by ``shift="exact"``. Defaults to 0.0 (``x_hm = x_in / stride``).
+        stride: input px per heatmap px across, used by ``shift="exact"``: ``None`` (default) the input width /
+            the heatmap width (training's); the model's own integer stride where its input width is not a
+            multiple of it (:func:`training.inference.predict` on an image of its own size).
 
     Returns:
         (B, h, w, K) float32 averaged heatmaps.
     """
     offset = _check_offset(offset)
+    if stride is not None:
+        ok = isinstance(stride, (int, float, np.integer, np.floating)) and not isinstance(stride, (bool, np.bool_))
+        if not (ok and math.isfinite(stride) and stride > 0):
+            raise ValueError(f"`stride` must be a finite number > 0 (input px per heatmap px), or None for the input "
+                             f"width / the heatmap width. Received: stride={stride!r}")
     x = np.asarray(images)
     if x.ndim != 4:
         raise ValueError(f"`images` must have shape (B, H, W, C). Received shape {x.shape}")
@@ -399,8 +408,11 @@ def flip_test(predict_fn, images, flip_pairs, shift="exact", *, offset=0.0) -> n
     if isinstance(shift, str):
         if shift != "exact":
             raise ValueError(f"`shift` must be 'exact', True or False. Received: shift={shift!r}")
-        s = x.shape[2] / base.shape[2]
+        s = x.shape[2] / base.shape[2] if stride is None else float(stride)
         f = (s - 1.0 - 2.0 * offset) / s
+        if stride is not None:  # the mirrored input's px W - 1 - x lies at map px (W - 1 - x - o) / s; flipped back
+            # (g -> w - 1 - g) it is (W - s w + s - 1 - 2 o) / s left of (x - o) / s
+            f += (x.shape[2] - s * base.shape[2]) / s
     else:
         f = 1.0 if shift else 0.0
     if f != 0:  # out[g] = back[g - f], linear between columns, the edge columns repeating themselves

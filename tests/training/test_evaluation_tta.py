@@ -427,3 +427,32 @@ def test_predict_flip_is_refused_without_flip_pairs_and_for_a_classifier():
     clf = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp)))
     with pytest.raises(ValueError, match=r"predict: flip is for pose and segmentation models"):
         predict(clf, img[:32, :32], flip=True)
+
+
+def test_predict_flip_of_a_model_of_any_size_on_a_width_not_a_multiple_of_its_stride():
+    """A model of any size (pad right and down to a multiple of 4, 4 x 4 mean: heatmap pixel g at input px 4 g + 1.5
+    for every width) on a 50 x 44 image: 13 x 11 maps, stride 4 (not 50 / 13). Mirrored, input px x is at 49 - x,
+    its map peak at (49 - x - 1.5) / 4, flipped back (g -> 12 - g) at (x + 0.5) / 4: half a heatmap px right of the
+    plain pass's (x - 1.5) / 4, so it moves left by 0.5 (the edge column repeated). 50 / 13 as the stride moved it
+    by 0.04 and the flipped keypoints came out ~2 px right."""
+    import keras
+
+    from training.inference import predict
+
+    inp = keras.Input((None, None, 3))
+    model = keras.Model(inp, keras.layers.AveragePooling2D(4)(keras.layers.ZeroPadding2D(((0, 3), (0, 3)))(inp)))
+
+    def net(x):  # (44, 50, 3) -> (11, 13, 3)
+        p = np.pad(x, ((0, 0), (0, 2), (0, 0)))
+        return p.reshape(11, 4, 13, 4, 3).mean((1, 3))
+
+    pts = np.array([[20.3, 17.6], [30.2, 23.1], [12.6, 25.4]])
+    image = _Blobs((50, 44), pts).load()
+    pred = predict(model, image, record=_pose_record((), 1.5), flip=True)
+    crop = image.astype(np.float64) / 255
+    back = net(crop[:, ::-1])[:, ::-1]
+    back = 0.5 * (back + np.concatenate([back[:, 1:], back[:, -1:]], axis=1))  # back[g + 0.5]
+    want = 0.5 * (net(crop) + back)
+    np.testing.assert_allclose(pred.output, want, rtol=1e-5, atol=1e-6)
+    plain = predict(model, image, record=_pose_record((), 1.5))
+    assert np.abs(pred.keypoints - plain.keypoints).max() < 0.5 and np.abs(pred.keypoints - pts).max() < 1.0

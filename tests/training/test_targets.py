@@ -216,6 +216,8 @@ def test_encode_mask():
     (lambda: encode_mask(np.zeros((4, 4), np.float32), 3), "mask"),
     (lambda: flip_test(lambda b: b, np.zeros((1, 4, 4, 2)), [[0, 2]]), "flip_pairs"),
     (lambda: flip_test(lambda b: b[0], np.zeros((2, 4, 4, 2)), [[0, 1]]), "predict_fn"),
+    (lambda: flip_test(lambda b: b, np.zeros((1, 4, 4, 2)), [], stride=0), r"`stride` must be a finite number > 0"),
+    (lambda: flip_test(lambda b: b, np.zeros((1, 4, 4, 2)), [], stride=True), r"stride=True"),
     (lambda: cpm_center_map((8, 8), (np.nan, 1)), "center"),
 ])
 def test_bad_input_raises_named_errors(call, match):
