@@ -317,6 +317,23 @@ def _evaluate_segmentation(model, ds, views, flip, names, resolution):
                              f"scores per pixel (output shape {scores.shape}), but the dataset has num_classes={c}; "
                              f"expected (B, h, w, {c}).")
 
+    def predict(im):  # a model of any size: the canvases of other scales may be too small for it
+        canvas = (im.shape[2], im.shape[1])
+        try:
+            out = _predict(model, im)[0]
+        except Exception as e:
+            if canvas == tuple(ds.input_size):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ValueError(f"evaluate: the model takes inputs of any size, but not the {canvas[0]}x{canvas[1]} "
+                             f"canvas of scales={tuple(v.scale for v in views)} ({type(e).__name__}: {first}); "
+                             f"choose other scales") from e
+        if out.ndim == 4 and 0 in out.shape[1:3]:
+            raise ValueError(f"evaluate: the model outputs {out.shape[2]}x{out.shape[1]} class scores (none) for the "
+                             f"{canvas[0]}x{canvas[1]} canvas of scales={tuple(v.scale for v in views)}; choose "
+                             f"larger scales")
+        return out
+
     averaged = flip or len(views) > 1 or views[0].scale != 1.0
     for b in range(len(ds)):
         if averaged:  # every view's batch (scale 1's is the dataset's own), then the skips they all saw
@@ -329,7 +346,7 @@ def _evaluate_segmentation(model, ds, views, flip, names, resolution):
         ids = [int(r) for r in ds.batch_indices(b)]
         if averaged:
             targets = [None if rid in unread else _target(ds, rid, resolution) for rid in ids]
-            probs = segmentation_probabilities(lambda im: _predict(model, im)[0], views, [g[0] for g in got],
+            probs = segmentation_probabilities(predict, views, [g[0] for g in got],
                                                [t and t[:3] for t in targets], flip=flip, check=check)
         else:
             scores = _predict(model, x)[0]

@@ -221,12 +221,17 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
                              f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
                              f"resize or pad it to a size the model accepts (e.g. a multiple of its total stride)"
                              f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
-        if not isinstance(out, (list, tuple)):
-            return np.asarray(out)
-        # as evaluate: a pose net's last output is its final stage; a segmentation net's first is its main
-        # head (PSPNet's aux=True head comes second)
-        seg = (task or _output_task(np.asarray(out[-1])[0], (x.shape[1], x.shape[2]))) == "segmentation"
-        return np.asarray(out[0] if seg else out[-1])
+        if isinstance(out, (list, tuple)):
+            # as evaluate: a pose net's last output is its final stage; a segmentation net's first is its main
+            # head (PSPNet's aux=True head comes second)
+            seg = (task or _output_task(np.asarray(out[-1])[0], (x.shape[1], x.shape[2]))) == "segmentation"
+            out = out[0] if seg else out[-1]
+        out = np.asarray(out)
+        if out.ndim == 4 and 0 in out.shape[1:3]:  # a scale's canvas smaller than the model's total stride
+            raise ValueError(f"{name or model.name} outputs {out.shape[2]}x{out.shape[1]} maps (none) for this "
+                             f"{x.shape[2]}x{x.shape[1]} {'image' if x.shape[1:3] == (H, W) else 'scaled image'}; "
+                             f"{'choose larger scales' if x.shape[1:3] != (H, W) else 'give a larger image'}")
+        return out
 
     out = run(prep(img[None]))[0]
     task = task or _output_task(out, (h, w))

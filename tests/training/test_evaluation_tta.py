@@ -456,3 +456,22 @@ def test_predict_flip_of_a_model_of_any_size_on_a_width_not_a_multiple_of_its_st
     np.testing.assert_allclose(pred.output, want, rtol=1e-5, atol=1e-6)
     plain = predict(model, image, record=_pose_record((), 1.5))
     assert np.abs(pred.keypoints - plain.keypoints).max() < 0.5 and np.abs(pred.keypoints - pts).max() < 1.0
+
+
+def test_a_scale_whose_canvas_is_too_small_for_a_model_of_any_size_is_refused_naming_scales(tmp_path):
+    """A model of any size with an 8 x 8 pooling: scale 0.1 of a 32 x 32 input is a 3 x 3 canvas, for which it gives
+    no score (JAX: a 0 x 0 map, which was a ZeroDivisionError; TensorFlow: Keras' own error, naming a layer)."""
+    import keras
+
+    from training.inference import predict
+
+    inp = keras.Input((None, None, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1)(keras.layers.AveragePooling2D(8)(inp)))
+    recs, _, images = _seg_records(tmp_path, [(45, 31), (23, 60)])
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
+    assert np.isfinite(evaluate(model, ds, scales=(0.5, 1.0), verbose=False).mean)  # 16 x 16: a 2 x 2 map
+    with pytest.raises(ValueError, match=r"^evaluate: the model .* the 3x3 canvas of scales=\(0\.1, 1\.0\)"
+                                         r".*choose (larger|other) scales"):
+        evaluate(model, ds, scales=(0.1, 1.0), verbose=False)
+    with pytest.raises(ValueError, match=r"^fcn8s .*4x3 scaled image.*choose (larger|other) scales"):
+        predict(model, images[0], name="fcn8s", scales=(0.1, 1.0))
