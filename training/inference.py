@@ -252,7 +252,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if out.ndim != 3:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
     if task == "segmentation" and (scales != (1.0,) or flip):
-        scores = image_probabilities(run, prep, image, (w, h), not any(free), scales, flip)
+        scores = image_probabilities(run, prep, image, (w, h), not any(free), scales, flip, classes=out.shape[-1])
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     if task == "segmentation":

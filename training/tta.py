@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -39,8 +40,8 @@ from training.data import HeatmapDataset, SegmentationDataset
 from training.targets import flip_test, scores_to_image
 from training.transforms import affine_matrix, compose, grid_matrix, invert
 
-__all__ = ["check_scales", "fixed_input", "pose_views", "pose_heatmaps", "heatmap_frame_matrix", "average_heatmaps",
-           "View", "segmentation_views", "canvas_matrix", "canvas_size", "windows", "probabilities",
+__all__ = ["check_scales", "check_canvas_memory", "fixed_input", "pose_views", "pose_heatmaps", "heatmap_frame_matrix",
+           "average_heatmaps", "View", "segmentation_views", "canvas_matrix", "canvas_size", "windows", "probabilities",
            "segmentation_passes", "segmentation_probabilities"]
 
 _STRIDE_RATE = 2 / 3  # PSPNet's sliding-window step: 2/3 of the window
@@ -215,6 +216,32 @@ def windows(canvas, crop) -> tuple:
     return tuple((x0, y0) for y0 in axes[1] for x0 in axes[0])
 
 
+def _physical_memory():
+    """This machine's memory in bytes, or ``None`` where the OS does not say (``os.sysconf``: Linux, macOS)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_canvas_memory(canvases, batch, classes, pixel_bytes, scales, who) -> None:
+    """A ValueError naming ``scales`` when the canvases' host arrays would need more than this machine's memory.
+
+    Held at once: every canvas of a batch (``pixel_bytes`` per pixel: the image, and labels in evaluation), and
+    for the largest canvas its class probabilities and their mean (``2 x 4 x classes`` bytes per pixel): scale 20
+    of a 512 px input, a batch of 8 and 21 classes need ~144 GiB, which the evaluation otherwise set out to fill.
+    """
+    mem = _physical_memory()
+    px = [int(cw) * int(ch) for cw, ch in canvases]
+    need = batch * (sum(px) * pixel_bytes + max(px) * 8 * classes)
+    if mem is not None and need > mem:
+        cw, ch = max(canvases, key=lambda c: c[0] * c[1])
+        many = f"a batch of {batch}" if batch > 1 else "one image"
+        raise ValueError(f"{who}: scales={tuple(scales)!r} make canvases up to {cw}x{ch} px, which need about "
+                         f"{need / 2 ** 30:,.1f} GiB of host memory for {many} ({classes} class probabilities per "
+                         f"pixel), more than this machine's {mem / 2 ** 30:,.1f} GiB; choose smaller scales")
+
+
 @dataclass
 class View:
     """One scale of the segmentation test: its canvas and how the model sees it."""
@@ -229,9 +256,12 @@ class View:
 def segmentation_views(model, ds, scales) -> list:
     """A :class:`View` per scale for the evaluation copy ``ds`` (scale 1: ``ds`` itself)."""
     fixed, crop = fixed_input(model), tuple(ds.input_size)
+    canvases = [crop if s == 1.0 else canvas_size(crop, s, fixed) for s in scales]
+    # before any canvas (or window list) is made: images (3 bytes a pixel fed as uint8, else float32), int32 labels
+    check_canvas_memory(canvases, ds.batch_size, ds.num_classes, (3 if ds.feed == "uint8" else 12) + 4, scales,
+                        "evaluate")
     views = []
-    for s in scales:
-        canvas = crop if s == 1.0 else canvas_size(crop, s, fixed)
+    for s, canvas in zip(scales, canvases):
         d = ds if canvas == crop and s == 1.0 else _scaled_copy(
             ds, _ScaledSegmentationDataset, tta_scale=s, tta_base_size=crop, input_size=canvas, label_size=canvas)
         views.append(View(s, canvas, crop, windows(canvas, crop) if fixed and canvas != crop else None, d))
@@ -350,7 +380,7 @@ def image_heatmaps(run, image, mat, input_size, scales, strides, offset) -> np.n
     return average_heatmaps(maps, frames, (maps[0].shape[1], maps[0].shape[0]))
 
 
-def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=False) -> np.ndarray:
+def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=False, classes=1) -> np.ndarray:
     """One image's class probabilities averaged over ``scales`` (and the mirrored pass; PSPNet's test, see the module
     docstring).
 
@@ -362,12 +392,15 @@ def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=Fal
             that takes any).
         fixed: the model takes ``base_size`` only (larger canvases are slid over).
         flip: also run each mirrored canvas (window), its probabilities flipped back (:func:`segmentation_passes`).
+        classes: the number of classes (to refuse canvases too large for this machine's memory first).
     Returns:
         ``(H, W, C)`` float32 mean probabilities.
     """
     from training.transforms import warp_image
 
     H, W = image.shape[:2]
+    # the uint8 canvas and the model's float32 input (the class count: the scale-1 pass's, probs[-1])
+    check_canvas_memory([canvas_size(base_size, s, fixed) for s in scales], 1, classes, 3 + 12, scales, "predict")
     acc = 0.0
     for s in scales:
         canvas = canvas_size(base_size, s, fixed)

@@ -475,3 +475,26 @@ def test_a_scale_whose_canvas_is_too_small_for_a_model_of_any_size_is_refused_na
         evaluate(model, ds, scales=(0.1, 1.0), verbose=False)
     with pytest.raises(ValueError, match=r"^fcn8s .*4x3 scaled image.*choose (larger|other) scales"):
         predict(model, images[0], name="fcn8s", scales=(0.1, 1.0))
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
+def test_scales_whose_canvases_cannot_fit_in_memory_are_refused_naming_scales(tmp_path, fixed):
+    """Scale 5000 of a 32 px input: 160000 x 160000 canvases, a batch of 2 at 16 bytes a pixel (float32 image, int32
+    labels) and 2 x 4 x 3 bytes of probabilities: ~1.9 TB, refused before anything is made (it went on to make the
+    canvases: OpenCV's "Failed to allocate 76800000000 bytes" here; a scale that needs less than that but more than
+    the machine has got a process killed for memory part way). predict: a 45 x 31 image into a fixed 32 x 32 input,
+    or at its own size."""
+    from training.inference import predict
+
+    recs, _, images = _seg_records(tmp_path, [(45, 31), (23, 60)])
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
+    model = _seg_model(32 if fixed else None)
+    need = 2 * 160000 ** 2 * (16 + 8 * 3) / 2 ** 30
+    with pytest.raises(ValueError, match=rf"^evaluate: scales=\(1\.0, 5000\.0\) make canvases up to 160000x160000 px, "
+                                         rf"which need about {need:,.1f} GiB of host memory for a batch of 2 \(3 class "
+                                         rf"probabilities per pixel\), more than this machine's .* GiB; choose smaller"):
+        evaluate(model, ds, scales=(1.0, 5000.0), verbose=False)
+    side = (160000, 160000) if fixed else (225000, 155000)
+    with pytest.raises(ValueError, match=rf"^predict: scales=\(1\.0, 5000\.0\) make canvases up to {side[0]}x{side[1]} "
+                                         rf"px, .* for one image \(3 class probabilities per pixel\)"):
+        predict(model, images[0], name="x", scales=(1.0, 5000.0))
