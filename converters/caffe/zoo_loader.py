@@ -54,6 +54,8 @@ def find_prototxt(caffemodel) -> Path:
 # Outputs of a family's head layers beyond the head size: a CPM's belief maps add one for the background.
 _EXTRA_OUTPUTS = {"cpm": 1}
 _OUTPUT_PARAMS = {"Convolution": "convolution_param", "InnerProduct": "inner_product_param"}
+# Families whose layers depend on the input size (PSPNet's pyramid pooling): the prototxt's input size is architecture.
+_FIXED_SIZE = ("pspnet",)
 
 
 def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
@@ -64,6 +66,9 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
       Convolution/InnerProduct gives it as its ``num_output`` (a CPM's ``Mconv5_stage{T}``: keypoints
       + 1 background map; FCN's ``score_pool3``, PSPNet's ``conv6``, ResNet's ``fc1000``: classes);
     - ``stages`` of a CPM: stage 1 plus one per ``Mconv1_stage2``, ``Mconv1_stage3``, ...
+    - ``input_shape`` of a PSPNet, ``(H, W, 3)`` of the prototxt's input, unless ``asked`` gives ``input_shape`` or
+      ``input_tensor``: its pyramid pooling kernels and Interp sizes are fixed to it (``pspnet101_cityscapes_713``
+      pools a 90 px map with 90/45/30/15 px windows, the 473 px releases a 60 px map with 60/30/20/10 px ones).
 
     Args:
         spec: a :class:`zoo.registry.ModelSpec` or registered name (``"cpm"``).
@@ -72,8 +77,8 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
             (``stages``) that contradicts the file is refused. (Another head size loads all but the head.)
         net: the net already loaded from the prototxt, to save reading it again.
     Returns:
-        ``{name: value}``, e.g. ``{"stages": 3, "num_keypoints": 14}``; no head size for a net without
-        a head layer (a headless deploy).
+        ``{name: value}``, e.g. ``{"stages": 3, "num_keypoints": 14}`` or ``{"classes": 19, "input_shape": (713,
+        713, 3)}``; no head size for a net without a head layer (a headless deploy).
     Raises:
         WeightsFileError: no deploy prototxt beside ``caffemodel``.
         CaffeFormatError: an unreadable prototxt.
@@ -98,6 +103,10 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
                 f"stages={asked['stages']} was asked for; leave out stages (it is read from the prototxt) or give "
                 f"stages={stages}.")
         held["stages"] = stages
+    if spec.family in _FIXED_SIZE and not {"input_shape", "input_tensor"} & set(asked or {}):
+        shape = next(iter(net.inputs.values()), ())
+        if len(shape) == 4 and min(shape[2:]) > 0:  # (N, C, H, W)
+            held["input_shape"] = (int(shape[2]), int(shape[3]), 3)
     mapping = FAMILY_MAPPINGS.get(spec.family) or {}
     outputs = None
     for layer in net.layers:

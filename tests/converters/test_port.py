@@ -283,7 +283,7 @@ def test_zoo_get_caffemodel_with_another_class_count(tmp_path, rng):
     ("resnet50v2", nets.resnet_v2(35, 37, classes=6), {"classes": 6}),  # classifier
     ("fcn8s", nets.fcn8s(64, 64, classes=3), {"classes": 3}),  # score_fr, score_pool4/3
     ("fcn8s_atonce", nets.fcn8s(64, 64, classes=4, atonce=True), {"classes": 4}),
-    ("pspnet50", nets.pspnet50(39, 41, 6, classes=7), {"classes": 7}),  # conv6
+    ("pspnet50", nets.pspnet50(39, 41, 6, classes=7), {"classes": 7, "input_shape": (39, 41, 3)}),  # conv6; input
 ])
 def test_release_builder_kwargs_read_from_the_prototxt(tmp_path, name, proto, want):
     # the numbers are the ones the deploy prototxts above were written with
@@ -337,3 +337,25 @@ def test_zoo_get_caffemodel_class_count_from_the_file(tmp_path, rng):
     assert tuple(again.get_layer("fc1000").weights[0].shape) == (2048, 5)
     headless = zoo.get("resnet50", weights=path, input_shape=(35, 37, 3), include_top=False)
     assert "fc1000" not in [l.name for l in headless.layers]
+
+
+@agnostic
+def test_zoo_get_pspnet_caffemodel_builds_the_prototxts_input_size(tmp_path, rng):
+    # PSPNet's pyramid pooling kernels and Interp sizes are fixed to the deploy's input (pspnet101_cityscapes_713:
+    # 90/45/30/15 px windows on a 90 px map). zoo.get without input_shape built the builder's 473 default (60 px map,
+    # 10 px windows), ported the weights into it and said nothing: another network than the file's
+    proto = nets.pspnet50(39, 41, 6, classes=3)  # a 6 x 6 conv5 map, pooled with 6/3/2/1 px windows
+    blobs = random_blobs_for(proto, rng)
+    _, path = write_net(tmp_path, proto, blobs, name="pspnet50_ADE20K")
+    model = zoo.get("pspnet50", weights=path)
+    assert tuple(model.inputs[0].shape[1:]) == (39, 41, 3)
+    for bins in (1, 2, 3, 6):
+        assert tuple(model.get_layer(f"conv5_3_pool{bins}").pool_size) == (6 // bins, 6 // bins)
+    net = caffe.load(tmp_path / "pspnet50_ADE20K.prototxt", path)
+    x = rng.normal(size=(1, 39, 41, 3)).astype(np.float32)
+    _assert_same(_np(model(x)), _np(caffe.to_keras(net, progress=False)(x)))
+    assert zoo.api.build_info(model)[1]["input_shape"] == (39, 41, 3)
+    again = zoo.get("pspnet50", weights=zoo.save_weights(model, tmp_path / "psp.h5"))  # the saved copy: same size
+    assert tuple(again.inputs[0].shape[1:]) == (39, 41, 3)
+    other = zoo.get("pspnet50", weights=path, input_shape=(45, 45, 3))  # an explicit size still wins
+    assert tuple(other.inputs[0].shape[1:]) == (45, 45, 3)
