@@ -149,7 +149,10 @@ for _arch, _tag, _file, _drive, _size, _classes, _names, _metric in (
                     f"confirmation on large files: if the download returns a web page, fetch the file by hand and "
                     f"use the offline folder." + (" Class names: ADE20K objectInfo150." if _names is None else ""),
         input_size=(_size, _size), **_BGR_IMAGENET, num_classes=_classes, class_names=_names,
-        output_stride=8, builder_kwargs={"classes": _classes}, metrics=_metric,
+        output_stride=8, metrics=_metric,
+        # fixed-size: the pyramid pooling windows follow the input (713 px: a 90 px map). The 473 px tags leave out
+        # the builder's default, so their conversion keys (builder_kwargs), hence cached conversions, stay valid
+        builder_kwargs={"classes": _classes, **({"input_shape": (_size, _size, 3)} if _size != 473 else {})},
     ))
 
 # --- Stacked Hourglass (Torch7, umich) --------------------------------------------------------------------------
