@@ -136,15 +136,25 @@ def load_caffe_weights(spec, path, kwargs):
     Raises:
         WeightsFileError: no deploy prototxt next to the file, or the file is missing.
         CaffeFormatError, WeightsMismatchError: unreadable files, a ``stages`` other than the file's (both
-            numbers named), or a net that does not fit the builder's layers outside the head (the
-            message lists the differences on both sides).
+            numbers named), an architecture read from the prototxt that the builder cannot make (a 1-stage
+            CPM: the file and the values named), or a net that does not fit the builder's layers outside
+            the head (the message lists the differences on both sides).
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsFileError(f"{spec.name}: weights file not found: '{path}'.")
-    net = load(find_prototxt(path), path)
+    proto = find_prototxt(path)
+    net = load(proto, path)
     held = release_builder_kwargs(spec, path, kwargs, net=net)
-    model = spec.builder(**{**held, **kwargs})
+    try:
+        model = spec.builder(**{**held, **kwargs})
+    except ValueError as e:  # e.g. a 1-stage CPM: "stages must be >= 2. Received: stages=1", which nobody asked for
+        read = {k: v for k, v in held.items() if k not in kwargs}
+        if not any(k in str(e) for k in read):  # the caller's own argument: the builder's message says it
+            raise
+        raise WeightsMismatchError(
+            f"{spec.name}: '{path}' holds {', '.join(f'{k}={v!r}' for k, v in read.items())} (read from its deploy "
+            f"prototxt '{proto}'), which the zoo's {spec.name} cannot build: {e}") from None
     mapping = dict(FAMILY_MAPPINGS.get(spec.family) or {})
     file_only_ok, model_only_ok = spec.weights_fit(model)
     for layer in net.layers:  # include_top=False: the release's classifier has no place in the model

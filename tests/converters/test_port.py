@@ -359,3 +359,16 @@ def test_zoo_get_pspnet_caffemodel_builds_the_prototxts_input_size(tmp_path, rng
     assert tuple(again.inputs[0].shape[1:]) == (39, 41, 3)
     other = zoo.get("pspnet50", weights=path, input_shape=(45, 45, 3))  # an explicit size still wins
     assert tuple(other.inputs[0].shape[1:]) == (45, 45, 3)
+
+
+@agnostic
+def test_zoo_get_caffemodel_architecture_the_builder_cannot_make_names_the_file(tmp_path, rng):
+    # a 1-stage CPM deploy (conv7_stage1 only; the zoo's CPM has >= 2 stages): the builder's "`stages` must be an int
+    # >= 2. Received: stages=1" named an argument the caller never gave, and neither the file nor where 1 came from
+    proto = nets.cpm(41, 33, stages=1, parts=2)
+    _, path = write_net(tmp_path, proto, random_blobs_for(proto, rng), name="pose_iter_1")
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("cpm", weights=path, input_shape=(41, 33, 3))
+    msg = str(e.value)
+    assert f"'{path}' holds stages=1, num_keypoints=2 (read from its deploy prototxt" in msg and "pose_iter_1.prototxt" in msg
+    assert "stages" in msg.split("cannot build:")[1]  # the builder's reason follows
