@@ -7,6 +7,7 @@ imports it lazily the first time such a file is asked for).
 from __future__ import annotations
 
 import warnings
+from glob import escape as glob_escape
 from pathlib import Path
 
 from converters.caffe.context import keras_name
@@ -26,7 +27,9 @@ def find_prototxt(caffemodel) -> Path:
 
     ``<stem>.prototxt``; the stem with ``model`` replaced by ``deploy`` (Kaiming's
     ``ResNet-50-model.caffemodel`` -> ``ResNet-50-deploy.prototxt``); ``deploy.prototxt``; the only
-    ``*deploy*.prototxt`` of the folder (CPM's ``pose_deploy_centerMap.prototxt``).
+    ``<stem>_*.prototxt`` of the folder (PSPNet's ``pspnet50_ADE20K_473.prototxt`` for
+    ``pspnet50_ADE20K.caffemodel``); the only ``*deploy*.prototxt`` of the folder (CPM's
+    ``pose_deploy_centerMap.prototxt``).
 
     Raises:
         WeightsFileError: none found (the message lists where it looked).
@@ -40,10 +43,15 @@ def find_prototxt(caffemodel) -> Path:
     for c in candidates:
         if c.is_file():
             return c
+    # PSPNet's releases: pspnet50_ADE20K.caffemodel beside pspnet50_ADE20K_473.prototxt (the input size added)
+    sized = sorted(folder.glob(f"{glob_escape(caffemodel.stem)}_*.prototxt"))
+    if len(sized) == 1:
+        return sized[0]
     deploys = sorted(folder.glob("*deploy*.prototxt"))
     if len(deploys) == 1:
         return deploys[0]
-    looked = ", ".join(repr(str(c)) for c in candidates) + f", '{folder / '*deploy*.prototxt'}'"
+    looked = ", ".join(repr(str(c)) for c in candidates) + \
+        f", the only '{folder / (caffemodel.stem + '_*.prototxt')}', the only '{folder / '*deploy*.prototxt'}'"
     found = f" (found {len(deploys)}: {', '.join(d.name for d in deploys)})" if deploys else ""
     raise WeightsFileError(
         f"No deploy prototxt found for '{caffemodel}': looked for {looked}{found}. Put the net's deploy "

@@ -208,6 +208,13 @@ def test_zoo_get_caffemodel(tmp_path, rng):
     (tmp_path / "pose_iter_1.caffemodel").rename(resnet_style)
     write_net(tmp_path, proto, name="Net-deploy")
     zoo.get("cpm", weights=resnet_style, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
+    # PSPNet's releases add the input size to the prototxt's name: pspnet50_ADE20K_473.prototxt (was not found)
+    (tmp_path / "Net-deploy.prototxt").rename(tmp_path / "pose[1]_473.prototxt")
+    sized = resnet_style.rename(tmp_path / "pose[1].caffemodel")  # glob characters in the name: taken literally
+    zoo.get("cpm", weights=sized, input_shape=(41, 33, 3), stages=2, num_keypoints=3)
+    write_net(tmp_path, proto, name="pose[1]_368")  # two candidates: which one is the deploy is not guessed
+    with pytest.raises(zoo.WeightsFileError, match=r"pose\[1\]_\*\.prototxt"):
+        zoo.get("cpm", weights=sized, stages=2, num_keypoints=3)
 
 
 CPM_HEAD = ("conv7_stage1", "Mconv1_stage2", "Mconv5_stage2")  # their shapes depend on the keypoint count
