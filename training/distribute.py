@@ -12,7 +12,8 @@ Multi-worker training (``MultiWorkerMirroredStrategy``) reads the cluster from `
                 "task": {"type": "worker", "index": 0}}'
 
 Each worker feeds its own shard of the records (``records[i::n]``, equal batch counts on every
-worker so the collective steps line up).
+worker so the collective steps line up). On JAX and PyTorch, ``distribution="auto"`` refuses a
+``TF_CONFIG`` cluster of several workers (each process would otherwise train alone into the same folder).
 """
 
 from __future__ import annotations
@@ -62,10 +63,15 @@ def setup_distribution(distribution) -> Placement:
             else:
                 gpus = [d for d in keras.distribution.list_devices() if "gpu" in d.lower()]
                 kind = "mirrored" if len(gpus) > 1 else "none"
-        elif backend == "jax":
-            kind = "data_parallel" if len(keras.distribution.list_devices()) > 1 else "none"
         else:
-            kind = "none"
+            cfg = tf_config()
+            if cfg is not None and worker_rank(cfg)[1] > 1:  # N processes would each train alone into one folder
+                raise ValueError(f"TF_CONFIG describes a cluster of {worker_rank(cfg)[1]} workers, but multi-worker "
+                                 f"training runs on the TensorFlow backend only (this is {backend}). Run with "
+                                 f"KERAS_BACKEND=tensorflow, or unset TF_CONFIG (or pass distribution='none') to train "
+                                 f"this process alone.")
+            devices = keras.distribution.list_devices() if backend == "jax" else ()
+            kind = "data_parallel" if len(devices) > 1 else "none"
     if kind == "none":
         return Placement()
     if backend == "tensorflow" and kind in ("mirrored", "data_parallel", "multi_worker"):

@@ -392,6 +392,22 @@ def test_an_unknown_distribution_is_named_as_unknown():
 
 
 @agnostic
+def test_a_tf_config_cluster_outside_tensorflow_is_refused_not_trained_alone(monkeypatch):
+    from training.distribute import setup_distribution
+
+    cluster = {"worker": ["h1:1", "h2:1"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert setup_distribution("none").count == 1  # asked for: this process alone, on any backend
+    if keras.backend.backend() != "tensorflow":  # TensorFlow's "auto" joins the cluster (tested with real workers)
+        # "auto" trained each of the cluster's processes alone, all writing one output folder
+        with pytest.raises(ValueError, match=r"TF_CONFIG describes a cluster of 2 workers, but multi-worker training "
+                                             r"runs on the TensorFlow backend only"):
+            setup_distribution("auto")
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["h1:1"]}, "task": {"index": 0}}))
+        assert setup_distribution("auto").count == 1  # a cluster of one is this process
+
+
+@agnostic
 def test_tiny_models_name_the_input_sizes_they_take():
     from training.models import tiny_fcn, tiny_pspnet
 
