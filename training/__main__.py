@@ -263,7 +263,7 @@ def cmd_evaluate(args) -> int:
     if not args.model or not args.dataset:
         raise ValueError("give --run, or --model and --dataset")
     if args.out:
-        _check_out_folder(Path(args.out), "for table.csv and predictions.csv")
+        _check_out_folder(Path(args.out), "for table.csv, predictions.csv and a pose model's pck_curve.csv/.png")
     model = zoo.load_keras_model(args.model)
     from training.models import _run_metadata
 
@@ -298,7 +298,8 @@ def cmd_evaluate(args) -> int:
     res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names, resolution=args.resolution,
                    heatmap_offset=args.heatmap_offset, scales=args.scales)
     if res.table_path:
-        print(f"wrote {res.table_path} and {res.predictions_path}")
+        paths = [str(q) for q in (res.table_path, res.predictions_path, res.curve_path, res.curve_plot_path) if q]
+        print(f"wrote {', '.join(paths[:-1])} and {paths[-1]}")
     return 0
 
 

@@ -9,6 +9,7 @@ the set, by default on every pixel of the original masks (the scores resampled b
 each image, as FCN/PSPNet evaluate); ``resolution="input"`` scores the letterboxed labels at
 the network input resolution (padding ignored), as training's ``mean_iou`` does. ``scales=`` and
 ``flip=`` average several scales and the mirrored pass (:mod:`training.tta`: CPM's and PSPNet's tests).
+Pose tables also give the PCK curve from 0 to alpha, its AUC and the end-point error in px.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
-from training.metrics import confusion_matrix, head_size_from_box, miou_from_confusion, pckh, torso_size
+from training.metrics import (confusion_matrix, end_point_error, head_size_from_box, miou_from_confusion, pck_curve,
+                              pck_thresholds, pckh, torso_size)
 from training.targets import HeatmapCodec, encode_mask, keypoints_to_image, labels_from_scores, scores_to_image
 from training.transforms import grid_matrix, invert
 from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_probabilities, segmentation_views
@@ -38,7 +40,9 @@ __all__ = ["EvalResult", "evaluate", "format_table"]
 
 @dataclass
 class EvalResult:
-    """Tables and per-sample rows of one evaluation (``rows`` are also written to CSV when asked)."""
+    """Tables and per-sample rows of one evaluation (``rows`` are also written to CSV when asked).
+
+    Pose: ``curve_path`` / ``curve_plot_path`` are ``pck_curve.csv`` / ``pck_curve.png`` when written."""
 
     task: str
     metric: str
@@ -46,6 +50,8 @@ class EvalResult:
     rows: list = field(default_factory=list)
     table_path: Path | None = None
     predictions_path: Path | None = None
+    curve_path: Path | None = None
+    curve_plot_path: Path | None = None
 
     @property
     def mean(self) -> float:
@@ -102,7 +108,9 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     Args:
         model: a compiled or uncompiled ``keras.Model`` matching the dataset.
         dataset: :class:`HeatmapDataset` or :class:`SegmentationDataset`.
-        out_dir: where to write ``table.csv`` and ``predictions.csv`` (``None``: nothing written).
+        out_dir: where to write ``table.csv`` and ``predictions.csv``, and for pose ``pck_curve.csv``
+            (threshold, PCK per joint, per MPII joint group, mean) and ``pck_curve.png`` (its plot,
+            :func:`training.visualize.pck_curve_plot`) (``None``: nothing written).
         flip: average with the mirrored prediction. Pose: needs ``dataset.flip_pairs`` for left/right
             data (warns if the dataset was made without them); the mirrored maps are moved right by
             ``(stride - 1 - 2 heatmap_offset) / stride`` px (:func:`training.targets.flip_test`).
@@ -136,8 +144,13 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             before); host memory grows with ``batch_size x canvas x classes``.
         verbose: print the table.
     Returns:
-        :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). A set with
-        nothing to score (no annotated joint, no pixel with a valid label) warns and scores NaN.
+        :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). Pose tables also
+        hold ``curve`` (:func:`training.metrics.pck_curve` at :func:`training.metrics.pck_thresholds`
+        ``(alpha)``: 0 to alpha in steps of 0.01, or in equal steps under 0.01 ending at alpha when alpha is
+        not a multiple of 0.01), ``auc`` (the mean of the "mean" PCK over those thresholds, the same joints
+        as "mean"; not MPII's trapezoid, see pck_curve), ``epe_px`` (mean end-point error in original
+        image px over the visible joints with a prediction, every joint) and ``epe_count`` (those joints).
+        A set with nothing to score (no annotated joint, no pixel with a valid label) warns and scores NaN.
         Records a dataset made with ``on_error="skip"`` cannot read are left out, with a warning
         naming them (the dataset puts another record's sample in their place).
     """
@@ -185,9 +198,27 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         res.table_path = _write_csv(out / "table.csv", ["name", "value", "count"], _table_rows(res))
         res.predictions_path = _write_csv(out / "predictions.csv", list(res.rows[0].keys()) if res.rows else [],
                                           [list(r.values()) for r in res.rows])
+        if "curve" in res.table:
+            _write_curve(res, out)
     if verbose:
         print(format_table(res))
     return res
+
+
+def _write_curve(res, out: Path) -> None:
+    """``pck_curve.csv`` (one row per threshold: PCK per joint, per group, mean; fractions) and its plot."""
+    from training.visualize import pck_curve_plot, write_png
+
+    curve = res.table["curve"]
+    series = {**curve["per_joint"], **curve.get("groups", {}), "mean": curve["mean"]}
+    rows = [[f"{t:.6g}"] + [f"{v[i]:.6f}" for v in series.values()] for i, t in enumerate(curve["thresholds"])]
+    res.curve_path = _write_csv(out / "pck_curve.csv", ["threshold", *series], rows)
+    title = f"{res.metric.split('@')[0]} curve, 0 to {curve['thresholds'][-1]:g}"
+    xlabel = f"threshold (fraction of the {curve.get('normaliser', 'normaliser')})"
+    res.curve_plot_path = write_png(out / "pck_curve.png", pck_curve_plot(curve, title=title, xlabel=xlabel))
+
+
+_SUMMARY = ("mean", "mean_all", "mean@0.1", "auc", "epe_px", "pixel_accuracy")
 
 
 def _table_rows(res):
@@ -195,7 +226,7 @@ def _table_rows(res):
     counts = res.table.get("counts", {})
     rows = [[n, f"{v:.6f}", counts.get(n, "")] for n, v in res.table[key].items()]
     rows += [[g, f"{v:.6f}", ""] for g, v in res.table.get("groups", {}).items()]
-    rows += [[k, f"{res.table[k]:.6f}", ""] for k in ("mean", "mean_all", "mean@0.1", "pixel_accuracy")
+    rows += [[k, f"{res.table[k]:.6f}", res.table.get("epe_count", "") if k == "epe_px" else ""] for k in _SUMMARY
              if k in res.table]
     return rows
 
@@ -210,9 +241,13 @@ def format_table(res: EvalResult) -> str:
     for g, v in res.table.get("groups", {}).items():
         lines.append(f"{g:<20} {100 * v:6.2f}")
     lines.append("-" * 32)
-    for k in ("mean", "mean_all", "mean@0.1", "pixel_accuracy"):
-        if k in res.table:
-            lines.append(f"{k:<20} {100 * res.table[k]:6.2f}")
+    for k in _SUMMARY:
+        if k == "epe_px" and k in res.table:  # px, not a fraction
+            lines.append(f"{k:<20} {res.table[k]:6.2f}  (n={res.table.get('epe_count')}, original image px)")
+        elif k in res.table:
+            t = res.table.get("curve", {}).get("thresholds", [0])
+            note = f"  (mean PCK over {len(t)} thresholds 0..{t[-1]:g})" if k == "auc" else ""
+            lines.append(f"{k:<20} {100 * res.table[k]:6.2f}{note}")
     return "\n".join(lines)
 
 
@@ -271,6 +306,11 @@ def _evaluate_pose(model, ds, views, flip, alpha, names, offset):
         names = None if mpii else tuple(f"joint{j}" for j in range(k))
     names = tuple(names) if names is not None else None
     table = pckh(pred, gt, vis, norm, alpha=alpha, joint_names=names)
+    # the curve over the same joints, normaliser and hit rule: its last point is table["mean"]
+    table["curve"] = pck_curve(pred, gt, vis, norm, pck_thresholds(alpha), joint_names=names)
+    table["curve"]["normaliser"] = {"PCKh": "head size", "PCK (torso)": "torso"}.get(metric, "box side")
+    table["auc"] = table["curve"]["auc"]
+    table["epe_px"], table["epe_count"] = end_point_error(pred, gt, vis)
     if not sum(table["counts"].values()):
         warnings.warn(f"evaluate: no annotated joint in {len(recs)} records has a usable normaliser ({metric}): "
                       f"every score is NaN. Check the records' visible flags and boxes.", stacklevel=3)

@@ -19,8 +19,9 @@ from keras import ops
 from zoo.releases import MPII_JOINTS
 
 __all__ = [
-    "MPII_JOINT_NAMES", "pck", "pckh", "head_size_from_box", "bbox_size", "torso_size",
-    "confusion_matrix", "miou_from_confusion", "PCKMetric", "MeanIoUMetric",
+    "MPII_JOINT_NAMES", "pck", "pckh", "pck_thresholds", "pck_curve", "end_point_error",
+    "keypoint_auc_mmpose", "head_size_from_box", "bbox_size", "torso_size", "confusion_matrix",
+    "miou_from_confusion", "PCKMetric", "MeanIoUMetric",
 ]
 
 #: MPII joint order (0-based ids of the .mat / HRNet json).
@@ -50,18 +51,24 @@ def _keypoint_arrays(pred, gt, visible):
     return p, g, np.nan_to_num(v.astype(np.float64)) > 0
 
 
-def _hits(pred, gt, visible, norm, alpha):
+def _distances(pred, gt, visible, norm):
+    """(N, K) px distances (NaN for a NaN prediction), (N,) normalisers and the (N, K) joints that count."""
     p, g, v = _keypoint_arrays(pred, gt, visible)
     n = np.asarray(norm, dtype=np.float64)
     if n.shape != (g.shape[0],):
         raise ValueError(f"normaliser must have shape (N,) = ({g.shape[0]},). Received shape {n.shape}")
-    a = float(alpha)
-    if not a > 0:
-        raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
     # samples without a usable normaliser and joints without finite gt are not counted
     valid = v & np.all(np.isfinite(g), axis=-1) & (np.isfinite(n) & (n > 0))[:, None]
     with np.errstate(invalid="ignore"):
-        dist = np.linalg.norm(p - g, axis=-1)
+        return np.linalg.norm(p - g, axis=-1), n, valid
+
+
+def _hits(pred, gt, visible, norm, alpha):
+    a = float(alpha)
+    if not a > 0:
+        raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
+    dist, n, valid = _distances(pred, gt, visible, norm)
+    with np.errstate(invalid="ignore"):
         hit = valid & (dist <= a * n[:, None])  # NaN predictions are misses
     return hit, valid
 
@@ -140,16 +147,9 @@ def pckh(pred, gt, visible, head_sizes, alpha=0.5, joint_names=None) -> dict:
         fraction, left/right averaged}; ``mean`` joint-count-weighted fraction (MPII: pelvis and thorax
         excluded, as HRNet/MMPose); ``mean_all`` over every joint; ``mean@0.1`` same as ``mean`` at alpha 0.1.
     """
-    k = np.asarray(gt).shape[1] if np.ndim(gt) == 3 else None
-    if joint_names is None:
-        joint_names = MPII_JOINT_NAMES if k == 16 else tuple(f"joint_{i}" for i in range(k or 0))
-    names = tuple(str(n) for n in joint_names)
-    if k is not None and len(names) != k:
-        raise ValueError(f"`joint_names` must have K={k} names. Received {len(names)}: {names}")
+    names, keep = _joint_names(gt, joint_names)
     hit, valid = _hits(pred, gt, visible, head_sizes, alpha)
     per_joint = _ratio(hit.sum(0).astype(np.float64), valid.sum(0))
-    keep = np.array([n not in _MPII_EXCLUDED for n in names]) if set(_MPII_EXCLUDED) <= set(names) \
-        else np.ones(len(names), bool)
     hit01, valid01 = _hits(pred, gt, visible, head_sizes, 0.1)
     table = {
         "alpha": float(alpha),
@@ -159,11 +159,126 @@ def pckh(pred, gt, visible, head_sizes, alpha=0.5, joint_names=None) -> dict:
         "mean_all": float(_ratio(np.float64(hit.sum()), valid.sum())),
         "mean@0.1": float(_ratio(np.float64(hit01[:, keep].sum()), valid01[:, keep].sum())),
     }
-    if all(n in names for group in _MPII_GROUPS.values() for n in group):
-        index = {n: i for i, n in enumerate(names)}
-        table["groups"] = {g: float(np.mean([per_joint[index[n]] for n in members]))
-                           for g, members in _MPII_GROUPS.items()}
+    groups = _groups(names, per_joint)
+    if groups is not None:
+        table["groups"] = {g: float(v) for g, v in groups.items()}
     return table
+
+
+def _joint_names(gt, joint_names):
+    """The K names (MPII's for K == 16 by default, else ``joint_<i>``) and the (K,) joints of the "mean"
+    (MPII's names: all but pelvis and thorax, as HRNet/MMPose and evaluatePCKh.m's 14 joints)."""
+    k = np.asarray(gt).shape[1] if np.ndim(gt) == 3 else None
+    if joint_names is None:
+        joint_names = MPII_JOINT_NAMES if k == 16 else tuple(f"joint_{i}" for i in range(k or 0))
+    names = tuple(str(n) for n in joint_names)
+    if k is not None and len(names) != k:
+        raise ValueError(f"`joint_names` must have K={k} names. Received {len(names)}: {names}")
+    keep = np.array([n not in _MPII_EXCLUDED for n in names]) if set(_MPII_EXCLUDED) <= set(names) \
+        else np.ones(len(names), bool)
+    return names, keep
+
+
+def _groups(names, per_joint):
+    """MPII's joint groups (left and right averaged) of ``per_joint`` (K, ...) values; None for other names."""
+    if not all(n in names for group in _MPII_GROUPS.values() for n in group):
+        return None
+    index = {n: i for i, n in enumerate(names)}
+    return {g: np.mean([per_joint[index[n]] for n in members], axis=0) for g, members in _MPII_GROUPS.items()}
+
+
+def pck_thresholds(alpha, step=0.01) -> np.ndarray:
+    """(T,) float64 thresholds of a PCK curve, fractions of the normaliser from 0 to ``alpha``.
+
+    ``0, step, ..., alpha`` when ``alpha`` is a multiple of ``step`` (0.5: MPII's ``range = 0:0.01:0.5``, 51
+    thresholds, each the double nearest ``i / 100``); otherwise ``ceil(alpha / step)`` equal steps shorter than
+    ``step`` up to ``alpha`` itself (0.333: 34 steps of 0.0098, 35 thresholds), so the curve ends at the
+    table's PCK@alpha and stays evenly spaced (its mean an area under it).
+    """
+    a, s = float(alpha), float(step)
+    if not (np.isfinite(a) and a > 0 and np.isfinite(s) and s > 0):
+        raise ValueError(f"pck_thresholds: `alpha` and `step` must be numbers > 0. Received: alpha={alpha!r}, "
+                         f"step={step!r}")
+    steps = round(a / s)
+    if steps >= 1 and abs(steps - a / s) < 1e-9:
+        # i * 0.01 picks up float error (3 * 0.07 != 0.21); i / 100 is the decimal MATLAB's colon gives
+        t = np.arange(steps + 1) / round(1 / s) if abs(1 / s - round(1 / s)) < 1e-9 else np.arange(steps + 1) * s
+        t[-1] = a  # the headline threshold exactly
+        return t
+    steps = int(np.ceil(a / s))
+    return a * np.arange(steps + 1) / steps
+
+
+def pck_curve(pred, gt, visible, norm, thresholds, joint_names=None) -> dict:
+    """PCK at each threshold, per joint, per MPII joint group and for the "mean" joints (``evaluatePCKh.m``'s
+    curves): a hit is ``||pred - gt|| <= t * norm``, as :func:`pckh`; a NaN prediction is a miss.
+
+    Args:
+        pred, gt: (N, K, 2) (x, y) px; visible: (N, K) annotated joints.
+        norm: (N,) normaliser per sample in px (head size, torso, box side); NaN or <= 0: not counted.
+        thresholds: (T,) increasing fractions of ``norm``, >= 0 (:func:`pck_thresholds`).
+        joint_names: as :func:`pckh` (MPII's names bring the groups; the mean leaves out pelvis and thorax).
+
+    Returns:
+        dict: ``thresholds`` (T,); ``per_joint`` {name: (T,) fractions, NaN where the joint never counts};
+        ``groups`` {MPII group: (T,), left and right averaged} (MPII names only); ``mean`` (T,) joint-count
+        weighted over :func:`pckh`'s "mean" joints (at ``t = alpha`` it is that "mean"); ``auc`` the mean of
+        ``mean`` over the T thresholds, a fraction. Lists of floats.
+
+    Note:
+        ``auc = mean_i PCK(t_i)``. MPII's ``evaluatePCKh.m`` prints ``area_under_curve(scale01(range),
+        pck(:, end))``, the trapezoid rule over thresholds rescaled to [0, 1] in percent:
+        ``100 (T auc - (PCK(0) + PCK(alpha)) / 2) / (T - 1)``; with T = 51 the two differ by
+        ``(auc - (PCK(0) + PCK(0.5)) / 2) / 50``, under a point. MMPose's RHD ``AUC`` (30 px normaliser, 20
+        thresholds) is :func:`keypoint_auc_mmpose`.
+    """
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(np.diff(t) <= 0):
+        raise ValueError(f"pck_curve: `thresholds` must be a non-empty 1-D increasing sequence of numbers >= 0. "
+                         f"Received: {thresholds!r}")
+    names, keep = _joint_names(gt, joint_names)
+    dist, n, valid = _distances(pred, gt, visible, norm)
+    with np.errstate(invalid="ignore"):  # (T, N, K); pckh's comparison, so PCK(alpha) is its mean exactly
+        hit = valid & (dist[None] <= t[:, None, None] * n[None, :, None])
+    per_joint = _ratio(hit.sum(1).astype(np.float64), valid.sum(0)).T  # (K, T)
+    mean = _ratio(hit[:, :, keep].sum((1, 2)).astype(np.float64), valid[:, keep].sum())
+    curve = {"thresholds": t.tolist(), "per_joint": {nm: v.tolist() for nm, v in zip(names, per_joint)},
+             "mean": mean.tolist(), "auc": float(np.mean(mean))}
+    groups = _groups(names, per_joint)
+    if groups is not None:
+        curve["groups"] = {g: v.tolist() for g, v in groups.items()}
+    return curve
+
+
+def end_point_error(pred, gt, visible):
+    """``(epe, count)``: the mean ``||pred - gt||`` in px (evaluate: original image px; NaN if none) over the
+    ``count`` visible joints with finite gt and a finite prediction (MMPose ``keypoint_epe``), from (N, K, 2)
+    ``pred`` (NaN: no prediction, not counted) and ``gt`` and (N, K) ``visible``."""
+    p, g, v = _keypoint_arrays(pred, gt, visible)
+    ok = v & np.all(np.isfinite(g), axis=-1) & np.all(np.isfinite(p), axis=-1)
+    d = np.linalg.norm(p[ok] - g[ok], axis=-1)
+    return (float(d.mean()) if d.size else float("nan")), int(d.size)
+
+
+def keypoint_auc_mmpose(pred, gt, visible, norm_px=30.0, num_thresholds=20) -> float:
+    """MMPose's ``keypoint_auc`` (its RHD ``AUC``: 30 px, 20 thresholds) as a fraction; not :func:`pck_curve`'s.
+
+    One normaliser ``norm_px`` px for every sample; thresholds ``i / num_thresholds``, i = 0 .. num_thresholds - 1
+    (0 to 28.5 px for RHD, the end left out); a hit is ``||pred - gt|| < t * norm_px`` (strict, as MMPose; NaN
+    predictions miss); the PCK at a threshold is the mean of the per-joint fractions (joints never visible
+    skipped, 0 if none), the AUC their plain mean. ``pred``, ``gt`` (N, K, 2) px, ``visible`` (N, K).
+    """
+    if isinstance(num_thresholds, bool) or int(num_thresholds) != num_thresholds or num_thresholds < 1:
+        raise ValueError(f"keypoint_auc_mmpose: `num_thresholds` must be an int >= 1. Received: {num_thresholds!r}")
+    if not (float(norm_px) > 0 and np.isfinite(float(norm_px))):
+        raise ValueError(f"keypoint_auc_mmpose: `norm_px` must be a number of px > 0. Received: {norm_px!r}")
+    p, g, v = _keypoint_arrays(pred, gt, visible)
+    with np.errstate(invalid="ignore"):
+        d = np.linalg.norm(p - g, axis=-1) / float(norm_px)
+        counted = v.sum(0)
+        accs = [((v & (d < i / num_thresholds)).sum(0)[counted > 0] / counted[counted > 0])
+                for i in range(int(num_thresholds))]
+    return float(np.mean([a.mean() if a.size else 0.0 for a in accs]))
 
 
 # ----------------------------------------------------------------------------- segmentation metrics

@@ -25,6 +25,8 @@ __all__ = [
     "heatmap_grid",
     "mask_overlay",
     "training_curve",
+    "pck_curve_plot",
+    "PCK_PLOT_MARGINS",
     "write_png",
     "resize_nearest",
     "predict",  # re-exported from training.inference (below)
@@ -206,6 +208,95 @@ def training_curve(csv_path, *, keys=None, size=(480, 320)):
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     cv2.putText(img, f"epoch 0..{n - 1}", (pad, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img
+
+
+#: (left, top, right, bottom) px around the plot area of :func:`pck_curve_plot` (the legend is on the right)
+PCK_PLOT_MARGINS = (64, 34, 200, 52)
+
+
+def pck_curve_plot(curve, *, size=(760, 480), title="PCK curve", xlabel="threshold (fraction of the normaliser)"):
+    """Draw a PCK curve (:func:`training.metrics.pck_curve`'s dict): PCK (%) against the threshold.
+
+    A thick black line for ``curve["mean"]`` (its AUC in the legend) over one coloured line per MPII joint
+    group when ``curve`` has ``groups``, else per joint (:func:`hue_colors`); grid lines every 20 % and at
+    round thresholds; NaN points leave gaps. The plot area is ``x0 = left`` .. ``x1 = W - right``, ``y0 = top``
+    .. ``y1 = H - bottom`` (:data:`PCK_PLOT_MARGINS`): threshold ``t`` is at ``x0 + t / t_max (x1 - x0)`` and
+    a PCK ``p`` (fraction) at ``y1 - p (y1 - y0)``, where ``t_max`` is the last threshold.
+
+    Args:
+        curve: dict with ``thresholds`` (T,), ``mean`` (T,), ``per_joint`` {name: (T,)}, optional ``groups``
+            and ``auc``.
+        size: (W, H) px of the picture.
+        title: drawn above the plot; xlabel: the x axis' label (the y axis is "PCK (%)").
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    t = np.asarray(curve["thresholds"], np.float64)
+    series = curve.get("groups") or curve["per_joint"]
+    w, h = (int(v) for v in size)
+    left, top, right, bottom = PCK_PLOT_MARGINS
+    if t.ndim != 1 or len(t) < 2 or not t[-1] > 0 or w < left + right + 50 or h < top + bottom + 50:
+        raise ValueError(f"pck_curve_plot: expected at least 2 thresholds ending above 0 and size >= "
+                         f"({left + right + 50}, {top + bottom + 50}). Received {len(t)} thresholds, size={size!r}")
+    x0, y0, x1, y1 = left, top, w - right, h - bottom
+    img = np.full((h, w, 3), 255, np.uint8)
+    font, ink, grid = cv2.FONT_HERSHEY_SIMPLEX, (40, 40, 40), (225, 225, 225)
+
+    def to_px(tt, pp):
+        return np.stack([x0 + tt / t[-1] * (x1 - x0), y1 - pp * (y1 - y0)], -1)
+
+    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0) if t[-1] / s <= 6), t[-1])
+    for v in np.arange(0.0, t[-1] + 1e-9, step):  # round thresholds: 0, 0.1, ... (MPII's plots tick 0.05)
+        x = int(round(x0 + v / t[-1] * (x1 - x0)))
+        cv2.line(img, (x, y0), (x, y1), grid, 1)
+        label = f"{v:g}"
+        cv2.putText(img, label, (x - 4 * len(label), y1 + 16), font, 0.4, ink, 1, cv2.LINE_AA)
+    for pct in range(0, 101, 20):
+        y = int(round(y1 - pct / 100 * (y1 - y0)))
+        cv2.line(img, (x0, y), (x1, y), grid, 1)
+        cv2.putText(img, f"{pct}", (x0 - 8 - 8 * len(str(pct)), y + 4), font, 0.4, ink, 1, cv2.LINE_AA)
+    cv2.rectangle(img, (x0, y0), (x1, y1), (110, 110, 110), 1)
+    colors = (hue_colors(max(len(series), 1)) * 0.85).astype(np.uint8)  # darker: yellow on white is faint
+    for i, vals in enumerate(series.values()):
+        _polyline(img, to_px(t, np.asarray(vals, np.float64)), tuple(int(c) for c in colors[i]),
+                  2 if len(series) <= 8 else 1)
+    mean = np.asarray(curve["mean"], np.float64)
+    _polyline(img, to_px(t, mean), (0, 0, 0), 3)  # last: on top of the joints' lines
+    # legend: the mean, then as many series as fit
+    auc = curve.get("auc")
+    entries = [(f"mean (AUC {100 * auc:.1f})" if auc is not None and np.isfinite(auc) else "mean", (0, 0, 0), 3)]
+    entries += [(str(n)[:18], tuple(int(c) for c in colors[i]), 2) for i, n in enumerate(series)]
+    rows = max(1, (y1 - y0) // 16)
+    if len(entries) > rows:
+        entries = entries[:rows - 1] + [(f"+{len(entries) - rows + 1} more", None, 0)]
+    for r, (name, color, thick) in enumerate(entries):
+        y = y0 + 8 + 16 * r
+        if color is not None:
+            cv2.line(img, (x1 + 12, y), (x1 + 34, y), color, thick, cv2.LINE_AA)
+        cv2.putText(img, name, (x1 + 40, y + 4), font, 0.4, ink, 1, cv2.LINE_AA)
+    cv2.putText(img, str(title), (x0, y0 - 12), font, 0.55, ink, 1, cv2.LINE_AA)
+    (tw, _), _ = cv2.getTextSize(xlabel, font, 0.45, 1)
+    cv2.putText(img, xlabel, ((x0 + x1 - tw) // 2, h - 12), font, 0.45, ink, 1, cv2.LINE_AA)
+    # the y label, drawn level and turned a quarter anticlockwise (putText cannot write vertically)
+    (tw, th), _ = cv2.getTextSize("PCK (%)", font, 0.45, 1)
+    label = np.full((th + 8, tw + 4, 3), 255, np.uint8)
+    cv2.putText(label, "PCK (%)", (2, th + 3), font, 0.45, ink, 1, cv2.LINE_AA)
+    label = cv2.rotate(label, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    ly = max(0, min(h - label.shape[0], (y0 + y1 - label.shape[0]) // 2))
+    img[ly:ly + label.shape[0], 4:4 + label.shape[1]] = label[:, :max(0, min(label.shape[1], w - 4))]
+    return img
+
+
+def _polyline(img, pts, color, thickness):
+    """Draw (T, 2) px points as one line per run of finite points, to 1/16 px (OpenCV's ``shift=4``)."""
+    ok = np.all(np.isfinite(pts), axis=1)
+    fixed = np.round(np.where(ok[:, None], pts, 0.0) * 16).astype(np.int32)
+    edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2]):
+        if b - a == 1:
+            cv2.circle(img, (int(fixed[a, 0]), int(fixed[a, 1])), 16 * max(thickness, 2), color, -1, cv2.LINE_AA, 4)
+        else:
+            cv2.polylines(img, [fixed[a:b]], False, color, thickness, cv2.LINE_AA, 4)
 
 
 def _number(cell) -> float:

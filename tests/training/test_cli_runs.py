@@ -104,6 +104,10 @@ def test_evaluate_run_scores_the_runs_own_data(tmp_path, tiny, capsys):
         with open(folder / "predictions.csv", newline="") as f:
             ids = sorted({row["id"] for row in csv.DictReader(f)})
         assert ids == [f"synth{seed}_{i:06d}" for i in range(n)]
+        text = capsys.readouterr().out  # the table shows the curve's AUC and the end-point error; the files named
+        assert "\nauc " in text and "(mean PCK over 21 thresholds 0..0.2)" in text and "\nepe_px " in text
+        assert f"{folder / 'pck_curve.csv'} and {folder / 'pck_curve.png'}\n" in text
+        assert (folder / "pck_curve.png").stat().st_size > 1000
     from training.__main__ import parse_args
 
     args = parse_args(["evaluate", "--run", str(out), "--seed", "0"])  # given on the command line: kept
