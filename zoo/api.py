@@ -105,7 +105,10 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
             weights, missing arguments come from the weights record, or from the file's architecture
             (a ``.t7``'s stacks/features/modules/keypoints; a ``.caffemodel``'s head size and a CPM's stages,
             from its prototxt); the model remembers them for :func:`zoo.save_weights`. Asking for another number of
-            classes/keypoints than the weights have loads everything but the head, with a warning.
+            classes/keypoints than the weights have loads everything but the head, with a warning; an
+            architecture argument (:data:`ARCHITECTURE_KWARGS`: ``stages``, ``stacks``, ...) other than the
+            weights' is refused (a tag's before any download). ``None`` for one of these or the head size is
+            "not given": the weights' value is used.
             ``input_tensor`` (a Keras tensor, as in keras.applications) builds the model on it,
             whatever input size the weights record holds; the weights load into the zoo's layers
             by name, the caller's layers in front of the tensor are left as they are. The tensor is
@@ -116,7 +119,8 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         ValueError: unknown model name (with close matches) or unknown weights tag.
         TypeError: unknown builder argument (names it and the allowed ones).
         WeightsFileError: missing, unreadable or corrupt weights file (names the path).
-        WeightsMismatchError: weights that do not fit the model (lists every layer).
+        WeightsMismatchError: weights that do not fit the model (lists every layer), or an architecture
+            argument that contradicts the weights (names it, both values and the file or tag).
     """
     spec = get_spec(name)
     tag = parse_name(name)[1]
@@ -131,10 +135,17 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     _check_kwargs(spec, kwargs)
     if weights is None:
         return _attach(spec.builder(**kwargs), spec, None, kwargs)
+    # None for an argument the weights give (stages=None, num_keypoints=None): not given, so the file's value is
+    # used. The builder takes no None there, and a caller forwarding an unset option (argparse's default) means this.
+    kwargs = {k: v for k, v in kwargs.items() if not (v is None and k in _weights_given_kwargs(spec))}
 
     if isinstance(weights, str) and weights in spec.weights:
         from zoo import pretrained  # fetch + verify + convert once (cached)
 
+        release = spec.weights[weights]
+        files = ", ".join(s.provides for s in release.sources if not s.provides.endswith(".prototxt"))
+        _refuse_other_architecture(  # before any download: the tag's record says what the release holds
+            spec, release.builder_kwargs, kwargs, f"the release {spec.name}:{weights}" + (f" ({files})" if files else ""))
         path = pretrained.resolve(spec.name, weights)
         return _load_zoo_file(spec, path, kwargs, spec.weights[weights])
 
@@ -173,6 +184,38 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_zoo_file(spec, path, kwargs, None)
     return _load_by_suffix(spec, path, kwargs, None)
+
+
+# Per family, the builder arguments that make another network of it (other layers or weight shapes), which a
+# weights file therefore fixes. The head size is not among them (another one loads all but the head), nor is
+# input_shape (no family's weight shapes depend on it: PSPNet's pyramid pools change size, not weights).
+ARCHITECTURE_KWARGS = {"cpm": ("stages",), "hourglass": ("stacks", "features", "modules", "post_residuals")}
+
+
+def _architecture_kwargs(spec: ModelSpec) -> tuple[str, ...]:
+    return tuple(k for k in ARCHITECTURE_KWARGS.get(spec.family, ()) if k in spec.defaults)
+
+
+def _weights_given_kwargs(spec: ModelSpec) -> tuple[str, ...]:
+    """The builder arguments that weights give when the caller does not: the head size and the architecture."""
+    return tuple(k for k in (spec.head_kwarg, *_architecture_kwargs(spec)) if k in spec.defaults)
+
+
+def _settings(values: dict[str, Any], keys) -> str:
+    return ", ".join(f"{k}={values[k]!r}" for k in keys)
+
+
+def _refuse_other_architecture(spec: ModelSpec, held: dict[str, Any], kwargs: dict[str, Any], source: str,
+                               said: str = "") -> None:
+    """One error for architecture arguments in ``kwargs`` that contradict those the weights hold (``held``: a
+    weights record's builder arguments), naming each argument, both values and ``source`` (``said``: where the
+    values were read): else the model built with them is refused with a list of every layer that does not fit."""
+    wrong = [k for k in _architecture_kwargs(spec) if k in kwargs and k in held and kwargs[k] != held[k]]
+    if wrong:
+        it = "it" if len(wrong) == 1 else "them"
+        raise WeightsMismatchError(
+            f"{spec.name}: {source} holds {_settings(held, wrong)}{said}, but {_settings(kwargs, wrong)} was asked for; "
+            f"leave out {', '.join(wrong)} (the weights give {it}) or give {_settings(held, wrong)}.")
 
 
 def _check_tag(spec: ModelSpec, tag: str, name: str) -> None:
@@ -261,10 +304,15 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
         head is not None and head in kwargs and head in build_kwargs and kwargs[head] != build_kwargs[head]
     )
     stored_head = build_kwargs.get(head)
+    other = stored_name != spec.name and stored_name in list_models()  # the likeliest cause, said first
+    if not other:
+        _refuse_other_architecture(spec, build_kwargs, kwargs, f"'{path}'", " (its weights record)")
+    # architecture arguments the record leaves out: zoo.save_weights records only those zoo.get was given
+    unrecorded = [k for k in _architecture_kwargs(spec)
+                  if k in kwargs and k not in build_kwargs and kwargs[k] != spec.defaults[k]]
     if kwargs.get("input_tensor") is not None and "input_shape" not in kwargs:
         build_kwargs.pop("input_shape", None)  # the tensor gives the size; the name-keyed weights fit any
     build_kwargs.update(kwargs)
-    other = stored_name != spec.name and stored_name in list_models()  # the likeliest cause, said first
     try:
         model = spec.builder(**build_kwargs)
     except ValueError as e:  # e.g. another model's stored input_shape that this builder cannot take
@@ -291,6 +339,13 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
                                            f"that fit into a model you build.")
         if other:
             raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {msg}") from None
+        if unrecorded:  # the likeliest cause; a file saved at the builder's defaults records none of them
+            raise WeightsMismatchError(
+                f"{spec.name}: '{path}' does not fit {_settings(kwargs, unrecorded)} (it has other layers or weight "
+                f"shapes) and its weights record does not give {', '.join(unrecorded)}, so it was saved with the "
+                f"builder's default {_settings(spec.defaults, unrecorded)} or by hand: leave out "
+                f"{', '.join(unrecorded)}, or give the value{'s' if len(unrecorded) > 1 else ''} it was built with."
+            ) from None
         raise WeightsMismatchError(msg) from None
     return _attach(model, spec, record, build_kwargs)
 

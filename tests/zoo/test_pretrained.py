@@ -454,3 +454,26 @@ def test_hourglass_tag_with_a_t7_of_another_architecture(monkeypatch, tmp_path, 
     _zip(zip_path, "umich-stacked-hourglass.t7", dumps(gmodule(*hg_stacked_nodes(rng, features=16, keypoints=16))))
     with pytest.raises(zoo.WeightsMismatchError, match=r"(?s)hourglass:mpii: the release files .*umich-stacked-hourglass\.t7"):
         zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3))
+
+
+def test_tag_with_a_contradicting_architecture_argument_is_one_error_before_any_download(monkeypatch, tmp_path, rng,
+                                                                                         cache):
+    # was: the release fetched and converted, then 'does not fit model' and a list of every layer that differs
+    _hourglass_twin(monkeypatch, tmp_path, rng, offline=False)  # the twin's release: 1 stack of 16 features
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3), stacks=2)
+    assert str(e.value) == ("twin_hourglass: the release twin_hourglass:mpii (umich-stacked-hourglass.t7) holds "
+                            "stacks=1, but stacks=2 was asked for; leave out stacks (the weights give it) or give "
+                            "stacks=1.")
+    assert not (cache / "sources").exists() and not (cache / "converted").exists()  # nothing fetched or converted
+    # None is "not given": the release's 1 stack and 16 keypoints, not the builder's `stacks must be >= 1`
+    model = zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3), stacks=None, num_keypoints=None)
+    assert len(model.outputs) == 1 and model.outputs[0].shape[-1] == 16
+    # the real CPM tags: CMU's LSP release is 6 stages (pose_deploy.prototxt: Mconv1_stage2..6), refused offline
+    # with no file there (the check needs none)
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(tmp_path / "empty"))
+    with pytest.raises(zoo.WeightsMismatchError, match=r"^cpm: the release cpm:lsp \(pose_iter_395000\.caffemodel\) "
+                                                       r"holds stages=6, but stages=3 was asked for;"):
+        zoo.get("cpm", weights="lsp", stages=3)
+    with pytest.raises(zoo.WeightsMismatchError, match=r"^cpm: the release cpm:flic .* holds stages=4, but stages=6 "):
+        zoo.get("cpm:flic", stages=6)

@@ -151,3 +151,80 @@ def test_two_nested_layers_of_one_name_are_refused(tmp_path):
     zoo.save_weights(single, tmp_path / "single.h5")
     with pytest.raises(ValueError, match=r"more than one layer named 'fc'"):
         zoo.load_weights(twins, tmp_path / "single.h5", skip_mismatch=True)
+
+
+# --- builder arguments that contradict the weights: one error naming the argument, both values and the file --------
+
+@pytest.fixture(scope="module")
+def cpm2(tmp_path_factory):
+    """A 2-stage, 3-keypoint CPM at 64 px saved by zoo.save_weights (its record holds stages=2, num_keypoints=3)."""
+    path = tmp_path_factory.mktemp("cpm") / "cpm2.h5"
+    zoo.save_weights(zoo.get("cpm", stages=2, num_keypoints=3, input_shape=(64, 64, 3)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hg1(tmp_path_factory):
+    """A 1-stack, 16-feature, 4-keypoint hourglass (modules and post_residuals left at the builder's defaults)."""
+    path = tmp_path_factory.mktemp("hg") / "hg1.h5"
+    zoo.save_weights(zoo.get("hourglass", stacks=1, features=16, num_keypoints=4, input_shape=(64, 64, 3)), path)
+    return path
+
+
+def _one_line(e):
+    msg = str(e.value)
+    assert "\n" not in msg and "Mconv" not in msg and "stack1_" not in msg and "stem_" not in msg, msg  # no layer list
+    return msg
+
+
+def test_zoo_h5_with_a_contradicting_stage_or_stack_count_is_one_error(cpm2, hg1):
+    # was: 'does not fit model ...' and a list of the 6 (CPM) / 89 (hourglass) layers missing from the file
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("cpm", weights=cpm2, stages=3)
+    assert _one_line(e) == (f"cpm: '{cpm2}' holds stages=2 (its weights record), but stages=3 was asked for; leave out "
+                            f"stages (the weights give it) or give stages=2.")
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("hourglass", weights=hg1, stacks=2, features=32)
+    assert f"hourglass: '{hg1}' holds stacks=1, features=16 (its weights record), but stacks=2, features=32 " in _one_line(e)
+    # what fits still loads: the file's own stages, another input size (fully convolutional: the weights fit any
+    # size) and another head size (all but the head, with a warning)
+    kernel = zoo.get("cpm", weights=cpm2).get_layer("Mconv3_stage2").get_weights()[0]
+    same = zoo.get("cpm", weights=cpm2, stages=2)
+    larger = zoo.get("cpm", weights=cpm2, input_shape=(96, 96, 3))
+    assert larger.outputs[-1].shape[1:] == (12, 12, 4)  # 96 / 8, 3 keypoints + background
+    with pytest.warns(UserWarning, match="num_keypoints=3 but num_keypoints=5 was asked for; loading everything but"):
+        head5 = zoo.get("cpm", weights=cpm2, num_keypoints=5)
+    for model in (same, larger, head5):
+        np.testing.assert_array_equal(model.get_layer("Mconv3_stage2").get_weights()[0], kernel)
+
+
+def test_zoo_h5_architecture_the_record_leaves_out_is_named_with_the_builders_default(hg1):
+    # zoo.save_weights records the arguments zoo.get was given: modules=1 and post_residuals=True are not in hg1's
+    for key, asked, default in [("modules", 2, 1), ("post_residuals", False, True)]:
+        with pytest.raises(zoo.WeightsMismatchError) as e:
+            zoo.get("hourglass", weights=hg1, **{key: asked})
+        msg = _one_line(e)
+        assert msg.startswith(f"hourglass: '{hg1}' does not fit {key}={asked} ")
+        assert f"does not give {key}, so it was saved with the builder's default {key}={default} " in msg
+
+
+def test_explicit_none_for_an_argument_the_weights_give_means_not_given(cpm2, hg1, tmp_path, rng):
+    # was: cpm(): `stages` must be an int >= 2. Received: stages=None (the file's value overridden by None)
+    for kwargs in ({"stages": None}, {"num_keypoints": None}, {"stages": None, "num_keypoints": None}):
+        model = zoo.get("cpm", weights=cpm2, **kwargs)
+        assert len(model.outputs) == 2 and model.outputs[-1].shape[-1] == 3 + 1, kwargs
+    model = zoo.get("hourglass", weights=hg1, stacks=None, num_keypoints=None)
+    assert len(model.outputs) == 1 and model.outputs[0].shape[-1] == 4
+    # the same for a .caffemodel (its deploy prototxt gives them) and a .t7
+    from tests.caffe_files import random_blobs_for, write_net
+    from tests.converters import nets
+    from tests.converters.torch7_files import dumps, gmodule, hourglass_nodes
+
+    proto = nets.cpm(41, 33, stages=2, parts=3)
+    _, caffemodel = write_net(tmp_path, proto, random_blobs_for(proto, rng), name="pose_iter_1")
+    model = zoo.get("cpm", weights=caffemodel, input_shape=(41, 33, 3), stages=None, num_keypoints=None)
+    assert len(model.outputs) == 2 and model.outputs[-1].shape[-1] == 3 + 1
+    t7 = tmp_path / "hg2.t7"
+    t7.write_bytes(dumps(gmodule(*hourglass_nodes(rng, stacks=2, features=16, keypoints=4))))
+    model = zoo.get("hourglass", weights=t7, input_shape=(64, 64, 3), stacks=None, features=None)
+    assert len(model.outputs) == 2 and model.outputs[-1].shape[-1] == 4
