@@ -131,14 +131,16 @@ def _skeleton(record, k):
 
 
 def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,),
-            flip=False) -> Prediction:
+            flip=False, task=None) -> Prediction:
     """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
     attached): classifiers (ResNet) give their ``top_k`` classes, named from the weights record
     when it has class names; segmentation models (FCN, PSPNet) a mask; pose models (hourglass,
-    CPM) their argmax keypoints (CPM's background map dropped). Unknown models: rank-1 output =
-    classes, output as large as the input = mask, else keypoints.
+    CPM) their argmax keypoints (CPM's background map dropped). Other models: ``task``
+    (``"classification"``, ``"segmentation"`` or ``"pose"``), else a training run's task (its
+    ``config.json``, for a run's ``.keras``), else from the output: rank 1 = classes, as large as the
+    input = mask, else keypoints (a segmentation net with a coarser output must say ``task``).
 
     Classifiers see the centre crop of the image resized so that the crop is 224/256 of its shorter
     side (ImageNet's single-crop evaluation; an image of the input size is taken as it is). Pose
@@ -182,7 +184,11 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     H, W = image.shape[:2]
     inputs = model.inputs
     h, w = inputs[0].shape[1] or H, inputs[0].shape[2] or W
-    task, family = _registry_task(model, name)
+    if task not in (None, "classification", "segmentation", "pose"):
+        raise ValueError(f"predict: task must be 'classification', 'segmentation', 'pose' or None (from the "
+                         f"registry, else the output's shape). Received: task={task!r}")
+    registered, family = _registry_task(model, name)
+    task = task or registered or getattr(model, "_kerazoo_task", None)
     if task == "classification":  # ImageNet's single-crop evaluation: shorter side to 256/224 of the crop, centre crop
         mat = None
         img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image

@@ -157,6 +157,8 @@ def _run_metadata(model, path) -> None:
         return  # not a run folder (a converted net, a copied file)
     if isinstance(family, str) and family:
         model._kerazoo_family = family
+    if config.get("task") in ("pose", "segmentation"):  # predict: a coarse segmentation output is not heatmaps
+        model._kerazoo_task = config["task"]
     n = Normalization.of_run(Path(path).parent)
     if n is not None and getattr(model, "_zoo_record", None) is None:
         try:  # where the run's targets put heatmap pixel 0 (a release fine-tuned in its own convention)

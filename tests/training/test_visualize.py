@@ -370,3 +370,29 @@ def test_predict_is_still_importable_from_visualize():
                                                       inference.Prediction)
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         visualize.nothing_here
+
+
+def test_a_coarse_segmentation_output_is_a_mask_when_the_task_says_so(tmp_path):
+    import json
+
+    import keras
+
+    from training.models import _run_metadata
+
+    # an unregistered net whose scores are half the input's size: taken for heatmaps (keypoints) from its shape
+    inputs = keras.Input((8, 12, 3))
+    x = keras.layers.AveragePooling2D(2)(inputs)
+    x = keras.layers.Conv2D(3, 1, kernel_initializer="zeros",
+                            bias_initializer=keras.initializers.Constant([0.0, 0.0, 1.0]))(x)
+    model = keras.Model(inputs, x, name="coarse_seg")
+    image = np.zeros((8, 12, 3), np.uint8)
+    guessed = visualize.predict(model, image)
+    assert guessed.mask is None and guessed.keypoints.shape == (3, 2)
+    told = visualize.predict(model, image, task="segmentation")
+    np.testing.assert_array_equal(told.mask, np.full((8, 12), 2))  # class 2 everywhere, at the image's size
+    with pytest.raises(ValueError, match=r"task must be 'classification', 'segmentation', 'pose' or None.*'mask'"):
+        visualize.predict(model, image, task="mask")
+    # a training run's .keras: config.json says the task (was drawn as keypoints)
+    (tmp_path / "config.json").write_text(json.dumps({"family": "default", "task": "segmentation"}))
+    _run_metadata(model, tmp_path / "best.keras")
+    np.testing.assert_array_equal(visualize.predict(model, image).mask, np.full((8, 12), 2))
