@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -140,3 +142,18 @@ class CrashingDataset(_datasets_module().HeatmapDataset):
                 os._exit(3)  # what an OOM kill or a segfault in a decoder looks like to the pool
             raise RuntimeError("boom")
         return super()._make_sample(record, rng)
+
+
+class Blobs:
+    """Picklable image source: a Gaussian blob (sigma 2.5 px) per joint, joint j in colour channel j."""
+
+    def __init__(self, size, points):
+        self.size, self.points = size, np.asarray(points, np.float64)
+
+    def load(self):
+        w, h = self.size
+        ys, xs = np.mgrid[0:h, 0:w]
+        img = np.zeros((h, w, 3), np.float64)
+        for j, (x, y) in enumerate(self.points):
+            img[..., j] += 250.0 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.5 ** 2))
+        return np.rint(img).astype(np.uint8)

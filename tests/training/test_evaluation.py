@@ -6,6 +6,7 @@ import pytest
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.base import PoseRecord
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
+from tests.training.helpers import Blobs
 from training.evaluation import evaluate
 from training.transforms import transform_points
 
@@ -177,21 +178,6 @@ def test_flip_test_without_flip_pairs_warns(recwarn):
     assert not [w for w in recwarn if "flip_pairs" in str(w.message)]
 
 
-class _Blobs:
-    """Picklable image source: a Gaussian blob (sigma 2.5 px) per joint, joint j in colour channel j."""
-
-    def __init__(self, size, points):
-        self.size, self.points = size, np.asarray(points, np.float64)
-
-    def load(self):
-        w, h = self.size
-        ys, xs = np.mgrid[0:h, 0:w]
-        img = np.zeros((h, w, 3), np.float64)
-        for j, (x, y) in enumerate(self.points):
-            img[..., j] += 250.0 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.5 ** 2))
-        return np.rint(img).astype(np.uint8)
-
-
 class _BlobFinder:
     """A stand-in 'model' that finds each joint's blob in the *network input* (intensity centroid, input px)
     and answers a Gaussian heatmap there, written out by hand: ``x_hm = x_in / stride`` (MSRA)."""
@@ -225,7 +211,7 @@ def _blob_records(n=3):
     for i in range(n):  # 120 x 90 images (not square), people of 80 px side about (60 + d, 45)
         cx = 60.0 + 3 * i
         pts = np.array([[cx - 15.3, 30.7], [cx + 12.8, 50.2], [cx - 1.9, 66.4]]) + rng.uniform(-2, 2, (3, 2))
-        recs.append(PoseRecord(image=_Blobs((120, 90), pts), keypoints=pts, visible=np.ones(3),
+        recs.append(PoseRecord(image=Blobs((120, 90), pts), keypoints=pts, visible=np.ones(3),
                                center=np.array([cx, 45.0]), scale=80.0, box=np.array([cx - 40, 5, cx + 40, 85.0]),
                                id=f"blob{i}"))
     return recs

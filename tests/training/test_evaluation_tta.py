@@ -9,6 +9,7 @@ import pytest
 
 from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.base import PoseRecord, SegRecord
+from tests.training.helpers import Blobs
 from training.evaluation import evaluate
 
 pytestmark = pytest.mark.backend_agnostic
@@ -38,26 +39,11 @@ def _pose_net_numpy(crop):
     return KERNEL[0] * pad[:, :-2] + KERNEL[1] * pad[:, 1:-1] + KERNEL[2] * pad[:, 2:]
 
 
-class _Blobs:
-    """Picklable image: a Gaussian blob (sigma 2.5 px) per joint, joint j in colour channel j."""
-
-    def __init__(self, size, points):
-        self.size, self.points = size, np.asarray(points, np.float64)
-
-    def load(self):
-        w, h = self.size
-        ys, xs = np.mgrid[0:h, 0:w]
-        img = np.zeros((h, w, 3))
-        for j, (x, y) in enumerate(self.points):
-            img[..., j] += 250.0 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.5 ** 2))
-        return np.rint(img).astype(np.uint8)
-
-
 def _pose_records():
     recs = []
     for i, (cx, cy) in enumerate([(60.3, 45.2), (52.0, 41.7), (66.6, 48.1)]):
         pts = np.array([[cx - 11.3, cy - 9.6], [cx + 8.2, cy + 2.9], [cx - 1.4, cy + 12.3]])
-        recs.append(PoseRecord(image=_Blobs((120, 90), pts), keypoints=pts, visible=np.ones(3),
+        recs.append(PoseRecord(image=Blobs((120, 90), pts), keypoints=pts, visible=np.ones(3),
                                center=np.array([cx, cy]), scale=60.0, box=np.array([cx - 30, cy - 30, cx + 30, cy + 30]),
                                id=f"p{i}"))
     return recs
@@ -314,7 +300,7 @@ def test_predict_pose_averages_the_scales_as_cpm():
     from training.inference import predict
 
     pts = np.array([[20.3, 25.6], [40.2, 33.1], [30.6, 44.4]])
-    rec = PoseRecord(image=_Blobs((64, 64), pts), keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]),
+    rec = PoseRecord(image=Blobs((64, 64), pts), keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]),
                      scale=64.0)  # the letterbox of a 64 x 64 image into the 64 x 64 input: the whole image
     scales = (0.8, 1.0, 1.25)
     pred = predict(_pose_model(64, 3), rec.image.load(), heatmap_offset=1.5, scales=scales)
@@ -367,7 +353,7 @@ def test_predict_flip_swaps_the_pairs_and_shifts_for_the_offset():
     from training.inference import predict
 
     pts = np.array([[20.3, 25.6], [40.2, 33.1], [-50.0, -50.0]])  # joint 2 out of sight: its channel is black
-    image = _Blobs((64, 64), pts).load()  # 64 x 64 into the 64 x 64 input: the crop is the image
+    image = Blobs((64, 64), pts).load()  # 64 x 64 into the 64 x 64 input: the crop is the image
     pred = predict(_pose_model(64, 3), image, record=_pose_record(((0, 2),), 0.5), flip=True)
     crop = image.astype(np.float64) / 255
     back = _swap(_pose_net_numpy(crop[:, ::-1])[:, ::-1], ((0, 2),))
@@ -387,7 +373,7 @@ def test_predict_flip_with_scales_is_cpms_test():
     from training.inference import predict
 
     pts = np.array([[20.3, 25.6], [40.2, 33.1], [30.6, 44.4]])
-    rec = PoseRecord(image=_Blobs((64, 64), pts), keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]),
+    rec = PoseRecord(image=Blobs((64, 64), pts), keypoints=pts, visible=np.ones(3), center=np.array([31.5, 31.5]),
                      scale=64.0)
     scales = (0.8, 1.0, 1.25)
     pred = predict(_pose_model(64, 3), rec.image.load(), record=_pose_record(((2, 0),), 1.5), scales=scales,
@@ -447,7 +433,7 @@ def test_predict_flip_of_a_model_of_any_size_on_a_width_not_a_multiple_of_its_st
         return p.reshape(11, 4, 13, 4, 3).mean((1, 3))
 
     pts = np.array([[20.3, 17.6], [30.2, 23.1], [12.6, 25.4]])
-    image = _Blobs((50, 44), pts).load()
+    image = Blobs((50, 44), pts).load()
     pred = predict(model, image, record=_pose_record((), 1.5), flip=True)
     crop = image.astype(np.float64) / 255
     back = net(crop[:, ::-1])[:, ::-1]
