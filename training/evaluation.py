@@ -33,6 +33,7 @@ from training.metrics import (confusion_matrix, end_point_error, head_size_from_
 from training.targets import HeatmapCodec, encode_mask, keypoints_to_image, labels_from_scores, scores_to_image
 from training.transforms import grid_matrix, invert
 from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_probabilities, segmentation_views
+from training.tta_pspnet import check_base_size, dataset_probabilities
 from zoo.files import replace_durably
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
@@ -102,7 +103,7 @@ def _predict(model, x):
 
 
 def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None, resolution="original",
-             heatmap_offset=None, scales=(1.0,), verbose=True) -> EvalResult:
+             heatmap_offset=None, scales=(1.0,), base_size=None, verbose=True) -> EvalResult:
     """Evaluate ``model`` on every sample of ``dataset`` (no augmentation, fixed order).
 
     Args:
@@ -142,6 +143,14 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             label grid with ``resolution="input"``), averaged, then argmax. With more than one scale or
             ``flip``, segmentation averages probabilities (scale 1 alone without flip: the raw scores, as
             before); host memory grows with ``batch_size x canvas x classes``.
+        base_size: segmentation only: PSPNet's own test (:mod:`training.tta_pspnet`, the release's
+            ``eval_sub.m`` / ``scale_process.m``) instead of the letterboxed canvases: each image resized so its
+            long side is ``base_size * s + 1`` px (MATLAB's antialiased bilinear ``imresize``), padded at the
+            bottom/right with the mean (0 once normalised) up to ``input_size`` where smaller, ``input_size``
+            windows ``ceil(2/3)`` apart, probabilities resized back to the image and averaged over ``scales``;
+            ``flip`` sums each window's logits with its mirror's before the softmax (``caffe_process.m``). The
+            releases' (``zoo.weights_record(model).eval_base_size``): 512 for ADE20K and VOC (473 px input),
+            2048 for Cityscapes (713 px). Scores the original masks only. ``None`` (default): ``scales`` as above.
         verbose: print the table.
     Returns:
         :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). Pose tables also
@@ -168,6 +177,13 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
                              f"None for the metric's own. Received: alpha={alpha!r}")
         alpha = a
     scales = check_scales(scales)
+    base_size = check_base_size(base_size)
+    if base_size is not None and not isinstance(dataset, SegmentationDataset):
+        raise ValueError(f"evaluate: base_size is PSPNet's segmentation test; the dataset is a "
+                         f"{type(dataset).__name__}. Received: base_size={base_size!r}")
+    if base_size is not None and resolution != "original":
+        raise ValueError(f"evaluate: base_size (PSPNet's test) scores the original masks; resolution must be "
+                         f"'original'. Received: resolution={resolution!r}")
     if heatmap_offset is None:
         import zoo
 
@@ -186,8 +202,11 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             views = pose_views(ds, scales)
             res = _evaluate_pose(model, ds, views, flip, alpha, names, float(heatmap_offset))
         else:
-            views = segmentation_views(model, ds, scales)
-            res = _evaluate_segmentation(model, ds, views, flip, names, resolution)
+            if base_size is not None:
+                res = _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size)
+            else:
+                views = segmentation_views(model, ds, scales)
+                res = _evaluate_segmentation(model, ds, views, flip, names, resolution)
     finally:
         for d in [ds] + [v[1] if isinstance(v, tuple) else v.dataset for v in views]:
             d.close_workers()
@@ -409,13 +428,44 @@ def _evaluate_segmentation(model, ds, views, flip, names, resolution):
                     gt = encode_mask(ds.read_labels(ds.records[rid]), c, ds.ignore_label)  # unwarped
                     # read on the grid the model answers on, whatever label_size says (training's labels only)
                     s = scores_to_image(s, grid_matrix(ds.matrix(gt.shape), ds.input_size, grid), gt.shape)
-            pred = labels_from_scores(s)
-            one = confusion_matrix(pred, gt, c, ds.ignore_label)
-            cm += one
-            valid = int(one.sum())
-            rows.append({"id": ds.records[rid].id, "valid_pixels": valid,
-                         "pixel_accuracy": round(float(np.trace(one) / valid), 5) if valid else float("nan"),
-                         "mean_iou": round(miou_from_confusion(one)[1], 5)})
+            rows.append(_score_row(ds, rid, s, gt, cm))
+    return _segmentation_result(ds, cm, rows, left_out, names, resolution)
+
+
+def _score_row(ds, rid, probs, gt, cm):
+    """Adds one record's confusion to ``cm`` and returns its predictions.csv row."""
+    c = ds.num_classes
+    one = confusion_matrix(labels_from_scores(probs), gt, c, ds.ignore_label)
+    cm += one
+    valid = int(one.sum())
+    return {"id": ds.records[rid].id, "valid_pixels": valid,
+            "pixel_accuracy": round(float(np.trace(one) / valid), 5) if valid else float("nan"),
+            "mean_iou": round(miou_from_confusion(one)[1], 5)}
+
+
+def _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size):
+    """PSPNet's test (:func:`training.tta_pspnet.pspnet_probabilities`) on each record at its own size: every image
+    gets its own canvases, so the windows of one image make the model's batches."""
+    c = ds.num_classes
+    cm = np.zeros((c, c), np.int64)
+    rows, left_out = [], set()
+
+    def check(scores):
+        if scores.ndim != 4 or scores.shape[-1] != c:
+            raise ValueError(f"evaluate: the model outputs {scores.shape[-1] if scores.ndim == 4 else 'no'} class "
+                             f"scores per pixel (output shape {scores.shape}), but the dataset has num_classes={c}; "
+                             f"expected (B, h, w, {c}).")
+
+    for rid, probs, gt in dataset_probabilities(lambda x: _predict(model, x)[0], ds, scales, flip, base_size, check):
+        if probs is None:  # unreadable, on_error="skip"
+            left_out.add(rid)
+        else:
+            rows.append(_score_row(ds, rid, probs, gt, cm))
+    return _segmentation_result(ds, cm, rows, left_out, names, "original")
+
+
+def _segmentation_result(ds, cm, rows, left_out, names, resolution):
+    c = ds.num_classes
     _warn_left_out(ds, left_out)
     iou, miou = miou_from_confusion(cm)
     names = tuple(names) if names is not None else tuple(f"class{i}" for i in range(c))

@@ -131,7 +131,7 @@ def _skeleton(record, k):
 
 
 def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,),
-            flip=False, task=None) -> Prediction:
+            flip=False, task=None, base_size=None) -> Prediction:
     """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
@@ -162,6 +162,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     record's ``flip_pairs`` and shifted for ``heatmap_offset`` (:func:`training.targets.flip_test`);
     segmentation averages the mirrored pass's softmax probabilities, flipped back, with the plain pass's.
     ``output`` is then the averaged heatmaps, or for segmentation the scale-1 pass's raw scores.
+    ``base_size`` (a fixed-size segmentation model): PSPNet's own test instead (:mod:`training.tta_pspnet`, as
+    ``evaluate(base_size=...)``): the image resized so its long side is ``base_size * s + 1`` px at each scale,
+    padded at the bottom/right with the mean up to the input, input-sized windows 2/3 apart, ``flip`` summing
+    each window's logits with its mirror's; the releases' is their record's ``eval_base_size`` (512, Cityscapes 2048).
 
     ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
     (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
@@ -176,8 +180,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     from training.transforms import affine_matrix, grid_matrix, warp_image
 
     from training.tta import check_scales, image_heatmaps, image_probabilities
+    from training.tta_pspnet import check_base_size, pspnet_probabilities
 
     scales = check_scales(scales, "predict")
+    base_size = check_base_size(base_size, "predict")
     if not isinstance(flip, (bool, np.bool_)):  # a string such as "no" would be truthy
         raise ValueError(f"predict: flip must be True or False (also run the mirrored image). Received: flip={flip!r}")
     image = _rgb_uint8(image_rgb)
@@ -247,6 +253,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if flip and task == "classification":
         raise ValueError(f"predict: flip is for pose and segmentation models; {name or model.name} is a "
                          f"classifier. Received: flip=True")
+    if base_size is not None and task == "classification":
+        raise ValueError(f"predict: base_size is PSPNet's segmentation test; {name or model.name} is a classifier. "
+                         f"Received: base_size={base_size!r}")
     if task == "classification":
         if out.ndim != 1:
             raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "
@@ -257,6 +266,19 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         return Prediction(task, _draw_text_lines(image, [f"{p:.3f} {l}"[:40] for l, p in top]), out, top=top)
     if out.ndim != 3:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
+    if base_size is not None and (task != "segmentation" or any(free)):
+        what = "a model that takes any size" if task == "segmentation" else f"a {task} model"
+        raise ValueError(f"predict: base_size is PSPNet's test for a segmentation model of a fixed input size "
+                         f"(its windows); {name or model.name} is {what}. Received: base_size={base_size!r}")
+    if base_size is not None:
+        # the padding is the mean: 0 once normalised; a uint8-input model gets the pixel nearest it (RGB)
+        mean_px = np.asarray(record.mean if record else (0.0,) * 3, np.float64) / (record.scale if record else 1.0)
+        uint8 = "uint8" in str(inputs[0].dtype)
+        pad = np.clip(np.round(mean_px[::-1] if record and record.channel_order.upper() == "BGR" else mean_px),
+                      0, 255) if uint8 else 0.0
+        scores = pspnet_probabilities(run, prep, image, (w, h), base_size, scales, flip, pad)
+        mask = labels_from_scores(scores)
+        return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     if task == "segmentation" and (scales != (1.0,) or flip):
         scores = image_probabilities(run, prep, image, (w, h), not any(free), scales, flip, classes=out.shape[-1])
         mask = labels_from_scores(scores)

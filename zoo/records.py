@@ -102,6 +102,9 @@ class WeightsRecord:
     scale: float = 1.0  # multiplies [0, 255] pixels before the mean is subtracted
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # in channel_order, after scale
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    # segmentation releases tested PSPNet's way: the long side at test scale s is eval_base_size * s + 1 px
+    # (hszhao/PSPNet eval_all.m's base_size; evaluate/predict(base_size=...), training.tta_pspnet)
+    eval_base_size: int | None = None
     # --- head -------------------------------------------------------------------------------
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None

@@ -150,6 +150,7 @@ for _arch, _tag, _file, _drive, _size, _classes, _names, _metric in (
                     f"use the offline folder." + (" Class names: ADE20K objectInfo150." if _names is None else ""),
         input_size=(_size, _size), **_BGR_IMAGENET, num_classes=_classes, class_names=_names,
         output_stride=8, metrics=_metric,
+        eval_base_size=2048 if _tag == "cityscapes" else 512,  # eval_all.m: base_size per dataset
         # fixed-size: the pyramid pooling windows follow the input (713 px: a 90 px map). The 473 px tags leave out
         # the builder's default, so their conversion keys (builder_kwargs), hence cached conversions, stay valid
         builder_kwargs={"classes": _classes, **({"input_shape": (_size, _size, 3)} if _size != 473 else {})},

@@ -1,0 +1,228 @@
+"""PSPNet's own multi-scale test, as the release's MATLAB evaluation does it (``hszhao/PSPNet``, ``evaluation/``).
+
+Per image (``eval_sub.m``): at scale ``s`` the long side becomes ``base_size * s + 1`` px and the short side
+``round(long / long_orig * short_orig)`` (MATLAB's round, half away from zero, of a single-precision quotient);
+the image is resized with MATLAB's ``imresize(..., 'bilinear')``: triangle weights, antialiased (the kernel
+widened by ``1 / scale``) when shrinking, symmetric edges, each axis in turn (the one shrunk most first),
+rounded to uint8 after each. ``scale_process.m``: a side shorter than the crop is padded at its end
+(bottom/right) with the mean, i.e. 0 after the mean is subtracted (``pre_img.m``); crop-sized windows are slid
+``ceil(2/3 crop)`` px apart, the last flush with the padded edge; each window's softmax probabilities
+(``caffe_process.m``: with flip, the softmax of the window's logits plus the mirrored window's logits flipped
+back) are averaged where windows overlap; the unpadded top-left part is resized to the image size with
+``imresize`` again (antialiased when shrinking) and renormalised to sum 1 per pixel. The scales' probabilities
+are averaged (``eval_sub.m``), the argmax is the label.
+
+The releases' base sizes (``eval_all.m``): 512 for ADE20K and VOC2012 (crop 473), 2048 for Cityscapes (crop
+713), scales ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)`` for the multi-scale numbers (``scale_array``; ``[1]``
+single scale), always with the mirrored pass (``caffe_process.m`` runs it unconditionally). ``hszhao/semseg``'s
+PyTorch ``tool/test.py`` differs: ``round(base_size * s)`` (no + 1) with Python's round, ``cv2.resize``
+(no antialiasing), the padding split on both sides, mirrored softmax probabilities averaged rather than logits
+summed.
+
+Note:
+    Sizes are ``(w, h)``, arrays ``(H, W, ...)``. The model's output may be smaller than its input (a
+    stride): its logits are then resized to the crop with align-corners bilinear (Caffe's ``Interp``, as
+    semseg's ``net_process`` does) before the softmax.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+__all__ = ["check_base_size", "matlab_round", "scaled_size", "imresize", "pspnet_probabilities"]
+
+_STRIDE_RATE = 2 / 3  # scale_process.m's window step: ceil(2/3 crop)
+
+
+def check_base_size(base_size, who="evaluate"):
+    """``base_size`` as an int, or ``None``; a ValueError naming it unless ``None`` or a whole number >= 1."""
+    if base_size is None:
+        return None
+    ok = isinstance(base_size, (int, float, np.integer, np.floating)) and not isinstance(base_size, (bool, np.bool_))
+    if not (ok and math.isfinite(base_size) and base_size >= 1 and float(base_size).is_integer()):
+        raise ValueError(f"{who}: base_size must be a whole number of px >= 1 (PSPNet's test: the long side becomes "
+                         f"base_size * scale + 1 px; 512 for ADE20K/VOC, 2048 for Cityscapes), or None for the "
+                         f"letterboxed canvases. Received: base_size={base_size!r}")
+    return int(base_size)
+
+
+def matlab_round(x) -> int:
+    """MATLAB's ``round``: half away from zero (Python's rounds half to even)."""
+    return int(math.copysign(math.floor(abs(float(x)) + 0.5), float(x)))
+
+
+def scaled_size(image_shape, base_size, scale) -> tuple[int, int]:
+    """``(w, h)`` eval_sub.m resizes an image of ``image_shape`` ``(H, W, ...)`` to at ``scale``.
+
+    The long side (the width when the image is square) is ``base_size * scale + 1`` px; the short side
+    ``round(long / single(long_orig) * short_orig)``, computed in float32 as MATLAB does with a single divisor.
+    """
+    h, w = int(image_shape[0]), int(image_shape[1])
+    long = base_size * scale + 1
+    side = max(1, matlab_round(long))  # a non-integer base_size * scale: the nearest whole size
+    short = max(1, matlab_round(np.float32(long) / np.float32(max(h, w)) * np.float32(min(h, w))))
+    return (short, side) if h > w else (side, short)
+
+
+def _weights(n_in, n_out):
+    """``(n_out, P)`` weights and 0-based source indices of MATLAB's bilinear imresize along one axis."""
+    scale = n_out / n_in
+    width = 2.0 / scale if scale < 1 else 2.0  # antialiasing: the triangle stretched by 1 / scale
+    k = min(scale, 1.0)
+    u = np.arange(1, n_out + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)  # 1-based source position
+    left = np.floor(u - width / 2)
+    ind = left[:, None] + np.arange(int(math.ceil(width)) + 2)[None]
+    d = k * (u[:, None] - ind)
+    w = k * np.clip(1 - np.abs(d), 0, None)
+    w /= w.sum(1, keepdims=True)
+    mirror = np.concatenate([np.arange(n_in), np.arange(n_in - 1, -1, -1)])  # symmetric edges
+    return w, mirror[np.mod(ind - 1, 2 * n_in).astype(np.intp)]
+
+
+def imresize(array, size) -> np.ndarray:
+    """MATLAB's ``imresize(array, [rows cols], 'bilinear')`` (antialiased when shrinking).
+
+    Args:
+        array: ``(H, W)`` or ``(H, W, C)`` uint8 (each pass rounded half up and clipped to uint8, as MATLAB's
+            resize does for integer images) or float (float32 out).
+        size: ``(w, h)`` of the result.
+    """
+    a = np.asarray(array)
+    integer = a.dtype == np.uint8
+    out = a.astype(np.float64)
+    new = {0: int(size[1]), 1: int(size[0])}
+    scales = [new[d] / a.shape[d] for d in (0, 1)]
+    for d in sorted((0, 1), key=lambda d: scales[d]):  # the axis shrunk most first (MATLAB: sort(scale), stable)
+        if new[d] == out.shape[d]:
+            continue
+        w, ind = _weights(out.shape[d], new[d])
+        moved = np.moveaxis(out, d, 0)
+        res = np.einsum("op,op...->o...", w, moved[ind])
+        out = np.moveaxis(res, 0, d)
+        if integer:
+            out = np.clip(np.floor(out + 0.5), 0, 255)
+    return out.astype(np.uint8) if integer else out.astype(np.float32)
+
+
+def _log_softmax(scores) -> np.ndarray:
+    """``(..., C)`` log-probabilities of logits, or of scores that already are probabilities (>= 0, summing to 1)."""
+    s = np.asarray(scores, np.float64)
+    if s.size and np.all(s >= 0) and np.all(np.abs(s.sum(-1) - 1) < 1e-3):
+        with np.errstate(divide="ignore"):
+            return np.log(s)
+    s = np.nan_to_num(s, nan=-np.inf, posinf=np.finfo(np.float64).max)  # NaN never wins
+    top = s.max(-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return s - top - np.log(np.exp(s - top).sum(-1, keepdims=True))
+
+
+def _softmax(z) -> np.ndarray:
+    top = z.max(-1, keepdims=True)
+    e = np.exp(z - np.where(np.isfinite(top), top, 0.0))
+    total = e.sum(-1, keepdims=True)
+    return e / np.where(total > 0, total, 1.0)
+
+
+def _to_crop(scores, crop):
+    """``(gh, gw, C)`` scores resized to the ``(w, h)`` crop with align-corners bilinear (Caffe's Interp)."""
+    gh, gw = scores.shape[:2]
+    if (gw, gh) == tuple(crop):
+        return scores
+    w, h = crop
+    m = np.array([[(gw - 1) / max(w - 1, 1), 0, 0], [0, (gh - 1) / max(h - 1, 1), 0]])
+    out = cv2.warpAffine(np.asarray(scores, np.float32), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(h, w, -1)
+
+
+def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=True, pad=0.0, batch=8,
+                         check=None) -> np.ndarray:
+    """One image's class probabilities by PSPNet's multi-scale test (see the module docstring).
+
+    Args:
+        predict: ``(N, ch, cw, 3)`` model input -> ``(N, gh, gw, C)`` scores (logits or probabilities).
+        prep: ``(1, h, w, 3)`` uint8 RGB -> model input of the same size.
+        image: ``(H, W, 3)`` uint8 RGB.
+        crop: ``(cw, ch)`` the model takes.
+        base_size: px; the long side at scale ``s`` is ``base_size * s + 1``.
+        scales: the scales, e.g. ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)``.
+        flip: with the mirrored window (logits summed before the softmax, ``caffe_process.m``).
+        pad: value of the padding in model-input space (0: the mean after normalisation), scalar or per channel.
+        batch: windows per model call (the windows of one image are batched, mirrored ones with them).
+        check: called with each raw output (raises on a wrong shape).
+    Returns:
+        ``(H, W, C)`` float32 mean probabilities.
+    """
+    H, W = image.shape[:2]
+    cw, ch = (int(v) for v in crop)
+    step_x, step_y = math.ceil(cw * _STRIDE_RATE), math.ceil(ch * _STRIDE_RATE)
+    acc = None
+    for s in scales:
+        nw, nh = scaled_size(image.shape, base_size, s)
+        x = np.asarray(prep(imresize(image, (nw, nh))[None]))[0]
+        pw, ph = max(nw, cw), max(nh, ch)
+        if (pw, ph) != (nw, nh):  # pre_img.m: padded at the end with the mean (0 once it is subtracted)
+            padded = np.empty((ph, pw, x.shape[-1]), x.dtype)
+            padded[...] = np.asarray(pad, x.dtype)
+            padded[:nh, :nw] = x
+            x = padded
+        xs = [min(i * step_x + cw, pw) - cw for i in range(math.ceil((pw - cw) / step_x) + 1)]
+        ys = [min(i * step_y + ch, ph) - ch for i in range(math.ceil((ph - ch) / step_y) + 1)]
+        corners = [(x0, y0) for y0 in ys for x0 in xs]
+        total, count = None, np.zeros((ph, pw, 1), np.float64)
+        for i in range(0, len(corners), batch):
+            part = corners[i:i + batch]
+            wins = np.stack([x[y0:y0 + ch, x0:x0 + cw] for x0, y0 in part])
+            feed = np.concatenate([wins, wins[:, :, ::-1]]) if flip else wins
+            out = np.asarray(predict(np.ascontiguousarray(feed)))
+            if check is not None:
+                check(out)
+            z = np.stack([_log_softmax(_to_crop(o, (cw, ch))) for o in out])
+            if flip:  # caffe_process.m: score + score_flip(end:-1:1), then exp and normalise
+                z = z[:len(part)] + z[len(part):, :, ::-1]
+            p = _softmax(z)
+            if total is None:
+                total = np.zeros((ph, pw, p.shape[-1]), np.float64)
+            for (x0, y0), pi in zip(part, p):
+                total[y0:y0 + ch, x0:x0 + cw] += pi
+                count[y0:y0 + ch, x0:x0 + cw] += 1
+        score = (total / count)[:nh, :nw].astype(np.float32)
+        out = imresize(score, (W, H)).astype(np.float64)
+        out /= out.sum(-1, keepdims=True)  # scale_process.m renormalises after the resize
+        acc = out if acc is None else acc + out
+    return (acc / len(scales)).astype(np.float32)
+
+
+def dataset_probabilities(predict, ds, scales, flip, base_size, check=None):
+    """Yields ``(record index, (H, W, C) probabilities, (H, W) encoded labels)`` for every record of a
+    :class:`~training.data.SegmentationDataset` in order, by :func:`pspnet_probabilities` on the original image
+    (``ds.input_size`` the crop; ``ds``'s normalisation; windows batched ``ds.batch_size`` at a time). A record
+    that cannot be read raises (``on_error="raise"``) or yields ``(index, None, None)`` (``"skip"``, reported)."""
+    from training.datasets.base import DatasetError, read_image
+    from training.targets import encode_mask
+
+    norm = ds.normalization
+    if ds.feed == "uint8":  # normalised inside the model: pad with the pixel nearest the mean (mean / scale, RGB)
+        mean_px = np.asarray(norm.mean, np.float64) / norm.scale
+        pad, prep = np.clip(np.round(mean_px[::-1] if norm.channel_order == "BGR" else mean_px), 0, 255), None
+    else:
+        pad, prep = 0.0, norm  # the mean is 0 once subtracted
+    for rid, rec in enumerate(ds.records):
+        try:
+            image = read_image(rec.image)
+            gt = encode_mask(ds.read_labels(rec), ds.num_classes, ds.ignore_label)
+            if gt.shape[:2] != image.shape[:2]:
+                raise DatasetError(f"mask is {gt.shape[1]}x{gt.shape[0]} but the image is "
+                                   f"{image.shape[1]}x{image.shape[0]}; expected the same size.")
+        except DatasetError as e:
+            if ds.on_error == "raise":
+                raise type(e)(f"{ds._describe(rid)}: {e}") from None
+            ds._report_skip(rid, e)
+            yield rid, None, None
+            continue
+        yield rid, pspnet_probabilities(predict, prep or (lambda b: b), image, ds.input_size, base_size, scales,
+                                        flip=flip, pad=pad, batch=ds.batch_size, check=check), gt
