@@ -141,6 +141,25 @@ SCALES_HELP = ("test-time scale search, comma-separated (default 1: none): pose 
                "averages the probabilities (PSPNet: 0.5,0.75,1,1.25,1.5,1.75 with --flip)")
 
 
+def base_size_arg(text):
+    """argparse type of ``--base-size``: a whole number of px >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of px >= 1 such as 512, got {text!r}")
+    return v
+
+
+base_size_arg.__name__ = "base size"
+BASE_SIZE_HELP = ("segmentation, a fixed-size model: PSPNet's own multi-scale test instead of the letterboxed "
+                  "canvases (hszhao/PSPNet eval_sub.m): at each of --scales the long side becomes PX * s + 1, the "
+                  "image is padded with the mean up to the input and slid over with 2/3-overlapping windows; "
+                  "--flip sums the mirrored logits. The releases': 512 (ADE20K, VOC), 2048 (Cityscapes); "
+                  "kerazoo info shows each record's eval_base_size")
+
+
 # --heatmap-offset of predict and evaluate: pose models only (classifiers and masks have no heatmaps)
 HEATMAP_OFFSET_HELP = ("pose: input px where the centre of heatmap pixel 0 lies (pixel g at g * stride + PX); "
                        "default: the weights record's (a training run's config.json; the CPM releases 3.5, "
@@ -296,6 +315,7 @@ def build_parser():
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
     s.add_argument("--scales", type=scale_list, default=(1.0,), metavar="S,S,...", help=SCALES_HELP)
+    s.add_argument("--base-size", type=base_size_arg, metavar="PX", help=BASE_SIZE_HELP)
     s.add_argument("--flip", action="store_true",
                    help="also run the mirrored image, as evaluate --flip (at each of --scales): pose averages the "
                         "heatmaps flipped back with left/right joints swapped (needs the weights record's flip "

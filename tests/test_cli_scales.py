@@ -112,3 +112,62 @@ def test_predict_command_flips(tmp_path, capsys):
     assert err == "kerazoo predict: error: --flip is for pose and segmentation models; resnet18 gives classification\n"
     assert not list(tmp_path.glob("p.pred.png"))
 
+
+
+@pytest.mark.parametrize("text", ["0", "-512", "512.5", "a", ""])
+def test_bad_base_size_is_refused_naming_the_option(text, capsys):
+    from kerazoo.cli import build_parser
+    from training.__main__ import build_parser as training_parser
+
+    for parser, argv in ((build_parser(), ["predict", "pspnet50", "img.png", "--weights", "w.h5"]),
+                         (training_parser("kerazoo"), ["evaluate", "--run", "r"])):
+        assert parser.parse_args([*argv, "--base-size", "512"]).base_size == 512
+        assert parser.parse_args(argv).base_size is None
+        with pytest.raises(SystemExit):
+            parser.parse_args([*argv, "--base-size", text])
+        err = capsys.readouterr().err
+        assert f"argument --base-size: expected a whole number of px >= 1 such as 512, got {text!r}" in err, err
+
+
+def test_base_size_reaches_evaluate_and_predict(tmp_path, capsys):
+    """--base-size runs PSPNet's test (checked against the MATLAB code written out in NumPy in
+    tests/training/test_evaluation_pspnet.py): evaluate scores otherwise than the letterboxed canvases, predict draws
+    the reference's mask; a model that takes any size is refused naming --base-size."""
+    import csv
+
+    import cv2
+    import numpy as np
+
+    from tests.training.test_evaluation_pspnet import _reference
+    from tests.training.test_evaluation_tta import _seg_model
+    from training.__main__ import main as training_main
+    from training.normalization import Normalization
+    from training.visualize import mask_overlay
+    from zoo.cli import main
+
+    _seg_model(32).save(tmp_path / "m.keras")
+    common = ["evaluate", "--model", str(tmp_path / "m.keras"), "--dataset", "synthetic-seg", "--num-classes", "3",
+              "--val-samples", "3", "--scales", "0.5,1.5"]
+    rows = {}
+    for base in (None, "40"):
+        out = tmp_path / f"eval{base}"
+        assert training_main([*common, "--out", str(out)] + (["--base-size", base] if base else [])) == 0
+        rows[base] = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["mean_iou"] for r in rows[None]] != [r["mean_iou"] for r in rows["40"]]
+
+    rng = np.random.default_rng(8)
+    image = cv2.resize(rng.integers(0, 256, (5, 6, 3)).astype(np.uint8), (45, 31), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(tmp_path / "img.png"), image[..., ::-1])
+    out = tmp_path / "pred.png"
+    assert main(["predict", "pspnet", str(tmp_path / "img.png"), "--weights", str(tmp_path / "m.keras"), "--out",
+                 str(out), "--scales", "0.5,1.5", "--flip", "--base-size", "40"]) == 0, capsys.readouterr().err
+    want = _reference(image, 32, 40, (0.5, 1.5), True, Normalization()).argmax(-1)  # a .keras: pixels / 255
+    np.testing.assert_array_equal(cv2.imread(str(out))[..., ::-1], mask_overlay(image, want))
+
+    capsys.readouterr()
+    _seg_model(None).save(tmp_path / "any.keras")
+    assert main(["predict", "pspnet", str(tmp_path / "img.png"), "--weights", str(tmp_path / "any.keras"),
+                 "--base-size", "40"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kerazoo predict: error: --base-size is PSPNet's test for a segmentation model of a fixed "
+                          "input size"), err

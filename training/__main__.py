@@ -28,7 +28,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # too late for `python -m training` (the package loads Keras)
 
-from kerazoo.cli import HEATMAP_OFFSET_HELP, SCALES_HELP, Parser, blocked_by_file, count, name_value, real, scale_list
+from kerazoo.cli import (BASE_SIZE_HELP, HEATMAP_OFFSET_HELP, SCALES_HELP, Parser, base_size_arg, blocked_by_file,
+                         count, name_value, real, scale_list)
 from zoo.errors import one_line
 
 __all__ = ["main", "build_parser", "parse_args"]
@@ -123,6 +124,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     e.add_argument("--flip", action="store_true", help="average with the mirrored image (pose: flip test with "
                                                        "the data's flip pairs; segmentation: probabilities)")
     e.add_argument("--scales", type=scale_list, default=(1.0,), metavar="S,S,...", help=SCALES_HELP)
+    e.add_argument("--base-size", type=base_size_arg, metavar="PX", help=BASE_SIZE_HELP)
     e.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
     e.add_argument("--resolution", default="original", choices=("original", "input"),
                    help="segmentation: score the original masks, scores resampled as FCN/PSPNet do (default), "
@@ -296,7 +298,7 @@ def cmd_evaluate(args) -> int:
     if info.task == "pose" and info.name == "mpii":
         names = None  # the MPII table (groups, mean without pelvis/thorax)
     res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names, resolution=args.resolution,
-                   heatmap_offset=args.heatmap_offset, scales=args.scales)
+                   heatmap_offset=args.heatmap_offset, scales=args.scales, base_size=args.base_size)
     if res.table_path:
         paths = [str(q) for q in (res.table_path, res.predictions_path, res.curve_path, res.curve_plot_path) if q]
         print(f"wrote {', '.join(paths[:-1])} and {paths[-1]}")

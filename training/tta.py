@@ -22,8 +22,9 @@ Note:
     centres at integer coordinates (:mod:`training.transforms`). The usual scale lists: CPM
     ``(0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)`` (``applyModel.m`` spaces ``starting_range`` 0.7 to
     ``ending_range`` 1.3), PSPNet ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)`` with flip (relative to its
-    512-px base size; scale 1 here fits the image into the input, so for a 473 input multiply by
-    512 / 473 to match it pixel for pixel).
+    512-px base size). These letterboxed canvases are not PSPNet's own test (per-image long side
+    ``base_size * s + 1``, bottom/right padding, its window grid): ``base_size=`` runs that one,
+    :mod:`training.tta_pspnet`.
 """
 
 from __future__ import annotations

@@ -216,13 +216,15 @@ def _cmd_predict(args):
 
         try:
             pred = inference.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
-                                     scales=args.scales, flip=args.flip)
+                                     scales=args.scales, flip=args.flip, base_size=args.base_size)
         except ValueError as e:  # predict's own words name its argument, not the option
             for prefix, option in (("predict: scales are for pose", "--scales"),
                                    ("predict: flip is for pose", "--flip")):
                 if str(e).startswith(prefix):
                     raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
                                    f"classification") from None
+            if str(e).startswith("predict: base_size is PSPNet's"):
+                raise CLIError(str(e).replace("predict: base_size", "--base-size", 1).split(" Received")[0]) from None
             if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
                 raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
                                f"no flip pairs (a training run's .keras and a converted one have none)") from None
