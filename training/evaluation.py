@@ -272,6 +272,13 @@ def format_table(res: EvalResult) -> str:
 
 def _evaluate_pose(model, ds, views, flip, alpha, names, offset):
     k = ds.num_keypoints
+    if names is not None:  # before the model runs; table.csv and pck_curve.csv have rows/columns of these names too
+        given = tuple(str(n) for n in names)
+        clash = sorted({n for n in given if given.count(n) > 1 or n in ("threshold", *_SUMMARY)})
+        if len(given) != k or clash:
+            raise ValueError(f"evaluate: `names` must be {k} distinct joint names (the dataset's keypoints), none of "
+                             f"'threshold', {', '.join(map(repr, _SUMMARY))}. Received {len(given)}: {given}"
+                             + (f" ({clash} repeated or reserved)" if clash else ""))
     if flip and not getattr(ds, "flip_pairs_given", True) and k > 1:
         warnings.warn("evaluate(flip=True): the dataset was made without flip_pairs, so the mirrored prediction's "
                       "left/right keypoints are averaged with the wrong ones on data with left/right joints. Pass "

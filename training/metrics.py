@@ -174,6 +174,10 @@ def _joint_names(gt, joint_names):
     names = tuple(str(n) for n in joint_names)
     if k is not None and len(names) != k:
         raise ValueError(f"`joint_names` must have K={k} names. Received {len(names)}: {names}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # the per-joint tables are keyed by name: a repeated one would hide a joint
+        raise ValueError(f"`joint_names` must be {len(names)} distinct names. Received {twice} more than once: "
+                         f"{names}")
     keep = np.array([n not in _MPII_EXCLUDED for n in names]) if set(_MPII_EXCLUDED) <= set(names) \
         else np.ones(len(names), bool)
     return names, keep

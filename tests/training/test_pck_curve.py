@@ -222,3 +222,29 @@ def test_plot_of_many_joints_keeps_its_size_and_legend():
     assert img[y, x].max() < 60  # the mean line (PCK 4 t) at t = 0.1
     with pytest.raises(ValueError, match="thresholds"):
         pck_curve_plot({**curve, "thresholds": [0.0]})
+
+
+def test_joint_names_repeated_or_reserved_are_refused():
+    # a repeated name hid a joint in pckh's/pck_curve's per-joint dicts (and evaluate's rows then ran off the end)
+    g = np.zeros((2, 3, 2))
+    for fn in (lambda: pckh(g, g, np.ones((2, 3)), np.ones(2), joint_names=("a", "a", "b")),
+               lambda: pck_curve(g, g, np.ones((2, 3)), np.ones(2), [0.0, 0.1], joint_names=("a", "b", "a"))):
+        with pytest.raises(ValueError, match=r"`joint_names` must be 3 distinct names.*\['a'\]"):
+            fn()
+    # evaluate: a joint called "mean" or "threshold" was a second column of that name in pck_curve.csv (the
+    # joint's curve lost under the mean's) and a second "mean" row in table.csv; refused before the model runs
+    kp = np.array([[10.0, 10.0], [20.0, 30.0], [40.0, 20.0]])
+    recs = [PoseRecord(image=te._Blank((64, 64)), keypoints=kp, visible=np.ones(3), center=np.array([31.5, 31.5]),
+                       scale=64.0, box=np.array([0, 0, 60, 60.0]), id=f"p{n}") for n in range(2)]
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(64, 64), heatmap_size=(64, 64), sigma=1.5, flip_pairs=(),
+                        shuffle=False)
+
+    def never(d, b):
+        raise AssertionError("the model ran")
+
+    for names, bad in ((("threshold", "b", "c"), "threshold"), (("a", "mean", "c"), "mean"),
+                       (("a", "auc", "c"), "auc"), (("a", "b", "a"), "a")):
+        with pytest.raises(ValueError, match=rf"`names` must be 3 distinct joint names.*\['{bad}'\]"):
+            evaluate(te._Replay(ds, never), ds, names=names, verbose=False)
+    with pytest.raises(ValueError, match="`names` must be 3 distinct joint names.*Received 2"):
+        evaluate(te._Replay(ds, never), ds, names=("a", "b"), verbose=False)
