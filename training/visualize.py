@@ -245,8 +245,11 @@ def pck_curve_plot(curve, *, size=(760, 480), title="PCK curve", xlabel="thresho
     def to_px(tt, pp):
         return np.stack([x0 + tt / t[-1] * (x1 - x0), y1 - pp * (y1 - y0)], -1)
 
-    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0) if t[-1] / s <= 6), t[-1])
-    for v in np.arange(0.0, t[-1] + 1e-9, step):  # round thresholds: 0, 0.1, ... (MPII's plots tick 0.05)
+    # round thresholds, 3 to 6 steps of 1, 2 or 5 x 10^n whatever alpha (0.5: 0, 0.1, ...; 0.005: 0, 0.001, ...)
+    mag = 10.0 ** np.floor(np.log10(t[-1] / 5))
+    step = next(m * mag for m in (1, 2, 5, 10) if t[-1] / (m * mag) <= 6 + 1e-9)
+    for i in range(int(np.floor(t[-1] / step + 1e-9)) + 1):
+        v = float(f"{i * step:.12g}")  # 0.3, not 0.30000000000000004
         x = int(round(x0 + v / t[-1] * (x1 - x0)))
         cv2.line(img, (x, y0), (x, y1), grid, 1)
         label = f"{v:g}"

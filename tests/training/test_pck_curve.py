@@ -248,3 +248,18 @@ def test_joint_names_repeated_or_reserved_are_refused():
             evaluate(te._Replay(ds, never), ds, names=names, verbose=False)
     with pytest.raises(ValueError, match="`names` must be 3 distinct joint names.*Received 2"):
         evaluate(te._Replay(ds, never), ds, names=("a", "b"), verbose=False)
+
+
+@pytest.mark.parametrize("alpha, ticks", [(0.005, [0.001, 0.002, 0.003, 0.004]), (1e-9, [2e-10, 4e-10, 6e-10, 8e-10]),
+                                          (1000.0, [200, 400, 600, 800]), (0.5, [0.1, 0.2, 0.3, 0.4]),
+                                          (0.333, [0.1, 0.2, 0.3])])
+def test_plot_has_round_ticks_at_any_alpha(alpha, ticks):
+    # the ticks came from a list 0.01 .. 5: under alpha 0.01 the x axis had the one tick "0", above 30 only 0
+    # and alpha. Nothing drawn but the frame and grid here (every PCK NaN): the grid's columns are the ticks
+    t = pck_thresholds(alpha)
+    nan = [float("nan")] * len(t)
+    img = pck_curve_plot({"thresholds": t.tolist(), "mean": nan, "per_joint": {"a": nan}})
+    left, _, right, _ = PCK_PLOT_MARGINS
+    _, y = _plot_xy(0.0, 0.5, alpha, (760, 480))  # between the 40 % and 60 % lines
+    grid = np.flatnonzero(img[y, left + 1:760 - right].max(axis=1) < 255) + left + 1
+    assert grid.tolist() == [_plot_xy(v, 0.5, alpha, (760, 480))[0] for v in ticks]
