@@ -238,6 +238,16 @@ def pck_curve_plot(curve, *, size=(760, 480), title="PCK curve", xlabel="thresho
     if t.ndim != 1 or len(t) < 2 or not t[-1] > 0 or w < left + right + 50 or h < top + bottom + 50:
         raise ValueError(f"pck_curve_plot: expected at least 2 thresholds ending above 0 and size >= "
                          f"({left + right + 50}, {top + bottom + 50}). Received {len(t)} thresholds, size={size!r}")
+    if not (np.all(np.isfinite(t)) and t[0] >= 0 and np.all(np.diff(t) > 0)):
+        raise ValueError(f"pck_curve_plot: `curve['thresholds']` must be increasing numbers >= 0. "
+                         f"Received {t.tolist()}")
+    for name, vals in (("mean", curve["mean"]), *series.items()):
+        v = np.asarray(vals, np.float64)
+        bad = v[(v < 0) | (v > 1)] if v.shape == t.shape else None  # NaN (never counted) is a gap
+        if bad is None or bad.size:
+            value = f", value {float(bad[0])!r}" if bad is not None else ""
+            raise ValueError(f"pck_curve_plot: curve {name!r} must be {len(t)} PCK fractions in [0, 1] (or NaN), one "
+                             f"per threshold. Received shape {v.shape}{value}")
     x0, y0, x1, y1 = left, top, w - right, h - bottom
     img = np.full((h, w, 3), 255, np.uint8)
     font, ink, grid = cv2.FONT_HERSHEY_SIMPLEX, (40, 40, 40), (225, 225, 225)

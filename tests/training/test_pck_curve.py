@@ -263,3 +263,21 @@ def test_plot_has_round_ticks_at_any_alpha(alpha, ticks):
     _, y = _plot_xy(0.0, 0.5, alpha, (760, 480))  # between the 40 % and 60 % lines
     grid = np.flatnonzero(img[y, left + 1:760 - right].max(axis=1) < 255) + left + 1
     assert grid.tolist() == [_plot_xy(v, 0.5, alpha, (760, 480))[0] for v in ticks]
+
+
+def test_plot_refuses_a_curve_it_cannot_draw():
+    # a series of another length was numpy's 'all input arrays must have the same shape', an infinite threshold
+    # 'arange: cannot compute length'; decreasing thresholds and values outside [0, 1] (a percentage, 1e12:
+    # int32 overflow in the 1/16 px fixed point) were drawn as nonsense
+    t = [0.0, 0.1, 0.2]
+    ok = {"thresholds": t, "mean": [0.0, 0.5, float("nan")], "per_joint": {"a": [0.0, 0.5, 1.0]}}
+    assert pck_curve_plot(ok).shape == (480, 760, 3)
+    for bad, match in (({"per_joint": {"a": [0.0, 0.5]}}, r"curve 'a' must be 3 PCK fractions.*shape \(2,\)"),
+                       ({"mean": []}, r"curve 'mean' must be 3 PCK fractions.*shape \(0,\)"),
+                       ({"mean": [0.0, 50.0, 100.0]}, "curve 'mean' must be 3 PCK fractions.*value 50.0"),
+                       ({"per_joint": {"a": [0.0, 1e12, -1.0]}}, "curve 'a' .*value 1000000000000.0"),
+                       ({"thresholds": [0.0, float("inf"), 0.2]}, "thresholds.*increasing"),
+                       ({"thresholds": [0.0, 0.2, 0.1]}, "thresholds.*increasing"),
+                       ({"thresholds": [-0.1, 0.0, 0.2]}, "thresholds.*>= 0")):
+        with pytest.raises(ValueError, match=r"pck_curve_plot: .*" + match):
+            pck_curve_plot({**ok, **bad})
