@@ -12,6 +12,8 @@ Note:
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -191,6 +193,9 @@ def _groups(names, per_joint):
     return {g: np.mean([per_joint[index[n]] for n in members], axis=0) for g, members in _MPII_GROUPS.items()}
 
 
+_MAX_CURVE_STEPS = 1_000_000
+
+
 def pck_thresholds(alpha, step=0.01) -> np.ndarray:
     """(T,) float64 thresholds of a PCK curve, fractions of the normaliser from 0 to ``alpha``.
 
@@ -199,9 +204,15 @@ def pck_thresholds(alpha, step=0.01) -> np.ndarray:
     ``step`` up to ``alpha`` itself (0.333: 34 steps of 0.0098, 35 thresholds), so the curve ends at the
     table's PCK@alpha and stays evenly spaced (its mean an area under it).
     """
-    a, s = float(alpha), float(step)
-    if not (np.isfinite(a) and a > 0 and np.isfinite(s) and s > 0):
-        raise ValueError(f"pck_thresholds: `alpha` and `step` must be numbers > 0. Received: alpha={alpha!r}, "
+    try:
+        a, s = (math.nan if isinstance(v, (bool, np.bool_, str, bytes)) else float(v) for v in (alpha, step))
+    except (TypeError, ValueError):  # None, a list: float()'s message named neither argument
+        a = s = math.nan
+    # a bound on the curve's length: alpha 1e300 was numpy's 'Maximum allowed size exceeded', 1e7 a 1e9-long
+    # arange, before any PCK (alpha is a fraction: 0.5, not 50 %)
+    if not (np.isfinite(a) and a > 0 and np.isfinite(s) and s > 0 and a / s <= _MAX_CURVE_STEPS):
+        raise ValueError(f"pck_thresholds: `alpha` and `step` must be numbers > 0 with alpha / step <= "
+                         f"{_MAX_CURVE_STEPS} (alpha a fraction of the normaliser). Received: alpha={alpha!r}, "
                          f"step={step!r}")
     steps = round(a / s)
     if steps >= 1 and abs(steps - a / s) < 1e-9:

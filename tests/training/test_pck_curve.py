@@ -281,3 +281,14 @@ def test_plot_refuses_a_curve_it_cannot_draw():
                        ({"thresholds": [-0.1, 0.0, 0.2]}, "thresholds.*>= 0")):
         with pytest.raises(ValueError, match=r"pck_curve_plot: .*" + match):
             pck_curve_plot({**ok, **bad})
+
+
+def test_thresholds_refuse_what_is_no_fraction_naming_alpha():
+    # None was float()'s TypeError, "x" its 'could not convert', 1e300 numpy's 'Maximum allowed size exceeded'
+    # and 1e7 a billion thresholds; none named alpha
+    for bad in (None, "x", "0.5", True, [0.5, 0.2], 1e300, 1e7, float("inf")):
+        with pytest.raises(ValueError, match=r"pck_thresholds: `alpha` and `step` must be numbers > 0 .*alpha="):
+            pck_thresholds(bad)
+    with pytest.raises(ValueError, match="step=None"):
+        pck_thresholds(0.5, step=None)
+    assert len(pck_thresholds(100.0)) == 10001 and pck_thresholds(np.float32(0.5))[-1] == np.float32(0.5)
