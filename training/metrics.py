@@ -233,6 +233,9 @@ def pck_curve(pred, gt, visible, norm, thresholds, joint_names=None) -> dict:
         norm: (N,) normaliser per sample in px (head size, torso, box side); NaN or <= 0: not counted.
         thresholds: (T,) increasing fractions of ``norm``, >= 0 (:func:`pck_thresholds`).
         joint_names: as :func:`pckh` (MPII's names bring the groups; the mean leaves out pelvis and thorax).
+            The groups are :func:`pckh`'s (HRNet/MMPose): "Head" is the head top alone, where
+            ``evaluatePCKh.m``'s "PCKh head" curve averages upper neck and head top (its other curves, ankle to
+            shoulder, are the same left/right averages as here).
 
     Returns:
         dict: ``thresholds`` (T,); ``per_joint`` {name: (T,) fractions, NaN where the joint never counts};
