@@ -276,7 +276,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         uint8 = "uint8" in str(inputs[0].dtype)
         pad = np.clip(np.round(mean_px[::-1] if record and record.channel_order.upper() == "BGR" else mean_px),
                       0, 255) if uint8 else 0.0
-        scores = pspnet_probabilities(run, prep, image, (w, h), base_size, scales, flip, pad)
+        scores = pspnet_probabilities(run, prep, image, (w, h), base_size, scales, flip, pad,
+                                      classes=out.shape[-1], who="predict")
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), out, mask=mask)
     if task == "segmentation" and (scales != (1.0,) or flip):

@@ -140,7 +140,7 @@ def _to_crop(scores, crop):
 
 
 def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=True, pad=0.0, batch=8,
-                         check=None) -> np.ndarray:
+                         check=None, classes=1, who="evaluate") -> np.ndarray:
     """One image's class probabilities by PSPNet's multi-scale test (see the module docstring).
 
     Args:
@@ -154,11 +154,21 @@ def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=Tru
         pad: value of the padding in model-input space (0: the mean after normalisation), scalar or per channel.
         batch: windows per model call (the windows of one image are batched, mirrored ones with them).
         check: called with each raw output (raises on a wrong shape).
+        classes: the model's class count, for the memory check; who: the caller named in errors.
     Returns:
         ``(H, W, C)`` float32 mean probabilities.
+
+    Raises:
+        ValueError: scales whose canvases (input, window counts and class probabilities) would need more than
+            this machine's memory (refused before any is made).
     """
+    from training.tta import check_canvas_memory
+
     H, W = image.shape[:2]
     cw, ch = (int(v) for v in crop)
+    canvases = [(max(nw, cw), max(nh, ch)) for nw, nh in (scaled_size(image.shape, base_size, s) for s in scales)]
+    # per canvas pixel: the float32 input and the window count (float64); its probabilities: 8 * classes bytes
+    check_canvas_memory(canvases, 1, classes, 4 * 3 + 8, scales, who)
     step_x, step_y = math.ceil(cw * _STRIDE_RATE), math.ceil(ch * _STRIDE_RATE)
     acc = None
     for s in scales:
@@ -225,4 +235,5 @@ def dataset_probabilities(predict, ds, scales, flip, base_size, check=None):
             yield rid, None, None
             continue
         yield rid, pspnet_probabilities(predict, prep or (lambda b: b), image, ds.input_size, base_size, scales,
-                                        flip=flip, pad=pad, batch=ds.batch_size, check=check), gt
+                                        flip=flip, pad=pad, batch=ds.batch_size, check=check,
+                                        classes=ds.num_classes), gt

@@ -178,3 +178,28 @@ def test_bad_base_size_is_refused_naming_it(tmp_path, bad):
         predict(_seg_model(32), images[0], name="x", base_size=bad)
     with pytest.raises(ValueError, match=r"resolution must be 'original'"):
         evaluate(_seg_model(32), ds, base_size=40, resolution="input", verbose=False)
+
+
+def test_base_size_scales_too_large_for_memory_are_refused_before_any_canvas(tmp_path):
+    from training.inference import predict
+    from training.tta import _physical_memory
+
+    recs, _, images = _seg_records(tmp_path, [(20, 20)])
+    ds = SegmentationDataset(recs, batch_size=1, input_size=(32, 32), num_classes=3, shuffle=False)
+    # long side 40 * 1e5 + 1 px: a 4,000,001 px square canvas, 3.2e14 bytes of input and window counts alone
+    huge = 1e5
+    assert 4_000_001 ** 2 * 20 > _physical_memory()
+    with pytest.raises(ValueError, match=r"evaluate: scales=\(100000\.0,\) make canvases up to 4000001x4000001 px"):
+        evaluate(_seg_model(32), ds, scales=(huge,), base_size=40, verbose=False)  # was an attempt to allocate them
+    with pytest.raises(ValueError, match=r"predict: scales=\(100000\.0,\) make canvases up to 4000001x4000001 px"):
+        predict(_seg_model(32), images[0], name="x", scales=(huge,), base_size=40)
+
+
+def test_base_size_is_refused_for_pose_data(tmp_path):
+    from tests.training.test_evaluation_tta import _pose_model, _pose_records
+    from training.data import HeatmapDataset
+
+    ds = HeatmapDataset(_pose_records(), batch_size=2, input_size=(64, 64), heatmap_size=(16, 16), flip_pairs=())
+    with pytest.raises(ValueError, match=r"evaluate: base_size is PSPNet's segmentation test; the dataset is a "
+                                         r"HeatmapDataset\. Received: base_size=40"):
+        evaluate(_pose_model(64, 3), ds, base_size=40, verbose=False)
