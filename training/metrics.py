@@ -285,14 +285,26 @@ def keypoint_auc_mmpose(pred, gt, visible, norm_px=30.0, num_thresholds=20) -> f
     (0 to 28.5 px for RHD, the end left out); a hit is ``||pred - gt|| < t * norm_px`` (strict, as MMPose; NaN
     predictions miss); the PCK at a threshold is the mean of the per-joint fractions (joints never visible
     skipped, 0 if none), the AUC their plain mean. ``pred``, ``gt`` (N, K, 2) px, ``visible`` (N, K).
+
+    Note:
+        MMPose scores RHD as 21-keypoint hands, so each of its joints pools left and right hands. The 42
+        keypoints of :func:`training.datasets.rhd.read_rhd` records (left 0-20, right 21-41) give another number
+        when the hands are visible unequally often (each hand's joint is then a fraction of its own, the two
+        weighted equally): pass ``pred.reshape(-1, 21, 2)``, ``gt.reshape(-1, 21, 2)``, ``visible.reshape(-1, 21)``.
     """
-    if isinstance(num_thresholds, bool) or int(num_thresholds) != num_thresholds or num_thresholds < 1:
+    bad_n = isinstance(num_thresholds, (bool, np.bool_)) or not isinstance(num_thresholds, (int, np.integer, float))
+    if bad_n or not np.isfinite(num_thresholds) or int(num_thresholds) != num_thresholds or num_thresholds < 1:
         raise ValueError(f"keypoint_auc_mmpose: `num_thresholds` must be an int >= 1. Received: {num_thresholds!r}")
-    if not (float(norm_px) > 0 and np.isfinite(float(norm_px))):
+    norm = np.nan if isinstance(norm_px, (bool, np.bool_, str, bytes)) or norm_px is None else norm_px
+    try:
+        norm = float(norm)
+    except (TypeError, ValueError):  # a list, an object: float()'s message named no argument
+        norm = np.nan
+    if not (norm > 0 and np.isfinite(norm)):
         raise ValueError(f"keypoint_auc_mmpose: `norm_px` must be a number of px > 0. Received: {norm_px!r}")
     p, g, v = _keypoint_arrays(pred, gt, visible)
     with np.errstate(invalid="ignore"):
-        d = np.linalg.norm(p - g, axis=-1) / float(norm_px)
+        d = np.linalg.norm(p - g, axis=-1) / norm
         counted = v.sum(0)
         accs = [((v & (d < i / num_thresholds)).sum(0)[counted > 0] / counted[counted > 0])
                 for i in range(int(num_thresholds))]

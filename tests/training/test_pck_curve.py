@@ -292,3 +292,15 @@ def test_thresholds_refuse_what_is_no_fraction_naming_alpha():
     with pytest.raises(ValueError, match="step=None"):
         pck_thresholds(0.5, step=None)
     assert len(pck_thresholds(100.0)) == 10001 and pck_thresholds(np.float32(0.5))[-1] == np.float32(0.5)
+
+
+def test_mmpose_auc_names_its_arguments():
+    # num_thresholds=None was int()'s TypeError, norm_px="a" / None float()'s errors: neither named the argument
+    g = np.zeros((2, 3, 2))
+    for bad in (None, "20", 2.5, 0, True, [20], float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"`num_thresholds` must be an int >= 1\. Received"):
+            keypoint_auc_mmpose(g, g, np.ones((2, 3)), num_thresholds=bad)
+    for bad in (None, "a", "30", 0, -30.0, float("nan"), float("inf"), [30.0], True):
+        with pytest.raises(ValueError, match=r"`norm_px` must be a number of px > 0\. Received"):
+            keypoint_auc_mmpose(g, g, np.ones((2, 3)), norm_px=bad)
+    assert keypoint_auc_mmpose(g, g, np.ones((2, 3)), norm_px=np.float32(30), num_thresholds=np.int64(4)) == 0.75
