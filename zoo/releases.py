@@ -131,11 +131,12 @@ for _tag, _folder, _weights, _deploy, _stages, _parts, _names, _flip, _metric in
 _PSP = "https://github.com/hszhao/PSPNet"
 for _arch, _tag, _file, _drive, _size, _classes, _names, _metric in (
         ("pspnet50", "ade20k", "pspnet50_ADE20K", "0BzaU285cX7TCN1R3QnUwQ0hoMTA", 473, 150, None,
-         {"ADE20K val mIoU, single scale (%)": 41.68}),
+         {"ADE20K val mIoU, single scale with the mirrored pass (eval_sub.m always flips) (%)": 41.68}),
         ("pspnet101", "voc", "pspnet101_VOC2012", "0BzaU285cX7TCNVhETE5vVUdMYk0", 473, 21, VOC_CLASSES,
          {"VOC2012 test mIoU, multi-scale (%)": 85.41}),
         ("pspnet101", "cityscapes", "pspnet101_cityscapes", "0BzaU285cX7TCT1M3TmNfNjlUeEU", 713, 19,
-         CITYSCAPES_CLASSES, {"Cityscapes val mIoU, single scale (%)": 79.70})):
+         CITYSCAPES_CLASSES,
+         {"Cityscapes val mIoU, single scale with the mirrored pass (eval_sub.m always flips) (%)": 79.70})):
     register_weights(_arch, _tag, WeightsRecord(
         source_format="caffe",
         sources=(
