@@ -25,9 +25,9 @@ try:
     from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
     from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
     from training.metrics import (  # noqa: F401
-        MPII_JOINT_NAMES, MeanIoUMetric, PCKMetric, bbox_size, confusion_matrix, head_size_from_box,
-        miou_from_confusion, pck, pckh, torso_size,
+        MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh, torso_size,
     )
+    from training.keras_metrics import MeanIoUMetric, PCKMetric  # noqa: F401 - registers them (safe_mode loading)
     from training.targets import (  # noqa: F401
         HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
         keypoints_to_image,

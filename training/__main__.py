@@ -233,7 +233,7 @@ def _check_model_fits_data(model, info, args) -> None:
 
 def cmd_evaluate(args) -> int:
     import training.losses  # noqa: F401  (registers the training objects for load_model)
-    import training.metrics  # noqa: F401
+    import training.keras_metrics  # noqa: F401
     import zoo  # noqa: F401  (registers the zoo layers)
     from training.data import Normalization
     from training.evaluation import evaluate

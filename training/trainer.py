@@ -35,7 +35,7 @@ from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationData
 from training.models import _family, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
-from training.metrics import MeanIoUMetric, PCKMetric
+from training.keras_metrics import MeanIoUMetric, PCKMetric
 from training.schedules import KINDS, make_schedule
 from zoo.api import carry_metadata
 
