@@ -7,7 +7,7 @@ What it adds to plain Keras:
 - the loss/metric pairing of the task (weighted heatmap MSE on every hourglass stack / CPM stage,
   summed, and PCK@0.2 on the last one; ignore-255 cross-entropy + mean IoU on the main output,
   PSPNet's aux head weighted 0.4);
-- per-family optimiser presets (:data:`PRESETS`) and schedules (poly, step, cosine, warm-up);
+- per-family optimiser presets (:mod:`training.optimizers`) and schedules (poly, step, cosine, warm-up);
 - mixed precision (``"bf16"``, ``"fp16"`` with loss scaling);
 - an output folder: ``config.json`` (the run's settings and input convention, read back when
   its ``.keras`` files are loaded to train, evaluate or ``kerazoo predict``), ``best.keras`` (best
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
@@ -36,50 +36,11 @@ from training.models import _family, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.keras_metrics import MeanIoUMetric, PCKMetric
-from training.schedules import KINDS, make_schedule
+from training.optimizers import PRESETS, Preset, make_optimizer, resolve_preset
 from zoo.api import carry_metadata
 
 __all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer", "with_normalization"]
 
-
-@dataclass(frozen=True)
-class Preset:
-    """Optimiser recipe of a model family.
-
-    ``lr_scale`` converts a Caffe learning rate tuned for a *summed* loss to our mean-normalised
-    losses: ``"euclidean"`` multiplies by ``h * w * channels / 2`` of the output (Caffe
-    ``EuclideanLoss`` = sum / 2N), ``"pixels"`` by ``h * w`` (``SoftmaxWithLoss normalize: false``).
-    """
-
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    milestones: tuple = (0.6, 0.9)
-    gamma: float = 0.1
-    power: float = 0.9
-    momentum: float = 0.0
-    weight_decay: float | None = None
-    rho: float = 0.9
-    epsilon: float = 1e-7
-    lr_scale: str | None = None
-
-
-PRESETS = {
-    # pose-hg-train opts.lua: RMSprop 2.5e-4, alpha 0.99; Torch adds eps 1e-8 outside the sqrt,
-    # Keras inside, so 1e-16 inside matches. bearpaw: x0.1 at epochs 60 and 90 of 100.
-    "hourglass": Preset("rmsprop", 2.5e-4, "step", milestones=(0.6, 0.9), gamma=0.1, rho=0.99, epsilon=1e-16),
-    # CPM caffe: SGD 8e-5, momentum 0.9, wd 5e-4, step gamma 0.333, Euclidean (summed) loss per stage.
-    "cpm": Preset("sgd", 8e-5, "step", milestones=(0.33, 0.67), gamma=0.333, momentum=0.9, weight_decay=5e-4,
-                  lr_scale="euclidean"),
-    # semseg voc2012_pspnet50.yaml: SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9.
-    "pspnet": Preset("sgd", 0.01, "poly", power=0.9, momentum=0.9, weight_decay=1e-4),
-    # FCN solver.prototxt: SGD 1e-10 on the unnormalised pixel sum, momentum 0.99, wd 5e-4, fixed.
-    "fcn": Preset("sgd", 1e-10, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels"),
-    # SimpleBaseline MPII yaml: Adam 1e-3, x0.1 at 90 and 120 of 140 epochs.
-    "resnet": Preset("adam", 1e-3, "step", milestones=(90 / 140, 120 / 140), gamma=0.1),
-    "default": Preset("adam", 1e-3, "cosine", warmup_epochs=0.0),
-}
 
 _PRECISION = {None: None, "fp32": None, "float32": None, "bf16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16",
               "fp16": "mixed_float16", "mixed_float16": "mixed_float16"}
@@ -171,33 +132,6 @@ def _check_geometry(model, task, ds, log) -> None:
         if None not in shape[1:3] and (shape[2], shape[1]) != tuple(ds.label_size):
             log(f"dataset: label_size {tuple(ds.label_size)} -> {(shape[2], shape[1])} (model output)")
             ds.label_size = (int(shape[2]), int(shape[1]))
-
-
-# --------------------------------------------------------------------------------------- optimiser
-def make_optimizer(preset: Preset, *, epochs, steps_per_epoch, output_shape=None):
-    """Optimiser + schedule of ``preset`` for a run of ``epochs x steps_per_epoch`` steps."""
-    lr = preset.learning_rate
-    if preset.lr_scale and output_shape is not None and None not in output_shape[1:]:
-        h, w, c = output_shape[1:]
-        lr *= h * w * c / 2.0 if preset.lr_scale == "euclidean" else h * w
-    if preset.schedule not in KINDS:
-        raise ValueError(f"schedule must be one of {KINDS}. Received: schedule={preset.schedule!r}")
-    sched = make_schedule(preset.schedule, lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                          warmup_epochs=preset.warmup_epochs, milestones=preset.milestones, gamma=preset.gamma,
-                          power=preset.power)
-    kw = {"learning_rate": sched}
-    if preset.weight_decay:
-        kw["weight_decay"] = preset.weight_decay
-    name = preset.optimizer.lower()
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=preset.momentum, **kw)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(rho=preset.rho, epsilon=preset.epsilon, momentum=preset.momentum, **kw)
-    if name == "adam":
-        return keras.optimizers.Adam(**kw)
-    if name == "adamw":
-        return keras.optimizers.AdamW(**kw)
-    raise ValueError(f"optimizer must be 'sgd', 'rmsprop', 'adam' or 'adamw'. Received: {preset.optimizer!r}")
 
 
 # ------------------------------------------------------------------------------------- precision
@@ -292,7 +226,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
 
     with dist.scope(), jax_distribution(dist):
         model, family = _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed, dist, log)
-        p = _resolve_preset(preset, family, dict(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
+        p = resolve_preset(preset, family, dict(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
                                                  warmup_epochs=warmup_epochs, weight_decay=weight_decay))
         opt = _optimizer_for(p, model, task, train_data, epochs, dist, policy)
         default_monitor = _compile(model, task, train_data, opt, aux_weight, jit_compile, steps_per_execution)
@@ -409,16 +343,6 @@ def _match_heatmap_offset(model, rec, train_data, val_data, log) -> None:
         n = train_data.normalization
         model._zoo_record = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
                                               heatmap_offset=ours)
-
-
-def _resolve_preset(preset, family, overrides) -> Preset:
-    """``preset`` (a :class:`Preset`, a :data:`PRESETS` key or ``None``: the family's) with the non-None ``overrides``."""
-    p = PRESETS.get(preset, preset) if isinstance(preset, str) else preset
-    p = p or PRESETS.get(family, PRESETS["default"])
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides.get("learning_rate") is not None:
-        overrides.setdefault("lr_scale", None)  # an explicit lr is taken as is
-    return replace(p, **overrides)
 
 
 def _optimizer_for(p: Preset, model, task, train_data, epochs, dist: Placement, policy):
