@@ -227,7 +227,8 @@ def _cmd_predict(args):
                 raise CLIError(str(e).replace("predict: base_size", "--base-size", 1).split(" Received")[0]) from None
             if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
                 raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
-                               f"no flip pairs (a training run's .keras and a converted one have none)") from None
+                               f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
+                               f"data's, if that data had any)") from None
             raise
         if args.heatmap_offset is not None and pred.task != "pose":
             raise CLIError(f"--heatmap-offset is for pose models (heatmaps); {args.name} gives {pred.task}")
