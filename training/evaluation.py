@@ -176,6 +176,10 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             raise ValueError(f"evaluate: alpha must be a number > 0 (a fraction of the head size, torso or box), or "
                              f"None for the metric's own. Received: alpha={alpha!r}")
         alpha = a
+        try:  # the curve's thresholds: an alpha too large for them is refused before the model runs, not after
+            pck_thresholds(alpha)
+        except ValueError as e:
+            raise ValueError(f"evaluate: alpha={alpha!r} is too large for the PCK curve ({e})") from None
     scales = check_scales(scales)
     base_size = check_base_size(base_size)
     if base_size is not None and not isinstance(dataset, SegmentationDataset):

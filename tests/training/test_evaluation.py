@@ -625,6 +625,15 @@ def test_pose_alpha_must_be_a_positive_number(alpha):
     assert evaluate(model, ds, alpha=0.05, verbose=False).metric == "PCK (box)@0.05"
 
 
+def test_pose_alpha_too_large_for_the_curve_is_refused_before_predicting():
+    recs = synthetic_pose(2, image_size=(32, 32), num_keypoints=4)
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(32, 32), heatmap_size=(8, 8), flip_pairs=(), shuffle=False)
+    model = _Replay(ds, _oracle_heatmaps)
+    with pytest.raises(ValueError, match=r"evaluate: alpha=100000\.0 is too large for the PCK curve"):
+        evaluate(model, ds, alpha=1e5, verbose=False)  # 1e7 thresholds of 0.01
+    assert model.batch == 0  # was refused only after the whole set had been predicted
+
+
 def test_pose_decodes_at_the_model_output_stride():
     # a perfect model answering 32 x 32 maps on a dataset made with heatmap_size 16 x 16: decoded with the
     # dataset's stride 4 instead of the output's 2, every keypoint landed twice as far from the crop's corner
