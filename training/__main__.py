@@ -13,8 +13,9 @@ Examples::
 and ``cli.json`` into ``--out`` (nothing when it fails to start); started again with the same ``--out``
 after a crash or kill it resumes from ``--out/backup``, and in a finished run's folder it replaces that
 run's checkpoints and summary. ``evaluate`` prints the per-joint / per-class table and writes
-``table.csv`` and ``predictions.csv`` (one row per sample and joint / per image) into ``RUN/eval``
-(``RUN/eval_train`` for ``--split train``).
+``table.csv`` and ``predictions.csv`` (one row per sample and joint / per image), and for pose
+``pck_curve.csv`` and ``pck_curve.png``, into ``--out`` (default ``RUN/eval``, ``RUN/eval_train`` for
+``--split train``).
 """
 
 from __future__ import annotations
