@@ -392,7 +392,9 @@ class HeatmapDataset(_RecordDataset):
         return {"batch_size": self.batch_size, "input_size": list(self.input_size),
                 "heatmap_size": list(self.heatmap_size), "sigma": self.sigma, "num_outputs": self.num_outputs,
                 "augment": None if self.augment is None else asdict(self.augment),
-                "flip_pairs": [list(p) for p in self.flip_pairs], "background": self.background,
+                # None: not given (left/right joints unknown); []: the data has none, so mirroring swaps nothing
+                "flip_pairs": [list(p) for p in self.flip_pairs] if self.flip_pairs_given else None,
+                "background": self.background,
                 "center_map_sigma": self.center_map_sigma, "heatmap_offset": self.heatmap_offset,
                 "normalization": asdict(self.normalization),
                 "feed": self.feed, "seed": self.seed, "shuffle": self.shuffle, "drop_remainder": self.drop_remainder,

@@ -171,13 +171,13 @@ def _run_metadata(model, path) -> None:
 
 
 def _run_flip_pairs(config):
-    """The run's left/right keypoint pairs (``predict --flip`` needs them), or ``None`` when it has none."""
+    """The run's left/right keypoint pairs (``predict --flip`` needs them): ``()`` when its data had no
+    left/right joints, ``None`` when the run did not say (segmentation, flip_pairs not given, older runs)."""
     pairs = (config.get("train_data") or {}).get("flip_pairs")
     try:
-        pairs = tuple((int(a), int(b)) for a, b in pairs)
-    except (TypeError, ValueError):  # absent (segmentation) or unreadable: no pairs rather than wrong ones
+        return tuple((int(a), int(b)) for a, b in pairs)
+    except (TypeError, ValueError):  # absent or unreadable: no pairs rather than wrong ones
         return None
-    return pairs or None
 
 
 def build_model(name_or_path, task, dataset, model_kwargs=None):

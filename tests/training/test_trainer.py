@@ -355,11 +355,16 @@ def test_a_run_checkpoint_keeps_its_family_and_input_convention(tmp_path):
     assert family == "hourglass"  # was "default": fine-tuning it used Adam, not the hourglass' RMSprop
     # evaluate/predict decode with the record's offset: it was 0, 1.5 input px off the run's own targets
     assert zoo.weights_record(model).heatmap_offset == 1.5
-    assert zoo.weights_record(model).flip_pairs is None  # the run had none: predict(flip=True) refuses it
+    assert zoo.weights_record(model).flip_pairs == ()  # no left/right joints: predict(flip=True) swaps nothing
     ds.flip_pairs = ((0, 3), (1, 2))
     fit("hourglass", ds, epochs=1, out_dir=tmp_path / "paired", verbose=0, model_kwargs={"stacks": 1, "features": 8})
     model, _ = build_model(str(tmp_path / "paired" / "best.keras"), "pose", ds, None)
     assert zoo.weights_record(model).flip_pairs == ((0, 3), (1, 2))  # was None: predict --flip refused every run
+    from training.models import _run_flip_pairs
+
+    unsaid = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
+                            input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0)  # flip_pairs not given
+    assert unsaid.config()["flip_pairs"] is None and _run_flip_pairs({"train_data": unsaid.config()}) is None
     again = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
                            input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=())
     res = fit(str(tmp_path / "best.keras"), again, epochs=1, verbose=0)
