@@ -60,13 +60,15 @@ def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[s
     return model
 
 
-_MODEL_METADATA = ("_kerazoo_family", "_zoo_name", "_zoo_record", "_zoo_kwargs")  # in-memory attributes
+# in-memory attributes; _kerazoo_task: a training run's task (config.json), which predict reads
+_MODEL_METADATA = ("_kerazoo_family", "_kerazoo_task", "_zoo_name", "_zoo_record", "_zoo_kwargs")
 
 
 def carry_metadata(source, target):
     """Give ``target`` (a clone of ``source``) what :func:`get` and ``training`` remembered about
     ``source``: its registry name, builder arguments, weights record (the input convention
-    :func:`preprocess` applies) and training family. Returns ``target``."""
+    :func:`preprocess` applies), training family and a training run's task (what ``predict`` draws: a
+    coarse segmentation output is a mask, not heatmaps). Returns ``target``."""
     for attr in _MODEL_METADATA:
         if hasattr(source, attr):
             setattr(target, attr, getattr(source, attr))

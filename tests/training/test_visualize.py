@@ -396,3 +396,26 @@ def test_a_coarse_segmentation_output_is_a_mask_when_the_task_says_so(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"family": "default", "task": "segmentation"}))
     _run_metadata(model, tmp_path / "best.keras")
     np.testing.assert_array_equal(visualize.predict(model, image).mask, np.full((8, 12), 2))
+
+
+def test_a_run_models_task_survives_optimize_for_inference(tmp_path):
+    """kerazoo predict --winograd predicts with zoo.optimize_for_inference's clone: the run's task (config.json) must
+    come with it, or a coarse segmentation output is drawn as keypoints again."""
+    import json
+
+    import keras
+
+    import zoo
+    from training.models import _run_metadata
+
+    inputs = keras.Input((8, 12, 3))
+    x = keras.layers.AveragePooling2D(2)(inputs)
+    x = keras.layers.Conv2D(3, 1, kernel_initializer="zeros",
+                            bias_initializer=keras.initializers.Constant([0.0, 0.0, 1.0]))(x)
+    model = keras.Model(inputs, x, name="coarse_seg")
+    (tmp_path / "config.json").write_text(json.dumps({"family": "default", "task": "segmentation"}))
+    _run_metadata(model, tmp_path / "best.keras")
+    fast = zoo.optimize_for_inference(model)
+    pred = visualize.predict(fast, np.zeros((8, 12, 3), np.uint8))
+    assert pred.keypoints is None
+    np.testing.assert_array_equal(pred.mask, np.full((8, 12), 2))  # class 2 everywhere (the bias), at the image's size
