@@ -171,3 +171,30 @@ def test_base_size_reaches_evaluate_and_predict(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("kerazoo predict: error: --base-size is PSPNet's test for a segmentation model of a fixed "
                           "input size"), err
+
+
+def test_heatmap_offset_for_a_segmentation_model_is_refused_before_the_scales_run(tmp_path, capsys):
+    """--heatmap-offset with --scales/--base-size for a segmentation model was refused only after predict had run every
+    scale (minutes for a PSPNet on a CPU) and nothing was written; predict now refuses it after the first pass. Scale
+    5000 shows which comes first: its canvases (160000 px a side) are refused before any is made, so the old order
+    gave that error instead."""
+    import cv2
+    import numpy as np
+
+    from tests.training.test_evaluation_tta import _seg_model
+    from training.inference import predict
+    from zoo.cli import main
+
+    image = np.full((31, 45, 3), 90, np.uint8)
+    with pytest.raises(ValueError, match=r"^predict: heatmap_offset is for pose models \(heatmaps\); x gives "
+                                         r"segmentation\. Received: heatmap_offset=1\.5$"):
+        predict(_seg_model(32), image, name="x", heatmap_offset=1.5, scales=(5000.0,))
+    _seg_model(32).save(tmp_path / "m.keras")
+    cv2.imwrite(str(tmp_path / "img.png"), image)
+    for extra in (["--scales", "5000"], ["--base-size", "40", "--scales", "5000"]):
+        capsys.readouterr()
+        assert main(["predict", "segx", str(tmp_path / "img.png"), "--weights", str(tmp_path / "m.keras"), "--out",
+                     str(tmp_path / "p.png"), "--heatmap-offset", "1", *extra]) == 2
+        assert capsys.readouterr().err == ("kerazoo predict: error: --heatmap-offset is for pose models (heatmaps); "
+                                           "segx gives segmentation\n")
+    assert not (tmp_path / "p.png").exists()

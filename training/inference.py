@@ -151,7 +151,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     bilinearly, then argmax) are given in the original image. Preprocessing: ``record`` (default the
     model's weights record), else pixels / 255; a model with a uint8 input gets raw pixels.
     Heatmap pixel ``g`` is at input px ``g * stride + heatmap_offset``: ``None`` (default) takes the
-    record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 2.0), else 0.0 (training's convention).
+    record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 2.0), else 0.0 (training's convention); a
+    number given for a classifier or a segmentation model is refused.
     ``scales`` (pose and segmentation; default ``(1.0,)``: one pass) averages several scales as ``evaluate``
     does (:mod:`training.tta`): pose crops the letterbox box divided by each scale about the image centre and
     averages the heatmaps in the scale-1 frame (CPM: ``(0.7, ..., 1.3)``); segmentation letterboxes the image
@@ -172,8 +173,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
 
     Raises:
         ValueError: an output that does not fit the task (e.g. a classifier without its top), an image
-            of another shape, ``scales`` or ``flip`` for a classifier, or ``flip`` for a pose model whose
-            record has no ``flip_pairs``.
+            of another shape, ``scales`` or ``flip`` for a classifier, ``heatmap_offset`` for a model that is not
+            a pose model, or ``flip`` for a pose model whose record has no ``flip_pairs``.
     """
     import zoo
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
@@ -204,6 +205,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
         img = warp_image(image, mat, (w, h))
     record = record or zoo.weights_record(model)
+    offset_given = heatmap_offset is not None
     if heatmap_offset is None:
         heatmap_offset = record.heatmap_offset if record is not None else 0.0
     ok = isinstance(heatmap_offset, (int, float, np.integer, np.floating)) and not isinstance(heatmap_offset, bool)
@@ -256,6 +258,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if base_size is not None and task == "classification":
         raise ValueError(f"predict: base_size is PSPNet's segmentation test; {name or model.name} is a classifier. "
                          f"Received: base_size={base_size!r}")
+    if offset_given and task != "pose":  # refused before the scales' and mirrored passes (minutes for a PSPNet)
+        raise ValueError(f"predict: heatmap_offset is for pose models (heatmaps); {name or model.name} gives {task}. "
+                         f"Received: heatmap_offset={heatmap_offset!r}")
     if task == "classification":
         if out.ndim != 1:
             raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "

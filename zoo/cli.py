@@ -223,15 +223,15 @@ def _cmd_predict(args):
                 if str(e).startswith(prefix):
                     raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
                                    f"classification") from None
-            if str(e).startswith("predict: base_size is PSPNet's"):
-                raise CLIError(str(e).replace("predict: base_size", "--base-size", 1).split(" Received")[0]) from None
+            if str(e).startswith(("predict: base_size is PSPNet's", "predict: heatmap_offset is for pose")):
+                option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"
+                rest = str(e).split(" ", 2)[2].split(" Received")[0].rstrip(".")  # "is ...; NAME is/gives ..."
+                raise CLIError(f"{option} {rest}") from None
             if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
                 raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
                                f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
                                f"data's, if that data had any)") from None
             raise
-        if args.heatmap_offset is not None and pred.task != "pose":
-            raise CLIError(f"--heatmap-offset is for pose models (heatmaps); {args.name} gives {pred.task}")
         for label, p in pred.top:
             print(f"{p:8.4f}  {label}")
         if pred.keypoints is not None:  # x, y in the image's pixels; nan: no keypoint found
