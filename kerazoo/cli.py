@@ -24,6 +24,7 @@ import contextlib
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -242,6 +243,42 @@ def _spawn_workers() -> None:
     multiprocessing.set_start_method("spawn", force=True)
 
 
+@contextlib.contextmanager
+def exit_on_interrupt(who: str, debug: bool = False):
+    """While Keras loads: Ctrl-C prints ``WHO: interrupted`` and exits 130 from the signal handler itself.
+
+    A KeyboardInterrupt is not enough there: JAX runs Python code in garbage-collector callbacks, where the
+    exception is printed as "Exception ignored" and lost, and the command went on to the end (status 0).
+    Nothing is written before the command's own code runs, so exiting at once loses nothing. ``debug`` (or
+    ``KERAZOO_DEBUG``): Python's own KeyboardInterrupt, with its traceback.
+    """
+    import threading
+
+    if debug or os.environ.get("KERAZOO_DEBUG") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    try:  # the terminal's stderr, kept: tensorflow_notices_held_back points fd 2 at a file meanwhile
+        err = os.dup(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        err = None
+
+    def handler(signum, frame):
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            message = f"{who}: interrupted\n"
+            os.write(err, message.encode()) if err is not None else sys.stderr.write(message)
+        os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if err is not None:
+            os.close(err)
+
+
 def _interrupted(who: str) -> int:
     # Ctrl-C while Keras loads (the first seconds), before the command's own handler is in place
     if os.environ.get("KERAZOO_DEBUG"):
@@ -254,7 +291,8 @@ def _train(argv, prog) -> int:
     _spawn_workers()
     try:
         # the training package loads Keras; a training run saves checkpoints (TensorFlow, see above)
-        with tensorflow_notices_held_back(tensorflow=argv[:1] == ["train"]):
+        who = " ".join([prog, *argv[:1]]) if argv[:1] in (["train"], ["evaluate"]) else prog
+        with exit_on_interrupt(who), tensorflow_notices_held_back(tensorflow=argv[:1] == ["train"]):
             from training.__main__ import main as train
 
         return train(argv, prog=prog) or 0
@@ -264,7 +302,8 @@ def _train(argv, prog) -> int:
 
 def _convert(argv, prog) -> int:
     try:
-        from converters.cli import main as convert
+        with exit_on_interrupt(" ".join([prog, *argv[:1]]) if argv[:1] == ["caffe"] else prog):
+            from converters.cli import main as convert
 
         return convert(argv, prog=prog) or 0
     except KeyboardInterrupt:
@@ -336,7 +375,7 @@ def main(argv=None) -> int:
         return _train([command, *rest], prog="kerazoo")
     args = build_parser().parse_args(argv)
     try:
-        with tensorflow_notices_held_back():
+        with exit_on_interrupt(f"kerazoo {args.command}"), tensorflow_notices_held_back():
             from zoo import cli as commands  # Keras from here on
 
         getattr(commands, f"_cmd_{args.command}")(args)

@@ -150,6 +150,42 @@ def test_ctrl_c_while_keras_loads_exits_130_in_one_line_with_python_m(tmp_path):
     assert r.returncode not in (0, 130) and "KeyboardInterrupt" in r.stderr, (r.returncode, r.stderr[-2000:])
 
 
+def test_ctrl_c_inside_a_garbage_collector_callback_while_keras_loads_still_exits_130(tmp_path):
+    """JAX runs Python code in gc callbacks; a KeyboardInterrupt raised there is printed as 'Exception ignored' and
+    lost, and the command ran on to the end (seen: `kerazoo evaluate` exited 0 after an early Ctrl-C). A
+    sitecustomize delivers the SIGINT inside such a callback as the import of Keras starts."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import gc, os, signal, sys, time\n"
+        "def callback(phase, info):\n"
+        "    if phase == 'start' and callback in gc.callbacks:\n"
+        "        gc.callbacks.remove(callback)\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        t = time.time()\n"
+        "        while time.time() - t < 0.2:  # the handler runs here, inside the callback\n"
+        "            pass\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'keras' and not hasattr(self, 'done'):\n"
+        "            self.done = True\n"
+        "            gc.callbacks.append(callback)\n"
+        "            gc.collect()\n"
+        "sys.meta_path.insert(0, Finder())\n")
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
+    for argv, expected in [
+            (["kerazoo.cli", "evaluate", "--run", str(tmp_path / "none")], "kerazoo evaluate: interrupted"),
+            (["kerazoo.cli", "info", "cpm"], "kerazoo info: interrupted"),
+            (["kerazoo.cli", "convert", "a", "b", "-o", "c.keras"], "kerazoo convert caffe: interrupted"),
+            (["converters", "caffe", "a", "b", "-o", "c.keras"], "python -m converters caffe: interrupted"),
+            (["training", "evaluate", "--run", str(tmp_path / "none")], "python -m training evaluate: interrupted")]:
+        if argv[0] == "kerazoo.cli":
+            cmd = [sys.executable, "-c", "import sys; from kerazoo.cli import main; sys.exit(main())", *argv[1:]]
+        else:
+            cmd = [sys.executable, "-m", *argv]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
+        assert (r.returncode, lines) == (130, [expected]), (argv, r.returncode, r.stderr[-2000:])
+
+
 def test_train_spawns_its_worker_processes():
     """`python -m training` makes --multiprocessing workers by spawning (forking a process that holds JAX's or
     TensorFlow's threads can deadlock the child); `kerazoo train` and `kerazoo-train` forked them on Linux."""

@@ -21,21 +21,36 @@ def _started_as_command() -> bool:
     return False
 
 
+def _interrupt_guard():
+    """``python -m training``: Ctrl-C while Keras loads exits 130 in one line (see kerazoo.cli.exit_on_interrupt:
+    under JAX a KeyboardInterrupt can be lost in a garbage-collector callback); imported as a library: nothing."""
+    import contextlib
+
+    if not _started_as_command():
+        return contextlib.nullcontext()
+    from kerazoo.cli import exit_on_interrupt
+
+    command = _sys.argv[1:2] if _sys.argv[1:2] in (["train"], ["evaluate"]) else []
+    return exit_on_interrupt(" ".join(["python -m training", *command]))
+
+
 try:
-    from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
-    from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
-    from training.metrics import (  # noqa: F401
-        MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh, torso_size,
-    )
-    from training.keras_metrics import MeanIoUMetric, PCKMetric  # noqa: F401 - registers them (safe_mode loading)
-    from training.targets import (  # noqa: F401
-        HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
-        keypoints_to_image,
-    )
-    from training.transforms import (  # noqa: F401
-        affine_matrix, compose, flip_keypoints, invert, photometric_jitter, swap_pairs, transform_points,
-        warp_image, warp_mask,
-    )
+    with _interrupt_guard():
+        from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
+        from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
+        from training.metrics import (  # noqa: F401
+            MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh,
+            torso_size,
+        )
+        from training.keras_metrics import MeanIoUMetric, PCKMetric  # noqa: F401 - registers them (safe_mode loading)
+        from training.targets import (  # noqa: F401
+            HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
+            keypoints_to_image,
+        )
+        from training.transforms import (  # noqa: F401
+            affine_matrix, compose, flip_keypoints, invert, photometric_jitter, swap_pairs, transform_points,
+            warp_image, warp_mask,
+        )
 except KeyboardInterrupt:  # Ctrl-C while Keras loads: `python -m training` answers as `kerazoo train` does
     if not _started_as_command() or _os.environ.get("KERAZOO_DEBUG"):
         raise
