@@ -120,8 +120,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     e.add_argument("--model", help=".keras file (default: RUN/best.keras)")
     e.add_argument("--run", help="training output folder: reuse its data settings and best.keras")
     e.add_argument("--split", default="val", choices=("train", "val"), help="which split to score")
-    e.add_argument("--out", help="folder for table.csv and predictions.csv (default: RUN/eval, or RUN/eval_train "
-                                 "for --split train; none without --run)")
+    e.add_argument("--out", help="folder for table.csv, predictions.csv and, for pose, pck_curve.csv/.png "
+                                 "(default: RUN/eval, or RUN/eval_train for --split train; none without --run)")
     e.add_argument("--flip", action="store_true", help="average with the mirrored image (pose: flip test with "
                                                        "the data's flip pairs; segmentation: probabilities)")
     e.add_argument("--scales", type=scale_list, default=(1.0,), metavar="S,S,...", help=SCALES_HELP)
