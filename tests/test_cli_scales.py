@@ -198,3 +198,23 @@ def test_heatmap_offset_for_a_segmentation_model_is_refused_before_the_scales_ru
         assert capsys.readouterr().err == ("kerazoo predict: error: --heatmap-offset is for pose models (heatmaps); "
                                            "segx gives segmentation\n")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_scales_too_large_for_memory_are_refused_naming_the_option(tmp_path, capsys):
+    """kerazoo predict --scales 5000 (canvases 160000 px a side, with or without --base-size) was refused in predict's
+    words, 'predict: scales=(5000.0,) make canvases ...', naming no option of the command."""
+    import cv2
+    import numpy as np
+
+    from tests.training.test_evaluation_tta import _seg_model
+    from zoo.cli import main
+
+    _seg_model(32).save(tmp_path / "m.keras")
+    cv2.imwrite(str(tmp_path / "img.png"), np.full((31, 45, 3), 90, np.uint8))
+    for extra in ([], ["--base-size", "40"]):
+        capsys.readouterr()
+        assert main(["predict", "segx", str(tmp_path / "img.png"), "--weights", str(tmp_path / "m.keras"), "--out",
+                     str(tmp_path / "p.png"), "--scales", "1,5000", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("kerazoo predict: error: --scales (1.0, 5000.0) make canvases up to "), err
+        assert err.endswith("; choose smaller scales\n"), err

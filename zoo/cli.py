@@ -227,6 +227,8 @@ def _cmd_predict(args):
                 option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"
                 rest = str(e).split(" ", 2)[2].split(" Received")[0].rstrip(".")  # "is ...; NAME is/gives ..."
                 raise CLIError(f"{option} {rest}") from None
+            if str(e).startswith("predict: scales=") and " make canvases " in str(e):  # too large for memory
+                raise CLIError(f"--scales {str(e)[len('predict: scales='):]}") from None
             if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
                 raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
                                f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
