@@ -137,7 +137,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
     attached): classifiers (ResNet) give their ``top_k`` classes, named from the weights record
     when it has class names; segmentation models (FCN, PSPNet) a mask; pose models (hourglass,
-    CPM) their argmax keypoints (CPM's background map dropped). Other models: ``task``
+    CPM) their argmax keypoints (CPM's background map dropped, as is that of a training run's
+    ``.keras`` whose config.json says it trained one). Other models: ``task``
     (``"classification"``, ``"segmentation"`` or ``"pose"``), else a training run's task (its
     ``config.json``, for a run's ``.keras``), else from the output: rank 1 = classes, as large as the
     input = mask, else keypoints (a segmentation net with a coarser output must say ``task``).
@@ -313,7 +314,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         out = image_heatmaps(heatmaps, image, mat, (w, h), scales, strides, float(heatmap_offset))
     elif flip:
         out = heatmaps(img)
-    maps = out[..., :-1] if family == "cpm" else out  # CPM's last belief map is the background
+    # CPM's last belief map is the background; a training run's config says whether it trained one (the name the
+    # model is given, if any, may not be the registry's cpm)
+    background = getattr(model, "_kerazoo_background", None)
+    maps = out[..., :-1] if (family == "cpm" if background is None else background) else out
     # training's codec (argmax + quarter offset, heatmap px * stride + offset), with each axis' own stride
     kp_hm, score = decode_heatmaps(maps)
     kp = keypoints_to_image(kp_hm * strides + float(heatmap_offset), mat)

@@ -137,9 +137,9 @@ _TASKS = ("pose", "segmentation")  # what training.fit trains
 
 
 def _run_metadata(model, path) -> None:
-    """Give a model loaded from a training run's ``.keras`` the run's family, input convention, heatmap
-    offset (``HeatmapDataset.heatmap_offset``, read by ``evaluate`` and ``predict`` through the record) and
-    flip pairs (``predict(flip=True)``).
+    """Give a model loaded from a training run's ``.keras`` the run's family, task, background map (``predict``
+    drops it), input convention, heatmap offset (``HeatmapDataset.heatmap_offset``, read by ``evaluate`` and
+    ``predict`` through the record) and flip pairs (``predict(flip=True)``).
 
     None of these is in the ``.keras`` file: without them fine-tuning ``runs/hg/best.keras`` used the
     default preset (Adam) and a CPM checkpoint got pixels / 255 instead of its BGR / 256 - 0.5.
@@ -159,6 +159,10 @@ def _run_metadata(model, path) -> None:
         model._kerazoo_family = family
     if config.get("task") in ("pose", "segmentation"):  # predict: a coarse segmentation output is not heatmaps
         model._kerazoo_task = config["task"]
+    train_data = config.get("train_data")
+    background = train_data.get("background") if isinstance(train_data, dict) else None
+    if isinstance(background, bool):  # predict: the last map is CPM's background (whatever name the model is given)
+        model._kerazoo_background = background
     n = Normalization.of_run(Path(path).parent)
     if n is not None and getattr(model, "_zoo_record", None) is None:
         try:  # where the run's targets put heatmap pixel 0 (a release fine-tuned in its own convention)

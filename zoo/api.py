@@ -60,8 +60,9 @@ def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[s
     return model
 
 
-# in-memory attributes; _kerazoo_task: a training run's task (config.json), which predict reads
-_MODEL_METADATA = ("_kerazoo_family", "_kerazoo_task", "_zoo_name", "_zoo_record", "_zoo_kwargs")
+# in-memory attributes; _kerazoo_task, _kerazoo_background: a training run's task and whether its last heatmap is a
+# background map (config.json), which predict reads
+_MODEL_METADATA = ("_kerazoo_family", "_kerazoo_task", "_kerazoo_background", "_zoo_name", "_zoo_record", "_zoo_kwargs")
 
 
 def carry_metadata(source, target):

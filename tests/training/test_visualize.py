@@ -419,3 +419,35 @@ def test_a_run_models_task_survives_optimize_for_inference(tmp_path):
     pred = visualize.predict(fast, np.zeros((8, 12, 3), np.uint8))
     assert pred.keypoints is None
     np.testing.assert_array_equal(pred.mask, np.full((8, 12), 2))  # class 2 everywhere (the bias), at the image's size
+
+
+def test_a_cpm_runs_background_map_is_not_a_keypoint(tmp_path, capsys):
+    """A CPM fine-tuned on 4 keypoints outputs 5 maps, the last its background (config.json: train_data.background).
+    predict dropped it only when the model was named cpm in the registry: the run's .keras predicted in Python, or by
+    kerazoo predict under another NAME (NAME only says what the output is), gave a 5th keypoint, the background's."""
+    import cv2
+
+    import zoo
+    from training import fit
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+    from training.models import _run_metadata
+    from zoo.cli import main
+
+    model = zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3))
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(4, 4), sigma=1.0, flip_pairs=(), num_outputs=2, background=True,
+                        center_map_sigma=21.0)
+    fit(model, ds, epochs=1, out_dir=tmp_path / "run", verbose=0)
+    run = zoo.load_keras_model(tmp_path / "run" / "best.keras")
+    _run_metadata(run, tmp_path / "run" / "best.keras")
+    image = np.full((32, 32, 3), 80, np.uint8)
+    for m in (run, zoo.optimize_for_inference(run)):
+        pred = visualize.predict(m, image, flip=True, scales=(0.8, 1.0))
+        assert pred.output.shape == (4, 4, 5) and pred.keypoints.shape == (4, 2)
+    cv2.imwrite(str(tmp_path / "img.png"), image)
+    capsys.readouterr()
+    assert main(["predict", "mycpm", str(tmp_path / "img.png"), "--weights", str(tmp_path / "run" / "best.keras"),
+                 "--out", str(tmp_path / "p.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in lines[:-1]] == ["0", "1", "2", "3"], lines  # "joint j" for each of the 4
