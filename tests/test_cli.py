@@ -101,6 +101,18 @@ def test_unrecognized_arguments_are_the_subcommands_error(capsys):
                                                                  f"(see {who} --help)\n")
 
 
+def _env_with_sitecustomize(tmp_path, code):
+    """The test environment with ``code`` as a sitecustomize (run at interpreter start, before any import)."""
+    (tmp_path / "sitecustomize.py").write_text(code)
+    return {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
+
+
+def _status_and_lines(cmd, env=ENV):
+    """Run ``cmd``; its exit status and its stderr lines without TensorFlow's start-up notices."""
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return r.returncode, [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
+
+
 def test_ctrl_c_while_keras_loads_exits_130_in_one_line():
     """SIGINT in the first seconds, while kerazoo train / kerazoo-convert import Keras (before the command's own
     handler), ended in a KeyboardInterrupt traceback and status -2. The process signals itself as the import of
@@ -118,32 +130,27 @@ def test_ctrl_c_while_keras_loads_exits_130_in_one_line():
             ("train_main", ["evaluate", "--run", "r"], "kerazoo-train evaluate: interrupted"),
             ("main", ["convert", "a", "b", "-o", "c.keras"], "kerazoo convert caffe: interrupted"),
             ("convert_main", ["caffe", "a", "b", "-o", "c.keras"], "kerazoo-convert caffe: interrupted")]:
-        r = subprocess.run([sys.executable, "-c", code.format(function), *argv], capture_output=True, text=True,
-                           env=ENV, timeout=300)
-        lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
-        assert (r.returncode, lines) == (130, [expected]), r.stderr[-2000:]
+        assert _status_and_lines([sys.executable, "-c", code.format(function), *argv]) == (130, [expected])
 
 
 def test_ctrl_c_while_keras_loads_exits_130_in_one_line_with_python_m(tmp_path):
     """`python -m training` imports the package, and with it Keras, before training.__main__ runs; `python -m
     converters` imported Keras outside its handler. Ctrl-C there printed a KeyboardInterrupt traceback (status -2).
     A sitecustomize signals the process as the import of Keras starts, before runpy imports the package."""
-    (tmp_path / "sitecustomize.py").write_text(
+    env = _env_with_sitecustomize(
+        tmp_path,
         "import os, signal, sys\n"
         "class Finder:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'keras':\n"
         "            os.kill(os.getpid(), signal.SIGINT)\n"
         "sys.meta_path.insert(0, Finder())\n")
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
     for argv, expected in [
             (["training", "train", "--model", "m", "--dataset", "synthetic", "--out", "o"],
              "python -m training train: interrupted"),
             (["training", "evaluate", "--run", "r"], "python -m training evaluate: interrupted"),
             (["converters", "caffe", "a", "b", "-o", "c.keras"], "python -m converters caffe: interrupted")]:
-        r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, env=env, timeout=300)
-        lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
-        assert (r.returncode, lines) == (130, [expected]), r.stderr[-2000:]
+        assert _status_and_lines([sys.executable, "-m", *argv], env) == (130, [expected])
     # Imported as a library, the package leaves Ctrl-C to its caller
     r = subprocess.run([sys.executable, "-c", "import training"], capture_output=True, text=True, env=env,
                        timeout=300)
@@ -154,7 +161,8 @@ def test_ctrl_c_inside_a_garbage_collector_callback_while_keras_loads_still_exit
     """JAX runs Python code in gc callbacks; a KeyboardInterrupt raised there is printed as 'Exception ignored' and
     lost, and the command ran on to the end (seen: `kerazoo evaluate` exited 0 after an early Ctrl-C). A
     sitecustomize delivers the SIGINT inside such a callback as the import of Keras starts."""
-    (tmp_path / "sitecustomize.py").write_text(
+    env = _env_with_sitecustomize(
+        tmp_path,
         "import gc, os, signal, sys, time\n"
         "def callback(phase, info):\n"
         "    if phase == 'start' and callback in gc.callbacks:\n"
@@ -170,7 +178,6 @@ def test_ctrl_c_inside_a_garbage_collector_callback_while_keras_loads_still_exit
         "            gc.callbacks.append(callback)\n"
         "            gc.collect()\n"
         "sys.meta_path.insert(0, Finder())\n")
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
     for argv, expected in [
             (["kerazoo.cli", "evaluate", "--run", str(tmp_path / "none")], "kerazoo evaluate: interrupted"),
             (["kerazoo.cli", "info", "cpm"], "kerazoo info: interrupted"),
@@ -181,9 +188,7 @@ def test_ctrl_c_inside_a_garbage_collector_callback_while_keras_loads_still_exit
             cmd = [sys.executable, "-c", "import sys; from kerazoo.cli import main; sys.exit(main())", *argv[1:]]
         else:
             cmd = [sys.executable, "-m", *argv]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-        lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
-        assert (r.returncode, lines) == (130, [expected]), (argv, r.returncode, r.stderr[-2000:])
+        assert _status_and_lines(cmd, env) == (130, [expected]), argv
 
 
 def test_train_spawns_its_worker_processes():
