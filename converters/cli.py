@@ -194,16 +194,11 @@ def main(argv=None, prog: str = "python -m converters") -> int:
     from kerazoo.cli import exit_on_interrupt, tensorflow_notices_held_back
 
     who = f"{prog} {args.format}"  # as typed: "kerazoo convert caffe", "python -m converters caffe"
-    try:  # Ctrl-C lands here in the first seconds, while Keras loads
-        with exit_on_interrupt(who, debug=args.debug), \
-                tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
-            from converters.caffe.errors import CaffeError
-            from zoo.errors import ZooError, one_line
-    except KeyboardInterrupt:
-        if args.debug or os.environ.get("KERAZOO_DEBUG"):
-            raise
-        print(f"{who}: interrupted", file=sys.stderr)
-        return 130
+    # Ctrl-C lands here in the first seconds, while Keras loads: one line and 130 (--debug: the traceback)
+    with exit_on_interrupt(who, debug=args.debug), \
+            tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
+        from converters.caffe.errors import CaffeError
+        from zoo.errors import ZooError, one_line
     try:
         return _convert_caffe(args)
     except _VerifyFailed as e:

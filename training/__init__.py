@@ -5,7 +5,6 @@ Importing the package registers the Keras losses, metrics and learning-rate sche
 ``keras.models.load_model(path, safe_mode=True)``, optimizer included.
 """
 
-import os as _os
 import sys as _sys
 
 
@@ -34,29 +33,22 @@ def _interrupt_guard():
     return exit_on_interrupt(" ".join(["python -m training", *command]))
 
 
-try:
-    with _interrupt_guard():
-        from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
-        from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
-        from training.metrics import (  # noqa: F401
-            MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh,
-            torso_size,
-        )
-        from training.keras_metrics import MeanIoUMetric, PCKMetric  # noqa: F401 - registers them (safe_mode loading)
-        from training.targets import (  # noqa: F401
-            HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
-            keypoints_to_image,
-        )
-        from training.transforms import (  # noqa: F401
-            affine_matrix, compose, flip_keypoints, invert, photometric_jitter, swap_pairs, transform_points,
-            warp_image, warp_mask,
-        )
-except KeyboardInterrupt:  # Ctrl-C while Keras loads: `python -m training` answers as `kerazoo train` does
-    if not _started_as_command() or _os.environ.get("KERAZOO_DEBUG"):
-        raise
-    _command = _sys.argv[1:2] if _sys.argv[1:2] in (["train"], ["evaluate"]) else []
-    print(" ".join(["python -m training", *_command]) + ": interrupted", file=_sys.stderr)
-    raise SystemExit(130) from None
+with _interrupt_guard():  # Ctrl-C while Keras loads: `python -m training` answers as `kerazoo train` does
+    from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
+    from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
+    from training.metrics import (  # noqa: F401
+        MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh,
+        torso_size,
+    )
+    from training.keras_metrics import MeanIoUMetric, PCKMetric  # noqa: F401 - registers them (safe_mode loading)
+    from training.targets import (  # noqa: F401
+        HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
+        keypoints_to_image,
+    )
+    from training.transforms import (  # noqa: F401
+        affine_matrix, compose, flip_keypoints, invert, photometric_jitter, swap_pairs, transform_points,
+        warp_image, warp_mask,
+    )
 
 
 __all__ = [
