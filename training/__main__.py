@@ -290,7 +290,9 @@ def cmd_evaluate(args) -> int:
         out = model.outputs[-1].shape
         extra.update(heatmap_size=(out[2], out[1]), num_outputs=len(model.outputs),
                      background=out[-1] == info.num_keypoints + 1,
-                     center_map_sigma=21.0 if len(model.inputs) == 2 else None)
+                     # CPM: the run's centre map (a Python fit() may have fed another sigma), else the command's 21
+                     center_map_sigma=(getattr(model, "_kerazoo_center_map_sigma", None) or 21.0)
+                     if len(model.inputs) == 2 else None)
     else:
         out = model.outputs[0].shape
         extra.update(label_size=(out[2], out[1]), num_outputs=len(model.outputs))

@@ -150,7 +150,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     crop); the keypoints (pixels, ``(K, 2)`` x, y, decoded as training's codec does, with the stride
     of each axis; NaN where a map has no positive value) and the mask (``(H, W)``, scores resampled
     bilinearly, then argmax) are given in the original image. Preprocessing: ``record`` (default the
-    model's weights record), else pixels / 255; a model with a uint8 input gets raw pixels.
+    model's weights record), else pixels / 255; a model with a uint8 input gets raw pixels. A model with a
+    second input (CPM) gets the centre map peaked at the input's centre, with the sigma (input px) of the
+    training run the model was loaded from (its config.json), else 21 (the releases' and the training command's).
     Heatmap pixel ``g`` is at input px ``g * stride + heatmap_offset``: ``None`` (default) takes the
     record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 2.0), else 0.0 (training's convention); a
     number given for a classifier or a segmentation model is refused.
@@ -221,10 +223,13 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
 
     free = (inputs[0].shape[2] is None, inputs[0].shape[1] is None)  # sizes taken from the image (x, y)
 
+    # CPM's centre map: the Gaussian a training run fed (its config.json), else the release's and the command's 21 px
+    sigma = getattr(model, "_kerazoo_center_map_sigma", None) or 21.0
+
     def run(x):
         feeds = [x]
         if len(inputs) == 2:  # CPM: image + centre map, peaked where the crop put the image's centre (as training's)
-            feeds.append(zoo.cpm_center_map(h, w, center=((w - 1) / 2.0, (h - 1) / 2.0))[None])
+            feeds.append(zoo.cpm_center_map(h, w, sigma=sigma, center=((w - 1) / 2.0, (h - 1) / 2.0))[None])
         try:
             # one batch: Keras' predict() on JAX leaves the weights emptied when a batch fails (and the next call broken)
             out = model.predict_on_batch(feeds if len(feeds) > 1 else x)

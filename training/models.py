@@ -138,8 +138,9 @@ _TASKS = ("pose", "segmentation")  # what training.fit trains
 
 def _run_metadata(model, path) -> None:
     """Give a model loaded from a training run's ``.keras`` the run's family, task, background map (``predict``
-    drops it), input convention, heatmap offset (``HeatmapDataset.heatmap_offset``, read by ``evaluate`` and
-    ``predict`` through the record) and flip pairs (``predict(flip=True)``).
+    drops it), CPM centre map sigma (``HeatmapDataset.center_map_sigma``, input px: what ``predict`` and the
+    evaluate command feed), input convention, heatmap offset (``HeatmapDataset.heatmap_offset``, read by
+    ``evaluate`` and ``predict`` through the record) and flip pairs (``predict(flip=True)``).
 
     None of these is in the ``.keras`` file: without them fine-tuning ``runs/hg/best.keras`` used the
     default preset (Adam) and a CPM checkpoint got pixels / 255 instead of its BGR / 256 - 0.5.
@@ -163,6 +164,10 @@ def _run_metadata(model, path) -> None:
     background = train_data.get("background") if isinstance(train_data, dict) else None
     if isinstance(background, bool):  # predict: the last map is CPM's background (whatever name the model is given)
         model._kerazoo_background = background
+    sigma = train_data.get("center_map_sigma") if isinstance(train_data, dict) else None
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0:
+        # a run fitted in Python may have fed another Gaussian than the training command's 21
+        model._kerazoo_center_map_sigma = float(sigma)
     n = Normalization.of_run(Path(path).parent)
     if n is not None and getattr(model, "_zoo_record", None) is None:
         try:  # where the run's targets put heatmap pixel 0 (a release fine-tuned in its own convention)

@@ -245,3 +245,40 @@ def test_evaluate_decodes_in_the_runs_heatmap_convention(tmp_path, capsys):
         main(["evaluate", *best, *data, "--heatmap-offset", "nan"])
     assert e.value.code == 2
     assert "argument --heatmap-offset: expected a finite number, got 'nan'" in capsys.readouterr().err
+
+
+def test_evaluate_feeds_a_runs_center_map_sigma(tmp_path):
+    """A CPM fitted in Python with HeatmapDataset(center_map_sigma=3): evaluate --model RUN/best.keras fed the
+    training command's sigma 21. The model's heatmaps are g(x - 2) - g(x + 2) of its centre map g, whose maximum
+    lies further right of the centre the wider g is (at the crop's right edge for 21)."""
+    import csv
+
+    import keras
+
+    from training import datasets
+
+    image, cmap = keras.Input((32, 32, 3), name="image"), keras.Input((32, 32, 1), name="center_map")
+    kernel = np.zeros((1, 5, 1, 4), np.float32)
+    kernel[0, 0], kernel[0, 4] = 1.0, -1.0  # Keras correlates: out[x] = g[x - 2] - g[x + 2]
+    diff = keras.layers.Conv2D(4, (1, 5), padding="same", use_bias=False,
+                               kernel_initializer=keras.initializers.Constant(kernel))(cmap)
+    zero = keras.layers.Conv2D(4, 1, kernel_initializer="zeros")(image)
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.Model([image, cmap], keras.layers.Add()([diff, zero])).save(run / "best.keras")
+    (run / "config.json").write_text(json.dumps({"family": "cpm", "task": "pose",
+                                                 "train_data": {"center_map_sigma": 3.0}}))
+    assert main(["evaluate", "--model", str(run / "best.keras"), "--dataset", "synthetic", "--num-keypoints", "4",
+                 "--image-size", "32", "--val-samples", "4", "--batch-size", "4", "--out", str(tmp_path / "e")]) == 0
+    g = np.exp(-(np.arange(-2, 34) - 15.5) ** 2 / (2 * 3.0 ** 2))  # sigma 3 along x, 2 px of zero padding each side
+    g[:2] = g[-2:] = 0.0
+    x_in = int(np.argmax(g[:-4] - g[4:]))  # input px of the heatmaps' maximum (decoding moves it 0.25 at most)
+    recs = {r.id: r for r in datasets.load("synthetic", "val", num_samples=4, num_keypoints=4, image_size=(32, 32),
+                                           seed=0)[0]}
+    with open(tmp_path / "e" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16
+    for row in rows:  # the crop maps input px x to centre_x + (x - 15.5) * side / 32 original px
+        rec = recs[row["id"]]
+        dx = (float(row["pred_x"]) - rec.center[0]) * 32 / rec.scale + 15.5 - x_in
+        assert abs(dx) <= 0.25 + 1e-2, (row, x_in)

@@ -451,3 +451,38 @@ def test_a_cpm_runs_background_map_is_not_a_keypoint(tmp_path, capsys):
                  "--out", str(tmp_path / "p.png")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[-1] for line in lines[:-1]] == ["0", "1", "2", "3"], lines  # "joint j" for each of the 4
+
+
+def _center_map_model(h, w):
+    """(image, centre map) -> the centre map itself as one heatmap (plus the image times 0): what CPM is fed."""
+    import keras
+
+    image, cmap = keras.Input((h, w, 3)), keras.Input((h, w, 1))
+    zero = keras.layers.Conv2D(1, 1, kernel_initializer="zeros")(image)
+    return keras.Model([image, cmap], keras.layers.Add()([cmap, zero]), name="cmap_echo")
+
+
+def test_predict_feeds_a_runs_center_map_sigma(tmp_path):
+    """A CPM fitted in Python with HeatmapDataset(center_map_sigma=3) records 3 in config.json's train_data;
+    predict fed its .keras the release's sigma 21 whatever the run trained with."""
+    import json
+
+    from training.models import _run_metadata
+
+    y, x = np.mgrid[:16, :20]
+
+    def gaussian(sigma):  # peak 1 at the input's centre (9.5, 7.5), sigma in input px
+        return np.exp(-((x - 9.5) ** 2 + (y - 7.5) ** 2) / (2.0 * sigma ** 2))
+
+    image = np.full((16, 20, 3), 90, np.uint8)  # the input's size: no letterbox
+    for train_data, sigma in (({"center_map_sigma": 3.0}, 3.0), ({"center_map_sigma": 2}, 2.0),
+                              ({}, 21.0), ({"center_map_sigma": None}, 21.0), ({"center_map_sigma": -1.0}, 21.0),
+                              ({"center_map_sigma": "3"}, 21.0)):  # unset or unreadable: the release's 21
+        run = tmp_path / str(len(list(tmp_path.iterdir())))
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"family": "cpm", "task": "pose", "train_data": train_data}))
+        model = _center_map_model(16, 20)
+        _run_metadata(model, run / "best.keras")
+        for scales in ((1.0,), (1.0, 1.0)):
+            out = visualize.predict(model, image, scales=scales).output
+            np.testing.assert_allclose(out[..., 0], gaussian(sigma), atol=1e-6, err_msg=str(train_data))
