@@ -24,6 +24,18 @@ class Prediction:
 
     ``task`` is ``"classification"`` (``top``: ``[(label, probability), ...]``), ``"segmentation"``
     (``mask``: ``(H, W)`` class indices) or ``"pose"`` (``keypoints``: ``(K, 2)`` x, y).
+
+    ``output`` is what the prediction was decoded from (``H, W``: the image's size):
+
+    - classification: the model's ``(C,)`` scores as it gave them (logits or probabilities);
+    - segmentation, one pass (``scales=(1.0,)``, no ``flip``, no ``base_size``): the model's ``(gh, gw, C)``
+      scores on its output grid, as it gave them (the mask: these resampled bilinearly onto the image, argmax);
+    - segmentation with ``scales`` or ``flip``: the ``(H, W, C)`` softmax probabilities averaged over the
+      scales and mirrored passes, on the image (the mask is their argmax);
+    - segmentation with ``base_size`` (PSPNet's test): its ``(H, W, C)`` probabilities averaged over the scales,
+      each scale's renormalised to sum 1 per pixel, on the image (the mask is their argmax);
+    - pose: the ``(hh, hw, K)`` heatmaps on the scale-1 crop's heatmap grid (CPM: ``K + 1``, its background
+      map last), averaged over ``scales`` and with the mirrored pass when asked.
     """
 
     task: str
@@ -165,7 +177,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     averages each crop's heatmaps with its mirror's, flipped back with left/right joints swapped by the
     record's ``flip_pairs`` and shifted for ``heatmap_offset`` (:func:`training.targets.flip_test`);
     segmentation averages the mirrored pass's softmax probabilities, flipped back, with the plain pass's.
-    ``output`` is then the averaged heatmaps, or for segmentation the scale-1 pass's raw scores.
+    ``output`` is then the averaged heatmaps, or for segmentation the averaged probabilities on the image
+    (:class:`Prediction`).
     ``base_size`` (a fixed-size segmentation model): PSPNet's own test instead (:mod:`training.tta_pspnet`, as
     ``evaluate(base_size=...)``): the image resized so its long side is ``base_size * s + 1`` px at each scale,
     padded at the bottom/right with the mean up to the input, input-sized windows 2/3 apart, ``flip`` summing
@@ -290,11 +303,11 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         scores = pspnet_probabilities(run, prep, image, (w, h), base_size, scales, flip, pad,
                                       classes=out.shape[-1], who="predict")
         mask = labels_from_scores(scores)
-        return Prediction(task, mask_overlay(image, mask), out, mask=mask)
+        return Prediction(task, mask_overlay(image, mask), scores, mask=mask)  # what the mask came from
     if task == "segmentation" and (scales != (1.0,) or flip):
         scores = image_probabilities(run, prep, image, (w, h), not any(free), scales, flip, classes=out.shape[-1])
         mask = labels_from_scores(scores)
-        return Prediction(task, mask_overlay(image, mask), out, mask=mask)
+        return Prediction(task, mask_overlay(image, mask), scores, mask=mask)
     if task == "segmentation":
         scores = scores_to_image(out, grid_matrix(mat, (w, h), (out.shape[1], out.shape[0])), (H, W))
         mask = labels_from_scores(scores)

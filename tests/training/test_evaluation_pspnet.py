@@ -146,8 +146,11 @@ def test_predict_base_size_is_pspnets_test(tmp_path, flip):
     rec = WeightsRecord(mean=tuple(255 * np.array(NORM.mean)), std=tuple(255 * np.array(NORM.std)), scale=1.0)
     for im in images:
         pred = predict(_seg_model(32), im, name="x", record=rec, scales=(0.75, 1.5), flip=flip, base_size=40)
-        want = _reference(im, 32, 40, (0.75, 1.5), flip, Normalization(1.0, rec.mean, rec.std)).argmax(-1)
-        np.testing.assert_array_equal(pred.mask, want)
+        want = _reference(im, 32, 40, (0.75, 1.5), flip, Normalization(1.0, rec.mean, rec.std))
+        np.testing.assert_array_equal(pred.mask, want.argmax(-1))
+        # output: the probabilities the mask came from, on the image (was the letterboxed pass's raw 32 x 32 scores)
+        assert pred.output.shape == im.shape[:2] + (3,)
+        np.testing.assert_allclose(pred.output, want, atol=2e-5)
 
 
 def test_a_wide_voc_image_at_1_75_gets_pspnets_six_windows():

@@ -318,8 +318,10 @@ def test_predict_segmentation_averages_the_scales_as_pspnet(tmp_path, fixed):
     pred = predict(_seg_model(32 if fixed else None), images[0], name="x", scales=scales)
     # a model of any size takes the image itself at scale 1; a fixed one the image fitted into its 32 x 32 input
     base = (32, 32) if fixed else (45, 31)
-    want = _reference_probabilities(images[0], base, scales, False, fixed).argmax(-1)
-    np.testing.assert_array_equal(pred.mask, want)
+    want = _reference_probabilities(images[0], base, scales, False, fixed)
+    np.testing.assert_array_equal(pred.mask, want.argmax(-1))
+    assert pred.output.shape == (31, 45, 3)  # the averaged probabilities the mask came from, on the image
+    np.testing.assert_allclose(pred.output, want, atol=1e-5)
 
 
 def test_predict_refuses_bad_scales_and_scales_for_a_classifier():
@@ -392,9 +394,12 @@ def test_predict_segmentation_flip_averages_the_mirrored_probabilities(tmp_path,
     _, _, images = _seg_records(tmp_path, [(45, 31)], seed=5)
     pred = predict(_seg_model(32 if fixed else None), images[0], name="x", scales=scales, flip=True)
     base = (32, 32) if fixed else (45, 31)
-    want = _reference_probabilities(images[0], base, scales, True, fixed).argmax(-1)
-    np.testing.assert_array_equal(pred.mask, want)
-    assert (want != _reference_probabilities(images[0], base, scales, False, fixed).argmax(-1)).any()
+    want = _reference_probabilities(images[0], base, scales, True, fixed)
+    np.testing.assert_array_equal(pred.mask, want.argmax(-1))
+    # output: the averaged probabilities the mask came from, on the 45 x 31 image (was the scale-1 pass's raw scores)
+    assert pred.output.shape == (31, 45, 3)
+    np.testing.assert_allclose(pred.output, want, atol=1e-5)
+    assert (want.argmax(-1) != _reference_probabilities(images[0], base, scales, False, fixed).argmax(-1)).any()
 
 
 def test_predict_flip_is_refused_without_flip_pairs_and_for_a_classifier():
