@@ -171,7 +171,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     ``scales`` (pose and segmentation; default ``(1.0,)``: one pass) averages several scales as ``evaluate``
     does (:mod:`training.tta`): pose crops the letterbox box divided by each scale about the image centre and
     averages the heatmaps in the scale-1 frame (CPM: ``(0.7, ..., 1.3)``); segmentation letterboxes the image
-    at each scale (sliding windows with 2/3 overlap where a fixed-size model's canvas is larger), averages
+    at each scale (sliding windows with 2/3 overlap where a fixed-size model's canvas is larger; a model with one
+    fixed axis is fixed-size, its open axis at the image's size at scale 1), averages
     the softmax probabilities on the image, then argmax (PSPNet: ``(0.5, 0.75, ..., 1.75)``). ``flip``
     (pose and segmentation) also runs the mirrored input at each scale, as ``evaluate(flip=True)``: pose
     averages each crop's heatmaps with its mirror's, flipped back with left/right joints swapped by the
@@ -196,7 +197,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
 
-    from training.tta import check_scales, image_heatmaps, image_probabilities
+    from training.tta import check_scales, fixed_input, image_heatmaps, image_probabilities
     from training.tta_pspnet import check_base_size, pspnet_probabilities
 
     scales = check_scales(scales, "predict")
@@ -235,6 +236,11 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         return zoo.preprocess(None, batch, record=record) if record else batch.astype(np.float32) / 255.0
 
     free = (inputs[0].shape[2] is None, inputs[0].shape[1] is None)  # sizes taken from the image (x, y)
+    # one fixed axis makes the model fixed-size (as evaluate): scales slide (w, h) windows, the open axis at the
+    # image's size, rather than canvases whose fixed axis is s times the model's
+    fixed = fixed_input(model)
+    takes = "any size" if all(free) else (f"any {'width' if free[0] else 'height'} (input shape "
+                                          f"{tuple(inputs[0].shape[1:])})")
 
     # CPM's centre map: the Gaussian a training run fed (its config.json), else the release's and the command's 21 px
     sigma = getattr(model, "_kerazoo_center_map_sigma", None) or 21.0
@@ -250,7 +256,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
             if not any(free):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise ValueError(f"{name or model.name} takes inputs of any size, but not this {x.shape[2]}x{x.shape[1]} "
+            raise ValueError(f"{name or model.name} takes inputs of {takes}, but not this {x.shape[2]}x{x.shape[1]} "
                              f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
                              f"resize or pad it to a size the model accepts (e.g. a multiple of its total stride)"
                              f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
@@ -291,7 +297,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if out.ndim != 3:
         raise ValueError(f"{name or model.name}: output of shape {out.shape} is not a {task} map (H, W, C)")
     if base_size is not None and (task != "segmentation" or any(free)):
-        what = "a model that takes any size" if task == "segmentation" else f"a {task} model"
+        what = f"a model that takes {takes}" if task == "segmentation" else f"a {task} model"
         raise ValueError(f"predict: base_size is PSPNet's test for a segmentation model of a fixed input size "
                          f"(its windows); {name or model.name} is {what}. Received: base_size={base_size!r}")
     if base_size is not None:
@@ -305,7 +311,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), scores, mask=mask)  # what the mask came from
     if task == "segmentation" and (scales != (1.0,) or flip):
-        scores = image_probabilities(run, prep, image, (w, h), not any(free), scales, flip, classes=out.shape[-1])
+        scores = image_probabilities(run, prep, image, (w, h), fixed, scales, flip, classes=out.shape[-1])
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), scores, mask=mask)
     if task == "segmentation":

@@ -10,7 +10,7 @@ covers is 0).
 Segmentation (PSPNet's multi-scale test): at scale ``s`` the image is letterboxed onto a canvas
 ``s`` times the scale-1 input (``round(s w) x round(s h)``; scale 1 is the whole image fitted into the
 input, as evaluation crops it). A model that takes any size runs on the canvas whole; a model of a fixed
-input size gets a canvas of at least its input (a smaller image is padded), and a larger canvas is slid
+input size (one fixed axis is enough: :func:`fixed_input`) gets a canvas of at least its input (a smaller image is padded), and a larger canvas is slid
 over with input-sized windows, ``ceil(2/3 input)`` px apart (PSPNet's 2/3 overlap, the last window flush
 with the edge), the window probabilities averaged where they overlap. Each pass's softmax
 probabilities (a model that already outputs probabilities is taken as it is), and the mirrored pass's
@@ -68,7 +68,11 @@ def check_scales(scales, who="evaluate", name="scales") -> tuple[float, ...]:
 
 
 def fixed_input(model) -> bool:
-    """Whether the model takes one input size (a model whose first input has open height and width takes any)."""
+    """Whether the model takes one input size (a model whose first input has open height and width takes any).
+
+    A model with one open axis (e.g. input shape ``(None, 473, 3)``) is fixed-size: its fixed axis must not be
+    scaled, so larger canvases are slid over with input-sized windows as for a fully fixed model (the open axis
+    at the scale-1 size: ``evaluate``'s ``input_size``, ``predict``'s image)."""
     inputs = getattr(model, "inputs", None)
     if not inputs:
         return True

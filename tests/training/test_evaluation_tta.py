@@ -324,6 +324,51 @@ def test_predict_segmentation_averages_the_scales_as_pspnet(tmp_path, fixed):
     np.testing.assert_allclose(pred.output, want, atol=1e-5)
 
 
+def _seg_model_of_width(width):
+    """:func:`_seg_model` with an open height and a fixed width: a row mean over ``width`` px, times 0, is added to
+    the logits (numerically :func:`_seg_net_numpy`), so that an input of another width fails, as a PSPNet's pooling
+    of a fixed size does (JAX: no columns for 16 px, 32 upsampled columns against 48)."""
+    import keras
+
+    inp = keras.Input((None, width, 3))
+    blur = keras.layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False)
+    conv = keras.layers.Conv2D(3, 1)
+    rows = keras.layers.Conv2D(3, 1, kernel_initializer="zeros")(keras.layers.AveragePooling2D((1, width))(inp))
+    out = keras.layers.Add()([conv(blur(inp)), keras.layers.UpSampling2D((1, width))(rows)])
+    blur.set_weights([np.tile(np.array(KERNEL, np.float32).reshape(1, 3, 1, 1), (1, 1, 3, 1))])
+    conv.set_weights([WEIGHTS.reshape(1, 1, 3, 3), BIAS])
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_model_with_one_open_axis_is_fixed_size_under_scales(tmp_path, flip):
+    """Input shape (None, 32, 3): predict took it for a model of any size and fed scale s canvases round(32 s) px
+    wide (a Keras error, or a wrong answer where the width is not checked); like evaluate, it now slides 32 px wide
+    windows, the height the image's at scale 1 (predict) or the input's (evaluate)."""
+    from training.inference import predict
+
+    recs, masks, images = _seg_records(tmp_path, [(45, 31)], seed=5)
+    scales = (0.5, 1.0, 1.5)
+    pred = predict(_seg_model_of_width(32), images[0], name="x", scales=scales, flip=flip)
+    want = _reference_probabilities(images[0], (32, 31), scales, flip, fixed=True)
+    np.testing.assert_array_equal(pred.mask, want.argmax(-1))
+    np.testing.assert_allclose(pred.output, want, atol=1e-5)
+    ds = SegmentationDataset(recs, batch_size=1, input_size=(32, 32), num_classes=3, shuffle=False)
+    res = evaluate(_seg_model_of_width(32), ds, scales=scales, flip=flip, verbose=False)
+    want = _reference_probabilities(images[0], (32, 32), scales, flip, fixed=True).argmax(-1)
+    np.testing.assert_array_equal(np.array(res.table["confusion"]), _confusion([want], masks))
+
+
+def test_predict_refuses_base_size_for_a_model_with_an_open_axis_naming_its_shape(tmp_path):
+    from training.inference import predict
+
+    _, _, images = _seg_records(tmp_path, [(45, 31)], seed=5)
+    with pytest.raises(ValueError, match=r"predict: base_size is PSPNet's test for a segmentation model of a fixed "
+                                         r"input size \(its windows\); x is a model that takes any height \(input "
+                                         r"shape \(None, 32, 3\)\)"):
+        predict(_seg_model_of_width(32), images[0], name="x", base_size=40)
+
+
 def test_predict_refuses_bad_scales_and_scales_for_a_classifier():
     import keras
 
