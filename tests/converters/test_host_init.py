@@ -38,7 +38,8 @@ def test_conversion_keeps_zeros_initializers_and_restores_them():
     assert all(cls.__dict__["__call__"] is call for cls, call in calls.items())
 
 
-@pytest.mark.parametrize("shape", [(130, 70, 3, 3), (64, 64, 1, 1), (3, 200, 5, 7), (1, 1, 1, 1), (2048, 65, 1, 1)])
+@pytest.mark.parametrize("shape", [(130, 70, 3, 3), (64, 64, 1, 1), (3, 200, 5, 7), (1, 1, 1, 1), (2048, 65, 1, 1),
+                                   (17, 2100, 1, 1), (40, 300, 3, 3)])  # partial tiles along both axes
 def test_conv_kernel_tiles_equal_numpy_transpose(shape):
     from converters.caffe import blobs as B
 
