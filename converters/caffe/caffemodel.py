@@ -31,8 +31,12 @@ class _Stream:
         self.f, self.path, self.size, self.pos = f, path, size, 0
 
     def read(self, n, what):
-        """``n`` bytes as a writable bytearray (blob arrays are views of it)."""
-        data = bytearray(n)
+        """``n`` bytes as a writable memoryview (blob arrays are views of it).
+
+        Read into ``np.empty``: ``bytearray(n)`` zero-fills every byte before the read overwrites it
+        (a ResNet-152's 230 MB: 20-30 ms).
+        """
+        data = memoryview(np.empty(n, np.uint8))
         got = self.f.readinto(data)
         if got != n:
             data = data[:got or 0]
