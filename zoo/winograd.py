@@ -10,9 +10,10 @@ instead of 144). OpenCV's dnn module does this for its 3x3 convolutions, which i
 TensorFlow/oneDNN (direct convolution) on VGG-style nets such as FCN-8s.
 
 The kernel transform ``G g G^T`` is computed once, in float64, when a ``keras.layers.Conv2D`` is
-swapped; the layer stores it as a ``(36, C, K)`` weight (4x the 3x3 kernel's memory). The input and
-output transforms are written with ``keras.ops`` (slices, reshapes and small matrix products), so the
-layer runs on every backend. Results differ from the direct convolution by float32 round-off of the
+swapped; the layer stores it as a ``(36, C, K)`` weight (4x the 3x3 kernel's memory), and the ``B^T``
+and ``A^T`` that turn that kernel back into the convolution as two small non-trainable weights, so a
+saved kernel always travels with its transforms. The input and output transforms are written with
+``keras.ops`` (slices, reshapes and small matrix products), so the layer runs on every backend. Results differ from the direct convolution by float32 round-off of the
 transforms: at most ~1e-5 of the output's largest magnitude (measured against a float64 direct
 convolution: 6e-6 for 512->512, 3e-6 for dilated 160->160; a float32 ``Conv2D`` is 0.4-2e-6); for
 training keep the original ``Conv2D`` (gradients through the transformed kernel are a different
@@ -71,8 +72,9 @@ _AT_LAVIN = np.array([[1, 1, 1, 1, 1, 0],
                       [0, 1, -1, 8, -8, 1]], np.float64)
 POINTS = "0,-1,1,1/2,-2"
 LEGACY_POINTS = "0,1,-1,2,-2"
-# points -> (B^T, G, A^T). The stored kernel is G g G^T for its layer's points: a saved layer's config
-# names them, and a config without them (saved before) is Lavin's.
+# points -> (B^T, G, A^T). The stored kernel is G g G^T for its layer's points; the layer holds that B^T
+# and A^T as weights, so every way of loading weights brings the transforms the kernel needs. Files
+# written before (kernel and bias only) are recognised by the kernel itself (see _points_of_kernel).
 _TRANSFORMS = {POINTS: (_BT, _G, _AT), LEGACY_POINTS: (_BT_LAVIN, _G_LAVIN, _AT_LAVIN)}
 TILE = 4  # output pixels per tile side
 # Where the swap pays (benchmarks/winograd_layers.py; TensorFlow 2.21 / oneDNN, 2 AVX2 cores, batch 1):
@@ -106,6 +108,25 @@ def winograd_kernel(kernel, points=POINTS):
     g = _TRANSFORMS[points][1]
     u = np.einsum("ar,rsck,bs->abck", g, kernel.astype(np.float64), g)
     return u.reshape(36, kernel.shape[2], kernel.shape[3]).astype(kernel.dtype)
+
+
+def _points_of_kernel(kernel):
+    """The points whose ``G`` explains a ``(36, C, K)`` transformed kernel: ``[]`` when none does.
+
+    Each ``G g G^T`` lies in a 9-dimensional subspace of the 6x6 matrices, and those of the two known
+    point sets meet only at 0 (a kernel of one point set is >= 18% of its norm away from the other's
+    subspace), so the relative residual of the projection names the points (float32 round-off:
+    ~1e-7). An all-zero kernel fits every point set.
+    """
+    u = np.asarray(kernel, np.float64).reshape(6, 6, -1)
+    norm = np.linalg.norm(u)
+    fits = []
+    for points, (_, g, _) in _TRANSFORMS.items():
+        proj = g @ np.linalg.pinv(g)  # orthogonal projector onto G's column space
+        rest = u - np.einsum("ab,bcn,dc->adn", proj, u, proj, optimize=True)
+        if np.linalg.norm(rest) <= 1e-4 * norm:
+            fits.append(points)
+    return fits
 
 
 def _dim(x, axis):
@@ -142,14 +163,17 @@ class WinogradConv2D(keras.layers.Layer):
             sub-images are convolved as one batch.
         points: the transform's interpolation points, ``POINTS`` (``"0,-1,1,1/2,-2"``, 2-3x less
             round-off) or ``LEGACY_POINTS`` (Lavin's ``"0,1,-1,2,-2"``, what a saved layer without this
-            setting holds). The kernel weight must be ``winograd_kernel(g, points)``; a weights-only file
-            (``save_weights``) does not record the points, so load it into layers with the same ones.
+            setting holds): the transforms a new layer starts with and ``set_from_conv2d`` uses. Loaded
+            weights bring their own transforms (any points load into any layer); a file written before
+            the transforms were weights is recognised by its kernel, and ``points`` follows the file.
 
     Input ``(N, H, W, C)``, channels-last, H and W at least ``2d + 1`` (``"valid"``). Under a
     float16/bfloat16 policy (mixed or not) the layer keeps float32 weights, computes in float32 and returns
-    the policy's dtype; integer inputs are cast to the compute dtype. Weights: ``kernel``
-    ``(36, C, K)`` (see ``winograd_kernel``), ``bias`` ``(K,)``. Build one from a trained ``Conv2D``
-    with ``WinogradConv2D.from_conv2d(conv)`` or a whole model with ``optimize_for_inference``.
+    the policy's dtype; integer inputs are cast to the compute dtype. Weights, in ``get_weights`` order:
+    ``kernel`` ``(36, C, K)`` (``winograd_kernel(g, points)``), ``bias`` ``(K,)``, and the non-trainable
+    ``input_transform`` ``B^T`` ``(6, 6)`` and ``output_transform`` ``A^T`` ``(4, 6)`` of those points.
+    Build one from a trained ``Conv2D`` with ``WinogradConv2D.from_conv2d(conv)`` or a whole model with
+    ``optimize_for_inference``.
     """
 
     def __init__(self, filters, padding="valid", use_bias=True, activation=None, dilation_rate=1, points=POINTS,
@@ -185,6 +209,15 @@ class WinogradConv2D(keras.layers.Layer):
                                       dtype=dtype, autocast=False)
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros", dtype=dtype,
                                     autocast=False) if self.use_bias else None
+        # Weights, not constants: a kernel loaded by any route (load_weights, set_weights, zoo.load_weights,
+        # a legacy .h5) comes with the B^T and A^T it was transformed for, or the count of weights differs.
+        bt, _, at = _TRANSFORMS[self.points]
+        self.input_transform = self.add_weight(
+            name="input_transform", shape=(6, 6), initializer=lambda shape, dtype=None: ops.cast(bt, dtype),
+            dtype=dtype, trainable=False, autocast=False)
+        self.output_transform = self.add_weight(
+            name="output_transform", shape=(4, 6), initializer=lambda shape, dtype=None: ops.cast(at, dtype),
+            dtype=dtype, trainable=False, autocast=False)
 
     def _check_size(self, shape):
         """Conv2D's refusal of a map smaller than the dilated kernel ('valid'), where the size is known."""
@@ -239,8 +272,7 @@ class WinogradConv2D(keras.layers.Layer):
     def _valid_tiles(self, x, pad):
         """The undilated 3x3 convolution of ``x`` zero-padded by ``pad`` on every side (no bias)."""
         dtype = x.dtype
-        bt, _, at = _TRANSFORMS[self.points]
-        bt, at = ops.convert_to_tensor(bt, dtype=dtype), ops.convert_to_tensor(at, dtype=dtype)
+        bt, at = ops.cast(self.input_transform, dtype), ops.cast(self.output_transform, dtype)
         h, w, c, k = _dim(x, 1), _dim(x, 2), x.shape[-1], self.filters
         ho, wo = _at_least(h + 2 * pad - 2, 0), _at_least(w + 2 * pad - 2, 0)  # 0: too small (unknown sizes)
         th, tw = (_at_least(ho, 1) + TILE - 1) // TILE, (_at_least(wo, 1) + TILE - 1) // TILE  # one tile keeps the batch
@@ -271,6 +303,44 @@ class WinogradConv2D(keras.layers.Layer):
         # A^T turn it back into the convolution.
         return super().from_config({"points": LEGACY_POINTS, **config})
 
+    def load_own_variables(self, store):
+        """Keras' loading (``load_model``, ``load_weights``) of this layer's entry in a weights file.
+
+        A file written before the transforms were weights holds the kernel (and bias) only, and a
+        weights-only file does not name its points: they are read off the kernel (``_points_of_kernel``),
+        whatever points this layer was made with. Nothing is assigned when the file cannot be used.
+        """
+        own = 2 if self.use_bias else 1
+        if self.built and len(store.keys()) == own:
+            kernel = store["0"]
+            fits = _points_of_kernel(kernel) if np.shape(kernel) == tuple(self.kernel.shape) else [self.points]
+            if not fits:
+                raise ValueError(
+                    f"WinogradConv2D '{self.name}': the file holds a kernel and bias only (written before the "
+                    f"layer saved its transforms), and the kernel is not G g G^T for any known points "
+                    f"{sorted(_TRANSFORMS)}, so which transforms it needs cannot be told (was the transformed "
+                    f"kernel itself trained?). Set it with layer.set_weights([kernel, bias, B^T, A^T]) "
+                    f"using the transforms it was made with")
+            points = self.points if self.points in fits else fits[0]
+            bt, _, at = _TRANSFORMS[points]
+            values = [kernel] + ([store["1"]] if self.use_bias else [])
+            weights = [self.kernel] + ([self.bias] if self.use_bias else [])
+            for var, value in zip(weights + [self.input_transform, self.output_transform], values + [bt, at]):
+                var.assign(value)
+            self.points = points
+            return
+        points = None
+        if self.built and len(store.keys()) == own + 2:
+            bt, at = np.asarray(store[str(own)]), np.asarray(store[str(own + 1)])
+            points = next((p for p, (b, _, a) in _TRANSFORMS.items()
+                           if bt.shape == b.shape and at.shape == a.shape
+                           and np.allclose(bt, b, rtol=0, atol=1e-6) and np.allclose(at, a, rtol=0, atol=1e-6)), None)
+            if points is None:
+                raise ValueError(f"WinogradConv2D '{self.name}': the file's input/output transforms (B^T {bt.shape}, "
+                                 f"A^T {at.shape}) are not those of any known points {sorted(_TRANSFORMS)}")
+        super().load_own_variables(store)  # Keras' own count and shape checks
+        self.points = points or self.points
+
     @classmethod
     def from_conv2d(cls, conv):
         """A built ``WinogradConv2D`` computing what the built 3x3 stride-1 ``conv`` computes."""
@@ -296,6 +366,9 @@ class WinogradConv2D(keras.layers.Layer):
         kernel = keras.ops.convert_to_numpy(conv.kernel).astype(np.float64)
         dtype = keras.backend.standardize_dtype(self.kernel.dtype)
         self.kernel.assign(winograd_kernel(kernel, self.points).astype(dtype))
+        bt, _, at = _TRANSFORMS[self.points]  # the transforms this kernel needs (loaded weights may have others)
+        self.input_transform.assign(bt)
+        self.output_transform.assign(at)
         if self.use_bias:
             self.bias.assign(keras.ops.convert_to_numpy(conv.bias))
 

@@ -1,6 +1,11 @@
 """zoo.winograd: Winograd F(4x4, 3x3) against Keras' own convolution and, inside a converted FCN-8s,
 against OpenCV's Caffe engine (Winograd off there); swap rule, sharing, save/load, converter flag."""
 
+import io
+import json
+import zipfile
+
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -87,31 +92,120 @@ def test_transform_matrices_compute_a_1d_correlation():
             np.testing.assert_allclose(at @ ((g_mat @ g) * (bt @ d)), [g @ d[i:i + 3] for i in range(4)], atol=1e-13)
 
 
-def test_a_layer_saved_before_the_points_setting_still_computes_its_convolution(rng, tmp_path):
-    # A saved layer holds G g G^T for the G it was made with: Lavin & Gray's (points 0, 1, -1, 2, -2) in
-    # files written before the points changed. Their config has no "points"; the new B^T and A^T on that
-    # kernel would give a wrong convolution without a word.
-    lavin_g = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+_LAVIN_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                     [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])  # Lavin & Gray's G, written out
+
+
+def _winograd_model(points, name="w", c=4, k=5):
+    inp = keras.Input((None, None, c))
+    layer = WinogradConv2D(k, padding="same", points=points, name=name)
+    return keras.Model(inp, layer(inp)), layer
+
+
+def _drop_transforms(h5):
+    """Rewrite an open ``.weights.h5`` as the layer wrote it before B^T and A^T were weights: kernel, bias."""
+    groups = []
+    h5.visititems(lambda name, obj: groups.append(obj) if name.endswith("/vars") and "3" in obj else None)
+    assert groups
+    for vars_ in groups:
+        assert vars_["2"].shape == (6, 6) and vars_["3"].shape == (4, 6)
+        del vars_["2"], vars_["3"]
+
+
+@pytest.mark.parametrize("saved,loaded", [("0,1,-1,2,-2", "0,-1,1,1/2,-2"), ("0,-1,1,1/2,-2", "0,1,-1,2,-2")])
+def test_weights_only_file_loads_into_a_layer_with_other_points(rng, tmp_path, saved, loaded):
+    # The stored kernel is G g G^T for the saving layer's points; a weights-only file loaded into a layer
+    # made with the other points ran its kernel through the wrong B^T and A^T: 4.6x (JAX) and 7.8x
+    # (TensorFlow) the output's range off, without a word.
     kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
     bias = rng.normal(size=5).astype(np.float32)
-    inp = keras.Input((None, None, 4))
-    model = keras.Model(inp, WinogradConv2D(5, padding="same", name="w")(inp))
-    model.get_layer("w").set_weights([np.einsum("ar,rsck,bs->abck", lavin_g, kernel, lavin_g).reshape(36, 4, 5)
-                                      .astype(np.float32), bias])
-    config = model.get_config()
-    for layer in config["layers"]:
-        layer["config"].pop("points", None)  # as the earlier version wrote it
-    old = keras.Model.from_config(config)
-    old.set_weights(model.get_weights())
+    conv = keras.layers.Conv2D(5, 3, padding="same")
+    conv.build((None, None, None, 4))
+    conv.set_weights([kernel, bias])
+    model, layer = _winograd_model(saved)
+    layer.set_from_conv2d(conv)
+    model.save_weights(tmp_path / "w.weights.h5")
     x = rng.normal(size=(2, 11, 9, 4)).astype(np.float32)
     ref = _direct_conv(x, kernel, bias, 1)
-    np.testing.assert_allclose(_np(old(x)), ref, atol=1e-5 * np.abs(ref).max())
-    old.save(tmp_path / "old.keras")  # and it stays that way through a save
+    for route in ("load_weights", "set_weights"):
+        other, other_layer = _winograd_model(loaded)
+        if route == "load_weights":
+            other.load_weights(tmp_path / "w.weights.h5")
+        else:
+            other.set_weights(model.get_weights())
+        np.testing.assert_allclose(_np(other(x)), ref, atol=1e-5 * np.abs(ref).max(), err_msg=route)
+    assert other_layer.points == loaded  # set_weights cannot say; load_weights can:
+    other, other_layer = _winograd_model(loaded)
+    other.load_weights(tmp_path / "w.weights.h5")
+    assert other_layer.points == saved and other_layer.get_config()["points"] == saved
+
+
+def test_files_written_before_the_transforms_were_weights_still_load(rng, tmp_path):
+    # Before, a layer saved its kernel and bias only: a .keras file written before the points setting
+    # holds Lavin's G g G^T and no "points" in its config; weights-only files (either points) name none.
+    # The kernel itself tells which G made it.
+    kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    lavin = np.einsum("ar,rsck,bs->abck", _LAVIN_G, kernel, _LAVIN_G).reshape(36, 4, 5).astype(np.float32)
+    x = rng.normal(size=(2, 11, 9, 4)).astype(np.float32)
+    ref = _direct_conv(x, kernel, bias, 1)
+    tol = 1e-5 * np.abs(ref).max()
+
+    model, layer = _winograd_model("0,1,-1,2,-2")
+    layer.set_weights([lavin, bias, *layer.get_weights()[2:]])
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
+        config = json.loads(src.read("config.json"))
+        config["config"]["layers"][1]["config"].pop("points")
+        weights = io.BytesIO(src.read("model.weights.h5"))
+        with h5py.File(weights, "a") as h5:
+            _drop_transforms(h5)
+        for item in src.infolist():
+            data = {"config.json": json.dumps(config).encode(), "model.weights.h5": weights.getvalue()}
+            dst.writestr(item, data.get(item.filename) or src.read(item.filename))
     loaded = keras.models.load_model(tmp_path / "old.keras", safe_mode=True)
-    np.testing.assert_allclose(_np(loaded(x)), ref, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(_np(loaded(x)), ref, atol=tol)
+    assert loaded.get_layer("w").points == "0,1,-1,2,-2"
+
+    for points, saved_kernel in (("0,1,-1,2,-2", lavin), ("0,-1,1,1/2,-2", winograd_kernel(kernel))):
+        model, layer = _winograd_model(points)
+        layer.set_weights([saved_kernel, bias, *layer.get_weights()[2:]])
+        model.save_weights(tmp_path / "old.weights.h5")
+        with h5py.File(tmp_path / "old.weights.h5", "a") as h5:
+            _drop_transforms(h5)
+        for into in ("0,1,-1,2,-2", "0,-1,1,1/2,-2"):
+            other, other_layer = _winograd_model(into)
+            other.load_weights(tmp_path / "old.weights.h5")
+            np.testing.assert_allclose(_np(other(x)), ref, atol=tol, err_msg=f"{points} into {into}")
+            assert other_layer.points == points
     with pytest.raises(ValueError, match=r"WinogradConv2D: points must be one of .*Received: '0,1,2'"):
         WinogradConv2D(4, points="0,1,2")
+
+
+def test_a_file_that_cannot_tell_its_transforms_is_refused(rng, tmp_path):
+    # A kernel-and-bias file whose kernel is no G g G^T (the transformed kernel trained, or not a
+    # Winograd kernel at all), or a file with transforms of no known points: refused naming the layer,
+    # nothing assigned.
+    model, layer = _winograd_model("0,-1,1,1/2,-2")
+    layer.set_weights([rng.normal(size=(36, 4, 5)).astype(np.float32), *layer.get_weights()[1:]])
+    model.save_weights(tmp_path / "trained.weights.h5")
+    with h5py.File(tmp_path / "trained.weights.h5", "a") as h5:
+        _drop_transforms(h5)
+    model.save_weights(tmp_path / "scaled.weights.h5")
+    with h5py.File(tmp_path / "scaled.weights.h5", "a") as h5:
+        groups = []
+        h5.visititems(lambda name, obj: groups.append(obj) if name.endswith("/vars") and "3" in obj else None)
+        groups[0]["2"][...] = 2 * groups[0]["2"][...]  # B^T
+    other, other_layer = _winograd_model("0,-1,1,1/2,-2")
+    before = other.get_weights()
+    with pytest.raises(ValueError, match=r"WinogradConv2D 'w': the file holds a kernel and bias only .* the kernel "
+                                         r"is not G g G\^T for any known points"):
+        other.load_weights(tmp_path / "trained.weights.h5")
+    with pytest.raises(ValueError, match=r"WinogradConv2D 'w': the file's input/output transforms .* are not those "
+                                         r"of any known points"):
+        other.load_weights(tmp_path / "scaled.weights.h5")
+    for got, want in zip(other.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_wide_layer_error_is_within_1e_5_of_the_range(rng):
