@@ -13,11 +13,11 @@ The kernel transform ``G g G^T`` is computed once, in float64, when a ``keras.la
 swapped; the layer stores it as a ``(36, C, K)`` weight (4x the 3x3 kernel's memory), and the ``B^T``
 and ``A^T`` that turn that kernel back into the convolution as two small non-trainable weights, so a
 saved kernel always travels with its transforms. The input and output transforms are written with
-``keras.ops`` (slices, reshapes and small matrix products), so the layer runs on every backend. Results differ from the direct convolution by float32 round-off of the
-transforms: at most ~1e-5 of the output's largest magnitude (measured against a float64 direct
-convolution: 6e-6 for 512->512, 3e-6 for dilated 160->160; a float32 ``Conv2D`` is 0.4-2e-6); for
-training keep the original ``Conv2D`` (gradients through the transformed kernel are a different
-parameterisation).
+``keras.ops`` (slices, reshapes and small matrix products), so the layer runs on every backend.
+Results differ from the direct convolution by float32 round-off of the transforms: at most ~1e-5 of
+the output's largest magnitude (measured against a float64 direct convolution: 6e-6 for 512->512,
+3e-6 for dilated 160->160; a float32 ``Conv2D`` is 0.4-2e-6); for training keep the original
+``Conv2D`` (gradients through the transformed kernel are a different parameterisation).
 """
 
 from __future__ import annotations
@@ -187,6 +187,11 @@ class WinogradConv2D(keras.layers.Layer):
                 raise ValueError(f"WinogradConv2D: dilation_rate must be the same on both axes. "
                                  f"Received: {tuple(dilation_rate)}")
             dilation_rate = dilation_rate[0]
+        # int() would turn 2.7 filters or a 1.5 dilation into 2 and 1 without a word; 0 and negatives
+        # failed in call() as a division by zero or a negative pad
+        for name, value in (("filters", filters), ("dilation_rate", dilation_rate)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"WinogradConv2D: {name} must be a positive integer. Received: {value!r}")
         self.filters = int(filters)
         self.padding = padding
         self.use_bias = bool(use_bias)

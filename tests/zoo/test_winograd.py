@@ -3,6 +3,7 @@ against OpenCV's Caffe engine (Winograd off there); swap rule, sharing, save/loa
 
 import io
 import json
+import re
 import zipfile
 
 import h5py
@@ -433,6 +434,19 @@ def test_plain_function_activation_frozen_layer_and_activity_regularizer(rng):
     assert not fast.get_layer(conv.name).trainable and len(fast.trainable_weights) == len(model.trainable_weights)
     assert len(fast.losses) == len(model.losses) == 1
     np.testing.assert_allclose(_np(fast.losses[0]), _np(model.losses[0]), rtol=1e-5)
+
+
+def test_filters_and_dilation_must_be_positive_integers():
+    # 2.7 filters and a 1.5 dilation were truncated to 2 and 1 without a word; 0 and -1 failed in call()
+    # (division by zero, a negative pad, a negative shape).
+    for kwargs in ({"filters": 2.7}, {"filters": 0}, {"filters": -1}, {"filters": True},
+                   {"dilation_rate": 1.5}, {"dilation_rate": 0}, {"dilation_rate": (-1, -1)}, {"dilation_rate": "2"}):
+        name, value = next(iter(kwargs.items()))
+        with pytest.raises(ValueError, match=rf"WinogradConv2D: {name} must be a positive integer. Received: "
+                                             rf"{re.escape(repr(value[0] if isinstance(value, tuple) else value))}"):
+            WinogradConv2D(**{"filters": 4, **kwargs})
+    layer = WinogradConv2D(np.int64(4), dilation_rate=[2, 2])
+    assert (layer.filters, layer.dilation_rate) == (4, 2)
 
 
 def test_refusals_say_why():
