@@ -7,6 +7,9 @@ fold the same pairs and use the same epsilon.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,7 @@ from converters.caffe.graph import Layer, Net
 from converters.caffe.params import opt, sub
 
 __all__ = ["keras_name", "Conversion", "Context", "bn_scale_pairs", "bn_epsilon", "uses_batch_stats", "at", "preloaded_weights",
-           "host_constant_initializers"]
+           "host_constant_initializers", "cached_signatures"]
 
 
 def keras_name(caffe_name: str) -> str:
@@ -336,3 +339,72 @@ def preloaded_weights():
         yield
     finally:
         keras.layers.Layer.add_weight = original
+
+
+def _signature_key(obj):
+    """What ``inspect.signature(obj)`` depends on, for a function or method; ``None``: not cached.
+
+    A bound method's signature is its function's without the first parameter; a ``functools.wraps``
+    wrapper's is the wrapped callable's (``inspect`` follows ``__wrapped__``). ``__signature__`` overrides
+    both, so objects carrying one are not cached.
+    """
+    if isinstance(obj, types.MethodType):
+        key = _signature_key(obj.__func__)
+        return None if key is None else ("bound", key)
+    if isinstance(obj, types.FunctionType) and "__signature__" not in obj.__dict__:
+        wrapped = obj.__dict__.get("__wrapped__")
+        return obj if wrapped is None else _signature_key(wrapped)
+    return None
+
+
+class _CachedInspect(types.ModuleType):
+    """The ``inspect`` module, with ``signature`` and ``getfullargspec`` of a function computed once."""
+
+    def __init__(self):
+        super().__init__("inspect")
+        self._signatures, self._argspecs = {}, {}
+
+    def __getattr__(self, name):
+        return getattr(inspect, name)
+
+    def signature(self, obj, *args, **kwargs):
+        key = None if args or kwargs else _signature_key(obj)
+        if key is None:
+            return inspect.signature(obj, *args, **kwargs)
+        sig = self._signatures.get(key)
+        if sig is None:
+            sig = self._signatures[key] = inspect.signature(obj)
+        return sig
+
+    def getfullargspec(self, func):
+        if not isinstance(func, types.FunctionType) or "__signature__" in func.__dict__:
+            return inspect.getfullargspec(func)  # (no wrapper following here, unlike signature)
+        spec = self._argspecs.get(func)
+        if spec is None:
+            spec = self._argspecs[func] = inspect.getfullargspec(func)
+        return spec
+
+
+_KERAS_INSPECTING = ("keras.src.ops.operation", "keras.src.layers.layer")
+
+
+@contextlib.contextmanager
+def cached_signatures():
+    """While converting, Keras' layer modules compute each function's signature once.
+
+    Keras recomputes the same signatures for every layer it creates (``Operation.__new__``: the
+    ``__init__``'s signature and argspec, for the auto-config; ``Layer.__init__``: ``call``'s; the first
+    call: ``call``'s and ``build``'s), ~15% of a ResNet-152's build on JAX (0.36 -> 0.31 s CPU).
+    Signatures are immutable and equal however often they are computed, so the layers and their
+    configs are the same. Only those two modules' name ``inspect`` changes, and back afterwards.
+    """
+    modules = [sys.modules.get(name) for name in _KERAS_INSPECTING]
+    modules = [m for m in modules if m is not None and getattr(m, "inspect", None) is inspect]
+    cached = _CachedInspect()
+    try:
+        for m in modules:
+            m.inspect = cached
+        yield
+    finally:
+        for m in modules:
+            m.inspect = inspect

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 
 from converters.caffe.context import (Context, Conversion, at, bn_epsilon, bn_scale_pairs,  # noqa: F401 (public here)
-                                      host_constant_initializers, keras_name, preloaded_weights)
+                                      cached_signatures, host_constant_initializers, keras_name, preloaded_weights)
 from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerError
 from converters.caffe.graph import Net
 from converters.caffe.keras_handlers import LAYER_HANDLERS
@@ -88,7 +88,7 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
         inputs.append(t)
     bar = tqdm(net.layers, desc="Building Keras model", unit="layer", disable=(None if progress is None else not progress),
                leave=False)
-    with host_constant_initializers(), preloaded_weights():
+    with host_constant_initializers(), preloaded_weights(), cached_signatures():
         for layer in bar:
             _convert_layer(layer, ctx)
     bar.close()

@@ -139,3 +139,47 @@ def test_conversion_under_a_16_bit_policy_keeps_the_blobs_values(policy):
     assert keras.backend.standardize_dtype(kernel.dtype) == policy
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.cast(kernel, "float32")),
                                   blobs["conv"][0].transpose(2, 3, 1, 0).astype(policy).astype(np.float32))
+
+
+def test_cached_signatures_equal_inspects_and_are_restored():
+    """The signature cache that conversion puts in Keras' layer modules answers as ``inspect`` does."""
+    import functools
+    import inspect
+
+    from converters.caffe.context import _CachedInspect, cached_signatures
+    from keras.src.layers import layer as keras_layer_module
+    from keras.src.ops import operation as keras_operation_module
+
+    class Widget:
+        def build(self, input_shape, *, extra=None):
+            pass
+
+    def plain(a, b=2, *args, c, **kwargs):
+        pass
+
+    w = Widget()
+
+    @functools.wraps(w.build)
+    def wrapper(*args, **kwargs):  # as Keras wraps each layer's build
+        pass
+
+    def overridden(x):
+        pass
+
+    overridden.__signature__ = inspect.Signature([inspect.Parameter("y", inspect.Parameter.POSITIONAL_ONLY)])
+    cached = _CachedInspect()
+    for obj in (plain, w.build, Widget.build, wrapper, overridden, functools.partial(plain, 1), Widget, len):
+        for _ in range(2):  # computed, then from the cache
+            assert cached.signature(obj) == inspect.signature(obj), obj
+    for func in (plain, Widget.build, w.build, overridden):
+        for _ in range(2):
+            assert cached.getfullargspec(func) == inspect.getfullargspec(func), func
+    assert str(cached.signature(wrapper)) == "(input_shape, *, extra=None)"  # bound: no self
+    assert cached.Parameter is inspect.Parameter  # everything else is inspect's
+
+    with cached_signatures():
+        assert isinstance(keras_operation_module.inspect, _CachedInspect)
+        assert isinstance(keras_layer_module.inspect, _CachedInspect)
+        inside = keras.layers.BatchNormalization(axis=1, epsilon=1e-3, name="bn").get_config()
+    assert keras_operation_module.inspect is inspect and keras_layer_module.inspect is inspect
+    assert inside == keras.layers.BatchNormalization(axis=1, epsilon=1e-3, name="bn").get_config()
