@@ -8,6 +8,8 @@ returns the list of arrays in the order ``keras.layers.Layer.set_weights`` expec
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from converters.caffe.errors import WeightsMismatchError
@@ -34,7 +36,7 @@ def aligned_empty(shape, dtype=np.float32):
     numpy's large allocations start 16 bytes past a page; JAX on the CPU copies such arrays when they
     become variables, but takes an aligned one as it is (ResNet-152: 230 MB, ~0.1 s, not copied).
     """
-    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    n = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize  # (np.prod: 5 us per call)
     raw = np.empty(n + _ALIGN, np.uint8)
     start = -raw.ctypes.data % _ALIGN
     return raw[start:start + n].view(dtype).reshape(shape)
