@@ -31,8 +31,21 @@ def convert_input(layer, inputs, ctx):
 
 
 def _init(layer):
-    """Zero initializers when blobs overwrite the weights: random ones cost a compile per shape on JAX."""
-    return dict(kernel_initializer="zeros") if layer.blobs else {}
+    """Zero initializers when blobs overwrite the weights: random ones cost a compile per shape on JAX.
+
+    Initializer objects, not names: Keras resolves a name through its deserializer (~15 us per layer),
+    and the config is the same.
+    """
+    if not layer.blobs:
+        return {}
+    return dict(kernel_initializer=keras.initializers.Zeros(), bias_initializer=keras.initializers.Zeros())
+
+
+def _bn_init():
+    """``BatchNormalization``'s default initializers, as objects (see :func:`_init`)."""
+    zeros, ones = keras.initializers.Zeros, keras.initializers.Ones
+    return dict(beta_initializer=zeros(), gamma_initializer=ones(), moving_mean_initializer=zeros(),
+                moving_variance_initializer=ones())
 
 
 def _num_output(layer, p):
@@ -193,7 +206,7 @@ def convert_batchnorm(layer, inputs, ctx):
     scale = ctx.fold.get(layer.name)
     bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=eps,
                                          momentum=float(opt(bp, "moving_average_fraction", 0.999)),
-                                         name=ctx.name(layer))
+                                         name=ctx.name(layer), **_bn_init())
     if scale is not None:
         ctx.folded += 1
     arrays = None
@@ -205,7 +218,7 @@ def convert_batchnorm(layer, inputs, ctx):
 def convert_psp_bn(layer, inputs, ctx):
     x = inputs[0]
     bn = keras.layers.BatchNormalization(axis=L.keras_axis(1, len(x.shape)), epsilon=bn_epsilon(layer),
-                                         name=ctx.name(layer))
+                                         name=ctx.name(layer), **_bn_init())
     arrays = B.psp_bn_weights(layer.blobs, what=f"layer '{layer.name}'") if layer.blobs else None
     return [ctx.call(bn, x, arrays, layer)]
 
