@@ -147,7 +147,7 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
 
         release = spec.weights[weights]
         files = ", ".join(s.provides for s in release.sources if not s.provides.endswith(".prototxt"))
-        _refuse_other_architecture(  # before any download: the tag's record says what the release holds
+        refuse_other_architecture(  # before any download: the tag's record says what the release holds
             spec, release.builder_kwargs, kwargs, f"the release {spec.name}:{weights}" + (f" ({files})" if files else ""))
         path = pretrained.resolve(spec.name, weights)
         return _load_zoo_file(spec, path, kwargs, spec.weights[weights])
@@ -208,17 +208,33 @@ def _settings(values: dict[str, Any], keys) -> str:
     return ", ".join(f"{k}={values[k]!r}" for k in keys)
 
 
-def _refuse_other_architecture(spec: ModelSpec, held: dict[str, Any], kwargs: dict[str, Any], source: str,
-                               said: str = "") -> None:
-    """One error for architecture arguments in ``kwargs`` that contradict those the weights hold (``held``: a
-    weights record's builder arguments), naming each argument, both values and ``source`` (``said``: where the
-    values were read): else the model built with them is refused with a list of every layer that does not fit."""
-    wrong = [k for k in _architecture_kwargs(spec) if k in kwargs and k in held and kwargs[k] != held[k]]
+def refuse_other_architecture(spec: ModelSpec, held: dict[str, Any], asked: dict[str, Any], source: str,
+                              error: type[WeightsMismatchError] = WeightsMismatchError) -> None:
+    """The one check, for every weights format, that the caller's architecture arguments agree with the weights.
+
+    Every loader calls it before it builds or fetches anything (a tag's record, a zoo ``.h5``'s weights record,
+    a ``.caffemodel``'s deploy prototxt, a ``.t7``): else a model built with the caller's value is refused with
+    a list of every layer that does not fit, or loads into another network where the shapes agree.
+
+    Args:
+        spec: the :class:`ModelSpec` asked for; its :data:`ARCHITECTURE_KWARGS` are checked.
+        held: the builder arguments the weights hold (an argument missing here is not checked).
+        asked: the caller's builder arguments; ``None`` is "not given".
+        source: where ``held`` was read, as it goes into the message: ``"'x.h5' (its weights record)"``,
+            ``"the release cpm:lsp (pose_iter_395000.caffemodel)"``.
+        error: the class raised, a loader's own subclass (``converters.caffe.errors.WeightsMismatchError``).
+    Raises:
+        WeightsMismatchError (``error``): one line naming each contradicting argument, both values, ``source``
+            and what to do: ``cpm: {source} holds stages=6, but stages=3 was asked for; leave out stages (the
+            weights give it) or pass stages=6.``
+    """
+    wrong = [k for k in _architecture_kwargs(spec)
+             if asked.get(k) is not None and k in held and asked[k] != held[k]]
     if wrong:
         it = "it" if len(wrong) == 1 else "them"
-        raise WeightsMismatchError(
-            f"{spec.name}: {source} holds {_settings(held, wrong)}{said}, but {_settings(kwargs, wrong)} was asked for; "
-            f"leave out {', '.join(wrong)} (the weights give {it}) or give {_settings(held, wrong)}.")
+        raise error(
+            f"{spec.name}: {source} holds {_settings(held, wrong)}, but {_settings(asked, wrong)} was asked for; "
+            f"leave out {', '.join(wrong)} (the weights give {it}) or pass {_settings(held, wrong)}.")
 
 
 def _check_tag(spec: ModelSpec, tag: str, name: str) -> None:
@@ -309,7 +325,7 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     stored_head = build_kwargs.get(head)
     other = stored_name != spec.name and stored_name in list_models()  # the likeliest cause, said first
     if not other:
-        _refuse_other_architecture(spec, build_kwargs, kwargs, f"'{path}'", " (its weights record)")
+        refuse_other_architecture(spec, build_kwargs, kwargs, f"'{path}' (its weights record)")
     # architecture arguments the record leaves out: zoo.save_weights records only those zoo.get was given
     unrecorded = [k for k in _architecture_kwargs(spec)
                   if k in kwargs and k not in build_kwargs and kwargs[k] != spec.defaults[k]]

@@ -15,7 +15,7 @@ from converters.caffe.errors import WeightsMismatchError
 from converters.caffe.params import opt, sub
 from converters.caffe.port import FAMILY_MAPPINGS, port
 from converters.caffe.reader import load
-from zoo.api import register_weights_loader
+from zoo.api import refuse_other_architecture, register_weights_loader
 from zoo.errors import WeightsFileError
 from zoo.registry import get_spec
 
@@ -82,7 +82,8 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
         spec: a :class:`zoo.registry.ModelSpec` or registered name (``"cpm"``).
         caffemodel: the ``.caffemodel`` path.
         asked: the caller's builder arguments; an architecture argument other than the head size
-            (``stages``) that contradicts the file is refused. (Another head size loads all but the head.)
+            (``stages``) that contradicts the file is refused (:func:`zoo.api.refuse_other_architecture`).
+            (Another head size loads all but the head.)
         net: the net already loaded from the prototxt, to save reading it again.
     Returns:
         ``{name: value}``, e.g. ``{"stages": 3, "num_keypoints": 14}`` or ``{"classes": 19, "input_shape": (713,
@@ -91,7 +92,7 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
         WeightsFileError: no deploy prototxt beside ``caffemodel``.
         CaffeFormatError: an unreadable prototxt.
         WeightsMismatchError: a CPM asked for and a prototxt that is not one (no ``conv7_stage1``), or a
-            ``stages`` in ``asked`` other than the file's (the message names both numbers).
+            ``stages`` in ``asked`` other than the file's (the message names both values and both files).
     """
     spec = get_spec(spec) if isinstance(spec, str) else spec
     proto = find_prototxt(caffemodel)
@@ -105,11 +106,6 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
         stages = 1
         while f"Mconv1_stage{stages + 1}" in names:
             stages += 1
-        if (asked or {}).get("stages") not in (None, stages):
-            raise WeightsMismatchError(
-                f"{spec.name}: '{caffemodel}' is a CPM of {stages} stages (its deploy prototxt '{proto}'), but "
-                f"stages={asked['stages']} was asked for; leave out stages (it is read from the prototxt) or give "
-                f"stages={stages}.")
         held["stages"] = stages
     if spec.family in _FIXED_SIZE and not {"input_shape", "input_tensor"} & set(asked or {}):
         shape = next(iter(net.inputs.values()), ())
@@ -123,6 +119,8 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
             outputs = opt(sub(layer.param, _OUTPUT_PARAMS[layer.type]), "num_output", outputs)
     if spec.head_kwarg and outputs is not None:
         held[spec.head_kwarg] = int(outputs) - _EXTRA_OUTPUTS.get(spec.family, 0)
+    refuse_other_architecture(spec, held, asked or {}, f"'{caffemodel}' (its deploy prototxt '{proto}')",
+                              WeightsMismatchError)
     return held
 
 

@@ -12,13 +12,10 @@ from pathlib import Path
 from converters.torch7.errors import WeightsMismatchError
 from converters.torch7.graph import load_graph
 from converters.torch7.hourglass import infer_hourglass_config, port_hourglass
-from zoo.api import register_weights_loader
+from zoo.api import refuse_other_architecture, register_weights_loader
 from zoo.errors import WeightsFileError
 
 __all__ = ["load_torch7_weights"]
-
-_STRUCTURE = ("stacks", "features", "modules", "post_residuals")
-
 
 def load_torch7_weights(spec, path, kwargs):
     """Loader for :func:`zoo.api.register_weights_loader`: read ``path``, build, port.
@@ -37,7 +34,8 @@ def load_torch7_weights(spec, path, kwargs):
     Raises:
         WeightsFileError: missing file; Torch7FormatError (a WeightsFileError) for unreadable files.
         WeightsMismatchError: another family, another architecture in the file, or ``stacks`` /
-            ``features`` / ``modules`` / ``post_residuals`` in ``kwargs`` that differ from the file's.
+            ``features`` / ``modules`` / ``post_residuals`` in ``kwargs`` that differ from the file's
+            (:func:`zoo.api.refuse_other_architecture`: both values and the file named).
     """
     path = Path(path)
     if spec.family != "hourglass":
@@ -49,14 +47,7 @@ def load_torch7_weights(spec, path, kwargs):
         raise WeightsFileError(f"{spec.name}: weights file not found: '{path}'.")
     graph = load_graph(path)
     cfg = infer_hourglass_config(graph)
-    wrong = [k for k in _STRUCTURE if k in kwargs and kwargs[k] != cfg[k]]
-    if wrong:
-        asked = ", ".join(f"{k}={kwargs[k]!r}" for k in wrong)
-        has = ", ".join(f"{k}={cfg[k]}" for k in wrong)
-        raise WeightsMismatchError(
-            f"{spec.name}: '{path}' holds a Stacked Hourglass with {has}, but {asked} was asked for; drop "
-            f"these arguments (they are read from the file) or use another file."
-        )
+    refuse_other_architecture(spec, cfg, kwargs, f"'{path}'", WeightsMismatchError)
     head_changed = "num_keypoints" in kwargs and kwargs["num_keypoints"] != cfg["num_keypoints"]
     model = spec.builder(**{**cfg, **kwargs})
     report = port_hourglass(graph, model, skip_head=head_changed)

@@ -463,7 +463,7 @@ def test_tag_with_a_contradicting_architecture_argument_is_one_error_before_any_
     with pytest.raises(zoo.WeightsMismatchError) as e:
         zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3), stacks=2)
     assert str(e.value) == ("twin_hourglass: the release twin_hourglass:mpii (umich-stacked-hourglass.t7) holds "
-                            "stacks=1, but stacks=2 was asked for; leave out stacks (the weights give it) or give "
+                            "stacks=1, but stacks=2 was asked for; leave out stacks (the weights give it) or pass "
                             "stacks=1.")
     assert not (cache / "sources").exists() and not (cache / "converted").exists()  # nothing fetched or converted
     # None is "not given": the release's 1 stack and 16 keypoints, not the builder's `stacks must be >= 1`

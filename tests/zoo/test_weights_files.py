@@ -181,11 +181,13 @@ def test_zoo_h5_with_a_contradicting_stage_or_stack_count_is_one_error(cpm2, hg1
     # was: 'does not fit model ...' and a list of the 6 (CPM) / 89 (hourglass) layers missing from the file
     with pytest.raises(zoo.WeightsMismatchError) as e:
         zoo.get("cpm", weights=cpm2, stages=3)
-    assert _one_line(e) == (f"cpm: '{cpm2}' holds stages=2 (its weights record), but stages=3 was asked for; leave out "
-                            f"stages (the weights give it) or give stages=2.")
+    assert _one_line(e) == (f"cpm: '{cpm2}' (its weights record) holds stages=2, but stages=3 was asked for; leave out "
+                            f"stages (the weights give it) or pass stages=2.")
     with pytest.raises(zoo.WeightsMismatchError) as e:
         zoo.get("hourglass", weights=hg1, stacks=2, features=32)
-    assert f"hourglass: '{hg1}' holds stacks=1, features=16 (its weights record), but stacks=2, features=32 " in _one_line(e)
+    assert _one_line(e) == (f"hourglass: '{hg1}' (its weights record) holds stacks=1, features=16, but stacks=2, "
+                            f"features=32 was asked for; leave out stacks, features (the weights give them) or pass "
+                            f"stacks=1, features=16.")
     # what fits still loads: the file's own stages, another input size (fully convolutional: the weights fit any
     # size) and another head size (all but the head, with a warning)
     kernel = zoo.get("cpm", weights=cpm2).get_layer("Mconv3_stage2").get_weights()[0]
