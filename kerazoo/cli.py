@@ -8,6 +8,7 @@
     kerazoo convert ...                        = python -m converters caffe ...
     kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
     kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG
+    kerazoo export NAME|M.keras -o OUT         a SavedModel folder or LiteRT file, checked against Keras
 
 Bad input exits with status 2 and a one-line reason; anything else exits 1, also in one line
 (``KERAZOO_DEBUG=1`` shows its traceback); Ctrl-C exits 130. Never a bare traceback.
@@ -359,6 +360,28 @@ def build_parser():
                    help="also run the mirrored image, as evaluate --flip (at each of --scales): pose averages the "
                         "heatmaps flipped back with left/right joints swapped (needs the weights record's flip "
                         "pairs); segmentation averages the probabilities")
+    s = sub.add_parser("export", help="write a model as a TensorFlow SavedModel or a LiteRT file, checked against Keras",
+                       description="Write MODEL (a registered NAME[:TAG] or a .keras file, e.g. a converted Caffe net "
+                                   "or a training run's best.keras) for deployment: a SavedModel folder "
+                                   "(tf.saved_model.load(OUT).serve(x)) or a LiteRT .tflite file. The artifact is "
+                                   "loaded back and its outputs compared with the Keras model's on a random input "
+                                   "before it replaces OUT; the weights record (mean, std, channel order, class and "
+                                   "keypoint names) goes beside it as JSON. Needs TensorFlow (a SavedModel also "
+                                   "under KERAS_BACKEND=jax; LiteRT only under tensorflow).")
+    s.add_argument("model", metavar="MODEL", help="registered NAME[:TAG] (random weights without a tag or --weights) "
+                                                  "or a .keras file")
+    s.add_argument("-o", "--out", required=True, help="SavedModel folder, or the .tflite file for --format litert")
+    s.add_argument("--weights", help="for a NAME: a tag or weights file, as for predict")
+    s.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
+                   help="builder argument for a NAME, repeatable (e.g. stacks=2, input_shape=(None,None,3))")
+    s.add_argument("--format", default="saved_model", choices=("saved_model", "litert"))
+    s.add_argument("--input-shape", type=count(1), nargs=2, metavar=("H", "W"),
+                   help="fix the image size of an any-size model (LiteRT needs one)")
+    s.add_argument("--batch-size", type=count(1),
+                   help="fix the batch (default: free for a SavedModel, 1 for LiteRT)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT (atomically)")
+    s.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip loading the artifact back and comparing outputs")
     for name, what in _DELEGATED.items():
         sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
     return p

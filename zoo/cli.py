@@ -1,5 +1,5 @@
 """The commands of ``kerazoo`` (:mod:`kerazoo.cli` parses the command line and calls them):
-``_cmd_NAME(args)`` for list, download, info, inspect and predict. A user error raises :class:`CLIError`.
+``_cmd_NAME(args)`` for list, download, info, inspect, predict and export. A user error raises :class:`CLIError`.
 """
 
 from __future__ import annotations
@@ -246,3 +246,24 @@ def _cmd_predict(args):
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
         raise CLIError(one_line(e)) from None
     print(f"wrote {target}")
+
+
+def _cmd_export(args):
+    import zoo
+    from zoo.errors import ZooError
+    from zoo.export import export
+
+    try:
+        if args.model.lower().endswith(".keras"):
+            if args.weights or args.model_arg:
+                raise CLIError(f"--weights and --model-arg are for a registered NAME; {args.model} is a whole model")
+            from training.models import _run_metadata
+
+            model = zoo.load_keras_model(args.model)
+            _run_metadata(model, args.model)  # a training run's input convention and names, for the JSON beside it
+        else:
+            model = zoo.get(args.model, weights=args.weights, **dict(args.model_arg))
+        export(model, args.out, format=args.format, input_shape=args.input_shape, batch_size=args.batch_size,
+               verify=args.verify, overwrite=args.overwrite)
+    except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
+        raise CLIError(one_line(e)) from None

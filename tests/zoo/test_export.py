@@ -1,0 +1,215 @@
+"""zoo.export: SavedModel and LiteRT artifacts of converted Caffe nets, checked against OpenCV's Caffe engine.
+
+The artifacts are written with ``verify=False`` and run here by TensorFlow itself (``tf.saved_model.load``,
+``tf.lite.Interpreter``), so the check does not go through the code under test. Every supported Caffe layer
+type (the exactness tests' nets) goes through a SavedModel, PSPNet's topology through LiteRT.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from converters import caffe
+from tests.caffe_files import caffemodel_bytes, random_blobs_for, write_net
+from tests.converters import nets
+from tests.converters.test_exactness import (CONV_POOL, ELEMENTWISE, NORM_SHAPE, RTOL, _bn_to_batchnorm_scale,
+                                             _inputs, _output_layers)
+from tests.oracle import opencv_forward
+from zoo import WeightsRecord
+from zoo.export import ExportError, export
+
+pytestmark = pytest.mark.backend_agnostic
+
+BACKEND = keras.backend.backend()
+
+
+def _serve(folder, model, feed):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(folder))
+    args = keras.tree.map_structure(lambda t: feed[t.name], model.input)
+    return [np.asarray(o) for o in tf.nest.flatten(loaded.serve(args))]
+
+
+def _interpret(file, feed):
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(file))
+    interpreter.allocate_tensors()
+    (x,) = feed.values()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    details = sorted(interpreter.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[1]))
+    return [interpreter.get_tensor(d["index"]) for d in details]
+
+
+def _against_opencv(tmp_path, proto, rng, *, fmt="saved_model", opencv_proto=None, opencv_blobs=None, **kwargs):
+    """Converts ``proto`` with random blobs, exports it without our check, runs the artifact with TensorFlow
+    and compares every output with OpenCV's; returns the model."""
+    blobs = random_blobs_for(proto, rng)
+    net = caffe.load(*write_net(tmp_path, proto, blobs))
+    model = caffe.to_keras(net, progress=False)
+    feed = _inputs(net, rng)
+    outs = _output_layers(net)
+    cv_proto = opencv_proto or proto
+    cv_blobs = opencv_blobs(blobs) if opencv_blobs else blobs
+    ref = opencv_forward(cv_proto, feed, caffemodel_bytes(cv_proto, cv_blobs), list(outs.values()))
+    target = tmp_path / ("net.tflite" if fmt == "litert" else "net_saved_model")
+    export(model, target, format=fmt, verify=False, verbose=False, **kwargs)
+    got = _interpret(target, feed) if fmt == "litert" else _serve(target, model, feed)
+    assert len(got) == len(outs)
+    for (top, layer), y in zip(outs.items(), got):
+        r = ref[layer]
+        assert y.shape == r.shape, f"{top}: shape {y.shape} vs OpenCV {r.shape}"
+        err = np.abs(y - r).max()
+        assert err <= RTOL * np.abs(r).max(), f"{top}: max abs error {err:.3g} vs max |OpenCV| {np.abs(r).max():.3g}"
+    return model
+
+
+def _refused_on_this_backend(fmt):
+    """True (and the refusal checked) where Keras cannot write ``fmt``: PyTorch for both, JAX for LiteRT."""
+    if BACKEND == "tensorflow" or (BACKEND == "jax" and fmt == "saved_model"):
+        return False
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1)])
+    with pytest.raises(ExportError, match=f"export needs the TensorFlow (or JAX )?backend; this is {BACKEND}"):
+        export(model, "unused", format=fmt)
+    return True
+
+
+@pytest.mark.parametrize("proto", [CONV_POOL, ELEMENTWISE, NORM_SHAPE], ids=["conv_pool", "elementwise", "norm_shape"])
+def test_saved_model_of_every_layer_type_matches_opencv(tmp_path, rng, proto):
+    if not _refused_on_this_backend("saved_model"):
+        # OpenCV reads PoolingParameter field 13 as `ceil_mode` (test_exactness): the same rounding in its words
+        _against_opencv(tmp_path, proto, rng, opencv_proto=proto.replace("round_mode: FLOOR", "ceil_mode: false"))
+
+
+def test_saved_model_keeps_free_sizes(tmp_path, rng):
+    # FCN-8s' pad 100 / ceil pools / crops, converted for any size: the folder serves other sizes
+    if _refused_on_this_backend("saved_model"):
+        return
+    kw = dict(widths=(3, 4, 4, 6, 6), fc=8, classes=3)
+    proto = nets.fcn8s(27, 35, **kw)
+    blobs = random_blobs_for(proto, rng)
+    model = caffe.to_keras(caffe.load(*write_net(tmp_path, proto, blobs)), input_shape=(None, None), progress=False)
+    if BACKEND == "jax":  # jax2tf's symbolic sizes cannot go through Caffe's ceil-mode pooling arithmetic
+        with pytest.raises(ExportError, match=r"on JAX, free sizes go through jax2tf's shape polymorphism.* pass "
+                                              r"input_shape=\(H, W\), or export under KERAS_BACKEND=tensorflow"):
+            export(model, tmp_path / "fcn", verbose=False)
+        assert not [p for p in os.listdir(tmp_path) if "fcn" in p]  # nor a temporary folder
+        result = export(model, tmp_path / "fcn", input_shape=(31, 45), verbose=False)
+        assert result.input_shapes == [[None, 31, 45, 3]]
+        x = rng.normal(size=(2, 31, 45, 3)).astype(np.float32)
+        (y,) = _serve(tmp_path / "fcn", model, {model.input.name: x})
+        (ref,) = opencv_forward(nets.fcn8s(31, 45, **kw), {"data": x}, caffemodel_bytes(proto, blobs)).values()
+        assert np.abs(y - ref).max() <= RTOL * np.abs(ref).max()
+        return
+    result = export(model, tmp_path / "fcn", verbose=False)
+    assert result.input_shapes == [[None, None, None, 3]] and result.max_error <= RTOL * result.max_output
+    for h, w in ((31, 45), (40, 29)):
+        x = rng.normal(size=(2, h, w, 3)).astype(np.float32)
+        (y,) = _serve(tmp_path / "fcn", model, {model.input.name: x})
+        (ref,) = opencv_forward(nets.fcn8s(h, w, **kw), {"data": x}, caffemodel_bytes(proto, blobs)).values()
+        assert y.shape == ref.shape == (2, h, w, 3)
+        assert np.abs(y - ref).max() <= RTOL * np.abs(ref).max()
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_litert_pspnet_topology_matches_opencv(tmp_path, rng):
+    # Fork "BN" layers, dilations, pyramid AVE pools and Interp (einsum with fixed matrices) through TFLite
+    if _refused_on_this_backend("litert"):
+        return
+    kw = dict(widths=(4, 4, 8, 8), blocks=(2, 1, 2, 1), stem=(4, 4, 6), ppm=4, head=6, classes=5)
+    proto = nets.pspnet50(89, 91, 12, **kw)
+    opencv_proto = nets.pspnet50(89, 91, 12, bn="BatchNorm", **kw)
+    types = {l.name: l.type for l in caffe.load(write_net(tmp_path, proto, name="shape")[0]).layers}
+    _against_opencv(tmp_path, proto, rng, fmt="litert", opencv_proto=opencv_proto,
+                    opencv_blobs=lambda b: _bn_to_batchnorm_scale(b, types))
+
+
+def _tiny(shape=(None, None, 3)):
+    x = keras.Input(shape, name="image")
+    return keras.Model(x, keras.layers.Conv2D(2, 3, padding="same", name="conv")(x), name="tiny")
+
+
+def test_refusals_name_the_problem_and_write_nothing(tmp_path):
+    if _refused_on_this_backend("saved_model"):
+        return
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ExportError, match=r"'.*taken' exists; pass overwrite=True"):
+        export(_tiny(), tmp_path / "taken", verbose=False)
+    with pytest.raises(ExportError, match=r"input_shape=\(9, 9\) contradicts tiny's input 'image' of fixed size \(8, 8\)"):
+        export(_tiny((8, 8, 3)), tmp_path / "a", input_shape=(9, 9), verbose=False)
+    with pytest.raises(ExportError, match="format must be one of"):
+        export(_tiny(), tmp_path / "a", format="onnx2", verbose=False)
+    with pytest.raises(ExportError, match="batch_size must be a positive int"):
+        export(_tiny(), tmp_path / "a", batch_size=0, verbose=False)
+    if BACKEND == "tensorflow":
+        with pytest.raises(ExportError, match=r"LiteRT needs fixed input sizes .* 'image' \(None, None, 3\) leaves its "
+                                              r"height and width open; pass input_shape=\(H, W\)"):
+            export(_tiny(), tmp_path / "a.tflite", format="litert", verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["taken"]
+
+
+_TRACES = [0]
+
+
+class _TraceCount(keras.layers.Layer):
+    """Adds how often it was traced: a layer whose graph depends on Python state, so the exported graph (traced
+    once) and ``predict``'s (traced later) compute different things."""
+
+    def call(self, x):
+        _TRACES[0] += 1
+        return x + float(_TRACES[0])
+
+
+def test_an_artifact_that_differs_is_refused_and_the_old_one_kept(tmp_path, rng):
+    if _refused_on_this_backend("saved_model"):
+        return
+    x = keras.Input((6, 6, 1), name="image")
+    good = keras.Model(x, keras.layers.Conv2D(1, 1, name="conv")(x), name="good")
+    first = export(good, tmp_path / "out", verbose=False)
+    assert first.max_error <= RTOL * first.max_output
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    noisy = keras.Model(x, _TraceCount(name="traced")(good.output), name="noisy")
+    with pytest.raises(ExportError, match=r"the tf_saved_model artifact differs from noisy by up to .* nothing was written"):
+        export(noisy, tmp_path / "out", overwrite=True, verbose=False)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # the first artifact, whole
+    y = _serve(tmp_path / "out", good, {"image": rng.uniform(0, 255, (1, 6, 6, 1)).astype(np.float32)})
+    assert len(y) == 1 and y[0].shape == (1, 6, 6, 1)
+
+
+def test_record_goes_beside_the_artifact(tmp_path):
+    if _refused_on_this_backend("saved_model"):
+        return
+    record = WeightsRecord(channel_order="BGR", mean=(104.0, 117.0, 123.0), class_names=("bg", "fg"), num_classes=2)
+    result = export(_tiny(), tmp_path / "sm", record=record, input_shape=(5, 7), verbose=False)
+    meta = json.loads((tmp_path / "sm" / "kerazoo.json").read_text())
+    assert result.record_path == tmp_path / "sm" / "kerazoo.json"
+    assert meta["inputs"] == {"image": [None, 5, 7, 3]}
+    assert meta["record"]["channel_order"] == "BGR" and meta["record"]["mean"] == [104.0, 117.0, 123.0]
+    assert meta["record"]["class_names"] == ["bg", "fg"]
+
+
+def test_command_line_exports_a_converted_keras_file(tmp_path, rng):
+    if _refused_on_this_backend("saved_model"):
+        return
+    net = caffe.load(*write_net(tmp_path, NORM_SHAPE, random_blobs_for(NORM_SHAPE, rng)))
+    model = caffe.to_keras(net, progress=False)
+    model.save(tmp_path / "net.keras")
+    env = {**os.environ, "KERAS_BACKEND": BACKEND}
+    cmd = [sys.executable, "-m", "kerazoo", "export", str(tmp_path / "net.keras"), "-o", str(tmp_path / "out")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "checked: max |artifact - Keras| = " in done.stdout and f"wrote {tmp_path / 'out'}" in done.stdout
+    feed = _inputs(net, rng)
+    for y, ref in zip(_serve(tmp_path / "out", model, feed), keras.tree.flatten(model.predict(feed["data"], verbose=0))):
+        assert np.abs(y - ref).max() <= RTOL * max(np.abs(ref).max(), 1e-6)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (f"kerazoo export: error: export: '{tmp_path / 'out'}' exists; pass "
+                                                     f"overwrite=True (kerazoo export --overwrite) to replace it")

@@ -1,0 +1,314 @@
+"""Deployment artifacts: a Keras model (a zoo model, a converted Caffe net, a training run's ``.keras``) as a
+TensorFlow SavedModel or a LiteRT (TFLite) flatbuffer, checked against the Keras model before it is kept.
+
+``keras.Model.export`` writes the artifact; this adds what a deployment needs around it: the artifact is
+written beside its target and renamed into place only after it was loaded back by TensorFlow and its outputs
+matched the Keras model's on a seeded random input (nothing half-written, nothing silently wrong), and the
+weights record (mean, std, channel order, class and keypoint names, heatmap offset) goes with it as JSON, since
+neither format carries preprocessing.
+
+    >>> model = zoo.get("hourglass", weights="mpii")
+    >>> zoo.export.export(model, "hourglass_mpii")                       # SavedModel folder
+    >>> zoo.export.export(model, "hourglass.tflite", format="litert")   # batch 1, fixed size
+
+Backends: a SavedModel is written on TensorFlow and on JAX (through ``jax2tf``; TensorFlow must be installed);
+LiteRT on TensorFlow only. Keras writes neither from PyTorch (it would need ``torch_xla``): save the model as
+``.keras`` there and export it under ``KERAS_BACKEND=tensorflow``; the file loads on any backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from zoo.errors import ZooError
+from zoo.files import atomic_target, replace_durably
+
+__all__ = ["export", "ExportResult", "ExportError", "FORMATS", "RECORD_FILE"]
+
+# format name -> (Keras' name for it, what the artifact is)
+FORMATS = {"saved_model": "tf_saved_model", "tf_saved_model": "tf_saved_model", "litert": "litert", "tflite": "litert"}
+RECORD_FILE = "kerazoo.json"  # inside a SavedModel folder; a .tflite gets OUT.json beside it
+_RTOL = 1e-4  # of the largest |output|: float32 graphs re-fused by TF/XNNPACK agree to ~1e-5 of it
+
+
+class ExportError(ZooError, ValueError):
+    """The model cannot be exported as asked, or the artifact's outputs differ from the model's."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export` wrote.
+
+    ``max_error``: max |artifact - Keras| over all outputs on the check input (``None`` with ``verify=False``);
+    ``max_output``: max |Keras output| there, the scale to read the error against; ``input_shapes``: the
+    artifact's inputs, ``None`` for a free (any-size) axis; ``record_path``: the weights record's JSON, if any.
+    """
+
+    path: Path
+    format: str
+    input_shapes: list
+    max_error: float | None
+    max_output: float | None
+    record_path: Path | None
+
+
+def _signature(model, batch_size, input_shape, fmt):
+    """``keras.InputSpec`` s in the structure of ``model.input`` (a CPM's is a dict), with the batch and any
+    fixed size applied."""
+
+    def spec(x):
+        shape = list(x.shape)
+        if len(shape) == 4 and input_shape is not None:
+            for axis, size in zip((1, 2), input_shape):
+                if shape[axis] is not None and shape[axis] != size:
+                    raise ExportError(f"export: input_shape={tuple(input_shape)} contradicts {model.name}'s input "
+                                      f"'{x.name}' of fixed size {tuple(shape[1:3])}")
+                shape[axis] = size
+        shape[0] = batch_size
+        if fmt == "litert" and any(d is None for d in shape):
+            free = "the batch" if shape[0] is None else "its height and width"
+            raise ExportError(f"export: LiteRT needs fixed input sizes and {model.name}'s input '{x.name}' "
+                              f"{tuple(x.shape[1:])} leaves {free} open; pass input_shape=(H, W) "
+                              f"(kerazoo export --input-shape H W)")
+        return keras.InputSpec(shape=tuple(shape), dtype=x.dtype, name=x.name)
+
+    return keras.tree.map_structure(spec, model.input)
+
+
+def _check_input(specs, record, seed=0):
+    """A seeded random batch in the structure of ``specs`` for the check: pixels in [0, 255] (uint8 inputs as
+    integers), a one-channel input (CPM's centre map) in [0, 1]; a free axis takes the record's input size, else
+    256 (every zoo model's stride divides it)."""
+    rng = np.random.default_rng(seed)
+    size = tuple(record.input_size) if record is not None and record.input_size else (256, 256)
+
+    def sample(spec):
+        shape = list(spec.shape)
+        shape[0] = shape[0] or 1
+        if len(shape) == 4:
+            shape[1], shape[2] = shape[1] or size[0], shape[2] or size[1]
+        shape = [d if d is not None else 1 for d in shape]
+        dtype = keras.backend.standardize_dtype(spec.dtype)
+        high = 1.0 if len(shape) == 4 and shape[-1] == 1 else 255.0
+        if "int" in dtype:
+            return rng.integers(0, int(high) + 1, shape).astype(dtype)
+        return rng.uniform(0, high, shape).astype(dtype)
+
+    return keras.tree.map_structure(sample, specs)
+
+
+def _flat(outputs):
+    return [np.asarray(keras.ops.convert_to_numpy(o), np.float64) for o in keras.tree.flatten(outputs)]
+
+
+def _run_saved_model(folder, feed):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(folder))  # held: its variables die with it
+    return [np.asarray(o, np.float64) for o in tf.nest.flatten(loaded.serve(feed))]
+
+
+def _output_index(detail):
+    """A LiteRT output's position among the model's outputs: ``StatefulPartitionedCall:3`` is the fourth (the
+    interpreter lists them in its own order)."""
+    name = detail["name"]
+    tail = name.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _run_litert(file, feed):
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():  # its deprecation notice (for ai_edge_litert, not a dependency here)
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=str(file))
+    interpreter.allocate_tensors()
+    inputs = interpreter.get_input_details()
+    feed = keras.tree.flatten(feed)
+    if len(inputs) != len(feed):
+        raise ExportError(f"export: the LiteRT file has {len(inputs)} inputs, the model {len(feed)}")
+    by_shape = {}
+    for x in feed:  # LiteRT names inputs its own way; the fixed shapes tell them apart, else the listed order
+        by_shape.setdefault(tuple(x.shape), []).append(x)
+    for d in inputs:
+        interpreter.set_tensor(d["index"], by_shape[tuple(int(v) for v in d["shape"])].pop(0))
+    interpreter.invoke()
+    outputs = sorted(interpreter.get_output_details(), key=_output_index)
+    return [np.asarray(interpreter.get_tensor(d["index"]), np.float64) for d in outputs]
+
+
+def _compare(ours, theirs, model_name):
+    if len(ours) != len(theirs):
+        raise ExportError(f"export: the artifact gives {len(theirs)} outputs, {model_name} gives {len(ours)}")
+    error = scale = 0.0
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if a.shape != b.shape:
+            raise ExportError(f"export: the artifact's output {i} has shape {b.shape}, {model_name}'s {a.shape}")
+        error = max(error, float(np.max(np.abs(a - b), initial=0.0)))
+        scale = max(scale, float(np.max(np.abs(a), initial=0.0)))
+    return error, scale
+
+
+def _prepare_target(path: Path, overwrite: bool, fmt: str):
+    if path.exists() and not overwrite:
+        raise ExportError(f"export: '{path}' exists; pass overwrite=True (kerazoo export --overwrite) to replace it")
+    if fmt == "litert" and path.is_dir():
+        raise ExportError(f"export: '{path}' is a folder; a LiteRT model is one file (e.g. model.tflite)")
+    if fmt == "tf_saved_model" and path.is_file():
+        raise ExportError(f"export: '{path}' is a file; a SavedModel is a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sync_tree(folder: Path):
+    """fsyncs every file under ``folder`` (POSIX), so the rename below cannot reach the disk before the data."""
+    if os.name == "nt":
+        return
+    for root, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _replace_folder(tmp: Path, path: Path):
+    """Moves the finished folder ``tmp`` to ``path``; an old ``path`` is moved aside first and removed after, so
+    ``path`` is at every moment the old artifact, nothing (between two renames), or the whole new one."""
+    _sync_tree(tmp)
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+        os.replace(path, old / "artifact")
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.absolute().parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # Windows, or a file system that cannot sync a folder
+        pass
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, data: dict):
+    tmp = atomic_target(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def export(model, path, *, format="saved_model", input_shape=None, batch_size=None, verify=True, overwrite=False,
+           record=None, verbose=True) -> ExportResult:
+    """Writes ``model`` as a deployment artifact and checks it against the model.
+
+    Args:
+        model: a Keras model (a zoo model, ``converters.caffe.to_keras``'s result, a loaded ``.keras``).
+        path: a folder for ``"saved_model"`` (load with ``tf.saved_model.load(path).serve(x)``), a file for
+            ``"litert"`` (``.tflite``).
+        format: ``"saved_model"`` (alias ``"tf_saved_model"``) or ``"litert"`` (alias ``"tflite"``).
+        input_shape: ``(H, W)`` fixing the image size of a model built for any size (LiteRT needs one; a
+            SavedModel keeps free axes free without it). Must agree with a model's fixed size.
+        batch_size: fixed batch of the artifact. Default: free for a SavedModel, 1 for LiteRT (a PSPNet
+            written with a free batch failed to load: TFLite could not size some of its tensors).
+        verify: load the artifact back with TensorFlow and compare its outputs with the model's on a seeded
+            random input (pixels uniform in [0, 255]); an error above ``1e-4`` of the largest output is an
+            ``ExportError`` and nothing is written.
+        overwrite: replace an existing ``path`` (atomically: the old artifact until the new one is complete).
+        record: the :class:`zoo.WeightsRecord` written beside the artifact; default ``zoo.weights_record(model)``.
+        verbose: print what is done.
+
+    Returns:
+        :class:`ExportResult`. Raises :class:`ExportError` (a ``ValueError``) naming what is wrong.
+    """
+    from zoo.api import weights_record
+
+    if not isinstance(model, keras.Model):
+        raise ExportError(f"export: expected a keras.Model, got {type(model).__name__} {model!r:.80}")
+    fmt = FORMATS.get(str(format).lower())
+    if fmt is None:
+        raise ExportError(f"export: format must be one of {sorted(set(FORMATS))}. Received: format={format!r}")
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax") or (fmt == "litert" and backend != "tensorflow"):
+        need = "TensorFlow backend" if fmt == "litert" else "TensorFlow or JAX backend"
+        raise ExportError(f"export: {fmt} export needs the {need}; this is {backend}. Save the model as .keras and "
+                          f"export it under KERAS_BACKEND=tensorflow (a .keras file loads on any backend)")
+    try:
+        import tensorflow  # noqa: F401  (writes and reads both formats, also under JAX)
+    except ImportError:
+        raise ExportError("export: writing a SavedModel or LiteRT file needs TensorFlow: pip install tensorflow-cpu") from None
+    if input_shape is not None:
+        input_shape = tuple(int(v) for v in input_shape)
+        if len(input_shape) != 2 or min(input_shape) < 1:
+            raise ExportError(f"export: input_shape must be (H, W) of positive ints. Received: {input_shape}")
+    if batch_size is None and fmt == "litert":
+        batch_size = 1
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise ExportError(f"export: batch_size must be a positive int or None. Received: {batch_size!r}")
+    path = Path(path)
+    _prepare_target(path, overwrite, fmt)
+    record = weights_record(model) if record is None else record
+    specs = _signature(model, batch_size, input_shape, fmt)
+    say = print if verbose else (lambda *a, **k: None)
+
+    flat_specs = keras.tree.flatten(specs)
+    say(f"exporting {model.name} as {fmt} (inputs {[s.shape for s in flat_specs]}) ...", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    artifact = workdir / ("artifact.tflite" if fmt == "litert" else "artifact")
+    try:
+        try:
+            model.export(str(artifact), format=fmt, verbose=False, input_signature=[specs])  # one argument
+        except Exception as e:
+            from zoo.errors import one_line
+
+            hint = ""
+            if backend == "jax" and any(None in s.shape[1:] for s in flat_specs):
+                hint = (" (on JAX, free sizes go through jax2tf's shape polymorphism, which not every layer supports, "
+                        "the Caffe pooling layers among them: pass input_shape=(H, W), or export under "
+                        "KERAS_BACKEND=tensorflow, which keeps them free)")
+            raise ExportError(f"export: Keras could not write {model.name} as {fmt}: {one_line(e)}{hint}") from e
+        error = scale = None
+        if verify:
+            feed = _check_input(specs, record)
+            ours = _flat(model.predict(feed, verbose=0))
+            theirs = _run_litert(artifact, feed) if fmt == "litert" else _run_saved_model(artifact, feed)
+            error, scale = _compare(ours, theirs, model.name)
+            if not error <= _RTOL * max(scale, 1e-12):
+                raise ExportError(f"export: the {fmt} artifact differs from {model.name} by up to {error:.3g} "
+                                  f"(largest output {scale:.3g}, allowed {_RTOL:g} of it) on a random input of "
+                                  f"shape {[x.shape for x in keras.tree.flatten(feed)]}; nothing was written")
+            say(f"checked: max |artifact - Keras| = {error:.3g} (largest output {scale:.3g})", flush=True)
+        record_path = None
+        if record is not None:
+            meta = {"model": model.name, "format": fmt, "inputs": {s.name: list(s.shape) for s in flat_specs},
+                    "record": json.loads(record.to_json())}
+            record_path = artifact / RECORD_FILE if fmt == "tf_saved_model" else Path(f"{path}.json")
+            if fmt == "tf_saved_model":
+                record_path.write_text(json.dumps(meta, indent=2) + "\n")
+        if fmt == "litert":
+            replace_durably(artifact, path)
+            if record_path is not None:
+                _write_json(record_path, meta)
+        else:
+            _replace_folder(artifact, path)
+            record_path = path / RECORD_FILE if record_path is not None else None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    say(f"wrote {path}" + (f" and {record_path}" if record_path is not None and fmt == "litert" else ""))
+    return ExportResult(path=path, format=fmt, input_shapes=[list(s.shape) for s in flat_specs], max_error=error,
+                        max_output=scale, record_path=record_path)
