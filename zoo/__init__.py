@@ -15,6 +15,7 @@ from zoo import models  # noqa: F401,E402  (registers the builders)
 from zoo.models.cpm import cpm_center_map  # noqa: E402
 from zoo import releases  # noqa: F401,E402  (registers the original releases as weights tags)
 from zoo.winograd import optimize_for_inference  # noqa: E402  (also registers WinogradConv2D)
+from zoo import export  # noqa: F401,E402  (zoo.export.export: SavedModel / LiteRT artifacts)
 
 __all__ = [
     "get", "list_models", "info", "register", "register_weights", "get_spec", "ModelSpec",
