@@ -236,10 +236,12 @@ def make_dataset(model, records, info, a, *, train):
     if train:  # synthetic figures: mild geometry only (colours identify the joints)
         augment = dict(rotation=10.0, scale_range=(0.9, 1.1), brightness=0.0, contrast=0.0, saturation=0.0) \
             if synth else True
+    # CPM's centre map: a run's .keras keeps the sigma it trained with (config.json), a release the paper's 21
+    center_sigma = (getattr(model, "_kerazoo_center_map_sigma", None) or 21.0) if len(model.inputs) == 2 else None
     return HeatmapDataset(
         records, batch_size=a.batch_size, input_size=(a.input_size, a.input_size), heatmap_size=(out[2], out[1]),
         sigma=a.sigma, num_outputs=len(model.outputs), augment=augment, flip_pairs=info.flip_pairs,
-        background=out[-1] == info.num_keypoints + 1, center_map_sigma=21.0 if len(model.inputs) == 2 else None,
+        background=out[-1] == info.num_keypoints + 1, center_map_sigma=center_sigma,
         normalization=Normalization.from_record(record) if record else None, seed=a.seed, shuffle=train,
         workers=a.workers if train else 0)
 

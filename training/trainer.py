@@ -112,8 +112,10 @@ def _check_geometry(model, task, ds, log) -> None:
     shape = tuple(outs[-1].shape if task == "pose" else outs[0].shape)
     if task == "pose":
         if len(model.inputs) == 2 and ds.center_map_sigma is None:
-            log("dataset: model takes (image, center_map) -> CPM centre map with sigma 21")
-            ds.center_map_sigma = 21.0
+            # a run's .keras trained with its own sigma (config.json, via _run_metadata); else the release's 21
+            sigma = getattr(model, "_kerazoo_center_map_sigma", None) or 21.0
+            log(f"dataset: model takes (image, center_map) -> CPM centre map with sigma {sigma:g}")
+            ds.center_map_sigma = float(sigma)
         ch = shape[-1]
         if ch == ds.num_keypoints + 1 and not ds.background:
             log("dataset: model predicts K + 1 maps -> CPM background channel added")

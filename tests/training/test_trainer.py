@@ -445,3 +445,21 @@ def test_fine_tuning_keeps_the_weights_heatmap_convention(tmp_path):
     # a model without a record gets one when its targets are not the default's
     res = fit(tiny_pose_model(64, outputs=1), data(heatmap_offset=1.5), epochs=1, verbose=0)
     assert zoo.weights_record(res.model).heatmap_offset == 1.5
+
+
+def test_fine_tuning_a_cpm_run_keeps_its_center_map_sigma(tmp_path):
+    # A CPM run trained with centre maps of sigma 3 (config.json's train_data); fine-tuning its .keras with a dataset
+    # that does not say gave it the release's 21: maps 7x wider than the ones its weights learnt to read.
+    def data(**kw):
+        return HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4,
+                              input_size=(32, 32), heatmap_size=(4, 4), sigma=1.0, flip_pairs=(), num_outputs=2,
+                              background=True, **kw)
+
+    model = zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3))
+    fit(model, data(center_map_sigma=3.0), epochs=1, out_dir=tmp_path / "run", verbose=0)
+    again = data()
+    fit(str(tmp_path / "run" / "best.keras"), again, epochs=1, verbose=0)
+    assert again.center_map_sigma == 3.0
+    fresh = data()
+    fit(zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3)), fresh, epochs=1, verbose=0)
+    assert fresh.center_map_sigma == 21.0  # no run behind it: the release's
