@@ -139,6 +139,59 @@ def _to_crop(scores, crop):
     return out.reshape(h, w, -1)
 
 
+def _are_probabilities(scores) -> bool:
+    """``_log_softmax``'s test for ``(h, w, C)`` scores: >= 0 and summing to 1 per pixel (the minimum first, so
+    logits cost one pass)."""
+    if not (scores.size and scores.min() >= 0):  # NaN: False, as in _log_softmax
+        return False
+    return bool(np.all(np.abs(np.sum(scores, -1, dtype=np.float64) - 1) < 1e-3))
+
+
+def _window_probabilities(out, crop, n, flip) -> np.ndarray:
+    """``(n, ch, cw, C)`` float32 softmax probabilities of ``n`` windows from the model's ``out`` (their ``2n``
+    outputs with ``flip``, the mirrored ones after them), as ``caffe_process.m``: ``exp`` of the logits (with
+    ``flip``: plus the mirrored window's logits flipped back), normalised to sum 1 per pixel.
+
+    In float32, as MATLAB computes on Caffe's single-precision scores; each pixel's maximum is subtracted first
+    (the same softmax, no overflow); outputs that are probabilities already are logged (``_log_softmax``'s test,
+    per output). The classes are reduced with ``cv2.reduce`` (NumPy's last-axis reductions of 21 values take
+    ~5-7 ns per value, OpenCV's 0.1-0.7). Scores with a NaN or an infinity (or a flipped sum that overflows) make
+    a pixel's sum non-finite: the batch then takes the float64 ``_log_softmax`` / ``_softmax`` instead, so such
+    scores keep their meaning there (NaN never wins, +inf does).
+    """
+    crops = [_to_crop(o, crop) for o in out]
+    logged = [_are_probabilities(c) for c in crops]
+    if any(logged) or any(c is not o for c, o in zip(crops, out)):
+        with np.errstate(divide="ignore"):
+            scores = np.stack([np.log(c, dtype=np.float32) if lg else np.asarray(c, np.float32)
+                               for c, lg in zip(crops, logged)])
+    else:
+        scores = np.ascontiguousarray(out, np.float32)
+    classes = scores.shape[-1]
+    if flip:  # caffe_process.m: score + score_flip(end:-1:1), then exp and normalise
+        flat = np.add(scores[:n], scores[n:, :, ::-1]).reshape(-1, classes)
+        top = cv2.reduce(flat, 1, cv2.REDUCE_MAX)
+        np.subtract(flat, top, out=flat)
+    else:
+        flat_in = scores.reshape(-1, classes)
+        flat = np.subtract(flat_in, cv2.reduce(flat_in, 1, cv2.REDUCE_MAX))
+    cv2.exp(flat, flat)
+    total = cv2.reduce(flat, 1, cv2.REDUCE_SUM)
+    if not np.all(np.isfinite(total)):
+        z = np.stack([_log_softmax(c) for c in crops])
+        return _softmax(z[:n] + z[n:, :, ::-1] if flip else z).astype(np.float32)
+    np.divide(flat, total, out=flat)
+    return flat.reshape(n, *scores.shape[1:])
+
+
+def _coverage(starts, size, n) -> np.ndarray:
+    """``(n,)`` how many of the windows starting at ``starts``, ``size`` px long, cover each px."""
+    count = np.zeros(n + 1, np.int64)
+    np.add.at(count, np.asarray(starts), 1)
+    np.add.at(count, np.asarray(starts) + size, -1)
+    return np.cumsum(count[:n])
+
+
 def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=True, pad=0.0, batch=8,
                          check=None, classes=1, who="evaluate") -> np.ndarray:
     """One image's class probabilities by PSPNet's multi-scale test (see the module docstring).
@@ -167,8 +220,8 @@ def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=Tru
     H, W = image.shape[:2]
     cw, ch = (int(v) for v in crop)
     canvases = [(max(nw, cw), max(nh, ch)) for nw, nh in (scaled_size(image.shape, base_size, s) for s in scales)]
-    # per canvas pixel: the float32 input and the window count (float64); its probabilities: 8 * classes bytes
-    check_canvas_memory(canvases, 1, classes, 4 * 3 + 8, scales, who)
+    # per canvas pixel: the float32 input; its probabilities (float32 sums, then resized): 8 * classes bytes
+    check_canvas_memory(canvases, 1, classes, 4 * 3, scales, who)
     step_x, step_y = math.ceil(cw * _STRIDE_RATE), math.ceil(ch * _STRIDE_RATE)
     acc = None
     for s in scales:
@@ -183,7 +236,7 @@ def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=Tru
         xs = [min(i * step_x + cw, pw) - cw for i in range(math.ceil((pw - cw) / step_x) + 1)]
         ys = [min(i * step_y + ch, ph) - ch for i in range(math.ceil((ph - ch) / step_y) + 1)]
         corners = [(x0, y0) for y0 in ys for x0 in xs]
-        total, count = None, np.zeros((ph, pw, 1), np.float64)
+        total = None
         for i in range(0, len(corners), batch):
             part = corners[i:i + batch]
             wins = np.stack([x[y0:y0 + ch, x0:x0 + cw] for x0, y0 in part])
@@ -191,16 +244,14 @@ def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=Tru
             out = np.asarray(predict(np.ascontiguousarray(feed)))
             if check is not None:
                 check(out)
-            z = np.stack([_log_softmax(_to_crop(o, (cw, ch))) for o in out])
-            if flip:  # caffe_process.m: score + score_flip(end:-1:1), then exp and normalise
-                z = z[:len(part)] + z[len(part):, :, ::-1]
-            p = _softmax(z)
-            if total is None:
-                total = np.zeros((ph, pw, p.shape[-1]), np.float64)
+            p = _window_probabilities(out, (cw, ch), len(part), flip)
+            if total is None:  # single, as scale_process.m's data_scale
+                total = np.zeros((ph, pw, p.shape[-1]), np.float32)
             for (x0, y0), pi in zip(part, p):
                 total[y0:y0 + ch, x0:x0 + cw] += pi
-                count[y0:y0 + ch, x0:x0 + cw] += 1
-        score = (total / count)[:nh, :nw].astype(np.float32)
+        # windows per pixel: the windows over its column times those over its row (they form a grid)
+        count = np.outer(_coverage(ys, ch, ph), _coverage(xs, cw, pw)).astype(np.float32)
+        score = total[:nh, :nw] / count[:nh, :nw, None]
         out = imresize(score, (W, H)).astype(np.float64)
         out /= out.sum(-1, keepdims=True)  # scale_process.m renormalises after the resize
         acc = out if acc is None else acc + out
