@@ -79,7 +79,8 @@ def carry_metadata(source, target):
 def build_info(model) -> tuple[str | None, dict[str, Any]]:
     """``(registry name, builder arguments)`` that :func:`get` built ``model`` with; ``(None, {})``
     for other models. The arguments are the explicit ones plus the head size (``classes`` /
-    ``num_keypoints``), so a record holding them says how large the head is."""
+    ``num_keypoints``), so a record holding them says how large the head is, and the architecture
+    arguments no weight shape shows (a ResNet's ``stride_in_3x3``), so a record says where the stride is."""
     name = getattr(model, "_zoo_name", None)
     kwargs = dict(getattr(model, "_zoo_kwargs", None) or {})
     if name is None:
@@ -90,7 +91,7 @@ def build_info(model) -> tuple[str | None, dict[str, Any]]:
         return name, kwargs
     if spec.head_kwarg and spec.head_kwarg not in kwargs and spec.head_kwarg in spec.defaults:
         kwargs[spec.head_kwarg] = spec.defaults[spec.head_kwarg]
-    return name, kwargs
+    return name, {**_shape_free_defaults(spec), **kwargs}
 
 
 def get(name: str, weights: str | Path | None = None, **kwargs):
@@ -106,12 +107,13 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
             ``.t7`` Stacked Hourglass (``converters.torch7``).
         **kwargs: builder arguments (``input_shape``, ``classes``, ``num_keypoints``, ...). With
             weights, missing arguments come from the weights record, or from the file's architecture
-            (a ``.t7``'s stacks/features/modules/keypoints; a ``.caffemodel``'s head size and a CPM's stages,
-            from its prototxt); the model remembers them for :func:`zoo.save_weights`. Asking for another number of
-            classes/keypoints than the weights have loads everything but the head, with a warning; an
-            architecture argument (:data:`ARCHITECTURE_KWARGS`: ``stages``, ``stacks``, ...) other than the
-            weights' is refused (a tag's before any download). ``None`` for one of these or the head size is
-            "not given": the weights' value is used.
+            (a ``.t7``'s stacks/features/modules/keypoints; a ``.caffemodel``'s head size, a CPM's stages and
+            a ResNet's stride_in_3x3, from its prototxt); the model remembers them for :func:`zoo.save_weights`.
+            Asking for another number of classes/keypoints than the weights have loads everything but the head,
+            with a warning; an architecture argument (:data:`ARCHITECTURE_KWARGS`: ``stages``, ``stacks``,
+            ``stride_in_3x3``, ...) other than the weights' is refused (a tag's before any download; a zoo
+            ``.h5`` whose record lacks ``stride_in_3x3``, saved before records held it, is not checked).
+            ``None`` for one of these or the head size is "not given": the weights' value is used.
             ``input_tensor`` (a Keras tensor, as in keras.applications) builds the model on it,
             whatever input size the weights record holds; the weights load into the zoo's layers
             by name, the caller's layers in front of the tensor are left as they are. The tensor is
@@ -147,8 +149,11 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
 
         release = spec.weights[weights]
         files = ", ".join(s.provides for s in release.sources if not s.provides.endswith(".prototxt"))
-        refuse_other_architecture(  # before any download: the tag's record says what the release holds
-            spec, release.builder_kwargs, kwargs, f"the release {spec.name}:{weights}" + (f" ({files})" if files else ""))
+        # before any download: the tag's record says what the release holds; it is converted into
+        # spec.builder(**record.builder_kwargs), so an argument the record leaves out is the builder's default
+        held = {**_shape_free_defaults(spec), **release.builder_kwargs}
+        refuse_other_architecture(spec, held, kwargs,
+                                  f"the release {spec.name}:{weights}" + (f" ({files})" if files else ""))
         path = pretrained.resolve(spec.name, weights)
         return _load_zoo_file(spec, path, kwargs, spec.weights[weights])
 
@@ -189,19 +194,31 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     return _load_by_suffix(spec, path, kwargs, None)
 
 
-# Per family, the builder arguments that make another network of it (other layers or weight shapes), which a
-# weights file therefore fixes. The head size is not among them (another one loads all but the head), nor is
+# Per family, the builder arguments that make another network of it (other layers, weight shapes or strides), which
+# a weights file therefore fixes. The head size is not among them (another one loads all but the head), nor is
 # input_shape (no family's weight shapes depend on it: PSPNet's pyramid pools change size, not weights).
-ARCHITECTURE_KWARGS = {"cpm": ("stages",), "hourglass": ("stacks", "features", "modules", "post_residuals")}
+ARCHITECTURE_KWARGS = {"cpm": ("stages",), "hourglass": ("stacks", "features", "modules", "post_residuals"),
+                       "resnet": ("stride_in_3x3",)}
+# Those of them that change no weight shape: a contradicting value would load without a word (the MSRA ResNet-50,
+# strided on the 1x1 branch2a, into stride_in_3x3=True is another network), so records always hold them.
+SHAPE_FREE_KWARGS = ("stride_in_3x3",)
 
 
-def _architecture_kwargs(spec: ModelSpec) -> tuple[str, ...]:
-    return tuple(k for k in ARCHITECTURE_KWARGS.get(spec.family, ()) if k in spec.defaults)
+def architecture_kwargs(spec: ModelSpec) -> tuple[str, ...]:
+    """The builder arguments of ``spec`` that weights fix (:data:`ARCHITECTURE_KWARGS`), less those its builder
+    declares to change nothing (``builder.inert_kwargs``: ResNet-18/34's ``stride_in_3x3``, no 1x1 to move from)."""
+    inert = getattr(spec.builder, "inert_kwargs", ())
+    return tuple(k for k in ARCHITECTURE_KWARGS.get(spec.family, ()) if k in spec.defaults and k not in inert)
+
+
+def _shape_free_defaults(spec: ModelSpec) -> dict[str, Any]:
+    """The builder's defaults of the architecture arguments no weight shape reveals (``{"stride_in_3x3": False}``)."""
+    return {k: spec.defaults[k] for k in architecture_kwargs(spec) if k in SHAPE_FREE_KWARGS}
 
 
 def _weights_given_kwargs(spec: ModelSpec) -> tuple[str, ...]:
     """The builder arguments that weights give when the caller does not: the head size and the architecture."""
-    return tuple(k for k in (spec.head_kwarg, *_architecture_kwargs(spec)) if k in spec.defaults)
+    return tuple(k for k in (spec.head_kwarg, *architecture_kwargs(spec)) if k in spec.defaults)
 
 
 def _settings(values: dict[str, Any], keys) -> str:
@@ -228,7 +245,7 @@ def refuse_other_architecture(spec: ModelSpec, held: dict[str, Any], asked: dict
             and what to do: ``cpm: {source} holds stages=6, but stages=3 was asked for; leave out stages (the
             weights give it) or pass stages=6.``
     """
-    wrong = [k for k in _architecture_kwargs(spec)
+    wrong = [k for k in architecture_kwargs(spec)
              if asked.get(k) is not None and k in held and asked[k] != held[k]]
     if wrong:
         it = "it" if len(wrong) == 1 else "them"
@@ -327,7 +344,7 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     if not other:
         refuse_other_architecture(spec, build_kwargs, kwargs, f"'{path}' (its weights record)")
     # architecture arguments the record leaves out: zoo.save_weights records only those zoo.get was given
-    unrecorded = [k for k in _architecture_kwargs(spec)
+    unrecorded = [k for k in architecture_kwargs(spec)
                   if k in kwargs and k not in build_kwargs and kwargs[k] != spec.defaults[k]]
     if kwargs.get("input_tensor") is not None and "input_shape" not in kwargs:
         build_kwargs.pop("input_shape", None)  # the tensor gives the size; the name-keyed weights fit any

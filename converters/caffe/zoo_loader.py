@@ -6,16 +6,17 @@ imports it lazily the first time such a file is asked for).
 
 from __future__ import annotations
 
+import re
 import warnings
 from glob import escape as glob_escape
 from pathlib import Path
 
 from converters.caffe.context import keras_name
 from converters.caffe.errors import WeightsMismatchError
-from converters.caffe.params import opt, sub
+from converters.caffe.params import conv_geometry, opt, sub
 from converters.caffe.port import FAMILY_MAPPINGS, port
 from converters.caffe.reader import load
-from zoo.api import refuse_other_architecture, register_weights_loader
+from zoo.api import architecture_kwargs, refuse_other_architecture, register_weights_loader
 from zoo.errors import WeightsFileError
 from zoo.registry import get_spec
 
@@ -64,6 +65,27 @@ _EXTRA_OUTPUTS = {"cpm": 1}
 _OUTPUT_PARAMS = {"Convolution": "convolution_param", "InnerProduct": "inner_product_param"}
 # Families whose layers depend on the input size (PSPNet's pyramid pooling): the prototxt's input size is architecture.
 _FIXED_SIZE = ("pspnet",)
+# The first bottleneck of stages 3-5 (Kaiming's names): its 1x1 branch2a or its 3x3 branch2b has the stride 2.
+_STRIDED_BRANCH = re.compile(r"res([345])a_branch2([ab])")
+
+
+def _stride_in_3x3(net, mapping) -> bool | None:
+    """Where the deploy prototxt ``net`` puts the stride of a ResNet's stages 3-5: ``False`` on the 1x1
+    ``res{3,4,5}a_branch2a`` (Kaiming's MSRA release), ``True`` on the 3x3 ``res{3,4,5}a_branch2b`` (v1.5,
+    torchvision); ``None`` when the net has none of these layers or its stages disagree (nothing to say)."""
+    strides: dict[str, dict[str, int]] = {}
+    for layer in net.layers:
+        target = mapping.get(layer.name, keras_name(layer.name))
+        match = _STRIDED_BRANCH.fullmatch(target) if target else None
+        if layer.type == "Convolution" and match:
+            _, (sh, sw), _, _ = conv_geometry(sub(layer.param, "convolution_param"), layer)
+            strides.setdefault(match[1], {})[match[2]] = max(sh, sw)
+    placements = {(s.get("a", 1), s.get("b", 1)) for s in strides.values()}
+    if placements == {(1, 2)}:
+        return True
+    if placements == {(2, 1)}:
+        return False
+    return None
 
 
 def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
@@ -74,6 +96,8 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
       Convolution/InnerProduct gives it as its ``num_output`` (a CPM's ``Mconv5_stage{T}``: keypoints
       + 1 background map; FCN's ``score_pool3``, PSPNet's ``conv6``, ResNet's ``fc1000``: classes);
     - ``stages`` of a CPM: stage 1 plus one per ``Mconv1_stage2``, ``Mconv1_stage3``, ...
+    - ``stride_in_3x3`` of a ResNet-50/101/152: ``False`` when ``res{3,4,5}a_branch2a`` (1x1) has the stride 2
+      (Kaiming's release), ``True`` when ``res{3,4,5}a_branch2b`` (3x3) has it; no weight shape shows it.
     - ``input_shape`` of a PSPNet, ``(H, W, 3)`` of the prototxt's input, unless ``asked`` gives ``input_shape`` or
       ``input_tensor``: its pyramid pooling kernels and Interp sizes are fixed to it (``pspnet101_cityscapes_713``
       pools a 90 px map with 90/45/30/15 px windows, the 473 px releases a 60 px map with 60/30/20/10 px ones).
@@ -82,7 +106,8 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
         spec: a :class:`zoo.registry.ModelSpec` or registered name (``"cpm"``).
         caffemodel: the ``.caffemodel`` path.
         asked: the caller's builder arguments; an architecture argument other than the head size
-            (``stages``) that contradicts the file is refused (:func:`zoo.api.refuse_other_architecture`).
+            (``stages``, ``stride_in_3x3``) that contradicts the file is refused
+            (:func:`zoo.api.refuse_other_architecture`).
             (Another head size loads all but the head.)
         net: the net already loaded from the prototxt, to save reading it again.
     Returns:
@@ -92,7 +117,8 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
         WeightsFileError: no deploy prototxt beside ``caffemodel``.
         CaffeFormatError: an unreadable prototxt.
         WeightsMismatchError: a CPM asked for and a prototxt that is not one (no ``conv7_stage1``), or a
-            ``stages`` in ``asked`` other than the file's (the message names both values and both files).
+            ``stages`` / ``stride_in_3x3`` in ``asked`` other than the file's (the message names both values
+            and both files).
     """
     spec = get_spec(spec) if isinstance(spec, str) else spec
     proto = find_prototxt(caffemodel)
@@ -107,11 +133,15 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
         while f"Mconv1_stage{stages + 1}" in names:
             stages += 1
         held["stages"] = stages
+    mapping = FAMILY_MAPPINGS.get(spec.family) or {}
+    if "stride_in_3x3" in architecture_kwargs(spec):
+        placement = _stride_in_3x3(net, mapping)
+        if placement is not None:
+            held["stride_in_3x3"] = placement
     if spec.family in _FIXED_SIZE and not {"input_shape", "input_tensor"} & set(asked or {}):
         shape = next(iter(net.inputs.values()), ())
         if len(shape) == 4 and min(shape[2:]) > 0:  # (N, C, H, W)
             held["input_shape"] = (int(shape[2]), int(shape[3]), 3)
-    mapping = FAMILY_MAPPINGS.get(spec.family) or {}
     outputs = None
     for layer in net.layers:
         target = mapping.get(layer.name, keras_name(layer.name))
@@ -128,9 +158,10 @@ def load_caffe_weights(spec, path, kwargs):
     """Loader for :func:`zoo.api.register_weights_loader`: build the architecture ``path`` holds, port it.
 
     The builder arguments the deploy prototxt gives (:func:`release_builder_kwargs`: the head size, a
-    CPM's ``stages``) are used where ``kwargs`` has none. Asking for another head size (``classes`` /
-    ``num_keypoints``) than the file's loads everything but the head layers (``spec.is_head_layer``),
-    which keep their initial values, with a warning that names them, as for a zoo ``.h5`` or a ``.t7``.
+    CPM's ``stages``, a ResNet's ``stride_in_3x3``) are used where ``kwargs`` has none. Asking for another
+    head size (``classes`` / ``num_keypoints``) than the file's loads everything but the head layers
+    (``spec.is_head_layer``), which keep their initial values, with a warning that names them, as for a zoo
+    ``.h5`` or a ``.t7``.
 
     Args:
         spec: the :class:`zoo.registry.ModelSpec` asked for.
@@ -141,10 +172,10 @@ def load_caffe_weights(spec, path, kwargs):
         the builder arguments the file holds (``zoo.get`` records them, so a saved copy rebuilds).
     Raises:
         WeightsFileError: no deploy prototxt next to the file, or the file is missing.
-        CaffeFormatError, WeightsMismatchError: unreadable files, a ``stages`` other than the file's (both
-            numbers named), an architecture read from the prototxt that the builder cannot make (a 1-stage
-            CPM: the file and the values named), or a net that does not fit the builder's layers outside
-            the head (the message lists the differences on both sides).
+        CaffeFormatError, WeightsMismatchError: unreadable files, a ``stages`` or ``stride_in_3x3`` other than
+            the file's (both values named), an architecture read from the prototxt that the builder cannot make
+            (a 1-stage CPM: the file and the values named), or a net that does not fit the builder's layers
+            outside the head (the message lists the differences on both sides).
     """
     path = Path(path)
     if not path.is_file():

@@ -46,8 +46,11 @@ class Proto:
         return "\n".join(self.lines) + "\n"
 
 
-def resnet50(h, w, *, widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), classes=1000, stem=64):
-    """KaimingHe ResNet-50-deploy.prototxt layout; ``pool5`` global (exact for any size)."""
+def resnet50(h, w, *, widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), classes=1000, stem=64, stride_in_3x3=False):
+    """KaimingHe ResNet-50-deploy.prototxt layout; ``pool5`` global (exact for any size).
+
+    ``stride_in_3x3``: stages 3-5 stride their first block's 3x3 ``branch2b`` instead of the 1x1 ``branch2a``
+    (ResNet v1.5, as torchvision; Kaiming's files stride ``branch2a``)."""
     p = Proto("ResNet-50", [("data", (1, 3, h, w))])
     x = p.conv("conv1", "data", stem, 7, s=2, p=3)
     p.bn_scale("bn_conv1", "scale_conv1", x)
@@ -62,10 +65,10 @@ def resnet50(h, w, *, widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), classes=1
                 p.bn_scale(f"bn{sfx}_branch1", f"scale{sfx}_branch1", sc)
             else:
                 sc = x
-            y = p.conv(f"res{sfx}_branch2a", x, f, 1, s=stride, bias=False)
+            y = p.conv(f"res{sfx}_branch2a", x, f, 1, s=1 if stride_in_3x3 else stride, bias=False)
             p.bn_scale(f"bn{sfx}_branch2a", f"scale{sfx}_branch2a", y)
             p.relu(f"res{sfx}_branch2a_relu", y)
-            y = p.conv(f"res{sfx}_branch2b", y, f, 3, p=1, bias=False)
+            y = p.conv(f"res{sfx}_branch2b", y, f, 3, s=stride if stride_in_3x3 else 1, p=1, bias=False)
             p.bn_scale(f"bn{sfx}_branch2b", f"scale{sfx}_branch2b", y)
             p.relu(f"res{sfx}_branch2b_relu", y)
             y = p.conv(f"res{sfx}_branch2c", y, 4 * f, 1, bias=False)

@@ -286,7 +286,8 @@ def test_zoo_get_caffemodel_with_another_class_count(tmp_path, rng):
 @pytest.mark.parametrize("name,proto,want", [
     ("cpm", nets.cpm(41, 33, stages=3, parts=4), {"stages": 3, "num_keypoints": 4}),  # Mconv5_stage3: 4 + background
     ("cpm", nets.cpm(41, 33, stages=1, parts=2), {"stages": 1, "num_keypoints": 2}),  # conv7_stage1 only
-    ("resnet50", nets.resnet50(35, 37, classes=5), {"classes": 5}),  # fc1000
+    ("resnet50", nets.resnet50(35, 37, classes=5), {"classes": 5, "stride_in_3x3": False}),  # fc1000; res3a_branch2a
+    ("resnet50", nets.resnet50(35, 37, classes=4, stride_in_3x3=True), {"classes": 4, "stride_in_3x3": True}),
     ("resnet50v2", nets.resnet_v2(35, 37, classes=6), {"classes": 6}),  # classifier
     ("fcn8s", nets.fcn8s(64, 64, classes=3), {"classes": 3}),  # score_fr, score_pool4/3
     ("fcn8s_atonce", nets.fcn8s(64, 64, classes=4, atonce=True), {"classes": 4}),
@@ -346,6 +347,39 @@ def test_zoo_get_caffemodel_class_count_from_the_file(tmp_path, rng):
     assert tuple(again.get_layer("fc1000").weights[0].shape) == (2048, 5)
     headless = zoo.get("resnet50", weights=path, input_shape=(35, 37, 3), include_top=False)
     assert "fc1000" not in [l.name for l in headless.layers]
+
+
+@agnostic
+def test_zoo_get_caffemodel_stride_placement_from_the_prototxt(tmp_path, rng):
+    # stride_in_3x3 changes no weight shape: Kaiming's ResNet-50 (stride 2 on the 1x1 res{3,4,5}a_branch2a) loaded
+    # into stride_in_3x3=True, or a v1.5 deploy (stride on the 3x3 branch2b) into the default, gave another network
+    # without a word. The prototxt's stride fields say where it is; Caffe's own net (to_keras) is the reference, on
+    # the last feature map (the random classifier's softmax is one-hot for either network).
+    def features(model):
+        return _np(keras.Model(model.inputs[0], model.get_layer("res5c_relu").output)(x))
+
+    x = rng.normal(size=(1, 35, 37, 3)).astype(np.float32)
+    for placement in (True, False):
+        folder = tmp_path / f"v{placement}"
+        folder.mkdir()
+        deploy, path = write_net(folder, nets.resnet50(35, 37, classes=3, stride_in_3x3=placement),
+                                 random_blobs_for(nets.resnet50(35, 37, classes=3), rng), name="ResNet-50-model")
+        reference = features(caffe.to_keras(caffe.load(deploy, path), progress=False))
+        model = zoo.get("resnet50", weights=path, input_shape=(35, 37, 3))
+        _assert_same(features(model), reference)
+        assert zoo.weights_record(model).builder_kwargs["stride_in_3x3"] is placement
+        saved = zoo.save_weights(model, folder / "r.h5")  # the record keeps it: the copy is the same network
+        _assert_same(features(zoo.get("resnet50", weights=saved)), reference)
+        with pytest.raises(zoo.WeightsMismatchError) as e:
+            zoo.get("resnet50", weights=path, input_shape=(35, 37, 3), stride_in_3x3=not placement)
+        assert str(e.value) == (
+            f"resnet50: '{path}' (its deploy prototxt '{deploy}') holds stride_in_3x3={placement}, but "
+            f"stride_in_3x3={not placement} was asked for; leave out stride_in_3x3 (the weights give it) or pass "
+            f"stride_in_3x3={placement}.")
+        with pytest.raises(zoo.WeightsMismatchError) as e:
+            zoo.get("resnet50", weights=saved, stride_in_3x3=not placement)
+        assert str(e.value).startswith(f"resnet50: '{saved}' (its weights record) holds stride_in_3x3={placement}, "
+                                       f"but stride_in_3x3={not placement} was asked for;")
 
 
 @agnostic

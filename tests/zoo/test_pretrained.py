@@ -477,3 +477,11 @@ def test_tag_with_a_contradicting_architecture_argument_is_one_error_before_any_
         zoo.get("cpm", weights="lsp", stages=3)
     with pytest.raises(zoo.WeightsMismatchError, match=r"^cpm: the release cpm:flic .* holds stages=4, but stages=6 "):
         zoo.get("cpm:flic", stages=6)
+    # Kaiming's ResNets stride the 1x1 branch2a: the release is converted into the builder's default
+    # stride_in_3x3=False, which no weight shape shows (was: fetched, converted and loaded as another network)
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet101:imagenet", stride_in_3x3=True)
+    assert str(e.value) == ("resnet101: the release resnet101:imagenet (ResNet-101-model.caffemodel) holds "
+                            "stride_in_3x3=False, but stride_in_3x3=True was asked for; leave out stride_in_3x3 (the "
+                            "weights give it) or pass stride_in_3x3=False.")
+    assert not [p for p in cache.rglob("*") if "models.zip" in p.name or "resnet101" in p.name]  # nothing fetched

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -198,6 +199,28 @@ def test_zoo_h5_with_a_contradicting_stage_or_stack_count_is_one_error(cpm2, hg1
         head5 = zoo.get("cpm", weights=cpm2, num_keypoints=5)
     for model in (same, larger, head5):
         np.testing.assert_array_equal(model.get_layer("Mconv3_stage2").get_weights()[0], kernel)
+
+
+def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng):
+    # stride_in_3x3 changes no weight shape: a file saved from the default ResNet-50 (stride 2 on the 1x1 branch2a, as
+    # Kaiming's release) loaded into stride_in_3x3=True without a word, as another network; the record holds it now
+    v1 = zoo.save_weights(zoo.get("resnet50", input_shape=(64, 64, 3)), tmp_path / "v1.h5")
+    assert zoo.read_record(v1)[1].builder_kwargs["stride_in_3x3"] is False
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet50", weights=v1, stride_in_3x3=True)
+    assert _one_line(e) == (f"resnet50: '{v1}' (its weights record) holds stride_in_3x3=False, but stride_in_3x3=True "
+                            f"was asked for; leave out stride_in_3x3 (the weights give it) or pass stride_in_3x3=False.")
+    v15_model = zoo.get("resnet50", input_shape=(64, 64, 3), stride_in_3x3=True, classifier_activation=None)
+    v15 = zoo.save_weights(v15_model, tmp_path / "v15.h5")
+    with pytest.raises(zoo.WeightsMismatchError, match=r"holds stride_in_3x3=True, but stride_in_3x3=False was asked"):
+        zoo.get("resnet50", weights=v15, stride_in_3x3=False)
+    x = rng.normal(size=(1, 64, 64, 3)).astype("float32")  # without the argument: the network that was saved
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(zoo.get("resnet50", weights=v15)(x)),
+                               keras.ops.convert_to_numpy(v15_model(x)), rtol=1e-5, atol=1e-5)
+    # ResNet-18's basic blocks have no 1x1 to stride: the argument changes nothing, so no file fixes it
+    r18 = zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3)), tmp_path / "r18.h5")
+    assert "stride_in_3x3" not in zoo.read_record(r18)[1].builder_kwargs
+    zoo.get("resnet18", weights=r18, stride_in_3x3=True)
 
 
 def test_zoo_h5_architecture_the_record_leaves_out_is_named_with_the_builders_default(hg1):

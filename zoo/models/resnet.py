@@ -359,3 +359,7 @@ def resnet152(*, weights=None, input_tensor=None, input_shape=None, include_top=
 
 for _fn in (resnet18, resnet34, resnet50, resnet101, resnet152):
     _fn.__doc__ += "\n" + _ARGS_DOC
+# Basic blocks have no 1x1 to move the stride from: stride_in_3x3 builds the same network either way, so weights do
+# not fix it (zoo.api.architecture_kwargs leaves it out; for ResNet-50/101/152 a weights file's value is checked).
+for _fn in (resnet18, resnet34):
+    _fn.inert_kwargs = ("stride_in_3x3",)
