@@ -27,10 +27,12 @@ Note:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
 import numpy as np
+import scipy.sparse
 
 __all__ = ["check_base_size", "matlab_round", "scaled_size", "imresize", "pspnet_probabilities"]
 
@@ -82,29 +84,61 @@ def _weights(n_in, n_out):
     return w, mirror[np.mod(ind - 1, 2 * n_in).astype(np.intp)]
 
 
+@functools.lru_cache(maxsize=64)
+def _matrix(n_in, n_out):
+    """``(n_out, n_in)`` float32 CSR matrix of :func:`_weights` (a mirrored tap's weight added to its pixel's)."""
+    w, ind = _weights(n_in, n_out)
+    m = scipy.sparse.csr_matrix((w.ravel(), (np.repeat(np.arange(n_out), w.shape[1]), ind.ravel())),
+                                shape=(n_out, n_in))
+    m.eliminate_zeros()  # the taps past the triangle's ends
+    return m.astype(np.float32)
+
+
+def _block_diagonal(m, k):
+    """``k`` copies of the CSR matrix ``m`` along the diagonal, as a CSR matrix."""
+    big = k * max(m.shape[1], m.nnz) >= 2 ** 31
+    idx = np.int64 if big else np.int32
+    ks = np.arange(k, dtype=idx)[:, None]
+    indptr = np.append((m.indptr[:-1].astype(idx)[None] + ks * m.nnz).ravel(), idx(k * m.nnz))
+    indices = (m.indices.astype(idx)[None] + ks * m.shape[1]).ravel()
+    return scipy.sparse.csr_matrix((np.tile(m.data, k), indices, indptr), shape=(k * m.shape[0], k * m.shape[1]))
+
+
 def imresize(array, size) -> np.ndarray:
     """MATLAB's ``imresize(array, [rows cols], 'bilinear')`` (antialiased when shrinking).
 
     Args:
-        array: ``(H, W)`` or ``(H, W, C)`` uint8 (each pass rounded half up and clipped to uint8, as MATLAB's
-            resize does for integer images) or float (float32 out).
+        array: ``(H, W)`` or ``(H, W, C)`` uint8 (computed in float64 and rounded half up and clipped to uint8
+            after each pass, as MATLAB's resize does for integer images) or float (computed in float32, MATLAB's
+            single, with each pass one sparse matrix product over all channels; float32 out).
         size: ``(w, h)`` of the result.
     """
     a = np.asarray(array)
-    integer = a.dtype == np.uint8
-    out = a.astype(np.float64)
     new = {0: int(size[1]), 1: int(size[0])}
     scales = [new[d] / a.shape[d] for d in (0, 1)]
-    for d in sorted((0, 1), key=lambda d: scales[d]):  # the axis shrunk most first (MATLAB: sort(scale), stable)
+    order = sorted((0, 1), key=lambda d: scales[d])  # the axis shrunk most first (MATLAB: sort(scale), stable)
+    if a.dtype != np.uint8:
+        out = np.ascontiguousarray(a, np.float32).reshape(a.shape[0], a.shape[1], -1)
+        for d in order:
+            h, w, c = out.shape
+            if new[d] == out.shape[d]:
+                continue
+            if d == 0:  # rows: (new h, h) @ (h, w * C)
+                out = (_matrix(h, new[0]) @ out.reshape(h, w * c)).reshape(new[0], w, c)
+            else:  # columns: one (new w, w) block per row, @ (h * w, C)
+                out = (_block_diagonal(_matrix(w, new[1]), h) @ out.reshape(h * w, c)).reshape(h, new[1], c)
+        out = out.reshape(new[0], new[1], *a.shape[2:])
+        return out.copy() if np.shares_memory(out, a) else out  # a new array, as for uint8
+    out = a.astype(np.float64)
+    for d in order:
         if new[d] == out.shape[d]:
             continue
         w, ind = _weights(out.shape[d], new[d])
         moved = np.moveaxis(out, d, 0)
         res = np.einsum("op,op...->o...", w, moved[ind])
         out = np.moveaxis(res, 0, d)
-        if integer:
-            out = np.clip(np.floor(out + 0.5), 0, 255)
-    return out.astype(np.uint8) if integer else out.astype(np.float32)
+        out = np.clip(np.floor(out + 0.5), 0, 255)
+    return out.astype(np.uint8)
 
 
 def _log_softmax(scores) -> np.ndarray:
@@ -252,10 +286,11 @@ def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=Tru
         # windows per pixel: the windows over its column times those over its row (they form a grid)
         count = np.outer(_coverage(ys, ch, ph), _coverage(xs, cw, pw)).astype(np.float32)
         score = total[:nh, :nw] / count[:nh, :nw, None]
-        out = imresize(score, (W, H)).astype(np.float64)
-        out /= out.sum(-1, keepdims=True)  # scale_process.m renormalises after the resize
-        acc = out if acc is None else acc + out
-    return (acc / len(scales)).astype(np.float32)
+        out = imresize(score, (W, H))  # single, as scale_process.m's and eval_sub.m's arrays
+        flat = out.reshape(-1, out.shape[-1])
+        np.divide(flat, cv2.reduce(flat, 1, cv2.REDUCE_SUM), out=flat)  # scale_process.m renormalises after it
+        acc = out if acc is None else np.add(acc, out, out=acc)
+    return acc / np.float32(len(scales))
 
 
 def dataset_probabilities(predict, ds, scales, flip, base_size, check=None):
@@ -272,9 +307,10 @@ def dataset_probabilities(predict, ds, scales, flip, base_size, check=None):
         pad, prep = np.clip(np.round(mean_px[::-1] if norm.channel_order == "BGR" else mean_px), 0, 255), None
     else:
         pad, prep = 0.0, norm  # the mean is 0 once subtracted
-    # read one at a time, without the dataset's workers: a VOC image and mask take 1-3 ms, about 0.03% of this test's
-    # seconds per image at the releases' settings (its float64 window softmaxes and resizes), 1-3% for one scale
-    # of a 1x1 conv (measured 2026-12-06, 2 cores); a thread pool reading ahead was within noise (0.78-1.06x)
+    # read one at a time, without the dataset's workers: a VOC image and mask take 1-3 ms, 0.2-0.6% of this test's
+    # ~0.5 s per image at the releases' settings with 21 classes (its window softmaxes and resizes), 1-3% of one
+    # scale's ~0.1 s, for a 1x1 conv (measured 2026-12-06, 2 cores); a thread pool reading ahead was within noise
+    # (0.78-1.06x, measured when this test took 8 s per image)
     for rid, rec in enumerate(ds.records):
         try:
             image = read_image(rec.image)
