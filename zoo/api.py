@@ -375,6 +375,11 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
                                            f"that fit into a model you build.")
         if other:
             raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {msg}") from None
+        head = [n for n in _head_layers_missing_from_file(spec, model, path) if n not in skip]
+        if head and "include_top" in spec.defaults:  # a backbone saved with include_top=False: no list, say so
+            raise WeightsMismatchError(
+                f"{spec.name}: '{path}' has no classifier head (no {', '.join(head)}): it was saved from a model built "
+                f"with include_top=False. Pass include_top=False to load it without the head.") from None
         if unrecorded:  # the likeliest cause; a file saved at the builder's defaults records none of them
             raise WeightsMismatchError(
                 f"{spec.name}: '{path}' does not fit {_settings(kwargs, unrecorded)} (it has other layers or weight "
@@ -384,6 +389,15 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
             ) from None
         raise WeightsMismatchError(msg) from None
     return _attach(model, spec, record, build_kwargs)
+
+
+def _head_layers_missing_from_file(spec: ModelSpec, model, path) -> list[str]:
+    """The head layers of ``model`` (``spec.is_head_layer``, with weights) when the zoo file ``path`` holds none
+    of them, else ``[]``."""
+    head = [l.name for l in model.layers if l.weights and spec.is_head_layer(l.name)]
+    with _w._open_zoo_file(path) as f:
+        stored = set(f["layers"])
+    return [] if any(spec.is_head_layer(n) for n in stored) else head
 
 
 def _check_keras_archive(path: Path) -> None:

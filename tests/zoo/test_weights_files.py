@@ -223,6 +223,16 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
     zoo.get("resnet18", weights=r18, stride_in_3x3=True)
 
 
+def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path):
+    # was: "does not fit model 'resnet18': 1 layers of the model missing from the file: - fc1000 [(512, 1000), (1000,)]"
+    path = zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3), include_top=False), tmp_path / "backbone.h5")
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet18", weights=path, include_top=True)
+    assert str(e.value) == (f"resnet18: '{path}' has no classifier head (no fc1000): it was saved from a model built "
+                            f"with include_top=False. Pass include_top=False to load it without the head.")
+    assert "fc1000" not in [l.name for l in zoo.get("resnet18", weights=path, include_top=False).layers]
+
+
 def test_zoo_h5_architecture_the_record_leaves_out_is_named_with_the_builders_default(hg1):
     # zoo.save_weights records the arguments zoo.get was given: modules=1 and post_residuals=True are not in hg1's
     for key, asked, default in [("modules", 2, 1), ("post_residuals", False, True)]:
