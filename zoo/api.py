@@ -62,7 +62,8 @@ def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[s
 
 # in-memory attributes; _kerazoo_task, _kerazoo_background: a training run's task and whether its last heatmap is a
 # background map (config.json), which predict reads
-_MODEL_METADATA = ("_kerazoo_family", "_kerazoo_task", "_kerazoo_background", "_zoo_name", "_zoo_record", "_zoo_kwargs")
+_MODEL_METADATA = ("_kerazoo_family", "_kerazoo_task", "_kerazoo_background", "_kerazoo_center_map_sigma", "_zoo_name",
+                   "_zoo_record", "_zoo_kwargs")
 
 
 def carry_metadata(source, target):

@@ -467,6 +467,7 @@ def test_predict_feeds_a_runs_center_map_sigma(tmp_path):
     predict fed its .keras the release's sigma 21 whatever the run trained with."""
     import json
 
+    import zoo
     from training.models import _run_metadata
 
     y, x = np.mgrid[:16, :20]
@@ -483,6 +484,6 @@ def test_predict_feeds_a_runs_center_map_sigma(tmp_path):
         (run / "config.json").write_text(json.dumps({"family": "cpm", "task": "pose", "train_data": train_data}))
         model = _center_map_model(16, 20)
         _run_metadata(model, run / "best.keras")
-        for scales in ((1.0,), (1.0, 1.0)):
-            out = visualize.predict(model, image, scales=scales).output
+        for m, scales in ((model, (1.0,)), (model, (1.0, 1.0)), (zoo.optimize_for_inference(model), (1.0,))):
+            out = visualize.predict(m, image, scales=scales).output  # --winograd's clone fed 21 as well
             np.testing.assert_allclose(out[..., 0], gaussian(sigma), atol=1e-6, err_msg=str(train_data))
