@@ -141,10 +141,13 @@ def imresize(array, size) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _log_softmax(scores) -> np.ndarray:
-    """``(..., C)`` log-probabilities of logits, or of scores that already are probabilities (>= 0, summing to 1)."""
+def _log_softmax(scores, probabilities=None) -> np.ndarray:
+    """``(..., C)`` log-probabilities of logits, or of scores that already are probabilities (>= 0, summing to 1;
+    ``probabilities``: whether they are, when already known, e.g. for the whole output of which these are rows)."""
     s = np.asarray(scores, np.float64)
-    if s.size and np.all(s >= 0) and np.all(np.abs(s.sum(-1) - 1) < 1e-3):
+    if probabilities is None:
+        probabilities = s.size and np.all(s >= 0) and np.all(np.abs(s.sum(-1) - 1) < 1e-3)
+    if probabilities:
         with np.errstate(divide="ignore"):
             return np.log(s)
     s = np.nan_to_num(s, nan=-np.inf, posinf=np.finfo(np.float64).max)  # NaN never wins
@@ -181,41 +184,56 @@ def _are_probabilities(scores) -> bool:
     return bool(np.all(np.abs(np.sum(scores, -1, dtype=np.float64) - 1) < 1e-3))
 
 
-def _window_probabilities(out, crop, n, flip) -> np.ndarray:
-    """``(n, ch, cw, C)`` float32 softmax probabilities of ``n`` windows from the model's ``out`` (their ``2n``
-    outputs with ``flip``, the mirrored ones after them), as ``caffe_process.m``: ``exp`` of the logits (with
-    ``flip``: plus the mirrored window's logits flipped back), normalised to sum 1 per pixel.
+_CHUNK = 1 << 19  # values of a window processed at a time: ~2 MB of float32, within the caches
 
-    In float32, as MATLAB computes on Caffe's single-precision scores; each pixel's maximum is subtracted first
-    (the same softmax, no overflow); outputs that are probabilities already are logged (``_log_softmax``'s test,
-    per output). The classes are reduced with ``cv2.reduce`` (NumPy's last-axis reductions of 21 values take
-    ~5-7 ns per value, OpenCV's 0.1-0.7). Scores with a NaN or an infinity (or a flipped sum that overflows) make
-    a pixel's sum non-finite: the batch then takes the float64 ``_log_softmax`` / ``_softmax`` instead, so such
-    scores keep their meaning there (NaN never wins, +inf does).
+
+def _add_window_probabilities(total, out, corners, crop, flip) -> None:
+    """Adds to the ``(ph, pw, C)`` float32 canvas ``total`` the softmax probabilities of the windows whose top-left
+    corners are ``corners``, from the model's ``out`` (their ``2n`` outputs with ``flip``, the mirrored ones after
+    them), as ``caffe_process.m``: ``exp`` of the logits (with ``flip``: plus the mirrored window's logits flipped
+    back), normalised to sum 1 per pixel; window after window, as ``scale_process.m``.
+
+    In float32, as MATLAB computes on Caffe's single-precision scores, a few rows at a time (``_CHUNK``) through
+    one reused buffer, so the six passes (sum, maximum, minus, exp, sum, divide) run in cache and no window-sized
+    array is made; each pixel's maximum is subtracted first (the same softmax, no overflow). The classes are
+    reduced with ``cv2.reduce`` (NumPy's last-axis reductions of 21 values take ~5-7 ns per value, OpenCV's
+    0.1-0.7). Outputs that are probabilities already are logged (``_log_softmax``'s test, per output). Scores with
+    a NaN or an infinity (or a flipped sum that overflows) make a pixel's sum non-finite: those rows then take the
+    float64 ``_log_softmax`` / ``_softmax`` instead, which keep their meaning (NaN never wins, +inf does).
     """
+    cw, ch = crop
+    n = len(corners)
     crops = [_to_crop(o, crop) for o in out]
     logged = [_are_probabilities(c) for c in crops]
-    if any(logged) or any(c is not o for c, o in zip(crops, out)):
-        with np.errstate(divide="ignore"):
-            scores = np.stack([np.log(c, dtype=np.float32) if lg else np.asarray(c, np.float32)
-                               for c, lg in zip(crops, logged)])
-    else:
-        scores = np.ascontiguousarray(out, np.float32)
-    classes = scores.shape[-1]
-    if flip:  # caffe_process.m: score + score_flip(end:-1:1), then exp and normalise
-        flat = np.add(scores[:n], scores[n:, :, ::-1]).reshape(-1, classes)
-        top = cv2.reduce(flat, 1, cv2.REDUCE_MAX)
-        np.subtract(flat, top, out=flat)
-    else:
-        flat_in = scores.reshape(-1, classes)
-        flat = np.subtract(flat_in, cv2.reduce(flat_in, 1, cv2.REDUCE_MAX))
-    cv2.exp(flat, flat)
-    total = cv2.reduce(flat, 1, cv2.REDUCE_SUM)
-    if not np.all(np.isfinite(total)):
-        z = np.stack([_log_softmax(c) for c in crops])
-        return _softmax(z[:n] + z[n:, :, ::-1] if flip else z).astype(np.float32)
-    np.divide(flat, total, out=flat)
-    return flat.reshape(n, *scores.shape[1:])
+    with np.errstate(divide="ignore"):
+        scores = [np.log(c, dtype=np.float32) if lg else c for c, lg in zip(crops, logged)]
+    classes = total.shape[-1]
+    rows = max(1, min(ch, _CHUNK // (cw * classes)))
+    buf = np.empty((rows * cw, classes), np.float32)
+    top, sums = np.empty((rows * cw, 1), np.float32), np.empty((rows * cw, 1), np.float32)
+    for i, (x0, y0) in enumerate(corners):
+        for r0 in range(0, ch, rows):
+            r1 = min(r0 + rows, ch)
+            k = (r1 - r0) * cw
+            flat, t, m = buf[:k], sums[:k], top[:k]
+            z = flat.reshape(r1 - r0, cw, classes)
+            if flip:  # caffe_process.m: score + score_flip(end:-1:1), then exp and normalise
+                np.add(scores[i][r0:r1], scores[n + i][r0:r1, ::-1], out=z, dtype=np.float32)
+            else:
+                np.copyto(z, scores[i][r0:r1], casting="unsafe")
+            cv2.reduce(flat, 1, cv2.REDUCE_MAX, dst=m)
+            np.subtract(flat, m, out=flat)
+            cv2.exp(flat, flat)
+            cv2.reduce(flat, 1, cv2.REDUCE_SUM, dst=t)
+            if np.all(np.isfinite(t)):
+                np.divide(flat, t, out=flat)
+            else:  # NaN or inf among the scores (or the flipped sum overflowed)
+                ls = _log_softmax(crops[i][r0:r1], logged[i])
+                if flip:
+                    ls = ls + _log_softmax(crops[n + i][r0:r1, ::-1], logged[n + i])
+                z[...] = _softmax(ls)
+            dst = total[y0 + r0:y0 + r1, x0:x0 + cw]
+            np.add(dst, z, out=dst)
 
 
 def _coverage(starts, size, n) -> np.ndarray:
@@ -278,11 +296,9 @@ def pspnet_probabilities(predict, prep, image, crop, base_size, scales, flip=Tru
             out = np.asarray(predict(np.ascontiguousarray(feed)))
             if check is not None:
                 check(out)
-            p = _window_probabilities(out, (cw, ch), len(part), flip)
             if total is None:  # single, as scale_process.m's data_scale
-                total = np.zeros((ph, pw, p.shape[-1]), np.float32)
-            for (x0, y0), pi in zip(part, p):
-                total[y0:y0 + ch, x0:x0 + cw] += pi
+                total = np.zeros((ph, pw, out.shape[-1]), np.float32)
+            _add_window_probabilities(total, out, part, (cw, ch), flip)
         # windows per pixel: the windows over its column times those over its row (they form a grid)
         count = np.outer(_coverage(ys, ch, ph), _coverage(xs, cw, pw)).astype(np.float32)
         score = total[:nh, :nw] / count[:nh, :nw, None]
