@@ -183,6 +183,37 @@ def test_files_written_before_the_transforms_were_weights_still_load(rng, tmp_pa
         WinogradConv2D(4, points="0,1,2")
 
 
+@pytest.mark.parametrize("dtype,c,k", [("float16", 16, 16), ("bfloat16", 16, 16), ("float16", 1, 1)])
+def test_a_16_bit_kernel_written_before_the_transforms_were_weights_still_loads(rng, tmp_path, dtype, c, k):
+    # From 2026-11-26 to 12-03 a layer under a pure float16/bfloat16 policy stored its kernel (Lavin's
+    # G g G^T) in that dtype: rounded by up to 2^-11 / 2^-8 of each value, ~3e-4 / ~3e-3 of its norm away from
+    # G's subspace, which a 1e-4 tolerance refused as "not G g G^T" (the other points are >= 18% away).
+    import ml_dtypes
+
+    kernel = rng.normal(size=(3, 3, c, k)).astype(np.float32)
+    bias = rng.normal(size=k).astype(np.float32)
+    lavin = np.einsum("ar,rsck,bs->abck", _LAVIN_G, kernel, _LAVIN_G).reshape(36, c, k)
+    model, layer = _winograd_model("0,1,-1,2,-2", c=c, k=k)
+    model.save_weights(tmp_path / "old.weights.h5")
+    with h5py.File(tmp_path / "old.weights.h5", "a") as h5:
+        _drop_transforms(h5)
+        groups = []
+        h5.visititems(lambda name, obj: groups.append(obj) if name.endswith("/vars") and "1" in obj else None)
+        (group,) = groups
+        del group["0"], group["1"]
+        if dtype == "float16":
+            group["0"], group["1"] = lavin.astype(np.float16), bias.astype(np.float16)
+        else:  # as Keras writes bfloat16: the dtype in an attribute
+            for key, value in (("0", lavin), ("1", bias)):
+                group.create_dataset(key, data=value.astype(ml_dtypes.bfloat16)).attrs["dtype"] = "bfloat16"
+    other, other_layer = _winograd_model("0,-1,1,1/2,-2", c=c, k=k)
+    other.load_weights(tmp_path / "old.weights.h5")
+    assert other_layer.points == "0,1,-1,2,-2"
+    x = rng.normal(size=(2, 11, 9, c)).astype(np.float32)
+    ref = _direct_conv(x, kernel, bias, 1)
+    np.testing.assert_allclose(_np(other(x)), ref, atol=(1e-2 if dtype == "float16" else 0.1) * np.abs(ref).max())
+
+
 def test_a_file_that_cannot_tell_its_transforms_is_refused(rng, tmp_path):
     # A kernel-and-bias file whose kernel is no G g G^T (the transformed kernel trained, or not a
     # Winograd kernel at all), or a file with transforms of no known points: refused naming the layer,
