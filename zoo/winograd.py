@@ -307,19 +307,25 @@ class WinogradConv2D(keras.layers.Layer):
     def from_config(cls, config):
         # Saved before the points setting: the stored kernel is Lavin's G g G^T, and only his B^T and
         # A^T turn it back into the convolution.
-        return super().from_config({"points": LEGACY_POINTS, **config})
+        layer = super().from_config({"points": LEGACY_POINTS, **config})
+        layer._points_from_file = True  # a .keras file's: its kernel goes with them (see load_own_variables)
+        return layer
 
     def load_own_variables(self, store):
         """Keras' loading (``load_model``, ``load_weights``) of this layer's entry in a weights file.
 
         A file written before the transforms were weights holds the kernel (and bias) only, and a
         weights-only file does not name its points: they are read off the kernel (``_points_of_kernel``),
-        whatever points this layer was made with. Nothing is assigned when the file cannot be used.
+        whatever points this layer was made with. A kernel no ``G`` explains (the transformed kernel
+        trained) takes the points of the ``.keras`` config this layer was just made from, else is refused.
+        Nothing is assigned when the file cannot be used.
         """
         own = 2 if self.use_bias else 1
+        from_file = self.__dict__.pop("_points_from_file", False)  # the first load after from_config only
         if self.built and len(store.keys()) == own:
             kernel = store["0"]
             fits = _points_of_kernel(kernel) if np.shape(kernel) == tuple(self.kernel.shape) else [self.points]
+            fits = fits or ([self.points] if from_file else [])
             if not fits:
                 raise ValueError(
                     f"WinogradConv2D '{self.name}': the file holds a kernel and bias only (written before the "

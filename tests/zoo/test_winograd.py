@@ -113,6 +113,21 @@ def _drop_transforms(h5):
         del vars_["2"], vars_["3"]
 
 
+def _save_as_before_points(model, path):
+    """``model.save(path)`` as it was written before the points setting: no "points" in the config, kernel
+    and bias only in the weights."""
+    model.save(path.with_suffix(".new.keras"))
+    with zipfile.ZipFile(path.with_suffix(".new.keras")) as src, zipfile.ZipFile(path, "w") as dst:
+        config = json.loads(src.read("config.json"))
+        config["config"]["layers"][1]["config"].pop("points")
+        weights = io.BytesIO(src.read("model.weights.h5"))
+        with h5py.File(weights, "a") as h5:
+            _drop_transforms(h5)
+        for item in src.infolist():
+            data = {"config.json": json.dumps(config).encode(), "model.weights.h5": weights.getvalue()}
+            dst.writestr(item, data.get(item.filename) or src.read(item.filename))
+
+
 @pytest.mark.parametrize("saved,loaded", [("0,1,-1,2,-2", "0,-1,1,1/2,-2"), ("0,-1,1,1/2,-2", "0,1,-1,2,-2")])
 def test_weights_only_file_loads_into_a_layer_with_other_points(rng, tmp_path, saved, loaded):
     # The stored kernel is G g G^T for the saving layer's points; a weights-only file loaded into a layer
@@ -154,16 +169,7 @@ def test_files_written_before_the_transforms_were_weights_still_load(rng, tmp_pa
 
     model, layer = _winograd_model("0,1,-1,2,-2")
     layer.set_weights([lavin, bias, *layer.get_weights()[2:]])
-    model.save(tmp_path / "new.keras")
-    with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
-        config = json.loads(src.read("config.json"))
-        config["config"]["layers"][1]["config"].pop("points")
-        weights = io.BytesIO(src.read("model.weights.h5"))
-        with h5py.File(weights, "a") as h5:
-            _drop_transforms(h5)
-        for item in src.infolist():
-            data = {"config.json": json.dumps(config).encode(), "model.weights.h5": weights.getvalue()}
-            dst.writestr(item, data.get(item.filename) or src.read(item.filename))
+    _save_as_before_points(model, tmp_path / "old.keras")
     loaded = keras.models.load_model(tmp_path / "old.keras", safe_mode=True)
     np.testing.assert_allclose(_np(loaded(x)), ref, atol=tol)
     assert loaded.get_layer("w").points == "0,1,-1,2,-2"
@@ -181,6 +187,26 @@ def test_files_written_before_the_transforms_were_weights_still_load(rng, tmp_pa
             assert other_layer.points == points
     with pytest.raises(ValueError, match=r"WinogradConv2D: points must be one of .*Received: '0,1,2'"):
         WinogradConv2D(4, points="0,1,2")
+
+
+def test_a_trained_kernel_in_a_keras_file_written_before_loads_with_the_points_its_config_names(rng, tmp_path):
+    # A .keras file's config names the points its kernel goes with (none: Lavin's), so a kernel that no G
+    # explains (the transformed kernel fine-tuned: trainable stays on after optimize_for_inference) loaded as
+    # it was before the transforms were weights; it was refused as "not G g G^T for any known points".
+    lavin_bt = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])
+    lavin_at = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+    kernel = np.einsum("ar,rsck,bs->abck", _LAVIN_G, rng.normal(size=(3, 3, 4, 5)), _LAVIN_G).reshape(36, 4, 5)
+    trained = (kernel + 0.1 * np.abs(kernel).mean() * rng.normal(size=kernel.shape)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    model, layer = _winograd_model("0,1,-1,2,-2")
+    layer.set_weights([trained, bias, *layer.get_weights()[2:]])
+    _save_as_before_points(model, tmp_path / "old.keras")
+    loaded = keras.models.load_model(tmp_path / "old.keras", safe_mode=True).get_layer("w")
+    for got, want in zip(loaded.get_weights(), [trained, bias, lavin_bt, lavin_at]):
+        np.testing.assert_array_equal(got, want)
+    assert loaded.points == "0,1,-1,2,-2"
+    # A weights-only file names no points: there such a kernel is still refused (test below).
 
 
 @pytest.mark.parametrize("dtype,c,k", [("float16", 16, 16), ("bfloat16", 16, 16), ("float16", 1, 1)])
