@@ -159,6 +159,17 @@ def _compare(ours, theirs, model_name):
     return error, scale
 
 
+def _is_earlier_export(path: Path, fmt: str) -> bool:
+    """Whether ``path`` holds what overwrite may replace: an artifact of ``fmt`` (a folder with
+    ``saved_model.pb``, a file with the TFLite identifier ``TFL3`` at bytes 4-8), or nothing (an empty
+    folder or file)."""
+    if fmt == "tf_saved_model":
+        return (path / "saved_model.pb").is_file() or not any(path.iterdir())
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return not head or head[4:8] == b"TFL3"
+
+
 def _prepare_target(path: Path, overwrite: bool, fmt: str):
     if path.exists() and not overwrite:
         raise ExportError(f"export: '{path}' exists; pass overwrite=True (kerazoo export --overwrite) to replace it")
@@ -166,6 +177,12 @@ def _prepare_target(path: Path, overwrite: bool, fmt: str):
         raise ExportError(f"export: '{path}' is a folder; a LiteRT model is one file (e.g. model.tflite)")
     if fmt == "tf_saved_model" and path.is_file():
         raise ExportError(f"export: '{path}' is a file; a SavedModel is a folder")
+    if path.exists() and not _is_earlier_export(path, fmt):
+        # overwrite replaces an earlier export, never a folder of other files nor a .keras given as OUT by mistake
+        what = "a folder that is not a SavedModel (no saved_model.pb)" if fmt == "tf_saved_model" else \
+            "a file that is not a LiteRT model (no TFL3 identifier)"
+        raise ExportError(f"export: '{path}' is {what}; overwrite replaces only an earlier export. Remove it "
+                          f"yourself or choose another OUT")
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -229,7 +246,8 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         verify: load the artifact back with TensorFlow and compare its outputs with the model's on a seeded
             random input (pixels uniform in [0, 255]); an error above ``1e-4`` of the largest output is an
             ``ExportError`` and nothing is written.
-        overwrite: replace an existing ``path`` (atomically: the old artifact until the new one is complete).
+        overwrite: replace an existing ``path`` (atomically: the old artifact until the new one is complete); only
+            an earlier export (a SavedModel folder, a ``.tflite`` file) or an empty folder/file is replaced.
         record: the :class:`zoo.WeightsRecord` written beside the artifact; default ``zoo.weights_record(model)``.
         verbose: print what is done.
 

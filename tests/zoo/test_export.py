@@ -213,3 +213,26 @@ def test_command_line_exports_a_converted_keras_file(tmp_path, rng):
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == (f"kerazoo export: error: export: '{tmp_path / 'out'}' exists; pass "
                                                      f"overwrite=True (kerazoo export --overwrite) to replace it")
+
+
+def test_overwrite_replaces_only_an_earlier_export(tmp_path):
+    # overwrite=True on a folder of other files (a home folder typed as OUT) moved it aside and deleted it
+    if _refused_on_this_backend("saved_model"):
+        return
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"\xff\xd8 not a model")
+    with pytest.raises(ExportError, match=r"'.*photos' is a folder that is not a SavedModel \(no saved_model.pb\); "
+                                          r"overwrite replaces only an earlier export"):
+        export(_tiny(), tmp_path / "photos", overwrite=True, verbose=False)
+    assert (tmp_path / "photos" / "a.jpg").read_bytes() == b"\xff\xd8 not a model"
+    (tmp_path / "empty").mkdir()
+    export(_tiny(), tmp_path / "empty", overwrite=True, verify=False, verbose=False)  # an empty folder is no loss
+    assert (tmp_path / "empty" / "saved_model.pb").is_file()
+    if BACKEND == "tensorflow":  # a .keras typed as the LiteRT OUT
+        (tmp_path / "best.keras").write_bytes(b"PK\x03\x04 zip")
+        with pytest.raises(ExportError, match=r"'.*best.keras' is a file that is not a LiteRT model \(no TFL3 "
+                                              r"identifier\); overwrite replaces only an earlier export"):
+            export(_tiny(), tmp_path / "best.keras", format="litert", input_shape=(4, 4), overwrite=True,
+                   verbose=False)
+        assert (tmp_path / "best.keras").read_bytes() == b"PK\x03\x04 zip"
+    assert sorted(os.listdir(tmp_path)) == sorted(["photos", "empty"] + (["best.keras"] * (BACKEND == "tensorflow")))
