@@ -22,7 +22,8 @@ summed.
 Note:
     Sizes are ``(w, h)``, arrays ``(H, W, ...)``. The model's output may be smaller than its input (a
     stride): its logits are then resized to the crop with align-corners bilinear (Caffe's ``Interp``, as
-    semseg's ``net_process`` does) before the softmax.
+    semseg's ``net_process`` does) before the softmax. The probabilities are computed in float32 (the release's
+    arrays are MATLAB singles, its scores Caffe's), the image resize in float64 (MATLAB's, rounded to uint8).
 """
 
 from __future__ import annotations
