@@ -379,7 +379,8 @@ def build_parser():
                    help="fix the image size of an any-size model (LiteRT needs one)")
     s.add_argument("--batch-size", type=count(1),
                    help="fix the batch (default: free for a SavedModel, 1 for LiteRT)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT (atomically), if it is an earlier export (SavedModel folder, .tflite file)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT (atomically), if it is an earlier export (SavedModel folder, .tflite)")
     s.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip loading the artifact back and comparing outputs")
     for name, what in _DELEGATED.items():

@@ -116,15 +116,14 @@ def _run_saved_model(folder, feed):
     return [np.asarray(o, np.float64) for o in tf.nest.flatten(loaded.serve(feed))]
 
 
-def _output_index(detail):
-    """A LiteRT output's position among the model's outputs: ``StatefulPartitionedCall:3`` is the fourth (the
-    interpreter lists them in its own order)."""
-    name = detail["name"]
-    tail = name.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
+def _signature_key_order(keys):
+    """The signature's output keys in the order of ``keras.tree.flatten(model.output)``: ``output_0``,
+    ``output_1``, ... by number (``output_10`` after ``output_9``) for a list, sorted names for a dict."""
+    numbered = all(k.startswith("output_") and k[7:].isdigit() for k in keys)
+    return sorted(keys, key=lambda k: int(k[7:])) if numbered else sorted(keys)
 
 
-def _run_litert(file, feed):
+def _run_litert(file, specs, feed):
     import warnings
 
     import tensorflow as tf
@@ -132,19 +131,14 @@ def _run_litert(file, feed):
     with warnings.catch_warnings():  # its deprecation notice (for ai_edge_litert, not a dependency here)
         warnings.simplefilter("ignore", UserWarning)
         interpreter = tf.lite.Interpreter(model_path=str(file))
-    interpreter.allocate_tensors()
-    inputs = interpreter.get_input_details()
-    feed = keras.tree.flatten(feed)
-    if len(inputs) != len(feed):
-        raise ExportError(f"export: the LiteRT file has {len(inputs)} inputs, the model {len(feed)}")
-    by_shape = {}
-    for x in feed:  # LiteRT names inputs its own way; the fixed shapes tell them apart, else the listed order
-        by_shape.setdefault(tuple(x.shape), []).append(x)
-    for d in inputs:
-        interpreter.set_tensor(d["index"], by_shape[tuple(int(v) for v in d["shape"])].pop(0))
-    interpreter.invoke()
-    outputs = sorted(interpreter.get_output_details(), key=_output_index)
-    return [np.asarray(interpreter.get_tensor(d["index"]), np.float64) for d in outputs]
+    # the signature names each input as its keras.Input (two inputs of one shape are told apart by name only)
+    runner = interpreter.get_signature_runner("serving_default")
+    named = {s.name: x for s, x in zip(keras.tree.flatten(specs), keras.tree.flatten(feed))}
+    expected = set(runner.get_input_details())
+    if expected != set(named):
+        raise ExportError(f"export: the LiteRT file's inputs are {sorted(expected)}, the model's {sorted(named)}")
+    out = runner(**named)
+    return [np.asarray(out[k], np.float64) for k in _signature_key_order(out)]
 
 
 def _compare(ours, theirs, model_name):
@@ -304,7 +298,7 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         if verify:
             feed = _check_input(specs, record)
             ours = _flat(model.predict(feed, verbose=0))
-            theirs = _run_litert(artifact, feed) if fmt == "litert" else _run_saved_model(artifact, feed)
+            theirs = _run_litert(artifact, specs, feed) if fmt == "litert" else _run_saved_model(artifact, feed)
             error, scale = _compare(ours, theirs, model.name)
             if not error <= _RTOL * max(scale, 1e-12):
                 raise ExportError(f"export: the {fmt} artifact differs from {model.name} by up to {error:.3g} "

@@ -236,3 +236,20 @@ def test_overwrite_replaces_only_an_earlier_export(tmp_path):
                    verbose=False)
         assert (tmp_path / "best.keras").read_bytes() == b"PK\x03\x04 zip"
     assert sorted(os.listdir(tmp_path)) == sorted(["photos", "empty"] + (["best.keras"] * (BACKEND == "tensorflow")))
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_litert_check_tells_inputs_of_one_shape_apart(tmp_path, rng):
+    # the check fed same-shape inputs in the interpreter's (alphabetical) order, and refused a right artifact
+    if _refused_on_this_backend("litert"):
+        return
+    first, second = keras.Input((4, 4, 1), name="b_first"), keras.Input((4, 4, 1), name="a_second")
+    model = keras.Model([first, second], keras.layers.Concatenate()([first, second]), name="pair")
+    result = export(model, tmp_path / "pair.tflite", format="litert", verbose=False)
+    assert result.max_error == 0.0
+    import tensorflow as tf
+
+    runner = tf.lite.Interpreter(model_path=str(tmp_path / "pair.tflite")).get_signature_runner()
+    a, b = rng.normal(size=(2, 1, 4, 4, 1)).astype(np.float32)
+    (y,) = runner(b_first=a, a_second=b).values()
+    np.testing.assert_array_equal(y, np.concatenate([a, b], axis=-1))  # the identity, written out
