@@ -209,7 +209,8 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
     with pytest.raises(zoo.WeightsMismatchError) as e:
         zoo.get("resnet50", weights=v1, stride_in_3x3=True)
     assert _one_line(e) == (f"resnet50: '{v1}' (its weights record) holds stride_in_3x3=False, but stride_in_3x3=True "
-    # was: "does not fit model 'resnet18': 1 layers of the model missing from the file: - fc1000 [(512, 1000), ...]"
+                            f"was asked for; leave out stride_in_3x3 (the weights give it) or pass "
+                            f"stride_in_3x3=False.")
     v15_model = zoo.get("resnet50", input_shape=(64, 64, 3), stride_in_3x3=True, classifier_activation=None)
     v15 = zoo.save_weights(v15_model, tmp_path / "v15.h5")
     with pytest.raises(zoo.WeightsMismatchError, match=r"holds stride_in_3x3=True, but stride_in_3x3=False was asked"):
@@ -224,7 +225,7 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
 
 
 def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path):
-    # was: "does not fit model 'resnet18': 1 layers of the model missing from the file: - fc1000 [(512, 1000), (1000,)]"
+    # was: "does not fit model 'resnet18': 1 layers of the model missing from the file: - fc1000 [(512, 1000), ...]"
     path = zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3), include_top=False), tmp_path / "backbone.h5")
     with pytest.raises(zoo.WeightsMismatchError) as e:
         zoo.get("resnet18", weights=path, include_top=True)
