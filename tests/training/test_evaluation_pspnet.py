@@ -206,3 +206,23 @@ def test_base_size_is_refused_for_pose_data(tmp_path):
     with pytest.raises(ValueError, match=r"evaluate: base_size is PSPNet's segmentation test; the dataset is a "
                                          r"HeatmapDataset\. Received: base_size=40"):
         evaluate(_pose_model(64, 3), ds, base_size=40, verbose=False)
+
+
+def test_probability_and_strided_outputs_give_the_logits_answer(tmp_path):
+    # A net ending in a softmax (as deploys with a "prob" layer do) is read back as log-probabilities, which is the
+    # logits up to a per-pixel constant: the same test result. Its arrays may come non-contiguous from a backend.
+    from training.tta_pspnet import pspnet_probabilities
+
+    _, _, images = _seg_records(tmp_path, SHAPES, seed=8)
+    model = _seg_model(32)
+
+    def probabilities(x):
+        z = np.asarray(model.predict_on_batch(x), np.float64)
+        e = np.exp(z - z.max(-1, keepdims=True))
+        p = (e / e.sum(-1, keepdims=True)).astype(np.float32)
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(p, -1, 0)), 0, -1)  # channels-first memory
+
+    for im in images:
+        for flip in (False, True):
+            got = pspnet_probabilities(probabilities, NORM, im, (32, 32), 40, (0.5, 1.75), flip=flip, batch=3)
+            np.testing.assert_allclose(got, _reference(im, 32, 40, (0.5, 1.75), flip), atol=2e-5)
