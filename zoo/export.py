@@ -49,7 +49,8 @@ class ExportResult:
 
     ``max_error``: max |artifact - Keras| over all outputs on the check input (``None`` with ``verify=False``);
     ``max_output``: max |Keras output| there, the scale to read the error against; ``input_shapes``: the
-    artifact's inputs, ``None`` for a free (any-size) axis; ``record_path``: the weights record's JSON, if any.
+    artifact's inputs, ``None`` for a free (any-size) axis; ``record_path``: the JSON beside it (:func:`_artifact_record`: inputs, outputs, preprocessing,
+    weights record).
     """
 
     path: Path
@@ -57,7 +58,7 @@ class ExportResult:
     input_shapes: list
     max_error: float | None
     max_output: float | None
-    record_path: Path | None
+    record_path: Path
 
 
 def _signature(model, batch_size, input_shape, fmt):
@@ -164,6 +165,45 @@ def _is_earlier_export(path: Path, fmt: str) -> bool:
     return not head or head[4:8] == b"TFL3"
 
 
+def _artifact_record(model, fmt, specs, record) -> dict:
+    """What a deployment needs beside the artifact (neither format carries it): the signature's inputs and
+    outputs (key, Keras name, shape with ``None`` for a free axis, dtype), how to prepare the image and the
+    weights record. A ``uint8`` image input takes raw RGB pixels: it normalises them itself (training's
+    ``feed="uint8"``), so the record's ``scale``/``mean``/``std`` must not be applied again."""
+    flat_specs = keras.tree.flatten(specs)
+    try:  # the output sizes at the exported input sizes (input_shape= fixes them)
+        outs = keras.tree.flatten(model.compute_output_spec(
+            keras.tree.map_structure(lambda s: keras.KerasTensor(s.shape, dtype=s.dtype), specs)))
+        shapes = [list(o.shape) for o in outs]
+    except Exception:  # a layer without symbolic shape inference: the model's own
+        shapes = [[flat_specs[0].shape[0]] + list(t.shape[1:]) for t in keras.tree.flatten(model.output)]
+    tensors = keras.tree.flatten(model.output)
+    keys = _signature_key_order(list(model.output)) if isinstance(model.output, dict) else \
+        [f"output_{i}" for i in range(len(tensors))]
+    image = flat_specs[0]
+    raw = "int" in keras.backend.standardize_dtype(image.dtype)
+    meta = {
+        "model": model.name,
+        "format": fmt,
+        "inputs": {s.name: {"shape": list(s.shape), "dtype": keras.backend.standardize_dtype(s.dtype)}
+                   for s in flat_specs},
+        "outputs": {k: {"name": t._keras_history[0].name, "shape": shape,
+                        "dtype": keras.backend.standardize_dtype(t.dtype)}
+                    for k, t, shape in zip(keys, tensors, shapes)},
+        "preprocessing": (f"none: '{image.name}' takes RGB pixels 0-255 as {image.dtype} and normalises them "
+                          f"itself (do not apply the record's scale, mean, std)") if raw else
+                         ("the record's: RGB 0-255 in channel_order, x * scale - mean, / std, as float32"
+                          if record is not None else "unknown: no weights record (random or unrecorded weights)"),
+    }
+    for attr in ("task", "background", "center_map_sigma"):  # a training run's (zoo.api._MODEL_METADATA)
+        if getattr(model, f"_kerazoo_{attr}", None) is not None:
+            meta[attr] = getattr(model, f"_kerazoo_{attr}")
+    if len(flat_specs) == 2 and flat_specs[1].shape[-1] == 1 and "center_map_sigma" not in meta:
+        meta["center_map_sigma"] = 21.0  # CPM's centre map: a Gaussian of this sigma (input px) at the person
+    meta["record"] = json.loads(record.to_json()) if record is not None else None
+    return meta
+
+
 def _prepare_target(path: Path, overwrite: bool, fmt: str):
     if path.exists() and not overwrite:
         raise ExportError(f"export: '{path}' exists; pass overwrite=True (kerazoo export --overwrite) to replace it")
@@ -171,6 +211,8 @@ def _prepare_target(path: Path, overwrite: bool, fmt: str):
         raise ExportError(f"export: '{path}' is a folder; a LiteRT model is one file (e.g. model.tflite)")
     if fmt == "tf_saved_model" and path.is_file():
         raise ExportError(f"export: '{path}' is a file; a SavedModel is a folder")
+    if fmt == "litert" and Path(f"{path}.json").is_dir():
+        raise ExportError(f"export: '{path}.json' is a folder; the weights record of '{path}' is written there")
     if path.exists() and not _is_earlier_export(path, fmt):
         # overwrite replaces an earlier export, never a folder of other files nor a .keras given as OUT by mistake
         what = "a folder that is not a SavedModel (no saved_model.pb)" if fmt == "tf_saved_model" else \
@@ -243,6 +285,8 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         overwrite: replace an existing ``path`` (atomically: the old artifact until the new one is complete); only
             an earlier export (a SavedModel folder, a ``.tflite`` file) or an empty folder/file is replaced.
         record: the :class:`zoo.WeightsRecord` written beside the artifact; default ``zoo.weights_record(model)``.
+            The JSON (``OUT/kerazoo.json``, LiteRT ``OUT.json``) is written also without one: it names the
+            signature's inputs and outputs (key, Keras name, shape, dtype) and how to prepare the image.
         verbose: print what is done.
 
     Returns:
@@ -305,22 +349,19 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
                                   f"(largest output {scale:.3g}, allowed {_RTOL:g} of it) on a random input of "
                                   f"shape {[x.shape for x in keras.tree.flatten(feed)]}; nothing was written")
             say(f"checked: max |artifact - Keras| = {error:.3g} (largest output {scale:.3g})", flush=True)
-        record_path = None
-        if record is not None:
-            meta = {"model": model.name, "format": fmt, "inputs": {s.name: list(s.shape) for s in flat_specs},
-                    "record": json.loads(record.to_json())}
-            record_path = artifact / RECORD_FILE if fmt == "tf_saved_model" else Path(f"{path}.json")
-            if fmt == "tf_saved_model":
-                record_path.write_text(json.dumps(meta, indent=2) + "\n")
-        if fmt == "litert":
+        meta = _artifact_record(model, fmt, specs, record)
+        if fmt == "litert":  # OUT.json is written (beside, synced) before the renames, so both land together
+            record_path = Path(f"{path}.json")
+            staged = workdir / "record.json"
+            staged.write_text(json.dumps(meta, indent=2) + "\n")
             replace_durably(artifact, path)
-            if record_path is not None:
-                _write_json(record_path, meta)
+            replace_durably(staged, record_path)
         else:
+            (artifact / RECORD_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             _replace_folder(artifact, path)
-            record_path = path / RECORD_FILE if record_path is not None else None
+            record_path = path / RECORD_FILE
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    say(f"wrote {path}" + (f" and {record_path}" if record_path is not None and fmt == "litert" else ""))
+    say(f"wrote {path}" + (f" and {record_path}" if fmt == "litert" else ""))
     return ExportResult(path=path, format=fmt, input_shapes=[list(s.shape) for s in flat_specs], max_error=error,
                         max_output=scale, record_path=record_path)

@@ -190,7 +190,8 @@ def test_record_goes_beside_the_artifact(tmp_path):
     result = export(_tiny(), tmp_path / "sm", record=record, input_shape=(5, 7), verbose=False)
     meta = json.loads((tmp_path / "sm" / "kerazoo.json").read_text())
     assert result.record_path == tmp_path / "sm" / "kerazoo.json"
-    assert meta["inputs"] == {"image": [None, 5, 7, 3]}
+    assert meta["inputs"] == {"image": {"shape": [None, 5, 7, 3], "dtype": "float32"}}
+    assert meta["outputs"] == {"output_0": {"name": "conv", "shape": [None, 5, 7, 2], "dtype": "float32"}}
     assert meta["record"]["channel_order"] == "BGR" and meta["record"]["mean"] == [104.0, 117.0, 123.0]
     assert meta["record"]["class_names"] == ["bg", "fg"]
 
@@ -253,3 +254,31 @@ def test_litert_check_tells_inputs_of_one_shape_apart(tmp_path, rng):
     a, b = rng.normal(size=(2, 1, 4, 4, 1)).astype(np.float32)
     (y,) = runner(b_first=a, a_second=b).values()
     np.testing.assert_array_equal(y, np.concatenate([a, b], axis=-1))  # the identity, written out
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_json_names_outputs_dtypes_and_replaces_a_stale_one(tmp_path):
+    # the JSON was written only with a weights record (a re-export of other weights kept the old OUT.json),
+    # gave no input dtype (a uint8 model's record scale/mean/std read as host preprocessing) and no outputs
+    if _refused_on_this_backend("saved_model"):
+        return
+    from zoo.layers import Normalize
+
+    image, center = keras.Input((8, 8, 3), name="image", dtype="uint8"), keras.Input((8, 8, 1), name="center_map")
+    x = Normalize(scale=1 / 255.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name="normalize")(image)
+    first = keras.layers.Conv2D(2, 1, name="stage1")(keras.layers.Concatenate()([x, center]))
+    pooled = keras.layers.MaxPooling2D(2, name="stage2")(first)
+    model = keras.Model([image, center], [first, pooled], name="two")
+    fmt, out = ("litert", tmp_path / "two.tflite") if BACKEND == "tensorflow" else ("saved_model", tmp_path / "two")
+    record = WeightsRecord(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), scale=1 / 255.0)
+    export(model, out, format=fmt, record=record, verbose=False)
+    result = export(model, out, format=fmt, overwrite=True, verbose=False)  # random weights: no record now
+    assert result.record_path == (tmp_path / "two.tflite.json" if fmt == "litert" else out / "kerazoo.json")
+    meta = json.loads(result.record_path.read_text())
+    batch = 1 if fmt == "litert" else None
+    assert meta["inputs"] == {"image": {"shape": [batch, 8, 8, 3], "dtype": "uint8"},
+                              "center_map": {"shape": [batch, 8, 8, 1], "dtype": "float32"}}
+    assert meta["outputs"] == {"output_0": {"name": "stage1", "shape": [batch, 8, 8, 2], "dtype": "float32"},
+                               "output_1": {"name": "stage2", "shape": [batch, 4, 4, 2], "dtype": "float32"}}
+    assert meta["preprocessing"].startswith("none: 'image' takes RGB pixels 0-255 as uint8")
+    assert meta["center_map_sigma"] == 21.0 and meta["record"] is None
