@@ -113,7 +113,8 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
             Asking for another number of classes/keypoints than the weights have loads everything but the head,
             with a warning; an architecture argument (:data:`ARCHITECTURE_KWARGS`: ``stages``, ``stacks``,
             ``stride_in_3x3``, ...) other than the weights' is refused (a tag's before any download; a zoo
-            ``.h5`` whose record lacks ``stride_in_3x3``, saved before records held it, is not checked).
+            ``.h5`` whose record lacks ``stride_in_3x3``, saved before records held it, has the builder's default
+            when the record holds the head size, as zoo.save_weights wrote it, and is not checked otherwise).
             ``None`` for one of these or the head size is "not given": the weights' value is used.
             ``input_tensor`` (a Keras tensor, as in keras.applications) builds the model on it,
             whatever input size the weights record holds; the weights load into the zoo's layers
@@ -343,7 +344,15 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
     stored_head = build_kwargs.get(head)
     other = stored_name != spec.name and stored_name in list_models()  # the likeliest cause, said first
     if not other:
-        refuse_other_architecture(spec, build_kwargs, kwargs, f"'{path}' (its weights record)")
+        # zoo.save_weights records a zoo.get model's head size and every argument it was given: a record with the head
+        # size but without a shape-free argument (saved before records held them) was saved at the builder's default
+        held, source = build_kwargs, f"'{path}' (its weights record)"
+        unheld = [k for k in _shape_free_defaults(spec) if k not in build_kwargs]
+        if unheld and spec.head_kwarg in stored.builder_kwargs:
+            held = {**_shape_free_defaults(spec), **build_kwargs}
+            source = (f"'{path}' (its weights record, saved before records held {', '.join(unheld)}: the builder's "
+                      f"default)")
+        refuse_other_architecture(spec, held, kwargs, source)
     # architecture arguments the record leaves out: zoo.save_weights records only those zoo.get was given
     unrecorded = [k for k in architecture_kwargs(spec)
                   if k in kwargs and k not in build_kwargs and kwargs[k] != spec.defaults[k]]

@@ -1,6 +1,7 @@
 """Edited or foreign zoo weights files and hash records: one clear error naming the file, never a
 traceback from deep inside (found by an adversarial review)."""
 
+import json
 import subprocess
 import sys
 
@@ -232,6 +233,30 @@ def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path
     assert str(e.value) == (f"resnet18: '{path}' has no classifier head (no fc1000): it was saved from a model built "
                             f"with include_top=False. Pass include_top=False to load it without the head.")
     assert "fc1000" not in [l.name for l in zoo.get("resnet18", weights=path, include_top=False).layers]
+
+
+def test_zoo_h5_saved_before_records_held_the_stride_placement(tmp_path):
+    # Before 2026-12-06 zoo.save_weights recorded the arguments zoo.get was given and the head size, never the
+    # default stride_in_3x3: a ResNet-50 record with a head size but no stride_in_3x3 was saved at False (Kaiming's
+    # placement). stride_in_3x3=True loaded it as another network without a word (strides moved to the 3x3).
+    path = zoo.save_weights(zoo.get("resnet50", input_shape=(32, 32, 3), classes=3), tmp_path / "old.h5")
+    with h5py.File(path, "r+") as f:
+        record = json.loads(f.attrs["record"])
+        assert record["builder_kwargs"].pop("stride_in_3x3") is False
+        f.attrs["record"] = json.dumps(record)
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet50", weights=path, stride_in_3x3=True)
+    assert _one_line(e) == (
+        f"resnet50: '{path}' (its weights record, saved before records held stride_in_3x3: the builder's default) "
+        f"holds stride_in_3x3=False, but stride_in_3x3=True was asked for; leave out stride_in_3x3 (the weights give "
+        f"it) or pass stride_in_3x3=False.")
+    for asked in ({}, {"stride_in_3x3": None}, {"stride_in_3x3": False}):  # still loads, as saved
+        assert zoo.get("resnet50", weights=path, **asked).get_layer("res3a_branch2a").strides == (2, 2), asked
+    # a record without builder arguments (made by hand) says nothing about it: the caller's value is built
+    with h5py.File(path, "r+") as f:
+        f.attrs["record"] = json.dumps({**record, "builder_kwargs": {}})
+    model = zoo.get("resnet50", weights=path, input_shape=(32, 32, 3), classes=3, stride_in_3x3=True)
+    assert model.get_layer("res3a_branch2a").strides == (1, 1)
 
 
 def test_zoo_h5_architecture_the_record_leaves_out_is_named_with_the_builders_default(hg1):
