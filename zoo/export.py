@@ -165,6 +165,26 @@ def _is_earlier_export(path: Path, fmt: str) -> bool:
     return not head or head[4:8] == b"TFL3"
 
 
+def _mixed_policies(model) -> set:
+    """Names of the mixed dtype policies (``mixed_bfloat16``, ``mixed_float16``) ``model``'s layers compute in."""
+    return {l.dtype_policy.name for l in model._flatten_layers(include_self=False, recursive=True)
+            if l.dtype_policy.compute_dtype != l.dtype_policy.variable_dtype}
+
+
+def _float32_copy(model):
+    """``model`` with every layer, nested ones included, computing in float32, same weights and metadata."""
+    from zoo.api import carry_metadata
+
+    def clone(layer):
+        cfg = layer.get_config()
+        cfg["dtype"] = "float32"
+        return layer.__class__.from_config(cfg)
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return carry_metadata(model, copy)
+
+
 def _artifact_record(model, fmt, specs, record) -> dict:
     """What a deployment needs beside the artifact (neither format carries it): the signature's inputs and
     outputs (key, Keras name, shape with ``None`` for a free axis, dtype), how to prepare the image and the
@@ -281,7 +301,8 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
             written with a free batch failed to load: TFLite could not size some of its tensors).
         verify: load the artifact back with TensorFlow and compare its outputs with the model's on a seeded
             random input (pixels uniform in [0, 255]); an error above ``1e-4`` of the largest output is an
-            ``ExportError`` and nothing is written.
+            ``ExportError`` and nothing is written. A model under a mixed dtype policy is written to LiteRT as
+            a float32 copy (same weights; LiteRT has no bfloat16 kernels) and checked against that copy.
         overwrite: replace an existing ``path`` (atomically: the old artifact until the new one is complete); only
             an earlier export (a SavedModel folder, a ``.tflite`` file) or an empty folder/file is replaced.
         record: the :class:`zoo.WeightsRecord` written beside the artifact; default ``zoo.weights_record(model)``.
@@ -318,11 +339,19 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         raise ExportError(f"export: batch_size must be a positive int or None. Received: {batch_size!r}")
     path = Path(path)
     _prepare_target(path, overwrite, fmt)
+    mixed = _mixed_policies(model) if fmt == "litert" else set()
+    if mixed:
+        # LiteRT has no builtin bfloat16 (nor float16-compute) kernels: Keras' converter falls back to TensorFlow
+        # ops (FlexConv2D) that LiteRT runtimes cannot run. The float32 copy is checked in its place.
+        model = _float32_copy(model)
     record = weights_record(model) if record is None else record
     specs = _signature(model, batch_size, input_shape, fmt)
     say = print if verbose else (lambda *a, **k: None)
 
     flat_specs = keras.tree.flatten(specs)
+    if mixed:
+        say(f"{model.name} computes in {', '.join(sorted(mixed))}; LiteRT runs float32: exporting a float32 copy "
+            f"(same weights)", flush=True)
     say(f"exporting {model.name} as {fmt} (inputs {[s.shape for s in flat_specs]}) ...", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     artifact = workdir / ("artifact.tflite" if fmt == "litert" else "artifact")

@@ -282,3 +282,28 @@ def test_json_names_outputs_dtypes_and_replaces_a_stale_one(tmp_path):
                                "output_1": {"name": "stage2", "shape": [batch, 4, 4, 2], "dtype": "float32"}}
     assert meta["preprocessing"].startswith("none: 'image' takes RGB pixels 0-255 as uint8")
     assert meta["center_map_sigma"] == 21.0 and meta["record"] is None
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_litert_of_a_mixed_precision_model_is_float32(tmp_path, rng, policy):
+    # a bf16/fp16 model's .tflite held TensorFlow ops (FlexPad, FlexConv2D) LiteRT cannot run: the check died in
+    # a RuntimeError about the Flex delegate, and with verify=False the file was written anyway
+    if _refused_on_this_backend("litert"):
+        return
+    x = keras.Input((6, 6, 3), name="image")
+    h = keras.layers.Conv2D(4, 3, padding="same", name="conv", dtype=policy)(x)
+    model = keras.Model(x, keras.layers.Activation("linear", dtype="float32", name="out")(h), name="mixed")
+    kernel, bias = rng.normal(size=(3, 3, 3, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    model.get_layer("conv").set_weights([kernel, bias])
+    result = export(model, tmp_path / "m.tflite", format="litert", verbose=False)
+    assert result.max_error <= RTOL * result.max_output
+    import tensorflow as tf
+
+    runner = tf.lite.Interpreter(model_path=str(tmp_path / "m.tflite")).get_signature_runner()
+    pixels = rng.integers(0, 256, (1, 6, 6, 3)).astype(np.float32)
+    (y,) = runner(image=pixels).values()
+    padded = np.pad(pixels.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))  # 'same' 3x3, written out
+    ref = sum(padded[:, i:i + 6, j:j + 6] @ kernel[i, j] for i in range(3) for j in range(3)) + bias
+    assert y.dtype == np.float32 and np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()  # float32, not bf16's 4e-3
+    assert model.get_layer("conv").dtype_policy.name == policy  # the caller's model is left as it was
