@@ -21,6 +21,13 @@ Note:
     heatmaps (B, H/4, W/4, K) for intermediate supervision; the last one is the prediction.
     Inputs are RGB images scaled to [0, 1] (Torch ``image.load``). BatchNormalization uses Torch's
     epsilon 1e-5 and momentum 0.1 (Keras ``momentum=0.9``).
+
+Initialisation (``initializer="original"``, the default) is Torch7 ``nn``'s, which ``hg.lua`` keeps
+(it overrides no ``reset``): ``nn.SpatialConvolution:reset()`` (``cudnn.SpatialConvolution``
+inherits it) draws weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = kW * kH *
+nInputPlane; ``nn.SpatialBatchNormalization:reset()`` draws gamma from U(0, 1) (``weight:uniform()``)
+with beta 0, running mean 0 and variance 1. ``initializer="keras"`` gives Keras' defaults instead
+(Glorot-uniform kernels, zero biases, gamma 1).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ MIN_INPUT_SIZE = 63  # smallest input whose stem feature map (16 px) survives 4 
 BN_EPSILON = 1e-5  # torch nn.SpatialBatchNormalization
 BN_MOMENTUM = 0.9  # torch momentum 0.1 = weight of the new batch
 HEAD_LAYERS = ("stack*_heatmaps", "stack*_inter_heatmaps")
+INITIALIZERS = ("original", "keras")
 
 
 def hourglass_feature_size(size: int) -> int:
@@ -50,43 +58,58 @@ def hourglass_feature_size(size: int) -> int:
     return (size + 1) // 2 // 2
 
 
-def _bn(x, name):
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
+def _bn(x, name, initializer="original"):
+    # Torch nn BatchNormalization:reset(): weight:uniform() (gamma ~ U(0, 1)), bias:zero().
+    gamma = keras.initializers.RandomUniform(0.0, 1.0) if initializer == "original" else "ones"
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, gamma_initializer=gamma, name=name)(x)
 
 
-def residual_module(x, filters, *, name):
+def _conv(x, filters, kernel, *, name, initializer="original", **kwargs):
+    """Conv2D with a bias; ``"original"``: Torch ``SpatialConvolution:reset()``, weight and bias
+    ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = kernel * kernel * input channels."""
+    if initializer == "original":
+        bound = 1.0 / (kernel * kernel * x.shape[-1]) ** 0.5
+        # One instance per weight: each draws its own seed, as Keras' default initializers do.
+        kwargs.update(kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
+                      bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+    return layers.Conv2D(filters, kernel, name=name, **kwargs)(x)
+
+
+def residual_module(x, filters, *, name, initializer="original"):
     """Pre-activation bottleneck residual module (``Residual.lua``).
 
     Args:
         x: tensor (B, H, W, C_in).
         filters: output channels ``n``; the bottleneck has ``n // 2``.
         name: prefix of every layer name, e.g. ``"stack1_hg4_up1_res1"``.
+        initializer: ``"original"`` (Torch7 ``nn``'s, see the module docstring) or ``"keras"``.
     Returns:
         Tensor (B, H, W, filters).
     """
+    init = initializer
     mid = filters // 2
-    y = _bn(x, f"{name}_bn1")
+    y = _bn(x, f"{name}_bn1", init)
     y = layers.ReLU(name=f"{name}_relu1")(y)
-    y = layers.Conv2D(mid, 1, name=f"{name}_conv1")(y)
-    y = _bn(y, f"{name}_bn2")
+    y = _conv(y, mid, 1, name=f"{name}_conv1", initializer=init)
+    y = _bn(y, f"{name}_bn2", init)
     y = layers.ReLU(name=f"{name}_relu2")(y)
-    y = layers.Conv2D(mid, 3, padding="same", name=f"{name}_conv2")(y)  # stride 1, pad 1
-    y = _bn(y, f"{name}_bn3")
+    y = _conv(y, mid, 3, padding="same", name=f"{name}_conv2", initializer=init)  # stride 1, pad 1
+    y = _bn(y, f"{name}_bn3", init)
     y = layers.ReLU(name=f"{name}_relu3")(y)
-    y = layers.Conv2D(filters, 1, name=f"{name}_conv3")(y)
+    y = _conv(y, filters, 1, name=f"{name}_conv3", initializer=init)
     skip = x
     if x.shape[-1] != filters:
-        skip = layers.Conv2D(filters, 1, name=f"{name}_skip")(x)
+        skip = _conv(x, filters, 1, name=f"{name}_skip", initializer=init)
     return layers.Add(name=f"{name}_add")([skip, y])
 
 
-def _residuals(x, filters, modules, name):
+def _residuals(x, filters, modules, name, initializer):
     for m in range(1, modules + 1):
-        x = residual_module(x, filters, name=f"{name}_res{m}")
+        x = residual_module(x, filters, name=f"{name}_res{m}", initializer=initializer)
     return x
 
 
-def hourglass_module(x, *, depth, features, modules, name):
+def hourglass_module(x, *, depth, features, modules, name, initializer="original"):
     """One hourglass of ``depth`` downsamplings (``hourglass(n, f, inp)`` in ``hg.lua``).
 
     Levels are named by their depth: the outermost is ``{name}{depth}`` (``stack1_hg4``), the
@@ -99,26 +122,29 @@ def hourglass_module(x, *, depth, features, modules, name):
         features: channels everywhere in the hourglass.
         modules: residual modules per branch (``nModules``).
         name: prefix, e.g. ``"stack1_hg"``.
+        initializer: ``"original"`` (Torch7 ``nn``'s, see the module docstring) or ``"keras"``.
     Returns:
         Tensor (B, H, W, features).
     """
+    init = initializer
     level = f"{name}{depth}"
-    up1 = _residuals(x, features, modules, f"{level}_up1")
+    up1 = _residuals(x, features, modules, f"{level}_up1", init)
     low1 = layers.MaxPooling2D(2, 2, name=f"{level}_pool")(x)
-    low1 = _residuals(low1, features, modules, f"{level}_low1")
+    low1 = _residuals(low1, features, modules, f"{level}_low1", init)
     if depth > 1:
-        low2 = hourglass_module(low1, depth=depth - 1, features=features, modules=modules, name=name)
+        low2 = hourglass_module(low1, depth=depth - 1, features=features, modules=modules, name=name,
+                                initializer=init)
     else:
-        low2 = _residuals(low1, features, modules, f"{level}_low2")
-    low3 = _residuals(low2, features, modules, f"{level}_low3")
+        low2 = _residuals(low1, features, modules, f"{level}_low2", init)
+    low3 = _residuals(low2, features, modules, f"{level}_low3", init)
     up2 = layers.UpSampling2D(2, interpolation="nearest", name=f"{level}_up2")(low3)
     return layers.Add(name=f"{level}_add")([up1, up2])
 
 
-def _lin(x, features, name):
+def _lin(x, features, name, initializer):
     """``lin`` of ``hg.lua``: 1x1 conv (bias) + BN + ReLU, named ``{name}_conv`` / ``_bn`` / ``_relu``."""
-    x = layers.Conv2D(features, 1, name=f"{name}_conv")(x)
-    return layers.ReLU(name=f"{name}_relu")(_bn(x, f"{name}_bn"))
+    x = _conv(x, features, 1, name=f"{name}_conv", initializer=initializer)
+    return layers.ReLU(name=f"{name}_relu")(_bn(x, f"{name}_bn", initializer))
 
 
 def _check_positive_int(value, arg, minimum=1):
@@ -146,7 +172,7 @@ def _check_input(input_shape):
 
 @register("hourglass", family="hourglass", head_layers=HEAD_LAYERS, head_kwarg="num_keypoints")
 def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, num_keypoints=16, features=256,
-              modules=1, post_residuals=True, name="hourglass"):
+              modules=1, post_residuals=True, initializer="original", name="hourglass"):
     """Stacked Hourglass network (Newell et al. 2016), as in ``pose-hg-train``.
 
     Args:
@@ -171,6 +197,10 @@ def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, nu
             residuals, then one lin (1x1 conv + BN + ReLU). ``False`` (the released MPII model
             ``umich-stacked-hourglass.t7``, the earlier ``hg.lua``): ``modules`` lin layers, no
             residual; ``zoo.get("hourglass", weights="mpii")`` sets it. Defaults to `True`.
+        initializer: ``"original"``: Torch7 ``nn``'s, as pose-hg-train trains from scratch (conv
+            weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = kH * kW * C_in; BN gamma
+            ~ U(0, 1), beta 0). ``"keras"``: Keras' defaults (Glorot-uniform kernels, zero biases,
+            gamma 1). Loaded weights replace either. Defaults to ``"original"``.
         name: model name. Defaults to ``"hourglass"``.
     Returns:
         A ``keras.Model`` from images (B, H, W, 3) to a list of ``stacks`` heatmap tensors
@@ -200,31 +230,38 @@ def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, nu
         raise ValueError(
             f"hourglass: `features` must be even (bottleneck of features / 2). Received: features={features}"
         )
+    if initializer not in INITIALIZERS:
+        raise ValueError(
+            f"hourglass: `initializer` must be one of {', '.join(map(repr, INITIALIZERS))}. "
+            f"Received: initializer={initializer!r}"
+        )
+    init = initializer
     inputs = builder_input("hourglass", input_tensor, input_shape, check=_check_input, name="image")
     # Stem: symmetric pad 3 + valid conv = Torch's SpatialConvolution(3, 64, 7, 7, 2, 2, 3, 3).
     x = layers.ZeroPadding2D(3, name="stem_conv_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, name="stem_conv")(x)
-    x = _bn(x, "stem_bn")
+    x = _conv(x, 64, 7, strides=2, name="stem_conv", initializer=init)
+    x = _bn(x, "stem_bn", init)
     x = layers.ReLU(name="stem_relu")(x)
-    x = residual_module(x, 128, name="stem_res1")
+    x = residual_module(x, 128, name="stem_res1", initializer=init)
     x = layers.MaxPooling2D(2, 2, name="stem_pool")(x)
-    x = residual_module(x, 128, name="stem_res2")
-    inter = residual_module(x, features, name="stem_res3")
+    x = residual_module(x, 128, name="stem_res2", initializer=init)
+    inter = residual_module(x, features, name="stem_res3", initializer=init)
 
     outputs = []
     for i in range(1, stacks + 1):
         s = f"stack{i}"
-        hg = hourglass_module(inter, depth=DEPTH, features=features, modules=modules, name=f"{s}_hg")
+        hg = hourglass_module(inter, depth=DEPTH, features=features, modules=modules, name=f"{s}_hg",
+                              initializer=init)
         if post_residuals:
-            ll = _lin(_residuals(hg, features, modules, s), features, f"{s}_lin")
+            ll = _lin(_residuals(hg, features, modules, s, init), features, f"{s}_lin", init)
         else:  # the released model: nModules x lin, no residual
             ll = hg
             for j in range(1, modules + 1):
-                ll = _lin(ll, features, f"{s}_lin" if j == 1 else f"{s}_lin{j}")
-        heatmaps = layers.Conv2D(num_keypoints, 1, name=f"{s}_heatmaps")(ll)
+                ll = _lin(ll, features, f"{s}_lin" if j == 1 else f"{s}_lin{j}", init)
+        heatmaps = _conv(ll, num_keypoints, 1, name=f"{s}_heatmaps", initializer=init)
         outputs.append(heatmaps)
         if i < stacks:  # feed features and predictions back into the next stack
-            ll_ = layers.Conv2D(features, 1, name=f"{s}_inter_ll")(ll)
-            hm_ = layers.Conv2D(features, 1, name=f"{s}_inter_heatmaps")(heatmaps)
+            ll_ = _conv(ll, features, 1, name=f"{s}_inter_ll", initializer=init)
+            hm_ = _conv(heatmaps, features, 1, name=f"{s}_inter_heatmaps", initializer=init)
             inter = layers.Add(name=f"{s}_inter_add")([inter, ll_, hm_])
     return build_model([inputs], outputs, name=name)
