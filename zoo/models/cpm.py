@@ -22,6 +22,14 @@ Note:
     neck, Rsho, Relb, Rwri, Lsho, Lelb, Lwri, Rhip, Rkne, Rank, Lhip, Lkne, Lank), plus one
     background channel. Image input: BGR pixels / 256 - 0.5. Outputs: one belief map per stage,
     each (B, H/8, W/8, K + 1) (exactly ``floor(H/8)``), last channel = background.
+
+Initialisation (``initializer="original"``, the default) is the release's training net's
+(``training/genProto.py``, which writes ``pose_train_test.prototxt``): every convolution has
+``weight_filler { type: "gaussian" std: 0.01 }`` (Caffe's untruncated normal, mean 0) and
+``bias_filler { type: "constant" }`` (0); no layer is copied from VGG there (the VGG-initialised
+net is the CVPR'16 demo's ``pose_deploy_resize``, another architecture). ``initializer="keras"``
+gives Keras' defaults (Glorot-uniform kernels, zero biases). The release's per-layer learning
+rates (stage 1 x5, biases x2) are training settings, not initialisation, and are not applied here.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ DEFAULT_SIGMA = 21.0  # testing/python/config: sigma = 21 (pixels)
 
 # Every layer whose weight shape depends on `num_keypoints` (Mconv1 reads the previous beliefs).
 HEAD_LAYERS = ("conv7_stage1", "Mconv1_stage*", "Mconv5_stage*")
+INITIALIZERS = ("original", "keras")
+WEIGHT_STD = 0.01  # genProto.py: weight_filler=dict(type='gaussian', std=0.01)
 
 
 def cpm_blob_sizes(size):
@@ -113,34 +123,38 @@ def _check_center(shape, size):
     return tuple(shape)
 
 
-def _conv(x, filters, kernel, name, relu_name=None):
+def _conv(x, filters, kernel, name, relu_name=None, initializer="original"):
     # Caffe pads (k - 1) / 2 at stride 1 with odd k, which is exactly "same".
-    x = keras.layers.Conv2D(filters, kernel, padding="same", name=name)(x)
+    kwargs = {}
+    if initializer == "original":  # the release's gaussian weight filler; the bias filler's 0 is Keras' default
+        kwargs["kernel_initializer"] = keras.initializers.RandomNormal(0.0, WEIGHT_STD)
+    x = keras.layers.Conv2D(filters, kernel, padding="same", name=name, **kwargs)(x)
     if relu_name:
         x = keras.layers.ReLU(name=relu_name)(x)
     return x
 
 
-def _image_features(image, stage):
+def _image_features(image, stage, init):
     """conv{1..3}_stage{s} (9x9, 128) + MAX 3x3/2 ceil pools; returns pool3_stage{s} (B, H/8, W/8, 128)."""
     x = image
     for i in (1, 2, 3):
-        x = _conv(x, 128, 9, f"conv{i}_stage{stage}", f"relu{i}_stage{stage}")
+        x = _conv(x, 128, 9, f"conv{i}_stage{stage}", f"relu{i}_stage{stage}", init)
         x = CaffePooling2D("max", 3, 2, name=f"pool{i}_stage{stage}")(x)
     return x
 
 
-def _refine(features, beliefs, centre, outputs, stage):
+def _refine(features, beliefs, centre, outputs, stage, init):
     """concat_stage{t} -> Mconv1..5_stage{t}; returns the beliefs (B, H/8, W/8, outputs)."""
     x = keras.layers.Concatenate(axis=-1, name=f"concat_stage{stage}")([features, beliefs, centre])
     for i in (1, 2, 3):
-        x = _conv(x, 128, 11, f"Mconv{i}_stage{stage}", f"Mrelu{i}_stage{stage}")
-    x = _conv(x, 128, 1, f"Mconv4_stage{stage}", f"Mrelu4_stage{stage}")
-    return _conv(x, outputs, 1, f"Mconv5_stage{stage}")
+        x = _conv(x, 128, 11, f"Mconv{i}_stage{stage}", f"Mrelu{i}_stage{stage}", init)
+    x = _conv(x, 128, 1, f"Mconv4_stage{stage}", f"Mrelu4_stage{stage}", init)
+    return _conv(x, outputs, 1, f"Mconv5_stage{stage}", initializer=init)
 
 
 @register("cpm", family="cpm", head_layers=HEAD_LAYERS, head_kwarg="num_keypoints")
-def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keypoints=14, name="cpm"):
+def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keypoints=14, initializer="original",
+        name="cpm"):
     """Convolutional Pose Machine of the Caffe release (6 stages, 368x368, 14 parts + background).
 
     Args:
@@ -161,6 +175,9 @@ def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keyp
         stages: number of stages T >= 2 (the centre map enters at stage 2). Defaults to ``6``.
         num_keypoints: K parts; each stage predicts K + 1 maps (last = background).
             Defaults to ``14``.
+        initializer: ``"original"``: the release's training prototxt fillers, every conv kernel
+            ~ N(0, 0.01^2) and biases 0. ``"keras"``: Keras' defaults (Glorot-uniform kernels, zero
+            biases). Loaded weights replace either. Defaults to ``"original"``.
         name: model name.
 
     Returns:
@@ -184,6 +201,12 @@ def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keyp
     for arg, value, low in (("stages", stages, 2), ("num_keypoints", num_keypoints, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"cpm(): `{arg}` must be an int >= {low}. Received: {arg}={value!r}")
+    if initializer not in INITIALIZERS:
+        raise ValueError(
+            f"cpm(): `initializer` must be one of {', '.join(map(repr, INITIALIZERS))}. "
+            f"Received: initializer={initializer!r}"
+        )
+    init = initializer
     image_tensor, center_tensor = _split_input_tensor(input_tensor)
     image = builder_input("cpm", image_tensor, input_shape, check=_check_shape, name="image",
                           arg="input_tensor" if center_tensor is None else "input_tensor[0]")
@@ -197,19 +220,19 @@ def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keyp
                                    name="center_map", arg="input_tensor[1]")
     centre = CaffePooling2D("ave", 9, 8, name="pool_center_lower")(center_map)
 
-    x = _image_features(image, 1)
-    x = _conv(x, 32, 5, "conv4_stage1", "relu4_stage1")
-    x = _conv(x, 512, 9, "conv5_stage1", "relu5_stage1")
-    x = _conv(x, 512, 1, "conv6_stage1", "relu6_stage1")
-    beliefs = [_conv(x, outputs, 1, "conv7_stage1")]
+    x = _image_features(image, 1, init)
+    x = _conv(x, 32, 5, "conv4_stage1", "relu4_stage1", init)
+    x = _conv(x, 512, 9, "conv5_stage1", "relu5_stage1", init)
+    x = _conv(x, 512, 1, "conv6_stage1", "relu6_stage1", init)
+    beliefs = [_conv(x, outputs, 1, "conv7_stage1", initializer=init)]
 
-    pool3_stage2 = _image_features(image, 2)
+    pool3_stage2 = _image_features(image, 2, init)
     for t in range(2, stages + 1):
         if t == 2:
-            features = _conv(pool3_stage2, 32, 5, "conv4_stage2", "relu4_stage2")
+            features = _conv(pool3_stage2, 32, 5, "conv4_stage2", "relu4_stage2", init)
         else:
-            features = _conv(pool3_stage2, 32, 5, f"conv1_stage{t}", f"relu1_stage{t}")
-        beliefs.append(_refine(features, beliefs[-1], centre, outputs, t))
+            features = _conv(pool3_stage2, 32, 5, f"conv1_stage{t}", f"relu1_stage{t}", init)
+        beliefs.append(_refine(features, beliefs[-1], centre, outputs, t, init))
     return build_model([image, center_map], beliefs, name=name)
 
 
