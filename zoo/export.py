@@ -225,8 +225,11 @@ def _artifact_record(model, fmt, specs, record) -> dict:
 
 
 def _prepare_target(path: Path, overwrite: bool, fmt: str):
-    if path.exists() and not overwrite:
-        raise ExportError(f"export: '{path}' exists; pass overwrite=True (kerazoo export --overwrite) to replace it")
+    # a symbolic link OUT (dangling too) is replaced by the artifact itself; what it points to is left as it is
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        link = f" (a symbolic link to '{os.readlink(path)}')" if path.is_symlink() else ""
+        raise ExportError(f"export: '{path}'{link} exists; pass overwrite=True (kerazoo export --overwrite) to "
+                          f"replace it")
     if fmt == "litert" and path.is_dir():
         raise ExportError(f"export: '{path}' is a folder; a LiteRT model is one file (e.g. model.tflite)")
     if fmt == "tf_saved_model" and path.is_file():
@@ -260,7 +263,7 @@ def _replace_folder(tmp: Path, path: Path):
     ``path`` is at every moment the old artifact, nothing (between two renames), or the whole new one."""
     _sync_tree(tmp)
     old = None
-    if path.exists():
+    if path.exists() or path.is_symlink():  # a folder cannot be renamed over a link (ENOTDIR): the link goes aside
         old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
         os.replace(path, old / "artifact")
     os.replace(tmp, path)

@@ -307,3 +307,21 @@ def test_litert_of_a_mixed_precision_model_is_float32(tmp_path, rng, policy):
     ref = sum(padded[:, i:i + 6, j:j + 6] @ kernel[i, j] for i in range(3) for j in range(3)) + bias
     assert y.dtype == np.float32 and np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()  # float32, not bf16's 4e-3
     assert model.get_layer("conv").dtype_policy.name == policy  # the caller's model is left as it was
+
+
+def test_a_symbolic_link_out_is_replaced_not_followed(tmp_path):
+    # a dangling link as OUT passed the exists() check, and after the whole export the rename failed with
+    # NotADirectoryError; a link to an earlier export is replaced by the new one, its target left as it was
+    if _refused_on_this_backend("saved_model"):
+        return
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ExportError, match=r"'.*link' \(a symbolic link to '.*nowhere'\) exists; pass overwrite=True"):
+        export(_tiny(), tmp_path / "link", verbose=False)
+    export(_tiny(), tmp_path / "link", overwrite=True, verify=False, verbose=False)
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "saved_model.pb").is_file()
+    export(_tiny(), tmp_path / "v1", verify=False, verbose=False)
+    (tmp_path / "latest").symlink_to("v1")
+    export(_tiny(), tmp_path / "latest", overwrite=True, verify=False, verbose=False)
+    assert not (tmp_path / "latest").is_symlink() and (tmp_path / "latest" / "saved_model.pb").is_file()
+    assert (tmp_path / "v1" / "saved_model.pb").is_file()  # the link's target, kept
+    assert sorted(os.listdir(tmp_path)) == ["latest", "link", "v1"]
