@@ -366,10 +366,11 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
 
             hint = ""
             if backend == "jax" and any(None in s.shape[1:] for s in flat_specs):
+                # before Keras' reason, which can be long (symbolic sizes) and is cut short by one_line
                 hint = (" (on JAX, free sizes go through jax2tf's shape polymorphism, which not every layer supports, "
-                        "the Caffe pooling layers among them: pass input_shape=(H, W), or export under "
-                        "KERAS_BACKEND=tensorflow, which keeps them free)")
-            raise ExportError(f"export: Keras could not write {model.name} as {fmt}: {one_line(e)}{hint}") from e
+                        "the Caffe pooling layers and the hourglass among them: pass input_shape=(H, W) (kerazoo "
+                        "export --input-shape H W), or export under KERAS_BACKEND=tensorflow, which keeps them free)")
+            raise ExportError(f"export: Keras could not write {model.name} as {fmt}{hint}: {one_line(e, 300)}") from e
         error = scale = None
         if verify:
             feed = _check_input(specs, record)

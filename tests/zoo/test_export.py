@@ -21,6 +21,7 @@ from tests.converters.test_exactness import (CONV_POOL, ELEMENTWISE, NORM_SHAPE,
                                              _inputs, _output_layers)
 from tests.oracle import opencv_forward
 from zoo import WeightsRecord
+from zoo.errors import one_line
 from zoo.export import ExportError, export
 
 pytestmark = pytest.mark.backend_agnostic
@@ -98,8 +99,11 @@ def test_saved_model_keeps_free_sizes(tmp_path, rng):
     model = caffe.to_keras(caffe.load(*write_net(tmp_path, proto, blobs)), input_shape=(None, None), progress=False)
     if BACKEND == "jax":  # jax2tf's symbolic sizes cannot go through Caffe's ceil-mode pooling arithmetic
         with pytest.raises(ExportError, match=r"on JAX, free sizes go through jax2tf's shape polymorphism.* pass "
-                                              r"input_shape=\(H, W\), or export under KERAS_BACKEND=tensorflow"):
+                                              r"input_shape=\(H, W\) \(kerazoo export --input-shape H W\), or export "
+                                              r"under KERAS_BACKEND=tensorflow") as refused:
             export(model, tmp_path / "fcn", verbose=False)
+        # the command line prints one_line's 600 characters: the hint came after Keras' long reason and was cut
+        assert "--input-shape H W" in one_line(refused.value)
         assert not [p for p in os.listdir(tmp_path) if "fcn" in p]  # nor a temporary folder
         result = export(model, tmp_path / "fcn", input_shape=(31, 45), verbose=False)
         assert result.input_shapes == [[None, 31, 45, 3]]
