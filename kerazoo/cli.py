@@ -365,16 +365,18 @@ def build_parser():
                                    "or a training run's best.keras) for deployment: a SavedModel folder "
                                    "(tf.saved_model.load(OUT).serve(x)) or a LiteRT .tflite file. The artifact is "
                                    "loaded back and its outputs compared with the Keras model's on a random input "
-                                   "before it replaces OUT; the weights record (mean, std, channel order, class and "
-                                   "keypoint names) goes beside it as JSON. Needs TensorFlow (a SavedModel also "
-                                   "under KERAS_BACKEND=jax; LiteRT only under tensorflow).")
+                                   "before it replaces OUT; a JSON goes beside it (OUT/kerazoo.json, LiteRT OUT.json): "
+                                   "the inputs and outputs (name, shape, dtype), the preprocessing and the weights "
+                                   "record (mean, std, channel order, class and keypoint names). Needs TensorFlow (a "
+                                   "SavedModel also under KERAS_BACKEND=jax; LiteRT only under tensorflow).")
     s.add_argument("model", metavar="MODEL", help="registered NAME[:TAG] (random weights without a tag or --weights) "
                                                   "or a .keras file")
     s.add_argument("-o", "--out", required=True, help="SavedModel folder, or the .tflite file for --format litert")
     s.add_argument("--weights", help="for a NAME: a tag or weights file, as for predict")
     s.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="builder argument for a NAME, repeatable (e.g. stacks=2, input_shape=(None,None,3))")
-    s.add_argument("--format", default="saved_model", choices=("saved_model", "litert"))
+    s.add_argument("--format", default="saved_model", choices=("saved_model", "litert"),
+                   help="saved_model (a folder) or litert (one .tflite file, fixed sizes)")
     s.add_argument("--input-shape", type=count(1), nargs=2, metavar=("H", "W"),
                    help="fix the image size of an any-size model (LiteRT needs one)")
     s.add_argument("--batch-size", type=count(1),
@@ -382,7 +384,7 @@ def build_parser():
     s.add_argument("--overwrite", action="store_true",
                    help="replace an existing OUT (atomically), if it is an earlier export (SavedModel folder, .tflite)")
     s.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip loading the artifact back and comparing outputs")
+                   help="skip loading the artifact back and comparing outputs (checked by default)")
     for name, what in _DELEGATED.items():
         sub.add_parser(name, help=what, add_help=False)  # listed in --help; main() hands them over before parsing
     return p

@@ -329,3 +329,15 @@ def test_a_symbolic_link_out_is_replaced_not_followed(tmp_path):
     assert not (tmp_path / "latest").is_symlink() and (tmp_path / "latest" / "saved_model.pb").is_file()
     assert (tmp_path / "v1" / "saved_model.pb").is_file()  # the link's target, kept
     assert sorted(os.listdir(tmp_path)) == ["latest", "link", "v1"]
+
+
+def test_command_line_help_says_what_the_options_do():
+    # --no-verify's help ended "(default: True)" (the default of its dest, verify), read as verification off
+    from kerazoo.cli import build_parser
+
+    parser = build_parser()
+    export_parser = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "export")[1]
+    text = " ".join(export_parser.format_help().split())
+    assert "(default: True)" not in text
+    assert "--no-verify skip loading the artifact back and comparing outputs (checked by default)" in text
+    assert "--format {saved_model,litert} saved_model (a folder) or litert (one .tflite file, fixed sizes)" in text
