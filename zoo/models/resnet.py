@@ -25,6 +25,16 @@ ResNet-18/34 have no Caffe original; they use basic blocks (two 3x3 convs, ``_br
 3x3/2 with pad 1 and floor rounding (``nn.MaxPool2d(3, 2, 1)``). Projection shortcuts exist only
 where the shape changes (first block of stages 3-5).
 
+Initialisation (``initializer="original"``, the default). ResNet-50/101/152: the paper (sec. 3.4)
+"initialize[s] the weights as in [13]" (He et al. 2015, "Delving Deep into Rectifiers", eq. 10), a
+zero-mean normal with std sqrt(2 / n), n = k * k * C_in (fan-in; Caffe's ``msra`` filler default),
+biases 0; the release has no training prototxt, so ``fc1000`` gets the same rule (n = its inputs).
+ResNet-18/34 take torchvision's ``ResNet.__init__``: convs ``kaiming_normal_(mode="fan_out",
+nonlinearity="relu")``, std sqrt(2 / (k * k * C_out)); ``fc1000`` keeps ``nn.Linear``'s default,
+weight and bias ~ U(-1/sqrt(C_in), 1/sqrt(C_in)). BatchNorm gamma 1 and beta 0 in all (Caffe
+``Scale``'s default fillers, torchvision's ``constant_``), as Keras'. ``initializer="keras"``:
+Keras' defaults (Glorot-uniform kernels, zero biases).
+
 ``pool5``: Caffe's is AVE 7x7/1, which equals global averaging exactly when the last feature map
 is 7x7 (a 224x224 input). For other sizes Caffe's 7x7 window would leave a (h-6)x(w-6) map that
 the 2048-input ``fc1000`` weights cannot take (and fails below 7x7), so the Keras models always
@@ -66,6 +76,7 @@ BN_EPSILON = 1e-5  # Caffe batch_norm_param.eps default (Keras' own default is 1
 STAGE_FILTERS = (64, 128, 256, 512)  # bottleneck width (basic-block width) of stages 2..5
 CAFFE_POOL1 = (3, 2, 0, True)  # (kernel, stride, pad, ceil_mode): Caffe MAX 3x3/2, ceil
 TORCH_POOL1 = (3, 2, 1, False)  # torchvision nn.MaxPool2d(3, 2, padding=1), floor
+INITIALIZERS = ("original", "keras")
 
 
 @dataclass(frozen=True)
@@ -91,12 +102,32 @@ _ARCHS = {
 # --------------------------------------------------------------------------------------------
 
 
-def conv(x, filters, kernel, *, stride=1, pad=0, use_bias=False, name):
+def he_normal(mode):
+    """A new He (MSRA) normal initializer, std sqrt(2 / fan) with ``mode`` ``"fan_in"`` or ``"fan_out"``
+    (k * k * C_in or k * k * C_out), untruncated as Caffe's ``msra`` filler and torch's
+    ``kaiming_normal_``; ``None`` gives Keras' default, ``"glorot_uniform"``. A new instance per
+    layer: an unseeded Keras initializer fixes its seed when made, so a shared one repeats its draws."""
+    if mode is None:
+        return "glorot_uniform"
+    return keras.initializers.VarianceScaling(2.0, mode=mode, distribution="untruncated_normal")
+
+
+def check_initializer(registry_name, initializer):
+    if isinstance(initializer, str) and initializer in INITIALIZERS:
+        return
+    raise ValueError(
+        f"{registry_name}(): `initializer` must be one of {', '.join(map(repr, INITIALIZERS))}. "
+        f"Received: initializer={initializer!r}"
+    )
+
+
+def conv(x, filters, kernel, *, stride=1, pad=0, use_bias=False, name, init=None):
     """Caffe ``Convolution`` (symmetric ``pad``) on a (B, H, W, C) tensor; no bias by default.
 
     Stride 1 with ``pad = kernel // 2`` is Keras ``"same"`` exactly; any other padded case gets an
     explicit ``ZeroPadding2D`` (named ``{name}_pad``) because TF/JAX "same" with stride 2 pads
-    bottom/right only. Output size ``floor((H + 2 pad - kernel) / stride) + 1``.
+    bottom/right only. Output size ``floor((H + 2 pad - kernel) / stride) + 1``. ``init``: the
+    kernel's He normal ``"fan_in"`` / ``"fan_out"`` (:func:`he_normal`), or ``None`` for Keras' default.
     """
     padding = "valid"
     if pad:
@@ -104,7 +135,8 @@ def conv(x, filters, kernel, *, stride=1, pad=0, use_bias=False, name):
             padding = "same"
         else:
             x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-    return layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=name)(x)
+    return layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
+                         kernel_initializer=he_normal(init), name=name)(x)
 
 
 def batch_norm(x, name):
@@ -171,17 +203,28 @@ def check_builder_args(registry_name, *, weights, include_top, pooling, classes,
                 ) from None
 
 
-def classifier_head(x, *, include_top, pooling, classes, classifier_activation, dense_name):
+def classifier_head(x, *, include_top, pooling, classes, classifier_activation, dense_name, init=None):
     """``pool5`` (global average) + Dense ``dense_name`` (logits) + ``prob`` activation, or pooling only.
 
     Args:
         x: last feature map (B, h, w, C).
+        init: the Dense layer's initialisation: ``"fan_in"`` (He normal, bias 0), ``"torch"``
+            (``nn.Linear``: weight and bias ~ U(-1/sqrt(C), 1/sqrt(C))), ``"torch_zero_bias"``
+            (that weight, bias 0: fb.resnet.torch), ``None`` (Keras' defaults).
     Returns:
         (B, K) probabilities/logits with ``include_top``; (B, C) with ``pooling``; else ``x``.
     """
     if include_top:
         x = layers.GlobalAveragePooling2D(name="pool5")(x)
-        x = layers.Dense(classes, name=dense_name)(x)
+        kwargs = {}
+        if init in ("torch", "torch_zero_bias"):
+            bound = 1.0 / x.shape[-1] ** 0.5
+            kwargs = dict(kernel_initializer=keras.initializers.RandomUniform(-bound, bound))
+            if init == "torch":
+                kwargs["bias_initializer"] = keras.initializers.RandomUniform(-bound, bound)
+        elif init is not None:
+            kwargs = dict(kernel_initializer=he_normal(init))
+        x = layers.Dense(classes, name=dense_name, **kwargs)(x)
         if classifier_activation is not None:
             x = layers.Activation(classifier_activation, name="prob")(x)
     elif pooling == "avg":
@@ -205,7 +248,7 @@ def block_suffixes(stage: int, count: int, *, numbered: bool) -> list[str]:
     return [f"{stage}{chr(ord('a') + i)}" for i in range(count)]
 
 
-def bottleneck_block(x, filters, *, stride=1, projection=False, stride_in_3x3=False, suffix):
+def bottleneck_block(x, filters, *, stride=1, projection=False, stride_in_3x3=False, suffix, init=None):
     """Post-activation bottleneck (1x1 -> 3x3 -> 1x1 with 4x ``filters`` channels), Caffe names.
 
     Args:
@@ -215,24 +258,25 @@ def bottleneck_block(x, filters, *, stride=1, projection=False, stride_in_3x3=Fa
         projection: 1x1 conv + BN shortcut ``res{suffix}_branch1`` instead of the identity.
         suffix: block id such as ``"3a"`` or ``"4b12"``; layers are ``res{suffix}_branch2a``,
             ``bn{suffix}_branch2a``, ..., ``res{suffix}`` (Add), ``res{suffix}_relu``.
+        init: conv kernels' He normal ``"fan_in"`` / ``"fan_out"``, or ``None`` (Keras' default).
     Returns:
         Tensor (B, ceil(H / stride), ceil(W / stride), 4 * filters).
     """
     s1, s3 = (1, stride) if stride_in_3x3 else (stride, 1)
     shortcut = x
     if projection:
-        shortcut = conv(x, 4 * filters, 1, stride=stride, name=f"res{suffix}_branch1")
+        shortcut = conv(x, 4 * filters, 1, stride=stride, name=f"res{suffix}_branch1", init=init)
         shortcut = batch_norm(shortcut, f"bn{suffix}_branch1")
-    y = conv(x, filters, 1, stride=s1, name=f"res{suffix}_branch2a")
+    y = conv(x, filters, 1, stride=s1, name=f"res{suffix}_branch2a", init=init)
     y = relu(batch_norm(y, f"bn{suffix}_branch2a"), f"res{suffix}_branch2a_relu")
-    y = conv(y, filters, 3, stride=s3, pad=1, name=f"res{suffix}_branch2b")
+    y = conv(y, filters, 3, stride=s3, pad=1, name=f"res{suffix}_branch2b", init=init)
     y = relu(batch_norm(y, f"bn{suffix}_branch2b"), f"res{suffix}_branch2b_relu")
-    y = conv(y, 4 * filters, 1, name=f"res{suffix}_branch2c")
+    y = conv(y, 4 * filters, 1, name=f"res{suffix}_branch2c", init=init)
     y = batch_norm(y, f"bn{suffix}_branch2c")
     return relu(layers.Add(name=f"res{suffix}")([shortcut, y]), f"res{suffix}_relu")
 
 
-def basic_block(x, filters, *, stride=1, projection=False, suffix, **_):
+def basic_block(x, filters, *, stride=1, projection=False, suffix, init=None, **_):
     """Post-activation basic block (3x3 -> 3x3, ``filters`` channels), torchvision layout, Caffe names.
 
     Args:
@@ -241,23 +285,25 @@ def basic_block(x, filters, *, stride=1, projection=False, suffix, **_):
         stride: 1 or 2, on the first 3x3 (``res{suffix}_branch2a``).
         projection: 1x1 conv + BN shortcut ``res{suffix}_branch1``.
         suffix: block id such as ``"3a"``.
+        init: conv kernels' He normal ``"fan_in"`` / ``"fan_out"``, or ``None`` (Keras' default).
     Returns:
         Tensor (B, ceil(H / stride), ceil(W / stride), filters).
     """
     shortcut = x
     if projection:
-        shortcut = conv(x, filters, 1, stride=stride, name=f"res{suffix}_branch1")
+        shortcut = conv(x, filters, 1, stride=stride, name=f"res{suffix}_branch1", init=init)
         shortcut = batch_norm(shortcut, f"bn{suffix}_branch1")
-    y = conv(x, filters, 3, stride=stride, pad=1, name=f"res{suffix}_branch2a")
+    y = conv(x, filters, 3, stride=stride, pad=1, name=f"res{suffix}_branch2a", init=init)
     y = relu(batch_norm(y, f"bn{suffix}_branch2a"), f"res{suffix}_branch2a_relu")
-    y = conv(y, filters, 3, pad=1, name=f"res{suffix}_branch2b")
+    y = conv(y, filters, 3, pad=1, name=f"res{suffix}_branch2b", init=init)
     y = batch_norm(y, f"bn{suffix}_branch2b")
     return relu(layers.Add(name=f"res{suffix}")([shortcut, y]), f"res{suffix}_relu")
 
 
 def _resnet(depth, *, registry_name, weights, input_tensor, input_shape, include_top, pooling, classes,
-            classifier_activation, stride_in_3x3, name):
+            classifier_activation, stride_in_3x3, initializer, name):
     arch = _ARCHS[depth]
+    check_initializer(registry_name, initializer)
     check_builder_args(registry_name, weights=weights, include_top=include_top, pooling=pooling,
                        classes=classes, classifier_activation=classifier_activation)
     if not isinstance(stride_in_3x3, bool):
@@ -270,8 +316,11 @@ def _resnet(depth, *, registry_name, weights, input_tensor, input_shape, include
         check=lambda shape: check_input_shape(registry_name, shape, default=DEFAULT_INPUT_SHAPE,
                                               minimum=(minimum, minimum)),
     )
+    # Kaiming's Caffe nets: [13]'s fan-in rule; torchvision (18/34): kaiming_normal_(mode="fan_out").
+    init = None if initializer == "keras" else ("fan_out" if arch.block == "basic" else "fan_in")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=arch.conv1_bias, name="conv1")(x)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=arch.conv1_bias, kernel_initializer=he_normal(init),
+                      name="conv1")(x)
     x = relu(batch_norm(x, "bn_conv1"), "conv1_relu")
     k, s, p, ceil_mode = arch.pool1
     x = CaffePooling2D("max", k, s, p, ceil_mode=ceil_mode, name="pool1")(x)
@@ -285,11 +334,12 @@ def _resnet(depth, *, registry_name, weights, input_tensor, input_shape, include
             stride = 2 if (i == 0 and stage > 2) else 1
             projection = stride != 1 or channels != filters * expansion
             x = block_fn(x, filters, stride=stride, projection=projection,
-                         stride_in_3x3=stride_in_3x3, suffix=suffix)
+                         stride_in_3x3=stride_in_3x3, suffix=suffix, init=init)
             channels = filters * expansion
 
     x = classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
-                        classifier_activation=classifier_activation, dense_name="fc1000")
+                        classifier_activation=classifier_activation, dense_name="fc1000",
+                        init="torch" if init == "fan_out" else init)
     return build_model([inputs], x, name=name)
 
 
@@ -309,6 +359,11 @@ _ARGS_DOC = """
         stride_in_3x3: put the stride of stages 3-5 on the 3x3 conv (ResNet v1.5) instead of
             the first 1x1 (Caffe v1). Basic blocks (18/34) always stride their first 3x3.
             Defaults to ``False``.
+        initializer: ``"original"``: ResNet-50/101/152 as the paper's [13], He normal std
+            sqrt(2 / (k * k * C_in)) for every conv and ``fc1000``, biases 0; ResNet-18/34 as
+            torchvision, He normal std sqrt(2 / (k * k * C_out)) and ``fc1000`` ~ U(-1/sqrt(C),
+            1/sqrt(C)) with its bias. BN gamma 1, beta 0. ``"keras"``: Keras' defaults
+            (Glorot-uniform kernels). Loaded weights replace either. Defaults to ``"original"``.
         name: Keras model name.
     Returns:
         A ``keras.Model``: (B, H, W, 3) -> (B, K), or (B, h5, w5, C) / (B, C) without the top.
@@ -324,35 +379,40 @@ _REGISTER = dict(family="resnet", head_layers=("fc1000",), head_kwarg="classes")
 
 @register("resnet18", **_REGISTER)
 def resnet18(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-             classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet18"):
+             classes=1000, classifier_activation="softmax", stride_in_3x3=False, initializer="original",
+             name="resnet18"):
     """ResNet-18 v1: basic blocks (2, 2, 2, 2), torchvision layout, Caffe-style names."""
     return _resnet(18, registry_name="resnet18", **locals())
 
 
 @register("resnet34", **_REGISTER)
 def resnet34(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-             classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet34"):
+             classes=1000, classifier_activation="softmax", stride_in_3x3=False, initializer="original",
+             name="resnet34"):
     """ResNet-34 v1: basic blocks (3, 4, 6, 3), torchvision layout, Caffe-style names."""
     return _resnet(34, registry_name="resnet34", **locals())
 
 
 @register("resnet50", **_REGISTER)
 def resnet50(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-             classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet50"):
+             classes=1000, classifier_activation="softmax", stride_in_3x3=False, initializer="original",
+             name="resnet50"):
     """ResNet-50 v1: bottlenecks (3, 4, 6, 3), Kaiming He's Caffe layout (conv1 has a bias)."""
     return _resnet(50, registry_name="resnet50", **locals())
 
 
 @register("resnet101", **_REGISTER)
 def resnet101(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-              classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet101"):
+              classes=1000, classifier_activation="softmax", stride_in_3x3=False, initializer="original",
+              name="resnet101"):
     """ResNet-101 v1: bottlenecks (3, 4, 23, 3), Kaiming He's Caffe layout (res4b1..res4b22)."""
     return _resnet(101, registry_name="resnet101", **locals())
 
 
 @register("resnet152", **_REGISTER)
 def resnet152(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-              classes=1000, classifier_activation="softmax", stride_in_3x3=False, name="resnet152"):
+              classes=1000, classifier_activation="softmax", stride_in_3x3=False, initializer="original",
+              name="resnet152"):
     """ResNet-152 v1: bottlenecks (3, 8, 36, 3), Kaiming He's Caffe layout (res3b1..b7, res4b1..b35)."""
     return _resnet(152, registry_name="resnet152", **locals())
 

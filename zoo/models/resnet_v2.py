@@ -32,6 +32,11 @@ With these choices ResNet-101 v2 has 44,541,480 trainable parameters, which is t
 ResNet-101 count minus its four shortcut BNs: the BN channel totals of the v1 and v2 layouts
 are otherwise equal (v2 moves BNs before the convs and adds the final 2048-channel one).
 
+Initialisation (``initializer="original"``, the default) is preresnet.lua's ``ConvInit`` / ``BNInit``:
+every conv ~ N(0, 2 / n), n = kW * kH * nOutputPlane (fan-out, untruncated), BN gamma 1 and beta 0,
+and the ``nn.Linear`` classifier's bias zeroed while its weight keeps Torch's default U(-1/sqrt(C),
+1/sqrt(C)). ``initializer="keras"``: Keras' defaults (Glorot-uniform kernels, zero biases).
+
 Note:
     Shapes use B (batch), H, W (input height, width in pixels), K (classes). Inputs are
     (B, H, W, 3) channels-last in the weights' convention (``zoo.preprocess``). Without the top
@@ -51,6 +56,7 @@ from zoo.models.resnet import (
     STAGE_FILTERS,
     batch_norm,
     check_builder_args,
+    check_initializer,
     classifier_head,
     conv,
     relu,
@@ -68,7 +74,7 @@ _BLOCKS = {  # residual blocks in the four stages (preresnet.lua cfg)
 }
 
 
-def preact_bottleneck_block(x, filters, *, index, stride=1, projection=False, preactivate=True):
+def preact_bottleneck_block(x, filters, *, index, stride=1, projection=False, preactivate=True, init=None):
     """Pre-activation bottleneck ``res{index}`` as in the soeaver Caffe release.
 
     Args:
@@ -79,31 +85,34 @@ def preact_bottleneck_block(x, filters, *, index, stride=1, projection=False, pr
         projection: shortcut ``res{index}_match_conv`` (1x1, no BN) on the pre-activated input
             instead of the identity on ``x``.
         preactivate: add ``res{index}_bn`` + ``res{index}_relu`` (False only for ``res1``).
+        init: conv kernels' He normal ``"fan_in"`` / ``"fan_out"``, or ``None`` (Keras' default).
     Returns:
         Tensor (B, ceil(H / stride), ceil(W / stride), 4 * filters), the un-activated sum.
     """
     p = f"res{index}"
     pre = relu(batch_norm(x, f"{p}_bn"), f"{p}_relu") if preactivate else x
-    shortcut = conv(pre, 4 * filters, 1, stride=stride, name=f"{p}_match_conv") if projection else x
-    y = conv(pre, filters, 1, name=f"{p}_conv1")
+    shortcut = conv(pre, 4 * filters, 1, stride=stride, name=f"{p}_match_conv", init=init) if projection else x
+    y = conv(pre, filters, 1, name=f"{p}_conv1", init=init)
     y = relu(batch_norm(y, f"{p}_conv1_bn"), f"{p}_conv1_relu")
-    y = conv(y, filters, 3, stride=stride, pad=1, name=f"{p}_conv2")
+    y = conv(y, filters, 3, stride=stride, pad=1, name=f"{p}_conv2", init=init)
     y = relu(batch_norm(y, f"{p}_conv2_bn"), f"{p}_conv2_relu")
-    y = conv(y, 4 * filters, 1, name=f"{p}_conv3")
+    y = conv(y, 4 * filters, 1, name=f"{p}_conv3", init=init)
     return keras.layers.Add(name=f"{p}_eletwise")([shortcut, y])
 
 
 def _resnet_v2(depth, *, registry_name, weights, input_tensor, input_shape, include_top, pooling, classes,
-               classifier_activation, name):
+               classifier_activation, initializer, name):
     check_builder_args(registry_name, weights=weights, include_top=include_top, pooling=pooling,
                        classes=classes, classifier_activation=classifier_activation)
+    check_initializer(registry_name, initializer)
+    init = None if initializer == "keras" else "fan_out"  # preresnet.lua ConvInit: n = kW * kH * nOutputPlane
     minimum = stem_min_input_size(CAFFE_POOL1)
     inputs = builder_input(
         registry_name, input_tensor, input_shape, name="data",
         check=lambda shape: check_input_shape(registry_name, shape, default=DEFAULT_INPUT_SHAPE,
                                               minimum=(minimum, minimum)),
     )
-    x = conv(inputs, 64, 7, stride=2, pad=3, name="conv1")
+    x = conv(inputs, 64, 7, stride=2, pad=3, name="conv1", init=init)
     x = relu(batch_norm(x, "conv1_bn"), "conv1_relu")
     k, s, p, ceil_mode = CAFFE_POOL1
     x = CaffePooling2D("max", k, s, p, ceil_mode=ceil_mode, name="pool1")(x)
@@ -117,10 +126,12 @@ def _resnet_v2(depth, *, registry_name, weights, input_tensor, input_shape, incl
                 stride=2 if (i == 0 and stage > 0) else 1,
                 projection=i == 0,  # channels change at every stage's first block (64 -> 256 in stage 1)
                 preactivate=index > 1,
+                init=init,
             )
     x = relu(batch_norm(x, f"res{index}_eletwise_bn"), f"res{index}_eletwise_relu")
     x = classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
-                        classifier_activation=classifier_activation, dense_name="classifier")
+                        classifier_activation=classifier_activation, dense_name="classifier",
+                        init=None if init is None else "torch_zero_bias")
     return build_model([inputs], x, name=name)
 
 
@@ -137,6 +148,10 @@ _ARGS_DOC = """
         classes: size K of ``classifier``. Defaults to ``1000``.
         classifier_activation: activation of the ``prob`` layer; ``None`` returns the logits.
             Defaults to ``"softmax"``.
+        initializer: ``"original"``: preresnet.lua's, every conv He normal std
+            sqrt(2 / (k * k * C_out)), BN gamma 1 and beta 0, ``classifier`` weight ~ U(-1/sqrt(C),
+            1/sqrt(C)) and bias 0. ``"keras"``: Keras' defaults (Glorot-uniform kernels). Loaded
+            weights replace either. Defaults to ``"original"``.
         name: Keras model name.
     Returns:
         A ``keras.Model``: (B, H, W, 3) -> (B, K), or (B, h5, w5, 2048) / (B, 2048) without the top.
@@ -151,28 +166,32 @@ _REGISTER = dict(family="resnet_v2", head_layers=("classifier",), head_kwarg="cl
 
 @register("resnet50v2", **_REGISTER)
 def resnet50v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-               classes=1000, classifier_activation="softmax", name="resnet50v2"):
+               classes=1000, classifier_activation="softmax", initializer="original",
+               name="resnet50v2"):
     """Pre-activation ResNet-50 (3, 4, 6, 3 bottlenecks), soeaver Caffe layout."""
     return _resnet_v2(50, registry_name="resnet50v2", **locals())
 
 
 @register("resnet101v2", **_REGISTER)
 def resnet101v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-                classes=1000, classifier_activation="softmax", name="resnet101v2"):
+                classes=1000, classifier_activation="softmax", initializer="original",
+                name="resnet101v2"):
     """Pre-activation ResNet-101 (3, 4, 23, 3 bottlenecks), soeaver ``deploy_resnet101_v2``."""
     return _resnet_v2(101, registry_name="resnet101v2", **locals())
 
 
 @register("resnet152v2", **_REGISTER)
 def resnet152v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-                classes=1000, classifier_activation="softmax", name="resnet152v2"):
+                classes=1000, classifier_activation="softmax", initializer="original",
+                name="resnet152v2"):
     """Pre-activation ResNet-152 (3, 8, 36, 3 bottlenecks), soeaver ``deploy_resnet152-v2``."""
     return _resnet_v2(152, registry_name="resnet152v2", **locals())
 
 
 @register("resnet200v2", **_REGISTER)
 def resnet200v2(*, weights=None, input_tensor=None, input_shape=None, include_top=True, pooling=None,
-                classes=1000, classifier_activation="softmax", name="resnet200v2"):
+                classes=1000, classifier_activation="softmax", initializer="original",
+                name="resnet200v2"):
     """Pre-activation ResNet-200 (3, 24, 36, 3 bottlenecks), preresnet.lua depth in the Caffe layout."""
     return _resnet_v2(200, registry_name="resnet200v2", **locals())
 
