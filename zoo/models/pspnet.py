@@ -18,6 +18,9 @@ Follows ``hszhao/PSPNet`` ``evaluation/prototxt/pspnet50_ADE20K_473.prototxt`` a
   variance; moving-average decay 0.05) is a Keras ``BatchNormalization`` with ``momentum=0.95`` and
   ``epsilon=1e-10``: hszhao's ``bn_layer.cpp`` adds ``bn_param.var_eps`` (default 1e-10, never set in
   the released deploy files), not 1e-5.
+- Initialisation: Keras' defaults (Glorot-uniform kernels, zero biases, gamma 1). The release has
+  deploy prototxts only (no training net with fillers), and the paper trains from an ImageNet ResNet,
+  so no source gives a from-scratch initialisation to reproduce.
 
 Note:
     Shapes use B (batch), H, W (input height, width in pixels), F (feature-map size, H / 8 roughly)
