@@ -5,6 +5,10 @@
   ``SpatialBatchNormalization:reset()`` draws gamma from U(0, 1) (``weight:uniform()``), beta 0.
 - CPM (convolutional-pose-machines-release ``training/genProto.py``): every conv
   ``weight_filler {type: "gaussian" std: 0.01}`` (untruncated), ``bias_filler {type: "constant"}`` (0).
+- ResNet-50/101/152 (He et al. 2016 sec. 3.4: "as in [13]", Delving Deep eq. 10): N(0, 2 / (k*k*C_in))
+  for convs and fc1000, biases 0. ResNet-18/34 (torchvision): convs N(0, 2 / (k*k*C_out)), fc1000 weight
+  and bias U(-1/sqrt(C), 1/sqrt(C)). ResNet v2 (fb.resnet.torch preresnet.lua): convs N(0, 2 / (k*k*C_out)),
+  classifier weight U(-1/sqrt(C), 1/sqrt(C)), bias 0. BN gamma 1, beta 0 everywhere.
 
 A U(-b, b) sample has standard deviation b / sqrt(3); its sample std has relative standard error
 about 0.45 / sqrt(n) (fourth moment b^4 / 5). A N(0, s^2) sample's std has relative error 1 / sqrt(2n).
@@ -19,6 +23,8 @@ import pytest
 
 from zoo.models.cpm import cpm
 from zoo.models.hourglass import hourglass
+from zoo.models.resnet import resnet18, resnet50
+from zoo.models.resnet_v2 import resnet50v2
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -189,3 +195,77 @@ def test_cpm_init_repeats_under_set_random_seed():
     keras.utils.set_random_seed(3)
     b = np.asarray(cpm(**CPM).get_layer("Mconv1_stage2").kernel)
     np.testing.assert_array_equal(a, b)
+
+
+def _check_normal(z, name):
+    """``z``: weights divided by their expected std; a standard normal, untruncated."""
+    n = z.size
+    for k in (1, 2):
+        p = math.erf(k / math.sqrt(2))
+        assert abs(np.mean(np.abs(z) < k) - p) <= 5 * math.sqrt(p * (1 - p) / n), name
+    assert np.abs(z).max() > 4.0, name  # a truncated normal (Keras' HeNormal) stops at 2
+
+
+@pytest.mark.parametrize("builder,fan", [(resnet50, "in"), (resnet18, "out"), (resnet50v2, "out")])
+def test_resnet_convs_are_he_normal(builder, fan):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = builder(classes=10)
+    pooled = []
+    for layer in _convs(model):
+        kh, kw, c_in, c_out = layer.kernel.shape
+        std = math.sqrt(2 / (kh * kw * (c_in if fan == "in" else c_out)))
+        w = np.asarray(layer.kernel).ravel()
+        if w.size >= 1000:
+            assert abs(w.std() / std - 1) <= 5 / math.sqrt(2 * w.size), layer.name
+        if layer.use_bias:  # ResNet-50's conv1
+            np.testing.assert_array_equal(np.asarray(layer.bias), 0.0)
+        pooled.append(w / std)
+    _check_normal(np.concatenate(pooled), builder.__name__)
+    for layer in _bns(model):
+        np.testing.assert_array_equal(np.asarray(layer.gamma), 1.0)
+        np.testing.assert_array_equal(np.asarray(layer.beta), 0.0)
+
+
+def test_resnet_classifiers_as_the_originals():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    # ResNet-50: fc1000 by [13]'s rule too, N(0, 2 / 2048), bias 0.
+    fc = resnet50(classes=1000).get_layer("fc1000")
+    w = np.asarray(fc.kernel)
+    _check_normal(w / math.sqrt(2 / 2048), "fc1000")
+    np.testing.assert_array_equal(np.asarray(fc.bias), 0.0)
+    # ResNet-18 (torchvision nn.Linear(512, K)): weight and bias ~ U(-1/sqrt(512), 1/sqrt(512)).
+    b = 1 / math.sqrt(512)
+    fc = resnet18(classes=1000).get_layer("fc1000")
+    for v in (np.asarray(fc.kernel).ravel(), np.asarray(fc.bias)):
+        assert np.abs(v).max() <= b * (1 + 1e-6)
+        assert abs(v.std() / (b / math.sqrt(3)) - 1) <= 5 * 0.45 / math.sqrt(v.size)
+    # ResNet-50 v2 (preresnet.lua): nn.Linear(2048, K) weight, bias zeroed.
+    b = 1 / math.sqrt(2048)
+    fc = resnet50v2(classes=1000).get_layer("classifier")
+    w = np.asarray(fc.kernel).ravel()
+    assert np.abs(w).max() <= b * (1 + 1e-6) and abs(w.std() / (b / math.sqrt(3)) - 1) <= 5 * 0.45 / math.sqrt(w.size)
+    np.testing.assert_array_equal(np.asarray(fc.bias), 0.0)
+
+
+def test_resnet_keras_initializer_and_bad_value():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = resnet18(classes=10, initializer="keras")
+    conv = model.get_layer("res5a_branch2b")  # 3x3, 512 -> 512: Glorot limit sqrt(6 / (9 * 1024))
+    assert np.abs(np.asarray(conv.kernel)).max() <= math.sqrt(6 / (9 * 1024)) * (1 + 1e-6)
+    np.testing.assert_array_equal(np.asarray(model.get_layer("fc1000").bias), 0.0)
+    for builder in (resnet18, resnet50v2):
+        with pytest.raises(ValueError, match=rf"{builder.__name__}\(\): `initializer` must be one of 'original', 'keras'"):
+            builder(initializer="he")
+
+
+def test_resnet_keras_file_loads_in_safe_mode(tmp_path):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = resnet50v2(classes=10, input_shape=(64, 64, 3))
+    model.save(tmp_path / "r.keras")
+    loaded = keras.saving.load_model(tmp_path / "r.keras", safe_mode=True)
+    for a, b in zip(_weights(model), _weights(loaded)):
+        np.testing.assert_array_equal(a, b)
