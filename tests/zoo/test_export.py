@@ -341,3 +341,39 @@ def test_command_line_help_says_what_the_options_do():
     assert "(default: True)" not in text
     assert "--no-verify skip loading the artifact back and comparing outputs (checked by default)" in text
     assert "--format {saved_model,litert} saved_model (a folder) or litert (one .tflite file, fixed sizes)" in text
+
+
+class _TraceStep(keras.layers.Layer):
+    """``x * 0 + 0.5 + step * (times traced)``: small values (0.5) that differ between the exported graph and
+    ``predict``'s by a multiple of ``step``, as :class:`_TraceCount`."""
+
+    def __init__(self, step, **kwargs):
+        super().__init__(**kwargs)
+        self.step = step
+
+    def call(self, x):
+        _TRACES[0] += 1
+        return x * 0.0 + (0.5 + self.step * _TRACES[0])
+
+
+def test_each_output_is_checked_against_its_own_scale(tmp_path):
+    # the error was read against the largest value of all outputs: a 0.5-sized output off by >= 1e-3 (2e-3 of
+    # itself) passed beside one in the tens of thousands
+    if _refused_on_this_backend("saved_model"):
+        return
+    x = keras.Input((4, 4, 1), name="image")
+    big = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(100.0), name="big")(x)
+    model = keras.Model(x, [big, _TraceStep(1e-3, name="small")(x)], name="scales")
+    with pytest.raises(ExportError, match=r"differs from scales by up to .* in output 1 \('small', largest \|value\| "
+                                          r"0.5.*nothing was written"):
+        export(model, tmp_path / "out", verbose=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_nan_on_one_side_is_an_infinite_error():
+    from zoo.export import _compare
+
+    ours = [np.array([1.0, 2.0, np.nan]), np.array([[4.0, -8.0]])]
+    theirs = [np.array([1.0, np.nan, np.nan]), np.array([[4.0, np.inf]])]  # NaN in both at [2]: the same
+    assert _compare(ours, theirs, "m") == [(np.inf, 2.0), (np.inf, 8.0)]  # max(0.0, nan) was 0.0: passed
+    assert _compare([np.array([1.0, -3.0])], [np.array([1.5, -3.0])], "m") == [(0.5, 3.0)]
