@@ -246,7 +246,26 @@ def _prepare_target(path: Path, overwrite: bool, fmt: str):
             "a file that is not a LiteRT model (no TFL3 identifier)"
         raise ExportError(f"export: '{path}' is {what}; overwrite replaces only an earlier export. Remove it "
                           f"yourself or choose another OUT")
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _make_parents(folder: Path) -> list:
+    """Makes ``folder`` and its missing parents; returns those it made, deepest first (removed again if the
+    export fails, so a refused export leaves no empty folders behind)."""
+    missing = []
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    if missing:
+        missing[0].mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders):
+    for folder in folders:  # deepest first; one that holds something now (another writer's) stops it
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _sync_tree(folder: Path):
@@ -360,8 +379,14 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         say(f"{model.name} computes in {', '.join(sorted(mixed))}; LiteRT runs float32: exporting a float32 copy "
             f"(same weights)", flush=True)
     say(f"exporting {model.name} as {fmt} (inputs {[s.shape for s in flat_specs]}) ...", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    made = _make_parents(path.parent)
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except BaseException:
+        _remove_empty(made)
+        raise
     artifact = workdir / ("artifact.tflite" if fmt == "litert" else "artifact")
+    done = False
     try:
         try:
             model.export(str(artifact), format=fmt, verbose=False, input_signature=[specs])  # one argument
@@ -403,8 +428,11 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
             (artifact / RECORD_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             _replace_folder(artifact, path)
             record_path = path / RECORD_FILE
+        done = True
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if not done:
+            _remove_empty(made)
     say(f"wrote {path}" + (f" and {record_path}" if fmt == "litert" else ""))
     return ExportResult(path=path, format=fmt, input_shapes=[list(s.shape) for s in flat_specs], max_error=error,
                         max_output=scale, record_path=record_path)

@@ -377,3 +377,19 @@ def test_a_nan_on_one_side_is_an_infinite_error():
     theirs = [np.array([1.0, np.nan, np.nan]), np.array([[4.0, np.inf]])]  # NaN in both at [2]: the same
     assert _compare(ours, theirs, "m") == [(np.inf, 2.0), (np.inf, 8.0)]  # max(0.0, nan) was 0.0: passed
     assert _compare([np.array([1.0, -3.0])], [np.array([1.5, -3.0])], "m") == [(0.5, 3.0)]
+
+
+def test_a_refused_export_leaves_no_folders_it_made(tmp_path):
+    # OUT's missing parent folders were made first and stayed, empty, after a refusal or a failed check
+    if _refused_on_this_backend("saved_model"):
+        return
+    x = keras.Input((6, 6, 1), name="image")
+    noisy = keras.Model(x, _TraceCount(name="traced")(x), name="noisy")
+    with pytest.raises(ExportError, match="nothing was written"):
+        export(noisy, tmp_path / "new" / "deeper" / "out", verbose=False)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ExportError, match="input_shape=.* contradicts"):
+        export(_tiny((8, 8, 3)), tmp_path / "kept" / "a" / "out", input_shape=(9, 9), verbose=False)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["kept"]
+    export(_tiny(), tmp_path / "new" / "out", verify=False, verbose=False)  # made, and kept, when it works
+    assert (tmp_path / "new" / "out" / "saved_model.pb").is_file()
