@@ -219,8 +219,9 @@ def _shape_free_defaults(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _weights_given_kwargs(spec: ModelSpec) -> tuple[str, ...]:
-    """The builder arguments that weights give when the caller does not: the head size and the architecture."""
-    return tuple(k for k in (spec.head_kwarg, *architecture_kwargs(spec)) if k in spec.defaults)
+    """The builder arguments that weights give when the caller does not: the head size and the architecture, an
+    inert one too (ResNet-18's ``stride_in_3x3``: ``None`` is "not given" there as for ResNet-50's)."""
+    return tuple(k for k in (spec.head_kwarg, *ARCHITECTURE_KWARGS.get(spec.family, ())) if k in spec.defaults)
 
 
 def _settings(values: dict[str, Any], keys) -> str:

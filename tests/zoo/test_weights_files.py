@@ -223,6 +223,8 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
     r18 = zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3)), tmp_path / "r18.h5")
     assert "stride_in_3x3" not in zoo.read_record(r18)[1].builder_kwargs
     zoo.get("resnet18", weights=r18, stride_in_3x3=True)
+    # None is "not given" as for ResNet-50 (an unset option forwarded): was the builder's "must be True or False"
+    assert zoo.get("resnet18", weights=r18, stride_in_3x3=None).get_layer("res3a_branch2a").strides == (2, 2)
 
 
 def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path):
