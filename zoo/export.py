@@ -61,6 +61,10 @@ class ExportResult:
     record_path: Path
 
 
+def _positive_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1
+
+
 def _signature(model, batch_size, input_shape, fmt):
     """``keras.InputSpec`` s in the structure of ``model.input`` (a CPM's is a dict), with the batch and any
     fixed size applied."""
@@ -356,13 +360,17 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
     except ImportError:
         raise ExportError("export: writing a SavedModel or LiteRT file needs TensorFlow: pip install tensorflow-cpu") from None
     if input_shape is not None:
+        # ints only: int() truncated 6.5 to 6, and True counted as 1
+        if (isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 2
+                or not all(_positive_int(v) for v in input_shape)):
+            raise ExportError(f"export: input_shape must be (H, W) of positive ints. Received: {input_shape!r}")
         input_shape = tuple(int(v) for v in input_shape)
-        if len(input_shape) != 2 or min(input_shape) < 1:
-            raise ExportError(f"export: input_shape must be (H, W) of positive ints. Received: {input_shape}")
     if batch_size is None and fmt == "litert":
         batch_size = 1
-    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-        raise ExportError(f"export: batch_size must be a positive int or None. Received: {batch_size!r}")
+    if batch_size is not None:
+        if not _positive_int(batch_size):  # 2.0 passed, then Keras could not make a shape of it
+            raise ExportError(f"export: batch_size must be a positive int or None. Received: {batch_size!r}")
+        batch_size = int(batch_size)
     path = Path(path)
     _prepare_target(path, overwrite, fmt)
     mixed = _mixed_policies(model) if fmt == "litert" else set()

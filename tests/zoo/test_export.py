@@ -150,8 +150,12 @@ def test_refusals_name_the_problem_and_write_nothing(tmp_path):
         export(_tiny((8, 8, 3)), tmp_path / "a", input_shape=(9, 9), verbose=False)
     with pytest.raises(ExportError, match="format must be one of"):
         export(_tiny(), tmp_path / "a", format="onnx2", verbose=False)
-    with pytest.raises(ExportError, match="batch_size must be a positive int"):
-        export(_tiny(), tmp_path / "a", batch_size=0, verbose=False)
+    for batch in (0, 2.0, True, "2"):  # 2.0 went on to a Keras error, True was batch 1
+        with pytest.raises(ExportError, match=f"batch_size must be a positive int or None. Received: {batch!r}"):
+            export(_tiny(), tmp_path / "a", batch_size=batch, verbose=False)
+    for size in ((6.5, 6), (0, 4), (4,), "44", (True, 4)):  # 6.5 was cut to 6 without a word
+        with pytest.raises(ExportError, match=r"input_shape must be \(H, W\) of positive ints. Received: "):
+            export(_tiny(), tmp_path / "a", input_shape=size, verbose=False)
     if BACKEND == "tensorflow":
         with pytest.raises(ExportError, match=r"LiteRT needs fixed input sizes .* 'image' \(None, None, 3\) leaves its "
                                               r"height and width open; pass input_shape=\(H, W\)"):
