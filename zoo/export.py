@@ -37,6 +37,10 @@ __all__ = ["export", "ExportResult", "ExportError", "FORMATS", "RECORD_FILE"]
 FORMATS = {"saved_model": "tf_saved_model", "tf_saved_model": "tf_saved_model", "litert": "litert", "tflite": "litert"}
 RECORD_FILE = "kerazoo.json"  # inside a SavedModel folder; a .tflite gets OUT.json beside it
 _RTOL = 1e-4  # of the largest |output|: float32 graphs re-fused by TF/XNNPACK agree to ~1e-5 of it
+# a model computing in a 16-bit float: 16 machine epsilons of it (bfloat16 12.5%, float16 1.6%). XLA's and
+# TensorFlow's roundings set ResNet/PSPNet/hourglass/CPM outputs apart by up to 2.1% (bfloat16) and 0.19% (float16)
+# of their largest value; a wrong input order, weight or layer is off by the order of the output itself
+_RTOL_EPS = {"bfloat16": 16 * 2.0**-7, "float16": 16 * 2.0**-10}
 
 
 class ExportError(ZooError, ValueError):
@@ -48,9 +52,9 @@ class ExportResult:
     """What :func:`export` wrote.
 
     ``max_error``: max |artifact - Keras| over all outputs on the check input (``None`` with ``verify=False``);
-    ``max_output``: max |Keras output| there over all outputs (the check holds each output to its own); ``input_shapes``: the
-    artifact's inputs, ``None`` for a free (any-size) axis; ``record_path``: the JSON beside it (:func:`_artifact_record`: inputs, outputs, preprocessing,
-    weights record).
+    ``max_output``: max |Keras output| there over all outputs (the check holds each output to its own);
+    ``input_shapes``: the artifact's inputs, ``None`` for a free (any-size) axis; ``record_path``: the JSON beside
+    it (:func:`_artifact_record`: inputs, outputs, preprocessing, weights record).
     """
 
     path: Path
@@ -171,6 +175,13 @@ def _is_earlier_export(path: Path, fmt: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(8)
     return not head or head[4:8] == b"TFL3"
+
+
+def _tolerance(model) -> float:
+    """The check's error allowance, a fraction of an output's largest value: :data:`_RTOL`, or more for a model
+    that computes in bfloat16/float16 (a mixed dtype policy), which no two runtimes round alike."""
+    computes = {l.dtype_policy.compute_dtype for l in model._flatten_layers(include_self=False, recursive=True)}
+    return max([_RTOL] + [_RTOL_EPS[d] for d in computes if d in _RTOL_EPS])
 
 
 def _mixed_policies(model) -> set:
@@ -331,8 +342,10 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
             written with a free batch failed to load: TFLite could not size some of its tensors).
         verify: load the artifact back with TensorFlow and compare its outputs with the model's on a seeded
             random input (pixels uniform in [0, 255]); an error above ``1e-4`` of an output's largest value (each
-            output its own), or a NaN/inf the other side lacks, is an ``ExportError`` and nothing is written. A model under a mixed dtype policy is written to LiteRT as
-            a float32 copy (same weights; LiteRT has no bfloat16 kernels) and checked against that copy.
+            output its own; ``16 eps`` of bfloat16/float16, 0.125/0.0156, for a model computing in one), or a
+            NaN/inf the other side lacks, is an ``ExportError`` and nothing is written. A model under a mixed
+            dtype policy is written to LiteRT as a float32 copy (same weights; LiteRT has no bfloat16 kernels) and
+            checked against that copy.
         overwrite: replace an existing ``path`` (atomically: the old artifact until the new one is complete); only
             an earlier export (a SavedModel folder, a ``.tflite`` file) or an empty folder/file is replaced.
         record: the :class:`zoo.WeightsRecord` written beside the artifact; default ``zoo.weights_record(model)``.
@@ -416,11 +429,12 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
             errors = _compare(ours, theirs, model.name)
             # each output against its own scale: a small output (class probabilities beside heatmaps in the
             # thousands) could otherwise be wrong by far more than 1e-4 of itself
+            rtol = _tolerance(model)
             for i, (e, s) in enumerate(errors):
-                if not e <= _RTOL * max(s, 1e-12):
+                if not e <= rtol * max(s, 1e-12):
                     name = keras.tree.flatten(model.output)[i]._keras_history[0].name
                     raise ExportError(f"export: the {fmt} artifact differs from {model.name} by up to {e:.3g} in "
-                                      f"output {i} ('{name}', largest |value| {s:.3g}, allowed {_RTOL:g} of it) on a "
+                                      f"output {i} ('{name}', largest |value| {s:.3g}, allowed {rtol:g} of it) on a "
                                       f"random input of shape {[x.shape for x in keras.tree.flatten(feed)]}; nothing "
                                       f"was written")
             error, scale = max(e for e, _ in errors), max(s for _, s in errors)

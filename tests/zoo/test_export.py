@@ -397,3 +397,24 @@ def test_a_refused_export_leaves_no_folders_it_made(tmp_path):
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["kept"]
     export(_tiny(), tmp_path / "new" / "out", verify=False, verbose=False)  # made, and kept, when it works
     assert (tmp_path / "new" / "out" / "saved_model.pb").is_file()
+
+
+def test_a_bfloat16_model_is_checked_at_its_own_precision(tmp_path, rng):
+    # a mixed_bfloat16 model (training --precision bf16) was held to 1e-4: XLA (JAX's predict) and TensorFlow
+    # (the SavedModel) sum a bfloat16 mean in other orders, 1e-3 apart here (PSPNet's pyramid pooling: 1%), so
+    # such a model could not be exported on JAX
+    if _refused_on_this_backend("saved_model"):
+        return
+    keras.utils.set_random_seed(0)  # Glorot weights whose rounding falls apart by 1.1e-3 of the output
+    x = keras.Input((32, 32, 3), name="image")
+    conv = keras.layers.Conv2D(8, 3, padding="same", dtype="mixed_bfloat16", name="conv")
+    pooled = keras.layers.GlobalAveragePooling2D(dtype="mixed_bfloat16", name="pool")(conv(x))
+    model = keras.Model(x, keras.layers.Activation("linear", dtype="float32", name="out")(pooled), name="bf16")
+    kernel, bias = conv.get_weights()
+    result = export(model, tmp_path / "sm", verbose=False)
+    assert result.max_error <= 0.125 * result.max_output
+    pixels = rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    (y,) = _serve(tmp_path / "sm", model, {"image": pixels})
+    padded = np.pad(pixels.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))  # 'same' 3x3, then the mean
+    ref = sum(padded[:, i:i + 32, j:j + 32] @ kernel[i, j] for i in range(3) for j in range(3)).mean(axis=(1, 2)) + bias
+    assert np.abs(y - ref).max() <= 0.03 * np.abs(ref).max()  # bfloat16's rounding, not a wrong graph
