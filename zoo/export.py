@@ -12,8 +12,9 @@ neither format carries preprocessing.
     >>> zoo.export.export(model, "hourglass.tflite", format="litert")   # batch 1, fixed size
 
 Backends: a SavedModel is written on TensorFlow and on JAX (through ``jax2tf``; TensorFlow must be installed);
-LiteRT on TensorFlow only. Keras writes neither from PyTorch here (it would need ``torch_xla``, and ``litert_torch`` for LiteRT): save the model as
-``.keras`` there and export it under ``KERAS_BACKEND=tensorflow``; the file loads on any backend.
+LiteRT on TensorFlow only. Keras writes neither from PyTorch here (it would need ``torch_xla``, and
+``litert_torch`` for LiteRT): save the model as ``.keras`` there and export it under ``KERAS_BACKEND=tensorflow``;
+the file loads on any backend.
 """
 
 from __future__ import annotations
