@@ -66,6 +66,21 @@ class ExportResult:
     record_path: Path
 
 
+def _jax2tf_kwargs(backend) -> dict:
+    """On JAX: the SavedModel's StableHLO lowered for CPU and CUDA GPUs both. jax2tf lowers for the exporting
+    machine's platform only, and an ``XlaCallModule`` refuses to run elsewhere: a model exported on a laptop did
+    not serve on a GPU (nor one exported on a GPU on a CPU). Not where Keras itself falls back to graph
+    serialization (JAX on a GPU that the installed TensorFlow cannot see)."""
+    if backend != "jax":
+        return {}
+    import jax
+    import tensorflow as tf
+
+    if jax.default_backend() == "gpu" and not tf.config.list_physical_devices("GPU"):
+        return {}
+    return {"jax2tf_kwargs": {"native_serialization": True, "native_serialization_platforms": ("cpu", "cuda")}}
+
+
 def _positive_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1
 
@@ -411,7 +426,8 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
     done = False
     try:
         try:
-            model.export(str(artifact), format=fmt, verbose=False, input_signature=[specs])  # one argument
+            model.export(str(artifact), format=fmt, verbose=False, input_signature=[specs],  # one argument
+                         **_jax2tf_kwargs(backend))
         except Exception as e:
             from zoo.errors import one_line
 

@@ -418,3 +418,17 @@ def test_a_bfloat16_model_is_checked_at_its_own_precision(tmp_path, rng):
     padded = np.pad(pixels.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))  # 'same' 3x3, then the mean
     ref = sum(padded[:, i:i + 32, j:j + 32] @ kernel[i, j] for i in range(3) for j in range(3)).mean(axis=(1, 2)) + bias
     assert np.abs(y - ref).max() <= 0.03 * np.abs(ref).max()  # bfloat16's rounding, not a wrong graph
+
+
+def test_a_jax_saved_model_runs_on_cpu_and_cuda(tmp_path):
+    # jax2tf lowered for the exporting machine's platform only: a SavedModel written on a CPU declared
+    # platforms [CPU], and its XlaCallModule refuses to run on a GPU server
+    if _refused_on_this_backend("saved_model"):
+        return
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    export(_tiny(), tmp_path / "sm", input_shape=(8, 8), verbose=False)
+    proto = saved_model_pb2.SavedModel.FromString((tmp_path / "sm" / "saved_model.pb").read_bytes())
+    platforms = {tuple(node.attr["platforms"].list.s) for f in proto.meta_graphs[0].graph_def.library.function
+                 for node in f.node_def if node.op == "XlaCallModule"}
+    assert platforms == ({(b"CPU", b"CUDA")} if BACKEND == "jax" else set())  # TensorFlow: plain TF ops
