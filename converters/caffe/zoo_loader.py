@@ -69,10 +69,11 @@ _FIXED_SIZE = ("pspnet",)
 _STRIDED_BRANCH = re.compile(r"res([345])a_branch2([ab])")
 
 
-def _stride_in_3x3(net, mapping) -> bool | None:
+def _stride_in_3x3(net, mapping) -> bool | dict | None:
     """Where the deploy prototxt ``net`` puts the stride of a ResNet's stages 3-5: ``False`` on the 1x1
     ``res{3,4,5}a_branch2a`` (Kaiming's MSRA release), ``True`` on the 3x3 ``res{3,4,5}a_branch2b`` (v1.5,
-    torchvision); ``None`` when the net has none of these layers or its stages disagree (nothing to say)."""
+    torchvision); ``None`` when the net has none of these layers; else (stages that disagree, or a stage strided
+    on both or neither) ``{stage: (branch2a stride, branch2b stride)}``, which no zoo ResNet builds."""
     strides: dict[str, dict[str, int]] = {}
     for layer in net.layers:
         target = mapping.get(layer.name, keras_name(layer.name))
@@ -85,7 +86,7 @@ def _stride_in_3x3(net, mapping) -> bool | None:
         return True
     if placements == {(2, 1)}:
         return False
-    return None
+    return {f"res{k}a": (s.get("a", 1), s.get("b", 1)) for k, s in sorted(strides.items())} or None
 
 
 def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
@@ -136,6 +137,12 @@ def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
     mapping = FAMILY_MAPPINGS.get(spec.family) or {}
     if "stride_in_3x3" in architecture_kwargs(spec):
         placement = _stride_in_3x3(net, mapping)
+        if isinstance(placement, dict):  # ported by name, it would be built strided as one placement, silently
+            said = ", ".join(f"{k} branch2a/branch2b {a}/{b}" for k, (a, b) in placement.items())
+            raise WeightsMismatchError(f"{spec.name}: '{proto}' (the deploy prototxt of '{caffemodel}') strides its "
+                                       f"stages 3-5 in a way no {spec.name} builds ({said}): each of res3a, res4a and "
+                                       f"res5a must have stride 2 on branch2a only (Kaiming's release) or on branch2b "
+                                       f"only (stride_in_3x3=True). Convert it with converters.caffe.to_keras instead")
         if placement is not None:
             held["stride_in_3x3"] = placement
     if spec.family in _FIXED_SIZE and not {"input_shape", "input_tensor"} & set(asked or {}):

@@ -383,6 +383,29 @@ def test_zoo_get_caffemodel_stride_placement_from_the_prototxt(tmp_path, rng):
 
 
 @agnostic
+def test_zoo_get_refuses_a_caffemodel_whose_stages_stride_differently(tmp_path, rng):
+    # res4a strided on its 3x3 while res3a and res5a stride their 1x1: no zoo ResNet is that network, and porting it
+    # by name built one placement for all three stages without a word
+    import re
+
+    proto = nets.resnet50(35, 37, classes=3)
+    lines = proto.splitlines()
+    for i, line in enumerate(lines):
+        if 'name: "res4a_branch2a"' in line or 'name: "res4a_branch2b"' in line:
+            lines[i] = re.sub(r"stride: (\d)", lambda m: "stride: " + ("1" if m[1] == "2" else "2"), line)
+    mixed = "\n".join(lines)
+    assert mixed != proto
+    deploy, path = write_net(tmp_path, mixed, random_blobs_for(proto, rng), name="ResNet-50-model")
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet50", weights=path, input_shape=(35, 37, 3))
+    assert str(e.value) == (
+        f"resnet50: '{deploy}' (the deploy prototxt of '{path}') strides its stages 3-5 in a way no resnet50 builds "
+        f"(res3a branch2a/branch2b 2/1, res4a branch2a/branch2b 1/2, res5a branch2a/branch2b 2/1): each of res3a, "
+        f"res4a and res5a must have stride 2 on branch2a only (Kaiming's release) or on branch2b only "
+        f"(stride_in_3x3=True). Convert it with converters.caffe.to_keras instead")
+
+
+@agnostic
 def test_zoo_get_pspnet_caffemodel_builds_the_prototxts_input_size(tmp_path, rng):
     # PSPNet's pyramid pooling kernels and Interp sizes are fixed to the deploy's input (pspnet101_cityscapes_713:
     # 90/45/30/15 px windows on a 90 px map). zoo.get without input_shape built the builder's 473 default (60 px map,
