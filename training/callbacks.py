@@ -24,7 +24,7 @@ import numpy as np
 
 from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
-from zoo.files import replace_durably
+from zoo.files import replace_durably, write_json
 
 __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget",
            "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
@@ -49,10 +49,7 @@ def atomic_save(model, path) -> Path:
 
 
 def _write_json(path, data) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
-    replace_durably(tmp, path)
+    write_json(path, data, indent=1, default=float)
 
 
 def resolve_monitor(logs: dict, monitor: str) -> str | None:

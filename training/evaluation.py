@@ -376,16 +376,24 @@ def _kp_box(rec):
     return (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
 
 
-def _evaluate_segmentation(model, ds, views, flip, names, resolution):
-    c = ds.num_classes
-    cm = np.zeros((c, c), np.int64)
-    rows, left_out = [], set()
+def _class_scores_check(c):
+    """A check of a segmentation model's raw output: ``(B, h, w, c)`` class scores, else ValueError naming both."""
 
     def check(scores):
         if scores.ndim != 4 or scores.shape[-1] != c:
             raise ValueError(f"evaluate: the model outputs {scores.shape[-1] if scores.ndim == 4 else 'no'} class "
                              f"scores per pixel (output shape {scores.shape}), but the dataset has num_classes={c}; "
                              f"expected (B, h, w, {c}).")
+
+    return check
+
+
+def _evaluate_segmentation(model, ds, views, flip, names, resolution):
+    c = ds.num_classes
+    cm = np.zeros((c, c), np.int64)
+    rows, left_out = [], set()
+
+    check = _class_scores_check(c)
 
     def predict(im):  # a model of any size: the canvases of other scales may be too small for it
         canvas = (im.shape[2], im.shape[1])
@@ -461,11 +469,7 @@ def _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size):
     cm = np.zeros((c, c), np.int64)
     rows, left_out = [], set()
 
-    def check(scores):
-        if scores.ndim != 4 or scores.shape[-1] != c:
-            raise ValueError(f"evaluate: the model outputs {scores.shape[-1] if scores.ndim == 4 else 'no'} class "
-                             f"scores per pixel (output shape {scores.shape}), but the dataset has num_classes={c}; "
-                             f"expected (B, h, w, {c}).")
+    check = _class_scores_check(c)
 
     for rid, probs, gt in dataset_probabilities(lambda x: _predict(model, x)[0], ds, scales, flip, base_size, check):
         if probs is None:  # unreadable, on_error="skip"

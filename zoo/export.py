@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.files import atomic_target, replace_durably
+from zoo.files import replace_durably
 
 __all__ = ["export", "ExportResult", "ExportError", "FORMATS", "RECORD_FILE"]
 
@@ -331,16 +331,6 @@ def _replace_folder(tmp: Path, path: Path):
         pass
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_json(path: Path, data: dict):
-    tmp = atomic_target(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        replace_durably(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def export(model, path, *, format="saved_model", input_shape=None, batch_size=None, verify=True, overwrite=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -95,6 +96,19 @@ def replace_durably(tmp, path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json(path, data, *, indent=2, default=None) -> None:
+    """``data`` as JSON at ``path``, durably: written beside it, synced, renamed (:func:`replace_durably`); a
+    failure leaves the old file and no temporary one."""
+    path = Path(path)
+    tmp = atomic_target(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=indent, default=default) + "\n")
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def sha256sum(path, chunk: int = 1 << 20) -> str:
