@@ -128,7 +128,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             measures; faster; the output must be ``label_size``, else a ValueError).
         heatmap_offset: pose only: input px where the model's heatmap pixel 0 lies (pixel g at
             ``g * stride + heatmap_offset``). ``None`` (default): the model's weights record's
-            (``zoo.weights_record(model).heatmap_offset``: 3.5 for the CPM releases, 2.0 for
+            (``zoo.weights_record(model).heatmap_offset``: 3.5 for the CPM releases, 1.5 for
             hourglass:mpii), else 0.0, training's convention (the dataset's ``heatmap_offset`` only
             places its training targets).
         scales: test-time scale search (:mod:`training.tta`), a non-empty sequence of numbers > 0;

@@ -166,7 +166,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     second input (CPM) gets the centre map peaked at the input's centre, with the sigma (input px) of the
     training run the model was loaded from (its config.json), else 21 (the releases' and the training command's).
     Heatmap pixel ``g`` is at input px ``g * stride + heatmap_offset``: ``None`` (default) takes the
-    record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 2.0), else 0.0 (training's convention); a
+    record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 1.5), else 0.0 (training's convention); a
     number given for a classifier or a segmentation model is refused.
     ``scales`` (pose and segmentation; default ``(1.0,)``: one pass) averages several scales as ``evaluate``
     does (:mod:`training.tta`): pose crops the letterbox box divided by each scale about the image centre and

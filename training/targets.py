@@ -9,7 +9,7 @@ Note:
     ``x_hm = x_in / stride`` (``stride = input_w / heatmap_w``), which is why :func:`flip_test`
     shifts the flipped heatmap right by ``1 - 1/stride`` px by default. Weights trained otherwise
     put heatmap pixel ``g`` at input px ``g * stride + offset`` (``WeightsRecord.heatmap_offset``:
-    CPM's Caffe targets 3.5 at stride 8, the hourglass release 2.0 at stride 4); :class:`HeatmapCodec`
+    CPM's Caffe targets 3.5 at stride 8, the hourglass release 1.5 at stride 4); :class:`HeatmapCodec`
     and :func:`flip_test` take that ``offset``. sigma is in heatmap px.
 
 .. _Dark Pose: https://arxiv.org/abs/1910.06278
@@ -358,9 +358,10 @@ def flip_test(predict_fn, images, flip_pairs, shift="exact", *, offset=0.0, stri
     ``W = s w``) it is at ``W - 1 - x`` and peaks at ``(W - 1 - x - o) / s``; flipping the map back
     (``g -> w - 1 - g``) puts that peak at ``(x + o + 1) / s - 1``, which is ``(s - 1 - 2 o) / s`` heatmap px
     left of ``(x - o) / s``. So: ``1 - 1/s`` for ``o = 0`` (0.75 at stride 4), none for centred cells
-    ``o = (s - 1) / 2`` (CPM: 3.5 at stride 8), ``-0.25`` (a move left) for the hourglass release's
-    ``o = 2`` at stride 4. A model that takes any width ``W`` not a multiple of its stride (``w = ceil(W / s)``
-    maps: pixel ``g`` still at ``s g + o``) needs ``(W - s w + s - 1 - 2 o) / s``: give it ``stride``.
+    ``o = (s - 1) / 2`` (CPM: 3.5 at stride 8; the hourglass release's 1.5 at stride 4, whose pose-hg-train
+    averages the mirror unshifted), ``-0.25`` (a move left) for ``o = 2`` at stride 4. A model that takes any
+    width ``W`` not a multiple of its stride (``w = ceil(W / s)`` maps: pixel ``g`` still at ``s g + o``) needs
+    ``(W - s w + s - 1 - 2 o) / s``: give it ``stride``.
 
     Args:
         predict_fn: callable (B, H, W, 3) -> (B, h, w, K) heatmaps (e.g. ``model.predict``); if it

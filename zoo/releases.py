@@ -173,7 +173,10 @@ register_weights("hourglass", "mpii", WeightsRecord(
                 "after each hourglass, no residual (post_residuals=False; 23,717,888 parameters).",
     input_size=(256, 256), channel_order="RGB", scale=1 / 255, num_keypoints=16, keypoint_names=MPII_JOINTS,
     flip_pairs=MPII_FLIP, output_stride=4,
-    heatmap_offset=2.0,  # pose-hg-train: target at transform():int() (floor), postprocess maps back g + 0.5
+    # pose-hg-train (img.lua transform/crop, pose.lua generateSample): a crop pixel j sits at j + 0.5 in transform's
+    # frame, so the target floor((j + 0.5) / 4) = g covers crop px 4g .. 4g + 3: pixel g is at 4g + 1.5 (postprocess'
+    # g + 0.5 is in that frame). Symmetric under a mirror, hence hg-train's unshifted flip average
+    heatmap_offset=1.5,
     builder_kwargs={"stacks": 8, "num_keypoints": 16, "features": 256, "modules": 1, "post_residuals": False},
     metrics={"MPII test PCKh@0.5 (%)": 90.9},
 ))

@@ -272,7 +272,8 @@ def _hg_target(pt_in, res_in, res_out, sigma=1):
     """Transcription of pose-hg-train's target: ``transform(pt, c, s, 0, res)`` (img.lua: ``pt_ = pt - 1``,
     scale ``res / h``, ``new_point:int():add(1)``) for a crop of side ``h = res_in`` centred on the crop, then
     ``drawGaussian`` (the ``image.gaussian(2 ceil(3 sigma) + 1)`` window, sigma 0.25 of its size, centred on the
-    integer pixel). ``pt_in``: 1-based (x, y) in the input crop. Returns the (res_out, res_out) map."""
+    integer pixel). ``pt_in``: 1-based (x, y) in transform's frame of a crop of ``res_in`` px centred on ``c``
+    (crop pixel j sits at j + 0.5 in that frame: :func:`_hg_crop_positions`). Returns the (res_out, res_out) map."""
     c, h = res_in / 2.0, float(res_in)
     new = [int(res_out / h * (p - 1) + res_out * (-c / h + 0.5)) + 1 for p in pt_in]  # Lua :int() truncates
     tmp = math.ceil(3 * sigma)
@@ -306,21 +307,6 @@ def test_cpm_targets_decode_to_their_input_coordinates():
     print(f"CPM targets, mean decoding error [input px]: offset 3.5 {err.mean(0)}, offset 0 {err.mean(0) - 3.5}")
     assert np.abs(err.mean(0)).max() < 0.25 and np.abs(err).max() <= 8 * 0.5
     assert np.abs(ours.decode(hm)[0] - pts).mean(0).min() > 3.0
-
-
-def test_hourglass_release_targets_are_unbiased_with_offset_2():
-    # pose-hg-train truncates the target to the pixel below x_in / 4: pixel g covers input px [4g, 4g + 4).
-    # Decoded at 4g + 2 the error is uniform in (-2, 2] (std 4/sqrt(12) = 1.15 px), so the mean over N = 2000
-    # random joints is within 0.1 px of 0 (> 5 standard errors of 0.026); at 4g (offset 0) it is -2.
-    rng = np.random.default_rng(6)
-    pts = rng.uniform(10, 246, (2000, 2))
-    hm = np.stack([_hg_target(p + 1, 256, 64) for p in pts], axis=-1)  # 1-based as the Lua code
-    hg = HeatmapCodec((256, 256), (64, 64), sigma=1.75, offset=2.0)
-    err = hg.decode(hm)[0] - pts
-    err0 = HeatmapCodec((256, 256), (64, 64), sigma=1.75).decode(hm)[0] - pts
-    print(f"hourglass targets, mean decoding error [input px]: offset 2 {err.mean(0)}, offset 0 {err0.mean(0)}")
-    assert np.abs(err.mean(0)).max() < 0.1 and np.abs(err).max() <= 2.0 + 1e-9
-    np.testing.assert_allclose(err0.mean(0), -2.0, atol=0.1)
 
 
 def test_codec_offset_encodes_where_the_release_draws():
@@ -373,7 +359,7 @@ def test_flip_test_with_a_general_offset_is_unbiased(stride, offset):
         assert bias0 == pytest.approx(offset / stride, abs=0.03)  # 2 offset / stride too far right, halved
 
 
-def test_exact_flip_shift_moves_left_for_the_hourglass_offset():
+def test_exact_flip_shift_moves_left_for_offset_2():
     # stride 4, offset 2: (4 - 1 - 4) / 4 = -0.25 px, a mix of each column and its right neighbour (last repeats)
     maps = np.random.default_rng(1).random((1, 3, 5, 1)).astype(np.float32)
     sym = maps + maps[:, :, ::-1]
@@ -382,3 +368,140 @@ def test_exact_flip_shift_moves_left_for_the_hourglass_offset():
     np.testing.assert_allclose(out, 0.5 * (sym + 0.75 * sym + 0.25 * right), rtol=1e-6)
     with pytest.raises(ValueError, match=r"`offset` must be a finite number"):
         flip_test(lambda b: sym, np.zeros((1, 12, 20, 3)), [], offset=float("nan"))
+
+
+# pose-hg-train (princeton-vl/pose-hg-train), transcribed for the released hourglass's convention. Lua indices are
+# 1-based and the annotations MATLAB's (pixel k's centre at coordinate k); ``:int()`` truncates towards zero.
+
+def _hg_transform(pt, c, s, res, invert=False):
+    """src/util/img.lua ``getTransform`` + ``transform`` (rot 0): ``pt_ = pt - 1``, ``t = [[res/h, 0,
+    res (-c_x / h + .5)], ...]`` (h = 200 s), inverted if asked, then ``(t pt_ + 1e-4):int() + 1``."""
+    h = 200.0 * s
+    t = np.array([[res / h, 0, res * (-c[0] / h + 0.5)], [0, res / h, res * (-c[1] / h + 0.5)], [0, 0, 1]])
+    if invert:
+        t = np.linalg.inv(t)
+    new = (t @ np.array([pt[0] - 1.0, pt[1] - 1.0, 1.0]))[:2] + 1e-4
+    return np.trunc(new) + 1
+
+
+def _torch_scale_1d(src, dst_len):
+    """torch image's ``scaleLinear_rowcol`` (``image.scale``'s bilinear mode) on one row, its same-size and
+    shrinking branches: output px ``di`` averages the input over ``[di, di + 1) * src_len / dst_len``."""
+    src_len = len(src)
+    if dst_len == src_len:
+        return np.array(src, np.float64)
+    assert dst_len < src_len
+    scale = src_len / dst_len
+    out, si0_i, si0_f = [], 0, 0.0
+    for di in range(dst_len):
+        si1_f = (di + 1) * scale
+        si1_i = int(si1_f)
+        si1_f -= si1_i
+        acc, n = (1 - si0_f) * src[si0_i], 1 - si0_f
+        for si in range(si0_i + 1, si1_i):
+            acc, n = acc + src[si], n + 1
+        if si1_i < src_len:
+            acc, n = acc + si1_f * src[si1_i], n + si1_f
+        out.append(acc / n)
+        si0_i, si0_f = si1_i, si1_f
+    return np.array(out)
+
+
+def _hg_crop_positions(c, s, res, width):
+    """img.lua ``crop`` (rot 0) along x of an image ``width`` px wide whose pixel k holds its own MATLAB coordinate
+    k: ``ul = transform({1,1}, .., true)``, ``br = transform({res+1,res+1}, .., true)``, pixels ``ul .. br-1``
+    copied into a ``br - ul`` px canvas, then ``image.scale`` to ``res``. Returns (res,) the MATLAB x each crop pixel
+    shows (a shrunk pixel: the mean of the columns it averages)."""
+    ul = int(_hg_transform((1, 1), c, s, res, invert=True)[0])
+    br = int(_hg_transform((res + 1, res + 1), c, s, res, invert=True)[0])
+    assert 1 <= ul and br <= width + 1  # inside the image: the zero canvas is all copied over
+    return _torch_scale_1d(np.arange(ul, br, dtype=np.float64), res)
+
+
+def _hg_postprocess(hm, c, s):
+    """src/util/pose.lua ``postprocess`` for one (64, 64, K) heatmap (eval.lua ``getPreds`` 1-based argmax, 0.25 px
+    towards the higher neighbour where ``1 < pX < 64``, ``p:add(0.5)``, img.lua ``transformPreds`` = ``transform``
+    inverted at res 64). Returns (K, 2) MATLAB (x, y) in the original image."""
+    res, k = hm.shape[0], hm.shape[-1]
+    out = np.zeros((k, 2))
+    for j in range(k):
+        m = hm[:, :, j]
+        idx = int(np.argmax(m.ravel())) + 1  # torch.max: 1-based flat index (row-major)
+        px, py = (idx - 1) % res + 1, (idx - 1) // res + 1
+        p = np.array([px, py], np.float64)
+        if 1 < px < res and 1 < py < res:
+            diff = np.array([m[py - 1, px] - m[py - 1, px - 2], m[py, px - 1] - m[py - 2, px - 1]])
+            p += 0.25 * np.sign(diff)
+        out[j] = _hg_transform(p + 0.5, c, s, res, invert=True)
+    return out
+
+
+def test_hourglass_release_offset_is_where_pose_hg_train_targets_put_its_heatmap_pixels():
+    # pose-hg-train's targets (pose.lua generateSample: drawGaussian at transform(pts + 1, c, s, r, 64), a truncated
+    # int) on its crops (img.lua crop, image.scale): heatmap pixel g is the target of the crop pixels j with
+    # floor((j + 0.5) / 4) = g, i.e. j = 4g .. 4g + 3, whose centre is 4g + 1.5 -- the record's heatmap_offset.
+    # Our crop (affine_matrix, centre at (w - 1) / 2) shows the same source positions on average (its centre falls
+    # between pixels the same way; the original truncates ul to whole pixels, +-0.5 px).
+    import zoo
+
+    rng = np.random.default_rng(11)
+    learned, crop_gap = [], []
+    for _ in range(40):
+        s = float(rng.choice([1.28, 2.56, 5.12]))  # h = 256, 512, 1024 px: shrink 1x, 2x, 4x
+        c = (rng.uniform(700, 900), rng.uniform(700, 900))  # MATLAB
+        pos = _hg_crop_positions(c, s, 256, 2000)  # MATLAB x shown by crop pixel j = 0..255
+        g = np.array([_hg_transform((p + 1, c[1] + 1), c, s, 64)[0] - 1 for p in pos])  # 0-based target pixel
+        mat = affine_matrix((c[0] - 1, c[1] - 1), 200 * s, (256, 256))  # ours, 0-based
+        ours = transform_points(np.stack([pos - 1, np.full(256, c[1] - 1)], -1), mat)[:, 0]
+        learned.append(np.arange(256) - 4 * g)
+        crop_gap.append(ours - np.arange(256))
+    learned, crop_gap = np.concatenate(learned), np.concatenate(crop_gap)
+    print(f"pose-hg-train: crop px - 4 x target px: mean {learned.mean():.4f}; our crop - theirs: mean "
+          f"{crop_gap.mean():.4f} px")
+    assert learned.mean() == pytest.approx(1.5, abs=1e-9) and set(np.unique(learned)) == {0.0, 1.0, 2.0, 3.0}
+    assert abs(crop_gap.mean()) < 0.05 and np.abs(crop_gap).max() <= 0.5 + 1e-6
+    assert zoo.get_spec("hourglass").weights["mpii"].heatmap_offset == pytest.approx(learned.mean(), abs=0.05)
+
+
+def test_hourglass_release_decodes_as_pose_hg_train_postprocess():
+    # The same heatmaps decoded by pose-hg-train's postprocess (MATLAB px, ending in transformPreds' int() + 1) and
+    # by ours with the release's record (HeatmapCodec quarter refinement, heatmap_offset, keypoints_to_image): the
+    # original is ours (+1 for MATLAB) plus its final truncation's (0, 1] px, nothing else.
+    import zoo
+
+    rec = zoo.get_spec("hourglass").weights["mpii"]
+    codec = HeatmapCodec((256, 256), (64, 64), sigma=1.75, offset=rec.heatmap_offset)
+    rng = np.random.default_rng(12)
+    gaps = []
+    for _ in range(30):
+        s = rng.uniform(1.5, 5.0)
+        # MATLAB, as getPartInfo returns them; the crop inside the image (int() truncates negatives up)
+        c = (rng.uniform(600, 900), rng.uniform(600, 900))
+        peaks = rng.uniform(2, 62, (16, 2))
+        hm = np.stack([_hg_target(p + 1, 256, 64) for p in 4 * peaks], axis=-1)  # any peaked maps will do
+        hm += rng.uniform(0, 0.02, hm.shape)  # break the ties: both take the first maximum
+        theirs = _hg_postprocess(hm, c, s)
+        kp, _ = codec.decode(hm)
+        ours = keypoints_to_image(kp, affine_matrix((c[0] - 1, c[1] - 1), 200 * s, (256, 256))) + 1
+        gaps.append(theirs - ours)
+    gaps = np.concatenate(gaps)
+    print(f"pose-hg-train postprocess - ours (MATLAB px): min {gaps.min():.4f}, mean {gaps.mean():.4f}, "
+          f"max {gaps.max():.4f}")
+    assert gaps.min() > -1e-3 and gaps.max() <= 1 + 1e-3
+
+
+def test_hourglass_release_flip_test_is_pose_hg_train_plain_average():
+    # pose-hg-train averages the mirrored pass unshifted (train.lua: flip(shuffleLR(out)), then (a + b) / 2), its
+    # targets being mirror-symmetric (floor((j + 0.5) / 4) for crop px j): with the record's offset the exact shift
+    # (4 - 1 - 2 offset) / 4 is 0 and flip_test is that plain average (at offset 2 it moved the map 0.25 px)
+    import zoo
+
+    rec = zoo.get_spec("hourglass").weights["mpii"]
+    rng = np.random.default_rng(13)
+    maps = rng.random((2, 64, 64, 16)).astype(np.float32)
+    mirrored = rng.random((2, 64, 64, 16)).astype(np.float32)
+    images = rng.random((2, 256, 256, 3)).astype(np.float32)
+    out = flip_test(lambda b: maps if np.array_equal(b, images) else mirrored, images, rec.flip_pairs,
+                    offset=rec.heatmap_offset)
+    plain = 0.5 * (maps + swap_pairs(mirrored[:, :, ::-1], rec.flip_pairs, axis=-1))  # train.lua's average
+    np.testing.assert_allclose(out, plain, rtol=1e-6)
