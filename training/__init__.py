@@ -1,6 +1,6 @@
 """kerazoo training: targets, augmentation, losses and metrics for the zoo's pose and segmentation models.
 
-Importing the package registers the Keras losses, metrics and learning-rate schedule (package
+Importing the package registers the Keras losses, metrics, learning-rate schedule and SGD (package
 ``kerazoo_training``), so the checkpoints ``fit`` writes load with
 ``keras.models.load_model(path, safe_mode=True)``, optimizer included.
 """
@@ -36,6 +36,7 @@ def _interrupt_guard():
 with _interrupt_guard():  # Ctrl-C while Keras loads: `python -m training` answers as `kerazoo train` does
     from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
     from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
+    from training.solvers import CoupledSGD  # noqa: F401 - registers it: the sgd presets' optimizer
     from training.metrics import (  # noqa: F401
         MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh,
         torso_size,
@@ -58,7 +59,7 @@ __all__ = [
     "flip_test", "keypoints_to_image",
     "HeatmapMSE", "SegmentationCrossEntropy", "auxiliary_loss_weights",
     "pck", "pckh", "head_size_from_box", "bbox_size", "torso_size", "MPII_JOINT_NAMES",
-    "confusion_matrix", "miou_from_confusion", "PCKMetric", "MeanIoUMetric", "LRSchedule",
+    "confusion_matrix", "miou_from_confusion", "PCKMetric", "MeanIoUMetric", "LRSchedule", "CoupledSGD",
 ]
 
 

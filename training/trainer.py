@@ -169,7 +169,9 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         model_kwargs: builder arguments for a named model.
         preset: a :class:`Preset` or a :data:`PRESETS` key; default: the model family's.
         optimizer, learning_rate, schedule, warmup_epochs, weight_decay: override preset fields
-            (``schedule`` in ``"constant" | "step" | "poly" | "cosine"``).
+            (``schedule`` in ``"constant" | "step" | "poly" | "cosine"``). ``"sgd"`` is Caffe's / PyTorch's
+            (:class:`training.solvers.CoupledSGD`: ``weight_decay`` added to the gradient, through momentum,
+            with a family preset's per-layer multipliers); ``"adam"``, ``"adamw"``, ``"rmsprop"`` are Keras'.
         aux_weight: loss weight of segmentation auxiliary outputs (PSPNet 0.4).
         precision: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (loss-scaled).
         distribution: ``"auto"`` (TF_CONFIG -> multi-worker; several devices -> data parallel),

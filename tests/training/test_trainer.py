@@ -15,6 +15,7 @@ from training.data import HeatmapDataset, SegmentationDataset
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
 from training.evaluation import evaluate
 from training.schedules import LRSchedule, make_schedule
+from training.solvers import CoupledSGD
 from training.trainer import PRESETS, build_model, fit, make_optimizer
 
 agnostic = pytest.mark.backend_agnostic  # the multi-worker test below is TensorFlow-only
@@ -96,7 +97,7 @@ def test_presets():
     assert isinstance(hg, keras.optimizers.RMSprop) and hg.rho == 0.99
     assert float(hg.learning_rate) == pytest.approx(2.5e-4)
     psp = make_optimizer(PRESETS["pspnet"], epochs=1, steps_per_epoch=10)
-    assert isinstance(psp, keras.optimizers.SGD) and psp.momentum == 0.9 and psp._learning_rate.kind == "poly"
+    assert isinstance(psp, CoupledSGD) and psp.momentum == 0.9 and psp._learning_rate.kind == "poly"
     # CPM's Caffe lr is for a summed Euclidean loss: rescaled by h*w*channels/2 for the mean loss
     cpm = make_optimizer(PRESETS["cpm"], epochs=1, steps_per_epoch=1, output_shape=(None, 46, 46, 15))
     assert cpm._learning_rate.learning_rate == pytest.approx(8e-5 * 46 * 46 * 15 / 2)
