@@ -1,0 +1,113 @@
+"""Semantic segmentation batches: :class:`SegmentationDataset` (image and mask warped by one matrix)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from training.data.base import RecordDataset, check_size
+from training.datasets.base import ImageReadError, read_image, read_mask
+from training.normalization import Normalization
+from training.targets import encode_mask
+from training.transforms import Augmentation, affine_matrix, grid_matrix, warp_image, warp_mask
+
+
+class SegmentationDataset(RecordDataset):
+    """Semantic segmentation batches: scale/rotate/flip/crop image and mask with one matrix.
+
+    ``dataset[i]`` returns ``(x, y)``: images ``(B, H, W, 3)`` float32 (uint8 with ``feed="uint8"``)
+    and labels ``(B, h, w)`` int32 in ``[0, C)`` or ``ignore_label`` (a tuple of ``num_outputs``
+    references for models with an auxiliary head). Without augmentation the whole image is fitted into the input
+    (letterboxed, padding labelled ``ignore_label``); with it the image is scaled by a random
+    factor around that fit, rotated, mirrored and randomly cropped (PSPNet recipe).
+
+    Args:
+        records: :class:`~training.datasets.SegRecord` list.
+        batch_size: samples per batch.
+        input_size: ``(w, h)`` of the network input (crop size).
+        num_classes: C; mask values outside ``[0, C)`` become ``ignore_label``.
+        ignore_label: label of pixels excluded from loss and metrics.
+        label_size: ``(w, h)`` of the labels when the model's output is smaller than its input
+            (sampled at matching pixel centres, corner-aligned); ``None`` = ``input_size``.
+        num_outputs, augment, normalization, feed, seed, shuffle, drop_remainder, on_error, skip_log,
+            **kwargs: as in :class:`~training.data.HeatmapDataset`.
+    """
+
+    def __init__(self, records, *, batch_size=8, input_size=(512, 512), num_classes=21, ignore_label=255,
+                 label_size=None, num_outputs=1, augment=None, normalization=None, feed="float32", seed=0, shuffle=True,
+                 drop_remainder=False, on_error="raise", skip_log=None, **kwargs):
+        self.input_size = check_size(input_size, "input_size")
+        self.label_size = self.input_size if label_size is None else check_size(label_size, "label_size")
+        if int(num_classes) < 1:
+            raise ValueError(f"SegmentationDataset: num_classes must be >= 1. Received: {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_label = int(ignore_label)
+        if int(num_outputs) < 1:
+            raise ValueError(f"SegmentationDataset: num_outputs must be >= 1. Received: {num_outputs!r}")
+        self.num_outputs = int(num_outputs)
+        self.augment = Augmentation.coerce(augment, "segmentation")
+        self.normalization = normalization or Normalization()
+        super().__init__(records, batch_size=batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
+                         on_error=on_error, skip_log=skip_log, feed=feed, **kwargs)
+
+    def _describe(self, i) -> str:
+        rec = self.records[i]
+        return f"sample {i} (id {rec.id!r}, image '{rec.image}', mask '{rec.mask}')"
+
+    def matrix(self, image_shape, params=None, rng=None) -> np.ndarray:
+        """Original-image -> input (2, 3) matrix for an image of ``image_shape`` (H, W, ...)."""
+        h_img, w_img = image_shape[:2]
+        w, h = self.input_size
+        side = max(w_img, h_img * w / h)  # the crop's width; zoom 1 fits the whole image into the input
+        center = np.array([(w_img - 1) / 2.0, (h_img - 1) / 2.0])
+        rot, flip = 0.0, False
+        if params is not None:
+            side = side / params["zoom"]
+            rot, flip = params["rotation"], params["flip"]
+            # random crop position: the crop stays inside the image, or the image inside the crop
+            span = np.array([side, side * h / w])
+            lo = span / 2.0 - 0.5
+            hi = np.array([w_img, h_img]) - 0.5 - span / 2.0
+            center = np.array([rng.uniform(min(a, b), max(a, b)) for a, b in zip(lo, hi)])
+        return affine_matrix(center, side, self.input_size, rotation=rot, flip=flip)
+
+    def label_matrix(self, image_shape) -> np.ndarray:
+        """Original-image -> label-grid (2, 3) matrix of the unaugmented crop of an image of ``image_shape``."""
+        return self._label_matrix(self.matrix(image_shape))
+
+    def _label_matrix(self, mat) -> np.ndarray:
+        return grid_matrix(mat, self.input_size, self.label_size)
+
+    @staticmethod
+    def read_labels(record) -> np.ndarray:
+        """A record's mask at its own size, through its ``label_map`` (not yet warped or encoded)."""
+        mask = read_mask(record.mask)
+        return mask if record.label_map is None else record.label_map[mask]
+
+    def _make_sample(self, record, rng):
+        image = read_image(record.image)
+        mask = self.read_labels(record)
+        if mask.shape[:2] != image.shape[:2]:
+            raise ImageReadError(f"mask '{record.mask}' is {mask.shape[1]}x{mask.shape[0]} but image '{record.image}' "
+                                 f"is {image.shape[1]}x{image.shape[0]}; expected the same size.")
+        params = self.augment.sample(rng) if self.augment else None
+        mat = self.matrix(image.shape, params, rng)
+        crop = warp_image(image, mat, self.input_size)
+        if params is not None:
+            crop = self.augment.jitter(crop, rng)
+        labels = warp_mask(mask, self._label_matrix(mat), self.label_size, ignore_value=self.ignore_label)
+        return crop, encode_mask(labels, self.num_classes, self.ignore_label)
+
+    def _collate(self, samples):
+        images = self._images(samples)
+        labels = np.stack([s[1] for s in samples]).astype(np.int32, copy=False)
+        return images, (labels if self.num_outputs == 1 else (labels,) * self.num_outputs)
+
+    def config(self) -> dict:
+        return {"batch_size": self.batch_size, "input_size": list(self.input_size),
+                "label_size": list(self.label_size), "num_classes": self.num_classes,
+                "ignore_label": self.ignore_label, "num_outputs": self.num_outputs,
+                "augment": None if self.augment is None else asdict(self.augment),
+                "normalization": asdict(self.normalization), "feed": self.feed, "seed": self.seed,
+                "shuffle": self.shuffle, "drop_remainder": self.drop_remainder, "on_error": self.on_error}
