@@ -95,14 +95,17 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output folder (resumes if it holds a backup)")
     _data_args(t)
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    t.add_argument("--preset", help="optimiser preset (hourglass, cpm, pspnet, fcn, resnet, default; "
-                                    "default: the model's family)")
-    t.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam", "adamw"), help="default: the preset's")
+    t.add_argument("--preset", help="optimiser preset (hourglass, cpm, pspnet, fcn, fcn16s, fcn8s, resnet, default; "
+                                    "default: the model's own, else its family's)")
+    t.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam", "adamw"),
+                   help="default: the preset's. sgd is Caffe's/PyTorch's (weight decay through momentum); "
+                        "another kind than the preset's starts from Keras' default rate, not the preset's numbers")
     t.add_argument("--lr", type=real(0, above=True), help="learning rate (default: the preset's)")
     t.add_argument("--schedule", choices=("constant", "step", "poly", "cosine"), help="learning-rate schedule "
                    "(default: the preset's)")
     t.add_argument("--warmup-epochs", type=real(0), help="linear warm-up length in epochs (default: the preset's)")
-    t.add_argument("--weight-decay", type=real(0), help="default: the preset's")
+    t.add_argument("--weight-decay", type=real(0), help="default: the preset's (coupled L2 for sgd, "
+                   "decoupled for the others)")
     t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: fp32")
     t.add_argument("--steps-per-execution", type=count(1), default=1,
                    help="training steps per compiled call (fewer host round trips for fast steps)")

@@ -81,17 +81,38 @@ PRESETS = {
     # FCN solver.prototxt: SGD 1e-10 on the unnormalised pixel sum, momentum 0.99, wd 5e-4, fixed.
     "fcn": Preset("sgd", 1e-10, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels",
                   multipliers=FCN_MULTIPLIERS),
+    # The staged FCNs' solvers (voc-fcn16s, voc-fcn8s solver.prototxt) lower the rate as each stage starts
+    # from the previous one's weights: 1e-12 and 1e-14; the at-once FCN-8s keeps 1e-10. Picked by zoo name.
+    "fcn16s": Preset("sgd", 1e-12, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels",
+                     multipliers=FCN_MULTIPLIERS),
+    "fcn8s": Preset("sgd", 1e-14, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels",
+                    multipliers=FCN_MULTIPLIERS),
     # SimpleBaseline MPII yaml: Adam 1e-3, x0.1 at 90 and 120 of 140 epochs.
     "resnet": Preset("adam", 1e-3, "step", milestones=(90 / 140, 120 / 140), gamma=0.1),
     "default": Preset("adam", 1e-3, "cosine", warmup_epochs=0.0),
 }
 
 
-def resolve_preset(preset, family, overrides) -> Preset:
-    """``preset`` (a :class:`Preset`, a :data:`PRESETS` key or ``None``: the family's) with the non-None ``overrides``."""
+# Keras' own default rates, for an optimizer override that is not the preset's kind
+_KERAS_RATES = {"sgd": 0.01, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
+
+
+def resolve_preset(preset, family, overrides, *, model_name=None) -> Preset:
+    """``preset`` (a :class:`Preset`, a :data:`PRESETS` key or ``None``: the model's) with the non-None ``overrides``.
+
+    ``None`` takes :data:`PRESETS` ``[model_name]`` where there is one (the staged FCNs), else the family's.
+    An ``optimizer`` override of another kind than the preset's drops the numbers tuned for the preset's
+    optimiser (rate and its ``lr_scale``, momentum, rho/epsilon, weight decay, multipliers): cpm's SGD rate
+    8e-5 x K would have made Adam's rate 1.27 and its momentum 0.9 gone into RMSprop. It starts from Keras'
+    default rate for that optimiser instead (``learning_rate`` overrides it) and keeps the schedule.
+    """
     p = PRESETS.get(preset, preset) if isinstance(preset, str) else preset
-    p = p or PRESETS.get(family, PRESETS["default"])
+    p = p or PRESETS.get(model_name) or PRESETS.get(family, PRESETS["default"])
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    kind = overrides.get("optimizer")
+    if isinstance(kind, str) and kind.lower() != p.optimizer.lower() and kind.lower() in _KERAS_RATES:
+        p = replace(p, learning_rate=_KERAS_RATES[kind.lower()], lr_scale=None, momentum=0.0, rho=0.9,
+                    epsilon=1e-7, weight_decay=None, multipliers=(), sgd_style="caffe")
     if overrides.get("learning_rate") is not None:
         overrides.setdefault("lr_scale", None)  # an explicit lr is taken as is
     return replace(p, **overrides)

@@ -231,7 +231,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     with dist.scope(), jax_distribution(dist):
         model, family = _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed, dist, log)
         p = resolve_preset(preset, family, dict(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
-                                                 warmup_epochs=warmup_epochs, weight_decay=weight_decay))
+                                                 warmup_epochs=warmup_epochs, weight_decay=weight_decay),
+                           model_name=getattr(model, "_zoo_name", None))
         opt = _optimizer_for(p, model, task, train_data, epochs, dist, policy)
         default_monitor = _compile(model, task, train_data, opt, aux_weight, jit_compile, steps_per_execution)
 
@@ -324,7 +325,7 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
 def _match_heatmap_offset(model, rec, train_data, val_data, log) -> None:
     """Train in the weights' heatmap convention, and keep the model's record true to what it learns.
 
-    A release's weights put heatmap pixel 0 at ``rec.heatmap_offset`` input px (CPM 3.5, hourglass 2.0):
+    A release's weights put heatmap pixel 0 at ``rec.heatmap_offset`` input px (CPM 3.5, hourglass 1.5):
     with a dataset left at the default 0, its targets move to the release's convention (as the input
     normalisation does), so fine-tuning does not first unlearn a 2-3.5 px shift. A dataset given another
     offset wins; the model's record then says so, since ``evaluate``/``predict`` decode with it.

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.optimizers import PRESETS, Preset, make_optimizer
+from training.optimizers import PRESETS, Preset, make_optimizer, resolve_preset
 from training.solvers import CoupledSGD
 
 pytestmark = pytest.mark.backend_agnostic
@@ -211,3 +211,25 @@ def test_fp16_wraps_it_in_loss_scaling_and_keeps_the_multipliers(tmp_path):
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CoupledSGD(**kwargs)
+
+
+@pytest.mark.parametrize("family, kind, rate", [("cpm", "adam", 1e-3), ("cpm", "rmsprop", 1e-3),
+                                                ("fcn", "adamw", 1e-3), ("hourglass", "sgd", 0.01)])
+def test_another_optimizer_kind_starts_from_keras_defaults_not_the_presets_tuned_numbers(family, kind, rate):
+    # cpm's 8e-5 is an SGD rate for a summed loss: x K it made Adam's rate 8e-5 * 15,870 = 1.27, and its
+    # momentum 0.9 went into RMSprop; Keras' own defaults (hand values) and no multipliers instead
+    p = resolve_preset(None, family, {"optimizer": kind})
+    opt = make_optimizer(p, epochs=1, steps_per_epoch=1, output_shape=(None, 46, 46, 15))
+    assert float(opt._learning_rate.learning_rate) == pytest.approx(rate)
+    assert getattr(opt, "momentum", 0.0) == 0.0 and p.multipliers == () and p.weight_decay is None
+    ours = resolve_preset(None, family, {"optimizer": kind, "learning_rate": 3e-4, "weight_decay": 1e-5})
+    assert (ours.learning_rate, ours.weight_decay, ours.lr_scale) == (3e-4, 1e-5, None)
+    same = resolve_preset(None, family, {"optimizer": PRESETS[family].optimizer.upper()})  # same kind: kept
+    assert same.learning_rate == PRESETS[family].learning_rate and same.momentum == PRESETS[family].momentum
+
+
+@pytest.mark.parametrize("name, rate", [("fcn32s", 1e-10), ("fcn16s", 1e-12), ("fcn8s", 1e-14),
+                                        ("fcn8s_atonce", 1e-10)])
+def test_each_fcn_takes_its_own_solvers_base_rate(name, rate):
+    # voc-fcn32s / voc-fcn16s / voc-fcn8s / voc-fcn8s-atonce solver.prototxt base_lr
+    assert resolve_preset(None, "fcn", {}, model_name=name).learning_rate == rate
