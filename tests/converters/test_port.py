@@ -97,8 +97,9 @@ def test_port_pspnet50_bn(rng):
 
 def test_port_fcn8s_atonce_weights(rng):
     # 134 M parameters: compare the ported weights (no forward pass; to_keras' FCN is checked vs OpenCV).
+    # Uniform draws: distinct values are all a layout check needs, and 1.5x faster than normal ones at this size.
     net = loads(nets.fcn8s(64, 64, classes=3, atonce=True))
-    blobs = {name: [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    blobs = {name: [rng.random(s, dtype=np.float32) for s in shapes]
              for name, shapes in blob_shapes(net).items()}
     for layer in net.layers:
         layer.blobs = blobs.get(layer.name, [])
@@ -106,7 +107,8 @@ def test_port_fcn8s_atonce_weights(rng):
     report = caffe.port(net, model)
     assert len(report.filled) == len([l for l in model.layers if l.weights]) == 23
     got = {l.name: [keras.ops.convert_to_numpy(w) for w in l.weights] for l in model.layers if l.weights}
-    np.testing.assert_array_equal(got["fc6"][0], blobs["fc6"][0].transpose(2, 3, 1, 0))
+    # fc6 holds 103 M weights: np.array_equal (exact, shapes included) takes 2 s where assert_array_equal took 20.
+    assert np.array_equal(got["fc6"][0], blobs["fc6"][0].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(got["upscore8"][0], blobs["upscore8"][0].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(got["scale_pool4"][0], blobs["scale_pool4"][0])
     np.testing.assert_array_equal(got["score_pool3"][1], blobs["score_pool3"][1])
