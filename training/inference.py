@@ -68,15 +68,14 @@ def _output_task(out, hw):
 
 
 def _probabilities(scores):
+    from training.tta import softmax
+
     s = np.asarray(scores, np.float64)
     if (s >= 0).all() and abs(s.sum() - 1) < 1e-3:  # already a softmax
         return s
-    # NaN never wins (as labels_from_scores): probability 0; +inf shares the whole mass
+    # NaN never wins (as labels_from_scores): probability 0, all NaN all 0; +inf shares the whole mass
     s = np.nan_to_num(s, nan=-np.inf, posinf=np.finfo(np.float64).max)
-    if not np.isfinite(s.max()):
-        return np.zeros_like(s)
-    e = np.exp(s - s.max())
-    return e / e.sum()
+    return softmax(s)
 
 
 def _draw_text_lines(img, lines):

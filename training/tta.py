@@ -42,8 +42,8 @@ from training.targets import flip_test, scores_to_image
 from training.transforms import affine_matrix, compose, grid_matrix, invert
 
 __all__ = ["check_scales", "check_canvas_memory", "fixed_input", "pose_views", "pose_heatmaps", "heatmap_frame_matrix",
-           "average_heatmaps", "View", "segmentation_views", "canvas_matrix", "canvas_size", "windows", "probabilities",
-           "segmentation_passes", "segmentation_probabilities"]
+           "average_heatmaps", "View", "segmentation_views", "canvas_matrix", "canvas_size", "windows", "softmax",
+           "probabilities", "segmentation_passes", "segmentation_probabilities"]
 
 _STRIDE_RATE = 2 / 3  # PSPNet's sliding-window step: 2/3 of the window
 
@@ -273,6 +273,16 @@ def segmentation_views(model, ds, scales) -> list:
     return views
 
 
+def softmax(z) -> np.ndarray:
+    """``(..., C)`` softmax over the last axis, in ``z``'s float dtype. Each row's maximum is subtracted first (no
+    overflow; a row whose maximum is not finite subtracts 0), and a row whose exponentials sum to 0 (all -inf) is
+    all 0. NaN is the caller's: map it to -inf first where it must never win."""
+    top = z.max(-1, keepdims=True)
+    e = np.exp(z - np.where(np.isfinite(top), top, 0.0))
+    total = e.sum(-1, keepdims=True)
+    return e / np.where(total > 0, total, 1.0)
+
+
 def probabilities(scores) -> np.ndarray:
     """``(..., C)`` softmax probabilities of class scores; scores that already are probabilities (>= 0, summing to
     1 within 1e-3 at every pixel) are kept. A NaN score gets probability 0 (it never wins, as
@@ -281,10 +291,7 @@ def probabilities(scores) -> np.ndarray:
     if s.size and np.all(s >= 0) and np.all(np.abs(s.sum(-1) - 1) < 1e-3):
         return s
     s = np.nan_to_num(s, nan=-np.inf, posinf=np.finfo(np.float32).max)
-    top = s.max(-1, keepdims=True)
-    e = np.exp(s - np.where(np.isfinite(top), top, 0.0))
-    total = e.sum(-1, keepdims=True)
-    return (e / np.where(total > 0, total, 1.0)).astype(np.float32)
+    return softmax(s).astype(np.float32, copy=False)
 
 
 def _mirror(width) -> np.ndarray:

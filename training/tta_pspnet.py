@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 import scipy.sparse
 
+from training.tta import softmax
+
 __all__ = ["check_base_size", "matlab_round", "scaled_size", "imresize", "pspnet_probabilities"]
 
 _STRIDE_RATE = 2 / 3  # scale_process.m's window step: ceil(2/3 crop)
@@ -158,13 +160,6 @@ def _log_softmax(scores, probabilities=None) -> np.ndarray:
         return s - top - np.log(np.exp(s - top).sum(-1, keepdims=True))
 
 
-def _softmax(z) -> np.ndarray:
-    top = z.max(-1, keepdims=True)
-    e = np.exp(z - np.where(np.isfinite(top), top, 0.0))
-    total = e.sum(-1, keepdims=True)
-    return e / np.where(total > 0, total, 1.0)
-
-
 def _to_crop(scores, crop):
     """``(gh, gw, C)`` scores resized to the ``(w, h)`` crop with align-corners bilinear (Caffe's Interp)."""
     gh, gw = scores.shape[:2]
@@ -200,7 +195,7 @@ def _add_window_probabilities(total, out, corners, crop, flip) -> None:
     reduced with ``cv2.reduce`` (NumPy's last-axis reductions of 21 values take ~5-7 ns per value, OpenCV's
     0.1-0.7). Outputs that are probabilities already are logged (``_log_softmax``'s test, per output). Scores with
     a NaN or an infinity (or a flipped sum that overflows) make a pixel's sum non-finite: those rows then take the
-    float64 ``_log_softmax`` / ``_softmax`` instead, which keep their meaning (NaN never wins, +inf does).
+    float64 ``_log_softmax`` / ``softmax`` instead, which keep their meaning (NaN never wins, +inf does).
     """
     cw, ch = crop
     n = len(corners)
@@ -232,7 +227,7 @@ def _add_window_probabilities(total, out, corners, crop, flip) -> None:
                 ls = _log_softmax(crops[i][r0:r1], logged[i])
                 if flip:
                     ls = ls + _log_softmax(crops[n + i][r0:r1, ::-1], logged[n + i])
-                z[...] = _softmax(ls)
+                z[...] = softmax(ls)
             dst = total[y0 + r0:y0 + r1, x0:x0 + cw]
             np.add(dst, z, out=dst)
 
