@@ -380,7 +380,8 @@ def build_parser():
     s.add_argument("--input-shape", type=count(1), nargs=2, metavar=("H", "W"),
                    help="fix the image size of an any-size model (LiteRT needs one)")
     s.add_argument("--batch-size", type=count(1),
-                   help="fix the batch (default: free for a SavedModel, 1 for LiteRT)")
+                   help="fix the batch (default: the one the model's input fixes, else free for a SavedModel and "
+                        "1 for LiteRT)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace an existing OUT (atomically), if it is an earlier export (SavedModel folder, .tflite)")
     s.add_argument("--no-verify", dest="verify", action="store_false",

@@ -55,7 +55,10 @@ class ExportResult:
     ``max_error``: max |artifact - Keras| over all outputs on the check input (``None`` with ``verify=False``);
     ``max_output``: max |Keras output| there over all outputs (the check holds each output to its own);
     ``input_shapes``: the artifact's inputs, ``None`` for a free (any-size) axis; ``record_path``: the JSON beside
-    it (:func:`_artifact_record`: inputs, outputs, preprocessing, weights record).
+    it (:func:`_artifact_record`: inputs, outputs, preprocessing, weights record); ``verified``: whether the check
+    compared every output (``False`` with ``verify=False``, or where an output had no finite non-zero value on the
+    check input even with the model's all-zero weights varied); ``verification``: what was checked, or why not
+    (also the JSON's ``"verified"`` and ``"verification"``).
     """
 
     path: Path
@@ -64,6 +67,8 @@ class ExportResult:
     max_error: float | None
     max_output: float | None
     record_path: Path
+    verified: bool = False
+    verification: str = ""
 
 
 def _jax2tf_kwargs(backend) -> dict:
@@ -85,9 +90,19 @@ def _positive_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1
 
 
+def _model_batch(model):
+    """The batch size fixed by ``model``'s inputs (``keras.Input(..., batch_size=N)``), ``None`` when free. Inputs
+    that fix different batches are refused: no artifact could serve them."""
+    fixed = {(x.name, x.shape[0]) for x in keras.tree.flatten(model.input) if x.shape and x.shape[0] is not None}
+    if len({b for _, b in fixed}) > 1:
+        raise ExportError(f"export: {model.name}'s inputs fix different batch sizes: "
+                          f"{', '.join(f'{n!r} {b}' for n, b in sorted(fixed))}")
+    return next(iter(fixed))[1] if fixed else None
+
+
 def _signature(model, batch_size, input_shape, fmt):
     """``keras.InputSpec`` s in the structure of ``model.input`` (a CPM's is a dict), with the batch and any
-    fixed size applied."""
+    fixed size applied (``batch_size`` agrees with a batch the model's inputs fix, see :func:`export`)."""
 
     def spec(x):
         shape = list(x.shape)
@@ -195,15 +210,16 @@ def _is_earlier_export(path: Path, fmt: str) -> bool:
 
 def _tolerance(model) -> float:
     """The check's error allowance, a fraction of an output's largest value: :data:`_RTOL`, or more for a model
-    that computes in bfloat16/float16 (a mixed dtype policy), which no two runtimes round alike."""
+    that computes in bfloat16/float16 (a mixed or pure 16-bit dtype policy), which no two runtimes round alike."""
     computes = {l.dtype_policy.compute_dtype for l in model._flatten_layers(include_self=False, recursive=True)}
     return max([_RTOL] + [_RTOL_EPS[d] for d in computes if d in _RTOL_EPS])
 
 
-def _mixed_policies(model) -> set:
-    """Names of the mixed dtype policies (``mixed_bfloat16``, ``mixed_float16``) ``model``'s layers compute in."""
+def _half_precision_policies(model) -> set:
+    """Names of the 16-bit float dtype policies ``model``'s layers compute or keep weights in: mixed
+    (``mixed_bfloat16``, ``mixed_float16``) or pure (``bfloat16``, ``float16``)."""
     return {l.dtype_policy.name for l in model._flatten_layers(include_self=False, recursive=True)
-            if l.dtype_policy.compute_dtype != l.dtype_policy.variable_dtype}
+            if {l.dtype_policy.compute_dtype, l.dtype_policy.variable_dtype} & set(_RTOL_EPS)}
 
 
 def _float32_copy(model):
@@ -218,6 +234,106 @@ def _float32_copy(model):
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
     return carry_metadata(model, copy)
+
+
+def _write(model, artifact: Path, fmt, specs, backend):
+    """``model.export`` into ``artifact``; Keras' failure as an :class:`ExportError` (with a hint on JAX)."""
+    try:
+        model.export(str(artifact), format=fmt, verbose=False, input_signature=[specs],  # one argument
+                     **_jax2tf_kwargs(backend))
+    except Exception as e:
+        from zoo.errors import one_line
+
+        hint = ""
+        if backend == "jax" and any(None in s.shape[1:] for s in keras.tree.flatten(specs)):
+            # before Keras' reason, which can be long (symbolic sizes) and is cut short by one_line
+            hint = (" (on JAX, free sizes go through jax2tf's shape polymorphism, which not every layer supports, "
+                    "the Caffe pooling layers and the hourglass among them: pass input_shape=(H, W) (kerazoo "
+                    "export --input-shape H W), or export under KERAS_BACKEND=tensorflow, which keeps them free)")
+        raise ExportError(f"export: Keras could not write {model.name} as {fmt}{hint}: {one_line(e, 300)}") from e
+
+
+def _output_names(model, indices) -> str:
+    """``"output 0 ('score')"``, ``"outputs 0 ('a'), 2 ('c')"``: outputs by number and Keras layer name."""
+    tensors = keras.tree.flatten(model.output)
+    names = ", ".join(f"{i} ('{tensors[i]._keras_history[0].name}')" for i in indices)
+    return f"output{'s' if len(indices) > 1 else ''} {names}"
+
+
+def _check(model, artifact: Path, fmt, specs, feed, varied=""):
+    """Runs ``artifact`` on ``feed`` with TensorFlow and compares each output with ``model.predict``'s; an output
+    off by more than :func:`_tolerance` of its own largest |value| is an :class:`ExportError`. Returns ``(max error,
+    max |output|, [outputs without a finite non-zero value]``: those the comparison could not check)."""
+    ours = _flat(model.predict(feed, verbose=0))
+    theirs = _run_litert(artifact, specs, feed) if fmt == "litert" else _run_saved_model(artifact, feed)
+    errors = _compare(ours, theirs, model.name)
+    # each output against its own scale: a small output (class probabilities beside heatmaps in the
+    # thousands) could otherwise be wrong by far more than 1e-4 of itself
+    rtol = _tolerance(model)
+    for i, (e, s) in enumerate(errors):
+        if not e <= rtol * max(s, 1e-12):
+            raise ExportError(f"export: the {fmt} artifact differs from {model.name}{varied} by up to {e:.3g} in "
+                              f"{_output_names(model, [i])} (largest |value| {s:.3g}, allowed {rtol:g} of it) on a "
+                              f"random input of shape {[x.shape for x in keras.tree.flatten(feed)]}; nothing was "
+                              f"written")
+    return max(e for e, _ in errors), max(s for _, s in errors), [i for i, (_, s) in enumerate(errors) if s == 0]
+
+
+def _zero_weights_varied(model, seed=1):
+    """``(copy, paths)``: a copy of ``model`` whose floating-point weights that are zero everywhere (FCN's score
+    layers when fresh, as the original initialises them) hold seeded normal values N(0, 1 / fan_in) instead
+    (fan_in: the product of all but the last axis, 1 for a vector), and those weights' paths; ``(None, [])``
+    when no weight is all zero. The other weights are ``model``'s; ``model`` itself is left as it is."""
+    rng = np.random.default_rng(seed)
+    weights, paths = [], []
+    for v, w in zip(model.weights, model.get_weights()):
+        if "float" in keras.backend.standardize_dtype(v.dtype) and w.size and not np.any(np.asarray(w, np.float32)):
+            fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
+            w = rng.normal(0.0, fan_in**-0.5, w.shape).astype(w.dtype)
+            paths.append(v.path)
+        weights.append(w)
+    if not paths:
+        return None, []
+    copy = keras.models.clone_model(model, recursive=True)  # nested models too: never the caller's variables
+    copy.set_weights(weights)
+    return copy, paths
+
+
+def _check_varied(model, fmt, specs, feed, workdir: Path, backend, blank, say):
+    """The check when outputs ``blank`` had no finite non-zero value on the check input (a fresh FCN's zero score
+    layers), so it compared nothing there: a copy with the all-zero weights seeded random
+    (:func:`_zero_weights_varied`) is exported beside the artifact and checked the same way, which shows the graph
+    was written right; the artifact keeps the real weights. Returns ``(verified, what was checked)``; an error there
+    is an :class:`ExportError`."""
+    from zoo.errors import one_line
+
+    what = f"{_output_names(model, blank)} had no finite non-zero value on the check input"
+    try:
+        copy, paths = _zero_weights_varied(model)
+    except Exception as e:  # a model clone_model cannot copy (a subclassed one without get_config)
+        return False, f"{what}, and {model.name} could not be copied to vary its all-zero weights ({one_line(e, 200)})"
+    if copy is None:
+        return False, f"{what}, and {model.name} has no all-zero weights to vary: the check compared nothing there"
+    shown = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+    say(f"{what}: checking again with its all-zero weights ({shown}) seeded random, in a copy exported for the "
+        f"check (the artifact keeps the real weights) ...", flush=True)
+    varied = workdir / ("varied.tflite" if fmt == "litert" else "varied")
+    _write(copy, varied, fmt, specs, backend)
+    try:
+        error, scale, still = _check(copy, varied, fmt, specs, feed,
+                                     f" (a copy with its all-zero weights {shown} seeded random)")
+    finally:  # its space back at once (a 134M-parameter FCN-8s: 0.5 GB)
+        if varied.is_dir():
+            shutil.rmtree(varied, ignore_errors=True)
+        else:
+            varied.unlink(missing_ok=True)
+    say(f"checked the copy: max |artifact - Keras| = {error:.3g} (largest output {scale:.3g})", flush=True)
+    if still:
+        return False, (f"{_output_names(model, still)} had no finite non-zero value on the check input, also with "
+                       f"{model.name}'s all-zero weights ({shown}) seeded random: the check compared nothing there")
+    return True, (f"{what} (all-zero weights {shown}): checked on a copy with those weights seeded random, exported "
+                  f"the same way; each output within {_tolerance(copy):g} of its largest |value| on a seeded random "
+                  f"input")
 
 
 def _artifact_record(model, fmt, specs, record) -> dict:
@@ -344,14 +460,20 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         format: ``"saved_model"`` (alias ``"tf_saved_model"``) or ``"litert"`` (alias ``"tflite"``).
         input_shape: ``(H, W)`` fixing the image size of a model built for any size (LiteRT needs one; a
             SavedModel keeps free axes free without it). Must agree with a model's fixed size.
-        batch_size: fixed batch of the artifact. Default: free for a SavedModel, 1 for LiteRT (a PSPNet
-            written with a free batch failed to load: TFLite could not size some of its tensors).
+        batch_size: fixed batch of the artifact. Default: the batch the model's inputs fix
+            (``keras.Input(..., batch_size=N)``; another ``batch_size`` is refused), else free for a SavedModel and
+            1 for LiteRT (a PSPNet written with a free batch failed to load: TFLite could not size some of its
+            tensors). The JSON's ``"batch"`` gives the size and where it came from.
         verify: load the artifact back with TensorFlow and compare its outputs with the model's on a seeded
             random input (pixels uniform in [0, 255]); an error above ``1e-4`` of an output's largest value (each
             output its own; ``16 eps`` of bfloat16/float16, 0.125/0.0156, for a model computing in one), or a
-            NaN/inf the other side lacks, is an ``ExportError`` and nothing is written. A model under a mixed
-            dtype policy is written to LiteRT as a float32 copy (same weights; LiteRT has no bfloat16 kernels) and
-            checked against that copy.
+            NaN/inf the other side lacks, is an ``ExportError`` and nothing is written. An output with no finite
+            non-zero value there (a fresh FCN's: its score layers start at zero) compares nothing: a copy with the
+            model's all-zero weights seeded random is exported beside it and checked instead (the artifact keeps
+            the real weights); where that cannot help, the artifact is written with ``"verified": false`` and the
+            reason in the JSON (and :class:`ExportResult`). A model under a 16-bit dtype policy, mixed or pure
+            (``bfloat16``, ``float16``), is written to LiteRT as a float32 copy (same weights; LiteRT has no
+            bfloat16 kernels) and checked against that copy.
         overwrite: replace an existing ``path`` (atomically: the old artifact until the new one is complete); only
             an earlier export (a SavedModel folder, a ``.tflite`` file) or an empty folder/file is replaced.
         record: the :class:`zoo.WeightsRecord` written beside the artifact; default ``zoo.weights_record(model)``.
@@ -384,18 +506,28 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
                 or not all(_positive_int(v) for v in input_shape)):
             raise ExportError(f"export: input_shape must be (H, W) of positive ints. Received: {input_shape!r}")
         input_shape = tuple(int(v) for v in input_shape)
-    if batch_size is None and fmt == "litert":
-        batch_size = 1
     if batch_size is not None:
         if not _positive_int(batch_size):  # 2.0 passed, then Keras could not make a shape of it
             raise ExportError(f"export: batch_size must be a positive int or None. Received: {batch_size!r}")
         batch_size = int(batch_size)
+    # a batch the model's inputs fix is the artifact's: it was exported with a free one, which the model's graph
+    # (a Reshape to it, say) need not serve
+    fixed_batch = _model_batch(model)
+    if fixed_batch is not None and batch_size not in (None, fixed_batch):
+        raise ExportError(f"export: batch_size={batch_size} contradicts {model.name}'s inputs, which fix batch "
+                          f"{fixed_batch}; leave batch_size out (kerazoo export without --batch-size) to export with it")
+    batch = {"size": batch_size, "from": "batch_size (kerazoo export --batch-size)"} if batch_size is not None else \
+        {"size": fixed_batch, "from": "the model's inputs"} if fixed_batch is not None else \
+        {"size": 1, "from": "LiteRT's default (a free batch failed to load)"} if fmt == "litert" else \
+        {"size": None, "from": "free: any batch"}
+    batch_size = batch["size"]
     path = Path(path)
     _prepare_target(path, overwrite, fmt)
-    mixed = _mixed_policies(model) if fmt == "litert" else set()
+    mixed = _half_precision_policies(model) if fmt == "litert" else set()
     if mixed:
         # LiteRT has no builtin bfloat16 (nor float16-compute) kernels: Keras' converter falls back to TensorFlow
-        # ops (FlexConv2D) that LiteRT runtimes cannot run. The float32 copy is checked in its place.
+        # ops (FlexConv2D) that LiteRT runtimes cannot run, under a mixed policy and a pure one (bfloat16 weights
+        # too) alike. The float32 copy is checked in its place.
         model = _float32_copy(model)
     record = weights_record(model) if record is None else record
     specs = _signature(model, batch_size, input_shape, fmt)
@@ -415,38 +547,21 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
     artifact = workdir / ("artifact.tflite" if fmt == "litert" else "artifact")
     done = False
     try:
-        try:
-            model.export(str(artifact), format=fmt, verbose=False, input_signature=[specs],  # one argument
-                         **_jax2tf_kwargs(backend))
-        except Exception as e:
-            from zoo.errors import one_line
-
-            hint = ""
-            if backend == "jax" and any(None in s.shape[1:] for s in flat_specs):
-                # before Keras' reason, which can be long (symbolic sizes) and is cut short by one_line
-                hint = (" (on JAX, free sizes go through jax2tf's shape polymorphism, which not every layer supports, "
-                        "the Caffe pooling layers and the hourglass among them: pass input_shape=(H, W) (kerazoo "
-                        "export --input-shape H W), or export under KERAS_BACKEND=tensorflow, which keeps them free)")
-            raise ExportError(f"export: Keras could not write {model.name} as {fmt}{hint}: {one_line(e, 300)}") from e
+        _write(model, artifact, fmt, specs, backend)
         error = scale = None
+        verified, verification = False, "not checked (verify=False, kerazoo export --no-verify)"
         if verify:
             feed = _check_input(specs, record)
-            ours = _flat(model.predict(feed, verbose=0))
-            theirs = _run_litert(artifact, specs, feed) if fmt == "litert" else _run_saved_model(artifact, feed)
-            errors = _compare(ours, theirs, model.name)
-            # each output against its own scale: a small output (class probabilities beside heatmaps in the
-            # thousands) could otherwise be wrong by far more than 1e-4 of itself
-            rtol = _tolerance(model)
-            for i, (e, s) in enumerate(errors):
-                if not e <= rtol * max(s, 1e-12):
-                    name = keras.tree.flatten(model.output)[i]._keras_history[0].name
-                    raise ExportError(f"export: the {fmt} artifact differs from {model.name} by up to {e:.3g} in "
-                                      f"output {i} ('{name}', largest |value| {s:.3g}, allowed {rtol:g} of it) on a "
-                                      f"random input of shape {[x.shape for x in keras.tree.flatten(feed)]}; nothing "
-                                      f"was written")
-            error, scale = max(e for e, _ in errors), max(s for _, s in errors)
+            error, scale, blank = _check(model, artifact, fmt, specs, feed)
             say(f"checked: max |artifact - Keras| = {error:.3g} (largest output {scale:.3g})", flush=True)
+            verified, verification = True, (f"each output within {_tolerance(model):g} of its largest |value| on a "
+                                            f"seeded random input")
+            if blank:
+                verified, verification = _check_varied(model, fmt, specs, feed, workdir, backend, blank, say)
+            if not verified:
+                say(f"warning: not verified: {verification}", flush=True)
         meta = _artifact_record(model, fmt, specs, record)
+        meta.update(batch=batch, verified=verified, verification=verification)
         if fmt == "litert":  # OUT.json is written (beside, synced) before the renames, so both land together
             record_path = Path(f"{path}.json")
             staged = workdir / "record.json"
@@ -464,4 +579,4 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
             _remove_empty(made)
     say(f"wrote {path}" + (f" and {record_path}" if fmt == "litert" else ""))
     return ExportResult(path=path, format=fmt, input_shapes=[list(s.shape) for s in flat_specs], max_error=error,
-                        max_output=scale, record_path=record_path)
+                        max_output=scale, record_path=record_path, verified=verified, verification=verification)

@@ -293,17 +293,19 @@ def test_json_names_outputs_dtypes_and_replaces_a_stale_one(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_litert_of_a_mixed_precision_model_is_float32(tmp_path, rng, policy):
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16", "bfloat16", "float16"])
+def test_litert_of_a_16_bit_model_is_float32(tmp_path, rng, policy):
     # a bf16/fp16 model's .tflite held TensorFlow ops (FlexPad, FlexConv2D) LiteRT cannot run: the check died in
-    # a RuntimeError about the Flex delegate, and with verify=False the file was written anyway
+    # a RuntimeError about the Flex delegate, and with verify=False the file was written anyway; a pure policy
+    # (16-bit weights too) still was, after mixed ones were converted
     if _refused_on_this_backend("litert"):
         return
     x = keras.Input((6, 6, 3), name="image")
     h = keras.layers.Conv2D(4, 3, padding="same", name="conv", dtype=policy)(x)
     model = keras.Model(x, keras.layers.Activation("linear", dtype="float32", name="out")(h), name="mixed")
-    kernel, bias = rng.normal(size=(3, 3, 3, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
-    model.get_layer("conv").set_weights([kernel, bias])
+    model.get_layer("conv").set_weights([rng.normal(size=(3, 3, 3, 4)), rng.normal(size=4)])
+    # as stored: a pure policy keeps them in 16 bits, which the float32 copy takes over exactly
+    kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer("conv").get_weights())
     result = export(model, tmp_path / "m.tflite", format="litert", verbose=False)
     assert result.max_error <= RTOL * result.max_output
     import tensorflow as tf
@@ -432,3 +434,79 @@ def test_a_jax_saved_model_runs_on_cpu_and_cuda(tmp_path):
     platforms = {tuple(node.attr["platforms"].list.s) for f in proto.meta_graphs[0].graph_def.library.function
                  for node in f.node_def if node.op == "XlaCallModule"}
     assert platforms == ({(b"CPU", b"CUDA")} if BACKEND == "jax" else set())  # TensorFlow: plain TF ops
+
+
+def test_an_output_of_zeros_is_checked_with_the_zero_weights_varied(tmp_path, rng):
+    # a fresh FCN's score layers start at zero (voc-fcn*/net.py), so its output is 0 on any input: the check
+    # compared 0 with 0 and said "checked" of a graph it never saw work; a wrong one passed too
+    if _refused_on_this_backend("saved_model"):
+        return
+    x = keras.Input((6, 6, 3), name="image")
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")
+    score = keras.layers.Conv2D(2, 1, kernel_initializer="zeros", name="score")
+    wrong = keras.Model(x, score(_TraceCount(name="traced")(conv(x))), name="wrong")
+    with pytest.raises(ExportError, match=r"differs from wrong \(a copy with its all-zero weights .*score/kernel.* "
+                                          r"seeded random\) by up to .* nothing was written"):
+        export(wrong, tmp_path / "wrong", verbose=False)
+    assert os.listdir(tmp_path) == []
+
+    fcn = keras.Model(x, score(conv(x)), name="fcn")
+    result = export(fcn, tmp_path / "fcn", verbose=False)
+    meta = json.loads((tmp_path / "fcn" / "kerazoo.json").read_text())
+    assert result.verified and meta["verified"] is True
+    assert meta["verification"].startswith("output 0 ('score') had no finite non-zero value on the check input "
+                                           "(all-zero weights conv/bias, score/kernel, score/bias): checked on a copy")
+    pixels = rng.uniform(0, 255, (2, 6, 6, 3)).astype(np.float32)
+    (y,) = _serve(tmp_path / "fcn", fcn, {"image": pixels})
+    np.testing.assert_array_equal(y, np.zeros((2, 6, 6, 2)))  # the real (zero) weights were written, not the copy's
+    assert not score.get_weights()[0].any()  # and the caller's model left as it was
+
+    # nothing to vary: 'verified' false with the reason, never "checked"
+    dead = keras.Model(x, keras.layers.ReLU(name="relu")(keras.layers.Conv2D(
+        1, 1, use_bias=False, kernel_initializer=keras.initializers.Constant(-1.0), name="neg")(x)), name="dead")
+    result = export(dead, tmp_path / "dead", verbose=False)
+    meta = json.loads((tmp_path / "dead" / "kerazoo.json").read_text())
+    assert result.verified is False and meta["verified"] is False
+    assert meta["verification"] == ("output 0 ('relu') had no finite non-zero value on the check input, and dead has "
+                                    "no all-zero weights to vary: the check compared nothing there")
+    (y,) = _serve(tmp_path / "dead", dead, {"image": pixels - 128})
+    np.testing.assert_allclose(y, np.maximum(-(pixels - 128).sum(-1, keepdims=True), 0), rtol=1e-5)  # relu(-sum)
+    unchecked = export(_tiny(), tmp_path / "unchecked", verify=False, verbose=False)
+    assert unchecked.verified is False and json.loads(unchecked.record_path.read_text())["verification"] == \
+        "not checked (verify=False, kerazoo export --no-verify)"
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_a_batch_the_model_fixes_is_the_artifacts(tmp_path, rng):
+    # keras.Input(batch_size=2) was exported with a free batch (LiteRT: batch 1), and the JSON said so
+    if _refused_on_this_backend("saved_model"):
+        return
+    import tensorflow as tf
+
+    x = keras.Input((5, 5, 3), batch_size=2, name="image")
+    model = keras.Model(x, keras.layers.Conv2D(1, 1, name="conv")(x), name="pair")
+    kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer("conv").get_weights())
+    pixels = rng.uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+    ref = pixels.astype(np.float64) @ kernel[0, 0] + bias  # a 1x1 convolution, written out
+    result = export(model, tmp_path / "sm", verbose=False)
+    assert result.input_shapes == [[2, 5, 5, 3]]
+    meta = json.loads((tmp_path / "sm" / "kerazoo.json").read_text())
+    assert meta["inputs"]["image"]["shape"] == [2, 5, 5, 3] and meta["outputs"]["output_0"]["shape"] == [2, 5, 5, 1]
+    assert meta["batch"] == {"size": 2, "from": "the model's inputs"}
+    (spec,) = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"].structured_input_signature[1].values()
+    assert spec.shape.as_list() == [2, 5, 5, 3]
+    (y,) = _serve(tmp_path / "sm", model, {"image": pixels})
+    assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+    with pytest.raises(ExportError, match=r"batch_size=3 contradicts pair's inputs, which fix batch 2; leave "
+                                          r"batch_size out \(kerazoo export without --batch-size\)"):
+        export(model, tmp_path / "three", batch_size=3, verbose=False)
+    assert export(_tiny(), tmp_path / "free", input_shape=(4, 4), verbose=False).input_shapes == [[None, 4, 4, 3]]
+    assert json.loads((tmp_path / "free" / "kerazoo.json").read_text())["batch"] == {"size": None,
+                                                                                   "from": "free: any batch"}
+    if BACKEND == "tensorflow":  # LiteRT's default batch 1 yields to the model's
+        export(model, tmp_path / "m.tflite", format="litert", verbose=False)
+        runner = tf.lite.Interpreter(model_path=str(tmp_path / "m.tflite")).get_signature_runner()
+        assert list(runner.get_input_details()["image"]["shape"]) == [2, 5, 5, 3]
+        (y,) = runner(image=pixels).values()
+        assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert sorted(os.listdir(tmp_path)) == sorted(["free", "sm"] + ["m.tflite", "m.tflite.json"] * (BACKEND == "tensorflow"))
