@@ -270,10 +270,19 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
                                        f"real numbers.")
             want = [tuple(w.shape) for w in layer.weights]
             have = [tuple(a.shape) for a in arrays]
+            points = None
+            if have == want[:-2] and hasattr(layer, "old_file_weights"):
+                # a WinogradConv2D saved before its B^T and A^T were weights (kernel and bias): the kernel tells them
+                try:
+                    arrays, points = layer.old_file_weights(arrays)
+                except ValueError as e:
+                    report.mismatched.append(f"{name}: {e}")
+                    continue
+                have = [tuple(np.shape(a)) for a in arrays]
             if want != have:
                 report.mismatched.append(f"{name}: file {have} vs model {want}")
                 continue
-            assignments.append((layer, arrays))
+            assignments.append((layer, arrays, points))
             report.loaded.append(name)
         report.unexpected_in_file = sorted(n for n in stored if n not in model_layers and n not in skip
                                            and not (file_only_ok is not None and file_only_ok(n)))
@@ -282,9 +291,11 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
         if not skip_mismatch:
             raise WeightsMismatchError(msg + "\n" + SKIP_HINT)
         warnings.warn(msg, stacklevel=2)
-    for layer, arrays in assignments:
+    for layer, arrays, points in assignments:
         for var, value in zip(layer.weights, arrays):
             var.assign(value.astype(var.dtype) if hasattr(value, "astype") else value)
+        if points is not None:
+            layer.points = points
     if kept:
         warnings.warn(f"'{path}' has no weights for {', '.join(kept)} (not part of the release); they keep "
                       f"their initial values.", stacklevel=3)

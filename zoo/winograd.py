@@ -314,30 +314,14 @@ class WinogradConv2D(keras.layers.Layer):
     def load_own_variables(self, store):
         """Keras' loading (``load_model``, ``load_weights``) of this layer's entry in a weights file.
 
-        A file written before the transforms were weights holds the kernel (and bias) only, and a
-        weights-only file does not name its points: they are read off the kernel (``_points_of_kernel``),
-        whatever points this layer was made with. A kernel no ``G`` explains (the transformed kernel
-        trained) takes the points of the ``.keras`` config this layer was just made from, else is refused.
-        Nothing is assigned when the file cannot be used.
+        A file written before the transforms were weights holds the kernel (and bias) only: see
+        :meth:`old_file_weights`. Nothing is assigned when the file cannot be used.
         """
         own = 2 if self.use_bias else 1
         from_file = self.__dict__.pop("_points_from_file", False)  # the first load after from_config only
         if self.built and len(store.keys()) == own:
-            kernel = store["0"]
-            fits = _points_of_kernel(kernel) if np.shape(kernel) == tuple(self.kernel.shape) else [self.points]
-            fits = fits or ([self.points] if from_file else [])
-            if not fits:
-                raise ValueError(
-                    f"WinogradConv2D '{self.name}': the file holds a kernel and bias only (written before the "
-                    f"layer saved its transforms), and the kernel is not G g G^T for any known points "
-                    f"{sorted(_TRANSFORMS)}, so which transforms it needs cannot be told (was the transformed "
-                    f"kernel itself trained?). Set it with layer.set_weights([kernel, bias, B^T, A^T]) "
-                    f"using the transforms it was made with")
-            points = self.points if self.points in fits else fits[0]
-            bt, _, at = _TRANSFORMS[points]
-            values = [kernel] + ([store["1"]] if self.use_bias else [])
-            weights = [self.kernel] + ([self.bias] if self.use_bias else [])
-            for var, value in zip(weights + [self.input_transform, self.output_transform], values + [bt, at]):
+            values, points = self.old_file_weights([store[str(i)] for i in range(own)], config_points=from_file)
+            for var, value in zip(self.weights, values):  # kernel, bias, B^T, A^T
                 var.assign(value)
             self.points = points
             return
@@ -352,6 +336,33 @@ class WinogradConv2D(keras.layers.Layer):
                                  f"A^T {at.shape}) are not those of any known points {sorted(_TRANSFORMS)}")
         super().load_own_variables(store)  # Keras' own count and shape checks
         self.points = points or self.points
+
+    def old_file_weights(self, arrays, *, config_points=False):
+        """This layer's weights from a file written before the transforms were weights: ``arrays`` is
+        ``[kernel, bias]`` (``[kernel]`` without a bias), as it stored them.
+
+        Its points are read off the kernel (``_points_of_kernel``), whatever points this layer was made with. A
+        kernel no ``G`` explains (the transformed kernel trained) takes this layer's points when ``config_points``
+        (it was just made from the file's ``.keras`` config, which names them: none is Lavin's), else is refused.
+
+        Returns:
+            ``([kernel, bias, B^T, A^T], points)`` (no bias without one), as ``get_weights`` orders them.
+        Raises:
+            ValueError: no known points explain the kernel (names the layer and what to do).
+        """
+        kernel = arrays[0]
+        fits = _points_of_kernel(kernel) if np.shape(kernel) == tuple(self.kernel.shape) else [self.points]
+        fits = fits or ([self.points] if config_points else [])
+        if not fits:
+            raise ValueError(
+                f"WinogradConv2D '{self.name}': the file holds a kernel and bias only (written before the "
+                f"layer saved its transforms), and the kernel is not G g G^T for any known points "
+                f"{sorted(_TRANSFORMS)}, so which transforms it needs cannot be told (was the transformed "
+                f"kernel itself trained?). Set it with layer.set_weights([kernel, bias, B^T, A^T]) "
+                f"using the transforms it was made with")
+        points = self.points if self.points in fits else fits[0]
+        bt, _, at = _TRANSFORMS[points]
+        return [*arrays, bt, at], points
 
     @classmethod
     def from_conv2d(cls, conv):

@@ -240,6 +240,41 @@ def test_a_16_bit_kernel_written_before_the_transforms_were_weights_still_loads(
     np.testing.assert_allclose(_np(other(x)), ref, atol=(1e-2 if dtype == "float16" else 0.1) * np.abs(ref).max())
 
 
+def test_zoo_files_written_before_the_transforms_were_weights_load(rng, tmp_path):
+    # zoo.save_weights stored a layer's kernel and bias only before B^T and A^T were weights; zoo.load_weights refused
+    # such a file as "weight shapes differ: file [(36, 4, 5), (5,)] vs model [..., (6, 6), (4, 6)]", without the cause.
+    # The kernel tells its points, as for Keras' files; a kernel no G explains is refused saying so, nothing assigned.
+    import zoo
+
+    kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    lavin = np.einsum("ar,rsck,bs->abck", _LAVIN_G, kernel, _LAVIN_G).reshape(36, 4, 5).astype(np.float32)
+    model, layer = _winograd_model("0,1,-1,2,-2")
+    layer.set_weights([lavin, bias, *layer.get_weights()[2:]])
+    path = zoo.save_weights(model, tmp_path / "old.h5")
+    with h5py.File(path, "a") as f:
+        group = f["layers"]["w"]
+        del group["2"], group["3"]
+        group.attrs["names"] = json.dumps(json.loads(group.attrs["names"])[:2])
+    other, other_layer = _winograd_model("0,-1,1,1/2,-2")
+    assert zoo.load_weights(other, path).loaded == ["w"]
+    x = rng.normal(size=(2, 11, 9, 4)).astype(np.float32)
+    ref = _direct_conv(x, kernel, bias, 1)
+    np.testing.assert_allclose(_np(other(x)), ref, atol=1e-5 * np.abs(ref).max())
+    assert other_layer.points == "0,1,-1,2,-2"
+
+    with h5py.File(path, "a") as f:  # the transformed kernel trained: no G explains it
+        f["layers"]["w"]["0"][...] = rng.normal(size=(36, 4, 5))
+    fresh, _ = _winograd_model("0,-1,1,1/2,-2")
+    before = fresh.get_weights()
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.load_weights(fresh, path)
+    assert f"  - w: WinogradConv2D 'w': the file holds a kernel and bias only (written before the layer saved its " \
+           f"transforms), and the kernel is not G g G^T for any known points" in str(e.value)
+    for got, want in zip(fresh.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_a_file_that_cannot_tell_its_transforms_is_refused(rng, tmp_path):
     # A kernel-and-bias file whose kernel is no G g G^T (the transformed kernel trained, or not a
     # Winograd kernel at all), or a file with transforms of no known points: refused naming the layer,
