@@ -188,8 +188,9 @@ def load_caffe_weights(spec, path, kwargs):
     if not path.is_file():
         raise WeightsFileError(f"{spec.name}: weights file not found: '{path}'.")
     proto = find_prototxt(path)
-    net = load(proto, path)
-    held = release_builder_kwargs(spec, path, kwargs, net=net)
+    # What the prototxt alone decides (an architecture the caller contradicts, one the builder cannot make) is refused
+    # before the weights are read (ResNet-152's are 230 MB): the graph first, the weights once the model is built
+    held = release_builder_kwargs(spec, path, kwargs, net=load(proto))
     try:
         model = spec.builder(**{**held, **kwargs})
     except ValueError as e:  # e.g. a 1-stage CPM: "stages must be >= 2. Received: stages=1", which nobody asked for
@@ -199,6 +200,7 @@ def load_caffe_weights(spec, path, kwargs):
         raise WeightsMismatchError(
             f"{spec.name}: '{path}' holds {', '.join(f'{k}={v!r}' for k, v in read.items())} (read from its deploy "
             f"prototxt '{proto}'), which the zoo's {spec.name} cannot build: {e}") from None
+    net = load(proto, path)
     mapping = dict(FAMILY_MAPPINGS.get(spec.family) or {})
     file_only_ok, model_only_ok = spec.weights_fit(model)
     for layer in net.layers:  # include_top=False: the release's classifier has no place in the model

@@ -227,6 +227,39 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
     assert zoo.get("resnet18", weights=r18, stride_in_3x3=None).get_layer("res3a_branch2a").strides == (2, 2)
 
 
+def test_caffemodel_refusals_the_prototxt_decides_come_before_the_weights_are_read(tmp_path, rng):
+    # zoo.get read the whole .caffemodel (ResNet-152's: 230 MB) before a refusal its deploy prototxt alone decides: a
+    # truncated file beside a contradicting prototxt got "truncated or corrupt caffemodel", not the contradiction
+    from converters.caffe.errors import CaffeFormatError
+    from tests.caffe_files import random_blobs_for, write_net
+    from tests.converters import nets
+
+    def truncated(folder, proto, name):
+        folder.mkdir()
+        deploy, path = write_net(folder, proto, random_blobs_for(proto, rng), name=name)
+        with open(path, "r+b") as f:
+            f.truncate(1000)
+        return deploy, path
+
+    deploy, path = truncated(tmp_path / "cpm2", nets.cpm(41, 33, stages=2, parts=3), "pose_iter_1")
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("cpm", weights=path, input_shape=(41, 33, 3), stages=3)
+    assert str(e.value) == (f"cpm: '{path}' (its deploy prototxt '{deploy}') holds stages=2, but stages=3 was asked "
+                            f"for; leave out stages (the weights give it) or pass stages=2.")
+    with pytest.raises(CaffeFormatError, match="truncated"):  # what the prototxt allows needs the weights
+        zoo.get("cpm", weights=path, input_shape=(41, 33, 3))
+    deploy, path = truncated(tmp_path / "cpm1", nets.cpm(41, 33, stages=1, parts=3), "pose_iter_1")
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("cpm", weights=path, input_shape=(41, 33, 3))
+    assert str(e.value) == (f"cpm: '{path}' holds stages=1, num_keypoints=3 (read from its deploy prototxt '{deploy}'), "
+                            f"which the zoo's cpm cannot build: cpm(): `stages` must be an int >= 2. Received: stages=1")
+    deploy, path = truncated(tmp_path / "v15", nets.resnet50(35, 37, classes=3, stride_in_3x3=True), "ResNet-50-model")
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet50", weights=path, input_shape=(35, 37, 3), stride_in_3x3=False)
+    assert str(e.value).startswith(f"resnet50: '{path}' (its deploy prototxt '{deploy}') holds stride_in_3x3=True, "
+                                   f"but stride_in_3x3=False was asked for;")
+
+
 def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path):
     # was: "does not fit model 'resnet18': 1 layers of the model missing from the file: - fc1000 [(512, 1000), ...]"
     path = zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3), include_top=False), tmp_path / "backbone.h5")
