@@ -9,6 +9,9 @@ from typing import Any, Callable
 import numpy as np
 
 from zoo import weights as _w
+from zoo.architecture import (ARCHITECTURE_KWARGS, SHAPE_FREE_KWARGS, architecture_kwargs,  # noqa: F401 (public here)
+                              keras_file_architecture, refuse_other_architecture, settings, shape_free_defaults,
+                              weights_given_kwargs)
 from zoo.errors import WeightsFileError, WeightsMismatchError
 from zoo.registry import ModelSpec, get_spec, list_models, parse_name
 from zoo.weights import WeightsRecord
@@ -92,7 +95,7 @@ def build_info(model) -> tuple[str | None, dict[str, Any]]:
         return name, kwargs
     if spec.head_kwarg and spec.head_kwarg not in kwargs and spec.head_kwarg in spec.defaults:
         kwargs[spec.head_kwarg] = spec.defaults[spec.head_kwarg]
-    return name, {**_shape_free_defaults(spec), **kwargs}
+    return name, {**shape_free_defaults(spec), **kwargs}
 
 
 def get(name: str, weights: str | Path | None = None, **kwargs):
@@ -109,7 +112,9 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         **kwargs: builder arguments (``input_shape``, ``classes``, ``num_keypoints``, ...). With
             weights, missing arguments come from the weights record, or from the file's architecture
             (a ``.t7``'s stacks/features/modules/keypoints; a ``.caffemodel``'s head size, a CPM's stages and
-            a ResNet's stride_in_3x3, from its prototxt); the model remembers them for :func:`zoo.save_weights`.
+            a ResNet's stride_in_3x3, from its prototxt; a ``.keras``'s stride_in_3x3, from its model config; a
+            ``.weights.h5`` says none, so a ResNet-50/101/152 needs ``stride_in_3x3``); the model remembers them
+            for :func:`zoo.save_weights`.
             Asking for another number of classes/keypoints than the weights have loads everything but the head,
             with a warning; an architecture argument (:data:`ARCHITECTURE_KWARGS`: ``stages``, ``stacks``,
             ``stride_in_3x3``, ...) other than the weights' is refused (a tag's before any download; a zoo
@@ -144,7 +149,7 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         return _attach(spec.builder(**kwargs), spec, None, kwargs)
     # None for an argument the weights give (stages=None, num_keypoints=None): not given, so the file's value is
     # used. The builder takes no None there, and a caller forwarding an unset option (argparse's default) means this.
-    kwargs = {k: v for k, v in kwargs.items() if not (v is None and k in _weights_given_kwargs(spec))}
+    kwargs = {k: v for k, v in kwargs.items() if not (v is None and k in weights_given_kwargs(spec))}
 
     if isinstance(weights, str) and weights in spec.weights:
         from zoo import pretrained  # fetch + verify + convert once (cached)
@@ -153,7 +158,7 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         files = ", ".join(s.provides for s in release.sources if not s.provides.endswith(".prototxt"))
         # before any download: the tag's record says what the release holds; it is converted into
         # spec.builder(**record.builder_kwargs), so an argument the record leaves out is the builder's default
-        held = {**_shape_free_defaults(spec), **release.builder_kwargs}
+        held = {**shape_free_defaults(spec), **release.builder_kwargs}
         refuse_other_architecture(spec, held, kwargs,
                                   f"the release {spec.name}:{weights}" + (f" ({files})" if files else ""))
         path = pretrained.resolve(spec.name, weights)
@@ -176,6 +181,8 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     if path.name.endswith(".weights.h5") or path.suffix == ".keras":
         if path.suffix == ".keras":
             _check_keras_archive(path)
+        # what no weight shape shows (a ResNet's stride placement): Keras would load it into either network
+        kwargs = {**keras_file_architecture(spec, path, kwargs), **kwargs}
         model = spec.builder(**kwargs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -194,67 +201,6 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_zoo_file(spec, path, kwargs, None)
     return _load_by_suffix(spec, path, kwargs, None)
-
-
-# Per family, the builder arguments that make another network of it (other layers, weight shapes or strides), which
-# a weights file therefore fixes. The head size is not among them (another one loads all but the head), nor is
-# input_shape (no family's weight shapes depend on it: PSPNet's pyramid pools change size, not weights).
-ARCHITECTURE_KWARGS = {"cpm": ("stages",), "hourglass": ("stacks", "features", "modules", "post_residuals"),
-                       "resnet": ("stride_in_3x3",)}
-# Those of them that change no weight shape: a contradicting value would load without a word (the MSRA ResNet-50,
-# strided on the 1x1 branch2a, into stride_in_3x3=True is another network), so records always hold them.
-SHAPE_FREE_KWARGS = ("stride_in_3x3",)
-
-
-def architecture_kwargs(spec: ModelSpec) -> tuple[str, ...]:
-    """The builder arguments of ``spec`` that weights fix (:data:`ARCHITECTURE_KWARGS`), less those its builder
-    declares to change nothing (``builder.inert_kwargs``: ResNet-18/34's ``stride_in_3x3``, no 1x1 to move from)."""
-    inert = getattr(spec.builder, "inert_kwargs", ())
-    return tuple(k for k in ARCHITECTURE_KWARGS.get(spec.family, ()) if k in spec.defaults and k not in inert)
-
-
-def _shape_free_defaults(spec: ModelSpec) -> dict[str, Any]:
-    """The builder's defaults of the architecture arguments no weight shape reveals (``{"stride_in_3x3": False}``)."""
-    return {k: spec.defaults[k] for k in architecture_kwargs(spec) if k in SHAPE_FREE_KWARGS}
-
-
-def _weights_given_kwargs(spec: ModelSpec) -> tuple[str, ...]:
-    """The builder arguments that weights give when the caller does not: the head size and the architecture, an
-    inert one too (ResNet-18's ``stride_in_3x3``: ``None`` is "not given" there as for ResNet-50's)."""
-    return tuple(k for k in (spec.head_kwarg, *ARCHITECTURE_KWARGS.get(spec.family, ())) if k in spec.defaults)
-
-
-def _settings(values: dict[str, Any], keys) -> str:
-    return ", ".join(f"{k}={values[k]!r}" for k in keys)
-
-
-def refuse_other_architecture(spec: ModelSpec, held: dict[str, Any], asked: dict[str, Any], source: str,
-                              error: type[WeightsMismatchError] = WeightsMismatchError) -> None:
-    """The one check, for every weights format, that the caller's architecture arguments agree with the weights.
-
-    Every loader calls it before it builds or fetches anything (a tag's record, a zoo ``.h5``'s weights record,
-    a ``.caffemodel``'s deploy prototxt, a ``.t7``): else a model built with the caller's value is refused with
-    a list of every layer that does not fit, or loads into another network where the shapes agree.
-
-    Args:
-        spec: the :class:`ModelSpec` asked for; its :data:`ARCHITECTURE_KWARGS` are checked.
-        held: the builder arguments the weights hold (an argument missing here is not checked).
-        asked: the caller's builder arguments; ``None`` is "not given".
-        source: where ``held`` was read, as it goes into the message: ``"'x.h5' (its weights record)"``,
-            ``"the release cpm:lsp (pose_iter_395000.caffemodel)"``.
-        error: the class raised, a loader's own subclass (``converters.caffe.errors.WeightsMismatchError``).
-    Raises:
-        WeightsMismatchError (``error``): one line naming each contradicting argument, both values, ``source``
-            and what to do: ``cpm: {source} holds stages=6, but stages=3 was asked for; leave out stages (the
-            weights give it) or pass stages=6.``
-    """
-    wrong = [k for k in architecture_kwargs(spec)
-             if asked.get(k) is not None and k in held and asked[k] != held[k]]
-    if wrong:
-        it = "it" if len(wrong) == 1 else "them"
-        raise error(
-            f"{spec.name}: {source} holds {_settings(held, wrong)}, but {_settings(asked, wrong)} was asked for; "
-            f"leave out {', '.join(wrong)} (the weights give {it}) or pass {_settings(held, wrong)}.")
 
 
 def _check_tag(spec: ModelSpec, tag: str, name: str) -> None:
@@ -348,9 +294,9 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
         # zoo.save_weights records a zoo.get model's head size and every argument it was given: a record with the head
         # size but without a shape-free argument (saved before records held them) was saved at the builder's default
         held, source = build_kwargs, f"'{path}' (its weights record)"
-        unheld = [k for k in _shape_free_defaults(spec) if k not in build_kwargs]
+        unheld = [k for k in shape_free_defaults(spec) if k not in build_kwargs]
         if unheld and spec.head_kwarg in stored.builder_kwargs:
-            held = {**_shape_free_defaults(spec), **build_kwargs}
+            held = {**shape_free_defaults(spec), **build_kwargs}
             source = (f"'{path}' (its weights record, saved before records held {', '.join(unheld)}: the builder's "
                       f"default)")
         refuse_other_architecture(spec, held, kwargs, source)
@@ -393,9 +339,9 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
                 f"with include_top=False. Pass include_top=False to load it without the head.") from None
         if unrecorded:  # the likeliest cause; a file saved at the builder's defaults records none of them
             raise WeightsMismatchError(
-                f"{spec.name}: '{path}' does not fit {_settings(kwargs, unrecorded)} (it has other layers or weight "
+                f"{spec.name}: '{path}' does not fit {settings(kwargs, unrecorded)} (it has other layers or weight "
                 f"shapes) and its weights record does not give {', '.join(unrecorded)}, so it was saved with the "
-                f"builder's default {_settings(spec.defaults, unrecorded)} or by hand: leave out "
+                f"builder's default {settings(spec.defaults, unrecorded)} or by hand: leave out "
                 f"{', '.join(unrecorded)}, or give the value{'s' if len(unrecorded) > 1 else ''} it was built with."
             ) from None
         raise WeightsMismatchError(msg) from None

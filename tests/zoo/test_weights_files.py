@@ -227,6 +227,64 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
     assert zoo.get("resnet18", weights=r18, stride_in_3x3=None).get_layer("res3a_branch2a").strides == (2, 2)
 
 
+def test_keras_files_give_or_need_the_stride_placement(tmp_path, rng):
+    # Keras loads by structure and stride_in_3x3 changes no weight shape: a v1.5 model's .keras or .weights.h5 loaded
+    # into zoo.get's default (stride on the 1x1 branch2a) without a word, as another network. A .keras file's config
+    # says where the strides are (and builds it); a .weights.h5 says nothing, so the caller must.
+    import zipfile
+
+    args = {"input_shape": (32, 32, 3), "classes": 3, "classifier_activation": None}
+    v15 = zoo.get("resnet50", stride_in_3x3=True, **args)
+    v15.save(tmp_path / "v15.keras")
+    v15.save_weights(tmp_path / "v15.weights.h5")
+    x = rng.normal(size=(1, 32, 32, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(v15(x))
+
+    def same(model):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+    model = zoo.get("resnet50", weights=tmp_path / "v15.keras", **args)
+    assert (model.get_layer("res4a_branch2a").strides, model.get_layer("res4a_branch2b").strides) == ((1, 1), (2, 2))
+    same(model)
+    copy = zoo.save_weights(model, tmp_path / "copy.h5")  # the record keeps what the config gave
+    assert zoo.read_record(copy)[1].builder_kwargs["stride_in_3x3"] is True
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet50", weights=tmp_path / "v15.keras", stride_in_3x3=False, **args)
+    assert _one_line(e) == (f"resnet50: '{tmp_path / 'v15.keras'}' (its model config) holds stride_in_3x3=True, but "
+                            f"stride_in_3x3=False was asked for; leave out stride_in_3x3 (the weights give it) or pass "
+                            f"stride_in_3x3=True.")
+    for asked in ({}, {"stride_in_3x3": None}):
+        with pytest.raises(zoo.WeightsMismatchError) as e:
+            zoo.get("resnet50", weights=tmp_path / "v15.weights.h5", **asked, **args)
+        assert _one_line(e) == (
+            f"resnet50: '{tmp_path / 'v15.weights.h5'}' is a Keras weights-only file: it does not hold stride_in_3x3, "
+            f"which changes no weight shape (weights of one network load into the other without an error). Pass "
+            f"stride_in_3x3=False (stride 2 of stages 3-5 on the 1x1 branch2a, Kaiming's release) or "
+            f"stride_in_3x3=True (on the 3x3 branch2b, v1.5), as the model that saved it was built; a .keras file "
+            f"(model.save) or zoo.save_weights keeps it.")
+    same(zoo.get("resnet50", weights=tmp_path / "v15.weights.h5", stride_in_3x3=True, **args))
+    # a config strided as no zoo ResNet is (res4a on its 3x3, res3a and res5a on the 1x1): refused, each stage named
+    with zipfile.ZipFile(tmp_path / "v15.keras") as z:
+        items = {i.filename: z.read(i.filename) for i in z.infolist()}
+    config = json.loads(items["config.json"])
+    for layer in config["config"]["layers"]:
+        if layer["config"]["name"] in ("res3a_branch2a", "res3a_branch2b", "res5a_branch2a", "res5a_branch2b"):
+            layer["config"]["strides"] = [3 - s for s in layer["config"]["strides"]]
+    items["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "mixed.keras", "w") as z:
+        for name, data in items.items():
+            z.writestr(name, data)
+    with pytest.raises(zoo.WeightsMismatchError) as e:
+        zoo.get("resnet50", weights=tmp_path / "mixed.keras", **args)
+    assert _one_line(e) == (f"resnet50: '{tmp_path / 'mixed.keras'}' (its model config) strides its stages 3-5 in a way "
+                            f"no resnet50 builds (res3a branch2a/branch2b 2/1, res4a branch2a/branch2b 1/2, res5a "
+                            f"branch2a/branch2b 2/1); load it whole with zoo.load_keras_model instead.")
+    # ResNet-18's basic blocks have no 1x1 to stride: nothing to hold, nothing asked
+    r18 = zoo.get("resnet18", input_shape=(32, 32, 3))
+    r18.save_weights(tmp_path / "r18.weights.h5")
+    zoo.get("resnet18", weights=tmp_path / "r18.weights.h5", input_shape=(32, 32, 3))
+
+
 def test_caffemodel_refusals_the_prototxt_decides_come_before_the_weights_are_read(tmp_path, rng):
     # zoo.get read the whole .caffemodel (ResNet-152's: 230 MB) before a refusal its deploy prototxt alone decides: a
     # truncated file beside a contradicting prototxt got "truncated or corrupt caffemodel", not the contradiction
