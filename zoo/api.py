@@ -112,9 +112,9 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
         **kwargs: builder arguments (``input_shape``, ``classes``, ``num_keypoints``, ...). With
             weights, missing arguments come from the weights record, or from the file's architecture
             (a ``.t7``'s stacks/features/modules/keypoints; a ``.caffemodel``'s head size, a CPM's stages and
-            a ResNet's stride_in_3x3, from its prototxt; a ``.keras``'s stride_in_3x3, from its model config; a
-            ``.weights.h5`` says none, so a ResNet-50/101/152 needs ``stride_in_3x3``); the model remembers them
-            for :func:`zoo.save_weights`.
+            a ResNet's stride_in_3x3, from its prototxt; a ``.keras``'s stride_in_3x3 and a PSPNet's input size,
+            from its model config; a ``.weights.h5`` says none, so a ResNet-50/101/152 needs ``stride_in_3x3``); the
+            model remembers them for :func:`zoo.save_weights`.
             Asking for another number of classes/keypoints than the weights have loads everything but the head,
             with a warning; an architecture argument (:data:`ARCHITECTURE_KWARGS`: ``stages``, ``stacks``,
             ``stride_in_3x3``, ...) other than the weights' is refused (a tag's before any download; a zoo

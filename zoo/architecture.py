@@ -12,8 +12,8 @@ from typing import Any
 from zoo.errors import WeightsFileError, WeightsMismatchError
 from zoo.registry import ModelSpec
 
-__all__ = ["ARCHITECTURE_KWARGS", "SHAPE_FREE_KWARGS", "architecture_kwargs", "refuse_other_architecture",
-           "keras_file_architecture"]
+__all__ = ["ARCHITECTURE_KWARGS", "SHAPE_FREE_KWARGS", "FIXED_SIZE_FAMILIES", "architecture_kwargs",
+           "refuse_other_architecture", "keras_file_architecture"]
 
 # Per family, the builder arguments that make another network of it (other layers, weight shapes or strides), which
 # a weights file therefore fixes. The head size is not among them (another one loads all but the head), nor is
@@ -78,6 +78,9 @@ def refuse_other_architecture(spec: ModelSpec, held: dict[str, Any], asked: dict
             f"leave out {', '.join(wrong)} (the weights give {it}) or pass {settings(held, wrong)}.")
 
 
+# Families whose layers depend on the input size (PSPNet's pyramid pooling windows and Interp sizes are fixed to it):
+# a file's input size is its architecture where the caller gives none (as a deploy prototxt's is).
+FIXED_SIZE_FAMILIES = ("pspnet",)
 # The first bottleneck of stages 3-5 (Kaiming's names, the zoo's layer names): its 1x1 branch2a or 3x3 branch2b strides.
 _STRIDED_BRANCH = re.compile(r"res([345])a_branch2([ab])")
 
@@ -113,19 +116,21 @@ def _stride_in_3x3(config) -> bool | dict | None:
 
 
 def keras_file_architecture(spec: ModelSpec, path, asked: dict[str, Any]) -> dict[str, Any]:
-    """What a Keras file given to :func:`zoo.get` fixes that no weight shape shows (:data:`SHAPE_FREE_KWARGS`),
-    checked against ``asked``: Keras loads such weights into either network without an error.
+    """What a Keras file given to :func:`zoo.get` fixes that no weight shape shows (:data:`SHAPE_FREE_KWARGS`, a
+    PSPNet's input size), checked against ``asked``: Keras loads such weights into either network without an error.
 
     A ``.keras`` file's model config says: the strides of ``res{3,4,5}a_branch2a/2b`` give a ResNet's
-    ``stride_in_3x3``. A ``.weights.h5`` file holds weights only, so the caller must give it.
+    ``stride_in_3x3``, its input a PSPNet's ``input_shape`` (:data:`FIXED_SIZE_FAMILIES`; built unless ``asked``
+    gives ``input_shape`` or ``input_tensor``, as for a deploy prototxt). A ``.weights.h5`` file holds weights only,
+    so the caller must give ``stride_in_3x3``.
 
     Args:
         spec: the :class:`ModelSpec` asked for.
         path: the ``.keras`` (a readable archive: ``zoo.api._check_keras_archive``) or ``.weights.h5`` file.
         asked: the caller's builder arguments (``None`` already dropped: not given).
     Returns:
-        ``{name: value}`` the file holds (``{"stride_in_3x3": True}``), to build with where ``asked`` has none;
-        ``{}`` for a family without such arguments or a config without the layers.
+        ``{name: value}`` the file holds (``{"stride_in_3x3": True}``, ``{"input_shape": (713, 713, 3)}``), to build
+        with where ``asked`` has none; ``{}`` for a family without such arguments or a config without the layers.
     Raises:
         WeightsMismatchError: a value in ``asked`` other than the ``.keras`` file's (both named, as
             :func:`refuse_other_architecture` says it), a config strided as no zoo ResNet is, or a ``.weights.h5``
@@ -133,7 +138,8 @@ def keras_file_architecture(spec: ModelSpec, path, asked: dict[str, Any]) -> dic
         WeightsFileError: a ``.keras`` file whose ``config.json`` is not JSON.
     """
     shape_free = [k for k in architecture_kwargs(spec) if k in SHAPE_FREE_KWARGS]
-    if not shape_free:
+    sized = spec.family in FIXED_SIZE_FAMILIES and asked.get("input_shape") is None and asked.get("input_tensor") is None
+    if not (shape_free or sized):
         return {}
     if not str(path).endswith(".keras"):
         unsaid = [k for k in shape_free if asked.get(k) is None]
@@ -150,6 +156,10 @@ def keras_file_architecture(spec: ModelSpec, path, asked: dict[str, Any]) -> dic
     except (ValueError, KeyError, OSError, zipfile.BadZipFile) as e:
         raise WeightsFileError(f"'{path}' is not a readable .keras archive (config.json: {e}).") from None
     held: dict[str, Any] = {}
+    shape = next((layer.get("batch_shape") or layer.get("batch_input_shape") for name, layer in _layer_configs(config)
+                  if name == "InputLayer"), None) if sized else None
+    if shape and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        held["input_shape"] = tuple(shape[1:])
     placement = _stride_in_3x3(config) if "stride_in_3x3" in shape_free else None
     if isinstance(placement, dict):
         said = ", ".join(f"{k} branch2a/branch2b {a}/{b}" for k, (a, b) in placement.items())

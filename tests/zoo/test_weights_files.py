@@ -285,6 +285,22 @@ def test_keras_files_give_or_need_the_stride_placement(tmp_path, rng):
     zoo.get("resnet18", weights=tmp_path / "r18.weights.h5", input_shape=(32, 32, 3))
 
 
+def test_pspnet_keras_file_builds_its_input_size(tmp_path, rng):
+    # PSPNet's pyramid pooling is fixed to the input size, which no weight shape shows: a .keras file of a 39 x 41 px
+    # PSPNet loaded into the builder's 473 px default (windows for a 60 px conv5 map) without a word. Its config gives
+    # the size, as a deploy prototxt's input does; an explicit input_shape still wins.
+    saved = zoo.get("pspnet50", input_shape=(39, 41, 3), classes=3)
+    saved.save(tmp_path / "p.keras")
+    model = zoo.get("pspnet50", weights=tmp_path / "p.keras", classes=3)
+    assert tuple(model.inputs[0].shape[1:]) == (39, 41, 3)
+    assert zoo.api.build_info(model)[1]["input_shape"] == (39, 41, 3)  # what zoo.save_weights records
+    x = rng.normal(size=(1, 39, 41, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(saved(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    other = zoo.get("pspnet50", weights=tmp_path / "p.keras", classes=3, input_shape=(49, 49, 3))
+    assert tuple(other.inputs[0].shape[1:]) == (49, 49, 3)
+
+
 def test_caffemodel_refusals_the_prototxt_decides_come_before_the_weights_are_read(tmp_path, rng):
     # zoo.get read the whole .caffemodel (ResNet-152's: 230 MB) before a refusal its deploy prototxt alone decides: a
     # truncated file beside a contradicting prototxt got "truncated or corrupt caffemodel", not the contradiction
