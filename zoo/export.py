@@ -272,8 +272,9 @@ def _check(model, artifact: Path, fmt, specs, feed, varied=""):
     rtol = _tolerance(model)
     for i, (e, s) in enumerate(errors):
         if not e <= rtol * max(s, 1e-12):
+            name = keras.tree.flatten(model.output)[i]._keras_history[0].name
             raise ExportError(f"export: the {fmt} artifact differs from {model.name}{varied} by up to {e:.3g} in "
-                              f"{_output_names(model, [i])} (largest |value| {s:.3g}, allowed {rtol:g} of it) on a "
+                              f"output {i} ('{name}', largest |value| {s:.3g}, allowed {rtol:g} of it) on a "
                               f"random input of shape {[x.shape for x in keras.tree.flatten(feed)]}; nothing was "
                               f"written")
     return max(e for e, _ in errors), max(s for _, s in errors), [i for i, (_, s) in enumerate(errors) if s == 0]
