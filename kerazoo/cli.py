@@ -402,7 +402,9 @@ def main(argv=None) -> int:
         return _train([command, *rest], prog="kerazoo")
     args = build_parser().parse_args(argv)
     try:
-        with exit_on_interrupt(f"kerazoo {args.command}"), tensorflow_notices_held_back():
+        # export loads TensorFlow whatever the backend (after this block, where its notices would pass)
+        with exit_on_interrupt(f"kerazoo {args.command}"), \
+                tensorflow_notices_held_back(tensorflow=args.command == "export"):
             from zoo import cli as commands  # Keras from here on
 
         getattr(commands, f"_cmd_{args.command}")(args)

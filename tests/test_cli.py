@@ -236,6 +236,10 @@ def test_no_tensorflow_start_up_notices(tmp_path):
     r = subprocess.run([sys.executable, "-m", "kerazoo", "convert", proto, model, "-o", tmp_path / "n.keras",
                         "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
     assert (r.returncode, r.stderr) == (0, "") and (tmp_path / "n.keras").exists()
+    r = subprocess.run([sys.executable, "-m", "kerazoo", "export", tmp_path / "n.keras", "-o", tmp_path / "n_sm",
+                        "--input-shape", "9", "11"], capture_output=True, text=True,
+                       env={**env, "KERAS_BACKEND": "jax"}, timeout=300)  # TensorFlow first imported to export
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr[-2000:]
     env["KERAS_BACKEND"] = "tensorflow"
     r = subprocess.run([sys.executable, "-m", "kerazoo", "list", "fcn8s"], capture_output=True, text=True, env=env,
                        timeout=300)

@@ -149,10 +149,23 @@ def _flat(outputs):
     return [np.asarray(keras.ops.convert_to_numpy(o), np.float64) for o in keras.tree.flatten(outputs)]
 
 
+def _unsaved_gradients_notice(record) -> bool:
+    """False for TensorFlow's "Importing a function ... with ops with unsaved custom gradients" warning: a
+    jax2tf-lowered SavedModel has them, and our check serves it, never differentiates it."""
+    return "with ops with unsaved custom gradients" not in record.getMessage()
+
+
 def _run_saved_model(folder, feed):
+    import logging
+
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(folder))  # held: its variables die with it
+    absl_log = logging.getLogger("absl")
+    absl_log.addFilter(_unsaved_gradients_notice)
+    try:
+        loaded = tf.saved_model.load(str(folder))  # held: its variables die with it
+    finally:
+        absl_log.removeFilter(_unsaved_gradients_notice)
     return [np.asarray(o, np.float64) for o in tf.nest.flatten(loaded.serve(feed))]
 
 
