@@ -14,7 +14,9 @@ import pytest
 
 from tests.training.helpers import CHILDREN_SOURCE, run_python
 
-pytestmark = pytest.mark.backend_agnostic
+# Every test but one, which runs its child under JAX whatever the suite's backend: the JAX pass of ./dev test
+# would run that same process a second time.
+agnostic = pytest.mark.backend_agnostic
 
 COMMON = """
 import hashlib, json, multiprocessing, os, sys
@@ -81,6 +83,7 @@ if __name__ == "__main__":
 """
 
 
+@agnostic
 def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     script = tmp_path / "same_batches.py"
     script.write_text(SAME_BATCHES)
@@ -123,6 +126,7 @@ if __name__ == "__main__":
 """
 
 
+@agnostic
 def test_worker_failure_raises_in_main_process(tmp_path):
     """A worker process that dies, and one that raises, both end fit with an error (never a hang)."""
     script = tmp_path / "crash.py"
@@ -144,6 +148,7 @@ def test_worker_failure_raises_in_main_process(tmp_path):
     assert "sample 9 (id 'img9', image '/nonexistent/img_9.png')" in missing and "not found" in missing, missing
 
 
+@agnostic
 def test_lost_batches_are_named_as_ranges():
     from training.workers import _ranges
 
@@ -173,6 +178,7 @@ if __name__ == "__main__":
 """
 
 
+@agnostic
 def test_fork_workers_share_the_parents_resource_tracker(tmp_path):
     """Forked workers: same batches, and no tracker of their own unlinking the parent's segments at exit."""
     script = tmp_path / "fork.py"
@@ -309,6 +315,7 @@ if __name__ == "__main__":
 """
 
 
+@agnostic
 def test_interrupted_fit_leaves_no_worker_processes_or_segments(tmp_path):
     """Ctrl-C (or any exception) in fit stops the training and validation worker processes at once."""
     script = tmp_path / "interrupt.py"
@@ -343,6 +350,7 @@ ds.close_workers()
 """
 
 
+@agnostic
 def test_a_dataset_class_workers_cannot_import_is_named_not_reported_as_a_crash():
     proc = run_python(NOTEBOOK_CLASS, timeout=200)  # python -c: __main__ has no file to import
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(("RAISED", "NO ERROR"))), "")
@@ -352,6 +360,7 @@ def test_a_dataset_class_workers_cannot_import_is_named_not_reported_as_a_crash(
     assert "start method 'spawn'" in line and "importable .py file" in line
 
 
+@agnostic
 def test_an_attribute_that_does_not_pickle_is_named_before_any_process_starts():
     import threading
 
@@ -411,6 +420,7 @@ if __name__ == "__main__":
 """
 
 
+@agnostic
 def test_a_slot_is_lent_again_only_after_its_interrupted_batch_is_written(tmp_path):
     """Ctrl-C while waiting for a batch gave its shared-memory slot back while the worker still wrote into
     it; lent to the next request, two batches would share one segment (dataset used again after the Ctrl-C)."""
@@ -423,6 +433,7 @@ def test_a_slot_is_lent_again_only_after_its_interrupted_batch_is_written(tmp_pa
     assert not r["free_while_written"] and r["free_after"]
 
 
+@agnostic
 def test_thread_workers_feed_model_fit_the_batches_of_workers_0():
     """model.fit itself (not training.fit) with workers=2 threads steps on the batches of workers=0, in order.
 
