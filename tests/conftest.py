@@ -16,3 +16,42 @@ def pytest_configure(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# Files whose tests take longest in all (subprocesses that each load Keras, real worker processes, several fit()
+# runs, whole-network ports), longest first, as measured with --durations on 2 CPU cores under TensorFlow
+# (2026-12-06; the JAX pass runs the backend-agnostic part of the same files). ./dev test runs
+# `-n 2 --dist loadfile --no-loadscope-reorder`: each file goes whole to the next free xdist worker in collection
+# order, which this hook makes "these first, then the rest by test count, most first". xdist's own reorder, by
+# count alone, left test_multiprocessing.py (10 tests, minutes) and test_examples.py (2) among the last files:
+# one worker ran them alone while the other sat idle. Only the order changes, never a test; a stale list costs
+# balance, nothing else.
+_LONG_FILES = (
+    "tests/test_cli.py",
+    "tests/training/test_multiprocessing.py",
+    "tests/training/test_trainer.py",
+    "tests/test_examples_more.py",
+    "tests/training/test_feed.py",
+    "tests/converters/test_port.py",
+    "tests/test_examples.py",
+    "tests/zoo/test_weights_files.py",
+    "tests/converters/test_torch7.py",
+    "tests/training/test_cli_runs.py",
+    "tests/training/test_evaluation.py",
+    "tests/zoo/test_winograd.py",
+    "tests/training/test_resume.py",
+    "tests/training/test_distribute.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not hasattr(config, "workerinput"):  # a plain (non-xdist) run keeps the collection order
+        return
+    files = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def rank(path):
+        return (_LONG_FILES.index(path), 0) if path in _LONG_FILES else (len(_LONG_FILES), -len(files[path]))
+
+    items[:] = [item for path in sorted(files, key=rank) for item in files[path]]
