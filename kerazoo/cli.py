@@ -351,6 +351,9 @@ def build_parser():
                         ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")
     s.add_argument("--out", help="output PNG (default: IMAGE.pred.png); an existing folder (or a path ending "
                                  "in /) gets IMAGE_STEM.pred.png inside it")
+    s.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
+                   help="builder argument, repeatable, for weights that do not give the architecture (a Keras "
+                        ".weights.h5: e.g. stacks=2, stride_in_3x3=True)")
     s.add_argument("--winograd", action="store_true",
                    help="faster CPU inference: wide 3x3 convolutions as Winograd F(4x4, 3x3) (zoo.optimize_for_inference)")
     s.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)

@@ -326,6 +326,12 @@ def test_predict_writes_an_overlay(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "optimize_for_inference: 0 Conv2D -> WinogradConv2D (none)" in r.stdout  # 16 features: too narrow
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "pred_w.png")), out)
+    # a Keras .weights.h5 holds no architecture: --model-arg gives it, as Python's zoo.get(..., **kwargs)
+    model.save_weights(tmp_path / "hg.weights.h5")
+    r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.weights.h5", "--out",
+                tmp_path / "pred_k.png", "--model-arg", "stacks=1", "--model-arg", "num_keypoints=4",
+                "--model-arg", "features=16", "--model-arg", "input_shape=(64, 64, 3)")
+    assert r.returncode == 0 and (tmp_path / "pred_k.png").exists(), r.stderr
     keras.backend.clear_session()
 
 

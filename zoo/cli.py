@@ -201,6 +201,9 @@ def _cmd_predict(args):
     target = _predict_target(args)
     try:
         if Path(args.weights).suffix.lower() == ".keras":  # a whole model: load it, don't rebuild the default one
+            if args.model_arg:
+                raise CLIError(f"--model-arg is for weights that do not give the architecture; {args.weights!r} "
+                               f"is a whole model, loaded as it is")
             from training.models import _run_metadata
 
             model = zoo.load_keras_model(args.weights)
@@ -208,7 +211,7 @@ def _cmd_predict(args):
             # offset was left at 0, off the run's own targets by the offset it trained with
             _run_metadata(model, args.weights)
         else:
-            model = zoo.get(args.name, weights=args.weights)
+            model = zoo.get(args.name, weights=args.weights, **dict(args.model_arg))
         record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
         if args.winograd:
             model = zoo.optimize_for_inference(model, verbose=True)

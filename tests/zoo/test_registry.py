@@ -334,9 +334,10 @@ def test_heatmap_offset_must_be_a_finite_number(bad):
 def test_released_heatmap_offsets():
     # hand-derived from the releases' own target code (see zoo/releases.py): CPM's putGaussianMaps puts heatmap
     # pixel g at stride/2 - 0.5 + g * stride = 8g + 3.5 input px; pose-hg-train's transform():int() truncates
-    # the target to the pixel below, so pixel g stands for g + 0.5 heatmap px = 4g + 2 input px
+    # the target to the pixel below, and its crop puts crop px j at j + 0.5 in transform's frame, so pixel g
+    # covers crop px 4g..4g+3, centre 4g + 1.5 (the same block-centre rule as CPM's (8 - 1) / 2 = 3.5)
     for tag in ("mpii", "lsp", "flic"):
         assert zoo.get_spec("cpm").weights[tag].heatmap_offset == 3.5
-    assert zoo.get_spec("hourglass").weights["mpii"].heatmap_offset == 2.0
+    assert zoo.get_spec("hourglass").weights["mpii"].heatmap_offset == 1.5
     for name in ("resnet50", "fcn8s", "pspnet50"):
         assert all(r.heatmap_offset == 0.0 for r in zoo.get_spec(name).weights.values())
