@@ -535,7 +535,7 @@ def _keypoints(stdout):
 
 
 def test_predict_decodes_in_the_records_heatmap_convention(tmp_path, capsys):
-    """Heatmap pixel g is at input px g * stride + the record's heatmap_offset (hourglass:mpii 2.0): predict printed
+    """Heatmap pixel g is at input px g * stride + the record's heatmap_offset (hourglass:mpii 1.5): predict printed
     no keypoints, and decoded a training run's best.keras at offset 0 whatever the run trained with (config.json).
     --heatmap-offset PX overrides it; on an image of the input's size a keypoint moves by exactly PX px."""
     import cv2
