@@ -82,7 +82,7 @@ def refuse_other_architecture(spec: ModelSpec, held: dict[str, Any], asked: dict
 # a file's input size is its architecture where the caller gives none (as a deploy prototxt's is).
 FIXED_SIZE_FAMILIES = ("pspnet",)
 # The first bottleneck of stages 3-5 (Kaiming's names, the zoo's layer names): its 1x1 branch2a or 3x3 branch2b strides.
-_STRIDED_BRANCH = re.compile(r"res([345])a_branch2([ab])")
+STRIDED_BRANCH = re.compile(r"res([345])a_branch2([ab])")
 
 
 def _layer_configs(node):
@@ -103,10 +103,17 @@ def _stride_in_3x3(config) -> bool | dict | None:
     layers, else ``{stage: (branch2a stride, branch2b stride)}`` (a network no zoo ResNet is)."""
     strides: dict[str, dict[str, int]] = {}
     for _, layer in _layer_configs(config):
-        match = _STRIDED_BRANCH.fullmatch(str(layer.get("name")))
+        match = STRIDED_BRANCH.fullmatch(str(layer.get("name")))
         if match:
             s = layer.get("strides", 1)  # none: a layer without strides (a WinogradConv2D) is stride 1
             strides.setdefault(match[1], {})[match[2]] = max(s) if isinstance(s, (list, tuple)) else s
+    return stride_placement(strides)
+
+
+def stride_placement(strides: dict[str, dict[str, int]]) -> bool | dict | None:
+    """``stride_in_3x3`` from ``{stage: {"a": branch2a stride, "b": branch2b stride}}`` (stages "3".."5", a
+    missing branch is stride 1): ``True``/``False`` when every stage agrees, ``None`` for no stage, else
+    ``{"res{stage}a": (a, b)}``. Shared by a ``.keras`` config's and a deploy prototxt's reading."""
     placements = {(s.get("a", 1), s.get("b", 1)) for s in strides.values()}
     if placements == {(1, 2)}:
         return True

@@ -6,7 +6,6 @@ imports it lazily the first time such a file is asked for).
 
 from __future__ import annotations
 
-import re
 import warnings
 from glob import escape as glob_escape
 from pathlib import Path
@@ -17,6 +16,7 @@ from converters.caffe.params import conv_geometry, opt, sub
 from converters.caffe.port import FAMILY_MAPPINGS, port
 from converters.caffe.reader import load
 from zoo.api import architecture_kwargs, refuse_other_architecture, register_weights_loader
+from zoo.architecture import STRIDED_BRANCH, stride_placement
 from zoo.errors import WeightsFileError
 from zoo.registry import get_spec
 
@@ -66,7 +66,6 @@ _OUTPUT_PARAMS = {"Convolution": "convolution_param", "InnerProduct": "inner_pro
 # Families whose layers depend on the input size (PSPNet's pyramid pooling): the prototxt's input size is architecture.
 _FIXED_SIZE = ("pspnet",)
 # The first bottleneck of stages 3-5 (Kaiming's names): its 1x1 branch2a or its 3x3 branch2b has the stride 2.
-_STRIDED_BRANCH = re.compile(r"res([345])a_branch2([ab])")
 
 
 def _stride_in_3x3(net, mapping) -> bool | dict | None:
@@ -77,16 +76,11 @@ def _stride_in_3x3(net, mapping) -> bool | dict | None:
     strides: dict[str, dict[str, int]] = {}
     for layer in net.layers:
         target = mapping.get(layer.name, keras_name(layer.name))
-        match = _STRIDED_BRANCH.fullmatch(target) if target else None
+        match = STRIDED_BRANCH.fullmatch(target) if target else None
         if layer.type == "Convolution" and match:
             _, (sh, sw), _, _ = conv_geometry(sub(layer.param, "convolution_param"), layer)
             strides.setdefault(match[1], {})[match[2]] = max(sh, sw)
-    placements = {(s.get("a", 1), s.get("b", 1)) for s in strides.values()}
-    if placements == {(1, 2)}:
-        return True
-    if placements == {(2, 1)}:
-        return False
-    return {f"res{k}a": (s.get("a", 1), s.get("b", 1)) for k, s in sorted(strides.items())} or None
+    return stride_placement(strides)
 
 
 def release_builder_kwargs(spec, caffemodel, asked=None, *, net=None) -> dict:
