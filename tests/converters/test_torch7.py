@@ -324,7 +324,7 @@ def test_zoo_get_on_an_input_tensor_with_a_weighted_adapter_in_front(tmp_path):
     want, got = torch_forward(root, x), keras_forward(model, X)
     for s, (g, r) in enumerate(zip(got, want), 1):
         assert np.abs(g - r).max() / np.abs(r).max() < 1e-4, f"stack {s}"
-    assert zoo.weights_record(model).heatmap_offset == 2.0  # the hourglass release's convention
+    assert zoo.weights_record(model).heatmap_offset == 1.5  # the hourglass release's convention
 
 
 # ------------------------------------------------------------------------------------------- bad input
