@@ -105,8 +105,15 @@ def resolve_preset(preset, family, overrides, *, model_name=None) -> Preset:
     optimiser (rate and its ``lr_scale``, momentum, rho/epsilon, weight decay, multipliers): cpm's SGD rate
     8e-5 x K would have made Adam's rate 1.27 and its momentum 0.9 gone into RMSprop. It starts from Keras'
     default rate for that optimiser instead (``learning_rate`` overrides it) and keeps the schedule.
+
+    Raises:
+        ValueError: ``preset`` is neither a :class:`Preset`, a :data:`PRESETS` key nor ``None`` (a model name
+            such as ``"fcn32s"``, which takes its family's, or a typo).
     """
-    p = PRESETS.get(preset, preset) if isinstance(preset, str) else preset
+    if not (preset is None or isinstance(preset, Preset) or (isinstance(preset, str) and preset in PRESETS)):
+        raise ValueError(f"preset must be a Preset, one of {tuple(PRESETS)} or None (the model's own, else its "
+                         f"family's). Received: preset={preset!r}")
+    p = PRESETS[preset] if isinstance(preset, str) else preset
     p = p or PRESETS.get(model_name) or PRESETS.get(family, PRESETS["default"])
     overrides = {k: v for k, v in overrides.items() if v is not None}
     kind = overrides.get("optimizer")

@@ -233,3 +233,13 @@ def test_another_optimizer_kind_starts_from_keras_defaults_not_the_presets_tuned
 def test_each_fcn_takes_its_own_solvers_base_rate(name, rate):
     # voc-fcn32s / voc-fcn16s / voc-fcn8s / voc-fcn8s-atonce solver.prototxt base_lr
     assert resolve_preset(None, "fcn", {}, model_name=name).learning_rate == rate
+
+
+@pytest.mark.parametrize("preset", ["fcn32s", "FCN", "pspnet50", {"optimizer": "sgd"}])
+def test_an_unknown_preset_is_named_with_the_known_ones(preset):
+    # a name that is no PRESETS key (a model name such as fcn32s, which takes its family's, or a typo) reached
+    # dataclasses.replace as a string: "TypeError: replace() should be called on dataclass instances"
+    with pytest.raises(ValueError) as e:
+        resolve_preset(preset, "fcn", {})
+    assert str(e.value) == (f"preset must be a Preset, one of {tuple(PRESETS)} or None (the model's own, else its "
+                            f"family's). Received: preset={preset!r}")
