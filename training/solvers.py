@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = ["CoupledSGD", "STYLES"]
@@ -32,7 +34,9 @@ STYLES = ("caffe", "torch")
 
 
 def _number(value, what, *, upper=None) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+    # NumPy scalars too (np.float32(0.9) is no float), as Keras' own optimisers take them; never a bool
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+          and value >= 0)
     if not ok or (upper is not None and value >= upper):
         bound = f"in [0, {upper})" if upper is not None else ">= 0"
         raise ValueError(f"CoupledSGD: {what} must be a finite number {bound}. Received: {what}={value!r}")

@@ -243,3 +243,13 @@ def test_an_unknown_preset_is_named_with_the_known_ones(preset):
         resolve_preset(preset, "fcn", {})
     assert str(e.value) == (f"preset must be a Preset, one of {tuple(PRESETS)} or None (the model's own, else its "
                             f"family's). Received: preset={preset!r}")
+
+
+def test_numpy_scalars_are_numbers():
+    # np.float32(0.9) is no Python float: "momentum must be a finite number in [0, 1). Received: np.float32(0.9)"
+    opt = CoupledSGD(momentum=np.float32(0.9), l2_decay=np.float32(0.25),
+                     multipliers=[("a/*", np.int64(2), np.float64(0.5))])
+    assert (opt.momentum, opt.l2_decay, opt.multipliers) == (float(np.float32(0.9)), 0.25, (("a/*", 2.0, 0.5),))
+    assert all(type(v) is float for v in (opt.momentum, opt.l2_decay, *opt.multipliers[0][1:]))  # JSON config
+    with pytest.raises(ValueError, match=r"momentum must be a finite number in \[0, 1\). Received: momentum=np.True_"):
+        CoupledSGD(momentum=np.bool_(True))
