@@ -30,8 +30,13 @@ __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog"
            "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
 
 
-def atomic_save(model, path) -> Path:
-    """``model.save(path)`` through a temporary ``.keras`` name in the same folder, then rename."""
+def atomic_save(model, path, metadata=None) -> Path:
+    """``model.save(path)`` through a temporary ``.keras`` name in the same folder, then rename.
+
+    ``metadata`` (a ``.keras`` only): what ``zoo.weights.write_keras_metadata`` puts into the archive before the
+    rename (a run's input convention, heatmap offset, centre-map sigma, builder arguments: ``zoo.load_keras_model``
+    and ``zoo.get`` read them back).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # Keras wants the real suffix
@@ -41,6 +46,10 @@ def atomic_save(model, path) -> Path:
             model.save_weights(str(tmp))
         else:
             model.save(str(tmp))
+            if metadata is not None:
+                from zoo.weights import write_keras_metadata
+
+                write_keras_metadata(tmp, metadata)
         replace_durably(tmp, path)  # synced first: a power cut leaves the old file or the new one, not an empty one
     finally:
         if tmp.exists():
@@ -93,11 +102,14 @@ class BestCheckpoint(keras.callbacks.Callback):
             names are resolved by :func:`resolve_monitor`.
         mode: ``"max"``, ``"min"`` or ``"auto"`` (:func:`monitor_mode`: min for losses and errors).
         enabled: False for non-chief workers (track nothing, write nothing).
+        metadata: written into each ``.keras`` checkpoint (:func:`atomic_save`); :func:`training.fit` sets it to
+            the run's once ``config.json`` is written.
     """
 
-    def __init__(self, path, monitor="val_loss", mode="auto", enabled=True):
+    def __init__(self, path, monitor="val_loss", mode="auto", enabled=True, metadata=None):
         super().__init__()
         self.path = Path(path)
+        self.metadata = metadata
         self.monitor = monitor
         if mode == "auto":
             mode = monitor_mode(monitor)
@@ -133,7 +145,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         self.best, self.best_epoch = value, epoch
         if self.enabled:
-            atomic_save(self.model, self.path)
+            atomic_save(self.model, self.path, self.metadata)
             _write_json(self.sidecar, {"epoch": epoch, "monitor": key, "value": value})
 
 

@@ -142,41 +142,77 @@ def _run_metadata(model, path) -> None:
     evaluate command feed), input convention, heatmap offset (``HeatmapDataset.heatmap_offset``, read by
     ``evaluate`` and ``predict`` through the record) and flip pairs (``predict(flip=True)``).
 
-    None of these is in the ``.keras`` file: without them fine-tuning ``runs/hg/best.keras`` used the
-    default preset (Adam) and a CPM checkpoint got pixels / 255 instead of its BGR / 256 - 0.5.
+    Runs written before their ``.keras`` files held these (:func:`_saved_metadata`) have them in ``config.json``
+    only: without them fine-tuning ``runs/hg/best.keras`` used the default preset (Adam) and a CPM checkpoint got
+    pixels / 255 instead of its BGR / 256 - 0.5.
     """
     import json
     from pathlib import Path
 
+    try:
+        config = json.loads((Path(path).parent / "config.json").read_text())
+        config["family"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a run folder (a converted net, a copied file)
+    settings = _run_settings(config)
+    for key in ("family", "task", "background", "center_map_sigma"):
+        if settings[key] is not None:
+            setattr(model, f"_kerazoo_{key}", settings[key])
+    if settings["record"] is not None and getattr(model, "_zoo_record", None) is None:
+        model._zoo_record = settings["record"]
+
+
+def _run_settings(config: dict) -> dict:
+    """What a run's ``config.json`` content says about its model: ``family``, ``task``, ``background``,
+    ``center_map_sigma`` and ``record`` (its input convention, heatmap offset and flip pairs), ``None`` where it says
+    nothing readable."""
     import zoo
     from training.normalization import Normalization
 
-    try:
-        config = json.loads((Path(path).parent / "config.json").read_text())
-        family = config["family"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # not a run folder (a converted net, a copied file)
-    if isinstance(family, str) and family:
-        model._kerazoo_family = family
-    if config.get("task") in ("pose", "segmentation"):  # predict: a coarse segmentation output is not heatmaps
-        model._kerazoo_task = config["task"]
+    family = config.get("family")
+    out = {"family": family if isinstance(family, str) and family else None,
+           # predict: a coarse segmentation output is not heatmaps
+           "task": config["task"] if config.get("task") in ("pose", "segmentation") else None,
+           "background": None, "center_map_sigma": None, "record": None}
     train_data = config.get("train_data")
     background = train_data.get("background") if isinstance(train_data, dict) else None
     if isinstance(background, bool):  # predict: the last map is CPM's background (whatever name the model is given)
-        model._kerazoo_background = background
+        out["background"] = background
     sigma = train_data.get("center_map_sigma") if isinstance(train_data, dict) else None
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0:
         # a run fitted in Python may have fed another Gaussian than the training command's 21
-        model._kerazoo_center_map_sigma = float(sigma)
-    n = Normalization.of_run(Path(path).parent)
-    if n is not None and getattr(model, "_zoo_record", None) is None:
+        out["center_map_sigma"] = float(sigma)
+    n = Normalization.of_config(config)
+    if n is not None:
         try:  # where the run's targets put heatmap pixel 0 (a release fine-tuned in its own convention)
             offset = float((config.get("train_data") or {}).get("heatmap_offset", 0.0))
         except (AttributeError, TypeError, ValueError):
             offset = 0.0
-        model._zoo_record = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
-                                              heatmap_offset=offset if math.isfinite(offset) else 0.0,
-                                              flip_pairs=_run_flip_pairs(config))
+        out["record"] = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
+                                          heatmap_offset=offset if math.isfinite(offset) else 0.0,
+                                          flip_pairs=_run_flip_pairs(config))
+    return out
+
+
+def _saved_metadata(model, config: dict) -> dict:
+    """What a run writes into its ``.keras`` files (``zoo.weights.write_keras_metadata``), so that
+    ``zoo.load_keras_model`` and ``zoo.get(name, weights=...)`` give the model what :func:`_run_metadata` gives it
+    from ``config.json``: the run's settings (:func:`_run_settings` of ``config`` as ``config.json`` reads back),
+    and the registry name and builder arguments ``zoo.get`` rebuilds it with (none for a model not built by it)."""
+    import json
+
+    from zoo.api import build_info
+
+    name, kwargs = build_info(model)
+    if name is None:  # a run's .keras fine-tuned: the builder of the run before
+        name, kwargs = getattr(model, "_kerazoo_builder", None) or (None, {})
+    kept = {}
+    for k, v in kwargs.items():  # zoo.save_weights' rule: JSON-able arguments only (no tensors, no callables)
+        try:
+            kept[k] = json.loads(json.dumps(v))
+        except (TypeError, ValueError):
+            pass
+    return {**_run_settings(json.loads(json.dumps(config, default=float))), "model_name": name, "builder_kwargs": kept}
 
 
 def _run_flip_pairs(config):

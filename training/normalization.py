@@ -54,9 +54,17 @@ class Normalization:
         from pathlib import Path
 
         try:
-            n = json.loads((Path(folder) / "config.json").read_text())["train_data"]["normalization"]
+            return cls.of_config(json.loads((Path(folder) / "config.json").read_text()))
+        except (OSError, ValueError):
+            return None
+
+    @classmethod
+    def of_config(cls, config) -> "Normalization | None":
+        """The training data's convention in a run's ``config.json`` content (``None``: none there)."""
+        try:
+            n = config["train_data"]["normalization"]
             return cls(float(n["scale"]), tuple(n["mean"]), tuple(n["std"]), str(n["channel_order"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ What it adds to plain Keras:
 - per-family optimiser presets (:mod:`training.optimizers`) and schedules (poly, step, cosine, warm-up);
 - mixed precision (``"bf16"``, ``"fp16"`` with loss scaling);
 - an output folder: ``config.json`` (the run's settings and input convention, read back when
-  its ``.keras`` files are loaded to train, evaluate or ``kerazoo predict``), ``best.keras`` (best
+  its ``.keras`` files are loaded to train, evaluate or ``kerazoo predict``; the ``.keras`` files hold them too,
+  for ``zoo.load_keras_model`` and ``zoo.get``: ``training.models._saved_metadata``), ``best.keras`` (best
   validation metric, written atomically; its epoch and value in ``best.keras.json``), ``backup/``
   (``BackupAndRestore``: a killed run started again resumes; deleted when ``fit`` finishes),
   ``log.csv``, ``tensorboard/`` (with ``tensorboard=True``: scalars + heatmap/keypoint/mask
@@ -32,7 +33,7 @@ import numpy as np
 from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, fit_callbacks, monitor_mode,
                                 resolve_monitor)
 from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
-from training.models import _family, build_model
+from training.models import _family, _saved_metadata, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.keras_metrics import MeanIoUMetric, PCKMetric
@@ -240,13 +241,18 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     cbs, resumed_from, best_cb = fit_callbacks(out, dist, train_data, val_data, monitor, checkpoint, backup,
                                                backup_every, csv_log, tensorboard, terminate_on_nan, log)
     cbs += list(callbacks)
+    saved = None  # the run's settings, also inside its .keras files (zoo.load_keras_model / zoo.get read them)
     if out is not None and dist.is_chief:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "config.json", {
+        config = {
             "task": task, "model": getattr(model, "name", str(model)), "family": family, "epochs": epochs,
             "preset": asdict(p), "precision": precision, "distribution": dist.kind, "monitor": monitor,
             "train_data": train_data.config(), "val_data": None if val_data is None else val_data.config(),
-            "backend": keras.backend.backend()})
+            "backend": keras.backend.backend()}
+        _write_json(out / "config.json", config)
+        saved = _saved_metadata(model, config)
+        if best_cb is not None:
+            best_cb.metadata = saved
         if command is not None:
             _write_json(out / "cli.json", command)
     log(f"{task} | {model.name} ({model.count_params():,} params) | {len(train_data.records)} samples, "
@@ -258,7 +264,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
     _record_best(result, best_cb, history, monitor)
     if out is not None and dist.is_chief:
-        atomic_save(model, out / "final.keras")
+        atomic_save(model, out / "final.keras", saved)
         _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,
                                            "best_epoch": result.best_epoch, "resumed_from": resumed_from,
                                            "seconds": result.seconds, "history": history})

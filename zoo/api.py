@@ -66,7 +66,22 @@ def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[s
 # in-memory attributes; _kerazoo_task, _kerazoo_background: a training run's task and whether its last heatmap is a
 # background map (config.json), which predict reads
 _MODEL_METADATA = ("_kerazoo_family", "_kerazoo_task", "_kerazoo_background", "_kerazoo_center_map_sigma", "_zoo_name",
-                   "_zoo_record", "_zoo_kwargs")
+                   "_zoo_record", "_zoo_kwargs", "_kerazoo_builder")
+
+
+def _apply_saved_metadata(model, meta: dict[str, Any]):
+    """Give ``model`` what a training run wrote into its ``.keras`` (:func:`zoo.weights.read_keras_metadata`): the
+    record (input convention, heatmap offset, flip pairs), family, task, background map and CPM centre-map sigma
+    (what ``training.inference.predict`` and ``training.evaluate`` read), and as ``_kerazoo_builder`` the registry
+    name and builder arguments, for the metadata of a run that fine-tunes it. Returns ``model``."""
+    if meta.get("record") is not None:
+        model._zoo_record = meta["record"]
+    for key in ("family", "task", "background", "center_map_sigma"):
+        if meta.get(key) is not None:
+            setattr(model, f"_kerazoo_{key}", meta[key])
+    if meta.get("model_name"):
+        model._kerazoo_builder = (meta["model_name"], dict(meta["builder_kwargs"]))
+    return model
 
 
 def carry_metadata(source, target):
@@ -113,7 +128,8 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
             weights, missing arguments come from the weights record, or from the file's architecture
             (a ``.t7``'s stacks/features/modules/keypoints; a ``.caffemodel``'s head size, a CPM's stages and
             a ResNet's stride_in_3x3, from its prototxt; a ``.keras``'s stride_in_3x3 and a PSPNet's input size,
-            from its model config; a ``.weights.h5`` says none, so a ResNet-50/101/152 needs ``stride_in_3x3``); the
+            from its model config, and a ``training.fit`` run's ``.keras`` all of them, with its record and CPM
+            centre-map sigma; a ``.weights.h5`` says none, so a ResNet-50/101/152 needs ``stride_in_3x3``); the
             model remembers them for :func:`zoo.save_weights`.
             Asking for another number of classes/keypoints than the weights have loads everything but the head,
             with a warning; an architecture argument (:data:`ARCHITECTURE_KWARGS`: ``stages``, ``stacks``,
@@ -179,8 +195,11 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
     if path.suffix.lower() in (".h5", ".hdf5") and _w.is_zoo_weights_file(path):  # whatever the name: x.weights.h5
         return _load_zoo_file(spec, path, kwargs, None)
     if path.name.endswith(".weights.h5") or path.suffix == ".keras":
+        meta = {}
         if path.suffix == ".keras":
             _check_keras_archive(path)
+            meta = _w.read_keras_metadata(path)  # a training run's: builder arguments, record, centre-map sigma
+            kwargs = {**_saved_architecture(spec, path, meta, kwargs), **kwargs}
         # what no weight shape shows (a ResNet's stride placement): Keras would load it into either network
         kwargs = {**keras_file_architecture(spec, path, kwargs), **kwargs}
         model = spec.builder(**kwargs)
@@ -197,10 +216,22 @@ def get(name: str, weights: str | Path | None = None, **kwargs):
                                        f"weights unloaded: {partial[0]}")
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return _attach(model, spec, None, kwargs)
+        return _apply_saved_metadata(_attach(model, spec, None, kwargs), meta)
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_zoo_file(spec, path, kwargs, None)
     return _load_by_suffix(spec, path, kwargs, None)
+
+
+def _saved_architecture(spec: ModelSpec, path, meta: dict[str, Any], asked: dict[str, Any]) -> dict[str, Any]:
+    """The builder arguments a ``.keras`` file's metadata holds (``meta``: those of a model ``training.fit`` saved
+    after ``zoo.get(spec.name, ...)`` built it; ``{}`` for another name), checked against ``asked``."""
+    if meta.get("model_name") != spec.name:
+        return {}
+    held = {k: v for k, v in meta["builder_kwargs"].items() if k in spec.defaults and k != "weights"}
+    refuse_other_architecture(spec, held, asked, f"'{path}' (its {_w.KERAS_METADATA})")
+    if asked.get("input_tensor") is not None and "input_shape" not in asked:
+        held.pop("input_shape", None)  # the tensor gives the size
+    return held
 
 
 def _check_tag(spec: ModelSpec, tag: str, name: str) -> None:
@@ -376,11 +407,14 @@ def load_keras_model(path):
     """Load a whole model saved as ``.keras`` (a training run's ``best.keras``, a converted Caffe net).
 
     The custom objects of the zoo, the Caffe converter and the training package are registered
-    first, so ``safe_mode=True`` loading works; the model is not compiled.
+    first, so ``safe_mode=True`` loading works; the model is not compiled. A training run's file carries its
+    metadata (:func:`zoo.weights.read_keras_metadata`): the model gets the run's record (input convention,
+    heatmap offset, flip pairs), task, background map and CPM centre-map sigma, which ``training.inference.predict``
+    and ``training.evaluate`` use (``keras.saving.load_model`` gives the bare network without them).
 
     Raises:
         WeightsFileError: missing file, a directory, a truncated or foreign archive (names the path),
-            or a model Keras cannot rebuild (with Keras' reason).
+            a model Keras cannot rebuild (with Keras' reason), or metadata that is not a run's (names the field).
     """
     import importlib
 
@@ -397,10 +431,12 @@ def load_keras_model(path):
             importlib.import_module(module)
         except ImportError:
             pass
+    meta = _w.read_keras_metadata(path)  # before the model: a bad entry is refused without loading it
     try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError variants
         raise WeightsFileError(f"'{path}': Keras could not load the model: {type(e).__name__}: {e}") from None
+    return _apply_saved_metadata(model, meta)
 
 
 def weights_record(model) -> WeightsRecord | None:

@@ -37,6 +37,8 @@ __all__ = [
     "load_weights",
     "read_record",
     "is_zoo_weights_file",
+    "write_keras_metadata",
+    "read_keras_metadata",
     "fetch",
     "sha256sum",
     "cache_dir",
@@ -300,6 +302,81 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
         warnings.warn(f"'{path}' has no weights for {', '.join(kept)} (not part of the release); they keep "
                       f"their initial values.", stacklevel=3)
     return report
+
+
+# --------------------------------------------------------------------------------------------
+# A whole model's metadata inside its .keras archive
+# --------------------------------------------------------------------------------------------
+
+# An entry of the .keras zip beside Keras' own config.json and model.weights.h5 (Keras reads only its own entries),
+# so the file itself says what a training run fed its model: a copy away from the run's folder says it too.
+KERAS_METADATA = "kerazoo.json"
+KERAS_METADATA_FORMAT = "kerazoo-model"
+
+
+def write_keras_metadata(path, metadata: dict[str, Any]) -> None:
+    """Add ``metadata`` to the ``.keras`` archive ``path`` as :data:`KERAS_METADATA`, for :func:`read_keras_metadata`.
+
+    For a file ``model.save`` has just written under a temporary name (``training.callbacks.atomic_save``): the
+    entry is appended in place. ``metadata``: ``model_name`` and ``builder_kwargs`` (what :func:`zoo.get` rebuilds),
+    ``record`` (a :class:`WeightsRecord` or its dict: input convention, heatmap offset, flip pairs), ``family``,
+    ``task``, ``background``, ``center_map_sigma`` (input px); any may be ``None``.
+    """
+    import zipfile
+
+    record = metadata.get("record")
+    body = {**metadata, "record": record.to_dict() if isinstance(record, WeightsRecord) else record}
+    text = json.dumps({"format": KERAS_METADATA_FORMAT, "format_version": FORMAT_VERSION, **body}, sort_keys=True)
+    with zipfile.ZipFile(path, "a") as z:
+        if KERAS_METADATA in z.namelist():  # a second entry of one name: readers would take either
+            raise ValueError(f"'{path}' already holds {KERAS_METADATA}")
+        z.writestr(KERAS_METADATA, text)
+
+
+def read_keras_metadata(path) -> dict[str, Any]:
+    """The metadata :func:`write_keras_metadata` put into the ``.keras`` archive ``path``; ``{}`` without it.
+
+    Returns:
+        ``{"model_name": str | None, "builder_kwargs": dict, "record": WeightsRecord | None, "family": str | None,
+        "task": "pose" | "segmentation" | None, "background": bool | None, "center_map_sigma": float | None}``.
+    Raises:
+        WeightsFileError: an unreadable archive, or an entry that is not such metadata (names the field).
+    """
+    import zipfile
+
+    where = f"'{path}' ({KERAS_METADATA})"
+    try:
+        with zipfile.ZipFile(path) as z:
+            if KERAS_METADATA not in z.namelist():
+                return {}
+            meta = json.loads(z.read(KERAS_METADATA))
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise WeightsFileError(f"'{path}' is not a readable .keras archive: {e}") from None
+    except ValueError as e:  # not JSON (UnicodeDecodeError is one)
+        raise WeightsFileError(f"{where}: not JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != KERAS_METADATA_FORMAT:
+        raise WeightsFileError(f"{where}: not kerazoo model metadata (format='{KERAS_METADATA_FORMAT}' expected)")
+
+    def field(key, ok, expected):
+        value = meta.get(key)
+        if value is not None and not ok(value):
+            raise WeightsFileError(f"{where}: {key} must be {expected} or null, found {value!r}")
+        return value
+
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0  # noqa: E731
+    out = {"model_name": field("model_name", lambda v: isinstance(v, str) and v, "a non-empty string"),
+           "builder_kwargs": field("builder_kwargs", lambda v: isinstance(v, dict), "an object") or {},
+           "family": field("family", lambda v: isinstance(v, str) and v, "a non-empty string"),
+           "task": field("task", lambda v: v in ("pose", "segmentation"), "'pose' or 'segmentation'"),
+           "background": field("background", lambda v: isinstance(v, bool), "true or false"),
+           "center_map_sigma": field("center_map_sigma", number, "a number > 0 (input px)")}
+    if out["center_map_sigma"] is not None:
+        out["center_map_sigma"] = float(out["center_map_sigma"])
+    try:
+        out["record"] = None if meta.get("record") is None else WeightsRecord.from_dict(meta["record"])
+    except (ValueError, TypeError) as e:
+        raise WeightsFileError(f"{where}: record is not a weights record: {e}") from None
+    return out
 
 
 # --------------------------------------------------------------------------------------------

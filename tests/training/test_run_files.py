@@ -1,0 +1,140 @@
+"""A training run's .keras files carry the run's metadata (input convention, heatmap offset, flip pairs, CPM centre-map
+sigma, builder arguments): zoo.load_keras_model and zoo.get(name, weights=...) in Python predict as kerazoo predict
+does, also for a copy away from the run's config.json."""
+
+import shutil
+import zipfile
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from training import fit, inference
+from training.data import HeatmapDataset, Normalization
+from training.datasets.synthetic import synthetic_pose
+from zoo.api import build_info
+from zoo.cli import main
+
+agnostic = pytest.mark.backend_agnostic
+
+
+def _quarter_keypoints(hm, stride, offset):
+    """(h, w, K) heatmaps -> (K, 2) x, y in input px, written out: argmax, 0.25 px towards the higher neighbour on
+    each axis where both exist, times the stride plus the offset; NaN where the maximum is not positive."""
+    h, w, k = hm.shape
+    out = np.full((k, 2), np.nan)
+    for j in range(k):
+        m = hm[..., j]
+        y, x = np.unravel_index(np.argmax(m), m.shape)
+        if m[y, x] <= 0:
+            continue
+        dx = 0.25 * np.sign(m[y, x + 1] - m[y, x - 1]) if 0 < x < w - 1 else 0.0
+        dy = 0.25 * np.sign(m[y + 1, x] - m[y - 1, x]) if 0 < y < h - 1 else 0.0
+        out[j] = ((x + dx) * stride + offset, (y + dy) * stride + offset)
+    return out
+
+
+def _cli_keypoints(tmp_path, capsys, name, weights, image):
+    cv2.imwrite(str(tmp_path / "image.png"), image[..., ::-1])
+    capsys.readouterr()
+    assert main(["predict", name, str(tmp_path / "image.png"), "--weights", str(weights),
+                 "--out", str(tmp_path / "drawn.png")]) == 0
+    return np.array([[float(v) for v in line.split()[:2]] for line in capsys.readouterr().out.splitlines()[:-1]])
+
+
+@agnostic
+def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, capsys):
+    # an hourglass trained on BGR / 256 - 0.5 with targets 1.5 px off: loaded in Python, it was fed pixels / 255 and
+    # decoded at offset 0 (zoo.load_keras_model), or not loaded at all (zoo.get: the builder's 8-stack default)
+    bgr = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
+                        heatmap_size=(16, 16), sigma=1.0, flip_pairs=((0, 3), (1, 2)), normalization=bgr,
+                        heatmap_offset=1.5)
+    fit("hourglass", ds, epochs=1, out_dir=tmp_path / "run", verbose=0, model_kwargs={"stacks": 1, "features": 8})
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / "hg.keras"  # away from the run's config.json: the file itself says it
+    shutil.copy(tmp_path / "run" / "best.keras", copy)
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # the input's size: no letterbox
+    x = (image[None, ..., ::-1].astype(np.float32) / 256 - 0.5)  # BGR / 256 - 0.5, by hand
+
+    def check(model):
+        record = zoo.weights_record(model)
+        assert (record.scale, record.mean, record.channel_order) == (1 / 256, (0.5, 0.5, 0.5), "BGR")
+        assert record.heatmap_offset == 1.5 and record.flip_pairs == ((0, 3), (1, 2))
+        want = np.asarray(model.predict_on_batch(x)[0])  # the model's output on the hand-normalised image
+        pred = inference.predict(model, image)
+        np.testing.assert_allclose(pred.output, want, atol=1e-5)
+        np.testing.assert_allclose(pred.keypoints, _quarter_keypoints(want, 4, 1.5), atol=1e-6)
+        assert inference.predict(model, image, flip=True).keypoints.shape == (4, 2)  # the run's pairs
+
+    loaded = zoo.load_keras_model(copy)
+    check(loaded)
+    built = zoo.get("hourglass", weights=copy)  # no builder arguments: the file's
+    kwargs = build_info(built)[1]
+    assert (kwargs["stacks"], kwargs["features"], kwargs["num_keypoints"]) == (1, 8, 4)
+    assert tuple(kwargs["input_shape"]) == (64, 64, 3)
+    check(built)
+    cli = _cli_keypoints(tmp_path, capsys, "hourglass", tmp_path / "run" / "best.keras", image)
+    np.testing.assert_allclose(inference.predict(loaded, image).keypoints, cli, atol=0.006)  # printed to 0.01
+    with pytest.raises(zoo.WeightsMismatchError, match=r"hg.keras' \(its kerazoo.json\) holds stacks=1, but "
+                                                       r"stacks=2 was asked for"):
+        zoo.get("hourglass", weights=copy, stacks=2)
+    # Keras' own loader reads the same network and leaves the entry alone (it has no place for metadata)
+    plain = keras.saving.load_model(copy, compile=False)
+    for a, b in zip(plain.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert zoo.weights_record(plain) is None
+    # fine-tuning the run's file: the new run's files hold the same builder arguments and convention
+    fit(str(copy), ds, epochs=1, out_dir=tmp_path / "again", verbose=0)
+    for name in ("best.keras", "final.keras"):
+        again = zoo.get("hourglass", weights=tmp_path / "again" / name)
+        assert len(again.outputs) == 1 and zoo.weights_record(again).channel_order == "BGR"
+
+
+@agnostic
+def test_a_cpm_runs_keras_file_feeds_its_center_map_sigma_in_python(tmp_path):
+    # a CPM trained with centre maps of sigma 3 and a background map: loaded in Python it was fed sigma 21 and its
+    # background map was decoded as a fifth keypoint
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(4, 4), sigma=1.0, flip_pairs=(), num_outputs=2, background=True,
+                        center_map_sigma=3.0)
+    fit(zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3)), ds, epochs=1, out_dir=tmp_path / "run",
+        verbose=0)
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / "cpm.keras"
+    shutil.copy(tmp_path / "run" / "final.keras", copy)
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    y, x = np.mgrid[:32, :32]
+    center = np.exp(-((x - 15.5) ** 2 + (y - 15.5) ** 2) / (2 * 3.0 ** 2))[None, ..., None]  # sigma 3 at the centre
+    for model in (zoo.load_keras_model(copy), zoo.get("cpm", weights=copy)):
+        want = np.asarray(model.predict_on_batch([image[None].astype(np.float32) / 255, center])[-1][0])
+        pred = inference.predict(model, image)
+        np.testing.assert_allclose(pred.output, want, atol=1e-5)
+        assert pred.keypoints.shape == (4, 2)  # the background map is not a keypoint
+    with pytest.raises(zoo.WeightsMismatchError, match=r"holds stages=2, but stages=3 was asked for"):
+        zoo.get("cpm", weights=copy, stages=3)
+
+
+@agnostic
+def test_bad_metadata_in_a_keras_file_is_refused_by_name(tmp_path):
+    from zoo.weights import write_keras_metadata
+
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1)(inp))
+    for field, value, said in (("center_map_sigma", -1.0, r"center_map_sigma must be a number > 0 \(input px\) or "
+                                                          r"null, found -1.0"),
+                               ("task", "mask", r"task must be 'pose' or 'segmentation' or null, found 'mask'"),
+                               ("record", {"heatmap_offset": "x"}, r"record is not a weights record: .*heatmap_offset")):
+        path = tmp_path / f"{field}.keras"
+        model.save(path)
+        write_keras_metadata(path, {field: value})
+        with pytest.raises(zoo.WeightsFileError, match=rf"'{path}' \(kerazoo.json\): {said}"):
+            zoo.load_keras_model(path)
+    path = tmp_path / "other.keras"
+    model.save(path)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("kerazoo.json", "[1, 2]")
+    with pytest.raises(zoo.WeightsFileError, match=r"\(kerazoo.json\): not kerazoo model metadata"):
+        zoo.load_keras_model(path)
