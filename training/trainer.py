@@ -233,7 +233,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         model, family = _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed, dist, log)
         p = resolve_preset(preset, family, dict(optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
                                                  warmup_epochs=warmup_epochs, weight_decay=weight_decay),
-                           model_name=getattr(model, "_zoo_name", None))
+                           model_name=_zoo_model_name(model))
         opt = _optimizer_for(p, model, task, train_data, epochs, dist, policy)
         default_monitor = _compile(model, task, train_data, opt, aux_weight, jit_compile, steps_per_execution)
 
@@ -289,6 +289,12 @@ def _task_of(train_data, val_data) -> str:
     return task
 
 
+def _zoo_model_name(model) -> str | None:
+    """The registry name ``model`` was built as: :func:`zoo.get`'s, else a training run's ``.keras`` metadata's (a
+    reloaded staged FCN-8s took the family's 1e-10 for its own 1e-14)."""
+    return getattr(model, "_zoo_name", None) or (getattr(model, "_kerazoo_builder", None) or (None,))[0]
+
+
 def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed, dist: Placement, log):
     """Build/clone the model in ``policy``, match the datasets to it (geometry, normalisation, feed).
 
@@ -300,8 +306,9 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
             family = _family(model)
             if policy is not None:
                 model = _with_policy(model, policy)
-            elif dist.strategy is not None and dist.kind != "data_parallel":
-                model = _with_policy(model, keras.config.dtype_policy().name)  # variables inside the scope
+            elif dist.strategy is not None:  # variables inside the scope / created under JAX's distribution:
+                # a model built before fit holds them on one device, which DataParallel's jitted step refused
+                model = _with_policy(model, keras.config.dtype_policy().name)
         else:
             model, family = build_model(model, task, train_data, model_kwargs)
     for what, ds in (("train", train_data), ("val", val_data)):

@@ -86,6 +86,9 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
     for a, b in zip(plain.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert zoo.weights_record(plain) is None
+    from training.trainer import _zoo_model_name  # the preset's key: a reloaded staged FCN took the family's rate
+
+    assert (_zoo_model_name(loaded), _zoo_model_name(plain)) == ("hourglass", None)
     # fine-tuning the run's file: the new run's files hold the same builder arguments and convention
     fit(str(copy), ds, epochs=1, out_dir=tmp_path / "again", verbose=0)
     for name in ("best.keras", "final.keras"):
