@@ -221,6 +221,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     if isinstance(preset, Preset):
         for arg, above in (("learning_rate", True), ("warmup_epochs", False), ("weight_decay", False)):
             _check_rate(f"preset.{arg}", getattr(preset, arg), above)
+    resolve_preset(preset, None, {})  # an unknown preset name is refused before a model is built or loaded
     dist = setup_distribution(distribution)
     out = Path(out_dir) if out_dir is not None else None
     quiet = verbose == 0

@@ -245,6 +245,20 @@ def test_an_unknown_preset_is_named_with_the_known_ones(preset):
                             f"family's). Received: preset={preset!r}")
 
 
+
+def test_fit_refuses_an_unknown_preset_before_building_the_model(tmp_path):
+    from training import fit
+    from training.data import HeatmapDataset
+    from training.datasets.synthetic import synthetic_pose
+
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(8, 8), sigma=1.0)
+    # the preset's error, not the (unbuildable) model's: the name was checked only after building or loading one
+    with pytest.raises(ValueError, match=r"preset must be a Preset, one of .* Received: preset='fcn32s'"):
+        fit(str(tmp_path / "missing.keras"), ds, preset="fcn32s", out_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
 def test_numpy_scalars_are_numbers():
     # np.float32(0.9) is no Python float: "momentum must be a finite number in [0, 1). Received: np.float32(0.9)"
     opt = CoupledSGD(momentum=np.float32(0.9), l2_decay=np.float32(0.25),
