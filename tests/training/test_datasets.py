@@ -18,7 +18,8 @@ from training.datasets.rhd import load_rhd_annotations, read_rhd, read_rhd_segme
 from training.datasets.synthetic import figure_joint_colors, synthetic_pose, synthetic_segmentation
 from training.datasets.voc import read_voc, voc_palette
 
-pytestmark = pytest.mark.backend_agnostic
+# Parsers, NumPy and OpenCV only, nothing a Keras backend computes: ./dev test's TensorFlow pass runs these,
+# its JAX pass (-m backend_agnostic) has nothing here that could differ.
 
 
 # ------------------------------------------------------------------------------------ MATLAB structs
