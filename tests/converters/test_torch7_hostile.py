@@ -9,7 +9,8 @@ import pytest
 from converters.torch7 import Torch7FormatError, WeightsMismatchError, infer_hourglass_config, loads, to_graph
 from tests.converters import torch7_files as T
 
-pytestmark = pytest.mark.backend_agnostic
+# Parsers, NumPy and OpenCV only, nothing a Keras backend computes: ./dev test's TensorFlow pass runs these,
+# its JAX pass (-m backend_agnostic) has nothing here that could differ.
 
 
 def raw_tensor(storage, shape, strides, offset=0, cls="torch.FloatTensor"):
