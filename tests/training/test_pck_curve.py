@@ -19,7 +19,8 @@ from training.metrics import MPII_JOINT_NAMES, end_point_error, keypoint_auc_mmp
 from training.transforms import transform_points
 from training.visualize import PCK_PLOT_MARGINS, pck_curve_plot
 
-pytestmark = pytest.mark.backend_agnostic
+# Parsers, NumPy and OpenCV only, nothing a Keras backend computes: ./dev test's TensorFlow pass runs these,
+# its JAX pass (-m backend_agnostic) has nothing here that could differ.
 
 
 def test_thresholds_are_mpii_range_or_equal_steps_ending_at_alpha():
