@@ -12,7 +12,8 @@ from training.datasets import DatasetError, ImageReadError, PoseRecord, SegRecor
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
 from training.transforms import transform_points
 
-pytestmark = pytest.mark.backend_agnostic
+# Most tests here are NumPy/OpenCV only (nothing a Keras backend computes) and run in ./dev test's TensorFlow
+# pass alone; those that build or run a Keras model are marked backend_agnostic one by one, for its JAX pass too.
 
 
 def _pose(n=8, **kw):
@@ -381,6 +382,7 @@ def test_segmentation_labels_on_pspnet_sized_grid_are_the_input_pixels(tmp_path,
     assert (y[n:] == 255).all() and (y[:, n:] == 255).all()  # a grid pixel past the image is ignored
 
 
+@pytest.mark.backend_agnostic
 def test_normalization_of_the_release_records_is_the_original_preprocessing():
     import keras
 
