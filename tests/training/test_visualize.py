@@ -9,7 +9,8 @@ import pytest
 
 from training import inference, visualize
 
-pytestmark = pytest.mark.backend_agnostic
+# Most tests here are NumPy/OpenCV only (nothing a Keras backend computes) and run in ./dev test's TensorFlow
+# pass alone; those that build or run a Keras model are marked backend_agnostic one by one, for its JAX pass too.
 
 
 def test_keypoints_are_drawn_at_their_coordinates():
@@ -235,6 +236,7 @@ def test_a_model_of_any_size_that_refuses_the_image_says_so():
         inference.predict(model, np.zeros((50, 70, 3), np.uint8))
 
 
+@pytest.mark.backend_agnostic
 def test_an_image_a_model_refuses_leaves_the_model_working():
     import keras
 
@@ -348,6 +350,7 @@ def test_keypoint_radius_may_be_fractional():
     assert np.hypot(xs - 8, ys - 8).max() <= 2.0 and out[8, 8, 0] == 255 and len(xs) >= 9  # a disc of radius 1.5
 
 
+@pytest.mark.backend_agnostic
 def test_a_segmentation_model_with_an_auxiliary_head_predicts_with_its_main_head():
     import keras
 
@@ -372,6 +375,7 @@ def test_predict_is_still_importable_from_visualize():
         visualize.nothing_here
 
 
+@pytest.mark.backend_agnostic
 def test_a_coarse_segmentation_output_is_a_mask_when_the_task_says_so(tmp_path):
     import json
 
@@ -398,6 +402,7 @@ def test_a_coarse_segmentation_output_is_a_mask_when_the_task_says_so(tmp_path):
     np.testing.assert_array_equal(visualize.predict(model, image).mask, np.full((8, 12), 2))
 
 
+@pytest.mark.backend_agnostic
 def test_a_run_models_task_survives_optimize_for_inference(tmp_path):
     """kerazoo predict --winograd predicts with zoo.optimize_for_inference's clone: the run's task (config.json) must
     come with it, or a coarse segmentation output is drawn as keypoints again."""
@@ -421,6 +426,7 @@ def test_a_run_models_task_survives_optimize_for_inference(tmp_path):
     np.testing.assert_array_equal(pred.mask, np.full((8, 12), 2))  # class 2 everywhere (the bias), at the image's size
 
 
+@pytest.mark.backend_agnostic
 def test_a_cpm_runs_background_map_is_not_a_keypoint(tmp_path, capsys):
     """A CPM fine-tuned on 4 keypoints outputs 5 maps, the last its background (config.json: train_data.background).
     predict dropped it only when the model was named cpm in the registry: the run's .keras predicted in Python, or by
@@ -462,6 +468,7 @@ def _center_map_model(h, w):
     return keras.Model([image, cmap], keras.layers.Add()([cmap, zero]), name="cmap_echo")
 
 
+@pytest.mark.backend_agnostic
 def test_predict_feeds_a_runs_center_map_sigma(tmp_path):
     """A CPM fitted in Python with HeatmapDataset(center_map_sigma=3) records 3 in config.json's train_data;
     predict fed its .keras the release's sigma 21 whatever the run trained with."""
