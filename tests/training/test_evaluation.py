@@ -10,7 +10,8 @@ from tests.training.helpers import Blobs
 from training.evaluation import evaluate
 from training.transforms import transform_points
 
-pytestmark = pytest.mark.backend_agnostic
+# Most tests here are NumPy/OpenCV only (nothing a Keras backend computes) and run in ./dev test's TensorFlow
+# pass alone; those that build or run a Keras model are marked backend_agnostic one by one, for its JAX pass too.
 
 
 class _Replay:
@@ -581,6 +582,7 @@ class _PerfectForWhatItSees:
         return np.stack(out)
 
 
+@pytest.mark.backend_agnostic
 @pytest.mark.parametrize("workers", [1, 2])
 def test_unreadable_records_are_left_out_not_scored_as_their_stand_in(workers, tmp_path):
     import cv2
