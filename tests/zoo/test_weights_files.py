@@ -57,19 +57,49 @@ def test_another_models_file_says_whose_it_is_first(saved):
         zoo.get("hourglass", weights=saved)
 
 
-@pytest.mark.parametrize("content", ["[]", '{"k": "abc"}', "{not json"])
-def test_foreign_hash_records_are_named_in_api_and_cli(tmp_path, monkeypatch, content):
-    home = tmp_path / "home"
-    (home / "sources").mkdir(parents=True)
-    (home / "sources" / "sha256.json").write_text(content)
-    monkeypatch.setenv("KERAZOO_HOME", str(home))
+# One child process runs `python -m zoo list --pretrained` once per home (each start loads Keras, ~6 s: one
+# process per case was three); runpy.run_module is how `python -m` runs zoo/__main__.py.
+_LIST_IN_EACH_HOME = """
+import os, runpy, sys
+for home in sys.argv[1:]:
+    os.environ["KERAZOO_HOME"] = home
+    sys.argv = ["zoo", "list", "--pretrained"]
+    try:
+        runpy.run_module("zoo", run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        print(f"<exit {e.code}>", file=sys.stderr, flush=True)
+"""
+
+
+_FOREIGN_RECORDS = ["[]", '{"k": "abc"}', "{not json"]
+
+
+@pytest.fixture(scope="module")
+def foreign_homes_listed(tmp_path_factory):
+    """{content: (KERAZOO_HOME holding it as sources/sha256.json, what `kerazoo list --pretrained` wrote there)}."""
+    homes = []
+    for content in _FOREIGN_RECORDS:
+        home = tmp_path_factory.mktemp("home")
+        (home / "sources").mkdir()
+        (home / "sources" / "sha256.json").write_text(content)
+        homes.append(str(home))
+    res = subprocess.run([sys.executable, "-c", _LIST_IN_EACH_HOME, *homes], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT),
+                                                      "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    runs = res.stderr.split("<exit ")
+    assert len(runs) == 4 and all(r.startswith("2>") for r in runs[1:]), res.stderr[-2000:]
+    return dict(zip(_FOREIGN_RECORDS, zip(homes, runs[:-1])))
+
+
+@pytest.mark.parametrize("content", _FOREIGN_RECORDS)
+def test_foreign_hash_records_are_named_in_api_and_cli(foreign_homes_listed, monkeypatch, content):
+    home, listed = foreign_homes_listed[content]
+    monkeypatch.setenv("KERAZOO_HOME", home)
     with pytest.raises(zoo.WeightsFileError, match="sha256.json' are (unreadable|not kerazoo's).*delete the file"):
         pretrained.recorded_sha256("x")
-    res = subprocess.run([sys.executable, "-m", "zoo", "list", "--pretrained"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, env={**__import__("os").environ, "KERAZOO_HOME": str(home),
-                                                      "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
-    assert "kerazoo list: error: Recorded hashes" in res.stderr
+    # exit status 2 and the CLI's one-line error for this home's file (not a record cached from another home)
+    assert "kerazoo list: error: Recorded hashes" in listed and home in listed, listed[-2000:]
 
 
 # --- released weights into a model built without the head, or with a training-only head ------------------------
