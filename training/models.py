@@ -144,11 +144,21 @@ def _run_metadata(model, path) -> None:
 
     Runs written before their ``.keras`` files held these (:func:`_saved_metadata`) have them in ``config.json``
     only: without them fine-tuning ``runs/hg/best.keras`` used the default preset (Adam) and a CPM checkpoint got
-    pixels / 255 instead of its BGR / 256 - 0.5.
+    pixels / 255 instead of its BGR / 256 - 0.5. A file that holds them (``zoo.load_keras_model`` gave them) keeps
+    its own: a run's file put into another run's folder took that run's family and background map.
     """
     import json
+    import zipfile
     from pathlib import Path
 
+    from zoo.weights import KERAS_METADATA
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            if KERAS_METADATA in z.namelist():
+                return
+    except (OSError, zipfile.BadZipFile):
+        pass  # not an archive: zoo.load_keras_model says so
     try:
         config = json.loads((Path(path).parent / "config.json").read_text())
         config["family"]

@@ -141,3 +141,25 @@ def test_bad_metadata_in_a_keras_file_is_refused_by_name(tmp_path):
         z.writestr("kerazoo.json", "[1, 2]")
     with pytest.raises(zoo.WeightsFileError, match=r"\(kerazoo.json\): not kerazoo model metadata"):
         zoo.load_keras_model(path)
+
+
+@agnostic
+def test_a_runs_keras_file_in_another_runs_folder_keeps_its_own_metadata(tmp_path, capsys):
+    # a CPM run's file (background map, centre-map sigma 3) put into an hourglass run's folder: the command line took
+    # the folder's config.json over the file's own entry (family hourglass, no background: a 5th "keypoint" printed)
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(4, 4), sigma=1.0, flip_pairs=(), num_outputs=2, background=True,
+                        center_map_sigma=3.0)
+    fit(zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3)), ds, epochs=1, out_dir=tmp_path / "cpm",
+        verbose=0)
+    hg = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
+                        heatmap_size=(16, 16), sigma=1.0)
+    fit("hourglass", hg, epochs=1, out_dir=tmp_path / "hg", verbose=0, model_kwargs={"stacks": 1, "features": 8})
+    shutil.copy(tmp_path / "cpm" / "final.keras", tmp_path / "hg" / "init.keras")
+    image = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    cli = _cli_keypoints(tmp_path, capsys, "cpm", tmp_path / "hg" / "init.keras", image)
+    assert cli.shape == (4, 2)  # the background map is not a keypoint
+    from training.models import build_model
+
+    model, family = build_model(str(tmp_path / "hg" / "init.keras"), "pose", hg)  # fine-tuning it: CPM's preset
+    assert (family, model._kerazoo_background, model._kerazoo_center_map_sigma) == ("cpm", True, 3.0)
