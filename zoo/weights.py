@@ -321,12 +321,18 @@ def write_keras_metadata(path, metadata: dict[str, Any]) -> None:
     entry is appended in place. ``metadata``: ``model_name`` and ``builder_kwargs`` (what :func:`zoo.get` rebuilds),
     ``record`` (a :class:`WeightsRecord` or its dict: input convention, heatmap offset, flip pairs), ``family``,
     ``task``, ``background``, ``center_map_sigma`` (input px); any may be ``None``.
+
+    Raises:
+        ValueError: ``path`` is not a zip archive, or already holds the entry.
     """
     import zipfile
 
     record = metadata.get("record")
     body = {**metadata, "record": record.to_dict() if isinstance(record, WeightsRecord) else record}
     text = json.dumps({"format": KERAS_METADATA_FORMAT, "format_version": FORMAT_VERSION, **body}, sort_keys=True)
+    if not zipfile.is_zipfile(path):  # append mode would add an archive to the end of any other file
+        raise ValueError(f"'{path}' is not a .keras archive (a zip); {KERAS_METADATA} goes into a whole model's "
+                         f".keras file")
     with zipfile.ZipFile(path, "a") as z:
         if KERAS_METADATA in z.namelist():  # a second entry of one name: readers would take either
             raise ValueError(f"'{path}' already holds {KERAS_METADATA}")

@@ -163,3 +163,19 @@ def test_a_runs_keras_file_in_another_runs_folder_keeps_its_own_metadata(tmp_pat
 
     model, family = build_model(str(tmp_path / "hg" / "init.keras"), "pose", hg)  # fine-tuning it: CPM's preset
     assert (family, model._kerazoo_background, model._kerazoo_center_map_sigma) == ("cpm", True, 3.0)
+
+
+@agnostic
+def test_metadata_is_written_into_keras_archives_only(tmp_path):
+    # zipfile's append mode adds an archive to the end of any other file: an HDF5 weights file took a zip tail
+    from zoo.weights import write_keras_metadata
+
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1)(inp))
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=rf"'{path}' is not a \.keras archive \(a zip\); kerazoo.json goes into "
+                                         rf"a whole model's \.keras file"):
+        write_keras_metadata(path, {"task": "pose"})
+    assert path.read_bytes() == before
