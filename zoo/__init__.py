@@ -11,6 +11,7 @@ from zoo.errors import InputShapeError, WeightsFileError, WeightsMismatchError, 
 from zoo.registry import ModelSpec, get_spec, info, list_models, register, register_weights
 from zoo.records import WeightsRecord
 from zoo.weights import load_weights, read_record, save_weights
+from zoo.saving import save_model
 from zoo import models  # noqa: F401,E402  (registers the builders)
 from zoo.models.cpm import cpm_center_map  # noqa: E402
 from zoo import releases  # noqa: F401,E402  (registers the original releases as weights tags)
@@ -20,7 +21,7 @@ from zoo import export  # noqa: F401,E402  (zoo.export.export: SavedModel / Lite
 __all__ = [
     "get", "list_models", "info", "register", "register_weights", "get_spec", "ModelSpec",
     "preprocess", "weights_record", "register_weights_loader", "load_keras_model",
-    "WeightsRecord", "save_weights", "load_weights", "read_record",
+    "WeightsRecord", "save_weights", "load_weights", "read_record", "save_model",
     "ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError",
     "cpm_center_map", "layers", "optimize_for_inference",
 ]

@@ -89,6 +89,14 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
     from training.trainer import _zoo_model_name  # the preset's key: a reloaded staged FCN took the family's rate
 
     assert (_zoo_model_name(loaded), _zoo_model_name(plain)) == ("hourglass", None)
+    # a copy of the loaded model: model.save drops the entry (Keras writes its own archive), zoo.save_model keeps it
+    loaded.save(tmp_path / "copy" / "keras_save.keras")
+    assert zoo.weights_record(zoo.load_keras_model(tmp_path / "copy" / "keras_save.keras")) is None
+    zoo.save_model(loaded, tmp_path / "copy" / "zoo_save.keras")
+    check(zoo.load_keras_model(tmp_path / "copy" / "zoo_save.keras"))
+    check(zoo.get("hourglass", weights=tmp_path / "copy" / "zoo_save.keras"))
+    with pytest.raises(ValueError, match=r"save_model writes a whole model as .keras. Received: path='.*m.h5'"):
+        zoo.save_model(loaded, tmp_path / "m.h5")
     # fine-tuning the run's file: the new run's files hold the same builder arguments and convention
     fit(str(copy), ds, epochs=1, out_dir=tmp_path / "again", verbose=0)
     for name in ("best.keras", "final.keras"):
@@ -179,3 +187,19 @@ def test_metadata_is_written_into_keras_archives_only(tmp_path):
                                          rf"a whole model's \.keras file"):
         write_keras_metadata(path, {"task": "pose"})
     assert path.read_bytes() == before
+
+
+@agnostic
+def test_save_model_keeps_what_zoo_get_built(tmp_path):
+    # zoo.get's registry name, builder arguments and record travel in the file: zoo.get rebuilds the 1-stack,
+    # 8-feature net without being told (from model.save's archive it built the 8-stack default and refused it)
+    rec = zoo.WeightsRecord(num_keypoints=4, scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR",
+                            heatmap_offset=1.5)
+    model = zoo.get("hourglass", stacks=1, features=8, num_keypoints=4, input_shape=(64, 64, 3))
+    model._zoo_record = rec
+    zoo.save_model(model, tmp_path / "hg.keras")
+    again = zoo.get("hourglass", weights=tmp_path / "hg.keras")
+    assert zoo.weights_record(again) == rec and len(again.layers) == len(model.layers)
+    for a, b in zip(again.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left

@@ -1,0 +1,69 @@
+"""Save a whole model as ``.keras`` with what kerazoo knows about it: :func:`save_model`, the inverse of
+:func:`zoo.load_keras_model`.
+
+``model.save`` writes Keras' archive only, so a copy of a training run's model (or of its
+``zoo.optimize_for_inference`` clone) lost the run's record, task and CPM centre-map sigma, and was then fed
+pixels / 255 and decoded at heatmap offset 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from zoo.files import replace_durably
+from zoo.weights import write_keras_metadata
+
+__all__ = ["save_model", "model_metadata"]
+
+
+def model_metadata(model) -> dict[str, Any]:
+    """What :func:`zoo.get`, :func:`zoo.load_keras_model` and training attached to ``model``, as
+    :func:`zoo.weights.write_keras_metadata` takes it: registry name and builder arguments (JSON-able ones only:
+    no ``input_tensor``), weights record, family, task, background map, CPM centre-map sigma (input px)."""
+    from zoo.api import build_info
+
+    name, kwargs = build_info(model)
+    if name is None:  # a loaded run's model: the builder it was made with
+        name, kwargs = getattr(model, "_kerazoo_builder", None) or (None, {})
+    kept = {}
+    for k, v in kwargs.items():
+        try:
+            kept[k] = json.loads(json.dumps(v))
+        except (TypeError, ValueError):
+            pass
+    meta = {"model_name": name, "builder_kwargs": kept, "record": getattr(model, "_zoo_record", None)}
+    for key in ("family", "task", "background", "center_map_sigma"):
+        meta[key] = getattr(model, f"_kerazoo_{key}", None)
+    return meta
+
+
+def save_model(model, path) -> Path:
+    """``model.save(path)`` plus :func:`model_metadata` in the archive, written to a temporary name in the same
+    folder and renamed (a crash leaves the old file or the new one).
+
+    Args:
+        model: a Keras model; one that kerazoo knows nothing about is saved as ``model.save`` would.
+        path: the ``.keras`` file to write.
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    Raises:
+        ValueError: ``path`` does not end in ``.keras``.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"save_model writes a whole model as .keras. Received: path='{path}'")
+    meta = model_metadata(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # Keras wants the real suffix
+    try:
+        model.save(str(tmp))
+        if meta["model_name"] or any(meta[k] is not None for k in meta if k not in ("model_name", "builder_kwargs")):
+            write_keras_metadata(tmp, meta)
+        replace_durably(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
