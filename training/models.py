@@ -211,18 +211,11 @@ def _saved_metadata(model, config: dict) -> dict:
     and the registry name and builder arguments ``zoo.get`` rebuilds it with (none for a model not built by it)."""
     import json
 
-    from zoo.api import build_info
+    from zoo.saving import model_metadata
 
-    name, kwargs = build_info(model)
-    if name is None:  # a run's .keras fine-tuned: the builder of the run before
-        name, kwargs = getattr(model, "_kerazoo_builder", None) or (None, {})
-    kept = {}
-    for k, v in kwargs.items():  # zoo.save_weights' rule: JSON-able arguments only (no tensors, no callables)
-        try:
-            kept[k] = json.loads(json.dumps(v))
-        except (TypeError, ValueError):
-            pass
-    return {**_run_settings(json.loads(json.dumps(config, default=float))), "model_name": name, "builder_kwargs": kept}
+    built = model_metadata(model)  # a run's .keras fine-tuned: the builder of the run before; JSON-able arguments
+    return {**_run_settings(json.loads(json.dumps(config, default=float))), "model_name": built["model_name"],
+            "builder_kwargs": built["builder_kwargs"]}
 
 
 def _run_flip_pairs(config):
