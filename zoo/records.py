@@ -42,6 +42,29 @@ def _sha256_hex(value, what: str) -> str | None:
     return text
 
 
+def _is_real(value) -> bool:
+    """A finite real number (not a bool, a string or None)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return bool(ok and np.isfinite(value))
+
+
+def _is_index(value) -> bool:
+    """An integer >= 0 (a JSON float such as 3.0 counts: it names the same index)."""
+    return _is_real(value) and value >= 0 and float(value) == int(value)
+
+
+def _is_count(value) -> bool:
+    return _is_index(value) and value > 0
+
+
+def _sequence(value, key: str, expected: str) -> list:
+    """``value`` as a list when it is a list/tuple/array; ValueError naming ``key`` otherwise (a string would
+    otherwise pass as a sequence of its characters, a number or a mapping fail far from the record)."""
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise ValueError(f"WeightsRecord.{key} must be {expected}, got {value!r}")
+    return list(value)
+
+
 @dataclass(frozen=True)
 class SourceFile:
     """One file of an original release, as its authors published it.
@@ -127,18 +150,85 @@ class WeightsRecord:
             if not isinstance(value, dict):
                 raise TypeError(f"WeightsRecord.{key} must be a dict, got {type(value).__name__}")
             object.__setattr__(self, key, _ReadOnlyDict(value))
-        for key in ("input_size", "mean", "std", "class_names", "keypoint_names", "sources"):
-            if getattr(self, key) is not None:
-                object.__setattr__(self, key, tuple(getattr(self, key)))
-        if self.flip_pairs is not None:
-            object.__setattr__(self, "flip_pairs", tuple(tuple(p) for p in self.flip_pairs))
+        if self.sources is not None:
+            object.__setattr__(self, "sources", tuple(_sequence(self.sources, "sources", "a list of source files")))
         object.__setattr__(self, "sha256", _sha256_hex(self.sha256, "WeightsRecord.sha256"))
         off = self.heatmap_offset
-        ok = isinstance(off, (int, float, np.integer, np.floating)) and not isinstance(off, (bool, np.bool_))
-        if not (ok and np.isfinite(off)):
+        if not _is_real(off):
             raise ValueError(f"WeightsRecord.heatmap_offset must be a finite number (input px where heatmap pixel 0's "
                              f"centre lies; 0.0 = training's convention), got {off!r}")
         object.__setattr__(self, "heatmap_offset", float(off))
+        # The input convention and head are checked here, not where they are used (zoo.preprocess, the Normalize
+        # layer, decoding, flip tests): a wrong value from an edited file or a typo would otherwise divide by zero,
+        # feed the wrong channel order or mirror the wrong joints far from the record that said so.
+        self._check_input_convention()
+        self._check_head()
+
+    def _check_input_convention(self):
+        order = self.channel_order
+        if not (isinstance(order, str) and order.upper() in ("RGB", "BGR")):
+            raise ValueError(f"WeightsRecord.channel_order must be 'RGB' or 'BGR' (the order the model takes its "
+                             f"channels in), got {order!r}")
+        object.__setattr__(self, "channel_order", order.upper())  # readers compare upper case ('bgr' swaps too)
+        if not (_is_real(self.scale) and self.scale > 0):
+            raise ValueError(f"WeightsRecord.scale must be a finite number > 0 (multiplies the 0-255 pixels, e.g. "
+                             f"1/255), got {self.scale!r}")
+        object.__setattr__(self, "scale", float(self.scale))
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            items = _sequence(value, key, "1 or 3 numbers (one for all channels or one per channel)")
+            if len(items) not in (1, 3) or not all(map(_is_real, items)):
+                raise ValueError(f"WeightsRecord.{key} must be 1 or 3 finite numbers (one for all channels or one "
+                                 f"per channel, in channel_order, after scale), got {value!r}")
+            if key == "std" and not all(v > 0 for v in items):  # preprocess divides by it
+                raise ValueError(f"WeightsRecord.std must be > 0 (the pixels are divided by it), got {value!r}")
+            object.__setattr__(self, key, tuple(float(v) for v in items))
+        if self.input_size is not None:
+            items = _sequence(self.input_size, "input_size", "(H, W) in px")
+            if len(items) != 2 or not all(_is_count(v) for v in items):
+                raise ValueError(f"WeightsRecord.input_size must be (H, W): 2 integers > 0 (input px), "
+                                 f"got {self.input_size!r}")
+            object.__setattr__(self, "input_size", tuple(int(v) for v in items))
+        for key in ("eval_base_size", "output_stride", "num_classes", "num_keypoints"):
+            value = getattr(self, key)
+            if value is not None:
+                if not _is_count(value):
+                    raise ValueError(f"WeightsRecord.{key} must be an integer > 0 or None, got {value!r}")
+                object.__setattr__(self, key, int(value))
+
+    def _check_head(self):
+        for names, count in (("class_names", "num_classes"), ("keypoint_names", "num_keypoints")):
+            value, n = getattr(self, names), getattr(self, count)
+            if value is None:
+                continue
+            items = _sequence(value, names, "a list of strings (one name per output)")
+            bad = [v for v in items if not isinstance(v, str)]
+            if bad:
+                raise ValueError(f"WeightsRecord.{names} must be strings (one name per output), got {bad[0]!r} "
+                                 f"in {value!r}")
+            if n is not None and len(items) != n:
+                raise ValueError(f"WeightsRecord.{names} must name the {count}={n} outputs, got {len(items)} "
+                                 f"names: {value!r}")
+            object.__setattr__(self, names, tuple(items))
+        if self.flip_pairs is None:
+            return
+        n = self.num_keypoints if self.num_keypoints is not None else (
+            len(self.keypoint_names) if self.keypoint_names is not None else None)
+        expected = ("pairs [left, right] of distinct keypoint indices, each index in one pair at most"
+                    + (f", 0 <= index < {n} (num_keypoints)" if n is not None else ", index >= 0"))
+        pairs, seen = [], set()
+        for pair in _sequence(self.flip_pairs, "flip_pairs", expected):
+            try:
+                items = _sequence(pair, "flip_pairs", expected)
+            except ValueError:
+                items = ()
+            ok = len(items) == 2 and all(_is_index(v) and (n is None or int(v) < n) for v in items)
+            if not ok or {int(v) for v in items} & seen or items[0] == items[1]:
+                raise ValueError(f"WeightsRecord.flip_pairs must be {expected}; got {pair!r} in "
+                                 f"{self.flip_pairs!r}")
+            seen.update(int(v) for v in items)
+            pairs.append((int(items[0]), int(items[1])))
+        object.__setattr__(self, "flip_pairs", tuple(pairs))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, independent copy (JSON types), safe to edit."""
@@ -152,7 +242,9 @@ class WeightsRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WeightsRecord":
-        """Raises TypeError/ValueError for a structure that is not a record (an edited or foreign file)."""
+        """Raises TypeError/ValueError for a structure that is not a record (an edited or foreign file), and
+        ValueError naming the field, its value and what was expected for a value no model can be fed or decoded
+        with (a zero std, channel order 'XYZ', flip pairs that are not pairs of distinct keypoint indices)."""
         if not isinstance(d, dict):
             raise TypeError(f"a record is a JSON object, found {type(d).__name__}")
         for key in ("builder_kwargs", "metrics"):
