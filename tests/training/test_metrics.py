@@ -11,7 +11,9 @@ from training.metrics import (
 from training.losses import SegmentationCrossEntropy
 from training.targets import decode_heatmaps, encode_heatmaps
 
-pytestmark = pytest.mark.backend_agnostic
+# The PCK / PCKh / confusion-matrix functions are NumPy only (nothing a Keras backend computes) and their tests
+# run in ./dev test's TensorFlow pass alone; those that build or run a Keras metric or model are marked
+# backend_agnostic one by one, for its JAX pass too.
 
 
 def _pck_loop(pred, gt, vis, norm, alpha):
@@ -123,6 +125,7 @@ def _heatmap_batch(rng, b, k=5, size=16):
     return tgt, pred, w
 
 
+@pytest.mark.backend_agnostic
 def test_pck_metric_equals_plain_functions_over_batches(rng):
     batches = [_heatmap_batch(rng, 4) for _ in range(3)]  # equal shapes: JAX reuses its op caches
     tgt = np.concatenate([t for t, _, _ in batches])
@@ -142,6 +145,7 @@ def test_pck_metric_equals_plain_functions_over_batches(rng):
     assert float(metric.result()) == 0.0
 
 
+@pytest.mark.backend_agnostic
 def test_pck_metric_leaves_out_the_cpm_background_channel():
     # hand-worked: joints at (4, 4) and (8, 4) -> box side 4, threshold 0.2 * 4 = 0.8 heatmap px;
     # joint 0 predicted exactly (hit), joint 1 at (8, 5), 1 px off (miss): PCK = 1/2.
@@ -160,6 +164,7 @@ def test_pck_metric_leaves_out_the_cpm_background_channel():
     assert PCKMetric(num_keypoints=2).get_config()["num_keypoints"] == 2
 
 
+@pytest.mark.backend_agnostic
 def test_pck_metric_per_sample_weights_leave_out_unannotated_joints():
     # hand-worked: joints 0, 1 at (4, 4), (12, 10) -> box side 8, threshold 1.6 px; joint 0 exact (hit),
     # joint 1 predicted at (12, 12), 2 px off (miss); joint 2 unannotated (zero target). PCK = 1/2 with
@@ -177,6 +182,7 @@ def test_pck_metric_per_sample_weights_leave_out_unannotated_joints():
     assert float(metric.result()) == pytest.approx(0.5)
 
 
+@pytest.mark.backend_agnostic
 def test_pck_metric_nan_pixels_never_win():
     # hand-worked: joints at (4, 4), (12, 10), (8, 2) -> box side max(8, 8) = 8, threshold 1.6 px.
     # Joint 0: one NaN pixel, maximum on the target (hit); joint 1: all NaN (miss); joint 2: a NaN pixel
@@ -194,6 +200,7 @@ def test_pck_metric_nan_pixels_never_win():
         assert float(metric.result()) == pytest.approx(1 / 3)
 
 
+@pytest.mark.backend_agnostic
 def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     c = 4
     gts = [rng.integers(0, c, (2, 5, 6)) for _ in range(3)]
@@ -222,6 +229,7 @@ def test_mean_iou_metric_equals_plain_functions_over_batches(rng):
     assert float(metric.result()) == 0.0 and not keras.ops.convert_to_numpy(metric.confusion).any()
 
 
+@pytest.mark.backend_agnostic
 def test_mean_iou_metric_counts_past_int32():
     # A long stream: cell (0, 0) already holds 2**31 - 5 pixels (an epoch of VOC-aug at 512x512 has ~2e9
     # background pixels; COCO-Stuff ten times more). 10 more class-0 pixels and 4 class-0-predicted-1 pixels:
@@ -242,6 +250,7 @@ def test_mean_iou_metric_counts_past_int32():
     assert not metric.confusion_matrix().any() and float(metric.result()) == 0.0
 
 
+@pytest.mark.backend_agnostic
 def test_mean_iou_metric_nan_score_never_wins_on_any_backend():
     # 2x2 pixels of class 1, scores favour class 1; one pixel has a NaN score for class 2.
     # TensorFlow's argmax skipped the NaN (4 pixels right), JAX/PyTorch picked it (3 right, 1 as class 2).
@@ -254,6 +263,7 @@ def test_mean_iou_metric_nan_score_never_wins_on_any_backend():
     assert float(metric.result()) == 1.0
 
 
+@pytest.mark.backend_agnostic
 def test_metrics_in_compiled_evaluate_and_safe_mode_reload(rng, tmp_path):
     c = 3
     logits = rng.normal(size=(6, 4, 4, c)).astype(np.float32)
@@ -285,7 +295,7 @@ def test_metrics_in_compiled_evaluate_and_safe_mode_reload(rng, tmp_path):
     (lambda: confusion_matrix(np.zeros(3, int), np.zeros(4, int), 2), "shape"),
     (lambda: confusion_matrix(np.array([5]), np.array([1]), 2), "outside"),
     (lambda: miou_from_confusion(np.zeros((2, 3))), "square"),
-    (lambda: MeanIoUMetric(0), "num_classes"),
+    pytest.param(lambda: MeanIoUMetric(0), "num_classes", marks=pytest.mark.backend_agnostic),  # a Keras metric
 ])
 def test_bad_input_raises_named_errors(call, match):
     with pytest.raises(ValueError, match=match):
