@@ -22,8 +22,9 @@ pytestmark = pytest.mark.backend_agnostic
 
 
 def _conv(c, k, padding="same", **kwargs):
-    """A built Conv2D with random kernel and bias, called once in a functional graph of unknown size."""
-    conv = keras.layers.Conv2D(k, 3, padding=padding, bias_initializer="random_normal", **kwargs)
+    """A built Conv2D (random kernel and bias unless ``kwargs`` say), called once in a functional graph of unknown
+    size."""
+    conv = keras.layers.Conv2D(k, 3, padding=padding, **{"bias_initializer": "random_normal", **kwargs})
     inp = keras.Input((None, None, c))
     keras.Model(inp, conv(inp))
     return conv
@@ -316,17 +317,23 @@ def test_wide_layer_error_is_within_1e_5_of_the_range(rng):
     assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5
 
 
+def _zero_conv(c, k, **kwargs):
+    """``_conv`` with zero weights, where only the settings and shapes matter: on JAX, drawing a random kernel
+    compiles the draw for each new shape (~0.2 s each, 256 -> 256 more)."""
+    return _conv(c, k, kernel_initializer="zeros", bias_initializer="zeros", **kwargs)
+
+
 def test_swap_rule():
-    assert winograd_eligible(_conv(256, 256)) and winograd_eligible(_conv(128, 256), min_channels=160)
+    assert winograd_eligible(_zero_conv(256, 256)) and winograd_eligible(_zero_conv(128, 256), min_channels=160)
     # the transforms cost more than they save (on JAX also 128->256)
-    assert not winograd_eligible(_conv(128, 128))
-    assert winograd_eligible(_conv(128, 256)) == (keras.backend.backend() == "tensorflow")
-    assert winograd_eligible(_conv(128, 128), min_channels=128)
-    assert not winograd_eligible(_conv(256, 256, strides=2))
-    assert winograd_eligible(_conv(256, 256, dilation_rate=4))
-    assert not winograd_eligible(_conv(256, 256, dilation_rate=(2, 1)))
+    assert not winograd_eligible(_zero_conv(128, 128))
+    assert winograd_eligible(_zero_conv(128, 256)) == (keras.backend.backend() == "tensorflow")
+    assert winograd_eligible(_zero_conv(128, 128), min_channels=128)
+    assert not winograd_eligible(_zero_conv(256, 256, strides=2))
+    assert winograd_eligible(_zero_conv(256, 256, dilation_rate=4))
+    assert not winograd_eligible(_zero_conv(256, 256, dilation_rate=(2, 1)))
     inp = keras.Input((7, 7, 256))
-    small = keras.layers.Conv2D(256, 3, padding="same")
+    small = keras.layers.Conv2D(256, 3, padding="same", kernel_initializer="zeros")
     small(inp)
     assert not winograd_eligible(small)  # a 7x7 map pads to 8x8 tiles and the fixed costs dominate
     one = keras.layers.Conv2D(4, 1)
@@ -542,11 +549,11 @@ def test_filters_and_dilation_must_be_positive_integers():
 
 
 def test_refusals_say_why():
-    first = keras.layers.Conv2D(4, 3, data_format="channels_first")
+    first = keras.layers.Conv2D(4, 3, data_format="channels_first", kernel_initializer="zeros")
     first.build((None, 4, 9, 9))
     with pytest.raises(ValueError, match="is channels_first: WinogradConv2D takes channels_last"):
         WinogradConv2D.from_conv2d(first)
-    grouped = keras.layers.Conv2D(4, 3, groups=2)
+    grouped = keras.layers.Conv2D(4, 3, groups=2, kernel_initializer="zeros")
     grouped.build((None, 9, 9, 4))
     with pytest.raises(ValueError, match="has groups=2"):
         WinogradConv2D.from_conv2d(grouped)
