@@ -17,6 +17,9 @@ from training.datasets.synthetic import synthetic_pose
 from zoo.api import build_info
 from zoo.cli import main
 
+# The three tests that train a run (a fit, a CLI subprocess: ~50 s) run in ./dev test's TensorFlow pass only: what
+# they check is the archive entry and the record, which no backend computes; saving and loading the entry on JAX
+# is test_save_model_keeps_what_zoo_get_built's.
 agnostic = pytest.mark.backend_agnostic
 
 
@@ -44,7 +47,6 @@ def _cli_keypoints(tmp_path, capsys, name, weights, image):
     return np.array([[float(v) for v in line.split()[:2]] for line in capsys.readouterr().out.splitlines()[:-1]])
 
 
-@agnostic
 def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, capsys):
     # an hourglass trained on BGR / 256 - 0.5 with targets 1.5 px off: loaded in Python, it was fed pixels / 255 and
     # decoded at offset 0 (zoo.load_keras_model), or not loaded at all (zoo.get: the builder's 8-stack default)
@@ -104,7 +106,6 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
         assert len(again.outputs) == 1 and zoo.weights_record(again).channel_order == "BGR"
 
 
-@agnostic
 def test_a_cpm_runs_keras_file_feeds_its_center_map_sigma_in_python(tmp_path):
     # a CPM trained with centre maps of sigma 3 and a background map: loaded in Python it was fed sigma 21 and its
     # background map was decoded as a fifth keypoint
@@ -151,7 +152,6 @@ def test_bad_metadata_in_a_keras_file_is_refused_by_name(tmp_path):
         zoo.load_keras_model(path)
 
 
-@agnostic
 def test_a_runs_keras_file_in_another_runs_folder_keeps_its_own_metadata(tmp_path, capsys):
     # a CPM run's file (background map, centre-map sigma 3) put into an hourglass run's folder: the command line took
     # the folder's config.json over the file's own entry (family hourglass, no background: a 5th "keypoint" printed)
