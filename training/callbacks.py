@@ -33,11 +33,15 @@ __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog"
 def atomic_save(model, path, metadata=None) -> Path:
     """``model.save(path)`` through a temporary ``.keras`` name in the same folder, then rename.
 
-    ``metadata`` (a ``.keras`` only): what ``zoo.weights.write_keras_metadata`` puts into the archive before the
+    ``metadata`` (a ``.keras`` only): what ``zoo.save_model`` puts into the archive before the
     rename (a run's input convention, heatmap offset, centre-map sigma, builder arguments: ``zoo.load_keras_model``
     and ``zoo.get`` read them back).
     """
     path = Path(path)
+    if metadata is not None and not path.name.endswith(".weights.h5"):
+        from zoo.saving import save_model
+
+        return save_model(model, path, metadata=metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # Keras wants the real suffix
     try:
@@ -46,10 +50,6 @@ def atomic_save(model, path, metadata=None) -> Path:
             model.save_weights(str(tmp))
         else:
             model.save(str(tmp))
-            if metadata is not None:
-                from zoo.weights import write_keras_metadata
-
-                write_keras_metadata(tmp, metadata)
         replace_durably(tmp, path)  # synced first: a power cut leaves the old file or the new one, not an empty one
     finally:
         if tmp.exists():

@@ -67,6 +67,8 @@ FCN_MULTIPLIERS = (("*/bias", 2.0, 0.0),)
 PSPNET_MULTIPLIERS = (("conv5_3_pool*", 10.0, 1.0), ("conv5_4*", 10.0, 1.0), ("conv6/*", 10.0, 1.0),
                       ("aux_*", 10.0, 1.0))
 
+_FCN = Preset("sgd", 1e-10, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels", multipliers=FCN_MULTIPLIERS)
+
 PRESETS = {
     # pose-hg-train opts.lua: RMSprop 2.5e-4, alpha 0.99; Torch adds eps 1e-8 outside the sqrt,
     # Keras inside, so 1e-16 inside matches. bearpaw: x0.1 at epochs 60 and 90 of 100.
@@ -79,14 +81,11 @@ PRESETS = {
     "pspnet": Preset("sgd", 0.01, "poly", power=0.9, momentum=0.9, weight_decay=1e-4,
                      multipliers=PSPNET_MULTIPLIERS, sgd_style="torch"),
     # FCN solver.prototxt: SGD 1e-10 on the unnormalised pixel sum, momentum 0.99, wd 5e-4, fixed.
-    "fcn": Preset("sgd", 1e-10, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels",
-                  multipliers=FCN_MULTIPLIERS),
+    "fcn": _FCN,
     # The staged FCNs' solvers (voc-fcn16s, voc-fcn8s solver.prototxt) lower the rate as each stage starts
     # from the previous one's weights: 1e-12 and 1e-14; the at-once FCN-8s keeps 1e-10. Picked by zoo name.
-    "fcn16s": Preset("sgd", 1e-12, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels",
-                     multipliers=FCN_MULTIPLIERS),
-    "fcn8s": Preset("sgd", 1e-14, "constant", momentum=0.99, weight_decay=5e-4, lr_scale="pixels",
-                    multipliers=FCN_MULTIPLIERS),
+    "fcn16s": replace(_FCN, learning_rate=1e-12),
+    "fcn8s": replace(_FCN, learning_rate=1e-14),
     # SimpleBaseline MPII yaml: Adam 1e-3, x0.1 at 90 and 120 of 140 epochs.
     "resnet": Preset("adam", 1e-3, "step", milestones=(90 / 140, 120 / 140), gamma=0.1),
     "default": Preset("adam", 1e-3, "cosine", warmup_epochs=0.0),

@@ -40,13 +40,14 @@ def model_metadata(model) -> dict[str, Any]:
     return meta
 
 
-def save_model(model, path) -> Path:
+def save_model(model, path, *, metadata=None) -> Path:
     """``model.save(path)`` plus :func:`model_metadata` in the archive, written to a temporary name in the same
     folder and renamed (a crash leaves the old file or the new one).
 
     Args:
         model: a Keras model; one that kerazoo knows nothing about is saved as ``model.save`` would.
         path: the ``.keras`` file to write.
+        metadata: what to write instead of :func:`model_metadata` (a training run's, from its config).
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     Raises:
@@ -55,12 +56,13 @@ def save_model(model, path) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"save_model writes a whole model as .keras. Received: path='{path}'")
-    meta = model_metadata(model)
+    meta = model_metadata(model) if metadata is None else metadata
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # Keras wants the real suffix
     try:
         model.save(str(tmp))
-        if meta["model_name"] or any(meta[k] is not None for k in meta if k not in ("model_name", "builder_kwargs")):
+        if meta.get("model_name") or any(v is not None for k, v in meta.items() if k not in ("model_name",
+                                                                                             "builder_kwargs")):
             write_keras_metadata(tmp, meta)
         replace_durably(tmp, path)
     finally:
