@@ -26,6 +26,41 @@ def kerazoo(*args, cwd=None):
                           env=ENV, cwd=cwd, timeout=300)
 
 
+def kerazoo_here(*args, cwd=None, function="main"):
+    """``kerazoo ARGS`` run by ``kerazoo.cli.main`` in this process: status, stdout and stderr as ``kerazoo``
+    gives them, without a fresh interpreter loading Keras for each call (5-8 s each on 2 cores). For what the
+    command does with its arguments and files; what needs a real process (the entry points, Ctrl-C, start-up
+    notices, stderr closed) runs through ``kerazoo`` above. The suite's backend runs it (the subprocesses: JAX).
+    ``function``: another console script of kerazoo.cli, called as its launcher does (arguments in sys.argv)."""
+    import contextlib
+    import io
+    import multiprocessing
+    import types
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    method = multiprocessing.get_start_method(allow_none=True)
+    from kerazoo import cli
+
+    argv = sys.argv
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                if function == "main":
+                    status = cli.main([str(a) for a in args])
+                else:
+                    sys.argv = ["-c", *map(str, args)]  # as entry_point's child has it
+                    status = getattr(cli, function)()
+            except SystemExit as e:  # argparse's --help and usage errors
+                status = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        multiprocessing.set_start_method(method, force=True)  # train/evaluate make this process's workers spawn
+    return types.SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def entry_point(function, *args, env=ENV):
     """A console script of setup.cfg run as pip's launcher runs it: ``sys.exit(kerazoo.cli.FUNCTION())``."""
     code = f"import sys; from kerazoo.cli import {function}; sys.exit({function}())"
@@ -42,13 +77,13 @@ def _one_line_error(r):
 
 
 def test_list_and_info():
-    r = kerazoo("list", "fcn*")
+    r = kerazoo_here("list", "fcn*")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["fcn8s", "fcn8s_atonce", "fcn16s", "fcn32s"]
-    r = kerazoo("info", "hourglass")
+    r = kerazoo_here("info", "hourglass")
     assert r.returncode == 0 and '"head_kwarg": "num_keypoints"' in r.stdout
-    assert "no model matches 'zzz*'" in _one_line_error(kerazoo("list", "zzz*"))
-    assert "Did you mean" in _one_line_error(kerazoo("info", "hourglas"))
+    assert "no model matches 'zzz*'" in _one_line_error(kerazoo_here("list", "zzz*"))
+    assert "Did you mean" in _one_line_error(kerazoo_here("info", "hourglas"))
 
 
 def test_bad_subcommand_and_help():
@@ -65,22 +100,23 @@ def test_delegated_commands_name_the_program_typed():
     for args, usage in [(("train", "--help"), "usage: kerazoo train [-h] --model MODEL"),
                         (("evaluate", "--help"), "usage: kerazoo evaluate [-h]"),
                         (("convert", "--help"), "usage: kerazoo convert caffe [-h] -o OUTPUT")]:
-        r = kerazoo(*args)
+        r = kerazoo_here(*args)
         assert r.returncode == 0 and r.stdout.startswith(usage), r.stdout[:200]
     for run, expected in [
-        (kerazoo("train"), "kerazoo train: error: the following arguments are required: --model, --out "
-                           "(see kerazoo train --help)"),
-        (kerazoo("train", "--model", "m", "--out", "o"), "kerazoo train: error: the following arguments are "
-                                                         "required: --dataset (see kerazoo train --help)"),
-        (kerazoo("convert", "a.prototxt"), "kerazoo convert caffe: error: the following arguments are required: "
-                                           "caffemodel, -o/--output (see kerazoo convert caffe --help)"),
-        (entry_point("train_main", "evaluate", "--split", "x"), "kerazoo-train evaluate: error: argument --split: "
-                                                                "invalid choice: 'x'"),
-        (entry_point("train_main"), "kerazoo-train: error: the following arguments are required: "
-                                    "{train,evaluate} (see kerazoo-train --help)"),
-        (entry_point("convert_main", "caffe"), "kerazoo-convert caffe: error: the following arguments are "
-                                               "required: prototxt, caffemodel, -o/--output"),
-        (entry_point("convert_main"), "kerazoo-convert: error: the following arguments are required: {caffe}"),
+        (kerazoo_here("train"), "kerazoo train: error: the following arguments are required: --model, --out "
+                                "(see kerazoo train --help)"),
+        (kerazoo_here("train", "--model", "m", "--out", "o"), "kerazoo train: error: the following arguments are "
+                                                              "required: --dataset (see kerazoo train --help)"),
+        (kerazoo_here("convert", "a.prototxt"), "kerazoo convert caffe: error: the following arguments are "
+                                                "required: caffemodel, -o/--output (see kerazoo convert caffe --help)"),
+        (kerazoo_here("evaluate", "--split", "x", function="train_main"),
+         "kerazoo-train evaluate: error: argument --split: invalid choice: 'x'"),
+        (kerazoo_here(function="train_main"), "kerazoo-train: error: the following arguments are required: "
+                                              "{train,evaluate} (see kerazoo-train --help)"),
+        (kerazoo_here("caffe", function="convert_main"), "kerazoo-convert caffe: error: the following arguments "
+                                                         "are required: prototxt, caffemodel, -o/--output"),
+        (kerazoo_here(function="convert_main"), "kerazoo-convert: error: the following arguments are required: "
+                                                "{caffe}"),
     ]:
         assert run.returncode == 2 and _one_line_error(run).startswith(expected), run.stderr
 
@@ -265,10 +301,10 @@ def test_inspect_every_format(tmp_path):
 
     blobs = random_blobs_for(PROTO, np.random.default_rng(0))
     _, model_path = write_net(tmp_path, PROTO, blobs)
-    r = kerazoo("inspect", model_path)
+    r = kerazoo_here("inspect", model_path)
     assert r.returncode == 0, r.stderr
     assert "conv1/0" in r.stdout and "(4, 3, 3, 3)" in r.stdout and "conv1/1" in r.stdout
-    r = kerazoo("inspect", model_path, "--values", "conv1/1")
+    r = kerazoo_here("inspect", model_path, "--values", "conv1/1")
     assert r.returncode == 0 and f"{blobs['conv1'][1][0]:.4f}"[:5] in r.stdout
 
     inputs = keras.Input((8, 8, 3))
@@ -277,25 +313,25 @@ def test_inspect_every_format(tmp_path):
     m.save(tmp_path / "m.keras")
     m.save_weights(tmp_path / "m.weights.h5")
     for name in ("z.h5", "m.keras", "m.weights.h5"):
-        r = kerazoo("inspect", tmp_path / name)
+        r = kerazoo_here("inspect", tmp_path / name)
         assert r.returncode == 0, r.stderr
         assert "(3, 3, 3, 2)" in r.stdout and "total: 56 values" in r.stdout
-    assert "no tensor named" in _one_line_error(kerazoo("inspect", tmp_path / "z.h5", "--values", "nope"))
-    assert "file not found" in _one_line_error(kerazoo("inspect", tmp_path / "missing.h5"))
-    assert _one_line_error(kerazoo("inspect", tmp_path)) == (f"kerazoo inspect: error: {tmp_path}: a folder, expected "
-                                                             f"a weights file (.keras, .weights.h5, .h5, .caffemodel, "
-                                                             f".t7)")
+    assert "no tensor named" in _one_line_error(kerazoo_here("inspect", tmp_path / "z.h5", "--values", "nope"))
+    assert "file not found" in _one_line_error(kerazoo_here("inspect", tmp_path / "missing.h5"))
+    assert _one_line_error(kerazoo_here("inspect", tmp_path)) == (
+        f"kerazoo inspect: error: {tmp_path}: a folder, expected a weights file (.keras, .weights.h5, .h5, "
+        f".caffemodel, .t7)")
     (tmp_path / "bad.caffemodel").write_bytes(b"\x0a\xff\xff\xff\x0f")
-    assert "bad.caffemodel" in _one_line_error(kerazoo("inspect", tmp_path / "bad.caffemodel"))
+    assert "bad.caffemodel" in _one_line_error(kerazoo_here("inspect", tmp_path / "bad.caffemodel"))
 
 
 def test_convert_delegates_to_the_converter(tmp_path):
     proto, model = write_net(tmp_path, PROTO, random_blobs_for(PROTO, np.random.default_rng(1)))
     out = tmp_path / "tiny.keras"
-    r = kerazoo("convert", proto, model, "-o", out)
+    r = kerazoo_here("convert", proto, model, "-o", out)
     assert r.returncode == 0, r.stderr
     assert out.exists()
-    r = kerazoo("convert", proto, tmp_path / "missing.caffemodel", "-o", tmp_path / "x.keras")
+    r = kerazoo_here("convert", proto, tmp_path / "missing.caffemodel", "-o", tmp_path / "x.keras")
     assert r.returncode != 0 and "Traceback" not in r.stderr and not (tmp_path / "x.keras").exists()
 
 
@@ -321,14 +357,14 @@ def test_predict_writes_an_overlay(tmp_path):
     assert r.returncode == 0, r.stderr
     out = cv2.imread(str(tmp_path / "pred.png"))
     assert out is not None and out.shape == (80, 96, 3)  # drawn on the image at its size, not the 64 x 64 input
-    r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.h5", "--out",
+    r = kerazoo_here("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.h5", "--out",
                 tmp_path / "pred_w.png", "--winograd")
     assert r.returncode == 0, r.stderr
     assert "optimize_for_inference: 0 Conv2D -> WinogradConv2D (none)" in r.stdout  # 16 features: too narrow
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "pred_w.png")), out)
     # a Keras .weights.h5 holds no architecture: --model-arg gives it, as Python's zoo.get(..., **kwargs)
     model.save_weights(tmp_path / "hg.weights.h5")
-    r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.weights.h5", "--out",
+    r = kerazoo_here("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "hg.weights.h5", "--out",
                 tmp_path / "pred_k.png", "--model-arg", "stacks=1", "--model-arg", "num_keypoints=4",
                 "--model-arg", "features=16", "--model-arg", "input_shape=(64, 64, 3)")
     assert r.returncode == 0 and (tmp_path / "pred_k.png").exists(), r.stderr
@@ -340,26 +376,27 @@ def test_inspect_torch7_file(tmp_path):
 
     conv = T.conv(np.random.default_rng(0), 3, 4, 3, ttype="torch.FloatTensor")
     path = T.write_t7(tmp_path / "net.t7", T.sequential(conv, T.relu()))
-    r = kerazoo("inspect", path)
+    r = kerazoo_here("inspect", path)
     assert r.returncode == 0, r.stderr
     line = next(l for l in r.stdout.splitlines() if l.startswith("modules.1.weight "))
     assert "(4, 3, 3, 3)" in line and "float32" in line and "[cudnn.SpatialConvolution]" in line
     assert "total: 112 values" in r.stdout  # weight 108 + bias 4; empty state tensors are not listed
-    r = kerazoo("inspect", path, "--values", "modules.1.bias")
+    r = kerazoo_here("inspect", path, "--values", "modules.1.bias")
     assert r.returncode == 0 and f"{conv.fields['bias'].array[0]:.4f}"[:5] in r.stdout
     (tmp_path / "bad.t7").write_bytes(b"\x04\x00\x00\x00\x01")
-    err = _one_line_error(kerazoo("inspect", tmp_path / "bad.t7"))
+    err = _one_line_error(kerazoo_here("inspect", tmp_path / "bad.t7"))
     assert "bad.t7" in err and "byte 4: expected a reference index" in err and "truncated" in err
 
 
 def test_train_and_evaluate_errors_are_one_line(tmp_path):
-    r = kerazoo("train", "--model", "hourglas", "--dataset", "synthetic", "--out", tmp_path / "run")
+    r = kerazoo_here("train", "--model", "hourglas", "--dataset", "synthetic", "--out", tmp_path / "run")
     assert r.returncode == 2 and "Unknown model 'hourglas'. Did you mean: hourglass?" in _one_line_error(r)
-    r = kerazoo("train", "--model", "hourglass", "--dataset", "synthetic", "--out", tmp_path / "run",
+    r = kerazoo_here("train", "--model", "hourglass", "--dataset", "synthetic", "--out", tmp_path / "run",
                 "--steps-per-execution", "0")
     assert r.returncode == 2 and _one_line_error(r) == ("kerazoo train: error: argument --steps-per-execution: "
                                                         "expected an integer >= 1, got '0' (see kerazoo train --help)")
-    r = kerazoo("evaluate", "--run", tmp_path / "no_such_run")  # said 'kerazoo evaluate: error: evaluate: --run ...'
+    # said 'kerazoo evaluate: error: evaluate: --run ...'
+    r = kerazoo_here("evaluate", "--run", tmp_path / "no_such_run")
     assert r.returncode == 2 and _one_line_error(r).startswith(f"kerazoo evaluate: error: --run '{tmp_path}/no_such_run"
                                                                f"' is not a training run folder")
     r = kerazoo("evaluate", "--run", tmp_path / "no_such_run", "--debug")
@@ -397,7 +434,7 @@ def test_predict_classifier_keras_model_and_out_folder(tmp_path):
     model = zoo.get("resnet18", input_shape=(32, 32, 3), classes=3)
     zoo.save_weights(model, tmp_path / "r.h5", zoo.WeightsRecord(class_names=("cat", "dog", "eel")))
     (tmp_path / "out").mkdir()
-    r = kerazoo("predict", "resnet18:imagenet", tmp_path / "img.png", "--weights", tmp_path / "r.h5",
+    r = kerazoo_here("predict", "resnet18:imagenet", tmp_path / "img.png", "--weights", tmp_path / "r.h5",
                 "--out", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert sorted(l.split()[1] for l in r.stdout.splitlines()[:3]) == ["cat", "dog", "eel"]
@@ -408,14 +445,14 @@ def test_predict_classifier_keras_model_and_out_folder(tmp_path):
     zoo.save_weights(hg, tmp_path / "hg.h5")  # no record given: the builder arguments go in anyway
     hg.save(tmp_path / "hg.keras")
     for weights in ("hg.h5", "hg.keras"):  # both the same small model, not the default one rebuilt
-        r = kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / weights,
+        r = kerazoo_here("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / weights,
                     "--out", tmp_path / f"{weights}.png")
         assert r.returncode == 0, r.stderr
         assert cv2.imread(str(tmp_path / f"{weights}.png")).shape == (40, 52, 3)
     (tmp_path / "t.keras").write_bytes((tmp_path / "hg.keras").read_bytes()[:1000])
-    err = _one_line_error(kerazoo("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "t.keras"))
+    err = _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "img.png", "--weights", tmp_path / "t.keras"))
     assert "t.keras' is not a readable .keras archive" in err
-    err = _one_line_error(kerazoo("predict", "cpm", tmp_path / "img.png", "--weights", tmp_path / "hg.h5"))
+    err = _one_line_error(kerazoo_here("predict", "cpm", tmp_path / "img.png", "--weights", tmp_path / "hg.h5"))
     assert "holds weights of 'hourglass'" in err and "missing from the file: conv1_stage1 [(9, 9, 3, 128)" in err
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -442,7 +479,7 @@ def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
              "grey.png": (grey, np.repeat(grey[..., None], 3, axis=2))}
     for name, (pixels, expected_bgr) in cases.items():
         assert cv2.imwrite(str(tmp_path / name), pixels)
-        r = kerazoo("predict", "resnet18", tmp_path / name, "--weights", tmp_path / "r.h5", "--out",
+        r = kerazoo_here("predict", "resnet18", tmp_path / name, "--weights", tmp_path / "r.h5", "--out",
                     tmp_path / f"{name}.pred.png")
         assert r.returncode == 0, (name, r.stderr[-2000:])
         out = cv2.imread(str(tmp_path / f"{name}.pred.png"), cv2.IMREAD_UNCHANGED)
@@ -453,11 +490,11 @@ def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     exif = b"Exif\0\0II*\0" + struct.pack("<IHHHIHHI", 8, 1, 0x0112, 3, 1, 6, 0, 0)  # one IFD entry: Orientation
     (tmp_path / "turned.jpg").write_bytes(jpeg[:2].tobytes() + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
                                           + jpeg[2:].tobytes())
-    r = kerazoo("predict", "resnet18", tmp_path / "turned.jpg", "--weights", tmp_path / "r.h5", "--out",
+    r = kerazoo_here("predict", "resnet18", tmp_path / "turned.jpg", "--weights", tmp_path / "r.h5", "--out",
                 tmp_path / "turned.png")
     assert r.returncode == 0 and cv2.imread(str(tmp_path / "turned.png")).shape == (64, 48, 3), r.stderr[-2000:]
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    err = _one_line_error(kerazoo("predict", "resnet18", tmp_path / "bad.png", "--weights", tmp_path / "r.h5"))
+    err = _one_line_error(kerazoo_here("predict", "resnet18", tmp_path / "bad.png", "--weights", tmp_path / "r.h5"))
     assert err.endswith(f"cannot read image '{tmp_path / 'bad.png'}'"), err
 
 
