@@ -230,14 +230,17 @@ def test_ctrl_c_inside_a_garbage_collector_callback_while_keras_loads_still_exit
 def test_train_spawns_its_worker_processes():
     """`python -m training` makes --multiprocessing workers by spawning (forking a process that holds JAX's or
     TensorFlow's threads can deadlock the child); `kerazoo train` and `kerazoo-train` forked them on Linux."""
-    code = ("import multiprocessing, sys; from kerazoo.cli import {0}\n"
-            "try: {0}({1})\n"
-            "except SystemExit: pass\n"
-            "print('START', multiprocessing.get_start_method(allow_none=True))")
-    for function, argv in (("main", "['train', '--help']"), ("train_main", "")):
-        r = subprocess.run([sys.executable, "-c", code.format(function, argv), "train", "--help"], capture_output=True,
-                           text=True, env=ENV, timeout=300)
-        assert r.stdout.splitlines()[-1] == "START spawn", (r.stdout[-300:], r.stderr[-1000:])
+    # one interpreter for both, the start method unset again in between (each process starts with it unset)
+    code = ("import multiprocessing, sys; from kerazoo.cli import main, train_main\n"
+            "for function, args in ((main, [['train', '--help']]), (train_main, [])):\n"
+            "    multiprocessing.set_start_method(None, force=True)\n"
+            "    try: function(*args)\n"
+            "    except SystemExit: pass\n"
+            "    print('START', function.__name__, multiprocessing.get_start_method(allow_none=True))")
+    r = subprocess.run([sys.executable, "-c", code, "train", "--help"], capture_output=True, text=True, env=ENV,
+                       timeout=300)
+    starts = [line for line in r.stdout.splitlines() if line.startswith("START ")]
+    assert starts == ["START main spawn", "START train_main spawn"], (r.stdout[-300:], r.stderr[-1000:])
 
 
 def test_runs_with_stderr_closed():
