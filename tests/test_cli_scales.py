@@ -2,7 +2,9 @@
 
 import pytest
 
-pytestmark = pytest.mark.backend_agnostic
+# Argument-parsing tests run no model (nothing a Keras backend computes) and run in ./dev test's TensorFlow pass
+# alone; those that evaluate or predict are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 @pytest.mark.parametrize("text", ["0,1", "1,-0.5", "nan", "inf,1", "", "1,,2", "a", "1;2"])
@@ -31,6 +33,7 @@ def test_scales_are_parsed_in_order():
     assert args.scales == (1.25, 0.5)
 
 
+@agnostic
 def test_evaluate_command_scores_with_the_scales(tmp_path, capsys):
     """The command passes --scales to evaluate: a 32 x 32 model (it slides windows over the 2x canvas) scores the
     synthetic set otherwise with 0.5,1,2 than without (evaluate itself is checked against NumPy in
@@ -67,6 +70,7 @@ def test_predict_flip_is_a_switch():
     assert build_parser().parse_args(argv).flip is False
 
 
+@agnostic
 def test_predict_command_flips(tmp_path, capsys):
     """--flip reaches predict: a segmentation .keras draws the mask of the mirrored pass averaged in, as written out
     in NumPy (tests/training/test_evaluation_tta.py's reference); a pose model without flip pairs (a .keras has no
@@ -129,6 +133,7 @@ def test_bad_base_size_is_refused_naming_the_option(text, capsys):
         assert f"argument --base-size: expected a whole number of px >= 1 such as 512, got {text!r}" in err, err
 
 
+@agnostic
 def test_base_size_reaches_evaluate_and_predict(tmp_path, capsys):
     """--base-size runs PSPNet's test (checked against the MATLAB code written out in NumPy in
     tests/training/test_evaluation_pspnet.py): evaluate scores otherwise than the letterboxed canvases, predict draws
@@ -173,6 +178,7 @@ def test_base_size_reaches_evaluate_and_predict(tmp_path, capsys):
                           "input size"), err
 
 
+@agnostic
 def test_heatmap_offset_for_a_segmentation_model_is_refused_before_the_scales_run(tmp_path, capsys):
     """--heatmap-offset with --scales/--base-size for a segmentation model was refused only after predict had run every
     scale (minutes for a PSPNet on a CPU) and nothing was written; predict now refuses it after the first pass. Scale
@@ -200,6 +206,7 @@ def test_heatmap_offset_for_a_segmentation_model_is_refused_before_the_scales_ru
     assert not (tmp_path / "p.png").exists()
 
 
+@agnostic
 def test_scales_too_large_for_memory_are_refused_naming_the_option(tmp_path, capsys):
     """kerazoo predict --scales 5000 (canvases 160000 px a side, with or without --base-size) was refused in predict's
     words, 'predict: scales=(5000.0,) make canvases ...', naming no option of the command."""

@@ -21,7 +21,9 @@ from tests.converters.test_exactness import run_against_opencv
 from tests.oracle import caffe_pool_numpy, opencv_forward
 from zoo.errors import one_line
 
-pytestmark = pytest.mark.backend_agnostic
+# Tests that only read a prototxt (loads: parsing and shape inference, nothing a Keras backend computes) run in
+# ./dev test's TensorFlow pass alone; those that convert to Keras are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 def _net(body, c=4, h=37, w=53):
@@ -35,6 +37,7 @@ def _converted(proto, rng):
     return blobs, net, caffe.keras.convert(net, progress=False)
 
 
+@agnostic
 @pytest.mark.parametrize("param", ["axis: 1 num_axes: -1", "axis: 1 num_axes: 2 bias_term: true",
                                    "axis: 2 num_axes: 2 bias_term: true", "axis: 1 num_axes: 3"])
 def test_scale_blob_over_channels_and_space(tmp_path, rng, param):
@@ -43,6 +46,7 @@ def test_scale_blob_over_channels_and_space(tmp_path, rng, param):
     run_against_opencv(tmp_path, proto, rng)
 
 
+@agnostic
 @pytest.mark.parametrize("sizing, size", [("zoom_factor: 2", (63, 95)), ("shrink_factor: 3", (11, 16)),
                                           ("height: 20 width: 31", (20, 31)),
                                           ("shrink_factor: 2 zoom_factor: 3", (46, 70))])
@@ -65,6 +69,7 @@ def test_interp_pads_crop_once(tmp_path, rng, sizing, size):
     np.testing.assert_allclose(y, ref, atol=1e-5 * np.abs(ref).max())
 
 
+@agnostic
 def test_interp_height_width_win_over_shrink_and_zoom(tmp_path, rng):
     # interp_layer.cpp: shrink only, zoom only, height + width, then shrink and zoom. Shape inference
     # followed a different order, so a following InnerProduct got blobs of the wrong size.
@@ -79,6 +84,7 @@ def test_interp_height_width_win_over_shrink_and_zoom(tmp_path, rng):
     assert model.output.shape[1:] == (3,)
 
 
+@agnostic
 @pytest.mark.parametrize("dims", ["dim: 0 dim: -1", "dim: 1 dim: -1", "dim: 0 dim: -1 dim: 1 dim: 1"])
 def test_reshape_then_inner_product(tmp_path, rng, dims):
     # Caffe's flatten idiom: the inferred dimension must stay static when the batch is dynamic (TensorFlow).
@@ -91,6 +97,7 @@ def test_reshape_then_inner_product(tmp_path, rng, dims):
     assert model.get_layer("r").output.shape[1:] in [(60,), (1, 1, 60)]
 
 
+@agnostic
 @pytest.mark.parametrize("axis", [3, -1])
 @pytest.mark.parametrize("chw", [(4, 37, 53), (4, 5, 4)])
 def test_inner_product_on_the_width_axis(tmp_path, rng, axis, chw):
@@ -100,6 +107,7 @@ def test_inner_product_on_the_width_axis(tmp_path, rng, axis, chw):
     run_against_opencv(tmp_path, proto, rng)
 
 
+@agnostic
 def test_outputs_of_a_layer_with_several_tops(tmp_path, rng, capsys):
     proto = _net('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
                  'convolution_param { num_output: 4 kernel_size: 3 } }\n'
@@ -111,6 +119,7 @@ def test_outputs_of_a_layer_with_several_tops(tmp_path, rng, capsys):
     assert "Verify: a: max relative" in text and "Verify: b: max relative" in text
 
 
+@agnostic
 def test_verify_says_where_opencv_cannot_check(tmp_path, rng, capsys):
     proto = _net('layer { name: "i" type: "Interp" bottom: "data" top: "i" '
                  'interp_param { zoom_factor: 2 pad_beg: -1 pad_end: -2 } }\n', c=2, h=17, w=13)
@@ -122,6 +131,7 @@ def test_verify_says_where_opencv_cannot_check(tmp_path, rng, capsys):
     assert "i -> i (None, 27, 19, 2)" in text and out.exists()
 
 
+@agnostic
 def test_lone_pad_w_follows_caffe_and_verify_says_opencv_drops_it(tmp_path, rng, capsys):
     # Caffe reads pad_w alone with pad_h = 0; OpenCV 4 drops the lone pad_w (so it cannot check the layer).
     proto = _net('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
@@ -144,6 +154,7 @@ def test_lone_pad_w_follows_caffe_and_verify_says_opencv_drops_it(tmp_path, rng,
     assert "Verify: skipped" in text and "Convolution 'c' sets only one of pad_h/pad_w" in text
 
 
+@agnostic
 @pytest.mark.parametrize("mode", ["MAX", "AVE"])
 def test_pooling_padded_on_one_axis_clips_both_in_shape_inference(tmp_path, rng, mode):
     # Caffe drops a last window starting at or past W + pad_w whenever pad_h || pad_w: with pad only on
@@ -165,6 +176,7 @@ def test_pooling_padded_on_one_axis_clips_both_in_shape_inference(tmp_path, rng,
     np.testing.assert_allclose(y[0], ref, rtol=1e-5, atol=1e-5)
 
 
+@agnostic
 def test_keras_name_collisions_get_suffixes(tmp_path, rng):
     # "conv/1" and "conv_1" are both "conv_1" in Keras; a layer may also be named like the input blob.
     proto = _net('layer { name: "conv/1" type: "Convolution" bottom: "data" top: "a" '
@@ -178,6 +190,7 @@ def test_keras_name_collisions_get_suffixes(tmp_path, rng):
     assert {"conv_1", "conv_1_2", "data", "data_2"} <= set(names) and len(names) == len(set(names))
 
 
+@agnostic
 @pytest.mark.parametrize("layer, match", [
     ('type: "Exp" exp_param { base: -2 }', r"'e' \(Exp, line 2\): exp_param.base must be -1 \(e\) or > 0, got -2"),
     ('type: "Log" log_param { base: 0 }', r"log_param.base must be -1 \(e\) or > 0, got 0"),
@@ -192,6 +205,7 @@ def test_unconvertible_parameters_say_so(tmp_path, layer, match):
         caffe.to_keras(caffe.load(write_net(tmp_path, proto)[0]), progress=False)
 
 
+@agnostic
 def test_crop_of_flat_blobs_is_refused_by_name(tmp_path):
     proto = ('input: "a" input_shape { dim: 2 dim: 9 }\ninput: "b" input_shape { dim: 2 dim: 4 }\n'
              'layer { name: "crop" type: "Crop" bottom: "a" bottom: "b" top: "crop" crop_param { axis: 1 } }\n')
@@ -199,6 +213,7 @@ def test_crop_of_flat_blobs_is_refused_by_name(tmp_path):
         caffe.to_keras(caffe.load(write_net(tmp_path, proto)[0]), progress=False)
 
 
+@agnostic
 @pytest.mark.parametrize("text, match", [("", "has no input"), ('name: "n"', "'n' has no input"),
                                          ('input: "data" input_shape { dim: 1 dim: 3 dim: 4 dim: 4 }', "no output")])
 def test_nets_with_nothing_to_convert(text, match):
@@ -206,6 +221,7 @@ def test_nets_with_nothing_to_convert(text, match):
         caffe.to_keras(loads(text), progress=False)
 
 
+@agnostic
 def test_errors_from_inside_keras_are_one_line():
     @keras.saving.register_keras_serializable(package="kerazoo_test")
     class Failing(keras.layers.Layer):
@@ -235,6 +251,7 @@ def test_axis_with_legacy_dim_is_refused(layer, match):
         loads(proto)
 
 
+@agnostic
 def test_eltwise_max_ignores_coeff(rng):
     # eltwise_layer.cpp refuses coeff only with PROD; MAX takes the plain maximum (Forward_cpu never reads
     # coeffs_ for MAX). The net was refused. OpenCV refuses it too, so the reference is NumPy.
@@ -248,6 +265,7 @@ def test_eltwise_max_ignores_coeff(rng):
         loads(proto.replace("operation: MAX", "operation: PROD"))
 
 
+@agnostic
 def test_in_place_write_to_a_split_top_rewrites_the_other_tops(rng):
     # split_layer.cpp: every top ShareData()s the bottom, so ReLU in place on "a" also rewrites "b" and
     # "data" for the layers after it (Caffe gives sum = 2 relu(x) + sigmoid(x)); the converter kept the
@@ -264,6 +282,7 @@ def test_in_place_write_to_a_split_top_rewrites_the_other_tops(rng):
     np.testing.assert_allclose(late, np.tanh(r), rtol=1e-6, atol=1e-6)
 
 
+@agnostic
 def test_in_place_batchnorm_scale_on_a_split_branch_still_folds(tmp_path, rng):
     # A pre-activation block with an explicit Split: BatchNorm + Scale in place on "a" rewrite the
     # shortcut "b" too, so the sum adds conv(bn(x)) to bn(x), not to x. Reference: NumPy of
@@ -286,6 +305,7 @@ def test_in_place_batchnorm_scale_on_a_split_branch_still_folds(tmp_path, rng):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
 
 
+@agnostic
 def test_reading_a_blob_before_and_after_an_in_place_layer_keeps_opencv_semantics(tmp_path, rng):
     # Caffe refuses this net ("Top blob 'x' produced by multiple sources": the auto-inserted Split renames
     # the ReLU's bottom); OpenCV reads "x" before the ReLU for "early" and after it for "late". No Split
@@ -314,6 +334,7 @@ def test_in_place_writes_through_shared_memory_it_cannot_follow_are_refused(body
         loads(_net(body, c=2, h=3, w=5))
 
 
+@agnostic
 def test_verify_skips_reads_through_a_split_rewritten_in_place(tmp_path, capsys):
     proto = _net('layer { name: "split" type: "Split" bottom: "data" top: "a" top: "b" }\n'
                  'layer { name: "relu" type: "ReLU" bottom: "a" top: "a" }\n'
@@ -324,6 +345,7 @@ def test_verify_skips_reads_through_a_split_rewritten_in_place(tmp_path, capsys)
     assert "Verify: skipped" in text and "Eltwise 'sum' reads 'b' after an in-place write to 'a'" in text
 
 
+@agnostic
 def test_batchnorm_with_batch_statistics_in_a_deploy_net(tmp_path, rng):
     # use_global_stats: false in a deploy file: batch_norm_layer.cpp normalizes with the batch's own mean
     # and biased variance per channel, over N, H and W (the stored blobs unused); a following Scale
@@ -366,6 +388,7 @@ def test_batchnorm_with_batch_statistics_in_a_deploy_net(tmp_path, rng):
         caffe.port(net, zoo_like)
 
 
+@agnostic
 def test_slice_of_a_spatial_axis_converted_for_any_size(rng):
     # With input_shape=(None, None) the sliced axis has no static size: an even split (no slice_point)
     # failed with "unsupported operand type(s) for //: 'NoneType' and 'int'". Reference: NumPy slicing.

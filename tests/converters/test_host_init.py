@@ -10,7 +10,9 @@ from converters.caffe.keras import to_keras
 from converters.caffe.reader import loads
 from tests.caffe_files import caffemodel_bytes, random_blobs_for
 
-pytestmark = pytest.mark.backend_agnostic
+# The blob-reordering and signature-cache tests are NumPy/inspect only (nothing a Keras backend computes) and run in
+# ./dev test's TensorFlow pass alone; those that convert a net are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 NET = """input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 } }
@@ -19,6 +21,7 @@ layer { name: "sc" type: "Scale" bottom: "conv" top: "conv" scale_param { bias_t
 """
 
 
+@agnostic
 def test_conversion_keeps_zeros_initializers_and_restores_them():
     calls = {cls: cls.__dict__["__call__"] for cls in (keras.initializers.Zeros, keras.initializers.Ones)}
     blobs = random_blobs_for(NET, np.random.default_rng(0))
@@ -71,6 +74,7 @@ def test_dense_kernel_equals_numpy_reorder(n, chw, transpose):
         B.dense_kernel(stored, transpose=transpose, chw=(4, 5, 6))
 
 
+@agnostic
 def test_converted_weights_never_share_memory_with_the_nets_blobs():
     """JAX on the CPU aliases aligned numpy arrays: a Net's blobs, edited later, must not edit the model."""
     from converters.caffe import blobs as B
@@ -93,6 +97,7 @@ def test_converted_weights_never_share_memory_with_the_nets_blobs():
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), k, err_msg=w.path)
 
 
+@agnostic
 def test_converted_model_trains_and_saves_with_weights_taken_without_copy(tmp_path):
     """JAX and TensorFlow variables keep the conversion's aligned arrays; they must stay trainable and
     independent of the Net, and save and load like any weights."""
@@ -117,6 +122,7 @@ def test_converted_model_trains_and_saves_with_weights_taken_without_copy(tmp_pa
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(model(x)))
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["bfloat16", "float16"])
 def test_conversion_under_a_16_bit_policy_keeps_the_blobs_values(policy):
     """TensorFlow takes the arrays through DLPack, which has no bfloat16: such weights are converted as numpy."""

@@ -15,7 +15,9 @@ from tests.caffe_files import write_net
 from tests.oracle import (caffe_argmax_numpy, caffe_bias_numpy, caffe_clip_numpy, caffe_mvn_numpy,
                           caffe_reduction_numpy, caffe_swish_numpy, caffe_threshold_numpy, caffe_tile_numpy)
 
-pytestmark = pytest.mark.backend_agnostic
+# Tests that only read a prototxt (loads: parsing and shape inference, nothing a Keras backend computes) run in
+# ./dev test's TensorFlow pass alone; those that convert to Keras are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 SHAPE = (2, 5, 7, 9)
 
@@ -105,6 +107,7 @@ def converted(tmp_path, rng):
     return net, caffe.to_keras(net, progress=False), blobs
 
 
+@agnostic
 def test_new_layers_match_caffe_forward(converted, rng):
     net, model, blobs = converted
     x = (np.round(rng.normal(size=SHAPE) * 2) / 2).astype(np.float32)
@@ -125,6 +128,7 @@ def test_new_layers_match_caffe_forward(converted, rng):
             assert err <= 1e-5 * max(np.abs(r).max(), 1.0), f"{top}: max abs error {err:.3g}"
 
 
+@agnostic
 def test_argmax_ties_go_to_the_last_index():
     # std::partial_sort with std::greater on (value, index): equal values rank by index, largest first.
     text = """input: "x" input_shape { dim: 1 dim: 6 }
@@ -139,6 +143,7 @@ layer { name: "flat" type: "ArgMax" bottom: "x" top: "flat" argmax_param { top_k
     np.testing.assert_array_equal(flat, [[[5, 2, 0], [2, 2, 2]]])
 
 
+@agnostic
 def test_clip_and_threshold_on_nan_and_inf():
     text = """input: "x" input_shape { dim: 1 dim: 5 }
 layer { name: "clip" type: "Clip" bottom: "x" top: "clip" clip_param { min: -1 max: 2 } }
@@ -150,6 +155,7 @@ layer { name: "thr" type: "Threshold" bottom: "x" top: "thr" threshold_param { t
     np.testing.assert_array_equal(thr, caffe_threshold_numpy(x, -1))
 
 
+@agnostic
 def test_scalar_bias_blob(tmp_path, rng):
     text = """input: "data" input_shape { dim: 1 dim: 3 dim: 5 dim: 7 }
 layer { name: "b" type: "Bias" bottom: "data" top: "b" bias_param { num_axes: 0 } }"""
@@ -161,6 +167,7 @@ layer { name: "b" type: "Bias" bottom: "data" top: "b" bias_param { num_axes: 0 
     np.testing.assert_allclose(y, _nhwc(caffe_bias_numpy(x, bias, 1)), rtol=0, atol=1e-6)
 
 
+@agnostic
 def test_new_layers_reload_in_safe_mode(converted, tmp_path, rng):
     _, model, _ = converted
     model.save(tmp_path / "m.keras")
@@ -192,6 +199,7 @@ layer {{ name: "bad" {layer} }}"""
         loads(text)
 
 
+@agnostic
 def test_verify_says_opencv_cannot_check_these_layers(converted):
     # OpenCV 4.14 lacks Bias/ArgMax/Threshold/Clip/Reduction and departs on Tile, Swish beta and MVN's eps.
     from converters.caffe.opencv import opencv_departures

@@ -11,7 +11,9 @@ from converters import caffe
 from converters.caffe.opencv import opencv_departures
 from converters.caffe.reader import loads
 
-pytestmark = pytest.mark.backend_agnostic
+# Tests that only read a prototxt (loads: parsing and shape inference, nothing a Keras backend computes) run in
+# ./dev test's TensorFlow pass alone; those that convert to Keras are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 def _legacy_shape(shape):
@@ -84,6 +86,7 @@ def _forward(text, x):
     return keras.ops.convert_to_numpy(model.predict(_nhwc(x), verbose=0))
 
 
+@agnostic
 @pytest.mark.parametrize("shape", [(2,), (2, 6), (2, 3, 5)])
 @pytest.mark.parametrize("mvn_param", ["", "across_channels: true", "normalize_variance: false"])
 def test_mvn_top_is_four_d_for_lower_rank_bottoms(shape, mvn_param, rng):
@@ -102,6 +105,7 @@ layer {{ name: "mvn" type: "MVN" bottom: "x" top: "mvn" mvn_param {{ {mvn_param}
     assert any("MVN 'mvn'" in d for d in opencv_departures(net))
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["bfloat16", "float16", "mixed_bfloat16"])
 def test_argmax_indices_are_exact_under_16_bit_policies(policy):
     # Caffe's top is float: indices up to 2^24 are exact. bfloat16 holds integers exactly only up to 256
@@ -126,6 +130,7 @@ layer { name: "am" type: "ArgMax" bottom: "f" top: "am" argmax_param { axis: 1 t
     np.testing.assert_array_equal(am, [[4799, 4797, 1601], [3, 4798, 4799]])  # ties: the last index
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["float16", "mixed_float16"])
 def test_mvn_of_a_constant_channel_is_zero_under_float16(policy, rng):
     # eps = 1e-9 is 0 in float16: a channel that ReLU zeroed gave 0 / 0 = NaN, Caffe 0 / (0 + eps) = 0.
@@ -158,6 +163,7 @@ layer {{ name: "b" type: "Bias" bottom: "x" top: "y" bias_param {{ {bias_param} 
     assert scalar.shapes[scalar.outputs[0]] == (2, 3, 4, 5)
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["float16", "mixed_float16"])
 def test_reduction_sums_do_not_overflow_under_float16(policy, rng):
     # Caffe sums in float, then scales by coeff: 128 * 128 values of 30 squared is 1.5e7 (float16 ends at
@@ -199,6 +205,7 @@ def _under_policy(policy, text, *inputs):
     return [np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")), np.float64) for y in ys]
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
 def test_batch_statistics_batchnorm_does_not_overflow_under_16_bit_policies(policy, rng):
     # Caffe computes the batch mean and variance in float. In float16 a deviation of 256 or more squares
@@ -234,6 +241,7 @@ def lrn_cpp(bottom, local_size=5, alpha=1.0, beta=0.75, k=1.0, across=True):
     return x * scale ** -beta
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
 def test_lrn_sums_of_squares_do_not_overflow_under_16_bit_policies(policy, rng):
     # AlexNet's LRN after conv1 + ReLU sees activations in the hundreds: in float16 256^2 is past 65504,
@@ -250,6 +258,7 @@ layer { name: "within" type: "LRN" bottom: "x" top: "within"
     np.testing.assert_allclose(within, _nhwc(lrn_cpp(x, 3, 1e-4, 0.75, across=False)), rtol=rtol, atol=1e-2)
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
 def test_power_computes_in_float_under_16_bit_policies(policy, rng):
     # power_layer.cpp works in float: (1 + 1000 x)^0.5 of x = 300 is 548, though 1000 x is past float16's
@@ -262,6 +271,7 @@ layer { name: "p" type: "Power" bottom: "x" top: "p" power_param { power: 0.5 sc
     np.testing.assert_allclose(y, _nhwc((1.0 + 1000.0 * x) ** 0.5), rtol=rtol)
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["float16", "mixed_float16", "bfloat16"])
 def test_exp_and_log_compute_in_float_under_16_bit_policies(policy, rng):
     # exp_layer.cpp / log_layer.cpp work in float. In float16: log(1 + x) of x < 0.0005 was log(1) = 0
@@ -285,6 +295,7 @@ layer { name: "exp2" type: "Exp" bottom: "x" top: "exp2" exp_param { base: 2 sca
     np.testing.assert_allclose(exp2, _nhwc(2.0 ** (1.5 * x - 3.0)), rtol=rtol)
 
 
+@agnostic
 @pytest.mark.parametrize("scale_param", ["axis: 0", "axis: -4 num_axes: 2", "axis: 0 num_axes: -1 bias_term: true"])
 def test_learned_scale_over_the_batch_axis_is_refused_naming_the_field(scale_param, rng):
     # scale_layer.cpp: the blob has the bottom's dims from `axis` on, the batch size among them when axis
@@ -311,6 +322,7 @@ def tile_cpp(bottom, axis, tiles):
     return np.concatenate([rows] * tiles, axis=1).reshape(shape)
 
 
+@agnostic
 def test_learned_blobs_over_open_spatial_axes_are_refused_naming_input_shape(rng):
     # A learned Bias/Scale blob over H or W has the sizes it was learned for: with input_shape=(None, None)
     # it failed inside Keras ("add got incompatible shapes", wrapped in a GraphError) on JAX, and on

@@ -8,13 +8,16 @@ from converters import caffe
 from converters.caffe.reader import loads
 from tests.caffe_files import write_net
 
-pytestmark = pytest.mark.backend_agnostic
+# test_silence_of_a_dropped_layers_top_is_accepted reads a prototxt only (nothing a Keras backend computes) and runs
+# in ./dev test's TensorFlow pass alone; those that convert a net are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 def _nhwc(a):
     return a.transpose(0, 2, 3, 1)
 
 
+@agnostic
 def test_silence_consumes_its_bottoms():
     # A blob read by Silence only is not a net output (net.cpp: Silence consumes it, and has no top).
     text = """input: "data" input_shape { dim: 1 dim: 2 dim: 3 dim: 5 }
@@ -34,6 +37,7 @@ layer { name: "bn_global" type: "BatchNorm" bottom: "data" top: "bn_global" batc
 """
 
 
+@agnostic
 def test_batchnorm_in_train_phase_uses_batch_statistics(tmp_path, rng):
     # batch_norm_layer.cpp: use_global_stats defaults to (phase == TEST).
     mean, var = rng.normal(size=3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32)
@@ -67,6 +71,7 @@ layer { name: "silence" type: "Silence" bottom: "acc" bottom: "prob" }"""
         loads(text.replace('bottom: "prob"', 'bottom: "nothing"'))
 
 
+@agnostic
 def test_batchnorm_follows_its_own_phase_field(tmp_path, rng):
     # net.cpp gives a layer the net's phase only if it has none ("Inherit phase from net if unset");
     # batch_norm_layer.cpp then reads use_global_stats = (this->phase_ == TEST).

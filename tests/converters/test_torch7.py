@@ -29,7 +29,9 @@ from zoo.errors import WeightsFileError
 from zoo.errors import WeightsMismatchError as ZooWeightsMismatchError
 from zoo.models.hourglass import hourglass
 
-pytestmark = pytest.mark.backend_agnostic
+# The reader, file-damage, graph-reading and module-count tests parse bytes only (nothing a Keras backend computes)
+# and run in ./dev test's TensorFlow pass alone; those that build or port into a model are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 SMALL = dict(features=16, keypoints=4)
 X = np.random.default_rng(7).uniform(0, 1, (2, 64, 64, 3)).astype("float32")
@@ -198,6 +200,7 @@ def test_reader_is_not_recursive():
 
 
 # ------------------------------------------------------------------------------------------- port
+@agnostic
 @pytest.mark.parametrize("stacks", [1, 2])
 def test_port_gmodule_matches_torch_every_stack(models, tmp_path, stacks):
     inp, outs = T.hourglass_nodes(np.random.default_rng(stacks), stacks=stacks, **SMALL)
@@ -211,12 +214,14 @@ def test_port_gmodule_matches_torch_every_stack(models, tmp_path, stacks):
     assert_same_heatmaps(models[stacks], root)
 
 
+@agnostic
 def test_port_plain_module_tree(models, tmp_path):
     root = T.hourglass_tree(np.random.default_rng(3), stacks=2, **SMALL)
     port_hourglass(write(tmp_path, root), models[2])
     assert_same_heatmaps(models[2], root)
 
 
+@agnostic
 def test_legacy_running_std_and_convolution_mm(models, tmp_path):
     inp, outs = T.hourglass_nodes(np.random.default_rng(4), stacks=1, legacy=True, mm=True, **SMALL)
     root = T.gmodule(inp, outs)
@@ -226,6 +231,7 @@ def test_legacy_running_std_and_convolution_mm(models, tmp_path):
     assert_same_heatmaps(models[1], root)
 
 
+@agnostic
 def test_two_modules_per_branch(tmp_path):
     inp, outs = T.hourglass_nodes(np.random.default_rng(10), stacks=1, modules=2, features=8, keypoints=3)
     root = T.gmodule(inp, outs)
@@ -238,6 +244,7 @@ def test_two_modules_per_branch(tmp_path):
     assert infer_hourglass_config(T.write_t7(tmp_path / "three.t7", T.gmodule(inp, outs)))["stacks"] == 3
 
 
+@agnostic
 @pytest.mark.parametrize("modules", [1, 2])
 def test_released_layout_lin_after_the_hourglass(tmp_path, modules):
     """umich-stacked-hourglass.t7 (earlier hg.lua): nModules lin layers right after each hourglass, no
@@ -259,6 +266,7 @@ def test_released_layout_lin_after_the_hourglass(tmp_path, modules):
     assert loaded.get_layer("stack1_lin_conv") is not None and "stack1_res1_add" not in [l.name for l in loaded.layers]
 
 
+@agnostic
 def test_zoo_get_reads_config_from_the_file_and_skips_a_new_head(models, tmp_path):
     inp, outs = T.hourglass_nodes(np.random.default_rng(5), stacks=2, **SMALL)
     path = write(tmp_path, T.gmodule(inp, outs))
@@ -282,6 +290,7 @@ def test_zoo_get_reads_config_from_the_file_and_skips_a_new_head(models, tmp_pat
     keras.backend.clear_session()
 
 
+@agnostic
 def test_zoo_get_remembers_the_files_architecture_for_save_weights(tmp_path):
     """A 2-stack, 16-feature, 4-keypoint .t7 loaded without builder arguments, saved with zoo.save_weights and
     reloaded with none: the record held only the caller's arguments (and 16 keypoints), so the reload built the
@@ -305,6 +314,7 @@ def test_zoo_get_remembers_the_files_architecture_for_save_weights(tmp_path):
     keras.backend.clear_session()
 
 
+@agnostic
 def test_zoo_get_on_an_input_tensor_with_a_weighted_adapter_in_front(tmp_path):
     """The caller's Conv2D in front of input_tensor is not a Torch module: it keeps its weights and the
     composed model computes Torch's heatmaps of the adapter's output (it was 'zoo layers with no Torch
@@ -384,6 +394,7 @@ def _graph(tmp_path, inp, outs, name):
     return load_graph(write(tmp_path, T.gmodule(inp, outs), name))
 
 
+@agnostic
 def test_other_architectures_are_rejected_with_the_place(tmp_path):
     rng = np.random.default_rng(8)
     with pytest.raises(WeightsMismatchError, match=r"stacked.t7', stack 1, hourglass level 4, upper branch \(up1\), "
@@ -413,6 +424,7 @@ def test_unknown_module_names_class_and_place(tmp_path):
         _graph(tmp_path, inp, [tanh], "tanh.t7")
 
 
+@agnostic
 def test_stack_count_mismatch_names_both(models, small_file):
     with pytest.raises(WeightsMismatchError, match=r"two.t7' holds a Stacked Hourglass with stacks=2, .* but the model "
                                                    r"'hourglass' has stacks=1.* build the model with stacks=2"):

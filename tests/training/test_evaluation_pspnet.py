@@ -12,7 +12,9 @@ from training.data import SegmentationDataset
 from training.evaluation import evaluate
 from training.normalization import Normalization
 
-pytestmark = pytest.mark.backend_agnostic
+# The imresize tests are NumPy/OpenCV only (nothing a Keras backend computes) and run in ./dev test's TensorFlow pass
+# alone; those that build or run a model are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 NORM = Normalization(scale=1 / 255, mean=(0.3, 0.6, 0.2), std=(0.5, 0.4, 0.3))  # black is not 0: the pad shows
 
@@ -112,6 +114,7 @@ def _reference(img, crop, base, scales, flip, norm=NORM):
 SHAPES = [(45, 31), (23, 60)]  # (w, h): a wide and a tall image
 
 
+@agnostic
 @pytest.mark.parametrize("scales", [(0.5,), (1.75,), (0.5, 1.0, 1.75)])
 @pytest.mark.parametrize("flip", [False, True])
 def test_evaluate_base_size_is_pspnets_test(tmp_path, scales, flip):
@@ -125,6 +128,7 @@ def test_evaluate_base_size_is_pspnets_test(tmp_path, scales, flip):
     assert other.table["confusion"] != res.table["confusion"]
 
 
+@agnostic
 @pytest.mark.parametrize("flip", [False, True])
 def test_pspnet_probabilities_are_the_references(tmp_path, flip):
     from training.tta_pspnet import pspnet_probabilities
@@ -137,6 +141,7 @@ def test_pspnet_probabilities_are_the_references(tmp_path, flip):
         np.testing.assert_allclose(got, _reference(im, 32, 40, (0.5, 1.0, 1.75), flip), atol=2e-5)
 
 
+@agnostic
 @pytest.mark.parametrize("flip", [False, True])
 def test_predict_base_size_is_pspnets_test(tmp_path, flip):
     from training.inference import predict
@@ -153,6 +158,7 @@ def test_predict_base_size_is_pspnets_test(tmp_path, flip):
         np.testing.assert_allclose(pred.output, want, atol=2e-5)
 
 
+@agnostic
 def test_a_wide_voc_image_at_1_75_gets_pspnets_six_windows():
     from training.tta_pspnet import pspnet_probabilities, scaled_size
 
@@ -169,6 +175,7 @@ def test_a_wide_voc_image_at_1_75_gets_pspnets_six_windows():
     assert seen == [4, 2] and p.shape == (375, 500, 2)  # 3 across x 2 down, ceil(2/3 473) = 316 apart
 
 
+@agnostic
 @pytest.mark.parametrize("bad", [0, -512, 512.5, float("nan"), "512", True])
 def test_bad_base_size_is_refused_naming_it(tmp_path, bad):
     from training.inference import predict
@@ -183,6 +190,7 @@ def test_bad_base_size_is_refused_naming_it(tmp_path, bad):
         evaluate(_seg_model(32), ds, base_size=40, resolution="input", verbose=False)
 
 
+@agnostic
 def test_base_size_scales_too_large_for_memory_are_refused_before_any_canvas(tmp_path):
     from training.inference import predict
     from training.tta import _physical_memory
@@ -198,6 +206,7 @@ def test_base_size_scales_too_large_for_memory_are_refused_before_any_canvas(tmp
         predict(_seg_model(32), images[0], name="x", scales=(huge,), base_size=40)
 
 
+@agnostic
 def test_base_size_is_refused_for_pose_data(tmp_path):
     from tests.training.test_evaluation_tta import _pose_model, _pose_records
     from training.data import HeatmapDataset
@@ -208,6 +217,7 @@ def test_base_size_is_refused_for_pose_data(tmp_path):
         evaluate(_pose_model(64, 3), ds, base_size=40, verbose=False)
 
 
+@agnostic
 def test_probability_and_strided_outputs_give_the_logits_answer(tmp_path):
     # A net ending in a softmax (as deploys with a "prob" layer do) is read back as log-probabilities, which is the
     # logits up to a per-pixel constant: the same test result. Its arrays may come non-contiguous from a backend.

@@ -12,7 +12,9 @@ from training.datasets.base import PoseRecord, SegRecord
 from tests.training.helpers import Blobs
 from training.evaluation import evaluate
 
-pytestmark = pytest.mark.backend_agnostic
+# test_segmentation_windows_are_pspnets is integer arithmetic (nothing a Keras backend computes) and runs in
+# ./dev test's TensorFlow pass alone; those that build or run a model are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 KERNEL = (0.2, 0.5, 0.3)  # lopsided, so the mirrored pass differs from the plain one
 
@@ -93,6 +95,7 @@ def _decode_by_hand(hm, rec, size=64):
     return np.array(out)
 
 
+@agnostic
 @pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("scales", [(0.8, 1.0, 1.25), (1.3, 0.7)], ids=["around-1", "without-1"])
 def test_pose_heatmaps_averaged_over_scales_as_cpm(flip, scales):
@@ -118,6 +121,7 @@ def test_pose_heatmaps_averaged_over_scales_as_cpm(flip, scales):
     assert np.abs(pred - truth).max() < 1.6 and res.mean == 1.0
 
 
+@agnostic
 def test_pose_scale_one_is_the_plain_evaluation():
     recs = _pose_records()
     model = _pose_model(64, 3)
@@ -232,6 +236,7 @@ def _confusion(preds, masks, c=3):
     return cm
 
 
+@agnostic
 @pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
 @pytest.mark.parametrize("flip", [False, True])
 def test_segmentation_probabilities_averaged_over_scales_as_pspnet(tmp_path, fixed, flip):
@@ -256,6 +261,7 @@ def test_segmentation_windows_are_pspnets():
     assert windows((32, 32), (32, 32)) == ((0, 0),)
 
 
+@agnostic
 def test_segmentation_scale_one_without_flip_is_unchanged(tmp_path):
     recs, masks, images = _seg_records(tmp_path, [(45, 31), (23, 60)])
     ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
@@ -268,6 +274,7 @@ def test_segmentation_scale_one_without_flip_is_unchanged(tmp_path):
     np.testing.assert_array_equal(np.array(a.table["confusion"]), _confusion(preds, masks))
 
 
+@agnostic
 def test_segmentation_flip_is_no_longer_ignored(tmp_path):
     recs, masks, images = _seg_records(tmp_path, [(45, 31), (23, 60), (40, 40)], seed=3)
     ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
@@ -281,6 +288,7 @@ def test_segmentation_flip_is_no_longer_ignored(tmp_path):
 # ----------------------------------------------------------------------------- bad scales
 
 
+@agnostic
 @pytest.mark.parametrize("scales", [(), (0,), (1.0, -0.5), (float("nan"),), (math.inf,), "1", 1.0, (True,), None])
 def test_bad_scales_are_refused_naming_scales(tmp_path, scales):
     recs, _, _ = _seg_records(tmp_path, [(20, 20)])
@@ -296,6 +304,7 @@ def test_bad_scales_are_refused_naming_scales(tmp_path, scales):
 # ----------------------------------------------------------------------------- predict (one image)
 
 
+@agnostic
 def test_predict_pose_averages_the_scales_as_cpm():
     from training.inference import predict
 
@@ -309,6 +318,7 @@ def test_predict_pose_averages_the_scales_as_cpm():
     np.testing.assert_allclose(pred.keypoints, _decode_by_hand(want, rec), atol=1e-6)
 
 
+@agnostic
 @pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
 def test_predict_segmentation_averages_the_scales_as_pspnet(tmp_path, fixed):
     from training.inference import predict
@@ -340,6 +350,7 @@ def _seg_model_of_width(width):
     return keras.Model(inp, out)
 
 
+@agnostic
 @pytest.mark.parametrize("flip", [False, True])
 def test_a_model_with_one_open_axis_is_fixed_size_under_scales(tmp_path, flip):
     """Input shape (None, 32, 3): predict took it for a model of any size and fed scale s canvases round(32 s) px
@@ -359,6 +370,7 @@ def test_a_model_with_one_open_axis_is_fixed_size_under_scales(tmp_path, flip):
     np.testing.assert_array_equal(np.array(res.table["confusion"]), _confusion([want], masks))
 
 
+@agnostic
 def test_predict_refuses_base_size_for_a_model_with_an_open_axis_naming_its_shape(tmp_path):
     from training.inference import predict
 
@@ -369,6 +381,7 @@ def test_predict_refuses_base_size_for_a_model_with_an_open_axis_naming_its_shap
         predict(_seg_model_of_width(32), images[0], name="x", base_size=40)
 
 
+@agnostic
 def test_predict_refuses_bad_scales_and_scales_for_a_classifier():
     import keras
 
@@ -393,6 +406,7 @@ def _pose_record(pairs, offset):
     return zoo.WeightsRecord(scale=1 / 255, flip_pairs=pairs, heatmap_offset=offset)
 
 
+@agnostic
 def test_predict_flip_swaps_the_pairs_and_shifts_for_the_offset():
     """Heatmap pixel g at input px 4 g + 0.5: the mirrored pass's map, flipped back, lies (4 - 1 - 2 * 0.5) / 4 = 0.5
     heatmap px left of the plain one's, so it is moved right by half a pixel (the edge column repeated); joints 0
@@ -416,6 +430,7 @@ def test_predict_flip_swaps_the_pairs_and_shifts_for_the_offset():
     assert np.abs(alone.keypoints[:2] - pts[:2]).max() < 2.0 and np.isnan(alone.keypoints[2]).all()
 
 
+@agnostic
 def test_predict_flip_with_scales_is_cpms_test():
     from training.inference import predict
 
@@ -431,6 +446,7 @@ def test_predict_flip_with_scales_is_cpms_test():
     assert not np.allclose(want, _reference_heatmaps(rec, scales, False), atol=1e-3)  # the mirror counted
 
 
+@agnostic
 @pytest.mark.parametrize("scales", [(1.0,), (0.5, 1.0, 1.5)], ids=["scale-1", "scales"])
 @pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
 def test_predict_segmentation_flip_averages_the_mirrored_probabilities(tmp_path, fixed, scales):
@@ -447,6 +463,7 @@ def test_predict_segmentation_flip_averages_the_mirrored_probabilities(tmp_path,
     assert (want.argmax(-1) != _reference_probabilities(images[0], base, scales, False, fixed).argmax(-1)).any()
 
 
+@agnostic
 def test_predict_flip_is_refused_without_flip_pairs_and_for_a_classifier():
     import keras
 
@@ -465,6 +482,7 @@ def test_predict_flip_is_refused_without_flip_pairs_and_for_a_classifier():
         predict(clf, img[:32, :32], flip=True)
 
 
+@agnostic
 def test_predict_flip_of_a_model_of_any_size_on_a_width_not_a_multiple_of_its_stride():
     """A model of any size (pad right and down to a multiple of 4, 4 x 4 mean: heatmap pixel g at input px 4 g + 1.5
     for every width) on a 50 x 44 image: 13 x 11 maps, stride 4 (not 50 / 13). Mirrored, input px x is at 49 - x,
@@ -494,6 +512,7 @@ def test_predict_flip_of_a_model_of_any_size_on_a_width_not_a_multiple_of_its_st
     assert np.abs(pred.keypoints - plain.keypoints).max() < 0.5 and np.abs(pred.keypoints - pts).max() < 1.0
 
 
+@agnostic
 def test_a_scale_whose_canvas_is_too_small_for_a_model_of_any_size_is_refused_naming_scales(tmp_path):
     """A model of any size with an 8 x 8 pooling: scale 0.1 of a 32 x 32 input is a 3 x 3 canvas, for which it gives
     no score (JAX: a 0 x 0 map, which was a ZeroDivisionError; TensorFlow: Keras' own error, naming a layer)."""
@@ -513,6 +532,7 @@ def test_a_scale_whose_canvas_is_too_small_for_a_model_of_any_size_is_refused_na
         predict(model, images[0], name="fcn8s", scales=(0.1, 1.0))
 
 
+@agnostic
 @pytest.mark.parametrize("fixed", [False, True], ids=["any-size", "fixed-size"])
 def test_scales_whose_canvases_cannot_fit_in_memory_are_refused_naming_scales(tmp_path, fixed):
     """Scale 5000 of a 32 px input: 160000 x 160000 canvases, a batch of 2 at 16 bytes a pixel (float32 image, int32

@@ -6,7 +6,9 @@ import pytest
 
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 
-pytestmark = pytest.mark.backend_agnostic
+# The loss-weight list and config round trip compute nothing (nothing a Keras backend computes) and run in ./dev
+# test's TensorFlow pass alone; those that compute a loss are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 def _heatmap_batch(rng, b=3, h=6, w=5, k=4):
@@ -21,6 +23,7 @@ def _f(x):
     return float(keras.ops.convert_to_numpy(x))
 
 
+@agnostic
 def test_heatmap_mse_equals_elementwise_numpy_reference(rng):
     gt, pred, w = _heatmap_batch(rng)
     ref = np.mean(w * (pred - gt) ** 2)
@@ -34,6 +37,7 @@ def test_heatmap_mse_equals_elementwise_numpy_reference(rng):
     assert _f(HeatmapMSE()(gt, pred, sample_weight=ws)) == pytest.approx(ref_s, rel=1e-5)
 
 
+@agnostic
 def test_heatmap_mse_differs_from_keras_mse_when_joint_weights_vary(rng):
     gt, _, w = _heatmap_batch(rng)
     pred = gt + 3.0 * (1.0 - w)  # errors only on weight-0 joints
@@ -51,6 +55,7 @@ def test_heatmap_mse_differs_from_keras_mse_when_joint_weights_vary(rng):
         _f(keras_mse(gt, pred, sample_weight=uniform[:, :, :, 0])), rel=1e-5)
 
 
+@agnostic
 def test_heatmap_mse_in_evaluate_with_rank4_sample_weight_and_two_outputs(rng):
     gt, _, w = _heatmap_batch(rng, b=4, h=8, w=8, k=2)
     x = rng.random((4, 8, 8, 3)).astype(np.float32)
@@ -69,6 +74,7 @@ def test_heatmap_mse_in_evaluate_with_rank4_sample_weight_and_two_outputs(rng):
     assert loss == pytest.approx(ref, rel=1e-4)
 
 
+@agnostic
 def test_heatmap_mse_sample_weight_rank_may_change_between_calls(rng):
     # TensorFlow retraces the step with a relaxed, unknown rank when the weight's rank changes.
     gt, _, w = _heatmap_batch(rng, b=4, h=8, w=8, k=2)
@@ -103,6 +109,7 @@ def _ce_reference(labels, logits, ignore=255):
     return nll[valid].sum() / max(valid.sum(), 1), nll[valid].sum()
 
 
+@agnostic
 def test_segmentation_ce_ignores_255_and_averages_over_valid_pixels(rng):
     logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
     labels = rng.integers(0, 4, (2, 5, 6)).astype(np.int32)
@@ -139,6 +146,7 @@ def test_auxiliary_loss_weights():
         auxiliary_loss_weights(2, main_index=2)
 
 
+@agnostic
 def test_shape_errors_name_the_loss(rng):
     with pytest.raises(ValueError, match="HeatmapMSE"):
         HeatmapMSE()(np.zeros((1, 4, 4, 2)), np.zeros((1, 4, 4, 3)))
@@ -148,6 +156,7 @@ def test_shape_errors_name_the_loss(rng):
         SegmentationCrossEntropy()(np.zeros((1, 4, 4), np.int32), np.zeros((1, 8, 8, 3)))
 
 
+@agnostic
 def test_heatmap_mse_mean_with_sample_weight_divides_by_the_weights_of_every_element(rng):
     # sum(w * err) / sum over all (b, y, x, k) of w: the weighted mean of the squared errors, so weight-0
     # joints leave the denominator; Keras divided by the sum of the (B, 1, 1, K) weights themselves (h*w x too big)
@@ -164,6 +173,7 @@ def test_heatmap_mse_mean_with_sample_weight_divides_by_the_weights_of_every_ele
     assert _f(loss(gt, pred)) == pytest.approx(np.mean(err), rel=1e-5)
 
 
+@agnostic
 def test_segmentation_ce_mean_with_sample_weight_divides_by_the_valid_pixels_weights(rng):
     logits = rng.normal(size=(2, 5, 6, 4)).astype(np.float32)
     labels = rng.integers(0, 4, (2, 5, 6)).astype(np.int32)
@@ -184,6 +194,7 @@ def test_segmentation_ce_mean_with_sample_weight_divides_by_the_valid_pixels_wei
     assert _f(loss(np.full_like(labels, 255), logits, sample_weight=sw)) == 0.0
 
 
+@agnostic
 @pytest.mark.parametrize("dtype", ["float16", "mixed_float16", "mixed_bfloat16"])
 def test_losses_with_a_half_precision_dtype_reduce_in_float32(rng, dtype):
     # a mean over 4 x 128 x 128 = 65,536 pixels: the pixel count alone overflows float16 (max 65,504), and a
@@ -203,6 +214,7 @@ def test_losses_with_a_half_precision_dtype_reduce_in_float32(rng, dtype):
     assert _f(HeatmapMSE(dtype=dtype)(gt, pred, sample_weight=w)) == pytest.approx(ref, rel=1e-3)
 
 
+@agnostic
 def test_segmentation_ce_float16_logits_under_a_mixed_policy(rng):
     # mixed precision: the model's logits are float16, the loss (default dtype) works in float32
     logits = (30.0 * rng.normal(size=(2, 9, 7, 5))).astype(np.float16)  # large logits: float16 softmax would overflow
@@ -219,6 +231,7 @@ def test_segmentation_ce_float16_logits_under_a_mixed_policy(rng):
     assert _f(got) == pytest.approx(ref, rel=1e-5)
 
 
+@agnostic
 def test_compiled_losses_reload_with_safe_mode(tmp_path, rng):
     inp = keras.Input((8, 8, 3))
     model = keras.Model(inp, [keras.layers.Conv2D(3, 1, name="seg")(inp), keras.layers.Conv2D(2, 1, name="hm")(inp)])

@@ -8,13 +8,16 @@ import pytest
 
 from training.schedules import LRSchedule, make_schedule
 
-pytestmark = pytest.mark.backend_agnostic
+# test_step_milestone_must_be_positive is an argument check (nothing a Keras backend computes) and runs in ./dev
+# test's TensorFlow pass alone; the tests that compute a rate are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 def _lr(schedule, step):
     return float(keras.ops.convert_to_numpy(schedule(step)))
 
 
+@agnostic
 def test_poly_is_pspnet_power_0_9():
     # semseg / Caffe "poly": the step t (0-based) trains with base * (1 - t / max_iter) ** 0.9
     s = LRSchedule("poly", 0.01, total_steps=1000, power=0.9)
@@ -29,6 +32,7 @@ def test_poly_is_pspnet_power_0_9():
     assert _lr(end, 1000) == pytest.approx(1e-4, rel=1e-5)
 
 
+@agnostic
 def test_step_milestones_in_epochs_and_fractions():
     # hg/bearpaw: x0.1 at epochs 60 and 90 of 100 (5 steps per epoch)
     s = make_schedule("step", 2.5e-4, epochs=100, steps_per_epoch=5, milestones=(60, 90), gamma=0.1)
@@ -38,6 +42,7 @@ def test_step_milestones_in_epochs_and_fractions():
     assert frac.milestones == (300, 450)
 
 
+@agnostic
 def test_step_milestone_at_a_fractional_epoch():
     # epoch 2.5 of 10-step epochs is step 25 (it was truncated to epoch 2: step 20)
     s = make_schedule("step", 1.0, epochs=4, steps_per_epoch=10, milestones=(2.5,), gamma=0.5)
@@ -51,6 +56,7 @@ def test_step_milestone_must_be_positive(bad):
         make_schedule("step", 1.0, epochs=4, steps_per_epoch=10, milestones=(bad,))
 
 
+@agnostic
 def test_cosine_values():
     s = LRSchedule("cosine", 0.1, total_steps=100, end_learning_rate=0.001)
     expected = {0: 0.1, 25: 0.001 + 0.0495 * (1 + math.sqrt(0.5)), 50: 0.0505, 99: 0.001 + 0.0495 * (1 + math.cos(
@@ -59,6 +65,7 @@ def test_cosine_values():
         assert _lr(s, step) == pytest.approx(value, rel=1e-5), step
 
 
+@agnostic
 def test_linear_warmup_multiplies_the_schedule():
     # mmcv/MMPose linear warm-up: lr(t) = schedule(t) * (f + (1 - f) * t / W) for t < W, then schedule(t)
     s = LRSchedule("poly", 0.01, total_steps=100, warmup_steps=10, warmup_factor=0.001)
@@ -70,6 +77,7 @@ def test_linear_warmup_multiplies_the_schedule():
     assert [_lr(w, t) for t in (0, 1, 2, 11)] == pytest.approx([1e-4, 0.1 * (0.001 + 0.999 / 2), 0.1, 0.1], rel=1e-5)
 
 
+@agnostic
 def test_schedule_in_an_optimizer_survives_save_and_load(tmp_path):
     sched = make_schedule("poly", 0.05, epochs=2, steps_per_epoch=4, warmup_epochs=0.5)
     inp = keras.Input((3,))

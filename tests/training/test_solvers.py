@@ -19,7 +19,9 @@ import pytest
 from training.optimizers import PRESETS, Preset, make_optimizer, resolve_preset
 from training.solvers import CoupledSGD
 
-pytestmark = pytest.mark.backend_agnostic
+# resolve_preset's tests are dataclass lookups (nothing a Keras backend computes) and run in ./dev test's TensorFlow
+# pass alone; those that make an optimizer, a model or a fit are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 N, H, W, D, C = 4, 2, 2, 3, 2  # batch, output size, input channels, output channels of each head
 STEPS_PER_EPOCH, EPOCHS = 3, 3
@@ -60,6 +62,7 @@ def _conv_grads(params, names, x, ys, it, dloss_dy):
     return out
 
 
+@agnostic
 def test_cpm_preset_is_caffes_sgd_solver():
     # CPM's multipliers (stage 1 lr 5 / bias 10, others 1 / bias 2; decay 1 / bias 0), momentum 0.9, step
     # gamma 0.333; a larger rate and decay than CPM's so that both show in float32 over 9 steps
@@ -87,6 +90,7 @@ def test_cpm_preset_is_caffes_sgd_solver():
         np.testing.assert_allclose(ours[k], params[k], rtol=2e-5, atol=2e-6, err_msg=k)
 
 
+@agnostic
 def test_pspnet_preset_is_torch_sgd_with_semsegs_param_groups():
     # semseg: backbone at base_lr, ppm/cls/aux at 10x, one weight_decay for all, lr poly(iter) set per iteration
     names = ["conv1_1_3x3_s2", "conv6", "aux_conv6"]
@@ -112,6 +116,7 @@ def test_pspnet_preset_is_torch_sgd_with_semsegs_param_groups():
         np.testing.assert_allclose(ours[k], params[k], rtol=2e-5, atol=2e-6, err_msg=k)
 
 
+@agnostic
 @pytest.mark.parametrize("family, output_shape, k", [("cpm", (None, 46, 46, 15), 46 * 46 * 15 / 2),
                                                      ("fcn", (None, 500, 500, 21), 500 * 500)])
 def test_preset_decay_per_step_is_the_originals_under_lr_scale(family, output_shape, k):
@@ -139,6 +144,7 @@ def _multipliers(preset, model):
     return {v.path: opt.multipliers_for(v.path) for v in model.trainable_variables}
 
 
+@agnostic
 def test_cpm_and_pspnet_presets_pick_the_originals_layers_in_the_zoo_models():
     import zoo
 
@@ -160,6 +166,7 @@ def test_cpm_and_pspnet_presets_pick_the_originals_layers_in_the_zoo_models():
         assert mults == (10.0 if path.split("/")[0] in new else 1.0, 1.0), path
 
 
+@agnostic
 def test_saved_with_its_optimizer_reloads_and_resumes_identically(tmp_path):
     names = ["conv1_stage1", "conv2"]
     opt = CoupledSGD(learning_rate=0.05, momentum=0.9, l2_decay=0.01, style="torch",
@@ -178,6 +185,7 @@ def test_saved_with_its_optimizer_reloads_and_resumes_identically(tmp_path):
                                    atol=1e-7, err_msg=a.path)
 
 
+@agnostic
 def test_fp16_wraps_it_in_loss_scaling_and_keeps_the_multipliers(tmp_path):
     from tests.training.helpers import tiny_seg_model
     from training import fit
@@ -200,6 +208,7 @@ def test_fp16_wraps_it_in_loss_scaling_and_keeps_the_multipliers(tmp_path):
     assert loaded.optimizer.inner_optimizer.get_config() == opt.inner_optimizer.get_config()
 
 
+@agnostic
 @pytest.mark.parametrize("kwargs, message", [
     (dict(weight_decay=1e-4), "weight_decay is Keras' decoupled decay"),
     (dict(momentum=1.0), r"momentum must be a finite number in \[0, 1\)"),
@@ -213,6 +222,7 @@ def test_bad_arguments_are_named(kwargs, message):
         CoupledSGD(**kwargs)
 
 
+@agnostic
 @pytest.mark.parametrize("family, kind, rate", [("cpm", "adam", 1e-3), ("cpm", "rmsprop", 1e-3),
                                                 ("fcn", "adamw", 1e-3), ("hourglass", "sgd", 0.01)])
 def test_another_optimizer_kind_starts_from_keras_defaults_not_the_presets_tuned_numbers(family, kind, rate):
@@ -246,6 +256,7 @@ def test_an_unknown_preset_is_named_with_the_known_ones(preset):
 
 
 
+@agnostic
 def test_fit_refuses_an_unknown_preset_before_building_the_model(tmp_path):
     from training import fit
     from training.data import HeatmapDataset
@@ -259,6 +270,7 @@ def test_fit_refuses_an_unknown_preset_before_building_the_model(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@agnostic
 def test_numpy_scalars_are_numbers():
     # np.float32(0.9) is no Python float: "momentum must be a finite number in [0, 1). Received: np.float32(0.9)"
     opt = CoupledSGD(momentum=np.float32(0.9), l2_decay=np.float32(0.25),

@@ -24,7 +24,9 @@ from zoo import WeightsRecord
 from zoo.errors import one_line
 from zoo.export import ExportError, export
 
-pytestmark = pytest.mark.backend_agnostic
+# The output-comparison and --help tests are NumPy/argparse only (nothing a Keras backend computes) and run in
+# ./dev test's TensorFlow pass alone; those that export or load a model are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 BACKEND = keras.backend.backend()
 
@@ -82,6 +84,7 @@ def _refused_on_this_backend(fmt):
     return True
 
 
+@agnostic
 @pytest.mark.parametrize("proto", [CONV_POOL, ELEMENTWISE, NORM_SHAPE], ids=["conv_pool", "elementwise", "norm_shape"])
 def test_saved_model_of_every_layer_type_matches_opencv(tmp_path, rng, proto):
     if not _refused_on_this_backend("saved_model"):
@@ -89,6 +92,7 @@ def test_saved_model_of_every_layer_type_matches_opencv(tmp_path, rng, proto):
         _against_opencv(tmp_path, proto, rng, opencv_proto=proto.replace("round_mode: FLOOR", "ceil_mode: false"))
 
 
+@agnostic
 def test_saved_model_keeps_free_sizes(tmp_path, rng):
     # FCN-8s' pad 100 / ceil pools / crops, converted for any size: the folder serves other sizes
     if _refused_on_this_backend("saved_model"):
@@ -122,6 +126,7 @@ def test_saved_model_keeps_free_sizes(tmp_path, rng):
         assert np.abs(y - ref).max() <= RTOL * np.abs(ref).max()
 
 
+@agnostic
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_litert_pspnet_topology_matches_opencv(tmp_path, rng):
     # Fork "BN" layers, dilations, pyramid AVE pools and Interp (einsum with fixed matrices) through TFLite
@@ -140,6 +145,7 @@ def _tiny(shape=(None, None, 3)):
     return keras.Model(x, keras.layers.Conv2D(2, 3, padding="same", name="conv")(x), name="tiny")
 
 
+@agnostic
 def test_refusals_name_the_problem_and_write_nothing(tmp_path):
     if _refused_on_this_backend("saved_model"):
         return
@@ -175,6 +181,7 @@ class _TraceCount(keras.layers.Layer):
         return x + float(_TRACES[0])
 
 
+@agnostic
 def test_an_artifact_that_differs_is_refused_and_the_old_one_kept(tmp_path, rng):
     if _refused_on_this_backend("saved_model"):
         return
@@ -191,6 +198,7 @@ def test_an_artifact_that_differs_is_refused_and_the_old_one_kept(tmp_path, rng)
     assert len(y) == 1 and y[0].shape == (1, 6, 6, 1)
 
 
+@agnostic
 def test_record_goes_beside_the_artifact(tmp_path):
     if _refused_on_this_backend("saved_model"):
         return
@@ -204,6 +212,7 @@ def test_record_goes_beside_the_artifact(tmp_path):
     assert meta["record"]["class_names"] == ["bg", "fg"]
 
 
+@agnostic
 def test_command_line_exports_a_converted_keras_file(tmp_path, rng):
     if _refused_on_this_backend("saved_model"):
         return
@@ -224,6 +233,7 @@ def test_command_line_exports_a_converted_keras_file(tmp_path, rng):
                                                      f"overwrite=True (kerazoo export --overwrite) to replace it")
 
 
+@agnostic
 def test_overwrite_replaces_only_an_earlier_export(tmp_path):
     # overwrite=True on a folder of other files (a home folder typed as OUT) moved it aside and deleted it
     if _refused_on_this_backend("saved_model"):
@@ -247,6 +257,7 @@ def test_overwrite_replaces_only_an_earlier_export(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(["photos", "empty"] + (["best.keras"] * (BACKEND == "tensorflow")))
 
 
+@agnostic
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_litert_check_tells_inputs_of_one_shape_apart(tmp_path, rng):
     # the check fed same-shape inputs in the interpreter's (alphabetical) order, and refused a right artifact
@@ -264,6 +275,7 @@ def test_litert_check_tells_inputs_of_one_shape_apart(tmp_path, rng):
     np.testing.assert_array_equal(y, np.concatenate([a, b], axis=-1))  # the identity, written out
 
 
+@agnostic
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_json_names_outputs_dtypes_and_replaces_a_stale_one(tmp_path):
     # the JSON was written only with a weights record (a re-export of other weights kept the old OUT.json),
@@ -292,6 +304,7 @@ def test_json_names_outputs_dtypes_and_replaces_a_stale_one(tmp_path):
     assert meta["center_map_sigma"] == 21.0 and meta["record"] is None
 
 
+@agnostic
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16", "bfloat16", "float16"])
 def test_litert_of_a_16_bit_model_is_float32(tmp_path, rng, policy):
@@ -319,6 +332,7 @@ def test_litert_of_a_16_bit_model_is_float32(tmp_path, rng, policy):
     assert model.get_layer("conv").dtype_policy.name == policy  # the caller's model is left as it was
 
 
+@agnostic
 def test_a_symbolic_link_out_is_replaced_not_followed(tmp_path):
     # a dangling link as OUT passed the exists() check, and after the whole export the rename failed with
     # NotADirectoryError; a link to an earlier export is replaced by the new one, its target left as it was
@@ -362,6 +376,7 @@ class _TraceStep(keras.layers.Layer):
         return x * 0.0 + (0.5 + self.step * _TRACES[0])
 
 
+@agnostic
 def test_each_output_is_checked_against_its_own_scale(tmp_path):
     # the error was read against the largest value of all outputs: a 0.5-sized output off by >= 1e-3 (2e-3 of
     # itself) passed beside one in the tens of thousands
@@ -385,6 +400,7 @@ def test_a_nan_on_one_side_is_an_infinite_error():
     assert _compare([np.array([1.0, -3.0])], [np.array([1.5, -3.0])], "m") == [(0.5, 3.0)]
 
 
+@agnostic
 def test_a_refused_export_leaves_no_folders_it_made(tmp_path):
     # OUT's missing parent folders were made first and stayed, empty, after a refusal or a failed check
     if _refused_on_this_backend("saved_model"):
@@ -401,6 +417,7 @@ def test_a_refused_export_leaves_no_folders_it_made(tmp_path):
     assert (tmp_path / "new" / "out" / "saved_model.pb").is_file()
 
 
+@agnostic
 def test_a_bfloat16_model_is_checked_at_its_own_precision(tmp_path, rng):
     # a mixed_bfloat16 model (training --precision bf16) was held to 1e-4: XLA (JAX's predict) and TensorFlow
     # (the SavedModel) sum a bfloat16 mean in other orders, 1e-3 apart here (PSPNet's pyramid pooling: 1%), so
@@ -422,6 +439,7 @@ def test_a_bfloat16_model_is_checked_at_its_own_precision(tmp_path, rng):
     assert np.abs(y - ref).max() <= 0.03 * np.abs(ref).max()  # bfloat16's rounding, not a wrong graph
 
 
+@agnostic
 def test_a_jax_saved_model_runs_on_cpu_and_cuda(tmp_path):
     # jax2tf lowered for the exporting machine's platform only: a SavedModel written on a CPU declared
     # platforms [CPU], and its XlaCallModule refuses to run on a GPU server
@@ -436,6 +454,7 @@ def test_a_jax_saved_model_runs_on_cpu_and_cuda(tmp_path):
     assert platforms == ({(b"CPU", b"CUDA")} if BACKEND == "jax" else set())  # TensorFlow: plain TF ops
 
 
+@agnostic
 def test_an_output_of_zeros_is_checked_with_the_zero_weights_varied(tmp_path, rng):
     # a fresh FCN's score layers start at zero (voc-fcn*/net.py), so its output is 0 on any input: the check
     # compared 0 with 0 and said "checked" of a graph it never saw work; a wrong one passed too
@@ -476,6 +495,7 @@ def test_an_output_of_zeros_is_checked_with_the_zero_weights_varied(tmp_path, rn
         "not checked (verify=False, kerazoo export --no-verify)"
 
 
+@agnostic
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_a_batch_the_model_fixes_is_the_artifacts(tmp_path, rng):
     # keras.Input(batch_size=2) was exported with a free batch (LiteRT: batch 1), and the JSON said so

@@ -7,7 +7,9 @@ import pytest
 from tests.oracle import caffe_pool_numpy, opencv_forward
 from zoo.layers import CaffePooling2D, CropToReference, InterpAlignCorners, caffe_pool_output_size
 
-pytestmark = pytest.mark.backend_agnostic
+# test_pool_output_size_rules is integer arithmetic (nothing a Keras backend computes) and runs in ./dev test's
+# TensorFlow pass alone; the layer tests are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 POOL_CASES = [
     # (H, W, kernel, stride, pad)
@@ -36,6 +38,7 @@ layer {{ name: "pool" type: "Pooling" bottom: "data" top: "pool"
 """
 
 
+@agnostic
 @pytest.mark.parametrize("mode", ["MAX", "AVE"])
 @pytest.mark.parametrize("h,w,k,s,p", POOL_CASES)
 def test_caffe_pooling_matches_opencv(mode, h, w, k, s, p, rng):
@@ -56,6 +59,7 @@ def test_pool_output_size_rules():
     assert caffe_pool_output_size(5, 3, 2, 2) == 4  # last window starting beyond H + p is dropped
 
 
+@agnostic
 @pytest.mark.parametrize("h,w,k,s,p", [(23, 29, 9, 7, 3), (60, 60, 20, 20, 0)])  # window matrices / reshape
 def test_large_average_windows_train_without_reduce_window_gradient(rng, h, w, k, s, p):
     """Training avoids reduce_window (static or dynamic shapes); the gradient is the exact average's."""
@@ -75,6 +79,7 @@ def test_large_average_windows_train_without_reduce_window_gradient(rng, h, w, k
         np.testing.assert_allclose(grad, want, atol=1e-6, rtol=0)
 
 
+@agnostic
 @pytest.mark.parametrize("mode", ["max", "ave"])
 @pytest.mark.parametrize("h,w,k,s,p", [(5, 5, (2, 1), (1, 3), (1, 0)), (4, 5, (3, 1), (2, 3), (1, 0))])
 def test_pad_on_one_axis_drops_the_last_window_on_both_as_caffe(mode, h, w, k, s, p, rng):
@@ -88,6 +93,7 @@ def test_pad_on_one_axis_drops_the_last_window_on_both_as_caffe(mode, h, w, k, s
         np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, training=training)), ref, atol=1e-6)
 
 
+@agnostic
 def test_max_window_past_the_image_gives_caffes_minus_flt_max(rng):
     """1x1/2 on an even map: Caffe's ceil makes a last window starting at H, with no pixel; MAX
     leaves its initial -FLT_MAX there (finite: a following conv with a zero weight stays finite)."""
@@ -97,6 +103,7 @@ def test_max_window_past_the_image_gives_caffes_minus_flt_max(rng):
     assert y.shape == (1, 4, 3, 2) and np.isfinite(y).all()
 
 
+@agnostic
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 @pytest.mark.parametrize("h,w,k,s,p", [(60, 60, 30, 30, 0), (23, 29, 9, 7, 3), (17, 23, 3, 2, 1)])
 def test_average_pooling_under_mixed_precision_sums_in_float32(policy, h, w, k, s, p, rng):
@@ -112,12 +119,14 @@ def test_average_pooling_under_mixed_precision_sums_in_float32(policy, h, w, k, 
         np.testing.assert_allclose(y, ref, rtol=2 ** -7, atol=0)
 
 
+@agnostic
 def test_global_pooling(rng):
     x = rng.normal(size=(2, 7, 5, 4)).astype(np.float32)
     y = keras.ops.convert_to_numpy(CaffePooling2D("ave", global_pooling=True)(x))
     np.testing.assert_allclose(y[:, 0, 0], x.mean(axis=(1, 2)), atol=1e-6)
 
 
+@agnostic
 @pytest.mark.parametrize(
     "h,w,spec,param",
     [
@@ -141,6 +150,7 @@ layer {{ name: "interp" type: "Interp" bottom: "data" top: "interp" interp_param
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
 
 
+@agnostic
 def test_interp_resizes_to_reference_and_half_pixel_resize_differs(rng):
     x = rng.normal(size=(1, 6, 6, 2)).astype(np.float32)
     ref = np.zeros((1, 60, 60, 1), np.float32)
@@ -152,6 +162,7 @@ def test_interp_resizes_to_reference_and_half_pixel_resize_differs(rng):
     assert np.abs(half_pixel - y).max() > 1e-2
 
 
+@agnostic
 def test_crop_to_reference_uses_top_left_offsets(rng):
     x = rng.normal(size=(1, 20, 22, 3)).astype(np.float32)
     ref = np.zeros((1, 9, 10, 5), np.float32)
@@ -161,6 +172,7 @@ def test_crop_to_reference_uses_top_left_offsets(rng):
     np.testing.assert_array_equal(y, x[:, 2:11, 3:13, :])
 
 
+@agnostic
 @pytest.mark.parametrize("axis,offset", [(2, (5,)), (2, (1, 4)), (1, (0,))])
 def test_crop_past_the_input_raises_as_caffe(axis, offset):
     """Caffe CHECKs size - offset >= reference size; a slice would come out short (5x5 for 9x9) silently."""

@@ -13,7 +13,9 @@ from training import inference, visualize
 from zoo import registry
 from zoo.errors import WeightsFileError
 
-pytestmark = pytest.mark.backend_agnostic
+# The name-spelling, PNG-writing and centre-crop tests are NumPy/registry only (nothing a Keras backend computes) and
+# run in ./dev test's TensorFlow pass alone; those that build or run a model are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 def _net(*, weights=None, input_shape=None, classes=3, valid=False, top=True, name="net"):
@@ -45,6 +47,7 @@ def _image(h=12, w=16):
     return np.random.default_rng(0).integers(0, 256, (h, w, 3)).astype(np.uint8)
 
 
+@agnostic
 def test_classifier_gives_its_top_classes_with_record_names(registered):
     name = registered("test_cls_net", "resnet")
     model = zoo.get(name, classes=4)
@@ -59,6 +62,7 @@ def test_classifier_gives_its_top_classes_with_record_names(registered):
     assert inference.predict(model, _image()).top[0][0].startswith("class ")  # no names: indices
 
 
+@agnostic
 def test_classifier_without_top_is_a_clear_error(registered):
     name = registered("test_notop_net", "resnet", top=False)
     with pytest.raises(ValueError, match=r"test_notop_net: output of shape \(12, 16, 3\) is a feature map"):
@@ -101,6 +105,7 @@ def _stripes(h, w):
     return img, truth
 
 
+@agnostic
 @pytest.mark.parametrize("valid", [False, True])  # a map as large as the input, or smaller (as PSPNet's)
 def test_segmentation_mask_is_given_at_the_image_size(rgb_registered, valid):
     model = zoo.get(rgb_registered(f"test_rgb_seg_{int(valid)}", "pspnet", valid=valid))
@@ -112,6 +117,7 @@ def test_segmentation_mask_is_given_at_the_image_size(rgb_registered, valid):
         np.testing.assert_array_equal(pred.picture, visualize.mask_overlay(image, pred.mask))
 
 
+@agnostic
 def test_pose_keypoints_are_given_in_the_image(rgb_registered):
     model = zoo.get(rgb_registered("test_rgb_pose", "hourglass"))
     image = np.zeros((24, 40, 3), np.uint8)  # letterboxed into 16 x 12: 0.4 input px per image px
@@ -159,6 +165,7 @@ def test_name_and_tag_spellings(registered):
     assert "resnet50" in zoo.list_models("RESNET*") and zoo.list_models("Test_Tag_*") == [name]
 
 
+@agnostic
 def test_save_weights_stores_the_builder_arguments(tmp_path):
     model = zoo.get("hourglass", stacks=1, features=16, input_shape=(64, 64, 3))
     path = zoo.save_weights(model, tmp_path / "hg1.h5")
@@ -195,6 +202,7 @@ def test_write_png_leaves_no_temp_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["pdir"]
 
 
+@agnostic
 def test_truncated_keras_file_is_named_as_such(tmp_path, registered):
     name = registered("test_keras_net", "resnet")
     model = zoo.get(name)

@@ -12,7 +12,9 @@ import zoo
 from zoo import registry
 from zoo.errors import WeightsFileError, WeightsMismatchError
 
-pytestmark = pytest.mark.backend_agnostic
+# Tests of names, tags, records and argument checks build no model (nothing a Keras backend computes) and run in
+# ./dev test's TensorFlow pass alone; those that build, save or load a model are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 def _tiny(*, weights=None, input_shape=None, classes=5, width=4, name="tiny"):
@@ -100,6 +102,7 @@ def _save(tmp_path, name, **kwargs):
     return model, path
 
 
+@agnostic
 def test_save_load_roundtrip_by_name(tmp_path, tiny_name, rng):
     model, path = _save(tmp_path, tiny_name, classes=5, width=4)
     with h5py.File(path) as f:
@@ -113,12 +116,14 @@ def test_save_load_roundtrip_by_name(tmp_path, tiny_name, rng):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
 
 
+@agnostic
 def test_weights_set_the_config(tmp_path, tiny_name):
     _, path = _save(tmp_path, tiny_name, classes=5, width=6)
     model = zoo.get(tiny_name, weights=path)  # width=6 comes from the file's record
     assert model.get_layer("conv1").filters == 6
 
 
+@agnostic
 def test_head_mismatch_loads_all_but_head(tmp_path, tiny_name):
     model, path = _save(tmp_path, tiny_name, classes=5, width=4)
     with pytest.warns(UserWarning, match=r"classes=5 but classes=3.*everything but the head.*fc"):
@@ -128,6 +133,7 @@ def test_head_mismatch_loads_all_but_head(tmp_path, tiny_name):
     assert zoo.weights_record(other).num_classes == 3
 
 
+@agnostic
 def test_head_size_from_a_record_without_builder_arguments(tmp_path, tiny_name):
     # A record made by hand says num_classes=7 but has no builder_kwargs: the model was built with the
     # default 5 classes and refused ("fc: file [(4, 7), (7,)] vs model [(4, 5), (5,)]"), also with classes=3
@@ -140,6 +146,7 @@ def test_head_size_from_a_record_without_builder_arguments(tmp_path, tiny_name):
     np.testing.assert_array_equal(other.get_layer("conv1").get_weights()[0], model.get_layer("conv1").get_weights()[0])
 
 
+@agnostic
 def test_strict_loading_reports_every_layer(tmp_path, tiny_name):
     _, path = _save(tmp_path, tiny_name, classes=5, width=4)
     model = _tiny(width=8)  # conv1, bn1, fc shapes all differ
@@ -156,6 +163,7 @@ def test_strict_loading_reports_every_layer(tmp_path, tiny_name):
     np.testing.assert_array_equal(model.get_layer("conv1").get_weights()[0], before)
 
 
+@agnostic
 def test_a_mismatch_through_get_names_an_option_that_exists(tmp_path, tiny_name):
     _, path = _save(tmp_path, tiny_name, classes=5, width=4)
     with pytest.raises(WeightsMismatchError) as err:
@@ -167,6 +175,7 @@ def test_a_mismatch_through_get_names_an_option_that_exists(tmp_path, tiny_name)
         zoo.get(tiny_name, weights=path, skip_mismatch=True)
 
 
+@agnostic
 def test_missing_and_unexpected_layers_are_named(tmp_path, tiny_name):
     _, path = _save(tmp_path, tiny_name)
     inputs = keras.Input((8, 8, 3))
@@ -188,6 +197,7 @@ def test_unknown_tag_lists_known_tags(tiny_name):
         zoo.get(tiny_name, weights="imagenet")
 
 
+@agnostic
 def test_a_tag_in_the_name_is_a_tag_never_a_file(tmp_path, tiny_name, monkeypatch):
     zoo.register_weights(tiny_name, "demo", zoo.WeightsRecord())
     _, path = _save(tmp_path, tiny_name, classes=5, width=4)
@@ -209,6 +219,7 @@ def test_weights_argument_of_the_wrong_kind_is_named(tiny_name, weights, error, 
         zoo.get(tiny_name, weights=weights)
 
 
+@agnostic
 def test_corrupt_weights_file_names_the_path(tiny_name, tmp_path):
     bad = tmp_path / "corrupt.h5"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 50)
@@ -230,6 +241,7 @@ def test_foreign_hdf5_file_is_refused(tiny_name, tmp_path):
         zoo.get(tiny_name, weights=p)
 
 
+@agnostic
 def test_keras_native_weights_files(tmp_path, tiny_name, rng):
     model = zoo.get(tiny_name)
     model.save_weights(tmp_path / "m.weights.h5")
@@ -245,6 +257,7 @@ def test_keras_native_weights_files(tmp_path, tiny_name, rng):
     assert not [w for w in caught if "container" in str(w.message)]  # our error only, no Keras noise first
 
 
+@agnostic
 def test_a_zoo_file_named_like_a_keras_file(tmp_path, tiny_name, rng):
     # zoo.save_weights(model, "x.weights.h5") went to Keras' loader: "41 objects could not be loaded"
     model = zoo.get(tiny_name, width=6)
@@ -264,6 +277,7 @@ def test_preprocess_applies_the_record():
         zoo.preprocess(None, np.zeros((2, 2, 4)), record=rec)
 
 
+@agnostic
 def test_a_record_cannot_be_edited_through_a_model(tmp_path, tiny_name, monkeypatch):
     # zoo.get("arch.tag") attaches the registry's own record: editing weights_record(model).builder_kwargs
     # changed zoo.info and what the next conversion of the tag builds, for every caller.
@@ -306,6 +320,7 @@ def test_sha256_as_other_tools_write_it(written):
         zoo.WeightsRecord(sha256="d41d8cd98f00b204e9800998ecf8427e")  # an MD5
 
 
+@agnostic
 def test_heatmap_offset_travels_with_the_weights_file(tmp_path, tiny_name):
     model = _tiny()
     path = zoo.save_weights(model, tmp_path / "w.h5", zoo.WeightsRecord(num_classes=5, heatmap_offset=3.5),

@@ -14,7 +14,9 @@ import zoo
 from tests.training.helpers import ROOT
 from zoo import pretrained
 
-pytestmark = pytest.mark.backend_agnostic
+# The hash-record tests read JSON (in-process and in `kerazoo list`; nothing a Keras backend computes) and run in
+# ./dev test's TensorFlow pass alone; those that build, save or load a model are marked for its JAX pass too.
+agnostic = pytest.mark.backend_agnostic
 
 
 @pytest.fixture
@@ -24,6 +26,7 @@ def saved(tmp_path):
     return path
 
 
+@agnostic
 @pytest.mark.parametrize("record, match", [("[]", "a record is a JSON object, found list"),
                                            ('{"builder_kwargs": [1]}', "'builder_kwargs' must be a JSON object")])
 def test_edited_record_is_named(saved, record, match):
@@ -33,6 +36,7 @@ def test_edited_record_is_named(saved, record, match):
         zoo.get("resnet18", weights=saved)
 
 
+@agnostic
 @pytest.mark.parametrize("kind", ["complex", "text", "dataset_for_group"])
 def test_edited_arrays_are_named(saved, kind):
     with h5py.File(saved, "r+") as f:
@@ -51,6 +55,7 @@ def test_edited_arrays_are_named(saved, kind):
         zoo.get("resnet18", weights=saved)
 
 
+@agnostic
 def test_another_models_file_says_whose_it_is_first(saved):
     # resnet18's stored input_shape (32x32) is too small for an hourglass: the hint used to be lost
     with pytest.raises(zoo.WeightsMismatchError, match=r"hourglass: '.*r18.h5' holds weights of 'resnet18'"):
@@ -127,6 +132,7 @@ def tiny_spec(monkeypatch):
     return spec
 
 
+@agnostic
 @pytest.mark.parametrize("source", ["zoo_h5", "caffemodel"])
 def test_release_into_a_model_without_its_head_or_with_an_aux_head(tmp_path, rng, tiny_spec, source):
     # keras.applications' feature-extractor use (include_top=False) and PSPNet's aux=True fine-tuning
@@ -161,11 +167,13 @@ def test_release_into_a_model_without_its_head_or_with_an_aux_head(tmp_path, rng
             zoo.weights.load_weights(_tiny(aux=True), path)
 
 
+@agnostic
 def test_resnet_without_top_loads_its_backbone(saved):
     model = zoo.get("resnet18", weights=saved, include_top=False, pooling="avg", input_shape=(32, 32, 3))
     assert model.output.shape[-1] == 512 and "fc1000" not in [l.name for l in model.layers]
 
 
+@agnostic
 def test_two_nested_layers_of_one_name_are_refused(tmp_path):
     # Two copies of one backbone in a model: saving failed inside h5py ("name already exists"), and
     # loading filled one of the two 'fc' layers and left the other at its initial values, silently.
@@ -209,6 +217,7 @@ def _one_line(e):
     return msg
 
 
+@agnostic
 def test_zoo_h5_with_a_contradicting_stage_or_stack_count_is_one_error(cpm2, hg1):
     # was: 'does not fit model ...' and a list of the 6 (CPM) / 89 (hourglass) layers missing from the file
     with pytest.raises(zoo.WeightsMismatchError) as e:
@@ -232,6 +241,7 @@ def test_zoo_h5_with_a_contradicting_stage_or_stack_count_is_one_error(cpm2, hg1
         np.testing.assert_array_equal(model.get_layer("Mconv3_stage2").get_weights()[0], kernel)
 
 
+@agnostic
 def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng):
     # stride_in_3x3 changes no weight shape: a file saved from the default ResNet-50 (stride 2 on the 1x1 branch2a, as
     # Kaiming's release) loaded into stride_in_3x3=True without a word, as another network; the record holds it now
@@ -257,6 +267,7 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
     assert zoo.get("resnet18", weights=r18, stride_in_3x3=None).get_layer("res3a_branch2a").strides == (2, 2)
 
 
+@agnostic
 def test_keras_files_give_or_need_the_stride_placement(tmp_path, rng):
     # Keras loads by structure and stride_in_3x3 changes no weight shape: a v1.5 model's .keras or .weights.h5 loaded
     # into zoo.get's default (stride on the 1x1 branch2a) without a word, as another network. A .keras file's config
@@ -315,6 +326,7 @@ def test_keras_files_give_or_need_the_stride_placement(tmp_path, rng):
     zoo.get("resnet18", weights=tmp_path / "r18.weights.h5", input_shape=(32, 32, 3))
 
 
+@agnostic
 def test_pspnet_keras_file_builds_its_input_size(tmp_path, rng):
     # PSPNet's pyramid pooling is fixed to the input size, which no weight shape shows: a .keras file of a 39 x 41 px
     # PSPNet loaded into the builder's 473 px default (windows for a 60 px conv5 map) without a word. Its config gives
@@ -331,6 +343,7 @@ def test_pspnet_keras_file_builds_its_input_size(tmp_path, rng):
     assert tuple(other.inputs[0].shape[1:]) == (49, 49, 3)
 
 
+@agnostic
 def test_caffemodel_refusals_the_prototxt_decides_come_before_the_weights_are_read(tmp_path, rng):
     # zoo.get read the whole .caffemodel (ResNet-152's: 230 MB) before a refusal its deploy prototxt alone decides: a
     # truncated file beside a contradicting prototxt got "truncated or corrupt caffemodel", not the contradiction
@@ -364,6 +377,7 @@ def test_caffemodel_refusals_the_prototxt_decides_come_before_the_weights_are_re
                                    f"but stride_in_3x3=False was asked for;")
 
 
+@agnostic
 def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path):
     # was: "does not fit model 'resnet18': 1 layers of the model missing from the file: - fc1000 [(512, 1000), ...]"
     path = zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3), include_top=False), tmp_path / "backbone.h5")
@@ -374,6 +388,7 @@ def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path
     assert "fc1000" not in [l.name for l in zoo.get("resnet18", weights=path, include_top=False).layers]
 
 
+@agnostic
 def test_zoo_h5_saved_before_records_held_the_stride_placement(tmp_path):
     # Before 2026-12-06 zoo.save_weights recorded the arguments zoo.get was given and the head size, never the
     # default stride_in_3x3: a ResNet-50 record with a head size but no stride_in_3x3 was saved at False (Kaiming's
@@ -398,6 +413,7 @@ def test_zoo_h5_saved_before_records_held_the_stride_placement(tmp_path):
     assert model.get_layer("res3a_branch2a").strides == (1, 1)
 
 
+@agnostic
 def test_zoo_h5_architecture_the_record_leaves_out_is_named_with_the_builders_default(hg1):
     # zoo.save_weights records the arguments zoo.get was given: modules=1 and post_residuals=True are not in hg1's
     for key, asked, default in [("modules", 2, 1), ("post_residuals", False, True)]:
@@ -408,6 +424,7 @@ def test_zoo_h5_architecture_the_record_leaves_out_is_named_with_the_builders_de
         assert f"does not give {key}, so it was saved with the builder's default {key}={default} " in msg
 
 
+@agnostic
 def test_explicit_none_for_an_argument_the_weights_give_means_not_given(cpm2, hg1, tmp_path, rng):
     # was: cpm(): `stages` must be an int >= 2. Received: stages=None (the file's value overridden by None)
     for kwargs in ({"stages": None}, {"num_keypoints": None}, {"stages": None, "num_keypoints": None}):
