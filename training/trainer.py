@@ -435,11 +435,13 @@ def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose)
     failed = False
     try:
         with jax_distribution(dist):
-            if dist.kind != "multi_worker" and (keras.backend.backend() != "tensorflow" or dist.strategy is not None):
+            if dist.kind != "multi_worker":
                 # Keras would build the compile state from a first batch peeked from a started pass and
                 # abandon that pass; its enqueuer (thread workers, Keras' process pool) then serves the pass's
                 # made batches first in epoch 0, and every epoch after is shifted by them (stale batches of the
                 # epoch before, its last ones trained one epoch late). Built here, Keras peeks at nothing.
+                # TensorFlow without a strategy would build inside the first trace of the train step instead,
+                # and a tf.function that creates variables is traced twice: built here, once.
                 with dist.scope():
                     model._symbolic_build(data_batch=train_data[0])
             return model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
