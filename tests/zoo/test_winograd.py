@@ -34,6 +34,21 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def _run(f, x):
+    """``f(x)`` (a layer or model) as NumPy, for one input shape a test computes once. On JAX through a jitted
+    stateless call: eagerly, JAX compiles each op anew for each input shape (~25 per WinogradConv2D, ~1,500 in
+    this file), jitted the whole call once. Same ``call()``, same weights; TensorFlow runs its ops eagerly."""
+    if keras.backend.backend() != "jax":
+        return keras.tree.map_structure(_np, f(x))
+    import jax
+
+    def stateless(trainable, non_trainable, x):
+        return f.stateless_call(trainable, non_trainable, x)[0]
+
+    out = jax.jit(stateless)([v.value for v in f.trainable_variables], [v.value for v in f.non_trainable_variables], x)
+    return keras.tree.map_structure(_np, out)
+
+
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("h,w,d", [(3, 3, 1), (7, 11, 1), (13, 5, 1), (17, 17, 1), (9, 14, 2), (13, 23, 4), (5, 5, 2)])
 def test_matches_keras_conv2d_at_odd_sizes(rng, padding, h, w, d):
@@ -42,7 +57,7 @@ def test_matches_keras_conv2d_at_odd_sizes(rng, padding, h, w, d):
     conv = _conv(5, 7, padding, activation="relu", dilation_rate=d)
     fast = WinogradConv2D.from_conv2d(conv)
     x = rng.normal(size=(2, h, w, 5)).astype(np.float32)
-    ref, got = _np(conv(x)), _np(fast(x))
+    ref, got = _run(conv, x), _run(fast, x)
     assert got.shape == ref.shape == ((2, h, w, 7) if padding == "same" else (2, h - 2 * d, w - 2 * d, 7))
     np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
     assert fast.compute_output_shape((2, h, w, 5)) == ref.shape
@@ -313,7 +328,7 @@ def test_wide_layer_error_is_within_1e_5_of_the_range(rng):
     conv.build((None, None, None, 512))
     conv.set_weights([kernel, bias])
     ref = _direct_conv(x, kernel, bias, 1)
-    got = _np(WinogradConv2D.from_conv2d(conv)(x))
+    got = _run(WinogradConv2D.from_conv2d(conv), x)
     assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5
 
 
@@ -359,7 +374,8 @@ def test_sequential_swaps_and_subclassed_is_refused(rng):
     fast = optimize_for_inference(seq, min_channels=1)
     assert [type(layer).__name__ for layer in fast.layers] == ["WinogradConv2D"] * 2
     x = rng.normal(size=(2, 24, 24, 8)).astype(np.float32)
-    np.testing.assert_allclose(_np(fast(x)), _np(seq(x)), atol=1e-5 * np.abs(_np(seq(x))).max())
+    ref = _run(seq, x)
+    np.testing.assert_allclose(_run(fast, x), ref, atol=1e-5 * np.abs(ref).max())
     sub = _Subclassed()
     sub(x)
     with pytest.raises(TypeError, match="expected a functional or Sequential Keras model .* Received 'sub' of type "
@@ -402,7 +418,8 @@ def test_converted_fcn8s_against_opencv_shares_weights_and_reloads(tmp_path, rng
     got = _np(fast.predict(x, verbose=0))
     np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
     y = rng.normal(size=(2, 31, 24, 3)).astype(np.float32)  # another size through the same model
-    np.testing.assert_allclose(_np(fast(y)), _np(model(y)), atol=1e-4 * np.abs(_np(model(y))).max())
+    ref = _run(model, y)
+    np.testing.assert_allclose(_run(fast, y), ref, atol=1e-4 * np.abs(ref).max())
     fast.save(tmp_path / "fast.keras")
     loaded = keras.models.load_model(tmp_path / "fast.keras", safe_mode=True)
     np.testing.assert_array_equal(_np(loaded.predict(x, verbose=0)), got)
@@ -431,8 +448,8 @@ def test_pspnet_dilated_trunk_and_pyramid_head(rng):
     assert swapped["conv4_1_3x3"] == 2 and swapped["conv5_3_3x3"] == 4 and swapped["conv5_4"] == 1
     assert "conv1_1_3x3_s2" not in swapped and "conv3_1_3x3" not in swapped  # stride 2; 128 -> 128
     x = rng.uniform(-100, 100, size=(1, 105, 97, 3)).astype(np.float32)
-    ref = _np(model(x))
-    np.testing.assert_allclose(_np(fast(x)), ref, atol=1e-4 * np.abs(ref).max())
+    ref = _run(model, x)
+    np.testing.assert_allclose(_run(fast, x), ref, atol=1e-4 * np.abs(ref).max())
 
 
 def test_hourglass_every_stack_output(rng):
@@ -443,7 +460,7 @@ def test_hourglass_every_stack_output(rng):
     fast = optimize_for_inference(model, min_channels=1, min_size=0)
     assert sum(isinstance(layer, WinogradConv2D) for layer in fast.layers) > 20
     x = rng.uniform(0, 255, size=(2, 64, 64, 3)).astype(np.float32)
-    refs, gots = model(x), fast(x)
+    refs, gots = _run(model, x), _run(fast, x)
     assert len(refs) == len(gots) == 2
     # what zoo.get remembered goes with it: preprocess (kerazoo predict --winograd) needs the record
     from zoo.api import build_info
@@ -452,8 +469,7 @@ def test_hourglass_every_stack_output(rng):
     model._zoo_record = zoo.WeightsRecord(channel_order="BGR", mean=(1.0, 2.0, 3.0))
     assert zoo.weights_record(optimize_for_inference(model, min_channels=1, min_size=0)) is model._zoo_record
     for ref, got in zip(refs, gots):
-        ref = _np(ref)
-        np.testing.assert_allclose(_np(got), ref, atol=1e-4 * np.abs(ref).max())
+        np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "bfloat16", "float16"])
