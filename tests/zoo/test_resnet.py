@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import trainable_count
+from tests.zoo.helpers import forward_numpy, trainable_count
 from zoo.errors import InputShapeError
 from zoo.models import resnet, resnet_v2
 
@@ -37,11 +37,23 @@ def _source(model, layer_name):
     return model.get_layer(layer_name).input._keras_history.operation.name
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_models_after_module():
+    yield
+    keras.backend.clear_session()  # frees this file's models (and their reference cycles) for later files
+
+
 @pytest.fixture(autouse=True)
 def _fresh_session():
-    keras.backend.clear_session()
-    yield
-    keras.backend.clear_session()
+    # Fresh name counters only: clear_session's gc.collect() is a full collection of TensorFlow's heap,
+    # 0.3-1.5 s a call; twice per test it was most of the time of the tests that build nothing.
+    keras.backend.clear_session(free_memory=False)
+
+
+@pytest.fixture(scope="module")
+def resnet50_model():
+    """``zoo.get("resnet50")`` (the builder's defaults), built once for the tests that only read it."""
+    return zoo.get("resnet50")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,8 +86,8 @@ V1_CONVS = {"resnet18": 20, "resnet34": 36, "resnet50": 53, "resnet101": 104, "r
 
 
 @pytest.mark.parametrize("arch", list(V1_COUNTS))
-def test_v1_params_and_caffe_names(arch):
-    model = zoo.get(arch)
+def test_v1_params_and_caffe_names(arch, request):
+    model = request.getfixturevalue("resnet50_model") if arch == "resnet50" else zoo.get(arch)
     assert trainable_count(model) == V1_COUNTS[arch]
     names = _names(model)
     assert len(names) == len(set(names))
@@ -138,11 +150,10 @@ def test_v2_params_and_caffe_structure(arch):
     assert model.output.shape == (None, 1000)
 
 
-def test_v1_stride_placement():
-    v1 = resnet.resnet50()
+def test_v1_stride_placement(resnet50_model):
+    v1 = resnet50_model  # resnet.resnet50() with its defaults
     assert v1.get_layer("res3a_branch2a").strides == (2, 2)
     assert v1.get_layer("res3a_branch2b").strides == (1, 1)
-    keras.backend.clear_session()
     v15 = resnet.resnet50(stride_in_3x3=True)
     assert v15.get_layer("res3a_branch2a").strides == (1, 1)
     assert v15.get_layer("res4a_branch2b").strides == (2, 2)
@@ -184,7 +195,7 @@ def test_runtime_sizes_follow_caffe_ceil_with_unknown_dims(rng):
     # 35x41: conv1 18x21; Caffe pool1 ceil -> 9x10 (floor would give 8x10); stages 5x5, 3x3, 2x2.
     model = resnet_v2.resnet50v2(input_shape=(None, None, 3), include_top=False)
     probe = keras.Model(model.input, [model.get_layer("pool1").output, model.output])
-    pool1, last = map(_np, probe(rng.normal(size=(1, 35, 41, 3)).astype("float32"), training=False))
+    pool1, last = forward_numpy(probe, rng.normal(size=(1, 35, 41, 3)).astype("float32"))
     assert pool1.shape == (1, 9, 10, 64)
     assert last.shape == (1, 2, 2, 2048)
     assert np.isfinite(last).all()
