@@ -2,8 +2,10 @@
 traceback from deep inside (found by an adversarial review)."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import keras
@@ -19,11 +21,17 @@ from zoo import pretrained
 agnostic = pytest.mark.backend_agnostic
 
 
-@pytest.fixture
-def saved(tmp_path):
-    path = tmp_path / "r18.h5"
+@pytest.fixture(scope="module")
+def _saved_once(tmp_path_factory):
+    path = tmp_path_factory.mktemp("r18") / "r18.h5"
     zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3)), path)
     return path
+
+
+@pytest.fixture
+def saved(_saved_once, tmp_path):
+    """A zoo.save_weights file of a 32 px ResNet-18, this test's own copy to edit (the model is built once)."""
+    return Path(shutil.copyfile(_saved_once, tmp_path / "r18.h5"))
 
 
 @agnostic
