@@ -89,25 +89,38 @@ class _Crash(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-def _fit_interrupted_and_not(tmp_path, crash, **kw):
-    """(uninterrupted run, run interrupted by ``crash`` and started again) of one seeded model and data."""
-    from training import fit
+def _data():
+    """6 batches per epoch, augmented: each epoch's order and draws come from its epoch number."""
     from training.data import HeatmapDataset
     from training.datasets.synthetic import synthetic_pose
 
+    return HeatmapDataset(synthetic_pose(24, image_size=(32, 32), num_keypoints=4, seed=1), batch_size=4,
+                          input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), augment=True, seed=3)
+
+
+_SETTINGS = dict(epochs=4, optimizer="sgd", learning_rate=0.05, schedule="poly", warmup_epochs=1.0, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """(the seeded model's file, its uninterrupted run's folder, the run's result): the reference both resume tests
+    read (one fit instead of one per test; backups, whenever made, do not change a run's numbers)."""
+    from training import fit
+
+    folder = tmp_path_factory.mktemp("resume")
     keras.utils.set_random_seed(0)
-    tiny_pose_model(32, 4, outputs=2).save(tmp_path / "m.keras")
+    tiny_pose_model(32, 4, outputs=2).save(folder / "m.keras")
+    return folder / "m.keras", folder / "plain", fit(str(folder / "m.keras"), _data(), out_dir=folder / "plain",
+                                                       **_SETTINGS)
 
-    def data():  # 6 batches per epoch, augmented: each epoch's order and draws come from its epoch number
-        return HeatmapDataset(synthetic_pose(24, image_size=(32, 32), num_keypoints=4, seed=1), batch_size=4,
-                              input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), augment=True, seed=3)
 
-    kw = dict(epochs=4, optimizer="sgd", learning_rate=0.05, schedule="poly", warmup_epochs=1.0, verbose=0, **kw)
-    plain = fit(str(tmp_path / "m.keras"), data(), out_dir=tmp_path / "plain", **kw)
+def _fit_interrupted(tmp_path, model, crash, **kw):
+    """The run of ``model`` (a file) interrupted by ``crash`` in ``tmp_path / "cut"`` and started again."""
+    from training import fit
+
     with pytest.raises(RuntimeError, match="interrupted"):
-        fit(str(tmp_path / "m.keras"), data(), out_dir=tmp_path / "cut", callbacks=[crash], **kw)
-    resumed = fit(str(tmp_path / "m.keras"), data(), out_dir=tmp_path / "cut", **kw)
-    return plain, resumed
+        fit(str(model), _data(), out_dir=tmp_path / "cut", callbacks=[crash], **_SETTINGS, **kw)
+    return fit(str(model), _data(), out_dir=tmp_path / "cut", **_SETTINGS, **kw)
 
 
 def _state(result):
@@ -115,19 +128,21 @@ def _state(result):
     return int(keras.ops.convert_to_numpy(opt.iterations)), float(keras.ops.convert_to_numpy(opt.learning_rate))
 
 
-def test_resume_after_an_epoch_backup_equals_the_uninterrupted_run(tmp_path):
-    plain, resumed = _fit_interrupted_and_not(tmp_path, _Crash(epoch=1))
+def test_resume_after_an_epoch_backup_equals_the_uninterrupted_run(tmp_path, plain_run):
+    model, plain_dir, plain = plain_run
+    resumed = _fit_interrupted(tmp_path, model, _Crash(epoch=1))
     assert resumed.resumed_from == 2 and len(resumed.history["loss"]) == 2  # epochs 3 and 4 only
     assert _state(resumed) == _state(plain) and _state(plain)[0] == 4 * 6
     for a, b in zip(plain.model.get_weights(), resumed.model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    logs = [list(csv.reader(open(tmp_path / run / "log.csv"))) for run in ("plain", "cut")]
+    logs = [list(csv.reader(open(run / "log.csv"))) for run in (plain_dir, tmp_path / "cut")]
     assert logs[0] == logs[1]  # the same four epochs, the same numbers
 
 
-def test_resume_after_a_mid_epoch_backup_keeps_the_schedule(tmp_path):
+def test_resume_after_a_mid_epoch_backup_keeps_the_schedule(tmp_path, plain_run):
     # backups every 2 batches; interrupted after the 4th of 6 batches of epoch 2, which was just backed up
-    plain, resumed = _fit_interrupted_and_not(tmp_path, _Crash(epoch=1, batch=3), backup_every=2)
+    model, _, plain = plain_run
+    resumed = _fit_interrupted(tmp_path, model, _Crash(epoch=1, batch=3), backup_every=2)
     assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 3  # epoch 2 again, then 3 and 4
     # the step count (the LR schedule's position) ends where the uninterrupted run's does, 4 epochs x 6 steps:
     # it ended at 28, the last 4 steps past the poly schedule's end (LR 0)
