@@ -28,6 +28,8 @@ from zoo.models.resnet_v2 import resnet50v2
 
 pytestmark = pytest.mark.backend_agnostic
 
+# clear_session(free_memory=False) below: fresh name counters and seed generator, without gc.collect()
+# (a full collection of the backend's heap, 0.3-1.5 s a call); the models here are small.
 HG = dict(stacks=2, features=32, num_keypoints=5, input_shape=(64, 64, 3))
 CPM = dict(stages=2, num_keypoints=4, input_shape=(64, 64, 3))
 
@@ -51,7 +53,7 @@ def _weights(model):
 
 @pytest.fixture(scope="module")
 def hg():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     return hourglass(**HG)
 
@@ -106,7 +108,7 @@ def test_hourglass_batchnorm_gamma_is_uniform_0_1_and_beta_0(hg):
 
 
 def test_hourglass_keras_initializer_gives_keras_defaults():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     model = hourglass(**HG, initializer="keras")
     for layer in _bns(model):
@@ -124,7 +126,7 @@ def test_hourglass_bad_initializer_is_refused():
 
 
 def test_hourglass_init_repeats_under_set_random_seed():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     runs = []
     for seed in (5, 5, 6):
         keras.utils.set_random_seed(seed)
@@ -151,7 +153,7 @@ def test_hourglass_keras_file_loads_in_safe_mode_and_keeps_the_init(hg, tmp_path
 
 @pytest.fixture(scope="module")
 def cpm_model():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     return cpm(**CPM)
 
@@ -177,7 +179,7 @@ def test_cpm_conv_kernels_are_gaussian_std_0_01_and_biases_0(cpm_model):
 
 
 def test_cpm_keras_initializer_and_bad_value():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     model = cpm(**CPM, initializer="keras")
     w = np.asarray(model.get_layer("conv1_stage1").kernel)  # Glorot: limit sqrt(6 / (81 * (3 + 128)))
@@ -189,12 +191,26 @@ def test_cpm_keras_initializer_and_bad_value():
 
 
 def test_cpm_init_repeats_under_set_random_seed():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(3)
     a = np.asarray(cpm(**CPM).get_layer("Mconv1_stage2").kernel)
     keras.utils.set_random_seed(3)
     b = np.asarray(cpm(**CPM).get_layer("Mconv1_stage2").kernel)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def resnets():
+    """ResNet-50, ResNet-18 and ResNet-50 v2 with 1000 classes, each freshly built after set_random_seed(0);
+    the conv and the classifier tests only read them. 1000 classes: fc1000's 2M draws reach 4 std."""
+    built = {}
+    for builder in (resnet50, resnet18, resnet50v2):
+        keras.backend.clear_session(free_memory=False)
+        keras.utils.set_random_seed(0)
+        built[builder.__name__] = builder(classes=1000)
+    yield built
+    built.clear()
+    keras.backend.clear_session()  # frees them (reference cycles) for later tests
 
 
 def _check_normal(z, name):
@@ -207,10 +223,8 @@ def _check_normal(z, name):
 
 
 @pytest.mark.parametrize("builder,fan", [(resnet50, "in"), (resnet18, "out"), (resnet50v2, "out")])
-def test_resnet_convs_are_he_normal(builder, fan):
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
-    model = builder(classes=10)
+def test_resnet_convs_are_he_normal(builder, fan, resnets):
+    model = resnets[builder.__name__]
     pooled = []
     for layer in _convs(model):
         kh, kw, c_in, c_out = layer.kernel.shape
@@ -227,30 +241,28 @@ def test_resnet_convs_are_he_normal(builder, fan):
         np.testing.assert_array_equal(np.asarray(layer.beta), 0.0)
 
 
-def test_resnet_classifiers_as_the_originals():
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
+def test_resnet_classifiers_as_the_originals(resnets):
     # ResNet-50: fc1000 by [13]'s rule too, N(0, 2 / 2048), bias 0.
-    fc = resnet50(classes=1000).get_layer("fc1000")
+    fc = resnets["resnet50"].get_layer("fc1000")
     w = np.asarray(fc.kernel)
     _check_normal(w / math.sqrt(2 / 2048), "fc1000")
     np.testing.assert_array_equal(np.asarray(fc.bias), 0.0)
     # ResNet-18 (torchvision nn.Linear(512, K)): weight and bias ~ U(-1/sqrt(512), 1/sqrt(512)).
     b = 1 / math.sqrt(512)
-    fc = resnet18(classes=1000).get_layer("fc1000")
+    fc = resnets["resnet18"].get_layer("fc1000")
     for v in (np.asarray(fc.kernel).ravel(), np.asarray(fc.bias)):
         assert np.abs(v).max() <= b * (1 + 1e-6)
         assert abs(v.std() / (b / math.sqrt(3)) - 1) <= 5 * 0.45 / math.sqrt(v.size)
     # ResNet-50 v2 (preresnet.lua): nn.Linear(2048, K) weight, bias zeroed.
     b = 1 / math.sqrt(2048)
-    fc = resnet50v2(classes=1000).get_layer("classifier")
+    fc = resnets["resnet50v2"].get_layer("classifier")
     w = np.asarray(fc.kernel).ravel()
     assert np.abs(w).max() <= b * (1 + 1e-6) and abs(w.std() / (b / math.sqrt(3)) - 1) <= 5 * 0.45 / math.sqrt(w.size)
     np.testing.assert_array_equal(np.asarray(fc.bias), 0.0)
 
 
 def test_resnet_keras_initializer_and_bad_value():
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     model = resnet18(classes=10, initializer="keras")
     conv = model.get_layer("res5a_branch2b")  # 3x3, 512 -> 512: Glorot limit sqrt(6 / (9 * 1024))
@@ -262,7 +274,7 @@ def test_resnet_keras_initializer_and_bad_value():
 
 
 def test_resnet_keras_file_loads_in_safe_mode(tmp_path):
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     model = resnet50v2(classes=10, input_shape=(64, 64, 3))
     model.save(tmp_path / "r.keras")
