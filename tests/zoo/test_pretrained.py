@@ -27,7 +27,9 @@ from tests.caffe_files import caffemodel_bytes, random_blobs_for
 from zoo import pretrained, registry
 from zoo.registry import ModelSpec
 
-pytestmark = pytest.mark.backend_agnostic
+# On the tests that build, convert or load a Keras model; the others check records, downloads and cache files only
+# (no model is built before their error), which no backend computes: ./dev test's TensorFlow pass runs them once.
+agnostic = pytest.mark.backend_agnostic
 
 ALL_TAGS = [(n.split(".")[0], n.split(".")[1]) for n in zoo.list_models(pretrained=True)]
 
@@ -149,6 +151,7 @@ def test_every_tag_has_a_complete_record(arch, tag):
 
 
 
+@agnostic
 @pytest.mark.parametrize("arch,tag,size", [("pspnet50", "ade20k", 473), ("pspnet101", "voc", 473),
                                            ("pspnet101", "cityscapes", 713)])
 def test_pspnet_tags_build_the_releases_input_size(arch, tag, size, monkeypatch):
@@ -170,6 +173,7 @@ def test_pspnet_tags_build_the_releases_input_size(arch, tag, size, monkeypatch)
 CAFFE_TAGS = [(a, t) for a, t in ALL_TAGS if zoo.get_spec(a).weights[t].source_format == "caffe"]
 
 
+@agnostic
 @pytest.mark.parametrize("arch,tag", CAFFE_TAGS)
 def test_every_caffe_tag_downloads_verifies_converts_and_caches(arch, tag, twin, cache, capsys, monkeypatch):
     name, record, blobs, _ = twin(arch, tag)
@@ -193,6 +197,7 @@ def test_every_caffe_tag_downloads_verifies_converts_and_caches(arch, tag, twin,
     np.testing.assert_array_equal(_kernel(again), _kernel(model))
 
 
+@agnostic
 @pytest.mark.parametrize("arch,tag", CAFFE_TAGS)
 def test_every_caffe_tag_resolves_from_the_offline_folder(arch, tag, twin, tmp_path, monkeypatch):
     name, record, blobs, files = twin(arch, tag, publish=False)
@@ -216,6 +221,7 @@ def test_every_caffe_tag_resolves_from_the_offline_folder(arch, tag, twin, tmp_p
 # --- heads, corruption, bad input ----------------------------------------------------------------------------
 
 
+@agnostic
 def test_other_head_size_loads_all_but_the_head(twin):
     name, record, blobs, _ = twin("fcn8s", "voc")
     with pytest.warns(UserWarning, match=r"classes=5 but classes=3 was asked for; loading everything but the head"):
@@ -226,6 +232,7 @@ def test_other_head_size_loads_all_but_the_head(twin):
     assert rec.num_classes == 3 and rec.class_names is None
 
 
+@agnostic
 def test_corrupt_cache_entries_are_detected_and_replaced(twin, cache):
     name, record, blobs, _ = twin("resnet50", "imagenet")
     zoo.get(name, weights="imagenet")
@@ -253,6 +260,7 @@ def test_hash_mismatch_deletes_the_download_and_names_the_file(twin, cache):
     assert not list((cache / "sources").glob("*.caffemodel*"))  # neither the file nor a .part remains
 
 
+@agnostic
 def test_changed_file_fails_against_the_hash_recorded_on_first_download(twin, cache, tmp_path):
     name, record, _, _ = twin("fcn32s", "voc")
     zoo.get(name, weights="voc")
@@ -340,6 +348,7 @@ def test_unknown_tag_and_model_without_releases():
         pretrained.resolve("resnet18")
 
 
+@agnostic
 def test_cli_download_and_list(twin, capsys):
     from zoo.cli import main
 
@@ -355,6 +364,7 @@ def test_cli_download_and_list(twin, capsys):
 
 
 
+@agnostic
 def test_real_architecture_tag_offline(tmp_path, monkeypatch, rng):
     """cpm:flic end to end into the real builder (4 stages, 9 parts, 21,323,816 parameters) from full-size
     files generated in the release's layout."""
@@ -376,6 +386,7 @@ def test_real_architecture_tag_offline(tmp_path, monkeypatch, rng):
     assert rec.num_keypoints == 9 and rec.output_stride == 8 and rec.channel_order == "BGR"
 
 
+@agnostic
 def test_release_of_another_architecture_names_the_tag_and_files(tmp_path, monkeypatch, rng):
     offline = tmp_path / "offline" / "_trained_FLIC"
     offline.mkdir(parents=True)
@@ -429,6 +440,7 @@ def _hourglass_twin(monkeypatch, tmp_path, rng, *, offline: bool):
     return tmp_path / "direct.t7"
 
 
+@agnostic
 @pytest.mark.parametrize("offline", [False, True])
 def test_hourglass_tag_from_the_torch7_zip(offline, monkeypatch, tmp_path, rng, capsys):
     direct = _hourglass_twin(monkeypatch, tmp_path, rng, offline=offline)
@@ -446,6 +458,7 @@ def test_hourglass_tag_from_the_torch7_zip(offline, monkeypatch, tmp_path, rng, 
     np.testing.assert_array_equal(_kernel(headless, "stem_conv"), _kernel(model, "stem_conv"))
 
 
+@agnostic
 def test_hourglass_tag_with_a_t7_of_another_architecture(monkeypatch, tmp_path, rng):
     from tests.converters.torch7_files import dumps, gmodule, hg_stacked_nodes
 
@@ -456,6 +469,7 @@ def test_hourglass_tag_with_a_t7_of_another_architecture(monkeypatch, tmp_path, 
         zoo.get("twin_hourglass", weights="mpii", input_shape=(64, 64, 3))
 
 
+@agnostic
 def test_tag_with_a_contradicting_architecture_argument_is_one_error_before_any_download(monkeypatch, tmp_path, rng,
                                                                                          cache):
     # was: the release fetched and converted, then 'does not fit model' and a list of every layer that differs

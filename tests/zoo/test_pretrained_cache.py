@@ -15,7 +15,9 @@ import zoo
 from zoo import pretrained, registry, sources
 from tests.zoo.test_pretrained import cache, twin  # noqa: F401 - fixtures: a fresh cache, fake releases
 
-pytestmark = pytest.mark.backend_agnostic
+# On the tests that convert a release into a Keras model; the others check downloads, hash records and cache files
+# only (zoo.weights.fetch, sources.obtain), which no backend computes: ./dev test's TensorFlow pass runs them once.
+agnostic = pytest.mark.backend_agnostic
 
 
 class _CutNoLengthHandler(http.server.BaseHTTPRequestHandler):
@@ -32,6 +34,7 @@ class _CutNoLengthHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@agnostic
 def test_short_download_without_length_is_neither_kept_nor_recorded(twin, cache):
     # Only the converter sees the file is short: its hash must not become the one later reads must match.
     name, record, _, files = twin("pspnet50", "ade20k")
@@ -53,6 +56,7 @@ def test_short_download_without_length_is_neither_kept_nor_recorded(twin, cache)
     assert pretrained.recorded_sha256("pspnet50_ADE20K.caffemodel") is not None
 
 
+@agnostic
 def test_wrong_offline_file_is_not_recorded(twin, tmp_path, monkeypatch):
     # The offline folder also takes a file by its base name: another FCN's deploy.prototxt must not
     # become the recorded hash of voc-fcn8s/deploy.prototxt.
@@ -70,6 +74,7 @@ def test_wrong_offline_file_is_not_recorded(twin, tmp_path, monkeypatch):
     zoo.get(name, weights="voc")
 
 
+@agnostic
 def test_a_bad_converted_file_is_replaced_not_deleted(twin, cache, monkeypatch):
     # Another process may be loading it, or have just written it (hash beside it a moment later, before):
     # the new conversion takes its place atomically; the path never stops existing.
@@ -279,6 +284,7 @@ def _resolve_in_a_process(name, spec_args, tag, queue):
         queue.put((f"{type(e).__name__}: {e}", out.getvalue()))
 
 
+@agnostic
 def test_processes_resolving_one_name_at_once_fetch_and_convert_it_once(twin, cache):
     """Three processes (real ones, spawned) resolving a release at once: each downloaded every file (hundreds
     of MB each for the real releases) and converted it; now one does, the others wait and use its files.
@@ -317,6 +323,7 @@ def test_processes_resolving_one_name_at_once_fetch_and_convert_it_once(twin, ca
     assert not list((cache / "sources").glob("*.part"))
 
 
+@agnostic
 def test_a_cache_that_cannot_be_written_is_named_with_the_remedy(twin, cache, tmp_path, monkeypatch, capsys):
     """A cache folder that cannot be written (a read-only mount; here a regular file where a folder of the path
     should be, which stops root too) raised the bare OSError "[Errno 20] Not a directory: '<cache>/locks'" (on a
