@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import forward_numpy, randomize_batchnorm, trainable_count
+from tests.zoo.helpers import forward_numpy, randomize_batchnorm, structure_only, trainable_count
 from zoo.errors import InputShapeError
 from zoo.models.hourglass import hourglass, hourglass_feature_size
 
@@ -29,7 +29,7 @@ def small():
 @pytest.mark.parametrize("stacks,expected", [(1, 3_426_448), (2, 6_570_400), (8, 25_434_112)])
 def test_parameter_counts_and_default_outputs(stacks, expected):
     keras.backend.clear_session()
-    with keras.StatelessScope():  # shapes only: skip the random initialisation
+    with structure_only():  # shapes only: skip the random initialisation
         model = hourglass(stacks=stacks)
     assert trainable_count(model) == expected
     assert len(model.outputs) == stacks
@@ -45,12 +45,12 @@ def test_released_layout_has_no_residual_after_the_hourglass():
     # umich-stacked-hourglass.t7: 8 stacks, lin right after each hourglass (a module dump lists 261
     # modules = 8 + 7 x 32 + 29); 8 residuals fewer than the final hg.lua (214,528 parameters each).
     keras.backend.clear_session()
-    with keras.StatelessScope():
+    with structure_only():
         model = hourglass(stacks=8, post_residuals=False)
     assert trainable_count(model) == 25_434_112 - 8 * 214_528 == 23_717_888
     names = {layer.name for layer in model.layers}
     assert "stack1_res1_add" not in names and "stack8_lin_conv" in names
-    with keras.StatelessScope():
+    with structure_only():
         two = hourglass(stacks=1, modules=2, post_residuals=False, features=8, num_keypoints=3)
     assert {"stack1_lin_conv", "stack1_lin2_conv", "stack1_lin2_bn"} <= {l.name for l in two.layers}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import forward_numpy, randomize_batchnorm
+from tests.zoo.helpers import forward_numpy, randomize_batchnorm, structure_only
 from zoo.errors import InputShapeError
 from zoo.weights import read_record
 
@@ -100,7 +100,7 @@ def test_every_builder_builds_on_the_callers_tensor(name):
     keras.backend.clear_session()
     h, w = SIZE[name]
     inp = keras.Input((h, w, 3))
-    with keras.StatelessScope():  # structure only: skip the random initialisation
+    with structure_only():  # skip the random initialisation
         model = zoo.get(name, input_tensor=_rescaled(inp), **SMALL[name])
         standalone = zoo.get(name, input_shape=(h, w, 3), **SMALL[name])
     inputs = model.inputs
@@ -186,7 +186,7 @@ def test_input_shape_and_tensor_shape_must_agree():
                                               r"input_shape=\(224, 224, 3\), input_tensor of shape \(None, 225, 231, 3\)"):
         zoo.get("resnet18", input_tensor=keras.Input((225, 231, 3)), input_shape=(224, 224, 3))
     # equal ones are fine
-    with keras.StatelessScope():
+    with structure_only():
         zoo.get("resnet18", input_tensor=keras.Input((225, 231, 3)), input_shape=(225, 231, 3), include_top=False)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import forward_numpy, randomize_batchnorm, trainable_count
+from tests.zoo.helpers import forward_numpy, randomize_batchnorm, structure_only, trainable_count
 from tests.oracle import opencv_forward
 from zoo.errors import InputShapeError
 from zoo.layers import InterpAlignCorners
@@ -130,8 +130,8 @@ def _count(model, aux):
 
 
 # Exact arithmetic (torch counting = Keras trainable), zoo-conventions.md §2.6. Each build checks two counts:
-# the whole model and the model without its aux head. StatelessScope defers the random initialisation of the
-# 46-68 M weights (seconds of CPU each): these tests only read shapes.
+# the whole model and the model without its aux head. structure_only skips the random initialisation of the
+# 46-68 M weights (seconds of CPU each; a bare StatelessScope draws them on exit): these tests only read shapes.
 @pytest.mark.parametrize(
     "builder,kwargs,expected,expected_no_aux",
     [
@@ -142,7 +142,7 @@ def _count(model, aux):
 )
 def test_parameter_counts_and_default_shapes(builder, kwargs, expected, expected_no_aux):
     keras.backend.clear_session()
-    with keras.StatelessScope():
+    with structure_only():
         model = builder(**kwargs)
     assert trainable_count(model) == expected
     assert _count(model, aux=False) == expected_no_aux

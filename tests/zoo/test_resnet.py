@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.zoo.helpers import forward_numpy, trainable_count
+from tests.zoo.helpers import forward_numpy, structure_only, trainable_count
 from zoo.errors import InputShapeError
 from zoo.models import resnet, resnet_v2
 
@@ -45,15 +45,17 @@ def _free_models_after_module():
 
 @pytest.fixture(autouse=True)
 def _fresh_session():
-    # Fresh name counters only: clear_session's gc.collect() is a full collection of TensorFlow's heap,
-    # 0.3-1.5 s a call; twice per test it was most of the time of the tests that build nothing.
+    # Fresh name counters (and no undrawn variables left by structure_only) without clear_session's gc.collect(),
+    # a full collection of TensorFlow's heap, 0.3-1.5 s a call: twice per test, it was most of the time of the
+    # tests that build nothing.
     keras.backend.clear_session(free_memory=False)
 
 
 @pytest.fixture(scope="module")
 def resnet50_model():
-    """``zoo.get("resnet50")`` (the builder's defaults), built once for the tests that only read it."""
-    return zoo.get("resnet50")
+    """``zoo.get("resnet50")`` (the builder's defaults), built once for the tests that read its structure."""
+    with structure_only():
+        return zoo.get("resnet50")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +89,11 @@ V1_CONVS = {"resnet18": 20, "resnet34": 36, "resnet50": 53, "resnet101": 104, "r
 
 @pytest.mark.parametrize("arch", list(V1_COUNTS))
 def test_v1_params_and_caffe_names(arch, request):
-    model = request.getfixturevalue("resnet50_model") if arch == "resnet50" else zoo.get(arch)
+    if arch == "resnet50":
+        model = request.getfixturevalue("resnet50_model")  # shared with test_v1_stride_placement
+    else:
+        with structure_only():  # counts, names and layer settings: no weight is read
+            model = zoo.get(arch)
     assert trainable_count(model) == V1_COUNTS[arch]
     names = _names(model)
     assert len(names) == len(set(names))
@@ -117,7 +123,8 @@ V2_BLOCKS = {"resnet50v2": (3, 4, 6, 3), "resnet101v2": (3, 4, 23, 3), "resnet15
 
 @pytest.mark.parametrize("arch", list(V2_COUNTS))
 def test_v2_params_and_caffe_structure(arch):
-    model = zoo.get(arch)
+    with structure_only():
+        model = zoo.get(arch)
     assert trainable_count(model) == V2_COUNTS[arch]
     names = _names(model)
     assert len(names) == len(set(names))
@@ -154,7 +161,8 @@ def test_v1_stride_placement(resnet50_model):
     v1 = resnet50_model  # resnet.resnet50() with its defaults
     assert v1.get_layer("res3a_branch2a").strides == (2, 2)
     assert v1.get_layer("res3a_branch2b").strides == (1, 1)
-    v15 = resnet.resnet50(stride_in_3x3=True)
+    with structure_only():
+        v15 = resnet.resnet50(stride_in_3x3=True)
     assert v15.get_layer("res3a_branch2a").strides == (1, 1)
     assert v15.get_layer("res4a_branch2b").strides == (2, 2)
     assert v15.get_layer("res4a_branch1").strides == (2, 2)
@@ -182,7 +190,8 @@ STAGE_OUTPUTS = {
 @pytest.mark.parametrize("arch,expected", [("resnet50", CAFFE_225x231), ("resnet18", TORCH_225x231),
                                            ("resnet50v2", CAFFE_225x231)])
 def test_feature_sizes_at_odd_input(arch, expected):
-    model = zoo.get(arch, input_shape=(225, 231, 3), include_top=False)
+    with structure_only():
+        model = zoo.get(arch, input_shape=(225, 231, 3), include_top=False)
     *stages, channels = STAGE_OUTPUTS[arch]
     assert model.get_layer("conv1").output.shape[1:3] == expected["conv1"]
     assert model.get_layer("pool1").output.shape[1:3] == expected["pool1"]
@@ -202,13 +211,14 @@ def test_runtime_sizes_follow_caffe_ceil_with_unknown_dims(rng):
 
 
 def test_default_shapes_and_head_options():
-    assert resnet.resnet18(include_top=False).output.shape == (None, 7, 7, 512)
-    assert resnet.resnet18(include_top=False, pooling="avg").output.shape == (None, 512)
-    model = resnet.resnet18(include_top=False, pooling="max")
-    assert model.output.shape == (None, 512) and isinstance(model.layers[-1], keras.layers.GlobalMaxPooling2D)
-    logits = resnet.resnet18(classes=7, classifier_activation=None)
-    assert logits.layers[-1].name == "fc1000" and logits.output.shape == (None, 7)
-    assert resnet_v2.resnet50v2(include_top=False).output.shape == (None, 7, 7, 2048)
+    with structure_only():
+        assert resnet.resnet18(include_top=False).output.shape == (None, 7, 7, 512)
+        assert resnet.resnet18(include_top=False, pooling="avg").output.shape == (None, 512)
+        model = resnet.resnet18(include_top=False, pooling="max")
+        assert model.output.shape == (None, 512) and isinstance(model.layers[-1], keras.layers.GlobalMaxPooling2D)
+        logits = resnet.resnet18(classes=7, classifier_activation=None)
+        assert logits.layers[-1].name == "fc1000" and logits.output.shape == (None, 7)
+        assert resnet_v2.resnet50v2(include_top=False).output.shape == (None, 7, 7, 2048)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +299,8 @@ def test_registry_entries():
     assert zoo.info("resnet50")["head_layers"] == ["fc1000"]
     assert zoo.info("resnet101v2")["head_layers"] == ["classifier"]
     assert zoo.info("resnet50")["defaults"]["stride_in_3x3"] is False
-    model = zoo.get("resnet50", classes=10)
+    with structure_only():
+        model = zoo.get("resnet50", classes=10)
     assert model.output.shape == (None, 10)
     assert tuple(model.get_layer("fc1000").kernel.shape) == (2048, 10)
     assert zoo.get_spec("resnet50").is_head_layer("fc1000")
