@@ -3,8 +3,10 @@
 Datasets with ``use_multiprocessing=True`` use their own persistent processes (training.workers) by
 default, Keras' per-epoch pool with ``persistent_workers=False``: both are checked.
 
-Each test runs a fresh interpreter (the start method is per program) with a timeout, so a hang
-fails the test instead of stalling the suite.
+Each test runs in a fresh interpreter (the start method is per program) with a timeout, so a hang
+fails the test instead of stalling the suite. The batches and crash tests share one spawn-method child, the two
+Ctrl-C tests another, each case in its own function with its own result line: a child, like each of its spawned
+workers, imports Keras and its backend first (4-6 CPU-s under TensorFlow).
 """
 
 import json
@@ -28,6 +30,30 @@ def make(cls, n, workers, mp, **kw):
                heatmap_size=(8, 8), sigma=1.0, augment=True, seed=11, workers=workers, use_multiprocessing=mp, **kw)
 """
 
+# For the main block of a child that runs several cases (module-level functions, so spawned workers find what
+# they need): each prints its ``RESULT <case> {json}`` line, or ``{"error": traceback}``, and the next one runs.
+RUN_CASES = """
+def run_cases(*cases):
+    import traceback
+    for case in cases:
+        try:
+            result = case()
+        except BaseException:  # noqa: BLE001 - a KeyboardInterrupt a case did not catch is its failure too
+            result = {"error": traceback.format_exc()}
+        if result is not None:
+            print("RESULT " + case.__name__ + " " + json.dumps(result), flush=True)
+"""
+
+
+def case_result(proc, case):
+    """The result of ``case`` in a child run by :data:`RUN_CASES`; its error or the child's output fails the test."""
+    for line in proc.stdout.splitlines():
+        if line.startswith(f"RESULT {case} "):
+            r = json.loads(line.split(" ", 2)[2])
+            assert "error" not in r, r.get("error")
+            return r
+    raise AssertionError(f"{case}: no result line\n" + proc.stdout[-2000:] + proc.stderr[-4000:])
+
 SAME_BATCHES = COMMON + """
 def digests(ds, epochs):
     # iterate exactly as model.fit does: Keras' adapter, its OrderedEnqueuer and process pool
@@ -40,8 +66,7 @@ def digests(ds, epochs):
         adapter.on_epoch_end()
     return out
 
-if __name__ == "__main__":
-    multiprocessing.set_start_method("spawn", force=True)
+def same_batches():
     from tests.training.helpers import PidLoggingDataset, tiny_pose_model
     from training.trainer import fit
     log = sys.argv[1]
@@ -76,20 +101,18 @@ if __name__ == "__main__":
     big_par.close_workers()
     fit_ds = make(PidLoggingDataset, 20, 2, True)
     res = fit(tiny_pose_model(outputs=2), fit_ds, epochs=2, verbose=0)
-    print("RESULT " + json.dumps({"serial": serial, "parallel": parallel, "keras_pool": keras_pool, "main": os.getpid(),
-                                  "pids": pids, "seen": sorted(seen), "starts": starts, "restart": restart, "out_of_range": out_of_range, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
-                                  "fit_closed": not fit_ds._batch_workers.running,
-                                  "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}))
+    return {"serial": serial, "parallel": parallel, "keras_pool": keras_pool, "main": os.getpid(),
+            "pids": pids, "seen": sorted(seen), "starts": starts, "restart": restart, "out_of_range": out_of_range, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
+            "fit_closed": not fit_ds._batch_workers.running,
+            "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}
 """
 
 
 @agnostic
-def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
-    script = tmp_path / "same_batches.py"
-    script.write_text(SAME_BATCHES)
-    proc = run_python([str(script), str(tmp_path / "pids.log")], timeout=400)
+def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(spawn_batches_and_crash):
+    proc = spawn_batches_and_crash
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    r = case_result(proc, "same_batches")
     assert r["method"] == "spawn"
     assert len(r["serial"]) == 10 and r["parallel"] == r["serial"]  # 5 batches x 2 epochs, identical
     assert r["serial"][:5] != r["serial"][5:]  # the second epoch is reshuffled and re-augmented
@@ -107,9 +130,8 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(tmp_path):
     assert len(r["loss"]) == 2 and all(v == v for v in r["loss"])  # fit with spawned workers ran, no NaN
 
 
-CRASH = COMMON + """
-if __name__ == "__main__":
-    multiprocessing.set_start_method("spawn", force=True)
+CRASH = """
+def crash():  # one line per case (a fit that raised is the case's result); run last: its workers die
     from tests.training.helpers import CrashingDataset, tiny_pose_model
     from training.trainer import fit
     for case in ("worker-dies", "worker-dies-keras-pool", "missing-image"):
@@ -126,12 +148,23 @@ if __name__ == "__main__":
 """
 
 
+@pytest.fixture(scope="module")
+def spawn_batches_and_crash(tmp_path_factory):
+    """One spawn-method child for the batches and the crash tests (each case's result apart)."""
+    folder = tmp_path_factory.mktemp("spawn")
+    script = folder / "batches_and_crash.py"
+    script.write_text(SAME_BATCHES + CRASH + RUN_CASES + """
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    run_cases(same_batches, crash)
+""")
+    return run_python([str(script), str(folder / "pids.log")], timeout=700)  # a hang hits the timeout and fails
+
+
 @agnostic
-def test_worker_failure_raises_in_main_process(tmp_path):
+def test_worker_failure_raises_in_main_process(spawn_batches_and_crash):
     """A worker process that dies, and one that raises, both end fit with an error (never a hang)."""
-    script = tmp_path / "crash.py"
-    script.write_text(CRASH)
-    proc = run_python([str(script)], timeout=300)  # a hang would hit the timeout and fail
+    proc = spawn_batches_and_crash
     lines = {ln.split(" ", 1)[0]: ln for ln in proc.stdout.splitlines() if " RAISED " in ln or "NO ERROR" in ln}
     dies, missing = lines.get("worker-dies", ""), lines.get("missing-image", "")
     for case in ("worker-dies", "worker-dies-keras-pool"):  # persistent processes, Keras' pool + watchdog
@@ -274,8 +307,7 @@ def make(n, shuffle=True):
                           input_size=(96, 96), heatmap_size=(48, 48), sigma=1.0, augment=True, flip_pairs=(), seed=1,
                           shuffle=shuffle, workers=2, use_multiprocessing=True)
 
-if __name__ == "__main__":
-    multiprocessing.set_start_method("spawn", force=True)
+def interrupted_fit():
     import keras
     from tests.training.helpers import tiny_pose_model
     from training.trainer import fit
@@ -309,20 +341,28 @@ if __name__ == "__main__":
     train[0]
     again = len(children())
     train.close_workers()
-    print("RESULT " + json.dumps({"raised": raised, "during": seen.get("during", []), "after": after,
-                                  "segments": sorted(segments() - before), "late": [list(x) for x in late],
-                                  "again": again}))
+    return {"raised": raised, "during": seen.get("during", []), "after": after,
+            "segments": sorted(segments() - before), "late": [list(x) for x in late], "again": again}
 """
 
 
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """One spawn-method child for the Ctrl-C tests: the fit first (it counts the child processes), then the wait."""
+    script = tmp_path_factory.mktemp("interrupt") / "interrupt.py"
+    script.write_text(INTERRUPT + INTERRUPTED_WAIT + RUN_CASES + """
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    run_cases(interrupted_fit, interrupted_wait)
+""")
+    return run_python([str(script)], timeout=500)
+
+
 @agnostic
-def test_interrupted_fit_leaves_no_worker_processes_or_segments(tmp_path):
+def test_interrupted_fit_leaves_no_worker_processes_or_segments(interrupted):
     """Ctrl-C (or any exception) in fit stops the training and validation worker processes at once."""
-    script = tmp_path / "interrupt.py"
-    script.write_text(INTERRUPT)
-    proc = run_python([str(script)], timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert interrupted.returncode == 0, interrupted.stdout[-2000:] + interrupted.stderr[-4000:]
+    r = case_result(interrupted, "interrupted_fit")
     assert r["raised"] == "KeyboardInterrupt"
     assert len(r["during"]) == 4  # 2 training + 2 validation processes were running
     assert r["after"] == [] and r["segments"] == [], r  # they stayed alive as long as the datasets did
@@ -376,7 +416,8 @@ def test_an_attribute_that_does_not_pickle_is_named_before_any_process_starts():
     assert not ds._batch_workers.running
 
 
-INTERRUPTED_WAIT = """import json, multiprocessing, signal, time
+INTERRUPTED_WAIT = """
+import signal
 from training.data import HeatmapDataset
 
 
@@ -392,8 +433,7 @@ def interrupt(*_):
     raise KeyboardInterrupt
 
 
-if __name__ == "__main__":
-    multiprocessing.set_start_method("spawn", force=True)
+def interrupted_wait():
     from training.datasets.synthetic import synthetic_pose
     # 1.2 MiB of heatmaps per batch: from the second batch on they travel through reused slots
     ds = SlowBatch5(synthetic_pose(48, image_size=(96, 96), num_keypoints=16, seed=3), batch_size=8,
@@ -416,19 +456,16 @@ if __name__ == "__main__":
     time.sleep(0.2)
     state["free_after"] = slot in workers._slots._free
     ds.close_workers()
-    print("RESULT " + json.dumps(state))
+    return state
 """
 
 
 @agnostic
-def test_a_slot_is_lent_again_only_after_its_interrupted_batch_is_written(tmp_path):
+def test_a_slot_is_lent_again_only_after_its_interrupted_batch_is_written(interrupted):
     """Ctrl-C while waiting for a batch gave its shared-memory slot back while the worker still wrote into
     it; lent to the next request, two batches would share one segment (dataset used again after the Ctrl-C)."""
-    script = tmp_path / "interrupted_wait.py"
-    script.write_text(INTERRUPTED_WAIT)
-    proc = run_python([str(script)], timeout=200)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert interrupted.returncode == 0, interrupted.stdout[-2000:] + interrupted.stderr[-3000:]
+    r = case_result(interrupted, "interrupted_wait")
     assert r["raised"] == "KeyboardInterrupt" and r["slot"] and r["running"]
     assert not r["free_while_written"] and r["free_after"]
 
