@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 from zoo.errors import InputShapeError
+from zoo.initializers import HostNormal
 from zoo.layers import CaffePooling2D, caffe_pool_output_size
 from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.registry import register
@@ -127,7 +128,7 @@ def _conv(x, filters, kernel, name, relu_name=None, initializer="original"):
     # Caffe pads (k - 1) / 2 at stride 1 with odd k, which is exactly "same".
     kwargs = {}
     if initializer == "original":  # the release's gaussian weight filler; the bias filler's 0 is Keras' default
-        kwargs["kernel_initializer"] = keras.initializers.RandomNormal(0.0, WEIGHT_STD)
+        kwargs["kernel_initializer"] = HostNormal(0.0, WEIGHT_STD)  # NumPy draws: no compile per shape on JAX
     x = keras.layers.Conv2D(filters, kernel, padding="same", name=name, **kwargs)(x)
     if relu_name:
         x = keras.layers.ReLU(name=relu_name)(x)

@@ -32,10 +32,10 @@ with beta 0, running mean 0 and variance 1. ``initializer="keras"`` gives Keras'
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from zoo.errors import InputShapeError
+from zoo.initializers import HostUniform
 from zoo.models.inputs import build_model, builder_input, check_input_shape
 from zoo.registry import register
 
@@ -60,7 +60,7 @@ def hourglass_feature_size(size: int) -> int:
 
 def _bn(x, name, initializer="original"):
     # Torch nn BatchNormalization:reset(): weight:uniform() (gamma ~ U(0, 1)), bias:zero().
-    gamma = keras.initializers.RandomUniform(0.0, 1.0) if initializer == "original" else "ones"
+    gamma = HostUniform(0.0, 1.0) if initializer == "original" else "ones"
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, gamma_initializer=gamma, name=name)(x)
 
 
@@ -69,9 +69,9 @@ def _conv(x, filters, kernel, *, name, initializer="original", **kwargs):
     ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = kernel * kernel * input channels."""
     if initializer == "original":
         bound = 1.0 / (kernel * kernel * x.shape[-1]) ** 0.5
-        # One instance per weight: each draws its own seed, as Keras' default initializers do.
-        kwargs.update(kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
-                      bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+        # One instance per weight: each draws its own seed, as Keras' default initializers do. Host
+        # (NumPy) draws: keras.initializers.RandomUniform compiles a program per weight shape on JAX.
+        kwargs.update(kernel_initializer=HostUniform(-bound, bound), bias_initializer=HostUniform(-bound, bound))
     return layers.Conv2D(filters, kernel, name=name, **kwargs)(x)
 
 

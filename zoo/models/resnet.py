@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from zoo.initializers import HostHeNormal, HostUniform
 from zoo.layers import CaffePooling2D, caffe_pool_output_size
 from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape
 from zoo.registry import register
@@ -109,7 +110,7 @@ def he_normal(mode):
     layer: an unseeded Keras initializer fixes its seed when made, so a shared one repeats its draws."""
     if mode is None:
         return "glorot_uniform"
-    return keras.initializers.VarianceScaling(2.0, mode=mode, distribution="untruncated_normal")
+    return HostHeNormal(mode)  # NumPy draws: keras' VarianceScaling compiles a program per shape on JAX
 
 
 def check_initializer(registry_name, initializer):
@@ -219,9 +220,9 @@ def classifier_head(x, *, include_top, pooling, classes, classifier_activation, 
         kwargs = {}
         if init in ("torch", "torch_zero_bias"):
             bound = 1.0 / x.shape[-1] ** 0.5
-            kwargs = dict(kernel_initializer=keras.initializers.RandomUniform(-bound, bound))
+            kwargs = dict(kernel_initializer=HostUniform(-bound, bound))
             if init == "torch":
-                kwargs["bias_initializer"] = keras.initializers.RandomUniform(-bound, bound)
+                kwargs["bias_initializer"] = HostUniform(-bound, bound)
         elif init is not None:
             kwargs = dict(kernel_initializer=he_normal(init))
         x = layers.Dense(classes, name=dense_name, **kwargs)(x)
