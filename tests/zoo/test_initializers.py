@@ -80,6 +80,30 @@ def test_config_round_trip_keeps_the_distribution_and_not_the_drawn_seed():
     assert HostNormal(seed=3).get_config()["seed"] == 3
 
 
+def test_pspnet_kernels_are_glorot_uniform_and_biases_zero():
+    from zoo.models.pspnet import pspnet50
+
+    keras.backend.clear_session(free_memory=False)
+    keras.utils.set_random_seed(0)
+    model = pspnet50(classes=3, input_shape=(64, 64, 3), aux=True)
+    pooled = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, c_in, c_out = layer.kernel.shape
+            limit = math.sqrt(6 / (kh * kw * (c_in + c_out)))
+            w = _np(layer.kernel).ravel()
+            assert np.abs(w).max() <= limit * (1 + 1e-6), layer.name
+            if w.size >= 1000:
+                assert abs(w.std() / (limit / math.sqrt(3)) - 1) <= 5 * 0.45 / math.sqrt(w.size), layer.name
+            if layer.use_bias:
+                np.testing.assert_array_equal(_np(layer.bias), 0.0)
+            pooled.append(w / limit)
+    z = np.concatenate(pooled)
+    assert z.max() > 0.999 and z.min() < -0.999
+    assert abs(np.mean(np.abs(z) < 0.5) - 0.5) <= 5 * 0.5 / math.sqrt(z.size)
+    keras.backend.clear_session(free_memory=False)
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match=r"HostUniform: `seed` must be an int or None. Received: seed='1'"):
         HostUniform(seed="1")
@@ -97,6 +121,7 @@ if keras.backend.backend() == "jax":  # only JAX compiles a program per drawn sh
 
         from zoo.models.cpm import cpm
         from zoo.models.hourglass import hourglass
+        from zoo.models.pspnet import pspnet50
         from zoo.models.resnet import resnet18
 
         compiled = []
@@ -114,6 +139,7 @@ if keras.backend.backend() == "jax":  # only JAX compiles a program per drawn sh
             hourglass(stacks=1, features=22, num_keypoints=7, input_shape=(64, 64, 3))
             cpm(stages=2, num_keypoints=5, input_shape=(64, 64, 3))
             resnet18(classes=13, input_shape=(64, 64, 3))
+            pspnet50(classes=11, input_shape=(64, 64, 3))
         finally:
             jax.config.update("jax_log_compiles", before)
             logger.removeHandler(handler)

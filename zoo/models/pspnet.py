@@ -18,9 +18,10 @@ Follows ``hszhao/PSPNet`` ``evaluation/prototxt/pspnet50_ADE20K_473.prototxt`` a
   variance; moving-average decay 0.05) is a Keras ``BatchNormalization`` with ``momentum=0.95`` and
   ``epsilon=1e-10``: hszhao's ``bn_layer.cpp`` adds ``bn_param.var_eps`` (default 1e-10, never set in
   the released deploy files), not 1e-5.
-- Initialisation: Keras' defaults (Glorot-uniform kernels, zero biases, gamma 1). The release has
-  deploy prototxts only (no training net with fillers), and the paper trains from an ImageNet ResNet,
-  so no source gives a from-scratch initialisation to reproduce.
+- Initialisation: Keras' defaults (Glorot-uniform kernels, zero biases, gamma 1), the kernels drawn on
+  the host (:class:`zoo.initializers.HostGlorotUniform`, same distribution, no XLA compile per shape on
+  JAX). The release has deploy prototxts only (no training net with fillers), and the paper trains
+  from an ImageNet ResNet, so no source gives a from-scratch initialisation to reproduce.
 
 Note:
     Shapes use B (batch), H, W (input height, width in pixels), F (feature-map size, H / 8 roughly)
@@ -35,6 +36,7 @@ import keras
 from keras import layers
 
 from zoo.errors import InputShapeError
+from zoo.initializers import HostGlorotUniform
 from zoo.layers import (
     CaffePooling2D, InterpAlignCorners, caffe_pool_output_size, interp_output_size,
 )
@@ -107,7 +109,7 @@ def _conv_bn(x, filters, kernel, *, name, stride=1, dilation=1, relu=True):
     else:
         padding = "same"  # stride 1, odd kernel: symmetric pad (k // 2) * dilation, as Caffe
     x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, dilation_rate=dilation,
-                      use_bias=False, name=name)(x)
+                      use_bias=False, kernel_initializer=HostGlorotUniform(), name=name)(x)
     x = _bn(x, f"{name}_bn")
     if relu:
         x = layers.ReLU(name=f"{name}_relu")(x)
@@ -206,12 +208,12 @@ def _pspnet(model_name, depths, *, weights, input_tensor, input_shape, classes, 
     x = pyramid_pooling_module(x, name=f"conv5_{depths[-1]}")
     x = _conv_bn(x, 512, 3, name="conv5_4")
     x = layers.Dropout(dropout, name="conv5_4_dropout")(x)
-    x = layers.Conv2D(classes, 1, name="conv6")(x)
+    x = layers.Conv2D(classes, 1, kernel_initializer=HostGlorotUniform(), name="conv6")(x)
     outputs = InterpAlignCorners(zoom_factor=8, name="conv6_interp")(x)
     if aux:  # semseg-style auxiliary head on res4 (not in the deploy prototxt; loss weight 0.4)
         a = _conv_bn(res4, 256, 3, name="aux_3x3")
         a = layers.Dropout(dropout, name="aux_dropout")(a)
-        a = layers.Conv2D(classes, 1, name="aux_conv6")(a)
+        a = layers.Conv2D(classes, 1, kernel_initializer=HostGlorotUniform(), name="aux_conv6")(a)
         outputs = [outputs, InterpAlignCorners(zoom_factor=8, name="aux_conv6_interp")(a)]
     return build_model([inputs], outputs, name=name)
 
