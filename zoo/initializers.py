@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["HostUniform", "HostNormal", "HostHeNormal", "HostGlorotUniform"]
+__all__ = ["HostUniform", "HostNormal", "HostHeNormal", "HostGlorotUniform", "record_as_keras"]
 
 _register = keras.saving.register_keras_serializable(package="zoo")
 _NUMPY_FLOATS = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
@@ -54,6 +54,10 @@ class _HostRandom(keras.initializers.Initializer):
         self.seed = random.randint(1, int(1e9)) if seed is None else int(seed)
 
     def _draw(self, rng, shape, dtype):
+        raise NotImplementedError
+
+    def keras_equivalent(self) -> keras.initializers.Initializer:
+        """Keras' built-in initialiser of the same distribution (and the seed as given)."""
         raise NotImplementedError
 
     def __call__(self, shape, dtype=None):
@@ -89,6 +93,9 @@ class HostUniform(_HostRandom):
         u = rng.random(shape, dtype=dtype)
         return dtype(self.minval) + dtype(self.maxval - self.minval) * u
 
+    def keras_equivalent(self):
+        return keras.initializers.RandomUniform(self.minval, self.maxval, seed=self._init_seed)
+
     def get_config(self):
         return {"minval": self.minval, "maxval": self.maxval, **super().get_config()}
 
@@ -109,6 +116,9 @@ class HostNormal(_HostRandom):
 
     def _draw(self, rng, shape, dtype):
         return dtype(self.mean) + dtype(self.stddev) * rng.standard_normal(shape, dtype=dtype)
+
+    def keras_equivalent(self):
+        return keras.initializers.RandomNormal(self.mean, self.stddev, seed=self._init_seed)
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
@@ -135,6 +145,9 @@ class HostHeNormal(_HostRandom):
         std = math.sqrt(2.0 / max(1, fan_in if self.mode == "fan_in" else fan_out))
         return dtype(std) * rng.standard_normal(shape, dtype=dtype)
 
+    def keras_equivalent(self):
+        return keras.initializers.VarianceScaling(2.0, self.mode, "untruncated_normal", seed=self._init_seed)
+
     def get_config(self):
         return {"mode": self.mode, **super().get_config()}
 
@@ -152,3 +165,18 @@ class HostGlorotUniform(_HostRandom):
         fan_in, fan_out = _fans(shape)
         limit = math.sqrt(3.0 / max(1.0, (fan_in + fan_out) / 2.0))  # = sqrt(6 / (fan_in + fan_out))
         return dtype(limit) * (dtype(2.0) * rng.random(shape, dtype=dtype) - dtype(1.0))
+
+    def keras_equivalent(self):
+        return keras.initializers.GlorotUniform(seed=self._init_seed)
+
+
+def record_as_keras(model) -> None:
+    """Put Keras' built-in equivalents in place of the host initialisers on ``model``'s layers, once their
+    weights are drawn (or their deferred draws captured), so that a saved ``.keras`` config names only
+    ``RandomUniform`` / ``RandomNormal`` / ``VarianceScaling`` / ``GlorotUniform``, as before these existed:
+    the file loads with plain ``keras.saving.load_model`` (no ``import zoo`` for a model of built-in layers),
+    and a clone or a reloaded config draws from the same distributions."""
+    for layer in model._flatten_layers(include_self=False):
+        for attr, value in list(vars(layer).items()):
+            if attr.endswith("_initializer") and isinstance(value, _HostRandom):
+                setattr(layer, attr, value.keras_equivalent())

@@ -145,3 +145,26 @@ if keras.backend.backend() == "jax":  # only JAX compiles a program per drawn sh
             logger.removeHandler(handler)
         keras.backend.clear_session(free_memory=False)
         assert not [m for m in compiled if "_uniform" in m or "_normal" in m]
+
+
+def test_built_models_save_keras_own_initializers():
+    """Drawn on the host, recorded as Keras' built-ins: a saved hourglass (built-in layers only) loads with plain
+    keras.saving.load_model, no `import zoo`, as before the host initialisers (its config named zoo>HostUniform)."""
+    import json
+    import re
+
+    import zoo
+    from tests.zoo.helpers import structure_only
+
+    for name, kwargs, expected in [("hourglass", dict(stacks=1, features=16, input_shape=(64, 64, 3)),
+                                    ["RandomUniform"]),
+                                   ("resnet18", dict(input_shape=(32, 32, 3), classes=3),
+                                    ["RandomUniform", "VarianceScaling"]),
+                                   ("cpm", dict(input_shape=(96, 96, 3)), ["RandomNormal"]),
+                                   ("pspnet50", dict(input_shape=(97, 97, 3), classes=3), ["GlorotUniform"])]:
+        with structure_only():
+            config = json.dumps(keras.saving.serialize_keras_object(zoo.get(name, **kwargs)))
+        assert "Host" not in config, name
+        assert sorted(set(re.findall(r'"class_name": "(\w+(?:Uniform|Normal|Scaling))"', config))) == expected, name
+        if name == "hourglass":
+            assert not re.findall(r'zoo>\w+', config)  # nothing of ours: keras alone loads it

@@ -161,7 +161,11 @@ def build_model(tensors, outputs, *, name):
     """``keras.Model`` from the source inputs of ``tensors`` (the tensors the builder started from,
     see :func:`source_inputs`) to ``outputs``. It remembers the names of the caller's layers in front
     of them (:func:`upstream_layer_names`) in ``model._zoo_upstream_layers``, in memory only, so that
-    ``zoo.get`` loads weights into the zoo's layers and leaves those alone."""
+    ``zoo.get`` loads weights into the zoo's layers and leaves those alone. Its layers' initialisers are
+    recorded as Keras' built-in ones (:func:`zoo.initializers.record_as_keras`)."""
+    from zoo.initializers import record_as_keras
+
     model = keras.Model(source_inputs(*tensors), outputs, name=name)
     model._zoo_upstream_layers = upstream_layer_names(*tensors)
+    record_as_keras(model)  # drawn on the host; saved as Keras' own initialisers
     return model
