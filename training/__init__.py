@@ -2,10 +2,18 @@
 
 Importing the package registers the Keras losses, metrics, learning-rate schedule and SGD (package
 ``kerazoo_training``), so the checkpoints ``fit`` writes load with
-``keras.models.load_model(path, safe_mode=True)``, optimizer included.
+``keras.models.load_model(path, safe_mode=True)``, optimizer included. In a data worker process
+(:mod:`training.workers`) those names are imported when first used instead: workers make NumPy batches.
 """
 
+import multiprocessing as _mp
 import sys as _sys
+
+# Name prefix of the data worker processes (training.workers): they only make NumPy/OpenCV batches, so in
+# them this package and its datasets do without Keras (tensorflow, jax or torch would cost seconds of CPU
+# per worker before its first batch). Spawned workers carry their name before they import anything.
+_DATA_WORKER = "kerazoo-data-worker"
+_IN_DATA_WORKER = _mp.current_process().name.startswith(_DATA_WORKER)
 
 
 def _started_as_command() -> bool:
@@ -33,15 +41,30 @@ def _interrupt_guard():
     return exit_on_interrupt(" ".join(["python -m training", *command]))
 
 
+# What needs Keras (directly or through zoo): imported with the package, which registers the losses, metrics,
+# schedule and SGD for safe_mode loading -- except in a data worker, where a name is imported when first used.
+_KERAS_NAMES = {
+    "training.losses": ("HeatmapMSE", "SegmentationCrossEntropy", "auxiliary_loss_weights"),
+    "training.schedules": ("LRSchedule",),  # fit() compiles optimizers with it
+    "training.solvers": ("CoupledSGD",),  # the sgd presets' optimizer
+    "training.metrics": ("MPII_JOINT_NAMES", "bbox_size", "confusion_matrix", "head_size_from_box",
+                         "miou_from_confusion", "pck", "pckh", "torso_size"),  # zoo.releases: Keras
+    "training.keras_metrics": ("MeanIoUMetric", "PCKMetric"),
+}
+_LAZY = {"fit": "training.trainer", "evaluate": "training.evaluation"}  # Keras-heavy: loaded when first used
+if _IN_DATA_WORKER:
+    _LAZY.update((name, module) for module, names in _KERAS_NAMES.items() for name in names)
+
 with _interrupt_guard():  # Ctrl-C while Keras loads: `python -m training` answers as `kerazoo train` does
-    from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
-    from training.schedules import LRSchedule  # noqa: F401 - registers it: fit() compiles optimizers with it
-    from training.solvers import CoupledSGD  # noqa: F401 - registers it: the sgd presets' optimizer
-    from training.metrics import (  # noqa: F401
-        MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh,
-        torso_size,
-    )
-    from training.keras_metrics import MeanIoUMetric, PCKMetric  # noqa: F401 - registers them (safe_mode loading)
+    if not _IN_DATA_WORKER:
+        from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights  # noqa: F401
+        from training.schedules import LRSchedule  # noqa: F401
+        from training.solvers import CoupledSGD  # noqa: F401
+        from training.metrics import (  # noqa: F401
+            MPII_JOINT_NAMES, bbox_size, confusion_matrix, head_size_from_box, miou_from_confusion, pck, pckh,
+            torso_size,
+        )
+        from training.keras_metrics import MeanIoUMetric, PCKMetric  # noqa: F401
     from training.targets import (  # noqa: F401
         HeatmapCodec, cpm_center_map, decode_heatmaps, encode_heatmaps, encode_mask, flip_test,
         keypoints_to_image,
@@ -64,13 +87,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    # training.fit / training.evaluate load Keras-heavy modules only when first used.
-    if name == "fit":
-        from training.trainer import fit
+    # training.fit / training.evaluate (and in a data worker the Keras-dependent names) load when first used.
+    if name in _LAZY:
+        import importlib
 
-        return fit
-    if name == "evaluate":
-        from training.evaluation import evaluate
-
-        return evaluate
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'training' has no attribute {name!r}")

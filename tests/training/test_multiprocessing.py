@@ -66,6 +66,11 @@ def digests(ds, epochs):
         adapter.on_epoch_end()
     return out
 
+def loaded_frameworks():  # run in a data worker: the deep-learning packages it has imported
+    import time
+    time.sleep(0.2)  # the other worker takes the next request
+    return [os.getpid(), sorted(m for m in sys.modules if m.split(".")[0] in {"keras", "tensorflow", "jax", "torch"})]
+
 def same_batches():
     from tests.training.helpers import PidLoggingDataset, tiny_pose_model
     from training.trainer import fit
@@ -98,11 +103,13 @@ def same_batches():
     big_par = big(2)
     big_same = digests(big(0), 2) == digests(big_par, 2)
     slots = [big_par._batch_workers._slots.size, len(big_par._batch_workers._slots._segments)]
+    executor = big_par._batch_workers._executor
+    frameworks = [f.result() for f in [executor.submit(loaded_frameworks) for _ in range(2)]]
     big_par.close_workers()
     fit_ds = make(PidLoggingDataset, 20, 2, True)
     res = fit(tiny_pose_model(outputs=2), fit_ds, epochs=2, verbose=0)
     return {"serial": serial, "parallel": parallel, "keras_pool": keras_pool, "main": os.getpid(),
-            "pids": pids, "seen": sorted(seen), "starts": starts, "restart": restart, "out_of_range": out_of_range, "big_same": big_same, "slots": slots, "fit_starts": fit_ds._batch_workers.starts,
+            "pids": pids, "seen": sorted(seen), "starts": starts, "restart": restart, "out_of_range": out_of_range, "big_same": big_same, "slots": slots, "frameworks": frameworks, "fit_starts": fit_ds._batch_workers.starts,
             "fit_closed": not fit_ds._batch_workers.running,
             "method": multiprocessing.get_start_method(), "loss": res.history["loss"]}
 """
@@ -126,6 +133,9 @@ def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(spawn_batche
     assert r["restart"] == ["uint8", 2]
     assert r["out_of_range"] == "batch index 5 out of range for 5 batches."
     assert r["big_same"] and r["slots"][0] >= 4 * 160 * 160 * 3 * 4 and r["slots"][1] >= 1  # 1.2 MiB float32 images
+    # the workers of a built-in dataset, spawned by a __main__ that imports no Keras, make NumPy batches without
+    # importing Keras or a backend (~5 CPU-s each under TensorFlow before their first batch)
+    assert r["frameworks"] and all(pid != r["main"] and mods == [] for pid, mods in r["frameworks"]), r["frameworks"]
     assert r["fit_starts"] == 1 and r["fit_closed"]  # one start for the whole fit, closed at its end
     assert len(r["loss"]) == 2 and all(v == v for v in r["loss"])  # fit with spawned workers ran, no NaN
 

@@ -1,7 +1,8 @@
 """Batches for ``model.fit``: :class:`HeatmapDataset` (top-down pose) and :class:`SegmentationDataset`.
 
 Both are ``keras.utils.PyDataset`` subclasses built from plain sample records
-(:mod:`training.datasets`). ``__getitem__`` returns a whole batch and ``len()`` counts batches.
+(:mod:`training.datasets`); in a data worker process (:mod:`training.workers`), which only makes batches,
+of a stand-in with its interface, so that workers import no Keras. ``__getitem__`` returns a whole batch and ``len()`` counts batches.
 They hold only records, numbers and small dataclasses -- no generators, lambdas, open files or
 backend tensors -- so they pickle into worker processes (``workers=N, use_multiprocessing=True``,
 fork or spawn); images are opened inside ``__getitem__``.

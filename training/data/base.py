@@ -13,14 +13,54 @@ import math
 import multiprocessing
 import os
 
-import keras
 import numpy as np
 
+from training import _IN_DATA_WORKER
 from training.datasets.base import DatasetError
 from training.normalization import check_feed as _feed
 from training.shm import share_batch
 
 log = logging.getLogger("training.data")
+
+
+class _WorkerPyDataset:
+    """``keras.utils.PyDataset``'s interface, for the base of :class:`RecordDataset` in a data worker process.
+
+    A worker (:mod:`training.workers`) only unpickles its dataset (``__dict__`` restored, no ``__init__``) and
+    makes batches; importing Keras there would load its backend for nothing (seconds of CPU per worker).
+    """
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        self.workers = workers
+        self.use_multiprocessing = use_multiprocessing
+        self.max_queue_size = max_queue_size
+
+    workers = property(lambda self: self._workers, lambda self, v: setattr(self, "_workers", v))
+    use_multiprocessing = property(lambda self: self._use_multiprocessing,
+                                   lambda self, v: setattr(self, "_use_multiprocessing", v))
+    max_queue_size = property(lambda self: self._max_queue_size, lambda self, v: setattr(self, "_max_queue_size", v))
+
+    @property
+    def num_batches(self):
+        return len(self)
+
+    def __iter__(self):
+        for index in range(self.num_batches):
+            yield self[index]
+
+    def on_epoch_begin(self):
+        pass
+
+    def on_epoch_end(self):
+        pass
+
+
+if _IN_DATA_WORKER:
+    _PyDataset, _Callback = _WorkerPyDataset, object  # EpochSync is never used in a worker
+else:
+    import keras
+
+    _PyDataset, _Callback = keras.utils.PyDataset, keras.callbacks.Callback
 
 
 def check_size(value, name) -> tuple[int, int]:
@@ -34,7 +74,7 @@ def check_size(value, name) -> tuple[int, int]:
     return w, h
 
 
-class RecordDataset(keras.utils.PyDataset):
+class RecordDataset(_PyDataset):
     """Shared machinery: ordering, per-sample RNG, error handling and skip reporting."""
 
     def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, feed="float32",
@@ -229,7 +269,7 @@ class RecordDataset(keras.utils.PyDataset):
         return images if self.feed == "uint8" else self.normalization(images)
 
 
-class EpochSync(keras.callbacks.Callback):
+class EpochSync(_Callback):
     """Keeps datasets' ``epoch`` equal to the trainer's epoch (also after a resume).
 
     ``on_epoch_begin`` runs before Keras starts the epoch's worker pool, so workers see the new
