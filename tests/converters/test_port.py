@@ -25,14 +25,16 @@ agnostic = pytest.mark.backend_agnostic
 
 @pytest.fixture(autouse=True)
 def fast_init(monkeypatch):
-    """Zero initial weights in the zoo builders: port overwrites every one (or raises), and random
-    initializers cost one XLA compile per weight shape on JAX."""
+    """Zero initial weights in the zoo builders (Keras' random initialisers and zoo.initializers' host-drawn
+    ones): port overwrites every one (or raises), and a head that keeps its initial values is seen to."""
     from keras.src.initializers.random_initializers import RandomInitializer
+
+    from zoo.initializers import _HostRandom
 
     def zeros(self, shape, dtype=None):
         return np.zeros(shape, dtype or "float32")
 
-    todo = [RandomInitializer]
+    todo = [RandomInitializer, _HostRandom]
     while todo:
         cls = todo.pop()
         todo += cls.__subclasses__()
