@@ -20,27 +20,29 @@ def rng():
 
 # Files whose tests take longest in all (subprocesses that each load Keras, real worker processes, several fit()
 # runs, whole-network ports), longest first, as measured with --durations on 2 CPU cores under TensorFlow
-# (2026-12-06; the JAX pass runs the backend-agnostic part of the same files). ./dev test runs
+# (2026-12-06, after that day's trims; the JAX pass runs the backend-agnostic part of the same files). ./dev test runs
 # `-n 2 --dist loadfile --no-loadscope-reorder`: each file goes whole to the next free xdist worker in collection
 # order, which this hook makes "these first, then the rest by test count, most first". xdist's own reorder, by
 # count alone, left test_multiprocessing.py (10 tests, minutes) and test_examples.py (2) among the last files:
 # one worker ran them alone while the other sat idle. Only the order changes, never a test; a stale list costs
 # balance, nothing else.
 _LONG_FILES = (
-    "tests/test_cli.py",
-    "tests/training/test_multiprocessing.py",
-    "tests/training/test_trainer.py",
     "tests/test_examples_more.py",
-    "tests/training/test_feed.py",
+    "tests/test_cli.py",
     "tests/converters/test_port.py",
-    "tests/test_examples.py",
+    "tests/training/test_trainer.py",
+    "tests/training/test_multiprocessing.py",
+    "tests/zoo/test_fcn.py",
+    "tests/training/test_run_files.py",
     "tests/zoo/test_weights_files.py",
-    "tests/converters/test_torch7.py",
-    "tests/training/test_cli_runs.py",
-    "tests/training/test_evaluation.py",
+    "tests/test_examples.py",
+    "tests/zoo/test_export.py",
     "tests/zoo/test_winograd.py",
+    "tests/zoo/test_pretrained.py",
+    "tests/converters/test_torch7.py",
+    "tests/training/test_feed.py",
     "tests/training/test_resume.py",
-    "tests/training/test_distribute.py",
+    "tests/zoo/test_init.py",
 )
 
 
