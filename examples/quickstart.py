@@ -122,7 +122,11 @@ def main(argv=None) -> int:
         print(f"wrote {p}")
 
     step("5. convert a Caffe model with the command line converter")
-    print(convert_caffe_demo(out))
+    converted, report = convert_caffe_demo(out)
+    print(report)
+    if not converted:
+        print("ERROR: the Caffe conversion failed (above)", file=sys.stderr)
+        return 1
 
     print(f"\ndone in {time.time() - t0:.0f} s. Pictures: {', '.join(str(p) for p in pictures)}")
     return 0
@@ -194,8 +198,10 @@ def write_caffe_demo(folder: Path) -> tuple[Path, Path]:
     return proto, model
 
 
-def convert_caffe_demo(out: Path) -> str:
-    """Write a small Caffe net with random weights, convert it through the CLI with ``--verify``."""
+def convert_caffe_demo(out: Path) -> tuple[bool, str]:
+    """Write a small Caffe net with random weights, convert it through the CLI with ``--verify``.
+
+    Returns whether the converter succeeded, and the last lines it printed (its error line if it failed)."""
     folder = out / "caffe"
     proto, model = write_caffe_demo(folder)
     cmd = [sys.executable, "-m", "converters", "caffe", str(proto), str(model), "-o", str(folder / "net.keras"),
@@ -206,8 +212,8 @@ def convert_caffe_demo(out: Path) -> str:
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [l for l in r.stdout.splitlines() if l.strip()]
     if r.returncode != 0:
-        return "converter failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
-    return "\n".join(lines[-8:])
+        return False, "converter failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+    return True, "\n".join(lines[-8:])
 
 
 if __name__ == "__main__":

@@ -33,3 +33,20 @@ def test_quickstart_help():
     r = subprocess.run([sys.executable, "-m", "examples.quickstart", "--help"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert r.returncode == 0 and "--fast" in r.stdout
+
+
+def test_quickstart_conversion_step_reports_a_failed_converter(tmp_path, monkeypatch):
+    """The demo printed 'converter failed: ...' and still exited 0; main now returns 1 on the step's failure."""
+    from examples import quickstart
+
+    def broken_net(folder):  # a deploy prototxt the converter refuses (a layer type it does not know)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "net.prototxt").write_text('input: "data"\ninput_shape { dim: 1 dim: 3 dim: 9 dim: 9 }\n'
+                                             'layer { name: "x" type: "NoSuchLayer" bottom: "data" top: "x" }\n')
+        (folder / "net.caffemodel").write_bytes(b"")
+        return folder / "net.prototxt", folder / "net.caffemodel"
+
+    monkeypatch.setattr(quickstart, "write_caffe_demo", broken_net)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # the converter's process: the demo's backend
+    converted, report = quickstart.convert_caffe_demo(tmp_path)
+    assert not converted and report.startswith("converter failed: ") and "NoSuchLayer" in report, report
