@@ -416,10 +416,12 @@ def test_converted_fcn8s_against_opencv_shares_weights_and_reloads(tmp_path, rng
     x = rng.normal(size=(1, 27, 35, 3)).astype(np.float32)
     ref = opencv_forward(proto, {"data": x}, caffemodel_bytes(proto, blobs), ["score"])["score"]
     got = _np(fast.predict(x, verbose=0))
-    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+    # 1e-5 of the largest score: 1.8-2.7e-7 on TF, JAX and torch (3 seeds); the narrow net attenuates a layer's error
+    # (every Winograd output x 1.001 moves the score by 7.8e-5 of it, which 1e-4 let pass)
+    np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
     y = rng.normal(size=(2, 31, 24, 3)).astype(np.float32)  # another size through the same model
     ref = _run(model, y)
-    np.testing.assert_allclose(_run(fast, y), ref, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(_run(fast, y), ref, atol=1e-5 * np.abs(ref).max())
     fast.save(tmp_path / "fast.keras")
     loaded = keras.models.load_model(tmp_path / "fast.keras", safe_mode=True)
     np.testing.assert_array_equal(_np(loaded.predict(x, verbose=0)), got)
