@@ -26,7 +26,11 @@ SCRIPTS = ("finetune_pose", "segment", "convert_caffe")
 def jax_compilation_cache(tmp_path_factory):
     """One JAX persistent compilation cache for this module's child processes: a script run of the same model as
     one before it (finetune_pose --fast twice) loads its compiled steps and initialisers instead of compiling them
-    again (~60% of such a run's CPU time). The first run of each model compiles as a user's would."""
+    again (~60% of such a run's CPU time). The first run of each model compiles as a user's would. Under ./dev test,
+    which gives all its processes one cache (JAX_COMPILATION_CACHE_DIR), that one is used."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # ENV has it: a copy of os.environ
+        yield
+        return
     ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     yield
