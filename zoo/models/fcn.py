@@ -14,7 +14,10 @@ shelhamer/fcn.berkeleyvision.org (``voc-fcn*/net.py``, ``voc-fcn8s/deploy.protot
 - The score layers ``score_fr``, ``score_pool4`` and ``score_pool3`` start at zero: ``net.py`` gives
   them no ``weight_filler``, so Caffe fills them with its default constant 0 ("we zero-initialize the
   class scoring layer"; a new skip starts as a no-op, so FCN-16s begins as the FCN-32s it is
-  initialised from). The VGG layers keep Keras' initialisers (Caffe copies them from VGG16).
+  initialised from). The VGG layers and fc6/fc7 start from Glorot-uniform kernels and zero biases (Caffe
+  copies them from VGG16), drawn on the host (:class:`zoo.initializers.HostGlorotUniform`: the same
+  distribution as Keras' default, without one XLA compile per kernel shape on JAX) and saved as Keras'
+  ``GlorotUniform``.
 
 Crops are taken against the live shape of the reference tensor, so any input size works and the
 output always has the input's height and width.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import keras
 
 from zoo.errors import InputShapeError
+from zoo.initializers import HostGlorotUniform
 from zoo.layers import (
     BilinearKernel,
     CaffePooling2D,
@@ -151,11 +155,12 @@ def vgg16_body(x, *, pad=CONV1_PAD):
     for block, filters, convs in VGG16_BLOCKS:
         for i in range(1, convs + 1):
             name = f"conv{block}_{i}"
+            padding = "same"
             if block == 1 and i == 1:
                 x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-                x = keras.layers.Conv2D(filters, 3, padding="valid", name=name)(x)
-            else:
-                x = keras.layers.Conv2D(filters, 3, padding="same", name=name)(x)
+                padding = "valid"
+            x = keras.layers.Conv2D(filters, 3, padding=padding, kernel_initializer=HostGlorotUniform(),
+                                    name=name)(x)
             x = keras.layers.ReLU(name=f"relu{block}_{i}")(x)
         x = CaffePooling2D("max", 2, 2, name=f"pool{block}")(x)
         pools[f"pool{block}"] = x
@@ -199,10 +204,11 @@ def _fcn(variant, *, weights, input_tensor, input_shape, classes, trainable_upsa
     spec = VARIANTS[variant]
 
     pools = vgg16_body(data)
-    x = keras.layers.Conv2D(4096, 7, padding="valid", name="fc6")(pools["pool5"])
+    x = keras.layers.Conv2D(4096, 7, padding="valid", kernel_initializer=HostGlorotUniform(),
+                            name="fc6")(pools["pool5"])
     x = keras.layers.ReLU(name="relu6")(x)
     x = keras.layers.Dropout(0.5, name="drop6")(x)
-    x = keras.layers.Conv2D(4096, 1, name="fc7")(x)
+    x = keras.layers.Conv2D(4096, 1, kernel_initializer=HostGlorotUniform(), name="fc7")(x)
     x = keras.layers.ReLU(name="relu7")(x)
     x = keras.layers.Dropout(0.5, name="drop7")(x)
     x = _score(x, classes, "score_fr")
