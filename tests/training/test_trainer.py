@@ -96,9 +96,13 @@ def test_the_train_step_is_traced_once_per_run():
 
     tiny = tiny_pose_model(outputs=1)
     model = Counting(tiny.inputs, tiny.outputs, name="counting")
-    res = fit(model, _pose_data(16), _pose_data(8, seed=9, shuffle=False), epochs=2, verbose=0)
+    train, val = _pose_data(16), _pose_data(8, seed=9, shuffle=False)
+    res = fit(model, train, val, epochs=2, verbose=0)
     assert len(res.history["loss"]) == 2 and np.isfinite(res.history["val_loss"]).all()
-    assert traces == {"train": 1, "test": 1}
+    if keras.backend.backend() == "torch":  # eager: nothing is traced, the step's Python runs once per batch
+        assert traces == {"train": 2 * len(train), "test": 2 * len(val)}
+    else:
+        assert traces == {"train": 1, "test": 1}
 
 @agnostic
 def test_schedules():
