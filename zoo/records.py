@@ -34,11 +34,16 @@ class _ReadOnlyDict(dict):
 def _sha256_hex(value, what: str) -> str | None:
     """``value`` as 64 lower-case hex digits (``sha256sum`` writes lower case; Windows' Get-FileHash and
     certutil upper case), or ``None``. Raises ValueError naming ``what`` for anything else."""
+    return _hex_digest(value, what, "SHA-256", 64)
+
+
+def _hex_digest(value, what: str, algorithm: str, digits: int) -> str | None:
+    """``value`` as ``digits`` lower-case hex digits, or ``None``; ValueError naming ``what`` otherwise."""
     if value is None:
         return None
     text = value.strip().lower() if isinstance(value, str) else value
-    if not isinstance(text, str) or not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise ValueError(f"{what} must be a SHA-256 digest (64 hex digits), got {value!r}")
+    if not isinstance(text, str) or not re.fullmatch(rf"[0-9a-f]{{{digits}}}", text):
+        raise ValueError(f"{what} must be a {algorithm} digest ({digits} hex digits), got {value!r}")
     return text
 
 
@@ -79,6 +84,11 @@ class SourceFile:
         member: when ``name`` is a zip archive, the file to take from it (matched by base name);
             the member may also be placed in the offline folder on its own.
         page: the human download page (Google Drive folders, project pages).
+        sha1: SHA-1 of the file this source provides (for an archive: of its ``member``) as an
+            independent party published it, computed from the real file; checked on every read, so
+            the first download is verified too (its sha256 is then recorded as checked).
+        sha1_from: who published ``sha1`` and where (short text, shown by ``zoo.info``); required
+            with ``sha1``.
     """
 
     name: str
@@ -86,9 +96,16 @@ class SourceFile:
     sha256: str | None = None
     member: str | None = None
     page: str | None = None
+    sha1: str | None = None
+    sha1_from: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "sha256", _sha256_hex(self.sha256, f"sha256 of source file '{self.name}'"))
+        object.__setattr__(self, "sha1", _hex_digest(self.sha1, f"sha1 of source file '{self.name}'", "SHA-1", 40))
+        published = isinstance(self.sha1_from, str) and self.sha1_from.strip()
+        if (self.sha1 is None) != (self.sha1_from is None) or (self.sha1_from is not None and not published):
+            raise ValueError(f"source file '{self.name}': sha1 and sha1_from (who published the SHA-1, a non-empty "
+                             f"string) go together, got sha1={self.sha1!r}, sha1_from={self.sha1_from!r}")
 
     @property
     def key(self) -> str:
