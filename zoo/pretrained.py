@@ -10,8 +10,10 @@
    converts, the others then use its files.
 2. Hashes: a pinned sha256 must match. A tag whose hash nobody has computed from the real file yet
    records it on first download (``<cache>/sources/sha256.json``), prints it, and ``zoo.info`` says
-   so; later reads must match the recorded value. A cached file that fails its check is deleted
-   and fetched again; a fresh download that fails is deleted and raises.
+   so; later reads must match the recorded value. A file with a SHA-1 published by an independent
+   party (``SourceFile.sha1``) must match it on every read, the first download included; its sha256
+   is then recorded as checked. A cached file that fails its check is deleted and fetched again; a
+   fresh download that fails is deleted and raises.
 3. The files are converted once (Caffe prototxt + caffemodel through ``converters.caffe.port``, or
    a Torch7 ``.t7`` through ``converters.torch7``) into the zoo's name-keyed weights file
    ``<cache>/converted/<arch>.<tag>-<key>.h5``, where ``key`` hashes the sources' sha256, the
@@ -233,21 +235,21 @@ def _convert_and_save(spec, tag, record, files, unverified, path, progress) -> P
     finally:
         if staged.exists():
             staged.unlink()
-    for key, (digest, where) in unverified.items():  # the files converted: now their hashes are worth keeping
-        record_hash(key, digest, where)
-        print(f"kerazoo: sha256 of {key} recorded on first use: {digest} (kerazoo pins no hash for this "
-              f"file yet; later reads must match it)")
+    for key, (digest, where, checked) in unverified.items():  # the files converted: their hashes are worth keeping
+        record_hash(key, digest, where, checked)
+        how = checked or "kerazoo pins no hash for this file yet"
+        print(f"kerazoo: sha256 of {key} recorded on first use: {digest} ({how}; later reads must match it)")
     return path
 
 
 def _forget_unverified(record: WeightsRecord, unverified: dict) -> str:
     """After a failed conversion: delete the cached downloads no hash vouched for, so the next call
-    fetches them again (a short read without Content-Length is only found by the converter).
-    Returns a sentence for the error message."""
+    fetches them again (a short read without Content-Length is only found by the converter); one that
+    matched its published SHA-1 is the release's and stays. Returns a sentence for the error message."""
     deleted = []
     for src in record.sources:
         cached = sources_dir() / cache_name(src.name)
-        if src.name in unverified and cached.is_file():
+        if src.name in unverified and not unverified[src.name][2] and cached.is_file():
             cached.unlink()
             deleted.append(str(cached))
             extracted = sources_dir() / (cache_name(src.name) + ".d")
@@ -264,7 +266,8 @@ def status(name: str, tag: str | None = None) -> dict[str, Any]:
     Returns:
         ``{"name", "tag", "converted": bool, "sources": [{"file", "state", "sha256", "url"}]}``;
         ``state`` is ``"offline"``, ``"missing offline"``, ``"cached"`` or ``"download"``; ``sha256`` is
-        ``"pinned"``, ``"recorded <hash>"`` or ``"unknown (recorded on first download)"``.
+        ``"pinned"``, ``"recorded <hash>"`` or ``"unknown (recorded on first download)"``, after
+        ``"sha1 published (<who>); sha256 "`` for a file with a published SHA-1 (checked on first download).
     """
     spec, tag, record = split_name(name, tag)
     offline = offline_dir()
@@ -277,6 +280,8 @@ def status(name: str, tag: str | None = None) -> dict[str, Any]:
             state = "cached" if (sources_dir() / cache_name(src.name)).is_file() else "download"
         digest = _known_digest(src)
         sha = "pinned" if src.sha256 else f"recorded {digest}" if digest else "unknown (recorded on first download)"
+        if src.sha1:
+            sha = f"sha1 published ({src.sha1_from}); sha256 {sha}"
         rows.append({"file": src.key, "state": state, "sha256": sha, "url": src.url or src.page})
     known = _known_digests(record) if record.sources else None
     converted = bool(known) and (_converted_dir() / f"{spec.name}.{tag}-{_conversion_key(spec, tag, record, known)}.h5").is_file()

@@ -5,13 +5,16 @@
 (``$KERAZOO_OFFLINE_DIR``, files under their original names), the cache (``<cache>/sources``), else a download
 (``keras.utils.get_file``, progress bar) to a per-thread ``.part`` name that is checked, then renamed. A pinned
 sha256 must match; an unpinned file's sha256 is recorded on first download (``<cache>/sources/sha256.json``)
-and must match from then on. Processes fetching the same file take turns (:func:`exclusive`).
+and must match from then on. A SHA-1 published by an independent party (``SourceFile.sha1``: of the file the
+source provides, an archive's member checked once extracted) must match on every read, the first included.
+Processes fetching the same file take turns (:func:`exclusive`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -23,7 +26,7 @@ from typing import Any
 
 from zoo import weights as _w
 from zoo.errors import WeightsFileError
-from zoo.files import atomic_target, file_lock, replace_durably, sha256sum
+from zoo.files import atomic_target, file_lock, replace_durably
 from zoo.records import SourceFile
 
 __all__ = ["OFFLINE_ENV", "obtain", "offline_dir", "recorded_sha256", "exclusive", "cache_name"]
@@ -72,12 +75,16 @@ def _read_hashes() -> dict[str, Any]:
     return hashes
 
 
-def record_hash(key: str, digest: str, where: str) -> None:
+def record_hash(key: str, digest: str, where: str, checked: str = "") -> None:
+    """Record ``digest`` as the sha256 of ``key`` (downloaded from ``where``); ``checked``: what vouched for
+    the file at its first use (a published SHA-1), kept in the entry."""
     path = _hash_file()
     with file_lock(path):  # read, add, write: another process recording at once keeps its entry
         hashes = _read_hashes()
         hashes[key] = {"sha256": digest, "from": where,
                        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        if checked:
+            hashes[key]["checked"] = checked
         tmp = atomic_target(path)
         tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True))
         replace_durably(tmp, path)
@@ -99,23 +106,52 @@ def expected_sha256(src: SourceFile, key: str) -> tuple[str | None, str]:
     return None, "unknown"
 
 
-def _verify(src: SourceFile, key: str, path: Path, where: str, unverified: dict) -> str:
-    """Check ``path`` (the file ``key`` of ``src``) against its known hash.
+def _digests(path: Path, *algorithms: str) -> list[str]:
+    """Hex digests of a file by each of ``algorithms`` (hashlib names), in one read (release files run to
+    hundreds of MB)."""
+    hashes = [hashlib.new(a) for a in algorithms]
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            for h in hashes:
+                h.update(block)
+    return [h.hexdigest() for h in hashes]
 
-    A file with no known hash goes into ``unverified`` (key -> ``(sha256, where)``): :func:`resolve`
-    records it only once the files have converted, so a short download or a wrong file never
-    becomes the hash later reads must match. Returns the file's sha256. Raises WeightsFileError
-    (the caller deletes cached files).
+
+def _sha1_mismatch(src: SourceFile, what: str, digest: str, done: str = "") -> WeightsFileError:
+    """The error for ``what`` (the file, named) having SHA-1 ``digest`` instead of ``src``'s published one."""
+    return WeightsFileError(
+        f"{what} has SHA-1 {digest}, expected {src.sha1} (published by {src.sha1_from}). The file is corrupt, "
+        f"incomplete or not the release's{done}; get it again from {_where_to_get(src)}."
+    )
+
+
+def _checked(src: SourceFile) -> str:
+    """How a file vouched for by its published SHA-1 was checked, for the first-use notice and record."""
+    member = f"its member {src.member} " if src.member else ""
+    return f"{member}checked against the SHA-1 published by {src.sha1_from}"
+
+
+def _verify(src: SourceFile, key: str, path: Path, where: str, unverified: dict) -> str:
+    """Check ``path`` (the file ``key`` of ``src``) against its known sha256 and, when ``key`` is the file
+    ``src`` provides, its published SHA-1 (both from one read).
+
+    A file with no known sha256 goes into ``unverified`` (key -> ``(sha256, where, checked)``; ``checked``
+    says how a published SHA-1 vouched for it, else ``""``): :func:`resolve` records it only once the files
+    have converted, so a short download or a wrong file never becomes the hash later reads must match.
+    Returns the file's sha256. Raises WeightsFileError (the caller deletes cached files).
     """
-    digest = sha256sum(path)
+    published = src.sha1 is not None and key == src.key  # an archive's SHA-1 is its member's: checked on extraction
+    digest, *sha1 = _digests(path, "sha256", *(["sha1"] if published else []))
     expected, how = expected_sha256(src, key)
     if expected and digest != expected:
         raise WeightsFileError(
             f"'{path}' ({key}) has sha256 {digest}, expected {expected} ({how}). The file is corrupt, "
             f"incomplete or not the release's; get it again from {src.url or src.page}."
         )
+    if published and sha1[0] != src.sha1:
+        raise _sha1_mismatch(src, f"'{path}' ({key})", sha1[0])
     if not expected:
-        unverified[key] = (digest, where)
+        unverified[key] = (digest, where, _checked(src) if published else "")
     return digest
 
 
@@ -186,13 +222,17 @@ def _download(src: SourceFile, target: Path, unverified: dict, progress: bool = 
             part.unlink()
 
 
-def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
+def _extract(src: SourceFile, archive: Path, in_cache: bool, unverified: dict) -> Path:
     """The member of ``archive`` named by ``src`` (by base name), extracted once beside the archive.
 
-    An earlier extraction is reused when it is newer than the archive and of the member's size (a
-    copy cut or edited since is extracted again; zipfile checks the member's CRC as it extracts).
+    An earlier extraction is reused when it is newer than the archive, of the member's size and, with a
+    published SHA-1, matches it (a copy cut or edited since is extracted again; zipfile checks the
+    member's CRC as it extracts). A fresh extraction is SHA-1-checked as it is written; a mismatch
+    deletes the archive from the cache (an offline archive is left alone) and raises WeightsFileError.
+    The archive's unverified entry then says its member was checked.
     """
     out = sources_dir() / (cache_name(src.name) + ".d") / src.provides
+    mismatch = None  # (member's name in the archive, its SHA-1) when not the published one
     try:
         with zipfile.ZipFile(archive) as z:
             found = [i for i in z.infolist() if not i.is_dir() and Path(i.filename).name == src.provides]
@@ -204,15 +244,22 @@ def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
                 )
             if out.is_file():
                 st = out.stat()
-                if st.st_mtime >= archive.stat().st_mtime and st.st_size == found[0].file_size:
-                    return out
+                if (st.st_mtime >= archive.stat().st_mtime and st.st_size == found[0].file_size
+                        and (src.sha1 is None or _digests(out, "sha1") == [src.sha1])):
+                    return _member_checked(src, out, unverified)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = atomic_target(out)
+            sha1 = hashlib.sha1() if src.sha1 else None
             try:
                 with z.open(found[0]) as r, open(tmp, "wb") as w:
                     while block := r.read(1 << 20):
                         w.write(block)
-                replace_durably(tmp, out)
+                        if sha1 is not None:
+                            sha1.update(block)
+                if sha1 is not None and sha1.hexdigest() != src.sha1:
+                    mismatch = (found[0].filename, sha1.hexdigest())
+                else:
+                    replace_durably(tmp, out)
             finally:
                 if tmp.exists():
                     tmp.unlink()
@@ -223,6 +270,20 @@ def _extract(src: SourceFile, archive: Path, in_cache: bool) -> Path:
             f"'{archive}' is not a readable zip archive ({e}){' and was deleted from the cache' if in_cache else ''}; "
             f"get '{src.name}' again from {_where_to_get(src)}."
         ) from None
+    if mismatch:  # the archive is closed now (Windows deletes no open file)
+        out.unlink(missing_ok=True)
+        if in_cache:
+            archive.unlink()
+        raise _sha1_mismatch(src, f"Member '{mismatch[0]}' of '{archive}' ({src.key})", mismatch[1],
+                             " (the archive was deleted from the cache)" if in_cache else "")
+    return _member_checked(src, out, unverified)
+
+
+def _member_checked(src: SourceFile, out: Path, unverified: dict) -> Path:
+    """``out``, once its archive's first-use entry (if any) says the member matched its published SHA-1."""
+    if src.sha1 is not None and src.name in unverified:
+        digest, where, _ = unverified[src.name]
+        unverified[src.name] = (digest, where, _checked(src))
     return out
 
 
@@ -240,7 +301,7 @@ def obtain(src: SourceFile, unverified: dict, progress: bool = True) -> tuple[Pa
             if path.is_file():
                 digest = _verify(src, key, path, str(path), unverified)
                 if key == src.name and src.member:
-                    return _extract(src, path, in_cache=False), digest
+                    return _extract(src, path, False, unverified), digest
                 return path, digest
         also = f" (or its member '{src.provides}' on its own)" if src.member else ""
         raise WeightsFileError(
@@ -260,7 +321,7 @@ def obtain(src: SourceFile, unverified: dict, progress: bool = True) -> tuple[Pa
                     stale.unlink(missing_ok=True)
                 digest = _download(src, cached, unverified, progress)
     if src.member:
-        return _extract(src, cached, in_cache=True), digest
+        return _extract(src, cached, True, unverified), digest
     return cached, digest
 
 

@@ -45,3 +45,144 @@ def test_source_file_refuses_a_malformed_sha1():
     for sha1, by in (("ab" * 20, None), ("ab" * 20, " "), (None, PUBLISHER)):  # a digest without its publisher
         with pytest.raises(ValueError, match=r"source file 'a\.caffemodel': sha1 and sha1_from .* go together"):
             SourceFile("a.caffemodel", sha1=sha1, sha1_from=by)
+
+
+@agnostic
+def test_a_first_download_matching_its_published_sha1_is_reported_as_checked(twin, cache, capsys):
+    from zoo.cli import main
+
+    name, record, _, files = twin("fcn8s", "voc")
+    data = files[record.sources[0].key]
+    _published(name, "voc", record, data)
+    zoo.get(name, weights="voc")
+    out = capsys.readouterr().out
+    assert (f"sha256 of fcn8s-heavy-pascal.caffemodel recorded on first use: {hashlib.sha256(data).hexdigest()} "
+            f"(checked against the SHA-1 published by {PUBLISHER}; later reads must match it)") in out
+    assert "sha256 of voc-fcn8s/deploy.prototxt recorded on first use" in out  # not published: trusted on first use
+    hashes = json.loads((cache / "sources" / "sha256.json").read_text())
+    assert hashes["fcn8s-heavy-pascal.caffemodel"]["checked"] == f"checked against the SHA-1 published by {PUBLISHER}"
+    assert "checked" not in hashes["voc-fcn8s/deploy.prototxt"]
+    rows = pretrained.status(name, "voc")["sources"]
+    assert rows[0]["sha256"] == f"sha1 published ({PUBLISHER}); sha256 recorded {hashlib.sha256(data).hexdigest()}"
+    assert rows[1]["sha256"].startswith("recorded ")
+    assert main(["list", f"{name}*", "--pretrained"]) == 0
+    assert f"sha1 published ({PUBLISHER})" in capsys.readouterr().out
+
+
+def test_a_download_not_matching_its_published_sha1_is_refused_and_not_kept(twin, cache):
+    name, record, _, files = twin("fcn8s", "voc")
+    real = files[record.sources[0].key]
+    src = _published(name, "voc", record, real)
+    served = real + b"\0"  # what the URL serves: not the published file
+    Path(src.url.removeprefix("file://")).write_bytes(served)
+    with pytest.raises(zoo.WeightsFileError, match=rf"fcn8s-heavy-pascal\.caffemodel.* has SHA-1 {_sha1(served)}, "
+                                                   rf"expected {_sha1(real)} \(published by {PUBLISHER}\)"):
+        zoo.get(name, weights="voc")
+    assert not list((cache / "sources").glob("fcn8s*"))  # neither the file nor a .part remains
+    assert pretrained.recorded_sha256(src.name) is None
+
+
+def test_a_cached_copy_not_matching_its_published_sha1_is_deleted_and_downloaded_again(twin, cache):
+    # e.g. left by a version that trusted it on first use: nothing recorded, but the published SHA-1 refuses it
+    name, record, _, files = twin("fcn8s", "voc")
+    real = files[record.sources[0].key]
+    src = _published(name, "voc", record, real)
+    (cache / "sources").mkdir(parents=True)
+    (cache / "sources" / src.name).write_bytes(real[:-1])
+    with pytest.warns(UserWarning, match=rf"has SHA-1 {_sha1(real[:-1])}, expected {_sha1(real)} .*Deleted the "
+                                         rf"cached copy; downloading it again"):
+        path, _ = sources.obtain(src, {}, progress=False)
+    assert path.read_bytes() == real
+
+
+def test_an_offline_file_not_matching_its_published_sha1_is_refused_and_left_alone(twin, tmp_path, monkeypatch):
+    name, record, _, files = twin("fcn8s", "voc", publish=False)
+    real = files[record.sources[0].key]
+    src = _published(name, "voc", record, real)
+    offline, wrong = tmp_path / "offline", real + b"\0"
+    offline.mkdir()
+    (offline / src.name).write_bytes(wrong)
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(offline))
+    with pytest.raises(zoo.WeightsFileError, match=rf"'{offline / src.name}' \(fcn8s-heavy-pascal\.caffemodel\) has "
+                                                   rf"SHA-1 {_sha1(wrong)}, expected {_sha1(real)}"):
+        sources.obtain(src, {})
+    assert (offline / src.name).read_bytes() == wrong  # the user's file
+    (offline / src.name).write_bytes(real)
+    unverified = {}
+    assert sources.obtain(src, unverified)[0] == offline / src.name
+    assert unverified[src.name][2] == f"checked against the SHA-1 published by {PUBLISHER}"
+
+
+@agnostic
+def test_an_archive_member_is_checked_against_its_published_sha1_after_extraction(twin, cache, capsys):
+    name, record, _, files = twin("resnet50", "imagenet")
+    member = files[record.sources[0].key]
+    _published(name, "imagenet", record, member)
+    zoo.get(name, weights="imagenet")
+    archive = (cache / "sources" / "models.zip").read_bytes()
+    assert (f"sha256 of models.zip recorded on first use: {hashlib.sha256(archive).hexdigest()} (its member "
+            f"ResNet-50-model.caffemodel checked against the SHA-1 published by {PUBLISHER}; later reads must "
+            f"match it)") in capsys.readouterr().out
+
+
+def test_an_archive_member_not_matching_its_published_sha1_is_refused_and_not_kept(twin, cache):
+    name, record, _, files = twin("resnet50", "imagenet")
+    member = files[record.sources[0].key]
+    src = _published(name, "imagenet", record, member)
+    _zip(Path(src.url.removeprefix("file://")), src.member, member[:-1])  # the archive holds another member
+    with pytest.raises(zoo.WeightsFileError, match=rf"Member 'models/ResNet-50-model\.caffemodel' of '.*models\.zip' "
+                                                   rf"\(models\.zip!ResNet-50-model\.caffemodel\) has SHA-1 "
+                                                   rf"{_sha1(member[:-1])}, expected {_sha1(member)} \(published by "
+                                                   rf"{PUBLISHER}\).*the archive was deleted from the cache"):
+        zoo.get(name, weights="imagenet")
+    assert [p for p in (cache / "sources").rglob("*") if p.is_file() and "models" in p.name] == []
+    assert pretrained.recorded_sha256("models.zip") is None
+
+
+def test_an_offline_archive_or_member_not_matching_its_published_sha1_is_refused(twin, tmp_path, monkeypatch):
+    name, record, _, files = twin("resnet50", "imagenet", publish=False)
+    member = files[record.sources[0].key]
+    src = _published(name, "imagenet", record, member)
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(offline))
+    _zip(offline / "models.zip", src.member, member[:-1])
+    with pytest.raises(zoo.WeightsFileError, match=rf"Member .* has SHA-1 {_sha1(member[:-1])}, "
+                                                   rf"expected {_sha1(member)}"):
+        sources.obtain(src, {})
+    assert zipfile.is_zipfile(offline / "models.zip")  # the user's file stays
+    (offline / "models.zip").unlink()
+    (offline / src.member).write_bytes(member[:-1])  # the member on its own
+    with pytest.raises(zoo.WeightsFileError, match=rf"\(models\.zip!ResNet-50-model\.caffemodel\) has SHA-1 "
+                                                   rf"{_sha1(member[:-1])}, expected {_sha1(member)}"):
+        sources.obtain(src, {})
+
+
+def test_an_extraction_changed_since_is_extracted_again(twin, cache, tmp_path, monkeypatch):
+    # Same size and newer than the archive: only the published SHA-1 shows the reused copy is not the member.
+    name, record, _, files = twin("resnet50", "imagenet", publish=False)
+    member = files[record.sources[0].key]
+    src = _published(name, "imagenet", record, member)
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    _zip(offline / "models.zip", src.member, member)
+    monkeypatch.setenv(pretrained.OFFLINE_ENV, str(offline))
+    path, _ = sources.obtain(src, {})
+    path.write_bytes(member[:-1] + bytes([member[-1] ^ 1]))
+    again, _ = sources.obtain(src, {})
+    assert again == path and again.read_bytes() == member
+
+
+@agnostic
+def test_a_checked_download_stays_when_the_conversion_fails(twin, cache):
+    # Only the files no hash vouched for are deleted after a failed conversion (a short read only the converter
+    # sees): one matching its published SHA-1 is the release's, and would be downloaded again for nothing.
+    name, record, _, files = twin("fcn8s", "voc")
+    src = _published(name, "voc", record, files[record.sources[0].key])
+    deploy = Path(record.sources[1].url.removeprefix("file://"))
+    deploy.write_bytes(deploy.read_bytes().replace(b"num_output: 5", b"num_output: 7"))  # another head
+    with pytest.raises(Exception, match=r"do not convert .*voc-fcn8s__deploy\.prototxt had no known sha256 and was "
+                                        r"deleted"):
+        zoo.get(name, weights="voc")
+    assert (cache / "sources" / src.name).read_bytes() == files[src.key]
+    assert not (cache / "sources" / "voc-fcn8s__deploy.prototxt").exists()
