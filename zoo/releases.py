@@ -8,8 +8,13 @@ mean/scale, classes or keypoints, flip pairs, output stride, the paper's metric,
 No sha256 is pinned here: none has been computed from the real files by this project yet (the
 machines that built it had no internet). The first download records each file's hash locally and
 prints it; ``zoo.info`` / ``kerazoo list --pretrained`` say which hashes are pinned or recorded.
-(An md5 for the hourglass zip circulates in third-party scripts copied from a Caffe download
-script; it is not used, since nothing shows it was computed from that file.)
+Two files are checked on their first download too, against the SHA-1 that OpenCV's test-data
+downloader (opencv_extra ``testdata/dnn/download_models.py``) checks them with in OpenCV's CI, so
+computed from the real files: ``fcn8s-heavy-pascal.caffemodel`` (fcn8s:voc, the same URL) and
+``ResNet-50-model.caffemodel`` (resnet50:imagenet, the member of ``models.zip``; OpenCV fetches the
+same release file on its own). (An md5 for the hourglass zip circulates in third-party scripts
+copied from a Caffe download script; it is not used, since nothing shows it was computed from that
+file.)
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "
 
 _GH = "https://raw.githubusercontent.com"
 _BGR_IMAGENET = dict(channel_order="BGR", mean=(103.939, 116.779, 123.68))
+# SHA-1s OpenCV's CI checks its downloads of these release files with (opencv_extra testdata/dnn/download_models.py)
+_OPENCV_SHA1 = {"ResNet-50-model.caffemodel": "b7c79ccc21ad0479cddc0dd78b1d20c4d722908d",
+                "fcn8s-heavy-pascal.caffemodel": "c449ea74dd7d83751d1357d6a8c323fcf4038962"}
+
+
+def _published(provides: str) -> dict:
+    """SourceFile's sha1/sha1_from for the file ``provides`` (an archive's member) where OpenCV published one."""
+    sha1 = _OPENCV_SHA1.get(provides)
+    return {"sha1": sha1, "sha1_from": "OpenCV, opencv_extra testdata/dnn/download_models.py"} if sha1 else {}
 
 
 # --- ResNet v1: Kaiming He's Caffe models (MSR models.zip) -------------------------------------------------
@@ -44,7 +58,8 @@ for _depth, _top1, _top5 in ((50, 24.7, 7.8), (101, 23.6, 7.1), (152, 23.0, 6.7)
         source_format="caffe",
         sources=(
             SourceFile("models.zip", "http://research.microsoft.com/en-us/um/people/kahe/resnet/models.zip",
-                       member=f"ResNet-{_depth}-model.caffemodel", page=_KAIMING + "#models"),
+                       member=f"ResNet-{_depth}-model.caffemodel", page=_KAIMING + "#models",
+                       **_published(f"ResNet-{_depth}-model.caffemodel")),
             SourceFile(f"ResNet-{_depth}-deploy.prototxt",
                        f"{_GH}/KaimingHe/deep-residual-networks/master/prototxt/ResNet-{_depth}-deploy.prototxt"),
         ),
@@ -89,7 +104,7 @@ for _arch, _folder, _file, _miou in (("fcn32s", "voc-fcn32s", "fcn32s-heavy-pasc
         source_format="caffe",
         sources=(
             SourceFile(f"{_file}.caffemodel", f"http://dl.caffe.berkeleyvision.org/{_file}.caffemodel",
-                       page=f"{_FCN}/tree/master/{_folder}"),
+                       page=f"{_FCN}/tree/master/{_folder}", **_published(f"{_file}.caffemodel")),
             SourceFile(f"{_folder}/deploy.prototxt", f"{_GH}/shelhamer/fcn.berkeleyvision.org/master/{_folder}/deploy.prototxt"),
         ),
         source_page=_FCN, paper="Fully Convolutional Networks for Semantic Segmentation (Shelhamer, Long & Darrell, PAMI 2016)",

@@ -36,6 +36,28 @@ def _published(name, tag, record, data: bytes):
     return src
 
 
+def test_the_registered_sha1s_are_opencvs():
+    # opencv_extra testdata/dnn/download_models.py (OpenCV's CI checks its downloads with them):
+    #   Model(name='Fcn', url='http://dl.caffe.berkeleyvision.org/fcn8s-heavy-pascal.caffemodel',
+    #         sha='c449ea74dd7d83751d1357d6a8c323fcf4038962', filename='fcn8s-heavy-pascal.caffemodel')
+    #   Model(name='ResNet50', url='https://onedrive.live.com/download?cid=4006CBB8476FF777&...',
+    #         sha='b7c79ccc21ad0479cddc0dd78b1d20c4d722908d', filename='ResNet-50-model.caffemodel')
+    fcn = zoo.get_spec("fcn8s").weights["voc"].sources[0]
+    assert (fcn.name, fcn.url, fcn.member) == ("fcn8s-heavy-pascal.caffemodel",
+                                               "http://dl.caffe.berkeleyvision.org/fcn8s-heavy-pascal.caffemodel", None)
+    assert fcn.sha1 == "c449ea74dd7d83751d1357d6a8c323fcf4038962"
+    resnet = zoo.get_spec("resnet50").weights["imagenet"].sources[0]
+    assert (resnet.name, resnet.member) == ("models.zip", "ResNet-50-model.caffemodel")  # the SHA-1 is the member's
+    assert resnet.sha1 == "b7c79ccc21ad0479cddc0dd78b1d20c4d722908d"
+    for src in (fcn, resnet):
+        assert src.sha1_from == "OpenCV, opencv_extra testdata/dnn/download_models.py"
+    tags = [n.split(".") for n in zoo.list_models(pretrained=True)]
+    others = [s for arch, tag in tags for s in zoo.get_spec(arch).weights[tag].sources if s.sha1 and s not in (fcn, resnet)]
+    assert others == []  # nothing else published: every other file is trusted on first use
+    record = zoo.get_spec("resnet50").weights["imagenet"]
+    assert WeightsRecord.from_dict(json.loads(record.to_json())) == record == record.replace()
+
+
 def test_source_file_refuses_a_malformed_sha1():
     for bad in ("abc", "d41d8cd98f00b204e9800998ecf8427e", "ab" * 32, "g" * 40, 123):  # short, an MD5, a SHA-256
         with pytest.raises(ValueError, match=r"sha1 of source file 'a\.caffemodel' must be a SHA-1 digest "
