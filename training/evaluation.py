@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
+from training.data.base import check_model_input
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.metrics import (confusion_matrix, end_point_error, head_size_from_box, miou_from_confusion, pck_curve,
                               pck_thresholds, pckh, torso_size)
@@ -199,6 +200,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
                          f"or None for the model's weights record's. Received: heatmap_offset={heatmap_offset!r}")
     if isinstance(dataset, SegmentationDataset) and resolution not in ("original", "input"):
         raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
+    check_model_input(model, dataset, "evaluate")  # before any batch is read
     ds = _eval_copy(dataset)
     views = []  # the dataset at each scale (scaled copies share its skip bookkeeping)
     try:

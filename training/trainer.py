@@ -33,6 +33,7 @@ import numpy as np
 from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, fit_callbacks, monitor_mode,
                                 resolve_monitor)
 from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
+from training.data.base import check_model_input
 from training.models import _family, _saved_metadata, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
@@ -105,7 +106,9 @@ def with_normalization(model, normalization, name="normalize"):
 
 
 def _check_geometry(model, task, ds, log) -> None:
-    """Match the dataset's targets to the model's outputs (count, size, channels)."""
+    """Match the dataset's targets to the model's outputs (count, size, channels); its crops must be the model's
+    input size."""
+    check_model_input(model, ds, "fit")
     outs = model.outputs
     if ds.num_outputs != len(outs):
         log(f"dataset: {len(outs)} model outputs -> one target per output (was {ds.num_outputs})")

@@ -213,6 +213,31 @@ def test_mismatches_raise_clear_errors():
 
 
 @agnostic
+def test_a_dataset_cropping_to_another_size_than_the_model_takes_is_refused(tmp_path):
+    # a 32x32 model and 48x40 crops: fit started the run folder (config.json, cli.json) and failed inside Keras
+    # ("Input 0 ... is incompatible"); evaluate on JAX failed in a broadcasting add deep in the backend
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(48, 40), num_keypoints=4), batch_size=2, input_size=(48, 40),
+                        heatmap_size=(12, 10), sigma=1.0, flip_pairs=())
+    seg = SegmentationDataset(synthetic_segmentation(4, image_size=(48, 40)), batch_size=2, input_size=(48, 40),
+                              num_classes=3)
+    out = tmp_path / "run"
+    msg = r"the model takes 32x32 \(width x height\) images .* input_size=\(48, 40\) \(w, h\); .* input_size=\(32, 32\)"
+    with pytest.raises(ValueError, match="fit: " + msg):
+        fit(tiny_pose_model(outputs=1), ds, epochs=1, out_dir=out, verbose=0, command={"argv": []})
+    assert not out.exists()
+    with pytest.raises(ValueError, match="fit: " + msg):
+        fit(tiny_seg_model(32, 3), seg, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="evaluate: " + msg):
+        evaluate(tiny_pose_model(outputs=1), ds, verbose=False)
+    with pytest.raises(ValueError, match="evaluate: " + msg):
+        evaluate(tiny_seg_model(32, 3), seg, verbose=False)
+    # an open axis takes the dataset's
+    free_h = keras.Model(*(lambda i: (i, keras.layers.Conv2D(3, 1)(i)))(keras.Input((None, 32, 3))))
+    with pytest.raises(ValueError, match=r"evaluate: the model takes 32xany .* input_size=\(32, 40\)"):
+        evaluate(free_h, seg, verbose=False)
+
+
+@agnostic
 def test_bad_rates_are_refused_before_the_model_is_touched(tmp_path):
     """learning_rate <= 0 / NaN / inf, a negative weight_decay or warmup_epochs trained silently (a negative rate
     uphill); the command line refused them only. The model given does not fit the data (6 keypoints for 4

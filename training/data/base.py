@@ -74,6 +74,28 @@ def check_size(value, name) -> tuple[int, int]:
     return w, h
 
 
+def check_model_input(model, ds, who) -> None:
+    """Refuse a model whose first input fixes a height or width other than the dataset's ``input_size``.
+
+    ``ds`` crops its images to ``input_size`` (w, h); a model built for another size failed deep inside Keras
+    (fit: "Input 0 ... is incompatible", after the run folder was started) or the backend (evaluate on JAX: an
+    ``Add`` that could not broadcast). ``who`` starts the message. Open axes (``None``) take any size.
+    """
+    inputs = getattr(model, "inputs", None)
+    shape = tuple(inputs[0].shape) if inputs else ()
+    if len(shape) != 4:
+        return
+    (w, h), (mh, mw) = ds.input_size, shape[1:3]
+    if (mw is None or mw == w) and (mh is None or mh == h):
+        return
+    want = (w if mw is None else mw, h if mh is None else mh)
+    raise ValueError(f"{who}: the model takes {'any' if mw is None else mw}x{'any' if mh is None else mh} "
+                     f"(width x height) images (its input {inputs[0].name!r} has shape {shape}), but the "
+                     f"{type(ds).__name__} crops to input_size={tuple(ds.input_size)} (w, h); make the dataset "
+                     f"with input_size={want} (kerazoo train/evaluate: --input-size), or use a model built "
+                     f"for {w}x{h}.")
+
+
 class RecordDataset(_PyDataset):
     """Shared machinery: ordering, per-sample RNG, error handling and skip reporting."""
 
