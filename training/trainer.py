@@ -114,6 +114,10 @@ def _check_geometry(model, task, ds, log) -> None:
         log(f"dataset: {len(outs)} model outputs -> one target per output (was {ds.num_outputs})")
         ds.num_outputs = len(outs)
     shape = tuple(outs[-1].shape if task == "pose" else outs[0].shape)
+    if len(shape) != 4:  # a classifier's (B, C): shape[-1] / shape[1:3] below failed with an IndexError
+        which, want = ("last", "(B, h, w, K) heatmaps") if task == "pose" else ("first", "(B, h, w, C) class scores")
+        raise ValueError(f"fit: the model's {which} output has shape {shape}, but {task} training needs {want} "
+                         f"(a classifier's output is (B, classes)).")
     if task == "pose":
         if len(model.inputs) == 2 and ds.center_map_sigma is None:
             # a run's .keras trained with its own sigma (config.json, via _run_metadata); else the release's 21

@@ -238,6 +238,18 @@ def test_a_dataset_cropping_to_another_size_than_the_model_takes_is_refused(tmp_
 
 
 @agnostic
+def test_a_classifier_given_as_a_model_is_refused_by_its_output_shape():
+    # a keras.Model classifier (B, classes) on maps: an IndexError from the geometry check (by name: refused earlier)
+    clf = zoo.get("resnet18", input_shape=(32, 32, 3), classes=3)
+    with pytest.raises(ValueError, match=r"fit: the model's last output has shape \(None, 3\), but pose training "
+                                         r"needs \(B, h, w, K\) heatmaps"):
+        fit(clf, _pose_data(8, k=3), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"fit: the model's first output has shape \(None, 3\), but segmentation "
+                                         r"training needs \(B, h, w, C\) class scores"):
+        fit(clf, _seg_data(8), epochs=1, verbose=0)
+
+
+@agnostic
 def test_bad_rates_are_refused_before_the_model_is_touched(tmp_path):
     """learning_rate <= 0 / NaN / inf, a negative weight_decay or warmup_epochs trained silently (a negative rate
     uphill); the command line refused them only. The model given does not fit the data (6 keypoints for 4
