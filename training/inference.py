@@ -189,8 +189,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
 
     Raises:
         ValueError: an output that does not fit the task (e.g. a classifier without its top), an image
-            of another shape, ``scales`` or ``flip`` for a classifier, ``heatmap_offset`` for a model that is not
-            a pose model, or ``flip`` for a pose model whose record has no ``flip_pairs``.
+            of another shape, ``top_k`` not an integer >= 1, ``scales`` or ``flip`` for a classifier,
+            ``heatmap_offset`` for a model that is not a pose model, or ``flip`` for a pose model whose record has
+            no ``flip_pairs``.
     """
     import zoo
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
@@ -203,6 +204,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     base_size = check_base_size(base_size, "predict")
     if not isinstance(flip, (bool, np.bool_)):  # a string such as "no" would be truthy
         raise ValueError(f"predict: flip must be True or False (also run the mirrored image). Received: flip={flip!r}")
+    # 0 failed in the drawing (max() of no text lines), -1 listed all classes but one, a string failed slicing
+    if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"predict: top_k must be an integer >= 1 (how many classes a classifier lists). "
+                         f"Received: top_k={top_k!r}")
     image = _rgb_uint8(image_rgb)
     H, W = image.shape[:2]
     inputs = model.inputs

@@ -63,6 +63,17 @@ def test_classifier_gives_its_top_classes_with_record_names(registered):
 
 
 @agnostic
+def test_top_k_must_be_a_positive_integer(registered):
+    # 0 was "max() arg is an empty sequence" from the drawing, -1 listed 3 of 4 classes, "2" failed in a slice
+    model = zoo.get(registered("test_topk_net", "resnet"), classes=4)
+    for bad in (0, -1, "2", 1.5, True, None):
+        with pytest.raises(ValueError, match=rf"predict: top_k must be an integer >= 1 .* top_k={bad!r}"):
+            inference.predict(model, _image(), top_k=bad)
+    assert len(inference.predict(model, _image(), top_k=np.int64(2)).top) == 2
+    assert len(inference.predict(model, _image(), top_k=9).top) == 4  # no more than there are
+
+
+@agnostic
 def test_classifier_without_top_is_a_clear_error(registered):
     name = registered("test_notop_net", "resnet", top=False)
     with pytest.raises(ValueError, match=r"test_notop_net: output of shape \(12, 16, 3\) is a feature map"):
