@@ -11,7 +11,7 @@ import scipy.io
 
 from training.datasets import (AnnotationError, ImageReadError, UnsafePickleError, drop_people_seen_in, load,
                                read_image, read_mask)
-from training.datasets.base import write_palette_png
+from training.datasets.base import PoseRecord, write_palette_png
 from training.datasets.lsp import read_lsp
 from training.datasets.mpii import read_mpii_json, read_mpii_mat
 from training.datasets.rhd import load_rhd_annotations, read_rhd, read_rhd_segmentation
@@ -121,6 +121,23 @@ def test_mpii_json(tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps([rec, {**rec, field: value}]))
         with pytest.raises(AnnotationError, match=r"bad.json': record 1 .*" + match):
             read_mpii_json(tmp_path / "bad.json", tmp_path)
+
+
+def test_pose_record_fields_of_the_wrong_shape_are_named():
+    # keypoints were reshape(-1, 2)'d: a transposed (2, K) array became K scrambled points, silently (x0, x1 read as
+    # a point), a COCO-style (K, 3) was 3K/2 points or NumPy's "cannot reshape"; centre/box/scale NumPy's errors
+    kp = np.array([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
+    ok = dict(image="a.png", keypoints=kp, visible=np.ones(3), center=(40, 40), scale=60, id="p7")
+    assert PoseRecord(**ok).keypoints.tolist() == kp.tolist()
+    for field, value, match in (("keypoints", kp.T, r"'keypoints' has shape \(2, 3\); expected \(K, 2\)"),
+                                ("keypoints", np.ones((3, 3)), r"'keypoints' has shape \(3, 3\); expected \(K, 2\)"),
+                                ("keypoints", "abc", r"'keypoints' must hold numbers"),
+                                ("center", (1, 2, 3), r"'center' has shape \(3,\); expected \(2,\) x, y"),
+                                ("box", (1, 2, 3), r"'box' has shape \(3,\); expected \(4,\) x1, y1, x2, y2"),
+                                ("head_box", [[1, 2]], r"'head_box' has shape \(1, 2\); expected \(4,\)"),
+                                ("scale", "big", r"'scale' must hold numbers, a number of pixels")):
+        with pytest.raises(AnnotationError, match=r"record 'p7': " + match):
+            PoseRecord(**{**ok, field: value})
 
 
 def test_mpii_json_joint_count_and_joints_outside_the_image(tmp_path):

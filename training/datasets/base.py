@@ -82,14 +82,20 @@ class PoseRecord:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.keypoints = np.asarray(self.keypoints, np.float64).reshape(-1, 2)
-        self.visible = np.asarray(self.visible, np.float64).reshape(-1)
-        self.center = np.asarray(self.center, np.float64).reshape(2)
-        self.scale = float(self.scale)
+        # (K, 2) only: reshape(-1, 2) took a transposed (2, K) array as K scrambled points, silently, and a
+        # COCO-style (K, 3) failed in NumPy's reshape without naming the record
+        self.keypoints = self._numbers("keypoints", self.keypoints, "(K, 2) x, y pixels")
+        if self.keypoints.ndim != 2 or self.keypoints.shape[1] != 2:
+            raise AnnotationError(f"record {self.id!r}: 'keypoints' has shape {self.keypoints.shape}; expected "
+                                  f"(K, 2) x, y pixels (visibility goes in 'visible').")
+        self.visible = self._numbers("visible", self.visible, "(K,) 0/1 flags").reshape(-1)
+        self.center = self._numbers("center", self.center, "(2,) x, y pixels", size=2)
+        scale = self._numbers("scale", self.scale, "a number of pixels", size=1)
+        self.scale = float(scale.reshape(-1)[0])
         if self.box is not None:
-            self.box = np.asarray(self.box, np.float64).reshape(4)
+            self.box = self._numbers("box", self.box, "(4,) x1, y1, x2, y2", size=4)
         if self.head_box is not None:
-            self.head_box = np.asarray(self.head_box, np.float64).reshape(4)
+            self.head_box = self._numbers("head_box", self.head_box, "(4,) x1, y1, x2, y2", size=4)
         if len(self.visible) != len(self.keypoints):
             raise AnnotationError(
                 f"record {self.id!r}: 'visible' has {len(self.visible)} entries but 'keypoints' has "
@@ -101,6 +107,19 @@ class PoseRecord:
                 f"record {self.id!r}: crop centre {self.center.tolist()} and scale {self.scale} must be finite, "
                 f"with scale > 0."
             )
+
+    def _numbers(self, name, value, expected, size=None) -> np.ndarray:
+        """``value`` as float64 (``size`` elements, flattened, when given); an AnnotationError naming the field."""
+        try:
+            a = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            raise AnnotationError(f"record {self.id!r}: '{name}' must hold numbers, {expected}. "
+                                  f"Received: {value!r}") from None
+        if size is not None:
+            if a.size != size:
+                raise AnnotationError(f"record {self.id!r}: '{name}' has shape {a.shape}; expected {expected}.")
+            a = a.reshape(size)
+        return a
 
     @property
     def num_keypoints(self) -> int:
