@@ -198,9 +198,18 @@ def _open_zoo_file(path):
     path = Path(path)
     if not path.exists():
         raise WeightsFileError(f"Weights file not found: '{path}'.")
+    if path.is_dir():
+        raise WeightsFileError(f"Weights path '{path}' is a directory, expected a zoo weights file (.h5).")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
+        import zipfile
+
+        if zipfile.is_zipfile(path):  # a whole model (a training run's best.keras) was read as "truncated or corrupt?"
+            raise WeightsFileError(
+                f"'{path}' is a .keras archive (a whole Keras model), not a kerazoo weights file: load it with "
+                f"zoo.get(NAME, weights='{path}') or zoo.load_keras_model('{path}')."
+            ) from None
         raise WeightsFileError(
             f"Weights file '{path}' is not a readable HDF5 file (truncated or corrupt?): {e}"
         ) from None

@@ -64,6 +64,22 @@ def test_edited_arrays_are_named(saved, kind):
 
 
 @agnostic
+def test_a_keras_archive_or_a_folder_given_to_load_weights_is_named_as_such(saved, tmp_path):
+    # a training run's best.keras (a zip) was "not a readable HDF5 file (truncated or corrupt?)" with h5py's
+    # "file signature not found"; a folder gave h5py's errno-21 dump
+    model = zoo.get("resnet18", input_shape=(32, 32, 3))
+    model.save(tmp_path / "best.keras")
+    with pytest.raises(zoo.WeightsFileError, match=r"best.keras' is a .keras archive \(a whole Keras model\), not a "
+                                                   r"kerazoo weights file: load it with zoo.get\(NAME, weights="):
+        zoo.load_weights(model, tmp_path / "best.keras")
+    with pytest.raises(zoo.WeightsFileError, match=r"is a directory, expected a zoo weights file \(.h5\)\.$"):
+        zoo.load_weights(model, tmp_path)
+    (tmp_path / "cut.h5").write_bytes(saved.read_bytes()[:5000])  # still the HDF5 message
+    with pytest.raises(zoo.WeightsFileError, match=r"cut.h5' is not a readable HDF5 file \(truncated or corrupt\?\)"):
+        zoo.load_weights(model, tmp_path / "cut.h5")
+
+
+@agnostic
 def test_another_models_file_says_whose_it_is_first(saved):
     # resnet18's stored input_shape (32x32) is too small for an hourglass: the hint used to be lost
     with pytest.raises(zoo.WeightsMismatchError, match=r"hourglass: '.*r18.h5' holds weights of 'resnet18'"):
