@@ -35,7 +35,7 @@ from training.targets import HeatmapCodec, encode_mask, keypoints_to_image, labe
 from training.transforms import grid_matrix, invert
 from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_probabilities, segmentation_views
 from training.tta_pspnet import check_base_size, dataset_probabilities
-from zoo.files import replace_durably
+from zoo.files import check_folder, replace_durably
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
 
@@ -200,6 +200,8 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
                          f"or None for the model's weights record's. Received: heatmap_offset={heatmap_offset!r}")
     if isinstance(dataset, SegmentationDataset) and resolution not in ("original", "input"):
         raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
+    if out_dir is not None:  # before the model runs (the CSVs were written after it, failing with "File exists")
+        check_folder(out_dir, "evaluate", "for table.csv, predictions.csv and a pose model's pck_curve.csv/.png")
     check_model_input(model, dataset, "evaluate")  # before any batch is read
     ds = _eval_copy(dataset)
     views = []  # the dataset at each scale (scaled copies share its skip bookkeeping)

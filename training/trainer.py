@@ -40,6 +40,7 @@ from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss
 from training.keras_metrics import MeanIoUMetric, PCKMetric
 from training.optimizers import PRESETS, Preset, make_optimizer, resolve_preset
 from zoo.api import carry_metadata
+from zoo.files import check_folder
 
 __all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer", "with_normalization"]
 
@@ -229,6 +230,8 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         for arg, above in (("learning_rate", True), ("warmup_epochs", False), ("weight_decay", False)):
             _check_rate(f"preset.{arg}", getattr(preset, arg), above)
     resolve_preset(preset, None, {})  # an unknown preset name is refused before a model is built or loaded
+    if out_dir is not None:  # mkdir said "[Errno 17] File exists" once the model was built and compiled
+        check_folder(out_dir, "fit", "the run's checkpoints, logs and config go there")
     dist = setup_distribution(distribution)
     out = Path(out_dir) if out_dir is not None else None
     quiet = verbose == 0

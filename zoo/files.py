@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_target", "replace_durably", "file_lock", "sha256sum"]
+__all__ = ["atomic_target", "replace_durably", "file_lock", "sha256sum", "check_folder"]
 
 
 @contextlib.contextmanager
@@ -57,6 +57,19 @@ def file_lock(path: Path, *, lock_path: Path | None = None, patient: bool = Fals
                 msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
             else:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def check_folder(path, who: str, why: str) -> None:
+    """Refuse, before any work, a folder ``path`` that cannot be made because it, or a folder above it, is a file
+    (``mkdir`` said only "[Errno 17] File exists" when the outputs were written). A ValueError naming both."""
+    path = Path(path)
+    blocker = path if path.exists() and not path.is_dir() else None
+    for parent in () if blocker else path.absolute().parents:
+        if parent.exists():
+            blocker = None if parent.is_dir() else parent
+            break
+    if blocker is not None:
+        raise ValueError(f"{who}: out_dir '{path}': '{blocker}' is a file, expected a folder ({why}).")
 
 
 def atomic_target(path: Path) -> Path:

@@ -250,6 +250,20 @@ def test_a_classifier_given_as_a_model_is_refused_by_its_output_shape():
 
 
 @agnostic
+def test_an_out_dir_that_is_a_file_is_refused_before_the_model_runs(tmp_path):
+    # evaluate ran the whole set, then failed writing its CSVs with "[Errno 17] File exists"; fit after compiling
+    (tmp_path / "taken").write_text("x")
+    ds = _pose_data(8)
+    for out, blocker in ((tmp_path / "taken", tmp_path / "taken"), (tmp_path / "taken" / "eval", tmp_path / "taken")):
+        with pytest.raises(ValueError, match=rf"evaluate: out_dir '{out}': '{blocker}' is a file, expected a folder "
+                                             r"\(for table.csv"):
+            evaluate(tiny_pose_model(outputs=1), ds, out_dir=out, verbose=False)
+        with pytest.raises(ValueError, match=rf"fit: out_dir '{out}': '{blocker}' is a file, expected a folder"):
+            fit(tiny_pose_model(outputs=1), ds, epochs=1, out_dir=out, verbose=0)
+    assert (tmp_path / "taken").read_text() == "x"
+
+
+@agnostic
 def test_bad_rates_are_refused_before_the_model_is_touched(tmp_path):
     """learning_rate <= 0 / NaN / inf, a negative weight_decay or warmup_epochs trained silently (a negative rate
     uphill); the command line refused them only. The model given does not fit the data (6 keypoints for 4
