@@ -113,12 +113,13 @@ def build_info(model) -> tuple[str | None, dict[str, Any]]:
     return name, {**shape_free_defaults(spec), **kwargs}
 
 
-def get(name: str, weights: str | Path | None = None, **kwargs):
+def get(name: str, /, weights: str | Path | None = None, **kwargs):
     """Build the registered model ``name``, optionally loading weights.
 
     Args:
         name: a registered name (see :func:`zoo.list_models`), or ``"arch.tag"`` / ``"arch:tag"`` to
             pick registered weights (a tag, never a file name); an explicit ``weights`` wins over it.
+            Positional only: a ``name=`` keyword is the builder's, the Keras model's name.
         weights: ``None`` (random init); a registered tag (``"mpii"``: the original release, fetched,
             sha256-checked and converted once, see :mod:`zoo.pretrained`); a path to a ``.keras``
             file, a Keras ``.weights.h5`` file, a zoo name-keyed weights file (:func:`zoo.save_weights`),

@@ -85,6 +85,17 @@ def test_unknown_kwarg_names_it_and_the_allowed_ones(tiny_name):
         zoo.get(tiny_name, stacks=3)
 
 
+@agnostic
+def test_the_builders_name_argument_names_the_model(tiny_name, tmp_path):
+    # listed as allowed above, but zoo.get's own first parameter took it: "get() got multiple values for argument
+    # 'name'"
+    model = zoo.get(tiny_name, name="mine", classes=3)
+    assert model.name == "mine"
+    zoo.save_weights(model, tmp_path / "mine.h5")
+    assert zoo.get(tiny_name, weights=tmp_path / "mine.h5").name == "mine"  # the record rebuilds it
+    assert zoo.get(tiny_name, weights=tmp_path / "mine.h5", name="other").name == "other"
+
+
 def test_info_has_builder_defaults_and_weights(tiny_name):
     rec = zoo.WeightsRecord(num_classes=5, class_names=tuple("abcde"), channel_order="BGR")
     zoo.register_weights(tiny_name, "demo", rec)
