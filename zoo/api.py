@@ -477,7 +477,8 @@ def preprocess(model_or_name, images, *, record: WeightsRecord | None = None) ->
     Args:
         model_or_name: a model returned by :func:`get`, a registered ``"arch.tag"``/``"arch:tag"``/``"arch"``
             name (the default tag is used), or ``None`` when ``record`` is given.
-        images: array ``(B, H, W, 3)`` or ``(H, W, 3)``, RGB, 0-255 (uint8 or float).
+        images: array ``(B, H, W, 3)`` or ``(H, W, 3)``, RGB, 0-255 (uint8 or float); uint16 (16-bit PNG/TIFF,
+            65535 = white) is brought to 0-255 first, as ``training.inference.predict`` reads such images.
         record: use this record instead of looking one up.
     Returns:
         float32 array of the same shape: ``(reorder(images) * scale - mean) / std``.
@@ -496,7 +497,10 @@ def preprocess(model_or_name, images, *, record: WeightsRecord | None = None) ->
                 raise ValueError(
                     "This model carries no weights record (built with weights=None); pass record=..."
                 )
-    x = np.asarray(images, dtype=np.float32)
+    images = np.asarray(images)
+    x = images.astype(np.float32)
+    if images.dtype == np.uint16:  # taken as 0-255 it reached 257 times the record's range
+        x *= np.float32(255 / 65535)
     if x.shape[-1] != 3:
         raise ValueError(f"preprocess expects RGB images with 3 channels last. Received shape {x.shape}.")
     if record.channel_order.upper() == "BGR":

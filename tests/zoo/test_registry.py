@@ -305,6 +305,11 @@ def test_preprocess_applies_the_record():
     np.testing.assert_allclose(out[0, 0], [-0.5, -0.5, 255 / 256 - 0.5])
     with pytest.raises(ValueError, match="3 channels"):
         zoo.preprocess(None, np.zeros((2, 2, 4)), record=rec)
+    # 16-bit images (65535 = white, as predict reads them) were taken as 0-255: white came out 257x too bright
+    wide = (img.astype(np.uint16) * 257)
+    np.testing.assert_allclose(zoo.preprocess(None, wide, record=rec), out, atol=1e-6)
+    np.testing.assert_allclose(zoo.preprocess(None, np.full((1, 1, 3), 65535, np.uint16), record=rec),
+                               [[[255 / 256 - 0.5] * 3]], atol=1e-6)
 
 
 @agnostic
