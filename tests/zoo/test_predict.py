@@ -196,6 +196,11 @@ def test_save_weights_stores_the_builder_arguments(tmp_path):
     assert "num_keypoints" not in zoo.read_record(tmp_path / "own.h5")[1].builder_kwargs
     zoo.save_weights(model, tmp_path / "bare.h5", zoo.WeightsRecord(mean=(1.0, 2.0, 3.0)))
     assert zoo.read_record(tmp_path / "bare.h5")[1].builder_kwargs["stacks"] == 1
+    # an HDF5 file named .keras failed much later, in zoo.get, as "not a zip archive"
+    with pytest.raises(ValueError, match=r"save_weights: '.*hg\.keras' ends in \.keras, the name of a whole Keras "
+                                         r"model .* name it \.h5, or save the whole model with zoo\.save_model"):
+        zoo.save_weights(model, tmp_path / "hg.keras")
+    assert not list(tmp_path.glob("*.keras*")) and not list(tmp_path.glob(".*"))
 
 
 def test_write_png_leaves_no_temp_file(tmp_path, monkeypatch):
