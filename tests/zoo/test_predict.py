@@ -73,6 +73,15 @@ def test_top_k_must_be_a_positive_integer(registered):
     assert len(inference.predict(model, _image(), top_k=9).top) == 4  # no more than there are
 
 
+def test_a_model_name_is_refused_naming_zoo_get():
+    # a name failed deep inside with "'str' object has no attribute 'inputs'"
+    with pytest.raises(TypeError, match=r"predict: model must be a Keras model such as zoo\.get\('hourglass', "
+                                        r"weights=\.\.\.\) .*Received: str 'hourglass'"):
+        inference.predict("hourglass", _image())
+    with pytest.raises(TypeError, match=r"predict: model must be a Keras model \(.*Received: NoneType None"):
+        inference.predict(None, _image())
+
+
 @agnostic
 def test_classifier_without_top_is_a_clear_error(registered):
     name = registered("test_notop_net", "resnet", top=False)
