@@ -2,13 +2,14 @@
 
 import math
 import pickle
+import re
 
 import cv2
 import numpy as np
 import pytest
 
 from training.data import Augmentation, HeatmapDataset, Normalization, SegmentationDataset
-from training.datasets import DatasetError, ImageReadError, PoseRecord, SegRecord
+from training.datasets import AnnotationError, DatasetError, ImageReadError, PoseRecord, SegRecord
 from training.datasets.synthetic import synthetic_pose, synthetic_segmentation
 from training.transforms import transform_points
 
@@ -148,6 +149,45 @@ def test_bad_arguments_raise_named_errors():
         HeatmapDataset(recs, flip_pairs=[(0, 7)])
     with pytest.raises(ValueError, match="unknown setting"):
         HeatmapDataset(recs, augment={"rotate": 3})
+    # int() took 2.5 as 2 and "8" as 8
+    for bad in (2.5, "8", True, 0, None):
+        with pytest.raises(ValueError, match=rf"HeatmapDataset: batch_size must be an integer >= 1. "
+                                             rf"Received: batch_size={re.escape(repr(bad))}"):
+            HeatmapDataset(recs, batch_size=bad)
+    assert HeatmapDataset(recs, batch_size=np.int64(2)).batch_size == 2
+    # one record, dicts, or another task's records failed later ("not iterable", AttributeError in a worker)
+    with pytest.raises(ValueError, match=r"HeatmapDataset: records must be a list of sample records; received one "
+                                         r"PoseRecord: pass \[record\]"):
+        HeatmapDataset(recs[0])
+    with pytest.raises(ValueError, match=r"HeatmapDataset: records\[1\] is a dict without image, keypoints, "
+                                         r"visible, center, scale"):
+        HeatmapDataset([recs[0], {"image": "a.png"}])
+    seg = SegRecord("i.png", "m.png")
+    with pytest.raises(ValueError, match=r"HeatmapDataset: records\[0\] is a SegRecord without keypoints, visible"):
+        HeatmapDataset([seg])
+    with pytest.raises(ValueError, match=r"SegmentationDataset: records\[0\] is a PoseRecord without mask"):
+        SegmentationDataset([recs[0]])
+    with pytest.raises(ValueError, match=r"SegmentationDataset: records must be a list of sample records. "
+                                         r"Received: int"):
+        SegmentationDataset(3)
+
+
+def test_segmentation_ignore_label_and_label_map_are_checked():
+    seg = SegRecord("i.png", "m.png", id="r1")
+    # an ignore_label inside [0, C) left that class out of loss and metrics
+    for bad in (0, 2, 2.0, "255", True):
+        with pytest.raises(ValueError, match=r"SegmentationDataset: ignore_label must be an integer outside the "
+                                             rf"classes \[0, 3\) .* Received: ignore_label={re.escape(repr(bad))}"):
+            SegmentationDataset([seg], num_classes=3, ignore_label=bad)
+    assert SegmentationDataset([seg], num_classes=3, ignore_label=np.int32(3)).ignore_label == 3
+    # uint8 wrapped 300 -> 44 silently; a short table failed in NumPy's reshape without naming the record
+    for table, what in ((np.r_[np.zeros(255), 300], "values 0.0..300.0"), (np.zeros(10, int), r"shape \(10,\)"),
+                        (np.full(256, -1), "values -1..-1"), (np.full(256, 0.5), "values 0.5..0.5"),
+                        (np.array(["a"] * 256), "dtype <U1")):
+        with pytest.raises(AnnotationError, match=rf"SegRecord 'r1': label_map must be 256 integers in 0..255 .*{what}"):
+            SegRecord("i.png", "m.png", id="r1", label_map=table)
+    assert SegRecord("i.png", "m.png", label_map=np.arange(256)).label_map.dtype == np.uint8
+    np.testing.assert_array_equal(SegRecord("i.png", "m.png", label_map=np.full(256, 255.0)).label_map, 255)
 
 
 def test_cpm_background_and_center_map():

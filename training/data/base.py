@@ -99,6 +99,30 @@ def check_model_input(model, ds, who) -> None:
 class RecordDataset(_PyDataset):
     """Shared machinery: ordering, per-sample RNG, error handling and skip reporting."""
 
+    _RECORD_FIELDS = ("image",)  # what every record of the subclass has (PoseRecord, SegRecord...)
+
+    def _record_list(self, records) -> list:
+        """``records`` as a list, each with the subclass's ``_RECORD_FIELDS``; ValueError naming the first that
+        is not (one record, or dicts, failed later with "object is not iterable" or an AttributeError)."""
+        name = type(self).__name__
+        if all(hasattr(records, f) for f in self._RECORD_FIELDS) or isinstance(records, (str, bytes, dict)):
+            raise ValueError(f"{name}: records must be a list of sample records; received one "
+                             f"{type(records).__name__}: pass [record].")
+        try:
+            records = list(records)
+        except TypeError:
+            raise ValueError(f"{name}: records must be a list of sample records. Received: "
+                             f"{type(records).__name__}") from None
+        if not records:
+            raise ValueError(f"{name}: records is empty; expected at least one sample record.")
+        for i, r in enumerate(records):
+            missing = [f for f in self._RECORD_FIELDS if not hasattr(r, f)]
+            if missing:
+                raise ValueError(f"{name}: records[{i}] is a {type(r).__name__} without {', '.join(missing)}; expected "
+                                 f"a record with {', '.join(self._RECORD_FIELDS)} (training.datasets.PoseRecord / "
+                                 f"SegRecord).")
+        return records
+
     def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, feed="float32",
                  persistent_workers=True, **kwargs):
         # Worker processes (or threads) of our own that live across epochs (training.workers); Keras then
@@ -116,11 +140,11 @@ class RecordDataset(_PyDataset):
         self._workers_held = False  # see close_workers(hold=True)
         super().__init__(**kwargs)
         self.feed = _feed(feed, type(self).__name__)
-        self.records = list(records)
-        if not self.records:
-            raise ValueError(f"{type(self).__name__}: records is empty; expected at least one sample record.")
-        if int(batch_size) < 1:
-            raise ValueError(f"{type(self).__name__}: batch_size must be >= 1. Received: batch_size={batch_size!r}")
+        self.records = self._record_list(records)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            # int() took 2.5 as 2 and "8" as 8
+            raise ValueError(f"{type(self).__name__}: batch_size must be an integer >= 1. "
+                             f"Received: batch_size={batch_size!r}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"{type(self).__name__}: on_error must be 'raise' or 'skip'. Received: {on_error!r}")
         self.batch_size = int(batch_size)

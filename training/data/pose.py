@@ -73,6 +73,8 @@ class HeatmapDataset(RecordDataset):
         >>> x, (y1, y2), w = ds[0]   # (8, 128, 128, 3), 2 x (8, 32, 32, 16), (8, 1, 1, 16)
     """
 
+    _RECORD_FIELDS = ("image", "keypoints", "visible", "center", "scale")
+
     def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
                  num_outputs=1, augment=None, flip_pairs=None, background=False, center_map_sigma=None,
                  heatmap_offset=0.0, normalization=None, feed="float32", seed=0, shuffle=True, drop_remainder=False,

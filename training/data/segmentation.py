@@ -34,6 +34,8 @@ class SegmentationDataset(RecordDataset):
             **kwargs: as in :class:`~training.data.HeatmapDataset`.
     """
 
+    _RECORD_FIELDS = ("image", "mask")
+
     def __init__(self, records, *, batch_size=8, input_size=(512, 512), num_classes=21, ignore_label=255,
                  label_size=None, num_outputs=1, augment=None, normalization=None, feed="float32", seed=0, shuffle=True,
                  drop_remainder=False, on_error="raise", skip_log=None, **kwargs):
@@ -42,6 +44,11 @@ class SegmentationDataset(RecordDataset):
         if int(num_classes) < 1:
             raise ValueError(f"SegmentationDataset: num_classes must be >= 1. Received: {num_classes!r}")
         self.num_classes = int(num_classes)
+        if (isinstance(ignore_label, bool) or not isinstance(ignore_label, (int, np.integer))
+                or 0 <= ignore_label < self.num_classes):  # a class's pixels would be left out of loss and metrics
+            raise ValueError(f"SegmentationDataset: ignore_label must be an integer outside the classes [0, "
+                             f"{self.num_classes}) (the label of pixels excluded from loss and metrics; VOC's "
+                             f"masks use 255). Received: ignore_label={ignore_label!r}")
         self.ignore_label = int(ignore_label)
         if int(num_outputs) < 1:
             raise ValueError(f"SegmentationDataset: num_outputs must be >= 1. Received: {num_outputs!r}")

@@ -149,7 +149,17 @@ class SegRecord:
 
     def __post_init__(self):
         if self.label_map is not None:
-            self.label_map = np.asarray(self.label_map, np.uint8).reshape(256)
+            table = np.asarray(self.label_map)
+            # uint8 wrapped 300 to 44 silently; a short table failed in NumPy's reshape without naming the record
+            numeric = np.issubdtype(table.dtype, np.number) or table.dtype == bool
+            if (table.shape != (256,) or not numeric or not np.all(np.isfinite(table))
+                    or not np.array_equal(table, np.round(table)) or table.min() < 0 or table.max() > 255):
+                raise AnnotationError(f"SegRecord {self.id or self.image!r}: label_map must be 256 integers in "
+                                      f"0..255 (raw mask value -> class id, 255 = ignore). Received: shape "
+                                      f"{table.shape}, dtype {table.dtype}"
+                                      + (f", values {table.min()}..{table.max()}" if table.size and numeric
+                                         else ""))
+            self.label_map = table.astype(np.uint8)
 
 
 def drop_people_seen_in(records, others, tolerance: float = 2.0):
