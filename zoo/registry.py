@@ -132,6 +132,9 @@ def parse_name(name: str) -> tuple[str, str | None]:
     Both spellings are accepted everywhere: ``kerazoo list --pretrained`` prints ``arch:tag``,
     Python code tends to write ``arch.tag``.
     """
+    if not isinstance(name, str):  # re.split failed with "expected string or bytes-like object"
+        raise TypeError(f"A model name must be a string such as 'hourglass' or 'cpm:mpii' (zoo.list_models() lists "
+                        f"them). Received: {type(name).__name__} {name!r:.80}")
     parts = re.split(r"[:.]", name, maxsplit=1)
     return parts[0], (parts[1] if len(parts) == 2 else None)
 

@@ -103,6 +103,8 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
     from zoo.api import build_info  # zoo.api imports this module
 
     path = Path(path)
+    if path.is_dir():  # os.replace failed with a bare IsADirectoryError after the whole file was written
+        raise ValueError(f"save_weights: '{path}' is a folder; give the file to write, e.g. '{path / 'model.h5'}'.")
     if path.name.lower().endswith(".keras"):  # an HDF5 file under that name fails later as "not a zip archive"
         raise ValueError(f"save_weights: '{path}' ends in .keras, the name of a whole Keras model (a zip archive); "
                          f"this writes the zoo's HDF5 weights file: name it .h5, or save the whole model with "

@@ -210,6 +210,10 @@ def test_save_weights_stores_the_builder_arguments(tmp_path):
                                          r"model .* name it \.h5, or save the whole model with zoo\.save_model"):
         zoo.save_weights(model, tmp_path / "hg.keras")
     assert not list(tmp_path.glob("*.keras*")) and not list(tmp_path.glob(".*"))
+    (tmp_path / "folder").mkdir()  # was a bare IsADirectoryError from os.replace, after writing the whole file
+    with pytest.raises(ValueError, match=r"save_weights: '.*folder' is a folder; give the file to write"):
+        zoo.save_weights(model, tmp_path / "folder")
+    assert not list((tmp_path / "folder").iterdir()) and not list(tmp_path.glob(".*"))
 
 
 def test_write_png_leaves_no_temp_file(tmp_path, monkeypatch):

@@ -297,6 +297,15 @@ def test_a_zoo_file_named_like_a_keras_file(tmp_path, tiny_name, rng):
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
 
 
+def test_a_model_name_that_is_not_a_string_is_refused():
+    for bad in (3, None, ["hourglass"]):  # was "expected string or bytes-like object" from inside re
+        with pytest.raises(TypeError, match=rf"A model name must be a string such as 'hourglass' or 'cpm:mpii' .*"
+                                            rf"Received: {type(bad).__name__}"):
+            zoo.get(bad)
+    with pytest.raises(TypeError, match="A model name must be a string"):
+        zoo.info(3)
+
+
 def test_preprocess_applies_the_record():
     rec = zoo.WeightsRecord(channel_order="BGR", scale=1 / 256, mean=(0.5, 0.5, 0.5))
     img = np.zeros((2, 2, 3), np.uint8)
