@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.files import replace_durably
+from zoo.files import make_parents, remove_empty, replace_durably, replace_folder_durably
 
 __all__ = ["export", "ExportResult", "ExportError", "FORMATS", "RECORD_FILE"]
 
@@ -409,60 +409,6 @@ def _prepare_target(path: Path, overwrite: bool, fmt: str):
                           f"yourself or choose another OUT")
 
 
-def _make_parents(folder: Path) -> list:
-    """Makes ``folder`` and its missing parents; returns those it made, deepest first (removed again if the
-    export fails, so a refused export leaves no empty folders behind)."""
-    missing = []
-    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    if missing:
-        missing[0].mkdir(parents=True, exist_ok=True)
-    return missing
-
-
-def _remove_empty(folders):
-    for folder in folders:  # deepest first; one that holds something now (another writer's) stops it
-        try:
-            folder.rmdir()
-        except OSError:
-            break
-
-
-def _sync_tree(folder: Path):
-    """fsyncs every file under ``folder`` (POSIX), so the rename below cannot reach the disk before the data."""
-    if os.name == "nt":
-        return
-    for root, _, files in os.walk(folder):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def _replace_folder(tmp: Path, path: Path):
-    """Moves the finished folder ``tmp`` to ``path``; an old ``path`` is moved aside first and removed after, so
-    ``path`` is at every moment the old artifact, nothing (between two renames), or the whole new one."""
-    _sync_tree(tmp)
-    old = None
-    if path.exists() or path.is_symlink():  # a folder cannot be renamed over a link (ENOTDIR): the link goes aside
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-        os.replace(path, old / "artifact")
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.absolute().parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # Windows, or a file system that cannot sync a folder
-        pass
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export(model, path, *, format="saved_model", input_shape=None, batch_size=None, verify=True, overwrite=False,
            record=None, verbose=True) -> ExportResult:
     """Writes ``model`` as a deployment artifact and checks it against the model.
@@ -552,11 +498,11 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         say(f"{model.name} computes in {', '.join(sorted(mixed))}; LiteRT runs float32: exporting a float32 copy "
             f"(same weights)", flush=True)
     say(f"exporting {model.name} as {fmt} (inputs {[s.shape for s in flat_specs]}) ...", flush=True)
-    made = _make_parents(path.parent)
+    made = make_parents(path.parent)
     try:
         workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except BaseException:
-        _remove_empty(made)
+        remove_empty(made)
         raise
     artifact = workdir / ("artifact.tflite" if fmt == "litert" else "artifact")
     done = False
@@ -584,13 +530,13 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
             replace_durably(staged, record_path)
         else:
             (artifact / RECORD_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-            _replace_folder(artifact, path)
+            replace_folder_durably(artifact, path)
             record_path = path / RECORD_FILE
         done = True
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if not done:
-            _remove_empty(made)
+            remove_empty(made)
     say(f"wrote {path}" + (f" and {record_path}" if fmt == "litert" else ""))
     return ExportResult(path=path, format=fmt, input_shapes=[list(s.shape) for s in flat_specs], max_error=error,
                         max_output=scale, record_path=record_path, verified=verified, verification=verification)

@@ -11,10 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_target", "replace_durably", "file_lock", "sha256sum", "check_folder"]
+__all__ = ["atomic_target", "replace_durably", "replace_folder_durably", "make_parents", "remove_empty",
+           "file_lock", "sha256sum", "check_folder"]
 
 
 @contextlib.contextmanager
@@ -97,6 +99,11 @@ def replace_durably(tmp, path) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    _sync_parent(path)
+
+
+def _sync_parent(path) -> None:
+    """fsyncs the folder holding ``path`` (POSIX), so a rename into it reaches the disk."""
     if os.name == "nt":  # no folder handles to sync; NTFS journals the rename
         return
     try:
@@ -109,6 +116,50 @@ def replace_durably(tmp, path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def replace_folder_durably(tmp: Path, path: Path) -> None:
+    """Moves the finished folder ``tmp`` to ``path`` once every file in it is on the disk; an old ``path`` is
+    moved aside first and removed after, so ``path`` is at every moment the old folder, nothing (between two
+    renames), or the whole new one (a folder cannot be renamed over another on every system)."""
+    if os.name != "nt":  # the files' data first, so the rename cannot reach the disk before it
+        for root, _, files in os.walk(tmp):
+            for name in files:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+    old = None
+    if path.exists() or path.is_symlink():  # a folder cannot be renamed over a link (ENOTDIR): the link goes aside
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+        os.replace(path, old / "artifact")
+    os.replace(tmp, path)
+    _sync_parent(path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def make_parents(folder: Path) -> list:
+    """Makes ``folder`` and its missing parents; returns those it made, deepest first, for
+    :func:`remove_empty` (a refused write then leaves no empty folders behind)."""
+    missing = []
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    if missing:
+        missing[0].mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty(folders) -> None:
+    """Removes the folders :func:`make_parents` made, deepest first, while they are empty (one that holds something
+    now, another writer's, stops it)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def write_json(path, data, *, indent=2, default=None) -> None:
