@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 __all__ = ["Placement", "setup_distribution", "jax_distribution", "tf_config", "worker_rank", "make_strategy",
-           "distribute_py_dataset", "tensorboard_available", "write_image_summaries"]
+           "distribute_py_dataset", "tensorboard_available", "write_image_summaries", "unavailable_message"]
 
 
 _KINDS = ("auto", "none", "data_parallel", "mirrored", "multi_worker")
@@ -79,8 +79,26 @@ def setup_distribution(distribution) -> Placement:
         return Placement(kind if kind == "multi_worker" else "mirrored", strategy, index, count)
     if backend == "jax" and kind in ("data_parallel", "mirrored"):
         return Placement("data_parallel", keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
-    raise ValueError(f"distribution={distribution!r} is not available on the {backend} backend; use 'auto', 'none', "
-                     f"'data_parallel' (TensorFlow, JAX), 'mirrored' or 'multi_worker' (TensorFlow).")
+    raise ValueError(unavailable_message(distribution, backend))
+
+
+# What each backend accepts besides "auto"/"none" (setup_distribution above), for the refusal's advice.
+_AVAILABLE = {"tensorflow": ("data_parallel", "mirrored", "multi_worker"), "jax": ("data_parallel", "mirrored")}
+
+
+def unavailable_message(distribution, backend) -> str:
+    """Why ``distribution`` is refused on ``backend``, naming what this backend takes and which backend has it.
+
+    The message listed every backend's kinds alike before, so on PyTorch it offered the refused
+    ``'data_parallel'`` itself.
+    """
+    here = ("auto", "none") + _AVAILABLE.get(backend, ())
+    where = [f"KERAS_BACKEND={b} ({', '.join(repr(k) for k in kinds)})" for b, kinds in _AVAILABLE.items()
+             if distribution in kinds]
+    single = "" if _AVAILABLE.get(backend) else f" (training.fit runs on one device on the {backend} backend)"
+    return (f"distribution={distribution!r} is not available on the {backend} backend; use "
+            f"{', '.join(repr(k) for k in here[:-1])} or {here[-1]!r}{single}"
+            + (f", or run with {' or '.join(where)}." if where else "."))
 
 
 @contextlib.contextmanager

@@ -476,6 +476,38 @@ def test_an_unknown_distribution_is_named_as_unknown():
 
 
 @agnostic
+def test_a_refused_distribution_names_what_this_backend_takes():
+    """The refusal offered every backend's kinds alike, so PyTorch's named the refused 'data_parallel' as a choice."""
+    from training.distribute import setup_distribution, unavailable_message
+
+    refused = {"torch": ("data_parallel", "mirrored", "multi_worker"), "jax": ("multi_worker",), "tensorflow": ()}
+    expected = {
+        ("torch", "data_parallel"): "distribution='data_parallel' is not available on the torch backend; use 'auto' or "
+                                    "'none' (training.fit runs on one device on the torch backend), or run with "
+                                    "KERAS_BACKEND=tensorflow ('data_parallel', 'mirrored', 'multi_worker') or "
+                                    "KERAS_BACKEND=jax ('data_parallel', 'mirrored').",
+        ("torch", "multi_worker"): "distribution='multi_worker' is not available on the torch backend; use 'auto' or "
+                                   "'none' (training.fit runs on one device on the torch backend), or run with "
+                                   "KERAS_BACKEND=tensorflow ('data_parallel', 'mirrored', 'multi_worker').",
+        ("jax", "multi_worker"): "distribution='multi_worker' is not available on the jax backend; use 'auto', 'none', "
+                                 "'data_parallel' or 'mirrored', or run with KERAS_BACKEND=tensorflow ('data_parallel', "
+                                 "'mirrored', 'multi_worker').",
+    }
+    backend = keras.backend.backend()
+    for kind in refused[backend]:  # the refusal on this backend, as fit and the CLI show it
+        with pytest.raises(ValueError) as e:
+            setup_distribution(kind)
+        text = str(e.value)
+        assert text.startswith(f"distribution={kind!r} is not available on the {backend} backend; use "), text
+        offered = text.split("; use ", 1)[1].split(", or run with")[0]
+        assert repr(kind) not in offered, text  # not offered as a choice where it was just refused
+        if (backend, kind) in expected:
+            assert text == expected[backend, kind]
+    for (other, kind), text in expected.items():  # also the other backends' refusals, from any backend
+        assert unavailable_message(kind, other) == text
+
+
+@agnostic
 def test_a_tf_config_cluster_outside_tensorflow_is_refused_not_trained_alone(monkeypatch):
     from training.distribute import setup_distribution
 
