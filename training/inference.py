@@ -193,8 +193,6 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
             ``heatmap_offset`` for a model that is not a pose model, or ``flip`` for a pose model whose record has
             no ``flip_pairs``.
     """
-    import keras
-
     import zoo
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
@@ -202,7 +200,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     from training.tta import check_scales, fixed_input, image_heatmaps, image_probabilities
     from training.tta_pspnet import check_base_size, pspnet_probabilities
 
-    if not isinstance(model, keras.Model):  # a name failed with "'str' object has no attribute 'inputs'"
+    if not hasattr(model, "inputs"):  # a name failed with "'str' object has no attribute 'inputs'"
         hint = f" such as zoo.get({model!r}, weights=...)" if isinstance(model, str) else ""
         raise TypeError(f"predict: model must be a Keras model{hint} (the command line takes names: kerazoo predict). "
                         f"Received: {type(model).__name__} {model!r:.80}")
