@@ -166,8 +166,11 @@ def _make_dataset(info, records, args, *, train, input_size, extra=None):
     if info.task == "pose":
         w, h = input_size
         kw.setdefault("heatmap_size", (max(w // 4, 1), max(h // 4, 1)))
-        return HeatmapDataset(records, sigma=args.sigma, flip_pairs=info.flip_pairs, **kw)
-    return SegmentationDataset(records, num_classes=info.num_classes, **kw)
+        k = getattr(records[0], "num_keypoints", None) if records else None
+        names = info.keypoint_names if info.keypoint_names and len(info.keypoint_names) == k else None
+        return HeatmapDataset(records, sigma=args.sigma, flip_pairs=info.flip_pairs, keypoint_names=names, **kw)
+    names = info.class_names if info.class_names and len(info.class_names) == info.num_classes else None
+    return SegmentationDataset(records, num_classes=info.num_classes, class_names=names, **kw)
 
 
 def _default_input(args, records):

@@ -200,8 +200,19 @@ def _run_settings(config: dict) -> dict:
             offset = 0.0
         out["record"] = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
                                           heatmap_offset=offset if math.isfinite(offset) else 0.0,
-                                          flip_pairs=_run_flip_pairs(config))
+                                          flip_pairs=_run_flip_pairs(config), **_run_names(config))
     return out
+
+
+def _run_names(config) -> dict:
+    """``{"keypoint_names": ...}`` or ``{"class_names": ...}`` as the run's data named its outputs (``predict`` and
+    ``evaluate`` use them), ``{}`` when it did not (older runs, unnamed data) or the entry is unreadable."""
+    data = config.get("train_data") if isinstance(config.get("train_data"), dict) else {}
+    for key in ("keypoint_names", "class_names"):
+        names = data.get(key)
+        if isinstance(names, list) and names and all(isinstance(n, str) and n for n in names):
+            return {key: tuple(names)}
+    return {}
 
 
 def _saved_metadata(model, config: dict) -> dict:

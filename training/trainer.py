@@ -39,7 +39,7 @@ from training.distribute import Placement, distribute_py_dataset, jax_distributi
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
 from training.keras_metrics import MeanIoUMetric, PCKMetric
 from training.optimizers import PRESETS, Preset, make_optimizer, resolve_preset
-from zoo.api import carry_metadata
+from zoo.api import carry_metadata, weights_record
 from zoo.files import check_folder
 
 __all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer", "with_normalization"]
@@ -104,6 +104,19 @@ def with_normalization(model, normalization, name="normalize"):
     new = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
                                    call_function=call)
     return carry_metadata(model, new)
+
+
+def _named_config(ds, model) -> dict:
+    """``ds.config()``; data without keypoint/class names takes those of the model's weights record when they are as
+    many (a release fine-tuned on its own data: hourglass:mpii on MPII keeps its joints' names for ``predict``)."""
+    config = ds.config()
+    key, count = ("keypoint_names", ds.num_keypoints) if isinstance(ds, HeatmapDataset) else \
+        ("class_names", ds.num_classes)
+    record = weights_record(model)
+    names = getattr(record, key, None) if record is not None else None
+    if config.get(key) is None and names and len(names) == count:
+        config[key] = list(names)
+    return config
 
 
 def _check_geometry(model, task, ds, log) -> None:
@@ -258,7 +271,7 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
         config = {
             "task": task, "model": getattr(model, "name", str(model)), "family": family, "epochs": epochs,
             "preset": asdict(p), "precision": precision, "distribution": dist.kind, "monitor": monitor,
-            "train_data": train_data.config(), "val_data": None if val_data is None else val_data.config(),
+            "train_data": _named_config(train_data, model), "val_data": None if val_data is None else val_data.config(),
             "backend": keras.backend.backend()}
         _write_json(out / "config.json", config)
         saved = _saved_metadata(model, config)

@@ -172,6 +172,33 @@ def test_bad_arguments_raise_named_errors():
         SegmentationDataset(3)
 
 
+def test_names_are_checked_and_kept_in_the_config():
+    recs = synthetic_pose(2, num_keypoints=3)
+    assert HeatmapDataset(recs, keypoint_names=["a", "b", "c"]).config()["keypoint_names"] == ["a", "b", "c"]
+    assert HeatmapDataset(recs).config()["keypoint_names"] is None
+    for bad in (["a", "b"], "abc", ["a", "b", 3], ["a", "", "c"], 5):
+        with pytest.raises(ValueError, match=rf"HeatmapDataset: keypoint_names must be 3 non-empty strings, one per "
+                                             rf"keypoint in order, or None. Received: keypoint_names="
+                                             rf"{re.escape(repr(bad))}"):
+            HeatmapDataset(recs, keypoint_names=bad)
+    seg = SegRecord("i.png", "m.png")
+    assert SegmentationDataset([seg], num_classes=2, class_names=("bg", "fg")).config()["class_names"] == ["bg", "fg"]
+    with pytest.raises(ValueError, match=r"SegmentationDataset: class_names must be 2 non-empty strings, one per "
+                                         r"class"):
+        SegmentationDataset([seg], num_classes=2, class_names=("bg",))
+    # what a run's config.json / .keras gives the model's record (predict and evaluate name the outputs with it)
+    from training.models import _run_settings
+
+    for ds, key, names in ((HeatmapDataset(recs, keypoint_names=["a", "b", "c"]), "keypoint_names", ("a", "b", "c")),
+                           (SegmentationDataset([seg], num_classes=2, class_names=("bg", "fg")), "class_names",
+                            ("bg", "fg"))):
+        record = _run_settings({"family": "x", "train_data": ds.config()})["record"]
+        assert getattr(record, key) == names
+    for older in (None, [], ["a", 3], "abc"):  # runs before names were kept, or a hand-edited entry: no names
+        config = {"family": "x", "train_data": dict(HeatmapDataset(recs).config(), keypoint_names=older)}
+        assert _run_settings(config)["record"].keypoint_names is None
+
+
 def test_segmentation_ignore_label_and_label_map_are_checked():
     seg = SegRecord("i.png", "m.png", id="r1")
     # an ignore_label inside [0, C) left that class out of loss and metrics

@@ -21,6 +21,7 @@ from zoo.cli import main
 # they check is the archive entry and the record, which no backend computes; saving and loading the entry on JAX
 # is test_save_model_keeps_what_zoo_get_built's.
 agnostic = pytest.mark.backend_agnostic
+JOINTS = ("head", "l_hand", "r_hand", "feet")
 
 
 def _quarter_keypoints(hm, stride, offset):
@@ -53,7 +54,7 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
     bgr = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
     ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
                         heatmap_size=(16, 16), sigma=1.0, flip_pairs=((0, 3), (1, 2)), normalization=bgr,
-                        heatmap_offset=1.5)
+                        heatmap_offset=1.5, keypoint_names=JOINTS)
     fit("hourglass", ds, epochs=1, out_dir=tmp_path / "run", verbose=0, model_kwargs={"stacks": 1, "features": 8})
     (tmp_path / "copy").mkdir()
     copy = tmp_path / "copy" / "hg.keras"  # away from the run's config.json: the file itself says it
@@ -65,6 +66,7 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
         record = zoo.weights_record(model)
         assert (record.scale, record.mean, record.channel_order) == (1 / 256, (0.5, 0.5, 0.5), "BGR")
         assert record.heatmap_offset == 1.5 and record.flip_pairs == ((0, 3), (1, 2))
+        assert record.keypoint_names == JOINTS  # the data's names (predict printed "joint 0", ...)
         want = np.asarray(model.predict_on_batch(x)[0])  # the model's output on the hand-normalised image
         pred = inference.predict(model, image)
         np.testing.assert_allclose(pred.output, want, atol=1e-5)
@@ -80,6 +82,8 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
     check(built)
     cli = _cli_keypoints(tmp_path, capsys, "hourglass", tmp_path / "run" / "best.keras", image)
     np.testing.assert_allclose(inference.predict(loaded, image).keypoints, cli, atol=0.006)  # printed to 0.01
+    assert main(["predict", "hourglass", str(tmp_path / "image.png"), "--weights", str(copy)]) == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()[:4]] == list(JOINTS)
     with pytest.raises(zoo.WeightsMismatchError, match=r"hg.keras' \(its kerazoo.json\) holds stacks=1, but "
                                                        r"stacks=2 was asked for"):
         zoo.get("hourglass", weights=copy, stacks=2)
@@ -99,11 +103,16 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
     check(zoo.get("hourglass", weights=tmp_path / "copy" / "zoo_save.keras"))
     with pytest.raises(ValueError, match=r"save_model writes a whole model as .keras. Received: path='.*m.h5'"):
         zoo.save_model(loaded, tmp_path / "m.h5")
-    # fine-tuning the run's file: the new run's files hold the same builder arguments and convention
-    fit(str(copy), ds, epochs=1, out_dir=tmp_path / "again", verbose=0)
+    # fine-tuning the run's file on data without names: the new run's files hold the same builder arguments,
+    # convention and the model's names (as many as the data's keypoints)
+    unnamed = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
+                             input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=((0, 3), (1, 2)),
+                             normalization=bgr, heatmap_offset=1.5)
+    fit(str(copy), unnamed, epochs=1, out_dir=tmp_path / "again", verbose=0)
     for name in ("best.keras", "final.keras"):
         again = zoo.get("hourglass", weights=tmp_path / "again" / name)
         assert len(again.outputs) == 1 and zoo.weights_record(again).channel_order == "BGR"
+        assert zoo.weights_record(again).keypoint_names == JOINTS
 
 
 def test_a_cpm_runs_keras_file_feeds_its_center_map_sigma_in_python(tmp_path):

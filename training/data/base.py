@@ -74,6 +74,23 @@ def check_size(value, name) -> tuple[int, int]:
     return w, h
 
 
+def check_names(names, count, who, arg, unit) -> tuple[str, ...] | None:
+    """``names`` (one string per keypoint / class, ``count`` of them) as a tuple, or ``None``; a ValueError naming
+    ``who``'s argument ``arg`` otherwise. A run keeps them (``config.json``, its ``.keras``), so ``predict`` and
+    ``evaluate`` name its outputs."""
+    if names is None:
+        return None
+    items = [names] if isinstance(names, str) else names
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = None
+    if items is None or len(items) != count or not all(isinstance(n, str) and n for n in items):
+        raise ValueError(f"{who}: {arg} must be {count} non-empty strings, one per {unit} in order, or None. "
+                         f"Received: {arg}={names!r:.200}")
+    return items
+
+
 def check_model_input(model, ds, who) -> None:
     """Refuse a model whose first input fixes a height or width other than the dataset's ``input_size``.
 

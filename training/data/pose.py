@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from training.data.base import RecordDataset, check_size
+from training.data.base import RecordDataset, check_names, check_size
 from training.datasets.base import read_image
 from training.normalization import Normalization
 from training.targets import HeatmapCodec, cpm_center_map
@@ -59,6 +59,9 @@ class HeatmapDataset(RecordDataset):
         on_error: ``"raise"`` (default): a missing/corrupt image raises, naming file and sample
             index; ``"skip"``: warn, count (:meth:`skipped`) and use a stand-in sample.
         skip_log: file that every process appends skipped samples to.
+        keypoint_names: the K joints' names in order (``training.datasets`` readers' ``DatasetInfo`` has them;
+            the training command passes them). A run keeps them, so ``predict``/``evaluate`` of its ``.keras``
+            name its keypoints (and draw the dataset's skeleton) instead of "joint 0", "joint 1", ...
         persistent_workers: with ``use_multiprocessing=True``, make batches in ``workers`` processes
             that live across epochs (:mod:`training.workers`; default) instead of Keras' pool, which
             starts new processes every epoch; with ``use_multiprocessing=False`` and ``workers > 1``,
@@ -78,7 +81,7 @@ class HeatmapDataset(RecordDataset):
     def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
                  num_outputs=1, augment=None, flip_pairs=None, background=False, center_map_sigma=None,
                  heatmap_offset=0.0, normalization=None, feed="float32", seed=0, shuffle=True, drop_remainder=False,
-                 on_error="raise", skip_log=None, **kwargs):
+                 on_error="raise", skip_log=None, keypoint_names=None, **kwargs):
         self.input_size = check_size(input_size, "input_size")
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
         self.sigma = float(sigma)
@@ -108,6 +111,8 @@ class HeatmapDataset(RecordDataset):
                 "(e.g. training.datasets.mpii.MPII_FLIP_PAIRS), or flip_pairs=() for data without left/right joints.",
                 stacklevel=2)
         self.flip_pairs = tuple(tuple(p) for p in check_flip_pairs(flip_pairs or (), self.num_keypoints))
+        self.keypoint_names = check_names(keypoint_names, self.num_keypoints, "HeatmapDataset", "keypoint_names",
+                                          "keypoint")
 
     @property
     def codec(self) -> HeatmapCodec:
@@ -166,4 +171,5 @@ class HeatmapDataset(RecordDataset):
                 "center_map_sigma": self.center_map_sigma, "heatmap_offset": self.heatmap_offset,
                 "normalization": asdict(self.normalization),
                 "feed": self.feed, "seed": self.seed, "shuffle": self.shuffle, "drop_remainder": self.drop_remainder,
-                "on_error": self.on_error}
+                "on_error": self.on_error,
+                "keypoint_names": None if self.keypoint_names is None else list(self.keypoint_names)}

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from training.data.base import RecordDataset, check_size
+from training.data.base import RecordDataset, check_names, check_size
 from training.datasets.base import ImageReadError, read_image, read_mask
 from training.normalization import Normalization
 from training.targets import encode_mask
@@ -30,6 +30,8 @@ class SegmentationDataset(RecordDataset):
         ignore_label: label of pixels excluded from loss and metrics.
         label_size: ``(w, h)`` of the labels when the model's output is smaller than its input
             (sampled at matching pixel centres, corner-aligned); ``None`` = ``input_size``.
+        class_names: the C classes' names in order, kept by a run for ``predict``/``evaluate`` of its ``.keras``
+            (the training command passes the dataset's); ``None``: "class 0", "class 1", ...
         num_outputs, augment, normalization, feed, seed, shuffle, drop_remainder, on_error, skip_log,
             **kwargs: as in :class:`~training.data.HeatmapDataset`.
     """
@@ -38,7 +40,7 @@ class SegmentationDataset(RecordDataset):
 
     def __init__(self, records, *, batch_size=8, input_size=(512, 512), num_classes=21, ignore_label=255,
                  label_size=None, num_outputs=1, augment=None, normalization=None, feed="float32", seed=0, shuffle=True,
-                 drop_remainder=False, on_error="raise", skip_log=None, **kwargs):
+                 drop_remainder=False, on_error="raise", skip_log=None, class_names=None, **kwargs):
         self.input_size = check_size(input_size, "input_size")
         self.label_size = self.input_size if label_size is None else check_size(label_size, "label_size")
         if int(num_classes) < 1:
@@ -55,6 +57,7 @@ class SegmentationDataset(RecordDataset):
         self.num_outputs = int(num_outputs)
         self.augment = Augmentation.coerce(augment, "segmentation")
         self.normalization = normalization or Normalization()
+        self.class_names = check_names(class_names, self.num_classes, "SegmentationDataset", "class_names", "class")
         super().__init__(records, batch_size=batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
                          on_error=on_error, skip_log=skip_log, feed=feed, **kwargs)
 
@@ -117,4 +120,5 @@ class SegmentationDataset(RecordDataset):
                 "ignore_label": self.ignore_label, "num_outputs": self.num_outputs,
                 "augment": None if self.augment is None else asdict(self.augment),
                 "normalization": asdict(self.normalization), "feed": self.feed, "seed": self.seed,
-                "shuffle": self.shuffle, "drop_remainder": self.drop_remainder, "on_error": self.on_error}
+                "shuffle": self.shuffle, "drop_remainder": self.drop_remainder, "on_error": self.on_error,
+                "class_names": None if self.class_names is None else list(self.class_names)}
