@@ -194,6 +194,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
             no ``flip_pairs``.
     """
     import zoo
+    from zoo.records import check_record_arg
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
 
@@ -229,6 +230,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     else:  # scale min(w / W, h / H): the whole image fits a non-square input too (the width alone cut a tall one)
         mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
         img = warp_image(image, mat, (w, h))
+    check_record_arg(record, "predict")
     record = record or zoo.weights_record(model)
     offset_given = heatmap_offset is not None
     if heatmap_offset is None:

@@ -13,6 +13,7 @@ from zoo.architecture import (ARCHITECTURE_KWARGS, SHAPE_FREE_KWARGS, architectu
                               keras_file_architecture, refuse_other_architecture, settings, shape_free_defaults,
                               weights_given_kwargs)
 from zoo.errors import WeightsFileError, WeightsMismatchError
+from zoo.records import check_record_arg
 from zoo.registry import ModelSpec, get_spec, list_models, parse_name
 from zoo.weights import WeightsRecord
 
@@ -483,6 +484,7 @@ def preprocess(model_or_name, images, *, record: WeightsRecord | None = None) ->
     Returns:
         float32 array of the same shape: ``(reorder(images) * scale - mean) / std``.
     """
+    check_record_arg(record, "preprocess")
     if record is None:
         if isinstance(model_or_name, str):
             spec = get_spec(model_or_name)

@@ -275,3 +275,13 @@ class WeightsRecord:
 
     def replace(self, **changes) -> "WeightsRecord":
         return dataclasses.replace(self, **changes)
+
+
+def check_record_arg(record, who: str) -> None:
+    """A ``record=`` argument must be a :class:`WeightsRecord` or ``None``; a TypeError naming ``who`` and how to get
+    one otherwise (a dict or a tag failed with an AttributeError far inside)."""
+    if record is not None and not isinstance(record, WeightsRecord):
+        raise TypeError(f"{who}: record must be a zoo.WeightsRecord or None (a tag's: "
+                        f"zoo.get_spec(NAME).weights[TAG]; a model's: zoo.weights_record(model); from a dict: "
+                        f"zoo.WeightsRecord.from_dict(d)). "
+                        f"Received: {type(record).__name__} {record!r:.80}")

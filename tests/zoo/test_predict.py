@@ -83,6 +83,15 @@ def test_a_model_name_is_refused_naming_zoo_get():
 
 
 @agnostic
+def test_a_record_that_is_not_a_weights_record_is_refused(registered):
+    model = zoo.get(registered("test_record_arg_net", "resnet"), classes=4)
+    for bad in ("mpii", {"scale": 1 / 255}):  # an AttributeError from inside before
+        with pytest.raises(TypeError, match=r"predict: record must be a zoo.WeightsRecord or None \(a tag's: "
+                                            rf"zoo.get_spec\(NAME\).weights\[TAG\].*Received: {type(bad).__name__}"):
+            inference.predict(model, _image(), record=bad)
+
+
+@agnostic
 def test_classifier_without_top_is_a_clear_error(registered):
     name = registered("test_notop_net", "resnet", top=False)
     with pytest.raises(ValueError, match=r"test_notop_net: output of shape \(12, 16, 3\) is a feature map"):

@@ -319,6 +319,10 @@ def test_preprocess_applies_the_record():
     np.testing.assert_allclose(zoo.preprocess(None, wide, record=rec), out, atol=1e-6)
     np.testing.assert_allclose(zoo.preprocess(None, np.full((1, 1, 3), 65535, np.uint16), record=rec),
                                [[[255 / 256 - 0.5] * 3]], atol=1e-6)
+    for bad in ({"scale": 1 / 256}, "mpii"):  # an AttributeError from inside before
+        with pytest.raises(TypeError, match=r"preprocess: record must be a zoo.WeightsRecord or None .*"
+                                            rf"Received: {type(bad).__name__}"):
+            zoo.preprocess(None, img, record=bad)
 
 
 @agnostic
