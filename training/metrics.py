@@ -342,6 +342,12 @@ def confusion_matrix(pred, gt, num_classes, ignore_label=255) -> np.ndarray:
 def miou_from_confusion(cm):
     """IoU per class ``CM[c,c] / (row_c + col_c - CM[c,c])`` and their mean over classes that occur.
 
+    FCN's convention (``score.py``: ``iu = diag / (sum(1) + sum(0) - diag)``, ``np.nanmean(iu)``; Keras'
+    ``MeanIoU`` too): a class in neither the gt nor the predictions of the set has IoU 0 / 0 and is left out of
+    the mean; one predicted but in no gt has IoU 0 and counts. PSPNet's ``eval_acc.m`` and semseg's
+    ``tool/test.py`` (``I / (U + eps)``, the mean over all C classes) count a class that occurs nowhere as 0:
+    their mean is ``nansum(iou) / C``, the same number whenever every class occurs.
+
     Args:
         cm: (C, C) confusion matrix accumulated over the whole set (rows = gt): counts, or any
             non-negative rescaling of them (normalised, pixel-weighted).

@@ -113,6 +113,83 @@ def test_confusion_matrix_and_miou_of_the_whole_set_not_mean_of_images(rng):
     np.testing.assert_allclose(miou_from_confusion(cm / cm.sum())[0], [3 / 4, 4 / 5])
 
 
+# The originals' formulas, transcribed (independent of training.metrics), for the edge cases below.
+def _fcn_fast_hist(a, b, n):
+    # shelhamer/fcn.berkeleyvision.org score.py fast_hist: a = gt, b = prediction
+    k = (a >= 0) & (a < n)
+    return np.bincount(n * a[k].astype(int) + b[k], minlength=n**2).reshape(n, n)
+
+
+def _fcn_scores(hist):
+    # score.py do_seg_tests: overall accuracy, per-class IU and np.nanmean of it (0 / 0 = NaN: left out)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iu = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
+        return np.diag(hist).sum() / hist.sum(), iu, np.nanmean(iu)
+
+
+def _semseg_intersection_and_union(output, target, k, ignore_index=255):
+    # hszhao/semseg util/util.py intersectionAndUnion
+    output, target = output.ravel().copy(), target.ravel()
+    output[target == ignore_index] = ignore_index
+    inter = output[output == target]
+    ai = np.histogram(inter, bins=np.arange(k + 1))[0]
+    ao = np.histogram(output, bins=np.arange(k + 1))[0]
+    at = np.histogram(target, bins=np.arange(k + 1))[0]
+    return ai, ao + at - ai, at
+
+
+def _edge_case_images():
+    """Two 3x4 images, 4 classes: ignore pixels (255, some predicted as class 1), a label out of range (7, FCN's
+    fast_hist skips it), class 2 predicted but in no gt (IoU 0, counted), class 3 nowhere (IoU 0 / 0)."""
+    gt = np.array([[[0, 0, 1, 255], [0, 1, 1, 255], [7, 0, 0, 1]],
+                   [[1, 1, 1, 1], [0, 0, 255, 255], [0, 0, 0, 1]]])
+    pred = np.array([[[0, 2, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]],
+                     [[1, 1, 2, 1], [0, 1, 1, 0], [0, 0, 0, 0]]])
+    return pred, gt
+
+
+def test_segmentation_scores_equal_fcn_score_py_on_edge_cases():
+    pred, gt = _edge_case_images()
+    hist = sum(_fcn_fast_hist(g.ravel(), p.ravel(), 4) for p, g in zip(pred, gt))  # accumulated over the set
+    cm = sum(confusion_matrix(p, g, 4) for p, g in zip(pred, gt))
+    np.testing.assert_array_equal(cm, hist)
+    acc, iu, mean_iu = _fcn_scores(hist)
+    iou, miou = miou_from_confusion(cm)
+    np.testing.assert_array_equal(np.isnan(iou), [False, False, False, True])  # class 3: 0 / 0
+    np.testing.assert_allclose(iou, iu)
+    assert iou[2] == 0.0 and miou == pytest.approx(mean_iu, abs=1e-15)  # the mean of 3 classes
+    assert np.trace(cm) / cm.sum() == pytest.approx(acc, abs=1e-15)  # evaluate's pixel_accuracy
+
+
+def test_segmentation_scores_versus_semseg_intersection_and_union():
+    # semseg's tool/test.py cal_acc: sums of I and U over the set, iou = I / (U + 1e-10), mIoU = np.mean over
+    # all K classes (a class in no gt and no prediction counts 0), allAcc = sum(I) / (sum(target) + 1e-10)
+    pred, gt = _edge_case_images()
+    gt = np.where(gt == 7, 255, gt)  # semseg's labels are in [0, K) or 255 (encode_mask's)
+    i, u, t = (sum(x) for x in zip(*(_semseg_intersection_and_union(p, g, 4) for p, g in zip(pred, gt))))
+    iou_class, all_acc = i / (u + 1e-10), i.sum() / (t.sum() + 1e-10)
+    cm = sum(confusion_matrix(p, g, 4) for p, g in zip(pred, gt))
+    iou, miou = miou_from_confusion(cm)
+    np.testing.assert_allclose(np.nan_to_num(iou), iou_class, atol=1e-9)
+    assert np.trace(cm) / cm.sum() == pytest.approx(all_acc, abs=1e-9)
+    # the means differ by the absent class only: FCN/Keras leave it out, semseg/PSPNet's eval_acc.m count it as 0
+    assert miou == pytest.approx(iou_class[:3].mean(), abs=1e-9)
+    assert np.mean(iou_class) == pytest.approx(3 / 4 * miou, abs=1e-9)
+
+
+@pytest.mark.backend_agnostic
+def test_mean_iou_metric_equals_keras_mean_iou_on_edge_cases():
+    pred, gt = _edge_case_images()
+    gt = np.where(gt == 7, 255, gt)
+    ours, theirs = MeanIoUMetric(4), keras.metrics.MeanIoU(4, ignore_class=255, sparse_y_pred=True)
+    for p, g in zip(pred, gt):
+        ours.update_state(g[None], p[None])
+        theirs.update_state(g[None], p[None])
+    np.testing.assert_array_equal(ours.confusion_matrix(), keras.ops.convert_to_numpy(theirs.total_cm))
+    assert float(ours.result()) == pytest.approx(float(theirs.result()), abs=1e-6)
+    assert float(ours.result()) == pytest.approx(_fcn_scores(ours.confusion_matrix())[2], abs=1e-6)
+
+
 def _heatmap_batch(rng, b, k=5, size=16):
     kp = rng.uniform(1, size - 2, (b, k, 2))
     vis = rng.random((b, k)) > 0.25
