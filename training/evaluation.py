@@ -160,6 +160,11 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         not a multiple of 0.01), ``auc`` (the mean of the "mean" PCK over those thresholds, the same joints
         as "mean"; not MPII's trapezoid, see pck_curve), ``epe_px`` (mean end-point error in original
         image px over the visible joints with a prediction, every joint) and ``epe_count`` (those joints).
+        Segmentation tables hold ``iou`` {class: IoU of the confusion matrix summed over the set, NaN for a
+        class in neither the labels nor the predictions}, ``mean`` (the mean of the IoUs that are not NaN:
+        FCN's ``score.py`` and Keras' ``MeanIoU``; PSPNet's ``eval_acc.m`` and semseg's ``test.py`` count those
+        classes as 0, and a warning gives that mean when one occurs), ``pixel_accuracy`` (correct / labelled
+        pixels: FCN's overall accuracy, semseg's allAcc) and ``confusion`` (C x C counts, rows = labels).
         A set with nothing to score (no annotated joint, no pixel with a valid label) warns and scores NaN.
         Records a dataset made with ``on_error="skip"`` cannot read are left out, with a warning
         naming them (the dataset puts another record's sample in their place).
@@ -492,6 +497,13 @@ def _segmentation_result(ds, cm, rows, left_out, names, resolution):
         warnings.warn(f"evaluate: no pixel with a label in [0, {c}) in {len(ds.records)} records (all "
                       f"ignore_label={ds.ignore_label} or out of range): every score is NaN. Check the masks and "
                       f"num_classes.", stacklevel=3)
+    absent = [n for n, v in zip(names, iou) if np.isnan(v)]
+    if cm.sum() and absent:  # PSPNet's eval_acc.m / semseg's test.py would report another mean: say which
+        warnings.warn(f"evaluate: {len(absent)} of {c} classes occur in neither the labels nor the predictions "
+                      f"({', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''}): their IoU is NaN and the "
+                      f"mean IoU {miou:.6f} is over the other {c - len(absent)} (FCN's score.py, Keras' MeanIoU); "
+                      f"PSPNet's eval_acc.m and semseg's test.py count them as 0: "
+                      f"{float(np.nansum(iou)) / c:.6f} over all {c}.", stacklevel=3)
     table = {"iou": {n: float(v) for n, v in zip(names, iou)}, "mean": miou,
              # no valid pixel: NaN like the IoUs (it read 0.0)
              "pixel_accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan"), "confusion": cm.tolist()}

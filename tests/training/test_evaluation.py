@@ -49,6 +49,26 @@ def test_segmentation_scores_the_last_partial_batch_with_drop_remainder():
     assert res.mean == pytest.approx(expected, abs=1e-12)
 
 
+def test_segmentation_mean_leaves_out_a_class_that_occurs_nowhere_and_warns_the_pspnet_mean(recwarn):
+    # 4 classes, labels of 3 (class 3 in no mask), "always background": IoU_3 = 0 / 0. FCN's score.py:
+    # np.nanmean over the other 3; PSPNet's eval_acc.m / semseg's test.py: I / (U + eps) averaged over all 4.
+    recs = synthetic_segmentation(3, image_size=(32, 32), num_classes=3)
+    ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=4, shuffle=False)
+    labels = np.concatenate([ds[b][1] for b in range(len(ds))])
+    valid = labels[labels != 255]
+    iou = np.array([np.mean(valid == 0)] + [0.0 if np.any(valid == c) else np.nan for c in (1, 2, 3)])
+    with np.errstate(invalid="ignore"):
+        fcn, pspnet = np.nanmean(iou), np.nan_to_num(iou).sum() / 4
+    with pytest.warns(UserWarning, match=rf"1 of 4 classes .*\(class3\).*mean IoU {fcn:.6f} is over the other 3 "
+                                         rf".*count them as 0: {pspnet:.6f} over all 4"):
+        res = evaluate(_Replay(ds, _all_background), ds, verbose=False)
+    assert np.isnan(res.table["iou"]["class3"]) and res.mean == pytest.approx(fcn, abs=1e-12)
+    recwarn.clear()
+    three = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
+    evaluate(_Replay(three, _all_background), three, verbose=False)
+    assert not [w for w in recwarn if "classes occur in neither" in str(w.message)]  # every class occurs
+
+
 def _oracle_heatmaps(ds, b):
     out = []
     for i in ds.batch_indices(b):
