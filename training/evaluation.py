@@ -203,8 +203,9 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     if not (ok and math.isfinite(heatmap_offset)):
         raise ValueError(f"evaluate: heatmap_offset must be a finite number of input px (where heatmap pixel 0 lies), "
                          f"or None for the model's weights record's. Received: heatmap_offset={heatmap_offset!r}")
-    if isinstance(dataset, SegmentationDataset) and resolution not in ("original", "input"):
-        raise ValueError(f"evaluate: resolution must be 'original' or 'input'. Received: {resolution!r}")
+    if resolution not in ("original", "input"):  # a pose set ignored any value, a misspelt one too
+        raise ValueError(f"evaluate: resolution must be 'original' or 'input' (segmentation; pose is scored in "
+                         f"original image px). Received: {resolution!r}")
     if out_dir is not None:  # before the model runs (the CSVs were written after it, failing with "File exists")
         check_folder(out_dir, "evaluate", "for table.csv, predictions.csv and a pose model's pck_curve.csv/.png")
     check_model_input(model, dataset, "evaluate")  # before any batch is read

@@ -654,6 +654,10 @@ def test_pose_alpha_too_large_for_the_curve_is_refused_before_predicting():
     with pytest.raises(ValueError, match=r"evaluate: alpha=100000\.0 is too large for the PCK curve"):
         evaluate(model, ds, alpha=1e5, verbose=False)  # 1e7 thresholds of 0.01
     assert model.batch == 0  # was refused only after the whole set had been predicted
+    with pytest.raises(ValueError, match=r"evaluate: resolution must be 'original' or 'input' \(segmentation; "
+                                         r"pose is scored in original image px\). Received: 'full'"):
+        evaluate(model, ds, resolution="full", verbose=False)  # was ignored for a pose set
+    assert model.batch == 0
 
 
 def test_pose_decodes_at_the_model_output_stride():
