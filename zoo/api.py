@@ -210,6 +210,11 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
             try:
                 _load_keras_weights(model, path)
             except Exception as e:  # Keras raises ValueError/OSError/KeyError variants
+                import h5py  # a file that is no HDF5 (cut short, a text file) is not another model's weights
+
+                if path.suffix != ".keras" and not h5py.is_hdf5(path):
+                    raise WeightsFileError(f"'{path}' is not a readable HDF5 file (truncated, or not a Keras "
+                                           f".weights.h5).") from None
                 raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': {e}") from None
         # Keras warns, and goes on, when parts of the file do not match: a partly loaded model is an error here
         partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]

@@ -256,6 +256,16 @@ def test_truncated_keras_file_is_named_as_such(tmp_path, registered):
             zoo.get(name, weights=tmp_path / "t.keras")
     with pytest.raises(WeightsFileError, match="model file not found"):
         zoo.load_keras_model(tmp_path / "none.keras")
+    # a .weights.h5 that is no HDF5 (cut short, a text file) was a WeightsMismatchError, as if another model's
+    model.save_weights(tmp_path / "m.weights.h5")
+    (tmp_path / "cut.weights.h5").write_bytes((tmp_path / "m.weights.h5").read_bytes()[:4])
+    (tmp_path / "text.weights.h5").write_text("hello")
+    for bad in ("cut", "text"):
+        with pytest.raises(WeightsFileError, match=rf"{bad}.weights.h5' is not a readable HDF5 file \(truncated, or "
+                                                   r"not a Keras .weights.h5\)"):
+            zoo.get(name, weights=tmp_path / f"{bad}.weights.h5")
+    np.testing.assert_array_equal(zoo.get(name, weights=tmp_path / "m.weights.h5").get_layer("fc").get_weights()[0],
+                                  model.get_layer("fc").get_weights()[0])
 
 
 def test_classifiers_see_imagenets_centre_crop():
