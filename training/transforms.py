@@ -401,29 +401,40 @@ def flip_keypoints(keypoints, flip_pairs, image_width) -> np.ndarray:
 class Augmentation:
     """Random augmentation settings (all plain numbers, picklable).
 
+    The defaults are :meth:`pose`, HRNet/SimpleBaseline's MPII recipe (``lib/dataset/JointsDataset.py``,
+    ``SCALE_FACTOR 0.25``, ``ROT_FACTOR 30``, ``FLIP true``, no colour change); :meth:`segmentation` is
+    PSPNet's (hszhao/semseg ``tool/train.py``).
+
     Attributes:
-        scale_range: ``(lo, hi)`` zoom factor range of the crop (>1 zooms in).
-        scale_sampling: ``"normal"``: ``clip(N(1, (hi - lo) / 2), lo, hi)`` (HRNet pose recipe);
-            ``"uniform"``: ``U(lo, hi)`` (PSPNet segmentation recipe).
+        scale_range: ``(lo, hi)`` zoom factor range of the crop (>1 zooms in: the crop's side in the
+            source is divided by the zoom).
+        scale_sampling: ``"normal"`` (HRNet pose recipe): the crop's side is multiplied by
+            ``clip(N(1, sf), 1/hi, 1/lo)`` with ``sf = (1/lo - 1/hi) / 2``, so the zoom is its inverse,
+            in ``[lo, hi]``; HRNet's ``s * clip(randn() * sf + 1, 1 - sf, 1 + sf)`` with ``sf = 0.25`` is
+            ``scale_range=(0.8, 4/3)``. ``"uniform"``: zoom ``U(lo, hi)`` (PSPNet's ``RandScale``).
         rotation: degrees; ``"normal"``: ``clip(N(0, r), -2r, 2r)``, ``"uniform"``: ``U(-r, r)``.
         rotation_sampling: see ``rotation``.
-        rotation_prob: probability of rotating at all (HRNet 0.6).
+        rotation_prob: probability of rotating at all (HRNet 0.6, semseg's ``RandRotate`` 0.5).
         flip_prob: probability of a horizontal mirror (keypoint pairs are swapped).
         translate: random shift, as a fraction of the crop side (the input's short side), ``U(-t, t)``
             per axis; pose only (segmentation crops at a random position instead).
-        brightness, contrast, saturation, hue: :func:`photometric_jitter`.
+        blur_prob: probability of semseg's ``RandomGaussianBlur``: ``cv2.GaussianBlur`` 5x5, sigma from
+            the size (1.1 px), of the image only (PSPNet 0.5; 0: never).
+        brightness, contrast, saturation, hue: :func:`photometric_jitter` (in neither original recipe:
+            0 in both presets; e.g. 0.2 each for torchvision-style colour jitter).
     """
 
-    scale_range: tuple = (0.75, 1.25)
+    scale_range: tuple = (0.8, 1.0 / 0.75)
     scale_sampling: str = "normal"
     rotation: float = 30.0
     rotation_sampling: str = "normal"
     rotation_prob: float = 0.6
     flip_prob: float = 0.5
     translate: float = 0.0
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
+    blur_prob: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
     hue: float = 0.0
 
     def __post_init__(self):
@@ -442,6 +453,7 @@ class Augmentation:
                 raise ValueError(f"Augmentation: {name} must be 'normal' or 'uniform'. "
                                  f"Received: {name}={getattr(self, name)!r}")
         for name, top in (("rotation", math.inf), ("rotation_prob", 1.0), ("flip_prob", 1.0), ("translate", math.inf),
+                          ("blur_prob", 1.0),
                           ("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.5)):
             v = _finite(getattr(self, name), f"Augmentation.{name}")
             if not 0.0 <= v <= top:
@@ -449,14 +461,17 @@ class Augmentation:
 
     @classmethod
     def pose(cls, **overrides) -> "Augmentation":
-        """HRNet/SimpleBaseline MPII recipe: scale 0.75-1.25, rotation N(0, 30) p=0.6, flip 0.5."""
+        """HRNet/SimpleBaseline MPII recipe: crop side x clip(N(1, 0.25), 0.75, 1.25) (zoom 0.8-1.33),
+        rotation clip(N(0, 30), -60, 60) with p=0.6, flip 0.5, no colour change, black padding."""
         return cls(**overrides)
 
     @classmethod
     def segmentation(cls, **overrides) -> "Augmentation":
-        """PSPNet recipe: scale U(0.5, 2.0), rotation U(-10, 10), flip 0.5."""
+        """PSPNet recipe (semseg): zoom U(0.5, 2.0), rotation U(-10, 10) with p=0.5, 5x5 Gaussian blur with
+        p=0.5, flip 0.5, no colour change; :class:`~training.data.SegmentationDataset` pads the image with
+        the mean pixel and the labels with ``ignore_label``."""
         base = dict(scale_range=(0.5, 2.0), scale_sampling="uniform", rotation=10.0, rotation_sampling="uniform",
-                    rotation_prob=1.0)
+                    rotation_prob=0.5, blur_prob=0.5)
         return cls(**{**base, **overrides})
 
     @classmethod
@@ -480,7 +495,10 @@ class Augmentation:
         """Draw ``zoom``, ``rotation`` (deg), ``flip``, ``shift`` (fraction) for one sample."""
         lo, hi = self.scale_range
         if self.scale_sampling == "normal":
-            zoom = float(np.clip(rng.normal(1.0, (hi - lo) / 2.0), lo, hi))
+            # HRNet scales the crop's side (s *= clip(N(1, sf), 1 - sf, 1 + sf)), not the zoom: the zoom
+            # is the inverse, so its range [0.8, 1.33] is not symmetric about 1
+            s_lo, s_hi = 1.0 / hi, 1.0 / lo
+            zoom = 1.0 / float(np.clip(rng.normal(1.0, (s_hi - s_lo) / 2.0), s_lo, s_hi))
         else:
             zoom = float(rng.uniform(lo, hi))
         rot = 0.0
@@ -494,6 +512,9 @@ class Augmentation:
         return {"zoom": zoom, "rotation": rot, "flip": flip, "shift": shift}
 
     def jitter(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The photometric part on a warped crop: blur (``blur_prob``), then colour jitter."""
+        if self.blur_prob > 0 and rng.random() < self.blur_prob:
+            image = cv2.GaussianBlur(image, (5, 5), 0)  # semseg RandomGaussianBlur(radius=5)
         if self.brightness or self.contrast or self.saturation or self.hue:
             return photometric_jitter(image, rng, self.brightness, self.contrast, self.saturation, self.hue)
         return image

@@ -286,6 +286,33 @@ def test_segmentation_augmentation_keeps_labels_aligned():
     assert np.median(err) < 40
 
 
+def test_segmentation_augmentation_pads_with_the_mean_and_centres_a_smaller_image(tmp_path):
+    """semseg's ``Crop(crop_type='rand', padding=mean, ignore_label=255)`` pads an image smaller than the crop by
+    ``pad // 2`` before and the rest after (then its random offset is 0), image with the ImageNet mean
+    ``[0.485, 0.456, 0.406] * 255`` and labels with 255. Here: a 20x10 image at zoom 0.5 of its fit into 32x32
+    is 16x8 px (semseg: ``RandScale`` 0.8), padded 8 + 8 columns and 12 + 12 rows. We padded black and put the
+    image anywhere in the crop."""
+    cv2.imwrite(str(tmp_path / "i.png"), np.full((10, 20, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "m.png"), np.ones((10, 20), np.uint8))
+    mean = (0.485, 0.456, 0.406)
+    norm = Normalization(mean=mean, std=(0.229, 0.224, 0.225))
+    aug = Augmentation.segmentation(scale_range=(0.5, 0.5), rotation=0.0, flip_prob=0.0, blur_prob=0.0)
+    ds = SegmentationDataset([SegRecord(str(tmp_path / "i.png"), str(tmp_path / "m.png"), id="s")], batch_size=1,
+                             input_size=(32, 32), num_classes=2, feed="uint8", normalization=norm, augment=aug)
+    expected = np.full((32, 32), 255, np.int32)
+    expected[12:20, 8:24] = 1
+    pad = np.rint(np.array(mean) * 255)  # (124, 116, 104): semseg pads its float image with the exact mean
+    for epoch in range(5):
+        ds.set_epoch(epoch)
+        x, y = ds[0]
+        np.testing.assert_array_equal(y[0], expected)
+        np.testing.assert_array_equal(x[0][y[0] == 255], np.broadcast_to(pad, ((y[0] == 255).sum(), 3)))
+        assert (x[0][y[0] == 1] == 200).all()
+    bgr = SegmentationDataset(ds.records, input_size=(32, 32), num_classes=2, augment=aug,
+                              normalization=Normalization(mean=mean[::-1], channel_order="BGR"))
+    np.testing.assert_allclose(bgr.pad_pixel(), np.array(mean) * 255)  # the RGB pixel, whatever the model's order
+
+
 def test_mirroring_without_flip_pairs_warns_unless_they_are_given(recwarn):
     """A mirrored left wrist keeps the label 'left wrist' unless pairs swap it: say so when none were given."""
     with pytest.warns(UserWarning, match=r"flip_prob=0.5.*flip_pairs was not given.*flip_pairs=\(\)"):
@@ -390,7 +417,7 @@ def test_segmentation_image_and_mask_get_the_same_transform(tmp_path):
     labels = np.kron(rng.integers(0, 5, (9, 12)), np.ones((8, 8), int)).astype(np.uint8)[:67, :93]  # odd size
     cv2.imwrite(str(tmp_path / "i.png"), cv2.cvtColor(palette[labels], cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "m.png"), labels)
-    aug = Augmentation.segmentation(rotation=30.0, brightness=0, contrast=0, saturation=0)
+    aug = Augmentation.segmentation(rotation=30.0, rotation_prob=1.0, blur_prob=0.0)  # blur would mix the colours
     ds = SegmentationDataset([SegRecord(str(tmp_path / "i.png"), str(tmp_path / "m.png"), id="s")], batch_size=1,
                              input_size=(57, 41), num_classes=5, feed="uint8", augment=aug, seed=1)
     wrong = []

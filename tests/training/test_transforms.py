@@ -237,6 +237,7 @@ def test_warp_mask_is_nearest_neighbour_with_ignore_border_for_any_crop(rng):
     (dict(rotation_prob=np.nan), "rotation_prob"),
     (dict(translate=-0.1), "translate"),
     (dict(hue=0.7), "hue"),
+    (dict(blur_prob=1.2), "blur_prob"),
 ])
 def test_augmentation_settings_are_checked_when_made(kw, match):
     """A zero zoom failed every sample mid-training; a misspelt sampling name silently sampled uniformly."""
@@ -246,3 +247,68 @@ def test_augmentation_settings_are_checked_when_made(kw, match):
         Augmentation(**kw)
     a = Augmentation(scale_range=[0.5, 2])  # a list from a JSON config
     assert a.scale_range == (0.5, 2.0)
+
+
+def test_pose_preset_draws_hrnet_mpii_scale_rotation_and_flip():
+    """``augment=True`` for pose is HRNet's MPII recipe (``lib/dataset/JointsDataset.py``, SCALE_FACTOR 0.25,
+    ROT_FACTOR 30), written out in NumPy below: the box side ``s *= clip(randn() * sf + 1, 1 - sf, 1 + sf)``,
+    ``r = clip(randn() * rf, -2 rf, 2 rf) if random() <= 0.6 else 0``, flip ``random() <= 0.5``, no colour change.
+    Our zoom divides the crop's side, so ``1 / zoom`` is HRNet's factor; the preset drew the zoom itself from
+    clip(N(1, 0.25), 0.75, 1.25) (side 0.8-1.33, mean 1.07) and added colour jitter 0.2."""
+    from training.transforms import Augmentation
+
+    aug, n = Augmentation.pose(), 40000
+    rng = np.random.default_rng(0)
+    draws = [aug.sample(rng) for _ in range(n)]
+    side = 1.0 / np.array([d["zoom"] for d in draws])
+    rot = np.array([d["rotation"] for d in draws])
+    flip = np.array([d["flip"] for d in draws])
+
+    ref = np.random.default_rng(1)
+    sf, rf = 0.25, 30.0
+    ref_side = np.clip(ref.standard_normal(n) * sf + 1, 1 - sf, 1 + sf)
+    ref_rot = np.where(ref.random(n) <= 0.6, np.clip(ref.standard_normal(n) * rf, -2 * rf, 2 * rf), 0.0)
+
+    assert 0.75 - 1e-9 <= side.min() and side.max() <= 1.25 + 1e-9
+    for end in (0.75, 1.25):  # the clipped mass, P(N > 1) = 0.159 at each end
+        assert abs(np.isclose(side, end).mean() - np.isclose(ref_side, end).mean()) < 0.012
+    q = np.linspace(0.02, 0.98, 25)
+    np.testing.assert_allclose(np.quantile(side, q), np.quantile(ref_side, q), atol=0.01)
+    assert abs(side.mean() - 1.0) < 0.005
+    assert np.abs(rot).max() <= 60.0
+    assert abs((rot != 0).mean() - (ref_rot != 0).mean()) < 0.012
+    assert abs((np.abs(rot) == 60).mean() - (np.abs(ref_rot) == 60).mean()) < 0.005
+    np.testing.assert_allclose(np.quantile(rot[rot != 0], q), np.quantile(ref_rot[ref_rot != 0], q), atol=1.5)
+    assert abs(flip.mean() - 0.5) < 0.012
+    assert (aug.brightness, aug.contrast, aug.saturation, aug.hue, aug.blur_prob) == (0, 0, 0, 0, 0)
+
+
+def test_segmentation_preset_draws_pspnet_scale_rotation_blur_and_flip():
+    """``augment=True`` for segmentation is semseg's (``tool/train.py``, ``util/transform.py``, VOC yaml):
+    ``RandScale([0.5, 2.0])`` U(0.5, 2); ``RandRotate([-10, 10], p=0.5)`` U(-10, 10) when ``random() < 0.5``;
+    ``RandomGaussianBlur`` ``cv2.GaussianBlur(image, (5, 5), 0)`` when ``random() < 0.5``; flip 0.5; no colour
+    change. The preset rotated every sample, never blurred and added colour jitter 0.2."""
+    from training.transforms import Augmentation
+
+    aug, n = Augmentation.segmentation(), 40000
+    rng = np.random.default_rng(0)
+    draws = [aug.sample(rng) for _ in range(n)]
+    zoom = np.array([d["zoom"] for d in draws])
+    rot = np.array([d["rotation"] for d in draws])
+    ref = np.random.default_rng(1)
+    ref_zoom = 0.5 + 1.5 * ref.random(n)
+    ref_rot = np.where(ref.random(n) < 0.5, -10 + 20 * ref.random(n), 0.0)
+    q = np.linspace(0.02, 0.98, 25)
+    assert 0.5 <= zoom.min() and zoom.max() <= 2.0
+    np.testing.assert_allclose(np.quantile(zoom, q), np.quantile(ref_zoom, q), atol=0.03)
+    assert np.abs(rot).max() <= 10.0
+    assert abs((rot != 0).mean() - (ref_rot != 0).mean()) < 0.012
+    np.testing.assert_allclose(np.quantile(rot[rot != 0], q), np.quantile(ref_rot[ref_rot != 0], q), atol=0.4)
+    assert abs(np.mean([d["flip"] for d in draws]) - 0.5) < 0.012
+
+    image = np.random.default_rng(2).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    blurred = cv2.GaussianBlur(image, (5, 5), 0)
+    outs = [aug.jitter(image, np.random.default_rng(i)) for i in range(2000)]
+    is_blur = np.array([np.array_equal(o, blurred) for o in outs])
+    assert all(b or np.array_equal(o, image) for o, b in zip(outs, is_blur))  # the image blurred or untouched
+    assert abs(is_blur.mean() - 0.5) < 0.04

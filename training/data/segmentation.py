@@ -20,7 +20,14 @@ class SegmentationDataset(RecordDataset):
     and labels ``(B, h, w)`` int32 in ``[0, C)`` or ``ignore_label`` (a tuple of ``num_outputs``
     references for models with an auxiliary head). Without augmentation the whole image is fitted into the input
     (letterboxed, padding labelled ``ignore_label``); with it the image is scaled by a random
-    factor around that fit, rotated, mirrored and randomly cropped (PSPNet recipe).
+    factor around that fit, rotated, mirrored and randomly cropped (PSPNet recipe: semseg's ``RandScale``,
+    ``RandRotate``, ``RandomGaussianBlur``, ``RandomHorizontalFlip``, ``Crop('rand')``, in one warp). The
+    augmented image is padded with the mean pixel (the one the normalisation maps to 0, as semseg pads with
+    its mean) and the labels with ``ignore_label``; on an axis where the scaled image is smaller than the crop
+    it is centred (semseg pads both sides equally), else the crop lies at a uniform random position inside it.
+    Unlike semseg, the zoom is relative to the fit of the whole image into the input, not to the image's own
+    pixels (the same on VOC at 473-500 px crops, not on 2048 px Cityscapes frames: there use a smaller
+    ``scale_range``), and rotation turns the crop about its centre rather than the whole image.
 
     Args:
         records: :class:`~training.datasets.SegRecord` list.
@@ -79,8 +86,19 @@ class SegmentationDataset(RecordDataset):
             span = np.array([side, side * h / w])
             lo = span / 2.0 - 0.5
             hi = np.array([w_img, h_img]) - 0.5 - span / 2.0
-            center = np.array([rng.uniform(min(a, b), max(a, b)) for a, b in zip(lo, hi)])
+            # semseg pads a smaller image evenly on both sides, so it sits in the crop's middle
+            center = np.array([rng.uniform(a, b) if a <= b else (a + b) / 2.0 for a, b in zip(lo, hi)])
         return affine_matrix(center, side, self.input_size, rotation=rot, flip=flip)
+
+    def pad_pixel(self) -> tuple:
+        """RGB 0-255 pixel the normalisation maps to 0 (the mean), which fills the augmented crop outside the image.
+
+        semseg pads with its mean ``[0.485, 0.456, 0.406] * 255``, so padding is 0 after normalising; with the
+        default ``Normalization`` (mean 0) it is black.
+        """
+        n = self.normalization
+        px = np.asarray(n.mean, np.float64) / n.scale if n.scale else np.zeros(3)
+        return tuple(float(v) for v in (px[::-1] if n.channel_order == "BGR" else px))
 
     def label_matrix(self, image_shape) -> np.ndarray:
         """Original-image -> label-grid (2, 3) matrix of the unaugmented crop of an image of ``image_shape``."""
@@ -103,7 +121,7 @@ class SegmentationDataset(RecordDataset):
                                  f"is {image.shape[1]}x{image.shape[0]}; expected the same size.")
         params = self.augment.sample(rng) if self.augment else None
         mat = self.matrix(image.shape, params, rng)
-        crop = warp_image(image, mat, self.input_size)
+        crop = warp_image(image, mat, self.input_size, self.pad_pixel() if params is not None else 0)
         if params is not None:
             crop = self.augment.jitter(crop, rng)
         labels = warp_mask(mask, self._label_matrix(mat), self.label_size, ignore_value=self.ignore_label)
