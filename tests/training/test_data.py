@@ -308,6 +308,13 @@ def test_segmentation_augmentation_pads_with_the_mean_and_centres_a_smaller_imag
         np.testing.assert_array_equal(y[0], expected)
         np.testing.assert_array_equal(x[0][y[0] == 255], np.broadcast_to(pad, ((y[0] == 255).sum(), 3)))
         assert (x[0][y[0] == 1] == 200).all()
+    # the letterbox without augmentation (validation, evaluate) pads alike: it was black while training padded the mean
+    plain = SegmentationDataset(ds.records, batch_size=1, input_size=(32, 32), num_classes=2, feed="uint8",
+                                normalization=norm)
+    x, y = plain[0]
+    assert (y[0][:8] == 255).all() and (y[0][24:] == 255).all() and (y[0][9:23] == 1).all()  # 20x10 fitted: 32x16
+    outside = np.r_[x[0][:7], x[0][25:]].reshape(-1, 3)  # rows 7 and 24 blend the image's edge (bilinear)
+    np.testing.assert_array_equal(outside, np.broadcast_to(pad, outside.shape))
     bgr = SegmentationDataset(ds.records, input_size=(32, 32), num_classes=2, augment=aug,
                               normalization=Normalization(mean=mean[::-1], channel_order="BGR"))
     np.testing.assert_allclose(bgr.pad_pixel(), np.array(mean) * 255)  # the RGB pixel, whatever the model's order

@@ -19,7 +19,8 @@ class SegmentationDataset(RecordDataset):
     ``dataset[i]`` returns ``(x, y)``: images ``(B, H, W, 3)`` float32 (uint8 with ``feed="uint8"``)
     and labels ``(B, h, w)`` int32 in ``[0, C)`` or ``ignore_label`` (a tuple of ``num_outputs``
     references for models with an auxiliary head). Without augmentation the whole image is fitted into the input
-    (letterboxed, padding labelled ``ignore_label``); with it the image is scaled by a random
+    (letterboxed with the mean pixel, 0 once normalised, as the augmented crops; padding labelled ``ignore_label``);
+    with it the image is scaled by a random
     factor around that fit, rotated, mirrored and randomly cropped (PSPNet recipe: semseg's ``RandScale``,
     ``RandRotate``, ``RandomGaussianBlur``, ``RandomHorizontalFlip``, ``Crop('rand')``, in one warp). The
     augmented image is padded with the mean pixel (the one the normalisation maps to 0, as semseg pads with
@@ -91,7 +92,7 @@ class SegmentationDataset(RecordDataset):
         return affine_matrix(center, side, self.input_size, rotation=rot, flip=flip)
 
     def pad_pixel(self) -> tuple:
-        """RGB 0-255 pixel the normalisation maps to 0 (the mean), which fills the augmented crop outside the image.
+        """RGB 0-255 pixel the normalisation maps to 0 (the mean), which fills the crop outside the image.
 
         semseg pads with its mean ``[0.485, 0.456, 0.406] * 255``, so padding is 0 after normalising; with the
         default ``Normalization`` (mean 0) it is black.
@@ -121,7 +122,7 @@ class SegmentationDataset(RecordDataset):
                                  f"is {image.shape[1]}x{image.shape[0]}; expected the same size.")
         params = self.augment.sample(rng) if self.augment else None
         mat = self.matrix(image.shape, params, rng)
-        crop = warp_image(image, mat, self.input_size, self.pad_pixel() if params is not None else 0)
+        crop = warp_image(image, mat, self.input_size, self.pad_pixel())  # letterbox and crop alike (0 once normalised)
         if params is not None:
             crop = self.augment.jitter(crop, rng)
         labels = warp_mask(mask, self._label_matrix(mat), self.label_size, ignore_value=self.ignore_label)
