@@ -222,16 +222,19 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
                          f"registry, else the output's shape). Received: task={task!r}")
     registered, family = _registry_task(model, name)
     task = task or registered or getattr(model, "_kerazoo_task", None)
+    mat = img = None
     if task == "classification":  # ImageNet's single-crop evaluation: shorter side to 256/224 of the crop, centre crop
-        mat = None
         img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image
     elif (h, w) == (H, W):  # the image is the input (a fully convolutional model takes any size)
         mat, img = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), image
-    else:  # scale min(w / W, h / H): the whole image fits a non-square input too (the width alone cut a tall one)
-        mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
-        img = warp_image(image, mat, (w, h))
     check_record_arg(record, "predict")
     record = record or zoo.weights_record(model)
+    # the letterbox and scaled crops are padded with the pixel the record's normalisation maps to 0, as the originals
+    # pad (CPM's 128 grey, pose-hg-train's black, PSPNet's and FCN's mean); black without a record
+    pad = _mean_pixel(record)
+    if img is None:  # scale min(w / W, h / H): the whole image fits a non-square input too (not the width alone)
+        mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
+        img = warp_image(image, mat, (w, h), pad)
     offset_given = heatmap_offset is not None
     if heatmap_offset is None:
         heatmap_offset = record.heatmap_offset if record is not None else 0.0
@@ -312,16 +315,13 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
                          f"(its windows); {name or model.name} is {what}. Received: base_size={base_size!r}")
     if base_size is not None:
         # the padding is the mean: 0 once normalised; a uint8-input model gets the pixel nearest it (RGB)
-        mean_px = np.asarray(record.mean if record else (0.0,) * 3, np.float64) / (record.scale if record else 1.0)
         uint8 = "uint8" in str(inputs[0].dtype)
-        pad = np.clip(np.round(mean_px[::-1] if record and record.channel_order.upper() == "BGR" else mean_px),
-                      0, 255) if uint8 else 0.0
-        scores = pspnet_probabilities(run, prep, image, (w, h), base_size, scales, flip, pad,
+        scores = pspnet_probabilities(run, prep, image, (w, h), base_size, scales, flip, pad if uint8 else 0.0,
                                       classes=out.shape[-1], who="predict")
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), scores, mask=mask)  # what the mask came from
     if task == "segmentation" and (scales != (1.0,) or flip):
-        scores = image_probabilities(run, prep, image, (w, h), fixed, scales, flip, classes=out.shape[-1])
+        scores = image_probabilities(run, prep, image, (w, h), fixed, scales, flip, classes=out.shape[-1], pad=pad)
         mask = labels_from_scores(scores)
         return Prediction(task, mask_overlay(image, mask), scores, mask=mask)
     if task == "segmentation":
@@ -345,7 +345,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
 
     # the scale-1 pass again, among the other scales or with its mirror: one code path for the warps and flips
     if scales != (1.0,):
-        out = image_heatmaps(heatmaps, image, mat, (w, h), scales, strides, float(heatmap_offset))
+        out = image_heatmaps(heatmaps, image, mat, (w, h), scales, strides, float(heatmap_offset), pad=pad)
     elif flip:
         out = heatmaps(img)
     # CPM's last belief map is the background; a training run's config says whether it trained one (the name the
@@ -357,6 +357,15 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     kp = keypoints_to_image(kp_hm * strides + float(heatmap_offset), mat)
     kp[~(score > 0)] = np.nan  # no positive maximum: no keypoint (not drawn)
     return Prediction(task, draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp))), out, keypoints=kp)
+
+
+def _mean_pixel(record) -> tuple | int:
+    """The RGB uint8 pixel nearest the one ``record``'s normalisation maps to 0 (its mean: ``mean / scale``, channels
+    in RGB order), or 0 (black) without a record."""
+    if record is None:
+        return 0
+    px = np.asarray(record.mean, np.float64) / record.scale
+    return tuple(float(v) for v in np.clip(np.round(px[::-1] if record.channel_order.upper() == "BGR" else px), 0, 255))
 
 
 def predict_overlay(model, image_rgb, *, name=None, record=None):

@@ -369,7 +369,7 @@ def segmentation_probabilities(predict, views, xs, images, *, flip, check):
 
 # ----------------------------------------------------------------------------- one image (training.inference.predict)
 
-def image_heatmaps(run, image, mat, input_size, scales, strides, offset) -> np.ndarray:
+def image_heatmaps(run, image, mat, input_size, scales, strides, offset, pad=0) -> np.ndarray:
     """One image's heatmaps averaged over ``scales`` in the frame of the crop ``mat`` makes (scale 1).
 
     Args:
@@ -378,6 +378,7 @@ def image_heatmaps(run, image, mat, input_size, scales, strides, offset) -> np.n
         mat: ``(2, 3)`` image -> scale-1 input matrix (centre of the image on the input's centre).
         input_size: ``(w, h)`` the model takes.
         strides, offset: input px per heatmap px on x and y, and where heatmap pixel 0 lies.
+        pad: the RGB pixel outside the image (the input convention's mean).
     """
     from training.transforms import warp_image
 
@@ -387,12 +388,12 @@ def image_heatmaps(run, image, mat, input_size, scales, strides, offset) -> np.n
         # the box about the image centre divided by s: mat's linear factor times s (mat[0, 0] = w / side)
         m = mat if s == 1.0 else affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), input_size[0] / (mat[0, 0] * s),
                                                 input_size)
-        maps.append(run(warp_image(image, m, input_size)))
+        maps.append(run(warp_image(image, m, input_size, pad)))
         frames.append(heatmap_frame_matrix(mat, m, strides, offset))
     return average_heatmaps(maps, frames, (maps[0].shape[1], maps[0].shape[0]))
 
 
-def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=False, classes=1) -> np.ndarray:
+def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=False, classes=1, pad=0) -> np.ndarray:
     """One image's class probabilities averaged over ``scales`` (and the mirrored pass; PSPNet's test, see the module
     docstring).
 
@@ -405,6 +406,7 @@ def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=Fal
         fixed: the model takes ``base_size`` only (larger canvases are slid over).
         flip: also run each mirrored canvas (window), its probabilities flipped back (:func:`segmentation_passes`).
         classes: the number of classes (to refuse canvases too large for this machine's memory first).
+        pad: the RGB pixel around the image on its canvas (the input convention's mean).
     Returns:
         ``(H, W, C)`` float32 mean probabilities.
     """
@@ -418,6 +420,7 @@ def image_probabilities(predict, prep, image, base_size, fixed, scales, flip=Fal
         canvas = canvas_size(base_size, s, fixed)
         m = canvas_matrix(image.shape, base_size, s, canvas)
         view = View(s, canvas, tuple(base_size), windows(canvas, base_size) if fixed and canvas != base_size else None)
-        passes = segmentation_passes(predict, prep(warp_image(image, m, canvas)[None]), view, flip, lambda _: None)
+        passes = segmentation_passes(predict, prep(warp_image(image, m, canvas, pad)[None]), view, flip,
+                                     lambda _: None)
         acc = acc + sum(scores_to_image(arr[0], compose(m, to), (H, W)) for arr, to in passes) / len(passes)
     return (acc / len(scales)).astype(np.float32)

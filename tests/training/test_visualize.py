@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+import zoo
 from training import inference, visualize
 
 # Most tests here are NumPy/OpenCV only (nothing a Keras backend computes) and run in ./dev test's TensorFlow
@@ -146,6 +147,30 @@ def test_letterbox_fits_the_whole_image_into_a_non_square_input():
     image[:10, :, :] = (0, 255, 0)
     mask = inference.predict(_Duck((12, 16, 3), _planes), image, name="pspnet").mask
     assert (mask[:7] == 1).all() and (mask[13:] == 0).all(), mask[:, 10]
+
+
+def test_the_letterbox_is_padded_with_the_records_mean_pixel():
+    """CPM's test pads with grey 128 (BGR / 256 - 0.5: 0 once normalised), pose-hg-train's crop with black (RGB / 255),
+    PSPNet's and FCN's with their mean: the pixel each record's normalisation maps to 0. predict padded black, fed to a
+    CPM as -0.5 and to a BGR-mean model as -mean."""
+    image = np.full((8, 16, 3), 200, np.uint8)  # letterboxed into 16x16: rows 4-11 the image, 0-2 and 13-15 padding
+    for record, pad in ((zoo.WeightsRecord(channel_order="BGR", scale=1 / 256, mean=(0.5,) * 3), 0.0),
+                        (zoo.WeightsRecord(scale=1 / 255), 0.0),
+                        (zoo.WeightsRecord(channel_order="BGR", mean=(103.939, 116.779, 123.68)),
+                         np.round((123.68, 116.779, 103.939))[::-1] - (103.939, 116.779, 123.68))):
+        for scales in ((1.0,), (0.5, 1.0)):
+            model = _Duck((16, 16, 3), _planes)
+            fed = []
+            model.predict_on_batch = lambda x, fed=fed: fed.append(np.array(x)) or _planes(x)
+            inference.predict(model, image, name="hourglass", record=record, scales=scales)
+            for x in fed:
+                np.testing.assert_allclose(x[0, :3], np.broadcast_to(pad, (3, 16, 3)), atol=1e-5)
+                np.testing.assert_allclose(x[0, 13:], np.broadcast_to(pad, (3, 16, 3)), atol=1e-5)
+    fed = []  # no record: pixels / 255 and black padding, as before
+    model = _Duck((16, 16, 3), _planes)
+    model.predict_on_batch = lambda x: fed.append(np.array(x)) or _planes(x)
+    inference.predict(model, image, name="hourglass")
+    assert (fed[0][0, :3] == 0).all() and (fed[0][0, 5:11] == np.float32(200 / 255)).all()
 
 
 def test_keypoints_with_different_strides_across_and_down():
