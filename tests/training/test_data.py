@@ -320,6 +320,23 @@ def test_segmentation_augmentation_pads_with_the_mean_and_centres_a_smaller_imag
     np.testing.assert_allclose(bgr.pad_pixel(), np.array(mean) * 255)  # the RGB pixel, whatever the model's order
 
 
+def test_pose_crops_are_padded_with_the_normalisations_mean_pixel():
+    """CPM's data transformer pads with grey 128 (its BGR / 256 - 0.5 maps it to 0), pose-hg-train's crop with black
+    (RGB / 255): the pixel the normalisation maps to 0. The pose crops were black for every convention."""
+    rec = synthetic_pose(1, image_size=(32, 32), num_keypoints=3)[0]
+    rec = rec.replace(scale=200.0)  # a 200 px box about a 32 px image: the crop's corners lie outside it
+    cpm = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
+    for norm, pixel in ((cpm, 128), (Normalization(), 0), (None, 0)):
+        for feed in ("uint8", "float32"):
+            ds = HeatmapDataset([rec], batch_size=1, input_size=(16, 16), heatmap_size=(4, 4), flip_pairs=(),
+                                normalization=norm, feed=feed, shuffle=False)
+            x = ds[0][0][0]
+            corner = np.r_[x[:2, :2], x[-2:, -2:]].reshape(-1, 3)
+            want = pixel if feed == "uint8" else (ds.normalization)(np.full((1, 1, 1, 3), pixel, np.uint8))[0, 0, 0]
+            np.testing.assert_array_equal(corner, np.broadcast_to(want, corner.shape))
+    assert tuple(HeatmapDataset([rec], normalization=cpm).pad_pixel()) == (128.0, 128.0, 128.0)
+
+
 def test_mirroring_without_flip_pairs_warns_unless_they_are_given(recwarn):
     """A mirrored left wrist keeps the label 'left wrist' unless pairs swap it: say so when none were given."""
     with pytest.warns(UserWarning, match=r"flip_prob=0.5.*flip_pairs was not given.*flip_pairs=\(\)"):

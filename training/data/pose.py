@@ -134,7 +134,7 @@ class HeatmapDataset(RecordDataset):
         image = read_image(record.image)
         params = self.augment.sample(rng) if self.augment else None
         mat = self.matrix(record, params)
-        crop = warp_image(image, mat, self.input_size)
+        crop = warp_image(image, mat, self.input_size, self.pad_pixel())
         raw = record.keypoints
         kp = transform_points(np.where(np.isfinite(raw), raw, np.nan), mat)  # inf -> NaN: weight 0 downstream
         vis = record.visible.astype(np.float32)

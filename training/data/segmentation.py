@@ -91,16 +91,6 @@ class SegmentationDataset(RecordDataset):
             center = np.array([rng.uniform(a, b) if a <= b else (a + b) / 2.0 for a, b in zip(lo, hi)])
         return affine_matrix(center, side, self.input_size, rotation=rot, flip=flip)
 
-    def pad_pixel(self) -> tuple:
-        """RGB 0-255 pixel the normalisation maps to 0 (the mean), which fills the crop outside the image.
-
-        semseg pads with its mean ``[0.485, 0.456, 0.406] * 255``, so padding is 0 after normalising; with the
-        default ``Normalization`` (mean 0) it is black.
-        """
-        n = self.normalization
-        px = np.asarray(n.mean, np.float64) / n.scale if n.scale else np.zeros(3)
-        return tuple(float(v) for v in (px[::-1] if n.channel_order == "BGR" else px))
-
     def label_matrix(self, image_shape) -> np.ndarray:
         """Original-image -> label-grid (2, 3) matrix of the unaugmented crop of an image of ``image_shape``."""
         return self._label_matrix(self.matrix(image_shape))
