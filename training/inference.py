@@ -362,10 +362,11 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
 def _mean_pixel(record) -> tuple | int:
     """The RGB uint8 pixel nearest the one ``record``'s normalisation maps to 0 (its mean: ``mean / scale``, channels
     in RGB order), or 0 (black) without a record."""
+    from training.normalization import Normalization
+
     if record is None:
         return 0
-    px = np.asarray(record.mean, np.float64) / record.scale
-    return tuple(float(v) for v in np.clip(np.round(px[::-1] if record.channel_order.upper() == "BGR" else px), 0, 255))
+    return tuple(float(v) for v in np.clip(np.round(Normalization.from_record(record).zero_pixel()), 0, 255))
 
 
 def predict_overlay(model, image_rgb, *, name=None, record=None):

@@ -67,6 +67,13 @@ class Normalization:
         except (ValueError, KeyError, TypeError):
             return None
 
+    def zero_pixel(self) -> tuple:
+        """The RGB 0-255 pixel this convention maps to 0 (its mean: ``mean / scale`` in RGB order), with which crops
+        are padded outside the image, as the originals pad: black for RGB / 255 (pose-hg-train), grey 128 for
+        CPM's BGR / 256 - 0.5, the mean for PSPNet and FCN."""
+        px = np.asarray(self.mean, np.float64) / self.scale if self.scale else np.zeros(3)
+        return tuple(float(v) for v in (px[::-1] if self.channel_order == "BGR" else px))
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # in place, same operations and order as zoo.layers.Normalize (one float32 copy, no temporaries)
         images = np.asarray(images)

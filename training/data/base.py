@@ -141,12 +141,9 @@ class RecordDataset(_PyDataset):
         return records
 
     def pad_pixel(self) -> tuple:
-        """RGB 0-255 pixel the normalisation maps to 0 (its mean), which fills a crop outside the image: as the originals
-        pad (semseg and PSPNet their mean, CPM 128 grey for its BGR / 256 - 0.5, pose-hg-train black for RGB / 255);
-        black with the default ``Normalization`` (mean 0)."""
-        n = self.normalization
-        px = np.asarray(n.mean, np.float64) / n.scale if n.scale else np.zeros(3)
-        return tuple(float(v) for v in (px[::-1] if n.channel_order == "BGR" else px))
+        """RGB 0-255 pixel that fills a crop outside the image: the one the normalisation maps to 0
+        (:meth:`Normalization.zero_pixel`; black with the default, mean 0)."""
+        return self.normalization.zero_pixel()
 
     def __init__(self, records, *, batch_size, seed, shuffle, drop_remainder, on_error, skip_log, feed="float32",
                  persistent_workers=True, **kwargs):
