@@ -462,7 +462,8 @@ class Augmentation:
     @classmethod
     def pose(cls, **overrides) -> "Augmentation":
         """HRNet/SimpleBaseline MPII recipe: crop side x clip(N(1, 0.25), 0.75, 1.25) (zoom 0.8-1.33),
-        rotation clip(N(0, 30), -60, 60) with p=0.6, flip 0.5, no colour change, black padding."""
+        rotation clip(N(0, 30), -60, 60) with p=0.6, flip 0.5, no colour change (HRNet pads black;
+        :class:`~training.data.HeatmapDataset` pads with its normalisation's mean pixel, black for RGB / 255)."""
         return cls(**overrides)
 
     @classmethod
