@@ -64,12 +64,10 @@ def file_lock(path: Path, *, lock_path: Path | None = None, patient: bool = Fals
 def check_folder(path, who: str, why: str) -> None:
     """Refuse, before any work, a folder ``path`` that cannot be made because it, or a folder above it, is a file
     (``mkdir`` said only "[Errno 17] File exists" when the outputs were written). A ValueError naming both."""
+    from kerazoo.cli import blocked_by_file  # the command line's own check (stdlib only: no Keras)
+
     path = Path(path)
-    blocker = path if path.exists() and not path.is_dir() else None
-    for parent in () if blocker else path.absolute().parents:
-        if parent.exists():
-            blocker = None if parent.is_dir() else parent
-            break
+    blocker = path if path.exists() and not path.is_dir() else blocked_by_file(path)
     if blocker is not None:
         raise ValueError(f"{who}: out_dir '{path}': '{blocker}' is a file, expected a folder ({why}).")
 
