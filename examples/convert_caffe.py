@@ -16,7 +16,7 @@
     python -m examples.convert_caffe ResNet-50-deploy.prototxt ResNet-50-model.caffemodel --zoo resnet50 \\
         --image cat.jpg --bgr --mean 104.007 116.669 122.679 --labels synset_words.txt
     python -m examples.convert_caffe pose_deploy.prototxt pose_iter_320000.caffemodel --zoo cpm \\
-        --zoo-arg num_keypoints=14 --input-shape 368 368 --image person.jpg --scale 0.00390625 --mean 0.5 0.5 0.5
+        --zoo-arg num_keypoints=14 --input-shape 368 368 --image person.jpg --bgr --scale 0.00390625 --mean 0.5 0.5 0.5
 
 Exit status: 0 success; 1 a verification above --tolerance (nothing saved); 2 bad input (one line).
 """
