@@ -6,9 +6,10 @@
    ``.h5``, ``.weights.h5`` or a ``.caffemodel`` beside its deploy prototxt, which gives a CPM's number of
    stages; another keypoint count than the weights' re-initialises only the head), or load a whole ``.keras`` model as saved (a
    run's ``best.keras``: its architecture, input size, and the run's input convention);
-3. score it with ``training.evaluate(..., flip=True)``: PCKh@0.5 on MPII (head boxes), PCK@0.2 of
-   the person/hand box otherwise; fine-tune with ``training.fit`` (``model.fit``, one line per
-   epoch; ``best.keras``, ``log.csv``, ``backup/`` in OUT/run: rerun to resume); score it again
+3. score it with ``training.evaluate(..., flip=True)``: PCKh@0.5 on MPII (head boxes), LSP's PCK@0.2
+   of the torso (left shoulder to right hip) on LSP/LSPet, PCK@0.2 of the person/hand box otherwise;
+   fine-tune with ``training.fit`` (``model.fit``, one line per epoch; ``best.keras``, ``log.csv``,
+   ``backup/`` in OUT/run: rerun to resume); score it again
    (table in OUT/eval/table.csv, one row per sample and joint in predictions.csv);
 4. save name-keyed weights (OUT/<model>_<dataset>.h5) that ``zoo.get(model, weights=...)`` reloads.
 
@@ -22,7 +23,8 @@
 
 Without --val-annotations, MPII's validation set is 10% of the training images held out (the
 official test split has no public annotations). PCKh needs head boxes: the official ``.mat`` has
-them; HRNet's json files do not, so those are scored with PCK@0.2 of the keypoint box.
+them; HRNet's json files do not, so valid.json takes them from the ``gt_valid.mat`` (MMPose:
+``mpii_gt_val.mat``) beside it; records without them are scored with PCK@0.2 of the keypoint box.
 """
 
 from __future__ import annotations
