@@ -70,7 +70,7 @@ def _data_args(p):
     g.add_argument("--num-classes", type=count(2), help="synthetic-seg: classes, background included (default 4)")
     g.add_argument("--image-size", type=_size, help="synthetic: generated image size (default 64)")
     g.add_argument("--input-size", type=_size, help="network input SIZE or W,H (default: synthetic: the image "
-                                                    "size; 256 for pose and RHD, 512 for VOC)")
+                                                    "size; 256 for the pose sets, 512 for segmentation: voc, rhd-seg)")
     g.add_argument("--batch-size", type=count(1), default=16, help="samples per batch")
     g.add_argument("--sigma", type=real(0, above=True), default=_DATA_DEFAULTS["sigma"],
                    help=f"heatmap Gaussian sigma (heatmap px; default {_DATA_DEFAULTS['sigma']})")
