@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
-from training.data.base import check_model_input
+from training.data.base import check_model_input, check_model_task
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.metrics import (confusion_matrix, end_point_error, head_size_from_box, miou_from_confusion, pck_curve,
                               pck_thresholds, pckh, torso_size)
@@ -209,6 +209,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     if out_dir is not None:  # before the model runs (the CSVs were written after it, failing with "File exists")
         check_folder(out_dir, "evaluate", "for table.csv, predictions.csv and a pose model's pck_curve.csv/.png")
     check_model_input(model, dataset, "evaluate")  # before any batch is read
+    check_model_task(model, "pose" if isinstance(dataset, HeatmapDataset) else "segmentation", "evaluate")
     ds = _eval_copy(dataset)
     views = []  # the dataset at each scale (scaled copies share its skip bookkeeping)
     try:

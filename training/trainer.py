@@ -33,7 +33,7 @@ import numpy as np
 from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, fit_callbacks, monitor_mode,
                                 resolve_monitor)
 from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
-from training.data.base import check_model_input
+from training.data.base import check_model_input, check_model_task
 from training.models import _family, _saved_metadata, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
@@ -335,6 +335,7 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
                 model = _with_policy(model, keras.config.dtype_policy().name)
         else:
             model, family = build_model(model, task, train_data, model_kwargs)
+    check_model_task(model, task, "fit")
     for what, ds in (("train", train_data), ("val", val_data)):
         if ds is not None:
             _check_geometry(model, task, ds, lambda m, w=what: log(f"{w} {m}"))

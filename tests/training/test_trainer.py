@@ -240,7 +240,8 @@ def test_a_dataset_cropping_to_another_size_than_the_model_takes_is_refused(tmp_
 @agnostic
 def test_a_classifier_given_as_a_model_is_refused_by_its_output_shape():
     # a keras.Model classifier (B, classes) on maps: an IndexError from the geometry check (by name: refused earlier)
-    clf = zoo.get("resnet18", input_shape=(32, 32, 3), classes=3)
+    inp = keras.Input((32, 32, 3))  # not a zoo model: nothing but its output says it is a classifier
+    clf = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inp)))
     with pytest.raises(ValueError, match=r"fit: the model's last output has shape \(None, 3\), but pose training "
                                          r"needs \(B, h, w, K\) heatmaps"):
         fit(clf, _pose_data(8, k=3), epochs=1, verbose=0)
@@ -261,6 +262,31 @@ def test_an_out_dir_that_is_a_file_is_refused_before_the_model_runs(tmp_path):
         with pytest.raises(ValueError, match=rf"fit: out_dir '{out}': '{blocker}' is a file, expected a folder"):
             fit(tiny_pose_model(outputs=1), ds, epochs=1, out_dir=out, verbose=0)
     assert (tmp_path / "taken").read_text() == "x"
+
+
+@agnostic
+def test_a_zoo_model_for_another_task_given_as_a_model_is_refused_by_name(tmp_path):
+    # an hourglass with as many heatmaps as the masks have classes trained on them without a word (and was scored)
+    hg = zoo.get("hourglass", stacks=1, features=8, num_keypoints=3, input_shape=(64, 64, 3))
+    masks = SegmentationDataset(synthetic_segmentation(8, image_size=(64, 64), num_classes=3), batch_size=8,
+                                input_size=(64, 64), num_classes=3)
+    with pytest.raises(ValueError, match="fit: 'hourglass' is a pose model; the dataset is for segmentation"):
+        fit(hg, masks, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="evaluate: 'hourglass' is a pose model; the dataset is for segmentation"):
+        evaluate(hg, masks, verbose=False)  # scored a mean IoU of the heatmaps
+    fcn = zoo.get("fcn32s", classes=4, input_shape=(64, 64, 3))
+    keypoints = HeatmapDataset(synthetic_pose(8, image_size=(64, 64), num_keypoints=4), batch_size=8,
+                               input_size=(64, 64), heatmap_size=(64, 64), flip_pairs=())
+    with pytest.raises(ValueError, match="evaluate: 'fcn32s' is a segmentation model; the dataset is for pose"):
+        evaluate(fcn, keypoints, verbose=False)  # scored PCK 0 of the class scores
+    clf = zoo.get("resnet18", input_shape=(32, 32, 3), classes=3)
+    with pytest.raises(ValueError, match="fit: 'resnet18' is a classification model; the dataset is for pose"):
+        fit(clf, _pose_data(8, k=3), epochs=1, verbose=0)
+    # a training run's .keras knows its task from the run (config.json / its kerazoo.json entry)
+    fit(tiny_seg_model(32, 3), _seg_data(8), epochs=1, out_dir=tmp_path / "seg", verbose=0)
+    seg = zoo.load_keras_model(tmp_path / "seg" / "final.keras")
+    with pytest.raises(ValueError, match="is a segmentation model; the dataset is for pose"):
+        fit(seg, _pose_data(8, k=3), epochs=1, verbose=0)
 
 
 @agnostic
@@ -473,6 +499,20 @@ def test_an_unknown_distribution_is_named_as_unknown():
     with pytest.raises(ValueError, match=r"distribution must be one of \('auto', 'none', 'data_parallel', 'mirrored', "
                                          r"'multi_worker'\). Received: distribution='mirorred'"):
         setup_distribution("mirorred")  # was "not available on the jax backend", as if it existed elsewhere
+
+
+@agnostic
+def test_auto_distribution_on_torch_with_several_gpus_says_it_trains_on_one():
+    """PyTorch has no distribution here: with 4 GPUs visible, fit trained on cuda:0 and left 3 idle without a word.
+    (No GPUs here: the notice's rule and text; setup_distribution warns it on the torch backend.)"""
+    from training.distribute import single_device_notice
+
+    assert single_device_notice("torch", 0) is None and single_device_notice("torch", 1) is None
+    assert single_device_notice("jax", 4) is None and single_device_notice("tensorflow", 4) is None  # they distribute
+    assert single_device_notice("torch", 4) == (
+        "distribution='auto': 4 CUDA devices are visible, but training.fit trains on one of them (cuda:0) on the torch "
+        "backend (Keras has no data-parallel distribution for PyTorch). To use them all, run with KERAS_BACKEND=jax "
+        "('data_parallel') or tensorflow ('mirrored'); CUDA_VISIBLE_DEVICES=0 silences this.")
 
 
 @agnostic

@@ -113,6 +113,30 @@ def check_model_input(model, ds, who) -> None:
                      f"for {w}x{h}.")
 
 
+def check_model_task(model, task, who) -> None:
+    """Refuse a model made for another task than ``task`` (``"pose"`` / ``"segmentation"``, the dataset's).
+
+    What the model is for comes from the zoo's registry (the name :func:`zoo.get` built it as, or a training run's
+    builder entry), else a training run's ``.keras`` metadata (its ``task``); a model neither says anything about is
+    left to the output-shape checks. A zoo hourglass with as many heatmaps as the masks have classes trained and
+    scored on them without a word (its heatmaps taken for class scores), an FCN scored on keypoints likewise.
+    """
+    name = getattr(model, "_zoo_name", None) or (getattr(model, "_kerazoo_builder", None) or (None,))[0]
+    made_for = None
+    if name:
+        import zoo
+
+        try:
+            made_for = zoo.get_spec(name).task or None
+        except ValueError:  # a training.models name (tiny_fcn) or a model renamed by hand: not in the registry
+            pass
+    made_for = made_for or getattr(model, "_kerazoo_task", None)
+    if made_for and made_for != task:
+        what = f"'{name}'" if name else f"'{getattr(model, 'name', model)}' (a training run's model)"
+        raise ValueError(f"{who}: {what} is a {made_for} model; the dataset is for {task}. Pick a {task} model "
+                         f"(zoo.get_spec(name).task says what each one is for).")
+
+
 class RecordDataset(_PyDataset):
     """Shared machinery: ordering, per-sample RNG, error handling and skip reporting."""
 
