@@ -13,7 +13,8 @@ Multi-worker training (``MultiWorkerMirroredStrategy``) reads the cluster from `
 
 Each worker feeds its own shard of the records (``records[i::n]``, equal batch counts on every
 worker so the collective steps line up). On JAX and PyTorch, ``distribution="auto"`` refuses a
-``TF_CONFIG`` cluster of several workers (each process would otherwise train alone into the same folder).
+``TF_CONFIG`` cluster of several workers (each process would otherwise train alone into the same folder), and on
+PyTorch it warns when several CUDA devices are visible (it trains on one).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
 
 __all__ = ["Placement", "setup_distribution", "jax_distribution", "tf_config", "worker_rank", "make_strategy",
-           "distribute_py_dataset", "tensorboard_available", "write_image_summaries", "unavailable_message"]
+           "distribute_py_dataset", "tensorboard_available", "write_image_summaries", "unavailable_message",
+           "single_device_notice"]
 
 
 _KINDS = ("auto", "none", "data_parallel", "mirrored", "multi_worker")
@@ -72,6 +75,9 @@ def setup_distribution(distribution) -> Placement:
                                  f"this process alone.")
             devices = keras.distribution.list_devices() if backend == "jax" else ()
             kind = "data_parallel" if len(devices) > 1 else "none"
+            notice = single_device_notice(backend, _torch_gpu_count() if backend == "torch" else 0)
+            if notice:
+                warnings.warn(notice, stacklevel=3)
     if kind == "none":
         return Placement()
     if backend == "tensorflow" and kind in ("mirrored", "data_parallel", "multi_worker"):
@@ -80,6 +86,22 @@ def setup_distribution(distribution) -> Placement:
     if backend == "jax" and kind in ("data_parallel", "mirrored"):
         return Placement("data_parallel", keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
     raise ValueError(unavailable_message(distribution, backend))
+
+
+def _torch_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def single_device_notice(backend, gpus) -> str | None:
+    """What ``distribution="auto"`` says on a backend without a distribution here (PyTorch) when ``gpus`` > 1 CUDA
+    devices are visible: Keras' torch backend trains on the first one, and the others idled without a word."""
+    if backend != "torch" or gpus <= 1:
+        return None
+    return (f"distribution='auto': {gpus} CUDA devices are visible, but training.fit trains on one of them (cuda:0) "
+            f"on the torch backend (Keras has no data-parallel distribution for PyTorch). To use them all, run with "
+            f"KERAS_BACKEND=jax ('data_parallel') or tensorflow ('mirrored'); CUDA_VISIBLE_DEVICES=0 silences this.")
 
 
 # What each backend accepts besides "auto"/"none" (setup_distribution above), for the refusal's advice.
