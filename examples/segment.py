@@ -121,7 +121,11 @@ def build_model(a, dataset):
     keras.utils.set_random_seed(a.seed)  # --seed fixes the initial weights too, so a rerun starts from the same model
     kwargs = {"width": a.width} if a.model in TINY else {}
     if a.weights and a.model not in TINY:
-        kwargs.update(weights=a.weights, aux=False)  # released weights have no auxiliary head
+        import zoo
+
+        kwargs["weights"] = a.weights
+        if "aux" in zoo.get_spec(a.model).defaults:  # PSPNet: released weights have no auxiliary head (FCN: no aux)
+            kwargs["aux"] = False
     model, _ = build(a.model, "segmentation", dataset, kwargs)
     if a.weights and a.model in TINY:
         model.load_weights(a.weights)

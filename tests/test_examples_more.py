@@ -218,6 +218,21 @@ def test_finetune_pose_from_a_runs_best_keras(tmp_path, capsys):
         np.testing.assert_array_equal(p, q)  # the fine-tuned weights, reloaded by name
 
 
+def test_segment_weights_for_an_fcn_pass_no_pspnet_argument(tmp_path, capsys):
+    # --model fcn32s --weights W stopped at "fcn32s() got unexpected argument(s) 'aux'" (the example gave every zoo
+    # model PSPNet's aux=False) whatever W held: a file that is no weights file shows the weights are now read
+    import h5py
+
+    from examples import segment
+
+    h5py.File(tmp_path / "other.h5", "w").close()
+    argv = ["--model", "fcn32s", "--weights", str(tmp_path / "other.h5"), "--epochs", "0", "--val-samples", "2",
+            "--num-samples", "2", "--overlays", "0", "--out", str(tmp_path / "o")]
+    assert segment.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "other.h5' is an HDF5 file but not a kerazoo weights file" in err and "aux" not in err, err
+
+
 def test_segment_weights_keras_is_the_whole_model(tmp_path, capsys):
     # --weights X.keras of a tiny model of another width than the default (--fast trains width 8): the example
     # built a width-16 model and loaded the file into it by structure ("28 objects could not be loaded")
