@@ -18,7 +18,7 @@
     python -m examples.convert_caffe pose_deploy.prototxt pose_iter_320000.caffemodel --zoo cpm \\
         --zoo-arg num_keypoints=14 --input-shape 368 368 --image person.jpg --bgr --scale 0.00390625 --mean 0.5 0.5 0.5
 
-Exit status: 0 success; 1 a verification above --tolerance (nothing saved); 2 bad input (one line).
+Exit status: 0 success; 1 a verification above --tolerance (that model is not saved); 2 bad input (one line).
 """
 
 from __future__ import annotations
@@ -127,14 +127,14 @@ def output_view(net, model):
     return None, f"the zoo model has {len(model.inputs)} inputs, the Caffe net {len(net.inputs)}"
 
 
-def verify(net, model, input_shape, tolerance, what) -> bool:
+def verify(net, model, input_shape, tolerance, what, unsaved="nothing saved") -> bool:
     """The converter CLI's OpenCV comparison; prints one line per output, False above ``tolerance``."""
     from converters.cli import _verify, _VerifyFailed
 
     try:
         _verify(net, model, input_shape, tolerance)
     except _VerifyFailed as e:
-        print(f"{PROG}: error: verification of the {what} failed: {e}; nothing saved", file=sys.stderr)
+        print(f"{PROG}: error: verification of the {what} failed: {e}; {unsaved}", file=sys.stderr)
         return False
     return True
 
@@ -195,7 +195,8 @@ def convert_zoo(a, proto, weights, net, generic, out):
             ys = [y if isinstance(y, (list, tuple)) else [y] for y in ys]
             diff = max(float(np.abs(np.asarray(p) - np.asarray(q)).max()) for p, q in zip(*ys))
             print(f"zoo model vs generic conversion: max |difference| = {diff:.2e}")
-        if not a.no_verify and not verify(net, view, (h, w), a.tolerance, f"zoo model '{a.zoo}'"):
+        if not a.no_verify and not verify(net, view, (h, w), a.tolerance, f"zoo model '{a.zoo}'",
+                                          f"{a.zoo}.keras not saved (the generic conversion, verified, is)"):
             return None
     path = atomic_save(model, out / f"{a.zoo}.keras")
     print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
