@@ -70,7 +70,8 @@ def _data_args(p):
     g.add_argument("--num-classes", type=count(2), help="synthetic-seg: classes, background included (default 4)")
     g.add_argument("--image-size", type=_size, help="synthetic: generated image size (default 64)")
     g.add_argument("--input-size", type=_size, help="network input SIZE or W,H (default: synthetic: the image "
-                                                    "size; 256 for the pose sets, 512 for segmentation: voc, rhd-seg)")
+                                                    "size; 256 for the pose sets, 512 for segmentation: voc, rhd-seg; "
+                                                    "evaluate: the model's own where it fixes one)")
     g.add_argument("--batch-size", type=count(1), default=16, help="samples per batch")
     g.add_argument("--sigma", type=real(0, above=True), default=_DATA_DEFAULTS["sigma"],
                    help=f"heatmap Gaussian sigma (heatmap px; default {_DATA_DEFAULTS['sigma']})")
@@ -238,6 +239,20 @@ def _check_model_fits_data(model, info, args) -> None:
                              f"has {n} classes{hint}")
 
 
+def _evaluation_input(model, args, records) -> tuple[int, int]:
+    """``(w, h)`` the images are cropped to: the model's fixed input size; an open axis takes ``--input-size`` (or the
+    run's, from its ``cli.json``), else the dataset's default. ``--input-size`` was ignored, and an any-size model
+    failed with "input_size must be a (w, h) pair of positive ints. Received: input_size=(None, None)"."""
+    mh, mw = model.inputs[0].shape[1:3]
+    asked = args.input_size
+    if asked and ((mw is not None and mw != asked[0]) or (mh is not None and mh != asked[1])):
+        raise ValueError(f"--input-size {asked[0]},{asked[1]} (w,h): model '{args.model}' takes "
+                         f"{'any' if mw is None else mw}x{'any' if mh is None else mh} (w x h) images; give its size "
+                         f"or leave --input-size out")
+    fallback = asked or _default_input(args, records)
+    return (int(fallback[0] if mw is None else mw), int(fallback[1] if mh is None else mh))
+
+
 def cmd_evaluate(args) -> int:
     import training.losses  # noqa: F401  (registers the training objects for load_model)
     import training.keras_metrics  # noqa: F401
@@ -286,7 +301,7 @@ def cmd_evaluate(args) -> int:
     if args.heatmap_offset is not None and info.task != "pose":
         raise ValueError(f"--heatmap-offset is for pose models (heatmaps); dataset '{args.dataset}' is "
                          f"{info.task}")
-    h, w = model.inputs[0].shape[1:3]
+    w, h = _evaluation_input(model, args, recs)
     from training.data import model_feed
 
     extra = {"normalization": norm} if norm else {}
@@ -294,14 +309,15 @@ def cmd_evaluate(args) -> int:
     _check_model_fits_data(model, info, args)
     if info.task == "pose":
         out = model.outputs[-1].shape
-        extra.update(heatmap_size=(out[2], out[1]), num_outputs=len(model.outputs),
+        # an any-size model's heatmaps: evaluate decodes the maps it gets (the dataset's size is for targets only)
+        extra.update(heatmap_size=(out[2], out[1]) if None not in out[1:3] else (w, h), num_outputs=len(model.outputs),
                      background=out[-1] == info.num_keypoints + 1,
                      # CPM: the run's centre map (a Python fit() may have fed another sigma), else the command's 21
                      center_map_sigma=(getattr(model, "_kerazoo_center_map_sigma", None) or 21.0)
                      if len(model.inputs) == 2 else None)
     else:
         out = model.outputs[0].shape
-        extra.update(label_size=(out[2], out[1]), num_outputs=len(model.outputs))
+        extra.update(label_size=(out[2], out[1]) if None not in out[1:3] else None, num_outputs=len(model.outputs))
     ds = _make_dataset(info, recs, args, train=False, input_size=(w, h), extra=extra)
     names = info.keypoint_names if info.task == "pose" else info.class_names
     if info.task == "pose" and info.name == "mpii":

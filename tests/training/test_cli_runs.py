@@ -200,6 +200,29 @@ def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, tiny, cap
     assert main(["evaluate", "--model", str(seg), "--dataset", "synthetic-seg", "--num-classes", "3", *common]) == 0
 
 
+def test_evaluate_input_size_is_an_any_size_models_and_refused_against_a_fixed_one(tmp_path, tiny, capsys):
+    # --input-size was ignored (the model's input shape was taken as the crop size): an any-size model failed with
+    # "input_size must be a (w, h) pair of positive ints. Received: input_size=(None, None)"
+    import csv
+
+    from tests.training.helpers import tiny_seg_model
+
+    free = tmp_path / "free.keras"
+    tiny_seg_model(None, classes=4).save(free)
+    common = ["--dataset", "synthetic-seg", "--val-samples", "2", "--image-size", "40", "--batch-size", "2",
+              "--resolution", "input"]
+    assert main(["evaluate", "--model", str(free), *common, "--input-size", "24,16", "--out", str(tmp_path / "e")]) == 0
+    with open(tmp_path / "e" / "predictions.csv") as f:
+        # the square 40 px images letterboxed into 24x16: 16x16 label pixels each, the rest padding (ignored)
+        assert {r["valid_pixels"] for r in csv.DictReader(f)} == {str(16 * 16)}
+    assert main(["evaluate", "--model", str(free), *common]) == 0  # synthetic's default: the image size
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tiny), "--dataset", "synthetic", "--num-keypoints", "4",
+                 "--input-size", "48"]) == 2
+    assert capsys.readouterr().err == (f"python -m training evaluate: error: --input-size 48,48 (w,h): model '{tiny}' "
+                                       f"takes 32x32 (w x h) images; give its size or leave --input-size out\n")
+
+
 def test_evaluate_decodes_in_the_runs_heatmap_convention(tmp_path, capsys):
     """A run fitted on HeatmapDataset(heatmap_offset=1.5) puts heatmap pixel g at input px 4g + 1.5, and on
     BGR / 256 - 0.5 input: evaluate --model RUN/best.keras decoded it at 4g (0) on pixels / 255 (only --run gave
