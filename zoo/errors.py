@@ -1,6 +1,6 @@
 """Exceptions raised by the zoo. Each message names the file, layer or argument at fault."""
 
-__all__ = ["ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError", "one_line"]
+__all__ = ["ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError", "ExportError", "one_line"]
 
 import re
 
@@ -19,6 +19,10 @@ class WeightsMismatchError(ZooError, ValueError):
 
 class InputShapeError(ZooError, ValueError):
     """An input shape a model cannot take (too small, wrong rank or channel count)."""
+
+
+class ExportError(ZooError, ValueError):
+    """The model cannot be exported as asked, or the artifact's outputs differ from the model's (``zoo.export``)."""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
