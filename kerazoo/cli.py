@@ -163,6 +163,7 @@ BASE_SIZE_HELP = ("segmentation, a fixed-size model: PSPNet's own multi-scale te
 
 
 # --heatmap-offset of predict and evaluate: pose models only (classifiers and masks have no heatmaps)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what predict takes from a folder
 HEATMAP_OFFSET_HELP = ("pose: input px where the centre of heatmap pixel 0 lies (pixel g at g * stride + PX); "
                        "default: the weights record's (a training run's config.json; the CPM releases 3.5, "
                        "hourglass:mpii 1.5), else 0 (training's convention). A converted .keras has no record: "
@@ -339,18 +340,25 @@ def build_parser():
     s.add_argument("file")
     s.add_argument("--values", metavar="NAME", help="print the values of one tensor")
     s.add_argument("--max-values", type=count(0), default=200, help="numpy print threshold")
-    s = sub.add_parser("predict", help="run a model on an image and write an overlay PNG",
-                       description="Run NAME on IMAGE. Classifiers print their top-5 classes (names from the "
+    s = sub.add_parser("predict", help="run a model on images and write overlay PNGs",
+                       description="Run NAME on each IMAGE. Classifiers print their top-5 classes (names from the "
                                    "weights record, else indices) and draw them on the picture; segmentation "
-                                   "models draw a mask overlay, pose models their keypoints.")
+                                   "models draw a mask overlay, pose models their keypoints. The model is loaded "
+                                   "once for all the images; with several (or a folder) each one's lines follow "
+                                   "its name, an unreadable file is skipped (exit status 1 at the end), and an "
+                                   "--out folder also gets predictions.csv (keypoints: image, joint, name, x, y; "
+                                   "classes: image, rank, label, probability).")
     s.add_argument("name", help="registered model (NAME or NAME:TAG); with a .keras --weights it only says "
                                 "what the output is (classes, mask or keypoints)")
-    s.add_argument("image")
+    s.add_argument("image", nargs="+", metavar="IMAGE",
+                   help="an image file, or a folder: its " + ", ".join(IMAGE_SUFFIXES) + " files in name order "
+                        "(not its subfolders; earlier .pred.png pictures left out)")
     s.add_argument("--weights", required=True,
                    help="a tag, a zoo .h5 (the architecture comes from its record), .weights.h5, .caffemodel, "
                         ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")
-    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png); an existing folder (or a path ending "
-                                 "in /) gets IMAGE_STEM.pred.png inside it")
+    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png beside each image); an existing folder (or "
+                                 "a path ending in /; with several images any name without .png) gets "
+                                 "IMAGE_STEM.pred.png inside it")
     s.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="builder argument, repeatable, for weights that do not give the architecture (a Keras "
                         ".weights.h5: e.g. stacks=2, stride_in_3x3=True)")
@@ -410,7 +418,7 @@ def main(argv=None) -> int:
                 tensorflow_notices_held_back(tensorflow=args.command == "export"):
             from zoo import cli as commands  # Keras from here on
 
-        getattr(commands, f"_cmd_{args.command}")(args)
+        status = getattr(commands, f"_cmd_{args.command}")(args)  # None: done (predict: 1 if images were unread)
     except Exception as e:
         from zoo.errors import ZooError, one_line
 
@@ -427,7 +435,7 @@ def main(argv=None) -> int:
             raise
         print(f"kerazoo {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 def convert_main() -> int:

@@ -460,6 +460,60 @@ def test_predict_classifier_keras_model_and_out_folder(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_predict_a_folder_and_several_images_with_one_model_load(tmp_path):
+    """kerazoo predict took one image: a folder of them meant loading the model once per image. Now IMAGE repeats
+    and a folder gives its images; an unreadable one is skipped (status 1), and an --out folder gets the keypoints of
+    all in predictions.csv, each row what that image's own run prints."""
+    import csv
+
+    import cv2
+
+    import zoo
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name, shape in (("b.png", (40, 52, 3)), ("a.jpg", (48, 40, 3))):
+        cv2.imwrite(str(folder / name), rng.integers(0, 256, shape).astype("uint8"))
+    (folder / "c.png").write_bytes(b"not a png")  # unreadable: skipped, named, status 1
+    (folder / "a.pred.png").write_bytes(b"an earlier run's picture")  # not an input
+    (folder / "notes.txt").write_text("not an image")
+    hg = zoo.get("hourglass", stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3))
+    zoo.save_weights(hg, tmp_path / "hg.h5", zoo.WeightsRecord(keypoint_names=("w", "x", "y", "z"), scale=1 / 255.0))
+    out = tmp_path / "out"
+    r = kerazoo_here("predict", "hourglass", folder, "--weights", tmp_path / "hg.h5", "--out", out)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [f"kerazoo predict: cannot read image '{folder / 'c.png'}' (skipped)",
+                                     "kerazoo predict: 1 of 3 images could not be read"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.pred.png", "b.pred.png", "predictions.csv"]
+    assert cv2.imread(str(out / "a.pred.png")).shape == (48, 40, 3)  # each image's own size
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(q["image"], q["name"]) for q in rows] == [(str(folder / i), n) for i in ("a.jpg", "b.png") for n in "wxyz"]
+    for image in ("a.jpg", "b.png"):  # the same numbers as a run on that image alone
+        alone = kerazoo_here("predict", "hourglass", folder / image, "--weights", tmp_path / "hg.h5", "--out",
+                             tmp_path / f"{image}.png")
+        assert alone.returncode == 0, alone.stderr
+        printed = [l.split() for l in alone.stdout.splitlines() if not l.startswith("wrote ")]
+        assert [[q["x"], q["y"], q["name"]] for q in rows if q["image"].endswith(image)] == printed
+        assert f"{folder / image}:" in r.stdout
+    # files given one by one are a batch too; without --out each picture goes beside its image
+    r = kerazoo_here("predict", "hourglass", folder / "a.jpg", folder / "b.png", "--weights", tmp_path / "hg.h5")
+    assert r.returncode == 0 and (folder / "b.pred.png").exists(), r.stderr
+    # checked before the model is loaded
+    assert _one_line_error(kerazoo_here("predict", "hourglass", folder, "--weights", "w.h5", "--out", "o.png")) == (
+        "kerazoo predict: error: --out 'o.png': 3 images need a folder (an existing one, or a new name without .png)")
+    (tmp_path / "more").mkdir()
+    cv2.imwrite(str(tmp_path / "more" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    assert "'a.pred.png'; predict them into different folders" in _one_line_error(kerazoo_here(
+        "predict", "hourglass", folder / "a.jpg", tmp_path / "more", "--weights", "w.h5", "--out", out))
+    assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "out2", "--weights", "w.h5")) == (
+        f"kerazoo predict: error: cannot read image '{tmp_path / 'out2'}'")
+    (tmp_path / "empty").mkdir()
+    assert "a folder without image files (.jpg, .jpeg, .png" in _one_line_error(kerazoo_here(
+        "predict", "hourglass", tmp_path / "empty", "--weights", "w.h5"))
+
+
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     """The file's own depth and channels reach predict: a float32 TIFF was "cannot read image" and a 16-bit PNG
     was cut to its top 8 bits (v >> 8, not predict's v / 257 rounded). A classifier's picture is the image

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 
 # the command line's helpers, also imported from here by older code
 from kerazoo.cli import (  # noqa: F401
-    CLIError, HelpFormatter, Parser, blocked_by_file, build_parser, count, main, name_value,
+    IMAGE_SUFFIXES, CLIError, HelpFormatter, Parser, blocked_by_file, build_parser, count, main, name_value,
 )
 from zoo.errors import one_line  # noqa: F401
 
@@ -159,13 +160,36 @@ def _cmd_inspect(args):
         print(f"total: {total:,} values")
 
 
-def _predict_target(args) -> Path:
+def _predict_images(args) -> tuple[list[Path], bool]:
+    """The IMAGE arguments as files, and whether they are a batch (several, or a folder's).
+
+    A folder gives its image files (by suffix, in name order, not its subfolders), leaving out the ``.pred.png``
+    pictures an earlier run wrote beside them.
+    """
+    files, batch = [], len(args.image) > 1
+    for arg in args.image:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(q for q in path.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+                           and not q.name.lower().endswith(".pred.png"))
+            if not found:
+                raise CLIError(f"{arg!r}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+            batch = True
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CLIError(f"cannot read image {arg!r}")
+    return files, batch
+
+
+def _predict_target(args, image: Path) -> Path:
     """``--out`` as given; in a folder (existing, or written with a trailing slash): IMAGE_STEM.pred.png."""
     if not args.out:
-        return Path(args.image).with_suffix(".pred.png")
+        return Path(image).with_suffix(".pred.png")
     out = Path(args.out)
     if out.is_dir() or args.out.endswith(("/", os.sep)):
-        out = out / f"{Path(args.image).stem}.pred.png"
+        out = out / f"{Path(image).stem}.pred.png"
     elif out.suffix.lower() != ".png":  # the picture is PNG-encoded whatever the name says
         raise CLIError(f"--out '{out}': expected a file name ending in .png, or a folder")
     blocker = blocked_by_file(out)
@@ -174,81 +198,144 @@ def _predict_target(args) -> Path:
     return out
 
 
-def _cmd_predict(args):
-    import cv2
+def _predict_targets(args, images: list[Path], batch: bool) -> list[Path]:
+    """Where each image's picture goes: one image as :func:`_predict_target`; a batch into the ``--out`` folder
+    (made if missing), else beside each image. Checked before the model is loaded."""
+    if not batch:
+        return [_predict_target(args, images[0])]
+    if not args.out:
+        return [p.with_suffix(".pred.png") for p in images]
+    out = Path(args.out)
+    if out.suffix.lower() == ".png" or (out.exists() and not out.is_dir()):
+        raise CLIError(f"--out '{out}': {len(images)} images need a folder (an existing one, or a new name without "
+                       f".png)")
+    blocker = blocked_by_file(out / "x")
+    if blocker is not None:
+        raise CLIError(f"--out '{out}': '{blocker}' is a file, expected a folder there")
+    targets, seen = [], {}
+    for image in images:
+        target = out / f"{image.stem}.pred.png"
+        if target in seen:  # a.jpg and a.png, or two folders' a.jpg: the second picture would replace the first
+            raise CLIError(f"--out '{out}': '{seen[target]}' and '{image}' would both be written to '{target.name}'; "
+                           f"predict them into different folders")
+        seen[target] = image
+        targets.append(target)
+    return targets
 
-    import zoo
-    from zoo.errors import ZooError
+
+def _read_image(path: Path):
+    """The file at its own depth and channels as predict takes it (RGB, grey or 16-bit/float), or ``None``."""
+    import cv2
+    from cv2.utils import logging as cv_log
 
     # depth and channel count as stored (IMREAD_COLOR cut 16-bit to 8 and refused float TIFFs): grey comes as
     # (H, W), colour as BGR with any alpha dropped, as predict drops it; not IMREAD_UNCHANGED, which would
     # also skip the EXIF orientation (a phone's portrait JPEG would be predicted on its side)
-    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-    image = None
-    if Path(args.image).is_file():
-        from cv2.utils import logging as cv_log
-
-        level = cv_log.getLogLevel()
-        cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)  # a broken file is our one-line error, not OpenCV's notices too
-        try:
-            image = cv2.imread(args.image, flags)
-        finally:
-            cv_log.setLogLevel(level)
-    if image is None:
-        raise CLIError(f"cannot read image {args.image!r}")
-    if image.ndim == 3:
-        image = image[..., ::-1]  # BGR -> RGB
-    target = _predict_target(args)
+    level = cv_log.getLogLevel()
+    cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)  # a broken file is our one-line error, not OpenCV's notices too
     try:
-        if Path(args.weights).suffix.lower() == ".keras":  # a whole model: load it, don't rebuild the default one
-            if args.model_arg:
-                raise CLIError(f"--model-arg is for weights that do not give the architecture; {args.weights!r} "
-                               f"is a whole model, loaded as it is")
-            from training.models import _run_metadata
+        image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    finally:
+        cv_log.setLogLevel(level)
+    if image is not None and image.ndim == 3:
+        image = image[..., ::-1]  # BGR -> RGB
+    return image
 
-            model = zoo.load_keras_model(args.weights)
-            # a run's checkpoint: its input convention and heatmap offset (config.json) as the model's record; the
-            # offset was left at 0, off the run's own targets by the offset it trained with
-            _run_metadata(model, args.weights)
-        else:
-            model = zoo.get(args.name, weights=args.weights, **dict(args.model_arg))
+
+def _load_predict_model(args):
+    import zoo
+
+    if Path(args.weights).suffix.lower() == ".keras":  # a whole model: load it, don't rebuild the default one
+        if args.model_arg:
+            raise CLIError(f"--model-arg is for weights that do not give the architecture; {args.weights!r} "
+                           f"is a whole model, loaded as it is")
+        from training.models import _run_metadata
+
+        model = zoo.load_keras_model(args.weights)
+        # a run's checkpoint: its input convention and heatmap offset (config.json) as the model's record; the
+        # offset was left at 0, off the run's own targets by the offset it trained with
+        _run_metadata(model, args.weights)
+    else:
+        model = zoo.get(args.name, weights=args.weights, **dict(args.model_arg))
+    if args.winograd:
+        model = zoo.optimize_for_inference(model, verbose=True)
+    return model
+
+
+def _predict_one(model, record, image, args):
+    """``inference.predict`` with the command's options; its errors about an option name the option."""
+    from training import inference
+
+    try:
+        return inference.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
+                                 scales=args.scales, flip=args.flip, base_size=args.base_size)
+    except ValueError as e:  # predict's own words name its argument, not the option
+        for prefix, option in (("predict: scales are for pose", "--scales"),
+                               ("predict: flip is for pose", "--flip")):
+            if str(e).startswith(prefix):
+                raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
+                               f"classification") from None
+        if str(e).startswith(("predict: base_size is PSPNet's", "predict: heatmap_offset is for pose")):
+            option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"
+            rest = str(e).split(" ", 2)[2].split(" Received")[0].rstrip(".")  # "is ...; NAME is/gives ..."
+            raise CLIError(f"{option} {rest}") from None
+        if str(e).startswith("predict: scales=") and " make canvases " in str(e):  # too large for memory
+            raise CLIError(f"--scales {str(e)[len('predict: scales='):]}") from None
+        if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
+            raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
+                           f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
+                           f"data's, if that data had any)") from None
+        raise
+
+
+def _cmd_predict(args):
+    import zoo
+    from zoo.errors import ZooError
+
+    images, batch = _predict_images(args)
+    first = _read_image(images[0]) if not batch else None
+    if not batch and first is None:
+        raise CLIError(f"cannot read image {args.image[0]!r}")
+    targets = _predict_targets(args, images, batch)
+    rows, unread = [], []
+    try:
+        model = _load_predict_model(args)
         record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
-        if args.winograd:
-            model = zoo.optimize_for_inference(model, verbose=True)
-        from training import inference, visualize
+        from training import visualize
 
-        try:
-            pred = inference.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
-                                     scales=args.scales, flip=args.flip, base_size=args.base_size)
-        except ValueError as e:  # predict's own words name its argument, not the option
-            for prefix, option in (("predict: scales are for pose", "--scales"),
-                                   ("predict: flip is for pose", "--flip")):
-                if str(e).startswith(prefix):
-                    raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
-                                   f"classification") from None
-            if str(e).startswith(("predict: base_size is PSPNet's", "predict: heatmap_offset is for pose")):
-                option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"
-                rest = str(e).split(" ", 2)[2].split(" Received")[0].rstrip(".")  # "is ...; NAME is/gives ..."
-                raise CLIError(f"{option} {rest}") from None
-            if str(e).startswith("predict: scales=") and " make canvases " in str(e):  # too large for memory
-                raise CLIError(f"--scales {str(e)[len('predict: scales='):]}") from None
-            if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
-                raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
-                               f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
-                               f"data's, if that data had any)") from None
-            raise
-        for label, p in pred.top:
-            print(f"{p:8.4f}  {label}")
-        if pred.keypoints is not None:  # x, y in the image's pixels; nan: no keypoint found
-            names = record.keypoint_names if record is not None else ()
-            names = names if names and len(names) == len(pred.keypoints) else [f"joint {j}" for j in
-                                                                                range(len(pred.keypoints))]
-            for (x, y), label in zip(pred.keypoints, names):
-                print(f"{x:9.2f} {y:9.2f}  {label}")
-        visualize.write_png(target, pred.picture)
+        for image_path, target in zip(images, targets):
+            image = first if first is not None else _read_image(image_path)
+            if image is None:  # one unreadable file does not stop a folder's run; the status says so at the end
+                print(f"kerazoo predict: cannot read image '{image_path}' (skipped)", file=sys.stderr)
+                unread.append(image_path)
+                continue
+            pred = _predict_one(model, record, image, args)
+            if batch:
+                print(f"{image_path}:")
+            for rank, (label, p) in enumerate(pred.top, 1):
+                print(f"{p:8.4f}  {label}")
+                rows.append((str(image_path), rank, label, f"{p:.6g}"))
+            if pred.keypoints is not None:  # x, y in the image's pixels; nan: no keypoint found
+                names = record.keypoint_names if record is not None else ()
+                names = names if names and len(names) == len(pred.keypoints) else \
+                    [f"joint {j}" for j in range(len(pred.keypoints))]
+                for j, ((x, y), label) in enumerate(zip(pred.keypoints, names)):
+                    print(f"{x:9.2f} {y:9.2f}  {label}")
+                    rows.append((str(image_path), j, label, f"{x:.2f}", f"{y:.2f}"))
+            visualize.write_png(target, pred.picture)
+            print(f"wrote {target}")
+        if batch and args.out and rows:
+            from training.evaluation import _write_csv
+
+            header = ("image", "rank", "label", "probability") if len(rows[0]) == 4 else \
+                ("image", "joint", "name", "x", "y")
+            print(f"wrote {_write_csv(Path(args.out) / 'predictions.csv', header, rows)}")
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
         raise CLIError(one_line(e)) from None
-    print(f"wrote {target}")
+    if unread:
+        print(f"kerazoo predict: {len(unread)} of {len(images)} images could not be read", file=sys.stderr)
+        return 1
+    return None
 
 
 def _cmd_export(args):
