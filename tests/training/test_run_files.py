@@ -212,3 +212,30 @@ def test_save_model_keeps_what_zoo_get_built(tmp_path):
     for a, b in zip(again.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_a_jax_run_does_not_import_tensorflow_to_save_its_checkpoints(tmp_path):
+    """Keras' serializer imported TensorFlow (installed with kerazoo) at a JAX run's first checkpoint, to ask whether
+    each object was a tf.TensorShape: 1-1.5 s, its memory, and its start-up notices in the middle of epoch 1."""
+    from tests.training.helpers import run_python
+
+    code = f"""
+import sys
+from tests.training.helpers import tiny_pose_model
+import zoo
+from training import fit
+from training.data import HeatmapDataset
+from training.datasets.synthetic import synthetic_pose
+
+data = HeatmapDataset(synthetic_pose(8, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                      heatmap_size=(8, 8), sigma=1.0, flip_pairs=())
+run = fit(tiny_pose_model(32, 4), data, data, epochs=1, out_dir={str(tmp_path / "run")!r}, verbose=0)
+zoo.save_model(run.model, {str(tmp_path / "copy.keras")!r})
+again = zoo.load_keras_model({str(tmp_path / "copy.keras")!r})
+assert again.count_params() == run.model.count_params()
+print("TENSORFLOW", "tensorflow" in sys.modules)
+"""
+    proc = run_python(code, env={"KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TENSORFLOW False" in proc.stdout, proc.stdout
+    assert (tmp_path / "run" / "best.keras").exists() and (tmp_path / "run" / "final.keras").exists()
