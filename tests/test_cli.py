@@ -514,6 +514,35 @@ def test_predict_a_folder_and_several_images_with_one_model_load(tmp_path):
         "predict", "hourglass", tmp_path / "empty", "--weights", "w.h5"))
 
 
+def test_predict_several_images_never_write_one_picture_twice_and_a_file_named_twice_runs_once(tmp_path):
+    """Without --out a batch's pictures go beside the images: a.jpg's and a.png's are both a.pred.png, and the
+    second replaced the first without a word (an --out folder refused the pair). A file named twice (a folder and
+    one of its files, or ./x and x) was refused with --out ("'a.jpg' and 'a.jpg' would both be written ...;
+    predict them into different folders") and predicted twice without it; it is predicted once."""
+    import cv2
+
+    import zoo
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("a.jpg", "a.png", "b.png"):
+        cv2.imwrite(str(folder / name), np.full((40, 40, 3), 128, np.uint8))
+    hg = zoo.get("hourglass", stacks=1, num_keypoints=2, features=16, input_shape=(64, 64, 3))
+    zoo.save_weights(hg, tmp_path / "hg.h5", zoo.WeightsRecord(keypoint_names=("l", "r"), scale=1 / 255.0))
+    assert _one_line_error(kerazoo_here("predict", "hourglass", folder, "--weights", tmp_path / "hg.h5")) == (
+        f"kerazoo predict: error: '{folder / 'a.jpg'}' and '{folder / 'a.png'}' would both be written to "
+        f"'{folder / 'a.pred.png'}'; give --out folders to predict them into different ones")
+    assert not (folder / "a.pred.png").exists()  # refused before anything was written
+    os.remove(folder / "a.png")
+    out = tmp_path / "out"
+    for extra in ((), ("--out", out)):
+        r = kerazoo_here("predict", "hourglass", folder, folder / "a.jpg", folder / ".." / "imgs" / "b.png",
+                         "--weights", tmp_path / "hg.h5", *extra)
+        assert r.returncode == 0, r.stderr
+        assert [l for l in r.stdout.splitlines() if l.endswith(":")] == [f"{folder / 'a.jpg'}:", f"{folder / 'b.png'}:"]
+    assert (out / "predictions.csv").read_text().count("a.jpg") == 2  # its two keypoints, once
+
+
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     """The file's own depth and channels reach predict: a float32 TIFF was "cannot read image" and a 16-bit PNG
     was cut to its top 8 bits (v >> 8, not predict's v / 257 rounded). A classifier's picture is the image

@@ -164,7 +164,8 @@ def _predict_images(args) -> tuple[list[Path], bool]:
     """The IMAGE arguments as files, and whether they are a batch (several, or a folder's).
 
     A folder gives its image files (by suffix, in name order, not its subfolders), leaving out the ``.pred.png``
-    pictures an earlier run wrote beside them.
+    pictures an earlier run wrote beside them. A file named twice (a folder and one of its files, ``./x`` and ``x``)
+    is predicted once, where it is first named.
     """
     files, batch = [], len(args.image) > 1
     for arg in args.image:
@@ -180,7 +181,10 @@ def _predict_images(args) -> tuple[list[Path], bool]:
             files.append(path)
         else:
             raise CLIError(f"cannot read image {arg!r}")
-    return files, batch
+    named = {}  # absolute path -> the file as first named
+    for f in files:
+        named.setdefault(os.path.abspath(f), f)
+    return list(named.values()), batch
 
 
 def _predict_target(args, image: Path) -> Path:
@@ -204,22 +208,28 @@ def _predict_targets(args, images: list[Path], batch: bool) -> list[Path]:
     if not batch:
         return [_predict_target(args, images[0])]
     if not args.out:
-        return [p.with_suffix(".pred.png") for p in images]
-    out = Path(args.out)
-    if out.suffix.lower() == ".png" or (out.exists() and not out.is_dir()):
-        raise CLIError(f"--out '{out}': {len(images)} images need a folder (an existing one, or a new name without "
-                       f".png)")
-    blocker = blocked_by_file(out / "x")
-    if blocker is not None:
-        raise CLIError(f"--out '{out}': '{blocker}' is a file, expected a folder there")
-    targets, seen = [], {}
-    for image in images:
-        target = out / f"{image.stem}.pred.png"
-        if target in seen:  # a.jpg and a.png, or two folders' a.jpg: the second picture would replace the first
-            raise CLIError(f"--out '{out}': '{seen[target]}' and '{image}' would both be written to '{target.name}'; "
-                           f"predict them into different folders")
-        seen[target] = image
-        targets.append(target)
+        targets = [p.with_suffix(".pred.png") for p in images]
+    else:
+        out = Path(args.out)
+        if out.suffix.lower() == ".png" or (out.exists() and not out.is_dir()):
+            raise CLIError(f"--out '{out}': {len(images)} images need a folder (an existing one, or a new name "
+                           f"without .png)")
+        blocker = blocked_by_file(out / "x")
+        if blocker is not None:
+            raise CLIError(f"--out '{out}': '{blocker}' is a file, expected a folder there")
+        targets = [out / f"{image.stem}.pred.png" for image in images]
+    seen = {}
+    for image, target in zip(images, targets):
+        # a.jpg and a.png (beside them or in --out), or two folders' a.jpg in --out: the second picture would
+        # replace the first
+        if os.path.abspath(target) in seen:
+            first = seen[os.path.abspath(target)]
+            if args.out:
+                raise CLIError(f"--out '{args.out}': '{first}' and '{image}' would both be written to "
+                               f"'{target.name}'; predict them into different folders")
+            raise CLIError(f"'{first}' and '{image}' would both be written to '{target}'; give --out folders to "
+                           f"predict them into different ones")
+        seen[os.path.abspath(target)] = image
     return targets
 
 
