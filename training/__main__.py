@@ -239,12 +239,13 @@ def _check_model_fits_data(model, info, args) -> None:
                              f"has {n} classes{hint}")
 
 
-def _evaluation_input(model, args, records) -> tuple[int, int]:
+def _evaluation_input(model, args, records, asked) -> tuple[int, int]:
     """``(w, h)`` the images are cropped to: the model's fixed input size; an open axis takes ``--input-size`` (or the
-    run's, from its ``cli.json``), else the dataset's default. ``--input-size`` was ignored, and an any-size model
-    failed with "input_size must be a (w, h) pair of positive ints. Received: input_size=(None, None)"."""
+    run's, from its ``cli.json``: ``args.input_size``), else the dataset's default. ``--input-size`` was ignored, and an
+    any-size model failed with "input_size must be a (w, h) pair of positive ints. Received: input_size=(None, None)".
+    ``asked``: the command's own ``--input-size``, refused where the model fixes another size; the run's only fills
+    open axes (``--run RUN --model`` a model of another size takes that model's)."""
     mh, mw = model.inputs[0].shape[1:3]
-    asked = args.input_size
     if asked and ((mw is not None and mw != asked[0]) or (mh is not None and mh != asked[1])):
         raise ValueError(f"--input-size {asked[0]},{asked[1]} (w,h): model '{args.model}' takes "
                          f"{'any' if mw is None else mw}x{'any' if mh is None else mh} (w x h) images; give its size "
@@ -261,6 +262,7 @@ def cmd_evaluate(args) -> int:
     from training.evaluation import evaluate
 
     norm = None
+    asked_input = args.input_size  # the command's own, before the run's cli.json fills it
     if args.run:
         run = Path(args.run)
         if not args.model and not any((run / f).exists() for f in ("best.keras", "final.keras")):
@@ -301,7 +303,7 @@ def cmd_evaluate(args) -> int:
     if args.heatmap_offset is not None and info.task != "pose":
         raise ValueError(f"--heatmap-offset is for pose models (heatmaps); dataset '{args.dataset}' is "
                          f"{info.task}")
-    w, h = _evaluation_input(model, args, recs)
+    w, h = _evaluation_input(model, args, recs, asked_input)
     from training.data import model_feed
 
     extra = {"normalization": norm} if norm else {}

@@ -223,6 +223,23 @@ def test_evaluate_input_size_is_an_any_size_models_and_refused_against_a_fixed_o
                                        f"takes 32x32 (w x h) images; give its size or leave --input-size out\n")
 
 
+def test_evaluate_run_with_another_fixed_size_model_takes_the_models_size(tmp_path, tiny, capsys):
+    # the run's cli.json --input-size 32 fills what the command leaves out, so --run RUN --model (a 48 px model) was
+    # refused as if it had been typed: "--input-size 32,32 (w,h): model ... takes 48x48 (w x h) images; ... leave
+    # --input-size out" (it was left out; before --input-size was read here the model's size was taken)
+    from tests.training.helpers import tiny_pose_model
+
+    other = tmp_path / "tiny48.keras"
+    tiny_pose_model(48, 4, outputs=2).save(other)
+    run = tmp_path / "run"
+    assert main(_train(tiny, run) + ["--input-size", "32"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--model", str(other), "--out", str(tmp_path / "e")]) == 0, \
+        capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run), "--model", str(other), "--input-size", "32"]) == 2  # typed: refused
+    assert "--input-size 32,32 (w,h): model" in capsys.readouterr().err
+
+
 def test_evaluate_decodes_in_the_runs_heatmap_convention(tmp_path, capsys):
     """A run fitted on HeatmapDataset(heatmap_offset=1.5) puts heatmap pixel g at input px 4g + 1.5, and on
     BGR / 256 - 0.5 input: evaluate --model RUN/best.keras decoded it at 4g (0) on pixels / 255 (only --run gave
