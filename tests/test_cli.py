@@ -541,6 +541,12 @@ def test_predict_several_images_never_write_one_picture_twice_and_a_file_named_t
         assert r.returncode == 0, r.stderr
         assert [l for l in r.stdout.splitlines() if l.endswith(":")] == [f"{folder / 'a.jpg'}:", f"{folder / 'b.png'}:"]
     assert (out / "predictions.csv").read_text().count("a.jpg") == 2  # its two keypoints, once
+    (tmp_path / "one").mkdir()  # a folder of one image is a batch too: said so, not "1 images need a folder"
+    cv2.imwrite(str(tmp_path / "one" / "c.png"), np.zeros((8, 8, 3), np.uint8))
+    assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "one", "--weights", "w.h5", "--out",
+                                        "o.png")) == (
+        "kerazoo predict: error: --out 'o.png': a folder's images need a folder (an existing one, or a new name "
+        "without .png)")
 
 
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):

@@ -212,8 +212,8 @@ def _predict_targets(args, images: list[Path], batch: bool) -> list[Path]:
     else:
         out = Path(args.out)
         if out.suffix.lower() == ".png" or (out.exists() and not out.is_dir()):
-            raise CLIError(f"--out '{out}': {len(images)} images need a folder (an existing one, or a new name "
-                           f"without .png)")
+            what = f"{len(images)} images" if len(images) > 1 else "a folder's images"  # not "1 images"
+            raise CLIError(f"--out '{out}': {what} need a folder (an existing one, or a new name without .png)")
         blocker = blocked_by_file(out / "x")
         if blocker is not None:
             raise CLIError(f"--out '{out}': '{blocker}' is a file, expected a folder there")
