@@ -141,8 +141,25 @@ def _skeleton(record, k):
     return known.get(names, ())  # an unknown order: no limbs rather than another dataset's
 
 
+def _check_box(box, padding):
+    """``box`` as 4 floats x1 < x2, y1 < y2 (image px) and ``padding`` as a float > 0, or a ValueError naming them."""
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+        ok = b.size == 4 and bool(np.isfinite(b).all()) and b[2] > b[0] and b[3] > b[1]
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"predict: box must be (x1, y1, x2, y2) image px with x1 < x2 and y1 < y2 (a person's or "
+                         f"hand's box). Received: box={box!r}")
+    ok = isinstance(padding, (int, float, np.integer, np.floating)) and not isinstance(padding, bool)
+    if not (ok and np.isfinite(padding) and padding > 0):
+        raise ValueError(f"predict: box_padding must be a number > 0 (the crop's side over the box's). "
+                         f"Received: box_padding={padding!r}")
+    return b, float(padding)
+
+
 def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,),
-            flip=False, task=None, base_size=None) -> Prediction:
+            flip=False, task=None, base_size=None, box=None, box_padding=1.25) -> Prediction:
     """Run ``model`` on one RGB image and draw the prediction on it, at the image's own size.
 
     What the output is comes from the zoo's registry (``name``, default the name ``zoo.get``
@@ -184,14 +201,21 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     padded at the bottom/right with the mean up to the input, input-sized windows 2/3 apart, ``flip`` summing
     each window's logits with its mirror's; the releases' is their record's ``eval_base_size`` (512, Cityscapes 2048).
 
+    ``box`` (pose models of a fixed input size): ``(x1, y1, x2, y2)`` image px of the person (or hand) to
+    estimate, as a detector or an annotation gives it: the crop is centred on the box, its side the box's longer
+    side (at the input's aspect) times ``box_padding`` (1.25, MMPose's top-down default; pose-hg-train's and HRNet's
+    MPII crops are the person scale's 200 px x 1.25 too), padded as the letterbox is; without it the whole image is
+    the crop (one centred person). ``scales`` then divide that crop about the box centre. The box is drawn.
+
     ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
     (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
 
     Raises:
         ValueError: an output that does not fit the task (e.g. a classifier without its top), an image
             of another shape, ``top_k`` not an integer >= 1, ``scales`` or ``flip`` for a classifier,
-            ``heatmap_offset`` for a model that is not a pose model, or ``flip`` for a pose model whose record has
-            no ``flip_pairs``.
+            ``heatmap_offset`` for a model that is not a pose model, ``flip`` for a pose model whose record has
+            no ``flip_pairs``, or a ``box`` that is not four numbers x1 < x2, y1 < y2, or for a model that is not
+            a pose model of a fixed input size.
     """
     import zoo
     from zoo.records import check_record_arg
@@ -213,6 +237,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"predict: top_k must be an integer >= 1 (how many classes a classifier lists). "
                          f"Received: top_k={top_k!r}")
+    if box is not None:
+        box, box_padding = _check_box(box, box_padding)
     image = _rgb_uint8(image_rgb)
     H, W = image.shape[:2]
     inputs = model.inputs
@@ -222,16 +248,24 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
                          f"registry, else the output's shape). Received: task={task!r}")
     registered, family = _registry_task(model, name)
     task = task or registered or getattr(model, "_kerazoo_task", None)
+    if box is not None and (task not in (None, "pose") or None in tuple(inputs[0].shape[1:3])):
+        what = f"gives {task}" if task not in (None, "pose") else f"takes inputs of any size {tuple(inputs[0].shape[1:3])}"
+        raise ValueError(f"predict: box is for pose models of a fixed input size (the box's crop is resized to it); "
+                         f"{name or model.name} {what}. Received: box={tuple(box)}")
     mat = img = None
     if task == "classification":  # ImageNet's single-crop evaluation: shorter side to 256/224 of the crop, centre crop
         img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image
-    elif (h, w) == (H, W):  # the image is the input (a fully convolutional model takes any size)
+    elif (h, w) == (H, W) and box is None:  # the image is the input (a fully convolutional model takes any size)
         mat, img = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), image
     check_record_arg(record, "predict")
     record = record or zoo.weights_record(model)
     # the letterbox and scaled crops are padded with the pixel the record's normalisation maps to 0, as the originals
     # pad (CPM's 128 grey, pose-hg-train's black, PSPNet's and FCN's mean); black without a record
     pad = _mean_pixel(record)
+    if img is None and box is not None:  # the box's longer side (at the input's aspect) x padding, about its centre
+        (x1, y1, x2, y2) = box
+        mat = affine_matrix(((x1 + x2) / 2.0, (y1 + y2) / 2.0), max(x2 - x1, (y2 - y1) * w / h) * box_padding, (w, h))
+        img = warp_image(image, mat, (w, h), pad)
     if img is None:  # scale min(w / W, h / H): the whole image fits a non-square input too (not the width alone)
         mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
         img = warp_image(image, mat, (w, h), pad)
@@ -299,6 +333,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     if offset_given and task != "pose":  # refused before the scales' and mirrored passes (minutes for a PSPNet)
         raise ValueError(f"predict: heatmap_offset is for pose models (heatmaps); {name or model.name} gives {task}. "
                          f"Received: heatmap_offset={heatmap_offset!r}")
+    if box is not None and task != "pose":  # a model the registry did not name, found to be no pose model by its output
+        raise ValueError(f"predict: box is for pose models; {name or model.name} gives {task}. Received: "
+                         f"box={tuple(box)}")
     if task == "classification":
         if out.ndim != 1:
             raise ValueError(f"{name or model.name}: output of shape {out.shape} is a feature map, not class "
@@ -356,7 +393,21 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     kp_hm, score = decode_heatmaps(maps)
     kp = keypoints_to_image(kp_hm * strides + float(heatmap_offset), mat)
     kp[~(score > 0)] = np.nan  # no positive maximum: no keypoint (not drawn)
-    return Prediction(task, draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp))), out, keypoints=kp)
+    picture = draw_keypoints(image, kp, skeleton=_skeleton(record, len(kp)))
+    if box is not None:
+        picture = _draw_box(picture, box)
+    return Prediction(task, picture, out, keypoints=kp)
+
+
+def _draw_box(picture, box):
+    """``box`` (x1, y1, x2, y2) drawn on ``picture`` (RGB uint8), in white, to 1/16 px as the keypoints."""
+    import cv2
+
+    x1, y1, x2, y2 = (int(round(v * 16)) for v in box)
+    out = np.ascontiguousarray(picture).copy()
+    cv2.rectangle(out, (x1, y1), (x2, y2), (255, 255, 255), max(1, round(max(out.shape[:2]) / 400)),
+                  cv2.LINE_AA, shift=4)
+    return out
 
 
 def _mean_pixel(record) -> tuple | int:

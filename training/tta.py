@@ -39,7 +39,7 @@ import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
 from training.targets import flip_test, scores_to_image
-from training.transforms import affine_matrix, compose, grid_matrix, invert
+from training.transforms import affine_matrix, compose, grid_matrix, invert, transform_points
 
 __all__ = ["check_scales", "check_canvas_memory", "fixed_input", "pose_views", "pose_heatmaps", "heatmap_frame_matrix",
            "average_heatmaps", "View", "segmentation_views", "canvas_matrix", "canvas_size", "windows", "softmax",
@@ -375,19 +375,20 @@ def image_heatmaps(run, image, mat, input_size, scales, strides, offset, pad=0) 
     Args:
         run: ``(h, w, 3)`` uint8 RGB crop -> ``(hh, hw, K)`` heatmaps.
         image: ``(H, W, 3)`` uint8 RGB.
-        mat: ``(2, 3)`` image -> scale-1 input matrix (centre of the image on the input's centre).
+        mat: ``(2, 3)`` image -> scale-1 input matrix (the letterboxed image, or a person's box, centred on the
+            input; the other scales divide that crop about the same centre).
         input_size: ``(w, h)`` the model takes.
         strides, offset: input px per heatmap px on x and y, and where heatmap pixel 0 lies.
         pad: the RGB pixel outside the image (the input convention's mean).
     """
     from training.transforms import warp_image
 
-    H, W = image.shape[:2]
+    # the image point at the scale-1 crop's centre: the image's centre for the letterbox, a person box's centre
+    center = transform_points(np.array([(input_size[0] - 1) / 2.0, (input_size[1] - 1) / 2.0]), invert(mat))
     maps, frames = [], []
     for s in scales:
-        # the box about the image centre divided by s: mat's linear factor times s (mat[0, 0] = w / side)
-        m = mat if s == 1.0 else affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), input_size[0] / (mat[0, 0] * s),
-                                                input_size)
+        # the crop about its centre divided by s: mat's linear factor times s (mat[0, 0] = w / side)
+        m = mat if s == 1.0 else affine_matrix(center, input_size[0] / (mat[0, 0] * s), input_size)
         maps.append(run(warp_image(image, m, input_size, pad)))
         frames.append(heatmap_frame_matrix(mat, m, strides, offset))
     return average_heatmaps(maps, frames, (maps[0].shape[1], maps[0].shape[0]))

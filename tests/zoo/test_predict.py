@@ -179,6 +179,59 @@ def test_pose_keypoints_are_given_in_the_image(rgb_registered):
         inference.predict(any_size, tall, heatmap_offset=float("inf"))
 
 
+@agnostic
+def test_pose_box_crops_the_person_it_names(rgb_registered):
+    """predict(box=) estimates the person in a box (a detector's or an annotation's), not the whole image: the crop is
+    the box's longer side x 1.25 about its centre. Here that crop is the image's pixels 30..45 x 13..28 moved by whole
+    pixels onto the 16x16 input (box 12.8 px, centre (37.5, 20.5)), so symmetric spots in it are found exactly, and
+    brighter ones outside the box, which the whole-image letterbox picks, are not seen."""
+    model = zoo.get(rgb_registered("test_rgb_pose_box", "hourglass", shape=(16, 16, 3)))
+    image = np.zeros((60, 90, 3), np.uint8)
+    spots = [(33, 17), (41, 25), (38, 15)]  # a red, a green and a blue spot inside the box
+    for c, (x, y) in enumerate(spots + [(70, 45), (10, 50), (80, 10)]):  # then brighter ones of each colour outside
+        value = 120 if c < 3 else 250
+        image[y - 1:y + 2, x, c % 3], image[y, x - 1:x + 2, c % 3] = value // 3, value // 3
+        image[y, x, c % 3] = value
+    box = (31.1, 14.1, 43.9, 26.9)
+    pred = inference.predict(model, image, box=box)
+    np.testing.assert_allclose(pred.keypoints, spots, atol=1e-6)
+    whole = inference.predict(model, image)  # the letterbox sees the brighter spots outside the box
+    assert np.abs(whole.keypoints - np.array(spots)).max() > 10
+    boxed = visualize.draw_keypoints(image, pred.keypoints)
+    assert (pred.picture != boxed).any() and (pred.picture[14:28, 31:45] == boxed[14:28, 31:45]).mean() > 0.5  # + box
+    with pytest.raises(ValueError, match=r"predict: box must be \(x1, y1, x2, y2\) image px with x1 < x2 and y1 < y2"):
+        inference.predict(model, image, box=(40, 10, 30, 20))
+    with pytest.raises(ValueError, match="predict: box_padding must be a number > 0"):
+        inference.predict(model, image, box=box, box_padding=0)
+    seg = zoo.get(rgb_registered("test_rgb_seg_box", "pspnet", shape=(16, 16, 3)))
+    with pytest.raises(ValueError, match="predict: box is for pose models of a fixed input size .* test_rgb_seg_box "
+                                         "gives segmentation"):
+        inference.predict(seg, image, box=box)
+    free = zoo.get(rgb_registered("test_rgb_pose_free", "hourglass", shape=(None, None, 3)))
+    with pytest.raises(ValueError, match=r"takes inputs of any size \(None, None\)"):
+        inference.predict(free, image, box=box)
+
+
+def test_scales_divide_the_crop_about_its_own_centre():
+    """The scale search's other crops are centred where the scale-1 crop is: a person box's centre (the image's centre
+    for the letterbox). A bright pixel at the box centre lies at the centre of every scale's crop."""
+    from training.transforms import affine_matrix
+    from training.tta import image_heatmaps
+
+    image = np.zeros((100, 80, 3), np.uint8)
+    image[20, 37] = 255  # the box centre, far from the image's (39.5, 49.5)
+    mat = affine_matrix((37.0, 20.0), 16.0, (15, 15))  # the scale-1 crop: 16 px about it onto 15x15
+    crops = []
+
+    def run(crop):
+        crops.append(crop[..., 0].astype(float))
+        return crop[..., :1].astype(np.float32)  # a 15x15x1 "heatmap" at stride 1
+
+    image_heatmaps(run, image, mat, (15, 15), (1.0, 0.5, 2.0), np.array([1.0, 1.0]), 0.0)
+    for crop in crops:
+        assert np.unravel_index(np.argmax(crop), crop.shape) == (7, 7), crop
+
+
 def test_name_and_tag_spellings(registered):
     name = registered("test_tag_net", "resnet")
     zoo.register_weights(name, "demo", zoo.WeightsRecord(channel_order="BGR"))
