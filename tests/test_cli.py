@@ -542,11 +542,15 @@ def test_predict_several_images_never_write_one_picture_twice_and_a_file_named_t
         assert [l for l in r.stdout.splitlines() if l.endswith(":")] == [f"{folder / 'a.jpg'}:", f"{folder / 'b.png'}:"]
     assert (out / "predictions.csv").read_text().count("a.jpg") == 2  # its two keypoints, once
     (tmp_path / "one").mkdir()  # a folder of one image is a batch too: said so, not "1 images need a folder"
+    # copied from macOS: ._c.png is c.png's AppleDouble companion, no image (it was skipped as unreadable: status 1)
+    (tmp_path / "one" / "._c.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
     cv2.imwrite(str(tmp_path / "one" / "c.png"), np.zeros((8, 8, 3), np.uint8))
     assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "one", "--weights", "w.h5", "--out",
                                         "o.png")) == (
         "kerazoo predict: error: --out 'o.png': a folder's images need a folder (an existing one, or a new name "
         "without .png)")
+    r = kerazoo_here("predict", "hourglass", tmp_path / "one", "--weights", tmp_path / "hg.h5")
+    assert r.returncode == 0 and not r.stderr and (tmp_path / "one" / "c.pred.png").exists(), r.stderr
 
 
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
