@@ -162,8 +162,8 @@ BASE_SIZE_HELP = ("segmentation, a fixed-size model: PSPNet's own multi-scale te
                   "kerazoo info shows each record's eval_base_size")
 
 
-# --heatmap-offset of predict and evaluate: pose models only (classifiers and masks have no heatmaps)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what predict takes from a folder
+# --heatmap-offset of predict and evaluate: pose models only (classifiers and masks have no heatmaps)
 HEATMAP_OFFSET_HELP = ("pose: input px where the centre of heatmap pixel 0 lies (pixel g at g * stride + PX); "
                        "default: the weights record's (a training run's config.json; the CPM releases 3.5, "
                        "hourglass:mpii 1.5), else 0 (training's convention). A converted .keras has no record: "
