@@ -553,6 +553,35 @@ def test_predict_several_images_never_write_one_picture_twice_and_a_file_named_t
     assert r.returncode == 0 and not r.stderr and (tmp_path / "one" / "c.pred.png").exists(), r.stderr
 
 
+def test_predict_a_batch_skips_an_image_an_any_size_model_does_not_take_and_names_it(tmp_path):
+    """An any-size hourglass takes multiples of 64 px: a 70x50 image in a folder stopped the run there (status 2,
+    "not this 70x50 image", no file named), the images after it never predicted and no predictions.csv written."""
+    import csv
+
+    import cv2
+
+    import zoo
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name, (h, w) in (("a.png", (64, 64)), ("b.png", (50, 70)), ("c.png", (128, 64))):
+        cv2.imwrite(str(folder / name), np.full((h, w, 3), 90, np.uint8))
+    zoo.get("hourglass", stacks=1, num_keypoints=2, features=16, input_shape=(None, None, 3)).save(tmp_path / "hg.keras")
+    out = tmp_path / "out"
+    r = kerazoo_here("predict", "hourglass", folder, "--weights", tmp_path / "hg.keras", "--out", out)
+    assert r.returncode == 1, r.stderr
+    err = r.stderr.splitlines()
+    assert len(err) == 2 and err[0].startswith(f"kerazoo predict: cannot predict '{folder / 'b.png'}': hourglass "
+                                               f"takes inputs of any size, but not this 70x50 image") \
+        and err[0].endswith("(skipped)") and err[1] == "kerazoo predict: 1 of 3 images could not be predicted", err
+    assert sorted(p.name for p in out.iterdir()) == ["a.pred.png", "c.pred.png", "predictions.csv"]
+    with open(out / "predictions.csv") as f:
+        assert [q["image"] for q in csv.DictReader(f)] == [str(folder / i) for i in ("a.png", "a.png", "c.png", "c.png")]
+    # one image alone: the error as before (status 2)
+    assert "but not this 70x50 image" in _one_line_error(kerazoo_here(
+        "predict", "hourglass", folder / "b.png", "--weights", tmp_path / "hg.keras"))
+
+
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     """The file's own depth and channels reach predict: a float32 TIFF was "cannot read image" and a 16-bit PNG
     was cut to its top 8 bits (v >> 8, not predict's v / 257 rounded). A classifier's picture is the image

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -274,6 +275,10 @@ def _load_predict_model(args):
     return model
 
 
+# training.inference.predict's words for an image (or its scaled copy) whose size the model does not take
+_IMAGE_NOT_TAKEN = re.compile(r"\bthis \d+x\d+ (scaled )?image\b")
+
+
 def _predict_one(model, record, image, args):
     """``inference.predict`` with the command's options; its errors about an option name the option."""
     from training import inference
@@ -309,7 +314,7 @@ def _cmd_predict(args):
     if not batch and first is None:
         raise CLIError(f"cannot read image {args.image[0]!r}")
     targets = _predict_targets(args, images, batch)
-    rows, unread = [], []
+    rows, unread, untaken = [], [], []
     try:
         model = _load_predict_model(args)
         record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
@@ -321,7 +326,16 @@ def _cmd_predict(args):
                 print(f"kerazoo predict: cannot read image '{image_path}' (skipped)", file=sys.stderr)
                 unread.append(image_path)
                 continue
-            pred = _predict_one(model, record, image, args)
+            try:
+                pred = _predict_one(model, record, image, args)
+            except ValueError as e:
+                # an any-size model that does not take this image's size (a batch's other images it may): skipped
+                # like an unreadable one, named; the run stopped there, naming no file, and wrote no predictions.csv
+                if not (batch and _IMAGE_NOT_TAKEN.search(str(e))):
+                    raise
+                print(f"kerazoo predict: cannot predict '{image_path}': {one_line(e)} (skipped)", file=sys.stderr)
+                untaken.append(image_path)
+                continue
             if batch:
                 print(f"{image_path}:")
             for rank, (label, p) in enumerate(pred.top, 1):
@@ -344,10 +358,10 @@ def _cmd_predict(args):
             print(f"wrote {_write_csv(Path(args.out) / 'predictions.csv', header, rows)}")
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
         raise CLIError(one_line(e)) from None
-    if unread:
-        print(f"kerazoo predict: {len(unread)} of {len(images)} images could not be read", file=sys.stderr)
-        return 1
-    return None
+    for left, what in ((unread, "read"), (untaken, "predicted")):
+        if left:
+            print(f"kerazoo predict: {len(left)} of {len(images)} images could not be {what}", file=sys.stderr)
+    return 1 if unread or untaken else None
 
 
 def _cmd_export(args):
