@@ -155,6 +155,21 @@ def base_size_arg(text):
 
 
 base_size_arg.__name__ = "base size"
+
+
+def box_arg(text):
+    """argparse type of ``--box``: ``X1,Y1,X2,Y2`` finite image px with X1 < X2 and Y1 < Y2, as a tuple of floats."""
+    try:
+        vals = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        vals = ()
+    if not (len(vals) == 4 and all(math.isfinite(v) for v in vals) and vals[0] < vals[2] and vals[1] < vals[3]):
+        raise argparse.ArgumentTypeError(f"expected X1,Y1,X2,Y2 image px with X1 < X2 and Y1 < Y2 such as "
+                                         f"120,40,260,400, got {text!r}")
+    return vals
+
+
+box_arg.__name__ = "box"
 BASE_SIZE_HELP = ("segmentation, a fixed-size model: PSPNet's own multi-scale test instead of the letterboxed "
                   "canvases (hszhao/PSPNet eval_sub.m): at each of --scales the long side becomes PX * s + 1, the "
                   "image is padded with the mean up to the input and slid over with 2/3-overlapping windows; "
@@ -372,6 +387,13 @@ def build_parser():
                    help="also run the mirrored image, as evaluate --flip (at each of --scales): pose averages the "
                         "heatmaps flipped back with left/right joints swapped (needs the weights record's flip "
                         "pairs); segmentation averages the probabilities")
+    s.add_argument("--box", type=box_arg, metavar="X1,Y1,X2,Y2",
+                   help="pose, one image: the person's (or hand's) box in image px, e.g. from a detector or the "
+                        "annotations; the crop is its longer side x 1.25 about its centre (MMPose's top-down "
+                        "padding) instead of the whole image letterboxed, and the box is drawn")
+    s.add_argument("--masks", action="store_true",
+                   help="segmentation: also write each image's class indices as IMAGE_STEM.mask.png beside its "
+                        "picture (8-bit grey, 16-bit above 256 classes; the model's own class numbers)")
     s = sub.add_parser("export", help="write a model as a TensorFlow SavedModel or a LiteRT file, checked against Keras",
                        description="Write MODEL (a registered NAME[:TAG] or a .keras file, e.g. a converted Caffe net "
                                    "or a training run's best.keras) for deployment: a SavedModel folder "

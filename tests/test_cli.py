@@ -582,6 +582,67 @@ def test_predict_a_batch_skips_an_image_an_any_size_model_does_not_take_and_name
         "predict", "hourglass", folder / "b.png", "--weights", tmp_path / "hg.keras"))
 
 
+def _colour_planes(shape):
+    """A model whose three maps are its input's R, G, B planes (a 1x1 identity convolution), saved as .keras."""
+    import keras
+
+    inputs = keras.Input(shape, name="image")
+    conv = keras.layers.Conv2D(3, 1, use_bias=False, name="head")
+    model = keras.Model(inputs, conv(inputs))
+    conv.set_weights([np.eye(3, dtype=np.float32)[None, None]])
+    return model
+
+
+def test_predict_box_and_masks(tmp_path):
+    """--box crops the person it names (the inference test's scene: spots in the box found exactly, brighter ones
+    outside ignored); --masks writes the class indices beside each picture as a grey PNG."""
+    import cv2
+
+    image = np.zeros((60, 90, 3), np.uint8)
+    spots = [(33, 17), (41, 25), (38, 15)]
+    for c, (x, y) in enumerate(spots + [(70, 45), (10, 50), (80, 10)]):
+        value = 120 if c < 3 else 250
+        image[y - 1:y + 2, x, c % 3], image[y, x - 1:x + 2, c % 3] = value // 3, value // 3
+        image[y, x, c % 3] = value
+    cv2.imwrite(str(tmp_path / "people.png"), image[..., ::-1])
+    _colour_planes((16, 16, 3)).save(tmp_path / "pose.keras")
+    r = kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights", tmp_path / "pose.keras",
+                     "--box", "31.1,14.1,43.9,26.9")
+    assert r.returncode == 0, r.stderr
+    printed = [tuple(map(float, l.split()[:2])) for l in r.stdout.splitlines() if not l.startswith("wrote ")]
+    np.testing.assert_allclose(printed, spots, atol=0.005)
+    assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights", "w.h5",
+                                        "--box", "40,10,30,20")).endswith(
+        "argument --box: expected X1,Y1,X2,Y2 image px with X1 < X2 and Y1 < Y2 such as 120,40,260,400, got "
+        "'40,10,30,20' (see kerazoo predict --help)")
+    assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path, "--weights", "w.h5", "--box",
+                                        "1,1,5,5")).endswith(
+        "--box names a person in one image, not in several images or a folder's")
+
+    stripes = np.zeros((20, 30, 3), np.uint8)  # red, green and blue vertical thirds: classes 0, 1, 2
+    truth = np.minimum(np.arange(30) // 10, 2)[None].repeat(20, 0)
+    for c in range(3):
+        stripes[truth == c, c] = 200
+    (tmp_path / "seg").mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "seg" / name), stripes[..., ::-1])
+    _colour_planes((None, None, 3)).save(tmp_path / "seg.keras")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "predictions.csv").write_text("image,joint\nold,0\n")  # an earlier batch's
+    r = kerazoo_here("predict", "pspnet50", tmp_path / "seg", "--weights", tmp_path / "seg.keras", "--masks",
+                     "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    for name in ("a", "b"):
+        mask = cv2.imread(str(tmp_path / "out" / f"{name}.mask.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.dtype == np.uint8 and mask.shape == (20, 30)
+        np.testing.assert_array_equal(mask, truth)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mask.png", "a.pred.png", "b.mask.png",
+                                                                   "b.pred.png"]  # no stale predictions.csv
+    assert "(an earlier run's: this one has no keypoints or classes to list)" in r.stdout
+    r = kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights", tmp_path / "pose.keras", "--masks")
+    assert _one_line_error(r).endswith("--masks is for segmentation models; hourglass gives pose")
+
+
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     """The file's own depth and channels reach predict: a float32 TIFF was "cannot read image" and a 16-bit PNG
     was cut to its top 8 bits (v >> 8, not predict's v / 257 rounded). A classifier's picture is the image

@@ -20,6 +20,7 @@ __all__ = [
     "LSP_SKELETON",
     "CPM_SKELETON",
     "hue_colors",
+    "write_label_png",
     "voc_palette",
     "draw_keypoints",
     "heatmap_grid",
@@ -331,13 +332,33 @@ def write_png(path, image_rgb) -> Path:
     ``image_rgb``: ``(H, W, 3)`` RGB, grey ``(H, W)`` / ``(H, W, 1)`` or RGBA (alpha dropped); uint8,
     16-bit or float, converted as ``_rgb_uint8`` converts images (floats with maximum <= 1 are [0, 1]).
     """
+    # RGB -> BGR on the channel axis only (a grey (H, W) image was flipped left-right, RGBA written as ABGR)
+    return _write_png_pixels(path, np.ascontiguousarray(_rgb_uint8(image_rgb)[..., ::-1]))
+
+
+def write_label_png(path, labels, bits=None) -> Path:
+    """Write class indices ``(H, W)`` as a one-channel grey PNG atomically (the form the VOC, ADE20K and Cityscapes
+    tools read label maps in; the values are written as they are, the model's own class numbers).
+
+    ``bits``: 8 or 16; ``None``: 8 when every value is <= 255, else 16 (a batch should pass the model's: 8 up to 256
+    classes).
+    """
+    a = np.asarray(labels)
+    if a.ndim != 2 or a.dtype.kind not in "ui" or 0 in a.shape or a.min() < 0 or a.max() > 65535:
+        raise ValueError(f"labels must be a non-empty (H, W) array of integers in 0..65535. Received shape {a.shape}, "
+                         f"dtype {a.dtype}")
+    bits = bits or (8 if a.max() <= 255 else 16)
+    if bits not in (8, 16) or a.max() >= 2 ** bits:
+        raise ValueError(f"labels up to {a.max()} do not fit a {bits}-bit PNG. Received: bits={bits!r}")
+    return _write_png_pixels(path, np.ascontiguousarray(a.astype(np.uint8 if bits == 8 else np.uint16)))
+
+
+def _write_png_pixels(path, pixels) -> Path:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write PNG '{path}': it is a directory, expected a file name")
-    # RGB -> BGR on the channel axis only (a grey (H, W) image was flipped left-right, RGBA written as ABGR)
-    rgb = _rgb_uint8(image_rgb)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    ok, buf = cv2.imencode(".png", pixels)
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
     from zoo.files import atomic_target, replace_durably

@@ -285,13 +285,15 @@ def _predict_one(model, record, image, args):
 
     try:
         return inference.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
-                                 scales=args.scales, flip=args.flip, base_size=args.base_size)
+                                 scales=args.scales, flip=args.flip, base_size=args.base_size, box=args.box)
     except ValueError as e:  # predict's own words name its argument, not the option
         for prefix, option in (("predict: scales are for pose", "--scales"),
                                ("predict: flip is for pose", "--flip")):
             if str(e).startswith(prefix):
                 raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
                                f"classification") from None
+        if str(e).startswith("predict: box is for pose models"):
+            raise CLIError(f"--box{str(e)[len('predict: box'):].split(' Received')[0]}") from None
         if str(e).startswith(("predict: base_size is PSPNet's", "predict: heatmap_offset is for pose")):
             option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"
             rest = str(e).split(" ", 2)[2].split(" Received")[0].rstrip(".")  # "is ...; NAME is/gives ..."
@@ -305,6 +307,13 @@ def _predict_one(model, record, image, args):
         raise
 
 
+def _mask_target(picture: Path) -> Path:
+    """Where ``--masks`` writes a picture's class indices: IMAGE_STEM.mask.png beside IMAGE_STEM.pred.png (x.png: x.mask.png)."""
+    name = picture.name
+    stem = name[: -len(".pred.png")] if name.lower().endswith(".pred.png") else picture.stem
+    return picture.with_name(f"{stem}.mask.png")
+
+
 def _cmd_predict(args):
     import zoo
     from zoo.errors import ZooError
@@ -313,6 +322,8 @@ def _cmd_predict(args):
     first = _read_image(images[0]) if not batch else None
     if not batch and first is None:
         raise CLIError(f"cannot read image {args.image[0]!r}")
+    if args.box is not None and batch:  # one box is one person in one image
+        raise CLIError("--box names a person in one image, not in several images or a folder's")
     targets = _predict_targets(args, images, batch)
     rows, unread, untaken = [], [], []
     try:
@@ -348,14 +359,24 @@ def _cmd_predict(args):
                 for j, ((x, y), label) in enumerate(zip(pred.keypoints, names)):
                     print(f"{x:9.2f} {y:9.2f}  {label}")
                     rows.append((str(image_path), j, label, f"{x:.2f}", f"{y:.2f}"))
+            if args.masks:
+                if pred.mask is None:
+                    raise CLIError(f"--masks is for segmentation models; {args.name} gives {pred.task}")
+                bits = 8 if pred.output.shape[-1] <= 256 else 16  # one depth for the batch: the model's classes
+                print(f"wrote {visualize.write_label_png(_mask_target(target), pred.mask, bits)}")
             visualize.write_png(target, pred.picture)
             print(f"wrote {target}")
-        if batch and args.out and rows:
+        if batch and args.out:
             from training.evaluation import _write_csv
 
-            header = ("image", "rank", "label", "probability") if len(rows[0]) == 4 else \
-                ("image", "joint", "name", "x", "y")
-            print(f"wrote {_write_csv(Path(args.out) / 'predictions.csv', header, rows)}")
+            csv_path = Path(args.out) / "predictions.csv"
+            if rows:
+                header = ("image", "rank", "label", "probability") if len(rows[0]) == 4 else \
+                    ("image", "joint", "name", "x", "y")
+                print(f"wrote {_write_csv(csv_path, header, rows)}")
+            elif csv_path.is_file():  # an earlier batch's rows no longer describe this folder's pictures
+                csv_path.unlink()
+                print(f"removed {csv_path} (an earlier run's: this one has no keypoints or classes to list)")
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
         raise CLIError(one_line(e)) from None
     for left, what in ((unread, "read"), (untaken, "predicted")):

@@ -519,3 +519,23 @@ def test_predict_feeds_a_runs_center_map_sigma(tmp_path):
         for m, scales in ((model, (1.0,)), (model, (1.0, 1.0)), (zoo.optimize_for_inference(model), (1.0,))):
             out = visualize.predict(m, image, scales=scales).output  # --winograd's clone fed 21 as well
             np.testing.assert_allclose(out[..., 0], gaussian(sigma), atol=1e-6, err_msg=str(train_data))
+
+
+def test_label_png_keeps_the_class_numbers(tmp_path):
+    """Class indices as a grey PNG, read back unchanged by OpenCV: 8-bit up to 255, 16-bit above (150 ADE20K classes
+    fit 8 bits; a 300-class model's do not)."""
+    import cv2
+
+    from training.visualize import write_label_png
+
+    labels = np.arange(12 * 25, dtype=np.int64).reshape(12, 25)  # 0..299
+    for bits, values in ((None, labels % 256), (8, labels % 256), (None, labels), (16, labels % 256)):
+        path = write_label_png(tmp_path / "m.png", values, bits)
+        back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert back.dtype == (np.uint8 if (bits or (8 if values.max() <= 255 else 16)) == 8 else np.uint16)
+        np.testing.assert_array_equal(back, values)
+    with pytest.raises(ValueError, match="labels up to 299 do not fit a 8-bit PNG"):
+        write_label_png(tmp_path / "m.png", labels, 8)
+    with pytest.raises(ValueError, match=r"labels must be a non-empty \(H, W\) array of integers in 0..65535"):
+        write_label_png(tmp_path / "m.png", -labels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png"]  # no temp file left
