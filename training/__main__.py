@@ -88,8 +88,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = Parser(prog=prog, description="Train and evaluate kerazoo models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")  # named in its error
     t = sub.add_parser("train", help="train a model")
-    t.add_argument("--model", required=True, help="zoo name (hourglass, pspnet50, ...), tiny_fcn/tiny_pspnet, "
-                                                  "or a .keras file")
+    t.add_argument("--model", required=True, help="zoo name (hourglass, pspnet50, ...), NAME:TAG to fine-tune a "
+                                                  "release (hourglass:mpii, cpm:lsp, pspnet50:ade20k; other weights: "
+                                                  "--model-arg weights=FILE), tiny_fcn/tiny_pspnet, or a .keras file")
     t.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="builder argument, e.g. stacks=2 (repeatable)")
     t.add_argument("--epochs", type=count(1), default=10, help="epochs to train")
@@ -254,6 +255,18 @@ def _evaluation_input(model, args, records, asked) -> tuple[int, int]:
     return (int(fallback[0] if mw is None else mw), int(fallback[1] if mh is None else mh))
 
 
+def _output_size(model, which, w, h, args) -> tuple[int, int]:
+    """``(w, h)`` of the model's output ``which`` for ``w x h`` inputs (:func:`training.data.base.model_output_size`):
+    an any-size model's heatmaps were built at the input's size (16x the memory at stride 4), and a size it does not
+    take failed in a batch with Keras' raw shape error."""
+    from training.data.base import model_output_size
+
+    try:
+        return model_output_size(model, which, (w, h))
+    except ValueError as e:
+        raise ValueError(f"model '{args.model}' {str(e)[len('the model '):]}; give an --input-size it takes") from None
+
+
 def cmd_evaluate(args) -> int:
     import training.losses  # noqa: F401  (registers the training objects for load_model)
     import training.keras_metrics  # noqa: F401
@@ -309,17 +322,16 @@ def cmd_evaluate(args) -> int:
     extra = {"normalization": norm} if norm else {}
     extra["feed"] = model_feed(model)  # a model trained with --feed uint8 normalises its own input
     _check_model_fits_data(model, info, args)
+    out_size = _output_size(model, -1 if info.task == "pose" else 0, w, h, args)
     if info.task == "pose":
         out = model.outputs[-1].shape
-        # an any-size model's heatmaps: evaluate decodes the maps it gets (the dataset's size is for targets only)
-        extra.update(heatmap_size=(out[2], out[1]) if None not in out[1:3] else (w, h), num_outputs=len(model.outputs),
+        extra.update(heatmap_size=out_size, num_outputs=len(model.outputs),
                      background=out[-1] == info.num_keypoints + 1,
                      # CPM: the run's centre map (a Python fit() may have fed another sigma), else the command's 21
                      center_map_sigma=(getattr(model, "_kerazoo_center_map_sigma", None) or 21.0)
                      if len(model.inputs) == 2 else None)
     else:
-        out = model.outputs[0].shape
-        extra.update(label_size=(out[2], out[1]) if None not in out[1:3] else None, num_outputs=len(model.outputs))
+        extra.update(label_size=out_size, num_outputs=len(model.outputs))
     ds = _make_dataset(info, recs, args, train=False, input_size=(w, h), extra=extra)
     names = info.keypoint_names if info.task == "pose" else info.class_names
     if info.task == "pose" and info.name == "mpii":

@@ -33,7 +33,7 @@ import numpy as np
 from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, fit_callbacks, monitor_mode,
                                 resolve_monitor)
 from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
-from training.data.base import check_model_input, check_model_task
+from training.data.base import check_model_input, check_model_task, model_output_size
 from training.models import _family, _saved_metadata, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
@@ -132,6 +132,14 @@ def _check_geometry(model, task, ds, log) -> None:
         which, want = ("last", "(B, h, w, K) heatmaps") if task == "pose" else ("first", "(B, h, w, C) class scores")
         raise ValueError(f"fit: the model's {which} output has shape {shape}, but {task} training needs {want} "
                          f"(a classifier's output is (B, classes)).")
+    if None in shape[1:3]:  # an any-size model: its output at the dataset's crops (a size it cannot take is named
+        # here, not by Keras' shape error in the first batch; targets of another size failed in the loss)
+        try:
+            ow, oh = model_output_size(model, -1 if task == "pose" else 0, ds.input_size)
+        except ValueError as e:
+            raise ValueError(f"fit: {e}; make the {type(ds).__name__} with an input_size it takes "
+                             f"(kerazoo train: --input-size).") from None
+        shape = (shape[0], oh, ow, shape[3])
     if task == "pose":
         if len(model.inputs) == 2 and ds.center_map_sigma is None:
             # a run's .keras trained with its own sigma (config.json, via _run_metadata); else the release's 21

@@ -322,3 +322,24 @@ def test_evaluate_feeds_a_runs_center_map_sigma(tmp_path):
         rec = recs[row["id"]]
         dx = (float(row["pred_x"]) - rec.center[0]) * 32 / rec.scale + 15.5 - x_in
         assert abs(dx) <= 0.25 + 1e-2, (row, x_in)
+
+
+def test_evaluate_an_any_size_model_at_a_size_it_does_not_take_is_named(tmp_path, capsys):
+    # an any-size hourglass at 50 px failed inside a batch with Keras' raw shape error, naming no option; its targets
+    # were built at the input's size (16x the memory at stride 4). Keras' shape inference gives both up front.
+    import zoo
+    from training.__main__ import _output_size, parse_args
+
+    path = tmp_path / "hg.keras"
+    hg = zoo.get("hourglass", stacks=1, features=8, num_keypoints=4, input_shape=(None, None, 3))
+    hg.save(path)
+    argv = ["evaluate", "--model", str(path), "--dataset", "synthetic", "--num-keypoints", "4", "--val-samples", "2",
+            "--image-size", "64"]
+    assert main(argv + ["--input-size", "50"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m training evaluate: error: model '{path}' does not take 50x50 (w x h) inputs (")
+    assert err.endswith("a size it takes is a multiple of its total stride (64 for an hourglass); give an --input-size "
+                        "it takes\n"), err
+    args = parse_args(argv + ["--input-size", "128,64"])
+    assert _output_size(hg, -1, 128, 64, args) == (32, 16)  # the heatmaps at stride 4, not the input's size
+    assert main(argv + ["--input-size", "64"]) == 0

@@ -290,6 +290,23 @@ def test_a_zoo_model_for_another_task_given_as_a_model_is_refused_by_name(tmp_pa
 
 
 @agnostic
+def test_an_any_size_model_gets_targets_of_its_output_size_or_a_clear_error():
+    """An any-size hourglass kept the dataset's heatmap_size (32 for 64 px crops: the loss failed on (32, 32) targets
+    for (16, 16) maps) and a crop size it cannot take failed inside Keras: its output at the crops is inferred."""
+    hg = zoo.get("hourglass", stacks=1, features=8, num_keypoints=4, input_shape=(None, None, 3))
+    ds = HeatmapDataset(synthetic_pose(8, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
+                        heatmap_size=(32, 32), flip_pairs=())
+    fit(hg, ds, epochs=1, verbose=0)
+    assert ds.heatmap_size == (16, 16)  # stride 4
+    odd = HeatmapDataset(synthetic_pose(8, image_size=(48, 48), num_keypoints=4), batch_size=4, input_size=(48, 48),
+                         heatmap_size=(12, 12), flip_pairs=())
+    with pytest.raises(ValueError, match=r"fit: the model does not take 48x48 \(w x h\) inputs \(.*\); a size it "
+                                         r"takes is a multiple of its total stride \(64 for an hourglass\); make the "
+                                         r"HeatmapDataset with an input_size it takes"):
+        fit(hg, odd, epochs=1, verbose=0)
+
+
+@agnostic
 def test_bad_rates_are_refused_before_the_model_is_touched(tmp_path):
     """learning_rate <= 0 / NaN / inf, a negative weight_decay or warmup_epochs trained silently (a negative rate
     uphill); the command line refused them only. The model given does not fit the data (6 keypoints for 4

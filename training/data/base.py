@@ -113,6 +113,31 @@ def check_model_input(model, ds, who) -> None:
                      f"for {w}x{h}.")
 
 
+def model_output_size(model, which, input_size) -> tuple[int, int]:
+    """``(w, h)`` of the model's output ``which`` (pose: -1, its last stage; segmentation: 0, its main head) for
+    ``input_size`` ``(w, h)`` images: the static shape, else Keras' shape inference at that size (an any-size model).
+
+    Raises:
+        ValueError: an any-size model that cannot take ``input_size`` (e.g. an hourglass off a multiple of 64),
+            with the layer's own words; found before a batch runs into Keras' raw shape error.
+    """
+    shape = model.outputs[which].shape
+    if None not in shape[1:3]:
+        return int(shape[2]), int(shape[1])
+    import keras
+
+    w, h = input_size
+    specs = [keras.KerasTensor((1, h, w) + tuple(t.shape[3:]), dtype=t.dtype) for t in model.inputs]
+    try:
+        outs = model.compute_output_spec(specs if len(specs) > 1 else specs[0])
+    except Exception as e:  # noqa: BLE001  (whatever a layer raises for a size it cannot take)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"the model does not take {w}x{h} (w x h) inputs ({first}); a size it takes is a multiple "
+                         f"of its total stride (64 for an hourglass)") from None
+    out = (outs if isinstance(outs, (list, tuple)) else [outs])[which].shape
+    return int(out[2]), int(out[1])
+
+
 def check_model_task(model, task, who) -> None:
     """Refuse a model made for another task than ``task`` (``"pose"`` / ``"segmentation"``, the dataset's).
 
