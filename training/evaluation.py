@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
-from training.data.base import check_model_input, check_model_task
+from training.data.base import check_model_input, check_model_task, model_output_size
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.evaluation_common import EvalResult, _predict, _unread, _warn_left_out
 from training.evaluation_seg import _evaluate_segmentation, _evaluate_segmentation_pspnet
@@ -174,6 +174,13 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         check_folder(out_dir, "evaluate", "for table.csv, predictions.csv and a pose model's pck_curve.csv/.png")
     check_model_input(model, dataset, "evaluate")  # before any batch is read
     check_model_task(model, "pose" if isinstance(dataset, HeatmapDataset) else "segmentation", "evaluate")
+    import keras
+
+    if isinstance(model, keras.Model):  # a stand-in with only predict() has no shapes to infer
+        try:  # an any-size model at crops it cannot take: named here, not by Keras' shape error in the first batch
+            model_output_size(model, -1 if isinstance(dataset, HeatmapDataset) else 0, dataset.input_size)
+        except ValueError as e:
+            raise ValueError(f"evaluate: {e}; make the {type(dataset).__name__} with an input_size it takes.") from None
     ds = _eval_copy(dataset)
     views = []  # the dataset at each scale (scaled copies share its skip bookkeeping)
     try:

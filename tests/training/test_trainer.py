@@ -304,6 +304,9 @@ def test_an_any_size_model_gets_targets_of_its_output_size_or_a_clear_error():
                                          r"takes is a multiple of its total stride \(64 for an hourglass\); make the "
                                          r"HeatmapDataset with an input_size it takes"):
         fit(hg, odd, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"evaluate: the model does not take 48x48 \(w x h\) inputs \(.*\); make the "
+                                         r"HeatmapDataset with an input_size it takes"):
+        evaluate(hg, odd, verbose=False)
 
 
 @agnostic
