@@ -202,10 +202,12 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     each window's logits with its mirror's; the releases' is their record's ``eval_base_size`` (512, Cityscapes 2048).
 
     ``box`` (pose models of a fixed input size): ``(x1, y1, x2, y2)`` image px of the person (or hand) to
-    estimate, as a detector or an annotation gives it: the crop is centred on the box, its side the box's longer
-    side (at the input's aspect) times ``box_padding`` (1.25, MMPose's top-down default; pose-hg-train's and HRNet's
-    MPII crops are the person scale's 200 px x 1.25 too), padded as the letterbox is; without it the whole image is
-    the crop (one centred person). ``scales`` then divide that crop about the box centre. The box is drawn.
+    estimate, as a detector or an annotation gives it: the crop is the one training and ``evaluate`` make for that
+    box, the square of the box's longer side times ``box_padding`` (1.25, MMPose's top-down default; pose-hg-train's
+    and HRNet's MPII crops are the person scale's 200 px x 1.25 too) about its centre, fitted into the input's
+    shorter side (a non-square input sees more than the square on its longer side; MMPose instead stretches the box
+    to the input's aspect), padded as the letterbox is; without it the whole image is the crop (one centred
+    person). ``scales`` then divide that crop about the box centre. The box is drawn.
 
     ``image_rgb``: ``(H, W, 3)`` RGB, or grey ``(H, W)``, or RGBA (alpha dropped); uint8, 16-bit
     (65535 = white), or float (in [0, 1] when its maximum is <= 1, else in [0, 255]).
@@ -262,9 +264,13 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     # the letterbox and scaled crops are padded with the pixel the record's normalisation maps to 0, as the originals
     # pad (CPM's 128 grey, pose-hg-train's black, PSPNet's and FCN's mean); black without a record
     pad = _mean_pixel(record)
-    if img is None and box is not None:  # the box's longer side (at the input's aspect) x padding, about its centre
+    if img is None and box is not None:
+        # the datasets' crop of a box (box_center_scale, HeatmapDataset.matrix): the square of its longer side x
+        # padding about its centre, fitted into the input's shorter side, so a non-square model sees the person at
+        # the size it trained on (affine_matrix maps its `side` argument onto the width)
         (x1, y1, x2, y2) = box
-        mat = affine_matrix(((x1 + x2) / 2.0, (y1 + y2) / 2.0), max(x2 - x1, (y2 - y1) * w / h) * box_padding, (w, h))
+        side = max(x2 - x1, y2 - y1) * box_padding
+        mat = affine_matrix(((x1 + x2) / 2.0, (y1 + y2) / 2.0), side * w / min(w, h), (w, h))
         img = warp_image(image, mat, (w, h), pad)
     if img is None:  # scale min(w / W, h / H): the whole image fits a non-square input too (not the width alone)
         mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))

@@ -212,6 +212,23 @@ def test_pose_box_crops_the_person_it_names(rgb_registered):
         inference.predict(free, image, box=box)
 
 
+@agnostic
+@pytest.mark.parametrize("tall", [True, False])
+def test_pose_box_on_a_non_square_input_crops_as_training(rgb_registered, tall):
+    """On a non-square input the box's crop is the one training and evaluate make for that box (the datasets'
+    square of its longer side x 1.25, fitted into the input's shorter side), not a tighter one: a 12x16 (w x h)
+    model given a tall 6 x 9.6 px box (a wide 9.6 x 6 one on 16x12) sees the 12 px square about its centre (37.5,
+    20.5) on its shorter side at 1 input px per image px: the image's pixels 32..43 x 13..28 (30..45 x 15..26).
+    It saw a 9 px wide crop, the person 4/3 as large as training showed it."""
+    shape = (16, 12, 3) if tall else (12, 16, 3)
+    model = zoo.get(rgb_registered(f"test_rgb_pose_box_{'tall' if tall else 'wide'}", "hourglass", shape=shape))
+    image = np.random.default_rng(3).integers(0, 256, (60, 90, 3)).astype(np.uint8)
+    box = (34.5, 15.7, 40.5, 25.3) if tall else (32.7, 17.5, 42.3, 23.5)
+    pred = inference.predict(model, image, box=box)
+    crop = image[13:29, 32:44] if tall else image[15:27, 30:46]  # the hand crop at whole-pixel offsets
+    np.testing.assert_allclose(pred.output, crop / 255.0, atol=1e-6)
+
+
 def test_scales_divide_the_crop_about_its_own_centre():
     """The scale search's other crops are centred where the scale-1 crop is: a person box's centre (the image's centre
     for the letterbox). A bright pixel at the box centre lies at the centre of every scale's crop."""
