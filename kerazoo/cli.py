@@ -368,7 +368,7 @@ def build_parser():
                                 "what the output is (classes, mask or keypoints)")
     s.add_argument("image", nargs="+", metavar="IMAGE",
                    help="an image file, or a folder: its " + ", ".join(IMAGE_SUFFIXES) + " files in name order "
-                        "(not its subfolders; earlier .pred.png pictures and hidden files left out)")
+                        "(not its subfolders; earlier .pred.png pictures, .mask.png masks and hidden files left out)")
     s.add_argument("--weights", required=True,
                    help="a tag, a zoo .h5 (the architecture comes from its record), .weights.h5, .caffemodel, "
                         ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")

@@ -643,6 +643,27 @@ def test_predict_box_and_masks(tmp_path):
     assert _one_line_error(r).endswith("--masks is for segmentation models; hourglass gives pose")
 
 
+def test_predict_masks_beside_a_folders_images_are_no_inputs_the_next_time(tmp_path):
+    """--masks without --out writes a.mask.png beside a.png; predicting the folder again leaves it out, as the
+    .pred.png pictures are: it was taken for an image (the class indices predicted as a picture, a.mask.pred.png
+    and a.mask.mask.png written, one more generation each run)."""
+    import cv2
+
+    stripes = np.zeros((20, 30, 3), np.uint8)  # red, green and blue vertical thirds: classes 0, 1, 2
+    truth = np.minimum(np.arange(30) // 10, 2)[None].repeat(20, 0)
+    for c in range(3):
+        stripes[truth == c, c] = 200
+    folder = tmp_path / "seg"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), stripes[..., ::-1])
+    _colour_planes((None, None, 3)).save(tmp_path / "seg.keras")
+    for _ in range(2):
+        r = kerazoo_here("predict", "pspnet50", folder, "--weights", tmp_path / "seg.keras", "--masks")
+        assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["a.mask.png", "a.png", "a.pred.png"]
+    np.testing.assert_array_equal(cv2.imread(str(folder / "a.mask.png"), cv2.IMREAD_UNCHANGED), truth)
+
+
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     """The file's own depth and channels reach predict: a float32 TIFF was "cannot read image" and a 16-bit PNG
     was cut to its top 8 bits (v >> 8, not predict's v / 257 rounded). A classifier's picture is the image

@@ -165,7 +165,7 @@ def _predict_images(args) -> tuple[list[Path], bool]:
     """The IMAGE arguments as files, and whether they are a batch (several, or a folder's).
 
     A folder gives its image files (by suffix, in name order, not its subfolders), leaving out the ``.pred.png``
-    pictures an earlier run wrote beside them and hidden files, as the shell's ``*`` does (macOS' ``._a.jpg``
+    pictures and ``--masks``' ``.mask.png`` class indices an earlier run wrote beside them, and hidden files, as the shell's ``*`` does (macOS' ``._a.jpg``
     AppleDouble companions in a copied folder are no images: each was skipped as unreadable, exit status 1). A file
     named twice (a folder and one of its files, ``./x`` and ``x``)
     is predicted once, where it is first named.
@@ -175,7 +175,8 @@ def _predict_images(args) -> tuple[list[Path], bool]:
         path = Path(arg)
         if path.is_dir():
             found = sorted(q for q in path.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                           and not q.name.lower().endswith(".pred.png") and not q.name.startswith("."))
+                           and not q.name.lower().endswith((".pred.png", ".mask.png"))
+                           and not q.name.startswith("."))
             if not found:
                 raise CLIError(f"{arg!r}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
             files += found
