@@ -72,7 +72,8 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     """Evaluate ``model`` on every sample of ``dataset`` (no augmentation, fixed order).
 
     Args:
-        model: a compiled or uncompiled ``keras.Model`` matching the dataset.
+        model: a compiled or uncompiled ``keras.Model`` matching the dataset. One taking (image, centre map)
+            (CPM) gets the centre map ``fit`` gives where the dataset has no ``center_map_sigma`` (the run's, else 21).
         dataset: :class:`HeatmapDataset` or :class:`SegmentationDataset`.
         out_dir: where to write ``table.csv`` and ``predictions.csv``, and for pose ``pck_curve.csv``
             (threshold, PCK per joint, per MPII joint group, mean) and ``pck_curve.png`` (its plot,
@@ -182,6 +183,11 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         except ValueError as e:
             raise ValueError(f"evaluate: {e}; make the {type(dataset).__name__} with an input_size it takes.") from None
     ds = _eval_copy(dataset)
+    if isinstance(ds, HeatmapDataset) and len(getattr(model, "inputs", None) or ()) == 2 \
+            and ds.center_map_sigma is None:
+        # CPM's (image, centre map) fed the image alone failed inside Keras; the map fit() gives: a run's sigma
+        # (its config.json), else the release's 21
+        ds.center_map_sigma = float(getattr(model, "_kerazoo_center_map_sigma", None) or 21.0)
     views = []  # the dataset at each scale (scaled copies share its skip bookkeeping)
     try:
         if isinstance(ds, HeatmapDataset):

@@ -768,3 +768,28 @@ def test_a_prediction_decoded_at_minus_one_is_a_prediction():
     res = evaluate(_Replay(ds, lambda d, b: answer), ds, heatmap_offset=-1.0, verbose=False)
     np.testing.assert_allclose([[r["pred_x"], r["pred_y"]] for r in res.rows], kp, atol=1e-3)
     assert res.mean == 1.0
+
+
+@pytest.mark.backend_agnostic
+def test_a_cpm_shaped_model_is_fed_its_centre_map_without_the_dataset_naming_a_sigma():
+    """A model that takes (image, centre map) (CPM) evaluated on a dataset made without center_map_sigma got the
+    image alone and failed inside Keras ('Output with path `1` is not connected to `inputs`' on JAX); it is given the
+    centre map fit() would give (the release's 21 px). Its heatmaps here are that map, peaked on the crop's centre:
+    each keypoint, put at its record's centre, is found there (0 px off)."""
+    import keras
+
+    image = keras.Input((31, 47, 3), name="image")  # odd sizes: the centre is a pixel, its peak decoded exactly
+    centre = keras.Input((31, 47, 1), name="center_map")
+    maps = keras.layers.Conv2D(2, 1, use_bias=False, name="maps")(centre)  # both maps = the centre map
+    model = keras.Model([image, centre], keras.layers.Add()([maps, keras.layers.Conv2D(2, 1, name="zero")(image)]))
+    model.get_layer("maps").set_weights([np.ones((1, 1, 1, 2), np.float32)])
+    model.get_layer("zero").set_weights([np.zeros((1, 1, 3, 2), np.float32), np.zeros(2, np.float32)])
+    recs = [PoseRecord(image=r.image, keypoints=np.repeat(r.center[None], 2, 0), visible=np.ones(2),
+                       center=r.center, scale=r.scale, box=np.concatenate([r.center - 10, r.center + 10]))
+            for r in synthetic_pose(3, image_size=(64, 64), num_keypoints=2)]
+    ds = HeatmapDataset(recs, batch_size=2, input_size=(47, 31), heatmap_size=(47, 31), flip_pairs=(), shuffle=False)
+    res = evaluate(model, ds, verbose=False)
+    assert len(res.rows) == 6 and res.mean == 1.0
+    for r in res.rows:
+        assert abs(r["pred_x"] - r["gt_x"]) < 1e-6 and abs(r["pred_y"] - r["gt_y"]) < 1e-6, r
+    assert ds.center_map_sigma is None  # the caller's dataset is left as it was
