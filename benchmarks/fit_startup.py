@@ -1,10 +1,10 @@
 """Benchmark: how long ``training.fit`` takes to reach the end of each epoch (tracing/compiling included).
 
-    python benchmarks/fit_startup.py [--epochs 3] [--out results.txt]     # KERAS_BACKEND picks the backend
+    python benchmarks/fit_startup.py [--epochs 3] [--run-dir DIR] [--out results.txt]   # KERAS_BACKEND picks the backend
 
 The demo's model and data: a 2-stack hourglass (64 features, 16 keypoints, 64x64 input, 16x16 heatmaps),
 256 synthetic figures in batches of 8 (32 steps an epoch, augmentation on), 64 for validation; no output
-folder. Prints seconds from the start of the build to the model's build, ``on_train_begin`` and each
+folder unless ``--run-dir`` (a run's checkpoints and backups written there, as ``kerazoo train`` does). Prints seconds from the start of the build to the model's build, ``on_train_begin`` and each
 epoch's end (validation included). The first epoch holds the step's tracing/compiling, later ones
 show the steady state. Run it at two commits on the same host to compare (the machines here are shared:
 the load average is printed). Not run by the tests.
@@ -39,9 +39,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default=None, help="also write the table to this file")
+    ap.add_argument("--run-dir", default=None, help="fit's out_dir (checkpoints, backups, log); default: none")
     args = ap.parse_args()
 
-    keras.utils.set_random_seed(0)
+    zoo.set_random_seed(0)
     t0 = time.perf_counter()
     marks = []
 
@@ -54,9 +55,12 @@ def main():
 
     model = zoo.get("hourglass", stacks=2, num_keypoints=16, features=64, input_shape=(64, 64, 3))
     marks.append(("model built", time.perf_counter() - t0))
-    fit(model, _data(256, 0, True), _data(64, 7, False), epochs=args.epochs, verbose=0, callbacks=[Marks()])
+    fit(model, _data(256, 0, True), _data(64, 7, False), epochs=args.epochs, verbose=0, callbacks=[Marks()],
+        out_dir=args.run_dir)
     lines = [f"fit start-up: 2-stack hourglass 64x64, 32 steps of 8 an epoch, keras {keras.__version__} "
-             f"({keras.backend.backend()}), {time.strftime('%Y-%m-%d %H:%M')}",
+             f"({keras.backend.backend()}), {time.strftime('%Y-%m-%d %H:%M')}, "
+             f"{'run folder ' + args.run_dir if args.run_dir else 'no run folder'}, "
+             f"tensorflow imported: {'tensorflow' in sys.modules}",
              f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"]
     lines += [f"{'mark':<16}{'s from start':>14}{'s since previous':>18}"]
     previous = 0.0

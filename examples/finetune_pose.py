@@ -212,9 +212,7 @@ def build_model(a, k, whole=None):
         kwargs = {**builder_kwargs_of(whole, a.model), "input_shape": (a.input_size, a.input_size, 3),
                   "num_keypoints": k}
         return whole, kwargs
-    import keras
-
-    keras.utils.set_random_seed(a.seed)  # --seed fixes the initial weights too, so a rerun starts from the same model
+    zoo.set_random_seed(a.seed)  # --seed fixes the initial weights too, so a rerun starts from the same model
     kwargs = {"input_shape": (a.input_size, a.input_size, 3), "num_keypoints": k}
     defaults = {"stacks": 1 if a.fast else 2, "features": 16 if a.fast else 64 if a.dataset == "synthetic" else 256,
                 "stages": 2 if a.fast or a.dataset == "synthetic" else 6}

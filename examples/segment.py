@@ -116,13 +116,11 @@ def build_model(a, dataset):
     if a.whole:
         model, _ = build(a.weights, "segmentation", dataset)
         return model
-    import keras
+    import zoo
 
-    keras.utils.set_random_seed(a.seed)  # --seed fixes the initial weights too, so a rerun starts from the same model
+    zoo.set_random_seed(a.seed)  # --seed fixes the initial weights too, so a rerun starts from the same model
     kwargs = {"width": a.width} if a.model in TINY else {}
     if a.weights and a.model not in TINY:
-        import zoo
-
         kwargs["weights"] = a.weights
         if "aux" in zoo.get_spec(a.model).defaults:  # PSPNet: released weights have no auxiliary head (FCN: no aux)
             kwargs["aux"] = False

@@ -27,6 +27,9 @@ def test_quickstart_fast_mode(tmp_path):
         assert img is not None and img.std() > 5  # a picture, not a blank canvas
     assert (tmp_path / "out" / "hourglass_synthetic.h5").exists()
     assert (tmp_path / "out" / "caffe" / "net.keras").exists()
+    # a JAX demo imported the installed TensorFlow (keras.utils.set_random_seed seeds tf.random if it can), which
+    # printed its oneDNN notice twice at the start of step 1
+    assert "oneDNN custom operations" not in r.stderr, r.stderr[-2000:]
 
 
 def test_quickstart_help():
@@ -50,3 +53,31 @@ def test_quickstart_conversion_step_reports_a_failed_converter(tmp_path, monkeyp
     monkeypatch.setenv("KERAS_BACKEND", "jax")  # the converter's process: the demo's backend
     converted, report = quickstart.convert_caffe_demo(tmp_path)
     assert not converted and report.startswith("converter failed: ") and "NoSuchLayer" in report, report
+
+
+def test_set_random_seed_is_keras_without_importing_tensorflow():
+    """zoo.set_random_seed(s) seeds as keras.utils.set_random_seed(s) does (the same initial weights), but imports
+    TensorFlow only where it already is: Keras' own imported the installed TensorFlow into a JAX process to seed it."""
+    from tests.training.helpers import run_python
+
+    code = """
+import sys
+import keras
+import zoo
+
+def build():
+    return zoo.get("hourglass", stacks=1, features=8, num_keypoints=4, input_shape=(64, 64, 3)).get_weights()
+
+zoo.set_random_seed(7)
+ours = build()
+print("TENSORFLOW", "tensorflow" in sys.modules)
+keras.utils.set_random_seed(7)
+theirs = build()
+assert len(ours) == len(theirs) and all((a == b).all() for a, b in zip(ours, theirs))
+zoo.set_random_seed(8)
+assert any((a != b).any() for a, b in zip(build(), ours))
+print("SAME")
+"""
+    proc = run_python(code, env={"KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TENSORFLOW False" in proc.stdout and "SAME" in proc.stdout, proc.stdout

@@ -12,6 +12,7 @@ from zoo.registry import ModelSpec, get_spec, info, list_models, register, regis
 from zoo.records import WeightsRecord
 from zoo.weights import load_weights, read_record, save_weights
 from zoo.saving import save_model
+from zoo.tensorflow_probe import set_random_seed
 from zoo import models  # noqa: F401,E402  (registers the builders)
 from zoo.models.cpm import cpm_center_map  # noqa: E402
 from zoo import releases  # noqa: F401,E402  (registers the original releases as weights tags)
@@ -23,5 +24,5 @@ __all__ = [
     "preprocess", "weights_record", "register_weights_loader", "load_keras_model",
     "WeightsRecord", "save_weights", "load_weights", "read_record", "save_model",
     "ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError",
-    "cpm_center_map", "layers", "optimize_for_inference",
+    "cpm_center_map", "layers", "optimize_for_inference", "set_random_seed",
 ]

@@ -8,14 +8,13 @@ pixels / 255 and decoded at heatmap offset 0.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from zoo.files import replace_durably
+from zoo.tensorflow_probe import tensorflow_if_imported
 from zoo.weights import write_keras_metadata
 
 __all__ = ["save_model", "model_metadata"]
@@ -42,42 +41,6 @@ def model_metadata(model) -> dict[str, Any]:
     return meta
 
 
-class _TensorFlowIfImported:
-    """Keras' lazy ``tensorflow`` module as its serializer sees it while :func:`save_model` runs: available only
-    once something else imported TensorFlow.
-
-    The serializer asks ``tf.available`` of every object to spot a ``tf.TensorShape``, which imports TensorFlow
-    (installed with kerazoo) into a JAX or PyTorch process at its first checkpoint: 1-1.5 s, its memory, and its
-    start-up notices printed in the middle of the first epoch. No object can be a TensorFlow one before
-    TensorFlow is imported, so the answer is the same.
-    """
-
-    def __init__(self, real):
-        self._real = real
-
-    @property
-    def available(self):
-        return "tensorflow" in sys.modules and self._real.available
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-
-@contextlib.contextmanager
-def _tensorflow_left_unimported():
-    try:
-        from keras.src.saving import serialization_lib
-        real = serialization_lib.tf
-    except (ImportError, AttributeError):  # another Keras layout: its serializer as it is
-        yield
-        return
-    serialization_lib.tf = _TensorFlowIfImported(real)
-    try:
-        yield
-    finally:
-        serialization_lib.tf = real
-
-
 def save_model(model, path, *, metadata=None) -> Path:
     """``model.save(path)`` plus :func:`model_metadata` in the archive, written to a temporary name in the same
     folder and renamed (a crash leaves the old file or the new one).
@@ -98,7 +61,8 @@ def save_model(model, path, *, metadata=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # Keras wants the real suffix
     try:
-        with _tensorflow_left_unimported():
+        # Keras' serializer imported TensorFlow into a JAX/PyTorch process at a run's first checkpoint
+        with tensorflow_if_imported("keras.src.saving.serialization_lib"):
             model.save(str(tmp))
         if meta.get("model_name") or any(v is not None for k, v in meta.items() if k not in ("model_name",
                                                                                              "builder_kwargs")):
