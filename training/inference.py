@@ -254,7 +254,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         what = f"gives {task}" if task not in (None, "pose") else f"takes inputs of any size {tuple(inputs[0].shape[1:3])}"
         raise ValueError(f"predict: box is for pose models of a fixed input size (the box's crop is resized to it); "
                          f"{name or model.name} {what}. Received: box={tuple(box)}")
-    mat = img = None
+    mat = img = center = None  # center: image px the crop is centred on (None: the image is the input)
     if task == "classification":  # ImageNet's single-crop evaluation: shorter side to 256/224 of the crop, centre crop
         img = _centre_crop(image, (h, w)) if (h, w) != (H, W) else image
     elif (h, w) == (H, W) and box is None:  # the image is the input (a fully convolutional model takes any size)
@@ -270,10 +270,12 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         # the size it trained on (affine_matrix maps its `side` argument onto the width)
         (x1, y1, x2, y2) = box
         side = max(x2 - x1, y2 - y1) * box_padding
-        mat = affine_matrix(((x1 + x2) / 2.0, (y1 + y2) / 2.0), side * w / min(w, h), (w, h))
+        center = ((x1 + x2) / 2.0, (y1 + y2) / 2.0)  # the scales' crops too are centred here
+        mat = affine_matrix(center, side * w / min(w, h), (w, h))
         img = warp_image(image, mat, (w, h), pad)
     if img is None:  # scale min(w / W, h / H): the whole image fits a non-square input too (not the width alone)
-        mat = affine_matrix(((W - 1) / 2.0, (H - 1) / 2.0), max(W, H * w / h), (w, h))
+        center = ((W - 1) / 2.0, (H - 1) / 2.0)
+        mat = affine_matrix(center, max(W, H * w / h), (w, h))
         img = warp_image(image, mat, (w, h), pad)
     offset_given = heatmap_offset is not None
     if heatmap_offset is None:
@@ -388,7 +390,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
 
     # the scale-1 pass again, among the other scales or with its mirror: one code path for the warps and flips
     if scales != (1.0,):
-        out = image_heatmaps(heatmaps, image, mat, (w, h), scales, strides, float(heatmap_offset), pad=pad)
+        out = image_heatmaps(heatmaps, image, mat, (w, h), scales, strides, float(heatmap_offset), pad=pad,
+                             center=center)
     elif flip:
         out = heatmaps(img)
     # CPM's last belief map is the background; a training run's config says whether it trained one (the name the

@@ -369,7 +369,7 @@ def segmentation_probabilities(predict, views, xs, images, *, flip, check):
 
 # ----------------------------------------------------------------------------- one image (training.inference.predict)
 
-def image_heatmaps(run, image, mat, input_size, scales, strides, offset, pad=0) -> np.ndarray:
+def image_heatmaps(run, image, mat, input_size, scales, strides, offset, pad=0, center=None) -> np.ndarray:
     """One image's heatmaps averaged over ``scales`` in the frame of the crop ``mat`` makes (scale 1).
 
     Args:
@@ -380,11 +380,14 @@ def image_heatmaps(run, image, mat, input_size, scales, strides, offset, pad=0) 
         input_size: ``(w, h)`` the model takes.
         strides, offset: input px per heatmap px on x and y, and where heatmap pixel 0 lies.
         pad: the RGB pixel outside the image (the input convention's mean).
+        center: ``(x, y)`` image px ``mat`` puts on the input's centre, as it was built (the image's centre for the
+            letterbox, a person box's centre); ``None``: recovered by inverting ``mat``, about 1e-14 px off, enough
+            for a scaled crop's warp to round some samples 1/32 px the other way.
     """
     from training.transforms import warp_image
 
-    # the image point at the scale-1 crop's centre: the image's centre for the letterbox, a person box's centre
-    center = transform_points(np.array([(input_size[0] - 1) / 2.0, (input_size[1] - 1) / 2.0]), invert(mat))
+    if center is None:  # the image point at the scale-1 crop's centre
+        center = transform_points(np.array([(input_size[0] - 1) / 2.0, (input_size[1] - 1) / 2.0]), invert(mat))
     maps, frames = [], []
     for s in scales:
         # the crop about its centre divided by s: mat's linear factor times s (mat[0, 0] = w / side)

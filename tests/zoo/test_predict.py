@@ -249,6 +249,27 @@ def test_scales_divide_the_crop_about_its_own_centre():
         assert np.unravel_index(np.argmax(crop), crop.shape) == (7, 7), crop
 
 
+@agnostic
+def test_letterbox_scales_crop_about_the_image_centre_bit_for_bit(rgb_registered):
+    """The letterbox's scale search crops about the image's centre exactly as before the box came: that centre was
+    recovered by inverting the letterbox matrix, 1e-14 px off, and for this 417 x 579 image on a 256x256 input the
+    0.8 crop's warp rounded a row of samples 1/32 px the other way (2602 pixels of the crop changed)."""
+    from training.transforms import affine_matrix, warp_image
+    from training.tta import average_heatmaps, heatmap_frame_matrix
+
+    model = zoo.get(rgb_registered("test_rgb_pose_256", "hourglass", shape=(256, 256, 3)))
+    W, H = 417, 579
+    image = np.random.default_rng(0).integers(0, 256, (H, W, 3)).astype(np.uint8)
+    pred = inference.predict(model, image, scales=(0.8,))
+    # the reference: the letterbox's square (the image's longer side) about the image centre, divided by 0.8
+    centre = ((W - 1) / 2.0, (H - 1) / 2.0)
+    mat = affine_matrix(centre, float(H), (256, 256))
+    m = affine_matrix(centre, H / 0.8, (256, 256))
+    crop = warp_image(image, m, (256, 256)).astype(np.float32) / 255.0
+    want = average_heatmaps([crop], [heatmap_frame_matrix(mat, m, (1.0, 1.0), 0.0)], (256, 256))
+    np.testing.assert_allclose(pred.output, want, atol=1e-6)
+
+
 def test_name_and_tag_spellings(registered):
     name = registered("test_tag_net", "resnet")
     zoo.register_weights(name, "demo", zoo.WeightsRecord(channel_order="BGR"))
