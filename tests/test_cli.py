@@ -664,6 +664,25 @@ def test_predict_masks_beside_a_folders_images_are_no_inputs_the_next_time(tmp_p
     np.testing.assert_array_equal(cv2.imread(str(folder / "a.mask.png"), cv2.IMREAD_UNCHANGED), truth)
 
 
+def test_predict_a_segmentation_batch_leaves_a_predictions_csv_it_did_not_write(tmp_path):
+    """A segmentation batch removes an earlier predict batch's predictions.csv from its --out folder (those rows no
+    longer describe the pictures), but not evaluate's, which an --out folder shared with an evaluation holds: that
+    one (its header 'id,...', not predict's 'image,...') was deleted, the evaluation's per-image scores lost."""
+    import cv2
+
+    folder = tmp_path / "seg"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((20, 30, 3), 200, np.uint8))
+    _colour_planes((None, None, 3)).save(tmp_path / "seg.keras")
+    out = tmp_path / "results"
+    out.mkdir()
+    scores = "id,valid_pixels,correct_pixels\r\nimg0,600,512\r\n"  # evaluate --out-dir's rows
+    (out / "predictions.csv").write_bytes(scores.encode())
+    r = kerazoo_here("predict", "pspnet50", folder, "--weights", tmp_path / "seg.keras", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert (out / "predictions.csv").read_bytes() == scores.encode() and "removed" not in r.stdout
+
+
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     """The file's own depth and channels reach predict: a float32 TIFF was "cannot read image" and a 16-bit PNG
     was cut to its top 8 bits (v >> 8, not predict's v / 257 rounded). A classifier's picture is the image

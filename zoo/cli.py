@@ -315,6 +315,17 @@ def _mask_target(picture: Path) -> Path:
     return picture.with_name(f"{stem}.mask.png")
 
 
+def _predict_csv(path: Path) -> bool:
+    """Whether ``path`` is a predictions.csv a predict batch wrote (its header), not evaluate's ('id,...') or another
+    program's in a shared --out folder."""
+    try:
+        with open(path, newline="") as f:
+            first = f.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.split(",")[0] == "image"  # predict's headers: image,rank,... and image,joint,...
+
+
 def _cmd_predict(args):
     import zoo
     from zoo.errors import ZooError
@@ -375,7 +386,7 @@ def _cmd_predict(args):
                 header = ("image", "rank", "label", "probability") if len(rows[0]) == 4 else \
                     ("image", "joint", "name", "x", "y")
                 print(f"wrote {_write_csv(csv_path, header, rows)}")
-            elif csv_path.is_file():  # an earlier batch's rows no longer describe this folder's pictures
+            elif _predict_csv(csv_path):  # an earlier batch's rows no longer describe this folder's pictures
                 csv_path.unlink()
                 print(f"removed {csv_path} (an earlier run's: this one has no keypoints or classes to list)")
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
