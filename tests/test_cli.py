@@ -664,10 +664,11 @@ def test_predict_masks_beside_a_folders_images_are_no_inputs_the_next_time(tmp_p
     np.testing.assert_array_equal(cv2.imread(str(folder / "a.mask.png"), cv2.IMREAD_UNCHANGED), truth)
 
 
-def test_predict_a_segmentation_batch_leaves_a_predictions_csv_it_did_not_write(tmp_path):
+def test_predict_a_batch_leaves_a_predictions_csv_it_did_not_write(tmp_path):
     """A segmentation batch removes an earlier predict batch's predictions.csv from its --out folder (those rows no
     longer describe the pictures), but not evaluate's, which an --out folder shared with an evaluation holds: that
-    one (its header 'id,...', not predict's 'image,...') was deleted, the evaluation's per-image scores lost."""
+    one (its header 'id,...', not predict's 'image,...') was deleted, the evaluation's per-image scores lost; a pose or
+    classifier batch replaced it. Now such a folder is refused before the model loads, whatever the model."""
     import cv2
 
     folder = tmp_path / "seg"
@@ -678,9 +679,13 @@ def test_predict_a_segmentation_batch_leaves_a_predictions_csv_it_did_not_write(
     out.mkdir()
     scores = "id,valid_pixels,correct_pixels\r\nimg0,600,512\r\n"  # evaluate --out-dir's rows
     (out / "predictions.csv").write_bytes(scores.encode())
-    r = kerazoo_here("predict", "pspnet50", folder, "--weights", tmp_path / "seg.keras", "--out", out)
-    assert r.returncode == 0, r.stderr
-    assert (out / "predictions.csv").read_bytes() == scores.encode() and "removed" not in r.stdout
+    for name in ("pspnet50", "hourglass"):
+        r = kerazoo_here("predict", name, folder, "--weights", tmp_path / "seg.keras", "--out", out)
+        assert _one_line_error(r) == (f"kerazoo predict: error: --out '{out}' holds a predictions.csv that kerazoo "
+                                      f"predict did not write (evaluate's per-image scores?); predict into another "
+                                      f"folder")
+        assert (out / "predictions.csv").read_bytes() == scores.encode()
+        assert sorted(p.name for p in out.iterdir()) == ["predictions.csv"]
 
 
 def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):

@@ -151,6 +151,10 @@ def _check_box(box, padding):
     if not ok:
         raise ValueError(f"predict: box must be (x1, y1, x2, y2) image px with x1 < x2 and y1 < y2 (a person's or "
                          f"hand's box). Received: box={box!r}")
+    if max(b[2] - b[0], b[3] - b[1]) < 2:  # a detector's normalised 0..1 box cropped about one pixel, silently
+        raise ValueError(f"predict: box is {b[2] - b[0]:g} x {b[3] - b[1]:g} px, too small to hold a person or a hand; "
+                         f"give image px (a box in 0..1 coordinates: multiply by the image's width and height). "
+                         f"Received: box={box!r}")
     ok = isinstance(padding, (int, float, np.integer, np.floating)) and not isinstance(padding, bool)
     if not (ok and np.isfinite(padding) and padding > 0):
         raise ValueError(f"predict: box_padding must be a number > 0 (the crop's side over the box's). "
@@ -185,7 +189,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     record's ``heatmap_offset`` (CPM releases 3.5, hourglass:mpii 1.5), else 0.0 (training's convention); a
     number given for a classifier or a segmentation model is refused.
     ``scales`` (pose and segmentation; default ``(1.0,)``: one pass) averages several scales as ``evaluate``
-    does (:mod:`training.tta`): pose crops the letterbox box divided by each scale about the image centre and
+    does (:mod:`training.tta`): pose crops the letterbox (or ``box``) square divided by each scale about its centre and
     averages the heatmaps in the scale-1 frame (CPM: ``(0.7, ..., 1.3)``); segmentation letterboxes the image
     at each scale (sliding windows with 2/3 overlap where a fixed-size model's canvas is larger; a model with one
     fixed axis is fixed-size, its open axis at the image's size at scale 1), averages

@@ -32,7 +32,9 @@ def _check(model_name, input_shape, multiple):
     if len(tuple(input_shape)) != 3:  # was "not enough values to unpack"
         raise ValueError(f"{model_name}: input_shape must be (H, W, 3). Received: input_shape={input_shape!r}")
     h, w, c = input_shape
-    if c != 3 or h % multiple or w % multiple:
+    # None (any size) failed with "unsupported operand type(s) for %": these small nets are built for one size
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)) or c != 3 \
+            or h % multiple or w % multiple:
         raise ValueError(f"{model_name}: input_shape must be (H, W, 3) with H and W divisible by {multiple}. "
                          f"Received: input_shape={input_shape!r}")
 

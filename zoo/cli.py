@@ -337,6 +337,11 @@ def _cmd_predict(args):
     if args.box is not None and batch:  # one box is one person in one image
         raise CLIError("--box names a person in one image, not in several images or a folder's")
     targets = _predict_targets(args, images, batch)
+    csv_path = Path(args.out) / "predictions.csv" if batch and args.out else None
+    if csv_path is not None and csv_path.exists() and not _predict_csv(csv_path):
+        # evaluate --out writes a predictions.csv too: a batch replaced its per-image scores without a word
+        raise CLIError(f"--out '{args.out}' holds a predictions.csv that kerazoo predict did not write (evaluate's "
+                       f"per-image scores?); predict into another folder")
     rows, unread, untaken = [], [], []
     try:
         model = _load_predict_model(args)
@@ -378,10 +383,9 @@ def _cmd_predict(args):
                 print(f"wrote {visualize.write_label_png(_mask_target(target), pred.mask, bits)}")
             visualize.write_png(target, pred.picture)
             print(f"wrote {target}")
-        if batch and args.out:
+        if csv_path is not None:
             from training.evaluation import _write_csv
 
-            csv_path = Path(args.out) / "predictions.csv"
             if rows:
                 header = ("image", "rank", "label", "probability") if len(rows[0]) == 4 else \
                     ("image", "joint", "name", "x", "y")

@@ -593,6 +593,10 @@ def test_tiny_models_name_the_input_sizes_they_take():
     assert tiny_pspnet(input_shape=(48, 48, 3), bins=(1, 2, 3), width=4, aux=False).output_shape == (None, 48, 48, 21)
     with pytest.raises(ValueError, match=r"tiny_fcn: input_shape must be \(H, W, 3\). Received: input_shape=\(64, 64\)"):
         tiny_fcn(input_shape=(64, 64))  # was "not enough values to unpack"
+    for model in (tiny_fcn, tiny_pspnet):  # any size: "unsupported operand type(s) for %"
+        with pytest.raises(ValueError, match=r"input_shape must be \(H, W, 3\) with H and W divisible by \d+. "
+                                             r"Received: input_shape=\(None, None, 3\)"):
+            model(input_shape=(None, None, 3))
 
 
 @agnostic

@@ -201,6 +201,9 @@ def test_pose_box_crops_the_person_it_names(rgb_registered):
     assert (pred.picture != boxed).any() and (pred.picture[14:28, 31:45] == boxed[14:28, 31:45]).mean() > 0.5  # + box
     with pytest.raises(ValueError, match=r"predict: box must be \(x1, y1, x2, y2\) image px with x1 < x2 and y1 < y2"):
         inference.predict(model, image, box=(40, 10, 30, 20))
+    with pytest.raises(ValueError, match=r"predict: box is 0.3 x 0.5 px, too small to hold a person or a hand; give "
+                                         r"image px \(a box in 0..1 coordinates: multiply"):
+        inference.predict(model, image, box=(0.2, 0.1, 0.5, 0.6))  # a detector's normalised box: cropped ~1 px
     with pytest.raises(ValueError, match="predict: box_padding must be a number > 0"):
         inference.predict(model, image, box=box, box_padding=0)
     seg = zoo.get(rgb_registered("test_rgb_seg_box", "pspnet", shape=(16, 16, 3)))
