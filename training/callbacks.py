@@ -159,9 +159,39 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     count is set back to that epoch's first step: those batches are still trained again (their
     updates stay in the weights), but the LR schedule and the run's length are the uninterrupted
     run's. A backup made at an epoch's end (``save_freq="epoch"``) resumes exactly as it was.
+
+    Each backup file is written to a temporary name and renamed into place (weights first, then the metadata
+    naming their epoch): Keras truncates and rewrites both in place, so a run killed while it saved left an empty
+    ``training_metadata.json`` (or half an HDF5 file), and the next start failed with a ``JSONDecodeError`` instead
+    of resuming. A metadata file that does not parse (an older backup's) falls back to the previous backup, as Keras
+    already does for unreadable weights.
     """
 
+    def _save_model(self):
+        backup = Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        weights, meta = Path(self._weights_path), Path(self._training_metadata_path)
+        if self.double_checkpoint:  # the previous pair, for Keras' fallback (copies of complete files)
+            for path, previous in ((weights, self._prev_weights_path), (meta, self._prev_training_metadata_path)):
+                if path.exists():
+                    shutil.copyfile(path, previous)
+        tmp_weights = backup / f".{os.getpid()}.tmp.{weights.name}"  # save_weights wants its .weights.h5 suffix
+        tmp_meta = backup / f".{os.getpid()}.tmp.{meta.name}"
+        try:
+            self.model.save_weights(str(tmp_weights), overwrite=True)
+            tmp_meta.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+            replace_durably(tmp_weights, weights)
+            replace_durably(tmp_meta, meta)
+        finally:
+            for tmp in (tmp_weights, tmp_meta):
+                if tmp.exists():
+                    tmp.unlink()
+
     def _load_model(self):
+        try:
+            self._read_metadata_check()
+        except ValueError as e:  # Keras' on_train_begin falls back to the previous backup on an OSError only
+            raise OSError(f"backup metadata '{self._training_metadata_path}' is unreadable ({e})") from e
         super()._load_model()
         steps = (self.params or {}).get("steps")
         epoch = getattr(self.model, "_initial_epoch", None)
@@ -171,6 +201,14 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         start = int(epoch) * int(steps)
         if start < int(keras.ops.convert_to_numpy(opt.iterations)) < start + int(steps):
             opt.iterations.assign(start)
+
+    def _read_metadata_check(self):
+        """ValueError when the metadata file exists but is no JSON object with an integer ``epoch``."""
+        path = Path(self._training_metadata_path)
+        if path.exists():
+            meta = json.loads(path.read_text())
+            if not isinstance(meta, dict) or not isinstance(meta.get("epoch"), int):
+                raise ValueError(f"expected a JSON object with an integer 'epoch', got {meta!r:.80}")
 
 
 class ImageLogger(keras.callbacks.Callback):
@@ -446,6 +484,29 @@ def _clear_previous_run(folder, log):
             (folder / name).unlink()
 
 
+def _backup_epoch(folder: Path, log) -> int | None:
+    """The epoch a backup in ``folder`` resumes at (:class:`BackupAndRestore`'s metadata), ``None`` without one.
+
+    An unreadable metadata file (cut while Keras rewrote it in place, before backups were renamed into place)
+    gives the previous backup's epoch, which :class:`BackupAndRestore` then restores; with no readable previous one
+    it is a ValueError naming the folder (the run's other files are left as they are).
+    """
+    meta = folder / "training_metadata.json"
+    if not meta.exists():
+        return None
+    for path in (meta, Path(f"{meta}.bkp")):
+        try:
+            epoch = json.loads(path.read_text())["epoch"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(epoch, int) and not isinstance(epoch, bool):
+            if path != meta:
+                log(f"backup metadata {meta} is unreadable: resuming from the backup before it")
+            return epoch
+    raise ValueError(f"the backup in '{folder}' cannot be read ('{meta.name}' is not the JSON a backup writes, and "
+                     f"there is no readable backup before it); remove that folder to start the run afresh")
+
+
 def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,
                   terminate_on_nan, log):
     """The callbacks :func:`training.fit` runs with (its arguments of the same names switch them on/off).
@@ -473,10 +534,9 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
     if train.on_error == "skip" and train.skip_log is None:
         train.skip_log = str(own / "skipped.tsv")
     if backup:
-        meta = own / "backup" / "training_metadata.json"
-        if meta.exists():
-            resumed_from = int(json.loads(meta.read_text()).get("epoch", 0))
-            log(f"resuming from backup {meta.parent} at epoch {resumed_from + 1}")
+        resumed_from = _backup_epoch(own / "backup", log)
+        if resumed_from is not None:
+            log(f"resuming from backup {own / 'backup'} at epoch {resumed_from + 1}")
         backup_cb = BackupAndRestore(str(own / "backup"), save_freq=backup_every, double_checkpoint=True)
         # saving every epoch, its batch hook only returns: it need not hold back async dispatch
         # (a batch-count backup saves from that hook, so it stays synchronous)

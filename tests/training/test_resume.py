@@ -149,6 +149,32 @@ def test_resume_after_a_mid_epoch_backup_keeps_the_schedule(tmp_path, plain_run)
     assert _state(resumed) == _state(plain) == (24, 0.0)
 
 
+def test_a_backup_cut_while_saving_resumes_from_the_previous_one(tmp_path, plain_run):
+    """Keras truncated and rewrote training_metadata.json in place: a run killed in that moment (the SIGKILL test
+    above once was) left it empty, and the next start failed with a JSONDecodeError instead of resuming. Our backups
+    are renamed into place; an unreadable one (an older backup's) falls back to the previous backup."""
+    from training import fit
+
+    model, _, plain = plain_run
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(str(model), _data(), out_dir=tmp_path / "cut", callbacks=[_Crash(epoch=1)], **_SETTINGS)
+    backup = tmp_path / "cut" / "backup"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
+    assert not [p.name for p in backup.iterdir() if ".tmp." in p.name]  # no temporary file left behind
+    (backup / "training_metadata.json").write_text("")  # as Keras' in-place write left it when killed
+    resumed = fit(str(model), _data(), out_dir=tmp_path / "cut", **_SETTINGS)
+    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 3  # from the backup before: epoch 2 again
+    assert _state(resumed) == _state(plain)  # and the schedule ends where the uninterrupted run's does
+    (tmp_path / "bad" / "backup").mkdir(parents=True)
+    (tmp_path / "bad" / "backup" / "training_metadata.json").write_text('{"epo')  # and nothing before it
+    (tmp_path / "bad" / "best.keras").write_bytes(b"a previous run's")
+    with pytest.raises(ValueError, match=r"the backup in '.*bad/backup' cannot be read \('training_metadata.json' is "
+                                         r"not the JSON a backup writes, and there is no readable backup before it\); "
+                                         r"remove that folder to start the run afresh"):
+        fit(str(model), _data(), out_dir=tmp_path / "bad", **_SETTINGS)
+    assert (tmp_path / "bad" / "best.keras").read_bytes() == b"a previous run's"  # left as it was
+
+
 def test_a_nan_step_ends_fit_before_a_batch_backup_saves_it(tmp_path):
     from training import fit
     from training.data import HeatmapDataset
