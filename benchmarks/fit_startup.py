@@ -1,10 +1,11 @@
 """Benchmark: how long ``training.fit`` takes to reach the end of each epoch (tracing/compiling included).
 
-    python benchmarks/fit_startup.py [--epochs 3] [--run-dir DIR] [--out results.txt]   # KERAS_BACKEND picks the backend
+    python benchmarks/fit_startup.py [--epochs 3] [--run-dir DIR] [--out results.txt]   # KERAS_BACKEND: backend
 
 The demo's model and data: a 2-stack hourglass (64 features, 16 keypoints, 64x64 input, 16x16 heatmaps),
 256 synthetic figures in batches of 8 (32 steps an epoch, augmentation on), 64 for validation; no output
-folder unless ``--run-dir`` (a run's checkpoints and backups written there, as ``kerazoo train`` does). Prints seconds from the start of the build to the model's build, ``on_train_begin`` and each
+folder unless ``--run-dir`` (a run's checkpoints and backups written there, as ``kerazoo train`` does).
+Prints seconds from the start of the build to the model's build, ``on_train_begin`` and each
 epoch's end (validation included). The first epoch holds the step's tracing/compiling, later ones
 show the steady state. Run it at two commits on the same host to compare (the machines here are shared:
 the load average is printed). Not run by the tests.

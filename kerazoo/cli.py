@@ -360,10 +360,10 @@ def build_parser():
                                    "weights record, else indices) and draw them on the picture; segmentation "
                                    "models draw a mask overlay, pose models their keypoints. The model is loaded "
                                    "once for all the images; with several (or a folder) each one's lines follow "
-                                   "its name, an unreadable file (or one an any-size model does not take) is skipped (exit status 1 at the "
-                                   "end), and an "
-                                   "--out folder also gets predictions.csv (keypoints: image, joint, name, x, y; "
-                                   "classes: image, rank, label, probability).")
+                                   "its name, an unreadable file (or one an any-size model does not take) is "
+                                   "skipped (exit status 1 at the end), and an --out folder also gets "
+                                   "predictions.csv (keypoints: image, joint, name, x, y; classes: image, rank, "
+                                   "label, probability).")
     s.add_argument("name", help="registered model (NAME or NAME:TAG); with a .keras --weights it only says "
                                 "what the output is (classes, mask or keypoints)")
     s.add_argument("image", nargs="+", metavar="IMAGE",

@@ -165,10 +165,10 @@ def _predict_images(args) -> tuple[list[Path], bool]:
     """The IMAGE arguments as files, and whether they are a batch (several, or a folder's).
 
     A folder gives its image files (by suffix, in name order, not its subfolders), leaving out the ``.pred.png``
-    pictures and ``--masks``' ``.mask.png`` class indices an earlier run wrote beside them, and hidden files, as the shell's ``*`` does (macOS' ``._a.jpg``
-    AppleDouble companions in a copied folder are no images: each was skipped as unreadable, exit status 1). A file
-    named twice (a folder and one of its files, ``./x`` and ``x``)
-    is predicted once, where it is first named.
+    pictures and ``--masks``' ``.mask.png`` class indices an earlier run wrote beside them, and hidden files, as the
+    shell's ``*`` does (macOS' ``._a.jpg`` AppleDouble companions in a copied folder are no images: each was skipped
+    as unreadable, exit status 1). A file named twice (a folder and one of its files, ``./x`` and ``x``) is predicted
+    once, where it is first named.
     """
     files, batch = [], len(args.image) > 1
     for arg in args.image:
@@ -309,7 +309,8 @@ def _predict_one(model, record, image, args):
 
 
 def _mask_target(picture: Path) -> Path:
-    """Where ``--masks`` writes a picture's class indices: IMAGE_STEM.mask.png beside IMAGE_STEM.pred.png (x.png: x.mask.png)."""
+    """Where ``--masks`` writes a picture's class indices: IMAGE_STEM.mask.png beside IMAGE_STEM.pred.png
+    (``--out x.png``: x.mask.png)."""
     name = picture.name
     stem = name[: -len(".pred.png")] if name.lower().endswith(".pred.png") else picture.stem
     return picture.with_name(f"{stem}.mask.png")
