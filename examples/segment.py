@@ -105,6 +105,22 @@ def load_data(a):
     return train, val, info
 
 
+def weights_have_aux(weights) -> bool:
+    """Whether ``--weights`` hold PSPNet's auxiliary head: a zoo ``.h5`` says so in its record (the builder arguments
+    it was saved with: a run of this example trained one); the releases (tags, ``.caffemodel``) have none. Every
+    PSPNet was built without it, so a zoo file with it was refused ("3 layers in the file the model does not have")."""
+    import zoo
+
+    path = Path(str(weights))
+    if path.suffix.lower() != ".h5" or path.name.lower().endswith(".weights.h5") or not path.is_file():
+        return False
+    try:
+        _, record = zoo.read_record(path)
+    except (OSError, ValueError):  # not a zoo file: zoo.get says so, naming it
+        return False
+    return bool((record.builder_kwargs or {}).get("aux", False))
+
+
 def build_model(a, dataset):
     """The model for ``dataset`` (input size, classes), with ``--weights`` loaded.
 
@@ -122,8 +138,8 @@ def build_model(a, dataset):
     kwargs = {"width": a.width} if a.model in TINY else {}
     if a.weights and a.model not in TINY:
         kwargs["weights"] = a.weights
-        if "aux" in zoo.get_spec(a.model).defaults:  # PSPNet: released weights have no auxiliary head (FCN: no aux)
-            kwargs["aux"] = False
+        if "aux" in zoo.get_spec(a.model).defaults:  # PSPNet (FCN takes no aux)
+            kwargs["aux"] = weights_have_aux(a.weights)
     model, _ = build(a.model, "segmentation", dataset, kwargs)
     if a.weights and a.model in TINY:
         model.load_weights(a.weights)

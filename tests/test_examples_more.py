@@ -233,6 +233,25 @@ def test_segment_weights_for_an_fcn_pass_no_pspnet_argument(tmp_path, capsys):
     assert "other.h5' is an HDF5 file but not a kerazoo weights file" in err and "aux" not in err, err
 
 
+def test_segment_takes_pspnets_aux_head_from_a_zoo_file(tmp_path):
+    # every PSPNet --weights was built with aux=False, so a zoo .h5 saved with the aux head (a training run's) was
+    # refused ("3 layers in the file the model does not have: aux_3x3, ..."): the file's record now says
+    import keras
+
+    import zoo
+    from examples.segment import weights_have_aux
+
+    inputs = keras.Input((8, 8, 3))
+    small = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="conv6")(inputs))
+    for aux in (True, False):
+        zoo.save_weights(small, tmp_path / f"{aux}.h5", zoo.WeightsRecord(builder_kwargs={"aux": aux, "classes": 2}))
+        assert weights_have_aux(tmp_path / f"{aux}.h5") is aux
+    zoo.save_weights(small, tmp_path / "none.h5")  # no builder arguments recorded: the releases' layout
+    (tmp_path / "other.h5").write_bytes(b"not HDF5")
+    for weights in ("ade20k", tmp_path / "none.h5", tmp_path / "other.h5", tmp_path / "x.caffemodel"):
+        assert weights_have_aux(weights) is False
+
+
 def test_segment_weights_keras_is_the_whole_model(tmp_path, capsys):
     # --weights X.keras of a tiny model of another width than the default (--fast trains width 8): the example
     # built a width-16 model and loaded the file into it by structure ("28 objects could not be loaded")
