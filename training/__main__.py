@@ -264,6 +264,8 @@ def _output_size(model, which, w, h, args) -> tuple[int, int]:
     try:
         return model_output_size(model, which, (w, h))
     except ValueError as e:
+        if not str(e).startswith("the model does not take"):  # an output that is no map (a classifier's)
+            raise ValueError(f"model '{args.model}': {e}") from None
         raise ValueError(f"model '{args.model}' {str(e)[len('the model '):]}; give an --input-size it takes") from None
 
 

@@ -181,7 +181,9 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         try:  # an any-size model at crops it cannot take: named here, not by Keras' shape error in the first batch
             model_output_size(model, -1 if isinstance(dataset, HeatmapDataset) else 0, dataset.input_size)
         except ValueError as e:
-            raise ValueError(f"evaluate: {e}; make the {type(dataset).__name__} with an input_size it takes.") from None
+            hint = f"; make the {type(dataset).__name__} with an input_size it takes" \
+                if str(e).startswith("the model does not take") else ""
+            raise ValueError(f"evaluate: {e}{hint}.") from None
     ds = _eval_copy(dataset)
     if isinstance(ds, HeatmapDataset) and len(getattr(model, "inputs", None) or ()) == 2 \
             and ds.center_map_sigma is None:

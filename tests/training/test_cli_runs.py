@@ -343,3 +343,17 @@ def test_evaluate_an_any_size_model_at_a_size_it_does_not_take_is_named(tmp_path
     args = parse_args(argv + ["--input-size", "128,64"])
     assert _output_size(hg, -1, 128, 64, args) == (32, 16)  # the heatmaps at stride 4, not the input's size
     assert main(argv + ["--input-size", "64"]) == 0
+
+
+def test_evaluate_a_classifier_is_one_line(tmp_path, capsys):
+    # a classifier .keras with as many classes as the keypoints: an IndexError (tuple index out of range), status 1
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    path = tmp_path / "clf.keras"
+    keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(inputs))).save(path)
+    assert main(["evaluate", "--model", str(path), "--dataset", "synthetic", "--num-keypoints", "4",
+                 "--val-samples", "2", "--image-size", "32"]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m training evaluate: error: model '{path}': the model's last output has shape (None, 4), not the "
+        f"(B, h, w, C) maps of a pose or segmentation model (a classifier?)\n")

@@ -248,6 +248,9 @@ def test_a_classifier_given_as_a_model_is_refused_by_its_output_shape():
     with pytest.raises(ValueError, match=r"fit: the model's first output has shape \(None, 3\), but segmentation "
                                          r"training needs \(B, h, w, C\) class scores"):
         fit(clf, _seg_data(8), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"evaluate: the model's last output has shape \(None, 3\), not the "
+                                         r"\(B, h, w, C\) maps of a pose or segmentation model \(a classifier\?\)\.$"):
+        evaluate(clf, _pose_data(8, k=3), verbose=False)  # an IndexError once evaluate asked for its output size
 
 
 @agnostic

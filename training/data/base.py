@@ -119,9 +119,13 @@ def model_output_size(model, which, input_size) -> tuple[int, int]:
 
     Raises:
         ValueError: an any-size model that cannot take ``input_size`` (e.g. an hourglass off a multiple of 64),
-            with the layer's own words; found before a batch runs into Keras' raw shape error.
+            with the layer's own words; found before a batch runs into Keras' raw shape error. An output that is
+            no (B, h, w, C) map (a classifier's).
     """
-    shape = model.outputs[which].shape
+    shape = tuple(model.outputs[which].shape)
+    if len(shape) != 4:  # a classifier's (B, classes): shape[2] below was an IndexError
+        raise ValueError(f"the model's {'last' if which == -1 else 'first'} output has shape {shape}, not the "
+                         f"(B, h, w, C) maps of a pose or segmentation model (a classifier?)")
     if None not in shape[1:3]:
         return int(shape[2]), int(shape[1])
     import keras
