@@ -324,13 +324,15 @@ def cmd_evaluate(args) -> int:
     extra = {"normalization": norm} if norm else {}
     extra["feed"] = model_feed(model)  # a model trained with --feed uint8 normalises its own input
     _check_model_fits_data(model, info, args)
+    from training.data.base import model_center_map_sigma
+
     out_size = _output_size(model, -1 if info.task == "pose" else 0, w, h, args)
     if info.task == "pose":
         out = model.outputs[-1].shape
         extra.update(heatmap_size=out_size, num_outputs=len(model.outputs),
                      background=out[-1] == info.num_keypoints + 1,
                      # CPM: the run's centre map (a Python fit() may have fed another sigma), else the command's 21
-                     center_map_sigma=(getattr(model, "_kerazoo_center_map_sigma", None) or 21.0)
+                     center_map_sigma=model_center_map_sigma(model)
                      if len(model.inputs) == 2 else None)
     else:
         extra.update(label_size=out_size, num_outputs=len(model.outputs))

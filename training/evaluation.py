@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import HeatmapDataset, SegmentationDataset
-from training.data.base import check_model_input, check_model_task, model_output_size
+from training.data.base import check_model_input, check_model_task, model_center_map_sigma, model_output_size
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.evaluation_common import EvalResult, _predict, _unread, _warn_left_out
 from training.evaluation_seg import _evaluate_segmentation, _evaluate_segmentation_pspnet
@@ -189,7 +189,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             and ds.center_map_sigma is None:
         # CPM's (image, centre map) fed the image alone failed inside Keras; the map fit() gives: a run's sigma
         # (its config.json), else the release's 21
-        ds.center_map_sigma = float(getattr(model, "_kerazoo_center_map_sigma", None) or 21.0)
+        ds.center_map_sigma = model_center_map_sigma(model)
     views = []  # the dataset at each scale (scaled copies share its skip bookkeeping)
     try:
         if isinstance(ds, HeatmapDataset):

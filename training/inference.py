@@ -227,6 +227,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     from zoo.records import check_record_arg
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
     from training.transforms import affine_matrix, grid_matrix, warp_image
+    from training.data.base import model_center_map_sigma
 
     from training.tta import check_scales, fixed_input, image_heatmaps, image_probabilities
     from training.tta_pspnet import check_base_size, pspnet_probabilities
@@ -302,7 +303,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
                                           f"{tuple(inputs[0].shape[1:])})")
 
     # CPM's centre map: the Gaussian a training run fed (its config.json), else the release's and the command's 21 px
-    sigma = getattr(model, "_kerazoo_center_map_sigma", None) or 21.0
+    sigma = model_center_map_sigma(model)
 
     def run(x):
         feeds = [x]

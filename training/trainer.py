@@ -33,7 +33,7 @@ import numpy as np
 from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, fit_callbacks, monitor_mode,
                                 resolve_monitor)
 from training.data import FEEDS, HeatmapDataset, Normalization, SegmentationDataset, model_feed
-from training.data.base import check_model_input, check_model_task, model_output_size
+from training.data.base import check_model_input, check_model_task, model_center_map_sigma, model_output_size
 from training.models import _family, _saved_metadata, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
@@ -143,7 +143,7 @@ def _check_geometry(model, task, ds, log) -> None:
     if task == "pose":
         if len(model.inputs) == 2 and ds.center_map_sigma is None:
             # a run's .keras trained with its own sigma (config.json, via _run_metadata); else the release's 21
-            sigma = getattr(model, "_kerazoo_center_map_sigma", None) or 21.0
+            sigma = model_center_map_sigma(model)
             log(f"dataset: model takes (image, center_map) -> CPM centre map with sigma {sigma:g}")
             ds.center_map_sigma = float(sigma)
         ch = shape[-1]

@@ -142,6 +142,12 @@ def model_output_size(model, which, input_size) -> tuple[int, int]:
     return int(out[2]), int(out[1])
 
 
+def model_center_map_sigma(model) -> float:
+    """The centre-map sigma (input px) a CPM-style (image, centre map) model is fed: the one its training run used
+    (its ``config.json`` / ``.keras`` metadata), else 21, the releases' and the training command's."""
+    return float(getattr(model, "_kerazoo_center_map_sigma", None) or 21.0)
+
+
 def check_model_task(model, task, who) -> None:
     """Refuse a model made for another task than ``task`` (``"pose"`` / ``"segmentation"``, the dataset's).
 
