@@ -64,7 +64,9 @@ def build_parser():
     p.add_argument("--stages", type=positive_int,
                    help="CPM stages (default 2 synthetic / 6; --weights: theirs, from a zoo .h5's record or a "
                         ".caffemodel's deploy prototxt)")
-    p.add_argument("--sigma", type=positive_float, help="heatmap Gaussian sigma in heatmap pixels")
+    p.add_argument("--sigma", type=positive_float,
+                   help="heatmap Gaussian sigma in heatmap pixels (default: 1.5 synthetic; --weights: theirs, "
+                        "hourglass:mpii 1.75, a CPM .caffemodel 0.875; else 2, a CPM from scratch 1)")
     p.add_argument("--lr", type=positive_float,
                    help="learning rate (default: Adam 2e-3 on synthetic data, else the model family's preset)")
     p.add_argument("--num-samples", type=positive_int, help="synthetic training figures (default 512, --fast 32)")
@@ -110,7 +112,8 @@ def parse_args(argv):
         a.input_size = a.input_size or (64 if synth or a.fast else 256 if a.model == "hourglass" else 368)
     a.num_samples = a.num_samples or (32 if a.fast else 512)
     a.val_samples = a.val_samples or (16 if a.fast else 64)
-    a.sigma = a.sigma or (1.0 if a.model == "cpm" else 1.5 if synth else 2.0)
+    # None: the weights' own Gaussians (a release's or a run's record; training.fit), else 2
+    a.sigma = a.sigma or (1.5 if synth else 1.0 if a.model == "cpm" and not a.weights else None)
     return a
 
 
@@ -293,7 +296,8 @@ def run(a) -> int:
         keypoint_names=tuple(info.keypoint_names) if info.keypoint_names else None,
         flip_pairs=tuple(map(tuple, info.flip_pairs)) or None,
         output_stride=a.input_size // int(model.outputs[-1].shape[1]),
-        heatmap_offset=fitted.heatmap_offset if fitted else 0.0, builder_kwargs=builder_kwargs,
+        heatmap_offset=fitted.heatmap_offset if fitted else 0.0, heatmap_sigma=train.sigma,
+        builder_kwargs=builder_kwargs,
         metrics={f"{a.dataset} val {after.metric}": round(after.mean, 4)})
     path = zoo.save_weights(model, out / f"{a.model}_{a.dataset}.h5", record, model_name=a.model)
     print(f"wrote {path}: zoo.get('{a.model}', weights='{path}') rebuilds this model")

@@ -793,7 +793,9 @@ def test_info_checks_the_tag(capsys):
     weights = __import__("json").loads(capsys.readouterr().out)["weights"]
     assert weights["lsp"]["heatmap_offset"] == 3.5  # CPM's putGaussianMaps: stride / 2 - 0.5 at stride 8
     assert main(["info", "hourglass"]) == 0
-    assert __import__("json").loads(capsys.readouterr().out)["weights"]["mpii"]["heatmap_offset"] == 1.5  # pose-hg-train
+    hourglass = __import__("json").loads(capsys.readouterr().out)["weights"]["mpii"]
+    assert hourglass["heatmap_offset"] == 1.5 and hourglass["heatmap_sigma"] == 1.75  # pose-hg-train
+    assert weights["lsp"]["heatmap_sigma"] == 0.875  # 7 input px at stride 8
 
 
 def _keypoints(stdout):

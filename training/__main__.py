@@ -49,7 +49,7 @@ def _size(text):
 
 
 # Data settings with a default; evaluate --run takes them from the run's cli.json unless given
-_DATA_DEFAULTS = {"sigma": 2.0, "seed": 0}
+_DATA_DEFAULTS = {"seed": 0}
 
 
 def _data_args(p):
@@ -73,8 +73,9 @@ def _data_args(p):
                                                     "size; 256 for the pose sets, 512 for segmentation: voc, rhd-seg; "
                                                     "evaluate: the model's own where it fixes one)")
     g.add_argument("--batch-size", type=count(1), default=16, help="samples per batch")
-    g.add_argument("--sigma", type=real(0, above=True), default=_DATA_DEFAULTS["sigma"],
-                   help=f"heatmap Gaussian sigma (heatmap px; default {_DATA_DEFAULTS['sigma']})")
+    g.add_argument("--sigma", type=real(0, above=True),
+                   help="heatmap Gaussian sigma (heatmap px; default: a release's own when fine-tuning one or a "
+                        "run's .keras, hourglass:mpii 1.75, cpm:* 0.875, else 2)")
     g.add_argument("--workers", type=count(0), default=0, help="PyDataset workers (default 0: in the main process)")
     g.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
     g.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="unreadable images")

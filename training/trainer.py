@@ -355,7 +355,8 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
             if ds is not None:
                 ds.normalization = Normalization.from_record(rec)
     if task == "pose":
-        _match_heatmap_offset(model, rec, train_data, val_data, log)
+        _match_heatmap_sigma(model, rec, train_data, val_data, log)
+        _match_heatmap_offset(model, getattr(model, "_zoo_record", None), train_data, val_data, log)
     want = "uint8" if model_feed(model) == "uint8" else (feed or train_data.feed)
     if want == "uint8" and model_feed(model) != "uint8":
         with _dtype_policy(policy):
@@ -366,6 +367,27 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
             log(f"{what} dataset: feed {ds.feed} -> {want} (what the model expects)")
             ds.feed = want
     return model, family
+
+
+def _match_heatmap_sigma(model, rec, train_data, val_data, log) -> None:
+    """Train on the Gaussians the weights learnt, and keep the model's record true to what it learns.
+
+    A release's targets had their own width (``rec.heatmap_sigma``: hourglass:mpii 1.75, the CPM releases 0.875
+    heatmap px); with a dataset not given a ``sigma``, its targets take it, so fine-tuning does not first reshape
+    every peak (training's 2.0 is 2.3x CPM's). A dataset given a sigma wins; the model's record then says so.
+    The validation targets follow the training ones where they were not given one either.
+    """
+    theirs = getattr(rec, "heatmap_sigma", None)
+    if theirs is not None and not train_data.sigma_given and train_data.sigma != theirs:
+        train_data.sigma = theirs
+        log(f"targets: sigma {theirs:g} heatmap px, the Gaussians of the model's weights "
+            f"(HeatmapDataset(sigma=...) to train another)")
+    ours = train_data.sigma
+    if val_data is not None and val_data.sigma != ours and not val_data.sigma_given:
+        log(f"val targets: sigma {val_data.sigma:g} -> {ours:g} heatmap px (the training targets')")
+        val_data.sigma = ours
+    if rec is not None and ours != theirs:  # a later fine-tuning of this model keeps it
+        model._zoo_record = rec.replace(heatmap_sigma=ours)
 
 
 def _match_heatmap_offset(model, rec, train_data, val_data, log) -> None:

@@ -298,15 +298,15 @@ def _load_by_suffix(spec, path, kwargs, record):
 
 _SOURCE_FORMATS = {".caffemodel": "caffe", ".t7": "torch7"}  # WeightsRecord.source_format of each suffix
 # What a release's code assumed about its input and heatmaps (not which data or head it was trained for).
-_CONVENTION_FIELDS = ("channel_order", "scale", "mean", "std", "heatmap_offset")
+_CONVENTION_FIELDS = ("channel_order", "scale", "mean", "std", "heatmap_offset", "heatmap_sigma")
 
 
 def _release_conventions(spec: ModelSpec, source_format: str | None) -> WeightsRecord | None:
     """A record with the input and heatmap conventions of ``spec``'s registered releases in
     ``source_format``, for an original file given by path (a ``.caffemodel`` or ``.t7`` carries no
-    metadata): ``zoo.get("cpm", weights="pose_iter_320000.caffemodel")`` is preprocessed BGR / 256 - 0.5
-    and decoded at CPM's heatmap offset, as the ``cpm:mpii`` tag is. ``None`` when no release of that
-    format is registered or the releases disagree on a convention."""
+    metadata): ``zoo.get("cpm", weights="pose_iter_320000.caffemodel")`` is preprocessed BGR / 256 - 0.5,
+    decoded at CPM's heatmap offset and fine-tuned on CPM's target sigma, as the ``cpm:mpii`` tag is.
+    ``None`` when no release of that format is registered or the releases disagree on a convention."""
     releases = [r for r in spec.weights.values() if source_format and r.source_format == source_format]
     if not releases:
         return None

@@ -155,6 +155,9 @@ class WeightsRecord:
     # input px where heatmap pixel 0's centre lies: pixel g is at g * output_stride + heatmap_offset
     # (OpenCV pixel centres). 0.0 = training.targets' convention; a release trained otherwise sets it.
     heatmap_offset: float = 0.0
+    # Gaussian sigma (heatmap px) of the targets the weights were trained on; None = not recorded (training's 2.0).
+    # Fine-tuning keeps it (training.fit), so the model is not first taught wider or narrower peaks.
+    heatmap_sigma: float | None = None
     # --- how to build the matching model -----------------------------------------------------
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     # --- documentation only -------------------------------------------------------------------
@@ -175,6 +178,12 @@ class WeightsRecord:
             raise ValueError(f"WeightsRecord.heatmap_offset must be a finite number (input px where heatmap pixel 0's "
                              f"centre lies; 0.0 = training's convention), got {off!r}")
         object.__setattr__(self, "heatmap_offset", float(off))
+        sigma = self.heatmap_sigma
+        if sigma is not None:
+            if not (_is_real(sigma) and sigma > 0):
+                raise ValueError(f"WeightsRecord.heatmap_sigma must be a finite number > 0 (the Gaussian sigma of the "
+                                 f"training targets, heatmap px) or None, got {sigma!r}")
+            object.__setattr__(self, "heatmap_sigma", float(sigma))
         # The input convention and head are checked here, not where they are used (zoo.preprocess, the Normalize
         # layer, decoding, flip tests): a wrong value from an edited file or a typo would otherwise divide by zero,
         # feed the wrong channel order or mirror the wrong joints far from the record that said so.

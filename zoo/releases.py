@@ -139,6 +139,9 @@ for _tag, _folder, _weights, _deploy, _stages, _parts, _names, _flip, _metric in
         input_size=(368, 368), channel_order="BGR", scale=1 / 256, mean=(0.5, 0.5, 0.5),
         num_keypoints=_parts, keypoint_names=_names, flip_pairs=_flip, output_stride=8,
         heatmap_offset=3.5,  # cpm_data_transformer.cpp putGaussianMaps: x = stride/2.0 - 0.5 + g_x * stride
+        # training/genProto.py leaves cpm_transform_param's sigma at the proto's default, 7 input px (CMU caffe_train
+        # caffe.proto): 7 / stride 8 heatmap px, cut where exp() < 1% (3.03 sigma)
+        heatmap_sigma=7 / 8,
         builder_kwargs={"stages": _stages, "num_keypoints": _parts}, metrics=_metric,
     ))
 
@@ -192,6 +195,9 @@ register_weights("hourglass", "mpii", WeightsRecord(
     # frame, so the target floor((j + 0.5) / 4) = g covers crop px 4g .. 4g + 3: pixel g is at 4g + 1.5 (postprocess'
     # g + 0.5 is in that frame). Symmetric under a mirror, hence hg-train's unshifted flip average
     heatmap_offset=1.5,
+    # pose.lua/img.lua drawGaussian(sigma 1): a 7x7 torch image.gaussian(7), whose sigma is 0.25 x its size, so
+    # 1.75 heatmap px cut at +-3 px (pose-hg-train issue #25)
+    heatmap_sigma=1.75,
     builder_kwargs={"stacks": 8, "num_keypoints": 16, "features": 256, "modules": 1, "post_residuals": False},
     metrics={"MPII test PCKh@0.5 (%)": 90.9},
 ))

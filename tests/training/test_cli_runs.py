@@ -357,3 +357,17 @@ def test_evaluate_a_classifier_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"python -m training evaluate: error: model '{path}': the model's last output has shape (None, 4), not the "
         f"(B, h, w, C) maps of a pose or segmentation model (a classifier?)\n")
+
+
+def test_fine_tuning_a_runs_checkpoint_keeps_its_sigma(tmp_path, tiny):
+    """``train --model RUN/best.keras`` without ``--sigma`` trained on the command's 2.0 whatever the run had learnt
+    (here 1.25): the run's .keras records its targets' sigma, which the next run keeps; ``--sigma`` still wins."""
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    assert main([*_train(tiny, first), "--sigma", "1.25"]) == 0
+    assert main(_train(first / "best.keras", second)) == 0
+    assert json.loads((second / "config.json").read_text())["train_data"]["sigma"] == 1.25
+    assert json.loads((second / "cli.json").read_text())["sigma"] is None  # not given: the weights' own
+    assert main([*_train(second / "best.keras", third), "--sigma", "2"]) == 0
+    assert json.loads((third / "config.json").read_text())["train_data"]["sigma"] == 2.0
+    assert main(_train(tiny, tmp_path / "fresh")) == 0  # no record: training's default
+    assert json.loads((tmp_path / "fresh" / "config.json").read_text())["train_data"]["sigma"] == 2.0

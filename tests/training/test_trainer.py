@@ -629,6 +629,40 @@ def test_fine_tuning_keeps_the_weights_heatmap_convention(tmp_path):
     assert zoo.weights_record(res.model).heatmap_offset == 1.5
 
 
+@agnostic
+def test_fine_tuning_keeps_the_weights_heatmap_sigma(tmp_path):
+    # A release's record says its targets were Gaussians of sigma 0.875 heatmap px (the CPM releases); a dataset
+    # left at its default trained them on training's 2.0 (2.3x wider peaks) without a word.
+    def data(**kw):
+        return HeatmapDataset(synthetic_pose(8, image_size=(32, 32), num_keypoints=4), batch_size=4,
+                              input_size=(32, 32), heatmap_size=(8, 8), flip_pairs=(), shuffle=False, **kw)
+
+    def release(sigma):
+        path = tmp_path / f"release_{sigma}.keras"
+        zoo.save_model(tiny_pose_model(32, outputs=1), path, metadata={"record": zoo.WeightsRecord(heatmap_sigma=sigma)})
+        return zoo.load_keras_model(path)
+
+    train, val = data(), data()
+    assert (train.sigma, train.sigma_given) == (2.0, False)
+    res = fit(release(0.875), train, val, epochs=1, verbose=0)
+    assert (train.sigma, val.sigma) == (0.875, 0.875)  # the weights' Gaussians, both sets
+    np.testing.assert_array_equal(val[0][1], data(sigma=0.875)[0][1])  # the targets themselves
+    assert train.config()["sigma"] == 0.875  # what the run's config.json (and its .keras record) keep
+    assert zoo.weights_record(res.model).heatmap_sigma == 0.875
+    # a sigma given wins, even training's default written out; the model's record then says what it learnt
+    for given in (2.0, 3.0):
+        train, val = data(sigma=given), data(sigma=1.0)
+        res = fit(release(0.875), train, val, epochs=1, verbose=0)
+        assert (train.sigma, val.sigma) == (given, 1.0)
+        assert zoo.weights_record(res.model).heatmap_sigma == given
+    # a record without one (training's convention) leaves the default; the fitted record says 2.0
+    res = fit(release(None), data(), epochs=1, verbose=0)
+    assert zoo.weights_record(res.model).heatmap_sigma == 2.0
+    with pytest.raises(ValueError, match=r"HeatmapDataset: `sigma` must be a finite number > 0 \(heatmap px\)\. "
+                                         r"Received: sigma='wide'"):
+        data(sigma="wide")  # was float()'s "could not convert string to float: 'wide'"
+
+
 def test_fine_tuning_a_cpm_run_keeps_its_center_map_sigma(tmp_path):
     # A CPM run trained with centre maps of sigma 3 (config.json's train_data); fine-tuning its .keras with a dataset
     # that does not say gave it the release's 21: maps 7x wider than the ones its weights learnt to read.

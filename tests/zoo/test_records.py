@@ -78,6 +78,12 @@ def test_records_written_by_training_runs_and_examples_are_accepted():
                                                                "channel_order": "RGB"}}}
     rec = _run_settings(config)["record"]
     assert rec.flip_pairs == ((0, 5), (1, 4), (2, 3)) and rec.heatmap_offset == -0.5  # any finite offset
+    assert rec.heatmap_sigma is None  # a run from before its sigma was recorded
+    config["train_data"]["sigma"] = 1.5
+    assert _run_settings(config)["record"].heatmap_sigma == 1.5
+    config["train_data"]["sigma"] = "x"  # an edited file: not recorded rather than refused
+    assert _run_settings(config)["record"].heatmap_sigma is None
+    config["train_data"]["sigma"] = 1.5
     assert WeightsRecord.from_dict(json.loads(rec.to_json())) == rec
     n = Normalization()  # the trainer's record for a run without one: its data's convention
     assert WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
@@ -93,6 +99,7 @@ def test_records_written_by_training_runs_and_examples_are_accepted():
     ({"input_size": [256.0, 192.0], "output_stride": 4.0}, {"input_size": (256, 192), "output_stride": 4}),
     ({"num_keypoints": 3, "flip_pairs": [[2, 0]], "keypoint_names": ["l", "m", "r"]}, {"flip_pairs": ((2, 0),)}),
     ({"num_classes": 2, "class_names": ["bg", "fg"]}, {"class_names": ("bg", "fg")}),
+    ({"heatmap_sigma": 2}, {"heatmap_sigma": 2.0}),
 ])
 def test_from_dict_accepts_and_normalises(fields, expected):
     rec = WeightsRecord.from_dict(fields)
@@ -150,6 +157,11 @@ BAD = [
     ("flip_pairs", [["a", "b"]], "pairs"),
     ("flip_pairs", [[0.5, 2]], "pairs"),
     ("flip_pairs", "01", "pairs"),
+    ("heatmap_sigma", 0, "number > 0"),
+    ("heatmap_sigma", -1.75, "number > 0"),
+    ("heatmap_sigma", math.inf, "number > 0"),
+    ("heatmap_sigma", "1.75", "number > 0"),
+    ("heatmap_sigma", True, "number > 0"),
 ]
 
 

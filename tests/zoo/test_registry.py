@@ -404,3 +404,19 @@ def test_released_heatmap_offsets():
     assert zoo.get_spec("hourglass").weights["mpii"].heatmap_offset == 1.5
     for name in ("resnet50", "fcn8s", "pspnet50"):
         assert all(r.heatmap_offset == 0.0 for r in zoo.get_spec(name).weights.values())
+
+
+def test_released_heatmap_sigmas():
+    # the Gaussians the releases were trained on, heatmap px (see zoo/releases.py): CPM's genProto.py leaves
+    # cpm_transform_param's sigma at caffe_train's proto default, 7 input px, at stride 8; pose-hg-train draws a
+    # 7x7 torch image.gaussian, whose sigma is a quarter of its size
+    for tag in ("mpii", "lsp", "flic"):
+        assert zoo.get_spec("cpm").weights[tag].heatmap_sigma == 0.875
+    assert zoo.get_spec("hourglass").weights["mpii"].heatmap_sigma == 1.75
+    for name in ("resnet50", "fcn8s", "pspnet50"):
+        assert all(r.heatmap_sigma is None for r in zoo.get_spec(name).weights.values())
+    # an original file given by path carries no record: the family's releases' conventions, sigma included
+    from zoo.api import _release_conventions
+
+    assert _release_conventions(zoo.get_spec("cpm"), "caffe").heatmap_sigma == 0.875
+    assert _release_conventions(zoo.get_spec("hourglass"), "torch7").heatmap_sigma == 1.75

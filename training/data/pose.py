@@ -34,7 +34,9 @@ class HeatmapDataset(RecordDataset):
         batch_size: samples per batch.
         input_size: ``(w, h)`` network input.
         heatmap_size: ``(w, h)`` of the output heatmaps (same stride on both axes).
-        sigma: Gaussian sigma in heatmap pixels.
+        sigma: Gaussian sigma in heatmap pixels. ``None`` (default): 2.0 (MPII at 64x64), which
+            :func:`training.fit` replaces with the model's weights' (``zoo.weights_record(model).heatmap_sigma``:
+            hourglass:mpii 1.75, the CPM releases 0.875), so a release is fine-tuned on the peaks it learnt.
         num_outputs: model outputs that each get the target.
         augment: ``None``/``False``, ``True`` (HRNet recipe), a dict of :class:`Augmentation`
             fields, or an :class:`Augmentation`.
@@ -78,18 +80,19 @@ class HeatmapDataset(RecordDataset):
 
     _RECORD_FIELDS = ("image", "keypoints", "visible", "center", "scale")
 
-    def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
+    def __init__(self, records, *, batch_size=16, input_size=(256, 256), heatmap_size=(64, 64), sigma=None,
                  num_outputs=1, augment=None, flip_pairs=None, background=False, center_map_sigma=None,
                  heatmap_offset=0.0, normalization=None, feed="float32", seed=0, shuffle=True, drop_remainder=False,
                  on_error="raise", skip_log=None, keypoint_names=None, **kwargs):
         self.input_size = check_size(input_size, "input_size")
         self.heatmap_size = check_size(heatmap_size, "heatmap_size")
-        self.sigma = float(sigma)
-        try:  # validate geometry and offset now
-            self.heatmap_offset = HeatmapCodec(self.input_size, self.heatmap_size, self.sigma,
-                                               offset=heatmap_offset).offset
+        self.sigma_given = sigma is not None  # fit() gives a release's sigma only where none was asked for
+        try:  # validate geometry, sigma and offset now
+            codec = HeatmapCodec(self.input_size, self.heatmap_size, 2.0 if sigma is None else sigma,
+                                 offset=heatmap_offset)
         except ValueError as e:
             raise ValueError(f"HeatmapDataset: {str(e).replace('`offset`', '`heatmap_offset`')}") from None
+        self.sigma, self.heatmap_offset = codec.sigma, codec.offset
         if int(num_outputs) < 1:
             raise ValueError(f"HeatmapDataset: num_outputs must be >= 1. Received: {num_outputs!r}")
         self.num_outputs = int(num_outputs)
