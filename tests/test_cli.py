@@ -615,6 +615,9 @@ def test_predict_box_and_masks(tmp_path):
                                         "--box", "40,10,30,20")).endswith(
         "argument --box: expected X1,Y1,X2,Y2 image px with X1 < X2 and Y1 < Y2 such as 120,40,260,400, got "
         "'40,10,30,20' (see kerazoo predict --help)")
+    assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights",
+                                        tmp_path / "pose.keras", "--box", "500,10,600,90")).endswith(
+        "--box lies outside the 90x60 image (x from 0 to 90, y from 0 to 60); give the box in this image's px.")
     assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path, "--weights", "w.h5", "--box",
                                         "1,1,5,5")).endswith(
         "--box names a person in one image, not in several images or a folder's")

@@ -159,7 +159,20 @@ def _check_box(box, padding):
     if not (ok and np.isfinite(padding) and padding > 0):
         raise ValueError(f"predict: box_padding must be a number > 0 (the crop's side over the box's). "
                          f"Received: box_padding={padding!r}")
-    return b, float(padding)
+    return tuple(float(v) for v in b), float(padding)  # Python floats: the messages print (1.0, ...), not np.float64
+
+
+def _check_box_on_image(box, padding, W, H):
+    """A box that misses the ``W x H`` image gave keypoints on the padding, far outside it, and one so large that the
+    image shrinks under 1 px in the crop failed in OpenCV ("`mat` is singular"): a ValueError naming the box instead."""
+    x1, y1, x2, y2 = box
+    if x2 <= 0 or y2 <= 0 or x1 >= W or y1 >= H:
+        raise ValueError(f"predict: box lies outside the {W}x{H} image (x from 0 to {W}, y from 0 to {H}); give the "
+                         f"box in this image's px. Received: box={box}")
+    side = max(x2 - x1, y2 - y1) * padding
+    if side > 1000 * max(W, H):  # the whole image would span under 1/1000 of the crop: a box in other units
+        raise ValueError(f"predict: box is {x2 - x1:g} x {y2 - y1:g} px, over 1000x the {W}x{H} image; give the box "
+                         f"in this image's px. Received: box={box}")
 
 
 def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,),
@@ -220,8 +233,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         ValueError: an output that does not fit the task (e.g. a classifier without its top), an image
             of another shape, ``top_k`` not an integer >= 1, ``scales`` or ``flip`` for a classifier,
             ``heatmap_offset`` for a model that is not a pose model, ``flip`` for a pose model whose record has
-            no ``flip_pairs``, or a ``box`` that is not four numbers x1 < x2, y1 < y2, or for a model that is not
-            a pose model of a fixed input size.
+            no ``flip_pairs``, or a ``box`` that is not four numbers x1 < x2, y1 < y2, that misses the image or
+            is over 1000x its size, or for a model that is not a pose model of a fixed input size.
     """
     import zoo
     from zoo.records import check_record_arg
@@ -248,6 +261,8 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         box, box_padding = _check_box(box, box_padding)
     image = _rgb_uint8(image_rgb)
     H, W = image.shape[:2]
+    if box is not None:
+        _check_box_on_image(box, box_padding, W, H)
     inputs = model.inputs
     h, w = inputs[0].shape[1] or H, inputs[0].shape[2] or W
     if task not in (None, "classification", "segmentation", "pose"):

@@ -293,7 +293,7 @@ def _predict_one(model, record, image, args):
             if str(e).startswith(prefix):
                 raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
                                f"classification") from None
-        if str(e).startswith("predict: box is for pose models"):
+        if str(e).startswith("predict: box "):  # not a pose model of a fixed size, off the image, too large
             raise CLIError(f"--box{str(e)[len('predict: box'):].split(' Received')[0]}") from None
         if str(e).startswith(("predict: base_size is PSPNet's", "predict: heatmap_offset is for pose")):
             option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"

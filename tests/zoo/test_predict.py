@@ -206,6 +206,17 @@ def test_pose_box_crops_the_person_it_names(rgb_registered):
         inference.predict(model, image, box=(0.2, 0.1, 0.5, 0.6))  # a detector's normalised box: cropped ~1 px
     with pytest.raises(ValueError, match="predict: box_padding must be a number > 0"):
         inference.predict(model, image, box=box, box_padding=0)
+    h, w = image.shape[:2]
+    for off in ((w, 0, w + 20, 20), (-30, -30, 0, 0), (0, h + 5, 10, h + 40)):  # keypoints were put on the padding
+        with pytest.raises(ValueError, match=rf"^predict: box lies outside the {w}x{h} image \(x from 0 to {w}, y from "
+                                             rf"0 to {h}\); give the box in this image's px\. Received: box="
+                                             rf"\({float(off[0])}, "):
+            inference.predict(model, image, box=off)
+    with pytest.raises(ValueError, match=rf"^predict: box is 1e\+09 x 1e\+09 px, over 1000x the {w}x{h} image; give "
+                                         rf"the box in this image's px\. Received: box=\(0\.0, 0\.0, 1000000000\.0, "):
+        inference.predict(model, image, box=(0, 0, 1e9, 1e9))  # was OpenCV's "`mat` is singular", no box named
+    edge = inference.predict(model, image, box=(w - 1, h - 1, w + 9, h + 9))  # a box partly on the image is taken
+    assert edge.keypoints.shape == (3, 2)
     seg = zoo.get(rgb_registered("test_rgb_seg_box", "pspnet", shape=(16, 16, 3)))
     with pytest.raises(ValueError, match="predict: box is for pose models of a fixed input size .* test_rgb_seg_box "
                                          "gives segmentation"):
