@@ -1,9 +1,9 @@
 """Training callbacks: atomic best-model checkpoint, TensorBoard images, worker watchdog, skip report, NaN stop.
 
 :func:`fit_callbacks` wires these together for :func:`training.fit` with ``BackupAndRestore`` (Keras',
-mid-epoch resumes kept on schedule), ``CSVLogger`` and ``TensorBoard``; each also works on its own with
-``model.fit``. Batch-level hooks are ``async_safe`` where they can be, so that on JAX Keras does not wait
-for every step's logs.
+mid-epoch resumes kept on schedule: :mod:`training.backup`, re-exported here), ``CSVLogger`` and
+``TensorBoard``; each also works on its own with ``model.fit``. Batch-level hooks are ``async_safe`` where
+they can be, so that on JAX Keras does not wait for every step's logs.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from training.backup import BackupAndRestore, _backup_epoch, _clear_previous_run  # re-exported: BackupAndRestore
 from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
 from zoo.files import replace_durably, write_json
@@ -147,68 +148,6 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self.enabled:
             atomic_save(self.model, self.path, self.metadata)
             _write_json(self.sidecar, {"epoch": epoch, "monitor": key, "value": value})
-
-
-class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' ``BackupAndRestore``, with a mid-epoch backup resumed on the uninterrupted run's schedule.
-
-    Keras resumes a backup made every N batches at the *start* of its epoch, but with the optimizer's
-    step count of the backup, so the run took the epoch's batches before the backup twice *and*
-    counted them twice: it ended ``N`` steps past ``epochs x steps_per_epoch``, the last ones at the
-    schedule's final LR (0 for poly/cosine) and every step milestone ``N`` steps early. Here the step
-    count is set back to that epoch's first step: those batches are still trained again (their
-    updates stay in the weights), but the LR schedule and the run's length are the uninterrupted
-    run's. A backup made at an epoch's end (``save_freq="epoch"``) resumes exactly as it was.
-
-    Each backup file is written to a temporary name and renamed into place (weights first, then the metadata
-    naming their epoch): Keras truncates and rewrites both in place, so a run killed while it saved left an empty
-    ``training_metadata.json`` (or half an HDF5 file), and the next start failed with a ``JSONDecodeError`` instead
-    of resuming. A metadata file that does not parse (an older backup's) falls back to the previous backup, as Keras
-    already does for unreadable weights.
-    """
-
-    def _save_model(self):
-        backup = Path(self.backup_dir)
-        backup.mkdir(parents=True, exist_ok=True)
-        weights, meta = Path(self._weights_path), Path(self._training_metadata_path)
-        if self.double_checkpoint:  # the previous pair, for Keras' fallback (copies of complete files)
-            for path, previous in ((weights, self._prev_weights_path), (meta, self._prev_training_metadata_path)):
-                if path.exists():
-                    shutil.copyfile(path, previous)
-        tmp_weights = backup / f".{os.getpid()}.tmp.{weights.name}"  # save_weights wants its .weights.h5 suffix
-        tmp_meta = backup / f".{os.getpid()}.tmp.{meta.name}"
-        try:
-            self.model.save_weights(str(tmp_weights), overwrite=True)
-            tmp_meta.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
-            replace_durably(tmp_weights, weights)
-            replace_durably(tmp_meta, meta)
-        finally:
-            for tmp in (tmp_weights, tmp_meta):
-                if tmp.exists():
-                    tmp.unlink()
-
-    def _load_model(self):
-        try:
-            self._read_metadata_check()
-        except ValueError as e:  # Keras' on_train_begin falls back to the previous backup on an OSError only
-            raise OSError(f"backup metadata '{self._training_metadata_path}' is unreadable ({e})") from e
-        super()._load_model()
-        steps = (self.params or {}).get("steps")
-        epoch = getattr(self.model, "_initial_epoch", None)
-        opt = getattr(self.model, "optimizer", None)
-        if not steps or epoch is None or opt is None:
-            return
-        start = int(epoch) * int(steps)
-        if start < int(keras.ops.convert_to_numpy(opt.iterations)) < start + int(steps):
-            opt.iterations.assign(start)
-
-    def _read_metadata_check(self):
-        """ValueError when the metadata file exists but is no JSON object with an integer ``epoch``."""
-        path = Path(self._training_metadata_path)
-        if path.exists():
-            meta = json.loads(path.read_text())
-            if not isinstance(meta, dict) or not isinstance(meta.get("epoch"), int):
-                raise ValueError(f"expected a JSON object with an integer 'epoch', got {meta!r:.80}")
 
 
 class ImageLogger(keras.callbacks.Callback):
@@ -466,45 +405,6 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.time() > self.deadline - self.reserve:
             self.model.stop_training = True
-
-
-_RUN_RESULTS = ("best.keras", "best.keras.json", "final.keras", "summary.json")
-
-
-def _clear_previous_run(folder, log):
-    """A fresh run in a finished run's folder: remove that run's results first.
-
-    Otherwise ``BestCheckpoint`` would keep the old run's best value (and ``best.keras``) and the
-    folder would mix two runs. A killed run resumes instead (its ``backup/`` is kept).
-    """
-    old = [name for name in _RUN_RESULTS if (folder / name).exists()]
-    if old:
-        log(f"{folder} holds a previous run's {', '.join(old)}: a fresh run (no backup/ to resume) replaces them")
-        for name in old:
-            (folder / name).unlink()
-
-
-def _backup_epoch(folder: Path, log) -> int | None:
-    """The epoch a backup in ``folder`` resumes at (:class:`BackupAndRestore`'s metadata), ``None`` without one.
-
-    An unreadable metadata file (cut while Keras rewrote it in place, before backups were renamed into place)
-    gives the previous backup's epoch, which :class:`BackupAndRestore` then restores; with no readable previous one
-    it is a ValueError naming the folder (the run's other files are left as they are).
-    """
-    meta = folder / "training_metadata.json"
-    if not meta.exists():
-        return None
-    for path in (meta, Path(f"{meta}.bkp")):
-        try:
-            epoch = json.loads(path.read_text())["epoch"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if isinstance(epoch, int) and not isinstance(epoch, bool):
-            if path != meta:
-                log(f"backup metadata {meta} is unreadable: resuming from the backup before it")
-            return epoch
-    raise ValueError(f"the backup in '{folder}' cannot be read ('{meta.name}' is not the JSON a backup writes, and "
-                     f"there is no readable backup before it); remove that folder to start the run afresh")
 
 
 def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,
