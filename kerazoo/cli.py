@@ -387,10 +387,11 @@ def build_parser():
                    help="also run the mirrored image, as evaluate --flip (at each of --scales): pose averages the "
                         "heatmaps flipped back with left/right joints swapped (needs the weights record's flip "
                         "pairs); segmentation averages the probabilities")
-    s.add_argument("--box", type=box_arg, metavar="X1,Y1,X2,Y2",
+    s.add_argument("--box", type=box_arg, action="append", metavar="X1,Y1,X2,Y2",
                    help="pose, one image: the person's (or hand's) box in image px, e.g. from a detector or the "
                         "annotations; the crop is its longer side x 1.25 about its centre (MMPose's top-down "
-                        "padding) instead of the whole image letterboxed, and the box is drawn")
+                        "padding) instead of the whole image letterboxed, and the box is drawn. Repeat it for "
+                        "several people: each box's keypoints are listed under 'person N', all drawn on one picture")
     s.add_argument("--masks", action="store_true",
                    help="segmentation: also write each image's class indices as IMAGE_STEM.mask.png beside its "
                         "picture (8-bit grey, 16-bit above 256 classes; the model's own class numbers)")

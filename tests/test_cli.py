@@ -611,6 +611,21 @@ def test_predict_box_and_masks(tmp_path):
     assert r.returncode == 0, r.stderr
     printed = [tuple(map(float, l.split()[:2])) for l in r.stdout.splitlines() if not l.startswith("wrote ")]
     np.testing.assert_allclose(printed, spots, atol=0.005)
+    # two people: --box twice, each one's keypoints under its box, both drawn on one picture
+    r = kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights", tmp_path / "pose.keras",
+                     "--box", "31.1,14.1,43.9,26.9", "--box", "64.1,39.1,76.9,51.9", "--out", tmp_path / "two.png")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "person 1 (box 31.1,14.1,43.9,26.9):" and lines[4] == "person 2 (box 64.1,39.1,76.9,51.9):"
+    np.testing.assert_allclose([tuple(map(float, l.split()[:2])) for l in lines[1:4]], spots, atol=0.005)
+    assert lines[5].split() == ["70.00", "45.00", "joint", "0"]  # the red spot in the second box; no green or blue
+    assert [l.split()[:2] for l in lines[6:8]] == [["nan", "nan"]] * 2 and lines[8] == f"wrote {tmp_path / 'two.png'}"
+    assert cv2.imread(str(tmp_path / "two.png")).shape == image.shape
+    assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights",
+                                        tmp_path / "pose.keras", "--box", "31.1,14.1,43.9,26.9", "--box",
+                                        "500,10,600,90")).endswith(
+        "--box 500,10,600,90 lies outside the 90x60 image (x from 0 to 90, y from 0 to 60); give the box in this "
+        "image's px.")
     assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights", "w.h5",
                                         "--box", "40,10,30,20")).endswith(
         "argument --box: expected X1,Y1,X2,Y2 image px with X1 < X2 and Y1 < Y2 such as 120,40,260,400, got "

@@ -284,10 +284,20 @@ def _predict_one(model, record, image, args):
     """``inference.predict`` with the command's options; its errors about an option name the option."""
     from training import inference
 
+    boxes = args.box or [None]
+    kw = dict(name=args.name, record=record, heatmap_offset=args.heatmap_offset, scales=args.scales, flip=args.flip,
+              base_size=args.base_size)
     try:
-        return inference.predict(model, image, name=args.name, record=record, heatmap_offset=args.heatmap_offset,
-                                 scales=args.scales, flip=args.flip, base_size=args.base_size, box=args.box)
+        if len(boxes) > 1:  # several people: training.topdown.People
+            from training.topdown import predict_people
+
+            return predict_people(model, image, boxes, **kw)
+        return inference.predict(model, image, box=boxes[0], **kw)
     except ValueError as e:  # predict's own words name its argument, not the option
+        person = re.match(r"predict_people: box (\d+) of \d+ ", str(e))
+        if person:  # the box as the user gave it, which the message's position alone would leave to count
+            given = ",".join(f"{v:g}" for v in boxes[int(person[1]) - 1])
+            raise CLIError(f"--box {given} {str(e)[person.end():].split(' Received')[0]}") from None
         for prefix, option in (("predict: scales are for pose", "--scales"),
                                ("predict: flip is for pose", "--flip")):
             if str(e).startswith(prefix):
@@ -306,6 +316,18 @@ def _predict_one(model, record, image, args):
                            f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
                            f"data's, if that data had any)") from None
         raise
+
+
+def _print_keypoints(keypoints, record) -> list[tuple]:
+    """Print ``X Y NAME`` per keypoint (image px; nan: not found), named by the record where it names them all;
+    returns the predictions.csv rows (joint, name, x, y)."""
+    names = record.keypoint_names if record is not None else ()
+    names = names if names and len(names) == len(keypoints) else [f"joint {j}" for j in range(len(keypoints))]
+    rows = []
+    for j, ((x, y), label) in enumerate(zip(keypoints, names)):
+        print(f"{x:9.2f} {y:9.2f}  {label}")
+        rows.append((j, label, f"{x:.2f}", f"{y:.2f}"))
+    return rows
 
 
 def _mask_target(picture: Path) -> Path:
@@ -335,6 +357,8 @@ def _cmd_predict(args):
     first = _read_image(images[0]) if not batch else None
     if not batch and first is None:
         raise CLIError(f"cannot read image {args.image[0]!r}")
+    if args.box is not None and args.masks:  # checked before the model loads (a box is a person: pose only)
+        raise CLIError("--masks is for segmentation models; --box is for pose models")
     if args.box is not None and batch:  # one box is one person in one image
         raise CLIError("--box names a person in one image, not in several images or a folder's")
     targets = _predict_targets(args, images, batch)
@@ -367,16 +391,18 @@ def _cmd_predict(args):
                 continue
             if batch:
                 print(f"{image_path}:")
+            if hasattr(pred, "boxes"):  # several --box: one image (no batch, no predictions.csv), person by person
+                for i, (box, keypoints) in enumerate(zip(pred.boxes, pred.keypoints), 1):
+                    print(f"person {i} (box {','.join(f'{v:g}' for v in box)}):")
+                    _print_keypoints(keypoints, record)
+                visualize.write_png(target, pred.picture)
+                print(f"wrote {target}")
+                continue
             for rank, (label, p) in enumerate(pred.top, 1):
                 print(f"{p:8.4f}  {label}")
                 rows.append((str(image_path), rank, label, f"{p:.6g}"))
             if pred.keypoints is not None:  # x, y in the image's pixels; nan: no keypoint found
-                names = record.keypoint_names if record is not None else ()
-                names = names if names and len(names) == len(pred.keypoints) else \
-                    [f"joint {j}" for j in range(len(pred.keypoints))]
-                for j, ((x, y), label) in enumerate(zip(pred.keypoints, names)):
-                    print(f"{x:9.2f} {y:9.2f}  {label}")
-                    rows.append((str(image_path), j, label, f"{x:.2f}", f"{y:.2f}"))
+                rows += [(str(image_path), *row) for row in _print_keypoints(pred.keypoints, record)]
             if args.masks:
                 if pred.mask is None:
                     raise CLIError(f"--masks is for segmentation models; {args.name} gives {pred.task}")

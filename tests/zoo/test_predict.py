@@ -227,6 +227,37 @@ def test_pose_box_crops_the_person_it_names(rgb_registered):
 
 
 @agnostic
+def test_predict_people_finds_each_person_in_its_box(rgb_registered):
+    """Several people, one box each (a detector's): each box is cropped as predict(box=) crops it, so each person's
+    spots are found exactly (the boxes' crops fall on whole pixels, as in the test above) and a brighter spot
+    outside both boxes is not; everyone is drawn on one picture, boxes included."""
+    from training.topdown import predict_people
+
+    model = zoo.get(rgb_registered("test_rgb_people", "hourglass", shape=(16, 16, 3)))
+    image = np.zeros((60, 90, 3), np.uint8)
+    people = [[(33, 17), (41, 25), (38, 15)], [(63, 37), (71, 45), (68, 35)]]
+    for c, (x, y) in enumerate(people[0] + people[1] + [(10, 50)] * 3):
+        image[y, x, c % 3] = 250 if c >= 6 else 120
+    boxes = [(31.1, 14.1, 43.9, 26.9), (61.1, 34.1, 73.9, 46.9)]
+    found = predict_people(model, image, boxes)
+    np.testing.assert_allclose(found.keypoints, people, atol=1e-6)
+    assert found.boxes.tolist() == [list(b) for b in boxes] and len(found.outputs) == 2
+    for box, one in zip(boxes, people):  # the same as one predict(box=) per person
+        np.testing.assert_allclose(inference.predict(model, image, box=box).keypoints, one, atol=1e-6)
+    assert found.picture.shape == image.shape and found.picture.dtype == np.uint8
+    for x1, y1, x2, y2 in boxes:  # both boxes drawn (white, anti-aliased), nothing drawn far from the people
+        for y in (y1, y2):
+            edge = found.picture[round(y), round(x1) + 2:round(x2) - 1]
+            assert (edge.min(axis=-1) > 150).mean() > 0.5
+    assert (found.picture[:10, :20] == 0).all()
+    with pytest.raises(ValueError, match=r"^predict_people: box 2 of 2 lies outside the 90x60 image \(x from 0 to 90"):
+        predict_people(model, image, [boxes[0], (100, 10, 120, 30)])
+    for bad in ([], None, 3):
+        with pytest.raises(ValueError, match=r"^predict_people: boxes must be a list of \(x1, y1, x2, y2\) image px"):
+            predict_people(model, image, bad)
+
+
+@agnostic
 @pytest.mark.parametrize("tall", [True, False])
 def test_pose_box_on_a_non_square_input_crops_as_training(rgb_registered, tall):
     """On a non-square input the box's crop is the one training and evaluate make for that box (the datasets'
