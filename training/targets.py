@@ -22,7 +22,7 @@ import math
 import cv2
 import numpy as np
 
-from training.transforms import _size, check_flip_pairs, invert, swap_pairs, transform_points
+from training.affine import _size, check_flip_pairs, invert, swap_pairs, transform_points
 
 __all__ = [
     "encode_heatmaps", "decode_heatmaps", "HeatmapCodec", "cpm_center_map", "encode_mask",
