@@ -392,6 +392,10 @@ def build_parser():
                         "annotations; the crop is its longer side x 1.25 about its centre (MMPose's top-down "
                         "padding) instead of the whole image letterboxed, and the box is drawn. Repeat it for "
                         "several people: each box's keypoints are listed under 'person N', all drawn on one picture")
+    s.add_argument("--boxes", metavar="FILE.csv",
+                   help="pose: people per image from a CSV file of rows IMAGE,X1,Y1,X2,Y2 (a detector's boxes, image "
+                        "px; IMAGE as given or its file name; columns after the fifth ignored), each estimated as "
+                        "--box does; predictions.csv gets a person column. An image without rows is left out")
     s.add_argument("--masks", action="store_true",
                    help="segmentation: also write each image's class indices as IMAGE_STEM.mask.png beside its "
                         "picture (8-bit grey, 16-bit above 256 classes; the model's own class numbers)")

@@ -593,6 +593,53 @@ def _colour_planes(shape):
     return model
 
 
+def test_predict_boxes_file_for_a_folder(tmp_path):
+    """--boxes FILE: a detector's boxes per image (by path or file name, its score column ignored) for a folder:
+    each image's people as --box estimates them, predictions.csv with a person column; an image without rows is
+    left out; a row naming no image given, a bad row or a box off its image is one error naming the file."""
+    import csv
+
+    import cv2
+
+    image = np.zeros((60, 90, 3), np.uint8)
+    spots = [(33, 17), (41, 25), (38, 15)]
+    for c, (x, y) in enumerate(spots + [(70, 45)]):
+        image[y, x, c % 3] = 120
+    crowd = tmp_path / "crowd"
+    crowd.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(crowd / name), image[..., ::-1])
+    _colour_planes((16, 16, 3)).save(tmp_path / "pose.keras")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("image,x1,y1,x2,y2,score\na.png,31.1,14.1,43.9,26.9,0.9\na.png,64.1,39.1,76.9,51.9,0.8\n"
+                     f"{crowd / 'b.png'},31.1,14.1,43.9,26.9,0.7\n")
+    out = tmp_path / "out"
+    predict = ("predict", "hourglass", crowd, "--weights", tmp_path / "pose.keras")
+    r = kerazoo_here(*predict, "--boxes", boxes, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert f"{crowd / 'c.png'}: no box in {boxes}" in r.stdout and not (out / "c.pred.png").exists()
+    assert "person 2 (box 64.1,39.1,76.9,51.9):" in r.stdout and (out / "a.pred.png").exists()
+    with open(out / "predictions.csv", newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["image", "person", "joint", "name", "x", "y"] and len(table) == 1 + 2 * 3 + 3
+    assert [row[:3] for row in table[1:]] == [[str(crowd / "a.png"), "1", str(j)] for j in range(3)] + \
+        [[str(crowd / "a.png"), "2", str(j)] for j in range(3)] + [[str(crowd / "b.png"), "1", str(j)] for j in range(3)]
+    np.testing.assert_allclose([[float(row[4]), float(row[5])] for row in table[1:4]], spots, atol=0.005)
+    assert table[4][4:] == ["70.00", "45.00"] and table[7][4:] == table[1][4:]
+    for rows, expected in (
+            ("a.png,1,2,30,40\nzzz.png,1,2,30,40\n", f"--boxes '{boxes}': image 'zzz.png' is none of the images given"),
+            ("a.png,1,2,30\n", f"--boxes '{boxes}' row 1: expected image,x1,y1,x2,y2 with image px x1 < x2 and y1 < y2, "
+                               f"got 'a.png,1,2,30'"),
+            ("a.png,500,10,600,90\n", f"--boxes '{boxes}': {crowd / 'a.png'}: box 500,10,600,90 lies outside the 90x60 "
+                                      f"image (x from 0 to 90, y from 0 to 60); give the box in this image's px.")):
+        boxes.write_text(rows)
+        assert _one_line_error(kerazoo_here(*predict, "--boxes", boxes, "--out", out)).endswith(expected)
+    assert _one_line_error(kerazoo_here(*predict, "--boxes", boxes, "--box", "1,1,9,9")).endswith(
+        "give --box (people in one image) or --boxes FILE (people per image), not both")
+    assert _one_line_error(kerazoo_here(*predict, "--boxes", tmp_path / "none.csv")).startswith(
+        f"kerazoo predict: error: --boxes '{tmp_path / 'none.csv'}': cannot read it (No such file or directory)")
+
+
 def test_predict_box_and_masks(tmp_path):
     """--box crops the person it names (the inference test's scene: spots in the box found exactly, brighter ones
     outside ignored); --masks writes the class indices beside each picture as a grey PNG."""

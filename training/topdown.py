@@ -64,3 +64,66 @@ def predict_people(model, image_rgb, boxes, *, name=None, record=None, box_paddi
                             box)
     return People(picture, np.stack([p.keypoints for p in preds]), np.array(rows, dtype=np.float64),
                   [p.output for p in preds])
+
+
+def read_boxes(path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Person boxes per image from a CSV file, as a detector's output is often kept: one row ``image,x1,y1,x2,y2``
+    per person (image px, x1 < x2, y1 < y2), in file order. A first row whose first cell is ``image`` is a header;
+    columns after the fifth (a detector's score, a class) are ignored: filter the file to the boxes to estimate.
+
+    Returns:
+        ``{image as written: [(x1, y1, x2, y2), ...]}``.
+
+    Raises:
+        ValueError: a row that is not an image and four such numbers, or no rows, naming the file and the row.
+    """
+    import csv
+    import math
+
+    out: dict[str, list] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise ValueError(f"'{path}': not a text (CSV) file of boxes: expected rows image,x1,y1,x2,y2") from None
+    for n, row in enumerate(rows, 1):
+        cells = [c.strip() for c in row]
+        if not any(cells) or (n == 1 and cells[0].lower() == "image"):
+            continue
+        try:
+            box = tuple(float(c) for c in cells[1:5])
+        except ValueError:
+            box = ()
+        if len(box) != 4 or not cells[0] or not all(map(math.isfinite, box)) or box[0] >= box[2] or box[1] >= box[3]:
+            raise ValueError(f"'{path}' row {n}: expected image,x1,y1,x2,y2 with image px x1 < x2 and y1 < y2, "
+                             f"got {','.join(row)!r}")
+        out.setdefault(cells[0], []).append(box)
+    if not out:
+        raise ValueError(f"'{path}': no boxes (expected rows image,x1,y1,x2,y2)")
+    return out
+
+
+def boxes_for_images(boxes: dict, images, source="boxes") -> list[list]:
+    """``boxes`` (:func:`read_boxes`) matched to ``images`` (paths): each image's by its path as written, else by its
+    file name; one list per image, empty where the file has none. A key matching no image, or several by name, is a
+    ValueError naming ``source`` (the file) and the key: its boxes would otherwise be dropped without a word."""
+    from pathlib import Path
+
+    images = [Path(p) for p in images]
+    by_path = {str(p): i for i, p in enumerate(images)} | {p.as_posix(): i for i, p in enumerate(images)}
+    by_name: dict[str, list[int]] = {}
+    for i, p in enumerate(images):
+        by_name.setdefault(p.name, []).append(i)
+    out: list[list] = [[] for _ in images]
+    for key, rows in boxes.items():
+        at = by_path.get(key, by_path.get(Path(key).as_posix()))
+        if at is None:
+            named = by_name.get(Path(key).name, [])
+            if len(named) != 1:
+                why = "is none of the images given" if not named else \
+                    f"names {len(named)} of the images given ({', '.join(str(images[i]) for i in named[:3])}); " \
+                    f"write its folder too"
+                raise ValueError(f"'{source}': image '{key}' {why}")
+            at = named[0]
+        out[at] += rows
+    return out

@@ -280,15 +280,17 @@ def _load_predict_model(args):
 _IMAGE_NOT_TAKEN = re.compile(r"\bthis \d+x\d+ (scaled )?image\b")
 
 
-def _predict_one(model, record, image, args):
-    """``inference.predict`` with the command's options; its errors about an option name the option."""
+def _predict_one(model, record, image, args, boxes=None, where="--box"):
+    """``inference.predict`` with the command's options; its errors about an option name the option. ``boxes``: the
+    image's people (``--boxes``' rows, named as ``where``: a training.topdown.People, even for one), else ``--box``."""
     from training import inference
 
-    boxes = args.box or [None]
+    people = boxes is not None
+    boxes = boxes if people else (args.box or [None])
     kw = dict(name=args.name, record=record, heatmap_offset=args.heatmap_offset, scales=args.scales, flip=args.flip,
               base_size=args.base_size)
     try:
-        if len(boxes) > 1:  # several people: training.topdown.People
+        if people or len(boxes) > 1:  # several people: training.topdown.People
             from training.topdown import predict_people
 
             return predict_people(model, image, boxes, **kw)
@@ -297,7 +299,7 @@ def _predict_one(model, record, image, args):
         person = re.match(r"predict_people: box (\d+) of \d+ ", str(e))
         if person:  # the box as the user gave it, which the message's position alone would leave to count
             given = ",".join(f"{v:g}" for v in boxes[int(person[1]) - 1])
-            raise CLIError(f"--box {given} {str(e)[person.end():].split(' Received')[0]}") from None
+            raise CLIError(f"{where} {given} {str(e)[person.end():].split(' Received')[0]}") from None
         for prefix, option in (("predict: scales are for pose", "--scales"),
                                ("predict: flip is for pose", "--flip")):
             if str(e).startswith(prefix):
@@ -316,6 +318,19 @@ def _predict_one(model, record, image, args):
                            f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
                            f"data's, if that data had any)") from None
         raise
+
+
+def _read_boxes(path, images) -> list[list]:
+    """``--boxes FILE``'s people for each of ``images`` (training.topdown.read_boxes, matched by path or file name),
+    read before the model loads: a bad row or a row for an image not given is one error naming the file."""
+    from training.topdown import boxes_for_images, read_boxes
+
+    try:
+        return boxes_for_images(read_boxes(path), images, path)
+    except OSError as e:
+        raise CLIError(f"--boxes '{path}': cannot read it ({e.strerror or e})") from None
+    except ValueError as e:
+        raise CLIError(f"--boxes {e}") from None
 
 
 def _print_keypoints(keypoints, record) -> list[tuple]:
@@ -357,8 +372,11 @@ def _cmd_predict(args):
     first = _read_image(images[0]) if not batch else None
     if not batch and first is None:
         raise CLIError(f"cannot read image {args.image[0]!r}")
-    if args.box is not None and args.masks:  # checked before the model loads (a box is a person: pose only)
-        raise CLIError("--masks is for segmentation models; --box is for pose models")
+    if args.box is not None and args.boxes:
+        raise CLIError("give --box (people in one image) or --boxes FILE (people per image), not both")
+    if (args.box is not None or args.boxes) and args.masks:  # checked before the model loads (a box: pose only)
+        raise CLIError(f"--masks is for segmentation models; {'--box' if args.box else '--boxes'} is for pose models")
+    people = _read_boxes(args.boxes, images) if args.boxes else None
     if args.box is not None and batch:  # one box is one person in one image
         raise CLIError("--box names a person in one image, not in several images or a folder's")
     targets = _predict_targets(args, images, batch)
@@ -373,14 +391,18 @@ def _cmd_predict(args):
         record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
         from training import visualize
 
-        for image_path, target in zip(images, targets):
+        for i, (image_path, target) in enumerate(zip(images, targets)):
             image = first if first is not None else _read_image(image_path)
             if image is None:  # one unreadable file does not stop a folder's run; the status says so at the end
                 print(f"kerazoo predict: cannot read image '{image_path}' (skipped)", file=sys.stderr)
                 unread.append(image_path)
                 continue
+            if people is not None and not people[i]:  # no person detected: nothing to estimate, not a failure
+                print(f"{image_path}: no box in {args.boxes}" if batch else f"no box in {args.boxes}")
+                continue
             try:
-                pred = _predict_one(model, record, image, args)
+                pred = (_predict_one(model, record, image, args) if people is None else
+                        _predict_one(model, record, image, args, people[i], f"--boxes '{args.boxes}': {image_path}: box"))
             except ValueError as e:
                 # an any-size model that does not take this image's size (a batch's other images it may): skipped
                 # like an unreadable one, named; the run stopped there, naming no file, and wrote no predictions.csv
@@ -391,10 +413,10 @@ def _cmd_predict(args):
                 continue
             if batch:
                 print(f"{image_path}:")
-            if hasattr(pred, "boxes"):  # several --box: one image (no batch, no predictions.csv), person by person
-                for i, (box, keypoints) in enumerate(zip(pred.boxes, pred.keypoints), 1):
-                    print(f"person {i} (box {','.join(f'{v:g}' for v in box)}):")
-                    _print_keypoints(keypoints, record)
+            if hasattr(pred, "boxes"):  # several people (--box repeated, --boxes): person by person
+                for person, (box, keypoints) in enumerate(zip(pred.boxes, pred.keypoints), 1):
+                    print(f"person {person} (box {','.join(f'{v:g}' for v in box)}):")
+                    rows += [(str(image_path), person, *row) for row in _print_keypoints(keypoints, record)]
                 visualize.write_png(target, pred.picture)
                 print(f"wrote {target}")
                 continue
@@ -414,8 +436,8 @@ def _cmd_predict(args):
             from training.evaluation import _write_csv
 
             if rows:
-                header = ("image", "rank", "label", "probability") if len(rows[0]) == 4 else \
-                    ("image", "joint", "name", "x", "y")
+                header = {4: ("image", "rank", "label", "probability"), 5: ("image", "joint", "name", "x", "y"),
+                          6: ("image", "person", "joint", "name", "x", "y")}[len(rows[0])]
                 print(f"wrote {_write_csv(csv_path, header, rows)}")
             elif _predict_csv(csv_path):  # an earlier batch's rows no longer describe this folder's pictures
                 csv_path.unlink()
