@@ -114,7 +114,10 @@ def _converted_ok(path: Path, warn: bool = True) -> bool:
 def _convert(spec: ModelSpec, record: WeightsRecord, files: dict[str, Path], progress: bool):
     """Build ``spec`` with the record's arguments and fill it from the release files."""
     fmt = record.source_format
-    model = spec.builder(**record.builder_kwargs)
+    from zoo.gc_pause import without_cyclic_gc
+
+    with without_cyclic_gc():  # as zoo.get builds
+        model = spec.builder(**record.builder_kwargs)
     by_suffix = {Path(k).suffix.lower(): p for k, p in files.items()}
     if fmt == "caffe":
         from converters.caffe.port import FAMILY_MAPPINGS, port

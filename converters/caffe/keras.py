@@ -17,6 +17,7 @@ from converters.caffe.errors import CaffeError, GraphError, UnsupportedLayerErro
 from converters.caffe.graph import Net
 from converters.caffe.keras_handlers import LAYER_HANDLERS
 from zoo.errors import one_line
+from zoo.gc_pause import without_cyclic_gc
 
 __all__ = ["LAYER_HANDLERS", "to_keras", "convert", "Conversion", "keras_name", "bn_scale_pairs", "bn_epsilon"]
 
@@ -88,11 +89,18 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
         inputs.append(t)
     bar = tqdm(net.layers, desc="Building Keras model", unit="layer", disable=(None if progress is None else not progress),
                leave=False)
-    with host_constant_initializers(), preloaded_weights(), cached_signatures():
-        for layer in bar:
-            _convert_layer(layer, ctx)
-    bar.close()
+    with without_cyclic_gc():  # the layers, and the functional model that walks them
+        with host_constant_initializers(), preloaded_weights(), cached_signatures():
+            for layer in bar:
+                _convert_layer(layer, ctx)
+        bar.close()
+        model, names = _functional_model(net, ctx, inputs, name)
+    return Conversion(model, len(net.layers), int(model.count_params()), ctx.folded, names)
 
+
+def _functional_model(net: Net, ctx: Context, inputs, name):
+    """The ``keras.Model`` from the converted inputs to ``net``'s output blobs, and ``{Caffe top: the Keras layer
+    giving it}``."""
     outputs, names = [], {}
     for blob in net.outputs:
         t = ctx.tensors[blob]
@@ -108,7 +116,7 @@ def convert(net: Net, input_shape=None, *, name: str | None = None, progress: bo
         outputs.append(t)
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
                         name=keras_name(name or net.name or "caffe_net"))
-    return Conversion(model, len(net.layers), int(model.count_params()), ctx.folded, names)
+    return model, names
 
 
 def to_keras(net: Net, input_shape=None, *, name: str | None = None, progress: bool | None = None):
