@@ -176,8 +176,8 @@ def _run_metadata(model, path) -> None:
 
 def _run_settings(config: dict) -> dict:
     """What a run's ``config.json`` content says about its model: ``family``, ``task``, ``background``,
-    ``center_map_sigma`` and ``record`` (its input convention, heatmap offset and sigma, and flip pairs), ``None`` where it says
-    nothing readable."""
+    ``center_map_sigma`` and ``record`` (its input convention, heatmap offset and sigma, and flip pairs), ``None``
+    where it says nothing readable."""
     import zoo
     from training.normalization import Normalization
 
@@ -200,7 +200,7 @@ def _run_settings(config: dict) -> dict:
             offset = float((config.get("train_data") or {}).get("heatmap_offset", 0.0))
         except (AttributeError, TypeError, ValueError):
             offset = 0.0
-        sigma = (config.get("train_data") or {}).get("sigma") if isinstance(train_data, dict) else None
+        sigma = train_data.get("sigma") if isinstance(train_data, dict) else None
         ok = isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0
         out["record"] = zoo.WeightsRecord(scale=n.scale, mean=n.mean, std=n.std, channel_order=n.channel_order,
                                           heatmap_offset=offset if math.isfinite(offset) else 0.0,
