@@ -396,6 +396,8 @@ def build_parser():
                    help="pose: people per image from a CSV file of rows IMAGE,X1,Y1,X2,Y2 (a detector's boxes, image "
                         "px; IMAGE as given or its file name; columns after the fifth ignored), each estimated as "
                         "--box does; predictions.csv gets a person column. An image without rows is left out")
+    s.add_argument("--min-score", type=real(None), metavar="S",
+                   help="--boxes: keep the rows whose sixth column (the detector's score) is at least S")
     s.add_argument("--masks", action="store_true",
                    help="segmentation: also write each image's class indices as IMAGE_STEM.mask.png beside its "
                         "picture (8-bit grey, 16-bit above 256 classes; the model's own class numbers)")

@@ -634,6 +634,13 @@ def test_predict_boxes_file_for_a_folder(tmp_path):
                                       f"image (x from 0 to 90, y from 0 to 60); give the box in this image's px.")):
         boxes.write_text(rows)
         assert _one_line_error(kerazoo_here(*predict, "--boxes", boxes, "--out", out)).endswith(expected)
+    boxes.write_text("a.png,31.1,14.1,43.9,26.9,0.9\na.png,64.1,39.1,76.9,51.9,0.2\n")  # a weak detection left out
+    r = kerazoo_here(*predict, "--boxes", boxes, "--min-score", "0.5", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "person 1 (box 31.1,14.1,43.9,26.9):" in r.stdout and "person 2" not in r.stdout
+    assert f"{crowd / 'b.png'}: no box in {boxes}" in r.stdout
+    assert _one_line_error(kerazoo_here(*predict, "--min-score", "0.5")).endswith(
+        "--min-score is for --boxes FILE (its sixth column, the detector's score)")
     assert _one_line_error(kerazoo_here(*predict, "--boxes", boxes, "--box", "1,1,9,9")).endswith(
         "give --box (people in one image) or --boxes FILE (people per image), not both")
     assert _one_line_error(kerazoo_here(*predict, "--boxes", tmp_path / "none.csv")).startswith(

@@ -66,21 +66,24 @@ def predict_people(model, image_rgb, boxes, *, name=None, record=None, box_paddi
                   [p.output for p in preds])
 
 
-def read_boxes(path) -> dict[str, list[tuple[float, float, float, float]]]:
+def read_boxes(path, min_score=None) -> dict[str, list[tuple[float, float, float, float]]]:
     """Person boxes per image from a CSV file, as a detector's output is often kept: one row ``image,x1,y1,x2,y2``
-    per person (image px, x1 < x2, y1 < y2), in file order. A first row whose first cell is ``image`` is a header;
-    columns after the fifth (a detector's score, a class) are ignored: filter the file to the boxes to estimate.
+    per person (image px, x1 < x2, y1 < y2), in file order. A first row whose first cell is ``image`` is a header.
+    ``min_score``: keep the rows whose sixth column (the detector's score) is at least this; ``None`` (default):
+    every row, the columns after the fifth ignored.
 
     Returns:
-        ``{image as written: [(x1, y1, x2, y2), ...]}``.
+        ``{image as written: [(x1, y1, x2, y2), ...]}`` (empty when ``min_score`` leaves no row).
 
     Raises:
-        ValueError: a row that is not an image and four such numbers, or no rows, naming the file and the row.
+        ValueError: a row that is not an image and four such numbers (and, with ``min_score``, a score), or a file
+            without rows, naming the file and the row.
     """
     import csv
     import math
 
     out: dict[str, list] = {}
+    read = 0  # box rows, kept or below min_score
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
             rows = list(csv.reader(f))
@@ -97,8 +100,19 @@ def read_boxes(path) -> dict[str, list[tuple[float, float, float, float]]]:
         if len(box) != 4 or not cells[0] or not all(map(math.isfinite, box)) or box[0] >= box[2] or box[1] >= box[3]:
             raise ValueError(f"'{path}' row {n}: expected image,x1,y1,x2,y2 with image px x1 < x2 and y1 < y2, "
                              f"got {','.join(row)!r}")
+        read += 1
+        if min_score is not None:
+            try:
+                score = float(cells[5])
+            except (IndexError, ValueError):
+                score = math.nan
+            if not math.isfinite(score):
+                raise ValueError(f"'{path}' row {n}: a minimum score needs the detector's score in the sixth column "
+                                 f"(image,x1,y1,x2,y2,score), got {','.join(row)!r}")
+            if score < min_score:
+                continue
         out.setdefault(cells[0], []).append(box)
-    if not out:
+    if not read:
         raise ValueError(f"'{path}': no boxes (expected rows image,x1,y1,x2,y2)")
     return out
 

@@ -320,13 +320,13 @@ def _predict_one(model, record, image, args, boxes=None, where="--box"):
         raise
 
 
-def _read_boxes(path, images) -> list[list]:
+def _read_boxes(path, images, min_score=None) -> list[list]:
     """``--boxes FILE``'s people for each of ``images`` (training.topdown.read_boxes, matched by path or file name),
     read before the model loads: a bad row or a row for an image not given is one error naming the file."""
     from training.topdown import boxes_for_images, read_boxes
 
     try:
-        return boxes_for_images(read_boxes(path), images, path)
+        return boxes_for_images(read_boxes(path, min_score), images, path)
     except OSError as e:
         raise CLIError(f"--boxes '{path}': cannot read it ({e.strerror or e})") from None
     except ValueError as e:
@@ -376,7 +376,9 @@ def _cmd_predict(args):
         raise CLIError("give --box (people in one image) or --boxes FILE (people per image), not both")
     if (args.box is not None or args.boxes) and args.masks:  # checked before the model loads (a box: pose only)
         raise CLIError(f"--masks is for segmentation models; {'--box' if args.box else '--boxes'} is for pose models")
-    people = _read_boxes(args.boxes, images) if args.boxes else None
+    if args.min_score is not None and not args.boxes:
+        raise CLIError("--min-score is for --boxes FILE (its sixth column, the detector's score)")
+    people = _read_boxes(args.boxes, images, args.min_score) if args.boxes else None
     if args.box is not None and batch:  # one box is one person in one image
         raise CLIError("--box names a person in one image, not in several images or a folder's")
     targets = _predict_targets(args, images, batch)

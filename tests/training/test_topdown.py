@@ -37,3 +37,14 @@ def test_boxes_are_matched_by_path_else_file_name():
         boxes_for_images({"a.jpg": [box]}, images, "f.csv")
     with pytest.raises(ValueError, match=r"^'f.csv': image 'z.jpg' is none of the images given"):
         boxes_for_images({"z.jpg": [box]}, images, "f.csv")
+
+
+def test_read_boxes_keeps_scores_at_least_min_score(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_text("image,x1,y1,x2,y2,score\na.jpg,1,2,30,40,0.9\na.jpg,5,6,7,8,0.3\nb.jpg,1,2,3,4,0.5\n")
+    assert read_boxes(path, 0.5) == {"a.jpg": [(1.0, 2.0, 30.0, 40.0)], "b.jpg": [(1.0, 2.0, 3.0, 4.0)]}
+    assert read_boxes(path, 0.95) == {}  # no confident detection: no people, not an error
+    assert len(read_boxes(path)["a.jpg"]) == 2  # no threshold: every row
+    path.write_text("a.jpg,1,2,30,40,0.9\na.jpg,5,6,7,8\n")
+    with pytest.raises(ValueError, match=r"row 2: a minimum score needs the detector's score in the sixth column"):
+        read_boxes(path, 0.5)
