@@ -46,6 +46,23 @@ class Prediction:
     top: list = field(default_factory=list)
 
 
+# What a family's models of any size take, (takes, multiple): the backend's error says only which shapes failed
+_SIZE_RULES = {"hourglass": ("heights and widths that are multiples of 64 (each hourglass halves its map 4 times)",
+                             "a multiple of 64")}
+
+
+def _backend_error_text(e) -> str:
+    """What a model's failure on an image says, on one line: Keras' wrapping of a layer's error dropped, and of a
+    TensorFlow graph's error its message without the traceback of where the node was built."""
+    from zoo.errors import one_line
+
+    text = str(e)
+    if "Graph execution error" in text:  # "Detected at node ... (most recent call last):", indented frames, message
+        lines = [l.strip() for l in text.splitlines() if l.strip() and not l[:1].isspace()]
+        text = "\n".join(l for l in lines if not l.startswith(("Graph execution error", "Detected at node")))
+    return one_line(text)
+
+
 def _registry_task(model, name):
     """``(task, family)`` of ``name`` (default: the name ``zoo.get`` attached) in the zoo's registry, or ``(None, "")``."""
     import zoo
@@ -316,6 +333,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     fixed = fixed_input(model)
     takes = "any size" if all(free) else (f"any {'width' if free[0] else 'height'} (input shape "
                                           f"{tuple(inputs[0].shape[1:])})")
+    multiple = "e.g. a multiple of its total stride"
+    built_as = _registry_task(model, None)[1]  # what zoo.get built (NAME may only say what the output is)
+    if all(free) and built_as in _SIZE_RULES:
+        takes, multiple = _SIZE_RULES[built_as]
 
     # CPM's centre map: the Gaussian a training run fed (its config.json), else the release's and the command's 21 px
     sigma = model_center_map_sigma(model)
@@ -330,10 +351,10 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         except Exception as e:  # Keras' message names a layer's shapes, not the image
             if not any(free):
                 raise
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            first = _backend_error_text(e)
             raise ValueError(f"{name or model.name} takes inputs of {takes}, but not this {x.shape[2]}x{x.shape[1]} "
                              f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
-                             f"resize or pad it to a size the model accepts (e.g. a multiple of its total stride)"
+                             f"resize or pad it to a size the model accepts ({multiple})"
                              f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
         if isinstance(out, (list, tuple)):
             # as evaluate: a pose net's last output is its final stage; a segmentation net's first is its main
@@ -396,9 +417,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     strides = np.array(_strides((w, h), (out.shape[1], out.shape[0]), free))
     pairs = record.flip_pairs if record is not None else None
     if flip and pairs is None:  # mirrored, a left wrist is seen as a right one: its map must be swapped back
-        raise ValueError(f"predict: flip needs the keypoints' left/right pairs, and the model's record has no flip "
-                         f"pairs (give record= a WeightsRecord with flip_pairs, () if none are mirrored). "
-                         f"Received: flip=True")
+        raise ValueError("predict: flip needs the keypoints' left/right pairs, and the model's record has no flip "
+                         "pairs (give record= a WeightsRecord with flip_pairs, () if none are mirrored). "
+                         "Received: flip=True")
 
     def heatmaps(crop):  # (h, w, 3) uint8 RGB crop -> (hh, hw, K) heatmaps, averaged with the mirror's if asked
         if not flip:

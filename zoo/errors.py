@@ -39,6 +39,8 @@ def one_line(e, limit: int = 600) -> str:
     text = _ANSI.sub("", str(e))
     if "Error encountered:" in text:  # Keras' wrapping of an error raised in a layer's call()
         text = text.split("Error encountered:", 1)[1].split("Arguments received", 1)[0]
+    elif text.lstrip().startswith("Exception encountered when calling"):  # the same, for the layer's own error
+        text = text.lstrip().partition("\n")[2].split("Arguments received by", 1)[0]
     text = text.split("List of objects that could not be loaded:", 1)[0]
     text = re.sub(r"<Variable path=([^,>]+)[^>]*>", r"variable '\1'", text)  # drops the printed values
     text = re.sub(r"<(\w+) name=([^,>]+), built=\w+>", r"\1 '\2'", text)

@@ -187,7 +187,8 @@ def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, nu
         input_shape: ``(H, W, 3)``, RGB in [0, 1]. ``ceil(H / 2) // 2`` (and the same for W) must be
             a positive multiple of 16, e.g. H, W multiples of 64; ``None`` sizes are allowed but not
             checked: an image breaking the rule fails at run time in the backend (an hourglass
-            ``_add`` gets mismatched shapes, e.g. 3x3 and 2x2 for a 100x100 image).
+            ``_add`` gets mismatched shapes, e.g. 3x3 and 2x2 for a 100x100 image), which
+            ``training.inference.predict`` quotes beside the rule.
             Defaults to ``(256, 256, 3)``.
         stacks: number of stacked hourglasses (``nStack``). Defaults to `8`.
         num_keypoints: heatmaps per stack, K (``nParts``; MPII: 16). Defaults to `16`.
