@@ -7,7 +7,8 @@
     kerazoo inspect FILE [--values NAME]       tensors in a .keras / .weights.h5 / zoo .h5 / .caffemodel / .t7
     kerazoo convert ...                        = python -m converters caffe ...
     kerazoo train ... | evaluate ...           = python -m training train|evaluate ...
-    kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG
+    kerazoo predict NAME IMAGE --weights W     classes (printed) / mask / keypoints drawn into a PNG (a video:
+                                               every frame, into a video and a CSV)
     kerazoo export NAME|M.keras -o OUT         a SavedModel folder or LiteRT file, checked against Keras
 
 Bad input exits with status 2 and a one-line reason; anything else exits 1, also in one line
@@ -178,6 +179,8 @@ BASE_SIZE_HELP = ("segmentation, a fixed-size model: PSPNet's own multi-scale te
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what predict takes from a folder
+# a video, told by its name: predict reads its frames (OpenCV's FFmpeg), writes .mp4 (MPEG-4) or .avi (Motion JPEG)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
 # --heatmap-offset of predict and evaluate: pose models only (classifiers and masks have no heatmaps)
 HEATMAP_OFFSET_HELP = ("pose: input px where the centre of heatmap pixel 0 lies (pixel g at g * stride + PX); "
                        "default: the weights record's (a training run's config.json; the CPM releases 3.5, "
@@ -363,18 +366,22 @@ def build_parser():
                                    "its name, an unreadable file (or one an any-size model does not take) is "
                                    "skipped (exit status 1 at the end), and an --out folder also gets "
                                    "predictions.csv (keypoints: image, joint, name, x, y; classes: image, rank, "
-                                   "label, probability).")
+                                   "label, probability). A video (" + ", ".join(VIDEO_SUFFIXES) + ") is "
+                                   "predicted frame by frame into VIDEO_STEM.pred.mp4 (.avi: Motion JPEG) at its "
+                                   "frame rate, with VIDEO_STEM.pred.csv (frame, joint, name, x, y; classes: frame, "
+                                   "rank, label, probability).")
     s.add_argument("name", help="registered model (NAME or NAME:TAG); with a .keras --weights it only says "
                                 "what the output is (classes, mask or keypoints)")
     s.add_argument("image", nargs="+", metavar="IMAGE",
                    help="an image file, or a folder: its " + ", ".join(IMAGE_SUFFIXES) + " files in name order "
-                        "(not its subfolders; earlier .pred.png pictures, .mask.png masks and hidden files left out)")
+                        "(not its subfolders; earlier .pred.png pictures, .mask.png masks and hidden files left out), "
+                        "or one video file")
     s.add_argument("--weights", required=True,
                    help="a tag, a zoo .h5 (the architecture comes from its record), .weights.h5, .caffemodel, "
                         ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")
     s.add_argument("--out", help="output PNG (default: IMAGE.pred.png beside each image); an existing folder (or "
                                  "a path ending in /; with several images any name without .png) gets "
-                                 "IMAGE_STEM.pred.png inside it")
+                                 "IMAGE_STEM.pred.png inside it. A video: a .mp4 or .avi name, or a folder")
     s.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
                    help="builder argument, repeatable, for weights that do not give the architecture (a Keras "
                         ".weights.h5: e.g. stacks=2, stride_in_3x3=True)")

@@ -295,29 +295,35 @@ def _predict_one(model, record, image, args, boxes=None, where="--box"):
 
             return predict_people(model, image, boxes, **kw)
         return inference.predict(model, image, box=boxes[0], **kw)
-    except ValueError as e:  # predict's own words name its argument, not the option
-        person = re.match(r"predict_people: box (\d+) of \d+ ", str(e))
-        if person:  # the box as the user gave it, which the message's position alone would leave to count
-            given = ",".join(f"{v:g}" for v in boxes[int(person[1]) - 1])
-            raise CLIError(f"{where} {given} {str(e)[person.end():].split(' Received')[0]}") from None
-        for prefix, option in (("predict: scales are for pose", "--scales"),
-                               ("predict: flip is for pose", "--flip")):
-            if str(e).startswith(prefix):
-                raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
-                               f"classification") from None
-        if str(e).startswith("predict: box "):  # not a pose model of a fixed size, off the image, too large
-            raise CLIError(f"--box{str(e)[len('predict: box'):].split(' Received')[0]}") from None
-        if str(e).startswith(("predict: base_size is PSPNet's", "predict: heatmap_offset is for pose")):
-            option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"
-            rest = str(e).split(" ", 2)[2].split(" Received")[0].rstrip(".")  # "is ...; NAME is/gives ..."
-            raise CLIError(f"{option} {rest}") from None
-        if str(e).startswith("predict: scales=") and " make canvases " in str(e):  # too large for memory
-            raise CLIError(f"--scales {str(e)[len('predict: scales='):]}") from None
-        if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
-            raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
-                           f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
-                           f"data's, if that data had any)") from None
+    except ValueError as e:
+        _option_error(e, args, boxes, where)
         raise
+
+
+def _option_error(e, args, boxes, where="--box"):
+    """Raise predict's ValueError ``e`` as the command's CLIError when it is about an argument (predict's own words
+    name its argument, not the option); return when it is not."""
+    person = re.match(r"predict_people: box (\d+) of \d+ ", str(e))
+    if person:  # the box as the user gave it, which the message's position alone would leave to count
+        given = ",".join(f"{v:g}" for v in boxes[int(person[1]) - 1])
+        raise CLIError(f"{where} {given} {str(e)[person.end():].split(' Received')[0]}") from None
+    for prefix, option in (("predict: scales are for pose", "--scales"),
+                           ("predict: flip is for pose", "--flip")):
+        if str(e).startswith(prefix):
+            raise CLIError(f"{option} is for pose and segmentation models; {args.name} gives "
+                           f"classification") from None
+    if str(e).startswith("predict: box "):  # not a pose model of a fixed size, off the image, too large
+        raise CLIError(f"--box{str(e)[len('predict: box'):].split(' Received')[0]}") from None
+    if str(e).startswith(("predict: base_size is PSPNet's", "predict: heatmap_offset is for pose")):
+        option = "--base-size" if str(e).startswith("predict: base_size") else "--heatmap-offset"
+        rest = str(e).split(" ", 2)[2].split(" Received")[0].rstrip(".")  # "is ...; NAME is/gives ..."
+        raise CLIError(f"{option} {rest}") from None
+    if str(e).startswith("predict: scales=") and " make canvases " in str(e):  # too large for memory
+        raise CLIError(f"--scales {str(e)[len('predict: scales='):]}") from None
+    if str(e).startswith("predict: flip needs the keypoints' left/right pairs"):
+        raise CLIError(f"--flip needs the keypoints' left/right pairs, and {args.name}'s weights record has "
+                       f"no flip pairs (a converted .keras has none; a training run's .keras has its training "
+                       f"data's, if that data had any)") from None
 
 
 def _read_boxes(path, images, min_score=None) -> list[list]:
@@ -368,6 +374,12 @@ def _cmd_predict(args):
     import zoo
     from zoo.errors import ZooError
 
+    from training.video import is_video
+
+    if any(is_video(arg) and Path(arg).is_file() for arg in args.image):
+        from zoo.cli_video import predict_video_command
+
+        return predict_video_command(args)
     images, batch = _predict_images(args)
     first = _read_image(images[0]) if not batch else None
     if not batch and first is None:

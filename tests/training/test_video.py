@@ -1,0 +1,136 @@
+"""Videos: every frame predicted as an image is, written as a video at the source's rate, nothing half-written."""
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from training import inference
+from training.video import predict_video
+
+agnostic = pytest.mark.backend_agnostic
+
+
+def _clip(path, frames=6, size=(96, 80), fps=12.0):
+    """A Motion JPEG clip of a white bar moving right (OpenCV writes it in every build)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), 30, np.uint8)
+        cv2.rectangle(frame, (10 + 8 * i, 20), (30 + 8 * i, 60), (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _frames(path):
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[..., ::-1])  # RGB, as predict takes images
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return frames, fps
+
+
+def _pose_model(input_shape=(64, 64, 3)):
+    import zoo
+
+    model = zoo.get("hourglass", stacks=1, features=8, num_keypoints=4, input_shape=input_shape)
+    head = model.get_layer("stack1_heatmaps")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias + 1.0])  # peaks above 0 everywhere: every keypoint found, where the frame says
+    return model
+
+
+@agnostic
+def test_every_frame_is_predicted_as_an_image_and_written_at_the_sources_rate(tmp_path):
+    clip = _clip(tmp_path / "clip.avi")
+    model = _pose_model()
+    result = predict_video(model, clip, tmp_path / "out" / "clip.pred.mp4", progress=False)
+    frames, _ = _frames(clip)
+    assert (result.frames, result.fps, result.size, result.task) == (6, 12.0, (96, 80), "pose")
+    want = [inference.predict(model, f) for f in frames]
+    np.testing.assert_array_equal(result.keypoints, np.stack([p.keypoints for p in want]))
+    assert result.keypoints.shape == (6, 4, 2) and np.isfinite(result.keypoints).all()
+    written, fps = _frames(tmp_path / "out" / "clip.pred.mp4")
+    assert len(written) == 6 and fps == 12.0 and written[0].shape == (80, 96, 3)
+    for got, pred in zip(written, want):  # MPEG-4 is lossy: the drawn pictures, near enough
+        assert np.abs(got.astype(float) - pred.picture).mean() < 6
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.pred.mp4"]  # no temporary file left
+
+
+@agnostic
+def test_several_boxes_give_each_frames_people(tmp_path):
+    from training.topdown import predict_people
+
+    clip = _clip(tmp_path / "clip.avi")
+    model = _pose_model()
+    boxes = [(0, 0, 40, 40), (40, 20, 90, 79)]
+    result = predict_video(model, clip, boxes=boxes, max_frames=3, progress=False)
+    assert result.frames == 3 and result.path is None and result.keypoints.shape == (3, 2, 4, 2)
+    frames, _ = _frames(clip)
+    for got, frame in zip(result.keypoints, frames):
+        np.testing.assert_array_equal(got, predict_people(model, frame, boxes).keypoints)
+
+
+@agnostic
+def test_a_frame_the_model_refuses_leaves_nothing_behind(tmp_path):
+    """An hourglass of any size takes multiples of 64 px: a 96x80 clip fails at its first frame, and neither the
+    video nor its temporary file is left."""
+    clip = _clip(tmp_path / "clip.avi")
+    model = _pose_model(input_shape=(None, None, 3))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match=r"not this 96x80 image"):
+        predict_video(model, clip, tmp_path / "out" / "p.avi", progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_bad_videos_and_arguments_are_named(tmp_path):
+    clip = _clip(tmp_path / "clip.avi")
+    (tmp_path / "text.mp4").write_text("not a video\n")
+    model = object()  # each refusal comes before the model is used
+    for kwargs, match in [
+        (dict(video=tmp_path / "text.mp4"), r"OpenCV cannot read '.*text.mp4' as a video"),
+        (dict(video=tmp_path / "none.mp4"), r"no video file '.*none.mp4'"),
+        (dict(video=clip, out=tmp_path / "p.png"), r"out must name a .mp4 or .avi file .* Received: out='.*p.png'"),
+        (dict(video=clip, max_frames=0), r"max_frames must be an integer >= 1 or None. Received: max_frames=0"),
+        (dict(video=clip, boxes=[(0, 0, 9, 9)], box=(0, 0, 9, 9)), r"give box= \(one person\) or boxes= \(several\)"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            predict_video(model, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "text.mp4"]
+
+
+def test_command_line_predicts_a_video_into_a_video_and_a_csv(tmp_path):
+    import zoo
+    from tests.test_cli import _one_line_error, kerazoo_here
+
+    clip = _clip(tmp_path / "clip.avi")
+    zoo.save_weights(_pose_model(), tmp_path / "hg.h5")
+    r = kerazoo_here("predict", "hourglass", clip, "--weights", tmp_path / "hg.h5", "--out", f"{tmp_path / 'o'}/")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "o"
+    assert r.stdout.splitlines() == [f"{clip}: 6 frames, 96x80 at 12 fps (pose)", f"wrote {out / 'clip.pred.avi'}",
+                                     f"wrote {out / 'clip.pred.csv'}"]
+    with open(tmp_path / "o" / "clip.pred.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["frame", "joint", "name", "x", "y"] and len(rows) == 6 * 4
+    assert [r["frame"] for r in rows[::4]] == [str(i) for i in range(6)]
+    assert len(_frames(tmp_path / "o" / "clip.pred.avi")[0]) == 6
+    # several boxes: a person column; the default target beside the video
+    r = kerazoo_here("predict", "hourglass", clip, "--weights", tmp_path / "hg.h5", "--box", "0,0,40,40",
+                     "--box", "40,20,90,79")
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "clip.pred.csv") as f:
+        assert next(csv.reader(f)) == ["frame", "person", "joint", "name", "x", "y"]
+    for args, said in [((clip, clip), "a video is predicted alone: give one video, not it among 2 images or videos"),
+                       ((clip, "--out", tmp_path / "p.png"), f"--out '{tmp_path / 'p.png'}': a video's pictures go "
+                                                             f"to a .mp4 or .avi file, or a folder"),
+                       ((clip, "--masks"), "--masks writes class-index PNGs per image"),
+                       ((clip, "--boxes", tmp_path / "b.csv"), "--boxes FILE gives people per image"),
+                       ((clip, "--out", clip), f"--out '{clip}' is the video being read")]:
+        r = kerazoo_here("predict", "hourglass", *args, "--weights", tmp_path / "hg.h5")
+        assert r.returncode == 2 and _one_line_error(r).startswith(f"kerazoo predict: error: {said}"), r.stderr

@@ -1,0 +1,180 @@
+"""Pose, segmentation or classification on every frame of a video: OpenCV reads it, each frame goes through
+:func:`training.inference.predict` (or :func:`training.topdown.predict_people` for several boxes), and the pictures
+are written as a new video at the source's frame rate, as MMPose's and OpenPose's demos do with a video.
+
+The writer is OpenCV's: ``.mp4`` as MPEG-4 Part 2 (``mp4v``; the PyPI wheels have no H.264 encoder) and ``.avi`` as
+Motion JPEG. The video is written under a temporary name beside the target and renamed into place once whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kerazoo.cli import VIDEO_SUFFIXES  # the command line's (stdlib only): a video is told by its name
+
+__all__ = ["VIDEO_SUFFIXES", "WRITTEN_SUFFIXES", "VideoPrediction", "predict_video", "is_video"]
+
+# what the writer makes: FourCC by suffix
+WRITTEN_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}
+_DEFAULT_FPS = 25.0  # a stream that does not say its rate (some .webm, image sequences)
+
+
+def is_video(path) -> bool:
+    """Whether ``path``'s suffix is a video's (:data:`VIDEO_SUFFIXES`, case ignored)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass
+class VideoPrediction:
+    """What :func:`predict_video` found, frame by frame.
+
+    ``keypoints``: pose, ``(F, K, 2)`` x, y in the frame's pixels (NaN: not found), or ``(F, P, K, 2)`` with several
+    boxes; ``top``: classification, each frame's ``[(label, probability), ...]``; ``fps``: the frames per second the
+    output was written at (the source's); ``size``: ``(width, height)`` of the frames; ``path``: the written video,
+    or ``None`` when no ``out`` was given; ``task``: ``"pose"``, ``"segmentation"`` or ``"classification"``.
+    """
+
+    frames: int
+    fps: float
+    size: tuple
+    task: str
+    keypoints: np.ndarray | None = None
+    top: list = field(default_factory=list)
+    path: Path | None = None
+
+
+@contextmanager
+def _quiet_opencv():
+    """OpenCV's and FFmpeg's own notices off (a broken file is our one-line error, not their warnings too)."""
+    from cv2.utils import logging as cv_log
+
+    level = cv_log.getLogLevel()
+    cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv_log.setLogLevel(level)
+
+
+def _check_out(out) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in WRITTEN_SUFFIXES:
+        raise ValueError(f"predict_video: out must name a {' or '.join(WRITTEN_SUFFIXES)} file (MPEG-4 or Motion JPEG, "
+                         f"what OpenCV writes everywhere). Received: out='{out}'")
+    if out.is_dir():
+        raise ValueError(f"predict_video: out '{out}' is a folder, expected a video file name")
+    return out
+
+
+def _open_writer(out: Path, fps: float, size):
+    """A VideoWriter onto a new temporary file beside ``out`` with ``out``'s suffix (FFmpeg picks the container by
+    name), and that file's path."""
+    import cv2
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
+    os.close(fd)
+    with _quiet_opencv():
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*WRITTEN_SUFFIXES[out.suffix.lower()]), fps, size)
+    if not writer.isOpened():
+        os.unlink(tmp)
+        raise ValueError(f"predict_video: OpenCV cannot write '{out}' ({WRITTEN_SUFFIXES[out.suffix.lower()]} "
+                         f"encoder missing from this OpenCV build?); try a .avi name (Motion JPEG)")
+    return writer, Path(tmp)
+
+
+def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progress=True, **predict_kwargs):
+    """Predict every frame of ``video`` with ``model``; write the pictures to ``out`` if given.
+
+    Args:
+        model: a Keras model, as :func:`training.inference.predict` takes it.
+        video: path of a video file OpenCV reads (its FFmpeg: ``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ``.webm``, ...).
+        out: ``None``, or the video to write (``.mp4`` or ``.avi``): each frame with its keypoints, mask or classes
+            drawn, at the source's size and frame rate.
+        boxes: pose only: ``None`` (each frame letterboxed whole, or ``box=`` in ``predict_kwargs``), or several
+            ``(x1, y1, x2, y2)`` frame px, people who stay in their boxes (top-down, :func:`predict_people`).
+        max_frames: stop after this many frames (``None``: all).
+        progress: a progress bar on stderr (frames; shown on a terminal only).
+        **predict_kwargs: passed on to :func:`training.inference.predict` (``name``, ``record``, ``scales``,
+            ``flip``, ``heatmap_offset``, ``box``, ...).
+    Returns:
+        A :class:`VideoPrediction`.
+    Raises:
+        ValueError: ``video`` unreadable or without frames, ``out`` not a ``.mp4`` / ``.avi`` name, or a frame the
+            model refuses (an any-size model and the frame's size): nothing is left at ``out`` then.
+    """
+    import cv2
+    from tqdm.auto import tqdm
+
+    from training.inference import predict
+
+    video = Path(video)
+    out = _check_out(out) if out is not None else None
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
+                                   or max_frames < 1):
+        raise ValueError(f"predict_video: max_frames must be an integer >= 1 or None. "
+                         f"Received: max_frames={max_frames!r}")
+    if boxes is not None and "box" in predict_kwargs:
+        raise ValueError("predict_video: give box= (one person) or boxes= (several), not both")
+    if not video.is_file():
+        raise ValueError(f"predict_video: no video file '{video}'")
+    with _quiet_opencv():
+        capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise ValueError(f"predict_video: OpenCV cannot read '{video}' as a video")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = float(fps) if np.isfinite(fps) and 0 < fps < 1000 else _DEFAULT_FPS
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # the container's word, an estimate for some
+    total = min(count, max_frames) if count > 0 and max_frames else (count or max_frames or None)
+    writer = tmp = None
+    keypoints, top, task, size, n = [], [], None, None, 0
+    try:
+        with tqdm(total=total, unit="frame", desc=video.name, disable=None if progress else True) as bar:
+            while max_frames is None or n < max_frames:
+                with _quiet_opencv():
+                    ok, frame = capture.read()
+                if not ok:
+                    break
+                rgb = np.ascontiguousarray(frame[..., ::-1])
+                if boxes is not None:
+                    from training.topdown import predict_people
+
+                    pred, task = predict_people(model, rgb, boxes, **predict_kwargs), "pose"
+                else:
+                    pred = predict(model, rgb, **predict_kwargs)
+                    task = pred.task
+                    if pred.top:
+                        top.append(list(pred.top))
+                if pred.keypoints is not None:
+                    keypoints.append(pred.keypoints)
+                if out is not None:
+                    if writer is None:
+                        size = (pred.picture.shape[1], pred.picture.shape[0])
+                        writer, tmp = _open_writer(out, fps, size)
+                    writer.write(np.ascontiguousarray(pred.picture[..., ::-1]))
+                size = (frame.shape[1], frame.shape[0])
+                n += 1
+                bar.update(1)
+        if n == 0:
+            raise ValueError(f"predict_video: '{video}' has no frames OpenCV can decode")
+        if writer is not None:
+            writer.release()
+            writer = None
+            from zoo.files import replace_durably
+
+            replace_durably(tmp, out)
+            tmp = None
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+    return VideoPrediction(frames=n, fps=fps, size=size, task=task,
+                           keypoints=np.stack(keypoints) if keypoints else None, top=top, path=out)
