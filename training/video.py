@@ -130,9 +130,9 @@ def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progre
         raise ValueError(f"predict_video: OpenCV cannot read '{video}' as a video")
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = float(fps) if np.isfinite(fps) and 0 < fps < 1000 else _DEFAULT_FPS
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # the container's word, an estimate for some
+    count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)  # the container's word (an estimate; -1: none)
     total = min(count, max_frames) if count > 0 and max_frames else (count or max_frames or None)
-    writer = tmp = None
+    writer = tmp = written = None
     keypoints, top, task, size, n = [], [], None, None, 0
     try:
         with tqdm(total=total, unit="frame", desc=video.name, disable=None if progress else True) as bar:
@@ -154,9 +154,13 @@ def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progre
                 if pred.keypoints is not None:
                     keypoints.append(pred.keypoints)
                 if out is not None:
+                    shape = (pred.picture.shape[1], pred.picture.shape[0])
                     if writer is None:
-                        size = (pred.picture.shape[1], pred.picture.shape[0])
-                        writer, tmp = _open_writer(out, fps, size)
+                        writer, tmp = _open_writer(out, fps, shape)
+                        written = shape
+                    elif shape != written:  # OpenCV's writer drops a frame of another size without a word
+                        raise ValueError(f"predict_video: frame {n} of '{video}' is {shape[0]}x{shape[1]}, but the "
+                                         f"video's first frame {written[0]}x{written[1]}; a writer takes one size")
                     writer.write(np.ascontiguousarray(pred.picture[..., ::-1]))
                 size = (frame.shape[1], frame.shape[0])
                 n += 1
