@@ -31,7 +31,7 @@ import numpy as np
 from training.data import HeatmapDataset, SegmentationDataset
 from training.data.base import check_model_input, check_model_task, model_center_map_sigma, model_output_size
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
-from training.evaluation_common import EvalResult, _predict, _unread, _warn_left_out
+from training.evaluation_common import EvalResult, _predict, _progress, _unread, _warn_left_out
 from training.evaluation_seg import _evaluate_segmentation, _evaluate_segmentation_pspnet
 from training.metrics import end_point_error, head_size_from_box, pck_curve, pck_thresholds, pckh, torso_size
 from training.targets import HeatmapCodec, keypoints_to_image
@@ -117,7 +117,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             ``flip`` sums each window's logits with its mirror's before the softmax (``caffe_process.m``). The
             releases' (``zoo.weights_record(model).eval_base_size``): 512 for ADE20K and VOC (473 px input),
             2048 for Cityscapes (713 px). Scores the original masks only. ``None`` (default): ``scales`` as above.
-        verbose: print the table.
+        verbose: print the table, and show a progress bar (on a terminal) while the model runs.
     Returns:
         :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). Pose tables also
         hold ``curve`` (:func:`training.metrics.pck_curve` at :func:`training.metrics.pck_thresholds`
@@ -194,13 +194,13 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     try:
         if isinstance(ds, HeatmapDataset):
             views = pose_views(ds, scales)
-            res = _evaluate_pose(model, ds, views, flip, alpha, names, float(heatmap_offset))
+            res = _evaluate_pose(model, ds, views, flip, alpha, names, float(heatmap_offset), verbose)
         else:
             if base_size is not None:
-                res = _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size)
+                res = _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size, verbose)
             else:
                 views = segmentation_views(model, ds, scales)
-                res = _evaluate_segmentation(model, ds, views, flip, names, resolution)
+                res = _evaluate_segmentation(model, ds, views, flip, names, resolution, verbose)
     finally:
         for d in [ds] + [v[1] if isinstance(v, tuple) else v.dataset for v in views]:
             d.close_workers()
@@ -264,7 +264,7 @@ def format_table(res: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def _evaluate_pose(model, ds, views, flip, alpha, names, offset):
+def _evaluate_pose(model, ds, views, flip, alpha, names, offset, verbose=False):
     k = ds.num_keypoints
     if names is not None:  # before the model runs; table.csv and pck_curve.csv have rows/columns of these names too
         given = tuple(str(n) for n in names)
@@ -285,7 +285,7 @@ def _evaluate_pose(model, ds, views, flip, alpha, names, offset):
         _codec(ds, hm, offset)  # one stride on both axes, before any warp reads them
 
     preds, scores, left_out = [], [], set()
-    for b in range(len(ds)):
+    for b in _progress(range(len(ds)), len(ds), verbose, "batch"):
         hm = pose_heatmaps(lambda x: _predict(model, x), views, b, flip=flip, flip_pairs=ds.flip_pairs,
                            offset=offset, check=check)
         unread = _unread(ds)  # after every view read the batch: a scaled copy's skips are the dataset's

@@ -49,6 +49,14 @@ def _warn_left_out(ds, left_out) -> None:
                       stacklevel=4)
 
 
+def _progress(iterable, total, verbose, unit):
+    """``iterable`` with a progress bar on stderr when ``verbose`` and stderr is a terminal (a validation set at the
+    papers' scales and flip takes minutes on a GPU, hours on a CPU); the bar is removed when done."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, unit=unit, desc="evaluate", disable=None if verbose else True, leave=False)
+
+
 def _predict(model, x):
     out = model.predict_on_batch(x)
     return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from training.evaluation_common import EvalResult, _predict, _unread, _warn_left_out
+from training.evaluation_common import EvalResult, _predict, _progress, _unread, _warn_left_out
 from training.metrics import confusion_matrix, miou_from_confusion
 from training.targets import encode_mask, labels_from_scores, scores_to_image
 from training.transforms import grid_matrix, invert
@@ -34,7 +34,7 @@ def _class_scores_check(c):
     return check
 
 
-def _evaluate_segmentation(model, ds, views, flip, names, resolution):
+def _evaluate_segmentation(model, ds, views, flip, names, resolution, verbose=False):
     c = ds.num_classes
     cm = np.zeros((c, c), np.int64)
     rows, left_out = [], set()
@@ -48,7 +48,9 @@ def _evaluate_segmentation(model, ds, views, flip, names, resolution):
         except Exception as e:
             if canvas == tuple(ds.input_size):
                 raise
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            from zoo.errors import backend_error_text
+
+            first = backend_error_text(e)
             raise ValueError(f"evaluate: the model takes inputs of any size, but not the {canvas[0]}x{canvas[1]} "
                              f"canvas of scales={tuple(v.scale for v in views)} ({type(e).__name__}: {first}); "
                              f"choose other scales") from e
@@ -59,7 +61,7 @@ def _evaluate_segmentation(model, ds, views, flip, names, resolution):
         return out
 
     averaged = flip or len(views) > 1 or views[0].scale != 1.0
-    for b in range(len(ds)):
+    for b in _progress(range(len(ds)), len(ds), verbose, "batch"):
         if averaged:  # every view's batch (scale 1's is the dataset's own), then the skips they all saw
             got = [v.dataset[b] for v in views]
             x, y = next((g for v, g in zip(views, got) if v.dataset is ds), None) or ds[b]
@@ -108,7 +110,7 @@ def _score_row(ds, rid, probs, gt, cm):
             "mean_iou": round(miou_from_confusion(one)[1], 5)}
 
 
-def _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size):
+def _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size, verbose=False):
     """PSPNet's test (:func:`training.tta_pspnet.pspnet_probabilities`) on each record at its own size: every image
     gets its own canvases, so the windows of one image make the model's batches."""
     c = ds.num_classes
@@ -117,7 +119,8 @@ def _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size):
 
     check = _class_scores_check(c)
 
-    for rid, probs, gt in dataset_probabilities(lambda x: _predict(model, x)[0], ds, scales, flip, base_size, check):
+    records = dataset_probabilities(lambda x: _predict(model, x)[0], ds, scales, flip, base_size, check)
+    for rid, probs, gt in _progress(records, len(ds.records), verbose, "image"):
         if probs is None:  # unreadable, on_error="skip"
             left_out.add(rid)
         else:

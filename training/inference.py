@@ -51,18 +51,6 @@ _SIZE_RULES = {"hourglass": ("heights and widths that are multiples of 64 (each 
                              "a multiple of 64")}
 
 
-def _backend_error_text(e) -> str:
-    """What a model's failure on an image says, on one line: Keras' wrapping of a layer's error dropped, and of a
-    TensorFlow graph's error its message without the traceback of where the node was built."""
-    from zoo.errors import one_line
-
-    text = str(e)
-    if "Graph execution error" in text:  # "Detected at node ... (most recent call last):", indented frames, message
-        lines = [l.strip() for l in text.splitlines() if l.strip() and not l[:1].isspace()]
-        text = "\n".join(l for l in lines if not l.startswith(("Graph execution error", "Detected at node")))
-    return one_line(text)
-
-
 def _registry_task(model, name):
     """``(task, family)`` of ``name`` (default: the name ``zoo.get`` attached) in the zoo's registry, or ``(None, "")``."""
     import zoo
@@ -351,7 +339,9 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
         except Exception as e:  # Keras' message names a layer's shapes, not the image
             if not any(free):
                 raise
-            first = _backend_error_text(e)
+            from zoo.errors import backend_error_text
+
+            first = backend_error_text(e)
             raise ValueError(f"{name or model.name} takes inputs of {takes}, but not this {x.shape[2]}x{x.shape[1]} "
                              f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
                              f"resize or pad it to a size the model accepts ({multiple})"

@@ -1,6 +1,7 @@
 """Exceptions raised by the zoo. Each message names the file, layer or argument at fault."""
 
-__all__ = ["ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError", "ExportError", "one_line"]
+__all__ = ["ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError", "ExportError", "one_line",
+           "backend_error_text"]
 
 import re
 
@@ -67,3 +68,14 @@ def one_line(e, limit: int = 600) -> str:
         cut = out.rfind(" ", 0, limit)
         out = out[: cut if cut > limit // 2 else limit] + f" ... [{len(out) - limit:,} more characters]"
     return out
+
+
+def backend_error_text(e) -> str:
+    """What a model's failure on an input says, on one line (:func:`one_line`): Keras' wrapping of a layer's error
+    dropped, and of a TensorFlow graph's error its message without the traceback of where the node was built
+    ("Graph execution error:" was all its first line said)."""
+    text = str(e)
+    if "Graph execution error" in text:  # "Detected at node ... (most recent call last):", indented frames, message
+        lines = [l.strip() for l in text.splitlines() if l.strip() and not l[:1].isspace()]
+        text = "\n".join(l for l in lines if not l.startswith(("Graph execution error", "Detected at node")))
+    return one_line(text)

@@ -793,3 +793,39 @@ def test_a_cpm_shaped_model_is_fed_its_centre_map_without_the_dataset_naming_a_s
     for r in res.rows:
         assert abs(r["pred_x"] - r["gt_x"]) < 1e-6 and abs(r["pred_y"] - r["gt_y"]) < 1e-6, r
     assert ds.center_map_sigma is None  # the caller's dataset is left as it was
+
+
+class _Terminal:
+    """stderr as a terminal: tqdm shows its bar only there (disable=None)."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_evaluate_shows_a_progress_bar_on_a_terminal_when_verbose(monkeypatch, capsys):
+    """Evaluating a validation set at the papers' scales and flip takes minutes on a GPU, hours on a CPU, and printed
+    nothing until its table."""
+    import sys
+
+    recs = synthetic_pose(10, image_size=(96, 96), num_keypoints=4, seed=3)
+    ds = HeatmapDataset(recs, batch_size=4, input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, shuffle=False)
+    seg = SegmentationDataset(synthetic_segmentation(3, image_size=(40, 40), num_classes=3, seed=1), batch_size=2,
+                              input_size=(32, 32), num_classes=3, shuffle=False)
+    for verbose in (True, False):
+        for data, oracle, bar in ((ds, _oracle_heatmaps, "evaluate:   0%|          | 0/3 [00:00<?, ?batch/s]"),
+                                  (seg, _all_background, "evaluate:   0%|          | 0/2 [00:00<?, ?batch/s]")):
+            terminal = _Terminal()
+            monkeypatch.setattr(sys, "stderr", terminal)
+            res = evaluate(_Replay(data, oracle), data, verbose=verbose)
+            monkeypatch.undo()
+            assert bar in terminal.text if verbose else terminal.text == "", terminal.text
+            assert ("mean" in capsys.readouterr().out) == verbose and res.rows  # the table, printed when verbose
