@@ -405,6 +405,9 @@ def build_parser():
                         "--box does; predictions.csv gets a person column. An image without rows is left out")
     s.add_argument("--min-score", type=real(None), metavar="S",
                    help="--boxes: keep the rows whose sixth column (the detector's score) is at least S")
+    s.add_argument("--smooth", action="store_true",
+                   help="a video, pose: smooth each keypoint across frames with the One Euro filter (less jitter, a "
+                        "little lag on fast moves); the video and CSV show the smoothed keypoints")
     s.add_argument("--masks", action="store_true",
                    help="segmentation: also write each image's class indices as IMAGE_STEM.mask.png beside its "
                         "picture (8-bit grey, 16-bit above 256 classes; the model's own class numbers)")

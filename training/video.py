@@ -37,7 +37,8 @@ class VideoPrediction:
     ``keypoints``: pose, ``(F, K, 2)`` x, y in the frame's pixels (NaN: not found), or ``(F, P, K, 2)`` with several
     boxes; ``top``: classification, each frame's ``[(label, probability), ...]``; ``fps``: the frames per second the
     output was written at (the source's); ``size``: ``(width, height)`` of the frames; ``path``: the written video,
-    or ``None`` when no ``out`` was given; ``task``: ``"pose"``, ``"segmentation"`` or ``"classification"``.
+    or ``None`` when no ``out`` was given; ``task``: ``"pose"``, ``"segmentation"`` or ``"classification"``;
+    ``raw_keypoints``: with ``smooth``, the keypoints before smoothing (``keypoints`` are the smoothed ones).
     """
 
     frames: int
@@ -47,6 +48,7 @@ class VideoPrediction:
     keypoints: np.ndarray | None = None
     top: list = field(default_factory=list)
     path: Path | None = None
+    raw_keypoints: np.ndarray | None = None
 
 
 @contextmanager
@@ -89,7 +91,37 @@ def _open_writer(out: Path, fps: float, size):
     return writer, Path(tmp)
 
 
-def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progress=True, **predict_kwargs):
+def _smoother(smooth, fps):
+    """A :class:`training.smoothing.OneEuroFilter` for ``smooth`` (``True``: its defaults; a dict: its settings), or
+    ``None`` (``None`` / ``False``)."""
+    from training.smoothing import OneEuroFilter
+
+    if smooth is None or smooth is False:
+        return None
+    if smooth is True:
+        return OneEuroFilter(fps)
+    if isinstance(smooth, dict) and set(smooth) <= {"min_cutoff", "beta", "d_cutoff"}:
+        return OneEuroFilter(fps, **smooth)
+    raise ValueError(f"predict_video: smooth must be True, False, None or a dict of the One Euro filter's settings "
+                     f"(min_cutoff, beta, d_cutoff). Received: smooth={smooth!r}")
+
+
+def _redraw(frame, keypoints, record, boxes):
+    """The frame with ``keypoints`` ((K, 2), or (P, K, 2) with ``boxes``) and the boxes drawn, as predict draws them."""
+    from training.inference import _draw_box, _skeleton
+    from training.visualize import draw_keypoints
+
+    people = keypoints if keypoints.ndim == 3 else keypoints[None]
+    picture = frame
+    for i, person in enumerate(people):
+        picture = draw_keypoints(picture, person, skeleton=_skeleton(record, len(person)))
+        if boxes[i] is not None:
+            picture = _draw_box(picture, boxes[i])
+    return picture
+
+
+def predict_video(model, video, out=None, *, boxes=None, smooth=None, max_frames=None, progress=True,
+                  **predict_kwargs):
     """Predict every frame of ``video`` with ``model``; write the pictures to ``out`` if given.
 
     Args:
@@ -99,6 +131,10 @@ def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progre
             drawn, at the source's size and frame rate.
         boxes: pose only: ``None`` (each frame letterboxed whole, or ``box=`` in ``predict_kwargs``), or several
             ``(x1, y1, x2, y2)`` frame px, people who stay in their boxes (top-down, :func:`predict_people`).
+        smooth: pose only: ``True`` smooths each keypoint across frames with the One Euro filter
+            (:mod:`training.smoothing`: less jitter, a little lag on fast moves), a dict sets its ``min_cutoff``
+            (Hz), ``beta`` (per px/s) and ``d_cutoff`` (Hz); the pictures show the smoothed keypoints.
+            ``None`` (default) or ``False``: each frame's own.
         max_frames: stop after this many frames (``None``: all).
         progress: a progress bar on stderr (frames; shown on a terminal only).
         **predict_kwargs: passed on to :func:`training.inference.predict` (``name``, ``record``, ``scales``,
@@ -122,6 +158,7 @@ def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progre
                          f"Received: max_frames={max_frames!r}")
     if boxes is not None and "box" in predict_kwargs:
         raise ValueError("predict_video: give box= (one person) or boxes= (several), not both")
+    _smoother(smooth, _DEFAULT_FPS)  # its settings checked before the video is opened
     if not video.is_file():
         raise ValueError(f"predict_video: no video file '{video}'")
     with _quiet_opencv():
@@ -132,8 +169,15 @@ def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progre
     fps = float(fps) if np.isfinite(fps) and 0 < fps < 1000 else _DEFAULT_FPS
     count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)  # the container's word (an estimate; -1: none)
     total = min(count, max_frames) if count > 0 and max_frames else (count or max_frames or None)
+    smoother = _smoother(smooth, fps)
+    record = predict_kwargs.get("record")
+    if smoother is not None and record is None:  # the skeleton the pictures are redrawn with, as predict's
+        import zoo
+
+        record = zoo.weights_record(model)
+    drawn_boxes = list(boxes) if boxes is not None else [predict_kwargs.get("box")]
     writer = tmp = written = None
-    keypoints, top, task, size, n = [], [], None, None, 0
+    keypoints, raw, top, task, size, n = [], [], [], None, None, 0
     try:
         with tqdm(total=total, unit="frame", desc=video.name, disable=None if progress else True) as bar:
             while max_frames is None or n < max_frames:
@@ -151,17 +195,26 @@ def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progre
                     task = pred.task
                     if pred.top:
                         top.append(list(pred.top))
-                if pred.keypoints is not None:
+                picture = pred.picture
+                if smoother is not None:
+                    if task != "pose":
+                        raise ValueError(f"predict_video: smooth is for pose models (keypoints across frames); "
+                                         f"{predict_kwargs.get('name') or model.name} gives {task}")
+                    raw.append(pred.keypoints)
+                    smoothed = smoother(pred.keypoints)
+                    picture = _redraw(rgb, smoothed, record, drawn_boxes)
+                    keypoints.append(smoothed)
+                elif pred.keypoints is not None:
                     keypoints.append(pred.keypoints)
                 if out is not None:
-                    shape = (pred.picture.shape[1], pred.picture.shape[0])
+                    shape = (picture.shape[1], picture.shape[0])
                     if writer is None:
                         writer, tmp = _open_writer(out, fps, shape)
                         written = shape
                     elif shape != written:  # OpenCV's writer drops a frame of another size without a word
                         raise ValueError(f"predict_video: frame {n} of '{video}' is {shape[0]}x{shape[1]}, but the "
                                          f"video's first frame {written[0]}x{written[1]}; a writer takes one size")
-                    writer.write(np.ascontiguousarray(pred.picture[..., ::-1]))
+                    writer.write(np.ascontiguousarray(picture[..., ::-1]))
                 size = (frame.shape[1], frame.shape[0])
                 n += 1
                 bar.update(1)
@@ -181,4 +234,5 @@ def predict_video(model, video, out=None, *, boxes=None, max_frames=None, progre
         if tmp is not None and tmp.exists():
             tmp.unlink()
     return VideoPrediction(frames=n, fps=fps, size=size, task=task,
-                           keypoints=np.stack(keypoints) if keypoints else None, top=top, path=out)
+                           keypoints=np.stack(keypoints) if keypoints else None, top=top, path=out,
+                           raw_keypoints=np.stack(raw) if raw else None)

@@ -380,6 +380,8 @@ def _cmd_predict(args):
         from zoo.cli_video import predict_video_command
 
         return predict_video_command(args)
+    if args.smooth:
+        raise CLIError("--smooth is for a video (keypoints across its frames); the inputs are images")
     images, batch = _predict_images(args)
     first = _read_image(images[0]) if not batch else None
     if not batch and first is None:

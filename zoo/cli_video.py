@@ -82,12 +82,13 @@ def predict_video_command(args):
         model = _load_predict_model(args)
         record = zoo.weights_record(model)
         try:
-            result = predict_video(model, video, out, boxes=boxes if len(boxes) > 1 else None, record=record, **kw)
+            result = predict_video(model, video, out, boxes=boxes if len(boxes) > 1 else None, record=record,
+                                   smooth=True if args.smooth else None, **kw)
         except ValueError as e:
             _option_error(e, args, boxes)
             raise
         print(f"{video}: {result.frames} frames, {result.size[0]}x{result.size[1]} at {result.fps:g} fps "
-              f"({result.task})")
+              f"({result.task}{', keypoints smoothed' if args.smooth else ''})")
         print(f"wrote {out}")
         header, rows = _rows(result, record)
         if rows:

@@ -126,6 +126,26 @@ def test_command_line_predicts_a_video_into_a_video_and_a_csv(tmp_path):
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "clip.pred.csv") as f:
         assert next(csv.reader(f)) == ["frame", "person", "joint", "name", "x", "y"]
+    r = kerazoo_here("predict", "hourglass", clip, "--weights", tmp_path / "hg.h5", "--smooth", "--out", out / "s.avi")
+    assert r.returncode == 0 and r.stdout.startswith(f"{clip}: 6 frames, 96x80 at 12 fps (pose, keypoints smoothed)")
+    with open(out / "s.csv") as f:  # the smoothed keypoints: the first frame's as the unsmoothed run's, not the rest
+        smoothed = [(r["x"], r["y"]) for r in csv.DictReader(f)]
+    assert smoothed[:4] == [(r["x"], r["y"]) for r in rows[:4]] and smoothed[4:] != [(r["x"], r["y"]) for r in rows[4:]]
+    zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3), classes=3), tmp_path / "r18.h5")
+    r = kerazoo_here("predict", "resnet18", clip, "--weights", tmp_path / "r18.h5", "--smooth")
+    said = "kerazoo predict: error: predict_video: smooth is for pose models (keypoints across frames); resnet18 gives"
+    assert r.returncode == 2 and _one_line_error(r) == f"{said} classification"
+    assert not (tmp_path / "clip.pred.mp4").exists()
+    cv2.imwrite(str(tmp_path / "still.png"), np.zeros((64, 64, 3), np.uint8))
+    r = kerazoo_here("predict", "hourglass", tmp_path / "still.png", "--weights", tmp_path / "hg.h5", "--smooth")
+    assert r.returncode == 2 and _one_line_error(r) == ("kerazoo predict: error: --smooth is for a video (keypoints "
+                                                        "across its frames); the inputs are images")
+    r = kerazoo_here("predict", "resnet18", clip, "--weights", tmp_path / "r18.h5", "--out", out)  # classes per frame
+    assert r.returncode == 0, r.stderr
+    with open(out / "clip.pred.csv") as f:
+        classes = list(csv.DictReader(f))
+    assert list(classes[0]) == ["frame", "rank", "label", "probability"] and len(classes) == 6 * 3
+    assert [(c["frame"], c["rank"]) for c in classes[:4]] == [("0", "1"), ("0", "2"), ("0", "3"), ("1", "1")]
     for args, said in [((clip, clip), "a video is predicted alone: give one video, not it among 2 images or videos"),
                        ((clip, "--out", tmp_path / "p.png"), f"--out '{tmp_path / 'p.png'}': a video's pictures go "
                                                              f"to a .mp4 or .avi file, or a folder"),
@@ -134,3 +154,29 @@ def test_command_line_predicts_a_video_into_a_video_and_a_csv(tmp_path):
                        ((clip, "--out", clip), f"--out '{clip}' is the video being read")]:
         r = kerazoo_here("predict", "hourglass", *args, "--weights", tmp_path / "hg.h5")
         assert r.returncode == 2 and _one_line_error(r).startswith(f"kerazoo predict: error: {said}"), r.stderr
+
+
+@agnostic
+def test_smoothed_keypoints_are_the_one_euro_filter_of_each_frames_and_are_drawn(tmp_path):
+    from training.smoothing import one_euro
+    from training.visualize import draw_keypoints
+    from training.inference import _skeleton
+
+    clip = _clip(tmp_path / "clip.avi")
+    model = _pose_model()
+    plain = predict_video(model, clip, progress=False)
+    result = predict_video(model, clip, tmp_path / "s.avi", smooth=dict(min_cutoff=0.5, beta=0.01), progress=False)
+    np.testing.assert_array_equal(result.raw_keypoints, plain.keypoints)
+    np.testing.assert_allclose(result.keypoints, one_euro(plain.keypoints, 12.0, min_cutoff=0.5, beta=0.01), atol=0)
+    assert not np.allclose(result.keypoints[1:], plain.keypoints[1:])  # the bar moves: smoothing lags it
+    frames, _ = _frames(clip)
+    written, _ = _frames(tmp_path / "s.avi")
+    for got, frame, kp in zip(written, frames, result.keypoints):  # the smoothed points drawn (Motion JPEG: near)
+        assert np.abs(got.astype(float) - draw_keypoints(frame, kp, skeleton=_skeleton(None, 4))).mean() < 4
+    people = predict_video(model, clip, boxes=[(0, 0, 40, 40), (40, 20, 90, 79)], smooth=True, progress=False)
+    np.testing.assert_allclose(people.keypoints, one_euro(people.raw_keypoints, 12.0), atol=0)
+    for smooth, match in ((dict(cutoff=1), r"smooth must be True, False, None or a dict of the One Euro filter's "
+                                           r"settings \(min_cutoff, beta, d_cutoff\). Received: smooth=\{'cutoff'"),
+                          (dict(beta=-1), r"one_euro: beta must be a number >= 0")):
+        with pytest.raises(ValueError, match=match):
+            predict_video(model, clip, smooth=smooth, progress=False)
