@@ -54,6 +54,15 @@ def _rows(result, record) -> tuple[tuple, list]:
     return (), []
 
 
+def _frame_csv(path: Path) -> bool:
+    """Whether ``path`` is a CSV this command wrote (its header starts with ``frame``), not another program's."""
+    try:
+        with open(path, newline="") as f:
+            return f.readline().split(",")[0].strip() == "frame"
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def predict_video_command(args):
     """``kerazoo predict`` for one video: checked before the model loads, then one line per output file."""
     import zoo
@@ -95,5 +104,8 @@ def predict_video_command(args):
             from training.evaluation import _write_csv
 
             print(f"wrote {_write_csv(csv_path, header, rows)}")
+        elif _frame_csv(csv_path):  # an earlier run's rows beside a video that no longer shows them
+            csv_path.unlink()
+            print(f"removed {csv_path} (an earlier run's: this one has no keypoints or classes to list)")
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
         raise CLIError(one_line(e)) from None

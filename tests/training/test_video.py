@@ -146,6 +146,16 @@ def test_command_line_predicts_a_video_into_a_video_and_a_csv(tmp_path):
         classes = list(csv.DictReader(f))
     assert list(classes[0]) == ["frame", "rank", "label", "probability"] and len(classes) == 6 * 3
     assert [(c["frame"], c["rank"]) for c in classes[:4]] == [("0", "1"), ("0", "2"), ("0", "3"), ("1", "1")]
+    # masks drawn into the frames, no CSV: the classifier's rows no longer describe clip.pred.avi, so they go
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs)).save(tmp_path / "seg.keras")
+    r = kerazoo_here("predict", "fcn8s", clip, "--weights", tmp_path / "seg.keras", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1:] == [f"wrote {out / 'clip.pred.avi'}", f"removed {out / 'clip.pred.csv'} (an "
+                                         f"earlier run's: this one has no keypoints or classes to list)"]
+    assert len(_frames(out / "clip.pred.avi")[0]) == 6
     for args, said in [((clip, clip), "a video is predicted alone: give one video, not it among 2 images or videos"),
                        ((clip, "--out", tmp_path / "p.png"), f"--out '{tmp_path / 'p.png'}': a video's pictures go "
                                                              f"to a .mp4 or .avi file, or a folder"),
