@@ -2,6 +2,7 @@
 as ./dev demo runs it)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,11 @@ def test_quickstart_fast_mode(tmp_path):
         img = cv2.imread(str(tmp_path / "out" / name))
         assert img is not None and img.std() > 5  # a picture, not a blank canvas
     assert (tmp_path / "out" / "hourglass_synthetic.h5").exists()
+    # the video step: every frame of the turning figure predicted and written, its jitter reported raw and smoothed
+    assert re.search(r"wrote .*clip\.pred\.mp4 \(12 frames of .*clip\.avi\); keypoint jitter \(mean \|second "
+                     r"difference\|\): [\d.]+ px per frame raw, [\d.]+ px smoothed", out), out
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.pred.mp4"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 12 and capture.read()[1].shape == (256, 256, 3)
     assert (tmp_path / "out" / "caffe" / "net.keras").exists()
     # a JAX demo imported the installed TensorFlow (keras.utils.set_random_seed seeds tf.random if it can), which
     # printed its oneDNN notice twice at the start of step 1
