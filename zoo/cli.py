@@ -339,11 +339,16 @@ def _read_boxes(path, images, min_score=None) -> list[list]:
         raise CLIError(f"--boxes {e}") from None
 
 
+def _keypoint_names(record, k) -> list:
+    """The record's names of ``k`` keypoints where it names them all, else ``joint 0``, ``joint 1``, ..."""
+    names = record.keypoint_names if record is not None else ()
+    return list(names) if names and len(names) == k else [f"joint {j}" for j in range(k)]
+
+
 def _print_keypoints(keypoints, record) -> list[tuple]:
     """Print ``X Y NAME`` per keypoint (image px; nan: not found), named by the record where it names them all;
     returns the predictions.csv rows (joint, name, x, y)."""
-    names = record.keypoint_names if record is not None else ()
-    names = names if names and len(names) == len(keypoints) else [f"joint {j}" for j in range(len(keypoints))]
+    names = _keypoint_names(record, len(keypoints))
     rows = []
     for j, ((x, y), label) in enumerate(zip(keypoints, names)):
         print(f"{x:9.2f} {y:9.2f}  {label}")
@@ -359,15 +364,15 @@ def _mask_target(picture: Path) -> Path:
     return picture.with_name(f"{stem}.mask.png")
 
 
-def _predict_csv(path: Path) -> bool:
+def _predict_csv(path: Path, column: str = "image") -> bool:
     """Whether ``path`` is a predictions.csv a predict batch wrote (its header), not evaluate's ('id,...') or another
-    program's in a shared --out folder."""
+    program's in a shared --out folder. ``column``: the header's first column (a video's CSV: ``frame``)."""
     try:
         with open(path, newline="") as f:
             first = f.readline().strip()
     except (OSError, UnicodeDecodeError):
         return False
-    return first.split(",")[0] == "image"  # predict's headers: image,rank,... and image,joint,...
+    return first.split(",")[0] == column  # predict's headers: image,rank,... and image,joint,... (frame,... a video's)
 
 
 def _cmd_predict(args):

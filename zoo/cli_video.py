@@ -38,9 +38,9 @@ def _rows(result, record) -> tuple[tuple, list]:
     """The CSV's header and rows: keypoints (frame, [person,] joint, name, x, y) or classes (frame, rank, label,
     probability); none for segmentation."""
     if result.keypoints is not None:
-        k = result.keypoints.shape[-2]
-        names = record.keypoint_names if record is not None else ()
-        names = names if names and len(names) == k else [f"joint {j}" for j in range(k)]
+        from zoo.cli import _keypoint_names
+
+        names = _keypoint_names(record, result.keypoints.shape[-2])
         people = result.keypoints.ndim == 4
         rows = []
         for f, frame in enumerate(result.keypoints):
@@ -54,20 +54,11 @@ def _rows(result, record) -> tuple[tuple, list]:
     return (), []
 
 
-def _frame_csv(path: Path) -> bool:
-    """Whether ``path`` is a CSV this command wrote (its header starts with ``frame``), not another program's."""
-    try:
-        with open(path, newline="") as f:
-            return f.readline().split(",")[0].strip() == "frame"
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
 def predict_video_command(args):
     """``kerazoo predict`` for one video: checked before the model loads, then one line per output file."""
     import zoo
     from training.video import predict_video
-    from zoo.cli import _load_predict_model, _option_error
+    from zoo.cli import _load_predict_model, _option_error, _predict_csv
     from zoo.errors import ZooError, one_line
 
     if len(args.image) > 1:
@@ -104,7 +95,7 @@ def predict_video_command(args):
             from training.evaluation import _write_csv
 
             print(f"wrote {_write_csv(csv_path, header, rows)}")
-        elif _frame_csv(csv_path):  # an earlier run's rows beside a video that no longer shows them
+        elif _predict_csv(csv_path, "frame"):  # an earlier run's rows beside a video that no longer shows them
             csv_path.unlink()
             print(f"removed {csv_path} (an earlier run's: this one has no keypoints or classes to list)")
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
