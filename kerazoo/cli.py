@@ -277,6 +277,9 @@ def exit_on_interrupt(who: str, debug: bool = False):
     if debug or os.environ.get("KERAZOO_DEBUG") or threading.current_thread() is not threading.main_thread():
         yield
         return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started so (a script's `cmd &`, nohup): Ctrl-C at the
+        yield  # terminal is meant for the foreground command, and this process ignores it throughout
+        return
 
     try:  # the terminal's stderr, kept: tensorflow_notices_held_back points fd 2 at a file meanwhile
         err = os.dup(sys.stderr.fileno())

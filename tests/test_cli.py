@@ -143,9 +143,17 @@ def _env_with_sitecustomize(tmp_path, code):
     return {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
 
 
-def _status_and_lines(cmd, env=ENV):
+def _terminal_ctrl_c():
+    """In a child before it starts: Ctrl-C as a terminal's foreground command has it (Python's default handler).
+    A suite run as a background job of a script inherits SIGINT ignored, and so would every child."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _status_and_lines(cmd, env=ENV, preexec_fn=_terminal_ctrl_c):
     """Run ``cmd``; its exit status and its stderr lines without TensorFlow's start-up notices."""
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, preexec_fn=preexec_fn)
     return r.returncode, [l for l in r.stderr.strip().splitlines() if l.strip() and not _TF_NOISE.match(l)]
 
 
@@ -189,7 +197,7 @@ def test_ctrl_c_while_keras_loads_exits_130_in_one_line_with_python_m(tmp_path):
         assert _status_and_lines([sys.executable, "-m", *argv], env) == (130, [expected])
     # Imported as a library, the package leaves Ctrl-C to its caller
     r = subprocess.run([sys.executable, "-c", "import training"], capture_output=True, text=True, env=env,
-                       timeout=300)
+                       timeout=300, preexec_fn=_terminal_ctrl_c)
     assert r.returncode not in (0, 130) and "KeyboardInterrupt" in r.stderr, (r.returncode, r.stderr[-2000:])
 
 
@@ -225,6 +233,29 @@ def test_ctrl_c_inside_a_garbage_collector_callback_while_keras_loads_still_exit
         else:
             cmd = [sys.executable, "-m", *argv]
         assert _status_and_lines(cmd, env) == (130, [expected]), argv
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it_while_keras_loads(tmp_path):
+    """A script's background job (`kerazoo ... &`) or nohup starts with SIGINT ignored, so that a Ctrl-C meant for
+    the foreground command leaves it running; kerazoo's handler for the seconds Keras loads replaced that, and such
+    a Ctrl-C ended it ("interrupted", status 130). The SIGINT arrives as the import of Keras starts."""
+    import signal
+
+    env = _env_with_sitecustomize(
+        tmp_path,
+        "import os, signal, sys\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'keras':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Finder())\n")
+    r = subprocess.run([sys.executable, "-m", "kerazoo", "info", "cpm"], capture_output=True, text=True, env=env,
+                       timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert r.returncode == 0 and "interrupted" not in r.stderr, r.stderr[-2000:]
+    assert "cpm" in r.stdout
+    # the same Ctrl-C with Python's default disposition: interrupted, as the tests above
+    status = _status_and_lines([sys.executable, "-m", "kerazoo", "info", "cpm"], env)
+    assert status == (130, ["kerazoo info: interrupted"])
 
 
 def test_train_spawns_its_worker_processes():
@@ -810,7 +841,7 @@ def test_ctrl_c_exits_130_in_one_line(tmp_path):
     fifo = tmp_path / "slow.t7"
     os.mkfifo(fifo)
     p = subprocess.Popen([sys.executable, "-m", "kerazoo", "inspect", str(fifo)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=ENV)
+                         stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_terminal_ctrl_c)
     deadline = time.monotonic() + 240
     while True:  # opening the write end succeeds only once kerazoo has opened the pipe to read it
         try:

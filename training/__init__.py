@@ -16,6 +16,22 @@ _DATA_WORKER = "kerazoo-data-worker"
 _IN_DATA_WORKER = _mp.current_process().name.startswith(_DATA_WORKER)
 
 
+def _ignore_ctrl_c() -> None:
+    """In a data worker: Ctrl-C is the parent's. A terminal sends it to every process of the command, and each
+    worker's own KeyboardInterrupt printed a traceback (four for ``kerazoo train --workers 2 --multiprocessing``)
+    above the command's one line; the parent stops ``fit`` and closes its workers itself."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: a process that is no worker of ours
+        pass
+
+
+if _IN_DATA_WORKER:  # a spawned worker imports this package first, before anything it unpickles
+    _ignore_ctrl_c()
+
+
 def _started_as_command() -> bool:
     """True while ``python -m training ...`` imports this package, before ``training.__main__`` runs: Python
     sets ``sys.argv[0]`` to ``-m`` while it locates the module (and imports its package)."""

@@ -45,7 +45,7 @@ import weakref
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
 
-from training import _DATA_WORKER
+from training import _DATA_WORKER, _ignore_ctrl_c
 from training.datasets.base import WorkerCrashedError
 from training.shm import SlotBatch, SlotPool, pack_into_slot
 
@@ -99,6 +99,7 @@ class _WorkerContext:
 
 def _init_worker(payload: bytes, name: str, method: str) -> None:
     global _DATASET, _INIT_ERROR
+    _ignore_ctrl_c()  # also here: a forked worker kept the parent's handler (training was imported before its name)
     _cpu_only()
     try:
         _DATASET = pickle.loads(payload)  # our own pickle of our own dataset, from the parent process

@@ -303,7 +303,7 @@ def test_fit_steps_on_the_batches_of_workers_0_with_threads_and_keras_pool(tmp_p
         assert r[case]["val"] == r["val_ref"] * 2, case  # validation: same 3 batches after each epoch
 
 
-INTERRUPT = """import json, multiprocessing, os, sys, time
+INTERRUPT = """import json, multiprocessing, os, signal, sys, time
 
 """ + CHILDREN_SOURCE + """
 def segments():
@@ -329,6 +329,9 @@ def interrupted_fit():
         def on_train_batch_end(self, batch, logs=None):
             if self.epoch == 1 and batch == 1:
                 seen["during"] = children()
+                for pid in seen["during"]:  # a terminal's Ctrl-C reaches every process of the command
+                    os.kill(pid, signal.SIGINT)
+                time.sleep(0.5)  # their handlers have run (a traceback each, before workers ignored it)
                 raise KeyboardInterrupt
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -370,13 +373,17 @@ if __name__ == "__main__":
 
 @agnostic
 def test_interrupted_fit_leaves_no_worker_processes_or_segments(interrupted):
-    """Ctrl-C (or any exception) in fit stops the training and validation worker processes at once."""
+    """Ctrl-C (or any exception) in fit stops the training and validation worker processes at once; a terminal's
+    Ctrl-C, which reaches the workers too, printed a KeyboardInterrupt traceback from each of them."""
     assert interrupted.returncode == 0, interrupted.stdout[-2000:] + interrupted.stderr[-4000:]
     r = case_result(interrupted, "interrupted_fit")
     assert r["raised"] == "KeyboardInterrupt"
     assert len(r["during"]) == 4  # 2 training + 2 validation processes were running
     assert r["after"] == [] and r["segments"] == [], r  # they stayed alive as long as the datasets did
     assert r["late"] == [[8, 96, 96, 3], [8, 96, 96, 3]] and r["again"] == 2
+    # the workers' SIGINT, as a terminal sends it to them too, is the parent's to act on: no traceback of theirs
+    assert "KeyboardInterrupt" not in interrupted.stderr and "Traceback" not in interrupted.stderr, \
+        interrupted.stderr[-4000:]
 
 
 NOTEBOOK_CLASS = """
