@@ -97,8 +97,27 @@ class _WorkerContext:
         return process
 
 
+def _exit_with_parent() -> None:
+    """End this worker when its parent process ends without closing the pool (killed, out of memory, a batch
+    scheduler's time limit): it waited on its task queue for ever, holding its copy of the dataset, since every
+    worker holds that queue's write end too (no end of file). The parent's sentinel becomes ready when it dies."""
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch():
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="kerazoo-parent-watch", daemon=True).start()
+
+
 def _init_worker(payload: bytes, name: str, method: str) -> None:
     global _DATASET, _INIT_ERROR
+    _exit_with_parent()
     _ignore_ctrl_c()  # also here: a forked worker kept the parent's handler (training was imported before its name)
     _cpu_only()
     try:

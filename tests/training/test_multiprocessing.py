@@ -10,11 +10,14 @@ workers, imports Keras and its backend first (4-6 CPU-s under TensorFlow).
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
-from tests.training.helpers import CHILDREN_SOURCE, run_python
+from tests.training.helpers import CHILDREN_SOURCE, ROOT, run_python
 
 # Every test but one, which runs its child under JAX whatever the suite's backend: the JAX pass of ./dev test
 # would run that same process a second time.
@@ -384,6 +387,61 @@ def test_interrupted_fit_leaves_no_worker_processes_or_segments(interrupted):
     # the workers' SIGINT, as a terminal sends it to them too, is the parent's to act on: no traceback of theirs
     assert "KeyboardInterrupt" not in interrupted.stderr and "Traceback" not in interrupted.stderr, \
         interrupted.stderr[-4000:]
+
+
+KILLED_PARENT = """
+import multiprocessing, sys, time
+from training.data import HeatmapDataset
+from training.datasets.synthetic import synthetic_pose
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    ds = HeatmapDataset(synthetic_pose(16, image_size=(32, 32), num_keypoints=4, seed=3), batch_size=4,
+                        input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), workers=2,
+                        use_multiprocessing=True)
+    ds[0]
+    print("WORKERS", *[p.pid for p in multiprocessing.active_children()], flush=True)
+    time.sleep(300)
+"""
+
+
+@agnostic
+def test_worker_processes_end_when_their_parent_is_killed(tmp_path):
+    """A training process killed (SIGKILL: out of memory, a scheduler's time limit) left its data workers waiting
+    on their task queue for ever, each with its copy of the dataset: the queue's write end is held by every worker,
+    so it never reads an end of file."""
+    import signal
+    import time
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_PARENT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env, cwd=ROOT)
+    try:
+        line = parent.stdout.readline()
+        assert line.startswith("WORKERS "), line + parent.stderr.read()[-3000:]
+        workers = [int(p) for p in line.split()[1:]]
+        assert len(workers) == 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=60)
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:  # not to leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"data workers {left} outlived their killed parent"
 
 
 NOTEBOOK_CLASS = """
