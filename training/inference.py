@@ -15,7 +15,7 @@ import numpy as np
 from training.visualize import (CPM_SKELETON, LSP_SKELETON, MPII_SKELETON, _rgb_uint8, draw_keypoints,
                                 mask_overlay)
 
-__all__ = ["predict", "predict_overlay", "Prediction"]
+__all__ = ["predict", "predict_batch", "predict_overlay", "Prediction"]
 
 
 @dataclass
@@ -241,6 +241,46 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
             no ``flip_pairs``, or a ``box`` that is not four numbers x1 < x2, y1 < y2, that misses the image or
             is over 1000x its size, or for a model that is not a pose model of a fixed input size.
     """
+    from training.batching import drive
+
+    return drive(model, predict_steps(model, image_rgb, name=name, record=record, top_k=top_k,
+                                      heatmap_offset=heatmap_offset, scales=scales, flip=flip, task=task,
+                                      base_size=base_size, box=box, box_padding=box_padding))
+
+
+def predict_batch(model, images, *, batch_size=None, **kwargs) -> list:
+    """:func:`predict` on each of ``images`` (RGB arrays, as ``predict`` takes them), ``batch_size`` crops per
+    model call: a list of :class:`Prediction`, each equal to ``predict(model, image, **kwargs)`` (up to the last
+    float bits a batched convolution may round otherwise).
+
+    Batching runs each image's one pass (``scales=(1.0,)``, no ``flip``, no ``base_size``) together, images of
+    one size or crops of one input size; with several scales, ``flip`` or ``base_size`` each image's passes run
+    as ``predict`` runs them. ``batch_size`` ``None``: 8 on an accelerator (a GPU runs 8 crops in about the time
+    of one), 1 on a CPU (:func:`training.batching.default_batch_size`; there a small model gains from batching, a
+    large one does not). Memory: ``batch_size`` crops and their outputs at once.
+
+    Raises:
+        ValueError: as :func:`predict`, with the image's place (``image 3 of 10: ...``) when there are several;
+            ``batch_size`` not an integer >= 1.
+    """
+    from training.batching import check_batch_size, drive, gather, numbered
+
+    batch_size = check_batch_size(batch_size, "predict_batch")
+    images = list(images)
+    results = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        steps = [numbered(predict_steps(model, image, **kwargs), start + k + 1, len(images))
+                 for k, image in enumerate(chunk)]
+        results.extend(drive(model, gather(steps), batch_size))
+    return results
+
+
+def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset=None, scales=(1.0,),
+                  flip=False, task=None, base_size=None, box=None, box_padding=1.25):
+    """:func:`predict` as a generator of model calls (:mod:`training.batching`): yields the inputs of its first
+    (or only) pass, is sent the model's output for them, and returns the :class:`Prediction`; the passes of
+    several scales, ``flip`` or ``base_size`` run inside it on the model directly."""
     import zoo
     from zoo.records import check_record_arg
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
@@ -329,23 +369,24 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
     # CPM's centre map: the Gaussian a training run fed (its config.json), else the release's and the command's 21 px
     sigma = model_center_map_sigma(model)
 
-    def run(x):
-        feeds = [x]
+    def feeds(x):  # the model's inputs for the batch x
         if len(inputs) == 2:  # CPM: image + centre map, peaked where the crop put the image's centre (as training's)
-            feeds.append(zoo.cpm_center_map(h, w, sigma=sigma, center=((w - 1) / 2.0, (h - 1) / 2.0))[None])
-        try:
-            # one batch: Keras' predict() on JAX leaves the weights emptied when a batch fails (and the next call broken)
-            out = model.predict_on_batch(feeds if len(feeds) > 1 else x)
-        except Exception as e:  # Keras' message names a layer's shapes, not the image
-            if not any(free):
-                raise
-            from zoo.errors import backend_error_text
+            center_map = zoo.cpm_center_map(h, w, sigma=sigma, center=((w - 1) / 2.0, (h - 1) / 2.0))[None]
+            return [x, np.repeat(center_map, len(x), axis=0)]
+        return [x]
 
-            first = backend_error_text(e)
-            raise ValueError(f"{name or model.name} takes inputs of {takes}, but not this {x.shape[2]}x{x.shape[1]} "
-                             f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
-                             f"resize or pad it to a size the model accepts ({multiple})"
-                             f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
+    def refused(e, x):  # the model's error on x; Keras' message names a layer's shapes, not the image
+        if not any(free):
+            raise e
+        from zoo.errors import backend_error_text
+
+        first = backend_error_text(e)
+        raise ValueError(f"{name or model.name} takes inputs of {takes}, but not this {x.shape[2]}x{x.shape[1]} "
+                         f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
+                         f"resize or pad it to a size the model accepts ({multiple})"
+                         f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
+
+    def output(out, x):  # the model's output on x -> the one output decoded
         if isinstance(out, (list, tuple)):
             # as evaluate: a pose net's last output is its final stage; a segmentation net's first is its main
             # head (PSPNet's aux=True head comes second)
@@ -358,7 +399,21 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
                              f"{'choose larger scales' if x.shape[1:3] != (H, W) else 'give a larger image'}")
         return out
 
-    out = run(prep(img[None]))[0]
+    def run(x):  # the scales', mirrored and windowed passes: the model called here
+        from training.batching import model_call
+
+        try:
+            out = model_call(model, feeds(x))
+        except Exception as e:  # noqa: BLE001
+            refused(e, x)
+        return output(out, x)
+
+    x = prep(img[None])
+    try:
+        raw = yield feeds(x)  # the first pass: batched with other images' by training.batching
+    except Exception as e:  # noqa: BLE001
+        refused(e, x)
+    out = output(raw, x)[0]
     task = task or _output_task(out, (h, w))
     if scales != (1.0,) and task == "classification":
         raise ValueError(f"predict: scales are for pose and segmentation models; {name or model.name} is a "
