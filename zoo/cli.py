@@ -293,7 +293,7 @@ def _predict_one(model, record, image, args, boxes=None, where="--box"):
         if people or len(boxes) > 1:  # several people: training.topdown.People
             from training.topdown import predict_people
 
-            return predict_people(model, image, boxes, **kw)
+            return predict_people(model, image, boxes, batch_size=args.batch_size, **kw)
         return inference.predict(model, image, box=boxes[0], **kw)
     except ValueError as e:
         _option_error(e, args, boxes, where)

@@ -83,7 +83,7 @@ def predict_video_command(args):
         record = zoo.weights_record(model)
         try:
             result = predict_video(model, video, out, boxes=boxes if len(boxes) > 1 else None, record=record,
-                                   smooth=True if args.smooth else None, **kw)
+                                   smooth=True if args.smooth else None, batch_size=args.batch_size, **kw)
         except ValueError as e:
             _option_error(e, args, boxes)
             raise

@@ -123,6 +123,16 @@ def test_command_line_predicts_a_video_into_a_video_and_a_csv(tmp_path):
     assert list(rows[0]) == ["frame", "joint", "name", "x", "y"] and len(rows) == 6 * 4
     assert [r["frame"] for r in rows[::4]] == [str(i) for i in range(6)]
     assert len(_frames(tmp_path / "o" / "clip.pred.avi")[0]) == 6
+    # 4 frames per model call: the same keypoints (printed to 0.01 px)
+    r = kerazoo_here("predict", "hourglass", clip, "--weights", tmp_path / "hg.h5", "--batch-size", "4", "--out",
+                     tmp_path / "b4" / "c.avi")
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "b4" / "c.csv") as f:
+        batched = list(csv.DictReader(f))
+    np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in batched],
+                               [[float(r["x"]), float(r["y"])] for r in rows], atol=0.011)
+    r = kerazoo_here("predict", "hourglass", clip, "--weights", tmp_path / "hg.h5", "--batch-size", "0")
+    assert r.returncode == 2 and "argument --batch-size: expected an integer >= 1, got '0'" in r.stderr, r.stderr
     # several boxes: a person column; the default target beside the video
     r = kerazoo_here("predict", "hourglass", clip, "--weights", tmp_path / "hg.h5", "--box", "0,0,40,40",
                      "--box", "40,20,90,79")
