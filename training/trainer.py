@@ -36,6 +36,7 @@ from training.matching import _named_config, _prepare_model, with_normalization
 from training.models import _saved_metadata, build_model
 from training.distribute import Placement, distribute_py_dataset, jax_distribution, setup_distribution
 from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss_weights
+from training.interrupts import redeliver_ctrl_c
 from training.keras_metrics import MeanIoUMetric, PCKMetric
 from training.optimizers import PRESETS, Preset, make_optimizer, resolve_preset
 from zoo.files import check_folder
@@ -290,8 +291,10 @@ def _run_fit(model, train_data, val_data, dist: Placement, epochs, cbs, verbose)
                 # and a tf.function that creates variables is traced twice: built here, once.
                 with dist.scope():
                     model._symbolic_build(data_batch=train_data[0])
-            return model.fit(x_train, validation_data=x_val, epochs=epochs, callbacks=cbs, shuffle=False,
-                             verbose=verbose)
+            # a Ctrl-C whose KeyboardInterrupt something swallowed is raised again while steps go on
+            with redeliver_ctrl_c() as steps:
+                return model.fit(x_train, validation_data=x_val, epochs=epochs,
+                                 callbacks=cbs if steps is None else [*cbs, steps], shuffle=False, verbose=verbose)
     except BaseException:
         failed = True
         raise
