@@ -444,6 +444,56 @@ def test_worker_processes_end_when_their_parent_is_killed(tmp_path):
     assert not left, f"data workers {left} outlived their killed parent"
 
 
+CLOSED_MID_BATCH = """
+import json, multiprocessing, sys, time
+from training.data import HeatmapDataset
+from training.datasets.synthetic import synthetic_pose
+
+
+class Slow(HeatmapDataset):  # every batch after the first takes 60 s in a worker
+    def __getitem__(self, idx):
+        if self.processes == 0 and idx >= 1:
+            time.sleep(60)
+        return super().__getitem__(idx)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    ds = Slow(synthetic_pose(32, image_size=(32, 32), num_keypoints=4, seed=3), batch_size=4, input_size=(32, 32),
+              heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), workers=2, use_multiprocessing=True)
+    ds[0]  # the workers now make batches 1, 2, ... ahead
+    workers = [p.pid for p in multiprocessing.active_children()]
+    time.sleep(0.5)
+    t = time.time()
+    ds.close_workers()
+    while any(map(alive, workers)) and time.time() - t < 20:
+        time.sleep(0.05)
+    print("RESULT " + json.dumps({"workers": len(workers), "seconds": time.time() - t,
+                                  "left": [p for p in workers if alive(p)]}), flush=True)
+"""
+
+
+@agnostic
+def test_closing_the_workers_ends_them_at_once_even_mid_batch(tmp_path):
+    """close_workers (fit's end, a Ctrl-C) drops the pending batches; workers were left to finish the batch in hand,
+    and one that stayed blocked there kept Python's exit waiting for ever (it joins its children: seen after Ctrl-C
+    under TensorFlow)."""
+    script = tmp_path / "closed.py"
+    script.write_text(CLOSED_MID_BATCH)
+    proc = run_python([str(script)], timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert r["workers"] == 2 and r["left"] == [] and r["seconds"] < 5, r
+
+
 NOTEBOOK_CLASS = """
 import multiprocessing
 multiprocessing.set_start_method("spawn", force=True)
