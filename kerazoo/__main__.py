@@ -1,8 +1,6 @@
 """``python -m kerazoo ...``: the ``kerazoo`` command."""
 
-import sys
-
-from kerazoo.cli import main
+from kerazoo.cli import exit_after, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_after(main())

@@ -484,6 +484,43 @@ def main(argv=None) -> int:
     return status or 0
 
 
+def exit_after(status) -> None:
+    """End the process with ``status``; after Ctrl-C (130) without Python's interpreter finalization.
+
+    TensorFlow interrupted in the middle of ``fit`` hung there, after the command had printed its "interrupted" line
+    (4 of 6 Ctrl-Cs at random moments of a small fit; one aborted, status -6): nothing is left to do by then (the data
+    workers are stopped, every file is whole), so the atexit functions run (multiprocessing's and the shared-memory
+    clean-up among them) and the process ends.
+    """
+    if status != 130:
+        sys.exit(status)
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    atexit._run_exitfuncs()  # what Python's own exit would run first, without the finalization after it
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
+
+
+def console_main() -> None:
+    """The ``kerazoo`` console script."""
+    exit_after(main())
+
+
+def console_convert() -> None:
+    """The ``kerazoo-convert`` console script."""
+    exit_after(convert_main())
+
+
+def console_train() -> None:
+    """The ``kerazoo-train`` console script."""
+    exit_after(train_main())
+
+
 def convert_main() -> int:
     """Entry point of the ``kerazoo-convert`` console script (``kerazoo-convert caffe DEPLOY WEIGHTS -o OUT``)."""
     _quiet_tensorflow()

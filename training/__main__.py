@@ -393,4 +393,6 @@ if __name__ == "__main__":
     # --multiprocessing workers: spawned, the same on every platform; forking a process that
     # holds JAX's or TensorFlow's threads can deadlock the child
     multiprocessing.set_start_method("spawn", force=True)
-    sys.exit(main())
+    from kerazoo.cli import exit_after
+
+    exit_after(main())  # after Ctrl-C: no interpreter finalization (TensorFlow hung there)
