@@ -151,6 +151,15 @@ def _terminal_ctrl_c():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+# A sitecustomize: SIGINT to the process itself as the import of Keras starts, where a user's early Ctrl-C lands.
+_CTRL_C_AS_KERAS_LOADS = ("import os, signal, sys\n"
+                          "class Finder:\n"
+                          "    def find_spec(self, name, path=None, target=None):\n"
+                          "        if name == 'keras':\n"
+                          "            os.kill(os.getpid(), signal.SIGINT)\n"
+                          "sys.meta_path.insert(0, Finder())\n")
+
+
 def _status_and_lines(cmd, env=ENV, preexec_fn=_terminal_ctrl_c):
     """Run ``cmd``; its exit status and its stderr lines without TensorFlow's start-up notices."""
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, preexec_fn=preexec_fn)
@@ -181,14 +190,7 @@ def test_ctrl_c_while_keras_loads_exits_130_in_one_line_with_python_m(tmp_path):
     """`python -m training` imports the package, and with it Keras, before training.__main__ runs; `python -m
     converters` imported Keras outside its handler. Ctrl-C there printed a KeyboardInterrupt traceback (status -2).
     A sitecustomize signals the process as the import of Keras starts, before runpy imports the package."""
-    env = _env_with_sitecustomize(
-        tmp_path,
-        "import os, signal, sys\n"
-        "class Finder:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'keras':\n"
-        "            os.kill(os.getpid(), signal.SIGINT)\n"
-        "sys.meta_path.insert(0, Finder())\n")
+    env = _env_with_sitecustomize(tmp_path, _CTRL_C_AS_KERAS_LOADS)
     for argv, expected in [
             (["training", "train", "--model", "m", "--dataset", "synthetic", "--out", "o"],
              "python -m training train: interrupted"),
@@ -241,14 +243,7 @@ def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it_while_keras_loa
     a Ctrl-C ended it ("interrupted", status 130). The SIGINT arrives as the import of Keras starts."""
     import signal
 
-    env = _env_with_sitecustomize(
-        tmp_path,
-        "import os, signal, sys\n"
-        "class Finder:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'keras':\n"
-        "            os.kill(os.getpid(), signal.SIGINT)\n"
-        "sys.meta_path.insert(0, Finder())\n")
+    env = _env_with_sitecustomize(tmp_path, _CTRL_C_AS_KERAS_LOADS)
     r = subprocess.run([sys.executable, "-m", "kerazoo", "info", "cpm"], capture_output=True, text=True, env=env,
                        timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert r.returncode == 0 and "interrupted" not in r.stderr, r.stderr[-2000:]
