@@ -496,13 +496,14 @@ def exit_after(status) -> None:
         sys.exit(status)
     import atexit
 
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    def flush():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+    flush()
     atexit._run_exitfuncs()  # what Python's own exit would run first, without the finalization after it
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    flush()
     os._exit(130)
 
 

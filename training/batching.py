@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gather", "drive", "model_call", "default_batch_size", "check_batch_size", "numbered"]
+__all__ = ["gather", "drive", "model_call", "default_batch_size", "check_batch_size", "numbered", "reworded"]
 
 
 def default_batch_size() -> int:
@@ -46,14 +46,21 @@ def check_batch_size(batch_size, who):
     return int(batch_size)
 
 
-def numbered(steps, number, count):
-    """``steps`` whose ValueError says which of ``count`` images it was about (when there are several)."""
+def reworded(steps, reword):
+    """``steps`` whose ValueError is raised again as ``reword(message)`` says (``None``: as it is), e.g. naming the
+    image or box it was about."""
     try:
         return (yield from steps)
     except ValueError as e:
-        if count == 1:
+        message = reword(str(e))
+        if message is None:
             raise
-        raise ValueError(f"image {number} of {count}: {e}") from e
+        raise ValueError(message) from e
+
+
+def numbered(steps, number, count):
+    """``steps`` whose ValueError says which of ``count`` images it was about (when there are several)."""
+    return reworded(steps, lambda message: f"image {number} of {count}: {message}" if count > 1 else None)
 
 
 def _key(feeds):
@@ -84,7 +91,7 @@ def gather(steps):
     """
     steps = list(steps)
     results = [None] * len(steps)
-    waiting = []  # (index, feeds)
+    waiting = []  # (index, feeds, their _key)
 
     def advance(i, value=None, error=None):
         try:
@@ -92,14 +99,15 @@ def gather(steps):
         except StopIteration as stop:
             results[i] = stop.value
         else:
-            waiting.append((i, [np.asarray(f) for f in feeds]))
+            feeds = [np.asarray(f) for f in feeds]
+            waiting.append((i, feeds, _key(feeds)))
 
     for i in range(len(steps)):
         advance(i)
     while waiting:
-        key = _key(waiting[0][1])
-        group = [w for w in waiting if _key(w[1]) == key]
-        waiting[:] = [w for w in waiting if _key(w[1]) != key]
+        key = waiting[0][2]
+        group = [(i, feeds) for i, feeds, k in waiting if k == key]
+        waiting[:] = [w for w in waiting if w[2] != key]
         try:
             out = yield [np.concatenate([feeds[k] for _, feeds in group]) for k in range(len(key))]
         except Exception as e:  # noqa: BLE001 - each step turns it into its own message, or re-raises it
@@ -132,7 +140,7 @@ def model_call(model, feeds, batch_size=None):
             chunk = [np.concatenate([c, np.repeat(c[-1:], padded - rows, axis=0)]) for c in chunk]
         out = model.predict_on_batch(chunk if len(chunk) > 1 else chunk[0])
         if isinstance(out, dict):  # a model with named outputs: in the model's order
-            out = [out[k] for k in model.output_names] if hasattr(model, "output_names") else list(out.values())
+            out = [out[k] for k in model.output_names]
         out = [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
         outs.append(_rows(out, 0, rows))
     return outs[0] if len(outs) == 1 else _concat(outs)

@@ -289,6 +289,7 @@ def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_
 
     from training.tta import check_scales, fixed_input, image_heatmaps, image_probabilities
     from training.tta_pspnet import check_base_size, pspnet_probabilities
+    from training.batching import model_call
 
     if not hasattr(model, "inputs"):  # a name failed with "'str' object has no attribute 'inputs'"
         hint = f" such as zoo.get({model!r}, weights=...)" if isinstance(model, str) else ""
@@ -400,8 +401,6 @@ def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_
         return out
 
     def run(x):  # the scales', mirrored and windowed passes: the model called here
-        from training.batching import model_call
-
         try:
             out = model_call(model, feeds(x))
         except Exception as e:  # noqa: BLE001

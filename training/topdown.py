@@ -75,12 +75,11 @@ def people_steps(model, image_rgb, boxes, *, name=None, record=None, box_padding
 
 def _numbered_box(steps, number, count):
     """``steps`` of one box, whose refusal of the box says which of ``count`` it was."""
-    try:
-        return (yield from steps)
-    except ValueError as e:
-        if not str(e).startswith("predict: box "):
-            raise
-        raise ValueError(f"predict_people: box {number} of {count} {str(e)[len('predict: box '):]}") from None
+    from training.batching import reworded
+
+    said = "predict: box "
+    return reworded(steps, lambda message: f"predict_people: box {number} of {count} {message[len(said):]}"
+                    if message.startswith(said) else None)
 
 
 def read_boxes(path, min_score=None) -> dict[str, list[tuple[float, float, float, float]]]:
