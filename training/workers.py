@@ -187,12 +187,21 @@ def _shutdown(executor) -> None:
 
     Left to finish, a worker still making a batch when the pool closed after Ctrl-C could stay blocked, and Python's
     exit then waited for it for ever (multiprocessing joins its children; seen under TensorFlow, 3 of ~17 Ctrl-Cs).
+    A worker ended while it was writing a result leaves half a message in the result pipe, and the pool's manager
+    thread, which Python's exit joins, waited for the rest for ever (the Ctrl-C test's child under JAX: once in CI,
+    2 of 18 runs here under load). This process' own copy of the pipe's write end (it never writes) is closed too,
+    so once the workers are gone the manager reads an end of file, takes the pool as broken and ends.
     """
     processes = list(dict(getattr(executor, "_processes", None) or {}).values())  # a process pool's (not threads')
+    results = getattr(executor, "_result_queue", None)  # shutdown() forgets it
     executor.shutdown(wait=False, cancel_futures=True)
+    if not processes:
+        return
     for process in processes:
         if process.is_alive():
             process.terminate()
+    if results is not None:
+        results._writer.close()
 
 
 class BatchWorkers:

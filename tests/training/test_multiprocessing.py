@@ -494,6 +494,58 @@ def test_closing_the_workers_ends_them_at_once_even_mid_batch(tmp_path):
     assert r["workers"] == 2 and r["left"] == [] and r["seconds"] < 5, r
 
 
+HALF_WRITTEN_RESULT = """
+import gc, multiprocessing, os, struct, sys, time
+from multiprocessing.queues import SimpleQueue
+from training.data import HeatmapDataset
+from training.datasets.synthetic import synthetic_pose
+
+
+class HalfWriter:  # writes the length and half of a message, then stops: a worker ended at that moment
+    def __init__(self, conn):
+        self.conn = conn
+
+    def send_bytes(self, buf):
+        data = bytes(buf)
+        os.write(self.conn.fileno(), struct.pack("!i", len(data)) + data[:len(data) // 2])
+        time.sleep(600)
+
+
+class HalfWrittenBatch1(HeatmapDataset):
+    def __getitem__(self, idx):
+        if self.processes == 0 and idx == 1:  # in the worker: its result for batch 1 reaches the pipe half-written
+            for q in gc.get_objects():
+                if isinstance(q, SimpleQueue):  # the pool's result queue
+                    q._writer = HalfWriter(q._writer)
+        return super().__getitem__(idx)
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    ds = HalfWrittenBatch1(synthetic_pose(32, image_size=(32, 32), num_keypoints=4, seed=3), batch_size=4,
+                           input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), workers=1,
+                           use_multiprocessing=True)
+    ds[0]  # the worker goes on with batch 1 and stops inside its result
+    time.sleep(3)
+    ds.close_workers()
+    print("CLOSED", flush=True)
+"""
+
+
+@agnostic
+def test_a_worker_ended_while_writing_its_result_does_not_hang_the_exit(tmp_path):
+    """Closing the workers ends them at once; one ended while it wrote a result left half a message in the pool's
+    result pipe, and the pool's manager thread, which Python's exit joins, waited for the rest for ever (CI, JAX:
+    the Ctrl-C test's child hung after its last line)."""
+    script = tmp_path / "half.py"
+    script.write_text(HALF_WRITTEN_RESULT)
+    try:
+        proc = run_python([str(script)], timeout=60)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"the process did not exit after closing its workers: {e.stdout!r}") from None
+    assert proc.returncode == 0 and "CLOSED" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
 NOTEBOOK_CLASS = """
 import multiprocessing
 multiprocessing.set_start_method("spawn", force=True)
