@@ -409,8 +409,8 @@ def build_parser():
     s.add_argument("--min-score", type=real(None), metavar="S",
                    help="--boxes: keep the rows whose sixth column (the detector's score) is at least S")
     s.add_argument("--batch-size", type=count(1), metavar="N",
-                   help="a video's frames, or several people's crops (--box repeated, --boxes), per model call "
-                        "(default: 8 where Keras computes on a GPU, 1 on a CPU)")
+                   help="images (several, or a folder's), a video's frames, or several people's crops (--box "
+                        "repeated, --boxes) per model call (default: 8 where Keras computes on a GPU, 1 on a CPU)")
     s.add_argument("--smooth", action="store_true",
                    help="a video, pose: smooth each keypoint across frames with the One Euro filter (less jitter, a "
                         "little lag on fast moves); the video and CSV show the smoothed keypoints")

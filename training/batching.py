@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gather", "drive", "model_call", "default_batch_size", "check_batch_size", "numbered", "reworded"]
+__all__ = ["gather", "drive", "model_call", "default_batch_size", "check_batch_size", "numbered", "reworded", "caught"]
 
 
 def default_batch_size() -> int:
@@ -63,6 +63,15 @@ def numbered(steps, number, count):
     return reworded(steps, lambda message: f"image {number} of {count}: {message}" if count > 1 else None)
 
 
+def caught(steps):
+    """``steps`` whose error (an ``Exception``) is returned as its result instead of raised: the other images of a
+    batch go on (a folder's image the model does not take is skipped, not the end of the run)."""
+    try:
+        return (yield from steps)
+    except Exception as e:  # noqa: BLE001 - the caller sorts them: skipped, or raised after all
+        return e
+
+
 def _key(feeds):
     """What must match for two steps' inputs to be concatenated: each input's shape after the rows, and dtype."""
     return tuple((a.shape[1:], a.dtype.str) for a in feeds)
@@ -86,8 +95,8 @@ def gather(steps):
     """One step generator out of several: each yield is the inputs of all steps waiting with inputs of one shape,
     concatenated; the output is split back by rows. Returns the steps' results, in order.
 
-    An error thrown in (the model refused the batch) is thrown into each of that batch's steps, and the first
-    one's own error (a message naming its image) is raised.
+    An error thrown in (the model refused the batch) is thrown into each of that batch's steps: the first one's own
+    error (a message naming its image) is raised, and where every step handled it (:func:`caught`) the others go on.
     """
     steps = list(steps)
     results = [None] * len(steps)
@@ -110,10 +119,10 @@ def gather(steps):
         waiting[:] = [w for w in waiting if w[2] != key]
         try:
             out = yield [np.concatenate([feeds[k] for _, feeds in group]) for k in range(len(key))]
-        except Exception as e:  # noqa: BLE001 - each step turns it into its own message, or re-raises it
+        except Exception as e:  # noqa: BLE001 - each step turns it into its own message, or handles it
             for i, _ in group:
                 advance(i, error=e)
-            raise
+            continue
         start = 0
         for i, feeds in group:
             n = len(feeds[0])

@@ -248,7 +248,7 @@ def predict(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_offset
                                       base_size=base_size, box=box, box_padding=box_padding))
 
 
-def predict_batch(model, images, *, batch_size=None, **kwargs) -> list:
+def predict_batch(model, images, *, batch_size=None, return_exceptions=False, **kwargs) -> list:
     """:func:`predict` on each of ``images`` (RGB arrays, as ``predict`` takes them), ``batch_size`` crops per
     model call: a list of :class:`Prediction`, each equal to ``predict(model, image, **kwargs)`` (up to the last
     float bits a batched convolution may round otherwise).
@@ -259,11 +259,14 @@ def predict_batch(model, images, *, batch_size=None, **kwargs) -> list:
     of one), 1 on a CPU (:func:`training.batching.default_batch_size`; there a small model gains from batching, a
     large one does not). Memory: ``batch_size`` crops and their outputs at once.
 
+    ``return_exceptions=True`` (as ``asyncio.gather``'s): an image's error is its list entry instead of raised, and
+    the other images are predicted (an any-size model's image of a size it does not take, among a folder's).
+
     Raises:
         ValueError: as :func:`predict`, with the image's place (``image 3 of 10: ...``) when there are several;
             ``batch_size`` not an integer >= 1.
     """
-    from training.batching import check_batch_size, drive, gather, numbered
+    from training.batching import caught, check_batch_size, drive, gather, numbered
 
     batch_size = check_batch_size(batch_size, "predict_batch")
     images = list(images)
@@ -272,6 +275,8 @@ def predict_batch(model, images, *, batch_size=None, **kwargs) -> list:
         chunk = images[start:start + batch_size]
         steps = [numbered(predict_steps(model, image, **kwargs), start + k + 1, len(images))
                  for k, image in enumerate(chunk)]
+        if return_exceptions:
+            steps = [caught(step) for step in steps]
         results.extend(drive(model, gather(steps), batch_size))
     return results
 

@@ -300,6 +300,38 @@ def _predict_one(model, record, image, args, boxes=None, where="--box"):
         raise
 
 
+def _predicted(model, record, images, first, args, people):
+    """``(path, image, prediction)`` for each of ``images`` in order: ``image`` ``None`` where the file cannot be
+    read; ``prediction`` a Prediction, ``None`` (no box in ``--boxes``) or the error predicting it raised (an image
+    the model does not take: skipped). A folder's images go through the model ``--batch-size`` per call, read as they
+    are needed."""
+    from training.batching import caught, check_batch_size, drive, gather
+    from training.inference import predict_steps
+
+    if people is not None or len(images) == 1:  # one image, or image by image its people (batched inside)
+        for i, path in enumerate(images):
+            image = first if first is not None else _read_image(path)
+            pred = None
+            if image is not None and (people is None or people[i]):
+                try:
+                    pred = (_predict_one(model, record, image, args) if people is None else
+                            _predict_one(model, record, image, args, people[i],
+                                         f"--boxes '{args.boxes}': {path}: box"))
+                except ValueError as e:
+                    pred = e
+            yield path, image, pred
+        return
+    size = check_batch_size(args.batch_size, "--batch-size")
+    kw = dict(name=args.name, record=record, heatmap_offset=args.heatmap_offset, scales=args.scales, flip=args.flip,
+              base_size=args.base_size)
+    for start in range(0, len(images), size):
+        chunk = [(path, _read_image(path)) for path in images[start:start + size]]
+        readable = [image for _, image in chunk if image is not None]
+        preds = iter(drive(model, gather(caught(predict_steps(model, image, **kw)) for image in readable), size))
+        for path, image in chunk:
+            yield path, image, (next(preds) if image is not None else None)
+
+
 def _option_error(e, args, boxes, where="--box"):
     """Raise predict's ValueError ``e`` as the command's CLIError when it is about an argument (predict's own words
     name its argument, not the option); return when it is not."""
@@ -412,8 +444,8 @@ def _cmd_predict(args):
         record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
         from training import visualize
 
-        for i, (image_path, target) in enumerate(zip(images, targets)):
-            image = first if first is not None else _read_image(image_path)
+        predicted = _predicted(model, record, images, first, args, people)
+        for i, ((image_path, image, pred), target) in enumerate(zip(predicted, targets)):
             if image is None:  # one unreadable file does not stop a folder's run; the status says so at the end
                 print(f"kerazoo predict: cannot read image '{image_path}' (skipped)", file=sys.stderr)
                 unread.append(image_path)
@@ -421,15 +453,14 @@ def _cmd_predict(args):
             if people is not None and not people[i]:  # no person detected: nothing to estimate, not a failure
                 print(f"{image_path}: no box in {args.boxes}" if batch else f"no box in {args.boxes}")
                 continue
-            try:
-                pred = (_predict_one(model, record, image, args) if people is None else
-                        _predict_one(model, record, image, args, people[i], f"--boxes '{args.boxes}': {image_path}: box"))
-            except ValueError as e:
+            if isinstance(pred, Exception):
                 # an any-size model that does not take this image's size (a batch's other images it may): skipped
                 # like an unreadable one, named; the run stopped there, naming no file, and wrote no predictions.csv
-                if not (batch and _IMAGE_NOT_TAKEN.search(str(e))):
-                    raise
-                print(f"kerazoo predict: cannot predict '{image_path}': {one_line(e)} (skipped)", file=sys.stderr)
+                if not (batch and isinstance(pred, ValueError) and _IMAGE_NOT_TAKEN.search(str(pred))):
+                    if isinstance(pred, ValueError) and people is None:
+                        _option_error(pred, args, args.box or [None])
+                    raise pred
+                print(f"kerazoo predict: cannot predict '{image_path}': {one_line(pred)} (skipped)", file=sys.stderr)
                 untaken.append(image_path)
                 continue
             if batch:

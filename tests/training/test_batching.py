@@ -161,3 +161,87 @@ def test_the_default_batch_is_8_on_an_accelerator_and_1_on_a_cpu(monkeypatch):
         assert default_batch_size() == expected
     monkeypatch.undo()
     assert default_batch_size() == (8 if any("cpu" not in d for d in keras.distribution.list_devices()) else 1)
+
+
+def _any_size_hourglass():
+    from zoo.models.hourglass import hourglass
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(5)
+    model = hourglass(stacks=1, features=8, num_keypoints=3, input_shape=(None, None, 3))
+    model._zoo_name = "hourglass"  # as zoo.get names it
+    return model
+
+
+@agnostic
+def test_return_exceptions_gives_a_refused_image_its_error_and_predicts_the_others():
+    """A folder's images for an any-size hourglass, one of a size it does not take: predict_batch raised for the
+    whole list; with return_exceptions each image gets its Prediction or its own error, and the batch of the refused
+    size no longer stops the other sizes' batches."""
+    model, calls = _recorded(_any_size_hourglass())
+    images = _images([(64, 64), (70, 70), (64, 64), (70, 70), (128, 64)])
+    got = predict_batch(model, images, batch_size=8, return_exceptions=True)
+    assert [type(g).__name__ for g in got] == ["Prediction", "ValueError", "Prediction", "ValueError", "Prediction"]
+    for k in (1, 3):
+        assert str(got[k]).startswith(f"image {k + 1} of 5: hourglass takes inputs of heights and widths that are "
+                                      f"multiples of 64"), got[k]
+    assert calls == [2, 2, 1]  # the 64 px pair, the refused 70 px pair, the 128x64 one
+    for k in (0, 2, 4):
+        np.testing.assert_allclose(got[k].keypoints, inference.predict(model, images[k]).keypoints, atol=1e-3)
+        np.testing.assert_allclose(got[k].output, inference.predict(model, images[k]).output, atol=1e-4)
+    with pytest.raises(ValueError, match=r"^image 2 of 5: hourglass takes"):  # the default: raised, as before
+        predict_batch(model, images, batch_size=8)
+
+
+@agnostic
+def test_the_command_line_predicts_a_folder_batch_size_images_per_call(tmp_path, monkeypatch, capsys):
+    """``kerazoo predict FOLDER --batch-size 4``: the folder's images of one size go through the model together, its
+    output equals image by image, and an unreadable file and an image the model does not take are still skipped and
+    named (a folder was predicted one image per call whatever --batch-size said)."""
+    import csv
+
+    import cv2
+
+    from kerazoo.cli import main
+    from training import batching
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("a", (64, 64)), ("b", (50, 70)), ("c", (64, 64)), ("d", (64, 64)), ("e", (64, 64)),
+                         ("f", (128, 64))):
+        cv2.imwrite(str(folder / f"{name}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    (folder / "g.png").write_bytes(b"not a png")
+    _any_size_hourglass().save(tmp_path / "hg.keras")
+    calls, model_call = [], batching.model_call
+
+    def recorded(model, feeds, batch_size=None):
+        calls.append(len(feeds[0]))
+        return model_call(model, feeds, batch_size)
+
+    monkeypatch.setattr(batching, "model_call", recorded)
+    runs = {}
+    for size in ("1", "4"):
+        calls.clear()
+        capsys.readouterr()
+        out = tmp_path / f"out{size}"
+        assert main(["predict", "hourglass", str(folder), "--weights", str(tmp_path / "hg.keras"), "--out", str(out),
+                     "--batch-size", size]) == 1
+        std = capsys.readouterr()
+        with open(out / "predictions.csv") as f:
+            rows = list(csv.DictReader(f))
+        runs[size] = (list(calls), std.err.splitlines(), rows, sorted(p.name for p in out.iterdir()))
+    assert runs["1"][0] == [1] * 6
+    assert runs["4"][0] == [3, 1, 1, 1]  # a, c, d in one call, b refused; then e and f
+    err = runs["4"][1]
+    assert err == runs["1"][1] and len(err) == 4, err
+    assert err[0].startswith(f"kerazoo predict: cannot predict '{folder / 'b.png'}': hourglass takes inputs of any "
+                             f"size, but not this 70x50 image") and err[0].endswith("(skipped)"), err
+    assert err[1:] == [f"kerazoo predict: cannot read image '{folder / 'g.png'}' (skipped)",
+                       "kerazoo predict: 1 of 7 images could not be read",
+                       "kerazoo predict: 1 of 7 images could not be predicted"], err
+    assert runs["4"][3] == runs["1"][3] == [f"{n}.pred.png" for n in "acdef"] + ["predictions.csv"]
+    one, four = runs["1"][2], runs["4"][2]
+    assert [(r["image"], r["name"]) for r in four] == [(r["image"], r["name"]) for r in one] and len(four) == 15
+    np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in four],
+                               [[float(r["x"]), float(r["y"])] for r in one], atol=0.02)
