@@ -38,7 +38,7 @@ def _rows(result, record) -> tuple[tuple, list]:
     """The CSV's header and rows: keypoints (frame, [person,] joint, name, x, y) or classes (frame, rank, label,
     probability); none for segmentation."""
     if result.keypoints is not None:
-        from zoo.cli import _keypoint_names
+        from zoo.cli_predict import _keypoint_names
 
         names = _keypoint_names(record, result.keypoints.shape[-2])
         people = result.keypoints.ndim == 4
@@ -58,7 +58,7 @@ def predict_video_command(args):
     """``kerazoo predict`` for one video: checked before the model loads, then one line per output file."""
     import zoo
     from training.video import predict_video
-    from zoo.cli import _load_predict_model, _option_error, _predict_csv
+    from zoo.cli_predict import _load_predict_model, _option_error, _predict_csv
     from zoo.errors import ZooError, one_line
 
     if len(args.image) > 1:
