@@ -521,7 +521,7 @@ class HalfWrittenBatch1(HeatmapDataset):
 
 
 if __name__ == "__main__":
-    multiprocessing.set_start_method("spawn", force=True)
+    multiprocessing.set_start_method(sys.argv[1], force=True)
     ds = HalfWrittenBatch1(synthetic_pose(32, image_size=(32, 32), num_keypoints=4, seed=3), batch_size=4,
                            input_size=(32, 32), heatmap_size=(8, 8), sigma=1.0, flip_pairs=(), workers=1,
                            use_multiprocessing=True)
@@ -533,14 +533,15 @@ if __name__ == "__main__":
 
 
 @agnostic
-def test_a_worker_ended_while_writing_its_result_does_not_hang_the_exit(tmp_path):
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_a_worker_ended_while_writing_its_result_does_not_hang_the_exit(tmp_path, start_method):
     """Closing the workers ends them at once; one ended while it wrote a result left half a message in the pool's
     result pipe, and the pool's manager thread, which Python's exit joins, waited for the rest for ever (CI, JAX:
     the Ctrl-C test's child hung after its last line)."""
     script = tmp_path / "half.py"
     script.write_text(HALF_WRITTEN_RESULT)
     try:
-        proc = run_python([str(script)], timeout=60)
+        proc = run_python([str(script), start_method], timeout=60)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"the process did not exit after closing its workers: {e.stdout!r}") from None
     assert proc.returncode == 0 and "CLOSED" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
