@@ -28,7 +28,7 @@ from training.datasets.base import WorkerCrashedError
 from zoo.files import replace_durably, write_json
 
 __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget",
-           "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
+           "EpochBudget", "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
 
 
 def atomic_save(model, path, metadata=None) -> Path:
@@ -405,6 +405,33 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.time() > self.deadline - self.reserve:
             self.model.stop_training = True
+
+
+class EpochBudget(keras.callbacks.Callback):
+    """Stop training after the epoch whose successor would not end by ``deadline`` (``time.time()`` seconds) minus
+    ``reserve``, judged by the length of the epoch just ended (validation included).
+
+    Unlike :class:`TimeBudget` training always stops at an epoch's end, so a seeded run that trains the same number
+    of epochs ends with the same weights (the demo's, stopped mid-epoch, differed from run to run: its video's
+    jitter did), and the host never waits for a step's logs (no batch hook). It may overrun the deadline when an
+    epoch takes longer than the one before it. ``clock``: the time source (tests).
+    """
+
+    async_safe = True
+
+    def __init__(self, deadline: float, reserve: float = 0.0, clock=time.time):
+        super().__init__()
+        self.deadline, self.reserve, self.clock = float(deadline), float(reserve), clock
+        self.stopped_epoch = None  # the epoch after which it stopped training, or None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        if now + (now - self._start) > self.deadline - self.reserve:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch
 
 
 def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,

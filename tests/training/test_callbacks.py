@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.callbacks import StopOnNaN, TimeBudget, fit_callbacks
+from training.callbacks import EpochBudget, StopOnNaN, TimeBudget, fit_callbacks
 from training.data import HeatmapDataset
 from training.datasets.synthetic import synthetic_pose
 from training.distribute import Placement
@@ -31,6 +31,7 @@ def test_fit_callbacks_keep_async_dispatch(tmp_path, backup_every, expect_async)
     assert _async_train(cbs) is (thread_safe and expect_async)  # a batch-count backup saves from its hook
     assert _async_train([StopOnNaN()]) is thread_safe
     assert _async_train([TimeBudget(deadline=1e18)]) is False  # stops mid-epoch: see StopOnNaN's docstring
+    assert _async_train([EpochBudget(deadline=1e18)]) is thread_safe  # stops at an epoch's end
     assert _async_train([keras.callbacks.TerminateOnNaN()]) is False  # why StopOnNaN exists
 
 
@@ -123,3 +124,39 @@ def test_best_checkpoint_that_fails_to_save_keeps_the_previous_file(tmp_path):
     assert (tmp_path / "best.keras").read_bytes() == before  # no half-written checkpoint
     assert sorted(f.name for f in tmp_path.iterdir()) == ["best.keras", "best.keras.json"]  # no temporary left
     assert json.loads((tmp_path / "best.keras.json").read_text())["value"] == 0.5
+
+
+def test_epoch_budget_stops_after_the_last_epoch_that_ends_before_the_deadline():
+    """Epochs of 30 s (the first 50 s: compilation) against a deadline at 200 s: 50, 80, 110, 140, 170 end, a sixth
+    would end at 200 + 30 > 200 - 5 (the reserve): training stops after the fifth epoch, at its end."""
+    clock = [0.0]
+    budget = EpochBudget(deadline=200.0, reserve=5.0, clock=lambda: clock[0])
+    budget.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    budget.model.stop_training = False
+    epoch = 0
+    while not budget.model.stop_training:
+        budget.on_epoch_begin(epoch)
+        clock[0] += 50.0 if epoch == 0 else 30.0
+        budget.on_epoch_end(epoch)
+        epoch += 1
+    assert epoch == 5 and budget.stopped_epoch == 4 and clock[0] == 170.0
+
+
+def test_epoch_budget_in_fit_trains_whole_epochs():
+    """In a real fit: a deadline already past stops after epoch 1, with every step of it trained."""
+    import time
+
+    from tests.training.helpers import tiny_pose_model
+    from training.trainer import fit
+
+    class Steps(keras.callbacks.Callback):
+        steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Steps.steps += 1
+
+    ds = HeatmapDataset(synthetic_pose(24, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(8, 8), sigma=1.0, flip_pairs=())
+    result = fit(tiny_pose_model(32, 4, outputs=1), ds, epochs=5, verbose=0,
+                 callbacks=[EpochBudget(time.time()), Steps()])
+    assert len(result.history["loss"]) == 1 and Steps.steps == 6
