@@ -155,34 +155,37 @@ def _predict_one(model, record, image, args, boxes=None, where="--box"):
 
 def _predicted(model, record, images, first, args, people):
     """``(path, image, prediction)`` for each of ``images`` in order: ``image`` ``None`` where the file cannot be
-    read; ``prediction`` a Prediction, ``None`` (no box in ``--boxes``) or the error predicting it raised (an image
-    the model does not take: skipped). A folder's images go through the model ``--batch-size`` per call, read as they
-    are needed."""
+    read; ``prediction`` a Prediction (People with ``--boxes``), ``None`` (no box in ``--boxes``) or the error
+    predicting it raised (an image the model does not take: skipped). Several images, read as they are needed, go
+    through the model together: ``--batch-size`` images per round, their crops (all their people's) in calls of
+    at most ``--batch-size``."""
     from training.batching import caught, check_batch_size, drive, gather
     from training.inference import predict_steps
+    from training.topdown import people_steps
 
-    if people is not None or len(images) == 1:  # one image, or image by image its people (batched inside)
-        for i, path in enumerate(images):
-            image = first if first is not None else _read_image(path)
-            pred = None
-            if image is not None and (people is None or people[i]):
-                try:
-                    pred = (_predict_one(model, record, image, args) if people is None else
-                            _predict_one(model, record, image, args, people[i],
-                                         f"--boxes '{args.boxes}': {path}: box"))
-                except ValueError as e:
-                    pred = e
-            yield path, image, pred
+    if len(images) == 1:  # one image (its --box people batched inside)
+        image = first if first is not None else _read_image(images[0])
+        pred = None
+        if image is not None and (people is None or people[0]):
+            try:
+                pred = (_predict_one(model, record, image, args) if people is None else
+                        _predict_one(model, record, image, args, people[0],
+                                     f"--boxes '{args.boxes}': {images[0]}: box"))
+            except ValueError as e:
+                pred = e
+        yield images[0], image, pred
         return
     size = check_batch_size(args.batch_size, "--batch-size")
     kw = dict(name=args.name, record=record, heatmap_offset=args.heatmap_offset, scales=args.scales, flip=args.flip,
               base_size=args.base_size)
     for start in range(0, len(images), size):
-        chunk = [(path, _read_image(path)) for path in images[start:start + size]]
-        readable = [image for _, image in chunk if image is not None]
-        preds = iter(drive(model, gather(caught(predict_steps(model, image, **kw)) for image in readable), size))
-        for path, image in chunk:
-            yield path, image, (next(preds) if image is not None else None)
+        chunk = [(start + k, path, _read_image(path)) for k, path in enumerate(images[start:start + size])]
+        todo = [(i, image) for i, _, image in chunk if image is not None and (people is None or people[i])]
+        steps = (caught(predict_steps(model, image, **kw) if people is None else
+                        people_steps(model, image, people[i], **kw)) for i, image in todo)
+        preds = dict(zip((i for i, _ in todo), drive(model, gather(steps), size)))
+        for i, path, image in chunk:
+            yield path, image, preds.get(i)
 
 
 def _option_error(e, args, boxes, where="--box"):
@@ -310,8 +313,10 @@ def _cmd_predict(args):
                 # an any-size model that does not take this image's size (a batch's other images it may): skipped
                 # like an unreadable one, named; the run stopped there, naming no file, and wrote no predictions.csv
                 if not (batch and isinstance(pred, ValueError) and _IMAGE_NOT_TAKEN.search(str(pred))):
-                    if isinstance(pred, ValueError) and people is None:
+                    if isinstance(pred, ValueError) and people is None:  # about an option: the option's error
                         _option_error(pred, args, args.box or [None])
+                    elif isinstance(pred, ValueError):  # or about a box: the box as --boxes gave it
+                        _option_error(pred, args, people[i], f"--boxes '{args.boxes}': {image_path}: box")
                     raise pred
                 print(f"kerazoo predict: cannot predict '{image_path}': {one_line(pred)} (skipped)", file=sys.stderr)
                 untaken.append(image_path)

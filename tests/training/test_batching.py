@@ -245,3 +245,49 @@ def test_the_command_line_predicts_a_folder_batch_size_images_per_call(tmp_path,
     assert [(r["image"], r["name"]) for r in four] == [(r["image"], r["name"]) for r in one] and len(four) == 15
     np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in four],
                                [[float(r["x"]), float(r["y"])] for r in one], atol=0.02)
+
+
+@agnostic
+def test_the_command_line_predicts_a_folders_people_together(tmp_path, monkeypatch, capsys):
+    """``kerazoo predict FOLDER --boxes FILE``: the people of several images go through the model together (each
+    image's people were one call of their own), with the same CSV as one image at a time."""
+    import csv
+
+    import cv2
+
+    from kerazoo.cli import main
+    from training import batching
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in "abcd":
+        cv2.imwrite(str(folder / f"{name}.png"), rng.integers(0, 256, (60, 90, 3), dtype=np.uint8))
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("a.png,10,5,40,50\na.png,50,10,80,55\nb.png,20,10,45,40\nd.png,5,5,35,35\nd.png,40,20,85,58\n")
+    _pose_net().save(tmp_path / "pose.keras")
+    calls, model_call = [], batching.model_call
+
+    def recorded(model, feeds, batch_size=None):
+        calls.append(len(feeds[0]))
+        return model_call(model, feeds, batch_size)
+
+    monkeypatch.setattr(batching, "model_call", recorded)
+    runs = {}
+    for size in ("1", "8"):
+        calls.clear()
+        capsys.readouterr()
+        out = tmp_path / f"out{size}"
+        assert main(["predict", "hourglass", str(folder), "--weights", str(tmp_path / "pose.keras"), "--boxes",
+                     str(boxes), "--out", str(out), "--batch-size", size]) == 0
+        std = capsys.readouterr()
+        assert f"{folder / 'c.png'}: no box in {boxes}" in std.out
+        with open(out / "predictions.csv") as f:
+            runs[size] = (list(calls), list(csv.DictReader(f)))
+    assert runs["1"][0] == [2, 1, 2]  # image by image: a's 2 people, b's 1, d's 2
+    assert runs["8"][0] == [5]  # all 5 people in one call
+    one, eight = runs["1"][1], runs["8"][1]
+    assert [(r["image"], r["person"], r["joint"]) for r in eight] == [(r["image"], r["person"], r["joint"])
+                                                                       for r in one] and len(one) == 5 * 5
+    np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in eight],
+                               [[float(r["x"]), float(r["y"])] for r in one], atol=0.02)
