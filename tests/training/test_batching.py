@@ -173,6 +173,33 @@ def _any_size_hourglass():
     return model
 
 
+def _predict_at_batch_sizes(monkeypatch, capsys, argv, out, sizes, status):
+    """``kerazoo predict ARGV --out OUT/<size> --batch-size <size>`` in this process for each of ``sizes``:
+    {size: (rows of each model call, stderr lines, stdout, predictions.csv rows, files written)}."""
+    import csv
+
+    from kerazoo.cli import main
+    from training import batching
+
+    calls, model_call = [], batching.model_call
+
+    def recorded(model, feeds, batch_size=None):
+        calls.append(len(feeds[0]))
+        return model_call(model, feeds, batch_size)
+
+    monkeypatch.setattr(batching, "model_call", recorded)
+    runs = {}
+    for size in sizes:
+        calls.clear()
+        capsys.readouterr()
+        assert main(["predict", *map(str, argv), "--out", str(out / size), "--batch-size", size]) == status
+        std = capsys.readouterr()
+        with open(out / size / "predictions.csv") as f:
+            rows = list(csv.DictReader(f))
+        runs[size] = (list(calls), std.err.splitlines(), std.out, rows, sorted(p.name for p in (out / size).iterdir()))
+    return runs
+
+
 @agnostic
 def test_return_exceptions_gives_a_refused_image_its_error_and_predicts_the_others():
     """A folder's images for an any-size hourglass, one of a size it does not take: predict_batch raised for the
@@ -198,12 +225,7 @@ def test_the_command_line_predicts_a_folder_batch_size_images_per_call(tmp_path,
     """``kerazoo predict FOLDER --batch-size 4``: the folder's images of one size go through the model together, its
     output equals image by image, and an unreadable file and an image the model does not take are still skipped and
     named (a folder was predicted one image per call whatever --batch-size said)."""
-    import csv
-
     import cv2
-
-    from kerazoo.cli import main
-    from training import batching
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -213,24 +235,8 @@ def test_the_command_line_predicts_a_folder_batch_size_images_per_call(tmp_path,
         cv2.imwrite(str(folder / f"{name}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     (folder / "g.png").write_bytes(b"not a png")
     _any_size_hourglass().save(tmp_path / "hg.keras")
-    calls, model_call = [], batching.model_call
-
-    def recorded(model, feeds, batch_size=None):
-        calls.append(len(feeds[0]))
-        return model_call(model, feeds, batch_size)
-
-    monkeypatch.setattr(batching, "model_call", recorded)
-    runs = {}
-    for size in ("1", "4"):
-        calls.clear()
-        capsys.readouterr()
-        out = tmp_path / f"out{size}"
-        assert main(["predict", "hourglass", str(folder), "--weights", str(tmp_path / "hg.keras"), "--out", str(out),
-                     "--batch-size", size]) == 1
-        std = capsys.readouterr()
-        with open(out / "predictions.csv") as f:
-            rows = list(csv.DictReader(f))
-        runs[size] = (list(calls), std.err.splitlines(), rows, sorted(p.name for p in out.iterdir()))
+    runs = _predict_at_batch_sizes(monkeypatch, capsys, ["hourglass", folder, "--weights", tmp_path / "hg.keras"],
+                                   tmp_path / "out", ("1", "4"), status=1)
     assert runs["1"][0] == [1] * 6
     assert runs["4"][0] == [3, 1, 1, 1]  # a, c, d in one call, b refused; then e and f
     err = runs["4"][1]
@@ -240,8 +246,8 @@ def test_the_command_line_predicts_a_folder_batch_size_images_per_call(tmp_path,
     assert err[1:] == [f"kerazoo predict: cannot read image '{folder / 'g.png'}' (skipped)",
                        "kerazoo predict: 1 of 7 images could not be read",
                        "kerazoo predict: 1 of 7 images could not be predicted"], err
-    assert runs["4"][3] == runs["1"][3] == [f"{n}.pred.png" for n in "acdef"] + ["predictions.csv"]
-    one, four = runs["1"][2], runs["4"][2]
+    assert runs["4"][4] == runs["1"][4] == [f"{n}.pred.png" for n in "acdef"] + ["predictions.csv"]
+    one, four = runs["1"][3], runs["4"][3]
     assert [(r["image"], r["name"]) for r in four] == [(r["image"], r["name"]) for r in one] and len(four) == 15
     np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in four],
                                [[float(r["x"]), float(r["y"])] for r in one], atol=0.02)
@@ -251,12 +257,7 @@ def test_the_command_line_predicts_a_folder_batch_size_images_per_call(tmp_path,
 def test_the_command_line_predicts_a_folders_people_together(tmp_path, monkeypatch, capsys):
     """``kerazoo predict FOLDER --boxes FILE``: the people of several images go through the model together (each
     image's people were one call of their own), with the same CSV as one image at a time."""
-    import csv
-
     import cv2
-
-    from kerazoo.cli import main
-    from training import batching
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -266,27 +267,13 @@ def test_the_command_line_predicts_a_folders_people_together(tmp_path, monkeypat
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("a.png,10,5,40,50\na.png,50,10,80,55\nb.png,20,10,45,40\nd.png,5,5,35,35\nd.png,40,20,85,58\n")
     _pose_net().save(tmp_path / "pose.keras")
-    calls, model_call = [], batching.model_call
-
-    def recorded(model, feeds, batch_size=None):
-        calls.append(len(feeds[0]))
-        return model_call(model, feeds, batch_size)
-
-    monkeypatch.setattr(batching, "model_call", recorded)
-    runs = {}
-    for size in ("1", "8"):
-        calls.clear()
-        capsys.readouterr()
-        out = tmp_path / f"out{size}"
-        assert main(["predict", "hourglass", str(folder), "--weights", str(tmp_path / "pose.keras"), "--boxes",
-                     str(boxes), "--out", str(out), "--batch-size", size]) == 0
-        std = capsys.readouterr()
-        assert f"{folder / 'c.png'}: no box in {boxes}" in std.out
-        with open(out / "predictions.csv") as f:
-            runs[size] = (list(calls), list(csv.DictReader(f)))
+    runs = _predict_at_batch_sizes(monkeypatch, capsys, ["hourglass", folder, "--weights", tmp_path / "pose.keras",
+                                                         "--boxes", boxes], tmp_path / "out", ("1", "8"), status=0)
+    for size in runs:
+        assert f"{folder / 'c.png'}: no box in {boxes}" in runs[size][2]
     assert runs["1"][0] == [2, 1, 2]  # image by image: a's 2 people, b's 1, d's 2
     assert runs["8"][0] == [5]  # all 5 people in one call
-    one, eight = runs["1"][1], runs["8"][1]
+    one, eight = runs["1"][3], runs["8"][3]
     assert [(r["image"], r["person"], r["joint"]) for r in eight] == [(r["image"], r["person"], r["joint"])
                                                                        for r in one] and len(one) == 5 * 5
     np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in eight],
