@@ -133,56 +133,27 @@ def _load_predict_model(args):
 _IMAGE_NOT_TAKEN = re.compile(r"\bthis \d+x\d+ (scaled )?image\b")
 
 
-def _predict_one(model, record, image, args, boxes=None, where="--box"):
-    """``inference.predict`` with the command's options; its errors about an option name the option. ``boxes``: the
-    image's people (``--boxes``' rows, named as ``where``: a training.topdown.People, even for one), else ``--box``."""
-    from training import inference
-
-    people = boxes is not None
-    boxes = boxes if people else (args.box or [None])
-    kw = dict(name=args.name, record=record, heatmap_offset=args.heatmap_offset, scales=args.scales, flip=args.flip,
-              base_size=args.base_size)
-    try:
-        if people or len(boxes) > 1:  # several people: training.topdown.People
-            from training.topdown import predict_people
-
-            return predict_people(model, image, boxes, batch_size=args.batch_size, **kw)
-        return inference.predict(model, image, box=boxes[0], **kw)
-    except ValueError as e:
-        _option_error(e, args, boxes, where)
-        raise
-
-
 def _predicted(model, record, images, first, args, people):
     """``(path, image, prediction)`` for each of ``images`` in order: ``image`` ``None`` where the file cannot be
-    read; ``prediction`` a Prediction (People with ``--boxes``), ``None`` (no box in ``--boxes``) or the error
-    predicting it raised (an image the model does not take: skipped). Several images, read as they are needed, go
-    through the model together: ``--batch-size`` images per round, their crops (all their people's) in calls of
-    at most ``--batch-size``."""
+    read; ``prediction`` a Prediction (People with ``--boxes`` or ``--box`` repeated), ``None`` (no box in
+    ``--boxes``) or the error predicting it raised (the command names an option or box it is about, or skips an
+    image the model does not take). Several images, read as they are needed, go through the model together:
+    ``--batch-size`` images per round, their crops (all their people's) in calls of at most ``--batch-size``."""
     from training.batching import caught, check_batch_size, drive, gather
     from training.inference import predict_steps
     from training.topdown import people_steps
 
-    if len(images) == 1:  # one image (its --box people batched inside)
-        image = first if first is not None else _read_image(images[0])
-        pred = None
-        if image is not None and (people is None or people[0]):
-            try:
-                pred = (_predict_one(model, record, image, args) if people is None else
-                        _predict_one(model, record, image, args, people[0],
-                                     f"--boxes '{args.boxes}': {images[0]}: box"))
-            except ValueError as e:
-                pred = e
-        yield images[0], image, pred
-        return
     size = check_batch_size(args.batch_size, "--batch-size")
     kw = dict(name=args.name, record=record, heatmap_offset=args.heatmap_offset, scales=args.scales, flip=args.flip,
               base_size=args.base_size)
+    if people is None and args.box is not None and len(args.box) > 1:  # one image's people, as --boxes gives them
+        people = [args.box]
     for start in range(0, len(images), size):
-        chunk = [(start + k, path, _read_image(path)) for k, path in enumerate(images[start:start + size])]
+        chunk = [(start + k, path, first if first is not None else _read_image(path))
+                 for k, path in enumerate(images[start:start + size])]
         todo = [(i, image) for i, _, image in chunk if image is not None and (people is None or people[i])]
-        steps = (caught(predict_steps(model, image, **kw) if people is None else
-                        people_steps(model, image, people[i], **kw)) for i, image in todo)
+        steps = (caught(predict_steps(model, image, box=args.box[0] if args.box else None, **kw) if people is None
+                        else people_steps(model, image, people[i], **kw)) for i, image in todo)
         preds = dict(zip((i for i, _ in todo), drive(model, gather(steps), size)))
         for i, path, image in chunk:
             yield path, image, preds.get(i)
