@@ -40,7 +40,7 @@ import numpy as np
 from zoo.errors import InputShapeError
 from zoo.initializers import HostNormal
 from zoo.layers import CaffePooling2D, caffe_pool_output_size
-from zoo.models.inputs import build_model, builder_input, check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape, register_size_rule
 from zoo.registry import register
 
 __all__ = ["cpm", "cpm_center_map", "cpm_blob_sizes", "CPM_MIN_INPUT_SIZE"]
@@ -101,6 +101,9 @@ def _check_shape(input_shape):
                 f"demo pads to a multiple of 8)."
             )
     return shape
+
+
+register_size_rule("cpm", _check_shape)
 
 
 def _split_input_tensor(input_tensor):
@@ -171,8 +174,8 @@ def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keyp
             apply to the tensor's shape. Defaults to ``None``.
         input_shape: ``(H, W, 3)`` of the ``image`` input; ``center_map`` is ``(H, W, 1)``.
             Defaults to ``(368, 368, 3)``. H and W must be >= 8 with ``H % 8`` and ``W % 8`` in
-            (0, 1) (otherwise the Caffe net's own Concat fails); ``None`` entries accept any size
-            at run time, unchecked.
+            (0, 1) (otherwise the Caffe net's own Concat fails); ``None`` entries take the images'
+            sizes, checked by the same rule when the model runs (layer ``image_size_check``).
         stages: number of stages T >= 2 (the centre map enters at stage 2). Defaults to ``6``.
         num_keypoints: K parts; each stage predicts K + 1 maps (last = background).
             Defaults to ``14``.
@@ -210,7 +213,7 @@ def cpm(*, weights=None, input_tensor=None, input_shape=None, stages=6, num_keyp
     init = initializer
     image_tensor, center_tensor = _split_input_tensor(input_tensor)
     image = builder_input("cpm", image_tensor, input_shape, check=_check_shape, name="image",
-                          arg="input_tensor" if center_tensor is None else "input_tensor[0]")
+                          arg="input_tensor" if center_tensor is None else "input_tensor[0]", size_rule="cpm")
     outputs = num_keypoints + 1
 
     h, w = image.shape[1], image.shape[2]

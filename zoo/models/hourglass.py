@@ -36,7 +36,7 @@ from keras import layers
 
 from zoo.errors import InputShapeError
 from zoo.initializers import HostUniform
-from zoo.models.inputs import build_model, builder_input, check_input_shape
+from zoo.models.inputs import build_model, builder_input, check_input_shape, register_size_rule
 from zoo.registry import register
 
 __all__ = ["hourglass", "hourglass_feature_size", "residual_module", "hourglass_module"]
@@ -170,6 +170,9 @@ def _check_input(input_shape):
     return shape
 
 
+register_size_rule("hourglass", _check_input)
+
+
 @register("hourglass", family="hourglass", head_layers=HEAD_LAYERS, head_kwarg="num_keypoints")
 def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, num_keypoints=16, features=256,
               modules=1, post_residuals=True, initializer="original", name="hourglass"):
@@ -185,10 +188,10 @@ def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, nu
             must equal the tensor's (H, W, 3); the size rule below applies to the tensor's shape.
             Defaults to ``None``.
         input_shape: ``(H, W, 3)``, RGB in [0, 1]. ``ceil(H / 2) // 2`` (and the same for W) must be
-            a positive multiple of 16, e.g. H, W multiples of 64; ``None`` sizes are allowed but not
-            checked: an image breaking the rule fails at run time in the backend (an hourglass
-            ``_add`` gets mismatched shapes, e.g. 3x3 and 2x2 for a 100x100 image), which
-            ``training.inference.predict`` quotes beside the rule.
+            a positive multiple of 16, e.g. H, W multiples of 64; ``None`` sizes take the images'
+            sizes, checked by the same rule when the model runs (layer ``image_size_check``,
+            :class:`zoo.models.inputs.InputSizeCheck`), so a 100x100 image raises this rule's
+            ``InputShapeError`` rather than the backend's error from an hourglass ``_add``.
             Defaults to ``(256, 256, 3)``.
         stacks: number of stacked hourglasses (``nStack``). Defaults to `8`.
         num_keypoints: heatmaps per stack, K (``nParts``; MPII: 16). Defaults to `16`.
@@ -237,7 +240,8 @@ def hourglass(*, weights=None, input_tensor=None, input_shape=None, stacks=8, nu
             f"Received: initializer={initializer!r}"
         )
     init = initializer
-    inputs = builder_input("hourglass", input_tensor, input_shape, check=_check_input, name="image")
+    inputs = builder_input("hourglass", input_tensor, input_shape, check=_check_input, name="image",
+                           size_rule="hourglass")
     # Stem: symmetric pad 3 + valid conv = Torch's SpatialConvolution(3, 64, 7, 7, 2, 2, 3, 3).
     x = layers.ZeroPadding2D(3, name="stem_conv_pad")(inputs)
     x = _conv(x, 64, 7, strides=2, name="stem_conv", initializer=init)

@@ -12,8 +12,59 @@ from zoo.errors import InputShapeError
 
 __all__ = [
     "check_input_shape", "min_input_size_error", "builder_input", "build_model", "source_inputs",
-    "upstream_layer_names", "INPUT_TENSOR_DOC",
+    "upstream_layer_names", "register_size_rule", "InputSizeCheck", "INPUT_TENSOR_DOC",
 ]
+
+# rule name -> check(input_shape (H, W, C)) -> shape, raising InputShapeError: a family's size rule, for the
+# InputSizeCheck layer of its any-size models (filled when the family's module is imported, as a saved model's
+# deserialisation needs it)
+_SIZE_RULES = {}
+
+
+def register_size_rule(rule, check):
+    """Make ``check`` (a builder's own ``input_shape -> (H, W, C)`` check) the size rule named ``rule``."""
+    _SIZE_RULES[rule] = check
+    return check
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class InputSizeCheck(keras.layers.Layer):
+    """The identity on images (B, H, W, C) that refuses, with its builder's own message, a size the model cannot take.
+
+    A model built with ``None`` height or width takes its sizes from the images, but a family's size rule (the
+    hourglass' multiples of 64, CPM's ``size % 8`` in (0, 1)) was then not checked at build time, and an image
+    breaking it failed deep inside the network (an ``Add`` or ``Concatenate`` of mismatched shapes, in the
+    backend's words). Builders put this layer after such an input. It checks the static shape of each trace:
+    every call on JAX and PyTorch and TensorFlow's first trace per input signature (Keras' ``tf.function`` later
+    relaxes the sizes to ``None``, and then the backend's error is what comes). No weights, no computation.
+
+    Args:
+        rule: the size rule's name (:func:`register_size_rule`), the builder's registry name (``"hourglass"``).
+    """
+
+    def __init__(self, rule, **kwargs):
+        super().__init__(**kwargs)
+        if rule not in _SIZE_RULES:
+            raise ValueError(f"InputSizeCheck: no size rule named {rule!r}; known: {', '.join(sorted(_SIZE_RULES))}")
+        self.rule = rule
+
+    def call(self, inputs):
+        shape = tuple(inputs.shape)
+        if all(isinstance(n, int) for n in shape[1:]):  # None while building, or in a relaxed TensorFlow trace
+            try:
+                _SIZE_RULES[self.rule](shape[1:])
+            except InputShapeError as e:
+                raise InputShapeError(
+                    f"the model (layer {self.name!r}) takes images of other sizes than it was built with, but not "
+                    f"this batch of shape {shape} (batch, height, width, channels): {e}"
+                ) from None
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rule": self.rule}
 
 
 # The ``input_tensor`` entry of the builders' Args sections (8-space indent, as they are written).
@@ -91,7 +142,7 @@ def _as_keras_tensor(model_name, value, arg):
     return value
 
 
-def builder_input(model_name, input_tensor, input_shape, check, *, name, arg="input_tensor"):
+def builder_input(model_name, input_tensor, input_shape, check, *, name, arg="input_tensor", size_rule=None):
     """The tensor a builder starts from: keras.applications' ``input_tensor`` semantics.
 
     Args:
@@ -104,6 +155,9 @@ def builder_input(model_name, input_tensor, input_shape, check, *, name, arg="in
             valid sizes); it is applied to the tensor's shape too.
         name: name of the new ``keras.Input`` (``"data"``, ``"image"``).
         arg: the argument's name in messages.
+        size_rule: the name of ``check`` as a registered size rule (:func:`register_size_rule`): where the
+            height or width is ``None``, an :class:`InputSizeCheck` layer ``{name}_size_check`` follows, which
+            applies it to the images' sizes when the model runs. ``None``: no layer (any size works).
     Returns:
         The (B, H, W, C) Keras tensor to build on.
     Raises:
@@ -112,7 +166,7 @@ def builder_input(model_name, input_tensor, input_shape, check, *, name, arg="in
             the builder's check (the message adds the tensor's shape).
     """
     if input_tensor is None:
-        return keras.Input(shape=check(input_shape), name=name)
+        return _size_checked(keras.Input(shape=check(input_shape), name=name), size_rule, name)
     x = _as_keras_tensor(model_name, input_tensor, arg)
     tensor_shape = tuple(x.shape[1:])
     if input_shape is not None:
@@ -127,7 +181,13 @@ def builder_input(model_name, input_tensor, input_shape, check, *, name, arg="in
         check(tensor_shape)
     except InputShapeError as e:
         raise InputShapeError(f"{e} (the shape of `{arg}`: {tuple(x.shape)})") from None
-    return x
+    return _size_checked(x, size_rule, name)
+
+
+def _size_checked(x, size_rule, name):
+    if size_rule is None or None not in tuple(x.shape[1:3]):
+        return x
+    return InputSizeCheck(size_rule, name=f"{name}_size_check")(x)
 
 
 def source_inputs(*tensors):
