@@ -5,6 +5,8 @@ One message format for every model.
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 
@@ -54,9 +56,10 @@ class InputSizeCheck(keras.layers.Layer):
             try:
                 _SIZE_RULES[self.rule](shape[1:])
             except InputShapeError as e:
+                rule = re.sub(r"\s*Received: input_shape=.*$", "", str(e))  # the builder's argument: not given here
                 raise InputShapeError(
-                    f"the model (layer {self.name!r}) takes images of other sizes than it was built with, but not "
-                    f"this batch of shape {shape} (batch, height, width, channels): {e}"
+                    f"{rule} Received: a batch of shape {shape} (batch, height, width, channels), at layer "
+                    f"{self.name!r} of a model built for any size."
                 ) from None
         return inputs
 
