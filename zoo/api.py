@@ -415,8 +415,6 @@ def load_keras_model(path):
     """
     import importlib
 
-    import keras
-
     path = Path(path)
     if not path.exists():
         raise WeightsFileError(f"model file not found: '{path}'.")
@@ -430,10 +428,43 @@ def load_keras_model(path):
             pass
     meta = _w.read_keras_metadata(path)  # before the model: a bad entry is refused without loading it
     try:
-        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        with without_cyclic_gc():
+            model = _load_keras_archive(path)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError variants
         raise WeightsFileError(f"'{path}': Keras could not load the model: {type(e).__name__}: {e}") from None
     return _apply_saved_metadata(model, meta)
+
+
+# What Keras writes into a .keras file of a model without assets, and the zoo's metadata entry
+_PLAIN_ARCHIVE = {"metadata.json", "config.json", "model.weights.h5", "kerazoo.json"}
+
+
+def _load_keras_archive(path: Path):
+    """``keras.saving.load_model(path, compile=False, safe_mode=True)``, faster: for an archive of a config and one
+    weights file (no assets), the model is re-created from its config with the random initialisers drawn on the host
+    (:func:`zoo.initializers.with_host_initializers`; Keras' compile one XLA program per weight shape on JAX, only
+    for the file's values to replace them), then the weights by Keras' own reading of the archive's weights file
+    (:func:`_load_keras_weights`), which refuses a file whose weights do not match as ``load_model`` does. Keras' initialisers are put back
+    afterwards (:func:`zoo.initializers.record_as_keras`): the model saves with the config it was saved with.
+    Anything else (assets, sharded weights, a config above 64 MiB) goes to Keras' loader as it is."""
+    import json
+    import zipfile
+
+    import keras
+
+    from zoo.initializers import record_as_keras, with_host_initializers
+
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        plain = names <= _PLAIN_ARCHIVE and "model.weights.h5" in names and z.getinfo("config.json").file_size < 1 << 26
+        config = json.loads(z.read("config.json")) if plain else None
+    if not isinstance(config, dict):
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    config["compile_config"] = None  # as load_model(compile=False)
+    model = keras.saving.deserialize_keras_object(with_host_initializers(config), safe_mode=True)
+    _load_keras_weights(model, path)
+    record_as_keras(model)
+    return model
 
 
 def weights_record(model) -> WeightsRecord | None:
