@@ -32,16 +32,17 @@ def _dtype_policy(policy):
 def _with_policy(model, policy):
     """Clone ``model`` with every layer, nested ones included, in dtype ``policy`` (outputs stay float32)
     and copy the weights."""
+    from zoo.initializers import host_drawn_copy, record_as_keras
+
     outputs = {id(t._keras_history[0]) for t in model.outputs}
 
-    def clone(layer):
-        cfg = layer.get_config()
-        cfg["dtype"] = "float32" if id(layer) in outputs else policy
-        return layer.__class__.from_config(cfg)
+    def clone(layer):  # its weights drawn with NumPy (Keras' draws compiled per shape on JAX), then replaced below
+        return host_drawn_copy(layer, dtype="float32" if id(layer) in outputs else policy)
 
     # recursive: layers of a nested model (a backbone) take the policy too, and their variables are
     # created again here (inside a distribution scope); frozen layers stay frozen (their config says so).
     new = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    record_as_keras(new)
     new.set_weights(model.get_weights())
     return carry_metadata(model, new)
 

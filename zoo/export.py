@@ -144,13 +144,13 @@ def _half_precision_policies(model) -> set:
 def _float32_copy(model):
     """``model`` with every layer, nested ones included, computing in float32, same weights and metadata."""
     from zoo.api import carry_metadata
+    from zoo.initializers import host_drawn_copy, record_as_keras
 
-    def clone(layer):
-        cfg = layer.get_config()
-        cfg["dtype"] = "float32"
-        return layer.__class__.from_config(cfg)
+    def clone(layer):  # drawn with NumPy (Keras' draws compile per weight shape on JAX), replaced below
+        return host_drawn_copy(layer, dtype="float32")
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    record_as_keras(copy)
     copy.set_weights(model.get_weights())
     return carry_metadata(model, copy)
 

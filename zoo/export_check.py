@@ -154,6 +154,9 @@ def _zero_weights_varied(model, seed=1):
         weights.append(w)
     if not paths:
         return None, []
-    copy = keras.models.clone_model(model, recursive=True)  # nested models too: never the caller's variables
+    from zoo.initializers import host_drawn_copy
+
+    # nested models too: never the caller's variables; drawn with NumPy, as the weights are replaced at once
+    copy = keras.models.clone_model(model, clone_function=host_drawn_copy, recursive=True)
     copy.set_weights(weights)
     return copy, paths

@@ -28,6 +28,7 @@ from keras import ops
 
 __all__ = [
     "HostUniform", "HostNormal", "HostHeNormal", "HostGlorotUniform", "record_as_keras", "with_host_initializers",
+    "host_drawn_copy",
 ]
 
 _register = keras.saving.register_keras_serializable(package="zoo")
@@ -227,3 +228,14 @@ def with_host_initializers(config):
         return {"module": cls.__module__, "class_name": cls.__name__, "config": kwargs,
                 "registered_name": keras.saving.get_registered_name(cls)}
     return {k: with_host_initializers(v) for k, v in config.items()}
+
+
+def host_drawn_copy(layer, **config_changes):
+    """A new, unbuilt layer like ``layer``: ``from_config`` of its config updated with ``config_changes`` (e.g.
+    ``dtype=``), its random initialisers drawn on the host (:func:`with_host_initializers`). For the
+    ``clone_function`` of a ``keras.models.clone_model`` whose weights are set afterwards (a model in another dtype
+    policy): Keras' initialisers would compile one XLA program per weight shape on JAX for draws that are then
+    overwritten. Call :func:`record_as_keras` on the clone, so that it saves Keras' initialisers as the original."""
+    config = layer.get_config()
+    config.update(config_changes)
+    return layer.__class__.from_config(with_host_initializers(config))

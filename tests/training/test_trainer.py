@@ -167,6 +167,28 @@ def test_mixed_precision_reaches_a_nested_frozen_backbone():
 
 
 @agnostic
+def test_the_mixed_precision_copy_draws_no_weights_with_keras_initializers(monkeypatch):
+    # fit's copy of a model in the bf16 policy re-created each layer with Keras' initialisers, whose draws (compiled
+    # per weight shape on JAX: 6.4 of an 8-stack hourglass' copy) set_weights then replaced
+    import zoo
+    from tests.zoo.helpers import count_keras_draws
+    from training.matching import _with_policy
+
+    model = zoo.get("hourglass", stacks=1, features=16, num_keypoints=2, input_shape=(64, 64, 3))
+    draws = count_keras_draws(monkeypatch)
+    copy = _with_policy(model, "mixed_bfloat16")
+    assert draws == []
+    assert copy.get_layer("stem_conv").dtype_policy.compute_dtype == "bfloat16"
+    for got, want in zip(copy.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Keras' initialisers back on the copy: it saves (and a clone of it draws) as the model would
+    assert [l.get_config().get("kernel_initializer") for l in copy.layers] == \
+        [l.get_config().get("kernel_initializer") for l in model.layers]
+    keras.models.clone_model(copy)
+    assert draws  # the count sees Keras' draws
+
+
+@agnostic
 def test_best_of_history_without_a_checkpoint_minimises_errors():
     # without an output folder the best epoch comes from the history: 'val_mae' is an error (min),
     # as BestCheckpoint decides; only names with 'loss' were minimised, so the worst epoch was reported

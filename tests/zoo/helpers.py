@@ -44,3 +44,15 @@ def structure_only():
             yield
     finally:
         keras.backend.clear_session(free_memory=False)
+
+
+def count_keras_draws(monkeypatch) -> list:
+    """The shapes Keras' own random initialisers draw from now on (GlorotUniform and HeNormal are VarianceScaling):
+    on JAX each shape compiled an XLA program."""
+    draws = []
+    for cls in (keras.initializers.RandomUniform, keras.initializers.RandomNormal, keras.initializers.VarianceScaling):
+        def counted(self, shape, dtype=None, _call=cls.__call__):
+            draws.append(shape)
+            return _call(self, shape, dtype)
+        monkeypatch.setattr(cls, "__call__", counted)
+    return draws

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.zoo.helpers import count_keras_draws
 from zoo.errors import WeightsFileError
 
 pytestmark = pytest.mark.backend_agnostic
@@ -22,14 +23,7 @@ MODELS = {
 
 @pytest.fixture
 def keras_draws(monkeypatch):
-    """The number of draws Keras' own random initialisers made (GlorotUniform is a VarianceScaling)."""
-    draws = []
-    for cls in (keras.initializers.RandomUniform, keras.initializers.RandomNormal, keras.initializers.VarianceScaling):
-        def counted(self, shape, dtype=None, _call=cls.__call__):
-            draws.append(shape)
-            return _call(self, shape, dtype)
-        monkeypatch.setattr(cls, "__call__", counted)
-    return draws
+    return count_keras_draws(monkeypatch)
 
 
 def _config(model_or_path):
