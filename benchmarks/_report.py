@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 
 
+def machine_line() -> str:
+    """``os.cpu_count() N | load average a, b, c``: what a table's numbers depend on, on a shared machine."""
+    return f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
+
+
 def emit(lines: list[str], out: str | None, *, skip: int = 2) -> None:
     """Print ``lines[skip:]`` (the header lines were printed already), then write all of them to ``out``
     through a temporary file, with the load average appended (these machines are shared)."""

@@ -12,7 +12,6 @@ Random weights: no file is read. Prints seconds per build (median, min, max). No
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import emit  # noqa: E402
+from benchmarks._report import emit, machine_line  # noqa: E402
 
 _CHILD = r"""
 import os, sys, time
@@ -53,7 +52,7 @@ def main(argv=None) -> int:
 
     lines = [f"build: zoo.get vs the builder, {keras.__version__} ({keras.backend.backend()}), fresh process each, "
              f"alternating, {a.repeats} of each",
-             f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"]
+             machine_line()]
     print("\n".join(lines), flush=True)
     lines.append(f"{'model':<12}{'way':<10}{'median s':>10}{'min s':>8}{'max s':>8}{'parameters':>13}")
     for name in a.models.split(","):

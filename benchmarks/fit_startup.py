@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import zoo  # noqa: E402
-from benchmarks._report import emit  # noqa: E402
+from benchmarks._report import emit, machine_line  # noqa: E402
 from training.data import HeatmapDataset  # noqa: E402
 from training.datasets.synthetic import synthetic_pose  # noqa: E402
 from training.trainer import fit  # noqa: E402
@@ -62,7 +62,7 @@ def main():
              f"({keras.backend.backend()}), {time.strftime('%Y-%m-%d %H:%M')}, "
              f"{'run folder ' + args.run_dir if args.run_dir else 'no run folder'}, "
              f"tensorflow imported: {'tensorflow' in sys.modules}",
-             f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"]
+             machine_line()]
     lines += [f"{'mark':<16}{'s from start':>14}{'s since previous':>18}"]
     previous = 0.0
     for name, t in marks:

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import emit  # noqa: E402
+from benchmarks._report import emit, machine_line  # noqa: E402
 
 WAYS = ("keras", "zoo.load", "zoo.get.h5")
 
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 
     lines = [f"load: a saved model in a fresh process, {keras.__version__} ({keras.backend.backend()}), "
              f"alternating, {a.repeats} of each",
-             f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"]
+             machine_line()]
     print("\n".join(lines), flush=True)
     lines.append(f"{'model':<12}{'way':<12}{'median s':>10}{'min s':>8}{'max s':>8}{'parameters':>13}{'MB':>7}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import emit  # noqa: E402
+from benchmarks._report import emit, machine_line  # noqa: E402
 
 
 def _value(text):
@@ -67,7 +66,7 @@ def main(argv=None) -> int:
              for b in map(int, a.batch_sizes.split(","))]
     lines = [f"predict: {a.model} {kwargs or ''} input {tuple(model.inputs[0].shape[1:])}, {a.images} images "
              f"640x480, keras {keras.__version__} ({keras.backend.backend()}), best of {a.repeats}",
-             f"os.cpu_count() {os.cpu_count()} | load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"]
+             machine_line()]
     print("\n".join(lines), flush=True)
     lines.append(f"{'way':<18}{'images/s':>10}{'ms/image':>10}{'model share':>13}")
     for label, way in ways:
