@@ -442,11 +442,12 @@ _PLAIN_ARCHIVE = {"metadata.json", "config.json", "model.weights.h5", "kerazoo.j
 def _load_keras_archive(path: Path):
     """``keras.saving.load_model(path, compile=False, safe_mode=True)``, faster: for an archive of a config and one
     weights file (no assets), the model is re-created from its config with the random initialisers drawn on the host
-    (:func:`zoo.initializers.with_host_initializers`; Keras' compile one XLA program per weight shape on JAX, only
-    for the file's values to replace them), then the weights by Keras' own reading of the archive's weights file
-    (:func:`_load_keras_weights`), which refuses a file whose weights do not match as ``load_model`` does. Keras' initialisers are put back
-    afterwards (:func:`zoo.initializers.record_as_keras`): the model saves with the config it was saved with.
-    Anything else (assets, sharded weights, a config above 64 MiB) goes to Keras' loader as it is."""
+    (:func:`zoo.initializers.with_host_initializers`; Keras' initialisers compile one XLA program per weight shape
+    on JAX, only for the file's values to replace them), then the weights are read by Keras from a copy of the
+    archive's weights file (:func:`_load_keras_weights`), refused as ``load_model`` refuses them where they do not
+    match. Keras' initialisers are put back afterwards (:func:`zoo.initializers.record_as_keras`): the model saves
+    with the config it was saved with. Anything else (assets, sharded weights, a config above 64 MiB) goes to
+    Keras' loader as it is."""
     import json
     import zipfile
 

@@ -55,7 +55,8 @@ def test_cpm_of_any_size_refuses_a_size_its_concat_cannot_join():
     with pytest.raises(InputShapeError, match=r"cpm: input height 100 does not fit .*nearest: 97 or 104 "
                                               r".* Received: a batch of shape \(1, 100, 97, 3\)"):
         model.predict([image, centre], verbose=0)
-    out = _any_size_cpm().predict([np.zeros((1, 96, 105, 3), np.float32), np.zeros((1, 96, 105, 1), np.float32)], verbose=0)
+    taken = [np.zeros((1, 96, 105, 3), np.float32), np.zeros((1, 96, 105, 1), np.float32)]
+    out = _any_size_cpm().predict(taken, verbose=0)
     assert np.asarray(out[-1]).shape == (1, 12, 13, 4)
 
 
