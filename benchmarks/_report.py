@@ -1,8 +1,42 @@
-"""Shared by the benchmark scripts: print a result table and keep it (atomically) in results/."""
+"""Shared by the benchmark scripts: print a result table and keep it (atomically) in results/; time things in
+fresh processes, alternating."""
 
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh_process(code: str, *args: str) -> str:
+    """The standard output of ``python -c code args...`` in a new process; ``{root}`` in ``code`` is the repository."""
+    return subprocess.run([sys.executable, "-c", code.format(root=str(ROOT)), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def seconds_and_count(stdout: str) -> tuple[float, int]:
+    """``(seconds, count)`` from a child's ``SECONDS <seconds> <count>`` line."""
+    line = next(l for l in stdout.splitlines() if l.startswith("SECONDS"))
+    return float(line.split()[1]), int(line.split()[2])
+
+
+def alternating(ways, repeats: int, measure) -> dict:
+    """``{way: [measure(way), ...]}``, the ways taken in turn ``repeats`` times: a shared machine's load drifts, and
+    each way then sees as much of it."""
+    results = {way: [] for way in ways}
+    for _ in range(repeats):
+        for way in ways:
+            results[way].append(measure(way))
+    return results
+
+
+def seconds_cells(seconds) -> str:
+    """Median, min and max of ``seconds``, as the columns ``median s``, ``min s``, ``max s``."""
+    return f"{statistics.median(seconds):>10.2f}{min(seconds):>8.2f}{max(seconds):>8.2f}"
 
 
 def machine_line() -> str:

@@ -12,15 +12,15 @@ Random weights: no file is read. Prints seconds per build (median, min, max). No
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import emit, machine_line  # noqa: E402
+from benchmarks._report import (  # noqa: E402
+    alternating, emit, fresh_process, machine_line, seconds_and_count, seconds_cells,
+)
 
 _CHILD = r"""
 import os, sys, time
@@ -33,13 +33,6 @@ t = time.perf_counter()
 model = zoo.get(name) if way == "zoo.get" else spec.builder()  # zoo.get(name) calls it with no arguments
 print("SECONDS", time.perf_counter() - t, model.count_params())
 """
-
-
-def _run(way: str, name: str) -> tuple[float, int]:
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT)), way, name], capture_output=True,
-                         text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("SECONDS"))
-    return float(line.split()[1]), int(line.split()[2])
 
 
 def main(argv=None) -> int:
@@ -56,15 +49,11 @@ def main(argv=None) -> int:
     print("\n".join(lines), flush=True)
     lines.append(f"{'model':<12}{'way':<10}{'median s':>10}{'min s':>8}{'max s':>8}{'parameters':>13}")
     for name in a.models.split(","):
-        times = {"builder": [], "zoo.get": []}
-        params = 0
-        for _ in range(a.repeats):
-            for way in times:
-                seconds, params = _run(way, name)
-                times[way].append(seconds)
-        for way, ts in times.items():
-            lines.append(f"{name:<12}{way:<10}{statistics.median(ts):>10.2f}{min(ts):>8.2f}{max(ts):>8.2f}"
-                         f"{params:>13,}")
+        runs = alternating(("builder", "zoo.get"), a.repeats,
+                           lambda way: seconds_and_count(fresh_process(_CHILD, way, name)))
+        for way, results in runs.items():
+            params = results[-1][1]
+            lines.append(f"{name:<12}{way:<10}{seconds_cells([t for t, _ in results])}{params:>13,}")
     emit(lines, a.out)
     return 0
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import emit, machine_line  # noqa: E402
+from benchmarks._report import (  # noqa: E402
+    alternating, emit, fresh_process, machine_line, seconds_and_count, seconds_cells,
+)
 
 WAYS = ("keras", "zoo.load", "zoo.get.h5")
 
@@ -57,11 +57,6 @@ print("SECONDS", time.perf_counter() - t, model.count_params())
 """
 
 
-def _python(code: str, *args: str) -> str:
-    return subprocess.run([sys.executable, "-c", code.format(root=str(ROOT)), *args], capture_output=True, text=True,
-                          check=True).stdout
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="hourglass,resnet152")
@@ -78,19 +73,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
             keras_path, h5_path = os.path.join(tmp, f"{name}.keras"), os.path.join(tmp, f"{name}.h5")
-            _python(_SAVE, name, keras_path, h5_path)
-            times = {way: [] for way in WAYS}
-            params = 0
-            for _ in range(a.repeats):
-                for way in WAYS:
-                    line = next(l for l in _python(_CHILD, way, name, keras_path, h5_path).splitlines()
-                                if l.startswith("SECONDS"))
-                    times[way].append(float(line.split()[1]))
-                    params = int(line.split()[2])
+            fresh_process(_SAVE, name, keras_path, h5_path)
+            runs = alternating(WAYS, a.repeats,
+                               lambda way: seconds_and_count(fresh_process(_CHILD, way, name, keras_path, h5_path)))
             mb = os.path.getsize(keras_path) / 1e6
-            for way, ts in times.items():
-                lines.append(f"{name:<12}{way:<12}{statistics.median(ts):>10.2f}{min(ts):>8.2f}{max(ts):>8.2f}"
-                             f"{params:>13,}{mb:>7.0f}")
+            for way, results in runs.items():
+                params = results[-1][1]
+                lines.append(f"{name:<12}{way:<12}{seconds_cells([t for t, _ in results])}{params:>13,}{mb:>7.0f}")
     emit(lines, a.out)
     return 0
 

@@ -12,6 +12,7 @@ from training.data.base import check_model_input, check_model_task, model_center
 from training.distribute import Placement
 from training.models import _family, build_model
 from zoo.api import carry_metadata, weights_record
+from zoo.initializers import host_drawn_copy, record_as_keras
 
 __all__ = ["with_normalization"]
 
@@ -32,8 +33,6 @@ def _dtype_policy(policy):
 def _with_policy(model, policy):
     """Clone ``model`` with every layer, nested ones included, in dtype ``policy`` (outputs stay float32)
     and copy the weights."""
-    from zoo.initializers import host_drawn_copy, record_as_keras
-
     outputs = {id(t._keras_history[0]) for t in model.outputs}
 
     def clone(layer):  # its weights drawn with NumPy (Keras' draws compiled per shape on JAX), then replaced below

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from zoo.errors import ExportError
+from zoo.initializers import host_drawn_copy
 
 
 _RTOL = 1e-4  # of the largest |output|: float32 graphs re-fused by TF/XNNPACK agree to ~1e-5 of it
@@ -154,8 +155,6 @@ def _zero_weights_varied(model, seed=1):
         weights.append(w)
     if not paths:
         return None, []
-    from zoo.initializers import host_drawn_copy
-
     # nested models too: never the caller's variables; drawn with NumPy, as the weights are replaced at once
     copy = keras.models.clone_model(model, clone_function=host_drawn_copy, recursive=True)
     copy.set_weights(weights)
