@@ -160,6 +160,23 @@ def _load_records(args, split):
                          seed=args.seed)
 
 
+def _one_split_file(args) -> str | None:
+    """The MPII ``.json`` that is the only annotation file when no ``--val-annotations`` is given: such a file is
+    one split (train.json or valid.json), so it has no validation part of its own."""
+    anns = args.annotations or ()
+    if args.dataset == "mpii" and not args.val_annotations and len(anns) == 1 and str(anns[0]).endswith(".json"):
+        return str(anns[0])
+    return None
+
+
+def _saved_paths(value):
+    """``annotations`` / ``images`` from a run's ``cli.json``: a list; runs before lists kept one string
+    joined with ``os.pathsep``, split when the whole is not itself a path."""
+    if isinstance(value, str):
+        return tuple(value.split(os.pathsep)) if os.pathsep in value and not os.path.exists(value) else (value,)
+    return tuple(value)
+
+
 def _make_dataset(info, records, args, *, train, input_size, extra=None):
     from training.data import HeatmapDataset, SegmentationDataset
 
@@ -202,8 +219,14 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     _check_out_folder(out, "the run's outputs go there")
     train_recs, info = _load_records(args, "train")
-    val_recs, _ = _load_records(args, "val")
-    if info.task == "pose" and val_recs and args.val_annotations and args.val_annotations != args.annotations:
+    one_split = _one_split_file(args)
+    if one_split:  # its "val" split is the training file itself: best.keras would be chosen on training people
+        val_recs = []
+        print(f"train: no validation: '{one_split}' is one split of MPII (a .json) and --val-annotations is not "
+              f"given, so best.keras follows the training batches' PCK (give --val-annotations valid.json)")
+    else:
+        val_recs, _ = _load_records(args, "val")
+    if info.task == "pose" and val_recs and args.val_annotations and [args.val_annotations] != list(args.annotations):
         from training.datasets import drop_people_seen_in
 
         train_recs, dropped = drop_people_seen_in(train_recs, val_recs)
@@ -291,11 +314,19 @@ def cmd_evaluate(args) -> int:
             except (ValueError, OSError) as e:  # JSON's own message names neither the file nor the remedy
                 raise ValueError(f"cannot read '{run / 'cli.json'}' ({one_line(e)}); give the data "
                                  f"options (--dataset ...) and --model instead of --run") from None
+        filled = set()
         for k, v in saved.items():  # fill data settings the user did not give
             if k in ("dataset", "annotations", "val_annotations", "images", "root", "classes", "num_samples",
                      "val_samples", "num_keypoints", "num_classes", "image_size", "input_size", "sigma", "seed") \
-                    and getattr(args, k, None) is None:
-                setattr(args, k, tuple(v) if isinstance(v, list) else v)
+                    and getattr(args, k, None) is None and v is not None:
+                filled.add(k)
+                setattr(args, k, _saved_paths(v) if k in ("annotations", "images")
+                        else tuple(v) if isinstance(v, list) else v)
+        one_split = _one_split_file(args) if "annotations" in filled and args.split != "train" else None
+        if one_split:
+            raise ValueError(f"--run '{run}' trained on '{one_split}' without --val-annotations, and an MPII .json "
+                             f"is one split: scoring it would score the people the model was fit on; give the "
+                             f"file to score with --annotations (e.g. valid.json)")
         norm = Normalization.of_run(run)
         args.model = args.model or str(run / "best.keras" if (run / "best.keras").exists() else run / "final.keras")
         args.out = args.out or str(run / ("eval" if args.split == "val" else f"eval_{args.split}"))
@@ -350,16 +381,13 @@ def cmd_evaluate(args) -> int:
 
 
 def parse_args(argv, prog: str = PROG):
-    """The parsed command line; repeated ``--annotations``/``--images`` become one ``os.pathsep``-joined
-    string each (as ``cli.json`` keeps them and ``training.datasets.load`` takes them)."""
+    """The parsed command line; repeated ``--annotations``/``--images`` stay lists of paths (as ``cli.json``
+    keeps them and ``training.datasets.load`` takes them; a path may hold ``os.pathsep``)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command == "train" and not args.dataset:  # shared with evaluate, where --run can name it
         parser.exit(2, f"{parser.prog} train: error: the following arguments are required: --dataset "
                        f"(see {parser.prog} train --help)\n")
-    for k in ("annotations", "images"):
-        if getattr(args, k, None) is not None:
-            setattr(args, k, os.pathsep.join(getattr(args, k)))
     return args
 
 

@@ -371,3 +371,57 @@ def test_fine_tuning_a_runs_checkpoint_keeps_its_sigma(tmp_path, tiny):
     assert json.loads((third / "config.json").read_text())["train_data"]["sigma"] == 2.0
     assert main(_train(tiny, tmp_path / "fresh")) == 0  # no record: training's default
     assert json.loads((tmp_path / "fresh" / "config.json").read_text())["train_data"]["sigma"] == 2.0
+
+
+def _mpii_json(folder, n=4):
+    import cv2
+
+    (folder / "images").mkdir(parents=True)
+    recs = []
+    for i in range(n):
+        cv2.imwrite(str(folder / "images" / f"{i:09d}.jpg"), np.full((80, 80, 3), 40 * i, np.uint8))
+        recs.append({"image": f"{i:09d}.jpg", "center": [40, 30], "scale": 0.25,
+                     "joints": [[20 + 2 * j, 20 + 2 * j] for j in range(16)], "joints_vis": [1] * 16})
+    (folder / "train.json").write_text(json.dumps(recs))
+    return folder / "train.json", folder / "images"
+
+
+def test_an_mpii_json_is_one_split_train_does_not_validate_on_it(tmp_path, capsys):
+    """An MPII .json (train.json) without --val-annotations: validation was the training file itself (val_pck on
+    the people fit on, best.keras chosen by it) and evaluate --run scored it again. The folder's ':' is legal: the
+    path was split at os.pathsep ("takes one 'annotations' path; received 2")."""
+    model = tmp_path / "k16.keras"
+    tiny_pose_model(32, 16, outputs=1).save(model)
+    ann, images = _mpii_json(tmp_path / "run:2026-12-07")
+    out = tmp_path / "run"
+    argv = ["train", "--model", str(model), "--dataset", "mpii", "--annotations", str(ann), "--images", str(images),
+            "--input-size", "32", "--batch-size", "4", "--epochs", "1", "--out", str(out), "--verbose", "0"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"train: no validation: '{ann}' is one split of MPII (a .json) and --val-annotations is not given" in text
+    assert json.loads((out / "summary.json").read_text())["monitor"] == "pck"
+    assert json.loads((out / "cli.json").read_text())["annotations"] == [str(ann)]
+    assert main(["evaluate", "--run", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--run '{out}' trained on '{ann}' without --val-annotations, and an MPII .json is one split" in err
+    assert err.count("\n") == 1
+    assert main(["evaluate", "--run", str(out), "--annotations", str(ann), "--out", str(tmp_path / "e")]) == 0
+    assert main(["evaluate", "--run", str(out), "--split", "train", "--out", str(tmp_path / "e2")]) == 0
+    # with a validation file the run validates on it
+    assert main(argv[:-4] + ["--val-annotations", str(ann), "--out", str(tmp_path / "run2"), "--verbose", "0"]) == 0
+    assert json.loads((tmp_path / "run2" / "summary.json").read_text())["monitor"] == "val_pck"
+
+
+def test_a_runs_paths_from_cli_json(tmp_path):
+    from training.__main__ import _saved_paths, parse_args
+
+    args = parse_args(["train", "--model", "m", "--out", "o", "--dataset", "lsp",
+                       "--annotations", "a.mat", "--images", "a", "--annotations", "b:c.mat", "--images", "b:c"])
+    assert (args.annotations, args.images) == (["a.mat", "b:c.mat"], ["a", "b:c"])
+    assert _saved_paths(["a.mat", "b:c.mat"]) == ("a.mat", "b:c.mat")
+    import os
+
+    joined = os.pathsep.join([str(tmp_path / "a.mat"), str(tmp_path / "b.mat")])  # cli.json before lists
+    assert _saved_paths(joined) == (str(tmp_path / "a.mat"), str(tmp_path / "b.mat"))
+    (tmp_path / "x:y.json").write_text("[]")
+    assert _saved_paths(str(tmp_path / "x:y.json")) == (str(tmp_path / "x:y.json"),)

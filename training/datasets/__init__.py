@@ -7,7 +7,7 @@ name                      task          options
 ========================  ============  ====================================================
 ``synthetic``             pose          num_samples, image_size, num_keypoints, seed
 ``synthetic-seg``         segmentation  num_samples, image_size, num_classes, seed
-``mpii``                  pose          annotations (.mat or .json), images
+``mpii``                  pose          annotations (.mat, or a .json holding one split), images
 ``lsp`` / ``lspet``       pose          annotations (joints.mat), images; ``lsp`` takes several pairs
                                         (LSP + LSPet: training on both, validation on LSP's test half)
 ``rhd`` / ``rhd-hand``    pose          root (both hands, 42 kp / one hand per record, 21 kp)
@@ -52,11 +52,12 @@ def _need(options, key, name):
 
 
 def _paths(value) -> list:
-    """A path, several joined with ``os.pathsep`` (as the CLI's repeated options are), or a sequence of them."""
+    """One path (a string is never split: ``:`` and ``;`` are legal in file names) or a sequence of them
+    (the CLI's repeated ``--annotations`` / ``--images``)."""
     import os
 
     if isinstance(value, (str, os.PathLike)):
-        return [p for p in os.fspath(value).split(os.pathsep) if p]
+        return [os.fspath(value)]
     return [os.fspath(v) for v in value]
 
 
@@ -73,7 +74,9 @@ def load(name: str, split: str = "train", **options):
     Args:
         name: one of :data:`NAMES`.
         split: ``"train"`` or ``"val"`` (mapped to each dataset's own split names; synthetic data
-            uses a different seed for ``"val"``).
+            uses a different seed for ``"val"``). An MPII ``.json`` (``train.json``, ``valid.json``) is one
+            split: its records whatever ``split`` says, so validate on another file (the CLI's
+            ``--val-annotations``).
         **options: reader options; unknown ``None`` values are ignored.
     Returns:
         ``(records, info)``.
