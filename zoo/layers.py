@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from zoo.errors import InputShapeError
+
 __all__ = [
     "caffe_pool_output_size",
     "CaffePooling2D",
@@ -81,6 +83,10 @@ def _maximum0(v):
     return max(v, 0) if _is_static(v) else ops.maximum(v, 0)
 
 
+def _at_least1(v):
+    return max(v, 1) if _is_static(v) else ops.maximum(v, 1)
+
+
 @_register
 class CaffePooling2D(keras.layers.Layer):
     """Caffe ``Pooling`` (MAX or AVE) with Caffe's rounding, window clipping and average divisor.
@@ -146,11 +152,18 @@ class CaffePooling2D(keras.layers.Layer):
         padded = ph > 0 or pw > 0
         oh = caffe_pool_output_size(h, kh, sh, ph, self.ceil_mode, padded)
         ow = caffe_pool_output_size(w, kw, sw, pw, self.ceil_mode, padded)
+        if _is_static(oh, ow) and (oh < 1 or ow < 1):
+            raise InputShapeError(
+                f"{self.name}: a {h}x{w} feature map (height x width) is smaller than one {kh}x{kw} pooling window "
+                f"(stride {sh}x{sw}, pad {ph}x{pw}): Caffe's output would be {oh}x{ow}; the model needs a larger "
+                f"input image.")
         if training and self.mode == "ave" and kh * kw >= _LARGE_WINDOW:
             return self._large_window_average(x, h, w, oh, ow, kh, kw, sh, sw, ph, pw)
-        # Pad so that every Caffe window fits; slice off windows Keras' floor adds beyond Caffe's.
-        eh = _maximum0((oh - 1) * sh + kh - (h + 2 * ph))
-        ew = _maximum0((ow - 1) * sw + kw - (w + 2 * pw))
+        # Pad so that every Caffe window fits, and at least one does: TensorFlow's MaxPool kills the process
+        # (SIGFPE) on a map smaller than its window, which a relaxed trace (sizes unknown) can feed it; the
+        # output is then empty. Slice off windows Keras' floor adds beyond Caffe's.
+        eh = _maximum0((_at_least1(oh) - 1) * sh + kh - (h + 2 * ph))
+        ew = _maximum0((_at_least1(ow) - 1) * sw + kw - (w + 2 * pw))
         # MAX: Caffe starts from -FLT_MAX, which is what a window past the image (stride > kernel) gives
         fill = 0.0 if self.mode == "ave" else -3.4028234663852886e38 if dtype in ("float32", "float64") else -np.inf
         if not (_is_static(eh, ew) and ph == pw == eh == ew == 0):
@@ -159,7 +172,7 @@ class CaffePooling2D(keras.layers.Layer):
             y = ops.max_pool(x, (kh, kw), (sh, sw), padding="valid")
         else:
             y = ops.average_pool(x, (kh, kw), (sh, sw), padding="valid") * float(kh * kw)
-        y = y[:, :oh, :ow, :]
+        y = y[:, :_maximum0(oh), :_maximum0(ow), :]
         if self.mode == "ave":
             y = y / self._divisor(h, w, oh, ow, kh, kw, sh, sw, ph, pw, y.dtype)
         return y

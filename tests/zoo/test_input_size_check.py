@@ -70,6 +70,23 @@ def test_the_check_is_only_where_a_size_is_left_open():
     with pytest.raises(InputShapeError, match=r"input width 70 .* Received: a batch of shape \(1, 64, 70, 3\)"):
         model(np.zeros((1, 64, 70, 3), np.float32))
     assert _checks(zoo.get("resnet18", input_shape=(None, None, 3), weights=None)) == []  # every size >= 1 works
+    assert _checks(zoo.get("resnet50", input_shape=(64, 64, 3), include_top=False)) == []
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet50v2"])
+def test_any_size_resnet_refuses_an_image_below_its_stems_minimum(name):
+    """Caffe's pool1 (3x3/2, pad 0, ceil) needs a 3x3 image; a 2x2 one gave NaNs on JAX, and TensorFlow's MaxPool
+    killed the process in a relaxed trace (tests/zoo/test_layers.py)."""
+    keras.backend.clear_session()
+    model = zoo.get(name, input_shape=(None, None, 3), include_top=False, pooling="avg")
+    assert _checks(model) == ["data_size_check"]
+    with pytest.raises(InputShapeError, match=rf"{name}: input size 2x2 is too small; the minimum is 3x3 "
+                                              r"\(height x width\). Received: a batch of shape \(1, 2, 2, 3\)"):
+        model.predict(np.ones((1, 2, 2, 3), np.float32), verbose=0)
+    keras.backend.clear_session()
+    model = zoo.get(name, input_shape=(None, None, 3), include_top=False, pooling="avg")
+    out = _numpy(model(np.ones((1, 3, 5, 3), np.float32)))
+    assert out.shape == (1, 2048) and np.isfinite(out).all()
 
 
 def test_saved_models_keep_the_check_and_weights_files_ignore_it(tmp_path, rng):
@@ -98,5 +115,5 @@ def test_saved_models_keep_the_check_and_weights_files_ignore_it(tmp_path, rng):
 
 
 def test_an_unknown_rule_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"no size rule named 'nope'; known: cpm, hourglass"):
+    with pytest.raises(ValueError, match=r"no size rule named 'nope'; known: cpm, hourglass, resnet101, resnet101v2"):
         InputSizeCheck("nope")

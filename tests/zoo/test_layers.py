@@ -183,3 +183,39 @@ def test_crop_past_the_input_raises_as_caffe(axis, offset):
         CropToReference(axis=axis, offset=offset)([keras.Input(x.shape[1:]), keras.Input(ref.shape[1:])])
     with pytest.raises(ValueError, match=">= 0"):
         CropToReference(offset=(-1,))
+
+
+@agnostic
+def test_pooling_a_map_smaller_than_its_window_names_the_layer():
+    i = keras.Input((None, None, 4))
+    model = keras.Model(i, CaffePooling2D("max", 3, 2, name="pool1")(i))
+    with pytest.raises(ValueError, match=r"pool1: a 1x2 feature map \(height x width\) is smaller than one 3x3 "
+                                         r"pooling window \(stride 2x2, pad 0x0\): Caffe's output would be 0x1"):
+        model(np.ones((1, 1, 2, 4), np.float32))
+    assert tuple(model(np.ones((1, 2, 2, 4), np.float32)).shape) == (1, 1, 1, 4)  # one window, clipped
+
+
+_RELAXED_TRACE = """
+import numpy as np, keras
+from zoo.layers import CaffePooling2D
+for mode in ("max", "ave"):
+    i = keras.Input((None, None, 4))
+    model = keras.Model(i, CaffePooling2D(mode, 3, 2, name="pool1")(i))
+    for size in (9, 8, 7, 6, 1):  # after a few sizes Keras relaxes predict's tf.function to any size
+        print(mode, size, model.predict(np.ones((1, size, size, 4), "float32"), verbose=0).shape, flush=True)
+"""
+
+
+def test_a_relaxed_tensorflow_trace_does_not_feed_maxpool_less_than_a_window():
+    """In a relaxed trace the sizes are unknown, so nothing can refuse a 1x1 map before TensorFlow's MaxPool,
+    which killed the process on it (SIGFPE, exit -8): now an empty output, as AVE gave."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", _RELAXED_TRACE], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "max 1 (1, 0, 0, 4)" in done.stdout and "ave 1 (1, 0, 0, 4)" in done.stdout
+    assert "max 9 (1, 4, 4, 4)" in done.stdout and "max 6 (1, 3, 3, 4)" in done.stdout

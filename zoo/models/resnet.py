@@ -57,7 +57,7 @@ from keras import layers
 
 from zoo.initializers import HostHeNormal, HostUniform
 from zoo.layers import CaffePooling2D, caffe_pool_output_size
-from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape
+from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape, register_size_rule
 from zoo.registry import register
 
 __all__ = [
@@ -96,6 +96,25 @@ _ARCHS = {
     101: _Arch("bottleneck", (3, 4, 23, 3), conv1_bias=False, pool1=CAFFE_POOL1, numbered_stages=(3, 4)),
     152: _Arch("bottleneck", (3, 8, 36, 3), conv1_bias=False, pool1=CAFFE_POOL1, numbered_stages=(3, 4)),
 }
+
+
+def input_check(registry_name, pool1):
+    """``registry_name``'s ``input_shape -> (H, W, C)`` check: at least :func:`stem_min_input_size` pixels."""
+    minimum = stem_min_input_size(pool1)
+
+    def check(input_shape):
+        return check_input_shape(registry_name, input_shape, default=DEFAULT_INPUT_SHAPE, minimum=(minimum, minimum))
+
+    return check
+
+
+def stem_input(registry_name, input_tensor, input_shape, pool1):
+    """The ``data`` input of ``registry_name``; where its stem has a minimum size above one pixel (Caffe's pad-0
+    ceil pool1) and a size is left ``None``, the size rule registered under its name checks each batch (JAX gave
+    NaNs for a 2x2 image, TensorFlow's MaxPool killed the process in a relaxed trace)."""
+    rule = registry_name if stem_min_input_size(pool1) > 1 else None
+    return builder_input(registry_name, input_tensor, input_shape, name="data",
+                         check=input_check(registry_name, pool1), size_rule=rule)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,12 +330,7 @@ def _resnet(depth, *, registry_name, weights, input_tensor, input_shape, include
         raise TypeError(
             f"{registry_name}(): `stride_in_3x3` must be True or False. Received: stride_in_3x3={stride_in_3x3!r}"
         )
-    minimum = stem_min_input_size(arch.pool1)
-    inputs = builder_input(
-        registry_name, input_tensor, input_shape, name="data",
-        check=lambda shape: check_input_shape(registry_name, shape, default=DEFAULT_INPUT_SHAPE,
-                                              minimum=(minimum, minimum)),
-    )
+    inputs = stem_input(registry_name, input_tensor, input_shape, arch.pool1)
     # Kaiming's Caffe nets: [13]'s fan-in rule; torchvision (18/34): kaiming_normal_(mode="fan_out").
     init = None if initializer == "keras" else ("fan_out" if arch.block == "basic" else "fan_in")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
@@ -376,6 +390,10 @@ _ARGS_DOC = """
 
 
 _REGISTER = dict(family="resnet", head_layers=("fc1000",), head_kwarg="classes")
+
+for _depth, _arch in _ARCHS.items():  # at import: a saved any-size model's size-check layer looks its rule up
+    if stem_min_input_size(_arch.pool1) > 1:
+        register_size_rule(f"resnet{_depth}", input_check(f"resnet{_depth}", _arch.pool1))
 
 
 @register("resnet18", **_REGISTER)

@@ -49,17 +49,18 @@ from __future__ import annotations
 import keras
 
 from zoo.layers import CaffePooling2D
-from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, builder_input, check_input_shape
+from zoo.models.inputs import INPUT_TENSOR_DOC, build_model, register_size_rule
 from zoo.models.resnet import (
     CAFFE_POOL1,
-    DEFAULT_INPUT_SHAPE,
     STAGE_FILTERS,
     batch_norm,
     check_builder_args,
     check_initializer,
     classifier_head,
     conv,
+    input_check,
     relu,
+    stem_input,
     stem_min_input_size,
 )
 from zoo.registry import register
@@ -106,12 +107,7 @@ def _resnet_v2(depth, *, registry_name, weights, input_tensor, input_shape, incl
                        classes=classes, classifier_activation=classifier_activation)
     check_initializer(registry_name, initializer)
     init = None if initializer == "keras" else "fan_out"  # preresnet.lua ConvInit: n = kW * kH * nOutputPlane
-    minimum = stem_min_input_size(CAFFE_POOL1)
-    inputs = builder_input(
-        registry_name, input_tensor, input_shape, name="data",
-        check=lambda shape: check_input_shape(registry_name, shape, default=DEFAULT_INPUT_SHAPE,
-                                              minimum=(minimum, minimum)),
-    )
+    inputs = stem_input(registry_name, input_tensor, input_shape, CAFFE_POOL1)
     x = conv(inputs, 64, 7, stride=2, pad=3, name="conv1", init=init)
     x = relu(batch_norm(x, "conv1_bn"), "conv1_relu")
     k, s, p, ceil_mode = CAFFE_POOL1
@@ -162,6 +158,10 @@ _ARGS_DOC = """
 """
 
 _REGISTER = dict(family="resnet_v2", head_layers=("classifier",), head_kwarg="classes")
+
+for _depth in _BLOCKS:  # at import: a saved any-size model's size-check layer looks its rule up
+    if stem_min_input_size(CAFFE_POOL1) > 1:
+        register_size_rule(f"resnet{_depth}v2", input_check(f"resnet{_depth}v2", CAFFE_POOL1))
 
 
 @register("resnet50v2", **_REGISTER)
