@@ -163,9 +163,10 @@ def _cmd_inspect(args):
 def _cmd_export(args):
     import zoo
     from zoo.errors import ZooError
-    from zoo.export import export
+    from zoo.export import check_target, export
 
     try:
+        check_target(args.out, args.format, args.overwrite)  # before a model is built or loaded
         if args.model.lower().endswith(".keras"):
             if args.weights or args.model_arg:
                 raise CLIError(f"--weights and --model-arg are for a registered NAME; {args.model} is a whole model")

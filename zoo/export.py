@@ -32,10 +32,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kerazoo.cli import blocked_by_file
 from zoo.errors import ExportError
 from zoo.export_check import _RTOL_EPS, _check, _check_input, _signature_key_order, _tolerance, _zero_weights_varied
 from zoo.export_check import _compare  # noqa: F401  (re-exported: imported from here by tests/zoo/test_export.py)
-from zoo.files import make_parents, remove_empty, replace_durably, replace_folder_durably
+from zoo.files import make_parents, remove_empty, replace_durably, replace_folder_durably, writable_folder_error
 
 __all__ = ["export", "ExportResult", "ExportError", "FORMATS", "RECORD_FILE"]
 
@@ -257,7 +258,17 @@ def _artifact_record(model, fmt, specs, record) -> dict:
     return meta
 
 
+def check_target(path, format="saved_model", overwrite=False) -> None:
+    """Refuse, before a model is built or loaded, an ``export`` ``path`` it would refuse (the command line's check)."""
+    fmt = FORMATS.get(str(format).lower())
+    if fmt is not None:
+        _prepare_target(Path(path), overwrite, fmt)
+
+
 def _prepare_target(path: Path, overwrite: bool, fmt: str):
+    blocker = blocked_by_file(path)
+    if blocker is not None:  # the error named the temporary folder made beside it ('afile/.sm.xxxx.tmp')
+        raise ExportError(f"export: cannot write '{path}': '{blocker}' is a file, expected a folder")
     # a symbolic link OUT (dangling too) is replaced by the artifact itself; what it points to is left as it is
     if (path.exists() or path.is_symlink()) and not overwrite:
         link = f" (a symbolic link to '{os.readlink(path)}')" if path.is_symlink() else ""
@@ -366,9 +377,15 @@ def export(model, path, *, format="saved_model", input_shape=None, batch_size=No
         say(f"{model.name} computes in {', '.join(sorted(mixed))}; LiteRT runs float32: exporting a float32 copy "
             f"(same weights)", flush=True)
     say(f"exporting {model.name} as {fmt} (inputs {[s.shape for s in flat_specs]}) ...", flush=True)
-    made = make_parents(path.parent)
+    try:
+        made = make_parents(path.parent)
+    except OSError as e:
+        raise writable_folder_error(path, e) from None
     try:
         workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:  # named the temporary folder
+        remove_empty(made)
+        raise writable_folder_error(path, e) from None
     except BaseException:
         remove_empty(made)
         raise

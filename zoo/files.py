@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_target", "replace_durably", "replace_folder_durably", "make_parents", "remove_empty",
-           "file_lock", "sha256sum", "check_folder"]
+           "file_lock", "sha256sum", "check_folder", "check_file_target", "writable_folder_error"]
 
 
 @contextlib.contextmanager
@@ -72,10 +72,32 @@ def check_folder(path, who: str, why: str) -> None:
         raise ValueError(f"{who}: out_dir '{path}': '{blocker}' is a file, expected a folder ({why}).")
 
 
+def check_file_target(path, who: str) -> None:
+    """Refuse, before any work, a file ``path`` that cannot be written: a folder of that name, or a file where a
+    folder above it should be (the OS said "[Errno 17] File exists" or named the temporary file). A ValueError."""
+    from kerazoo.cli import blocked_by_file  # the command line's own check (stdlib only: no Keras)
+
+    path = Path(path)
+    blocker = blocked_by_file(path)
+    if blocker is not None:
+        raise ValueError(f"{who}: cannot write '{path}': '{blocker}' is a file, expected a folder.")
+    if path.is_dir():
+        raise ValueError(f"{who}: '{path}' is a folder; expected a file name.")
+
+
+def writable_folder_error(path: Path, error: OSError) -> OSError:
+    """``error`` (from making a temporary file beside ``path``) as the same OSError type whose ``filename`` is
+    ``path`` instead of the temporary name: "[Errno 13] Permission denied (folder '/sys'): '/sys/m.h5'"."""
+    return type(error)(error.errno, f"{error.strerror or error} (folder '{path.parent}')", str(path))
+
+
 def atomic_target(path: Path) -> Path:
     """A new empty temporary file beside ``path`` (same folder, so ``os.replace`` is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # named the temporary file ('/sys/.m.h5.5v9ijmbd.tmp'), or only "File exists"
+        raise writable_folder_error(path, e) from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.files import replace_durably
+from zoo.files import check_file_target, replace_durably, writable_folder_error
 from zoo.tensorflow_probe import tensorflow_if_imported
 from zoo.weights import write_keras_metadata
 
@@ -52,14 +52,21 @@ def save_model(model, path, *, metadata=None) -> Path:
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     Raises:
-        ValueError: ``path`` does not end in ``.keras``.
+        ValueError: ``path`` does not end in ``.keras``, is a folder, or a file stands where a folder above it
+            should be (checked before anything is written).
+        OSError: the folder cannot be written (names ``path`` and the folder).
     """
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"save_model writes a whole model as .keras. Received: path='{path}'")
+    check_file_target(path, "save_model")  # a folder of that name failed only at the rename, after the whole save
     meta = model_metadata(model) if metadata is None else metadata
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # Keras wants the real suffix
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        open(tmp, "wb").close()  # Keras' own error named the temporary file
+    except OSError as e:
+        raise writable_folder_error(path, e) from None
     try:
         # Keras' serializer imported TensorFlow into a JAX/PyTorch process at a run's first checkpoint
         with tensorflow_if_imported("keras.src.saving.serialization_lib"):

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from zoo.errors import WeightsFileError, WeightsMismatchError
-from zoo.files import atomic_target, replace_durably, sha256sum
+from zoo.files import atomic_target, check_file_target, replace_durably, sha256sum
 from zoo.records import SourceFile, WeightsRecord  # noqa: F401  (public here too: zoo.weights.WeightsRecord)
 
 __all__ = [
@@ -105,6 +105,7 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
     path = Path(path)
     if path.is_dir():  # os.replace failed with a bare IsADirectoryError after the whole file was written
         raise ValueError(f"save_weights: '{path}' is a folder; give the file to write, e.g. '{path / 'model.h5'}'.")
+    check_file_target(path, "save_weights")  # a file where a folder above it should be: "[Errno 17] File exists"
     if path.name.lower().endswith(".keras"):  # an HDF5 file under that name fails later as "not a zip archive"
         raise ValueError(f"save_weights: '{path}' ends in .keras, the name of a whole Keras model (a zip archive); "
                          f"this writes the zoo's HDF5 weights file: name it .h5, or save the whole model with "

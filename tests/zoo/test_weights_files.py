@@ -469,3 +469,36 @@ def test_explicit_none_for_an_argument_the_weights_give_means_not_given(cpm2, hg
     t7.write_bytes(dumps(gmodule(*hourglass_nodes(rng, stacks=2, features=16, keypoints=4))))
     model = zoo.get("hourglass", weights=t7, input_shape=(64, 64, 3), stacks=None, features=None)
     assert len(model.outputs) == 2 and model.outputs[-1].shape[-1] == 4
+
+
+@agnostic
+def test_a_target_that_cannot_be_written_is_named_before_anything_is_saved(saved, tmp_path, capsys):
+    """The OS's words named a temporary file ('/sys/.m.h5.5v9ijmbd.tmp') or only '[Errno 17] File exists', and
+    save_model onto a folder wrote the whole model before the rename failed."""
+    from zoo.export import check_target
+    from zoo.errors import ExportError
+    from zoo.saving import save_model
+
+    model = zoo.get("resnet18", weights=str(saved))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "folder.keras").mkdir()
+    blocked = r"cannot write '.*afile.m\.{0}': '.*afile' is a file, expected a folder"
+    with pytest.raises(ValueError, match="save_weights: " + blocked.format("h5")):
+        zoo.save_weights(model, tmp_path / "afile" / "m.h5")
+    with pytest.raises(ValueError, match="save_model: " + blocked.format("keras")):
+        save_model(model, tmp_path / "afile" / "m.keras")
+    with pytest.raises(ValueError, match=r"save_model: '.*folder.keras' is a folder; expected a file name"):
+        save_model(model, tmp_path / "folder.keras")
+    with pytest.raises(ExportError, match=r"export: cannot write '.*afile.sm': '.*afile' is a file, expected a folder"):
+        check_target(tmp_path / "afile" / "sm")
+    from kerazoo.cli import main  # the command checks OUT before it builds the model (named first: never built)
+
+    assert main(["export", "no_such_model", "-o", str(tmp_path / "afile" / "sm")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"kerazoo export: error: export: cannot write '{tmp_path / 'afile' / 'sm'}': '{tmp_path / 'afile'}' is a "
+        f"file, expected a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder.keras", "r18.h5"]
+    assert list((tmp_path / "folder.keras").iterdir()) == []
+    for save, name in ((zoo.save_weights, "m.h5"), (save_model, "m.keras")):  # a read-only file system
+        with pytest.raises(OSError, match=rf"\(folder '/sys'\): '/sys/{name}'$"):
+            save(model, Path("/sys") / name)
