@@ -10,6 +10,7 @@ Keras layer names are the Caffe layer names (``ctx.name``); helper layers get a 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import keras
@@ -162,6 +163,8 @@ def _simple(make: Callable[[Layer, Any], Any]):
 
 def _relu(layer, name):
     slope = float(opt(sub(layer.param, "relu_param"), "negative_slope", 0.0))
+    if slope < 0:  # Keras' ReLU and LeakyReLU refuse negative slopes; Caffe takes any
+        return M.CaffeReLU(slope, name=name)
     return keras.layers.ReLU(negative_slope=slope, name=name) if slope else keras.layers.ReLU(name=name)
 
 
@@ -191,7 +194,7 @@ def convert_prelu(layer, inputs, ctx):
     y = prelu(x)
     if layer.blobs:
         shape = tuple(prelu.weights[0].shape)
-        n = 1 if shared else (shape[0] if len(shape) == 1 else shape[-1])
+        n = math.prod(shape)  # only the channel axis is unshared: (1, 1, C) NHWC, (C, 1) for (N, C, L)
         alpha = B.vector(layer.blobs[0], n, what=f"layer '{layer.name}' (PReLU)")
         ctx.assign(prelu, [alpha.reshape(shape)], layer)
     return [y]

@@ -21,6 +21,7 @@ __all__ = [
     "CaffeExp",
     "CaffeLog",
     "CaffeLRN",
+    "CaffeReLU",
     "CaffeThreshold",
     "CaffeClip",
     "CaffeSwish",
@@ -178,6 +179,25 @@ class CaffeLRN(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "local_size": self.local_size, "alpha": self.alpha,
                 "beta": self.beta, "k": self.k, "region": self.region}
+
+
+@_register
+class CaffeReLU(keras.layers.Layer):
+    """Caffe ``ReLU`` with any ``negative_slope`` (relu_layer.cpp): ``max(x, 0) + negative_slope * min(x, 0)``.
+
+    For negative slopes, which Keras' ``ReLU`` and ``LeakyReLU`` refuse.
+    """
+
+    def __init__(self, negative_slope=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = float(negative_slope)
+
+    def call(self, x):
+        zero = ops.zeros((), x.dtype)
+        return ops.maximum(x, zero) + ops.cast(self.negative_slope, x.dtype) * ops.minimum(x, zero)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
 @_register

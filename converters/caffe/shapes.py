@@ -119,6 +119,7 @@ def _inner_product(param, bottoms, where):
     if p.num_output <= 0:
         _fail(where, "inner_product_param.num_output must be > 0")
     axis = _axis(p.axis, len(b), where)
+    _no_batch_axis(axis, where, "inner_product_param.axis")  # axis 0 flattens the batch into one row
     n, k = p.num_output, math.prod(b[axis:])
     blobs = [(k, n) if p.transpose else (n, k)] + ([(n,)] if p.bias_term else [])
     return [tuple(b[:axis]) + (n,)], blobs

@@ -177,6 +177,37 @@ def test_pooling_padded_on_one_axis_clips_both_in_shape_inference(tmp_path, rng,
 
 
 @agnostic
+@pytest.mark.parametrize("reshape", ['type: "Flatten" flatten_param { axis: 2 }',
+                                     'type: "Reshape" reshape_param { shape { dim: 0 dim: 4 dim: -1 } }'])
+@pytest.mark.parametrize("shared", ["", "prelu_param { channel_shared: true }"])
+def test_prelu_on_a_3d_blob_has_a_slope_per_channel(tmp_path, rng, reshape, shared):
+    # On (N, C, L) Caffe's PReLU learns C slopes and Keras' alpha is (C, 1): its last axis was taken for the
+    # channel count ("expected 1 values, found shape (4,)").
+    proto = _net(f'layer {{ name: "f" {reshape} bottom: "data" top: "f" }}\n'
+                 f'layer {{ name: "prelu" type: "PReLU" bottom: "f" top: "prelu" {shared} }}\n', c=4, h=5, w=7)
+    blobs = random_blobs_for(proto, rng)
+    blobs["prelu"] = [rng.uniform(-1, 1, size=blobs["prelu"][0].shape).astype(np.float32)]
+    _, model, _ = run_against_opencv(tmp_path, proto, rng, blobs=blobs)
+    assert model.output.shape == (None, 4, 35)
+
+
+@agnostic
+@pytest.mark.parametrize("slope", [-0.3, -2.5])
+def test_relu_with_a_negative_slope(tmp_path, rng, slope):
+    # relu_layer.cpp: max(x, 0) + negative_slope * min(x, 0) for any slope; Keras' ReLU and LeakyReLU refuse a
+    # negative one (the net was refused).
+    proto = _net('layer { name: "r" type: "ReLU" bottom: "data" top: "r" '
+                 f'relu_param {{ negative_slope: {slope} }} }}\n', c=3, h=5, w=7)
+    _, model, feed = run_against_opencv(tmp_path, proto, rng)
+    x = feed["data"]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), np.maximum(x, 0) + slope * np.minimum(x, 0),
+                               rtol=1e-6, atol=1e-6)
+    model.save(tmp_path / "r.keras")
+    loaded = keras.models.load_model(tmp_path / "r.keras", safe_mode=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+@agnostic
 def test_keras_name_collisions_get_suffixes(tmp_path, rng):
     # "conv/1" and "conv_1" are both "conv_1" in Keras; a layer may also be named like the input blob.
     proto = _net('layer { name: "conv/1" type: "Convolution" bottom: "data" top: "a" '
@@ -195,6 +226,10 @@ def test_keras_name_collisions_get_suffixes(tmp_path, rng):
     ('type: "Exp" exp_param { base: -2 }', r"'e' \(Exp, line 2\): exp_param.base must be -1 \(e\) or > 0, got -2"),
     ('type: "Log" log_param { base: 0 }', r"log_param.base must be -1 \(e\) or > 0, got 0"),
     ('type: "Slice" slice_param { axis: 0 }', r"'e' \(Slice, line 2\): slicing the batch axis"),
+    # axis 0 flattens the whole batch into one row: Keras said "Input 0 with name 'None' ... expected min_ndim=2"
+    ('type: "InnerProduct" inner_product_param { num_output: 3 axis: 0 }',
+     r"'e' \(InnerProduct, .*:2\): inner_product_param.axis=0 works across the batch axis"),
+    ('type: "InnerProduct" inner_product_param { num_output: 3 axis: -4 }', r"inner_product_param.axis=0 .*batch axis"),
 ])
 def test_unconvertible_parameters_say_so(tmp_path, layer, match):
     tops = 'top: "e" top: "f"' if "Slice" in layer else 'top: "e"'
