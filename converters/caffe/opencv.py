@@ -119,6 +119,59 @@ def opencv_output_layers(net: Net) -> dict[str, tuple[str, int, str]]:
 _OPENCV_LACKS = frozenset({"Bias", "ArgMax", "Threshold", "Clip", "Reduction"})
 
 
+def _pooling_departure(layer, shape) -> str | None:
+    """Why OpenCV's Pooling departs from ``pooling_layer.cpp`` on a bottom of NCHW ``shape``, or None.
+
+    In ceil mode with stride > kernel the last window can start past the image. Caffe drops it on both
+    axes when either axis pads, OpenCV only on an axis that pads (OpenCV 4.x ``getMemoryShapes``); with no
+    pad both keep it, and Caffe's MAX gives -FLT_MAX there, OpenCV's 0 (AVE gives 0 or 0/0 in both).
+    """
+    from converters.caffe.params import enum, opt, pool_geometry, sub
+
+    pp = sub(layer.param, "pooling_param")
+    kernel, stride, pad, global_pooling, ceil_mode = pool_geometry(pp, layer)
+    if global_pooling or not ceil_mode or len(shape) != 4:
+        return None
+    # (outputs - 1) * stride >= size + pad: the last ceil-mode window starts at or past the image's end
+    past = [-(-(n + 2 * p - k) // s) * s >= n + p for n, k, s, p in zip(shape[2:], kernel, stride, pad)]
+    if any(pad) and any(was_past and not p for was_past, p in zip(past, pad)):
+        return ("pads one axis only and its last window on the other starts past the image: Caffe drops that "
+                "window (on both axes when either pads), OpenCV keeps it")
+    mode = enum(opt(pp, "pool", 0), ("MAX", "AVE", "STOCHASTIC"))
+    if not any(pad) and any(past) and mode == "MAX":
+        return ("has a last window that starts past the image (stride > kernel, ceil mode), where Caffe's MAX "
+                "gives -FLT_MAX and OpenCV's 0")
+    return None
+
+
+def _parameter_departure(layer, net: Net) -> str | None:
+    """Why OpenCV computes ``layer`` otherwise than Caffe because of a parameter it ignores or reads
+    otherwise (only where the outputs differ), or None."""
+    from converters.caffe.params import conv_geometry, enum, opt, sub
+
+    if layer.type == "LRN":
+        lp = sub(layer.param, "lrn_param")
+        across = enum(opt(lp, "norm_region", 0), ("ACROSS_CHANNELS", "WITHIN_CHANNEL")) == "ACROSS_CHANNELS"
+        if across and opt(lp, "k", 1.0) != 1.0:
+            return "has k != 1, which OpenCV ignores (it adds 1)"
+    elif layer.type == "InnerProduct" and opt(sub(layer.param, "inner_product_param"), "transpose", False):
+        return "has transpose: true, which OpenCV ignores"
+    elif layer.type == "Deconvolution":
+        kernel, _, _, dilation = conv_geometry(sub(layer.param, "convolution_param"), layer)
+        if any(d > 1 and k > 1 for k, d in zip(kernel, dilation)):
+            return "has a dilation, which OpenCV ignores"
+    elif layer.type == "Pooling":
+        return _pooling_departure(layer, net.shapes[layer.bottoms[0]])
+    elif layer.type in ("Concat", "Slice"):
+        # Caffe's legacy concat_dim/slice_dim stands for axis; OpenCV reads axis only (default 1).
+        legacy, p = ("concat_dim", "concat_param") if layer.type == "Concat" else ("slice_dim", "slice_param")
+        dim = opt(sub(layer.param, p), legacy, None)
+        several = len(layer.bottoms) > 1 if layer.type == "Concat" else len(layer.tops) > 1
+        if dim is not None and int(dim) != 1 and several:
+            return f"has the legacy {legacy}: {int(dim)}, which OpenCV ignores (it uses axis 1)"
+    return None
+
+
 def opencv_departures(net: Net) -> list[str]:
     """Layers where OpenCV's Caffe engine does not compute what Caffe does, so it cannot check them.
 
@@ -131,7 +184,10 @@ def opencv_departures(net: Net) -> list[str]:
     statistics over the batch and divides by ``sqrt(var + eps)`` (measured with OpenCV 4.x).
     OpenCV lacks Bias, ArgMax, Threshold, Clip and Reduction, does not read Tile's ``tile_param`` nor
     Swish's ``beta``, and its MVN divides by ``sqrt(var + eps)`` where Caffe's divides by ``std + eps``
-    and keeps a 2-D bottom's shape where Caffe's top is ``(N, C, 1, 1)``.
+    and keeps a 2-D bottom's shape where Caffe's top is ``(N, C, 1, 1)``. It also ignores LRN's ``k``
+    (across channels; Caffe's within-channel LRN ignores it too), InnerProduct's ``transpose``, a
+    Deconvolution's dilation and the legacy ``concat_dim``/``slice_dim``, and pools differently where a
+    ceil-mode window starts past the image (:func:`_pooling_departure`).
     """
     from converters.caffe.params import opt, sub
 
@@ -149,6 +205,10 @@ def opencv_departures(net: Net) -> list[str]:
         elif layer.type == "MVN" and len(net.shapes[layer.bottoms[0]]) < 4:
             found.append(f"MVN '{layer.name}' has a bottom of fewer than 4 axes, whose shape OpenCV keeps "
                          "where Caffe's top is 4-D")
+        else:
+            why = _parameter_departure(layer, net)
+            if why:
+                found.append(f"{layer.type} '{layer.name}' {why}")
         if uses_batch_stats(layer):
             found.append(f"BatchNorm '{layer.name}' uses batch statistics (use_global_stats: false), which "
                          "OpenCV takes per sample and divides by std + eps")
