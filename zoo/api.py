@@ -49,6 +49,16 @@ def _check_kwargs(spec: ModelSpec, kwargs: dict[str, Any]) -> None:
         )
 
 
+def _python_scalars(value):
+    """NumPy scalars (``classes=np.int64(5)``, a size from an array's shape) as Python's, also inside a tuple or
+    list: the builders refused them as "must be a positive int", and a weights record keeps JSON values only."""
+    if isinstance(value, np.generic) and isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_python_scalars(v) for v in value)
+    return value
+
+
 def _attach(model, spec: ModelSpec, record: WeightsRecord | None, kwargs: dict[str, Any]):
     """Remember what built ``model`` (in memory only), so :func:`zoo.save_weights` can store it.
 
@@ -172,6 +182,7 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
     if isinstance(weights, str) and not weights.strip():
         raise ValueError(f"{spec.name}: weights={weights!r} is neither a tag nor a file; pass None for random weights.")
     _check_kwargs(spec, kwargs)
+    kwargs = {k: _python_scalars(v) for k, v in kwargs.items()}
     if weights is None:
         return _attach(_build(spec, kwargs), spec, None, kwargs)
     # None for an argument the weights give (stages=None, num_keypoints=None): not given, so the file's value is

@@ -420,3 +420,17 @@ def test_released_heatmap_sigmas():
 
     assert _release_conventions(zoo.get_spec("cpm"), "caffe").heatmap_sigma == 0.875
     assert _release_conventions(zoo.get_spec("hourglass"), "torch7").heatmap_sigma == 1.75
+
+
+@pytest.mark.backend_agnostic
+def test_numpy_scalars_are_taken_as_pythons(tmp_path):
+    # classes=np.int64(5) was refused ("`classes` must be a positive int"), while input_shape took NumPy ints
+    import numpy as np
+
+    model = zoo.get("resnet18", classes=np.int64(5), input_shape=(np.int32(32), 32, 3))
+    assert model.output_shape == (None, 5) and model._zoo_kwargs["classes"] == 5
+    assert type(model._zoo_kwargs["classes"]) is int and type(model._zoo_kwargs["input_shape"][0]) is int
+    zoo.save_weights(model, tmp_path / "r.h5")
+    assert zoo.get("resnet18", weights=str(tmp_path / "r.h5")).output_shape == (None, 5)
+    hg = zoo.get("hourglass", stacks=np.int64(1), features=16, num_keypoints=np.uint8(3), input_shape=(64, 64, 3))
+    assert hg.output_shape == (None, 16, 16, 3)
