@@ -89,17 +89,22 @@ def register(name: str | None = None, *, family: str = "", head_layers=(), head_
         ... def my_net(*, weights=None, input_shape=None, classes=10, name="my_net"): ...
 
     Raises:
-        ValueError: if the name is already registered, or holds ``.`` or ``:`` (they separate a
-            weights tag, ``"arch.tag"``, so :func:`get_spec` could never find such a name).
+        ValueError: if the name is already registered (case ignored: :func:`list_models` ignores it), is
+            not a non-empty string, or holds ``.`` or ``:`` (they separate a weights tag, ``"arch.tag"``,
+            so :func:`get_spec` could never find such a name).
     """
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ValueError(f"A model name is a non-empty string (or None: the function's name). Received: {name!r}")
 
     def wrap(fn):
         key = name or fn.__name__
-        if not isinstance(key, str) or re.search(r"[.:]", key):
+        if re.search(r"[.:]", key):
             raise ValueError(f"Model name {key!r} cannot contain '.' or ':': they separate a weights tag "
                              f"('arch.tag', 'arch:tag'), so zoo.get would never find it. Use '_' or '-'.")
-        if key in _MODELS:
-            raise ValueError(f"A model is already registered under the name '{key}'.")
+        same = next((k for k in _MODELS if k.lower() == key.lower()), None)
+        if same is not None:
+            also = "" if same == key else f" ('{same}': names differing only in case are one name to list_models)"
+            raise ValueError(f"A model is already registered under the name '{key}'{also}.")
         _MODELS[key] = ModelSpec(key, fn, family or key, tuple(head_layers), head_kwarg, task=task,
                                  optional_layers=tuple(optional_layers))
         return fn
@@ -146,7 +151,11 @@ def list_models(pattern: str | list[str] = "*", *, pretrained: bool = False) -> 
     on Windows). With ``pretrained=True`` only models with weights are
     listed, as ``name.tag`` entries.
     """
-    patterns = [p.lower().replace(":", ".") for p in ([pattern] if isinstance(pattern, str) else pattern)]
+    given = [pattern] if isinstance(pattern, str) else pattern
+    if not isinstance(given, (list, tuple)) or not all(isinstance(p, str) for p in given):
+        raise TypeError(f"list_models: pattern must be a string such as 'resnet*' or a list of them. "
+                        f"Received: {pattern!r:.80}")
+    patterns = [p.lower().replace(":", ".") for p in given]
     names = []
     for key, spec in _MODELS.items():
         candidates = [f"{key}.{t}" for t in spec.weights] if pretrained else [key]
@@ -174,8 +183,15 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def info(name: str) -> dict[str, Any]:
-    """Builder, defaults, head and known weights (with their metadata) of a registered model."""
+    """Builder, defaults, head and known weights (with their metadata) of a registered model.
+
+    ``name`` may carry a weights tag (``"cpm:lsp"``), which must be one of the model's (it was ignored).
+    """
     spec = get_spec(name)
+    tag = parse_name(name)[1]
+    if tag is not None and tag not in spec.weights:
+        raise ValueError(f"{spec.name}: unknown weights tag {tag!r} (in {name!r}). Known tags: "
+                         f"{', '.join(spec.weights) or 'none registered yet'}.")
     return {
         "name": spec.name,
         "family": spec.family,

@@ -434,3 +434,24 @@ def test_numpy_scalars_are_taken_as_pythons(tmp_path):
     assert zoo.get("resnet18", weights=str(tmp_path / "r.h5")).output_shape == (None, 5)
     hg = zoo.get("hourglass", stacks=np.int64(1), features=16, num_keypoints=np.uint8(3), input_shape=(64, 64, 3))
     assert hg.output_shape == (None, 16, 16, 3)
+
+
+def test_registry_names_tags_and_patterns_are_checked(monkeypatch):
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    with pytest.raises(ValueError, match=r"cpm: unknown weights tag 'nonsense' \(in 'cpm:nonsense'\). Known tags: mpii"):
+        zoo.info("cpm:nonsense")  # the tag was ignored (the command line checked it)
+    assert list(zoo.info("cpm:lsp")["weights"]) == list(zoo.info("cpm")["weights"])
+
+    def my_net(*, input_shape=None):
+        return None
+
+    zoo.register("my_net")(my_net)
+    with pytest.raises(ValueError, match=r"already registered under the name 'My_Net' \('my_net': names differing "
+                                         r"only in case"):
+        zoo.register("My_Net")(my_net)  # list_models("my_net") listed both
+    for bad in ("", "  ", 5):  # '' fell back to the function's name ('already registered'); 5: "cannot contain '.'"
+        with pytest.raises(ValueError, match=r"A model name is a non-empty string \(or None: the function's name\)"):
+            zoo.register(bad)
+    with pytest.raises(TypeError, match=r"list_models: pattern must be a string such as 'resnet\*' or a list"):
+        zoo.list_models(None)
+    assert zoo.list_models(("RESNET18", "my_*")) == ["my_net", "resnet18"]
