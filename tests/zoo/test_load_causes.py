@@ -1,0 +1,57 @@
+"""zoo.get(name, weights=FILE) of a file that does not fit says the cause to act on before (or instead of) the
+list of layers that differ: another registered model's .keras, a copy zoo.optimize_for_inference made, and not
+"include_top=False" for a file of some other network."""
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.errors import WeightsMismatchError
+from zoo.saving import save_model
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def test_a_copy_optimised_for_inference_is_named_with_how_to_load_it(tmp_path):
+    model = zoo.get("hourglass", stacks=1, features=16, num_keypoints=2, input_shape=(64, 64, 3))
+    fast = zoo.optimize_for_inference(model, min_channels=1, min_size=1)
+    zoo.save_weights(fast, tmp_path / "fast.h5")
+    save_model(fast, tmp_path / "fast.keras")
+    # the .h5 listed 17 layers' shapes ((36, 64, 64) vs (3, 3, 64, 64)); the .keras gave Keras' "A total of 47
+    # objects could not be loaded"
+    with pytest.raises(WeightsMismatchError, match=r"hourglass: '.*fast.h5' was saved from a copy optimised for "
+                                                   r"inference \(zoo.optimize_for_inference: \d+ Conv2D layers as "
+                                                   r"WinogradConv2D, .*\), whose .*; save the model before optimising it"):
+        zoo.get("hourglass", weights=str(tmp_path / "fast.h5"))
+    # the remedy it gives works
+    again = zoo.optimize_for_inference(zoo.get("hourglass", stacks=1, features=16, num_keypoints=2,
+                                               input_shape=(64, 64, 3)), min_channels=1, min_size=1)
+    zoo.load_weights(again, tmp_path / "fast.h5")
+    x = np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(fast(x)), atol=1e-6)
+    with pytest.raises(WeightsMismatchError, match=r"'.*fast.keras' was saved from a copy optimised .* "
+                                                   r"zoo.load_keras_model\('.*fast.keras'\) loads it whole"):
+        zoo.get("hourglass", weights=str(tmp_path / "fast.keras"))
+    assert zoo.load_keras_model(tmp_path / "fast.keras").count_params() == fast.count_params()
+
+
+def test_another_registered_models_keras_file_is_named(tmp_path):
+    save_model(zoo.get("resnet18", input_shape=(32, 32, 3), classes=5), tmp_path / "r18.keras")
+    with pytest.raises(WeightsMismatchError, match=r"resnet34: '.*r18.keras' holds weights of 'resnet18' \(its "
+                                                   r"kerazoo.json\); zoo.get\('resnet18', weights=...\)"):
+        zoo.get("resnet34", weights=str(tmp_path / "r18.keras"))
+
+
+def test_some_other_networks_file_is_not_called_a_backbone(tmp_path):
+    i = keras.Input((4,))
+    zoo.save_weights(keras.Model(i, keras.layers.Dense(3, name="d")(i), name="plain"), tmp_path / "plain.h5")
+    with pytest.raises(WeightsMismatchError) as e:
+        zoo.get("resnet18", weights=str(tmp_path / "plain.h5"))
+    assert "include_top=False" not in str(e.value)  # it said the file was saved with include_top=False
+    assert "41 layers of the model missing from the file" in str(e.value)
+    # a real backbone still gets that one line
+    zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3), include_top=False), tmp_path / "backbone.h5")
+    with pytest.raises(WeightsMismatchError, match=r"has no classifier head \(no fc1000\): it was saved from a "
+                                                   r"model built with include_top=False"):
+        zoo.get("resnet18", weights=str(tmp_path / "backbone.h5"), include_top=True)
