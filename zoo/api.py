@@ -15,6 +15,7 @@ from zoo.architecture import (ARCHITECTURE_KWARGS, SHAPE_FREE_KWARGS, architectu
 from zoo.errors import WeightsFileError, WeightsMismatchError
 from zoo.gc_pause import without_cyclic_gc
 from zoo.file_records import _SOURCE_FORMATS, _release_conventions, _with_architecture, _with_head_size
+from zoo.load_causes import head_layers_missing_from_file, refuse_by_cause
 from zoo.records import check_record_arg
 from zoo.registry import ModelSpec, get_spec, list_models, parse_name
 from zoo.weights import WeightsRecord
@@ -235,7 +236,7 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
                 if path.suffix != ".keras" and not h5py.is_hdf5(path):
                     raise WeightsFileError(f"'{path}' is not a readable HDF5 file (truncated, or not a Keras "
                                            f".weights.h5).") from None
-                _refuse_by_cause(spec, path, meta.get("model_name"))
+                refuse_by_cause(spec, path, meta.get("model_name"))
                 raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': {e}") from None
         # Keras warns, and goes on, when parts of the file do not match: a partly loaded model is an error here
         partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
@@ -372,8 +373,8 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
                                            f"that fit into a model you build.")
         if other:
             raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{stored_name}'. {msg}") from None
-        _refuse_by_cause(spec, path, None)
-        head = [n for n in _head_layers_missing_from_file(spec, model, path) if n not in skip]
+        refuse_by_cause(spec, path, None)
+        head = [n for n in head_layers_missing_from_file(spec, model, path) if n not in skip]
         if head and "include_top" in spec.defaults:  # a backbone saved with include_top=False: no list, say so
             raise WeightsMismatchError(
                 f"{spec.name}: '{path}' has no classifier head (no {', '.join(head)}): it was saved from a model built "
@@ -387,33 +388,6 @@ def _load_zoo_file(spec: ModelSpec, path, kwargs, record):
             ) from None
         raise WeightsMismatchError(msg) from None
     return _attach(model, spec, record, build_kwargs)
-
-
-def _refuse_by_cause(spec: ModelSpec, path, saved_name) -> None:
-    """Raise, for a file that did not load, the cause to act on: another registered model's ``.keras`` (its
-    metadata names it), or a copy ``zoo.optimize_for_inference`` made (Keras' message listed 47 objects)."""
-    from zoo.load_causes import optimised_copy_error, winograd_layers
-
-    if saved_name and saved_name != spec.name and saved_name in list_models():
-        raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{saved_name}' (its "
-                                   f"{_w.KERAS_METADATA}); zoo.get('{saved_name}', weights=...) or "
-                                   f"zoo.load_keras_model('{path}') loads it.")
-    optimised = winograd_layers(path)
-    if optimised:
-        raise optimised_copy_error(spec.name, path, optimised)
-
-
-def _head_layers_missing_from_file(spec: ModelSpec, model, path) -> list[str]:
-    """The head layers of ``model`` (``spec.is_head_layer``, with weights) when the zoo file ``path`` holds none
-    of them but every other layer with weights, else ``[]`` (another network's file lacks more than a head)."""
-    head = [l.name for l in model.layers if l.weights and spec.is_head_layer(l.name)]
-    body = {l.name for l in model.layers if l.weights and not spec.is_head_layer(l.name)}
-    body -= set(getattr(model, "_zoo_upstream_layers", ()))  # the caller's layers before an input_tensor
-    with _w._open_zoo_file(path) as f:
-        stored = set(f["layers"])
-    if not body <= stored:
-        return []
-    return [] if any(spec.is_head_layer(n) for n in stored) else head
 
 
 def _check_keras_archive(path: Path) -> None:

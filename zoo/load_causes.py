@@ -7,7 +7,9 @@ import json
 import zipfile
 from pathlib import Path
 
+from zoo import weights as _w
 from zoo.errors import WeightsMismatchError
+from zoo.registry import ModelSpec, list_models
 
 
 def winograd_layers(path) -> list[str]:
@@ -55,3 +57,28 @@ def optimised_copy_error(model_name: str, path, layers: list[str]) -> WeightsMis
         f"{model_name}: '{path}' was saved from a copy optimised for inference (zoo.optimize_for_inference: "
         f"{len(layers)} Conv2D layers as WinogradConv2D, {shown}), whose transformed kernels a freshly built "
         f"{model_name} cannot take; {how}.")
+
+
+def refuse_by_cause(spec: ModelSpec, path, saved_name) -> None:
+    """Raise, for a file that did not load, the cause to act on: another registered model's ``.keras`` (its
+    metadata names it), or a copy ``zoo.optimize_for_inference`` made (Keras' message listed 47 objects)."""
+    if saved_name and saved_name != spec.name and saved_name in list_models():
+        raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{saved_name}' (its "
+                                   f"{_w.KERAS_METADATA}); zoo.get('{saved_name}', weights=...) or "
+                                   f"zoo.load_keras_model('{path}') loads it.")
+    optimised = winograd_layers(path)
+    if optimised:
+        raise optimised_copy_error(spec.name, path, optimised)
+
+
+def head_layers_missing_from_file(spec: ModelSpec, model, path) -> list[str]:
+    """The head layers of ``model`` (``spec.is_head_layer``, with weights) when the zoo file ``path`` holds none
+    of them but every other layer with weights, else ``[]`` (another network's file lacks more than a head)."""
+    head = [l.name for l in model.layers if l.weights and spec.is_head_layer(l.name)]
+    body = {l.name for l in model.layers if l.weights and not spec.is_head_layer(l.name)}
+    body -= set(getattr(model, "_zoo_upstream_layers", ()))  # the caller's layers before an input_tensor
+    with _w._open_zoo_file(path) as f:
+        stored = set(f["layers"])
+    if not body <= stored:
+        return []
+    return [] if any(spec.is_head_layer(n) for n in stored) else head
