@@ -236,7 +236,7 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
                 if path.suffix != ".keras" and not h5py.is_hdf5(path):
                     raise WeightsFileError(f"'{path}' is not a readable HDF5 file (truncated, or not a Keras "
                                            f".weights.h5).") from None
-                refuse_by_cause(spec, path, meta.get("model_name"))
+                refuse_by_cause(spec, path, meta.get("model_name"), model)
                 raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': {e}") from None
         # Keras warns, and goes on, when parts of the file do not match: a partly loaded model is an error here
         partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]

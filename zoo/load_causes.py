@@ -59,9 +59,10 @@ def optimised_copy_error(model_name: str, path, layers: list[str]) -> WeightsMis
         f"{model_name} cannot take; {how}.")
 
 
-def refuse_by_cause(spec: ModelSpec, path, saved_name) -> None:
-    """Raise, for a file that did not load, the cause to act on: another registered model's ``.keras`` (its
-    metadata names it), or a copy ``zoo.optimize_for_inference`` made (Keras' message listed 47 objects)."""
+def refuse_by_cause(spec: ModelSpec, path, saved_name, model=None) -> None:
+    """Raise, for a file that did not load into ``model``, the cause to act on: another registered model's
+    ``.keras`` (its metadata names it), a copy ``zoo.optimize_for_inference`` made (Keras' message listed 47
+    objects), or a ``.keras`` whose head has another size (Keras' message named one variable's shapes)."""
     if saved_name and saved_name != spec.name and saved_name in list_models():
         raise WeightsMismatchError(f"{spec.name}: '{path}' holds weights of '{saved_name}' (its "
                                    f"{_w.KERAS_METADATA}); zoo.get('{saved_name}', weights=...) or "
@@ -69,6 +70,27 @@ def refuse_by_cause(spec: ModelSpec, path, saved_name) -> None:
     optimised = winograd_layers(path)
     if optimised:
         raise optimised_copy_error(spec.name, path, optimised)
+    if model is not None and spec.head_kwarg and Path(path).suffix == ".keras":
+        for name, saved, built in _head_widths(spec, model, path):
+            if saved != built:
+                raise WeightsMismatchError(
+                    f"{spec.name}: '{path}' was saved with another head: its {name} has {saved} outputs, this "
+                    f"model's {built}; pass the {spec.head_kwarg}= the model that saved it was built with "
+                    f"(zoo.save_model records it), or zoo.load_keras_model('{path}') loads it as saved.")
+
+
+def _head_widths(spec: ModelSpec, model, path):
+    """``(layer name, outputs in the .keras config, outputs in model)`` of each head layer both have."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    from zoo.architecture import _layer_configs
+
+    saved = {c.get("name"): c.get("units", c.get("filters")) for _, c in _layer_configs(config)}
+    built = {l.name: getattr(l, "units", getattr(l, "filters", None)) for l in model.layers if spec.is_head_layer(l.name)}
+    return [(n, saved[n], w) for n, w in built.items() if n in saved and saved[n] is not None and w is not None]
 
 
 def head_layers_missing_from_file(spec: ModelSpec, model, path) -> list[str]:

@@ -55,3 +55,13 @@ def test_some_other_networks_file_is_not_called_a_backbone(tmp_path):
     with pytest.raises(WeightsMismatchError, match=r"has no classifier head \(no fc1000\): it was saved from a "
                                                    r"model built with include_top=False"):
         zoo.get("resnet18", weights=str(tmp_path / "backbone.h5"), include_top=True)
+
+
+def test_a_keras_file_with_another_head_size_says_so(tmp_path):
+    model = zoo.get("resnet18", input_shape=(32, 32, 3), classes=5)
+    model.save(tmp_path / "r5.keras")  # Keras' own save: no kerazoo.json to rebuild the head from
+    # was Keras' "A total of 1 objects could not be loaded ... variable.shape=(512, 1000), Received: (512, 5)"
+    with pytest.raises(WeightsMismatchError, match=r"resnet18: '.*r5.keras' was saved with another head: its fc1000 "
+                                                   r"has 5 outputs, this model's 1000; pass the classes= the model"):
+        zoo.get("resnet18", weights=str(tmp_path / "r5.keras"))
+    assert zoo.get("resnet18", weights=str(tmp_path / "r5.keras"), classes=5).output_shape == (None, 5)
