@@ -901,6 +901,29 @@ def test_predict_out_must_be_a_png_or_a_folder(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "img.png"]
 
 
+def test_predict_never_writes_over_an_image_it_reads(tmp_path, capsys):
+    """--out a.png for a.png replaced the image with its picture; `predict a.png a.pred.png` wrote a.png's picture
+    over a.pred.png before reading it (and printed a.png's keypoints for it). Checked before the model is loaded."""
+    import cv2
+
+    from zoo.cli import main
+
+    for name in ("a.png", "a.pred.png", "a.mask.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), 7, np.uint8))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    a, pred, mask = (str(tmp_path / n) for n in ("a.png", "a.pred.png", "a.mask.png"))
+    for argv, expected in [
+            (["hourglass", a, "--out", a], f"--out '{a}' would write over an image being read; give another name"),
+            (["hourglass", a, pred], f"the picture of '{a}' would be written to '{pred}', which is also an image "
+                                     f"given to predict; give --out a folder"),
+            (["fcn8s", a, mask, "--masks"], f"the picture of '{a}' would be written to '{mask}', which is also an "
+                                            f"image given to predict")]:
+        assert main(["predict", *argv, "--weights", "w.h5"]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_info_checks_the_tag(capsys):
     from zoo.cli import main
 

@@ -90,6 +90,24 @@ def _predict_targets(args, images: list[Path], batch: bool) -> list[Path]:
     return targets
 
 
+def _refuse_writing_over_inputs(args, images: list[Path], targets: list[Path]) -> None:
+    """No picture (nor ``--masks`` file) may replace an image given to predict: ``--out a.png`` for a.png wrote
+    over it, and ``predict a.png a.pred.png`` wrote a.png's picture over the second image before it was read
+    (which then printed a.png's keypoints)."""
+    given = {os.path.realpath(p): p for p in images}
+    for source, target in zip(images, targets):
+        for written in (target, _mask_target(target)) if args.masks else (target,):
+            image = given.get(os.path.realpath(written))
+            if image is None:
+                continue
+            if args.out:
+                same = "" if os.path.abspath(written) == os.path.abspath(image) else f" ('{written}' is '{image}')"
+                raise CLIError(f"--out '{args.out}' would write over an image being read{same}; give another name "
+                               f"or folder")
+            raise CLIError(f"the picture of '{source}' would be written to '{written}', which is also an image given "
+                           f"to predict; give --out a folder")
+
+
 def _read_image(path: Path):
     """The file at its own depth and channels as predict takes it (RGB, grey or 16-bit/float), or ``None``."""
     import cv2
@@ -260,6 +278,7 @@ def _cmd_predict(args):
     if args.box is not None and batch:  # one box is one person in one image
         raise CLIError("--box names a person in one image, not in several images or a folder's")
     targets = _predict_targets(args, images, batch)
+    _refuse_writing_over_inputs(args, images, targets)
     csv_path = Path(args.out) / "predictions.csv" if batch and args.out else None
     if csv_path is not None and csv_path.exists() and not _predict_csv(csv_path):
         # evaluate --out writes a predictions.csv too: a batch replaced its per-image scores without a word
