@@ -9,7 +9,6 @@ Motion JPEG. The video is written under a temporary name beside the target and r
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +78,9 @@ def _open_writer(out: Path, fps: float, size):
     name), and that file's path."""
     import cv2
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
-    os.close(fd)
+    from zoo.files import atomic_target
+
+    tmp = str(atomic_target(out, suffix=f".tmp{out.suffix}"))  # the usual permissions (mkstemp's are 0600)
     with _quiet_opencv():
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*WRITTEN_SUFFIXES[out.suffix.lower()]), fps, size)
     if not writer.isOpened():

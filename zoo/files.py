@@ -91,11 +91,12 @@ def writable_folder_error(path: Path, error: OSError) -> OSError:
     return type(error)(error.errno, f"{error.strerror or error} (folder '{path.parent}')", str(path))
 
 
-def atomic_target(path: Path) -> Path:
-    """A new empty temporary file beside ``path`` (same folder, so ``os.replace`` is atomic)."""
+def atomic_target(path: Path, suffix: str = ".tmp") -> Path:
+    """A new empty temporary file beside ``path`` (same folder, so ``os.replace`` is atomic), named to end in
+    ``suffix`` (a writer that picks its format by name needs the real one: ``".tmp.mp4"``)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as e:  # named the temporary file ('/sys/.m.h5.5v9ijmbd.tmp'), or only "File exists"
         raise writable_folder_error(path, e) from None
     os.close(fd)

@@ -1,6 +1,7 @@
 """Videos: every frame predicted as an image is, written as a video at the source's rate, nothing half-written."""
 
 import csv
+import os
 
 import cv2
 import numpy as np
@@ -63,6 +64,9 @@ def test_every_frame_is_predicted_as_an_image_and_written_at_the_sources_rate(tm
     for got, pred in zip(written, want):  # MPEG-4 is lossy: the drawn pictures, near enough
         assert np.abs(got.astype(float) - pred.picture).mean() < 6
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.pred.mp4"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)  # the usual permissions, as the .png and .csv get: it was mkstemp's 0600
+    assert (tmp_path / "out" / "clip.pred.mp4").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 @agnostic
