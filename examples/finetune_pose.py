@@ -294,7 +294,7 @@ def run(a) -> int:
         input_size=(a.input_size, a.input_size), channel_order=norm.channel_order, scale=norm.scale,
         mean=tuple(norm.mean), std=tuple(norm.std), num_keypoints=k,
         keypoint_names=tuple(info.keypoint_names) if info.keypoint_names else None,
-        flip_pairs=tuple(map(tuple, info.flip_pairs)) or None,
+        flip_pairs=tuple(map(tuple, info.flip_pairs)),  # (): no mirrored joints, which --flip takes; None: unknown
         output_stride=a.input_size // int(model.outputs[-1].shape[1]),
         heatmap_offset=fitted.heatmap_offset if fitted else 0.0, heatmap_sigma=train.sigma,
         builder_kwargs=builder_kwargs,
