@@ -78,6 +78,9 @@ def predict_video_command(args):
               base_size=args.base_size)
     if len(boxes) == 1:
         kw["box"] = boxes[0]
+    # FFmpeg's own line ("[mov,mp4,...] moov atom not found") came before the command's one-line error; read when
+    # FFmpeg is first used, so a user's own setting stays
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         model = _load_predict_model(args)
         record = zoo.weights_record(model)
@@ -99,4 +102,4 @@ def predict_video_command(args):
             csv_path.unlink()
             print(f"removed {csv_path} (an earlier run's: this one has no keypoints or classes to list)")
     except (ValueError, TypeError, OSError, KeyError, ZooError) as e:
-        raise CLIError(one_line(e)) from None
+        raise CLIError(one_line(e).removeprefix("predict_video: ")) from None  # the command's words, not the API's

@@ -150,7 +150,7 @@ def test_command_line_predicts_a_video_into_a_video_and_a_csv(tmp_path):
     assert smoothed[:4] == [(r["x"], r["y"]) for r in rows[:4]] and smoothed[4:] != [(r["x"], r["y"]) for r in rows[4:]]
     zoo.save_weights(zoo.get("resnet18", input_shape=(32, 32, 3), classes=3), tmp_path / "r18.h5")
     r = kerazoo_here("predict", "resnet18", clip, "--weights", tmp_path / "r18.h5", "--smooth")
-    said = "kerazoo predict: error: predict_video: smooth is for pose models (keypoints across frames); resnet18 gives"
+    said = "kerazoo predict: error: smooth is for pose models (keypoints across frames); resnet18 gives"
     assert r.returncode == 2 and _one_line_error(r) == f"{said} classification"
     assert not (tmp_path / "clip.pred.mp4").exists()
     cv2.imwrite(str(tmp_path / "still.png"), np.zeros((64, 64, 3), np.uint8))
@@ -207,3 +207,16 @@ def test_smoothed_keypoints_are_the_one_euro_filter_of_each_frames_and_are_drawn
                           (dict(beta=-1), r"one_euro: beta must be a number >= 0")):
         with pytest.raises(ValueError, match=match):
             predict_video(model, clip, smooth=smooth, progress=False)
+
+
+def test_an_unreadable_video_is_one_line_without_ffmpegs_own(tmp_path):
+    # FFmpeg wrote "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x...] moov atom not found" to stderr before the error line
+    import zoo
+    from tests.test_cli import _TF_NOISE, kerazoo
+
+    (tmp_path / "bad.mp4").write_text("not a video\n")
+    zoo.save_weights(_pose_model(), tmp_path / "hg.h5")
+    r = kerazoo("predict", "hourglass", tmp_path / "bad.mp4", "--weights", tmp_path / "hg.h5")  # FFmpeg's stderr
+    lines = [line for line in r.stderr.splitlines() if not _TF_NOISE.match(line)]
+    assert r.returncode == 2 and lines == [
+        f"kerazoo predict: error: OpenCV cannot read '{tmp_path / 'bad.mp4'}' as a video"], r.stderr
