@@ -85,6 +85,9 @@ def _prepare_model(model, task, train_data, val_data, model_kwargs, policy, feed
                 model = _with_policy(model, keras.config.dtype_policy().name)
         else:
             model, family = build_model(model, task, train_data, model_kwargs)
+            if policy is not None:  # a .keras file keeps the dtypes it was saved with (bf16 given: it trained in
+                # float32; a bf16 run's file given fp16: bf16), and a model built by name had bf16 outputs
+                model = _with_policy(model, policy)
     check_model_task(model, task, "fit")
     for what, ds in (("train", train_data), ("val", val_data)):
         if ds is not None:

@@ -167,6 +167,24 @@ def test_mixed_precision_reaches_a_nested_frozen_backbone():
 
 
 @agnostic
+def test_precision_applies_to_a_saved_model_and_a_named_one(tmp_path):
+    """A .keras path (kerazoo train --model RUN/best.keras --precision bf16) trained in the dtypes it was saved with:
+    bf16 asked, float32 computed (only its InputLayer changed); a model built by name had bf16 outputs."""
+    from collections import Counter
+
+    tiny_pose_model(outputs=2).save(tmp_path / "m.keras")
+    res = fit(str(tmp_path / "m.keras"), _pose_data(8), epochs=1, precision="bf16", verbose=0)
+    policies = Counter(l.dtype_policy.name for l in res.model.layers if l.weights)
+    assert policies == Counter({"mixed_bfloat16": 4, "float32": 2})  # convs; the two heatmap outputs float32
+    data = HeatmapDataset(synthetic_pose(8, image_size=(64, 64), num_keypoints=4), batch_size=8, input_size=(64, 64),
+                          heatmap_size=(16, 16), flip_pairs=())
+    named = fit("hourglass", data, epochs=1, precision="bf16", model_kwargs=dict(stacks=1, features=16), verbose=0)
+    assert named.model.get_layer("stack1_heatmaps").dtype_policy.name == "float32"
+    assert named.model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
+    assert keras.backend.standardize_dtype(named.model.outputs[-1].dtype) == "float32"
+
+
+@agnostic
 def test_the_mixed_precision_copy_draws_no_weights_with_keras_initializers(monkeypatch):
     # fit's copy of a model in the bf16 policy re-created each layer with Keras' initialisers, whose draws (compiled
     # per weight shape on JAX: 6.4 of an 8-stack hourglass' copy) set_weights then replaced
