@@ -84,7 +84,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         if not steps or epoch is None or opt is None:
             return
         start = int(epoch) * int(steps)
-        if start < int(keras.ops.convert_to_numpy(opt.iterations)) < start + int(steps):
+        # also below the epoch: an optimizer of another kind than the backup's restarts at step 0 (Keras skips its
+        # variables with a warning), which restarted the warm-up and the schedule mid-run
+        if int(keras.ops.convert_to_numpy(opt.iterations)) < start + int(steps):
             opt.iterations.assign(start)
 
 

@@ -434,6 +434,36 @@ class EpochBudget(keras.callbacks.Callback):
             self.stopped_epoch = epoch
 
 
+def earlier_log_rows(path, epochs: int, keep_only: bool = False) -> dict[str, list[float]]:
+    """The columns of ``log.csv`` (Keras' CSVLogger) for epochs ``0 .. epochs - 1``, as a history dict; with
+    ``keep_only``, the file is also cut to those rows (a resumed run trains the later ones again)."""
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+        fields = list(rows[0]) if rows else []
+    kept = [r for r in rows if (r.get("epoch") or "").isdigit() and int(r["epoch"]) < epochs]
+    if keep_only and len(kept) != len(rows):
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fields)  # csv.excel's line ends, as Keras' CSVLogger writes
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, path)
+    history = {}
+    for key in fields:
+        if key == "epoch":
+            continue
+        try:
+            history[key] = [float(r[key]) for r in kept]
+        except (TypeError, ValueError):
+            pass
+    return history
+
+
 def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_every, csv_log, tensorboard,
                   terminate_on_nan, log):
     """The callbacks :func:`training.fit` runs with (its arguments of the same names switch them on/off).
@@ -468,15 +498,19 @@ def fit_callbacks(out, dist, train, val, monitor, checkpoint, backup, backup_eve
         # saving every epoch, its batch hook only returns: it need not hold back async dispatch
         # (a batch-count backup saves from that hook, so it stays synchronous)
         backup_cb.async_safe = backup_every == "epoch"
-        cbs.append(backup_cb)
     if resumed_from is None:
         _clear_previous_run(own, log)
     cbs.append(SkipReport(train, val))
     if csv_log:
+        if resumed_from is not None:  # rows of epochs the backup does not hold are trained again
+            earlier_log_rows(own / "log.csv", resumed_from, keep_only=True)
         cbs.append(keras.callbacks.CSVLogger(str(own / "log.csv"), append=resumed_from is not None))
     if checkpoint:
         best_cb = BestCheckpoint(own / "best.keras", monitor=monitor, enabled=dist.is_chief)
         cbs.append(best_cb)
+    if backup:  # after the log and best.keras: an epoch is done once they are written (a Ctrl-C while best.keras
+        # was written lost that epoch's best for good, the backup already counting the epoch as trained)
+        cbs.append(backup_cb)
     if tensorboard and dist.is_chief:
         from training.distribute import tensorboard_available
 

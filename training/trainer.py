@@ -29,8 +29,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, fit_callbacks, monitor_mode,
-                                resolve_monitor)
+from training.callbacks import (WorkerWatchdog, _write_json, atomic_save, earlier_log_rows, fit_callbacks,
+                                monitor_mode, resolve_monitor)
 from training.data import FEEDS, HeatmapDataset, SegmentationDataset
 from training.matching import _named_config, _prepare_model, with_normalization
 from training.models import _saved_metadata, build_model
@@ -177,6 +177,12 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
 
     hist = _run_fit(model, train_data, val_data, dist, epochs, cbs, verbose)
     history = {k: [float(v) for v in vals] for k, vals in (hist.history or {}).items()}
+    if resumed_from and out is not None and csv_log:  # the epochs before the resume, from the run's log.csv: the
+        # history (summary.json, best_epoch without a checkpoint) held only those trained after it
+        own = out if dist.is_chief else out / f".worker{dist.index}"
+        earlier = earlier_log_rows(own / "log.csv", resumed_from)
+        pad = lambda e: (e + [float("nan")] * resumed_from)[:resumed_from]  # noqa: E731  (rows the log lacks: nan)
+        history = {k: pad(earlier.get(k, [])) + v for k, v in history.items()}
     result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
     _record_best(result, best_cb, history, monitor)
     if out is not None and dist.is_chief:

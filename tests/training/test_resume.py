@@ -131,7 +131,9 @@ def _state(result):
 def test_resume_after_an_epoch_backup_equals_the_uninterrupted_run(tmp_path, plain_run):
     model, plain_dir, plain = plain_run
     resumed = _fit_interrupted(tmp_path, model, _Crash(epoch=1))
-    assert resumed.resumed_from == 2 and len(resumed.history["loss"]) == 2  # epochs 3 and 4 only
+    assert resumed.resumed_from == 2  # the history: epochs 1 and 2 from log.csv (it held only 3 and 4)
+    np.testing.assert_allclose(resumed.history["loss"], plain.history["loss"], rtol=1e-6)
+    assert resumed.history.keys() == plain.history.keys()
     assert _state(resumed) == _state(plain) and _state(plain)[0] == 4 * 6
     for a, b in zip(plain.model.get_weights(), resumed.model.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -143,7 +145,7 @@ def test_resume_after_a_mid_epoch_backup_keeps_the_schedule(tmp_path, plain_run)
     # backups every 2 batches; interrupted after the 4th of 6 batches of epoch 2, which was just backed up
     model, _, plain = plain_run
     resumed = _fit_interrupted(tmp_path, model, _Crash(epoch=1, batch=3), backup_every=2)
-    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 3  # epoch 2 again, then 3 and 4
+    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 4  # epoch 1 from log.csv; 2 again, 3, 4
     # the step count (the LR schedule's position) ends where the uninterrupted run's does, 4 epochs x 6 steps:
     # it ended at 28, the last 4 steps past the poly schedule's end (LR 0)
     assert _state(resumed) == _state(plain) == (24, 0.0)
@@ -163,7 +165,9 @@ def test_a_backup_cut_while_saving_resumes_from_the_previous_one(tmp_path, plain
     assert not [p.name for p in backup.iterdir() if ".tmp." in p.name]  # no temporary file left behind
     (backup / "training_metadata.json").write_text("")  # as Keras' in-place write left it when killed
     resumed = fit(str(model), _data(), out_dir=tmp_path / "cut", **_SETTINGS)
-    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 3  # from the backup before: epoch 2 again
+    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 4  # from the backup before: epoch 2 again
+    # log.csv: epoch 2's row, written before the cut, replaced by its second training (it was there twice)
+    assert [r[0] for r in csv.reader(open(tmp_path / "cut" / "log.csv"))] == ["epoch", "0", "1", "2", "3"]
     assert _state(resumed) == _state(plain)  # and the schedule ends where the uninterrupted run's does
     (tmp_path / "bad" / "backup").mkdir(parents=True)
     (tmp_path / "bad" / "backup" / "training_metadata.json").write_text('{"epo')  # and nothing before it
@@ -196,3 +200,43 @@ def test_a_nan_step_ends_fit_before_a_batch_backup_saves_it(tmp_path):
     restored = tiny_pose_model(32, 4, outputs=2)
     restored.load_weights(tmp_path / "backup" / "latest.weights.h5", skip_mismatch=True)  # the optimizer's too
     assert all(np.isfinite(w).all() for w in restored.get_weights())  # a resume starts from the last finite step
+
+
+def test_a_cut_while_best_keras_is_written_trains_that_epoch_again(tmp_path, plain_run, monkeypatch):
+    """The backup ran before BestCheckpoint: a run cut while the best epoch's best.keras was written resumed after
+    that epoch, so best.keras (and best_epoch) stayed an earlier, worse epoch for good."""
+    import training.callbacks as callbacks
+    from training import fit
+
+    model, _, plain = plain_run
+    best = plain.best_epoch
+    assert best >= 1  # a backup exists by then
+    real = callbacks.BestCheckpoint.on_epoch_end
+
+    def cut(self, epoch, logs=None):
+        if epoch == best:
+            raise RuntimeError("interrupted while best.keras was written")
+        return real(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks.BestCheckpoint, "on_epoch_end", cut)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(str(model), _data(), out_dir=tmp_path / "cut", **_SETTINGS)
+    monkeypatch.setattr(callbacks.BestCheckpoint, "on_epoch_end", real)
+    resumed = fit(str(model), _data(), out_dir=tmp_path / "cut", **_SETTINGS)
+    assert resumed.resumed_from == best  # that epoch trained again
+    assert (resumed.best_epoch, resumed.best_value) == (plain.best_epoch, plain.best_value)
+    assert json.loads((tmp_path / "cut" / "best.keras.json").read_text())["epoch"] == best
+
+
+def test_a_resume_with_another_optimizer_keeps_the_schedules_position(tmp_path, plain_run):
+    # Keras skips the backup's optimizer variables (a warning): the step count restarted at 0, and with it the
+    # warm-up and the poly schedule (the run ended at step 12 of 24, its LR far from 0)
+    from training import fit
+
+    model, _, plain = plain_run
+    first = {**_SETTINGS, "optimizer": "adam", "learning_rate": 1e-3}
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(str(model), _data(), out_dir=tmp_path / "cut", callbacks=[_Crash(epoch=1)], **first)
+    with pytest.warns(UserWarning, match="Skipping variable loading for optimizer"):
+        resumed = fit(str(model), _data(), out_dir=tmp_path / "cut", **_SETTINGS)
+    assert resumed.resumed_from == 2 and _state(resumed) == _state(plain) == (24, 0.0)
