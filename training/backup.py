@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import keras
@@ -77,7 +78,17 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                 _read_metadata(meta)
             except ValueError as e:  # Keras' on_train_begin falls back to the previous backup on an OSError only
                 raise OSError(f"backup metadata '{self._training_metadata_path}' is unreadable ({e})") from e
-        super()._load_model()
+        with warnings.catch_warnings(record=True) as caught:  # a warning per object that does not fit, then the error
+            warnings.simplefilter("always")
+            try:
+                super()._load_model()
+            except ValueError as e:  # Keras': "A total of 94 objects could not be loaded ... variable.shape=..."
+                first = str(e).strip().splitlines()[0].split(". Example")[0].rstrip(".")
+                raise ValueError(f"the backup in '{self.backup_dir}' is of another model than this run's ({first}); "
+                                 f"give another output folder (--out), or remove '{self.backup_dir}' to start afresh "
+                                 f"there") from None
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         steps = (self.params or {}).get("steps")
         epoch = getattr(self.model, "_initial_epoch", None)
         opt = getattr(self.model, "optimizer", None)

@@ -165,12 +165,16 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
             "preset": asdict(p), "precision": precision, "distribution": dist.kind, "monitor": monitor,
             "train_data": _named_config(train_data, model), "val_data": None if val_data is None else val_data.config(),
             "backend": keras.backend.backend()}
-        _write_json(out / "config.json", config)
+        files = {out / "config.json": config, **({out / "cli.json": command} if command is not None else {})}
+        if resumed_from is None:
+            for path, obj in files.items():
+                _write_json(path, obj)
+        else:  # once the backup is restored: a backup of another model in out_dir is refused, and the run's files
+            # stay as they were (they were rewritten with the new arguments first)
+            cbs.append(_WriteOnStart(files))
         saved = _saved_metadata(model, config)
         if best_cb is not None:
             best_cb.metadata = saved
-        if command is not None:
-            _write_json(out / "cli.json", command)
     log(f"{task} | {model.name} ({model.count_params():,} params) | {len(train_data.records)} samples, "
         f"{len(train_data)} batches/epoch | {p.optimizer} lr {p.learning_rate:g} {p.schedule} | "
         f"precision {precision or 'fp32'} | distribution {dist.kind}")
@@ -193,6 +197,18 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     best_at = "" if result.best_epoch is None else f" (epoch {result.best_epoch + 1}/{epochs})"
     log(f"done in {result.seconds:.0f}s; best {monitor} = {result.best_value}{best_at}")
     return result
+
+
+class _WriteOnStart(keras.callbacks.Callback):
+    """Writes ``{path: JSON object}`` when training begins, after the callbacks before it (the backup's restore)."""
+
+    def __init__(self, files):
+        super().__init__()
+        self.files = files
+
+    def on_train_begin(self, logs=None):
+        for path, obj in self.files.items():
+            _write_json(path, obj)
 
 
 # ------------------------------------------------------------------------------------- fit steps

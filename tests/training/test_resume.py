@@ -240,3 +240,20 @@ def test_a_resume_with_another_optimizer_keeps_the_schedules_position(tmp_path, 
     with pytest.warns(UserWarning, match="Skipping variable loading for optimizer"):
         resumed = fit(str(model), _data(), out_dir=tmp_path / "cut", **_SETTINGS)
     assert resumed.resumed_from == 2 and _state(resumed) == _state(plain) == (24, 0.0)
+
+
+def test_an_out_dir_holding_another_models_backup_is_refused_and_left_as_it_was(tmp_path, plain_run):
+    """Keras' error came after ~80 warnings ("A total of 94 objects could not be loaded ... variable.shape=...") and
+    the run's config.json and cli.json had already been rewritten with the other model's settings."""
+    from training import fit
+
+    model, _, _ = plain_run
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(str(model), _data(), out_dir=tmp_path / "cut", callbacks=[_Crash(epoch=1)], command={"run": 1},
+            **_SETTINGS)
+    files = {name: (tmp_path / "cut" / name).read_bytes() for name in ("config.json", "cli.json")}
+    other = tiny_pose_model(32, 4, outputs=2, width=16)
+    with pytest.raises(ValueError, match=r"the backup in '.*cut.backup' is of another model than this run's \(A total "
+                                         r"of \d+ objects could not be loaded\); give another output folder"):
+        fit(other, _data(), out_dir=tmp_path / "cut", command={"run": 2}, **_SETTINGS)
+    assert {name: (tmp_path / "cut" / name).read_bytes() for name in files} == files
