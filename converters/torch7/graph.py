@@ -120,6 +120,9 @@ def _short(class_name: str) -> str:
 
 
 _MAX_DEPTH = 200  # containers nested deeper than this are garbage (and would exhaust Python's stack)
+# Module applications in one graph: torch.save writes a module reached twice once, so 40 nested ConcatTables holding
+# one child twice are a 4 KB file of 2**40 applications (memory grew without end). An 8-stack hourglass has ~3,000.
+_MAX_MODULES = 200_000
 
 
 def _num(obj, key, default=None):
@@ -132,6 +135,7 @@ class _Builder:
         self.source = source
         self.ops: list[Op] = []
         self.depth = 0
+        self.modules = 0
 
     def whole(self, m, key, here, default=None):
         """Field ``key`` of ``m`` as an int (Lua numbers are floats); ``default`` when absent."""
@@ -168,6 +172,10 @@ class _Builder:
             self.fail(where or "model", f"expected an nn module, found {_found(m)}", Torch7FormatError)
         if self.depth >= _MAX_DEPTH:
             self.fail(f"{where} ({m.class_name})", f"expected containers nested at most {_MAX_DEPTH} deep", Torch7FormatError)
+        self.modules += 1
+        if self.modules > _MAX_MODULES:
+            self.fail(f"{where} ({m.class_name})", f"expected at most {_MAX_MODULES:,} module applications in the "
+                      f"network (containers that hold one module several times multiply them)", Torch7FormatError)
         self.depth += 1
         try:
             return self._module(m, x, where)

@@ -127,6 +127,19 @@ def test_deeply_nested_containers_are_an_error_not_a_recursion_error():
         to_graph(loads(data), "deep.t7")
 
 
+def test_a_module_shared_by_nested_containers_is_not_walked_without_end():
+    """torch.save writes a module reached twice once: 40 nested ConcatTables holding one child twice are a 4 KB
+    file of 2**40 module applications, which the graph builder walked while its memory grew without end."""
+    m = T.relu()
+    for _ in range(40):
+        m = T.TObj("nn.ConcatTable", {"modules": [m, m]})
+    data = T.dumps(m)
+    assert len(data) < 10_000
+    with pytest.raises(Torch7FormatError, match=r"'dag.t7', model(.modules.[12])+ \(nn.\w+\): expected at most "
+                                                r"200,000 module applications in the network"):
+        to_graph(loads(data), "dag.t7")
+
+
 def test_convolution_weight_shape_is_checked_not_only_its_size():
     # Torch's convolution uses the weight's own (out, in, kh, kw) (or 2-D (out, in*kh*kw)); a
     # (2, 4, 3, 3) weight under nOutputPlane 4, nInputPlane 2 holds as many values but is another layer
