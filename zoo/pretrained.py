@@ -219,9 +219,10 @@ def _convert_and_save(spec, tag, record, files, unverified, path, progress) -> P
         model = _convert(spec, record, files, progress)
     except (ZooError, ValueError, NotImplementedError) as e:  # converter errors: say which release it was
         dropped = _forget_unverified(record, unverified)
+        said = str(e) if not dropped or str(e).endswith(".") else f"{e}."  # "... only 716236 left No sha256 was"
         try:
             err = type(e)(f"{spec.name}:{tag}: the release files ({', '.join(map(str, files.values()))}) do not "
-                          f"convert into zoo.get('{spec.name}', **{record.builder_kwargs}): {e}{dropped}")
+                          f"convert into zoo.get('{spec.name}', **{record.builder_kwargs}): {said}{dropped}")
         except Exception:  # an exception class with another constructor: keep the original
             raise e from None
         raise err from None

@@ -21,6 +21,15 @@ from converters.caffe.schema import BVLC
 __all__ = ["read_caffemodel", "read_caffemodel_file", "PROGRESS_MIN_BYTES"]
 
 PROGRESS_MIN_BYTES = 50 * 2**20  # progress=None shows a bar from this file size on
+
+
+def _stderr_is_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced stream without isatty, or a closed one
+        return False
 _V2_LAYER, _V1_LAYERS = 100, 2  # NetParameter.layer, NetParameter.layers
 
 
@@ -202,7 +211,7 @@ def read_caffemodel(f, path, size, progress=None):
         f: binary file object positioned at the start.
         path: name for messages.
         size: total bytes (for the progress bar).
-        progress: True/False, or None for a bar only from ``PROGRESS_MIN_BYTES`` on.
+        progress: True/False, or None for a bar only from ``PROGRESS_MIN_BYTES`` on, on a terminal.
 
     Returns:
         list of ``(layer_name, [(shape, float32 flat array), ...])`` in file order; ``shape`` as stored
@@ -213,7 +222,8 @@ def read_caffemodel(f, path, size, progress=None):
     """
     from tqdm.auto import tqdm
 
-    show = size >= PROGRESS_MIN_BYTES if progress is None else bool(progress)
+    # None: a large file, and a terminal to draw in (a log got the bar's carriage-return frames)
+    show = size >= PROGRESS_MIN_BYTES and _stderr_is_terminal() if progress is None else bool(progress)
     stream, layers = _Stream(f, path, size), []
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {os.path.basename(str(path))}",
               disable=not show, leave=False) as bar:

@@ -259,7 +259,7 @@ def load(prototxt, caffemodel=None, *, input_shape=None, phase="TEST", progress=
             ``(N, C, H, W)``, or a dict input name -> either form. Needed for placeholder inputs
             (OpenPose's 1x1) and for data layers without a crop size.
         phase: ``"TEST"`` (deploy) or ``"TRAIN"``, for include/exclude rules.
-        progress: tqdm bar while reading the caffemodel; ``None`` = only for files over 50 MB.
+        progress: tqdm bar while reading the caffemodel; ``None`` = only for files over 50 MB, on a terminal.
 
     Returns:
         :class:`Net` with NCHW ``shapes`` for every blob id and float32 blobs in Caffe layout.

@@ -330,7 +330,10 @@ def test_big_file_path_with_progress(tmp_path, rng, monkeypatch, capsys):
              "not_in_prototxt": [np.ones((3, 3), np.float32)]}
     proto, model = write_net(tmp_path, text, blobs)
     monkeypatch.setattr(caffemodel_mod, "PROGRESS_MIN_BYTES", 1024)
-    net = load(proto, model)  # progress=None: auto, on above the (patched) threshold
+    load(proto, model)  # progress=None: auto, off where stderr is no terminal (a log got its '\r' frames)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(caffemodel_mod, "_stderr_is_terminal", lambda: True)
+    net = load(proto, model)  # on a terminal, above the (patched) threshold
     assert "reading net.caffemodel" in capsys.readouterr().err
     _blobs_equal(net, {"fc": blobs["fc"]})
     assert net.layer("fc").blobs[0].flags.writeable

@@ -4,6 +4,7 @@ file, a damaged converted file and simultaneous first uses leave behind (found b
 import dataclasses
 import hashlib
 import http.server
+import re
 import threading
 import time
 import zipfile
@@ -67,8 +68,9 @@ def test_wrong_offline_file_is_not_recorded(twin, tmp_path, monkeypatch):
     (off / Path(caffemodel.name).name).write_bytes(files[caffemodel.key])
     (off / "deploy.prototxt").write_bytes(files[proto.key].replace(b"num_output: 5", b"num_output: 7"))
     monkeypatch.setenv(pretrained.OFFLINE_ENV, str(off))
-    with pytest.raises(Exception, match="No sha256 was recorded for these files"):
+    with pytest.raises(Exception, match="No sha256 was recorded for these files") as e:
         zoo.get(name, weights="voc")
+    assert re.search(r"[.!?)] No sha256 was recorded", str(e.value)), str(e.value)  # two sentences, not run on
     assert pretrained.recorded_sha256(proto.name) is None
     (off / "deploy.prototxt").write_bytes(files[proto.key])  # the right file
     zoo.get(name, weights="voc")
