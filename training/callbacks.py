@@ -136,11 +136,10 @@ class BestCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         key = resolve_monitor(logs, self.monitor)
-        if key is None:
-            if epoch == 0:
-                print(f"BestCheckpoint: '{self.monitor}' is not logged (have: {', '.join(sorted(logs))}); "
-                      f"no checkpoint written.")
-            return
+        if key is None:  # a misspelt name (val_pkc), or val_* without validation data: the run went on to its end
+            # with no best checkpoint and best_value None, after a printed line; stop after this first epoch
+            raise ValueError(f"BestCheckpoint: monitor '{self.monitor}' is not logged (logged after epoch "
+                             f"{epoch + 1}: {', '.join(sorted(logs))}); give monitor= one of them")
         value = float(logs[key])
         if not math.isfinite(value) or not self._better(value):
             return

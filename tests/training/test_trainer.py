@@ -207,6 +207,18 @@ def test_the_mixed_precision_copy_draws_no_weights_with_keras_initializers(monke
 
 
 @agnostic
+def test_a_monitor_that_is_not_logged_stops_after_the_first_epoch(tmp_path):
+    # fit(monitor="val_pkc") printed a line after epoch 1, trained all its epochs and ended with no best.keras
+    with pytest.raises(ValueError, match=r"monitor 'val_pkc' is not logged \(logged after epoch 1: .*val_pck.*\); "
+                                         r"give monitor= one of them"):
+        fit(tiny_pose_model(outputs=1), _pose_data(8), _pose_data(8, seed=1), epochs=3, out_dir=tmp_path,
+            monitor="val_pkc", verbose=0)
+    with open(tmp_path / "log.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + 1  # the header and epoch 1: it stopped there
+    assert not (tmp_path / "best.keras").exists()
+
+
+@agnostic
 def test_best_of_history_without_a_checkpoint_minimises_errors():
     # without an output folder the best epoch comes from the history: 'val_mae' is an error (min),
     # as BestCheckpoint decides; only names with 'loss' were minimised, so the worst epoch was reported
