@@ -8,32 +8,29 @@ import zipfile
 from pathlib import Path
 
 from zoo import weights as _w
+from zoo.architecture import _layer_configs
 from zoo.errors import WeightsMismatchError
 from zoo.registry import ModelSpec, list_models
+
+
+def _keras_config(path):
+    """A ``.keras`` archive's model config, or ``None`` when it cannot be read (the load's own error says why)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def winograd_layers(path) -> list[str]:
     """Names of the ``WinogradConv2D`` layers (``zoo.optimize_for_inference``) a ``.keras`` archive's config or a
     zoo ``.h5`` holds; ``[]`` for any other file or one that cannot be read."""
     path = Path(path)
+    if path.suffix == ".keras":
+        config = _keras_config(path)
+        return [] if config is None else [str(c.get("name")) for cls, c in _layer_configs(config)
+                                          if cls == "WinogradConv2D"]
     try:
-        if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                config = json.loads(archive.read("config.json"))
-            found = []
-
-            def walk(node):
-                if isinstance(node, dict):
-                    if node.get("class_name") == "WinogradConv2D" and isinstance(node.get("config"), dict):
-                        found.append(str(node["config"].get("name")))
-                    for v in node.values():
-                        walk(v)
-                elif isinstance(node, list):
-                    for v in node:
-                        walk(v)
-
-            walk(config)
-            return found
         import h5py
 
         with h5py.File(path, "r") as f:
@@ -42,7 +39,7 @@ def winograd_layers(path) -> list[str]:
                 return []
             return [name for name, g in layers.items()
                     if any(n.endswith("input_transform") for n in json.loads(g.attrs.get("names", "[]")))]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError):
         return []
 
 
@@ -81,13 +78,9 @@ def refuse_by_cause(spec: ModelSpec, path, saved_name, model=None) -> None:
 
 def _head_widths(spec: ModelSpec, model, path):
     """``(layer name, outputs in the .keras config, outputs in model)`` of each head layer both have."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    config = _keras_config(path)
+    if config is None:
         return []
-    from zoo.architecture import _layer_configs
-
     saved = {c.get("name"): c.get("units", c.get("filters")) for _, c in _layer_configs(config)}
     built = {l.name: getattr(l, "units", getattr(l, "filters", None)) for l in model.layers if spec.is_head_layer(l.name)}
     return [(n, saved[n], w) for n, w in built.items() if n in saved and saved[n] is not None and w is not None]
