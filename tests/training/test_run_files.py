@@ -17,11 +17,36 @@ from training.datasets.synthetic import synthetic_pose
 from zoo.api import build_info
 from zoo.cli import main
 
-# The three tests that train a run (a fit, a CLI subprocess: ~50 s) run in ./dev test's TensorFlow pass only: what
-# they check is the archive entry and the record, which no backend computes; saving and loading the entry on JAX
-# is test_save_model_keeps_what_zoo_get_built's.
+# The tests that read a trained run's files share two runs (module fixtures: each fit costs ~5-12 s under
+# TensorFlow) and run in ./dev test's TensorFlow pass only: what they check is the archive entry and the record,
+# which no backend computes; saving and loading the entry on JAX is test_save_model_keeps_what_zoo_get_built's, and
+# fine-tuning a run's file on JAX test_a_runs_checkpoint_keeps_its_family_convention_and_names'.
 agnostic = pytest.mark.backend_agnostic
 JOINTS = ("head", "l_hand", "r_hand", "feet")
+BGR = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
+
+
+@pytest.fixture(scope="module")
+def hourglass_run(tmp_path_factory):
+    """A 1-stack hourglass run trained on BGR / 256 - 0.5 with targets 1.5 px off, left/right pairs and joint names.
+    Its folder is read, never written: a test that writes into a run's folder copies it first."""
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
+                        heatmap_size=(16, 16), sigma=1.0, flip_pairs=((0, 3), (1, 2)), normalization=BGR,
+                        heatmap_offset=1.5, keypoint_names=JOINTS)
+    out = tmp_path_factory.mktemp("hourglass_run")
+    fit("hourglass", ds, epochs=1, out_dir=out, verbose=0, model_kwargs={"stacks": 1, "features": 8})
+    return out
+
+
+@pytest.fixture(scope="module")
+def cpm_run(tmp_path_factory):
+    """A 2-stage CPM run trained with centre maps of sigma 3 and a background map (read, never written)."""
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                        heatmap_size=(4, 4), sigma=1.0, flip_pairs=(), num_outputs=2, background=True,
+                        center_map_sigma=3.0)
+    out = tmp_path_factory.mktemp("cpm_run")
+    fit(zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3)), ds, epochs=1, out_dir=out, verbose=0)
+    return out
 
 
 def _quarter_keypoints(hm, stride, offset):
@@ -48,17 +73,12 @@ def _cli_keypoints(tmp_path, capsys, name, weights, image):
     return np.array([[float(v) for v in line.split()[:2]] for line in capsys.readouterr().out.splitlines()[:-1]])
 
 
-def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, capsys):
+def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(hourglass_run, tmp_path, capsys):
     # an hourglass trained on BGR / 256 - 0.5 with targets 1.5 px off: loaded in Python, it was fed pixels / 255 and
     # decoded at offset 0 (zoo.load_keras_model), or not loaded at all (zoo.get: the builder's 8-stack default)
-    bgr = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
-    ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
-                        heatmap_size=(16, 16), sigma=1.0, flip_pairs=((0, 3), (1, 2)), normalization=bgr,
-                        heatmap_offset=1.5, keypoint_names=JOINTS)
-    fit("hourglass", ds, epochs=1, out_dir=tmp_path / "run", verbose=0, model_kwargs={"stacks": 1, "features": 8})
     (tmp_path / "copy").mkdir()
     copy = tmp_path / "copy" / "hg.keras"  # away from the run's config.json: the file itself says it
-    shutil.copy(tmp_path / "run" / "best.keras", copy)
+    shutil.copy(hourglass_run / "best.keras", copy)
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # the input's size: no letterbox
     x = (image[None, ..., ::-1].astype(np.float32) / 256 - 0.5)  # BGR / 256 - 0.5, by hand
 
@@ -80,7 +100,7 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
     assert (kwargs["stacks"], kwargs["features"], kwargs["num_keypoints"]) == (1, 8, 4)
     assert tuple(kwargs["input_shape"]) == (64, 64, 3)
     check(built)
-    cli = _cli_keypoints(tmp_path, capsys, "hourglass", tmp_path / "run" / "best.keras", image)
+    cli = _cli_keypoints(tmp_path, capsys, "hourglass", hourglass_run / "best.keras", image)
     np.testing.assert_allclose(inference.predict(loaded, image).keypoints, cli, atol=0.006)  # printed to 0.01
     assert main(["predict", "hourglass", str(tmp_path / "image.png"), "--weights", str(copy)]) == 0
     assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()[:4]] == list(JOINTS)
@@ -103,29 +123,14 @@ def test_a_runs_keras_file_predicts_in_python_as_on_the_command_line(tmp_path, c
     check(zoo.get("hourglass", weights=tmp_path / "copy" / "zoo_save.keras"))
     with pytest.raises(ValueError, match=r"save_model writes a whole model as .keras. Received: path='.*m.h5'"):
         zoo.save_model(loaded, tmp_path / "m.h5")
-    # fine-tuning the run's file on data without names: the new run's files hold the same builder arguments,
-    # convention and the model's names (as many as the data's keypoints)
-    unnamed = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
-                             input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=((0, 3), (1, 2)),
-                             normalization=bgr, heatmap_offset=1.5)
-    fit(str(copy), unnamed, epochs=1, out_dir=tmp_path / "again", verbose=0)
-    for name in ("best.keras", "final.keras"):
-        again = zoo.get("hourglass", weights=tmp_path / "again" / name)
-        assert len(again.outputs) == 1 and zoo.weights_record(again).channel_order == "BGR"
-        assert zoo.weights_record(again).keypoint_names == JOINTS
 
 
-def test_a_cpm_runs_keras_file_feeds_its_center_map_sigma_in_python(tmp_path):
+def test_a_cpm_runs_keras_file_feeds_its_center_map_sigma_in_python(cpm_run, tmp_path):
     # a CPM trained with centre maps of sigma 3 and a background map: loaded in Python it was fed sigma 21 and its
     # background map was decoded as a fifth keypoint
-    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
-                        heatmap_size=(4, 4), sigma=1.0, flip_pairs=(), num_outputs=2, background=True,
-                        center_map_sigma=3.0)
-    fit(zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3)), ds, epochs=1, out_dir=tmp_path / "run",
-        verbose=0)
     (tmp_path / "copy").mkdir()
     copy = tmp_path / "copy" / "cpm.keras"
-    shutil.copy(tmp_path / "run" / "final.keras", copy)
+    shutil.copy(cpm_run / "final.keras", copy)
     image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     y, x = np.mgrid[:32, :32]
     center = np.exp(-((x - 15.5) ** 2 + (y - 15.5) ** 2) / (2 * 3.0 ** 2))[None, ..., None]  # sigma 3 at the centre
@@ -136,6 +141,38 @@ def test_a_cpm_runs_keras_file_feeds_its_center_map_sigma_in_python(tmp_path):
         assert pred.keypoints.shape == (4, 2)  # the background map is not a keypoint
     with pytest.raises(zoo.WeightsMismatchError, match=r"holds stages=2, but stages=3 was asked for"):
         zoo.get("cpm", weights=copy, stages=3)
+
+
+@agnostic
+def test_a_runs_checkpoint_keeps_its_family_convention_and_names(hourglass_run, tmp_path):
+    from training.models import _run_flip_pairs
+    from training.trainer import build_model
+
+    ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
+                        heatmap_size=(16, 16), sigma=1.0)
+    model, family = build_model(str(hourglass_run / "best.keras"), "pose", ds, None)
+    assert family == "hourglass"  # was "default": fine-tuning it used Adam, not the hourglass' RMSprop
+    # evaluate/predict decode with the record's offset: it was 0, 1.5 input px off the run's own targets
+    assert zoo.weights_record(model).heatmap_offset == 1.5
+    assert zoo.weights_record(model).flip_pairs == ((0, 3), (1, 2))
+    unsaid = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
+                            input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0)  # flip_pairs not given
+    assert unsaid.config()["flip_pairs"] is None and _run_flip_pairs({"train_data": unsaid.config()}) is None
+    # fine-tuning a copy of the checkpoint (away from the run's config.json) on data without names or a
+    # convention, and with no left/right joints this time
+    shutil.copy(hourglass_run / "best.keras", tmp_path / "hg.keras")
+    again = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
+                           input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=())
+    res = fit(str(tmp_path / "hg.keras"), again, epochs=1, out_dir=tmp_path / "again", verbose=0)
+    assert again.normalization == BGR  # was pixels / 255: not what the checkpoint was trained on
+    assert isinstance(res.model.optimizer, keras.optimizers.RMSprop)  # the hourglass preset
+    # the new run's files hold the same builder arguments, convention and the model's names (as many as the
+    # data's keypoints); flip_pairs=() (no left/right joints: predict(flip=True) swaps nothing) is the data's
+    for name in ("best.keras", "final.keras"):
+        again = zoo.get("hourglass", weights=tmp_path / "again" / name)
+        record = zoo.weights_record(again)
+        assert len(again.outputs) == 1 and (record.channel_order, record.heatmap_offset) == ("BGR", 1.5)
+        assert record.keypoint_names == JOINTS and record.flip_pairs == ()
 
 
 @agnostic
@@ -161,18 +198,13 @@ def test_bad_metadata_in_a_keras_file_is_refused_by_name(tmp_path):
         zoo.load_keras_model(path)
 
 
-def test_a_runs_keras_file_in_another_runs_folder_keeps_its_own_metadata(tmp_path, capsys):
+def test_a_runs_keras_file_in_another_runs_folder_keeps_its_own_metadata(hourglass_run, cpm_run, tmp_path, capsys):
     # a CPM run's file (background map, centre-map sigma 3) put into an hourglass run's folder: the command line took
     # the folder's config.json over the file's own entry (family hourglass, no background: a 5th "keypoint" printed)
-    ds = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
-                        heatmap_size=(4, 4), sigma=1.0, flip_pairs=(), num_outputs=2, background=True,
-                        center_map_sigma=3.0)
-    fit(zoo.get("cpm", stages=2, num_keypoints=4, input_shape=(32, 32, 3)), ds, epochs=1, out_dir=tmp_path / "cpm",
-        verbose=0)
+    shutil.copytree(hourglass_run, tmp_path / "hg")
     hg = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
                         heatmap_size=(16, 16), sigma=1.0)
-    fit("hourglass", hg, epochs=1, out_dir=tmp_path / "hg", verbose=0, model_kwargs={"stacks": 1, "features": 8})
-    shutil.copy(tmp_path / "cpm" / "final.keras", tmp_path / "hg" / "init.keras")
+    shutil.copy(cpm_run / "final.keras", tmp_path / "hg" / "init.keras")
     image = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     cli = _cli_keypoints(tmp_path, capsys, "cpm", tmp_path / "hg" / "init.keras", image)
     assert cli.shape == (4, 2)  # the background map is not a keypoint

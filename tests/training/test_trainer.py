@@ -524,35 +524,6 @@ def test_named_models_for_another_task_are_refused_by_name():
 
 
 @agnostic
-def test_a_run_checkpoint_keeps_its_family_and_input_convention(tmp_path):
-    from training.data import Normalization
-
-    cpm_like = Normalization(scale=1 / 256, mean=(0.5, 0.5, 0.5), channel_order="BGR")
-    ds = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4, input_size=(64, 64),
-                        heatmap_size=(16, 16), sigma=1.0, flip_pairs=(), normalization=cpm_like, heatmap_offset=1.5)
-    fit("hourglass", ds, epochs=1, out_dir=tmp_path, verbose=0, model_kwargs={"stacks": 1, "features": 8})
-    model, family = build_model(str(tmp_path / "best.keras"), "pose", ds, None)
-    assert family == "hourglass"  # was "default": fine-tuning it used Adam, not the hourglass' RMSprop
-    # evaluate/predict decode with the record's offset: it was 0, 1.5 input px off the run's own targets
-    assert zoo.weights_record(model).heatmap_offset == 1.5
-    assert zoo.weights_record(model).flip_pairs == ()  # no left/right joints: predict(flip=True) swaps nothing
-    from training.models import _run_flip_pairs
-
-    unsaid = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
-                            input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0)  # flip_pairs not given
-    assert unsaid.config()["flip_pairs"] is None and _run_flip_pairs({"train_data": unsaid.config()}) is None
-    # fine-tuning the checkpoint, with left/right pairs this time (one fit less than a second named-model run:
-    # the run's record comes from its own config.json either way)
-    again = HeatmapDataset(synthetic_pose(4, image_size=(64, 64), num_keypoints=4), batch_size=4,
-                           input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, flip_pairs=((0, 3), (1, 2)))
-    res = fit(str(tmp_path / "best.keras"), again, epochs=1, out_dir=tmp_path / "paired", verbose=0)
-    assert again.normalization == cpm_like  # was pixels / 255: not what the checkpoint was trained on
-    assert isinstance(res.model.optimizer, keras.optimizers.RMSprop)  # the hourglass preset
-    model, _ = build_model(str(tmp_path / "paired" / "best.keras"), "pose", again, None)
-    assert zoo.weights_record(model).flip_pairs == ((0, 3), (1, 2))  # was None: predict --flip refused every run
-
-
-@agnostic
 def test_worker_rank_counts_the_chief_of_a_tf_config_cluster():
     from training.distribute import worker_rank
 
