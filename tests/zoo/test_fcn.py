@@ -12,7 +12,7 @@ from tests.oracle import opencv_forward
 from zoo.errors import InputShapeError
 from zoo.models import fcn
 
-pytestmark = pytest.mark.backend_agnostic
+agnostic = pytest.mark.backend_agnostic
 
 # (total, trainable) with 21 classes; total counts the fixed bilinear deconvs (and at-once's scales).
 COUNTS = {
@@ -34,7 +34,11 @@ HEAD_NAMES = {
 HEAD_NAMES["fcn8s_atonce"] = HEAD_NAMES["fcn8s"] + ["scale_pool4", "scale_pool3"]
 
 
-@pytest.fixture(scope="module", params=list(BUILDERS))
+# ./dev test's JAX pass builds fcn32s and fcn8s_atonce only: between them they hold every layer type and crop of the
+# four (fcn16s' and fcn8s' heads are fcn8s_atonce's without its scales), and each variant costs its JAX pass ~10 s
+# (a VGG-16 build, compiled at 201 x 201 for OpenCV's check). The TensorFlow pass builds all four.
+@pytest.fixture(scope="module", params=[pytest.param(v, marks=agnostic if v in ("fcn32s", "fcn8s_atonce") else ())
+                                        for v in BUILDERS])
 def variant_model(request):
     """One ~540 MB model per variant at a time, any input size; freed before the next one."""
     model = BUILDERS[request.param](input_shape=(None, None, 3))
@@ -50,6 +54,7 @@ def test_parameter_counts(variant_model):
     assert (model.count_params(), trainable_count(model)) == COUNTS[variant]
 
 
+@agnostic
 def test_score_layers_start_at_zero_like_caffe(rng):
     """voc-fcn*/net.py gives score_fr/score_pool4/score_pool3 no weight_filler: Caffe's default constant 0.
     A fresh net therefore predicts all-zero logits (uniform class probabilities) for any input."""
@@ -90,12 +95,14 @@ def test_symbolic_sizes_at_default_and_odd_sizes(variant_model):
     assert problem is None and sizes["pool2"] == 175 and sizes["pool3"] == 88  # Caffe ceil: 349 -> 175
 
 
+@agnostic
 def test_default_input_shape_is_the_deploy_example():
     # Checked on the shape helper: a second 540 MB model only for this would cost seconds.
     assert fcn._check_shape("fcn8s", "fcn8s", None) == (500, 500, 3)
     assert fcn._check_shape("fcn8s", "fcn8s", (None, 7, 3)) == (None, 7, 3)
 
 
+@agnostic
 @pytest.mark.parametrize("variant", list(BUILDERS))
 def test_every_size_from_the_minimum_is_valid(variant):
     """Caffe's size arithmetic: pad 100 keeps every blob non-empty and every Crop inside its input."""
@@ -106,18 +113,21 @@ def test_every_size_from_the_minimum_is_valid(variant):
         assert sizes["score"] == n
 
 
+@agnostic
 @pytest.mark.parametrize("shape", [(0, 10, 3), (10, 0, 3)])
 def test_too_small_input_raises(shape):
     with pytest.raises(InputShapeError, match="minimum is 1x1"):
         fcn.fcn8s(input_shape=shape)
 
 
+@agnostic
 @pytest.mark.parametrize("shape", [(32, 32), (32, 32, 4)])
 def test_bad_input_shape_raises(shape):
     with pytest.raises(InputShapeError, match="fcn16s"):
         fcn.fcn16s(input_shape=shape)
 
 
+@agnostic
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match=r"zoo.get\('fcn8s', weights=...\)"):
         fcn.fcn8s(weights="voc")
@@ -231,6 +241,7 @@ def test_matches_opencv_caffe_engine(variant_model, rng):
     assert np.abs(ref).max() > 1e-3  # the signal survives to the output
 
 
+@agnostic
 @pytest.mark.parametrize("variant_model", ["fcn8s_atonce"], indirect=True)
 def test_save_load_safe_mode_identical(variant_model, tmp_path, rng):
     """All custom layers (CaffePooling2D, CropToReference, ChannelScale, BilinearKernel) round-trip."""
