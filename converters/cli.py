@@ -137,9 +137,6 @@ def _verify(net, model, input_shape, tolerance):
 
 
 def _convert_caffe(args) -> int:
-    from converters.caffe import load
-    from converters.caffe.keras import convert
-
     out = Path(args.output)
     if out.suffix != ".keras":
         raise ValueError(f"--output must end in .keras (Keras' saving format). Received: '{out}'")
@@ -150,6 +147,23 @@ def _convert_caffe(args) -> int:
     blocker = blocked_by_file(out)
     if blocker is not None:  # found before the conversion, not at the save after it
         raise ValueError(f"--output '{out}': '{blocker}' is a file, expected a folder there")
+    from zoo.files import atomic_target
+
+    # the temporary file first: a place that cannot be written (a read-only folder, a dangling link) is named now,
+    # not after minutes of conversion
+    tmp = atomic_target(out, ".tmp.keras")
+    try:
+        return _convert_into(args, out, tmp)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _convert_into(args, out: Path, tmp: Path) -> int:
+    """The conversion proper, saved to ``tmp`` (made by :func:`_convert_caffe`) and renamed to ``out``."""
+    from converters.caffe import load
+    from converters.caffe.keras import convert
+
     progress = None if not args.no_progress else False
     net = load(args.prototxt, args.caffemodel, input_shape=tuple(args.input_shape) if args.input_shape else None,
                progress=progress)
@@ -174,14 +188,8 @@ def _convert_caffe(args) -> int:
         _verify(net, model, args.input_shape, args.tolerance)
     from zoo.files import replace_durably
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        replace_durably(tmp, out)  # synced first: a power cut leaves no empty OUT.keras
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    model.save(tmp)
+    replace_durably(tmp, out)  # synced first: a power cut leaves no empty OUT.keras
     _say(f"Saved {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

@@ -737,8 +737,10 @@ def test_predict_box_and_masks(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mask.png", "a.pred.png", "b.mask.png",
                                                                    "b.pred.png"]  # no stale predictions.csv
     assert "(an earlier run's: this one has no keypoints or classes to list)" in r.stdout
+    (tmp_path / "people.pred.png").unlink()  # an earlier call's picture
     r = kerazoo_here("predict", "hourglass", tmp_path / "people.png", "--weights", tmp_path / "pose.keras", "--masks")
     assert _one_line_error(r).endswith("--masks is for segmentation models; hourglass gives pose")
+    assert r.stdout == "" and not (tmp_path / "people.pred.png").exists()  # refused before the image ran
 
 
 def test_predict_masks_beside_a_folders_images_are_no_inputs_the_next_time(tmp_path):

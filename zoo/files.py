@@ -87,7 +87,13 @@ def check_file_target(path, who: str) -> None:
 
 def writable_folder_error(path: Path, error: OSError) -> OSError:
     """``error`` (from making a temporary file beside ``path``) as the same OSError type whose ``filename`` is
-    ``path`` instead of the temporary name: "[Errno 13] Permission denied (folder '/sys'): '/sys/m.h5'"."""
+    ``path`` instead of the temporary name: "[Errno 13] Permission denied (folder '/sys'): '/sys/m.h5'". A folder
+    that is a symbolic link to nothing is said so (the OS said "File exists")."""
+    path = Path(path)
+    for folder in (path.parent, *path.parent.parents):
+        if folder.is_symlink() and not folder.exists():
+            return type(error)(error.errno, f"'{folder}' is a symbolic link to '{os.readlink(folder)}', which does "
+                                            f"not exist", str(path))
     return type(error)(error.errno, f"{error.strerror or error} (folder '{path.parent}')", str(path))
 
 

@@ -87,6 +87,13 @@ def test_errors_are_one_line_and_leave_no_file(tmp_path, files, capsys):
     # said before converting; was '[Errno 20] Not a directory' after it
     assert err == f"python -m converters caffe: error: --output '{tmp_path / 'taken' / 'x' / 'o.keras'}': " \
                   f"'{tmp_path / 'taken'}' is a file, expected a folder there\n"
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")  # a dangling link where the output's folder should be
+    assert main(["caffe", *files, "-o", str(tmp_path / "gone" / "o.keras"), "--no-progress"]) == 2
+    said = capsys.readouterr()
+    # said before converting (nothing read yet); was '[Errno 17] File exists' after the conversion
+    assert said.out == "" and said.err == (
+        f"python -m converters caffe: error: [Errno 17] '{tmp_path / 'gone'}' is a symbolic link to "
+        f"'{tmp_path / 'nowhere'}', which does not exist: '{tmp_path / 'gone' / 'o.keras'}'\n")
     err = _fails(capsys, ["caffe", *files, "-o", str(out), "--verify", "--tolerance", "0"], code=1)
     assert "verification failed" in err and "exceeds --tolerance 0" in err  # float32 round-off: 6e-8 here
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".keras") == []
