@@ -33,7 +33,7 @@ from training.data.base import check_model_input, check_model_task, model_center
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.evaluation_common import EvalResult, _predict, _progress, _unread, _warn_left_out
 from training.evaluation_seg import _evaluate_segmentation, _evaluate_segmentation_pspnet
-from training.metrics import end_point_error, head_size_from_box, pck_curve, pck_thresholds, pckh, torso_size
+from training.metrics import _hits, end_point_error, head_size_from_box, pck_curve, pck_thresholds, pckh, torso_size
 from training.targets import HeatmapCodec, keypoints_to_image
 from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_views
 from training.tta_pspnet import check_base_size
@@ -334,20 +334,30 @@ def _evaluate_pose(model, ds, views, flip, alpha, names, offset, verbose=False):
     if not sum(table["counts"].values()):
         warnings.warn(f"evaluate: no annotated joint in {len(recs)} records has a usable normaliser ({metric}): "
                       f"every score is NaN. Check the records' visible flags and boxes.", stacklevel=3)
-    joint_names = list(table["per_joint"])
+    rows = _pose_rows([rec.id for rec in recs], left_out, pred, gt, vis, norm, scores, alpha,
+                      list(table["per_joint"]))
+    return EvalResult("pose", f"{metric}@{alpha:g}", table, rows)
+
+
+def _pose_rows(ids, left_out, pred, gt, vis, norm, scores, alpha, joint_names) -> list[dict]:
+    """predictions.csv's rows, one per sample and joint: ``error`` is the distance over the sample's normaliser (NaN
+    where that is not a finite number > 0) and ``correct`` the table's own hit (``dist <= alpha * norm``: a row's
+    ``error <= alpha`` differs from it at the threshold by round-off), so the rows add up to the table."""
+    hit, _ = _hits(pred, gt, vis, norm, alpha)
     rows = []
-    for n, rec in enumerate(recs):
+    for n, sample in enumerate(ids):
         if n in left_out:
             continue
-        for j in range(k):
+        usable = math.isfinite(norm[n]) and norm[n] > 0  # an infinite one gave error 0 and correct 1
+        for j in range(pred.shape[1]):
             dist = float(np.linalg.norm(pred[n, j] - gt[n, j])) if np.all(np.isfinite(pred[n, j])) else float("nan")
-            err = dist / norm[n] if norm[n] > 0 else float("nan")
-            rows.append({"id": rec.id, "joint": j, "name": joint_names[j], "pred_x": round(float(pred[n, j, 0]), 3),
+            err = dist / norm[n] if usable else float("nan")
+            rows.append({"id": sample, "joint": j, "name": joint_names[j], "pred_x": round(float(pred[n, j, 0]), 3),
                          "pred_y": round(float(pred[n, j, 1]), 3), "score": round(float(scores[n][j]), 5),
                          "gt_x": round(float(gt[n, j, 0]), 3), "gt_y": round(float(gt[n, j, 1]), 3),
                          "visible": int(vis[n, j]), "norm": round(float(norm[n]), 3), "error": round(err, 5),
-                         "correct": int(bool(vis[n, j] and err <= alpha))})
-    return EvalResult("pose", f"{metric}@{alpha:g}", table, rows)
+                         "correct": int(hit[n, j])})
+    return rows
 
 
 def _codec(ds, hm, offset):

@@ -39,7 +39,8 @@ class PCKMetric(keras.metrics.Metric):
     (use ``weighted_metrics``), a positive weight. Samples with fewer than two distinct
     joints (box side 0) are skipped; a joint whose predicted map has no positive value is a miss, and NaN
     pixels never win the argmax. Equals :func:`pck` (mean) with :func:`bbox_size` over the set, on
-    keypoints from :func:`training.targets.decode_heatmaps` with ``refine=None``.
+    keypoints from :func:`training.targets.decode_heatmaps` with ``refine=None`` whose ``(-1, -1)`` (no positive
+    maximum) are set to NaN first, as :func:`training.evaluate` does (as points they could land within reach).
 
     Args:
         alpha: threshold as a fraction of the box side. Defaults to 0.2.

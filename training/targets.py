@@ -154,8 +154,10 @@ def decode_heatmaps(heatmaps, *, refine="quarter", sigma=2.0):
 
     Args:
         heatmaps: (B, h, w, K) or (h, w, K) array (numpy, or anything ``np.asarray`` accepts).
-        refine: ``"quarter"`` (move 0.25 px towards the higher neighbour on each axis where both
-            neighbours exist, hg/HRNet; HRNet also skips column/row 1),
+        refine: ``"quarter"`` (move 0.25 px towards the higher neighbour, on each axis where that
+            axis' two neighbours exist, as MMPose's ``refine_keypoints``; pose-hg-train and HRNet
+            refine only a peak with neighbours on both axes, so a peak on a border row or column
+            keeps its other coordinate's 0.25 px here and not there),
             ``"dark"`` (Taylor expansion of the log of the Gaussian-blurred map, `Dark Pose`_) or None
             (integer argmax). Defaults to ``"quarter"``.
         sigma: target sigma in heatmap px, only used by ``"dark"`` for its blur kernel

@@ -829,3 +829,22 @@ def test_evaluate_shows_a_progress_bar_on_a_terminal_when_verbose(monkeypatch, c
             monkeypatch.undo()
             assert bar in terminal.text if verbose else terminal.text == "", terminal.text
             assert ("mean" in capsys.readouterr().out) == verbose and res.rows  # the table, printed when verbose
+
+
+@pytest.mark.backend_agnostic
+def test_prediction_rows_are_the_tables_hits_at_the_threshold():
+    """A row said correct = error <= alpha with error = dist / norm: at dist = alpha * norm the round-off made it 0
+    where the table counted a hit (0.2 * 49.8 / 49.8 = 0.20000000000000004); an infinite normaliser, which the table
+    leaves out, gave error 0 and correct 1."""
+    from training.evaluation import _pose_rows
+    from training.metrics import pck
+
+    norm = np.array([49.8, np.inf, 30.0])
+    gt = np.zeros((3, 2, 2))
+    pred = gt + np.array([[[0.2 * 49.8, 0.0], [0.2 * 49.8 + 1e-9, 0.0]], [[1.0, 0.0]] * 2, [[0.0, 6.0], [np.nan] * 2]])
+    vis = np.ones((3, 2))
+    rows = _pose_rows(["a", "b", "c"], set(), pred, gt, vis, norm, np.ones((3, 2)), 0.2, ["j0", "j1"])
+    assert [r["correct"] for r in rows] == [1, 0, 0, 0, 1, 0]
+    per_joint, _ = pck(pred, gt, vis, norm, alpha=0.2)
+    assert per_joint.tolist() == [1.0, 0.0]  # samples a and c; b left out
+    assert np.isnan(rows[2]["error"]) and np.isnan(rows[3]["error"]) and rows[4]["error"] == 0.2
