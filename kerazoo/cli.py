@@ -382,7 +382,7 @@ def build_parser():
     s.add_argument("--weights", required=True,
                    help="a tag, a zoo .h5 (the architecture comes from its record), .weights.h5, .caffemodel, "
                         ".t7, or a whole .keras model (e.g. a training run's best.keras), loaded as it is")
-    s.add_argument("--out", help="output PNG (default: IMAGE.pred.png beside each image); an existing folder (or "
+    s.add_argument("--out", help="output PNG (default: IMAGE_STEM.pred.png beside each image); an existing folder (or "
                                  "a path ending in /; with several images any name without .png) gets "
                                  "IMAGE_STEM.pred.png inside it. A video: a .mp4 or .avi name, or a folder")
     s.add_argument("--model-arg", type=name_value, action="append", default=[], metavar="NAME=VALUE",
