@@ -135,6 +135,16 @@ def _is_earlier_export(path: Path, fmt: str) -> bool:
 
 
 
+def _is_earlier_record(path: Path) -> bool:
+    """Whether the file ``path`` is a LiteRT export's ``OUT.json`` (its ``"format"`` is ``"litert"``) or empty."""
+    try:
+        text = path.read_text()
+        meta = json.loads(text) if text.strip() else {"format": "litert"}
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == "litert"
+
+
 def _half_precision_policies(model) -> set:
     """Names of the 16-bit float dtype policies ``model``'s layers compute or keep weights in: mixed
     (``mixed_bfloat16``, ``mixed_float16``) or pure (``bfloat16``, ``float16``)."""
@@ -280,6 +290,11 @@ def _prepare_target(path: Path, overwrite: bool, fmt: str):
         raise ExportError(f"export: '{path}' is a file; a SavedModel is a folder")
     if fmt == "litert" and Path(f"{path}.json").is_dir():
         raise ExportError(f"export: '{path}.json' is a folder; the weights record of '{path}' is written there")
+    if fmt == "litert" and Path(f"{path}.json").exists() and not _is_earlier_record(Path(f"{path}.json")):
+        # it was replaced by the record without a word, overwrite or not (a user's notes beside their model)
+        raise ExportError(f"export: '{path}.json' exists and is not an earlier LiteRT export's record, which is "
+                          f"written there; overwrite replaces only an earlier export. Remove it yourself or choose "
+                          f"another OUT")
     if path.exists() and not _is_earlier_export(path, fmt):
         # overwrite replaces an earlier export, never a folder of other files nor a .keras given as OUT by mistake
         what = "a folder that is not a SavedModel (no saved_model.pb)" if fmt == "tf_saved_model" else \

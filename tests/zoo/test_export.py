@@ -533,3 +533,23 @@ def test_a_batch_the_model_fixes_is_the_artifacts(tmp_path, rng):
         (y,) = runner(image=pixels).values()
         assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
     assert sorted(os.listdir(tmp_path)) == sorted(["free", "sm"] + ["m.tflite", "m.tflite.json"] * (BACKEND == "tensorflow"))
+
+
+@agnostic
+def test_a_litert_records_place_holding_another_file_is_refused(tmp_path):
+    # export(..., format="litert") replaced a user's OUT.json (notes beside their model) with its record, without
+    # overwrite=True and without a word; overwrite replaces only an earlier export's
+    from zoo.export import check_target
+
+    notes = tmp_path / "m.tflite.json"
+    notes.write_text('{"mine": "notes"}')
+    for overwrite in (False, True):
+        with pytest.raises(ExportError, match=r"'.*m.tflite.json' exists and is not an earlier LiteRT export's "
+                                              r"record, which is written there; overwrite replaces only an earlier "
+                                              r"export"):
+            check_target(tmp_path / "m.tflite", "litert", overwrite)
+    assert notes.read_text() == '{"mine": "notes"}'
+    for earlier in (json.dumps({"format": "litert", "model": "m"}), ""):  # an earlier export's (its .tflite gone)
+        notes.write_text(earlier)
+        check_target(tmp_path / "m.tflite", "litert")
+    check_target(tmp_path / "m", "saved_model")  # a SavedModel's record goes inside its folder
