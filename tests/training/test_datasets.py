@@ -189,8 +189,10 @@ def test_mpii_json_head_boxes_from_gt_valid_mat(tmp_path):
              "joints_vis": [int(j[0] != -1) for j in joints[i]]} for i in range(2)]
     (tmp_path / "valid.json").write_text(json.dumps(recs))
     (tmp_path / "train.json").write_text(json.dumps(recs + recs[:1]))
-    pos = np.stack([np.array(j, float).T for j in joints], -1)  # 2 x 16 x N, 1-based
-    pos[:, 0, 1] = 0  # a missing joint's column holds anything
+    # 16 x 2 x N, 1-based, as HRNet's gt_valid.mat (its evaluator: np.transpose(preds, [1, 2, 0]) - pos_gt_src); read
+    # as 2 x 16 x N the real file matched no json, so its head boxes were dropped (PCK@0.2 instead of PCKh@0.5)
+    pos = np.stack([np.array(j, float) for j in joints], -1)
+    pos[0, :, 1] = 0  # a missing joint's row holds anything
     boxes = np.zeros((2, 2, 2))
     boxes[:, :, 0], boxes[:, :, 1] = [[11, 21], [41, 61]], [[301, 5], [331, 45]]  # ((x1, y1), (x2, y2))
     scipy.io.savemat(str(tmp_path / "gt_valid.mat"), {"headboxes_src": boxes, "pos_gt_src": pos,
@@ -207,6 +209,9 @@ def test_mpii_json_head_boxes_from_gt_valid_mat(tmp_path):
     (tmp_path / "swapped.json").write_text(json.dumps(recs[::-1]))
     with pytest.raises(AnnotationError, match=r"pos_gt_src column 1 is not the joints of record 0"):
         read_mpii_json(tmp_path / "swapped.json", tmp_path, head_boxes=tmp_path / "gt_valid.mat")
+    scipy.io.savemat(str(tmp_path / "gt_valid.mat"), {"headboxes_src": boxes, "pos_gt_src": pos.transpose(1, 0, 2),
+                                                      "jnt_missing": np.zeros((16, 2))})  # 2 x 16 x N read too
+    np.testing.assert_allclose(read_mpii_json(tmp_path / "valid.json", tmp_path)[1].head_box, [300, 4, 330, 44])
 
 
 def test_lsp_occluded_joints_are_annotated_and_lspet_uses_its_visibility_flag(tmp_path):

@@ -13,7 +13,7 @@ On-disk layout::
     train.json / valid.json                      HRNet/MMPose: [{"image", "center", "scale",
                                                  "joints" (16 x 2, 1-based, -1 missing), "joints_vis"}]
     gt_valid.mat (HRNet) / mpii_gt_val.mat       valid.json's head boxes, same order: headboxes_src
-    (MMPose)                                     2 x 2 x N ((x1, y1), (x2, y2)), pos_gt_src 2 x 16 x N,
+    (MMPose)                                     2 x 2 x N ((x1, y1), (x2, y2)), pos_gt_src 16 x 2 x N,
                                                  jnt_missing 16 x N
 
 MATLAB coordinates are 1-based: both readers subtract 1. Missing/empty fields are normal in the
@@ -215,8 +215,10 @@ def _json_head_boxes(head_boxes, path, data) -> np.ndarray | None:
     mismatch = None
     if n != len(data):
         mismatch = f"it has {n} head boxes and '{path}' {len(data)} records"
-    elif pos is not None and pos.size == 2 * _K * n:
-        pos = pos.reshape(2, _K, n)
+    elif pos is not None and pos.shape in ((_K, 2, n), (2, _K, n)):
+        # the releases' 16 x 2 x N (HRNet's evaluator: np.transpose(preds, [1, 2, 0]) - pos_gt_src); it was read as
+        # 2 x 16 x N, so the real file never matched: PCKh fell back to PCK@0.2 without a word
+        pos = pos if pos.shape == (_K, 2, n) else pos.transpose(1, 0, 2)
         for i, rec in enumerate(data):
             try:
                 j = np.asarray(rec["joints"], np.float64)
@@ -225,7 +227,7 @@ def _json_head_boxes(head_boxes, path, data) -> np.ndarray | None:
                 continue  # the record's own check names the problem
             if j.ndim == 2 and j.shape[0] == _K and j.shape[1] >= 2 and v.shape == (_K,):
                 # a few px of slack: the test is for another person or order, not rounding
-                far = np.abs(j[:, :2] - pos[:, :, i].T).max(axis=1) > 2.0
+                far = np.abs(j[:, :2] - pos[:, :, i]).max(axis=1) > 2.0
                 if np.any(far & v & ~np.all(j[:, :2] == -1, axis=1)):
                     mismatch = f"its pos_gt_src column {i + 1} is not the joints of record {i}"
                     break
