@@ -260,6 +260,9 @@ def test_lsp_and_lspet_train_together_and_validate_on_lsps_test_half(tmp_path):
     val, _ = load("lsp", "val", annotations=[tmp_path / "lsp.mat", tmp_path / "lspet.mat"],
                   images=[tmp_path / "lsp_images", tmp_path / "lspet_images"])
     assert [r.id for r in val] == ["im1001.jpg", "im1002.jpg", "im1003.jpg"]
+    # LSPet's file first: the first file's test split was taken (LSPet has none: no validation, one warning)
+    val, _ = load("lsp", "val", annotations=anns[::-1], images=dirs[::-1])
+    assert [r.image for r in val] == [str(tmp_path / "lsp_images" / f"im100{i}.jpg") for i in (1, 2, 3)]
     with pytest.raises(ValueError, match=r"'lsp': 2 annotation file\(s\) but 1 image folder"):
         load("lsp", "train", annotations=anns, images=tmp_path)
     with pytest.raises(ValueError, match=r"dataset 'mpii' takes one 'annotations' path; received 2"):

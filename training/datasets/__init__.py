@@ -51,6 +51,16 @@ def _need(options, key, name):
     return options[key]
 
 
+def _lsp_layout(path) -> bool:
+    """Whether ``path``'s ``joints`` is LSP's 3 x 14 x N (LSPet's is 14 x 3 x N), read from the file's header."""
+    import scipy.io
+
+    try:
+        return any(name == "joints" and tuple(shape[:2]) == (3, 14) for name, shape, _ in scipy.io.whosmat(str(path)))
+    except Exception:  # noqa: BLE001 - read_lsp names an unreadable file
+        return False
+
+
 def _paths(value) -> list:
     """One path (a string is never split: ``:`` and ``;`` are legal in file names) or a sequence of them
     (the CLI's repeated ``--annotations`` / ``--images``)."""
@@ -118,7 +128,9 @@ def load(name: str, split: str = "train", **options):
         if len(anns) != len(dirs):
             raise ValueError(f"dataset '{name}': {len(anns)} annotation file(s) but {len(dirs)} image folder(s); "
                              f"give one image folder per joints.mat, in the same order.")
-        pairs = list(zip(anns, dirs))[:1] if val else zip(anns, dirs)  # the first file's test split validates
+        pairs = list(zip(anns, dirs))
+        if val:  # LSP's test half validates, wherever its file is among LSP + LSPet (the first file's was taken)
+            pairs = [p for p in pairs if _lsp_layout(p[0])] or pairs[:1]
         recs = []
         for ann, images in pairs:  # 'lsp' takes LSP and LSPet files (the standard LSP + LSPet training set)
             recs += read_lsp(ann, images, split="test" if val else ("train" if name == "lsp" else "all"),
