@@ -179,12 +179,12 @@ def main(argv=None):
               f"{args.batch / tb:.1f} img/s", flush=True)
     ref = rows["opencv"][3] if "opencv" in rows else None
     base = rows["opencv"][1] if "opencv" in rows else None
-    lines.append(f"{'variant':<12}{'first call s':>13}{'batch-1 ms':>12}{'x opencv':>10}"
+    lines.append(f"{'variant':<17}{'first call s':>13}{'batch-1 ms':>12}{'x opencv':>10}"
                  f"{'batch ' + str(args.batch) + ' img/s':>17}{'max|diff|/range':>17}")
     for name, (first, lat, thr, out) in rows.items():
         diff = "" if ref is None else f"{np.abs(out - ref).max() / max(np.ptp(ref), 1e-12):.1e}"
         ratio = "" if base is None else f"{lat / base:.2f}"
-        lines.append(f"{name:<12}{first:>13.2f}{lat * 1e3:>12.1f}{ratio:>10}{thr:>17.1f}{diff:>17}")
+        lines.append(f"{name:<17}{first:>13.2f}{lat * 1e3:>12.1f}{ratio:>10}{thr:>17.1f}{diff:>17}")
     emit(lines, args.out)
 
 

@@ -329,7 +329,15 @@ def main(argv=None):
                               text=True).stdout.strip() or "unknown GPU"
     except OSError:
         card = "no GPU (CPU)"
-    log = [f"card: {card}"]
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):  # without importing it (JAX starts only in the children)
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"no {name}"
+
+    log = [f"card: {card} | " + ", ".join(installed(n) for n in ("keras", "jax", "torch", "torchvision"))]
     print(log[0], flush=True)
     results = []
     for model in args.only.split(","):

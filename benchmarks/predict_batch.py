@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             seconds = time.perf_counter() - t
             if best is None or seconds < best:
                 best, share = seconds, calls[0] / seconds
-        lines.append(f"{label:<18}{a.images / best:>10.1f}{1000 * best / a.images:>10.1f}{share:>12.0%}")
+        lines.append(f"{label:<18}{a.images / best:>10.1f}{1000 * best / a.images:>10.1f}{share:>13.0%}")
         print(lines[-1], file=sys.stderr, flush=True)  # progress; the table comes at the end
     emit(lines, a.out)
     return 0
