@@ -35,8 +35,9 @@ class HeatmapMSE(keras.losses.Loss):
     Unlike ``keras.losses.MeanSquaredError`` (which averages over the last axis, i.e. over joints,
     *before* any sample weight), the squared error is kept per element so a per-joint weight applies
     to its own channel. With the default ``"sum_over_batch_size"`` reduction the weighted sum is
-    divided by ``B*h*w*K`` (HRNet ``JointsMSELoss`` with ``factor=0.5``; weight-0 joints still count
-    in the denominator, as there). With ``"mean_with_sample_weight"`` it is divided by the sum of the
+    divided by ``B*h*w*K`` (HRNet ``JointsMSELoss`` with ``factor=0.5`` for 0/1 joint weights, which
+    HRNet multiplies into both maps, w^2 for a fractional one; MMPose's ``KeypointMSELoss`` weighs the
+    loss by w, as here; weight-0 joints still count in the denominator, as there). With ``"mean_with_sample_weight"`` it is divided by the sum of the
     weights over every element, ``h*w*sum_{b,k} w_bk``: the mean over annotated joints only (0 if none).
 
     Pass the weights as ``sample_weight`` (e.g. the third element of a ``PyDataset`` batch):
@@ -155,6 +156,9 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         y_pred = ops.convert_to_tensor(y_pred)
         labels, valid = self._labels(y_true, y_pred)
         safe = ops.where(valid, labels, ops.zeros_like(labels))
+        # an ignored pixel's scores are replaced, not only its loss zeroed: an overflowed (inf) logit there made the
+        # whole loss NaN (0 * nan), and its gradient too
+        y_pred = ops.where(ops.expand_dims(valid, -1), y_pred, ops.ones_like(y_pred))
         if self.from_logits:
             log_p = ops.log_softmax(y_pred, axis=-1)
         else:

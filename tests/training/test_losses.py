@@ -124,6 +124,10 @@ def test_segmentation_ce_ignores_255_and_averages_over_valid_pixels(rng):
     changed = logits.copy()
     changed[0, :3] = 100.0 * rng.normal(size=changed[0, :3].shape)
     assert _f(loss(labels, changed)) == pytest.approx(ref_mean, rel=1e-5)
+    changed[0, 0, 0] = [np.inf, -np.inf, np.nan, 0.0]  # overflowed there (fp16): the whole loss was NaN
+    for ce in (loss, SegmentationCrossEntropy(from_logits=False)):
+        assert np.isfinite(_f(ce(labels, changed))), ce.from_logits
+    assert _f(loss(labels, changed)) == pytest.approx(ref_mean, rel=1e-5)
     assert _f(SegmentationCrossEntropy(reduction="sum")(labels, logits)) == pytest.approx(ref_sum, rel=1e-5)
     probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
     assert _f(SegmentationCrossEntropy(from_logits=False)(labels, probs)) == pytest.approx(ref_mean, rel=1e-4)
