@@ -31,6 +31,9 @@ MPII_FLIP = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
 CPM_PARTS = ("head", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
              "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle")
 CPM_FLIP = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13))
+# the FLIC model's 9 parts (testing/config.m, model(4).part_str: Lsho Lelb Lwri Rsho Relb Rwri Lhip Rhip head; bkg last)
+CPM_FLIC_PARTS = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist", "l_hip", "r_hip", "head")
+CPM_FLIC_FLIP = ((0, 3), (1, 4), (2, 5), (6, 7))
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor")
@@ -39,7 +42,10 @@ CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "
                       "motorcycle", "bicycle")
 
 _GH = "https://raw.githubusercontent.com"
-_BGR_IMAGENET = dict(channel_order="BGR", mean=(103.939, 116.779, 123.68))
+_BGR_IMAGENET = dict(channel_order="BGR", mean=(103.939, 116.779, 123.68))  # VGG's ILSVRC mean (PSPNet's pre_img.m)
+# the per-channel average of Kaiming He's ResNet_mean.binaryproto (BGR), as chainercv records it; the authors subtract
+# the whole 224 x 224 mean image
+_KAIMING_MEAN = (103.0626238, 115.90288257, 123.15163084)
 # SHA-1s OpenCV's CI checks its downloads of these release files with (opencv_extra testdata/dnn/download_models.py)
 _OPENCV_SHA1 = {"ResNet-50-model.caffemodel": "b7c79ccc21ad0479cddc0dd78b1d20c4d722908d",
                 "fcn8s-heavy-pascal.caffemodel": "c449ea74dd7d83751d1357d6a8c323fcf4038962"}
@@ -66,8 +72,9 @@ for _depth, _top1, _top5 in ((50, 24.7, 7.8), (101, 23.6, 7.1), (152, 23.0, 6.7)
         source_page=_KAIMING, paper="Deep Residual Learning for Image Recognition (He et al., CVPR 2016)",
         license="MIT (repository license; see source page)",
         description=f"ResNet-{_depth} ImageNet, the MSRA Caffe release. The authors subtract a mean image "
-                    f"(ResNet_mean.binaryproto); the per-channel BGR mean here is its Keras-applications average.",
-        input_size=(224, 224), **_BGR_IMAGENET, num_classes=1000, output_stride=32,
+                    f"(ResNet_mean.binaryproto); the per-channel BGR mean here is that image's average (it was "
+                    f"VGG's ILSVRC mean, as keras.applications uses: B 0.9 and R 0.5 away).",
+        input_size=(224, 224), channel_order="BGR", mean=_KAIMING_MEAN, num_classes=1000, output_stride=32,
         builder_kwargs={"classes": 1000},
         metrics={"ImageNet val top-1 error, 1 crop (%)": _top1, "ImageNet val top-5 error, 1 crop (%)": _top5},
     ))
@@ -86,8 +93,8 @@ for _depth, _drive, _top1, _top5 in ((101, "0B9mkjlmP0d7zRlhISks0VktGOGs", 78.05
         ),
         source_page=_SOEAVER, paper="Identity Mappings in Deep Residual Networks (He et al., ECCV 2016)",
         license="see source page",
-        description=f"Pre-activation ResNet-{_depth} ImageNet (converted from yjxiong/caffe and fine-tuned by "
-                    f"soeaver). Google Drive asks for confirmation on large files: if the download returns a web "
+        description=f"Pre-activation ResNet-{_depth} ImageNet, as listed by soeaver/caffe-model (its cls/README "
+                    f"names craftGBD as the models' source). Google Drive asks for confirmation on large files: if the download returns a web "
                     f"page, fetch the file by hand and use the offline folder.",
         input_size=(224, 224), channel_order="BGR", mean=(102.98, 115.947, 122.772), num_classes=1000,
         output_stride=32, builder_kwargs={"classes": 1000},
@@ -108,8 +115,9 @@ for _arch, _folder, _file, _miou in (("fcn32s", "voc-fcn32s", "fcn32s-heavy-pasc
             SourceFile(f"{_folder}/deploy.prototxt", f"{_GH}/shelhamer/fcn.berkeleyvision.org/master/{_folder}/deploy.prototxt"),
         ),
         source_page=_FCN, paper="Fully Convolutional Networks for Semantic Segmentation (Shelhamer, Long & Darrell, PAMI 2016)",
-        license="see source page",
-        description=f"{_arch} trained on PASCAL VOC 2011 train + SBD ('heavy', high momentum). Any input size; "
+        license="models: BVLC model license (unrestricted use); code: BSD-2-Clause",
+        description=f"{_arch} trained online with high momentum on PASCAL VOC with the extra SBD data (Hariharan et "
+                    f"al.) but excluding SBD val, scored on seg11valid (the repository's 'heavy' models). Any input size; "
                     f"outputs the input's size.",
         input_size=(500, 500), channel_order="BGR", mean=(104.00699, 116.66877, 122.67892),
         num_classes=21, class_names=VOC_CLASSES, output_stride=1, builder_kwargs={"classes": 21},
@@ -124,7 +132,7 @@ for _tag, _folder, _weights, _deploy, _stages, _parts, _names, _flip, _metric in
          {"MPII test PCKh@0.5 (%)": 88.5}),
         ("lsp", "_trained_LEEDS_PC", "pose_iter_395000", "pose_deploy_centerMap", 6, 14, CPM_PARTS, CPM_FLIP,
          {"LSP test PCK@0.2, LSP training only (%)": 84.32}),
-        ("flic", "_trained_FLIC", "pose_iter_40000", "pose_deploy", 4, 9, None, None, {})):
+        ("flic", "_trained_FLIC", "pose_iter_40000", "pose_deploy", 4, 9, CPM_FLIC_PARTS, CPM_FLIC_FLIP, {})):
     register_weights("cpm", _tag, WeightsRecord(
         source_format="caffe",
         sources=(
@@ -135,7 +143,8 @@ for _tag, _folder, _weights, _deploy, _stages, _parts, _names, _flip, _metric in
         source_page=_CPM, paper="Convolutional Pose Machines (Wei et al., CVPR 2016)", license="BSD-3-Clause",
         description=f"CPM {_stages} stages, {_parts} parts + background, person-centred 368x368 crops with a "
                     f"Gaussian centre map (zoo.cpm_center_map, sigma 21)."
-                    + ("" if _names else " Part order: see the release's testing/config.m (FLIC)."),
+                    + (" Trained on MPII + LSP (pose_iter_985000_addLEEDS; testing/config.m: 'MPII+LSP 6-stage CPM')."
+                       if _tag == "mpii" else ""),
         input_size=(368, 368), channel_order="BGR", scale=1 / 256, mean=(0.5, 0.5, 0.5),
         num_keypoints=_parts, keypoint_names=_names, flip_pairs=_flip, output_stride=8,
         heatmap_offset=3.5,  # cpm_data_transformer.cpp putGaussianMaps: x = stride/2.0 - 0.5 + g_x * stride

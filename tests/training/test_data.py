@@ -512,7 +512,8 @@ def test_normalization_of_the_release_records_is_the_original_preprocessing():
         ("hourglass", "mpii"): x.astype(np.float32) / np.float32(255),  # Torch image.load: byte:float():div(255)
         ("cpm", "mpii"): (bgr / 256.0 - 0.5).astype(np.float32),  # testing/python: cv2 BGR / 256 - 0.5, float blob
         ("pspnet50", "ade20k"): (x.astype(np.float32) - np.float32([123.68, 116.779, 103.939]))[..., ::-1],  # MATLAB
-        ("resnet50", "imagenet"): bgr.astype(np.float32) - np.float32([103.939, 116.779, 123.68]),
+        # Kaiming's mean image averaged per channel (chainercv's _imagenet_mean, BGR); was VGG's 103.939, 116.779, 123.68
+        ("resnet50", "imagenet"): bgr.astype(np.float32) - np.float32([103.0626238, 115.90288257, 123.15163084]),
     }
     for (arch, tag), want in originals.items():
         norm = Normalization.from_record(zoo.get_spec(arch).weights[tag])

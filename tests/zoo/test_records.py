@@ -65,7 +65,12 @@ def test_registered_release_values_are_kept():
     assert rec.channel_order == "BGR" and rec.scale == 1 / 256 and rec.mean == (0.5, 0.5, 0.5)
     assert rec.flip_pairs == ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13))
     assert rec.input_size == (368, 368) and rec.output_stride == 8 and rec.num_keypoints == 14
-    assert dict(_registered())["cpm:flic"].keypoint_names is None  # FLIC's part names are not given
+    flic = dict(_registered())["cpm:flic"]  # testing/config.m's part_str (they were left unnamed, unflippable)
+    assert flic.keypoint_names == ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist", "l_hip",
+                                   "r_hip", "head")
+    assert flic.flip_pairs == ((0, 3), (1, 4), (2, 5), (6, 7)) and flic.num_keypoints == 9
+    resnet = dict(_registered())["resnet50:imagenet"]  # Kaiming's mean image averaged (was VGG's ILSVRC mean)
+    assert resnet.mean == (103.0626238, 115.90288257, 123.15163084) and resnet.channel_order == "BGR"
 
 
 def test_records_written_by_training_runs_and_examples_are_accepted():

@@ -43,7 +43,8 @@ average the whole map: the only pooling under which the released classifier appl
 Note:
     Shapes use B (batch), H, W (input height, width in pixels), K (classes). Inputs are
     (B, H, W, 3) channels-last; Kaiming's weights expect BGR minus the mean
-    [103.939, 116.779, 123.68] (``zoo.preprocess`` applies a weights record's convention).
+    [103.06, 115.90, 123.15] (the average of the release's mean image; ``zoo.preprocess`` applies a weights record's
+    convention).
     The last feature map (``include_top=False``) is (B, h5, w5, 2048) (512 for ResNet-18/34),
     h5 ~ H/32 following the rounding rules above.
 """
