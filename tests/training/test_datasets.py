@@ -209,6 +209,11 @@ def test_mpii_json_head_boxes_from_gt_valid_mat(tmp_path):
     (tmp_path / "swapped.json").write_text(json.dumps(recs[::-1]))
     with pytest.raises(AnnotationError, match=r"pos_gt_src column 1 is not the joints of record 0"):
         read_mpii_json(tmp_path / "swapped.json", tmp_path, head_boxes=tmp_path / "gt_valid.mat")
+    # found beside it ("auto"), the same count but other joints: not used, and said (was silent: PCK@0.2 instead)
+    with pytest.warns(UserWarning, match=r"swapped.json': '.*gt_valid.mat' beside it has as many head boxes but not "
+                                         r"its joints \(its pos_gt_src column 1 is not the joints of record 0\); not "
+                                         r"used, so the records have no head boxes \(no PCKh\)"):
+        assert all(r.head_box is None for r in read_mpii_json(tmp_path / "swapped.json", tmp_path))
     scipy.io.savemat(str(tmp_path / "gt_valid.mat"), {"headboxes_src": boxes, "pos_gt_src": pos.transpose(1, 0, 2),
                                                       "jnt_missing": np.zeros((16, 2))})  # 2 x 16 x N read too
     np.testing.assert_allclose(read_mpii_json(tmp_path / "valid.json", tmp_path)[1].head_box, [300, 4, 330, 44])

@@ -232,8 +232,12 @@ def _json_head_boxes(head_boxes, path, data) -> np.ndarray | None:
                     mismatch = f"its pos_gt_src column {i + 1} is not the joints of record {i}"
                     break
     if mismatch:
-        if auto:
-            return None  # a head-box file for another json (train.json beside gt_valid.mat)
+        if auto:  # a head-box file for another json (train.json beside gt_valid.mat): said only when the counts
+            # agree, where a reordered or edited valid.json would otherwise be scored as PCK of the box at 0.2
+            if n == len(data):
+                warnings.warn(f"'{path}': '{head_boxes}' beside it has as many head boxes but not its joints "
+                              f"({mismatch}); not used, so the records have no head boxes (no PCKh)", stacklevel=3)
+            return None
         raise AnnotationError(f"'{head_boxes}' does not describe '{path}': {mismatch}; expected valid.json's "
                               f"gt_valid.mat in the same order.")
     return np.concatenate([boxes[0], boxes[1]], axis=0).T - 1.0  # (x1, y1, x2, y2), 1-based -> 0-based
