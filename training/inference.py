@@ -65,6 +65,12 @@ def _registry_task(model, name):
     return (spec.task, spec.family) if spec is not None and spec.task else (None, "")
 
 
+def model_task(model, name=None):
+    """The task ``model`` is known to have before it runs: the registry's for ``name`` (default: the name ``zoo.get``
+    attached), else a training run's (its file's metadata), else ``None`` (found from the output's shape)."""
+    return _registry_task(model, name)[0] or getattr(model, "_kerazoo_task", None)
+
+
 def _output_task(out, hw):
     """What an unregistered model's output is, from its shape."""
     if out.ndim == 1:
@@ -319,8 +325,8 @@ def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_
     if task not in (None, "classification", "segmentation", "pose"):
         raise ValueError(f"predict: task must be 'classification', 'segmentation', 'pose' or None (from the "
                          f"registry, else the output's shape). Received: task={task!r}")
-    registered, family = _registry_task(model, name)
-    task = task or registered or getattr(model, "_kerazoo_task", None)
+    family = _registry_task(model, name)[1]  # CPM's background map (below)
+    task = task or model_task(model, name)
     if box is not None and (task not in (None, "pose") or None in tuple(inputs[0].shape[1:3])):
         what = f"gives {task}" if task not in (None, "pose") else f"takes inputs of any size {tuple(inputs[0].shape[1:3])}"
         raise ValueError(f"predict: box is for pose models of a fixed input size (the box's crop is resized to it); "

@@ -289,9 +289,9 @@ def _cmd_predict(args):
         model = _load_predict_model(args)
         record = zoo.weights_record(model)  # input convention, heatmap offset, keypoint names
         if args.masks:  # a task known before any image runs (else found from the output, below)
-            from training.inference import _registry_task
+            from training.inference import model_task
 
-            task = _registry_task(model, args.name)[0] or getattr(model, "_kerazoo_task", None)
+            task = model_task(model, args.name)
             if task not in (None, "segmentation"):  # was found after the first image: its keypoints printed
                 raise CLIError(f"--masks is for segmentation models; {args.name} gives {task}")
         from training import visualize

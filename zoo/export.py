@@ -288,9 +288,10 @@ def _prepare_target(path: Path, overwrite: bool, fmt: str):
         raise ExportError(f"export: '{path}' is a folder; a LiteRT model is one file (e.g. model.tflite)")
     if fmt == "tf_saved_model" and path.is_file():
         raise ExportError(f"export: '{path}' is a file; a SavedModel is a folder")
-    if fmt == "litert" and Path(f"{path}.json").is_dir():
+    record_path = Path(f"{path}.json")  # a LiteRT model's record, beside it
+    if fmt == "litert" and record_path.is_dir():
         raise ExportError(f"export: '{path}.json' is a folder; the weights record of '{path}' is written there")
-    if fmt == "litert" and Path(f"{path}.json").exists() and not _is_earlier_record(Path(f"{path}.json")):
+    if fmt == "litert" and record_path.exists() and not _is_earlier_record(record_path):
         # it was replaced by the record without a word, overwrite or not (a user's notes beside their model)
         raise ExportError(f"export: '{path}.json' exists and is not an earlier LiteRT export's record, which is "
                           f"written there; overwrite replaces only an earlier export. Remove it yourself or choose "
