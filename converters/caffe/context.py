@@ -175,10 +175,11 @@ def bn_epsilon(layer: Layer, *, batch_stats: bool = False) -> float:
     """Epsilon of a ``BatchNorm`` or fork ``BN`` layer, as Caffe uses it at test time.
 
     - BVLC ``BatchNorm``: ``batch_norm_param.eps`` (default 1e-5).
-    - hszhao/PSPNet ``BN`` (``bn_param`` with ``scale_filler``/``shift_filler``/``moving_average``/
-      ``decay``/``var_eps``): bn_layer.cpp adds ``var_eps`` (default 1e-10) and uses the stored
-      statistics only with ``moving_average: true``.
-    - yjxiong-style ``BN`` (``slope_filler``/``bias_filler``/``frozen``): ``bn_param.eps`` (default 1e-5).
+    - hszhao/PSPNet's earlier ``BN`` (commit 88d0b3: ``bn_param`` with ``scale_filler``/``shift_filler``/
+      ``moving_average``/``decay``/``var_eps``): bn_layer.cpp adds ``var_eps`` (default 1e-10) and uses the
+      stored statistics only with ``moving_average: true``.
+    - yjxiong-style ``BN`` (``slope_filler``/``bias_filler``/``frozen``/``momentum``, as hszhao/PSPNet master's
+      deploy files write it): ``bn_param.eps`` (default 1e-5).
 
     Args:
         batch_stats: accept a BatchNorm with ``use_global_stats: false`` (the converter computes batch

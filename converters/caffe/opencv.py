@@ -81,7 +81,7 @@ def opencv_files(net: Net, input_shapes: dict[str, tuple] | None = None) -> tupl
         param = layer.param
         if layer.type == "BN":
             bottom, top = param.bottom[0], param.top[0]
-            eps = bn_epsilon(layer)  # hszhao's BN adds var_eps (1e-10), yjxiong's eps (1e-5)
+            eps = bn_epsilon(layer)  # PSPNet's earlier BN adds var_eps (1e-10), yjxiong's (PSPNet master's) eps (1e-5)
             lines.append(f'layer {{ name: "{param.name}" type: "BatchNorm" bottom: "{bottom}" top: "{top}" '
                          f"batch_norm_param {{ use_global_stats: true eps: {eps!r} }} }}")
             lines.append(f'layer {{ name: "{param.name}_scale" type: "Scale" bottom: "{top}" top: "{top}" '

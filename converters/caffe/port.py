@@ -49,7 +49,7 @@ class PortReport:
         folded_bn_scale: BatchNorm + Scale pairs folded into one BatchNormalization.
         dropped: Caffe layers left out on purpose (mapped to ``None``).
         epsilon_changed: ``"layer: old -> new"`` for zoo BatchNormalization layers whose epsilon was
-            set to the Caffe layer's (e.g. PSPNet's BN adds ``var_eps`` = 1e-10, not 1e-5).
+            set to the Caffe layer's (e.g. an earlier PSPNet deploy's BN adds ``var_eps`` = 1e-10, not 1e-5).
     """
 
     filled: list[str] = field(default_factory=list)

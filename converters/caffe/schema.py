@@ -279,13 +279,13 @@ _TEXT_EXTRA_FIELDS = {
     "PoolingParameter": [("bool", "ceil_mode", 1013, True)],
 }
 _TEXT_EXTRA_MESSAGES = {
-    "BNParameter": ([  # hszhao/PSPNet, yjxiong/caffe
+    "BNParameter": ([  # yjxiong/caffe, hszhao/PSPNet master
         ("FillerParameter", "slope_filler", 1), ("FillerParameter", "bias_filler", 2),
         ("float", "momentum", 3, 0.9), ("float", "eps", 4, 1e-5), ("bool", "frozen", 5, False),
         ("Engine", "engine", 6, "DEFAULT"),
-        # hszhao/PSPNet's own BNParameter (its deploy files use these names; text parsing goes by name,
-        # so the numbers here only need to be unique): var_eps default 1e-10, statistics used only with
-        # moving_average: true (bn_layer.cpp).
+        # hszhao/PSPNet's earlier BNParameter (commit 88d0b3's deploy files use these names; text parsing goes
+        # by name, so the numbers here only need to be unique): var_eps default 1e-10, statistics used only
+        # with moving_average: true (bn_layer.cpp).
         ("FillerParameter", "scale_filler", 101), ("FillerParameter", "shift_filler", 102),
         ("float", "var_eps", 103, 1e-10), ("bool", "moving_average", 104, False),
         ("float", "decay", 105, 0.05), ("int32", "axis", 106, 1),

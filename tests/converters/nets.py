@@ -182,25 +182,30 @@ def cpm(h, w, *, stages=6, parts=14, width=128, mid=32, wide=512):
     return p.text
 
 
-# bn_param exactly as hszhao/PSPNet's deploy files write it (var_eps left at its 1e-10 default).
-HSZHAO_BN_PARAM = ('bn_param { scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" value: 0 }'
-                   ' moving_average: true decay: 0.05 }')
+# bn_param exactly as hszhao/PSPNet master's deploy files write it (eps left at its 1e-5 default) ...
+HSZHAO_BN_PARAM = ('bn_param { slope_filler { type: "constant" value: 1 } bias_filler { type: "constant" value: 0 }'
+                   ' frozen: true momentum: 0.95 }')
+# ... and as an earlier commit's (88d0b3) did, in hszhao's own field names (var_eps left at its 1e-10 default).
+HSZHAO_BN_PARAM_88D0B3 = ('bn_param { scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" '
+                          'value: 0 } moving_average: true decay: 0.05 }')
 
 
 def pspnet50(h, w, feature, *, widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), stem=(64, 64, 128), ppm=512,
-             head=512, classes=150, bn="BN"):
+             head=512, classes=150, bn="BN", bn_form="master"):
     """hszhao/PSPNet pspnet50_ADE20K_473 layout; ``feature`` is the conv5 map size (divisible by 6).
 
-    ``bn="BN"`` writes the fork's BN layers (what the converter reads); ``bn="BatchNorm"`` writes each
-    as BatchNorm + Scale (``<name>_scale``), the form OpenCV reads.
+    ``bn="BN"`` writes the fork's BN layers (what the converter reads), in master's ``bn_param`` or
+    (``bn_form="88d0b3"``) the earlier commit's; ``bn="BatchNorm"`` writes each as BatchNorm + Scale
+    (``<name>_scale``) with that form's epsilon, the form OpenCV reads.
     """
     p = Proto("pspnet", [("data", (1, 3, h, w))])
+    param, eps = {"master": (HSZHAO_BN_PARAM, "1e-5"), "88d0b3": (HSZHAO_BN_PARAM_88D0B3, "1e-10")}[bn_form]
 
     def norm(name, blob):
         if bn == "BN":
-            p.add(name, "BN", blob, blob, HSZHAO_BN_PARAM)
-        else:  # eps = the fork's var_eps default, as bn_layer.cpp adds it
-            p.add(name, "BatchNorm", blob, blob, "batch_norm_param { use_global_stats: true eps: 1e-10 }")
+            p.add(name, "BN", blob, blob, param)
+        else:  # eps = the fork's default (eps, or the earlier var_eps), as bn_layer.cpp adds it
+            p.add(name, "BatchNorm", blob, blob, f"batch_norm_param {{ use_global_stats: true eps: {eps} }}")
             p.add(name + "_scale", "Scale", blob, blob, "scale_param { bias_term: true }")
 
     def conv_bn(name, bottom, n, k, s=1, d=1, relu=True):

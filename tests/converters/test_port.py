@@ -88,11 +88,17 @@ def test_port_cpm_two_inputs(rng):
 
 
 @agnostic
-def test_port_pspnet50_bn(rng):
-    net, _ = _net(nets.pspnet50(39, 41, 6, classes=3), rng)
+@pytest.mark.parametrize("bn_form", ["master", "88d0b3"])
+def test_port_pspnet50_bn(rng, bn_form):
+    # master's deploy files leave bn_param.eps at 1e-5, the builder's epsilon: nothing to change (the builder had
+    # 1e-10, the earlier commit's var_eps, and every BN of a master prototxt was changed); 88d0b3's BN adds 1e-10
+    net, _ = _net(nets.pspnet50(39, 41, 6, classes=3, bn_form=bn_form), rng)
     model = zoo.get("pspnet50", input_shape=(39, 41, 3), classes=3)
     report = caffe.port(net, model)
     assert "conv1_1_3x3_s2/bn" in report.caffe_layers and "conv1_1_3x3_s2_bn" in report.filled
+    bns = [l.name for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    changed = [] if bn_form == "master" else sorted(f"{n}: 1e-05 -> 1e-10" for n in bns)
+    assert sorted(report.epsilon_changed) == changed
     x = rng.normal(size=(1, 39, 41, 3)).astype(np.float32)
     _assert_same(_np(model(x)), _np(caffe.to_keras(net, progress=False)(x)))
 

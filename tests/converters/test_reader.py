@@ -342,7 +342,8 @@ def test_big_file_path_with_progress(tmp_path, rng, monkeypatch, capsys):
 
 
 def test_hszhao_pspnet_bn_param_and_interp_type(tmp_path, rng):
-    # The released pspnet*_473/713 deploy files use hszhao's own BNParameter field names.
+    # An earlier commit of hszhao/PSPNet (88d0b3) wrote its deploy files' BN layers in hszhao's own BNParameter
+    # field names, var_eps defaulting to 1e-10 (master's use yjxiong's, eps 1e-5: the PSP text above).
     text = PSP.replace(
         "bn_param { slope_filler { type: \"constant\" value: 1 } bias_filler { type: \"constant\" value: 0 }\n"
         "    frozen: true momentum: 0.95 eps: 0.0001 }",

@@ -82,7 +82,7 @@ def _conv(name, bottom, n, k, stride=1, pad=0, dilation=1, bias=False):
 def _bn(top, relu=True):
     text = (
         f'layer {{ name: "{top}/bn" type: "BatchNorm" bottom: "{top}" top: "{top}" '
-        f'batch_norm_param {{ use_global_stats: true eps: 1e-10 }} }}\n'
+        f'batch_norm_param {{ use_global_stats: true eps: 1e-5 }} }}\n'
         f'layer {{ name: "{top}/scale" type: "Scale" bottom: "{top}" top: "{top}" '
         f'scale_param {{ bias_term: true }} }}\n'
     )
@@ -203,7 +203,7 @@ def test_names_and_head_layers(small):
     depends = {l.name for l in small.layers if any(5 in w.shape for w in l.weights)}  # classes=5
     assert depends == {l.name for l in small.layers if spec.is_head_layer(l.name)} == {"conv6", "aux_conv6"}
     bns = [l for l in small.layers if isinstance(l, keras.layers.BatchNormalization)]
-    assert all(l.epsilon == 1e-10 and l.momentum == 0.95 for l in bns)
+    assert all(l.epsilon == 1e-5 and l.momentum == 0.95 for l in bns)  # master's bn_param eps default, 0.95
 
 
 # --- numerics against OpenCV's Caffe engine ---------------------------------------------------------------------

@@ -15,9 +15,12 @@ Follows ``hszhao/PSPNet`` ``evaluation/prototxt/pspnet50_ADE20K_473.prototxt`` a
   (prototxt order) -> ``conv5_4`` 3x3 512 + BN + ReLU -> dropout -> ``conv6`` 1x1 -> ``conv6_interp``
   (Interp zoom 8: 60 -> 473).
 - Every conv has ``bias_term: false`` except ``conv6``. Caffe's ``BN`` layer (slope, bias, mean,
-  variance; moving-average decay 0.05) is a Keras ``BatchNormalization`` with ``momentum=0.95`` and
-  ``epsilon=1e-10``: hszhao's ``bn_layer.cpp`` adds ``bn_param.var_eps`` (default 1e-10, never set in
-  the released deploy files), not 1e-5.
+  variance; ``momentum: 0.95``) is a Keras ``BatchNormalization`` with ``momentum=0.95`` and
+  ``epsilon=1e-5``: the deploy files on hszhao/PSPNet's master write yjxiong's ``bn_param { slope_filler
+  bias_filler frozen: true momentum: 0.95 }`` and leave ``eps`` at its caffe.proto default, 1e-5, which
+  ``bn_layer.cpp`` adds to the variance. (An earlier commit's files used ``scale_filler``/``moving_average``
+  and ``var_eps``, default 1e-10; the converter reads both, and ``zoo.get(..., weights=...)`` takes each
+  layer's epsilon from the prototxt it is given.)
 - Initialisation: Keras' defaults (Glorot-uniform kernels, zero biases, gamma 1), the kernels drawn on
   the host (:class:`zoo.initializers.HostGlorotUniform`, same distribution, no XLA compile per shape on
   JAX). The release has deploy prototxts only (no training net with fillers), and the paper trains
@@ -52,7 +55,7 @@ DEFAULT_INPUT_SHAPE = (473, 473, 3)
 MIN_INPUT_SIZE = 39  # smallest input whose 1/8 feature map (6 px) can be pooled into 6 bins
 BINS = (1, 2, 3, 6)
 PPM_FILTERS = 512
-BN_EPSILON = 1e-10  # hszhao bn_param.var_eps default, what the release computes with
+BN_EPSILON = 1e-5  # bn_param.eps default in hszhao/PSPNet master's caffe.proto, never set in its deploy files
 BN_MOMENTUM = 0.95  # Caffe BN moving-average decay 0.05
 HEAD_LAYERS = ("conv6", "aux_conv6")
 
