@@ -18,7 +18,7 @@ from converters.caffe.context import bn_epsilon, uses_batch_stats
 from converters.caffe.graph import Net
 
 __all__ = ["caffemodel_bytes", "opencv_files", "opencv_output_layers", "opencv_departures", "opencv_forward",
-           "available"]
+           "OpenCVRefused", "available"]
 
 
 def _varint(n: int) -> bytes:
@@ -130,7 +130,13 @@ def _pooling_departure(layer, shape) -> str | None:
 
     pp = sub(layer.param, "pooling_param")
     kernel, stride, pad, global_pooling, ceil_mode = pool_geometry(pp, layer)
-    if global_pooling or not ceil_mode or len(shape) != 4:
+    if global_pooling or len(shape) != 4:
+        return None
+    if any(k > n + 2 * p for n, k, p in zip(shape[2:], kernel, pad)):
+        # PSPNet's 60/30/20/10 pyramid pools on a smaller map: Caffe's ceil mode pools the one window there is
+        # (clipped to the map), OpenCV refuses the net ("total(os[i]) > 0", measured with OpenCV 4.14)
+        return "has a kernel larger than its padded input, which OpenCV refuses (Caffe pools the one window)"
+    if not ceil_mode:
         return None
     # (outputs - 1) * stride >= size + pad: the last ceil-mode window starts at or past the image's end
     past = [-(-(n + 2 * p - k) // s) * s >= n + p for n, k, s, p in zip(shape[2:], kernel, stride, pad)]
@@ -186,8 +192,9 @@ def opencv_departures(net: Net) -> list[str]:
     Swish's ``beta``, and its MVN divides by ``sqrt(var + eps)`` where Caffe's divides by ``std + eps``
     and keeps a 2-D bottom's shape where Caffe's top is ``(N, C, 1, 1)``. It also ignores LRN's ``k``
     (across channels; Caffe's within-channel LRN ignores it too), InnerProduct's ``transpose``, a
-    Deconvolution's dilation and the legacy ``concat_dim``/``slice_dim``, and pools differently where a
-    ceil-mode window starts past the image (:func:`_pooling_departure`).
+    Deconvolution's dilation and the legacy ``concat_dim``/``slice_dim``, pools differently where a
+    ceil-mode window starts past the image, and refuses a pooling kernel larger than its padded input
+    (:func:`_pooling_departure`).
     """
     from converters.caffe.params import opt, sub
 
@@ -239,27 +246,52 @@ def available() -> bool:
     return hasattr(cv2, "dnn") and hasattr(cv2.dnn, "readNetFromCaffe")
 
 
+class OpenCVRefused(RuntimeError):
+    """OpenCV's Caffe engine refused to read or run a net (its own message, on one line)."""
+
+
+def _cv_error_text(e) -> str:
+    """``cv2.error``'s message on one line: "OpenCV 4.14.0: (-215:Assertion failed) ... in function 'f'" (its text
+    starts with the source file's path and may span lines, e.g. "(expected: 'total(os[i]) > 0'), where ...")."""
+    import cv2
+
+    text = " ".join(line.strip().lstrip("> ").strip() for line in str(e).splitlines() if line.strip())
+    _, sep, rest = text.partition(" error: ")  # after "OpenCV(4.14.0) /io/opencv/.../pooling_layer.cpp:1378"
+    return f"OpenCV {cv2.__version__}: {rest}" if sep else text
+
+
 def opencv_forward(prototxt_text: str, caffemodel: bytes, inputs: dict, outputs: list[tuple[str, int, str]]) -> dict:
     """Forward NHWC ``inputs`` (name -> array) through OpenCV; returns each entry of ``outputs`` -> NHWC array.
 
     ``outputs`` are ``(OpenCV layer name, index among its tops, top name)``, as
     :func:`opencv_output_layers` gives them. Fusion and Winograd are off, backend OpenCV on CPU,
     so results are Caffe's to float32 rounding.
+
+    Raises:
+        OpenCVRefused: OpenCV could not read or run the net (its message, without its log lines).
     """
     import cv2
+    import cv2.utils.logging as cv_log
 
-    net = cv2.dnn.readNetFromCaffe(bytearray(prototxt_text.encode()), bytearray(caffemodel))
-    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-    net.enableFusion(False)
-    net.enableWinograd(False)
-    for name, x in inputs.items():
-        x = np.asarray(x, np.float32)
-        net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
-    known = set(net.getLayerNames())
-    layer_of = {(layer, i, top): layer if layer in known else top for layer, i, top in outputs}
-    layers = list(dict.fromkeys(layer_of.values()))
-    per_layer = dict(zip(layers, net.forwardAndRetrieve(layers)))  # every top of each layer
+    level = cv_log.getLogLevel()
+    cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)  # its failures print a dozen [ERROR] lines before raising
+    try:
+        net = cv2.dnn.readNetFromCaffe(bytearray(prototxt_text.encode()), bytearray(caffemodel))
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        net.enableFusion(False)
+        net.enableWinograd(False)
+        for name, x in inputs.items():
+            x = np.asarray(x, np.float32)
+            net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
+        known = set(net.getLayerNames())
+        layer_of = {(layer, i, top): layer if layer in known else top for layer, i, top in outputs}
+        layers = list(dict.fromkeys(layer_of.values()))
+        per_layer = dict(zip(layers, net.forwardAndRetrieve(layers)))  # every top of each layer
+    except cv2.error as e:
+        raise OpenCVRefused(_cv_error_text(e)) from None
+    finally:
+        cv_log.setLogLevel(level)
     out = {}
     for key, layer in layer_of.items():
         o = per_layer[layer][key[1]]

@@ -137,6 +137,27 @@ def test_verify_accepts_overflow_that_opencv_shares(tmp_path, capsys):
     assert "Verify: big: max relative difference 0.00e+00" in text and "Verify: sig: max relative" in text
 
 
+@pytest.mark.backend_agnostic
+def test_verify_skips_a_net_opencv_refuses_and_keeps_the_model(tmp_path, capfd, monkeypatch, rng):
+    # a refusal opencv_departures does not foresee (here one it does, hidden from it): OpenCV's error in one line,
+    # the model saved (it was: "error: error: OpenCV(4.14.0) ...", status 1, no model, and a dozen [ERROR] lines)
+    from converters.caffe import opencv
+
+    proto = ('input: "data" input_shape { dim: 1 dim: 3 dim: 13 dim: 13 }\n'
+             'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 2 '
+             'kernel_size: 1 } }\n'
+             'layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { pool: AVE kernel_size: 20 '
+             'stride: 20 } }\n')
+    files = write_net(tmp_path, proto, random_blobs_for(proto, rng))
+    monkeypatch.setattr(opencv, "opencv_departures", lambda net: [])
+    out = tmp_path / "p.keras"
+    assert main(["caffe", *files, "-o", str(out), "--verify", "--no-progress"]) == 0
+    said, err = capfd.readouterr()
+    assert "Verify: skipped, OpenCV could not run this net (OpenCV 4." in said, said
+    assert "total(os[i]) > 0" in said and "the conversion follows Caffe's own code" in said, said
+    assert out.exists() and "[ERROR" not in err and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--tolerance", "nan"], "argument --tolerance: expected a finite number >= 0, got 'nan'"),  # x > nan: never
     (["--tolerance", "-1"], "argument --tolerance: expected a finite number >= 0, got '-1'"),

@@ -50,6 +50,11 @@ DEPARTS = {
     "pool_past_edge": (_net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
                             'pooling_param { pool: MAX kernel_size: 1 stride: 4 } }\n'),
                        "Pooling 'p' has a last window that starts past the image"),
+    # PSPNet's pyramid pools kept for a smaller input: Caffe's ceil mode pools one window of rows (clipped to the
+    # map) and two of columns (0-19, 20-22); OpenCV refuses the net
+    "pool_kernel_over_input": (_net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
+                                    'pooling_param { pool: AVE kernel_size: 20 stride: 20 } }\n'),
+                               "Pooling 'p' has a kernel larger than its padded input"),
     "concat_dim": (_tanh_and('layer { name: "c" type: "Concat" bottom: "data" bottom: "t" top: "c" '
                              'concat_param { concat_dim: 3 } }\n'), "Concat 'c' has the legacy concat_dim: 3"),
     "slice_dim": (_net('layer { name: "s" type: "Slice" bottom: "data" top: "a" top: "b" '
@@ -76,6 +81,9 @@ AGREES = {
                                  'pooling_param { pool: MAX kernel_size: 1 stride: 4 ceil_mode: false } }\n'),
     "pool_past_edge_ave": _net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
                                'pooling_param { pool: AVE kernel_size: 1 stride: 4 } }\n'),  # 0 in both
+    # a kernel as large as the padded input: one window, and OpenCV runs it as Caffe does
+    "pool_kernel_fills_padded_input": _net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
+                                           'pooling_param { pool: AVE kernel_size: 15 stride: 20 pad: 1 } }\n'),
     "concat_dim1": _tanh_and('layer { name: "c" type: "Concat" bottom: "data" bottom: "t" top: "c" '
                              'concat_param { concat_dim: 1 } }\n'),
     "concat_dim_one_bottom": _net('layer { name: "c" type: "Concat" bottom: "data" top: "c" '
@@ -132,6 +140,21 @@ def test_pooling_follows_caffe_where_opencv_departs(rng, case, mode, k, s, p):
     assert _differs(ours, cv)  # OpenCV: one column more (padded H only), or 0 for the past-the-image column
     if not p[0]:
         assert (ours[:, :, -1] == -np.finfo(np.float32).max).all() and (cv[:, :, -1] == 0).all()
+
+
+@pytest.mark.parametrize("mode", ["AVE", "MAX"])
+def test_pooling_kernel_over_the_input_follows_caffe_where_opencv_refuses(rng, mode):
+    import cv2
+
+    proto = DEPARTS["pool_kernel_over_input"][0].replace("AVE", mode)
+    model = caffe.to_keras(loads(proto), progress=False)
+    x = rng.normal(size=(1, H, W, C)).astype(np.float32)
+    ours = keras.ops.convert_to_numpy(model(x))
+    ref = caffe_pool_numpy(x.astype(np.float64), mode.lower(), (20, 20), (20, 20), (0, 0))
+    assert ours.shape == ref.shape == (1, 1, 2, C)  # ceil((13 - 20) / 20) + 1 = 1 row, ceil(3 / 20) + 1 = 2 columns
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(cv2.error, match=r"total\(os\[i\]\) > 0"):
+        opencv_forward(proto, {"data": x})
 
 
 def _caffe_deconv(x, w, b, s, p, d):
