@@ -19,7 +19,7 @@ from converters.caffe import blobs as B
 from converters.caffe import keras_layers as L
 from converters.caffe import keras_math as M
 from converters.caffe.context import at, bn_epsilon, uses_batch_stats
-from converters.caffe.errors import GraphError, UnsupportedLayerError
+from converters.caffe.errors import GraphError, UnsupportedLayerError, WeightsMismatchError
 from converters.caffe.graph import Layer
 from converters.caffe.params import conv_geometry, enum, opt, pool_geometry, rep, sub
 from zoo.layers import ChannelScale, CropToReference, CaffePooling2D, InterpAlignCorners
@@ -133,8 +133,13 @@ def convert_inner_product(layer, inputs, ctx):
     dense = keras.layers.Dense(n, use_bias=bias, name=ctx.name(layer), **_init(layer))
     arrays = None
     if layer.blobs:
-        arrays = [B.dense_kernel(layer.blobs[0], transpose=transpose, chw=chw)] + \
-            ([B.vector(layer.blobs[1])] if bias else [])
+        try:
+            kernel = B.dense_kernel(layer.blobs[0], transpose=transpose, chw=chw)
+        except WeightsMismatchError as e:  # the net read at one size, converted at another
+            raise WeightsMismatchError(
+                f"layer '{layer.name}' (InnerProduct{at(layer)}): {e}; its weights fit another input size (an "
+                f"InnerProduct on a spatial blob takes the size the net was trained at)") from None
+        arrays = [kernel] + ([B.vector(layer.blobs[1])] if bias else [])
     y = ctx.call(dense, x, arrays, layer)
     if nchw:  # the 4-D top (N, C, H, num_output) back to NHWC
         y = keras.layers.Permute((2, 3, 1), name=ctx.aux(layer.name, "to_nhwc"))(y)

@@ -233,17 +233,23 @@ def _squeezed(shape):
     return tuple(d for d in shape if d != 1)
 
 
-def _fit_blob(raw, expected, where, index, model_path):
-    """Check one caffemodel blob against the expected canonical shape; return it reshaped."""
+def _fit_blob(raw, expected, where, index, model_path, resized=""):
+    """Check one caffemodel blob against the expected canonical shape; return it reshaped.
+
+    ``resized``: the inputs ``load(input_shape=)`` gave another size (``"input 'data' (1, 3, 225, 231), declared
+    (1, 3, 224, 224)"``), which the expected shapes follow; empty when they are the prototxt's own."""
     shape, data = raw
     if math.prod(shape) != data.size:
         raise CaffeFormatError(
             f"{model_path}: {where} blob {index} declares shape {shape} but holds {data.size} values")
     if tuple(shape) != tuple(expected) and (
             math.prod(shape) != math.prod(expected) or _squeezed(shape) != _squeezed(expected)):
+        origin = f"at the input size given ({resized})" if resized else "from the prototxt"
+        hint = ("; its weights fit another input size (an InnerProduct on a spatial blob takes the size the net "
+                "was trained at)") if resized else ""
         raise WeightsMismatchError(
-            f"{where} blob {index}: expected shape {tuple(expected)} from the prototxt, found {tuple(shape)} "
-            f"in caffemodel '{model_path}'")
+            f"{where} blob {index}: expected shape {tuple(expected)} {origin}, found {tuple(shape)} "
+            f"in caffemodel '{model_path}'{hint}")
     return data.reshape(expected)
 
 
@@ -364,11 +370,13 @@ def _build(text, path, read_model, model_path, input_shape, phase):
     override = _check_override(input_shape, names)
 
     consumed = {b for p, _ in kept if p.type != "Silence" for b in p.bottom}
-    shapes, caffe_names, current, net_inputs = {}, {}, {}, {}
-    for name, shape in inputs:
+    shapes, caffe_names, current, net_inputs, resized = {}, {}, {}, {}, []
+    for name, declared in inputs:
         if name in data_tops and name not in consumed:
             continue  # a label (or other data top) that only dropped layers read
-        shape = _apply_override(name, shape, override)
+        shape = _apply_override(name, declared, override)
+        if declared is not None and shape is not None and tuple(shape) != tuple(declared):
+            resized.append(f"input '{name}' {tuple(shape)}, declared {tuple(declared)}")
         if shape is None:
             raise GraphError(f"input '{name}' of {path} has no declared shape: pass input_shape=(H, W) or "
                              f"input_shape={{'{name}': (N, C, H, W)}}")
@@ -457,7 +465,7 @@ def _build(text, path, read_model, model_path, input_shape, phase):
         expected[unique] = (p.name, used_names[p.name], blob_shapes_, w)
 
     if read_model is not None:
-        _attach_blobs(layers, expected, read_model(), model_path, path, {p.name for p in params})
+        _attach_blobs(layers, expected, read_model(), model_path, path, {p.name for p in params}, "; ".join(resized))
     consumed_ids = {b for l in layers for b in l.bottoms}
     outputs = [t for l in layers for t in l.tops if t not in consumed_ids | silenced and t not in superseded]
     for name, writer in pending.items():
@@ -468,7 +476,7 @@ def _build(text, path, read_model, model_path, input_shape, phase):
     return net
 
 
-def _attach_blobs(layers, expected, model, model_path, path, all_names):
+def _attach_blobs(layers, expected, model, model_path, path, all_names, resized=""):
     by_name = {}
     for name, blobs in model:
         by_name.setdefault(name, []).append(blobs)
@@ -491,4 +499,4 @@ def _attach_blobs(layers, expected, model, model_path, path, all_names):
         if len(raw) != len(shapes):
             raise WeightsMismatchError(
                 f"{w} has {len(raw)} blob(s) in caffemodel '{model_path}', expected {len(shapes)}: {shapes}")
-        layer.blobs = [_fit_blob(r, s, w, i, model_path) for i, (r, s) in enumerate(zip(raw, shapes))]
+        layer.blobs = [_fit_blob(r, s, w, i, model_path, resized) for i, (r, s) in enumerate(zip(raw, shapes))]

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from converters import caffe
 from converters.caffe.errors import (
     CaffeError,
     CaffeFormatError,
@@ -90,6 +91,22 @@ def test_blob_count_and_shape_mismatch(tmp_path, change, pattern):
     proto, model = write_net(tmp_path, SMALL, change(dict(BLOBS)))
     with pytest.raises(WeightsMismatchError, match=pattern):
         load(proto, model)
+
+
+def test_inner_product_weights_at_another_input_size_say_so(small):
+    # SMALL's fc takes 8 x 4 x 5 = 160 values at the declared 17 x 19; at 21 x 25, 8 x 5 x 6 = 240
+    proto, model = small
+    with pytest.raises(WeightsMismatchError, match=r"layer 'fc' .* blob 0: expected shape \(5, 240\) at the input "
+                                                   r"size given \(input 'data' \(2, 3, 21, 25\), declared "
+                                                   r"\(2, 3, 17, 19\)\), found \(5, 160\) .*; its weights fit "
+                                                   r"another input size"):
+        load(proto, model, input_shape=(21, 25))  # was: "expected shape (5, 240) from the prototxt"
+    # read at the declared size, converted at another: the layer is named (was: "inner product weights (5, 160)
+    # do not fit a bottom of shape (C, H, W) = (8, 5, 6)", no layer)
+    with pytest.raises(WeightsMismatchError, match=r"^layer 'fc' \(InnerProduct, .*\): inner product weights "
+                                                   r"\(5, 160\) do not fit a bottom of shape \(C, H, W\) = "
+                                                   r"\(8, 5, 6\); its weights fit another input size"):
+        caffe.to_keras(load(proto, model), input_shape=(21, 25), progress=False)
 
 
 def test_caffemodel_for_another_net(tmp_path, small):
