@@ -228,6 +228,37 @@ def _included(layer, state, where):
     return not any(_meets_rule(r, state) for r in layer.exclude)
 
 
+_HOLE_FIELDS = ("hole", "hole_h", "hole_w")
+
+
+def _hole_to_dilation(p, where):
+    """DeepLab v1's ``hole`` (``HoleConvolution`` in hszhao/PSPNet 88d0b3) as BVLC's ``dilation``, in place.
+
+    hole_conv_layer.cpp: the effective kernel is ``k + (k - 1) (hole - 1)``, im2col takes taps ``hole`` apart, and
+    the output is ``(size + 2 pad - effective) / stride + 1``: a dilated convolution. Its checks are kept: hole OR
+    hole_h and hole_w, and a HoleConvolution needs one ("No hole paramter set. Use Convolution instead.").
+    """
+    cp = p.convolution_param
+    has = {f: cp.HasField(f) for f in _HOLE_FIELDS}
+    if p.type not in ("Convolution", "HoleConvolution"):
+        raise UnsupportedLayerError(f"{where}: convolution_param.hole is read for Convolution and HoleConvolution "
+                                    f"layers only")
+    if has["hole_h"] != has["hole_w"] or (has["hole"] and has["hole_h"]):
+        raise GraphError(f"{where}: give hole, or hole_h and hole_w (hole_conv_layer.cpp)")
+    if not any(has.values()):
+        raise GraphError(f"{where}: a HoleConvolution needs hole (or hole_h and hole_w); Caffe refuses it without "
+                         f"(use Convolution)")
+    if len(cp.dilation):
+        raise GraphError(f"{where}: both hole and dilation; give one (hole is the older name of dilation)")
+    h, w = (cp.hole, cp.hole) if has["hole"] else (cp.hole_h, cp.hole_w)
+    if min(h, w) < 1:
+        raise GraphError(f"{where}: hole {h if h < 1 else w}; expected an integer >= 1")
+    cp.dilation.extend([h] if h == w else [h, w])
+    for f in _HOLE_FIELDS:
+        cp.ClearField(f)
+    p.type = "Convolution"
+
+
 # -------------------------------------------------------------------------------------------- blobs
 def _squeezed(shape):
     return tuple(d for d in shape if d != 1)
@@ -363,6 +394,8 @@ def _build(text, path, read_model, model_path, input_shape, phase):
                     raise GraphError(f"{where(p, line)}: ceil_mode and round_mode disagree")
                 pp.round_mode = mode
                 pp.ClearField("ceil_mode")
+            if p.type == "HoleConvolution" or any(p.convolution_param.HasField(f) for f in _HOLE_FIELDS):
+                _hole_to_dilation(p, where(p, line))
             kept.append((p, line))
     names = [n for n, _ in inputs]
     if len(set(names)) != len(names):

@@ -6,8 +6,10 @@ Two independent descriptor pools, because forks reuse field numbers with other m
   the fork fields found in real deploy files: PSPNet/DeepLab ``bn_param`` (``BNParameter``, number 152 as
   in hszhao/PSPNet), ``interp_param`` (``InterpParameter``; 143 in the fork, but 143 is BVLC's
   ``input_param``, so it sits at 10143 here: text parsing only uses names), ``BatchNormParameter.
-  update_global_stats`` and OpenCV's ``PoolingParameter.ceil_mode`` (13 in OpenCV, BVLC's ``round_mode``
-  there, so 1013 here). The reader folds ``ceil_mode`` into ``round_mode``.
+  update_global_stats``, OpenCV's ``PoolingParameter.ceil_mode`` (13 in OpenCV, BVLC's ``round_mode``
+  there, so 1013 here) and DeepLab v1's / hszhao/PSPNet 88d0b3's ``ConvolutionParameter.hole``, ``hole_h``,
+  ``hole_w`` (17-19 there, BVLC's ``force_nd_im2col`` and ``dilation``, so 1017-1019 here). The reader folds
+  ``ceil_mode`` into ``round_mode`` and ``hole`` into ``dilation``.
 * ``BVLC`` (package ``caffe_bvlc``) has exactly BVLC caffe.proto's numbering; binary caffemodels are read
   through its small ``*BlobsView`` messages (name, type and blobs only), so no fork field can break a parse.
   The full messages let tests write caffemodels that OpenCV's importer reads.
@@ -277,6 +279,7 @@ _TEXT_EXTRA_FIELDS = {
     "LayerParameter": [("BNParameter", "bn_param", 152), ("InterpParameter", "interp_param", 10143)],
     "BatchNormParameter": [("bool", "update_global_stats", 4, False)],
     "PoolingParameter": [("bool", "ceil_mode", 1013, True)],
+    "ConvolutionParameter": [("uint32", "hole", 1017, 1), ("uint32", "hole_h", 1018, 1), ("uint32", "hole_w", 1019, 1)],
 }
 _TEXT_EXTRA_MESSAGES = {
     "BNParameter": ([  # yjxiong/caffe, hszhao/PSPNet master

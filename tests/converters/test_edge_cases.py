@@ -437,3 +437,47 @@ def test_slice_of_a_spatial_axis_converted_for_any_size(rng):
         refs = [x[:, :h // 2], x[:, h // 2:], x[:, :, :2], x[:, :, 2:5], x[:, :, 5:]]
         for y, ref in zip(ys, refs):
             np.testing.assert_array_equal(y, ref)
+
+
+# DeepLab v1's hole and hszhao/PSPNet 88d0b3's HoleConvolution (its deploy files' conv4_x/conv5_x 3x3): a dilation
+# in hole_conv_layer.cpp (effective kernel k + (k - 1)(hole - 1), taps hole apart). The reference is OpenCV on the
+# same net written with BVLC's dilation.
+HOLES = _net('layer { name: "h" type: "HoleConvolution" bottom: "data" top: "h" '
+             'convolution_param { num_output: 3 pad: 2 hole: 2 kernel_size: 3 stride: 1 bias_term: false } }\n'
+             'layer { name: "c" type: "Convolution" bottom: "h" top: "c" '
+             'convolution_param { num_output: 2 kernel_size: 3 pad_h: 2 pad_w: 1 hole_h: 2 hole_w: 3 } }\n',
+             h=17, w=23)
+
+
+@agnostic
+@pytest.mark.parametrize("form", ["v2", "v1"])
+def test_hole_is_a_dilation(tmp_path, rng, form):
+    proto = HOLES
+    if form == "v1":  # DeepLab v1's files: V1 layers, CONVOLUTION with hole
+        proto = (proto.replace("layer {", "layers {").replace('type: "HoleConvolution"', "type: CONVOLUTION")
+                 .replace('type: "Convolution"', "type: CONVOLUTION"))
+    dilated = (HOLES.replace('"HoleConvolution"', '"Convolution"').replace("hole: 2", "dilation: 2")
+               .replace("hole_h: 2 hole_w: 3", "dilation: 2 dilation: 3"))
+    net, model, _ = run_against_opencv(tmp_path, proto, rng, opencv_proto=dilated)
+    assert [(l.type, tuple(l.param.convolution_param.dilation)) for l in net.layers] == [
+        ("Convolution", (2,)), ("Convolution", (2, 3))]
+    # 17 x 23 -> h: 17 x 23 (effective kernel 5, pad 2) -> c: 17 + 4 - 5 + 1 = 17, 23 + 2 - 7 + 1 = 19
+    assert model.output.shape == (None, 17, 19, 2)
+
+
+@pytest.mark.parametrize("params, match", [
+    ("num_output: 2 kernel_size: 3", "a HoleConvolution needs hole"),
+    ("num_output: 2 kernel_size: 3 hole_h: 2", "give hole, or hole_h and hole_w"),
+    ("num_output: 2 kernel_size: 3 hole: 2 hole_h: 2 hole_w: 2", "give hole, or hole_h and hole_w"),
+    ("num_output: 2 kernel_size: 3 hole: 2 dilation: 2", "both hole and dilation"),
+    ("num_output: 2 kernel_size: 3 hole: 0", r"hole 0; expected an integer >= 1"),
+])
+def test_hole_errors_name_the_layer(params, match):
+    proto = _net(f'layer {{ name: "h" type: "HoleConvolution" bottom: "data" top: "h" '
+                 f'convolution_param {{ {params} }} }}\n')
+    with pytest.raises(GraphError, match=r"layer 'h' \(HoleConvolution, <prototxt>:2\): " + match):
+        loads(proto)
+    pool = _net('layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { kernel_size: 2 } '
+                'convolution_param { hole: 2 } }\n')
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'p' \(Pooling, .*\): convolution_param.hole is read for "):
+        loads(pool)
