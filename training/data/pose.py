@@ -49,7 +49,7 @@ class HeatmapDataset(RecordDataset):
         heatmap_offset: input px where heatmap pixel 0's centre lies (targets at
             ``(x_in - heatmap_offset) / stride``); 0.0 (default) is training's ``x_hm = x_in / stride``.
             :func:`training.fit` sets it to the model's ``zoo.weights_record(model).heatmap_offset`` (CPM
-            3.5, hourglass 2.0) when left at 0.0, so a release is fine-tuned in its own convention; another
+            3.5, hourglass:mpii 1.5) when left at 0.0, so a release is fine-tuned in its own convention; another
             value given here wins, and the fitted model's record then carries it for ``evaluate``/``predict``.
         normalization: :class:`Normalization` of the images.
         feed: ``"float32"``: images normalised on the host; ``"uint8"``: raw RGB pixels, 4x fewer
