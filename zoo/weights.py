@@ -95,6 +95,8 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
         model_name: registry name stored in the file. Defaults to the one attached by ``zoo.get``.
     A model :func:`zoo.get` built on an ``input_tensor`` is saved without the caller's layers in front of
     the tensor (a warning names those with weights), so the file loads into the builder's model alone.
+    Each BatchNormalization's epsilon is stored with its weights (a ported Caffe layer's may not be the builder's,
+    e.g. PSPNet's earlier ``var_eps``, 1e-10), and :func:`load_weights` sets it again.
     Returns:
         The path written, as a ``pathlib.Path``.
     """
@@ -138,6 +140,8 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
             for layer in named.values():
                 g = layers.create_group(layer.name)
                 g.attrs["names"] = json.dumps([w.path for w in layer.weights])
+                if _is_batchnorm(layer):  # a port may have set Caffe's (PSPNet var_eps 1e-10): not the builder's
+                    g.attrs["epsilon"] = float(layer.epsilon)
                 for i, w in enumerate(layer.weights):
                     g.create_dataset(str(i), data=np.asarray(w.numpy()))
         replace_durably(tmp, path)
@@ -145,6 +149,12 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _is_batchnorm(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.BatchNormalization)
 
 
 def _with_builder_kwargs(record: WeightsRecord, kwargs: dict[str, Any], model_name: str) -> WeightsRecord:
@@ -300,7 +310,16 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
             if want != have:
                 report.mismatched.append(f"{name}: file {have} vs model {want}")
                 continue
-            assignments.append((layer, arrays, points))
+            epsilon = g.attrs.get("epsilon") if _is_batchnorm(layer) else None  # files since 2026-12-07 hold it
+            if epsilon is not None:
+                try:
+                    epsilon = float(epsilon)
+                except (TypeError, ValueError):
+                    epsilon = float("nan")
+                if not (np.isfinite(epsilon) and epsilon > 0):
+                    raise WeightsFileError(f"Weights file '{path}': layer '{name}' has epsilon "
+                                           f"{g.attrs.get('epsilon')!r}; expected a finite number > 0.")
+            assignments.append((layer, arrays, points, epsilon))
             report.loaded.append(name)
         report.unexpected_in_file = sorted(n for n in stored if n not in model_layers and n not in skip
                                            and not (file_only_ok is not None and file_only_ok(n)))
@@ -309,11 +328,18 @@ def load_weights(model, path, *, skip_mismatch: bool = False, skip_layers: Itera
         if not skip_mismatch:
             raise WeightsMismatchError(msg + "\n" + SKIP_HINT)
         warnings.warn(msg, stacklevel=2)
-    for layer, arrays, points in assignments:
+    recompile = False
+    for layer, arrays, points, epsilon in assignments:
         for var, value in zip(layer.weights, arrays):
             var.assign(value.astype(var.dtype) if hasattr(value, "astype") else value)
         if points is not None:
             layer.points = points
+        if epsilon is not None and epsilon != layer.epsilon:
+            layer.epsilon, recompile = epsilon, True
+    if recompile:
+        for attr in ("predict_function", "test_function", "train_function"):
+            if getattr(model, attr, None) is not None:
+                setattr(model, attr, None)  # traced with the builder's epsilon
     if kept:
         warnings.warn(f"'{path}' has no weights for {', '.join(kept)} (not part of the release); they keep "
                       f"their initial values.", stacklevel=3)

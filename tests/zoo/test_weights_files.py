@@ -64,6 +64,31 @@ def test_edited_arrays_are_named(saved, kind):
 
 
 @agnostic
+def test_a_batchnorm_epsilon_other_than_the_builders_survives_save_and_load(tmp_path, rng):
+    # caffe.port sets each BatchNormalization's epsilon to its Caffe layer's (PSPNet's earlier var_eps 1e-10, a
+    # prototxt's batch_norm_param eps): zoo.get(weights=) rebuilt the builder's 1e-5, the outputs moved without a word
+    model = zoo.get("resnet18", input_shape=(32, 32, 3))
+    bn = model.get_layer("bn_conv1")
+    bn.moving_variance.assign(rng.uniform(1e-4, 1e-3, bn.moving_variance.shape).astype("float32"))
+    bn.epsilon = 1e-3
+    x = rng.normal(size=(1, 32, 32, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(x))
+    path = zoo.save_weights(model, tmp_path / "eps.h5")
+    again = zoo.get("resnet18", weights=path)
+    assert again.get_layer("bn_conv1").epsilon == 1e-3 and again.get_layer("bn2a_branch2a").epsilon == 1e-5
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)), want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    with h5py.File(path, "r+") as f:  # a file written before epsilons were stored: the builder's
+        del f["layers"]["bn_conv1"].attrs["epsilon"]
+    assert zoo.get("resnet18", weights=path).get_layer("bn_conv1").epsilon == 1e-5
+    for bad in (0.0, float("nan"), "x"):
+        with h5py.File(path, "r+") as f:
+            f["layers"]["bn_conv1"].attrs["epsilon"] = bad
+        with pytest.raises(zoo.WeightsFileError, match=r"eps.h5': layer 'bn_conv1' has epsilon .*; expected a finite "
+                                                       r"number > 0"):
+            zoo.get("resnet18", weights=path)
+
+
+@agnostic
 def test_a_keras_archive_or_a_folder_given_to_load_weights_is_named_as_such(saved, tmp_path):
     # a training run's best.keras (a zip) was "not a readable HDF5 file (truncated or corrupt?)" with h5py's
     # "file signature not found"; a folder gave h5py's errno-21 dump
