@@ -124,6 +124,26 @@ def affine_matrix(center, scale, output_size, *, rotation=0.0, shear=0.0, transl
     return mat
 
 
+def letterbox_matrix(image_shape, side, output_size) -> np.ndarray:
+    """The whole image centred in ``output_size``, ``side`` source px across its width (:func:`affine_matrix`).
+
+    At scale 1 (``side`` equal to the output width: the image copied, not resampled) the offset is whole pixels,
+    the smaller half of the padding before the image as semseg's ``Crop`` pads (``int(pad / 2)``): the centred
+    ``pad / 2`` of an odd padding put every output row between two image rows (a 500x375 VOC image in FCN's 500x500
+    input: 62.5 px down, each row the mean of two and the labels 0.5 px away from them).
+
+    Args:
+        image_shape: ``(H, W, ...)`` of the source image.
+        side: source px mapped onto the output's width.
+        output_size: ``(w, h)``.
+    """
+    h_img, w_img = image_shape[:2]
+    mat = affine_matrix(((w_img - 1) / 2.0, (h_img - 1) / 2.0), side, output_size)
+    if side == _size(output_size, "output_size")[0]:
+        mat[:, 2] = np.floor(mat[:, 2])  # (out - in) / 2 -> int((out - in) / 2); already whole when even
+    return mat
+
+
 def compose(*mats) -> np.ndarray:
     """Chains affine matrices; the first argument is applied first.
 

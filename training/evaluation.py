@@ -6,7 +6,8 @@ keypoints. The normaliser is the MPII head size (PCKh@0.5) when every record has
 else LSP's torso (left shoulder to right hip, PCK@0.2) for LSP's 14 joints, else the instance
 box's longer side (PCK@0.2). Segmentation is scored from one confusion matrix accumulated over
 the set, by default on every pixel of the original masks (the scores resampled bilinearly to
-each image, as FCN/PSPNet evaluate); ``resolution="input"`` scores the letterboxed labels at
+each image, as PSPNet evaluates; an image the letterbox copies unscaled maps back pixel for pixel, as FCN's
+``score.py`` scores it at its own size); ``resolution="input"`` scores the letterboxed labels at
 the network input resolution (padding ignored), as training's ``mean_iou`` does. ``scales=`` and
 ``flip=`` average several scales and the mirrored pass (:mod:`training.tta`: CPM's and PSPNet's tests).
 Pose tables also give the PCK curve from 0 to alpha, its AUC and the end-point error in px.
@@ -89,7 +90,7 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         names: joint or class names for the table.
         resolution: segmentation only: ``"original"`` scores every pixel of the original masks, the
             scores resampled bilinearly from the network's output grid (its own size, placed as
-            :func:`training.transforms.grid_matrix` says) as FCN/PSPNet evaluate (papers' mIoU);
+            :func:`training.transforms.grid_matrix` says) as PSPNet evaluates (papers' mIoU);
             ``"input"`` scores the letterboxed labels the network sees (what training's ``mean_iou``
             measures; faster; the output must be ``label_size``, else a ValueError).
         heatmap_offset: pose only: input px where the model's heatmap pixel 0 lies (pixel g at

@@ -295,6 +295,7 @@ def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_
     import zoo
     from zoo.records import check_record_arg
     from training.targets import decode_heatmaps, flip_test, keypoints_to_image, labels_from_scores, scores_to_image
+    from training.affine import letterbox_matrix
     from training.transforms import affine_matrix, grid_matrix, warp_image
     from training.data.base import model_center_map_sigma
 
@@ -352,7 +353,7 @@ def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_
         img = warp_image(image, mat, (w, h), pad)
     if img is None:  # scale min(w / W, h / H): the whole image fits a non-square input too (not the width alone)
         center = ((W - 1) / 2.0, (H - 1) / 2.0)
-        mat = affine_matrix(center, max(W, H * w / h), (w, h))
+        mat = letterbox_matrix(image.shape, max(W, H * w / h), (w, h))
         img = warp_image(image, mat, (w, h), pad)
     offset_given = heatmap_offset is not None
     if heatmap_offset is None:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from training.affine import letterbox_matrix
 from training.data import HeatmapDataset, SegmentationDataset
 from training.targets import flip_test, scores_to_image
 from training.transforms import affine_matrix, compose, grid_matrix, invert, transform_points
@@ -201,7 +202,7 @@ def canvas_matrix(image_shape, base_size, scale, canvas) -> np.ndarray:
     h_img, w_img = image_shape[:2]
     w, h = base_size
     side = max(w_img, h_img * w / h)  # source px across the scale-1 input
-    return affine_matrix(((w_img - 1) / 2.0, (h_img - 1) / 2.0), side * canvas[0] / (scale * w), canvas)
+    return letterbox_matrix(image_shape, side * canvas[0] / (scale * w), canvas)
 
 
 def canvas_size(base_size, scale, fixed) -> tuple[int, int]:

@@ -366,6 +366,49 @@ def test_segmentation_letterbox_fits_the_whole_image_into_a_non_square_input(ima
     assert np.isclose(x1 - x0, 32) or np.isclose(y1 - y0, 16)  # as large as fits: one axis spans the input
 
 
+@pytest.mark.parametrize("image_hw, input_size, where", [((375, 500), (500, 500), (0, 62)),  # VOC in FCN's input
+                                                          ((500, 375), (500, 500), (62, 0)),  # portrait
+                                                          ((20, 40), (40, 40), (0, 10)),  # even padding: as before
+                                                          ((300, 401), (401, 403), (0, 51))])
+def test_segmentation_letterbox_copies_the_image_at_a_whole_pixel_offset(image_hw, input_size, where):
+    # A copied image (zoom 1) sits int(pad / 2) px in, as semseg's Crop pads: centred at pad / 2 = 62.5, every input
+    # row was the mean of two image rows and the labels 0.5 px away from them
+    from training.datasets.base import SegRecord as Record
+    from training.tta import canvas_matrix
+
+    h_img, w_img = image_hw
+    row, col = h_img // 3, w_img // 3
+    img = np.zeros((h_img, w_img, 3), np.uint8)
+    img[row, :] = 255
+    img[:, col] = 255
+    mask = np.zeros((h_img, w_img), np.uint8)
+    mask[row, :] = 1
+    rec = Record(image=_Array(img), mask=_Array(mask))
+    ds = SegmentationDataset([rec], batch_size=1, input_size=input_size, num_classes=2, shuffle=False,
+                             normalization=Normalization(mean=(0, 0, 0), std=(1, 1, 1), scale=1.0))
+    mat = ds.matrix(image_hw)
+    np.testing.assert_array_equal(mat, [[1, 0, where[0]], [0, 1, where[1]]])
+    x, labels = ds._make_sample(rec, np.random.default_rng(0))
+    column = x[:, where[0] + 3, 0]
+    assert np.nonzero(column)[0].tolist() == [row + where[1]] and column[row + where[1]] == 255
+    assert np.nonzero(x[where[1] + 3, :, 0])[0].tolist() == [col + where[0]]
+    assert np.nonzero(labels[:, where[0] + 3] == 1)[0].tolist() == [row + where[1]]
+    np.testing.assert_array_equal(canvas_matrix(image_hw, input_size, 1.0, input_size), mat)  # evaluate(scales=)
+    scaled = ds.matrix((h_img // 2, w_img // 2))  # resampled anyway: still centred on the input's centre
+    centre = transform_points(np.array([[(w_img // 2 - 1) / 2, (h_img // 2 - 1) / 2]]), scaled)[0]
+    np.testing.assert_allclose(centre, [(input_size[0] - 1) / 2, (input_size[1] - 1) / 2], atol=1e-9)
+
+
+class _Array:
+    """An in-memory image or mask source (``load()``)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def load(self):
+        return self.array
+
+
 @pytest.mark.parametrize("input_size", [(64, 64), (64, 32), (32, 64)])
 def test_pose_crop_square_fits_a_non_square_input(tmp_path, input_size):
     """record.scale is the side of a square crop: all of it is in the input, whatever its aspect.

@@ -10,6 +10,7 @@ from training.data.base import RecordDataset, check_names, check_size
 from training.datasets.base import ImageReadError, read_image, read_mask
 from training.normalization import Normalization
 from training.targets import encode_mask
+from training.affine import letterbox_matrix
 from training.transforms import Augmentation, affine_matrix, grid_matrix, warp_image, warp_mask
 
 
@@ -80,6 +81,8 @@ class SegmentationDataset(RecordDataset):
         side = max(w_img, h_img * w / h)  # the crop's width; zoom 1 fits the whole image into the input
         center = np.array([(w_img - 1) / 2.0, (h_img - 1) / 2.0])
         rot, flip = 0.0, False
+        if params is None:  # the whole image, at a whole-pixel offset when it is copied
+            return letterbox_matrix(image_shape, side, self.input_size)
         if params is not None:
             side = side / params["zoom"]
             rot, flip = params["rotation"], params["flip"]
