@@ -79,20 +79,16 @@ class SegmentationDataset(RecordDataset):
         h_img, w_img = image_shape[:2]
         w, h = self.input_size
         side = max(w_img, h_img * w / h)  # the crop's width; zoom 1 fits the whole image into the input
-        center = np.array([(w_img - 1) / 2.0, (h_img - 1) / 2.0])
-        rot, flip = 0.0, False
         if params is None:  # the whole image, at a whole-pixel offset when it is copied
             return letterbox_matrix(image_shape, side, self.input_size)
-        if params is not None:
-            side = side / params["zoom"]
-            rot, flip = params["rotation"], params["flip"]
-            # random crop position: the crop stays inside the image, or the image inside the crop
-            span = np.array([side, side * h / w])
-            lo = span / 2.0 - 0.5
-            hi = np.array([w_img, h_img]) - 0.5 - span / 2.0
-            # semseg pads a smaller image evenly on both sides, so it sits in the crop's middle
-            center = np.array([rng.uniform(a, b) if a <= b else (a + b) / 2.0 for a, b in zip(lo, hi)])
-        return affine_matrix(center, side, self.input_size, rotation=rot, flip=flip)
+        side = side / params["zoom"]
+        # random crop position: the crop stays inside the image, or the image inside the crop
+        span = np.array([side, side * h / w])
+        lo = span / 2.0 - 0.5
+        hi = np.array([w_img, h_img]) - 0.5 - span / 2.0
+        # semseg pads a smaller image evenly on both sides, so it sits in the crop's middle
+        center = np.array([rng.uniform(a, b) if a <= b else (a + b) / 2.0 for a, b in zip(lo, hi)])
+        return affine_matrix(center, side, self.input_size, rotation=params["rotation"], flip=params["flip"])
 
     def label_matrix(self, image_shape) -> np.ndarray:
         """Original-image -> label-grid (2, 3) matrix of the unaugmented crop of an image of ``image_shape``."""
