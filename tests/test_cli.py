@@ -827,6 +827,12 @@ def test_predict_reads_16_bit_float_rgba_and_grey_files(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     err = _one_line_error(kerazoo_here("predict", "resnet18", tmp_path / "bad.png", "--weights", tmp_path / "r.h5"))
     assert err.endswith(f"cannot read image '{tmp_path / 'bad.png'}'"), err
+    # half a JPEG: cv2.imread gave its missing rows grey and predict ran on them (status 0, a picture written)
+    ok, noise = cv2.imencode(".jpg", rng.integers(0, 256, (64, 52, 3)).astype(np.uint8))
+    (tmp_path / "half.jpg").write_bytes(noise[: len(noise) // 2].tobytes())  # cut inside the scan data
+    r = kerazoo_here("predict", "resnet18", tmp_path / "half.jpg", "--weights", tmp_path / "r.h5")
+    assert r.returncode == 2 and _one_line_error(r).endswith(f"cannot read image '{tmp_path / 'half.jpg'}'")
+    assert not (tmp_path / "half.pred.png").exists()
 
 
 def _ctrl_c_while_reading(tmp_path, env=ENV):

@@ -437,6 +437,21 @@ def test_voc_palette_masks_roundtrip(tmp_path):
         read_voc(root, "val")
 
 
+@pytest.mark.parametrize("ext, params", [(".jpg", [cv2.IMWRITE_JPEG_QUALITY, 100]),
+                                         (".webp", [cv2.IMWRITE_WEBP_QUALITY, 95])])
+def test_lossy_masks_are_refused_by_name(tmp_path, ext, params):
+    # read as they decode, a JPEG's class ids 0/1/15 came back with 2, 14, 16 at their edges (even at quality 100)
+    mask = np.zeros((48, 64), np.uint8)
+    mask[5:30, 7:40], mask[20:40, 30:60], mask[0, :] = 1, 15, 255
+    ok, data = cv2.imencode(ext, mask, params)
+    path = tmp_path / f"m{ext}"
+    path.write_bytes(data.tobytes())
+    kind = "a JPEG" if ext == ".jpg" else "a lossy WebP"
+    with pytest.raises(ImageReadError, match=f"mask file '.*m{ext}' is {kind}: lossy compression changes class ids; "
+                                             f"save masks as PNG"):
+        read_mask(path)
+
+
 def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """The JPEG with an APP1 EXIF segment holding only the Orientation tag (0x0112)."""
     import struct

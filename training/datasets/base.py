@@ -216,7 +216,8 @@ def describe_source(src) -> str:
 
 
 def read_image(src) -> np.ndarray:
-    """Read an image as RGB uint8 ``(H, W, 3)``.
+    """Read an image as RGB uint8 ``(H, W, 3)``: its stored pixels (EXIF orientation not applied), which the
+    datasets' keypoints and masks refer to (``kerazoo predict`` shows a photo upright instead).
 
     Args:
         src: path, or an object with ``load()``.
@@ -282,7 +283,8 @@ def read_mask(src) -> np.ndarray:
     palette of greys ``(i, i, i)`` put in place of its own); grey PNGs are read as-is.
 
     Raises:
-        ImageReadError: missing/undecodable file, or an RGB mask without a palette.
+        ImageReadError: missing/undecodable file, an RGB mask without a palette, or a JPEG / lossy WebP file
+            (their compression changes class ids).
     """
     if hasattr(src, "load"):
         m = np.asarray(src.load())
@@ -294,6 +296,11 @@ def read_mask(src) -> np.ndarray:
         raise ImageReadError(f"mask file not found: '{path}'.")
     raw = Path(path).read_bytes()
     buf = np.frombuffer(raw, np.uint8)
+    lossy = "a JPEG" if raw[:3] == b"\xff\xd8\xff" else \
+        "a lossy WebP" if raw[:4] == b"RIFF" and raw[8:16] == b"WEBPVP8 " else None
+    if lossy:  # read as it decodes, it would invent class ids at every edge (quality 95: 1 pixel in 80)
+        raise ImageReadError(f"mask file '{path}' is {lossy}: lossy compression changes class ids; save masks as "
+                             f"PNG (palette or grey).")
     indexed = _with_index_palette(raw)
     if indexed is None:
         m = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
