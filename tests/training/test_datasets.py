@@ -452,6 +452,16 @@ def test_lossy_masks_are_refused_by_name(tmp_path, ext, params):
         read_mask(path)
 
 
+def test_a_folder_given_as_an_image_or_mask_is_named_as_such(tmp_path):
+    (tmp_path / "x.png").mkdir()  # was "image file not found"
+    with pytest.raises(ImageReadError, match=r"image path '.*x.png' is a folder; expected a file"):
+        read_image(tmp_path / "x.png")
+    with pytest.raises(ImageReadError, match=r"mask path '.*x.png' is a folder; expected a file"):
+        read_mask(tmp_path / "x.png")
+    with pytest.raises(ImageReadError, match=r"mask file not found: '.*y.png'"):
+        read_mask(tmp_path / "y.png")
+
+
 def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """The JPEG with an APP1 EXIF segment holding only the Orientation tag (0x0112)."""
     import struct

@@ -233,14 +233,24 @@ def read_image(src) -> np.ndarray:
             )
         return img
     path = os.fspath(src)
-    if not os.path.isfile(path):
-        raise ImageReadError(f"image file not found: '{path}'.")
-    data = np.fromfile(path, dtype=np.uint8)
+    data = _file_bytes(path, "image")
     # stored pixels, as annotations and masks are in them: cv2 would otherwise apply EXIF orientation
     img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if img is None:
         raise ImageReadError(f"cannot decode image file '{path}' ({data.size} bytes): corrupt or not an image.")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _file_bytes(path, what) -> np.ndarray:
+    """The bytes of the ``what`` ("image"/"mask") file at ``path``; an ImageReadError naming it when there is none."""
+    if os.path.isdir(path):  # was "not found"
+        raise ImageReadError(f"{what} path '{path}' is a folder; expected a file.")
+    if not os.path.isfile(path):
+        raise ImageReadError(f"{what} file not found: '{path}'.")
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError as e:  # unreadable (permissions): was a bare PermissionError
+        raise ImageReadError(f"cannot read {what} file '{path}': {e.strerror or e}.") from None
 
 
 def _with_index_palette(data: bytes) -> bytes | None:
@@ -292,10 +302,8 @@ def read_mask(src) -> np.ndarray:
             raise ImageReadError(f"mask source {describe_source(src)} returned shape {m.shape}; expected (H, W).")
         return m.astype(np.uint8, copy=False)
     path = os.fspath(src)
-    if not os.path.isfile(path):
-        raise ImageReadError(f"mask file not found: '{path}'.")
-    raw = Path(path).read_bytes()
-    buf = np.frombuffer(raw, np.uint8)
+    buf = _file_bytes(path, "mask")
+    raw = buf.tobytes()
     lossy = "a JPEG" if raw[:3] == b"\xff\xd8\xff" else \
         "a lossy WebP" if raw[:4] == b"RIFF" and raw[8:16] == b"WEBPVP8 " else None
     if lossy:  # read as it decodes, it would invent class ids at every edge (quality 95: 1 pixel in 80)
