@@ -27,6 +27,30 @@ def tiny(tmp_path):
     return path
 
 
+@pytest.mark.parametrize("signame, status, said", [("SIGTERM", 143, "terminated (SIGTERM)"),
+                                                   ("SIGINT", 130, "interrupted")])
+def test_sigterm_ends_a_command_as_ctrl_c_does(monkeypatch, capsys, signame, status, said):
+    # a scheduler's SIGTERM (SLURM, Kubernetes, docker stop) killed `kerazoo train` at once: no message, the data
+    # workers' semaphores left to the resource tracker's warnings; now Ctrl-C's way out, with its own word and status
+    import os
+    import signal
+    import time
+
+    import training.__main__ as cli
+
+    def command(args):  # the signal arrives while the command runs
+        os.kill(os.getpid(), getattr(signal, signame))
+        time.sleep(5)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_train", command)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["train", "--dataset", "synthetic", "--model", "hourglass", "--out", "unused"]) == status
+    assert capsys.readouterr().err == f"python -m training train: {said}; run the same command again to resume from " \
+                                      f"--out\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler back
+
+
 def test_failed_start_writes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--model", "hourglass", "--model-arg", "stacks=0", "--dataset", "synthetic", "--num-samples",
