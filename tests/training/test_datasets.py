@@ -483,6 +483,24 @@ def test_read_image_keeps_stored_pixels_despite_exif_orientation(tmp_path):
     assert rgb.shape == (8, 16, 3) and rgb[:, :8, 0].mean() > 200 and rgb[:, 8:, 0].mean() < 50
 
 
+def test_read_image_converts_other_depths_as_predict_does(tmp_path):
+    # 16 bits / 257 rounded, as kerazoo predict and training.inference.predict convert them (IMREAD_COLOR kept the
+    # high byte: 0xFF00 -> 255 where predict gives 254, 0x00FF -> 0 where it gives 1); a float TIFF was "corrupt"
+    from training.visualize import _rgb_uint8
+
+    rng = np.random.default_rng(0)
+    u16 = rng.integers(0, 65536, (9, 7, 3)).astype(np.uint16)
+    u16[0, 0] = (0x00FF, 0xFF00, 0xFFFF)  # B, G, R
+    f32 = rng.uniform(0, 1, (9, 7, 3)).astype(np.float32)
+    bgra = rng.integers(0, 256, (9, 7, 4)).astype(np.uint8)
+    grey16 = rng.integers(0, 65536, (9, 7)).astype(np.uint16)
+    for name, stored in {"u16.png": u16, "f32.tiff": f32, "bgra.png": bgra, "grey16.png": grey16}.items():
+        assert cv2.imwrite(str(tmp_path / name), stored)
+        rgb = stored[..., 2::-1] if stored.ndim == 3 else stored
+        np.testing.assert_array_equal(read_image(tmp_path / name), _rgb_uint8(rgb), err_msg=name)
+    np.testing.assert_array_equal(read_image(tmp_path / "u16.png")[0, 0], [255, 254, 1])
+
+
 def test_read_image_errors_name_the_file(tmp_path):
     with pytest.raises(ImageReadError, match="not found: '.*missing.jpg'"):
         read_image(tmp_path / "missing.jpg")

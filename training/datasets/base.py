@@ -234,11 +234,18 @@ def read_image(src) -> np.ndarray:
         return img
     path = os.fspath(src)
     data = _file_bytes(path, "image")
-    # stored pixels, as annotations and masks are in them: cv2 would otherwise apply EXIF orientation
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    # stored pixels, as annotations and masks are in them: cv2 would otherwise apply EXIF orientation; at the file's
+    # own depth, converted as predict converts it (16 bits / 257 rounded, where IMREAD_COLOR kept the high byte: one
+    # grey level apart; a float TIFF was "corrupt or not an image")
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR | cv2.IMREAD_IGNORE_ORIENTATION) \
+        if data.size else None
     if img is None:
         raise ImageReadError(f"cannot decode image file '{path}' ({data.size} bytes): corrupt or not an image.")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    from training.visualize import _rgb_uint8
+
+    return _rgb_uint8(img[..., 2::-1] if img.ndim == 3 and img.shape[2] >= 3 else img)  # BGR(A) -> RGB
 
 
 def _file_bytes(path, what) -> np.ndarray:
