@@ -9,13 +9,13 @@ Motion JPEG. The video is written under a temporary name beside the target and r
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kerazoo.cli import VIDEO_SUFFIXES  # the command line's (stdlib only): a video is told by its name
+from zoo.errors import quiet_opencv
 
 __all__ = ["VIDEO_SUFFIXES", "WRITTEN_SUFFIXES", "VideoPrediction", "predict_video", "is_video"]
 
@@ -50,19 +50,6 @@ class VideoPrediction:
     raw_keypoints: np.ndarray | None = None
 
 
-@contextmanager
-def _quiet_opencv():
-    """OpenCV's and FFmpeg's own notices off (a broken file is our one-line error, not their warnings too)."""
-    from cv2.utils import logging as cv_log
-
-    level = cv_log.getLogLevel()
-    cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv_log.setLogLevel(level)
-
-
 def _check_out(out) -> Path:
     out = Path(out)
     if out.suffix.lower() not in WRITTEN_SUFFIXES:
@@ -81,7 +68,7 @@ def _open_writer(out: Path, fps: float, size):
     from zoo.files import atomic_target
 
     tmp = str(atomic_target(out, suffix=f".tmp{out.suffix}"))  # the usual permissions (mkstemp's are 0600)
-    with _quiet_opencv():
+    with quiet_opencv():
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*WRITTEN_SUFFIXES[out.suffix.lower()]), fps, size)
     if not writer.isOpened():
         os.unlink(tmp)
@@ -167,7 +154,7 @@ def predict_video(model, video, out=None, *, boxes=None, smooth=None, max_frames
     _smoother(smooth, _DEFAULT_FPS)  # its settings checked before the video is opened
     if not video.is_file():
         raise ValueError(f"predict_video: no video file '{video}'")
-    with _quiet_opencv():
+    with quiet_opencv():
         capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise ValueError(f"predict_video: OpenCV cannot read '{video}' as a video")
@@ -189,7 +176,7 @@ def predict_video(model, video, out=None, *, boxes=None, smooth=None, max_frames
             while max_frames is None or n < max_frames:
                 chunk = []  # the next batch_size frames, RGB, predicted in one go
                 while len(chunk) < batch_size and (max_frames is None or n + len(chunk) < max_frames):
-                    with _quiet_opencv():
+                    with quiet_opencv():
                         ok, frame = capture.read()
                     if not ok:
                         break

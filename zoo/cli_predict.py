@@ -112,23 +112,20 @@ def _read_image(path: Path):
     """The file at its own depth and channels as predict takes it (RGB, grey or 16-bit/float), or ``None``."""
     import cv2
     import numpy as np
-    from cv2.utils import logging as cv_log
+
+    from zoo.errors import quiet_opencv
 
     # depth and channel count as stored (IMREAD_COLOR cut 16-bit to 8 and refused float TIFFs): grey comes as
     # (H, W), colour as BGR with any alpha dropped, as predict drops it; not IMREAD_UNCHANGED, which would
-    # also skip the EXIF orientation (a phone's portrait JPEG would be predicted on its side)
-    # the file's bytes decoded, as training's read_image does: cv2.imread filled a truncated JPEG's missing rows with
-    # grey and predicted on them (imdecode refuses it), and reads no non-ASCII path on Windows
+    # also skip the EXIF orientation (a phone's portrait JPEG would be predicted on its side). The file's bytes are
+    # decoded, as training's read_image does: cv2.imread filled a truncated JPEG's missing rows with grey and
+    # predicted on them (imdecode refuses it), and reads no non-ASCII path on Windows.
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError:  # a folder, an unreadable file
         return None
-    level = cv_log.getLogLevel()
-    cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)  # a broken file is our one-line error, not OpenCV's notices too
-    try:
+    with quiet_opencv():  # a broken file is our one-line error, not OpenCV's notices too
         image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
-    finally:
-        cv_log.setLogLevel(level)
     if image is not None and image.ndim == 3:
         image = image[..., ::-1]  # BGR -> RGB
     return image

@@ -1,9 +1,10 @@
 """Exceptions raised by the zoo. Each message names the file, layer or argument at fault."""
 
 __all__ = ["ZooError", "WeightsFileError", "WeightsMismatchError", "InputShapeError", "ExportError", "one_line",
-           "backend_error_text"]
+           "backend_error_text", "quiet_opencv"]
 
 import re
+from contextlib import contextmanager
 
 
 class ZooError(Exception):
@@ -79,3 +80,17 @@ def backend_error_text(e) -> str:
         lines = [l.strip() for l in text.splitlines() if l.strip() and not l[:1].isspace()]
         text = "\n".join(l for l in lines if not l.startswith(("Graph execution error", "Detected at node")))
     return one_line(text)
+
+
+@contextmanager
+def quiet_opencv():
+    """OpenCV's (and FFmpeg's) own notices off inside the block: a broken file or a refused net is our one-line error,
+    not a dozen of their [ERROR] / [WARN] lines too."""
+    from cv2.utils import logging as cv_log
+
+    level = cv_log.getLogLevel()
+    cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv_log.setLogLevel(level)

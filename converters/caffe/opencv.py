@@ -271,27 +271,25 @@ def opencv_forward(prototxt_text: str, caffemodel: bytes, inputs: dict, outputs:
         OpenCVRefused: OpenCV could not read or run the net (its message, without its log lines).
     """
     import cv2
-    import cv2.utils.logging as cv_log
 
-    level = cv_log.getLogLevel()
-    cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)  # its failures print a dozen [ERROR] lines before raising
+    from zoo.errors import quiet_opencv
+
     try:
-        net = cv2.dnn.readNetFromCaffe(bytearray(prototxt_text.encode()), bytearray(caffemodel))
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        net.enableFusion(False)
-        net.enableWinograd(False)
-        for name, x in inputs.items():
-            x = np.asarray(x, np.float32)
-            net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
-        known = set(net.getLayerNames())
-        layer_of = {(layer, i, top): layer if layer in known else top for layer, i, top in outputs}
-        layers = list(dict.fromkeys(layer_of.values()))
-        per_layer = dict(zip(layers, net.forwardAndRetrieve(layers)))  # every top of each layer
+        with quiet_opencv():  # its failures print a dozen [ERROR] lines before raising
+            net = cv2.dnn.readNetFromCaffe(bytearray(prototxt_text.encode()), bytearray(caffemodel))
+            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+            net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+            net.enableFusion(False)
+            net.enableWinograd(False)
+            for name, x in inputs.items():
+                x = np.asarray(x, np.float32)
+                net.setInput(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x, name)
+            known = set(net.getLayerNames())
+            layer_of = {(layer, i, top): layer if layer in known else top for layer, i, top in outputs}
+            layers = list(dict.fromkeys(layer_of.values()))
+            per_layer = dict(zip(layers, net.forwardAndRetrieve(layers)))  # every top of each layer
     except cv2.error as e:
         raise OpenCVRefused(_cv_error_text(e)) from None
-    finally:
-        cv_log.setLogLevel(level)
     out = {}
     for key, layer in layer_of.items():
         o = per_layer[layer][key[1]]
