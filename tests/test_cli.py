@@ -502,6 +502,7 @@ def test_predict_a_folder_and_several_images_with_one_model_load(tmp_path):
     for name, shape in (("b.png", (40, 52, 3)), ("a.jpg", (48, 40, 3))):
         cv2.imwrite(str(folder / name), rng.integers(0, 256, shape).astype("uint8"))
     (folder / "c.png").write_bytes(b"not a png")  # unreadable: skipped, named, status 1
+    (folder / "d.png").symlink_to(tmp_path / "gone.png")  # a dangling link: as unreadable (was left out unsaid)
     (folder / "a.pred.png").write_bytes(b"an earlier run's picture")  # not an input
     (folder / "notes.txt").write_text("not an image")
     hg = zoo.get("hourglass", stacks=1, num_keypoints=4, features=16, input_shape=(64, 64, 3))
@@ -510,7 +511,9 @@ def test_predict_a_folder_and_several_images_with_one_model_load(tmp_path):
     r = kerazoo_here("predict", "hourglass", folder, "--weights", tmp_path / "hg.h5", "--out", out)
     assert r.returncode == 1, r.stderr
     assert r.stderr.splitlines() == [f"kerazoo predict: cannot read image '{folder / 'c.png'}' (skipped)",
-                                     "kerazoo predict: 1 of 3 images could not be read"]
+                                     f"kerazoo predict: cannot read image '{folder / 'd.png'}' (a link to "
+                                     f"'{tmp_path / 'gone.png'}', which does not exist) (skipped)",
+                                     "kerazoo predict: 2 of 4 images could not be read"]
     assert sorted(p.name for p in out.iterdir()) == ["a.pred.png", "b.pred.png", "predictions.csv"]
     assert cv2.imread(str(out / "a.pred.png")).shape == (48, 40, 3)  # each image's own size
     with open(out / "predictions.csv") as f:
@@ -528,13 +531,16 @@ def test_predict_a_folder_and_several_images_with_one_model_load(tmp_path):
     assert r.returncode == 0 and (folder / "b.pred.png").exists(), r.stderr
     # checked before the model is loaded
     assert _one_line_error(kerazoo_here("predict", "hourglass", folder, "--weights", "w.h5", "--out", "o.png")) == (
-        "kerazoo predict: error: --out 'o.png': 3 images need a folder (an existing one, or a new name without .png)")
+        "kerazoo predict: error: --out 'o.png': 4 images need a folder (an existing one, or a new name without .png)")
     (tmp_path / "more").mkdir()
     cv2.imwrite(str(tmp_path / "more" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    assert _one_line_error(kerazoo_here("predict", "hourglass", folder / "d.png", "--weights", "w.h5")) == (
+        f"kerazoo predict: error: cannot read image '{folder / 'd.png'}' (a link to '{tmp_path / 'gone.png'}', "
+        f"which does not exist)")
     assert "'a.pred.png'; predict them into different folders" in _one_line_error(kerazoo_here(
         "predict", "hourglass", folder / "a.jpg", tmp_path / "more", "--weights", "w.h5", "--out", out))
     assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "out2", "--weights", "w.h5")) == (
-        f"kerazoo predict: error: cannot read image '{tmp_path / 'out2'}'")
+        f"kerazoo predict: error: cannot read image '{tmp_path / 'out2'}' (no such file)")
     (tmp_path / "empty").mkdir()
     assert "a folder without image files (.jpg, .jpeg, .png" in _one_line_error(kerazoo_here(
         "predict", "hourglass", tmp_path / "empty", "--weights", "w.h5"))

@@ -27,7 +27,9 @@ def _predict_images(args) -> tuple[list[Path], bool]:
     for arg in args.image:
         path = Path(arg)
         if path.is_dir():
-            found = sorted(q for q in path.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+            # a dangling link is kept, to be reported unreadable (it was left out without a word)
+            found = sorted(q for q in path.iterdir() if (q.is_file() or _dangling(q))
+                           and q.suffix.lower() in IMAGE_SUFFIXES
                            and not q.name.lower().endswith((".pred.png", ".mask.png"))
                            and not q.name.startswith("."))
             if not found:
@@ -37,11 +39,26 @@ def _predict_images(args) -> tuple[list[Path], bool]:
         elif path.is_file():
             files.append(path)
         else:
-            raise CLIError(f"cannot read image {arg!r}")
+            raise CLIError(f"cannot read image {arg!r}{_why_unreadable(path)}")
     named = {}  # absolute path -> the file as first named
     for f in files:
         named.setdefault(os.path.abspath(f), f)
     return list(named.values()), batch
+
+
+def _dangling(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
+
+
+def _why_unreadable(path: Path) -> str:
+    """What is known of why ``path`` gave no image, as a clause to append to 'cannot read image', else ''."""
+    if _dangling(path):
+        return f" (a link to '{os.readlink(path)}', which does not exist)"
+    if not os.path.lexists(path):
+        return " (no such file)"
+    if path.is_dir():
+        return " (a folder)"
+    return ""
 
 
 def _predict_target(args, image: Path) -> Path:
@@ -271,7 +288,7 @@ def _cmd_predict(args):
     images, batch = _predict_images(args)
     first = _read_image(images[0]) if not batch else None
     if not batch and first is None:
-        raise CLIError(f"cannot read image {args.image[0]!r}")
+        raise CLIError(f"cannot read image {args.image[0]!r}{_why_unreadable(images[0])}")
     if args.box is not None and args.boxes:
         raise CLIError("give --box (people in one image) or --boxes FILE (people per image), not both")
     if (args.box is not None or args.boxes) and args.masks:  # checked before the model loads (a box: pose only)
@@ -303,7 +320,8 @@ def _cmd_predict(args):
         predicted = _predicted(model, record, images, first, args, people)
         for i, ((image_path, image, pred), target) in enumerate(zip(predicted, targets)):
             if image is None:  # one unreadable file does not stop a folder's run; the status says so at the end
-                print(f"kerazoo predict: cannot read image '{image_path}' (skipped)", file=sys.stderr)
+                print(f"kerazoo predict: cannot read image '{image_path}'{_why_unreadable(image_path)} (skipped)",
+                      file=sys.stderr)
                 unread.append(image_path)
                 continue
             if people is not None and not people[i]:  # no person detected: nothing to estimate, not a failure
