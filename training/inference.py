@@ -47,8 +47,7 @@ class Prediction:
 
 
 # What a family's models of any size take, (takes, multiple): the backend's error says only which shapes failed
-_SIZE_RULES = {"hourglass": ("heights and widths that are multiples of 64 (each hourglass halves its map 4 times)",
-                             "a multiple of 64")}
+_SIZE_RULES = {"hourglass": ("heights and widths that are multiples of 64 (each hourglass halves its map 4 times)", 64)}
 
 
 def _registry_task(model, name):
@@ -374,7 +373,7 @@ def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_
     fixed = fixed_input(model)
     takes = "any size" if all(free) else (f"any {'width' if free[0] else 'height'} (input shape "
                                           f"{tuple(inputs[0].shape[1:])})")
-    multiple = "e.g. a multiple of its total stride"
+    multiple = None  # the side lengths must be a multiple of this, where the family's rule is known
     built_as = _registry_task(model, None)[1]  # what zoo.get built (NAME may only say what the output is)
     if all(free) and built_as in _SIZE_RULES:
         takes, multiple = _SIZE_RULES[built_as]
@@ -394,10 +393,14 @@ def predict_steps(model, image_rgb, *, name=None, record=None, top_k=5, heatmap_
         from zoo.errors import backend_error_text
 
         first = backend_error_text(e)
+        if multiple:  # the rule is said once, in `takes`: here the nearest size that keeps the whole image
+            up = [-(-n // multiple) * multiple for n in (x.shape[2], x.shape[1])]
+            fix = f"pad it to {up[0]}x{up[1]} or resize it"
+        else:
+            fix = "resize or pad it to a size the model accepts (e.g. a multiple of its total stride)"
         raise ValueError(f"{name or model.name} takes inputs of {takes}, but not this {x.shape[2]}x{x.shape[1]} "
                          f"{'image' if x.shape[1:3] == (H, W) else 'scaled image'} ({type(e).__name__}: {first}); "
-                         f"resize or pad it to a size the model accepts ({multiple})"
-                         f"{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
+                         f"{fix}{'' if x.shape[1:3] == (H, W) else ', or choose other scales'}") from e
 
     def output(out, x):  # the model's output on x -> the one output decoded
         if isinstance(out, (list, tuple)):
