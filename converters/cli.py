@@ -203,14 +203,18 @@ def main(argv=None, prog: str = "python -m converters") -> int:
     own ``prog``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
-    from kerazoo.cli import exit_on_interrupt, tensorflow_notices_held_back
+    from kerazoo.cli import CannotLoad, cannot_load_reported, exit_on_interrupt, tensorflow_notices_held_back
 
     who = f"{prog} {args.format}"  # as typed: "kerazoo convert caffe", "python -m converters caffe"
     # Ctrl-C lands here in the first seconds, while Keras loads: one line and 130 (--debug: the traceback)
-    with exit_on_interrupt(who, debug=args.debug), \
-            tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
-        from converters.caffe.errors import CaffeError
-        from zoo.errors import ZooError, one_line
+    try:
+        with exit_on_interrupt(who, debug=args.debug), cannot_load_reported(who, debug=args.debug), \
+                tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
+            from converters.caffe.errors import CaffeError
+            from zoo.errors import ZooError, one_line
+    except CannotLoad as e:  # a backend not installed, KERAS_BACKEND misspelt: one line, not two tracebacks
+        print(e, file=sys.stderr)
+        return 1
     try:
         return _convert_caffe(args)
     except _VerifyFailed as e:

@@ -255,6 +255,33 @@ def tensorflow_notices_held_back(tensorflow: bool = False):
                 sys.stderr.flush()
 
 
+class CannotLoad(Exception):
+    """Keras or the command's modules failed to import: the message is the command's whole error line."""
+
+
+@contextlib.contextmanager
+def cannot_load_reported(who: str, debug: bool = False):
+    """Turn an exception while Keras and the command's modules import into :class:`CannotLoad`, one line.
+
+    Not the command's error handler: that one imports :mod:`zoo` (Keras) for its error types, and raised again
+    from inside the handler, two tracebacks (``KERAS_BACKEND=jaxx``, a backend not installed, a broken install).
+    ``debug`` (or ``KERAZOO_DEBUG``): the import's own traceback. Put it outside :func:`tensorflow_notices_held_back`,
+    whose entering imports TensorFlow (hence Keras).
+    """
+    try:
+        yield
+    except Exception as e:
+        if debug or os.environ.get("KERAZOO_DEBUG"):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        backend = os.environ.get("KERAS_BACKEND")
+        hint = (f" (KERAS_BACKEND={backend!r}: expected tensorflow, jax or torch)"
+                if backend is not None and "backend" in text.lower() else "")
+        if isinstance(e, ImportError) and backend is not None and not hint:
+            hint = f" (KERAS_BACKEND={backend!r}: is that backend installed? see the README's install commands)"
+        raise CannotLoad(f"{who}: error: Keras could not be loaded: {type(e).__name__}: {text}{hint}") from e
+
+
 def _spawn_workers() -> None:
     # --multiprocessing workers are spawned, the same on every platform, as `python -m training` does:
     # forking a process that holds JAX's or TensorFlow's threads can deadlock the child
@@ -315,20 +342,28 @@ def _train(argv, prog) -> int:
     try:
         # the training package loads Keras; a training run saves checkpoints (TensorFlow, see above)
         who = " ".join([prog, *argv[:1]]) if argv[:1] in (["train"], ["evaluate"]) else prog
-        with exit_on_interrupt(who), tensorflow_notices_held_back(tensorflow=argv[:1] == ["train"]):
+        with exit_on_interrupt(who), cannot_load_reported(who), \
+                tensorflow_notices_held_back(tensorflow=argv[:1] == ["train"]):
             from training.__main__ import main as train
 
         return train(argv, prog=prog) or 0
+    except CannotLoad as e:
+        print(e, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return _interrupted(" ".join([prog, *argv[:1]]) if argv[:1] in (["train"], ["evaluate"]) else prog)
 
 
 def _convert(argv, prog) -> int:
+    who = " ".join([prog, *argv[:1]]) if argv[:1] == ["caffe"] else prog
     try:
-        with exit_on_interrupt(" ".join([prog, *argv[:1]]) if argv[:1] == ["caffe"] else prog):
+        with exit_on_interrupt(who), cannot_load_reported(who):
             from converters.cli import main as convert
 
         return convert(argv, prog=prog) or 0
+    except CannotLoad as e:
+        print(e, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return _interrupted(" ".join([prog, *argv[:1]]) if argv[:1] == ["caffe"] else prog)
 
@@ -460,11 +495,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # export loads TensorFlow whatever the backend (after this block, where its notices would pass)
-        with exit_on_interrupt(f"kerazoo {args.command}"), \
+        with exit_on_interrupt(f"kerazoo {args.command}"), cannot_load_reported(f"kerazoo {args.command}"), \
                 tensorflow_notices_held_back(tensorflow=args.command == "export"):
             from zoo import cli as commands  # Keras from here on
 
         status = getattr(commands, f"_cmd_{args.command}")(args)  # None: done (predict: 1 if images were unread)
+    except CannotLoad as e:
+        print(e, file=sys.stderr)
+        return 1
     except Exception as e:
         from zoo.errors import ZooError, one_line
 

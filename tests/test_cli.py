@@ -76,6 +76,21 @@ def _one_line_error(r):
     return lines[0]
 
 
+def test_keras_failing_to_load_is_one_line_naming_the_backend(tmp_path):
+    """A misspelt KERAS_BACKEND (or a backend not installed) was two tracebacks: the error handler imported zoo
+    again for its error types, which failed the same way; convert and train imported outside any handler."""
+    env = {**ENV, "KERAS_BACKEND": "jaxx"}
+    expected = ("error: Keras could not be loaded: ValueError: Unable to import backend : jaxx "
+                "(KERAS_BACKEND='jaxx': expected tensorflow, jax or torch)")
+    for args, who in ((["list"], "kerazoo list"), (["convert", "a.prototxt", "a.caffemodel", "-o", "a.keras"],
+                                                   "kerazoo convert caffe"),
+                      (["train", "--model", "hourglass"], "kerazoo train")):
+        r = subprocess.run([sys.executable, "-m", "kerazoo", *args], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=300)
+        assert r.returncode == 1 and _one_line_error(r) == f"{who}: {expected}", r.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_list_and_info():
     r = kerazoo_here("list", "fcn*")
     assert r.returncode == 0, r.stderr
