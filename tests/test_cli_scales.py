@@ -179,6 +179,37 @@ def test_base_size_reaches_evaluate_and_predict(tmp_path, capsys):
 
 
 @agnostic
+def test_native_reaches_evaluate(tmp_path, capsys):
+    """--native runs FCN's test (each image at its own size; checked against the net in NumPy in
+    tests/training/test_evaluation_native.py): the rows are evaluate(native=True)'s; a fixed-size model is refused."""
+    import csv
+
+    import keras
+
+    from training.__main__ import main as training_main
+
+    for side, name in ((None, "any"), (32, "fixed")):  # random 7x7 filters: classes vary with colour and position
+        keras.Sequential([keras.Input((side, side, 3)), keras.layers.Conv2D(
+            3, 7, padding="same", kernel_initializer=keras.initializers.RandomNormal(seed=0))]).save(
+            tmp_path / f"{name}.keras")
+    common = ["evaluate", "--dataset", "synthetic-seg", "--num-classes", "3", "--val-samples", "3", "--input-size",
+              "40,24"]
+    rows = {}
+    for native in ([], ["--native"]):
+        out = tmp_path / f"eval{len(native)}"
+        assert training_main([*common, "--model", str(tmp_path / "any.keras"), "--out", str(out), *native]) == 0
+        rows[bool(native)] = [r["mean_iou"] for r in csv.DictReader(open(out / "predictions.csv"))]
+    assert len(rows[True]) == 3 and rows[True] != rows[False]
+    capsys.readouterr()
+    assert training_main([*common[:-2], "--model", str(tmp_path / "fixed.keras"), "--native"]) == 2
+    err = capsys.readouterr().err
+    assert "native=True runs each image at its own size, but the model takes inputs of (32, 32, 3) only" in err, err
+    assert training_main([*common, "--model", "nothing.keras", "--native", "--scales", "1,2", "--base-size", "40"]) == 2
+    assert capsys.readouterr().err.endswith("error: --native runs each image once at its own size and scores its "
+                                            "original mask; not with --scales or --base-size\n")
+
+
+@agnostic
 def test_heatmap_offset_for_a_segmentation_model_is_refused_before_the_scales_run(tmp_path, capsys):
     """--heatmap-offset with --scales/--base-size for a segmentation model was refused only after predict had run every
     scale (minutes for a PSPNet on a CPU) and nothing was written; predict now refuses it after the first pass. Scale

@@ -132,6 +132,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                                                        "the data's flip pairs; segmentation: probabilities)")
     e.add_argument("--scales", type=scale_list, default=(1.0,), metavar="S,S,...", help=SCALES_HELP)
     e.add_argument("--base-size", type=base_size_arg, metavar="PX", help=BASE_SIZE_HELP)
+    e.add_argument("--native", action="store_true",
+                   help="segmentation, a model of any input size: FCN's own test (score.py), each image alone at its "
+                        "own size instead of letterboxed into the input (each new size compiles the model again)")
     e.add_argument("--heatmap-offset", type=real(None), metavar="PX", help=HEATMAP_OFFSET_HELP)
     e.add_argument("--resolution", default="original", choices=("original", "input"),
                    help="segmentation: score the original masks, scores resampled as FCN/PSPNet do (default), "
@@ -335,6 +338,11 @@ def cmd_evaluate(args) -> int:
             setattr(args, k, v)
     if not args.model or not args.dataset:
         raise ValueError("give --run, or --model and --dataset")
+    clash = [o for o, given in (("--scales", args.scales != (1.0,)), ("--base-size", args.base_size is not None),
+                                ("--resolution input", args.resolution != "original")) if given]
+    if args.native and clash:  # before the model loads
+        raise ValueError(f"--native runs each image once at its own size and scores its original mask; not with "
+                         f"{' or '.join(clash)}")
     if args.out:
         _check_out_folder(Path(args.out), "for table.csv, predictions.csv and a pose model's pck_curve.csv/.png")
     model = zoo.load_keras_model(args.model)
@@ -373,7 +381,8 @@ def cmd_evaluate(args) -> int:
     if info.task == "pose" and info.name == "mpii":
         names = None  # the MPII table (groups, mean without pelvis/thorax)
     res = evaluate(model, ds, out_dir=args.out, flip=args.flip, names=names, resolution=args.resolution,
-                   heatmap_offset=args.heatmap_offset, scales=args.scales, base_size=args.base_size)
+                   heatmap_offset=args.heatmap_offset, scales=args.scales, base_size=args.base_size,
+                   native=args.native)
     if res.table_path:
         paths = [str(q) for q in (res.table_path, res.predictions_path, res.curve_path, res.curve_plot_path) if q]
         print(f"wrote {', '.join(paths[:-1])} and {paths[-1]}")

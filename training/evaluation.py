@@ -7,7 +7,8 @@ else LSP's torso (left shoulder to right hip, PCK@0.2) for LSP's 14 joints, else
 box's longer side (PCK@0.2). Segmentation is scored from one confusion matrix accumulated over
 the set, by default on every pixel of the original masks (the scores resampled bilinearly to
 each image, as PSPNet evaluates; an image the letterbox copies unscaled maps back pixel for pixel, as FCN's
-``score.py`` scores it at its own size); ``resolution="input"`` scores the letterboxed labels at
+``score.py`` scores it at its own size; ``native=True`` runs each image at its own size, as ``score.py`` does,
+for a model of any input size); ``resolution="input"`` scores the letterboxed labels at
 the network input resolution (padding ignored), as training's ``mean_iou`` does. ``scales=`` and
 ``flip=`` average several scales and the mirrored pass (:mod:`training.tta`: CPM's and PSPNet's tests).
 Pose tables also give the PCK curve from 0 to alpha, its AUC and the end-point error in px.
@@ -33,7 +34,7 @@ from training.data import HeatmapDataset, SegmentationDataset
 from training.data.base import check_model_input, check_model_task, model_center_map_sigma, model_output_size
 from training.datasets.lsp import LSP_FLIP_PAIRS, LSP_JOINTS
 from training.evaluation_common import EvalResult, _predict, _progress, _unread, _warn_left_out
-from training.evaluation_seg import _evaluate_segmentation, _evaluate_segmentation_pspnet
+from training.evaluation_seg import _evaluate_segmentation, _evaluate_segmentation_native, _evaluate_segmentation_pspnet
 from training.metrics import _hits, end_point_error, head_size_from_box, pck_curve, pck_thresholds, pckh, torso_size
 from training.targets import HeatmapCodec, keypoints_to_image
 from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_views
@@ -69,7 +70,7 @@ def _eval_copy(ds):
 
 
 def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None, resolution="original",
-             heatmap_offset=None, scales=(1.0,), base_size=None, verbose=True) -> EvalResult:
+             heatmap_offset=None, scales=(1.0,), base_size=None, native=False, verbose=True) -> EvalResult:
     """Evaluate ``model`` on every sample of ``dataset`` (no augmentation, fixed order).
 
     Args:
@@ -118,6 +119,12 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             ``flip`` sums each window's logits with its mirror's before the softmax (``caffe_process.m``). The
             releases' (``zoo.weights_record(model).eval_base_size``): 512 for ADE20K and VOC (473 px input),
             2048 for Cityscapes (713 px). Scores the original masks only. ``None`` (default): ``scales`` as above.
+        native: segmentation only: FCN's own test (``score.py``): each image alone at its own size (a batch of
+            one, no letterbox, the dataset's normalisation), scored on its original mask; for models that take
+            any input size (``zoo.get("fcn8s", input_shape=(None, None, 3))``), else a ValueError. On JAX and
+            TensorFlow each new image size compiles the model again (seconds each on a CPU). With ``flip``, the
+            mirrored pass's probabilities are averaged in. Not with ``scales``, ``base_size`` or
+            ``resolution="input"``.
         verbose: print the table, and show a progress bar (on a terminal) while the model runs.
     Returns:
         :class:`EvalResult`; ``table["mean"]`` is the headline number (PCK or mean IoU). Pose tables also
@@ -160,6 +167,24 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
     if base_size is not None and resolution != "original":
         raise ValueError(f"evaluate: base_size (PSPNet's test) scores the original masks; resolution must be "
                          f"'original'. Received: resolution={resolution!r}")
+    if not isinstance(native, (bool, np.bool_)):
+        raise ValueError(f"evaluate: native must be True or False (each image at its own size, as FCN's score.py). "
+                         f"Received: native={native!r}")
+    if native:
+        if not isinstance(dataset, SegmentationDataset):
+            raise ValueError(f"evaluate: native=True is FCN's segmentation test (each image at its own size); the "
+                             f"dataset is a {type(dataset).__name__}")
+        clash = [f"{k}={v!r}" for k, v, plain in (("scales", scales, (1.0,)), ("base_size", base_size, None),
+                                                   ("resolution", resolution, "original")) if v != plain]
+        if clash:
+            raise ValueError(f"evaluate: native=True runs each image once at its own size and scores its original "
+                             f"mask; it does not take {', '.join(clash)}")
+        free = [d is None for d in getattr(model, "inputs", [None])[0].shape[1:3]] \
+            if getattr(model, "inputs", None) else [True, True]
+        if not all(free):
+            raise ValueError(f"evaluate: native=True runs each image at its own size, but the model takes inputs of "
+                             f"{tuple(model.inputs[0].shape[1:])} only; build it for any size (e.g. zoo.get(NAME, "
+                             f"input_shape=(None, None, 3))) or evaluate it letterboxed (native=False)")
     if heatmap_offset is None:
         import zoo
 
@@ -197,7 +222,9 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
             views = pose_views(ds, scales)
             res = _evaluate_pose(model, ds, views, flip, alpha, names, float(heatmap_offset), verbose)
         else:
-            if base_size is not None:
+            if native:
+                res = _evaluate_segmentation_native(model, ds, flip, names, verbose)
+            elif base_size is not None:
                 res = _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size, verbose)
             else:
                 views = segmentation_views(model, ds, scales)

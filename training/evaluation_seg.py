@@ -128,6 +128,48 @@ def _evaluate_segmentation_pspnet(model, ds, scales, flip, names, base_size, ver
     return _segmentation_result(ds, cm, rows, left_out, names, "original")
 
 
+def _evaluate_segmentation_native(model, ds, flip, names, verbose=False):
+    """FCN's test (``score.py``): each record's image alone at its own size, batch of one, no letterbox; the scores
+    compared with the original mask (resampled to it bilinearly where the model's output is smaller, as the letterbox
+    path does). ``flip``: the mirrored pass's softmax probabilities, flipped back, averaged with the plain pass's."""
+    from training.tta import probabilities
+
+    c = ds.num_classes
+    cm = np.zeros((c, c), np.int64)
+    rows, left_out = [], set()
+    check = _class_scores_check(c)
+
+    def scores_of(x, rid):
+        try:
+            out = _predict(model, x)[0]
+        except Exception as e:
+            from zoo.errors import backend_error_text
+
+            raise ValueError(f"evaluate(native=True): the model does not take {ds._describe(rid)}'s "
+                             f"{x.shape[2]}x{x.shape[1]} image at its own size ({type(e).__name__}: "
+                             f"{backend_error_text(e)}); evaluate it letterboxed (native=False)") from e
+        check(out)
+        if 0 in out.shape[1:3]:
+            raise ValueError(f"evaluate(native=True): the model outputs no scores for {ds._describe(rid)}'s "
+                             f"{x.shape[2]}x{x.shape[1]} image (smaller than its total stride); evaluate it "
+                             f"letterboxed (native=False)")
+        return out[0]
+
+    for rid, image, gt in _progress(ds.originals(), len(ds.records), verbose, "image"):
+        if image is None:  # unreadable, on_error="skip"
+            left_out.add(rid)
+            continue
+        x = image[None] if ds.feed == "uint8" else ds.normalization(image[None])
+        s = scores_of(x, rid)
+        if flip:
+            s = (probabilities(s) + probabilities(scores_of(np.ascontiguousarray(x[:, :, ::-1]), rid))[:, ::-1]) / 2.0
+        if s.shape[:2] != gt.shape:  # an output stride > 1: the scores' grid laid over the image, corner-aligned
+            s = scores_to_image(s, grid_matrix(np.eye(3)[:2], (gt.shape[1], gt.shape[0]), (s.shape[1], s.shape[0])),
+                                gt.shape)
+        rows.append(_score_row(ds, rid, s, gt, cm))
+    return _segmentation_result(ds, cm, rows, left_out, names, "original")
+
+
 def _segmentation_result(ds, cm, rows, left_out, names, resolution):
     c = ds.num_classes
     _warn_left_out(ds, left_out)

@@ -310,9 +310,6 @@ def dataset_probabilities(predict, ds, scales, flip, base_size, check=None):
     :class:`~training.data.SegmentationDataset` in order, by :func:`pspnet_probabilities` on the original image
     (``ds.input_size`` the crop; ``ds``'s normalisation; windows batched ``ds.batch_size`` at a time). A record
     that cannot be read raises (``on_error="raise"``) or yields ``(index, None, None)`` (``"skip"``, reported)."""
-    from training.datasets.base import DatasetError, read_image
-    from training.targets import encode_mask
-
     norm = ds.normalization
     if ds.feed == "uint8":  # normalised inside the model: pad with the pixel nearest the mean (mean / scale, RGB)
         mean_px = np.asarray(norm.mean, np.float64) / norm.scale
@@ -323,17 +320,8 @@ def dataset_probabilities(predict, ds, scales, flip, base_size, check=None):
     # ~0.5 s per image at the releases' settings with 21 classes (its window softmaxes and resizes), 1-3% of one
     # scale's ~0.1 s, for a 1x1 conv (measured 2026-12-06, 2 cores); a thread pool reading ahead was within noise
     # (0.78-1.06x, measured when this test took 8 s per image)
-    for rid, rec in enumerate(ds.records):
-        try:
-            image = read_image(rec.image)
-            gt = encode_mask(ds.read_labels(rec), ds.num_classes, ds.ignore_label)
-            if gt.shape[:2] != image.shape[:2]:
-                raise DatasetError(f"mask is {gt.shape[1]}x{gt.shape[0]} but the image is "
-                                   f"{image.shape[1]}x{image.shape[0]}; expected the same size.")
-        except DatasetError as e:
-            if ds.on_error == "raise":
-                raise type(e)(f"{ds._describe(rid)}: {e}") from None
-            ds._report_skip(rid, e)
+    for rid, image, gt in ds.originals():
+        if image is None:  # unreadable, on_error="skip"
             yield rid, None, None
             continue
         yield rid, pspnet_probabilities(predict, prep or (lambda b: b), image, ds.input_size, base_size, scales,

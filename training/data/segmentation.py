@@ -7,7 +7,7 @@ from dataclasses import asdict
 import numpy as np
 
 from training.data.base import RecordDataset, check_names, check_size
-from training.datasets.base import ImageReadError, read_image, read_mask
+from training.datasets.base import DatasetError, ImageReadError, read_image, read_mask
 from training.normalization import Normalization
 from training.targets import encode_mask
 from training.affine import letterbox_matrix
@@ -103,12 +103,33 @@ class SegmentationDataset(RecordDataset):
         mask = read_mask(record.mask)
         return mask if record.label_map is None else record.label_map[mask]
 
-    def _make_sample(self, record, rng):
+    def _read_pair(self, record) -> tuple[np.ndarray, np.ndarray]:
+        """A record's image (H, W, 3) uint8 RGB and mask (H, W) at their own size, checked to match."""
         image = read_image(record.image)
         mask = self.read_labels(record)
         if mask.shape[:2] != image.shape[:2]:
             raise ImageReadError(f"mask '{record.mask}' is {mask.shape[1]}x{mask.shape[0]} but image '{record.image}' "
                                  f"is {image.shape[1]}x{image.shape[0]}; expected the same size.")
+        return image, mask
+
+    def originals(self):
+        """Yields ``(index, image, labels)`` for every record in order, at the image's own size: ``(H, W, 3)`` uint8
+        RGB and ``(H, W)`` int labels encoded as training's (``[0, C)`` or ``ignore_label``). What evaluation
+        scores on, unwarped. A record that cannot be read raises (``on_error="raise"``) or yields
+        ``(index, None, None)`` (``"skip"``, reported as the batches' skips are)."""
+        for i, rec in enumerate(self.records):
+            try:
+                image, mask = self._read_pair(rec)
+            except DatasetError as e:
+                if self.on_error == "raise":
+                    raise type(e)(f"{self._describe(i)}: {e}") from None
+                self._report_skip(i, e)
+                yield i, None, None
+                continue
+            yield i, image, encode_mask(mask, self.num_classes, self.ignore_label)
+
+    def _make_sample(self, record, rng):
+        image, mask = self._read_pair(record)
         params = self.augment.sample(rng) if self.augment else None
         mat = self.matrix(image.shape, params, rng)
         crop = warp_image(image, mat, self.input_size, self.pad_pixel())  # letterbox and crop alike (0 once normalised)
