@@ -86,3 +86,17 @@ def test_weights_that_do_not_fit_the_config_are_refused_by_name(tmp_path):
             dst.writestr(item, data)
     with pytest.raises(WeightsFileError, match=r"edited.keras': Keras could not load the model: .*stack1_heatmaps"):
         zoo.load_keras_model(edited)
+
+
+def test_save_weights_of_a_loaded_keras_model_keeps_its_builder_arguments(tmp_path):
+    """A .keras read by load_keras_model (a training run's best.keras) saved with zoo.save_weights: the file's record
+    held no builder arguments, so zoo.get(NAME, weights=FILE) built the default 8-stack hourglass and refused every
+    weight of the 1-stack one."""
+    model = zoo.get("hourglass", stacks=1, features=16, num_keypoints=3, input_shape=(64, 64, 3))
+    zoo.save_model(model, tmp_path / "run.keras")
+    loaded = zoo.load_keras_model(tmp_path / "run.keras")
+    zoo.save_weights(loaded, tmp_path / "w.h5")
+    assert zoo.read_record(tmp_path / "w.h5")[1].builder_kwargs["stacks"] == 1
+    again = zoo.get("hourglass", weights=tmp_path / "w.h5")
+    x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
