@@ -271,6 +271,35 @@ def test_segmentation_batches_letterbox_and_label_map(tmp_path):
         bad[0]
 
 
+def test_mask_values_that_are_no_class_warn_once_naming_the_file(tmp_path):
+    """A mask saved for display (0/100/200) with num_classes=3 trained on background alone without a word: its other
+    values became ignore_label. Now one warning names the file and the values; masks of classes and 255 say nothing."""
+    import warnings
+
+    img = np.zeros((8, 12, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "i.png"), img)
+    shown = np.zeros((8, 12), np.uint8)
+    shown[:, 4:8], shown[:, 8:] = 100, 200
+    cv2.imwrite(str(tmp_path / "shown.png"), shown)
+    voc = np.zeros((8, 12), np.uint8)
+    voc[:, 4:], voc[0] = 2, 255
+    cv2.imwrite(str(tmp_path / "voc.png"), voc)
+    recs = [SegRecord(str(tmp_path / "i.png"), str(tmp_path / m), id=m) for m in ("voc.png", "shown.png", "shown.png")]
+    ds = SegmentationDataset(recs, batch_size=1, input_size=(12, 8), num_classes=3, shuffle=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds[0]
+        assert not caught
+        ds[1], ds[2]
+        list(ds.originals())
+    said = [str(w.message) for w in caught]
+    assert said == [f"SegmentationDataset: mask '{tmp_path / 'shown.png'}' has values 100, 200, neither classes [0, 3) "
+                    f"nor ignore_label=255: they are ignored in the loss and the metrics, as ignore_label is. If they "
+                    f"are classes (a mask saved for display as 0/100/200, say), map them to 0..2 with "
+                    f"SegRecord(label_map=...) or raise num_classes. (Said once.)"], said
+    assert (ds[1][1][0, :, 4:] == 255).all()  # what they still become
+
+
 def test_segmentation_augmentation_keeps_labels_aligned():
     recs = synthetic_segmentation(6, image_size=(48, 48), num_classes=4, seed=2)
     ds = SegmentationDataset(recs, batch_size=6, input_size=(32, 32), num_classes=4, augment=True, num_outputs=2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -110,7 +111,27 @@ class SegmentationDataset(RecordDataset):
         if mask.shape[:2] != image.shape[:2]:
             raise ImageReadError(f"mask '{record.mask}' is {mask.shape[1]}x{mask.shape[0]} but image '{record.image}' "
                                  f"is {image.shape[1]}x{image.shape[0]}; expected the same size.")
+        self._check_mask_values(record, mask)
         return image, mask
+
+    def _check_mask_values(self, record, mask) -> None:
+        """Warn (once per dataset and process) about mask values that are neither a class nor ``ignore_label``:
+        they are ignored like it, and a mask saved for display (0/100/200) trained on background alone, without
+        a word, and scored a mean IoU of 1 for a model predicting nothing else."""
+        if getattr(self, "_mask_values_warned", False) or not mask.size:
+            return
+        c = self.num_classes
+        if mask.max() < c and mask.min() >= 0:  # the common case, two reductions
+            return
+        values = np.unique(mask[((mask < 0) | (mask >= c)) & (mask != self.ignore_label)])
+        if not values.size:
+            return
+        self._mask_values_warned = True
+        shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
+        warnings.warn(f"SegmentationDataset: mask '{record.mask}' has values {shown}, neither classes [0, {c}) nor "
+                      f"ignore_label={self.ignore_label}: they are ignored in the loss and the metrics, as "
+                      f"ignore_label is. If they are classes (a mask saved for display as 0/100/200, say), map them "
+                      f"to 0..{c - 1} with SegRecord(label_map=...) or raise num_classes. (Said once.)", stacklevel=2)
 
     def originals(self):
         """Yields ``(index, image, labels)`` for every record in order, at the image's own size: ``(H, W, 3)`` uint8
