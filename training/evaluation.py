@@ -88,7 +88,8 @@ def evaluate(model, dataset, *, out_dir=None, flip=False, alpha=None, names=None
         alpha: PCK threshold; default 0.5 for PCKh (records with head boxes: MPII), 0.2 for PCK
             normalised by the torso (LSP's 14 joints: left shoulder to right hip, as the official
             LSP evaluation; a sample without both joints is left out) or by the box otherwise.
-        names: joint or class names for the table.
+        names: joint or class names for the table; ``None``: the dataset's ``keypoint_names`` / ``class_names``
+            (MPII's and LSP's own tables for their joints), else "joint0", "class0", ...
         resolution: segmentation only: ``"original"`` scores every pixel of the original masks, the
             scores resampled bilinearly from the network's output grid (its own size, placed as
             :func:`training.transforms.grid_matrix` says) as PSPNet evaluates (papers' mIoU);
@@ -347,11 +348,11 @@ def _evaluate_pose(model, ds, views, flip, alpha, names, offset, verbose=False):
         boxes = [r.box if r.box is not None else _kp_box(r) for r in recs]
         norm = np.array([max(b[2] - b[0], b[3] - b[1]) for b in boxes])
         metric, alpha = "PCK (box)", 0.2 if alpha is None else alpha
-    if names is None:  # MPII gets its official names and table; anything else generic ones
+    if names is None:  # MPII gets its official names and table; anything else the dataset's, else generic ones
         from training.datasets.mpii import MPII_FLIP_PAIRS
 
         mpii = k == 16 and set(map(tuple, ds.flip_pairs)) == set(MPII_FLIP_PAIRS)
-        names = None if mpii else tuple(f"joint{j}" for j in range(k))
+        names = None if mpii else (ds.keypoint_names or tuple(f"joint{j}" for j in range(k)))
     names = tuple(names) if names is not None else None
     table = pckh(pred, gt, vis, norm, alpha=alpha, joint_names=names)
     # the curve over the same joints, normaliser and hit rule: its last point is table["mean"]

@@ -174,7 +174,7 @@ def _segmentation_result(ds, cm, rows, left_out, names, resolution):
     c = ds.num_classes
     _warn_left_out(ds, left_out)
     iou, miou = miou_from_confusion(cm)
-    names = tuple(names) if names is not None else tuple(f"class{i}" for i in range(c))
+    names = tuple(names) if names is not None else (ds.class_names or tuple(f"class{i}" for i in range(c)))
     if not cm.sum():
         warnings.warn(f"evaluate: no pixel with a label in [0, {c}) in {len(ds.records)} records (all "
                       f"ignore_label={ds.ignore_label} or out of range): every score is NaN. Check the masks and "

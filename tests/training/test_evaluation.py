@@ -87,6 +87,23 @@ def test_pose_scores_the_last_partial_batch_with_drop_remainder():
     assert res.mean == 1.0  # the targets themselves, decoded: every annotated joint is a hit
 
 
+def test_the_tables_name_the_datasets_keypoints_and_classes(tmp_path):
+    """A dataset made with keypoint_names / class_names (a user's own data) was tabled as joint0.., class0.. while
+    predict named them; evaluate's names= still comes first."""
+    recs = synthetic_pose(4, image_size=(96, 96), num_keypoints=3, seed=3)
+    kw = dict(batch_size=2, input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, shuffle=False)
+    ds = HeatmapDataset(recs, keypoint_names=("nose", "tail", "paw"), **kw)
+    res = evaluate(_Replay(ds, _oracle_heatmaps), ds, out_dir=tmp_path / "pose", verbose=False)
+    assert list(res.table["per_joint"]) == ["nose", "tail", "paw"]
+    assert [r["name"] for r in res.rows[:3]] == ["nose", "tail", "paw"]
+    assert "nose" in (tmp_path / "pose" / "table.csv").read_text()
+    given = evaluate(_Replay(ds, _oracle_heatmaps), ds, names=("a", "b", "c"), verbose=False)
+    assert list(given.table["per_joint"]) == ["a", "b", "c"]
+    seg = SegmentationDataset(synthetic_segmentation(2, image_size=(32, 32), num_classes=3), batch_size=2,
+                              input_size=(32, 32), num_classes=3, shuffle=False, class_names=("sky", "road", "car"))
+    assert list(evaluate(_Replay(seg, _all_background), seg, verbose=False).table["iou"]) == ["sky", "road", "car"]
+
+
 def test_segmentation_nan_score_never_wins():
     recs = synthetic_segmentation(3, image_size=(32, 32), num_classes=3)
     ds = SegmentationDataset(recs, batch_size=2, input_size=(32, 32), num_classes=3, shuffle=False)
