@@ -336,6 +336,9 @@ def cmd_evaluate(args) -> int:
     for k, v in _DATA_DEFAULTS.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.run and not args.dataset:  # a run that training.fit wrote from Python: its data are not the command's
+        raise ValueError(f"--run '{args.run}' names no dataset (no cli.json: trained from Python, on records of your "
+                         f"own?); score it with training.evaluate(model, dataset), or give --dataset and its options")
     if not args.model or not args.dataset:
         raise ValueError("give --run, or --model and --dataset")
     clash = [o for o, given in (("--scales", args.scales != (1.0,)), ("--base-size", args.base_size is not None),

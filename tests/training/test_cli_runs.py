@@ -449,3 +449,18 @@ def test_a_runs_paths_from_cli_json(tmp_path):
     assert _saved_paths(joined) == (str(tmp_path / "a.mat"), str(tmp_path / "b.mat"))
     (tmp_path / "x:y.json").write_text("[]")
     assert _saved_paths(str(tmp_path / "x:y.json")) == (str(tmp_path / "x:y.json"),)
+
+
+def test_evaluate_run_of_a_python_training_names_what_is_missing(tmp_path, capsys):
+    """A run folder that training.fit wrote from Python (no cli.json) was told "give --run, or --model and --dataset"
+    although --run was given."""
+    import keras
+
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)]).save(run / "best.keras")
+    assert main(["evaluate", "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: --run '{run}' names no dataset (no cli.json: trained from Python, on records of "
+                        f"your own?); score it with training.evaluate(model, dataset), or give --dataset and its "
+                        f"options\n"), err
