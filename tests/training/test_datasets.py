@@ -133,6 +133,9 @@ def test_pose_record_fields_of_the_wrong_shape_are_named():
                                 ("keypoints", "abc", r"'keypoints' must hold numbers"),
                                 ("center", (1, 2, 3), r"'center' has shape \(3,\); expected \(2,\) x, y"),
                                 ("box", (1, 2, 3), r"'box' has shape \(3,\); expected \(4,\) x1, y1, x2, y2"),
+                                # x2 < x1: the PCK normaliser (its longer side) was negative, every PCK NaN unsaid
+                                ("box", (80, 70, 20, 20), r"'box' is \[80.0, 70.0, 20.0, 20.0\]; expected x1, y1, "
+                                                          r"x2, y2 with x1 <= x2 and y1 <= y2"),
                                 ("head_box", [[1, 2]], r"'head_box' has shape \(1, 2\); expected \(4,\)"),
                                 ("scale", "big", r"'scale' must hold numbers, a number of pixels")):
         with pytest.raises(AnnotationError, match=r"record 'p7': " + match):

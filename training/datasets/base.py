@@ -94,6 +94,10 @@ class PoseRecord:
         self.scale = float(scale.reshape(-1)[0])
         if self.box is not None:
             self.box = self._numbers("box", self.box, "(4,) x1, y1, x2, y2", size=4)
+            x1, y1, x2, y2 = self.box.reshape(-1)
+            if x2 < x1 or y2 < y1:  # (x, y, w, h) or corners swapped: its side was negative, every PCK NaN unsaid
+                raise AnnotationError(f"record {self.id!r}: 'box' is {self.box.reshape(-1).tolist()}; expected x1, "
+                                      f"y1, x2, y2 with x1 <= x2 and y1 <= y2 (corners, not x, y, w, h).")
         if self.head_box is not None:
             self.head_box = self._numbers("head_box", self.head_box, "(4,) x1, y1, x2, y2", size=4)
         if len(self.visible) != len(self.keypoints):
