@@ -15,7 +15,7 @@ from zoo.architecture import (ARCHITECTURE_KWARGS, SHAPE_FREE_KWARGS, architectu
 from zoo.errors import WeightsFileError, WeightsMismatchError
 from zoo.gc_pause import without_cyclic_gc
 from zoo.file_records import _SOURCE_FORMATS, _release_conventions, _with_architecture, _with_head_size
-from zoo.load_causes import head_layers_missing_from_file, refuse_by_cause
+from zoo.load_causes import head_layers_missing_from_file, head_widths_differ, refuse_by_cause
 from zoo.records import check_record_arg
 from zoo.registry import ModelSpec, get_spec, list_models, parse_name
 from zoo.weights import WeightsRecord
@@ -230,6 +230,7 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
         # what no weight shape shows (a ResNet's stride placement): Keras would load it into either network
         kwargs = {**keras_file_architecture(spec, path, kwargs), **kwargs}
         model = _build(spec, kwargs)
+        reheading = False
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -240,8 +241,27 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
                 if path.suffix != ".keras" and not h5py.is_hdf5(path):
                     raise WeightsFileError(f"'{path}' is not a readable HDF5 file (truncated, or not a Keras "
                                            f".weights.h5).") from None
-                refuse_by_cause(spec, path, meta.get("model_name"), model)
-                raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': {e}") from None
+                head = spec.head_kwarg
+                # the head size asked for is not the file's: fine-tuning on other keypoints / classes
+                reheading = head in kwargs and path.suffix == ".keras" and head_widths_differ(spec, model, path)
+                if not reheading:
+                    refuse_by_cause(spec, path, meta.get("model_name"), model)
+                    if head in kwargs and path.suffix != ".keras":  # Keras' words dumped a tensor's values
+                        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                        raise WeightsMismatchError(
+                            f"{spec.name}: could not load '{path}' into a model built with {head}={kwargs[head]!r} "
+                            f"({first}). A .weights.h5 holds no layer names to leave its head out by: to fine-tune "
+                            f"it on another {head}, load it into the model it was saved from, write that with "
+                            f"zoo.save_model(model, 'x.keras') or zoo.save_weights(model, 'x.h5'), and pass that "
+                            f"file with {head}={kwargs[head]!r}.") from None
+                    raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': "
+                                               f"{e}") from None
+        if reheading:  # outside the block above, which would swallow its warning
+            head = spec.head_kwarg
+            _rehead_from_keras(spec, model, path, head, kwargs[head])
+            record = meta.get("record")
+            meta = {**meta, "record": record and _with_head_size(record, head, kwargs[head])}
+            return _apply_saved_metadata(_attach(model, spec, None, kwargs), meta)
         # Keras warns, and goes on, when parts of the file do not match: a partly loaded model is an error here
         partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
         if partial:
@@ -253,6 +273,34 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_zoo_file(spec, path, kwargs, None)
     return _load_by_suffix(spec, path, kwargs, None)
+
+
+def _rehead_from_keras(spec: ModelSpec, model, path: Path, head: str, size):
+    """``model`` (built with ``head=size``) given the weights of the ``.keras`` at ``path``, layer by layer name, all
+    but its head layers, which keep their initial values (warned, as a zoo ``.h5`` of another head size is). Every
+    other layer with weights must be in the file with the same shapes, else a WeightsMismatchError naming them."""
+    source = {l.name: l for l in load_keras_model(path).layers}
+    head_layers, unmatched = [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if spec.is_head_layer(layer.name):
+            head_layers.append(layer.name)
+            continue
+        other = source.get(layer.name)
+        if other is None or [tuple(w.shape) for w in other.weights] != [tuple(w.shape) for w in layer.weights]:
+            unmatched.append(layer.name)
+            continue
+        layer.set_weights(other.get_weights())
+    if unmatched:
+        raise WeightsMismatchError(
+            f"{spec.name}: '{path}' holds another architecture than {head}={size!r} with the other arguments asked "
+            f"for: {len(unmatched)} layers outside the head are missing from it or have other shapes "
+            f"({', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}).")
+    warnings.warn(f"{spec.name}: weights '{path}' have another {head} than the {size} asked for; loading "
+                  f"everything but the head layers ({', '.join(head_layers)}), which keep their initial values.",
+                  stacklevel=4)
+    return model
 
 
 def _load_keras_weights(model, path: Path) -> None:

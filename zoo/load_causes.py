@@ -76,6 +76,11 @@ def refuse_by_cause(spec: ModelSpec, path, saved_name, model=None) -> None:
                     f"(zoo.save_model records it), or zoo.load_keras_model('{path}') loads it as saved.")
 
 
+def head_widths_differ(spec: ModelSpec, model, path) -> bool:
+    """Whether a head layer of the ``.keras`` at ``path`` has another number of outputs than ``model``'s."""
+    return any(saved != built for _, saved, built in _head_widths(spec, model, path))
+
+
 def _head_widths(spec: ModelSpec, model, path):
     """``(layer name, outputs in the .keras config, outputs in model)`` of each head layer both have."""
     config = _keras_config(path)

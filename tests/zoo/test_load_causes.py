@@ -65,3 +65,50 @@ def test_a_keras_file_with_another_head_size_says_so(tmp_path):
                                                    r"has 5 outputs, this model's 1000; pass the classes= the model"):
         zoo.get("resnet18", weights=str(tmp_path / "r5.keras"))
     assert zoo.get("resnet18", weights=str(tmp_path / "r5.keras"), classes=5).output_shape == (None, 5)
+
+
+def test_a_keras_file_fine_tuned_on_another_head_size_loads_all_but_the_head(tmp_path):
+    """A run's best.keras (16 keypoints) asked for with num_keypoints=5: it was refused, telling to pass the size
+    the file was saved with, the opposite of fine-tuning; a zoo .h5 of another head size loaded all but the head."""
+    import warnings
+
+    import numpy as np
+
+    src = zoo.get("hourglass", stacks=1, features=16, num_keypoints=16, input_shape=(64, 64, 3))
+    record = zoo.WeightsRecord(keypoint_names=tuple(f"j{i}" for i in range(16)), scale=1 / 255.0)
+    zoo.save_model(src, tmp_path / "best.keras", metadata={**zoo.saving.model_metadata(src), "record": record})
+    with pytest.warns(UserWarning, match=r"hourglass: weights '.*best.keras' have another num_keypoints than the 5 "
+                                         r"asked for; loading everything but the head layers \(stack1_heatmaps\)"):
+        model = zoo.get("hourglass", num_keypoints=5, weights=tmp_path / "best.keras")
+    assert model.output_shape[-1] == 5 and zoo.api.build_info(model)[1]["stacks"] == 1  # the file's architecture
+    given = {l.name: l for l in src.layers}
+    for layer in model.layers:
+        if layer.weights and layer.name != "stack1_heatmaps":
+            for a, b in zip(layer.get_weights(), given[layer.name].get_weights()):
+                np.testing.assert_array_equal(a, b)
+    rec = zoo.weights_record(model)
+    assert rec.num_keypoints == 5 and rec.keypoint_names is None  # the 16 names were the old head's
+    assert rec.scale == pytest.approx(1 / 255.0)
+    with warnings.catch_warnings():  # the same size: loaded as it is, nothing said
+        warnings.simplefilter("error")
+        zoo.get("hourglass", num_keypoints=16, weights=tmp_path / "best.keras")
+    # another architecture outside the head is still refused, naming layers
+    other = zoo.get("hourglass", stacks=1, features=32, num_keypoints=16, input_shape=(64, 64, 3))
+    other.save(tmp_path / "plain.keras")  # Keras' own save: no metadata to take the features from
+    with pytest.raises(WeightsMismatchError, match=r"holds another architecture than num_keypoints=5 .* layers "
+                                                   r"outside the head are missing from it or have other shapes"):
+        zoo.get("hourglass", stacks=1, features=16, num_keypoints=5, weights=tmp_path / "plain.keras")
+
+
+def test_a_weights_h5_of_another_head_size_says_how_to_fine_tune_it(tmp_path):
+    model = zoo.get("resnet18", input_shape=(32, 32, 3), classes=5)
+    model.save_weights(tmp_path / "r5.weights.h5")
+    with pytest.raises(WeightsMismatchError) as e:
+        zoo.get("resnet18", input_shape=(32, 32, 3), classes=7, weights=tmp_path / "r5.weights.h5")
+    said = str(e.value)
+    assert "\n" not in said and len(said) < 900, said  # Keras' words dumped the tensor's values
+    assert said.startswith(f"resnet18: could not load '{tmp_path / 'r5.weights.h5'}' into a model built with "
+                           f"classes=7 ("), said
+    assert said.endswith("A .weights.h5 holds no layer names to leave its head out by: to fine-tune it on another "
+                         "classes, load it into the model it was saved from, write that with zoo.save_model(model, "
+                         "'x.keras') or zoo.save_weights(model, 'x.h5'), and pass that file with classes=7."), said
