@@ -77,6 +77,27 @@ def _open_writer(out: Path, fps: float, size):
     return writer, Path(tmp)
 
 
+def _check_written(tmp: Path, out: Path, frames: int) -> None:
+    """Refuse a written video that does not hold its ``frames`` frames to the last: OpenCV's writer fails without a
+    word when the disk fills or a file-size limit is hit, and the cut file was renamed into place (an MP4 without
+    its index that nothing opens, an AVI of 5 frames in 40) with the command reporting success."""
+    import cv2
+
+    with quiet_opencv():
+        capture = cv2.VideoCapture(str(tmp))
+        try:
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if capture.isOpened() else 0
+            ok = count == frames and capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1) and capture.read()[0]
+        finally:
+            capture.release()
+    if not ok:
+        held = (f"holds none of its {frames} frames that OpenCV can read" if not count else
+                f"holds {count} of its {frames} frames" if count != frames else
+                f"has its last frame ({frames - 1}) cut short")
+        raise OSError(f"predict_video: writing '{out}' failed: the file written {held} (a full disk, or a file-size "
+                      f"limit?); nothing was written")
+
+
 def _smoother(smooth, fps):
     """A :class:`training.smoothing.OneEuroFilter` for ``smooth`` (``True``: its defaults; a dict: its settings), or
     ``None`` (``None`` / ``False``)."""
@@ -221,6 +242,7 @@ def predict_video(model, video, out=None, *, boxes=None, smooth=None, max_frames
         if writer is not None:
             writer.release()
             writer = None
+            _check_written(tmp, out, n)
             from zoo.files import replace_durably
 
             replace_durably(tmp, out)

@@ -220,3 +220,38 @@ def test_an_unreadable_video_is_one_line_without_ffmpegs_own(tmp_path):
     lines = [line for line in r.stderr.splitlines() if not _TF_NOISE.match(line)]
     assert r.returncode == 2 and lines == [
         f"kerazoo predict: error: OpenCV cannot read '{tmp_path / 'bad.mp4'}' as a video"], r.stderr
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_a_video_cut_short_by_a_full_disk_is_not_renamed_into_place(tmp_path, suffix):
+    """OpenCV's writer fails without a word at a file-size limit or a full disk: the cut file (an MP4 nothing opens,
+    an AVI of 5 frames in 40) was renamed into place and the command said 'wrote'. A real limit (RLIMIT_FSIZE) in a
+    real process."""
+    import resource
+    import subprocess
+    import sys
+
+    import zoo
+    from tests.test_cli import ENV
+
+    clip = tmp_path / "clip.avi"  # noise, which no codec shrinks much: the pictures are > 400 kB in either format
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (160, 128))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        writer.write(rng.integers(0, 256, (128, 160, 3), dtype=np.uint8))
+    writer.release()
+    zoo.save_weights(_pose_model(), tmp_path / "hg.h5")
+    out = tmp_path / "out" / f"clip.pred{suffix}"
+    out.parent.mkdir()
+    limit = 100_000  # bytes: the Keras start-up writes nothing this large
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    r = subprocess.run([sys.executable, "-m", "kerazoo", "predict", "hourglass", str(clip), "--weights",
+                        str(tmp_path / "hg.h5"), "--out", str(out)], capture_output=True, text=True, env=ENV,
+                       preexec_fn=limited, timeout=300)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert f"error: writing '{out}' failed: the file written " in r.stderr and "nothing was written" in r.stderr, \
+        r.stderr
+    assert "wrote" not in r.stdout and list(out.parent.iterdir()) == []
