@@ -25,7 +25,7 @@ import numpy as np
 from training.backup import BackupAndRestore, _backup_epoch, _clear_previous_run  # re-exported: BackupAndRestore
 from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
-from zoo.files import replace_durably, write_json
+from zoo.files import replace_durably, short_name, write_json, write_text
 
 __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget",
            "EpochBudget", "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
@@ -44,10 +44,10 @@ def atomic_save(model, path, metadata=None) -> Path:
 
         return save_model(model, path, metadata=metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # Keras wants the real suffix
+    tmp = path.with_name(f".{short_name(path.stem)}.{os.getpid()}.tmp{path.suffix}")  # Keras wants the real suffix
     try:
         if path.name.endswith(".weights.h5"):
-            tmp = path.with_name(f".{path.name[:-11]}.{os.getpid()}.tmp.weights.h5")
+            tmp = path.with_name(f".{short_name(path.name[:-11])}.{os.getpid()}.tmp.weights.h5")
             model.save_weights(str(tmp))
         else:
             model.save(str(tmp))
@@ -446,12 +446,13 @@ def earlier_log_rows(path, epochs: int, keep_only: bool = False) -> dict[str, li
         fields = list(rows[0]) if rows else []
     kept = [r for r in rows if (r.get("epoch") or "").isdigit() and int(r["epoch"]) < epochs]
     if keep_only and len(kept) != len(rows):
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fields)  # csv.excel's line ends, as Keras' CSVLogger writes
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, path)
+        import io
+
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, fields)  # csv.excel's line ends, as Keras' CSVLogger writes
+        writer.writeheader()
+        writer.writerows(kept)
+        write_text(path, buf.getvalue())  # synced and renamed; a failed write leaves the old log, no temporary file
     history = {}
     for key in fields:
         if key == "epoch":

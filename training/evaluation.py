@@ -39,7 +39,7 @@ from training.metrics import _hits, end_point_error, head_size_from_box, pck_cur
 from training.targets import HeatmapCodec, keypoints_to_image
 from training.tta import check_scales, pose_heatmaps, pose_views, segmentation_views
 from training.tta_pspnet import check_base_size
-from zoo.files import check_folder, replace_durably
+from zoo.files import check_folder, write_text
 
 __all__ = ["EvalResult", "evaluate", "format_table"]
 
@@ -49,11 +49,8 @@ def _write_csv(path: Path, header, rows) -> Path:
     w = csv.writer(buf)
     w.writerow(header)
     w.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue())
-    replace_durably(tmp, path)  # the rename never reaches the disk before the rows do
-    return path
+    # beside it, synced, renamed; a failed write (a full disk) leaves no half-written temporary file, and names path
+    return write_text(path, buf.getvalue())
 
 
 def _eval_copy(ds):

@@ -97,12 +97,19 @@ def writable_folder_error(path: Path, error: OSError) -> OSError:
     return type(error)(error.errno, f"{error.strerror or error} (folder '{path.parent}')", str(path))
 
 
+def short_name(name: str, limit: int = 96) -> str:
+    """``name`` cut to at most ``limit`` bytes of UTF-8 (whole characters), for a temporary file named after it: a
+    legal name of 243 bytes plus ``.XXXXXXXX.tmp`` passed the file system's 255 ("File name too long")."""
+    data = name.encode("utf-8", "surrogateescape")
+    return name if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
+
 def atomic_target(path: Path, suffix: str = ".tmp") -> Path:
     """A new empty temporary file beside ``path`` (same folder, so ``os.replace`` is atomic), named to end in
     ``suffix`` (a writer that picks its format by name needs the real one: ``".tmp.mp4"``)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{short_name(path.name)}.", suffix=suffix, dir=path.parent)
     except OSError as e:  # named the temporary file ('/sys/.m.h5.5v9ijmbd.tmp'), or only "File exists"
         raise writable_folder_error(path, e) from None
     os.close(fd)
@@ -189,17 +196,29 @@ def remove_empty(folders) -> None:
             break
 
 
-def write_json(path, data, *, indent=2, default=None) -> None:
-    """``data`` as JSON at ``path``, durably: written beside it, synced, renamed (:func:`replace_durably`); a
-    failure leaves the old file and no temporary one."""
+def write_text(path, text: str) -> Path:
+    """``text`` (UTF-8) at ``path``, durably: written beside it, synced, renamed (:func:`replace_durably`); a
+    failure leaves the old file and no temporary one, and its OSError names ``path`` (a full disk or a file-size
+    limit said "[Errno 27] File too large" and no file). Returns ``path``."""
     path = Path(path)
     tmp = atomic_target(path)
     try:
-        tmp.write_text(json.dumps(data, indent=indent, default=default) + "\n")
-        replace_durably(tmp, path)
+        try:
+            tmp.write_text(text, encoding="utf-8", newline="")  # the bytes given: no \r\r\n from a CSV on Windows
+            replace_durably(tmp, path)
+        except OSError as e:
+            if e.filename is None or str(e.filename) == str(tmp):
+                raise OSError(e.errno, e.strerror, str(path)) from None
+            raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_json(path, data, *, indent=2, default=None) -> None:
+    """``data`` as JSON at ``path``, durably (:func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=indent, default=default) + "\n")
 
 
 def sha256sum(path, chunk: int = 1 << 20) -> str:

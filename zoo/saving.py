@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.files import check_file_target, replace_durably, writable_folder_error
+from zoo.files import check_file_target, replace_durably, short_name, writable_folder_error
 from zoo.tensorflow_probe import tensorflow_if_imported
 from zoo.weights import write_keras_metadata
 
@@ -61,7 +61,7 @@ def save_model(model, path, *, metadata=None) -> Path:
         raise ValueError(f"save_model writes a whole model as .keras. Received: path='{path}'")
     check_file_target(path, "save_model")  # a folder of that name failed only at the rename, after the whole save
     meta = model_metadata(model) if metadata is None else metadata
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # Keras wants the real suffix
+    tmp = path.with_name(f".{short_name(path.stem)}.{os.getpid()}.tmp.keras")  # Keras wants the real suffix
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         open(tmp, "wb").close()  # Keras' own error named the temporary file
