@@ -555,7 +555,13 @@ def test_predict_a_folder_and_several_images_with_one_model_load(tmp_path):
     assert "'a.pred.png'; predict them into different folders" in _one_line_error(kerazoo_here(
         "predict", "hourglass", folder / "a.jpg", tmp_path / "more", "--weights", "w.h5", "--out", out))
     assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / "out2", "--weights", "w.h5")) == (
-        f"kerazoo predict: error: cannot read image '{tmp_path / 'out2'}' (no such file)")
+        f"kerazoo predict: error: cannot read image '{tmp_path / 'out2'}' (no such file or directory)")
+    (tmp_path / "loop1.png").symlink_to(tmp_path / "loop2.png")
+    (tmp_path / "loop2.png").symlink_to(tmp_path / "loop1.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name, why in (("loop1.png", "too many levels of symbolic links"), ("empty.png", "an empty file")):
+        assert _one_line_error(kerazoo_here("predict", "hourglass", tmp_path / name, "--weights", "w.h5")) == (
+            f"kerazoo predict: error: cannot read image '{tmp_path / name}' ({why})")
     (tmp_path / "empty").mkdir()
     assert "a folder without image files (.jpg, .jpeg, .png" in _one_line_error(kerazoo_here(
         "predict", "hourglass", tmp_path / "empty", "--weights", "w.h5"))

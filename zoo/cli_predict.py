@@ -52,12 +52,22 @@ def _dangling(path: Path) -> bool:
 
 def _why_unreadable(path: Path) -> str:
     """What is known of why ``path`` gave no image, as a clause to append to 'cannot read image', else ''."""
-    if _dangling(path):
-        return f" (a link to '{os.readlink(path)}', which does not exist)"
-    if not os.path.lexists(path):
-        return " (no such file)"
-    if path.is_dir():
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as e:  # ELOOP: a loop of links; EACCES: a folder on the way not searchable
+        if _dangling(path) and isinstance(e, FileNotFoundError):
+            return f" (a link to '{os.readlink(path)}', which does not exist)"
+        return f" ({(e.strerror or type(e).__name__).lower()})"
+    if stat.S_ISDIR(st.st_mode):
         return " (a folder)"
+    if not stat.S_ISREG(st.st_mode):
+        return " (not a regular file: a pipe, socket or device)"
+    if not os.access(path, os.R_OK):
+        return " (permission denied)"
+    if st.st_size == 0:
+        return " (an empty file)"
     return ""
 
 
