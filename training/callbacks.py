@@ -50,7 +50,10 @@ def atomic_save(model, path, metadata=None) -> Path:
             tmp = path.with_name(f".{short_name(path.name[:-11])}.{os.getpid()}.tmp.weights.h5")
             model.save_weights(str(tmp))
         else:
+            from zoo.saving import _portable_optimizer
+
             model.save(str(tmp))
+            _portable_optimizer(tmp)  # a PyTorch run's optimizer named so that JAX and TensorFlow load it
         replace_durably(tmp, path)  # synced first: a power cut leaves the old file or the new one, not an empty one
     finally:
         if tmp.exists():

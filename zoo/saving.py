@@ -41,6 +41,59 @@ def model_metadata(model) -> dict[str, Any]:
     return meta
 
 
+_BACKEND_OPTIMIZERS = "keras.src.backend."  # PyTorch's Keras swaps Adam, AdamW, RMSprop... for its own subclasses
+
+
+def _backend_free(config):
+    """``config`` with every serialized object's backend module (``keras.src.backend.torch.optimizers.torch_adam``)
+    named as the public ``keras.optimizers``, and whether any was; nested (a LossScaleOptimizer's inner one)."""
+    if isinstance(config, list):
+        pairs = [_backend_free(c) for c in config]
+        return [c for c, _ in pairs], any(f for _, f in pairs)
+    if not isinstance(config, dict):
+        return config, False
+    found, out = False, {}
+    for k, v in config.items():
+        if k == "module" and isinstance(v, str) and v.startswith(_BACKEND_OPTIMIZERS) and ".optimizers." in v:
+            out[k], found = "keras.optimizers", True
+        else:
+            out[k], f = _backend_free(v)
+            found = found or f
+    return out, found
+
+
+def _portable_optimizer(path) -> None:
+    """Name a PyTorch-backend optimizer by its public class in the ``.keras`` at ``path`` (rewritten in place).
+
+    Keras on PyTorch compiles ``TorchRMSprop`` (a subclass with the same variables) for ``RMSprop``, and saves
+    its module, which imports only where torch is installed: a run trained on PyTorch could not be opened by
+    ``keras.saving.load_model`` on JAX or TensorFlow without torch (``Could not deserialize class 'RMSprop'``).
+    Other files are left as they are, unread but for their config.
+    """
+    import json
+    import shutil
+    import zipfile
+
+    path = Path(path)
+    with zipfile.ZipFile(path) as z:
+        config, found = _backend_free(json.loads(z.read("config.json")))
+    if not found:
+        return
+    copy = path.with_name(path.name + ".portable")
+    try:
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(copy, "w") as dst:  # the same entries, in order
+            for info in src.infolist():
+                if info.filename == "config.json":
+                    dst.writestr(info, json.dumps(config))
+                else:  # streamed: a large model's weights are not held in memory twice
+                    with src.open(info) as a, dst.open(info, "w") as b:
+                        shutil.copyfileobj(a, b, 1 << 20)
+        os.replace(copy, path)
+    finally:
+        if copy.exists():
+            copy.unlink()
+
+
 def save_model(model, path, *, metadata=None) -> Path:
     """``model.save(path)`` plus :func:`model_metadata` in the archive, written to a temporary name in the same
     folder and renamed (a crash leaves the old file or the new one).
@@ -71,6 +124,7 @@ def save_model(model, path, *, metadata=None) -> Path:
         # Keras' serializer imported TensorFlow into a JAX/PyTorch process at a run's first checkpoint
         with tensorflow_if_imported("keras.src.saving.serialization_lib"):
             model.save(str(tmp))
+        _portable_optimizer(tmp)
         if meta.get("model_name") or any(v is not None for k, v in meta.items() if k not in ("model_name",
                                                                                              "builder_kwargs")):
             write_keras_metadata(tmp, meta)

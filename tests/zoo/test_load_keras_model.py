@@ -100,3 +100,41 @@ def test_save_weights_of_a_loaded_keras_model_keeps_its_builder_arguments(tmp_pa
     again = zoo.get("hourglass", weights=tmp_path / "w.h5")
     x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_backend_optimizer_modules_are_named_by_their_public_class():
+    """Keras on PyTorch saves TorchRMSprop's module (keras.src.backend.torch.optimizers.torch_rmsprop), which only
+    imports where torch is installed; a LossScaleOptimizer nests it."""
+    from zoo.saving import _backend_free
+
+    inner = {"module": "keras.src.backend.torch.optimizers.torch_rmsprop", "class_name": "RMSprop",
+             "config": {"rho": 0.9}, "registered_name": "RMSprop"}
+    config = {"compile_config": {"optimizer": {"module": "keras.optimizers", "class_name": "LossScaleOptimizer",
+                                               "config": {"inner_optimizer": inner}},
+                                 "loss": {"module": "training.losses", "class_name": "HeatmapMSE"}},
+              "config": {"layers": [{"module": "keras.layers", "class_name": "Dense"}]}}
+    out, found = _backend_free(config)
+    assert found and out["compile_config"]["optimizer"]["config"]["inner_optimizer"] == {**inner,
+                                                                                         "module": "keras.optimizers"}
+    assert out["compile_config"]["loss"] == config["compile_config"]["loss"] and out["config"] == config["config"]
+    assert _backend_free(out) == (out, False)
+
+
+def test_a_trained_models_keras_file_loads_compiled_where_torch_is_not_installed(tmp_path):
+    """Saved on this suite's backend (on PyTorch: TorchRMSprop), loaded compiled on JAX with torch made unimportable:
+    `Could not deserialize class 'RMSprop'` for a PyTorch run's checkpoint before."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import ENV
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
+    model.compile(keras.optimizers.RMSprop(1e-3), "mse")
+    model.fit(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"), verbose=0, batch_size=4)
+    zoo.save_model(model, tmp_path / "m.keras")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import keras\n"
+            f"m = keras.saving.load_model({str(tmp_path / 'm.keras')!r}, safe_mode=True)\n"
+            "print(type(m.optimizer).__name__, int(m.optimizer.iterations))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0 and r.stdout.split() == ["RMSprop", "2"], r.stderr[-2000:]
