@@ -162,7 +162,7 @@ class MeanIoUMetric(keras.metrics.Metric):
         pr = ops.reshape(ops.cast(y_pred, "int32"), (-1,))
         valid = (gt >= 0) & (gt < c) & (gt != self.ignore_label) & (pr >= 0) & (pr < c)
         if sample_weight is not None:
-            sw = ops.convert_to_tensor(sample_weight)
+            sw = ops.cast(ops.convert_to_tensor(sample_weight), "float32")  # a bool mask too (TF's `> 0` refused it)
             if len(sw.shape) == len(y_true.shape) + 1 and sw.shape[-1] == 1:  # shaped like (B, H, W, 1) labels
                 sw = ops.squeeze(sw, -1)
             while len(sw.shape) < len(y_true.shape):

@@ -190,6 +190,19 @@ def test_mean_iou_metric_equals_keras_mean_iou_on_edge_cases():
     assert float(ours.result()) == pytest.approx(_fcn_scores(ours.confusion_matrix())[2], abs=1e-6)
 
 
+@pytest.mark.backend_agnostic
+def test_mean_iou_metric_takes_a_boolean_mask_as_sample_weight():
+    """TensorFlow refused a bool sample_weight ('Cannot convert 0 to EagerTensor of dtype bool'); JAX and PyTorch
+    took it. False pixels are skipped, as weight 0."""
+    y = np.array([[[0, 1], [2, 1]]])
+    pred = np.array([[[0, 2], [2, 1]]])
+    mask = np.array([[[True, False], [True, True]]])
+    for weight in (mask, mask.astype("float32")):
+        m = MeanIoUMetric(3)
+        m.update_state(y, pred, sample_weight=weight)
+        assert float(m.result()) == pytest.approx(1.0)  # the one wrong pixel is masked out
+
+
 def _heatmap_batch(rng, b, k=5, size=16):
     kp = rng.uniform(1, size - 2, (b, k, 2))
     vis = rng.random((b, k)) > 0.25
