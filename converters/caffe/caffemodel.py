@@ -10,7 +10,9 @@ unpacked or chunked floats, odd wire types, anything corrupt) is parsed by proto
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -265,9 +267,14 @@ def read_caffemodel_file(path, progress=None):
         raise CaffeFormatError(f"cannot read caffemodel '{path}': {getattr(e, 'strerror', None) or e}") from None
     with f:
         try:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):  # a pipe (the shell's <(...)), a FIFO: its size is 0 until read whole
+                data = f.read()
+                if not data:
+                    raise CaffeFormatError(f"caffemodel '{path}' is empty (a pipe or FIFO that gave no bytes)")
+                return read_caffemodel(io.BytesIO(data), path, len(data), progress=progress)
         except OSError as e:
             raise CaffeFormatError(f"cannot read caffemodel '{path}': {e.strerror}") from None
-        if size == 0:
+        if st.st_size == 0:
             raise CaffeFormatError(f"caffemodel '{path}' is empty")
-        return read_caffemodel(f, path, size, progress=progress)
+        return read_caffemodel(f, path, st.st_size, progress=progress)

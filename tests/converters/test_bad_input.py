@@ -134,6 +134,39 @@ def test_unreadable_paths(tmp_path, small):
         load(proto, tmp_path / "empty.caffemodel")
 
 
+def test_a_caffemodel_from_a_pipe_is_read_whole(tmp_path, small):
+    """The shell's <(...) or a FIFO: its size is 0 to fstat, so a pipe was 'empty' whatever it held."""
+    import os
+    import threading
+
+    proto, model = small
+    fifo = tmp_path / "piped.caffemodel"
+    for data, said in ((open(model, "rb").read(), None), (b"", "is empty (a pipe or FIFO that gave no bytes)")):
+        os.mkfifo(fifo)
+
+        def feed(data=data):
+            with open(fifo, "wb") as f:  # blocks until the reader opens it
+                f.write(data)
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        try:
+            if said is None:
+                from converters.caffe.caffemodel import read_caffemodel_file
+
+                got, want = read_caffemodel_file(fifo), read_caffemodel_file(model)
+                assert [(n, [s for s, _ in b]) for n, b in got] == [(n, [s for s, _ in b]) for n, b in want]
+                for (_, a), (_, b) in zip(got, want):
+                    for (_, x), (_, y) in zip(a, b):
+                        np.testing.assert_array_equal(x, y)
+            else:
+                with pytest.raises(CaffeFormatError, match=re.escape(said)):
+                    load(proto, fifo)
+        finally:
+            writer.join(timeout=30)
+            fifo.unlink()
+
+
 def test_inputs_and_arguments(tmp_path):
     with pytest.raises(CaffeFormatError, match=r"1 'input' names need 4 'input_dim' values, got 3"):
         loads(SMALL.replace("input_dim: 2 ", ""))
