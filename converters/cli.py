@@ -203,18 +203,27 @@ def main(argv=None, prog: str = "python -m converters") -> int:
     own ``prog``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else list(argv))
-    from kerazoo.cli import CannotLoad, cannot_load_reported, exit_on_interrupt, tensorflow_notices_held_back
+    from kerazoo.cli import (CannotLoad, cannot_load_reported, exit_on_interrupt, sigterm_as_ctrl_c,
+                             tensorflow_notices_held_back)
 
     who = f"{prog} {args.format}"  # as typed: "kerazoo convert caffe", "python -m converters caffe"
     # Ctrl-C lands here in the first seconds, while Keras loads: one line and 130 (--debug: the traceback)
     try:
         with exit_on_interrupt(who, debug=args.debug), cannot_load_reported(who, debug=args.debug), \
                 tensorflow_notices_held_back(tensorflow=True):  # zoo loads Keras; model.save TensorFlow, any backend
-            from converters.caffe.errors import CaffeError
-            from zoo.errors import ZooError, one_line
+            import converters.caffe.errors  # noqa: F401  (Keras and the converter, loaded under the guards)
+            import zoo.errors  # noqa: F401
     except CannotLoad as e:  # a backend not installed, KERAS_BACKEND misspelt: one line, not two tracebacks
         print(e, file=sys.stderr)
         return 1
+    with sigterm_as_ctrl_c() as terminated:
+        return _run(args, who, terminated)
+
+
+def _run(args, who: str, terminated: list) -> int:
+    from converters.caffe.errors import CaffeError  # loaded by main, under its guards
+    from zoo.errors import ZooError, one_line
+
     try:
         return _convert_caffe(args)
     except _VerifyFailed as e:
@@ -227,8 +236,8 @@ def main(argv=None, prog: str = "python -m converters") -> int:
         print(f"{who}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{who}: interrupted; no output written", file=sys.stderr)
-        return 130
+        print(f"{who}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; no output written", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as e:  # a bug rather than bad input: still one line, --debug shows the traceback
         if args.debug:
             raise

@@ -255,6 +255,33 @@ def tensorflow_notices_held_back(tensorflow: bool = False):
                 sys.stderr.flush()
 
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """While the block runs, SIGTERM (a scheduler's stop: SLURM, Kubernetes, ``docker stop``, ``timeout``) takes
+    Ctrl-C's way out: the command's KeyboardInterrupt handling stops data workers and leaves nothing half-written (it
+    killed the process at once, which left a temporary file and the pool's semaphores). Yields a list, non-empty once
+    SIGTERM came, so the command says "terminated (SIGTERM)" and exits 143; nothing is installed off the main thread
+    or over a handler of the caller's own. The previous handler is put back (in-process callers, tests)."""
+    import threading
+
+    came = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield came
+        return
+
+    def handler(signum, frame):
+        came.append(signum)
+        on_int = signal.getsignal(signal.SIGINT)  # fit's (training.interrupts: raised again if lost), else Python's
+        (on_int if callable(on_int) else signal.default_int_handler)(signal.SIGINT, frame)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class CannotLoad(Exception):
     """Keras or the command's modules failed to import: the message is the command's whole error line."""
 
@@ -493,6 +520,11 @@ def main(argv=None) -> int:
             return _convert(rest if rest[:1] == ["caffe"] else ["caffe", *rest], prog="kerazoo convert")
         return _train([command, *rest], prog="kerazoo")
     args = build_parser().parse_args(argv)
+    with sigterm_as_ctrl_c() as terminated:
+        return _run(args, terminated)
+
+
+def _run(args, terminated) -> int:
     try:
         # export loads TensorFlow whatever the backend (after this block, where its notices would pass)
         with exit_on_interrupt(f"kerazoo {args.command}"), cannot_load_reported(f"kerazoo {args.command}"), \
@@ -517,8 +549,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left
         if os.environ.get("KERAZOO_DEBUG"):
             raise
-        print(f"kerazoo {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"kerazoo {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     return status or 0
 
 

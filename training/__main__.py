@@ -403,39 +403,20 @@ def parse_args(argv, prog: str = PROG):
     return args
 
 
-def _sigterm_as_ctrl_c() -> list | None:
-    """SIGTERM (a scheduler's stop: SLURM, Kubernetes, ``docker stop``) takes Ctrl-C's way out: the data workers
-    stopped, nothing half-written, one line, status 143 (it killed the process at once, which left the pool's
-    semaphores to the resource tracker's warnings). Returns a list, non-empty once SIGTERM came, or ``None`` where
-    nothing was installed (not the main thread, or a handler of the caller's own, left as it is)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None
-    came = []
-
-    def handler(signum, frame):
-        came.append(signum)
-        on_int = signal.getsignal(signal.SIGINT)  # fit's (training.interrupts: raised again if lost), else Python's
-        (on_int if callable(on_int) else signal.default_int_handler)(signal.SIGINT, frame)
-
-    signal.signal(signal.SIGTERM, handler)
-    return came
-
-
 def main(argv=None, prog: str = PROG) -> int:
     """Exit status: 0 done; 2 bad input (the message names the argument, file or model); 1 a failure
     while training or evaluating (a data worker died, a NaN loss, a bug); 130 interrupted; 143 stopped by SIGTERM.
     ``prog`` is what usage lines and errors call the program (``kerazoo.cli`` passes ``kerazoo`` / ``kerazoo-train``)."""
-    import signal
+    from kerazoo.cli import sigterm_as_ctrl_c
 
     args = parse_args(sys.argv[1:] if argv is None else argv, prog)
+    with sigterm_as_ctrl_c() as terminated:
+        return _run_command(args, prog, terminated)
+
+
+def _run_command(args, prog: str, terminated: list) -> int:
     from zoo.errors import ZooError
 
-    before = signal.getsignal(signal.SIGTERM)
-    terminated = _sigterm_as_ctrl_c()
     try:
         return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
     except KeyboardInterrupt:
@@ -452,9 +433,6 @@ def main(argv=None, prog: str = PROG) -> int:
         print(f"{prog} {args.command}: error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the "
               f"traceback)", file=sys.stderr)
         return 1
-    finally:
-        if terminated is not None:  # in-process callers (tests) get theirs back
-            signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,39 @@ def test_bad_arguments_are_one_line_with_status_2(tmp_path, files, capsys, argv,
     assert e.value.code == 2 and err == f"python -m converters caffe: error: {expected} (see python -m converters " \
                                         f"caffe --help)\n"  # one line; argparse printed the usage before it
     assert not out.exists()
+
+
+def test_sigterm_while_converting_leaves_no_file_and_says_so(tmp_path, files):
+    """SIGTERM (timeout, docker stop, SLURM) killed convert at once, leaving its empty temporary .keras; now
+    Ctrl-C's way out: status 143, one line, nothing written. The caffemodel is a FIFO that holds the converter in
+    its read until the signal comes (a real process, a real signal)."""
+    import errno
+    import signal
+    import time
+
+    from tests.test_cli import ENV
+
+    fifo = tmp_path / "held.caffemodel"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "kerazoo", "convert", str(files[0]), str(fifo), "-o",
+                             str(out / "net.keras")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)
+    writer, deadline = None, time.monotonic() + 240
+    try:
+        while writer is None:  # opening the FIFO to write succeeds once the converter has it open to read
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                assert e.errno == errno.ENXIO and proc.poll() is None and time.monotonic() < deadline, e
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "kerazoo convert caffe: terminated (SIGTERM); no output written", err
+    assert list(out.iterdir()) == []
