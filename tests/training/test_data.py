@@ -298,6 +298,15 @@ def test_mask_values_that_are_no_class_warn_once_naming_the_file(tmp_path):
                     f"are classes (a mask saved for display as 0/100/200, say), map them to 0..2 with "
                     f"SegRecord(label_map=...) or raise num_classes. (Said once.)"], said
     assert (ds[1][1][0, :, 4:] == 255).all()  # what they still become
+    # thread workers batch from copies of the dataset: each copy warned again (once per batch)
+    threaded = SegmentationDataset(recs * 3, batch_size=1, input_size=(12, 8), num_classes=3, shuffle=False, workers=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for b in range(len(threaded)):
+            threaded[b]
+        list(threaded.originals())
+    threaded.close_workers()
+    assert len([w for w in caught if "neither classes" in str(w.message)]) == 1, [str(w.message) for w in caught]
 
 
 def test_segmentation_augmentation_keeps_labels_aligned():

@@ -68,6 +68,7 @@ class SegmentationDataset(RecordDataset):
         self.augment = Augmentation.coerce(augment, "segmentation")
         self.normalization = normalization or Normalization()
         self.class_names = check_names(class_names, self.num_classes, "SegmentationDataset", "class_names", "class")
+        self._mask_values_said = [False]  # one list for every copy (thread workers batch from copies): said once
         super().__init__(records, batch_size=batch_size, seed=seed, shuffle=shuffle, drop_remainder=drop_remainder,
                          on_error=on_error, skip_log=skip_log, feed=feed, **kwargs)
 
@@ -115,10 +116,13 @@ class SegmentationDataset(RecordDataset):
         return image, mask
 
     def _check_mask_values(self, record, mask) -> None:
-        """Warn (once per dataset and process) about mask values that are neither a class nor ``ignore_label``:
+        """Warn (once per dataset and its copies, in each process) about mask values that are neither a class nor ``ignore_label``:
         they are ignored like it, and a mask saved for display (0/100/200) trained on background alone, without
         a word, and scored a mean IoU of 1 for a model predicting nothing else."""
-        if getattr(self, "_mask_values_warned", False) or not mask.size:
+        said = getattr(self, "_mask_values_said", None)
+        if said is None:  # a dataset pickled before this attribute existed
+            said = self._mask_values_said = [False]
+        if said[0] or not mask.size:
             return
         c = self.num_classes
         if mask.max() < c and mask.min() >= 0:  # the common case, two reductions
@@ -126,7 +130,7 @@ class SegmentationDataset(RecordDataset):
         values = np.unique(mask[((mask < 0) | (mask >= c)) & (mask != self.ignore_label)])
         if not values.size:
             return
-        self._mask_values_warned = True
+        said[0] = True
         shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
         warnings.warn(f"SegmentationDataset: mask '{record.mask}' has values {shown}, neither classes [0, {c}) nor "
                       f"ignore_label={self.ignore_label}: they are ignored in the loss and the metrics, as "
