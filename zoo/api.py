@@ -246,7 +246,8 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
                 reheading = head in kwargs and path.suffix == ".keras" and head_widths_differ(spec, model, path)
                 if not reheading:
                     refuse_by_cause(spec, path, meta.get("model_name"), model)
-                    if head in kwargs and path.suffix != ".keras":  # Keras' words dumped a tensor's values
+                    if head in kwargs and path.suffix != ".keras" and _only_head_failed(spec, e):
+                        # another head size: Keras' words dumped a tensor's values
                         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
                         raise WeightsMismatchError(
                             f"{spec.name}: could not load '{path}' into a model built with {head}={kwargs[head]!r} "
@@ -258,7 +259,8 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
                                                f"{e}") from None
         if reheading:  # outside the block above, which would swallow its warning
             head = spec.head_kwarg
-            _rehead_from_keras(spec, model, path, head, kwargs[head])
+            held = (meta.get("builder_kwargs") or {}).get(head) if meta.get("model_name") == spec.name else None
+            _rehead_from_keras(spec, model, path, head, kwargs[head], held)
             record = meta.get("record")
             meta = {**meta, "record": record and _with_head_size(record, head, kwargs[head])}
             return _apply_saved_metadata(_attach(model, spec, None, kwargs), meta)
@@ -275,7 +277,16 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
     return _load_by_suffix(spec, path, kwargs, None)
 
 
-def _rehead_from_keras(spec: ModelSpec, model, path: Path, head: str, size):
+def _only_head_failed(spec: ModelSpec, error: Exception) -> bool:
+    """Whether Keras' load error names only head layers as the objects it could not load (its "List of objects
+    that could not be loaded: [<Conv2D name=fc1000, ...>, ...]"), so the file differs from the model in its head."""
+    import re
+
+    names = re.findall(r"<\w+ name=([^,>\s]+)", str(error))
+    return bool(names) and all(spec.is_head_layer(n) for n in names)
+
+
+def _rehead_from_keras(spec: ModelSpec, model, path: Path, head: str, size, held=None):
     """``model`` (built with ``head=size``) given the weights of the ``.keras`` at ``path``, layer by layer name, all
     but its head layers, which keep their initial values (warned, as a zoo ``.h5`` of another head size is). Every
     other layer with weights must be in the file with the same shapes, else a WeightsMismatchError naming them."""
@@ -297,9 +308,10 @@ def _rehead_from_keras(spec: ModelSpec, model, path: Path, head: str, size):
             f"{spec.name}: '{path}' holds another architecture than {head}={size!r} with the other arguments asked "
             f"for: {len(unmatched)} layers outside the head are missing from it or have other shapes "
             f"({', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}).")
-    warnings.warn(f"{spec.name}: weights '{path}' have another {head} than the {size} asked for; loading "
-                  f"everything but the head layers ({', '.join(head_layers)}), which keep their initial values.",
-                  stacklevel=4)
+    had = f"{head}={held!r}" if held is not None else f"another {head}"
+    warnings.warn(f"{spec.name}: weights '{path}' have {had} but {head}={size!r} was asked for; loading everything "
+                  f"but the head layers ({', '.join(head_layers)}), which keep their initial values.",
+                  stacklevel=3)  # the caller of zoo.get
     return model
 
 

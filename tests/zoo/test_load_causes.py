@@ -77,9 +77,11 @@ def test_a_keras_file_fine_tuned_on_another_head_size_loads_all_but_the_head(tmp
     src = zoo.get("hourglass", stacks=1, features=16, num_keypoints=16, input_shape=(64, 64, 3))
     record = zoo.WeightsRecord(keypoint_names=tuple(f"j{i}" for i in range(16)), scale=1 / 255.0)
     zoo.save_model(src, tmp_path / "best.keras", metadata={**zoo.saving.model_metadata(src), "record": record})
-    with pytest.warns(UserWarning, match=r"hourglass: weights '.*best.keras' have another num_keypoints than the 5 "
-                                         r"asked for; loading everything but the head layers \(stack1_heatmaps\)"):
+    with pytest.warns(UserWarning, match=r"hourglass: weights '.*best.keras' have num_keypoints=16 but "
+                                         r"num_keypoints=5 was asked for; loading everything but the head layers "
+                                         r"\(stack1_heatmaps\)") as said:
         model = zoo.get("hourglass", num_keypoints=5, weights=tmp_path / "best.keras")
+    assert [w.filename for w in said if "was asked for" in str(w.message)] == [__file__]  # the caller's line
     assert model.output_shape[-1] == 5 and zoo.api.build_info(model)[1]["stacks"] == 1  # the file's architecture
     given = {l.name: l for l in src.layers}
     for layer in model.layers:
@@ -112,3 +114,8 @@ def test_a_weights_h5_of_another_head_size_says_how_to_fine_tune_it(tmp_path):
     assert said.endswith("A .weights.h5 holds no layer names to leave its head out by: to fine-tune it on another "
                          "classes, load it into the model it was saved from, write that with zoo.save_model(model, "
                          "'x.keras') or zoo.save_weights(model, 'x.h5'), and pass that file with classes=7."), said
+    # another backbone with the same head size is not a head problem: Keras' own words, shapes and all
+    zoo.get("resnet34", input_shape=(32, 32, 3), classes=7).save_weights(tmp_path / "r34.weights.h5")
+    with pytest.raises(WeightsMismatchError) as e:
+        zoo.get("resnet18", input_shape=(32, 32, 3), classes=7, weights=tmp_path / "r34.weights.h5")
+    assert "fine-tune" not in str(e.value) and "could not load Keras weights from" in str(e.value), str(e.value)
