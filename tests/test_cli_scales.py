@@ -203,7 +203,9 @@ def test_native_reaches_evaluate(tmp_path, capsys):
     capsys.readouterr()
     assert training_main([*common[:-2], "--model", str(tmp_path / "fixed.keras"), "--native"]) == 2
     err = capsys.readouterr().err
-    assert "native=True runs each image at its own size, but the model takes inputs of (32, 32, 3) only" in err, err
+    assert err.endswith(f"error: --native runs each image at its own size, but '{tmp_path / 'fixed.keras'}' takes "
+                        f"32x32 inputs only; drop --native, or save a model of any size first: "
+                        f"zoo.save_model(zoo.get(NAME, weights=..., input_shape=(None, None, 3)), 'any.keras')\n"), err
     assert training_main([*common, "--model", "nothing.keras", "--native", "--scales", "1,2", "--base-size", "40"]) == 2
     assert capsys.readouterr().err.endswith("error: --native runs each image once at its own size and scores its "
                                             "original mask; not with --scales or --base-size\n")

@@ -349,6 +349,11 @@ def cmd_evaluate(args) -> int:
     if args.out:
         _check_out_folder(Path(args.out), "for table.csv, predictions.csv and a pose model's pck_curve.csv/.png")
     model = zoo.load_keras_model(args.model)
+    if args.native and any(d is not None for d in model.inputs[0].shape[1:3]):
+        w, h = model.inputs[0].shape[2], model.inputs[0].shape[1]
+        raise ValueError(f"--native runs each image at its own size, but '{args.model}' takes {w}x{h} inputs only; "
+                         f"drop --native, or save a model of any size first: zoo.save_model(zoo.get(NAME, "
+                         f"weights=..., input_shape=(None, None, 3)), 'any.keras')")
     from training.models import _run_metadata
 
     # a run's checkpoint (--run's or --model's): its input convention and heatmap offset (config.json) as the
