@@ -52,7 +52,8 @@ def build_parser(prog: str = "python -m converters") -> argparse.ArgumentParser:
     c = sub.add_parser("caffe", help="convert a Caffe deploy prototxt + caffemodel to a .keras file")
     c.add_argument("prototxt", help="deploy prototxt (graph and hyper-parameters)")
     c.add_argument("caffemodel", help="binary weights (.caffemodel)")
-    c.add_argument("-o", "--output", required=True, help="output .keras file")
+    c.add_argument("-o", "--output", required=True,
+                   help="output .keras file (one that exists is replaced, once the new one is whole)")
     c.add_argument("--input-shape", nargs=2, type=count(1), metavar=("H", "W"),
                    help="input height and width (default: the sizes declared in the prototxt)")
     c.add_argument("--verify", action="store_true", help="compare with OpenCV's Caffe engine on a random input")

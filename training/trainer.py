@@ -22,6 +22,8 @@ What it adds to plain Keras:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +41,7 @@ from training.losses import HeatmapMSE, SegmentationCrossEntropy, auxiliary_loss
 from training.interrupts import redeliver_ctrl_c
 from training.keras_metrics import MeanIoUMetric, PCKMetric
 from training.optimizers import PRESETS, Preset, make_optimizer, resolve_preset
-from zoo.files import check_folder
+from zoo.files import FolderInUse, check_folder, hold_folder
 
 __all__ = ["fit", "FitResult", "Preset", "PRESETS", "build_model", "make_optimizer", "with_normalization"]
 
@@ -157,46 +159,67 @@ def fit(model, train_data, val_data=None, *, epochs=10, out_dir=None, model_kwar
     cbs, resumed_from, best_cb = fit_callbacks(out, dist, train_data, val_data, monitor, checkpoint, backup,
                                                backup_every, csv_log, tensorboard, terminate_on_nan, log)
     cbs += list(callbacks)
-    saved = None  # the run's settings, also inside its .keras files (zoo.load_keras_model / zoo.get read them)
-    if out is not None and dist.is_chief:
-        out.mkdir(parents=True, exist_ok=True)
-        config = {
-            "task": task, "model": getattr(model, "name", str(model)), "family": family, "epochs": epochs,
-            "preset": asdict(p), "precision": precision, "distribution": dist.kind, "monitor": monitor,
-            "train_data": _named_config(train_data, model), "val_data": None if val_data is None else val_data.config(),
-            "backend": keras.backend.backend()}
-        files = {out / "config.json": config, **({out / "cli.json": command} if command is not None else {})}
-        if resumed_from is None:
-            for path, obj in files.items():
-                _write_json(path, obj)
-        else:  # once the backup is restored: a backup of another model in out_dir is refused, and the run's files
-            # stay as they were (they were rewritten with the new arguments first)
-            cbs.append(_WriteOnStart(files))
-        saved = _saved_metadata(model, config)
-        if best_cb is not None:
-            best_cb.metadata = saved
-    log(f"{task} | {model.name} ({model.count_params():,} params) | {len(train_data.records)} samples, "
-        f"{len(train_data)} batches/epoch | {p.optimizer} lr {p.learning_rate:g} {p.schedule} | "
-        f"precision {precision or 'fp32'} | distribution {dist.kind}")
+    # locked while this fit writes to it: a second fit into the same folder deleted the first one's backup mid-run
+    # ("No such file or directory: .../backup/...") or could mix their checkpoints and logs
+    with _run_folder(out, dist.is_chief):
+        saved = None  # the run's settings, also inside its .keras files (zoo.load_keras_model / zoo.get read them)
+        if out is not None and dist.is_chief:
+            config = {
+                "task": task, "model": getattr(model, "name", str(model)), "family": family, "epochs": epochs,
+                "preset": asdict(p), "precision": precision, "distribution": dist.kind, "monitor": monitor,
+                "train_data": _named_config(train_data, model),
+                "val_data": None if val_data is None else val_data.config(),
+                "backend": keras.backend.backend()}
+            files = {out / "config.json": config, **({out / "cli.json": command} if command is not None else {})}
+            if resumed_from is None:
+                for path, obj in files.items():
+                    _write_json(path, obj)
+            else:  # once the backup is restored: a backup of another model in out_dir is refused, and the run's files
+                # stay as they were (they were rewritten with the new arguments first)
+                cbs.append(_WriteOnStart(files))
+            saved = _saved_metadata(model, config)
+            if best_cb is not None:
+                best_cb.metadata = saved
+        log(f"{task} | {model.name} ({model.count_params():,} params) | {len(train_data.records)} samples, "
+            f"{len(train_data)} batches/epoch | {p.optimizer} lr {p.learning_rate:g} {p.schedule} | "
+            f"precision {precision or 'fp32'} | distribution {dist.kind}")
 
-    hist = _run_fit(model, train_data, val_data, dist, epochs, cbs, verbose)
-    history = {k: [float(v) for v in vals] for k, vals in (hist.history or {}).items()}
-    if resumed_from and out is not None and csv_log:  # the epochs before the resume, from the run's log.csv: the
-        # history (summary.json, best_epoch without a checkpoint) held only those trained after it
-        own = out if dist.is_chief else out / f".worker{dist.index}"
-        earlier = earlier_log_rows(own / "log.csv", resumed_from)
-        pad = lambda e: (e + [float("nan")] * resumed_from)[:resumed_from]  # noqa: E731  (rows the log lacks: nan)
-        history = {k: pad(earlier.get(k, [])) + v for k, v in history.items()}
-    result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
-    _record_best(result, best_cb, history, monitor)
-    if out is not None and dist.is_chief:
-        atomic_save(model, out / "final.keras", saved)
-        _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,
-                                           "best_epoch": result.best_epoch, "resumed_from": resumed_from,
-                                           "seconds": result.seconds, "history": history})
+        hist = _run_fit(model, train_data, val_data, dist, epochs, cbs, verbose)
+        history = {k: [float(v) for v in vals] for k, vals in (hist.history or {}).items()}
+        if resumed_from and out is not None and csv_log:  # the epochs before the resume, from the run's log.csv: the
+            # history (summary.json, best_epoch without a checkpoint) held only those trained after it
+            own = out if dist.is_chief else out / f".worker{dist.index}"
+            earlier = earlier_log_rows(own / "log.csv", resumed_from)
+            pad = lambda e: (e + [float("nan")] * resumed_from)[:resumed_from]  # noqa: E731  (rows the log lacks: nan)
+            history = {k: pad(earlier.get(k, [])) + v for k, v in history.items()}
+        result = FitResult(model, history, out, monitor=monitor, resumed_from=resumed_from, seconds=time.time() - t0)
+        _record_best(result, best_cb, history, monitor)
+        if out is not None and dist.is_chief:
+            atomic_save(model, out / "final.keras", saved)
+            _write_json(out / "summary.json", {"monitor": monitor, "best_value": result.best_value,
+                                               "best_epoch": result.best_epoch, "resumed_from": resumed_from,
+                                               "seconds": result.seconds, "history": history})
     best_at = "" if result.best_epoch is None else f" (epoch {result.best_epoch + 1}/{epochs})"
     log(f"done in {result.seconds:.0f}s; best {monitor} = {result.best_value}{best_at}")
     return result
+
+
+@contextlib.contextmanager
+def _run_folder(out, chief: bool):
+    """The run folder made (by the chief) and locked against another process's fit while the block runs."""
+    held = None
+    if out is not None and chief:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            held = hold_folder(out)
+        except FolderInUse:
+            raise ValueError(f"fit: out_dir '{out}' is in use by another run (it holds the folder's lock); wait for "
+                             f"it to end, or give another out_dir") from None
+    try:
+        yield
+    finally:
+        if held is not None:
+            os.close(held)
 
 
 class _WriteOnStart(keras.callbacks.Callback):

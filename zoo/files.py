@@ -61,6 +61,33 @@ def file_lock(path: Path, *, lock_path: Path | None = None, patient: bool = Fals
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+class FolderInUse(OSError):
+    """Another process holds the folder (:func:`hold_folder`)."""
+
+
+def hold_folder(path: Path):
+    """An exclusive, non-blocking lock on the folder ``path`` itself (``flock`` on its descriptor: no lock file
+    left in it), held until the returned descriptor is closed (``os.close``), or by the process until it ends.
+
+    Returns the descriptor, or ``None`` where no lock is taken: Windows (no ``flock``), or a file system that has
+    no locks (some network mounts: running unlocked beats refusing to run). Raises :class:`FolderInUse` when
+    another process holds it."""
+    if os.name == "nt":
+        return None
+    import errno
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise FolderInUse(e.errno, "in use by another process", str(path)) from None
+        return None
+    return fd
+
+
 def check_folder(path, who: str, why: str) -> None:
     """Refuse, before any work, a folder ``path`` that cannot be made because it, or a folder above it, is a file
     (``mkdir`` said only "[Errno 17] File exists" when the outputs were written). A ValueError naming both."""

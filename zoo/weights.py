@@ -86,7 +86,8 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
 
     Args:
         model: a built ``keras.Model``.
-        path: destination file (``.h5``); written atomically.
+        path: destination file (``.h5``); written atomically (an existing file is replaced once the new one is
+            whole).
         record: metadata to store with the weights. Defaults to the record attached to the model
             by :func:`zoo.get`, if any, else a new one (input convention pixels / 255, as
             ``training`` and ``kerazoo predict`` assume for a model without a record). The builder

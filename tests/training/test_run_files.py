@@ -271,3 +271,31 @@ print("TENSORFLOW", "tensorflow" in sys.modules)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "TENSORFLOW False" in proc.stdout, proc.stdout
     assert (tmp_path / "run" / "best.keras").exists() and (tmp_path / "run" / "final.keras").exists()
+
+
+def test_a_run_folder_in_use_by_another_fit_is_refused(tmp_path):
+    """Two fits into one folder: the second deleted the first one's backup when it finished ('No such file or
+    directory: run/backup/...' in the other) or mixed their checkpoints; the folder is now locked while a fit writes.
+    The lock is a real flock on the folder, held here through a descriptor of its own, as another process's would."""
+    import os
+
+    from tests.training.helpers import tiny_pose_model
+    from zoo.files import hold_folder
+
+    data = HeatmapDataset(synthetic_pose(4, image_size=(32, 32), num_keypoints=4), batch_size=4, input_size=(32, 32),
+                          heatmap_size=(8, 8), sigma=1.0, flip_pairs=())
+    out = tmp_path / "run"
+    out.mkdir()
+    held = hold_folder(out)
+    try:
+        with pytest.raises(ValueError, match=rf"fit: out_dir '{out}' is in use by another run \(it holds the "
+                                             rf"folder's lock\); wait for it to end, or give another out_dir"):
+            fit(tiny_pose_model(32, 4), data, epochs=1, out_dir=out, verbose=0)
+        assert list(out.iterdir()) == []  # nothing of the refused run
+    finally:
+        os.close(held)
+    run = fit(tiny_pose_model(32, 4), data, epochs=1, out_dir=out, verbose=0)  # free again: it runs
+    assert (out / "final.keras").exists() and run.history
+    again = hold_folder(out)  # and the finished fit let go of it
+    assert again is not None
+    os.close(again)
