@@ -191,10 +191,11 @@ def _convert_into(args, out: Path, tmp: Path) -> int:
                                  for (top, name), t in zip(conv.outputs.items(), model.outputs)))
     if args.verify:
         _verify(net, model, args.input_shape, args.tolerance)
-    from zoo.files import replace_durably
+    from zoo.files import replace_durably, write_errors_naming
 
-    model.save(tmp)
-    replace_durably(tmp, out)  # synced first: a power cut leaves no empty OUT.keras
+    with write_errors_naming(out, tmp):  # a full disk named nothing ("[Errno 27] File too large")
+        model.save(tmp)
+        replace_durably(tmp, out)  # synced first: a power cut leaves no empty OUT.keras
     _say(f"Saved {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

@@ -25,7 +25,7 @@ import numpy as np
 from training.backup import BackupAndRestore, _backup_epoch, _clear_previous_run  # re-exported: BackupAndRestore
 from training.data import EpochSync
 from training.datasets.base import WorkerCrashedError
-from zoo.files import replace_durably, short_name, write_json, write_text
+from zoo.files import replace_durably, short_name, write_errors_naming, write_json, write_text
 
 __all__ = ["BestCheckpoint", "BackupAndRestore", "ImageLogger", "WorkerWatchdog", "SkipReport", "TimeBudget",
            "EpochBudget", "resolve_monitor", "monitor_mode", "atomic_save", "fit_callbacks"]
@@ -48,13 +48,15 @@ def atomic_save(model, path, metadata=None) -> Path:
     try:
         if path.name.endswith(".weights.h5"):
             tmp = path.with_name(f".{short_name(path.name[:-11])}.{os.getpid()}.tmp.weights.h5")
-            model.save_weights(str(tmp))
-        else:
-            from zoo.saving import _portable_optimizer
+        with write_errors_naming(path, tmp):  # a full disk named nothing
+            if path.name.endswith(".weights.h5"):
+                model.save_weights(str(tmp))
+            else:
+                from zoo.saving import _portable_optimizer
 
-            model.save(str(tmp))
-            _portable_optimizer(tmp)  # a PyTorch run's optimizer named so that JAX and TensorFlow load it
-        replace_durably(tmp, path)  # synced first: a power cut leaves the old file or the new one, not an empty one
+                model.save(str(tmp))
+                _portable_optimizer(tmp)  # a PyTorch run's optimizer named so that JAX and TensorFlow load it
+            replace_durably(tmp, path)  # synced first: a power cut leaves the old file or the new one, not an empty one
     finally:
         if tmp.exists():
             tmp.unlink()

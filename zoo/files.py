@@ -223,6 +223,18 @@ def remove_empty(folders) -> None:
             break
 
 
+@contextlib.contextmanager
+def write_errors_naming(path, tmp):
+    """An OSError in the block that names ``tmp`` (or no file: "[Errno 27] File too large", "[Errno 28] No space
+    left on device") re-raised naming ``path``, the file the user asked for; one naming another file passes."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None and str(e.filename) != str(tmp):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+
+
 def write_text(path, text: str) -> Path:
     """``text`` (UTF-8) at ``path``, durably: written beside it, synced, renamed (:func:`replace_durably`); a
     failure leaves the old file and no temporary one, and its OSError names ``path`` (a full disk or a file-size
@@ -230,13 +242,9 @@ def write_text(path, text: str) -> Path:
     path = Path(path)
     tmp = atomic_target(path)
     try:
-        try:
+        with write_errors_naming(path, tmp):
             tmp.write_text(text, encoding="utf-8", newline="")  # the bytes given: no \r\r\n from a CSV on Windows
             replace_durably(tmp, path)
-        except OSError as e:
-            if e.filename is None or str(e.filename) == str(tmp):
-                raise OSError(e.errno, e.strerror, str(path)) from None
-            raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.files import check_file_target, replace_durably, short_name, writable_folder_error
+from zoo.files import check_file_target, replace_durably, short_name, writable_folder_error, write_errors_naming
 from zoo.tensorflow_probe import tensorflow_if_imported
 from zoo.weights import write_keras_metadata
 
@@ -122,13 +122,14 @@ def save_model(model, path, *, metadata=None) -> Path:
         raise writable_folder_error(path, e) from None
     try:
         # Keras' serializer imported TensorFlow into a JAX/PyTorch process at a run's first checkpoint
-        with tensorflow_if_imported("keras.src.saving.serialization_lib"):
-            model.save(str(tmp))
-        _portable_optimizer(tmp)
-        if meta.get("model_name") or any(v is not None for k, v in meta.items() if k not in ("model_name",
-                                                                                             "builder_kwargs")):
-            write_keras_metadata(tmp, meta)
-        replace_durably(tmp, path)
+        with write_errors_naming(path, tmp):  # a full disk named nothing, or the temporary file
+            with tensorflow_if_imported("keras.src.saving.serialization_lib"):
+                model.save(str(tmp))
+            _portable_optimizer(tmp)
+            if meta.get("model_name") or any(v is not None for k, v in meta.items()
+                                             if k not in ("model_name", "builder_kwargs")):
+                write_keras_metadata(tmp, meta)
+            replace_durably(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -146,6 +146,14 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
                 for i, w in enumerate(layer.weights):
                     g.create_dataset(str(i), data=np.asarray(w.numpy()))
         replace_durably(tmp, path)
+    except (OSError, RuntimeError) as e:  # a full disk: HDF5's RuntimeError ("unable to extend file properly, errno =
+        # 27") or an OSError naming the temporary file, neither naming the file asked for
+        if isinstance(e, OSError) and e.filename not in (None, str(tmp)):
+            raise
+        import re
+
+        code = e.errno if isinstance(e, OSError) else next(map(int, re.findall(r"errno = (\d+)", str(e))), None)
+        raise OSError(code, os.strerror(code) if code else f"writing failed ({e})", str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -56,3 +56,28 @@ def test_names_near_the_file_systems_limit_are_written(tmp_path):
     write_text(tmp_path / ("c" * 250 + ".csv"), "a\n")
     assert len(list(tmp_path.iterdir())) == 4
     assert short_name("é" * 100, 9) == "éééé" and short_name("abc") == "abc"  # whole characters only
+
+
+def test_save_weights_on_a_full_disk_names_the_file(tmp_path):
+    """HDF5 said RuntimeError 'Can't decrement id ref count (unable to extend file properly, errno = 27 ...)',
+    naming no file (the command line called it a bug)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(512, name="d")])  # 130 kB of weights
+    path = tmp_path / "w.h5"
+    with file_size_limit(16_384), pytest.raises(OSError) as e:
+        zoo.save_weights(model, path)
+    assert e.value.errno == errno.EFBIG and e.value.filename == str(path), repr(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_model_on_a_full_disk_names_the_file(tmp_path):
+    """Keras' zip writer said "[Errno 27] File too large" (convert, a run's checkpoints: the same write)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(512, name="d")])
+    path = tmp_path / "m.keras"
+    with file_size_limit(16_384), pytest.raises(OSError) as e:
+        zoo.save_model(model, path)
+    assert e.value.errno == errno.EFBIG and e.value.filename == str(path), repr(e.value)
+    assert list(tmp_path.iterdir()) == []
