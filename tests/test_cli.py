@@ -918,6 +918,7 @@ def test_predict_out_must_be_a_png_or_a_folder(tmp_path, capsys):
     """Checked before the model is loaded: a .jpg name got PNG bytes; a file in the way was '[Errno 17]'."""
     import cv2
 
+    import zoo
     from zoo.cli import main
 
     cv2.imwrite(str(tmp_path / "img.png"), np.zeros((8, 8, 3), np.uint8))
@@ -934,6 +935,12 @@ def test_predict_out_must_be_a_png_or_a_folder(tmp_path, capsys):
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "img.png"]
+    # a new name without a suffix is a folder, as for several images (it was refused for one image)
+    hg = zoo.get("hourglass", stacks=1, num_keypoints=2, features=8, input_shape=(64, 64, 3))
+    zoo.save_weights(hg, tmp_path / "hg.h5")
+    assert main(["predict", "hourglass", str(tmp_path / "img.png"), "--weights", str(tmp_path / "hg.h5"), "--out",
+                 str(tmp_path / "pictures")]) == 0, capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "pictures").iterdir()] == ["img.pred.png"]
 
 
 def test_predict_never_writes_over_an_image_it_reads(tmp_path, capsys):

@@ -72,11 +72,13 @@ def _why_unreadable(path: Path) -> str:
 
 
 def _predict_target(args, image: Path) -> Path:
-    """``--out`` as given; in a folder (existing, or written with a trailing slash): IMAGE_STEM.pred.png."""
+    """``--out`` as given; in a folder (existing, written with a trailing slash, or a new name without a suffix):
+    IMAGE_STEM.pred.png."""
     if not args.out:
         return Path(image).with_suffix(".pred.png")
     out = Path(args.out)
-    if out.is_dir() or args.out.endswith(("/", os.sep)):
+    # a new name without a suffix is a folder to make, as it is for several images
+    if out.is_dir() or args.out.endswith(("/", os.sep)) or (not out.suffix and not os.path.lexists(out)):
         out = out / f"{Path(image).stem}.pred.png"
     elif out.suffix.lower() != ".png":  # the picture is PNG-encoded whatever the name says
         raise CLIError(f"--out '{out}': expected a file name ending in .png, or a folder")

@@ -21,8 +21,8 @@ def _video_target(args, video: Path) -> Path:
         out = video.with_name(f"{video.stem}.pred{suffix}")
     else:
         out = Path(args.out)
-        if out.is_dir() or args.out.endswith(("/", os.sep)):
-            out = out / f"{video.stem}.pred{suffix}"
+        if out.is_dir() or args.out.endswith(("/", os.sep)) or (not out.suffix and not os.path.lexists(out)):
+            out = out / f"{video.stem}.pred{suffix}"  # a new name without a suffix: a folder, as for images
         elif out.suffix.lower() not in WRITTEN_SUFFIXES:
             raise CLIError(f"--out '{out}': a video's pictures go to a {' or '.join(WRITTEN_SUFFIXES)} file, or a "
                            f"folder")
