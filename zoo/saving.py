@@ -62,12 +62,26 @@ def _backend_free(config):
     return out, found
 
 
+def _portable_compile(config: dict):
+    """``config`` (a ``.keras``'s) with the backend's own run settings left to the loading backend: ``jit_compile``
+    ``"auto"`` (JAX saved True, which asked PyTorch for torch.compile) and ``steps_per_execution`` 1 (a JAX run's 2
+    made the file refuse every call on PyTorch, which takes only 1); and whether anything changed."""
+    compiled = config.get("compile_config")
+    if not isinstance(compiled, dict):
+        return config, False
+    runtime = {"jit_compile": "auto", "steps_per_execution": 1}
+    if all(compiled.get(k, v) == v for k, v in runtime.items()):
+        return config, False
+    return {**config, "compile_config": {**compiled, **{k: v for k, v in runtime.items() if k in compiled}}}, True
+
+
 def _portable_optimizer(path) -> None:
-    """Name a PyTorch-backend optimizer by its public class in the ``.keras`` at ``path`` (rewritten in place).
+    """Make the ``.keras`` at ``path`` load compiled on every backend (rewritten in place when needed).
 
     Keras on PyTorch compiles ``TorchRMSprop`` (a subclass with the same variables) for ``RMSprop``, and saves
     its module, which imports only where torch is installed: a run trained on PyTorch could not be opened by
-    ``keras.saving.load_model`` on JAX or TensorFlow without torch (``Could not deserialize class 'RMSprop'``).
+    ``keras.saving.load_model`` on JAX or TensorFlow without torch (``Could not deserialize class 'RMSprop'``);
+    the public class is named instead. The saving backend's run settings go too (:func:`_portable_compile`).
     Other files are left as they are, unread but for their config.
     """
     import json
@@ -77,7 +91,8 @@ def _portable_optimizer(path) -> None:
     path = Path(path)
     with zipfile.ZipFile(path) as z:
         config, found = _backend_free(json.loads(z.read("config.json")))
-    if not found:
+    config, runtime = _portable_compile(config)
+    if not (found or runtime):
         return
     copy = path.with_name(path.name + ".portable")
     try:

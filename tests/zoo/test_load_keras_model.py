@@ -128,10 +128,17 @@ def test_a_trained_models_keras_file_loads_compiled_where_torch_is_not_installed
 
     from tests.test_cli import ENV
 
+    import json
+
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
-    model.compile(keras.optimizers.RMSprop(1e-3), "mse")
+    spe = 1 if keras.backend.backend() == "torch" else 2  # PyTorch takes only 1
+    model.compile(keras.optimizers.RMSprop(1e-3), "mse", steps_per_execution=spe)
     model.fit(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"), verbose=0, batch_size=4)
     zoo.save_model(model, tmp_path / "m.keras")
+    # the saving backend's run settings are left to the loading one: a JAX run's steps_per_execution=2 made the file
+    # refuse every call on PyTorch; jit_compile=True asked PyTorch for torch.compile
+    compiled = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))["compile_config"]
+    assert (compiled["steps_per_execution"], compiled["jit_compile"]) == (1, "auto"), compiled
     code = ("import sys; sys.modules['torch'] = None\n"
             "import keras\n"
             f"m = keras.saving.load_model({str(tmp_path / 'm.keras')!r}, safe_mode=True)\n"
