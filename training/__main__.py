@@ -80,7 +80,8 @@ def _data_args(p):
     g.add_argument("--multiprocessing", action="store_true", help="worker processes instead of threads")
     g.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="unreadable images")
     g.add_argument("--seed", type=count(0), default=_DATA_DEFAULTS["seed"],
-                   help=f"data seed: synthetic samples, shuffling, augmentation (default {_DATA_DEFAULTS['seed']})")
+                   help=f"seed of the synthetic samples, shuffling, augmentation and a new model's initial weights "
+                        f"(default {_DATA_DEFAULTS['seed']})")
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -237,6 +238,9 @@ def cmd_train(args) -> int:
             print(f"train: left out {dropped} people who are also in --val-annotations "
                   f"({len(train_recs)} remain), so validation scores people the model was not fit on")
     size = _default_input(args, train_recs)
+    from zoo.tensorflow_probe import set_random_seed
+
+    set_random_seed(args.seed)  # the initial weights too: the same command gave another run each time
     train = _make_dataset(info, train_recs, args, train=True, input_size=size)
     val = _make_dataset(info, val_recs, args, train=False, input_size=size) if val_recs else None
     res = fit(args.model, train, val, epochs=args.epochs, out_dir=out, model_kwargs=dict(args.model_arg),
