@@ -111,9 +111,10 @@ def carry_metadata(source, target):
 
 def build_info(model) -> tuple[str | None, dict[str, Any]]:
     """``(registry name, builder arguments)`` that :func:`get` built ``model`` with (or, for a ``.keras`` that
-    :func:`load_keras_model` read, those its metadata names); ``(None, {})`` for other models. The arguments are the explicit ones plus the head size (``classes`` /
-    ``num_keypoints``), so a record holding them says how large the head is, and the architecture
-    arguments no weight shape shows (a ResNet's ``stride_in_3x3``), so a record says where the stride is."""
+    :func:`load_keras_model` read, those its metadata names); ``(None, {})`` for other models. The arguments are the
+    explicit ones plus the head size (``classes`` / ``num_keypoints``), so a record holding them says how large the
+    head is, and the architecture arguments no weight shape shows (a ResNet's ``stride_in_3x3``), so a record says
+    where the stride is."""
     name = getattr(model, "_zoo_name", None)
     kwargs = dict(getattr(model, "_zoo_kwargs", None) or {})
     if name is None:  # a .keras that zoo.load_keras_model read: the builder its metadata names (it was lost to
