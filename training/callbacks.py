@@ -52,10 +52,10 @@ def atomic_save(model, path, metadata=None) -> Path:
             if path.name.endswith(".weights.h5"):
                 model.save_weights(str(tmp))
             else:
-                from zoo.saving import _portable_optimizer
+                from zoo.saving import _make_portable
 
                 model.save(str(tmp))
-                _portable_optimizer(tmp)  # a PyTorch run's optimizer named so that JAX and TensorFlow load it
+                _make_portable(tmp)  # a PyTorch run's optimizer named so that JAX and TensorFlow load it
             replace_durably(tmp, path)  # synced first: a power cut leaves the old file or the new one, not an empty one
     finally:
         if tmp.exists():

@@ -259,7 +259,6 @@ def get(name: str, /, weights: str | Path | None = None, **kwargs):
                     raise WeightsMismatchError(f"{spec.name}: could not load Keras weights from '{path}': "
                                                f"{e}") from None
         if reheading:  # outside the block above, which would swallow its warning
-            head = spec.head_kwarg
             held = (meta.get("builder_kwargs") or {}).get(head) if meta.get("model_name") == spec.name else None
             _rehead_from_keras(spec, model, path, head, kwargs[head], held)
             record = meta.get("record")

@@ -75,7 +75,7 @@ def _portable_compile(config: dict):
     return {**config, "compile_config": {**compiled, **{k: v for k, v in runtime.items() if k in compiled}}}, True
 
 
-def _portable_optimizer(path) -> None:
+def _make_portable(path) -> None:
     """Make the ``.keras`` at ``path`` load compiled on every backend (rewritten in place when needed).
 
     Keras on PyTorch compiles ``TorchRMSprop`` (a subclass with the same variables) for ``RMSprop``, and saves
@@ -140,7 +140,7 @@ def save_model(model, path, *, metadata=None) -> Path:
         with write_errors_naming(path, tmp):  # a full disk named nothing, or the temporary file
             with tensorflow_if_imported("keras.src.saving.serialization_lib"):
                 model.save(str(tmp))
-            _portable_optimizer(tmp)
+            _make_portable(tmp)
             if meta.get("model_name") or any(v is not None for k, v in meta.items()
                                              if k not in ("model_name", "builder_kwargs")):
                 write_keras_metadata(tmp, meta)

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from zoo.errors import WeightsFileError, WeightsMismatchError
-from zoo.files import atomic_target, check_file_target, replace_durably, sha256sum
+from zoo.files import atomic_target, check_file_target, replace_durably, sha256sum, write_errors_naming
 from zoo.records import SourceFile, WeightsRecord  # noqa: F401  (public here too: zoo.weights.WeightsRecord)
 
 __all__ = [
@@ -132,28 +132,27 @@ def save_weights(model, path, record: WeightsRecord | None = None, *, model_name
                       f"to keep them.", stacklevel=2)
     tmp = atomic_target(path)
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["model_name"] = model_name
-            f.attrs["record"] = record.to_json()
-            layers = f.create_group("layers")
-            for layer in named.values():
-                g = layers.create_group(layer.name)
-                g.attrs["names"] = json.dumps([w.path for w in layer.weights])
-                if _is_batchnorm(layer):  # a port may have set Caffe's (PSPNet var_eps 1e-10): not the builder's
-                    g.attrs["epsilon"] = float(layer.epsilon)
-                for i, w in enumerate(layer.weights):
-                    g.create_dataset(str(i), data=np.asarray(w.numpy()))
-        replace_durably(tmp, path)
-    except (OSError, RuntimeError) as e:  # a full disk: HDF5's RuntimeError ("unable to extend file properly, errno =
-        # 27") or an OSError naming the temporary file, neither naming the file asked for
-        if isinstance(e, OSError) and e.filename not in (None, str(tmp)):
-            raise
-        import re
+        with write_errors_naming(path, tmp):  # a full disk names the file asked for, not the temporary one
+            try:
+                with h5py.File(tmp, "w") as f:
+                    f.attrs["format"] = FORMAT
+                    f.attrs["format_version"] = FORMAT_VERSION
+                    f.attrs["model_name"] = model_name
+                    f.attrs["record"] = record.to_json()
+                    layers = f.create_group("layers")
+                    for layer in named.values():
+                        g = layers.create_group(layer.name)
+                        g.attrs["names"] = json.dumps([w.path for w in layer.weights])
+                        if _is_batchnorm(layer):  # a port may have set Caffe's epsilon (PSPNet 1e-10)
+                            g.attrs["epsilon"] = float(layer.epsilon)
+                        for i, w in enumerate(layer.weights):
+                            g.create_dataset(str(i), data=np.asarray(w.numpy()))
+            except RuntimeError as e:  # HDF5's words for a full disk: "unable to extend file properly, errno = 27"
+                import re
 
-        code = e.errno if isinstance(e, OSError) else next(map(int, re.findall(r"errno = (\d+)", str(e))), None)
-        raise OSError(code, os.strerror(code) if code else f"writing failed ({e})", str(path)) from None
+                code = next(map(int, re.findall(r"errno = (\d+)", str(e))), None)
+                raise OSError(code, os.strerror(code) if code else f"writing failed ({e})") from None
+            replace_durably(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -119,9 +119,7 @@ class SegmentationDataset(RecordDataset):
         """Warn (once per dataset and its copies, in each process) about mask values that are neither a class nor
         ``ignore_label``: they are ignored like it, and a mask saved for display (0/100/200) trained on background
         alone, without a word, and scored a mean IoU of 1 for a model predicting nothing else."""
-        said = getattr(self, "_mask_values_said", None)
-        if said is None:  # a dataset pickled before this attribute existed
-            said = self._mask_values_said = [False]
+        said = self._mask_values_said
         if said[0] or not mask.size:
             return
         c = self.num_classes
