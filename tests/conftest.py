@@ -11,6 +11,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "backend_agnostic: also run under KERAS_BACKEND=jax by ./dev test"
     )
+    config.addinivalue_line(
+        "markers", "tf_pass_only: backend-agnostic, but what it adds under JAX (saving, metadata, CLI, worker "
+        "processes) other backend_agnostic tests cover there: ./dev test runs it in the TensorFlow pass only"
+    )
 
 
 @pytest.fixture

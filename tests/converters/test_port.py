@@ -341,6 +341,7 @@ def test_zoo_get_caffemodel_builds_the_files_architecture_and_the_saved_copy_rel
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_zoo_get_caffemodel_class_count_from_the_file(tmp_path, rng):
     # a 5-class ResNet-50 deploy: zoo.get without classes built 1000 and refused fc1000; an explicit classes still
     # wins (all but the head, test above), and include_top=False drops the classifier whatever its size
@@ -360,6 +361,7 @@ def test_zoo_get_caffemodel_class_count_from_the_file(tmp_path, rng):
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_zoo_get_caffemodel_stride_placement_from_the_prototxt(tmp_path, rng):
     # stride_in_3x3 changes no weight shape: Kaiming's ResNet-50 (stride 2 on the 1x1 res{3,4,5}a_branch2a) loaded
     # into stride_in_3x3=True, or a v1.5 deploy (stride on the 3x3 branch2b) into the default, gave another network
@@ -416,6 +418,7 @@ def test_zoo_get_refuses_a_caffemodel_whose_stages_stride_differently(tmp_path, 
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_zoo_get_pspnet_caffemodel_builds_the_prototxts_input_size(tmp_path, rng):
     # PSPNet's pyramid pooling kernels and Interp sizes are fixed to the deploy's input (pspnet101_cityscapes_713:
     # 90/45/30/15 px windows on a 90 px map). zoo.get without input_shape built the builder's 473 default (60 px map,

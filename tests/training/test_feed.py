@@ -91,6 +91,7 @@ def test_fit_with_uint8_feed_puts_normalisation_in_the_model(tmp_path):
     assert res2.model.get_layer("normalize").dtype_policy.compute_dtype == "bfloat16"
 
 
+@pytest.mark.tf_pass_only
 def test_zoo_build_arguments_survive_the_models_fit_rebuilds(tmp_path):
     # fit() clones the model for uint8 feed / a precision policy; zoo.save_weights must still know how
     # zoo.get built it, so zoo.get(name, weights=file) rebuilds the same architecture.
@@ -139,6 +140,7 @@ def test_lookup_table_jitter_stays_within_two_levels_of_the_float_chain():
         assert diff.max() <= 2 and diff.mean() < 0.5, (seed, diff.max(), diff.mean())
 
 
+@pytest.mark.tf_pass_only
 def test_cli_train_feed_uint8_then_evaluate(tmp_path, capsys, monkeypatch):
     import training.evaluation
     from training.__main__ import main

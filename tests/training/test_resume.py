@@ -28,6 +28,7 @@ def _env():
     return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
 
 
+@pytest.mark.tf_pass_only
 def test_sigkill_mid_epoch_then_resume(tmp_path):
     model = tmp_path / "tiny.keras"
     tiny_pose_model(32, 4, outputs=2).save(model)

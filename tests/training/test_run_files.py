@@ -144,6 +144,7 @@ def test_a_cpm_runs_keras_file_feeds_its_center_map_sigma_in_python(cpm_run, tmp
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_a_runs_checkpoint_keeps_its_family_convention_and_names(hourglass_run, tmp_path):
     from training.models import _run_flip_pairs
     from training.trainer import build_model
@@ -176,6 +177,7 @@ def test_a_runs_checkpoint_keeps_its_family_convention_and_names(hourglass_run, 
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_bad_metadata_in_a_keras_file_is_refused_by_name(tmp_path):
     from zoo.weights import write_keras_metadata
 

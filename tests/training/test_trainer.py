@@ -320,6 +320,7 @@ def test_an_out_dir_that_is_a_file_is_refused_before_the_model_runs(tmp_path):
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_a_zoo_model_for_another_task_given_as_a_model_is_refused_by_name(tmp_path):
     # an hourglass with as many heatmaps as the masks have classes trained on them without a word (and was scored)
     hg = zoo.get("hourglass", stacks=1, features=8, num_keypoints=3, input_shape=(64, 64, 3))
@@ -345,6 +346,7 @@ def test_a_zoo_model_for_another_task_given_as_a_model_is_refused_by_name(tmp_pa
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_an_any_size_model_gets_targets_of_its_output_size_or_a_clear_error():
     """An any-size hourglass kept the dataset's heatmap_size (32 for 64 px crops: the loss failed on (32, 32) targets
     for (16, 16) maps) and a crop size it cannot take failed inside Keras: its output at the crops is inferred."""
@@ -419,6 +421,7 @@ def test_data_parallel_distribution():
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_named_models_get_dataset_geometry():
     model, family = build_model("tiny_fcn", "segmentation", _seg_data(8), {"width": 4})
     assert family == "default" and model.input_shape == (None, 32, 32, 3) and model.outputs[0].shape[-1] == 3
@@ -626,6 +629,7 @@ def test_tiny_models_name_the_input_sizes_they_take():
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_fine_tuning_keeps_the_weights_heatmap_convention(tmp_path):
     # A release's record puts heatmap pixel 0 at 2 input px (hourglass:mpii); fine-tuning it with a dataset left at
     # the default trained 0-offset targets, and the record still told evaluate/predict to decode with 2.

@@ -454,6 +454,7 @@ def test_a_run_models_task_survives_optimize_for_inference(tmp_path):
 
 
 @pytest.mark.backend_agnostic
+@pytest.mark.tf_pass_only
 def test_a_cpm_runs_background_map_is_not_a_keypoint(tmp_path, capsys):
     """A CPM fine-tuned on 4 keypoints outputs 5 maps, the last its background (config.json: train_data.background).
     predict dropped it only when the model was named cpm in the registry: the run's .keras predicted in Python, or by
@@ -544,6 +545,7 @@ def test_label_png_keeps_the_class_numbers(tmp_path):
 
 
 @pytest.mark.backend_agnostic
+@pytest.mark.tf_pass_only
 def test_an_any_size_hourglass_refusing_an_image_names_its_size_rule():
     """An hourglass built for None sizes given a 300x300 image: predict said "hourglass takes inputs of any size, but
     not this 300x300 image (TypeError: Exception encountered when calling Add.call().)", Keras' first line, and

@@ -273,6 +273,7 @@ def test_resnet_keras_initializer_and_bad_value():
             builder(initializer="he")
 
 
+@pytest.mark.tf_pass_only
 def test_resnet_keras_file_loads_in_safe_mode(tmp_path):
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)

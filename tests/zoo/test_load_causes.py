@@ -13,6 +13,7 @@ from zoo.saving import save_model
 pytestmark = pytest.mark.backend_agnostic
 
 
+@pytest.mark.tf_pass_only
 def test_a_copy_optimised_for_inference_is_named_with_how_to_load_it(tmp_path):
     model = zoo.get("hourglass", stacks=1, features=16, num_keypoints=2, input_shape=(64, 64, 3))
     fast = zoo.optimize_for_inference(model, min_channels=1, min_size=1)
@@ -67,6 +68,7 @@ def test_a_keras_file_with_another_head_size_says_so(tmp_path):
     assert zoo.get("resnet18", weights=str(tmp_path / "r5.keras"), classes=5).output_shape == (None, 5)
 
 
+@pytest.mark.tf_pass_only
 def test_a_keras_file_fine_tuned_on_another_head_size_loads_all_but_the_head(tmp_path):
     """A run's best.keras (16 keypoints) asked for with num_keypoints=5: it was refused, telling to pass the size
     the file was saved with, the opposite of fine-tuning; a zoo .h5 of another head size loaded all but the head."""

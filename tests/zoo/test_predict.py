@@ -331,6 +331,7 @@ def test_name_and_tag_spellings(registered):
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_save_weights_stores_the_builder_arguments(tmp_path):
     model = zoo.get("hourglass", stacks=1, features=16, input_shape=(64, 64, 3))
     path = zoo.save_weights(model, tmp_path / "hg1.h5")

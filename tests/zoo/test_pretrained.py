@@ -447,6 +447,7 @@ def _hourglass_twin(monkeypatch, tmp_path, rng, *, offline: bool):
 
 @agnostic
 @pytest.mark.parametrize("offline", [False, True])
+@pytest.mark.tf_pass_only
 def test_hourglass_tag_from_the_torch7_zip(offline, monkeypatch, tmp_path, rng, capsys):
     direct = _hourglass_twin(monkeypatch, tmp_path, rng, offline=offline)
     x = rng.uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)

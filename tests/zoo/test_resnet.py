@@ -317,6 +317,7 @@ def _randomize(model, rng):
 
 @pytest.mark.parametrize("builder,kwargs", [(resnet.resnet18, {"classes": 10}),
                                             (resnet_v2.resnet50v2, {"include_top": False, "pooling": "avg"})])
+@pytest.mark.tf_pass_only
 def test_keras_round_trip_safe_mode(builder, kwargs, tmp_path, rng):
     model = builder(input_shape=(64, 64, 3), **kwargs)
     _randomize(model, rng)

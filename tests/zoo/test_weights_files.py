@@ -291,6 +291,7 @@ def test_zoo_h5_with_a_contradicting_stage_or_stack_count_is_one_error(cpm2, hg1
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng):
     # stride_in_3x3 changes no weight shape: a file saved from the default ResNet-50 (stride 2 on the 1x1 branch2a, as
     # Kaiming's release) loaded into stride_in_3x3=True without a word, as another network; the record holds it now
@@ -317,6 +318,7 @@ def test_zoo_h5_with_a_contradicting_stride_placement_is_one_error(tmp_path, rng
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_keras_files_give_or_need_the_stride_placement(tmp_path, rng):
     # Keras loads by structure and stride_in_3x3 changes no weight shape: a v1.5 model's .keras or .weights.h5 loaded
     # into zoo.get's default (stride on the 1x1 branch2a) without a word, as another network. A .keras file's config
@@ -376,6 +378,7 @@ def test_keras_files_give_or_need_the_stride_placement(tmp_path, rng):
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_pspnet_keras_file_builds_its_input_size(tmp_path, rng):
     # PSPNet's pyramid pooling is fixed to the input size, which no weight shape shows: a .keras file of a 39 x 41 px
     # PSPNet loaded into the builder's 473 px default (windows for a 60 px conv5 map) without a word. Its config gives

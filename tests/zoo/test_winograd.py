@@ -440,6 +440,7 @@ def test_converter_flag(tmp_path, rng, capsys):
     assert sum(isinstance(layer, WinogradConv2D) for layer in loaded.layers) == 2
 
 
+@pytest.mark.tf_pass_only
 def test_pspnet_dilated_trunk_and_pyramid_head(rng):
     # Dilation 2 (conv4_x) and 4 (conv5_x) 3x3 convs with 'same' padding, and conv5_4 (4096 -> 512).
     from zoo.models.pspnet import pspnet50
@@ -454,6 +455,7 @@ def test_pspnet_dilated_trunk_and_pyramid_head(rng):
     np.testing.assert_allclose(_run(fast, x), ref, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.tf_pass_only
 def test_hourglass_every_stack_output(rng):
     # Two outputs (intermediate supervision) and residual modules; every 3x3 conv swapped.
     import zoo
