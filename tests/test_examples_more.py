@@ -71,7 +71,15 @@ def test_help(script):
 
 
 def test_finetune_pose_fast(tmp_path):
-    out = _ok(_run("finetune_pose", "--fast", "--out", tmp_path))
+    # Starting weights whose record puts heatmap pixel g at 4 g + 1.5 input px (as the releases' 3.5 / 2.0): fit
+    # trains in that convention and evaluate decodes in it; the saved file must say so, or zoo.get(weights=)
+    # decodes it at 4 g. (A run of its own took 19 s of the suite.)
+    import zoo
+
+    model = zoo.get("hourglass", input_shape=(64, 64, 3), num_keypoints=16, stacks=1, features=16)
+    start = zoo.save_weights(model, tmp_path / "start.h5", zoo.WeightsRecord(scale=1 / 255.0, heatmap_offset=1.5))
+    out = _ok(_run("finetune_pose", "--fast", "--weights", start, "--out", tmp_path))
+    assert "heatmap_offset 1.5" in out  # fit's log: the targets moved to the weights' convention
     before = _number(r"before: PCK \(box\)@0\.2 (\d\.\d+)", out)
     after = _number(r"after 1 epochs: PCK \(box\)@0\.2 (\d\.\d+)", out)
     assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0
@@ -86,6 +94,7 @@ def test_finetune_pose_fast(tmp_path):
         record = json.loads(f.attrs["record"])
         assert f.attrs["model_name"] == "hourglass"
     assert record["num_keypoints"] == 16 and record["builder_kwargs"]["stacks"] == 1
+    assert record["heatmap_offset"] == 1.5  # was 0.0: reloaded, decoded 1.5 px off
     assert record["output_stride"] == 4 and record["scale"] == pytest.approx(1 / 255)
     # no mirrored joints, which the flip test takes (as best.keras' record says): None, "unknown", made
     # `kerazoo predict ... --weights hourglass_synthetic.h5 --flip` refuse the model it scored with --flip
@@ -146,19 +155,6 @@ def test_convert_caffe_bad_prototxt(tmp_path):
              timeout=120)
     _one_line_error(r, "deploy.prototxt")
     assert r.returncode == 2 and not list((tmp_path / "o").glob("*.keras"))
-
-
-def test_finetune_pose_saves_the_heatmap_convention_it_trained_in(tmp_path):
-    # Weights whose record puts heatmap pixel g at 4 g + 1.5 input px (as the releases' 3.5 / 2.0): fit trains in
-    # that convention and evaluate decodes in it; the saved file must say so, or zoo.get(weights=) decodes it at 4 g
-    import zoo
-
-    model = zoo.get("hourglass", input_shape=(64, 64, 3), num_keypoints=16, stacks=1, features=16)
-    start = zoo.save_weights(model, tmp_path / "start.h5", zoo.WeightsRecord(scale=1 / 255.0, heatmap_offset=1.5))
-    out = _ok(_run("finetune_pose", "--fast", "--weights", start, "--out", tmp_path / "o"))
-    assert "heatmap_offset 1.5" in out  # fit's log: the targets moved to the weights' convention
-    with h5py.File(tmp_path / "o" / "hourglass_synthetic.h5", "r") as f:
-        assert json.loads(f.attrs["record"])["heatmap_offset"] == 1.5  # was 0.0: reloaded, decoded 1.5 px off
 
 
 def test_segment_epochs_0_evaluates_the_given_weights_only(tmp_path, capsys):

@@ -202,6 +202,7 @@ def test_reader_is_not_recursive():
 # ------------------------------------------------------------------------------------------- port
 @agnostic
 @pytest.mark.parametrize("stacks", [1, 2])
+@pytest.mark.tf_pass_only
 def test_port_gmodule_matches_torch_every_stack(models, tmp_path, stacks):
     inp, outs = T.hourglass_nodes(np.random.default_rng(stacks), stacks=stacks, **SMALL)
     root = T.gmodule(inp, outs)
@@ -232,6 +233,7 @@ def test_legacy_running_std_and_convolution_mm(models, tmp_path):
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_two_modules_per_branch(tmp_path):
     inp, outs = T.hourglass_nodes(np.random.default_rng(10), stacks=1, modules=2, features=8, keypoints=3)
     root = T.gmodule(inp, outs)
@@ -246,6 +248,7 @@ def test_two_modules_per_branch(tmp_path):
 
 @agnostic
 @pytest.mark.parametrize("modules", [1, 2])
+@pytest.mark.tf_pass_only
 def test_released_layout_lin_after_the_hourglass(tmp_path, modules):
     """umich-stacked-hourglass.t7 (earlier hg.lua): nModules lin layers right after each hourglass, no
     residual; ported into hourglass(post_residuals=False), every stack exact."""
@@ -267,6 +270,7 @@ def test_released_layout_lin_after_the_hourglass(tmp_path, modules):
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_zoo_get_reads_config_from_the_file_and_skips_a_new_head(models, tmp_path):
     inp, outs = T.hourglass_nodes(np.random.default_rng(5), stacks=2, **SMALL)
     path = write(tmp_path, T.gmodule(inp, outs))
@@ -316,6 +320,7 @@ def test_zoo_get_remembers_the_files_architecture_for_save_weights(tmp_path):
 
 
 @agnostic
+@pytest.mark.tf_pass_only
 def test_zoo_get_on_an_input_tensor_with_a_weighted_adapter_in_front(tmp_path):
     """The caller's Conv2D in front of input_tensor is not a Torch module: it keeps its weights and the
     composed model computes Torch's heatmaps of the adapter's output (it was 'zoo layers with no Torch

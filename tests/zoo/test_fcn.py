@@ -49,6 +49,7 @@ def variant_model(request):
 
 
 
+@pytest.mark.tf_pass_only
 def test_parameter_counts(variant_model):
     variant, model = variant_model
     assert (model.count_params(), trainable_count(model)) == COUNTS[variant]

@@ -368,6 +368,7 @@ class _Subclassed(keras.Model):
         return self.conv(x)
 
 
+@pytest.mark.tf_pass_only
 def test_sequential_swaps_and_subclassed_is_refused(rng):
     seq = keras.Sequential([keras.Input((24, 24, 8)), keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
                             keras.layers.Conv2D(4, 3)])
@@ -536,6 +537,7 @@ def _times_three(t):  # a plain, unregistered function
     return t * 3.0
 
 
+@pytest.mark.tf_pass_only
 def test_plain_function_activation_frozen_layer_and_activity_regularizer(rng):
     # The activation was serialized and looked up again: a function that is not registered (or a lambda)
     # made optimize_for_inference fail. trainable=False and the activity regularizer (model.losses, so
