@@ -15,6 +15,10 @@ def pytest_configure(config):
         "markers", "tf_pass_only: backend-agnostic, but what it adds under JAX (saving, metadata, CLI, worker "
         "processes) other backend_agnostic tests cover there: ./dev test runs it in the TensorFlow pass only"
     )
+    config.addinivalue_line(
+        "markers", "jax_pass_only: backend-agnostic, what it checks does not depend on the backend, and it takes "
+        "less time under JAX: ./dev test runs it in the JAX pass only"
+    )
 
 
 @pytest.fixture

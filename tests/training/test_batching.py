@@ -130,7 +130,7 @@ def test_a_video_in_batches_of_frames_equals_frame_by_frame(tmp_path):
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_a_refused_image_is_named_by_its_place():
     """An hourglass of any size given one image it takes and two it does not (70 px: not a multiple of 64): the
     batch of the two fails in the backend, and the message names the first of them and the hourglass' rule."""
@@ -202,7 +202,7 @@ def _predict_at_batch_sizes(monkeypatch, capsys, argv, out, sizes, status):
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_return_exceptions_gives_a_refused_image_its_error_and_predicts_the_others():
     """A folder's images for an any-size hourglass, one of a size it does not take: predict_batch raised for the
     whole list; with return_exceptions each image gets its Prediction or its own error, and the batch of the refused
@@ -223,7 +223,7 @@ def test_return_exceptions_gives_a_refused_image_its_error_and_predicts_the_othe
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_the_command_line_predicts_a_folder_batch_size_images_per_call(tmp_path, monkeypatch, capsys):
     """``kerazoo predict FOLDER --batch-size 4``: the folder's images of one size go through the model together, its
     output equals image by image, and an unreadable file and an image the model does not take are still skipped and

@@ -386,7 +386,7 @@ def test_evaluate_a_classifier_is_one_line(tmp_path, capsys):
         f"(B, h, w, C) maps of a pose or segmentation model (a classifier?)\n")
 
 
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_fine_tuning_a_runs_checkpoint_keeps_its_sigma(tmp_path, tiny):
     """``train --model RUN/best.keras`` without ``--sigma`` trained on the command's 2.0 whatever the run had learnt
     (here 1.25): the run's .keras records its targets' sigma, which the next run keeps; ``--sigma`` still wins."""

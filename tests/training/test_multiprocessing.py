@@ -119,7 +119,7 @@ def same_batches():
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(spawn_batches_and_crash):
     proc = spawn_batches_and_crash
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -226,7 +226,7 @@ if __name__ == "__main__":
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_fork_workers_share_the_parents_resource_tracker(tmp_path):
     """Forked workers: same batches, and no tracker of their own unlinking the parent's segments at exit."""
     script = tmp_path / "fork.py"
@@ -538,7 +538,7 @@ if __name__ == "__main__":
 
 @agnostic
 @pytest.mark.parametrize("start_method", ["spawn", "fork"])
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_a_worker_ended_while_writing_its_result_does_not_hang_the_exit(tmp_path, start_method):
     """Closing the workers ends them at once; one ended while it wrote a result left half a message in the pool's
     result pipe, and the pool's manager thread, which Python's exit joins, waited for the rest for ever (CI, JAX:
@@ -574,7 +574,7 @@ ds.close_workers()
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_a_dataset_class_workers_cannot_import_is_named_not_reported_as_a_crash():
     proc = run_python(NOTEBOOK_CLASS, timeout=200)  # python -c: __main__ has no file to import
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(("RAISED", "NO ERROR"))), "")

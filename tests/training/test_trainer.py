@@ -346,7 +346,7 @@ def test_a_zoo_model_for_another_task_given_as_a_model_is_refused_by_name(tmp_pa
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_an_any_size_model_gets_targets_of_its_output_size_or_a_clear_error():
     """An any-size hourglass kept the dataset's heatmap_size (32 for 64 px crops: the loss failed on (32, 32) targets
     for (16, 16) maps) and a crop size it cannot take failed inside Keras: its output at the crops is inferred."""
@@ -629,7 +629,7 @@ def test_tiny_models_name_the_input_sizes_they_take():
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_fine_tuning_keeps_the_weights_heatmap_convention(tmp_path):
     # A release's record puts heatmap pixel 0 at 2 input px (hourglass:mpii); fine-tuning it with a dataset left at
     # the default trained 0-offset targets, and the record still told evaluate/predict to decode with 2.

@@ -68,7 +68,7 @@ def test_a_keras_file_with_another_head_size_says_so(tmp_path):
     assert zoo.get("resnet18", weights=str(tmp_path / "r5.keras"), classes=5).output_shape == (None, 5)
 
 
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_a_keras_file_fine_tuned_on_another_head_size_loads_all_but_the_head(tmp_path):
     """A run's best.keras (16 keypoints) asked for with num_keypoints=5: it was refused, telling to pass the size
     the file was saved with, the opposite of fine-tuning; a zoo .h5 of another head size loaded all but the head."""

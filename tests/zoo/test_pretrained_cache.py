@@ -287,7 +287,7 @@ def _resolve_in_a_process(name, spec_args, tag, queue):
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_processes_resolving_one_name_at_once_fetch_and_convert_it_once(twin, cache):
     """Three processes (real ones, spawned) resolving a release at once: each downloaded every file (hundreds
     of MB each for the real releases) and converted it; now one does, the others wait and use its files.

@@ -379,7 +379,7 @@ def test_keras_files_give_or_need_the_stride_placement(tmp_path, rng):
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_pspnet_keras_file_builds_its_input_size(tmp_path, rng):
     # PSPNet's pyramid pooling is fixed to the input size, which no weight shape shows: a .keras file of a 39 x 41 px
     # PSPNet loaded into the builder's 473 px default (windows for a 60 px conv5 map) without a word. Its config gives
@@ -442,7 +442,7 @@ def test_zoo_h5_without_a_classifier_head_into_include_top_true_says_so(tmp_path
 
 
 @agnostic
-@pytest.mark.tf_pass_only
+@pytest.mark.jax_pass_only
 def test_zoo_h5_saved_before_records_held_the_stride_placement(tmp_path):
     # Before 2026-12-06 zoo.save_weights recorded the arguments zoo.get was given and the head size, never the
     # default stride_in_3x3: a ResNet-50 record with a head size but no stride_in_3x3 was saved at False (Kaiming's
