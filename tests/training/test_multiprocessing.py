@@ -119,7 +119,6 @@ def same_batches():
 
 
 @agnostic
-@pytest.mark.jax_pass_only
 def test_spawn_workers_give_the_same_batches_as_workers_0_and_train(spawn_batches_and_crash):
     proc = spawn_batches_and_crash
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -226,7 +225,6 @@ if __name__ == "__main__":
 
 
 @agnostic
-@pytest.mark.jax_pass_only
 def test_fork_workers_share_the_parents_resource_tracker(tmp_path):
     """Forked workers: same batches, and no tracker of their own unlinking the parent's segments at exit."""
     script = tmp_path / "fork.py"
@@ -377,7 +375,6 @@ if __name__ == "__main__":
 
 
 @agnostic
-@pytest.mark.tf_pass_only
 def test_interrupted_fit_leaves_no_worker_processes_or_segments(interrupted):
     """Ctrl-C (or any exception) in fit stops the training and validation worker processes at once; a terminal's
     Ctrl-C, which reaches the workers too, printed a KeyboardInterrupt traceback from each of them."""
@@ -538,7 +535,6 @@ if __name__ == "__main__":
 
 @agnostic
 @pytest.mark.parametrize("start_method", ["spawn", "fork"])
-@pytest.mark.jax_pass_only
 def test_a_worker_ended_while_writing_its_result_does_not_hang_the_exit(tmp_path, start_method):
     """Closing the workers ends them at once; one ended while it wrote a result left half a message in the pool's
     result pipe, and the pool's manager thread, which Python's exit joins, waited for the rest for ever (CI, JAX:

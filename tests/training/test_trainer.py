@@ -346,7 +346,7 @@ def test_a_zoo_model_for_another_task_given_as_a_model_is_refused_by_name(tmp_pa
 
 
 @agnostic
-@pytest.mark.jax_pass_only
+@pytest.mark.tf_pass_only
 def test_an_any_size_model_gets_targets_of_its_output_size_or_a_clear_error():
     """An any-size hourglass kept the dataset's heatmap_size (32 for 64 px crops: the loss failed on (32, 32) targets
     for (16, 16) maps) and a crop size it cannot take failed inside Keras: its output at the crops is inferred."""

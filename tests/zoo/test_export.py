@@ -93,7 +93,6 @@ def test_saved_model_of_every_layer_type_matches_opencv(tmp_path, rng, proto):
 
 
 @agnostic
-@pytest.mark.tf_pass_only
 def test_saved_model_keeps_free_sizes(tmp_path, rng):
     # FCN-8s' pad 100 / ceil pools / crops, converted for any size: the folder serves other sizes
     if _refused_on_this_backend("saved_model"):

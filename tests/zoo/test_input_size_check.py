@@ -27,7 +27,7 @@ def _any_size_hourglass():
     return zoo.get("hourglass", input_shape=(None, None, 3), **HOURGLASS)
 
 
-@pytest.mark.jax_pass_only
+@pytest.mark.tf_pass_only
 def test_plain_predict_of_a_size_the_hourglass_cannot_take_names_the_rule():
     model = _any_size_hourglass()
     bad = np.zeros((1, 100, 70, 3), np.float32)  # 100 -> a 25-pixel map after the stem, halved 4 times
@@ -90,7 +90,7 @@ def test_any_size_resnet_refuses_an_image_below_its_stems_minimum(name):
     assert out.shape == (1, 2048) and np.isfinite(out).all()
 
 
-@pytest.mark.jax_pass_only
+@pytest.mark.tf_pass_only
 def test_saved_models_keep_the_check_and_weights_files_ignore_it(tmp_path, rng):
     model = _any_size_hourglass()
     path = tmp_path / "hg.keras"
